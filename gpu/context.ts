@@ -1,0 +1,246 @@
+/**
+ * The one place that owns GPU objects: pipelines, uniform parameter blocks and bind groups are
+ * created once and cached (web-rwkv's `Context`), so a forward pass recorded a second time
+ * allocates nothing.
+ *
+ * @module
+ */
+import type { Gpu } from "./device.ts";
+
+/** A buffer binding: a whole buffer, or a byte range of one. */
+export type Binding = GPUBuffer | { buffer: GPUBuffer; offset: number; size: number };
+
+/** Options of {@linkcode GpuContext.pipeline}. */
+export interface PipelineOptions {
+  /** Entry point; default `"main"`. */
+  entryPoint?: string;
+  /** Values of WGSL `override` constants; part of the cache key. */
+  constants?: Record<string, number>;
+}
+
+/** Usage flags of a storage buffer that can be written, copied and read back. */
+export const STORAGE_USAGE: number = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08; /* COPY_DST */
+
+/**
+ * Caches of pipelines, parameter blocks and bind groups over one {@linkcode Gpu}.
+ *
+ * @example Run a one-line kernel
+ * ```ts ignore
+ * import { createGpu } from "./device.ts";
+ * import { GpuContext } from "./context.ts";
+ * import { readback } from "./readback.ts";
+ * const ctx = new GpuContext(await createGpu());
+ * const out = ctx.createBuffer(16, "out");
+ * const code = `@group(0) @binding(0) var<storage, read_write> o: array<f32>;
+ * @compute @workgroup_size(4) fn main(@builtin(global_invocation_id) g: vec3u) { o[g.x] = 1.0; }`;
+ * const enc = ctx.device.createCommandEncoder();
+ * const pass = enc.beginComputePass();
+ * ctx.dispatch(pass, ctx.pipeline("ones", code), [out], [1, 1, 1]);
+ * pass.end();
+ * ctx.device.queue.submit([enc.finish()]);
+ * console.log(await readback(ctx, [{ buffer: out, offset: 0, size: 16 }]));
+ * ```
+ */
+export class GpuContext {
+  /** The device and its limits. */
+  readonly gpu: Gpu;
+  #pipelines = new Map<string, GPUComputePipeline>();
+  #codeIds = new Map<string, number>();
+  #uniforms = new Map<string, GPUBuffer>();
+  #bindGroups = new Map<string, GPUBindGroup>();
+  #bufferIds = new WeakMap<GPUBuffer, number>();
+  #nextBufferId = 0;
+
+  /**
+   * Wraps a device.
+   *
+   * @param gpu A device from `createGpu`.
+   */
+  constructor(gpu: Gpu) {
+    this.gpu = gpu;
+  }
+
+  /** The WebGPU device. */
+  get device(): GPUDevice {
+    return this.gpu.device;
+  }
+
+  /**
+   * Creates a storage buffer (copyable both ways).
+   *
+   * @param size Size in bytes (rounded up to a multiple of 4, at least 4).
+   * @param label Debug label, shown in WebGPU errors.
+   * @returns The buffer.
+   */
+  createBuffer(size: number, label: string): GPUBuffer {
+    if (size > this.gpu.maxBufferSize) {
+      throw new RangeError(
+        `Cannot allocate GPU buffer "${label}": ${size} bytes exceeds the device's maxBufferSize ` +
+          `${this.gpu.maxBufferSize}`,
+      );
+    }
+    return this.device.createBuffer({
+      label,
+      size: Math.max(4, Math.ceil(size / 4) * 4),
+      usage: STORAGE_USAGE,
+    });
+  }
+
+  /**
+   * Creates a storage buffer holding `data`.
+   *
+   * @param data The contents (32-bit elements).
+   * @param label Debug label.
+   * @returns The buffer.
+   */
+  upload(data: Float32Array | Int32Array | Uint32Array, label: string): GPUBuffer {
+    const buffer = this.createBuffer(data.byteLength, label);
+    this.device.queue.writeBuffer(buffer, 0, data as Float32Array<ArrayBuffer>);
+    return buffer;
+  }
+
+  /**
+   * Returns the compute pipeline for `code` with `options.constants`, compiling it once.
+   *
+   * @param label Name of the op, used in the cache key and in errors.
+   * @param code WGSL source.
+   * @param options Entry point and override constants.
+   * @returns The cached pipeline.
+   */
+  pipeline(label: string, code: string, options: PipelineOptions = {}): GPUComputePipeline {
+    let codeId = this.#codeIds.get(code);
+    if (codeId === undefined) {
+      codeId = this.#codeIds.size;
+      this.#codeIds.set(code, codeId);
+    }
+    const entryPoint = options.entryPoint ?? "main";
+    const constants = options.constants ?? {};
+    const key = `${label}#${codeId}:${entryPoint}:` +
+      Object.keys(constants).sort().map((k) => `${k}=${constants[k]}`).join(",");
+    let pipeline = this.#pipelines.get(key);
+    if (!pipeline) {
+      const module = this.device.createShaderModule({ label, code });
+      pipeline = this.device.createComputePipeline({
+        label,
+        layout: "auto",
+        compute: { module, entryPoint, constants },
+      });
+      this.#pipelines.set(key, pipeline);
+    }
+    return pipeline;
+  }
+
+  /**
+   * Returns a uniform buffer holding `words` (raw 32-bit words; write floats with
+   * {@linkcode f32Bits}), created once per distinct content.
+   *
+   * @param words The parameter block.
+   * @returns The cached uniform buffer.
+   */
+  uniform(words: readonly number[]): GPUBuffer {
+    const key = words.join(",");
+    let buffer = this.#uniforms.get(key);
+    if (!buffer) {
+      const data = new Uint32Array(Math.max(4, Math.ceil(words.length / 4) * 4));
+      data.set(words);
+      buffer = this.device.createBuffer({
+        label: "params",
+        size: data.byteLength,
+        usage: 0x40 /* UNIFORM */ | 0x08, /* COPY_DST */
+      });
+      this.device.queue.writeBuffer(buffer, 0, data);
+      this.#uniforms.set(key, buffer);
+    }
+    return buffer;
+  }
+
+  /**
+   * Records one dispatch: binds `bindings` in order to `@group(0) @binding(i)` and `params`
+   * (when given) as the last binding, caching the bind group by buffer identities.
+   *
+   * @param pass The compute pass being recorded.
+   * @param pipeline A pipeline from {@linkcode GpuContext.pipeline}.
+   * @param bindings Storage buffers in binding order.
+   * @param workgroups Workgroup counts `[x, y, z]`.
+   * @param params Uniform words bound after the storage buffers.
+   */
+  dispatch(
+    pass: GPUComputePassEncoder,
+    pipeline: GPUComputePipeline,
+    bindings: readonly Binding[],
+    workgroups: readonly [number, number, number],
+    params?: readonly number[],
+  ): void {
+    const all: Binding[] = [...bindings];
+    if (params) all.push(this.uniform(params));
+    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
+    for (const n of workgroups) {
+      if (n > max) {
+        throw new RangeError(
+          `Cannot dispatch "${pipeline.label}": ${n} workgroups exceeds the device limit ${max}`,
+        );
+      }
+    }
+    if (workgroups[0] === 0 || workgroups[1] === 0 || workgroups[2] === 0) return;
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, this.#bindGroup(pipeline, all));
+    pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
+  }
+
+  #bindGroup(pipeline: GPUComputePipeline, bindings: readonly Binding[]): GPUBindGroup {
+    const parts = [this.#id(pipeline as unknown as GPUBuffer)];
+    for (const b of bindings) {
+      if ("buffer" in b && !(b instanceof GPUBuffer)) {
+        parts.push(this.#id(b.buffer), b.offset, b.size);
+      } else parts.push(this.#id(b as GPUBuffer));
+    }
+    const key = parts.join(":");
+    let group = this.#bindGroups.get(key);
+    if (!group) {
+      group = this.device.createBindGroup({
+        label: pipeline.label,
+        layout: pipeline.getBindGroupLayout(0),
+        entries: bindings.map((b, binding) => ({
+          binding,
+          resource: b instanceof GPUBuffer ? { buffer: b } : b,
+        })),
+      });
+      this.#bindGroups.set(key, group);
+    }
+    return group;
+  }
+
+  #id(object: GPUBuffer): number {
+    let id = this.#bufferIds.get(object);
+    if (id === undefined) {
+      id = this.#nextBufferId++;
+      this.#bufferIds.set(object, id);
+    }
+    return id;
+  }
+
+  /** Forgets cached bind groups (call after destroying buffers that may be reused by id). */
+  clearBindGroups(): void {
+    this.#bindGroups.clear();
+  }
+}
+
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
+
+/**
+ * The bit pattern of `x` as a float32, for writing floats into a uniform block.
+ *
+ * @param x A number.
+ * @returns Its float32 bits as an unsigned integer.
+ *
+ * @example Bits of 1.0
+ * ```ts
+ * import { f32Bits } from "./context.ts";
+ * console.log(f32Bits(1).toString(16)); // "3f800000"
+ * ```
+ */
+export function f32Bits(x: number): number {
+  F32[0] = x;
+  return U32[0];
+}

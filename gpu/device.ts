@@ -1,0 +1,131 @@
+/**
+ * Acquiring a WebGPU adapter and device with the limits the model needs.
+ *
+ * @module
+ */
+
+/** Limits halo asks for explicitly; each defaults to the adapter's best value. */
+export type GpuLimitName =
+  | "maxStorageBufferBindingSize"
+  | "maxBufferSize"
+  | "maxStorageBuffersPerShaderStage"
+  | "maxComputeWorkgroupStorageSize"
+  | "maxComputeInvocationsPerWorkgroup"
+  | "maxComputeWorkgroupSizeX"
+  | "maxComputeWorkgroupsPerDimension";
+
+/** Options of {@linkcode createGpu}. */
+export interface CreateGpuOptions {
+  /** Adapter preference; default `"high-performance"`. */
+  powerPreference?: GPUPowerPreference;
+  /**
+   * Minimum limits the caller needs. A value the adapter cannot give is an error that names the
+   * limit. Limits not listed are raised to the adapter's maximum for the names in
+   * {@linkcode GpuLimitName}.
+   */
+  requiredLimits?: Partial<Record<GpuLimitName, number>>;
+  /** Navigator-like object to take `gpu` from (tests); default `globalThis.navigator`. */
+  gpu?: GPU;
+}
+
+/** A WebGPU device with the facts halo's kernels need about it. */
+export interface Gpu {
+  /** The logical device every buffer and pipeline belongs to. */
+  readonly device: GPUDevice;
+  /** A one-line description of the adapter, e.g. `"llvmpipe (LLVM 15.0.6, 256 bits)"`. */
+  readonly description: string;
+  /** Whether the adapter is a software fallback (llvmpipe, lavapipe, WARP). */
+  readonly isFallbackAdapter: boolean;
+  /** Largest size in bytes of one storage buffer binding. */
+  readonly maxBindingSize: number;
+  /** Largest size in bytes of one buffer. */
+  readonly maxBufferSize: number;
+  /** Adapter features enabled on the device (e.g. `"shader-f16"`, `"timestamp-query"`). */
+  readonly features: ReadonlySet<string>;
+  /**
+   * Validation and out-of-memory errors raised by the device so far, oldest first; `readback`
+   * throws when one is pending, so a broken dispatch never yields a silent wrong answer.
+   */
+  readonly errors: string[];
+}
+
+const WANTED_LIMITS: readonly GpuLimitName[] = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxStorageBuffersPerShaderStage",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupsPerDimension",
+];
+
+const INSTALL_HINT =
+  "install a WebGPU driver: on Linux without a GPU, Mesa's software rasteriser (llvmpipe, or Vulkan " +
+  '"lavapipe" via `apt-get install mesa-vulkan-drivers`); or use the CPU backend ' +
+  '(`backend: "cpu"`)';
+
+/**
+ * Requests a WebGPU adapter (high-performance preferred) and a device with explicit limits.
+ *
+ * @param options Adapter preference and minimum limits.
+ * @returns The device with its description and limits.
+ * @throws {Error} If no adapter exists or it cannot give a required limit; the message says what
+ * is missing and what to install.
+ *
+ * @example Create a device and print the adapter
+ * ```ts ignore
+ * import { createGpu } from "./device.ts";
+ * const gpu = await createGpu();
+ * console.log(gpu.description);
+ * gpu.device.destroy();
+ * ```
+ */
+export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
+  const gpuApi = options.gpu ?? (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
+  if (!gpuApi) {
+    throw new Error(
+      `Cannot create a WebGPU device: this runtime has no navigator.gpu; ${INSTALL_HINT}`,
+    );
+  }
+  const adapter = await gpuApi.requestAdapter({
+    powerPreference: options.powerPreference ?? "high-performance",
+  });
+  if (!adapter) {
+    throw new Error(`Cannot create a WebGPU device: no adapter was found; ${INSTALL_HINT}`);
+  }
+  const requiredLimits: Record<string, number> = {};
+  for (const name of WANTED_LIMITS) {
+    const available = adapter.limits[name] as number;
+    const needed = options.requiredLimits?.[name];
+    if (needed !== undefined && needed > available) {
+      throw new RangeError(
+        `Cannot create a WebGPU device: limit "${name}" must be at least ${needed}: adapter ` +
+          `"${describe(adapter.info)}" gives ${available}; ${INSTALL_HINT}, or use a smaller model`,
+      );
+    }
+    requiredLimits[name] = available;
+  }
+  const features = [...adapter.features].filter((f) =>
+    f === "shader-f16" || f === "timestamp-query"
+  ) as GPUFeatureName[];
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures: features });
+  const errors: string[] = [];
+  device.addEventListener?.("uncapturederror", (event) => {
+    errors.push((event as GPUUncapturedErrorEvent).error.message);
+  });
+  return {
+    device,
+    description: describe(adapter.info),
+    isFallbackAdapter: adapter.info.isFallbackAdapter ?? false,
+    maxBindingSize: device.limits.maxStorageBufferBindingSize,
+    maxBufferSize: device.limits.maxBufferSize,
+    features: new Set(features),
+    errors,
+  };
+}
+
+function describe(info: GPUAdapterInfo): string {
+  const parts = [info.description, info.vendor && `vendor ${info.vendor}`, info.architecture]
+    .filter((p) => p);
+  return parts.join(", ") || "unknown adapter";
+}

@@ -1,0 +1,101 @@
+/**
+ * Row-major matrices on the GPU, split into row blocks when larger than one storage binding
+ * (a Qwen3 vocabulary embedding is 594 MiB in f32; bindings default to 128 MiB).
+ *
+ * @module
+ */
+import type { GpuContext } from "./context.ts";
+
+/** One block of consecutive rows of a {@linkcode GpuMatrix}. */
+export interface GpuMatrixChunk {
+  /** Buffer holding rows `rowStart .. rowStart + rows`. */
+  buffer: GPUBuffer;
+  /** First row. */
+  rowStart: number;
+  /** Number of rows. */
+  rows: number;
+}
+
+/** A `[rows, cols]` float32 matrix held in one or more buffers of whole rows. */
+export interface GpuMatrix {
+  /** Debug name (the checkpoint tensor name). */
+  readonly name: string;
+  /** Number of rows. */
+  readonly rows: number;
+  /** Number of columns. */
+  readonly cols: number;
+  /** The row blocks, in order. */
+  readonly chunks: readonly GpuMatrixChunk[];
+}
+
+/** Options of {@linkcode uploadMatrix}. */
+export interface UploadMatrixOptions {
+  /** Largest block in bytes; default the device's storage binding limit. */
+  maxChunkBytes?: number;
+}
+
+/**
+ * Uploads a row-major float32 matrix, split into blocks of whole rows that each fit one binding.
+ *
+ * @param ctx The GPU context.
+ * @param matrix The data with its name and shape.
+ * @param options Largest block size.
+ * @returns The matrix on the GPU.
+ *
+ * @example Upload a 3×2 matrix
+ * ```ts ignore
+ * import { createGpu, GpuContext, uploadMatrix } from "./mod.ts";
+ * const ctx = new GpuContext(await createGpu());
+ * const m = uploadMatrix(ctx, { name: "w", data: new Float32Array(6), rows: 3, cols: 2 });
+ * console.log(m.chunks.length); // 1
+ * ```
+ */
+export function uploadMatrix(
+  ctx: GpuContext,
+  matrix: { name: string; data: Float32Array; rows: number; cols: number },
+  options: UploadMatrixOptions = {},
+): GpuMatrix {
+  const { name, data, rows, cols } = matrix;
+  if (data.length !== rows * cols) {
+    throw new RangeError(
+      `Cannot upload "${name}": expected ${rows}×${cols} = ${rows * cols} values: current length ` +
+        `is ${data.length}`,
+    );
+  }
+  const maxBytes = Math.min(options.maxChunkBytes ?? Infinity, ctx.gpu.maxBindingSize);
+  const rowsPerChunk = Math.max(1, Math.floor(maxBytes / (cols * 4)));
+  if (cols * 4 > maxBytes) {
+    throw new RangeError(
+      `Cannot upload "${name}": one row of ${cols} floats exceeds the binding limit ${maxBytes}`,
+    );
+  }
+  const chunks: GpuMatrixChunk[] = [];
+  for (let rowStart = 0; rowStart < rows; rowStart += rowsPerChunk) {
+    const n = Math.min(rowsPerChunk, rows - rowStart);
+    chunks.push({
+      buffer: ctx.upload(
+        data.subarray(rowStart * cols, (rowStart + n) * cols),
+        chunks.length === 0 && rowStart + n === rows ? name : `${name}[${rowStart}:]`,
+      ),
+      rowStart,
+      rows: n,
+    });
+  }
+  return { name, rows, cols, chunks };
+}
+
+/**
+ * Frees the buffers of a matrix.
+ *
+ * @param matrix The matrix to free.
+ *
+ * @example Free a matrix
+ * ```ts ignore
+ * import { destroyMatrix, type GpuMatrix } from "./matrix.ts";
+ * declare const m: GpuMatrix;
+ * destroyMatrix(m);
+ * ```
+ */
+export function destroyMatrix(matrix: GpuMatrix): void {
+  for (const c of matrix.chunks) c.buffer.destroy();
+}

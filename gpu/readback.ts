@@ -1,0 +1,83 @@
+/**
+ * The only place that maps GPU buffers: every requested range is copied into one staging buffer
+ * and mapped once, since each `mapAsync` costs at least 10 ms in Deno.
+ *
+ * @module
+ */
+import type { GpuContext } from "./context.ts";
+
+/** A byte range of a buffer to read back. */
+export interface ReadbackRange {
+  /** Source buffer (must have COPY_SRC usage). */
+  buffer: GPUBuffer;
+  /** Byte offset, a multiple of 4. */
+  offset: number;
+  /** Byte size, a multiple of 4. */
+  size: number;
+}
+
+/**
+ * Copies the ranges into one staging buffer after the work already submitted (or recorded in
+ * `encoder`), submits, maps once and returns each range's bytes as a copy.
+ *
+ * @param ctx The GPU context.
+ * @param ranges The ranges, in order.
+ * @param encoder A command encoder with recorded work to submit together with the copies.
+ * @returns One `ArrayBuffer` per range.
+ * @throws {Error} If the device reported a validation or out-of-memory error since the last
+ * readback.
+ *
+ * @example Read back a buffer
+ * ```ts ignore
+ * import { createGpu } from "./device.ts";
+ * import { GpuContext } from "./context.ts";
+ * import { readback } from "./readback.ts";
+ * const ctx = new GpuContext(await createGpu());
+ * const buf = ctx.upload(new Float32Array([1, 2]), "x");
+ * const [bytes] = await readback(ctx, [{ buffer: buf, offset: 0, size: 8 }]);
+ * console.log(new Float32Array(bytes)); // Float32Array [1, 2]
+ * ```
+ */
+export async function readback(
+  ctx: GpuContext,
+  ranges: readonly ReadbackRange[],
+  encoder?: GPUCommandEncoder,
+): Promise<ArrayBuffer[]> {
+  const device = ctx.device;
+  let total = 0;
+  const offsets: number[] = [];
+  for (const r of ranges) {
+    if (r.offset % 4 !== 0 || r.size % 4 !== 0) {
+      throw new RangeError(
+        `Cannot read back "${r.buffer.label}": offset and size must be multiples of 4: current ` +
+          `values are ${r.offset} and ${r.size}`,
+      );
+    }
+    offsets.push(total);
+    total += r.size;
+  }
+  const staging = device.createBuffer({
+    label: "readback",
+    size: Math.max(4, total),
+    usage: 0x01 /* MAP_READ */ | 0x08, /* COPY_DST */
+  });
+  try {
+    const enc = encoder ?? device.createCommandEncoder();
+    ranges.forEach((r, i) => {
+      if (r.size > 0) enc.copyBufferToBuffer(r.buffer, r.offset, staging, offsets[i], r.size);
+    });
+    device.queue.submit([enc.finish()]);
+    await staging.mapAsync(0x0001 /* GPUMapMode.READ */);
+    if (ctx.gpu.errors.length > 0) {
+      const messages = ctx.gpu.errors.splice(0).join("; ");
+      staging.unmap();
+      throw new Error(`WebGPU reported errors while running the recorded work: ${messages}`);
+    }
+    const mapped = staging.getMappedRange();
+    const out = ranges.map((r, i) => mapped.slice(offsets[i], offsets[i] + r.size));
+    staging.unmap();
+    return out;
+  } finally {
+    staging.destroy();
+  }
+}

@@ -1,0 +1,97 @@
+// Shared helpers of the kernel tests: one GPU context for the whole run, seeded random data,
+// poisoned outputs and the relative error ‖gpu − ref‖ / ‖ref‖.
+import { createGpu } from "../gpu/device.ts";
+import { GpuContext } from "../gpu/context.ts";
+import { readback } from "../gpu/readback.ts";
+
+let shared: Promise<GpuContext | null> | undefined;
+
+/** The shared test context, or null when this machine has no WebGPU adapter. */
+export function testContext(): Promise<GpuContext | null> {
+  shared ??= createGpu().then((gpu) => new GpuContext(gpu)).catch((e) => {
+    if (Deno.env.get("HALO_REQUIRE_GPU") === "1") throw e;
+    console.warn(`GPU tests skipped: ${(e as Error).message}`);
+    return null;
+  });
+  return shared;
+}
+
+/** True when GPU tests must be skipped (no adapter and HALO_REQUIRE_GPU is not "1"). */
+export const noGpu: boolean = (await testContext()) === null;
+
+/** Deterministic uniform numbers in [lo, hi) (mulberry32). */
+export function randomArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
+  }
+  return out;
+}
+
+/** A buffer of `n` floats filled with NaN, so an element the kernel does not write fails. */
+export function poisoned(ctx: GpuContext, n: number, label: string): GPUBuffer {
+  return ctx.upload(new Float32Array(n).fill(NaN), label);
+}
+
+/** Submits the encoder and reads `n` floats of `buffer`. */
+export async function readFloats(
+  ctx: GpuContext,
+  buffer: GPUBuffer,
+  n: number,
+  encoder?: GPUCommandEncoder,
+): Promise<Float32Array> {
+  const [bytes] = await readback(ctx, [{ buffer, offset: 0, size: n * 4 }], encoder);
+  return new Float32Array(bytes);
+}
+
+/** Records `record` into one compute pass and returns the encoder (not yet submitted). */
+export function recordPass(
+  ctx: GpuContext,
+  record: (pass: GPUComputePassEncoder) => void,
+): GPUCommandEncoder {
+  const enc = ctx.device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  record(pass);
+  pass.end();
+  return enc;
+}
+
+/** ‖a − b‖₂ / ‖b‖₂; NaN anywhere gives NaN (so a poisoned element fails any bound). */
+export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) {
+    throw new RangeError(`Length mismatch: ${a.length} vs reference ${b.length}`);
+  }
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num) / Math.sqrt(den || 1);
+}
+
+/** Throws unless relativeError(a, b) <= tol; the message reports the error. */
+export function assertClose(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  tol: number,
+  what: string,
+): number {
+  const err = relativeError(a, b);
+  if (!(err <= tol)) {
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) {
+      if (!(Math.abs(a[i] - b[i]) <= Math.abs(a[worst] - b[worst]))) worst = i;
+    }
+    throw new Error(
+      `${what}: relative error ${err.toExponential(3)} exceeds ${tol}; worst element ${worst}: ` +
+        `${a[worst]} vs reference ${b[worst]}`,
+    );
+  }
+  return err;
+}

@@ -1,0 +1,85 @@
+// attention: causal grouped-query attention with a key mask, one workgroup per (b, i, h).
+//   q   [B, Tq, Hq, D]   queries of positions q_start + i (i < Tq)
+//   k,v [B, S, Hkv, D]   keys/values of cache slots j < S (S = capacity, the batch stride)
+//   mask [B, S] (u32)    1 where slot j holds a real token
+//   o   [B, Tq, Hq, D]   softmax_j(q·k_j · scale) · v_j over j <= q_start + i, j < kv_len, mask=1
+// Query head h reads kv head h / (Hq / Hkv). A query with no visible key gets o = 0.
+// Online softmax over chunks of 64 keys (each thread scores one key of the chunk, then every
+// thread folds the chunk into the outputs d = t, t + 64, ... it owns), so S is unbounded; D <= 256.
+// Reads q, k, v, mask; writes o. Tolerance vs f64 reference: rel 1e-5 (f32).
+struct Params {
+  B: u32, Tq: u32, S: u32, kv_len: u32,
+  q_start: u32, Hq: u32, Hkv: u32, D: u32,
+  scale: f32,
+}
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> k: array<f32>;
+@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read> mask: array<u32>;
+@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+var<workgroup> qs: array<f32, 256>;
+var<workgroup> scores: array<f32, 64>;
+
+const NEG_INF = -3.0e38;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
+  let item = wg.x + wg.y * 32768u;
+  if (item >= p.B * p.Tq * p.Hq) { return; }
+  let h = item % p.Hq;
+  let i = (item / p.Hq) % p.Tq;
+  let b = item / (p.Hq * p.Tq);
+  let hk = h / (p.Hq / p.Hkv);
+  let q_base = ((b * p.Tq + i) * p.Hq + h) * p.D;
+  for (var d = t; d < p.D; d += 64u) { qs[d] = q[q_base + d]; }
+  workgroupBarrier();
+
+  let end = min(p.kv_len, p.q_start + i + 1u);
+  let kv_stride = p.Hkv * p.D;
+  let kv_base = b * p.S * kv_stride + hk * p.D;
+  var m = NEG_INF;
+  var l = 0.0;
+  var acc = vec4f(0.0);
+  for (var j0 = 0u; j0 < end; j0 += 64u) {
+    let j = j0 + t;
+    var s = NEG_INF;
+    if (j < end && mask[b * p.S + j] != 0u) {
+      let kb = kv_base + j * kv_stride;
+      var dot = 0.0;
+      for (var d = 0u; d < p.D; d++) { dot = fma(qs[d], k[kb + d], dot); }
+      s = dot * p.scale;
+    }
+    scores[t] = s;
+    workgroupBarrier();
+    var cm = NEG_INF;
+    for (var u = 0u; u < 64u; u++) { cm = max(cm, scores[u]); }
+    let m_new = max(m, cm);
+    if (m_new > NEG_INF) {
+      let corr = exp(m - m_new);
+      l *= corr;
+      acc *= corr;
+      let n = min(64u, end - j0);
+      for (var u = 0u; u < n; u++) {
+        let su = scores[u];
+        if (su > NEG_INF) {
+          let pu = exp(su - m_new);
+          l += pu;
+          let vb = kv_base + (j0 + u) * kv_stride;
+          for (var c = 0u; c < 4u; c++) {
+            let d = t + c * 64u;
+            if (d < p.D) { acc[c] = fma(pu, v[vb + d], acc[c]); }
+          }
+        }
+      }
+      m = m_new;
+    }
+    workgroupBarrier();
+  }
+  let inv = select(0.0, 1.0 / l, l > 0.0);
+  for (var c = 0u; c < 4u; c++) {
+    let d = t + c * 64u;
+    if (d < p.D) { o[q_base + d] = acc[c] * inv; }
+  }
+}

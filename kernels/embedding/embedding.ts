@@ -1,0 +1,54 @@
+/**
+ * Launcher of the embedding gather over a row-split matrix.
+ *
+ * @module
+ */
+import type { Binding, GpuContext } from "../../gpu/context.ts";
+import type { GpuMatrix } from "../../gpu/matrix.ts";
+import { grid } from "../_grid.ts";
+import code from "./embedding.wgsl" with { type: "text" };
+
+/** Arguments of {@linkcode encodeEmbedding}. */
+export interface EmbeddingArgs {
+  /** Token ids (u32), validated by the caller to lie in the vocabulary. */
+  ids: Binding;
+  /** The `[vocab, h]` embedding matrix (one dispatch per row block). */
+  table: GpuMatrix;
+  /** Output `[tokens, h]`. */
+  out: Binding;
+  /** Number of tokens. */
+  tokens: number;
+}
+
+/**
+ * Records the gather of one embedding row per token.
+ *
+ * @param ctx The GPU context.
+ * @param pass The compute pass being recorded.
+ * @param args Buffers and shape.
+ *
+ * @example Embed 16 tokens
+ * ```ts ignore
+ * import { encodeEmbedding } from "./embedding.ts";
+ * declare const ctx: import("../../gpu/context.ts").GpuContext;
+ * declare const pass: GPUComputePassEncoder, ids: GPUBuffer, out: GPUBuffer;
+ * declare const table: import("../../gpu/matrix.ts").GpuMatrix;
+ * encodeEmbedding(ctx, pass, { ids, table, out, tokens: 16 });
+ * ```
+ */
+export function encodeEmbedding(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  args: EmbeddingArgs,
+): void {
+  const h = args.table.cols;
+  for (const chunk of args.table.chunks) {
+    ctx.dispatch(
+      pass,
+      ctx.pipeline("embedding", code),
+      [args.ids, chunk.buffer, args.out],
+      grid(Math.ceil((args.tokens * h) / 256)),
+      [args.tokens, h, chunk.rowStart, chunk.rows],
+    );
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Launcher of the log-softmax-and-gather kernel (token log-probabilities).
+ *
+ * @module
+ */
+import type { Binding, GpuContext } from "../../gpu/context.ts";
+import { grid } from "../_grid.ts";
+import code from "./logprob.wgsl" with { type: "text" };
+
+/** Arguments of {@linkcode encodeLogprob}. */
+export interface LogprobArgs {
+  /** Logits `[rows, v]`. */
+  logits: Binding;
+  /** Target id per row (i32; negative = none). */
+  targets: Binding;
+  /** Output log-probabilities `[rows]`. */
+  out: Binding;
+  /** Output log-sum-exp per row `[rows]` (kept for the backward pass). */
+  lse: Binding;
+  /** Number of rows. */
+  rows: number;
+  /** Vocabulary size. */
+  v: number;
+}
+
+/**
+ * Records the per-row log-softmax gathered at the targets.
+ *
+ * @param ctx The GPU context.
+ * @param pass The compute pass being recorded.
+ * @param args Buffers and shape.
+ *
+ * @example Log-probs of 32 rows
+ * ```ts ignore
+ * import { encodeLogprob } from "./logprob.ts";
+ * declare const ctx: import("../../gpu/context.ts").GpuContext;
+ * declare const pass: GPUComputePassEncoder, logits: GPUBuffer, targets: GPUBuffer;
+ * declare const out: GPUBuffer, lse: GPUBuffer;
+ * encodeLogprob(ctx, pass, { logits, targets, out, lse, rows: 32, v: 384 });
+ * ```
+ */
+export function encodeLogprob(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  args: LogprobArgs,
+): void {
+  ctx.dispatch(
+    pass,
+    ctx.pipeline("logprob", code),
+    [args.logits, args.targets, args.out, args.lse],
+    grid(args.rows),
+    [args.rows, args.v],
+  );
+}

@@ -1,0 +1,111 @@
+/**
+ * Helpers shared by the tests of `model/`: the fixture directory, temporary directories and
+ * hand-made (possibly corrupt) safetensors files.
+ *
+ * @module
+ */
+
+const REPO_ROOT = new URL("../", import.meta.url);
+
+/**
+ * The qwen3-tiny fixture directory: `$HALO_FIXTURE` if set (relative paths resolve against the
+ * repository root), else `tests/fixtures/qwen3-tiny` in the repository.
+ *
+ * @returns An absolute path to the fixture directory.
+ */
+export function fixtureDir(): string {
+  const configured = Deno.env.get("HALO_FIXTURE") ?? "tests/fixtures/qwen3-tiny";
+  if (configured.startsWith("/") || /^[A-Za-z]:[\\/]/.test(configured)) return configured;
+  const url = new URL(configured.endsWith("/") ? configured : `${configured}/`, REPO_ROOT);
+  return decodeURIComponent(url.pathname).replace(/\/$/, "");
+}
+
+/**
+ * Runs `fn` with a fresh temporary directory and removes the directory afterwards.
+ *
+ * @param fn The test body; receives the directory path.
+ * @returns What `fn` returns.
+ */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "halo_model_test_" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Options of {@linkcode rawSafetensors}. */
+export interface RawSafetensorsOptions {
+  /** Value to store in the 8-byte length field instead of the header's real length. */
+  headerLength?: bigint;
+}
+
+/**
+ * Builds the bytes of a safetensors file from an arbitrary header (an object is JSON-encoded, a
+ * string is used verbatim) and data section, without any validation.
+ *
+ * @param header The header.
+ * @param data The data section.
+ * @param options Overrides for corrupt files.
+ * @returns The file's bytes.
+ */
+export function rawSafetensors(
+  header: unknown,
+  data: Uint8Array = new Uint8Array(0),
+  options: RawSafetensorsOptions = {},
+): Uint8Array {
+  const headerBytes = new TextEncoder().encode(
+    typeof header === "string" ? header : JSON.stringify(header),
+  );
+  const out = new Uint8Array(8 + headerBytes.length + data.length);
+  new DataView(out.buffer).setBigUint64(
+    0,
+    options.headerLength ?? BigInt(headerBytes.length),
+    true,
+  );
+  out.set(headerBytes, 8);
+  out.set(data, 8 + headerBytes.length);
+  return out;
+}
+
+/** What {@linkcode expectError} checks. */
+export interface ExpectErrorOptions {
+  /** The class the error must be an instance of. */
+  type: abstract new (...args: never[]) => Error;
+  /** Substrings the message must contain (file names, tensor names, keys, values). */
+  includes: string[];
+}
+
+/**
+ * Asserts that `fn` throws (or returns a promise that rejects with) an error of the given class
+ * whose message contains every given substring.
+ *
+ * @param fn The code that must fail.
+ * @param options The expected class and message parts.
+ * @returns The error, for further checks.
+ */
+export async function expectError(fn: () => unknown, options: ExpectErrorOptions): Promise<Error> {
+  const { type, includes } = options;
+  let caught: unknown = undefined;
+  let threw = false;
+  try {
+    await fn();
+  } catch (error) {
+    caught = error;
+    threw = true;
+  }
+  if (!threw) throw new Error(`Expected a ${type.name} mentioning ${JSON.stringify(includes)}`);
+  if (!(caught instanceof type)) {
+    throw new Error(`Expected a ${type.name}, got: ${caught}`, { cause: caught });
+  }
+  for (const part of includes) {
+    if (!caught.message.includes(part)) {
+      throw new Error(
+        `Expected the message to contain ${JSON.stringify(part)}: ${caught.message}`,
+        { cause: caught },
+      );
+    }
+  }
+  return caught;
+}

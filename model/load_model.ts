@@ -1,0 +1,80 @@
+/**
+ * Loading a HuggingFace Qwen3 checkpoint directory onto a backend.
+ *
+ * @module
+ */
+import { createGpu, type Gpu } from "../gpu/device.ts";
+import { GpuContext } from "../gpu/context.ts";
+import { readQwen3Config } from "./config.ts";
+import type { Qwen3Model } from "./model.ts";
+import { CpuQwen3 } from "./qwen3_cpu.ts";
+import { WebGpuQwen3 } from "./qwen3_webgpu.ts";
+import { loadQwen3Weights } from "./weights.ts";
+
+/** Options of {@linkcode loadModel}. */
+export interface LoadModelOptions {
+  /**
+   * `"webgpu"` (default) runs the WGSL kernels and fails when no adapter exists; `"cpu"` runs the
+   * float64 reference ops (slow, with a warning); `"auto"` uses WebGPU when an adapter exists and
+   * falls back to the CPU with a warning.
+   */
+  backend?: "webgpu" | "cpu" | "auto";
+  /** A device to share between models; default a new one from `createGpu()`. */
+  gpu?: Gpu | GpuContext;
+  /** Print warnings (CPU fallback, software adapter); default true. */
+  warn?: boolean;
+}
+
+/**
+ * Loads `config.json` and the safetensors weights (single file or sharded; F32, F16 or BF16,
+ * upcast to float32) from a HuggingFace checkpoint directory.
+ *
+ * @param dir The checkpoint directory.
+ * @param options Backend choice and device.
+ * @returns The model, ready for `forward` and `tokenLogprobs`.
+ * @throws {Error} With the file and tensor or key named, for a bad config or checkpoint; when
+ * `backend` is `"webgpu"` and no adapter exists, with what to install.
+ *
+ * @example Load the bundled tiny model on the CPU and score a sequence
+ * ```ts
+ * import { loadModel } from "./load_model.ts";
+ * const model = await loadModel("tests/fixtures/qwen3-tiny", { backend: "cpu", warn: false });
+ * const { logprobs } = await model.tokenLogprobs({ inputIds: [[1, 2, 3, 4]] });
+ * console.log(logprobs.length); // 3
+ * model.dispose();
+ * ```
+ */
+export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<Qwen3Model> {
+  const backend = options.backend ?? "webgpu";
+  const warn = options.warn ?? true;
+  if (!["webgpu", "cpu", "auto"].includes(backend)) {
+    throw new TypeError(
+      `Cannot load model "${dir}": backend must be "webgpu", "cpu" or "auto": current value is ` +
+        `"${backend}"`,
+    );
+  }
+  const config = await readQwen3Config(dir);
+  let ctx: GpuContext | undefined;
+  if (backend !== "cpu") {
+    try {
+      const gpu = options.gpu ?? await createGpu();
+      ctx = gpu instanceof GpuContext ? gpu : new GpuContext(gpu);
+    } catch (e) {
+      if (backend === "webgpu") throw e;
+      if (warn) console.warn(`${(e as Error).message}; falling back to the slow CPU backend`);
+    }
+  }
+  const weights = await loadQwen3Weights(dir, config);
+  if (!ctx) {
+    if (warn && backend === "cpu") {
+      console.warn("Running on the CPU backend (float64 reference ops): correct but slow");
+    }
+    return new CpuQwen3(config, weights);
+  }
+  if (warn && ctx.gpu.isFallbackAdapter) {
+    console.warn(
+      `WebGPU adapter "${ctx.gpu.description}" is a software rasteriser: expect 1-2 GFLOP/s`,
+    );
+  }
+  return new WebGpuQwen3(ctx, config, weights);
+}

@@ -1,0 +1,13 @@
+/**
+ * Qwen3 models: checkpoint loading, the forward pass on WebGPU or the CPU, and the tokenizer.
+ *
+ * @module
+ */
+export * from "./config.ts";
+export * from "./safetensors.ts";
+export * from "./weights.ts";
+export * from "./forward_input.ts";
+export * from "./model.ts";
+export * from "./load_model.ts";
+export * from "./qwen3_cpu.ts";
+export * from "./qwen3_webgpu.ts";

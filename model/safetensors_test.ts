@@ -1,0 +1,545 @@
+import assert from "node:assert/strict";
+import {
+  openSafetensors,
+  readTensorF32,
+  readTensorI32,
+  type SafetensorsFile,
+  writeSafetensors,
+} from "./safetensors.ts";
+import { expectError, fixtureDir, rawSafetensors, withTempDir } from "./_test_utils.ts";
+
+async function withFile<T>(path: string, fn: (file: SafetensorsFile) => T): Promise<T> {
+  const file = await openSafetensors(path);
+  try {
+    return fn(file);
+  } finally {
+    file.close();
+  }
+}
+
+function bitsOf(values: Float32Array): number[] {
+  return [...new Uint32Array(values.buffer, values.byteOffset, values.length)];
+}
+
+function f32FromBits(bits: number[]): Float32Array {
+  return new Float32Array(new Uint32Array(bits).buffer);
+}
+
+/** Writes a one-tensor file with raw data of the given dtype and returns its path. */
+async function writeRaw(dir: string, dtype: string, shape: number[], data: Uint8Array) {
+  const path = `${dir}/${dtype}.safetensors`;
+  await Deno.writeFile(
+    path,
+    rawSafetensors({ t: { dtype, shape, data_offsets: [0, data.length] } }, data),
+  );
+  return path;
+}
+
+Deno.test("openSafetensors() reads the fixture header", async () => {
+  await withFile(`${fixtureDir()}/model.safetensors`, (file) => {
+    assert.equal(file.tensors.size, 24);
+    assert.deepEqual(file.metadata, { format: "pt" });
+    const embed = file.tensors.get("model.embed_tokens.weight");
+    assert.deepEqual(embed, {
+      name: "model.embed_tokens.weight",
+      dtype: "F32",
+      shape: [384, 64],
+      dataOffsets: [0, 98304],
+    });
+    const norm = readTensorF32(file, "model.norm.weight", { expectedShape: [64] });
+    assert.equal(norm.length, 64);
+    // Values read independently with Python's struct module.
+    assert.deepEqual(
+      [...norm.subarray(0, 4)],
+      [1.109890103340149, 0.6667823195457458, 1.0115209817886353, 1.1158323287963867],
+    );
+  });
+});
+
+Deno.test("openSafetensors() rejects a file shorter than the length field", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/short.safetensors`;
+    await Deno.writeFile(path, new Uint8Array([1, 2, 3]));
+    await expectError(() => openSafetensors(path), {
+      type: RangeError,
+      includes: [`"${path}"`, "3 bytes"],
+    });
+  });
+});
+
+Deno.test("openSafetensors() rejects a truncated header", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/truncated.safetensors`;
+    const full = rawSafetensors({ t: { dtype: "F32", shape: [1], data_offsets: [0, 4] } });
+    await Deno.writeFile(path, full.subarray(0, full.length - 5));
+    await expectError(() => openSafetensors(path), {
+      type: RangeError,
+      includes: [`"${path}"`, "header length"],
+    });
+    // A length field from another format: absurdly large.
+    await Deno.writeFile(path, rawSafetensors("{}", undefined, { headerLength: 1n << 62n }));
+    await expectError(() => openSafetensors(path), {
+      type: RangeError,
+      includes: [`"${path}"`, "header length"],
+    });
+  });
+});
+
+Deno.test("openSafetensors() rejects a header of invalid JSON", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/corrupt.safetensors`;
+    await Deno.writeFile(path, rawSafetensors('{"t": {"dtype": "F32", '));
+    await expectError(() => openSafetensors(path), {
+      type: SyntaxError,
+      includes: [`"${path}"`, "not valid JSON"],
+    });
+    await Deno.writeFile(path, rawSafetensors("[1, 2]"));
+    await expectError(() => openSafetensors(path), {
+      type: TypeError,
+      includes: [`"${path}"`, "JSON object"],
+    });
+    const bytes = rawSafetensors('{"a": 1}');
+    bytes[10] = 0xff; // invalid UTF-8 inside the header
+    await Deno.writeFile(path, bytes);
+    await expectError(() => openSafetensors(path), {
+      type: SyntaxError,
+      includes: [`"${path}"`],
+    });
+  });
+});
+
+Deno.test("openSafetensors() rejects offsets out of range", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/range.safetensors`;
+    const header = {
+      ok: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+      "bad.weight": { dtype: "F32", shape: [2], data_offsets: [8, 16] },
+    };
+    await Deno.writeFile(path, rawSafetensors(header, new Uint8Array(12)));
+    await expectError(() => openSafetensors(path), {
+      type: RangeError,
+      includes: [`"${path}"`, '"bad.weight"', "[8,16]", "12 bytes"],
+    });
+    const reversed = { "bad.weight": { dtype: "F32", shape: [0], data_offsets: [8, 4] } };
+    await Deno.writeFile(path, rawSafetensors(reversed, new Uint8Array(12)));
+    await expectError(() => openSafetensors(path), {
+      type: RangeError,
+      includes: [`"${path}"`, '"bad.weight"'],
+    });
+  });
+});
+
+Deno.test("openSafetensors() rejects a size mismatch", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/size.safetensors`;
+    const header = { "w.weight": { dtype: "BF16", shape: [2, 3], data_offsets: [0, 24] } };
+    await Deno.writeFile(path, rawSafetensors(header, new Uint8Array(24)));
+    await expectError(() => openSafetensors(path), {
+      type: RangeError,
+      includes: [`"${path}"`, '"w.weight"', "24 bytes", "12 bytes", "[2, 3]", '"BF16"'],
+    });
+  });
+});
+
+Deno.test("openSafetensors() rejects overlapping tensors", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/overlap.safetensors`;
+    const header = {
+      a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+      b: { dtype: "F32", shape: [2], data_offsets: [4, 12] },
+      empty: { dtype: "F32", shape: [0], data_offsets: [4, 4] },
+    };
+    await Deno.writeFile(path, rawSafetensors(header, new Uint8Array(12)));
+    await expectError(() => openSafetensors(path), {
+      type: RangeError,
+      includes: [`"${path}"`, '"a"', '"b"', "overlaps"],
+    });
+  });
+});
+
+Deno.test("openSafetensors() rejects malformed entries", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/entries.safetensors`;
+    const cases: [unknown, string][] = [
+      [{ dtype: "Q4", shape: [1], data_offsets: [0, 1] }, '"Q4"'],
+      [{ dtype: "F32", shape: [-1], data_offsets: [0, 4] }, '"shape"'],
+      [{ dtype: "F32", shape: [1], data_offsets: [0] }, '"data_offsets"'],
+      [{ shape: [1], data_offsets: [0, 4] }, '"dtype"'],
+      ["x", "object"],
+    ];
+    for (const [entry, named] of cases) {
+      await Deno.writeFile(path, rawSafetensors({ "x.weight": entry }, new Uint8Array(4)));
+      await expectError(() => openSafetensors(path), {
+        type: TypeError,
+        includes: [`"${path}"`, '"x.weight"', named],
+      });
+    }
+    await Deno.writeFile(path, rawSafetensors({ __metadata__: { n: 1 } }));
+    await expectError(() => openSafetensors(path), {
+      type: TypeError,
+      includes: [`"${path}"`, '"__metadata__"', '"n"'],
+    });
+  });
+});
+
+Deno.test("openSafetensors() rejects a missing file naming it", async () => {
+  await withTempDir(async (dir) => {
+    await expectError(() => openSafetensors(`${dir}/none.safetensors`), {
+      type: Deno.errors.NotFound,
+      includes: [`"${dir}/none.safetensors"`],
+    });
+  });
+});
+
+Deno.test("readTensorF32() rejects a missing tensor", async () => {
+  const path = `${fixtureDir()}/model.safetensors`;
+  await withFile(path, async (file) => {
+    await expectError(() => readTensorF32(file, "lm_head.weight"), {
+      type: Error,
+      includes: [`"${path}"`, '"lm_head.weight"'],
+    });
+    await expectError(() => file.readBytes("nope"), { type: Error, includes: [`"${path}"`] });
+  });
+});
+
+Deno.test("readTensorF32() rejects a wrong shape", async () => {
+  const path = `${fixtureDir()}/model.safetensors`;
+  await withFile(path, async (file) => {
+    await expectError(
+      () =>
+        readTensorF32(file, "model.layers.0.self_attn.k_proj.weight", {
+          expectedShape: [64, 64],
+        }),
+      {
+        type: RangeError,
+        includes: [
+          `"${path}"`,
+          '"model.layers.0.self_attn.k_proj.weight"',
+          "expected shape [64, 64]",
+          "actual shape [32, 64]",
+        ],
+      },
+    );
+    await expectError(() => readTensorF32(file, "model.norm.weight", { expectedShape: [1, 64] }), {
+      type: RangeError,
+      includes: ["[1, 64]", "[64]"],
+    });
+  });
+});
+
+Deno.test("readTensorF32() rejects an unsupported dtype", async () => {
+  await withTempDir(async (dir) => {
+    const path = await writeRaw(dir, "I8", [4], new Uint8Array([1, 2, 3, 4]));
+    await withFile(path, async (file) => {
+      await expectError(() => readTensorF32(file, "t"), {
+        type: TypeError,
+        includes: [`"${path}"`, '"t"', '"I8"'],
+      });
+    });
+  });
+});
+
+Deno.test("readTensorF32() converts F16 exactly", async () => {
+  const cases: [number, number][] = [
+    [0x0000, 0],
+    [0x8000, -0],
+    [0x0001, 2 ** -24], // smallest subnormal
+    [0x8001, -(2 ** -24)],
+    [0x0002, 2 ** -23],
+    [0x0155, 341 * 2 ** -24],
+    [0x03ff, 1023 * 2 ** -24], // largest subnormal
+    [0x0400, 2 ** -14], // smallest normal
+    [0x3555, 0.333251953125],
+    [0x3c00, 1],
+    [0x3c01, 1 + 2 ** -10],
+    [0xc000, -2],
+    [0x7bff, 65504],
+    [0x7c00, Infinity],
+    [0xfc00, -Infinity],
+  ];
+  await withTempDir(async (dir) => {
+    const raw = new Uint16Array([...cases.map(([h]) => h), 0x7e00, 0xfe01, 0x7c01]);
+    const path = await writeRaw(dir, "F16", [raw.length], new Uint8Array(raw.buffer));
+    const got = await withFile(path, (file) => readTensorF32(file, "t"));
+    for (const [i, [h, expected]] of cases.entries()) {
+      assert.ok(Object.is(got[i], expected), `0x${h.toString(16)}: ${got[i]} !== ${expected}`);
+    }
+    // NaNs keep their sign and payload: quiet, negative with payload 1, signalling.
+    assert.deepEqual(bitsOf(got.subarray(cases.length)), [0x7fc00000, 0xffc02000, 0x7f802000]);
+  });
+});
+
+Deno.test("readTensorF32() converts BF16 exactly", async () => {
+  const cases: [number, number][] = [
+    [0x0000, 0],
+    [0x8000, -0],
+    [0x0001, 2 ** -133], // smallest subnormal
+    [0x007f, 127 * 2 ** -133], // largest subnormal
+    [0x0080, 2 ** -126],
+    [0x3f80, 1],
+    [0x4049, 3.140625],
+    [0xbf81, -(1 + 2 ** -7)],
+    [0x7f7f, 3.3895313892515355e38],
+    [0x7f80, Infinity],
+    [0xff80, -Infinity],
+  ];
+  await withTempDir(async (dir) => {
+    const raw = new Uint16Array([...cases.map(([h]) => h), 0x7fc0, 0xff81]);
+    const path = await writeRaw(dir, "BF16", [raw.length], new Uint8Array(raw.buffer));
+    const got = await withFile(path, (file) => readTensorF32(file, "t"));
+    for (const [i, [h, expected]] of cases.entries()) {
+      assert.ok(Object.is(got[i], expected), `0x${h.toString(16)}: ${got[i]} !== ${expected}`);
+    }
+    assert.deepEqual(bitsOf(got.subarray(cases.length)), [0x7fc00000, 0xff810000]);
+  });
+});
+
+Deno.test("readTensorF32() converts F64 to the nearest float32", async () => {
+  await withTempDir(async (dir) => {
+    const values = new Float64Array([0.1, -1e-40, 1e39, 2 ** -149, Number.NaN, 3]);
+    const path = await writeRaw(dir, "F64", [2, 3], new Uint8Array(values.buffer));
+    const got = await withFile(path, (file) => readTensorF32(file, "t", { expectedShape: [2, 3] }));
+    assert.deepEqual(got, new Float32Array(values));
+  });
+});
+
+Deno.test("readTensorF32() reads tensors at unaligned offsets", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/unaligned.safetensors`;
+    const data = new Uint8Array(1 + 8);
+    data[0] = 0x3c; // one-byte U8 tensor first, so "f" starts at offset 1
+    new DataView(data.buffer).setFloat32(1, 1.5, true);
+    new DataView(data.buffer).setFloat32(5, -2.25, true);
+    const header = {
+      b: { dtype: "U8", shape: [1], data_offsets: [0, 1] },
+      f: { dtype: "F32", shape: [2], data_offsets: [1, 9] },
+    };
+    await Deno.writeFile(path, rawSafetensors(` ${JSON.stringify(header)}`, data));
+    await withFile(path, (file) => {
+      assert.deepEqual(readTensorF32(file, "f"), new Float32Array([1.5, -2.25]));
+      assert.deepEqual(readTensorI32(file, "b"), new Int32Array([0x3c]));
+    });
+  });
+});
+
+Deno.test("readTensorI32() reads I32 and I64 tensors", async () => {
+  await withFile(`${fixtureDir()}/reference.safetensors`, (file) => {
+    const ids = readTensorI32(file, "input_ids", { expectedShape: [2, 16] });
+    assert.equal(ids.length, 32);
+    assert.ok(ids.every((id) => id >= 0 && id < 384));
+  });
+  await withTempDir(async (dir) => {
+    const wide = new BigInt64Array([0n, -1n, 2147483647n, -2147483648n]);
+    const path = await writeRaw(dir, "I64", [4], new Uint8Array(wide.buffer));
+    await withFile(path, (file) => {
+      assert.deepEqual(readTensorI32(file, "t"), new Int32Array([0, -1, 2147483647, -2147483648]));
+    });
+    const big = new BigInt64Array([1n, 2147483648n]);
+    const bigPath = await writeRaw(dir, "I64", [2], new Uint8Array(big.buffer));
+    await withFile(bigPath, async (file) => {
+      await expectError(() => readTensorI32(file, "t"), {
+        type: RangeError,
+        includes: [`"${bigPath}"`, '"t"', "2147483648"],
+      });
+    });
+  });
+});
+
+Deno.test("readTensorI32() rejects a float tensor", async () => {
+  const path = `${fixtureDir()}/model.safetensors`;
+  await withFile(path, async (file) => {
+    await expectError(() => readTensorI32(file, "model.norm.weight"), {
+      type: TypeError,
+      includes: [`"${path}"`, '"model.norm.weight"', '"F32"'],
+    });
+  });
+});
+
+Deno.test("writeSafetensors() round-trips F32, I32, F16 and BF16 bit-exactly", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/round.safetensors`;
+    const f32 = f32FromBits([
+      0x00000000,
+      0x80000000,
+      0x00000001,
+      0x3f800000,
+      0x7f800000,
+      0x7fc00001,
+    ]);
+    const i32 = new Int32Array([0, -1, 2147483647, -2147483648, 42, 7]);
+    const f16 = new Uint16Array([0x0000, 0x8000, 0x0001, 0x03ff, 0x3c00, 0x7bff, 0xfc00, 0x7e01]);
+    const bf16 = new Uint16Array([0x0000, 0x8001, 0x3f80, 0x7f7f, 0xff80, 0x7fc1]);
+    await writeSafetensors(path, {
+      "z.f32": { dtype: "F32", shape: [2, 3], data: f32 },
+      "a.i32": { dtype: "I32", shape: [6], data: i32 },
+      "m.f16": { dtype: "F16", shape: [2, 2, 2], data: f16 },
+      "b.bf16": { dtype: "BF16", shape: [3, 2], data: bf16 },
+      "empty": { dtype: "F32", shape: [0, 4], data: new Float32Array(0) },
+      "scalar": { dtype: "F32", shape: [], data: new Float32Array([2.5]) },
+    }, { metadata: { format: "pt", note: "round trip" } });
+    await withFile(path, (file) => {
+      assert.deepEqual(file.metadata, { format: "pt", note: "round trip" });
+      assert.deepEqual(
+        bitsOf(readTensorF32(file, "z.f32", { expectedShape: [2, 3] })),
+        bitsOf(f32),
+      );
+      assert.deepEqual(readTensorI32(file, "a.i32"), i32);
+      assert.deepEqual(new Uint16Array(file.readBytes("m.f16").buffer), f16);
+      assert.deepEqual(new Uint16Array(file.readBytes("b.bf16").buffer), bf16);
+      assert.deepEqual(
+        readTensorF32(file, "empty", { expectedShape: [0, 4] }),
+        new Float32Array(0),
+      );
+      assert.deepEqual(
+        readTensorF32(file, "scalar", { expectedShape: [] }),
+        new Float32Array([2.5]),
+      );
+      // Every tensor is aligned to its element size.
+      for (const info of file.tensors.values()) {
+        const size = info.dtype === "F32" || info.dtype === "I32" ? 4 : 2;
+        assert.equal(info.dataOffsets[0] % size, 0, info.name);
+      }
+    });
+    const bytes = await Deno.readFile(path);
+    const headerLength = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    assert.equal(headerLength % 8, 0);
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength)));
+    assert.deepEqual(Object.keys(header), [
+      "__metadata__",
+      "a.i32",
+      "b.bf16",
+      "empty",
+      "m.f16",
+      "scalar",
+      "z.f32",
+    ]);
+    // The temporary file is gone.
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["round.safetensors"]);
+  });
+});
+
+Deno.test("writeSafetensors() rounds float32 to F16 and BF16 to nearest even", async () => {
+  const f16Cases: [number, number][] = [
+    [1, 0x3c00],
+    [1 + 2 ** -11, 0x3c00], // tie, rounds to even
+    [1 + 3 * 2 ** -11, 0x3c02], // tie, rounds to even (up)
+    [1 + 2 ** -11 + 2 ** -20, 0x3c01], // just above the tie
+    [65504, 0x7bff],
+    [65519, 0x7bff],
+    [65520, 0x7c00], // overflows to infinity
+    [1e6, 0x7c00],
+    [-Infinity, 0xfc00],
+    [2 ** -24, 0x0001],
+    [2 ** -25, 0x0000], // tie between 0 and the smallest subnormal
+    [1.5 * 2 ** -25, 0x0001],
+    [3 * 2 ** -25, 0x0002], // tie, rounds to even (up)
+    [1023 * 2 ** -24, 0x03ff],
+    [2 ** -14 - 2 ** -26, 0x0400], // rounds up into the normals
+    [-0, 0x8000],
+    [1e-45, 0x0000],
+    [0.1, 0x2e66],
+    [-2.5, 0xc100],
+    [Number.NaN, 0x7e00],
+  ];
+  const bf16Cases: [number, number][] = [
+    [1, 0x3f80],
+    [1 + 2 ** -8, 0x3f80], // tie, rounds to even
+    [1 + 3 * 2 ** -8, 0x3f82], // tie, rounds to even (up)
+    [Math.PI, 0x4049],
+    [0.1, 0x3dcd],
+    [3.4028234663852886e38, 0x7f80], // float32 max rounds to infinity
+    [-0, 0x8000],
+    [2 ** -149, 0x0000],
+    [-Infinity, 0xff80],
+    [Number.NaN, 0x7fc0],
+  ];
+  await withTempDir(async (dir) => {
+    const path = `${dir}/rounded.safetensors`;
+    await writeSafetensors(path, {
+      h: {
+        dtype: "F16",
+        shape: [f16Cases.length],
+        data: new Float32Array(f16Cases.map((c) => c[0])),
+      },
+      b: {
+        dtype: "BF16",
+        shape: [bf16Cases.length],
+        data: new Float32Array(bf16Cases.map((c) => c[0])),
+      },
+    });
+    await withFile(path, (file) => {
+      const h = new Uint16Array(file.readBytes("h").buffer);
+      const b = new Uint16Array(file.readBytes("b").buffer);
+      for (const [i, [x, expected]] of f16Cases.entries()) {
+        assert.equal(h[i], expected, `F16 of ${x}: 0x${h[i].toString(16)}`);
+      }
+      for (const [i, [x, expected]] of bf16Cases.entries()) {
+        assert.equal(b[i], expected, `BF16 of ${x}: 0x${b[i].toString(16)}`);
+      }
+    });
+  });
+});
+
+Deno.test("writeSafetensors() F16 encoding round-trips every finite half exactly", async () => {
+  await withTempDir(async (dir) => {
+    const all = new Uint16Array(65536).map((_, i) => i);
+    const path = `${dir}/all.safetensors`;
+    await writeSafetensors(path, { all: { dtype: "F16", shape: [65536], data: all } });
+    const decoded = await withFile(path, (file) => readTensorF32(file, "all"));
+    await writeSafetensors(path, { again: { dtype: "F16", shape: [65536], data: decoded } });
+    const again = await withFile(path, (file) => new Uint16Array(file.readBytes("again").buffer));
+    for (let i = 0; i < 65536; i++) {
+      const isNan = (i & 0x7c00) === 0x7c00 && (i & 0x3ff) !== 0;
+      if (!isNan) assert.equal(again[i], i, `0x${i.toString(16)}`);
+      else assert.equal(again[i] | 0x200, i | 0x200, `NaN 0x${i.toString(16)} stays NaN`);
+    }
+  });
+});
+
+Deno.test("writeSafetensors() replaces a file atomically and validates first", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/w.safetensors`;
+    await writeSafetensors(path, { a: { dtype: "F32", shape: [1], data: new Float32Array([1]) } });
+    await writeSafetensors(path, { b: { dtype: "F32", shape: [1], data: new Float32Array([2]) } });
+    await withFile(path, (file) => assert.deepEqual([...file.tensors.keys()], ["b"]));
+
+    await expectError(
+      () =>
+        writeSafetensors(path, {
+          "x.weight": { dtype: "F32", shape: [2, 2], data: new Float32Array(3) },
+        }),
+      { type: RangeError, includes: [`"${path}"`, '"x.weight"', "[2, 2]"] },
+    );
+    await expectError(
+      () =>
+        writeSafetensors(path, {
+          "x.weight": { dtype: "I32", shape: [1], data: new Float32Array(1) },
+        }),
+      { type: TypeError, includes: [`"${path}"`, '"x.weight"', "Int32Array"] },
+    );
+    await expectError(
+      () =>
+        writeSafetensors(path, {
+          "x.weight": { dtype: "I8" as "I32", shape: [1], data: new Int32Array(1) },
+        }),
+      { type: TypeError, includes: [`"${path}"`, '"x.weight"', '"I8"'] },
+    );
+    // The failed writes left the previous file and no temporary files.
+    await withFile(
+      path,
+      (file) => assert.deepEqual(readTensorF32(file, "b"), new Float32Array([2])),
+    );
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["w.safetensors"]);
+  });
+});
+
+Deno.test("SafetensorsFile.readBytes() fails after close()", async () => {
+  const path = `${fixtureDir()}/model.safetensors`;
+  const file = await openSafetensors(path);
+  file.close();
+  file.close();
+  await expectError(() => file.readBytes("model.norm.weight"), {
+    type: Error,
+    includes: [`"${path}"`, '"model.norm.weight"', "closed"],
+  });
+});

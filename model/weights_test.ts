@@ -1,0 +1,283 @@
+import assert from "node:assert/strict";
+import { type Qwen3Config, readQwen3Config } from "./config.ts";
+import {
+  openSafetensors,
+  readTensorF32,
+  type TensorToWrite,
+  writeSafetensors,
+} from "./safetensors.ts";
+import { loadQwen3Weights, type Qwen3Weights } from "./weights.ts";
+import { expectError, fixtureDir, withTempDir } from "./_test_utils.ts";
+
+const FIXTURE = fixtureDir();
+const MODEL = `${FIXTURE}/model.safetensors`;
+
+/** Every tensor of the fixture checkpoint as float32, by name. */
+async function fixtureTensors(): Promise<Map<string, { shape: number[]; data: Float32Array }>> {
+  const file = await openSafetensors(MODEL);
+  try {
+    const out = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const [name, info] of file.tensors) {
+      out.set(name, { shape: info.shape, data: readTensorF32(file, name) });
+    }
+    return out;
+  } finally {
+    file.close();
+  }
+}
+
+function asF32Tensors(
+  tensors: Map<string, { shape: number[]; data: Float32Array }>,
+  dtype: "F32" | "BF16" = "F32",
+): Record<string, TensorToWrite> {
+  const out: Record<string, TensorToWrite> = {};
+  for (const [name, { shape, data }] of tensors) out[name] = { dtype, shape, data };
+  return out;
+}
+
+/** Rounds to bfloat16 by picking the nearer neighbour (ties to even); independent of the loader. */
+function roundToBf16(values: Float32Array): Float32Array {
+  const out = new Float32Array(values.length);
+  const bits = new Uint32Array(1);
+  const f = new Float32Array(bits.buffer);
+  for (let i = 0; i < values.length; i++) {
+    f[0] = values[i];
+    const low = bits[0] & 0xffff0000;
+    bits[0] = low;
+    const down = f[0];
+    bits[0] = low + 0x10000;
+    const up = f[0];
+    const dDown = Math.abs(values[i] - down);
+    const dUp = Math.abs(up - values[i]);
+    const evenIsDown = ((low >>> 16) & 1) === 0;
+    out[i] = dDown < dUp || (dDown === dUp && evenIsDown) ? down : up;
+  }
+  return out;
+}
+
+function mapWeights(weights: Qwen3Weights, fn: (x: Float32Array) => Float32Array): Qwen3Weights {
+  const embedTokens = fn(weights.embedTokens);
+  return {
+    embedTokens,
+    layers: weights.layers.map((layer) =>
+      Object.fromEntries(
+        Object.entries(layer).map(([k, v]) => [k, fn(v)]),
+      ) as unknown as typeof layer
+    ),
+    norm: fn(weights.norm),
+    lmHead: weights.lmHead === weights.embedTokens ? embedTokens : fn(weights.lmHead),
+  };
+}
+
+Deno.test("loadQwen3Weights() loads the fixture", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  const weights = await loadQwen3Weights(FIXTURE, config);
+  const tensors = await fixtureTensors();
+  const { hiddenSize: H, intermediateSize: I, vocabSize: V, headDim: D } = config;
+  assert.equal(weights.embedTokens.length, V * H);
+  assert.equal(weights.lmHead, weights.embedTokens);
+  assert.deepEqual(weights.norm, tensors.get("model.norm.weight")!.data);
+  assert.deepEqual(weights.embedTokens, tensors.get("model.embed_tokens.weight")!.data);
+  assert.equal(weights.layers.length, 2);
+  for (const [l, layer] of weights.layers.entries()) {
+    const t = (suffix: string) => tensors.get(`model.layers.${l}.${suffix}.weight`)!.data;
+    assert.deepEqual(layer, {
+      inputLayernorm: t("input_layernorm"),
+      qProj: t("self_attn.q_proj"),
+      kProj: t("self_attn.k_proj"),
+      vProj: t("self_attn.v_proj"),
+      oProj: t("self_attn.o_proj"),
+      qNorm: t("self_attn.q_norm"),
+      kNorm: t("self_attn.k_norm"),
+      postAttentionLayernorm: t("post_attention_layernorm"),
+      gateProj: t("mlp.gate_proj"),
+      upProj: t("mlp.up_proj"),
+      downProj: t("mlp.down_proj"),
+    });
+    assert.equal(layer.qProj.length, 4 * D * H);
+    assert.equal(layer.kProj.length, 2 * D * H);
+    assert.equal(layer.downProj.length, H * I);
+    assert.equal(layer.qNorm.length, D);
+  }
+});
+
+Deno.test("loadQwen3Weights() loads a sharded checkpoint like the unsharded one", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  const expected = await loadQwen3Weights(FIXTURE, config);
+  const tensors = await fixtureTensors();
+  await withTempDir(async (dir) => {
+    const names = [...tensors.keys()];
+    const shards = [names.slice(0, 5), names.slice(5, 17), names.slice(17)];
+    const weightMap: Record<string, string> = {};
+    for (const [i, shardNames] of shards.entries()) {
+      const shard = `model-0000${i + 1}-of-00003.safetensors`;
+      const part = new Map(shardNames.map((n) => [n, tensors.get(n)!]));
+      await writeSafetensors(`${dir}/${shard}`, asF32Tensors(part), {
+        metadata: { format: "pt" },
+      });
+      for (const n of shardNames) weightMap[n] = shard;
+    }
+    await Deno.writeTextFile(
+      `${dir}/model.safetensors.index.json`,
+      JSON.stringify({ metadata: { total_size: 394752 }, weight_map: weightMap }),
+    );
+    const weights = await loadQwen3Weights(dir, config);
+    assert.deepEqual(weights, expected);
+    assert.equal(weights.lmHead, weights.embedTokens);
+  });
+});
+
+Deno.test("loadQwen3Weights() loads a BF16 checkpoint as its bf16 rounding", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  const f32 = await loadQwen3Weights(FIXTURE, config);
+  await withTempDir(async (dir) => {
+    await writeSafetensors(
+      `${dir}/model.safetensors`,
+      asF32Tensors(await fixtureTensors(), "BF16"),
+    );
+    const weights = await loadQwen3Weights(dir, config);
+    const expected = mapWeights(f32, roundToBf16);
+    assert.deepEqual(weights, expected);
+    assert.notDeepEqual(weights.norm, f32.norm); // the rounding did something
+    assert.equal(weights.lmHead, weights.embedTokens);
+  });
+});
+
+Deno.test("loadQwen3Weights() reads lm_head.weight when embeddings are untied", async () => {
+  const config: Qwen3Config = { ...(await readQwen3Config(FIXTURE)), tieWordEmbeddings: false };
+  const tensors = await fixtureTensors();
+  await withTempDir(async (dir) => {
+    await writeSafetensors(`${dir}/model.safetensors`, asF32Tensors(tensors));
+    await expectError(() => loadQwen3Weights(dir, config), {
+      type: Error,
+      includes: ['"lm_head.weight"', `"${dir}/model.safetensors"`],
+    });
+    const head = new Float32Array(384 * 64).map((_, i) => i % 7);
+    tensors.set("lm_head.weight", { shape: [384, 64], data: head });
+    await writeSafetensors(`${dir}/model.safetensors`, asF32Tensors(tensors));
+    const weights = await loadQwen3Weights(dir, config);
+    assert.notEqual(weights.lmHead, weights.embedTokens);
+    assert.deepEqual(weights.lmHead, head);
+    // Tied: a stray lm_head.weight is ignored, as HuggingFace does.
+    const tied = await loadQwen3Weights(dir, { ...config, tieWordEmbeddings: true });
+    assert.equal(tied.lmHead, tied.embedTokens);
+  });
+});
+
+Deno.test("loadQwen3Weights() rejects a missing tensor", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  const tensors = await fixtureTensors();
+  tensors.delete("model.layers.1.self_attn.k_norm.weight");
+  await withTempDir(async (dir) => {
+    await writeSafetensors(`${dir}/model.safetensors`, asF32Tensors(tensors));
+    await expectError(() => loadQwen3Weights(dir, config), {
+      type: Error,
+      includes: ['"model.layers.1.self_attn.k_norm.weight"', `"${dir}/model.safetensors"`],
+    });
+  });
+  // A config with more layers than the checkpoint.
+  await expectError(() => loadQwen3Weights(FIXTURE, { ...config, numHiddenLayers: 3 }), {
+    type: Error,
+    includes: ['"model.layers.2.input_layernorm.weight"', `"${MODEL}"`],
+  });
+});
+
+Deno.test("loadQwen3Weights() rejects a wrong shape", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  await expectError(() => loadQwen3Weights(FIXTURE, { ...config, intermediateSize: 96 }), {
+    type: RangeError,
+    includes: [
+      `"${MODEL}"`,
+      '"model.layers.0.mlp.gate_proj.weight"',
+      "expected shape [96, 64]",
+      "actual shape [128, 64]",
+    ],
+  });
+  await expectError(() => loadQwen3Weights(FIXTURE, { ...config, numKeyValueHeads: 4 }), {
+    type: RangeError,
+    includes: [`"${MODEL}"`, '"model.layers.0.self_attn.k_proj.weight"', "[64, 64]", "[32, 64]"],
+  });
+});
+
+Deno.test("loadQwen3Weights() rejects a sharded index with a missing shard", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  const tensors = await fixtureTensors();
+  await withTempDir(async (dir) => {
+    const index = `${dir}/model.safetensors.index.json`;
+    const weightMap: Record<string, string> = {};
+    for (const name of tensors.keys()) {
+      weightMap[name] = name.includes("layers.1.")
+        ? "model-00002-of-00002.safetensors"
+        : "model-00001-of-00002.safetensors";
+    }
+    await writeSafetensors(`${dir}/model-00001-of-00002.safetensors`, asF32Tensors(tensors));
+    await Deno.writeTextFile(index, JSON.stringify({ weight_map: weightMap }));
+    await expectError(() => loadQwen3Weights(dir, config), {
+      type: Deno.errors.NotFound,
+      includes: [`"${index}"`, `"${dir}/model-00002-of-00002.safetensors"`],
+    });
+  });
+});
+
+Deno.test("loadQwen3Weights() rejects tensors missing from a sharded checkpoint", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  const tensors = await fixtureTensors();
+  await withTempDir(async (dir) => {
+    const index = `${dir}/model.safetensors.index.json`;
+    const shard = "model-00001-of-00001.safetensors";
+    const weightMap: Record<string, string> = {};
+    for (const name of tensors.keys()) weightMap[name] = shard;
+    await writeSafetensors(`${dir}/${shard}`, asF32Tensors(tensors));
+
+    delete weightMap["model.norm.weight"];
+    await Deno.writeTextFile(index, JSON.stringify({ weight_map: weightMap }));
+    await expectError(() => loadQwen3Weights(dir, config), {
+      type: Error,
+      includes: ['"model.norm.weight"', `"${index}"`],
+    });
+
+    weightMap["model.norm.weight"] = shard;
+    tensors.delete("model.norm.weight");
+    await writeSafetensors(`${dir}/${shard}`, asF32Tensors(tensors));
+    await Deno.writeTextFile(index, JSON.stringify({ weight_map: weightMap }));
+    await expectError(() => loadQwen3Weights(dir, config), {
+      type: Error,
+      includes: ['"model.norm.weight"', `"${dir}/${shard}"`, `"${index}"`],
+    });
+  });
+});
+
+Deno.test("loadQwen3Weights() rejects a malformed index", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  await withTempDir(async (dir) => {
+    const index = `${dir}/model.safetensors.index.json`;
+    await Deno.writeTextFile(index, "{ not json");
+    await expectError(() => loadQwen3Weights(dir, config), {
+      type: SyntaxError,
+      includes: [`"${index}"`],
+    });
+    await Deno.writeTextFile(index, JSON.stringify({ metadata: {} }));
+    await expectError(() => loadQwen3Weights(dir, config), {
+      type: TypeError,
+      includes: [`"${index}"`, '"weight_map"'],
+    });
+    await Deno.writeTextFile(
+      index,
+      JSON.stringify({ weight_map: { "model.norm.weight": "../elsewhere.safetensors" } }),
+    );
+    await expectError(() => loadQwen3Weights(dir, config), {
+      type: TypeError,
+      includes: [`"${index}"`, '"model.norm.weight"', "../elsewhere.safetensors"],
+    });
+  });
+});
+
+Deno.test("loadQwen3Weights() rejects a directory without a checkpoint", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  await withTempDir(async (dir) => {
+    await expectError(() => loadQwen3Weights(dir, config), {
+      type: Deno.errors.NotFound,
+      includes: [`"${dir}/model.safetensors"`, `"${dir}/model.safetensors.index.json"`],
+    });
+  });
+});
