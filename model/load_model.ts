@@ -23,6 +23,11 @@ export interface LoadModelOptions {
   gpu?: Gpu | GpuContext;
   /** Print warnings (CPU fallback, software adapter); default true. */
   warn?: boolean;
+  /**
+   * Largest row block of a weight matrix on the GPU, in bytes (default: the device's storage
+   * binding limit). Larger matrices are split; tests use a small value to exercise the split.
+   */
+  maxChunkBytes?: number;
 }
 
 /**
@@ -76,5 +81,5 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       `WebGPU adapter "${ctx.gpu.description}" is a software rasteriser: expect 1-2 GFLOP/s`,
     );
   }
-  return new WebGpuQwen3(ctx, config, weights);
+  return new WebGpuQwen3(ctx, config, weights, { maxChunkBytes: options.maxChunkBytes });
 }

@@ -1,6 +1,8 @@
 /**
  * The CPU backend: the Qwen3 forward pass composed from the kernels' float64 references, for
- * machines without a WebGPU adapter and as the independent check of the WGSL path.
+ * machines without a WebGPU adapter and as the independent check of the WGSL path. It also runs
+ * LoRA adapters (see {@linkcode CpuQwen3.setAdapters}) and records every activation
+ * ({@linkcode CpuQwen3.trace}) for the exact float64 backward in `qwen3_cpu_backward.ts`.
  *
  * @module
  */
@@ -11,20 +13,96 @@ import { matmulRef } from "../kernels/matmul/matmul_ref.ts";
 import { rmsNormRef } from "../kernels/rms_norm/rms_norm_ref.ts";
 import { ropeRef } from "../kernels/rope/rope_ref.ts";
 import { swigluRef } from "../kernels/swiglu/swiglu_ref.ts";
+import { checkLoraFits, type Lora, type LoraModule } from "../adapters/lora.ts";
+import { loraModuleName, type LoraTarget } from "../adapters/lora_config.ts";
 import type { Qwen3Config } from "./config.ts";
 import { type ForwardInput, packBatch, type PackedBatch } from "./forward_input.ts";
 import type { ForwardOutput, Qwen3Model, TokenLogprobsOutput } from "./model.ts";
 import type { Qwen3Weights } from "./weights.ts";
 
-interface CpuActivations {
+/** What the LoRA branch of one projection computed, for the backward. */
+export interface CpuLoraTrace {
+  /** The adapter. */
+  module: LoraModule;
+  /** The branch's input after dropout `[tokens, in]` (the projection's input without dropout). */
+  input: Float64Array;
+  /** Inverted-dropout factors `[tokens, in]` (0 or `1/(1−p)`); absent without dropout. */
+  dropoutMask?: Float64Array;
+  /** `input · A_eᵀ` `[tokens, r_e]` of each expert. */
+  down: Float64Array[];
+}
+
+/** Activations of one decoder layer (all `[tokens, …]`, float64). */
+export interface CpuLayerTrace {
+  /** Residual stream entering the layer `[tokens, hidden]`. */
+  hIn: Float64Array;
+  /** `input_layernorm(hIn)`. */
+  x1: Float64Array;
+  /** q_proj output before q_norm `[tokens, heads·headDim]`. */
+  qRaw: Float64Array;
+  /** k_proj output before k_norm `[tokens, kvHeads·headDim]`. */
+  kRaw: Float64Array;
+  /** v_proj output. */
+  v: Float64Array;
+  /** Queries after q_norm and RoPE. */
+  q: Float64Array;
+  /** Keys after k_norm and RoPE. */
+  k: Float64Array;
+  /** Attention output `[tokens, heads·headDim]` (o_proj's input). */
+  att: Float64Array;
+  /** Residual stream after attention `[tokens, hidden]`. */
+  hMid: Float64Array;
+  /** `post_attention_layernorm(hMid)`. */
+  x2: Float64Array;
+  /** gate_proj output `[tokens, intermediate]`. */
+  gate: Float64Array;
+  /** up_proj output. */
+  up: Float64Array;
+  /** `silu(gate) · up` (down_proj's input). */
+  act: Float64Array;
+  /** The LoRA branches run in this layer, by projection. */
+  lora: Partial<Record<LoraTarget, CpuLoraTrace>>;
+}
+
+/** Everything one forward pass computed, float64. */
+export interface CpuForwardTrace {
+  /** The validated batch. */
   batch: PackedBatch;
-  /** Hidden states as HF returns them (float64). */
+  /** Per-layer activations. */
+  layers: CpuLayerTrace[];
+  /** Residual stream after the last layer, before the final norm `[tokens, hidden]`. */
+  hFinal: Float64Array;
+  /** Hidden states as HF returns them; the last is the final-norm output (`lastHidden`). */
   hidden: Float64Array[];
+  /** Logits `[tokens, vocab]`. */
+  logits: Float64Array;
+}
+
+/** Options of {@linkcode CpuQwen3.trace}. */
+export interface CpuTraceOptions {
+  /**
+   * Training mode: apply the adapters' `lora_dropout` with masks drawn from a mulberry32 stream
+   * with this seed (module by module in forward order, row-major over `[tokens, in]`); the same
+   * seed gives the same masks. Default: no dropout (evaluation, as `forward`).
+   */
+  dropoutSeed?: number;
+}
+
+/** mulberry32: deterministic uniform numbers in [0, 1). */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 /**
  * A Qwen3 model running on the CPU in float64 with the reference ops (slow: for small models,
- * tests and machines without WebGPU).
+ * tests and machines without WebGPU), optionally with LoRA adapters.
  *
  * @example Run the fixture model on the CPU
  * ```ts
@@ -46,6 +124,8 @@ export class CpuQwen3 implements Qwen3Model {
   /** Always `"cpu (float64 reference ops)"`. */
   readonly device = "cpu (float64 reference ops)";
   #weights: Qwen3Weights;
+  #lora: Lora | null = null;
+  #loraByName = new Map<string, LoraModule>();
 
   /**
    * Wraps loaded weights.
@@ -58,29 +138,53 @@ export class CpuQwen3 implements Qwen3Model {
     this.#weights = weights;
   }
 
+  /** The base weights (shared, not copied: changing them changes the model). */
+  get weights(): Qwen3Weights {
+    return this.#weights;
+  }
+
+  /** The adapters every pass applies, or null. */
+  get adapters(): Lora | null {
+    return this.#lora;
+  }
+
   /**
-   * Runs the model over a batch.
+   * Applies LoRA adapters to every later pass (`null` removes them). The adapters are used by
+   * reference, so an optimizer updating their arrays in place is seen by the next pass. Each
+   * adapted projection computes `y = x·Wᵀ + Σ_e scale_e·(x·A_eᵀ)·B_eᵀ`.
+   *
+   * @param lora The adapters, or null.
+   * @throws {RangeError} If the adapters do not fit this model (see `checkLoraFits`).
+   *
+   * @example Apply the fixture's PEFT adapter
+   * ```ts ignore
+   * import { loadPeftAdapter } from "../adapters/peft_io.ts";
+   * declare const model: import("./qwen3_cpu.ts").CpuQwen3;
+   * model.setAdapters(await loadPeftAdapter("tests/fixtures/qwen3-tiny/adapter", model.config));
+   * ```
+   */
+  setAdapters(lora: Lora | null): void {
+    if (lora !== null) checkLoraFits(lora, this.config);
+    this.#lora = lora;
+    this.#loraByName = new Map(lora?.modules.map((m) => [m.name, m]) ?? []);
+  }
+
+  /**
+   * Runs the model over a batch (adapters applied, no dropout).
    *
    * @param input The batch.
    * @returns Logits and, when asked, hidden states.
    */
   forward(input: ForwardInput): Promise<ForwardOutput> {
     try {
-      const acts = this.#run(input);
-      const last = acts.hidden[acts.hidden.length - 1];
-      const n = acts.batch.batch * acts.batch.seqLen;
-      const logits = matmulRef(last, this.#weights.lmHead, [
-        n,
-        this.config.vocabSize,
-        this.config.hiddenSize,
-      ]);
+      const t = this.trace(input);
       return Promise.resolve({
-        logits: Float32Array.from(logits),
+        logits: Float32Array.from(t.logits),
         hiddenStates: input.outputHiddenStates
-          ? acts.hidden.map((h) => Float32Array.from(h))
+          ? t.hidden.map((h) => Float32Array.from(h))
           : undefined,
-        batch: acts.batch.batch,
-        seqLen: acts.batch.seqLen,
+        batch: t.batch.batch,
+        seqLen: t.batch.seqLen,
       });
     } catch (e) {
       return Promise.reject(e);
@@ -95,16 +199,10 @@ export class CpuQwen3 implements Qwen3Model {
    */
   tokenLogprobs(input: ForwardInput): Promise<TokenLogprobsOutput> {
     try {
-      const acts = this.#run(input);
-      const { batch, seqLen, targets } = acts.batch;
-      const last = acts.hidden[acts.hidden.length - 1];
-      const v = this.config.vocabSize;
-      const logits = matmulRef(last, this.#weights.lmHead, [
-        batch * seqLen,
-        v,
-        this.config.hiddenSize,
-      ]);
-      const { logprobs } = logprobRef(logits, targets, v);
+      const t = this.trace(input);
+      const { batch, seqLen, targets } = t.batch;
+      const { logprobs } = logprobRef(t.logits, targets, this.config.vocabSize);
+      const last = t.hidden[t.hidden.length - 1];
       return Promise.resolve({
         logprobs: dropLastPosition(logprobs, batch, seqLen),
         lastHidden: input.outputHiddenStates ? Float32Array.from(last) : undefined,
@@ -119,7 +217,24 @@ export class CpuQwen3 implements Qwen3Model {
   /** Nothing to free on the CPU. */
   dispose(): void {}
 
-  #run(input: ForwardInput): CpuActivations {
+  /**
+   * Runs the forward pass and keeps every activation (the backward's input). The order of ops is
+   * the WebGPU backend's: embedding; per layer input norm, q/k/v projections, q/k norms, RoPE,
+   * attention, o projection added to the residual, post-attention norm, gate/up projections,
+   * SwiGLU, down projection added to the residual; final norm; LM head.
+   *
+   * @param input The batch.
+   * @param options Training-mode dropout.
+   * @returns The activations.
+   *
+   * @example Trace a short sequence
+   * ```ts ignore
+   * declare const model: import("./qwen3_cpu.ts").CpuQwen3;
+   * const t = model.trace({ inputIds: [[1, 2, 3]] });
+   * console.log(t.layers.length, t.logits.length);
+   * ```
+   */
+  trace(input: ForwardInput, options: CpuTraceOptions = {}): CpuForwardTrace {
     const c = this.config;
     const w = this.#weights;
     const batch = packBatch(input, c);
@@ -132,22 +247,60 @@ export class CpuQwen3 implements Qwen3Model {
       c.intermediateSize,
     ];
     const eps = c.rmsNormEps;
+    const p = this.#lora?.config.loraDropout ?? 0;
+    const rand = options.dropoutSeed !== undefined && p > 0
+      ? mulberry32(options.dropoutSeed)
+      : null;
+
     let h = embeddingRef(batch.ids, w.embedTokens, hsz);
     const hidden: Float64Array[] = [h];
-    for (const layer of w.layers) {
-      let x = rmsNormRef(h, layer.inputLayernorm, { d: hsz, eps });
-      let q = matmulRef(x, layer.qProj, [n, hq * d, hsz]);
-      let k = matmulRef(x, layer.kProj, [n, hkv * d, hsz]);
-      const v = matmulRef(x, layer.vProj, [n, hkv * d, hsz]);
-      q = ropeRef(rmsNormRef(q, layer.qNorm, { d, eps }), batch.positions, {
-        d,
+    const layers: CpuLayerTrace[] = [];
+    w.layers.forEach((lw, l) => {
+      const lora: CpuLayerTrace["lora"] = {};
+      /** `[accumulate +] x·Wᵀ + Σ_e scale_e·(drop(x)·A_eᵀ)·B_eᵀ`. */
+      const linear = (
+        x: Float64Array,
+        weight: Float32Array,
+        target: LoraTarget,
+        shape: [number, number],
+        accumulate?: Float64Array,
+      ): Float64Array => {
+        const [out, inn] = shape;
+        let y = matmulRef(x, weight, [n, out, inn], { accumulate });
+        const m = this.#loraByName.get(loraModuleName(l, target));
+        if (!m) return y;
+        let xd = x;
+        let dropoutMask: Float64Array | undefined;
+        if (rand) {
+          dropoutMask = new Float64Array(x.length);
+          xd = new Float64Array(x.length);
+          for (let i = 0; i < x.length; i++) {
+            dropoutMask[i] = rand() < p ? 0 : 1 / (1 - p);
+            xd[i] = x[i] * dropoutMask[i];
+          }
+        }
+        const down: Float64Array[] = [];
+        for (const e of m.experts) {
+          const u = matmulRef(xd, e.a, [n, e.r, inn]);
+          down.push(u);
+          y = matmulRef(u, e.b, [n, out, e.r], { alpha: e.scale, accumulate: y });
+        }
+        lora[target] = { module: m, input: xd, dropoutMask, down };
+        return y;
+      };
+      const hIn = h;
+      const x1 = rmsNormRef(h, lw.inputLayernorm, { d: hsz, eps });
+      const qRaw = linear(x1, lw.qProj, "q_proj", [hq * d, hsz]);
+      const kRaw = linear(x1, lw.kProj, "k_proj", [hkv * d, hsz]);
+      const v = linear(x1, lw.vProj, "v_proj", [hkv * d, hsz]);
+      const rope = { d, theta: c.ropeTheta };
+      const q = ropeRef(rmsNormRef(qRaw, lw.qNorm, { d, eps }), batch.positions, {
+        ...rope,
         heads: hq,
-        theta: c.ropeTheta,
       });
-      k = ropeRef(rmsNormRef(k, layer.kNorm, { d, eps }), batch.positions, {
-        d,
+      const k = ropeRef(rmsNormRef(kRaw, lw.kNorm, { d, eps }), batch.positions, {
+        ...rope,
         heads: hkv,
-        theta: c.ropeTheta,
       });
       const att = attentionRef(q, k, v, {
         b: batch.batch,
@@ -158,23 +311,37 @@ export class CpuQwen3 implements Qwen3Model {
         d,
         mask: batch.mask,
       });
-      h = matmulRef(att, layer.oProj, [n, hsz, hq * d], { accumulate: h });
-      x = rmsNormRef(h, layer.postAttentionLayernorm, { d: hsz, eps });
-      const act = swigluRef(
-        matmulRef(x, layer.gateProj, [n, inter, hsz]),
-        matmulRef(x, layer.upProj, [n, inter, hsz]),
-      );
-      h = matmulRef(act, layer.downProj, [n, hsz, inter], { accumulate: h });
+      const hMid = linear(att, lw.oProj, "o_proj", [hsz, hq * d], h);
+      const x2 = rmsNormRef(hMid, lw.postAttentionLayernorm, { d: hsz, eps });
+      const gate = linear(x2, lw.gateProj, "gate_proj", [inter, hsz]);
+      const up = linear(x2, lw.upProj, "up_proj", [inter, hsz]);
+      const act = swigluRef(gate, up);
+      h = linear(act, lw.downProj, "down_proj", [hsz, inter], hMid);
       hidden.push(h);
-    }
-    hidden[hidden.length - 1] = rmsNormRef(h, w.norm, { d: hsz, eps });
-    return { batch, hidden };
+      layers.push({ hIn, x1, qRaw, kRaw, v, q, k, att, hMid, x2, gate, up, act, lora });
+    });
+    const hFinal = h;
+    const last = rmsNormRef(h, w.norm, { d: hsz, eps });
+    hidden[hidden.length - 1] = last;
+    const logits = matmulRef(last, w.lmHead, [n, c.vocabSize, hsz]);
+    return { batch, layers, hFinal, hidden, logits };
   }
 }
 
 /**
  * `[batch, seqLen]` per-position values → `[batch, seqLen − 1]` (the last position has no
  * next token).
+ *
+ * @param values `[batch, seqLen]` values.
+ * @param batch Number of sequences.
+ * @param seqLen Tokens per sequence.
+ * @returns The values without each sequence's last position.
+ *
+ * @example Two sequences of three
+ * ```ts
+ * import { dropLastPosition } from "./qwen3_cpu.ts";
+ * console.log(dropLastPosition([1, 2, 3, 4, 5, 6], 2, 3)); // Float32Array [1, 2, 4, 5]
+ * ```
  */
 export function dropLastPosition(
   values: ArrayLike<number>,

@@ -72,6 +72,12 @@ interface Workspace {
   hidden?: GPUBuffer;
 }
 
+/** Options of the {@linkcode WebGpuQwen3} constructor. */
+export interface WebGpuQwen3Options {
+  /** Largest row block of a weight matrix in bytes; default the device's binding limit. */
+  maxChunkBytes?: number;
+}
+
 /**
  * A Qwen3 model whose weights live on a WebGPU device.
  *
@@ -113,13 +119,20 @@ export class WebGpuQwen3 implements Qwen3Model {
    * @param ctx The GPU context.
    * @param config The model config.
    * @param weights The weights (float32).
+   * @param options `maxChunkBytes`: largest row block of a weight matrix (default: the device's
+   * storage binding limit); matrices above it are split.
    */
-  constructor(ctx: GpuContext, config: Qwen3Config, weights: Qwen3Weights) {
+  constructor(
+    ctx: GpuContext,
+    config: Qwen3Config,
+    weights: Qwen3Weights,
+    options: WebGpuQwen3Options = {},
+  ) {
     this.ctx = ctx;
     this.config = config;
     const c = config;
     const mat = (name: string, data: Float32Array, rows: number, cols: number) =>
-      uploadMatrix(ctx, { name, data, rows, cols });
+      uploadMatrix(ctx, { name, data, rows, cols }, { maxChunkBytes: options.maxChunkBytes });
     this.embedTokens = mat(
       "model.embed_tokens.weight",
       weights.embedTokens,

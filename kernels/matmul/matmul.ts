@@ -71,6 +71,9 @@ export function encodeMatmul(
     args.yCol ?? 0,
     args.accumulate ? 1 : 0,
     f32Bits(args.alpha ?? 1),
+    k, // ldw: w is [n, k] contiguous
+    0, // x_col
+    0, // w_col
   ];
   ctx.dispatch(
     pass,

@@ -1,16 +1,23 @@
-// matmul: y[m, y_col + n] = (accumulate ? y[m, y_col + n] : 0) + alpha * sum_k x[m, k] * w[n, k]
-// x is [M, K] with row stride ldx, w is [N, K] (PyTorch's [out, in]), y has row stride ldy.
+// matmul: y[m, y_col + n] = (accumulate ? y[m, y_col + n] : 0) + alpha * sum_k A[m, k] * B[n, k]
+//   A[m, k] = x[m * ldx + x_col + k]   (X_T: x[k * ldx + x_col + m], i.e. x holds Aᵀ)
+//   B[n, k] = w[n * ldw + w_col + k]   (W_T: w[k * ldw + w_col + n], i.e. w holds Bᵀ)
+// The forward y = x · wᵀ uses neither transpose (w is PyTorch's [out, in], ldw = K); the
+// backward of it uses W_T for dx = dy · w and X_T + W_T for dw = dyᵀ · x (matmul_backward.ts).
 // Tiles of 64x64 outputs, 16 deep in K; 256 threads, each owning 4x4 outputs strided by 16.
 // Any M, N, K (bounds-checked loads and stores).
 // Reads x, w (and y when accumulating); writes y. Tolerance vs f64 reference: rel 1e-5 (f32).
 struct Params {
   M: u32, N: u32, K: u32, ldx: u32,
   ldy: u32, y_col: u32, accumulate: u32, alpha: f32,
+  ldw: u32, x_col: u32, w_col: u32,
 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
+
+override X_T: bool = false;
+override W_T: bool = false;
 
 const BM = 64u;
 const BN = 64u;
@@ -30,14 +37,32 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
     for (var i = 0u; i < 4u; i++) {
       let e = li + i * 256u;
-      let r = e / BK;
-      let c = e % BK;
-      let gk = k0 + c;
+      // Consecutive threads read consecutive addresses: along k, or along rows when transposed.
+      var r = e / BK;
+      var c = e % BK;
+      if (X_T) { r = e % BM; c = e / BM; }
+      var gk = k0 + c;
       var a = 0.0;
-      if (row0 + r < p.M && gk < p.K) { a = x[(row0 + r) * p.ldx + gk]; }
+      if (row0 + r < p.M && gk < p.K) {
+        if (X_T) {
+          a = x[gk * p.ldx + p.x_col + row0 + r];
+        } else {
+          a = x[(row0 + r) * p.ldx + p.x_col + gk];
+        }
+      }
       As[c * BM + r] = a;
+      r = e / BK;
+      c = e % BK;
+      if (W_T) { r = e % BN; c = e / BN; }
+      gk = k0 + c;
       var b = 0.0;
-      if (col0 + r < p.N && gk < p.K) { b = w[(col0 + r) * p.K + gk]; }
+      if (col0 + r < p.N && gk < p.K) {
+        if (W_T) {
+          b = w[gk * p.ldw + p.w_col + col0 + r];
+        } else {
+          b = w[(col0 + r) * p.ldw + p.w_col + gk];
+        }
+      }
       Bs[c * BN + r] = b;
     }
     workgroupBarrier();

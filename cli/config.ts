@@ -1,0 +1,382 @@
+/**
+ * The run configuration: the {@linkcode TrainConfig} types and the one frozen
+ * {@linkcode DEFAULT_CONFIG} holding every default. A run's YAML file (read by
+ * `cli/load_config.ts`) spells its keys exactly as the fields here, sets only what differs from
+ * the defaults, and may not use any other key.
+ *
+ * @example Read a default
+ * ```ts
+ * import { DEFAULT_CONFIG } from "./config.ts";
+ * import { ok, strictEqual } from "node:assert/strict";
+ *
+ * strictEqual(DEFAULT_CONFIG.model.path, "builtin:tiny");
+ * ok(Object.isFrozen(DEFAULT_CONFIG.trainer));
+ * ```
+ *
+ * @module
+ */
+
+/**
+ * Where the model math runs: `"webgpu"`, `"cpu"` (the float64 references), or `"auto"` (WebGPU
+ * when an adapter is found, else CPU).
+ *
+ * @example Usage
+ * ```ts
+ * import type { Backend } from "./config.ts";
+ *
+ * const backend: Backend = "auto";
+ * ```
+ */
+export type Backend = "webgpu" | "cpu" | "auto";
+
+/**
+ * A linear layer of a Qwen3 decoder layer that an adapter can wrap (PEFT `target_modules` names).
+ *
+ * @example Usage
+ * ```ts
+ * import type { AdapterTarget } from "./config.ts";
+ *
+ * const attention: AdapterTarget[] = ["q_proj", "k_proj", "v_proj", "o_proj"];
+ * ```
+ */
+export type AdapterTarget =
+  | "q_proj"
+  | "k_proj"
+  | "v_proj"
+  | "o_proj"
+  | "gate_proj"
+  | "up_proj"
+  | "down_proj";
+
+/**
+ * An operator of the arithmetic task.
+ *
+ * @example Usage
+ * ```ts
+ * import type { ArithmeticOpName } from "./config.ts";
+ *
+ * const ops: ArithmeticOpName[] = ["+", "*"];
+ * ```
+ */
+export type ArithmeticOpName = "+" | "-" | "*";
+
+/**
+ * The `run` section: what the run is called and where it writes.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RunConfig } from "./config.ts";
+ *
+ * const run: RunConfig = { name: "tiny_sft", outDir: "out", seed: 0 };
+ * ```
+ */
+export interface RunConfig {
+  /** The run's name: letters, digits, `.`, `_`, `-`; checkpoints go to `<outDir>/<name>/`. */
+  readonly name: string;
+  /** The directory that holds all runs. */
+  readonly outDir: string;
+  /** Seed of the parameter init, dropout and sampling (a non-negative safe integer). */
+  readonly seed: number;
+}
+
+/**
+ * The `model` section: a HuggingFace Qwen3 directory, or `"builtin:tiny"` for a fresh random
+ * init of the shape given by the other fields (which are ignored for a directory).
+ *
+ * @example Usage
+ * ```ts
+ * import { DEFAULT_CONFIG, type ModelConfig } from "./config.ts";
+ *
+ * const model: ModelConfig = { ...DEFAULT_CONFIG.model, path: "checkpoints/qwen3-0.6b" };
+ * ```
+ */
+export interface ModelConfig {
+  /** A model directory (`config.json`, `*.safetensors`, tokenizer), or `"builtin:tiny"`. */
+  readonly path: string;
+  /** Width of the residual stream (`hidden_size`). */
+  readonly hidden: number;
+  /** Number of decoder layers (`num_hidden_layers`). */
+  readonly layers: number;
+  /** Number of query heads (`num_attention_heads`). */
+  readonly heads: number;
+  /** Number of key/value heads (`num_key_value_heads`); must divide `heads`. */
+  readonly kvHeads: number;
+  /** Width of one attention head (`head_dim`); even, for RoPE. */
+  readonly headDim: number;
+  /** Width of the SwiGLU MLP (`intermediate_size`). */
+  readonly intermediate: number;
+  /** Rows of the embedding (`vocab_size`); at least the tokenizer's vocabulary. */
+  readonly vocab: number;
+  /** Longest sequence, prompt plus completion (`max_position_embeddings`). */
+  readonly maxPositions: number;
+  /** RoPE base frequency (`rope_theta`). */
+  readonly ropeTheta: number;
+  /** Epsilon of every RMSNorm (`rms_norm_eps`). */
+  readonly rmsNormEps: number;
+  /** Whether the LM head shares the embedding matrix (`tie_word_embeddings`). */
+  readonly tieEmbeddings: boolean;
+  /** Standard deviation of the normal init of weight matrices (`initializer_range`). */
+  readonly initStd: number;
+}
+
+/**
+ * The `adapters` section: which parameters train. `"none"` trains the whole model; `"lora"`
+ * freezes it and trains LoRA adapters (PEFT semantics: scale `alpha / r`, or `alpha / sqrt(r)`
+ * with `rslora`).
+ *
+ * @example Usage
+ * ```ts
+ * import { type AdaptersConfig, DEFAULT_CONFIG } from "./config.ts";
+ *
+ * const lora: AdaptersConfig = { ...DEFAULT_CONFIG.adapters, kind: "lora", r: 16, alpha: 32 };
+ * ```
+ */
+export interface AdaptersConfig {
+  /** `"none"` (full fine-tuning) or `"lora"`. */
+  readonly kind: "none" | "lora";
+  /** The linear layers to wrap (PEFT `target_modules`); non-empty, no repeats. */
+  readonly targets: readonly AdapterTarget[];
+  /** The rank (PEFT `r`). */
+  readonly r: number;
+  /** The scale numerator (PEFT `lora_alpha`). */
+  readonly alpha: number;
+  /** Ranks that differ from `r`, by module name or pattern (PEFT `rank_pattern`). */
+  readonly rankPattern: Readonly<Record<string, number>>;
+  /** Alphas that differ from `alpha`, by module name or pattern (PEFT `alpha_pattern`). */
+  readonly alphaPattern: Readonly<Record<string, number>>;
+  /** Dropout on the adapter input, in `[0, 1)` (PEFT `lora_dropout`). */
+  readonly dropout: number;
+  /** Rank-stabilised scaling `alpha / sqrt(r)` (PEFT `use_rslora`). */
+  readonly rslora: boolean;
+}
+
+/**
+ * The `data` section: the task and its difficulty knobs (see `data/arithmetic_task.ts`).
+ *
+ * @example Usage
+ * ```ts
+ * import { type DataConfig, DEFAULT_CONFIG } from "./config.ts";
+ *
+ * const harder: DataConfig = { ...DEFAULT_CONFIG.data, digits: 3, maxTerms: 3 };
+ * ```
+ */
+export interface DataConfig {
+  /** The task; only the built-in `"arithmetic"` for now. */
+  readonly task: "arithmetic";
+  /** Seed of the problem generator (kept apart from `run.seed` so eval sets match across runs). */
+  readonly seed: number;
+  /** Most digits of an operand, 1 to 6. */
+  readonly digits: number;
+  /** The operators to draw from; non-empty, no repeats. */
+  readonly ops: readonly ArithmeticOpName[];
+  /** Most operands of a problem, 2 to 4 (1 to 3 operations). */
+  readonly maxTerms: number;
+  /** Most digits of the right operand of `*`, 1 to 3. */
+  readonly mulDigits: number;
+  /**
+   * Number of distinct training problems; the trainer cycles through them. The knobs bound it
+   * (2-digit problems with one operation number about 19 000), and generating too many throws.
+   */
+  readonly trainSize: number;
+  /** Number of distinct held-out problems. */
+  readonly evalSize: number;
+}
+
+/**
+ * The `trainer` section: the objective, the batch and the AdamW optimizer with its schedule.
+ *
+ * @example Usage
+ * ```ts
+ * import { DEFAULT_CONFIG, type TrainerConfig } from "./config.ts";
+ *
+ * const short: TrainerConfig = { ...DEFAULT_CONFIG.trainer, steps: 10, warmupSteps: 0 };
+ * ```
+ */
+export interface TrainerConfig {
+  /** `"sft"`: supervised fine-tuning on the worked solutions (RL modes come later). */
+  readonly mode: "sft";
+  /** Number of optimizer steps. */
+  readonly steps: number;
+  /** Sequences per optimizer step. */
+  readonly batchSize: number;
+  /** Gradient-accumulation chunks per step; must divide `batchSize`. */
+  readonly microBatches: number;
+  /** Peak learning rate. */
+  readonly lr: number;
+  /** Steps of linear warmup from 0 to `lr`. */
+  readonly warmupSteps: number;
+  /** After warmup: `"constant"`, or `"cosine"` decay to `lr * minLrRatio` at `steps`. */
+  readonly schedule: "constant" | "cosine";
+  /** Final learning rate of the cosine schedule as a share of `lr`, in `[0, 1]`. */
+  readonly minLrRatio: number;
+  /** Decoupled weight decay of AdamW. */
+  readonly weightDecay: number;
+  /** Clip the global gradient norm to this; `0` disables clipping. */
+  readonly maxGradNorm: number;
+  /** Adam's first-moment decay, in `[0, 1)`. */
+  readonly b1: number;
+  /** Adam's second-moment decay, in `[0, 1)`. */
+  readonly b2: number;
+  /** Adam's epsilon, > 0. */
+  readonly eps: number;
+}
+
+/**
+ * The `eval` section: held-out accuracy by greedy generation.
+ *
+ * @example Usage
+ * ```ts
+ * import type { EvalConfig } from "./config.ts";
+ *
+ * const evalConfig: EvalConfig = { every: 50, samples: 100, maxNewTokens: 48 };
+ * ```
+ */
+export interface EvalConfig {
+  /** Evaluate every this many steps (and after the last); `0` evaluates only after the last. */
+  readonly every: number;
+  /** Held-out problems per evaluation; at most `data.evalSize`. */
+  readonly samples: number;
+  /** Most tokens to generate per problem. */
+  readonly maxNewTokens: number;
+}
+
+/**
+ * The `checkpoint` section.
+ *
+ * @example Usage
+ * ```ts
+ * import type { CheckpointConfig } from "./config.ts";
+ *
+ * const checkpoint: CheckpointConfig = { every: 100, keep: 3 };
+ * ```
+ */
+export interface CheckpointConfig {
+  /** Save every this many steps (and after the last); `0` saves only after the last. */
+  readonly every: number;
+  /** Keep the newest this many checkpoints, deleting older ones; `0` keeps all. */
+  readonly keep: number;
+}
+
+/**
+ * The whole run configuration, as one YAML file spells it.
+ *
+ * @example Usage
+ * ```ts
+ * import { DEFAULT_CONFIG, type TrainConfig } from "./config.ts";
+ *
+ * const config: TrainConfig = {
+ *   ...DEFAULT_CONFIG,
+ *   trainer: { ...DEFAULT_CONFIG.trainer, lr: 3e-4 },
+ * };
+ * ```
+ */
+export interface TrainConfig {
+  /** Name, output directory and seed. */
+  readonly run: RunConfig;
+  /** The model to train. */
+  readonly model: ModelConfig;
+  /** Which parameters train. */
+  readonly adapters: AdaptersConfig;
+  /** The task. */
+  readonly data: DataConfig;
+  /** Objective, batch and optimizer. */
+  readonly trainer: TrainerConfig;
+  /** Held-out evaluation. */
+  readonly eval: EvalConfig;
+  /** Checkpoint cadence and retention. */
+  readonly checkpoint: CheckpointConfig;
+  /** Where the model math runs. */
+  readonly backend: Backend;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * Every default, deeply frozen: a full fine-tune (SFT) of a fresh 2-layer Qwen3 (`builtin:tiny`,
+ * 64 wide, vocabulary sized for the arithmetic tokenizer) on 2-digit arithmetic.
+ *
+ * @example Usage
+ * ```ts
+ * import { DEFAULT_CONFIG } from "./config.ts";
+ * import { strictEqual, throws } from "node:assert/strict";
+ *
+ * strictEqual(DEFAULT_CONFIG.trainer.mode, "sft");
+ * strictEqual(DEFAULT_CONFIG.checkpoint.keep, 3);
+ * throws(() => {
+ *   (DEFAULT_CONFIG.trainer as { lr: number }).lr = 1;
+ * }, TypeError);
+ * ```
+ */
+export const DEFAULT_CONFIG: TrainConfig = deepFreeze<TrainConfig>({
+  run: {
+    name: "run",
+    outDir: "out",
+    seed: 0,
+  },
+  model: {
+    path: "builtin:tiny",
+    hidden: 64,
+    layers: 2,
+    heads: 4,
+    kvHeads: 2,
+    headDim: 16,
+    intermediate: 192,
+    vocab: 64,
+    maxPositions: 256,
+    ropeTheta: 10000,
+    rmsNormEps: 1e-6,
+    tieEmbeddings: true,
+    initStd: 0.02,
+  },
+  adapters: {
+    kind: "none",
+    targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    r: 8,
+    alpha: 16,
+    rankPattern: {},
+    alphaPattern: {},
+    dropout: 0,
+    rslora: false,
+  },
+  data: {
+    task: "arithmetic",
+    seed: 0,
+    digits: 2,
+    ops: ["+", "-", "*"],
+    maxTerms: 2,
+    mulDigits: 1,
+    trainSize: 10000,
+    evalSize: 200,
+  },
+  trainer: {
+    mode: "sft",
+    steps: 1000,
+    batchSize: 32,
+    microBatches: 1,
+    lr: 1e-3,
+    warmupSteps: 50,
+    schedule: "cosine",
+    minLrRatio: 0.1,
+    weightDecay: 0.01,
+    maxGradNorm: 1,
+    b1: 0.9,
+    b2: 0.95,
+    eps: 1e-8,
+  },
+  eval: {
+    every: 100,
+    samples: 200,
+    maxNewTokens: 64,
+  },
+  checkpoint: {
+    every: 200,
+    keep: 3,
+  },
+  backend: "auto",
+});

@@ -1,0 +1,256 @@
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
+import { join } from "node:path";
+import { DEFAULT_CONFIG } from "./config.ts";
+import { loadConfig, validateConfig } from "./load_config.ts";
+
+async function withYaml(text: string, body: (path: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "run.yaml");
+    await Deno.writeTextFile(path, text);
+    await body(path);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("loadConfig() with no file and no overrides gives DEFAULT_CONFIG, frozen", async () => {
+  const config = await loadConfig(undefined);
+  deepStrictEqual(config, DEFAULT_CONFIG);
+  ok(Object.isFrozen(config) && Object.isFrozen(config.data.ops));
+});
+
+Deno.test("loadConfig() reads configs/tiny_sft.yaml", async () => {
+  const config = await loadConfig("configs/tiny_sft.yaml");
+  strictEqual(config.run.name, "tiny_sft");
+  strictEqual(config.model.path, "builtin:tiny");
+  strictEqual(config.trainer.mode, "sft");
+  strictEqual(config.trainer.lr, 3e-3);
+  deepStrictEqual(config.data.ops, ["+", "-", "*"]);
+  strictEqual(config.trainer.b2, DEFAULT_CONFIG.trainer.b2); // not in the file: the default
+});
+
+Deno.test("loadConfig() deep-merges the file over the defaults", async () => {
+  await withYaml("trainer:\n  lr: 0.01\neval:\nmodel: {layers: 3}\n", async (path) => {
+    const config = await loadConfig(path);
+    strictEqual(config.trainer.lr, 0.01);
+    strictEqual(config.trainer.steps, DEFAULT_CONFIG.trainer.steps);
+    strictEqual(config.model.layers, 3);
+    strictEqual(config.model.hidden, DEFAULT_CONFIG.model.hidden);
+    deepStrictEqual(config.eval, DEFAULT_CONFIG.eval); // an empty section keeps the defaults
+  });
+  await withYaml("# nothing set\n", async (path) => {
+    deepStrictEqual(await loadConfig(path), DEFAULT_CONFIG);
+  });
+});
+
+Deno.test("loadConfig() applies overrides typed by the default, in order", async () => {
+  const config = await loadConfig(undefined, {
+    overrides: [
+      "--trainer.lr=2e-6",
+      "--trainer.steps=7",
+      "--model.tieEmbeddings=false",
+      "--run.name=123", // a string stays a string
+      "--data.ops=+,*",
+      "--adapters.targets=[q_proj, v_proj]",
+      "--adapters.kind=lora",
+      "--adapters.rankPattern.q_proj=16",
+      "--adapters.alphaPattern={v_proj: 8}",
+      "trainer.steps=9", // the leading -- is optional, and later overrides win
+    ],
+  });
+  strictEqual(config.trainer.lr, 2e-6);
+  strictEqual(config.trainer.steps, 9);
+  strictEqual(config.model.tieEmbeddings, false);
+  strictEqual(config.run.name, "123");
+  deepStrictEqual(config.data.ops, ["+", "*"]);
+  deepStrictEqual(config.adapters.targets, ["q_proj", "v_proj"]);
+  strictEqual(config.adapters.kind, "lora");
+  deepStrictEqual(config.adapters.rankPattern, { q_proj: 16 });
+  deepStrictEqual(config.adapters.alphaPattern, { v_proj: 8 });
+});
+
+Deno.test("loadConfig() overrides win over the file", async () => {
+  await withYaml("trainer:\n  lr: 0.01\n", async (path) => {
+    const config = await loadConfig(path, { overrides: ["--trainer.lr=0.5"] });
+    strictEqual(config.trainer.lr, 0.5);
+  });
+});
+
+Deno.test("loadConfig() names the file, key, expectation and value of a bad value", async () => {
+  await withYaml("trainer:\n  lr: -1\n", async (path) => {
+    await rejects(loadConfig(path), {
+      name: "RangeError",
+      message: `Cannot load config "${path}": key "trainer.lr" must be > 0: current value is -1`,
+    });
+  });
+  await withYaml("trainer:\n  steps: ten\n", async (path) => {
+    await rejects(loadConfig(path), {
+      name: "TypeError",
+      message:
+        `Cannot load config "${path}": key "trainer.steps" must be a number: current value is "ten"`,
+    });
+  });
+  await withYaml("backend: gpu\n", async (path) => {
+    await rejects(loadConfig(path), {
+      name: "RangeError",
+      message: `Cannot load config "${path}": key "backend" must be one of "webgpu", "cpu", ` +
+        `"auto": current value is "gpu"`,
+    });
+  });
+  await withYaml("data:\n  ops: [+, /]\n", async (path) => {
+    await rejects(loadConfig(path), {
+      name: "RangeError",
+      message: /key "data\.ops\[1\]" must be one of "\+", "-", "\*": current value is "\/"/,
+    });
+  });
+  await withYaml("trainer: 3\n", async (path) => {
+    await rejects(loadConfig(path), {
+      name: "TypeError",
+      message: `Cannot load config "${path}": key "trainer" must be a mapping: current value is 3`,
+    });
+  });
+});
+
+Deno.test("loadConfig() rejects unknown keys and suggests the closest one", async () => {
+  await withYaml("trainer:\n  learningRate: 1\n", async (path) => {
+    await rejects(loadConfig(path), {
+      name: "TypeError",
+      message: new RegExp(
+        `^Cannot load config "${path}": key "trainer.learningRate" is unknown: expected one of ` +
+          `"mode", "steps", .*"eps"$`,
+      ),
+    });
+  });
+  await withYaml("modle:\n  layers: 1\n", async (path) => {
+    await rejects(loadConfig(path), {
+      message: /key "modle" is unknown: .*\(did you mean "model"\?\)/,
+    });
+  });
+  await rejects(loadConfig(undefined, { overrides: ["--trainer.lrr=1"] }), {
+    name: "TypeError",
+    message:
+      /^Cannot load config "<defaults>": override "--trainer.lrr=1" sets unknown key "trainer.lrr": expected one of .* \(did you mean "lr"\?\)$/,
+  });
+  await rejects(loadConfig(undefined, { overrides: ["--backend.x=1"] }), {
+    name: "TypeError",
+    message:
+      /override "--backend.x=1" sets unknown key "backend.x": "backend" is a value, not a section/,
+  });
+});
+
+Deno.test("loadConfig() names the override a bad value came from", async () => {
+  await rejects(loadConfig("configs/tiny_sft.yaml", { overrides: ["--trainer.lr=-1"] }), {
+    name: "RangeError",
+    message: 'Cannot load config "configs/tiny_sft.yaml": key "trainer.lr" (set by ' +
+      '"--trainer.lr=-1") must be > 0: current value is -1',
+  });
+  await rejects(loadConfig(undefined, { overrides: ["--model.tieEmbeddings=yes"] }), {
+    name: "TypeError",
+    message:
+      /key "model.tieEmbeddings" \(set by "--model.tieEmbeddings=yes"\) must be true or false: current value is "yes"/,
+  });
+  await rejects(loadConfig(undefined, { overrides: ["--adapters.rankPattern.q_proj=0"] }), {
+    name: "RangeError",
+    message:
+      /key "adapters.rankPattern.q_proj" \(set by "--adapters.rankPattern.q_proj=0"\) must be >= 1: current value is 0/,
+  });
+});
+
+Deno.test("loadConfig() rejects malformed overrides and sections as values", async () => {
+  await rejects(loadConfig(undefined, { overrides: ["--trainer.lr"] }), {
+    name: "SyntaxError",
+    message: /override "--trainer.lr" must look like "--key.path=value"/,
+  });
+  await rejects(loadConfig(undefined, { overrides: ["--trainer=1"] }), {
+    name: "TypeError",
+    message: /key "trainer" is a section: set one of its keys/,
+  });
+});
+
+Deno.test("loadConfig() checks values that depend on each other", async () => {
+  const cases: [string[], RegExp][] = [
+    [
+      ["--trainer.microBatches=3"],
+      /key "trainer.microBatches" .* must divide "trainer.batchSize" \(32\): current value is 3/,
+    ],
+    [
+      ["--model.kvHeads=3"],
+      /key "model.kvHeads" .* must divide "model.heads" \(4\): current value is 3/,
+    ],
+    [["--model.headDim=15"], /key "model.headDim" .* must be even/],
+    [
+      ["--model.vocab=40"],
+      /key "model.vocab" .* must be >= 55 \(the arithmetic tokenizer's vocabulary\)/,
+    ],
+    [
+      ["--model.path=builtin:huge"],
+      /key "model.path" .* must be "builtin:tiny" or a model directory/,
+    ],
+    [
+      ["--eval.samples=500"],
+      /key "eval.samples" .* must be <= "data.evalSize" \(200\): current value is 500/,
+    ],
+    [["--data.ops=+,+"], /key "data.ops" .* must not repeat an item: "\+" repeats/],
+  ];
+  for (const [overrides, message] of cases) {
+    await rejects(loadConfig(undefined, { overrides }), { name: "RangeError", message });
+  }
+  // A model directory may have any vocabulary: the check is for builtin:tiny only.
+  const config = await loadConfig(undefined, {
+    overrides: ["--model.path=checkpoints/qwen3", "--model.vocab=40"],
+  });
+  strictEqual(config.model.vocab, 40);
+});
+
+Deno.test("loadConfig() reports bad YAML with its position", async () => {
+  await withYaml("trainer:\n  lr: [1\n", async (path) => {
+    await rejects(loadConfig(path), {
+      name: "SyntaxError",
+      message: new RegExp(`^Cannot load config "${path}": invalid YAML: .*line \\d+, column \\d+`),
+    });
+  });
+  await withYaml("trainer:\n  lr: 1\n  lr: 2\n", async (path) => {
+    await rejects(loadConfig(path), { name: "SyntaxError", message: /Map keys must be unique/ });
+  });
+  await withYaml("- 1\n- 2\n", async (path) => {
+    await rejects(loadConfig(path), {
+      name: "TypeError",
+      message: /the file must hold a mapping of sections .*: current value is \[1,2\]/,
+    });
+  });
+  await rejects(loadConfig("configs/does_not_exist.yaml"), {
+    name: "NotFound",
+    message: 'Cannot load config "configs/does_not_exist.yaml": file not found',
+  });
+});
+
+Deno.test("validateConfig() requires every key", () => {
+  const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+    string,
+    Record<string, unknown>
+  >;
+  delete copy.trainer.lr;
+  throws(() => validateConfig(copy, { source: "meta.json" }), {
+    name: "TypeError",
+    message: 'Cannot load config "meta.json": key "trainer.lr" is missing',
+  });
+});
+
+Deno.test("validateConfig() lists every problem, one per line", () => {
+  const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+    string,
+    Record<string, unknown>
+  >;
+  copy.trainer.lr = 0;
+  copy.data.digits = 9;
+  copy.run.name = "a/b";
+  throws(() => validateConfig(copy), (error: Error) => {
+    const lines = error.message.split("\n");
+    strictEqual(lines.length, 3);
+    ok(lines.every((line) => line.startsWith('Cannot load config "<object>": key ')));
+    ok(lines.some((line) => line.includes('"data.digits" must be <= 6: current value is 9')));
+    ok(lines.some((line) => line.includes('"run.name" must start with a letter or digit')));
+    return true;
+  });
+});

@@ -1,0 +1,68 @@
+/**
+ * Launcher of the backward of the embedding gather: a deterministic scatter-add of token
+ * gradients into the rows of a (row-split) table gradient. Only needed when the embeddings are
+ * trained (full fine-tuning); its cost grows as tokens² · h per row block.
+ *
+ * @module
+ */
+import type { Binding, GpuContext } from "../../gpu/context.ts";
+import type { GpuMatrix } from "../../gpu/matrix.ts";
+import { grid } from "../_grid.ts";
+import code from "./embedding_backward.wgsl" with { type: "text" };
+
+/** Arguments of {@linkcode encodeEmbeddingBackward}. */
+export interface EmbeddingBackwardArgs {
+  /** Token ids (u32), validated by the caller to lie in the vocabulary. */
+  ids: Binding;
+  /** Gradient of the gathered rows `[tokens, h]`. */
+  dOut: Binding;
+  /** Gradient of the `[vocab, h]` table, split in row blocks like the table. */
+  dTable: GpuMatrix;
+  /** Number of tokens. */
+  tokens: number;
+  /** Add into `dTable` instead of overwriting it; default false (rows of absent ids become 0). */
+  accumulate?: boolean;
+}
+
+/**
+ * Records the scatter-add of `dOut` rows into `dTable` (one or two dispatches per row block).
+ *
+ * @param ctx The GPU context.
+ * @param pass The compute pass being recorded.
+ * @param args Buffers, shape and accumulation mode.
+ *
+ * @example Embedding gradient of 16 tokens
+ * ```ts ignore
+ * import { encodeEmbeddingBackward } from "./embedding_backward.ts";
+ * declare const ctx: import("../../gpu/context.ts").GpuContext;
+ * declare const pass: GPUComputePassEncoder, ids: GPUBuffer, dOut: GPUBuffer;
+ * declare const dTable: import("../../gpu/matrix.ts").GpuMatrix;
+ * encodeEmbeddingBackward(ctx, pass, { ids, dOut, dTable, tokens: 16, accumulate: true });
+ * ```
+ */
+export function encodeEmbeddingBackward(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  args: EmbeddingBackwardArgs,
+): void {
+  const h = args.dTable.cols;
+  for (const chunk of args.dTable.chunks) {
+    const params = [args.tokens, h, chunk.rowStart, chunk.rows];
+    if (!args.accumulate) {
+      ctx.dispatch(
+        pass,
+        ctx.pipeline("embedding_backward", code, { entryPoint: "zero" }),
+        [chunk.buffer],
+        grid(Math.ceil((chunk.rows * h) / 256)),
+        params,
+      );
+    }
+    ctx.dispatch(
+      pass,
+      ctx.pipeline("embedding_backward", code),
+      [args.ids, args.dOut, chunk.buffer],
+      grid(Math.ceil((args.tokens * h) / 256)),
+      params,
+    );
+  }
+}

@@ -1,0 +1,50 @@
+import { assertClose, noGpu, randomArray, recordPass, testContext } from "../_test_utils.ts";
+import { readback } from "../../gpu/readback.ts";
+import { uploadMatrix } from "../../gpu/matrix.ts";
+import { encodeEmbeddingBackward } from "./embedding_backward.ts";
+import { embeddingBackwardRef } from "./embedding_backward_ref.ts";
+
+// f32 sums of at most 3 terms per element (each id occurs ≤ 3 times): 1e-6 relative.
+const TOL = 1e-6;
+
+Deno.test({
+  name: "encodeEmbeddingBackward() scatter-adds repeated ids into a matrix split into row blocks",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const [vocab, h, tokens] = [37, 24, 50];
+    const ids = Uint32Array.from({ length: tokens }, (_, i) => (i * 7 + 3) % 23); // ≤ 3 repeats
+    const dOut = randomArray(tokens * h, 5);
+    const want = embeddingBackwardRef(dOut, ids, { vocab, h });
+    const dTable0 = randomArray(vocab * h, 6);
+    for (const accumulate of [false, true]) {
+      // Start from NaN when overwriting (rows of absent ids must be cleared), else from data.
+      const start = accumulate ? dTable0 : new Float32Array(vocab * h).fill(NaN);
+      // 5 rows per block: 8 blocks, ids cross every block boundary, rows 23.. never occur.
+      const dTable = uploadMatrix(ctx, { name: "dTable", data: start, rows: vocab, cols: h }, {
+        maxChunkBytes: 5 * h * 4,
+      });
+      if (dTable.chunks.length !== 8) {
+        throw new Error(`expected 8 blocks, got ${dTable.chunks.length}`);
+      }
+      const enc = recordPass(ctx, (pass) =>
+        encodeEmbeddingBackward(ctx, pass, {
+          ids: ctx.upload(ids, "ids"),
+          dOut: ctx.upload(dOut, "dOut"),
+          dTable,
+          tokens,
+          accumulate,
+        }));
+      const blocks = await readback(
+        ctx,
+        dTable.chunks.map((c) => ({ buffer: c.buffer, offset: 0, size: c.rows * h * 4 })),
+        enc,
+      );
+      const got = new Float32Array(vocab * h);
+      blocks.forEach((b, i) => got.set(new Float32Array(b), dTable.chunks[i].rowStart * h));
+      const expected = accumulate ? want.map((g, i) => g + dTable0[i]) : want;
+      const err = assertClose(got, expected, TOL, `embedding backward accumulate=${accumulate}`);
+      console.log(`embedding backward accumulate=${accumulate}: rel err ${err.toExponential(2)}`);
+    }
+  },
+});

@@ -1,0 +1,51 @@
+import { assertClose, randomArray } from "../_test_utils.ts";
+import { ropeBackwardRef } from "./rope_backward_ref.ts";
+import { ropeRef } from "./rope_ref.ts";
+
+// Central differences in float64: truncation ~h² and rounding ~1e-16/h, both far below TOL.
+const H = 1e-5;
+// Analytic vs numeric gradient in float64: agreement is ~1e-9; 1e-6 leaves room for curvature.
+const TOL = 1e-6;
+
+/** d loss / d x by central differences, perturbing `x` in place (restored afterwards). */
+function centralDiff(x: Float64Array, loss: () => number): Float64Array {
+  const g = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const x0 = x[i];
+    x[i] = x0 + H;
+    const up = loss();
+    x[i] = x0 - H;
+    const down = loss();
+    x[i] = x0;
+    g[i] = (up - down) / (2 * H);
+  }
+  return g;
+}
+
+/** Σ a ⊙ b. */
+function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+/** Seeded uniform float64 values in [lo, hi). */
+function rand(n: number, seed: number, lo = -1, hi = 1): Float64Array {
+  return Float64Array.from(randomArray(n, seed, lo, hi));
+}
+
+Deno.test("ropeBackwardRef() matches central differences of ropeRef", () => {
+  for (const [tokens, heads, d] of [[1, 1, 2], [3, 2, 8], [2, 3, 16]] as const) {
+    const options = { d, heads, theta: 1e4 };
+    const x = rand(tokens * heads * d, tokens + d);
+    const positions = Array.from({ length: tokens }, (_, i) => 3 + i * 17);
+    const ct = rand(x.length, 11 + d);
+    const loss = () => dot(ct, ropeRef(x, positions, options));
+    assertClose(
+      ropeBackwardRef(ct, positions, options),
+      centralDiff(x, loss),
+      TOL,
+      `rope ${tokens}x${heads}x${d}`,
+    );
+  }
+});

@@ -1,0 +1,43 @@
+import {
+  assertClose,
+  noGpu,
+  randomArray,
+  readFloats,
+  recordPass,
+  testContext,
+} from "../_test_utils.ts";
+import { encodeRopeBackward } from "./rope_backward.ts";
+import { ropeBackwardRef } from "./rope_backward_ref.ts";
+import { ropeTable } from "./rope_ref.ts";
+
+// One rotation with f32 cos/sin rounded from f64: a few ulps, so 1e-6 relative.
+const TOL = 1e-6;
+
+Deno.test({
+  name: "encodeRopeBackward() matches the f64 reference at scattered positions",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const maxPos = 4096;
+    for (const [tokens, heads, d] of [[1, 1, 2], [5, 3, 16], [37, 4, 64], [9, 2, 128]]) {
+      const dy = randomArray(tokens * heads * d, tokens + d);
+      const positions = Uint32Array.from({ length: tokens }, (_, i) => (i * 997) % maxPos);
+      const table = ropeTable(maxPos, { d, theta: 1e6 });
+      const grad = ctx.upload(dy, "grad");
+      const enc = recordPass(ctx, (pass) =>
+        encodeRopeBackward(ctx, pass, {
+          grad,
+          positions: ctx.upload(positions, "positions"),
+          table: ctx.upload(table, "table"),
+          rows: tokens * heads,
+          d,
+          heads,
+          maxPos,
+        }));
+      const got = await readFloats(ctx, grad, dy.length, enc);
+      const want = ropeBackwardRef(dy, positions, { d, heads, theta: 1e6 });
+      const err = assertClose(got, want, TOL, `rope backward ${tokens}x${heads}x${d}`);
+      console.log(`rope backward ${tokens}x${heads}x${d}: rel err ${err.toExponential(2)}`);
+    }
+  },
+});
