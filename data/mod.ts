@@ -1,0 +1,7 @@
+/**
+ * Datasets: the built-in verifiable arithmetic task and its tokenizer.
+ *
+ * @module
+ */
+export * from "./arithmetic_task.ts";
+export * from "./arithmetic_tokenizer.ts";

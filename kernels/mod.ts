@@ -1,0 +1,34 @@
+/**
+ * WGSL compute kernels: for each op a launcher (`encode*`, recording one dispatch into a compute
+ * pass), its float64 reference (`*Ref`) and, for training, its backward.
+ *
+ * @module
+ */
+export * from "./attention/attention.ts";
+export * from "./attention/attention_ref.ts";
+export * from "./attention/attention_backward.ts";
+export * from "./attention/attention_backward_ref.ts";
+export * from "./embedding/embedding.ts";
+export * from "./embedding/embedding_ref.ts";
+export * from "./embedding/embedding_backward.ts";
+export * from "./embedding/embedding_backward_ref.ts";
+export * from "./logprob/logprob.ts";
+export * from "./logprob/logprob_ref.ts";
+export * from "./logprob/logprob_backward.ts";
+export * from "./logprob/logprob_backward_ref.ts";
+export * from "./matmul/matmul.ts";
+export * from "./matmul/matmul_ref.ts";
+export * from "./matmul/matmul_backward.ts";
+export * from "./matmul/matmul_backward_ref.ts";
+export * from "./rms_norm/rms_norm.ts";
+export * from "./rms_norm/rms_norm_ref.ts";
+export * from "./rms_norm/rms_norm_backward.ts";
+export * from "./rms_norm/rms_norm_backward_ref.ts";
+export * from "./rope/rope.ts";
+export * from "./rope/rope_ref.ts";
+export * from "./rope/rope_backward.ts";
+export * from "./rope/rope_backward_ref.ts";
+export * from "./swiglu/swiglu.ts";
+export * from "./swiglu/swiglu_ref.ts";
+export * from "./swiglu/swiglu_backward.ts";
+export * from "./swiglu/swiglu_backward_ref.ts";
