@@ -20,3 +20,4 @@ export * from "./model/mod.ts";
 export * from "./adapters/mod.ts";
 export * from "./data/mod.ts";
 export * from "./trainer/checkpoint.ts";
+export * from "./trainer/optim/mod.ts";

@@ -4,6 +4,8 @@
  *
  * @module
  */
+export * from "./adamw/adamw.ts";
+export * from "./adamw/adamw_ref.ts";
 export * from "./attention/attention.ts";
 export * from "./attention/attention_ref.ts";
 export * from "./attention/attention_backward.ts";
@@ -12,6 +14,8 @@ export * from "./embedding/embedding.ts";
 export * from "./embedding/embedding_ref.ts";
 export * from "./embedding/embedding_backward.ts";
 export * from "./embedding/embedding_backward_ref.ts";
+export * from "./grad_norm/grad_norm.ts";
+export * from "./grad_norm/grad_norm_ref.ts";
 export * from "./logprob/logprob.ts";
 export * from "./logprob/logprob_ref.ts";
 export * from "./logprob/logprob_backward.ts";
