@@ -31,3 +31,4 @@ export * from "./scale_by_learning_rate.ts";
 export * from "./scale_by_schedule.ts";
 export * from "./warmup_constant_schedule.ts";
 export * from "./warmup_cosine_decay_schedule.ts";
+export type * from "../types.ts";
