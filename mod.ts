@@ -21,3 +21,5 @@ export * from "./adapters/mod.ts";
 export * from "./data/mod.ts";
 export * from "./trainer/checkpoint.ts";
 export * from "./trainer/optim/mod.ts";
+export * from "./verify/mod.ts";
+export * from "./eval/mod.ts";

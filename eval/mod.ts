@@ -1,0 +1,22 @@
+// Copyright 2025 the halo authors. MIT license.
+/**
+ * Evaluation metrics over sampled responses: pass@k (unbiased estimator), avg@k, maj@k
+ * (majority vote over equivalence classes using the verifier) and confidence intervals
+ * over problems.
+ *
+ * ```ts
+ * import { passAtK } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(passAtK(4, 1, 1), 0.25);
+ * ```
+ *
+ * @module
+ */
+
+export * from "./pass_at_k.ts";
+export * from "./avg_at_k.ts";
+export * from "./majority_vote.ts";
+export * from "./maj_at_k.ts";
+export * from "./confidence_interval.ts";
+export * from "./score_problems.ts";

@@ -1,0 +1,576 @@
+// Copyright 2025 the halo authors. MIT license.
+// Internal: structural + exact + numeric comparison of two answer trees.
+
+import type { AnswerNode } from "./parse_answer.ts";
+import type { Budget } from "./_budget.ts";
+import { exactValue, freeVariables, isScalar, nodeKey, numericValue } from "./_evaluate.ts";
+import * as R from "./_rational.ts";
+import * as N from "./_numeric.ts";
+import { mulberry32 } from "./_prng.ts";
+
+/** How a scalar comparison was decided. */
+export type Method = "exact" | "numeric" | "random-points" | "structure" | "text";
+
+/** Comparison settings; every tolerance is stated here. */
+export interface CompareContext {
+  budget: Budget;
+  /** Relative tolerance for closed-form values that are not both exact rationals (1e-9). */
+  relTol: number;
+  /** Values both smaller than this in magnitude are equal (1e-12). */
+  absTol: number;
+  /** Relative tolerance at random points for expressions with variables (1e-8). */
+  pointRelTol: number;
+  /** Values both smaller than this at a random point are equal there (1e-10). */
+  pointAbsTol: number;
+  /** Seed of the random points. */
+  seed: number;
+  /** Number of random points (6). */
+  points: number;
+  /** Compare bare comma lists "1, 2" as unordered (default false, the Hendrycks rule). */
+  unorderedLists: boolean;
+  /** Methods used by positive scalar decisions (for the reason). */
+  methods: Set<Method>;
+}
+
+const MAX_ITEMS = 64;
+const MAX_VARS = 12;
+
+function pmItems(n: AnswerNode & { kind: "pm" }): AnswerNode[] {
+  return [
+    { kind: "apply", op: "add", args: [n.center, n.delta] },
+    { kind: "apply", op: "add", args: [n.center, { kind: "apply", op: "neg", args: [n.delta] }] },
+  ];
+}
+
+/** Expands ± inside unordered collections. */
+function expandPm(items: readonly AnswerNode[]): AnswerNode[] {
+  const out: AnswerNode[] = [];
+  for (const it of items) {
+    if (it.kind === "pm") out.push(...pmItems(it));
+    else out.push(it);
+  }
+  return out;
+}
+
+function containsSymbol(node: AnswerNode, name: string, ctx: CompareContext): boolean {
+  return freeVariables(node, new Set(), ctx.budget).has(name);
+}
+
+/** Word spelled by a product of single letters ("Evelyn" parsed as E·v·e·l·y·n). */
+function wordOf(node: AnswerNode): string | null {
+  if (node.kind === "symbol") return node.name;
+  if (node.kind === "constant" && node.name !== "infinity") return node.name;
+  if (node.kind === "text") return node.text;
+  if (node.kind === "apply" && node.op === "mul") {
+    let s = "";
+    for (const a of node.args) {
+      const w = wordOf(a);
+      if (w === null || a.kind === "apply") return null;
+      s += w;
+    }
+    return s;
+  }
+  return null;
+}
+
+export function looseText(s: string): string {
+  return s.replace(/\\text\{([^{}]*)\}/g, "$1").toLowerCase().replace(/[^a-z0-9]/g, "");
+}
+
+/** Whether two answer trees denote the same answer. */
+export function compareNodes(a: AnswerNode, b: AnswerNode, ctx: CompareContext): boolean {
+  ctx.budget.tick();
+
+  // x \in S answers compare by S.
+  if (a.kind === "element" && b.kind === "element") return compareNodes(a.set, b.set, ctx);
+  if (a.kind === "element") return compareNodes(a.set, b, ctx);
+  if (b.kind === "element") return compareNodes(a, b.set, ctx);
+
+  if (a.kind === "text" || b.kind === "text") {
+    const wa = wordOf(a);
+    const wb = wordOf(b);
+    if (wa === null || wb === null) return false;
+    const ok = looseText(wa) !== "" && looseText(wa) === looseText(wb);
+    if (ok) ctx.methods.add("text");
+    return ok;
+  }
+
+  // Assignments "x = 3" against a non-relation.
+  // "x = 1 or x = 2" against a list of values.
+  const sa = solutionList(a);
+  const sb = solutionList(b);
+  if (sa && !isLogicalKind(b)) return compareNodes(sa, b, ctx);
+  if (sb && !isLogicalKind(a)) return compareNodes(a, sb, ctx);
+
+  // {1,2} ∪ {3} is the finite set {1,2,3}.
+  const fa = finiteUnion(a);
+  const fb = finiteUnion(b);
+  if (fa || fb) return compareNodes(fa ?? a, fb ?? b, ctx);
+
+  if (a.kind === "relation" && a.op === "=" && !isLogicalKind(b)) {
+    return compareAssignment(a, b, ctx);
+  }
+  if (b.kind === "relation" && b.op === "=" && !isLogicalKind(a)) {
+    return compareAssignment(b, a, ctx);
+  }
+
+  if (a.kind === "relation" && b.kind === "relation") {
+    if (relationEqual(a, b, ctx)) return true;
+    return compareAsIntervals(a, b, ctx);
+  }
+  if (isLogicalKind(a) || isLogicalKind(b) || isIntervalKind(a) || isIntervalKind(b)) {
+    if ((a.kind === "and" || a.kind === "or") && a.kind === b.kind) {
+      if (unorderedMatch(a.items, b.items, ctx)) return true;
+    }
+    return compareAsIntervals(a, b, ctx);
+  }
+
+  if (a.kind === "pm" || b.kind === "pm") return comparePm(a, b, ctx);
+
+  if (a.kind === "set" || b.kind === "set") return compareSets(a, b, ctx);
+
+  if (a.kind === "tuple" && b.kind === "tuple") return compareTuples(a, b, ctx);
+  if (a.kind === "matrix" && b.kind === "matrix") {
+    if (a.rows.length !== b.rows.length || a.rows[0].length !== b.rows[0].length) return false;
+    for (let i = 0; i < a.rows.length; i++) {
+      if (!orderedMatch(a.rows[i], b.rows[i], ctx)) return false;
+    }
+    return true;
+  }
+  if (a.kind === "matrix" && b.kind === "tuple") return matrixVsTuple(a, b, ctx);
+  if (b.kind === "matrix" && a.kind === "tuple") return matrixVsTuple(b, a, ctx);
+
+  if (a.kind === "base" || b.kind === "base") return compareBase(a, b);
+
+  if (a.kind === "opaque" || b.kind === "opaque") {
+    const ok = nodeKey(a, ctx.budget) === nodeKey(b, ctx.budget);
+    if (ok) ctx.methods.add("structure");
+    return ok;
+  }
+  if (isScalar(a) && isScalar(b)) return scalarEqual(a, b, ctx);
+  return false;
+}
+
+function finiteUnion(n: AnswerNode): AnswerNode | null {
+  if (n.kind !== "union" || !n.items.every((it) => it.kind === "set")) return null;
+  return { kind: "set", items: n.items.flatMap((it) => it.kind === "set" ? it.items : []) };
+}
+
+function solutionList(n: AnswerNode): AnswerNode | null {
+  if (n.kind !== "and" && n.kind !== "or") return null;
+  const values: AnswerNode[] = [];
+  for (const it of n.items) {
+    if (it.kind !== "relation" || it.op !== "=") return null;
+    if (it.lhs.kind === "symbol") values.push(it.rhs);
+    else if (it.rhs.kind === "symbol") values.push(it.lhs);
+    else return null;
+  }
+  return { kind: "tuple", brackets: "", items: values };
+}
+
+function isLogicalKind(n: AnswerNode): boolean {
+  return n.kind === "relation" || n.kind === "and" || n.kind === "or";
+}
+
+function isIntervalKind(n: AnswerNode): boolean {
+  return n.kind === "interval" || n.kind === "union";
+}
+
+function compareAssignment(
+  rel: AnswerNode & { kind: "relation" },
+  other: AnswerNode,
+  ctx: CompareContext,
+): boolean {
+  if (rel.lhs.kind === "symbol" && !containsSymbol(rel.rhs, rel.lhs.name, ctx)) {
+    return compareNodes(rel.rhs, other, ctx);
+  }
+  if (rel.rhs.kind === "symbol" && !containsSymbol(rel.lhs, rel.rhs.name, ctx)) {
+    return compareNodes(rel.lhs, other, ctx);
+  }
+  // "f(x) = x^2" against "x^2": a named function on the left.
+  if (
+    rel.lhs.kind === "apply" && rel.lhs.op === "mul" && rel.lhs.args.length === 2 &&
+    rel.lhs.args[0].kind === "symbol" && rel.lhs.args[1].kind === "symbol" && isScalar(other)
+  ) {
+    return compareNodes(rel.rhs, other, ctx);
+  }
+  return false;
+}
+
+function orderedMatch(
+  xs: readonly AnswerNode[],
+  ys: readonly AnswerNode[],
+  ctx: CompareContext,
+): boolean {
+  if (xs.length !== ys.length || xs.length > MAX_ITEMS * 4) return false;
+  for (let i = 0; i < xs.length; i++) if (!compareNodes(xs[i], ys[i], ctx)) return false;
+  return true;
+}
+
+/** Set equality: every item of one side equals some item of the other, both ways. */
+function unorderedMatch(
+  xs: readonly AnswerNode[],
+  ys: readonly AnswerNode[],
+  ctx: CompareContext,
+): boolean {
+  if (xs.length > MAX_ITEMS || ys.length > MAX_ITEMS) return false;
+  if (xs.length === 0 || ys.length === 0) return xs.length === ys.length;
+  const matchedY = new Array<boolean>(ys.length).fill(false);
+  for (const x of xs) {
+    let found = false;
+    for (let j = 0; j < ys.length; j++) {
+      if (compareNodes(x, ys[j], ctx)) {
+        matchedY[j] = true;
+        found = true;
+      }
+    }
+    if (!found) return false;
+  }
+  for (let j = 0; j < ys.length; j++) {
+    if (matchedY[j]) continue;
+    if (!xs.some((x) => compareNodes(x, ys[j], ctx))) return false;
+  }
+  return true;
+}
+
+function comparePm(a: AnswerNode, b: AnswerNode, ctx: CompareContext): boolean {
+  const items = (n: AnswerNode): AnswerNode[] | null => {
+    if (n.kind === "pm") return pmItems(n);
+    if (n.kind === "set") return expandPm(n.items);
+    if (n.kind === "tuple" && n.brackets === "") return expandPm(n.items);
+    return null;
+  };
+  const xa = items(a);
+  const xb = items(b);
+  if (xa === null || xb === null) return false;
+  return unorderedMatch(xa, xb, ctx);
+}
+
+function compareSets(a: AnswerNode, b: AnswerNode, ctx: CompareContext): boolean {
+  const items = (n: AnswerNode): AnswerNode[] | null => {
+    if (n.kind === "set") return expandPm(n.items);
+    if (n.kind === "tuple" && n.brackets === "") return expandPm(n.items);
+    return null;
+  };
+  const xa = items(a);
+  const xb = items(b);
+  if (xa !== null && xb !== null) return unorderedMatch(xa, xb, ctx);
+  // A one-element solution set against a bare value: {3} vs 3.
+  const single = a.kind === "set" ? a : b.kind === "set" ? b : null;
+  const other = single === a ? b : a;
+  if (single && single.kind === "set" && single.items.length === 1 && isScalar(other)) {
+    return compareNodes(single.items[0], other, ctx);
+  }
+  return false;
+}
+
+function bracketsCompatible(
+  a: AnswerNode & { kind: "tuple" },
+  b: AnswerNode & { kind: "tuple" },
+): boolean {
+  const x = a.brackets;
+  const y = b.brackets;
+  if (x === y) return true;
+  if (x === ":" || y === ":") return false;
+  // A bare list "1, 2, 3" may stand for a tuple, but a pair "(a, b)" / "[a, b]" may be an
+  // interval, so a bare pair is identified with it only when it is made of assignments
+  // ("x = 1, y = 2" is the point (1, 2)).
+  if (x === "" || y === "") {
+    const bare = x === "" ? a : b;
+    return a.items.length !== 2 ||
+      bare.items.every((it) => it.kind === "relation" && it.op === "=");
+  }
+  return (x === "()" && y === "<>") || (x === "<>" && y === "()");
+}
+
+function compareTuples(
+  a: AnswerNode & { kind: "tuple" },
+  b: AnswerNode & { kind: "tuple" },
+  ctx: CompareContext,
+): boolean {
+  if (!bracketsCompatible(a, b)) return false;
+  if (ctx.unorderedLists && a.brackets === "" && b.brackets === "") {
+    return a.items.length === b.items.length && unorderedMatch(a.items, b.items, ctx);
+  }
+  return orderedMatch(a.items, b.items, ctx);
+}
+
+function matrixVsTuple(
+  m: AnswerNode & { kind: "matrix" },
+  t: AnswerNode & { kind: "tuple" },
+  ctx: CompareContext,
+): boolean {
+  let flat: AnswerNode[] | null = null;
+  if (m.rows.length === 1) flat = [...m.rows[0]];
+  else if (m.rows[0].length === 1) flat = m.rows.map((r) => r[0]);
+  if (flat === null || t.brackets === ":") return false;
+  return orderedMatch(flat, t.items, ctx);
+}
+
+function compareBase(a: AnswerNode, b: AnswerNode): boolean {
+  // A number written in a base equals only the same number in the same base: "52_8" is
+  // neither "42" (wrong base for the question) nor "52" (a different value).
+  return a.kind === "base" && b.kind === "base" && a.value === b.value && a.base === b.base;
+}
+
+// ---- intervals -----------------------------------------------------------------------
+
+interface Iv {
+  lo: AnswerNode;
+  hi: AnswerNode;
+  loOpen: boolean;
+  hiOpen: boolean;
+}
+
+const NEG_INF: AnswerNode = {
+  kind: "apply",
+  op: "neg",
+  args: [{ kind: "constant", name: "infinity" }],
+};
+const POS_INF: AnswerNode = { kind: "constant", name: "infinity" };
+
+function variableOf(rel: AnswerNode & { kind: "relation" }, ctx: CompareContext) {
+  const lv = rel.lhs.kind === "symbol" && freeVariables(rel.rhs, new Set(), ctx.budget).size === 0;
+  const rv = rel.rhs.kind === "symbol" && freeVariables(rel.lhs, new Set(), ctx.budget).size === 0;
+  if (lv && rel.lhs.kind === "symbol") return { name: rel.lhs.name, varOnLeft: true };
+  if (rv && rel.rhs.kind === "symbol") return { name: rel.rhs.name, varOnLeft: false };
+  return null;
+}
+
+/** Interval form of a node, or null. `allowTuple` reads (a, b) / [a, b] as intervals. */
+function asIntervals(n: AnswerNode, ctx: CompareContext, allowTuple: boolean): Iv[] | null {
+  ctx.budget.tick();
+  switch (n.kind) {
+    case "interval":
+      return [{ lo: n.lo, hi: n.hi, loOpen: n.loOpen, hiOpen: n.hiOpen }];
+    case "union": {
+      const out: Iv[] = [];
+      for (const it of n.items) {
+        const x = asIntervals(it, ctx, true);
+        if (x === null) return null;
+        out.push(...x);
+      }
+      return out;
+    }
+    case "element":
+      return asIntervals(n.set, ctx, true);
+    case "set":
+      return n.items.length === 0 ? [] : null;
+    case "tuple":
+      if (!allowTuple || n.items.length !== 2) return null;
+      if (n.brackets === "()") {
+        return [{ lo: n.items[0], hi: n.items[1], loOpen: true, hiOpen: true }];
+      }
+      if (n.brackets === "[]") {
+        return [{ lo: n.items[0], hi: n.items[1], loOpen: false, hiOpen: false }];
+      }
+      return null;
+    case "relation": {
+      if (n.op !== "<" && n.op !== "<=") return null;
+      const v = variableOf(n, ctx);
+      if (v === null) return null;
+      const open = n.op === "<";
+      // x < c  → (-∞, c);  c < x → (c, ∞)
+      return v.varOnLeft
+        ? [{ lo: NEG_INF, hi: n.rhs, loOpen: true, hiOpen: open }]
+        : [{ lo: n.lhs, hi: POS_INF, loOpen: open, hiOpen: true }];
+    }
+    case "and": {
+      // intersection of one-sided bounds on the same variable: 1 < x \le 3
+      let name: string | null = null;
+      let lo: AnswerNode = NEG_INF;
+      let hi: AnswerNode = POS_INF;
+      let loOpen = true;
+      let hiOpen = true;
+      let seenLo = false;
+      let seenHi = false;
+      for (const it of n.items) {
+        if (it.kind !== "relation" || (it.op !== "<" && it.op !== "<=")) return null;
+        const v = variableOf(it, ctx);
+        if (v === null || (name !== null && v.name !== name)) return null;
+        name = v.name;
+        if (v.varOnLeft) {
+          if (seenHi) return null;
+          seenHi = true;
+          hi = it.rhs;
+          hiOpen = it.op === "<";
+        } else {
+          if (seenLo) return null;
+          seenLo = true;
+          lo = it.lhs;
+          loOpen = it.op === "<";
+        }
+      }
+      return [{ lo, hi, loOpen, hiOpen }];
+    }
+    case "or": {
+      const out: Iv[] = [];
+      for (const it of n.items) {
+        const x = asIntervals(it, ctx, false);
+        if (x === null) return null;
+        out.push(...x);
+      }
+      return out;
+    }
+    default:
+      return null;
+  }
+}
+
+function isInfinite(n: AnswerNode): boolean {
+  return (n.kind === "constant" && n.name === "infinity") ||
+    (n.kind === "apply" && n.op === "neg" && n.args[0].kind === "constant" &&
+      n.args[0].name === "infinity");
+}
+
+function intervalEqual(x: Iv, y: Iv, ctx: CompareContext): boolean {
+  // Openness at an infinite end is irrelevant ("[2, \infty]" is a common slip).
+  if (!isInfinite(x.lo) && x.loOpen !== y.loOpen) return false;
+  if (!isInfinite(x.hi) && x.hiOpen !== y.hiOpen) return false;
+  return compareNodes(x.lo, y.lo, ctx) && compareNodes(x.hi, y.hi, ctx);
+}
+
+function compareAsIntervals(a: AnswerNode, b: AnswerNode, ctx: CompareContext): boolean {
+  const ia = asIntervals(a, ctx, isIntervalLike(b, ctx));
+  const ib = asIntervals(b, ctx, isIntervalLike(a, ctx));
+  if (ia === null || ib === null) return false;
+  if (ia.length !== ib.length || ia.length > MAX_ITEMS) return false;
+  const used = new Array<boolean>(ib.length).fill(false);
+  for (const x of ia) {
+    const j = ib.findIndex((y, k) => !used[k] && intervalEqual(x, y, ctx));
+    if (j < 0) return false;
+    used[j] = true;
+  }
+  return true;
+}
+
+function isIntervalLike(n: AnswerNode, ctx: CompareContext): boolean {
+  return n.kind !== "tuple" && asIntervals(n, ctx, false) !== null;
+}
+
+// ---- relations -----------------------------------------------------------------------
+
+function relationEqual(
+  a: AnswerNode & { kind: "relation" },
+  b: AnswerNode & { kind: "relation" },
+  ctx: CompareContext,
+): boolean {
+  if (a.op !== b.op) {
+    return false;
+  }
+  if (compareNodes(a.lhs, b.lhs, ctx) && compareNodes(a.rhs, b.rhs, ctx)) return true;
+  if (
+    (a.op === "=" || a.op === "!=") && compareNodes(a.lhs, b.rhs, ctx) &&
+    compareNodes(a.rhs, b.lhs, ctx)
+  ) {
+    return true;
+  }
+  if (![a.lhs, a.rhs, b.lhs, b.rhs].every(isScalar)) return false;
+  // Same solution set: (lhs₁ − rhs₁) = k·(lhs₂ − rhs₂) with a constant k ≠ 0
+  // (k > 0 for inequalities), checked at seeded random points.
+  const d1: AnswerNode = {
+    kind: "apply",
+    op: "add",
+    args: [a.lhs, { kind: "apply", op: "neg", args: [a.rhs] }],
+  };
+  const d2: AnswerNode = {
+    kind: "apply",
+    op: "add",
+    args: [b.lhs, { kind: "apply", op: "neg", args: [b.rhs] }],
+  };
+  const vars = freeVariables(d1, new Set(), ctx.budget);
+  freeVariables(d2, vars, ctx.budget);
+  if (vars.size === 0 || vars.size > MAX_VARS) return false;
+  const names = [...vars].sort();
+  const rand = mulberry32(ctx.seed ^ 0x9e3779b9);
+  let ratio: N.Complex | null = null;
+  let valid = 0;
+  for (let p = 0; p < ctx.points * 2 && valid < ctx.points; p++) {
+    const env = samplePoint(names, rand);
+    const v1 = numericValue(d1, env, ctx.budget);
+    const v2 = numericValue(d2, env, ctx.budget);
+    if (!N.isFiniteC(v1) || !N.isFiniteC(v2)) continue;
+    if (N.absC(v2) < 1e-12 || N.absC(v1) < 1e-12) return false;
+    const r = N.divC(v1, v2);
+    if (ratio === null) ratio = r;
+    else if (!close(ratio, r, ctx.pointRelTol, ctx.pointAbsTol)) return false;
+    valid++;
+  }
+  if (ratio === null || valid < 3) return false;
+  if (a.op !== "=" && a.op !== "!=" && !(N.isRealC(ratio) && ratio.re > 0)) return false;
+  ctx.methods.add("random-points");
+  return true;
+}
+
+// ---- scalars -------------------------------------------------------------------------
+
+function samplePoint(names: readonly string[], rand: () => number): Map<string, number> {
+  const env = new Map<string, number>();
+  for (const name of names) {
+    const magnitude = 0.5 + 2 * rand(); // |x| in [0.5, 2.5)
+    env.set(name, rand() < 0.5 ? -magnitude : magnitude);
+  }
+  return env;
+}
+
+function close(a: N.Complex, b: N.Complex, rel: number, abs: number): boolean {
+  if (!N.isFiniteC(a) || !N.isFiniteC(b)) {
+    return a.re === b.re && a.im === b.im && !Number.isNaN(a.re) && !Number.isNaN(a.im);
+  }
+  // Relative tolerance; the absolute one only applies when both values are that small
+  // (so sin(π) ≈ 1.2e-16 equals 0, but 3.2e-15 apart at magnitude 3 is a real difference).
+  const scale = Math.max(N.absC(a), N.absC(b));
+  if (scale <= abs) return true;
+  return Math.hypot(a.re - b.re, a.im - b.im) <= rel * scale;
+}
+
+/** Scalar equality: exact, then closed-form numeric, then random points, then structure. */
+export function scalarEqual(a: AnswerNode, b: AnswerNode, ctx: CompareContext): boolean {
+  const ea = exactValue(a, ctx.budget);
+  const eb = exactValue(b, ctx.budget);
+  if (ea && eb) {
+    const ok = R.ceq(ea, eb);
+    if (ok) ctx.methods.add("exact");
+    return ok;
+  }
+  const vars = freeVariables(a, new Set(), ctx.budget);
+  freeVariables(b, vars, ctx.budget);
+  if (vars.size === 0) {
+    const va = numericValue(a, new Map(), ctx.budget);
+    const vb = numericValue(b, new Map(), ctx.budget);
+    // Overflowed values (10^{3000} vs 10^{3000}+1) cannot be told apart numerically: they
+    // fall through to the structural comparison, as do undefined ones.
+    if (N.isFiniteC(va) && N.isFiniteC(vb)) {
+      const ok = close(va, vb, ctx.relTol, ctx.absTol);
+      if (ok) ctx.methods.add("numeric");
+      return ok;
+    }
+    return structural(a, b, ctx);
+  }
+  if (vars.size > MAX_VARS) return structural(a, b, ctx);
+  const names = [...vars].sort();
+  const rand = mulberry32(ctx.seed);
+  let valid = 0;
+  for (let p = 0; p < ctx.points * 2 && valid < ctx.points; p++) {
+    const env = samplePoint(names, rand);
+    const va = numericValue(a, env, ctx.budget);
+    const vb = numericValue(b, env, ctx.budget);
+    const fa = N.isFiniteC(va);
+    const fb = N.isFiniteC(vb);
+    if (!fa && !fb) continue;
+    if (fa !== fb) return false;
+    if (!close(va, vb, ctx.pointRelTol, ctx.pointAbsTol)) return false;
+    valid++;
+  }
+  if (valid >= 3) {
+    ctx.methods.add("random-points");
+    return true;
+  }
+  return structural(a, b, ctx);
+}
+
+function structural(a: AnswerNode, b: AnswerNode, ctx: CompareContext): boolean {
+  const ok = nodeKey(a, ctx.budget) === nodeKey(b, ctx.budget);
+  if (ok) ctx.methods.add("structure");
+  return ok;
+}

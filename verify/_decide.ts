@@ -1,0 +1,130 @@
+// Copyright 2025 the halo authors. MIT license.
+// Internal: the decision procedure shared by mathEqual() and verify().
+//   1. identical normalised strings            → match-string
+//   2. both plain numeric literals             → exact rational comparison (no parser)
+//   3. parse (size-guarded), compare trees     → exact / numeric / random points / structure
+
+import { type AnswerNode, parseAnswer, type ParseAnswerResult } from "./parse_answer.ts";
+import { Budget, BudgetExceeded } from "./_budget.ts";
+import { type CompareContext, compareNodes, looseText, type Method } from "./_compare.ts";
+import { parseDecimal, rat, type Rational } from "./_rational.ts";
+import type { EquivalenceOptions, VerifyReason } from "./types.ts";
+
+/** One side of a comparison: its normalised text and, when known, its parse. */
+export interface Side {
+  normalized: string;
+  parsed?: ParseAnswerResult;
+  literal?: Rational | null;
+}
+
+export interface Decision {
+  equal: boolean;
+  reason: VerifyReason;
+}
+
+/** Exact value of a plain numeric literal ("-12", "0.5", "3/4", "\frac{3}{4}"), else null. */
+export function literalValue(s: string): Rational | null {
+  if (s.length > 64) return null;
+  if (/^[-+]?(?:\d+\.?\d*|\.\d+)$/.test(s)) return parseDecimal(s);
+  const m = /^([-+]?)(?:(\d+)\/(\d+)|\\frac\{(\d+)\}\{(\d+)\})$/.exec(s);
+  if (m === null) return null;
+  const n = BigInt(m[2] ?? m[4]);
+  const d = BigInt(m[3] ?? m[5]);
+  return rat(m[1] === "-" ? -n : n, d);
+}
+
+export function parseSide(side: Side, options: EquivalenceOptions, budget: Budget) {
+  return side.parsed ?? parseAnswer(side.normalized, {
+    maxLength: options.maxLength,
+    maxDepth: options.maxDepth,
+    budget,
+  });
+}
+
+export function makeContext(options: EquivalenceOptions, budget: Budget): CompareContext {
+  return {
+    budget,
+    relTol: options.relTol ?? 1e-9,
+    absTol: options.absTol ?? 1e-12,
+    pointRelTol: options.pointRelTol ?? 1e-8,
+    pointAbsTol: 1e-10,
+    seed: options.seed ?? 0x5eed,
+    points: Math.max(3, Math.min(64, options.points ?? 6)),
+    unorderedLists: options.unorderedLists ?? false,
+    methods: new Set<Method>(),
+  };
+}
+
+/** The least certain method that a positive decision relied on. */
+function reasonOf(methods: ReadonlySet<Method>): VerifyReason {
+  if (methods.has("random-points")) return "match-random-points";
+  if (methods.has("numeric")) return "match-numeric";
+  if (methods.has("text")) return "match-text";
+  if (methods.has("structure")) return "match-structure";
+  if (methods.has("exact")) return "match-exact";
+  return "match-structure";
+}
+
+/**
+ * Decides whether `response` and `gold` are the same answer. The gold must already be
+ * known to parse (callers check that first). Throws nothing except BudgetExceeded, which
+ * callers convert to "timeout".
+ */
+export function decide(
+  response: Side,
+  gold: Side & { parsed: ParseAnswerResult & { ok: true } },
+  options: EquivalenceOptions,
+  budget: Budget,
+): Decision {
+  if (response.normalized === "") return { equal: false, reason: "no-answer" };
+  if (response.normalized === gold.normalized) return { equal: true, reason: "match-string" };
+
+  const la = response.literal !== undefined ? response.literal : literalValue(response.normalized);
+  const lb = gold.literal !== undefined ? gold.literal : literalValue(gold.normalized);
+  if (la && lb) {
+    const equal = la.n === lb.n && la.d === lb.d;
+    return { equal, reason: equal ? "match-exact" : "mismatch" };
+  }
+
+  budget.check();
+  const parsed = parseSide(response, options, budget);
+  if (!parsed.ok) {
+    return {
+      equal: false,
+      reason: parsed.reason === "too-large" ? "too-large" : "response-unparseable",
+    };
+  }
+  return compareParsed(parsed.node, gold.parsed.node, response.normalized, gold.normalized, {
+    options,
+    budget,
+  });
+}
+
+export function compareParsed(
+  a: AnswerNode,
+  b: AnswerNode,
+  textA: string,
+  textB: string,
+  env: { options: EquivalenceOptions; budget: Budget },
+): Decision {
+  if (a.kind === "text" || b.kind === "text") {
+    const la = looseText(textA);
+    if (la !== "" && la === looseText(textB)) return { equal: true, reason: "match-text" };
+  }
+  const ctx = makeContext(env.options, env.budget);
+  const equal = compareNodes(a, b, ctx);
+  return { equal, reason: equal ? reasonOf(ctx.methods) : "mismatch" };
+}
+
+/** Runs `fn`, converting a spent budget into "timeout" and any other error into a reason. */
+export function guarded<T extends Decision>(fn: () => T): T | Decision {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof BudgetExceeded) return { equal: false, reason: "timeout" };
+    if (e instanceof RangeError) return { equal: false, reason: "too-large" };
+    return { equal: false, reason: "internal-error" };
+  }
+}
+
+export { Budget };

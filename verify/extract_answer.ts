@@ -1,0 +1,338 @@
+// Copyright 2025 the halo authors. MIT license.
+/**
+ * Extraction of the final answer from a model response.
+ *
+ * @module
+ */
+
+import { braceTable } from "./_latex_scan.ts";
+
+/**
+ * Names of the answer extractors.
+ *
+ * - `boxed`: the last well-formed `\boxed{…}` / `\fbox{…}` (braces matched, escaped
+ *   braces skipped), also the brace-less `\boxed 5`.
+ * - `minerva`: "The final answer is $X$" (Minerva / lm-eval format; "I hope it is
+ *   correct." is dropped).
+ * - `answer_line`: DAPO's `Answer: X` line (case-insensitive, the last match; the rest of
+ *   the line is the answer).
+ * - `gsm8k`: GSM8K's `#### X` (the last match).
+ * - `latex` (eval only): the last `$…$`, `$$…$$`, `\(…\)` or `\[…\]` block.
+ * - `plain` (eval only): the last non-empty line, after "the answer is" / " is " / "=".
+ * - `last_number` (eval only, opt-in): the last number in the response.
+ */
+export type ExtractorName =
+  | "boxed"
+  | "minerva"
+  | "answer_line"
+  | "gsm8k"
+  | "latex"
+  | "plain"
+  | "last_number";
+
+/** Where the answer must be in `reward` mode: behind an explicit marker. */
+export const REWARD_EXTRACTORS: readonly ExtractorName[] = Object.freeze(
+  [
+    "boxed",
+    "minerva",
+    "answer_line",
+    "gsm8k",
+  ] as const,
+);
+
+/** Default priority in `eval` mode (like Math-Verify: markers first, then any LaTeX). */
+export const EVAL_EXTRACTORS: readonly ExtractorName[] = Object.freeze(
+  [
+    "boxed",
+    "minerva",
+    "answer_line",
+    "gsm8k",
+    "latex",
+    "plain",
+  ] as const,
+);
+
+const MARKER_ONLY: ReadonlySet<ExtractorName> = new Set(REWARD_EXTRACTORS);
+
+/** Options for {@linkcode extractAnswer}. */
+export interface ExtractAnswerOptions {
+  /**
+   * `"reward"` (default) uses only marker extractors; `"eval"` also allows `latex`,
+   * `plain` and (when listed) `last_number`.
+   */
+  mode?: "reward" | "eval";
+  /**
+   * Extractors in priority order: the first one that finds an answer wins, and within
+   * one extractor the last match in the response wins. Defaults to
+   * {@linkcode REWARD_EXTRACTORS} or {@linkcode EVAL_EXTRACTORS}. In `reward` mode the
+   * non-marker extractors are ignored even when listed.
+   */
+  extractors?: readonly ExtractorName[];
+}
+
+/** An extracted answer. */
+export interface ExtractedAnswer {
+  /** The raw answer text (not yet normalised). */
+  answer: string;
+  /** The extractor that matched. */
+  extractor: ExtractorName;
+  /**
+   * Character offset (UTF-16 index into the response) of the marker that introduced the
+   * graded answer: the `\` of `\boxed`, the `A` of `Answer:`, the first `#` of `####`, the
+   * start of "The final answer is", the opening `$` / `\(` / `\[` of a LaTeX block, or the
+   * first character of the answer for `plain` and `last_number`.
+   */
+  markerOffset: number;
+  /** Offset of the first character of the answer text. */
+  start: number;
+  /** Offset just past the answer text. */
+  end: number;
+}
+
+/**
+ * Extracts the final answer of a model response. Never throws; returns `null` when no
+ * enabled extractor matches.
+ *
+ * @param response The model response.
+ * @param options Mode and extractor priority.
+ * @returns The answer with the extractor that matched and the marker offset, or `null`.
+ *
+ * @example Usage
+ * ```ts
+ * import { extractAnswer } from "./extract_answer.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const text = "So x = 2. Thus \\boxed{\\frac{1}{2}}.";
+ * const got = extractAnswer(text);
+ * assert.equal(got?.answer, "\\frac{1}{2}");
+ * assert.equal(got?.extractor, "boxed");
+ * assert.equal(got?.markerOffset, text.indexOf("\\boxed"));
+ * assert.equal(extractAnswer("The answer is 7")?.answer, undefined);
+ * assert.equal(extractAnswer("The answer is 7", { mode: "eval" })?.answer, "7");
+ * ```
+ */
+export function extractAnswer(
+  response: string,
+  options: ExtractAnswerOptions = {},
+): ExtractedAnswer | null {
+  try {
+    if (typeof response !== "string" || response === "") return null;
+    const mode = options.mode ?? "reward";
+    const list = options.extractors ?? (mode === "eval" ? EVAL_EXTRACTORS : REWARD_EXTRACTORS);
+    for (const name of list) {
+      if (mode === "reward" && !MARKER_ONLY.has(name)) continue;
+      const got = EXTRACTORS[name]?.(response);
+      if (got) return got;
+    }
+    return null;
+  } catch {
+    return null;
+  }
+}
+
+type Extractor = (s: string) => ExtractedAnswer | null;
+
+const EXTRACTORS: Record<ExtractorName, Extractor> = {
+  boxed: extractBoxed,
+  minerva: extractMinerva,
+  answer_line: extractAnswerLine,
+  gsm8k: extractGsm8k,
+  latex: extractLatex,
+  plain: extractPlain,
+  last_number: extractLastNumber,
+};
+
+function extractBoxed(s: string): ExtractedAnswer | null {
+  const re = /\\(?:boxed|fbox)(?![a-zA-Z])/g;
+  let table: Map<number, number> | null = null;
+  let best: ExtractedAnswer | null = null;
+  for (let m = re.exec(s); m !== null; m = re.exec(s)) {
+    let k = m.index + m[0].length;
+    while (k < s.length && (s[k] === " " || s[k] === "\t")) k++;
+    if (s[k] === "{") {
+      table ??= braceTable(s);
+      const close = table.get(k);
+      if (close === undefined) continue;
+      const content = s.slice(k + 1, close);
+      if (content.trim() === "") continue;
+      best = {
+        answer: content.trim(),
+        extractor: "boxed",
+        markerOffset: m.index,
+        start: k + 1,
+        end: close,
+      };
+    } else if (k > m.index + m[0].length || s[k] === "\\" || /[0-9a-zA-Z]/.test(s[k] ?? "")) {
+      // "\boxed 5" / "\boxed\pi": one token.
+      const tok = /^(?:\\[a-zA-Z]+|[^\s$]+)/.exec(s.slice(k, k + 200));
+      if (tok === null) continue;
+      best = {
+        answer: tok[0],
+        extractor: "boxed",
+        markerOffset: m.index,
+        start: k,
+        end: k + tok[0].length,
+      };
+    }
+  }
+  return best;
+}
+
+function trimSpan(s: string, start: number, end: number): [number, number] {
+  while (start < end && /\s/.test(s[start])) start++;
+  while (end > start && /\s/.test(s[end - 1])) end--;
+  return [start, end];
+}
+
+function extractMinerva(s: string): ExtractedAnswer | null {
+  const re = /(?:the[ \t]+)?final[ \t]+answer[ \t]+is[ \t:]*/gi;
+  let last: RegExpExecArray | null = null;
+  for (let m = re.exec(s); m !== null; m = re.exec(s)) last = m;
+  if (last === null) return null;
+  const from = last.index + last[0].length;
+  let start = from;
+  let end: number;
+  if (s.startsWith("$$", from)) {
+    const close = s.indexOf("$$", from + 2);
+    if (close < 0) return null;
+    start = from + 2;
+    end = close;
+  } else if (s[from] === "$") {
+    const close = findDollar(s, from + 1);
+    if (close < 0) return null;
+    start = from + 1;
+    end = close;
+  } else {
+    const nl = s.indexOf("\n", from);
+    end = nl < 0 ? s.length : nl;
+    const hope = s.slice(from, end).search(/\.?[ \t]*I hope it is correct/i);
+    if (hope >= 0) end = from + hope;
+  }
+  [start, end] = trimSpan(s, start, end);
+  if (end <= start) return null;
+  return {
+    answer: s.slice(start, end),
+    extractor: "minerva",
+    markerOffset: last.index,
+    start,
+    end,
+  };
+}
+
+function findDollar(s: string, from: number): number {
+  for (let i = from; i < s.length; i++) {
+    if (s[i] === "\\") {
+      i++;
+      continue;
+    }
+    if (s[i] === "$") return i;
+  }
+  return -1;
+}
+
+function lastLineMatch(s: string, re: RegExp, name: ExtractorName): ExtractedAnswer | null {
+  let best: ExtractedAnswer | null = null;
+  for (let m = re.exec(s); m !== null; m = re.exec(s)) {
+    const groupStart = m.index + m[0].length - m[1].length;
+    const [start, end] = trimSpan(s, groupStart, groupStart + m[1].length);
+    if (end <= start) continue;
+    best = { answer: s.slice(start, end), extractor: name, markerOffset: m.index, start, end };
+  }
+  return best;
+}
+
+function extractAnswerLine(s: string): ExtractedAnswer | null {
+  return lastLineMatch(s, /answer[ \t]*:[ \t]*([^\n]*)/gi, "answer_line");
+}
+
+function extractGsm8k(s: string): ExtractedAnswer | null {
+  return lastLineMatch(s, /####[ \t]*([^\n]*)/g, "gsm8k");
+}
+
+function extractLatex(s: string): ExtractedAnswer | null {
+  let best: ExtractedAnswer | null = null;
+  const noClose = new Set<string>();
+  let i = 0;
+  while (i < s.length) {
+    const ch = s[i];
+    let open = "";
+    let close = "";
+    if (ch === "\\") {
+      const next = s[i + 1];
+      if (next === "(") [open, close] = ["\\(", "\\)"];
+      else if (next === "[") [open, close] = ["\\[", "\\]"];
+      else {
+        i += 2;
+        continue;
+      }
+    } else if (ch === "$") {
+      [open, close] = s[i + 1] === "$" ? ["$$", "$$"] : ["$", "$"];
+    } else {
+      i++;
+      continue;
+    }
+    if (noClose.has(close)) {
+      i += open.length;
+      continue;
+    }
+    const from = i + open.length;
+    const end = close === "$" ? findDollar(s, from) : s.indexOf(close, from);
+    if (end < 0) {
+      noClose.add(close);
+      i = from;
+      continue;
+    }
+    const [a, b] = trimSpan(s, from, end);
+    if (b > a) {
+      best = { answer: s.slice(a, b), extractor: "latex", markerOffset: i, start: a, end: b };
+    }
+    i = end + close.length;
+  }
+  return best;
+}
+
+function extractPlain(s: string): ExtractedAnswer | null {
+  let end = s.length;
+  // last non-empty line
+  while (end > 0) {
+    const nl = s.lastIndexOf("\n", end - 1);
+    const lineStart = nl + 1;
+    const line = s.slice(lineStart, end);
+    if (line.trim() !== "") {
+      let start = lineStart;
+      const phrase = /(?:answer|result)(?:[ \t]+is)?[ \t]*[:=]?[ \t]*/gi;
+      let m: RegExpExecArray | null;
+      let cut = -1;
+      while ((m = phrase.exec(line)) !== null) {
+        cut = m.index + m[0].length;
+        if (m[0].length === 0) phrase.lastIndex++;
+      }
+      if (cut < 0) {
+        const is = line.lastIndexOf(" is ");
+        const eq = line.lastIndexOf("=");
+        cut = Math.max(is >= 0 ? is + 4 : -1, eq >= 0 ? eq + 1 : -1);
+      }
+      if (cut > 0) start = lineStart + cut;
+      let [a, b] = trimSpan(s, start, end);
+      while (b > a && /[.。!]/.test(s[b - 1])) b--;
+      if (b <= a || b - a > 300) return null;
+      return { answer: s.slice(a, b), extractor: "plain", markerOffset: a, start: a, end: b };
+    }
+    end = nl < 0 ? 0 : nl;
+  }
+  return null;
+}
+
+function extractLastNumber(s: string): ExtractedAnswer | null {
+  const re = /-?\d+(?:,\d{3})*(?:\.\d+)?(?:[ \t]*\/[ \t]*\d+)?/g;
+  let last: RegExpExecArray | null = null;
+  for (let m = re.exec(s); m !== null; m = re.exec(s)) last = m;
+  if (last === null) return null;
+  return {
+    answer: last[0],
+    extractor: "last_number",
+    markerOffset: last.index,
+    start: last.index,
+    end: last.index + last[0].length,
+  };
+}

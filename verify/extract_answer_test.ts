@@ -1,0 +1,102 @@
+// Copyright 2025 the halo authors. MIT license.
+import assert from "node:assert/strict";
+import { EVAL_EXTRACTORS, extractAnswer, REWARD_EXTRACTORS } from "./extract_answer.ts";
+
+Deno.test("extractAnswer() takes the last well-formed \\boxed{} with nested braces", () => {
+  const text = "First \\boxed{1}, then \\boxed{\\frac{a}{b^{2}}} and done.";
+  const got = extractAnswer(text);
+  assert.equal(got?.answer, "\\frac{a}{b^{2}}");
+  assert.equal(got?.extractor, "boxed");
+  assert.equal(got?.markerOffset, text.lastIndexOf("\\boxed"));
+  assert.equal(text.slice(got!.start, got!.end), "\\frac{a}{b^{2}}");
+});
+
+Deno.test("extractAnswer() skips escaped braces when matching \\boxed{}", () => {
+  assert.equal(extractAnswer("\\boxed{\\{1, 2\\}}")?.answer, "\\{1, 2\\}");
+  assert.equal(extractAnswer("\\boxed{\\}}")?.answer, "\\}");
+});
+
+Deno.test("extractAnswer() handles \\fbox and brace-less \\boxed 5", () => {
+  assert.equal(extractAnswer("\\fbox{3}")?.answer, "3");
+  assert.equal(extractAnswer("so $\\boxed 5$.")?.answer, "5");
+  assert.equal(extractAnswer("\\boxed\\pi")?.answer, "\\pi");
+});
+
+Deno.test("extractAnswer() ignores an unbalanced or empty box", () => {
+  assert.equal(extractAnswer("\\boxed{2} and \\boxed{3")?.answer, "2");
+  assert.equal(extractAnswer("\\boxed{}"), null);
+  assert.equal(extractAnswer("\\boxed{"), null);
+});
+
+Deno.test("extractAnswer() reads DAPO's Answer: line, last match, case-insensitive", () => {
+  const text = "answer: 1\nMore work.\nAnswer: 2 apples\n";
+  const got = extractAnswer(text);
+  assert.equal(got?.answer, "2 apples");
+  assert.equal(got?.extractor, "answer_line");
+  assert.equal(got?.markerOffset, text.lastIndexOf("Answer"));
+});
+
+Deno.test("extractAnswer() reads GSM8K's #### line", () => {
+  const text = "48/2 = 24\n#### 72";
+  const got = extractAnswer(text);
+  assert.deepEqual(got, { answer: "72", extractor: "gsm8k", markerOffset: 10, start: 15, end: 17 });
+});
+
+Deno.test("extractAnswer() reads Minerva's final-answer sentence", () => {
+  const text = "Final Answer: The final answer is $\\frac{1}{2}$. I hope it is correct.";
+  const got = extractAnswer(text);
+  assert.equal(got?.answer, "\\frac{1}{2}");
+  assert.equal(got?.extractor, "minerva");
+  assert.equal(got?.markerOffset, text.indexOf("The final"));
+  assert.equal(extractAnswer("The final answer is 12. I hope it is correct.")?.answer, "12");
+});
+
+Deno.test("extractAnswer() uses the extractor priority, then the last match", () => {
+  const text = "Answer: 3\n#### 4\n\\boxed{5}";
+  assert.equal(extractAnswer(text)?.answer, "5");
+  assert.equal(extractAnswer(text, { extractors: ["gsm8k", "answer_line"] })?.answer, "4");
+  assert.equal(extractAnswer(text, { extractors: ["answer_line"] })?.answer, "3");
+});
+
+Deno.test("extractAnswer() needs a marker in reward mode", () => {
+  assert.equal(extractAnswer("The answer is $7$."), null);
+  assert.equal(extractAnswer("It is 7", { extractors: ["last_number", "latex", "plain"] }), null);
+  assert.deepEqual(REWARD_EXTRACTORS, ["boxed", "minerva", "answer_line", "gsm8k"]);
+});
+
+Deno.test("extractAnswer() reads LaTeX blocks and the last line in eval mode", () => {
+  const eval_ = { mode: "eval" as const };
+  assert.equal(extractAnswer("so $x=1$ and then $y = 2$.", eval_)?.answer, "y = 2");
+  assert.equal(extractAnswer("then \\(\\frac12\\)", eval_)?.answer, "\\frac12");
+  assert.equal(extractAnswer("then \\[ 3 \\]", eval_)?.answer, "3");
+  assert.equal(extractAnswer("costs \\$5 then $$7$$", eval_)?.answer, "7");
+  const plain = extractAnswer("Work\nThe answer is 13.\n\n", eval_);
+  assert.equal(plain?.answer, "13");
+  assert.equal(plain?.extractor, "plain");
+  assert.ok(EVAL_EXTRACTORS.includes("latex"));
+});
+
+Deno.test("extractAnswer() offers an opt-in last-number fallback for evaluation", () => {
+  const text = "We had 1,200 apples and sold -3.5 of them";
+  const got = extractAnswer(text, { mode: "eval", extractors: ["last_number"] });
+  assert.equal(got?.answer, "-3.5");
+  assert.equal(got?.markerOffset, text.indexOf("-3.5"));
+  assert.equal(extractAnswer(text, { mode: "eval" })?.extractor, "plain");
+});
+
+Deno.test("extractAnswer() never throws and stays fast on adversarial input", () => {
+  const inputs = [
+    "\\boxed{".repeat(20000),
+    "$".repeat(20001),
+    "\\(".repeat(20000),
+    "Answer:" + " ".repeat(50000),
+    "#### ".repeat(10000),
+    "",
+    undefined as unknown as string,
+  ];
+  for (const s of inputs) {
+    const t = performance.now();
+    extractAnswer(s, { mode: "eval", extractors: [...EVAL_EXTRACTORS, "last_number"] });
+    assert.ok(performance.now() - t < 500, "extraction should be linear-time");
+  }
+});

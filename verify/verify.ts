@@ -1,0 +1,164 @@
+// Copyright 2025 the halo authors. MIT license.
+/**
+ * Verification of a model response against a gold answer.
+ *
+ * @module
+ */
+
+import { extractAnswer, type ExtractorName } from "./extract_answer.ts";
+import { normalizeAnswer } from "./normalize_answer.ts";
+import { type PreparedGold, prepareGoldWithin } from "./prepare_gold.ts";
+import { Budget, decide, guarded } from "./_decide.ts";
+import type { EquivalenceOptions, VerifyMode, VerifyReason } from "./types.ts";
+
+/** Options for {@linkcode verify}. */
+export interface VerifyOptions extends EquivalenceOptions {
+  /**
+   * `"reward"` (default): the answer must sit behind a marker (`\boxed{}`, `Answer:`,
+   * `####`, "The final answer is"); a response without one is incorrect (`no-answer`).
+   * `"eval"`: like Math-Verify, an answer is also taken from the last LaTeX block
+   * (`$…$`, `\(…\)`, `\[…\]`) or the final line, and a gold written as text is
+   * extracted the same way.
+   */
+  mode?: VerifyMode;
+  /**
+   * Extractor priority (see `ExtractAnswerOptions.extractors`). `last_number` is only
+   * honoured in `eval` mode: it must never be used to compute rewards.
+   */
+  extractors?: readonly ExtractorName[];
+}
+
+/** Result of {@linkcode verify}. */
+export interface VerifyResult {
+  /**
+   * `true` / `false`, or `null` when the gold itself is unusable (empty, unparseable or
+   * over the size guards): such a problem should be skipped, never scored 0.
+   */
+  correct: boolean | null;
+  /** Why (see `VerifyReason`). */
+  reason: VerifyReason;
+  /** The answer text extracted from the response, or `null`. */
+  extracted: string | null;
+  /** The normalised response answer, or `null`. */
+  normalized: string | null;
+  /** The normalised gold answer (`""` when the gold is empty). */
+  goldNormalized: string;
+  /** The extractor that found the response answer, or `null`. */
+  extractor: ExtractorName | null;
+  /**
+   * Offset in the response of the marker of the graded answer (see
+   * `ExtractedAnswer.markerOffset`), or `null` when nothing was extracted. Hidden-Align
+   * anchors on the token right before this offset.
+   */
+  markerOffset: number | null;
+}
+
+/**
+ * Verifies a model response against a gold answer: extracts the final answer (reported
+ * with its extractor and marker offset), normalises both sides and decides equivalence
+ * (see `mathEqual`). Bounded time (`budgetMs`, default 100 ms, then reason `timeout`),
+ * pure (no global mutable state: calls can run in parallel) and it never throws.
+ *
+ * An unusable gold gives `correct: null` (reason `gold-unparseable`) — skip that
+ * problem; do not score it 0.
+ *
+ * @param response The model response.
+ * @param gold The gold answer, or a gold prepared once with `prepareGold`.
+ * @param options Mode, extractors, tolerances, budget and size guards.
+ * @returns The decision with the extracted and normalised answers and the reason.
+ *
+ * @example Usage
+ * ```ts
+ * import { verify } from "./verify.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const response = "… so the total is \\boxed{\\dfrac{1}{2}}.";
+ * const r = verify(response, "0.5");
+ * assert.equal(r.correct, true);
+ * assert.equal(r.extractor, "boxed");
+ * assert.equal(r.markerOffset, response.indexOf("\\boxed"));
+ *
+ * assert.equal(verify("The answer is 13.", "13").correct, false); // no marker
+ * assert.equal(verify("The answer is 13.", "13", { mode: "eval" }).correct, true);
+ * assert.equal(verify("Answer: 13.0", "13").correct, true);
+ * assert.equal(verify("\\boxed{5}", "\\frac{1}{").correct, null); // skip
+ * ```
+ */
+export function verify(
+  response: string,
+  gold: string | PreparedGold,
+  options: VerifyOptions = {},
+): VerifyResult {
+  const budget = new Budget(options.budgetMs ?? 100);
+  const mode: VerifyMode = options.mode ?? "reward";
+  const result: VerifyResult = {
+    correct: false,
+    reason: "internal-error",
+    extracted: null,
+    normalized: null,
+    goldNormalized: "",
+    extractor: null,
+    markerOffset: null,
+  };
+  try {
+    const prepared = typeof gold === "string"
+      ? prepareGoldWithin(gold, { ...options, mode }, budget)
+      : isPrepared(gold)
+      ? gold
+      : null;
+    if (prepared === null) {
+      result.correct = null;
+      result.reason = "invalid-input";
+      return result;
+    }
+    result.goldNormalized = prepared.normalized;
+    if (prepared.node === null) {
+      result.correct = null;
+      result.reason = "gold-unparseable";
+      return result;
+    }
+    if (typeof response !== "string") {
+      result.reason = "invalid-input";
+      return result;
+    }
+    const found = extractAnswer(response, { mode, extractors: options.extractors });
+    if (found === null) {
+      result.reason = "no-answer";
+      return result;
+    }
+    result.extracted = found.answer;
+    result.extractor = found.extractor;
+    result.markerOffset = found.markerOffset;
+    // Normalisation is linear but not free: refuse answers far beyond the parser's limit.
+    if (found.answer.length > 8 * (options.maxLength ?? 512)) {
+      result.reason = "too-large";
+      return result;
+    }
+    const normalized = normalizeAnswer(found.answer);
+    result.normalized = normalized;
+    const decision = guarded(() =>
+      decide(
+        { normalized },
+        {
+          normalized: prepared.normalized,
+          literal: prepared.literal,
+          parsed: { ok: true, node: prepared.node! },
+        },
+        options,
+        budget,
+      )
+    );
+    result.correct = decision.equal;
+    result.reason = decision.reason;
+    return result;
+  } catch {
+    result.correct = false;
+    result.reason = "internal-error";
+    return result;
+  }
+}
+
+function isPrepared(x: unknown): x is PreparedGold {
+  return x !== null && typeof x === "object" &&
+    (x as { kind?: unknown }).kind === "prepared-gold";
+}
