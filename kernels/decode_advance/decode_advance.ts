@@ -1,0 +1,46 @@
+/**
+ * Launcher of the decode-cursor advance (cache slot, output step and per-row positions).
+ *
+ * @module
+ */
+import type { Binding, GpuContext } from "../../gpu/context.ts";
+import code from "./decode_advance.wgsl" with { type: "text" };
+
+/** Arguments of {@linkcode encodeDecodeAdvance}. */
+export interface DecodeAdvanceArgs {
+  /** Decode cursor `[slot, step]` (u32), both incremented. */
+  ctrl: Binding;
+  /** RoPE position of each row (u32), incremented. */
+  positions: Binding;
+  /** Rows. */
+  rows: number;
+}
+
+/**
+ * Records one advance of the decode cursor.
+ *
+ * @param ctx The GPU context.
+ * @param pass The compute pass being recorded.
+ * @param args Buffers and number of rows.
+ *
+ * @example Advance 16 rows
+ * ```ts ignore
+ * import { encodeDecodeAdvance } from "./decode_advance.ts";
+ * declare const ctx: import("../../gpu/context.ts").GpuContext;
+ * declare const pass: GPUComputePassEncoder, ctrl: GPUBuffer, positions: GPUBuffer;
+ * encodeDecodeAdvance(ctx, pass, { ctrl, positions, rows: 16 });
+ * ```
+ */
+export function encodeDecodeAdvance(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  args: DecodeAdvanceArgs,
+): void {
+  ctx.dispatch(
+    pass,
+    ctx.pipeline("decode_advance", code),
+    [args.ctrl, args.positions],
+    [Math.max(1, Math.ceil(args.rows / 64)), 1, 1],
+    [args.rows],
+  );
+}

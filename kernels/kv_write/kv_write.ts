@@ -1,0 +1,71 @@
+/**
+ * Launcher of the in-place KV cache write.
+ *
+ * @module
+ */
+import type { Binding, GpuContext } from "../../gpu/context.ts";
+import { grid } from "../_grid.ts";
+import code from "./kv_write.wgsl" with { type: "text" };
+
+/** Arguments of {@linkcode encodeKvWrite}. */
+export interface KvWriteArgs {
+  /** New keys `[rows, tokens, width]`. */
+  kNew: Binding;
+  /** New values `[rows, tokens, width]`. */
+  vNew: Binding;
+  /** Key cache `[cacheRows, slots, width]`, written in place. */
+  kCache: Binding;
+  /** Value cache `[cacheRows, slots, width]`, written in place. */
+  vCache: Binding;
+  /** Key mask `[cacheRows, slots]` (u32); the decode variant sets the written slots to 1. */
+  mask: Binding;
+  /** Decode cursor `[slot, step]` (u32); the decode variant writes at slot `ctrl[0] + t`. */
+  ctrl: Binding;
+  /** Rows of the new keys. */
+  rows: number;
+  /** Tokens per row. */
+  tokens: number;
+  /** Cache capacity (slot stride). */
+  slots: number;
+  /** Key/value width per token (kv heads × head dim). */
+  width: number;
+  /** First cache row written; default 0. */
+  row0?: number;
+  /** Write at the GPU-held cursor and mark the mask (decode), else at slots `0 .. tokens` (prefill). */
+  decode: boolean;
+}
+
+/**
+ * Records one KV cache write (keys and values together).
+ *
+ * @param ctx The GPU context.
+ * @param pass The compute pass being recorded.
+ * @param args Buffers and shape.
+ *
+ * @example Append one token per row at the decode cursor
+ * ```ts ignore
+ * import { encodeKvWrite } from "./kv_write.ts";
+ * declare const ctx: import("../../gpu/context.ts").GpuContext;
+ * declare const pass: GPUComputePassEncoder;
+ * declare const k: GPUBuffer, v: GPUBuffer, kc: GPUBuffer, vc: GPUBuffer;
+ * declare const mask: GPUBuffer, ctrl: GPUBuffer;
+ * encodeKvWrite(ctx, pass, {
+ *   kNew: k, vNew: v, kCache: kc, vCache: vc, mask, ctrl,
+ *   rows: 8, tokens: 1, slots: 512, width: 1024, decode: true,
+ * });
+ * ```
+ */
+export function encodeKvWrite(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  args: KvWriteArgs,
+): void {
+  const { rows, tokens, slots, width } = args;
+  ctx.dispatch(
+    pass,
+    ctx.pipeline("kv_write", code, { constants: { DECODE: args.decode ? 1 : 0 } }),
+    [args.kNew, args.vNew, args.kCache, args.vCache, args.mask, args.ctrl],
+    grid(Math.ceil((rows * tokens * width) / 256)),
+    [rows, tokens, slots, width, args.row0 ?? 0],
+  );
+}

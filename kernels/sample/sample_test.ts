@@ -1,0 +1,246 @@
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { readback } from "../../gpu/readback.ts";
+import type { GpuContext } from "../../gpu/context.ts";
+import { assertClose, noGpu, randomArray, recordPass, testContext } from "../_test_utils.ts";
+import { encodeSample, sampleInfo } from "./sample.ts";
+import { sampleRef, samplingDistributionRef, type SamplingParams } from "./sample_ref.ts";
+
+// Log-probs are f32 sums of at most a few thousand exponentials, one log and one divide by the
+// temperature: 1e-5 relative to the f64 reference is ample.
+const LP_TOL = 1e-5;
+
+// Upper 1e-4 quantiles of the chi-square distribution with 1..10 degrees of freedom (checked
+// against the regularized incomplete gamma function): each goodness-of-fit test below has a
+// false-alarm rate of 1e-4 for a correct sampler and a random seed (the seed is fixed here, so
+// the outcome is deterministic).
+const CHI2_CRIT_1E4 = [
+  15.137,
+  18.421,
+  21.108,
+  23.513,
+  25.745,
+  27.856,
+  29.877,
+  31.828,
+  33.72,
+  35.564,
+];
+
+interface RunOptions extends SamplingParams {
+  seed: number;
+  /** Per-row sequence ids; default 0..rows-1. */
+  rowSequence?: number[];
+  sequences?: number;
+  maxNewTokens?: number;
+  step?: number;
+  eos?: number[];
+  stop?: number[];
+  state?: Uint32Array;
+  ids?: Uint32Array;
+}
+
+interface RunResult {
+  tokens: Uint32Array;
+  logprobs: Float32Array;
+  modelLogprobs: Float32Array;
+  state: Uint32Array;
+  ids: Uint32Array;
+}
+
+/** Samples every row of `logits` ([rows, v]) once at step `options.step`. */
+async function run(
+  ctx: GpuContext,
+  logits: Float32Array,
+  rows: number,
+  options: RunOptions,
+): Promise<RunResult> {
+  const v = logits.length / rows;
+  const rowSequence = options.rowSequence ?? Array.from({ length: rows }, (_, r) => r);
+  const sequences = options.sequences ?? rows;
+  const maxNew = options.maxNewTokens ?? 1;
+  const step = options.step ?? 0;
+  const eos = options.eos ?? [];
+  const stop = options.stop ?? [];
+  const info = sampleInfo({
+    seed: options.seed,
+    rowSequence,
+    eosTokenIds: eos,
+    stopTokenIds: stop,
+  });
+  const out = ctx.upload(new Uint32Array(maxNew * sequences * 3).fill(0xdeadbeef), "out");
+  const state = ctx.upload(options.state ?? new Uint32Array(sequences * 2), "state");
+  const ids = ctx.upload(options.ids ?? new Uint32Array(rows).fill(0xdeadbeef), "ids");
+  const enc = recordPass(ctx, (pass) =>
+    encodeSample(ctx, pass, {
+      logits: ctx.upload(logits, "logits"),
+      info: ctx.upload(info, "info"),
+      ctrl: ctx.upload(Uint32Array.of(0, step), "ctrl"),
+      ids,
+      out,
+      state,
+      rows,
+      v,
+      sequences,
+      maxNewTokens: maxNew,
+      temperature: options.temperature,
+      topK: options.topK,
+      topP: options.topP,
+      minP: options.minP,
+      numEos: eos.length,
+      numStop: stop.length,
+    }));
+  const [o, s, i] = await readback(ctx, [
+    { buffer: out, offset: Math.min(step, maxNew - 1) * sequences * 12, size: sequences * 12 },
+    { buffer: state, offset: 0, size: sequences * 8 },
+    { buffer: ids, offset: 0, size: rows * 4 },
+  ], enc);
+  const words = new Uint32Array(o);
+  const floats = new Float32Array(o);
+  return {
+    tokens: Uint32Array.from({ length: sequences }, (_, q) => words[q * 3]),
+    logprobs: Float32Array.from({ length: sequences }, (_, q) => floats[q * 3 + 1]),
+    modelLogprobs: Float32Array.from({ length: sequences }, (_, q) => floats[q * 3 + 2]),
+    state: new Uint32Array(s),
+    ids: new Uint32Array(i),
+  };
+}
+
+Deno.test({
+  name: "encodeSample() draws from softmax(logits / T) restricted by top-k, top-p and min-p",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    // 10 tokens with distinct, well-separated logits (no probability sits near a top-p edge).
+    const base = [1.2, -0.3, 2.1, 0.4, -1.5, 1.7, 0.0, -0.8, 0.9, 2.6];
+    const draws = 3000;
+    const cases: [string, SamplingParams][] = [
+      ["T=1", { temperature: 1 }],
+      ["T=0.6", { temperature: 0.6 }],
+      ["T=1.5 top-k 4", { temperature: 1.5, topK: 4 }],
+      ["T=1 top-p 0.8", { temperature: 1, topP: 0.8 }],
+      ["T=0.8 top-k 6 top-p 0.9", { temperature: 0.8, topK: 6, topP: 0.9 }],
+      ["T=1.2 min-p 0.15", { temperature: 1.2, minP: 0.15 }],
+    ];
+    const logits = new Float32Array(draws * base.length);
+    for (let r = 0; r < draws; r++) logits.set(base, r * base.length);
+    for (const [what, params] of cases) {
+      const want = samplingDistributionRef(base, params);
+      const got = await run(ctx, logits, draws, { ...params, seed: 1234 });
+      const counts = new Array(base.length).fill(0);
+      for (const t of got.tokens) counts[t]++;
+      let chi2 = 0;
+      let df = -1;
+      for (let j = 0; j < base.length; j++) {
+        if (want[j] === 0) {
+          strictEqual(counts[j], 0, `${what}: filtered token ${j} was drawn ${counts[j]} times`);
+          continue;
+        }
+        chi2 += (counts[j] - draws * want[j]) ** 2 / (draws * want[j]);
+        df++;
+      }
+      const crit = CHI2_CRIT_1E4[df - 1];
+      console.log(`${what}: chi2 ${chi2.toFixed(2)} on ${df} dof (critical ${crit} at 1e-4)`);
+      ok(chi2 < crit, `${what}: chi2 ${chi2} >= ${crit} (counts ${counts})`);
+      // Every draw reports log p under the sampling distribution and under the model.
+      const lp = Array.from(got.tokens, (t) => Math.log(want[t]));
+      assertClose(got.logprobs, lp, LP_TOL, `${what} sampling log-probs`);
+      const z = Math.log(base.reduce((s, l) => s + Math.exp(l), 0));
+      assertClose(got.modelLogprobs, Array.from(got.tokens, (t) => base[t] - z), LP_TOL, what);
+    }
+  },
+});
+
+Deno.test({
+  name: "encodeSample() picks the reference's tokens on rows longer than the workgroup",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const [rows, v] = [6, 1000];
+    const logits = randomArray(rows * v, 77, -4, 4);
+    const cases: SamplingParams[] = [
+      { temperature: 0 },
+      { temperature: 1 },
+      { temperature: 0.7, topK: 20 },
+      { temperature: 1, topP: 0.5 },
+      { temperature: 0.9, topK: 300, topP: 0.95, minP: 0.05 },
+    ];
+    for (const params of cases) {
+      const seed = 2 ** 40 + 5; // exercises the high key word
+      const got = await run(ctx, logits, rows, { ...params, seed, step: 3, maxNewTokens: 8 });
+      const want = Array.from(
+        { length: rows },
+        (_, r) =>
+          sampleRef(logits.subarray(r * v, (r + 1) * v), { ...params, seed, sequence: r, step: 3 }),
+      );
+      const what = JSON.stringify(params);
+      deepStrictEqual(Array.from(got.tokens), want.map((w) => w.token), what);
+      deepStrictEqual(Array.from(got.ids), want.map((w) => w.token), `${what} next ids`);
+      assertClose(got.logprobs, want.map((w) => w.logprob), LP_TOL, `${what} logprob`);
+      const err = assertClose(
+        got.modelLogprobs,
+        want.map((w) => w.modelLogprob),
+        LP_TOL,
+        `${what} model logprob`,
+      );
+      console.log(`${what}: tokens equal, model log-prob rel err ${err.toExponential(2)}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "encodeSample() is reproducible by seed and differs across seeds and sequences",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const [rows, v] = [64, 50];
+    const row = randomArray(v, 5, -1, 1);
+    const logits = new Float32Array(rows * v);
+    for (let r = 0; r < rows; r++) logits.set(row, r * v);
+    const a = await run(ctx, logits, rows, { temperature: 1, seed: 9 });
+    const b = await run(ctx, logits, rows, { temperature: 1, seed: 9 });
+    const c = await run(ctx, logits, rows, { temperature: 1, seed: 10 });
+    deepStrictEqual(a.tokens, b.tokens);
+    ok(a.tokens.some((t, i) => t !== c.tokens[i]), "seeds 9 and 10 drew the same 64 tokens");
+    ok(new Set(a.tokens).size > 10, "64 sequences with identical logits drew too few tokens");
+  },
+});
+
+Deno.test({
+  name: "encodeSample() stops on eos, stop ids and length and skips finished sequences",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const v = 8;
+    // Greedy picks: row 0 → 3 (eos), row 1 → 5 (stop), row 2 → 1 (none), row 3 → 2 (finished).
+    const logits = new Float32Array(4 * v);
+    [3, 5, 1, 2].forEach((tok, r) => (logits[r * v + tok] = 5));
+    // Rows hold sequences 4, 2, 0, 1 of 5.
+    const state = Uint32Array.of(0, 2, 1, 2, 0, 2, 0, 0, 0, 2);
+    const ids = Uint32Array.of(9, 9, 9, 9);
+    const common = {
+      temperature: 0,
+      seed: 0,
+      rowSequence: [4, 2, 0, 1],
+      sequences: 5,
+      maxNewTokens: 4,
+      eos: [3],
+      stop: [6, 5],
+      state,
+      ids,
+    };
+    const mid = await run(ctx, logits, 4, { ...common, step: 2 });
+    // seq 4 eos, seq 2 stop, seq 0 running, seq 1 untouched (finished), seq 3 untouched.
+    deepStrictEqual(Array.from(mid.state), [0, 3, 1, 2, 2, 3, 0, 0, 1, 3]);
+    deepStrictEqual(Array.from(mid.ids), [3, 5, 1, 9]);
+    deepStrictEqual([mid.tokens[4], mid.tokens[2], mid.tokens[0]], [3, 5, 1]);
+    strictEqual(mid.tokens[1], 0xdeadbeef, "a finished sequence must not write its output");
+    strictEqual(mid.tokens[3], 0xdeadbeef, "a sequence with no row must not be written");
+    strictEqual(mid.logprobs[0], 0, "greedy reports sampling log-prob 0");
+    // The last step ends a running sequence with reason "length".
+    const last = await run(ctx, logits, 4, { ...common, step: 3 });
+    deepStrictEqual([last.state[0], last.state[1]], [3, 4]);
+    // Steps past maxNewTokens write nothing.
+    const past = await run(ctx, logits, 4, { ...common, step: 4, maxNewTokens: 4 });
+    deepStrictEqual(Array.from(past.state), Array.from(state));
+  },
+});

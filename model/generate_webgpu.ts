@@ -1,0 +1,643 @@
+/**
+ * Generation on WebGPU with everything on the device: a left-padded prefill writes the KV cache,
+ * then each decode step (embedding → layers with an in-place cache append → final norm → LM head
+ * → sampler → cursor advance) is recorded back to back, `readbackEvery` steps per submission. The
+ * sampler writes the next input id where the embedding reads it, and the cache slot, output step
+ * and RoPE positions advance on the GPU, so a decode step's dispatches, uniforms and bind groups
+ * are the same every step and nothing is read back until the chunk ends.
+ *
+ * Layout: prompts are left-padded to the longest, `P`; pad slots are masked out of attention and
+ * token `t` of a prompt of length `L` gets RoPE position `t − (P − L)`. Decode step `s ≥ 1` writes
+ * slot `P + s − 1` of every row. Decode attention runs over the cache with a `kvLen` rounded up to
+ * a multiple of 64 and relies on the mask (set by `kv_write` as slots fill) for the rest.
+ *
+ * @module
+ */
+import type { GpuContext } from "../gpu/context.ts";
+import type { GpuMatrix } from "../gpu/matrix.ts";
+import { readback } from "../gpu/readback.ts";
+import { encodeAttention } from "../kernels/attention/attention.ts";
+import { encodeDecodeAdvance } from "../kernels/decode_advance/decode_advance.ts";
+import { encodeEmbedding } from "../kernels/embedding/embedding.ts";
+import { encodeKvWrite } from "../kernels/kv_write/kv_write.ts";
+import { encodeMatvec } from "../kernels/matvec/matvec.ts";
+import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
+import { encodeRope } from "../kernels/rope/rope.ts";
+import { encodeSample, sampleInfo } from "../kernels/sample/sample.ts";
+import { encodeSwiglu } from "../kernels/swiglu/swiglu.ts";
+import type {
+  GeneratedSequence,
+  GenerateResult,
+  ResolvedGenerateOptions,
+  StopReason,
+} from "./generate.ts";
+import { KvCache } from "./kv_cache.ts";
+import { encodeLinear, type WebGpuQwen3 } from "./qwen3_webgpu.ts";
+
+/** Sizes a {@linkcode Workspace} was allocated for. */
+interface Sizes {
+  /** Batch rows (sequences). */
+  rows: number;
+  /** Activation rows (prefill chunk tokens, at least `rows`). */
+  tokens: number;
+  /** Cache slots per row. */
+  capacity: number;
+  /** Words of the output record buffer. */
+  outWords: number;
+  /** Words of the sampler info buffer. */
+  infoWords: number;
+}
+
+/** Device buffers of generation, kept per model and reused while they fit. */
+interface Workspace extends Sizes {
+  cache: KvCache;
+  h: GPUBuffer;
+  x: GPUBuffer;
+  qRaw: GPUBuffer;
+  kRaw: GPUBuffer;
+  q: GPUBuffer;
+  k: GPUBuffer;
+  v: GPUBuffer;
+  att: GPUBuffer;
+  gate: GPUBuffer;
+  up: GPUBuffer;
+  act: GPUBuffer;
+  /** Prefill ids, positions and key mask `[chunk rows · P]`. */
+  idsPre: GPUBuffer;
+  posPre: GPUBuffer;
+  maskPre: GPUBuffer;
+  /** Decode input id and RoPE position per row. */
+  idsDec: GPUBuffer;
+  posDec: GPUBuffer;
+  /** Last prompt token's residual per row `[rows, hidden]`. */
+  hLast: GPUBuffer;
+  logits: GPUBuffer;
+  /** Decode cursor `[slot, step]`. */
+  ctrl: GPUBuffer;
+  info: GPUBuffer;
+  out: GPUBuffer;
+  state: GPUBuffer;
+  /** One layer's keys, for moving cache rows when finished rows are dropped. */
+  scratch: GPUBuffer;
+}
+
+const workspaces = new WeakMap<WebGpuQwen3, Workspace>();
+/** Models with a generation in flight (their one workspace cannot serve two). */
+const busy = new WeakSet<WebGpuQwen3>();
+
+/** One recorded forward over `rows × tokens` inputs. */
+interface StepShape {
+  rows: number;
+  tokens: number;
+  ids: GPUBuffer;
+  positions: GPUBuffer;
+  /** Prefill: first cache row written; the attention runs over the fresh keys. */
+  row0: number;
+  /** Decode: attend over cache slots `< kvLen` (1 token per row, written at the GPU cursor). */
+  kvLen?: number;
+}
+
+/**
+ * Generates on a WebGPU model with the KV cache and the on-GPU sampler.
+ *
+ * @param model The WebGPU model.
+ * @param options Resolved options from `resolveGenerateOptions`.
+ * @returns Tokens, log-probs, stop reasons and counters.
+ * @throws {RangeError} If the batch's cache or activations do not fit the device's bindings.
+ * @throws {TypeError} If the model has LoRA adapters set (not applied here yet).
+ * @throws {Error} If another generation on the same model has not finished (they share buffers).
+ *
+ * @example Greedy on the GPU
+ * ```ts ignore
+ * import { loadModel } from "./load_model.ts";
+ * import { resolveGenerateOptions } from "./generate.ts";
+ * import { generateWebGpu } from "./generate_webgpu.ts";
+ * import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
+ * const model = await loadModel("tests/fixtures/qwen3-tiny") as WebGpuQwen3;
+ * const options = resolveGenerateOptions(model.config, {
+ *   prompts: [[5, 6], [7]], maxNewTokens: 8, temperature: 0,
+ * });
+ * const { sequences, stats } = await generateWebGpu(model, options);
+ * console.log(stats.readbacks); // 1
+ * ```
+ */
+export async function generateWebGpu(
+  model: WebGpuQwen3,
+  options: ResolvedGenerateOptions,
+): Promise<GenerateResult> {
+  const start = performance.now();
+  // Projections run on the base weights only (see `project`): refuse rather than sample from a
+  // different policy than the one the caller set.
+  if ((model as { adapters?: unknown }).adapters) {
+    throw new TypeError(
+      "Cannot generate: the model has LoRA adapters set and WebGPU generation applies the base " +
+        "weights only so far: remove them (setAdapters(null)) or use the CPU backend",
+    );
+  }
+  if (busy.has(model)) {
+    throw new Error(
+      "Cannot generate: another generation on this model is still running; await it first",
+    );
+  }
+  busy.add(model);
+  try {
+    return await run(model, options, start);
+  } finally {
+    busy.delete(model);
+  }
+}
+
+async function run(
+  model: WebGpuQwen3,
+  options: ResolvedGenerateOptions,
+  start: number,
+): Promise<GenerateResult> {
+  const { ctx } = model;
+  const c = model.config;
+  const { prompts, maxNewTokens } = options;
+  const B = prompts.length;
+  const lens = prompts.map((p) => p.length);
+  const P = Math.max(...lens);
+  const hsz = c.hiddenSize;
+  const widest = Math.max(
+    hsz,
+    c.numAttentionHeads * c.headDim,
+    c.intermediateSize,
+  );
+  const chunkRows = Math.min(B, Math.floor(ctx.gpu.maxBindingSize / (P * widest * 4)));
+  if (chunkRows < 1) {
+    throw new RangeError(
+      `Cannot generate: a prompt of ${P} tokens needs ${P * widest * 4} bytes of activations, ` +
+        `more than one storage binding (${ctx.gpu.maxBindingSize}); use shorter prompts`,
+    );
+  }
+  const ws = workspace(model, {
+    rows: B,
+    tokens: Math.max(chunkRows * P, B),
+    capacity: Math.ceil((P + maxNewTokens) / 64) * 64,
+    outWords: maxNewTokens * B * 3,
+    infoWords: 2 + B + options.eosTokenIds.length + options.stopTokenIds.length,
+  });
+  const cache = ws.cache;
+  const queue = ctx.device.queue;
+  let submits = 0;
+  let readbacks = 0;
+  let rowSteps = 0;
+
+  // Per-call state: cache mask of the prompts, cursor [P − 1, 0], positions, stop state.
+  let rowSeq = Array.from({ length: B }, (_, b) => b);
+  const mask = new Uint32Array(cache.rows * cache.capacity);
+  for (let b = 0; b < B; b++) {
+    mask.fill(1, b * cache.capacity + P - lens[b], b * cache.capacity + P);
+  }
+  queue.writeBuffer(cache.mask, 0, mask);
+  queue.writeBuffer(ws.ctrl, 0, Uint32Array.of(P - 1, 0, 0, 0));
+  queue.writeBuffer(ws.posDec, 0, Uint32Array.from(lens, (l) => l - 1));
+  queue.writeBuffer(ws.state, 0, new Uint32Array(B * 2));
+  const writeInfo = () =>
+    queue.writeBuffer(
+      ws.info,
+      0,
+      sampleInfo({
+        seed: options.seed,
+        rowSequence: rowSeq,
+        eosTokenIds: options.eosTokenIds,
+        stopTokenIds: options.stopTokenIds,
+      }),
+    );
+  writeInfo();
+
+  // Prefill, in chunks of rows that fit one binding; all but the last submitted on their own.
+  let enc = ctx.device.createCommandEncoder({ label: "generate" });
+  for (let row0 = 0; row0 < B; row0 += chunkRows) {
+    const rows = Math.min(chunkRows, B - row0);
+    const ids = new Uint32Array(rows * P);
+    const pos = new Uint32Array(rows * P);
+    const pmask = new Uint32Array(rows * P);
+    for (let r = 0; r < rows; r++) {
+      const p = prompts[row0 + r];
+      const pad = P - p.length;
+      ids.set(p, r * P + pad);
+      pmask.fill(1, r * P + pad, (r + 1) * P);
+      for (let t = 0; t < p.length; t++) pos[r * P + pad + t] = t;
+    }
+    if (row0 > 0) {
+      queue.submit([enc.finish()]);
+      submits++;
+      enc = ctx.device.createCommandEncoder({ label: "generate" });
+    }
+    queue.writeBuffer(ws.idsPre, 0, ids);
+    queue.writeBuffer(ws.posPre, 0, pos);
+    queue.writeBuffer(ws.maskPre, 0, pmask);
+    const pass = enc.beginComputePass();
+    recordForward(ctx, pass, model, ws, {
+      rows,
+      tokens: P,
+      ids: ws.idsPre,
+      positions: ws.posPre,
+      row0,
+    });
+    pass.end();
+    for (let r = 0; r < rows; r++) {
+      enc.copyBufferToBuffer(
+        ws.h,
+        (r * P + P - 1) * hsz * 4,
+        ws.hLast,
+        (row0 + r) * hsz * 4,
+        hsz * 4,
+      );
+    }
+  }
+
+  // Decode in chunks of readbackEvery sampling steps.
+  const host = new Uint32Array(maxNewTokens * B * 3);
+  const state = new Uint32Array(B * 2);
+  let step = 0;
+  while (step < maxNewTokens) {
+    const R = rowSeq.length;
+    const first = step;
+    const end = Math.min(maxNewTokens, step + options.readbackEvery);
+    const pass = enc.beginComputePass();
+    for (; step < end; step++) {
+      if (step === 0) {
+        recordHead(ctx, pass, model, ws, ws.hLast, R, options, B);
+      } else {
+        const kvLen = Math.min(cache.capacity, Math.ceil((P + step) / 64) * 64);
+        recordForward(ctx, pass, model, ws, {
+          rows: R,
+          tokens: 1,
+          ids: ws.idsDec,
+          positions: ws.posDec,
+          row0: 0,
+          kvLen,
+        });
+        recordHead(ctx, pass, model, ws, ws.h, R, options, B);
+      }
+      rowSteps += R;
+    }
+    pass.end();
+    const [s, o] = await readback(ctx, [
+      { buffer: ws.state, offset: 0, size: B * 8 },
+      { buffer: ws.out, offset: first * B * 12, size: (end - first) * B * 12 },
+    ], enc);
+    submits++;
+    readbacks++;
+    state.set(new Uint32Array(s));
+    host.set(new Uint32Array(o), first * B * 3);
+    enc = ctx.device.createCommandEncoder({ label: "generate" });
+    const running = rowSeq.filter((b) => state[b * 2] === 0);
+    if (running.length === 0 || step >= maxNewTokens) break;
+    if (options.compact && R - running.length >= Math.max(1, R / 8)) {
+      compact(enc, model, ws, { rowSeq, running, step, lens, P, host, B });
+      rowSeq = running;
+      writeInfo();
+    }
+  }
+
+  const floats = new Float32Array(host.buffer);
+  const sequences: GeneratedSequence[] = prompts.map((p, b) => {
+    const length = state[b * 2 + 1];
+    const at = (i: number) => (i * B + b) * 3;
+    return {
+      tokens: Array.from({ length }, (_, i) => host[at(i)]),
+      logprobs: Float32Array.from({ length }, (_, i) => floats[at(i) + 1]),
+      modelLogprobs: Float32Array.from({ length }, (_, i) => floats[at(i) + 2]),
+      stopReason: (["length", "eos", "stop", "length"] as StopReason[])[state[b * 2]],
+      length,
+      promptLength: p.length,
+    };
+  });
+  return {
+    sequences,
+    stats: {
+      readbacks,
+      submits,
+      steps: step,
+      promptTokens: lens.reduce((n, l) => n + l, 0),
+      generatedTokens: sequences.reduce((n, s) => n + s.length, 0),
+      rowSteps,
+      seconds: (performance.now() - start) / 1000,
+    },
+  };
+}
+
+/**
+ * Frees the generation buffers (KV cache, activations) kept for `model`; the next generation
+ * allocates them again.
+ *
+ * @param model The WebGPU model.
+ *
+ * @example Free after a rollout phase
+ * ```ts ignore
+ * import { releaseGenerateWorkspace } from "./generate_webgpu.ts";
+ * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
+ * releaseGenerateWorkspace(model);
+ * ```
+ */
+export function releaseGenerateWorkspace(model: WebGpuQwen3): void {
+  const ws = workspaces.get(model);
+  if (!ws) return;
+  workspaces.delete(model);
+  destroy(ws);
+  model.ctx.clearBindGroups();
+}
+
+function destroy(ws: Workspace): void {
+  ws.cache.dispose();
+  for (const b of Object.values(ws)) if (b instanceof GPUBuffer) b.destroy();
+}
+
+/** The model's workspace, reallocated (every size the larger of old and new) when too small. */
+function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
+  const old = workspaces.get(model);
+  const keys = ["rows", "tokens", "capacity", "outWords", "infoWords"] as const;
+  if (old && keys.every((k) => old[k] >= need[k])) return old;
+  const size = { ...need };
+  if (old) { for (const k of keys) size[k] = Math.max(old[k], need[k]); }
+  const { ctx } = model;
+  const c = model.config;
+  const cache = new KvCache(ctx, c, { rows: size.rows, capacity: size.capacity });
+  if (old) {
+    destroy(old);
+    ctx.clearBindGroups();
+  }
+  const n = size.tokens;
+  const qd = c.numAttentionHeads * c.headDim;
+  const kvd = c.numKeyValueHeads * c.headDim;
+  const buf = (elements: number, label: string) => {
+    if (elements * 4 > ctx.gpu.maxBindingSize) {
+      throw new RangeError(
+        `Cannot generate: buffer "${label}" needs ${elements * 4} bytes, more than one storage ` +
+          `binding (${ctx.gpu.maxBindingSize}); generate fewer sequences at once`,
+      );
+    }
+    return ctx.createBuffer(elements * 4, `generate.${label}`);
+  };
+  const ws: Workspace = {
+    ...size,
+    cache,
+    h: buf(n * c.hiddenSize, "h"),
+    x: buf(n * c.hiddenSize, "x"),
+    qRaw: buf(n * qd, "q_raw"),
+    kRaw: buf(n * kvd, "k_raw"),
+    q: buf(n * qd, "q"),
+    k: buf(n * kvd, "k"),
+    v: buf(n * kvd, "v"),
+    att: buf(n * qd, "att"),
+    gate: buf(n * c.intermediateSize, "gate"),
+    up: buf(n * c.intermediateSize, "up"),
+    act: buf(n * c.intermediateSize, "act"),
+    idsPre: buf(n, "ids_prefill"),
+    posPre: buf(n, "positions_prefill"),
+    maskPre: buf(n, "mask_prefill"),
+    idsDec: buf(size.rows, "ids"),
+    posDec: buf(size.rows, "positions"),
+    hLast: buf(size.rows * c.hiddenSize, "h_last"),
+    logits: buf(size.rows * c.vocabSize, "logits"),
+    ctrl: buf(4, "ctrl"),
+    info: buf(size.infoWords, "info"),
+    out: buf(size.outWords, "out"),
+    state: buf(size.rows * 2, "state"),
+    scratch: buf(size.rows * size.capacity * kvd, "scratch"),
+  };
+  workspaces.set(model, ws);
+  return ws;
+}
+
+/**
+ * Records the decoder layers over `rows × tokens` inputs into `ws.h`, appending each layer's keys
+ * and values to the cache. Every projection goes through `project` on the model's per-layer
+ * weights.
+ */
+function recordForward(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  model: WebGpuQwen3,
+  ws: Workspace,
+  step: StepShape,
+): void {
+  const c = model.config;
+  const [hsz, hq, hkv, d, inter, eps] = [
+    c.hiddenSize,
+    c.numAttentionHeads,
+    c.numKeyValueHeads,
+    c.headDim,
+    c.intermediateSize,
+    c.rmsNormEps,
+  ];
+  const n = step.rows * step.tokens;
+  const decode = step.kvLen !== undefined;
+  const linear = (x: GPUBuffer, w: GpuMatrix, y: GPUBuffer, accumulate = false) =>
+    project(ctx, pass, { x, w, y, m: n, accumulate });
+  const rope = {
+    positions: step.positions,
+    table: model.ropeTable,
+    d,
+    maxPos: c.maxPositionEmbeddings,
+  };
+  encodeEmbedding(ctx, pass, { ids: step.ids, table: model.embedTokens, out: ws.h, tokens: n });
+  model.layers.forEach((w, l) => {
+    encodeRmsNorm(ctx, pass, { x: ws.h, w: w.inputLayernorm, y: ws.x, rows: n, d: hsz, eps });
+    linear(ws.x, w.qProj, ws.qRaw);
+    linear(ws.x, w.kProj, ws.kRaw);
+    linear(ws.x, w.vProj, ws.v);
+    encodeRmsNorm(ctx, pass, { x: ws.qRaw, w: w.qNorm, y: ws.q, rows: n * hq, d, eps });
+    encodeRmsNorm(ctx, pass, { x: ws.kRaw, w: w.kNorm, y: ws.k, rows: n * hkv, d, eps });
+    encodeRope(ctx, pass, { ...rope, x: ws.q, rows: n * hq, heads: hq });
+    encodeRope(ctx, pass, { ...rope, x: ws.k, rows: n * hkv, heads: hkv });
+    const layer = ws.cache.layers[l];
+    encodeKvWrite(ctx, pass, {
+      kNew: ws.k,
+      vNew: ws.v,
+      kCache: layer.k,
+      vCache: layer.v,
+      mask: ws.cache.mask,
+      ctrl: ws.ctrl,
+      rows: step.rows,
+      tokens: step.tokens,
+      slots: ws.cache.capacity,
+      width: ws.cache.width,
+      row0: step.row0,
+      decode,
+    });
+    const shape = { q: ws.q, o: ws.att, b: step.rows, hq, hkv, d };
+    if (decode) {
+      encodeAttention(ctx, pass, {
+        ...shape,
+        k: layer.k,
+        v: layer.v,
+        mask: ws.cache.mask,
+        tq: 1,
+        s: ws.cache.capacity,
+        kvLen: step.kvLen,
+        qStart: step.kvLen! - 1,
+      });
+    } else {
+      encodeAttention(ctx, pass, {
+        ...shape,
+        k: ws.k,
+        v: ws.v,
+        mask: ws.maskPre,
+        tq: step.tokens,
+        s: step.tokens,
+      });
+    }
+    linear(ws.att, w.oProj, ws.h, true);
+    encodeRmsNorm(ctx, pass, {
+      x: ws.h,
+      w: w.postAttentionLayernorm,
+      y: ws.x,
+      rows: n,
+      d: hsz,
+      eps,
+    });
+    linear(ws.x, w.gateProj, ws.gate);
+    linear(ws.x, w.upProj, ws.up);
+    encodeSwiglu(ctx, pass, { gate: ws.gate, up: ws.up, out: ws.act, n: n * inter });
+    linear(ws.act, w.downProj, ws.h, true);
+  });
+}
+
+/**
+ * Whether `m` rows through a `k`-deep projection run as a skinny matmul rather than 64×64 tiles:
+ * a few rows (≤ 4), or up to 32 rows when the inner dimension is deep enough (k ≥ 64·m) that the
+ * tiles' padding and few workgroups would dominate.
+ */
+function skinny(m: number, k: number): boolean {
+  return m <= 4 || (m <= 32 && m * 64 <= k);
+}
+
+/**
+ * `y = [y +] x · wᵀ` for a weight in row blocks: `encodeMatvec` for a few rows (decode),
+ * `encodeLinear` (tiled matmul) otherwise. Every projection of generation goes through here: the
+ * one place to add an adapter's `x · Aᵀ · Bᵀ` term later (e.g. the model's per-projection
+ * recorder with a LoRA scratch of `m · maxRank` floats).
+ */
+function project(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  args: { x: GPUBuffer; w: GpuMatrix; y: GPUBuffer; m: number; accumulate?: boolean },
+): void {
+  if (!skinny(args.m, args.w.cols)) {
+    encodeLinear(ctx, pass, args);
+    return;
+  }
+  for (const chunk of args.w.chunks) {
+    encodeMatvec(ctx, pass, {
+      x: args.x,
+      w: chunk.buffer,
+      y: args.y,
+      m: args.m,
+      n: chunk.rows,
+      k: args.w.cols,
+      ldy: args.w.rows,
+      yCol: chunk.rowStart,
+      accumulate: args.accumulate,
+    });
+  }
+}
+
+/** Records final norm → LM head → sampler → cursor advance for `rows` residual rows in `h`. */
+function recordHead(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  model: WebGpuQwen3,
+  ws: Workspace,
+  h: GPUBuffer,
+  rows: number,
+  options: ResolvedGenerateOptions,
+  sequences: number,
+): void {
+  const c = model.config;
+  encodeRmsNorm(ctx, pass, {
+    x: h,
+    w: model.norm,
+    y: ws.x,
+    rows,
+    d: c.hiddenSize,
+    eps: c.rmsNormEps,
+  });
+  project(ctx, pass, { x: ws.x, w: model.lmHead, y: ws.logits, m: rows });
+  encodeSample(ctx, pass, {
+    logits: ws.logits,
+    info: ws.info,
+    ctrl: ws.ctrl,
+    ids: ws.idsDec,
+    out: ws.out,
+    state: ws.state,
+    rows,
+    v: c.vocabSize,
+    sequences,
+    maxNewTokens: options.maxNewTokens,
+    temperature: options.temperature,
+    topK: options.topK,
+    topP: options.topP,
+    minP: options.minP,
+    numEos: options.eosTokenIds.length,
+    numStop: options.stopTokenIds.length,
+  });
+  encodeDecodeAdvance(ctx, pass, { ctrl: ws.ctrl, positions: ws.posDec, rows });
+}
+
+/**
+ * Drops finished rows: moves the cache rows of `running` sequences to the front (through the
+ * scratch buffer: a buffer cannot be copied onto itself) and rewrites the per-row inputs.
+ */
+function compact(
+  enc: GPUCommandEncoder,
+  model: WebGpuQwen3,
+  ws: Workspace,
+  s: {
+    rowSeq: number[];
+    running: number[];
+    step: number;
+    lens: number[];
+    P: number;
+    host: Uint32Array;
+    B: number;
+  },
+): void {
+  const { cache } = ws;
+  const queue = model.ctx.device.queue;
+  const rowOf = new Map(s.rowSeq.map((b, r) => [b, r]));
+  // Rows before the first move stay where they are.
+  let keep = 0;
+  while (keep < s.running.length && rowOf.get(s.running[keep]) === keep) keep++;
+  const used = (s.P + s.step) * cache.width * 4; // slots written so far, in bytes
+  const rowBytes = cache.capacity * cache.width * 4;
+  if (keep < s.running.length) {
+    for (const layer of cache.layers) {
+      for (const buffer of [layer.k, layer.v]) {
+        for (let i = keep; i < s.running.length; i++) {
+          enc.copyBufferToBuffer(
+            buffer,
+            rowOf.get(s.running[i])! * rowBytes,
+            ws.scratch,
+            i * rowBytes,
+            used,
+          );
+        }
+        enc.copyBufferToBuffer(
+          ws.scratch,
+          keep * rowBytes,
+          buffer,
+          keep * rowBytes,
+          (s.running.length - keep) * rowBytes,
+        );
+      }
+    }
+  }
+  // Per-row inputs of the next step: last token, its position, and the mask of written slots.
+  const R = s.running.length;
+  const mask = new Uint32Array(R * cache.capacity);
+  const ids = new Uint32Array(R);
+  const pos = new Uint32Array(R);
+  s.running.forEach((b, r) => {
+    mask.fill(1, r * cache.capacity + s.P - s.lens[b], r * cache.capacity + s.P + s.step - 1);
+    ids[r] = s.host[((s.step - 1) * s.B + b) * 3];
+    pos[r] = s.lens[b] + s.step - 1;
+  });
+  queue.writeBuffer(cache.mask, 0, mask);
+  queue.writeBuffer(ws.idsDec, 0, ids);
+  queue.writeBuffer(ws.posDec, 0, pos);
+}
