@@ -15,3 +15,5 @@ export * from "./kv_cache.ts";
 export * from "./generate.ts";
 export * from "./generate_cpu.ts";
 export * from "./generate_webgpu.ts";
+export * from "./tokenizer.ts";
+export * from "./chat_template.ts";
