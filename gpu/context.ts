@@ -50,6 +50,9 @@ export class GpuContext {
   #bindGroups = new Map<string, GPUBindGroup>();
   #bufferIds = new WeakMap<GPUBuffer, number>();
   #nextBufferId = 0;
+  #sizes = new WeakMap<GPUBuffer, number>();
+  #allocated = 0;
+  #peak = 0;
 
   /**
    * Wraps a device.
@@ -79,11 +82,76 @@ export class GpuContext {
           `${this.gpu.maxBufferSize}`,
       );
     }
-    return this.device.createBuffer({
-      label,
-      size: Math.max(4, Math.ceil(size / 4) * 4),
-      usage: STORAGE_USAGE,
-    });
+    const bytes = Math.max(4, Math.ceil(size / 4) * 4);
+    const buffer = this.device.createBuffer({ label, size: bytes, usage: STORAGE_USAGE });
+    this.#sizes.set(buffer, bytes);
+    this.#allocated += bytes;
+    this.#peak = Math.max(this.#peak, this.#allocated);
+    // Count the bytes back whoever frees the buffer (release, destroyMatrix, a plain destroy()).
+    const destroy = buffer.destroy;
+    buffer.destroy = () => {
+      this.#forget(buffer);
+      destroy.call(buffer);
+    };
+    return buffer;
+  }
+
+  /**
+   * Destroys a buffer made by {@linkcode GpuContext.createBuffer} or
+   * {@linkcode GpuContext.upload} and takes its bytes off {@linkcode GpuContext.allocatedBytes}
+   * (calling `buffer.destroy()` directly does the same; releasing twice is harmless).
+   *
+   * @param buffer The buffer to free.
+   *
+   * @example Allocate and free
+   * ```ts ignore
+   * import { createGpu } from "./device.ts";
+   * import { GpuContext } from "./context.ts";
+   * const ctx = new GpuContext(await createGpu());
+   * const b = ctx.createBuffer(1024, "scratch");
+   * console.log(ctx.allocatedBytes); // 1024
+   * ctx.release(b);
+   * console.log(ctx.allocatedBytes, ctx.peakBytes); // 0 1024
+   * ```
+   */
+  release(buffer: GPUBuffer): void {
+    buffer.destroy();
+  }
+
+  /** Bytes of the storage buffers made through this context and not yet freed. */
+  get allocatedBytes(): number {
+    return this.#allocated;
+  }
+
+  /**
+   * Largest value {@linkcode GpuContext.allocatedBytes} reached since the context was made or
+   * {@linkcode GpuContext.resetPeak} was last called (uniform blocks and readback staging
+   * buffers, both small or short-lived, are not counted).
+   */
+  get peakBytes(): number {
+    return this.#peak;
+  }
+
+  /**
+   * Starts a new peak measurement from the bytes allocated now.
+   *
+   * @example Peak memory of one step
+   * ```ts ignore
+   * declare const ctx: import("./context.ts").GpuContext;
+   * ctx.resetPeak();
+   * // ... run a step ...
+   * console.log(`peak ${(ctx.peakBytes / 2 ** 20).toFixed(1)} MiB`);
+   * ```
+   */
+  resetPeak(): void {
+    this.#peak = this.#allocated;
+  }
+
+  #forget(buffer: GPUBuffer): void {
+    const bytes = this.#sizes.get(buffer);
+    if (bytes === undefined) return;
+    this.#sizes.delete(buffer);
+    this.#allocated -= bytes;
   }
 
   /**
@@ -95,7 +163,10 @@ export class GpuContext {
    */
   upload(data: Float32Array | Int32Array | Uint32Array, label: string): GPUBuffer {
     const buffer = this.createBuffer(data.byteLength, label);
-    this.device.queue.writeBuffer(buffer, 0, data as Float32Array<ArrayBuffer>);
+    // Deno 2.9.6 aborts the process on a 0-byte writeBuffer.
+    if (data.byteLength > 0) {
+      this.device.queue.writeBuffer(buffer, 0, data as Float32Array<ArrayBuffer>);
+    }
     return buffer;
   }
 

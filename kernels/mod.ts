@@ -6,6 +6,8 @@
  */
 export * from "./adamw/adamw.ts";
 export * from "./adamw/adamw_ref.ts";
+export * from "./add/add.ts";
+export * from "./add/add_ref.ts";
 export * from "./attention/attention.ts";
 export * from "./attention/attention_ref.ts";
 export * from "./attention/attention_backward.ts";

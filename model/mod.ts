@@ -17,3 +17,4 @@ export * from "./generate_cpu.ts";
 export * from "./generate_webgpu.ts";
 export * from "./tokenizer.ts";
 export * from "./chat_template.ts";
+export * from "./qwen3_webgpu_backward.ts";

@@ -1,0 +1,480 @@
+/**
+ * LoRA adapters on the GPU: the `A [r, in]` and `B [out, r]` matrices of every expert of every
+ * adapted projection in their own storage buffers (updated in place by a GPU optimizer), their
+ * gradient buffers, and the launchers of the LoRA branch `y += Σ_e scale_e·(x·A_eᵀ)·B_eᵀ` and of
+ * its backward. {@linkcode GpuLora.read} turns the trained values back into a {@linkcode Lora} for
+ * `savePeftAdapter`.
+ *
+ * @module
+ */
+import type { GpuContext } from "../gpu/context.ts";
+import { readback, type ReadbackRange } from "../gpu/readback.ts";
+import { encodeMatmul } from "../kernels/matmul/matmul.ts";
+import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
+import type { LoraConfig, LoraTarget } from "./lora_config.ts";
+import { type Lora, type LoraModule, loraTensorName } from "./lora.ts";
+
+/** One expert of a {@linkcode GpuLoraModule}. */
+export interface GpuLoraExpert {
+  /** `A` `[r, in]` row-major (PEFT's `lora_A.weight`). */
+  readonly a: GPUBuffer;
+  /** `B` `[out, r]` row-major (PEFT's `lora_B.weight`). */
+  readonly b: GPUBuffer;
+  /** Rank. */
+  readonly r: number;
+  /** Factor of the expert's output. */
+  readonly scale: number;
+  /** Gradient of `A`, once {@linkcode GpuLora.ensureGrads} has run; else null. */
+  gradA: GPUBuffer | null;
+  /** Gradient of `B`, once {@linkcode GpuLora.ensureGrads} has run; else null. */
+  gradB: GPUBuffer | null;
+}
+
+/** The adapter of one projection on the GPU. */
+export interface GpuLoraModule {
+  /** HF/PEFT module name, e.g. `"model.layers.0.self_attn.q_proj"`. */
+  readonly name: string;
+  /** Decoder layer index. */
+  readonly layer: number;
+  /** Which projection. */
+  readonly target: LoraTarget;
+  /** Input width. */
+  readonly inFeatures: number;
+  /** Output width. */
+  readonly outFeatures: number;
+  /** The experts whose outputs are summed. */
+  readonly experts: readonly GpuLoraExpert[];
+}
+
+/** One trainable tensor with its gradient, as a GPU optimizer walks them. */
+export interface GpuLoraTensor {
+  /** PEFT name without the `base_model.model.` prefix (see `loraTensorName`). */
+  name: string;
+  /** The values, updated in place by the optimizer. */
+  param: GPUBuffer;
+  /** The gradient (accumulated by the backward). */
+  grad: GPUBuffer;
+  /** Number of floats. */
+  n: number;
+}
+
+/**
+ * Adapters uploaded to the GPU. Shapes and scales are fixed at upload; the values change on the
+ * GPU (optimizer) or by {@linkcode GpuLora.write}.
+ *
+ * @example Upload, train on the GPU, save
+ * ```ts ignore
+ * import { GpuLora } from "./gpu_lora.ts";
+ * import { savePeftAdapter } from "./peft_io.ts";
+ * declare const ctx: import("../gpu/context.ts").GpuContext;
+ * declare const lora: import("./lora.ts").Lora;
+ * const gpu = new GpuLora(ctx, lora);
+ * // ... backward and optimizer steps on gpu.tensors() ...
+ * await savePeftAdapter("out/adapter", await gpu.read());
+ * gpu.dispose();
+ * ```
+ */
+export class GpuLora {
+  /** The GPU context holding the buffers. */
+  readonly ctx: GpuContext;
+  /** The hyperparameters the adapters were made with (carried into {@linkcode GpuLora.read}). */
+  readonly config: LoraConfig;
+  /** The adapted projections, in the order of the uploaded {@linkcode Lora}. */
+  readonly modules: readonly GpuLoraModule[];
+  /** Largest rank of any expert (the rows of the scratch the branch needs per token). */
+  readonly maxRank: number;
+  #byKey = new Map<string, GpuLoraModule>();
+  #disposed = false;
+
+  /**
+   * Uploads every `A` and `B` matrix (the caller checks the adapters fit the model with
+   * `checkLoraFits`).
+   *
+   * @param ctx The GPU context.
+   * @param lora The adapters (copied; later changes to its arrays are not seen).
+   */
+  constructor(ctx: GpuContext, lora: Lora) {
+    this.ctx = ctx;
+    this.config = lora.config;
+    this.modules = lora.modules.map((m) => {
+      const experts = m.experts.map((e, i): GpuLoraExpert => ({
+        a: ctx.upload(e.a, loraTensorName(m, { matrix: "A", expert: i })),
+        b: ctx.upload(e.b, loraTensorName(m, { matrix: "B", expert: i })),
+        r: e.r,
+        scale: e.scale,
+        gradA: null,
+        gradB: null,
+      }));
+      const g: GpuLoraModule = {
+        name: m.name,
+        layer: m.layer,
+        target: m.target,
+        inFeatures: m.inFeatures,
+        outFeatures: m.outFeatures,
+        experts,
+      };
+      this.#byKey.set(`${m.layer}/${m.target}`, g);
+      return g;
+    });
+    this.maxRank = Math.max(1, ...this.modules.flatMap((m) => m.experts.map((e) => e.r)));
+  }
+
+  /**
+   * The adapter of one projection.
+   *
+   * @param layer Decoder layer index.
+   * @param target The projection.
+   * @returns The module, or undefined when that projection has no adapter.
+   *
+   * @example Does layer 0's q_proj carry an adapter?
+   * ```ts ignore
+   * declare const gpu: import("./gpu_lora.ts").GpuLora;
+   * console.log(gpu.module(0, "q_proj") !== undefined);
+   * ```
+   */
+  module(layer: number, target: LoraTarget): GpuLoraModule | undefined {
+    return this.#byKey.get(`${layer}/${target}`);
+  }
+
+  /** Whether gradient buffers exist (see {@linkcode GpuLora.ensureGrads}). */
+  get hasGrads(): boolean {
+    return this.modules.length > 0 && this.modules[0].experts[0].gradA !== null;
+  }
+
+  /**
+   * Allocates zeroed gradient buffers for every matrix, once.
+   *
+   * @example Make the gradient buffers before recording a backward
+   * ```ts ignore
+   * declare const gpu: import("./gpu_lora.ts").GpuLora;
+   * gpu.ensureGrads();
+   * console.log(gpu.hasGrads); // true
+   * ```
+   */
+  ensureGrads(): void {
+    this.#checkAlive("allocate gradients");
+    for (const m of this.modules) {
+      m.experts.forEach((e, i) => {
+        e.gradA ??= this.ctx.createBuffer(
+          e.a.size,
+          `grad.${loraTensorName(m, { matrix: "A", expert: i })}`,
+        );
+        e.gradB ??= this.ctx.createBuffer(
+          e.b.size,
+          `grad.${loraTensorName(m, { matrix: "B", expert: i })}`,
+        );
+      });
+    }
+  }
+
+  /**
+   * Records the zeroing of every gradient buffer (nothing when none exist).
+   *
+   * @param encoder The command encoder (outside any pass).
+   *
+   * @example Start a new accumulation
+   * ```ts ignore
+   * declare const gpu: import("./gpu_lora.ts").GpuLora;
+   * const enc = gpu.ctx.device.createCommandEncoder();
+   * gpu.zeroGrads(enc);
+   * gpu.ctx.device.queue.submit([enc.finish()]);
+   * ```
+   */
+  zeroGrads(encoder: GPUCommandEncoder): void {
+    for (const t of this.#gradBuffers()) encoder.clearBuffer(t);
+  }
+
+  /**
+   * Every matrix with its gradient, for a GPU optimizer (allocates the gradients if needed).
+   *
+   * @returns One entry per `A` and `B` of every expert, in module order, A before B.
+   *
+   * @example Count the trainable floats
+   * ```ts ignore
+   * declare const gpu: import("./gpu_lora.ts").GpuLora;
+   * console.log(gpu.tensors().reduce((s, t) => s + t.n, 0));
+   * ```
+   */
+  tensors(): GpuLoraTensor[] {
+    this.ensureGrads();
+    const out: GpuLoraTensor[] = [];
+    for (const m of this.modules) {
+      m.experts.forEach((e, i) => {
+        const name = (matrix: "A" | "B") => loraTensorName(m, { matrix, expert: i });
+        out.push({ name: name("A"), param: e.a, grad: e.gradA!, n: e.a.size / 4 });
+        out.push({ name: name("B"), param: e.b, grad: e.gradB!, n: e.b.size / 4 });
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Reads the current values back (one readback) into new adapters with the same config, module
+   * layout, ranks and scales, ready for `savePeftAdapter`.
+   *
+   * @returns The adapters.
+   *
+   * @example Save what the GPU trained
+   * ```ts ignore
+   * import { savePeftAdapter } from "./peft_io.ts";
+   * declare const gpu: import("./gpu_lora.ts").GpuLora;
+   * await savePeftAdapter("out/adapter", await gpu.read());
+   * ```
+   */
+  async read(): Promise<Lora> {
+    this.#checkAlive("read the adapters");
+    const ranges: ReadbackRange[] = [];
+    for (const m of this.modules) {
+      for (const e of m.experts) {
+        ranges.push({ buffer: e.a, offset: 0, size: e.a.size });
+        ranges.push({ buffer: e.b, offset: 0, size: e.b.size });
+      }
+    }
+    const bytes = await readback(this.ctx, ranges);
+    let i = 0;
+    const modules: LoraModule[] = this.modules.map((m) => ({
+      name: m.name,
+      layer: m.layer,
+      target: m.target,
+      inFeatures: m.inFeatures,
+      outFeatures: m.outFeatures,
+      experts: m.experts.map((e) => ({
+        a: new Float32Array(bytes[i++]),
+        b: new Float32Array(bytes[i++]),
+        r: e.r,
+        scale: e.scale,
+      })),
+    }));
+    return { config: this.config, modules };
+  }
+
+  /**
+   * Reads every gradient back (one readback), by tensor name.
+   *
+   * @returns Gradients keyed like `cpuBackward`'s (`…q_proj.lora_A.weight`).
+   * @throws {TypeError} If no gradient buffers exist yet.
+   *
+   * @example Print a gradient's size
+   * ```ts ignore
+   * declare const gpu: import("./gpu_lora.ts").GpuLora;
+   * const grads = await gpu.readGrads();
+   * console.log(grads.get("model.layers.0.self_attn.q_proj.lora_A.weight")?.length);
+   * ```
+   */
+  async readGrads(): Promise<Map<string, Float32Array>> {
+    if (!this.hasGrads) {
+      throw new TypeError("Cannot read LoRA gradients: none exist yet (run a backward first)");
+    }
+    const tensors = this.tensors();
+    const bytes = await readback(
+      this.ctx,
+      tensors.map((t) => ({ buffer: t.grad, offset: 0, size: t.n * 4 })),
+    );
+    return new Map(tensors.map((t, i) => [t.name, new Float32Array(bytes[i])]));
+  }
+
+  /**
+   * Overwrites the values with those of `lora` (same modules, ranks and scales), e.g. after a
+   * CPU optimizer step.
+   *
+   * @param lora Adapters with this layout.
+   * @throws {RangeError} If a module, expert count or matrix size differs.
+   *
+   * @example Reset the adapters to their initial values
+   * ```ts ignore
+   * declare const gpu: import("./gpu_lora.ts").GpuLora;
+   * declare const initial: import("./lora.ts").Lora;
+   * gpu.write(initial);
+   * ```
+   */
+  write(lora: Lora): void {
+    this.#checkAlive("write the adapters");
+    if (lora.modules.length !== this.modules.length) {
+      throw new RangeError(
+        `Cannot write LoRA adapters: expected ${this.modules.length} modules: current value has ` +
+          `${lora.modules.length}`,
+      );
+    }
+    lora.modules.forEach((m, j) => {
+      const g = this.modules[j];
+      if (m.name !== g.name || m.experts.length !== g.experts.length) {
+        throw new RangeError(
+          `Cannot write LoRA adapters: module ${j} must be "${g.name}" with ${g.experts.length} ` +
+            `experts: current value is "${m.name}" with ${m.experts.length}`,
+        );
+      }
+      m.experts.forEach((e, i) => {
+        const ge = g.experts[i];
+        if (e.a.byteLength !== ge.a.size || e.b.byteLength !== ge.b.size) {
+          throw new RangeError(
+            `Cannot write LoRA adapters: module "${m.name}" expert ${i} must have A of ` +
+              `${ge.a.size / 4} and B of ${ge.b.size / 4} values: current lengths are ` +
+              `${e.a.length} and ${e.b.length}`,
+          );
+        }
+        this.ctx.device.queue.writeBuffer(ge.a, 0, e.a as Float32Array<ArrayBuffer>);
+        this.ctx.device.queue.writeBuffer(ge.b, 0, e.b as Float32Array<ArrayBuffer>);
+      });
+    });
+  }
+
+  /** Frees every matrix and gradient buffer; the adapters cannot be used afterwards. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const m of this.modules) {
+      for (const e of m.experts) {
+        for (const b of [e.a, e.b, e.gradA, e.gradB]) if (b) this.ctx.release(b);
+        e.gradA = null;
+        e.gradB = null;
+      }
+    }
+    this.ctx.clearBindGroups();
+  }
+
+  #gradBuffers(): GPUBuffer[] {
+    return this.modules.flatMap((m) =>
+      m.experts.flatMap((e) => [e.gradA, e.gradB].filter((b): b is GPUBuffer => b !== null))
+    );
+  }
+
+  #checkAlive(what: string): void {
+    if (this.#disposed) {
+      throw new TypeError(`Cannot ${what}: the GPU adapters were disposed`);
+    }
+  }
+}
+
+/** Arguments of {@linkcode encodeLoraForward}. */
+export interface LoraForwardArgs {
+  /** The adapter. */
+  module: GpuLoraModule;
+  /** Input `[m, inFeatures]`. */
+  x: GPUBuffer;
+  /** Output `[m, outFeatures]`, added to (it holds the base projection). */
+  y: GPUBuffer;
+  /** Rows. */
+  m: number;
+  /** Scratch of at least `m · maxRank` floats for `x·A_eᵀ`. */
+  scratch: GPUBuffer;
+}
+
+/**
+ * Records `y += Σ_e scale_e·(x·A_eᵀ)·B_eᵀ`: two matmuls per expert, the second accumulating
+ * with `alpha = scale_e`.
+ *
+ * @param ctx The GPU context.
+ * @param pass The compute pass being recorded.
+ * @param args The adapter, operands and scratch.
+ *
+ * @example Add the adapter of a projection to its base output
+ * ```ts ignore
+ * import { encodeLoraForward } from "./gpu_lora.ts";
+ * declare const ctx: import("../gpu/context.ts").GpuContext;
+ * declare const pass: GPUComputePassEncoder, x: GPUBuffer, y: GPUBuffer, u: GPUBuffer;
+ * declare const module: import("./gpu_lora.ts").GpuLoraModule;
+ * encodeLoraForward(ctx, pass, { module, x, y, m: 32, scratch: u });
+ * ```
+ */
+export function encodeLoraForward(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  args: LoraForwardArgs,
+): void {
+  const { module: mod, x, y, m, scratch } = args;
+  for (const e of mod.experts) {
+    encodeMatmul(ctx, pass, { x, w: e.a, y: scratch, m, n: e.r, k: mod.inFeatures });
+    encodeMatmul(ctx, pass, {
+      x: scratch,
+      w: e.b,
+      y,
+      m,
+      n: mod.outFeatures,
+      k: e.r,
+      alpha: e.scale,
+      accumulate: true,
+    });
+  }
+}
+
+/** Arguments of {@linkcode encodeLoraBackward}. */
+export interface LoraBackwardArgs {
+  /** The adapter (its gradient buffers must exist: {@linkcode GpuLora.ensureGrads}). */
+  module: GpuLoraModule;
+  /** The forward's input `[m, inFeatures]`. */
+  x: GPUBuffer;
+  /** Gradient of the projection's output `[m, outFeatures]`. */
+  dy: GPUBuffer;
+  /** Gradient of `x`, added to (it holds the base projection's); omit when nobody needs it. */
+  dx?: GPUBuffer;
+  /** Rows. */
+  m: number;
+  /** Scratch of at least `m · maxRank` floats for `u = x·A_eᵀ` (recomputed here). */
+  u: GPUBuffer;
+  /** Scratch of at least `m · maxRank` floats for `du`. */
+  du: GPUBuffer;
+}
+
+/**
+ * Records the backward of the LoRA branch, adding into the gradients: per expert, with
+ * `u = x·A_eᵀ` recomputed, `dB += scale·dyᵀ·u`, `du = scale·dy·B`, `dA += duᵀ·x` and
+ * `dx += du·A`.
+ *
+ * @param ctx The GPU context.
+ * @param pass The compute pass being recorded.
+ * @param args The adapter, operands, gradients and scratch.
+ * @throws {TypeError} If the module's gradient buffers do not exist.
+ *
+ * @example Backward of an adapted projection after its base matmul backward
+ * ```ts ignore
+ * import { encodeLoraBackward } from "./gpu_lora.ts";
+ * declare const ctx: import("../gpu/context.ts").GpuContext;
+ * declare const pass: GPUComputePassEncoder, x: GPUBuffer, dy: GPUBuffer, dx: GPUBuffer;
+ * declare const u: GPUBuffer, du: GPUBuffer;
+ * declare const module: import("./gpu_lora.ts").GpuLoraModule;
+ * encodeLoraBackward(ctx, pass, { module, x, dy, dx, m: 32, u, du });
+ * ```
+ */
+export function encodeLoraBackward(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  args: LoraBackwardArgs,
+): void {
+  const { module: mod, x, dy, dx, m, u, du } = args;
+  const [inF, outF] = [mod.inFeatures, mod.outFeatures];
+  for (const e of mod.experts) {
+    if (!e.gradA || !e.gradB) {
+      throw new TypeError(
+        `Cannot record the LoRA backward of "${mod.name}": its gradient buffers do not exist ` +
+          `(call ensureGrads first)`,
+      );
+    }
+    encodeMatmul(ctx, pass, { x, w: e.a, y: u, m, n: e.r, k: inF });
+    // Up projection y += scale·u·Bᵀ: dB += scale·dyᵀ·u and du = scale·dy·B.
+    encodeMatmulBackward(ctx, pass, {
+      dy,
+      m,
+      n: outF,
+      k: e.r,
+      x: u,
+      w: e.b,
+      dx: du,
+      dw: e.gradB,
+      accumulateDw: true,
+      alpha: e.scale,
+    });
+    // Down projection u = x·Aᵀ: dA += duᵀ·x and dx += du·A.
+    encodeMatmulBackward(ctx, pass, {
+      dy: du,
+      m,
+      n: e.r,
+      k: inF,
+      x,
+      w: e.a,
+      dx,
+      accumulateDx: true,
+      dw: e.gradA,
+      accumulateDw: true,
+    });
+  }
+}

@@ -1,0 +1,1198 @@
+/**
+ * The training step of the WebGPU backend: forward, the caller's loss kernels, and the backward,
+ * recorded into one command encoder. The backward follows `qwen3_cpu_backward.ts` op by op (its
+ * float64 twin and reference) and keeps activation memory bounded:
+ *
+ * - the forward saves only each layer's input residual `[tokens, hidden]` (plus the final hidden
+ *   state, log-probs and log-sum-exps); the backward recomputes a layer's forward from its saved
+ *   input into one set of per-layer scratch buffers before running that layer's backward
+ *   (gradient checkpointing per layer), so memory grows with layers only by `tokens · hidden`;
+ * - the LM head runs over row blocks of tokens when `[tokens, vocab]` logits do not fit one
+ *   storage binding (or `headChunkTokens` asks for it): a block's logits are recomputed in the
+ *   backward and turned into their gradient in place, so a 151936-token vocabulary needs one
+ *   `[block, vocab]` buffer;
+ * - `"adapters"` mode allocates no base-weight gradient, records no base `dW` matmul, and stops
+ *   below the lowest adapted layer.
+ *
+ * Gradients are added into their buffers, so k micro-batches accumulate until the optimizer runs
+ * (`accumulate: true`, or `zeroGrads`).
+ *
+ * @module
+ */
+import type { Binding, GpuContext } from "../gpu/context.ts";
+import type { GpuMatrix } from "../gpu/matrix.ts";
+import { readback, type ReadbackRange } from "../gpu/readback.ts";
+import { encodeLoraBackward } from "../adapters/gpu_lora.ts";
+import type { LoraTarget } from "../adapters/lora_config.ts";
+import { encodeAdd } from "../kernels/add/add.ts";
+import { encodeAttentionBackward } from "../kernels/attention/attention_backward.ts";
+import { encodeEmbedding } from "../kernels/embedding/embedding.ts";
+import { encodeEmbeddingBackward } from "../kernels/embedding/embedding_backward.ts";
+import { encodeLogprob } from "../kernels/logprob/logprob.ts";
+import { encodeLogprobBackward } from "../kernels/logprob/logprob_backward.ts";
+import { encodeMatmul } from "../kernels/matmul/matmul.ts";
+import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
+import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
+import {
+  encodeRmsNormBackward,
+  RMS_NORM_BACKWARD_BLOCK_ROWS,
+} from "../kernels/rms_norm/rms_norm_backward.ts";
+import { encodeRopeBackward } from "../kernels/rope/rope_backward.ts";
+import { encodeSwigluBackward } from "../kernels/swiglu/swiglu_backward.ts";
+import { type ForwardInput, packBatch } from "./forward_input.ts";
+import type { GpuLayerWeights, LayerActivationBuffers, WebGpuQwen3 } from "./qwen3_webgpu.ts";
+
+/**
+ * Which parameters get gradients: `"adapters"` only the LoRA matrices (base frozen: no base
+ * gradient buffers, no base `dW` matmuls), `"full"` every base weight and, when adapters are set,
+ * their matrices too.
+ */
+export type GpuBackwardMode = "adapters" | "full";
+
+/** What the forward of a training step leaves for the loss hook (valid until the next step). */
+export interface TrainActivations {
+  /** Tokens of the step (`batch · seqLen`). */
+  tokens: number;
+  /** Number of sequences. */
+  batch: number;
+  /** Tokens per sequence. */
+  seqLen: number;
+  /** Token ids `[tokens]` (u32). */
+  ids: GPUBuffer;
+  /** Key mask `[tokens]` (u32, 1 = real token). */
+  mask: GPUBuffer;
+  /** Next-token target of each position `[tokens]` (i32; −1 for none). */
+  targets: GPUBuffer;
+  /**
+   * `log p(target)` of each position `[tokens]` (0 where there is no target); position
+   * `b·seqLen + t` scores token `t + 1` of sequence `b`.
+   */
+  logprobs: GPUBuffer;
+  /** Log-sum-exp of each position's logits `[tokens]`. */
+  lse: GPUBuffer;
+  /** Final-norm hidden state `[tokens, hidden]` (HF's `hidden_states[-1]`). */
+  lastHidden: GPUBuffer;
+  /**
+   * Logits `[tokens, vocab]` when the LM head ran in one block (else undefined); the backward
+   * turns them into their gradient in place.
+   */
+  logits?: GPUBuffer;
+}
+
+/**
+ * Cotangent buffers the loss hook writes (zeroed before it runs): the gradient of the scalar
+ * loss with respect to each output. Only those named in `TrainStepOptions.cotangents` are read.
+ */
+export interface TrainCotangents {
+  /** d loss / d logprobs `[tokens]`, laid out as {@linkcode TrainActivations.logprobs}. */
+  dLogprobs: GPUBuffer;
+  /** d loss / d lastHidden `[tokens, hidden]` (Hidden-Align; zero rows where no term applies). */
+  dLastHidden: GPUBuffer;
+  /** d loss / d logits `[tokens, vocab]`, when `cotangents.logits` asked for it. */
+  dLogits?: GPUBuffer;
+}
+
+/**
+ * The caller's loss kernels: record into `pass` (without ending it) the dispatches that write
+ * the cotangents from the activations.
+ */
+export type LossHook = (
+  pass: GPUComputePassEncoder,
+  acts: TrainActivations,
+  cot: TrainCotangents,
+) => void;
+
+/** Which cotangents a training step reads. */
+export interface TrainCotangentFlags {
+  /** `dLogprobs`; default true. */
+  logprobs?: boolean;
+  /** `dLastHidden`; default true. */
+  lastHidden?: boolean;
+  /** `dLogits` (allocates a `[tokens, vocab]` buffer); default false. */
+  logits?: boolean;
+}
+
+/** Options of {@linkcode WebGpuQwen3Backward.encodeTrainStep}. */
+export interface TrainStepOptions {
+  /** Which parameters get gradients. */
+  mode: GpuBackwardMode;
+  /** Add to the gradients already accumulated; default false (they are zeroed first). */
+  accumulate?: boolean;
+  /** Which cotangents the hook writes; the backward skips the paths of the others. */
+  cotangents?: TrainCotangentFlags;
+  /**
+   * Tokens per LM-head block: a multiple of 64 (the storage offset alignment over 4 bytes) or
+   * at least the step's tokens; default all tokens when `[tokens, vocab]` fits one storage
+   * binding, else the largest multiple of 64 that fits.
+   */
+  headChunkTokens?: number;
+  /** Records the loss kernels between the forward and the backward. */
+  lossHook: LossHook;
+}
+
+/** What {@linkcode WebGpuQwen3Backward.encodeTrainStep} returns. */
+export interface TrainStepBuffers {
+  /** The forward's outputs. */
+  acts: TrainActivations;
+  /** The cotangent buffers. */
+  cot: TrainCotangents;
+}
+
+/** Options of {@linkcode WebGpuQwen3Backward.backward}: cotangents of the loss (at least one). */
+export interface GpuBackwardOptions {
+  /** Which parameters get gradients. */
+  mode: GpuBackwardMode;
+  /** d loss / d logits `[batch, seqLen, vocab]`. */
+  dLogits?: ArrayLike<number>;
+  /** d loss / d lastHidden `[batch, seqLen, hidden]` at the final-norm output. */
+  dLastHidden?: ArrayLike<number>;
+  /** d loss / d logprobs `[batch, seqLen − 1]` on the token log-probs of `tokenLogprobs`. */
+  dLogprobs?: ArrayLike<number>;
+  /** Add to the gradients already accumulated; default false. */
+  accumulate?: boolean;
+  /** As {@linkcode TrainStepOptions.headChunkTokens}. */
+  headChunkTokens?: number;
+}
+
+/** Result of {@linkcode WebGpuQwen3Backward.backward}. */
+export interface GpuBackwardResult {
+  /**
+   * The gradients of the mode (accumulated ones when asked), keyed as `cpuBackward`'s: LoRA
+   * matrices by PEFT name, base weights by checkpoint name (the LM head's gradient added to
+   * `model.embed_tokens.weight` when tied).
+   */
+  grads: Map<string, Float32Array>;
+  /** Token log-probs `[batch, seqLen − 1]` of the forward. */
+  logprobs: Float32Array;
+  /** Final-norm hidden states `[batch, seqLen, hidden]`. */
+  lastHidden: Float32Array;
+}
+
+/** One trainable tensor (or row block of one) with its gradient, for a GPU optimizer. */
+export interface GpuParameter {
+  /** Checkpoint / PEFT name of the whole tensor. */
+  name: string;
+  /** The values (updated in place by the optimizer). */
+  param: GPUBuffer;
+  /** The gradient. */
+  grad: GPUBuffer;
+  /** Floats in this buffer. */
+  n: number;
+  /** Index of this buffer's first float within the whole tensor (row blocks of split weights). */
+  offset: number;
+}
+
+/** Base-weight gradients, laid out like the weights (split matrices split the same way). */
+interface BaseGrads {
+  embed: GpuMatrix;
+  lmHead: GpuMatrix;
+  norm: GPUBuffer;
+  layers: GpuLayerWeights[];
+}
+
+/** Buffers of a training step for up to `tokens` tokens. */
+interface TrainWorkspace {
+  tokens: number;
+  rank: number;
+  headRows: number;
+  dLogits: boolean;
+  ids: GPUBuffer;
+  mask: GPUBuffer;
+  positions: GPUBuffer;
+  targets: GPUBuffer;
+  /** Residual stream entering each layer; `hs[layers]` is the last layer's output. */
+  hs: GPUBuffer[];
+  lastHidden: GPUBuffer;
+  logprobs: GPUBuffer;
+  lse: GPUBuffer;
+  /** `[headRows, vocab]` logits of one LM-head block. */
+  logits: GPUBuffer;
+  dLogprobs: GPUBuffer;
+  dLastHidden: GPUBuffer;
+  dLogitsBuf?: GPUBuffer;
+  acts: LayerActivationBuffers & { loraScratch: GPUBuffer };
+  hMid: GPUBuffer;
+  loraDu: GPUBuffer;
+  dh: GPUBuffer;
+  dx: GPUBuffer;
+  dAct: GPUBuffer;
+  dGate: GPUBuffer;
+  dUp: GPUBuffer;
+  dAtt: GPUBuffer;
+  dq: GPUBuffer;
+  dk: GPUBuffer;
+  dv: GPUBuffer;
+  stats: GPUBuffer;
+  rstd: GPUBuffer;
+  partials: GPUBuffer;
+}
+
+const PROJECTIONS: Record<LoraTarget, keyof GpuLayerWeights> = {
+  q_proj: "qProj",
+  k_proj: "kProj",
+  v_proj: "vProj",
+  o_proj: "oProj",
+  gate_proj: "gateProj",
+  up_proj: "upProj",
+  down_proj: "downProj",
+};
+
+const LAYER_NORMS = [
+  ["inputLayernorm", "input_layernorm"],
+  ["qNorm", "self_attn.q_norm"],
+  ["kNorm", "self_attn.k_norm"],
+  ["postAttentionLayernorm", "post_attention_layernorm"],
+] as const;
+
+function checkMode(mode: unknown): asserts mode is GpuBackwardMode {
+  if (mode !== "adapters" && mode !== "full") {
+    throw new TypeError(
+      `Cannot run the backward: option "mode" must be "adapters" or "full": current value is ` +
+        `${JSON.stringify(mode)}`,
+    );
+  }
+}
+
+function rowsOf(buffer: GPUBuffer, row0: number, rows: number, width: number): Binding {
+  return { buffer, offset: row0 * width * 4, size: rows * width * 4 };
+}
+
+/**
+ * The training state of one {@linkcode WebGpuQwen3}: step workspace and base-weight gradients.
+ * Reach it through the model's `encodeTrainStep`, `backward`, `zeroGrads`, `gradients` and
+ * `readGradients`.
+ *
+ * @example Two accumulated micro-batches, then read the sum
+ * ```ts ignore
+ * import { WebGpuQwen3Backward } from "./qwen3_webgpu_backward.ts";
+ * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
+ * const train = new WebGpuQwen3Backward(model);
+ * await train.backward({ inputIds: [[1, 2, 3]] }, { mode: "adapters", dLogprobs: [1, 1] });
+ * const { grads } = await train.backward({ inputIds: [[4, 5, 6]] }, {
+ *   mode: "adapters",
+ *   dLogprobs: [1, 1],
+ *   accumulate: true,
+ * });
+ * ```
+ */
+export class WebGpuQwen3Backward {
+  /** The model trained. */
+  readonly model: WebGpuQwen3;
+  #ws?: TrainWorkspace;
+  #base?: BaseGrads;
+  #encoders = new WeakSet<GPUCommandEncoder>();
+  #uploads = new Map<string, GPUBuffer>();
+
+  /**
+   * Attaches to a model (allocates nothing yet).
+   *
+   * @param model The model.
+   */
+  constructor(model: WebGpuQwen3) {
+    this.model = model;
+  }
+
+  get #ctx(): GpuContext {
+    return this.model.ctx;
+  }
+
+  /**
+   * Records a training step; see `WebGpuQwen3.encodeTrainStep`.
+   *
+   * @param encoder The command encoder (outside any pass).
+   * @param input The batch.
+   * @param options Mode, accumulation, cotangent flags, LM-head blocking and the loss hook.
+   * @returns The step's activation and cotangent buffers.
+   * @throws {TypeError} If the mode is unknown, `"adapters"` mode has no adapters, the hook is
+   * not a function, or `encoder` already holds a step.
+   * @throws {RangeError} If `headChunkTokens` is not a positive multiple of 64 below the tokens.
+   *
+   * @example Hidden-Align gradient written by a loss kernel
+   * ```ts ignore
+   * declare const train: import("./qwen3_webgpu_backward.ts").WebGpuQwen3Backward;
+   * declare function encodeAlignGrad(p: GPUComputePassEncoder, h: GPUBuffer, d: GPUBuffer): void;
+   * const enc = train.model.ctx.device.createCommandEncoder();
+   * train.encodeTrainStep(enc, { inputIds: [[1, 2, 3]] }, {
+   *   mode: "adapters",
+   *   cotangents: { logprobs: false, lastHidden: true },
+   *   lossHook: (pass, acts, cot) => encodeAlignGrad(pass, acts.lastHidden, cot.dLastHidden),
+   * });
+   * train.model.ctx.device.queue.submit([enc.finish()]);
+   * ```
+   */
+  encodeTrainStep(
+    encoder: GPUCommandEncoder,
+    input: ForwardInput,
+    options: TrainStepOptions,
+  ): TrainStepBuffers {
+    const { mode } = options;
+    checkMode(mode);
+    const model = this.model;
+    const lora = model.adapters;
+    if (mode === "adapters" && lora === null) {
+      throw new TypeError(
+        `Cannot run the backward: mode "adapters" needs adapters (call setAdapters first)`,
+      );
+    }
+    if (typeof options.lossHook !== "function") {
+      throw new TypeError(
+        `Cannot record a training step: option "lossHook" must be a function: current value is ` +
+          `${typeof options.lossHook}`,
+      );
+    }
+    if (this.#encoders.has(encoder)) {
+      throw new TypeError(
+        "Cannot record a training step: this encoder already holds one, and the batch is " +
+          "written with queue.writeBuffer at submit; submit it before recording the next step",
+      );
+    }
+    const flags = {
+      logprobs: options.cotangents?.logprobs ?? true,
+      lastHidden: options.cotangents?.lastHidden ?? true,
+      logits: options.cotangents?.logits ?? false,
+    };
+    const ctx = this.#ctx;
+    const c = model.config;
+    const batch = packBatch(input, c);
+    const n = batch.batch * batch.seqLen;
+    const headRows = this.#headRows(n, options.headChunkTokens);
+    const ws = this.#workspace(n, lora?.maxRank ?? 0, headRows, flags.logits);
+    this.#encoders.add(encoder);
+    const full = mode === "full";
+    lora?.ensureGrads();
+    const base = full ? this.#baseGrads() : undefined;
+
+    const q = ctx.device.queue;
+    q.writeBuffer(ws.ids, 0, batch.ids);
+    q.writeBuffer(ws.mask, 0, batch.mask);
+    q.writeBuffer(ws.positions, 0, batch.positions);
+    q.writeBuffer(ws.targets, 0, batch.targets);
+    if (!options.accumulate) {
+      lora?.zeroGrads(encoder);
+      if (full) { for (const b of this.#baseGradBuffers()) encoder.clearBuffer(b); }
+    }
+    encoder.clearBuffer(ws.dLogprobs);
+    encoder.clearBuffer(ws.dLastHidden);
+    if (ws.dLogitsBuf) encoder.clearBuffer(ws.dLogitsBuf);
+
+    const [H, V, eps] = [c.hiddenSize, c.vocabSize, c.rmsNormEps];
+    const L = c.numHiddenLayers;
+    const pass = encoder.beginComputePass({ label: "train step" });
+    // Forward, keeping each layer's input residual.
+    encodeEmbedding(ctx, pass, { ids: ws.ids, table: model.embedTokens, out: ws.hs[0], tokens: n });
+    const layerArgs = {
+      acts: ws.acts,
+      mask: ws.mask,
+      positions: ws.positions,
+      batch: batch.batch,
+      seqLen: batch.seqLen,
+    };
+    for (let l = 0; l < L; l++) {
+      // The last layer keeps its post-attention residual in hMid, so that all its activations
+      // are still in the scratch buffers when the backward reaches it: no recomputation there.
+      model.encodeLayer(pass, {
+        ...layerArgs,
+        layer: l,
+        hIn: ws.hs[l],
+        hMid: l === L - 1 ? ws.hMid : ws.hs[l + 1],
+        hOut: ws.hs[l + 1],
+      });
+    }
+    encodeRmsNorm(ctx, pass, { x: ws.hs[L], w: model.norm, y: ws.lastHidden, rows: n, d: H, eps });
+    const blocks: [number, number][] = [];
+    for (let r0 = 0; r0 < n; r0 += headRows) blocks.push([r0, Math.min(headRows, n - r0)]);
+    const kept = blocks.length === 1;
+    for (const [r0, rows] of blocks) {
+      this.#encodeHead(pass, ws.logits, ws.lastHidden, r0, rows);
+      encodeLogprob(ctx, pass, {
+        logits: ws.logits,
+        targets: rowsOf(ws.targets, r0, rows, 1),
+        out: rowsOf(ws.logprobs, r0, rows, 1),
+        lse: rowsOf(ws.lse, r0, rows, 1),
+        rows,
+        v: V,
+      });
+    }
+    const acts: TrainActivations = {
+      tokens: n,
+      batch: batch.batch,
+      seqLen: batch.seqLen,
+      ids: ws.ids,
+      mask: ws.mask,
+      targets: ws.targets,
+      logprobs: ws.logprobs,
+      lse: ws.lse,
+      lastHidden: ws.lastHidden,
+      logits: kept ? ws.logits : undefined,
+    };
+    const cot: TrainCotangents = {
+      dLogprobs: ws.dLogprobs,
+      dLastHidden: ws.dLastHidden,
+      dLogits: ws.dLogitsBuf,
+    };
+    options.lossHook(pass, acts, cot);
+
+    // LM head and final norm: dx = d lastHidden, then dh = d hFinal.
+    // Without a hidden cotangent, the LM head's first block overwrites dx.
+    if (flags.lastHidden) encodeAdd(ctx, pass, { x: ws.dLastHidden, y: ws.dx, n: n * H });
+    const headNeeded = flags.logprobs || flags.logits;
+    if (!headNeeded && !flags.lastHidden) {
+      // Nothing reaches the model: the gradients stay as they are.
+      pass.end();
+      return { acts, cot };
+    }
+    if (headNeeded) {
+      for (const [r0, rows] of blocks) {
+        let dy: Binding;
+        if (flags.logprobs) {
+          if (!kept) this.#encodeHead(pass, ws.logits, ws.lastHidden, r0, rows);
+          encodeLogprobBackward(ctx, pass, {
+            logits: ws.logits,
+            targets: rowsOf(ws.targets, r0, rows, 1),
+            lse: rowsOf(ws.lse, r0, rows, 1),
+            dLogprob: rowsOf(ws.dLogprobs, r0, rows, 1),
+            rows,
+            v: V,
+          });
+          if (flags.logits) {
+            encodeAdd(ctx, pass, {
+              x: rowsOf(ws.dLogitsBuf!, r0, rows, V),
+              y: ws.logits,
+              n: rows * V,
+              accumulate: true,
+            });
+          }
+          dy = ws.logits;
+        } else {
+          dy = rowsOf(ws.dLogitsBuf!, r0, rows, V);
+        }
+        model.lmHead.chunks.forEach((chunk, j) => {
+          encodeMatmulBackward(ctx, pass, {
+            dy,
+            m: rows,
+            n: chunk.rows,
+            k: H,
+            ldy: V,
+            yCol: chunk.rowStart,
+            w: chunk.buffer,
+            dx: rowsOf(ws.dx, r0, rows, H),
+            accumulateDx: flags.lastHidden || j > 0,
+            x: base ? rowsOf(ws.lastHidden, r0, rows, H) : undefined,
+            dw: base?.lmHead.chunks[j].buffer,
+            accumulateDw: true,
+          });
+        });
+      }
+    }
+    this.#normBackward(pass, {
+      dy: ws.dx,
+      x: ws.hs[L],
+      w: model.norm,
+      dx: ws.dh,
+      dw: base?.norm,
+      rows: n,
+      d: H,
+    });
+
+    // Layers, last first, each recomputed from its saved input.
+    const lowest = full ? 0 : Math.min(...lora!.modules.map((m) => m.layer));
+    for (let l = L - 1; l >= lowest; l--) {
+      this.#layerBackward(pass, ws, {
+        layer: l,
+        batch: batch.batch,
+        seqLen: batch.seqLen,
+        base,
+        inputGrad: full || l > lowest,
+        recompute: l < L - 1,
+      });
+    }
+    if (base) {
+      encodeEmbeddingBackward(ctx, pass, {
+        ids: ws.ids,
+        dOut: ws.dh,
+        dTable: base.embed,
+        tokens: n,
+        accumulate: true,
+      });
+    }
+    pass.end();
+    return { acts, cot };
+  }
+
+  /**
+   * Gradients of a loss given by its cotangents; see `WebGpuQwen3.backward`.
+   *
+   * @param input The batch.
+   * @param options Mode, cotangents, accumulation and LM-head blocking.
+   * @returns The gradients, log-probs and last hidden state.
+   * @throws {TypeError} If no cotangent is given, or as
+   * {@linkcode WebGpuQwen3Backward.encodeTrainStep}.
+   * @throws {RangeError} If a cotangent has the wrong length.
+   *
+   * @example Full fine-tuning gradients of a hidden-state cotangent
+   * ```ts ignore
+   * declare const train: import("./qwen3_webgpu_backward.ts").WebGpuQwen3Backward;
+   * const hidden = train.model.config.hiddenSize;
+   * const { grads } = await train.backward({ inputIds: [[1, 2]] }, {
+   *   mode: "full",
+   *   dLastHidden: new Float32Array(2 * hidden).fill(1),
+   * });
+   * console.log(grads.has("model.norm.weight")); // true
+   * ```
+   */
+  async backward(input: ForwardInput, options: GpuBackwardOptions): Promise<GpuBackwardResult> {
+    checkMode(options.mode);
+    const { dLogits, dLastHidden, dLogprobs } = options;
+    if (!dLogits && !dLastHidden && !dLogprobs) {
+      throw new TypeError(
+        `Cannot run the backward: give at least one of dLogits, dLastHidden and dLogprobs`,
+      );
+    }
+    const ctx = this.#ctx;
+    const c = this.model.config;
+    const batch = packBatch(input, c);
+    const { batch: B, seqLen: T } = batch;
+    const n = B * T;
+    const [H, V] = [c.hiddenSize, c.vocabSize];
+    const check = (what: string, a: ArrayLike<number>, expected: string, len: number) => {
+      if (a.length !== len) {
+        throw new RangeError(
+          `Cannot run the backward: ${what} must have ${expected} = ${len} values: current ` +
+            `length is ${a.length}`,
+        );
+      }
+    };
+    // Persistent upload buffers (not per-call ones: those would pile up bind groups).
+    const upload = (data: ArrayLike<number>, label: string) => {
+      const values = data instanceof Float32Array ? data : Float32Array.from(data);
+      let b = this.#uploads.get(label);
+      if (!b || b.size < values.byteLength) {
+        if (b) {
+          ctx.release(b);
+          ctx.clearBindGroups();
+        }
+        b = ctx.createBuffer(values.byteLength, label);
+        this.#uploads.set(label, b);
+      }
+      ctx.device.queue.writeBuffer(b, 0, values as Float32Array<ArrayBuffer>);
+      return b;
+    };
+    let lpBuf: GPUBuffer | undefined;
+    let hBuf: GPUBuffer | undefined;
+    let logitsBuf: GPUBuffer | undefined;
+    if (dLogits) {
+      check("dLogits", dLogits, `batch·seqLen·vocab = ${B}·${T}·${V}`, n * V);
+      logitsBuf = upload(dLogits, "dLogits (upload)");
+    }
+    if (dLastHidden) {
+      check("dLastHidden", dLastHidden, `batch·seqLen·hidden = ${B}·${T}·${H}`, n * H);
+      hBuf = upload(dLastHidden, "dLastHidden (upload)");
+    }
+    if (dLogprobs) {
+      check("dLogprobs", dLogprobs, `batch·(seqLen−1) = ${B}·${T - 1}`, B * (T - 1));
+      const flat = new Float32Array(n);
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t + 1 < T; t++) flat[b * T + t] = dLogprobs[b * (T - 1) + t];
+      }
+      lpBuf = upload(flat, "dLogprobs (upload)");
+    }
+    const enc = ctx.device.createCommandEncoder({ label: "backward" });
+    const { acts } = this.encodeTrainStep(enc, input, {
+      mode: options.mode,
+      accumulate: options.accumulate,
+      headChunkTokens: options.headChunkTokens,
+      cotangents: { logprobs: !!lpBuf, lastHidden: !!hBuf, logits: !!logitsBuf },
+      lossHook: (pass, _acts, cot) => {
+        if (lpBuf) encodeAdd(ctx, pass, { x: lpBuf, y: cot.dLogprobs, n });
+        if (hBuf) encodeAdd(ctx, pass, { x: hBuf, y: cot.dLastHidden, n: n * H });
+        if (logitsBuf) encodeAdd(ctx, pass, { x: logitsBuf, y: cot.dLogits!, n: n * V });
+      },
+    });
+    const params = this.gradients(options.mode);
+    const ranges: ReadbackRange[] = [
+      { buffer: acts.logprobs, offset: 0, size: n * 4 },
+      { buffer: acts.lastHidden, offset: 0, size: n * H * 4 },
+      ...params.map((p) => ({ buffer: p.grad, offset: 0, size: p.n * 4 })),
+    ];
+    const [lp, last, ...grads] = await readback(ctx, ranges, enc);
+    const lpAll = new Float32Array(lp);
+    const logprobs = new Float32Array(B * (T - 1));
+    for (let b = 0; b < B; b++) {
+      logprobs.set(lpAll.subarray(b * T, b * T + T - 1), b * (T - 1));
+    }
+    return {
+      grads: gather(params, grads),
+      logprobs,
+      lastHidden: new Float32Array(last),
+    };
+  }
+
+  /**
+   * Zeroes every gradient buffer that exists (adapters and base weights).
+   *
+   * @param encoder A command encoder to record into; default one submitted at once.
+   *
+   * @example Zero before accumulating
+   * ```ts ignore
+   * declare const train: import("./qwen3_webgpu_backward.ts").WebGpuQwen3Backward;
+   * train.zeroGrads();
+   * ```
+   */
+  zeroGrads(encoder?: GPUCommandEncoder): void {
+    const enc = encoder ?? this.#ctx.device.createCommandEncoder({ label: "zero grads" });
+    this.model.adapters?.zeroGrads(enc);
+    for (const b of this.#baseGradBuffers()) enc.clearBuffer(b);
+    if (!encoder) this.#ctx.device.queue.submit([enc.finish()]);
+  }
+
+  /**
+   * The trainable tensors of a mode with their gradient buffers (allocated if needed).
+   *
+   * @param mode `"adapters"` (LoRA matrices) or `"full"` (base weights, then LoRA matrices).
+   * @returns One entry per buffer: split weights give one per row block.
+   * @throws {TypeError} If the mode is unknown, or `"adapters"` mode has no adapters.
+   *
+   * @example Feed a GPU optimizer
+   * ```ts ignore
+   * declare const train: import("./qwen3_webgpu_backward.ts").WebGpuQwen3Backward;
+   * for (const p of train.gradients("adapters")) console.log(p.name, p.n);
+   * ```
+   */
+  gradients(mode: GpuBackwardMode): GpuParameter[] {
+    checkMode(mode);
+    const model = this.model;
+    const lora = model.adapters;
+    if (mode === "adapters" && lora === null) {
+      throw new TypeError(
+        `Cannot list gradients: mode "adapters" needs adapters (call setAdapters first)`,
+      );
+    }
+    const out: GpuParameter[] = [];
+    if (mode === "full") {
+      const g = this.#baseGrads();
+      const mat = (w: GpuMatrix, gw: GpuMatrix) => {
+        w.chunks.forEach((chunk, j) => {
+          out.push({
+            name: w.name,
+            param: chunk.buffer,
+            grad: gw.chunks[j].buffer,
+            n: chunk.rows * w.cols,
+            offset: chunk.rowStart * w.cols,
+          });
+        });
+      };
+      const vec = (name: string, param: GPUBuffer, grad: GPUBuffer) =>
+        out.push({ name, param, grad, n: param.size / 4, offset: 0 });
+      mat(model.embedTokens, g.embed);
+      model.layers.forEach((w, l) => {
+        const gl = g.layers[l];
+        for (const [field, suffix] of LAYER_NORMS) {
+          vec(`model.layers.${l}.${suffix}.weight`, w[field], gl[field]);
+        }
+        for (const field of Object.values(PROJECTIONS)) {
+          mat(w[field] as GpuMatrix, gl[field] as GpuMatrix);
+        }
+      });
+      vec("model.norm.weight", model.norm, g.norm);
+      if (model.lmHead !== model.embedTokens) mat(model.lmHead, g.lmHead);
+    }
+    if (lora) {
+      for (const t of lora.tensors()) out.push({ ...t, offset: 0 });
+    }
+    return out;
+  }
+
+  /**
+   * Reads every gradient that exists back (one readback).
+   *
+   * @returns Gradients by name (base weights whole, not per row block).
+   *
+   * @example Inspect accumulated gradients
+   * ```ts ignore
+   * declare const train: import("./qwen3_webgpu_backward.ts").WebGpuQwen3Backward;
+   * console.log([...(await train.readGradients()).keys()]);
+   * ```
+   */
+  async readGradients(): Promise<Map<string, Float32Array>> {
+    const params: GpuParameter[] = [];
+    if (this.#base) params.push(...this.gradients("full"));
+    else if (this.model.adapters?.hasGrads) params.push(...this.gradients("adapters"));
+    const bytes = await readback(
+      this.#ctx,
+      params.map((p) => ({ buffer: p.grad, offset: 0, size: p.n * 4 })),
+    );
+    return gather(params, bytes);
+  }
+
+  /**
+   * Frees the step workspace (saved residuals, per-layer scratch, logits block, cotangents and
+   * `backward`'s upload buffers), e.g. while generating rollouts; gradients are kept, and the
+   * next step allocates the workspace again.
+   *
+   * @example Free training activations before generation
+   * ```ts ignore
+   * declare const train: import("./qwen3_webgpu_backward.ts").WebGpuQwen3Backward;
+   * train.releaseWorkspace();
+   * ```
+   */
+  releaseWorkspace(): void {
+    this.#freeWorkspace();
+    this.#freeUploads();
+  }
+
+  /** Frees the workspace and the base-weight gradients. */
+  dispose(): void {
+    this.#freeWorkspace();
+    this.#freeUploads();
+    for (const b of this.#baseGradBuffers()) this.#ctx.release(b);
+    this.#base = undefined;
+    this.#ctx.clearBindGroups();
+  }
+
+  /** Records `logits[rows] = lastHidden[r0 .. r0 + rows] · lmHeadᵀ`. */
+  #encodeHead(
+    pass: GPUComputePassEncoder,
+    logits: GPUBuffer,
+    lastHidden: GPUBuffer,
+    r0: number,
+    rows: number,
+  ): void {
+    const head = this.model.lmHead;
+    for (const chunk of head.chunks) {
+      encodeMatmul(this.#ctx, pass, {
+        x: rowsOf(lastHidden, r0, rows, head.cols),
+        w: chunk.buffer,
+        y: logits,
+        m: rows,
+        n: chunk.rows,
+        k: head.cols,
+        ldy: head.rows,
+        yCol: chunk.rowStart,
+      });
+    }
+  }
+
+  #normBackward(
+    pass: GPUComputePassEncoder,
+    args: {
+      dy: GPUBuffer;
+      x: GPUBuffer;
+      w: GPUBuffer;
+      dx: GPUBuffer;
+      dw?: GPUBuffer;
+      rows: number;
+      d: number;
+      accumulateDx?: boolean;
+    },
+  ): void {
+    const ws = this.#ws!;
+    encodeRmsNormBackward(this.#ctx, pass, {
+      ...args,
+      accumulateDw: true,
+      rstd: args.dw ? ws.rstd : undefined,
+      partials: args.dw ? ws.partials : undefined,
+      eps: this.model.config.rmsNormEps,
+    });
+  }
+
+  /** Backward of a projection (base matmul, then its LoRA branch): `dx (+)= dy·W (+ LoRA)`. */
+  #linearBackward(
+    pass: GPUComputePassEncoder,
+    args: {
+      layer: number;
+      target: LoraTarget;
+      dy: GPUBuffer;
+      x: GPUBuffer;
+      dx?: GPUBuffer;
+      accumulateDx?: boolean;
+      m: number;
+      base?: BaseGrads;
+    },
+  ): void {
+    const { layer, target, dy, x, dx, m } = args;
+    const field = PROJECTIONS[target];
+    const w = this.model.layers[layer][field] as GpuMatrix;
+    const gw = args.base?.layers[layer][field] as GpuMatrix | undefined;
+    if (dx || gw) {
+      w.chunks.forEach((chunk, j) => {
+        encodeMatmulBackward(this.#ctx, pass, {
+          dy,
+          m,
+          n: chunk.rows,
+          k: w.cols,
+          ldy: w.rows,
+          yCol: chunk.rowStart,
+          w: dx ? chunk.buffer : undefined,
+          dx,
+          accumulateDx: (args.accumulateDx ?? false) || j > 0,
+          x: gw ? x : undefined,
+          dw: gw?.chunks[j].buffer,
+          accumulateDw: true,
+        });
+      });
+    }
+    const module = this.model.adapters?.module(layer, target);
+    if (module) {
+      const ws = this.#ws!;
+      encodeLoraBackward(this.#ctx, pass, {
+        module,
+        x,
+        dy,
+        dx,
+        m,
+        u: ws.acts.loraScratch,
+        du: ws.loraDu,
+      });
+    }
+  }
+
+  /**
+   * Recomputes layer `l` from its saved input (unless its activations are still in the scratch
+   * buffers: the last layer), then runs its backward: `ws.dh` holds d loss /
+   * d (layer output) on entry and d loss / d (layer input) on exit (when `inputGrad`).
+   */
+  #layerBackward(
+    pass: GPUComputePassEncoder,
+    ws: TrainWorkspace,
+    args: {
+      layer: number;
+      batch: number;
+      seqLen: number;
+      base?: BaseGrads;
+      inputGrad: boolean;
+      recompute: boolean;
+    },
+  ): void {
+    const ctx = this.#ctx;
+    const model = this.model;
+    const c = model.config;
+    const { layer: l, base, inputGrad } = args;
+    const n = args.batch * args.seqLen;
+    const [H, hq, hkv, D, I] = [
+      c.hiddenSize,
+      c.numAttentionHeads,
+      c.numKeyValueHeads,
+      c.headDim,
+      c.intermediateSize,
+    ];
+    const w = model.layers[l];
+    const gl = base?.layers[l];
+    const a = ws.acts;
+    const hIn = ws.hs[l];
+    if (args.recompute) {
+      model.encodeLayer(pass, {
+        layer: l,
+        hIn,
+        hMid: ws.hMid,
+        hOut: null,
+        acts: a,
+        mask: ws.mask,
+        positions: ws.positions,
+        batch: args.batch,
+        seqLen: args.seqLen,
+      });
+    }
+    const lin = (
+      target: LoraTarget,
+      dy: GPUBuffer,
+      x: GPUBuffer,
+      dx: GPUBuffer | undefined,
+      accumulateDx = false,
+    ) => this.#linearBackward(pass, { layer: l, target, dy, x, dx, accumulateDx, m: n, base });
+
+    // MLP: h = hMid + down(swiglu(gate(x2), up(x2))), x2 = norm(hMid).
+    lin("down_proj", ws.dh, a.act, ws.dAct);
+    encodeSwigluBackward(ctx, pass, {
+      dOut: ws.dAct,
+      gate: a.gate,
+      up: a.up,
+      dGate: ws.dGate,
+      dUp: ws.dUp,
+      n: n * I,
+    });
+    lin("gate_proj", ws.dGate, a.x2, ws.dx);
+    lin("up_proj", ws.dUp, a.x2, ws.dx, true);
+    this.#normBackward(pass, {
+      dy: ws.dx,
+      x: ws.hMid,
+      w: w.postAttentionLayernorm,
+      dx: ws.dh,
+      accumulateDx: true,
+      dw: gl?.postAttentionLayernorm,
+      rows: n,
+      d: H,
+    });
+    // Attention: hMid = hIn + o(attention(rope(qnorm(q(x1))), rope(knorm(k(x1))), v(x1))).
+    lin("o_proj", ws.dh, a.att, ws.dAtt);
+    encodeAttentionBackward(ctx, pass, {
+      q: a.q,
+      k: a.k,
+      v: a.v,
+      mask: ws.mask,
+      dO: ws.dAtt,
+      dq: ws.dq,
+      dk: ws.dk,
+      dv: ws.dv,
+      stats: ws.stats,
+      b: args.batch,
+      tq: args.seqLen,
+      s: args.seqLen,
+      hq,
+      hkv,
+      d: D,
+    });
+    const rope = {
+      positions: ws.positions,
+      table: model.ropeTable,
+      d: D,
+      maxPos: c.maxPositionEmbeddings,
+    };
+    encodeRopeBackward(ctx, pass, { ...rope, grad: ws.dq, rows: n * hq, heads: hq });
+    encodeRopeBackward(ctx, pass, { ...rope, grad: ws.dk, rows: n * hkv, heads: hkv });
+    // q and k (post-RoPE) are dead now: they receive the gradients of qRaw and kRaw.
+    const dqRaw = a.q;
+    const dkRaw = a.k;
+    this.#normBackward(pass, {
+      dy: ws.dq,
+      x: a.qRaw,
+      w: w.qNorm,
+      dx: dqRaw,
+      dw: gl?.qNorm,
+      rows: n * hq,
+      d: D,
+    });
+    this.#normBackward(pass, {
+      dy: ws.dk,
+      x: a.kRaw,
+      w: w.kNorm,
+      dx: dkRaw,
+      dw: gl?.kNorm,
+      rows: n * hkv,
+      d: D,
+    });
+    const dx1 = inputGrad ? ws.dx : undefined;
+    lin("q_proj", dqRaw, a.x1, dx1);
+    lin("k_proj", dkRaw, a.x1, dx1, true);
+    lin("v_proj", ws.dv, a.x1, dx1, true);
+    if (inputGrad) {
+      this.#normBackward(pass, {
+        dy: ws.dx,
+        x: hIn,
+        w: w.inputLayernorm,
+        dx: ws.dh,
+        accumulateDx: true,
+        dw: gl?.inputLayernorm,
+        rows: n,
+        d: H,
+      });
+    }
+  }
+
+  #headRows(n: number, requested?: number): number {
+    const c = this.model.config;
+    const align = Math.max(1, this.#ctx.device.limits.minStorageBufferOffsetAlignment / 4);
+    if (requested !== undefined) {
+      if (
+        !Number.isSafeInteger(requested) || requested <= 0 || (requested < n && requested % align)
+      ) {
+        throw new RangeError(
+          `Cannot record a training step: option "headChunkTokens" must be a positive multiple ` +
+            `of ${align} or at least the step's ${n} tokens: current value is ${requested}`,
+        );
+      }
+      return Math.min(requested, n);
+    }
+    const fit = Math.floor(this.#ctx.gpu.maxBindingSize / (c.vocabSize * 4));
+    if (fit >= n) return n;
+    const rows = Math.floor(fit / align) * align;
+    if (rows === 0) {
+      throw new RangeError(
+        `Cannot record a training step: ${align} rows of ${c.vocabSize} logits exceed one ` +
+          `storage binding (${this.#ctx.gpu.maxBindingSize} bytes)`,
+      );
+    }
+    return rows;
+  }
+
+  #baseGrads(): BaseGrads {
+    if (this.#base) return this.#base;
+    const ctx = this.#ctx;
+    const model = this.model;
+    const zerosLike = (m: GpuMatrix): GpuMatrix => ({
+      name: m.name,
+      rows: m.rows,
+      cols: m.cols,
+      chunks: m.chunks.map((chunk) => ({
+        buffer: ctx.createBuffer(chunk.rows * m.cols * 4, `grad.${m.name}[${chunk.rowStart}:]`),
+        rowStart: chunk.rowStart,
+        rows: chunk.rows,
+      })),
+    });
+    const vec = (b: GPUBuffer, name: string) => ctx.createBuffer(b.size, `grad.${name}`);
+    const embed = zerosLike(model.embedTokens);
+    this.#base = {
+      embed,
+      lmHead: model.lmHead === model.embedTokens ? embed : zerosLike(model.lmHead),
+      norm: vec(model.norm, "model.norm.weight"),
+      layers: model.layers.map((w, l) => {
+        const p = `model.layers.${l}`;
+        return {
+          inputLayernorm: vec(w.inputLayernorm, `${p}.input_layernorm.weight`),
+          qProj: zerosLike(w.qProj),
+          kProj: zerosLike(w.kProj),
+          vProj: zerosLike(w.vProj),
+          oProj: zerosLike(w.oProj),
+          qNorm: vec(w.qNorm, `${p}.self_attn.q_norm.weight`),
+          kNorm: vec(w.kNorm, `${p}.self_attn.k_norm.weight`),
+          postAttentionLayernorm: vec(
+            w.postAttentionLayernorm,
+            `${p}.post_attention_layernorm.weight`,
+          ),
+          gateProj: zerosLike(w.gateProj),
+          upProj: zerosLike(w.upProj),
+          downProj: zerosLike(w.downProj),
+        };
+      }),
+    };
+    return this.#base;
+  }
+
+  #baseGradBuffers(): GPUBuffer[] {
+    const g = this.#base;
+    if (!g) return [];
+    const out = new Set<GPUBuffer>();
+    const mat = (m: GpuMatrix) => m.chunks.forEach((c) => out.add(c.buffer));
+    mat(g.embed);
+    mat(g.lmHead);
+    out.add(g.norm);
+    for (const l of g.layers) {
+      for (const v of Object.values(l)) {
+        if (v instanceof GPUBuffer) out.add(v);
+        else mat(v as GpuMatrix);
+      }
+    }
+    return [...out];
+  }
+
+  #workspace(tokens: number, rank: number, headRows: number, dLogits: boolean): TrainWorkspace {
+    const old = this.#ws;
+    if (
+      old && old.tokens >= tokens && old.rank >= rank && old.headRows >= headRows &&
+      (old.dLogits || !dLogits)
+    ) {
+      return old;
+    }
+    const n = Math.max(tokens, old?.tokens ?? 0);
+    const r = Math.max(rank, old?.rank ?? 0, 1);
+    const hr = Math.max(headRows, old?.headRows ?? 0);
+    const wantLogits = dLogits || (old?.dLogits ?? false);
+    this.#freeWorkspace();
+    const c = this.model.config;
+    const ctx = this.#ctx;
+    const buf = (elements: number, label: string) => {
+      const bytes = elements * 4;
+      if (bytes > ctx.gpu.maxBindingSize) {
+        throw new RangeError(
+          `Cannot record a training step: buffer "${label}" for ${n} tokens needs ${bytes} ` +
+            `bytes, more than one storage binding (${ctx.gpu.maxBindingSize}); use fewer tokens ` +
+            `per micro-batch`,
+        );
+      }
+      return ctx.createBuffer(bytes, label);
+    };
+    const [H, I] = [c.hiddenSize, c.intermediateSize];
+    const qd = c.numAttentionHeads * c.headDim;
+    const kvd = c.numKeyValueHeads * c.headDim;
+    const normRows = n * Math.max(c.numAttentionHeads, 1);
+    const partials = Math.max(
+      Math.ceil(n / RMS_NORM_BACKWARD_BLOCK_ROWS) * H,
+      Math.ceil(normRows / RMS_NORM_BACKWARD_BLOCK_ROWS) * c.headDim,
+    );
+    this.#ws = {
+      tokens: n,
+      rank: r,
+      headRows: hr,
+      dLogits: wantLogits,
+      ids: buf(n, "train.ids"),
+      mask: buf(n, "train.mask"),
+      positions: buf(n, "train.positions"),
+      targets: buf(n, "train.targets"),
+      hs: Array.from({ length: c.numHiddenLayers + 1 }, (_, l) => buf(n * H, `train.h${l}`)),
+      lastHidden: buf(n * H, "train.last_hidden"),
+      logprobs: buf(n, "train.logprobs"),
+      lse: buf(n, "train.lse"),
+      logits: buf(hr * c.vocabSize, "train.logits"),
+      dLogprobs: buf(n, "train.d_logprobs"),
+      dLastHidden: buf(n * H, "train.d_last_hidden"),
+      dLogitsBuf: wantLogits ? buf(n * c.vocabSize, "train.d_logits") : undefined,
+      acts: {
+        x1: buf(n * H, "train.x1"),
+        x2: buf(n * H, "train.x2"),
+        qRaw: buf(n * qd, "train.q_raw"),
+        kRaw: buf(n * kvd, "train.k_raw"),
+        q: buf(n * qd, "train.q"),
+        k: buf(n * kvd, "train.k"),
+        v: buf(n * kvd, "train.v"),
+        att: buf(n * qd, "train.att"),
+        gate: buf(n * I, "train.gate"),
+        up: buf(n * I, "train.up"),
+        act: buf(n * I, "train.act"),
+        loraScratch: buf(n * r, "train.lora_u"),
+      },
+      hMid: buf(n * H, "train.h_mid"),
+      loraDu: buf(n * r, "train.lora_du"),
+      dh: buf(n * H, "train.dh"),
+      dx: buf(n * H, "train.dx"),
+      dAct: buf(n * I, "train.d_act"),
+      dGate: buf(n * I, "train.d_gate"),
+      dUp: buf(n * I, "train.d_up"),
+      dAtt: buf(n * qd, "train.d_att"),
+      dq: buf(n * qd, "train.dq"),
+      dk: buf(n * kvd, "train.dk"),
+      dv: buf(n * kvd, "train.dv"),
+      stats: buf(n * c.numAttentionHeads * 2, "train.att_stats"),
+      rstd: buf(normRows, "train.rstd"),
+      partials: buf(partials, "train.norm_partials"),
+    };
+    return this.#ws;
+  }
+
+  #freeUploads(): void {
+    for (const b of this.#uploads.values()) this.#ctx.release(b);
+    this.#uploads.clear();
+  }
+
+  #freeWorkspace(): void {
+    const ws = this.#ws;
+    if (!ws) return;
+    const bufs = new Set<GPUBuffer>();
+    const add = (v: unknown) => {
+      if (v instanceof GPUBuffer) bufs.add(v);
+      else if (Array.isArray(v)) v.forEach(add);
+      else if (v && typeof v === "object") Object.values(v).forEach(add);
+    };
+    add(ws);
+    for (const b of bufs) this.#ctx.release(b);
+    this.#ws = undefined;
+    this.#ctx.clearBindGroups();
+  }
+}
+
+/** Joins per-buffer gradients into whole tensors by name. */
+function gather(
+  params: readonly GpuParameter[],
+  bytes: readonly ArrayBuffer[],
+): Map<string, Float32Array> {
+  const sizes = new Map<string, number>();
+  for (const p of params) sizes.set(p.name, Math.max(sizes.get(p.name) ?? 0, p.offset + p.n));
+  const out = new Map<string, Float32Array>();
+  params.forEach((p, i) => {
+    let t = out.get(p.name);
+    if (!t) {
+      t = new Float32Array(sizes.get(p.name)!);
+      out.set(p.name, t);
+    }
+    t.set(new Float32Array(bytes[i]), p.offset);
+  });
+  return out;
+}
