@@ -251,7 +251,8 @@ export function resolveGenerateOptions(
  * KV cache written in place; sampling, stop checks and the next step's inputs stay on the GPU, and
  * tokens are read back once per `readbackEvery` steps (and the loop ends early once every
  * sequence has stopped). CPU: each step recomputes the whole prefix (slow; for small models and as
- * a reference).
+ * a reference). Both apply the LoRA adapters set on the model (`setAdapters`) on top of its base
+ * weights.
  *
  * @param model A loaded model (`backend` `"webgpu"` or `"cpu"`).
  * @param options Prompts, length, sampling and stopping.

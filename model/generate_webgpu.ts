@@ -11,8 +11,16 @@
  * slot `P + s − 1` of every row. Decode attention runs over the cache with a `kvLen` rounded up to
  * a multiple of 64 and relies on the mask (set by `kv_write` as slots fill) for the rest.
  *
+ * LoRA adapters set on the model ({@linkcode WebGpuQwen3.setAdapters}) are applied to every
+ * projection on top of the shared base weights: tiled steps (prefill) record each projection with
+ * `model.encodeProjection`; skinny steps (decode) keep the matvec kernel for the base weight and
+ * add each expert's `scale·(x·Aᵀ)·Bᵀ` with a matvec for `x·Aᵀ` and a matmul for the rank-deep
+ * up-projection. `x·Aᵀ` goes to one scratch of `tokens · maxRank` floats in the workspace.
+ *
  * @module
  */
+import type { GpuLora } from "../adapters/gpu_lora.ts";
+import type { LoraTarget } from "../adapters/lora_config.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 import { readback } from "../gpu/readback.ts";
@@ -20,6 +28,7 @@ import { encodeAttention } from "../kernels/attention/attention.ts";
 import { encodeDecodeAdvance } from "../kernels/decode_advance/decode_advance.ts";
 import { encodeEmbedding } from "../kernels/embedding/embedding.ts";
 import { encodeKvWrite } from "../kernels/kv_write/kv_write.ts";
+import { encodeMatmul } from "../kernels/matmul/matmul.ts";
 import { encodeMatvec } from "../kernels/matvec/matvec.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import { encodeRope } from "../kernels/rope/rope.ts";
@@ -32,7 +41,7 @@ import type {
   StopReason,
 } from "./generate.ts";
 import { KvCache } from "./kv_cache.ts";
-import { encodeLinear, type WebGpuQwen3 } from "./qwen3_webgpu.ts";
+import { encodeLinear, type GpuLayerWeights, type WebGpuQwen3 } from "./qwen3_webgpu.ts";
 
 /** Sizes a {@linkcode Workspace} was allocated for. */
 interface Sizes {
@@ -46,6 +55,8 @@ interface Sizes {
   outWords: number;
   /** Words of the sampler info buffer. */
   infoWords: number;
+  /** Floats per activation row of the LoRA scratch (the adapters' largest rank; 0 for none). */
+  rank: number;
 }
 
 /** Device buffers of generation, kept per model and reused while they fit. */
@@ -79,6 +90,8 @@ interface Workspace extends Sizes {
   state: GPUBuffer;
   /** One layer's keys, for moving cache rows when finished rows are dropped. */
   scratch: GPUBuffer;
+  /** `x·Aᵀ` of the LoRA branch `[tokens, rank]`; only when `rank > 0`. */
+  loraU?: GPUBuffer;
 }
 
 const workspaces = new WeakMap<WebGpuQwen3, Workspace>();
@@ -98,14 +111,15 @@ interface StepShape {
 }
 
 /**
- * Generates on a WebGPU model with the KV cache and the on-GPU sampler.
+ * Generates on a WebGPU model with the KV cache and the on-GPU sampler, applying the model's LoRA
+ * adapters (if any are set) on top of its base weights.
  *
  * @param model The WebGPU model.
  * @param options Resolved options from `resolveGenerateOptions`.
  * @returns Tokens, log-probs, stop reasons and counters.
  * @throws {RangeError} If the batch's cache or activations do not fit the device's bindings.
- * @throws {TypeError} If the model has LoRA adapters set (not applied here yet).
- * @throws {Error} If another generation on the same model has not finished (they share buffers).
+ * @throws {Error} If another generation on the same model has not finished (they share buffers),
+ * or the model's adapters are replaced while it runs.
  *
  * @example Greedy on the GPU
  * ```ts ignore
@@ -126,14 +140,6 @@ export async function generateWebGpu(
   options: ResolvedGenerateOptions,
 ): Promise<GenerateResult> {
   const start = performance.now();
-  // Projections run on the base weights only (see `project`): refuse rather than sample from a
-  // different policy than the one the caller set.
-  if ((model as { adapters?: unknown }).adapters) {
-    throw new TypeError(
-      "Cannot generate: the model has LoRA adapters set and WebGPU generation applies the base " +
-        "weights only so far: remove them (setAdapters(null)) or use the CPU backend",
-    );
-  }
   if (busy.has(model)) {
     throw new Error(
       "Cannot generate: another generation on this model is still running; await it first",
@@ -154,6 +160,7 @@ async function run(
 ): Promise<GenerateResult> {
   const { ctx } = model;
   const c = model.config;
+  const lora = model.adapters;
   const { prompts, maxNewTokens } = options;
   const B = prompts.length;
   const lens = prompts.map((p) => p.length);
@@ -177,6 +184,7 @@ async function run(
     capacity: Math.ceil((P + maxNewTokens) / 64) * 64,
     outWords: maxNewTokens * B * 3,
     infoWords: 2 + B + options.eosTokenIds.length + options.stopTokenIds.length,
+    rank: lora?.maxRank ?? 0,
   });
   const cache = ws.cache;
   const queue = ctx.device.queue;
@@ -254,6 +262,14 @@ async function run(
   const state = new Uint32Array(B * 2);
   let step = 0;
   while (step < maxNewTokens) {
+    // Recording goes on after each readback's await: the adapters (and the scratch sized for
+    // them) must still be those the earlier steps ran with.
+    if (model.adapters !== lora) {
+      throw new Error(
+        "Cannot generate: the model's LoRA adapters were replaced (setAdapters) during the " +
+          "generation; change them only between generations",
+      );
+    }
     const R = rowSeq.length;
     const first = step;
     const end = Math.min(maxNewTokens, step + options.readbackEvery);
@@ -350,7 +366,7 @@ function destroy(ws: Workspace): void {
 /** The model's workspace, reallocated (every size the larger of old and new) when too small. */
 function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
   const old = workspaces.get(model);
-  const keys = ["rows", "tokens", "capacity", "outWords", "infoWords"] as const;
+  const keys = ["rows", "tokens", "capacity", "outWords", "infoWords", "rank"] as const;
   if (old && keys.every((k) => old[k] >= need[k])) return old;
   const size = { ...need };
   if (old) { for (const k of keys) size[k] = Math.max(old[k], need[k]); }
@@ -400,14 +416,15 @@ function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
     state: buf(size.rows * 2, "state"),
     scratch: buf(size.rows * size.capacity * kvd, "scratch"),
   };
+  if (size.rank > 0) ws.loraU = buf(n * size.rank, "lora_u");
   workspaces.set(model, ws);
   return ws;
 }
 
 /**
  * Records the decoder layers over `rows × tokens` inputs into `ws.h`, appending each layer's keys
- * and values to the cache. Every projection goes through `project` on the model's per-layer
- * weights.
+ * and values to the cache. Every projection goes through `projectLayer` (base weight plus the
+ * projection's adapter, if any).
  */
 function recordForward(
   ctx: GpuContext,
@@ -427,8 +444,7 @@ function recordForward(
   ];
   const n = step.rows * step.tokens;
   const decode = step.kvLen !== undefined;
-  const linear = (x: GPUBuffer, w: GpuMatrix, y: GPUBuffer, accumulate = false) =>
-    project(ctx, pass, { x, w, y, m: n, accumulate });
+  const lora = model.adapters;
   const rope = {
     positions: step.positions,
     table: model.ropeTable,
@@ -437,10 +453,12 @@ function recordForward(
   };
   encodeEmbedding(ctx, pass, { ids: step.ids, table: model.embedTokens, out: ws.h, tokens: n });
   model.layers.forEach((w, l) => {
+    const linear = (target: LoraTarget, x: GPUBuffer, y: GPUBuffer, accumulate = false) =>
+      projectLayer(ctx, pass, model, lora, { layer: l, target, x, y, m: n, accumulate }, ws.loraU);
     encodeRmsNorm(ctx, pass, { x: ws.h, w: w.inputLayernorm, y: ws.x, rows: n, d: hsz, eps });
-    linear(ws.x, w.qProj, ws.qRaw);
-    linear(ws.x, w.kProj, ws.kRaw);
-    linear(ws.x, w.vProj, ws.v);
+    linear("q_proj", ws.x, ws.qRaw);
+    linear("k_proj", ws.x, ws.kRaw);
+    linear("v_proj", ws.x, ws.v);
     encodeRmsNorm(ctx, pass, { x: ws.qRaw, w: w.qNorm, y: ws.q, rows: n * hq, d, eps });
     encodeRmsNorm(ctx, pass, { x: ws.kRaw, w: w.kNorm, y: ws.k, rows: n * hkv, d, eps });
     encodeRope(ctx, pass, { ...rope, x: ws.q, rows: n * hq, heads: hq });
@@ -482,7 +500,7 @@ function recordForward(
         s: step.tokens,
       });
     }
-    linear(ws.att, w.oProj, ws.h, true);
+    linear("o_proj", ws.att, ws.h, true);
     encodeRmsNorm(ctx, pass, {
       x: ws.h,
       w: w.postAttentionLayernorm,
@@ -491,10 +509,10 @@ function recordForward(
       d: hsz,
       eps,
     });
-    linear(ws.x, w.gateProj, ws.gate);
-    linear(ws.x, w.upProj, ws.up);
+    linear("gate_proj", ws.x, ws.gate);
+    linear("up_proj", ws.x, ws.up);
     encodeSwiglu(ctx, pass, { gate: ws.gate, up: ws.up, out: ws.act, n: n * inter });
-    linear(ws.act, w.downProj, ws.h, true);
+    linear("down_proj", ws.act, ws.h, true);
   });
 }
 
@@ -507,11 +525,72 @@ function skinny(m: number, k: number): boolean {
   return m <= 4 || (m <= 32 && m * 64 <= k);
 }
 
+/** The weight of each projection in `GpuLayerWeights`. */
+const PROJECTION_FIELD: Record<LoraTarget, keyof GpuLayerWeights> = {
+  q_proj: "qProj",
+  k_proj: "kProj",
+  v_proj: "vProj",
+  o_proj: "oProj",
+  gate_proj: "gateProj",
+  up_proj: "upProj",
+  down_proj: "downProj",
+};
+
+/**
+ * One projection of a decoder layer, `y = [y +] x·Wᵀ + Σ_e scale_e·(x·A_eᵀ)·B_eᵀ` (the sum over
+ * the experts of the projection's adapter in `lora`, if any). Tiled shapes go through
+ * `model.encodeProjection`; skinny ones keep `encodeMatvec` for the base weight and record the
+ * branch as a matvec `u = x·A_eᵀ` into `scratch` (`[m, r_e]`) and a matmul
+ * `y += scale_e·u·B_eᵀ` (inner dimension `r_e`, output `out` wide: the tiles fit it).
+ */
+function projectLayer(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  model: WebGpuQwen3,
+  lora: GpuLora | null,
+  args: {
+    layer: number;
+    target: LoraTarget;
+    x: GPUBuffer;
+    y: GPUBuffer;
+    m: number;
+    accumulate: boolean;
+  },
+  scratch: GPUBuffer | undefined,
+): void {
+  const w = model.layers[args.layer][PROJECTION_FIELD[args.target]] as GpuMatrix;
+  if (!skinny(args.m, w.cols)) {
+    model.encodeProjection(pass, { ...args, loraScratch: scratch });
+    return;
+  }
+  project(ctx, pass, { x: args.x, w, y: args.y, m: args.m, accumulate: args.accumulate });
+  const module = lora?.module(args.layer, args.target);
+  if (!module) return;
+  if (!scratch) {
+    throw new TypeError(
+      `Cannot record "${module.name}": it has a LoRA adapter and the generation workspace has no ` +
+        `LoRA scratch (the adapters were set after it was sized)`,
+    );
+  }
+  for (const e of module.experts) {
+    encodeMatvec(ctx, pass, { x: args.x, w: e.a, y: scratch, m: args.m, n: e.r, k: w.cols });
+    encodeMatmul(ctx, pass, {
+      x: scratch,
+      w: e.b,
+      y: args.y,
+      m: args.m,
+      n: w.rows,
+      k: e.r,
+      alpha: e.scale,
+      accumulate: true,
+    });
+  }
+}
+
 /**
  * `y = [y +] x · wᵀ` for a weight in row blocks: `encodeMatvec` for a few rows (decode),
- * `encodeLinear` (tiled matmul) otherwise. Every projection of generation goes through here: the
- * one place to add an adapter's `x · Aᵀ · Bᵀ` term later (e.g. the model's per-projection
- * recorder with a LoRA scratch of `m · maxRank` floats).
+ * `encodeLinear` (tiled matmul) otherwise. The base weight only: adapters are added by
+ * `projectLayer` (the LM head has none).
  */
 function project(
   ctx: GpuContext,
