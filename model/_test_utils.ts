@@ -8,8 +8,9 @@
 const REPO_ROOT = new URL("../", import.meta.url);
 
 /**
- * The qwen3-tiny fixture directory: `$HALO_FIXTURE` if set (relative paths resolve against the
- * repository root), else `tests/fixtures/qwen3-tiny` in the repository.
+ * The fixture directory of the fixture-driven tests: `$HALO_FIXTURE` if set (relative paths
+ * resolve against the repository root), else `tests/fixtures/qwen3-tiny` in the repository. Any
+ * fixture that `make_fixtures.py` produces must pass, so tests derive shapes from its config.
  *
  * @returns An absolute path to the fixture directory.
  */
@@ -18,6 +19,53 @@ export function fixtureDir(): string {
   if (configured.startsWith("/") || /^[A-Za-z]:[\\/]/.test(configured)) return configured;
   const url = new URL(configured.endsWith("/") ? configured : `${configured}/`, REPO_ROOT);
   return decodeURIComponent(url.pathname).replace(/\/$/, "");
+}
+
+/**
+ * The bundled qwen3-tiny fixture (`tests/fixtures/qwen3-tiny` in the repository), whatever
+ * `$HALO_FIXTURE` says: for checks of values known by hand for that model only.
+ */
+export const TINY_FIXTURE: string = decodeURIComponent(
+  new URL("tests/fixtures/qwen3-tiny", REPO_ROOT).pathname,
+);
+
+/**
+ * Asserts that two numeric arrays (typed or not) have the same kind, length and elements
+ * (compared with `Object.is`, so NaN equals NaN and 0 differs from -0). Unlike node's
+ * `deepStrictEqual`, a failure reports the first mismatching index and the number of mismatches
+ * instead of a diff of every element, which for a large array can exhaust the memory.
+ *
+ * @param actual The array under test.
+ * @param expected The expected array.
+ * @param what What is compared, for the message.
+ */
+export function assertArrayEqual(
+  actual: ArrayLike<number | bigint>,
+  expected: ArrayLike<number | bigint>,
+  what = "array",
+): void {
+  const kind = (a: unknown) => Object.prototype.toString.call(a).slice(8, -1);
+  if (kind(actual) !== kind(expected)) {
+    throw new Error(`${what}: got a ${kind(actual)}, expected a ${kind(expected)}`);
+  }
+  if (actual.length !== expected.length) {
+    throw new Error(`${what}: length ${actual.length}, expected ${expected.length}`);
+  }
+  let first = -1;
+  let count = 0;
+  for (let i = 0; i < actual.length; i++) {
+    if (!Object.is(actual[i], expected[i])) {
+      if (first < 0) first = i;
+      count++;
+    }
+  }
+  if (first >= 0) {
+    const show = (x: number | bigint) => (Object.is(x, -0) ? "-0" : String(x));
+    throw new Error(
+      `${what}: ${count} of ${actual.length} elements differ; first at index ${first}: ` +
+        `${show(actual[first])} vs expected ${show(expected[first])}`,
+    );
+  }
 }
 
 /**

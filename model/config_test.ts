@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseQwen3Config, type Qwen3Config, readQwen3Config } from "./config.ts";
-import { expectError, fixtureDir, withTempDir } from "./_test_utils.ts";
+import { expectError, fixtureDir, TINY_FIXTURE, withTempDir } from "./_test_utils.ts";
 
 /** A valid config in the transformers 4 layout (the one real Qwen3 checkpoints ship). */
 function baseConfig(): Record<string, unknown> {
@@ -30,8 +30,8 @@ function baseConfig(): Record<string, unknown> {
   };
 }
 
-Deno.test("readQwen3Config() reads the fixture config", async () => {
-  const config = await readQwen3Config(fixtureDir());
+Deno.test("readQwen3Config() reads the qwen3-tiny config", async () => {
+  const config = await readQwen3Config(TINY_FIXTURE);
   const expected: Qwen3Config = {
     vocabSize: 384,
     hiddenSize: 64,
@@ -47,6 +47,31 @@ Deno.test("readQwen3Config() reads the fixture config", async () => {
     eosTokenIds: [383],
     bosTokenId: null,
     padTokenId: null,
+  };
+  assert.deepEqual(config, expected);
+});
+
+Deno.test("readQwen3Config() reads the fixture config", async () => {
+  const dir = fixtureDir();
+  const config = await readQwen3Config(dir);
+  // An independent reading of config.json's keys (transformers 5 keeps rope_theta in
+  // rope_parameters).
+  const json = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+  const expected: Qwen3Config = {
+    vocabSize: json.vocab_size,
+    hiddenSize: json.hidden_size,
+    intermediateSize: json.intermediate_size,
+    numHiddenLayers: json.num_hidden_layers,
+    numAttentionHeads: json.num_attention_heads,
+    numKeyValueHeads: json.num_key_value_heads,
+    headDim: json.head_dim,
+    rmsNormEps: json.rms_norm_eps,
+    ropeTheta: json.rope_parameters?.rope_theta ?? json.rope_theta,
+    maxPositionEmbeddings: json.max_position_embeddings,
+    tieWordEmbeddings: json.tie_word_embeddings,
+    eosTokenIds: [json.eos_token_id].flat(),
+    bosTokenId: json.bos_token_id,
+    padTokenId: json.pad_token_id,
   };
   assert.deepEqual(config, expected);
 });

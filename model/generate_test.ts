@@ -1,4 +1,4 @@
-import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { expectError, fixtureDir } from "./_test_utils.ts";
 import {
   generate,
@@ -13,27 +13,30 @@ import { createTokenizer } from "./tokenizer.ts";
 const dir = fixtureDir();
 const cpu = await loadModel(dir, { backend: "cpu", warn: false });
 const base: GenerateOptions = { prompts: [[1, 2, 3]], maxNewTokens: 4, temperature: 0 };
+// The context length and vocabulary size of the fixture.
+const CTX = cpu.config.maxPositionEmbeddings;
+const V = cpu.config.vocabSize;
 
 Deno.test("generate() rejects bad prompts, lengths and sampling parameters with clear errors", async () => {
   const bad: [Partial<GenerateOptions>, typeof RangeError | typeof TypeError, string[]][] = [
     [{ prompts: [] }, TypeError, ["prompts must be a non-empty array"]],
     [{ prompts: [[1], []] }, RangeError, ["prompts[1] is empty"]],
-    [{ prompts: [new Array(257).fill(1)] }, RangeError, [
-      "prompts[0] has 257 tokens",
+    [{ prompts: [new Array(CTX + 1).fill(1)] }, RangeError, [
+      `prompts[0] has ${CTX + 1} tokens`,
       "longer than the context",
-      "256",
+      String(CTX),
     ]],
-    [{ prompts: [new Array(250).fill(1)], maxNewTokens: 7 }, RangeError, [
+    [{ prompts: [new Array(CTX - 6).fill(1)], maxNewTokens: 7 }, RangeError, [
       "must fit the context",
-      "current total is 257",
+      `current total is ${CTX + 1}`,
     ]],
     [{ maxNewTokens: 0 }, RangeError, [
       "maxNewTokens must be a positive integer",
       "current value is 0",
     ]],
-    [{ prompts: [[1, 384]] }, RangeError, [
-      "prompts[0][1] must be a token id in [0, 384)",
-      "current value is 384",
+    [{ prompts: [[1, V]] }, RangeError, [
+      `prompts[0][1] must be a token id in [0, ${V})`,
+      `current value is ${V}`,
     ]],
     [{ prompts: [[1, -1]] }, RangeError, ["prompts[0][1]", "current value is -1"]],
     [{ prompts: [[1.5]] }, RangeError, ["prompts[0][0]", "1.5"]],
@@ -46,11 +49,11 @@ Deno.test("generate() rejects bad prompts, lengths and sampling parameters with 
     [{ minP: 1 }, RangeError, ["minP must be in [0, 1)"]],
     [{ seed: -3 }, RangeError, ["seed must be a non-negative safe integer"]],
     [{ readbackEvery: 0 }, RangeError, ["readbackEvery must be a positive integer"]],
-    [{ stopTokenIds: [500] }, RangeError, [
-      "stopTokenIds[0] must be a token id in [0, 384)",
-      "500",
+    [{ stopTokenIds: [V + 116] }, RangeError, [
+      `stopTokenIds[0] must be a token id in [0, ${V})`,
+      String(V + 116),
     ]],
-    [{ eosTokenIds: [1, 400] }, RangeError, ["eosTokenIds[1]", "400"]],
+    [{ eosTokenIds: [1, V + 16] }, RangeError, ["eosTokenIds[1]", String(V + 16)]],
   ];
   for (const [change, type, includes] of bad) {
     await expectError(() => generate(cpu, { ...base, ...change }), {
@@ -61,8 +64,11 @@ Deno.test("generate() rejects bad prompts, lengths and sampling parameters with 
 });
 
 Deno.test("resolveGenerateOptions() fills defaults and keeps eos and stop ids apart", () => {
-  const o = resolveGenerateOptions(cpu.config, { ...base, stopTokenIds: [7, 383, 7] });
-  deepStrictEqual(o.eosTokenIds, [383]);
+  // The fixture's config names an EOS id (make_fixtures.py: the last id of the vocabulary).
+  const eos = cpu.config.eosTokenIds;
+  ok(eos.length > 0, "the fixture has an EOS id");
+  const o = resolveGenerateOptions(cpu.config, { ...base, stopTokenIds: [7, eos[0], 7] });
+  deepStrictEqual(o.eosTokenIds, eos);
   deepStrictEqual(o.stopTokenIds, [7]);
   deepStrictEqual([o.topP, o.topK, o.minP, o.seed, o.readbackEvery, o.compact], [
     1,

@@ -244,23 +244,39 @@ Deno.test({
   name: "generateWebGpu() prefills in row chunks and projects split weights on small bindings",
   ignore: noGpu,
   async fn() {
-    // A 64 KiB binding limit splits the 96 KiB embedding/LM head in two row blocks and lets the
-    // prefill take 3 prompts of 40 tokens at a time (40 · 128 floats of MLP activations each).
-    const shared = (await testContext())!;
-    const ctx = new GpuContext({ ...shared.gpu, maxBindingSize: 65536 });
+    // A 64 KiB binding limit splits the embedding/LM head (96 KiB on qwen3-tiny) in row blocks
+    // and lets the prefill take only a few prompts of 40 tokens at a time (3 on qwen3-tiny: 40 ·
+    // 128 floats of MLP activations each). The limit is raised where one layer's KV cache for 5
+    // sequences × 64 slots (40 + 6 tokens, rounded up to 64) would not fit.
     const config = await readQwen3Config(dir);
+    const { vocabSize: V, hiddenSize: H } = config;
+    const binding = Math.max(65536, 5 * 64 * config.numKeyValueHeads * config.headDim * 4);
+    const shared = (await testContext())!;
+    const ctx = new GpuContext({ ...shared.gpu, maxBindingSize: binding });
     const model = new WebGpuQwen3(ctx, config, await loadQwen3Weights(dir, config));
     const cpu = await loadModel(dir, { backend: "cpu", warn: false });
     try {
-      strictEqual(model.lmHead.chunks.length, 2);
+      const headBlocks = Math.ceil(V / Math.floor(binding / (H * 4)));
+      ok(headBlocks >= 2, `the LM head fits one ${binding}-byte binding`);
+      strictEqual(model.lmHead.chunks.length, headBlocks);
+      // The widest activation per token: hidden, attention (heads · head_dim) or MLP.
+      const widest = Math.max(
+        H,
+        config.numAttentionHeads * config.headDim,
+        config.intermediateSize,
+      );
+      const chunkRows = Math.floor(binding / (40 * widest * 4));
+      const chunks = Math.ceil(5 / chunkRows);
+      ok(chunkRows >= 1 && chunks >= 2, `prefill chunks of ${chunkRows} prompts`);
       const prompts = Array.from(
         { length: 5 },
-        (_, b) => Array.from({ length: 40 - b }, (_, t) => (b * 37 + t * 11) % 384),
+        (_, b) => Array.from({ length: 40 - b }, (_, t) => (b * 37 + t * 11) % V),
       );
       const options = { prompts, maxNewTokens: 6, temperature: 0, eosTokenIds: [] };
       const got = await run(model, options);
       deepStrictEqual(tokensOf(got), tokensOf(await recompute(cpu, options)));
-      strictEqual(got.stats.submits, 2); // one prefill chunk on its own, then the rest
+      // Each prefill chunk but the last on its own, then the last with the decode.
+      strictEqual(got.stats.submits, chunks);
     } finally {
       releaseGenerateWorkspace(model);
       model.dispose();

@@ -5,6 +5,8 @@ import { readQwen3Config } from "./config.ts";
 import { KvCache } from "./kv_cache.ts";
 
 const config = await readQwen3Config(fixtureDir());
+/** Floats per cached token and layer: the KV heads side by side. */
+const width = config.numKeyValueHeads * config.headDim;
 
 Deno.test({
   name: "KvCache allocates per-layer keys, values and one mask, and reports what fits",
@@ -14,10 +16,10 @@ Deno.test({
     const cache = new KvCache(ctx, config, { rows: 3, capacity: 40 });
     try {
       strictEqual(cache.layers.length, config.numHiddenLayers);
-      strictEqual(cache.width, config.numKeyValueHeads * config.headDim);
-      strictEqual(cache.layers[0].k.size, 3 * 40 * cache.width * 4);
+      strictEqual(cache.width, width);
+      strictEqual(cache.layers[0].k.size, 3 * 40 * width * 4);
       strictEqual(cache.mask.size, 3 * 40 * 4);
-      strictEqual(cache.bytes, config.numHiddenLayers * 2 * 3 * 40 * 32 * 4 + 3 * 40 * 4);
+      strictEqual(cache.bytes, config.numHiddenLayers * 2 * 3 * 40 * width * 4 + 3 * 40 * 4);
       ok(cache.fits(3, 40) && cache.fits(1, 1));
       ok(!cache.fits(4, 40) && !cache.fits(3, 41));
     } finally {
@@ -39,7 +41,7 @@ Deno.test({
       type: RangeError,
       includes: ["capacity must be a positive integer"],
     });
-    const rows = Math.ceil(ctx.gpu.maxBindingSize / (1024 * 32 * 4)) + 1;
+    const rows = Math.ceil(ctx.gpu.maxBindingSize / (1024 * width * 4)) + 1;
     await expectError(() => new KvCache(ctx, config, { rows, capacity: 1024 }), {
       type: RangeError,
       includes: ["more than one storage binding", "fewer sequences"],

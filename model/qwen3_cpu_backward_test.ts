@@ -115,34 +115,52 @@ Deno.test("cpuBackward() full mode matches finite differences of base weights", 
   assert.ok(Math.abs(loss - lossOf(model, opts)) <= 1e-12 * Math.abs(loss));
   const l0 = weights.layers[0];
   const l1 = weights.layers[1];
+  const tied = config.tieWordEmbeddings;
+  // Token 300 is an input (embedding, and the LM head when tied); token 301 is not (LM head
+  // only), so its row is probed in the LM head: the embedding matrix when tied, lm_head if not.
+  const head: Probe = tied
+    ? { name: "model.embed_tokens.weight", array: weights.embedTokens, indices: [301 * HS + 5] }
+    : { name: "lm_head.weight", array: weights.lmHead, indices: [300 * HS + 2, 301 * HS + 5] };
   const err = checkProbes(model, grads, [
-    { name: "model.norm.weight", array: weights.norm, indices: [0, 31, 63] },
+    { name: "model.norm.weight", array: weights.norm, indices: [0, (HS >> 1) - 1, HS - 1] },
     { name: "model.layers.0.input_layernorm.weight", array: l0.inputLayernorm, indices: [3, 40] },
     {
       name: "model.layers.1.post_attention_layernorm.weight",
       array: l1.postAttentionLayernorm,
       indices: [7],
     },
-    { name: "model.layers.0.self_attn.q_proj.weight", array: l0.qProj, indices: [0, 1000, 4095] },
+    {
+      name: "model.layers.0.self_attn.q_proj.weight",
+      array: l0.qProj,
+      indices: [0, 1000, l0.qProj.length - 1],
+    },
     { name: "model.layers.1.self_attn.k_proj.weight", array: l1.kProj, indices: [77] },
     { name: "model.layers.0.self_attn.v_proj.weight", array: l0.vProj, indices: [500] },
     { name: "model.layers.1.self_attn.o_proj.weight", array: l1.oProj, indices: [123] },
-    { name: "model.layers.0.self_attn.q_norm.weight", array: l0.qNorm, indices: [0, 8, 15] },
+    {
+      name: "model.layers.0.self_attn.q_norm.weight",
+      array: l0.qNorm,
+      indices: [0, config.headDim >> 1, config.headDim - 1],
+    },
     { name: "model.layers.1.self_attn.k_norm.weight", array: l1.kNorm, indices: [5] },
     { name: "model.layers.0.mlp.gate_proj.weight", array: l0.gateProj, indices: [2000] },
     { name: "model.layers.1.mlp.up_proj.weight", array: l1.upProj, indices: [9] },
     { name: "model.layers.0.mlp.down_proj.weight", array: l0.downProj, indices: [4321] },
-    // Token 300 is an input (embedding + tied LM head); token 301 is not (LM head only).
     {
       name: "model.embed_tokens.weight",
       array: weights.embedTokens,
       indices: range(300 * HS, 8, 8),
     },
-    { name: "model.embed_tokens.weight", array: weights.embedTokens, indices: [301 * HS + 5] },
+    head,
   ], opts);
-  // Tied embeddings: one gradient for the shared matrix, none for lm_head.
-  assert.ok(!grads.has("lm_head.weight"));
-  assert.equal(grads.size, 1 + 1 + 11 * config.numHiddenLayers);
+  // Tied embeddings: one gradient for the shared matrix, none for lm_head. Untied: both, and
+  // the embedding row of a token that is not an input gets none.
+  assert.equal(grads.has("lm_head.weight"), !tied);
+  assert.equal(grads.size, 1 + 1 + (tied ? 0 : 1) + 11 * config.numHiddenLayers);
+  if (!tied) {
+    const dEmbed = grads.get("model.embed_tokens.weight")!;
+    assert.ok(dEmbed.subarray(301 * HS, 302 * HS).every((x) => x === 0));
+  }
   console.log(`full mode: rel err vs finite differences ${err.toExponential(2)}`);
 });
 

@@ -6,7 +6,16 @@ import {
   type SafetensorsFile,
   writeSafetensors,
 } from "./safetensors.ts";
-import { expectError, fixtureDir, rawSafetensors, withTempDir } from "./_test_utils.ts";
+import { readQwen3Config } from "./config.ts";
+import {
+  expectError,
+  fixtureDir,
+  rawSafetensors,
+  TINY_FIXTURE,
+  withTempDir,
+} from "./_test_utils.ts";
+
+const config = await readQwen3Config(fixtureDir());
 
 async function withFile<T>(path: string, fn: (file: SafetensorsFile) => T): Promise<T> {
   const file = await openSafetensors(path);
@@ -36,7 +45,22 @@ async function writeRaw(dir: string, dtype: string, shape: number[], data: Uint8
 }
 
 Deno.test("openSafetensors() reads the fixture header", async () => {
+  const { vocabSize: V, hiddenSize: H, numHiddenLayers: L, tieWordEmbeddings } = config;
   await withFile(`${fixtureDir()}/model.safetensors`, (file) => {
+    // Embeddings, final norm, 11 tensors per layer and, when untied, the LM head.
+    assert.equal(file.tensors.size, 2 + 11 * L + (tieWordEmbeddings ? 0 : 1));
+    const embed = file.tensors.get("model.embed_tokens.weight")!;
+    assert.deepEqual(embed.shape, [V, H]);
+    assert.equal(
+      embed.dataOffsets[1] - embed.dataOffsets[0],
+      V * H * (embed.dtype === "F32" ? 4 : 2),
+    );
+    assert.equal(readTensorF32(file, "model.norm.weight", { expectedShape: [H] }).length, H);
+  });
+});
+
+Deno.test("openSafetensors() reads the qwen3-tiny header and values", async () => {
+  await withFile(`${TINY_FIXTURE}/model.safetensors`, (file) => {
     assert.equal(file.tensors.size, 24);
     assert.deepEqual(file.metadata, { format: "pt" });
     const embed = file.tensors.get("model.embed_tokens.weight");
@@ -193,10 +217,14 @@ Deno.test("openSafetensors() rejects a missing file naming it", async () => {
 
 Deno.test("readTensorF32() rejects a missing tensor", async () => {
   const path = `${fixtureDir()}/model.safetensors`;
+  // A tied checkpoint has no LM head; no checkpoint has a layer past the last.
+  const missing = config.tieWordEmbeddings
+    ? "lm_head.weight"
+    : `model.layers.${config.numHiddenLayers}.input_layernorm.weight`;
   await withFile(path, async (file) => {
-    await expectError(() => readTensorF32(file, "lm_head.weight"), {
+    await expectError(() => readTensorF32(file, missing), {
       type: Error,
-      includes: [`"${path}"`, '"lm_head.weight"'],
+      includes: [`"${path}"`, `"${missing}"`],
     });
     await expectError(() => file.readBytes("nope"), { type: Error, includes: [`"${path}"`] });
   });
@@ -204,25 +232,26 @@ Deno.test("readTensorF32() rejects a missing tensor", async () => {
 
 Deno.test("readTensorF32() rejects a wrong shape", async () => {
   const path = `${fixtureDir()}/model.safetensors`;
+  const { hiddenSize: H, numAttentionHeads: NH, numKeyValueHeads: KV, headDim: D } = config;
   await withFile(path, async (file) => {
     await expectError(
       () =>
         readTensorF32(file, "model.layers.0.self_attn.k_proj.weight", {
-          expectedShape: [64, 64],
+          expectedShape: [NH * D, H],
         }),
       {
         type: RangeError,
         includes: [
           `"${path}"`,
           '"model.layers.0.self_attn.k_proj.weight"',
-          "expected shape [64, 64]",
-          "actual shape [32, 64]",
+          `expected shape [${NH * D}, ${H}]`,
+          `actual shape [${KV * D}, ${H}]`,
         ],
       },
     );
-    await expectError(() => readTensorF32(file, "model.norm.weight", { expectedShape: [1, 64] }), {
+    await expectError(() => readTensorF32(file, "model.norm.weight", { expectedShape: [1, H] }), {
       type: RangeError,
-      includes: ["[1, 64]", "[64]"],
+      includes: [`[1, ${H}]`, `[${H}]`],
     });
   });
 });
@@ -324,9 +353,12 @@ Deno.test("readTensorF32() reads tensors at unaligned offsets", async () => {
 
 Deno.test("readTensorI32() reads I32 and I64 tensors", async () => {
   await withFile(`${fixtureDir()}/reference.safetensors`, (file) => {
-    const ids = readTensorI32(file, "input_ids", { expectedShape: [2, 16] });
-    assert.equal(ids.length, 32);
-    assert.ok(ids.every((id) => id >= 0 && id < 384));
+    // input_ids is [batch, seqLen]; logits is [batch, seqLen, vocab].
+    const [B, T, V] = file.tensors.get("logits")!.shape;
+    assert.equal(V, config.vocabSize);
+    const ids = readTensorI32(file, "input_ids", { expectedShape: [B, T] });
+    assert.equal(ids.length, B * T);
+    assert.ok(ids.every((id) => id >= 0 && id < V));
   });
   await withTempDir(async (dir) => {
     const wide = new BigInt64Array([0n, -1n, 2147483647n, -2147483648n]);
@@ -348,9 +380,11 @@ Deno.test("readTensorI32() reads I32 and I64 tensors", async () => {
 Deno.test("readTensorI32() rejects a float tensor", async () => {
   const path = `${fixtureDir()}/model.safetensors`;
   await withFile(path, async (file) => {
+    const { dtype } = file.tensors.get("model.norm.weight")!;
+    assert.ok(dtype === "F32" || dtype === "BF16" || dtype === "F16", dtype);
     await expectError(() => readTensorI32(file, "model.norm.weight"), {
       type: TypeError,
-      includes: [`"${path}"`, '"model.norm.weight"', '"F32"'],
+      includes: [`"${path}"`, '"model.norm.weight"', `"${dtype}"`],
     });
   });
 });

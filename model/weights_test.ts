@@ -7,7 +7,7 @@ import {
   writeSafetensors,
 } from "./safetensors.ts";
 import { loadQwen3Weights, type Qwen3Weights } from "./weights.ts";
-import { expectError, fixtureDir, withTempDir } from "./_test_utils.ts";
+import { assertArrayEqual, expectError, fixtureDir, withTempDir } from "./_test_utils.ts";
 
 const FIXTURE = fixtureDir();
 const MODEL = `${FIXTURE}/model.safetensors`;
@@ -55,6 +55,45 @@ function roundToBf16(values: Float32Array): Float32Array {
   return out;
 }
 
+/** Asserts that two sets of weights hold the same arrays (and the same tying of the LM head). */
+function assertWeightsEqual(actual: Qwen3Weights, expected: Qwen3Weights): void {
+  assertArrayEqual(actual.embedTokens, expected.embedTokens, "embedTokens");
+  assertArrayEqual(actual.norm, expected.norm, "norm");
+  assertArrayEqual(actual.lmHead, expected.lmHead, "lmHead");
+  assert.equal(
+    actual.lmHead === actual.embedTokens,
+    expected.lmHead === expected.embedTokens,
+    "lmHead is embedTokens",
+  );
+  assert.equal(actual.layers.length, expected.layers.length, "number of layers");
+  for (const [l, layer] of actual.layers.entries()) {
+    const want = expected.layers[l];
+    assert.deepEqual(Object.keys(layer).sort(), Object.keys(want).sort(), `layer ${l} fields`);
+    for (const key of Object.keys(want) as (keyof typeof want)[]) {
+      assertArrayEqual(layer[key], want[key], `layers[${l}].${key}`);
+    }
+  }
+}
+
+/** The tied LM head is the embedding array itself; an untied one is `lm_head.weight`. */
+function assertLmHead(
+  weights: Qwen3Weights,
+  config: Qwen3Config,
+  tensors: Map<string, { data: Float32Array }>,
+): void {
+  if (config.tieWordEmbeddings) {
+    assert.ok(weights.lmHead === weights.embedTokens, "a tied LM head is embedTokens itself");
+  } else {
+    assert.ok(weights.lmHead !== weights.embedTokens, "an untied LM head is its own array");
+    assertArrayEqual(weights.lmHead, tensors.get("lm_head.weight")!.data, "lmHead");
+  }
+}
+
+/** Slightly moves every value (×1.003 in float32), so that it is no longer a bfloat16 value. */
+function perturb(values: Float32Array): Float32Array {
+  return values.map((x) => x * 1.003);
+}
+
 function mapWeights(weights: Qwen3Weights, fn: (x: Float32Array) => Float32Array): Qwen3Weights {
   const embedTokens = fn(weights.embedTokens);
   return {
@@ -75,13 +114,19 @@ Deno.test("loadQwen3Weights() loads the fixture", async () => {
   const tensors = await fixtureTensors();
   const { hiddenSize: H, intermediateSize: I, vocabSize: V, headDim: D } = config;
   assert.equal(weights.embedTokens.length, V * H);
-  assert.equal(weights.lmHead, weights.embedTokens);
-  assert.deepEqual(weights.norm, tensors.get("model.norm.weight")!.data);
-  assert.deepEqual(weights.embedTokens, tensors.get("model.embed_tokens.weight")!.data);
-  assert.equal(weights.layers.length, 2);
+  assert.equal(weights.lmHead.length, V * H);
+  assertLmHead(weights, config, tensors);
+  assert.equal(tensors.has("lm_head.weight"), !config.tieWordEmbeddings);
+  assertArrayEqual(weights.norm, tensors.get("model.norm.weight")!.data, "norm");
+  assertArrayEqual(
+    weights.embedTokens,
+    tensors.get("model.embed_tokens.weight")!.data,
+    "embedTokens",
+  );
+  assert.equal(weights.layers.length, config.numHiddenLayers);
   for (const [l, layer] of weights.layers.entries()) {
     const t = (suffix: string) => tensors.get(`model.layers.${l}.${suffix}.weight`)!.data;
-    assert.deepEqual(layer, {
+    const want = {
       inputLayernorm: t("input_layernorm"),
       qProj: t("self_attn.q_proj"),
       kProj: t("self_attn.k_proj"),
@@ -93,9 +138,14 @@ Deno.test("loadQwen3Weights() loads the fixture", async () => {
       gateProj: t("mlp.gate_proj"),
       upProj: t("mlp.up_proj"),
       downProj: t("mlp.down_proj"),
-    });
-    assert.equal(layer.qProj.length, 4 * D * H);
-    assert.equal(layer.kProj.length, 2 * D * H);
+    };
+    assert.deepEqual(Object.keys(layer).sort(), Object.keys(want).sort());
+    for (const key of Object.keys(want) as (keyof typeof want)[]) {
+      assertArrayEqual(layer[key], want[key], `layers[${l}].${key}`);
+    }
+    assert.equal(layer.qProj.length, config.numAttentionHeads * D * H);
+    assert.equal(layer.kProj.length, config.numKeyValueHeads * D * H);
+    assert.equal(layer.oProj.length, H * config.numAttentionHeads * D);
     assert.equal(layer.downProj.length, H * I);
     assert.equal(layer.qNorm.length, D);
   }
@@ -117,50 +167,54 @@ Deno.test("loadQwen3Weights() loads a sharded checkpoint like the unsharded one"
       });
       for (const n of shardNames) weightMap[n] = shard;
     }
+    const totalSize = [...tensors.values()].reduce((s, t) => s + 4 * t.data.length, 0);
     await Deno.writeTextFile(
       `${dir}/model.safetensors.index.json`,
-      JSON.stringify({ metadata: { total_size: 394752 }, weight_map: weightMap }),
+      JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }),
     );
     const weights = await loadQwen3Weights(dir, config);
-    assert.deepEqual(weights, expected);
-    assert.equal(weights.lmHead, weights.embedTokens);
+    assertWeightsEqual(weights, expected);
+    assertLmHead(weights, config, tensors);
   });
 });
 
 Deno.test("loadQwen3Weights() loads a BF16 checkpoint as its bf16 rounding", async () => {
   const config = await readQwen3Config(FIXTURE);
-  const f32 = await loadQwen3Weights(FIXTURE, config);
+  // Moved off the bfloat16 grid first, so that the rounding has work to do even when the
+  // fixture's own weights are stored in BF16.
+  const f32 = mapWeights(await loadQwen3Weights(FIXTURE, config), perturb);
+  const tensors = await fixtureTensors();
+  for (const t of tensors.values()) t.data = perturb(t.data);
   await withTempDir(async (dir) => {
-    await writeSafetensors(
-      `${dir}/model.safetensors`,
-      asF32Tensors(await fixtureTensors(), "BF16"),
-    );
+    await writeSafetensors(`${dir}/model.safetensors`, asF32Tensors(tensors, "BF16"));
     const weights = await loadQwen3Weights(dir, config);
     const expected = mapWeights(f32, roundToBf16);
-    assert.deepEqual(weights, expected);
+    assertWeightsEqual(weights, expected);
     assert.notDeepEqual(weights.norm, f32.norm); // the rounding did something
-    assert.equal(weights.lmHead, weights.embedTokens);
+    assert.equal(weights.lmHead === weights.embedTokens, config.tieWordEmbeddings);
   });
 });
 
 Deno.test("loadQwen3Weights() reads lm_head.weight when embeddings are untied", async () => {
   const config: Qwen3Config = { ...(await readQwen3Config(FIXTURE)), tieWordEmbeddings: false };
+  const { vocabSize: V, hiddenSize: H } = config;
   const tensors = await fixtureTensors();
+  tensors.delete("lm_head.weight"); // an untied fixture has one
   await withTempDir(async (dir) => {
     await writeSafetensors(`${dir}/model.safetensors`, asF32Tensors(tensors));
     await expectError(() => loadQwen3Weights(dir, config), {
       type: Error,
       includes: ['"lm_head.weight"', `"${dir}/model.safetensors"`],
     });
-    const head = new Float32Array(384 * 64).map((_, i) => i % 7);
-    tensors.set("lm_head.weight", { shape: [384, 64], data: head });
+    const head = new Float32Array(V * H).map((_, i) => i % 7);
+    tensors.set("lm_head.weight", { shape: [V, H], data: head });
     await writeSafetensors(`${dir}/model.safetensors`, asF32Tensors(tensors));
     const weights = await loadQwen3Weights(dir, config);
-    assert.notEqual(weights.lmHead, weights.embedTokens);
-    assert.deepEqual(weights.lmHead, head);
+    assert.ok(weights.lmHead !== weights.embedTokens);
+    assertArrayEqual(weights.lmHead, head, "lmHead");
     // Tied: a stray lm_head.weight is ignored, as HuggingFace does.
     const tied = await loadQwen3Weights(dir, { ...config, tieWordEmbeddings: true });
-    assert.equal(tied.lmHead, tied.embedTokens);
+    assert.ok(tied.lmHead === tied.embedTokens);
   });
 });
 
@@ -176,26 +230,33 @@ Deno.test("loadQwen3Weights() rejects a missing tensor", async () => {
     });
   });
   // A config with more layers than the checkpoint.
-  await expectError(() => loadQwen3Weights(FIXTURE, { ...config, numHiddenLayers: 3 }), {
+  const L = config.numHiddenLayers;
+  await expectError(() => loadQwen3Weights(FIXTURE, { ...config, numHiddenLayers: L + 1 }), {
     type: Error,
-    includes: ['"model.layers.2.input_layernorm.weight"', `"${MODEL}"`],
+    includes: [`"model.layers.${L}.input_layernorm.weight"`, `"${MODEL}"`],
   });
 });
 
 Deno.test("loadQwen3Weights() rejects a wrong shape", async () => {
   const config = await readQwen3Config(FIXTURE);
-  await expectError(() => loadQwen3Weights(FIXTURE, { ...config, intermediateSize: 96 }), {
+  const { hiddenSize: H, intermediateSize: I, numKeyValueHeads: KV, headDim: D } = config;
+  await expectError(() => loadQwen3Weights(FIXTURE, { ...config, intermediateSize: I - 32 }), {
     type: RangeError,
     includes: [
       `"${MODEL}"`,
       '"model.layers.0.mlp.gate_proj.weight"',
-      "expected shape [96, 64]",
-      "actual shape [128, 64]",
+      `expected shape [${I - 32}, ${H}]`,
+      `actual shape [${I}, ${H}]`,
     ],
   });
-  await expectError(() => loadQwen3Weights(FIXTURE, { ...config, numKeyValueHeads: 4 }), {
+  await expectError(() => loadQwen3Weights(FIXTURE, { ...config, numKeyValueHeads: 2 * KV }), {
     type: RangeError,
-    includes: [`"${MODEL}"`, '"model.layers.0.self_attn.k_proj.weight"', "[64, 64]", "[32, 64]"],
+    includes: [
+      `"${MODEL}"`,
+      '"model.layers.0.self_attn.k_proj.weight"',
+      `expected shape [${2 * KV * D}, ${H}]`,
+      `actual shape [${KV * D}, ${H}]`,
+    ],
   });
 });
 

@@ -6,7 +6,7 @@
 // implementation whose LoRA gradients match the fixture to 4.5e-7. Every comparison is
 // ‖gpu − ref‖₂ / ‖ref‖₂ per tensor.
 import assert from "node:assert/strict";
-import { fixtureDir } from "../model/_test_utils.ts";
+import { assertArrayEqual, fixtureDir } from "../model/_test_utils.ts";
 import { assertClose, noGpu, randomArray, testContext } from "../kernels/_test_utils.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { readback } from "../gpu/readback.ts";
@@ -113,8 +113,8 @@ gpuTest(
         ) => [m.name, m.layer, m.target, m.experts.map((e) => [e.r, e.scale])]),
       );
       back.modules.forEach((m, i) => {
-        assert.deepEqual(m.experts[0].a, adapter.modules[i].experts[0].a);
-        assert.deepEqual(m.experts[0].b, adapter.modules[i].experts[0].b);
+        assertArrayEqual(m.experts[0].a, adapter.modules[i].experts[0].a, `${m.name} A`);
+        assertArrayEqual(m.experts[0].b, adapter.modules[i].experts[0].b, `${m.name} B`);
       });
       // Removing the adapters gives the base model back and frees their buffers.
       const before = ctx.allocatedBytes;
@@ -165,8 +165,8 @@ gpuTest("WebGpuQwen3.backward() gives every PEFT LoRA gradient of lora.loss", as
 gpuTest(
   "WebGPU full fine-tuning gradients of every base weight match cpuBackward (weights split into row blocks)",
   async (ctx) => {
-    // 4 KiB blocks: every projection, the embedding and the tied LM head span several buffers,
-    // so dW, dx and the embedding scatter cross block boundaries.
+    // 4 KiB blocks: every projection, the embedding and the LM head (tied or not) span several
+    // buffers, so dW, dx and the embedding scatter cross block boundaries.
     const model = gpuModel(ctx, { maxChunkBytes: 4096 });
     try {
       model.setAdapters(adapter);
@@ -179,8 +179,11 @@ gpuTest(
       };
       const cpu = cpuBackward(cpuModel(adapter), { inputIds }, opts);
       const gpu = await model.backward({ inputIds }, opts);
-      assert.ok(cpu.grads.has("model.embed_tokens.weight") && !cpu.grads.has("lm_head.weight"));
-      compareGrads("full (tied, split, with LoRA)", gpu.grads, cpu.grads);
+      // Tied: one gradient for the shared matrix; untied: one for lm_head.weight as well.
+      assert.ok(cpu.grads.has("model.embed_tokens.weight"));
+      assert.equal(cpu.grads.has("lm_head.weight"), !config.tieWordEmbeddings);
+      const tied = config.tieWordEmbeddings ? "tied" : "untied";
+      compareGrads(`full (${tied}, split, with LoRA)`, gpu.grads, cpu.grads);
       report("logprobs", gpu.logprobs, cpu.logprobs);
       assert.equal(gpu.lastHidden.length, n * config.hiddenSize);
     } finally {
@@ -312,7 +315,10 @@ gpuTest(
       model.setAdapters(adapter);
       const mb1: ForwardInput = { inputIds };
       const mb2: ForwardInput = { inputIds: randomIds(3, 9, 31) };
-      const o1: CpuBackwardOptions = { mode: "full", dLogprobs: randomArray(batch * 15, 32) };
+      const o1: CpuBackwardOptions = {
+        mode: "full",
+        dLogprobs: randomArray(batch * (seqLen - 1), 32),
+      };
       const o2: CpuBackwardOptions = {
         mode: "full",
         dLastHidden: randomArray(27 * config.hiddenSize, 33),
@@ -460,13 +466,16 @@ gpuTest(
       );
       // An adapted projection needs the LoRA scratch buffer.
       model.setAdapters(adapter);
+      // q_proj maps hidden → heads · head_dim; the scratch needs m · (largest rank) floats.
       const x = ctx.createBuffer(4 * config.hiddenSize * 4, "x");
-      const y = ctx.createBuffer(4 * config.hiddenSize * 4, "y");
+      const y = ctx.createBuffer(4 * config.numAttentionHeads * config.headDim * 4, "y");
+      const rank = Math.max(...adapter.modules.flatMap((m) => m.experts.map((e) => e.r)));
       const pass = ctx.device.createCommandEncoder().beginComputePass();
       assert.throws(
         () => model.encodeProjection(pass, { layer: 1, target: "q_proj", x, y, m: 4 }),
         (e: Error) =>
-          e instanceof TypeError && e.message.includes(`"loraScratch" (at least 16 floats)`),
+          e instanceof TypeError &&
+          e.message.includes(`"loraScratch" (at least ${4 * rank} floats)`),
       );
       pass.end();
       ctx.release(x);
