@@ -46,6 +46,15 @@ export interface GenerateOptions {
   stopTokenIds?: readonly number[];
   /** Ids that end a sequence with reason `"eos"`; default the model config's `eos_token_id`. */
   eosTokenIds?: readonly number[];
+  /**
+   * Generate at least this many tokens (HuggingFace's `min_new_tokens`): while fewer have been
+   * generated, the logits of the EOS ids (`eosTokenIds`, resolved) are set to −∞ before greedy
+   * or sampled choice, so the sampling log-probs follow the masked distribution; the model
+   * log-probs (`modelLogprobs`) stay those of the unmodified model. As in HuggingFace (whose
+   * processor masks only `eos_token_id`), `stopTokenIds` are not masked: a stop id can still end
+   * a sequence earlier. An integer in [0, `maxNewTokens`]; default 0 (off).
+   */
+  minNewTokens?: number;
   /** WebGPU: decode steps recorded per submission, the tokens read back after each; default 32. */
   readbackEvery?: number;
   /**
@@ -75,6 +84,8 @@ export interface ResolvedGenerateOptions {
   stopTokenIds: number[];
   /** EOS ids (reason "eos"). */
   eosTokenIds: number[];
+  /** The EOS ids are banned while fewer than this many tokens have been generated. */
+  minNewTokens: number;
   /** Decode steps per readback. */
   readbackEvery: number;
   /** Drop finished rows at readbacks. */
@@ -150,8 +161,9 @@ function tokenIds(ids: unknown, name: string, vocab: number): number[] {
  * @returns The resolved options.
  * @throws {TypeError} If prompts are not arrays of arrays.
  * @throws {RangeError} If a prompt is empty or too long, a token id is outside the vocabulary,
- * prompt + `maxNewTokens` exceeds `max_position_embeddings`, or a sampling parameter is out of
- * range.
+ * prompt + `maxNewTokens` exceeds `max_position_embeddings`, a sampling parameter is out of
+ * range, `minNewTokens` is not an integer in [0, `maxNewTokens`], or it bans every token (the EOS
+ * ids cover the vocabulary).
  *
  * @example Greedy defaults
  * ```ts
@@ -228,6 +240,19 @@ export function resolveGenerateOptions(
   ];
   const stopTokenIds = [...new Set(tokenIds(options.stopTokenIds ?? [], "stopTokenIds", vocab))]
     .filter((id) => !eosTokenIds.includes(id));
+  const minNewTokens = options.minNewTokens ?? 0;
+  if (!Number.isSafeInteger(minNewTokens) || minNewTokens < 0 || minNewTokens > maxNewTokens) {
+    fail(
+      `minNewTokens must be an integer in [0, maxNewTokens = ${maxNewTokens}]: current value is ` +
+        `${minNewTokens}`,
+    );
+  }
+  if (minNewTokens > 0 && eosTokenIds.length >= vocab) {
+    fail(
+      `minNewTokens (${minNewTokens}) would ban every token: the ${eosTokenIds.length} EOS ids ` +
+        `cover the vocabulary`,
+    );
+  }
   return {
     prompts: resolved,
     maxNewTokens,
@@ -238,6 +263,7 @@ export function resolveGenerateOptions(
     seed,
     stopTokenIds,
     eosTokenIds,
+    minNewTokens,
     readbackEvery,
     compact: options.compact ?? true,
   };

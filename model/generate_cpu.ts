@@ -16,7 +16,8 @@ import type { Qwen3Model } from "./model.ts";
 
 /**
  * Generates by recomputing each prefix every step (no KV cache), sampling each row with
- * `sampleRef` (the same Philox draws as the GPU sampler: sequence `b` at step `t`).
+ * `sampleRef` (the same Philox draws as the GPU sampler: sequence `b` at step `t`), the EOS ids
+ * banned while `step < minNewTokens`.
  *
  * @param model Any backend's model (only `forward` is used).
  * @param options Resolved options from `resolveGenerateOptions`.
@@ -42,7 +43,7 @@ export async function generateCpu(
 ): Promise<GenerateResult> {
   const start = performance.now();
   const v = model.config.vocabSize;
-  const { prompts, maxNewTokens } = options;
+  const { prompts, maxNewTokens, minNewTokens, eosTokenIds } = options;
   const seqs = prompts.map((p) => ({
     ids: [...p],
     tokens: [] as number[],
@@ -62,12 +63,19 @@ export async function generateCpu(
       Array.from({ length: len }, (_, t) => (t < s.ids.length ? 1 : 0))
     );
     const { logits } = await model.forward({ inputIds, attentionMask });
+    // Every active sequence has generated `step` tokens (all start together).
+    const bannedTokenIds = step < minNewTokens ? eosTokenIds : undefined;
     forwards++;
     steps++;
     rowSteps += active.length;
     active.forEach(({ s, b }, r) => {
       const at = (r * len + s.ids.length - 1) * v;
-      const pick = sampleRef(logits.subarray(at, at + v), { ...options, sequence: b, step });
+      const pick = sampleRef(logits.subarray(at, at + v), {
+        ...options,
+        sequence: b,
+        step,
+        bannedTokenIds,
+      });
       s.ids.push(pick.token);
       s.tokens.push(pick.token);
       s.logprobs.push(pick.logprob);

@@ -40,3 +40,46 @@ Deno.test("generateCpu() samples each step from the full-prefix logits with the 
     10,
   ]);
 });
+
+Deno.test("generateCpu() bans the EOS ids below minNewTokens: greedy takes the runner-up", async () => {
+  const prompts = [[11, 200, 37], [9], [3, 50, 7]];
+  const run = (o: object) =>
+    generateCpu(
+      model,
+      resolveGenerateOptions(model.config, { prompts, maxNewTokens: 8, temperature: 0, ...o }),
+    );
+  // A token greedy picks first at step k (k = 2 from [11, 200, 37] on qwen3-tiny; on another
+  // fixture the first such step ≥ 1, else step 0) becomes the EOS.
+  const free = await run({ eosTokenIds: [] });
+  const firstAt = (b: number) =>
+    free.sequences[b].tokens.findIndex((t, k) =>
+      k >= 1 && !free.sequences[b].tokens.slice(0, k).includes(t)
+    );
+  const b = Math.max(0, prompts.findIndex((_, q) => firstAt(q) >= 1));
+  const k = Math.max(0, firstAt(b));
+  const free0 = free.sequences[b].tokens;
+  const eos = free0[k];
+  const stopped = await run({ eosTokenIds: [eos] });
+  deepStrictEqual(stopped.sequences[b].tokens, free0.slice(0, k + 1));
+  strictEqual(stopped.sequences[b].stopReason, "eos");
+  const min = await run({ eosTokenIds: [eos], minNewTokens: 6 });
+  for (const s of min.sequences) {
+    ok(s.length >= 6, `stopped at ${s.length} < minNewTokens`);
+    ok(!s.tokens.slice(0, 6).includes(eos), "emitted the EOS before minNewTokens");
+  }
+  const s0 = min.sequences[b];
+  deepStrictEqual(s0.tokens.slice(0, k), free0.slice(0, k));
+  // The runner-up, reported with its unmasked model log-prob (below the banned argmax's).
+  ok(s0.tokens[k] !== eos && s0.modelLogprobs[k] <= free.sequences[b].modelLogprobs[k]);
+  const prefix = [...prompts[b], ...s0.tokens.slice(0, k)];
+  const { logits } = await model.forward({ inputIds: [prefix] });
+  const v = model.config.vocabSize;
+  const row = logits.subarray((prefix.length - 1) * v, prefix.length * v);
+  const coords = { temperature: 0, seed: 0, sequence: b, step: k };
+  const want = sampleRef(row, coords);
+  strictEqual(want.token, eos);
+  const banned = sampleRef(row, { ...coords, bannedTokenIds: [eos] });
+  strictEqual(s0.tokens[k], banned.token);
+  ok(Math.abs(s0.modelLogprobs[k] - banned.modelLogprob) < 1e-6);
+  ok(Math.abs(s0.modelLogprobs[k] - (row[banned.token] - row[eos] + want.modelLogprob)) < 1e-6);
+});

@@ -54,6 +54,12 @@ Deno.test("generate() rejects bad prompts, lengths and sampling parameters with 
       String(V + 116),
     ]],
     [{ eosTokenIds: [1, V + 16] }, RangeError, ["eosTokenIds[1]", String(V + 16)]],
+    [{ minNewTokens: 5 }, RangeError, [
+      "minNewTokens must be an integer in [0, maxNewTokens = 4]",
+      "current value is 5",
+    ]],
+    [{ minNewTokens: -1 }, RangeError, ["minNewTokens", "current value is -1"]],
+    [{ minNewTokens: 1.5 }, RangeError, ["minNewTokens", "1.5"]],
   ];
   for (const [change, type, includes] of bad) {
     await expectError(() => generate(cpu, { ...base, ...change }), {

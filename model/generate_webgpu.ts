@@ -654,6 +654,7 @@ function recordHead(
     minP: options.minP,
     numEos: options.eosTokenIds.length,
     numStop: options.stopTokenIds.length,
+    minNewTokens: options.minNewTokens,
   });
   encodeDecodeAdvance(ctx, pass, { ctrl: ws.ctrl, positions: ws.posDec, rows });
 }

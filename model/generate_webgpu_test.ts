@@ -283,3 +283,69 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "generateWebGpu() bans the EOS ids below minNewTokens exactly as the CPU backend does",
+  ignore: noGpu,
+  async fn() {
+    const model = await gpuModel();
+    const cpu = await loadModel(dir, { backend: "cpu", warn: false });
+    try {
+      const base = { prompts: PROMPTS, maxNewTokens: 10, temperature: 0, readbackEvery: 4 };
+      // The token greedy picks first at step k of sequence 0 (k = 2 on qwen3-tiny; on another
+      // fixture the first such step ≥ 1, else 0) becomes the EOS.
+      const free = await run(model, { ...base, eosTokenIds: [] });
+      const free0 = free.sequences[0].tokens;
+      const k = Math.max(0, free0.findIndex((t, i) => i >= 1 && !free0.slice(0, i).includes(t)));
+      const eos = free0[k];
+      const cases: [string, GenerateOptions][] = [
+        ["greedy", { ...base, eosTokenIds: [eos] }],
+        ["greedy minNewTokens 7", { ...base, eosTokenIds: [eos], minNewTokens: 7 }],
+        ["sampled minNewTokens 7", {
+          ...base,
+          temperature: 1,
+          topK: 50,
+          seed: 8,
+          eosTokenIds: PROMPTS.map((_, b) => free.sequences[b].tokens[1]),
+          minNewTokens: 7,
+        }],
+      ];
+      for (const [what, options] of cases) {
+        const got = await run(model, options);
+        const want = await recompute(cpu, options);
+        deepStrictEqual(tokensOf(got), tokensOf(want), what);
+        deepStrictEqual(
+          got.sequences.map((s) => s.stopReason),
+          want.sequences.map((s) => s.stopReason),
+          what,
+        );
+        for (const key of ["logprobs", "modelLogprobs"] as const) {
+          assertClose(
+            got.sequences.flatMap((s) => [...s[key]]),
+            want.sequences.flatMap((s) => [...s[key]]),
+            CPU_LOGPROB_TOL,
+            `${what} ${key} vs CPU`,
+          );
+        }
+        const min = options.minNewTokens ?? 0;
+        for (const s of got.sequences) {
+          ok(s.length >= min, `${what}: stopped at ${s.length}`);
+          ok(
+            s.tokens.slice(0, min).every((t) => !options.eosTokenIds!.includes(t)),
+            `${what}: emitted an EOS before minNewTokens`,
+          );
+        }
+        if (min === 0) {
+          deepStrictEqual(got.sequences[0].tokens, free0.slice(0, k + 1));
+          strictEqual(got.sequences[0].stopReason, "eos");
+        } else if (options.temperature === 0) {
+          deepStrictEqual(got.sequences[0].tokens.slice(0, k), free0.slice(0, k));
+          ok(got.sequences[0].tokens[k] !== eos);
+        }
+        console.log(`${what}: ${JSON.stringify(tokensOf(got))}`);
+      }
+    } finally {
+      model.dispose();
+    }
+  },
+});

@@ -1,6 +1,7 @@
 // Golden test of generation against HuggingFace transformers run in float64: greedy decoding of
 // the fixture prompt with the KV cache (`generate.prompt` [1,6] → `generate.output` [1,18], 12 new
-// tokens; see ../shared/fixtures/README.md) must give exactly the same ids on both backends.
+// tokens; see ../shared/fixtures/README.md) must give exactly the same ids on both backends. HF ran
+// with `min_new_tokens=12` (the config's EOS banned for all 12 steps), mirrored by `minNewTokens`.
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
 import { fixtureDir } from "../model/_test_utils.ts";
 import { noGpu, testContext } from "../kernels/_test_utils.ts";
@@ -16,11 +17,12 @@ const output = Array.from(readTensorI32(ref, "generate.output"));
 const newTokens = output.length - prompt.length;
 
 async function check(model: Qwen3Model): Promise<void> {
-  // HF's generate stops at the config's EOS; the reference output does not contain one, so all
-  // 12 tokens are generated and the reason is "length".
+  // HF's generate banned the config's EOS for every step (min_new_tokens = max_new_tokens), so
+  // all 12 tokens are generated and the reason is "length".
   const { sequences, stats } = await generate(model, {
     prompts: [prompt],
     maxNewTokens: newTokens,
+    minNewTokens: newTokens,
     temperature: 0,
   });
   const [seq] = sequences;

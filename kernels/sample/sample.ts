@@ -41,6 +41,12 @@ export interface SampleArgs {
   minP?: number;
   /** Number of EOS ids in `info`. */
   numEos: number;
+  /**
+   * Minimum length: while the step (`ctrl[1]`) is below this, the EOS ids in `info` are banned
+   * (logit −∞ for the choice and the sampling log-prob; the model log-prob is unmodified), as
+   * HuggingFace's `min_new_tokens`; default 0 (off).
+   */
+  minNewTokens?: number;
   /** Number of other stop ids in `info`. */
   numStop: number;
 }
@@ -138,6 +144,7 @@ export function encodeSample(
       f32Bits(greedy ? 1 : args.temperature),
       f32Bits(greedy ? 1 : args.topP ?? 1),
       f32Bits(greedy ? 0 : args.minP ?? 0),
+      args.minNewTokens ?? 0,
     ],
   );
 }

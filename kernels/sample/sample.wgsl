@@ -9,6 +9,9 @@
 //         log-prob log_softmax(logits)[token]) at [step, seq].
 //   ids   (u32) [R]: the chosen token, the next input of row r.
 // A row whose sequence already stopped (or step >= max_new) writes nothing.
+// Minimum length (HF min_new_tokens): while step < min_new the eos ids are banned, their logits
+// taken as -inf for the choice and the sampling distribution (skipped by every pass below); the
+// model log-prob and its log partition function still use the raw logits.
 // Greedy (greedy = 1): the lowest index of the largest logit; sampling log-prob 0.
 // Sampling: z = logits / temperature; kept set = {z >= threshold}, the threshold found by bisection
 // over order-preserving u32 keys of z that snaps to the nearest element key on each side (top-k:
@@ -21,7 +24,7 @@
 struct Params {
   R: u32, V: u32, n_seq: u32, max_new: u32,
   greedy: u32, top_k: u32, n_eos: u32, n_stop: u32,
-  temperature: f32, top_p: f32, min_p: f32,
+  temperature: f32, top_p: f32, min_p: f32, min_new: u32,
 }
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> info: array<u32>;
@@ -81,6 +84,15 @@ fn philox(counter: vec4u, seed: vec2u) -> vec4u {
   return c;
 }
 
+// Whether token j is banned at this step (an eos id while step < min_new; `ban` says the latter).
+fn banned(ban: bool, j: u32) -> bool {
+  if (!ban) { return false; }
+  for (var i = 0u; i < p.n_eos; i++) {
+    if (info[2u + p.R + i] == j) { return true; }
+  }
+  return false;
+}
+
 // Combines every thread's partials; all threads get the result.
 fn reduce(t: u32, v: Red) -> Red {
   r_s[t] = v.s;
@@ -113,7 +125,9 @@ fn reduce(t: u32, v: Red) -> Red {
 // (by_mass false) or `need` mass sum exp(z - zmax) (by_mass true); lo0 must be an element key
 // that qualifies and hi0 a key that does not. Bisection that snaps lo up to the smallest key of
 // a qualifying set and hi down to just above the largest key below a failing midpoint.
-fn search(t: u32, base: u32, lo0: u32, hi0: u32, by_mass: bool, need: f32, zmax: f32) -> u32 {
+fn search(
+  t: u32, base: u32, lo0: u32, hi0: u32, by_mass: bool, need: f32, zmax: f32, ban: bool,
+) -> u32 {
   var lo = lo0;
   var hi = hi0;
   for (var it = 0u; it < 40u; it++) {
@@ -122,6 +136,7 @@ fn search(t: u32, base: u32, lo0: u32, hi0: u32, by_mass: bool, need: f32, zmax:
     let mid = lo + (hi - lo) / 2u;
     var acc = empty();
     for (var j = t; j < p.V; j += WG) {
+      if (banned(ban, j)) { continue; }
       let z = logits[base + j] / p.temperature;
       let k = key(z);
       if (k >= mid) {
@@ -148,11 +163,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
   if (workgroupUniformLoad(&gate) != 0u) { return; }
   let base = row * p.V;
   let temp = select(p.temperature, 1.0, p.greedy != 0u);
+  let ban = step < p.min_new && p.n_eos > 0u;
 
-  // Raw logits: the max and its lowest index (greedy), the smallest key of z = logits / temp,
-  // then the log partition function.
+  // Allowed logits: the max and its lowest index (greedy), the smallest key of z = logits / temp;
+  // then over all raw logits (the banned ones are few: read directly) the log partition function.
   var a = empty();
   for (var j = t; j < p.V; j += WG) {
+    if (banned(ban, j)) { continue; }
     let l = logits[base + j];
     if (l > a.best) { a.best = l; a.at = j; }
     a.mn = min(a.mn, key(l / temp));
@@ -160,9 +177,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
   let first = reduce(t, a);
   let lmax = first.best;
   var tok = first.at;
+  var raw_max = lmax;
+  if (ban) {
+    for (var i = 0u; i < p.n_eos; i++) { raw_max = max(raw_max, logits[base + info[2u + p.R + i]]); }
+  }
   var b = empty();
-  for (var j = t; j < p.V; j += WG) { b.s += exp(logits[base + j] - lmax); }
-  let log_z = lmax + log(reduce(t, b).s);
+  for (var j = t; j < p.V; j += WG) { b.s += exp(logits[base + j] - raw_max); }
+  let log_z = raw_max + log(reduce(t, b).s);
 
   var lp_sample = 0.0;
   if (p.greedy == 0u) {
@@ -170,15 +191,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
     let top = key(zmax) + 1u;
     var lo = first.mn;
     if (p.top_k > 0u && p.top_k < p.V) {
-      lo = search(t, base, lo, top, false, f32(p.top_k), zmax);
+      lo = search(t, base, lo, top, false, f32(p.top_k), zmax, ban);
     }
     if (p.top_p < 1.0) {
       var m = empty();
       for (var j = t; j < p.V; j += WG) {
         let z = logits[base + j] / temp;
-        if (key(z) >= lo) { m.s += exp(z - zmax); }
+        if (key(z) >= lo && !banned(ban, j)) { m.s += exp(z - zmax); }
       }
-      lo = search(t, base, lo, top, true, p.top_p * reduce(t, m).s, zmax);
+      lo = search(t, base, lo, top, true, p.top_p * reduce(t, m).s, zmax, ban);
     }
     // Gumbel-max over the kept set, and the kept mass for the sampling log-prob.
     let seed = vec2u(info[0], info[1]);
@@ -186,7 +207,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
     for (var j = t; j < p.V; j += WG) {
       let z = logits[base + j] / temp;
       let w = exp(z - zmax);
-      if (key(z) >= lo && (p.min_p <= 0.0 || w >= p.min_p)) {
+      if (key(z) >= lo && (p.min_p <= 0.0 || w >= p.min_p) && !banned(ban, j)) {
         g.s += w;
         let bits = philox(vec4u(j, seq, step, 0u), seed).x;
         let u = (f32(bits >> 9u) + 0.5) * (1.0 / 8388608.0);

@@ -88,10 +88,25 @@ export function samplingDistributionRef(
   return out;
 }
 
+/** The RNG coordinates of one draw of {@linkcode sampleRef}, and the ids banned from it. */
+export interface SampleRefOptions extends SamplingParams {
+  /** RNG seed. */
+  seed: number;
+  /** Sequence index (RNG stream). */
+  sequence: number;
+  /** Output step (RNG counter). */
+  step: number;
+  /**
+   * Ids whose logits count as −∞ for the choice and the sampling distribution (HuggingFace's
+   * `min_new_tokens` bans the EOS ids so); the model log-prob uses the raw logits. Default none.
+   */
+  bannedTokenIds?: readonly number[];
+}
+
 /**
  * Draws one token as the GPU sampler does: `argmax_j (logits[j] / T − log(−log u_j))` over the
  * kept tokens, with `u_j = sampleUniform(seed, sequence, step, j)` (Gumbel-max), or the lowest
- * index of the largest logit when greedy.
+ * index of the largest logit when greedy; banned ids are never drawn.
  *
  * @param logits One row of raw logits.
  * @param options Sampling parameters and the RNG coordinates.
@@ -106,7 +121,7 @@ export function samplingDistributionRef(
  */
 export function sampleRef(
   logits: ArrayLike<number>,
-  options: SamplingParams & { seed: number; sequence: number; step: number },
+  options: SampleRefOptions,
 ): SampleRefResult {
   const v = logits.length;
   let lmax = -Infinity;
@@ -114,7 +129,14 @@ export function sampleRef(
   let sum = 0;
   for (let j = 0; j < v; j++) sum += Math.exp(logits[j] - lmax);
   const logZ = lmax + Math.log(sum);
-  const dist = samplingDistributionRef(logits, options);
+  const banned = options.bannedTokenIds ?? [];
+  let allowed: ArrayLike<number> = logits;
+  if (banned.length > 0) {
+    const masked = Float64Array.from(logits);
+    for (const id of banned) masked[id] = -Infinity;
+    allowed = masked;
+  }
+  const dist = samplingDistributionRef(allowed, options);
   let token = -1;
   if (options.temperature === 0) {
     token = dist.indexOf(1);

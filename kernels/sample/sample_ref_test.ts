@@ -69,3 +69,22 @@ Deno.test("sampleRef() draws by Gumbel-max and reports both log-probs", () => {
   strictEqual(greedy.token, 2);
   strictEqual(greedy.logprob, 0);
 });
+
+Deno.test("sampleRef() treats banned ids as −∞ for the choice, not for the model log-prob", () => {
+  const l = [Math.log(1), Math.log(2), Math.log(3), Math.log(4)]; // p ∝ 1, 2, 3, 4
+  const coords = { seed: 1, sequence: 0, step: 0, bannedTokenIds: [3] };
+  const greedy = sampleRef(l, { temperature: 0, ...coords });
+  strictEqual(greedy.token, 2);
+  close([greedy.logprob, greedy.modelLogprob], [0, Math.log(0.3)], "greedy");
+  // Sampling from p ∝ 1, 2, 3 (top-k 2 keeps 1 and 2 of the allowed tokens).
+  const drawn = sampleRef(l, { temperature: 1, topK: 2, ...coords });
+  ok(drawn.token === 1 || drawn.token === 2);
+  close(
+    [drawn.logprob, drawn.modelLogprob],
+    [Math.log((drawn.token + 1) / 5), Math.log((drawn.token + 1) / 10)],
+    "top-k 2",
+  );
+  for (let seed = 0; seed < 50; seed++) {
+    strictEqual(sampleRef(l, { temperature: 1, ...coords, seed }).token === 3, false);
+  }
+});

@@ -37,6 +37,8 @@ interface RunOptions extends SamplingParams {
   stop?: number[];
   state?: Uint32Array;
   ids?: Uint32Array;
+  /** The EOS ids are banned while `step` is below this. */
+  minNewTokens?: number;
 }
 
 interface RunResult {
@@ -88,6 +90,7 @@ async function run(
       minP: options.minP,
       numEos: eos.length,
       numStop: stop.length,
+      minNewTokens: options.minNewTokens,
     }));
   const [o, s, i] = await readback(ctx, [
     { buffer: out, offset: Math.min(step, maxNew - 1) * sequences * 12, size: sequences * 12 },
@@ -242,5 +245,72 @@ Deno.test({
     // Steps past maxNewTokens write nothing.
     const past = await run(ctx, logits, 4, { ...common, step: 4, maxNewTokens: 4 });
     deepStrictEqual(Array.from(past.state), Array.from(state));
+  },
+});
+
+Deno.test({
+  name:
+    "encodeSample() bans the EOS ids below minNewTokens as the reference does (runner-up, EOS after)",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const [rows, v] = [4, 1000];
+    const logits = randomArray(rows * v, 31, -4, 4);
+    // Row 0's argmax is EOS 17 by far (exp(20) more likely than the rest); row 1's argmax is EOS
+    // 900 by a little; EOS 3 is the runner-up of row 2; row 3 holds no large EOS logit.
+    logits[17] = 20;
+    logits[v + 900] = 4.5;
+    logits[2 * v + 3] = 3.99;
+    const eos = [17, 900, 3];
+    const cases: SamplingParams[] = [
+      { temperature: 0 },
+      { temperature: 1 },
+      { temperature: 0.7, topK: 20 },
+      { temperature: 1, topP: 0.5 },
+      { temperature: 0.9, topK: 300, topP: 0.95, minP: 0.05 },
+    ];
+    const seed = 21;
+    for (const params of cases) {
+      const what = JSON.stringify(params);
+      for (const [step, banned] of [[1, true], [2, false]] as const) {
+        const got = await run(ctx, logits, rows, {
+          ...params,
+          seed,
+          step,
+          maxNewTokens: 8,
+          eos,
+          minNewTokens: 2,
+        });
+        const want = Array.from(
+          { length: rows },
+          (_, r) =>
+            sampleRef(logits.subarray(r * v, (r + 1) * v), {
+              ...params,
+              seed,
+              sequence: r,
+              step,
+              bannedTokenIds: banned ? eos : undefined,
+            }),
+        );
+        const at = `${what} step ${step}`;
+        deepStrictEqual(Array.from(got.tokens), want.map((w) => w.token), at);
+        assertClose(got.logprobs, want.map((w) => w.logprob), LP_TOL, `${at} logprob`);
+        assertClose(got.modelLogprobs, want.map((w) => w.modelLogprob), LP_TOL, `${at} model`);
+        if (banned) {
+          ok(got.tokens.every((t) => !eos.includes(t)), `${at}: drew a banned EOS`);
+          deepStrictEqual(Array.from(got.state).filter((_, i) => i % 2 === 0), [0, 0, 0, 0]);
+        }
+        if (params.temperature === 0) {
+          // Greedy: row 0 takes EOS 17 once allowed, its runner-up while banned.
+          const row0 = Array.from(logits.subarray(0, v));
+          const runnerUp = row0.indexOf(Math.max(...row0.filter((_, j) => j !== 17)));
+          strictEqual(got.tokens[0], banned ? runnerUp : 17, at);
+          strictEqual(got.state[0], banned ? 0 : 1, `${at} reason`);
+          // The model log-prob is the unmasked log_softmax.
+          const z = Math.log(row0.reduce((s, l) => s + Math.exp(l), 0));
+          ok(Math.abs(got.modelLogprobs[0] - (row0[got.tokens[0]] - z)) < 1e-4, `${at} model lp`);
+        }
+      }
+    }
   },
 });
