@@ -19,7 +19,6 @@ export * from "./kernels/mod.ts";
 export * from "./model/mod.ts";
 export * from "./adapters/mod.ts";
 export * from "./data/mod.ts";
-export * from "./trainer/checkpoint.ts";
-export * from "./trainer/optim/mod.ts";
+export * from "./trainer/mod.ts";
 export * from "./verify/mod.ts";
 export * from "./eval/mod.ts";

@@ -22,12 +22,12 @@
  *
  * @example Usage
  * ```ts
- * import type { Backend } from "./config.ts";
+ * import type { BackendChoice } from "./config.ts";
  *
- * const backend: Backend = "auto";
+ * const backend: BackendChoice = "auto";
  * ```
  */
-export type Backend = "webgpu" | "cpu" | "auto";
+export type BackendChoice = "webgpu" | "cpu" | "auto";
 
 /**
  * A linear layer of a Qwen3 decoder layer that an adapter can wrap (PEFT `target_modules` names).
@@ -286,7 +286,7 @@ export interface TrainConfig {
   /** Checkpoint cadence and retention. */
   readonly checkpoint: CheckpointConfig;
   /** Where the model math runs. */
-  readonly backend: Backend;
+  readonly backend: BackendChoice;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -18,3 +18,4 @@ export * from "./generate_webgpu.ts";
 export * from "./tokenizer.ts";
 export * from "./chat_template.ts";
 export * from "./qwen3_webgpu_backward.ts";
+export * from "./init.ts";

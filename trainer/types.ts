@@ -131,3 +131,69 @@ export interface GradientTransformation<S> {
     extra?: UpdateExtraArgs,
   ): UpdateResult<S>;
 }
+
+/**
+ * Cotangents of a scalar loss with respect to the model's outputs: what a loss term hands the
+ * backward pass (`cpuBackward`'s `dLogprobs` / `dLastHidden`, and the same names on the GPU).
+ * A term leaves out the outputs it does not depend on.
+ *
+ * @example The gradient of the summed log-likelihood of two tokens
+ * ```ts
+ * import type { LossGrads } from "./types.ts";
+ * const grad: LossGrads = { dLogprobs: new Float64Array([-1, -1]) };
+ * console.log(grad.dLogprobs?.length); // 2
+ * ```
+ */
+export interface LossGrads {
+  /** `dLoss/dlogprobs`, `[batch, seqLen − 1]` like the token log-probs. */
+  dLogprobs?: Float64Array;
+  /** `dLoss/dlastHidden`, `[batch, seqLen, hidden]` at the final-norm output. */
+  dLastHidden?: Float64Array;
+}
+
+/**
+ * What a loss term returns (the verl contract): its value, its gradient contribution with
+ * respect to the model's outputs, and scalars worth logging under namespaced keys
+ * (`"loss/nll"`, `"loss/pg_clipfrac"`).
+ *
+ * @example A loss output
+ * ```ts
+ * import type { LossOutput } from "./types.ts";
+ * const out: LossOutput = {
+ *   value: 0.7,
+ *   grad: { dLogprobs: new Float64Array([-0.5, -0.5]) },
+ *   metrics: { "loss/nll": 0.7 },
+ * };
+ * console.log(out.metrics["loss/nll"]); // 0.7
+ * ```
+ */
+export interface LossOutput {
+  /** The loss (already aggregated, e.g. a token mean). */
+  value: number;
+  /** Its cotangents at the model's outputs. */
+  grad: LossGrads;
+  /** Scalars to log, keys namespaced as `"loss/<name>"`. */
+  metrics: Record<string, number>;
+}
+
+/**
+ * A loss term: a pure function from what the model computed on a batch (and the batch's own
+ * data) to a {@linkcode LossOutput}.
+ *
+ * @typeParam I The term's input.
+ *
+ * @example The mean of the negated log-probs
+ * ```ts
+ * import type { LossTerm } from "./types.ts";
+ * const meanNll: LossTerm<{ logprobs: Float64Array }> = ({ logprobs }) => {
+ *   const n = logprobs.length;
+ *   return {
+ *     value: -logprobs.reduce((a, b) => a + b, 0) / n,
+ *     grad: { dLogprobs: new Float64Array(n).fill(-1 / n) },
+ *     metrics: {},
+ *   };
+ * };
+ * console.log(meanNll({ logprobs: new Float64Array([-1, -3]) }).value); // 2
+ * ```
+ */
+export type LossTerm<I> = (input: I) => LossOutput;

@@ -1,0 +1,52 @@
+// The WebGPU train backend (WebGpuQwen3.backward, float32) against the CPU one (float64): the
+// same run gives the same metrics up to float32 rounding. Skipped without a WebGPU adapter.
+import { ok, strictEqual } from "node:assert/strict";
+import { join } from "node:path";
+import { noGpu } from "../kernels/_test_utils.ts";
+import { runSft } from "../trainer/sft.ts";
+import { QUIET, tinyConfig, withTempDir } from "./train_utils.ts";
+
+async function metricLines(runDir: string): Promise<Record<string, number>[]> {
+  const text = await Deno.readTextFile(join(runDir, "metrics.jsonl"));
+  return text.trim().split("\n").map((line) => JSON.parse(line));
+}
+
+function close(a: number, b: number, rel: number): boolean {
+  return Math.abs(a - b) <= rel * Math.max(Math.abs(a), Math.abs(b), 1e-12);
+}
+
+for (const lora of [false, true]) {
+  Deno.test({
+    name: `runSft() on WebGPU matches the CPU run to float32 rounding (${lora ? "LoRA" : "full"})`,
+    ignore: noGpu,
+    async fn() {
+      await withTempDir(async (dir) => {
+        const extra = [
+          "--trainer.steps=3",
+          "--eval.every=0",
+          ...(lora ? ["--adapters.kind=lora", "--adapters.r=2", "--trainer.lr=3e-2"] : []),
+        ];
+        const gpu = await runSft(
+          await tinyConfig(dir, ["--run.name=gpu", "--backend=webgpu", ...extra]),
+          QUIET,
+        );
+        ok(gpu.backend.startsWith("webgpu"), gpu.backend);
+        const cpu = await runSft(await tinyConfig(dir, ["--run.name=cpu", ...extra]), QUIET);
+        const a = await metricLines(gpu.runDir);
+        const b = await metricLines(cpu.runDir);
+        strictEqual(a.length, b.length);
+        a.forEach((line, i) => {
+          for (const key of ["loss/nll", "eval/loss", "optim/grad_norm", "optim/update_norm"]) {
+            if (!(key in b[i])) continue;
+            // float32 math on the GPU vs float64 on the CPU, through 3 AdamW steps.
+            ok(
+              close(line[key], b[i][key], 1e-4),
+              `step ${line.step} ${key}: ${line[key]} vs ${b[i][key]}`,
+            );
+          }
+          strictEqual(line["eval/accuracy"], b[i]["eval/accuracy"]);
+        });
+      });
+    },
+  });
+}

@@ -1,0 +1,63 @@
+// Shared set-up of the trainer integration tests: a very small run config (a 1-layer, 16-wide
+// Qwen3 on 1-digit addition) that trains a step in a few milliseconds on the CPU.
+import type { TrainConfig } from "../cli/config.ts";
+import { loadConfig } from "../cli/load_config.ts";
+
+/** Overrides of the very small test run, before the test's own. */
+export const TINY_OVERRIDES: readonly string[] = [
+  "--model.hidden=16",
+  "--model.layers=1",
+  "--model.heads=2",
+  "--model.kvHeads=1",
+  "--model.headDim=8",
+  "--model.intermediate=32",
+  "--model.maxPositions=64",
+  "--data.digits=1",
+  "--data.ops=+",
+  "--data.trainSize=40",
+  "--data.evalSize=4",
+  "--trainer.steps=6",
+  "--trainer.batchSize=4",
+  "--trainer.lr=1e-2",
+  "--trainer.warmupSteps=1",
+  "--eval.samples=4",
+  "--eval.maxNewTokens=4",
+  "--eval.every=3",
+  "--checkpoint.every=2",
+  "--checkpoint.keep=0",
+  "--backend=cpu",
+];
+
+/**
+ * The very small run config writing under `outDir`, plus overrides.
+ *
+ * @param outDir The run's `run.outDir`.
+ * @param overrides More `--key=value` overrides (applied last).
+ * @returns The validated config.
+ */
+export function tinyConfig(
+  outDir: string,
+  overrides: readonly string[] = [],
+): Promise<TrainConfig> {
+  return loadConfig(undefined, {
+    overrides: [`--run.outDir=${outDir}`, ...TINY_OVERRIDES, ...overrides],
+  });
+}
+
+/**
+ * Runs `fn` with a fresh temporary directory, removed afterwards.
+ *
+ * @param fn The test body.
+ * @returns Its result.
+ */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "halo_train_test_" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Quiet output for `runSft`. */
+export const QUIET = { progress: null, log: (_: string) => {} } as const;

@@ -1,0 +1,64 @@
+// Private: the CPU trainer's unit of work, one sequence at a time (no padding). A batch's
+// gradient is the sum of its rows' gradients taken in row order, so the result is the same
+// whether the rows run in this thread or are spread over any number of workers.
+import { logprobRef } from "../kernels/logprob/logprob_ref.ts";
+import type { CpuQwen3 } from "../model/qwen3_cpu.ts";
+import { cpuBackward } from "../model/qwen3_cpu_backward.ts";
+import type { TrainMode } from "./backend.ts";
+
+/** The backward of one sequence: its tokens and the cotangents of its outputs. */
+export interface RowJob {
+  /** The sequence's tokens (no padding). */
+  ids: number[];
+  /** `dLoss/dlogprobs`, `[ids.length − 1]`. */
+  dLogprobs?: Float64Array;
+  /** `dLoss/dlastHidden`, `[ids.length, hidden]`. */
+  dLastHidden?: Float64Array;
+  /** Training-mode LoRA dropout seed of this row. */
+  dropoutSeed?: number;
+}
+
+/** What one sequence's pass computed. */
+export interface RowResult {
+  /** Token log-probs `[ids.length − 1]`. */
+  logprobs: Float64Array;
+  /** Final-norm hidden states `[ids.length, hidden]`. */
+  lastHidden: Float64Array;
+  /** Gradients by name (absent for a forward, or a row without any cotangent). */
+  grads?: Record<string, Float64Array>;
+}
+
+function allZero(a: Float64Array | undefined): boolean {
+  if (a === undefined) return true;
+  for (let i = 0; i < a.length; i++) if (a[i] !== 0) return false;
+  return true;
+}
+
+/** Forward of one sequence. */
+export function rowForward(model: CpuQwen3, ids: readonly number[]): RowResult {
+  const t = model.trace({ inputIds: [ids] });
+  const lp = logprobRef(t.logits, t.batch.targets, model.config.vocabSize).logprobs;
+  return { logprobs: lp.slice(0, ids.length - 1), lastHidden: t.hidden[t.hidden.length - 1] };
+}
+
+/** Forward and backward of one sequence (forward only when its cotangents are all zero). */
+export function rowBackward(model: CpuQwen3, mode: TrainMode, job: RowJob): RowResult {
+  if (allZero(job.dLogprobs) && allZero(job.dLastHidden)) return rowForward(model, job.ids);
+  const r = cpuBackward(model, { inputIds: [job.ids] }, {
+    mode,
+    dLogprobs: job.dLogprobs,
+    dLastHidden: job.dLastHidden,
+    dropoutSeed: job.dropoutSeed,
+  });
+  return { logprobs: r.logprobs, lastHidden: r.lastHidden, grads: Object.fromEntries(r.grads) };
+}
+
+/** The buffers of row results, to transfer instead of copy. */
+export function resultBuffers(results: readonly RowResult[]): ArrayBuffer[] {
+  const out: ArrayBuffer[] = [];
+  for (const r of results) {
+    out.push(r.logprobs.buffer as ArrayBuffer, r.lastHidden.buffer as ArrayBuffer);
+    for (const g of Object.values(r.grads ?? {})) out.push(g.buffer as ArrayBuffer);
+  }
+  return [...new Set(out)];
+}

@@ -1,0 +1,132 @@
+// Private: the trainer's WebGPU backend over `WebGpuQwen3.backward`. The optimizer runs on the
+// host (the same pure pieces as on the CPU); after each update the new values are written into
+// the model's parameter buffers. Float32 throughout, so runs match the CPU backend only to
+// float32 rounding, not bit for bit.
+import type { GenerateOptions, GenerateResult } from "../model/generate.ts";
+import { generate } from "../model/generate.ts";
+import type { ForwardInput } from "../model/forward_input.ts";
+import type { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
+import type {
+  LossAndGradsOptions,
+  LossAndGradsResult,
+  PolicyOutputs,
+  TrainBackend,
+  TrainMode,
+} from "./backend.ts";
+import { assignParams, type NamedParams } from "./params.ts";
+import type { LossGrads, LossTerm, ParamTree } from "./types.ts";
+
+function sameArray(a: Float64Array | undefined, b: Float64Array | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
+  return true;
+}
+
+/** Whether a model has the GPU training API this backend drives. */
+export function canTrainOnGpu(model: unknown): model is WebGpuQwen3 {
+  const m = model as Partial<WebGpuQwen3> | null;
+  return m !== null && typeof m === "object" && m.backend === "webgpu" &&
+    typeof m.backward === "function" && typeof m.gradients === "function";
+}
+
+export class WebGpuTrainBackend implements TrainBackend {
+  readonly kind = "webgpu" as const;
+  readonly mode: TrainMode;
+  readonly model: WebGpuQwen3;
+  readonly params: NamedParams;
+
+  constructor(model: WebGpuQwen3, mode: TrainMode, params: NamedParams) {
+    this.model = model;
+    this.mode = mode;
+    this.params = params;
+    const names = new Set(model.gradients(mode).map((p) => p.name));
+    for (const name of Object.keys(params.tree)) {
+      if (!names.has(name)) {
+        throw new TypeError(
+          `Cannot create the WebGPU train backend: the host parameter "${name}" is not a ` +
+            `trainable tensor of the model in mode "${mode}"`,
+        );
+      }
+    }
+  }
+
+  async forward(input: ForwardInput): Promise<PolicyOutputs> {
+    const out = await this.model.tokenLogprobs({ ...input, outputHiddenStates: true });
+    return {
+      logprobs: Float64Array.from(out.logprobs),
+      lastHidden: out.lastHidden ? Float64Array.from(out.lastHidden) : undefined,
+      batch: out.batch,
+      seqLen: out.seqLen,
+    };
+  }
+
+  async lossAndGrads(
+    input: ForwardInput,
+    loss: LossTerm<PolicyOutputs>,
+    options: LossAndGradsOptions = {},
+  ): Promise<LossAndGradsResult> {
+    if (options.dropoutSeed !== undefined && (this.model.adapters?.config?.loraDropout ?? 0) > 0) {
+      throw new RangeError(
+        `Cannot train on WebGPU: LoRA dropout is not applied by the GPU backward: set key ` +
+          `"adapters.dropout" to 0 or train on the CPU`,
+      );
+    }
+    const rows = input.inputIds.length;
+    const seqLen = input.inputIds[0]?.length ?? 0;
+    let grad: LossGrads;
+    if (options.linear) {
+      grad = loss({
+        logprobs: new Float64Array(rows * Math.max(0, seqLen - 1)),
+        lastHidden: new Float64Array(rows * seqLen * this.model.config.hiddenSize),
+        batch: rows,
+        seqLen,
+      }).grad;
+    } else {
+      grad = loss(await this.forward(input)).grad;
+    }
+    const r = await this.model.backward(input, {
+      mode: this.mode,
+      dLogprobs: grad.dLogprobs,
+      dLastHidden: grad.dLastHidden,
+    });
+    const out = loss({
+      logprobs: Float64Array.from(r.logprobs),
+      lastHidden: Float64Array.from(r.lastHidden),
+      batch: rows,
+      seqLen,
+    });
+    if (
+      options.linear &&
+      (!sameArray(out.grad.dLogprobs, grad.dLogprobs) ||
+        !sameArray(out.grad.dLastHidden, grad.dLastHidden))
+    ) {
+      throw new TypeError(
+        "Cannot compute gradients: the loss term was declared linear, but its gradient " +
+          "changed with the model's outputs: call lossAndGrads without `linear`",
+      );
+    }
+    const grads: ParamTree = {};
+    for (const [name, value] of Object.entries(this.params.tree)) {
+      const g = r.grads.get(name);
+      grads[name] = g === undefined ? new Float32Array(value.length) : Float32Array.from(g);
+    }
+    return { loss: out, grads };
+  }
+
+  generate(options: GenerateOptions): Promise<GenerateResult> {
+    return generate(this.model, options);
+  }
+
+  setParams(tree: ParamTree): void {
+    assignParams(this.params.tree, tree);
+    const queue = this.model.ctx.device.queue;
+    for (const p of this.model.gradients(this.mode)) {
+      const host = this.params.tree[p.name];
+      if (host === undefined) continue;
+      queue.writeBuffer(p.param, 0, host as Float32Array<ArrayBuffer>, p.offset, p.n);
+    }
+  }
+
+  dispose(): void {}
+}

@@ -1,0 +1,536 @@
+/**
+ * The trainer's view of a model backend: trainable parameters by name, a forward and greedy
+ * generation for evaluation, and the gradients of a loss term. The train loop only talks to a
+ * {@linkcode TrainBackend}, so the two implementations are interchangeable:
+ *
+ * - CPU: the exact float64 `cpuBackward`, run sequence by sequence (a right-padded batch's
+ *   gradient is the sum of its sequences' gradients in order), optionally spread over worker
+ *   threads; the result does not depend on the number of workers.
+ * - WebGPU: `WebGpuQwen3.backward` in float32, the optimizer on the host and the new values
+ *   uploaded after each step (no LoRA dropout).
+ *
+ * @example Gradients of the SFT loss of one sequence, on the CPU
+ * ```ts
+ * import { createTrainBackend } from "./backend.ts";
+ * import { sftLoss } from "./sft_loss.ts";
+ * import { initQwen3Weights } from "../model/init.ts";
+ * import { CpuQwen3 } from "../model/qwen3_cpu.ts";
+ * import { ok } from "node:assert/strict";
+ *
+ * const config = {
+ *   vocabSize: 16, hiddenSize: 8, intermediateSize: 16, numHiddenLayers: 1,
+ *   numAttentionHeads: 2, numKeyValueHeads: 1, headDim: 4, rmsNormEps: 1e-6, ropeTheta: 1e4,
+ *   maxPositionEmbeddings: 32, tieWordEmbeddings: true, eosTokenIds: [], bosTokenId: null,
+ *   padTokenId: null,
+ * };
+ * const model = new CpuQwen3(config, initQwen3Weights(config, { seed: 0 }));
+ * const backend = createTrainBackend(model, { mode: "full" });
+ * const lossMask = new Float64Array([0, 1, 1]);
+ * const { loss, grads } = await backend.lossAndGrads(
+ *   { inputIds: [[1, 2, 3, 4]] },
+ *   ({ logprobs }) => sftLoss({ logprobs, lossMask }),
+ *   { linear: true },
+ * );
+ * ok(loss.value > 0 && grads["model.norm.weight"].length === 8);
+ * ```
+ *
+ * @module
+ */
+import { logprobRef } from "../kernels/logprob/logprob_ref.ts";
+import type { ForwardInput } from "../model/forward_input.ts";
+import type { Qwen3Model } from "../model/model.ts";
+import { CpuQwen3 } from "../model/qwen3_cpu.ts";
+import { cpuBackward } from "../model/qwen3_cpu_backward.ts";
+import { generate, type GenerateOptions, type GenerateResult } from "../model/generate.ts";
+import { CpuWorkerPool } from "./_cpu_pool.ts";
+import { canTrainOnGpu, WebGpuTrainBackend } from "./_webgpu_backend.ts";
+import { rowBackward, rowForward, type RowJob, type RowResult } from "./_cpu_rows.ts";
+import { assignParams, loraParams, modelParams, type NamedParams } from "./params.ts";
+import type { LossOutput, LossTerm, ParamTree } from "./types.ts";
+
+/**
+ * Which parameters train: every weight (`"full"`) or only the LoRA adapters the model carries
+ * (`"adapters"`; the base stays frozen).
+ *
+ * @example Usage
+ * ```ts
+ * import type { TrainMode } from "./backend.ts";
+ *
+ * const mode: TrainMode = "adapters";
+ * ```
+ */
+export type TrainMode = "full" | "adapters";
+
+/**
+ * What the model computed on a batch, as a loss term reads it.
+ *
+ * @example Usage
+ * ```ts
+ * import type { PolicyOutputs } from "./backend.ts";
+ *
+ * const outputs: PolicyOutputs = { logprobs: new Float64Array(3), batch: 1, seqLen: 4 };
+ * ```
+ */
+export interface PolicyOutputs {
+  /** Token log-probs `[batch, seqLen − 1]` (0 at masked targets). */
+  logprobs: Float64Array;
+  /** Final-norm hidden states `[batch, seqLen, hidden]`, when the backend computed them. */
+  lastHidden?: Float64Array;
+  /** Number of sequences. */
+  batch: number;
+  /** Tokens per sequence. */
+  seqLen: number;
+}
+
+/**
+ * Options of {@linkcode TrainBackend.lossAndGrads}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { LossAndGradsOptions } from "./backend.ts";
+ *
+ * const options: LossAndGradsOptions = { linear: true, dropoutSeed: 1234 };
+ * ```
+ */
+export interface LossAndGradsOptions {
+  /**
+   * The loss is linear in the outputs (its gradient does not depend on them, e.g. the SFT NLL):
+   * the backend takes the gradient from the term before the forward and runs one fused
+   * forward+backward instead of a forward, the term, and a forward+backward. The claim is
+   * checked: a term whose gradient changes with the outputs is an error. Default `false`.
+   */
+  linear?: boolean;
+  /** Seed of the training-mode LoRA dropout masks; default no dropout. */
+  dropoutSeed?: number;
+}
+
+/**
+ * Result of {@linkcode TrainBackend.lossAndGrads}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { LossAndGradsResult } from "./backend.ts";
+ *
+ * const result: LossAndGradsResult = {
+ *   loss: { value: 1, grad: {}, metrics: {} },
+ *   grads: { "model.norm.weight": new Float32Array(8) },
+ * };
+ * ```
+ */
+export interface LossAndGradsResult {
+  /** The loss term's output on the batch. */
+  loss: LossOutput;
+  /** The gradient of `loss.value` for every trainable parameter, float32. */
+  grads: ParamTree;
+}
+
+/**
+ * A model backend as the trainer sees it.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import type { TrainBackend } from "./backend.ts";
+ * declare const backend: TrainBackend;
+ * const before = backend.params.tree["model.norm.weight"][0];
+ * ```
+ */
+export interface TrainBackend {
+  /** Where the math runs. */
+  readonly kind: "cpu" | "webgpu";
+  /** Which parameters train: every weight (`"full"`) or the LoRA adapters only. */
+  readonly mode: TrainMode;
+  /** The model (for generation during evaluation). */
+  readonly model: Qwen3Model;
+  /**
+   * The trainable parameters by name, with shapes. On the CPU the arrays are the model's own; on
+   * a GPU backend they are host copies that {@linkcode TrainBackend.setParams} uploads.
+   */
+  readonly params: NamedParams;
+  /**
+   * Token log-probs of a batch (no dropout): for evaluation.
+   *
+   * @param input The batch.
+   * @returns The outputs.
+   */
+  forward(input: ForwardInput): Promise<PolicyOutputs>;
+  /**
+   * Runs the batch forward and backward through a loss term.
+   *
+   * @param input The batch.
+   * @param loss The loss term, called with the model's outputs.
+   * @param options Linearity and dropout.
+   * @returns The term's output and the gradients of every trainable parameter.
+   */
+  lossAndGrads(
+    input: ForwardInput,
+    loss: LossTerm<PolicyOutputs>,
+    options?: LossAndGradsOptions,
+  ): Promise<LossAndGradsResult>;
+  /**
+   * Generates continuations with the current parameters (`model/generate.ts` semantics).
+   *
+   * @param options Prompts, length, sampling.
+   * @returns The sequences.
+   */
+  generate(options: GenerateOptions): Promise<GenerateResult>;
+  /**
+   * Makes new parameter values the model's (copied in place; uploaded on a GPU).
+   *
+   * @param tree New values, same names and lengths as `params.tree`.
+   */
+  setParams(tree: ParamTree): void;
+  /** Frees workers and device memory; the backend cannot be used afterwards. */
+  dispose(): void;
+}
+
+/**
+ * Options of {@linkcode createTrainBackend}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { CreateTrainBackendOptions } from "./backend.ts";
+ *
+ * const options: CreateTrainBackendOptions = { mode: "adapters" };
+ * ```
+ */
+export interface CreateTrainBackendOptions {
+  /** `"full"` trains every weight, `"adapters"` only the LoRA adapters the model carries. */
+  mode: TrainMode;
+  /**
+   * CPU: threads to spread the sequences of a batch over (workers, each with a copy of the
+   * model); default 1 (this thread). The results do not depend on it: a batch's gradient is
+   * always the sum of its sequences' gradients taken in order.
+   */
+  workers?: number;
+  /**
+   * WebGPU: host copies of the trainable parameters (`modelParams` of the weights the model was
+   * built from, or `loraParams` of the adapters given to `setAdapters`). The optimizer updates
+   * them and the backend uploads them after each step. Required for a WebGPU model.
+   */
+  params?: NamedParams;
+}
+
+function sameArray(a: Float64Array | undefined, b: Float64Array | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
+  return true;
+}
+
+function mix32(state: number, value: number): number {
+  let x = (state ^ (value >>> 0)) >>> 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x85ebca6b);
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** Real-token count of each row when every mask row is 1…1 0…0 (right padding), else null. */
+function rowLengths(input: ForwardInput): number[] | null {
+  const rows = input.inputIds;
+  if (!Array.isArray(rows) || rows.length === 0 || !Array.isArray(rows[0])) return null;
+  const seqLen = rows[0].length;
+  const lengths: number[] = [];
+  for (let b = 0; b < rows.length; b++) {
+    if (!Array.isArray(rows[b]) || rows[b].length !== seqLen) return null;
+    const mask = input.attentionMask?.[b];
+    if (mask === undefined) {
+      lengths.push(seqLen);
+      continue;
+    }
+    if (!Array.isArray(mask) || mask.length !== seqLen) return null;
+    let n = 0;
+    while (n < seqLen && mask[n] === 1) n++;
+    for (let t = n; t < seqLen; t++) if (mask[t] !== 0) return null;
+    if (n < 1) return null;
+    lengths.push(n);
+  }
+  return lengths;
+}
+
+/** The trainer's CPU backend: the exact float64 forward and backward of `CpuQwen3`. */
+class CpuTrainBackend implements TrainBackend {
+  readonly kind = "cpu" as const;
+  readonly mode: TrainMode;
+  readonly model: CpuQwen3;
+  readonly params: NamedParams;
+  readonly workers: number;
+  #pool: CpuWorkerPool | null = null;
+
+  constructor(model: CpuQwen3, mode: TrainMode, workers: number) {
+    this.model = model;
+    this.mode = mode;
+    this.workers = workers;
+    if (mode === "adapters") {
+      if (model.adapters === null) {
+        throw new TypeError(
+          `Cannot create the CPU train backend: mode "adapters" needs adapters on the model ` +
+            `(call setAdapters first)`,
+        );
+      }
+      this.params = loraParams(model.adapters);
+    } else {
+      if (model.adapters !== null) {
+        throw new TypeError(
+          `Cannot create the CPU train backend: mode "full" trains the base weights of a model ` +
+            `without adapters: remove the adapters or use mode "adapters"`,
+        );
+      }
+      this.params = modelParams(model.weights, model.config);
+    }
+  }
+
+  get #workerPool(): CpuWorkerPool | null {
+    if (this.workers > 1 && this.#pool === null) {
+      this.#pool = new CpuWorkerPool(this.workers, this.model, this.mode);
+    }
+    return this.#pool;
+  }
+
+  async #forwardRows(rows: number[][]): Promise<RowResult[]> {
+    const pool = this.#workerPool;
+    return pool
+      ? await pool.forward(rows, this.params.tree)
+      : rows.map((ids) => rowForward(this.model, ids));
+  }
+
+  async #backwardRows(jobs: RowJob[]): Promise<RowResult[]> {
+    const pool = this.#workerPool;
+    return pool
+      ? await pool.backward(jobs, this.params.tree)
+      : jobs.map((job) => rowBackward(this.model, this.mode, job));
+  }
+
+  /** Scatters per-row results into the batch layout (zeros at padding). */
+  #gather(
+    results: readonly RowResult[],
+    lengths: readonly number[],
+    seqLen: number,
+  ): PolicyOutputs {
+    const B = lengths.length;
+    const H = this.model.config.hiddenSize;
+    const logprobs = new Float64Array(B * (seqLen - 1));
+    const lastHidden = new Float64Array(B * seqLen * H);
+    results.forEach((r, b) => {
+      logprobs.set(r.logprobs, b * (seqLen - 1));
+      lastHidden.set(r.lastHidden, b * seqLen * H);
+    });
+    return { logprobs, lastHidden, batch: B, seqLen };
+  }
+
+  async forward(input: ForwardInput): Promise<PolicyOutputs> {
+    const lengths = rowLengths(input);
+    if (lengths === null) {
+      const t = this.model.trace(input);
+      return this.#batchOutputs(t.batch, t.logits, t.hidden[t.hidden.length - 1]);
+    }
+    const rows = input.inputIds.map((ids, b) => ids.slice(0, lengths[b]));
+    return this.#gather(await this.#forwardRows(rows), lengths, input.inputIds[0].length);
+  }
+
+  #batchOutputs(
+    batch: { batch: number; seqLen: number; targets: Int32Array },
+    logits: Float64Array,
+    lastHidden: Float64Array,
+  ): PolicyOutputs {
+    const { batch: B, seqLen: T, targets } = batch;
+    const lp = logprobRef(logits, targets, this.model.config.vocabSize).logprobs;
+    const logprobs = new Float64Array(B * (T - 1));
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t + 1 < T; t++) logprobs[b * (T - 1) + t] = lp[b * T + t];
+    }
+    return { logprobs, lastHidden, batch: B, seqLen: T };
+  }
+
+  async lossAndGrads(
+    input: ForwardInput,
+    loss: LossTerm<PolicyOutputs>,
+    options: LossAndGradsOptions = {},
+  ): Promise<LossAndGradsResult> {
+    const lengths = rowLengths(input);
+    if (lengths === null) return this.#lossAndGradsBatched(input, loss, options);
+    const B = lengths.length;
+    const T = input.inputIds[0].length;
+    const H = this.model.config.hiddenSize;
+    const rows = input.inputIds.map((ids, b) => ids.slice(0, lengths[b]));
+    const grad = options.linear
+      ? loss({
+        logprobs: new Float64Array(B * (T - 1)),
+        lastHidden: new Float64Array(B * T * H),
+        batch: B,
+        seqLen: T,
+      }).grad
+      : loss(this.#gather(await this.#forwardRows(rows), lengths, T)).grad;
+    if (!grad.dLogprobs && !grad.dLastHidden) {
+      throw new TypeError(
+        "Cannot compute gradients: the loss term returned no cotangent (grad.dLogprobs or " +
+          "grad.dLastHidden)",
+      );
+    }
+    if (grad.dLogprobs && grad.dLogprobs.length !== B * (T - 1)) {
+      throw new RangeError(
+        `Cannot compute gradients: grad.dLogprobs must have batch·(seqLen−1) = ${B * (T - 1)} ` +
+          `values: current length is ${grad.dLogprobs.length}`,
+      );
+    }
+    if (grad.dLastHidden && grad.dLastHidden.length !== B * T * H) {
+      throw new RangeError(
+        `Cannot compute gradients: grad.dLastHidden must have batch·seqLen·hidden = ` +
+          `${B * T * H} values: current length is ${grad.dLastHidden.length}`,
+      );
+    }
+    const jobs: RowJob[] = rows.map((ids, b) => ({
+      ids,
+      dLogprobs: grad.dLogprobs?.slice(b * (T - 1), b * (T - 1) + ids.length - 1),
+      dLastHidden: grad.dLastHidden?.slice(b * T * H, (b * T + ids.length) * H),
+      dropoutSeed: options.dropoutSeed === undefined ? undefined : mix32(options.dropoutSeed, b),
+    }));
+    const results = await this.#backwardRows(jobs);
+    const out = loss(this.#gather(results, lengths, T));
+    this.#checkLinear(options, out, grad);
+    // The batch gradient: the rows' gradients summed in row order (float64), rounded once.
+    const grads: ParamTree = {};
+    for (const [name, value] of Object.entries(this.params.tree)) {
+      const sum = new Float64Array(value.length);
+      for (const r of results) {
+        const g = r.grads?.[name];
+        if (g !== undefined) { for (let i = 0; i < sum.length; i++) sum[i] += g[i]; }
+      }
+      grads[name] = Float32Array.from(sum);
+    }
+    return { loss: out, grads };
+  }
+
+  #checkLinear(options: LossAndGradsOptions, out: LossOutput, grad: LossOutput["grad"]): void {
+    if (
+      options.linear &&
+      (!sameArray(out.grad.dLogprobs, grad.dLogprobs) ||
+        !sameArray(out.grad.dLastHidden, grad.dLastHidden))
+    ) {
+      throw new TypeError(
+        "Cannot compute gradients: the loss term was declared linear, but its gradient " +
+          "changed with the model's outputs: call lossAndGrads without `linear`",
+      );
+    }
+  }
+
+  /** Left-padded or otherwise masked batches: one batched pass in this thread. */
+  #lossAndGradsBatched(
+    input: ForwardInput,
+    loss: LossTerm<PolicyOutputs>,
+    options: LossAndGradsOptions,
+  ): LossAndGradsResult {
+    const rows = input.inputIds.length;
+    const seqLen = rows > 0 ? input.inputIds[0].length : 0;
+    let grad;
+    if (options.linear) {
+      const hidden = this.model.config.hiddenSize;
+      grad = loss({
+        logprobs: new Float64Array(rows * Math.max(0, seqLen - 1)),
+        lastHidden: new Float64Array(rows * seqLen * hidden),
+        batch: rows,
+        seqLen,
+      }).grad;
+    } else {
+      const t = this.model.trace(input, { dropoutSeed: options.dropoutSeed });
+      grad = loss(this.#batchOutputs(t.batch, t.logits, t.hidden[t.hidden.length - 1])).grad;
+    }
+    if (!grad.dLogprobs && !grad.dLastHidden) {
+      throw new TypeError(
+        "Cannot compute gradients: the loss term returned no cotangent (grad.dLogprobs or " +
+          "grad.dLastHidden)",
+      );
+    }
+    const r = cpuBackward(this.model, input, {
+      mode: this.mode,
+      dLogprobs: grad.dLogprobs,
+      dLastHidden: grad.dLastHidden,
+      dropoutSeed: options.dropoutSeed,
+    });
+    const out = loss({ logprobs: r.logprobs, lastHidden: r.lastHidden, batch: rows, seqLen });
+    this.#checkLinear(options, out, grad);
+    const grads: ParamTree = {};
+    for (const [name, value] of Object.entries(this.params.tree)) {
+      const g = r.grads.get(name);
+      grads[name] = g === undefined ? new Float32Array(value.length) : Float32Array.from(g);
+    }
+    return { loss: out, grads };
+  }
+
+  async generate(options: GenerateOptions): Promise<GenerateResult> {
+    const pool = this.#workerPool;
+    if (pool && options.temperature === 0 && options.prompts.length > 1) {
+      return await pool.generate(options, this.params.tree);
+    }
+    return await generate(this.model, options);
+  }
+
+  setParams(tree: ParamTree): void {
+    assignParams(this.params.tree, tree);
+  }
+
+  dispose(): void {
+    this.#pool?.dispose();
+    this.#pool = null;
+  }
+}
+
+/**
+ * Wraps a model for training. A CPU model (`CpuQwen3`) trains with the exact float64 backward,
+ * sequence by sequence (optionally on worker threads). A WebGPU model trains with
+ * `WebGpuQwen3.backward` (float32; no LoRA dropout), the optimizer on the host, the new values
+ * uploaded after each step.
+ *
+ * @param model The model, with its LoRA adapters set for `"adapters"` mode.
+ * @param options The mode.
+ * @returns The backend.
+ * @throws {TypeError} When the mode does not fit the model's adapters, the model has no backward,
+ *   or a WebGPU model comes without `params`.
+ * @throws {RangeError} When `workers` is not a positive integer.
+ *
+ * @example Full fine-tuning exposes every weight
+ * ```ts
+ * import { createTrainBackend } from "./backend.ts";
+ * import { loadModel } from "../model/load_model.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const model = await loadModel("tests/fixtures/qwen3-tiny", { backend: "cpu", warn: false });
+ * const backend = createTrainBackend(model, { mode: "full" });
+ * strictEqual(backend.params.tree["model.norm.weight"].length, 64);
+ * ```
+ */
+export function createTrainBackend(
+  model: Qwen3Model,
+  options: CreateTrainBackendOptions,
+): TrainBackend {
+  const { mode } = options;
+  if (mode !== "full" && mode !== "adapters") {
+    throw new TypeError(
+      `Cannot create a train backend: option "mode" must be "full" or "adapters": current value ` +
+        `is ${JSON.stringify(mode)}`,
+    );
+  }
+  const workers = options.workers ?? 1;
+  if (!Number.isSafeInteger(workers) || workers < 1) {
+    throw new RangeError(
+      `Cannot create a train backend: option "workers" must be a positive integer: current ` +
+        `value is ${workers}`,
+    );
+  }
+  if (model instanceof CpuQwen3) return new CpuTrainBackend(model, mode, workers);
+  if (canTrainOnGpu(model)) {
+    if (options.params === undefined) {
+      throw new TypeError(
+        `Cannot create a train backend for a WebGPU model: option "params" (host copies of the ` +
+          `trainable parameters) is required`,
+      );
+    }
+    return new WebGpuTrainBackend(model, mode, options.params);
+  }
+  throw new TypeError(
+    `Cannot create a train backend for a "${model.backend}" model: it has no backward pass ` +
+      `(WebGpuQwen3.backward): set "backend" to "cpu"`,
+  );
+}

@@ -1,0 +1,101 @@
+import { ok, rejects, strictEqual, throws } from "node:assert/strict";
+import { createTrainBackend } from "./backend.ts";
+import { sftLoss } from "./sft_loss.ts";
+import { initQwen3Weights } from "../model/init.ts";
+import { CpuQwen3 } from "../model/qwen3_cpu.ts";
+import type { Qwen3Config } from "../model/config.ts";
+import { createLora } from "../adapters/lora.ts";
+import { loraConfig } from "../adapters/lora_config.ts";
+
+const CONFIG: Qwen3Config = {
+  vocabSize: 20,
+  hiddenSize: 8,
+  intermediateSize: 12,
+  numHiddenLayers: 1,
+  numAttentionHeads: 2,
+  numKeyValueHeads: 1,
+  headDim: 4,
+  rmsNormEps: 1e-6,
+  ropeTheta: 10000,
+  maxPositionEmbeddings: 16,
+  tieWordEmbeddings: true,
+  eosTokenIds: [],
+  bosTokenId: null,
+  padTokenId: null,
+};
+
+const INPUT = {
+  inputIds: [[1, 5, 7, 2], [3, 4, 9, 0]],
+  attentionMask: [[1, 1, 1, 1], [1, 1, 1, 0]],
+};
+const MASK = new Float64Array([0, 1, 1, 1, 1, 0]);
+
+Deno.test("TrainBackend.lossAndGrads() on the CPU matches finite differences of the SFT loss", async () => {
+  const model = new CpuQwen3(CONFIG, initQwen3Weights(CONFIG, { seed: 2, std: 0.3 }));
+  const backend = createTrainBackend(model, { mode: "full" });
+  const term = ({ logprobs }: { logprobs: Float64Array }) => sftLoss({ logprobs, lossMask: MASK });
+  const { loss, grads } = await backend.lossAndGrads(INPUT, term, { linear: true });
+  const value = async () => term(await backend.forward(INPUT)).value;
+  strictEqual(loss.value, await value());
+  // Perturb a few weights in place (float32) and compare central differences, float64 loss.
+  const w = backend.params.tree["model.layers.0.mlp.down_proj.weight"];
+  const g = grads["model.layers.0.mlp.down_proj.weight"];
+  for (const i of [0, 17, 50]) {
+    const h = 1e-3;
+    const keep = w[i];
+    w[i] = keep + h;
+    const wUp = w[i]; // the float32 value actually used
+    const up = await value();
+    w[i] = keep - h;
+    const wDown = w[i];
+    const down = await value();
+    w[i] = keep;
+    const fd = (up - down) / (wUp - wDown);
+    ok(Math.abs(fd - g[i]) < 1e-4 + 1e-3 * Math.abs(g[i]), `element ${i}: fd ${fd} vs ${g[i]}`);
+  }
+});
+
+Deno.test("TrainBackend.lossAndGrads() gives the same gradients with and without `linear`", async () => {
+  const model = new CpuQwen3(CONFIG, initQwen3Weights(CONFIG, { seed: 1, std: 0.2 }));
+  const backend = createTrainBackend(model, { mode: "full" });
+  const term = ({ logprobs }: { logprobs: Float64Array }) => sftLoss({ logprobs, lossMask: MASK });
+  const a = await backend.lossAndGrads(INPUT, term, { linear: true });
+  const b = await backend.lossAndGrads(INPUT, term);
+  strictEqual(a.loss.value, b.loss.value);
+  for (const name of Object.keys(a.grads)) {
+    ok(a.grads[name].every((x, i) => x === b.grads[name][i]), name);
+  }
+  // A term that is not linear but claims to be is caught.
+  const squared = ({ logprobs }: { logprobs: Float64Array }) => {
+    const out = sftLoss({ logprobs, lossMask: MASK });
+    const dLogprobs = out.grad.dLogprobs!.map((d) => 2 * out.value * d);
+    return { value: out.value ** 2, grad: { dLogprobs }, metrics: {} };
+  };
+  await rejects(backend.lossAndGrads(INPUT, squared, { linear: true }), {
+    name: "TypeError",
+    message: /declared linear, but its gradient changed/,
+  });
+});
+
+Deno.test("createTrainBackend() in adapters mode trains only the LoRA matrices", async () => {
+  const weights = initQwen3Weights(CONFIG, { seed: 1 });
+  const model = new CpuQwen3(CONFIG, weights);
+  throws(() => createTrainBackend(model, { mode: "adapters" }), {
+    name: "TypeError",
+    message: /mode "adapters" needs adapters/,
+  });
+  model.setAdapters(
+    createLora(loraConfig({ r: 2, targetModules: ["q_proj", "v_proj"] }), CONFIG, { seed: 0 }),
+  );
+  const backend = createTrainBackend(model, { mode: "adapters" });
+  strictEqual(Object.keys(backend.params.tree).length, 4);
+  const { grads } = await backend.lossAndGrads(
+    INPUT,
+    ({ logprobs }) => sftLoss({ logprobs, lossMask: MASK }),
+    { linear: true },
+  );
+  // B starts at zero, so A's gradient is zero and B's is not.
+  ok(grads["model.layers.0.self_attn.q_proj.lora_B.weight"].some((x) => x !== 0));
+  ok(grads["model.layers.0.self_attn.q_proj.lora_A.weight"].every((x) => x === 0));
+  throws(() => createTrainBackend(model, { mode: "full" }), { name: "TypeError" });
+});
