@@ -19,6 +19,7 @@ import {
   parseLoraConfig,
   resolveLoraModules,
 } from "./lora_config.ts";
+import { writeFileAtomic } from "../model/atomic_write.ts";
 
 /** Prefix PEFT puts before module names in saved adapters (`PeftModel` → `LoraModel` → model). */
 export const PEFT_PREFIX = "base_model.model.";
@@ -221,18 +222,5 @@ export async function savePeftAdapter(
   }
   await Deno.mkdir(dir, { recursive: true });
   await writeSafetensors(weightsPath, tensors, { metadata: { format: "pt" } });
-  const tempPath = joinPath(dir, `.adapter_config.json.${crypto.randomUUID()}.tmp`);
-  try {
-    await Deno.writeTextFile(tempPath, JSON.stringify(json, null, 2) + "\n", { createNew: true });
-    const f = await Deno.open(tempPath, { read: true, write: true });
-    try {
-      await f.sync();
-    } finally {
-      f.close();
-    }
-    await Deno.rename(tempPath, configPath);
-  } catch (e) {
-    await Deno.remove(tempPath).catch(() => {});
-    throw e;
-  }
+  await writeFileAtomic(configPath, JSON.stringify(json, null, 2) + "\n");
 }

@@ -22,6 +22,7 @@
  */
 
 import { join } from "node:path";
+import { writeFileAtomic } from "../model/atomic_write.ts";
 
 /**
  * The two files of a HuggingFace tokenizer, as parsed JSON objects.
@@ -200,25 +201,6 @@ export function arithmeticTokenizerFiles(): TokenizerFiles {
   return { tokenizerJson, tokenizerConfig };
 }
 
-async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const temp = `${path}.${crypto.randomUUID()}.tmp`;
-  const file = await Deno.open(temp, { write: true, createNew: true });
-  let closed = false;
-  try {
-    const bytes = new TextEncoder().encode(text);
-    let written = 0;
-    while (written < bytes.length) written += await file.write(bytes.subarray(written));
-    await file.sync();
-    file.close();
-    closed = true;
-    await Deno.rename(temp, path);
-  } catch (error) {
-    if (!closed) file.close();
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
-}
-
 /**
  * Writes `tokenizer.json` and `tokenizer_config.json` of the arithmetic tokenizer into `dir`
  * (created if missing), each atomically: written to a temporary file beside it, flushed to disk,
@@ -255,7 +237,7 @@ export async function writeArithmeticTokenizer(dir: string): Promise<void> {
   ) {
     const path = join(dir, name);
     try {
-      await writeTextAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
+      await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
     } catch (error) {
       throw new Error(
         `Cannot write tokenizer file "${path}": ${

@@ -19,3 +19,4 @@ export * from "./tokenizer.ts";
 export * from "./chat_template.ts";
 export * from "./qwen3_webgpu_backward.ts";
 export * from "./init.ts";
+export * from "./atomic_write.ts";

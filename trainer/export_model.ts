@@ -12,6 +12,7 @@ import type { Qwen3Config } from "../model/config.ts";
 import { writeSafetensors } from "../model/safetensors.ts";
 import type { Qwen3Weights } from "../model/weights.ts";
 import { modelParams, paramTensors } from "./params.ts";
+import { writeFileAtomic } from "../model/atomic_write.ts";
 
 /**
  * Options of {@linkcode exportQwen3Model}.
@@ -39,25 +40,6 @@ export interface ExportQwen3ModelOptions {
   chatTemplate?: string;
   /** `initializer_range` recorded in `config.json`; default `0.02`. */
   initializerRange?: number;
-}
-
-async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const temp = `${path}.${crypto.randomUUID()}.tmp`;
-  const file = await Deno.open(temp, { write: true, createNew: true });
-  let closed = false;
-  try {
-    const bytes = new TextEncoder().encode(text);
-    let written = 0;
-    while (written < bytes.length) written += await file.write(bytes.subarray(written));
-    await file.sync();
-    file.close();
-    closed = true;
-    await Deno.rename(temp, path);
-  } catch (error) {
-    if (!closed) file.close();
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
 }
 
 /**
@@ -164,7 +146,7 @@ export async function exportQwen3Model(
   const writeJson = async (name: string, value: unknown): Promise<void> => {
     const path = join(dir, name);
     try {
-      await writeTextAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
+      await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
     } catch (error) {
       throw new Error(
         `Cannot export model file "${path}": ${
@@ -193,7 +175,7 @@ export async function exportQwen3Model(
   await writeJson("tokenizer_config.json", options.tokenizerConfig);
   if (options.chatTemplate !== undefined) {
     const path = join(dir, "chat_template.jinja");
-    await writeTextAtomic(path, options.chatTemplate);
+    await writeFileAtomic(path, options.chatTemplate);
     written.push(path);
   }
   return written;

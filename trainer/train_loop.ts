@@ -11,8 +11,9 @@
  *
  * @module
  */
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import type { Progress } from "./progress.ts";
+import { writeFileAtomic } from "../model/atomic_write.ts";
 
 /**
  * A computed step whose update has not been applied yet.
@@ -189,12 +190,6 @@ export function metricsLine(step: number, metrics: Readonly<Record<string, numbe
   return JSON.stringify(out);
 }
 
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const temp = join(dirname(path), `.${crypto.randomUUID()}.tmp`);
-  await Deno.writeTextFile(temp, text, { createNew: true });
-  await Deno.rename(temp, path);
-}
-
 /** Keeps the lines of steps `<= step` (all of them when resuming from the end). */
 async function truncateMetrics(path: string, step: number): Promise<void> {
   let text: string;
@@ -213,7 +208,7 @@ async function truncateMetrics(path: string, step: number): Promise<void> {
       return false;
     }
   });
-  await writeAtomic(path, kept.map((line) => `${line}\n`).join(""));
+  await writeFileAtomic(path, kept.map((line) => `${line}\n`).join(""));
 }
 
 function firstNonFinite(
@@ -277,7 +272,7 @@ export async function trainLoop(options: TrainLoopOptions): Promise<TrainLoopRes
   }
   await Deno.mkdir(runDir, { recursive: true });
   const metricsPath = join(runDir, "metrics.jsonl");
-  if (startStep === 0) await writeAtomic(metricsPath, "");
+  if (startStep === 0) await writeFileAtomic(metricsPath, "");
   else await truncateMetrics(metricsPath, startStep);
   const append = (step: number, metrics: Record<string, number>): Promise<void> =>
     Deno.writeTextFile(metricsPath, `${metricsLine(step, metrics)}\n`, { append: true });
