@@ -6,6 +6,8 @@
  * @module
  */
 
+import { mixNumber, mulberry32 } from "../data/_hash.ts";
+
 /**
  * Options of {@linkcode dataOrder}.
  *
@@ -49,32 +51,6 @@ export interface DataOrder {
    * @returns The epoch, from 0.
    */
   epoch(position: number): number;
-}
-
-function fmix32(x: number): number {
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
-
-function mix(state: number, value: number): number {
-  const lo = value >>> 0;
-  const hi = Math.floor(value / 4294967296) >>> 0;
-  return fmix32(fmix32((state ^ lo) >>> 0) ^ hi);
-}
-
-/** mulberry32: deterministic uniform numbers in [0, 1). */
-function mulberry32(state: number): () => number {
-  let a = state >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function checkInteger(value: number, key: string, min: number): void {
@@ -124,7 +100,7 @@ export function dataOrder(options: DataOrderOptions): DataOrder {
     index(position: number): number {
       const epoch = epochOf(position);
       if (epoch !== cachedEpoch) {
-        const random = mulberry32(mix(mix(0x2545f491, seed), epoch));
+        const random = mulberry32(mixNumber(mixNumber(0x2545f491, seed), epoch));
         permutation = new Uint32Array(size);
         for (let i = 0; i < size; i++) permutation[i] = i;
         for (let i = size - 1; i > 0; i--) {
