@@ -6,7 +6,7 @@
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { grid } from "../_grid.ts";
-import code from "./rope_backward.wgsl" with { type: "text" };
+import code from "./rope.wgsl" with { type: "text" };
 
 /** Arguments of {@linkcode encodeRopeBackward}. */
 export interface RopeBackwardArgs {
@@ -56,7 +56,7 @@ export function encodeRopeBackward(
   }
   ctx.dispatch(
     pass,
-    ctx.pipeline("rope_backward", code),
+    ctx.pipeline("rope_backward", code, { constants: { SIGN: -1 } }),
     [args.grad, args.positions, args.table],
     grid(Math.ceil((args.rows * args.d) / 2 / 256)),
     [args.rows, args.d, args.heads, args.maxPos],
