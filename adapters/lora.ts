@@ -7,6 +7,8 @@
  *
  * @module
  */
+
+import { mulberry32 } from "../model/_random.ts";
 import type { Qwen3Config } from "../model/config.ts";
 import {
   LORA_TARGETS,
@@ -78,18 +80,6 @@ export interface LoraTensorNameOptions {
   matrix: "A" | "B";
   /** Expert index; default 0. */
   expert?: number;
-}
-
-/** mulberry32: deterministic uniform numbers in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function uniform(n: number, bound: number, rand: () => number): Float32Array {

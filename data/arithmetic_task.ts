@@ -27,7 +27,7 @@
  * @module
  */
 
-import { fmix32, mixNumber, mulberry32 } from "./_hash.ts";
+import { fmix32, mixNumber, mulberry32 } from "../model/_random.ts";
 
 /** An operator the task can use. */
 export type ArithmeticOp = "+" | "-" | "*";

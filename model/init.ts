@@ -25,6 +25,8 @@
  *
  * @module
  */
+
+import { mulberry32 } from "./_random.ts";
 import type { Qwen3Config } from "./config.ts";
 import type { Qwen3LayerWeights, Qwen3Weights } from "./weights.ts";
 
@@ -43,18 +45,6 @@ export interface InitQwen3Options {
   seed: number;
   /** Standard deviation of the normal init of matrices (`initializer_range`). Default `0.02`. */
   std?: number;
-}
-
-/** mulberry32: deterministic uniform numbers in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Mixes both 32-bit halves of a safe integer seed into one 32-bit state. */

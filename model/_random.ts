@@ -1,4 +1,5 @@
-// Seeded, counter-based hashing and a small PRNG shared by the data pipeline (no global state).
+// Seeded, counter-based hashing and a small PRNG (mulberry32) shared by the data pipeline, weight
+// initialisation and adapter initialisation (no global state).
 
 /** MurmurHash3's 32-bit finalizer: a bijective, well-mixing map of uint32. */
 export function fmix32(x: number): number {
