@@ -22,3 +22,4 @@ export * from "./data/mod.ts";
 export * from "./trainer/mod.ts";
 export * from "./verify/mod.ts";
 export * from "./eval/mod.ts";
+export * from "./plot/mod.ts";
