@@ -15,6 +15,7 @@ import { checkBackwardArgs } from "./backward_args.ts";
 import { type ForwardInput, packBatch } from "./forward_input.ts";
 import type { CpuQwen3 } from "./qwen3_cpu.ts";
 import { cpuDecoderLayerBackward } from "./qwen3_cpu_layer.ts";
+import { modelTensorTable } from "./tensor_table.ts";
 
 /**
  * Which parameters get gradients: `"adapters"` only the LoRA matrices (base frozen; an error
@@ -142,6 +143,12 @@ export function cpuBackward(
   const eps = c.rmsNormEps;
   const full = mode === "full";
   const grads = new Map<string, Float64Array>();
+  // Checkpoint names of the embedding, final norm and LM head, from the tensor table.
+  const name = Object.fromEntries(
+    modelTensorTable({ ...c, tieWordEmbeddings: false })
+      .filter((e) => e.layer === null)
+      .map((e) => [e.field, e.name]),
+  );
   const last = t.hidden[t.hidden.length - 1];
   const state = hiddenLayer === undefined ? last : t.layers[hiddenLayer].hOut;
 
@@ -187,7 +194,7 @@ export function cpuBackward(
   // Final norm.
   const fin = rmsNormBackwardRef(dLast, t.hFinal, w.norm, { d: H, eps });
   let dh = fin.dx;
-  if (full) grads.set("model.norm.weight", fin.dw);
+  if (full) grads.set(name.norm, fin.dw);
 
   for (let l = w.layers.length - 1; l >= 0; l--) {
     if (hiddenLayer === l) inject(dh);
@@ -209,9 +216,9 @@ export function cpuBackward(
     if (w.lmHead === w.embedTokens) {
       for (let j = 0; j < dEmbed.length; j++) dEmbed[j] += head.dw[j];
     } else {
-      grads.set("lm_head.weight", head.dw);
+      grads.set(name.lmHead, head.dw);
     }
-    grads.set("model.embed_tokens.weight", dEmbed);
+    grads.set(name.embedTokens, dEmbed);
   }
   return { loss, logits: t.logits, lastHidden: state, logprobs, grads };
 }

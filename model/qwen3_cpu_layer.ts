@@ -39,6 +39,7 @@ import { type LoraModule, loraTensorName } from "./adapter_types.ts";
 import type { Qwen3Config } from "./config.ts";
 import {
   LAYER_TENSORS,
+  layerTensorName,
   PROJECTION_FIELD,
   projectionModuleName,
   type ProjectionName,
@@ -432,7 +433,7 @@ export function cpuDecoderLayerBackward(
   const eps = c.rmsNormEps;
   const { grads, full } = o;
   const normName = (field: keyof Qwen3LayerWeights): string =>
-    `model.layers.${o.layer}.${LAYER_TENSORS.find((t) => t.field === field)!.module}.weight`;
+    layerTensorName(o.layer, LAYER_TENSORS.find((t) => t.field === field)!);
 
   /** Backward of `y = x·Wᵀ + LoRA(x)`; returns dx, records dW (full) and the LoRA grads. */
   const linearBackward = (

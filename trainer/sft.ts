@@ -8,9 +8,9 @@
  * (a HuggingFace model directory, or a PEFT adapter).
  *
  * Everything random is counter-based (the data order from `(run.seed, epoch)`, the parameter and
- * adapter init from `run.seed`, LoRA dropout masks from `(run.seed, step, micro-batch)`; the
- * problems themselves from `data.seed`), so the state of a run is its parameters, optimizer state
- * and step: a resumed run repeats an uninterrupted one exactly.
+ * adapter init from `run.seed`, LoRA dropout masks from `(run.seed, step, micro-batch)` and each
+ * sequence's tokens; the problems themselves from `data.seed`), so the state of a run is its
+ * parameters, optimizer state and step: a resumed run repeats an uninterrupted one exactly.
  *
  * @module
  */
