@@ -43,9 +43,9 @@ export interface CpuForwardTrace {
 export interface CpuTraceOptions {
   /**
    * Training mode: apply the adapters' `lora_dropout` with masks from a counter-based hash of
-   * (this seed, the sequence's real tokens, layer, projection, position, feature): the same seed
-   * gives the same masks, and a sequence's masks do not depend on the batch it is in. Default: no
-   * dropout (evaluation, as `forward`).
+   * (this seed, the sequence's real tokens, layer, projection, the token's index among them,
+   * feature): the same seed gives the same masks, and a sequence's masks do not depend on the
+   * batch it is in or its padding. Default: no dropout (evaluation, as `forward`).
    */
   dropoutSeed?: number;
   /** Called with the hidden state at each named point of each layer asked for. */
@@ -224,7 +224,16 @@ export class CpuQwen3 implements Qwen3Model {
             batch.mask.subarray(b * T, (b + 1) * T),
           ),
       );
-      dropout = { p, seed: options.dropoutSeed, rowKeys };
+      // Index among the row's real tokens: the same with left, right or no padding.
+      const tokenIndex = new Uint32Array(n);
+      for (let b = 0; b < batch.batch; b++) {
+        let k = 0;
+        for (let t = 0; t < T; t++) {
+          tokenIndex[b * T + t] = k;
+          if (batch.mask[b * T + t]) k++;
+        }
+      }
+      dropout = { p, seed: options.dropoutSeed, rowKeys, tokenIndex };
     }
     let h = embeddingRef(batch.ids, w.embedTokens, c.hiddenSize);
     const hidden: Float64Array[] = [h];

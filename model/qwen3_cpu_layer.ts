@@ -109,9 +109,9 @@ export interface CpuLayerTrace {
 
 /**
  * Training-mode LoRA dropout of a layer call. Each mask element is a hash of (seed, the row's
- * key, layer, projection, the token's position, feature), so a sequence's masks depend only on
- * the seed and the sequence (its key), never on its batch-mates, its row or the number of
- * workers.
+ * key, layer, projection, the token's index among its row's real tokens, feature), so a
+ * sequence's masks depend only on the seed and the sequence (its key), never on its
+ * batch-mates, its row, its padding or the number of workers.
  */
 export interface CpuLayerDropout {
   /** Probability of zeroing an element. */
@@ -120,6 +120,11 @@ export interface CpuLayerDropout {
   seed: number;
   /** One key per row (see {@linkcode sequenceDropoutKey}). */
   rowKeys: ArrayLike<number>;
+  /**
+   * Each token's index among the real tokens of its row `[rows, tokens]` (padding may take any
+   * value); default the token's position.
+   */
+  tokenIndex?: ArrayLike<number>;
 }
 
 /**
@@ -264,7 +269,7 @@ function linear(
       const rowBase = mixNumber(base, drop.rowKeys[r]);
       for (let t = 0; t < o.tokens; t++) {
         const token = r * o.tokens + t;
-        const tokenBase = mixNumber(rowBase, o.positions[token]);
+        const tokenBase = mixNumber(rowBase, (drop.tokenIndex ?? o.positions)[token]);
         for (let i = 0; i < inn; i++) {
           const j = token * inn + i;
           const u = fmix32((tokenBase ^ i) >>> 0) / 4294967296;

@@ -202,6 +202,15 @@ Deno.test("TrainBackend.lossAndGrads() dropout masks do not depend on the batch 
   const m8 = inBatch.layers[1].lora.q_proj!.dropoutMask!;
   const width = CONFIG.hiddenSize;
   deepStrictEqual(m8.subarray(3 * T * width, (3 * T + seq.length) * width), m1);
+  // Left padding does not move them either (they follow the index among the real tokens).
+  const left = model.trace(
+    {
+      inputIds: [[0, 0, ...seq], [1, 2, 3, 4, 5, 6, 7]],
+      attentionMask: [[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]],
+    },
+    { dropoutSeed: 123 },
+  );
+  deepStrictEqual(left.layers[1].lora.q_proj!.dropoutMask!.subarray(2 * width, 7 * width), m1);
   // And the masks do change with the seed.
   const other = model.trace({ inputIds: [seq] }, { dropoutSeed: 124 });
   ok(other.layers[1].lora.q_proj!.dropoutMask!.some((x, i) => x !== m1[i]));
