@@ -10,51 +10,19 @@
 
 import { mulberry32 } from "../model/_random.ts";
 import type { Qwen3Config } from "../model/config.ts";
-import {
-  LORA_TARGETS,
-  type LoraConfig,
-  loraModuleName,
-  type LoraTarget,
-  projectionFeatures,
-  type ResolvedLoraModule,
-  resolveLoraModules,
-} from "./lora_config.ts";
+import type { Lora, LoraExpert, LoraModule } from "../model/adapter_types.ts";
+import { type LoraConfig, type ResolvedLoraModule, resolveLoraModules } from "./lora_config.ts";
 
-/** One low-rank expert of an adapted projection. */
-export interface LoraExpert {
-  /** Down projection `A`, `[r, in]` row-major (PEFT's `lora_A.weight`). */
-  a: Float32Array;
-  /** Up projection `B`, `[out, r]` row-major (PEFT's `lora_B.weight`). */
-  b: Float32Array;
-  /** Rank. */
-  r: number;
-  /** Factor of the expert's output: `alpha / r` (or `alpha / sqrt(r)` with rsLoRA). */
-  scale: number;
-}
-
-/** The adapter of one projection. */
-export interface LoraModule {
-  /** HF/PEFT module name, e.g. `"model.layers.0.self_attn.q_proj"`. */
-  name: string;
-  /** Decoder layer index. */
-  layer: number;
-  /** Which projection. */
-  target: LoraTarget;
-  /** Input width of the projection. */
-  inFeatures: number;
-  /** Output width of the projection. */
-  outFeatures: number;
-  /** The experts whose outputs are summed (one for plain LoRA). */
-  experts: LoraExpert[];
-}
-
-/** A set of adapters over one model: the trainable parameters. */
-export interface Lora {
-  /** The hyperparameters it was made or loaded with. */
-  config: LoraConfig;
-  /** The adapted projections in forward order. */
-  modules: LoraModule[];
-}
+// The adapter data types, their tensor names and the fit check live in model/ (the backends apply
+// adapters without importing adapters/); re-exported here under their names.
+export { checkLoraFits, loraTensorName } from "../model/adapter_types.ts";
+export type {
+  CheckLoraFitsOptions,
+  Lora,
+  LoraExpert,
+  LoraModule,
+  LoraTensorNameOptions,
+} from "../model/adapter_types.ts";
 
 /** Options of {@linkcode createLora}. */
 export interface CreateLoraOptions {
@@ -66,20 +34,6 @@ export interface CreateLoraOptions {
    * `alpha / sqrt(r_e)` with rsLoRA), alpha from the config.
    */
   expertRanks?: (module: ResolvedLoraModule) => readonly number[];
-}
-
-/** Options of {@linkcode checkLoraFits}. */
-export interface CheckLoraFitsOptions {
-  /** What the adapter is called in errors (a file path); default `"LoRA adapter"`. */
-  source?: string;
-}
-
-/** Options of {@linkcode loraTensorName}. */
-export interface LoraTensorNameOptions {
-  /** Which matrix. */
-  matrix: "A" | "B";
-  /** Expert index; default 0. */
-  expert?: number;
 }
 
 function uniform(n: number, bound: number, rand: () => number): Float32Array {
@@ -204,113 +158,4 @@ export function loraParameterCount(lora: Lora): number {
     for (const e of m.experts) n += e.a.length + e.b.length;
   }
   return n;
-}
-
-/**
- * The name of one LoRA matrix, without PEFT's `base_model.model.` prefix: for a one-expert module
- * PEFT's own name (`model.layers.0.self_attn.q_proj.lora_A.weight`, as in the fixture's `grad.*`
- * tensors); for a module with several experts `…q_proj.experts.E.lora_A.weight`.
- *
- * @param module The module (its name and expert count).
- * @param options Which matrix and expert.
- * @returns The tensor name.
- *
- * @example PEFT's name of a q_proj A matrix
- * ```ts
- * import { loraTensorName } from "./lora.ts";
- * const m = { name: "model.layers.0.self_attn.q_proj", experts: [{}] };
- * console.log(loraTensorName(m, { matrix: "A" })); // "model.layers.0.self_attn.q_proj.lora_A.weight"
- * ```
- */
-export function loraTensorName(
-  module: { name: string; experts: readonly unknown[] },
-  options: LoraTensorNameOptions,
-): string {
-  const e = options.expert ?? 0;
-  return module.experts.length === 1
-    ? `${module.name}.lora_${options.matrix}.weight`
-    : `${module.name}.experts.${e}.lora_${options.matrix}.weight`;
-}
-
-/**
- * Checks that adapters fit a model: every module names a projection of an existing layer, its
- * widths are the projection's, each expert's rank is a positive integer, `A` holds `r·in` and `B`
- * `out·r` values, scales are finite, and no projection appears twice.
- *
- * @param lora The adapters.
- * @param modelConfig The model.
- * @param options The adapter's name in errors.
- * @throws {RangeError} Naming the module (and expert) that does not fit, the expected and the
- * current value.
- *
- * @example Adapters made for the model fit it
- * ```ts
- * import { readQwen3Config } from "../model/config.ts";
- * import { loraConfig } from "./lora_config.ts";
- * import { checkLoraFits, createLora } from "./lora.ts";
- * const model = await readQwen3Config("tests/fixtures/qwen3-tiny");
- * checkLoraFits(createLora(loraConfig(), model, { seed: 1 }), model); // no error
- * ```
- */
-export function checkLoraFits(
-  lora: Lora,
-  modelConfig: Qwen3Config,
-  options: CheckLoraFitsOptions = {},
-): void {
-  const where = `Cannot use LoRA adapter "${options.source ?? "LoRA adapter"}"`;
-  const c = modelConfig;
-  const seen = new Set<string>();
-  for (const m of lora.modules) {
-    if (
-      !LORA_TARGETS.includes(m.target) || !Number.isSafeInteger(m.layer) || m.layer < 0 ||
-      m.name !== loraModuleName(m.layer, m.target)
-    ) {
-      throw new RangeError(
-        `${where}: module "${m.name}" (layer ${m.layer}, target "${m.target}") is not a ` +
-          `projection halo can adapt: expected "model.layers.N.self_attn.{q,k,v,o}_proj" or ` +
-          `"model.layers.N.mlp.{gate,up,down}_proj"`,
-      );
-    }
-    if (m.layer >= c.numHiddenLayers) {
-      throw new RangeError(
-        `${where}: module "${m.name}" is in layer ${m.layer}, but the model has ` +
-          `${c.numHiddenLayers} layers`,
-      );
-    }
-    if (seen.has(m.name)) {
-      throw new RangeError(`${where}: module "${m.name}" appears twice`);
-    }
-    seen.add(m.name);
-    const [inF, outF] = projectionFeatures(c, m.target);
-    if (m.inFeatures !== inF || m.outFeatures !== outF) {
-      throw new RangeError(
-        `${where}: module "${m.name}" must map ${inF} → ${outF} features: current value is ` +
-          `${m.inFeatures} → ${m.outFeatures}`,
-      );
-    }
-    if (m.experts.length === 0) {
-      throw new RangeError(`${where}: module "${m.name}" has no experts`);
-    }
-    m.experts.forEach((e, i) => {
-      const what = `${where}: module "${m.name}" expert ${i}`;
-      if (!Number.isSafeInteger(e.r) || e.r <= 0) {
-        throw new RangeError(`${what}: rank must be a positive integer: current value is ${e.r}`);
-      }
-      if (!(e.a instanceof Float32Array) || e.a.length !== e.r * inF) {
-        throw new RangeError(
-          `${what}: A must be a Float32Array of shape [${e.r}, ${inF}] (${e.r * inF} values): ` +
-            `current length is ${e.a?.length}`,
-        );
-      }
-      if (!(e.b instanceof Float32Array) || e.b.length !== outF * e.r) {
-        throw new RangeError(
-          `${what}: B must be a Float32Array of shape [${outF}, ${e.r}] (${outF * e.r} values): ` +
-            `current length is ${e.b?.length}`,
-        );
-      }
-      if (!Number.isFinite(e.scale)) {
-        throw new RangeError(`${what}: scale must be finite: current value is ${e.scale}`);
-      }
-    });
-  }
 }

@@ -9,70 +9,27 @@
  *
  * @module
  */
+import type { LoraConfig } from "../model/adapter_types.ts";
+import { projectionShape } from "../model/adapter_types.ts";
 import type { Qwen3Config } from "../model/config.ts";
+import { projectionModuleName, type ProjectionName, PROJECTIONS } from "../model/tensor_table.ts";
 
 /** The projections of a Qwen3 decoder layer that can carry a LoRA adapter (PEFT module names). */
-export type LoraTarget =
-  | "q_proj"
-  | "k_proj"
-  | "v_proj"
-  | "o_proj"
-  | "gate_proj"
-  | "up_proj"
-  | "down_proj";
+export type LoraTarget = ProjectionName;
 
-/** Every {@linkcode LoraTarget}, in the order the forward pass runs them. */
-export const LORA_TARGETS: readonly LoraTarget[] = [
-  "q_proj",
-  "k_proj",
-  "v_proj",
-  "o_proj",
-  "gate_proj",
-  "up_proj",
-  "down_proj",
-];
+/**
+ * Every {@linkcode LoraTarget}, in the order the forward pass runs them (the tensor table's
+ * `PROJECTIONS`).
+ *
+ * @example Usage
+ * ```ts
+ * import { LORA_TARGETS } from "./lora_config.ts";
+ * console.log(LORA_TARGETS[0]); // "q_proj"
+ * ```
+ */
+export const LORA_TARGETS: readonly LoraTarget[] = PROJECTIONS;
 
-/** Validated LoRA hyperparameters (PEFT's `LoraConfig`, the fields halo implements). */
-export interface LoraConfig {
-  /** Default rank (`r`). */
-  r: number;
-  /** Default alpha (`lora_alpha`); the scale is `alpha / r`, or `alpha / sqrt(r)` with rsLoRA. */
-  loraAlpha: number;
-  /**
-   * `target_modules`: a list of module-name suffixes (`"q_proj"` matches
-   * `model.layers.3.self_attn.q_proj`; a full name matches itself), a regular expression matched
-   * against the whole module name, or `"all-linear"` (every projection, as PEFT for Qwen3).
-   */
-  targetModules: readonly string[] | string;
-  /** `exclude_modules`, with the same matching rule as `targetModules`; null for none. */
-  excludeModules: readonly string[] | string | null;
-  /** `layers_to_transform`: only these layer indices carry adapters; null for all. */
-  layersToTransform: readonly number[] | null;
-  /** `layers_pattern`: names of the layer list used to find the layer index; null for any. */
-  layersPattern: readonly string[] | null;
-  /**
-   * `rank_pattern`: rank per module, keyed by a regular expression matched against a suffix of
-   * the module name that starts after a dot (PEFT's `re.match(rf"(.*\.)?({key})$", name)`); the
-   * first key in insertion order that matches wins.
-   */
-  rankPattern: Readonly<Record<string, number>>;
-  /** `alpha_pattern`: alpha per module, matched like `rankPattern`. */
-  alphaPattern: Readonly<Record<string, number>>;
-  /** `use_rslora`: scale by `alpha / sqrt(r)` instead of `alpha / r`. */
-  useRslora: boolean;
-  /**
-   * `lora_dropout`: probability of zeroing an input element of the LoRA branch; applied only in
-   * training mode with a seeded RNG, never in `forward`.
-   */
-  loraDropout: number;
-  /**
-   * `init_lora_weights` for new adapters: `true` (A Kaiming-uniform, B zero), `"gaussian"`
-   * (A normal with std `1/r`, B zero) or `false` (A and B as `nn.Linear` initialises them).
-   */
-  initLoraWeights: boolean | "gaussian";
-  /** `base_model_name_or_path`, carried into saved configs; null when unknown. */
-  baseModelNameOrPath: string | null;
-}
+export type { LoraConfig } from "../model/adapter_types.ts";
 
 /** Options of {@linkcode loraConfig}: any field of {@linkcode LoraConfig}; the rest default. */
 export type LoraConfigOptions = Partial<LoraConfig>;
@@ -505,23 +462,8 @@ export function projectionFeatures(
   modelConfig: Qwen3Config,
   target: LoraTarget,
 ): [number, number] {
-  const c = modelConfig;
-  const qd = c.numAttentionHeads * c.headDim;
-  const kvd = c.numKeyValueHeads * c.headDim;
-  switch (target) {
-    case "q_proj":
-      return [c.hiddenSize, qd];
-    case "k_proj":
-    case "v_proj":
-      return [c.hiddenSize, kvd];
-    case "o_proj":
-      return [qd, c.hiddenSize];
-    case "gate_proj":
-    case "up_proj":
-      return [c.hiddenSize, c.intermediateSize];
-    case "down_proj":
-      return [c.intermediateSize, c.hiddenSize];
-  }
+  const [out, inn] = projectionShape(modelConfig, target);
+  return [inn, out];
 }
 
 /**
@@ -537,12 +479,7 @@ export function projectionFeatures(
  * console.log(loraModuleName(2, "o_proj")); // "model.layers.2.self_attn.o_proj"
  * ```
  */
-export function loraModuleName(layer: number, target: LoraTarget): string {
-  const block = target === "gate_proj" || target === "up_proj" || target === "down_proj"
-    ? "mlp"
-    : "self_attn";
-  return `model.layers.${layer}.${block}.${target}`;
-}
+export const loraModuleName: (layer: number, target: LoraTarget) => string = projectionModuleName;
 
 /**
  * The projections of a Qwen3 model that a config puts adapters on, in forward order (layer by

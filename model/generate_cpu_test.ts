@@ -2,7 +2,8 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { sampleRef } from "../kernels/sample/sample_ref.ts";
 import { fixtureDir } from "./_test_utils.ts";
 import { resolveGenerateOptions } from "./generate.ts";
-import { generateCpu } from "./generate_cpu.ts";
+import { generateCpu, generateCpuCached, generateRecompute } from "./generate_cpu.ts";
+import { CpuQwen3 } from "./qwen3_cpu.ts";
 import { loadModel } from "./load_model.ts";
 
 const model = await loadModel(fixtureDir(), { backend: "cpu", warn: false });
@@ -82,4 +83,45 @@ Deno.test("generateCpu() bans the EOS ids below minNewTokens: greedy takes the r
   strictEqual(s0.tokens[k], banned.token);
   ok(Math.abs(s0.modelLogprobs[k] - banned.modelLogprob) < 1e-6);
   ok(Math.abs(s0.modelLogprobs[k] - (row[banned.token] - row[eos] + want.modelLogprob)) < 1e-6);
+});
+
+Deno.test("generateCpuCached() equals generateRecompute() exactly, greedy and sampled, with rows finishing early", async () => {
+  if (!(model instanceof CpuQwen3)) throw new Error("expected a CPU model");
+  const prompts = [[3, 50, 7], [9], [11, 200, 37, 5, 8], [1, 2]];
+  const free = await generateRecompute(
+    model,
+    resolveGenerateOptions(model.config, { prompts, maxNewTokens: 6, temperature: 0 }),
+  );
+  // An EOS that one row emits early, so later steps run on a subset of the rows.
+  const eos = free.sequences[1].tokens[2];
+  for (const sampling of [{ temperature: 0 }, { temperature: 0.8, topP: 0.9, seed: 11 }]) {
+    for (const eosTokenIds of [[], [eos]]) {
+      const options = resolveGenerateOptions(model.config, {
+        prompts,
+        maxNewTokens: 6,
+        eosTokenIds,
+        ...sampling,
+      });
+      const a = await generateCpuCached(model, options);
+      const b = await generateRecompute(model, options);
+      const what = `${JSON.stringify(sampling)} eos ${JSON.stringify(eosTokenIds)}`;
+      deepStrictEqual(a.sequences, b.sequences, what);
+      deepStrictEqual(
+        { ...a.stats, seconds: 0 },
+        { ...b.stats, seconds: 0 },
+        `${what}: stats`,
+      );
+    }
+  }
+  // generateCpu takes the KV-cache path on a CPU model.
+  const options = resolveGenerateOptions(model.config, {
+    prompts,
+    maxNewTokens: 4,
+    temperature: 1,
+    seed: 3,
+  });
+  deepStrictEqual(
+    (await generateCpu(model, options)).sequences,
+    (await generateRecompute(model, options)).sequences,
+  );
 });

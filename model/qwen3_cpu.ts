@@ -6,63 +6,24 @@
  *
  * @module
  */
-import { attentionRef } from "../kernels/attention/attention_ref.ts";
 import { embeddingRef } from "../kernels/embedding/embedding_ref.ts";
 import { logprobRef } from "../kernels/logprob/logprob_ref.ts";
 import { matmulRef } from "../kernels/matmul/matmul_ref.ts";
 import { rmsNormRef } from "../kernels/rms_norm/rms_norm_ref.ts";
-import { ropeRef } from "../kernels/rope/rope_ref.ts";
-import { swigluRef } from "../kernels/swiglu/swiglu_ref.ts";
-import { checkLoraFits, type Lora, type LoraModule } from "../adapters/lora.ts";
-import { loraModuleName, type LoraTarget } from "../adapters/lora_config.ts";
+import { checkLoraFits, type Lora, type LoraModule } from "./adapter_types.ts";
 import type { Qwen3Config } from "./config.ts";
 import { type ForwardInput, packBatch, type PackedBatch } from "./forward_input.ts";
 import type { ForwardOutput, Qwen3Model, TokenLogprobsOutput } from "./model.ts";
+import {
+  cpuDecoderLayer,
+  type CpuKvCache,
+  type CpuLayerDropout,
+  type CpuLayerOptions,
+  type CpuLayerTrace,
+  type LayerHookPoint,
+  sequenceDropoutKey,
+} from "./qwen3_cpu_layer.ts";
 import type { Qwen3Weights } from "./weights.ts";
-
-/** What the LoRA branch of one projection computed, for the backward. */
-export interface CpuLoraTrace {
-  /** The adapter. */
-  module: LoraModule;
-  /** The branch's input after dropout `[tokens, in]` (the projection's input without dropout). */
-  input: Float64Array;
-  /** Inverted-dropout factors `[tokens, in]` (0 or `1/(1−p)`); absent without dropout. */
-  dropoutMask?: Float64Array;
-  /** `input · A_eᵀ` `[tokens, r_e]` of each expert. */
-  down: Float64Array[];
-}
-
-/** Activations of one decoder layer (all `[tokens, …]`, float64). */
-export interface CpuLayerTrace {
-  /** Residual stream entering the layer `[tokens, hidden]`. */
-  hIn: Float64Array;
-  /** `input_layernorm(hIn)`. */
-  x1: Float64Array;
-  /** q_proj output before q_norm `[tokens, heads·headDim]`. */
-  qRaw: Float64Array;
-  /** k_proj output before k_norm `[tokens, kvHeads·headDim]`. */
-  kRaw: Float64Array;
-  /** v_proj output. */
-  v: Float64Array;
-  /** Queries after q_norm and RoPE. */
-  q: Float64Array;
-  /** Keys after k_norm and RoPE. */
-  k: Float64Array;
-  /** Attention output `[tokens, heads·headDim]` (o_proj's input). */
-  att: Float64Array;
-  /** Residual stream after attention `[tokens, hidden]`. */
-  hMid: Float64Array;
-  /** `post_attention_layernorm(hMid)`. */
-  x2: Float64Array;
-  /** gate_proj output `[tokens, intermediate]`. */
-  gate: Float64Array;
-  /** up_proj output. */
-  up: Float64Array;
-  /** `silu(gate) · up` (down_proj's input). */
-  act: Float64Array;
-  /** The LoRA branches run in this layer, by projection. */
-  lora: Partial<Record<LoraTarget, CpuLoraTrace>>;
-}
 
 /** Everything one forward pass computed, float64. */
 export interface CpuForwardTrace {
@@ -81,23 +42,35 @@ export interface CpuForwardTrace {
 /** Options of {@linkcode CpuQwen3.trace}. */
 export interface CpuTraceOptions {
   /**
-   * Training mode: apply the adapters' `lora_dropout` with masks drawn from a mulberry32 stream
-   * with this seed (module by module in forward order, row-major over `[tokens, in]`); the same
-   * seed gives the same masks. Default: no dropout (evaluation, as `forward`).
+   * Training mode: apply the adapters' `lora_dropout` with masks from a counter-based hash of
+   * (this seed, the sequence's real tokens, layer, projection, the token's index among them,
+   * feature): the same seed gives the same masks, and a sequence's masks do not depend on the
+   * batch it is in or its padding. Default: no dropout (evaluation, as `forward`).
    */
   dropoutSeed?: number;
+  /** Called with the hidden state at each named point of each layer asked for. */
+  capture?: Partial<Record<LayerHookPoint, (layer: number, value: Float64Array) => void>>;
 }
 
-/** mulberry32: deterministic uniform numbers in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/**
+ * Options of {@linkcode CpuQwen3.decode}.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import type { CpuDecodeOptions } from "./qwen3_cpu.ts";
+ * declare const cache: import("./qwen3_cpu_layer.ts").CpuKvCache;
+ * const options: CpuDecodeOptions = { cache, rows: [0], start: [0], logitsAt: [2] };
+ * ```
+ */
+export interface CpuDecodeOptions {
+  /** The cache: keys and values of earlier positions are read, the new ones written. */
+  cache: CpuKvCache;
+  /** The cache row of each input row. */
+  rows: readonly number[];
+  /** Position of each row's first new token (the number of tokens already in its cache row). */
+  start: readonly number[];
+  /** Index, within each row's new tokens, of the token whose next-token logits to return. */
+  logitsAt: readonly number[];
 }
 
 /**
@@ -239,92 +212,139 @@ export class CpuQwen3 implements Qwen3Model {
     const w = this.#weights;
     const batch = packBatch(input, c);
     const n = batch.batch * batch.seqLen;
-    const [hsz, hq, hkv, d, inter] = [
-      c.hiddenSize,
-      c.numAttentionHeads,
-      c.numKeyValueHeads,
-      c.headDim,
-      c.intermediateSize,
-    ];
-    const eps = c.rmsNormEps;
     const p = this.#lora?.config.loraDropout ?? 0;
-    const rand = options.dropoutSeed !== undefined && p > 0
-      ? mulberry32(options.dropoutSeed)
-      : null;
-
-    let h = embeddingRef(batch.ids, w.embedTokens, hsz);
+    let dropout: CpuLayerDropout | undefined;
+    if (options.dropoutSeed !== undefined && p > 0) {
+      const T = batch.seqLen;
+      const rowKeys = Array.from(
+        { length: batch.batch },
+        (_, b) =>
+          sequenceDropoutKey(
+            batch.ids.subarray(b * T, (b + 1) * T),
+            batch.mask.subarray(b * T, (b + 1) * T),
+          ),
+      );
+      // Index among the row's real tokens: the same with left, right or no padding.
+      const tokenIndex = new Uint32Array(n);
+      for (let b = 0; b < batch.batch; b++) {
+        let k = 0;
+        for (let t = 0; t < T; t++) {
+          tokenIndex[b * T + t] = k;
+          if (batch.mask[b * T + t]) k++;
+        }
+      }
+      dropout = { p, seed: options.dropoutSeed, rowKeys, tokenIndex };
+    }
+    let h = embeddingRef(batch.ids, w.embedTokens, c.hiddenSize);
     const hidden: Float64Array[] = [h];
     const layers: CpuLayerTrace[] = [];
-    w.layers.forEach((lw, l) => {
-      const lora: CpuLayerTrace["lora"] = {};
-      /** `[accumulate +] x·Wᵀ + Σ_e scale_e·(drop(x)·A_eᵀ)·B_eᵀ`. */
-      const linear = (
-        x: Float64Array,
-        weight: Float32Array,
-        target: LoraTarget,
-        shape: [number, number],
-        accumulate?: Float64Array,
-      ): Float64Array => {
-        const [out, inn] = shape;
-        let y = matmulRef(x, weight, [n, out, inn], { accumulate });
-        const m = this.#loraByName.get(loraModuleName(l, target));
-        if (!m) return y;
-        let xd = x;
-        let dropoutMask: Float64Array | undefined;
-        if (rand) {
-          dropoutMask = new Float64Array(x.length);
-          xd = new Float64Array(x.length);
-          for (let i = 0; i < x.length; i++) {
-            dropoutMask[i] = rand() < p ? 0 : 1 / (1 - p);
-            xd[i] = x[i] * dropoutMask[i];
-          }
-        }
-        const down: Float64Array[] = [];
-        for (const e of m.experts) {
-          const u = matmulRef(xd, e.a, [n, e.r, inn]);
-          down.push(u);
-          y = matmulRef(u, e.b, [n, out, e.r], { alpha: e.scale, accumulate: y });
-        }
-        lora[target] = { module: m, input: xd, dropoutMask, down };
-        return y;
-      };
-      const hIn = h;
-      const x1 = rmsNormRef(h, lw.inputLayernorm, { d: hsz, eps });
-      const qRaw = linear(x1, lw.qProj, "q_proj", [hq * d, hsz]);
-      const kRaw = linear(x1, lw.kProj, "k_proj", [hkv * d, hsz]);
-      const v = linear(x1, lw.vProj, "v_proj", [hkv * d, hsz]);
-      const rope = { d, theta: c.ropeTheta };
-      const q = ropeRef(rmsNormRef(qRaw, lw.qNorm, { d, eps }), batch.positions, {
-        ...rope,
-        heads: hq,
-      });
-      const k = ropeRef(rmsNormRef(kRaw, lw.kNorm, { d, eps }), batch.positions, {
-        ...rope,
-        heads: hkv,
-      });
-      const att = attentionRef(q, k, v, {
-        b: batch.batch,
-        tq: batch.seqLen,
-        s: batch.seqLen,
-        hq,
-        hkv,
-        d,
+    w.layers.forEach((weights, layer) => {
+      const t = cpuDecoderLayer(h, {
+        ...this.#layerOptions(weights, layer, options.capture),
+        rows: batch.batch,
+        tokens: batch.seqLen,
+        positions: batch.positions,
         mask: batch.mask,
+        dropout,
       });
-      const hMid = linear(att, lw.oProj, "o_proj", [hsz, hq * d], h);
-      const x2 = rmsNormRef(hMid, lw.postAttentionLayernorm, { d: hsz, eps });
-      const gate = linear(x2, lw.gateProj, "gate_proj", [inter, hsz]);
-      const up = linear(x2, lw.upProj, "up_proj", [inter, hsz]);
-      const act = swigluRef(gate, up);
-      h = linear(act, lw.downProj, "down_proj", [hsz, inter], hMid);
+      layers.push(t);
+      h = t.hOut;
       hidden.push(h);
-      layers.push({ hIn, x1, qRaw, kRaw, v, q, k, att, hMid, x2, gate, up, act, lora });
     });
     const hFinal = h;
-    const last = rmsNormRef(h, w.norm, { d: hsz, eps });
+    const last = rmsNormRef(h, w.norm, { d: c.hiddenSize, eps: c.rmsNormEps });
     hidden[hidden.length - 1] = last;
-    const logits = matmulRef(last, w.lmHead, [n, c.vocabSize, hsz]);
+    const logits = matmulRef(last, w.lmHead, [n, c.vocabSize, c.hiddenSize]);
     return { batch, layers, hFinal, hidden, logits };
+  }
+
+  /**
+   * Runs new tokens of some sequences through the model with a KV cache (incremental decoding):
+   * each row's keys and values go to its cache row at their positions, and its queries attend to
+   * everything cached before them. Row `r`'s tokens sit at positions `start[r] …`. The logits of
+   * a token equal those of a full forward over the sequence up to it (same float64 ops per row).
+   *
+   * @param tokens The new tokens, the same count per row (pad the shorter rows; padded tokens
+   * write slots that later tokens overwrite).
+   * @param options The cache, its rows, the start positions and which token's logits to return.
+   * @returns Logits `[rows, vocab]` of the `logitsAt` token of each row.
+   * @throws {RangeError} If a row's tokens do not fit its cache row.
+   *
+   * @example Prefill a prompt, then decode one token
+   * ```ts
+   * import { loadModel } from "./load_model.ts";
+   * import { CpuQwen3 } from "./qwen3_cpu.ts";
+   * import { CpuKvCache } from "./qwen3_cpu_layer.ts";
+   * const model = await loadModel("tests/fixtures/qwen3-tiny", { backend: "cpu", warn: false });
+   * if (!(model instanceof CpuQwen3)) throw new Error("CPU model expected");
+   * const cache = new CpuKvCache(model.config, { rows: 1, capacity: 8 });
+   * model.decode([[1, 2, 3]], { cache, rows: [0], start: [0], logitsAt: [2] });
+   * const logits = model.decode([[4]], { cache, rows: [0], start: [3], logitsAt: [0] });
+   * console.log(logits.length === model.config.vocabSize); // true
+   * ```
+   */
+  decode(tokens: readonly (readonly number[])[], options: CpuDecodeOptions): Float64Array {
+    const c = this.config;
+    const w = this.#weights;
+    const rows = tokens.length;
+    const T = rows > 0 ? tokens[0].length : 0;
+    const { cache } = options;
+    const ids = new Int32Array(rows * T);
+    const positions = new Uint32Array(rows * T);
+    for (let r = 0; r < rows; r++) {
+      if (tokens[r].length !== T || options.start[r] + T > cache.capacity) {
+        throw new RangeError(
+          `Cannot decode: row ${r} must have ${T} tokens from position ${
+            options.start[r]
+          } within ` +
+            `the cache's ${cache.capacity} slots: current length is ${tokens[r].length}`,
+        );
+      }
+      for (let t = 0; t < T; t++) {
+        ids[r * T + t] = tokens[r][t];
+        positions[r * T + t] = options.start[r] + t;
+      }
+    }
+    let h = embeddingRef(ids, w.embedTokens, c.hiddenSize);
+    w.layers.forEach((weights, layer) => {
+      h = cpuDecoderLayer(h, {
+        ...this.#layerOptions(weights, layer),
+        rows,
+        tokens: T,
+        positions,
+        cache: {
+          k: cache.k[layer],
+          v: cache.v[layer],
+          capacity: cache.capacity,
+          rows: options.rows,
+        },
+      }).hOut;
+    });
+    const H = c.hiddenSize;
+    const picked = new Float64Array(rows * H);
+    for (let r = 0; r < rows; r++) {
+      const at = r * T + options.logitsAt[r];
+      picked.set(h.subarray(at * H, (at + 1) * H), r * H);
+    }
+    const last = rmsNormRef(picked, w.norm, { d: H, eps: c.rmsNormEps });
+    return matmulRef(last, w.lmHead, [rows, c.vocabSize, H]);
+  }
+
+  #layerOptions(
+    weights: Qwen3Weights["layers"][number],
+    layer: number,
+    capture?: CpuTraceOptions["capture"],
+  ): Pick<CpuLayerOptions, "config" | "weights" | "layer" | "adapters" | "capture"> {
+    let hooks: CpuLayerOptions["capture"];
+    if (capture) {
+      hooks = {};
+      for (
+        const [point, f] of Object.entries(capture) as [LayerHookPoint, typeof capture.output][]
+      ) {
+        if (f) hooks[point] = (value) => f(layer, value);
+      }
+    }
+    return { config: this.config, weights, layer, adapters: this.#loraByName, capture: hooks };
   }
 }
 

@@ -6,18 +6,16 @@
  *
  * @module
  */
-import { attentionBackwardRef } from "../kernels/attention/attention_backward_ref.ts";
 import { embeddingBackwardRef } from "../kernels/embedding/embedding_backward_ref.ts";
 import { logprobBackwardRef } from "../kernels/logprob/logprob_backward_ref.ts";
 import { logprobRef } from "../kernels/logprob/logprob_ref.ts";
 import { matmulBackwardRef } from "../kernels/matmul/matmul_backward_ref.ts";
 import { rmsNormBackwardRef } from "../kernels/rms_norm/rms_norm_backward_ref.ts";
-import { ropeBackwardRef } from "../kernels/rope/rope_backward_ref.ts";
-import { swigluBackwardRef } from "../kernels/swiglu/swiglu_backward_ref.ts";
-import { loraTensorName } from "../adapters/lora.ts";
-import { loraModuleName, type LoraTarget } from "../adapters/lora_config.ts";
-import type { ForwardInput } from "./forward_input.ts";
-import type { CpuLoraTrace, CpuQwen3 } from "./qwen3_cpu.ts";
+import { checkBackwardArgs } from "./backward_args.ts";
+import { type ForwardInput, packBatch } from "./forward_input.ts";
+import type { CpuQwen3 } from "./qwen3_cpu.ts";
+import { cpuDecoderLayerBackward } from "./qwen3_cpu_layer.ts";
+import { modelTensorTable } from "./tensor_table.ts";
 
 /**
  * Which parameters get gradients: `"adapters"` only the LoRA matrices (base frozen; an error
@@ -33,9 +31,16 @@ export interface CpuBackwardOptions {
   dLogits?: ArrayLike<number>;
   /**
    * `dLoss/dlastHidden` `[batch, seqLen, hidden]` at the final-norm output (HF's
-   * `hidden_states[-1]`, the Hidden-Align term); zero rows for positions without a term.
+   * `hidden_states[-1]`, the Hidden-Align term), or at decoder layer `hiddenLayer`'s output;
+   * zero rows for positions without a term.
    */
   dLastHidden?: ArrayLike<number>;
+  /**
+   * Decoder layer whose output the loss reads as `lastHidden` and whose gradient receives
+   * `dLastHidden`; default the final-norm output. Layer `l` in `[0, numHiddenLayers)` is HF's
+   * `hidden_states[l + 1]`.
+   */
+  hiddenLayer?: number;
   /**
    * `dLoss/dlogprobs` `[batch, seqLen − 1]` on the token log-probs `tokenLogprobs` returns
    * (masked targets have log-prob 0 and get no gradient).
@@ -54,7 +59,10 @@ export interface CpuBackwardResult {
   loss: number;
   /** Logits of the forward `[batch, seqLen, vocab]`. */
   logits: Float64Array;
-  /** Final-norm hidden states `[batch, seqLen, hidden]`. */
+  /**
+   * The hidden states `dLastHidden` applies to `[batch, seqLen, hidden]`: the final-norm output,
+   * or layer `hiddenLayer`'s output.
+   */
   lastHidden: Float64Array;
   /** Token log-probs `[batch, seqLen − 1]`. */
   logprobs: Float64Array;
@@ -68,15 +76,6 @@ export interface CpuBackwardResult {
   grads: Map<string, Float64Array>;
 }
 
-function checkLength(what: string, a: ArrayLike<number>, expected: string, n: number): void {
-  if (a.length !== n) {
-    throw new RangeError(
-      `Cannot run the backward: ${what} must have ${expected} = ${n} values: current length is ` +
-        `${a.length}`,
-    );
-  }
-}
-
 /**
  * Gradients of a scalar loss of the model's outputs with respect to the adapters (and, in
  * `"full"` mode, every base weight), exact in float64. The loss is given by its cotangents: at the
@@ -86,16 +85,15 @@ function checkLength(what: string, a: ArrayLike<number>, expected: string, n: nu
  * Order of ops (the reverse of the WebGPU forward): logprob backward → LM head → final norm; per
  * layer from the last: down projection → SwiGLU → gate/up projections → post-attention norm
  * (+ residual) → o projection → attention → RoPE → q/k norms → q/k/v projections → input norm
- * (+ residual); embedding scatter (plus the LM head's gradient when tied). A LoRA projection's
- * backward is the base matmul's plus, per expert, `dB = scale·dyᵀ·u`, `du = scale·dy·B`,
- * `dA = duᵀ·x`, `dx += du·A` (times the dropout mask in training mode).
+ * (+ residual), each layer by `cpuDecoderLayerBackward` (with `dLastHidden` added at layer
+ * `hiddenLayer`'s output when given); embedding scatter (plus the LM head's gradient when tied).
  *
  * @param model The CPU model with its adapters set.
  * @param input The batch.
  * @param options Cotangents, mode and dropout seed.
  * @returns The loss, the forward's outputs and the gradients.
  * @throws {TypeError} If no cotangent is given, or `"adapters"` mode is asked without adapters.
- * @throws {RangeError} If a cotangent has the wrong length.
+ * @throws {RangeError} If a cotangent has the wrong length, or `hiddenLayer` is not a layer.
  *
  * @example Gradient of the log-likelihood of a sequence with respect to LoRA adapters
  * ```ts
@@ -121,46 +119,43 @@ export function cpuBackward(
   input: ForwardInput,
   options: CpuBackwardOptions,
 ): CpuBackwardResult {
-  const { mode } = options;
-  if (mode !== "adapters" && mode !== "full") {
-    throw new TypeError(
-      `Cannot run the backward: option "mode" must be "adapters" or "full": current value is ` +
-        `${JSON.stringify(mode)}`,
-    );
-  }
-  if (mode === "adapters" && model.adapters === null) {
-    throw new TypeError(
-      `Cannot run the backward: mode "adapters" needs adapters (call setAdapters first)`,
-    );
-  }
-  if (!options.dLogits && !options.dLastHidden && !options.dLogprobs) {
-    throw new TypeError(
-      `Cannot run the backward: give at least one of dLogits, dLastHidden and dLogprobs`,
-    );
-  }
   const c = model.config;
   const w = model.weights;
+  const { mode, hiddenLayer } = options;
+  const packed = packBatch(input, c);
+  checkBackwardArgs({
+    mode,
+    hasAdapters: model.adapters !== null,
+    batch: packed.batch,
+    seqLen: packed.seqLen,
+    hiddenSize: c.hiddenSize,
+    vocabSize: c.vocabSize,
+    numHiddenLayers: c.numHiddenLayers,
+    dLogits: options.dLogits,
+    dLastHidden: options.dLastHidden,
+    dLogprobs: options.dLogprobs,
+    hiddenLayer,
+  });
   const t = model.trace(input, { dropoutSeed: options.dropoutSeed });
   const { batch: B, seqLen: T, ids, mask, positions, targets } = t.batch;
   const n = B * T;
-  const [H, hq, hkv, D, I, V] = [
-    c.hiddenSize,
-    c.numAttentionHeads,
-    c.numKeyValueHeads,
-    c.headDim,
-    c.intermediateSize,
-    c.vocabSize,
-  ];
+  const [H, V] = [c.hiddenSize, c.vocabSize];
   const eps = c.rmsNormEps;
   const full = mode === "full";
   const grads = new Map<string, Float64Array>();
+  // Checkpoint names of the embedding, final norm and LM head, from the tensor table.
+  const name = Object.fromEntries(
+    modelTensorTable({ ...c, tieWordEmbeddings: false })
+      .filter((e) => e.layer === null)
+      .map((e) => [e.field, e.name]),
+  );
   const last = t.hidden[t.hidden.length - 1];
+  const state = hiddenLayer === undefined ? last : t.layers[hiddenLayer].hOut;
 
   // Loss and the cotangent at the logits.
   let loss = 0;
   const dLogits = new Float64Array(n * V);
   if (options.dLogits) {
-    checkLength("dLogits", options.dLogits, `batch·seqLen·vocab = ${B}·${T}·${V}`, n * V);
     for (let i = 0; i < n * V; i++) {
       dLogits[i] = options.dLogits[i];
       loss += t.logits[i] * options.dLogits[i];
@@ -172,7 +167,6 @@ export function cpuBackward(
     for (let s = 0; s + 1 < T; s++) logprobs[b * (T - 1) + s] = lp[b * T + s];
   }
   if (options.dLogprobs) {
-    checkLength("dLogprobs", options.dLogprobs, `batch·(seqLen−1) = ${B}·${T - 1}`, B * (T - 1));
     const dLp = new Float64Array(n);
     for (let b = 0; b < B; b++) {
       for (let s = 0; s + 1 < T; s++) {
@@ -183,116 +177,38 @@ export function cpuBackward(
     const g = logprobBackwardRef(dLp, t.logits, targets, V);
     for (let i = 0; i < g.length; i++) dLogits[i] += g[i];
   }
+  /** Adds `dLastHidden` to the cotangent of the state it applies to. */
+  const inject = (d: Float64Array): void => {
+    const dh = options.dLastHidden;
+    if (!dh) return;
+    for (let i = 0; i < n * H; i++) {
+      d[i] += dh[i];
+      loss += state[i] * dh[i];
+    }
+  };
 
   // LM head: logits = last · lmHeadᵀ.
   const head = matmulBackwardRef(dLogits, last, w.lmHead, [n, V, H]);
   const dLast = head.dx;
-  if (options.dLastHidden) {
-    checkLength("dLastHidden", options.dLastHidden, `batch·seqLen·hidden = ${B}·${T}·${H}`, n * H);
-    for (let i = 0; i < n * H; i++) {
-      dLast[i] += options.dLastHidden[i];
-      loss += last[i] * options.dLastHidden[i];
-    }
-  }
+  if (hiddenLayer === undefined) inject(dLast);
   // Final norm.
   const fin = rmsNormBackwardRef(dLast, t.hFinal, w.norm, { d: H, eps });
   let dh = fin.dx;
-  if (full) grads.set("model.norm.weight", fin.dw);
-
-  /** Backward of `y = x·Wᵀ + LoRA(x)`; returns dx, records dW (full) and the LoRA grads. */
-  const linearBackward = (
-    dy: Float64Array,
-    x: Float64Array,
-    weight: Float32Array,
-    shape: [number, number],
-    name: string,
-    lora: CpuLoraTrace | undefined,
-  ): Float64Array => {
-    const [out, inn] = shape;
-    const base = matmulBackwardRef(dy, x, weight, [n, out, inn]);
-    if (full) grads.set(`${name}.weight`, base.dw);
-    const dx = base.dx;
-    if (!lora) return dx;
-    const m = lora.module;
-    const dxd = new Float64Array(n * inn);
-    m.experts.forEach((e, i) => {
-      const dyScaled = new Float64Array(dy.length);
-      for (let j = 0; j < dy.length; j++) dyScaled[j] = dy[j] * e.scale;
-      const up = matmulBackwardRef(dyScaled, lora.down[i], e.b, [n, out, e.r]);
-      const down = matmulBackwardRef(up.dx, lora.input, e.a, [n, e.r, inn]);
-      grads.set(loraTensorName(m, { matrix: "A", expert: i }), down.dw);
-      grads.set(loraTensorName(m, { matrix: "B", expert: i }), up.dw);
-      for (let j = 0; j < dxd.length; j++) dxd[j] += down.dx[j];
-    });
-    const dm = lora.dropoutMask;
-    for (let j = 0; j < dx.length; j++) dx[j] += dm ? dxd[j] * dm[j] : dxd[j];
-    return dx;
-  };
+  if (full) grads.set(name.norm, fin.dw);
 
   for (let l = w.layers.length - 1; l >= 0; l--) {
-    const lw = w.layers[l];
-    const a = t.layers[l];
-    const name = (target: LoraTarget) => loraModuleName(l, target);
-    const p = `model.layers.${l}`;
-    // MLP: h = hMid + down(swiglu(gate(x2), up(x2))), x2 = norm(hMid).
-    const dAct = linearBackward(
-      dh,
-      a.act,
-      lw.downProj,
-      [H, I],
-      name("down_proj"),
-      a.lora.down_proj,
-    );
-    const sw = swigluBackwardRef(dAct, a.gate, a.up);
-    const dx2 = linearBackward(
-      sw.dGate,
-      a.x2,
-      lw.gateProj,
-      [I, H],
-      name("gate_proj"),
-      a.lora.gate_proj,
-    );
-    const dx2u = linearBackward(sw.dUp, a.x2, lw.upProj, [I, H], name("up_proj"), a.lora.up_proj);
-    for (let j = 0; j < dx2.length; j++) dx2[j] += dx2u[j];
-    const post = rmsNormBackwardRef(dx2, a.hMid, lw.postAttentionLayernorm, { d: H, eps });
-    if (full) grads.set(`${p}.post_attention_layernorm.weight`, post.dw);
-    const dhMid = dh;
-    for (let j = 0; j < dhMid.length; j++) dhMid[j] += post.dx[j];
-    // Attention: hMid = hIn + o(attention(rope(qnorm(q(x1))), rope(knorm(k(x1))), v(x1))).
-    const dAtt = linearBackward(dhMid, a.att, lw.oProj, [H, hq * D], name("o_proj"), a.lora.o_proj);
-    const att = attentionBackwardRef(dAtt, a.q, a.k, a.v, {
-      b: B,
-      tq: T,
-      s: T,
-      hq,
-      hkv,
-      d: D,
+    if (hiddenLayer === l) inject(dh);
+    dh = cpuDecoderLayerBackward(dh, t.layers[l], {
+      config: c,
+      weights: w.layers[l],
+      layer: l,
+      rows: B,
+      tokens: T,
+      positions,
       mask,
+      full,
+      grads,
     });
-    const rope = { d: D, theta: c.ropeTheta };
-    const dqn = ropeBackwardRef(att.dq, positions, { ...rope, heads: hq });
-    const dkn = ropeBackwardRef(att.dk, positions, { ...rope, heads: hkv });
-    const qn = rmsNormBackwardRef(dqn, a.qRaw, lw.qNorm, { d: D, eps });
-    const kn = rmsNormBackwardRef(dkn, a.kRaw, lw.kNorm, { d: D, eps });
-    if (full) {
-      grads.set(`${p}.self_attn.q_norm.weight`, qn.dw);
-      grads.set(`${p}.self_attn.k_norm.weight`, kn.dw);
-    }
-    const dx1 = linearBackward(qn.dx, a.x1, lw.qProj, [hq * D, H], name("q_proj"), a.lora.q_proj);
-    const dx1k = linearBackward(kn.dx, a.x1, lw.kProj, [hkv * D, H], name("k_proj"), a.lora.k_proj);
-    const dx1v = linearBackward(
-      att.dv,
-      a.x1,
-      lw.vProj,
-      [hkv * D, H],
-      name("v_proj"),
-      a.lora.v_proj,
-    );
-    for (let j = 0; j < dx1.length; j++) dx1[j] += dx1k[j] + dx1v[j];
-    const inp = rmsNormBackwardRef(dx1, a.hIn, lw.inputLayernorm, { d: H, eps });
-    if (full) grads.set(`${p}.input_layernorm.weight`, inp.dw);
-    for (let j = 0; j < dhMid.length; j++) dhMid[j] += inp.dx[j];
-    dh = dhMid;
   }
 
   if (full) {
@@ -300,9 +216,9 @@ export function cpuBackward(
     if (w.lmHead === w.embedTokens) {
       for (let j = 0; j < dEmbed.length; j++) dEmbed[j] += head.dw[j];
     } else {
-      grads.set("lm_head.weight", head.dw);
+      grads.set(name.lmHead, head.dw);
     }
-    grads.set("model.embed_tokens.weight", dEmbed);
+    grads.set(name.embedTokens, dEmbed);
   }
-  return { loss, logits: t.logits, lastHidden: last, logprobs, grads };
+  return { loss, logits: t.logits, lastHidden: state, logprobs, grads };
 }

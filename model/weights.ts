@@ -7,6 +7,7 @@
 
 import type { Qwen3Config } from "./config.ts";
 import { openSafetensors, readTensorF32, type SafetensorsFile } from "./safetensors.ts";
+import { modelTensorTable } from "./tensor_table.ts";
 
 /**
  * The weights of one decoder layer, every matrix row-major `[out, in]` as in PyTorch, with
@@ -205,36 +206,24 @@ export async function loadQwen3Weights(dir: string, config: Qwen3Config): Promis
     );
   }
   try {
-    const H = config.hiddenSize;
-    const I = config.intermediateSize;
-    const V = config.vocabSize;
-    const D = config.headDim;
-    const qRows = config.numAttentionHeads * D;
-    const kvRows = config.numKeyValueHeads * D;
     const read = async (name: string, shape: number[]): Promise<Float32Array> =>
       readTensorF32(await source.fileFor(name), name, { expectedShape: shape });
-
-    const embedTokens = await read("model.embed_tokens.weight", [V, H]);
-    const layers: Qwen3LayerWeights[] = [];
-    for (let l = 0; l < config.numHiddenLayers; l++) {
-      const p = `model.layers.${l}.`;
-      layers.push({
-        inputLayernorm: await read(`${p}input_layernorm.weight`, [H]),
-        qProj: await read(`${p}self_attn.q_proj.weight`, [qRows, H]),
-        kProj: await read(`${p}self_attn.k_proj.weight`, [kvRows, H]),
-        vProj: await read(`${p}self_attn.v_proj.weight`, [kvRows, H]),
-        oProj: await read(`${p}self_attn.o_proj.weight`, [H, qRows]),
-        qNorm: await read(`${p}self_attn.q_norm.weight`, [D]),
-        kNorm: await read(`${p}self_attn.k_norm.weight`, [D]),
-        postAttentionLayernorm: await read(`${p}post_attention_layernorm.weight`, [H]),
-        gateProj: await read(`${p}mlp.gate_proj.weight`, [I, H]),
-        upProj: await read(`${p}mlp.up_proj.weight`, [I, H]),
-        downProj: await read(`${p}mlp.down_proj.weight`, [H, I]),
-      });
+    // Every tensor of the table, in checkpoint order (with tied embeddings the table has no
+    // lm_head.weight, and the LM head is the embedding array itself).
+    const top: Partial<Record<"embedTokens" | "norm" | "lmHead", Float32Array>> = {};
+    const layers = Array.from(
+      { length: config.numHiddenLayers },
+      () => ({}) as Partial<Qwen3LayerWeights>,
+    );
+    for (const entry of modelTensorTable(config)) {
+      const data = await read(entry.name, entry.shape);
+      if (entry.layer === null) top[entry.field as keyof typeof top] = data;
+      else layers[entry.layer][entry.field as keyof Qwen3LayerWeights] = data;
     }
-    const norm = await read("model.norm.weight", [H]);
-    const lmHead = config.tieWordEmbeddings ? embedTokens : await read("lm_head.weight", [V, H]);
-    return { embedTokens, layers, norm, lmHead };
+    const embedTokens = top.embedTokens!;
+    const norm = top.norm!;
+    const lmHead = top.lmHead ?? embedTokens;
+    return { embedTokens, layers: layers as Qwen3LayerWeights[], norm, lmHead };
   } finally {
     source.close();
   }

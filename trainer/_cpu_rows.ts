@@ -14,15 +14,17 @@ export interface RowJob {
   dLogprobs?: Float64Array;
   /** `dLoss/dlastHidden`, `[ids.length, hidden]`. */
   dLastHidden?: Float64Array;
-  /** Training-mode LoRA dropout seed of this row. */
+  /** Training-mode LoRA dropout seed (the masks also hash the row's tokens). */
   dropoutSeed?: number;
+  /** Decoder layer whose output is `lastHidden` (and receives `dLastHidden`); default final norm. */
+  hiddenLayer?: number;
 }
 
 /** What one sequence's pass computed. */
 export interface RowResult {
   /** Token log-probs `[ids.length − 1]`. */
   logprobs: Float64Array;
-  /** Final-norm hidden states `[ids.length, hidden]`. */
+  /** Hidden states `[ids.length, hidden]`: the final-norm output, or layer `hiddenLayer`'s. */
   lastHidden: Float64Array;
   /** Gradients by name (absent for a forward, or a row without any cotangent). */
   grads?: Record<string, Float64Array>;
@@ -34,21 +36,29 @@ function allZero(a: Float64Array | undefined): boolean {
   return true;
 }
 
-/** Forward of one sequence. */
-export function rowForward(model: CpuQwen3, ids: readonly number[]): RowResult {
-  const t = model.trace({ inputIds: [ids] });
+/** Forward of one sequence (with the job's dropout and hidden layer; no cotangents needed). */
+export function rowForward(
+  model: CpuQwen3,
+  job: Pick<RowJob, "ids" | "dropoutSeed" | "hiddenLayer">,
+): RowResult {
+  const { ids, hiddenLayer } = job;
+  const t = model.trace({ inputIds: [ids] }, { dropoutSeed: job.dropoutSeed });
   const lp = logprobRef(t.logits, t.batch.targets, model.config.vocabSize).logprobs;
-  return { logprobs: lp.slice(0, ids.length - 1), lastHidden: t.hidden[t.hidden.length - 1] };
+  const lastHidden = hiddenLayer === undefined
+    ? t.hidden[t.hidden.length - 1]
+    : t.layers[hiddenLayer].hOut;
+  return { logprobs: lp.slice(0, ids.length - 1), lastHidden };
 }
 
 /** Forward and backward of one sequence (forward only when its cotangents are all zero). */
 export function rowBackward(model: CpuQwen3, mode: TrainMode, job: RowJob): RowResult {
-  if (allZero(job.dLogprobs) && allZero(job.dLastHidden)) return rowForward(model, job.ids);
+  if (allZero(job.dLogprobs) && allZero(job.dLastHidden)) return rowForward(model, job);
   const r = cpuBackward(model, { inputIds: [job.ids] }, {
     mode,
     dLogprobs: job.dLogprobs,
     dLastHidden: job.dLastHidden,
     dropoutSeed: job.dropoutSeed,
+    hiddenLayer: job.hiddenLayer,
   });
   return { logprobs: r.logprobs, lastHidden: r.lastHidden, grads: Object.fromEntries(r.grads) };
 }

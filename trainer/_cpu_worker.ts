@@ -49,7 +49,7 @@ async function handle(request: WorkerRequest): Promise<void> {
     const results = request.jobs.map((job) => rowBackward(model!, mode, job));
     scope.postMessage({ id: request.id, results }, resultBuffers(results));
   } else if (request.type === "forward") {
-    const results = request.rows.map((ids) => rowForward(model!, ids));
+    const results = request.rows.map((ids) => rowForward(model!, { ids }));
     scope.postMessage({ id: request.id, results }, resultBuffers(results));
   } else {
     const result = await generate(model, request.options);

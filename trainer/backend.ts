@@ -41,6 +41,7 @@ import type { ForwardInput } from "../model/forward_input.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { cpuBackward } from "../model/qwen3_cpu_backward.ts";
+import { checkHiddenLayer } from "../model/backward_args.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "../model/generate.ts";
 import { CpuWorkerPool } from "./_cpu_pool.ts";
 import { canTrainOnGpu, WebGpuTrainBackend } from "./_webgpu_backend.ts";
@@ -74,7 +75,11 @@ export type TrainMode = "full" | "adapters";
 export interface PolicyOutputs {
   /** Token log-probs `[batch, seqLen − 1]` (0 at masked targets). */
   logprobs: Float64Array;
-  /** Final-norm hidden states `[batch, seqLen, hidden]`, when the backend computed them. */
+  /**
+   * Hidden states `[batch, seqLen, hidden]`, when the backend computed them: the final-norm output
+   * (HF's `hidden_states[-1]`), or decoder layer `hiddenLayer`'s output when
+   * {@linkcode LossAndGradsOptions.hiddenLayer} is set.
+   */
   lastHidden?: Float64Array;
   /** Number of sequences. */
   batch: number;
@@ -100,8 +105,17 @@ export interface LossAndGradsOptions {
    * checked: a term whose gradient changes with the outputs is an error. Default `false`.
    */
   linear?: boolean;
-  /** Seed of the training-mode LoRA dropout masks; default no dropout. */
+  /**
+   * Seed of the training-mode LoRA dropout masks; default no dropout. A sequence's masks depend
+   * only on this seed and the sequence's tokens, not on its place in the batch or the workers.
+   */
   dropoutSeed?: number;
+  /**
+   * Decoder layer whose output the loss reads as `lastHidden` and whose gradient receives
+   * `dLastHidden`; default the final-norm output. Layer `l` in `[0, numHiddenLayers)` is HF's
+   * `hidden_states[l + 1]`.
+   */
+  hiddenLayer?: number;
 }
 
 /**
@@ -217,16 +231,6 @@ function sameArray(a: Float64Array | undefined, b: Float64Array | undefined): bo
   return true;
 }
 
-function mix32(state: number, value: number): number {
-  let x = (state ^ (value >>> 0)) >>> 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
-
 /** Real-token count of each row when every mask row is 1…1 0…0 (right padding), else null. */
 function rowLengths(input: ForwardInput): number[] | null {
   const rows = input.inputIds;
@@ -293,7 +297,7 @@ class CpuTrainBackend implements TrainBackend {
     const pool = this.#workerPool;
     return pool
       ? await pool.forward(rows, this.params.tree)
-      : rows.map((ids) => rowForward(this.model, ids));
+      : rows.map((ids) => rowForward(this.model, { ids }));
   }
 
   async #backwardRows(jobs: RowJob[]): Promise<RowResult[]> {
@@ -349,12 +353,16 @@ class CpuTrainBackend implements TrainBackend {
     loss: LossTerm<PolicyOutputs>,
     options: LossAndGradsOptions = {},
   ): Promise<LossAndGradsResult> {
+    checkHiddenLayer(options.hiddenLayer, this.model.config.numHiddenLayers);
     const lengths = rowLengths(input);
     if (lengths === null) return this.#lossAndGradsBatched(input, loss, options);
     const B = lengths.length;
     const T = input.inputIds[0].length;
     const H = this.model.config.hiddenSize;
     const rows = input.inputIds.map((ids, b) => ids.slice(0, lengths[b]));
+    const { dropoutSeed, hiddenLayer } = options;
+    // The non-linear term's cotangent comes from the same forward (same dropout masks, same hidden
+    // layer) as the backward it feeds.
     const grad = options.linear
       ? loss({
         logprobs: new Float64Array(B * (T - 1)),
@@ -362,7 +370,13 @@ class CpuTrainBackend implements TrainBackend {
         batch: B,
         seqLen: T,
       }).grad
-      : loss(this.#gather(await this.#forwardRows(rows), lengths, T)).grad;
+      : loss(
+        this.#gather(
+          await this.#backwardRows(rows.map((ids) => ({ ids, dropoutSeed, hiddenLayer }))),
+          lengths,
+          T,
+        ),
+      ).grad;
     if (!grad.dLogprobs && !grad.dLastHidden) {
       throw new TypeError(
         "Cannot compute gradients: the loss term returned no cotangent (grad.dLogprobs or " +
@@ -385,7 +399,8 @@ class CpuTrainBackend implements TrainBackend {
       ids,
       dLogprobs: grad.dLogprobs?.slice(b * (T - 1), b * (T - 1) + ids.length - 1),
       dLastHidden: grad.dLastHidden?.slice(b * T * H, (b * T + ids.length) * H),
-      dropoutSeed: options.dropoutSeed === undefined ? undefined : mix32(options.dropoutSeed, b),
+      dropoutSeed,
+      hiddenLayer,
     }));
     const results = await this.#backwardRows(jobs);
     const out = loss(this.#gather(results, lengths, T));
@@ -435,7 +450,9 @@ class CpuTrainBackend implements TrainBackend {
       }).grad;
     } else {
       const t = this.model.trace(input, { dropoutSeed: options.dropoutSeed });
-      grad = loss(this.#batchOutputs(t.batch, t.logits, t.hidden[t.hidden.length - 1])).grad;
+      const l = options.hiddenLayer;
+      const state = l === undefined ? t.hidden[t.hidden.length - 1] : t.layers[l].hOut;
+      grad = loss(this.#batchOutputs(t.batch, t.logits, state)).grad;
     }
     if (!grad.dLogprobs && !grad.dLastHidden) {
       throw new TypeError(
@@ -448,6 +465,7 @@ class CpuTrainBackend implements TrainBackend {
       dLogprobs: grad.dLogprobs,
       dLastHidden: grad.dLastHidden,
       dropoutSeed: options.dropoutSeed,
+      hiddenLayer: options.hiddenLayer,
     });
     const out = loss({ logprobs: r.logprobs, lastHidden: r.lastHidden, batch: rows, seqLen });
     this.#checkLinear(options, out, grad);

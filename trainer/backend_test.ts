@@ -4,25 +4,11 @@ import { sftLoss } from "./sft_loss.ts";
 import { initQwen3Weights } from "../model/init.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import type { Qwen3Config } from "../model/config.ts";
+import { TINY_CONFIG } from "./_test_utils.ts";
 import { createLora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 
-const CONFIG: Qwen3Config = {
-  vocabSize: 20,
-  hiddenSize: 8,
-  intermediateSize: 12,
-  numHiddenLayers: 1,
-  numAttentionHeads: 2,
-  numKeyValueHeads: 1,
-  headDim: 4,
-  rmsNormEps: 1e-6,
-  ropeTheta: 10000,
-  maxPositionEmbeddings: 16,
-  tieWordEmbeddings: true,
-  eosTokenIds: [],
-  bosTokenId: null,
-  padTokenId: null,
-};
+const CONFIG: Qwen3Config = TINY_CONFIG;
 
 const INPUT = {
   inputIds: [[1, 5, 7, 2], [3, 4, 9, 0]],

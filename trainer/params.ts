@@ -28,7 +28,8 @@ import type { Lora } from "../adapters/lora.ts";
 import { loraTensorName } from "../adapters/lora.ts";
 import type { Qwen3Config } from "../model/config.ts";
 import type { TensorToWrite } from "../model/safetensors.ts";
-import type { Qwen3Weights } from "../model/weights.ts";
+import { modelTensorTable } from "../model/tensor_table.ts";
+import type { Qwen3LayerWeights, Qwen3Weights } from "../model/weights.ts";
 import type { ParamTree } from "./types.ts";
 
 /**
@@ -93,42 +94,25 @@ export interface ParamTensorsOptions {
  * ```
  */
 export function modelParams(weights: Qwen3Weights, config: Qwen3Config): NamedParams {
-  const H = config.hiddenSize;
-  const I = config.intermediateSize;
-  const V = config.vocabSize;
-  const D = config.headDim;
-  const q = config.numAttentionHeads * D;
-  const kv = config.numKeyValueHeads * D;
   const tree: ParamTree = {};
   const shapes: Record<string, number[]> = {};
-  const add = (name: string, data: Float32Array, shape: number[]): void => {
-    const n = shape.reduce((a, b) => a * b, 1);
+  // The tensor table's names and shapes; the LM head is listed when its array is not the
+  // embedding's (an untied model).
+  const tied = weights.lmHead === weights.embedTokens;
+  for (const entry of modelTensorTable({ ...config, tieWordEmbeddings: tied })) {
+    const data = entry.layer === null
+      ? weights[entry.field as "embedTokens" | "norm" | "lmHead"]
+      : weights.layers[entry.layer][entry.field as keyof Qwen3LayerWeights];
+    const n = entry.shape.reduce((a, b) => a * b, 1);
     if (data.length !== n) {
       throw new RangeError(
-        `Cannot name the model's parameters: tensor "${name}" must have ${n} values (shape ` +
-          `[${shape.join(", ")}]): current length is ${data.length}`,
+        `Cannot name the model's parameters: tensor "${entry.name}" must have ${n} values ` +
+          `(shape [${entry.shape.join(", ")}]): current length is ${data.length}`,
       );
     }
-    tree[name] = data;
-    shapes[name] = shape;
-  };
-  add("model.embed_tokens.weight", weights.embedTokens, [V, H]);
-  weights.layers.forEach((lw, l) => {
-    const p = `model.layers.${l}`;
-    add(`${p}.input_layernorm.weight`, lw.inputLayernorm, [H]);
-    add(`${p}.self_attn.q_proj.weight`, lw.qProj, [q, H]);
-    add(`${p}.self_attn.k_proj.weight`, lw.kProj, [kv, H]);
-    add(`${p}.self_attn.v_proj.weight`, lw.vProj, [kv, H]);
-    add(`${p}.self_attn.o_proj.weight`, lw.oProj, [H, q]);
-    add(`${p}.self_attn.q_norm.weight`, lw.qNorm, [D]);
-    add(`${p}.self_attn.k_norm.weight`, lw.kNorm, [D]);
-    add(`${p}.post_attention_layernorm.weight`, lw.postAttentionLayernorm, [H]);
-    add(`${p}.mlp.gate_proj.weight`, lw.gateProj, [I, H]);
-    add(`${p}.mlp.up_proj.weight`, lw.upProj, [I, H]);
-    add(`${p}.mlp.down_proj.weight`, lw.downProj, [H, I]);
-  });
-  add("model.norm.weight", weights.norm, [H]);
-  if (weights.lmHead !== weights.embedTokens) add("lm_head.weight", weights.lmHead, [V, H]);
+    tree[entry.name] = data;
+    shapes[entry.name] = entry.shape;
+  }
   return { tree, shapes };
 }
 
