@@ -8,11 +8,11 @@
  * @module
  */
 
-import { mulberry32 } from "../model/_random.ts";
-import type { Qwen3Config } from "../model/config.ts";
+import { mulberry32 } from "../internal/random.ts";
 import {
   LORA_TARGETS,
   type LoraConfig,
+  type LoraModelShape,
   loraModuleName,
   type LoraTarget,
   projectionFeatures,
@@ -134,7 +134,7 @@ function normal(n: number, std: number, rand: () => number): Float32Array {
  */
 export function createLora(
   config: LoraConfig,
-  modelConfig: Qwen3Config,
+  modelConfig: LoraModelShape,
   options: CreateLoraOptions,
 ): Lora {
   if (!Number.isSafeInteger(options.seed)) {
@@ -254,7 +254,7 @@ export function loraTensorName(
  */
 export function checkLoraFits(
   lora: Lora,
-  modelConfig: Qwen3Config,
+  modelConfig: LoraModelShape,
   options: CheckLoraFitsOptions = {},
 ): void {
   const where = `Cannot use LoRA adapter "${options.source ?? "LoRA adapter"}"`;

@@ -9,7 +9,27 @@
  *
  * @module
  */
-import type { Qwen3Config } from "../model/config.ts";
+import { show } from "../internal/show.ts";
+
+/**
+ * The model dimensions that LoRA needs to resolve and shape its adapters: the fields of the
+ * model's `Qwen3Config` of the same names (any `Qwen3Config` is one). Declared here so that
+ * `adapters/` does not import `model/`, which imports `adapters/`.
+ */
+export interface LoraModelShape {
+  /** Width of the residual stream (`hidden_size`). */
+  hiddenSize: number;
+  /** Width of the SwiGLU MLP (`intermediate_size`). */
+  intermediateSize: number;
+  /** Number of decoder layers (`num_hidden_layers`). */
+  numHiddenLayers: number;
+  /** Number of query heads (`num_attention_heads`). */
+  numAttentionHeads: number;
+  /** Number of key/value heads (`num_key_value_heads`). */
+  numKeyValueHeads: number;
+  /** Width of one attention head (`head_dim`). */
+  headDim: number;
+}
 
 /** The projections of a Qwen3 decoder layer that can carry a LoRA adapter (PEFT module names). */
 export type LoraTarget =
@@ -132,17 +152,6 @@ const KEYS = {
   initLoraWeights: ["init_lora_weights", "initLoraWeights"],
   baseModelNameOrPath: ["base_model_name_or_path", "baseModelNameOrPath"],
 } as const satisfies Record<keyof LoraConfig, readonly [string, string]>;
-
-function show(value: unknown): string {
-  if (value === undefined) return "undefined";
-  try {
-    const text = JSON.stringify(value);
-    if (text === undefined) return String(value);
-    return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-  } catch {
-    return String(value);
-  }
-}
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -502,7 +511,7 @@ export function loraModuleHyperparameters(
  * ```
  */
 export function projectionFeatures(
-  modelConfig: Qwen3Config,
+  modelConfig: LoraModelShape,
   target: LoraTarget,
 ): [number, number] {
   const c = modelConfig;
@@ -567,7 +576,7 @@ export function loraModuleName(layer: number, target: LoraTarget): string {
  */
 export function resolveLoraModules(
   config: LoraConfig,
-  modelConfig: Qwen3Config,
+  modelConfig: LoraModelShape,
   options: ResolveLoraModulesOptions = {},
 ): ResolvedLoraModule[] {
   const source = options.source ?? "LoRA config";

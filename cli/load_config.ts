@@ -24,6 +24,9 @@ import { parse as parseYaml, parseDocument } from "yaml";
 import { z } from "zod";
 import { DEFAULT_CONFIG, type TrainConfig } from "./config.ts";
 import { ARITHMETIC_ADDED_TOKENS, ARITHMETIC_ALPHABET } from "../data/arithmetic_tokenizer.ts";
+import { show } from "../internal/show.ts";
+import { isPlainObject } from "../internal/is_plain_object.ts";
+import { deepFreeze } from "../internal/deep_freeze.ts";
 
 /**
  * Options of {@linkcode loadConfig}.
@@ -165,21 +168,6 @@ interface Problem {
   /** What is wrong, after `key "<path>"`, e.g. `must be > 0: current value is -1`. */
   text: string;
   kind: "type" | "range";
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function show(value: unknown): string {
-  if (value === undefined) return "undefined";
-  try {
-    const text = JSON.stringify(value);
-    if (text === undefined) return String(value);
-    return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-  } catch {
-    return String(value);
-  }
 }
 
 function formatPath(path: Path): string {
@@ -359,14 +347,6 @@ function crossFieldProblems(config: TrainConfig): Problem[] {
     );
   }
   return problems;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null) {
-    for (const child of Object.values(value)) deepFreeze(child);
-    Object.freeze(value);
-  }
-  return value;
 }
 
 /** Which override set each key path (formatted), for naming it in errors. */

@@ -26,7 +26,7 @@
  * @module
  */
 
-import { mulberry32 } from "./_random.ts";
+import { mulberry32 } from "../internal/random.ts";
 import type { Qwen3Config } from "./config.ts";
 import type { Qwen3LayerWeights, Qwen3Weights } from "./weights.ts";
 

@@ -19,6 +19,7 @@ import type { Qwen3Config } from "./config.ts";
 import { type ForwardInput, packBatch, type PackedBatch } from "./forward_input.ts";
 import type { ForwardOutput, Qwen3Model, TokenLogprobsOutput } from "./model.ts";
 import type { Qwen3Weights } from "./weights.ts";
+import { mulberry32 } from "../internal/random.ts";
 
 /** What the LoRA branch of one projection computed, for the backward. */
 export interface CpuLoraTrace {
@@ -86,18 +87,6 @@ export interface CpuTraceOptions {
    * seed gives the same masks. Default: no dropout (evaluation, as `forward`).
    */
   dropoutSeed?: number;
-}
-
-/** mulberry32: deterministic uniform numbers in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 
 import type { Qwen3Config } from "./config.ts";
-import { openSafetensors, readTensorF32, type SafetensorsFile } from "./safetensors.ts";
+import { openSafetensors, readTensorF32, type SafetensorsFile } from "../internal/safetensors.ts";
 
 /**
  * The weights of one decoder layer, every matrix row-major `[out, in]` as in PyTorch, with

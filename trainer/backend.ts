@@ -47,6 +47,8 @@ import { canTrainOnGpu, WebGpuTrainBackend } from "./_webgpu_backend.ts";
 import { rowBackward, rowForward, type RowJob, type RowResult } from "./_cpu_rows.ts";
 import { assignParams, loraParams, modelParams, type NamedParams } from "./params.ts";
 import type { LossOutput, LossTerm, ParamTree } from "./types.ts";
+import { sameArray } from "../internal/same_array.ts";
+import { mix32 } from "../internal/random.ts";
 
 /**
  * Which parameters train: every weight (`"full"`) or only the LoRA adapters the model carries
@@ -208,23 +210,6 @@ export interface CreateTrainBackendOptions {
    * them and the backend uploads them after each step. Required for a WebGPU model.
    */
   params?: NamedParams;
-}
-
-function sameArray(a: Float64Array | undefined, b: Float64Array | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
-  return true;
-}
-
-function mix32(state: number, value: number): number {
-  let x = (state ^ (value >>> 0)) >>> 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
 }
 
 /** Real-token count of each row when every mask row is 1…1 0…0 (right padding), else null. */

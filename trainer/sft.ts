@@ -56,6 +56,7 @@ import { collateSft, type SftSequence, tokenizeSft } from "./sft_batch.ts";
 import { sftLoss } from "./sft_loss.ts";
 import { type PendingStep, trainLoop } from "./train_loop.ts";
 import type { ParamTree } from "./types.ts";
+import { mix32 } from "../internal/random.ts";
 
 /**
  * Faults to inject, for tests of the run's safety nets.
@@ -187,16 +188,6 @@ function configChanges(
     changed.push(`${key}: ${a.get(key)} -> ${b.get(key)}`);
   }
   return changed;
-}
-
-function mix32(state: number, value: number): number {
-  let x = (state ^ (value >>> 0)) >>> 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -6,7 +6,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { readback } from "../../gpu/readback.ts";
 import { uploadMatrix } from "../../gpu/matrix.ts";
 import { encodeMatmulBackward } from "./matmul_backward.ts";
