@@ -31,7 +31,7 @@ import { fmix32, mixNumber, mulberry32 } from "../internal/random.ts";
 import { show as showCut } from "../internal/show.ts";
 
 /** Values in full: this module's messages never cut them. */
-const show = (value: unknown): string => showCut(value, Infinity);
+const show = (value: unknown): string => showCut(value, { maxLength: Infinity });
 
 /** An operator the task can use. */
 export type ArithmeticOp = "+" | "-" | "*";

@@ -4,12 +4,18 @@
  * @module
  */
 
+/** Options of {@linkcode show}. */
+export interface ShowOptions {
+  /** The longest text returned (default 80); `Infinity` never cuts. */
+  maxLength?: number;
+}
+
 /**
  * A value as JSON for an error message (`String(value)` where JSON cannot show it), cut to
- * `maxLength` characters with "..." at the end.
+ * `options.maxLength` characters with "..." at the end.
  *
  * @param value Any value.
- * @param maxLength The longest text returned (default 80); `Infinity` never cuts.
+ * @param options `maxLength`: the longest text returned (default 80).
  * @returns The text.
  *
  * @example Show values
@@ -20,7 +26,8 @@
  * console.log(show("a".repeat(100)).length); // 80
  * ```
  */
-export function show(value: unknown, maxLength = 80): string {
+export function show(value: unknown, options: ShowOptions = {}): string {
+  const maxLength = options.maxLength ?? 80;
   if (value === undefined) return "undefined";
   try {
     const text = JSON.stringify(value);

@@ -15,8 +15,8 @@
  * @module
  */
 import { join } from "node:path";
-import type { TrainConfig } from "../cli/config.ts";
-import { validateConfig } from "../cli/load_config.ts";
+import type { TrainConfig } from "./config.ts";
+import { validateConfig } from "./validate_config.ts";
 import { createLora, type Lora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 import { PEFT_PREFIX, savePeftAdapter } from "../adapters/peft_io.ts";
