@@ -6,10 +6,13 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { f32Bits } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import type { AttentionShape } from "./attention_ref.ts";
 import code from "./attention_backward.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "attention_backward");
 
 /** Arguments of {@linkcode encodeAttentionBackward}. */
 export interface AttentionBackwardArgs extends AttentionShape {
@@ -65,28 +68,45 @@ export function encodeAttentionBackward(
         `key/value heads: current values are d=${args.d}, hq=${args.hq}, hkv=${args.hkv}`,
     );
   }
-  const params = [
-    args.b,
-    args.tq,
-    args.s,
-    args.kvLen ?? args.s,
-    args.qStart ?? 0,
-    args.hq,
-    args.hkv,
-    args.d,
-    f32Bits(args.scale ?? 1 / Math.sqrt(args.d)),
-  ];
+  const { b, tq, s, hq, hkv, d } = args;
+  const qShape = `[b, tq, hq, d] = [${b}, ${tq}, ${hq}, ${d}]`;
+  const kvShape = `[b, s, hkv, d] = [${b}, ${s}, ${hkv}, ${d}]`;
+  for (const name of ["q", "dO", "dq"] as const) {
+    checkSize("attention backward", name, args[name], b * tq * hq * d, qShape);
+  }
+  for (const name of ["k", "v", "dk", "dv"] as const) {
+    checkSize("attention backward", name, args[name], b * s * hkv * d, kvShape);
+  }
+  checkSize("attention backward", "mask", args.mask, b * s, `[b, s] = [${b}, ${s}]`);
+  checkSize(
+    "attention backward",
+    "stats",
+    args.stats,
+    b * tq * hq * 2,
+    `[b, tq, hq, 2] = [${b}, ${tq}, ${hq}, 2]`,
+  );
+  const params = packUniform(PARAMS, {
+    B: args.b,
+    Tq: args.tq,
+    S: args.s,
+    kv_len: args.kvLen ?? args.s,
+    q_start: args.qStart ?? 0,
+    Hq: args.hq,
+    Hkv: args.hkv,
+    D: args.d,
+    scale: args.scale ?? 1 / Math.sqrt(args.d),
+  });
   const inputs = [args.q, args.k, args.v, args.mask, args.dO];
   ctx.dispatch(
     pass,
-    ctx.pipeline("attention_backward", code),
+    ctx.pipeline("attention_backward", code, { constants: GRID_CONSTANTS }),
     [...inputs, args.dq, args.stats],
     grid(args.b * args.tq * args.hq),
     params,
   );
   ctx.dispatch(
     pass,
-    ctx.pipeline("attention_backward", code, { entryPoint: "dkv" }),
+    ctx.pipeline("attention_backward", code, { entryPoint: "dkv", constants: GRID_CONSTANTS }),
     [...inputs, args.stats, args.dk, args.dv],
     grid(args.b * args.s * args.hkv),
     params,
