@@ -5,10 +5,10 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
-import { checkSize } from "../_check.ts";
+import { uniformLayout } from "../../gpu/uniforms.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import type { AttentionShape } from "./attention_ref.ts";
+import { attentionParams } from "./_attention_params.ts";
 import code from "./attention.wgsl" with { type: "text" };
 
 const PARAMS = uniformLayout(code, "attention");
@@ -54,31 +54,12 @@ export function encodeAttention(
         `heads: current values are d=${args.d}, hq=${args.hq}, hkv=${args.hkv}`,
     );
   }
-  const { b, tq, s, hq, hkv, d } = args;
-  const qShape = `[b, tq, hq, d] = [${b}, ${tq}, ${hq}, ${d}]`;
-  const kvShape = `[b, s, hkv, d] = [${b}, ${s}, ${hkv}, ${d}]`;
-  for (const name of ["q", "o"] as const) {
-    checkSize("attention", name, args[name], b * tq * hq * d, qShape);
-  }
-  for (const name of ["k", "v"] as const) {
-    checkSize("attention", name, args[name], b * s * hkv * d, kvShape);
-  }
-  checkSize("attention", "mask", args.mask, b * s, `[b, s] = [${b}, ${s}]`);
+  const params = attentionParams("attention", PARAMS, args, ["q", "o"], ["k", "v"]);
   ctx.dispatch(
     pass,
     ctx.pipeline("attention", code, { constants: GRID_CONSTANTS }),
     [args.q, args.k, args.v, args.mask, args.o],
     grid(args.b * args.tq * args.hq),
-    packUniform(PARAMS, {
-      B: args.b,
-      Tq: args.tq,
-      S: args.s,
-      kv_len: args.kvLen ?? args.s,
-      q_start: args.qStart ?? 0,
-      Hq: args.hq,
-      Hkv: args.hkv,
-      D: args.d,
-      scale: args.scale ?? 1 / Math.sqrt(args.d),
-    }),
+    params,
   );
 }

@@ -6,10 +6,11 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize } from "../_check.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import type { AttentionShape } from "./attention_ref.ts";
+import { attentionParams } from "./_attention_params.ts";
 import code from "./attention_backward.wgsl" with { type: "text" };
 
 const PARAMS = uniformLayout(code, "attention_backward");
@@ -68,16 +69,7 @@ export function encodeAttentionBackward(
         `key/value heads: current values are d=${args.d}, hq=${args.hq}, hkv=${args.hkv}`,
     );
   }
-  const { b, tq, s, hq, hkv, d } = args;
-  const qShape = `[b, tq, hq, d] = [${b}, ${tq}, ${hq}, ${d}]`;
-  const kvShape = `[b, s, hkv, d] = [${b}, ${s}, ${hkv}, ${d}]`;
-  for (const name of ["q", "dO", "dq"] as const) {
-    checkSize("attention backward", name, args[name], b * tq * hq * d, qShape);
-  }
-  for (const name of ["k", "v", "dk", "dv"] as const) {
-    checkSize("attention backward", name, args[name], b * s * hkv * d, kvShape);
-  }
-  checkSize("attention backward", "mask", args.mask, b * s, `[b, s] = [${b}, ${s}]`);
+  const { b, tq, hq } = args;
   checkSize(
     "attention backward",
     "stats",
@@ -85,17 +77,13 @@ export function encodeAttentionBackward(
     b * tq * hq * 2,
     `[b, tq, hq, 2] = [${b}, ${tq}, ${hq}, 2]`,
   );
-  const params = packUniform(PARAMS, {
-    B: args.b,
-    Tq: args.tq,
-    S: args.s,
-    kv_len: args.kvLen ?? args.s,
-    q_start: args.qStart ?? 0,
-    Hq: args.hq,
-    Hkv: args.hkv,
-    D: args.d,
-    scale: args.scale ?? 1 / Math.sqrt(args.d),
-  });
+  const params = attentionParams(
+    "attention backward",
+    PARAMS,
+    args,
+    ["q", "dO", "dq"],
+    ["k", "v", "dk", "dv"],
+  );
   const inputs = [args.q, args.k, args.v, args.mask, args.dO];
   ctx.dispatch(
     pass,

@@ -4,12 +4,7 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
-import { checkSize } from "../_check.ts";
-import { grid, GRID_CONSTANTS } from "../_grid.ts";
-import code from "./rope.wgsl" with { type: "text" };
-
-const PARAMS = uniformLayout(code, "rope");
+import { encodeRotation } from "./_rotate.ts";
 
 /** Arguments of {@linkcode encodeRope}. */
 export interface RopeArgs {
@@ -45,25 +40,5 @@ export interface RopeArgs {
  * ```
  */
 export function encodeRope(ctx: GpuContext, pass: GPUComputePassEncoder, args: RopeArgs): void {
-  if (args.d % 2 !== 0) {
-    throw new RangeError(`Cannot apply RoPE: head size must be even: current value is ${args.d}`);
-  }
-  const { rows, d, heads, maxPos } = args;
-  checkSize("RoPE", "x", args.x, rows * d, `[rows, d] = [${rows}, ${d}]`);
-  const tokens = heads > 0 ? Math.ceil(rows / heads) : 0;
-  checkSize("RoPE", "positions", args.positions, tokens, `[rows / heads] = [${tokens}]`);
-  checkSize(
-    "RoPE",
-    "table",
-    args.table,
-    maxPos * d,
-    `[maxPos, d / 2, 2] = [${maxPos}, ${d / 2}, 2]`,
-  );
-  ctx.dispatch(
-    pass,
-    ctx.pipeline("rope", code, { constants: GRID_CONSTANTS }),
-    [args.x, args.positions, args.table],
-    grid(Math.ceil((args.rows * args.d) / 2 / 256)),
-    packUniform(PARAMS, { rows, D: d, heads, max_pos: maxPos }),
-  );
+  encodeRotation(ctx, pass, { ...args, kernel: "RoPE", name: "x", x: args.x, sign: 1 });
 }

@@ -5,12 +5,7 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
-import { checkSize } from "../_check.ts";
-import { grid, GRID_CONSTANTS } from "../_grid.ts";
-import code from "./rope.wgsl" with { type: "text" };
-
-const PARAMS = uniformLayout(code, "rope_backward");
+import { encodeRotation } from "./_rotate.ts";
 
 /** Arguments of {@linkcode encodeRopeBackward}. */
 export interface RopeBackwardArgs {
@@ -53,27 +48,11 @@ export function encodeRopeBackward(
   pass: GPUComputePassEncoder,
   args: RopeBackwardArgs,
 ): void {
-  if (args.d % 2 !== 0) {
-    throw new RangeError(
-      `Cannot apply RoPE backward: head size must be even: current value is ${args.d}`,
-    );
-  }
-  const { rows, d, heads, maxPos } = args;
-  checkSize("RoPE backward", "grad", args.grad, rows * d, `[rows, d] = [${rows}, ${d}]`);
-  const tokens = heads > 0 ? Math.ceil(rows / heads) : 0;
-  checkSize("RoPE backward", "positions", args.positions, tokens, `[rows / heads] = [${tokens}]`);
-  checkSize(
-    "RoPE backward",
-    "table",
-    args.table,
-    maxPos * d,
-    `[maxPos, d / 2, 2] = [${maxPos}, ${d / 2}, 2]`,
-  );
-  ctx.dispatch(
-    pass,
-    ctx.pipeline("rope_backward", code, { constants: { ...GRID_CONSTANTS, SIGN: -1 } }),
-    [args.grad, args.positions, args.table],
-    grid(Math.ceil((args.rows * args.d) / 2 / 256)),
-    packUniform(PARAMS, { rows, D: d, heads, max_pos: maxPos }),
-  );
+  encodeRotation(ctx, pass, {
+    ...args,
+    kernel: "RoPE backward",
+    name: "grad",
+    x: args.grad,
+    sign: -1,
+  });
 }
