@@ -9,7 +9,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../kernels/_test_utils.ts";
+} from "../gpu/test_utils.ts";
 import { matmulRef } from "../kernels/matmul/matmul_ref.ts";
 import { matmulBackwardRef } from "../kernels/matmul/matmul_backward_ref.ts";
 import { encodeLoraBackward, encodeLoraForward, GpuLora } from "./gpu_lora.ts";

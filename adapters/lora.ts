@@ -8,10 +8,14 @@
  * @module
  */
 
-import { mulberry32 } from "../model/_random.ts";
-import type { Qwen3Config } from "../model/config.ts";
+import { mulberry32 } from "../internal/random.ts";
 import type { Lora, LoraExpert, LoraModule } from "../model/adapter_types.ts";
-import { type LoraConfig, type ResolvedLoraModule, resolveLoraModules } from "./lora_config.ts";
+import {
+  type LoraConfig,
+  type LoraModelShape,
+  type ResolvedLoraModule,
+  resolveLoraModules,
+} from "./lora_config.ts";
 
 // The adapter data types, their tensor names and the fit check live in model/ (the backends apply
 // adapters without importing adapters/); re-exported here under their names.
@@ -88,7 +92,7 @@ function normal(n: number, std: number, rand: () => number): Float32Array {
  */
 export function createLora(
   config: LoraConfig,
-  modelConfig: Qwen3Config,
+  modelConfig: LoraModelShape,
   options: CreateLoraOptions,
 ): Lora {
   if (!Number.isSafeInteger(options.seed)) {

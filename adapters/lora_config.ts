@@ -11,8 +11,19 @@
  */
 import type { LoraConfig } from "../model/adapter_types.ts";
 import { projectionShape } from "../model/adapter_types.ts";
-import type { Qwen3Config } from "../model/config.ts";
-import { projectionModuleName, type ProjectionName, PROJECTIONS } from "../model/tensor_table.ts";
+import {
+  projectionModuleName,
+  type ProjectionName,
+  PROJECTIONS,
+  type TensorTableConfig,
+} from "../model/tensor_table.ts";
+import { show } from "../internal/show.ts";
+
+/**
+ * The model dimensions that LoRA needs to resolve and shape its adapters (any `Qwen3Config` is
+ * one).
+ */
+export type LoraModelShape = TensorTableConfig;
 
 /** The projections of a Qwen3 decoder layer that can carry a LoRA adapter (PEFT module names). */
 export type LoraTarget = ProjectionName;
@@ -89,17 +100,6 @@ const KEYS = {
   initLoraWeights: ["init_lora_weights", "initLoraWeights"],
   baseModelNameOrPath: ["base_model_name_or_path", "baseModelNameOrPath"],
 } as const satisfies Record<keyof LoraConfig, readonly [string, string]>;
-
-function show(value: unknown): string {
-  if (value === undefined) return "undefined";
-  try {
-    const text = JSON.stringify(value);
-    if (text === undefined) return String(value);
-    return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-  } catch {
-    return String(value);
-  }
-}
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -459,7 +459,7 @@ export function loraModuleHyperparameters(
  * ```
  */
 export function projectionFeatures(
-  modelConfig: Qwen3Config,
+  modelConfig: LoraModelShape,
   target: LoraTarget,
 ): [number, number] {
   const [out, inn] = projectionShape(modelConfig, target);
@@ -504,7 +504,7 @@ export const loraModuleName: (layer: number, target: LoraTarget) => string = pro
  */
 export function resolveLoraModules(
   config: LoraConfig,
-  modelConfig: Qwen3Config,
+  modelConfig: LoraModelShape,
   options: ResolveLoraModulesOptions = {},
 ): ResolvedLoraModule[] {
   const source = options.source ?? "LoRA config";

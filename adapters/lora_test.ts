@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { Qwen3Config } from "../model/config.ts";
-import { expectError } from "../model/_test_utils.ts";
+import { expectError } from "../internal/test_utils.ts";
 import { checkLoraFits, createLora, loraParameterCount, loraTensorName } from "./lora.ts";
 import { loraConfig } from "./lora_config.ts";
 

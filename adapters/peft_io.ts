@@ -5,21 +5,21 @@
  *
  * @module
  */
-import type { Qwen3Config } from "../model/config.ts";
 import {
   openSafetensors,
   readTensorF32,
   type TensorToWrite,
   writeSafetensors,
-} from "../model/safetensors.ts";
+} from "../internal/safetensors.ts";
 import { type Lora, type LoraModule, loraTensorName } from "./lora.ts";
 import {
   loraConfigToJson,
+  type LoraModelShape,
   loraModuleHyperparameters,
   parseLoraConfig,
   resolveLoraModules,
 } from "./lora_config.ts";
-import { writeFileAtomic } from "../model/atomic_write.ts";
+import { writeFileAtomic } from "../internal/atomic_write.ts";
 
 /** Prefix PEFT puts before module names in saved adapters (`PeftModel` → `LoraModel` → model). */
 export const PEFT_PREFIX = "base_model.model.";
@@ -62,7 +62,7 @@ function showShape(shape: readonly number[]): string {
  * console.log(lora.modules.length, lora.modules[0].experts[0].scale); // 14 2
  * ```
  */
-export async function loadPeftAdapter(dir: string, modelConfig: Qwen3Config): Promise<Lora> {
+export async function loadPeftAdapter(dir: string, modelConfig: LoraModelShape): Promise<Lora> {
   const configPath = joinPath(dir, "adapter_config.json");
   const weightsPath = joinPath(dir, "adapter_model.safetensors");
   let text: string;

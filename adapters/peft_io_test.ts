@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type Qwen3Config, readQwen3Config } from "../model/config.ts";
-import { openSafetensors, writeSafetensors } from "../model/safetensors.ts";
-import { assertArrayEqual, expectError, fixtureDir, withTempDir } from "../model/_test_utils.ts";
+import { openSafetensors, writeSafetensors } from "../internal/safetensors.ts";
+import { assertArrayEqual, expectError, fixtureDir, withTempDir } from "../internal/test_utils.ts";
 import { createLora, type Lora } from "./lora.ts";
 import { loraConfig, loraConfigToJson } from "./lora_config.ts";
 import { loadPeftAdapter, PEFT_PREFIX, savePeftAdapter } from "./peft_io.ts";

@@ -8,7 +8,7 @@ import { GpuContext } from "../gpu/context.ts";
 import { loadModel } from "../model/load_model.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
-import { benchFull, qwen3_0p6bConfig, randomWeights } from "./_random_model.ts";
+import { benchFull, qwen3_0p6bConfig, randomWeights } from "./random_model.ts";
 
 const ctx = new GpuContext(await createGpu());
 console.log(`adapter: ${ctx.gpu.description}`);

@@ -16,6 +16,7 @@
 // HALO_BENCH_BATCHES=1,16,64 overrides the batches.
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
+import { randomArray } from "../internal/random.ts";
 import type { Qwen3Config } from "../model/config.ts";
 import { generate } from "../model/generate.ts";
 import { releaseGenerateWorkspace } from "../model/generate_webgpu.ts";
@@ -31,19 +32,6 @@ try {
   ctx = new GpuContext(await createGpu());
 } catch (e) {
   console.warn(`generate benches skipped: ${(e as Error).message}`);
-}
-
-/** Deterministic uniform floats in [lo, hi) (mulberry32). */
-function random(n: number, seed: number, lo: number, hi: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
-  }
-  return out;
 }
 
 /** A Qwen3-0.6B-shaped config (`layers` and `vocab` cut for software adapters). */
@@ -76,8 +64,8 @@ function randomWeights(c: Qwen3Config): Qwen3Weights {
   ];
   let seed = 1;
   const mat = (rows: number, cols: number) =>
-    random(rows * cols, seed++, -1 / Math.sqrt(cols), 1 / Math.sqrt(cols));
-  const norm = (n: number) => random(n, seed++, 0.8, 1.2);
+    randomArray(rows * cols, seed++, -1 / Math.sqrt(cols), 1 / Math.sqrt(cols));
+  const norm = (n: number) => randomArray(n, seed++, 0.8, 1.2);
   const layers: Qwen3LayerWeights[] = Array.from({ length: c.numHiddenLayers }, () => ({
     inputLayernorm: norm(h),
     qProj: mat(q, h),
@@ -91,7 +79,7 @@ function randomWeights(c: Qwen3Config): Qwen3Weights {
     upProj: mat(i, h),
     downProj: mat(h, i),
   }));
-  const embed = random(c.vocabSize * h, seed++, -0.05, 0.05);
+  const embed = randomArray(c.vocabSize * h, seed++, -0.05, 0.05);
   return { embedTokens: embed, layers, norm: norm(h), lmHead: embed };
 }
 

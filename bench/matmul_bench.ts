@@ -5,7 +5,7 @@
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { encodeMatmul } from "../kernels/matmul/matmul.ts";
-import { benchFull } from "./_random_model.ts";
+import { benchFull } from "./random_model.ts";
 
 const ctx = new GpuContext(await createGpu());
 console.log(`adapter: ${ctx.gpu.description}`);

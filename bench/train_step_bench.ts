@@ -18,7 +18,7 @@ import type { Qwen3Config } from "../model/config.ts";
 import { readQwen3Config } from "../model/config.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 import { loadQwen3Weights } from "../model/weights.ts";
-import { benchFull, qwen3_0p6bConfig, randomWeights } from "./_random_model.ts";
+import { benchFull, qwen3_0p6bConfig, randomWeights } from "./random_model.ts";
 
 const gpu = await createGpu();
 console.log(`adapter: ${gpu.description}`);

@@ -18,8 +18,9 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DEFAULT_CONFIG, type TrainConfig } from "./config.ts";
-import { loadConfig, validateConfig } from "./load_config.ts";
+import { DEFAULT_CONFIG, type TrainConfig } from "../trainer/config.ts";
+import { loadConfig } from "./load_config.ts";
+import { validateConfig } from "../trainer/validate_config.ts";
 import { latestCheckpoint } from "../trainer/checkpoint.ts";
 import { formatDuration } from "../trainer/progress.ts";
 import { runSft, type RunSftResult } from "../trainer/sft.ts";

@@ -27,7 +27,11 @@
  * @module
  */
 
-import { fmix32, mixNumber, mulberry32 } from "../model/_random.ts";
+import { fmix32, mixNumber, mulberry32 } from "../internal/random.ts";
+import { show as showCut } from "../internal/show.ts";
+
+/** Values in full: this module's messages never cut them. */
+const show = (value: unknown): string => showCut(value, { maxLength: Infinity });
 
 /** An operator the task can use. */
 export type ArithmeticOp = "+" | "-" | "*";
@@ -147,15 +151,6 @@ const ALL_OPS: readonly ArithmeticOp[] = ["+", "-", "*"];
 
 /** Give up on a split after this many candidates for one index (only for absurd settings). */
 const MAX_ATTEMPTS = 100_000;
-
-function show(value: unknown): string {
-  if (value === undefined) return "undefined";
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
-}
 
 function integerIn(
   value: unknown,

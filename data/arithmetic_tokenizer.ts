@@ -22,7 +22,7 @@
  */
 
 import { join } from "node:path";
-import { writeFileAtomic } from "../model/atomic_write.ts";
+import { writeFileAtomic } from "../internal/atomic_write.ts";
 
 /**
  * The two files of a HuggingFace tokenizer, as parsed JSON objects.

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { mulberry32 } from "../verify/_prng.ts";
+import { mulberry32 } from "../internal/random.ts";
 
 /** Options for {@linkcode confidenceInterval}. */
 export interface ConfidenceIntervalOptions {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { noGpu, testContext } from "../kernels/_test_utils.ts";
+import { noGpu, testContext } from "./test_utils.ts";
 import { destroyMatrix, uploadMatrix } from "./matrix.ts";
 
 Deno.test({

@@ -1,6 +1,6 @@
 import { rejects } from "node:assert/strict";
 import { createGpu } from "./device.ts";
-import { noGpu } from "../kernels/_test_utils.ts";
+import { noGpu } from "./test_utils.ts";
 
 Deno.test("createGpu() without an adapter says what to install", async () => {
   const fakeGpu = { requestAdapter: () => Promise.resolve(null) } as unknown as GPU;

@@ -1,5 +1,5 @@
 import { deepStrictEqual, throws } from "node:assert/strict";
-import { noGpu, readFloats, testContext } from "../kernels/_test_utils.ts";
+import { noGpu, readFloats, testContext } from "./test_utils.ts";
 import { uploadMatrix } from "./matrix.ts";
 
 Deno.test({

@@ -8,3 +8,4 @@ export * from "./device.ts";
 export * from "./context.ts";
 export * from "./readback.ts";
 export * from "./matrix.ts";
+export * from "./uniforms.ts";

@@ -1,5 +1,5 @@
 // Finite-difference helpers shared by the tests of the float64 backward references.
-import { randomArray } from "./_test_utils.ts";
+import { randomArray } from "../gpu/test_utils.ts";
 
 // Central differences in float64: truncation ~h² and rounding ~1e-16/h, both far below TOL.
 export const H = 1e-5;

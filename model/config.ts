@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { show } from "../internal/show.ts";
 
 /** The hyperparameters of a Qwen3 causal language model, as halo needs them. */
 export interface Qwen3Config {
@@ -37,17 +38,6 @@ export interface Qwen3Config {
   bosTokenId: number | null;
   /** Padding token id (`pad_token_id`), or `null`. */
   padTokenId: number | null;
-}
-
-function show(value: unknown): string {
-  if (value === undefined) return "undefined";
-  try {
-    const text = JSON.stringify(value);
-    if (text === undefined) return String(value);
-    return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-  } catch {
-    return String(value);
-  }
 }
 
 function prefix(source: string): string {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseQwen3Config, type Qwen3Config, readQwen3Config } from "./config.ts";
-import { expectError, fixtureDir, TINY_FIXTURE, withTempDir } from "./_test_utils.ts";
+import { expectError, fixtureDir, TINY_FIXTURE, withTempDir } from "../internal/test_utils.ts";
 
 /** A valid config in the transformers 4 layout (the one real Qwen3 checkpoints ship). */
 function baseConfig(): Record<string, unknown> {

@@ -1,6 +1,6 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { sampleRef } from "../kernels/sample/sample_ref.ts";
-import { fixtureDir } from "./_test_utils.ts";
+import { fixtureDir } from "../internal/test_utils.ts";
 import { resolveGenerateOptions } from "./generate.ts";
 import { generateCpu, generateCpuCached, generateRecompute } from "./generate_cpu.ts";
 import { CpuQwen3 } from "./qwen3_cpu.ts";

@@ -1,5 +1,5 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { expectError, fixtureDir } from "./_test_utils.ts";
+import { expectError, fixtureDir } from "../internal/test_utils.ts";
 import {
   generate,
   type GenerateOptions,

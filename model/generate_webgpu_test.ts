@@ -1,7 +1,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { GpuContext } from "../gpu/context.ts";
-import { assertClose, noGpu, testContext } from "../kernels/_test_utils.ts";
-import { expectError, fixtureDir } from "./_test_utils.ts";
+import { assertClose, noGpu, testContext } from "../gpu/test_utils.ts";
+import { expectError, fixtureDir } from "../internal/test_utils.ts";
 import { type GenerateOptions, type GenerateResult, resolveGenerateOptions } from "./generate.ts";
 import { generateCpu } from "./generate_cpu.ts";
 import { generateWebGpu, releaseGenerateWorkspace } from "./generate_webgpu.ts";

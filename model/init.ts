@@ -26,7 +26,7 @@
  * @module
  */
 
-import { mulberry32 } from "./_random.ts";
+import { fmix32, mulberry32 } from "../internal/random.ts";
 import type { Qwen3Config } from "./config.ts";
 import type { Qwen3LayerWeights, Qwen3Weights } from "./weights.ts";
 
@@ -51,13 +51,7 @@ export interface InitQwen3Options {
 function seedState(seed: number): number {
   const lo = seed >>> 0;
   const hi = Math.floor(seed / 4294967296) >>> 0;
-  let x = (lo ^ Math.imul(hi, 0x9e3779b1)) >>> 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
+  return fmix32((lo ^ Math.imul(hi, 0x9e3779b1)) >>> 0);
 }
 
 function normal(n: number, std: number, rand: () => number): Float32Array {

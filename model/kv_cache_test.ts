@@ -1,6 +1,6 @@
 import { ok, strictEqual } from "node:assert/strict";
-import { noGpu, testContext } from "../kernels/_test_utils.ts";
-import { expectError, fixtureDir } from "./_test_utils.ts";
+import { noGpu, testContext } from "../gpu/test_utils.ts";
+import { expectError, fixtureDir } from "../internal/test_utils.ts";
 import { readQwen3Config } from "./config.ts";
 import { KvCache } from "./kv_cache.ts";
 

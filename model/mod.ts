@@ -4,7 +4,7 @@
  * @module
  */
 export * from "./config.ts";
-export * from "./safetensors.ts";
+export * from "../internal/safetensors.ts";
 export * from "./weights.ts";
 export * from "./tensor_table.ts";
 export * from "./adapter_types.ts";
@@ -24,4 +24,4 @@ export * from "./tokenizer.ts";
 export * from "./chat_template.ts";
 export * from "./qwen3_webgpu_backward.ts";
 export * from "./init.ts";
-export * from "./atomic_write.ts";
+export * from "../internal/atomic_write.ts";

@@ -3,7 +3,7 @@
 // token log-prob cotangent path, and for multi-expert rsLoRA adapters with training-mode dropout.
 // The LoRA path without dropout is checked against PEFT in tests/lora_golden_test.ts.
 import assert from "node:assert/strict";
-import { randomArray, relativeError } from "../kernels/_test_utils.ts";
+import { randomArray, relativeError } from "../gpu/test_utils.ts";
 import { logprobRef } from "../kernels/logprob/logprob_ref.ts";
 import { createLora, loraTensorName } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
@@ -12,7 +12,7 @@ import type { ForwardInput } from "./forward_input.ts";
 import { CpuQwen3 } from "./qwen3_cpu.ts";
 import { cpuBackward, type CpuBackwardOptions } from "./qwen3_cpu_backward.ts";
 import { loadQwen3Weights } from "./weights.ts";
-import { expectError, fixtureDir } from "./_test_utils.ts";
+import { expectError, fixtureDir } from "../internal/test_utils.ts";
 
 // Finite-difference step. Weights are float32, so the perturbed value is rounded: the quotient
 // divides by the step actually taken, fround(w ± H) − w, which is exact in float64. The truncation

@@ -34,7 +34,7 @@ import { ropeBackwardRef } from "../kernels/rope/rope_backward_ref.ts";
 import { ropeRef } from "../kernels/rope/rope_ref.ts";
 import { swigluBackwardRef } from "../kernels/swiglu/swiglu_backward_ref.ts";
 import { swigluRef } from "../kernels/swiglu/swiglu_ref.ts";
-import { fmix32, mixNumber } from "./_random.ts";
+import { fmix32, mixNumber } from "../internal/random.ts";
 import { type LoraModule, loraTensorName } from "./adapter_types.ts";
 import type { Qwen3Config } from "./config.ts";
 import {

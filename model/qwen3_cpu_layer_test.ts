@@ -5,7 +5,7 @@ import { readQwen3Config } from "./config.ts";
 import { CpuQwen3 } from "./qwen3_cpu.ts";
 import { CpuKvCache, type LayerHookPoint } from "./qwen3_cpu_layer.ts";
 import { loadQwen3Weights } from "./weights.ts";
-import { fixtureDir } from "./_test_utils.ts";
+import { fixtureDir } from "../internal/test_utils.ts";
 
 const dir = fixtureDir();
 const config = await readQwen3Config(dir);

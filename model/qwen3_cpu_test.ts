@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { assertClose } from "../kernels/_test_utils.ts";
+import { assertClose } from "../gpu/test_utils.ts";
 import { createLora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 import { readQwen3Config } from "./config.ts";
 import { CpuQwen3 } from "./qwen3_cpu.ts";
 import { loadQwen3Weights, type Qwen3LayerWeights, type Qwen3Weights } from "./weights.ts";
-import { assertArrayEqual, expectError, fixtureDir } from "./_test_utils.ts";
+import { assertArrayEqual, expectError, fixtureDir } from "../internal/test_utils.ts";
 
 // The merged-weight reference holds W + Σ scale·B·A in float32 (relative rounding ~6e-8 per
 // weight), so the two paths differ by ~1e-7 relative; 1e-5 leaves room while any wrong scale,

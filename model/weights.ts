@@ -6,7 +6,7 @@
  */
 
 import type { Qwen3Config } from "./config.ts";
-import { openSafetensors, readTensorF32, type SafetensorsFile } from "./safetensors.ts";
+import { openSafetensors, readTensorF32, type SafetensorsFile } from "../internal/safetensors.ts";
 import { modelTensorTable } from "./tensor_table.ts";
 
 /**

@@ -5,9 +5,9 @@ import {
   readTensorF32,
   type TensorToWrite,
   writeSafetensors,
-} from "./safetensors.ts";
+} from "../internal/safetensors.ts";
 import { loadQwen3Weights, type Qwen3Weights } from "./weights.ts";
-import { assertArrayEqual, expectError, fixtureDir, withTempDir } from "./_test_utils.ts";
+import { assertArrayEqual, expectError, fixtureDir, withTempDir } from "../internal/test_utils.ts";
 
 const FIXTURE = fixtureDir();
 const MODEL = `${FIXTURE}/model.safetensors`;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { writeFileAtomic } from "../model/atomic_write.ts";
+import { writeFileAtomic } from "../internal/atomic_write.ts";
 import { type CurveGroup, DEFAULT_CURVE_GROUPS, groupCurves } from "./curve_groups.ts";
 import { lineChart, type LineSeries } from "./line_chart.ts";
 import { type MetricsRow, readMetrics } from "./read_metrics.ts";

@@ -3,12 +3,12 @@
 // tokens; see ../shared/fixtures/README.md) must give exactly the same ids on both backends. HF ran
 // with `min_new_tokens=12` (the config's EOS banned for all 12 steps), mirrored by `minNewTokens`.
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
-import { fixtureDir } from "../model/_test_utils.ts";
-import { noGpu, testContext } from "../kernels/_test_utils.ts";
+import { fixtureDir } from "../internal/test_utils.ts";
+import { noGpu, testContext } from "../gpu/test_utils.ts";
 import { generate } from "../model/generate.ts";
 import { loadModel } from "../model/load_model.ts";
 import type { Qwen3Model } from "../model/model.ts";
-import { openSafetensors, readTensorI32 } from "../model/safetensors.ts";
+import { openSafetensors, readTensorI32 } from "../internal/safetensors.ts";
 
 const dir = fixtureDir();
 const ref = await openSafetensors(`${dir}/reference.safetensors`);

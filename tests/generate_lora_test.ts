@@ -7,8 +7,8 @@ import { deepStrictEqual, notDeepStrictEqual, ok, strictEqual } from "node:asser
 import { createLora, type Lora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 import { loadPeftAdapter } from "../adapters/peft_io.ts";
-import { assertClose, noGpu, testContext } from "../kernels/_test_utils.ts";
-import { expectError, fixtureDir } from "../model/_test_utils.ts";
+import { assertClose, noGpu, testContext } from "../gpu/test_utils.ts";
+import { expectError, fixtureDir } from "../internal/test_utils.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "../model/generate.ts";
 import { releaseGenerateWorkspace } from "../model/generate_webgpu.ts";
 import { loadModel } from "../model/load_model.ts";

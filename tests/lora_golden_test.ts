@@ -3,14 +3,14 @@
 // the adapted forward (lora.logits, lora.hidden_last) and the exact backward (every grad.* LoRA
 // gradient of lora.loss = Σ lora.logits·cot_logits + Σ lora.hidden_last·cot_hidden_last).
 import assert from "node:assert/strict";
-import { fixtureDir } from "../model/_test_utils.ts";
-import { assertClose } from "../kernels/_test_utils.ts";
+import { fixtureDir } from "../internal/test_utils.ts";
+import { assertClose } from "../gpu/test_utils.ts";
 import { loadPeftAdapter } from "../adapters/peft_io.ts";
 import { loraTensorName } from "../adapters/lora.ts";
 import { loadModel } from "../model/load_model.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { cpuBackward } from "../model/qwen3_cpu_backward.ts";
-import { openSafetensors, readTensorF32, readTensorI32 } from "../model/safetensors.ts";
+import { openSafetensors, readTensorF32, readTensorI32 } from "../internal/safetensors.ts";
 
 // The bound. The references are float32 roundings of float64 values (relative error
 // ~6e-8) and the fixture's adapter is stored in float64 but halo holds it in float32 (~6e-8 per

@@ -2,12 +2,12 @@
 // (tests/fixtures/qwen3-tiny/reference.safetensors; see ../shared/fixtures/README.md). The fixture
 // directory comes from $HALO_FIXTURE, so the same tests run on any fixture that make_fixtures.py
 // produces. Both backends are checked; each comparison reports ‖ours − ref‖ / ‖ref‖.
-import { fixtureDir } from "../model/_test_utils.ts";
-import { assertClose, noGpu, testContext } from "../kernels/_test_utils.ts";
+import { fixtureDir } from "../internal/test_utils.ts";
+import { assertClose, noGpu, testContext } from "../gpu/test_utils.ts";
 import { loadModel } from "../model/load_model.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import type { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
-import { openSafetensors, readTensorF32, readTensorI32 } from "../model/safetensors.ts";
+import { openSafetensors, readTensorF32, readTensorI32 } from "../internal/safetensors.ts";
 
 // The bound; f32 kernels reach ~1e-6 on the tiny model and f64 CPU ops ~2e-7 (the
 // reference values are stored as float32).

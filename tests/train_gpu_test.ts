@@ -2,7 +2,7 @@
 // same run gives the same metrics up to float32 rounding. Skipped without a WebGPU adapter.
 import { ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
-import { noGpu } from "../kernels/_test_utils.ts";
+import { noGpu } from "../gpu/test_utils.ts";
 import { runSft } from "../trainer/sft.ts";
 import { QUIET, tinyConfig, withTempDir } from "./train_utils.ts";
 

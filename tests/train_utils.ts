@@ -1,6 +1,6 @@
 // Shared set-up of the trainer integration tests: a very small run config (a 1-layer, 16-wide
 // Qwen3 on 1-digit addition) that trains a step in a few milliseconds on the CPU.
-import type { TrainConfig } from "../cli/config.ts";
+import type { TrainConfig } from "../trainer/config.ts";
 import { loadConfig } from "../cli/load_config.ts";
 
 /** Overrides of the very small test run, before the test's own. */

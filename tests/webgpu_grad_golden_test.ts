@@ -6,8 +6,8 @@
 // implementation whose LoRA gradients match the fixture to 4.5e-7. Every comparison is
 // ‖gpu − ref‖₂ / ‖ref‖₂ per tensor.
 import assert from "node:assert/strict";
-import { assertArrayEqual, fixtureDir } from "../model/_test_utils.ts";
-import { assertClose, noGpu, randomArray, testContext } from "../kernels/_test_utils.ts";
+import { assertArrayEqual, fixtureDir } from "../internal/test_utils.ts";
+import { assertClose, noGpu, randomArray, testContext } from "../gpu/test_utils.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { readback } from "../gpu/readback.ts";
 import { loadPeftAdapter } from "../adapters/peft_io.ts";
@@ -20,9 +20,9 @@ import type { ForwardInput } from "../model/forward_input.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { cpuBackward, type CpuBackwardOptions } from "../model/qwen3_cpu_backward.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
-import { openSafetensors, readTensorF32, readTensorI32 } from "../model/safetensors.ts";
+import { openSafetensors, readTensorF32, readTensorI32 } from "../internal/safetensors.ts";
 import { loadQwen3Weights, type Qwen3Weights } from "../model/weights.ts";
-import { randomWeights } from "../bench/_random_model.ts";
+import { randomWeights } from "../bench/random_model.ts";
 
 // The bound. f32 kernels land near 1e-6 on this model (sums of at most a few hundred
 // products per output; the fixture's references are float32 roundings, ~6e-8).

@@ -15,13 +15,7 @@ import type {
 } from "./backend.ts";
 import { assignParams, type NamedParams } from "./params.ts";
 import type { LossGrads, LossTerm, ParamTree } from "./types.ts";
-
-function sameArray(a: Float64Array | undefined, b: Float64Array | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
-  return true;
-}
+import { sameArray } from "../internal/same_array.ts";
 
 /** Whether a model has the GPU training API this backend drives. */
 export function canTrainOnGpu(model: unknown): model is WebGpuQwen3 {

@@ -48,6 +48,7 @@ import { canTrainOnGpu, WebGpuTrainBackend } from "./_webgpu_backend.ts";
 import { rowBackward, rowForward, type RowJob, type RowResult } from "./_cpu_rows.ts";
 import { assignParams, loraParams, modelParams, type NamedParams } from "./params.ts";
 import type { LossOutput, LossTerm, ParamTree } from "./types.ts";
+import { sameArray } from "../internal/same_array.ts";
 
 /**
  * Which parameters train: every weight (`"full"`) or only the LoRA adapters the model carries
@@ -222,13 +223,6 @@ export interface CreateTrainBackendOptions {
    * them and the backend uploads them after each step. Required for a WebGPU model.
    */
   params?: NamedParams;
-}
-
-function sameArray(a: Float64Array | undefined, b: Float64Array | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
-  return true;
 }
 
 /** Real-token count of each row when every mask row is 1…1 0…0 (right padding), else null. */

@@ -47,7 +47,10 @@ import {
   type SafetensorsFile,
   type TensorToWrite,
   writeSafetensors,
-} from "../model/safetensors.ts";
+} from "../internal/safetensors.ts";
+import { show } from "../internal/show.ts";
+import { isPlainObject } from "../internal/is_plain_object.ts";
+import { writeFileSynced } from "../internal/atomic_write.ts";
 
 export type { TensorToWrite };
 
@@ -248,22 +251,6 @@ const META_FILE = "meta.json";
 const COMPLETE = /^step_(\d+)$/;
 const TEMPORARY = /^step_\d+\.tmp-/;
 
-function show(value: unknown): string {
-  if (value === undefined) return "undefined";
-  try {
-    const text = JSON.stringify(value);
-    if (text === undefined) return String(value);
-    return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-  } catch {
-    return String(value);
-  }
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value) &&
-    (Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null);
-}
-
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -335,17 +322,6 @@ function decodeMetric(value: unknown): number | null {
   if (value === "Infinity") return Infinity;
   if (value === "-Infinity") return -Infinity;
   return null;
-}
-
-async function writeFileSynced(path: string, bytes: Uint8Array): Promise<void> {
-  const file = await Deno.open(path, { write: true, createNew: true });
-  try {
-    let written = 0;
-    while (written < bytes.length) written += await file.write(bytes.subarray(written));
-    await file.sync();
-  } finally {
-    file.close();
-  }
 }
 
 /** Flushes a directory's entries (renames, creations) to disk; best effort where unsupported. */

@@ -1,7 +1,7 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
-import { DEFAULT_CONFIG } from "../cli/config.ts";
-import { validateConfig } from "../cli/load_config.ts";
+import { DEFAULT_CONFIG } from "./config.ts";
+import { validateConfig } from "./validate_config.ts";
 import {
   type CheckpointMetaInput,
   latestCheckpoint,

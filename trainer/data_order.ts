@@ -6,7 +6,7 @@
  * @module
  */
 
-import { mixNumber, mulberry32 } from "../model/_random.ts";
+import { mixNumber, mulberry32 } from "../internal/random.ts";
 
 /**
  * Options of {@linkcode dataOrder}.

@@ -9,10 +9,10 @@
  */
 import { join } from "node:path";
 import type { Qwen3Config } from "../model/config.ts";
-import { writeSafetensors } from "../model/safetensors.ts";
+import { writeSafetensors } from "../internal/safetensors.ts";
 import type { Qwen3Weights } from "../model/weights.ts";
 import { modelParams, paramTensors } from "./params.ts";
-import { writeFileAtomic } from "../model/atomic_write.ts";
+import { writeFileAtomic } from "../internal/atomic_write.ts";
 
 /**
  * Options of {@linkcode exportQwen3Model}.

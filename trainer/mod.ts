@@ -26,5 +26,6 @@ export * from "./sft_loss.ts";
 export * from "./train_loop.ts";
 export * from "./train_step.ts";
 export type * from "./types.ts";
-// The run configuration `runSft` takes (its values and loader live in cli/).
-export type * from "../cli/config.ts";
+// The run configuration `runSft` takes: types, defaults and validation (cli/ reads the YAML).
+export * from "./config.ts";
+export * from "./validate_config.ts";

@@ -25,7 +25,8 @@
  *
  * @module
  */
-import type { TensorToWrite } from "../model/safetensors.ts";
+import type { TensorToWrite } from "../internal/safetensors.ts";
+import { isPlainObject } from "../internal/is_plain_object.ts";
 
 /**
  * A tensor read back from a checkpoint: only its data is used (`loadCheckpoint` gives F32
@@ -60,11 +61,6 @@ export interface RestoreOptStateOptions {
 
 function encodeSegment(segment: string | number): string {
   return encodeURIComponent(String(segment));
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value) &&
-    !ArrayBuffer.isView(value);
 }
 
 function kindOf(value: unknown): string {

@@ -27,7 +27,7 @@
 import type { Lora } from "../adapters/lora.ts";
 import { loraTensorName } from "../adapters/lora.ts";
 import type { Qwen3Config } from "../model/config.ts";
-import type { TensorToWrite } from "../model/safetensors.ts";
+import type { TensorToWrite } from "../internal/safetensors.ts";
 import { modelTensorTable } from "../model/tensor_table.ts";
 import type { Qwen3LayerWeights, Qwen3Weights } from "../model/weights.ts";
 import type { ParamTree } from "./types.ts";

@@ -15,8 +15,8 @@
  * @module
  */
 import { join } from "node:path";
-import type { TrainConfig } from "../cli/config.ts";
-import { validateConfig } from "../cli/load_config.ts";
+import type { TrainConfig } from "./config.ts";
+import { validateConfig } from "./validate_config.ts";
 import { createLora, type Lora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 import { PEFT_PREFIX, savePeftAdapter } from "../adapters/peft_io.ts";
@@ -63,6 +63,7 @@ import { sftLoss } from "./sft_loss.ts";
 import { type PendingStep, trainLoop } from "./train_loop.ts";
 import { type TrainMicroBatch, trainStep } from "./train_step.ts";
 import type { GradientTransformation, ParamTree } from "./types.ts";
+import { mix32 } from "../internal/random.ts";
 
 /**
  * Faults to inject, for tests of the run's safety nets.
@@ -194,16 +195,6 @@ function configChanges(
     changed.push(`${key}: ${a.get(key)} -> ${b.get(key)}`);
   }
   return changed;
-}
-
-function mix32(state: number, value: number): number {
-  let x = (state ^ (value >>> 0)) >>> 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
 }
 
 async function exists(path: string): Promise<boolean> {

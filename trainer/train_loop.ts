@@ -13,7 +13,7 @@
  */
 import { join } from "node:path";
 import type { Progress } from "./progress.ts";
-import { writeFileAtomic } from "../model/atomic_write.ts";
+import { writeFileAtomic } from "../internal/atomic_write.ts";
 
 /**
  * A computed step whose update has not been applied yet.

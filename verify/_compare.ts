@@ -6,7 +6,7 @@ import type { Budget } from "./_budget.ts";
 import { exactValue, freeVariables, isScalar, nodeKey, numericValue } from "./_evaluate.ts";
 import * as R from "./_rational.ts";
 import * as N from "./_numeric.ts";
-import { mulberry32 } from "./_prng.ts";
+import { mulberry32 } from "../internal/random.ts";
 
 /** How a scalar comparison was decided. */
 export type Method = "exact" | "numeric" | "random-points" | "structure" | "text";

@@ -4,8 +4,11 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import code from "./adamw.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "adamw");
 
 /** Floats of the per-step scalars buffer `hyper` of {@linkcode encodeAdamw} (48 bytes). */
 export const ADAMW_HYPER_FLOATS = 12;
@@ -153,10 +156,14 @@ export function encodeAdamw(
 
   ctx.dispatch(
     pass,
-    ctx.pipeline("adamw", code),
+    ctx.pipeline("adamw", code, { constants: GRID_CONSTANTS }),
     [args.param, args.grad, args.m, args.v, args.hyper, args.clipScale ?? args.hyper],
     grid(Math.ceil(n / 256)),
-    [n, args.clipScale ? 0 : HYPER_ONE, args.zeroGrad ? 1 : 0],
+    packUniform(PARAMS, {
+      n,
+      clip_at: args.clipScale ? 0 : HYPER_ONE,
+      zero_grad: args.zeroGrad ?? false,
+    }),
   );
 }
 

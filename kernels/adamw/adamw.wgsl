@@ -1,5 +1,5 @@
 // adamw: one fused, in-place AdamW step (torch.optim.AdamW) over n float32 parameters; one
-// thread per element, 256 per workgroup, workgroup index wg.x + wg.y * 32768 (2-D grid):
+// thread per element, 256 per workgroup, workgroup index wg.x + wg.y * GRID_X (2-D grid):
 //   g     = grad[i] * h.grad_scale * clip[p.clip_at]
 //   m     = b1 * m + (1 - b1) * g            v = b2 * v + (1 - b2) * g * g
 //   param = param * (1 - lr * wd) - (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
@@ -17,6 +17,8 @@ struct Hyper {
   grad_scale: f32, one: f32, pad0: f32, pad1: f32,
 }
 struct Params { n: u32, clip_at: u32, zero_grad: u32 }
+// Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
+override GRID_X: u32;
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
 @group(0) @binding(1) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;
@@ -27,7 +29,7 @@ struct Params { n: u32, clip_at: u32, zero_grad: u32 }
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
-  let i = (wg.x + wg.y * 32768u) * 256u + t;
+  let i = (wg.x + wg.y * GRID_X) * 256u + t;
   if (i >= p.n) { return; }
   let g = grad[i] * (h.grad_scale * clip[p.clip_at]);
   let mi = h.b1 * m[i] + h.one_minus_b1 * g;

@@ -1,6 +1,6 @@
 import { readback } from "../../gpu/readback.ts";
 import type { GpuContext } from "../../gpu/context.ts";
-import { assertClose, noGpu, randomArray, recordPass, testContext } from "../_test_utils.ts";
+import { assertClose, noGpu, randomArray, recordPass, testContext } from "../../gpu/test_utils.ts";
 import { ADAMW_HYPER_FLOATS, type AdamwArgs, createAdamwHyper, encodeAdamw } from "./adamw.ts";
 import { adamwRef, type AdamwRefResult } from "./adamw_ref.ts";
 

@@ -5,9 +5,12 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { f32Bits } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import code from "./add.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "add");
 
 /** Arguments of {@linkcode encodeAdd}. */
 export interface AddArgs {
@@ -40,11 +43,14 @@ export interface AddArgs {
  * ```
  */
 export function encodeAdd(ctx: GpuContext, pass: GPUComputePassEncoder, args: AddArgs): void {
+  const { n } = args;
+  checkSize("add", "x", args.x, n, `[n] = [${n}]`);
+  checkSize("add", "y", args.y, n, `[n] = [${n}]`);
   ctx.dispatch(
     pass,
-    ctx.pipeline("add", code),
+    ctx.pipeline("add", code, { constants: GRID_CONSTANTS }),
     [args.x, args.y],
-    grid(Math.ceil(args.n / 256)),
-    [args.n, args.accumulate ? 1 : 0, f32Bits(args.alpha ?? 1)],
+    grid(Math.ceil(n / 256)),
+    packUniform(PARAMS, { n, accumulate: args.accumulate ?? false, alpha: args.alpha ?? 1 }),
   );
 }

@@ -5,10 +5,13 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { f32Bits } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
+import { uniformLayout } from "../../gpu/uniforms.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import type { AttentionShape } from "./attention_ref.ts";
+import { attentionParams } from "./_attention_params.ts";
 import code from "./attention.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "attention");
 
 /** Arguments of {@linkcode encodeAttention}. */
 export interface AttentionArgs extends AttentionShape {
@@ -51,21 +54,12 @@ export function encodeAttention(
         `heads: current values are d=${args.d}, hq=${args.hq}, hkv=${args.hkv}`,
     );
   }
+  const params = attentionParams("attention", PARAMS, args, ["q", "o"], ["k", "v"]);
   ctx.dispatch(
     pass,
-    ctx.pipeline("attention", code),
+    ctx.pipeline("attention", code, { constants: GRID_CONSTANTS }),
     [args.q, args.k, args.v, args.mask, args.o],
     grid(args.b * args.tq * args.hq),
-    [
-      args.b,
-      args.tq,
-      args.s,
-      args.kvLen ?? args.s,
-      args.qStart ?? 0,
-      args.hq,
-      args.hkv,
-      args.d,
-      f32Bits(args.scale ?? 1 / Math.sqrt(args.d)),
-    ],
+    params,
   );
 }

@@ -12,6 +12,8 @@ struct Params {
   q_start: u32, Hq: u32, Hkv: u32, D: u32,
   scale: f32,
 }
+// Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
+override GRID_X: u32;
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
@@ -26,7 +28,7 @@ const NEG_INF = -3.0e38;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
-  let item = wg.x + wg.y * 32768u;
+  let item = wg.x + wg.y * GRID_X;
   if (item >= p.B * p.Tq * p.Hq) { return; }
   let h = item % p.Hq;
   let i = (item / p.Hq) % p.Tq;

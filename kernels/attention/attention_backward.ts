@@ -6,10 +6,14 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { f32Bits } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
+import { uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import type { AttentionShape } from "./attention_ref.ts";
+import { attentionParams } from "./_attention_params.ts";
 import code from "./attention_backward.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "attention_backward");
 
 /** Arguments of {@linkcode encodeAttentionBackward}. */
 export interface AttentionBackwardArgs extends AttentionShape {
@@ -65,28 +69,32 @@ export function encodeAttentionBackward(
         `key/value heads: current values are d=${args.d}, hq=${args.hq}, hkv=${args.hkv}`,
     );
   }
-  const params = [
-    args.b,
-    args.tq,
-    args.s,
-    args.kvLen ?? args.s,
-    args.qStart ?? 0,
-    args.hq,
-    args.hkv,
-    args.d,
-    f32Bits(args.scale ?? 1 / Math.sqrt(args.d)),
-  ];
+  const { b, tq, hq } = args;
+  checkSize(
+    "attention backward",
+    "stats",
+    args.stats,
+    b * tq * hq * 2,
+    `[b, tq, hq, 2] = [${b}, ${tq}, ${hq}, 2]`,
+  );
+  const params = attentionParams(
+    "attention backward",
+    PARAMS,
+    args,
+    ["q", "dO", "dq"],
+    ["k", "v", "dk", "dv"],
+  );
   const inputs = [args.q, args.k, args.v, args.mask, args.dO];
   ctx.dispatch(
     pass,
-    ctx.pipeline("attention_backward", code),
+    ctx.pipeline("attention_backward", code, { constants: GRID_CONSTANTS }),
     [...inputs, args.dq, args.stats],
     grid(args.b * args.tq * args.hq),
     params,
   );
   ctx.dispatch(
     pass,
-    ctx.pipeline("attention_backward", code, { entryPoint: "dkv" }),
+    ctx.pipeline("attention_backward", code, { entryPoint: "dkv", constants: GRID_CONSTANTS }),
     [...inputs, args.stats, args.dk, args.dv],
     grid(args.b * args.s * args.hkv),
     params,

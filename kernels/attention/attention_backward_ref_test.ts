@@ -1,4 +1,4 @@
-import { assertClose } from "../_test_utils.ts";
+import { assertClose } from "../../gpu/test_utils.ts";
 import { centralDiff, dot, rand, TOL } from "../_finite_diff.ts";
 import { attentionBackwardRef } from "./attention_backward_ref.ts";
 import { attentionRef, type AttentionShape } from "./attention_ref.ts";

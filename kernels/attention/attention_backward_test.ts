@@ -5,7 +5,7 @@ import {
   randomArray,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { readback } from "../../gpu/readback.ts";
 import { encodeAttentionBackward } from "./attention_backward.ts";
 import { attentionBackwardRef } from "./attention_backward_ref.ts";

@@ -6,7 +6,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { encodeAttention } from "./attention.ts";
 import { attentionRef, type AttentionShape } from "./attention_ref.ts";
 

@@ -4,7 +4,11 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
 import code from "./decode_advance.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "decode_advance");
 
 /** Arguments of {@linkcode encodeDecodeAdvance}. */
 export interface DecodeAdvanceArgs {
@@ -36,11 +40,12 @@ export function encodeDecodeAdvance(
   pass: GPUComputePassEncoder,
   args: DecodeAdvanceArgs,
 ): void {
+  checkSize("decode_advance", "positions", args.positions, args.rows, `[rows] = [${args.rows}]`);
   ctx.dispatch(
     pass,
     ctx.pipeline("decode_advance", code),
     [args.ctrl, args.positions],
     [Math.max(1, Math.ceil(args.rows / 64)), 1, 1],
-    [args.rows],
+    packUniform(PARAMS, { R: args.rows }),
   );
 }

@@ -1,6 +1,6 @@
 import { deepStrictEqual } from "node:assert/strict";
 import { readback } from "../../gpu/readback.ts";
-import { noGpu, recordPass, testContext } from "../_test_utils.ts";
+import { noGpu, recordPass, testContext } from "../../gpu/test_utils.ts";
 import { encodeDecodeAdvance } from "./decode_advance.ts";
 import { decodeAdvanceRef } from "./decode_advance_ref.ts";
 

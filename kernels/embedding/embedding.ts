@@ -4,9 +4,13 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
 import type { GpuMatrix } from "../../gpu/matrix.ts";
-import { grid } from "../_grid.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import code from "./embedding.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "embedding");
 
 /** Arguments of {@linkcode encodeEmbedding}. */
 export interface EmbeddingArgs {
@@ -42,13 +46,16 @@ export function encodeEmbedding(
   args: EmbeddingArgs,
 ): void {
   const h = args.table.cols;
+  const { tokens } = args;
+  checkSize("embedding", "ids", args.ids, tokens, `[tokens] = [${tokens}]`);
+  checkSize("embedding", "out", args.out, tokens * h, `[tokens, h] = [${tokens}, ${h}]`);
   for (const chunk of args.table.chunks) {
     ctx.dispatch(
       pass,
-      ctx.pipeline("embedding", code),
+      ctx.pipeline("embedding", code, { constants: GRID_CONSTANTS }),
       [args.ids, chunk.buffer, args.out],
-      grid(Math.ceil((args.tokens * h) / 256)),
-      [args.tokens, h, chunk.rowStart, chunk.rows],
+      grid(Math.ceil((tokens * h) / 256)),
+      packUniform(PARAMS, { T: tokens, H: h, row_start: chunk.rowStart, rows: chunk.rows }),
     );
   }
 }

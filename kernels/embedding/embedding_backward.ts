@@ -6,9 +6,13 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
 import type { GpuMatrix } from "../../gpu/matrix.ts";
-import { grid } from "../_grid.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import code from "./embedding_backward.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "embedding_backward");
 
 /** Arguments of {@linkcode encodeEmbeddingBackward}. */
 export interface EmbeddingBackwardArgs {
@@ -46,12 +50,21 @@ export function encodeEmbeddingBackward(
   args: EmbeddingBackwardArgs,
 ): void {
   const h = args.dTable.cols;
+  const { tokens } = args;
+  const kernel = "embedding backward";
+  checkSize(kernel, "ids", args.ids, tokens, `[tokens] = [${tokens}]`);
+  checkSize(kernel, "dOut", args.dOut, tokens * h, `[tokens, h] = [${tokens}, ${h}]`);
   for (const chunk of args.dTable.chunks) {
-    const params = [args.tokens, h, chunk.rowStart, chunk.rows];
+    const params = packUniform(PARAMS, {
+      T: tokens,
+      H: h,
+      row_start: chunk.rowStart,
+      rows: chunk.rows,
+    });
     if (!args.accumulate) {
       ctx.dispatch(
         pass,
-        ctx.pipeline("embedding_backward", code, { entryPoint: "zero" }),
+        ctx.pipeline("embedding_backward", code, { entryPoint: "zero", constants: GRID_CONSTANTS }),
         [chunk.buffer],
         grid(Math.ceil((chunk.rows * h) / 256)),
         params,
@@ -59,9 +72,9 @@ export function encodeEmbeddingBackward(
     }
     ctx.dispatch(
       pass,
-      ctx.pipeline("embedding_backward", code),
+      ctx.pipeline("embedding_backward", code, { constants: GRID_CONSTANTS }),
       [args.ids, args.dOut, chunk.buffer],
-      grid(Math.ceil((args.tokens * h) / 256)),
+      grid(Math.ceil((tokens * h) / 256)),
       params,
     );
   }

@@ -5,10 +5,12 @@
 // and then sums that id's tokens in order. Cost O(T^2 * H) per block (fine for the few thousand
 // tokens of a micro-batch; a sort by id would make it O(T log T * H)).
 // Entry points: zero clears the block (when not accumulating), main adds.
-// 256 threads a workgroup; index = (wg.x + wg.y * 32768) * 256 + local, one per (t, j) or per
+// 256 threads a workgroup; index = (wg.x + wg.y * GRID_X) * 256 + local, one per (t, j) or per
 // element of the block. Reads ids, d_out; reads and writes d_table. Ids outside every block are
 // ignored (callers validate). Tolerance vs f64 reference: rel 1e-6 (f32 sums of a few terms).
 struct Params { T: u32, H: u32, row_start: u32, rows: u32 }
+// Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
+override GRID_X: u32;
 @group(0) @binding(0) var<storage, read> ids: array<u32>;
 @group(0) @binding(1) var<storage, read> d_out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> d_table: array<f32>;
@@ -16,7 +18,7 @@ struct Params { T: u32, H: u32, row_start: u32, rows: u32 }
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
-  let idx = (wg.x + wg.y * 32768u) * 256u + t;
+  let idx = (wg.x + wg.y * GRID_X) * 256u + t;
   if (idx >= p.T * p.H) { return; }
   let token = idx / p.H;
   let j = idx % p.H;
@@ -38,6 +40,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
 
 @compute @workgroup_size(256)
 fn zero(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
-  let idx = (wg.x + wg.y * 32768u) * 256u + t;
+  let idx = (wg.x + wg.y * GRID_X) * 256u + t;
   if (idx < pz.rows * pz.H) { d_block[idx] = 0.0; }
 }

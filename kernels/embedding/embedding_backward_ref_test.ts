@@ -1,4 +1,4 @@
-import { assertClose } from "../_test_utils.ts";
+import { assertClose } from "../../gpu/test_utils.ts";
 import { centralDiff, dot, rand, TOL } from "../_finite_diff.ts";
 import { embeddingBackwardRef } from "./embedding_backward_ref.ts";
 import { embeddingRef } from "./embedding_ref.ts";

@@ -1,4 +1,4 @@
-import { assertClose, noGpu, randomArray, recordPass, testContext } from "../_test_utils.ts";
+import { assertClose, noGpu, randomArray, recordPass, testContext } from "../../gpu/test_utils.ts";
 import { readback } from "../../gpu/readback.ts";
 import { uploadMatrix } from "../../gpu/matrix.ts";
 import { encodeEmbeddingBackward } from "./embedding_backward.ts";

@@ -6,7 +6,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { uploadMatrix } from "../../gpu/matrix.ts";
 import { encodeEmbedding } from "./embedding.ts";
 import { embeddingRef } from "./embedding_ref.ts";

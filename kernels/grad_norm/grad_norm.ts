@@ -5,8 +5,13 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import partialCode from "./grad_norm_partial.wgsl" with { type: "text" };
 import finishCode from "./grad_norm_finish.wgsl" with { type: "text" };
+
+const PARTIAL_PARAMS = uniformLayout(partialCode, "grad_norm_partial");
+
+const FINISH_PARAMS = uniformLayout(finishCode, "grad_norm_finish");
 
 /**
  * Floats of the `out` buffer of {@linkcode encodeGradNorm}: `[clipScale, norm, maxNorm,
@@ -139,7 +144,13 @@ export function encodeGradNorm(
   let offset = 0;
   for (const { grad, n } of grads) {
     const wgs = workgroups(n);
-    ctx.dispatch(pass, partial, [grad, args.partials], [wgs, 1, 1], [n, offset, wgs]);
+    ctx.dispatch(
+      pass,
+      partial,
+      [grad, args.partials],
+      [wgs, 1, 1],
+      packUniform(PARTIAL_PARAMS, { n, offset, wgs }),
+    );
     offset += wgs;
   }
   ctx.dispatch(
@@ -147,7 +158,7 @@ export function encodeGradNorm(
     ctx.pipeline("grad_norm_finish", finishCode),
     [args.partials, args.out],
     [1, 1, 1],
-    [count],
+    packUniform(FINISH_PARAMS, { count }),
   );
 }
 

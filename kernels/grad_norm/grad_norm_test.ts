@@ -9,7 +9,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { encodeGradNorm, GRAD_NORM_OUT_FLOATS, gradNormPartialCount } from "./grad_norm.ts";
 import { gradNormRef } from "./grad_norm_ref.ts";
 

@@ -4,8 +4,12 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import code from "./kv_write.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "kv_write");
 
 /** Arguments of {@linkcode encodeKvWrite}. */
 export interface KvWriteArgs {
@@ -61,11 +65,22 @@ export function encodeKvWrite(
   args: KvWriteArgs,
 ): void {
   const { rows, tokens, slots, width } = args;
+  const row0 = args.row0 ?? 0;
+  const fresh = `[rows, tokens, width] = [${rows}, ${tokens}, ${width}]`;
+  const cache = `[row0 + rows, slots, width] = [${row0 + rows}, ${slots}, ${width}]`;
+  for (const name of ["kNew", "vNew"] as const) {
+    checkSize("kv_write", name, args[name], rows * tokens * width, fresh);
+  }
+  for (const name of ["kCache", "vCache"] as const) {
+    checkSize("kv_write", name, args[name], rows === 0 ? 0 : (row0 + rows) * slots * width, cache);
+  }
   ctx.dispatch(
     pass,
-    ctx.pipeline("kv_write", code, { constants: { DECODE: args.decode ? 1 : 0 } }),
+    ctx.pipeline("kv_write", code, {
+      constants: { ...GRID_CONSTANTS, DECODE: args.decode ? 1 : 0 },
+    }),
     [args.kNew, args.vNew, args.kCache, args.vCache, args.mask, args.ctrl],
     grid(Math.ceil((rows * tokens * width) / 256)),
-    [rows, tokens, slots, width, args.row0 ?? 0],
+    packUniform(PARAMS, { R: rows, T: tokens, S: slots, W: width, row0 }),
   );
 }

@@ -7,6 +7,8 @@
 //   are dropped. 256 threads a workgroup, one per (r, t, w).
 // Reads k_new, v_new, ctrl; writes k_cache, v_cache, mask (decode only). Exact (a copy).
 struct Params { R: u32, T: u32, S: u32, W: u32, row0: u32 }
+// Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
+override GRID_X: u32;
 @group(0) @binding(0) var<storage, read> k_new: array<f32>;
 @group(0) @binding(1) var<storage, read> v_new: array<f32>;
 @group(0) @binding(2) var<storage, read_write> k_cache: array<f32>;
@@ -19,7 +21,7 @@ override DECODE: bool = false;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let idx = (wg.x + wg.y * 32768u) * 256u + li;
+  let idx = (wg.x + wg.y * GRID_X) * 256u + li;
   if (idx >= p.R * p.T * p.W) { return; }
   let w = idx % p.W;
   let t = (idx / p.W) % p.T;

@@ -1,6 +1,6 @@
 import { deepStrictEqual } from "node:assert/strict";
 import { readback } from "../../gpu/readback.ts";
-import { noGpu, poisoned, randomArray, recordPass, testContext } from "../_test_utils.ts";
+import { noGpu, poisoned, randomArray, recordPass, testContext } from "../../gpu/test_utils.ts";
 import { encodeKvWrite } from "./kv_write.ts";
 import { kvWriteRef } from "./kv_write_ref.ts";
 

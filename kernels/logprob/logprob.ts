@@ -4,8 +4,12 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import code from "./logprob.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "logprob");
 
 /** Arguments of {@linkcode encodeLogprob}. */
 export interface LogprobArgs {
@@ -44,11 +48,16 @@ export function encodeLogprob(
   pass: GPUComputePassEncoder,
   args: LogprobArgs,
 ): void {
+  const { rows, v } = args;
+  checkSize("logprob", "logits", args.logits, rows * v, `[rows, v] = [${rows}, ${v}]`);
+  for (const name of ["targets", "out", "lse"] as const) {
+    checkSize("logprob", name, args[name], rows, `[rows] = [${rows}]`);
+  }
   ctx.dispatch(
     pass,
-    ctx.pipeline("logprob", code),
+    ctx.pipeline("logprob", code, { constants: GRID_CONSTANTS }),
     [args.logits, args.targets, args.out, args.lse],
-    grid(args.rows),
-    [args.rows, args.v],
+    grid(rows),
+    packUniform(PARAMS, { R: rows, V: v }),
   );
 }

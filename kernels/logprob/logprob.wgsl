@@ -3,6 +3,8 @@
 // One workgroup of 256 threads per row: a max pass, then a sum of exp(x - max) pass.
 // Reads logits, targets; writes out, lse. Tolerance vs f64 reference: rel 1e-6 (f32).
 struct Params { R: u32, V: u32 }
+// Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
+override GRID_X: u32;
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> targets: array<i32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -13,7 +15,7 @@ var<workgroup> red: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
-  let row = wg.x + wg.y * 32768u;
+  let row = wg.x + wg.y * GRID_X;
   if (row >= p.R) { return; }
   let base = row * p.V;
   var mx = -3.0e38;

@@ -5,8 +5,12 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import code from "./logprob_backward.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "logprob_backward");
 
 /** Arguments of {@linkcode encodeLogprobBackward}. */
 export interface LogprobBackwardArgs {
@@ -50,23 +54,34 @@ export function encodeLogprobBackward(
   pass: GPUComputePassEncoder,
   args: LogprobBackwardArgs,
 ): void {
+  const { rows, v } = args;
+  const matrix = `[rows, v] = [${rows}, ${v}]`;
+  checkSize("logprob backward", "logits", args.logits, rows * v, matrix);
+  for (const name of ["targets", "lse", "dLogprob"] as const) {
+    checkSize("logprob backward", name, args[name], rows, `[rows] = [${rows}]`);
+  }
+  if (args.dLogits) checkSize("logprob backward", "dLogits", args.dLogits, rows * v, matrix);
   const inputs = [args.targets, args.lse, args.dLogprob];
-  const workgroups = grid(Math.ceil((args.rows * args.v) / 256));
+  const workgroups = grid(Math.ceil((rows * v) / 256));
+  const params = packUniform(PARAMS, { R: rows, V: v });
   if (args.dLogits) {
     ctx.dispatch(
       pass,
-      ctx.pipeline("logprob_backward", code),
+      ctx.pipeline("logprob_backward", code, { constants: GRID_CONSTANTS }),
       [args.logits, ...inputs, args.dLogits],
       workgroups,
-      [args.rows, args.v],
+      params,
     );
   } else {
     ctx.dispatch(
       pass,
-      ctx.pipeline("logprob_backward", code, { entryPoint: "in_place" }),
+      ctx.pipeline("logprob_backward", code, {
+        entryPoint: "in_place",
+        constants: GRID_CONSTANTS,
+      }),
       [args.logits, ...inputs],
       workgroups,
-      [args.rows, args.v],
+      params,
     );
   }
 }

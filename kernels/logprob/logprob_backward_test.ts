@@ -5,7 +5,7 @@ import {
   randomArray,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { readback } from "../../gpu/readback.ts";
 import { encodeLogprob } from "./logprob.ts";
 import { encodeLogprobBackward } from "./logprob_backward.ts";

@@ -6,7 +6,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { encodeLogprob } from "./logprob.ts";
 import { logprobRef } from "./logprob_ref.ts";
 

@@ -4,8 +4,11 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { f32Bits } from "../../gpu/context.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize, strided } from "../_check.ts";
 import code from "./matmul.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "matmul");
 
 /** Arguments of {@linkcode encodeMatmul}. */
 export interface MatmulArgs {
@@ -62,24 +65,41 @@ export function encodeMatmul(
   args: MatmulArgs,
 ): void {
   const { m, n, k } = args;
-  const params = [
-    m,
-    n,
-    k,
-    args.ldx ?? k,
-    args.ldy ?? n,
-    args.yCol ?? 0,
-    args.accumulate ? 1 : 0,
-    f32Bits(args.alpha ?? 1),
-    k, // ldw: w is [n, k] contiguous
-    0, // x_col
-    0, // w_col
-  ];
+  const ldx = args.ldx ?? k;
+  const ldy = args.ldy ?? n;
+  const yCol = args.yCol ?? 0;
+  checkSize(
+    "matmul",
+    "x",
+    args.x,
+    strided(m, ldx, 0, k),
+    `[m, k] = [${m}, ${k}], row stride ${ldx}`,
+  );
+  checkSize("matmul", "w", args.w, n * k, `[n, k] = [${n}, ${k}]`);
+  checkSize(
+    "matmul",
+    "y",
+    args.y,
+    strided(m, ldy, yCol, n),
+    `[m, n] = [${m}, ${n}] at column ${yCol}, row stride ${ldy}`,
+  );
   ctx.dispatch(
     pass,
     ctx.pipeline("matmul", code),
     [args.x, args.w, args.y],
     [Math.ceil(n / 64), Math.ceil(m / 64), 1],
-    params,
+    packUniform(PARAMS, {
+      M: m,
+      N: n,
+      K: k,
+      ldx,
+      ldy,
+      y_col: yCol,
+      accumulate: args.accumulate ?? false,
+      alpha: args.alpha ?? 1,
+      ldw: k, // w is [n, k] contiguous
+      x_col: 0,
+      w_col: 0,
+    }),
   );
 }

@@ -6,8 +6,11 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { f32Bits } from "../../gpu/context.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize, strided } from "../_check.ts";
 import code from "./matmul.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "matmul_backward");
 
 /** Arguments of {@linkcode encodeMatmulBackward}. */
 export interface MatmulBackwardArgs {
@@ -85,26 +88,76 @@ export function encodeMatmulBackward(
   }
   const ldy = args.ldy ?? n;
   const yCol = args.yCol ?? 0;
-  const alpha = f32Bits(args.alpha ?? 1);
+  const alpha = args.alpha ?? 1;
+  const kernel = "matmul backward";
+  checkSize(
+    kernel,
+    "dy",
+    args.dy,
+    strided(m, ldy, yCol, n),
+    `[m, n] = [${m}, ${n}] at column ${yCol}, row stride ${ldy}`,
+  );
   if (args.dx) {
     // dx[m, k] = dy[m, n] · w[n, k]: A = dy, B[k', n'] = w[n' * k + k'] (transposed).
     const lddx = args.lddx ?? k;
+    const dxCol = args.dxCol ?? 0;
+    checkSize(kernel, "w", args.w!, n * k, `[n, k] = [${n}, ${k}]`);
+    checkSize(
+      kernel,
+      "dx",
+      args.dx,
+      strided(m, lddx, dxCol, k),
+      `[m, k] = [${m}, ${k}] at column ${dxCol}, row stride ${lddx}`,
+    );
     ctx.dispatch(
       pass,
       ctx.pipeline("matmul", code, { constants: { W_T: 1 } }),
       [args.dy, args.w!, args.dx],
       [Math.ceil(k / 64), Math.ceil(m / 64), 1],
-      [m, k, n, ldy, lddx, args.dxCol ?? 0, args.accumulateDx ? 1 : 0, alpha, k, yCol, 0],
+      packUniform(PARAMS, {
+        M: m,
+        N: k,
+        K: n,
+        ldx: ldy,
+        ldy: lddx,
+        y_col: dxCol,
+        accumulate: args.accumulateDx ?? false,
+        alpha,
+        ldw: k,
+        x_col: yCol,
+        w_col: 0,
+      }),
     );
   }
   if (args.dw) {
     // dw[n, k] = dyᵀ[n, m] · x[m, k]: A[n', m'] = dy[m' * ldy + yCol + n'], B[k', m'] = x[m' * ldx + k'].
+    const ldx = args.ldx ?? k;
+    checkSize(
+      kernel,
+      "x",
+      args.x!,
+      strided(m, ldx, 0, k),
+      `[m, k] = [${m}, ${k}], row stride ${ldx}`,
+    );
+    checkSize(kernel, "dw", args.dw, n * k, `[n, k] = [${n}, ${k}]`);
     ctx.dispatch(
       pass,
       ctx.pipeline("matmul", code, { constants: { X_T: 1, W_T: 1 } }),
       [args.dy, args.x!, args.dw],
       [Math.ceil(k / 64), Math.ceil(n / 64), 1],
-      [n, k, m, ldy, k, 0, args.accumulateDw ? 1 : 0, alpha, args.ldx ?? k, yCol, 0],
+      packUniform(PARAMS, {
+        M: n,
+        N: k,
+        K: m,
+        ldx: ldy,
+        ldy: k,
+        y_col: 0,
+        accumulate: args.accumulateDw ?? false,
+        alpha,
+        ldw: ldx,
+        x_col: yCol,
+        w_col: 0,
+      }),
     );
   }
 }

@@ -1,4 +1,4 @@
-import { assertClose } from "../_test_utils.ts";
+import { assertClose } from "../../gpu/test_utils.ts";
 import { centralDiff, dot, rand, TOL } from "../_finite_diff.ts";
 import { matmulBackwardRef } from "./matmul_backward_ref.ts";
 import { matmulRef } from "./matmul_ref.ts";

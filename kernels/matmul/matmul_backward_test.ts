@@ -1,3 +1,4 @@
+import { throws } from "node:assert/strict";
 import {
   assertClose,
   noGpu,
@@ -6,7 +7,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { readback } from "../../gpu/readback.ts";
 import { uploadMatrix } from "../../gpu/matrix.ts";
 import { encodeMatmulBackward } from "./matmul_backward.ts";
@@ -148,5 +149,27 @@ Deno.test({
       if (e instanceof TypeError) message = e.message;
     }
     if (!message.includes("dx needs w")) throw new Error(`expected a TypeError, got "${message}"`);
+  },
+});
+
+Deno.test({
+  name: "encodeMatmulBackward() names a gradient buffer too small for its shape",
+  ignore: noGpu,
+  fn: async () => {
+    const ctx = (await testContext())!;
+    const dy = ctx.createBuffer(4 * 4 * 3, "dy");
+    const w = ctx.createBuffer(4 * 3 * 5, "w");
+    const dx = ctx.createBuffer(4 * 4 * 5 - 4, "dx");
+    const pass = ctx.device.createCommandEncoder().beginComputePass();
+    try {
+      throws(() => encodeMatmulBackward(ctx, pass, { dy, w, dx, m: 4, n: 3, k: 5 }), {
+        name: "RangeError",
+        message: 'Cannot record matmul backward: "dx" must hold at least 20 elements ' +
+          "([m, k] = [4, 5] at column 0, row stride 5): current size is 19 elements",
+      });
+    } finally {
+      pass.end();
+      for (const b of [dy, w, dx]) ctx.release(b);
+    }
   },
 });

@@ -6,7 +6,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { encodeMatmul } from "./matmul.ts";
 import { matmulRef } from "./matmul_ref.ts";
 

@@ -4,7 +4,11 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize, strided } from "../_check.ts";
 import code from "./matvec.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "matvec");
 
 /** Arguments of {@linkcode encodeMatvec}. */
 export interface MatvecArgs {
@@ -53,6 +57,17 @@ export function encodeMatvec(
   const { m, n, k } = args;
   const mb = Math.min(8, 2 ** Math.ceil(Math.log2(Math.max(1, m))));
   const blocks = Math.ceil(n / 4);
+  const ldy = args.ldy ?? n;
+  const yCol = args.yCol ?? 0;
+  checkSize("matvec", "x", args.x, m * k, `[m, k] = [${m}, ${k}]`);
+  checkSize("matvec", "w", args.w, n * k, `[n, k] = [${n}, ${k}]`);
+  checkSize(
+    "matvec",
+    "y",
+    args.y,
+    strided(m, ldy, yCol, n),
+    `[m, n] = [${m}, ${n}] at column ${yCol}, row stride ${ldy}`,
+  );
   const limit = ctx.device.limits.maxComputeWorkgroupsPerDimension;
   for (let b0 = 0; b0 < blocks; b0 += limit) {
     ctx.dispatch(
@@ -60,7 +75,15 @@ export function encodeMatvec(
       ctx.pipeline("matvec", code, { constants: { MB: mb } }),
       [args.x, args.w, args.y],
       [Math.min(limit, blocks - b0), Math.ceil(m / mb), 1],
-      [m, n, k, args.ldy ?? n, args.yCol ?? 0, args.accumulate ? 1 : 0, b0],
+      packUniform(PARAMS, {
+        M: m,
+        N: n,
+        K: k,
+        ldy,
+        y_col: yCol,
+        accumulate: args.accumulate ?? false,
+        n_block0: b0,
+      }),
     );
   }
 }

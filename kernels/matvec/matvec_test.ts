@@ -6,7 +6,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { matmulRef } from "../matmul/matmul_ref.ts";
 import { encodeMatvec } from "./matvec.ts";
 

@@ -4,9 +4,12 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { f32Bits } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import code from "./rms_norm.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "rms_norm");
 
 /** Arguments of {@linkcode encodeRmsNorm}. */
 export interface RmsNormArgs {
@@ -44,9 +47,15 @@ export function encodeRmsNorm(
   pass: GPUComputePassEncoder,
   args: RmsNormArgs,
 ): void {
-  ctx.dispatch(pass, ctx.pipeline("rms_norm", code), [args.x, args.w, args.y], grid(args.rows), [
-    args.rows,
-    args.d,
-    f32Bits(args.eps),
-  ]);
+  const { rows, d } = args;
+  checkSize("rms_norm", "x", args.x, rows * d, `[rows, d] = [${rows}, ${d}]`);
+  checkSize("rms_norm", "w", args.w, d, `[d] = [${d}]`);
+  checkSize("rms_norm", "y", args.y, rows * d, `[rows, d] = [${rows}, ${d}]`);
+  ctx.dispatch(
+    pass,
+    ctx.pipeline("rms_norm", code, { constants: GRID_CONSTANTS }),
+    [args.x, args.w, args.y],
+    grid(rows),
+    packUniform(PARAMS, { R: rows, D: d, eps: args.eps }),
+  );
 }

@@ -5,9 +5,12 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { f32Bits } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import code from "./rms_norm_backward.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "rms_norm_backward");
 
 /** Rows summed by one workgroup of the first `dw` pass (`BLOCK_ROWS` in the kernel). */
 export const RMS_NORM_BACKWARD_BLOCK_ROWS = 256;
@@ -67,18 +70,25 @@ export function encodeRmsNormBackward(
 ): void {
   const { rows, d } = args;
   const blocks = Math.ceil(rows / RMS_NORM_BACKWARD_BLOCK_ROWS);
-  const params = [
-    rows,
-    d,
-    f32Bits(args.eps),
-    args.accumulateDx ? 1 : 0,
-    args.accumulateDw ? 1 : 0,
+  const kernel = "RMSNorm backward";
+  const matrix = `[rows, d] = [${rows}, ${d}]`;
+  for (const name of ["dy", "x", "dx"] as const) {
+    checkSize(kernel, name, args[name], rows * d, matrix);
+  }
+  checkSize(kernel, "w", args.w, d, `[d] = [${d}]`);
+  const params = packUniform(PARAMS, {
+    R: rows,
+    D: d,
+    eps: args.eps,
+    accumulate_dx: args.accumulateDx ?? false,
+    accumulate_dw: args.accumulateDw ?? false,
     blocks,
-  ];
+  });
+  const constants = GRID_CONSTANTS;
   if (!args.dw) {
     ctx.dispatch(
       pass,
-      ctx.pipeline("rms_norm_backward", code, { entryPoint: "dx_only" }),
+      ctx.pipeline("rms_norm_backward", code, { entryPoint: "dx_only", constants }),
       [args.dy, args.x, args.w, args.dx],
       grid(rows),
       params,
@@ -93,23 +103,26 @@ export function encodeRmsNormBackward(
         }`,
     );
   }
+  checkSize(kernel, "dw", args.dw, d, `[d] = [${d}]`);
+  checkSize(kernel, "rstd", args.rstd, rows, `[rows] = [${rows}]`);
+  checkSize(kernel, "partials", args.partials, blocks * d, `[blocks, d] = [${blocks}, ${d}]`);
   ctx.dispatch(
     pass,
-    ctx.pipeline("rms_norm_backward", code),
+    ctx.pipeline("rms_norm_backward", code, { constants }),
     [args.dy, args.x, args.w, args.dx, args.rstd],
     grid(rows),
     params,
   );
   ctx.dispatch(
     pass,
-    ctx.pipeline("rms_norm_backward", code, { entryPoint: "dw_partial" }),
+    ctx.pipeline("rms_norm_backward", code, { entryPoint: "dw_partial", constants }),
     [args.dy, args.x, args.rstd, args.partials],
     [Math.ceil(d / 64), blocks, 1],
     params,
   );
   ctx.dispatch(
     pass,
-    ctx.pipeline("rms_norm_backward", code, { entryPoint: "dw_reduce" }),
+    ctx.pipeline("rms_norm_backward", code, { entryPoint: "dw_reduce", constants }),
     [args.partials, args.dw],
     [Math.ceil(d / 64), 1, 1],
     params,

@@ -3,7 +3,7 @@
 //   c = sum_i dy[row, i] * w[i] * x[row, i];
 //   dw[i] = (accumulate_dw ? dw[i] : 0) + sum_row dy[row, i] * x[row, i] * r_row.
 // Entry points (each declares its own bindings, so binding numbers overlap between them):
-//   dx_only    one workgroup of 64 threads per row (row = wg.x + wg.y * 32768): dx.
+//   dx_only    one workgroup of 64 threads per row (row = wg.x + wg.y * GRID_X): dx.
 //   main       the same, and saves r per row in rstd for the dw passes.
 //   dw_partial grid (ceil(D / 64), ceil(R / 256)): partial[block, i] = sum over the block's 256
 //              rows; one thread per column, rows in order.
@@ -11,6 +11,8 @@
 // No atomics: results are deterministic. dx must not alias dy or x.
 // Tolerance vs f64 reference: rel 1e-5 (f32 sums over a row of D and over 256-row blocks).
 struct Params { R: u32, D: u32, eps: f32, accumulate_dx: u32, accumulate_dw: u32, blocks: u32 }
+// Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
+override GRID_X: u32;
 
 const BLOCK_ROWS = 256u;
 
@@ -50,14 +52,14 @@ fn row_dx(row: u32, t: u32, prm: Params) -> f32 {
 
 @compute @workgroup_size(64)
 fn dx_only(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
-  let row = wg.x + wg.y * 32768u;
+  let row = wg.x + wg.y * GRID_X;
   if (row >= p4.R) { return; }
   _ = row_dx(row, t, p4);
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
-  let row = wg.x + wg.y * 32768u;
+  let row = wg.x + wg.y * GRID_X;
   if (row >= p.R) { return; }
   let r = row_dx(row, t, p);
   if (t == 0u) { rstd[row] = r; }

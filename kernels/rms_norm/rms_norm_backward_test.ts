@@ -5,7 +5,7 @@ import {
   randomArray,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { readback } from "../../gpu/readback.ts";
 import { encodeRmsNormBackward, RMS_NORM_BACKWARD_BLOCK_ROWS } from "./rms_norm_backward.ts";
 import { rmsNormBackwardRef } from "./rms_norm_backward_ref.ts";

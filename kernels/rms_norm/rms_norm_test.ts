@@ -6,7 +6,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { encodeRmsNorm } from "./rms_norm.ts";
 import { rmsNormRef } from "./rms_norm_ref.ts";
 

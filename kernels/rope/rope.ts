@@ -4,8 +4,7 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
-import code from "./rope.wgsl" with { type: "text" };
+import { encodeRotation } from "./_rotate.ts";
 
 /** Arguments of {@linkcode encodeRope}. */
 export interface RopeArgs {
@@ -41,14 +40,5 @@ export interface RopeArgs {
  * ```
  */
 export function encodeRope(ctx: GpuContext, pass: GPUComputePassEncoder, args: RopeArgs): void {
-  if (args.d % 2 !== 0) {
-    throw new RangeError(`Cannot apply RoPE: head size must be even: current value is ${args.d}`);
-  }
-  ctx.dispatch(
-    pass,
-    ctx.pipeline("rope", code),
-    [args.x, args.positions, args.table],
-    grid(Math.ceil((args.rows * args.d) / 2 / 256)),
-    [args.rows, args.d, args.heads, args.maxPos],
-  );
+  encodeRotation(ctx, pass, { ...args, kernel: "RoPE", name: "x", x: args.x, sign: 1 });
 }

@@ -7,6 +7,8 @@
 // 256 threads a workgroup, one per (row, i). Reads positions, table; reads and writes x.
 // Tolerance vs f64 reference: rel 1e-6 (one f32 rotation).
 struct Params { rows: u32, D: u32, heads: u32, max_pos: u32 }
+// Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
+override GRID_X: u32;
 override SIGN: f32 = 1.0;
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read> positions: array<u32>;
@@ -16,7 +18,7 @@ override SIGN: f32 = 1.0;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
   let half = p.D / 2u;
-  let idx = (wg.x + wg.y * 32768u) * 256u + t;
+  let idx = (wg.x + wg.y * GRID_X) * 256u + t;
   if (idx >= p.rows * half) { return; }
   let row = idx / half;
   let i = idx % half;

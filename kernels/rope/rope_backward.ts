@@ -5,8 +5,7 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
-import code from "./rope.wgsl" with { type: "text" };
+import { encodeRotation } from "./_rotate.ts";
 
 /** Arguments of {@linkcode encodeRopeBackward}. */
 export interface RopeBackwardArgs {
@@ -49,16 +48,11 @@ export function encodeRopeBackward(
   pass: GPUComputePassEncoder,
   args: RopeBackwardArgs,
 ): void {
-  if (args.d % 2 !== 0) {
-    throw new RangeError(
-      `Cannot apply RoPE backward: head size must be even: current value is ${args.d}`,
-    );
-  }
-  ctx.dispatch(
-    pass,
-    ctx.pipeline("rope_backward", code, { constants: { SIGN: -1 } }),
-    [args.grad, args.positions, args.table],
-    grid(Math.ceil((args.rows * args.d) / 2 / 256)),
-    [args.rows, args.d, args.heads, args.maxPos],
-  );
+  encodeRotation(ctx, pass, {
+    ...args,
+    kernel: "RoPE backward",
+    name: "grad",
+    x: args.grad,
+    sign: -1,
+  });
 }

@@ -5,7 +5,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { encodeRopeBackward } from "./rope_backward.ts";
 import { ropeBackwardRef } from "./rope_backward_ref.ts";
 import { ropeTable } from "./rope_ref.ts";

@@ -5,7 +5,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { encodeRope } from "./rope.ts";
 import { ropeRef, ropeTable } from "./rope_ref.ts";
 

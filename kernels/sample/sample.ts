@@ -5,9 +5,12 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { f32Bits } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import code from "./sample.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "sample");
 
 /** Arguments of {@linkcode encodeSample}. */
 export interface SampleArgs {
@@ -127,24 +130,33 @@ export function encodeSample(
   args: SampleArgs,
 ): void {
   const greedy = args.temperature === 0;
+  checkSize(
+    "sample",
+    "logits",
+    args.logits,
+    args.rows * args.v,
+    `[rows, v] = [${args.rows}, ${args.v}]`,
+  );
   ctx.dispatch(
     pass,
-    ctx.pipeline("sample", code, { constants: { WG: workgroupSize(args.v) } }),
+    ctx.pipeline("sample", code, {
+      constants: { ...GRID_CONSTANTS, WG: workgroupSize(args.v) },
+    }),
     [args.logits, args.info, args.ctrl, args.ids, args.out, args.state],
     grid(args.rows),
-    [
-      args.rows,
-      args.v,
-      args.sequences,
-      args.maxNewTokens,
-      greedy ? 1 : 0,
-      greedy ? 0 : args.topK ?? 0,
-      args.numEos,
-      args.numStop,
-      f32Bits(greedy ? 1 : args.temperature),
-      f32Bits(greedy ? 1 : args.topP ?? 1),
-      f32Bits(greedy ? 0 : args.minP ?? 0),
-      args.minNewTokens ?? 0,
-    ],
+    packUniform(PARAMS, {
+      R: args.rows,
+      V: args.v,
+      n_seq: args.sequences,
+      max_new: args.maxNewTokens,
+      greedy,
+      top_k: greedy ? 0 : args.topK ?? 0,
+      n_eos: args.numEos,
+      n_stop: args.numStop,
+      temperature: greedy ? 1 : args.temperature,
+      top_p: greedy ? 1 : args.topP ?? 1,
+      min_p: greedy ? 0 : args.minP ?? 0,
+      min_new: args.minNewTokens ?? 0,
+    }),
   );
 }

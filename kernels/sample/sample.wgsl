@@ -26,6 +26,8 @@ struct Params {
   greedy: u32, top_k: u32, n_eos: u32, n_stop: u32,
   temperature: f32, top_p: f32, min_p: f32, min_new: u32,
 }
+// Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
+override GRID_X: u32;
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> info: array<u32>;
 @group(0) @binding(2) var<storage, read> ctrl: array<u32>;
@@ -155,7 +157,7 @@ fn search(
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
-  let row = wg.x + wg.y * 32768u;
+  let row = wg.x + wg.y * GRID_X;
   if (row >= p.R) { return; }
   let seq = info[2u + row];
   let step = ctrl[1];

@@ -1,7 +1,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { readback } from "../../gpu/readback.ts";
 import type { GpuContext } from "../../gpu/context.ts";
-import { assertClose, noGpu, randomArray, recordPass, testContext } from "../_test_utils.ts";
+import { assertClose, noGpu, randomArray, recordPass, testContext } from "../../gpu/test_utils.ts";
 import { encodeSample, sampleInfo } from "./sample.ts";
 import { sampleRef, samplingDistributionRef, type SamplingParams } from "./sample_ref.ts";
 

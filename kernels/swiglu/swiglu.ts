@@ -4,8 +4,12 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import code from "./swiglu.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "swiglu");
 
 /** Arguments of {@linkcode encodeSwiglu}. */
 export interface SwigluArgs {
@@ -39,11 +43,15 @@ export function encodeSwiglu(
   pass: GPUComputePassEncoder,
   args: SwigluArgs,
 ): void {
+  const { n } = args;
+  for (const name of ["gate", "up", "out"] as const) {
+    checkSize("swiglu", name, args[name], n, `[n] = [${n}]`);
+  }
   ctx.dispatch(
     pass,
-    ctx.pipeline("swiglu", code),
+    ctx.pipeline("swiglu", code, { constants: GRID_CONSTANTS }),
     [args.gate, args.up, args.out],
-    grid(Math.ceil(args.n / 256)),
-    [args.n],
+    grid(Math.ceil(n / 256)),
+    packUniform(PARAMS, { n }),
   );
 }

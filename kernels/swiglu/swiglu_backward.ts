@@ -4,8 +4,12 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { grid } from "../_grid.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import code from "./swiglu_backward.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "swiglu_backward");
 
 /** Arguments of {@linkcode encodeSwigluBackward}. */
 export interface SwigluBackwardArgs {
@@ -44,11 +48,15 @@ export function encodeSwigluBackward(
   pass: GPUComputePassEncoder,
   args: SwigluBackwardArgs,
 ): void {
+  const { n } = args;
+  for (const name of ["dOut", "gate", "up", "dGate", "dUp"] as const) {
+    checkSize("swiglu backward", name, args[name], n, `[n] = [${n}]`);
+  }
   ctx.dispatch(
     pass,
-    ctx.pipeline("swiglu_backward", code),
+    ctx.pipeline("swiglu_backward", code, { constants: GRID_CONSTANTS }),
     [args.dOut, args.gate, args.up, args.dGate, args.dUp],
-    grid(Math.ceil(args.n / 256)),
-    [args.n],
+    grid(Math.ceil(n / 256)),
+    packUniform(PARAMS, { n }),
   );
 }

@@ -6,7 +6,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import { encodeSwiglu } from "./swiglu.ts";
 import { swigluRef } from "./swiglu_ref.ts";
 

@@ -4,9 +4,9 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { extractAnswer, mathEqual, normalizeAnswer, parseAnswer, verify } from "../verify/mod.ts";
-import { compareParsed } from "../verify/_decide.ts";
-import { Budget } from "../verify/_budget.ts";
+import { extractAnswer, mathEqual, normalizeAnswer, parseAnswer, verify } from "./mod.ts";
+import { compareParsed } from "./_decide.ts";
+import { Budget } from "./_budget.ts";
 
 const SEED = 20250101;
 

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { show } from "./show.ts";
 
 /** The element types of the safetensors format that halo can read or convert. */
 export type SafetensorsDtype =
@@ -113,17 +114,6 @@ function assertLittleEndianHost(): void {
     throw new Error(
       "Cannot use safetensors files on a big-endian host: only little-endian is supported",
     );
-  }
-}
-
-function show(value: unknown): string {
-  if (value === undefined) return "undefined";
-  try {
-    const text = JSON.stringify(value);
-    if (text === undefined) return String(value);
-    return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-  } catch {
-    return String(value);
   }
 }
 

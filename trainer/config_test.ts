@@ -1,6 +1,6 @@
 import { ok, strictEqual } from "node:assert/strict";
 import { DEFAULT_CONFIG } from "./config.ts";
-import { validateConfig } from "./load_config.ts";
+import { validateConfig } from "./validate_config.ts";
 import { arithmeticDataset } from "../data/arithmetic_task.ts";
 import { arithmeticTokenizerFiles } from "../data/arithmetic_tokenizer.ts";
 import { createTokenizer } from "../model/tokenizer.ts";

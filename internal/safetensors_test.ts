@@ -6,14 +6,14 @@ import {
   type SafetensorsFile,
   writeSafetensors,
 } from "./safetensors.ts";
-import { readQwen3Config } from "./config.ts";
+import { readQwen3Config } from "../model/config.ts";
 import {
   expectError,
   fixtureDir,
   rawSafetensors,
   TINY_FIXTURE,
   withTempDir,
-} from "./_test_utils.ts";
+} from "./test_utils.ts";
 
 const config = await readQwen3Config(fixtureDir());
 

@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { deepFreeze } from "../internal/deep_freeze.ts";
 
 /**
  * Where the model math runs: `"webgpu"`, `"cpu"` (the float64 references), or `"auto"` (WebGPU
@@ -287,14 +288,6 @@ export interface TrainConfig {
   readonly checkpoint: CheckpointConfig;
   /** Where the model math runs. */
   readonly backend: BackendChoice;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null) {
-    for (const child of Object.values(value)) deepFreeze(child);
-    Object.freeze(value);
-  }
-  return value;
 }
 
 /**

@@ -1,8 +1,8 @@
 // Shared helpers of the kernel tests: one GPU context for the whole run, seeded random data,
 // poisoned outputs and the relative error ‖gpu − ref‖ / ‖ref‖.
-import { createGpu } from "../gpu/device.ts";
-import { GpuContext } from "../gpu/context.ts";
-import { readback } from "../gpu/readback.ts";
+import { createGpu } from "./device.ts";
+import { GpuContext } from "./context.ts";
+import { readback } from "./readback.ts";
 
 let shared: Promise<GpuContext | null> | undefined;
 
@@ -20,18 +20,7 @@ export function testContext(): Promise<GpuContext | null> {
 export const noGpu: boolean = (await testContext()) === null;
 
 /** Deterministic uniform numbers in [lo, hi) (mulberry32). */
-export function randomArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
-  }
-  return out;
-}
+export { randomArray } from "../internal/random.ts";
 
 /** A buffer of `n` floats filled with NaN, so an element the kernel does not write fails. */
 export function poisoned(ctx: GpuContext, n: number, label: string): GPUBuffer {

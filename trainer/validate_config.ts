@@ -1,0 +1,351 @@
+/**
+ * Validating a run configuration: a strict `zod` schema of {@linkcode TrainConfig} plus the checks
+ * that span fields. Every error names the source and the key path, says what was expected and what
+ * came, and names the override when the value came from one, e.g.
+ * `Cannot load config "configs/x.yaml": key "trainer.lr" must be > 0: current value is -1`.
+ * Reading YAML and applying `--a.b=c` overrides is `cli/load_config.ts`'s job.
+ *
+ * @example Check a configuration read back from a checkpoint
+ * ```ts
+ * import { validateConfig } from "./validate_config.ts";
+ * import { DEFAULT_CONFIG } from "./config.ts";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * const copy = JSON.parse(JSON.stringify(DEFAULT_CONFIG));
+ * deepStrictEqual(validateConfig(copy, { source: "meta.json" }), DEFAULT_CONFIG);
+ * ```
+ *
+ * @module
+ */
+
+import { z } from "zod";
+import { DEFAULT_CONFIG, type TrainConfig } from "./config.ts";
+import { ARITHMETIC_ADDED_TOKENS, ARITHMETIC_ALPHABET } from "../data/arithmetic_tokenizer.ts";
+import { expectedKeys } from "../internal/expected_keys.ts";
+import { show } from "../internal/show.ts";
+import { isPlainObject } from "../internal/is_plain_object.ts";
+import { deepFreeze } from "../internal/deep_freeze.ts";
+
+/**
+ * Options of {@linkcode validateConfig}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { ValidateConfigOptions } from "./validate_config.ts";
+ *
+ * const options: ValidateConfigOptions = { source: "out/run/step_000100/meta.json" };
+ * ```
+ */
+export interface ValidateConfigOptions {
+  /** What the object was read from, named in errors. Default `"<object>"`. */
+  source?: string;
+  /**
+   * Which override set each key path (dotted, e.g. `"trainer.lr"`), as its text (e.g.
+   * `"--trainer.lr=-1"`), named in errors about that key or a key below it. Default: none.
+   */
+  setBy?: ReadonlyMap<string, string>;
+}
+
+type Path = readonly (string | number)[];
+
+const ARITHMETIC_VOCAB = ARITHMETIC_ALPHABET.length + ARITHMETIC_ADDED_TOKENS.length;
+
+const RUN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+const nonNegativeInt = z.int().min(0);
+const positiveInt = z.int().min(1);
+const positive = z.number().gt(0);
+const nonNegative = z.number().min(0);
+const unitOpen = z.number().min(0).lt(1);
+
+const TARGETS = [
+  "q_proj",
+  "k_proj",
+  "v_proj",
+  "o_proj",
+  "gate_proj",
+  "up_proj",
+  "down_proj",
+] as const;
+
+const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
+  run: z.strictObject({
+    name: z.string().regex(RUN_NAME, {
+      error: 'must start with a letter or digit and hold only letters, digits, ".", "_" or "-"',
+    }),
+    outDir: z.string().min(1),
+    seed: nonNegativeInt,
+  }),
+  model: z.strictObject({
+    path: z.string().min(1),
+    hidden: positiveInt,
+    layers: positiveInt,
+    heads: positiveInt,
+    kvHeads: positiveInt,
+    headDim: positiveInt,
+    intermediate: positiveInt,
+    vocab: positiveInt,
+    maxPositions: positiveInt,
+    ropeTheta: positive,
+    rmsNormEps: positive,
+    tieEmbeddings: z.boolean(),
+    initStd: positive,
+  }),
+  adapters: z.strictObject({
+    kind: z.enum(["none", "lora"]),
+    targets: z.array(z.enum(TARGETS)).min(1),
+    r: positiveInt,
+    alpha: positive,
+    rankPattern: z.record(z.string().min(1), positiveInt),
+    alphaPattern: z.record(z.string().min(1), positive),
+    dropout: unitOpen,
+    rslora: z.boolean(),
+  }),
+  data: z.strictObject({
+    task: z.enum(["arithmetic"]),
+    seed: nonNegativeInt,
+    digits: z.int().min(1).max(6),
+    ops: z.array(z.enum(["+", "-", "*"])).min(1),
+    maxTerms: z.int().min(2).max(4),
+    mulDigits: z.int().min(1).max(3),
+    trainSize: positiveInt,
+    evalSize: positiveInt,
+  }),
+  trainer: z.strictObject({
+    mode: z.enum(["sft"]),
+    steps: positiveInt,
+    batchSize: positiveInt,
+    microBatches: positiveInt,
+    lr: positive,
+    warmupSteps: nonNegativeInt,
+    schedule: z.enum(["constant", "cosine"]),
+    minLrRatio: z.number().min(0).max(1),
+    weightDecay: nonNegative,
+    maxGradNorm: nonNegative,
+    b1: unitOpen,
+    b2: unitOpen,
+    eps: positive,
+  }),
+  eval: z.strictObject({
+    every: nonNegativeInt,
+    samples: positiveInt,
+    maxNewTokens: positiveInt,
+  }),
+  checkpoint: z.strictObject({
+    every: nonNegativeInt,
+    keep: nonNegativeInt,
+  }),
+  backend: z.enum(["webgpu", "cpu", "auto"]),
+});
+
+/** One problem found while validating, before it is worded with the source. */
+interface Problem {
+  path: Path;
+  /** What is wrong, after `key "<path>"`, e.g. `must be > 0: current value is -1`. */
+  text: string;
+  kind: "type" | "range";
+}
+
+function formatPath(path: Path): string {
+  let text = "";
+  for (const segment of path) {
+    if (typeof segment === "number") text += `[${segment}]`;
+    else text += text === "" ? segment : `.${segment}`;
+  }
+  return text === "" ? "<root>" : text;
+}
+
+function valueAt(root: unknown, path: Path): unknown {
+  let node = root;
+  for (const segment of path) {
+    if (typeof node !== "object" || node === null) return undefined;
+    node = (node as Record<string | number, unknown>)[segment];
+  }
+  return node;
+}
+
+const EXPECTED_WORDS: Readonly<Record<string, string>> = {
+  number: "a number",
+  int: "an integer",
+  string: "a string",
+  boolean: "true or false",
+  array: "a list",
+  object: "a mapping",
+  record: "a mapping",
+};
+
+function issueProblems(issue: z.core.$ZodIssue, root: unknown): Problem[] {
+  const path = issue.path.filter((p): p is string | number => typeof p !== "symbol");
+  const value = valueAt(root, path);
+  const current = `current value is ${show(value)}`;
+  switch (issue.code) {
+    case "invalid_type": {
+      if (value === undefined) return [{ path, text: "is missing", kind: "type" }];
+      const words = EXPECTED_WORDS[issue.expected] ?? issue.expected;
+      if (issue.expected === "int" && typeof value === "number") {
+        return [{ path, text: `must be an integer: ${current}`, kind: "range" }];
+      }
+      return [{ path, text: `must be ${words}: ${current}`, kind: "type" }];
+    }
+    case "too_small": {
+      const min = issue.minimum;
+      if (issue.origin === "array") {
+        return [{ path, text: `must have at least ${min} item(s): ${current}`, kind: "range" }];
+      }
+      if (issue.origin === "string") {
+        return [{ path, text: `must not be empty: ${current}`, kind: "range" }];
+      }
+      return [{
+        path,
+        text: `must be ${issue.inclusive ? ">=" : ">"} ${min}: ${current}`,
+        kind: "range",
+      }];
+    }
+    case "too_big": {
+      const max = issue.maximum;
+      if (issue.origin === "int" && Number(max) >= Number.MAX_SAFE_INTEGER) {
+        return [{ path, text: `must be a safe integer: ${current}`, kind: "range" }];
+      }
+      return [{
+        path,
+        text: `must be ${issue.inclusive ? "<=" : "<"} ${max}: ${current}`,
+        kind: "range",
+      }];
+    }
+    case "invalid_value":
+      return [{
+        path,
+        text: `must be ${issue.values.length === 1 ? "" : "one of "}${
+          issue.values.map((v) => show(v)).join(", ")
+        }: ${current}`,
+        kind: "range",
+      }];
+    case "unrecognized_keys": {
+      const defaults = valueAt(DEFAULT_CONFIG, path);
+      const known = isPlainObject(defaults) ? Object.keys(defaults) : [];
+      return issue.keys.map((key) => ({
+        path: [...path, key],
+        text: `is unknown: ${expectedKeys(key, known)}`,
+        kind: "type" as const,
+      }));
+    }
+    case "invalid_format":
+      return [{ path, text: `${issue.message}: ${current}`, kind: "range" }];
+    default:
+      return [{ path, text: `is invalid (${issue.message}): ${current}`, kind: "type" }];
+  }
+}
+
+function crossFieldProblems(config: TrainConfig): Problem[] {
+  const problems: Problem[] = [];
+  const range = (path: Path, text: string): void => {
+    problems.push({ path, text, kind: "range" });
+  };
+  const { model, adapters, data, trainer } = config;
+  if (model.path.startsWith("builtin:") && model.path !== "builtin:tiny") {
+    range(
+      ["model", "path"],
+      `must be "builtin:tiny" or a model directory: current value is ${show(model.path)}`,
+    );
+  }
+  if (model.heads % model.kvHeads !== 0) {
+    range(
+      ["model", "kvHeads"],
+      `must divide "model.heads" (${model.heads}): current value is ${model.kvHeads}`,
+    );
+  }
+  if (model.headDim % 2 !== 0) {
+    range(["model", "headDim"], `must be even (for RoPE): current value is ${model.headDim}`);
+  }
+  if (
+    model.path === "builtin:tiny" && data.task === "arithmetic" && model.vocab < ARITHMETIC_VOCAB
+  ) {
+    range(
+      ["model", "vocab"],
+      `must be >= ${ARITHMETIC_VOCAB} (the arithmetic tokenizer's vocabulary): current value is ${model.vocab}`,
+    );
+  }
+  const lists: [Path, readonly string[]][] = [
+    [["adapters", "targets"], adapters.targets],
+    [["data", "ops"], data.ops],
+  ];
+  for (const [path, list] of lists) {
+    const repeated = list.find((item, i) => list.indexOf(item) !== i);
+    if (repeated !== undefined) {
+      range(path, `must not repeat an item: ${show(repeated)} repeats in ${show(list)}`);
+    }
+  }
+  if (trainer.batchSize % trainer.microBatches !== 0) {
+    range(
+      ["trainer", "microBatches"],
+      `must divide "trainer.batchSize" (${trainer.batchSize}): current value is ${trainer.microBatches}`,
+    );
+  }
+  if (config.eval.samples > data.evalSize) {
+    range(
+      ["eval", "samples"],
+      `must be <= "data.evalSize" (${data.evalSize}): current value is ${config.eval.samples}`,
+    );
+  }
+  return problems;
+}
+
+/** Which override set each key path (formatted), for naming it in errors. */
+type Origins = ReadonlyMap<string, string>;
+
+function originOf(path: Path, origins: Origins): string {
+  for (let n = path.length; n > 0; n--) {
+    const origin = origins.get(formatPath(path.slice(0, n)));
+    if (origin !== undefined) return ` (set by ${origin})`;
+  }
+  return "";
+}
+
+function fail(source: string, problems: Problem[], origins: Origins): never {
+  const lines = problems.map((p) =>
+    `Cannot load config "${source}": key "${formatPath(p.path)}"${
+      originOf(p.path, origins)
+    } ${p.text}`
+  );
+  const message = lines.join("\n");
+  throw problems[0].kind === "type" ? new TypeError(message) : new RangeError(message);
+}
+
+function validate(value: unknown, source: string, origins: Origins): TrainConfig {
+  const result = SCHEMA.safeParse(value);
+  if (!result.success) {
+    fail(source, result.error.issues.flatMap((issue) => issueProblems(issue, value)), origins);
+  }
+  const problems = crossFieldProblems(result.data);
+  if (problems.length > 0) fail(source, problems, origins);
+  return deepFreeze(result.data);
+}
+
+/**
+ * Validates a whole configuration object (e.g. the `config` of a checkpoint's `meta.json`)
+ * without merging defaults: every key must be present and known.
+ *
+ * @param value The object.
+ * @param options `source` and `setBy`, named in errors.
+ * @returns The configuration, deeply frozen (a copy; `value` is not modified).
+ * @throws {TypeError} When a key is unknown or missing, or a value has the wrong type.
+ * @throws {RangeError} When a value is out of range or two values disagree.
+ *
+ * @example Check a configuration read back from a checkpoint
+ * ```ts
+ * import { validateConfig } from "./validate_config.ts";
+ * import { DEFAULT_CONFIG } from "./config.ts";
+ * import { deepStrictEqual, throws } from "node:assert/strict";
+ *
+ * const copy = JSON.parse(JSON.stringify(DEFAULT_CONFIG));
+ * deepStrictEqual(validateConfig(copy, { source: "meta.json" }), DEFAULT_CONFIG);
+ * copy.trainer.lr = -1;
+ * throws(() => validateConfig(copy, { source: "meta.json" }), {
+ *   name: "RangeError",
+ *   message: 'Cannot load config "meta.json": key "trainer.lr" must be > 0: current value is -1',
+ * });
+ * ```
+ */
+export function validateConfig(value: unknown, options: ValidateConfigOptions = {}): TrainConfig {
+  return validate(value, options.source ?? "<object>", options.setBy ?? new Map());
+}
