@@ -89,9 +89,10 @@ interface ForwardWants {
 /** Options of {@linkcode WebGpuQwen3.tokenLogprobs}. */
 export interface TokenLogprobsOptions {
   /**
-   * With `outputHiddenStates`, return the output of this decoder layer (HF's
-   * `hidden_states[hiddenLayer + 1]`) as `lastHidden` instead of the final-norm output;
-   * default undefined (the final-norm output, `hidden_states[-1]`).
+   * With `outputHiddenStates`, return the output of this decoder layer as `lastHidden` instead
+   * of the final-norm output (HF's `hidden_states[hiddenLayer + 1]`, but for the last layer:
+   * its output before the final norm); default undefined (the final-norm output,
+   * `hidden_states[-1]`).
    */
   hiddenLayer?: number;
 }

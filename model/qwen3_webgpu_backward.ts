@@ -78,7 +78,7 @@ export interface TrainActivations {
   /**
    * The hidden state the loss reads `[tokens, hidden]`: the final-norm output (HF's
    * `hidden_states[-1]`), or with `TrainStepOptions.hiddenLayer = l` the output of decoder
-   * layer `l` (`hidden_states[l + 1]`, the backward's saved residual: read it, do not write it).
+   * layer `l` (the backward's saved residual: read it, do not write it).
    */
   lastHidden: GPUBuffer;
   /**
@@ -141,7 +141,8 @@ export interface TrainStepOptions {
   /**
    * Which hidden state `acts.lastHidden` is (and where `dLastHidden` enters the backward):
    * undefined = the final-norm output (HF's `hidden_states[-1]`); `l` in
-   * `[0, numHiddenLayers)` = the output of decoder layer `l` (`hidden_states[l + 1]`).
+   * `[0, numHiddenLayers)` = the output of decoder layer `l` (HF's `hidden_states[l + 1]` for
+   * all but the last layer, whose output is taken before the final norm).
    */
   hiddenLayer?: number;
   /** Records the loss kernels between the forward and the backward. */

@@ -102,6 +102,15 @@ export interface LossAndGradsOptions {
   linear?: boolean;
   /** Seed of the training-mode LoRA dropout masks; default no dropout. */
   dropoutSeed?: number;
+  /**
+   * Which hidden state the loss term receives as `PolicyOutputs.lastHidden`, and where its
+   * `dLastHidden` cotangent enters the backward: undefined = the final-norm output (HF's
+   * `hidden_states[-1]`, the default); `l` in `[0, numHiddenLayers)` = the output of decoder
+   * layer `l`, before any final norm (HF's `hidden_states[l + 1]` for `l < numHiddenLayers − 1`;
+   * for the last layer HF's entry is the final-norm output, i.e. undefined here). An index
+   * outside that range is a `RangeError`.
+   */
+  hiddenLayer?: number;
 }
 
 /**
