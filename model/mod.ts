@@ -13,6 +13,7 @@ export * from "./qwen3_cpu.ts";
 export * from "./qwen3_webgpu.ts";
 export * from "./decoder_layer_webgpu.ts";
 export * from "./lora_webgpu.ts";
+export * from "./tensor_table.ts";
 export * from "./kv_cache.ts";
 export * from "./generate.ts";
 export * from "./generate_cpu.ts";
