@@ -17,6 +17,12 @@
  * Gradients are added into their buffers, so k micro-batches accumulate until the optimizer runs
  * (`accumulate: true`, or `zeroGrads`).
  *
+ * `encodeTrainStep` runs in named phases: check the options, prepare (workspace, uploads,
+ * zeroing), forward (`encodeDecoderLayer` per layer), the caller's loss hook, head backward (LM
+ * head and final norm), layers backward (`encodeDecoderLayerBackward`, last layer first; a hidden
+ * cotangent taken at a layer's output is injected there by an `addCotangent` hook), embedding
+ * backward.
+ *
  * @module
  */
 import type { Binding, GpuContext } from "../gpu/context.ts";
