@@ -7,4 +7,3 @@
 export * from "./lora_config.ts";
 export * from "./lora.ts";
 export * from "./peft_io.ts";
-export * from "./gpu_lora.ts";

@@ -11,29 +11,27 @@
  * slot `P + s − 1` of every row. Decode attention runs over the cache with a `kvLen` rounded up to
  * a multiple of 64 and relies on the mask (set by `kv_write` as slots fill) for the rest.
  *
- * LoRA adapters set on the model ({@linkcode WebGpuQwen3.setAdapters}) are applied to every
- * projection on top of the shared base weights: tiled steps (prefill) record each projection with
- * `model.encodeProjection`; skinny steps (decode) keep the matvec kernel for the base weight and
- * add each expert's `scale·(x·Aᵀ)·Bᵀ` with a matvec for `x·Aᵀ` and a matmul for the rank-deep
- * up-projection. `x·Aᵀ` goes to one scratch of `tokens · maxRank` floats in the workspace.
+ * Each layer is `encodeDecoderLayer` (the one the forward and the training step record) with the
+ * layer's KV cache and `matvec` on. LoRA adapters set on the model
+ * ({@linkcode WebGpuQwen3.setAdapters}) are applied to every projection on top of the shared
+ * base weights: tiled steps (prefill) use the tiled matmuls; skinny steps (decode) keep the
+ * matvec kernel for the base weight and add each expert's `scale·(x·Aᵀ)·Bᵀ` with a matvec for
+ * `x·Aᵀ` and a matmul for the rank-deep up-projection. `x·Aᵀ` goes to one scratch of
+ * `tokens · maxRank` floats in the workspace.
  *
  * @module
  */
-import type { GpuLora } from "../adapters/gpu_lora.ts";
-import type { LoraTarget } from "../adapters/lora_config.ts";
 import type { GpuContext } from "../gpu/context.ts";
-import type { GpuMatrix } from "../gpu/matrix.ts";
 import { readback } from "../gpu/readback.ts";
-import { encodeAttention } from "../kernels/attention/attention.ts";
 import { encodeDecodeAdvance } from "../kernels/decode_advance/decode_advance.ts";
 import { encodeEmbedding } from "../kernels/embedding/embedding.ts";
-import { encodeKvWrite } from "../kernels/kv_write/kv_write.ts";
-import { encodeMatmul } from "../kernels/matmul/matmul.ts";
-import { encodeMatvec } from "../kernels/matvec/matvec.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
-import { encodeRope } from "../kernels/rope/rope.ts";
 import { encodeSample, sampleInfo } from "../kernels/sample/sample.ts";
-import { encodeSwiglu } from "../kernels/swiglu/swiglu.ts";
+import {
+  encodeDecoderLayer,
+  encodeLinear,
+  type LayerActivationBuffers,
+} from "./decoder_layer_webgpu.ts";
 import type {
   GeneratedSequence,
   GenerateResult,
@@ -41,7 +39,7 @@ import type {
   StopReason,
 } from "./generate.ts";
 import { KvCache } from "./kv_cache.ts";
-import { encodeLinear, type GpuLayerWeights, type WebGpuQwen3 } from "./qwen3_webgpu.ts";
+import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
 
 /** Sizes a {@linkcode Workspace} was allocated for. */
 interface Sizes {
@@ -60,19 +58,11 @@ interface Sizes {
 }
 
 /** Device buffers of generation, kept per model and reused while they fit. */
-interface Workspace extends Sizes {
+interface Workspace extends Sizes, Omit<LayerActivationBuffers, "x1" | "x2" | "loraScratch"> {
   cache: KvCache;
   h: GPUBuffer;
+  /** Both norms' output (`x1` and `x2` of the layer's activations). */
   x: GPUBuffer;
-  qRaw: GPUBuffer;
-  kRaw: GPUBuffer;
-  q: GPUBuffer;
-  k: GPUBuffer;
-  v: GPUBuffer;
-  att: GPUBuffer;
-  gate: GPUBuffer;
-  up: GPUBuffer;
-  act: GPUBuffer;
   /** Prefill ids, positions and key mask `[chunk rows · P]`. */
   idsPre: GPUBuffer;
   posPre: GPUBuffer;
@@ -422,9 +412,8 @@ function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
 }
 
 /**
- * Records the decoder layers over `rows × tokens` inputs into `ws.h`, appending each layer's keys
- * and values to the cache. Every projection goes through `projectLayer` (base weight plus the
- * projection's adapter, if any).
+ * Records the embedding and the decoder layers over `rows × tokens` inputs into `ws.h`, appending
+ * each layer's keys and values to the cache.
  */
 function recordForward(
   ctx: GpuContext,
@@ -433,187 +422,32 @@ function recordForward(
   ws: Workspace,
   step: StepShape,
 ): void {
-  const c = model.config;
-  const [hsz, hq, hkv, d, inter, eps] = [
-    c.hiddenSize,
-    c.numAttentionHeads,
-    c.numKeyValueHeads,
-    c.headDim,
-    c.intermediateSize,
-    c.rmsNormEps,
-  ];
   const n = step.rows * step.tokens;
-  const decode = step.kvLen !== undefined;
-  const lora = model.adapters;
-  const rope = {
-    positions: step.positions,
-    table: model.ropeTable,
-    d,
-    maxPos: c.maxPositionEmbeddings,
-  };
+  const acts: LayerActivationBuffers = { ...ws, x1: ws.x, x2: ws.x, loraScratch: ws.loraU };
   encodeEmbedding(ctx, pass, { ids: step.ids, table: model.embedTokens, out: ws.h, tokens: n });
-  model.layers.forEach((w, l) => {
-    const linear = (target: LoraTarget, x: GPUBuffer, y: GPUBuffer, accumulate = false) =>
-      projectLayer(ctx, pass, model, lora, { layer: l, target, x, y, m: n, accumulate }, ws.loraU);
-    encodeRmsNorm(ctx, pass, { x: ws.h, w: w.inputLayernorm, y: ws.x, rows: n, d: hsz, eps });
-    linear("q_proj", ws.x, ws.qRaw);
-    linear("k_proj", ws.x, ws.kRaw);
-    linear("v_proj", ws.x, ws.v);
-    encodeRmsNorm(ctx, pass, { x: ws.qRaw, w: w.qNorm, y: ws.q, rows: n * hq, d, eps });
-    encodeRmsNorm(ctx, pass, { x: ws.kRaw, w: w.kNorm, y: ws.k, rows: n * hkv, d, eps });
-    encodeRope(ctx, pass, { ...rope, x: ws.q, rows: n * hq, heads: hq });
-    encodeRope(ctx, pass, { ...rope, x: ws.k, rows: n * hkv, heads: hkv });
+  model.layers.forEach((_, l) => {
     const layer = ws.cache.layers[l];
-    encodeKvWrite(ctx, pass, {
-      kNew: ws.k,
-      vNew: ws.v,
-      kCache: layer.k,
-      vCache: layer.v,
-      mask: ws.cache.mask,
-      ctrl: ws.ctrl,
+    encodeDecoderLayer(pass, model, {
+      layer: l,
+      hIn: ws.h,
+      acts,
       rows: step.rows,
       tokens: step.tokens,
-      slots: ws.cache.capacity,
-      width: ws.cache.width,
-      row0: step.row0,
-      decode,
-    });
-    const shape = { q: ws.q, o: ws.att, b: step.rows, hq, hkv, d };
-    if (decode) {
-      encodeAttention(ctx, pass, {
-        ...shape,
+      positions: step.positions,
+      mask: ws.maskPre,
+      kvCache: {
         k: layer.k,
         v: layer.v,
         mask: ws.cache.mask,
-        tq: 1,
-        s: ws.cache.capacity,
+        ctrl: ws.ctrl,
+        slots: ws.cache.capacity,
+        width: ws.cache.width,
+        row0: step.row0,
         kvLen: step.kvLen,
-        qStart: step.kvLen! - 1,
-      });
-    } else {
-      encodeAttention(ctx, pass, {
-        ...shape,
-        k: ws.k,
-        v: ws.v,
-        mask: ws.maskPre,
-        tq: step.tokens,
-        s: step.tokens,
-      });
-    }
-    linear("o_proj", ws.att, ws.h, true);
-    encodeRmsNorm(ctx, pass, {
-      x: ws.h,
-      w: w.postAttentionLayernorm,
-      y: ws.x,
-      rows: n,
-      d: hsz,
-      eps,
+      },
+      matvec: true,
     });
-    linear("gate_proj", ws.x, ws.gate);
-    linear("up_proj", ws.x, ws.up);
-    encodeSwiglu(ctx, pass, { gate: ws.gate, up: ws.up, out: ws.act, n: n * inter });
-    linear("down_proj", ws.act, ws.h, true);
   });
-}
-
-/**
- * Whether `m` rows through a `k`-deep projection run as a skinny matmul rather than 64×64 tiles:
- * a few rows (≤ 4), or up to 32 rows when the inner dimension is deep enough (k ≥ 64·m) that the
- * tiles' padding and few workgroups would dominate.
- */
-function skinny(m: number, k: number): boolean {
-  return m <= 4 || (m <= 32 && m * 64 <= k);
-}
-
-/** The weight of each projection in `GpuLayerWeights`. */
-const PROJECTION_FIELD: Record<LoraTarget, keyof GpuLayerWeights> = {
-  q_proj: "qProj",
-  k_proj: "kProj",
-  v_proj: "vProj",
-  o_proj: "oProj",
-  gate_proj: "gateProj",
-  up_proj: "upProj",
-  down_proj: "downProj",
-};
-
-/**
- * One projection of a decoder layer, `y = [y +] x·Wᵀ + Σ_e scale_e·(x·A_eᵀ)·B_eᵀ` (the sum over
- * the experts of the projection's adapter in `lora`, if any). Tiled shapes go through
- * `model.encodeProjection`; skinny ones keep `encodeMatvec` for the base weight and record the
- * branch as a matvec `u = x·A_eᵀ` into `scratch` (`[m, r_e]`) and a matmul
- * `y += scale_e·u·B_eᵀ` (inner dimension `r_e`, output `out` wide: the tiles fit it).
- */
-function projectLayer(
-  ctx: GpuContext,
-  pass: GPUComputePassEncoder,
-  model: WebGpuQwen3,
-  lora: GpuLora | null,
-  args: {
-    layer: number;
-    target: LoraTarget;
-    x: GPUBuffer;
-    y: GPUBuffer;
-    m: number;
-    accumulate: boolean;
-  },
-  scratch: GPUBuffer | undefined,
-): void {
-  const w = model.layers[args.layer][PROJECTION_FIELD[args.target]] as GpuMatrix;
-  if (!skinny(args.m, w.cols)) {
-    model.encodeProjection(pass, { ...args, loraScratch: scratch });
-    return;
-  }
-  project(ctx, pass, { x: args.x, w, y: args.y, m: args.m, accumulate: args.accumulate });
-  const module = lora?.module(args.layer, args.target);
-  if (!module) return;
-  if (!scratch) {
-    throw new TypeError(
-      `Cannot record "${module.name}": it has a LoRA adapter and the generation workspace has no ` +
-        `LoRA scratch (the adapters were set after it was sized)`,
-    );
-  }
-  for (const e of module.experts) {
-    encodeMatvec(ctx, pass, { x: args.x, w: e.a, y: scratch, m: args.m, n: e.r, k: w.cols });
-    encodeMatmul(ctx, pass, {
-      x: scratch,
-      w: e.b,
-      y: args.y,
-      m: args.m,
-      n: w.rows,
-      k: e.r,
-      alpha: e.scale,
-      accumulate: true,
-    });
-  }
-}
-
-/**
- * `y = [y +] x · wᵀ` for a weight in row blocks: `encodeMatvec` for a few rows (decode),
- * `encodeLinear` (tiled matmul) otherwise. The base weight only: adapters are added by
- * `projectLayer` (the LM head has none).
- */
-function project(
-  ctx: GpuContext,
-  pass: GPUComputePassEncoder,
-  args: { x: GPUBuffer; w: GpuMatrix; y: GPUBuffer; m: number; accumulate?: boolean },
-): void {
-  if (!skinny(args.m, args.w.cols)) {
-    encodeLinear(ctx, pass, args);
-    return;
-  }
-  for (const chunk of args.w.chunks) {
-    encodeMatvec(ctx, pass, {
-      x: args.x,
-      w: chunk.buffer,
-      y: args.y,
-      m: args.m,
-      n: chunk.rows,
-      k: args.w.cols,
-      ldy: args.w.rows,
-      yCol: chunk.rowStart,
-      accumulate: args.accumulate,
-    });
-  }
 }
 
 /** Records final norm → LM head → sampler → cursor advance for `rows` residual rows in `h`. */
@@ -636,7 +470,7 @@ function recordHead(
     d: c.hiddenSize,
     eps: c.rmsNormEps,
   });
-  project(ctx, pass, { x: ws.x, w: model.lmHead, y: ws.logits, m: rows });
+  encodeLinear(ctx, pass, { x: ws.x, w: model.lmHead, y: ws.logits, m: rows, matvec: true });
   encodeSample(ctx, pass, {
     logits: ws.logits,
     info: ws.info,

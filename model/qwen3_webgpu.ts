@@ -9,23 +9,29 @@
 import type { GpuContext } from "../gpu/context.ts";
 import { type GpuMatrix, uploadMatrix } from "../gpu/matrix.ts";
 import { readback, type ReadbackRange } from "../gpu/readback.ts";
-import { checkLoraFits, type Lora } from "../adapters/lora.ts";
-import type { LoraTarget } from "../adapters/lora_config.ts";
-import { encodeLoraForward, GpuLora } from "../adapters/gpu_lora.ts";
-import { encodeAdd } from "../kernels/add/add.ts";
-import { encodeAttention } from "../kernels/attention/attention.ts";
+import { checkLoraFits, type Lora } from "./adapter_types.ts";
 import { encodeEmbedding } from "../kernels/embedding/embedding.ts";
 import { encodeLogprob } from "../kernels/logprob/logprob.ts";
-import { encodeMatmul } from "../kernels/matmul/matmul.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
-import { encodeRope } from "../kernels/rope/rope.ts";
 import { ropeTable } from "../kernels/rope/rope_ref.ts";
-import { encodeSwiglu } from "../kernels/swiglu/swiglu.ts";
 import type { Qwen3Config } from "./config.ts";
+import {
+  captureHidden,
+  encodeDecoderLayer,
+  encodeLinear,
+  encodeProjection,
+  type GpuLayerWeights,
+  type GpuModelWeights,
+  type LayerActivationBuffers,
+  type LayerHooks,
+  type ProjectionArgs,
+} from "./decoder_layer_webgpu.ts";
 import { type ForwardInput, packBatch, type PackedBatch } from "./forward_input.ts";
+import { GpuLora } from "./lora_webgpu.ts";
 import type { ForwardOutput, Qwen3Model, TokenLogprobsOutput } from "./model.ts";
 import { dropLastPosition } from "./qwen3_cpu.ts";
 import {
+  checkGpuHiddenLayer,
   type GpuBackwardOptions,
   type GpuBackwardResult,
   type GpuParameter,
@@ -33,6 +39,7 @@ import {
   type TrainStepOptions,
   WebGpuQwen3Backward,
 } from "./qwen3_webgpu_backward.ts";
+import { LAYER_TENSORS, layerTensorName } from "./tensor_table.ts";
 import type { Qwen3Weights } from "./weights.ts";
 
 export type {
@@ -48,116 +55,8 @@ export type {
   TrainStepOptions,
 } from "./qwen3_webgpu_backward.ts";
 
-/** One decoder layer's weights on the GPU. */
-export interface GpuLayerWeights {
-  /** RMSNorm before attention `[hidden]`. */
-  inputLayernorm: GPUBuffer;
-  /** Projections `[out, in]`. */
-  qProj: GpuMatrix;
-  /** Key projection. */
-  kProj: GpuMatrix;
-  /** Value projection. */
-  vProj: GpuMatrix;
-  /** Output projection. */
-  oProj: GpuMatrix;
-  /** Per-head query norm `[headDim]`. */
-  qNorm: GPUBuffer;
-  /** Per-head key norm `[headDim]`. */
-  kNorm: GPUBuffer;
-  /** RMSNorm before the MLP `[hidden]`. */
-  postAttentionLayernorm: GPUBuffer;
-  /** MLP gate projection. */
-  gateProj: GpuMatrix;
-  /** MLP up projection. */
-  upProj: GpuMatrix;
-  /** MLP down projection. */
-  downProj: GpuMatrix;
-}
-
-/** The weight of each projection in {@linkcode GpuLayerWeights}. */
-const PROJECTION_FIELD: Record<LoraTarget, keyof GpuLayerWeights> = {
-  q_proj: "qProj",
-  k_proj: "kProj",
-  v_proj: "vProj",
-  o_proj: "oProj",
-  gate_proj: "gateProj",
-  up_proj: "upProj",
-  down_proj: "downProj",
-};
-
-/** Per-layer activation buffers of {@linkcode WebGpuQwen3.encodeLayer}, `[tokens, …]` each. */
-export interface LayerActivationBuffers {
-  /** `input_layernorm` output `[tokens, hidden]` (q/k/v projections' input). */
-  x1: GPUBuffer;
-  /** `post_attention_layernorm` output `[tokens, hidden]` (may be `x1` when not kept). */
-  x2: GPUBuffer;
-  /** q_proj output `[tokens, heads·headDim]`. */
-  qRaw: GPUBuffer;
-  /** k_proj output `[tokens, kvHeads·headDim]`. */
-  kRaw: GPUBuffer;
-  /** Queries after q_norm and RoPE. */
-  q: GPUBuffer;
-  /** Keys after k_norm and RoPE. */
-  k: GPUBuffer;
-  /** v_proj output. */
-  v: GPUBuffer;
-  /** Attention output (o_proj's input). */
-  att: GPUBuffer;
-  /** gate_proj output `[tokens, intermediate]`. */
-  gate: GPUBuffer;
-  /** up_proj output. */
-  up: GPUBuffer;
-  /** `silu(gate)·up` (down_proj's input). */
-  act: GPUBuffer;
-  /** At least `tokens · adapters.maxRank` floats; needed when adapters are set. */
-  loraScratch?: GPUBuffer;
-}
-
-/** Arguments of {@linkcode WebGpuQwen3.encodeLayer}. */
-export interface EncodeLayerArgs {
-  /** Decoder layer index. */
-  layer: number;
-  /** Residual stream entering the layer `[tokens, hidden]`. */
-  hIn: GPUBuffer;
-  /** Receives the residual stream after attention (`hIn` itself: updated in place). */
-  hMid: GPUBuffer;
-  /**
-   * Receives the layer's output (`hMid` itself: in place); null stops after SwiGLU (the
-   * backward's recomputation needs nothing later).
-   */
-  hOut: GPUBuffer | null;
-  /** The layer's activations. */
-  acts: LayerActivationBuffers;
-  /** Key mask `[batch, seqLen]` (u32). */
-  mask: GPUBuffer;
-  /** Positions `[batch, seqLen]` (u32). */
-  positions: GPUBuffer;
-  /** Number of sequences. */
-  batch: number;
-  /** Tokens per sequence. */
-  seqLen: number;
-}
-
-/** Arguments of {@linkcode WebGpuQwen3.encodeProjection}. */
-export interface ProjectionArgs {
-  /** Decoder layer index. */
-  layer: number;
-  /** Which projection. */
-  target: LoraTarget;
-  /** Input `[m, in]`. */
-  x: GPUBuffer;
-  /** Output `[m, out]`. */
-  y: GPUBuffer;
-  /** Rows. */
-  m: number;
-  /** Add to `y` (a residual connection); default false. */
-  accumulate?: boolean;
-  /** At least `m · adapters.maxRank` floats; needed when the projection has an adapter. */
-  loraScratch?: GPUBuffer;
-}
-
 /** Activation buffers for a batch of `tokens` tokens (reused while shapes fit). */
-interface Workspace {
+interface Workspace extends Omit<LayerActivationBuffers, "x1" | "x2" | "loraScratch"> {
   tokens: number;
   /** Floats per token of `loraU` (the adapters' largest rank; 0 without adapters). */
   rank: number;
@@ -167,21 +66,35 @@ interface Workspace {
   positions: GPUBuffer;
   targets: GPUBuffer;
   h: GPUBuffer;
+  /** Both norms' output (`x1` and `x2` of the layer's activations). */
   x: GPUBuffer;
-  qRaw: GPUBuffer;
-  kRaw: GPUBuffer;
-  q: GPUBuffer;
-  k: GPUBuffer;
-  v: GPUBuffer;
-  att: GPUBuffer;
-  gate: GPUBuffer;
-  up: GPUBuffer;
-  act: GPUBuffer;
   logits?: GPUBuffer;
   logprobs: GPUBuffer;
   lse: GPUBuffer;
   /** `[layers + 1, tokens, hidden]` snapshots, made when hidden states are asked for. */
   hidden?: GPUBuffer;
+  /** `[tokens, hidden]`: one decoder layer's output, when `tokenLogprobs` asks for it. */
+  layerHidden?: GPUBuffer;
+}
+
+/** What {@linkcode WebGpuQwen3} records and keeps in a forward. */
+interface ForwardWants {
+  logits: boolean;
+  hidden: boolean;
+  logprobs?: boolean;
+  /** Copy this decoder layer's output into `Workspace.layerHidden`. */
+  layerHidden?: number;
+}
+
+/** Options of {@linkcode WebGpuQwen3.tokenLogprobs}. */
+export interface TokenLogprobsOptions {
+  /**
+   * With `outputHiddenStates`, return the output of this decoder layer as `lastHidden` instead
+   * of the final-norm output (HF's `hidden_states[hiddenLayer + 1]`, but for the last layer:
+   * its output before the final norm); default undefined (the final-norm output,
+   * `hidden_states[-1]`).
+   */
+  hiddenLayer?: number;
 }
 
 /** Options of the {@linkcode WebGpuQwen3} constructor. */
@@ -206,7 +119,7 @@ export interface WebGpuQwen3Options {
  * const { logits } = await model.forward({ inputIds: [[1, 2, 3]] });
  * ```
  */
-export class WebGpuQwen3 implements Qwen3Model {
+export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   /** The model config. */
   readonly config: Qwen3Config;
   /** Always `"webgpu"`. */
@@ -257,31 +170,15 @@ export class WebGpuQwen3 implements Qwen3Model {
       ? this.embedTokens
       : mat("lm_head.weight", weights.lmHead, c.vocabSize, c.hiddenSize);
     this.norm = ctx.upload(weights.norm, "model.norm.weight");
-    const [hsz, qd, kvd, inter] = [
-      c.hiddenSize,
-      c.numAttentionHeads * c.headDim,
-      c.numKeyValueHeads * c.headDim,
-      c.intermediateSize,
-    ];
-    this.layers = weights.layers.map((w, i) => {
-      const p = `model.layers.${i}`;
-      return {
-        inputLayernorm: ctx.upload(w.inputLayernorm, `${p}.input_layernorm.weight`),
-        qProj: mat(`${p}.self_attn.q_proj.weight`, w.qProj, qd, hsz),
-        kProj: mat(`${p}.self_attn.k_proj.weight`, w.kProj, kvd, hsz),
-        vProj: mat(`${p}.self_attn.v_proj.weight`, w.vProj, kvd, hsz),
-        oProj: mat(`${p}.self_attn.o_proj.weight`, w.oProj, hsz, qd),
-        qNorm: ctx.upload(w.qNorm, `${p}.self_attn.q_norm.weight`),
-        kNorm: ctx.upload(w.kNorm, `${p}.self_attn.k_norm.weight`),
-        postAttentionLayernorm: ctx.upload(
-          w.postAttentionLayernorm,
-          `${p}.post_attention_layernorm.weight`,
-        ),
-        gateProj: mat(`${p}.mlp.gate_proj.weight`, w.gateProj, inter, hsz),
-        upProj: mat(`${p}.mlp.up_proj.weight`, w.upProj, inter, hsz),
-        downProj: mat(`${p}.mlp.down_proj.weight`, w.downProj, hsz, inter),
-      };
-    });
+    // Every per-layer tensor of the table: projections as (possibly split) matrices, norms whole.
+    this.layers = weights.layers.map((w, l) =>
+      Object.fromEntries(LAYER_TENSORS.map((spec) => {
+        const name = layerTensorName(l, spec);
+        const data = w[spec.field];
+        const [rows, cols] = spec.shape(c);
+        return [spec.field, spec.projection ? mat(name, data, rows, cols) : ctx.upload(data, name)];
+      })) as unknown as GpuLayerWeights
+    );
     this.ropeTable = ctx.upload(
       ropeTable(c.maxPositionEmbeddings, { d: c.headDim, theta: c.ropeTheta }),
       "rope_table",
@@ -328,16 +225,30 @@ export class WebGpuQwen3 implements Qwen3Model {
    * state) are read back.
    *
    * @param input The batch.
+   * @param options Which hidden state `lastHidden` is (with `input.outputHiddenStates`).
    * @returns `[batch, seqLen − 1]` log-probs.
+   * @throws {RangeError} If `hiddenLayer` is not a layer index.
    */
-  async tokenLogprobs(input: ForwardInput): Promise<TokenLogprobsOutput> {
+  async tokenLogprobs(
+    input: ForwardInput,
+    options: TokenLogprobsOptions = {},
+  ): Promise<TokenLogprobsOutput> {
+    const { hiddenLayer } = options;
+    checkGpuHiddenLayer(hiddenLayer, this.config.numHiddenLayers, "run the model");
     const batch = packBatch(input, this.config);
     const n = batch.batch * batch.seqLen;
-    const ws = this.#workspace(n, { logits: true, hidden: false });
-    const enc = this.#record(batch, ws, { logits: true, hidden: false, logprobs: true });
+    const layerHidden = input.outputHiddenStates ? hiddenLayer : undefined;
+    const ws = this.#workspace(n, { logits: true, hidden: false, layerHidden });
+    const enc = this.#record(batch, ws, {
+      logits: true,
+      hidden: false,
+      logprobs: true,
+      layerHidden,
+    });
     const ranges: ReadbackRange[] = [{ buffer: ws.logprobs, offset: 0, size: n * 4 }];
     if (input.outputHiddenStates) {
-      ranges.push({ buffer: ws.x, offset: 0, size: n * this.config.hiddenSize * 4 });
+      const last = layerHidden === undefined ? ws.x : ws.layerHidden!;
+      ranges.push({ buffer: last, offset: 0, size: n * this.config.hiddenSize * 4 });
     }
     const [lp, last] = await readback(this.ctx, ranges, enc);
     return {
@@ -358,11 +269,9 @@ export class WebGpuQwen3 implements Qwen3Model {
     const { ctx } = this;
     const mats = new Set<GpuMatrix>([this.embedTokens, this.lmHead]);
     for (const l of this.layers) {
-      for (const m of [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj]) {
-        mats.add(m);
-      }
-      for (const b of [l.inputLayernorm, l.qNorm, l.kNorm, l.postAttentionLayernorm]) {
-        ctx.release(b);
+      for (const spec of LAYER_TENSORS) {
+        if (spec.projection) mats.add(l[spec.field] as GpuMatrix);
+        else ctx.release(l[spec.field] as GPUBuffer);
       }
     }
     for (const m of mats) for (const c of m.chunks) ctx.release(c.buffer);
@@ -426,7 +335,8 @@ export class WebGpuQwen3 implements Qwen3Model {
    * projection has an adapter.
    *
    * @param pass The compute pass being recorded.
-   * @param args Layer, projection, operands and LoRA scratch.
+   * @param args Layer, projection, operands and LoRA scratch (see `encodeProjection` of
+   * `decoder_layer_webgpu.ts`).
    * @throws {TypeError} If the projection has an adapter and no `loraScratch` is given.
    *
    * @example The query projection of layer 0 for 8 tokens
@@ -437,116 +347,7 @@ export class WebGpuQwen3 implements Qwen3Model {
    * ```
    */
   encodeProjection(pass: GPUComputePassEncoder, args: ProjectionArgs): void {
-    const w = this.layers[args.layer][PROJECTION_FIELD[args.target]] as GpuMatrix;
-    encodeLinear(this.ctx, pass, {
-      x: args.x,
-      w,
-      y: args.y,
-      m: args.m,
-      accumulate: args.accumulate,
-    });
-    const module = this.#lora?.module(args.layer, args.target);
-    if (!module) return;
-    if (!args.loraScratch) {
-      throw new TypeError(
-        `Cannot record "${module.name}": it has a LoRA adapter, so option "loraScratch" (at ` +
-          `least ${args.m * this.#lora!.maxRank} floats) is required: current value is undefined`,
-      );
-    }
-    encodeLoraForward(this.ctx, pass, {
-      module,
-      x: args.x,
-      y: args.y,
-      m: args.m,
-      scratch: args.loraScratch,
-    });
-  }
-
-  /**
-   * Records one decoder layer: input norm, q/k/v projections, q/k norms, RoPE, attention, o
-   * projection added to the residual, post-attention norm, gate/up projections, SwiGLU, down
-   * projection added to the residual (every projection with its adapter).
-   *
-   * @param pass The compute pass being recorded.
-   * @param args Layer, residual buffers, activations and batch layout.
-   *
-   * @example Layer 0 in place on the residual stream `h`
-   * ```ts ignore
-   * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
-   * declare const pass: GPUComputePassEncoder, h: GPUBuffer, mask: GPUBuffer, pos: GPUBuffer;
-   * declare const acts: import("./qwen3_webgpu.ts").LayerActivationBuffers;
-   * model.encodeLayer(pass, {
-   *   layer: 0, hIn: h, hMid: h, hOut: h, acts, mask, positions: pos, batch: 1, seqLen: 8,
-   * });
-   * ```
-   */
-  encodeLayer(pass: GPUComputePassEncoder, args: EncodeLayerArgs): void {
-    const { ctx } = this;
-    const c = this.config;
-    const { layer, hIn, hMid, hOut, acts: a } = args;
-    const n = args.batch * args.seqLen;
-    const [hsz, hq, hkv, d, inter, eps] = [
-      c.hiddenSize,
-      c.numAttentionHeads,
-      c.numKeyValueHeads,
-      c.headDim,
-      c.intermediateSize,
-      c.rmsNormEps,
-    ];
-    const w = this.layers[layer];
-    const proj = (target: LoraTarget, x: GPUBuffer, y: GPUBuffer, accumulate = false) =>
-      this.encodeProjection(pass, {
-        layer,
-        target,
-        x,
-        y,
-        m: n,
-        accumulate,
-        loraScratch: a.loraScratch,
-      });
-    encodeRmsNorm(ctx, pass, { x: hIn, w: w.inputLayernorm, y: a.x1, rows: n, d: hsz, eps });
-    proj("q_proj", a.x1, a.qRaw);
-    proj("k_proj", a.x1, a.kRaw);
-    proj("v_proj", a.x1, a.v);
-    encodeRmsNorm(ctx, pass, { x: a.qRaw, w: w.qNorm, y: a.q, rows: n * hq, d, eps });
-    encodeRmsNorm(ctx, pass, { x: a.kRaw, w: w.kNorm, y: a.k, rows: n * hkv, d, eps });
-    const rope = {
-      positions: args.positions,
-      table: this.ropeTable,
-      d,
-      maxPos: c.maxPositionEmbeddings,
-    };
-    encodeRope(ctx, pass, { ...rope, x: a.q, rows: n * hq, heads: hq });
-    encodeRope(ctx, pass, { ...rope, x: a.k, rows: n * hkv, heads: hkv });
-    encodeAttention(ctx, pass, {
-      q: a.q,
-      k: a.k,
-      v: a.v,
-      mask: args.mask,
-      o: a.att,
-      b: args.batch,
-      tq: args.seqLen,
-      s: args.seqLen,
-      hq,
-      hkv,
-      d,
-    });
-    if (hMid !== hIn) encodeAdd(ctx, pass, { x: hIn, y: hMid, n: n * hsz });
-    proj("o_proj", a.att, hMid, true);
-    encodeRmsNorm(ctx, pass, {
-      x: hMid,
-      w: w.postAttentionLayernorm,
-      y: a.x2,
-      rows: n,
-      d: hsz,
-      eps,
-    });
-    proj("gate_proj", a.x2, a.gate);
-    proj("up_proj", a.x2, a.up);
-    encodeSwiglu(ctx, pass, { gate: a.gate, up: a.up, out: a.act, n: n * inter });
-    if (hOut === null) return;
-    if (hOut !== hMid) encodeAdd(ctx, pass, { x: hMid, y: hOut, n: n * hsz });
-    proj("down_proj", a.act, hOut, true);
+    encodeProjection(pass, this, args);
   }
 
   /**
@@ -686,11 +487,7 @@ export class WebGpuQwen3 implements Qwen3Model {
   }
 
   /** Records the whole forward pass into a new encoder (not submitted). */
-  #record(
-    batch: PackedBatch,
-    ws: Workspace,
-    want: { logits: boolean; hidden: boolean; logprobs?: boolean },
-  ): GPUCommandEncoder {
+  #record(batch: PackedBatch, ws: Workspace, want: ForwardWants): GPUCommandEncoder {
     const { ctx } = this;
     const c = this.config;
     const q = ctx.device.queue;
@@ -712,17 +509,19 @@ export class WebGpuQwen3 implements Qwen3Model {
     encodeEmbedding(ctx, pass, { ids: ws.ids, table: this.embedTokens, out: ws.h, tokens: n });
     snapshot(0, ws.h);
     const acts: LayerActivationBuffers = { ...ws, x1: ws.x, x2: ws.x, loraScratch: ws.loraU };
+    const capture: LayerHooks = ws.layerHidden
+      ? { layerOutput: captureHidden(ctx, ws.layerHidden) }
+      : {};
     this.layers.forEach((_, l) => {
-      this.encodeLayer(pass, {
+      encodeDecoderLayer(pass, this, {
         layer: l,
         hIn: ws.h,
-        hMid: ws.h,
-        hOut: ws.h,
         acts,
         mask: ws.mask,
         positions: ws.positions,
-        batch: batch.batch,
-        seqLen: batch.seqLen,
+        rows: batch.batch,
+        tokens: batch.seqLen,
+        hooks: l === want.layerHidden ? capture : undefined,
       });
       if (l < this.layers.length - 1) snapshot(l + 1, ws.h);
     });
@@ -746,13 +545,14 @@ export class WebGpuQwen3 implements Qwen3Model {
     return enc;
   }
 
-  #workspace(tokens: number, want: { logits: boolean; hidden: boolean }): Workspace {
+  #workspace(tokens: number, want: ForwardWants): Workspace {
     const c = this.config;
     const old = this.#ws;
     const rank = this.#lora?.maxRank ?? 0;
+    const layerHidden = want.layerHidden !== undefined;
     if (
       old && old.tokens >= tokens && (!want.logits || old.logits) && (!want.hidden || old.hidden) &&
-      old.rank >= rank
+      (!layerHidden || old.layerHidden) && old.rank >= rank
     ) {
       return old;
     }
@@ -796,6 +596,7 @@ export class WebGpuQwen3 implements Qwen3Model {
     if (want.hidden || old?.hidden) {
       ws.hidden = this.ctx.createBuffer((c.numHiddenLayers + 1) * n * c.hiddenSize * 4, "hidden");
     }
+    if (layerHidden || old?.layerHidden) ws.layerHidden = buf(n * c.hiddenSize, "layer_hidden");
     this.#ws = ws;
     return ws;
   }
@@ -805,56 +606,5 @@ export class WebGpuQwen3 implements Qwen3Model {
     for (const b of Object.values(this.#ws)) if (b instanceof GPUBuffer) this.ctx.release(b);
     this.#ws = undefined;
     this.ctx.clearBindGroups();
-  }
-}
-
-/** Arguments of {@linkcode encodeLinear}. */
-export interface LinearArgs {
-  /** Input `[m, w.cols]`. */
-  x: GPUBuffer;
-  /** Weight `[out, in]`, possibly split into row blocks. */
-  w: GpuMatrix;
-  /** Output `[m, w.rows]`. */
-  y: GPUBuffer;
-  /** Rows of `x`. */
-  m: number;
-  /** Add to `y` (a residual connection); default false. */
-  accumulate?: boolean;
-}
-
-/**
- * Records `y = [y +] x · wᵀ` for a weight held in row blocks (one matmul per block, each writing
- * its own column range of `y`).
- *
- * @param ctx The GPU context.
- * @param pass The compute pass being recorded.
- * @param args Operands.
- *
- * @example Project 8 tokens
- * ```ts ignore
- * import { encodeLinear } from "./qwen3_webgpu.ts";
- * declare const ctx: import("../gpu/context.ts").GpuContext;
- * declare const pass: GPUComputePassEncoder, x: GPUBuffer, y: GPUBuffer;
- * declare const w: import("../gpu/matrix.ts").GpuMatrix;
- * encodeLinear(ctx, pass, { x, w, y, m: 8 });
- * ```
- */
-export function encodeLinear(
-  ctx: GpuContext,
-  pass: GPUComputePassEncoder,
-  args: LinearArgs,
-): void {
-  for (const chunk of args.w.chunks) {
-    encodeMatmul(ctx, pass, {
-      x: args.x,
-      w: chunk.buffer,
-      y: args.y,
-      m: args.m,
-      n: chunk.rows,
-      k: args.w.cols,
-      ldy: args.w.rows,
-      yCol: chunk.rowStart,
-      accumulate: args.accumulate,
-    });
   }
 }

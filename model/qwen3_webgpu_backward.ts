@@ -17,15 +17,18 @@
  * Gradients are added into their buffers, so k micro-batches accumulate until the optimizer runs
  * (`accumulate: true`, or `zeroGrads`).
  *
+ * `encodeTrainStep` runs in named phases: check the options, prepare (workspace, uploads,
+ * zeroing), forward (`encodeDecoderLayer` per layer), the caller's loss hook, head backward (LM
+ * head and final norm), layers backward (`encodeDecoderLayerBackward`, last layer first; a hidden
+ * cotangent taken at a layer's output is injected there by an `addCotangent` hook), embedding
+ * backward.
+ *
  * @module
  */
 import type { Binding, GpuContext } from "../gpu/context.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 import { readback, type ReadbackRange } from "../gpu/readback.ts";
-import { encodeLoraBackward } from "../adapters/gpu_lora.ts";
-import type { LoraTarget } from "../adapters/lora_config.ts";
 import { encodeAdd } from "../kernels/add/add.ts";
-import { encodeAttentionBackward } from "../kernels/attention/attention_backward.ts";
 import { encodeEmbedding } from "../kernels/embedding/embedding.ts";
 import { encodeEmbeddingBackward } from "../kernels/embedding/embedding_backward.ts";
 import { encodeLogprob } from "../kernels/logprob/logprob.ts";
@@ -37,10 +40,18 @@ import {
   encodeRmsNormBackward,
   RMS_NORM_BACKWARD_BLOCK_ROWS,
 } from "../kernels/rms_norm/rms_norm_backward.ts";
-import { encodeRopeBackward } from "../kernels/rope/rope_backward.ts";
-import { encodeSwigluBackward } from "../kernels/swiglu/swiglu_backward.ts";
-import { type ForwardInput, packBatch } from "./forward_input.ts";
-import type { GpuLayerWeights, LayerActivationBuffers, WebGpuQwen3 } from "./qwen3_webgpu.ts";
+import type { Qwen3Config } from "./config.ts";
+import {
+  addCotangent,
+  encodeDecoderLayer,
+  encodeDecoderLayerBackward,
+  type GpuLayerWeights,
+  type GpuModelWeights,
+  type LayerActivationBuffers,
+  type LayerGradBuffers,
+} from "./decoder_layer_webgpu.ts";
+import { type ForwardInput, packBatch, type PackedBatch } from "./forward_input.ts";
+import { LAYER_TENSORS, layerTensorName } from "./tensor_table.ts";
 
 /**
  * Which parameters get gradients: `"adapters"` only the LoRA matrices (base frozen: no base
@@ -70,7 +81,11 @@ export interface TrainActivations {
   logprobs: GPUBuffer;
   /** Log-sum-exp of each position's logits `[tokens]`. */
   lse: GPUBuffer;
-  /** Final-norm hidden state `[tokens, hidden]` (HF's `hidden_states[-1]`). */
+  /**
+   * The hidden state the loss reads `[tokens, hidden]`: the final-norm output (HF's
+   * `hidden_states[-1]`), or with `TrainStepOptions.hiddenLayer = l` the output of decoder
+   * layer `l` (the backward's saved residual: read it, do not write it).
+   */
   lastHidden: GPUBuffer;
   /**
    * Logits `[tokens, vocab]` when the LM head ran in one block (else undefined); the backward
@@ -86,7 +101,10 @@ export interface TrainActivations {
 export interface TrainCotangents {
   /** d loss / d logprobs `[tokens]`, laid out as {@linkcode TrainActivations.logprobs}. */
   dLogprobs: GPUBuffer;
-  /** d loss / d lastHidden `[tokens, hidden]` (Hidden-Align; zero rows where no term applies). */
+  /**
+   * d loss / d lastHidden `[tokens, hidden]` (Hidden-Align; zero rows where no term applies),
+   * injected into the backward where `lastHidden` was taken.
+   */
   dLastHidden: GPUBuffer;
   /** d loss / d logits `[tokens, vocab]`, when `cotangents.logits` asked for it. */
   dLogits?: GPUBuffer;
@@ -126,6 +144,13 @@ export interface TrainStepOptions {
    * binding, else the largest multiple of 64 that fits.
    */
   headChunkTokens?: number;
+  /**
+   * Which hidden state `acts.lastHidden` is (and where `dLastHidden` enters the backward):
+   * undefined = the final-norm output (HF's `hidden_states[-1]`); `l` in
+   * `[0, numHiddenLayers)` = the output of decoder layer `l` (HF's `hidden_states[l + 1]` for
+   * all but the last layer, whose output is taken before the final norm).
+   */
+  hiddenLayer?: number;
   /** Records the loss kernels between the forward and the backward. */
   lossHook: LossHook;
 }
@@ -144,7 +169,10 @@ export interface GpuBackwardOptions {
   mode: GpuBackwardMode;
   /** d loss / d logits `[batch, seqLen, vocab]`. */
   dLogits?: ArrayLike<number>;
-  /** d loss / d lastHidden `[batch, seqLen, hidden]` at the final-norm output. */
+  /**
+   * d loss / d lastHidden `[batch, seqLen, hidden]` at the final-norm output, or at the output
+   * of layer `hiddenLayer` when given.
+   */
   dLastHidden?: ArrayLike<number>;
   /** d loss / d logprobs `[batch, seqLen − 1]` on the token log-probs of `tokenLogprobs`. */
   dLogprobs?: ArrayLike<number>;
@@ -152,6 +180,8 @@ export interface GpuBackwardOptions {
   accumulate?: boolean;
   /** As {@linkcode TrainStepOptions.headChunkTokens}. */
   headChunkTokens?: number;
+  /** As {@linkcode TrainStepOptions.hiddenLayer}. */
+  hiddenLayer?: number;
 }
 
 /** Result of {@linkcode WebGpuQwen3Backward.backward}. */
@@ -164,7 +194,10 @@ export interface GpuBackwardResult {
   grads: Map<string, Float32Array>;
   /** Token log-probs `[batch, seqLen − 1]` of the forward. */
   logprobs: Float32Array;
-  /** Final-norm hidden states `[batch, seqLen, hidden]`. */
+  /**
+   * Final-norm hidden states `[batch, seqLen, hidden]` (layer `hiddenLayer`'s output when
+   * given).
+   */
   lastHidden: Float32Array;
 }
 
@@ -202,6 +235,7 @@ interface TrainWorkspace {
   targets: GPUBuffer;
   /** Residual stream entering each layer; `hs[layers]` is the last layer's output. */
   hs: GPUBuffer[];
+  /** The final-norm output (the LM head's input). */
   lastHidden: GPUBuffer;
   logprobs: GPUBuffer;
   lse: GPUBuffer;
@@ -210,39 +244,34 @@ interface TrainWorkspace {
   dLogprobs: GPUBuffer;
   dLastHidden: GPUBuffer;
   dLogitsBuf?: GPUBuffer;
+  /** One layer's activations (the layer being recomputed). */
   acts: LayerActivationBuffers & { loraScratch: GPUBuffer };
+  /** One layer's post-attention residual. */
   hMid: GPUBuffer;
-  loraDu: GPUBuffer;
-  dh: GPUBuffer;
-  dx: GPUBuffer;
-  dAct: GPUBuffer;
-  dGate: GPUBuffer;
-  dUp: GPUBuffer;
-  dAtt: GPUBuffer;
-  dq: GPUBuffer;
-  dk: GPUBuffer;
-  dv: GPUBuffer;
-  stats: GPUBuffer;
-  rstd: GPUBuffer;
-  partials: GPUBuffer;
+  /** One layer's gradients and scratch; `grads.dh` carries d loss / d residual down the layers. */
+  grads: LayerGradBuffers;
 }
 
-const PROJECTIONS: Record<LoraTarget, keyof GpuLayerWeights> = {
-  q_proj: "qProj",
-  k_proj: "kProj",
-  v_proj: "vProj",
-  o_proj: "oProj",
-  gate_proj: "gateProj",
-  up_proj: "upProj",
-  down_proj: "downProj",
-};
-
-const LAYER_NORMS = [
-  ["inputLayernorm", "input_layernorm"],
-  ["qNorm", "self_attn.q_norm"],
-  ["kNorm", "self_attn.k_norm"],
-  ["postAttentionLayernorm", "post_attention_layernorm"],
-] as const;
+/** One recorded step: its batch layout, workspace and what its backward runs. */
+interface StepPlan {
+  ws: TrainWorkspace;
+  /** Number of sequences. */
+  rows: number;
+  /** Tokens per sequence. */
+  tokens: number;
+  /** `rows · tokens`. */
+  n: number;
+  /** Which cotangents the hook writes. */
+  flags: Required<TrainCotangentFlags>;
+  /** Base-weight gradients (full fine-tuning). */
+  base?: BaseGrads;
+  /** The lowest layer with trainable parameters (the backward stops there). */
+  lowest: number;
+  /** The LM head's row blocks `[firstRow, rows]`. */
+  blocks: [number, number][];
+  /** As {@linkcode TrainStepOptions.hiddenLayer}. */
+  hiddenLayer?: number;
+}
 
 function checkMode(mode: unknown): asserts mode is GpuBackwardMode {
   if (mode !== "adapters" && mode !== "full") {
@@ -252,6 +281,73 @@ function checkMode(mode: unknown): asserts mode is GpuBackwardMode {
     );
   }
 }
+
+/**
+ * Checks a hidden-layer index: undefined, or an integer in `[0, layers)`.
+ *
+ * @param hiddenLayer The index.
+ * @param layers The model's number of decoder layers.
+ * @param action What is refused, for the message, e.g. `"run the model"`.
+ * @throws {RangeError} Naming the expected range and the current value.
+ *
+ * @example Layer 4 of a 2-layer model
+ * ```ts
+ * import { checkGpuHiddenLayer } from "./qwen3_webgpu_backward.ts";
+ * import { throws } from "node:assert/strict";
+ * checkGpuHiddenLayer(1, 2, "run the model"); // fine
+ * throws(() => checkGpuHiddenLayer(4, 2, "run the model"), RangeError);
+ * ```
+ */
+export function checkGpuHiddenLayer(hiddenLayer: unknown, layers: number, action: string): void {
+  if (
+    hiddenLayer !== undefined &&
+    (!Number.isInteger(hiddenLayer) || (hiddenLayer as number) < 0 ||
+      (hiddenLayer as number) >= layers)
+  ) {
+    throw new RangeError(
+      `Cannot ${action}: option "hiddenLayer" must be undefined or an integer in [0, ${layers}): ` +
+        `current value is ${JSON.stringify(hiddenLayer)}`,
+    );
+  }
+}
+
+// ---- Argument checks of `backward` (the cotangents given by the host) ----------------------
+/**
+ * Checks `backward`'s mode and cotangents against the batch; returns the packed batch. The
+ * same checks, in the same order, as `cpuBackward`'s.
+ */
+function checkBackwardOptions(
+  options: GpuBackwardOptions,
+  input: ForwardInput,
+  config: Qwen3Config,
+): PackedBatch {
+  checkMode(options.mode);
+  const { dLogits, dLastHidden, dLogprobs } = options;
+  if (!dLogits && !dLastHidden && !dLogprobs) {
+    throw new TypeError(
+      `Cannot run the backward: give at least one of dLogits, dLastHidden and dLogprobs`,
+    );
+  }
+  const batch = packBatch(input, config);
+  const { batch: B, seqLen: T } = batch;
+  const n = B * T;
+  const [H, V] = [config.hiddenSize, config.vocabSize];
+  const check = (what: string, a: ArrayLike<number>, expected: string, len: number) => {
+    if (a.length !== len) {
+      throw new RangeError(
+        `Cannot run the backward: ${what} must have ${expected} = ${len} values: current ` +
+          `length is ${a.length}`,
+      );
+    }
+  };
+  if (dLogits) check("dLogits", dLogits, `batch·seqLen·vocab = ${B}·${T}·${V}`, n * V);
+  if (dLastHidden) {
+    check("dLastHidden", dLastHidden, `batch·seqLen·hidden = ${B}·${T}·${H}`, n * H);
+  }
+  if (dLogprobs) check("dLogprobs", dLogprobs, `batch·(seqLen−1) = ${B}·${T - 1}`, B * (T - 1));
+  return batch;
+}
+// ---- End of the argument checks --------------------------------------------------------------
 
 function rowsOf(buffer: GPUBuffer, row0: number, rows: number, width: number): Binding {
   return { buffer, offset: row0 * width * 4, size: rows * width * 4 };
@@ -277,7 +373,7 @@ function rowsOf(buffer: GPUBuffer, row0: number, rows: number, width: number): B
  */
 export class WebGpuQwen3Backward {
   /** The model trained. */
-  readonly model: WebGpuQwen3;
+  readonly model: GpuModelWeights;
   #ws?: TrainWorkspace;
   #base?: BaseGrads;
   #encoders = new WeakSet<GPUCommandEncoder>();
@@ -286,9 +382,9 @@ export class WebGpuQwen3Backward {
   /**
    * Attaches to a model (allocates nothing yet).
    *
-   * @param model The model.
+   * @param model The model (a `WebGpuQwen3`).
    */
-  constructor(model: WebGpuQwen3) {
+  constructor(model: GpuModelWeights) {
     this.model = model;
   }
 
@@ -305,7 +401,8 @@ export class WebGpuQwen3Backward {
    * @returns The step's activation and cotangent buffers.
    * @throws {TypeError} If the mode is unknown, `"adapters"` mode has no adapters, the hook is
    * not a function, or `encoder` already holds a step.
-   * @throws {RangeError} If `headChunkTokens` is not a positive multiple of 64 below the tokens.
+   * @throws {RangeError} If `headChunkTokens` is not a positive multiple of 64 below the tokens,
+   * or `hiddenLayer` is not a layer index.
    *
    * @example Hidden-Align gradient written by a loss kernel
    * ```ts ignore
@@ -325,11 +422,33 @@ export class WebGpuQwen3Backward {
     input: ForwardInput,
     options: TrainStepOptions,
   ): TrainStepBuffers {
+    this.#checkTrainStep(encoder, options);
+    const step = this.#prepare(encoder, input, options);
+    const pass = encoder.beginComputePass({ label: "train step" });
+    const acts = this.#forward(pass, step);
+    const { ws } = step;
+    const cot: TrainCotangents = {
+      dLogprobs: ws.dLogprobs,
+      dLastHidden: ws.dLastHidden,
+      dLogits: ws.dLogitsBuf,
+    };
+    options.lossHook(pass, acts, cot);
+    const { flags } = step;
+    // Without any cotangent nothing reaches the model: the gradients stay as they are.
+    if (flags.logprobs || flags.logits || flags.lastHidden) {
+      this.#headBackward(pass, step);
+      this.#layersBackward(pass, step);
+      this.#embeddingBackward(pass, step);
+    }
+    pass.end();
+    return { acts, cot };
+  }
+
+  /** Phase 0: the checks of `encodeTrainStep`'s options (before anything is allocated). */
+  #checkTrainStep(encoder: GPUCommandEncoder, options: TrainStepOptions): void {
     const { mode } = options;
     checkMode(mode);
-    const model = this.model;
-    const lora = model.adapters;
-    if (mode === "adapters" && lora === null) {
+    if (mode === "adapters" && this.model.adapters === null) {
       throw new TypeError(
         `Cannot run the backward: mode "adapters" needs adapters (call setAdapters first)`,
       );
@@ -346,23 +465,35 @@ export class WebGpuQwen3Backward {
           "written with queue.writeBuffer at submit; submit it before recording the next step",
       );
     }
+    checkGpuHiddenLayer(
+      options.hiddenLayer,
+      this.model.config.numHiddenLayers,
+      "record a training step",
+    );
+  }
+
+  /**
+   * Phase 1: the step's plan and workspace; uploads the batch and records the zeroing of the
+   * gradients (unless accumulating) and of the cotangents.
+   */
+  #prepare(encoder: GPUCommandEncoder, input: ForwardInput, options: TrainStepOptions): StepPlan {
     const flags = {
       logprobs: options.cotangents?.logprobs ?? true,
       lastHidden: options.cotangents?.lastHidden ?? true,
       logits: options.cotangents?.logits ?? false,
     };
-    const ctx = this.#ctx;
-    const c = model.config;
+    const c = this.model.config;
+    const lora = this.model.adapters;
     const batch = packBatch(input, c);
     const n = batch.batch * batch.seqLen;
     const headRows = this.#headRows(n, options.headChunkTokens);
     const ws = this.#workspace(n, lora?.maxRank ?? 0, headRows, flags.logits);
     this.#encoders.add(encoder);
-    const full = mode === "full";
+    const full = options.mode === "full";
     lora?.ensureGrads();
     const base = full ? this.#baseGrads() : undefined;
 
-    const q = ctx.device.queue;
+    const q = this.#ctx.device.queue;
     q.writeBuffer(ws.ids, 0, batch.ids);
     q.writeBuffer(ws.mask, 0, batch.mask);
     q.writeBuffer(ws.positions, 0, batch.positions);
@@ -374,35 +505,55 @@ export class WebGpuQwen3Backward {
     encoder.clearBuffer(ws.dLogprobs);
     encoder.clearBuffer(ws.dLastHidden);
     if (ws.dLogitsBuf) encoder.clearBuffer(ws.dLogitsBuf);
-
-    const [H, V, eps] = [c.hiddenSize, c.vocabSize, c.rmsNormEps];
-    const L = c.numHiddenLayers;
-    const pass = encoder.beginComputePass({ label: "train step" });
-    // Forward, keeping each layer's input residual.
-    encodeEmbedding(ctx, pass, { ids: ws.ids, table: model.embedTokens, out: ws.hs[0], tokens: n });
-    const layerArgs = {
-      acts: ws.acts,
-      mask: ws.mask,
-      positions: ws.positions,
-      batch: batch.batch,
-      seqLen: batch.seqLen,
+    // A layer's cotangent alone starts the backward at that layer, from a zero gradient.
+    const { hiddenLayer } = options;
+    if (hiddenLayer !== undefined && !flags.logprobs && !flags.logits) {
+      encoder.clearBuffer(ws.grads.dh);
+    }
+    const blocks: [number, number][] = [];
+    for (let r0 = 0; r0 < n; r0 += headRows) blocks.push([r0, Math.min(headRows, n - r0)]);
+    return {
+      ws,
+      rows: batch.batch,
+      tokens: batch.seqLen,
+      n,
+      flags,
+      base,
+      lowest: full ? 0 : Math.min(...lora!.modules.map((m) => m.layer)),
+      blocks,
+      hiddenLayer,
     };
+  }
+
+  /**
+   * Phase 2: the forward, keeping each layer's input residual, the final-norm output, the
+   * log-probs and log-sum-exps (and the logits when the LM head runs in one block).
+   */
+  #forward(pass: GPUComputePassEncoder, step: StepPlan): TrainActivations {
+    const ctx = this.#ctx;
+    const model = this.model;
+    const c = model.config;
+    const { ws, n, rows, tokens } = step;
+    const L = c.numHiddenLayers;
+    encodeEmbedding(ctx, pass, { ids: ws.ids, table: model.embedTokens, out: ws.hs[0], tokens: n });
     for (let l = 0; l < L; l++) {
       // The last layer keeps its post-attention residual in hMid, so that all its activations
       // are still in the scratch buffers when the backward reaches it: no recomputation there.
-      model.encodeLayer(pass, {
-        ...layerArgs,
+      encodeDecoderLayer(pass, model, {
         layer: l,
         hIn: ws.hs[l],
         hMid: l === L - 1 ? ws.hMid : ws.hs[l + 1],
         hOut: ws.hs[l + 1],
+        acts: ws.acts,
+        mask: ws.mask,
+        positions: ws.positions,
+        rows,
+        tokens,
       });
     }
+    const [H, eps] = [c.hiddenSize, c.rmsNormEps];
     encodeRmsNorm(ctx, pass, { x: ws.hs[L], w: model.norm, y: ws.lastHidden, rows: n, d: H, eps });
-    const blocks: [number, number][] = [];
-    for (let r0 = 0; r0 < n; r0 += headRows) blocks.push([r0, Math.min(headRows, n - r0)]);
-    const kept = blocks.length === 1;
-    for (const [r0, rows] of blocks) {
+    for (const [r0, rows] of step.blocks) {
       this.#encodeHead(pass, ws.logits, ws.lastHidden, r0, rows);
       encodeLogprob(ctx, pass, {
         logits: ws.logits,
@@ -410,39 +561,43 @@ export class WebGpuQwen3Backward {
         out: rowsOf(ws.logprobs, r0, rows, 1),
         lse: rowsOf(ws.lse, r0, rows, 1),
         rows,
-        v: V,
+        v: c.vocabSize,
       });
     }
-    const acts: TrainActivations = {
+    return {
       tokens: n,
-      batch: batch.batch,
-      seqLen: batch.seqLen,
+      batch: rows,
+      seqLen: tokens,
       ids: ws.ids,
       mask: ws.mask,
       targets: ws.targets,
       logprobs: ws.logprobs,
       lse: ws.lse,
-      lastHidden: ws.lastHidden,
-      logits: kept ? ws.logits : undefined,
+      lastHidden: step.hiddenLayer === undefined ? ws.lastHidden : ws.hs[step.hiddenLayer + 1],
+      logits: step.blocks.length === 1 ? ws.logits : undefined,
     };
-    const cot: TrainCotangents = {
-      dLogprobs: ws.dLogprobs,
-      dLastHidden: ws.dLastHidden,
-      dLogits: ws.dLogitsBuf,
-    };
-    options.lossHook(pass, acts, cot);
+  }
 
-    // LM head and final norm: dx = d lastHidden, then dh = d hFinal.
-    // Without a hidden cotangent, the LM head's first block overwrites dx.
-    if (flags.lastHidden) encodeAdd(ctx, pass, { x: ws.dLastHidden, y: ws.dx, n: n * H });
+  /**
+   * Phase 3: LM head and final norm. `dx` = d loss / d (final-norm output) from the hidden
+   * cotangent (when it is taken there) and the log-prob / logit cotangents through the LM head;
+   * then `grads.dh` = d loss / d (last layer's output). Skipped when neither reaches the head.
+   */
+  #headBackward(pass: GPUComputePassEncoder, step: StepPlan): void {
+    const ctx = this.#ctx;
+    const model = this.model;
+    const c = model.config;
+    const { ws, n, flags, base } = step;
+    const { dx, dh } = ws.grads;
+    const [H, V] = [c.hiddenSize, c.vocabSize];
     const headNeeded = flags.logprobs || flags.logits;
-    if (!headNeeded && !flags.lastHidden) {
-      // Nothing reaches the model: the gradients stay as they are.
-      pass.end();
-      return { acts, cot };
-    }
+    // Without a hidden cotangent here, the LM head's first block overwrites dx.
+    const hiddenHere = flags.lastHidden && step.hiddenLayer === undefined;
+    if (!headNeeded && !hiddenHere) return;
+    if (hiddenHere) encodeAdd(ctx, pass, { x: ws.dLastHidden, y: dx, n: n * H });
     if (headNeeded) {
-      for (const [r0, rows] of blocks) {
+      const kept = step.blocks.length === 1;
+      for (const [r0, rows] of step.blocks) {
         let dy: Binding;
         if (flags.logprobs) {
           if (!kept) this.#encodeHead(pass, ws.logits, ws.lastHidden, r0, rows);
@@ -475,8 +630,8 @@ export class WebGpuQwen3Backward {
             ldy: V,
             yCol: chunk.rowStart,
             w: chunk.buffer,
-            dx: rowsOf(ws.dx, r0, rows, H),
-            accumulateDx: flags.lastHidden || j > 0,
+            dx: rowsOf(dx, r0, rows, H),
+            accumulateDx: hiddenHere || j > 0,
             x: base ? rowsOf(ws.lastHidden, r0, rows, H) : undefined,
             dw: base?.lmHead.chunks[j].buffer,
             accumulateDw: true,
@@ -484,39 +639,61 @@ export class WebGpuQwen3Backward {
         });
       }
     }
-    this.#normBackward(pass, {
-      dy: ws.dx,
-      x: ws.hs[L],
+    encodeRmsNormBackward(ctx, pass, {
+      dy: dx,
+      x: ws.hs[c.numHiddenLayers],
       w: model.norm,
-      dx: ws.dh,
+      dx: dh,
       dw: base?.norm,
       rows: n,
       d: H,
+      accumulateDw: true,
+      rstd: base ? ws.grads.rstd : undefined,
+      partials: base ? ws.grads.partials : undefined,
+      eps: c.rmsNormEps,
     });
+  }
 
-    // Layers, last first, each recomputed from its saved input.
-    const lowest = full ? 0 : Math.min(...lora!.modules.map((m) => m.layer));
-    for (let l = L - 1; l >= lowest; l--) {
-      this.#layerBackward(pass, ws, {
+  /**
+   * Phase 4: the layers, last first down to the lowest trained one, each recomputed from its
+   * saved input (but the last, whose activations are still there); a hidden cotangent taken at
+   * a layer's output is added to `grads.dh` when the backward passes that layer.
+   */
+  #layersBackward(pass: GPUComputePassEncoder, step: StepPlan): void {
+    const model = this.model;
+    const L = model.config.numHiddenLayers;
+    const { ws, flags, base, lowest, hiddenLayer } = step;
+    const fromHead = flags.logprobs || flags.logits || hiddenLayer === undefined;
+    const inject = { layerOutput: addCotangent(this.#ctx, ws.dLastHidden) };
+    for (let l = fromHead ? L - 1 : hiddenLayer!; l >= lowest; l--) {
+      encodeDecoderLayerBackward(pass, model, {
         layer: l,
-        batch: batch.batch,
-        seqLen: batch.seqLen,
-        base,
-        inputGrad: full || l > lowest,
+        hIn: ws.hs[l],
+        hMid: ws.hMid,
+        acts: ws.acts,
+        grads: ws.grads,
+        weightGrads: base?.layers[l],
+        rows: step.rows,
+        tokens: step.tokens,
+        positions: ws.positions,
+        mask: ws.mask,
         recompute: l < L - 1,
+        inputGrad: base !== undefined || l > lowest,
+        hooks: flags.lastHidden && l === hiddenLayer ? inject : undefined,
       });
     }
-    if (base) {
-      encodeEmbeddingBackward(ctx, pass, {
-        ids: ws.ids,
-        dOut: ws.dh,
-        dTable: base.embed,
-        tokens: n,
-        accumulate: true,
-      });
-    }
-    pass.end();
-    return { acts, cot };
+  }
+
+  /** Phase 5: the embedding's gradient (full fine-tuning), from d loss / d (layer 0 input). */
+  #embeddingBackward(pass: GPUComputePassEncoder, step: StepPlan): void {
+    if (!step.base) return;
+    encodeEmbeddingBackward(this.#ctx, pass, {
+      ids: step.ws.ids,
+      dOut: step.ws.grads.dh,
+      dTable: step.base.embed,
+      tokens: step.n,
+      accumulate: true,
+    });
   }
 
   /**
@@ -541,27 +718,13 @@ export class WebGpuQwen3Backward {
    * ```
    */
   async backward(input: ForwardInput, options: GpuBackwardOptions): Promise<GpuBackwardResult> {
-    checkMode(options.mode);
+    const batch = checkBackwardOptions(options, input, this.model.config);
     const { dLogits, dLastHidden, dLogprobs } = options;
-    if (!dLogits && !dLastHidden && !dLogprobs) {
-      throw new TypeError(
-        `Cannot run the backward: give at least one of dLogits, dLastHidden and dLogprobs`,
-      );
-    }
     const ctx = this.#ctx;
     const c = this.model.config;
-    const batch = packBatch(input, c);
     const { batch: B, seqLen: T } = batch;
     const n = B * T;
     const [H, V] = [c.hiddenSize, c.vocabSize];
-    const check = (what: string, a: ArrayLike<number>, expected: string, len: number) => {
-      if (a.length !== len) {
-        throw new RangeError(
-          `Cannot run the backward: ${what} must have ${expected} = ${len} values: current ` +
-            `length is ${a.length}`,
-        );
-      }
-    };
     // Persistent upload buffers (not per-call ones: those would pile up bind groups).
     const upload = (data: ArrayLike<number>, label: string) => {
       const values = data instanceof Float32Array ? data : Float32Array.from(data);
@@ -577,19 +740,10 @@ export class WebGpuQwen3Backward {
       ctx.device.queue.writeBuffer(b, 0, values as Float32Array<ArrayBuffer>);
       return b;
     };
+    const logitsBuf = dLogits ? upload(dLogits, "dLogits (upload)") : undefined;
+    const hBuf = dLastHidden ? upload(dLastHidden, "dLastHidden (upload)") : undefined;
     let lpBuf: GPUBuffer | undefined;
-    let hBuf: GPUBuffer | undefined;
-    let logitsBuf: GPUBuffer | undefined;
-    if (dLogits) {
-      check("dLogits", dLogits, `batch·seqLen·vocab = ${B}·${T}·${V}`, n * V);
-      logitsBuf = upload(dLogits, "dLogits (upload)");
-    }
-    if (dLastHidden) {
-      check("dLastHidden", dLastHidden, `batch·seqLen·hidden = ${B}·${T}·${H}`, n * H);
-      hBuf = upload(dLastHidden, "dLastHidden (upload)");
-    }
     if (dLogprobs) {
-      check("dLogprobs", dLogprobs, `batch·(seqLen−1) = ${B}·${T - 1}`, B * (T - 1));
       const flat = new Float32Array(n);
       for (let b = 0; b < B; b++) {
         for (let t = 0; t + 1 < T; t++) flat[b * T + t] = dLogprobs[b * (T - 1) + t];
@@ -601,6 +755,7 @@ export class WebGpuQwen3Backward {
       mode: options.mode,
       accumulate: options.accumulate,
       headChunkTokens: options.headChunkTokens,
+      hiddenLayer: options.hiddenLayer,
       cotangents: { logprobs: !!lpBuf, lastHidden: !!hBuf, logits: !!logitsBuf },
       lossHook: (pass, _acts, cot) => {
         if (lpBuf) encodeAdd(ctx, pass, { x: lpBuf, y: cot.dLogprobs, n });
@@ -686,11 +841,10 @@ export class WebGpuQwen3Backward {
       mat(model.embedTokens, g.embed);
       model.layers.forEach((w, l) => {
         const gl = g.layers[l];
-        for (const [field, suffix] of LAYER_NORMS) {
-          vec(`model.layers.${l}.${suffix}.weight`, w[field], gl[field]);
-        }
-        for (const field of Object.values(PROJECTIONS)) {
-          mat(w[field] as GpuMatrix, gl[field] as GpuMatrix);
+        for (const spec of LAYER_TENSORS) {
+          const [p, gp] = [w[spec.field], gl[spec.field]];
+          if (spec.projection) mat(p as GpuMatrix, gp as GpuMatrix);
+          else vec(layerTensorName(l, spec), p as GPUBuffer, gp as GPUBuffer);
         }
       });
       vec("model.norm.weight", model.norm, g.norm);
@@ -772,222 +926,6 @@ export class WebGpuQwen3Backward {
     }
   }
 
-  #normBackward(
-    pass: GPUComputePassEncoder,
-    args: {
-      dy: GPUBuffer;
-      x: GPUBuffer;
-      w: GPUBuffer;
-      dx: GPUBuffer;
-      dw?: GPUBuffer;
-      rows: number;
-      d: number;
-      accumulateDx?: boolean;
-    },
-  ): void {
-    const ws = this.#ws!;
-    encodeRmsNormBackward(this.#ctx, pass, {
-      ...args,
-      accumulateDw: true,
-      rstd: args.dw ? ws.rstd : undefined,
-      partials: args.dw ? ws.partials : undefined,
-      eps: this.model.config.rmsNormEps,
-    });
-  }
-
-  /** Backward of a projection (base matmul, then its LoRA branch): `dx (+)= dy·W (+ LoRA)`. */
-  #linearBackward(
-    pass: GPUComputePassEncoder,
-    args: {
-      layer: number;
-      target: LoraTarget;
-      dy: GPUBuffer;
-      x: GPUBuffer;
-      dx?: GPUBuffer;
-      accumulateDx?: boolean;
-      m: number;
-      base?: BaseGrads;
-    },
-  ): void {
-    const { layer, target, dy, x, dx, m } = args;
-    const field = PROJECTIONS[target];
-    const w = this.model.layers[layer][field] as GpuMatrix;
-    const gw = args.base?.layers[layer][field] as GpuMatrix | undefined;
-    if (dx || gw) {
-      w.chunks.forEach((chunk, j) => {
-        encodeMatmulBackward(this.#ctx, pass, {
-          dy,
-          m,
-          n: chunk.rows,
-          k: w.cols,
-          ldy: w.rows,
-          yCol: chunk.rowStart,
-          w: dx ? chunk.buffer : undefined,
-          dx,
-          accumulateDx: (args.accumulateDx ?? false) || j > 0,
-          x: gw ? x : undefined,
-          dw: gw?.chunks[j].buffer,
-          accumulateDw: true,
-        });
-      });
-    }
-    const module = this.model.adapters?.module(layer, target);
-    if (module) {
-      const ws = this.#ws!;
-      encodeLoraBackward(this.#ctx, pass, {
-        module,
-        x,
-        dy,
-        dx,
-        m,
-        u: ws.acts.loraScratch,
-        du: ws.loraDu,
-      });
-    }
-  }
-
-  /**
-   * Recomputes layer `l` from its saved input (unless its activations are still in the scratch
-   * buffers: the last layer), then runs its backward: `ws.dh` holds d loss /
-   * d (layer output) on entry and d loss / d (layer input) on exit (when `inputGrad`).
-   */
-  #layerBackward(
-    pass: GPUComputePassEncoder,
-    ws: TrainWorkspace,
-    args: {
-      layer: number;
-      batch: number;
-      seqLen: number;
-      base?: BaseGrads;
-      inputGrad: boolean;
-      recompute: boolean;
-    },
-  ): void {
-    const ctx = this.#ctx;
-    const model = this.model;
-    const c = model.config;
-    const { layer: l, base, inputGrad } = args;
-    const n = args.batch * args.seqLen;
-    const [H, hq, hkv, D, I] = [
-      c.hiddenSize,
-      c.numAttentionHeads,
-      c.numKeyValueHeads,
-      c.headDim,
-      c.intermediateSize,
-    ];
-    const w = model.layers[l];
-    const gl = base?.layers[l];
-    const a = ws.acts;
-    const hIn = ws.hs[l];
-    if (args.recompute) {
-      model.encodeLayer(pass, {
-        layer: l,
-        hIn,
-        hMid: ws.hMid,
-        hOut: null,
-        acts: a,
-        mask: ws.mask,
-        positions: ws.positions,
-        batch: args.batch,
-        seqLen: args.seqLen,
-      });
-    }
-    const lin = (
-      target: LoraTarget,
-      dy: GPUBuffer,
-      x: GPUBuffer,
-      dx: GPUBuffer | undefined,
-      accumulateDx = false,
-    ) => this.#linearBackward(pass, { layer: l, target, dy, x, dx, accumulateDx, m: n, base });
-
-    // MLP: h = hMid + down(swiglu(gate(x2), up(x2))), x2 = norm(hMid).
-    lin("down_proj", ws.dh, a.act, ws.dAct);
-    encodeSwigluBackward(ctx, pass, {
-      dOut: ws.dAct,
-      gate: a.gate,
-      up: a.up,
-      dGate: ws.dGate,
-      dUp: ws.dUp,
-      n: n * I,
-    });
-    lin("gate_proj", ws.dGate, a.x2, ws.dx);
-    lin("up_proj", ws.dUp, a.x2, ws.dx, true);
-    this.#normBackward(pass, {
-      dy: ws.dx,
-      x: ws.hMid,
-      w: w.postAttentionLayernorm,
-      dx: ws.dh,
-      accumulateDx: true,
-      dw: gl?.postAttentionLayernorm,
-      rows: n,
-      d: H,
-    });
-    // Attention: hMid = hIn + o(attention(rope(qnorm(q(x1))), rope(knorm(k(x1))), v(x1))).
-    lin("o_proj", ws.dh, a.att, ws.dAtt);
-    encodeAttentionBackward(ctx, pass, {
-      q: a.q,
-      k: a.k,
-      v: a.v,
-      mask: ws.mask,
-      dO: ws.dAtt,
-      dq: ws.dq,
-      dk: ws.dk,
-      dv: ws.dv,
-      stats: ws.stats,
-      b: args.batch,
-      tq: args.seqLen,
-      s: args.seqLen,
-      hq,
-      hkv,
-      d: D,
-    });
-    const rope = {
-      positions: ws.positions,
-      table: model.ropeTable,
-      d: D,
-      maxPos: c.maxPositionEmbeddings,
-    };
-    encodeRopeBackward(ctx, pass, { ...rope, grad: ws.dq, rows: n * hq, heads: hq });
-    encodeRopeBackward(ctx, pass, { ...rope, grad: ws.dk, rows: n * hkv, heads: hkv });
-    // q and k (post-RoPE) are dead now: they receive the gradients of qRaw and kRaw.
-    const dqRaw = a.q;
-    const dkRaw = a.k;
-    this.#normBackward(pass, {
-      dy: ws.dq,
-      x: a.qRaw,
-      w: w.qNorm,
-      dx: dqRaw,
-      dw: gl?.qNorm,
-      rows: n * hq,
-      d: D,
-    });
-    this.#normBackward(pass, {
-      dy: ws.dk,
-      x: a.kRaw,
-      w: w.kNorm,
-      dx: dkRaw,
-      dw: gl?.kNorm,
-      rows: n * hkv,
-      d: D,
-    });
-    const dx1 = inputGrad ? ws.dx : undefined;
-    lin("q_proj", dqRaw, a.x1, dx1);
-    lin("k_proj", dkRaw, a.x1, dx1, true);
-    lin("v_proj", ws.dv, a.x1, dx1, true);
-    if (inputGrad) {
-      this.#normBackward(pass, {
-        dy: ws.dx,
-        x: hIn,
-        w: w.inputLayernorm,
-        dx: ws.dh,
-        accumulateDx: true,
-        dw: gl?.inputLayernorm,
-        rows: n,
-        d: H,
-      });
-    }
-  }
-
   #headRows(n: number, requested?: number): number {
     const c = this.model.config;
     const align = Math.max(1, this.#ctx.device.limits.minStorageBufferOffsetAlignment / 4);
@@ -1034,25 +972,15 @@ export class WebGpuQwen3Backward {
       embed,
       lmHead: model.lmHead === model.embedTokens ? embed : zerosLike(model.lmHead),
       norm: vec(model.norm, "model.norm.weight"),
-      layers: model.layers.map((w, l) => {
-        const p = `model.layers.${l}`;
-        return {
-          inputLayernorm: vec(w.inputLayernorm, `${p}.input_layernorm.weight`),
-          qProj: zerosLike(w.qProj),
-          kProj: zerosLike(w.kProj),
-          vProj: zerosLike(w.vProj),
-          oProj: zerosLike(w.oProj),
-          qNorm: vec(w.qNorm, `${p}.self_attn.q_norm.weight`),
-          kNorm: vec(w.kNorm, `${p}.self_attn.k_norm.weight`),
-          postAttentionLayernorm: vec(
-            w.postAttentionLayernorm,
-            `${p}.post_attention_layernorm.weight`,
-          ),
-          gateProj: zerosLike(w.gateProj),
-          upProj: zerosLike(w.upProj),
-          downProj: zerosLike(w.downProj),
-        };
-      }),
+      layers: model.layers.map((w, l) =>
+        Object.fromEntries(LAYER_TENSORS.map((spec) => {
+          const p = w[spec.field];
+          const g = spec.projection
+            ? zerosLike(p as GpuMatrix)
+            : vec(p as GPUBuffer, layerTensorName(l, spec));
+          return [spec.field, g];
+        })) as unknown as GpuLayerWeights
+      ),
     };
     return this.#base;
   }
@@ -1125,6 +1053,7 @@ export class WebGpuQwen3Backward {
       dLogprobs: buf(n, "train.d_logprobs"),
       dLastHidden: buf(n * H, "train.d_last_hidden"),
       dLogitsBuf: wantLogits ? buf(n * c.vocabSize, "train.d_logits") : undefined,
+      hMid: buf(n * H, "train.h_mid"),
       acts: {
         x1: buf(n * H, "train.x1"),
         x2: buf(n * H, "train.x2"),
@@ -1139,20 +1068,21 @@ export class WebGpuQwen3Backward {
         act: buf(n * I, "train.act"),
         loraScratch: buf(n * r, "train.lora_u"),
       },
-      hMid: buf(n * H, "train.h_mid"),
-      loraDu: buf(n * r, "train.lora_du"),
-      dh: buf(n * H, "train.dh"),
-      dx: buf(n * H, "train.dx"),
-      dAct: buf(n * I, "train.d_act"),
-      dGate: buf(n * I, "train.d_gate"),
-      dUp: buf(n * I, "train.d_up"),
-      dAtt: buf(n * qd, "train.d_att"),
-      dq: buf(n * qd, "train.dq"),
-      dk: buf(n * kvd, "train.dk"),
-      dv: buf(n * kvd, "train.dv"),
-      stats: buf(n * c.numAttentionHeads * 2, "train.att_stats"),
-      rstd: buf(normRows, "train.rstd"),
-      partials: buf(partials, "train.norm_partials"),
+      grads: {
+        loraDu: buf(n * r, "train.lora_du"),
+        dh: buf(n * H, "train.dh"),
+        dx: buf(n * H, "train.dx"),
+        dAct: buf(n * I, "train.d_act"),
+        dGate: buf(n * I, "train.d_gate"),
+        dUp: buf(n * I, "train.d_up"),
+        dAtt: buf(n * qd, "train.d_att"),
+        dq: buf(n * qd, "train.dq"),
+        dk: buf(n * kvd, "train.dk"),
+        dv: buf(n * kvd, "train.dv"),
+        stats: buf(n * c.numAttentionHeads * 2, "train.att_stats"),
+        rstd: buf(normRows, "train.rstd"),
+        partials: buf(partials, "train.norm_partials"),
+      },
     };
     return this.#ws;
   }

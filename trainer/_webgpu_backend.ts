@@ -6,6 +6,7 @@ import type { GenerateOptions, GenerateResult } from "../model/generate.ts";
 import { generate } from "../model/generate.ts";
 import type { ForwardInput } from "../model/forward_input.ts";
 import type { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
+import { checkGpuHiddenLayer } from "../model/qwen3_webgpu_backward.ts";
 import type {
   LossAndGradsOptions,
   LossAndGradsResult,
@@ -45,8 +46,15 @@ export class WebGpuTrainBackend implements TrainBackend {
     }
   }
 
-  async forward(input: ForwardInput): Promise<PolicyOutputs> {
-    const out = await this.model.tokenLogprobs({ ...input, outputHiddenStates: true });
+  forward(input: ForwardInput): Promise<PolicyOutputs> {
+    return this.#outputs(input);
+  }
+
+  /** Log-probs and the hidden state of `hiddenLayer` (default the final-norm output). */
+  async #outputs(input: ForwardInput, hiddenLayer?: number): Promise<PolicyOutputs> {
+    const out = await this.model.tokenLogprobs({ ...input, outputHiddenStates: true }, {
+      hiddenLayer,
+    });
     return {
       logprobs: Float64Array.from(out.logprobs),
       lastHidden: out.lastHidden ? Float64Array.from(out.lastHidden) : undefined,
@@ -66,6 +74,8 @@ export class WebGpuTrainBackend implements TrainBackend {
           `"adapters.dropout" to 0 or train on the CPU`,
       );
     }
+    const { hiddenLayer } = options;
+    checkGpuHiddenLayer(hiddenLayer, this.model.config.numHiddenLayers, "compute gradients");
     const rows = input.inputIds.length;
     const seqLen = input.inputIds[0]?.length ?? 0;
     let grad: LossGrads;
@@ -77,12 +87,13 @@ export class WebGpuTrainBackend implements TrainBackend {
         seqLen,
       }).grad;
     } else {
-      grad = loss(await this.forward(input)).grad;
+      grad = loss(await this.#outputs(input, hiddenLayer)).grad;
     }
     const r = await this.model.backward(input, {
       mode: this.mode,
       dLogprobs: grad.dLogprobs,
       dLastHidden: grad.dLastHidden,
+      hiddenLayer,
     });
     const out = loss({
       logprobs: Float64Array.from(r.logprobs),

@@ -112,9 +112,12 @@ export interface LossAndGradsOptions {
    */
   dropoutSeed?: number;
   /**
-   * Decoder layer whose output the loss reads as `lastHidden` and whose gradient receives
-   * `dLastHidden`; default the final-norm output. Layer `l` in `[0, numHiddenLayers)` is HF's
-   * `hidden_states[l + 1]`.
+   * Which hidden state the loss term receives as `PolicyOutputs.lastHidden`, and where its
+   * `dLastHidden` cotangent enters the backward: undefined = the final-norm output (HF's
+   * `hidden_states[-1]`, the default); `l` in `[0, numHiddenLayers)` = the output of decoder
+   * layer `l`, before any final norm (HF's `hidden_states[l + 1]` for `l < numHiddenLayers − 1`;
+   * for the last layer HF's entry is the final-norm output, i.e. undefined here). An index
+   * outside that range is a `RangeError`.
    */
   hiddenLayer?: number;
 }

@@ -11,8 +11,19 @@ import type { GpuContext } from "../gpu/context.ts";
 import { readback, type ReadbackRange } from "../gpu/readback.ts";
 import { encodeMatmul } from "../kernels/matmul/matmul.ts";
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
-import type { LoraConfig, LoraTarget } from "./lora_config.ts";
-import { type Lora, type LoraModule, loraTensorName } from "./lora.ts";
+import { encodeMatvec } from "../kernels/matvec/matvec.ts";
+// Types only: model/ does not import adapters/ (the folder above it).
+import { type Lora, type LoraConfig, type LoraModule, loraTensorName } from "./adapter_types.ts";
+import type { ProjectionName } from "./tensor_table.ts";
+
+/**
+ * PEFT's name of one LoRA matrix: `<module>.lora_A.weight`, or `<module>.experts.<e>.lora_A.weight`
+ * when the module has several experts. The same rule as `loraTensorName` of `adapters/lora.ts`,
+ * which model/ cannot import; one of the two goes once that name rule moves below model/.
+ */
+function tensorName(module: GpuLoraModule | LoraModule, matrix: "A" | "B", expert: number): string {
+  return loraTensorName(module, { matrix, expert });
+}
 
 /** One expert of a {@linkcode GpuLoraModule}. */
 export interface GpuLoraExpert {
@@ -37,7 +48,7 @@ export interface GpuLoraModule {
   /** Decoder layer index. */
   readonly layer: number;
   /** Which projection. */
-  readonly target: LoraTarget;
+  readonly target: ProjectionName;
   /** Input width. */
   readonly inFeatures: number;
   /** Output width. */
@@ -64,10 +75,10 @@ export interface GpuLoraTensor {
  *
  * @example Upload, train on the GPU, save
  * ```ts ignore
- * import { GpuLora } from "./gpu_lora.ts";
- * import { savePeftAdapter } from "./peft_io.ts";
+ * import { GpuLora } from "./lora_webgpu.ts";
+ * import { savePeftAdapter } from "../adapters/peft_io.ts";
  * declare const ctx: import("../gpu/context.ts").GpuContext;
- * declare const lora: import("./lora.ts").Lora;
+ * declare const lora: import("../adapters/lora.ts").Lora;
  * const gpu = new GpuLora(ctx, lora);
  * // ... backward and optimizer steps on gpu.tensors() ...
  * await savePeftAdapter("out/adapter", await gpu.read());
@@ -98,8 +109,8 @@ export class GpuLora {
     this.config = lora.config;
     this.modules = lora.modules.map((m) => {
       const experts = m.experts.map((e, i): GpuLoraExpert => ({
-        a: ctx.upload(e.a, loraTensorName(m, { matrix: "A", expert: i })),
-        b: ctx.upload(e.b, loraTensorName(m, { matrix: "B", expert: i })),
+        a: ctx.upload(e.a, tensorName(m, "A", i)),
+        b: ctx.upload(e.b, tensorName(m, "B", i)),
         r: e.r,
         scale: e.scale,
         gradA: null,
@@ -128,11 +139,11 @@ export class GpuLora {
    *
    * @example Does layer 0's q_proj carry an adapter?
    * ```ts ignore
-   * declare const gpu: import("./gpu_lora.ts").GpuLora;
+   * declare const gpu: import("./lora_webgpu.ts").GpuLora;
    * console.log(gpu.module(0, "q_proj") !== undefined);
    * ```
    */
-  module(layer: number, target: LoraTarget): GpuLoraModule | undefined {
+  module(layer: number, target: ProjectionName): GpuLoraModule | undefined {
     return this.#byKey.get(`${layer}/${target}`);
   }
 
@@ -146,7 +157,7 @@ export class GpuLora {
    *
    * @example Make the gradient buffers before recording a backward
    * ```ts ignore
-   * declare const gpu: import("./gpu_lora.ts").GpuLora;
+   * declare const gpu: import("./lora_webgpu.ts").GpuLora;
    * gpu.ensureGrads();
    * console.log(gpu.hasGrads); // true
    * ```
@@ -157,11 +168,11 @@ export class GpuLora {
       m.experts.forEach((e, i) => {
         e.gradA ??= this.ctx.createBuffer(
           e.a.size,
-          `grad.${loraTensorName(m, { matrix: "A", expert: i })}`,
+          `grad.${tensorName(m, "A", i)}`,
         );
         e.gradB ??= this.ctx.createBuffer(
           e.b.size,
-          `grad.${loraTensorName(m, { matrix: "B", expert: i })}`,
+          `grad.${tensorName(m, "B", i)}`,
         );
       });
     }
@@ -174,7 +185,7 @@ export class GpuLora {
    *
    * @example Start a new accumulation
    * ```ts ignore
-   * declare const gpu: import("./gpu_lora.ts").GpuLora;
+   * declare const gpu: import("./lora_webgpu.ts").GpuLora;
    * const enc = gpu.ctx.device.createCommandEncoder();
    * gpu.zeroGrads(enc);
    * gpu.ctx.device.queue.submit([enc.finish()]);
@@ -191,7 +202,7 @@ export class GpuLora {
    *
    * @example Count the trainable floats
    * ```ts ignore
-   * declare const gpu: import("./gpu_lora.ts").GpuLora;
+   * declare const gpu: import("./lora_webgpu.ts").GpuLora;
    * console.log(gpu.tensors().reduce((s, t) => s + t.n, 0));
    * ```
    */
@@ -200,7 +211,7 @@ export class GpuLora {
     const out: GpuLoraTensor[] = [];
     for (const m of this.modules) {
       m.experts.forEach((e, i) => {
-        const name = (matrix: "A" | "B") => loraTensorName(m, { matrix, expert: i });
+        const name = (matrix: "A" | "B") => tensorName(m, matrix, i);
         out.push({ name: name("A"), param: e.a, grad: e.gradA!, n: e.a.size / 4 });
         out.push({ name: name("B"), param: e.b, grad: e.gradB!, n: e.b.size / 4 });
       });
@@ -216,8 +227,8 @@ export class GpuLora {
    *
    * @example Save what the GPU trained
    * ```ts ignore
-   * import { savePeftAdapter } from "./peft_io.ts";
-   * declare const gpu: import("./gpu_lora.ts").GpuLora;
+   * import { savePeftAdapter } from "../adapters/peft_io.ts";
+   * declare const gpu: import("./lora_webgpu.ts").GpuLora;
    * await savePeftAdapter("out/adapter", await gpu.read());
    * ```
    */
@@ -256,7 +267,7 @@ export class GpuLora {
    *
    * @example Print a gradient's size
    * ```ts ignore
-   * declare const gpu: import("./gpu_lora.ts").GpuLora;
+   * declare const gpu: import("./lora_webgpu.ts").GpuLora;
    * const grads = await gpu.readGrads();
    * console.log(grads.get("model.layers.0.self_attn.q_proj.lora_A.weight")?.length);
    * ```
@@ -282,8 +293,8 @@ export class GpuLora {
    *
    * @example Reset the adapters to their initial values
    * ```ts ignore
-   * declare const gpu: import("./gpu_lora.ts").GpuLora;
-   * declare const initial: import("./lora.ts").Lora;
+   * declare const gpu: import("./lora_webgpu.ts").GpuLora;
+   * declare const initial: import("../adapters/lora.ts").Lora;
    * gpu.write(initial);
    * ```
    */
@@ -357,11 +368,16 @@ export interface LoraForwardArgs {
   m: number;
   /** Scratch of at least `m · maxRank` floats for `x·A_eᵀ`. */
   scratch: GPUBuffer;
+  /**
+   * Compute `x·A_eᵀ` with the matvec kernel (skinny shapes: a few rows, as in decoding);
+   * default false (the tiled matmul).
+   */
+  matvec?: boolean;
 }
 
 /**
- * Records `y += Σ_e scale_e·(x·A_eᵀ)·B_eᵀ`: two matmuls per expert, the second accumulating
- * with `alpha = scale_e`.
+ * Records `y += Σ_e scale_e·(x·A_eᵀ)·B_eᵀ`: two matmuls per expert (the first a matvec with
+ * `matvec`), the second accumulating with `alpha = scale_e`.
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -369,10 +385,10 @@ export interface LoraForwardArgs {
  *
  * @example Add the adapter of a projection to its base output
  * ```ts ignore
- * import { encodeLoraForward } from "./gpu_lora.ts";
+ * import { encodeLoraForward } from "./lora_webgpu.ts";
  * declare const ctx: import("../gpu/context.ts").GpuContext;
  * declare const pass: GPUComputePassEncoder, x: GPUBuffer, y: GPUBuffer, u: GPUBuffer;
- * declare const module: import("./gpu_lora.ts").GpuLoraModule;
+ * declare const module: import("./lora_webgpu.ts").GpuLoraModule;
  * encodeLoraForward(ctx, pass, { module, x, y, m: 32, scratch: u });
  * ```
  */
@@ -382,8 +398,9 @@ export function encodeLoraForward(
   args: LoraForwardArgs,
 ): void {
   const { module: mod, x, y, m, scratch } = args;
+  const down = args.matvec ? encodeMatvec : encodeMatmul;
   for (const e of mod.experts) {
-    encodeMatmul(ctx, pass, { x, w: e.a, y: scratch, m, n: e.r, k: mod.inFeatures });
+    down(ctx, pass, { x, w: e.a, y: scratch, m, n: e.r, k: mod.inFeatures });
     encodeMatmul(ctx, pass, {
       x: scratch,
       w: e.b,
@@ -427,11 +444,11 @@ export interface LoraBackwardArgs {
  *
  * @example Backward of an adapted projection after its base matmul backward
  * ```ts ignore
- * import { encodeLoraBackward } from "./gpu_lora.ts";
+ * import { encodeLoraBackward } from "./lora_webgpu.ts";
  * declare const ctx: import("../gpu/context.ts").GpuContext;
  * declare const pass: GPUComputePassEncoder, x: GPUBuffer, dy: GPUBuffer, dx: GPUBuffer;
  * declare const u: GPUBuffer, du: GPUBuffer;
- * declare const module: import("./gpu_lora.ts").GpuLoraModule;
+ * declare const module: import("./lora_webgpu.ts").GpuLoraModule;
  * encodeLoraBackward(ctx, pass, { module, x, dy, dx, m: 32, u, du });
  * ```
  */

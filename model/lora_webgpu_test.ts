@@ -12,9 +12,9 @@ import {
 } from "../gpu/test_utils.ts";
 import { matmulRef } from "../kernels/matmul/matmul_ref.ts";
 import { matmulBackwardRef } from "../kernels/matmul/matmul_backward_ref.ts";
-import { encodeLoraBackward, encodeLoraForward, GpuLora } from "./gpu_lora.ts";
-import type { Lora } from "./lora.ts";
-import { loraConfig } from "./lora_config.ts";
+import { encodeLoraBackward, encodeLoraForward, GpuLora } from "./lora_webgpu.ts";
+import type { Lora } from "../adapters/lora.ts";
+import { loraConfig } from "../adapters/lora_config.ts";
 
 // f32 matmuls with inner dimensions ≤ 48: a few ulps, so 1e-5 relative.
 const TOL = 1e-5;

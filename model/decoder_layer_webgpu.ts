@@ -1,0 +1,760 @@
+/**
+ * One Qwen3 decoder layer on the GPU, written once (web-rwkv's `dispatch_layer`):
+ * {@linkcode encodeDecoderLayer} records the layer's forward (every projection with its LoRA
+ * experts) for the model's forward, the training step's forward and its per-layer recomputation,
+ * and generation (prefill and decode, with the KV cache as an option);
+ * {@linkcode encodeDecoderLayerBackward} records its backward, op for op the forward in reverse.
+ *
+ * Both take named hook points (web-rwkv's `Hook`): a {@linkcode LayerHook} runs inside the pass
+ * at `afterAttention` (the residual stream after the attention block) and `layerOutput` (after the
+ * MLP block: the layer's output, HF's `hidden_states[layer + 1]`). In the forward it sees the
+ * hidden state there ({@linkcode captureHidden} copies it into a buffer); in the backward it sees
+ * d loss / d (that hidden state) and may add to it ({@linkcode addCotangent} injects a loss term's
+ * cotangent there).
+ *
+ * @module
+ */
+import type { Binding, GpuContext } from "../gpu/context.ts";
+import type { GpuMatrix } from "../gpu/matrix.ts";
+import { encodeAdd } from "../kernels/add/add.ts";
+import { encodeAttention } from "../kernels/attention/attention.ts";
+import { encodeAttentionBackward } from "../kernels/attention/attention_backward.ts";
+import { encodeKvWrite } from "../kernels/kv_write/kv_write.ts";
+import { encodeMatmul } from "../kernels/matmul/matmul.ts";
+import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
+import { encodeMatvec } from "../kernels/matvec/matvec.ts";
+import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
+import { encodeRmsNormBackward } from "../kernels/rms_norm/rms_norm_backward.ts";
+import { encodeRope } from "../kernels/rope/rope.ts";
+import { encodeRopeBackward } from "../kernels/rope/rope_backward.ts";
+import { encodeSwiglu } from "../kernels/swiglu/swiglu.ts";
+import { encodeSwigluBackward } from "../kernels/swiglu/swiglu_backward.ts";
+import type { Qwen3Config } from "./config.ts";
+import { encodeLoraBackward, encodeLoraForward, type GpuLora } from "./lora_webgpu.ts";
+import { PROJECTION_FIELD, type ProjectionName } from "./tensor_table.ts";
+
+/** One decoder layer's weights on the GPU (the fields of `LAYER_TENSORS`). */
+export interface GpuLayerWeights {
+  /** RMSNorm before attention `[hidden]`. */
+  inputLayernorm: GPUBuffer;
+  /** Projections `[out, in]`. */
+  qProj: GpuMatrix;
+  /** Key projection. */
+  kProj: GpuMatrix;
+  /** Value projection. */
+  vProj: GpuMatrix;
+  /** Output projection. */
+  oProj: GpuMatrix;
+  /** Per-head query norm `[headDim]`. */
+  qNorm: GPUBuffer;
+  /** Per-head key norm `[headDim]`. */
+  kNorm: GPUBuffer;
+  /** RMSNorm before the MLP `[hidden]`. */
+  postAttentionLayernorm: GPUBuffer;
+  /** MLP gate projection. */
+  gateProj: GpuMatrix;
+  /** MLP up projection. */
+  upProj: GpuMatrix;
+  /** MLP down projection. */
+  downProj: GpuMatrix;
+}
+
+/**
+ * A Qwen3 model on the GPU as layers, the training step and generation read it: weights,
+ * adapters and the RoPE table (`WebGpuQwen3` is one).
+ */
+export interface GpuModelWeights {
+  /** The GPU context running the kernels. */
+  readonly ctx: GpuContext;
+  /** The model config. */
+  readonly config: Qwen3Config;
+  /** Token embeddings `[vocab, hidden]`. */
+  readonly embedTokens: GpuMatrix;
+  /** LM head `[vocab, hidden]` (the embeddings when tied). */
+  readonly lmHead: GpuMatrix;
+  /** Final RMSNorm weight. */
+  readonly norm: GPUBuffer;
+  /** Per-layer weights. */
+  readonly layers: readonly GpuLayerWeights[];
+  /** RoPE (cos, sin) table `[maxPositionEmbeddings, headDim/2, 2]`. */
+  readonly ropeTable: GPUBuffer;
+  /** The LoRA adapters every projection applies, or null. */
+  readonly adapters: GpuLora | null;
+}
+
+/** Per-layer activation buffers of {@linkcode encodeDecoderLayer}, `[tokens, …]` each. */
+export interface LayerActivationBuffers {
+  /** `input_layernorm` output `[tokens, hidden]` (q/k/v projections' input). */
+  x1: GPUBuffer;
+  /** `post_attention_layernorm` output `[tokens, hidden]` (may be `x1` when not kept). */
+  x2: GPUBuffer;
+  /** q_proj output `[tokens, heads·headDim]`. */
+  qRaw: GPUBuffer;
+  /** k_proj output `[tokens, kvHeads·headDim]`. */
+  kRaw: GPUBuffer;
+  /** Queries after q_norm and RoPE. */
+  q: GPUBuffer;
+  /** Keys after k_norm and RoPE. */
+  k: GPUBuffer;
+  /** v_proj output. */
+  v: GPUBuffer;
+  /** Attention output (o_proj's input). */
+  att: GPUBuffer;
+  /** gate_proj output `[tokens, intermediate]`. */
+  gate: GPUBuffer;
+  /** up_proj output. */
+  up: GPUBuffer;
+  /** `silu(gate)·up` (down_proj's input). */
+  act: GPUBuffer;
+  /** At least `tokens · adapters.maxRank` floats; needed when adapters are set. */
+  loraScratch?: GPUBuffer;
+}
+
+/**
+ * Whether `m` rows through a `k`-deep projection run as a skinny matmul rather than 64×64 tiles:
+ * a few rows (≤ 4), or up to 32 rows when the inner dimension is deep enough (k ≥ 64·m) that the
+ * tiles' padding and few workgroups would dominate.
+ */
+function skinny(m: number, k: number): boolean {
+  return m <= 4 || (m <= 32 && m * 64 <= k);
+}
+
+/** Arguments of {@linkcode encodeLinear}. */
+export interface LinearArgs {
+  /** Input `[m, w.cols]`. */
+  x: GPUBuffer;
+  /** Weight `[out, in]`, possibly split into row blocks. */
+  w: GpuMatrix;
+  /** Output `[m, w.rows]`. */
+  y: GPUBuffer;
+  /** Rows of `x`. */
+  m: number;
+  /** Add to `y` (a residual connection); default false. */
+  accumulate?: boolean;
+  /**
+   * Use the matvec kernel when the shape is skinny (≤ 4 rows, or ≤ 32 rows with an inner
+   * dimension ≥ 64·m), as generation does; default false (always the tiled matmul).
+   */
+  matvec?: boolean;
+}
+
+/**
+ * Records `y = [y +] x · wᵀ` for a weight held in row blocks (one matmul per block, each writing
+ * its own column range of `y`).
+ *
+ * @param ctx The GPU context.
+ * @param pass The compute pass being recorded.
+ * @param args Operands.
+ *
+ * @example Project 8 tokens
+ * ```ts ignore
+ * import { encodeLinear } from "./decoder_layer_webgpu.ts";
+ * declare const ctx: import("../gpu/context.ts").GpuContext;
+ * declare const pass: GPUComputePassEncoder, x: GPUBuffer, y: GPUBuffer;
+ * declare const w: import("../gpu/matrix.ts").GpuMatrix;
+ * encodeLinear(ctx, pass, { x, w, y, m: 8 });
+ * ```
+ */
+export function encodeLinear(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  args: LinearArgs,
+): void {
+  const kernel = args.matvec && skinny(args.m, args.w.cols) ? encodeMatvec : encodeMatmul;
+  for (const chunk of args.w.chunks) {
+    kernel(ctx, pass, {
+      x: args.x,
+      w: chunk.buffer,
+      y: args.y,
+      m: args.m,
+      n: chunk.rows,
+      k: args.w.cols,
+      ldy: args.w.rows,
+      yCol: chunk.rowStart,
+      accumulate: args.accumulate,
+    });
+  }
+}
+
+/** Arguments of {@linkcode encodeProjection}. */
+export interface ProjectionArgs {
+  /** Decoder layer index. */
+  layer: number;
+  /** Which projection. */
+  target: ProjectionName;
+  /** Input `[m, in]`. */
+  x: GPUBuffer;
+  /** Output `[m, out]`. */
+  y: GPUBuffer;
+  /** Rows. */
+  m: number;
+  /** Add to `y` (a residual connection); default false. */
+  accumulate?: boolean;
+  /** At least `m · adapters.maxRank` floats; needed when the projection has an adapter. */
+  loraScratch?: GPUBuffer;
+  /** As {@linkcode LinearArgs.matvec}, for the base weight and the adapter's `x·Aᵀ`. */
+  matvec?: boolean;
+}
+
+/**
+ * Records one projection of a layer, `y = [y +] x·Wᵀ + Σ_e scale_e·(x·A_eᵀ)·B_eᵀ` (the sum over
+ * the experts of the projection's adapter, if it has one).
+ *
+ * @param pass The compute pass being recorded.
+ * @param model The model.
+ * @param args Layer, projection, operands and LoRA scratch.
+ * @throws {TypeError} If the projection has an adapter and no `loraScratch` is given.
+ *
+ * @example The query projection of layer 0 for 8 tokens
+ * ```ts ignore
+ * import { encodeProjection } from "./decoder_layer_webgpu.ts";
+ * declare const model: import("./decoder_layer_webgpu.ts").GpuModelWeights;
+ * declare const pass: GPUComputePassEncoder, x: GPUBuffer, q: GPUBuffer, u: GPUBuffer;
+ * encodeProjection(pass, model, { layer: 0, target: "q_proj", x, y: q, m: 8, loraScratch: u });
+ * ```
+ */
+export function encodeProjection(
+  pass: GPUComputePassEncoder,
+  model: GpuModelWeights,
+  args: ProjectionArgs,
+): void {
+  const w = model.layers[args.layer][PROJECTION_FIELD[args.target]] as GpuMatrix;
+  const matvec = (args.matvec ?? false) && skinny(args.m, w.cols);
+  const { x, y, m } = args;
+  encodeLinear(model.ctx, pass, { x, w, y, m, accumulate: args.accumulate, matvec });
+  const lora = model.adapters;
+  const module = lora?.module(args.layer, args.target);
+  if (!module) return;
+  if (!args.loraScratch) {
+    throw new TypeError(
+      `Cannot record "${module.name}": it has a LoRA adapter, so option "loraScratch" (at ` +
+        `least ${m * lora!.maxRank} floats) is required: current value is undefined`,
+    );
+  }
+  encodeLoraForward(model.ctx, pass, { module, x, y, m, scratch: args.loraScratch, matvec });
+}
+
+/** The named points of a layer where hooks run. */
+export type GpuLayerHookPoint = "afterAttention" | "layerOutput";
+
+/** What a {@linkcode LayerHook} is given. */
+export interface LayerHookState {
+  /** Decoder layer index. */
+  layer: number;
+  /** Where in the layer. */
+  point: GpuLayerHookPoint;
+  /**
+   * Forward: the residual stream there `[tokens, hidden]` (read it; do not write it). Backward:
+   * d loss / d (that residual stream), which the hook may add to.
+   */
+  state: GPUBuffer;
+  /** Floats of `state` in use (`tokens · hidden`). */
+  elements: number;
+}
+
+/** Records dispatches into the layer's pass at a hook point (without ending the pass). */
+export type LayerHook = (pass: GPUComputePassEncoder, at: LayerHookState) => void;
+
+/** Hooks by point; a missing point runs nothing. */
+export type LayerHooks = Partial<Record<GpuLayerHookPoint, LayerHook>>;
+
+/**
+ * A forward hook that copies the hidden state at its point into `dst`.
+ *
+ * @param ctx The GPU context.
+ * @param dst At least `tokens · hidden` floats.
+ * @returns The hook.
+ *
+ * @example Keep layer 2's output of a forward
+ * ```ts ignore
+ * import { captureHidden } from "./decoder_layer_webgpu.ts";
+ * declare const ctx: import("../gpu/context.ts").GpuContext;
+ * declare const dst: GPUBuffer;
+ * const hooks = { layerOutput: captureHidden(ctx, dst) }; // pass as `hooks` for layer 2
+ * ```
+ */
+export function captureHidden(ctx: GpuContext, dst: Binding): LayerHook {
+  return (pass, at) => encodeAdd(ctx, pass, { x: at.state, y: dst, n: at.elements });
+}
+
+/**
+ * A backward hook that adds `cotangent` (d loss / d (the hidden state at its point), e.g. a
+ * Hidden-Align term's on a layer's output) to the residual-stream gradient there.
+ *
+ * @param ctx The GPU context.
+ * @param cotangent `[tokens, hidden]` floats.
+ * @returns The hook.
+ *
+ * @example Inject a cotangent at layer 2's output
+ * ```ts ignore
+ * import { addCotangent } from "./decoder_layer_webgpu.ts";
+ * declare const ctx: import("../gpu/context.ts").GpuContext;
+ * declare const dHidden: GPUBuffer;
+ * const hooks = { layerOutput: addCotangent(ctx, dHidden) }; // backward hooks of layer 2
+ * ```
+ */
+export function addCotangent(ctx: GpuContext, cotangent: Binding): LayerHook {
+  return (pass, at) =>
+    encodeAdd(ctx, pass, { x: cotangent, y: at.state, n: at.elements, accumulate: true });
+}
+
+/** The KV cache of one layer, for generation (see `KvCache`). */
+export interface LayerKvCache {
+  /** Keys `[cacheRows, slots, width]`. */
+  k: GPUBuffer;
+  /** Values, as the keys. */
+  v: GPUBuffer;
+  /** Slot mask `[cacheRows, slots]` (u32), set by the write as slots fill. */
+  mask: GPUBuffer;
+  /** Decode cursor `[slot, step]` on the GPU. */
+  ctrl: GPUBuffer;
+  /** Slots per row. */
+  slots: number;
+  /** Floats per slot (`kvHeads · headDim`). */
+  width: number;
+  /** Prefill: the first cache row written (0 when decoding). */
+  row0: number;
+  /**
+   * Decode (one token per row, written at the GPU cursor): attend over the cache slots
+   * `< kvLen`. Undefined: prefill, attention over the fresh keys with `mask`.
+   */
+  kvLen?: number;
+}
+
+/** Arguments of {@linkcode encodeDecoderLayer}. */
+export interface DecoderLayerArgs {
+  /** Decoder layer index. */
+  layer: number;
+  /** Residual stream entering the layer `[tokens, hidden]`. */
+  hIn: GPUBuffer;
+  /** Receives the residual stream after attention; default `hIn` (updated in place). */
+  hMid?: GPUBuffer;
+  /**
+   * Receives the layer's output; default `hMid` (in place); null stops after SwiGLU (the
+   * backward's recomputation needs nothing later, and `layerOutput` does not run).
+   */
+  hOut?: GPUBuffer | null;
+  /** The layer's activations. */
+  acts: LayerActivationBuffers;
+  /** Number of sequences. */
+  rows: number;
+  /** Tokens per sequence (1 when decoding). */
+  tokens: number;
+  /** RoPE positions `[rows, tokens]` (u32). */
+  positions: GPUBuffer;
+  /** Key mask `[rows, tokens]` (u32) of the self-attention; unused when decoding. */
+  mask?: GPUBuffer;
+  /** Generation: append the keys and values to this cache (and attend over it when decoding). */
+  kvCache?: LayerKvCache;
+  /** As {@linkcode LinearArgs.matvec}, for every projection; default false. */
+  matvec?: boolean;
+  /** Hooks at the layer's named points. */
+  hooks?: LayerHooks;
+}
+
+/**
+ * Records one decoder layer: input norm, q/k/v projections, q/k norms, RoPE, (KV-cache append,)
+ * attention, o projection added to the residual (`afterAttention`), post-attention norm,
+ * gate/up projections, SwiGLU, down projection added to the residual (`layerOutput`); every
+ * projection with its adapter.
+ *
+ * @param pass The compute pass being recorded.
+ * @param model The model.
+ * @param args Layer, residual buffers, activations, batch layout, cache and hooks.
+ * @throws {TypeError} If an adapted projection has no LoRA scratch, or `mask` is missing when
+ * not decoding.
+ *
+ * @example Layer 0 in place on the residual stream `h`, keeping its output
+ * ```ts ignore
+ * import { captureHidden, encodeDecoderLayer } from "./decoder_layer_webgpu.ts";
+ * declare const model: import("./decoder_layer_webgpu.ts").GpuModelWeights;
+ * declare const pass: GPUComputePassEncoder, h: GPUBuffer, mask: GPUBuffer, pos: GPUBuffer;
+ * declare const out: GPUBuffer;
+ * declare const acts: import("./decoder_layer_webgpu.ts").LayerActivationBuffers;
+ * encodeDecoderLayer(pass, model, {
+ *   layer: 0, hIn: h, acts, mask, positions: pos, rows: 1, tokens: 8,
+ *   hooks: { layerOutput: captureHidden(model.ctx, out) },
+ * });
+ * ```
+ */
+export function encodeDecoderLayer(
+  pass: GPUComputePassEncoder,
+  model: GpuModelWeights,
+  args: DecoderLayerArgs,
+): void {
+  const { ctx } = model;
+  const c = model.config;
+  const { layer, hIn, acts: a, kvCache: cache } = args;
+  const hMid = args.hMid ?? hIn;
+  const hOut = args.hOut === undefined ? hMid : args.hOut;
+  const n = args.rows * args.tokens;
+  const [hsz, hq, hkv, d, inter, eps] = [
+    c.hiddenSize,
+    c.numAttentionHeads,
+    c.numKeyValueHeads,
+    c.headDim,
+    c.intermediateSize,
+    c.rmsNormEps,
+  ];
+  const w = model.layers[layer];
+  const proj = (target: ProjectionName, x: GPUBuffer, y: GPUBuffer, accumulate = false) =>
+    encodeProjection(pass, model, {
+      layer,
+      target,
+      x,
+      y,
+      m: n,
+      accumulate,
+      loraScratch: a.loraScratch,
+      matvec: args.matvec,
+    });
+  const hook = (point: GpuLayerHookPoint, state: GPUBuffer) =>
+    args.hooks?.[point]?.(pass, { layer, point, state, elements: n * hsz });
+
+  encodeRmsNorm(ctx, pass, { x: hIn, w: w.inputLayernorm, y: a.x1, rows: n, d: hsz, eps });
+  proj("q_proj", a.x1, a.qRaw);
+  proj("k_proj", a.x1, a.kRaw);
+  proj("v_proj", a.x1, a.v);
+  encodeRmsNorm(ctx, pass, { x: a.qRaw, w: w.qNorm, y: a.q, rows: n * hq, d, eps });
+  encodeRmsNorm(ctx, pass, { x: a.kRaw, w: w.kNorm, y: a.k, rows: n * hkv, d, eps });
+  const rope = {
+    positions: args.positions,
+    table: model.ropeTable,
+    d,
+    maxPos: c.maxPositionEmbeddings,
+  };
+  encodeRope(ctx, pass, { ...rope, x: a.q, rows: n * hq, heads: hq });
+  encodeRope(ctx, pass, { ...rope, x: a.k, rows: n * hkv, heads: hkv });
+  const decode = cache?.kvLen !== undefined;
+  if (cache) {
+    encodeKvWrite(ctx, pass, {
+      kNew: a.k,
+      vNew: a.v,
+      kCache: cache.k,
+      vCache: cache.v,
+      mask: cache.mask,
+      ctrl: cache.ctrl,
+      rows: args.rows,
+      tokens: args.tokens,
+      slots: cache.slots,
+      width: cache.width,
+      row0: cache.row0,
+      decode,
+    });
+  }
+  const shape = { q: a.q, o: a.att, b: args.rows, hq, hkv, d };
+  if (decode) {
+    const kvLen = cache!.kvLen!;
+    encodeAttention(ctx, pass, {
+      ...shape,
+      k: cache!.k,
+      v: cache!.v,
+      mask: cache!.mask,
+      tq: 1,
+      s: cache!.slots,
+      kvLen,
+      qStart: kvLen - 1,
+    });
+  } else {
+    if (!args.mask) {
+      throw new TypeError(
+        `Cannot record decoder layer ${layer}: option "mask" is required unless decoding from ` +
+          `a KV cache: current value is undefined`,
+      );
+    }
+    const { tokens } = args;
+    encodeAttention(ctx, pass, {
+      ...shape,
+      k: a.k,
+      v: a.v,
+      mask: args.mask,
+      tq: tokens,
+      s: tokens,
+    });
+  }
+  if (hMid !== hIn) encodeAdd(ctx, pass, { x: hIn, y: hMid, n: n * hsz });
+  proj("o_proj", a.att, hMid, true);
+  hook("afterAttention", hMid);
+
+  encodeRmsNorm(ctx, pass, { x: hMid, w: w.postAttentionLayernorm, y: a.x2, rows: n, d: hsz, eps });
+  proj("gate_proj", a.x2, a.gate);
+  proj("up_proj", a.x2, a.up);
+  encodeSwiglu(ctx, pass, { gate: a.gate, up: a.up, out: a.act, n: n * inter });
+  if (hOut === null) return;
+  if (hOut !== hMid) encodeAdd(ctx, pass, { x: hMid, y: hOut, n: n * hsz });
+  proj("down_proj", a.act, hOut, true);
+  hook("layerOutput", hOut);
+}
+
+/** Gradient and scratch buffers of {@linkcode encodeDecoderLayerBackward}. */
+export interface LayerGradBuffers {
+  /** d loss / d (layer output) on entry, d loss / d (layer input) on exit `[tokens, hidden]`. */
+  dh: GPUBuffer;
+  /** Gradient of a norm's output `[tokens, hidden]`. */
+  dx: GPUBuffer;
+  /** Gradient of `act` `[tokens, intermediate]`. */
+  dAct: GPUBuffer;
+  /** Gradient of `gate`. */
+  dGate: GPUBuffer;
+  /** Gradient of `up`. */
+  dUp: GPUBuffer;
+  /** Gradient of the attention output `[tokens, heads·headDim]`. */
+  dAtt: GPUBuffer;
+  /** Gradient of the queries. */
+  dq: GPUBuffer;
+  /** Gradient of the keys `[tokens, kvHeads·headDim]`. */
+  dk: GPUBuffer;
+  /** Gradient of the values. */
+  dv: GPUBuffer;
+  /** Attention statistics `[tokens, heads, 2]`. */
+  stats: GPUBuffer;
+  /** RMSNorm reciprocal std per row (rows of the widest norm). */
+  rstd: GPUBuffer;
+  /** RMSNorm weight-gradient partial sums (see `RMS_NORM_BACKWARD_BLOCK_ROWS`). */
+  partials: GPUBuffer;
+  /** LoRA `du` scratch, at least `tokens · adapters.maxRank` floats. */
+  loraDu: GPUBuffer;
+}
+
+/** Arguments of {@linkcode encodeDecoderLayerBackward}. */
+export interface DecoderLayerBackwardArgs {
+  /** Decoder layer index. */
+  layer: number;
+  /** The layer's saved input `[tokens, hidden]`. */
+  hIn: GPUBuffer;
+  /** The residual stream after attention (recomputed into it with `recompute`). */
+  hMid: GPUBuffer;
+  /** The layer's activations (recomputed into them with `recompute`). */
+  acts: LayerActivationBuffers;
+  /** Gradients and scratch; `grads.dh` holds d loss / d (layer output) on entry. */
+  grads: LayerGradBuffers;
+  /** Base-weight gradients to add into (full fine-tuning); omit when the base is frozen. */
+  weightGrads?: GpuLayerWeights;
+  /** Number of sequences. */
+  rows: number;
+  /** Tokens per sequence. */
+  tokens: number;
+  /** RoPE positions `[rows, tokens]` (u32). */
+  positions: GPUBuffer;
+  /** Key mask `[rows, tokens]` (u32). */
+  mask: GPUBuffer;
+  /** Recompute the layer's forward from `hIn` first (false when `acts` still hold it). */
+  recompute: boolean;
+  /** Leave d loss / d (layer input) in `grads.dh` (false for the lowest trained layer). */
+  inputGrad: boolean;
+  /** Hooks at the layer's named points, given the residual-stream gradient there. */
+  hooks?: LayerHooks;
+}
+
+/**
+ * Records the backward of one decoder layer, adding into the LoRA (and `weightGrads`) gradients:
+ * the forward's ops in reverse, each projection's base matmul backward followed by its adapter's.
+ * The `layerOutput` hook runs first (on d loss / d output), `afterAttention` after the MLP block.
+ *
+ * @param pass The compute pass being recorded.
+ * @param model The model.
+ * @param args Layer, saved input, activations, gradients, batch layout and hooks.
+ * @throws {TypeError} If an adapted projection has no LoRA scratch or gradient buffers.
+ *
+ * @example Backward of layer 3 from its saved input, with a cotangent injected at its output
+ * ```ts ignore
+ * import { addCotangent, encodeDecoderLayerBackward } from "./decoder_layer_webgpu.ts";
+ * declare const model: import("./decoder_layer_webgpu.ts").GpuModelWeights;
+ * declare const pass: GPUComputePassEncoder, hIn: GPUBuffer, hMid: GPUBuffer, dHidden: GPUBuffer;
+ * declare const mask: GPUBuffer, positions: GPUBuffer;
+ * declare const acts: import("./decoder_layer_webgpu.ts").LayerActivationBuffers;
+ * declare const grads: import("./decoder_layer_webgpu.ts").LayerGradBuffers;
+ * encodeDecoderLayerBackward(pass, model, {
+ *   layer: 3, hIn, hMid, acts, grads, rows: 2, tokens: 16, positions, mask,
+ *   recompute: true, inputGrad: true, hooks: { layerOutput: addCotangent(model.ctx, dHidden) },
+ * });
+ * ```
+ */
+export function encodeDecoderLayerBackward(
+  pass: GPUComputePassEncoder,
+  model: GpuModelWeights,
+  args: DecoderLayerBackwardArgs,
+): void {
+  const { ctx } = model;
+  const c = model.config;
+  const { layer, hIn, hMid, acts: a, grads: g, weightGrads: gw, inputGrad } = args;
+  const n = args.rows * args.tokens;
+  const [H, hq, hkv, D, I] = [
+    c.hiddenSize,
+    c.numAttentionHeads,
+    c.numKeyValueHeads,
+    c.headDim,
+    c.intermediateSize,
+  ];
+  const w = model.layers[layer];
+  const { rows, tokens, positions, mask } = args;
+  if (args.recompute) {
+    encodeDecoderLayer(pass, model, {
+      layer,
+      hIn,
+      hMid,
+      hOut: null,
+      acts: a,
+      rows,
+      tokens,
+      positions,
+      mask,
+    });
+  }
+  const hook = (point: GpuLayerHookPoint) =>
+    args.hooks?.[point]?.(pass, { layer, point, state: g.dh, elements: n * H });
+  const lin = (
+    target: ProjectionName,
+    dy: GPUBuffer,
+    x: GPUBuffer,
+    dx: GPUBuffer | undefined,
+    accumulateDx = false,
+  ) => linearBackward(pass, model, { layer, target, dy, x, dx, accumulateDx, m: n, gw, a, g });
+  const norm = (x: GPUBuffer, weight: keyof GpuLayerWeights, dy: GPUBuffer, dx: GPUBuffer, o: {
+    rows: number;
+    d: number;
+    accumulateDx?: boolean;
+  }) =>
+    normBackward(pass, model, g, {
+      x,
+      w: w[weight] as GPUBuffer,
+      dw: gw?.[weight] as GPUBuffer | undefined,
+      dy,
+      dx,
+      ...o,
+    });
+
+  hook("layerOutput");
+  // MLP: h = hMid + down(swiglu(gate(x2), up(x2))), x2 = norm(hMid).
+  lin("down_proj", g.dh, a.act, g.dAct);
+  encodeSwigluBackward(ctx, pass, {
+    dOut: g.dAct,
+    gate: a.gate,
+    up: a.up,
+    dGate: g.dGate,
+    dUp: g.dUp,
+    n: n * I,
+  });
+  lin("gate_proj", g.dGate, a.x2, g.dx);
+  lin("up_proj", g.dUp, a.x2, g.dx, true);
+  norm(hMid, "postAttentionLayernorm", g.dx, g.dh, { rows: n, d: H, accumulateDx: true });
+  hook("afterAttention");
+
+  // Attention: hMid = hIn + o(attention(rope(qnorm(q(x1))), rope(knorm(k(x1))), v(x1))).
+  lin("o_proj", g.dh, a.att, g.dAtt);
+  encodeAttentionBackward(ctx, pass, {
+    q: a.q,
+    k: a.k,
+    v: a.v,
+    mask,
+    dO: g.dAtt,
+    dq: g.dq,
+    dk: g.dk,
+    dv: g.dv,
+    stats: g.stats,
+    b: rows,
+    tq: tokens,
+    s: tokens,
+    hq,
+    hkv,
+    d: D,
+  });
+  const rope = { positions, table: model.ropeTable, d: D, maxPos: c.maxPositionEmbeddings };
+  encodeRopeBackward(ctx, pass, { ...rope, grad: g.dq, rows: n * hq, heads: hq });
+  encodeRopeBackward(ctx, pass, { ...rope, grad: g.dk, rows: n * hkv, heads: hkv });
+  // q and k (post-RoPE) are dead now: they receive the gradients of qRaw and kRaw.
+  const [dqRaw, dkRaw] = [a.q, a.k];
+  norm(a.qRaw, "qNorm", g.dq, dqRaw, { rows: n * hq, d: D });
+  norm(a.kRaw, "kNorm", g.dk, dkRaw, { rows: n * hkv, d: D });
+  const dx1 = inputGrad ? g.dx : undefined;
+  lin("q_proj", dqRaw, a.x1, dx1);
+  lin("k_proj", dkRaw, a.x1, dx1, true);
+  lin("v_proj", g.dv, a.x1, dx1, true);
+  if (inputGrad) norm(hIn, "inputLayernorm", g.dx, g.dh, { rows: n, d: H, accumulateDx: true });
+}
+
+/** RMSNorm backward adding into `dw` (when given) through the layer's scratch. */
+function normBackward(
+  pass: GPUComputePassEncoder,
+  model: GpuModelWeights,
+  g: LayerGradBuffers,
+  args: {
+    dy: GPUBuffer;
+    x: GPUBuffer;
+    w: GPUBuffer;
+    dx: GPUBuffer;
+    dw?: GPUBuffer;
+    rows: number;
+    d: number;
+    accumulateDx?: boolean;
+  },
+): void {
+  encodeRmsNormBackward(model.ctx, pass, {
+    ...args,
+    accumulateDw: true,
+    rstd: args.dw ? g.rstd : undefined,
+    partials: args.dw ? g.partials : undefined,
+    eps: model.config.rmsNormEps,
+  });
+}
+
+/**
+ * Backward of a projection (base matmul, then its LoRA branch): `dx (+)= dy·W (+ LoRA)`, adding
+ * `dW` into `gw` when given.
+ */
+function linearBackward(
+  pass: GPUComputePassEncoder,
+  model: GpuModelWeights,
+  args: {
+    layer: number;
+    target: ProjectionName;
+    dy: GPUBuffer;
+    x: GPUBuffer;
+    dx?: GPUBuffer;
+    accumulateDx?: boolean;
+    m: number;
+    gw?: GpuLayerWeights;
+    a: LayerActivationBuffers;
+    g: LayerGradBuffers;
+  },
+): void {
+  const { layer, target, dy, x, dx, m } = args;
+  const field = PROJECTION_FIELD[target];
+  const w = model.layers[layer][field] as GpuMatrix;
+  const gw = args.gw?.[field] as GpuMatrix | undefined;
+  if (dx || gw) {
+    w.chunks.forEach((chunk, j) => {
+      encodeMatmulBackward(model.ctx, pass, {
+        dy,
+        m,
+        n: chunk.rows,
+        k: w.cols,
+        ldy: w.rows,
+        yCol: chunk.rowStart,
+        w: dx ? chunk.buffer : undefined,
+        dx,
+        accumulateDx: (args.accumulateDx ?? false) || j > 0,
+        x: gw ? x : undefined,
+        dw: gw?.chunks[j].buffer,
+        accumulateDw: true,
+      });
+    });
+  }
+  const module = model.adapters?.module(layer, target);
+  if (!module) return;
+  if (!args.a.loraScratch) {
+    throw new TypeError(
+      `Cannot record the backward of "${module.name}": it has a LoRA adapter, so the ` +
+        `activations' "loraScratch" is required: current value is undefined`,
+    );
+  }
+  encodeLoraBackward(model.ctx, pass, {
+    module,
+    x,
+    dy,
+    dx,
+    m,
+    u: args.a.loraScratch,
+    du: args.g.loraDu,
+  });
+}
