@@ -12,6 +12,7 @@ export * from "./attention/attention.ts";
 export * from "./attention/attention_ref.ts";
 export * from "./attention/attention_backward.ts";
 export * from "./attention/attention_backward_ref.ts";
+export * from "./clipped_pg/clipped_pg.ts";
 export * from "./decode_advance/decode_advance.ts";
 export * from "./decode_advance/decode_advance_ref.ts";
 export * from "./embedding/embedding.ts";
