@@ -21,6 +21,7 @@ export * from "./embedding/embedding_backward.ts";
 export * from "./embedding/embedding_backward_ref.ts";
 export * from "./grad_norm/grad_norm.ts";
 export * from "./grad_norm/grad_norm_ref.ts";
+export * from "./hidden_align/hidden_align.ts";
 export * from "./kv_write/kv_write.ts";
 export * from "./kv_write/kv_write_ref.ts";
 export * from "./logprob/logprob.ts";
