@@ -112,36 +112,43 @@ fn centroid(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t
   workgroupBarrier();
   let supplied = (p.flags & 4u) != 0u && cmask[g] != 0u;
   let contributes = select(n >= 2.0, n >= 1.0, supplied);
+  // Sums over the members in sequence order (each thread owns its columns j: no races):
+  // sum of u into sum[g], sum of h into target[g] (then turned into the target in place).
+  let sg = sums(p) + g * H;
+  let tg = targets(p) + g * H;
+  for (var j = t; j < H; j += WG) {
+    s_ce[sg + j] = 0.0;
+    s_ce[tg + j] = 0.0;
+  }
+  for (var b = 0u; b < p.batch; b++) {
+    if (grp[b] != g || s_ce[ri + 4u * b + 1u] == 0.0) { continue; }
+    for (var j = t; j < H; j += WG) {
+      s_ce[sg + j] += s_ce[urows(p) + b * H + j];
+      s_ce[tg + j] += s_ce[b * H + j];
+    }
+  }
+  let mean_div = max(n, 1.0);
   var sq = 0.0;
   for (var j = t; j < H; j += WG) {
-    var su = 0.0;
-    var sh = 0.0;
-    for (var b = 0u; b < p.batch; b++) {
-      if (grp[b] == g && s_ce[ri + 4u * b + 1u] != 0.0) {
-        su += s_ce[urows(p) + b * H + j];
-        sh += s_ce[b * H + j];
-      }
-    }
-    s_ce[sums(p) + g * H + j] = su;
-    let mean_div = max(n, 1.0);
+    let su = s_ce[sg + j];
     var tv: f32;
     if (supplied) {
       tv = cin[g * H + j];
     } else if (p.kind == 1u) {
       tv = su;
     } else if (p.kind == 3u) {
-      tv = sh / mean_div;
+      tv = s_ce[tg + j] / mean_div;
     } else {
       tv = su / mean_div;
     }
-    s_ce[targets(p) + g * H + j] = tv;
+    s_ce[tg + j] = tv;
     sq = fma(tv, tv, sq);
   }
   red[t] = sq;
   reduce(t, 1u);
   if (p.kind == 0u) {
     let scale = 1.0 / max(sqrt(red[0]), 1e-6);
-    for (var j = t; j < H; j += WG) { s_ce[targets(p) + g * H + j] *= scale; }
+    for (var j = t; j < H; j += WG) { s_ce[tg + j] *= scale; }
   }
   if (t == 0u) {
     let pairs = n * (n - 1.0) / 2.0;
