@@ -176,3 +176,59 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "encodeClippedPg() on the train step's [batch, seqLen] layout equals the CPU loss on [batch, seqLen − 1]",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const [batch, seqLen] = [5, 23];
+    const w = seqLen - 1;
+    const cpu = inputs(batch, w, 31); // [batch, seqLen − 1], as clippedPolicyLoss takes them
+    // The train step's logprobs are [batch, seqLen] with no target (logprob 0) at position
+    // seqLen − 1; the uploaded per-token inputs follow it with mask 0 there.
+    const pad = (a: Float32Array, fill: number) => {
+      const out = new Float32Array(batch * seqLen).fill(fill);
+      for (let b = 0; b < batch; b++) out.set(a.subarray(b * w, (b + 1) * w), b * seqLen);
+      return out;
+    };
+    const bufs = {
+      logprobs: ctx.upload(pad(cpu.logprobs, 0), "lp"),
+      oldLogprobs: ctx.upload(pad(cpu.oldLogprobs, -3), "old"),
+      advantages: ctx.upload(pad(cpu.advantages, 5), "adv"),
+      lossMask: ctx.upload(pad(cpu.lossMask, 0), "mask"),
+    };
+    for (const aggregation of AGGREGATIONS) {
+      const dLogprobs = poisoned(ctx, batch * seqLen, "dLogprobs");
+      const stats = poisoned(ctx, batch * CLIPPED_PG_STATS_FLOATS, "stats");
+      const out = poisoned(ctx, CLIPPED_PG_OUT_FLOATS, "out");
+      const enc = recordPass(ctx, (pass) =>
+        encodeClippedPg(ctx, pass, {
+          ...bufs,
+          dLogprobs,
+          stats,
+          out,
+          batch,
+          width: seqLen,
+          aggregation,
+          maxResponseLength: seqLen - 1, // the CPU default for [batch, seqLen − 1]
+        }));
+      const [o, g] = await readback(ctx, [
+        { buffer: out, offset: 0, size: 4 * CLIPPED_PG_OUT_FLOATS },
+        { buffer: dLogprobs, offset: 0, size: 4 * batch * seqLen },
+      ], enc);
+      const ref = clippedPgRef({ ...cpu, batch, aggregation });
+      const grad = new Float32Array(g);
+      const unpadded = new Float32Array(batch * w);
+      for (let b = 0; b < batch; b++) {
+        unpadded.set(grad.subarray(b * seqLen, b * seqLen + w), b * w);
+        if (grad[b * seqLen + w] !== 0) throw new Error(`${aggregation}: padding gradient`);
+      }
+      assertClose(unpadded, ref.dLogprobs, TOL, `${aggregation} padded dLogprobs`);
+      assertClose(new Float32Array(o).subarray(0, 8), ref.out, TOL, `${aggregation} padded out`);
+      for (const b of [dLogprobs, stats, out]) b.destroy();
+    }
+    for (const b of Object.values(bufs)) b.destroy();
+  },
+});
