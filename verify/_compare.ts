@@ -6,10 +6,11 @@ import type { Budget } from "./_budget.ts";
 import { exactValue, freeVariables, isScalar, nodeKey, numericValue } from "./_evaluate.ts";
 import * as R from "./_rational.ts";
 import * as N from "./_numeric.ts";
+import { type Bounded, boundedValue } from "./_bounded.ts";
 import { mulberry32 } from "./_prng.ts";
 
 /** How a scalar comparison was decided. */
-export type Method = "exact" | "numeric" | "random-points" | "structure" | "text";
+export type Method = "exact" | "rounded" | "numeric" | "random-points" | "structure" | "text";
 
 /** Comparison settings; every tolerance is stated here. */
 export interface CompareContext {
@@ -30,6 +31,10 @@ export interface CompareContext {
   unorderedLists: boolean;
   /** Methods used by positive scalar decisions (for the reason). */
   methods: Set<Method>;
+  /** Fewest significant digits of a rounded decimal (4; `Infinity`: no rounding rule). */
+  roundedDigits: number;
+  /** Set when a numeric comparison could neither prove equality nor separate the values. */
+  undecided: boolean;
 }
 
 const MAX_ITEMS = 64;
@@ -524,28 +529,122 @@ function close(a: N.Complex, b: N.Complex, rel: number, abs: number): boolean {
   return Math.hypot(a.re - b.re, a.im - b.im) <= rel * scale;
 }
 
-/** Scalar equality: exact, then closed-form numeric, then random points, then structure. */
+/** Outcome of a numeric comparison with tracked rounding error. */
+type NumericOutcome = "equal" | "different" | "undecided";
+
+/**
+ * Compares two float64 values with error bounds. Different when they are further apart
+ * than their error bounds (plus `slack`); equal when they are not and their error bounds
+ * are within `rel` of their magnitude, or both are within their (≤ `abs`) error of 0;
+ * undecided otherwise (under/overflow, too much rounding error).
+ */
+function compareBounded(
+  a: Bounded,
+  b: Bounded,
+  rel: number,
+  abs: number,
+  slack: number,
+): NumericOutcome {
+  if (a.lost || b.lost) return "undecided";
+  const diff = Math.hypot(a.z.re - b.z.re, a.z.im - b.z.im);
+  const err = a.err + b.err;
+  const scale = Math.max(N.absC(a.z), N.absC(b.z));
+  if (!(diff <= err + slack)) return "different";
+  if (err <= rel * scale) return "equal";
+  if (scale <= err && err <= abs) return "equal";
+  return "undecided";
+}
+
+/** A number written as a decimal (`0.1667`): its value and the decimals written. */
+function writtenDecimal(n: AnswerNode): { v: R.Rational; decimals: number } | null {
+  if (n.kind === "number" && n.decimals !== undefined) {
+    return { v: { n: n.n, d: n.d }, decimals: n.decimals };
+  }
+  if (n.kind === "apply" && n.op === "neg" && n.args.length === 1) {
+    const inner = writtenDecimal(n.args[0]);
+    return inner && { v: R.neg(inner.v), decimals: inner.decimals };
+  }
+  return null;
+}
+
+/** Whether the decimal expansion of a rational terminates (its denominator is 2^a·5^b). */
+function terminates(r: R.Rational): boolean {
+  let d = r.d;
+  while (d % 2n === 0n) d /= 2n;
+  while (d % 5n === 0n) d /= 5n;
+  return d === 1n;
+}
+
+/**
+ * The rounding rule: `dec` is `gold` correctly rounded (half away from zero; a
+ * non-terminating gold never sits on a tie) to the decimals written, with at least
+ * `minDigits` significant digits, and `gold` is a rational whose decimal expansion does
+ * not terminate (a terminating gold must be written exactly).
+ */
+export function roundedMatch(
+  dec: { v: R.Rational; decimals: number },
+  gold: R.Rational,
+  minDigits: number,
+): boolean {
+  if (terminates(gold) || dec.decimals > 60) return false;
+  const scale = 10n ** BigInt(dec.decimals);
+  const written = dec.v.n * scale;
+  if (written % dec.v.d !== 0n) return false;
+  const w = written / dec.v.d; // the digits written, as an integer
+  const digits = (w < 0n ? -w : w).toString().replace(/^0+/, "").length;
+  if (digits < minDigits) return false;
+  const an = gold.n < 0n ? -gold.n : gold.n;
+  const rounded = (2n * an * scale + gold.d) / (2n * gold.d);
+  return (gold.n < 0n ? -rounded : rounded) === w;
+}
+
+/** Scalar equality: exact, then rounded decimals, then closed-form numeric with error bounds, then random points, then structure. */
 export function scalarEqual(a: AnswerNode, b: AnswerNode, ctx: CompareContext): boolean {
   const ea = exactValue(a, ctx.budget);
   const eb = exactValue(b, ctx.budget);
   if (ea && eb) {
     const ok = R.ceq(ea, eb);
-    if (ok) ctx.methods.add("exact");
-    return ok;
+    if (ok) {
+      ctx.methods.add("exact");
+      return true;
+    }
+    if (R.isReal(ea) && R.isReal(eb) && Number.isFinite(ctx.roundedDigits)) {
+      const da = writtenDecimal(a);
+      const db = writtenDecimal(b);
+      if (
+        (da !== null && db === null && roundedMatch(da, eb.re, ctx.roundedDigits)) ||
+        (db !== null && da === null && roundedMatch(db, ea.re, ctx.roundedDigits))
+      ) {
+        ctx.methods.add("rounded");
+        return true;
+      }
+    }
+    return false;
   }
   const vars = freeVariables(a, new Set(), ctx.budget);
   freeVariables(b, vars, ctx.budget);
   if (vars.size === 0) {
-    const va = numericValue(a, new Map(), ctx.budget);
-    const vb = numericValue(b, new Map(), ctx.budget);
-    // Overflowed values (10^{3000} vs 10^{3000}+1) cannot be told apart numerically: they
-    // fall through to the structural comparison, as do undefined ones.
-    if (N.isFiniteC(va) && N.isFiniteC(vb)) {
-      const ok = close(va, vb, ctx.relTol, ctx.absTol);
-      if (ok) ctx.methods.add("numeric");
-      return ok;
+    const va = boundedValue(a, new Map(), ctx.budget);
+    const vb = boundedValue(b, new Map(), ctx.budget);
+    // Infinite or undefined values (\infty, 10^{3000} is "lost", 1/0) fall through to the
+    // structural comparison.
+    if (!va.lost && !vb.lost && (!N.isFiniteC(va.z) || !N.isFiniteC(vb.z))) {
+      return structural(a, b, ctx);
     }
-    return structural(a, b, ctx);
+    // A decimal written against an irrational value: equal within relTol (by default
+    // about 10 significant digits: 3.141592654 = \pi, 3.14159 and 1.414 are not).
+    const approx = (ea !== null && writtenDecimal(a) !== null) ||
+      (eb !== null && writtenDecimal(b) !== null);
+    const slack = approx ? ctx.relTol * Math.max(N.absC(va.z), N.absC(vb.z)) : 0;
+    const outcome = compareBounded(va, vb, ctx.relTol, ctx.absTol, slack);
+    if (outcome === "equal") {
+      ctx.methods.add("numeric");
+      return true;
+    }
+    if (outcome === "different") return false;
+    if (structural(a, b, ctx)) return true;
+    ctx.undecided = true;
+    return false;
   }
   if (vars.size > MAX_VARS) return structural(a, b, ctx);
   const names = [...vars].sort();
@@ -553,20 +652,24 @@ export function scalarEqual(a: AnswerNode, b: AnswerNode, ctx: CompareContext): 
   let valid = 0;
   for (let p = 0; p < ctx.points * 2 && valid < ctx.points; p++) {
     const env = samplePoint(names, rand);
-    const va = numericValue(a, env, ctx.budget);
-    const vb = numericValue(b, env, ctx.budget);
-    const fa = N.isFiniteC(va);
-    const fb = N.isFiniteC(vb);
+    const va = boundedValue(a, env, ctx.budget);
+    const vb = boundedValue(b, env, ctx.budget);
+    if (va.lost || vb.lost) continue; // under/overflow at this point: no information
+    const fa = N.isFiniteC(va.z);
+    const fb = N.isFiniteC(vb.z);
     if (!fa && !fb) continue;
     if (fa !== fb) return false;
-    if (!close(va, vb, ctx.pointRelTol, ctx.pointAbsTol)) return false;
-    valid++;
+    const outcome = compareBounded(va, vb, ctx.pointRelTol, ctx.pointAbsTol, 0);
+    if (outcome === "different") return false;
+    if (outcome === "equal") valid++;
   }
   if (valid >= 3) {
     ctx.methods.add("random-points");
     return true;
   }
-  return structural(a, b, ctx);
+  if (structural(a, b, ctx)) return true;
+  ctx.undecided = true;
+  return false;
 }
 
 function structural(a: AnswerNode, b: AnswerNode, ctx: CompareContext): boolean {

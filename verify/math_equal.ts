@@ -6,7 +6,14 @@
  */
 
 import { normalizeAnswer } from "./normalize_answer.ts";
-import { Budget, compareParsed, guarded, literalValue, parseSide } from "./_decide.ts";
+import {
+  compareParsed,
+  guarded,
+  literalDecision,
+  literalValue,
+  makeBudget,
+  parseSide,
+} from "./_decide.ts";
 import type { EquivalenceOptions, VerifyReason } from "./types.ts";
 
 /** Options for {@linkcode mathEqual}. */
@@ -50,7 +57,7 @@ export interface MathEqualResult {
  * ```
  */
 export function mathEqual(a: string, b: string, options: MathEqualOptions = {}): MathEqualResult {
-  const budget = new Budget(options.budgetMs ?? 100);
+  const budget = makeBudget(options, "eval");
   const result = guarded((): MathEqualResult => {
     if (typeof a !== "string" || typeof b !== "string") {
       return { equal: false, reason: "invalid-input" };
@@ -63,10 +70,7 @@ export function mathEqual(a: string, b: string, options: MathEqualOptions = {}):
     if (na === nb) return { equal: true, reason: "match-string" };
     const la = literalValue(na);
     const lb = literalValue(nb);
-    if (la && lb) {
-      const equal = la.n === lb.n && la.d === lb.d;
-      return { equal, reason: equal ? "match-exact" : "mismatch" };
-    }
+    if (la && lb) return literalDecision(na, la, nb, lb, options);
     const pa = parseSide({ normalized: na }, options, budget);
     const pb = parseSide({ normalized: nb }, options, budget);
     if (!pa.ok || !pb.ok) {

@@ -8,7 +8,7 @@
 import { extractAnswer, type ExtractorName } from "./extract_answer.ts";
 import { normalizeAnswer } from "./normalize_answer.ts";
 import { type PreparedGold, prepareGoldWithin } from "./prepare_gold.ts";
-import { Budget, decide, guarded } from "./_decide.ts";
+import { decide, guarded, makeBudget } from "./_decide.ts";
 import type { EquivalenceOptions, VerifyMode, VerifyReason } from "./types.ts";
 
 /** Options for {@linkcode verify}. */
@@ -89,8 +89,8 @@ export function verify(
   gold: string | PreparedGold,
   options: VerifyOptions = {},
 ): VerifyResult {
-  const budget = new Budget(options.budgetMs ?? 100);
   const mode: VerifyMode = options.mode ?? "reward";
+  const budget = makeBudget(options, mode === "eval" ? "eval" : "reward");
   const result: VerifyResult = {
     correct: false,
     reason: "internal-error",
