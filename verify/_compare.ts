@@ -161,6 +161,10 @@ function finiteUnion(n: AnswerNode): AnswerNode | null {
   return { kind: "set", items: n.items.flatMap((it) => it.kind === "set" ? it.items : []) };
 }
 
+/**
+ * `x = 1 or x = 2` is the solution set {1, 2} (unordered); `x = 1 and y = 2` is the point
+ * (1, 2) (a bare list, ordered).
+ */
 function solutionList(n: AnswerNode): AnswerNode | null {
   if (n.kind !== "and" && n.kind !== "or") return null;
   const values: AnswerNode[] = [];
@@ -170,6 +174,7 @@ function solutionList(n: AnswerNode): AnswerNode | null {
     else if (it.rhs.kind === "symbol") values.push(it.lhs);
     else return null;
   }
+  if (n.kind === "or") return { kind: "set", items: values };
   return { kind: "tuple", brackets: "", items: values };
 }
 
@@ -192,6 +197,27 @@ function compareAssignment(
   if (rel.rhs.kind === "symbol" && !containsSymbol(rel.lhs, rel.rhs.name, ctx)) {
     return compareNodes(rel.lhs, other, ctx);
   }
+  // "(a, b) = (4, -1)" against "(4, -1)": a tuple of names on the left.
+  if (
+    rel.lhs.kind === "tuple" && rel.lhs.items.length > 0 &&
+    rel.lhs.items.every((it) => it.kind === "symbol") && other.kind === "tuple" &&
+    freeVariables(rel.rhs, new Set(), ctx.budget).size === 0
+  ) {
+    return compareNodes(rel.rhs, other, ctx);
+  }
+  // "m + n = 31", "P(A) = \frac16" against a constant: a labelled value, the constant
+  // side is the answer (only when exactly one side is constant and the other names
+  // something).
+  if (isScalar(other) && freeVariables(other, new Set(), ctx.budget).size === 0) {
+    const lc = isConstant(rel.lhs, ctx);
+    const rc = isConstant(rel.rhs, ctx);
+    if (lc !== rc) {
+      const label = lc ? rel.rhs : rel.lhs;
+      if (label.kind === "opaque" || freeVariables(label, new Set(), ctx.budget).size > 0) {
+        return compareNodes(lc ? rel.lhs : rel.rhs, other, ctx);
+      }
+    }
+  }
   // "f(x) = x^2" against "x^2": a named function on the left.
   if (
     rel.lhs.kind === "apply" && rel.lhs.op === "mul" && rel.lhs.args.length === 2 &&
@@ -200,6 +226,10 @@ function compareAssignment(
     return compareNodes(rel.rhs, other, ctx);
   }
   return false;
+}
+
+function isConstant(n: AnswerNode, ctx: CompareContext): boolean {
+  return isScalar(n) && freeVariables(n, new Set(), ctx.budget).size === 0;
 }
 
 function orderedMatch(
@@ -294,10 +324,47 @@ function compareTuples(
   ctx: CompareContext,
 ): boolean {
   if (!bracketsCompatible(a, b)) return false;
+  if (a.brackets === "" && b.brackets === "") {
+    // Labelled values in any order: "b_2 = 5, b_7 = 11" vs "b_7 = 11, b_2 = 5".
+    const la = labelled(a.items);
+    const lb = labelled(b.items);
+    if (la && lb) {
+      if (la.size !== lb.size) return false;
+      for (const [name, v] of la) {
+        const w = lb.get(name);
+        if (w === undefined || !compareNodes(v, w, ctx)) return false;
+      }
+      return true;
+    }
+    // A list of two or more points is a set of solutions: (5,2,1),(2,5,1) in any order.
+    if (isPointList(a.items) && isPointList(b.items)) {
+      return a.items.length === b.items.length && unorderedMatch(a.items, b.items, ctx);
+    }
+    // A list with ± is a set of solutions: -2, 1 \pm \sqrt3.
+    if (a.items.some((it) => it.kind === "pm") || b.items.some((it) => it.kind === "pm")) {
+      return unorderedMatch(expandPm(a.items), expandPm(b.items), ctx);
+    }
+  }
   if (ctx.unorderedLists && a.brackets === "" && b.brackets === "") {
     return a.items.length === b.items.length && unorderedMatch(a.items, b.items, ctx);
   }
   return orderedMatch(a.items, b.items, ctx);
+}
+
+/** `name = value` items with distinct names, as a map; null otherwise. */
+function labelled(items: readonly AnswerNode[]): Map<string, AnswerNode> | null {
+  const out = new Map<string, AnswerNode>();
+  for (const it of items) {
+    if (it.kind !== "relation" || it.op !== "=" || it.lhs.kind !== "symbol") return null;
+    if (out.has(it.lhs.name)) return null;
+    out.set(it.lhs.name, it.rhs);
+  }
+  return out.size >= 2 ? out : null;
+}
+
+function isPointList(items: readonly AnswerNode[]): boolean {
+  return items.length >= 2 &&
+    items.every((it) => it.kind === "tuple" && it.brackets === "()" && it.items.length >= 2);
 }
 
 function matrixVsTuple(

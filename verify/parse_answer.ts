@@ -313,7 +313,7 @@ function bracketsOf(meta: unknown): "()" | "[]" | "<>" | "" {
   const m = unwrap(meta);
   if (typeof m !== "string") return "()";
   const s = m.replace(/^'|'$/g, "");
-  if (s === "" || s === ",") return "";
+  if (s === "" || s === "," || s === ";") return "";
   if (s.startsWith("[") && s.endsWith("]")) return "[]";
   if (s.startsWith("(") && s.endsWith(")")) return "()";
   if (s.startsWith("\\langle") || s.startsWith("<")) return "<>";
