@@ -440,7 +440,7 @@ function asIntervals(n: AnswerNode, ctx: CompareContext, allowTuple: boolean): I
     case "relation": {
       if (n.op !== "<" && n.op !== "<=") return null;
       const v = variableOf(n, ctx);
-      if (v === null) return null;
+      if (v === null) return absIntervals([n], ctx);
       const open = n.op === "<";
       // x < c  → (-∞, c);  c < x → (c, ∞)
       return v.varOnLeft
@@ -448,6 +448,8 @@ function asIntervals(n: AnswerNode, ctx: CompareContext, allowTuple: boolean): I
         : [{ lo: n.lhs, hi: POS_INF, loOpen: open, hiOpen: true }];
     }
     case "and": {
+      const viaAbs = absIntervals(n.items, ctx);
+      if (viaAbs !== null) return viaAbs;
       // intersection of one-sided bounds on the same variable: 1 < x \le 3
       let name: string | null = null;
       let lo: AnswerNode = NEG_INF;
@@ -502,10 +504,193 @@ function intervalEqual(x: Iv, y: Iv, ctx: CompareContext): boolean {
   return compareNodes(x.lo, y.lo, ctx) && compareNodes(x.hi, y.hi, ctx);
 }
 
+// ---- |L| bounds and merged unions ------------------------------------------------------
+
+function numberNode(r: R.Rational): AnswerNode {
+  return { kind: "number", n: r.n, d: r.d };
+}
+
+function substitute(
+  n: AnswerNode,
+  name: string,
+  value: AnswerNode,
+  ctx: CompareContext,
+): AnswerNode {
+  ctx.budget.tick();
+  if (n.kind === "symbol") return n.name === name ? value : n;
+  if (n.kind === "apply") {
+    return { kind: "apply", op: n.op, args: n.args.map((a) => substitute(a, name, value, ctx)) };
+  }
+  return n;
+}
+
+/** L = a·v + b with exact rationals a ≠ 0, b, or null. */
+function linearIn(
+  l: AnswerNode,
+  ctx: CompareContext,
+): { v: string; a: R.Rational; b: R.Rational } | null {
+  const vars = freeVariables(l, new Set(), ctx.budget);
+  if (vars.size !== 1) return null;
+  const [v] = vars;
+  const at = (k: bigint) => {
+    const e = exactValue(substitute(l, v, { kind: "number", n: k, d: 1n }, ctx), ctx.budget);
+    return e && R.isReal(e) ? e.re : null;
+  };
+  const l0 = at(0n);
+  const l1 = at(1n);
+  const l2 = at(2n);
+  if (!l0 || !l1 || !l2) return null;
+  const a = R.sub(l1, l0);
+  if (!a || a.n === 0n) return null;
+  const twoA = R.add(a, a);
+  const check = twoA && R.add(twoA, l0);
+  if (!check || !R.eq(check, l2)) return null;
+  return { v, a, b: l0 };
+}
+
+/**
+ * Bounds on |L| with L linear in one variable, as intervals of that variable:
+ * `2 \le |w| \le 5` → [-5,-2] ∪ [2,5]; `|x-1| < 3` → (-2, 4); `|x| > 1` → two rays.
+ */
+function absIntervals(items: readonly AnswerNode[], ctx: CompareContext): Iv[] | null {
+  let key: string | null = null;
+  let inner: AnswerNode | null = null;
+  let lower: { c: R.Rational; open: boolean } | null = null;
+  let upper: { c: R.Rational; open: boolean } | null = null;
+  for (const it of items) {
+    if (it.kind !== "relation" || (it.op !== "<" && it.op !== "<=")) return null;
+    const absLeft = it.lhs.kind === "apply" && it.lhs.op === "abs";
+    const absRight = it.rhs.kind === "apply" && it.rhs.op === "abs";
+    if (absLeft === absRight) return null;
+    const absNode = (absLeft ? it.lhs : it.rhs) as AnswerNode & { kind: "apply" };
+    const cv = exactValue(absLeft ? it.rhs : it.lhs, ctx.budget);
+    if (!cv || !R.isReal(cv)) return null;
+    const k = nodeKey(absNode, ctx.budget);
+    if (key !== null && k !== key) return null;
+    key = k;
+    inner = absNode.args[0];
+    const bound = { c: cv.re, open: it.op === "<" };
+    if (absLeft) {
+      if (upper) return null;
+      upper = bound; // |L| < c
+    } else {
+      if (lower) return null;
+      lower = bound; // c < |L|
+    }
+  }
+  if (inner === null) return null;
+  const lin = linearIn(inner, ctx);
+  if (lin === null) return null;
+  // Intervals of L.
+  const ivs: { lo: R.Rational | null; hi: R.Rational | null; loOpen: boolean; hiOpen: boolean }[] =
+    [];
+  if (upper && upper.c.n < 0n) return [];
+  if (upper && (!lower || lower.c.n < 0n)) {
+    ivs.push({ lo: R.neg(upper.c), hi: upper.c, loOpen: upper.open, hiOpen: upper.open });
+  } else if (lower) {
+    if (lower.c.n < 0n) return null; // |L| > negative: every real number
+    const c1 = lower.c;
+    ivs.push({
+      lo: upper ? R.neg(upper.c) : null,
+      hi: R.neg(c1),
+      loOpen: upper?.open ?? true,
+      hiOpen: lower.open,
+    });
+    ivs.push({
+      lo: c1,
+      hi: upper ? upper.c : null,
+      loOpen: lower.open,
+      hiOpen: upper?.open ?? true,
+    });
+  } else {
+    return null;
+  }
+  // Map L-intervals to v = (L - b) / a.
+  const map = (x: R.Rational | null) => {
+    if (x === null) return null;
+    const t = R.sub(x, lin.b);
+    return t && R.div(t, lin.a);
+  };
+  const flip = lin.a.n < 0n;
+  const out: Iv[] = [];
+  for (const iv of ivs) {
+    const lo = map(iv.lo);
+    const hi = map(iv.hi);
+    if ((iv.lo && !lo) || (iv.hi && !hi)) return null;
+    const [l, h, lOpen, hOpen] = flip
+      ? [hi, lo, iv.hiOpen, iv.loOpen]
+      : [lo, hi, iv.loOpen, iv.hiOpen];
+    out.push({
+      lo: l ? numberNode(l) : NEG_INF,
+      hi: h ? numberNode(h) : POS_INF,
+      loOpen: l ? lOpen : true,
+      hiOpen: h ? hOpen : true,
+    });
+  }
+  return out;
+}
+
+/** Exact value of an interval end (±∞ as ±Infinity), or null. */
+function endValue(n: AnswerNode, ctx: CompareContext): R.Rational | number | null {
+  if (isInfinite(n)) return n.kind === "constant" ? Infinity : -Infinity;
+  const e = exactValue(n, ctx.budget);
+  return e && R.isReal(e) ? e.re : null;
+}
+
+function cmpEnd(x: R.Rational | number, y: R.Rational | number): number {
+  if (typeof x === "number" || typeof y === "number") {
+    const fx = typeof x === "number" ? x : 0;
+    const fy = typeof y === "number" ? y : 0;
+    if (typeof x === "number" && typeof y === "number") return fx === fy ? 0 : fx < fy ? -1 : 1;
+    return typeof x === "number" ? (fx < 0 ? -1 : 1) : (fy < 0 ? 1 : -1);
+  }
+  return R.cmp(x, y);
+}
+
+/**
+ * A union with exact (rational or infinite) ends, sorted and merged where the pieces
+ * overlap or touch at a closed end: [0,2] ∪ [2,5] = [0,5], (-∞,1) ∪ [1,3] = (-∞,3];
+ * (0,9) ∪ (9,36) stays two pieces. Returns the input when some end is not exact.
+ */
+function mergeIntervals(ivs: Iv[], ctx: CompareContext): Iv[] {
+  if (ivs.length < 2) return ivs;
+  const keyed: { iv: Iv; lo: R.Rational | number; hi: R.Rational | number }[] = [];
+  for (const iv of ivs) {
+    const lo = endValue(iv.lo, ctx);
+    const hi = endValue(iv.hi, ctx);
+    if (lo === null || hi === null) return ivs;
+    const c = cmpEnd(lo, hi);
+    if (c > 0 || (c === 0 && (iv.loOpen || iv.hiOpen))) continue; // empty piece
+    keyed.push({ iv, lo, hi });
+  }
+  keyed.sort((x, y) =>
+    cmpEnd(x.lo, y.lo) || (x.iv.loOpen === y.iv.loOpen ? 0 : x.iv.loOpen ? 1 : -1)
+  );
+  const out: typeof keyed = [];
+  for (const k of keyed) {
+    const last = out[out.length - 1];
+    if (last) {
+      const c = cmpEnd(k.lo, last.hi);
+      if (c < 0 || (c === 0 && !(k.iv.loOpen && last.iv.hiOpen))) {
+        const d = cmpEnd(k.hi, last.hi);
+        if (d > 0 || (d === 0 && last.iv.hiOpen && !k.iv.hiOpen)) {
+          last.hi = k.hi;
+          last.iv = { ...last.iv, hi: k.iv.hi, hiOpen: k.iv.hiOpen };
+        }
+        continue;
+      }
+    }
+    out.push({ ...k });
+  }
+  return out.map((k) => k.iv);
+}
+
 function compareAsIntervals(a: AnswerNode, b: AnswerNode, ctx: CompareContext): boolean {
-  const ia = asIntervals(a, ctx, isIntervalLike(b, ctx));
-  const ib = asIntervals(b, ctx, isIntervalLike(a, ctx));
-  if (ia === null || ib === null) return false;
+  const ra = asIntervals(a, ctx, isIntervalLike(b, ctx));
+  const rb = asIntervals(b, ctx, isIntervalLike(a, ctx));
+  if (ra === null || rb === null) return false;
+  const ia = mergeIntervals(ra, ctx);
+  const ib = mergeIntervals(rb, ctx);
   if (ia.length !== ib.length || ia.length > MAX_ITEMS) return false;
   const used = new Array<boolean>(ib.length).fill(false);
   for (const x of ia) {

@@ -101,6 +101,34 @@ export function literalDecision(
 
 const DECIMAL = /^[-+]?\d*\.(\d+)$/;
 
+const PERCENT = /\d\s*(?:\\%|%|\\text\{\s*percent\s*\}|percent)[\s.}$]*$/;
+
+/**
+ * Percentages in both directions: when exactly one raw answer is a plain number written
+ * with a percent sign, it also stands for that number / 100 (`25\%` = `0.25`); `25\%` =
+ * `25` holds anyway (units are dropped). Only plain numeric literals; null when the rule
+ * does not apply.
+ */
+export function percentDecision(
+  rawA: string,
+  normA: string,
+  rawB: string,
+  normB: string,
+): Decision | null {
+  const pa = PERCENT.test(rawA);
+  const pb = PERCENT.test(rawB);
+  if (pa === pb) return null;
+  const la = literalValue(normA);
+  const lb = literalValue(normB);
+  if (la === null || lb === null) return null;
+  const [p, other] = pa ? [la, lb] : [lb, la];
+  const scaled = rat(p.n, p.d * 100n);
+  if (scaled && scaled.n === other.n && scaled.d === other.d) {
+    return { equal: true, reason: "match-exact" };
+  }
+  return null;
+}
+
 /** The least certain method that a positive decision relied on. */
 function reasonOf(methods: ReadonlySet<Method>): VerifyReason {
   if (methods.has("random-points")) return "match-random-points";

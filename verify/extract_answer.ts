@@ -142,9 +142,42 @@ const EXTRACTORS: Record<ExtractorName, Extractor> = {
   last_number: extractLastNumber,
 };
 
+/**
+ * What may stand between two boxes of one answer: spaces, `$`, `\(`/`\)`/`\[`/`\]`,
+ * `,`, `;`, `\quad`, "and", "or" (also in `\text{}`).
+ */
+const BOX_JOINER =
+  /^(?:\s|\$|\\[()[\]]|[,;]|\\q?quad(?![a-zA-Z])|\\[,;]|\\text\{\s*(?:and|or|,)\s*\}|\b(?:and|or)\b)*$/;
+
 function extractBoxed(s: string): ExtractedAnswer | null {
+  const boxes = boxedSpans(s);
+  if (boxes.length === 0) return null;
+  // Several boxes next to each other ("\boxed{4}, \boxed{9}", "\boxed{4} and
+  // \boxed{9}") are one answer: the list of their contents. Otherwise the last box wins.
+  let first = boxes.length - 1;
+  while (
+    first > 0 && BOX_JOINER.test(s.slice(boxes[first - 1].end + 1, boxes[first].markerOffset))
+  ) {
+    first--;
+  }
+  const last = boxes[boxes.length - 1];
+  if (first === boxes.length - 1) return last;
+  const items = [...new Set(boxes.slice(first).map((b) => b.answer))];
+  if (items.length === 1) return last;
+  return {
+    answer: items.join(", "),
+    extractor: "boxed",
+    markerOffset: boxes[first].markerOffset,
+    start: boxes[first].start,
+    end: last.end,
+  };
+}
+
+/** Every well-formed box, in order (brace-less `\boxed 5` included). */
+function boxedSpans(s: string): ExtractedAnswer[] {
   const re = /\\(?:boxed|fbox)(?![a-zA-Z])/g;
   let table: Map<number, number> | null = null;
+  const out: ExtractedAnswer[] = [];
   let best: ExtractedAnswer | null = null;
   for (let m = re.exec(s); m !== null; m = re.exec(s)) {
     let k = m.index + m[0].length;
@@ -162,6 +195,7 @@ function extractBoxed(s: string): ExtractedAnswer | null {
         start: k + 1,
         end: close,
       };
+      out.push(best);
     } else if (k > m.index + m[0].length || s[k] === "\\" || /[0-9a-zA-Z]/.test(s[k] ?? "")) {
       // "\boxed 5" / "\boxed\pi": one token.
       const tok = /^(?:\\[a-zA-Z]+|[^\s$]+)/.exec(s.slice(k, k + 200));
@@ -173,9 +207,10 @@ function extractBoxed(s: string): ExtractedAnswer | null {
         start: k,
         end: k + tok[0].length,
       };
+      out.push(best);
     }
   }
-  return best;
+  return out;
 }
 
 function trimSpan(s: string, start: number, end: number): [number, number] {

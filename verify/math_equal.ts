@@ -13,6 +13,7 @@ import {
   literalValue,
   makeBudget,
   parseSide,
+  percentDecision,
 } from "./_decide.ts";
 import type { EquivalenceOptions, VerifyReason } from "./types.ts";
 
@@ -70,7 +71,10 @@ export function mathEqual(a: string, b: string, options: MathEqualOptions = {}):
     if (na === nb) return { equal: true, reason: "match-string" };
     const la = literalValue(na);
     const lb = literalValue(nb);
-    if (la && lb) return literalDecision(na, la, nb, lb, options);
+    if (la && lb) {
+      const d = literalDecision(na, la, nb, lb, options);
+      return d.equal ? d : percentDecision(a, na, b, nb) ?? d;
+    }
     const pa = parseSide({ normalized: na }, options, budget);
     const pb = parseSide({ normalized: nb }, options, budget);
     if (!pa.ok || !pb.ok) {

@@ -8,7 +8,7 @@
 import { extractAnswer, type ExtractorName } from "./extract_answer.ts";
 import { normalizeAnswer } from "./normalize_answer.ts";
 import { type PreparedGold, prepareGoldWithin } from "./prepare_gold.ts";
-import { decide, guarded, makeBudget } from "./_decide.ts";
+import { decide, guarded, makeBudget, percentDecision } from "./_decide.ts";
 import type { EquivalenceOptions, VerifyMode, VerifyReason } from "./types.ts";
 
 /** Options for {@linkcode verify}. */
@@ -148,8 +148,11 @@ export function verify(
         budget,
       )
     );
-    result.correct = decision.equal;
-    result.reason = decision.reason;
+    const percent = decision.equal || decision.reason === "timeout"
+      ? null
+      : percentDecision(found.answer, normalized, prepared.answer, prepared.normalized);
+    result.correct = (percent ?? decision).equal;
+    result.reason = (percent ?? decision).reason;
     return result;
   } catch {
     result.correct = false;
