@@ -212,8 +212,7 @@ function compareAssignment(
     const lc = isConstant(rel.lhs, ctx);
     const rc = isConstant(rel.rhs, ctx);
     if (lc !== rc) {
-      const label = lc ? rel.rhs : rel.lhs;
-      if (label.kind === "opaque" || freeVariables(label, new Set(), ctx.budget).size > 0) {
+      if (isLabel(lc ? rel.rhs : rel.lhs)) {
         return compareNodes(lc ? rel.lhs : rel.rhs, other, ctx);
       }
     }
@@ -225,6 +224,16 @@ function compareAssignment(
   ) {
     return compareNodes(rel.rhs, other, ctx);
   }
+  return false;
+}
+
+/**
+ * A name for a value: `m + n`, `AB`, `P(A)`, `b_7` — symbols, function applications
+ * and sums/products of them, without numbers (so `2x = 6` is an equation, not a label).
+ */
+function isLabel(n: AnswerNode): boolean {
+  if (n.kind === "symbol" || n.kind === "opaque") return true;
+  if (n.kind === "apply" && (n.op === "add" || n.op === "mul")) return n.args.every(isLabel);
   return false;
 }
 
