@@ -11,7 +11,10 @@ import { braceTable } from "./_latex_scan.ts";
  * Names of the answer extractors.
  *
  * - `boxed`: the last well-formed `\boxed{…}` / `\fbox{…}` (braces matched, escaped
- *   braces skipped), also the brace-less `\boxed 5`.
+ *   braces skipped), also the brace-less `\boxed 5`. Several adjacent boxes, separated
+ *   only by spaces, `$`, `\(`…`\]`, `,`, `;`, `\quad` or "and"/"or", are one answer: the
+ *   list of their contents (`\boxed{4}, \boxed{9}` → `4, 9`; a repeated box counts
+ *   once); the marker is then the first of them.
  * - `minerva`: "The final answer is $X$" (Minerva / lm-eval format; "I hope it is
  *   correct." is dropped).
  * - `answer_line`: DAPO's `Answer: X` line (case-insensitive, the last match; the rest of

@@ -90,9 +90,16 @@ const KNOWN_COMMANDS =
  * `\boxed{…}` / `\fbox{…}` unwrapped; `$…$`, `\(…\)`, `\[…\]` delimiters and `\$`
  * removed; `\left` / `\right` / `\big…` dropped; `\dfrac` / `\tfrac` / `\cfrac` →
  * `\frac`; spacing commands (`\!`, `\,`, `\;`, `\quad`, `~`) removed; thousands
- * separators (`1,000`, `10,\!080`, `1{,}000`) removed; `\text{…}` / `\mathrm{…}` /
+ * separators (`1,000`, `10,\!080`, `1{,}000`) removed; a decimal comma next to a
+ * currency read as a point (`3,50 €` → `3.50`; a bare `1,5` stays a list); `€` dropped
+ * like `\$`; every matrix environment (`array`, `bmatrix`, `vmatrix`, …, also inside
+ * `(…)` / `[…]`) written as `pmatrix`; `\quad` and plain "and"/"or" between two items
+ * read as list separators; `\text{…}` / `\mathrm{…}` /
  * `\mbox{…}` unwrapped or, for unit words after a number, dropped; `^\circ`, degrees,
  * `\%` and percent dropped; markdown bold and a leading "the answer is" dropped;
+ * a sentence around the answer reduced to it ("the smallest k is 17" → `17`); an
+ * approximation reduced to its exact side (`\frac27 \approx 0.29` → `\frac27`); a chain
+ * of two or more `=` reduced to its last side (`y = 3\cdot4 - 3 = 9` → `9`);
  * a single-variable assignment with a constant right side (`x = 5`) reduced to its value;
  * choice letters (`(C)`, `\text{(C)}`, `\textbf{C}`) reduced to the letter; trailing
  * punctuation removed; spaces outside `\text{}` removed. It never throws.

@@ -50,7 +50,7 @@ export interface PreparedGold {
  * Never throws; an unusable gold has `node: null` and an `error`.
  *
  * @param gold The gold answer (or, in `eval` mode, a gold solution text).
- * @param options Mode, size guards and time budget.
+ * @param options Mode, size guards and work budget (no clock in `"reward"` mode).
  * @returns The prepared gold.
  *
  * @example Usage
