@@ -1,11 +1,13 @@
 // Copyright 2025 the halo authors. MIT license.
 // The labelled answer-form set of issue #13 (fixtures/verify_forms.jsonl): one line per
-// case, {"family", "response", "gold", "expected", "mode"?, "note"?}, grouped by the
+// case, {"family", "response", "gold", "expected", "mode"?, "note"?, "split"?}, grouped by the
 // families of answer forms that models write (several answers, unordered solution sets,
 // labelled answers, number formats, rounded decimals, matrices, intervals and
 // inequalities, extraction from long solutions, numeric precision). Every family has
 // positive and negative cases; each is checked with verify() in its mode (default
-// "reward"), and the agreement per family is printed.
+// "reward"), and the agreement per family is printed. The cases without "split" were
+// written first and the verifier was changed against them; the "second" split was
+// written afterwards, before being run against the changed verifier.
 
 import assert from "node:assert/strict";
 import { verify, type VerifyMode } from "../verify/mod.ts";

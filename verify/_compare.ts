@@ -175,7 +175,8 @@ function solutionList(n: AnswerNode): AnswerNode | null {
     else return null;
   }
   if (n.kind === "or") return { kind: "set", items: values };
-  return { kind: "tuple", brackets: "", items: values };
+  // Keep the assignments: "x = 2 and y = -3" is the point (2, -3).
+  return { kind: "tuple", brackets: "", items: n.items };
 }
 
 function isLogicalKind(n: AnswerNode): boolean {

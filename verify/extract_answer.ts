@@ -152,20 +152,35 @@ const EXTRACTORS: Record<ExtractorName, Extractor> = {
 const BOX_JOINER =
   /^(?:\s|\$|\\[()[\]]|[,;]|\\q?quad(?![a-zA-Z])|\\[,;]|\\text\{\s*(?:and|or|,)\s*\}|\b(?:and|or)\b)*$/;
 
+/** A label right before a box: "x = \boxed{2}", "$y=$ \boxed{3}". */
+const LABEL_TAIL = /(?:^|[\s$(,;])([A-Za-z](?:_\{?\w+\}?)?)\s*=\s*\$?\s*$/;
+
 function extractBoxed(s: string): ExtractedAnswer | null {
   const boxes = boxedSpans(s);
   if (boxes.length === 0) return null;
   // Several boxes next to each other ("\boxed{4}, \boxed{9}", "\boxed{4} and
-  // \boxed{9}") are one answer: the list of their contents. Otherwise the last box wins.
+  // \boxed{9}", "x = \boxed{2} or x = \boxed{-3}") are one answer: the list of their
+  // contents, with their labels when every box has one. Otherwise the last box wins.
+  const last = boxes[boxes.length - 1];
+  const labels: (string | null)[] = [];
   let first = boxes.length - 1;
-  while (
-    first > 0 && BOX_JOINER.test(s.slice(boxes[first - 1].end + 1, boxes[first].markerOffset))
-  ) {
+  while (first > 0) {
+    const gap = s.slice(boxes[first - 1].end + 1, boxes[first].markerOffset);
+    const label = LABEL_TAIL.exec(gap);
+    if (!BOX_JOINER.test(label ? gap.slice(0, gap.length - label[0].length) : gap)) break;
+    labels.unshift(label ? label[1] : null);
     first--;
   }
-  const last = boxes[boxes.length - 1];
   if (first === boxes.length - 1) return last;
-  const items = [...new Set(boxes.slice(first).map((b) => b.answer))];
+  labels.unshift(
+    LABEL_TAIL.exec(s.slice(Math.max(0, boxes[first].markerOffset - 24), boxes[first].markerOffset))
+      ?.[1] ?? null,
+  );
+  const group = boxes.slice(first);
+  const labelled = labels.every((l) => l !== null);
+  const items = [
+    ...new Set(group.map((b, i) => labelled ? `${labels[i]} = ${b.answer}` : b.answer)),
+  ];
   if (items.length === 1) return last;
   return {
     answer: items.join(", "),

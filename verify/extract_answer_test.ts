@@ -115,3 +115,11 @@ Deno.test("extractAnswer() keeps only the last box when words separate the boxes
   assert.equal(extractAnswer("\\boxed{4}, so y = \\boxed{9}")?.answer, "9");
   assert.equal(extractAnswer("Try \\boxed{3}. Wait, no: \\boxed{5}")?.answer, "5");
 });
+
+Deno.test("extractAnswer() keeps the labels of adjacent boxes when each has one", () => {
+  assert.equal(
+    extractAnswer("Thus $x=\\boxed{2}$ or $x=\\boxed{-3}$.")?.answer,
+    "x = 2, x = -3",
+  );
+  assert.equal(extractAnswer("x = \\boxed{2} and \\boxed{-3}")?.answer, "2, -3");
+});

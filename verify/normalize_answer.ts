@@ -244,7 +244,9 @@ function normalizeInner(input: string, stripUnits: boolean): string {
   if (choice) s = choice[1];
 
   // Single-variable assignment with a constant right-hand side.
-  const assign = /^([a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\\[a-zA-Z]+)\s*=\s*([^=<>]+)$/.exec(s);
+  // (Also a function value as label: "f(2) = 7", "P(A) = \frac16".)
+  const assign = /^([a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?(?:\([^()=,]*\))?|\\[a-zA-Z]+)\s*=\s*([^=<>]+)$/
+    .exec(s);
   if (assign && !/[a-zA-Z]/.test(assign[2].replace(/\\[a-zA-Z]+/g, ""))) {
     const lhs = assign[1];
     if (!/^\\(?:pi|infty)$/.test(lhs)) s = assign[2].trim();
