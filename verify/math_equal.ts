@@ -82,7 +82,8 @@ export function mathEqual(a: string, b: string, options: MathEqualOptions = {}):
     const lb = literalValue(nb);
     if (la && lb) {
       const d = literalDecision(na, la, nb, lb, options);
-      return d.equal ? d : percentDecision(a, na, b, nb) ?? d;
+      if (d.equal || options.percentAsProportion === false) return d;
+      return percentDecision(a, na, b, nb) ?? d;
     }
     const pa = parseSide({ normalized: na }, options, budget);
     const pb = parseSide({ normalized: nb }, options, budget);

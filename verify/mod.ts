@@ -30,8 +30,9 @@
  * - Number formats: thousands separators (`2,000`, `10,\!080`, `12\,500`, also with
  *   units and currency: `2,000.5 kg`, `€1,250`, `\$1,250.75`, `12,500 cm^2`); a decimal
  *   comma only next to a currency with 1–2 decimals (`3,50 €`); a bare `1,5` is a list,
- *   never 1.5. A percentage equals its number (`25\%` = `25`) and its proportion (`25\%`
- *   = `0.25`, either side); a plain `25` is not `0.25`.
+ *   never 1.5. A percentage equals its number (`25\%` = `25`) and, in eval mode and for
+ *   `mathEqual`, its proportion (`25\%` = `0.25`, either side; not in reward mode, where
+ *   `2\%` would match both 2 and 0.02); a plain `25` is not `0.25`.
  * - Rounded decimals (option `roundedDigits`, default 4 significant digits): a decimal
  *   equals an exact rational with a non-terminating expansion when it is that rational
  *   correctly rounded to the decimals written (`0.1667` = `\frac16`, `1.4286` =

@@ -91,6 +91,13 @@ export interface EquivalenceOptions {
    */
   roundedDigits?: number;
   /**
+   * Also read a plain number with a percent sign as its proportion (`25\%` = `0.25`, in
+   * either argument) — besides its number (`25\%` = `25`, always). Default `true` for
+   * `mathEqual` and in `"eval"` mode, `false` in `"reward"` mode: there `2\%` would match
+   * two different golds (2 and 0.02), a hedge a policy could learn.
+   */
+  percentAsProportion?: boolean;
+  /**
    * Zero: two values that are both within their float64 rounding error of 0, with that
    * error below this bound, are equal, e.g. `\sin\pi` (≈ 1.2e-16) and `0` (default
    * `1e-12`). A small value that float64 represents exactly enough is not zero:

@@ -151,7 +151,8 @@ export function verify(
         budget,
       )
     );
-    const percent = decision.equal || decision.reason === "timeout"
+    const percent = decision.equal || decision.reason === "timeout" ||
+        !(options.percentAsProportion ?? mode === "eval")
       ? null
       : percentDecision(found.answer, normalized, prepared.answer, prepared.normalized);
     result.correct = (percent ?? decision).equal;
