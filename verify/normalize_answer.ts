@@ -236,6 +236,10 @@ function normalizeInner(input: string, stripUnits: boolean): string {
   const prose = /^(?:[A-Za-z][A-Za-z'-]*\s+){1,8}(?:is|are|equals)\s+(.+)$/.exec(s);
   if (prose && /^[-+(\[\\\d]/.test(prose[1]) && !/\\text\{/.test(s)) s = prose[1];
 
+  // A grouped number as the value of a label or chain: "m+n = 6,250" (no other comma).
+  if (/^[^,]*=\s*[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$/.test(s)) {
+    s = s.replace(/(\d),(?=\d{3}(?!\d))/g, "$1");
+  }
   s = dropApproximation(s);
   s = lastSideOfChain(s);
 
@@ -326,7 +330,7 @@ function dropApproximation(s: string): string {
   if (i <= 0 || s.indexOf("\\approx", i + 1) >= 0) return s;
   const left = s.slice(0, i).trim();
   const right = s.slice(i + 7).trim();
-  if (!/^[-+]?\d*\.?\d+$/.test(right)) return s;
+  if (!/^[-+]?(?:\d{1,3}(?:,\d{3})+|\d*)\.?\d+$/.test(right)) return s;
   // Keep the left side only when it says more than a variable name.
   const value = /=([^=]+)$/.exec(left)?.[1] ?? left;
   return /[\d\\]/.test(value) ? left : s;
