@@ -9,7 +9,8 @@
 // derivative). `lost` marks a value that says nothing about the true one: an underflow
 // (a non-zero result that became 0 or subnormal: e^{-1000}, 1/2004!), an overflow of
 // finite operands (2004!), a division by or logarithm of a value that is within its error
-// of 0, or an operation without an error model here.
+// of 0, a non-zero term lost in the rounding of a sum (\sqrt2 + 10^{-20}), or an
+// operation without an error model here.
 
 import type { AnswerNode } from "./parse_answer.ts";
 import type { Budget } from "./_budget.ts";
@@ -117,6 +118,13 @@ function applyBounded(
         re += v.z.re;
         im += v.z.im;
         err += v.err + U * Math.hypot(re, im);
+      }
+      // A term that is known to be non-zero but lies below the rounding error of the sum
+      // is lost in it (\sqrt2 + 10^{-20}): the sum says nothing about that term.
+      const sum = Math.hypot(re, im);
+      for (const v of vals) {
+        const m = abs(v.z);
+        if (m > v.err && m + v.err <= 2 * U * sum) return LOST;
       }
       return checked(N.c(re, im), err, false);
     }

@@ -754,8 +754,12 @@ function relationEqual(
   let valid = 0;
   for (let p = 0; p < ctx.points * 2 && valid < ctx.points; p++) {
     const env = samplePoint(names, rand);
-    const v1 = numericValue(d1, env, ctx.budget);
-    const v2 = numericValue(d2, env, ctx.budget);
+    const b1 = boundedValue(d1, env, ctx.budget);
+    const b2 = boundedValue(d2, env, ctx.budget);
+    // Under/overflow or a term lost in rounding at this point: no information.
+    if (b1.lost || b2.lost) continue;
+    const v1 = b1.z;
+    const v2 = b2.z;
     if (!N.isFiniteC(v1) || !N.isFiniteC(v2)) continue;
     if (N.absC(v2) < 1e-12 || N.absC(v1) < 1e-12) return false;
     const r = N.divC(v1, v2);

@@ -141,3 +141,12 @@ Deno.test("mathEqual() reads a percentage as a proportion in both directions", (
   assert.equal(eq("25\\%", "0.35").equal, false);
   assert.equal(eq("25", "0.25").equal, false);
 });
+
+Deno.test("mathEqual() does not call equal what float64 rounding absorbs", () => {
+  assert.deepEqual(eq("\\sqrt{2}+10^{-20}", "\\sqrt2"), { equal: false, reason: "undecided" });
+  assert.equal(eq("x^2+10^{-20}", "x^2").equal, false);
+  assert.equal(eq("y = x + 10^{-20}", "y = x").equal, false);
+  assert.equal(eq("y = e^{-1000x}", "y = e^{-1001x}").equal, false);
+  assert.equal(eq("1+\\sin\\pi", "1").equal, true);
+  assert.equal(eq("y=2x+1", "2x-y+1=0").equal, true);
+});
