@@ -3,7 +3,7 @@
 
 import type { AnswerNode } from "./parse_answer.ts";
 import type { Budget } from "./_budget.ts";
-import { exactValue, freeVariables, isScalar, nodeKey, numericValue } from "./_evaluate.ts";
+import { exactValue, freeVariables, isScalar, nodeKey } from "./_evaluate.ts";
 import * as R from "./_rational.ts";
 import * as N from "./_numeric.ts";
 import { type Bounded, boundedValue } from "./_bounded.ts";

@@ -68,8 +68,12 @@
  * decision) only when they are no further apart than that bound and the bound is within
  * `relTol` (1e-9) of their size, and two values count as 0 only when both are within
  * their rounding error (≤ `absTol`, 1e-12) of 0 (`\sin\pi` = `0`, `e^{-40}` ≠ `0`).
- * Differences smaller than the float64 rounding error of the evaluation (about 1e-16
- * relative) cannot be detected. Random points use `pointRelTol` the same way.
+ * A value that under- or overflows, or a sum in which a term known to be non-zero is
+ * lost in rounding (`\sqrt2 + 10^{-20}`), is never compared numerically: reason
+ * `undecided`, not equal. What remains undetectable is two different closed forms whose
+ * float64 values agree within their rounding error (about 1e-16 relative) without any
+ * such visible loss. Random points (and the ratio test of equations) use `pointRelTol`
+ * the same way and skip points where a value is lost.
  *
  * ## Guarantees
  *
