@@ -59,3 +59,32 @@ Deno.bench({
     }
   },
 });
+
+// GSM8K: 1319 integer golds (each iteration verifies all of them once).
+const gsm: string[] = Deno.readTextFileSync(
+  new URL("../tests/fixtures/verify_gsm8k.jsonl", import.meta.url),
+).trim().split("\n").map((l) => {
+  const a: string = JSON.parse(l).answer;
+  return a.slice(a.lastIndexOf("####") + 4).trim();
+});
+const gsmPrepared: PreparedGold[] = gsm.map((a) => prepareGold(a));
+
+Deno.bench({
+  name: "verify() x1319 GSM8K correct pairs (#### format, prepared gold)",
+  group: "gsm8k",
+  baseline: true,
+  fn() {
+    for (let i = 0; i < gsm.length; i++) {
+      verify(`So she pays ${gsm[i]}.\n#### ${gsm[i]}`, gsmPrepared[i]);
+    }
+  },
+});
+
+Deno.bench({
+  name: "verify() x1319 GSM8K mismatched pairs (#### format, prepared gold)",
+  group: "gsm8k",
+  fn() {
+    const n = gsm.length;
+    for (let i = 0; i < n; i++) verify(`#### ${gsm[i]}`, gsmPrepared[(i * 7 + 13) % n]);
+  },
+});

@@ -38,7 +38,9 @@ Options:
   --file PATH          JSON lines, each {"response": "...", "gold": "..."}
   --mode reward|eval   reward (default): answer must follow a marker; eval: any LaTeX / last line
   --extractors LIST    comma-separated priority, e.g. boxed,answer_line,gsm8k
-  --budget-ms N        per-check time budget in milliseconds (default 100)
+  --budget-ms N        per-check time budget in milliseconds (default: none in reward
+                       mode, where a counted work budget keeps rewards deterministic;
+                       100 in eval mode)
   --json               print one JSON object per pair
   -h, --help           show this help`;
 

@@ -3,13 +3,14 @@
 
 import type { AnswerNode } from "./parse_answer.ts";
 import type { Budget } from "./_budget.ts";
-import { exactValue, freeVariables, isScalar, nodeKey, numericValue } from "./_evaluate.ts";
+import { exactValue, freeVariables, isScalar, nodeKey } from "./_evaluate.ts";
 import * as R from "./_rational.ts";
 import * as N from "./_numeric.ts";
+import { type Bounded, boundedValue } from "./_bounded.ts";
 import { mulberry32 } from "../internal/random.ts";
 
 /** How a scalar comparison was decided. */
-export type Method = "exact" | "numeric" | "random-points" | "structure" | "text";
+export type Method = "exact" | "rounded" | "numeric" | "random-points" | "structure" | "text";
 
 /** Comparison settings; every tolerance is stated here. */
 export interface CompareContext {
@@ -30,6 +31,10 @@ export interface CompareContext {
   unorderedLists: boolean;
   /** Methods used by positive scalar decisions (for the reason). */
   methods: Set<Method>;
+  /** Fewest significant digits of a rounded decimal (4; `Infinity`: no rounding rule). */
+  roundedDigits: number;
+  /** Set when a numeric comparison could neither prove equality nor separate the values. */
+  undecided: boolean;
 }
 
 const MAX_ITEMS = 64;
@@ -156,6 +161,10 @@ function finiteUnion(n: AnswerNode): AnswerNode | null {
   return { kind: "set", items: n.items.flatMap((it) => it.kind === "set" ? it.items : []) };
 }
 
+/**
+ * `x = 1 or x = 2` is the solution set {1, 2} (unordered); `x = 1 and y = 2` is the point
+ * (1, 2) (a bare list, ordered).
+ */
 function solutionList(n: AnswerNode): AnswerNode | null {
   if (n.kind !== "and" && n.kind !== "or") return null;
   const values: AnswerNode[] = [];
@@ -165,7 +174,9 @@ function solutionList(n: AnswerNode): AnswerNode | null {
     else if (it.rhs.kind === "symbol") values.push(it.lhs);
     else return null;
   }
-  return { kind: "tuple", brackets: "", items: values };
+  if (n.kind === "or") return { kind: "set", items: values };
+  // Keep the assignments: "x = 2 and y = -3" is the point (2, -3).
+  return { kind: "tuple", brackets: "", items: n.items };
 }
 
 function isLogicalKind(n: AnswerNode): boolean {
@@ -187,6 +198,26 @@ function compareAssignment(
   if (rel.rhs.kind === "symbol" && !containsSymbol(rel.lhs, rel.rhs.name, ctx)) {
     return compareNodes(rel.lhs, other, ctx);
   }
+  // "(a, b) = (4, -1)" against "(4, -1)": a tuple of names on the left.
+  if (
+    rel.lhs.kind === "tuple" && rel.lhs.items.length > 0 &&
+    rel.lhs.items.every((it) => it.kind === "symbol") && other.kind === "tuple" &&
+    freeVariables(rel.rhs, new Set(), ctx.budget).size === 0
+  ) {
+    return compareNodes(rel.rhs, other, ctx);
+  }
+  // "m + n = 31", "P(A) = \frac16" against a constant: a labelled value, the constant
+  // side is the answer (only when exactly one side is constant and the other names
+  // something).
+  if (isScalar(other) && freeVariables(other, new Set(), ctx.budget).size === 0) {
+    const lc = isConstant(rel.lhs, ctx);
+    const rc = isConstant(rel.rhs, ctx);
+    if (lc !== rc) {
+      if (isLabel(lc ? rel.rhs : rel.lhs)) {
+        return compareNodes(lc ? rel.lhs : rel.rhs, other, ctx);
+      }
+    }
+  }
   // "f(x) = x^2" against "x^2": a named function on the left.
   if (
     rel.lhs.kind === "apply" && rel.lhs.op === "mul" && rel.lhs.args.length === 2 &&
@@ -195,6 +226,20 @@ function compareAssignment(
     return compareNodes(rel.rhs, other, ctx);
   }
   return false;
+}
+
+/**
+ * A name for a value: `m + n`, `AB`, `P(A)`, `b_7` — symbols, function applications
+ * and sums/products of them, without numbers (so `2x = 6` is an equation, not a label).
+ */
+function isLabel(n: AnswerNode): boolean {
+  if (n.kind === "symbol" || n.kind === "opaque") return true;
+  if (n.kind === "apply" && (n.op === "add" || n.op === "mul")) return n.args.every(isLabel);
+  return false;
+}
+
+function isConstant(n: AnswerNode, ctx: CompareContext): boolean {
+  return isScalar(n) && freeVariables(n, new Set(), ctx.budget).size === 0;
 }
 
 function orderedMatch(
@@ -289,10 +334,47 @@ function compareTuples(
   ctx: CompareContext,
 ): boolean {
   if (!bracketsCompatible(a, b)) return false;
+  if (a.brackets === "" && b.brackets === "") {
+    // Labelled values in any order: "b_2 = 5, b_7 = 11" vs "b_7 = 11, b_2 = 5".
+    const la = labelled(a.items);
+    const lb = labelled(b.items);
+    if (la && lb) {
+      if (la.size !== lb.size) return false;
+      for (const [name, v] of la) {
+        const w = lb.get(name);
+        if (w === undefined || !compareNodes(v, w, ctx)) return false;
+      }
+      return true;
+    }
+    // A list of two or more points is a set of solutions: (5,2,1),(2,5,1) in any order.
+    if (isPointList(a.items) && isPointList(b.items)) {
+      return a.items.length === b.items.length && unorderedMatch(a.items, b.items, ctx);
+    }
+    // A list with ± is a set of solutions: -2, 1 \pm \sqrt3.
+    if (a.items.some((it) => it.kind === "pm") || b.items.some((it) => it.kind === "pm")) {
+      return unorderedMatch(expandPm(a.items), expandPm(b.items), ctx);
+    }
+  }
   if (ctx.unorderedLists && a.brackets === "" && b.brackets === "") {
     return a.items.length === b.items.length && unorderedMatch(a.items, b.items, ctx);
   }
   return orderedMatch(a.items, b.items, ctx);
+}
+
+/** `name = value` items with distinct names, as a map; null otherwise. */
+function labelled(items: readonly AnswerNode[]): Map<string, AnswerNode> | null {
+  const out = new Map<string, AnswerNode>();
+  for (const it of items) {
+    if (it.kind !== "relation" || it.op !== "=" || it.lhs.kind !== "symbol") return null;
+    if (out.has(it.lhs.name)) return null;
+    out.set(it.lhs.name, it.rhs);
+  }
+  return out.size >= 2 ? out : null;
+}
+
+function isPointList(items: readonly AnswerNode[]): boolean {
+  return items.length >= 2 &&
+    items.every((it) => it.kind === "tuple" && it.brackets === "()" && it.items.length >= 2);
 }
 
 function matrixVsTuple(
@@ -368,7 +450,7 @@ function asIntervals(n: AnswerNode, ctx: CompareContext, allowTuple: boolean): I
     case "relation": {
       if (n.op !== "<" && n.op !== "<=") return null;
       const v = variableOf(n, ctx);
-      if (v === null) return null;
+      if (v === null) return absIntervals([n], ctx);
       const open = n.op === "<";
       // x < c  → (-∞, c);  c < x → (c, ∞)
       return v.varOnLeft
@@ -376,6 +458,8 @@ function asIntervals(n: AnswerNode, ctx: CompareContext, allowTuple: boolean): I
         : [{ lo: n.lhs, hi: POS_INF, loOpen: open, hiOpen: true }];
     }
     case "and": {
+      const viaAbs = absIntervals(n.items, ctx);
+      if (viaAbs !== null) return viaAbs;
       // intersection of one-sided bounds on the same variable: 1 < x \le 3
       let name: string | null = null;
       let lo: AnswerNode = NEG_INF;
@@ -430,10 +514,193 @@ function intervalEqual(x: Iv, y: Iv, ctx: CompareContext): boolean {
   return compareNodes(x.lo, y.lo, ctx) && compareNodes(x.hi, y.hi, ctx);
 }
 
+// ---- |L| bounds and merged unions ------------------------------------------------------
+
+function numberNode(r: R.Rational): AnswerNode {
+  return { kind: "number", n: r.n, d: r.d };
+}
+
+function substitute(
+  n: AnswerNode,
+  name: string,
+  value: AnswerNode,
+  ctx: CompareContext,
+): AnswerNode {
+  ctx.budget.tick();
+  if (n.kind === "symbol") return n.name === name ? value : n;
+  if (n.kind === "apply") {
+    return { kind: "apply", op: n.op, args: n.args.map((a) => substitute(a, name, value, ctx)) };
+  }
+  return n;
+}
+
+/** L = a·v + b with exact rationals a ≠ 0, b, or null. */
+function linearIn(
+  l: AnswerNode,
+  ctx: CompareContext,
+): { v: string; a: R.Rational; b: R.Rational } | null {
+  const vars = freeVariables(l, new Set(), ctx.budget);
+  if (vars.size !== 1) return null;
+  const [v] = vars;
+  const at = (k: bigint) => {
+    const e = exactValue(substitute(l, v, { kind: "number", n: k, d: 1n }, ctx), ctx.budget);
+    return e && R.isReal(e) ? e.re : null;
+  };
+  const l0 = at(0n);
+  const l1 = at(1n);
+  const l2 = at(2n);
+  if (!l0 || !l1 || !l2) return null;
+  const a = R.sub(l1, l0);
+  if (!a || a.n === 0n) return null;
+  const twoA = R.add(a, a);
+  const check = twoA && R.add(twoA, l0);
+  if (!check || !R.eq(check, l2)) return null;
+  return { v, a, b: l0 };
+}
+
+/**
+ * Bounds on |L| with L linear in one variable, as intervals of that variable:
+ * `2 \le |w| \le 5` → [-5,-2] ∪ [2,5]; `|x-1| < 3` → (-2, 4); `|x| > 1` → two rays.
+ */
+function absIntervals(items: readonly AnswerNode[], ctx: CompareContext): Iv[] | null {
+  let key: string | null = null;
+  let inner: AnswerNode | null = null;
+  let lower: { c: R.Rational; open: boolean } | null = null;
+  let upper: { c: R.Rational; open: boolean } | null = null;
+  for (const it of items) {
+    if (it.kind !== "relation" || (it.op !== "<" && it.op !== "<=")) return null;
+    const absLeft = it.lhs.kind === "apply" && it.lhs.op === "abs";
+    const absRight = it.rhs.kind === "apply" && it.rhs.op === "abs";
+    if (absLeft === absRight) return null;
+    const absNode = (absLeft ? it.lhs : it.rhs) as AnswerNode & { kind: "apply" };
+    const cv = exactValue(absLeft ? it.rhs : it.lhs, ctx.budget);
+    if (!cv || !R.isReal(cv)) return null;
+    const k = nodeKey(absNode, ctx.budget);
+    if (key !== null && k !== key) return null;
+    key = k;
+    inner = absNode.args[0];
+    const bound = { c: cv.re, open: it.op === "<" };
+    if (absLeft) {
+      if (upper) return null;
+      upper = bound; // |L| < c
+    } else {
+      if (lower) return null;
+      lower = bound; // c < |L|
+    }
+  }
+  if (inner === null) return null;
+  const lin = linearIn(inner, ctx);
+  if (lin === null) return null;
+  // Intervals of L.
+  const ivs: { lo: R.Rational | null; hi: R.Rational | null; loOpen: boolean; hiOpen: boolean }[] =
+    [];
+  if (upper && upper.c.n < 0n) return [];
+  if (upper && (!lower || lower.c.n < 0n)) {
+    ivs.push({ lo: R.neg(upper.c), hi: upper.c, loOpen: upper.open, hiOpen: upper.open });
+  } else if (lower) {
+    if (lower.c.n < 0n) return null; // |L| > negative: every real number
+    const c1 = lower.c;
+    ivs.push({
+      lo: upper ? R.neg(upper.c) : null,
+      hi: R.neg(c1),
+      loOpen: upper?.open ?? true,
+      hiOpen: lower.open,
+    });
+    ivs.push({
+      lo: c1,
+      hi: upper ? upper.c : null,
+      loOpen: lower.open,
+      hiOpen: upper?.open ?? true,
+    });
+  } else {
+    return null;
+  }
+  // Map L-intervals to v = (L - b) / a.
+  const map = (x: R.Rational | null) => {
+    if (x === null) return null;
+    const t = R.sub(x, lin.b);
+    return t && R.div(t, lin.a);
+  };
+  const flip = lin.a.n < 0n;
+  const out: Iv[] = [];
+  for (const iv of ivs) {
+    const lo = map(iv.lo);
+    const hi = map(iv.hi);
+    if ((iv.lo && !lo) || (iv.hi && !hi)) return null;
+    const [l, h, lOpen, hOpen] = flip
+      ? [hi, lo, iv.hiOpen, iv.loOpen]
+      : [lo, hi, iv.loOpen, iv.hiOpen];
+    out.push({
+      lo: l ? numberNode(l) : NEG_INF,
+      hi: h ? numberNode(h) : POS_INF,
+      loOpen: l ? lOpen : true,
+      hiOpen: h ? hOpen : true,
+    });
+  }
+  return out;
+}
+
+/** Exact value of an interval end (±∞ as ±Infinity), or null. */
+function endValue(n: AnswerNode, ctx: CompareContext): R.Rational | number | null {
+  if (isInfinite(n)) return n.kind === "constant" ? Infinity : -Infinity;
+  const e = exactValue(n, ctx.budget);
+  return e && R.isReal(e) ? e.re : null;
+}
+
+function cmpEnd(x: R.Rational | number, y: R.Rational | number): number {
+  if (typeof x === "number" || typeof y === "number") {
+    const fx = typeof x === "number" ? x : 0;
+    const fy = typeof y === "number" ? y : 0;
+    if (typeof x === "number" && typeof y === "number") return fx === fy ? 0 : fx < fy ? -1 : 1;
+    return typeof x === "number" ? (fx < 0 ? -1 : 1) : (fy < 0 ? 1 : -1);
+  }
+  return R.cmp(x, y);
+}
+
+/**
+ * A union with exact (rational or infinite) ends, sorted and merged where the pieces
+ * overlap or touch at a closed end: [0,2] ∪ [2,5] = [0,5], (-∞,1) ∪ [1,3] = (-∞,3];
+ * (0,9) ∪ (9,36) stays two pieces. Returns the input when some end is not exact.
+ */
+function mergeIntervals(ivs: Iv[], ctx: CompareContext): Iv[] {
+  if (ivs.length < 2) return ivs;
+  const keyed: { iv: Iv; lo: R.Rational | number; hi: R.Rational | number }[] = [];
+  for (const iv of ivs) {
+    const lo = endValue(iv.lo, ctx);
+    const hi = endValue(iv.hi, ctx);
+    if (lo === null || hi === null) return ivs;
+    const c = cmpEnd(lo, hi);
+    if (c > 0 || (c === 0 && (iv.loOpen || iv.hiOpen))) continue; // empty piece
+    keyed.push({ iv, lo, hi });
+  }
+  keyed.sort((x, y) =>
+    cmpEnd(x.lo, y.lo) || (x.iv.loOpen === y.iv.loOpen ? 0 : x.iv.loOpen ? 1 : -1)
+  );
+  const out: typeof keyed = [];
+  for (const k of keyed) {
+    const last = out[out.length - 1];
+    if (last) {
+      const c = cmpEnd(k.lo, last.hi);
+      if (c < 0 || (c === 0 && !(k.iv.loOpen && last.iv.hiOpen))) {
+        const d = cmpEnd(k.hi, last.hi);
+        if (d > 0 || (d === 0 && last.iv.hiOpen && !k.iv.hiOpen)) {
+          last.hi = k.hi;
+          last.iv = { ...last.iv, hi: k.iv.hi, hiOpen: k.iv.hiOpen };
+        }
+        continue;
+      }
+    }
+    out.push({ ...k });
+  }
+  return out.map((k) => k.iv);
+}
+
 function compareAsIntervals(a: AnswerNode, b: AnswerNode, ctx: CompareContext): boolean {
-  const ia = asIntervals(a, ctx, isIntervalLike(b, ctx));
-  const ib = asIntervals(b, ctx, isIntervalLike(a, ctx));
-  if (ia === null || ib === null) return false;
+  const ra = asIntervals(a, ctx, isIntervalLike(b, ctx));
+  const rb = asIntervals(b, ctx, isIntervalLike(a, ctx));
+  if (ra === null || rb === null) return false;
+  const ia = mergeIntervals(ra, ctx);
+  const ib = mergeIntervals(rb, ctx);
   if (ia.length !== ib.length || ia.length > MAX_ITEMS) return false;
   const used = new Array<boolean>(ib.length).fill(false);
   for (const x of ia) {
@@ -487,8 +754,12 @@ function relationEqual(
   let valid = 0;
   for (let p = 0; p < ctx.points * 2 && valid < ctx.points; p++) {
     const env = samplePoint(names, rand);
-    const v1 = numericValue(d1, env, ctx.budget);
-    const v2 = numericValue(d2, env, ctx.budget);
+    const b1 = boundedValue(d1, env, ctx.budget);
+    const b2 = boundedValue(d2, env, ctx.budget);
+    // Under/overflow or a term lost in rounding at this point: no information.
+    if (b1.lost || b2.lost) continue;
+    const v1 = b1.z;
+    const v2 = b2.z;
     if (!N.isFiniteC(v1) || !N.isFiniteC(v2)) continue;
     if (N.absC(v2) < 1e-12 || N.absC(v1) < 1e-12) return false;
     const r = N.divC(v1, v2);
@@ -524,28 +795,122 @@ function close(a: N.Complex, b: N.Complex, rel: number, abs: number): boolean {
   return Math.hypot(a.re - b.re, a.im - b.im) <= rel * scale;
 }
 
-/** Scalar equality: exact, then closed-form numeric, then random points, then structure. */
+/** Outcome of a numeric comparison with tracked rounding error. */
+type NumericOutcome = "equal" | "different" | "undecided";
+
+/**
+ * Compares two float64 values with error bounds. Different when they are further apart
+ * than their error bounds (plus `slack`); equal when they are not and their error bounds
+ * are within `rel` of their magnitude, or both are within their (≤ `abs`) error of 0;
+ * undecided otherwise (under/overflow, too much rounding error).
+ */
+function compareBounded(
+  a: Bounded,
+  b: Bounded,
+  rel: number,
+  abs: number,
+  slack: number,
+): NumericOutcome {
+  if (a.lost || b.lost) return "undecided";
+  const diff = Math.hypot(a.z.re - b.z.re, a.z.im - b.z.im);
+  const err = a.err + b.err;
+  const scale = Math.max(N.absC(a.z), N.absC(b.z));
+  if (!(diff <= err + slack)) return "different";
+  if (err <= rel * scale) return "equal";
+  if (scale <= err && err <= abs) return "equal";
+  return "undecided";
+}
+
+/** A number written as a decimal (`0.1667`): its value and the decimals written. */
+function writtenDecimal(n: AnswerNode): { v: R.Rational; decimals: number } | null {
+  if (n.kind === "number" && n.decimals !== undefined) {
+    return { v: { n: n.n, d: n.d }, decimals: n.decimals };
+  }
+  if (n.kind === "apply" && n.op === "neg" && n.args.length === 1) {
+    const inner = writtenDecimal(n.args[0]);
+    return inner && { v: R.neg(inner.v), decimals: inner.decimals };
+  }
+  return null;
+}
+
+/** Whether the decimal expansion of a rational terminates (its denominator is 2^a·5^b). */
+function terminates(r: R.Rational): boolean {
+  let d = r.d;
+  while (d % 2n === 0n) d /= 2n;
+  while (d % 5n === 0n) d /= 5n;
+  return d === 1n;
+}
+
+/**
+ * The rounding rule: `dec` is `gold` correctly rounded (half away from zero; a
+ * non-terminating gold never sits on a tie) to the decimals written, with at least
+ * `minDigits` significant digits, and `gold` is a rational whose decimal expansion does
+ * not terminate (a terminating gold must be written exactly).
+ */
+export function roundedMatch(
+  dec: { v: R.Rational; decimals: number },
+  gold: R.Rational,
+  minDigits: number,
+): boolean {
+  if (terminates(gold) || dec.decimals > 60) return false;
+  const scale = 10n ** BigInt(dec.decimals);
+  const written = dec.v.n * scale;
+  if (written % dec.v.d !== 0n) return false;
+  const w = written / dec.v.d; // the digits written, as an integer
+  const digits = (w < 0n ? -w : w).toString().replace(/^0+/, "").length;
+  if (digits < minDigits) return false;
+  const an = gold.n < 0n ? -gold.n : gold.n;
+  const rounded = (2n * an * scale + gold.d) / (2n * gold.d);
+  return (gold.n < 0n ? -rounded : rounded) === w;
+}
+
+/** Scalar equality: exact, then rounded decimals, then closed-form numeric with error bounds, then random points, then structure. */
 export function scalarEqual(a: AnswerNode, b: AnswerNode, ctx: CompareContext): boolean {
   const ea = exactValue(a, ctx.budget);
   const eb = exactValue(b, ctx.budget);
   if (ea && eb) {
     const ok = R.ceq(ea, eb);
-    if (ok) ctx.methods.add("exact");
-    return ok;
+    if (ok) {
+      ctx.methods.add("exact");
+      return true;
+    }
+    if (R.isReal(ea) && R.isReal(eb) && Number.isFinite(ctx.roundedDigits)) {
+      const da = writtenDecimal(a);
+      const db = writtenDecimal(b);
+      if (
+        (da !== null && db === null && roundedMatch(da, eb.re, ctx.roundedDigits)) ||
+        (db !== null && da === null && roundedMatch(db, ea.re, ctx.roundedDigits))
+      ) {
+        ctx.methods.add("rounded");
+        return true;
+      }
+    }
+    return false;
   }
   const vars = freeVariables(a, new Set(), ctx.budget);
   freeVariables(b, vars, ctx.budget);
   if (vars.size === 0) {
-    const va = numericValue(a, new Map(), ctx.budget);
-    const vb = numericValue(b, new Map(), ctx.budget);
-    // Overflowed values (10^{3000} vs 10^{3000}+1) cannot be told apart numerically: they
-    // fall through to the structural comparison, as do undefined ones.
-    if (N.isFiniteC(va) && N.isFiniteC(vb)) {
-      const ok = close(va, vb, ctx.relTol, ctx.absTol);
-      if (ok) ctx.methods.add("numeric");
-      return ok;
+    const va = boundedValue(a, new Map(), ctx.budget);
+    const vb = boundedValue(b, new Map(), ctx.budget);
+    // Infinite or undefined values (\infty, 10^{3000} is "lost", 1/0) fall through to the
+    // structural comparison.
+    if (!va.lost && !vb.lost && (!N.isFiniteC(va.z) || !N.isFiniteC(vb.z))) {
+      return structural(a, b, ctx);
     }
-    return structural(a, b, ctx);
+    // A decimal written against an irrational value: equal within relTol (by default
+    // about 10 significant digits: 3.141592654 = \pi, 3.14159 and 1.414 are not).
+    const approx = (ea !== null && writtenDecimal(a) !== null) ||
+      (eb !== null && writtenDecimal(b) !== null);
+    const slack = approx ? ctx.relTol * Math.max(N.absC(va.z), N.absC(vb.z)) : 0;
+    const outcome = compareBounded(va, vb, ctx.relTol, ctx.absTol, slack);
+    if (outcome === "equal") {
+      ctx.methods.add("numeric");
+      return true;
+    }
+    if (outcome === "different") return false;
+    if (structural(a, b, ctx)) return true;
+    ctx.undecided = true;
+    return false;
   }
   if (vars.size > MAX_VARS) return structural(a, b, ctx);
   const names = [...vars].sort();
@@ -553,20 +918,24 @@ export function scalarEqual(a: AnswerNode, b: AnswerNode, ctx: CompareContext): 
   let valid = 0;
   for (let p = 0; p < ctx.points * 2 && valid < ctx.points; p++) {
     const env = samplePoint(names, rand);
-    const va = numericValue(a, env, ctx.budget);
-    const vb = numericValue(b, env, ctx.budget);
-    const fa = N.isFiniteC(va);
-    const fb = N.isFiniteC(vb);
+    const va = boundedValue(a, env, ctx.budget);
+    const vb = boundedValue(b, env, ctx.budget);
+    if (va.lost || vb.lost) continue; // under/overflow at this point: no information
+    const fa = N.isFiniteC(va.z);
+    const fb = N.isFiniteC(vb.z);
     if (!fa && !fb) continue;
     if (fa !== fb) return false;
-    if (!close(va, vb, ctx.pointRelTol, ctx.pointAbsTol)) return false;
-    valid++;
+    const outcome = compareBounded(va, vb, ctx.pointRelTol, ctx.pointAbsTol, 0);
+    if (outcome === "different") return false;
+    if (outcome === "equal") valid++;
   }
   if (valid >= 3) {
     ctx.methods.add("random-points");
     return true;
   }
-  return structural(a, b, ctx);
+  if (structural(a, b, ctx)) return true;
+  ctx.undecided = true;
+  return false;
 }
 
 function structural(a: AnswerNode, b: AnswerNode, ctx: CompareContext): boolean {

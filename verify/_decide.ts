@@ -5,8 +5,14 @@
 //   3. parse (size-guarded), compare trees     → exact / numeric / random points / structure
 
 import { type AnswerNode, parseAnswer, type ParseAnswerResult } from "./parse_answer.ts";
-import { Budget, BudgetExceeded } from "./_budget.ts";
-import { type CompareContext, compareNodes, looseText, type Method } from "./_compare.ts";
+import { Budget, BudgetExceeded, DEFAULT_BUDGET_STEPS } from "./_budget.ts";
+import {
+  type CompareContext,
+  compareNodes,
+  looseText,
+  type Method,
+  roundedMatch,
+} from "./_compare.ts";
 import { parseDecimal, rat, type Rational } from "./_rational.ts";
 import type { EquivalenceOptions, VerifyReason } from "./types.ts";
 
@@ -33,6 +39,16 @@ export function literalValue(s: string): Rational | null {
   return rat(m[1] === "-" ? -n : n, d);
 }
 
+/**
+ * The budget of one call: counted steps always; a wall-clock deadline only when
+ * `budgetMs` is given or, by default, outside reward mode (see `budgetMs`).
+ */
+export function makeBudget(options: EquivalenceOptions, mode: "reward" | "eval"): Budget {
+  const ms = options.budgetMs ?? (mode === "reward" ? Infinity : 100);
+  const steps = options.budgetSteps ?? DEFAULT_BUDGET_STEPS;
+  return new Budget(ms, undefined, Number.isNaN(steps) ? DEFAULT_BUDGET_STEPS : steps);
+}
+
 export function parseSide(side: Side, options: EquivalenceOptions, budget: Budget) {
   return side.parsed ?? parseAnswer(side.normalized, {
     maxLength: options.maxLength,
@@ -52,13 +68,72 @@ export function makeContext(options: EquivalenceOptions, budget: Budget): Compar
     points: Math.max(3, Math.min(64, options.points ?? 6)),
     unorderedLists: options.unorderedLists ?? false,
     methods: new Set<Method>(),
+    roundedDigits: options.roundedDigits ?? 4,
+    undecided: false,
   };
+}
+
+/**
+ * Decision for two plain numeric literals: exact equality, else the rounding rule when
+ * exactly one of them is written as a decimal (see `roundedDigits`).
+ */
+export function literalDecision(
+  textA: string,
+  a: Rational,
+  textB: string,
+  b: Rational,
+  options: EquivalenceOptions,
+): Decision {
+  if (a.n === b.n && a.d === b.d) return { equal: true, reason: "match-exact" };
+  const digits = options.roundedDigits ?? 4;
+  if (Number.isFinite(digits)) {
+    const da = DECIMAL.exec(textA);
+    const db = DECIMAL.exec(textB);
+    if (
+      (da && !db && roundedMatch({ v: a, decimals: da[1].length }, b, digits)) ||
+      (db && !da && roundedMatch({ v: b, decimals: db[1].length }, a, digits))
+    ) {
+      return { equal: true, reason: "match-rounded" };
+    }
+  }
+  return { equal: false, reason: "mismatch" };
+}
+
+const DECIMAL = /^[-+]?\d*\.(\d+)$/;
+
+const PERCENT = /\d\s*(?:\\%|%|\\text\{\s*percent\s*\}|percent)[\s.}$]*$/;
+
+/**
+ * Percentages in both directions: when exactly one raw answer is a plain number written
+ * with a percent sign, it also stands for that number / 100 (`25\%` = `0.25`); `25\%` =
+ * `25` holds anyway (units are dropped). Only plain numeric literals; null when the rule
+ * does not apply.
+ */
+export function percentDecision(
+  rawA: string,
+  normA: string,
+  rawB: string,
+  normB: string,
+): Decision | null {
+  const pa = PERCENT.test(rawA);
+  const pb = PERCENT.test(rawB);
+  if (pa === pb) return null;
+  const la = literalValue(normA);
+  const lb = literalValue(normB);
+  if (la === null || lb === null) return null;
+  const [p, other] = pa ? [la, lb] : [lb, la];
+  const scaled = rat(p.n, p.d * 100n);
+  if (scaled && scaled.n === other.n && scaled.d === other.d) {
+    return { equal: true, reason: "match-exact" };
+  }
+  return null;
 }
 
 /** The least certain method that a positive decision relied on. */
 function reasonOf(methods: ReadonlySet<Method>): VerifyReason {
   if (methods.has("random-points")) return "match-random-points";
   if (methods.has("numeric")) return "match-numeric";
+  if (methods.has("rounded")) return "match-rounded";
   if (methods.has("text")) return "match-text";
   if (methods.has("structure")) return "match-structure";
   if (methods.has("exact")) return "match-exact";
@@ -81,10 +156,7 @@ export function decide(
 
   const la = response.literal !== undefined ? response.literal : literalValue(response.normalized);
   const lb = gold.literal !== undefined ? gold.literal : literalValue(gold.normalized);
-  if (la && lb) {
-    const equal = la.n === lb.n && la.d === lb.d;
-    return { equal, reason: equal ? "match-exact" : "mismatch" };
-  }
+  if (la && lb) return literalDecision(response.normalized, la, gold.normalized, lb, options);
 
   budget.check();
   const parsed = parseSide(response, options, budget);
@@ -113,7 +185,10 @@ export function compareParsed(
   }
   const ctx = makeContext(env.options, env.budget);
   const equal = compareNodes(a, b, ctx);
-  return { equal, reason: equal ? reasonOf(ctx.methods) : "mismatch" };
+  return {
+    equal,
+    reason: equal ? reasonOf(ctx.methods) : ctx.undecided ? "undecided" : "mismatch",
+  };
 }
 
 /** Runs `fn`, converting a spent budget into "timeout" and any other error into a reason. */

@@ -11,7 +11,10 @@ import { braceTable } from "./_latex_scan.ts";
  * Names of the answer extractors.
  *
  * - `boxed`: the last well-formed `\boxed{…}` / `\fbox{…}` (braces matched, escaped
- *   braces skipped), also the brace-less `\boxed 5`.
+ *   braces skipped), also the brace-less `\boxed 5`. Several adjacent boxes, separated
+ *   only by spaces, `$`, `\(`…`\]`, `,`, `;`, `\quad` or "and"/"or", are one answer: the
+ *   list of their contents (`\boxed{4}, \boxed{9}` → `4, 9`; a repeated box counts
+ *   once); the marker is then the first of them.
  * - `minerva`: "The final answer is $X$" (Minerva / lm-eval format; "I hope it is
  *   correct." is dropped).
  * - `answer_line`: DAPO's `Answer: X` line (case-insensitive, the last match; the rest of
@@ -142,9 +145,57 @@ const EXTRACTORS: Record<ExtractorName, Extractor> = {
   last_number: extractLastNumber,
 };
 
+/**
+ * What may stand between two boxes of one answer: spaces, `$`, `\(`/`\)`/`\[`/`\]`,
+ * `,`, `;`, `\quad`, "and", "or" (also in `\text{}`).
+ */
+const BOX_JOINER =
+  /^(?:\s|\$|\\[()[\]]|[,;]|\\q?quad(?![a-zA-Z])|\\[,;]|\\text\{\s*(?:and|or|,)\s*\}|\b(?:and|or)\b)*$/;
+
+/** A label right before a box: "x = \boxed{2}", "$y=$ \boxed{3}". */
+const LABEL_TAIL = /(?:^|[\s$(,;])([A-Za-z](?:_\{?\w+\}?)?)\s*=\s*\$?\s*$/;
+
 function extractBoxed(s: string): ExtractedAnswer | null {
+  const boxes = boxedSpans(s);
+  if (boxes.length === 0) return null;
+  // Several boxes next to each other ("\boxed{4}, \boxed{9}", "\boxed{4} and
+  // \boxed{9}", "x = \boxed{2} or x = \boxed{-3}") are one answer: the list of their
+  // contents, with their labels when every box has one. Otherwise the last box wins.
+  const last = boxes[boxes.length - 1];
+  const labels: (string | null)[] = [];
+  let first = boxes.length - 1;
+  while (first > 0) {
+    const gap = s.slice(boxes[first - 1].end + 1, boxes[first].markerOffset);
+    const label = LABEL_TAIL.exec(gap);
+    if (!BOX_JOINER.test(label ? gap.slice(0, gap.length - label[0].length) : gap)) break;
+    labels.unshift(label ? label[1] : null);
+    first--;
+  }
+  if (first === boxes.length - 1) return last;
+  labels.unshift(
+    LABEL_TAIL.exec(s.slice(Math.max(0, boxes[first].markerOffset - 24), boxes[first].markerOffset))
+      ?.[1] ?? null,
+  );
+  const group = boxes.slice(first);
+  const labelled = labels.every((l) => l !== null);
+  const items = [
+    ...new Set(group.map((b, i) => labelled ? `${labels[i]} = ${b.answer}` : b.answer)),
+  ];
+  if (items.length === 1) return last;
+  return {
+    answer: items.join(", "),
+    extractor: "boxed",
+    markerOffset: boxes[first].markerOffset,
+    start: boxes[first].start,
+    end: last.end,
+  };
+}
+
+/** Every well-formed box, in order (brace-less `\boxed 5` included). */
+function boxedSpans(s: string): ExtractedAnswer[] {
   const re = /\\(?:boxed|fbox)(?![a-zA-Z])/g;
   let table: Map<number, number> | null = null;
+  const out: ExtractedAnswer[] = [];
   let best: ExtractedAnswer | null = null;
   for (let m = re.exec(s); m !== null; m = re.exec(s)) {
     let k = m.index + m[0].length;
@@ -162,6 +213,7 @@ function extractBoxed(s: string): ExtractedAnswer | null {
         start: k + 1,
         end: close,
       };
+      out.push(best);
     } else if (k > m.index + m[0].length || s[k] === "\\" || /[0-9a-zA-Z]/.test(s[k] ?? "")) {
       // "\boxed 5" / "\boxed\pi": one token.
       const tok = /^(?:\\[a-zA-Z]+|[^\s$]+)/.exec(s.slice(k, k + 200));
@@ -173,9 +225,10 @@ function extractBoxed(s: string): ExtractedAnswer | null {
         start: k,
         end: k + tok[0].length,
       };
+      out.push(best);
     }
   }
-  return best;
+  return out;
 }
 
 function trimSpan(s: string, start: number, end: number): [number, number] {

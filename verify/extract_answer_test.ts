@@ -100,3 +100,26 @@ Deno.test("extractAnswer() never throws and stays fast on adversarial input", ()
     assert.ok(performance.now() - t < 500, "extraction should be linear-time");
   }
 });
+
+Deno.test("extractAnswer() reads adjacent boxes as one answer list", () => {
+  const text = "The roots are \\boxed{4}, \\boxed{9} and \\(\\boxed{-1}\\).";
+  const got = extractAnswer(text);
+  assert.equal(got?.answer, "4, 9, -1");
+  assert.equal(got?.markerOffset, text.indexOf("\\boxed"));
+  assert.equal(extractAnswer("\\boxed{4} \\text{ or } \\boxed{9}")?.answer, "4, 9");
+  // A repeated box is one answer.
+  assert.equal(extractAnswer("\\[\\boxed{5}\\]\n\\[\\boxed{5}\\]")?.answer, "5");
+});
+
+Deno.test("extractAnswer() keeps only the last box when words separate the boxes", () => {
+  assert.equal(extractAnswer("\\boxed{4}, so y = \\boxed{9}")?.answer, "9");
+  assert.equal(extractAnswer("Try \\boxed{3}. Wait, no: \\boxed{5}")?.answer, "5");
+});
+
+Deno.test("extractAnswer() keeps the labels of adjacent boxes when each has one", () => {
+  assert.equal(
+    extractAnswer("Thus $x=\\boxed{2}$ or $x=\\boxed{-3}$.")?.answer,
+    "x = 2, x = -3",
+  );
+  assert.equal(extractAnswer("x = \\boxed{2} and \\boxed{-3}")?.answer, "2, -3");
+});

@@ -6,7 +6,15 @@
  */
 
 import { normalizeAnswer } from "./normalize_answer.ts";
-import { Budget, compareParsed, guarded, literalValue, parseSide } from "./_decide.ts";
+import {
+  compareParsed,
+  guarded,
+  literalDecision,
+  literalValue,
+  makeBudget,
+  parseSide,
+  percentDecision,
+} from "./_decide.ts";
 import type { EquivalenceOptions, VerifyReason } from "./types.ts";
 
 /** Options for {@linkcode mathEqual}. */
@@ -23,12 +31,21 @@ export interface MathEqualResult {
 /**
  * Decides whether two answers (already extracted, e.g. box contents) are equivalent.
  * Both are normalised, then compared: identical strings; exact rationals (`13.0` = `13`,
- * `0.5` = `\frac12`); closed forms numerically (relative tolerance `1e-9`); expressions
- * with variables at seeded random points (relative tolerance `1e-8`); tuples in order,
+ * `0.5` = `\frac12`); a decimal that is an exact rational gold correctly rounded, with at
+ * least 4 significant digits (`0.1667` = `\frac16`, reason `match-rounded`); a
+ * percentage and its proportion (`25\%` = `0.25`); closed forms numerically in float64
+ * with a tracked rounding-error bound (equal only when float64 cannot separate them and
+ * the bound is within `relTol` = `1e-9`: `\sqrt2/2` = `1/\sqrt2`, `\sqrt2 + 10^{-12}` ≠
+ * `\sqrt2`; a value that under- or overflows is never compared numerically: reason
+ * `undecided`); expressions with variables at seeded random points (the same rule with
+ * `pointRelTol` = `1e-8`); labelled answers (`(a,b)=(4,-1)`, `m+n=31`, chains and `≈`);
+ * solution sets in any order (`x=1 or x=2`, lists of points); tuples in order,
  * sets and `\{…\}` in any order, intervals with their open/closed ends, `\pm`, equations
  * (`x=3` vs `3`, `y=2x+1` vs `2x-y+1=0`), inequalities (`a<2` vs `2>a`, `x>3` vs
- * `(3,\infty)`), matrices, choice letters and text. The relation is symmetric. It never
- * throws: an unparseable side is "not equal", a spent budget is reason `timeout`.
+ * `(3,\infty)`, `|x-1|<3` vs `(-2,4)`, unions merged), matrices (any environment), choice
+ * letters and text. The relation is symmetric. It never throws: an unparseable side is
+ * "not equal", a spent budget (counted steps, or the 100 ms deadline) is reason
+ * `timeout`.
  *
  * Unlike `verify`, an unparseable second argument is not special here; use `verify`
  * for graded rewards.
@@ -50,7 +67,7 @@ export interface MathEqualResult {
  * ```
  */
 export function mathEqual(a: string, b: string, options: MathEqualOptions = {}): MathEqualResult {
-  const budget = new Budget(options.budgetMs ?? 100);
+  const budget = makeBudget(options, "eval");
   const result = guarded((): MathEqualResult => {
     if (typeof a !== "string" || typeof b !== "string") {
       return { equal: false, reason: "invalid-input" };
@@ -64,8 +81,9 @@ export function mathEqual(a: string, b: string, options: MathEqualOptions = {}):
     const la = literalValue(na);
     const lb = literalValue(nb);
     if (la && lb) {
-      const equal = la.n === lb.n && la.d === lb.d;
-      return { equal, reason: equal ? "match-exact" : "mismatch" };
+      const d = literalDecision(na, la, nb, lb, options);
+      if (d.equal || options.percentAsProportion === false) return d;
+      return percentDecision(a, na, b, nb) ?? d;
     }
     const pa = parseSide({ normalized: na }, options, budget);
     const pb = parseSide({ normalized: nb }, options, budget);

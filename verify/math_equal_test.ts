@@ -63,3 +63,90 @@ Deno.test("mathEqual() never throws on bad input", () => {
   assert.equal(mathEqual("\\frac{1}{", "1").reason, "response-unparseable");
   assert.equal(mathEqual("", "").reason, "no-answer");
 });
+
+Deno.test("mathEqual() never calls values equal that float64 under- or overflows", () => {
+  assert.deepEqual(eq("\\frac{1}{2004!}", "\\frac{1}{2006!}"), {
+    equal: false,
+    reason: "undecided",
+  });
+  assert.deepEqual(eq("e^{-1000}", "e^{-1001}"), { equal: false, reason: "undecided" });
+  assert.equal(eq("2^{-2000}", "2^{-2001}").equal, false);
+  assert.equal(eq("e^{-1000x}", "e^{-1001x}").equal, false);
+  assert.equal(eq("e^{-1000}", "e^{-1000}").equal, true);
+  assert.equal(eq("\\frac{1}{2004!}", "\\frac{1}{2004 !}").equal, true);
+});
+
+Deno.test("mathEqual() separates closed forms that float64 can tell apart", () => {
+  assert.equal(eq("\\sqrt{2}+10^{-12}", "\\sqrt{2}").equal, false);
+  assert.equal(eq("\\pi+10^{-13}", "\\pi").equal, false);
+  assert.equal(eq("e^{-40}", "0").equal, false);
+  assert.deepEqual(eq("\\frac{\\sqrt2}{2}", "\\frac{1}{\\sqrt2}"), {
+    equal: true,
+    reason: "match-numeric",
+  });
+  assert.equal(eq("\\sin\\pi", "0").equal, true);
+  assert.equal(eq("\\sqrt{2}", "1.4142135624").equal, true);
+  assert.equal(eq("\\sqrt{2}", "1.41421").equal, false);
+});
+
+Deno.test("mathEqual() accepts a decimal that is the exact gold rounded", () => {
+  assert.deepEqual(eq("0.1667", "\\frac16"), { equal: true, reason: "match-rounded" });
+  assert.equal(eq("1.4286", "\\frac{10}{7}").equal, true);
+  assert.equal(eq("-0.1667", "-\\frac16").equal, true);
+  assert.equal(eq("0.1666", "\\frac16").equal, false);
+  assert.equal(eq("0.17", "\\frac16").equal, false);
+  assert.equal(eq("0.13", "\\frac18").equal, false);
+  assert.equal(eq("(0.6667, 2)", "(\\frac23, 2)").equal, true);
+  assert.equal(eq("(2, 0.6667)", "(\\frac23, 2)").equal, false);
+  assert.equal(mathEqual("0.1667", "\\frac16", { roundedDigits: Infinity }).equal, false);
+  assert.equal(mathEqual("0.167", "\\frac16", { roundedDigits: 3 }).equal, true);
+});
+
+Deno.test("mathEqual() reads labelled answers", () => {
+  assert.equal(eq("(a,b)=(4,-1)", "(4,-1)").equal, true);
+  assert.equal(eq("(a,b)=(4,-1)", "(-1,4)").equal, false);
+  assert.equal(eq("b_2 = 5, b_7 = 11", "b_7 = 11, b_2 = 5").equal, true);
+  assert.equal(eq("b_2 = 5, b_7 = 11", "b_7 = 5, b_2 = 11").equal, false);
+  assert.equal(eq("m+n=31", "31").equal, true);
+  assert.equal(eq("P(A)=\\frac16", "\\frac16").equal, true);
+  assert.equal(eq("2x=6", "6").equal, false);
+  assert.equal(eq("x^2=4", "4").equal, false);
+});
+
+Deno.test("mathEqual() compares solution sets in any order", () => {
+  assert.equal(eq("(5,2,1),(2,5,1)", "(2,5,1),(5,2,1)").equal, true);
+  assert.equal(eq("(5,2,1),(2,5,1)", "(2,5,1),(5,1,2)").equal, false);
+  assert.equal(eq("x = -2 \\text{ or } x = 7", "7, -2").equal, true);
+  assert.equal(eq("x = -2 \\text{ or } x = 7", "7, -3").equal, false);
+  assert.equal(eq("-2, 1\\pm\\sqrt3", "1+\\sqrt3, 1-\\sqrt3, -2").equal, true);
+  assert.equal(eq("1; -3", "\\{-3, 1\\}").equal, true);
+  assert.equal(eq("10, 4, -2", "4, 10, -2").equal, false);
+});
+
+Deno.test("mathEqual() reads |L| bounds as intervals and merges unions", () => {
+  assert.equal(eq("2 \\le |w| \\le 5", "[-5,-2] \\cup [2,5]").equal, true);
+  assert.equal(eq("2 < |w| \\le 5", "[-5,-2] \\cup [2,5]").equal, false);
+  assert.equal(eq("|2x-1| \\le 3", "[-1,2]").equal, true);
+  assert.equal(eq("|2x-1| \\le 3", "[-1,3]").equal, false);
+  assert.equal(eq("|x| > 1", "(-\\infty,-1)\\cup(1,\\infty)").equal, true);
+  assert.equal(eq("[0,2] \\cup [2,5]", "[0,5]").equal, true);
+  assert.equal(eq("[0,2) \\cup (2,5]", "[0,5]").equal, false);
+  assert.equal(eq("(-\\infty,1) \\cup [1,3]", "(-\\infty,3]").equal, true);
+});
+
+Deno.test("mathEqual() reads a percentage as a proportion in both directions", () => {
+  assert.equal(eq("25\\%", "0.25").equal, true);
+  assert.equal(eq("0.25", "25\\%").equal, true);
+  assert.equal(eq("25\\%", "25").equal, true);
+  assert.equal(eq("25\\%", "0.35").equal, false);
+  assert.equal(eq("25", "0.25").equal, false);
+});
+
+Deno.test("mathEqual() does not call equal what float64 rounding absorbs", () => {
+  assert.deepEqual(eq("\\sqrt{2}+10^{-20}", "\\sqrt2"), { equal: false, reason: "undecided" });
+  assert.equal(eq("x^2+10^{-20}", "x^2").equal, false);
+  assert.equal(eq("y = x + 10^{-20}", "y = x").equal, false);
+  assert.equal(eq("y = e^{-1000x}", "y = e^{-1001x}").equal, false);
+  assert.equal(eq("1+\\sin\\pi", "1").equal, true);
+  assert.equal(eq("y=2x+1", "2x-y+1=0").equal, true);
+});

@@ -90,9 +90,16 @@ const KNOWN_COMMANDS =
  * `\boxed{…}` / `\fbox{…}` unwrapped; `$…$`, `\(…\)`, `\[…\]` delimiters and `\$`
  * removed; `\left` / `\right` / `\big…` dropped; `\dfrac` / `\tfrac` / `\cfrac` →
  * `\frac`; spacing commands (`\!`, `\,`, `\;`, `\quad`, `~`) removed; thousands
- * separators (`1,000`, `10,\!080`, `1{,}000`) removed; `\text{…}` / `\mathrm{…}` /
+ * separators (`1,000`, `10,\!080`, `1{,}000`) removed; a decimal comma next to a
+ * currency read as a point (`3,50 €` → `3.50`; a bare `1,5` stays a list); `€` dropped
+ * like `\$`; every matrix environment (`array`, `bmatrix`, `vmatrix`, …, also inside
+ * `(…)` / `[…]`) written as `pmatrix`; `\quad` and plain "and"/"or" between two items
+ * read as list separators; `\text{…}` / `\mathrm{…}` /
  * `\mbox{…}` unwrapped or, for unit words after a number, dropped; `^\circ`, degrees,
  * `\%` and percent dropped; markdown bold and a leading "the answer is" dropped;
+ * a sentence around the answer reduced to it ("the smallest k is 17" → `17`); an
+ * approximation reduced to its exact side (`\frac27 \approx 0.29` → `\frac27`); a chain
+ * of two or more `=` reduced to its last side (`y = 3\cdot4 - 3 = 9` → `9`);
  * a single-variable assignment with a constant right side (`x = 5`) reduced to its value;
  * choice letters (`(C)`, `\text{(C)}`, `\textbf{C}`) reduced to the letter; trailing
  * punctuation removed; spaces outside `\text{}` removed. It never throws.
@@ -137,7 +144,16 @@ function normalizeInner(input: string, stripUnits: boolean): string {
     s = s.replace(/\\boxed\s+(?=[^{\s])/g, "");
   }
 
-  // Math delimiters and currency.
+  // Math delimiters and currency. A decimal comma is read only next to a currency sign and
+  // with 1 or 2 decimals ("3,50 €", "€3,5"): "2,000" stays a thousands separator and a
+  // bare "1,5" stays a list.
+  s = s.replace(/\\text\{\s*(€|EUR|euros?)\s*\}/g, " $1 ").replace(/\\euro(?![a-zA-Z])/g, " € ");
+  s = s.replace(
+    /^(\s*[-+]?\s*)(?:€\s*)?(\d{1,3}(?:\.\d{3})*|\d+),(\d{1,2})\s*(?:€|EUR\b|euros?\b)?\s*$/,
+    (m, sign: string, int: string, frac: string) =>
+      /€|EUR|euro/.test(m) ? `${sign}${int.replace(/\./g, "")}.${frac}` : m,
+  );
+  s = s.replace(/€|\bEUR\b/g, " ");
   s = s.replace(/\\\$/g, " ").replace(/\\textdollar(?![a-zA-Z])/g, " ");
   s = s.replace(/\$/g, " ");
   s = s.replace(/(^|[^\\])\\[()[\]]/g, "$1 ");
@@ -162,13 +178,21 @@ function normalizeInner(input: string, stripUnits: boolean): string {
   s = s.replace(/\\(?:geqslant|geq)(?![a-zA-Z])/g, "\\ge");
   s = s.replace(/\\neq(?![a-zA-Z])/g, "\\ne");
   s = rewriteGroups(s, DROP_GROUPS, () => " ");
+  s = canonicalMatrices(s);
 
   // Thousands separators that are unambiguous inside a larger string.
   s = s.replace(/(\d),\\!\s*(?=\d{3}(?!\d))/g, "$1");
   s = s.replace(/(\d)\{,\}(?=\d{3}(?!\d))/g, "$1");
   s = s.replace(/\\!/g, "");
   s = s.replace(/(\d)\\[,;:> ]\s*(?=\d{3}(?!\d))/g, "$1");
+  // "3 \quad 5", "x = 1 \qquad y = 2": a separator between two items of a list.
+  s = s.replace(
+    /([\d)\]}])\s*(?:\\(?:qquad|quad)(?![a-zA-Z])\s*)+(?=[-\d([]|\\\{|[a-zA-Z](?:_\{?\w+\}?)?\s*=)/g,
+    "$1, ",
+  );
   s = s.replace(/\\(?:qquad|quad)(?![a-zA-Z])/g, " ");
+  // Plain "and" / "or" between two math items: "(1,4) and (4,1)", "x = 2 or x = 7".
+  s = s.replace(/([\d)\]}])\s+(and|or)\s+(?=[-\d([]|\\\{|[a-zA-Z]\s*=)/g, "$1 \\text{ $2 } ");
   s = s.replace(/\\[,;:> ]/g, " ").replace(/~/g, " ");
 
   // Degrees and percent.
@@ -208,12 +232,25 @@ function normalizeInner(input: string, stripUnits: boolean): string {
   // Leading "=" or ":".
   s = s.replace(/^[=:]\s*/, "");
 
+  // A sentence around the answer: "the smallest k is 17" → "17".
+  const prose = /^(?:[A-Za-z][A-Za-z'-]*\s+){1,8}(?:is|are|equals)\s+(.+)$/.exec(s);
+  if (prose && /^[-+(\[\\\d]/.test(prose[1]) && !/\\text\{/.test(s)) s = prose[1];
+
+  // A grouped number as the value of a label or chain: "m+n = 6,250" (no other comma).
+  if (/^[^,]*=\s*[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$/.test(s)) {
+    s = s.replace(/(\d),(?=\d{3}(?!\d))/g, "$1");
+  }
+  s = dropApproximation(s);
+  s = lastSideOfChain(s);
+
   // Choice letters: "(C)", "C)", "(C) 12".
   const choice = /^\(\s*([A-Z])\s*\)(?:\s.*)?$/.exec(s) ?? /^([A-Z])\)(?:\s.*)?$/.exec(s);
   if (choice) s = choice[1];
 
   // Single-variable assignment with a constant right-hand side.
-  const assign = /^([a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\\[a-zA-Z]+)\s*=\s*([^=<>]+)$/.exec(s);
+  // (Also a function value as label: "f(2) = 7", "P(A) = \frac16".)
+  const assign = /^([a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?(?:\([^()=,]*\))?|\\[a-zA-Z]+)\s*=\s*([^=<>]+)$/
+    .exec(s);
   if (assign && !/[a-zA-Z]/.test(assign[2].replace(/\\[a-zA-Z]+/g, ""))) {
     const lhs = assign[1];
     if (!/^\\(?:pi|infty)$/.test(lhs)) s = assign[2].trim();
@@ -266,6 +303,56 @@ function stripTrailingPunctuation(s: string): string {
   let start = 0;
   while (start < end && ",;: ".includes(s[start])) start++;
   return s.slice(start, end);
+}
+
+/**
+ * `\begin{array}{cc}…\end{array}` (also inside `(…)` / `[…]`), `bmatrix`, `Bmatrix`,
+ * `vmatrix`, `Vmatrix`, `smallmatrix` and `matrix` are written as `pmatrix`: the same
+ * matrix (a `vmatrix` answer is read as its matrix, not its determinant).
+ */
+function canonicalMatrices(s: string): string {
+  if (!s.includes("\\begin")) return s;
+  s = s.replace(/\\begin\{array\}\s*\{[^{}]*\}/g, "\\begin{pmatrix}")
+    .replace(/\\end\{array\}/g, "\\end{pmatrix}");
+  s = s.replace(
+    /\\(begin|end)\{(?:bmatrix|Bmatrix|vmatrix|Vmatrix|smallmatrix|matrix)\}/g,
+    "\\$1{pmatrix}",
+  );
+  // Brackets around a single matrix: "(\begin{pmatrix}…\end{pmatrix})".
+  const m = /^\s*[([]\s*(\\begin\{pmatrix\}[^]*\\end\{pmatrix\})\s*[)\]]\s*$/.exec(s);
+  if (m && m[1].indexOf("\\begin{pmatrix}", 1) < 0) s = m[1];
+  return s;
+}
+
+/** `\frac{2}{7} \approx 0.29` → `\frac{2}{7}`: the exact side of an approximation. */
+function dropApproximation(s: string): string {
+  const i = s.indexOf("\\approx");
+  if (i <= 0 || s.indexOf("\\approx", i + 1) >= 0) return s;
+  const left = s.slice(0, i).trim();
+  const right = s.slice(i + 7).trim();
+  if (!/^[-+]?(?:\d{1,3}(?:,\d{3})+|\d*)\.?\d+$/.test(right)) return s;
+  // Keep the left side only when it says more than a variable name.
+  const value = /=([^=]+)$/.exec(left)?.[1] ?? left;
+  return /[\d\\]/.test(value) ? left : s;
+}
+
+/**
+ * `y = 3\cdot 4 - 3 = 9` → `9`: in a chain of two or more top-level `=` the last side is
+ * the answer. Lists, inequalities and unbalanced text are left alone.
+ */
+function lastSideOfChain(s: string): string {
+  let depth = 0;
+  const eqs: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const ch = s[i];
+    if (ch === "{" || ch === "(" || ch === "[") depth++;
+    else if (ch === "}" || ch === ")" || ch === "]") depth--;
+    else if (depth === 0 && (ch === "," || ch === ";" || ch === "<" || ch === ">")) return s;
+    else if (depth === 0 && ch === "=") eqs.push(i);
+  }
+  if (eqs.length < 2 || /\\(?:le|ge|ne|text|begin)(?![a-zA-Z])/.test(s)) return s;
+  const last = s.slice(eqs[eqs.length - 1] + 1).trim();
+  return last === "" ? s : last;
 }
 
 function canonicalShortForms(s: string): string {

@@ -87,3 +87,40 @@ Deno.test("normalizeAnswer() never throws", () => {
     assert.equal(typeof normalizeAnswer(s), "string");
   }
 });
+
+Deno.test("normalizeAnswer() reads a decimal comma only next to a currency", () => {
+  assert.equal(n("3,50 €"), "3.50");
+  assert.equal(n("€3,5"), "3.5");
+  assert.equal(n("3,50 \\text{ €}"), "3.50");
+  assert.equal(n("€1,250"), "1250");
+  assert.equal(n("2,000"), "2000");
+  assert.equal(n("1,5"), "1,5");
+  assert.equal(n("2,000.5 \\text{ kg}"), "2000.5");
+});
+
+Deno.test("normalizeAnswer() takes the last side of a chain and the exact side of ≈", () => {
+  assert.equal(n("y = 3\\cdot 4 - 3 = 9"), "9");
+  assert.equal(n("c = \\sqrt{3^2+4^2} = 5"), "5");
+  assert.equal(n("\\frac{2}{7} \\approx 0.29"), "\\frac{2}{7}");
+  assert.equal(n("x \\approx 0.29"), "x\\approx0.29");
+  assert.equal(n("y = 2x + 3"), "y=2x+3");
+  assert.equal(n("x = 1, y = 2 = z"), "x=1,y=2=z");
+  assert.equal(n("a \\le b = c"), "a\\le b=c");
+});
+
+Deno.test("normalizeAnswer() writes every matrix environment as pmatrix", () => {
+  const p = "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}";
+  assert.equal(n("\\left[\\begin{array}{cc}1&2\\\\3&4\\end{array}\\right]"), p);
+  assert.equal(n("\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}"), p);
+  assert.equal(n("\\begin{vmatrix}1&2\\\\3&4\\end{vmatrix}"), p);
+  assert.equal(n("\\begin{matrix}1&2\\\\3&4\\end{matrix}"), p);
+});
+
+Deno.test("normalizeAnswer() reads \\quad and words between items as list separators", () => {
+  assert.equal(n("3 \\quad 5"), "3,5");
+  assert.equal(n("x = 1 \\qquad y = 2"), "x=1,y=2");
+  assert.equal(n("5 \\quad \\text{cm}"), "5");
+  assert.equal(n("(1,4) and (4,1)"), "(1,4)\\text{ and }(4,1)");
+  assert.equal(n("the smallest k is 17."), "17");
+  assert.equal(n("\\text{the set is empty}"), "\\text{the set is empty}");
+});

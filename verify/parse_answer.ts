@@ -62,7 +62,16 @@ export type ApplyOp =
  * base (`52_8`), `x \in S` and `opaque` (anything else, compared structurally).
  */
 export type AnswerNode =
-  | { readonly kind: "number"; readonly n: bigint; readonly d: bigint }
+  | {
+    readonly kind: "number";
+    readonly n: bigint;
+    readonly d: bigint;
+    /**
+     * Decimals written when the number was written as a decimal (`0.1667`: 4); a
+     * non-enumerable annotation, not part of the value.
+     */
+    readonly decimals?: number;
+  }
   | { readonly kind: "symbol"; readonly name: string }
   | { readonly kind: "constant"; readonly name: "pi" | "e" | "i" | "infinity" }
   | { readonly kind: "apply"; readonly op: ApplyOp; readonly args: readonly AnswerNode[] }
@@ -179,6 +188,7 @@ export function parseAnswer(
     if (text === "") return { ok: false, reason: "empty" };
     if (text.length > (options.maxLength ?? 512)) return { ok: false, reason: "too-large" };
     if (nestingDepth(text) > (options.maxDepth ?? 24)) return { ok: false, reason: "too-large" };
+    options.budget?.charge(text.length);
     options.budget?.check();
     const json = SYNTAX.parse(text);
     options.budget?.check();
@@ -202,6 +212,13 @@ const MAX_TREE_DEPTH = 200;
 
 function num(r: Rational): AnswerNode {
   return { kind: "number", n: r.n, d: r.d };
+}
+
+/** A number written as a decimal; `decimals` is non-enumerable (not part of its value). */
+function decimalNum(r: Rational, decimals: number): AnswerNode {
+  const node = { kind: "number" as const, n: r.n, d: r.d };
+  Object.defineProperty(node, "decimals", { value: decimals, enumerable: false });
+  return node;
 }
 
 function unwrap(x: unknown): unknown {
@@ -296,7 +313,7 @@ function bracketsOf(meta: unknown): "()" | "[]" | "<>" | "" {
   const m = unwrap(meta);
   if (typeof m !== "string") return "()";
   const s = m.replace(/^'|'$/g, "");
-  if (s === "" || s === ",") return "";
+  if (s === "" || s === "," || s === ";") return "";
   if (s.startsWith("[") && s.endsWith("]")) return "[]";
   if (s.startsWith("(") && s.endsWith(")")) return "()";
   if (s.startsWith("\\langle") || s.startsWith("<")) return "<>";
@@ -321,7 +338,8 @@ function convert(raw: unknown, depth: number, ctx: Ctx, inTrig: boolean): Answer
     if (Number.isSafeInteger(x)) return { kind: "number", n: BigInt(x), d: 1n };
     if (Number.isFinite(x)) {
       const r = parseDecimal(String(x));
-      if (r) return num(r);
+      const dec = /^[+-]?\d*\.(\d+)$/.exec(String(x));
+      if (r) return dec ? decimalNum(r, dec[1].length) : num(r);
     }
     if (x === Infinity) return { kind: "constant", name: "infinity" };
     if (x === -Infinity) {
@@ -336,7 +354,9 @@ function convert(raw: unknown, depth: number, ctx: Ctx, inTrig: boolean): Answer
       return { kind: "apply", op: "neg", args: [{ kind: "constant", name: "infinity" }] };
     }
     const r = parseDecimal(s);
-    return r ? num(r) : { kind: "opaque", key: `num:${s}` };
+    if (r === null) return { kind: "opaque", key: `num:${s}` };
+    const dec = /^[+-]?\d*\.(\d+)$/.exec(s);
+    return dec ? decimalNum(r, dec[1].length) : num(r);
   }
   if (typeof x === "string") return convertSymbol(x);
   if (!Array.isArray(x) || x.length === 0) throw new ParseFailure("syntax");
@@ -517,7 +537,10 @@ function isLogical(n: AnswerNode): boolean {
 }
 
 function negate(n: AnswerNode): AnswerNode {
-  if (n.kind === "number") return { kind: "number", n: -n.n, d: n.d };
+  if (n.kind === "number") {
+    const out = { kind: "number" as const, n: -n.n, d: n.d };
+    return n.decimals === undefined ? out : decimalNum(out, n.decimals);
+  }
   return { kind: "apply", op: "neg", args: [n] };
 }
 

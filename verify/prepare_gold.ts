@@ -8,8 +8,8 @@
 import { extractAnswer, type ExtractorName } from "./extract_answer.ts";
 import { normalizeAnswer } from "./normalize_answer.ts";
 import { type AnswerNode, parseAnswer } from "./parse_answer.ts";
-import { literalValue } from "./_decide.ts";
-import { Budget, BudgetExceeded } from "./_budget.ts";
+import { literalValue, makeBudget } from "./_decide.ts";
+import { type Budget, BudgetExceeded } from "./_budget.ts";
 import type { EquivalenceOptions, VerifyMode } from "./types.ts";
 
 /** Options for {@linkcode prepareGold}. */
@@ -50,7 +50,7 @@ export interface PreparedGold {
  * Never throws; an unusable gold has `node: null` and an `error`.
  *
  * @param gold The gold answer (or, in `eval` mode, a gold solution text).
- * @param options Mode, size guards and time budget.
+ * @param options Mode, size guards and work budget (no clock in `"reward"` mode).
  * @returns The prepared gold.
  *
  * @example Usage
@@ -66,7 +66,11 @@ export interface PreparedGold {
  * ```
  */
 export function prepareGold(gold: string, options: PrepareGoldOptions = {}): PreparedGold {
-  return prepareGoldWithin(gold, options, new Budget(options.budgetMs ?? 100));
+  return prepareGoldWithin(
+    gold,
+    options,
+    makeBudget(options, options.mode === "eval" ? "eval" : "reward"),
+  );
 }
 
 /** @internal `prepareGold` charged to an existing budget (used by `verify`). */

@@ -14,7 +14,9 @@ export type RewardOptions = VerifyOptions;
 /**
  * DAPO-style reward: `+1` when the response's marked answer is equivalent to the gold,
  * `-1` otherwise (wrong, missing, unparseable, timed out), and `null` when the gold is
- * unusable — skip such a sample rather than penalising it.
+ * unusable — skip such a sample rather than penalising it. Deterministic: in the default
+ * `"reward"` mode the work is bounded by counted steps, never by the clock, so a resumed
+ * run computes the same rewards.
  *
  * Unlike DAPO's string match after Minerva normalisation, `13.0`, `0.5` for `\frac12`
  * and `\dfrac{1}{2}` are rewarded. The default mode is `"reward"` (an answer must sit

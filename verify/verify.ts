@@ -8,7 +8,7 @@
 import { extractAnswer, type ExtractorName } from "./extract_answer.ts";
 import { normalizeAnswer } from "./normalize_answer.ts";
 import { type PreparedGold, prepareGoldWithin } from "./prepare_gold.ts";
-import { Budget, decide, guarded } from "./_decide.ts";
+import { decide, guarded, makeBudget, percentDecision } from "./_decide.ts";
 import type { EquivalenceOptions, VerifyMode, VerifyReason } from "./types.ts";
 
 /** Options for {@linkcode verify}. */
@@ -56,8 +56,11 @@ export interface VerifyResult {
 /**
  * Verifies a model response against a gold answer: extracts the final answer (reported
  * with its extractor and marker offset), normalises both sides and decides equivalence
- * (see `mathEqual`). Bounded time (`budgetMs`, default 100 ms, then reason `timeout`),
- * pure (no global mutable state: calls can run in parallel) and it never throws.
+ * (see `mathEqual`). Bounded work (`budgetSteps` counted steps, then reason `timeout`;
+ * in `"eval"` mode also a 100 ms deadline, `budgetMs`): in the default `"reward"` mode
+ * no clock is read, so the same input always gets the same decision, on any machine and
+ * under any load. Pure (no global mutable state: calls can run in parallel) and it never
+ * throws.
  *
  * An unusable gold gives `correct: null` (reason `gold-unparseable`) — skip that
  * problem; do not score it 0.
@@ -89,8 +92,8 @@ export function verify(
   gold: string | PreparedGold,
   options: VerifyOptions = {},
 ): VerifyResult {
-  const budget = new Budget(options.budgetMs ?? 100);
   const mode: VerifyMode = options.mode ?? "reward";
+  const budget = makeBudget(options, mode === "eval" ? "eval" : "reward");
   const result: VerifyResult = {
     correct: false,
     reason: "internal-error",
@@ -148,8 +151,12 @@ export function verify(
         budget,
       )
     );
-    result.correct = decision.equal;
-    result.reason = decision.reason;
+    const percent = decision.equal || decision.reason === "timeout" ||
+        !(options.percentAsProportion ?? mode === "eval")
+      ? null
+      : percentDecision(found.answer, normalized, prepared.answer, prepared.normalized);
+    result.correct = (percent ?? decision).equal;
+    result.reason = (percent ?? decision).reason;
     return result;
   } catch {
     result.correct = false;

@@ -8,7 +8,7 @@ import {
   readFloats,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import {
   CLIPPED_PG_METRICS,
   CLIPPED_PG_OUT_FLOATS,

@@ -8,7 +8,7 @@ import {
   randomArray,
   recordPass,
   testContext,
-} from "../_test_utils.ts";
+} from "../../gpu/test_utils.ts";
 import {
   encodeHiddenAlign,
   HIDDEN_ALIGN_METRICS,

@@ -1,6 +1,6 @@
 // Shared helpers of the loss tests: central differences in float64 and seeded data. (Not
 // kernels/_finite_diff.ts: that one pulls in the GPU test context.)
-import { mulberry32 } from "../../model/_random.ts";
+import { mulberry32 } from "../../internal/random.ts";
 
 /** Step of the central differences: truncation ~H² and rounding ~1e-16/H, both ≪ FD_TOL. */
 export const H = 1e-5;

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { mixNumber, mulberry32 } from "../../model/_random.ts";
+import { mixNumber, mulberry32 } from "../../internal/random.ts";
 import { checkName, describe } from "./_validate.ts";
 
 /**
