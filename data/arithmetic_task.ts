@@ -8,15 +8,17 @@
  * a problem belongs to the split chosen by a hash of its expression (independent of the seed), and
  * each split only keeps the problems that hash into it.
  *
- * A problem has several valid worked solutions ("paths", option `paths`, default `"multi"`): the
- * operations may run in any order the precedence allows (independent products either way round,
- * sums grouped as `(a + b) + c`, `a + (b + c)` or `(a + c) + b`), the operands of `+` and `*` may
- * be written either way round, and a problem of two or more operations may add one extra line: a
- * rewrite of what is left after each step (`so 3 + 20`), a restatement of the whole problem
+ * A problem of two or more operations has several valid worked solutions ("paths", option
+ * `paths`, default `"multi"`): the operations may run in any order the precedence allows
+ * (independent products either way round, sums grouped as `(a + b) + c`, `a + (b + c)` or
+ * `(a + c) + b`), the operands of `+` and `*` may be written either way round, and one extra line
+ * may be added: a rewrite of what is left after each step (`so 3 + 20`), a restatement of the whole problem
  * (`3 + 4 * 5 = 23`) or a check that inverts the last step (`ok: 23 - 20 = 3`). Each example draws
  * its path from `(seed, split, index)` too, after (and independently of) its problem, so the
  * problems, the answers and the splits do not depend on `paths`. `paths: "single"` gives the one
- * canonical path (multiplications first, then left to right, no extra line).
+ * canonical path (multiplications first, then left to right, no extra line), which is also the
+ * only path of a one-operation problem (so a one-operation task, e.g. 1-digit addition, stays
+ * deterministic text).
  *
  * The answer is a plain integer string (`"432"`, `"-40"`): a completion is correct when the
  * integer after its last `Answer:` equals it.
@@ -448,7 +450,8 @@ function generate(
     const { values, ops } = drawProblem(random, options);
     const expression = expressionOf(values, ops);
     if (splitOf(expression, options.heldOutFraction) !== split) continue;
-    const { lines, result } = options.paths === "single"
+    // A one-operation problem has one path: it keeps the canonical line.
+    const { lines, result } = options.paths === "single" || ops.length === 1
       ? solve(values, ops)
       : solveMulti(values, ops, expression, random);
     const answer = String(result);

@@ -165,7 +165,11 @@ function checkMultiPath(example: ArithmeticExample): {
   strictEqual(Number(steps.at(-1)![3]), answer);
   ok(kinds.size <= 1, `more than one kind of extra line: ${example.solution}`);
   const extra = ([...kinds][0] ?? "none") as "none" | "so" | "restate" | "ok";
-  if (steps.length === 1) strictEqual(extra, "none", "a one-step problem gets no extra line");
+  if (steps.length === 1) {
+    // A one-operation problem has one path, the canonical line.
+    strictEqual(extra, "none", "a one-step problem gets no extra line");
+    strictEqual(example.solution, `${expression} = ${answer}\nAnswer: ${answer}`);
+  }
   if (extra === "so") {
     strictEqual(lines.length - 1, 2 * steps.length - 1, "one rewrite per step but the last");
   }
