@@ -93,11 +93,14 @@ function positiveInteger(value: string, flag: string): number {
  * @returns The report, or `null` after `--help`.
  * @throws {TypeError | RangeError} On a bad flag or value, naming it.
  *
- * @example Usage
- * ```ts ignore
+ * @example Two problems × three samples of the bundled model
+ * ```ts
  * import { main } from "./anchors.ts";
- * const report = await main(["--model", "models/arithmetic-tiny", "--prompts", "4"]);
- * console.log(report?.anchors.correctCorrect.mean);
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const report = await main(["--prompts", "2", "--samples", "3", "--json"]);
+ * strictEqual(report?.rollouts, 6);
+ * strictEqual(report?.random.all.count, 2 * 3); // 3 pairs in each of 2 groups
  * ```
  */
 export async function main(args: string[]): Promise<AnchorReport | null> {
