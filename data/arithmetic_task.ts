@@ -8,6 +8,18 @@
  * a problem belongs to the split chosen by a hash of its expression (independent of the seed), and
  * each split only keeps the problems that hash into it.
  *
+ * A problem of two or more operations has several valid worked solutions ("paths", option
+ * `paths`, default `"multi"`): the operations may run in any order the precedence allows
+ * (independent products either way round, sums grouped as `(a + b) + c`, `a + (b + c)` or
+ * `(a + c) + b`), the operands of `+` and `*` may be written either way round, and one extra line
+ * may be added: a rewrite of what is left after each step (`so 3 + 20`), a restatement of the whole problem
+ * (`3 + 4 * 5 = 23`) or a check that inverts the last step (`ok: 23 - 20 = 3`). Each example draws
+ * its path from `(seed, split, index)` too, after (and independently of) its problem, so the
+ * problems, the answers and the splits do not depend on `paths`. `paths: "single"` gives the one
+ * canonical path (multiplications first, then left to right, no extra line), which is also the
+ * only path of a one-operation problem (so a one-operation task, e.g. 1-digit addition, stays
+ * deterministic text).
+ *
  * The answer is a plain integer string (`"432"`, `"-40"`): a completion is correct when the
  * integer after its last `Answer:` equals it.
  *
@@ -36,6 +48,24 @@ const show = (value: unknown): string => showCut(value, { maxLength: Infinity })
 /** An operator the task can use. */
 export type ArithmeticOp = "+" | "-" | "*";
 
+/**
+ * Which worked solutions the task writes: `"single"`, the canonical one (multiplications first,
+ * then left to right); `"multi"`, one drawn per example from the valid paths (see the module doc).
+ *
+ * @example Same problem and answer, canonical or drawn path
+ * ```ts
+ * import { type ArithmeticPaths, arithmeticExample } from "./arithmetic_task.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const [single, multi]: ArithmeticPaths[] = ["single", "multi"];
+ * const a = arithmeticExample("train", 9, { seed: 1, maxTerms: 3, paths: single });
+ * const b = arithmeticExample("train", 9, { seed: 1, maxTerms: 3, paths: multi });
+ * strictEqual(a.prompt, b.prompt);
+ * strictEqual(a.answer, b.answer);
+ * ```
+ */
+export type ArithmeticPaths = "single" | "multi";
+
 /** A split of the task: `"train"` for training, `"eval"` for the held-out problems. */
 export type ArithmeticSplit = "train" | "eval";
 
@@ -57,8 +87,9 @@ export interface ArithmeticExample {
   /** The question, e.g. `"What is 12 + 7 * 3?"`. */
   prompt: string;
   /**
-   * The worked solution: one line `a op b = c` per operation (multiplications first, then left
-   * to right), then `Answer: N`.
+   * The worked solution: one line `a op b = c` per operation (with `paths: "single"`
+   * multiplications first, then left to right; with `"multi"` in a drawn valid order, possibly
+   * with one extra `so ...`, restatement or `ok: ...` line), then `Answer: N`.
    */
   solution: string;
   /** The integer result in decimal, e.g. `"33"` or `"-40"`; compare as an integer. */
@@ -97,6 +128,11 @@ export interface ArithmeticTaskOptions {
    * the same value to stay disjoint. Default `0.1`.
    */
   heldOutFraction?: number;
+  /**
+   * `"multi"` draws one of several valid worked solutions per example, `"single"` always writes
+   * the canonical one. The problems and answers are the same either way. Default `"multi"`.
+   */
+  paths?: ArithmeticPaths;
 }
 
 /**
@@ -145,6 +181,7 @@ interface ResolvedOptions {
   maxTerms: number;
   mulDigits: number;
   heldOutFraction: number;
+  paths: ArithmeticPaths;
 }
 
 const ALL_OPS: readonly ArithmeticOp[] = ["+", "-", "*"];
@@ -199,7 +236,13 @@ function resolve(options: ArithmeticTaskOptions, where: string): ResolvedOptions
       }`,
     );
   }
-  return { seed, digits, ops, maxTerms, mulDigits, heldOutFraction };
+  const paths = options.paths ?? "multi";
+  if (paths !== "single" && paths !== "multi") {
+    throw new TypeError(
+      `${where}: option "paths" must be "single" or "multi": current value is ${show(paths)}`,
+    );
+  }
+  return { seed, digits, ops, maxTerms, mulDigits, heldOutFraction, paths };
 }
 
 /** FNV-1a over UTF-16 code units, then finalized: the split hash of a problem. */
@@ -263,6 +306,126 @@ function solve(values: number[], ops: ArithmeticOp[]): { lines: string[]; result
   return { lines, result: vs[0] };
 }
 
+/**
+ * A term of the sum, or a partial result: factors still to multiply (one once evaluated) and the
+ * sign it enters the sum with. The group holding term 0 (`pos` 0) always has sign +1 and its one
+ * factor may be negative; every other group keeps a non-negative magnitude and its sign, so each
+ * written step has a non-negative right operand.
+ */
+interface Group {
+  pos: number;
+  sign: 1 | -1;
+  factors: number[];
+}
+
+type Action =
+  | { kind: "mul"; group: Group; i: number; j: number }
+  | { kind: "sum"; left: Group; right: Group };
+
+/**
+ * Draws one valid worked solution: at each step one of the operations the precedence allows
+ * (two factors of a product, or two evaluated terms of the sum), uniformly; then whether to write
+ * the operands of a commutative step the other way round; then (for two or more operations) one
+ * of: no extra line, a `so <rest>` rewrite after each step but the last, a restatement
+ * `<problem> = <answer>`, or a check `ok: <inverse of the last step>`.
+ */
+function solveMulti(
+  values: number[],
+  ops: ArithmeticOp[],
+  expression: string,
+  random: () => number,
+): { lines: string[]; result: number } {
+  const groups: Group[] = [{ pos: 0, sign: 1, factors: [values[0]] }];
+  ops.forEach((op, i) => {
+    if (op === "*") groups[groups.length - 1].factors.push(values[i + 1]);
+    else groups.push({ pos: i + 1, sign: op === "+" ? 1 : -1, factors: [values[i + 1]] });
+  });
+  const rest = (): string =>
+    groups.map((g, k) => {
+      const factors = g.factors.join(" * ");
+      return k === 0 ? factors : ` ${g.sign > 0 ? "+" : "-"} ${factors}`;
+    }).join("");
+  const steps: { x: number; op: ArithmeticOp; y: number; z: number }[] = [];
+  const rewrites: string[] = [];
+  while (groups.length > 1 || groups[0].factors.length > 1) {
+    const actions: Action[] = [];
+    for (const group of groups) {
+      for (let i = 0; i < group.factors.length; i++) {
+        for (let j = i + 1; j < group.factors.length; j++) {
+          actions.push({ kind: "mul", group, i, j });
+        }
+      }
+    }
+    const evaluated = groups.filter((g) => g.factors.length === 1);
+    for (let a = 0; a < evaluated.length; a++) {
+      for (let b = a + 1; b < evaluated.length; b++) {
+        actions.push({ kind: "sum", left: evaluated[a], right: evaluated[b] });
+      }
+    }
+    const action = actions[randomInt(random, 0, actions.length - 1)];
+    const swap = random() < 0.5;
+    let step: { x: number; op: ArithmeticOp; y: number; z: number };
+    let commutative: boolean;
+    if (action.kind === "mul") {
+      const { group, i, j } = action;
+      const [x, y] = [group.factors[i], group.factors[j]];
+      step = { x, op: "*", y, z: x * y };
+      commutative = true;
+      group.factors[i] = x * y;
+      group.factors.splice(j, 1);
+    } else {
+      const { left, right } = action;
+      const [l, r] = [left.factors[0], right.factors[0]];
+      const op: ArithmeticOp = right.sign > 0 ? "+" : "-";
+      let value: number;
+      if (left.pos === 0 || left.sign > 0) {
+        value = l + right.sign * r;
+        step = { x: l, op, y: r, z: value };
+        commutative = op === "+" && l >= 0;
+      } else if (right.sign > 0) {
+        value = r - l; // -l + r, written r - l
+        step = { x: r, op: "-", y: l, z: value };
+        commutative = false;
+      } else {
+        value = -(l + r); // -l - r = -(l + r)
+        step = { x: l, op: "+", y: r, z: l + r };
+        commutative = true;
+      }
+      if (left.pos === 0) left.factors[0] = value;
+      else {
+        left.sign = value < 0 ? -1 : 1;
+        left.factors[0] = Math.abs(value);
+      }
+      groups.splice(groups.indexOf(right), 1);
+    }
+    if (commutative && swap) step = { ...step, x: step.y, y: step.x };
+    steps.push(step);
+    rewrites.push(`so ${rest()}`);
+  }
+  const result = groups[0].factors[0];
+  const lines = steps.map((s) => `${s.x} ${s.op} ${s.y} = ${s.z}`);
+  const extra = randomInt(random, 0, 3);
+  if (ops.length >= 2 && extra === 1) {
+    // A rewrite after each step but the last (the last one's rest is the answer itself).
+    return {
+      lines: lines.flatMap((line, k) => k < lines.length - 1 ? [line, rewrites[k]] : [line]),
+      result,
+    };
+  }
+  if (ops.length >= 2 && extra === 2) lines.push(`${expression} = ${result}`);
+  if (ops.length >= 2 && extra === 3) {
+    const { x, op, y, z } = steps[steps.length - 1];
+    lines.push(
+      op === "+"
+        ? `ok: ${z} - ${y} = ${x}`
+        : op === "-"
+        ? `ok: ${z} + ${y} = ${x}`
+        : `ok: ${y} * ${x} = ${z}`,
+    );
+  }
+  return { lines, result };
+}
+
 function expressionOf(values: number[], ops: ArithmeticOp[]): string {
   let text = String(values[0]);
   for (let i = 0; i < ops.length; i++) text += ` ${ops[i]} ${values[i + 1]}`;
@@ -282,7 +445,10 @@ function generate(
     const { values, ops } = drawProblem(random, options);
     const expression = expressionOf(values, ops);
     if (splitOf(expression, options.heldOutFraction) !== split) continue;
-    const { lines, result } = solve(values, ops);
+    // A one-operation problem has one path: it keeps the canonical line.
+    const { lines, result } = options.paths === "single" || ops.length === 1
+      ? solve(values, ops)
+      : solveMulti(values, ops, expression, random);
     const answer = String(result);
     return {
       prompt: `What is ${expression}?`,
