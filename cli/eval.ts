@@ -23,7 +23,17 @@ import { evalTitle, runEval, type RunEvalResult } from "../eval/run_eval.ts";
 import { comparisonMarkdown, formatInterval, passAtKChart } from "../eval/eval_report.ts";
 import { writeFileAtomic } from "../model/atomic_write.ts";
 
-/** Where {@linkcode main} writes its output. */
+/**
+ * Where {@linkcode main} writes its output.
+ *
+ * @example Usage
+ * ```ts
+ * import type { EvalCliIO } from "./eval.ts";
+ *
+ * const lines: string[] = [];
+ * const io: EvalCliIO = { out: (l) => lines.push(l), err: (l) => lines.push(l), progress: null };
+ * ```
+ */
 export interface EvalCliIO {
   /** Writes one line of normal output. */
   out: (line: string) => void;

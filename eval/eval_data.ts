@@ -9,7 +9,7 @@
 
 import { fileURLToPath } from "node:url";
 import { basename } from "node:path";
-import { arithmeticDataset } from "../data/arithmetic_task.ts";
+import { arithmeticDataset, type ArithmeticTaskOptions } from "../data/arithmetic_task.ts";
 
 /**
  * One evaluation problem.
@@ -37,26 +37,64 @@ export interface EvalProblem {
   level?: number;
 }
 
-/** The data sets built in by name. */
+/**
+ * The data sets built in by name.
+ *
+ * @example Usage
+ * ```ts
+ * import { EVAL_DATASETS } from "./eval_data.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(EVAL_DATASETS.includes("math500"));
+ * ```
+ */
 export const EVAL_DATASETS: readonly string[] = Object.freeze(["gsm8k", "math500", "arithmetic"]);
 
-/** The named templates: `boxed`, `dapo` and `task`. */
+/**
+ * The named templates: `boxed`, `dapo` and `task`.
+ *
+ * @example Usage
+ * ```ts
+ * import { EVAL_TEMPLATES } from "./eval_data.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(EVAL_TEMPLATES, ["boxed", "dapo", "task"]);
+ * ```
+ */
 export const EVAL_TEMPLATES: readonly string[] = Object.freeze(["boxed", "dapo", "task"]);
 
 /**
  * Settings of the arithmetic problems of `--data arithmetic`: the task of the bundled
  * `models/arithmetic-tiny` (`digits: 1`, `maxTerms: 3`, `mulDigits: 1`, all operators, seed 0),
  * held-out split.
+ *
+ * @example Usage
+ * ```ts
+ * import { ARITHMETIC_EVAL_TASK } from "./eval_data.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(ARITHMETIC_EVAL_TASK.maxTerms, 3);
+ * ```
  */
-export const ARITHMETIC_EVAL_TASK = Object.freeze({
+export const ARITHMETIC_EVAL_TASK: Readonly<ArithmeticTaskOptions> = Object.freeze({
   seed: 0,
   digits: 1,
   maxTerms: 3,
   mulDigits: 1,
-  ops: ["+", "-", "*"] as const,
+  ops: Object.freeze(["+", "-", "*"] as const),
 });
 
-/** Problems of `--data arithmetic` when no `limit` is given. */
+/**
+ * Problems of `--data arithmetic` when no `limit` is given.
+ *
+ * @example Usage
+ * ```ts
+ * import { ARITHMETIC_EVAL_SIZE } from "./eval_data.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(ARITHMETIC_EVAL_SIZE, 200);
+ * ```
+ */
 export const ARITHMETIC_EVAL_SIZE = 200;
 
 /**
