@@ -13,6 +13,7 @@
 import { join } from "node:path";
 import { writeFileAtomic } from "../model/atomic_write.ts";
 import { loadModel } from "../model/load_model.ts";
+import { createGpu, type Gpu } from "../gpu/device.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { generate } from "../model/generate.ts";
 import type { Qwen3Model } from "../model/model.ts";
@@ -221,8 +222,26 @@ function resolveOptions(options: RunEvalOptions): Record<string, unknown> {
 async function loadSystem(
   options: RunEvalOptions,
   backend: "cpu" | "webgpu" | "auto",
+  log: (line: string) => void,
 ): Promise<{ model: Qwen3Model; tokenizer: Tokenizer }> {
-  const model = await loadModel(options.model, { backend, warn: false });
+  // "auto": a hardware WebGPU adapter, else the CPU (a software adapter such as llvmpipe is
+  // slower than the float64 CPU path for small models), as the trainer does.
+  let gpu: Gpu | undefined;
+  let chosen: "cpu" | "webgpu" = backend === "cpu" ? "cpu" : "webgpu";
+  if (backend === "auto") {
+    try {
+      gpu = await createGpu();
+    } catch {
+      gpu = undefined;
+    }
+    if (gpu === undefined || gpu.isFallbackAdapter) {
+      chosen = "cpu";
+      if (gpu !== undefined) log(`--backend auto: software adapter ${gpu.description} skipped`);
+      gpu = undefined;
+    }
+  }
+  const model = await loadModel(options.model, { backend: chosen, gpu, warn: false });
+  log(`Sampling on ${model.backend} (${model.device})`);
   try {
     if (options.adapter) {
       let lora: Lora;
@@ -357,7 +376,7 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
   let seconds = 0;
   let stopped = false;
   if (todo.length > 0) {
-    const { model, tokenizer } = await loadSystem(options, backend);
+    const { model, tokenizer } = await loadSystem(options, backend, log);
     try {
       const eos = [...model.config.eosTokenIds];
       if (tokenizer.eosTokenId !== null && !eos.includes(tokenizer.eosTokenId)) {
