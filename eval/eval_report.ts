@@ -129,7 +129,8 @@ export function summaryMarkdown(summary: EvalSummary, options: { title?: string 
         : "") +
       `. Estimates in percent with ${
         Math.round(summary.overall.avg.level * 100)
-      }% confidence intervals over problems (${summary.overall.avg.method} approximation). ` +
+      }% confidence intervals over problems (${summary.overall.avg.method} approximation; ` +
+      `a group of one problem gets no interval). ` +
       `pass@k: unbiased estimator from n samples; maj@k: majority answer of the first k samples.`,
     "",
     "## Overall",

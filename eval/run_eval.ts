@@ -386,6 +386,12 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
       const maxNewTokens = config.maxNewTokens as number;
       const prompts = todo.map((p) => {
         const ids = encodePrompt(tokenizer, templateMessage(p.question, config.template as string));
+        if (ids.length >= maxPos) {
+          fail(
+            `prompt "${p.id}" of --data "${options.data}" has ${ids.length} tokens, more than ` +
+              `the model's context leaves for an answer (max_position_embeddings = ${maxPos})`,
+          );
+        }
         if (ids.length + maxNewTokens > maxPos) {
           fail(
             `--max-new-tokens ${maxNewTokens} plus the ${ids.length} tokens of prompt "${p.id}" ` +
