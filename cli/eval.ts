@@ -10,7 +10,8 @@
  * ```
  *
  * Writes `samples.jsonl`, `summary.json`, `summary.md` and `pass_at_k.svg` in `--out` (several
- * models or adapters: one folder each, plus `comparison.md` and `pass_at_k.svg` beside them).
+ * models or adapters: one folder each, plus `comparison.md` and `pass_at_k.svg` beside them), with
+ * `eval_config.json` (the settings a resume must match) and `timing.jsonl` (one line per session).
  * Running the same command again resumes an interrupted run. Exit code 0 on success (also when
  * `--stop-after` stopped the run early), 2 on a usage or input error.
  *

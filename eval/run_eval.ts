@@ -269,7 +269,9 @@ async function loadSystem(
  * thinking off; the bare message when the tokenizer has none), samples `k` responses in one batch
  * with seed {@linkcode promptSeed}`(seed, id)`, verifies each in eval mode, groups the answers
  * into vote classes, and appends the prompt's `k` lines. Once every problem is done it writes
- * `summary.json` ({@linkcode summarizeEval}), `summary.md` and `pass_at_k.svg`.
+ * `summary.json` ({@linkcode summarizeEval}), `summary.md` and `pass_at_k.svg`. Each session that
+ * samples appends one line to `timing.jsonl` (start time, prompts, tokens, seconds, tokens/s,
+ * backend and device), kept out of the summary so that it stays a pure function of the samples.
  *
  * The settings are stored in `eval_config.json`; a folder holding another run's settings is an
  * error (naming the differing setting) unless `overwrite`. On a resume the torn tail of
@@ -316,7 +318,10 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
   const samplesPath = join(outDir, "samples.jsonl");
   const outputs = ["summary.json", "summary.md", "pass_at_k.svg"].map((f) => join(outDir, f));
   if (options.overwrite) {
-    for (const path of [configPath, samplesPath, ...outputs]) await removeIfPresent(path);
+    const timingPath = join(outDir, "timing.jsonl");
+    for (const path of [configPath, samplesPath, timingPath, ...outputs]) {
+      await removeIfPresent(path);
+    }
   }
   const configText = JSON.stringify(config, null, 2) + "\n";
   if (await exists(configPath)) {
@@ -376,7 +381,9 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
   let seconds = 0;
   let stopped = false;
   if (todo.length > 0) {
+    const startedAt = new Date().toISOString();
     const { model, tokenizer } = await loadSystem(options, backend, log);
+    let finished = 0;
     try {
       const eos = [...model.config.eosTokenIds];
       if (tokenizer.eosTokenId !== null && !eos.includes(tokenizer.eosTokenId)) {
@@ -408,7 +415,6 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
         write: options.progress?.write,
         tty: options.progress?.tty,
       });
-      let finished = 0;
       for (let i = 0; i < todo.length; i++) {
         const t0 = performance.now();
         const fresh = await sampleProblem(todo[i], prompts[i], {
@@ -441,6 +447,18 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
       progress?.done();
     } finally {
       model.dispose();
+      // Timing lives beside the summary, not in it, so that summary.json stays a pure function
+      // of the samples.
+      const session = {
+        startedAt,
+        prompts: finished,
+        tokens: generatedTokens,
+        seconds: Math.round(seconds * 1000) / 1000,
+        tokensPerSecond: seconds > 0 ? Math.round((generatedTokens / seconds) * 10) / 10 : null,
+        backend: model.backend,
+        device: model.device,
+      };
+      await appendText(join(outDir, "timing.jsonl"), JSON.stringify(session) + "\n");
     }
   }
   const promptsDone = new Set(records.map((r) => r.id)).size;
