@@ -306,9 +306,15 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
   const config = resolveOptions(options);
   const backend = config.backend as "cpu" | "webgpu" | "auto";
   const k = config.k as number;
-  if (!(await exists(options.model))) fail(`--model directory "${options.model}" not found`);
+  if (!(await exists(options.model))) {
+    throw new Deno.errors.NotFound(
+      `Cannot evaluate: --model directory "${options.model}" not found`,
+    );
+  }
   if (options.adapter && !(await exists(options.adapter))) {
-    fail(`--adapter directory "${options.adapter}" not found`);
+    throw new Deno.errors.NotFound(
+      `Cannot evaluate: --adapter directory "${options.adapter}" not found`,
+    );
   }
   const problems = await loadEvalProblems(options.data, { limit: options.limit });
   if (problems.length === 0) fail(`--data "${options.data}" holds no problem`);

@@ -89,7 +89,7 @@ Deno.test("runEval() names the flag of a bad setting", async () => {
     await assert.rejects(() => runEval({ ...base, outDir, topP: 0 }), /--top-p/);
     await assert.rejects(
       () => runEval({ ...base, outDir, model: "no/such/model" }),
-      /--model directory "no\/such\/model" not found/,
+      { name: "NotFound", message: /--model directory "no\/such\/model" not found/ },
     );
     await assert.rejects(
       () => runEval({ ...base, outDir, maxNewTokens: 500 }),
