@@ -60,7 +60,7 @@ Options:
   --template T           boxed | dapo | task | a text with {question} (default: task for
                          arithmetic, boxed otherwise); rendered with the chat template
   --limit N              only the first N problems (arithmetic: default 200)
-  --backend B            cpu | webgpu | auto (default auto)
+  --backend B            cpu | webgpu | auto (default auto: WebGPU when an adapter exists)
   --seed S               sampling seed (default 0); prompt seeds derive from (S, prompt id)
   --out DIR              output folder (default out/eval/<model>_<data>)
   --overwrite            start afresh instead of resuming the folder's run

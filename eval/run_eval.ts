@@ -13,7 +13,6 @@
 import { join } from "node:path";
 import { writeFileAtomic } from "../model/atomic_write.ts";
 import { loadModel } from "../model/load_model.ts";
-import { createGpu, type Gpu } from "../gpu/device.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { generate } from "../model/generate.ts";
 import type { Qwen3Model } from "../model/model.ts";
@@ -65,7 +64,11 @@ export interface RunEvalOptions {
   template?: string;
   /** Evaluate the first this many problems (`--limit`); default all (arithmetic: 200). */
   limit?: number;
-  /** `"cpu"`, `"webgpu"` or `"auto"` (`--backend`); default `"auto"`. */
+  /**
+   * `"cpu"`, `"webgpu"` or `"auto"` (`--backend`; WebGPU when an adapter exists, else the CPU);
+   * default `"auto"`. Both draw the same random numbers, so they give the same samples up to
+   * float rounding.
+   */
   backend?: "cpu" | "webgpu" | "auto";
   /** The run's seed (`--seed`), a non-negative safe integer; default 0. */
   seed?: number;
@@ -224,23 +227,10 @@ async function loadSystem(
   backend: "cpu" | "webgpu" | "auto",
   log: (line: string) => void,
 ): Promise<{ model: Qwen3Model; tokenizer: Tokenizer }> {
-  // "auto": a hardware WebGPU adapter, else the CPU (a software adapter such as llvmpipe is
-  // slower than the float64 CPU path for small models), as the trainer does.
-  let gpu: Gpu | undefined;
-  let chosen: "cpu" | "webgpu" = backend === "cpu" ? "cpu" : "webgpu";
-  if (backend === "auto") {
-    try {
-      gpu = await createGpu();
-    } catch {
-      gpu = undefined;
-    }
-    if (gpu === undefined || gpu.isFallbackAdapter) {
-      chosen = "cpu";
-      if (gpu !== undefined) log(`--backend auto: software adapter ${gpu.description} skipped`);
-      gpu = undefined;
-    }
-  }
-  const model = await loadModel(options.model, { backend: chosen, gpu, warn: false });
+  // "auto": WebGPU when any adapter exists, software ones included: with its KV cache, batched
+  // sampling on llvmpipe measured 110 tok/s against 50 tok/s on the CPU backend (which
+  // recomputes the prefix each step) for arithmetic-tiny, k = 8, on the 2-core dev machine.
+  const model = await loadModel(options.model, { backend, warn: false });
   log(`Sampling on ${model.backend} (${model.device})`);
   try {
     if (options.adapter) {
