@@ -20,3 +20,8 @@ export * from "./majority_vote.ts";
 export * from "./maj_at_k.ts";
 export * from "./confidence_interval.ts";
 export * from "./score_problems.ts";
+export * from "./eval_records.ts";
+export * from "./eval_summary.ts";
+export * from "./eval_report.ts";
+export * from "./eval_data.ts";
+export * from "./run_eval.ts";

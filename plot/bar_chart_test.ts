@@ -1,7 +1,7 @@
 // Copyright 2025 the halo authors. MIT license.
 import assert from "node:assert/strict";
 import { type Bar, barChart, type BarChartOptions } from "./bar_chart.ts";
-import { countRole, xmlProblem } from "./_test_utils.ts";
+import { countRole, xmlProblem } from "./test_utils.ts";
 
 const OPTIONS: BarChartOptions = {
   title: "Held-out accuracy",

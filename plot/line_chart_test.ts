@@ -1,7 +1,7 @@
 // Copyright 2025 the halo authors. MIT license.
 import assert from "node:assert/strict";
 import { lineChart, type LineChartOptions, type LineSeries } from "./line_chart.ts";
-import { countRole, xmlProblem } from "./_test_utils.ts";
+import { countRole, xmlProblem } from "./test_utils.ts";
 
 const OPTIONS: LineChartOptions = { title: "Loss terms", xTitle: "Step", yTitle: "Loss value" };
 

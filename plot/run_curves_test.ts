@@ -1,7 +1,7 @@
 // Copyright 2025 the halo authors. MIT license.
 import assert from "node:assert/strict";
 import { plotRunCurves } from "./run_curves.ts";
-import { countRole, xmlProblem } from "./_test_utils.ts";
+import { countRole, xmlProblem } from "./test_utils.ts";
 import { metricsLine } from "../trainer/train_loop.ts";
 
 /** A synthetic RL run in the trainer's format: 30 steps, eval every 10, one NaN loss. */

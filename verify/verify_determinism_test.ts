@@ -5,10 +5,10 @@
 // The load is simulated by a clock that jumps one second at every read.
 
 import assert from "node:assert/strict";
-import { binaryReward, dapoReward, prepareGold, verify } from "../verify/mod.ts";
-import { DEFAULT_BUDGET_STEPS } from "../verify/_budget.ts";
+import { binaryReward, dapoReward, prepareGold, verify } from "./mod.ts";
+import { DEFAULT_BUDGET_STEPS } from "./_budget.ts";
 
-const FIXTURES = new URL("./fixtures/", import.meta.url);
+const FIXTURES = new URL("../tests/fixtures/", import.meta.url);
 const read = (name: string): Record<string, string>[] =>
   Deno.readTextFileSync(new URL(name, FIXTURES)).trim().split("\n").map((l) => JSON.parse(l));
 

@@ -1,0 +1,145 @@
+// Copyright 2025 the halo authors. MIT license.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { main, pairSystems } from "./eval.ts";
+import { xmlProblem } from "../plot/test_utils.ts";
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out,
+    err,
+    io: { out: (l: string) => out.push(l), err: (l: string) => err.push(l), progress: null },
+  };
+}
+
+const tiny = ["--model", "models/arithmetic-tiny", "--data", "arithmetic", "--backend", "cpu"];
+
+Deno.test("main() end to end writes samples.jsonl, summary.json, summary.md and pass_at_k.svg", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { out, err, io } = capture();
+    const code = await main([
+      ...tiny,
+      "--limit",
+      "2",
+      "--k",
+      "2",
+      "--max-new-tokens",
+      "12",
+      "--out",
+      dir,
+    ], io);
+    assert.equal(code, 0, err.join("\n"));
+    assert.ok(out[0].startsWith("arithmetic-tiny: 2 problems × 2 samples | pass@1 "), out[0]);
+    const samples = (await Deno.readTextFile(join(dir, "samples.jsonl"))).trimEnd().split("\n");
+    assert.equal(samples.length, 4);
+    const record = JSON.parse(samples[0]);
+    for (const key of ["id", "sample", "text", "answer", "correct", "reason"]) {
+      assert.ok(key in record, key);
+    }
+    const summary = JSON.parse(await Deno.readTextFile(join(dir, "summary.json")));
+    assert.deepEqual(summary.ks, [1, 2]);
+    assert.equal(summary.config.temperature, 0.6);
+    assert.equal(summary.config.topP, 0.95);
+    assert.ok((await Deno.readTextFile(join(dir, "summary.md"))).includes("| pass@2 | "));
+    assert.equal(xmlProblem(await Deno.readTextFile(join(dir, "pass_at_k.svg"))), null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() with two models writes one folder each and a side-by-side table", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { err, io } = capture();
+    const args = [
+      ...tiny,
+      "--model",
+      "models/arithmetic-tiny",
+      "--limit",
+      "1",
+      "--k",
+      "1",
+      "--max-new-tokens",
+      "4",
+      "--out",
+      dir,
+    ];
+    assert.equal(await main(args, io), 0, err.join("\n"));
+    const md = await Deno.readTextFile(join(dir, "comparison.md"));
+    assert.ok(md.includes("| metric | arithmetic-tiny | arithmetic-tiny-2 |"));
+    for (const sub of ["arithmetic-tiny", "arithmetic-tiny-2"]) {
+      await Deno.stat(join(dir, sub, "summary.json"));
+    }
+    assert.equal(xmlProblem(await Deno.readTextFile(join(dir, "pass_at_k.svg"))), null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() rejects bad input with exit code 2, naming the flag or file", async () => {
+  const cases: [string[], RegExp][] = [
+    [
+      ["--model", "models/arithmetic-tiny", "--data", "imagenet"],
+      /--data must be one of "gsm8k", "math500", "arithmetic" or a \.jsonl file: current value is "imagenet"/,
+    ],
+    [
+      ["--model", "no/such/dir", "--data", "arithmetic"],
+      /--model directory "no\/such\/dir" not found/,
+    ],
+    [
+      ["--model", "models/arithmetic-tiny", "--data", "arithmetic", "--k", "0"],
+      /--k must be a positive integer: current value is "0"/,
+    ],
+    [
+      ["--model", "models/arithmetic-tiny", "--data", "none.jsonl"],
+      /--data file "none\.jsonl" not found/,
+    ],
+    [["--data", "arithmetic"], /--model is required/],
+    [["--model", "models/arithmetic-tiny"], /--data is required/],
+    [[
+      "--model",
+      "a",
+      "--model",
+      "b",
+      "--adapter",
+      "x",
+      "--adapter",
+      "y",
+      "--adapter",
+      "z",
+      "--data",
+      "gsm8k",
+    ], /2 --model and 3 --adapter/],
+    [
+      ["--model", "models/arithmetic-tiny", "--data", "arithmetic", "--backend", "tpu"],
+      /--backend/,
+    ],
+    [
+      ["--model", "models/arithmetic-tiny", "--data", "arithmetic", "--bogus"],
+      /Unknown option '--bogus'/,
+    ],
+  ];
+  for (const [args, pattern] of cases) {
+    const { err, io } = capture();
+    const dir = await Deno.makeTempDir();
+    try {
+      assert.equal(await main([...args, "--out", dir], io), 2, args.join(" "));
+      assert.match(err[0], pattern);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
+
+Deno.test("pairSystems() pairs models and adapters", () => {
+  assert.deepEqual(pairSystems(["m"], [], "o").map((s) => s.outDir), ["o"]);
+  const pairs = pairSystems(["a/m1", "b/m1"], ["x", "none"], "o");
+  assert.deepEqual(pairs.map((s) => [s.name, s.model, s.adapter]), [["x", "a/m1", "x"], [
+    "m1",
+    "b/m1",
+    null,
+  ]]);
+});

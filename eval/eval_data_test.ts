@@ -1,0 +1,73 @@
+// Copyright 2025 the halo authors. MIT license.
+import assert from "node:assert/strict";
+import { defaultTemplate, loadEvalProblems, parseEvalJsonl, templateMessage } from "./eval_data.ts";
+
+Deno.test("loadEvalProblems() reads the bundled GSM8K and MATH-500 test sets", async () => {
+  const gsm8k = await loadEvalProblems("gsm8k");
+  assert.equal(gsm8k.length, 1319);
+  assert.equal(gsm8k[0].gold, "18");
+  assert.equal(gsm8k[0].id, "gsm8k/test/000001");
+  assert.equal(new Set(gsm8k.map((p) => p.id)).size, 1319);
+  const math = await loadEvalProblems("math500");
+  assert.equal(math.length, 500);
+  const bySubject: Record<string, number> = {};
+  for (const p of math) bySubject[p.subject!] = (bySubject[p.subject!] ?? 0) + 1;
+  // The counts stated in shared/data/README.md.
+  assert.deepEqual(bySubject, {
+    "Precalculus": 56,
+    "Intermediate Algebra": 97,
+    "Algebra": 124,
+    "Number Theory": 62,
+    "Counting & Probability": 38,
+    "Geometry": 41,
+    "Prealgebra": 82,
+  });
+  assert.ok(math.every((p) => p.level! >= 1 && p.level! <= 5));
+  assert.equal((await loadEvalProblems("math500", { limit: 2 })).length, 2);
+});
+
+Deno.test("loadEvalProblems() gives the arithmetic held-out split and checks its input", async () => {
+  const a = await loadEvalProblems("arithmetic", { limit: 5 });
+  assert.equal(a.length, 5);
+  assert.ok(a[0].question.startsWith("What is "));
+  assert.deepEqual(a, await loadEvalProblems("arithmetic", { limit: 5 }));
+  assert.equal((await loadEvalProblems("arithmetic")).length, 200);
+  await assert.rejects(() => loadEvalProblems("nope"), { name: "RangeError", message: /--data/ });
+  await assert.rejects(() => loadEvalProblems("missing/x.jsonl"), {
+    name: "NotFound",
+    message: /"missing\/x\.jsonl" not found/,
+  });
+  await assert.rejects(() => loadEvalProblems("gsm8k", { limit: 0 }), /--limit/);
+});
+
+Deno.test("parseEvalJsonl() reads ids, fields and chat prompts, naming the line on errors", () => {
+  const text = [
+    JSON.stringify({ unique_id: "u1", problem: "P?", answer: 5, subject: "Algebra", level: 3 }),
+    "",
+    JSON.stringify({ prompt: [{ role: "user", content: "Q?" }], ground_truth: "x" }),
+  ].join("\n");
+  assert.deepEqual(parseEvalJsonl(text, { idPrefix: "f/" }), [
+    { id: "f/u1", question: "P?", gold: "5", subject: "Algebra", level: 3 },
+    { id: "f/000003", question: "Q?", gold: "x" },
+  ]);
+  assert.throws(
+    () => parseEvalJsonl("{\n", { source: "s.jsonl" }),
+    /"s\.jsonl": line 1 is not JSON/,
+  );
+  assert.throws(() => parseEvalJsonl('{"question": "q"}'), /field "answer"/);
+  assert.throws(
+    () => parseEvalJsonl('{"id": 1, "question": "q", "answer": 1}\n'.repeat(2)),
+    /appears twice/,
+  );
+});
+
+Deno.test("templateMessage() renders the three templates and custom text", () => {
+  assert.equal(templateMessage("Q", "task"), "Q");
+  assert.ok(templateMessage("Q", "dapo").includes("Answer: $Answer"));
+  assert.equal(
+    templateMessage("Q", "boxed"),
+    "Q\nPlease reason step by step, and put your final answer within \\boxed{}.",
+  );
+  assert.throws(() => templateMessage("Q", "fancy"), { name: "RangeError", message: /--template/ });
+  assert.equal(defaultTemplate("gsm8k"), "boxed");
+});

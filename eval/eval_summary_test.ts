@@ -1,0 +1,201 @@
+// Copyright 2025 the halo authors. MIT license.
+import assert from "node:assert/strict";
+import type { EvalSampleRecord } from "./eval_records.ts";
+import { majorityCorrect, powersOfTwoUpTo, summarizeEval, voteClasses } from "./eval_summary.ts";
+import { majAtK } from "./maj_at_k.ts";
+import { majorityVote } from "./majority_vote.ts";
+import { scoreProblems } from "./score_problems.ts";
+import { mulberry32 } from "../internal/random.ts";
+
+/** All k-subsets of {0..n-1}. */
+function* subsets(n: number, k: number, start = 0, chosen: number[] = []): Generator<number[]> {
+  if (chosen.length === k) {
+    yield chosen;
+    return;
+  }
+  for (let i = start; i <= n - (k - chosen.length); i++) {
+    yield* subsets(n, k, i + 1, [...chosen, i]);
+  }
+}
+
+/** A random problem: n samples with answers drawn from a few strings (some equivalent). */
+function randomProblem(random: () => number, id: string, n: number): EvalSampleRecord[] {
+  const pool = ["1/2", "0.5", "\\frac12", "3", "7", null];
+  const answers = Array.from({ length: n }, () => pool[Math.floor(random() * pool.length)]);
+  const goldIsHalf = random() < 0.5;
+  const subject = random() < 0.5 ? "Algebra" : "Geometry";
+  const level = 1 + Math.floor(random() * 3);
+  const votes = voteClasses(answers);
+  return answers.map((answer, i) => ({
+    id,
+    sample: i,
+    gold: goldIsHalf ? "0.5" : "3",
+    text: "",
+    answer,
+    correct: answer === null
+      ? false
+      : goldIsHalf
+      ? ["1/2", "0.5", "\\frac12"].includes(answer)
+      : answer === "3",
+    reason: answer === null ? "no-answer" : "mismatch",
+    vote: votes[i],
+    tokens: i,
+    stop: "eos",
+    subject,
+    level,
+  }));
+}
+
+function randomRecords(seed: number, problems: number, n: number): EvalSampleRecord[] {
+  const random = mulberry32(seed);
+  return Array.from({ length: problems }, (_, p) => randomProblem(random, `p${p}`, n)).flat();
+}
+
+function byProblem(records: readonly EvalSampleRecord[]): EvalSampleRecord[][] {
+  const map = new Map<string, EvalSampleRecord[]>();
+  for (const r of records) map.set(r.id, [...(map.get(r.id) ?? []), r]);
+  return [...map.keys()].sort().map((id) => map.get(id)!);
+}
+
+Deno.test("summarizeEval() pass@k table equals exact enumeration over k-subsets (tolerance 1e-12)", () => {
+  for (const n of [1, 2, 3, 4, 5, 8]) {
+    const records = randomRecords(100 + n, 6, n);
+    const summary = summarizeEval(records);
+    assert.deepEqual(summary.ks, powersOfTwoUpTo(n));
+    for (const k of summary.ks) {
+      // Brute force: the fraction of k-subsets holding a correct sample, averaged over problems.
+      const perProblem = byProblem(records).map((samples) => {
+        let hit = 0;
+        let total = 0;
+        for (const s of subsets(n, k)) {
+          total++;
+          if (s.some((i) => samples[i].correct)) hit++;
+        }
+        return hit / total;
+      });
+      const brute = perProblem.reduce((a, b) => a + b, 0) / perProblem.length;
+      assert.ok(
+        Math.abs(summary.overall.passAtK[k].mean - brute) < 1e-12,
+        `n=${n} k=${k}: ${summary.overall.passAtK[k].mean} vs ${brute}`,
+      );
+    }
+  }
+});
+
+Deno.test("summarizeEval() maj@k table equals a brute-force vote over the first k answers", () => {
+  for (const n of [1, 3, 4, 8]) {
+    const records = randomRecords(200 + n, 8, n);
+    const summary = summarizeEval(records);
+    for (const k of summary.ks) {
+      const perProblem = byProblem(records).map((samples) => {
+        // Brute force: count, for each of the first k answers, how many of the first k are
+        // equivalent to it (by the verifier); the first answer with the top count wins.
+        const first = samples.slice(0, k);
+        let best = -1;
+        let bestCount = 0;
+        first.forEach((s, i) => {
+          if (s.answer === null) return;
+          const count = first.filter((t) =>
+            t.answer !== null && majorityVote([s.answer, t.answer]).count === 2
+          ).length;
+          if (count > bestCount) {
+            best = i;
+            bestCount = count;
+          }
+        });
+        const brute = best >= 0 && first[best].correct === true;
+        assert.equal(
+          brute,
+          majAtK(first.map((s) => ({ answer: s.answer, correct: s.correct === true })), k),
+        );
+        return brute ? 1 : 0;
+      });
+      const mean = perProblem.reduce((a: number, b: number) => a + b, 0) / perProblem.length;
+      assert.ok(Math.abs(summary.overall.majAtK[k].mean - mean) < 1e-12, `n=${n} k=${k}`);
+    }
+  }
+});
+
+Deno.test("summarizeEval() agrees with scoreProblems() on means and intervals (tolerance 1e-12)", () => {
+  const records = randomRecords(7, 12, 8);
+  const summary = summarizeEval(records);
+  const problems = byProblem(records).map((s) => ({
+    correct: s.map((r) => r.correct === true),
+    answers: s.map((r) => r.answer),
+  }));
+  const report = scoreProblems(problems, { ks: summary.ks });
+  for (const k of summary.ks) {
+    for (
+      const [a, b] of [
+        [summary.overall.passAtK[k], report.passAtK[k]],
+        [summary.overall.majAtK[k], report.majAtK![k]],
+      ]
+    ) {
+      assert.ok(Math.abs(a.mean - b.mean) < 1e-12);
+      assert.ok(Math.abs(a.lower - b.lower) < 1e-12);
+      assert.ok(Math.abs(a.upper - b.upper) < 1e-12);
+    }
+  }
+  assert.ok(Math.abs(summary.overall.avg.mean - report.avg.mean) < 1e-12);
+});
+
+Deno.test("summarizeEval() per-subject and per-level tables equal summaries of the subsets", () => {
+  const records = randomRecords(11, 20, 4);
+  const summary = summarizeEval(records);
+  const subjects = Object.keys(summary.bySubject!);
+  assert.deepEqual(subjects, [...subjects].sort());
+  for (const s of subjects) {
+    const sub = summarizeEval(records.filter((r) => r.subject === s));
+    assert.deepEqual(summary.bySubject![s], sub.overall);
+  }
+  for (const l of Object.keys(summary.byLevel!)) {
+    const sub = summarizeEval(records.filter((r) => r.level === Number(l)));
+    assert.deepEqual(summary.byLevel![l], sub.overall);
+  }
+  const total = Object.values(summary.bySubject!).reduce((a, m) => a + m.problems, 0);
+  assert.equal(total, summary.problems);
+});
+
+Deno.test("summarizeEval() is deterministic and independent of record order", () => {
+  const records = randomRecords(3, 10, 4);
+  const a = JSON.stringify(summarizeEval(records, { config: { x: 1 } }));
+  const b = JSON.stringify(summarizeEval(records, { config: { x: 1 } }));
+  assert.equal(a, b);
+  const shuffled = [...records].reverse();
+  assert.equal(JSON.stringify(summarizeEval(shuffled, { config: { x: 1 } })), a);
+});
+
+Deno.test("summarizeEval() skips prompts with an unusable gold and checks sample counts", () => {
+  const records = randomRecords(5, 3, 2);
+  const unusable = records.filter((r) => r.id === "p1").map((r) => ({
+    ...r,
+    correct: null,
+    reason: "gold-unparseable" as const,
+  }));
+  const summary = summarizeEval([...records.filter((r) => r.id !== "p1"), ...unusable]);
+  assert.deepEqual(summary.skipped, ["p1"]);
+  assert.equal(summary.problems, 2);
+  assert.throws(() => summarizeEval([]), RangeError);
+  assert.throws(() => summarizeEval(unusable), /all 1 prompts were skipped/);
+  assert.throws(() => summarizeEval(records.slice(0, 5)), /prompt "p2" must have samples 0\.\.1/);
+});
+
+Deno.test("voteClasses() are prefix-consistent with majorityVote() and majorityCorrect() with majAtK()", () => {
+  const random = mulberry32(9);
+  for (let trial = 0; trial < 50; trial++) {
+    const records = randomProblem(random, "x", 8);
+    const answers = records.map((r) => r.answer);
+    const votes = voteClasses(answers);
+    for (let k = 1; k <= 8; k++) {
+      const { classes } = majorityVote(answers.slice(0, k));
+      for (const members of classes) for (const i of members) assert.equal(votes[i], members[0]);
+      const correct = records.map((r) => r.correct === true);
+      assert.equal(
+        majorityCorrect(votes, correct, k),
+        majAtK(answers.map((a, i) => ({ answer: a, correct: correct[i] })), k),
+      );
+    }
+  }
+  assert.throws(() => majorityCorrect([0], [true], 2), RangeError);
+  assert.throws(() => powersOfTwoUpTo(0), RangeError);
+});

@@ -1,0 +1,157 @@
+// Copyright 2025 the halo authors. MIT license.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { promptSeed, runEval, type RunEvalOptions } from "./run_eval.ts";
+import { loadEvalProblems } from "./eval_data.ts";
+import { loadModel } from "../model/load_model.ts";
+import { loadTokenizer } from "../model/tokenizer.ts";
+import { generate } from "../model/generate.ts";
+import type { CpuQwen3 } from "../model/qwen3_cpu.ts";
+import { loadPeftAdapter } from "../adapters/peft_io.ts";
+import { writeArithmeticTokenizer } from "../data/arithmetic_tokenizer.ts";
+
+// Tiny settings on the bundled model: 4 held-out arithmetic problems, 2 samples, 16 new tokens
+// (the 3-operand answers are cut: fine for checking the bookkeeping), CPU backend.
+const base: Omit<RunEvalOptions, "outDir"> = {
+  model: "models/arithmetic-tiny",
+  data: "arithmetic",
+  limit: 4,
+  k: 2,
+  temperature: 0.6,
+  topP: 0.95,
+  maxNewTokens: 16,
+  backend: "cpu",
+  seed: 3,
+  progress: false,
+  log: () => {},
+};
+
+async function read(dir: string, file: string): Promise<string> {
+  return await Deno.readTextFile(join(dir, file));
+}
+
+Deno.test("runEval() killed after 2 of 4 prompts (torn last line) resumes to the same files as an uninterrupted run", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const whole = join(root, "whole");
+    const full = await runEval({ ...base, outDir: whole });
+    assert.equal(full.complete, true);
+    assert.equal(full.promptsDone, 4);
+
+    const split = join(root, "split");
+    const first = await runEval({ ...base, outDir: split, stopAfter: 2 });
+    assert.equal(first.complete, false);
+    assert.equal(first.promptsDone, 2);
+    assert.equal(first.summary, null);
+    await assert.rejects(() => Deno.stat(join(split, "summary.json")), Deno.errors.NotFound);
+    // A kill while appending the third prompt: half of its first line is on disk.
+    const torn = (await read(whole, "samples.jsonl")).split("\n")[4].slice(0, 40);
+    await Deno.writeTextFile(join(split, "samples.jsonl"), torn, { append: true });
+
+    const notes: string[] = [];
+    const second = await runEval({ ...base, outDir: split, log: (l) => notes.push(l) });
+    assert.equal(second.complete, true);
+    assert.equal(second.promptsResumed, 2);
+    assert.ok(notes.some((n) => n.includes("1 partial line")), notes.join("\n"));
+    for (const file of ["summary.json", "summary.md", "samples.jsonl", "pass_at_k.svg"]) {
+      assert.equal(await read(split, file), await read(whole, file), file);
+    }
+
+    const sessions = (await read(split, "timing.jsonl")).trimEnd().split("\n").map((l) =>
+      JSON.parse(l)
+    );
+    assert.deepEqual(sessions.map((s) => s.prompts), [2, 2]);
+    assert.equal(sessions[0].backend, "cpu");
+
+    // Re-running a finished folder re-summarizes the fixed samples file: the same bytes again.
+    const summaryBefore = await read(whole, "summary.json");
+    const again = await runEval({ ...base, outDir: whole });
+    assert.equal(again.generatedTokens, 0);
+    assert.equal(await read(whole, "summary.json"), summaryBefore);
+
+    // Another setting in the same folder is refused, naming it.
+    await assert.rejects(
+      () => runEval({ ...base, outDir: whole, seed: 4 }),
+      /seed = 3, this run has 4/,
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("runEval() names the flag of a bad setting", async () => {
+  const outDir = await Deno.makeTempDir();
+  try {
+    await assert.rejects(() => runEval({ ...base, outDir, k: 0 }), {
+      name: "RangeError",
+      message: /--k/,
+    });
+    await assert.rejects(() => runEval({ ...base, outDir, topP: 0 }), /--top-p/);
+    await assert.rejects(
+      () => runEval({ ...base, outDir, model: "no/such/model" }),
+      { name: "NotFound", message: /--model directory "no\/such\/model" not found/ },
+    );
+    await assert.rejects(
+      () => runEval({ ...base, outDir, maxNewTokens: 500 }),
+      /--max-new-tokens 500 plus the \d+ tokens/,
+    );
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
+
+Deno.test("promptSeed() depends only on the seed and the prompt id", () => {
+  assert.equal(promptSeed(7, "x/1"), promptSeed(7, "x/1"));
+  const seeds = new Set(Array.from({ length: 1000 }, (_, i) => promptSeed(0, `p/${i}`)));
+  assert.equal(seeds.size, 1000);
+  assert.ok([...seeds].every((s) => Number.isInteger(s) && s >= 0 && s < 2 ** 32));
+});
+
+Deno.test("runEval() applies --adapter: the texts equal generate() on the model with the adapter set", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    // The random-weight fixture model with the arithmetic tokenizer (its vocabulary fits).
+    const modelDir = join(root, "model");
+    await Deno.mkdir(modelDir);
+    for (const f of ["config.json", "model.safetensors"]) {
+      await Deno.copyFile(join("tests/fixtures/qwen3-tiny", f), join(modelDir, f));
+    }
+    await writeArithmeticTokenizer(modelDir);
+    const adapter = "tests/fixtures/qwen3-tiny/adapter";
+    const options = { ...base, model: modelDir, limit: 1, k: 2, maxNewTokens: 6 };
+    const withAdapter = await runEval({ ...options, adapter, outDir: join(root, "lora") });
+    const without = await runEval({ ...options, outDir: join(root, "base") });
+
+    const model = await loadModel(modelDir, { backend: "cpu", warn: false });
+    const tokenizer = await loadTokenizer(modelDir);
+    const [problem] = await loadEvalProblems("arithmetic", { limit: 1 });
+    const ids = tokenizer.encodeChat([{ role: "user", content: problem.question }], {
+      enableThinking: false,
+    });
+    const expected = async () => {
+      const { sequences } = await generate(model, {
+        prompts: [ids, ids],
+        maxNewTokens: 6,
+        temperature: 0.6,
+        topP: 0.95,
+        seed: promptSeed(3, problem.id),
+        eosTokenIds: [...new Set([...model.config.eosTokenIds, tokenizer.eosTokenId!])],
+      });
+      return sequences.map((s) => tokenizer.decode(s.tokens, { skipSpecialTokens: true }));
+    };
+    const textsOf = async (dir: string) =>
+      (await read(dir, "samples.jsonl")).trimEnd().split("\n").map((l) => JSON.parse(l).text);
+    assert.deepEqual(await textsOf(without.outDir), await expected());
+    (model as CpuQwen3).setAdapters(await loadPeftAdapter(adapter, model.config));
+    assert.deepEqual(await textsOf(withAdapter.outDir), await expected());
+    assert.notDeepEqual(await textsOf(withAdapter.outDir), await textsOf(without.outDir));
+    model.dispose();
+
+    await assert.rejects(
+      () => runEval({ ...options, adapter: "models/arithmetic-tiny", outDir: join(root, "bad") }),
+      /--adapter "models\/arithmetic-tiny"/,
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
