@@ -16,6 +16,8 @@
  * @module
  */
 
+import { DEFAULT_RL_CONFIG, type RlConfig } from "../trainer/rl/config.ts";
+
 /**
  * Where the model math runs: `"webgpu"`, `"cpu"` (the float64 references), or `"auto"` (WebGPU
  * when an adapter is found, else CPU).
@@ -193,8 +195,11 @@ export interface DataConfig {
  * ```
  */
 export interface TrainerConfig {
-  /** `"sft"`: supervised fine-tuning on the worked solutions (RL modes come later). */
-  readonly mode: "sft";
+  /**
+   * `"sft"`: supervised fine-tuning on the worked solutions; `"rl"`: DAPO (plus the loss terms
+   * of the `rl` section) on verifiable rewards.
+   */
+  readonly mode: "sft" | "rl";
   /** Number of optimizer steps. */
   readonly steps: number;
   /** Sequences per optimizer step. */
@@ -287,6 +292,8 @@ export interface TrainConfig {
   readonly checkpoint: CheckpointConfig;
   /** Where the model math runs. */
   readonly backend: BackendChoice;
+  /** RL: data, rollouts, rewards, dynamic sampling, loss terms (`trainer/rl/config.ts`). */
+  readonly rl: RlConfig;
 }
 
 function deepFreeze<T>(value: T): T {
@@ -379,4 +386,5 @@ export const DEFAULT_CONFIG: TrainConfig = deepFreeze<TrainConfig>({
     keep: 3,
   },
   backend: "auto",
+  rl: DEFAULT_RL_CONFIG,
 });
