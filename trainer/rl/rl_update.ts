@@ -166,7 +166,8 @@ export async function rlUpdate<S>(
         const micro = micros[k];
         const batch = collateRl(micro, { padId: options.padId });
         tokens += batch.tokens;
-        const alignHere = align !== undefined && align.weight > 0 && micro.some(takesPart);
+        // The term runs at weight 0 too (its zero cotangent must leave the step unchanged).
+        const alignHere = align !== undefined && micro.some(takesPart);
         let pgOut: LossOutput | null = null;
         let alignOut: LossOutput | null = null;
         const term = (out: {

@@ -57,11 +57,10 @@ import { forwardPass } from "./forward_pass.ts";
 import { groupCentroids } from "./group_centroids.ts";
 import { arithmeticPrompts, readJsonlPrompts, type RlPrompt } from "./prompt_data.ts";
 import { promptIds } from "./prompt_template.ts";
-import type { RlRow } from "./rl_batch.ts";
+import { buildRows, type ScoredGroup } from "./build_rows.ts";
 import { rlUpdate } from "./rl_update.ts";
 import { type Rollout, sampleGroups } from "./rollout.ts";
 import { type RolloutScore, scoreRollout } from "./score_rollout.ts";
-import { anchorPosition, groupAdvantages } from "./_losses.ts";
 
 /**
  * Options of {@linkcode runRl}.
@@ -198,12 +197,6 @@ function builtinConfig(config: TrainConfig, tokenizer: Tokenizer): Qwen3Config {
     bosTokenId: null,
     padTokenId: tokenizer.padTokenId,
   };
-}
-
-/** A group of rollouts with their scores, as generated. */
-interface ScoredGroup {
-  rollouts: Rollout[];
-  scores: RolloutScore[];
 }
 
 function mix(...values: number[]): number {
@@ -620,33 +613,11 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       const trainStart = performance.now();
 
       // Rows: the kept groups (policy loss) and the align-only groups.
-      const groupsIn = [...filled.kept, ...filled.alignOnly];
-      const policyGroups = new Set(filled.kept.map((g) => g.rollouts[0].group));
-      const flat = groupsIn.flatMap((g) =>
-        g.rollouts.map((r, i) => ({ r, score: g.scores[i], policy: policyGroups.has(r.group) }))
-      );
-      const advantages = groupAdvantages({
-        rewards: flat.map((x) => x.score.reward),
-        groups: flat.map((x) => x.r.group),
-        mode: rl.advantage,
-      });
-      const rows: RlRow[] = flat.map((x, i) => {
-        const j = anchorPosition({
-          tokenOffsets: x.r.tokenOffsets,
-          markerOffset: x.score.markerOffset,
-          position: anchorKind,
-          seed: mix(config.run.seed, s, i, 0x41),
-        });
-        return {
-          promptIds: x.r.promptIds,
-          tokens: x.r.tokens,
-          oldLogprobs: x.r.oldLogprobs,
-          advantage: x.policy ? advantages[i] : 0,
-          policy: x.policy && !(rl.overlong.filter && x.score.truncated),
-          anchor: j >= 0 ? x.r.promptIds.length + j : -1,
-          group: x.r.group,
-          correct: x.score.correct === true,
-        };
+      const rows = buildRows(filled.kept, filled.alignOnly, {
+        advantage: rl.advantage,
+        anchor: anchorKind,
+        overlongFilter: rl.overlong.filter,
+        seed: mix(config.run.seed, s, 0x41),
       });
 
       const metrics: Record<string, number> = {};
