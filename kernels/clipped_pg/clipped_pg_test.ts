@@ -1,0 +1,178 @@
+import { readback } from "../../gpu/readback.ts";
+import { AGGREGATIONS } from "../../trainer/losses/agg_loss.ts";
+import {
+  assertClose,
+  noGpu,
+  poisoned,
+  randomArray,
+  readFloats,
+  recordPass,
+  testContext,
+} from "../_test_utils.ts";
+import {
+  CLIPPED_PG_METRICS,
+  CLIPPED_PG_OUT_FLOATS,
+  CLIPPED_PG_STATS_FLOATS,
+  type ClippedPgArgs,
+  clippedPgMetrics,
+  encodeClippedPg,
+} from "./clipped_pg.ts";
+import { clippedPgRef } from "./clipped_pg_ref.ts";
+
+// f32 exp of a log-ratio and f32 sums of ≤ 600 terms per sequence, then ≤ 8 per batch: the
+// value, metrics and gradient agree with the f64 reference (on the same f32 inputs) to ~1e-6
+// relative; 1e-5 leaves a margin. Ratios are kept away from the clip kinks, where f32 and f64
+// could pick different branches.
+const TOL = 1e-5;
+
+/** Seeded inputs with ratios away from the kinks; sequence 1 (when there is one) is empty. */
+function inputs(batch: number, width: number, seed: number) {
+  const ratios = [0.3, 0.7, 0.95, 1.05, 1.2, 1.6, 3.5, 5];
+  const n = batch * width;
+  const u = randomArray(3 * n, seed, 0, 1);
+  const oldLogprobs = randomArray(n, seed + 1, -4, -0.05);
+  const logprobs = oldLogprobs.map((o, i) => o + Math.log(ratios[Math.floor(u[i] * 8)]));
+  const advantages = Float32Array.from(
+    { length: n },
+    (_, i) => (u[n + i] < 0.5 ? -1 : 1) * (0.2 + 1.5 * u[2 * n + i]),
+  );
+  const lossMask = Float32Array.from({ length: n }, (_, i) => {
+    const b = Math.floor(i / width);
+    const t = i % width;
+    return b === 1 ? 0 : t >= b % 3 && t < width - 1 ? 1 : 0; // last position: no target
+  });
+  if (n === 1) lossMask[0] = 1;
+  return { logprobs, oldLogprobs, advantages, lossMask };
+}
+
+Deno.test({
+  name:
+    "encodeClippedPg() matches clippedPolicyLoss on odd shapes, every aggregation, poisoned outputs",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    let worstOut = 0;
+    let worstGrad = 0;
+    const configs = [
+      { batch: 1, width: 1 },
+      { batch: 3, width: 37 },
+      { batch: 7, width: 300 }, // width > the 256 threads of a sequence's workgroup
+    ];
+    for (const { batch, width } of configs) {
+      const data = inputs(batch, width, batch * 100 + width);
+      const buf = {
+        logprobs: ctx.upload(data.logprobs, "lp"),
+        oldLogprobs: ctx.upload(data.oldLogprobs, "old"),
+        advantages: ctx.upload(data.advantages, "adv"),
+        lossMask: ctx.upload(data.lossMask, "mask"),
+      };
+      const n = batch * width;
+      for (const aggregation of AGGREGATIONS) {
+        for (
+          const extra of [
+            {},
+            { dualClip: 3, normalizer: 50, maxResponseLength: 64, weight: 0.25 },
+          ]
+        ) {
+          const dLogprobs = poisoned(ctx, n, "dLogprobs");
+          const stats = poisoned(ctx, batch * CLIPPED_PG_STATS_FLOATS, "stats");
+          const out = poisoned(ctx, CLIPPED_PG_OUT_FLOATS, "out");
+          const args: ClippedPgArgs = {
+            ...buf,
+            dLogprobs,
+            stats,
+            out,
+            batch,
+            width,
+            aggregation,
+            ...extra,
+          };
+          const enc = recordPass(ctx, (pass) => encodeClippedPg(ctx, pass, args));
+          const [outBytes, gradBytes] = await readback(ctx, [
+            { buffer: out, offset: 0, size: 4 * CLIPPED_PG_OUT_FLOATS },
+            { buffer: dLogprobs, offset: 0, size: 4 * n },
+          ], enc);
+          const gotOut = new Float32Array(outBytes);
+          const gotGrad = new Float32Array(gradBytes);
+          const ref = clippedPgRef({ ...data, batch, aggregation, ...extra });
+          const what = `${batch}x${width} ${aggregation} ${JSON.stringify(extra)}`;
+          // Each scalar on its own (relative, or absolute below 1).
+          CLIPPED_PG_METRICS.forEach((key, i) => {
+            const err = Math.abs(gotOut[i] - ref.out[i]) / Math.max(1, Math.abs(ref.out[i]));
+            if (!(err <= TOL)) {
+              throw new Error(`${what} ${key}: ${gotOut[i]} vs reference ${ref.out[i]}`);
+            }
+            worstOut = Math.max(worstOut, err);
+          });
+          worstGrad = Math.max(worstGrad, assertClose(gotGrad, ref.dLogprobs, TOL, what));
+          const m = clippedPgMetrics(gotOut);
+          if (m["loss/pg_tokens"] !== ref.out[7]) throw new Error(`${what}: metrics record`);
+          for (const b of [dLogprobs, stats, out]) b.destroy();
+        }
+      }
+      for (const b of Object.values(buf)) b.destroy();
+    }
+    console.log(
+      `clipped_pg: worst scalar error ${worstOut.toExponential(2)}, dLogprobs rel err ` +
+        `${worstGrad.toExponential(2)}`,
+    );
+  },
+});
+
+Deno.test({
+  name: "encodeClippedPg() accumulates a weighted gradient and handles no loss token",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const [batch, width] = [4, 19];
+    const n = batch * width;
+    const data = inputs(batch, width, 9);
+    const prior = randomArray(n, 10);
+    const dLogprobs = ctx.upload(prior, "dLogprobs");
+    const stats = poisoned(ctx, batch * CLIPPED_PG_STATS_FLOATS, "stats");
+    const out = poisoned(ctx, CLIPPED_PG_OUT_FLOATS, "out");
+    const up = (a: Float32Array, l: string) => ctx.upload(a, l);
+    const args: ClippedPgArgs = {
+      logprobs: up(data.logprobs, "lp"),
+      oldLogprobs: up(data.oldLogprobs, "old"),
+      advantages: up(data.advantages, "adv"),
+      lossMask: up(data.lossMask, "mask"),
+      dLogprobs,
+      stats,
+      out,
+      batch,
+      width,
+      aggregation: "seq-mean-token-mean",
+      weight: 0.5,
+      accumulate: true,
+    };
+    const enc = recordPass(ctx, (pass) => encodeClippedPg(ctx, pass, args));
+    const got = await readFloats(ctx, dLogprobs, n, enc);
+    const ref = clippedPgRef({ ...data, batch, aggregation: "seq-mean-token-mean", weight: 0.5 });
+    const want = prior.map((p, i) => p + ref.dLogprobs[i]);
+    assertClose(got, want, TOL, "accumulated dLogprobs");
+
+    // No loss token: value, metrics, denominator and gradient are 0 (no NaN from 0 / 0).
+    const empty = ctx.upload(new Float32Array(n), "empty mask");
+    const grad2 = poisoned(ctx, n, "dLogprobs");
+    const enc2 = recordPass(
+      ctx,
+      (pass) =>
+        encodeClippedPg(ctx, pass, {
+          ...args,
+          lossMask: empty,
+          dLogprobs: grad2,
+          accumulate: false,
+        }),
+    );
+    const [o, g] = await readback(ctx, [
+      { buffer: out, offset: 0, size: 4 * CLIPPED_PG_OUT_FLOATS },
+      { buffer: grad2, offset: 0, size: 4 * n },
+    ], enc2);
+    if (!new Float32Array(o).every((x) => x === 0)) throw new Error(`out ${new Float32Array(o)}`);
+    if (!new Float32Array(g).every((x) => x === 0)) throw new Error("gradient not 0");
+    for (const b of [dLogprobs, stats, out, empty, grad2, args.logprobs]) {
+      (b as GPUBuffer).destroy();
+    }
+  },
+});
