@@ -10,7 +10,7 @@ import type { AnchorPositionName } from "./config.ts";
 import type { RlRow } from "./rl_batch.ts";
 import type { Rollout } from "./rollout.ts";
 import type { RolloutScore } from "./score_rollout.ts";
-import { anchorPosition, groupAdvantages } from "./_losses.ts";
+import { anchorPosition, groupAdvantages } from "../losses/mod.ts";
 import { mixNumber } from "../../model/_random.ts";
 
 /**

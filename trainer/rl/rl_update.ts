@@ -10,11 +10,11 @@
  */
 import type { LossOutput, ParamTree } from "../types.ts";
 import type { GradientTransformation } from "../types.ts";
-import type { TrainBackend } from "../backend.ts";
+import type { PolicyOutputs, TrainBackend } from "../backend.ts";
 import { applyUpdates, globalNorm } from "../optim/mod.ts";
 import type { RlLossTermConfig } from "./config.ts";
 import { collateRl, type RlRow } from "./rl_batch.ts";
-import { clippedPolicyLoss, hiddenAlignLoss } from "./_losses.ts";
+import { createObjective, type LossInputs, type LossSpec } from "../losses/mod.ts";
 
 /**
  * Options of {@linkcode rlUpdate}.
@@ -136,7 +136,22 @@ export async function rlUpdate<S>(
   const pg = options.losses.find((t) => t.name === "clipped_pg");
   const align = options.losses.find((t) => t.name === "hidden_align");
   const centroids = options.centroids ?? new Map<number, Float64Array>();
-  const H = backend.model.config.hiddenSize;
+  // The objective from the loss registry: Σ weight · term over the config's terms.
+  const objective = createObjective(options.losses.map((t): LossSpec =>
+    t.name === "clipped_pg"
+      ? {
+        name: "clipped_pg",
+        weight: t.weight,
+        options: {
+          clipLow: t.clipLow,
+          clipHigh: t.clipHigh,
+          aggregation: t.aggregation,
+          maxResponseLength: options.maxNewTokens,
+          ...(t.dualClip > 1 ? { dualClip: t.dualClip } : {}),
+        },
+      }
+      : { name: "hidden_align", weight: t.weight, options: { type: t.type } }
+  ));
   const takesPart = (r: RlRow): boolean => r.correct && r.anchor >= 0 && centroids.has(r.group);
   const params = backend.params;
   let state = options.state;
@@ -159,6 +174,13 @@ export async function rlUpdate<S>(
       const miniTokens = mini.reduce((n, r) => n + (r.policy ? r.tokens.length : 0), 0);
       const miniSeqs = mini.filter((r) => r.policy && r.tokens.length > 0).length;
       const miniAlign = mini.filter(takesPart).length;
+      const pgNormalizer = pg === undefined
+        ? 1
+        : pg.aggregation === "token-mean"
+        ? miniTokens
+        : pg.aggregation === "seq-mean-token-sum-norm"
+        ? mini.filter((r) => r.policy).length
+        : miniSeqs;
       const sum: Record<string, Float64Array> = {};
       let miniLoss = 0;
       const micros = split(mini, Math.ceil(mini.length / options.microBatchSize));
@@ -166,70 +188,29 @@ export async function rlUpdate<S>(
         const micro = micros[k];
         const batch = collateRl(micro, { padId: options.padId });
         tokens += batch.tokens;
-        // The term runs at weight 0 too (its zero cotangent must leave the step unchanged).
-        const alignHere = align !== undefined && micro.some(takesPart);
-        let pgOut: LossOutput | null = null;
-        let alignOut: LossOutput | null = null;
-        const term = (out: {
-          logprobs: Float64Array;
-          lastHidden?: Float64Array;
-          batch: number;
-          seqLen: number;
-        }): LossOutput => {
-          let value = 0;
-          let dLogprobs: Float64Array | undefined;
-          let dLastHidden: Float64Array | undefined;
-          const metrics: Record<string, number> = {};
-          if (pg !== undefined) {
-            const scale = pg.aggregation === "seq-mean-token-sum-norm"
-              ? micro.length / mini.length
-              : 1;
-            pgOut = clippedPolicyLoss({
-              logprobs: out.logprobs,
-              oldLogprobs: batch.oldLogprobs,
-              advantages: batch.advantages,
-              lossMask: batch.lossMask,
-              batch: out.batch,
-              clipLow: pg.clipLow,
-              clipHigh: pg.clipHigh,
-              dualClip: pg.dualClip > 1 ? pg.dualClip : undefined,
-              aggregation: pg.aggregation,
-              normalizer: pg.aggregation === "token-mean"
-                ? miniTokens
-                : pg.aggregation === "seq-mean-token-sum-norm"
-                ? undefined
-                : miniSeqs,
-              maxResponseLength: options.maxNewTokens,
-            });
-            const w = pg.weight * scale;
-            value += w * pgOut.value;
-            dLogprobs = pgOut.grad.dLogprobs!.map((g) => w * g);
-            Object.assign(metrics, pgOut.metrics);
-          }
-          if (alignHere) {
-            if (out.lastHidden === undefined) {
-              throw new TypeError(
-                "Cannot compute the hidden_align term: the backend returned no hidden states",
-              );
-            }
-            alignOut = hiddenAlignLoss({
-              hidden: out.lastHidden,
-              batch: out.batch,
-              seqLen: out.seqLen,
-              hiddenSize: H,
-              anchors: micro.map((r) => (takesPart(r) ? r.anchor : -1)),
-              groups: batch.groups,
-              correct: batch.correct,
-              type: align!.type,
-              normalizer: miniAlign,
-              centroids,
-            });
-            value += align!.weight * alignOut.value;
-            dLastHidden = alignOut.grad.dLastHidden!.map((g) => align!.weight * g);
-            Object.assign(metrics, alignOut.metrics);
-          }
-          return { value, grad: { dLogprobs, dLastHidden }, metrics };
-        };
+        // The align term runs at weight 0 too (its zero cotangent must leave the step as is).
+        const anchors = micro.map((r) => (takesPart(r) ? r.anchor : -1));
+        const hasAlignRows = anchors.some((x) => x >= 0);
+        const inputs = (out: PolicyOutputs): LossInputs => ({
+          logprobs: out.logprobs,
+          lastHidden: out.lastHidden,
+          batch: out.batch,
+          seqLen: out.seqLen,
+          lossMask: batch.lossMask,
+          oldLogprobs: batch.oldLogprobs,
+          advantages: batch.advantages,
+          anchors,
+          groups: batch.groups,
+          correct: batch.correct,
+          centroids: align !== undefined && align.type !== "cos-pairwise" ? centroids : undefined,
+          normalizers: {
+            // The mini-batch's denominators (> 0 where the term has anything to count).
+            clipped_pg: Math.max(1, pgNormalizer),
+            ...(hasAlignRows && miniAlign > 0 ? { hidden_align: miniAlign } : {}),
+          },
+        });
+        let last: LossOutput | null = null;
+        const term = (out: PolicyOutputs): LossOutput => (last = objective(inputs(out)));
         const hiddenLayer = align !== undefined && align.layer !== "final"
           ? align.layer
           : undefined;
@@ -245,22 +226,21 @@ export async function rlUpdate<S>(
         );
         addInto(sum, grads);
         miniLoss += loss.value;
-        const p = pgOut as LossOutput | null;
-        if (p !== null) {
-          pgSum += p.value;
+        const lm = (last as LossOutput | null)?.metrics ?? loss.metrics;
+        if (pg !== undefined) {
+          pgSum += lm["loss/pg"] ?? 0;
           const t = batch.lossTokens;
           weightTokens += t;
-          for (const key of Object.keys(p.metrics)) {
+          for (const key of Object.keys(lm)) {
             if (key.includes("clipfrac") || key === "loss/ppo_kl") {
-              tokenWeighted[key] = (tokenWeighted[key] ?? 0) + p.metrics[key] * t;
+              tokenWeighted[key] = (tokenWeighted[key] ?? 0) + lm[key] * t;
             }
           }
-          ratioMax = Math.max(ratioMax, p.metrics["loss/ratio_max"] ?? 0);
+          ratioMax = Math.max(ratioMax, lm["loss/ratio_max"] ?? 0);
         }
-        const a = alignOut as LossOutput | null;
-        if (a !== null) {
-          alignSum += a.value;
-          alignRows += a.metrics["align/rows"] ?? 0;
+        if (align !== undefined) {
+          alignSum += lm["align/loss"] ?? 0;
+          alignRows += lm["align/rows"] ?? 0;
         }
       }
       const grads: ParamTree = {};

@@ -54,7 +54,7 @@ import { rlConfigProblems } from "./config.ts";
 import { fillBatch } from "./dynamic_sampling.ts";
 import { evaluateRl } from "./eval_rl.ts";
 import { forwardPass } from "./forward_pass.ts";
-import { groupCentroids } from "./group_centroids.ts";
+import { alignCentroids } from "../losses/mod.ts";
 import { arithmeticPrompts, readJsonlPrompts, type RlPrompt } from "./prompt_data.ts";
 import { promptIds } from "./prompt_template.ts";
 import { buildRows, type ScoredGroup } from "./build_rows.ts";
@@ -646,7 +646,21 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
             if (cos.pairsMixed > 0) metrics["anchor/cos_mixed"] = cos.correctIncorrect;
           }
           if (align !== undefined && align.type !== "cos-pairwise") {
-            centroids = groupCentroids(withHidden, align.type);
+            // Targets over whole groups, so that groups split across micro-batches share them:
+            // the anchor rows stacked as [rows, 1, hidden].
+            const H = modelConfig.hiddenSize;
+            const stacked = new Float64Array(rows.length * H);
+            pass.hidden.forEach((h, i) => h && stacked.set(h, i * H));
+            centroids = alignCentroids({
+              hidden: stacked,
+              batch: rows.length,
+              seqLen: 1,
+              hiddenSize: H,
+              anchors: pass.hidden.map((h) => (h === null ? -1 : 0)),
+              groups: rows.map((r) => r.group),
+              correct: rows.map((r) => r.correct),
+              type: align.type,
+            });
           }
         }
         const r = await rlUpdate(backend, rows, {

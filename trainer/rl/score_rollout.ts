@@ -6,7 +6,7 @@
  */
 import { verify } from "../../verify/mod.ts";
 import type { PreparedGold } from "../../verify/mod.ts";
-import { overlongPenalty } from "./_losses.ts";
+import { overlongPenalty } from "../losses/mod.ts";
 
 /**
  * The score of a rollout.
