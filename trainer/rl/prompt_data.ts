@@ -1,9 +1,11 @@
 /**
  * RL prompt data: questions with gold answers, from the built-in arithmetic task
- * (deterministic, disjoint train/held-out splits) or a JSONL file with configurable field names.
+ * (deterministic, disjoint train/held-out splits), a JSONL file with configurable field names,
+ * or a Parquet file (DAPO-Math-17k's schema: chat `prompt`, `reward_model.ground_truth`).
  *
  * @module
  */
+import { parquetReadObjects } from "hyparquet";
 import { arithmeticDataset, type ArithmeticTaskOptions } from "../../data/arithmetic_task.ts";
 
 /**
@@ -118,6 +120,56 @@ function goldText(value: unknown): string | null {
 }
 
 /**
+ * Prompts from parsed rows (JSONL lines or Parquet rows): the question and the gold read at
+ * dotted field paths. A question may be a string or a chat list (the last user message is
+ * taken: DAPO-Math-17k's `prompt`); a gold may be a string or number, and a worked solution
+ * ending in `#### N` (GSM8K) gives `N`.
+ *
+ * @param rows The rows.
+ * @param options Field paths and the source named in errors.
+ * @returns The prompts in row order.
+ * @throws {TypeError} When a row lacks a field or it has the wrong type (naming row and key).
+ *
+ * @example A DAPO-Math-17k row
+ * ```ts
+ * import { promptsFromRows } from "./prompt_data.ts";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * const row = {
+ *   prompt: [{ role: "user", content: "Find 2 + 2." }],
+ *   reward_model: { ground_truth: "4", style: "rule-lighteval/MATH_v2" },
+ * };
+ * deepStrictEqual(
+ *   promptsFromRows([row], { promptField: "prompt", answerField: "reward_model.ground_truth" }),
+ *   [{ question: "Find 2 + 2.", gold: "4" }],
+ * );
+ * ```
+ */
+export function promptsFromRows(
+  rows: readonly unknown[],
+  options: JsonlPromptsOptions,
+): RlPrompt[] {
+  const source = options.source ?? "<rows>";
+  return rows.map((row, i) => {
+    const question = questionText(fieldAt(row, options.promptField));
+    if (question === null) {
+      throw new TypeError(
+        `Cannot read prompts "${source}": row ${i + 1}: field "${options.promptField}" ` +
+          `(key "rl.data.promptField") must be a string or a chat list with a user message`,
+      );
+    }
+    const gold = goldText(fieldAt(row, options.answerField));
+    if (gold === null) {
+      throw new TypeError(
+        `Cannot read prompts "${source}": row ${i + 1}: field "${options.answerField}" ` +
+          `(key "rl.data.answerField") must be a string or a number`,
+      );
+    }
+    return { question, gold };
+  });
+}
+
+/**
  * Parses JSONL text into prompts: one JSON object per non-empty line, the question and the gold
  * read at dotted field paths. A question may be a string or a chat list (the last user message
  * is taken: DAPO-Math-17k's `prompt`); a gold may be a string or number, and a worked solution
@@ -142,12 +194,11 @@ function goldText(value: unknown): string | null {
  */
 export function parseJsonlPrompts(text: string, options: JsonlPromptsOptions): RlPrompt[] {
   const source = options.source ?? "<jsonl>";
-  const out: RlPrompt[] = [];
+  const rows: unknown[] = [];
   text.split("\n").forEach((line, i) => {
     if (line.trim() === "") return;
-    let row: unknown;
     try {
-      row = JSON.parse(line);
+      rows.push(JSON.parse(line));
     } catch (error) {
       throw new SyntaxError(
         `Cannot read prompts "${source}": line ${i + 1} is not JSON: ${
@@ -155,23 +206,8 @@ export function parseJsonlPrompts(text: string, options: JsonlPromptsOptions): R
         }`,
       );
     }
-    const question = questionText(fieldAt(row, options.promptField));
-    if (question === null) {
-      throw new TypeError(
-        `Cannot read prompts "${source}": line ${i + 1}: field "${options.promptField}" ` +
-          `(key "rl.data.promptField") must be a string or a chat list with a user message`,
-      );
-    }
-    const gold = goldText(fieldAt(row, options.answerField));
-    if (gold === null) {
-      throw new TypeError(
-        `Cannot read prompts "${source}": line ${i + 1}: field "${options.answerField}" ` +
-          `(key "rl.data.answerField") must be a string or a number`,
-      );
-    }
-    out.push({ question, gold });
   });
-  return out;
+  return promptsFromRows(rows, { ...options, source });
 }
 
 /**
@@ -210,4 +246,54 @@ export async function readJsonlPrompts(
     throw error;
   }
   return parseJsonlPrompts(text, { ...options, source: path });
+}
+
+/**
+ * Reads a Parquet prompt file (e.g. DAPO-Math-17k: `promptField: "prompt"`, `answerField:
+ * "reward_model.ground_truth"`) with hyparquet; see {@linkcode promptsFromRows}. Needs
+ * `--allow-read`.
+ *
+ * @param path The file.
+ * @param options Field paths.
+ * @returns The prompts in row order.
+ * @throws {Deno.errors.NotFound} When the file does not exist (the message names it).
+ *
+ * @example A two-row file in DAPO-Math-17k's schema
+ * ```ts
+ * import { readParquetPrompts } from "./prompt_data.ts";
+ * import { parquetWriteBuffer } from "hyparquet-writer";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * const path = await Deno.makeTempFile({ suffix: ".parquet" });
+ * await Deno.writeFile(path, new Uint8Array(parquetWriteBuffer({
+ *   columnData: [
+ *     { name: "prompt", type: "JSON", data: [[{ role: "user", content: "1 + 1?" }], [{ role: "user", content: "2 + 2?" }]] },
+ *     { name: "reward_model", type: "JSON", data: [{ ground_truth: "2" }, { ground_truth: "4" }] },
+ *   ],
+ * })));
+ * const prompts = await readParquetPrompts(path, {
+ *   promptField: "prompt", answerField: "reward_model.ground_truth",
+ * });
+ * deepStrictEqual(prompts.map((p) => p.gold), ["2", "4"]);
+ * await Deno.remove(path);
+ * ```
+ */
+export async function readParquetPrompts(
+  path: string,
+  options: Omit<JsonlPromptsOptions, "source">,
+): Promise<RlPrompt[]> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(
+        `Cannot read prompts "${path}" (key "rl.data.path"): file not found`,
+      );
+    }
+    throw error;
+  }
+  const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  const rows = await parquetReadObjects({ file: file as ArrayBuffer });
+  return promptsFromRows(rows, { ...options, source: path });
 }

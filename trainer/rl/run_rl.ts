@@ -55,7 +55,12 @@ import { fillBatch } from "./dynamic_sampling.ts";
 import { evaluateRl } from "./eval_rl.ts";
 import { forwardPass } from "./forward_pass.ts";
 import { alignCentroids } from "../losses/mod.ts";
-import { arithmeticPrompts, readJsonlPrompts, type RlPrompt } from "./prompt_data.ts";
+import {
+  arithmeticPrompts,
+  readJsonlPrompts,
+  readParquetPrompts,
+  type RlPrompt,
+} from "./prompt_data.ts";
 import { promptIds } from "./prompt_template.ts";
 import { buildRows, type ScoredGroup } from "./build_rows.ts";
 import { rlUpdate } from "./rl_update.ts";
@@ -328,15 +333,15 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       size: rl.data.trainSize > 0 ? rl.data.trainSize : d.trainSize,
     });
     evalPrompts = arithmeticPrompts("eval", { ...task, size: rl.data.evalSize });
-  } else if (rl.data.source === "jsonl") {
+  } else {
+    // JSONL or Parquet (DAPO-Math-17k: promptField "prompt", answerField
+    // "reward_model.ground_truth").
     const fields = { promptField: rl.data.promptField, answerField: rl.data.answerField };
-    const all = await readJsonlPrompts(rl.data.path, fields);
+    const read = rl.data.source === "jsonl" ? readJsonlPrompts : readParquetPrompts;
+    const all = await read(rl.data.path, fields);
     if (rl.data.evalPath !== "") {
       trainPrompts = all;
-      evalPrompts = (await readJsonlPrompts(rl.data.evalPath, fields)).slice(
-        0,
-        rl.data.evalSize,
-      );
+      evalPrompts = (await read(rl.data.evalPath, fields)).slice(0, rl.data.evalSize);
     } else {
       if (all.length <= rl.data.evalSize) {
         throw new RangeError(
@@ -348,11 +353,6 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       evalPrompts = all.slice(all.length - rl.data.evalSize);
     }
     if (rl.data.trainSize > 0) trainPrompts = trainPrompts.slice(0, rl.data.trainSize);
-  } else {
-    throw new RangeError(
-      `Cannot run RL: key "rl.data.source" "parquet" is not supported yet: convert the file to ` +
-        `JSONL (fields "prompt", "reward_model.ground_truth") and use "jsonl"`,
-    );
   }
   const context = modelConfig.maxPositionEmbeddings;
   const idsCache = new Map<number, number[]>();
