@@ -74,6 +74,7 @@ Deno.test("rlUpdate() raises the surrogate Σ A·log p; most rows move the way o
   // First order: a small step raises the surrogate Σ_i A_i · log p(response_i) (token-mean's
   // gradient is this objective's / N); and it moves most rows the way their advantage says
   // (not all: rows of one prompt share tokens).
+  strictEqual(rows.filter((r) => r.advantage !== 0).length, 12);
   const surrogate = (sum: number[]) => sum.reduce((s, x, i) => s + rows[i].advantage * x, 0);
   ok(surrogate(after) > surrogate(before), `${surrogate(before)} -> ${surrogate(after)}`);
   const right = rows.filter((r, i) => Math.sign(after[i] - before[i]) === Math.sign(r.advantage));
