@@ -25,6 +25,7 @@ export * from "./sft.ts";
 export * from "./sft_batch.ts";
 export * from "./sft_loss.ts";
 export * from "./train_loop.ts";
+export * from "./rl/mod.ts";
 export type * from "./types.ts";
 // The run configuration `runSft` takes (its values and loader live in cli/).
 export type * from "../cli/config.ts";

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { AnchorPositionName } from "./config.ts";
+import type { AnchorPositionName } from "../losses/mod.ts";
 import type { RlRow } from "./rl_batch.ts";
 import type { Rollout } from "./rollout.ts";
 import type { RolloutScore } from "./score_rollout.ts";

@@ -28,6 +28,14 @@
  * @module
  */
 import { z } from "zod";
+import {
+  type Aggregation,
+  AGGREGATIONS,
+  ALIGN_TYPES,
+  type AlignType,
+  ANCHOR_POSITIONS,
+  type AnchorPositionName,
+} from "../losses/mod.ts";
 
 /**
  * Where the prompts come from: the built-in arithmetic task (the run's `data` section), a JSONL
@@ -57,20 +65,6 @@ export type RlDataSource = "arithmetic" | "jsonl" | "parquet";
 export type RlTemplate = "task" | "dapo" | "boxed";
 
 /**
- * The anchor of the Hidden-Align term (issue "RL loss pieces", `anchorPosition`): the token
- * before the answer marker (the paper's), the marker token, the last response token, or a
- * seeded random position before the marker (the control).
- *
- * @example Usage
- * ```ts
- * import type { AnchorPositionName } from "./config.ts";
- *
- * const anchor: AnchorPositionName = "before-marker";
- * ```
- */
-export type AnchorPositionName = "before-marker" | "marker" | "last" | "random";
-
-/**
  * The `clipped_pg` loss term: DAPO's clipped policy-gradient loss.
  *
  * @example Usage
@@ -95,11 +89,7 @@ export interface ClippedPgTermConfig {
   /** verl's dual clip constant c > 1 for negative advantages; `0` turns it off. */
   readonly dualClip: number;
   /** Loss aggregation (verl's `agg_loss`). */
-  readonly aggregation:
-    | "token-mean"
-    | "seq-mean-token-sum"
-    | "seq-mean-token-mean"
-    | "seq-mean-token-sum-norm";
+  readonly aggregation: Aggregation;
 }
 
 /**
@@ -122,7 +112,7 @@ export interface HiddenAlignTermConfig {
   /** Weight of the term in the summed objective. */
   readonly weight: number;
   /** The alignment loss. */
-  readonly type: "cos-centroid" | "cos-pairwise" | "mse-normalized" | "mse-raw";
+  readonly type: AlignType;
   /** Which token of a response anchors it. */
   readonly anchor: AnchorPositionName;
   /**
@@ -314,7 +304,8 @@ const positiveInt = z.int().min(1);
 const nonNegative = z.number().min(0);
 
 /**
- * The loss names the RL step knows how to feed.
+ * The loss names the RL step knows how to feed (registered in `trainer/losses/registry.ts`; the
+ * registry's `"sft"` term is not an RL term).
  *
  * @example Usage
  * ```ts
@@ -332,21 +323,16 @@ const CLIPPED_PG = z.strictObject({
   clipHigh: nonNegative.default(0.28),
   dualClip: z.number().refine((c) => c === 0 || c > 1, { error: "must be 0 (off) or > 1" })
     .default(0),
-  aggregation: z.enum([
-    "token-mean",
-    "seq-mean-token-sum",
-    "seq-mean-token-mean",
-    "seq-mean-token-sum-norm",
-  ]).default("token-mean"),
+  aggregation: z.enum(AGGREGATIONS as [Aggregation, ...Aggregation[]]).default("token-mean"),
 });
 
 const HIDDEN_ALIGN = z.strictObject({
   name: z.literal("hidden_align"),
   weight: nonNegative.default(0.1),
-  type: z.enum(["cos-centroid", "cos-pairwise", "mse-normalized", "mse-raw"]).default(
-    "cos-centroid",
+  type: z.enum(ALIGN_TYPES as [AlignType, ...AlignType[]]).default("cos-centroid"),
+  anchor: z.enum(ANCHOR_POSITIONS as [AnchorPositionName, ...AnchorPositionName[]]).default(
+    "before-marker",
   ),
-  anchor: z.enum(["before-marker", "marker", "last", "random"]).default("before-marker"),
   layer: z.union([z.literal("final"), nonNegativeInt]).default("final"),
 });
 
