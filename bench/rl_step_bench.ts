@@ -109,6 +109,8 @@ Deno.bench({
   name: `rollouts: 4 prompts x G=${G}, <= ${MAX_NEW} new tokens (generate)`,
   group: "rl step",
   baseline: true,
+  n: 3, // seconds per iteration on the CPU: a few iterations are enough
+  warmup: 1,
   async fn() {
     const r = await rollouts(2);
     if (!printed) {
@@ -123,6 +125,8 @@ Deno.bench({
 Deno.bench({
   name: "score: verifier + overlong shaping + rows",
   group: "rl step",
+  n: 20,
+  warmup: 2,
   fn() {
     buildRows(score(fixed.sampled), [], {
       advantage: "grpo",
@@ -136,6 +140,8 @@ let printedTrain = false;
 Deno.bench({
   name: "update: anchor forward pass + clipped_pg + 0.1 hidden_align fwd/bwd + AdamW",
   group: "rl step",
+  n: 3,
+  warmup: 1,
   async fn() {
     const r = await update();
     if (!printedTrain) {
