@@ -4,8 +4,10 @@
  *   deno task train [--config FILE] [--key.path=value ...] [--resume [DIR]] [--overwrite]
  *                   [--export DIR] [--workers N]
  *
- * Without `--config` it runs the built-in demo, `configs/tiny_sft.yaml`: supervised fine-tuning
- * of a fresh 2-layer Qwen3 on the arithmetic task. Overrides set any config key
+ * Without `--config` it runs the demo, `configs/rl_arith_hidden_align.yaml`: DAPO plus the
+ * Hidden-Align term on the bundled `models/arithmetic-tiny` and the arithmetic task
+ * (`configs/tiny_sft.yaml` is the SFT demo). A config with `trainer.mode: rl` runs `runRl`, else
+ * `runSft`. Overrides set any config key
  * (`--trainer.lr=1e-3`, `--trainer.steps 50`, `--backend=cpu`). `--resume` continues the run's
  * newest checkpoint (or the checkpoint or run directory DIR; with DIR and no `--config`, the
  * checkpoint's own config is used). Output goes to `<run.outDir>/<run.name>/`: `metrics.jsonl`,
@@ -22,15 +24,16 @@ import { DEFAULT_CONFIG, type TrainConfig } from "../trainer/config.ts";
 import { loadConfig } from "./load_config.ts";
 import { validateConfig } from "../trainer/validate_config.ts";
 import { latestCheckpoint } from "../trainer/checkpoint.ts";
-import { formatDuration } from "../trainer/progress.ts";
+import { formatDuration } from "../internal/progress.ts";
 import { runSft, type RunSftResult } from "../trainer/sft.ts";
 import { NonFiniteLossError } from "../trainer/train_loop.ts";
+import { runRl, type RunRlResult } from "../trainer/rl/run_rl.ts";
 
 const USAGE = "usage: deno task train [--config FILE] [--key.path=value ...] [--resume [DIR]] " +
   "[--overwrite] [--export DIR] [--workers N]";
 
 /** The demo config, used when no `--config` is given. */
-const DEMO_CONFIG = new URL("../configs/tiny_sft.yaml", import.meta.url);
+const DEMO_CONFIG = new URL("../configs/rl_arith_hidden_align.yaml", import.meta.url);
 
 /**
  * The parsed command line of `train`.
@@ -205,7 +208,7 @@ async function readCheckpointConfig(dir: string): Promise<TrainConfig> {
  * const config = await resolveTrainConfig({
  *   overrides: ["--trainer.steps=5"], resume: false, overwrite: false, help: false,
  * });
- * strictEqual(config.run.name, "tiny_sft");
+ * strictEqual(config.run.name, "rl_arith_hidden_align");
  * strictEqual(config.trainer.steps, 5);
  * ```
  */
@@ -235,7 +238,7 @@ export async function resolveTrainConfig(args: TrainArgs): Promise<TrainConfig> 
  * await main(["--trainer.steps=2", "--run.outDir=/tmp/halo", "--overwrite"]);
  * ```
  */
-export async function main(args: string[]): Promise<RunSftResult | null> {
+export async function main(args: string[]): Promise<RunSftResult | RunRlResult | null> {
   const parsed = parseTrainArgs(args);
   if (parsed.help) {
     console.log(USAGE);
@@ -243,6 +246,7 @@ export async function main(args: string[]): Promise<RunSftResult | null> {
   }
   const config = await resolveTrainConfig(parsed);
   const started = performance.now();
+  if (config.trainer.mode === "rl") return await mainRl(config, parsed, started);
   const result = await runSft(config, {
     resume: parsed.resume,
     overwrite: parsed.overwrite,
@@ -259,6 +263,33 @@ export async function main(args: string[]): Promise<RunSftResult | null> {
   console.error(
     `${result.halted ? "halted" : "done"} at step ${result.step} in ${formatDuration(seconds)}` +
       `${evalText}`,
+  );
+  console.error(`metrics: ${join(result.runDir, "metrics.jsonl")}`);
+  for (const dir of result.exported) console.error(`exported: ${dir}`);
+  return result;
+}
+
+async function mainRl(
+  config: TrainConfig,
+  parsed: TrainArgs,
+  started: number,
+): Promise<RunRlResult> {
+  const result = await runRl(config, {
+    resume: parsed.resume,
+    overwrite: parsed.overwrite,
+    exportDir: parsed.export,
+    workers: parsed.workers ?? Math.max(1, Math.min(8, navigator.hardwareConcurrency ?? 1)),
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const k = config.rl.eval.samples;
+  const pct = (m: Record<string, number>, key: string): string =>
+    m[key] === undefined ? "?" : `${(100 * m[key]).toFixed(1)}%`;
+  const a = result.startMetrics;
+  const b = result.metrics;
+  console.error(
+    `${result.halted ? "halted" : "done"} at step ${result.step} in ${formatDuration(seconds)}; ` +
+      `held-out avg@${k} ${pct(a, `eval/avg@${k}`)} -> ${pct(b, `eval/avg@${k}`)}, pass@${k} ` +
+      `${pct(a, `eval/pass@${k}`)} -> ${pct(b, `eval/pass@${k}`)}`,
   );
   console.error(`metrics: ${join(result.runDir, "metrics.jsonl")}`);
   for (const dir of result.exported) console.error(`exported: ${dir}`);

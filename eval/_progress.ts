@@ -3,7 +3,7 @@
 // tokens/s and the time left; redrawn in place on a terminal, plain lines otherwise (as the
 // trainer's `trainer/progress.ts`, whose line is about steps and loss).
 
-import { formatDuration } from "../trainer/progress.ts";
+import { formatDuration } from "../internal/progress.ts";
 
 export interface EvalProgressOptions {
   /** Prompts in the whole run. */

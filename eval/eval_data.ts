@@ -344,14 +344,14 @@ export function defaultTemplate(data: string): string {
  *
  * @example Usage
  * ```ts
- * import { templateMessage } from "./eval_data.ts";
+ * import { evalTemplateMessage } from "./eval_data.ts";
  * import assert from "node:assert/strict";
  *
- * assert.ok(templateMessage("What is 2 + 2?", "boxed").endsWith("within \\boxed{}."));
- * assert.equal(templateMessage("2 + 2?", "Q: {question}\nA:"), "Q: 2 + 2?\nA:");
+ * assert.ok(evalTemplateMessage("What is 2 + 2?", "boxed").endsWith("within \\boxed{}."));
+ * assert.equal(evalTemplateMessage("2 + 2?", "Q: {question}\nA:"), "Q: 2 + 2?\nA:");
  * ```
  */
-export function templateMessage(question: string, template: string): string {
+export function evalTemplateMessage(question: string, template: string): string {
   switch (template) {
     case "task":
       return question;

@@ -1,6 +1,11 @@
 // Copyright 2025 the halo authors. MIT license.
 import assert from "node:assert/strict";
-import { defaultTemplate, loadEvalProblems, parseEvalJsonl, templateMessage } from "./eval_data.ts";
+import {
+  defaultTemplate,
+  evalTemplateMessage,
+  loadEvalProblems,
+  parseEvalJsonl,
+} from "./eval_data.ts";
 
 Deno.test("loadEvalProblems() reads the bundled GSM8K and MATH-500 test sets", async () => {
   const gsm8k = await loadEvalProblems("gsm8k");
@@ -61,13 +66,16 @@ Deno.test("parseEvalJsonl() reads ids, fields and chat prompts, naming the line 
   );
 });
 
-Deno.test("templateMessage() renders the three templates and custom text", () => {
-  assert.equal(templateMessage("Q", "task"), "Q");
-  assert.ok(templateMessage("Q", "dapo").includes("Answer: $Answer"));
+Deno.test("evalTemplateMessage() renders the three templates and custom text", () => {
+  assert.equal(evalTemplateMessage("Q", "task"), "Q");
+  assert.ok(evalTemplateMessage("Q", "dapo").includes("Answer: $Answer"));
   assert.equal(
-    templateMessage("Q", "boxed"),
+    evalTemplateMessage("Q", "boxed"),
     "Q\nPlease reason step by step, and put your final answer within \\boxed{}.",
   );
-  assert.throws(() => templateMessage("Q", "fancy"), { name: "RangeError", message: /--template/ });
+  assert.throws(() => evalTemplateMessage("Q", "fancy"), {
+    name: "RangeError",
+    message: /--template/,
+  });
   assert.equal(defaultTemplate("gsm8k"), "boxed");
 });

@@ -24,8 +24,8 @@ import { verify } from "../verify/verify.ts";
 import {
   defaultTemplate,
   type EvalProblem,
+  evalTemplateMessage,
   loadEvalProblems,
-  templateMessage,
 } from "./eval_data.ts";
 import { type EvalSampleRecord, formatSampleLines, parseSamplesJsonl } from "./eval_records.ts";
 import { type EvalSummary, summarizeEval, voteClasses } from "./eval_summary.ts";
@@ -206,7 +206,7 @@ function resolveOptions(options: RunEvalOptions): Record<string, unknown> {
     fail(`--stop-after must be a positive integer: current value is ${options.stopAfter}`);
   }
   const template = options.template ?? defaultTemplate(options.data);
-  templateMessage("", template); // throws on an unknown template, naming --template
+  evalTemplateMessage("", template); // throws on an unknown template, naming --template
   return {
     model: options.model,
     adapter: options.adapter ?? null,
@@ -388,7 +388,10 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
       const maxPos = model.config.maxPositionEmbeddings;
       const maxNewTokens = config.maxNewTokens as number;
       const prompts = todo.map((p) => {
-        const ids = encodePrompt(tokenizer, templateMessage(p.question, config.template as string));
+        const ids = encodePrompt(
+          tokenizer,
+          evalTemplateMessage(p.question, config.template as string),
+        );
         if (ids.length >= maxPos) {
           fail(
             `prompt "${p.id}" of --data "${options.data}" has ${ids.length} tokens, more than ` +

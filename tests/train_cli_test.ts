@@ -39,7 +39,7 @@ Deno.test("resolveTrainConfig() errors name the key, what was expected and the o
   await rejects(resolveTrainConfig({ ...base, overrides: ["--trainer.lr=-1"] }), {
     name: "RangeError",
     message:
-      /Cannot load config ".*tiny_sft.yaml": key "trainer.lr" \(set by "--trainer.lr=-1"\) must be > 0: current value is -1/,
+      /Cannot load config ".*rl_arith_hidden_align.yaml": key "trainer.lr" \(set by "--trainer.lr=-1"\) must be > 0: current value is -1/,
   });
   await rejects(resolveTrainConfig({ ...base, overrides: ["--trainer.stpes=5"] }), {
     name: "TypeError",
@@ -48,7 +48,7 @@ Deno.test("resolveTrainConfig() errors name the key, what was expected and the o
   await rejects(resolveTrainConfig({ ...base, overrides: ["--trainer.microBatches=3"] }), {
     name: "RangeError",
     message:
-      /key "trainer.microBatches" .*must divide "trainer.batchSize" \(16\): current value is 3/,
+      /key "trainer.microBatches" .*must divide "trainer.batchSize" \(32\): current value is 3/,
   });
   await rejects(resolveTrainConfig({ ...base, config: "configs/nope.yaml", overrides: [] }), {
     message: 'Cannot load config "configs/nope.yaml": file not found',

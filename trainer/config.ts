@@ -17,6 +17,8 @@
  */
 import { deepFreeze } from "../internal/deep_freeze.ts";
 
+import { DEFAULT_RL_CONFIG, type RlConfig } from "../trainer/rl/config.ts";
+
 /**
  * Where the model math runs: `"webgpu"`, `"cpu"` (the float64 references), or `"auto"` (WebGPU
  * when an adapter is found, else CPU).
@@ -194,8 +196,11 @@ export interface DataConfig {
  * ```
  */
 export interface TrainerConfig {
-  /** `"sft"`: supervised fine-tuning on the worked solutions (RL modes come later). */
-  readonly mode: "sft";
+  /**
+   * `"sft"`: supervised fine-tuning on the worked solutions; `"rl"`: DAPO (plus the loss terms
+   * of the `rl` section) on verifiable rewards.
+   */
+  readonly mode: "sft" | "rl";
   /** Number of optimizer steps. */
   readonly steps: number;
   /** Sequences per optimizer step. */
@@ -288,6 +293,8 @@ export interface TrainConfig {
   readonly checkpoint: CheckpointConfig;
   /** Where the model math runs. */
   readonly backend: BackendChoice;
+  /** RL: data, rollouts, rewards, dynamic sampling, loss terms (`trainer/rl/config.ts`). */
+  readonly rl: RlConfig;
 }
 
 /**
@@ -372,4 +379,5 @@ export const DEFAULT_CONFIG: TrainConfig = deepFreeze<TrainConfig>({
     keep: 3,
   },
   backend: "auto",
+  rl: DEFAULT_RL_CONFIG,
 });

@@ -20,12 +20,13 @@ export * from "./losses/mod.ts";
 export * from "./opt_state_io.ts";
 export * from "./optim/mod.ts";
 export * from "./params.ts";
-export * from "./progress.ts";
+export * from "../internal/progress.ts";
 export * from "./sft.ts";
 export * from "./sft_batch.ts";
 export * from "./sft_loss.ts";
 export * from "./train_loop.ts";
 export * from "./train_step.ts";
+export * from "./rl/mod.ts";
 export type * from "./types.ts";
 // The run configuration `runSft` takes: types, defaults and validation (cli/ reads the YAML).
 export * from "./config.ts";

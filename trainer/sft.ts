@@ -57,7 +57,7 @@ import {
   warmupCosineDecaySchedule,
 } from "./optim/mod.ts";
 import { loraParams, modelParams, paramTensors } from "./params.ts";
-import { createProgress, type Progress } from "./progress.ts";
+import { createProgress, type Progress } from "../internal/progress.ts";
 import { collateSft, type SftSequence, tokenizeSft } from "./sft_batch.ts";
 import { sftLoss } from "./sft_loss.ts";
 import { type PendingStep, trainLoop } from "./train_loop.ts";

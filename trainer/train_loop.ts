@@ -12,7 +12,7 @@
  * @module
  */
 import { join } from "node:path";
-import type { Progress } from "./progress.ts";
+import type { Progress } from "../internal/progress.ts";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
 
 /**

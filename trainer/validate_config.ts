@@ -19,6 +19,7 @@
  */
 
 import { z } from "zod";
+import { RL_SCHEMA, rlConfigProblems } from "./rl/config.ts";
 import { DEFAULT_CONFIG, type TrainConfig } from "./config.ts";
 import { ARITHMETIC_ADDED_TOKENS, ARITHMETIC_ALPHABET } from "../data/arithmetic_tokenizer.ts";
 import { expectedKeys } from "../internal/expected_keys.ts";
@@ -112,7 +113,7 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
     evalSize: positiveInt,
   }),
   trainer: z.strictObject({
-    mode: z.enum(["sft"]),
+    mode: z.enum(["sft", "rl"]),
     steps: positiveInt,
     batchSize: positiveInt,
     microBatches: positiveInt,
@@ -136,6 +137,7 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
     keep: nonNegativeInt,
   }),
   backend: z.enum(["webgpu", "cpu", "auto"]),
+  rl: RL_SCHEMA,
 });
 
 /** One problem found while validating, before it is worded with the source. */
@@ -229,6 +231,8 @@ function issueProblems(issue: z.core.$ZodIssue, root: unknown): Problem[] {
         kind: "type" as const,
       }));
     }
+    case "invalid_union":
+      return [{ path, text: `${issue.message}: ${current}`, kind: "range" }];
     case "invalid_format":
       return [{ path, text: `${issue.message}: ${current}`, kind: "range" }];
     default:
@@ -280,6 +284,12 @@ function crossFieldProblems(config: TrainConfig): Problem[] {
       ["trainer", "microBatches"],
       `must divide "trainer.batchSize" (${trainer.batchSize}): current value is ${trainer.microBatches}`,
     );
+  }
+  if (trainer.mode === "rl") {
+    for (const [key, text] of rlConfigProblems(config.rl)) {
+      const path = key.split(/[.[\]]/).filter((k) => k !== "");
+      range(path.map((k) => (/^\d+$/.test(k) ? Number(k) : k)), text);
+    }
   }
   if (config.eval.samples > data.evalSize) {
     range(

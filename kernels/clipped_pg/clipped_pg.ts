@@ -5,7 +5,6 @@
  * @module
  */
 import { type Binding, f32Bits, type GpuContext } from "../../gpu/context.ts";
-import type { Aggregation } from "../../trainer/losses/agg_loss.ts";
 import { grid } from "../_grid.ts";
 import code from "./clipped_pg.wgsl" with { type: "text" };
 
@@ -93,6 +92,17 @@ export interface ClippedPgArgs {
   /** Add into `dLogprobs` instead of overwriting it; default false. */
   accumulate?: boolean;
 }
+
+/**
+ * The loss aggregations the kernel computes (the same strings as `Aggregation` in
+ * `trainer/losses/agg_loss.ts`, which sits above kernels/).
+ */
+export type ClippedPgAggregation =
+  | "token-mean"
+  | "seq-mean-token-sum"
+  | "seq-mean-token-mean"
+  | "seq-mean-token-sum-norm";
+type Aggregation = ClippedPgAggregation;
 
 const WHERE = "Cannot encode clipped_pg";
 // The kernel's aggregation codes (the order of `AGGREGATIONS` in trainer/losses/agg_loss.ts;

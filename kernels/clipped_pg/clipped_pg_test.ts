@@ -17,7 +17,7 @@ import {
   clippedPgMetrics,
   encodeClippedPg,
 } from "./clipped_pg.ts";
-import { clippedPgRef } from "./clipped_pg_ref.ts";
+import { clippedPgRef } from "../../trainer/losses/clipped_pg_ref.ts";
 
 // f32 exp of a log-ratio and f32 sums of ≤ 600 terms per sequence, then ≤ 8 per batch: the
 // value, metrics and gradient agree with the f64 reference (on the same f32 inputs) to ~1e-6

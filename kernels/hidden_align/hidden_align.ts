@@ -6,7 +6,6 @@
  * @module
  */
 import { type Binding, f32Bits, type GpuContext } from "../../gpu/context.ts";
-import type { AlignType } from "../../trainer/losses/hidden_align_loss.ts";
 import { grid } from "../_grid.ts";
 import code from "./hidden_align.wgsl" with { type: "text" };
 
@@ -116,6 +115,13 @@ export interface HiddenAlignArgs extends HiddenAlignShape {
 
 const WHERE = "Cannot encode hidden_align";
 // The kernel's type codes (the order of ALIGN_TYPES in trainer/losses).
+/**
+ * The Hidden-Align loss types the kernel computes (the same strings as `AlignType` in
+ * `trainer/losses/hidden_align_loss.ts`, which sits above kernels/).
+ */
+export type HiddenAlignKernelType = "cos-centroid" | "cos-pairwise" | "mse-normalized" | "mse-raw";
+type AlignType = HiddenAlignKernelType;
+
 const KINDS: readonly AlignType[] = ["cos-centroid", "cos-pairwise", "mse-normalized", "mse-raw"];
 
 /**

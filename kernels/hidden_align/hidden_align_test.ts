@@ -17,7 +17,10 @@ import {
   hiddenAlignMetrics,
   hiddenAlignScratchFloats,
 } from "./hidden_align.ts";
-import { hiddenAlignRef, type HiddenAlignRefOptions } from "./hidden_align_ref.ts";
+import {
+  hiddenAlignRef,
+  type HiddenAlignRefOptions,
+} from "../../trainer/losses/hidden_align_ref.ts";
 
 // f32 dot products and sums of length ≤ 300 and ≤ 9 rows against the f64 reference on the same
 // f32 inputs: measured ≤ ~1e-6 relative; 1e-5 leaves a margin. (A row below the 1e-6 norm

@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { clippedPolicyLoss } from "../../trainer/losses/clipped_policy_loss.ts";
-import type { Aggregation } from "../../trainer/losses/agg_loss.ts";
-import { CLIPPED_PG_METRICS } from "./clipped_pg.ts";
+import { clippedPolicyLoss } from "./clipped_policy_loss.ts";
+import type { Aggregation } from "./agg_loss.ts";
+import { CLIPPED_PG_METRICS } from "../../kernels/clipped_pg/clipped_pg.ts";
 
 /** Options of {@linkcode clippedPgRef}: `clippedPolicyLoss`'s plus the gradient's weight. */
 export interface ClippedPgRefOptions {

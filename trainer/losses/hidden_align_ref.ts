@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { type AlignType, hiddenAlignLoss } from "../../trainer/losses/hidden_align_loss.ts";
-import { HIDDEN_ALIGN_METRICS } from "./hidden_align.ts";
+import { type AlignType, hiddenAlignLoss } from "./hidden_align_loss.ts";
+import { HIDDEN_ALIGN_METRICS } from "../../kernels/hidden_align/hidden_align.ts";
 
 /** Options of {@linkcode hiddenAlignRef}: the kernel's inputs as host arrays. */
 export interface HiddenAlignRefOptions {

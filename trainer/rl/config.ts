@@ -1,0 +1,554 @@
+/**
+ * The `rl` section of a run configuration (`trainer.mode: rl`): prompt data and template,
+ * rollout sampling, reward and overlong shaping, dynamic sampling, advantages, the PPO epochs and
+ * batch split, the loss terms with their weights, and the RL evaluation. Its zod schema
+ * ({@linkcode RL_SCHEMA}) plugs into the run config's schema; {@linkcode DEFAULT_RL_CONFIG} holds
+ * DAPO's defaults where they apply (ε 0.2/0.28, token-mean, no KL, no entropy bonus, G = 16,
+ * temperature 1, top-p 1, dynamic sampling on, an overlong buffer).
+ *
+ * The optimizer, schedule and number of steps stay in the `trainer` section (`trainer.steps` is
+ * the number of RL steps; `trainer.batchSize` and `trainer.microBatches` are SFT's and unused).
+ *
+ * @example The Hidden-Align term beside the DAPO policy loss
+ * ```ts
+ * import { DEFAULT_RL_CONFIG, RL_SCHEMA } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const rl = RL_SCHEMA.parse({
+ *   ...structuredClone(DEFAULT_RL_CONFIG),
+ *   losses: [
+ *     { name: "clipped_pg", weight: 1 },
+ *     { name: "hidden_align", weight: 0.1 },
+ *   ],
+ * });
+ * strictEqual(rl.losses[1].name, "hidden_align");
+ * strictEqual(DEFAULT_RL_CONFIG.groupSize, 16);
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+import {
+  type Aggregation,
+  AGGREGATIONS,
+  ALIGN_TYPES,
+  type AlignType,
+  ANCHOR_POSITIONS,
+  type AnchorPositionName,
+} from "../losses/mod.ts";
+
+/**
+ * Where the prompts come from: the built-in arithmetic task (the run's `data` section), a JSONL
+ * file, or a Parquet file with DAPO-Math-17k's schema.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RlDataSource } from "./config.ts";
+ *
+ * const source: RlDataSource = "jsonl";
+ * ```
+ */
+export type RlDataSource = "arithmetic" | "jsonl" | "parquet";
+
+/**
+ * The prompt template: the task's own question (`"task"`), DAPO's `Answer:` instruction
+ * (`"dapo"`), or a `\boxed{}` instruction (`"boxed"`); applied through the tokenizer's chat
+ * template.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RlTemplate } from "./config.ts";
+ *
+ * const template: RlTemplate = "dapo";
+ * ```
+ */
+export type RlTemplate = "task" | "dapo" | "boxed";
+
+/**
+ * The `clipped_pg` loss term: DAPO's clipped policy-gradient loss.
+ *
+ * @example Usage
+ * ```ts
+ * import type { ClippedPgTermConfig } from "./config.ts";
+ *
+ * const pg: ClippedPgTermConfig = {
+ *   name: "clipped_pg", weight: 1, clipLow: 0.2, clipHigh: 0.28, dualClip: 0,
+ *   aggregation: "token-mean",
+ * };
+ * ```
+ */
+export interface ClippedPgTermConfig {
+  /** The registry name. */
+  readonly name: "clipped_pg";
+  /** Weight of the term in the summed objective. */
+  readonly weight: number;
+  /** Lower clip ε (ratio ≥ 1 − clipLow). */
+  readonly clipLow: number;
+  /** Upper clip ε (DAPO's clip-higher; ratio ≤ 1 + clipHigh). */
+  readonly clipHigh: number;
+  /** verl's dual clip constant c > 1 for negative advantages; `0` turns it off. */
+  readonly dualClip: number;
+  /** Loss aggregation (verl's `agg_loss`). */
+  readonly aggregation: Aggregation;
+}
+
+/**
+ * The `hidden_align` loss term: aligns the hidden states of a prompt's correct rollouts at the
+ * anchor token.
+ *
+ * @example Usage
+ * ```ts
+ * import type { HiddenAlignTermConfig } from "./config.ts";
+ *
+ * const align: HiddenAlignTermConfig = {
+ *   name: "hidden_align", weight: 0.1, type: "cos-centroid", anchor: "before-marker",
+ *   layer: "final",
+ * };
+ * ```
+ */
+export interface HiddenAlignTermConfig {
+  /** The registry name. */
+  readonly name: "hidden_align";
+  /** Weight of the term in the summed objective. */
+  readonly weight: number;
+  /** The alignment loss. */
+  readonly type: AlignType;
+  /** Which token of a response anchors it. */
+  readonly anchor: AnchorPositionName;
+  /**
+   * Which hidden state: `"final"` (the final-norm output, HF's `hidden_states[-1]`) or the output
+   * of decoder layer `l` (0-based, at most the model's layer count − 2).
+   */
+  readonly layer: "final" | number;
+}
+
+/**
+ * One loss term of the RL objective.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RlLossTermConfig } from "./config.ts";
+ * import { DEFAULT_RL_CONFIG } from "./config.ts";
+ *
+ * const terms: readonly RlLossTermConfig[] = DEFAULT_RL_CONFIG.losses;
+ * ```
+ */
+export type RlLossTermConfig = ClippedPgTermConfig | HiddenAlignTermConfig;
+
+/**
+ * `rl.data`: where the training and held-out prompts come from.
+ *
+ * @example Usage
+ * ```ts
+ * import { DEFAULT_RL_CONFIG, type RlDataConfig } from "./config.ts";
+ *
+ * const gsm8k: RlDataConfig = {
+ *   ...DEFAULT_RL_CONFIG.data, source: "jsonl", path: "data/gsm8k/train.jsonl",
+ *   evalPath: "data/gsm8k/test.jsonl", promptField: "question", answerField: "answer",
+ * };
+ * ```
+ */
+export interface RlDataConfig {
+  /** The prompt source; `"arithmetic"` reads the run's `data` section. */
+  readonly source: RlDataSource;
+  /** JSONL / Parquet training file (unused for `"arithmetic"`). */
+  readonly path: string;
+  /** JSONL / Parquet held-out file; `""` holds out the last `evalSize` rows of `path`. */
+  readonly evalPath: string;
+  /** JSONL: the field with the question (a dotted path, e.g. `"prompt"`). */
+  readonly promptField: string;
+  /** JSONL: the field with the gold answer (a dotted path, e.g. `"reward_model.ground_truth"`). */
+  readonly answerField: string;
+  /** Training prompts to use (`0`: all of the file; arithmetic: `data.trainSize`). */
+  readonly trainSize: number;
+  /** Held-out prompts to use (arithmetic: at most `data.evalSize`). */
+  readonly evalSize: number;
+}
+
+/**
+ * `rl.reward`: how a verified rollout is scored.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RlRewardConfig } from "./config.ts";
+ *
+ * const reward: RlRewardConfig = { mode: "dapo", budgetMs: 0 };
+ * ```
+ */
+export interface RlRewardConfig {
+  /** `"dapo"`: +1 correct, −1 otherwise; `"binary"`: 1 / 0. */
+  readonly mode: "dapo" | "binary";
+  /**
+   * The verifier's wall-clock budget per call in ms; `0` means none (`Infinity`), which keeps
+   * rewards, and so a resumed run, deterministic under load.
+   */
+  readonly budgetMs: number;
+}
+
+/**
+ * `rl.overlong`: DAPO's soft overlong punishment and overlong filtering.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RlOverlongConfig } from "./config.ts";
+ *
+ * const overlong: RlOverlongConfig = { buffer: 8, factor: 1, filter: false };
+ * ```
+ */
+export interface RlOverlongConfig {
+  /**
+   * Length of the punishment buffer before `maxNewTokens` (`0`: off): a response longer than
+   * `maxNewTokens − buffer` gets `−factor·(length − (maxNewTokens − buffer))/buffer` added.
+   */
+  readonly buffer: number;
+  /** The punishment at `maxNewTokens`. */
+  readonly factor: number;
+  /** Mask truncated responses (no EOS) out of the policy loss. */
+  readonly filter: boolean;
+}
+
+/**
+ * `rl.eval`: held-out avg@k and pass@k by sampling.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RlEvalConfig } from "./config.ts";
+ *
+ * const evalConfig: RlEvalConfig = { every: 10, prompts: 48, samples: 4, temperature: 1 };
+ * ```
+ */
+export interface RlEvalConfig {
+  /** Evaluate every this many steps (and after the last; `0`: only after the last). */
+  readonly every: number;
+  /** Held-out prompts per evaluation (at most `rl.data.evalSize`). */
+  readonly prompts: number;
+  /** Samples per prompt (the k of avg@k and pass@k). */
+  readonly samples: number;
+  /** Sampling temperature of the evaluation (`0`: greedy, then `samples` must be 1). */
+  readonly temperature: number;
+}
+
+/**
+ * The `rl` section of a run configuration.
+ *
+ * @example Usage
+ * ```ts
+ * import { DEFAULT_RL_CONFIG, type RlConfig } from "./config.ts";
+ *
+ * const small: RlConfig = { ...DEFAULT_RL_CONFIG, groupSize: 8, trainBatchPrompts: 4 };
+ * ```
+ */
+export interface RlConfig {
+  /** Prompt data. */
+  readonly data: RlDataConfig;
+  /** Prompt template. */
+  readonly template: RlTemplate;
+  /** Rollouts per prompt (G), at least 2. */
+  readonly groupSize: number;
+  /** Groups to train on per step. */
+  readonly trainBatchPrompts: number;
+  /** Prompts per generation batch (DAPO's `gen_batch_size`). */
+  readonly genBatchPrompts: number;
+  /** Most generation batches per step while filling the batch (dynamic sampling). */
+  readonly maxGenBatches: number;
+  /**
+   * When `maxGenBatches` batches did not fill the batch: `"train"` on the groups there are
+   * (a warning and the metric `sampling/short_batch`), or `"stop"` the run with an error.
+   */
+  readonly onShortBatch: "train" | "stop";
+  /** Drop groups whose correctness is all equal (DAPO's dynamic sampling). */
+  readonly dynamicSampling: boolean;
+  /**
+   * Keep all-correct groups for the align term only (they carry the most pairs) while the policy
+   * loss still skips them; they do not count towards `trainBatchPrompts`.
+   */
+  readonly alignKeepAllCorrect: boolean;
+  /** Most tokens per response. */
+  readonly maxNewTokens: number;
+  /** Sampling temperature of the rollouts (> 0). */
+  readonly temperature: number;
+  /** Nucleus sampling of the rollouts, in (0, 1]. */
+  readonly topP: number;
+  /** Top-k of the rollouts; `0` off. */
+  readonly topK: number;
+  /**
+   * Old log-probs: `"sampler"` keeps the model log-probs `generate` returns; `"recompute"` runs a
+   * forward of the train backend over the rollouts before the update.
+   */
+  readonly oldLogprobs: "sampler" | "recompute";
+  /** Reward mode and verifier budget. */
+  readonly reward: RlRewardConfig;
+  /** Overlong shaping and filtering. */
+  readonly overlong: RlOverlongConfig;
+  /** Group advantages: `"grpo"` (mean/std) or `"drgrpo"` (mean only). */
+  readonly advantage: "grpo" | "drgrpo";
+  /** Passes over each step's rollouts. */
+  readonly ppoEpochs: number;
+  /** Optimizer updates per epoch (the kept groups split into this many mini-batches). */
+  readonly miniBatches: number;
+  /** Most sequences per forward/backward (a mini-batch is split into micro-batches of this). */
+  readonly microBatchSize: number;
+  /**
+   * Log the anchor cosines (correct–correct, incorrect–incorrect, correct–incorrect) each step;
+   * costs one forward over the kept rollouts when no align term needs it anyway.
+   */
+  readonly anchorMetrics: boolean;
+  /** The loss terms, summed with their weights. */
+  readonly losses: readonly RlLossTermConfig[];
+  /** Held-out evaluation. */
+  readonly eval: RlEvalConfig;
+}
+
+const nonNegativeInt = z.int().min(0);
+const positiveInt = z.int().min(1);
+const nonNegative = z.number().min(0);
+
+/**
+ * The loss names the RL step knows how to feed (registered in `trainer/losses/registry.ts`; the
+ * registry's `"sft"` term is not an RL term).
+ *
+ * @example Usage
+ * ```ts
+ * import { RL_LOSS_NAMES } from "./config.ts";
+ *
+ * console.log(RL_LOSS_NAMES.includes("hidden_align")); // true
+ * ```
+ */
+export const RL_LOSS_NAMES: readonly string[] = Object.freeze(["clipped_pg", "hidden_align"]);
+
+const CLIPPED_PG = z.strictObject({
+  name: z.literal("clipped_pg"),
+  weight: nonNegative.default(1),
+  clipLow: z.number().min(0).lt(1).default(0.2),
+  clipHigh: nonNegative.default(0.28),
+  dualClip: z.number().refine((c) => c === 0 || c > 1, { error: "must be 0 (off) or > 1" })
+    .default(0),
+  aggregation: z.enum(AGGREGATIONS as [Aggregation, ...Aggregation[]]).default("token-mean"),
+});
+
+const HIDDEN_ALIGN = z.strictObject({
+  name: z.literal("hidden_align"),
+  weight: nonNegative.default(0.1),
+  type: z.enum(ALIGN_TYPES as [AlignType, ...AlignType[]]).default("cos-centroid"),
+  anchor: z.enum(ANCHOR_POSITIONS as [AnchorPositionName, ...AnchorPositionName[]]).default(
+    "before-marker",
+  ),
+  layer: z.union([z.literal("final"), nonNegativeInt]).default("final"),
+});
+
+/**
+ * The zod schema of the `rl` section (strict: an unknown key is an error). Loss terms are told
+ * apart by `name`; their other keys default as in {@linkcode DEFAULT_RL_CONFIG}.
+ *
+ * @example An unknown loss name fails, naming the key
+ * ```ts
+ * import { DEFAULT_RL_CONFIG, RL_SCHEMA } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const bad = { ...structuredClone(DEFAULT_RL_CONFIG), losses: [{ name: "kl", weight: 1 }] };
+ * const result = RL_SCHEMA.safeParse(bad);
+ * strictEqual(result.success, false);
+ * strictEqual(result.error?.issues[0].path.join("."), "losses.0.name");
+ * ```
+ */
+export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
+  data: z.strictObject({
+    source: z.enum(["arithmetic", "jsonl", "parquet"]),
+    path: z.string(),
+    evalPath: z.string(),
+    promptField: z.string().min(1),
+    answerField: z.string().min(1),
+    trainSize: nonNegativeInt,
+    evalSize: positiveInt,
+  }),
+  template: z.enum(["task", "dapo", "boxed"]),
+  groupSize: z.int().min(2),
+  trainBatchPrompts: positiveInt,
+  genBatchPrompts: positiveInt,
+  maxGenBatches: positiveInt,
+  onShortBatch: z.enum(["train", "stop"]),
+  dynamicSampling: z.boolean(),
+  alignKeepAllCorrect: z.boolean(),
+  maxNewTokens: positiveInt,
+  temperature: z.number().min(1e-6),
+  topP: z.number().gt(0).max(1),
+  topK: nonNegativeInt,
+  oldLogprobs: z.enum(["sampler", "recompute"]),
+  reward: z.strictObject({
+    mode: z.enum(["dapo", "binary"]),
+    budgetMs: nonNegative,
+  }),
+  overlong: z.strictObject({
+    buffer: nonNegativeInt,
+    factor: nonNegative,
+    filter: z.boolean(),
+  }),
+  advantage: z.enum(["grpo", "drgrpo"]),
+  ppoEpochs: positiveInt,
+  miniBatches: positiveInt,
+  microBatchSize: positiveInt,
+  anchorMetrics: z.boolean(),
+  losses: z.array(
+    z.discriminatedUnion("name", [CLIPPED_PG, HIDDEN_ALIGN], {
+      error: (issue) =>
+        issue.code === "invalid_union"
+          ? `must be one of ${RL_LOSS_NAMES.map((n) => `"${n}"`).join(", ")}`
+          : undefined,
+    }),
+  ).min(1),
+  eval: z.strictObject({
+    every: nonNegativeInt,
+    prompts: positiveInt,
+    samples: positiveInt,
+    temperature: nonNegative,
+  }),
+}) as unknown as z.ZodType<RlConfig, unknown>;
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * Every default of the `rl` section, deeply frozen: DAPO's recipe (G = 16, ε 0.2/0.28,
+ * token-mean, no KL or entropy term, temperature 1, top-p 1, dynamic sampling, an overlong
+ * buffer, ±1 rewards) on the arithmetic task with its own template.
+ *
+ * @example Usage
+ * ```ts
+ * import { DEFAULT_RL_CONFIG } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * strictEqual(DEFAULT_RL_CONFIG.losses[0].name, "clipped_pg");
+ * strictEqual(DEFAULT_RL_CONFIG.dynamicSampling, true);
+ * ```
+ */
+export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
+  data: {
+    source: "arithmetic",
+    path: "",
+    evalPath: "",
+    promptField: "prompt",
+    answerField: "answer",
+    trainSize: 0,
+    evalSize: 100,
+  },
+  template: "task",
+  groupSize: 16,
+  trainBatchPrompts: 8,
+  genBatchPrompts: 8,
+  maxGenBatches: 4,
+  onShortBatch: "train",
+  dynamicSampling: true,
+  alignKeepAllCorrect: false,
+  maxNewTokens: 64,
+  temperature: 1,
+  topP: 1,
+  topK: 0,
+  oldLogprobs: "sampler",
+  reward: { mode: "dapo", budgetMs: 0 },
+  overlong: { buffer: 16, factor: 1, filter: false },
+  advantage: "grpo",
+  ppoEpochs: 1,
+  miniBatches: 1,
+  microBatchSize: 32,
+  anchorMetrics: true,
+  losses: [{
+    name: "clipped_pg",
+    weight: 1,
+    clipLow: 0.2,
+    clipHigh: 0.28,
+    dualClip: 0,
+    aggregation: "token-mean",
+  }],
+  eval: { every: 10, prompts: 48, samples: 4, temperature: 1 },
+});
+
+/**
+ * Checks of the `rl` section against the rest of the config and the model, run before any
+ * work: the overlong buffer fits the response length, the eval fits the held-out set, at most
+ * one term of each name, and an align layer that exists in the model.
+ *
+ * @param rl The `rl` section.
+ * @param options `numHiddenLayers` of the model when known.
+ * @returns Problems as `[key path, text]` (text after `key "<path>"`), empty when fine.
+ *
+ * @example A layer the model does not have
+ * ```ts
+ * import { DEFAULT_RL_CONFIG, rlConfigProblems } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const rl = {
+ *   ...DEFAULT_RL_CONFIG,
+ *   losses: [
+ *     DEFAULT_RL_CONFIG.losses[0],
+ *     {
+ *       name: "hidden_align", weight: 0.1, type: "cos-centroid", anchor: "before-marker", layer: 5,
+ *     } as const,
+ *   ],
+ * };
+ * strictEqual(rlConfigProblems(rl, { numHiddenLayers: 2 })[0][0], "rl.losses[1].layer");
+ * ```
+ */
+export function rlConfigProblems(
+  rl: RlConfig,
+  options: { numHiddenLayers?: number } = {},
+): [string, string][] {
+  const problems: [string, string][] = [];
+  if (rl.overlong.buffer >= rl.maxNewTokens) {
+    problems.push([
+      "rl.overlong.buffer",
+      `must be < "rl.maxNewTokens" (${rl.maxNewTokens}): current value is ${rl.overlong.buffer}`,
+    ]);
+  }
+  if (rl.eval.prompts > rl.data.evalSize) {
+    problems.push([
+      "rl.eval.prompts",
+      `must be <= "rl.data.evalSize" (${rl.data.evalSize}): current value is ${rl.eval.prompts}`,
+    ]);
+  }
+  if (rl.eval.temperature === 0 && rl.eval.samples !== 1) {
+    problems.push([
+      "rl.eval.samples",
+      `must be 1 when "rl.eval.temperature" is 0 (greedy): current value is ${rl.eval.samples}`,
+    ]);
+  }
+  if (rl.data.source !== "arithmetic" && rl.data.path === "") {
+    problems.push([
+      "rl.data.path",
+      `must name a file when "rl.data.source" is "${rl.data.source}": current value is ""`,
+    ]);
+  }
+  const seen = new Set<string>();
+  rl.losses.forEach((term, i) => {
+    if (seen.has(term.name)) {
+      problems.push([
+        `rl.losses[${i}].name`,
+        `must not repeat a term: current value is "${term.name}"`,
+      ]);
+    }
+    seen.add(term.name);
+    const L = options.numHiddenLayers;
+    if (term.name === "hidden_align" && term.layer !== "final" && L !== undefined) {
+      if (term.layer > L - 2) {
+        problems.push([
+          `rl.losses[${i}].layer`,
+          `must be "final" or a decoder layer in [0, ${L - 2}] (the model has ${L} layers; the ` +
+          `last layer's output is "final"): current value is ${term.layer}`,
+        ]);
+      }
+    }
+  });
+  if (!rl.losses.some((t) => t.name === "clipped_pg")) {
+    problems.push([
+      "rl.losses",
+      `must hold a "clipped_pg" term: current value is ${
+        JSON.stringify(rl.losses.map((t) => t.name))
+      }`,
+    ]);
+  }
+  return problems;
+}

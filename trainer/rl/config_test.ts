@@ -1,0 +1,84 @@
+import { ok, rejects, strictEqual } from "node:assert/strict";
+import { loadConfig } from "../../cli/load_config.ts";
+import { DEFAULT_RL_CONFIG } from "./config.ts";
+
+const RL = ["--trainer.mode=rl", "--model.path=models/arithmetic-tiny"];
+
+Deno.test("DEFAULT_RL_CONFIG follows DAPO's recipe", () => {
+  const pg = DEFAULT_RL_CONFIG.losses[0];
+  strictEqual(pg.name, "clipped_pg");
+  if (pg.name !== "clipped_pg") throw new Error("unreachable");
+  strictEqual(pg.clipLow, 0.2);
+  strictEqual(pg.clipHigh, 0.28);
+  strictEqual(pg.aggregation, "token-mean");
+  strictEqual(DEFAULT_RL_CONFIG.losses.length, 1); // no KL, no entropy bonus
+  strictEqual(DEFAULT_RL_CONFIG.groupSize, 16);
+  strictEqual(DEFAULT_RL_CONFIG.temperature, 1);
+  strictEqual(DEFAULT_RL_CONFIG.topP, 1);
+  strictEqual(DEFAULT_RL_CONFIG.dynamicSampling, true);
+  ok(DEFAULT_RL_CONFIG.overlong.buffer > 0);
+});
+
+Deno.test("loadConfig() reads both RL demo configs; they differ only in the align term", async () => {
+  const dapo = await loadConfig("configs/rl_arith_dapo.yaml");
+  const align = await loadConfig("configs/rl_arith_hidden_align.yaml");
+  strictEqual(dapo.trainer.mode, "rl");
+  strictEqual(align.rl.losses[1].name, "hidden_align");
+  const strip = (c: typeof dapo) =>
+    JSON.stringify({
+      ...c,
+      run: { ...c.run, name: "" },
+      rl: { ...c.rl, losses: [c.rl.losses[0]] },
+    });
+  strictEqual(strip(dapo), strip(align));
+});
+
+Deno.test("loadConfig() fills a loss term's keys from its defaults", async () => {
+  const config = await loadConfig(undefined, {
+    overrides: [...RL, "--rl.losses=[{name: clipped_pg}, {name: hidden_align, weight: 0.5}]"],
+  });
+  const align = config.rl.losses[1];
+  strictEqual(align.name, "hidden_align");
+  if (align.name !== "hidden_align") throw new Error("unreachable");
+  strictEqual(align.weight, 0.5);
+  strictEqual(align.anchor, "before-marker");
+  strictEqual(align.layer, "final");
+});
+
+Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
+  const cases: [string[], RegExp][] = [
+    [
+      ["--rl.losses=[{name: kl_penalty, weight: 1}]"],
+      /key "rl\.losses\[0\]\.name".*"clipped_pg", "hidden_align"/,
+    ],
+    [["--rl.groupSize=1"], /key "rl\.groupSize".* must be >= 2: current value is 1/],
+    [
+      ["--rl.losses=[{name: clipped_pg}, {name: hidden_align, anchor: after-answer}]"],
+      /key "rl\.losses\[1\]\.anchor".*"before-marker"/,
+    ],
+    [["--rl.losses=[{name: hidden_align, layer: -1}]"], /key "rl\.losses\[0\]\.layer"/],
+    [["--rl.losses=[{name: hidden_align}]"], /key "rl\.losses".*must hold a "clipped_pg" term/],
+    [
+      ["--rl.losses=[{name: clipped_pg}, {name: clipped_pg}]"],
+      /key "rl\.losses\[1\]\.name".*must not repeat/,
+    ],
+    [
+      ["--rl.losses=[{name: clipped_pg, clipHi: 0.3}]"],
+      /key "rl\.losses\[0\]\.clipHi".*is unknown/,
+    ],
+    [
+      ["--rl.overlong.buffer=64", "--rl.maxNewTokens=64"],
+      /key "rl\.overlong\.buffer".*must be < "rl\.maxNewTokens"/,
+    ],
+    [["--rl.eval.prompts=500"], /key "rl\.eval\.prompts".*must be <= "rl\.data\.evalSize"/],
+    [["--rl.onShortBatch=skip"], /key "rl\.onShortBatch".*must be one of "train", "stop"/],
+    [["--rl.temperature=0"], /key "rl\.temperature".*must be >= 0\.000001/],
+  ];
+  for (const [overrides, message] of cases) {
+    await rejects(loadConfig(undefined, { overrides: [...RL, ...overrides] }), (error: unknown) => {
+      ok(error instanceof TypeError || error instanceof RangeError, String(error));
+      ok(message.test((error as Error).message), `${overrides}: ${(error as Error).message}`);
+      return true;
+    });
+  }
+});

@@ -1,0 +1,124 @@
+/**
+ * Held-out evaluation of an RL run: `k` sampled responses per prompt, verified in reward mode,
+ * reported as avg@k (mean accuracy over all samples) and pass@k (a prompt counts when any of its
+ * k samples is correct), with pass@1 equal to avg@k.
+ *
+ * @module
+ */
+import { scoreProblems } from "../../eval/mod.ts";
+import type { Tokenizer } from "../../model/tokenizer.ts";
+import { verify } from "../../verify/mod.ts";
+import type { TrainBackend } from "../backend.ts";
+
+/**
+ * Options of {@linkcode evaluateRl}.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import type { EvaluateRlOptions } from "./eval_rl.ts";
+ * declare const tokenizer: import("../../model/tokenizer.ts").Tokenizer;
+ * const options: EvaluateRlOptions = {
+ *   tokenizer, samples: 4, temperature: 1, maxNewTokens: 48, seed: 1, budgetMs: 0,
+ * };
+ * ```
+ */
+export interface EvaluateRlOptions {
+  /** Decodes responses. */
+  tokenizer: Tokenizer;
+  /** Samples per prompt (k). */
+  samples: number;
+  /** Sampling temperature (`0`: greedy, one sample). */
+  temperature: number;
+  /** Most tokens per response. */
+  maxNewTokens: number;
+  /** Sampler seed (the same each evaluation, so evaluations differ only by the parameters). */
+  seed: number;
+  /** Verifier budget per call in ms; `0`: none. */
+  budgetMs: number;
+  /** Top-p of the sampler; default 1. */
+  topP?: number;
+  /** Prompts per `generate` call; default all. */
+  batchPrompts?: number;
+}
+
+/**
+ * Samples and scores the held-out prompts.
+ *
+ * @param backend The train backend (current parameters).
+ * @param prompts Each prompt's ids and gold.
+ * @param options Samples, sampling and verifier budget.
+ * @returns Metrics `eval/avg@k`, `eval/pass@k`, `eval/accuracy` (= avg@k), `eval/answered`
+ *   (share of samples with an answer marker), `eval/response_length`.
+ *
+ * @example Two greedy evaluations of one prompt agree
+ * ```ts
+ * import { evaluateRl } from "./eval_rl.ts";
+ * import { createTrainBackend } from "../backend.ts";
+ * import { loadModel } from "../../model/load_model.ts";
+ * import { arithmeticTokenizerFiles } from "../../data/arithmetic_tokenizer.ts";
+ * import { createTokenizer } from "../../model/tokenizer.ts";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * const files = arithmeticTokenizerFiles();
+ * const tokenizer = createTokenizer(files.tokenizerJson, files.tokenizerConfig);
+ * const model = await loadModel("tests/fixtures/qwen3-tiny", { backend: "cpu", warn: false });
+ * const backend = createTrainBackend(model, { mode: "full" });
+ * const options = {
+ *   tokenizer, samples: 1, temperature: 0, maxNewTokens: 3, seed: 0, budgetMs: 0,
+ * };
+ * const prompts = [{ ids: [1, 2, 3], gold: "7" }];
+ * deepStrictEqual(
+ *   await evaluateRl(backend, prompts, options),
+ *   await evaluateRl(backend, prompts, options),
+ * );
+ * ```
+ */
+export async function evaluateRl(
+  backend: TrainBackend,
+  prompts: readonly { ids: readonly number[]; gold: string }[],
+  options: EvaluateRlOptions,
+): Promise<Record<string, number>> {
+  const k = options.samples;
+  const per = options.batchPrompts ?? prompts.length;
+  const correct: boolean[][] = [];
+  let answered = 0;
+  let length = 0;
+  for (let start = 0; start < prompts.length; start += per) {
+    const chunk = prompts.slice(start, start + per);
+    const rows: (readonly number[])[] = [];
+    for (const p of chunk) for (let j = 0; j < k; j++) rows.push(p.ids);
+    const { sequences } = await backend.generate({
+      prompts: rows,
+      maxNewTokens: options.maxNewTokens,
+      temperature: options.temperature,
+      topP: options.topP ?? 1,
+      // Prompt i's samples draw from sequence numbers of their global row.
+      seed: options.seed + start,
+    });
+    chunk.forEach((p, i) => {
+      const list: boolean[] = [];
+      for (let j = 0; j < k; j++) {
+        const s = sequences[i * k + j];
+        const text = options.tokenizer.decode(s.tokens, { skipSpecialTokens: true });
+        const v = verify(text, p.gold, {
+          mode: "reward",
+          budgetMs: options.budgetMs > 0 ? options.budgetMs : Infinity,
+        });
+        list.push(v.correct === true);
+        if (v.markerOffset !== null) answered++;
+        length += s.length;
+      }
+      correct.push(list);
+    });
+  }
+  const report = scoreProblems(correct.map((c) => ({ correct: c })), { ks: [1, k] });
+  const n = prompts.length * k;
+  return {
+    [`eval/avg@${k}`]: report.avg.mean,
+    [`eval/pass@${k}`]: report.passAtK[k].mean,
+    "eval/accuracy": report.avg.mean,
+    "eval/answered": answered / n,
+    "eval/response_length": length / n,
+    "eval/prompts": prompts.length,
+  };
+}

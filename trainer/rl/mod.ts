@@ -1,0 +1,42 @@
+/**
+ * The RL trainer: DAPO (clipped policy loss with clip-higher, token-mean, dynamic sampling,
+ * overlong shaping) plus the Hidden-Align term, composed from the loss pieces of
+ * `trainer/losses/`, generation through the train backend and the verifier's rewards; `runRl`
+ * runs a whole configured run (`trainer.mode: rl`).
+ *
+ * @example Keep only the groups whose rollouts disagree
+ * ```ts
+ * import { groupKind } from "./mod.ts";
+ * console.log(groupKind([true, false]), groupKind([true, true])); // "mixed" "all-correct"
+ * ```
+ *
+ * @module
+ */
+export * from "./anchor_cosines.ts";
+export * from "./build_rows.ts";
+// RL_SCHEMA (a zod type) is for the config loader: imported from ./config.ts, not re-exported.
+export {
+  type ClippedPgTermConfig,
+  DEFAULT_RL_CONFIG,
+  type HiddenAlignTermConfig,
+  RL_LOSS_NAMES,
+  type RlConfig,
+  rlConfigProblems,
+  type RlDataConfig,
+  type RlDataSource,
+  type RlEvalConfig,
+  type RlLossTermConfig,
+  type RlOverlongConfig,
+  type RlRewardConfig,
+  type RlTemplate,
+} from "./config.ts";
+export * from "./dynamic_sampling.ts";
+export * from "./eval_rl.ts";
+export * from "./forward_pass.ts";
+export * from "./prompt_data.ts";
+export * from "./prompt_template.ts";
+export * from "./rl_batch.ts";
+export * from "./rl_update.ts";
+export * from "./rollout.ts";
+export * from "./run_rl.ts";
+export * from "./score_rollout.ts";

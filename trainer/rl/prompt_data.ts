@@ -1,0 +1,299 @@
+/**
+ * RL prompt data: questions with gold answers, from the built-in arithmetic task
+ * (deterministic, disjoint train/held-out splits), a JSONL file with configurable field names,
+ * or a Parquet file (DAPO-Math-17k's schema: chat `prompt`, `reward_model.ground_truth`).
+ *
+ * @module
+ */
+import { parquetReadObjects } from "hyparquet";
+import { arithmeticDataset, type ArithmeticTaskOptions } from "../../data/arithmetic_task.ts";
+
+/**
+ * One RL prompt: the question (before any template) and its gold answer.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RlPrompt } from "./prompt_data.ts";
+ *
+ * const prompt: RlPrompt = { question: "What is 3 + 4?", gold: "7" };
+ * ```
+ */
+export interface RlPrompt {
+  /** The question text. */
+  question: string;
+  /** The gold answer, as the verifier reads it. */
+  gold: string;
+}
+
+/**
+ * Options of {@linkcode arithmeticPrompts}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { ArithmeticPromptsOptions } from "./prompt_data.ts";
+ *
+ * const options: ArithmeticPromptsOptions = { size: 100, digits: 1, maxTerms: 3 };
+ * ```
+ */
+export interface ArithmeticPromptsOptions extends ArithmeticTaskOptions {
+  /** Number of distinct prompts. */
+  size: number;
+}
+
+/**
+ * The arithmetic task's prompts of a split (`arithmeticDataset`: distinct problems, seeded, the
+ * held-out split never meets the training one), with the integer answers as gold.
+ *
+ * @param split `"train"` or `"eval"`.
+ * @param options Size, seed and difficulty knobs.
+ * @returns The prompts in the dataset's order.
+ *
+ * @example Held-out prompts
+ * ```ts
+ * import { arithmeticPrompts } from "./prompt_data.ts";
+ * import { ok, strictEqual } from "node:assert/strict";
+ *
+ * const prompts = arithmeticPrompts("eval", { size: 3, seed: 0, digits: 1 });
+ * strictEqual(prompts.length, 3);
+ * ok(prompts[0].question.startsWith("What is "));
+ * ```
+ */
+export function arithmeticPrompts(
+  split: "train" | "eval",
+  options: ArithmeticPromptsOptions,
+): RlPrompt[] {
+  return arithmeticDataset(split, options).map((e) => ({ question: e.prompt, gold: e.answer }));
+}
+
+/**
+ * Options of {@linkcode parseJsonlPrompts}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { JsonlPromptsOptions } from "./prompt_data.ts";
+ *
+ * const gsm8k: JsonlPromptsOptions = { promptField: "question", answerField: "answer" };
+ * ```
+ */
+export interface JsonlPromptsOptions {
+  /** Dotted path of the question field (e.g. `"prompt"`, `"extra.question"`). */
+  promptField: string;
+  /** Dotted path of the gold field (e.g. `"answer"`, `"reward_model.ground_truth"`). */
+  answerField: string;
+  /** Named in errors. Default `"<jsonl>"`. */
+  source?: string;
+}
+
+function fieldAt(value: unknown, path: string): unknown {
+  let node = value;
+  for (const key of path.split(".")) {
+    if (typeof node !== "object" || node === null) return undefined;
+    node = (node as Record<string, unknown>)[key];
+  }
+  return node;
+}
+
+/**
+ * The text of a question field: a string, or a chat (a list of `{role, content}` as
+ * DAPO-Math-17k's `prompt`), whose last user message is taken.
+ */
+function questionText(value: unknown): string | null {
+  if (typeof value === "string") return value;
+  if (Array.isArray(value)) {
+    for (let i = value.length - 1; i >= 0; i--) {
+      const m = value[i] as { role?: unknown; content?: unknown };
+      if (m?.role === "user" && typeof m.content === "string") return m.content;
+    }
+  }
+  return null;
+}
+
+/**
+ * The gold of an answer field: a string or number; a worked solution ending in GSM8K's
+ * `#### N` line is reduced to `N`.
+ */
+function goldText(value: unknown): string | null {
+  if (typeof value === "number" && Number.isFinite(value)) return String(value);
+  if (typeof value !== "string") return null;
+  const at = value.lastIndexOf("####");
+  return at === -1 ? value.trim() : value.slice(at + 4).trim();
+}
+
+/**
+ * Prompts from parsed rows (JSONL lines or Parquet rows): the question and the gold read at
+ * dotted field paths. A question may be a string or a chat list (the last user message is
+ * taken: DAPO-Math-17k's `prompt`); a gold may be a string or number, and a worked solution
+ * ending in `#### N` (GSM8K) gives `N`.
+ *
+ * @param rows The rows.
+ * @param options Field paths and the source named in errors.
+ * @returns The prompts in row order.
+ * @throws {TypeError} When a row lacks a field or it has the wrong type (naming row and key).
+ *
+ * @example A DAPO-Math-17k row
+ * ```ts
+ * import { promptsFromRows } from "./prompt_data.ts";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * const row = {
+ *   prompt: [{ role: "user", content: "Find 2 + 2." }],
+ *   reward_model: { ground_truth: "4", style: "rule-lighteval/MATH_v2" },
+ * };
+ * deepStrictEqual(
+ *   promptsFromRows([row], { promptField: "prompt", answerField: "reward_model.ground_truth" }),
+ *   [{ question: "Find 2 + 2.", gold: "4" }],
+ * );
+ * ```
+ */
+export function promptsFromRows(
+  rows: readonly unknown[],
+  options: JsonlPromptsOptions,
+): RlPrompt[] {
+  const source = options.source ?? "<rows>";
+  return rows.map((row, i) => {
+    const question = questionText(fieldAt(row, options.promptField));
+    if (question === null) {
+      throw new TypeError(
+        `Cannot read prompts "${source}": row ${i + 1}: field "${options.promptField}" ` +
+          `(key "rl.data.promptField") must be a string or a chat list with a user message`,
+      );
+    }
+    const gold = goldText(fieldAt(row, options.answerField));
+    if (gold === null) {
+      throw new TypeError(
+        `Cannot read prompts "${source}": row ${i + 1}: field "${options.answerField}" ` +
+          `(key "rl.data.answerField") must be a string or a number`,
+      );
+    }
+    return { question, gold };
+  });
+}
+
+/**
+ * Parses JSONL text into prompts: one JSON object per non-empty line, the question and the gold
+ * read at dotted field paths. A question may be a string or a chat list (the last user message
+ * is taken: DAPO-Math-17k's `prompt`); a gold may be a string or number, and a worked solution
+ * ending in `#### N` (GSM8K) gives `N`.
+ *
+ * @param text The file's text.
+ * @param options Field paths and the source named in errors.
+ * @returns The prompts in file order.
+ * @throws {SyntaxError} When a line is not JSON (the message names the source and line).
+ * @throws {TypeError} When a line lacks a field or it has the wrong type.
+ *
+ * @example GSM8K-style rows
+ * ```ts
+ * import { parseJsonlPrompts } from "./prompt_data.ts";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * const text = '{"question": "1 + 1?", "answer": "1 + 1 = 2\\n#### 2"}\n';
+ * deepStrictEqual(parseJsonlPrompts(text, { promptField: "question", answerField: "answer" }), [
+ *   { question: "1 + 1?", gold: "2" },
+ * ]);
+ * ```
+ */
+export function parseJsonlPrompts(text: string, options: JsonlPromptsOptions): RlPrompt[] {
+  const source = options.source ?? "<jsonl>";
+  const rows: unknown[] = [];
+  text.split("\n").forEach((line, i) => {
+    if (line.trim() === "") return;
+    try {
+      rows.push(JSON.parse(line));
+    } catch (error) {
+      throw new SyntaxError(
+        `Cannot read prompts "${source}": line ${i + 1} is not JSON: ${
+          error instanceof Error ? error.message : error
+        }`,
+      );
+    }
+  });
+  return promptsFromRows(rows, { ...options, source });
+}
+
+/**
+ * Reads a JSONL prompt file (see {@linkcode parseJsonlPrompts}). Needs `--allow-read`.
+ *
+ * @param path The file.
+ * @param options Field paths.
+ * @returns The prompts in file order.
+ * @throws {Deno.errors.NotFound} When the file does not exist (the message names it).
+ *
+ * @example The bundled GSM8K test set
+ * ```ts
+ * import { readJsonlPrompts } from "./prompt_data.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const prompts = await readJsonlPrompts("data/math/gsm8k/test.jsonl", {
+ *   promptField: "question", answerField: "answer",
+ * });
+ * strictEqual(prompts.length, 1319);
+ * strictEqual(prompts[0].gold, "18");
+ * ```
+ */
+export async function readJsonlPrompts(
+  path: string,
+  options: Omit<JsonlPromptsOptions, "source">,
+): Promise<RlPrompt[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(
+        `Cannot read prompts "${path}" (key "rl.data.path"): file not found`,
+      );
+    }
+    throw error;
+  }
+  return parseJsonlPrompts(text, { ...options, source: path });
+}
+
+/**
+ * Reads a Parquet prompt file (e.g. DAPO-Math-17k: `promptField: "prompt"`, `answerField:
+ * "reward_model.ground_truth"`) with hyparquet; see {@linkcode promptsFromRows}. Needs
+ * `--allow-read`.
+ *
+ * @param path The file.
+ * @param options Field paths.
+ * @returns The prompts in row order.
+ * @throws {Deno.errors.NotFound} When the file does not exist (the message names it).
+ *
+ * @example A two-row file in DAPO-Math-17k's schema
+ * ```ts
+ * import { readParquetPrompts } from "./prompt_data.ts";
+ * import { parquetWriteBuffer } from "hyparquet-writer";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * const path = await Deno.makeTempFile({ suffix: ".parquet" });
+ * await Deno.writeFile(path, new Uint8Array(parquetWriteBuffer({
+ *   columnData: [
+ *     { name: "prompt", type: "JSON", data: [[{ role: "user", content: "1 + 1?" }], [{ role: "user", content: "2 + 2?" }]] },
+ *     { name: "reward_model", type: "JSON", data: [{ ground_truth: "2" }, { ground_truth: "4" }] },
+ *   ],
+ * })));
+ * const prompts = await readParquetPrompts(path, {
+ *   promptField: "prompt", answerField: "reward_model.ground_truth",
+ * });
+ * deepStrictEqual(prompts.map((p) => p.gold), ["2", "4"]);
+ * await Deno.remove(path);
+ * ```
+ */
+export async function readParquetPrompts(
+  path: string,
+  options: Omit<JsonlPromptsOptions, "source">,
+): Promise<RlPrompt[]> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(
+        `Cannot read prompts "${path}" (key "rl.data.path"): file not found`,
+      );
+    }
+    throw error;
+  }
+  const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  const rows = await parquetReadObjects({ file: file as ArrayBuffer });
+  return promptsFromRows(rows, { ...options, source: path });
+}

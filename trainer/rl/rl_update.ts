@@ -1,0 +1,289 @@
+/**
+ * The policy update of one RL step: `ppoEpochs` passes over the rows, each split into
+ * `miniBatches` mini-batches (one optimizer update each), each split into micro-batches of at
+ * most `microBatchSize` rows whose gradients are summed. Every micro-batch's policy loss is
+ * normalised by its mini-batch's loss-token count (token-mean over the mini-batch) and its align
+ * loss by the mini-batch's align rows, with the group centroids computed once over whole groups,
+ * so the summed gradient is exactly the mini-batch's.
+ *
+ * @module
+ */
+import type { LossOutput, ParamTree } from "../types.ts";
+import type { GradientTransformation } from "../types.ts";
+import type { PolicyOutputs, TrainBackend } from "../backend.ts";
+import { applyUpdates, globalNorm } from "../optim/mod.ts";
+import type { RlLossTermConfig } from "./config.ts";
+import { collateRl, type RlRow } from "./rl_batch.ts";
+import { createObjective, type LossInputs, type LossSpec } from "../losses/mod.ts";
+
+/**
+ * Options of {@linkcode rlUpdate}.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import type { RlUpdateOptions } from "./rl_update.ts";
+ * declare const options: RlUpdateOptions<unknown>;
+ * ```
+ */
+export interface RlUpdateOptions<S> {
+  /** The optimizer (one update per mini-batch). */
+  optimizer: GradientTransformation<S>;
+  /** Its state before the step. */
+  state: S;
+  /** The loss terms and weights. */
+  losses: readonly RlLossTermConfig[];
+  /** Passes over the rows. */
+  ppoEpochs: number;
+  /** Optimizer updates per pass. */
+  miniBatches: number;
+  /** Most rows per forward/backward. */
+  microBatchSize: number;
+  /** The padding id. */
+  padId: number;
+  /** The response length limit (Dr. GRPO's normaliser). */
+  maxNewTokens: number;
+  /** Align targets per contributing group (from `groupCentroids`), or `null`. */
+  centroids: Map<number, Float64Array> | null;
+  /** Dropout seed of micro-batch `micro` of update `update`; default none. */
+  dropoutSeed?: (update: number, micro: number) => number | undefined;
+}
+
+/**
+ * Result of {@linkcode rlUpdate}: every update but the last is already applied; the last one is
+ * returned for the caller to apply (after its finiteness checks).
+ *
+ * @example Usage
+ * ```ts ignore
+ * import type { RlUpdateResult } from "./rl_update.ts";
+ * declare const result: RlUpdateResult<unknown>;
+ * console.log(result.loss, result.metrics["loss/pg_clipfrac"]);
+ * ```
+ */
+export interface RlUpdateResult<S> {
+  /** The objective averaged over the updates. */
+  loss: number;
+  /** The last update, not applied yet. */
+  updates: ParamTree;
+  /** The optimizer state after the last update. */
+  state: S;
+  /** Loss and optimizer metrics. */
+  metrics: Record<string, number>;
+  /** Tokens through forward/backward. */
+  tokens: number;
+}
+
+function split<T>(items: readonly T[], parts: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < parts; i++) {
+    const a = Math.floor((i * items.length) / parts);
+    const b = Math.floor(((i + 1) * items.length) / parts);
+    if (b > a) out.push(items.slice(a, b));
+  }
+  return out;
+}
+
+function addInto(sum: Record<string, Float64Array>, grads: ParamTree): void {
+  for (const [name, g] of Object.entries(grads)) {
+    const s = sum[name] ??= new Float64Array(g.length);
+    for (let i = 0; i < g.length; i++) s[i] += g[i];
+  }
+}
+
+/**
+ * Runs the PPO epochs over the rows (see the module doc). A row takes part in the align term
+ * when it is correct, has an anchor, and its group has a centroid.
+ *
+ * @param backend The train backend.
+ * @param rows The step's rows, group by group.
+ * @param options Optimizer, loss terms and batch split.
+ * @returns The final update (unapplied), the optimizer state and metrics.
+ * @throws {RangeError} When there are no rows.
+ *
+ * @example One update of the clipped policy loss on the fixture model
+ * ```ts
+ * import { rlUpdate } from "./rl_update.ts";
+ * import { createTrainBackend } from "../backend.ts";
+ * import { loadModel } from "../../model/load_model.ts";
+ * import { adamw } from "../optim/mod.ts";
+ * import { ok } from "node:assert/strict";
+ *
+ * const model = await loadModel("tests/fixtures/qwen3-tiny", { backend: "cpu", warn: false });
+ * const backend = createTrainBackend(model, { mode: "full" });
+ * const optimizer = adamw({ lr: 1e-3 });
+ * const row = (advantage: number) => ({
+ *   promptIds: [1, 2], tokens: [3, 4], oldLogprobs: new Float64Array([-6, -6]), advantage,
+ *   policy: true, anchor: -1, group: 0, correct: advantage > 0,
+ * });
+ * const result = await rlUpdate(backend, [row(1), row(-1)], {
+ *   optimizer, state: optimizer.init(backend.params.tree), ppoEpochs: 1, miniBatches: 1,
+ *   microBatchSize: 1, padId: 0, maxNewTokens: 4, centroids: null,
+ *   losses: [{
+ *     name: "clipped_pg", weight: 1, clipLow: 0.2, clipHigh: 0.28, dualClip: 0,
+ *     aggregation: "token-mean",
+ *   }],
+ * });
+ * ok(Number.isFinite(result.loss) && result.metrics["optim/grad_norm"] > 0);
+ * ```
+ */
+export async function rlUpdate<S>(
+  backend: TrainBackend,
+  rows: readonly RlRow[],
+  options: RlUpdateOptions<S>,
+): Promise<RlUpdateResult<S>> {
+  if (rows.length === 0) {
+    throw new RangeError("Cannot run the RL update: there are no rows to train on");
+  }
+  const pg = options.losses.find((t) => t.name === "clipped_pg");
+  const align = options.losses.find((t) => t.name === "hidden_align");
+  const centroids = options.centroids ?? new Map<number, Float64Array>();
+  // The objective from the loss registry: Σ weight · term over the config's terms.
+  const objective = createObjective(options.losses.map((t): LossSpec =>
+    t.name === "clipped_pg"
+      ? {
+        name: "clipped_pg",
+        weight: t.weight,
+        options: {
+          clipLow: t.clipLow,
+          clipHigh: t.clipHigh,
+          aggregation: t.aggregation,
+          maxResponseLength: options.maxNewTokens,
+          ...(t.dualClip > 1 ? { dualClip: t.dualClip } : {}),
+        },
+      }
+      : { name: "hidden_align", weight: t.weight, options: { type: t.type } }
+  ));
+  const takesPart = (r: RlRow): boolean => r.correct && r.anchor >= 0 && centroids.has(r.group);
+  const params = backend.params;
+  let state = options.state;
+  let updates: ParamTree | null = null;
+  const U = options.ppoEpochs * options.miniBatches;
+  let lossSum = 0;
+  let tokens = 0;
+  const m: Record<string, number> = {};
+  const tokenWeighted: Record<string, number> = {};
+  let weightTokens = 0;
+  let ratioMax = 0;
+  let pgSum = 0;
+  let alignSum = 0;
+  let alignRows = 0;
+  let lastOptMetrics: Record<string, number> = {};
+  let gradNormSum = 0;
+  let update = 0;
+  for (let epoch = 0; epoch < options.ppoEpochs; epoch++) {
+    for (const mini of split(rows, options.miniBatches)) {
+      const miniTokens = mini.reduce((n, r) => n + (r.policy ? r.tokens.length : 0), 0);
+      const miniSeqs = mini.filter((r) => r.policy && r.tokens.length > 0).length;
+      const miniAlign = mini.filter(takesPart).length;
+      const pgNormalizer = pg === undefined
+        ? 1
+        : pg.aggregation === "token-mean"
+        ? miniTokens
+        : pg.aggregation === "seq-mean-token-sum-norm"
+        ? mini.filter((r) => r.policy).length
+        : miniSeqs;
+      const sum: Record<string, Float64Array> = {};
+      let miniLoss = 0;
+      const micros = split(mini, Math.ceil(mini.length / options.microBatchSize));
+      for (let k = 0; k < micros.length; k++) {
+        const micro = micros[k];
+        const batch = collateRl(micro, { padId: options.padId });
+        tokens += batch.tokens;
+        // The align term runs at weight 0 too (its zero cotangent must leave the step as is).
+        const anchors = micro.map((r) => (takesPart(r) ? r.anchor : -1));
+        const hasAlignRows = anchors.some((x) => x >= 0);
+        const inputs = (out: PolicyOutputs): LossInputs => ({
+          logprobs: out.logprobs,
+          lastHidden: out.lastHidden,
+          batch: out.batch,
+          seqLen: out.seqLen,
+          lossMask: batch.lossMask,
+          oldLogprobs: batch.oldLogprobs,
+          advantages: batch.advantages,
+          anchors,
+          groups: batch.groups,
+          correct: batch.correct,
+          centroids: align !== undefined && align.type !== "cos-pairwise" ? centroids : undefined,
+          normalizers: {
+            // The mini-batch's denominators (> 0 where the term has anything to count).
+            clipped_pg: Math.max(1, pgNormalizer),
+            ...(hasAlignRows && miniAlign > 0 ? { hidden_align: miniAlign } : {}),
+          },
+        });
+        let last: LossOutput | null = null;
+        const term = (out: PolicyOutputs): LossOutput => (last = objective(inputs(out)));
+        const hiddenLayer = align !== undefined && align.layer !== "final"
+          ? align.layer
+          : undefined;
+        const { loss, grads } = await backend.lossAndGrads(
+          { inputIds: batch.inputIds, attentionMask: batch.attentionMask },
+          term,
+          // `hiddenLayer` (branch s8c-cpu-trainer) picks the layer the term sees as lastHidden.
+          {
+            linear: false,
+            dropoutSeed: options.dropoutSeed?.(update, k),
+            ...(hiddenLayer === undefined ? {} : { hiddenLayer }),
+          } as Parameters<TrainBackend["lossAndGrads"]>[2],
+        );
+        addInto(sum, grads);
+        miniLoss += loss.value;
+        const lm = (last as LossOutput | null)?.metrics ?? loss.metrics;
+        if (pg !== undefined) {
+          pgSum += lm["loss/pg"] ?? 0;
+          const t = batch.lossTokens;
+          weightTokens += t;
+          for (const key of Object.keys(lm)) {
+            if (key.includes("clipfrac") || key === "loss/ppo_kl") {
+              tokenWeighted[key] = (tokenWeighted[key] ?? 0) + lm[key] * t;
+            }
+          }
+          ratioMax = Math.max(ratioMax, lm["loss/ratio_max"] ?? 0);
+        }
+        if (align !== undefined) {
+          alignSum += lm["align/loss"] ?? 0;
+          alignRows += lm["align/rows"] ?? 0;
+        }
+      }
+      const grads: ParamTree = {};
+      for (const [name, s] of Object.entries(sum)) grads[name] = Float32Array.from(s);
+      gradNormSum += globalNorm(grads);
+      const r = options.optimizer.update(grads, state, params.tree);
+      state = r.state;
+      lastOptMetrics = r.metrics;
+      lossSum += miniLoss;
+      update++;
+      if (update < U) {
+        if (!Number.isFinite(miniLoss)) {
+          return { loss: miniLoss, updates: r.updates, state, metrics: {}, tokens };
+        }
+        backend.setParams(applyUpdates(params.tree, r.updates));
+      } else {
+        updates = r.updates;
+      }
+    }
+  }
+  for (const [key, v] of Object.entries(tokenWeighted)) {
+    m[key] = weightTokens > 0 ? v / weightTokens : 0;
+  }
+  if (pg !== undefined) {
+    m["loss/pg"] = pgSum / U;
+    m["loss/ratio_max"] = ratioMax;
+  }
+  if (align !== undefined) {
+    m["loss/align"] = alignSum / U;
+    m["align/rows"] = alignRows / options.ppoEpochs;
+    m["align/groups"] = centroids.size;
+  }
+  return {
+    loss: lossSum / U,
+    updates: updates!,
+    state,
+    metrics: {
+      ...lastOptMetrics,
+      ...m,
+      "loss/total": lossSum / U,
+      "optim/grad_norm": gradNormSum / U, // pre-clip, mean over the updates
+      "optim/updates": U,
+    },
+    tokens,
+  };
+}

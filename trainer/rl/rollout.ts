@@ -1,0 +1,157 @@
+/**
+ * Rollouts: G samples of each prompt through the train backend's `generate`, with the sampler's
+ * model log-probs kept as old log-probs and the character offset of every response token in the
+ * decoded response (from the generated ids, not by re-tokenising the text).
+ *
+ * @module
+ */
+import type { StopReason } from "../../model/generate.ts";
+import type { Tokenizer } from "../../model/tokenizer.ts";
+import type { TrainBackend } from "../backend.ts";
+
+/**
+ * One sampled response to a prompt.
+ *
+ * @example Usage
+ * ```ts
+ * import type { Rollout } from "./rollout.ts";
+ *
+ * const rollout: Rollout = {
+ *   group: 0, promptIds: [1, 2], tokens: [5, 6], oldLogprobs: new Float64Array([-0.1, -0.2]),
+ *   text: "56", tokenOffsets: [0, 1], stopReason: "eos",
+ * };
+ * ```
+ */
+export interface Rollout {
+  /** The group (prompt) it belongs to, numbered within the step. */
+  group: number;
+  /** The prompt's token ids. */
+  promptIds: number[];
+  /** The generated ids (a final EOS included). */
+  tokens: number[];
+  /** The sampler's model log-prob of each generated token (old log-probs), float64. */
+  oldLogprobs: Float64Array;
+  /** The decoded response, special tokens skipped (what the verifier reads). */
+  text: string;
+  /** Character offset in `text` where each generated token starts. */
+  tokenOffsets: number[];
+  /** Why generation ended (`"length"`: truncated). */
+  stopReason: StopReason;
+}
+
+/**
+ * Options of {@linkcode sampleGroups}.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import type { SampleGroupsOptions } from "./rollout.ts";
+ * declare const tokenizer: import("../../model/tokenizer.ts").Tokenizer;
+ * const options: SampleGroupsOptions = {
+ *   tokenizer, groupSize: 16, maxNewTokens: 64, temperature: 1, seed: 7, firstGroup: 0,
+ * };
+ * ```
+ */
+export interface SampleGroupsOptions {
+  /** Decodes responses and maps tokens to characters. */
+  tokenizer: Tokenizer;
+  /** Samples per prompt (G). */
+  groupSize: number;
+  /** Most tokens per response. */
+  maxNewTokens: number;
+  /** Sampling temperature (> 0). */
+  temperature: number;
+  /** Nucleus sampling; default 1. */
+  topP?: number;
+  /** Top-k; default 0 (off). */
+  topK?: number;
+  /** Seed of the sampler (a call's draws are a pure function of it). */
+  seed: number;
+  /** EOS ids; default the model's. */
+  eosTokenIds?: readonly number[];
+  /** Group number of the first prompt (groups are numbered consecutively). */
+  firstGroup: number;
+}
+
+/**
+ * Result of {@linkcode sampleGroups}.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import type { SampledGroups } from "./rollout.ts";
+ * declare const sampled: SampledGroups;
+ * console.log(sampled.groups.length, sampled.generatedTokens);
+ * ```
+ */
+export interface SampledGroups {
+  /** One array of `groupSize` rollouts per prompt, in prompt order. */
+  groups: Rollout[][];
+  /** Generated tokens in all. */
+  generatedTokens: number;
+}
+
+/**
+ * Samples `groupSize` responses of every prompt in one `backend.generate` call (prompt `i`'s
+ * samples are rows `i·G .. i·G + G − 1`), decodes them with special tokens skipped, and records
+ * where each generated token starts in the decoded text (`tokenizer.tokenOffsets` of the
+ * generated ids).
+ *
+ * @param backend The train backend (its current parameters sample).
+ * @param prompts Token ids of each prompt.
+ * @param options Group size, sampling, seed, tokenizer.
+ * @returns The groups.
+ *
+ * @example Two samples of one prompt on the fixture model
+ * ```ts
+ * import { sampleGroups } from "./rollout.ts";
+ * import { createTrainBackend } from "../backend.ts";
+ * import { loadModel } from "../../model/load_model.ts";
+ * import { arithmeticTokenizerFiles } from "../../data/arithmetic_tokenizer.ts";
+ * import { createTokenizer } from "../../model/tokenizer.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const files = arithmeticTokenizerFiles();
+ * const tokenizer = createTokenizer(files.tokenizerJson, files.tokenizerConfig);
+ * const model = await loadModel("tests/fixtures/qwen3-tiny", { backend: "cpu", warn: false });
+ * const backend = createTrainBackend(model, { mode: "full" });
+ * const { groups } = await sampleGroups(backend, [[1, 2, 3]], {
+ *   tokenizer, groupSize: 2, maxNewTokens: 3, temperature: 1, seed: 1, firstGroup: 0,
+ * });
+ * strictEqual(groups[0].length, 2);
+ * strictEqual(groups[0][0].tokens.length, groups[0][0].oldLogprobs.length);
+ * ```
+ */
+export async function sampleGroups(
+  backend: TrainBackend,
+  prompts: readonly (readonly number[])[],
+  options: SampleGroupsOptions,
+): Promise<SampledGroups> {
+  const G = options.groupSize;
+  const rows: (readonly number[])[] = [];
+  for (const p of prompts) for (let g = 0; g < G; g++) rows.push(p);
+  const result = await backend.generate({
+    prompts: rows,
+    maxNewTokens: options.maxNewTokens,
+    temperature: options.temperature,
+    topP: options.topP ?? 1,
+    topK: options.topK ?? 0,
+    seed: options.seed,
+    eosTokenIds: options.eosTokenIds,
+  });
+  const decode = { skipSpecialTokens: true };
+  const groups: Rollout[][] = prompts.map(() => []);
+  let generatedTokens = 0;
+  result.sequences.forEach((s, r) => {
+    const p = Math.floor(r / G);
+    generatedTokens += s.length;
+    groups[p].push({
+      group: options.firstGroup + p,
+      promptIds: [...prompts[p]],
+      tokens: [...s.tokens],
+      oldLogprobs: Float64Array.from(s.modelLogprobs),
+      text: options.tokenizer.decode(s.tokens, decode),
+      tokenOffsets: options.tokenizer.tokenOffsets(s.tokens, decode).map(([start]) => start),
+      stopReason: s.stopReason,
+    });
+  });
+  return { groups, generatedTokens };
+}

@@ -1,0 +1,864 @@
+/**
+ * A whole RL run from a {@linkcode TrainConfig} with `trainer.mode: rl`: DAPO (clipped policy
+ * loss with clip-higher, token-mean, dynamic sampling, overlong shaping) plus the optional
+ * Hidden-Align term, with seeded prompt order, rollouts through the train backend, held-out
+ * avg@k / pass@k, JSONL metrics, atomic checkpoints and a bit-exact resume.
+ *
+ * One step: read `genBatchPrompts` prompts at the run's prompt position (a seeded permutation
+ * per epoch), sample G rollouts each (seed from `(run.seed, step, generation batch)`), verify and
+ * shape the rewards, keep the groups whose correctness is mixed until `trainBatchPrompts` are
+ * kept or `maxGenBatches` batches were generated, compute group advantages and anchors, run one
+ * forward pass for the old log-probs (when recomputed), the align centroids and the anchor
+ * cosines, then the PPO epochs (`rlUpdate`). The state of a run is its parameters, optimizer
+ * state, step and prompt position; everything random is counter-based, so a resumed run repeats
+ * an uninterrupted one exactly (the verifier runs without a wall-clock budget by default).
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { TrainConfig } from "../config.ts";
+import { validateConfig } from "../validate_config.ts";
+import { createLora, type Lora } from "../../adapters/lora.ts";
+import { loraConfig } from "../../adapters/lora_config.ts";
+import { PEFT_PREFIX, savePeftAdapter } from "../../adapters/peft_io.ts";
+import { arithmeticTokenizerFiles } from "../../data/arithmetic_tokenizer.ts";
+import { type Qwen3Config, readQwen3Config } from "../../model/config.ts";
+import { initQwen3Weights } from "../../model/init.ts";
+import { CpuQwen3 } from "../../model/qwen3_cpu.ts";
+import { WebGpuQwen3 } from "../../model/qwen3_webgpu.ts";
+import type { Qwen3Model } from "../../model/model.ts";
+import { createGpu, type Gpu } from "../../gpu/device.ts";
+import { GpuContext } from "../../gpu/context.ts";
+import { createTokenizer, loadTokenizer, type Tokenizer } from "../../model/tokenizer.ts";
+import { loadQwen3Weights } from "../../model/weights.ts";
+import { mixNumber } from "../../internal/random.ts";
+import { createTrainBackend, type TrainBackend } from "../backend.ts";
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "../checkpoint.ts";
+import { dataOrder } from "../data_order.ts";
+import { exportQwen3Model } from "../export_model.ts";
+import { gitSha } from "../git_sha.ts";
+import { flattenOptState, restoreOptState } from "../opt_state_io.ts";
+import {
+  adamw,
+  applyUpdates,
+  globalNorm,
+  warmupConstantSchedule,
+  warmupCosineDecaySchedule,
+} from "../optim/mod.ts";
+import { loraParams, modelParams, paramTensors } from "../params.ts";
+import { createProgress, formatDuration, type Progress } from "../../internal/progress.ts";
+import { type PendingStep, trainLoop } from "../train_loop.ts";
+import type { ParamTree } from "../types.ts";
+import { anchorCosines } from "./anchor_cosines.ts";
+import { rlConfigProblems } from "./config.ts";
+import { fillBatch } from "./dynamic_sampling.ts";
+import { evaluateRl } from "./eval_rl.ts";
+import { forwardPass } from "./forward_pass.ts";
+import { alignCentroids } from "../losses/mod.ts";
+import {
+  arithmeticPrompts,
+  readJsonlPrompts,
+  readParquetPrompts,
+  type RlPrompt,
+} from "./prompt_data.ts";
+import { promptIds } from "./prompt_template.ts";
+import { buildRows, type ScoredGroup } from "./build_rows.ts";
+import { rlUpdate } from "./rl_update.ts";
+import { type Rollout, sampleGroups } from "./rollout.ts";
+import { type RolloutScore, scoreRollout } from "./score_rollout.ts";
+
+/**
+ * Options of {@linkcode runRl}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RunRlOptions } from "./run_rl.ts";
+ *
+ * const options: RunRlOptions = { resume: true, workers: 2 };
+ * ```
+ */
+export interface RunRlOptions {
+  /** Continue from a checkpoint (`true`: the run's newest; a string: a checkpoint or run dir). */
+  resume?: boolean | string;
+  /** A fresh run deletes an existing run directory instead of refusing. Default `false`. */
+  overwrite?: boolean;
+  /** Also export the final model (or adapter) here. */
+  exportDir?: string;
+  /** Evaluate before the first step of a fresh run (a `step: 0` line). Default `true`. */
+  evalAtStart?: boolean;
+  /** Stop after this step as if killed. */
+  haltAfterStep?: number;
+  /** The progress line; `null` for none. Default: a progress line on stderr. */
+  progress?: Progress | null;
+  /** Where information lines go; default stderr. */
+  log?: (text: string) => void;
+  /** CPU worker threads; default 1. Results do not depend on it. */
+  workers?: number;
+  /**
+   * The tokenizer, for a model directory without one (the golden-test fixture); default the
+   * model directory's (the arithmetic tokenizer for `builtin:tiny`).
+   */
+  tokenizer?: Tokenizer;
+}
+
+/**
+ * Result of {@linkcode runRl}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RunRlResult } from "./run_rl.ts";
+ *
+ * function summary(r: RunRlResult): string {
+ *   return `${r.startMetrics["eval/accuracy"]} -> ${r.metrics["eval/accuracy"]}`;
+ * }
+ * ```
+ */
+export interface RunRlResult {
+  /** The run directory. */
+  runDir: string;
+  /** The last step done. */
+  step: number;
+  /** Whether `haltAfterStep` stopped the run. */
+  halted: boolean;
+  /** The last metrics line (without `step`). */
+  metrics: Record<string, number>;
+  /** The first evaluation's metrics (`{}` when none ran in this process). */
+  startMetrics: Record<string, number>;
+  /** The newest checkpoint. */
+  lastCheckpoint: string | null;
+  /** The checkpoint the run resumed from, or `null`. */
+  resumedFrom: string | null;
+  /** Where the final model/adapter was exported. */
+  exported: string[];
+  /** Where the math ran. */
+  backend: string;
+  /** Warnings. */
+  warnings: string[];
+  /** Wall-clock seconds spent generating, scoring and training (this process). */
+  seconds: { generate: number; score: number; train: number; eval: number };
+}
+
+/** Keys that must equal the checkpoint's on resume. */
+const RESUME_FIXED = ["run.seed", "model.", "adapters.", "data.", "trainer.mode", "rl."];
+
+function flatten(value: unknown, prefix: string, out: Map<string, string>): void {
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    for (const [key, child] of Object.entries(value)) {
+      flatten(child, prefix === "" ? key : `${prefix}.${key}`, out);
+    }
+  } else {
+    out.set(prefix, JSON.stringify(value));
+  }
+}
+
+function configChanges(saved: TrainConfig, current: TrainConfig, source: string): string[] {
+  const a = new Map<string, string>();
+  const b = new Map<string, string>();
+  flatten(saved, "", a);
+  flatten(current, "", b);
+  const changed: string[] = [];
+  for (const key of new Set([...a.keys(), ...b.keys()])) {
+    if (a.get(key) === b.get(key)) continue;
+    if (key === "rl.eval.every") {
+      changed.push(`${key}: ${a.get(key)} -> ${b.get(key)}`);
+      continue;
+    }
+    if (RESUME_FIXED.some((p) => (p.endsWith(".") ? key.startsWith(p) : key === p))) {
+      throw new RangeError(
+        `Cannot resume from "${source}": key "${key}" must match the checkpoint's config ` +
+          `(${a.get(key) ?? "unset"}): current value is ${b.get(key) ?? "unset"}`,
+      );
+    }
+    changed.push(`${key}: ${a.get(key)} -> ${b.get(key)}`);
+  }
+  return changed;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+function builtinConfig(config: TrainConfig, tokenizer: Tokenizer): Qwen3Config {
+  const m = config.model;
+  return {
+    vocabSize: m.vocab,
+    hiddenSize: m.hidden,
+    intermediateSize: m.intermediate,
+    numHiddenLayers: m.layers,
+    numAttentionHeads: m.heads,
+    numKeyValueHeads: m.kvHeads,
+    headDim: m.headDim,
+    rmsNormEps: m.rmsNormEps,
+    ropeTheta: m.ropeTheta,
+    maxPositionEmbeddings: m.maxPositions,
+    tieWordEmbeddings: m.tieEmbeddings,
+    eosTokenIds: tokenizer.eosTokenId === null ? [] : [tokenizer.eosTokenId],
+    bosTokenId: null,
+    padTokenId: tokenizer.padTokenId,
+  };
+}
+
+function mix(...values: number[]): number {
+  return values.reduce((state, v) => mixNumber(state, v), 0x52_4c) >>> 0;
+}
+
+function mean(values: readonly number[]): number {
+  return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
+}
+
+/**
+ * Runs RL as the config says (`trainer.mode: rl`), writing `metrics.jsonl`, `timings.jsonl`
+ * (wall-clock split per step; not part of the byte-exact metrics), checkpoints
+ * (`step_NNNNNN/`) and the final model (`final/`) under `<run.outDir>/<run.name>/`. Needs
+ * `--allow-read --allow-write --allow-env`.
+ *
+ * Bad configs fail before any work: the config schema names the key, and the checks that need
+ * the model (an align layer it does not have) run right after its `config.json` is read.
+ *
+ * @param config The run configuration.
+ * @param options Resume, export, test hooks and output.
+ * @returns Where things went and the first and last metrics.
+ * @throws {NonFiniteLossError} When a step's loss or a metric is NaN/Inf.
+ * @throws {ShortBatchError} On a short batch with `rl.onShortBatch: stop`.
+ * @throws {RangeError} When a config value cannot work (naming the key), or on a resume whose
+ *   config differs in a key that defines the run.
+ *
+ * @example Two steps on the arithmetic model
+ * ```ts ignore
+ * import { runRl } from "./run_rl.ts";
+ * import { loadConfig } from "../../cli/load_config.ts";
+ *
+ * const config = await loadConfig("configs/rl_arith_dapo.yaml", {
+ *   overrides: ["--trainer.steps=2", "--run.outDir=/tmp/halo"],
+ * });
+ * const result = await runRl(config, { overwrite: true });
+ * console.log(result.metrics["reward/mean"]);
+ * ```
+ */
+export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Promise<RunRlResult> {
+  const log = options.log ?? ((text: string) => console.error(text));
+  const warnings: string[] = [];
+  const runDir = join(config.run.outDir, config.run.name);
+  const t = config.trainer;
+  const rl = config.rl;
+  if (t.mode !== "rl") {
+    throw new RangeError(
+      `Cannot run RL: key "trainer.mode" must be "rl": current value is "${t.mode}"`,
+    );
+  }
+
+  // The model's config first: the checks that need it run before any work.
+  const builtin = config.model.path === "builtin:tiny";
+  let tokenizer: Tokenizer;
+  let tokenizerJson: unknown = null;
+  let tokenizerConfig: unknown = null;
+  if (options.tokenizer) {
+    tokenizer = options.tokenizer;
+  } else if (builtin) {
+    const files = arithmeticTokenizerFiles();
+    tokenizer = createTokenizer(files.tokenizerJson, files.tokenizerConfig);
+    tokenizerJson = files.tokenizerJson;
+    tokenizerConfig = files.tokenizerConfig;
+  } else {
+    tokenizer = await loadTokenizer(config.model.path);
+  }
+  const modelConfig = builtin
+    ? builtinConfig(config, tokenizer)
+    : await readQwen3Config(config.model.path);
+  const problems = rlConfigProblems(rl, { numHiddenLayers: modelConfig.numHiddenLayers });
+  if (problems.length > 0) {
+    throw new RangeError(
+      problems.map(([key, text]) => `Cannot run RL: key "${key}" ${text}`).join("\n"),
+    );
+  }
+  const align = rl.losses.find((x) => x.name === "hidden_align");
+  if (align !== undefined && align.layer !== "final") {
+    warnings.push(
+      `rl.losses hidden_align layer ${align.layer}: the backend must support the ` +
+        `lossAndGrads option "hiddenLayer" (the CPU trainer of branch s8c-cpu-trainer)`,
+    );
+  }
+
+  // Where to start from.
+  let resumeDir: string | null = null;
+  let removeRunDir = false;
+  if (options.resume) {
+    const where = typeof options.resume === "string" ? options.resume : runDir;
+    resumeDir = await exists(join(where, "meta.json")) ? where : await latestCheckpoint(where);
+    if (resumeDir === null) {
+      throw new RangeError(
+        `Cannot resume: "${where}" holds no checkpoint (step_NNNNNN/ with meta.json): start ` +
+          `the run without --resume`,
+      );
+    }
+  } else if (await exists(runDir)) {
+    if (!options.overwrite) {
+      throw new RangeError(
+        `Cannot start run "${config.run.name}": "${runDir}" already exists: resume it with ` +
+          `--resume, delete it with --overwrite, or set --run.name=<new name>`,
+      );
+    }
+    removeRunDir = true;
+  }
+  const checkpoint = resumeDir === null ? null : await loadCheckpoint(resumeDir);
+  if (checkpoint !== null) {
+    const saved = validateConfig(checkpoint.meta.config, {
+      source: join(checkpoint.dir, "meta.json"),
+    });
+    for (const change of configChanges(saved, config, checkpoint.dir)) {
+      warnings.push(`resuming with a changed key: ${change}`);
+    }
+  }
+
+  // Prompts.
+  const d = config.data;
+  let trainPrompts: RlPrompt[];
+  let evalPrompts: RlPrompt[];
+  if (rl.data.source === "arithmetic") {
+    const task = {
+      seed: d.seed,
+      digits: d.digits,
+      ops: d.ops,
+      maxTerms: d.maxTerms,
+      mulDigits: d.mulDigits,
+    };
+    trainPrompts = arithmeticPrompts("train", {
+      ...task,
+      size: rl.data.trainSize > 0 ? rl.data.trainSize : d.trainSize,
+    });
+    evalPrompts = arithmeticPrompts("eval", { ...task, size: rl.data.evalSize });
+  } else {
+    // JSONL or Parquet (DAPO-Math-17k: promptField "prompt", answerField
+    // "reward_model.ground_truth").
+    const fields = { promptField: rl.data.promptField, answerField: rl.data.answerField };
+    const read = rl.data.source === "jsonl" ? readJsonlPrompts : readParquetPrompts;
+    const all = await read(rl.data.path, fields);
+    if (rl.data.evalPath !== "") {
+      trainPrompts = all;
+      evalPrompts = (await read(rl.data.evalPath, fields)).slice(0, rl.data.evalSize);
+    } else {
+      if (all.length <= rl.data.evalSize) {
+        throw new RangeError(
+          `Cannot run RL: key "rl.data.evalSize" must be < the ${all.length} rows of ` +
+            `"${rl.data.path}" when "rl.data.evalPath" is empty: current value is ${rl.data.evalSize}`,
+        );
+      }
+      trainPrompts = all.slice(0, all.length - rl.data.evalSize);
+      evalPrompts = all.slice(all.length - rl.data.evalSize);
+    }
+    if (rl.data.trainSize > 0) trainPrompts = trainPrompts.slice(0, rl.data.trainSize);
+  }
+  const context = modelConfig.maxPositionEmbeddings;
+  const idsCache = new Map<number, number[]>();
+  const trainIds = (index: number): number[] => {
+    let ids = idsCache.get(index);
+    if (ids === undefined) {
+      ids = promptIds(tokenizer, trainPrompts[index].question, { template: rl.template });
+      if (ids.length + rl.maxNewTokens > context) {
+        throw new RangeError(
+          `Cannot run RL: key "rl.maxNewTokens" (${rl.maxNewTokens}) plus the prompt ` +
+            `(${ids.length} tokens) must fit the context (${context})`,
+        );
+      }
+      idsCache.set(index, ids);
+    }
+    return ids;
+  };
+  const evalSet = evalPrompts.slice(0, rl.eval.prompts).map((p) => ({
+    ids: promptIds(tokenizer, p.question, { template: rl.template }),
+    gold: p.gold,
+  }));
+
+  // Model and backend.
+  const weights = builtin
+    ? initQwen3Weights(modelConfig, { seed: config.run.seed, std: config.model.initStd })
+    : await loadQwen3Weights(config.model.path, modelConfig);
+  let lora: Lora | null = null;
+  if (config.adapters.kind === "lora") {
+    const a = config.adapters;
+    lora = createLora(
+      loraConfig({
+        r: a.r,
+        loraAlpha: a.alpha,
+        targetModules: [...a.targets],
+        rankPattern: { ...a.rankPattern },
+        alphaPattern: { ...a.alphaPattern },
+        loraDropout: a.dropout,
+        useRslora: a.rslora,
+        baseModelNameOrPath: config.model.path,
+      }),
+      modelConfig,
+      { seed: config.run.seed },
+    );
+  }
+  let model: Qwen3Model;
+  if (config.backend === "cpu") {
+    model = new CpuQwen3(modelConfig, weights);
+  } else {
+    let gpu: Gpu | null = null;
+    try {
+      gpu = await createGpu();
+    } catch (error) {
+      if (config.backend === "webgpu") {
+        throw new RangeError(
+          `Cannot train: key "backend" is "webgpu", but no WebGPU adapter was found: ` +
+            `${error instanceof Error ? error.message : error}`,
+        );
+      }
+    }
+    model = gpu !== null && (config.backend === "webgpu" || !gpu.isFallbackAdapter)
+      ? new WebGpuQwen3(new GpuContext(gpu), modelConfig, weights)
+      : new CpuQwen3(modelConfig, weights);
+  }
+  if (lora !== null) (model as CpuQwen3 | WebGpuQwen3).setAdapters(lora);
+  let backend: TrainBackend;
+  try {
+    backend = createTrainBackend(model, {
+      mode: lora === null ? "full" : "adapters",
+      workers: model.backend === "cpu" ? options.workers ?? 1 : 1,
+      params: lora === null ? modelParams(weights, modelConfig) : loraParams(lora),
+    });
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  try {
+    return await run();
+  } finally {
+    backend.dispose();
+    model.dispose();
+  }
+
+  async function run(): Promise<RunRlResult> {
+    const params = backend.params;
+    const eosTokenIds = [
+      ...new Set([
+        ...modelConfig.eosTokenIds,
+        ...(tokenizer.eosTokenId === null ? [] : [tokenizer.eosTokenId]),
+      ]),
+    ];
+    const padId = tokenizer.padTokenId ?? modelConfig.padTokenId ?? eosTokenIds[0] ?? 0;
+
+    // Optimizer: one update per mini-batch.
+    const updatesPerStep = rl.ppoEpochs * rl.miniBatches;
+    const totalUpdates = t.steps * updatesPerStep;
+    const warmup = t.warmupSteps * updatesPerStep;
+    if (t.schedule === "cosine" && warmup >= totalUpdates) {
+      throw new RangeError(
+        `Cannot build the optimizer: key "trainer.warmupSteps" must be < "trainer.steps" ` +
+          `(${t.steps}) for the cosine schedule: current value is ${t.warmupSteps}`,
+      );
+    }
+    const lr = t.schedule === "cosine"
+      ? warmupCosineDecaySchedule({
+        peakValue: t.lr,
+        warmupSteps: warmup,
+        decaySteps: totalUpdates,
+        minRatio: t.minLrRatio,
+      })
+      : warmupConstantSchedule({ peakValue: t.lr, warmupSteps: warmup });
+    const optimizer = adamw({
+      lr,
+      b1: t.b1,
+      b2: t.b2,
+      eps: t.eps,
+      weightDecay: t.weightDecay,
+      maxGradNorm: t.maxGradNorm > 0 ? t.maxGradNorm : undefined,
+      decayMask: (name) => params.shapes[name].length >= 2,
+    });
+    let optState = optimizer.init(params.tree);
+
+    // Resume.
+    let startStep = 0;
+    let promptPosition = 0;
+    if (checkpoint !== null) {
+      const meta = checkpoint.meta;
+      const where = `Cannot resume from "${checkpoint.dir}"`;
+      const expectedWeights = lora === null ? "model" : "adapter";
+      if (meta.weights !== expectedWeights) {
+        throw new RangeError(
+          `${where}: the checkpoint holds "${meta.weights}" weights, but key "adapters.kind" ` +
+            `("${config.adapters.kind}") trains the ${expectedWeights}`,
+        );
+      }
+      if (meta.step > t.steps) {
+        throw new RangeError(
+          `${where}: key "trainer.steps" must be >= the checkpoint's step (${meta.step}): ` +
+            `current value is ${t.steps}`,
+        );
+      }
+      const prefix = lora === null ? "" : PEFT_PREFIX;
+      const loaded: ParamTree = {};
+      for (const [name, tensor] of Object.entries(checkpoint.tensors)) {
+        if (!name.startsWith(prefix) || !(tensor.data instanceof Float32Array)) {
+          throw new TypeError(`${where}: tensor "${name}" is not a float parameter of this run`);
+        }
+        loaded[name.slice(prefix.length)] = tensor.data;
+      }
+      backend.setParams(loaded);
+      optState = restoreOptState(optimizer.init(params.tree), checkpoint.optimizer, {
+        source: join(checkpoint.dir, meta.files.optimizer.name),
+      });
+      startStep = meta.step;
+      promptPosition = meta.dataPosition;
+    }
+
+    const order = dataOrder({ size: trainPrompts.length, seed: config.run.seed });
+    const workers = backend.kind === "cpu" ? options.workers ?? 1 : 1;
+    const backendText = `${backend.kind} (${backend.model.device}` +
+      `${workers > 1 ? `, ${workers} workers` : ""})`;
+    log(
+      `${checkpoint ? `resuming ${checkpoint.dir} at step ${startStep}` : "starting"} RL run ` +
+        `"${config.run.name}" -> ${runDir}`,
+    );
+    log(
+      `model: ${config.model.path}, ${modelConfig.numHiddenLayers} layers, hidden ` +
+        `${modelConfig.hiddenSize}, ${lora ? `LoRA r=${config.adapters.r}` : "full fine-tuning"}` +
+        `; backend ${backendText}`,
+    );
+    log(
+      `RL: ${trainPrompts.length} training prompts, ${evalSet.length} held-out; ${t.steps} steps ` +
+        `of ${rl.trainBatchPrompts} groups x G=${rl.groupSize} (generation batches of ` +
+        `${rl.genBatchPrompts} prompts, at most ${rl.maxGenBatches}); losses ` +
+        rl.losses.map((x) => `${x.weight}*${x.name}`).join(" + "),
+    );
+    for (const w of warnings) log(`warning: ${w}`);
+
+    const progress = options.progress === undefined
+      ? createProgress({ total: t.steps, startStep, every: 1 })
+      : options.progress;
+    const note = (text: string): void => progress ? progress.note(text) : log(text);
+    const sha = await gitSha();
+    const seconds = { generate: 0, score: 0, train: 0, eval: 0 };
+    const timingsPath = join(runDir, "timings.jsonl");
+    const anchorKind = align?.anchor ?? "before-marker";
+    const hiddenLayer = align?.layer ?? "final";
+    const needHidden = align !== undefined || rl.anchorMetrics;
+
+    const step = async (s: number): Promise<PendingStep> => {
+      const clock = { generate: 0, score: 0, train: 0 };
+      let position = promptPosition;
+      let groupCounter = 0;
+      let generatedTokens = 0;
+      const allScores: RolloutScore[] = [];
+      const allRollouts: Rollout[] = [];
+      const golds = new Map<number, string>();
+      const filled = await fillBatch<ScoredGroup>(async (batch) => {
+        const indices: number[] = [];
+        for (let i = 0; i < rl.genBatchPrompts; i++) indices.push(order.index(position + i));
+        position += rl.genBatchPrompts;
+        const began = performance.now();
+        const sampled = await sampleGroups(backend, indices.map(trainIds), {
+          tokenizer,
+          groupSize: rl.groupSize,
+          maxNewTokens: rl.maxNewTokens,
+          temperature: rl.temperature,
+          topP: rl.topP,
+          topK: rl.topK,
+          seed: mix(config.run.seed, s, batch),
+          eosTokenIds,
+          firstGroup: groupCounter,
+        });
+        groupCounter += indices.length;
+        generatedTokens += sampled.generatedTokens;
+        const scoredAt = performance.now();
+        clock.generate += scoredAt - began;
+        const groups = sampled.groups.map((rollouts, i) => {
+          const gold = trainPrompts[indices[i]].gold;
+          golds.set(rollouts[0].group, gold);
+          const scores = rollouts.map((r) =>
+            scoreRollout(
+              {
+                text: r.text,
+                length: r.tokens.length,
+                truncated: r.stopReason === "length",
+              },
+              gold,
+              {
+                mode: rl.reward.mode,
+                budgetMs: rl.reward.budgetMs,
+                maxNewTokens: rl.maxNewTokens,
+                overlongBuffer: rl.overlong.buffer,
+                overlongFactor: rl.overlong.factor,
+              },
+            )
+          );
+          allScores.push(...scores);
+          allRollouts.push(...rollouts);
+          return { rollouts, scores };
+        });
+        clock.score += performance.now() - scoredAt;
+        return groups;
+      }, {
+        target: rl.trainBatchPrompts,
+        maxGenBatches: rl.maxGenBatches,
+        dynamicSampling: rl.dynamicSampling,
+        keepAllCorrectForAlign: rl.alignKeepAllCorrect && align !== undefined,
+        onShort: rl.onShortBatch,
+        correctOf: (g) => g.scores.map((x) => x.correct),
+      });
+      if (filled.short) {
+        note(
+          `warning: step ${s}: dynamic sampling kept ${filled.kept.length}/` +
+            `${rl.trainBatchPrompts} groups after ${filled.genBatches} generation batches; ` +
+            `training on what there is`,
+        );
+      }
+      const trainStart = performance.now();
+
+      // Rows: the kept groups (policy loss) and the align-only groups.
+      const rows = buildRows(filled.kept, filled.alignOnly, {
+        advantage: rl.advantage,
+        anchor: anchorKind,
+        overlongFilter: rl.overlong.filter,
+        seed: mix(config.run.seed, s, 0x41),
+      });
+
+      const metrics: Record<string, number> = {};
+      let pending: { loss: number; updates: ParamTree; state: typeof optState } | null = null;
+      let trainTokens = 0;
+      if (rows.length > 0) {
+        const recompute = rl.oldLogprobs === "recompute";
+        let centroids: Map<number, Float64Array> | null = null;
+        if (recompute || needHidden) {
+          const pass = await forwardPass(backend, rows, {
+            padId,
+            microBatchSize: rl.microBatchSize,
+            layer: needHidden ? hiddenLayer : null,
+            logprobs: recompute,
+          });
+          if (pass.logprobs) rows.forEach((r, i) => (r.oldLogprobs = pass.logprobs![i]));
+          const withHidden = rows.map((r, i) => ({
+            group: r.group,
+            correct: r.correct,
+            hidden: pass.hidden[i],
+          }));
+          if (needHidden) {
+            const cos = anchorCosines(withHidden);
+            if (cos.pairsCorrect > 0) metrics["anchor/cos_correct"] = cos.correctCorrect;
+            if (cos.pairsIncorrect > 0) metrics["anchor/cos_incorrect"] = cos.incorrectIncorrect;
+            if (cos.pairsMixed > 0) metrics["anchor/cos_mixed"] = cos.correctIncorrect;
+          }
+          if (align !== undefined && align.type !== "cos-pairwise") {
+            // Targets over whole groups, so that groups split across micro-batches share them:
+            // the anchor rows stacked as [rows, 1, hidden].
+            const H = modelConfig.hiddenSize;
+            const stacked = new Float64Array(rows.length * H);
+            pass.hidden.forEach((h, i) => h && stacked.set(h, i * H));
+            centroids = alignCentroids({
+              hidden: stacked,
+              batch: rows.length,
+              seqLen: 1,
+              hiddenSize: H,
+              anchors: pass.hidden.map((h) => (h === null ? -1 : 0)),
+              groups: rows.map((r) => r.group),
+              correct: rows.map((r) => r.correct),
+              type: align.type,
+            });
+          }
+        }
+        const r = await rlUpdate(backend, rows, {
+          optimizer,
+          state: optState,
+          losses: rl.losses,
+          ppoEpochs: rl.ppoEpochs,
+          miniBatches: rl.miniBatches,
+          microBatchSize: rl.microBatchSize,
+          padId,
+          maxNewTokens: rl.maxNewTokens,
+          centroids,
+          dropoutSeed: (update, micro) => mix(config.run.seed, s, update, micro),
+        });
+        Object.assign(metrics, r.metrics);
+        metrics["optim/update_norm"] = globalNorm(r.updates);
+        pending = { loss: r.loss, updates: r.updates, state: r.state };
+        trainTokens = r.tokens;
+      }
+      clock.train += performance.now() - trainStart;
+
+      // Metrics of the rollouts (all generated) and of the batch.
+      const lengths = allRollouts.map((r) => r.tokens.length);
+      const correctAll = allScores.map((x) => (x.correct === true ? 1 : 0));
+      Object.assign(metrics, {
+        "reward/mean": mean(allScores.map((x) => x.reward)),
+        "reward/accuracy": mean(correctAll),
+        "reward/overlong_penalty": mean(allScores.map((x) => x.penalty)),
+        "reward/marker_rate": mean(allScores.map((x) => (x.markerOffset >= 0 ? 1 : 0))),
+        "response/length_mean": mean(lengths),
+        "response/length_max": Math.max(...lengths),
+        "response/truncated": mean(allRollouts.map((r) => (r.stopReason === "length" ? 1 : 0))),
+        "sampling/gen_batches": filled.genBatches,
+        "sampling/groups_generated": filled.generated,
+        "sampling/kept_groups": filled.kept.length,
+        "sampling/kept_fraction": filled.kept.length / filled.generated,
+        "sampling/align_only_groups": filled.alignOnly.length,
+        "sampling/all_correct_groups": filled.kinds["all-correct"],
+        "sampling/all_wrong_groups": filled.kinds["all-wrong"],
+        "sampling/short_batch": filled.short ? 1 : 0,
+        "sampling/prompt_position": position,
+        "sampling/generated_tokens": generatedTokens,
+        "batch/rows": rows.length,
+        "batch/policy_tokens": rows.reduce((n, r) => n + (r.policy ? r.tokens.length : 0), 0),
+        "batch/anchor_rate": rows.length === 0
+          ? 0
+          : rows.filter((r) => r.anchor >= 0).length / rows.length,
+        "data/epoch": Math.floor(position / trainPrompts.length),
+      });
+      const total = clock.generate + clock.score + clock.train;
+      seconds.generate += clock.generate / 1000;
+      seconds.score += clock.score / 1000;
+      seconds.train += clock.train / 1000;
+      const timing = {
+        step: s,
+        generate_s: clock.generate / 1000,
+        score_s: clock.score / 1000,
+        train_s: clock.train / 1000,
+        rollout_tokens_per_s: generatedTokens / Math.max(clock.generate / 1000, 1e-9),
+        train_tokens_per_s: trainTokens / Math.max(clock.train / 1000, 1e-9),
+      };
+      await Deno.mkdir(runDir, { recursive: true });
+      await Deno.writeTextFile(timingsPath, `${JSON.stringify(timing)}\n`, { append: true });
+      note(
+        `step ${s}: reward ${metrics["reward/mean"].toFixed(3)} | acc ` +
+          `${(100 * metrics["reward/accuracy"]).toFixed(1)}% | kept ${filled.kept.length}/` +
+          `${filled.generated} groups (${filled.genBatches} gen) | len ` +
+          `${metrics["response/length_mean"].toFixed(1)} | ` +
+          (metrics["anchor/cos_correct"] === undefined
+            ? ""
+            : `cos c-c ${metrics["anchor/cos_correct"].toFixed(3)} | `) +
+          `gen ${(clock.generate / 1000).toFixed(1)}s score ${(clock.score / 1000).toFixed(2)}s ` +
+          `train ${(clock.train / 1000).toFixed(1)}s (${(total / 1000).toFixed(1)}s)`,
+      );
+      const finalPosition = position;
+      return {
+        loss: pending?.loss ?? 0,
+        tokens: generatedTokens + trainTokens,
+        metrics,
+        commit: () => {
+          if (pending !== null) {
+            backend.setParams(applyUpdates(params.tree, pending.updates));
+            optState = pending.state;
+          }
+          promptPosition = finalPosition;
+        },
+      };
+    };
+
+    let startMetrics: Record<string, number> = {};
+    const evaluate = async (s: number): Promise<Record<string, number>> => {
+      const began = performance.now();
+      const metrics = await evaluateRl(backend, evalSet, {
+        tokenizer,
+        samples: rl.eval.samples,
+        temperature: rl.eval.temperature,
+        maxNewTokens: rl.maxNewTokens,
+        seed: mix(config.run.seed, 0xe7a1),
+        budgetMs: rl.reward.budgetMs,
+      });
+      seconds.eval += (performance.now() - began) / 1000;
+      if (Object.keys(startMetrics).length === 0) startMetrics = metrics;
+      const k = rl.eval.samples;
+      note(
+        `eval @ step ${s}: avg@${k} ${(100 * metrics[`eval/avg@${k}`]).toFixed(1)}% | pass@${k} ` +
+          `${(100 * metrics[`eval/pass@${k}`]).toFixed(1)}% | answered ` +
+          `${(100 * metrics["eval/answered"]).toFixed(1)}% (${evalSet.length} prompts)`,
+      );
+      return metrics;
+    };
+
+    const save = async (s: number, metrics: Record<string, number>): Promise<string> => {
+      const dir = await saveCheckpoint(runDir, {
+        step: s,
+        weights: lora === null ? "model" : "adapter",
+        tensors: paramTensors(params, { prefix: lora === null ? "" : PEFT_PREFIX }),
+        optimizer: flattenOptState(optState),
+        meta: {
+          config,
+          dataPosition: promptPosition,
+          rng: {
+            kind: "counter-based",
+            note: "prompt order from (run.seed, epoch) at dataPosition; rollouts from " +
+              "(run.seed, step, generation batch); dynamic sampling keeps no state across steps",
+            seed: config.run.seed,
+          },
+          metrics,
+          gitSha: sha,
+        },
+        keep: config.checkpoint.keep,
+        overwrite: true,
+      });
+      note(`checkpoint ${dir}`);
+      return dir;
+    };
+
+    if (removeRunDir) await Deno.remove(runDir, { recursive: true });
+    if (startStep === 0) {
+      await Deno.mkdir(runDir, { recursive: true });
+      await Deno.writeTextFile(timingsPath, "");
+    }
+    const result = await trainLoop({
+      runDir,
+      startStep,
+      totalSteps: t.steps,
+      step,
+      evaluate,
+      evalEvery: rl.eval.every,
+      evalAtStart: options.evalAtStart ?? true,
+      checkpoint: save,
+      checkpointEvery: config.checkpoint.every,
+      resumedFrom: checkpoint?.dir ?? null,
+      progress: progress ?? undefined,
+      haltAfterStep: options.haltAfterStep,
+    });
+
+    const exported: string[] = [];
+    if (!result.halted) {
+      const targets = [join(runDir, "final"), ...(options.exportDir ? [options.exportDir] : [])];
+      for (const dir of targets) {
+        if (lora !== null) {
+          await savePeftAdapter(dir, lora, { baseModelNameOrPath: config.model.path });
+        } else {
+          if (tokenizerJson === null && !builtin && !options.tokenizer) {
+            const read = async (name: string): Promise<unknown> =>
+              JSON.parse(await Deno.readTextFile(join(config.model.path, name)));
+            tokenizerJson = await read("tokenizer.json");
+            tokenizerConfig = await read("tokenizer_config.json");
+          }
+          if (tokenizerJson === null) continue; // a tokenizer given by the caller: no files
+          await exportQwen3Model(dir, {
+            config: modelConfig,
+            weights,
+            tokenizerJson,
+            tokenizerConfig,
+            initializerRange: config.model.initStd,
+          });
+        }
+        exported.push(dir);
+      }
+    }
+    log(
+      `time: generate ${formatDuration(seconds.generate)}, score ` +
+        `${formatDuration(seconds.score)}, train ${formatDuration(seconds.train)}, eval ` +
+        `${formatDuration(seconds.eval)}`,
+    );
+    return {
+      runDir,
+      step: result.step,
+      halted: result.halted,
+      metrics: result.metrics,
+      startMetrics,
+      lastCheckpoint: result.lastCheckpoint,
+      resumedFrom: checkpoint?.dir ?? null,
+      exported,
+      backend: backendText,
+      warnings,
+      seconds,
+    };
+  }
+}
