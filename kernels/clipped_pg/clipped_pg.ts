@@ -79,7 +79,7 @@ export interface ClippedPgArgs {
   /** Dual-clip constant (> 1); default none. */
   dualClip?: number;
   /** Default `"token-mean"`. */
-  aggregation?: Aggregation;
+  aggregation?: ClippedPgAggregation;
   /** Replaces the token (or sequence) count, e.g. the mini-batch's; default computed here. */
   normalizer?: number;
   /**
@@ -102,12 +102,11 @@ export type ClippedPgAggregation =
   | "seq-mean-token-sum"
   | "seq-mean-token-mean"
   | "seq-mean-token-sum-norm";
-type Aggregation = ClippedPgAggregation;
 
 const WHERE = "Cannot encode clipped_pg";
 // The kernel's aggregation codes (the order of `AGGREGATIONS` in trainer/losses/agg_loss.ts;
 // kept here so that kernels/ does not load trainer/ at run time).
-const AGG_CODES: readonly Aggregation[] = [
+const AGG_CODES: readonly ClippedPgAggregation[] = [
   "token-mean",
   "seq-mean-token-sum",
   "seq-mean-token-mean",

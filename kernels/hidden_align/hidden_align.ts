@@ -104,7 +104,7 @@ export interface HiddenAlignArgs extends HiddenAlignShape {
   /** Tokens per sequence. */
   seqLen: number;
   /** Default `"cos-centroid"`. */
-  type?: AlignType;
+  type?: HiddenAlignKernelType;
   /** Replaces N (P for `"cos-pairwise"`), e.g. the mini-batch's row count. */
   normalizer?: number;
   /** Scale of the gradient (the term's weight, e.g. 0.1); default 1. `out` is unscaled. */
@@ -120,9 +120,13 @@ const WHERE = "Cannot encode hidden_align";
  * `trainer/losses/hidden_align_loss.ts`, which sits above kernels/).
  */
 export type HiddenAlignKernelType = "cos-centroid" | "cos-pairwise" | "mse-normalized" | "mse-raw";
-type AlignType = HiddenAlignKernelType;
 
-const KINDS: readonly AlignType[] = ["cos-centroid", "cos-pairwise", "mse-normalized", "mse-raw"];
+const KINDS: readonly HiddenAlignKernelType[] = [
+  "cos-centroid",
+  "cos-pairwise",
+  "mse-normalized",
+  "mse-raw",
+];
 
 /**
  * Records the Hidden-Align term of `hiddenAlignLoss` (same types, same metrics) as five
