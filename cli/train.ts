@@ -278,6 +278,7 @@ async function mainRl(
     resume: parsed.resume,
     overwrite: parsed.overwrite,
     exportDir: parsed.export,
+    plots: true,
     workers: parsed.workers ?? Math.max(1, Math.min(8, navigator.hardwareConcurrency ?? 1)),
   });
   const seconds = (performance.now() - started) / 1000;

@@ -40,7 +40,10 @@ Deno.test({
       const options = { ...QUIET, evalAtStart: false };
       const dapo = await runRl(await rlConfig(dir, ["--run.name=dapo", DAPO]), options);
       const zero = await runRl(await rlConfig(dir, ["--run.name=zero", ALIGN(0)]), options);
-      const tenth = await runRl(await rlConfig(dir, ["--run.name=tenth", ALIGN(0.1)]), options);
+      const tenth = await runRl(await rlConfig(dir, ["--run.name=tenth", ALIGN(0.1)]), {
+        ...options,
+        plots: true,
+      });
       strictEqual(dapo.step, 3);
       const dapoLines = await metricsLines(dapo.runDir);
       const zeroLines = await metricsLines(zero.runDir);
@@ -51,11 +54,19 @@ Deno.test({
       deepStrictEqual(await finalParams(zero.runDir), await finalParams(dapo.runDir));
       // At weight 0.1 the same rows move the parameters: the comparison above can fail.
       notDeepStrictEqual(await finalParams(tenth.runDir), await finalParams(dapo.runDir));
+      // `plots: true` draws the curves at the end (the loss terms and the anchor cosines among them).
+      for (const chart of ["loss.svg", "anchor_cosine.svg", "reward.svg"]) {
+        const svg = await Deno.readTextFile(join(tenth.runDir, "plots", chart));
+        ok(svg.startsWith("<svg"), `${chart} is not an SVG`);
+      }
+      const loss = await Deno.readTextFile(join(tenth.runDir, "plots", "loss.svg"));
+      ok(loss.includes("loss/align"), "the loss chart has no loss/align series");
 
       // Kill after step 1 (a checkpoint every step), resume: the same bytes as straight through.
       const config = await rlConfig(dir, ["--run.name=split", DAPO]);
       const halted = await runRl(config, { ...options, haltAfterStep: 1 });
       strictEqual(halted.halted, true);
+      await rejects(Deno.stat(join(halted.runDir, "plots")), Deno.errors.NotFound);
       const resumed = await runRl(config, { ...options, resume: true });
       strictEqual(resumed.resumedFrom, join(dir, "split", "step_000001"));
       strictEqual(

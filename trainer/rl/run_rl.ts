@@ -32,6 +32,7 @@ import { GpuContext } from "../../gpu/context.ts";
 import { createTokenizer, loadTokenizer, type Tokenizer } from "../../model/tokenizer.ts";
 import { loadQwen3Weights } from "../../model/weights.ts";
 import { mixNumber } from "../../internal/random.ts";
+import { plotRunCurves } from "../../plot/run_curves.ts";
 import { createTrainBackend, type TrainBackend } from "../backend.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "../checkpoint.ts";
 import { dataOrder } from "../data_order.ts";
@@ -99,6 +100,12 @@ export interface RunRlOptions {
    * model directory's (the arithmetic tokenizer for `builtin:tiny`).
    */
   tokenizer?: Tokenizer;
+  /**
+   * Draw the run's curves as SVG charts into `<run dir>/plots/` at the end (as
+   * `deno task plot <run dir>` does); a failure to draw is a warning, not an error. Default `false`
+   * (`deno task train` turns it on).
+   */
+  plots?: boolean;
 }
 
 /**
@@ -840,6 +847,16 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
           });
         }
         exported.push(dir);
+      }
+    }
+    if (options.plots && !result.halted) {
+      try {
+        const { charts } = await plotRunCurves(runDir);
+        log(`plots: ${charts.length} SVG charts in ${join(runDir, "plots")}`);
+      } catch (error) {
+        const text = `could not draw the plots of "${runDir}": ${(error as Error).message}`;
+        warnings.push(text);
+        log(`warning: ${text}`);
       }
     }
     log(
