@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { checkBackwardArgs } from "./backward_args.ts";
 import type { Binding, GpuContext } from "../gpu/context.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 import { readback, type ReadbackRange } from "../gpu/readback.ts";
@@ -322,29 +323,19 @@ function checkBackwardOptions(
   config: Qwen3Config,
 ): PackedBatch {
   checkMode(options.mode);
-  const { dLogits, dLastHidden, dLogprobs } = options;
-  if (!dLogits && !dLastHidden && !dLogprobs) {
-    throw new TypeError(
-      `Cannot run the backward: give at least one of dLogits, dLastHidden and dLogprobs`,
-    );
-  }
   const batch = packBatch(input, config);
-  const { batch: B, seqLen: T } = batch;
-  const n = B * T;
-  const [H, V] = [config.hiddenSize, config.vocabSize];
-  const check = (what: string, a: ArrayLike<number>, expected: string, len: number) => {
-    if (a.length !== len) {
-      throw new RangeError(
-        `Cannot run the backward: ${what} must have ${expected} = ${len} values: current ` +
-          `length is ${a.length}`,
-      );
-    }
-  };
-  if (dLogits) check("dLogits", dLogits, `batch·seqLen·vocab = ${B}·${T}·${V}`, n * V);
-  if (dLastHidden) {
-    check("dLastHidden", dLastHidden, `batch·seqLen·hidden = ${B}·${T}·${H}`, n * H);
-  }
-  if (dLogprobs) check("dLogprobs", dLogprobs, `batch·(seqLen−1) = ${B}·${T - 1}`, B * (T - 1));
+  checkBackwardArgs({
+    mode: options.mode,
+    hasAdapters: true, // the GPU checks its adapters where it records them
+    batch: batch.batch,
+    seqLen: batch.seqLen,
+    hiddenSize: config.hiddenSize,
+    vocabSize: config.vocabSize,
+    numHiddenLayers: config.numHiddenLayers,
+    dLogits: options.dLogits,
+    dLastHidden: options.dLastHidden,
+    dLogprobs: options.dLogprobs,
+  });
   return batch;
 }
 // ---- End of the argument checks --------------------------------------------------------------
