@@ -10,6 +10,7 @@
  * @module
  */
 
+import { exists } from "../internal/exists.ts";
 import { join } from "node:path";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
 import { loadModel } from "../model/load_model.ts";
@@ -159,16 +160,6 @@ function encodePrompt(tokenizer: Tokenizer, message: string): number[] {
   } catch (error) {
     // A tokenizer without a chat template: the message as it is.
     if (/chat_template/.test((error as Error).message)) return tokenizer.encode(message);
-    throw error;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
     throw error;
   }
 }

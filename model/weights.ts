@@ -5,6 +5,7 @@
  * @module
  */
 
+import { exists } from "../internal/exists.ts";
 import type { Qwen3Config } from "./config.ts";
 import { openSafetensors, readTensorF32, type SafetensorsFile } from "../internal/safetensors.ts";
 import { modelTensorTable } from "./tensor_table.ts";
@@ -53,16 +54,6 @@ export interface Qwen3Weights {
 function joinPath(dir: string, name: string): string {
   if (dir === "") return name;
   return dir.endsWith("/") || dir.endsWith("\\") ? `${dir}${name}` : `${dir}/${name}`;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 /** Where each tensor lives: one file, or shards named by an index. */

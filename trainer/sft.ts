@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { exists } from "../internal/exists.ts";
 import { join } from "node:path";
 import type { TrainConfig } from "./config.ts";
 import { validateConfig } from "./validate_config.ts";
@@ -195,16 +196,6 @@ function configChanges(
     changed.push(`${key}: ${a.get(key)} -> ${b.get(key)}`);
   }
   return changed;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 interface TokenizerSource {

@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { exists } from "../../internal/exists.ts";
 import { join } from "node:path";
 import type { TrainConfig } from "../config.ts";
 import { validateConfig } from "../validate_config.ts";
@@ -179,16 +180,6 @@ function configChanges(saved: TrainConfig, current: TrainConfig, source: string)
     changed.push(`${key}: ${a.get(key)} -> ${b.get(key)}`);
   }
   return changed;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 function builtinConfig(config: TrainConfig, tokenizer: Tokenizer): Qwen3Config {
