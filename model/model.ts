@@ -29,6 +29,11 @@ export interface TokenLogprobsOutput {
    * masked out.
    */
   logprobs: Float32Array;
+  /**
+   * `[batch, seqLen − 1]`: the entropy `−Σ_v p_v log p_v` of the next-token distribution at each
+   * of those positions (0 where the target is masked out), from the same log-softmax pass.
+   */
+  entropy: Float32Array;
   /** With `outputHiddenStates`: the final-norm hidden states `[batch, seqLen, hidden]`. */
   lastHidden?: Float32Array;
   /** Number of sequences. */

@@ -174,10 +174,12 @@ export class CpuQwen3 implements Qwen3Model {
     try {
       const t = this.trace(input);
       const { batch, seqLen, targets } = t.batch;
-      const { logprobs } = logprobRef(t.logits, targets, this.config.vocabSize);
+      const { logprobs, entropy } = logprobRef(t.logits, targets, this.config.vocabSize);
+      for (let i = 0; i < entropy.length; i++) if (targets[i] < 0) entropy[i] = 0;
       const last = t.hidden[t.hidden.length - 1];
       return Promise.resolve({
         logprobs: dropLastPosition(logprobs, batch, seqLen),
+        entropy: dropLastPosition(entropy, batch, seqLen),
         lastHidden: input.outputHiddenStates ? Float32Array.from(last) : undefined,
         batch,
         seqLen,

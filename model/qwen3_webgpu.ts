@@ -71,6 +71,7 @@ interface Workspace extends Omit<LayerActivationBuffers, "x1" | "x2" | "loraScra
   logits?: GPUBuffer;
   logprobs: GPUBuffer;
   lse: GPUBuffer;
+  entropy: GPUBuffer;
   /** `[layers + 1, tokens, hidden]` snapshots, made when hidden states are asked for. */
   hidden?: GPUBuffer;
   /** `[tokens, hidden]`: one decoder layer's output, when `tokenLogprobs` asks for it. */
@@ -245,14 +246,21 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       logprobs: true,
       layerHidden,
     });
-    const ranges: ReadbackRange[] = [{ buffer: ws.logprobs, offset: 0, size: n * 4 }];
+    const ranges: ReadbackRange[] = [
+      { buffer: ws.logprobs, offset: 0, size: n * 4 },
+      { buffer: ws.entropy, offset: 0, size: n * 4 },
+    ];
     if (input.outputHiddenStates) {
       const last = layerHidden === undefined ? ws.x : ws.layerHidden!;
       ranges.push({ buffer: last, offset: 0, size: n * this.config.hiddenSize * 4 });
     }
-    const [lp, last] = await readback(this.ctx, ranges, enc);
+    const [lp, entropy, last] = await readback(this.ctx, ranges, enc);
+    const { batch: B, seqLen: T, targets } = batch;
+    const ent = new Float32Array(entropy);
+    for (let i = 0; i < n; i++) if (targets[i] < 0) ent[i] = 0;
     return {
-      logprobs: dropLastPosition(new Float32Array(lp), batch.batch, batch.seqLen),
+      logprobs: dropLastPosition(new Float32Array(lp), B, T),
+      entropy: dropLastPosition(ent, B, T),
       lastHidden: last ? new Float32Array(last) : undefined,
       batch: batch.batch,
       seqLen: batch.seqLen,
@@ -536,6 +544,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
           targets: ws.targets,
           out: ws.logprobs,
           lse: ws.lse,
+          entropy: ws.entropy,
           rows: n,
           v: c.vocabSize,
         });
@@ -590,6 +599,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       act: buf(n * c.intermediateSize, "act"),
       logprobs: buf(n, "logprobs"),
       lse: buf(n, "lse"),
+      entropy: buf(n, "entropy"),
     };
     if (rank > 0) ws.loraU = buf(n * rank, "lora_u");
     if (want.logits || old?.logits) ws.logits = buf(n * c.vocabSize, "logits");

@@ -83,6 +83,12 @@ export interface TrainActivations {
   /** Log-sum-exp of each position's logits `[tokens]`. */
   lse: GPUBuffer;
   /**
+   * Entropy `−Σ p log p` of each position's next-token distribution `[tokens]` (from the
+   * log-softmax pass; at positions without a target it is the entropy of a prediction nobody
+   * scores: mask it).
+   */
+  entropy: GPUBuffer;
+  /**
    * The hidden state the loss reads `[tokens, hidden]`: the final-norm output (HF's
    * `hidden_states[-1]`), or with `TrainStepOptions.hiddenLayer = l` the output of decoder
    * layer `l` (the backward's saved residual: read it, do not write it).
@@ -240,6 +246,7 @@ interface TrainWorkspace {
   lastHidden: GPUBuffer;
   logprobs: GPUBuffer;
   lse: GPUBuffer;
+  entropy: GPUBuffer;
   /** `[headRows, vocab]` logits of one LM-head block. */
   logits: GPUBuffer;
   dLogprobs: GPUBuffer;
@@ -551,6 +558,7 @@ export class WebGpuQwen3Backward {
         targets: rowsOf(ws.targets, r0, rows, 1),
         out: rowsOf(ws.logprobs, r0, rows, 1),
         lse: rowsOf(ws.lse, r0, rows, 1),
+        entropy: rowsOf(ws.entropy, r0, rows, 1),
         rows,
         v: c.vocabSize,
       });
@@ -564,6 +572,7 @@ export class WebGpuQwen3Backward {
       targets: ws.targets,
       logprobs: ws.logprobs,
       lse: ws.lse,
+      entropy: ws.entropy,
       lastHidden: step.hiddenLayer === undefined ? ws.lastHidden : ws.hs[step.hiddenLayer + 1],
       logits: step.blocks.length === 1 ? ws.logits : undefined,
     };
@@ -1040,6 +1049,7 @@ export class WebGpuQwen3Backward {
       lastHidden: buf(n * H, "train.last_hidden"),
       logprobs: buf(n, "train.logprobs"),
       lse: buf(n, "train.lse"),
+      entropy: buf(n, "train.entropy"),
       logits: buf(hr * c.vocabSize, "train.logits"),
       dLogprobs: buf(n, "train.d_logprobs"),
       dLastHidden: buf(n * H, "train.d_last_hidden"),

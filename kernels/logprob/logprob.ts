@@ -21,6 +21,11 @@ export interface LogprobArgs {
   out: Binding;
   /** Output log-sum-exp per row `[rows]` (kept for the backward pass). */
   lse: Binding;
+  /**
+   * Output entropy `−Σ p log p` of each row's softmax `[rows]` (from the same pass; logged by
+   * the RL trainer, not optimised).
+   */
+  entropy: Binding;
   /** Number of rows. */
   rows: number;
   /** Vocabulary size. */
@@ -28,7 +33,7 @@ export interface LogprobArgs {
 }
 
 /**
- * Records the per-row log-softmax gathered at the targets.
+ * Records the per-row log-softmax gathered at the targets, the log-sum-exp and the entropy.
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -39,8 +44,8 @@ export interface LogprobArgs {
  * import { encodeLogprob } from "./logprob.ts";
  * declare const ctx: import("../../gpu/context.ts").GpuContext;
  * declare const pass: GPUComputePassEncoder, logits: GPUBuffer, targets: GPUBuffer;
- * declare const out: GPUBuffer, lse: GPUBuffer;
- * encodeLogprob(ctx, pass, { logits, targets, out, lse, rows: 32, v: 384 });
+ * declare const out: GPUBuffer, lse: GPUBuffer, entropy: GPUBuffer;
+ * encodeLogprob(ctx, pass, { logits, targets, out, lse, entropy, rows: 32, v: 384 });
  * ```
  */
 export function encodeLogprob(
@@ -50,13 +55,13 @@ export function encodeLogprob(
 ): void {
   const { rows, v } = args;
   checkSize("logprob", "logits", args.logits, rows * v, `[rows, v] = [${rows}, ${v}]`);
-  for (const name of ["targets", "out", "lse"] as const) {
+  for (const name of ["targets", "out", "lse", "entropy"] as const) {
     checkSize("logprob", name, args[name], rows, `[rows] = [${rows}]`);
   }
   ctx.dispatch(
     pass,
     ctx.pipeline("logprob", code, { constants: GRID_CONSTANTS }),
-    [args.logits, args.targets, args.out, args.lse],
+    [args.logits, args.targets, args.out, args.lse, args.entropy],
     grid(rows),
     packUniform(PARAMS, { R: rows, V: v }),
   );

@@ -35,6 +35,7 @@ Deno.test({
           targets: targetsBuf,
           out: poisoned(ctx, rows, "logprobs"),
           lse,
+          entropy: poisoned(ctx, rows, "entropy"),
           rows,
           v,
         });
