@@ -18,6 +18,27 @@ export interface PipelineOptions {
   constants?: Record<string, number>;
 }
 
+/**
+ * Options of the {@linkcode GpuContext} constructor: bounds of the caches that grow with the
+ * values a run passes (a uniform block per distinct parameter content, e.g. a per-step loss
+ * normaliser, and a bind group per distinct set of buffers).
+ *
+ * @example Small caches (for a test)
+ * ```ts
+ * import type { GpuContextOptions } from "./context.ts";
+ * const options: GpuContextOptions = { maxUniforms: 8, maxBindGroups: 32 };
+ * ```
+ */
+export interface GpuContextOptions {
+  /**
+   * Uniform blocks kept before the uniform and bind-group caches are emptied (their objects are
+   * dropped, not destroyed: a pass already recorded keeps its own references); default 16384.
+   */
+  maxUniforms?: number;
+  /** Bind groups kept before that cache is emptied; default 65536. */
+  maxBindGroups?: number;
+}
+
 /** Usage flags of a storage buffer that can be written, copied and read back. */
 export const STORAGE_USAGE: number = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08; /* COPY_DST */
 
@@ -53,14 +74,48 @@ export class GpuContext {
   #sizes = new WeakMap<GPUBuffer, number>();
   #allocated = 0;
   #peak = 0;
+  #maxUniforms: number;
+  #maxBindGroups: number;
 
   /**
    * Wraps a device.
    *
    * @param gpu A device from `createGpu`.
+   * @param options Cache bounds.
+   * @throws {RangeError} If a bound is not an integer ≥ 1.
    */
-  constructor(gpu: Gpu) {
+  constructor(gpu: Gpu, options: GpuContextOptions = {}) {
     this.gpu = gpu;
+    this.#maxUniforms = options.maxUniforms ?? 16384;
+    this.#maxBindGroups = options.maxBindGroups ?? 65536;
+    for (const key of ["maxUniforms", "maxBindGroups"] as const) {
+      const v = options[key];
+      if (v !== undefined && !(Number.isInteger(v) && v >= 1)) {
+        throw new RangeError(
+          `Cannot create the GPU context: option "${key}" must be an integer ≥ 1: current value ` +
+            `is ${v}`,
+        );
+      }
+    }
+  }
+
+  /**
+   * Entries in the caches now (pipelines are never dropped: there is one per kernel variant).
+   *
+   * @example Nothing cached yet
+   * ```ts ignore
+   * import { createGpu } from "./device.ts";
+   * import { GpuContext } from "./context.ts";
+   * const ctx = new GpuContext(await createGpu());
+   * console.log(ctx.cacheSizes); // { pipelines: 0, uniforms: 0, bindGroups: 0 }
+   * ```
+   */
+  get cacheSizes(): { pipelines: number; uniforms: number; bindGroups: number } {
+    return {
+      pipelines: this.#pipelines.size,
+      uniforms: this.#uniforms.size,
+      bindGroups: this.#bindGroups.size,
+    };
   }
 
   /** The WebGPU device. */
@@ -203,7 +258,9 @@ export class GpuContext {
 
   /**
    * Returns a uniform buffer holding `words` (raw 32-bit words; write floats with
-   * {@linkcode f32Bits}), created once per distinct content.
+   * {@linkcode f32Bits}), created once per distinct content. When
+   * {@linkcode GpuContextOptions.maxUniforms} blocks are cached, the uniform and bind-group caches
+   * are emptied first, so values that change every step do not grow them without bound.
    *
    * @param words The parameter block.
    * @returns The cached uniform buffer.
@@ -212,6 +269,11 @@ export class GpuContext {
     const key = words.join(",");
     let buffer = this.#uniforms.get(key);
     if (!buffer) {
+      if (this.#uniforms.size >= this.#maxUniforms) {
+        // Bind groups hold the old blocks: drop both (recorded passes keep their references).
+        this.#uniforms.clear();
+        this.#bindGroups.clear();
+      }
       const data = new Uint32Array(Math.max(4, Math.ceil(words.length / 4) * 4));
       data.set(words);
       buffer = this.device.createBuffer({
@@ -268,6 +330,7 @@ export class GpuContext {
     const key = parts.join(":");
     let group = this.#bindGroups.get(key);
     if (!group) {
+      if (this.#bindGroups.size >= this.#maxBindGroups) this.#bindGroups.clear();
       group = this.device.createBindGroup({
         label: pipeline.label,
         layout: pipeline.getBindGroupLayout(0),

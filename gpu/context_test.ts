@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { noGpu, testContext } from "./test_utils.ts";
 import { destroyMatrix, uploadMatrix } from "./matrix.ts";
+import { f32Bits, GpuContext } from "./context.ts";
+import { readback } from "./readback.ts";
 
 Deno.test({
   name: "GpuContext counts allocated and peak bytes, whoever frees the buffer",
@@ -23,5 +25,38 @@ Deno.test({
     assert.equal(ctx.peakBytes - base, 1280);
     ctx.resetPeak();
     assert.equal(ctx.peakBytes, base);
+  },
+});
+
+Deno.test({
+  name: "GpuContext bounds its uniform and bind-group caches (a per-step value does not grow them)",
+  ignore: noGpu,
+  async fn() {
+    const shared = (await testContext())!;
+    const ctx = new GpuContext(shared.gpu, { maxUniforms: 4, maxBindGroups: 6 });
+    const code = `struct Params { x: f32 }
+@group(0) @binding(0) var<storage, read_write> o: array<f32>;
+@group(0) @binding(1) var<uniform> p: Params;
+@compute @workgroup_size(1) fn main() { o[0] += p.x; }`;
+    const out = ctx.createBuffer(4, "out");
+    const enc = ctx.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    const pipeline = ctx.pipeline("add_param", code);
+    let most = 0;
+    // 1 + 2 + … + 10: ten distinct uniform blocks, each a new bind group.
+    for (let step = 1; step <= 10; step++) {
+      ctx.dispatch(pass, pipeline, [out], [1, 1, 1], [f32Bits(step)]);
+      const sizes = ctx.cacheSizes;
+      most = Math.max(most, sizes.uniforms);
+      assert.ok(sizes.bindGroups <= 6, `bind groups ${sizes.bindGroups} > 6`);
+    }
+    pass.end();
+    // Dropped blocks are still valid in the recorded pass: the sum is exact.
+    const [bytes] = await readback(ctx, [{ buffer: out, offset: 0, size: 4 }], enc);
+    assert.equal(new Float32Array(bytes)[0], 55);
+    assert.equal(most, 4);
+    assert.equal(ctx.cacheSizes.pipelines, 1);
+    assert.throws(() => new GpuContext(shared.gpu, { maxUniforms: 0 }), /"maxUniforms"/);
+    ctx.release(out);
   },
 });
