@@ -424,6 +424,40 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   }
 
   /**
+   * Records one training step (forward, the caller's loss kernels, backward), submits it and
+   * reads back the gradients of the mode together with the caller's ranges of the step's buffers
+   * in one readback: a loss computed on the GPU costs one forward, one backward and one round
+   * trip, with no activation leaving the device.
+   *
+   * @param input The batch.
+   * @param options As {@linkcode WebGpuQwen3.encodeTrainStep}.
+   * @param reads Ranges of the step's buffers to read with the gradients; default none.
+   * @returns The gradients, keyed as `cpuBackward`'s, and the ranges' bytes in order.
+   * @throws {TypeError} As {@linkcode WebGpuQwen3.encodeTrainStep}.
+   *
+   * @example The entropy of every position with the gradients
+   * ```ts ignore
+   * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
+   * declare const hook: import("./qwen3_webgpu_backward.ts").LossHook;
+   * const { grads, reads: [entropy] } = await model.runTrainStep({ inputIds: [[1, 2, 3]] }, {
+   *   mode: "full",
+   *   lossHook: hook,
+   * }, ({ acts }) => [{ buffer: acts.entropy, offset: 0, size: 4 * acts.tokens }]);
+   * ```
+   */
+  runTrainStep(
+    input: ForwardInput,
+    options: TrainStepOptions,
+    reads?: (step: TrainStepBuffers) => readonly ReadbackRange[],
+  ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[] }> {
+    try {
+      return this.#training().runTrainStep(input, options, reads);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
    * Zeroes every gradient buffer (adapters and base weights), recorded into `encoder` or, without
    * one, submitted at once.
    *

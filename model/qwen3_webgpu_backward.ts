@@ -750,8 +750,7 @@ export class WebGpuQwen3Backward {
       }
       lpBuf = upload(flat, "dLogprobs (upload)");
     }
-    const enc = ctx.device.createCommandEncoder({ label: "backward" });
-    const { acts } = this.encodeTrainStep(enc, input, {
+    const { grads, reads: [lp, last] } = await this.runTrainStep(input, {
       mode: options.mode,
       accumulate: options.accumulate,
       headChunkTokens: options.headChunkTokens,
@@ -762,23 +761,57 @@ export class WebGpuQwen3Backward {
         if (hBuf) encodeAdd(ctx, pass, { x: hBuf, y: cot.dLastHidden, n: n * H });
         if (logitsBuf) encodeAdd(ctx, pass, { x: logitsBuf, y: cot.dLogits!, n: n * V });
       },
-    });
-    const params = this.gradients(options.mode);
-    const ranges: ReadbackRange[] = [
+    }, ({ acts }) => [
       { buffer: acts.logprobs, offset: 0, size: n * 4 },
       { buffer: acts.lastHidden, offset: 0, size: n * H * 4 },
-      ...params.map((p) => ({ buffer: p.grad, offset: 0, size: p.n * 4 })),
-    ];
-    const [lp, last, ...grads] = await readback(ctx, ranges, enc);
+    ]);
     const lpAll = new Float32Array(lp);
     const logprobs = new Float32Array(B * (T - 1));
     for (let b = 0; b < B; b++) {
       logprobs.set(lpAll.subarray(b * T, b * T + T - 1), b * (T - 1));
     }
+    return { grads, logprobs, lastHidden: new Float32Array(last) };
+  }
+
+  /**
+   * Records one training step into a new encoder, submits it, and reads back the gradients of
+   * `options.mode` together with the caller's ranges of the step's buffers, in one readback: the
+   * step's only GPU→CPU round trip (see `WebGpuQwen3.runTrainStep`).
+   *
+   * @param input The batch.
+   * @param options As {@linkcode WebGpuQwen3Backward.encodeTrainStep}.
+   * @param reads The ranges to read with the gradients, from the step's buffers (e.g. a loss
+   * kernel's scalars); default none.
+   * @returns The gradients by name (accumulated ones with `accumulate`) and the ranges' bytes.
+   * @throws {TypeError} As {@linkcode WebGpuQwen3Backward.encodeTrainStep}.
+   *
+   * @example Gradients and the loss kernels' scalars in one readback
+   * ```ts ignore
+   * declare const train: import("./qwen3_webgpu_backward.ts").WebGpuQwen3Backward;
+   * declare const hook: import("./qwen3_webgpu_backward.ts").LossHook, out: GPUBuffer;
+   * const { grads, reads: [scalars] } = await train.runTrainStep({ inputIds: [[1, 2, 3]] }, {
+   *   mode: "adapters",
+   *   lossHook: hook,
+   * }, () => [{ buffer: out, offset: 0, size: 40 }]);
+   * ```
+   */
+  async runTrainStep(
+    input: ForwardInput,
+    options: TrainStepOptions,
+    reads: (step: TrainStepBuffers) => readonly ReadbackRange[] = () => [],
+  ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[] }> {
+    const enc = this.#ctx.device.createCommandEncoder({ label: "train step" });
+    const step = this.encodeTrainStep(enc, input, options);
+    const extra = reads(step);
+    const params = this.gradients(options.mode);
+    const ranges: ReadbackRange[] = [
+      ...extra,
+      ...params.map((p) => ({ buffer: p.grad, offset: 0, size: p.n * 4 })),
+    ];
+    const bytes = await readback(this.#ctx, ranges, enc);
     return {
-      grads: gather(params, grads),
-      logprobs,
-      lastHidden: new Float32Array(last),
+      grads: gather(params, bytes.slice(extra.length)),
+      reads: bytes.slice(0, extra.length),
     };
   }
 

@@ -26,6 +26,8 @@ export interface RowResult {
   logprobs: Float64Array;
   /** Hidden states `[ids.length, hidden]`: the final-norm output, or layer `hiddenLayer`'s. */
   lastHidden: Float64Array;
+  /** Entropy of the next-token distribution at each scored position `[ids.length − 1]`. */
+  entropy: Float64Array;
   /** Gradients by name (absent for a forward, or a row without any cotangent). */
   grads?: Record<string, Float64Array>;
 }
@@ -43,11 +45,12 @@ export function rowForward(
 ): RowResult {
   const { ids, hiddenLayer } = job;
   const t = model.trace({ inputIds: [ids] }, { dropoutSeed: job.dropoutSeed });
-  const lp = logprobRef(t.logits, t.batch.targets, model.config.vocabSize).logprobs;
+  const { logprobs, entropy } = logprobRef(t.logits, t.batch.targets, model.config.vocabSize);
   const lastHidden = hiddenLayer === undefined
     ? t.hidden[t.hidden.length - 1]
     : t.layers[hiddenLayer].hOut;
-  return { logprobs: lp.slice(0, ids.length - 1), lastHidden };
+  const scored = ids.length - 1;
+  return { logprobs: logprobs.slice(0, scored), lastHidden, entropy: entropy.slice(0, scored) };
 }
 
 /** Forward and backward of one sequence (forward only when its cotangents are all zero). */
@@ -60,14 +63,28 @@ export function rowBackward(model: CpuQwen3, mode: TrainMode, job: RowJob): RowR
     dropoutSeed: job.dropoutSeed,
     hiddenLayer: job.hiddenLayer,
   });
-  return { logprobs: r.logprobs, lastHidden: r.lastHidden, grads: Object.fromEntries(r.grads) };
+  // The row's targets are its next tokens: the entropies of positions 0..n−2 of its logits.
+  const scored = job.ids.length - 1;
+  const targets = new Int32Array(scored);
+  const V = model.config.vocabSize;
+  const { entropy } = logprobRef(r.logits.subarray(0, scored * V), targets, V);
+  return {
+    logprobs: r.logprobs,
+    lastHidden: r.lastHidden,
+    entropy,
+    grads: Object.fromEntries(r.grads),
+  };
 }
 
 /** The buffers of row results, to transfer instead of copy. */
 export function resultBuffers(results: readonly RowResult[]): ArrayBuffer[] {
   const out: ArrayBuffer[] = [];
   for (const r of results) {
-    out.push(r.logprobs.buffer as ArrayBuffer, r.lastHidden.buffer as ArrayBuffer);
+    out.push(
+      r.logprobs.buffer as ArrayBuffer,
+      r.lastHidden.buffer as ArrayBuffer,
+      r.entropy.buffer as ArrayBuffer,
+    );
     for (const g of Object.values(r.grads ?? {})) out.push(g.buffer as ArrayBuffer);
   }
   return [...new Set(out)];

@@ -17,6 +17,8 @@ import type {
 import { assignParams, type NamedParams } from "./params.ts";
 import type { LossGrads, LossTerm, ParamTree } from "./types.ts";
 import { sameArray } from "../internal/same_array.ts";
+import { type ObjectiveRequest, objectiveTerm } from "./losses/objective_request.ts";
+import { GpuObjective, runsOnGpu } from "./_webgpu_objective.ts";
 
 /** Whether a model has the GPU training API this backend drives. */
 export function canTrainOnGpu(model: unknown): model is WebGpuQwen3 {
@@ -30,6 +32,7 @@ export class WebGpuTrainBackend implements TrainBackend {
   readonly mode: TrainMode;
   readonly model: WebGpuQwen3;
   readonly params: NamedParams;
+  #objective?: GpuObjective;
 
   constructor(model: WebGpuQwen3, mode: TrainMode, params: NamedParams) {
     this.model = model;
@@ -57,10 +60,61 @@ export class WebGpuTrainBackend implements TrainBackend {
     });
     return {
       logprobs: Float64Array.from(out.logprobs),
+      entropy: Float64Array.from(out.entropy),
       lastHidden: out.lastHidden ? Float64Array.from(out.lastHidden) : undefined,
       batch: out.batch,
       seqLen: out.seqLen,
     };
+  }
+
+  #checkOptions(options: LossAndGradsOptions): void {
+    if (options.dropoutSeed !== undefined && (this.model.adapters?.config?.loraDropout ?? 0) > 0) {
+      throw new RangeError(
+        `Cannot train on WebGPU: LoRA dropout is not applied by the GPU backward: set key ` +
+          `"adapters.dropout" to 0 or train on the CPU`,
+      );
+    }
+    checkGpuHiddenLayer(
+      options.hiddenLayer,
+      this.model.config.numHiddenLayers,
+      "compute gradients",
+    );
+  }
+
+  /** The gradients of the host parameters from the step's (joined) gradient buffers. */
+  #hostGrads(grads: Map<string, Float32Array>): ParamTree {
+    const out: ParamTree = {};
+    for (const [name, value] of Object.entries(this.params.tree)) {
+      const g = grads.get(name);
+      out[name] = g === undefined ? new Float32Array(value.length) : Float32Array.from(g);
+    }
+    return out;
+  }
+
+  async objectiveAndGrads(
+    input: ForwardInput,
+    request: ObjectiveRequest,
+    options: Omit<LossAndGradsOptions, "linear"> = {},
+  ): Promise<LossAndGradsResult> {
+    if (!runsOnGpu(request)) {
+      return await this.lossAndGrads(input, objectiveTerm(request), { ...options, linear: false });
+    }
+    this.#checkOptions(options);
+    const rows = input.inputIds.length;
+    const seqLen = input.inputIds[0]?.length ?? 0;
+    this.#objective ??= new GpuObjective(this.model.ctx);
+    const step = this.#objective.prepare(request, {
+      batch: rows,
+      seqLen,
+      hiddenSize: this.model.config.hiddenSize,
+    });
+    const { grads, reads } = await this.model.runTrainStep(input, {
+      mode: this.mode,
+      hiddenLayer: options.hiddenLayer,
+      cotangents: step.cotangents,
+      lossHook: step.hook,
+    }, ({ acts }) => step.reads(acts));
+    return { loss: step.finish(reads), grads: this.#hostGrads(grads) };
   }
 
   async lossAndGrads(
@@ -68,17 +122,13 @@ export class WebGpuTrainBackend implements TrainBackend {
     loss: LossTerm<PolicyOutputs>,
     options: LossAndGradsOptions = {},
   ): Promise<LossAndGradsResult> {
-    if (options.dropoutSeed !== undefined && (this.model.adapters?.config?.loraDropout ?? 0) > 0) {
-      throw new RangeError(
-        `Cannot train on WebGPU: LoRA dropout is not applied by the GPU backward: set key ` +
-          `"adapters.dropout" to 0 or train on the CPU`,
-      );
-    }
+    this.#checkOptions(options);
     const { hiddenLayer } = options;
-    checkGpuHiddenLayer(hiddenLayer, this.model.config.numHiddenLayers, "compute gradients");
     const rows = input.inputIds.length;
     const seqLen = input.inputIds[0]?.length ?? 0;
     let grad: LossGrads;
+    // The entropies of the first forward (the same parameters as the backward's).
+    let entropy: Float64Array | undefined;
     if (options.linear) {
       grad = loss({
         logprobs: new Float64Array(rows * Math.max(0, seqLen - 1)),
@@ -87,7 +137,9 @@ export class WebGpuTrainBackend implements TrainBackend {
         seqLen,
       }).grad;
     } else {
-      grad = loss(await this.#outputs(input, hiddenLayer)).grad;
+      const first = await this.#outputs(input, hiddenLayer);
+      entropy = first.entropy;
+      grad = loss(first).grad;
     }
     const r = await this.model.backward(input, {
       mode: this.mode,
@@ -98,6 +150,7 @@ export class WebGpuTrainBackend implements TrainBackend {
     const out = loss({
       logprobs: Float64Array.from(r.logprobs),
       lastHidden: Float64Array.from(r.lastHidden),
+      entropy,
       batch: rows,
       seqLen,
     });
@@ -111,12 +164,7 @@ export class WebGpuTrainBackend implements TrainBackend {
           "changed with the model's outputs: call lossAndGrads without `linear`",
       );
     }
-    const grads: ParamTree = {};
-    for (const [name, value] of Object.entries(this.params.tree)) {
-      const g = r.grads.get(name);
-      grads[name] = g === undefined ? new Float32Array(value.length) : Float32Array.from(g);
-    }
-    return { loss: out, grads };
+    return { loss: out, grads: this.#hostGrads(r.grads) };
   }
 
   generate(options: GenerateOptions): Promise<GenerateResult> {
@@ -133,5 +181,8 @@ export class WebGpuTrainBackend implements TrainBackend {
     }
   }
 
-  dispose(): void {}
+  dispose(): void {
+    this.#objective?.dispose();
+    this.#objective = undefined;
+  }
 }

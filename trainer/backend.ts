@@ -37,7 +37,7 @@
  * @module
  */
 import { logprobRef } from "../kernels/logprob/logprob_ref.ts";
-import type { ForwardInput } from "../model/forward_input.ts";
+import { type ForwardInput, packBatch } from "../model/forward_input.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { cpuBackward } from "../model/qwen3_cpu_backward.ts";
@@ -48,6 +48,7 @@ import { canTrainOnGpu, WebGpuTrainBackend } from "./_webgpu_backend.ts";
 import { rowBackward, rowForward, type RowJob, type RowResult } from "./_cpu_rows.ts";
 import { assignParams, loraParams, modelParams, type NamedParams } from "./params.ts";
 import type { LossOutput, LossTerm, ParamTree } from "./types.ts";
+import { type ObjectiveRequest, objectiveTerm } from "./losses/objective_request.ts";
 import { sameArray } from "../internal/same_array.ts";
 
 /**
@@ -82,6 +83,11 @@ export interface PolicyOutputs {
    * {@linkcode LossAndGradsOptions.hiddenLayer} is set.
    */
   lastHidden?: Float64Array;
+  /**
+   * Entropy of the next-token distribution at each scored position `[batch, seqLen − 1]` (0 at
+   * padding), when the backend computed it (both do in `forward` and `lossAndGrads`).
+   */
+  entropy?: Float64Array;
   /** Number of sequences. */
   batch: number;
   /** Tokens per sequence. */
@@ -183,6 +189,26 @@ export interface TrainBackend {
     input: ForwardInput,
     loss: LossTerm<PolicyOutputs>,
     options?: LossAndGradsOptions,
+  ): Promise<LossAndGradsResult>;
+  /**
+   * Runs the batch forward and backward through an objective given as data (registered terms and
+   * their inputs). The CPU evaluates it in float64 like {@linkcode TrainBackend.lossAndGrads};
+   * the WebGPU backend runs `"clipped_pg"` and `"hidden_align"` as kernels inside the training
+   * step (one forward, one backward, one readback of the gradients and the loss scalars; no
+   * log-prob or hidden-state round trip) and any other term on the host. The loss metrics
+   * include `"policy/entropy"` (mean next-token entropy over the `lossMask` tokens) when the
+   * inputs have a `lossMask`.
+   *
+   * @param input The batch.
+   * @param request The terms and their inputs.
+   * @param options Dropout and the hidden layer the align term reads.
+   * @returns The objective's value and metrics (`grad` may be empty: the cotangents can stay on
+   * the device) and the gradients of every trainable parameter.
+   */
+  objectiveAndGrads(
+    input: ForwardInput,
+    request: ObjectiveRequest,
+    options?: Omit<LossAndGradsOptions, "linear">,
   ): Promise<LossAndGradsResult>;
   /**
    * Generates continuations with the current parameters (`model/generate.ts` semantics).
@@ -313,12 +339,14 @@ class CpuTrainBackend implements TrainBackend {
     const B = lengths.length;
     const H = this.model.config.hiddenSize;
     const logprobs = new Float64Array(B * (seqLen - 1));
+    const entropy = new Float64Array(B * (seqLen - 1));
     const lastHidden = new Float64Array(B * seqLen * H);
     results.forEach((r, b) => {
       logprobs.set(r.logprobs, b * (seqLen - 1));
+      entropy.set(r.entropy, b * (seqLen - 1));
       lastHidden.set(r.lastHidden, b * seqLen * H);
     });
-    return { logprobs, lastHidden, batch: B, seqLen };
+    return { logprobs, lastHidden, entropy, batch: B, seqLen };
   }
 
   async forward(input: ForwardInput): Promise<PolicyOutputs> {
@@ -337,12 +365,17 @@ class CpuTrainBackend implements TrainBackend {
     lastHidden: Float64Array,
   ): PolicyOutputs {
     const { batch: B, seqLen: T, targets } = batch;
-    const lp = logprobRef(logits, targets, this.model.config.vocabSize).logprobs;
+    const all = logprobRef(logits, targets, this.model.config.vocabSize);
     const logprobs = new Float64Array(B * (T - 1));
+    const entropy = new Float64Array(B * (T - 1));
     for (let b = 0; b < B; b++) {
-      for (let t = 0; t + 1 < T; t++) logprobs[b * (T - 1) + t] = lp[b * T + t];
+      for (let t = 0; t + 1 < T; t++) {
+        const i = b * T + t;
+        logprobs[b * (T - 1) + t] = all.logprobs[i];
+        entropy[b * (T - 1) + t] = targets[i] >= 0 ? all.entropy[i] : 0;
+      }
     }
-    return { logprobs, lastHidden, batch: B, seqLen: T };
+    return { logprobs, lastHidden, entropy, batch: B, seqLen: T };
   }
 
   async lossAndGrads(
@@ -415,6 +448,14 @@ class CpuTrainBackend implements TrainBackend {
     return { loss: out, grads };
   }
 
+  objectiveAndGrads(
+    input: ForwardInput,
+    request: ObjectiveRequest,
+    options: Omit<LossAndGradsOptions, "linear"> = {},
+  ): Promise<LossAndGradsResult> {
+    return this.lossAndGrads(input, objectiveTerm(request), { ...options, linear: false });
+  }
+
   #checkLinear(options: LossAndGradsOptions, out: LossOutput, grad: LossOutput["grad"]): void {
     if (
       options.linear &&
@@ -464,7 +505,9 @@ class CpuTrainBackend implements TrainBackend {
       dropoutSeed: options.dropoutSeed,
       hiddenLayer: options.hiddenLayer,
     });
-    const out = loss({ logprobs: r.logprobs, lastHidden: r.lastHidden, batch: rows, seqLen });
+    const out = loss(
+      this.#batchOutputs(packBatch(input, this.model.config), r.logits, r.lastHidden),
+    );
     this.#checkLinear(options, out, grad);
     const grads: ParamTree = {};
     for (const [name, value] of Object.entries(this.params.tree)) {

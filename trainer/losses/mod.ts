@@ -19,6 +19,7 @@ export * from "./anchor_position.ts";
 export * from "./clipped_policy_loss.ts";
 export * from "./group_advantages.ts";
 export * from "./hidden_align_loss.ts";
+export * from "./objective_request.ts";
 export * from "./overlong_penalty.ts";
 export * from "./registry.ts";
 export * from "./sum_losses.ts";

@@ -8,13 +8,13 @@
  *
  * @module
  */
-import type { LossOutput, ParamTree } from "../types.ts";
+import type { ParamTree } from "../types.ts";
 import type { GradientTransformation } from "../types.ts";
-import type { PolicyOutputs, TrainBackend } from "../backend.ts";
+import type { TrainBackend } from "../backend.ts";
 import { applyUpdates, globalNorm } from "../optim/mod.ts";
 import type { RlLossTermConfig } from "./config.ts";
 import { collateRl, type RlRow } from "./rl_batch.ts";
-import { createObjective, type LossInputs, type LossSpec } from "../losses/mod.ts";
+import type { LossSpec, ObjectiveInputs } from "../losses/mod.ts";
 
 /**
  * Options of {@linkcode rlUpdate}.
@@ -136,8 +136,9 @@ export async function rlUpdate<S>(
   const pg = options.losses.find((t) => t.name === "clipped_pg");
   const align = options.losses.find((t) => t.name === "hidden_align");
   const centroids = options.centroids ?? new Map<number, Float64Array>();
-  // The objective from the loss registry: Σ weight · term over the config's terms.
-  const objective = createObjective(options.losses.map((t): LossSpec =>
+  // The objective as data (the loss registry's terms): each backend runs it where the model's
+  // outputs are (float64 on the CPU; loss kernels inside the GPU training step).
+  const terms = options.losses.map((t): LossSpec =>
     t.name === "clipped_pg"
       ? {
         name: "clipped_pg",
@@ -151,7 +152,7 @@ export async function rlUpdate<S>(
         },
       }
       : { name: "hidden_align", weight: t.weight, options: { type: t.type } }
-  ));
+  );
   const takesPart = (r: RlRow): boolean => r.correct && r.anchor >= 0 && centroids.has(r.group);
   const params = backend.params;
   let state = options.state;
@@ -191,11 +192,7 @@ export async function rlUpdate<S>(
         // The align term runs at weight 0 too (its zero cotangent must leave the step as is).
         const anchors = micro.map((r) => (takesPart(r) ? r.anchor : -1));
         const hasAlignRows = anchors.some((x) => x >= 0);
-        const inputs = (out: PolicyOutputs): LossInputs => ({
-          logprobs: out.logprobs,
-          lastHidden: out.lastHidden,
-          batch: out.batch,
-          seqLen: out.seqLen,
+        const inputs: ObjectiveInputs = {
           lossMask: batch.lossMask,
           oldLogprobs: batch.oldLogprobs,
           advantages: batch.advantages,
@@ -208,31 +205,24 @@ export async function rlUpdate<S>(
             clipped_pg: Math.max(1, pgNormalizer),
             ...(hasAlignRows && miniAlign > 0 ? { hidden_align: miniAlign } : {}),
           },
-        });
-        let last: LossOutput | null = null;
-        const term = (out: PolicyOutputs): LossOutput => (last = objective(inputs(out)));
+        };
         const hiddenLayer = align !== undefined && align.layer !== "final"
           ? align.layer
           : undefined;
-        const { loss, grads } = await backend.lossAndGrads(
+        const { loss, grads } = await backend.objectiveAndGrads(
           { inputIds: batch.inputIds, attentionMask: batch.attentionMask },
-          term,
-          // `hiddenLayer` (branch s8c-cpu-trainer) picks the layer the term sees as lastHidden.
-          {
-            linear: false,
-            dropoutSeed: options.dropoutSeed?.(update, k),
-            ...(hiddenLayer === undefined ? {} : { hiddenLayer }),
-          } as Parameters<TrainBackend["lossAndGrads"]>[2],
+          { terms, inputs },
+          { dropoutSeed: options.dropoutSeed?.(update, k), hiddenLayer },
         );
         addInto(sum, grads);
         miniLoss += loss.value;
-        const lm = (last as LossOutput | null)?.metrics ?? loss.metrics;
+        const lm = loss.metrics;
         if (pg !== undefined) {
           pgSum += lm["loss/pg"] ?? 0;
           const t = batch.lossTokens;
           weightTokens += t;
           for (const key of Object.keys(lm)) {
-            if (key.includes("clipfrac") || key === "loss/ppo_kl") {
+            if (key.includes("clipfrac") || key === "loss/ppo_kl" || key === "policy/entropy") {
               tokenWeighted[key] = (tokenWeighted[key] ?? 0) + lm[key] * t;
             }
           }
