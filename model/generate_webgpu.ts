@@ -85,8 +85,17 @@ interface Workspace extends Sizes, Omit<LayerActivationBuffers, "x1" | "x2" | "l
 }
 
 const workspaces = new WeakMap<WebGpuQwen3, Workspace>();
-/** Models with a generation in flight (their one workspace cannot serve two). */
-const busy = new WeakSet<WebGpuQwen3>();
+const releasers = new WeakMap<WebGpuQwen3, () => void>();
+
+/** One function per model that frees its generation workspace (registered with the model). */
+function releaserOf(model: WebGpuQwen3): () => void {
+  let f = releasers.get(model);
+  if (!f) {
+    f = () => releaseGenerateWorkspace(model);
+    releasers.set(model, f);
+  }
+  return f;
+}
 
 /** One recorded forward over `rows × tokens` inputs. */
 interface StepShape {
@@ -130,16 +139,11 @@ export async function generateWebGpu(
   options: ResolvedGenerateOptions,
 ): Promise<GenerateResult> {
   const start = performance.now();
-  if (busy.has(model)) {
-    throw new Error(
-      "Cannot generate: another generation on this model is still running; await it first",
-    );
-  }
-  busy.add(model);
+  const done = model.acquire("generate");
   try {
     return await run(model, options, start);
   } finally {
-    busy.delete(model);
+    done();
   }
 }
 
@@ -408,6 +412,7 @@ function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
   };
   if (size.rank > 0) ws.loraU = buf(n * size.rank, "lora_u");
   workspaces.set(model, ws);
+  model.registerWorkspace(releaserOf(model));
   return ws;
 }
 

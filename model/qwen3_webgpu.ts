@@ -12,6 +12,7 @@ import { readback, type ReadbackRange } from "../gpu/readback.ts";
 import { checkLoraFits, type Lora } from "./adapter_types.ts";
 import { encodeEmbedding } from "../kernels/embedding/embedding.ts";
 import { encodeLogprob } from "../kernels/logprob/logprob.ts";
+import { encodeLmHeadBlock, lmHeadBlockRows } from "./lm_head_webgpu.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import { ropeTable } from "../kernels/rope/rope_ref.ts";
 import type { Qwen3Config } from "./config.ts";
@@ -69,6 +70,10 @@ interface Workspace extends Omit<LayerActivationBuffers, "x1" | "x2" | "loraScra
   /** Both norms' output (`x1` and `x2` of the layer's activations). */
   x: GPUBuffer;
   logits?: GPUBuffer;
+  /** Tokens of `headLogits` (0 without it). */
+  headRows: number;
+  /** `[headRows, vocab]` logits of one LM-head block (for `tokenLogprobs`). */
+  headLogits?: GPUBuffer;
   logprobs: GPUBuffer;
   lse: GPUBuffer;
   entropy: GPUBuffer;
@@ -80,9 +85,11 @@ interface Workspace extends Omit<LayerActivationBuffers, "x1" | "x2" | "loraScra
 
 /** What {@linkcode WebGpuQwen3} records and keeps in a forward. */
 interface ForwardWants {
+  /** All `[tokens, vocab]` logits (for `forward`). */
   logits: boolean;
   hidden: boolean;
-  logprobs?: boolean;
+  /** Log-probs, lse and entropies through the LM head in blocks of this many tokens. */
+  headRows?: number;
   /** Copy this decoder layer's output into `Workspace.layerHidden`. */
   layerHidden?: number;
 }
@@ -96,6 +103,12 @@ export interface TokenLogprobsOptions {
    * `hidden_states[-1]`).
    */
   hiddenLayer?: number;
+  /**
+   * Tokens per LM-head block: a multiple of 64 (the storage offset alignment over 4 bytes) or at
+   * least the call's tokens; default all tokens when their logits fit one storage binding, else
+   * the largest multiple of 64 that fits (only one block of logits exists at a time).
+   */
+  headChunkTokens?: number;
 }
 
 /** Options of the {@linkcode WebGpuQwen3} constructor. */
@@ -140,6 +153,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   #ws?: Workspace;
   #lora: GpuLora | null = null;
   #backward?: WebGpuQwen3Backward;
+  #busy: string | null = null;
+  #external = new Set<() => void>();
 
   /**
    * Uploads the weights.
@@ -184,6 +199,57 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       ropeTable(c.maxPositionEmbeddings, { d: c.headDim, theta: c.ropeTheta }),
       "rope_table",
     );
+  }
+
+  /**
+   * Marks the model busy with an operation that spans several submits (a generation, a training
+   * step awaiting its readback) until the returned function is called. Overlapping ones would
+   * share workspaces or see weights change half-way, so a second one is refused.
+   *
+   * @param what The operation, as errors name it ("generate", "run a training step").
+   * @returns Call it when the operation ends (in a `finally`).
+   * @throws {Error} If the model is busy with another operation.
+   *
+   * @example Around a multi-submit operation
+   * ```ts ignore
+   * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
+   * const done = model.acquire("generate");
+   * try {
+   *   // ... submits and readbacks ...
+   * } finally {
+   *   done();
+   * }
+   * ```
+   */
+  acquire(what: string): () => void {
+    this.#checkIdle(what);
+    this.#busy = what;
+    return () => {
+      this.#busy = null;
+    };
+  }
+
+  /** The operation the model is busy with ({@linkcode WebGpuQwen3.acquire}), or null. */
+  get busyWith(): string | null {
+    return this.#busy;
+  }
+
+  /**
+   * Registers a workspace that another module keeps for this model (e.g. generation's KV cache
+   * and scratch), so that {@linkcode WebGpuQwen3.releaseWorkspaces} and
+   * {@linkcode WebGpuQwen3.dispose} free it too. Registering the same function again is a no-op.
+   *
+   * @param release Frees the workspace (called once per release; register again after reuse).
+   *
+   * @example A module's cache
+   * ```ts ignore
+   * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
+   * declare function freeMine(): void;
+   * model.registerWorkspace(freeMine);
+   * ```
+   */
+  registerWorkspace(release: () => void): void {
+    this.#external.add(release);
   }
 
   /** The adapter this model runs on. */
@@ -239,13 +305,13 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     const batch = packBatch(input, this.config);
     const n = batch.batch * batch.seqLen;
     const layerHidden = input.outputHiddenStates ? hiddenLayer : undefined;
-    const ws = this.#workspace(n, { logits: true, hidden: false, layerHidden });
-    const enc = this.#record(batch, ws, {
-      logits: true,
-      hidden: false,
-      logprobs: true,
-      layerHidden,
+    const headRows = lmHeadBlockRows(this.ctx, this.config.vocabSize, n, {
+      requested: options.headChunkTokens,
+      action: "compute token log-probs",
     });
+    const want = { logits: false, hidden: false, headRows, layerHidden };
+    const ws = this.#workspace(n, want);
+    const enc = this.#record(batch, ws, want);
     const ranges: ReadbackRange[] = [
       { buffer: ws.logprobs, offset: 0, size: n * 4 },
       { buffer: ws.entropy, offset: 0, size: n * 4 },
@@ -269,6 +335,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
 
   /** Frees every weight, adapter, gradient and activation buffer. */
   dispose(): void {
+    this.#checkIdle("dispose the model");
+    this.#releaseExternal();
     this.#freeWorkspace();
     this.#backward?.dispose();
     this.#backward = undefined;
@@ -415,11 +483,12 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * console.log(grads.has("model.layers.0.self_attn.q_proj.lora_A.weight")); // true
    * ```
    */
-  backward(input: ForwardInput, options: GpuBackwardOptions): Promise<GpuBackwardResult> {
+  async backward(input: ForwardInput, options: GpuBackwardOptions): Promise<GpuBackwardResult> {
+    const done = this.acquire("backward");
     try {
-      return this.#training().backward(input, options);
-    } catch (e) {
-      return Promise.reject(e);
+      return await this.#training().backward(input, options);
+    } finally {
+      done();
     }
   }
 
@@ -445,15 +514,16 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * }, ({ acts }) => [{ buffer: acts.entropy, offset: 0, size: 4 * acts.tokens }]);
    * ```
    */
-  runTrainStep(
+  async runTrainStep(
     input: ForwardInput,
     options: TrainStepOptions,
     reads?: (step: TrainStepBuffers) => readonly ReadbackRange[],
   ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[] }> {
+    const done = this.acquire("runTrainStep");
     try {
-      return this.#training().runTrainStep(input, options, reads);
-    } catch (e) {
-      return Promise.reject(e);
+      return await this.#training().runTrainStep(input, options, reads);
+    } finally {
+      done();
     }
   }
 
@@ -519,6 +589,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * ```
    */
   releaseWorkspaces(): void {
+    this.#checkIdle("release the workspaces");
+    this.#releaseExternal();
     this.#freeWorkspace();
     this.#backward?.releaseWorkspace();
   }
@@ -572,14 +644,24 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     snapshot(this.layers.length, ws.x);
     if (want.logits) {
       encodeLinear(ctx, pass, { x: ws.x, w: this.lmHead, y: ws.logits!, m: n });
-      if (want.logprobs) {
+    }
+    if (want.headRows) {
+      const slice = (b: GPUBuffer, r0: number, rows: number) => ({
+        buffer: b,
+        offset: r0 * 4,
+        size: rows * 4,
+      });
+      for (let r0 = 0; r0 < n; r0 += want.headRows) {
+        const rows = Math.min(want.headRows, n - r0);
+        const logits = ws.headLogits!;
+        encodeLmHeadBlock(ctx, pass, { head: this.lmHead, x: ws.x, logits, r0, rows });
         encodeLogprob(ctx, pass, {
-          logits: ws.logits!,
-          targets: ws.targets,
-          out: ws.logprobs,
-          lse: ws.lse,
-          entropy: ws.entropy,
-          rows: n,
+          logits,
+          targets: slice(ws.targets, r0, rows),
+          out: slice(ws.logprobs, r0, rows),
+          lse: slice(ws.lse, r0, rows),
+          entropy: slice(ws.entropy, r0, rows),
+          rows,
           v: c.vocabSize,
         });
       }
@@ -595,7 +677,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     const layerHidden = want.layerHidden !== undefined;
     if (
       old && old.tokens >= tokens && (!want.logits || old.logits) && (!want.hidden || old.hidden) &&
-      (!layerHidden || old.layerHidden) && old.rank >= rank
+      (!layerHidden || old.layerHidden) && old.rank >= rank &&
+      old.headRows >= (want.headRows ?? 0)
     ) {
       return old;
     }
@@ -613,9 +696,11 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     };
     const qd = c.numAttentionHeads * c.headDim;
     const kvd = c.numKeyValueHeads * c.headDim;
+    const headRows = Math.max(want.headRows ?? 0, old?.headRows ?? 0);
     const ws: Workspace = {
       tokens: n,
       rank,
+      headRows,
       ids: buf(n, "ids"),
       mask: buf(n, "mask"),
       positions: buf(n, "positions"),
@@ -637,12 +722,27 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     };
     if (rank > 0) ws.loraU = buf(n * rank, "lora_u");
     if (want.logits || old?.logits) ws.logits = buf(n * c.vocabSize, "logits");
+    if (headRows > 0) ws.headLogits = buf(headRows * c.vocabSize, "head_logits");
     if (want.hidden || old?.hidden) {
       ws.hidden = this.ctx.createBuffer((c.numHiddenLayers + 1) * n * c.hiddenSize * 4, "hidden");
     }
     if (layerHidden || old?.layerHidden) ws.layerHidden = buf(n * c.hiddenSize, "layer_hidden");
     this.#ws = ws;
     return ws;
+  }
+
+  #checkIdle(what: string): void {
+    if (this.#busy !== null) {
+      throw new Error(
+        `Cannot ${what}: a call to ${this.#busy} on this model is still running; await it first`,
+      );
+    }
+  }
+
+  #releaseExternal(): void {
+    const list = [...this.#external];
+    this.#external.clear();
+    for (const release of list) release();
   }
 
   #freeWorkspace(): void {

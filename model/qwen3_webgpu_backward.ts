@@ -29,12 +29,12 @@ import { checkBackwardArgs } from "./backward_args.ts";
 import type { Binding, GpuContext } from "../gpu/context.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 import { readback, type ReadbackRange } from "../gpu/readback.ts";
+import { encodeLmHeadBlock, lmHeadBlockRows } from "./lm_head_webgpu.ts";
 import { encodeAdd } from "../kernels/add/add.ts";
 import { encodeEmbedding } from "../kernels/embedding/embedding.ts";
 import { encodeEmbeddingBackward } from "../kernels/embedding/embedding_backward.ts";
 import { encodeLogprob } from "../kernels/logprob/logprob.ts";
 import { encodeLogprobBackward } from "../kernels/logprob/logprob_backward.ts";
-import { encodeMatmul } from "../kernels/matmul/matmul.ts";
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import {
@@ -484,7 +484,10 @@ export class WebGpuQwen3Backward {
     const lora = this.model.adapters;
     const batch = packBatch(input, c);
     const n = batch.batch * batch.seqLen;
-    const headRows = this.#headRows(n, options.headChunkTokens);
+    const headRows = lmHeadBlockRows(this.#ctx, c.vocabSize, n, {
+      requested: options.headChunkTokens,
+      action: "record a training step",
+    });
     const ws = this.#workspace(n, lora?.maxRank ?? 0, headRows, flags.logits);
     this.#encoders.add(encoder);
     const full = options.mode === "full";
@@ -552,7 +555,13 @@ export class WebGpuQwen3Backward {
     const [H, eps] = [c.hiddenSize, c.rmsNormEps];
     encodeRmsNorm(ctx, pass, { x: ws.hs[L], w: model.norm, y: ws.lastHidden, rows: n, d: H, eps });
     for (const [r0, rows] of step.blocks) {
-      this.#encodeHead(pass, ws.logits, ws.lastHidden, r0, rows);
+      encodeLmHeadBlock(ctx, pass, {
+        head: model.lmHead,
+        x: ws.lastHidden,
+        logits: ws.logits,
+        r0,
+        rows,
+      });
       encodeLogprob(ctx, pass, {
         logits: ws.logits,
         targets: rowsOf(ws.targets, r0, rows, 1),
@@ -600,7 +609,15 @@ export class WebGpuQwen3Backward {
       for (const [r0, rows] of step.blocks) {
         let dy: Binding;
         if (flags.logprobs) {
-          if (!kept) this.#encodeHead(pass, ws.logits, ws.lastHidden, r0, rows);
+          if (!kept) {
+            encodeLmHeadBlock(ctx, pass, {
+              head: model.lmHead,
+              x: ws.lastHidden,
+              logits: ws.logits,
+              r0,
+              rows,
+            });
+          }
           encodeLogprobBackward(ctx, pass, {
             logits: ws.logits,
             targets: rowsOf(ws.targets, r0, rows, 1),
@@ -937,54 +954,6 @@ export class WebGpuQwen3Backward {
   }
 
   /** Records `logits[rows] = lastHidden[r0 .. r0 + rows] · lmHeadᵀ`. */
-  #encodeHead(
-    pass: GPUComputePassEncoder,
-    logits: GPUBuffer,
-    lastHidden: GPUBuffer,
-    r0: number,
-    rows: number,
-  ): void {
-    const head = this.model.lmHead;
-    for (const chunk of head.chunks) {
-      encodeMatmul(this.#ctx, pass, {
-        x: rowsOf(lastHidden, r0, rows, head.cols),
-        w: chunk.buffer,
-        y: logits,
-        m: rows,
-        n: chunk.rows,
-        k: head.cols,
-        ldy: head.rows,
-        yCol: chunk.rowStart,
-      });
-    }
-  }
-
-  #headRows(n: number, requested?: number): number {
-    const c = this.model.config;
-    const align = Math.max(1, this.#ctx.device.limits.minStorageBufferOffsetAlignment / 4);
-    if (requested !== undefined) {
-      if (
-        !Number.isSafeInteger(requested) || requested <= 0 || (requested < n && requested % align)
-      ) {
-        throw new RangeError(
-          `Cannot record a training step: option "headChunkTokens" must be a positive multiple ` +
-            `of ${align} or at least the step's ${n} tokens: current value is ${requested}`,
-        );
-      }
-      return Math.min(requested, n);
-    }
-    const fit = Math.floor(this.#ctx.gpu.maxBindingSize / (c.vocabSize * 4));
-    if (fit >= n) return n;
-    const rows = Math.floor(fit / align) * align;
-    if (rows === 0) {
-      throw new RangeError(
-        `Cannot record a training step: ${align} rows of ${c.vocabSize} logits exceed one ` +
-          `storage binding (${this.#ctx.gpu.maxBindingSize} bytes)`,
-      );
-    }
-    return rows;
-  }
-
   #baseGrads(): BaseGrads {
     if (this.#base) return this.#base;
     const ctx = this.#ctx;

@@ -172,6 +172,13 @@ export class WebGpuTrainBackend implements TrainBackend {
   }
 
   setParams(tree: ParamTree): void {
+    const busy = this.model.busyWith;
+    if (busy !== null) {
+      throw new Error(
+        `Cannot set the parameters: a call to ${busy} on this model is still running; await it ` +
+          `first`,
+      );
+    }
     assignParams(this.params.tree, tree);
     const queue = this.model.ctx.device.queue;
     for (const p of this.model.gradients(this.mode)) {
