@@ -25,61 +25,81 @@ const BK = 16u;
 var<workgroup> As: array<f32, 1024>; // [BK][BM]
 var<workgroup> Bs: array<f32, 1024>; // [BK][BN]
 
+// The loops over a tile's loads and its 16 k steps are written as calls (inlined: no loop), so
+// the only loop is the one over K: Mesa's llvmpipe/lavapipe stops a shader after 65,535 loop
+// iterations summed over nested loops (gallivm's loop limiter), which with inner loops cut off
+// the sum at K ≈ 58,000 (the LM head's backward over a 151,936 vocabulary); now K ≤ 1,048,560.
+var<private> acc: array<vec4f, 4>;
+
+// Loads element e (of 1024) of the A and B tiles at depth k0.
+fn load(e: u32, k0: u32, row0: u32, col0: u32) {
+  // Consecutive threads read consecutive addresses: along k, or along rows when transposed.
+  var r = e / BK;
+  var c = e % BK;
+  if (X_T) { r = e % BM; c = e / BM; }
+  var gk = k0 + c;
+  var a = 0.0;
+  if (row0 + r < p.M && gk < p.K) {
+    if (X_T) {
+      a = x[gk * p.ldx + p.x_col + row0 + r];
+    } else {
+      a = x[(row0 + r) * p.ldx + p.x_col + gk];
+    }
+  }
+  As[c * BM + r] = a;
+  r = e / BK;
+  c = e % BK;
+  if (W_T) { r = e % BN; c = e / BN; }
+  gk = k0 + c;
+  var b = 0.0;
+  if (col0 + r < p.N && gk < p.K) {
+    if (W_T) {
+      b = w[gk * p.ldw + p.w_col + col0 + r];
+    } else {
+      b = w[(col0 + r) * p.ldw + p.w_col + gk];
+    }
+  }
+  Bs[c * BN + r] = b;
+}
+
+// One k step of the thread's 4x4 outputs.
+fn step(kk: u32, lid: vec3u) {
+  let bv = vec4f(Bs[kk * BN + lid.x], Bs[kk * BN + lid.x + 16u], Bs[kk * BN + lid.x + 32u],
+                 Bs[kk * BN + lid.x + 48u]);
+  acc[0] = fma(vec4f(As[kk * BM + lid.y]), bv, acc[0]);
+  acc[1] = fma(vec4f(As[kk * BM + lid.y + 16u]), bv, acc[1]);
+  acc[2] = fma(vec4f(As[kk * BM + lid.y + 32u]), bv, acc[2]);
+  acc[3] = fma(vec4f(As[kk * BM + lid.y + 48u]), bv, acc[3]);
+}
+
+fn step4(kk: u32, lid: vec3u) {
+  step(kk, lid);
+  step(kk + 1u, lid);
+  step(kk + 2u, lid);
+  step(kk + 3u, lid);
+}
+
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
         @builtin(local_invocation_index) li: u32) {
   let row0 = wg.y * BM;
   let col0 = wg.x * BN;
-  var acc0 = vec4f(0.0);
-  var acc1 = vec4f(0.0);
-  var acc2 = vec4f(0.0);
-  var acc3 = vec4f(0.0);
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
-    for (var i = 0u; i < 4u; i++) {
-      let e = li + i * 256u;
-      // Consecutive threads read consecutive addresses: along k, or along rows when transposed.
-      var r = e / BK;
-      var c = e % BK;
-      if (X_T) { r = e % BM; c = e / BM; }
-      var gk = k0 + c;
-      var a = 0.0;
-      if (row0 + r < p.M && gk < p.K) {
-        if (X_T) {
-          a = x[gk * p.ldx + p.x_col + row0 + r];
-        } else {
-          a = x[(row0 + r) * p.ldx + p.x_col + gk];
-        }
-      }
-      As[c * BM + r] = a;
-      r = e / BK;
-      c = e % BK;
-      if (W_T) { r = e % BN; c = e / BN; }
-      gk = k0 + c;
-      var b = 0.0;
-      if (col0 + r < p.N && gk < p.K) {
-        if (W_T) {
-          b = w[gk * p.ldw + p.w_col + col0 + r];
-        } else {
-          b = w[(col0 + r) * p.ldw + p.w_col + gk];
-        }
-      }
-      Bs[c * BN + r] = b;
-    }
+    load(li, k0, row0, col0);
+    load(li + 256u, k0, row0, col0);
+    load(li + 512u, k0, row0, col0);
+    load(li + 768u, k0, row0, col0);
     workgroupBarrier();
-    for (var kk = 0u; kk < BK; kk++) {
-      let bv = vec4f(Bs[kk * BN + lid.x], Bs[kk * BN + lid.x + 16u], Bs[kk * BN + lid.x + 32u],
-                     Bs[kk * BN + lid.x + 48u]);
-      acc0 = fma(vec4f(As[kk * BM + lid.y]), bv, acc0);
-      acc1 = fma(vec4f(As[kk * BM + lid.y + 16u]), bv, acc1);
-      acc2 = fma(vec4f(As[kk * BM + lid.y + 32u]), bv, acc2);
-      acc3 = fma(vec4f(As[kk * BM + lid.y + 48u]), bv, acc3);
-    }
+    step4(0u, lid);
+    step4(4u, lid);
+    step4(8u, lid);
+    step4(12u, lid);
     workgroupBarrier();
   }
-  store(row0 + lid.y, col0 + lid.x, acc0);
-  store(row0 + lid.y + 16u, col0 + lid.x, acc1);
-  store(row0 + lid.y + 32u, col0 + lid.x, acc2);
-  store(row0 + lid.y + 48u, col0 + lid.x, acc3);
+  store(row0 + lid.y, col0 + lid.x, acc[0]);
+  store(row0 + lid.y + 16u, col0 + lid.x, acc[1]);
+  store(row0 + lid.y + 32u, col0 + lid.x, acc[2]);
+  store(row0 + lid.y + 48u, col0 + lid.x, acc[3]);
 }
 
 fn store(m: u32, n0: u32, v: vec4f) {

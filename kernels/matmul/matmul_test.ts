@@ -65,3 +65,31 @@ Deno.test({
     assertClose(got, want, TOL, "matmul accumulate");
   },
 });
+
+Deno.test({
+  name: "encodeMatmul() sums a reduction longer than Mesa's 65,535-iteration loop limit",
+  ignore: noGpu,
+  async fn() {
+    // K = 151,936 (Qwen3's vocabulary: the LM head's d x). With the tile loads and k steps as
+    // loops, llvmpipe/lavapipe stopped the shader after 65,535 iterations in all (~58,000 of K):
+    // the rest of the sum was silently missing.
+    const ctx = (await testContext())!;
+    const [m, n, k] = [3, 5, 151936];
+    const x = randomArray(m * k, 91);
+    const w = randomArray(n * k, 92);
+    const y = poisoned(ctx, m * n, "y");
+    const enc = recordPass(ctx, (pass) =>
+      encodeMatmul(ctx, pass, {
+        x: ctx.upload(x, "x"),
+        w: ctx.upload(w, "w"),
+        y,
+        m,
+        n,
+        k,
+      }));
+    const got = await readFloats(ctx, y, m * n, enc);
+    // Sums of 151,936 products of values in [-1, 1]: √k · 2^-24 · √k-sized terms; 1e-4 relative.
+    const err = assertClose(got, matmulRef(x, w, [m, n, k]), 1e-4, `matmul ${m}x${n}x${k}`);
+    console.log(`matmul ${m}x${n}x${k}: rel err ${err.toExponential(2)}`);
+  },
+});
