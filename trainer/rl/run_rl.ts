@@ -107,6 +107,14 @@ export interface RunRlOptions {
    * (`deno task train` turns it on).
    */
   plots?: boolean;
+  /**
+   * Draws each generation batch's rollouts; default {@linkcode sampleGroups} through the train
+   * backend. A test hook: two runs on different backends fed the same rollouts (one records what
+   * the default returns, the other replays it) compare their updates on identical rows, which
+   * sampling on each backend cannot promise (float32 vs float64 logits can pick a different
+   * token where a draw falls on a probability boundary).
+   */
+  sampleGroups?: typeof sampleGroups;
 }
 
 /**
@@ -538,6 +546,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     const anchorKind = align?.anchor ?? "before-marker";
     const hiddenLayer = align?.layer ?? "final";
     const needHidden = align !== undefined || rl.anchorMetrics;
+    const sample = options.sampleGroups ?? sampleGroups;
 
     const step = async (s: number): Promise<PendingStep> => {
       const clock = { generate: 0, score: 0, train: 0 };
@@ -552,7 +561,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         for (let i = 0; i < rl.genBatchPrompts; i++) indices.push(order.index(position + i));
         position += rl.genBatchPrompts;
         const began = performance.now();
-        const sampled = await sampleGroups(backend, indices.map(trainIds), {
+        const sampled = await sample(backend, indices.map(trainIds), {
           tokenizer,
           groupSize: rl.groupSize,
           maxNewTokens: rl.maxNewTokens,
