@@ -96,7 +96,8 @@ export interface RunRlOptions {
    * backend. A test hook: two runs on different backends fed the same rollouts (one records what
    * the default returns, the other replays it) compare their updates on identical rows, which
    * sampling on each backend cannot promise (float32 vs float64 logits can pick a different
-   * token where a draw falls on a probability boundary).
+   * token where a draw falls on a probability boundary); scripted rollouts whose correctness a
+   * test chooses check dynamic sampling and overlong shaping inside the run.
    */
   sampleGroups?: typeof sampleGroups;
 }
