@@ -286,7 +286,8 @@ export interface BuildRunModelOptions {
  * @param head The tokenizer and model config from {@linkcode readRunModel}.
  * @param options Workers.
  * @returns The model; dispose its `backend` and `model` at the end.
- * @throws {RangeError} When `backend: webgpu` finds no adapter.
+ * @throws {RangeError} When `backend: webgpu` finds no adapter, or LoRA dropout would train on
+ *   WebGPU (the GPU backward has none).
  */
 export async function buildRunModel(
   config: TrainConfig,
@@ -337,6 +338,16 @@ export async function buildRunModel(
       if (gpu !== null) gpuNote = ` ("auto": software adapter ${gpu.description} skipped)`;
       model = new CpuQwen3(modelConfig, weights);
     }
+  }
+  if (model.backend === "webgpu" && lora !== null && config.adapters.dropout > 0) {
+    // The GPU backward applies no LoRA dropout: its train backend refuses the first update, so
+    // say it before any work.
+    model.dispose();
+    throw new RangeError(
+      `Cannot train: key "adapters.dropout" must be 0 on the WebGPU backend (the GPU backward ` +
+        `applies no LoRA dropout), or set "backend" to "cpu": current value is ` +
+        `${config.adapters.dropout}`,
+    );
   }
   if (lora !== null) (model as CpuQwen3 | WebGpuQwen3).setAdapters(lora);
   const workers = model.backend === "cpu" ? options.workers ?? 1 : 1;

@@ -203,12 +203,6 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     );
   }
   const align = rl.losses.find((x) => x.name === "hidden_align");
-  if (align !== undefined && align.layer !== "final") {
-    warnings.push(
-      `rl.losses hidden_align layer ${align.layer}: the backend must support the ` +
-        `lossAndGrads option "hiddenLayer" (the CPU trainer of branch s8c-cpu-trainer)`,
-    );
-  }
 
   // Where to start from.
   const start = await resolveRunStart(config, {
