@@ -1,7 +1,8 @@
 // The RL trainer on the WebGPU train backend (float32) against the CPU one (float64): a 3-step
 // seeded run (DAPO's clipped policy loss + 0.1 Hidden-Align) gives the same per-step losses and
-// metrics, and the same final parameters, up to float32 rounding. Skipped without a WebGPU
-// adapter.
+// metrics, and the same final parameters, up to float32 rounding; kill + resume on WebGPU repeats
+// an uninterrupted WebGPU run byte for byte; LoRA dropout (which the GPU backward lacks) fails
+// before any work. Skipped without a WebGPU adapter.
 //
 // The model is the bundled models/arithmetic-tiny (2 layers, hidden 64), not the golden fixture
 // tests/fixtures/qwen3-tiny: the fixture has no tokenizer, and the verifier needs decoded text.
@@ -189,5 +190,35 @@ Deno.test({
         message: /key "adapters\.dropout" must be 0 on the WebGPU backend.*current value is 0\.1/,
       });
       await rejects(Deno.stat(join(dir, "run")), Deno.errors.NotFound); // nothing written
+    }),
+});
+
+Deno.test({
+  name: "runRl() on WebGPU: kill + resume repeats the metrics byte for byte",
+  ignore: noGpu,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      // The resumed run's parameters and optimizer state come from the checkpoint (uploaded by
+      // the backend's setParams); the GPU's float32 math is deterministic on one device.
+      const options = { ...QUIET, evalAtStart: false };
+      const whole = await runRl(
+        await rlConfig(dir, ["--run.name=whole", "--backend=webgpu", "--trainer.steps=2"]),
+        options,
+      );
+      const config = await rlConfig(dir, [
+        "--run.name=split",
+        "--backend=webgpu",
+        "--trainer.steps=2",
+      ]);
+      strictEqual((await runRl(config, { ...options, haltAfterStep: 1 })).halted, true);
+      const resumed = await runRl(config, { ...options, resume: true });
+      ok(resumed.backend.startsWith("webgpu"), resumed.backend);
+      strictEqual(resumed.resumedFrom, join(dir, "split", "step_000001"));
+      strictEqual(
+        await Deno.readTextFile(join(resumed.runDir, "metrics.jsonl")),
+        await Deno.readTextFile(join(whole.runDir, "metrics.jsonl")),
+      );
     }),
 });
