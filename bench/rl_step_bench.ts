@@ -13,10 +13,11 @@
 //   the WebGPU backend (whatever adapter there is: on a machine without a GPU, Mesa's software
 //   lavapipe/llvmpipe).
 // - qwen3-0.6B shape: random weights of the Qwen3-0.6B shape (bench/random_model.ts), WebGPU
-//   only (the float64 CPU path takes minutes a step at this size). On a software adapter it is cut
-//   to 2 layers and a 4096 vocabulary with 2 prompts × G=2 and 16 new tokens, and its one step is
-//   timed while loading (Deno.bench calls a function at least 3 times); HALO_BENCH_FULL=1 runs
-//   the real shape (28 layers, vocabulary 151936) with 4 prompts × G=8 and 128 new tokens. The
+//   only (the float64 CPU path takes minutes a step at this size). It is cut to 2 layers and a
+//   4096 vocabulary unless HALO_BENCH_FULL=1 (the real shape: 28 layers, vocabulary 151936). On a
+//   hardware adapter a step is 4 prompts × G=8 with ≤ 128 new tokens; on a software one (unless
+//   HALO_BENCH_FULL=1) 2 prompts × G=2 with ≤ 16 new tokens, timed once while loading (Deno.bench
+//   calls a function at least 3 times, and one step there takes about two minutes). The
 //   random model has no tokenizer: its ids are decoded modulo the arithmetic tokenizer's 64 ids,
 //   so the verifier reads text of the right length; and since it never answers, every other
 //   rollout is marked correct, with its anchor before its last token, so that the update has the
@@ -250,17 +251,16 @@ const cases: Case[] = (["cpu", "webgpu"] as const).map((backend) => ({
 }));
 const slow = gpu === null || (gpu.isFallbackAdapter && !full);
 const config06 = full ? qwen3_0p6bConfig() : qwen3_0p6bConfig({ layers: 2, vocab: 4096 });
+const size06 = slow
+  ? { prompts: 2, groupSize: 2, maxNewTokens: 16, microBatchSize: 4 }
+  : { prompts: 4, groupSize: 8, maxNewTokens: 128, microBatchSize: 8 };
 cases.push({
-  label: full
-    ? "qwen3-0.6B shape 4 prompts x G=8, <= 128 new tokens"
-    : "qwen3-0.6B shape (2 layers, vocab 4096) 2 prompts x G=2, <= 16 new tokens",
+  label: `qwen3-0.6B shape${full ? "" : " (2 layers, vocab 4096)"} ${size06.prompts} prompts x ` +
+    `G=${size06.groupSize}, <= ${size06.maxNewTokens} new tokens`,
   config: config06,
   weights: randomWeights(config06),
   backend: "webgpu",
-  prompts: slow ? 2 : 4,
-  groupSize: slow ? 2 : 8,
-  maxNewTokens: slow ? 16 : 128,
-  microBatchSize: slow ? 4 : 8,
+  ...size06,
   forceMixed: true,
   tokenizer: moduloTokenizer(tokenizer, tinyConfig.vocabSize),
   once: slow,
