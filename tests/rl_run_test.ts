@@ -1,6 +1,6 @@
 // End-to-end RL runs of the bundled arithmetic model on the CPU backend: the align term at weight 0
-// is plain DAPO exactly, kill + --resume repeats an uninterrupted run byte for byte, and bad
-// configs fail before any work.
+// is plain DAPO exactly, kill + --resume repeats an uninterrupted run byte for byte, a resume
+// refuses a changed run-defining key, and bad configs fail before any work.
 import { deepStrictEqual, notDeepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { loadCheckpoint } from "../trainer/checkpoint.ts";
@@ -98,4 +98,51 @@ Deno.test("runRl() refuses an align layer the model does not have before any wor
     const result = await runRl(ok0, { ...QUIET, evalAtStart: false });
     strictEqual(result.step, 1);
   });
+});
+
+Deno.test({
+  name: "runRl() resumes only with the keys that define the run: rl.* must match, " +
+    "rl.eval.every may change (with a warning); a fresh run does not replace a run directory",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const base = [
+        DAPO,
+        "--trainer.steps=2",
+        "--rl.genBatchPrompts=2",
+        "--rl.maxGenBatches=1",
+      ];
+      const options = { ...QUIET, evalAtStart: false };
+      const first = await runRl(await rlConfig(dir, base), { ...options, haltAfterStep: 1 });
+      strictEqual(first.halted, true);
+      const nothingWritten = async () => strictEqual((await metricsLines(first.runDir)).length, 1);
+      // A run-defining key: refused before any work, naming the key and both values.
+      await rejects(
+        runRl(await rlConfig(dir, [...base, "--rl.groupSize=6"]), { ...options, resume: true }),
+        {
+          name: "RangeError",
+          message:
+            /Cannot resume from ".*step_000001": key "rl\.groupSize" must match the checkpoint's config \(4\): current value is 6/,
+        },
+      );
+      await nothingWritten();
+      // The same directory without --resume: refused, naming the latest checkpoint.
+      await rejects(runRl(await rlConfig(dir, base), options), {
+        name: "RangeError",
+        message:
+          /run" already exists \(latest checkpoint ".*step_000001"\): resume it with --resume/,
+      });
+      await nothingWritten();
+      // The evaluation cadence may change.
+      const resumed = await runRl(await rlConfig(dir, [...base, "--rl.eval.every=5"]), {
+        ...options,
+        resume: true,
+      });
+      strictEqual(resumed.step, 2);
+      deepStrictEqual(resumed.warnings.filter((w) => w.includes("changed key")), [
+        "resuming with a changed key (the run no longer repeats an uninterrupted one): " +
+        "rl.eval.every: 0 -> 5",
+      ]);
+    }),
 });

@@ -15,39 +15,23 @@
  *
  * @module
  */
-import { exists } from "../../internal/exists.ts";
 import { join } from "node:path";
 import type { TrainConfig } from "../config.ts";
-import { validateConfig } from "../validate_config.ts";
-import { createLora, type Lora } from "../../adapters/lora.ts";
-import { loraConfig } from "../../adapters/lora_config.ts";
-import { PEFT_PREFIX, savePeftAdapter } from "../../adapters/peft_io.ts";
-import { arithmeticTokenizerFiles } from "../../data/arithmetic_tokenizer.ts";
-import { type Qwen3Config, readQwen3Config } from "../../model/config.ts";
-import { initQwen3Weights } from "../../model/init.ts";
-import { CpuQwen3 } from "../../model/qwen3_cpu.ts";
-import { WebGpuQwen3 } from "../../model/qwen3_webgpu.ts";
-import type { Qwen3Model } from "../../model/model.ts";
-import { createGpu, type Gpu } from "../../gpu/device.ts";
-import { GpuContext } from "../../gpu/context.ts";
-import { createTokenizer, loadTokenizer, type Tokenizer } from "../../model/tokenizer.ts";
-import { loadQwen3Weights } from "../../model/weights.ts";
+import type { Tokenizer } from "../../model/tokenizer.ts";
 import { mixNumber } from "../../internal/random.ts";
 import { plotRunCurves } from "../../plot/run_curves.ts";
-import { createTrainBackend, type TrainBackend } from "../backend.ts";
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "../checkpoint.ts";
-import { dataOrder } from "../data_order.ts";
-import { exportQwen3Model } from "../export_model.ts";
-import { gitSha } from "../git_sha.ts";
-import { flattenOptState, restoreOptState } from "../opt_state_io.ts";
 import {
-  adamw,
-  applyUpdates,
-  globalNorm,
-  warmupConstantSchedule,
-  warmupCosineDecaySchedule,
-} from "../optim/mod.ts";
-import { loraParams, modelParams, paramTensors } from "../params.ts";
+  buildRunModel,
+  exportRun,
+  readRunModel,
+  resolveRunStart,
+  restoreRun,
+  runAdamw,
+  saveRun,
+} from "../_run_setup.ts";
+import { dataOrder } from "../data_order.ts";
+import { gitSha } from "../git_sha.ts";
+import { applyUpdates, globalNorm } from "../optim/mod.ts";
 import { createProgress, formatDuration, type Progress } from "../../internal/progress.ts";
 import { type PendingStep, trainLoop } from "../train_loop.ts";
 import type { ParamTree } from "../types.ts";
@@ -107,6 +91,15 @@ export interface RunRlOptions {
    * (`deno task train` turns it on).
    */
   plots?: boolean;
+  /**
+   * Draws each generation batch's rollouts; default {@linkcode sampleGroups} through the train
+   * backend. A test hook: two runs on different backends fed the same rollouts (one records what
+   * the default returns, the other replays it) compare their updates on identical rows, which
+   * sampling on each backend cannot promise (float32 vs float64 logits can pick a different
+   * token where a draw falls on a probability boundary); scripted rollouts whose correctness a
+   * test chooses check dynamic sampling and overlong shaping inside the run.
+   */
+  sampleGroups?: typeof sampleGroups;
 }
 
 /**
@@ -146,61 +139,10 @@ export interface RunRlResult {
   seconds: { generate: number; score: number; train: number; eval: number };
 }
 
-/** Keys that must equal the checkpoint's on resume. */
+/** Keys that must equal the checkpoint's on resume: they define the run's state. */
 const RESUME_FIXED = ["run.seed", "model.", "adapters.", "data.", "trainer.mode", "rl."];
-
-function flatten(value: unknown, prefix: string, out: Map<string, string>): void {
-  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
-    for (const [key, child] of Object.entries(value)) {
-      flatten(child, prefix === "" ? key : `${prefix}.${key}`, out);
-    }
-  } else {
-    out.set(prefix, JSON.stringify(value));
-  }
-}
-
-function configChanges(saved: TrainConfig, current: TrainConfig, source: string): string[] {
-  const a = new Map<string, string>();
-  const b = new Map<string, string>();
-  flatten(saved, "", a);
-  flatten(current, "", b);
-  const changed: string[] = [];
-  for (const key of new Set([...a.keys(), ...b.keys()])) {
-    if (a.get(key) === b.get(key)) continue;
-    if (key === "rl.eval.every") {
-      changed.push(`${key}: ${a.get(key)} -> ${b.get(key)}`);
-      continue;
-    }
-    if (RESUME_FIXED.some((p) => (p.endsWith(".") ? key.startsWith(p) : key === p))) {
-      throw new RangeError(
-        `Cannot resume from "${source}": key "${key}" must match the checkpoint's config ` +
-          `(${a.get(key) ?? "unset"}): current value is ${b.get(key) ?? "unset"}`,
-      );
-    }
-    changed.push(`${key}: ${a.get(key)} -> ${b.get(key)}`);
-  }
-  return changed;
-}
-
-function builtinConfig(config: TrainConfig, tokenizer: Tokenizer): Qwen3Config {
-  const m = config.model;
-  return {
-    vocabSize: m.vocab,
-    hiddenSize: m.hidden,
-    intermediateSize: m.intermediate,
-    numHiddenLayers: m.layers,
-    numAttentionHeads: m.heads,
-    numKeyValueHeads: m.kvHeads,
-    headDim: m.headDim,
-    rmsNormEps: m.rmsNormEps,
-    ropeTheta: m.ropeTheta,
-    maxPositionEmbeddings: m.maxPositions,
-    tieWordEmbeddings: m.tieEmbeddings,
-    eosTokenIds: tokenizer.eosTokenId === null ? [] : [tokenizer.eosTokenId],
-    bosTokenId: null,
-    padTokenId: tokenizer.padTokenId,
-  };
-}
+/** Keys under {@linkcode RESUME_FIXED} that may change on resume (with a warning). */
+const RESUME_CHANGEABLE = ["rl.eval.every"];
 
 function mix(...values: number[]): number {
   return values.reduce((state, v) => mixNumber(state, v), 0x52_4c) >>> 0;
@@ -252,23 +194,8 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   }
 
   // The model's config first: the checks that need it run before any work.
-  const builtin = config.model.path === "builtin:tiny";
-  let tokenizer: Tokenizer;
-  let tokenizerJson: unknown = null;
-  let tokenizerConfig: unknown = null;
-  if (options.tokenizer) {
-    tokenizer = options.tokenizer;
-  } else if (builtin) {
-    const files = arithmeticTokenizerFiles();
-    tokenizer = createTokenizer(files.tokenizerJson, files.tokenizerConfig);
-    tokenizerJson = files.tokenizerJson;
-    tokenizerConfig = files.tokenizerConfig;
-  } else {
-    tokenizer = await loadTokenizer(config.model.path);
-  }
-  const modelConfig = builtin
-    ? builtinConfig(config, tokenizer)
-    : await readQwen3Config(config.model.path);
+  const head = await readRunModel(config, { tokenizer: options.tokenizer });
+  const { tokenizer, modelConfig, eosTokenIds, padId } = head;
   const problems = rlConfigProblems(rl, { numHiddenLayers: modelConfig.numHiddenLayers });
   if (problems.length > 0) {
     throw new RangeError(
@@ -276,43 +203,16 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     );
   }
   const align = rl.losses.find((x) => x.name === "hidden_align");
-  if (align !== undefined && align.layer !== "final") {
-    warnings.push(
-      `rl.losses hidden_align layer ${align.layer}: the backend must support the ` +
-        `lossAndGrads option "hiddenLayer" (the CPU trainer of branch s8c-cpu-trainer)`,
-    );
-  }
 
   // Where to start from.
-  let resumeDir: string | null = null;
-  let removeRunDir = false;
-  if (options.resume) {
-    const where = typeof options.resume === "string" ? options.resume : runDir;
-    resumeDir = await exists(join(where, "meta.json")) ? where : await latestCheckpoint(where);
-    if (resumeDir === null) {
-      throw new RangeError(
-        `Cannot resume: "${where}" holds no checkpoint (step_NNNNNN/ with meta.json): start ` +
-          `the run without --resume`,
-      );
-    }
-  } else if (await exists(runDir)) {
-    if (!options.overwrite) {
-      throw new RangeError(
-        `Cannot start run "${config.run.name}": "${runDir}" already exists: resume it with ` +
-          `--resume, delete it with --overwrite, or set --run.name=<new name>`,
-      );
-    }
-    removeRunDir = true;
-  }
-  const checkpoint = resumeDir === null ? null : await loadCheckpoint(resumeDir);
-  if (checkpoint !== null) {
-    const saved = validateConfig(checkpoint.meta.config, {
-      source: join(checkpoint.dir, "meta.json"),
-    });
-    for (const change of configChanges(saved, config, checkpoint.dir)) {
-      warnings.push(`resuming with a changed key: ${change}`);
-    }
-  }
+  const start = await resolveRunStart(config, {
+    resume: options.resume,
+    overwrite: options.overwrite,
+    fixedKeys: RESUME_FIXED,
+    changeableKeys: RESUME_CHANGEABLE,
+  });
+  const { checkpoint } = start;
+  warnings.push(...start.warnings);
 
   // Prompts.
   const d = config.data;
@@ -374,58 +274,8 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   }));
 
   // Model and backend.
-  const weights = builtin
-    ? initQwen3Weights(modelConfig, { seed: config.run.seed, std: config.model.initStd })
-    : await loadQwen3Weights(config.model.path, modelConfig);
-  let lora: Lora | null = null;
-  if (config.adapters.kind === "lora") {
-    const a = config.adapters;
-    lora = createLora(
-      loraConfig({
-        r: a.r,
-        loraAlpha: a.alpha,
-        targetModules: [...a.targets],
-        rankPattern: { ...a.rankPattern },
-        alphaPattern: { ...a.alphaPattern },
-        loraDropout: a.dropout,
-        useRslora: a.rslora,
-        baseModelNameOrPath: config.model.path,
-      }),
-      modelConfig,
-      { seed: config.run.seed },
-    );
-  }
-  let model: Qwen3Model;
-  if (config.backend === "cpu") {
-    model = new CpuQwen3(modelConfig, weights);
-  } else {
-    let gpu: Gpu | null = null;
-    try {
-      gpu = await createGpu();
-    } catch (error) {
-      if (config.backend === "webgpu") {
-        throw new RangeError(
-          `Cannot train: key "backend" is "webgpu", but no WebGPU adapter was found: ` +
-            `${error instanceof Error ? error.message : error}`,
-        );
-      }
-    }
-    model = gpu !== null && (config.backend === "webgpu" || !gpu.isFallbackAdapter)
-      ? new WebGpuQwen3(new GpuContext(gpu), modelConfig, weights)
-      : new CpuQwen3(modelConfig, weights);
-  }
-  if (lora !== null) (model as CpuQwen3 | WebGpuQwen3).setAdapters(lora);
-  let backend: TrainBackend;
-  try {
-    backend = createTrainBackend(model, {
-      mode: lora === null ? "full" : "adapters",
-      workers: model.backend === "cpu" ? options.workers ?? 1 : 1,
-      params: lora === null ? modelParams(weights, modelConfig) : loraParams(lora),
-    });
-  } catch (error) {
-    model.dispose();
-    throw error;
-  }
+  const built = await buildRunModel(config, head, { workers: options.workers });
+  const { lora, model, backend } = built;
   try {
     return await run();
   } finally {
@@ -435,40 +285,10 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
 
   async function run(): Promise<RunRlResult> {
     const params = backend.params;
-    const eosTokenIds = [
-      ...new Set([
-        ...modelConfig.eosTokenIds,
-        ...(tokenizer.eosTokenId === null ? [] : [tokenizer.eosTokenId]),
-      ]),
-    ];
-    const padId = tokenizer.padTokenId ?? modelConfig.padTokenId ?? eosTokenIds[0] ?? 0;
 
     // Optimizer: one update per mini-batch.
-    const updatesPerStep = rl.ppoEpochs * rl.miniBatches;
-    const totalUpdates = t.steps * updatesPerStep;
-    const warmup = t.warmupSteps * updatesPerStep;
-    if (t.schedule === "cosine" && warmup >= totalUpdates) {
-      throw new RangeError(
-        `Cannot build the optimizer: key "trainer.warmupSteps" must be < "trainer.steps" ` +
-          `(${t.steps}) for the cosine schedule: current value is ${t.warmupSteps}`,
-      );
-    }
-    const lr = t.schedule === "cosine"
-      ? warmupCosineDecaySchedule({
-        peakValue: t.lr,
-        warmupSteps: warmup,
-        decaySteps: totalUpdates,
-        minRatio: t.minLrRatio,
-      })
-      : warmupConstantSchedule({ peakValue: t.lr, warmupSteps: warmup });
-    const optimizer = adamw({
-      lr,
-      b1: t.b1,
-      b2: t.b2,
-      eps: t.eps,
-      weightDecay: t.weightDecay,
-      maxGradNorm: t.maxGradNorm > 0 ? t.maxGradNorm : undefined,
-      decayMask: (name) => params.shapes[name].length >= 2,
+    const optimizer = runAdamw(config, params.shapes, {
+      updatesPerStep: rl.ppoEpochs * rl.miniBatches,
     });
     let optState = optimizer.init(params.tree);
 
@@ -476,41 +296,15 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     let startStep = 0;
     let promptPosition = 0;
     if (checkpoint !== null) {
-      const meta = checkpoint.meta;
-      const where = `Cannot resume from "${checkpoint.dir}"`;
-      const expectedWeights = lora === null ? "model" : "adapter";
-      if (meta.weights !== expectedWeights) {
-        throw new RangeError(
-          `${where}: the checkpoint holds "${meta.weights}" weights, but key "adapters.kind" ` +
-            `("${config.adapters.kind}") trains the ${expectedWeights}`,
-        );
-      }
-      if (meta.step > t.steps) {
-        throw new RangeError(
-          `${where}: key "trainer.steps" must be >= the checkpoint's step (${meta.step}): ` +
-            `current value is ${t.steps}`,
-        );
-      }
-      const prefix = lora === null ? "" : PEFT_PREFIX;
-      const loaded: ParamTree = {};
-      for (const [name, tensor] of Object.entries(checkpoint.tensors)) {
-        if (!name.startsWith(prefix) || !(tensor.data instanceof Float32Array)) {
-          throw new TypeError(`${where}: tensor "${name}" is not a float parameter of this run`);
-        }
-        loaded[name.slice(prefix.length)] = tensor.data;
-      }
-      backend.setParams(loaded);
-      optState = restoreOptState(optimizer.init(params.tree), checkpoint.optimizer, {
-        source: join(checkpoint.dir, meta.files.optimizer.name),
-      });
-      startStep = meta.step;
-      promptPosition = meta.dataPosition;
+      ({ optState, startStep, dataPosition: promptPosition } = restoreRun(config, checkpoint, {
+        backend,
+        lora,
+        optimizer,
+      }));
     }
 
     const order = dataOrder({ size: trainPrompts.length, seed: config.run.seed });
-    const workers = backend.kind === "cpu" ? options.workers ?? 1 : 1;
-    const backendText = `${backend.kind} (${backend.model.device}` +
-      `${workers > 1 ? `, ${workers} workers` : ""})`;
+    const backendText = built.description;
     log(
       `${checkpoint ? `resuming ${checkpoint.dir} at step ${startStep}` : "starting"} RL run ` +
         `"${config.run.name}" -> ${runDir}`,
@@ -518,7 +312,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     log(
       `model: ${config.model.path}, ${modelConfig.numHiddenLayers} layers, hidden ` +
         `${modelConfig.hiddenSize}, ${lora ? `LoRA r=${config.adapters.r}` : "full fine-tuning"}` +
-        `; backend ${backendText}`,
+        `; backend ${backendText}${built.gpuNote}`,
     );
     log(
       `RL: ${trainPrompts.length} training prompts, ${evalSet.length} held-out; ${t.steps} steps ` +
@@ -538,6 +332,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     const anchorKind = align?.anchor ?? "before-marker";
     const hiddenLayer = align?.layer ?? "final";
     const needHidden = align !== undefined || rl.anchorMetrics;
+    const sample = options.sampleGroups ?? sampleGroups;
 
     const step = async (s: number): Promise<PendingStep> => {
       const clock = { generate: 0, score: 0, train: 0 };
@@ -552,7 +347,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         for (let i = 0; i < rl.genBatchPrompts; i++) indices.push(order.index(position + i));
         position += rl.genBatchPrompts;
         const began = performance.now();
-        const sampled = await sampleGroups(backend, indices.map(trainIds), {
+        const sampled = await sample(backend, indices.map(trainIds), {
           tokenizer,
           groupSize: rl.groupSize,
           maxNewTokens: rl.maxNewTokens,
@@ -771,31 +566,26 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     };
 
     const save = async (s: number, metrics: Record<string, number>): Promise<string> => {
-      const dir = await saveCheckpoint(runDir, {
-        step: s,
-        weights: lora === null ? "model" : "adapter",
-        tensors: paramTensors(params, { prefix: lora === null ? "" : PEFT_PREFIX }),
-        optimizer: flattenOptState(optState),
-        meta: {
-          config,
-          dataPosition: promptPosition,
-          rng: {
-            kind: "counter-based",
-            note: "prompt order from (run.seed, epoch) at dataPosition; rollouts from " +
-              "(run.seed, step, generation batch); dynamic sampling keeps no state across steps",
-            seed: config.run.seed,
-          },
-          metrics,
-          gitSha: sha,
+      const dir = await saveRun(runDir, s, {
+        config,
+        backend,
+        lora,
+        optState,
+        dataPosition: promptPosition,
+        rng: {
+          kind: "counter-based",
+          note: "prompt order from (run.seed, epoch) at dataPosition; rollouts from " +
+            "(run.seed, step, generation batch); dynamic sampling keeps no state across steps",
+          seed: config.run.seed,
         },
-        keep: config.checkpoint.keep,
-        overwrite: true,
+        metrics,
+        sha,
       });
       note(`checkpoint ${dir}`);
       return dir;
     };
 
-    if (removeRunDir) await Deno.remove(runDir, { recursive: true });
+    if (start.removeRunDir) await Deno.remove(runDir, { recursive: true });
     if (startStep === 0) {
       await Deno.mkdir(runDir, { recursive: true });
       await Deno.writeTextFile(timingsPath, "");
@@ -815,31 +605,10 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       haltAfterStep: options.haltAfterStep,
     });
 
-    const exported: string[] = [];
-    if (!result.halted) {
-      const targets = [join(runDir, "final"), ...(options.exportDir ? [options.exportDir] : [])];
-      for (const dir of targets) {
-        if (lora !== null) {
-          await savePeftAdapter(dir, lora, { baseModelNameOrPath: config.model.path });
-        } else {
-          if (tokenizerJson === null && !builtin && !options.tokenizer) {
-            const read = async (name: string): Promise<unknown> =>
-              JSON.parse(await Deno.readTextFile(join(config.model.path, name)));
-            tokenizerJson = await read("tokenizer.json");
-            tokenizerConfig = await read("tokenizer_config.json");
-          }
-          if (tokenizerJson === null) continue; // a tokenizer given by the caller: no files
-          await exportQwen3Model(dir, {
-            config: modelConfig,
-            weights,
-            tokenizerJson,
-            tokenizerConfig,
-            initializerRange: config.model.initStd,
-          });
-        }
-        exported.push(dir);
-      }
-    }
+    const exported = result.halted ? [] : await exportRun(config, head, built, [
+      join(runDir, "final"),
+      ...(options.exportDir ? [options.exportDir] : []),
+    ]);
     if (options.plots && !result.halted) {
       try {
         const { charts } = await plotRunCurves(runDir);

@@ -1,0 +1,562 @@
+// Private: the set-up `runSft` (trainer/sft.ts) and `runRl` (trainer/rl/run_rl.ts) share, in the
+// order a run uses it: where the run starts (fresh, overwritten or resumed, the checkpoint's config
+// checked against the run's), the model's tokenizer and config (read first, so that checks which
+// need the model fail before any work), the weights, adapters and train backend, AdamW with its
+// schedule, the restore of a checkpoint, the save of one, and the export of the final model or
+// adapter. Each run keeps what is its own: its data, its step, its keys that must not change on
+// resume and its log lines.
+import { join } from "node:path";
+import { exists } from "../internal/exists.ts";
+import { createLora, type Lora } from "../adapters/lora.ts";
+import { loraConfig } from "../adapters/lora_config.ts";
+import { PEFT_PREFIX, savePeftAdapter } from "../adapters/peft_io.ts";
+import { arithmeticTokenizerFiles } from "../data/arithmetic_tokenizer.ts";
+import { createGpu, type Gpu } from "../gpu/device.ts";
+import { GpuContext } from "../gpu/context.ts";
+import { type Qwen3Config, readQwen3Config } from "../model/config.ts";
+import { initQwen3Weights } from "../model/init.ts";
+import type { Qwen3Model } from "../model/model.ts";
+import { CpuQwen3 } from "../model/qwen3_cpu.ts";
+import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
+import { createTokenizer, loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { loadQwen3Weights, type Qwen3Weights } from "../model/weights.ts";
+import { createTrainBackend, type TrainBackend } from "./backend.ts";
+import {
+  latestCheckpoint,
+  loadCheckpoint,
+  type LoadedCheckpoint,
+  saveCheckpoint,
+} from "./checkpoint.ts";
+import type { TrainConfig } from "./config.ts";
+import { exportQwen3Model } from "./export_model.ts";
+import { flattenOptState, restoreOptState } from "./opt_state_io.ts";
+import { adamw, warmupConstantSchedule, warmupCosineDecaySchedule } from "./optim/mod.ts";
+import { loraParams, modelParams, paramTensors } from "./params.ts";
+import type { GradientTransformation, ParamTree } from "./types.ts";
+import { validateConfig } from "./validate_config.ts";
+
+/** Where a run starts: the checkpoint it resumes, or fresh (replacing the run directory or not). */
+export interface RunStart {
+  /** `<run.outDir>/<run.name>`. */
+  runDir: string;
+  /** The checkpoint to resume, or `null` for a fresh run. */
+  checkpoint: LoadedCheckpoint | null;
+  /** A fresh run with `overwrite`: delete the run directory once the set-up has succeeded. */
+  removeRunDir: boolean;
+  /** One line per config key that differs from the checkpoint's (allowed to). */
+  warnings: string[];
+}
+
+/** Options of {@linkcode resolveRunStart}. */
+export interface ResolveRunStartOptions {
+  /** Continue from a checkpoint (`true`: the run's newest; a string: a checkpoint or run dir). */
+  resume?: boolean | string;
+  /** A fresh run may replace an existing run directory. */
+  overwrite?: boolean;
+  /**
+   * Keys that must equal the checkpoint's on resume (they define the run's state): a key, or a
+   * prefix ending in `.` for a whole section.
+   */
+  fixedKeys: readonly string[];
+  /** Keys under a fixed prefix that may change all the same (with a warning). */
+  changeableKeys?: readonly string[];
+}
+
+function flatten(value: unknown, prefix: string, out: Map<string, string>): void {
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    for (const [key, child] of Object.entries(value)) {
+      flatten(child, prefix === "" ? key : `${prefix}.${key}`, out);
+    }
+  } else {
+    out.set(prefix, JSON.stringify(value));
+  }
+}
+
+/** The keys whose values differ (`"key: old -> new"`); a fixed key that differs is an error. */
+function configChanges(
+  saved: TrainConfig,
+  current: TrainConfig,
+  source: string,
+  options: ResolveRunStartOptions,
+): string[] {
+  const a = new Map<string, string>();
+  const b = new Map<string, string>();
+  flatten(saved, "", a);
+  flatten(current, "", b);
+  const changed: string[] = [];
+  for (const key of new Set([...a.keys(), ...b.keys()])) {
+    if (a.get(key) === b.get(key)) continue;
+    const fixed = !(options.changeableKeys ?? []).includes(key) &&
+      options.fixedKeys.some((p) => (p.endsWith(".") ? key.startsWith(p) : key === p));
+    if (fixed) {
+      throw new RangeError(
+        `Cannot resume from "${source}": key "${key}" must match the checkpoint's config ` +
+          `(${a.get(key) ?? "unset"}): current value is ${b.get(key) ?? "unset"}`,
+      );
+    }
+    changed.push(`${key}: ${a.get(key)} -> ${b.get(key)}`);
+  }
+  return changed;
+}
+
+/**
+ * The checkpoint to resume (its config checked against the run's) or a fresh start. Reads only.
+ *
+ * @param config The run's config.
+ * @param options Resume, overwrite and the keys that define the run.
+ * @returns Where the run starts.
+ * @throws {RangeError} When there is no checkpoint to resume, a fresh run would replace an
+ *   existing run directory without `overwrite`, or a fixed key differs from the checkpoint's.
+ */
+export async function resolveRunStart(
+  config: TrainConfig,
+  options: ResolveRunStartOptions,
+): Promise<RunStart> {
+  const warnings: string[] = [];
+  const runDir = join(config.run.outDir, config.run.name);
+  let resumeDir: string | null = null;
+  let removeRunDir = false;
+  if (options.resume) {
+    const where = typeof options.resume === "string" ? options.resume : runDir;
+    resumeDir = await exists(join(where, "meta.json")) ? where : await latestCheckpoint(where);
+    if (resumeDir === null) {
+      throw new RangeError(
+        `Cannot resume: "${where}" holds no checkpoint (step_NNNNNN/ with meta.json): start ` +
+          `the run without --resume`,
+      );
+    }
+  } else if (await exists(runDir)) {
+    if (!options.overwrite) {
+      const latest = await latestCheckpoint(runDir);
+      throw new RangeError(
+        `Cannot start run "${config.run.name}": "${runDir}" already exists` +
+          (latest ? ` (latest checkpoint "${latest}")` : "") +
+          `: resume it with --resume, delete it with --overwrite, or set --run.name=<new name>`,
+      );
+    }
+    removeRunDir = true; // once the set-up has succeeded
+  }
+  const checkpoint = resumeDir === null ? null : await loadCheckpoint(resumeDir);
+  if (checkpoint !== null) {
+    const source = join(checkpoint.dir, "meta.json");
+    const saved = validateConfig(checkpoint.meta.config, { source });
+    for (const change of configChanges(saved, config, checkpoint.dir, options)) {
+      warnings.push(
+        `resuming with a changed key (the run no longer repeats an uninterrupted one): ${change}`,
+      );
+    }
+  }
+  return { runDir, checkpoint, removeRunDir, warnings };
+}
+
+/** The model as far as it is known before its weights load: tokenizer, config, special ids. */
+export interface RunModelHead {
+  /** The tokenizer. */
+  tokenizer: Tokenizer;
+  /** `tokenizer.json` (for the export of a full model); `null` when the caller gave the tokenizer. */
+  tokenizerJson: unknown;
+  /** `tokenizer_config.json`; `null` when the caller gave the tokenizer. */
+  tokenizerConfig: unknown;
+  /** The model directory's `chat_template.jinja`, if any. */
+  chatTemplate?: string;
+  /** `model.path` is `builtin:tiny` (a fresh model built from the `model.*` keys). */
+  builtin: boolean;
+  /** The model's config. */
+  modelConfig: Qwen3Config;
+  /** The model's and the tokenizer's EOS ids, deduplicated. */
+  eosTokenIds: number[];
+  /** The padding id: the tokenizer's, else the model's, else the first EOS id, else 0. */
+  padId: number;
+}
+
+/** Options of {@linkcode readRunModel}. */
+export interface ReadRunModelOptions {
+  /** The tokenizer, for a model directory without one; default the model's. */
+  tokenizer?: Tokenizer;
+}
+
+function builtinConfig(config: TrainConfig, tokenizer: Tokenizer): Qwen3Config {
+  const m = config.model;
+  if (tokenizer.eosTokenId === null) {
+    throw new TypeError(`Cannot build "builtin:tiny": the tokenizer has no EOS token`);
+  }
+  return {
+    vocabSize: m.vocab,
+    hiddenSize: m.hidden,
+    intermediateSize: m.intermediate,
+    numHiddenLayers: m.layers,
+    numAttentionHeads: m.heads,
+    numKeyValueHeads: m.kvHeads,
+    headDim: m.headDim,
+    rmsNormEps: m.rmsNormEps,
+    ropeTheta: m.ropeTheta,
+    maxPositionEmbeddings: m.maxPositions,
+    tieWordEmbeddings: m.tieEmbeddings,
+    eosTokenIds: [tokenizer.eosTokenId],
+    bosTokenId: null,
+    padTokenId: tokenizer.padTokenId,
+  };
+}
+
+/**
+ * The tokenizer (the arithmetic one for `builtin:tiny`) and the model's config, without its
+ * weights: what the checks that need the model read before any work.
+ *
+ * @param config The run's config.
+ * @param options A tokenizer given by the caller.
+ * @returns The model's head.
+ */
+export async function readRunModel(
+  config: TrainConfig,
+  options: ReadRunModelOptions = {},
+): Promise<RunModelHead> {
+  const builtin = config.model.path === "builtin:tiny";
+  let tokenizer: Tokenizer;
+  let tokenizerJson: unknown = null;
+  let tokenizerConfig: unknown = null;
+  let chatTemplate: string | undefined;
+  if (options.tokenizer) {
+    tokenizer = options.tokenizer;
+  } else if (builtin) {
+    const files = arithmeticTokenizerFiles();
+    tokenizer = createTokenizer(files.tokenizerJson, files.tokenizerConfig);
+    tokenizerJson = files.tokenizerJson;
+    tokenizerConfig = files.tokenizerConfig;
+  } else {
+    const dir = config.model.path;
+    tokenizer = await loadTokenizer(dir);
+    const readJson = async (name: string): Promise<unknown> =>
+      JSON.parse(await Deno.readTextFile(join(dir, name)));
+    tokenizerJson = await readJson("tokenizer.json");
+    tokenizerConfig = await readJson("tokenizer_config.json");
+    const templatePath = join(dir, "chat_template.jinja");
+    if (await exists(templatePath)) chatTemplate = await Deno.readTextFile(templatePath);
+  }
+  const modelConfig = builtin
+    ? builtinConfig(config, tokenizer)
+    : await readQwen3Config(config.model.path);
+  const eosTokenIds = [
+    ...new Set([
+      ...modelConfig.eosTokenIds,
+      ...(tokenizer.eosTokenId === null ? [] : [tokenizer.eosTokenId]),
+    ]),
+  ];
+  const padId = tokenizer.padTokenId ?? modelConfig.padTokenId ?? eosTokenIds[0] ?? 0;
+  return {
+    tokenizer,
+    tokenizerJson,
+    tokenizerConfig,
+    chatTemplate,
+    builtin,
+    modelConfig,
+    eosTokenIds,
+    padId,
+  };
+}
+
+/** The model of a run: weights, adapters, the model and its train backend. */
+export interface RunModel {
+  /** The base weights (the arrays full fine-tuning trains). */
+  weights: Qwen3Weights;
+  /** The LoRA adapters (`adapters.kind: lora`), or `null` (full fine-tuning). */
+  lora: Lora | null;
+  /** The model. */
+  model: Qwen3Model;
+  /** The train backend. */
+  backend: TrainBackend;
+  /** Why `"auto"` skipped a software adapter, or "". */
+  gpuNote: string;
+  /** Where the math runs, for the log: `"cpu (…)"` or `"webgpu (…)"`, with the workers. */
+  description: string;
+}
+
+/** Options of {@linkcode buildRunModel}. */
+export interface BuildRunModelOptions {
+  /** CPU worker threads; default 1. */
+  workers?: number;
+}
+
+/**
+ * The weights (fresh for `builtin:tiny`, else loaded), the LoRA adapters, the model on the
+ * configured backend and its train backend. `"auto"` trains on a hardware WebGPU adapter, else on
+ * the CPU (a software adapter such as llvmpipe is several times slower than the float64 CPU path
+ * at these sizes).
+ *
+ * @param config The run's config.
+ * @param head The tokenizer and model config from {@linkcode readRunModel}.
+ * @param options Workers.
+ * @returns The model; dispose its `backend` and `model` at the end.
+ * @throws {RangeError} When `backend: webgpu` finds no adapter, or LoRA dropout would train on
+ *   WebGPU (the GPU backward has none).
+ */
+export async function buildRunModel(
+  config: TrainConfig,
+  head: RunModelHead,
+  options: BuildRunModelOptions = {},
+): Promise<RunModel> {
+  const { modelConfig } = head;
+  const weights = head.builtin
+    ? initQwen3Weights(modelConfig, { seed: config.run.seed, std: config.model.initStd })
+    : await loadQwen3Weights(config.model.path, modelConfig);
+  let lora: Lora | null = null;
+  if (config.adapters.kind === "lora") {
+    const a = config.adapters;
+    lora = createLora(
+      loraConfig({
+        r: a.r,
+        loraAlpha: a.alpha,
+        targetModules: [...a.targets],
+        rankPattern: { ...a.rankPattern },
+        alphaPattern: { ...a.alphaPattern },
+        loraDropout: a.dropout,
+        useRslora: a.rslora,
+        baseModelNameOrPath: config.model.path,
+      }),
+      modelConfig,
+      { seed: config.run.seed },
+    );
+  }
+  let model: Qwen3Model;
+  let gpuNote = "";
+  if (config.backend === "cpu") {
+    model = new CpuQwen3(modelConfig, weights);
+  } else {
+    let gpu: Gpu | null = null;
+    try {
+      gpu = await createGpu();
+    } catch (error) {
+      if (config.backend === "webgpu") {
+        throw new RangeError(
+          `Cannot train: key "backend" is "webgpu", but no WebGPU adapter was found: ` +
+            `${error instanceof Error ? error.message : error}`,
+        );
+      }
+    }
+    if (gpu !== null && (config.backend === "webgpu" || !gpu.isFallbackAdapter)) {
+      model = new WebGpuQwen3(new GpuContext(gpu), modelConfig, weights);
+    } else {
+      if (gpu !== null) gpuNote = ` ("auto": software adapter ${gpu.description} skipped)`;
+      model = new CpuQwen3(modelConfig, weights);
+    }
+  }
+  if (model.backend === "webgpu" && lora !== null && config.adapters.dropout > 0) {
+    // The GPU backward applies no LoRA dropout: its train backend refuses the first update, so
+    // say it before any work.
+    model.dispose();
+    throw new RangeError(
+      `Cannot train: key "adapters.dropout" must be 0 on the WebGPU backend (the GPU backward ` +
+        `applies no LoRA dropout), or set "backend" to "cpu": current value is ` +
+        `${config.adapters.dropout}`,
+    );
+  }
+  if (lora !== null) (model as CpuQwen3 | WebGpuQwen3).setAdapters(lora);
+  const workers = model.backend === "cpu" ? options.workers ?? 1 : 1;
+  let backend: TrainBackend;
+  try {
+    backend = createTrainBackend(model, {
+      mode: lora === null ? "full" : "adapters",
+      workers,
+      params: lora === null ? modelParams(weights, modelConfig) : loraParams(lora),
+    });
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  const description = `${backend.kind} (${backend.model.device}` +
+    `${workers > 1 ? `, ${workers} workers` : ""})`;
+  return { weights, lora, model, backend, gpuNote, description };
+}
+
+/** Options of {@linkcode runAdamw}. */
+export interface RunAdamwOptions {
+  /** Optimizer updates per step: the schedule counts updates (default 1). */
+  updatesPerStep?: number;
+}
+
+/**
+ * AdamW with clipping (`trainer.maxGradNorm`), decay on matrices only (not the RMSNorm gains, as
+ * nanoGPT) and the `trainer.schedule` (warmup, then constant or cosine decay over the run),
+ * counted in updates.
+ *
+ * @param config The run's config.
+ * @param shapes The trainable parameters' shapes.
+ * @param options Updates per step.
+ * @returns The optimizer.
+ * @throws {RangeError} When the cosine schedule's warmup is not shorter than the run.
+ */
+export function runAdamw(
+  config: TrainConfig,
+  shapes: Readonly<Record<string, readonly number[]>>,
+  options: RunAdamwOptions = {},
+): GradientTransformation<unknown[]> {
+  const t = config.trainer;
+  const per = options.updatesPerStep ?? 1;
+  const totalUpdates = t.steps * per;
+  const warmup = t.warmupSteps * per;
+  if (t.schedule === "cosine" && warmup >= totalUpdates) {
+    throw new RangeError(
+      `Cannot build the optimizer: key "trainer.warmupSteps" must be < "trainer.steps" ` +
+        `(${t.steps}) for the cosine schedule: current value is ${t.warmupSteps}`,
+    );
+  }
+  const lr = t.schedule === "cosine"
+    ? warmupCosineDecaySchedule({
+      peakValue: t.lr,
+      warmupSteps: warmup,
+      decaySteps: totalUpdates,
+      minRatio: t.minLrRatio,
+    })
+    : warmupConstantSchedule({ peakValue: t.lr, warmupSteps: warmup });
+  return adamw({
+    lr,
+    b1: t.b1,
+    b2: t.b2,
+    eps: t.eps,
+    weightDecay: t.weightDecay,
+    maxGradNorm: t.maxGradNorm > 0 ? t.maxGradNorm : undefined,
+    decayMask: (name) => shapes[name].length >= 2,
+  });
+}
+
+/** What a restored run continues with. */
+export interface RestoredRun<S> {
+  /** The optimizer state. */
+  optState: S;
+  /** The checkpoint's step (the last one done). */
+  startStep: number;
+  /** The checkpoint's data position. */
+  dataPosition: number;
+}
+
+/**
+ * On resume: checks the checkpoint fits the run (its weights kind, its step), puts its
+ * parameters into the backend and restores the optimizer state.
+ *
+ * @param config The run's config.
+ * @param checkpoint The checkpoint.
+ * @param run The backend, adapters and optimizer.
+ * @returns The optimizer state, step and data position.
+ * @throws {RangeError} When the checkpoint holds the other kind of weights or a later step.
+ * @throws {TypeError} When a tensor is not a float parameter of this run.
+ */
+export function restoreRun<S>(
+  config: TrainConfig,
+  checkpoint: LoadedCheckpoint,
+  run: { backend: TrainBackend; lora: Lora | null; optimizer: GradientTransformation<S> },
+): RestoredRun<S> {
+  const meta = checkpoint.meta;
+  const where = `Cannot resume from "${checkpoint.dir}"`;
+  const expectedWeights = run.lora === null ? "model" : "adapter";
+  if (meta.weights !== expectedWeights) {
+    throw new RangeError(
+      `${where}: the checkpoint holds "${meta.weights}" weights, but key "adapters.kind" ` +
+        `("${config.adapters.kind}") trains the ${expectedWeights}`,
+    );
+  }
+  if (meta.step > config.trainer.steps) {
+    throw new RangeError(
+      `${where}: key "trainer.steps" must be >= the checkpoint's step (${meta.step}): current ` +
+        `value is ${config.trainer.steps}`,
+    );
+  }
+  const prefix = run.lora === null ? "" : PEFT_PREFIX;
+  const loaded: ParamTree = {};
+  for (const [name, tensor] of Object.entries(checkpoint.tensors)) {
+    if (!name.startsWith(prefix) || !(tensor.data instanceof Float32Array)) {
+      throw new TypeError(`${where}: tensor "${name}" is not a float parameter of this run`);
+    }
+    loaded[name.slice(prefix.length)] = tensor.data;
+  }
+  run.backend.setParams(loaded);
+  const optState = restoreOptState(
+    run.optimizer.init(run.backend.params.tree),
+    checkpoint.optimizer,
+    { source: join(checkpoint.dir, meta.files.optimizer.name) },
+  );
+  return { optState, startStep: meta.step, dataPosition: meta.dataPosition };
+}
+
+/** What {@linkcode saveRun} writes besides the parameters. */
+export interface SaveRunOptions {
+  /** The run's config (in `meta.json`: a resume needs nothing else). */
+  config: TrainConfig;
+  /** The train backend (its parameters are saved). */
+  backend: TrainBackend;
+  /** The adapters (an adapter checkpoint), or `null` (a model checkpoint). */
+  lora: Lora | null;
+  /** The optimizer state. */
+  optState: unknown;
+  /** Where the data stream continues. */
+  dataPosition: number;
+  /** How the run's randomness is derived (in `meta.json`). */
+  rng: Record<string, unknown>;
+  /** The step's metrics. */
+  metrics: Record<string, number>;
+  /** The git commit, or `null`. */
+  sha: string | null;
+}
+
+/**
+ * Saves an atomic checkpoint of step `step` (parameters, optimizer state, meta), keeping
+ * `checkpoint.keep` of them.
+ *
+ * @param runDir The run directory.
+ * @param step The step done.
+ * @param options The state and its description.
+ * @returns The checkpoint directory.
+ */
+export function saveRun(runDir: string, step: number, options: SaveRunOptions): Promise<string> {
+  const { config, lora } = options;
+  return saveCheckpoint(runDir, {
+    step,
+    weights: lora === null ? "model" : "adapter",
+    tensors: paramTensors(options.backend.params, { prefix: lora === null ? "" : PEFT_PREFIX }),
+    optimizer: flattenOptState(options.optState),
+    meta: {
+      config,
+      dataPosition: options.dataPosition,
+      rng: options.rng,
+      metrics: options.metrics,
+      gitSha: options.sha,
+    },
+    keep: config.checkpoint.keep,
+    overwrite: true,
+  });
+}
+
+/**
+ * Exports the final model (a HuggingFace directory with the tokenizer) or the adapter (PEFT) to
+ * each directory. A full model whose tokenizer the caller gave (no tokenizer files) is not
+ * exported.
+ *
+ * @param config The run's config.
+ * @param head The tokenizer files and model config.
+ * @param run The weights and adapters.
+ * @param dirs Where to export.
+ * @returns The directories written.
+ */
+export async function exportRun(
+  config: TrainConfig,
+  head: RunModelHead,
+  run: Pick<RunModel, "weights" | "lora">,
+  dirs: readonly string[],
+): Promise<string[]> {
+  const exported: string[] = [];
+  for (const dir of dirs) {
+    if (run.lora !== null) {
+      await savePeftAdapter(dir, run.lora, { baseModelNameOrPath: config.model.path });
+    } else {
+      if (head.tokenizerJson === null) continue; // a tokenizer given by the caller: no files
+      await exportQwen3Model(dir, {
+        config: head.modelConfig,
+        weights: run.weights,
+        tokenizerJson: head.tokenizerJson,
+        tokenizerConfig: head.tokenizerConfig,
+        chatTemplate: head.chatTemplate,
+        initializerRange: config.model.initStd,
+      });
+    }
+    exported.push(dir);
+  }
+  return exported;
+}

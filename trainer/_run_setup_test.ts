@@ -1,0 +1,62 @@
+import { ok, strictEqual, throws } from "node:assert/strict";
+import { loadConfig } from "../cli/load_config.ts";
+import { runAdamw } from "./_run_setup.ts";
+import type { TrainConfig } from "./config.ts";
+
+async function config(schedule: "cosine" | "constant"): Promise<TrainConfig> {
+  return await loadConfig(undefined, {
+    overrides: [
+      "--trainer.steps=4",
+      "--trainer.warmupSteps=1",
+      "--trainer.lr=0.5",
+      "--trainer.minLrRatio=0.1",
+      `--trainer.schedule=${schedule}`,
+    ],
+  });
+}
+
+/** The learning rate of each of `updates` optimizer updates. */
+function lrs(c: TrainConfig, updatesPerStep: number, updates: number): number[] {
+  const shapes = { w: [2, 2] };
+  const optimizer = runAdamw(c, shapes, { updatesPerStep });
+  const grads = { w: new Float32Array([1, -1, 0.5, 2]) };
+  let state = optimizer.init(grads);
+  const out: number[] = [];
+  for (let i = 0; i < updates; i++) {
+    const r = optimizer.update(grads, state, grads);
+    out.push(r.metrics!["optim/lr"]);
+    state = r.state;
+  }
+  return out;
+}
+
+Deno.test("runAdamw() counts its schedule in updates: k updates a step stretch it k-fold", async () => {
+  for (const schedule of ["cosine", "constant"] as const) {
+    const c = await config(schedule);
+    const one = lrs(c, 1, 4);
+    const three = lrs(c, 3, 12);
+    // Update 3s of a run with 3 updates a step sees the learning rate of step s.
+    for (let s = 0; s < 4; s++) {
+      ok(
+        Math.abs(three[3 * s] - one[s]) <= 1e-15,
+        `${schedule} step ${s}: ${three[3 * s]} vs ${one[s]}`,
+      );
+    }
+    // Warmup (1 step) is 3 updates long: rising within it, at the peak after it.
+    ok(three[0] < three[1] && three[1] < three[2], `${schedule}: ${three.slice(0, 3)}`);
+    strictEqual(three[3], 0.5);
+  }
+  // And the cosine schedule decays over all 12 updates, not 4.
+  const cosine = lrs(await config("cosine"), 3, 12);
+  ok(cosine[11] > 0.05 && cosine[11] < cosine[6], `${cosine}`);
+});
+
+Deno.test("runAdamw() refuses a cosine warmup as long as the run, naming the key", async () => {
+  const c = await loadConfig(undefined, {
+    overrides: ["--trainer.steps=2", "--trainer.warmupSteps=2", "--trainer.schedule=cosine"],
+  });
+  throws(() => runAdamw(c, { w: [2] }, { updatesPerStep: 4 }), {
+    name: "RangeError",
+    message: /key "trainer\.warmupSteps" must be < "trainer\.steps" \(2\).*current value is 2/,
+  });
+});
