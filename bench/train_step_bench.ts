@@ -80,8 +80,9 @@ for (const mode of ["adapters", "full"] as const) {
     config: config06,
     weights: weights06,
     mode,
-    batch: slow ? 1 : 4,
-    seqLen: slow ? 64 : 256,
+    // HALO_BENCH_FULL: 8 × 512, the shape of the HF + PEFT baseline (../shared/gpu/torch_baselines.py).
+    batch: benchFull() ? 8 : slow ? 1 : 4,
+    seqLen: benchFull() ? 512 : slow ? 64 : 256,
     n: 5,
     warmup: 1,
     once: slow,
