@@ -76,6 +76,11 @@ export class GpuContext {
   #peak = 0;
   #maxUniforms: number;
   #maxBindGroups: number;
+  /**
+   * GPU→CPU round trips made through `readback()` with this context so far (each costs ≥ 10 ms
+   * in Deno 2.9.6): for tests and benchmarks that count them.
+   */
+  readbacks = 0;
 
   /**
    * Wraps a device.

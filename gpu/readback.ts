@@ -67,6 +67,7 @@ export async function readback(
       if (r.size > 0) enc.copyBufferToBuffer(r.buffer, r.offset, staging, offsets[i], r.size);
     });
     device.queue.submit([enc.finish()]);
+    ctx.readbacks++;
     await staging.mapAsync(0x0001 /* GPUMapMode.READ */);
     if (ctx.gpu.errors.length > 0) {
       const messages = ctx.gpu.errors.splice(0).join("; ");

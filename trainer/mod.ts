@@ -16,6 +16,7 @@ export * from "./data_order.ts";
 export * from "./eval_sft.ts";
 export * from "./export_model.ts";
 export * from "./git_sha.ts";
+export * from "./gpu_adamw.ts";
 export * from "./losses/mod.ts";
 export * from "./opt_state_io.ts";
 export * from "./optim/mod.ts";

@@ -1,0 +1,129 @@
+// GpuAdamw against the host chain `adamw()`: 5 updates of the fixture model (LoRA adapters, and
+// every weight with the embedding split into row blocks), clipping active, weight decay on the
+// matrices only, a warmup schedule. Each update's gradients are the GPU step's own (read back
+// here for the host optimizer only); the parameters after each update, the metrics and the
+// moments must agree within 1e-6 relative (float32 arithmetic in both, a few roundings apart),
+// and an update costs exactly one readback.
+import assert from "node:assert/strict";
+import { loadPeftAdapter } from "../adapters/peft_io.ts";
+import { GpuContext } from "../gpu/context.ts";
+import { readback } from "../gpu/readback.ts";
+import { noGpu, testContext } from "../gpu/test_utils.ts";
+import { fixtureDir } from "../internal/test_utils.ts";
+import { encodeAdd } from "../kernels/add/add.ts";
+import { readQwen3Config } from "../model/config.ts";
+import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
+import { loadQwen3Weights } from "../model/weights.ts";
+import { GpuAdamw } from "./gpu_adamw.ts";
+import { adamw, applyUpdates, warmupConstantSchedule } from "./optim/mod.ts";
+import type { ScaleByAdamState } from "./optim/scale_by_adam.ts";
+import type { ParamTree } from "./types.ts";
+
+const TOL = 1e-6;
+const dir = fixtureDir();
+const config = await readQwen3Config(dir);
+const input = { inputIds: [[3, 17, 250, 99, 4, 311, 8, 42], [12, 7, 300, 64, 5, 6, 7, 8]] };
+const n = 16;
+
+async function params(model: WebGpuQwen3, mode: "adapters" | "full"): Promise<ParamTree> {
+  const list = model.gradients(mode);
+  const bytes = await readback(
+    model.ctx,
+    list.map((p) => ({ buffer: p.param, offset: 0, size: 4 * p.n })),
+  );
+  const out: ParamTree = {};
+  const size = new Map<string, number>();
+  for (const p of list) size.set(p.name, Math.max(size.get(p.name) ?? 0, p.offset + p.n));
+  list.forEach((p, i) => {
+    out[p.name] ??= new Float32Array(size.get(p.name)!);
+    out[p.name].set(new Float32Array(bytes[i]), p.offset);
+  });
+  return out;
+}
+
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  let s = 0;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    s = Math.max(s, Math.abs(b[i]));
+  }
+  return s === 0 ? d : d / s;
+}
+
+for (const mode of ["adapters", "full"] as const) {
+  Deno.test({
+    name: `GpuAdamw: 5 updates (${mode}) equal the host adamw() chain; one readback per update`,
+    ignore: noGpu,
+    async fn() {
+      const ctx = new GpuContext((await testContext())!.gpu);
+      // "full": the embedding table in row blocks of 64 rows (4 buffers for one tensor).
+      const model = new WebGpuQwen3(ctx, config, await loadQwen3Weights(dir, config), {
+        maxChunkBytes: 64 * config.hiddenSize * 4,
+      });
+      if (mode === "adapters") model.setAdapters(await loadPeftAdapter(`${dir}/adapter`, config));
+      const options = {
+        lr: warmupConstantSchedule({ peakValue: 3e-3, warmupSteps: 2 }),
+        b1: 0.8,
+        b2: 0.95,
+        eps: 1e-6,
+        weightDecay: 0.1,
+        maxGradNorm: 0.05,
+        decayMask: (name: string) => !name.endsWith("norm.weight"),
+      };
+      const opt = new GpuAdamw(model, mode, options);
+      const host = adamw(options);
+      let hostParams = await params(model, mode);
+      let state = host.init(hostParams);
+      const ones = ctx.upload(new Float32Array(n).fill(1), "ones");
+      let clipped = false;
+      try {
+        for (let step = 0; step < 5; step++) {
+          await model.runTrainStep(input, {
+            mode,
+            cotangents: { logprobs: true, lastHidden: false },
+            lossHook: (pass, _acts, cot) =>
+              encodeAdd(ctx, pass, { x: ones, y: cot.dLogprobs, n, alpha: -1 / n }),
+          });
+          const grads = Object.fromEntries(
+            [...await model.readGradients()].filter(([k]) => k in hostParams),
+          );
+          const r = host.update(grads, state, hostParams);
+          state = r.state;
+          hostParams = applyUpdates(hostParams, r.updates);
+          const before = ctx.readbacks;
+          const metrics = await opt.update();
+          assert.equal(ctx.readbacks - before, 1, "readbacks per update");
+          for (const key of ["optim/grad_norm", "optim/clip_scale", "optim/lr"]) {
+            const [a, b] = [metrics[key], r.metrics[key]];
+            assert.ok(Math.abs(a - b) <= 1e-5 * Math.abs(b), `step ${step} ${key}: ${a} vs ${b}`);
+          }
+          clipped ||= metrics["optim/clip_scale"] < 1;
+          const got = await params(model, mode);
+          for (const [name, want] of Object.entries(hostParams)) {
+            const err = relErr(got[name], want);
+            assert.ok(err <= TOL, `step ${step} ${name}: relative error ${err} > ${TOL}`);
+          }
+        }
+        assert.ok(clipped, "the clip never acted: the test does not cover it");
+        // The moments, as the host's scaleByAdam keeps them (state[1] of the chain with clipping).
+        const adam = (state as unknown[])[1] as ScaleByAdamState;
+        const moments = await opt.readState();
+        assert.equal(moments.count, 5);
+        for (const name of Object.keys(adam.mu)) {
+          assert.ok(relErr(moments.mu[name], adam.mu[name]) <= TOL, `mu ${name}`);
+          assert.ok(relErr(moments.nu[name], adam.nu[name]) <= TOL, `nu ${name}`);
+        }
+        // writeState → readState round trip.
+        opt.writeState(adam);
+        const again = await opt.readState();
+        for (const name of Object.keys(adam.mu)) {
+          assert.deepEqual(again.mu[name], adam.mu[name]);
+        }
+      } finally {
+        opt.dispose();
+        model.dispose();
+      }
+    },
+  });
+}
