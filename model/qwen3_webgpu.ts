@@ -499,7 +499,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * trip, with no activation leaving the device.
    *
    * @param input The batch.
-   * @param options As {@linkcode WebGpuQwen3.encodeTrainStep}.
+   * @param options As {@linkcode WebGpuQwen3.encodeTrainStep}, and `readGradients`: false leaves
+   * the gradients on the GPU (for a GPU-resident optimizer).
    * @param reads Ranges of the step's buffers to read with the gradients; default none.
    * @returns The gradients, keyed as `cpuBackward`'s, and the ranges' bytes in order.
    * @throws {TypeError} As {@linkcode WebGpuQwen3.encodeTrainStep}.
@@ -516,7 +517,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    */
   async runTrainStep(
     input: ForwardInput,
-    options: TrainStepOptions,
+    options: TrainStepOptions & { readGradients?: boolean },
     reads?: (step: TrainStepBuffers) => readonly ReadbackRange[],
   ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[] }> {
     const done = this.acquire("runTrainStep");

@@ -796,7 +796,8 @@ export class WebGpuQwen3Backward {
    * step's only GPU→CPU round trip (see `WebGpuQwen3.runTrainStep`).
    *
    * @param input The batch.
-   * @param options As {@linkcode WebGpuQwen3Backward.encodeTrainStep}.
+   * @param options As {@linkcode WebGpuQwen3Backward.encodeTrainStep}, and `readGradients`:
+   * false leaves the gradients on the GPU (for a GPU-resident optimizer; the map is empty).
    * @param reads The ranges to read with the gradients, from the step's buffers (e.g. a loss
    * kernel's scalars); default none.
    * @returns The gradients by name (accumulated ones with `accumulate`) and the ranges' bytes.
@@ -814,13 +815,13 @@ export class WebGpuQwen3Backward {
    */
   async runTrainStep(
     input: ForwardInput,
-    options: TrainStepOptions,
+    options: TrainStepOptions & { readGradients?: boolean },
     reads: (step: TrainStepBuffers) => readonly ReadbackRange[] = () => [],
   ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[] }> {
     const enc = this.#ctx.device.createCommandEncoder({ label: "train step" });
     const step = this.encodeTrainStep(enc, input, options);
     const extra = reads(step);
-    const params = this.gradients(options.mode);
+    const params = options.readGradients === false ? [] : this.gradients(options.mode);
     const ranges: ReadbackRange[] = [
       ...extra,
       ...params.map((p) => ({ buffer: p.grad, offset: 0, size: p.n * 4 })),

@@ -30,7 +30,12 @@ import {
 import type { TrainConfig } from "./config.ts";
 import { exportQwen3Model } from "./export_model.ts";
 import { flattenOptState, restoreOptState } from "./opt_state_io.ts";
-import { adamw, warmupConstantSchedule, warmupCosineDecaySchedule } from "./optim/mod.ts";
+import {
+  adamw,
+  type AdamwOptions,
+  warmupConstantSchedule,
+  warmupCosineDecaySchedule,
+} from "./optim/mod.ts";
 import { loraParams, modelParams, paramTensors } from "./params.ts";
 import type { GradientTransformation, ParamTree } from "./types.ts";
 import { validateConfig } from "./validate_config.ts";
@@ -389,6 +394,23 @@ export function runAdamw(
   shapes: Readonly<Record<string, readonly number[]>>,
   options: RunAdamwOptions = {},
 ): GradientTransformation<unknown[]> {
+  return adamw(runAdamwOptions(config, shapes, options));
+}
+
+/**
+ * The options of {@linkcode runAdamw}'s AdamW (for the host chain `adamw()` or `GpuAdamw`).
+ *
+ * @param config The run's config.
+ * @param shapes The trainable parameters' shapes.
+ * @param options Updates per step.
+ * @returns The options.
+ * @throws {RangeError} When the cosine schedule's warmup is not shorter than the run.
+ */
+export function runAdamwOptions(
+  config: TrainConfig,
+  shapes: Readonly<Record<string, readonly number[]>>,
+  options: RunAdamwOptions = {},
+): AdamwOptions {
   const t = config.trainer;
   const per = options.updatesPerStep ?? 1;
   const totalUpdates = t.steps * per;
@@ -407,7 +429,7 @@ export function runAdamw(
       minRatio: t.minLrRatio,
     })
     : warmupConstantSchedule({ peakValue: t.lr, warmupSteps: warmup });
-  return adamw({
+  return {
     lr,
     b1: t.b1,
     b2: t.b2,
@@ -415,7 +437,7 @@ export function runAdamw(
     weightDecay: t.weightDecay,
     maxGradNorm: t.maxGradNorm > 0 ? t.maxGradNorm : undefined,
     decayMask: (name) => shapes[name].length >= 2,
-  });
+  };
 }
 
 /** What a restored run continues with. */

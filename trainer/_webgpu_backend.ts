@@ -8,6 +8,7 @@ import type { ForwardInput } from "../model/forward_input.ts";
 import type { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 import { checkGpuHiddenLayer } from "../model/qwen3_webgpu_backward.ts";
 import type {
+  AccumulatingBackend,
   LossAndGradsOptions,
   LossAndGradsResult,
   PolicyOutputs,
@@ -15,7 +16,8 @@ import type {
   TrainMode,
 } from "./backend.ts";
 import { assignParams, type NamedParams } from "./params.ts";
-import type { LossGrads, LossTerm, ParamTree } from "./types.ts";
+import type { LossGrads, LossOutput, LossTerm, ParamTree } from "./types.ts";
+import { readback } from "../gpu/readback.ts";
 import { sameArray } from "../internal/same_array.ts";
 import { type ObjectiveRequest, objectiveTerm } from "./losses/objective_request.ts";
 import { GpuObjective, runsOnGpu } from "./_webgpu_objective.ts";
@@ -27,7 +29,7 @@ export function canTrainOnGpu(model: unknown): model is WebGpuQwen3 {
     typeof m.backward === "function" && typeof m.gradients === "function";
 }
 
-export class WebGpuTrainBackend implements TrainBackend {
+export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
   readonly kind = "webgpu" as const;
   readonly mode: TrainMode;
   readonly model: WebGpuQwen3;
@@ -115,6 +117,53 @@ export class WebGpuTrainBackend implements TrainBackend {
       lossHook: step.hook,
     }, ({ acts }) => step.reads(acts));
     return { loss: step.finish(reads), grads: this.#hostGrads(grads) };
+  }
+
+  /**
+   * As {@linkcode objectiveAndGrads} for `"clipped_pg"` / `"hidden_align"` objectives, but the
+   * gradients stay in the model's gradient buffers (added to them with `accumulate`, else
+   * replacing them) for a GPU-resident optimizer: only the loss scalars come back.
+   */
+  async accumulateObjective(
+    input: ForwardInput,
+    request: ObjectiveRequest,
+    options: Omit<LossAndGradsOptions, "linear"> & { accumulate?: boolean } = {},
+  ): Promise<LossOutput> {
+    if (!runsOnGpu(request)) {
+      throw new TypeError(
+        `Cannot accumulate the objective on the GPU: its terms must be "clipped_pg" and/or ` +
+          `"hidden_align": current terms are ${JSON.stringify(request.terms.map((t) => t.name))}`,
+      );
+    }
+    this.#checkOptions(options);
+    this.#objective ??= new GpuObjective(this.model.ctx);
+    const step = this.#objective.prepare(request, {
+      batch: input.inputIds.length,
+      seqLen: input.inputIds[0]?.length ?? 0,
+      hiddenSize: this.model.config.hiddenSize,
+    });
+    const { reads } = await this.model.runTrainStep(input, {
+      mode: this.mode,
+      accumulate: options.accumulate ?? false,
+      hiddenLayer: options.hiddenLayer,
+      cotangents: step.cotangents,
+      lossHook: step.hook,
+      readGradients: false,
+    }, ({ acts }) => step.reads(acts));
+    return step.finish(reads);
+  }
+
+  /**
+   * Reads the trainable parameters back from the GPU into `params.tree` (after a GPU-resident
+   * optimizer changed them there, e.g. before a checkpoint): one readback.
+   */
+  async syncParams(): Promise<void> {
+    const list = this.model.gradients(this.mode).filter((p) => p.name in this.params.tree);
+    const bytes = await readback(
+      this.model.ctx,
+      list.map((p) => ({ buffer: p.param, offset: 0, size: 4 * p.n })),
+    );
+    list.forEach((p, i) => this.params.tree[p.name].set(new Float32Array(bytes[i]), p.offset));
   }
 
   async lossAndGrads(

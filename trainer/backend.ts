@@ -129,6 +129,37 @@ export interface LossAndGradsOptions {
 }
 
 /**
+ * A backend that can leave a step's gradients in its own buffers for an optimizer that runs
+ * there (the WebGPU backend with `GpuAdamw`): only the loss comes back.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import type { AccumulatingBackend } from "./backend.ts";
+ * declare const backend: AccumulatingBackend;
+ * declare const request: import("./losses/objective_request.ts").ObjectiveRequest;
+ * const loss = await backend.accumulateObjective({ inputIds: [[1, 2, 3]] }, request, {
+ *   accumulate: true,
+ * });
+ * ```
+ */
+export interface AccumulatingBackend {
+  /**
+   * Forward, the objective's kernels and backward; the gradients are added to the device's
+   * gradient buffers (`accumulate`) or replace them.
+   *
+   * @param input The batch.
+   * @param request The terms and their inputs.
+   * @param options Dropout, hidden layer and whether to add to the gradients already there.
+   * @returns The objective's value and metrics.
+   */
+  accumulateObjective(
+    input: ForwardInput,
+    request: ObjectiveRequest,
+    options?: Omit<LossAndGradsOptions, "linear"> & { accumulate?: boolean },
+  ): Promise<LossOutput>;
+}
+
+/**
  * Result of {@linkcode TrainBackend.lossAndGrads}.
  *
  * @example Usage

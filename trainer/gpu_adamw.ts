@@ -26,6 +26,20 @@ import type { ParamTree } from "./types.ts";
 
 const WHERE = "Cannot run the GPU AdamW";
 
+/** Maps the piece states of a chain state (an array), checking there is one Adam piece. */
+function mapChain<S>(state: S, f: (piece: Record<string, unknown>) => unknown): S {
+  if (!Array.isArray(state)) {
+    throw new TypeError(`${WHERE}: the optimizer state must be an adamw() chain's array of states`);
+  }
+  const adam = state.filter((p) => p !== null && typeof p === "object" && "mu" in p).length;
+  if (adam !== 1) {
+    throw new TypeError(
+      `${WHERE}: the optimizer state must hold one Adam piece ({ count, mu, nu }): found ${adam}`,
+    );
+  }
+  return state.map((p) => (p !== null && typeof p === "object" ? f(p) : p)) as S;
+}
+
 /** One trainable buffer with its moments. */
 interface Slot extends GpuParameter {
   m: GPUBuffer;
@@ -133,8 +147,9 @@ export class GpuAdamw {
 
   /**
    * One update from the gradients accumulated in the model's gradient buffers (times
-   * `gradScale`): global norm and clip scale, then AdamW on every tensor, gradients zeroed; one
-   * submit and one readback of the norm.
+   * `gradScale`): global norm and clip scale (one readback), then AdamW on every tensor with the
+   * gradients zeroed (submitted, not awaited). A non-finite norm skips the AdamW part: the
+   * parameters, moments, gradients and count stay as they were, and `optim/skipped` is 1.
    *
    * @param options `gradScale`: a known factor of the accumulated gradients (e.g. 1 / k); default 1.
    * @returns `optim/grad_norm` (of the scaled gradients, before clipping), `optim/clip_scale`,
@@ -153,8 +168,10 @@ export class GpuAdamw {
     const done = this.model.acquire("update the parameters");
     try {
       const ctx = this.#ctx;
-      const enc = ctx.device.createCommandEncoder({ label: "adamw" });
-      const pass = enc.beginComputePass({ label: "adamw" });
+      // The norm first (its readback is the update's one): a non-finite gradient leaves the
+      // parameters and moments as they are.
+      let enc = ctx.device.createCommandEncoder({ label: "grad norm" });
+      let pass = enc.beginComputePass({ label: "grad norm" });
       encodeGradNorm(ctx, pass, {
         grads: this.#slots.map((s) => ({ grad: s.grad, n: s.n })),
         partials: this.#partials,
@@ -162,7 +179,18 @@ export class GpuAdamw {
         maxNorm: this.#maxNorm,
         gradScale,
       });
+      pass.end();
+      const [bytes] = await readback(ctx, [{ buffer: this.#out, offset: 0, size: 8 }], enc);
+      const [scale, norm] = new Float32Array(bytes);
+      const metrics = {
+        "optim/grad_norm": norm,
+        "optim/clip_scale": this.#maxNorm === undefined ? 1 : scale,
+        "optim/lr": lr,
+      };
+      if (!Number.isFinite(norm)) return { ...metrics, "optim/skipped": 1 };
       const step = this.#count + 1;
+      enc = ctx.device.createCommandEncoder({ label: "adamw" });
+      pass = enc.beginComputePass({ label: "adamw" });
       for (const s of this.#slots) {
         encodeAdamw(ctx, pass, {
           param: s.param,
@@ -183,17 +211,46 @@ export class GpuAdamw {
         });
       }
       pass.end();
-      const [bytes] = await readback(ctx, [{ buffer: this.#out, offset: 0, size: 8 }], enc);
+      ctx.device.queue.submit([enc.finish()]);
       this.#count = step;
-      const [scale, norm] = new Float32Array(bytes);
-      return {
-        "optim/grad_norm": norm,
-        "optim/clip_scale": this.#maxNorm === undefined ? 1 : scale,
-        "optim/lr": lr,
-      };
+      return metrics;
     } finally {
       done();
     }
+  }
+
+  /**
+   * The host `adamw()` chain's state with this optimizer's moments and update count in place of
+   * `template`'s (its `{ count, mu, nu }` piece and every `{ count }` piece, e.g. the learning
+   * rate's), for a checkpoint that the host optimizer can resume from too: one readback.
+   *
+   * @param template A state of the same `adamw()` chain (e.g. its `init`).
+   * @returns A new state; `template` is not changed.
+   * @throws {TypeError} If `template` is not an array of piece states with one Adam piece.
+   */
+  async chainState<S>(template: S): Promise<S> {
+    const moments = await this.readState();
+    return mapChain(
+      template,
+      (piece) =>
+        "mu" in piece ? moments : "count" in piece ? { ...piece, count: this.#count } : piece,
+    );
+  }
+
+  /**
+   * Takes the moments and update count from a host `adamw()` chain state (e.g. restored from a
+   * checkpoint).
+   *
+   * @param state The chain's state.
+   * @throws {TypeError} If it has no Adam piece; {@linkcode GpuAdamw.writeState}'s errors.
+   */
+  loadChainState(state: unknown): void {
+    let adam: ScaleByAdamState | undefined;
+    mapChain(state, (piece) => {
+      if ("mu" in piece) adam = piece as unknown as ScaleByAdamState;
+      return piece;
+    });
+    this.writeState(adam!);
   }
 
   /**

@@ -114,7 +114,23 @@ for (const mode of ["adapters", "full"] as const) {
           assert.ok(relErr(moments.mu[name], adam.mu[name]) <= TOL, `mu ${name}`);
           assert.ok(relErr(moments.nu[name], adam.nu[name]) <= TOL, `nu ${name}`);
         }
-        // writeState → readState round trip.
+        // The host chain's state with the device's moments: same counts and moments.
+        const chain = await opt.chainState(host.init(hostParams)) as unknown[];
+        assert.deepEqual(
+          chain.map((p) => (p as { count?: number }).count),
+          (state as unknown[]).map((p) => (p as { count?: number }).count),
+        );
+        // A non-finite gradient skips the update: parameters and count unchanged.
+        const g = model.gradients(mode)[0];
+        ctx.device.queue.writeBuffer(g.grad, 0, new Float32Array([NaN]));
+        const kept = await params(model, mode);
+        const skipped = await opt.update();
+        assert.equal(skipped["optim/skipped"], 1);
+        assert.equal(opt.count, 5);
+        assert.deepEqual(await params(model, mode), kept);
+        // writeState → readState round trip (and loadChainState from the host chain).
+        opt.loadChainState(state);
+        assert.equal(opt.count, 5);
         opt.writeState(adam);
         const again = await opt.readState();
         for (const name of Object.keys(adam.mu)) {

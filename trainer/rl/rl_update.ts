@@ -8,9 +8,10 @@
  *
  * @module
  */
-import type { ParamTree } from "../types.ts";
+import type { LossOutput, ParamTree } from "../types.ts";
+import type { GpuAdamw } from "../gpu_adamw.ts";
 import type { GradientTransformation } from "../types.ts";
-import type { TrainBackend } from "../backend.ts";
+import type { AccumulatingBackend, TrainBackend } from "../backend.ts";
 import { applyUpdates, globalNorm } from "../optim/mod.ts";
 import type { RlLossTermConfig } from "./config.ts";
 import { collateRl, type RlRow } from "./rl_batch.ts";
@@ -46,6 +47,13 @@ export interface RlUpdateOptions<S> {
   centroids: Map<number, Float64Array> | null;
   /** Dropout seed of micro-batch `micro` of update `update`; default none. */
   dropoutSeed?: (update: number, micro: number) => number | undefined;
+  /**
+   * A GPU-resident optimizer and the WebGPU backend it updates: gradients accumulate in the GPU's
+   * buffers and every update (the last one too) is applied there; `optimizer`/`state` are then
+   * passed through unchanged (the caller keeps the host state for checkpoints). Default: the
+   * host optimizer.
+   */
+  device?: { optimizer: GpuAdamw; backend: AccumulatingBackend };
 }
 
 /**
@@ -70,6 +78,8 @@ export interface RlUpdateResult<S> {
   metrics: Record<string, number>;
   /** Tokens through forward/backward. */
   tokens: number;
+  /** True when every update was applied on the device (`updates` is then empty). */
+  applied?: boolean;
 }
 
 function split<T>(items: readonly T[], parts: number): T[][] {
@@ -133,6 +143,7 @@ export async function rlUpdate<S>(
   if (rows.length === 0) {
     throw new RangeError("Cannot run the RL update: there are no rows to train on");
   }
+  const { device } = options;
   const pg = options.losses.find((t) => t.name === "clipped_pg");
   const align = options.losses.find((t) => t.name === "hidden_align");
   const centroids = options.centroids ?? new Map<number, Float64Array>();
@@ -209,12 +220,20 @@ export async function rlUpdate<S>(
         const hiddenLayer = align !== undefined && align.layer !== "final"
           ? align.layer
           : undefined;
-        const { loss, grads } = await backend.objectiveAndGrads(
-          { inputIds: batch.inputIds, attentionMask: batch.attentionMask },
-          { terms, inputs },
-          { dropoutSeed: options.dropoutSeed?.(update, k), hiddenLayer },
-        );
-        addInto(sum, grads);
+        const forward = { inputIds: batch.inputIds, attentionMask: batch.attentionMask };
+        const micOptions = { dropoutSeed: options.dropoutSeed?.(update, k), hiddenLayer };
+        let loss: LossOutput;
+        if (device) {
+          // Gradients summed in the GPU's buffers (the first micro-batch replaces them).
+          loss = await device.backend.accumulateObjective(forward, { terms, inputs }, {
+            ...micOptions,
+            accumulate: k > 0,
+          });
+        } else {
+          const r = await backend.objectiveAndGrads(forward, { terms, inputs }, micOptions);
+          loss = r.loss;
+          addInto(sum, r.grads);
+        }
         miniLoss += loss.value;
         const lm = loss.metrics;
         if (pg !== undefined) {
@@ -232,6 +251,22 @@ export async function rlUpdate<S>(
           alignSum += lm["align/loss"] ?? 0;
           alignRows += lm["align/rows"] ?? 0;
         }
+      }
+      if (device) {
+        // The update happens on the GPU, unless the loss or the gradient is not finite (then
+        // nothing changes and the caller stops on the non-finite loss).
+        lossSum += miniLoss;
+        update++;
+        if (!Number.isFinite(miniLoss)) {
+          return { loss: miniLoss, updates: {}, state, metrics: {}, tokens, applied: true };
+        }
+        const om = await device.optimizer.update();
+        if (om["optim/skipped"] === 1) {
+          return { loss: NaN, updates: {}, state, metrics: om, tokens, applied: true };
+        }
+        gradNormSum += om["optim/grad_norm"];
+        lastOptMetrics = om;
+        continue;
       }
       const grads: ParamTree = {};
       for (const [name, s] of Object.entries(sum)) grads[name] = Float32Array.from(s);
@@ -265,7 +300,8 @@ export async function rlUpdate<S>(
   }
   return {
     loss: lossSum / U,
-    updates: updates!,
+    updates: updates ?? {},
+    applied: device !== undefined,
     state,
     metrics: {
       ...lastOptMetrics,

@@ -27,11 +27,14 @@ import {
   resolveRunStart,
   restoreRun,
   runAdamw,
+  runAdamwOptions,
   saveRun,
 } from "../_run_setup.ts";
 import { dataOrder } from "../data_order.ts";
 import { gitSha } from "../git_sha.ts";
 import { applyUpdates, globalNorm } from "../optim/mod.ts";
+import { GpuAdamw } from "../gpu_adamw.ts";
+import type { WebGpuTrainBackend } from "../_webgpu_backend.ts";
 import { createProgress, formatDuration, type Progress } from "../../internal/progress.ts";
 import { type PendingStep, trainLoop } from "../train_loop.ts";
 import type { ParamTree } from "../types.ts";
@@ -285,12 +288,38 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
 
   async function run(): Promise<RunRlResult> {
     const params = backend.params;
+    if (rl.optimizer === "device" && backend.kind !== "webgpu") {
+      throw new RangeError(
+        `Cannot start the RL run: key "rl.optimizer" is "device", which needs the WebGPU ` +
+          `backend, but the model runs on the ${backend.kind}: set it to "auto" or "host"`,
+      );
+    }
 
     // Optimizer: one update per mini-batch.
     const optimizer = runAdamw(config, params.shapes, {
       updatesPerStep: rl.ppoEpochs * rl.miniBatches,
     });
     let optState = optimizer.init(params.tree);
+    // AdamW on the GPU (rl.optimizer): parameters, gradients and moments stay there; the host
+    // state and parameters are brought up to date only for checkpoints and the export.
+    const onDevice = rl.optimizer === "device" ||
+      (rl.optimizer === "auto" && backend.kind === "webgpu");
+    const gpuOpt = onDevice
+      ? new GpuAdamw(
+        (backend as WebGpuTrainBackend).model,
+        backend.mode,
+        runAdamwOptions(config, params.shapes, { updatesPerStep: rl.ppoEpochs * rl.miniBatches }),
+      )
+      : null;
+    const device = gpuOpt
+      ? { optimizer: gpuOpt, backend: backend as WebGpuTrainBackend }
+      : undefined;
+    /** Brings the host parameters and optimizer state up to date with the GPU's. */
+    const syncFromDevice = async () => {
+      if (!gpuOpt) return;
+      await (backend as WebGpuTrainBackend).syncParams();
+      optState = await gpuOpt.chainState(optState);
+    };
 
     // Resume.
     let startStep = 0;
@@ -301,6 +330,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         lora,
         optimizer,
       }));
+      gpuOpt?.loadChainState(optState);
     }
 
     const order = dataOrder({ size: trainPrompts.length, seed: config.run.seed });
@@ -415,6 +445,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
 
       const metrics: Record<string, number> = {};
       let pending: { loss: number; updates: ParamTree; state: typeof optState } | null = null;
+      let stepLoss = 0;
       let trainTokens = 0;
       if (rows.length > 0) {
         const recompute = rl.oldLogprobs === "recompute";
@@ -467,10 +498,12 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
           maxNewTokens: rl.maxNewTokens,
           centroids,
           dropoutSeed: (update, micro) => mix(config.run.seed, s, update, micro),
+          device,
         });
         Object.assign(metrics, r.metrics);
-        metrics["optim/update_norm"] = globalNorm(r.updates);
-        pending = { loss: r.loss, updates: r.updates, state: r.state };
+        if (!r.applied) metrics["optim/update_norm"] = globalNorm(r.updates);
+        pending = r.applied ? null : { loss: r.loss, updates: r.updates, state: r.state };
+        stepLoss = r.loss;
         trainTokens = r.tokens;
       }
       clock.train += performance.now() - trainStart;
@@ -530,7 +563,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       );
       const finalPosition = position;
       return {
-        loss: pending?.loss ?? 0,
+        loss: stepLoss,
         tokens: generatedTokens + trainTokens,
         metrics,
         commit: () => {
@@ -566,6 +599,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     };
 
     const save = async (s: number, metrics: Record<string, number>): Promise<string> => {
+      await syncFromDevice();
       const dir = await saveRun(runDir, s, {
         config,
         backend,
@@ -605,6 +639,8 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       haltAfterStep: options.haltAfterStep,
     });
 
+    if (!result.halted) await syncFromDevice();
+    gpuOpt?.dispose();
     const exported = result.halted ? [] : await exportRun(config, head, built, [
       join(runDir, "final"),
       ...(options.exportDir ? [options.exportDir] : []),
