@@ -12,8 +12,18 @@ import { readback, type ReadbackRange } from "../gpu/readback.ts";
 import { encodeMatmul } from "../kernels/matmul/matmul.ts";
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeMatvec } from "../kernels/matvec/matvec.ts";
+import { encodeHiloGateRows } from "../kernels/hilo_gate_rows/hilo_gate_rows.ts";
+import { encodeMoeRoute } from "../kernels/moe_route/moe_route.ts";
 // Types only: model/ does not import adapters/ (the folder above it).
-import { type Lora, type LoraConfig, type LoraModule, loraTensorName } from "./adapter_types.ts";
+import {
+  type HiloActivation,
+  type HiloSettings,
+  type Lora,
+  type LoraConfig,
+  type LoraModule,
+  loraTensorName,
+  routerTensorName,
+} from "./adapter_types.ts";
 import type { ProjectionName } from "./tensor_table.ts";
 
 /**
@@ -41,6 +51,18 @@ export interface GpuLoraExpert {
   gradB: GPUBuffer | null;
 }
 
+/** The router of a {@linkcode GpuLoraModule} (HILO). */
+export interface GpuLoraRouter {
+  /** `W_r` `[E, in]`. */
+  readonly weight: GPUBuffer;
+  /** `"top-k"` or `"top-p"`. */
+  readonly activation: HiloActivation;
+  /** k of top-k. */
+  readonly topK: number;
+  /** Threshold of top-p. */
+  readonly topP: number;
+}
+
 /** The adapter of one projection on the GPU. */
 export interface GpuLoraModule {
   /** HF/PEFT module name, e.g. `"model.layers.0.self_attn.q_proj"`. */
@@ -55,7 +77,12 @@ export interface GpuLoraModule {
   readonly outFeatures: number;
   /** The experts whose outputs are summed. */
   readonly experts: readonly GpuLoraExpert[];
+  /** The router that gates the experts per token (HILO), or null (every gate 1). */
+  readonly router: GpuLoraRouter | null;
 }
+
+/** Floats of the gap before a router's gates in the scratch: 256 bytes, WebGPU's largest offset alignment. */
+const GATE_ALIGN = 64;
 
 /** One trainable tensor with its gradient, as a GPU optimizer walks them. */
 export interface GpuLoraTensor {
@@ -92,8 +119,14 @@ export class GpuLora {
   readonly config: LoraConfig;
   /** The adapted projections, in the order of the uploaded {@linkcode Lora}. */
   readonly modules: readonly GpuLoraModule[];
-  /** Largest rank of any expert (the rows of the scratch the branch needs per token). */
+  /**
+   * Floats per token of the scratch the branch needs: the largest rank of any expert, plus, for a
+   * module with a router, its E gates and a 64-float alignment gap (the gates follow the rows
+   * `x·A_eᵀ` at a 256-byte-aligned offset).
+   */
   readonly maxRank: number;
+  /** The HILO settings carried into {@linkcode GpuLora.read}; absent for PEFT LoRA. */
+  readonly hilo?: HiloSettings;
   #byKey = new Map<string, GpuLoraModule>();
   #disposed = false;
 
@@ -107,6 +140,7 @@ export class GpuLora {
   constructor(ctx: GpuContext, lora: Lora) {
     this.ctx = ctx;
     this.config = lora.config;
+    if (lora.hilo) this.hilo = lora.hilo;
     this.modules = lora.modules.map((m) => {
       const experts = m.experts.map((e, i): GpuLoraExpert => ({
         a: ctx.upload(e.a, tensorName(m, "A", i)),
@@ -123,11 +157,25 @@ export class GpuLora {
         inFeatures: m.inFeatures,
         outFeatures: m.outFeatures,
         experts,
+        router: m.router
+          ? {
+            weight: ctx.upload(m.router.weight, routerTensorName(m)),
+            activation: m.router.activation,
+            topK: m.router.topK,
+            topP: m.router.topP,
+          }
+          : null,
       };
       this.#byKey.set(`${m.layer}/${m.target}`, g);
       return g;
     });
-    this.maxRank = Math.max(1, ...this.modules.flatMap((m) => m.experts.map((e) => e.r)));
+    this.maxRank = Math.max(
+      1,
+      ...this.modules.map((m) =>
+        Math.max(...m.experts.map((e) => e.r)) +
+        (m.router ? m.experts.length + GATE_ALIGN : 0)
+      ),
+    );
   }
 
   /**
@@ -164,6 +212,7 @@ export class GpuLora {
    */
   ensureGrads(): void {
     this.#checkAlive("allocate gradients");
+    refuseRouters(this.modules);
     for (const m of this.modules) {
       m.experts.forEach((e, i) => {
         e.gradA ??= this.ctx.createBuffer(
@@ -240,23 +289,33 @@ export class GpuLora {
         ranges.push({ buffer: e.a, offset: 0, size: e.a.size });
         ranges.push({ buffer: e.b, offset: 0, size: e.b.size });
       }
+      if (m.router) ranges.push({ buffer: m.router.weight, offset: 0, size: m.router.weight.size });
     }
     const bytes = await readback(this.ctx, ranges);
     let i = 0;
-    const modules: LoraModule[] = this.modules.map((m) => ({
-      name: m.name,
-      layer: m.layer,
-      target: m.target,
-      inFeatures: m.inFeatures,
-      outFeatures: m.outFeatures,
-      experts: m.experts.map((e) => ({
-        a: new Float32Array(bytes[i++]),
-        b: new Float32Array(bytes[i++]),
-        r: e.r,
-        scale: e.scale,
-      })),
-    }));
-    return { config: this.config, modules };
+    const modules: LoraModule[] = this.modules.map((m) => {
+      const out: LoraModule = {
+        name: m.name,
+        layer: m.layer,
+        target: m.target,
+        inFeatures: m.inFeatures,
+        outFeatures: m.outFeatures,
+        experts: m.experts.map((e) => ({
+          a: new Float32Array(bytes[i++]),
+          b: new Float32Array(bytes[i++]),
+          r: e.r,
+          scale: e.scale,
+        })),
+      };
+      if (m.router) {
+        const { activation, topK, topP } = m.router;
+        out.router = { weight: new Float32Array(bytes[i++]), activation, topK, topP };
+      }
+      return out;
+    });
+    const lora: Lora = { config: this.config, modules };
+    if (this.hilo) lora.hilo = this.hilo;
+    return lora;
   }
 
   /**
@@ -326,6 +385,25 @@ export class GpuLora {
         this.ctx.device.queue.writeBuffer(ge.a, 0, e.a as Float32Array<ArrayBuffer>);
         this.ctx.device.queue.writeBuffer(ge.b, 0, e.b as Float32Array<ArrayBuffer>);
       });
+      if ((m.router === undefined) !== (g.router === null)) {
+        throw new RangeError(
+          `Cannot write LoRA adapters: module "${m.name}" must ${g.router ? "have" : "have no"} ` +
+            `router`,
+        );
+      }
+      if (m.router && g.router) {
+        if (m.router.weight.byteLength !== g.router.weight.size) {
+          throw new RangeError(
+            `Cannot write LoRA adapters: module "${m.name}" router must have ` +
+              `${g.router.weight.size / 4} values: current length is ${m.router.weight.length}`,
+          );
+        }
+        this.ctx.device.queue.writeBuffer(
+          g.router.weight,
+          0,
+          m.router.weight as Float32Array<ArrayBuffer>,
+        );
+      }
     });
   }
 
@@ -339,6 +417,7 @@ export class GpuLora {
         e.gradA = null;
         e.gradB = null;
       }
+      if (m.router) this.ctx.release(m.router.weight);
     }
     this.ctx.clearBindGroups();
   }
@@ -377,7 +456,10 @@ export interface LoraForwardArgs {
 
 /**
  * Records `y += Σ_e scale_e·(x·A_eᵀ)·B_eᵀ`: two matmuls per expert (the first a matvec with
- * `matvec`), the second accumulating with `alpha = scale_e`.
+ * `matvec`), the second accumulating with `alpha = scale_e`. With a HILO router, first the
+ * router logits `x·W_rᵀ` into the scratch's gate area and the in-place routing (`moe_route`:
+ * softmax, top-k / top-p, renormalised gates), then each expert's rows `x·A_eᵀ` are multiplied by
+ * its gate (`hilo_gate_rows`) before the up projection: a dense evaluation of every expert.
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -399,8 +481,45 @@ export function encodeLoraForward(
 ): void {
   const { module: mod, x, y, m, scratch } = args;
   const down = args.matvec ? encodeMatvec : encodeMatmul;
-  for (const e of mod.experts) {
+  const rt = mod.router;
+  const E = mod.experts.length;
+  let gateOffset = 0;
+  if (rt) {
+    // Gates after the rows x·A_eᵀ, at an offset the device can bind.
+    const align = ctx.device.limits.minStorageBufferOffsetAlignment / 4;
+    const rows = m * Math.max(...mod.experts.map((e) => e.r));
+    gateOffset = Math.ceil(rows / align) * align;
+    if (scratch.size < 4 * (gateOffset + m * E)) {
+      throw new RangeError(
+        `Cannot record the HILO branch of "${mod.name}": "scratch" must hold at least ` +
+          `${gateOffset + m * E} floats (rows, aligned gap, gates): current size is ` +
+          `${scratch.size / 4} floats`,
+      );
+    }
+    const gates = { buffer: scratch, offset: gateOffset * 4, size: m * E * 4 };
+    down(ctx, pass, { x, w: rt.weight, y: gates, m, n: E, k: mod.inFeatures });
+    encodeMoeRoute(ctx, pass, {
+      buffer: scratch,
+      offset: gateOffset,
+      m,
+      experts: E,
+      activation: rt.activation,
+      topK: rt.topK,
+      topP: rt.topP,
+    });
+  }
+  for (const [i, e] of mod.experts.entries()) {
     down(ctx, pass, { x, w: e.a, y: scratch, m, n: e.r, k: mod.inFeatures });
+    if (rt) {
+      encodeHiloGateRows(ctx, pass, {
+        buffer: scratch,
+        gateOffset,
+        m,
+        r: e.r,
+        experts: E,
+        expert: i,
+      });
+    }
     encodeMatmul(ctx, pass, {
       x: scratch,
       w: e.b,
@@ -458,6 +577,7 @@ export function encodeLoraBackward(
   args: LoraBackwardArgs,
 ): void {
   const { module: mod, x, dy, dx, m, u, du } = args;
+  refuseRouters([mod]);
   const [inF, outF] = [mod.inFeatures, mod.outFeatures];
   for (const e of mod.experts) {
     if (!e.gradA || !e.gradB) {
@@ -493,5 +613,16 @@ export function encodeLoraBackward(
       dw: e.gradA,
       accumulateDw: true,
     });
+  }
+}
+
+/** HILO routers have no GPU backward yet: training them runs on the CPU backend. */
+function refuseRouters(modules: readonly GpuLoraModule[]): void {
+  const routed = modules.find((m) => m.router !== null);
+  if (routed) {
+    throw new TypeError(
+      `Cannot train HILO adapters on the GPU: module "${routed.name}" has a router, and the ` +
+        `WebGPU backward does not differentiate routers yet; train on the CPU backend`,
+    );
   }
 }
