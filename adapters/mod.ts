@@ -9,6 +9,7 @@ export * from "./lora_config.ts";
 export * from "./lora.ts";
 export * from "./peft_io.ts";
 export * from "./hilo.ts";
+export * from "./hilo_alpha_allocation.ts";
 export * from "./hilo_io.ts";
 export * from "./hilo_projection_ref.ts";
 export * from "./hilo_schedule.ts";
