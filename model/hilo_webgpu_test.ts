@@ -1,7 +1,8 @@
 // HILO adapters on WebGPU: the routed LoRA branch (router logits, moe_route gates, gated expert
 // sum) against the float64 one-projection reference on odd shapes; the fixture model with random
 // HILO adapters, WebGPU forward = CPU forward; generate() with them = the CPU backend's
-// step-by-step recomputation; the GPU training path refuses routers with a clear error.
+// step-by-step recomputation; the GPU backward (router through the gates) against the float64
+// reference and the CPU backward; the GPU path refuses the balance loss with a clear error.
 import { deepStrictEqual, notDeepStrictEqual, ok, rejects, throws } from "node:assert/strict";
 import {
   assertClose,
@@ -12,14 +13,15 @@ import {
   testContext,
 } from "../gpu/test_utils.ts";
 import { createHilo, hiloConfig, type HiloConfigOptions } from "../adapters/hilo.ts";
-import { hiloProjectionRef } from "../adapters/hilo_projection_ref.ts";
+import { hiloProjectionBackwardRef, hiloProjectionRef } from "../adapters/hilo_projection_ref.ts";
 import { fixtureDir } from "../internal/test_utils.ts";
-import type { Lora, LoraModule } from "./adapter_types.ts";
+import { type Lora, type LoraModule, loraTensorName, routerTensorName } from "./adapter_types.ts";
 import { generate, type GenerateResult, resolveGenerateOptions } from "./generate.ts";
 import { generateCpu } from "./generate_cpu.ts";
 import { releaseGenerateWorkspace } from "./generate_webgpu.ts";
 import { loadModel } from "./load_model.ts";
-import { encodeLoraForward, GpuLora } from "./lora_webgpu.ts";
+import { encodeLoraBackward, encodeLoraForward, GpuLora } from "./lora_webgpu.ts";
+import { cpuBackward } from "./qwen3_cpu_backward.ts";
 import type { CpuQwen3 } from "./qwen3_cpu.ts";
 import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
 import { WebGpuQwen3Backward } from "./qwen3_webgpu_backward.ts";
@@ -192,27 +194,148 @@ Deno.test({
 });
 
 Deno.test({
-  name: "The WebGPU training path refuses HILO routers with a clear error; read() returns them",
+  name:
+    "encodeLoraBackward() with a router equals the float64 HILO backward reference (odd shapes)",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const [inF, outF] = [19, 23];
+    let seed = 100;
+    const cases = [
+      { m: 1, ranks: [3, 3, 3], activation: "top-k", topK: 2 },
+      { m: 6, ranks: [2, 5, 1, 4, 3], activation: "top-k", topK: 3 },
+      { m: 67, ranks: [4, 4, 4, 4], activation: "top-p", topK: 2 },
+    ] as const;
+    for (const c of cases) {
+      const E = c.ranks.length;
+      const module: LoraModule = {
+        name: "model.layers.0.mlp.up_proj",
+        layer: 0,
+        target: "up_proj",
+        inFeatures: inF,
+        outFeatures: outF,
+        experts: c.ranks.map((r) => ({
+          a: randomArray(r * inF, seed++, -0.5, 0.5),
+          b: randomArray(outF * r, seed++, -0.5, 0.5),
+          r,
+          scale: 2 / r,
+        })),
+        router: {
+          weight: randomArray(E * inF, seed++, -1, 1),
+          activation: c.activation,
+          topK: c.topK,
+          topP: 0.6,
+        },
+      };
+      const lora: Lora = { config: {} as Lora["config"], modules: [module] };
+      const gpu = new GpuLora(ctx, lora);
+      gpu.ensureGrads();
+      const x = randomArray(c.m * inF, seed++, -1, 1);
+      const dy = randomArray(c.m * outF, seed++, -1, 1);
+      const xb = ctx.upload(x, "x");
+      const dyb = ctx.upload(dy, "dy");
+      const dxb = ctx.upload(new Float32Array(c.m * inF), "dx");
+      const u = ctx.createBuffer(4 * c.m * gpu.maxRank, "u");
+      const du = ctx.createBuffer(4 * c.m * gpu.maxRank, "du");
+      const enc = recordPass(ctx, (pass) =>
+        encodeLoraBackward(ctx, pass, {
+          module: gpu.modules[0],
+          x: xb,
+          dy: dyb,
+          dx: dxb,
+          m: c.m,
+          u,
+          du,
+        }));
+      const dx = await readFloats(ctx, dxb, c.m * inF, enc);
+      const grads = await gpu.readGrads();
+      const ref = hiloProjectionBackwardRef(dy, x, { ...module, w0: new Float32Array(outF * inF) });
+      const what = `m=${c.m} E=${E} ${c.activation}`;
+      const errs = [assertClose(dx, ref.dx, BRANCH_TOL, `${what} dx`)];
+      module.experts.forEach((_, i) => {
+        const name = (mat: "A" | "B") => loraTensorName(module, { matrix: mat, expert: i });
+        errs.push(assertClose(grads.get(name("A"))!, ref.dA[i], BRANCH_TOL, `${what} dA${i}`));
+        errs.push(assertClose(grads.get(name("B"))!, ref.dB[i], BRANCH_TOL, `${what} dB${i}`));
+      });
+      errs.push(
+        assertClose(grads.get(routerTensorName(module))!, ref.dRouter, BRANCH_TOL, `${what} dW_r`),
+      );
+      console.log(
+        `HILO branch backward ${what}: worst rel err ${Math.max(...errs).toExponential(2)}`,
+      );
+      for (const b of [xb, dyb, dxb, u, du]) ctx.release(b);
+      gpu.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "WebGpuQwen3Backward with HILO adapters gives the CPU backward's expert and router gradients",
+  ignore: noGpu,
+  async fn() {
+    const { gpu, cpu } = await models();
+    const train = new WebGpuQwen3Backward(gpu);
+    try {
+      const input = {
+        inputIds: [[5, 17, 300, 42, 9, 77], [250, 3, 3, 128, 1, 0]],
+        attentionMask: [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]],
+      };
+      const dLogprobs = randomArray(10, 41);
+      for (
+        const options of [
+          { experts: "2-4", rank: "4-2", topK: [1, 2] },
+          { experts: "1-3", rank: "2-5", activation: "top-p", topP: 0.7 },
+        ] as HiloConfigOptions[]
+      ) {
+        const lora = randomHilo(gpu.config, options, 17);
+        gpu.setAdapters(lora);
+        cpu.setAdapters(lora);
+        const g = await train.backward(input, { mode: "adapters", dLogprobs });
+        const want = cpuBackward(cpu, input, { mode: "adapters", dLogprobs }).grads;
+        ok(want.size > 0 && [...want.keys()].some((k) => k.endsWith("router.weight")));
+        let worst = 0;
+        for (const [name, w] of want) {
+          const got = g.grads.get(name);
+          ok(got, `missing GPU gradient ${name}`);
+          worst = Math.max(
+            worst,
+            assertClose(got, w, STATE_TOL, `${name} ${JSON.stringify(options)}`),
+          );
+        }
+        console.log(
+          `${JSON.stringify(options)}: ${want.size} gradients, worst rel err ${
+            worst.toExponential(2)
+          }`,
+        );
+      }
+    } finally {
+      train.dispose();
+      gpu.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "The WebGPU training path refuses a HILO balance loss with a clear error; read() returns routers",
   ignore: noGpu,
   async fn() {
     const { gpu } = await models();
     try {
-      const lora = randomHilo(gpu.config, { experts: "1-2", rank: 2 }, 13);
+      const lora = randomHilo(gpu.config, { experts: "1-2", rank: 2, balanceCoef: 0.01 }, 13);
       gpu.setAdapters(lora);
       const back = await gpu.readAdapters();
       deepStrictEqual(back.hilo, lora.hilo);
       deepStrictEqual(back.modules[7].router, lora.modules[7].router);
       const ctx = (await testContext())!;
       const gl = new GpuLora(ctx, lora);
-      throws(
-        () => gl.ensureGrads(),
-        /Cannot train HILO adapters on the GPU: module "model.layers.1/,
-      );
+      throws(() => gl.ensureGrads(), /with a load-balancing loss.*current value is 0.01/);
       gl.dispose();
       const train = new WebGpuQwen3Backward(gpu);
       await rejects(
         () => train.backward({ inputIds: [[1, 2, 3]] }, { mode: "adapters", dLogprobs: [1, 1] }),
-        /Cannot train HILO adapters on the GPU: .*train on the CPU backend/,
+        /train on the CPU backend/,
       );
       train.dispose();
     } finally {

@@ -14,6 +14,8 @@ import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeMatvec } from "../kernels/matvec/matvec.ts";
 import { encodeHiloGateRows } from "../kernels/hilo_gate_rows/hilo_gate_rows.ts";
 import { encodeMoeRoute } from "../kernels/moe_route/moe_route.ts";
+import { encodeMoeRouteBackward } from "../kernels/moe_route/moe_route_backward.ts";
+import { encodeHiloGateBackward } from "../kernels/hilo_gate_backward/hilo_gate_backward.ts";
 // Types only: model/ does not import adapters/ (the folder above it).
 import {
   type HiloActivation,
@@ -61,6 +63,8 @@ export interface GpuLoraRouter {
   readonly topK: number;
   /** Threshold of top-p. */
   readonly topP: number;
+  /** Gradient of `W_r`, once {@linkcode GpuLora.ensureGrads} has run; else null. */
+  grad: GPUBuffer | null;
 }
 
 /** The adapter of one projection on the GPU. */
@@ -163,6 +167,7 @@ export class GpuLora {
             activation: m.router.activation,
             topK: m.router.topK,
             topP: m.router.topP,
+            grad: null,
           }
           : null,
       };
@@ -201,8 +206,9 @@ export class GpuLora {
   }
 
   /**
-   * Allocates zeroed gradient buffers for every matrix, once.
+   * Allocates zeroed gradient buffers for every matrix (and router), once.
    *
+   * @throws {TypeError} If the adapters' HILO load-balancing coefficient is not 0 (no GPU backward).
    * @example Make the gradient buffers before recording a backward
    * ```ts ignore
    * declare const gpu: import("./lora_webgpu.ts").GpuLora;
@@ -212,7 +218,7 @@ export class GpuLora {
    */
   ensureGrads(): void {
     this.#checkAlive("allocate gradients");
-    refuseRouters(this.modules);
+    refuseBalanceLoss(this.hilo);
     for (const m of this.modules) {
       m.experts.forEach((e, i) => {
         e.gradA ??= this.ctx.createBuffer(
@@ -224,6 +230,12 @@ export class GpuLora {
           `grad.${tensorName(m, "B", i)}`,
         );
       });
+      if (m.router) {
+        m.router.grad ??= this.ctx.createBuffer(
+          m.router.weight.size,
+          `grad.${routerTensorName(m)}`,
+        );
+      }
     }
   }
 
@@ -264,6 +276,10 @@ export class GpuLora {
         out.push({ name: name("A"), param: e.a, grad: e.gradA!, n: e.a.size / 4 });
         out.push({ name: name("B"), param: e.b, grad: e.gradB!, n: e.b.size / 4 });
       });
+      if (m.router) {
+        const { weight, grad } = m.router;
+        out.push({ name: routerTensorName(m), param: weight, grad: grad!, n: weight.size / 4 });
+      }
     }
     return out;
   }
@@ -417,14 +433,20 @@ export class GpuLora {
         e.gradA = null;
         e.gradB = null;
       }
-      if (m.router) this.ctx.release(m.router.weight);
+      if (m.router) {
+        this.ctx.release(m.router.weight);
+        if (m.router.grad) this.ctx.release(m.router.grad);
+        m.router.grad = null;
+      }
     }
     this.ctx.clearBindGroups();
   }
 
   #gradBuffers(): GPUBuffer[] {
     return this.modules.flatMap((m) =>
-      m.experts.flatMap((e) => [e.gradA, e.gradB].filter((b): b is GPUBuffer => b !== null))
+      [...m.experts.flatMap((e) => [e.gradA, e.gradB]), m.router?.grad ?? null].filter(
+        (b): b is GPUBuffer => b !== null,
+      )
     );
   }
 
@@ -485,10 +507,7 @@ export function encodeLoraForward(
   const E = mod.experts.length;
   let gateOffset = 0;
   if (rt) {
-    // Gates after the rows x·A_eᵀ, at an offset the device can bind.
-    const align = ctx.device.limits.minStorageBufferOffsetAlignment / 4;
-    const rows = m * Math.max(...mod.experts.map((e) => e.r));
-    gateOffset = Math.ceil(rows / align) * align;
+    gateOffset = gateOffsetOf(ctx, mod, m);
     if (scratch.size < 4 * (gateOffset + m * E)) {
       throw new RangeError(
         `Cannot record the HILO branch of "${mod.name}": "scratch" must hold at least ` +
@@ -545,16 +564,22 @@ export interface LoraBackwardArgs {
   dx?: GPUBuffer;
   /** Rows. */
   m: number;
-  /** Scratch of at least `m · maxRank` floats for `u = x·A_eᵀ` (recomputed here). */
+  /** Scratch of at least `m · maxRank` floats for `u = x·A_eᵀ` (recomputed here) and gates. */
   u: GPUBuffer;
-  /** Scratch of at least `m · maxRank` floats for `du`. */
+  /** Scratch of at least `m · maxRank` floats for `du` and the gates' gradient. */
   du: GPUBuffer;
 }
 
 /**
  * Records the backward of the LoRA branch, adding into the gradients: per expert, with
  * `u = x·A_eᵀ` recomputed, `dB += scale·dyᵀ·u`, `du = scale·dy·B`, `dA += duᵀ·x` and
- * `dx += du·A`.
+ * `dx += du·A`. With a HILO router the gates are recomputed into `u`'s gate area (router matmul
+ * and `moe_route`); per expert `du = scale·dy·B`, then `hilo_gate_backward` writes
+ * `dg_e = Σ du·u` into `du`'s gate area and multiplies `du` and `u` by the gate, so
+ * `dB += scale·dyᵀ·(g ⊙ u)` and the down projection's backward take the gated rows; finally
+ * `moe_route_backward` turns `dg` into the logits' gradient `dz = g ⊙ (dg − Σ g·dg)` and the
+ * router's matmul backward adds `dW_r += dzᵀ·x` and `dx += dz·W_r`. (The load-balancing loss has
+ * no GPU backward: {@linkcode GpuLora.ensureGrads} refuses a non-zero coefficient.)
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -577,9 +602,41 @@ export function encodeLoraBackward(
   args: LoraBackwardArgs,
 ): void {
   const { module: mod, x, dy, dx, m, u, du } = args;
-  refuseRouters([mod]);
   const [inF, outF] = [mod.inFeatures, mod.outFeatures];
-  for (const e of mod.experts) {
+  const rt = mod.router;
+  const E = mod.experts.length;
+  let gateOffset = 0;
+  if (rt) {
+    if (!rt.grad) {
+      throw new TypeError(
+        `Cannot record the LoRA backward of "${mod.name}": its router's gradient buffer does not ` +
+          `exist (call ensureGrads first)`,
+      );
+    }
+    gateOffset = gateOffsetOf(ctx, mod, m);
+    for (const [name, b] of [["u", u], ["du", du]] as const) {
+      if (b.size < 4 * (gateOffset + m * E)) {
+        throw new RangeError(
+          `Cannot record the HILO backward of "${mod.name}": "${name}" must hold at least ` +
+            `${gateOffset + m * E} floats (rows, aligned gap, gates): current size is ` +
+            `${b.size / 4} floats`,
+        );
+      }
+    }
+    // Recompute the gates into u's gate area.
+    const logits = { buffer: u, offset: gateOffset * 4, size: m * E * 4 };
+    encodeMatmul(ctx, pass, { x, w: rt.weight, y: logits, m, n: E, k: inF });
+    encodeMoeRoute(ctx, pass, {
+      buffer: u,
+      offset: gateOffset,
+      m,
+      experts: E,
+      activation: rt.activation,
+      topK: rt.topK,
+      topP: rt.topP,
+    });
+  }
+  for (const [i, e] of mod.experts.entries()) {
     if (!e.gradA || !e.gradB) {
       throw new TypeError(
         `Cannot record the LoRA backward of "${mod.name}": its gradient buffers do not exist ` +
@@ -587,19 +644,44 @@ export function encodeLoraBackward(
       );
     }
     encodeMatmul(ctx, pass, { x, w: e.a, y: u, m, n: e.r, k: inF });
-    // Up projection y += scale·u·Bᵀ: dB += scale·dyᵀ·u and du = scale·dy·B.
-    encodeMatmulBackward(ctx, pass, {
-      dy,
-      m,
-      n: outF,
-      k: e.r,
-      x: u,
-      w: e.b,
-      dx: du,
-      dw: e.gradB,
-      accumulateDw: true,
-      alpha: e.scale,
-    });
+    if (rt) {
+      // du = scale·dy·B; then dg_e = Σ du·u, du *= g_e, u *= g_e; then dB += scale·dyᵀ·(g ⊙ u).
+      encodeMatmulBackward(ctx, pass, { dy, m, n: outF, k: e.r, w: e.b, dx: du, alpha: e.scale });
+      encodeHiloGateBackward(ctx, pass, {
+        u,
+        du,
+        gateOffset,
+        dgOffset: gateOffset,
+        m,
+        r: e.r,
+        experts: E,
+        expert: i,
+      });
+      encodeMatmulBackward(ctx, pass, {
+        dy,
+        m,
+        n: outF,
+        k: e.r,
+        x: u,
+        dw: e.gradB,
+        accumulateDw: true,
+        alpha: e.scale,
+      });
+    } else {
+      // Up projection y += scale·u·Bᵀ: dB += scale·dyᵀ·u and du = scale·dy·B.
+      encodeMatmulBackward(ctx, pass, {
+        dy,
+        m,
+        n: outF,
+        k: e.r,
+        x: u,
+        w: e.b,
+        dx: du,
+        dw: e.gradB,
+        accumulateDw: true,
+        alpha: e.scale,
+      });
+    }
     // Down projection u = x·Aᵀ: dA += duᵀ·x and dx += du·A.
     encodeMatmulBackward(ctx, pass, {
       dy: du,
@@ -614,15 +696,45 @@ export function encodeLoraBackward(
       accumulateDw: true,
     });
   }
+  if (rt) {
+    // dz = g ⊙ (dg − Σ g·dg) over du's gate-gradient area; dW_r += dzᵀ·x, dx += dz·W_r.
+    encodeMoeRouteBackward(ctx, pass, {
+      gates: u,
+      gateOffset,
+      d: du,
+      offset: gateOffset,
+      m,
+      experts: E,
+    });
+    encodeMatmulBackward(ctx, pass, {
+      dy: { buffer: du, offset: gateOffset * 4, size: m * E * 4 },
+      m,
+      n: E,
+      k: inF,
+      x,
+      w: rt.weight,
+      dx,
+      accumulateDx: true,
+      dw: rt.grad!,
+      accumulateDw: true,
+    });
+  }
 }
 
-/** HILO routers have no GPU backward yet: training them runs on the CPU backend. */
-function refuseRouters(modules: readonly GpuLoraModule[]): void {
-  const routed = modules.find((m) => m.router !== null);
-  if (routed) {
+/** Where a module's gates follow the rows `x·A_eᵀ` in the scratch: an offset the device can bind. */
+function gateOffsetOf(ctx: GpuContext, mod: GpuLoraModule, m: number): number {
+  const align = ctx.device.limits.minStorageBufferOffsetAlignment / 4;
+  const rows = m * Math.max(...mod.experts.map((e) => e.r));
+  return Math.ceil(rows / align) * align;
+}
+
+/** The load-balancing loss has no GPU backward: training with it runs on the CPU backend. */
+function refuseBalanceLoss(hilo: HiloSettings | undefined): void {
+  if (hilo && hilo.balanceCoef !== 0) {
     throw new TypeError(
-      `Cannot train HILO adapters on the GPU: module "${routed.name}" has a router, and the ` +
-        `WebGPU backward does not differentiate routers yet; train on the CPU backend`,
+      `Cannot train HILO adapters on the GPU with a load-balancing loss: the WebGPU backward ` +
+        `has none (balance_coef must be 0: current value is ${hilo.balanceCoef}); train on ` +
+        `the CPU backend`,
     );
   }
 }
