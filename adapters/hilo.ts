@@ -336,3 +336,38 @@ export function hiloParameterCounts(lora: Lora): HiloParameterCounts {
   }
   return { trainable, activePerToken };
 }
+
+/**
+ * A start-up summary of HILO adapters: the per-layer allocation and the trainable and
+ * active-per-token parameter counts of {@linkcode hiloParameterCounts}.
+ *
+ * @param lora The adapters (with `hilo` set; plain LoRA gives the counts only).
+ * @returns Lines to print.
+ *
+ * @example Describe new adapters
+ * ```ts
+ * import { readQwen3Config } from "../model/config.ts";
+ * import { createHilo, describeHilo, hiloConfig } from "./hilo.ts";
+ * const model = await readQwen3Config("tests/fixtures/qwen3-tiny");
+ * const lora = createHilo(hiloConfig(model, { experts: "2-4", rank: "4-8" }), model, { seed: 0 });
+ * console.log(describeHilo(lora).join("\n"));
+ * ```
+ */
+export function describeHilo(lora: Lora): string[] {
+  const { trainable, activePerToken } = hiloParameterCounts(lora);
+  const lines: string[] = [];
+  if (lora.hilo) {
+    const h = lora.hilo;
+    lines.push(
+      `HILO: ${h.activation}${h.activation === "top-p" ? ` ${h.topP}` : ""}, balance ` +
+        `coefficient ${h.balanceCoef}, ${lora.modules.length} adapted projections`,
+    );
+    h.layers.forEach((l, i) => {
+      lines.push(
+        `  layer ${i}: ${l.experts} experts of rank ${l.rank}, alpha ${l.alpha}, top-${l.topK}`,
+      );
+    });
+  }
+  lines.push(`trainable parameters ${trainable}, active per token ${activePerToken}`);
+  return lines;
+}

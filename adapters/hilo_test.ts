@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readQwen3Config } from "../model/config.ts";
 import { checkLoraFits } from "../model/adapter_types.ts";
 import { TINY_FIXTURE } from "../internal/test_utils.ts";
-import { createHilo, hiloConfig, hiloParameterCounts } from "./hilo.ts";
+import { createHilo, describeHilo, hiloConfig, hiloParameterCounts } from "./hilo.ts";
 import { parseLayerSchedule } from "./hilo_schedule.ts";
 
 Deno.test("parseLayerSchedule() expands blocks, uniform, numbers and lists", () => {
@@ -117,4 +117,16 @@ Deno.test("createHilo() initialises A and the router Kaiming-uniform and B zero,
   assert.deepEqual(a.modules[13].router!.weight, b.modules[13].router!.weight);
   assert.equal(a.modules[0].router!.topK, 2);
   assert.deepEqual(a.hilo!.layers, cfg.layers);
+});
+
+Deno.test("describeHilo() lists each layer and the counts", async () => {
+  const model = await readQwen3Config(TINY_FIXTURE);
+  const lora = createHilo(hiloConfig(model, { experts: "2-4", rank: "4-8" }), model, { seed: 0 });
+  const lines = describeHilo(lora);
+  assert.equal(lines[1], "  layer 0: 2 experts of rank 4, alpha 16, top-2");
+  const { trainable, activePerToken } = hiloParameterCounts(lora);
+  assert.equal(
+    lines.at(-1),
+    `trainable parameters ${trainable}, active per token ${activePerToken}`,
+  );
 });
