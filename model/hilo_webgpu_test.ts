@@ -332,6 +332,16 @@ Deno.test({
       const gl = new GpuLora(ctx, lora);
       throws(() => gl.ensureGrads(), /with a load-balancing loss.*current value is 0.01/);
       gl.dispose();
+      // More routed experts than the router kernel's 64 are refused at upload.
+      const wide: Lora = {
+        config: lora.config,
+        modules: [{
+          ...lora.modules[7],
+          experts: Array.from({ length: 65 }, () => lora.modules[7].experts[0]),
+          router: { ...lora.modules[7].router!, weight: new Float32Array(65 * 64) },
+        }],
+      };
+      throws(() => new GpuLora(ctx, wide), /65 routed experts, more than the 64/);
       const train = new WebGpuQwen3Backward(gpu);
       await rejects(
         () => train.backward({ inputIds: [[1, 2, 3]] }, { mode: "adapters", dLogprobs: [1, 1] }),

@@ -13,7 +13,7 @@ import { encodeMatmul } from "../kernels/matmul/matmul.ts";
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeMatvec } from "../kernels/matvec/matvec.ts";
 import { encodeHiloGateRows } from "../kernels/hilo_gate_rows/hilo_gate_rows.ts";
-import { encodeMoeRoute } from "../kernels/moe_route/moe_route.ts";
+import { encodeMoeRoute, MOE_ROUTE_MAX_EXPERTS } from "../kernels/moe_route/moe_route.ts";
 import { encodeMoeRouteBackward } from "../kernels/moe_route/moe_route_backward.ts";
 import { encodeHiloGateBackward } from "../kernels/hilo_gate_backward/hilo_gate_backward.ts";
 // Types only: model/ does not import adapters/ (the folder above it).
@@ -140,11 +140,20 @@ export class GpuLora {
    *
    * @param ctx The GPU context.
    * @param lora The adapters (copied; later changes to its arrays are not seen).
+   * @throws {RangeError} If a router has more than 64 experts.
    */
   constructor(ctx: GpuContext, lora: Lora) {
     this.ctx = ctx;
     this.config = lora.config;
     if (lora.hilo) this.hilo = lora.hilo;
+    for (const m of lora.modules) {
+      if (m.router && m.experts.length > MOE_ROUTE_MAX_EXPERTS) {
+        throw new RangeError(
+          `Cannot upload HILO adapters: module "${m.name}" has ${m.experts.length} routed ` +
+            `experts, more than the ${MOE_ROUTE_MAX_EXPERTS} the WebGPU router kernel handles`,
+        );
+      }
+    }
     this.modules = lora.modules.map((m) => {
       const experts = m.experts.map((e, i): GpuLoraExpert => ({
         a: ctx.upload(e.a, tensorName(m, "A", i)),

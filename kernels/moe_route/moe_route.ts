@@ -14,7 +14,15 @@ import code from "./moe_route.wgsl" with { type: "text" };
 
 const PARAMS = uniformLayout(code, "moe_route");
 
-/** Most experts the kernel routes among (its private arrays' size). */
+/**
+ * Most experts the kernel routes among (its private arrays' size).
+ *
+ * @example Check an expert count before uploading
+ * ```ts
+ * import { MOE_ROUTE_MAX_EXPERTS } from "./moe_route.ts";
+ * console.log(8 <= MOE_ROUTE_MAX_EXPERTS); // true
+ * ```
+ */
 export const MOE_ROUTE_MAX_EXPERTS = 64;
 
 /** Arguments of {@linkcode encodeMoeRoute}. */
