@@ -14,7 +14,8 @@ import {
 } from "../gpu/test_utils.ts";
 import { createHilo, hiloConfig, type HiloConfigOptions } from "../adapters/hilo.ts";
 import { hiloProjectionBackwardRef, hiloProjectionRef } from "../adapters/hilo_projection_ref.ts";
-import { fixtureDir } from "../internal/test_utils.ts";
+import { assertArrayEqual, fixtureDir, withTempDir } from "../internal/test_utils.ts";
+import { saveHiloAdapter } from "../adapters/hilo_io.ts";
 import { type Lora, type LoraModule, loraTensorName, routerTensorName } from "./adapter_types.ts";
 import { generate, type GenerateResult, resolveGenerateOptions } from "./generate.ts";
 import { generateCpu } from "./generate_cpu.ts";
@@ -351,5 +352,34 @@ Deno.test({
     } finally {
       gpu.dispose();
     }
+  },
+});
+
+Deno.test({
+  name:
+    'loadModel(dir, { backend: "webgpu", adapter }) runs a saved HILO directory as setAdapters does',
+  ignore: noGpu,
+  async fn() {
+    await withTempDir(async (tmp) => {
+      const { gpu } = await models();
+      const lora = randomHilo(gpu.config, { experts: "3-2", rank: "2-3" }, 19);
+      await saveHiloAdapter(`${tmp}/hilo`, lora);
+      const loaded = await loadModel(dir, {
+        backend: "webgpu",
+        gpu: (await testContext())!,
+        warn: false,
+        adapter: `${tmp}/hilo`,
+      });
+      try {
+        gpu.setAdapters(lora);
+        const input = { inputIds: [[1, 2, 3, 4, 5, 6, 7]] };
+        const a = await loaded.forward(input);
+        const b = await gpu.forward(input);
+        assertArrayEqual(a.logits, b.logits, "logits");
+      } finally {
+        loaded.dispose();
+        gpu.dispose();
+      }
+    });
   },
 });
