@@ -15,6 +15,8 @@ import { encodeMatvec } from "../kernels/matvec/matvec.ts";
 import { encodeHiloGateRows } from "../kernels/hilo_gate_rows/hilo_gate_rows.ts";
 import { encodeMoeRoute, MOE_ROUTE_MAX_EXPERTS } from "../kernels/moe_route/moe_route.ts";
 import { encodeMoeRouteBackward } from "../kernels/moe_route/moe_route_backward.ts";
+import { encodeMoeBalanceBackward } from "../kernels/moe_route/moe_balance.ts";
+import { encodeAdd } from "../kernels/add/add.ts";
 import { encodeHiloGateBackward } from "../kernels/hilo_gate_backward/hilo_gate_backward.ts";
 // Types only: model/ does not import adapters/ (the folder above it).
 import {
@@ -125,14 +127,15 @@ export class GpuLora {
   readonly modules: readonly GpuLoraModule[];
   /**
    * Floats per token of the scratch the branch needs: the largest rank of any expert, plus, for a
-   * module with a router, its E gates and a 64-float alignment gap (the gates follow the rows
-   * `x·A_eᵀ` at a 256-byte-aligned offset).
+   * module with a router, two areas of E values each after a 64-float alignment gap (the gates,
+   * then the balance loss's logit gradient, at 256-byte-aligned offsets after the rows `x·A_eᵀ`).
    */
   readonly maxRank: number;
   /** The HILO settings carried into {@linkcode GpuLora.read}; absent for PEFT LoRA. */
   readonly hilo?: HiloSettings;
   #byKey = new Map<string, GpuLoraModule>();
   #disposed = false;
+  #balanceStats = new Map<number, GPUBuffer>();
 
   /**
    * Uploads every `A` and `B` matrix (the caller checks the adapters fit the model with
@@ -187,7 +190,7 @@ export class GpuLora {
       1,
       ...this.modules.map((m) =>
         Math.max(...m.experts.map((e) => e.r)) +
-        (m.router ? m.experts.length + GATE_ALIGN : 0)
+        (m.router ? 2 * (m.experts.length + GATE_ALIGN) : 0)
       ),
     );
   }
@@ -209,6 +212,44 @@ export class GpuLora {
     return this.#byKey.get(`${layer}/${target}`);
   }
 
+  /** Coefficient of HILO's load-balancing loss (0 without HILO settings). */
+  get balanceCoef(): number {
+    return this.hilo?.balanceCoef ?? 0;
+  }
+
+  /**
+   * The statistics buffer `[2E + 1]` of a layer's load-balancing loss (counts, probability sums,
+   * real tokens; see `kernels/moe_route/moe_balance.ts`), made on first use.
+   *
+   * @param layer Decoder layer index.
+   * @returns The buffer, or null when the layer has no routed projection.
+   * @throws {RangeError} If the layer's routed projections have different expert counts.
+   *
+   * @example The statistics of layer 1
+   * ```ts ignore
+   * declare const gpu: import("./lora_webgpu.ts").GpuLora;
+   * console.log(gpu.balanceStats(1)?.size);
+   * ```
+   */
+  balanceStats(layer: number): GPUBuffer | null {
+    const routed = this.modules.filter((m) => m.layer === layer && m.router !== null);
+    if (routed.length === 0) return null;
+    const E = routed[0].experts.length;
+    const odd = routed.find((m) => m.experts.length !== E);
+    if (odd) {
+      throw new RangeError(
+        `Cannot compute the balance loss of layer ${layer}: every routed projection must have ` +
+          `${E} experts: "${odd.name}" has ${odd.experts.length}`,
+      );
+    }
+    let b = this.#balanceStats.get(layer);
+    if (!b) {
+      b = this.ctx.createBuffer(4 * (2 * E + 1), `balance.layer${layer}`);
+      this.#balanceStats.set(layer, b);
+    }
+    return b;
+  }
+
   /** Whether gradient buffers exist (see {@linkcode GpuLora.ensureGrads}). */
   get hasGrads(): boolean {
     return this.modules.length > 0 && this.modules[0].experts[0].gradA !== null;
@@ -217,7 +258,6 @@ export class GpuLora {
   /**
    * Allocates zeroed gradient buffers for every matrix (and router), once.
    *
-   * @throws {TypeError} If the adapters' HILO load-balancing coefficient is not 0 (no GPU backward).
    * @example Make the gradient buffers before recording a backward
    * ```ts ignore
    * declare const gpu: import("./lora_webgpu.ts").GpuLora;
@@ -227,7 +267,6 @@ export class GpuLora {
    */
   ensureGrads(): void {
     this.#checkAlive("allocate gradients");
-    refuseBalanceLoss(this.hilo);
     for (const m of this.modules) {
       m.experts.forEach((e, i) => {
         e.gradA ??= this.ctx.createBuffer(
@@ -448,6 +487,7 @@ export class GpuLora {
         m.router.grad = null;
       }
     }
+    this.#releaseStats();
     this.ctx.clearBindGroups();
   }
 
@@ -457,6 +497,11 @@ export class GpuLora {
         (b): b is GPUBuffer => b !== null,
       )
     );
+  }
+
+  #releaseStats(): void {
+    for (const b of this.#balanceStats.values()) this.ctx.release(b);
+    this.#balanceStats.clear();
   }
 
   #checkAlive(what: string): void {
@@ -577,6 +622,12 @@ export interface LoraBackwardArgs {
   u: GPUBuffer;
   /** Scratch of at least `m · maxRank` floats for `du` and the gates' gradient. */
   du: GPUBuffer;
+  /**
+   * HILO's load-balancing loss: its coefficient, the layer's statistics (accumulated over the
+   * layer's routed projections by `encodeMoeBalanceStats` before any of their backwards) and the
+   * token mask `[m]` (u32); omit for none.
+   */
+  balance?: { coef: number; stats: GPUBuffer; mask: GPUBuffer };
 }
 
 /**
@@ -587,8 +638,9 @@ export interface LoraBackwardArgs {
  * `dg_e = Σ du·u` into `du`'s gate area and multiplies `du` and `u` by the gate, so
  * `dB += scale·dyᵀ·(g ⊙ u)` and the down projection's backward take the gated rows; finally
  * `moe_route_backward` turns `dg` into the logits' gradient `dz = g ⊙ (dg − Σ g·dg)` and the
- * router's matmul backward adds `dW_r += dzᵀ·x` and `dx += dz·W_r`. (The load-balancing loss has
- * no GPU backward: {@linkcode GpuLora.ensureGrads} refuses a non-zero coefficient.)
+ * router's matmul backward adds `dW_r += dzᵀ·x` and `dx += dz·W_r`. With `balance`, the balance
+ * loss's logit gradient (`moe_balance_backward`, from logits recomputed into `u`'s second area)
+ * is added to `dz` first.
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -613,6 +665,8 @@ export function encodeLoraBackward(
   const { module: mod, x, dy, dx, m, u, du } = args;
   const [inF, outF] = [mod.inFeatures, mod.outFeatures];
   const rt = mod.router;
+  const balance = rt && args.balance && args.balance.coef !== 0 ? args.balance : null;
+  let balanceOffset = 0;
   const E = mod.experts.length;
   let gateOffset = 0;
   if (rt) {
@@ -623,12 +677,14 @@ export function encodeLoraBackward(
       );
     }
     gateOffset = gateOffsetOf(ctx, mod, m);
+    balanceOffset = alignUp(ctx, gateOffset + m * E);
+    const need = balance ? balanceOffset + m * E : gateOffset + m * E;
     for (const [name, b] of [["u", u], ["du", du]] as const) {
-      if (b.size < 4 * (gateOffset + m * E)) {
+      if (b.size < 4 * need) {
         throw new RangeError(
           `Cannot record the HILO backward of "${mod.name}": "${name}" must hold at least ` +
-            `${gateOffset + m * E} floats (rows, aligned gap, gates): current size is ` +
-            `${b.size / 4} floats`,
+            `${need} floats (rows, aligned gap, gates${balance ? ", balance area" : ""}): ` +
+            `current size is ${b.size / 4} floats`,
         );
       }
     }
@@ -644,6 +700,20 @@ export function encodeLoraBackward(
       topK: rt.topK,
       topP: rt.topP,
     });
+    if (balance) {
+      // The balance loss's logit gradient, from the logits recomputed into u's second area.
+      const area = { buffer: u, offset: balanceOffset * 4, size: m * E * 4 };
+      encodeMatmul(ctx, pass, { x, w: rt.weight, y: area, m, n: E, k: inF });
+      encodeMoeBalanceBackward(ctx, pass, {
+        buffer: u,
+        offset: balanceOffset,
+        mask: balance.mask,
+        stats: balance.stats,
+        m,
+        experts: E,
+        coef: balance.coef,
+      });
+    }
   }
   for (const [i, e] of mod.experts.entries()) {
     if (!e.gradA || !e.gradB) {
@@ -715,6 +785,14 @@ export function encodeLoraBackward(
       m,
       experts: E,
     });
+    if (balance) {
+      encodeAdd(ctx, pass, {
+        x: { buffer: u, offset: balanceOffset * 4, size: m * E * 4 },
+        y: { buffer: du, offset: gateOffset * 4, size: m * E * 4 },
+        n: m * E,
+        accumulate: true,
+      });
+    }
     encodeMatmulBackward(ctx, pass, {
       dy: { buffer: du, offset: gateOffset * 4, size: m * E * 4 },
       m,
@@ -732,18 +810,11 @@ export function encodeLoraBackward(
 
 /** Where a module's gates follow the rows `x·A_eᵀ` in the scratch: an offset the device can bind. */
 function gateOffsetOf(ctx: GpuContext, mod: GpuLoraModule, m: number): number {
-  const align = ctx.device.limits.minStorageBufferOffsetAlignment / 4;
-  const rows = m * Math.max(...mod.experts.map((e) => e.r));
-  return Math.ceil(rows / align) * align;
+  return alignUp(ctx, m * Math.max(...mod.experts.map((e) => e.r)));
 }
 
-/** The load-balancing loss has no GPU backward: training with it runs on the CPU backend. */
-function refuseBalanceLoss(hilo: HiloSettings | undefined): void {
-  if (hilo && hilo.balanceCoef !== 0) {
-    throw new TypeError(
-      `Cannot train HILO adapters on the GPU with a load-balancing loss: the WebGPU backward ` +
-        `has none (balance_coef must be 0: current value is ${hilo.balanceCoef}); train on ` +
-        `the CPU backend`,
-    );
-  }
+/** The next element offset at or after `n` that the device can bind. */
+function alignUp(ctx: GpuContext, n: number): number {
+  const align = ctx.device.limits.minStorageBufferOffsetAlignment / 4;
+  return Math.ceil(n / align) * align;
 }
