@@ -710,7 +710,13 @@ function balanceStatistics(
         `at once, but "x2" shares "x1"'s buffer`,
     );
   }
-  const scratch = a.loraScratch!;
+  const scratch = a.loraScratch;
+  if (!scratch) {
+    throw new TypeError(
+      `Cannot record the balance loss of layer ${layer}: the activations' "loraScratch" is ` +
+        `required: current value is undefined`,
+    );
+  }
   const inputs: Record<ProjectionName, GPUBuffer> = {
     q_proj: a.x1,
     k_proj: a.x1,
