@@ -14,6 +14,7 @@ import {
   hiloParameterCounts,
 } from "../adapters/hilo.ts";
 import { createLora } from "../adapters/lora.ts";
+import { parseLayerSchedule } from "../adapters/hilo_schedule.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 import type { Lora } from "../model/adapter_types.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
@@ -42,7 +43,9 @@ const adapters: [string, Lora][] = [
   // 4 experts of rank 4 ≈ one rank-16 expert, plus the routers.
   ["MoLA uniform 4×r4 top-2", hilo({ experts: "uniform:4", rank: "uniform:4" })],
   [
-    `HILO experts 2-…-8, ranks 2-…-8 over ${last} layers`,
+    `HILO experts and ranks "2-4-6-8" (over ${last} layers: ${
+      parseLayerSchedule("2-4-6-8", last).join("-")
+    })`,
     hilo({ experts: "2-4-6-8", rank: "2-4-6-8" }),
   ],
   ["dense E=2 r=4 top-2", hilo({ experts: 2, rank: 4 })],
