@@ -296,7 +296,8 @@ function linear(
   const E = m.experts.length;
   if (m.router) {
     const logits = matmulRef(x, m.router.weight, [n, E, inn]);
-    route = { x, ...moeRouteRef(logits, { experts: E, ...m.router }) };
+    const { activation, topK, topP } = m.router;
+    route = { x, ...moeRouteRef(logits, { experts: E, activation, topK, topP }) };
   }
   m.experts.forEach((e, i) => {
     const u = matmulRef(xd, e.a, [n, e.r, inn]);
