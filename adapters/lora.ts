@@ -2,8 +2,8 @@
  * LoRA adapters as plain data, designed for mixtures of experts: every adapted projection holds a
  * list of experts, each a low-rank pair `(A [r, in], B [out, r])` with its own rank and scale, so
  * that HILO's per-layer expert counts and ranks need no other structure. The projection computes
- * `y = x·Wᵀ + Σ_e scale_e · (x·A_eᵀ)·B_eᵀ`; plain LoRA is one expert (gate weight 1). A router
- * (later, `lora_moe.ts`) will weight the experts per token.
+ * `y = x·Wᵀ + Σ_e scale_e · (x·A_eᵀ)·B_eᵀ`; plain LoRA is one expert (gate weight 1). HILO's
+ * router (`hilo.ts`) weights the experts per token.
  *
  * @module
  */

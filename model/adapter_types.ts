@@ -80,6 +80,49 @@ export interface LoraExpert {
   scale: number;
 }
 
+/** Activation rule of a HILO router: a fixed number of experts, or a probability mass. */
+export type HiloActivation = "top-k" | "top-p";
+
+/**
+ * The router of a projection whose experts form a mixture (HILO / MoLA): per token
+ * `p = softmax(W_r·x)` on the un-dropped input, the selected experts S (top-k or top-p), and the
+ * expert outputs weighted by `g_e = p_e / Σ_{j∈S} p_j` (see `kernels/moe_route/moe_route_ref.ts`).
+ */
+export interface LoraRouter {
+  /** `W_r` `[E, in]` row-major, without bias (E = the module's expert count). */
+  weight: Float32Array;
+  /** `"top-k"` or `"top-p"`. */
+  activation: HiloActivation;
+  /** k of top-k, in `[1, E]` (kept with top-p too, for the saved config). */
+  topK: number;
+  /** Threshold of top-p, in `(0, 1]`. */
+  topP: number;
+}
+
+/** One decoder layer's HILO allocation (an entry of `adapter_config.json`'s `"layers"`). */
+export interface HiloLayerSpec {
+  /** Expert count E_l (1 = plain LoRA, no router). */
+  experts: number;
+  /** Rank r_l of every expert of the layer. */
+  rank: number;
+  /** α_l: each expert's output is scaled by `α_l / r_l`. */
+  alpha: number;
+  /** k_l of top-k routing. */
+  topK: number;
+}
+
+/** The HILO hyperparameters of a set of adapters (absent for PEFT LoRA). */
+export interface HiloSettings {
+  /** `"top-k"` or `"top-p"` routing. */
+  activation: HiloActivation;
+  /** Threshold of top-p routing. */
+  topP: number;
+  /** Coefficient of the load-balancing loss `E_l · Σ_e f_e·P_e` summed over layers (default 0). */
+  balanceCoef: number;
+  /** One entry per decoder layer. */
+  layers: HiloLayerSpec[];
+}
+
 /** The adapter of one projection. */
 export interface LoraModule {
   /** HF/PEFT module name, e.g. `"model.layers.0.self_attn.q_proj"`. */
@@ -94,6 +137,11 @@ export interface LoraModule {
   outFeatures: number;
   /** The experts whose outputs are summed (one for plain LoRA). */
   experts: LoraExpert[];
+  /**
+   * The router that gates the experts per token (HILO); absent: every expert's output is added
+   * with weight 1 (plain LoRA, or a fixed sum of experts).
+   */
+  router?: LoraRouter;
 }
 
 /** A set of adapters over one model: the trainable parameters. */
@@ -102,6 +150,8 @@ export interface Lora {
   config: LoraConfig;
   /** The adapted projections in forward order. */
   modules: LoraModule[];
+  /** HILO's routing and allocation; absent for PEFT LoRA. */
+  hilo?: HiloSettings;
 }
 
 /** Options of {@linkcode checkLoraFits}. */
@@ -145,6 +195,24 @@ export function loraTensorName(
 }
 
 /**
+ * The name of a module's router weight, without PEFT's `base_model.model.` prefix:
+ * `<module>.router.weight` (the gradient's name in `cpuBackward`, the tensor's in a HILO file).
+ *
+ * @param module The module.
+ * @returns The tensor name.
+ *
+ * @example The router of layer 1's up projection
+ * ```ts
+ * import { routerTensorName } from "./adapter_types.ts";
+ * console.log(routerTensorName({ name: "model.layers.1.mlp.up_proj" }));
+ * // "model.layers.1.mlp.up_proj.router.weight"
+ * ```
+ */
+export function routerTensorName(module: { name: string }): string {
+  return `${module.name}.router.weight`;
+}
+
+/**
  * The weight shape `[out, in]` of a projection, from the tensor table.
  *
  * @param config The model's config.
@@ -177,7 +245,8 @@ export function projectionShape(
 /**
  * Checks that adapters fit a model: every module names a projection of an existing layer, its
  * widths are the projection's, each expert's rank is a positive integer, `A` holds `r·in` and `B`
- * `out·r` values, scales are finite, and no projection appears twice.
+ * `out·r` values, scales are finite, no projection appears twice, and a router (if any) is
+ * `[E, in]` with `1 ≤ topK ≤ E` and `0 < topP ≤ 1`.
  *
  * @param lora The adapters.
  * @param modelConfig The model.
@@ -255,5 +324,30 @@ export function checkLoraFits(
         throw new RangeError(`${what}: scale must be finite: current value is ${e.scale}`);
       }
     });
+    const rt = m.router;
+    if (rt !== undefined) {
+      const E = m.experts.length;
+      const what = `${where}: module "${m.name}" router`;
+      if (!(rt.weight instanceof Float32Array) || rt.weight.length !== E * inF) {
+        throw new RangeError(
+          `${what}: weight must be a Float32Array of shape [${E}, ${inF}] (${E * inF} values): ` +
+            `current length is ${rt.weight?.length}`,
+        );
+      }
+      if (rt.activation !== "top-k" && rt.activation !== "top-p") {
+        throw new RangeError(
+          `${what}: activation must be "top-k" or "top-p": current value is ` +
+            `${JSON.stringify(rt.activation)}`,
+        );
+      }
+      if (!Number.isSafeInteger(rt.topK) || rt.topK < 1 || rt.topK > E) {
+        throw new RangeError(
+          `${what}: topK must be an integer in [1, ${E}]: current value is ${rt.topK}`,
+        );
+      }
+      if (!(rt.topP > 0 && rt.topP <= 1)) {
+        throw new RangeError(`${what}: topP must be in (0, 1]: current value is ${rt.topP}`);
+      }
+    }
   }
 }

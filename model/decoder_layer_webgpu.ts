@@ -20,6 +20,7 @@ import { encodeAdd } from "../kernels/add/add.ts";
 import { encodeAttention } from "../kernels/attention/attention.ts";
 import { encodeAttentionBackward } from "../kernels/attention/attention_backward.ts";
 import { encodeKvWrite } from "../kernels/kv_write/kv_write.ts";
+import { encodeMoeBalanceStats } from "../kernels/moe_route/moe_balance.ts";
 import { encodeMatmul } from "../kernels/matmul/matmul.ts";
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeMatvec } from "../kernels/matvec/matvec.ts";
@@ -31,7 +32,7 @@ import { encodeSwiglu } from "../kernels/swiglu/swiglu.ts";
 import { encodeSwigluBackward } from "../kernels/swiglu/swiglu_backward.ts";
 import type { Qwen3Config } from "./config.ts";
 import { encodeLoraBackward, encodeLoraForward, type GpuLora } from "./lora_webgpu.ts";
-import { PROJECTION_FIELD, type ProjectionName } from "./tensor_table.ts";
+import { PROJECTION_FIELD, type ProjectionName, PROJECTIONS } from "./tensor_table.ts";
 
 /** One decoder layer's weights on the GPU (the fields of `LAYER_TENSORS`). */
 export interface GpuLayerWeights {
@@ -603,13 +604,27 @@ export function encodeDecoderLayerBackward(
   }
   const hook = (point: GpuLayerHookPoint) =>
     args.hooks?.[point]?.(pass, { layer, point, state: g.dh, elements: n * H });
+  const balance = balanceStatistics(pass, model, { layer, a, m: n, mask });
   const lin = (
     target: ProjectionName,
     dy: GPUBuffer,
     x: GPUBuffer,
     dx: GPUBuffer | undefined,
     accumulateDx = false,
-  ) => linearBackward(pass, model, { layer, target, dy, x, dx, accumulateDx, m: n, gw, a, g });
+  ) =>
+    linearBackward(pass, model, {
+      layer,
+      target,
+      dy,
+      x,
+      dx,
+      accumulateDx,
+      m: n,
+      gw,
+      a,
+      g,
+      balance,
+    });
   const norm = (x: GPUBuffer, weight: keyof GpuLayerWeights, dy: GPUBuffer, dx: GPUBuffer, o: {
     rows: number;
     d: number;
@@ -673,6 +688,74 @@ export function encodeDecoderLayerBackward(
   if (inputGrad) norm(hIn, "inputLayernorm", g.dx, g.dh, { rows: n, d: H, accumulateDx: true });
 }
 
+/**
+ * HILO's load-balancing loss of a layer: when the adapters have a non-zero coefficient and the
+ * layer routed projections, accumulates the statistics of every routed projection (router logits
+ * of its recomputed input, into the LoRA scratch) into the layer's statistics buffer, before any
+ * projection's backward uses them. Returns what the projections' backwards need, or undefined.
+ */
+function balanceStatistics(
+  pass: GPUComputePassEncoder,
+  model: GpuModelWeights,
+  args: { layer: number; a: LayerActivationBuffers; m: number; mask: GPUBuffer },
+): { coef: number; stats: GPUBuffer; mask: GPUBuffer } | undefined {
+  const lora = model.adapters;
+  const { layer, a, m, mask } = args;
+  if (!lora || lora.balanceCoef === 0) return undefined;
+  const stats = lora.balanceStats(layer);
+  if (!stats) return undefined;
+  if (a.x1 === a.x2) {
+    throw new TypeError(
+      `Cannot record the balance loss of layer ${layer}: it needs the q/k/v and gate/up inputs ` +
+        `at once, but "x2" shares "x1"'s buffer`,
+    );
+  }
+  const scratch = a.loraScratch;
+  if (!scratch) {
+    throw new TypeError(
+      `Cannot record the balance loss of layer ${layer}: the activations' "loraScratch" is ` +
+        `required: current value is undefined`,
+    );
+  }
+  const inputs: Record<ProjectionName, GPUBuffer> = {
+    q_proj: a.x1,
+    k_proj: a.x1,
+    v_proj: a.x1,
+    o_proj: a.att,
+    gate_proj: a.x2,
+    up_proj: a.x2,
+    down_proj: a.act,
+  };
+  let first = true;
+  for (const target of PROJECTIONS) {
+    const mod = lora.module(layer, target);
+    if (!mod?.router) continue;
+    const E = mod.experts.length;
+    const logits = { buffer: scratch, offset: 0, size: 4 * m * E };
+    encodeMatmul(model.ctx, pass, {
+      x: inputs[target],
+      w: mod.router.weight,
+      y: logits,
+      m,
+      n: E,
+      k: mod.inFeatures,
+    });
+    encodeMoeBalanceStats(model.ctx, pass, {
+      logits: scratch,
+      mask,
+      stats,
+      reset: first,
+      m,
+      experts: E,
+      activation: mod.router.activation,
+      topK: mod.router.topK,
+      topP: mod.router.topP,
+    });
+    first = false;
+  }
+  return { coef: lora.balanceCoef, stats, mask };
+}
+
 /** RMSNorm backward adding into `dw` (when given) through the layer's scratch. */
 function normBackward(
   pass: GPUComputePassEncoder,
@@ -716,6 +799,7 @@ function linearBackward(
     gw?: GpuLayerWeights;
     a: LayerActivationBuffers;
     g: LayerGradBuffers;
+    balance?: { coef: number; stats: GPUBuffer; mask: GPUBuffer };
   },
 ): void {
   const { layer, target, dy, x, dx, m } = args;
@@ -756,5 +840,6 @@ function linearBackward(
     m,
     u: args.a.loraScratch,
     du: args.g.loraDu,
+    balance: args.balance,
   });
 }

@@ -28,6 +28,11 @@ export interface LoadModelOptions {
    * binding limit). Larger matrices are split; tests use a small value to exercise the split.
    */
   maxChunkBytes?: number;
+  /**
+   * An adapter directory to apply: PEFT LoRA (`"peft_type": "LORA"`) or HILO (`"HILO"`), read by
+   * `adapters/load_adapter.ts`; default none.
+   */
+  adapter?: string;
 }
 
 /**
@@ -35,10 +40,11 @@ export interface LoadModelOptions {
  * upcast to float32) from a HuggingFace checkpoint directory.
  *
  * @param dir The checkpoint directory.
- * @param options Backend choice and device.
+ * @param options Backend choice, device and an optional adapter directory.
  * @returns The model, ready for `forward` and `tokenLogprobs`.
  * @throws {Error} With the file and tensor or key named, for a bad config or checkpoint; when
- * `backend` is `"webgpu"` and no adapter exists, with what to install.
+ * `backend` is `"webgpu"` and no adapter exists, with what to install; for a bad adapter
+ * directory, naming the file and the key or tensor.
  *
  * @example Load the bundled tiny model on the CPU and score a sequence
  * ```ts
@@ -70,16 +76,25 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     }
   }
   const weights = await loadQwen3Weights(dir, config);
+  // The adapter readers live in adapters/, above model/; they are imported only when asked for
+  // (a dynamic import, so model/ keeps no static edge up to adapters/).
+  const lora = options.adapter === undefined
+    ? null
+    : await (await import("../adapters/load_adapter.ts")).loadAdapter(options.adapter, config);
+  let model: CpuQwen3 | WebGpuQwen3;
   if (!ctx) {
     if (warn && backend === "cpu") {
       console.warn("Running on the CPU backend (float64 reference ops): correct but slow");
     }
-    return new CpuQwen3(config, weights);
+    model = new CpuQwen3(config, weights);
+  } else {
+    if (warn && ctx.gpu.isFallbackAdapter) {
+      console.warn(
+        `WebGPU adapter "${ctx.gpu.description}" is a software rasteriser: expect 1-2 GFLOP/s`,
+      );
+    }
+    model = new WebGpuQwen3(ctx, config, weights, { maxChunkBytes: options.maxChunkBytes });
   }
-  if (warn && ctx.gpu.isFallbackAdapter) {
-    console.warn(
-      `WebGPU adapter "${ctx.gpu.description}" is a software rasteriser: expect 1-2 GFLOP/s`,
-    );
-  }
-  return new WebGpuQwen3(ctx, config, weights, { maxChunkBytes: options.maxChunkBytes });
+  if (lora !== null) model.setAdapters(lora);
+  return model;
 }

@@ -12,8 +12,22 @@ import { readback, type ReadbackRange } from "../gpu/readback.ts";
 import { encodeMatmul } from "../kernels/matmul/matmul.ts";
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeMatvec } from "../kernels/matvec/matvec.ts";
+import { encodeHiloGateRows } from "../kernels/hilo_gate_rows/hilo_gate_rows.ts";
+import { encodeMoeRoute, MOE_ROUTE_MAX_EXPERTS } from "../kernels/moe_route/moe_route.ts";
+import { encodeMoeRouteBackward } from "../kernels/moe_route/moe_route_backward.ts";
+import { encodeMoeBalanceBackward } from "../kernels/moe_route/moe_balance.ts";
+import { encodeAdd } from "../kernels/add/add.ts";
+import { encodeHiloGateBackward } from "../kernels/hilo_gate_backward/hilo_gate_backward.ts";
 // Types only: model/ does not import adapters/ (the folder above it).
-import { type Lora, type LoraConfig, type LoraModule, loraTensorName } from "./adapter_types.ts";
+import {
+  type HiloActivation,
+  type HiloSettings,
+  type Lora,
+  type LoraConfig,
+  type LoraModule,
+  loraTensorName,
+  routerTensorName,
+} from "./adapter_types.ts";
 import type { ProjectionName } from "./tensor_table.ts";
 
 /**
@@ -41,6 +55,20 @@ export interface GpuLoraExpert {
   gradB: GPUBuffer | null;
 }
 
+/** The router of a {@linkcode GpuLoraModule} (HILO). */
+export interface GpuLoraRouter {
+  /** `W_r` `[E, in]`. */
+  readonly weight: GPUBuffer;
+  /** `"top-k"` or `"top-p"`. */
+  readonly activation: HiloActivation;
+  /** k of top-k. */
+  readonly topK: number;
+  /** Threshold of top-p. */
+  readonly topP: number;
+  /** Gradient of `W_r`, once {@linkcode GpuLora.ensureGrads} has run; else null. */
+  grad: GPUBuffer | null;
+}
+
 /** The adapter of one projection on the GPU. */
 export interface GpuLoraModule {
   /** HF/PEFT module name, e.g. `"model.layers.0.self_attn.q_proj"`. */
@@ -55,7 +83,12 @@ export interface GpuLoraModule {
   readonly outFeatures: number;
   /** The experts whose outputs are summed. */
   readonly experts: readonly GpuLoraExpert[];
+  /** The router that gates the experts per token (HILO), or null (every gate 1). */
+  readonly router: GpuLoraRouter | null;
 }
+
+/** Floats of the gap before a router's gates in the scratch: 256 bytes, WebGPU's largest offset alignment. */
+const GATE_ALIGN = 64;
 
 /** One trainable tensor with its gradient, as a GPU optimizer walks them. */
 export interface GpuLoraTensor {
@@ -92,10 +125,17 @@ export class GpuLora {
   readonly config: LoraConfig;
   /** The adapted projections, in the order of the uploaded {@linkcode Lora}. */
   readonly modules: readonly GpuLoraModule[];
-  /** Largest rank of any expert (the rows of the scratch the branch needs per token). */
+  /**
+   * Floats per token of the scratch the branch needs: the largest rank of any expert, plus, for a
+   * module with a router, two areas of E values each after a 64-float alignment gap (the gates,
+   * then the balance loss's logit gradient, at 256-byte-aligned offsets after the rows `x·A_eᵀ`).
+   */
   readonly maxRank: number;
+  /** The HILO settings carried into {@linkcode GpuLora.read}; absent for PEFT LoRA. */
+  readonly hilo?: HiloSettings;
   #byKey = new Map<string, GpuLoraModule>();
   #disposed = false;
+  #balanceStats = new Map<number, GPUBuffer>();
 
   /**
    * Uploads every `A` and `B` matrix (the caller checks the adapters fit the model with
@@ -103,10 +143,20 @@ export class GpuLora {
    *
    * @param ctx The GPU context.
    * @param lora The adapters (copied; later changes to its arrays are not seen).
+   * @throws {RangeError} If a router has more than 64 experts.
    */
   constructor(ctx: GpuContext, lora: Lora) {
     this.ctx = ctx;
     this.config = lora.config;
+    if (lora.hilo) this.hilo = lora.hilo;
+    for (const m of lora.modules) {
+      if (m.router && m.experts.length > MOE_ROUTE_MAX_EXPERTS) {
+        throw new RangeError(
+          `Cannot upload HILO adapters: module "${m.name}" has ${m.experts.length} routed ` +
+            `experts, more than the ${MOE_ROUTE_MAX_EXPERTS} the WebGPU router kernel handles`,
+        );
+      }
+    }
     this.modules = lora.modules.map((m) => {
       const experts = m.experts.map((e, i): GpuLoraExpert => ({
         a: ctx.upload(e.a, tensorName(m, "A", i)),
@@ -123,11 +173,26 @@ export class GpuLora {
         inFeatures: m.inFeatures,
         outFeatures: m.outFeatures,
         experts,
+        router: m.router
+          ? {
+            weight: ctx.upload(m.router.weight, routerTensorName(m)),
+            activation: m.router.activation,
+            topK: m.router.topK,
+            topP: m.router.topP,
+            grad: null,
+          }
+          : null,
       };
       this.#byKey.set(`${m.layer}/${m.target}`, g);
       return g;
     });
-    this.maxRank = Math.max(1, ...this.modules.flatMap((m) => m.experts.map((e) => e.r)));
+    this.maxRank = Math.max(
+      1,
+      ...this.modules.map((m) =>
+        Math.max(...m.experts.map((e) => e.r)) +
+        (m.router ? 2 * (m.experts.length + GATE_ALIGN) : 0)
+      ),
+    );
   }
 
   /**
@@ -147,13 +212,51 @@ export class GpuLora {
     return this.#byKey.get(`${layer}/${target}`);
   }
 
+  /** Coefficient of HILO's load-balancing loss (0 without HILO settings). */
+  get balanceCoef(): number {
+    return this.hilo?.balanceCoef ?? 0;
+  }
+
+  /**
+   * The statistics buffer `[2E + 1]` of a layer's load-balancing loss (counts, probability sums,
+   * real tokens; see `kernels/moe_route/moe_balance.ts`), made on first use.
+   *
+   * @param layer Decoder layer index.
+   * @returns The buffer, or null when the layer has no routed projection.
+   * @throws {RangeError} If the layer's routed projections have different expert counts.
+   *
+   * @example The statistics of layer 1
+   * ```ts ignore
+   * declare const gpu: import("./lora_webgpu.ts").GpuLora;
+   * console.log(gpu.balanceStats(1)?.size);
+   * ```
+   */
+  balanceStats(layer: number): GPUBuffer | null {
+    const routed = this.modules.filter((m) => m.layer === layer && m.router !== null);
+    if (routed.length === 0) return null;
+    const E = routed[0].experts.length;
+    const odd = routed.find((m) => m.experts.length !== E);
+    if (odd) {
+      throw new RangeError(
+        `Cannot compute the balance loss of layer ${layer}: every routed projection must have ` +
+          `${E} experts: "${odd.name}" has ${odd.experts.length}`,
+      );
+    }
+    let b = this.#balanceStats.get(layer);
+    if (!b) {
+      b = this.ctx.createBuffer(4 * (2 * E + 1), `balance.layer${layer}`);
+      this.#balanceStats.set(layer, b);
+    }
+    return b;
+  }
+
   /** Whether gradient buffers exist (see {@linkcode GpuLora.ensureGrads}). */
   get hasGrads(): boolean {
     return this.modules.length > 0 && this.modules[0].experts[0].gradA !== null;
   }
 
   /**
-   * Allocates zeroed gradient buffers for every matrix, once.
+   * Allocates zeroed gradient buffers for every matrix (and router), once.
    *
    * @example Make the gradient buffers before recording a backward
    * ```ts ignore
@@ -175,6 +278,12 @@ export class GpuLora {
           `grad.${tensorName(m, "B", i)}`,
         );
       });
+      if (m.router) {
+        m.router.grad ??= this.ctx.createBuffer(
+          m.router.weight.size,
+          `grad.${routerTensorName(m)}`,
+        );
+      }
     }
   }
 
@@ -215,6 +324,10 @@ export class GpuLora {
         out.push({ name: name("A"), param: e.a, grad: e.gradA!, n: e.a.size / 4 });
         out.push({ name: name("B"), param: e.b, grad: e.gradB!, n: e.b.size / 4 });
       });
+      if (m.router) {
+        const { weight, grad } = m.router;
+        out.push({ name: routerTensorName(m), param: weight, grad: grad!, n: weight.size / 4 });
+      }
     }
     return out;
   }
@@ -240,23 +353,33 @@ export class GpuLora {
         ranges.push({ buffer: e.a, offset: 0, size: e.a.size });
         ranges.push({ buffer: e.b, offset: 0, size: e.b.size });
       }
+      if (m.router) ranges.push({ buffer: m.router.weight, offset: 0, size: m.router.weight.size });
     }
     const bytes = await readback(this.ctx, ranges);
     let i = 0;
-    const modules: LoraModule[] = this.modules.map((m) => ({
-      name: m.name,
-      layer: m.layer,
-      target: m.target,
-      inFeatures: m.inFeatures,
-      outFeatures: m.outFeatures,
-      experts: m.experts.map((e) => ({
-        a: new Float32Array(bytes[i++]),
-        b: new Float32Array(bytes[i++]),
-        r: e.r,
-        scale: e.scale,
-      })),
-    }));
-    return { config: this.config, modules };
+    const modules: LoraModule[] = this.modules.map((m) => {
+      const out: LoraModule = {
+        name: m.name,
+        layer: m.layer,
+        target: m.target,
+        inFeatures: m.inFeatures,
+        outFeatures: m.outFeatures,
+        experts: m.experts.map((e) => ({
+          a: new Float32Array(bytes[i++]),
+          b: new Float32Array(bytes[i++]),
+          r: e.r,
+          scale: e.scale,
+        })),
+      };
+      if (m.router) {
+        const { activation, topK, topP } = m.router;
+        out.router = { weight: new Float32Array(bytes[i++]), activation, topK, topP };
+      }
+      return out;
+    });
+    const lora: Lora = { config: this.config, modules };
+    if (this.hilo) lora.hilo = this.hilo;
+    return lora;
   }
 
   /**
@@ -326,6 +449,25 @@ export class GpuLora {
         this.ctx.device.queue.writeBuffer(ge.a, 0, e.a as Float32Array<ArrayBuffer>);
         this.ctx.device.queue.writeBuffer(ge.b, 0, e.b as Float32Array<ArrayBuffer>);
       });
+      if ((m.router === undefined) !== (g.router === null)) {
+        throw new RangeError(
+          `Cannot write LoRA adapters: module "${m.name}" must ${g.router ? "have" : "have no"} ` +
+            `router`,
+        );
+      }
+      if (m.router && g.router) {
+        if (m.router.weight.byteLength !== g.router.weight.size) {
+          throw new RangeError(
+            `Cannot write LoRA adapters: module "${m.name}" router must have ` +
+              `${g.router.weight.size / 4} values: current length is ${m.router.weight.length}`,
+          );
+        }
+        this.ctx.device.queue.writeBuffer(
+          g.router.weight,
+          0,
+          m.router.weight as Float32Array<ArrayBuffer>,
+        );
+      }
     });
   }
 
@@ -339,14 +481,27 @@ export class GpuLora {
         e.gradA = null;
         e.gradB = null;
       }
+      if (m.router) {
+        this.ctx.release(m.router.weight);
+        if (m.router.grad) this.ctx.release(m.router.grad);
+        m.router.grad = null;
+      }
     }
+    this.#releaseStats();
     this.ctx.clearBindGroups();
   }
 
   #gradBuffers(): GPUBuffer[] {
     return this.modules.flatMap((m) =>
-      m.experts.flatMap((e) => [e.gradA, e.gradB].filter((b): b is GPUBuffer => b !== null))
+      [...m.experts.flatMap((e) => [e.gradA, e.gradB]), m.router?.grad ?? null].filter(
+        (b): b is GPUBuffer => b !== null,
+      )
     );
+  }
+
+  #releaseStats(): void {
+    for (const b of this.#balanceStats.values()) this.ctx.release(b);
+    this.#balanceStats.clear();
   }
 
   #checkAlive(what: string): void {
@@ -377,7 +532,10 @@ export interface LoraForwardArgs {
 
 /**
  * Records `y += Σ_e scale_e·(x·A_eᵀ)·B_eᵀ`: two matmuls per expert (the first a matvec with
- * `matvec`), the second accumulating with `alpha = scale_e`.
+ * `matvec`), the second accumulating with `alpha = scale_e`. With a HILO router, first the
+ * router logits `x·W_rᵀ` into the scratch's gate area and the in-place routing (`moe_route`:
+ * softmax, top-k / top-p, renormalised gates), then each expert's rows `x·A_eᵀ` are multiplied by
+ * its gate (`hilo_gate_rows`) before the up projection: a dense evaluation of every expert.
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -399,8 +557,42 @@ export function encodeLoraForward(
 ): void {
   const { module: mod, x, y, m, scratch } = args;
   const down = args.matvec ? encodeMatvec : encodeMatmul;
-  for (const e of mod.experts) {
+  const rt = mod.router;
+  const E = mod.experts.length;
+  let gateOffset = 0;
+  if (rt) {
+    gateOffset = gateOffsetOf(ctx, mod, m);
+    if (scratch.size < 4 * (gateOffset + m * E)) {
+      throw new RangeError(
+        `Cannot record the HILO branch of "${mod.name}": "scratch" must hold at least ` +
+          `${gateOffset + m * E} floats (rows, aligned gap, gates): current size is ` +
+          `${scratch.size / 4} floats`,
+      );
+    }
+    const gates = { buffer: scratch, offset: gateOffset * 4, size: m * E * 4 };
+    down(ctx, pass, { x, w: rt.weight, y: gates, m, n: E, k: mod.inFeatures });
+    encodeMoeRoute(ctx, pass, {
+      buffer: scratch,
+      offset: gateOffset,
+      m,
+      experts: E,
+      activation: rt.activation,
+      topK: rt.topK,
+      topP: rt.topP,
+    });
+  }
+  for (const [i, e] of mod.experts.entries()) {
     down(ctx, pass, { x, w: e.a, y: scratch, m, n: e.r, k: mod.inFeatures });
+    if (rt) {
+      encodeHiloGateRows(ctx, pass, {
+        buffer: scratch,
+        gateOffset,
+        m,
+        r: e.r,
+        experts: E,
+        expert: i,
+      });
+    }
     encodeMatmul(ctx, pass, {
       x: scratch,
       w: e.b,
@@ -426,16 +618,29 @@ export interface LoraBackwardArgs {
   dx?: GPUBuffer;
   /** Rows. */
   m: number;
-  /** Scratch of at least `m · maxRank` floats for `u = x·A_eᵀ` (recomputed here). */
+  /** Scratch of at least `m · maxRank` floats for `u = x·A_eᵀ` (recomputed here) and gates. */
   u: GPUBuffer;
-  /** Scratch of at least `m · maxRank` floats for `du`. */
+  /** Scratch of at least `m · maxRank` floats for `du` and the gates' gradient. */
   du: GPUBuffer;
+  /**
+   * HILO's load-balancing loss: its coefficient, the layer's statistics (accumulated over the
+   * layer's routed projections by `encodeMoeBalanceStats` before any of their backwards) and the
+   * token mask `[m]` (u32); omit for none.
+   */
+  balance?: { coef: number; stats: GPUBuffer; mask: GPUBuffer };
 }
 
 /**
  * Records the backward of the LoRA branch, adding into the gradients: per expert, with
  * `u = x·A_eᵀ` recomputed, `dB += scale·dyᵀ·u`, `du = scale·dy·B`, `dA += duᵀ·x` and
- * `dx += du·A`.
+ * `dx += du·A`. With a HILO router the gates are recomputed into `u`'s gate area (router matmul
+ * and `moe_route`); per expert `du = scale·dy·B`, then `hilo_gate_backward` writes
+ * `dg_e = Σ du·u` into `du`'s gate area and multiplies `du` and `u` by the gate, so
+ * `dB += scale·dyᵀ·(g ⊙ u)` and the down projection's backward take the gated rows; finally
+ * `moe_route_backward` turns `dg` into the logits' gradient `dz = g ⊙ (dg − Σ g·dg)` and the
+ * router's matmul backward adds `dW_r += dzᵀ·x` and `dx += dz·W_r`. With `balance`, the balance
+ * loss's logit gradient (`moe_balance_backward`, from logits recomputed into `u`'s second area)
+ * is added to `dz` first.
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -459,7 +664,58 @@ export function encodeLoraBackward(
 ): void {
   const { module: mod, x, dy, dx, m, u, du } = args;
   const [inF, outF] = [mod.inFeatures, mod.outFeatures];
-  for (const e of mod.experts) {
+  const rt = mod.router;
+  const balance = rt && args.balance && args.balance.coef !== 0 ? args.balance : null;
+  let balanceOffset = 0;
+  const E = mod.experts.length;
+  let gateOffset = 0;
+  if (rt) {
+    if (!rt.grad) {
+      throw new TypeError(
+        `Cannot record the LoRA backward of "${mod.name}": its router's gradient buffer does not ` +
+          `exist (call ensureGrads first)`,
+      );
+    }
+    gateOffset = gateOffsetOf(ctx, mod, m);
+    balanceOffset = alignUp(ctx, gateOffset + m * E);
+    const need = balance ? balanceOffset + m * E : gateOffset + m * E;
+    for (const [name, b] of [["u", u], ["du", du]] as const) {
+      if (b.size < 4 * need) {
+        throw new RangeError(
+          `Cannot record the HILO backward of "${mod.name}": "${name}" must hold at least ` +
+            `${need} floats (rows, aligned gap, gates${balance ? ", balance area" : ""}): ` +
+            `current size is ${b.size / 4} floats`,
+        );
+      }
+    }
+    // Recompute the gates into u's gate area.
+    const logits = { buffer: u, offset: gateOffset * 4, size: m * E * 4 };
+    encodeMatmul(ctx, pass, { x, w: rt.weight, y: logits, m, n: E, k: inF });
+    encodeMoeRoute(ctx, pass, {
+      buffer: u,
+      offset: gateOffset,
+      m,
+      experts: E,
+      activation: rt.activation,
+      topK: rt.topK,
+      topP: rt.topP,
+    });
+    if (balance) {
+      // The balance loss's logit gradient, from the logits recomputed into u's second area.
+      const area = { buffer: u, offset: balanceOffset * 4, size: m * E * 4 };
+      encodeMatmul(ctx, pass, { x, w: rt.weight, y: area, m, n: E, k: inF });
+      encodeMoeBalanceBackward(ctx, pass, {
+        buffer: u,
+        offset: balanceOffset,
+        mask: balance.mask,
+        stats: balance.stats,
+        m,
+        experts: E,
+        coef: balance.coef,
+      });
+    }
+  }
+  for (const [i, e] of mod.experts.entries()) {
     if (!e.gradA || !e.gradB) {
       throw new TypeError(
         `Cannot record the LoRA backward of "${mod.name}": its gradient buffers do not exist ` +
@@ -467,19 +723,44 @@ export function encodeLoraBackward(
       );
     }
     encodeMatmul(ctx, pass, { x, w: e.a, y: u, m, n: e.r, k: inF });
-    // Up projection y += scale·u·Bᵀ: dB += scale·dyᵀ·u and du = scale·dy·B.
-    encodeMatmulBackward(ctx, pass, {
-      dy,
-      m,
-      n: outF,
-      k: e.r,
-      x: u,
-      w: e.b,
-      dx: du,
-      dw: e.gradB,
-      accumulateDw: true,
-      alpha: e.scale,
-    });
+    if (rt) {
+      // du = scale·dy·B; then dg_e = Σ du·u, du *= g_e, u *= g_e; then dB += scale·dyᵀ·(g ⊙ u).
+      encodeMatmulBackward(ctx, pass, { dy, m, n: outF, k: e.r, w: e.b, dx: du, alpha: e.scale });
+      encodeHiloGateBackward(ctx, pass, {
+        u,
+        du,
+        gateOffset,
+        dgOffset: gateOffset,
+        m,
+        r: e.r,
+        experts: E,
+        expert: i,
+      });
+      encodeMatmulBackward(ctx, pass, {
+        dy,
+        m,
+        n: outF,
+        k: e.r,
+        x: u,
+        dw: e.gradB,
+        accumulateDw: true,
+        alpha: e.scale,
+      });
+    } else {
+      // Up projection y += scale·u·Bᵀ: dB += scale·dyᵀ·u and du = scale·dy·B.
+      encodeMatmulBackward(ctx, pass, {
+        dy,
+        m,
+        n: outF,
+        k: e.r,
+        x: u,
+        w: e.b,
+        dx: du,
+        dw: e.gradB,
+        accumulateDw: true,
+        alpha: e.scale,
+      });
+    }
     // Down projection u = x·Aᵀ: dA += duᵀ·x and dx += du·A.
     encodeMatmulBackward(ctx, pass, {
       dy: du,
@@ -494,4 +775,46 @@ export function encodeLoraBackward(
       accumulateDw: true,
     });
   }
+  if (rt) {
+    // dz = g ⊙ (dg − Σ g·dg) over du's gate-gradient area; dW_r += dzᵀ·x, dx += dz·W_r.
+    encodeMoeRouteBackward(ctx, pass, {
+      gates: u,
+      gateOffset,
+      d: du,
+      offset: gateOffset,
+      m,
+      experts: E,
+    });
+    if (balance) {
+      encodeAdd(ctx, pass, {
+        x: { buffer: u, offset: balanceOffset * 4, size: m * E * 4 },
+        y: { buffer: du, offset: gateOffset * 4, size: m * E * 4 },
+        n: m * E,
+        accumulate: true,
+      });
+    }
+    encodeMatmulBackward(ctx, pass, {
+      dy: { buffer: du, offset: gateOffset * 4, size: m * E * 4 },
+      m,
+      n: E,
+      k: inF,
+      x,
+      w: rt.weight,
+      dx,
+      accumulateDx: true,
+      dw: rt.grad!,
+      accumulateDw: true,
+    });
+  }
+}
+
+/** Where a module's gates follow the rows `x·A_eᵀ` in the scratch: an offset the device can bind. */
+function gateOffsetOf(ctx: GpuContext, mod: GpuLoraModule, m: number): number {
+  return alignUp(ctx, m * Math.max(...mod.experts.map((e) => e.r)));
+}
+
+/** The next element offset at or after `n` that the device can bind. */
+function alignUp(ctx: GpuContext, n: number): number {
+  const align = ctx.device.limits.minStorageBufferOffsetAlignment / 4;
+  return Math.ceil(n / align) * align;
 }

@@ -14,7 +14,7 @@ import { rmsNormBackwardRef } from "../kernels/rms_norm/rms_norm_backward_ref.ts
 import { checkBackwardArgs } from "./backward_args.ts";
 import { type ForwardInput, packBatch } from "./forward_input.ts";
 import type { CpuQwen3 } from "./qwen3_cpu.ts";
-import { cpuDecoderLayerBackward } from "./qwen3_cpu_layer.ts";
+import { cpuBalanceLoss, cpuDecoderLayerBackward } from "./qwen3_cpu_layer.ts";
 import { modelTensorTable } from "./tensor_table.ts";
 
 /**
@@ -48,15 +48,23 @@ export interface CpuBackwardOptions {
   dLogprobs?: ArrayLike<number>;
   /** Training-mode LoRA dropout seed (see `CpuQwen3.trace`); default no dropout. */
   dropoutSeed?: number;
+  /**
+   * Coefficient of HILO's load-balancing loss (`E_l · Σ_e f_e·P_e` per layer over real tokens,
+   * summed over layers; see `cpuBalanceLoss`), added to the loss with its router gradient;
+   * default the adapters' `hilo.balanceCoef`, else 0.
+   */
+  balanceCoef?: number;
 }
 
 /** Result of {@linkcode cpuBackward}. */
 export interface CpuBackwardResult {
   /**
    * The linear loss whose gradient this is: `Σ logits·dLogits + Σ lastHidden·dLastHidden +
-   * Σ logprobs·dLogprobs`.
+   * Σ logprobs·dLogprobs`, plus `balanceCoef · balanceLoss`.
    */
   loss: number;
+  /** HILO's load-balancing loss summed over layers (before the coefficient); 0 without routers. */
+  balanceLoss: number;
   /** Logits of the forward `[batch, seqLen, vocab]`. */
   logits: Float64Array;
   /**
@@ -68,7 +76,7 @@ export interface CpuBackwardResult {
   logprobs: Float64Array;
   /**
    * Gradients by HF/PEFT name: LoRA matrices as `model.layers.0.self_attn.q_proj.lora_A.weight`
-   * (see `loraTensorName`), base weights as in the checkpoint (`model.embed_tokens.weight`,
+   * (see `loraTensorName`), HILO routers as `….q_proj.router.weight` (see `routerTensorName`), base weights as in the checkpoint (`model.embed_tokens.weight`,
    * `model.layers.0.input_layernorm.weight`, …, `model.norm.weight`, and `lm_head.weight` when
    * the embeddings are not tied; with tied embeddings the LM head's gradient is added to
    * `model.embed_tokens.weight`).
@@ -196,6 +204,10 @@ export function cpuBackward(
   let dh = fin.dx;
   if (full) grads.set(name.norm, fin.dw);
 
+  const balanceCoef = options.balanceCoef ?? model.adapters?.hilo?.balanceCoef ?? 0;
+  let balanceLoss = 0;
+  for (const layer of t.layers) balanceLoss += cpuBalanceLoss(layer, mask).loss;
+  loss += balanceCoef * balanceLoss;
   for (let l = w.layers.length - 1; l >= 0; l--) {
     if (hiddenLayer === l) inject(dh);
     dh = cpuDecoderLayerBackward(dh, t.layers[l], {
@@ -208,6 +220,7 @@ export function cpuBackward(
       mask,
       full,
       grads,
+      balanceCoef,
     });
   }
 
@@ -220,5 +233,5 @@ export function cpuBackward(
     }
     grads.set(name.embedTokens, dEmbed);
   }
-  return { loss, logits: t.logits, lastHidden: state, logprobs, grads };
+  return { loss, balanceLoss, logits: t.logits, lastHidden: state, logprobs, grads };
 }

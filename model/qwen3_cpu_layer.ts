@@ -35,7 +35,8 @@ import { ropeRef } from "../kernels/rope/rope_ref.ts";
 import { swigluBackwardRef } from "../kernels/swiglu/swiglu_backward_ref.ts";
 import { swigluRef } from "../kernels/swiglu/swiglu_ref.ts";
 import { fmix32, mixNumber } from "../internal/random.ts";
-import { type LoraModule, loraTensorName } from "./adapter_types.ts";
+import { moeRouteRef } from "../kernels/moe_route/moe_route_ref.ts";
+import { type LoraModule, loraTensorName, routerTensorName } from "./adapter_types.ts";
 import type { Qwen3Config } from "./config.ts";
 import {
   LAYER_TENSORS,
@@ -71,6 +72,17 @@ export interface CpuLoraTrace {
   dropoutMask?: Float64Array;
   /** `input · A_eᵀ` `[tokens, r_e]` of each expert. */
   down: Float64Array[];
+  /** With a router: what it computed (each `[tokens, E]`) and its input. */
+  route?: {
+    /** The router's input: the projection's input without dropout `[tokens, in]`. */
+    x: Float64Array;
+    /** `softmax(x·W_rᵀ)`. */
+    probs: Float64Array;
+    /** Renormalised gates, 0 outside the selected experts. */
+    gates: Float64Array;
+    /** 1 where the expert is selected. */
+    selected: Uint8Array;
+  };
 }
 
 /** Activations of one decoder layer (all `[tokens, …]`, float64). */
@@ -280,13 +292,100 @@ function linear(
     }
   }
   const down: Float64Array[] = [];
-  for (const e of m.experts) {
+  let route: CpuLoraTrace["route"];
+  const E = m.experts.length;
+  if (m.router) {
+    const logits = matmulRef(x, m.router.weight, [n, E, inn]);
+    const { activation, topK, topP } = m.router;
+    route = { x, ...moeRouteRef(logits, { experts: E, activation, topK, topP }) };
+  }
+  m.experts.forEach((e, i) => {
     const u = matmulRef(xd, e.a, [n, e.r, inn]);
     down.push(u);
-    y = matmulRef(u, e.b, [n, out, e.r], { alpha: e.scale, accumulate: y });
-  }
-  if (lora) lora[projection] = { module: m, input: xd, dropoutMask, down };
+    let ug = u;
+    if (route) {
+      // Gate each token's row: y += scale · (g_e ⊙ u)·Bᵀ.
+      ug = new Float64Array(u.length);
+      for (let t = 0; t < n; t++) {
+        const g = route.gates[t * E + i];
+        for (let j = 0; j < e.r; j++) ug[t * e.r + j] = g * u[t * e.r + j];
+      }
+    }
+    y = matmulRef(ug, e.b, [n, out, e.r], { alpha: e.scale, accumulate: y });
+  });
+  if (lora) lora[projection] = { module: m, input: xd, dropoutMask, down, route };
   return y;
+}
+
+/** Result of {@linkcode cpuBalanceLoss}. */
+export interface CpuBalanceLoss {
+  /** `E · Σ_e f_e·P_e` of the layer (0 when no projection of the layer has a router). */
+  loss: number;
+  /** `dloss/dprobs` `[tokens, E]` of each routed projection. */
+  dProbs: Partial<Record<ProjectionName, Float64Array>>;
+}
+
+/**
+ * The load-balancing loss of one decoder layer (MoLA / Switch style), `E · Σ_e f_e·P_e`, over the
+ * layer's real tokens (mask 1) and routed projections: `f_e` the share of selections that went to
+ * expert e (non-differentiable), `P_e` the mean router probability of e. Its gradient reaches the
+ * routers through `P` only: `dloss/dp_{t,e} = E·f_e / N`, N = real tokens × routed projections.
+ *
+ * @param trace The layer's activations.
+ * @param mask Key mask `[rows·tokens]` (1 = real token); default all real.
+ * @returns The loss and its gradient with respect to each router's probabilities.
+ * @throws {RangeError} If the layer's routed projections have different expert counts.
+ *
+ * @example A layer without routers has no balance loss
+ * ```ts ignore
+ * import { cpuBalanceLoss } from "./qwen3_cpu_layer.ts";
+ * declare const trace: import("./qwen3_cpu_layer.ts").CpuLayerTrace;
+ * console.log(cpuBalanceLoss(trace).loss);
+ * ```
+ */
+export function cpuBalanceLoss(trace: CpuLayerTrace, mask?: ArrayLike<number>): CpuBalanceLoss {
+  const routed = PROJECTIONS.filter((p) => trace.lora[p]?.route !== undefined);
+  if (routed.length === 0) return { loss: 0, dProbs: {} };
+  const E = trace.lora[routed[0]]!.module.experts.length;
+  const counts = new Float64Array(E);
+  const probSum = new Float64Array(E);
+  let pairs = 0;
+  for (const p of routed) {
+    const lt = trace.lora[p]!;
+    if (lt.module.experts.length !== E) {
+      throw new RangeError(
+        `Cannot compute the balance loss: every routed projection of a layer must have ${E} ` +
+          `experts: "${lt.module.name}" has ${lt.module.experts.length}`,
+      );
+    }
+    const r = lt.route!;
+    const n = r.probs.length / E;
+    for (let t = 0; t < n; t++) {
+      if (mask !== undefined && !mask[t]) continue;
+      pairs++;
+      for (let e = 0; e < E; e++) {
+        counts[e] += r.selected[t * E + e];
+        probSum[e] += r.probs[t * E + e];
+      }
+    }
+  }
+  const dProbs: CpuBalanceLoss["dProbs"] = {};
+  if (pairs === 0) return { loss: 0, dProbs };
+  let assigned = 0;
+  for (let e = 0; e < E; e++) assigned += counts[e];
+  let loss = 0;
+  for (let e = 0; e < E; e++) loss += E * (counts[e] / assigned) * (probSum[e] / pairs);
+  for (const p of routed) {
+    const r = trace.lora[p]!.route!;
+    const n = r.probs.length / E;
+    const d = new Float64Array(n * E);
+    for (let t = 0; t < n; t++) {
+      if (mask !== undefined && !mask[t]) continue;
+      for (let e = 0; e < E; e++) d[t * E + e] = E * (counts[e] / assigned) / pairs;
+    }
+    dProbs[p] = d;
+  }
+  return { loss, dProbs };
 }
 
 /**
@@ -398,6 +497,11 @@ export interface CpuLayerBackwardOptions {
   full: boolean;
   /** Where the gradients go, by HF/PEFT name. */
   grads: Map<string, Float64Array>;
+  /**
+   * Coefficient of the layer's load-balancing loss ({@linkcode cpuBalanceLoss}) whose router
+   * gradient is added; default 0 (none).
+   */
+  balanceCoef?: number;
 }
 
 /**
@@ -407,7 +511,11 @@ export interface CpuLayerBackwardOptions {
  * gate/up projections → post-attention norm (+ residual) → o projection → attention → RoPE →
  * q/k norms → q/k/v projections → input norm (+ residual). A LoRA projection's backward is the
  * base matmul's plus, per expert, `dB = scale·dyᵀ·u`, `du = scale·dy·B`, `dA = duᵀ·x`,
- * `dx += du·A` (times the dropout mask in training mode).
+ * `dx += du·A` (times the dropout mask in training mode). With a HILO router each expert's `dy`
+ * is first multiplied by its gate per token, and the router gets `dz_i = g_i·(dg_i − Σ_e g_e·dg_e)`
+ * (`dg_e = scale·dy·B_e·u_e`; the gates are a softmax over the selected experts), plus the
+ * balance loss's `p_i·(dp_i − Σ_j p_j·dp_j)` when `balanceCoef` is set: `dW_r = dzᵀ·x` and
+ * `dx += dz·W_r` on the un-dropped input.
  *
  * @param dOut `dLoss/dhOut` `[rows·tokens, hidden]` (consumed: updated in place).
  * @param trace The layer's forward activations.
@@ -437,6 +545,10 @@ export function cpuDecoderLayerBackward(
   const H = c.hiddenSize;
   const eps = c.rmsNormEps;
   const { grads, full } = o;
+  const coef = o.balanceCoef ?? 0;
+  const balance: CpuBalanceLoss = coef !== 0
+    ? cpuBalanceLoss(trace, o.mask)
+    : { loss: 0, dProbs: {} };
   const normName = (field: keyof Qwen3LayerWeights): string =>
     layerTensorName(o.layer, LAYER_TENSORS.find((t) => t.field === field)!);
 
@@ -456,17 +568,58 @@ export function cpuDecoderLayerBackward(
     if (!lora) return dx;
     const m = lora.module;
     const dxd = new Float64Array(n * inn);
+    const route = lora.route;
+    const E = m.experts.length;
+    // d loss / d g_e per token (with a router): scale · dy·(B_e·u_e).
+    const dGates = route ? new Float64Array(n * E) : null;
     m.experts.forEach((e, i) => {
       const dyScaled = new Float64Array(dy.length);
-      for (let j = 0; j < dy.length; j++) dyScaled[j] = dy[j] * e.scale;
-      const up = matmulBackwardRef(dyScaled, lora.down[i], e.b, [n, out, e.r]);
+      for (let t = 0; t < n; t++) {
+        const f = route ? e.scale * route.gates[t * E + i] : e.scale;
+        for (let j = 0; j < out; j++) dyScaled[t * out + j] = dy[t * out + j] * f;
+      }
+      const u = lora.down[i];
+      const up = matmulBackwardRef(dyScaled, u, e.b, [n, out, e.r]);
       const down = matmulBackwardRef(up.dx, lora.input, e.a, [n, e.r, inn]);
       grads.set(loraTensorName(m, { matrix: "A", expert: i }), down.dw);
       grads.set(loraTensorName(m, { matrix: "B", expert: i }), up.dw);
       for (let j = 0; j < dxd.length; j++) dxd[j] += down.dx[j];
+      if (dGates) {
+        for (let t = 0; t < n; t++) {
+          let s = 0;
+          for (let o = 0; o < out; o++) {
+            let c = 0;
+            for (let j = 0; j < e.r; j++) c += e.b[o * e.r + j] * u[t * e.r + j];
+            s += dy[t * out + o] * c;
+          }
+          dGates[t * E + i] = e.scale * s;
+        }
+      }
     });
     const dm = lora.dropoutMask;
     for (let j = 0; j < dx.length; j++) dx[j] += dm ? dxd[j] * dm[j] : dxd[j];
+    if (route && dGates) {
+      // g = softmax over S of the logits, so dz_i = g_i·(dg_i − Σ_e g_e·dg_e) (0 outside S);
+      // the balance loss adds p_i·(dp_i − Σ_j p_j·dp_j) through the probabilities.
+      const dz = new Float64Array(n * E);
+      const dp = balance.dProbs[projection];
+      for (let t = 0; t < n; t++) {
+        const o = t * E;
+        let mean = 0;
+        for (let e = 0; e < E; e++) mean += route.gates[o + e] * dGates[o + e];
+        for (let e = 0; e < E; e++) dz[o + e] = route.gates[o + e] * (dGates[o + e] - mean);
+        if (dp && coef !== 0) {
+          let pm = 0;
+          for (let e = 0; e < E; e++) pm += route.probs[o + e] * dp[o + e];
+          for (let e = 0; e < E; e++) {
+            dz[o + e] += coef * route.probs[o + e] * (dp[o + e] - pm);
+          }
+        }
+      }
+      const r = matmulBackwardRef(dz, route.x, m.router!.weight, [n, E, inn]);
+      grads.set(routerTensorName(m), r.dw);
+      for (let j = 0; j < dx.length; j++) dx[j] += r.dx[j];
+    }
     return dx;
   };
 
