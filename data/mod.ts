@@ -5,3 +5,4 @@
  */
 export * from "./arithmetic_task.ts";
 export * from "./arithmetic_tokenizer.ts";
+export * from "./synthetic_tasks.ts";

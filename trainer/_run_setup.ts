@@ -10,6 +10,8 @@ import { exists } from "../internal/exists.ts";
 import { createLora, type Lora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 import { PEFT_PREFIX, savePeftAdapter } from "../adapters/peft_io.ts";
+import { createHilo, describeHilo, hiloConfig } from "../adapters/hilo.ts";
+import { saveHiloAdapter } from "../adapters/hilo_io.ts";
 import { arithmeticTokenizerFiles } from "../data/arithmetic_tokenizer.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
@@ -259,6 +261,27 @@ export async function readRunModel(
   };
 }
 
+/**
+ * The adapters of a run in a few words, for the start-up log: `"LoRA r=8"` or
+ * `"HILO experts 2-4-6-8, ranks 2-4-6-8"`.
+ *
+ * @param config The run's config.
+ * @returns The text.
+ *
+ * @example LoRA
+ * ```ts
+ * import { adapterText } from "./_run_setup.ts";
+ * import { DEFAULT_CONFIG } from "./config.ts";
+ * console.log(adapterText({ ...DEFAULT_CONFIG, adapters: { ...DEFAULT_CONFIG.adapters, kind: "lora" } })); // LoRA r=8
+ * ```
+ */
+export function adapterText(config: TrainConfig): string {
+  const a = config.adapters;
+  if (a.kind !== "hilo") return `LoRA r=${a.r}`;
+  const show = (x: unknown) => (Array.isArray(x) ? x.join("-") : String(x));
+  return `HILO experts ${show(a.hilo.experts)}, ranks ${show(a.hilo.rank)}`;
+}
+
 /** The model of a run: weights, adapters, the model and its train backend. */
 export interface RunModel {
   /** The base weights (the arrays full fine-tuning trains). */
@@ -273,6 +296,11 @@ export interface RunModel {
   gpuNote: string;
   /** Where the math runs, for the log: `"cpu (…)"` or `"webgpu (…)"`, with the workers. */
   description: string;
+  /**
+   * The adapters for the start-up log: HILO's per-layer experts, ranks and trainable / active
+   * parameter counts (`describeHilo`), or none.
+   */
+  adapterLines: string[];
 }
 
 /** Options of {@linkcode buildRunModel}. */
@@ -315,6 +343,25 @@ export async function buildRunModel(
         alphaPattern: { ...a.alphaPattern },
         loraDropout: a.dropout,
         useRslora: a.rslora,
+        baseModelNameOrPath: config.model.path,
+      }),
+      modelConfig,
+      { seed: config.run.seed },
+    );
+  } else if (config.adapters.kind === "hilo") {
+    const a = config.adapters;
+    const h = a.hilo;
+    lora = createHilo(
+      hiloConfig(modelConfig, {
+        experts: h.experts,
+        rank: h.rank,
+        alpha: h.alphaPerRank ? { perRank: h.alpha } : h.alpha,
+        topK: h.topK ?? undefined,
+        activation: h.activation,
+        topP: h.topP,
+        balanceCoef: h.balanceCoef,
+        targetModules: [...a.targets],
+        loraDropout: a.dropout,
         baseModelNameOrPath: config.model.path,
       }),
       modelConfig,
@@ -369,7 +416,8 @@ export async function buildRunModel(
   }
   const description = `${backend.kind} (${backend.model.device}` +
     `${workers > 1 ? `, ${workers} workers` : ""})`;
-  return { weights, lora, model, backend, gpuNote, description };
+  const adapterLines = lora?.hilo ? describeHilo(lora) : [];
+  return { weights, lora, model, backend, gpuNote, description, adapterLines };
 }
 
 /** Options of {@linkcode runAdamw}. */
@@ -565,7 +613,9 @@ export async function exportRun(
 ): Promise<string[]> {
   const exported: string[] = [];
   for (const dir of dirs) {
-    if (run.lora !== null) {
+    if (run.lora?.hilo) {
+      await saveHiloAdapter(dir, run.lora, { baseModelNameOrPath: config.model.path });
+    } else if (run.lora !== null) {
       await savePeftAdapter(dir, run.lora, { baseModelNameOrPath: config.model.path });
     } else {
       if (head.tokenizerJson === null) continue; // a tokenizer given by the caller: no files

@@ -135,8 +135,12 @@ export interface ModelConfig {
  * ```
  */
 export interface AdaptersConfig {
-  /** `"none"` (full fine-tuning) or `"lora"`. */
-  readonly kind: "none" | "lora";
+  /**
+   * `"none"` (full fine-tuning), `"lora"`, or `"hilo"` (LoRA mixtures of experts whose expert
+   * count and rank vary by layer: the `hilo` keys; `targets` and `dropout` apply, `r`, `alpha`
+   * and the patterns do not).
+   */
+  readonly kind: "none" | "lora" | "hilo";
   /** The linear layers to wrap (PEFT `target_modules`); non-empty, no repeats. */
   readonly targets: readonly AdapterTarget[];
   /** The rank (PEFT `r`). */
@@ -151,6 +155,37 @@ export interface AdaptersConfig {
   readonly dropout: number;
   /** Rank-stabilised scaling `alpha / sqrt(r)` (PEFT `use_rslora`). */
   readonly rslora: boolean;
+  /** The HILO allocation and routing (`kind: "hilo"`; see `adapters/hilo.ts`). */
+  readonly hilo: HiloAdaptersConfig;
+}
+
+/**
+ * The HILO keys of the `adapters` section. Schedules are `"2-4-6-8"` (equal layer blocks, shallow
+ * to deep), `"uniform:4"`, a number, or one value per layer.
+ *
+ * @example Experts 8-6-4-2 and ranks 2-4-6-8
+ * ```ts
+ * import { DEFAULT_CONFIG, type HiloAdaptersConfig } from "./config.ts";
+ * const hilo: HiloAdaptersConfig = { ...DEFAULT_CONFIG.adapters.hilo, experts: "8-6-4-2", rank: "2-4-6-8" };
+ * ```
+ */
+export interface HiloAdaptersConfig {
+  /** Experts per layer E_l (1 = plain LoRA, no router). */
+  readonly experts: string | number | readonly number[];
+  /** Rank per layer r_l. */
+  readonly rank: string | number | readonly number[];
+  /** α of every layer, or with `alphaPerRank` the factor c of `α_l = c·r_l`. */
+  readonly alpha: number;
+  /** `α_l = alpha · r_l` (every layer's scale is then `alpha`). */
+  readonly alphaPerRank: boolean;
+  /** k of top-k per layer; `null`: `min(2, E_l)`. */
+  readonly topK: string | number | readonly number[] | null;
+  /** `"top-k"` or `"top-p"` routing. */
+  readonly activation: "top-k" | "top-p";
+  /** Probability mass of top-p routing, in (0, 1]. */
+  readonly topP: number;
+  /** Coefficient of the load-balancing loss (0: off, as MoLA's code). */
+  readonly balanceCoef: number;
 }
 
 /**
@@ -343,6 +378,16 @@ export const DEFAULT_CONFIG: TrainConfig = deepFreeze<TrainConfig>({
     alphaPattern: {},
     dropout: 0,
     rslora: false,
+    hilo: {
+      experts: "uniform:4",
+      rank: "uniform:8",
+      alpha: 16,
+      alphaPerRank: false,
+      topK: null,
+      activation: "top-k",
+      topP: 0.8,
+      balanceCoef: 0,
+    },
   },
   data: {
     task: "arithmetic",

@@ -29,6 +29,7 @@ import { loraTensorName } from "../adapters/lora.ts";
 import type { Qwen3Config } from "../model/config.ts";
 import type { TensorToWrite } from "../internal/safetensors.ts";
 import { modelTensorTable } from "../model/tensor_table.ts";
+import { routerTensorName } from "../model/adapter_types.ts";
 import type { Qwen3LayerWeights, Qwen3Weights } from "../model/weights.ts";
 import type { ParamTree } from "./types.ts";
 
@@ -149,6 +150,12 @@ export function loraParams(lora: Lora): NamedParams {
       tree[b] = e.b;
       shapes[b] = [m.outFeatures, e.r];
     });
+    if (m.router) {
+      // A HILO / MoLA mixture's router `[E, in]` trains with its experts.
+      const r = routerTensorName(m);
+      tree[r] = m.router.weight;
+      shapes[r] = [m.experts.length, m.inFeatures];
+    }
   }
   return { tree, shapes };
 }

@@ -35,6 +35,7 @@ import { type TrainMicroBatch, trainStep } from "./train_step.ts";
 import type { GradientTransformation, ParamTree } from "./types.ts";
 import { mix32 } from "../internal/random.ts";
 import {
+  adapterText,
   buildRunModel,
   exportRun,
   readRunModel,
@@ -378,9 +379,10 @@ async function train(
   log(
     `model: ${builtin ? "builtin:tiny (fresh init)" : config.model.path}, ` +
       `${modelConfig.numHiddenLayers} layers, hidden ${modelConfig.hiddenSize}, ` +
-      `${lora ? `LoRA r=${config.adapters.r}` : "full fine-tuning"}, ` +
+      `${lora ? adapterText(config) : "full fine-tuning"}, ` +
       `${trainableParams} trainable floats; backend ${backendText}${run.gpuNote}`,
   );
+  for (const line of run.adapterLines) log(line);
   log(
     `data: ${data.trainSize} training problems, ${data.evalExamples.length} held-out; ` +
       `${t.steps} steps of ${t.batchSize} (${t.microBatches} micro-batch(es))`,

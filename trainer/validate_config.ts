@@ -56,6 +56,8 @@ const RUN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const nonNegativeInt = z.int().min(0);
 const positiveInt = z.int().min(1);
 const positive = z.number().gt(0);
+/** A HILO layer schedule: "2-4-6-8", "uniform:4", a number, or one value per layer. */
+const SCHEDULE = z.union([z.string().min(1), positiveInt, z.array(positiveInt).min(1)]);
 const nonNegative = z.number().min(0);
 const unitOpen = z.number().min(0).lt(1);
 
@@ -93,7 +95,7 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
     initStd: positive,
   }),
   adapters: z.strictObject({
-    kind: z.enum(["none", "lora"]),
+    kind: z.enum(["none", "lora", "hilo"]),
     targets: z.array(z.enum(TARGETS)).min(1),
     r: positiveInt,
     alpha: positive,
@@ -101,6 +103,16 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
     alphaPattern: z.record(z.string().min(1), positive),
     dropout: unitOpen,
     rslora: z.boolean(),
+    hilo: z.strictObject({
+      experts: SCHEDULE,
+      rank: SCHEDULE,
+      alpha: positive,
+      alphaPerRank: z.boolean(),
+      topK: z.union([SCHEDULE, z.null()]),
+      activation: z.enum(["top-k", "top-p"]),
+      topP: z.number().gt(0).max(1),
+      balanceCoef: z.number().min(0),
+    }),
   }),
   data: z.strictObject({
     task: z.enum(["arithmetic"]),

@@ -21,6 +21,7 @@ import type { Tokenizer } from "../../model/tokenizer.ts";
 import { mixNumber } from "../../internal/random.ts";
 import { plotRunCurves } from "../../plot/run_curves.ts";
 import {
+  adapterText,
   buildRunModel,
   exportRun,
   readRunModel,
@@ -341,9 +342,10 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     );
     log(
       `model: ${config.model.path}, ${modelConfig.numHiddenLayers} layers, hidden ` +
-        `${modelConfig.hiddenSize}, ${lora ? `LoRA r=${config.adapters.r}` : "full fine-tuning"}` +
+        `${modelConfig.hiddenSize}, ${lora ? adapterText(config) : "full fine-tuning"}` +
         `; backend ${backendText}${built.gpuNote}`,
     );
+    for (const line of built.adapterLines) log(line);
     log(
       `RL: ${trainPrompts.length} training prompts, ${evalSet.length} held-out; ${t.steps} steps ` +
         `of ${rl.trainBatchPrompts} groups x G=${rl.groupSize} (generation batches of ` +
