@@ -26,12 +26,19 @@ export interface GpuMatrix {
   readonly cols: number;
   /** The row blocks, in order. */
   readonly chunks: readonly GpuMatrixChunk[];
+  /**
+   * How the values are stored: `"f32"` (default) or `"f16"` (half the memory; kernels read them
+   * with `wF16` and compute in f32; needs the device feature "shader-f16").
+   */
+  readonly dtype?: "f32" | "f16";
 }
 
 /** Options of {@linkcode uploadMatrix}. */
 export interface UploadMatrixOptions {
   /** Largest block in bytes; default the device's storage binding limit. */
   maxChunkBytes?: number;
+  /** Store as `"f16"` (rounded to nearest, half the bytes) or `"f32"` (default). */
+  dtype?: "f32" | "f16";
 }
 
 /**
@@ -62,9 +69,11 @@ export function uploadMatrix(
         `is ${data.length}`,
     );
   }
+  const f16 = options.dtype === "f16";
+  const bytes = f16 ? 2 : 4;
   const maxBytes = Math.min(options.maxChunkBytes ?? Infinity, ctx.gpu.maxBindingSize);
-  const rowsPerChunk = Math.max(1, Math.floor(maxBytes / (cols * 4)));
-  if (cols * 4 > maxBytes) {
+  const rowsPerChunk = Math.max(1, Math.floor(maxBytes / (cols * bytes)));
+  if (cols * bytes > maxBytes) {
     throw new RangeError(
       `Cannot upload "${name}": one row of ${cols} floats exceeds the binding limit ${maxBytes}`,
     );
@@ -72,16 +81,23 @@ export function uploadMatrix(
   const chunks: GpuMatrixChunk[] = [];
   for (let rowStart = 0; rowStart < rows; rowStart += rowsPerChunk) {
     const n = Math.min(rowsPerChunk, rows - rowStart);
-    chunks.push({
-      buffer: ctx.upload(
-        data.subarray(rowStart * cols, (rowStart + n) * cols),
-        chunks.length === 0 && rowStart + n === rows ? name : `${name}[${rowStart}:]`,
-      ),
-      rowStart,
-      rows: n,
-    });
+    const values = data.subarray(rowStart * cols, (rowStart + n) * cols);
+    const label = chunks.length === 0 && rowStart + n === rows ? name : `${name}[${rowStart}:]`;
+    let buffer: GPUBuffer;
+    if (f16) {
+      // An even count, so that the write is a whole number of 4-byte words.
+      const half = new Float16Array(values.length + (values.length % 2));
+      half.set(values);
+      buffer = ctx.createBuffer(half.byteLength, label);
+      if (half.byteLength > 0) {
+        ctx.device.queue.writeBuffer(buffer, 0, half as unknown as Float32Array<ArrayBuffer>);
+      }
+    } else {
+      buffer = ctx.upload(values, label);
+    }
+    chunks.push({ buffer, rowStart, rows: n });
   }
-  return { name, rows, cols, chunks };
+  return { name, rows, cols, chunks, dtype: f16 ? "f16" : "f32" };
 }
 
 /**

@@ -173,6 +173,7 @@ export function encodeLinear(
       ldy: args.w.rows,
       yCol: chunk.rowStart,
       accumulate: args.accumulate,
+      wF16: args.w.dtype === "f16",
     });
   }
 }
@@ -816,6 +817,7 @@ function linearBackward(
         ldy: w.rows,
         yCol: chunk.rowStart,
         w: dx ? chunk.buffer : undefined,
+        wF16: w.dtype === "f16",
         dx,
         accumulateDx: (args.accumulateDx ?? false) || j > 0,
         x: gw ? x : undefined,

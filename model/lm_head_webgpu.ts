@@ -96,6 +96,7 @@ export function encodeLmHeadBlock(
       k: head.cols,
       ldy: head.rows,
       yCol: chunk.rowStart,
+      wF16: head.dtype === "f16",
     });
   }
 }

@@ -33,6 +33,11 @@ export interface LoadModelOptions {
    * `adapters/load_adapter.ts`; default none.
    */
   adapter?: string;
+  /**
+   * WebGPU only: store the weight matrices as `"f16"` (half the memory, f32 arithmetic; frozen:
+   * for adapter training and inference) or `"f32"` (default). See `WebGpuQwen3Options`.
+   */
+  weightDtype?: "f32" | "f16";
 }
 
 /**
@@ -93,7 +98,10 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
         `WebGPU adapter "${ctx.gpu.description}" is a software rasteriser: expect 1-2 GFLOP/s`,
       );
     }
-    model = new WebGpuQwen3(ctx, config, weights, { maxChunkBytes: options.maxChunkBytes });
+    model = new WebGpuQwen3(ctx, config, weights, {
+      maxChunkBytes: options.maxChunkBytes,
+      weightDtype: options.weightDtype,
+    });
   }
   if (lora !== null) model.setAdapters(lora);
   return model;

@@ -115,6 +115,13 @@ export interface TokenLogprobsOptions {
 export interface WebGpuQwen3Options {
   /** Largest row block of a weight matrix in bytes; default the device's binding limit. */
   maxChunkBytes?: number;
+  /**
+   * Storage of the embedding, projection and LM-head matrices: `"f32"` (default) or `"f16"`
+   * (half the memory, rounded to nearest; every product still accumulates in f32; needs the
+   * device feature "shader-f16"). f16 weights are frozen: train adapters (LoRA, HILO), not
+   * `"full"`. The norms' gains stay f32.
+   */
+  weightDtype?: "f32" | "f16";
 }
 
 /**
@@ -155,6 +162,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   #backward?: WebGpuQwen3Backward;
   #busy: string | null = null;
   #external = new Set<() => void>();
+  /** How the weight matrices are stored (`WebGpuQwen3Options.weightDtype`). */
+  readonly weightDtype: "f32" | "f16";
 
   /**
    * Uploads the weights.
@@ -174,8 +183,25 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     this.ctx = ctx;
     this.config = config;
     const c = config;
+    const dtype = options.weightDtype ?? "f32";
+    if (dtype !== "f32" && dtype !== "f16") {
+      throw new TypeError(
+        `Cannot upload the model: option "weightDtype" must be "f32" or "f16": current value is ` +
+          `${JSON.stringify(dtype)}`,
+      );
+    }
+    if (dtype === "f16" && !ctx.gpu.features.has("shader-f16")) {
+      throw new TypeError(
+        `Cannot upload the model with f16 weights: the WebGPU device has no "shader-f16" ` +
+          `feature (adapter "${ctx.gpu.description}"): use weightDtype "f32"`,
+      );
+    }
+    this.weightDtype = dtype;
     const mat = (name: string, data: Float32Array, rows: number, cols: number) =>
-      uploadMatrix(ctx, { name, data, rows, cols }, { maxChunkBytes: options.maxChunkBytes });
+      uploadMatrix(ctx, { name, data, rows, cols }, {
+        maxChunkBytes: options.maxChunkBytes,
+        dtype,
+      });
     this.embedTokens = mat(
       "model.embed_tokens.weight",
       weights.embedTokens,

@@ -281,6 +281,16 @@ interface StepPlan {
   hiddenLayer?: number;
 }
 
+/** f16 weights are frozen: `"full"` mode needs f32 ones. */
+function checkFullF16(model: GpuModelWeights, mode: GpuBackwardMode, action: string): void {
+  if (mode === "full" && model.embedTokens.dtype === "f16") {
+    throw new TypeError(
+      `Cannot ${action}: mode "full" trains the base weights, which this model stores as f16 ` +
+        `(frozen): train adapters (mode "adapters") or load the model with weightDtype "f32"`,
+    );
+  }
+}
+
 function checkMode(mode: unknown): asserts mode is GpuBackwardMode {
   if (mode !== "adapters" && mode !== "full") {
     throw new TypeError(
@@ -446,6 +456,7 @@ export class WebGpuQwen3Backward {
   #checkTrainStep(encoder: GPUCommandEncoder, options: TrainStepOptions): void {
     const { mode } = options;
     checkMode(mode);
+    checkFullF16(this.model, mode, "record a training step");
     if (mode === "adapters" && this.model.adapters === null) {
       throw new TypeError(
         `Cannot run the backward: mode "adapters" needs adapters (call setAdapters first)`,
@@ -647,6 +658,7 @@ export class WebGpuQwen3Backward {
             ldy: V,
             yCol: chunk.rowStart,
             w: chunk.buffer,
+            wF16: model.lmHead.dtype === "f16",
             dx: rowsOf(dx, r0, rows, H),
             accumulateDx: hiddenHere || j > 0,
             x: base ? rowsOf(ws.lastHidden, r0, rows, H) : undefined,
@@ -866,6 +878,7 @@ export class WebGpuQwen3Backward {
    */
   gradients(mode: GpuBackwardMode): GpuParameter[] {
     checkMode(mode);
+    checkFullF16(this.model, mode, "list gradients");
     const model = this.model;
     const lora = model.adapters;
     if (mode === "adapters" && lora === null) {

@@ -385,7 +385,9 @@ export async function buildRunModel(
       }
     }
     if (gpu !== null && (config.backend === "webgpu" || !gpu.isFallbackAdapter)) {
-      model = new WebGpuQwen3(new GpuContext(gpu), modelConfig, weights);
+      model = new WebGpuQwen3(new GpuContext(gpu), modelConfig, weights, {
+        weightDtype: config.model.weightDtype,
+      });
     } else {
       if (gpu !== null) gpuNote = ` ("auto": software adapter ${gpu.description} skipped)`;
       model = new CpuQwen3(modelConfig, weights);

@@ -120,6 +120,12 @@ export interface ModelConfig {
   readonly tieEmbeddings: boolean;
   /** Standard deviation of the normal init of weight matrices (`initializer_range`). */
   readonly initStd: number;
+  /**
+   * WebGPU storage of the weight matrices: `"f32"` or `"f16"` (half the memory, f32 arithmetic;
+   * frozen, so for `adapters.kind` lora / hilo). The CPU backend computes in float64 from the
+   * f32 weights either way.
+   */
+  readonly weightDtype: "f32" | "f16";
 }
 
 /**
@@ -368,6 +374,7 @@ export const DEFAULT_CONFIG: TrainConfig = deepFreeze<TrainConfig>({
     rmsNormEps: 1e-6,
     tieEmbeddings: true,
     initStd: 0.02,
+    weightDtype: "f32",
   },
   adapters: {
     kind: "none",

@@ -93,6 +93,7 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
     rmsNormEps: positive,
     tieEmbeddings: z.boolean(),
     initStd: positive,
+    weightDtype: z.enum(["f32", "f16"]),
   }),
   adapters: z.strictObject({
     kind: z.enum(["none", "lora", "hilo"]),
@@ -272,6 +273,13 @@ function crossFieldProblems(config: TrainConfig): Problem[] {
   }
   if (model.headDim % 2 !== 0) {
     range(["model", "headDim"], `must be even (for RoPE): current value is ${model.headDim}`);
+  }
+  if (model.weightDtype === "f16" && adapters.kind === "none") {
+    range(
+      ["model", "weightDtype"],
+      `must be "f32" when the base weights train (adapters.kind "none"): f16 weights are ` +
+        `frozen: current value is "f16"`,
+    );
   }
   if (
     model.path === "builtin:tiny" && data.task === "arithmetic" && model.vocab < ARITHMETIC_VOCAB

@@ -31,3 +31,19 @@ Deno.test("validateConfig() lists every problem, one per line", () => {
     return true;
   });
 });
+
+Deno.test("validateConfig() refuses f16 weights for full fine-tuning, and a bad HILO key", () => {
+  const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+    string,
+    Record<string, unknown>
+  >;
+  copy.model.weightDtype = "f16";
+  throws(
+    () => validateConfig(copy),
+    /key "model\.weightDtype" must be "f32" when the base weights/,
+  );
+  (copy.adapters as Record<string, unknown>).kind = "lora";
+  ok(validateConfig(copy));
+  copy.adapters.hilo = { ...(copy.adapters.hilo as object), activation: "top-x" };
+  throws(() => validateConfig(copy), /key "adapters\.hilo\.activation"/);
+});

@@ -6,6 +6,7 @@
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize } from "../_check.ts";
+import { checkF16, f16Weights } from "../_f16.ts";
 import type { GpuMatrix } from "../../gpu/matrix.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import code from "./embedding.wgsl" with { type: "text" };
@@ -49,10 +50,15 @@ export function encodeEmbedding(
   const { tokens } = args;
   checkSize("embedding", "ids", args.ids, tokens, `[tokens] = [${tokens}]`);
   checkSize("embedding", "out", args.out, tokens * h, `[tokens, h] = [${tokens}, ${h}]`);
+  const f16 = args.table.dtype === "f16";
+  if (f16) checkF16(ctx, "embedding");
+  const pipeline = f16
+    ? ctx.pipeline("embedding_f16", f16Weights(code, "table"), { constants: GRID_CONSTANTS })
+    : ctx.pipeline("embedding", code, { constants: GRID_CONSTANTS });
   for (const chunk of args.table.chunks) {
     ctx.dispatch(
       pass,
-      ctx.pipeline("embedding", code, { constants: GRID_CONSTANTS }),
+      pipeline,
       [args.ids, chunk.buffer, args.out],
       grid(Math.ceil((tokens * h) / 256)),
       packUniform(PARAMS, { T: tokens, H: h, row_start: chunk.rowStart, rows: chunk.rows }),

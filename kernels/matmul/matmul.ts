@@ -6,6 +6,7 @@
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize, strided } from "../_check.ts";
+import { checkF16, f16Weights, weightWords } from "../_f16.ts";
 import code from "./matmul.wgsl" with { type: "text" };
 
 const PARAMS = uniformLayout(code, "matmul");
@@ -34,6 +35,8 @@ export interface MatmulArgs {
   accumulate?: boolean;
   /** Scale of the product; default 1. */
   alpha?: number;
+  /** `w` holds f16 values (2 bytes each; the device needs "shader-f16"); default f32. */
+  wF16?: boolean;
 }
 
 /**
@@ -75,7 +78,8 @@ export function encodeMatmul(
     strided(m, ldx, 0, k),
     `[m, k] = [${m}, ${k}], row stride ${ldx}`,
   );
-  checkSize("matmul", "w", args.w, n * k, `[n, k] = [${n}, ${k}]`);
+  if (args.wF16) checkF16(ctx, "matmul");
+  checkSize("matmul", "w", args.w, weightWords(n * k, args.wF16), `[n, k] = [${n}, ${k}]`);
   checkSize(
     "matmul",
     "y",
@@ -85,7 +89,7 @@ export function encodeMatmul(
   );
   ctx.dispatch(
     pass,
-    ctx.pipeline("matmul", code),
+    args.wF16 ? ctx.pipeline("matmul_f16", f16Weights(code, "w")) : ctx.pipeline("matmul", code),
     [args.x, args.w, args.y],
     [Math.ceil(n / 64), Math.ceil(m / 64), 1],
     packUniform(PARAMS, {

@@ -8,6 +8,7 @@
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize, strided } from "../_check.ts";
+import { checkF16, f16Weights, weightWords } from "../_f16.ts";
 import code from "./matmul.wgsl" with { type: "text" };
 
 const PARAMS = uniformLayout(code, "matmul_backward");
@@ -46,6 +47,8 @@ export interface MatmulBackwardArgs {
   accumulateDw?: boolean;
   /** Scale of the forward product (e.g. the LoRA scaling), applied to both gradients; default 1. */
   alpha?: number;
+  /** `w` holds f16 values (a frozen base weight; "shader-f16"); not with `dw`. Default f32. */
+  wF16?: boolean;
 }
 
 /**
@@ -101,7 +104,8 @@ export function encodeMatmulBackward(
     // dx[m, k] = dy[m, n] · w[n, k]: A = dy, B[k', n'] = w[n' * k + k'] (transposed).
     const lddx = args.lddx ?? k;
     const dxCol = args.dxCol ?? 0;
-    checkSize(kernel, "w", args.w!, n * k, `[n, k] = [${n}, ${k}]`);
+    if (args.wF16) checkF16(ctx, kernel);
+    checkSize(kernel, "w", args.w!, weightWords(n * k, args.wF16), `[n, k] = [${n}, ${k}]`);
     checkSize(
       kernel,
       "dx",
@@ -111,7 +115,9 @@ export function encodeMatmulBackward(
     );
     ctx.dispatch(
       pass,
-      ctx.pipeline("matmul", code, { constants: { W_T: 1 } }),
+      args.wF16
+        ? ctx.pipeline("matmul_f16", f16Weights(code, "w"), { constants: { W_T: 1 } })
+        : ctx.pipeline("matmul", code, { constants: { W_T: 1 } }),
       [args.dy, args.w!, args.dx],
       [Math.ceil(k / 64), Math.ceil(m / 64), 1],
       packUniform(PARAMS, {
@@ -127,6 +133,11 @@ export function encodeMatmulBackward(
         x_col: yCol,
         w_col: 0,
       }),
+    );
+  }
+  if (args.dw && args.wF16) {
+    throw new TypeError(
+      "Cannot record matmul backward: dw of an f16 weight (f16 weights are frozen base weights)",
     );
   }
   if (args.dw) {

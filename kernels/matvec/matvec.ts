@@ -6,6 +6,7 @@
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize, strided } from "../_check.ts";
+import { checkF16, f16Weights, weightWords } from "../_f16.ts";
 import code from "./matvec.wgsl" with { type: "text" };
 
 const PARAMS = uniformLayout(code, "matvec");
@@ -30,6 +31,8 @@ export interface MatvecArgs {
   yCol?: number;
   /** Add to `y` instead of overwriting it; default false. */
   accumulate?: boolean;
+  /** `w` holds f16 values (2 bytes each; the device needs "shader-f16"); default f32. */
+  wF16?: boolean;
 }
 
 /**
@@ -60,7 +63,8 @@ export function encodeMatvec(
   const ldy = args.ldy ?? n;
   const yCol = args.yCol ?? 0;
   checkSize("matvec", "x", args.x, m * k, `[m, k] = [${m}, ${k}]`);
-  checkSize("matvec", "w", args.w, n * k, `[n, k] = [${n}, ${k}]`);
+  if (args.wF16) checkF16(ctx, "matvec");
+  checkSize("matvec", "w", args.w, weightWords(n * k, args.wF16), `[n, k] = [${n}, ${k}]`);
   checkSize(
     "matvec",
     "y",
@@ -72,7 +76,9 @@ export function encodeMatvec(
   for (let b0 = 0; b0 < blocks; b0 += limit) {
     ctx.dispatch(
       pass,
-      ctx.pipeline("matvec", code, { constants: { MB: mb } }),
+      args.wF16
+        ? ctx.pipeline("matvec_f16", f16Weights(code, "w"), { constants: { MB: mb } })
+        : ctx.pipeline("matvec", code, { constants: { MB: mb } }),
       [args.x, args.w, args.y],
       [Math.min(limit, blocks - b0), Math.ceil(m / mb), 1],
       packUniform(PARAMS, {
