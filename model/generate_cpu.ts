@@ -43,6 +43,7 @@ async function sampleLoop(
   model: Qwen3Model,
   options: ResolvedGenerateOptions,
   next: NextLogits,
+  firstSequence = 0,
 ): Promise<GenerateResult> {
   const start = performance.now();
   const v = model.config.vocabSize;
@@ -68,7 +69,7 @@ async function sampleLoop(
       const at = offset(r);
       const pick = sampleRef(logits.subarray(at, at + v), {
         ...options,
-        sequence: b,
+        sequence: firstSequence + b,
         step,
         bannedTokenIds,
       });
@@ -131,10 +132,30 @@ async function sampleLoop(
 export function generateCpu(
   model: Qwen3Model,
   options: ResolvedGenerateOptions,
+  split: GenerateSplit = {},
 ): Promise<GenerateResult> {
   return model instanceof CpuQwen3
-    ? generateCpuCached(model, options)
-    : generateRecompute(model, options);
+    ? generateCpuCached(model, options, split)
+    : generateRecompute(model, options, split);
+}
+
+/**
+ * Where a part of a batch sits in the whole (for generating a batch's prompts in several
+ * threads with the whole batch's random draws).
+ *
+ * @example The second half of 8 prompts
+ * ```ts
+ * import type { GenerateSplit } from "./generate_cpu.ts";
+ * const split: GenerateSplit = { firstSequence: 4 };
+ * ```
+ */
+export interface GenerateSplit {
+  /**
+   * The index in the whole batch of `prompts[0]`: prompt `b` draws the sampler's numbers of
+   * sequence `firstSequence + b`, so the parts of a split batch sample exactly the tokens of the
+   * unsplit batch. Default 0.
+   */
+  firstSequence?: number;
 }
 
 /**
@@ -167,6 +188,7 @@ export function generateCpu(
 export function generateCpuCached(
   model: CpuQwen3,
   options: ResolvedGenerateOptions,
+  split: GenerateSplit = {},
 ): Promise<GenerateResult> {
   const { prompts, maxNewTokens } = options;
   const v = model.config.vocabSize;
@@ -198,7 +220,7 @@ export function generateCpuCached(
     }
     // Rounded to float32 as `forward` returns them, so sampling sees the values it always saw.
     return Promise.resolve({ logits: Float32Array.from(logits), offset });
-  });
+  }, split.firstSequence);
 }
 
 /**
@@ -226,6 +248,7 @@ export function generateCpuCached(
 export function generateRecompute(
   model: Qwen3Model,
   options: ResolvedGenerateOptions,
+  split: GenerateSplit = {},
 ): Promise<GenerateResult> {
   const v = model.config.vocabSize;
   return sampleLoop(model, options, async (active) => {
@@ -236,5 +259,5 @@ export function generateRecompute(
     );
     const { logits } = await model.forward({ inputIds, attentionMask });
     return { logits, offset: (r: number) => (r * len + active[r].s.ids.length - 1) * v };
-  });
+  }, split.firstSequence);
 }

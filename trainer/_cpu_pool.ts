@@ -123,7 +123,11 @@ export class CpuWorkerPool {
     return parts.flatMap((p) => p.results);
   }
 
-  /** Greedy generation only: a sequence's tokens do not depend on its batch-mates. */
+  /**
+   * Generation split by prompts over the workers: a sequence's tokens do not depend on its
+   * batch-mates, and each part samples with its prompts' places in the whole batch, so the result
+   * is the unsplit batch's, greedy or sampled.
+   */
   async generate(options: GenerateOptions, params: ParamTree): Promise<GenerateResult> {
     const prompts = options.prompts;
     const parts = await Promise.all(
@@ -133,6 +137,7 @@ export class CpuWorkerPool {
           id: this.#nextId++,
           params,
           options: { ...options, prompts: prompts.slice(a, b) },
+          firstSequence: a,
         })
       ),
     );

@@ -1,9 +1,10 @@
 // Private: a worker of the CPU trainer's pool. It holds its own copy of the model, takes the
-// current trainable values with every job, and runs rows (see _cpu_rows.ts) or a greedy
-// generation for the main thread.
+// current trainable values with every job, and runs rows (see _cpu_rows.ts) or its part of a
+// generation (sampled with the whole batch's random draws) for the main thread.
 import type { Lora } from "../adapters/lora.ts";
 import type { Qwen3Config } from "../model/config.ts";
-import { generate, type GenerateOptions } from "../model/generate.ts";
+import { type GenerateOptions, resolveGenerateOptions } from "../model/generate.ts";
+import { generateCpu } from "../model/generate_cpu.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import type { TrainMode } from "./backend.ts";
 import type { Qwen3Weights } from "../model/weights.ts";
@@ -22,7 +23,14 @@ export type WorkerRequest =
   }
   | { type: "backward"; id: number; params: ParamTree; jobs: RowJob[] }
   | { type: "forward"; id: number; params: ParamTree; rows: number[][] }
-  | { type: "generate"; id: number; params: ParamTree; options: GenerateOptions };
+  | {
+    type: "generate";
+    id: number;
+    params: ParamTree;
+    options: GenerateOptions;
+    /** The index of `options.prompts[0]` in the whole batch. */
+    firstSequence: number;
+  };
 
 const scope = self as unknown as {
   onmessage: ((e: MessageEvent<WorkerRequest>) => void) | null;
@@ -52,7 +60,8 @@ async function handle(request: WorkerRequest): Promise<void> {
     const results = request.rows.map((ids) => rowForward(model!, { ids }));
     scope.postMessage({ id: request.id, results }, resultBuffers(results));
   } else {
-    const result = await generate(model, request.options);
+    const options = resolveGenerateOptions(model.config, request.options);
+    const result = await generateCpu(model, options, { firstSequence: request.firstSequence });
     scope.postMessage({ id: request.id, result });
   }
 }

@@ -550,7 +550,7 @@ class CpuTrainBackend implements TrainBackend {
 
   async generate(options: GenerateOptions): Promise<GenerateResult> {
     const pool = this.#workerPool;
-    if (pool && options.temperature === 0 && options.prompts.length > 1) {
+    if (pool && options.prompts.length > 1) {
       return await pool.generate(options, this.params.tree);
     }
     return await generate(this.model, options);
