@@ -114,7 +114,7 @@ for (const { lora, oldLogprobs, layer, optimizer } of CASES) {
           await rlConfig(dir, [
             "--run.name=gpu",
             "--backend=webgpu",
-            `--rl.optimizer=${optimizer}`,
+            `--trainer.optimizer=${optimizer}`,
             ...extra,
           ]),
           {

@@ -8,6 +8,7 @@ import { loadModel } from "../model/load_model.ts";
 import type { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { modelParams } from "../trainer/params.ts";
 import { QUIET, tinyConfig, withTempDir } from "./train_utils.ts";
+import { noGpu } from "../gpu/test_utils.ts";
 
 async function bytes(path: string): Promise<Uint8Array> {
   return await Deno.readFile(path);
@@ -59,6 +60,21 @@ Deno.test("runSft() resume is exact for LoRA with dropout and gradient accumulat
       "--trainer.microBatches=2",
     ], 3)
   );
+});
+
+Deno.test({
+  name: "runSft() on WebGPU with AdamW on the GPU resumes exactly (LoRA, 2 micro-batches)",
+  ignore: noGpu,
+  fn: () =>
+    withTempDir((dir) =>
+      checkResume(dir, [
+        "--backend=webgpu",
+        "--trainer.optimizer=device",
+        "--adapters.kind=lora",
+        "--adapters.r=2",
+        "--trainer.microBatches=2",
+      ], 3)
+    ),
 });
 
 Deno.test("runSft() checkpoints hold the parameters bit-exactly", async () => {

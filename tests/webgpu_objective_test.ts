@@ -293,3 +293,28 @@ Deno.test({
     gpuBackend.dispose();
   },
 });
+
+Deno.test({
+  name: "objectiveAndGrads(): the sft term on WebGPU (in the step) equals the float64 CPU",
+  ignore: noGpu,
+  async fn() {
+    for (const mode of ["full", "adapters"] as const) {
+      const { cpuBackend, gpuBackend } = await models(mode);
+      const request: ObjectiveRequest = {
+        terms: [{ name: "sft", weight: 0.5 }],
+        inputs: { lossMask: lossMask(), normalizers: { sft: 55 } },
+      };
+      const want = await cpuBackend.objectiveAndGrads(input, request);
+      const got = await gpuBackend.objectiveAndGrads(input, request);
+      assert.ok(
+        Math.abs(got.loss.value - want.loss.value) <= VALUE_TOL * Math.abs(want.loss.value),
+      );
+      assert.equal(got.loss.metrics["loss/tokens"], want.loss.metrics["loss/tokens"]);
+      for (const [name, g] of Object.entries(want.grads)) {
+        const err = relErr(got.grads[name], g);
+        assert.ok(err <= GRAD_TOL, `${mode} ${name}: relative error ${err.toExponential(2)}`);
+      }
+      gpuBackend.dispose();
+    }
+  },
+});

@@ -11,6 +11,8 @@ import { createLora, type Lora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 import { PEFT_PREFIX, savePeftAdapter } from "../adapters/peft_io.ts";
 import { createHilo, describeHilo, hiloConfig } from "../adapters/hilo.ts";
+import { GpuAdamw } from "./gpu_adamw.ts";
+import type { WebGpuTrainBackend } from "./_webgpu_backend.ts";
 import { saveHiloAdapter } from "../adapters/hilo_io.ts";
 import { arithmeticTokenizerFiles } from "../data/arithmetic_tokenizer.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
@@ -488,6 +490,45 @@ export function runAdamwOptions(
     maxGradNorm: t.maxGradNorm > 0 ? t.maxGradNorm : undefined,
     decayMask: (name) => shapes[name].length >= 2,
   };
+}
+
+/**
+ * The GPU-resident AdamW of a run (`trainer.optimizer`: `"device"`, or `"auto"` on WebGPU), over
+ * the backend's model with {@linkcode runAdamwOptions}; `null` when AdamW runs on the host.
+ *
+ * @param config The run's config.
+ * @param backend The run's train backend.
+ * @param options Updates per step.
+ * @returns The optimizer, or null.
+ * @throws {RangeError} When `"device"` is asked on the CPU backend (the key is named).
+ *
+ * @example Host AdamW on the CPU
+ * ```ts ignore
+ * import { deviceAdamw } from "./_run_setup.ts";
+ * declare const config: import("./config.ts").TrainConfig;
+ * declare const backend: import("./backend.ts").TrainBackend;
+ * console.log(deviceAdamw(config, backend)); // null on the CPU with "auto"
+ * ```
+ */
+export function deviceAdamw(
+  config: TrainConfig,
+  backend: TrainBackend,
+  options: RunAdamwOptions = {},
+): GpuAdamw | null {
+  const where = config.trainer.optimizer;
+  if (where === "device" && backend.kind !== "webgpu") {
+    throw new RangeError(
+      `Cannot train: key "trainer.optimizer" is "device", which needs the WebGPU backend, but ` +
+        `the model runs on the ${backend.kind}: set it to "auto" or "host"`,
+    );
+  }
+  if (where === "host" || backend.kind !== "webgpu") return null;
+  const gpu = backend as WebGpuTrainBackend;
+  return new GpuAdamw(
+    gpu.model,
+    backend.mode,
+    runAdamwOptions(config, backend.params.shapes, options),
+  );
 }
 
 /** What a restored run continues with. */

@@ -25,16 +25,19 @@ import type {
 } from "../model/qwen3_webgpu_backward.ts";
 import { checkFinite, checkLength, checkMask } from "./losses/_validate.ts";
 import { entropyMetrics, type ObjectiveRequest } from "./losses/objective_request.ts";
-import type { ClippedPgConfig, HiddenAlignConfig } from "./losses/registry.ts";
+import type { ClippedPgConfig, HiddenAlignConfig, SftConfig } from "./losses/registry.ts";
+import { encodeAdd } from "../kernels/add/add.ts";
 import type { LossOutput } from "./types.ts";
 
 const WHERE = "Cannot run the objective on the GPU";
+
+const GPU_TERMS = ["clipped_pg", "hidden_align", "sft"];
 
 /** The terms the GPU runs in the step (any other term runs on the host). */
 export function runsOnGpu(request: ObjectiveRequest): boolean {
   const names = request.terms.map((t) => t.name);
   return names.length > 0 && new Set(names).size === names.length &&
-    names.every((n) => n === "clipped_pg" || n === "hidden_align");
+    names.every((n) => GPU_TERMS.includes(n));
 }
 
 /** What one micro-batch's step needs from the objective. */
@@ -95,7 +98,8 @@ export class GpuObjective {
   prepare(request: ObjectiveRequest, shape: GpuObjectiveShape): GpuObjectiveStep {
     if (!runsOnGpu(request)) {
       throw new TypeError(
-        `${WHERE}: the terms must be "clipped_pg" and/or "hidden_align", each at most once: ` +
+        `${WHERE}: the terms must be among "clipped_pg", "hidden_align" and "sft", each at ` +
+          `most once: ` +
           `current terms are ${JSON.stringify(request.terms.map((t) => t.name))}`,
       );
     }
@@ -104,6 +108,7 @@ export class GpuObjective {
     const inputs = request.inputs;
     const pgSpec = request.terms.find((t) => t.name === "clipped_pg");
     const alignSpec = request.terms.find((t) => t.name === "hidden_align");
+    const sftSpec = request.terms.find((t) => t.name === "sft");
     const records: LossHook[] = [];
     const reads: ((acts: TrainActivations) => ReadbackRange)[] = [];
     const finishers: ((bytes: ArrayBuffer) => LossOutput)[] = [];
@@ -243,9 +248,50 @@ export class GpuObjective {
       });
     }
 
+    if (sftSpec) {
+      // Linear in the log-probs: d loss / d lp = −weight · mask / normalizer, added to the
+      // cotangent; the value comes from the step's log-probs, read back with the scalars.
+      const options = (sftSpec.options ?? {}) as SftConfig;
+      const weight = sftSpec.weight ?? 1;
+      const width = B * (T - 1);
+      checkLength(WHERE, "lossMask", inputs.lossMask, width, "[batch, seqLen − 1]");
+      const tokens = checkMask(WHERE, "lossMask", inputs.lossMask!);
+      const normalizer = inputs.normalizers?.sft ?? options.normalizer ?? tokens;
+      if (!(Number.isFinite(normalizer) && normalizer >= 0)) {
+        throw new RangeError(
+          `${WHERE}: the "sft" normalizer must be a finite number > 0: current value is ` +
+            `${normalizer}`,
+        );
+      }
+      const wide = new Float32Array(n);
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t + 1 < T; t++) wide[b * T + t] = inputs.lossMask![b * (T - 1) + t];
+      }
+      const mask = this.#upload("sft_mask", wide);
+      const scale = normalizer > 0 ? -weight / normalizer : 0;
+      records.push((pass, _acts, cot) =>
+        encodeAdd(this.ctx, pass, { x: mask, y: cot.dLogprobs, n, alpha: scale, accumulate: true })
+      );
+      reads.push((acts) => ({ buffer: acts.logprobs, offset: 0, size: 4 * n }));
+      finishers.push((bytes) => {
+        const lp = new Float32Array(bytes);
+        let sum = 0;
+        for (let i = 0; i < n; i++) if (wide[i] !== 0) sum += lp[i];
+        const nll = normalizer > 0 ? -sum / normalizer : 0;
+        return {
+          value: weight * nll,
+          grad: {},
+          metrics: { "loss/nll": nll, "loss/tokens": tokens },
+        };
+      });
+    }
+
     const lossMask = inputs.lossMask;
     return {
-      cotangents: { logprobs: pgSpec !== undefined, lastHidden: alignSpec !== undefined },
+      cotangents: {
+        logprobs: pgSpec !== undefined || sftSpec !== undefined,
+        lastHidden: alignSpec !== undefined,
+      },
       hook: (pass, acts, cot) => {
         for (const record of records) record(pass, acts, cot);
       },

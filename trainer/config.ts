@@ -260,6 +260,13 @@ export interface TrainerConfig {
   readonly weightDecay: number;
   /** Clip the global gradient norm to this; `0` disables clipping. */
   readonly maxGradNorm: number;
+  /**
+   * Where AdamW runs: `"device"` keeps parameters, gradients and moments on the GPU (`GpuAdamw`:
+   * no gradient readback, one readback of the norm per update; WebGPU backend only), `"host"`
+   * reads the gradients back and runs the host chain, `"auto"` is `"device"` on WebGPU and
+   * `"host"` on the CPU. The same update either way; checkpoints hold the host chain's state.
+   */
+  readonly optimizer: "auto" | "host" | "device";
   /** Adam's first-moment decay, in `[0, 1)`. */
   readonly b1: number;
   /** Adam's second-moment decay, in `[0, 1)`. */
@@ -417,6 +424,7 @@ export const DEFAULT_CONFIG: TrainConfig = deepFreeze<TrainConfig>({
     minLrRatio: 0.1,
     weightDecay: 0.01,
     maxGradNorm: 1,
+    optimizer: "auto",
     b1: 0.9,
     b2: 0.95,
     eps: 1e-8,

@@ -23,6 +23,7 @@ import {
 } from "../data/arithmetic_task.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
 import type { TrainBackend } from "./backend.ts";
+import type { WebGpuTrainBackend } from "./_webgpu_backend.ts";
 import { dataOrder } from "./data_order.ts";
 import { type EvalExample, evaluateSft } from "./eval_sft.ts";
 import { gitSha } from "./git_sha.ts";
@@ -37,6 +38,7 @@ import { mix32 } from "../internal/random.ts";
 import {
   adapterText,
   buildRunModel,
+  deviceAdamw,
   exportRun,
   readRunModel,
   resolveRunStart,
@@ -235,7 +237,7 @@ function sftMicroBatches(
   config: TrainConfig,
   data: SftData,
   s: number,
-): { micro: TrainMicroBatch; lossTokens: number; tokens: number }[] {
+): { micro: TrainMicroBatch; lossMask: Float64Array; lossTokens: number; tokens: number }[] {
   const t = config.trainer;
   const start = (s - 1) * t.batchSize;
   const microSize = t.batchSize / t.microBatches;
@@ -252,6 +254,7 @@ function sftMicroBatches(
         weight: batch.lossTokens,
         options: { linear: true, dropoutSeed: mix32(mix32(config.run.seed, s), m) },
       },
+      lossMask: batch.lossMask,
       lossTokens: batch.lossTokens,
       tokens: batch.tokens,
     };
@@ -369,6 +372,19 @@ async function train(
     }
     ({ optState, startStep } = restored);
   }
+  // AdamW on the GPU (trainer.optimizer): the micro-batches' gradients sum in the device's
+  // buffers and the update happens there; the host state is synced for checkpoints and export.
+  const gpuOpt = deviceAdamw(config, backend);
+  gpuOpt?.loadChainState(optState.inner);
+  const syncFromDevice = async () => {
+    if (!gpuOpt) return;
+    await (backend as WebGpuTrainBackend).syncParams();
+    optState = {
+      ...optState,
+      gradientStep: gpuOpt.count,
+      inner: await gpuOpt.chainState(optState.inner),
+    };
+  };
 
   const trainableParams = countParams(params.tree);
   const backendText = run.description;
@@ -397,6 +413,7 @@ async function train(
 
   const step = async (s: number): Promise<PendingStep> => {
     const micro = sftMicroBatches(config, data, s);
+    if (gpuOpt) return await deviceStep(s, micro);
     const r = await trainStep(backend, {
       optimizer,
       state: optState,
@@ -440,7 +457,47 @@ async function train(
     return metrics;
   };
 
+  /** A step with AdamW on the GPU: accumulate, check the loss, update there (see `step`). */
+  const deviceStep = async (
+    s: number,
+    micro: ReturnType<typeof sftMicroBatches>,
+  ): Promise<PendingStep> => {
+    const gpu = backend as WebGpuTrainBackend;
+    let lossTokens = 0;
+    let tokens = 0;
+    for (const m of micro) {
+      lossTokens += m.lossTokens;
+      tokens += m.tokens;
+    }
+    let loss = 0;
+    for (let k = 0; k < micro.length; k++) {
+      // Normalised by the whole batch's loss tokens: the sum is the batch's token mean.
+      const out = await gpu.accumulateObjective(micro[k].micro.input, {
+        terms: [{ name: "sft" }],
+        inputs: { lossMask: micro[k].lossMask, normalizers: { sft: Math.max(1, lossTokens) } },
+      }, { accumulate: k > 0 });
+      loss += out.value;
+    }
+    if (options.faults?.nanLossAtStep === s) loss = NaN;
+    // A non-finite loss leaves the parameters as they are (the loop stops on it).
+    const optimizerMetrics = Number.isFinite(loss) ? await gpuOpt!.update() : {};
+    if (optimizerMetrics["optim/skipped"] === 1) loss = NaN;
+    return {
+      loss,
+      tokens,
+      metrics: {
+        ...optimizerMetrics,
+        "loss/nll": loss,
+        "loss/tokens": lossTokens,
+        "data/epoch": data.order.epoch(s * t.batchSize - 1),
+        "data/tokens": tokens,
+      },
+      commit: () => {},
+    };
+  };
+
   const save = async (s: number, metrics: Record<string, number>): Promise<string> => {
+    await syncFromDevice();
     const dir = await saveRun(runDir, s, {
       config,
       backend,
@@ -477,6 +534,8 @@ async function train(
     haltAfterStep: options.haltAfterStep,
   });
 
+  if (!result.halted) await syncFromDevice();
+  gpuOpt?.dispose();
   const exported = result.halted ? [] : await exportRun(config, head, run, [
     join(runDir, "final"),
     ...(options.exportDir ? [options.exportDir] : []),

@@ -136,6 +136,7 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
     minLrRatio: z.number().min(0).max(1),
     weightDecay: nonNegative,
     maxGradNorm: nonNegative,
+    optimizer: z.enum(["auto", "host", "device"]),
     b1: unitOpen,
     b2: unitOpen,
     eps: positive,
@@ -273,6 +274,13 @@ function crossFieldProblems(config: TrainConfig): Problem[] {
   }
   if (model.headDim % 2 !== 0) {
     range(["model", "headDim"], `must be even (for RoPE): current value is ${model.headDim}`);
+  }
+  if (trainer.optimizer === "device" && config.backend === "cpu") {
+    range(
+      ["trainer", "optimizer"],
+      `must be "auto" or "host" with backend "cpu" (a device optimizer needs WebGPU): current ` +
+        `value is "device"`,
+    );
   }
   if (model.weightDtype === "f16" && adapters.kind === "none") {
     range(

@@ -276,13 +276,6 @@ export interface RlConfig {
    * forward of the train backend over the rollouts before the update.
    */
   readonly oldLogprobs: "sampler" | "recompute";
-  /**
-   * Where AdamW runs: `"device"` keeps parameters, gradients and moments on the GPU (`GpuAdamw`:
-   * no gradient readback, one readback of the norm per update; WebGPU backend only), `"host"`
-   * reads the gradients back and runs the host chain, `"auto"` is `"device"` on WebGPU and
-   * `"host"` on the CPU. The same update either way; checkpoints hold the host chain's state.
-   */
-  readonly optimizer: "auto" | "host" | "device";
   /** Reward mode and verifier budget. */
   readonly reward: RlRewardConfig;
   /** Overlong shaping and filtering. */
@@ -381,7 +374,6 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
   topP: z.number().gt(0).max(1),
   topK: nonNegativeInt,
   oldLogprobs: z.enum(["sampler", "recompute"]),
-  optimizer: z.enum(["auto", "host", "device"]),
   reward: z.strictObject({
     mode: z.enum(["dapo", "binary"]),
     budgetMs: nonNegative,
@@ -457,7 +449,6 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
   topP: 1,
   topK: 0,
   oldLogprobs: "sampler",
-  optimizer: "auto",
   reward: { mode: "dapo", budgetMs: 0 },
   overlong: { buffer: 16, factor: 1, filter: false },
   advantage: "grpo",

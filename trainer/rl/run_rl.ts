@@ -23,18 +23,17 @@ import { plotRunCurves } from "../../plot/run_curves.ts";
 import {
   adapterText,
   buildRunModel,
+  deviceAdamw,
   exportRun,
   readRunModel,
   resolveRunStart,
   restoreRun,
   runAdamw,
-  runAdamwOptions,
   saveRun,
 } from "../_run_setup.ts";
 import { dataOrder } from "../data_order.ts";
 import { gitSha } from "../git_sha.ts";
 import { applyUpdates, globalNorm } from "../optim/mod.ts";
-import { GpuAdamw } from "../gpu_adamw.ts";
 import type { WebGpuTrainBackend } from "../_webgpu_backend.ts";
 import { createProgress, formatDuration, type Progress } from "../../internal/progress.ts";
 import { type PendingStep, trainLoop } from "../train_loop.ts";
@@ -289,29 +288,15 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
 
   async function run(): Promise<RunRlResult> {
     const params = backend.params;
-    if (rl.optimizer === "device" && backend.kind !== "webgpu") {
-      throw new RangeError(
-        `Cannot start the RL run: key "rl.optimizer" is "device", which needs the WebGPU ` +
-          `backend, but the model runs on the ${backend.kind}: set it to "auto" or "host"`,
-      );
-    }
 
     // Optimizer: one update per mini-batch.
     const optimizer = runAdamw(config, params.shapes, {
       updatesPerStep: rl.ppoEpochs * rl.miniBatches,
     });
     let optState = optimizer.init(params.tree);
-    // AdamW on the GPU (rl.optimizer): parameters, gradients and moments stay there; the host
-    // state and parameters are brought up to date only for checkpoints and the export.
-    const onDevice = rl.optimizer === "device" ||
-      (rl.optimizer === "auto" && backend.kind === "webgpu");
-    const gpuOpt = onDevice
-      ? new GpuAdamw(
-        (backend as WebGpuTrainBackend).model,
-        backend.mode,
-        runAdamwOptions(config, params.shapes, { updatesPerStep: rl.ppoEpochs * rl.miniBatches }),
-      )
-      : null;
+    // AdamW on the GPU (trainer.optimizer): parameters, gradients and moments stay there; the
+    // host state and parameters are brought up to date only for checkpoints and the export.
+    const gpuOpt = deviceAdamw(config, backend, { updatesPerStep: rl.ppoEpochs * rl.miniBatches });
     const device = gpuOpt
       ? { optimizer: gpuOpt, backend: backend as WebGpuTrainBackend }
       : undefined;
