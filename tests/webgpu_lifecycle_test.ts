@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { loadPeftAdapter } from "../adapters/peft_io.ts";
 import { GpuContext } from "../gpu/context.ts";
-import { noGpu, testContext } from "../gpu/test_utils.ts";
+import { assertClose, noGpu, testContext } from "../gpu/test_utils.ts";
+import { loadModel } from "../model/load_model.ts";
 import { fixtureDir } from "../internal/test_utils.ts";
 import { readQwen3Config } from "../model/config.ts";
 import { generate } from "../model/generate.ts";
@@ -87,5 +88,42 @@ Deno.test({
     await model.backward(input, { mode: "adapters", dLogprobs: new Float64Array(14).fill(1) });
     backend.dispose();
     model.dispose();
+  },
+});
+
+Deno.test({
+  name: "WebGpuQwen3 over many batch shapes keeps its context's caches within their bounds",
+  ignore: noGpu,
+  async fn() {
+    const ctx = new GpuContext((await testContext())!.gpu, { maxUniforms: 48, maxBindGroups: 160 });
+    const model = new WebGpuQwen3(ctx, config, await loadQwen3Weights(dir, config));
+    const cpu = await loadModel(dir, { backend: "cpu", warn: false });
+    try {
+      let most = { uniforms: 0, bindGroups: 0 };
+      // 24 shapes (batch 1-3 × 8 lengths): new uniforms, workspaces and bind groups each time.
+      for (let len = 3; len <= 10; len++) {
+        for (let batch = 1; batch <= 3; batch++) {
+          const inputIds = Array.from(
+            { length: batch },
+            (_, b) => Array.from({ length: len }, (_, t) => (b * 31 + t * 7 + len) % 384),
+          );
+          const got = await model.tokenLogprobs({ inputIds });
+          if (len === 10 && batch === 3) {
+            // Still right after many cache flushes.
+            const want = await cpu.tokenLogprobs({ inputIds });
+            assertClose(got.logprobs, want.logprobs, 1e-4, "log-probs after the flushes");
+          }
+          const s = ctx.cacheSizes;
+          most = {
+            uniforms: Math.max(most.uniforms, s.uniforms),
+            bindGroups: Math.max(most.bindGroups, s.bindGroups),
+          };
+        }
+      }
+      assert.ok(most.uniforms <= 48 && most.bindGroups <= 160, JSON.stringify(most));
+      console.log(`largest cache sizes over 24 shapes: ${JSON.stringify(most)}`);
+    } finally {
+      model.dispose();
+    }
   },
 });
