@@ -292,6 +292,15 @@ async function mainRl(
       `held-out avg@${k} ${pct(a, `eval/avg@${k}`)} -> ${pct(b, `eval/avg@${k}`)}, pass@${k} ` +
       `${pct(a, `eval/pass@${k}`)} -> ${pct(b, `eval/pass@${k}`)}`,
   );
+  const gain = result.heldOutGain;
+  if (gain) {
+    const pts = (x: number) => `${x >= 0 ? "+" : ""}${(100 * x).toFixed(1)}`;
+    console.error(
+      `held-out gain ${pts(gain.mean)} points, paired by prompt: 95% interval ` +
+        `[${pts(gain.lower)}, ${pts(gain.upper)}] over ${gain.n} prompts (` +
+        `${gain.lower > 0 ? "above" : gain.upper < 0 ? "below" : "not separable from"} the start)`,
+    );
+  }
   console.error(`metrics: ${join(result.runDir, "metrics.jsonl")}`);
   for (const dir of result.exported) console.error(`exported: ${dir}`);
   return result;

@@ -37,3 +37,28 @@ Deno.test({
       ok(last > reward[0] + 0.3, `reward by step: ${reward.map((r) => r.toFixed(3)).join(", ")}`);
     }),
 });
+
+Deno.test({
+  name: "runRl() reports the held-out gain paired by prompt: its mean is the avg@k difference",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const config = await rlConfig(dir, [
+        "--rl.losses=[{name: clipped_pg}]",
+        "--trainer.steps=2",
+        "--trainer.lr=3e-3",
+        "--rl.eval.every=2",
+        "--rl.eval.prompts=6",
+        "--checkpoint.every=0",
+      ]);
+      const r = await runRl(config, { ...QUIET, evalAtStart: true });
+      const gain = r.heldOutGain;
+      ok(gain !== null, "no gain with two evaluations");
+      strictEqual(gain.n, 6);
+      const k = config.rl.eval.samples;
+      const diff = r.metrics[`eval/avg@${k}`] - r.startMetrics[`eval/avg@${k}`];
+      ok(Math.abs(gain.mean - diff) < 1e-12, `${gain.mean} vs ${diff}`);
+      ok(gain.lower <= gain.mean && gain.mean <= gain.upper);
+    }),
+});

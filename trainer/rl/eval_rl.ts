@@ -78,6 +78,33 @@ export async function evaluateRl(
   prompts: readonly { ids: readonly number[]; gold: string }[],
   options: EvaluateRlOptions,
 ): Promise<Record<string, number>> {
+  return (await evaluateRlPrompts(backend, prompts, options)).metrics;
+}
+
+/**
+ * {@linkcode evaluateRl} with each prompt's accuracy (the share of its k samples that are
+ * correct), for a paired comparison of two evaluations on the same prompts and sampling seeds.
+ *
+ * @param backend The train backend (current parameters).
+ * @param prompts Each prompt's ids and gold.
+ * @param options Samples, sampling and verifier budget.
+ * @returns The metrics of {@linkcode evaluateRl} and `perPrompt` accuracies in prompt order.
+ *
+ * @example The mean of the per-prompt accuracies is avg@k
+ * ```ts ignore
+ * import { evaluateRlPrompts } from "./eval_rl.ts";
+ * declare const backend: import("../backend.ts").TrainBackend;
+ * declare const prompts: { ids: number[]; gold: string }[];
+ * declare const options: import("./eval_rl.ts").EvaluateRlOptions;
+ * const { metrics, perPrompt } = await evaluateRlPrompts(backend, prompts, options);
+ * console.log(perPrompt.reduce((a, b) => a + b, 0) / perPrompt.length, metrics["eval/accuracy"]);
+ * ```
+ */
+export async function evaluateRlPrompts(
+  backend: TrainBackend,
+  prompts: readonly { ids: readonly number[]; gold: string }[],
+  options: EvaluateRlOptions,
+): Promise<{ metrics: Record<string, number>; perPrompt: number[] }> {
   const k = options.samples;
   const per = options.batchPrompts ?? prompts.length;
   const correct: boolean[][] = [];
@@ -113,7 +140,7 @@ export async function evaluateRl(
   }
   const report = scoreProblems(correct.map((c) => ({ correct: c })), { ks: [1, k] });
   const n = prompts.length * k;
-  return {
+  const metrics = {
     [`eval/avg@${k}`]: report.avg.mean,
     [`eval/pass@${k}`]: report.passAtK[k].mean,
     "eval/accuracy": report.avg.mean,
@@ -121,4 +148,6 @@ export async function evaluateRl(
     "eval/response_length": length / n,
     "eval/prompts": prompts.length,
   };
+  const perPrompt = correct.map((list) => list.filter((c) => c).length / k);
+  return { metrics, perPrompt };
 }

@@ -41,7 +41,8 @@ import type { ParamTree } from "../types.ts";
 import { anchorCosines } from "./anchor_cosines.ts";
 import { rlConfigProblems } from "./config.ts";
 import { fillBatch } from "./dynamic_sampling.ts";
-import { evaluateRl } from "./eval_rl.ts";
+import { evaluateRlPrompts } from "./eval_rl.ts";
+import { type ConfidenceInterval, confidenceInterval } from "../../eval/confidence_interval.ts";
 import { forwardPass } from "./forward_pass.ts";
 import { alignCentroids } from "../losses/mod.ts";
 import {
@@ -128,6 +129,12 @@ export interface RunRlResult {
   metrics: Record<string, number>;
   /** The first evaluation's metrics (`{}` when none ran in this process). */
   startMetrics: Record<string, number>;
+  /**
+   * The held-out accuracy gain from the first to the last evaluation of this process, paired by
+   * prompt (same prompts and sampling seeds): the mean per-prompt difference of avg@k with its
+   * 95% normal interval over prompts; null with fewer than two evaluations.
+   */
+  heldOutGain: ConfidenceInterval | null;
   /** The newest checkpoint. */
   lastCheckpoint: string | null;
   /** The checkpoint the run resumed from, or `null`. */
@@ -564,9 +571,13 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     };
 
     let startMetrics: Record<string, number> = {};
+    // Per-prompt accuracies of the first and the latest evaluation in this process (same prompts
+    // and sampling seeds): their paired difference is the held-out gain with its interval.
+    let startPerPrompt: number[] | null = null;
+    let lastPerPrompt: number[] | null = null;
     const evaluate = async (s: number): Promise<Record<string, number>> => {
       const began = performance.now();
-      const metrics = await evaluateRl(backend, evalSet, {
+      const { metrics, perPrompt } = await evaluateRlPrompts(backend, evalSet, {
         tokenizer,
         samples: rl.eval.samples,
         temperature: rl.eval.temperature,
@@ -575,7 +586,11 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         budgetMs: rl.reward.budgetMs,
       });
       seconds.eval += (performance.now() - began) / 1000;
-      if (Object.keys(startMetrics).length === 0) startMetrics = metrics;
+      if (Object.keys(startMetrics).length === 0) {
+        startMetrics = metrics;
+        startPerPrompt = perPrompt;
+      }
+      lastPerPrompt = perPrompt;
       const k = rl.eval.samples;
       note(
         `eval @ step ${s}: avg@${k} ${(100 * metrics[`eval/avg@${k}`]).toFixed(1)}% | pass@${k} ` +
@@ -647,12 +662,19 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         `${formatDuration(seconds.score)}, train ${formatDuration(seconds.train)}, eval ` +
         `${formatDuration(seconds.eval)}`,
     );
+    // (Assigned in `evaluate`, which TypeScript's narrowing does not follow.)
+    const first = startPerPrompt as number[] | null;
+    const last = lastPerPrompt as number[] | null;
+    const gain = first !== null && last !== null && last !== first
+      ? confidenceInterval(last.map((x, i) => x - first[i]))
+      : null;
     return {
       runDir,
       step: result.step,
       halted: result.halted,
       metrics: result.metrics,
       startMetrics,
+      heldOutGain: gain,
       lastCheckpoint: result.lastCheckpoint,
       resumedFrom: checkpoint?.dir ?? null,
       exported,
