@@ -103,3 +103,53 @@ Deno.test({
       ok(/key trainer\.lr of its checkpoint .* differs/.test(message), message);
     }),
 });
+
+Deno.test({
+  name: "reproduce(): raising trainer.steps continues a finished run exactly as a longer run goes",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const experimentPath = join(dir, "grow.yaml");
+      const write = (steps: number) =>
+        Deno.writeTextFile(
+          experimentPath,
+          JSON.stringify({
+            name: "grow",
+            outDir: join(dir, "runs"),
+            results: join(dir, "grow.md"),
+            overrides: [...RL_OVERRIDES, `--trainer.steps=${steps}`],
+            settings: [{
+              name: "align",
+              overrides: ["--rl.losses=[{name: clipped_pg}, {name: hidden_align, weight: 0.1}]"],
+            }],
+            eval: { data: "arithmetic", limit: 1, k: 1, maxNewTokens: 8 },
+          }),
+        );
+      await write(2);
+      await reproduce(experimentPath, { log: () => {}, evaluate: false });
+      await write(3);
+      const grown = await reproduce(experimentPath, { log: () => {}, evaluate: false });
+      deepStrictEqual(grown.runs.map((r) => r.action), ["resumed"]);
+      // The same run straight to 3 steps (runRl evaluates at the start by default, as reproduce;
+      // this config evaluates only after the last step).
+      const [run] = experimentRuns(await readExperiment(experimentPath));
+      const straight = await runRl(
+        await loadConfig(undefined, {
+          overrides: [...run.overrides, `--run.outDir=${join(dir, "straight")}`],
+        }),
+        QUIET,
+      );
+      // The same steps; the shorter run's evaluation after its last step is the one extra.
+      const lines = async (runDir: string) =>
+        (await Deno.readTextFile(join(runDir, "metrics.jsonl"))).trim().split("\n");
+      const withoutEval = (line: string) =>
+        Object.fromEntries(
+          Object.entries(JSON.parse(line)).filter(([k]) => !k.startsWith("eval/")),
+        );
+      const [a, b] = [await lines(run.runDir), await lines(straight.runDir)];
+      deepStrictEqual(a.map(withoutEval), b.map(withoutEval));
+      strictEqual(a.at(-1), b.at(-1));
+      ok(JSON.parse(a[2])["eval/prompts"] > 0 && JSON.parse(b[2])["eval/prompts"] === undefined);
+    }),
+});
