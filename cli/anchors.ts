@@ -423,8 +423,12 @@ export async function main(args: string[]): Promise<AnchorReport[] | null> {
   const reports: AnchorReport[] = [];
   for (const model of models) reports.push(await measureAnchors(model, options));
   const entries = reports.map((r) => ({ name: r.model, rows: r.layers, note: note(r) }));
-  const markdown = `# Anchor geometry\n\nSeed ${seed}; problems from the data section of ` +
-    `\`${values.config}\`; anchor: the token before the last "Answer:".\n\n` +
+  const markdown = `# Anchor geometry\n\nMeasured by \`deno run --allow-read --allow-write ` +
+    `--allow-env cli/anchors.ts ${args.join(" ")}\` (on ` +
+    `${new Date().toISOString().slice(0, 10)}, ${navigator.hardwareConcurrency} cores, ` +
+    `backend ${values.backend}). Seed ${seed}; problems from the data section of ` +
+    `\`${values.config}\`; anchor: the token before the last "Answer:". Layers as HF's ` +
+    `\`hidden_states\`: the embeddings, each decoder layer's output, the final norm.\n\n` +
     anchorLayersMarkdown(entries);
   if (values.out) {
     await Deno.mkdir(values.out, { recursive: true });
