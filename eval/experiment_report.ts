@@ -377,14 +377,31 @@ export async function experimentReport(
       smooth: number,
     ) => {
       const series: LineSeries[] = [];
-      for (const s of settings) {
-        const runs = input.runs.filter((r) =>
-          r.setting === s.name && r.step === r.targetSteps && pick(r).values.length > 0
+      const trained = (name: string, seeds: readonly number[] | null) =>
+        input.runs.filter((r) =>
+          r.setting === name && r.step === r.targetSteps && pick(r).values.length > 0 &&
+          (seeds === null || seeds.includes(r.seed))
         );
+      for (const s of settings) {
+        const runs = trained(s.name, null);
         const mean = meanCurve(runs.map(pick), smooth);
         if (mean) series.push({ ...mean, name: `${s.name} (${runs.length})` });
       }
       if (series.length === 0) return;
+      if (axis !== "main") {
+        // For scale: the main settings on the seeds this axis ran.
+        const seeds = [...new Set(settings.flatMap((s) => s.seeds))];
+        for (const s of experiment.settings.filter((x) => x.axis === "main")) {
+          const runs = trained(s.name, seeds);
+          const mean = meanCurve(runs.map(pick), smooth);
+          if (mean) {
+            series.push({
+              ...mean,
+              name: `${s.name} (seed${seeds.length > 1 ? "s" : ""} ${seeds.join(", ")})`,
+            });
+          }
+        }
+      }
       const svg = await lineChart(series, {
         title,
         xTitle: "step",
@@ -443,7 +460,8 @@ export async function experimentReport(
   if (chartLinks.length > 0) lines.push("## Charts", "", ...chartLinks.map((l) => `${l}\n`));
   lines.push(
     "Curves: the finished runs of each setting (evaluated or not), averaged over seeds; bands: " +
-      "the 95% Student-t interval over seeds at each step (settings with two or more seeds).",
+      "the 95% Student-t interval over seeds at each step (settings with two or more seeds). " +
+      "An ablation axis's charts also show the main settings on the seeds the axis ran.",
     "",
   );
 
