@@ -205,6 +205,10 @@ function curve(rows: { step: number; values: Record<string, number> }[], key: st
   return { steps, values: steps.map((s) => byStep.get(s)!) };
 }
 
+function mean(values: readonly number[]): number | null {
+  return values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length;
+}
+
 async function stepSeconds(runDir: string): Promise<number> {
   const path = join(runDir, "timings.jsonl");
   if (!(await exists(path))) return 0;
@@ -387,6 +391,9 @@ export async function reproduce(
         mixed: curve(rows, "anchor/cos_mixed"),
       },
       seconds: { steps: await stepSeconds(run.runDir), finalEval: await evalSeconds(evalDir) },
+      alignRows: config.rl.losses.some((t) => t.name === "hidden_align")
+        ? mean(curve(rows, "align/rows").values)
+        : null,
     });
   }
 

@@ -72,6 +72,11 @@ export interface ExperimentRunData {
   anchors: { correct: StepCurve; incorrect: StepCurve; mixed: StepCurve };
   /** Seconds: the steps (generate + score + train, all sessions) and the final evaluation. */
   seconds: { steps: number; finalEval: number };
+  /**
+   * The mean number of rows the align term took per step (`align/rows`), or `null` for a run
+   * without the term. `0` flags a term that never acted: the run is the policy loss alone.
+   */
+  alignRows?: number | null;
 }
 
 /**
@@ -470,18 +475,28 @@ export async function experimentReport(
     "## Every run",
     "",
     `| run | steps | pass@1 | pass@${k} | in-run avg@${heldoutK} | rollout acc. | cos c–c | ` +
-      `steps' time | final eval |`,
-    "|---|---|---|---|---|---|---|---|---|",
+      `align rows/step | steps' time | final eval |`,
+    "|---|---|---|---|---|---|---|---|---|---|",
   );
   for (const r of input.runs) {
+    const rows = r.alignRows === undefined || r.alignRows === null ? "–" : r.alignRows.toFixed(1);
     lines.push(
       `| ${r.name} | ${r.step}/${r.targetSteps} | ${r.final ? pct(r.final.passAt1) : "–"} | ` +
         `${r.final ? pct(r.final.passAtK) : "–"} | ${firstLast(r.heldout, pct)} | ` +
-        `${fromTo(r.rolloutAccuracy, pct)} | ${fromTo(r.anchors.correct, num)} | ` +
+        `${fromTo(r.rolloutAccuracy, pct)} | ${fromTo(r.anchors.correct, num)} | ${rows} | ` +
         `${duration(r.seconds.steps)} | ${r.final ? duration(r.seconds.finalEval) : "–"} |`,
     );
   }
   lines.push("");
+  const idle = input.runs.filter((r) => r.alignRows === 0 && r.step > 0);
+  if (idle.length > 0) {
+    lines.push(
+      `**Warning:** the align term of ${idle.map((r) => `\`${r.name}\``).join(", ")} took no ` +
+        `row in any step (\`align/rows\` = 0): these runs are the policy loss alone, and their ` +
+        `numbers say nothing about their align setting.`,
+      "",
+    );
+  }
   if (input.pending.length > 0) {
     lines.push(
       "## Not run yet",
