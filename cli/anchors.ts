@@ -3,13 +3,22 @@
  * of Hidden-Align. It samples `--samples` rollouts of each of the first `--prompts` held-out
  * problems with `generate()`, scores them with the task's exact-answer check, finds each
  * rollout's anchor (the token just before its last `Answer:` marker in the generated ids), runs a
- * forward with hidden states over prompt + rollout, and prints the mean cosine of the final-norm
- * hidden states at the anchors between rollouts of the same prompt, by pair kind
- * (`eval/anchor_geometry.ts`), plus a control: one random response position per rollout.
+ * forward with all hidden states over prompt + rollout, and reports, for every layer (the
+ * embeddings, each decoder layer's output, the final norm), the mean cosine of the states at the
+ * anchors between rollouts of the same prompt by pair kind, plus a control: one random response
+ * position per rollout; each with a seeded percentile-bootstrap interval over prompts
+ * (`eval/anchor_layers.ts`).
  *
- *     deno task anchors [--model DIR] [--config FILE] [--prompts N] [--samples K]
+ *     deno task anchors [--model DIR ...] [--config FILE] [--prompts N] [--samples K]
  *                       [--temperature T] [--seed S] [--max-new-tokens N] [--batch N]
- *                       [--backend cpu|webgpu|auto] [--json]
+ *                       [--resamples N] [--out DIR] [--backend cpu|webgpu|auto] [--json]
+ *
+ * `--model` may be repeated to measure a series (e.g. the SFT model, then checkpoints of an RL
+ * run): each is a model directory (`config.json`, as `<run>/final/`) or a full-fine-tuning
+ * checkpoint `<run>/step_NNNNNN/` (its weights on the base model its `meta.json` names), measured
+ * on the same problems with the same sampling seed. `--out DIR` writes `anchors.md`,
+ * `anchors.json`, one `anchors_<i>.svg` per model (cosine against layer, one line per pair kind)
+ * and, for a series, `anchors_series.svg`.
  *
  * The problems come from the `data` section of `--config` (default
  * `configs/arithmetic_tiny.yaml`, the knobs the bundled model was trained on). Every choice is
@@ -17,26 +26,41 @@
  *
  * @example Measure the bundled model (48 problems × 8 samples at temperature 1)
  * ```ts ignore
- * // deno task anchors --model models/arithmetic-tiny
+ * // deno task anchors --model models/arithmetic-tiny --out out/anchors
  * import { main } from "./anchors.ts";
- * await main(["--model", "models/arithmetic-tiny"]);
+ * await main(["--model", "models/arithmetic-tiny", "--out", "out/anchors"]);
  * ```
  *
  * @module
  */
 import { parseArgs } from "node:util";
+import { join } from "node:path";
 import { loadConfig } from "./load_config.ts";
 import { arithmeticDataset, formatExample } from "../data/arithmetic_task.ts";
 import { type AnchorGeometry, anchorGeometry } from "../eval/anchor_geometry.ts";
+import { anchorLayerGeometry, type AnchorLayerRow } from "../eval/anchor_layers.ts";
+import {
+  anchorLayersChart,
+  anchorLayersMarkdown,
+  anchorSeriesChart,
+} from "../eval/anchor_layers_report.ts";
 import { extractArithmeticAnswer } from "../trainer/eval_sft.ts";
+import { loadCheckpoint } from "../trainer/checkpoint.ts";
+import { modelParams } from "../trainer/params.ts";
 import { generate } from "../model/generate.ts";
 import { loadModel } from "../model/load_model.ts";
+import { readQwen3Config } from "../model/config.ts";
+import { loadQwen3Weights } from "../model/weights.ts";
+import { CpuQwen3 } from "../model/qwen3_cpu.ts";
+import type { Qwen3Model } from "../model/model.ts";
 import { loadTokenizer } from "../model/tokenizer.ts";
 import { mixNumber, mulberry32 } from "../internal/random.ts";
+import { exists } from "../internal/exists.ts";
+import { writeFileAtomic } from "../internal/atomic_write.ts";
 
-const USAGE = "usage: deno task anchors [--model DIR] [--config FILE] [--prompts N] " +
+const USAGE = "usage: deno task anchors [--model DIR ...] [--config FILE] [--prompts N] " +
   "[--samples K] [--temperature T] [--seed S] [--max-new-tokens N] [--batch N] " +
-  "[--backend cpu|webgpu|auto] [--json]";
+  "[--resamples N] [--out DIR] [--backend cpu|webgpu|auto] [--json]";
 
 /**
  * The measurement: accuracy, marker hit rate, mixed groups, the anchor cosines by pair kind and
@@ -72,6 +96,11 @@ export interface AnchorReport {
   anchors: AnchorGeometry;
   /** Cosines at one seeded random response position per rollout (all rollouts; the control). */
   random: AnchorGeometry;
+  /**
+   * Every layer (0: the embeddings, 1 … L − 1: decoder layers 0 … L − 2, L: the final norm):
+   * the cosines by pair kind and the control, with bootstrap intervals over prompts.
+   */
+  layers: AnchorLayerRow[];
   /** Wall-clock seconds. */
   seconds: number;
 }
@@ -87,10 +116,239 @@ function positiveInteger(value: string, flag: string): number {
 }
 
 /**
- * Runs the measurement from command-line arguments and prints the table (or JSON with `--json`).
+ * Settings of {@linkcode measureAnchors}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { MeasureAnchorsOptions } from "./anchors.ts";
+ *
+ * const options: MeasureAnchorsOptions = {
+ *   config: "configs/arithmetic_tiny.yaml", prompts: 48, samples: 8, temperature: 1, seed: 0,
+ *   maxNewTokens: 48, batch: 64, backend: "cpu", resamples: 1000,
+ * };
+ * ```
+ */
+export interface MeasureAnchorsOptions {
+  /** The run config whose `data` section gives the problems. */
+  config: string;
+  /** Problems (groups). */
+  prompts: number;
+  /** Rollouts per problem. */
+  samples: number;
+  /** Sampling temperature (> 0). */
+  temperature: number;
+  /** Seed of the sampling, the random positions and the bootstrap. */
+  seed: number;
+  /** Most new tokens per rollout. */
+  maxNewTokens: number;
+  /** Sequences per generate/forward call. */
+  batch: number;
+  /** `cpu`, `webgpu` or `auto` (model directories; checkpoints run on the CPU). */
+  backend: "cpu" | "webgpu" | "auto";
+  /** Bootstrap resamples of the intervals. */
+  resamples: number;
+}
+
+/** The model of a model directory, or of a full-fine-tuning checkpoint on its base model. */
+async function openModel(
+  dir: string,
+  backend: "cpu" | "webgpu" | "auto",
+): Promise<{ model: Qwen3Model; tokenizerDir: string }> {
+  if (await exists(join(dir, "config.json"))) {
+    return { model: await loadModel(dir, { backend, warn: false }), tokenizerDir: dir };
+  }
+  if (!(await exists(join(dir, "meta.json")))) {
+    throw new RangeError(
+      `Cannot measure anchors: --model "${dir}" must be a model directory (config.json) or a ` +
+        `checkpoint (step_NNNNNN/ with meta.json): it has neither`,
+    );
+  }
+  const checkpoint = await loadCheckpoint(dir);
+  const base = (checkpoint.meta.config as { model?: { path?: string } })?.model?.path;
+  if (
+    checkpoint.meta.weights !== "model" || typeof base !== "string" || base.startsWith("builtin:")
+  ) {
+    throw new RangeError(
+      `Cannot measure anchors: --model "${dir}" must be a full-fine-tuning checkpoint of a ` +
+        `model directory: it holds "${checkpoint.meta.weights}" weights on "${base}" (measure ` +
+        `the run's final/ export instead)`,
+    );
+  }
+  const config = await readQwen3Config(base);
+  const weights = await loadQwen3Weights(base, config);
+  const params = modelParams(weights, config);
+  for (const [name, tensor] of Object.entries(checkpoint.tensors)) {
+    const target = params.tree[name];
+    if (target === undefined || target.length !== tensor.data.length) {
+      throw new RangeError(
+        `Cannot measure anchors: tensor "${name}" of checkpoint "${dir}" does not fit the base ` +
+          `model "${base}"`,
+      );
+    }
+    target.set(tensor.data);
+  }
+  return { model: new CpuQwen3(config, weights), tokenizerDir: base };
+}
+
+/**
+ * Samples, scores and measures one model: the anchor cosines by pair kind at every layer, with
+ * bootstrap intervals, and the random-position control.
+ *
+ * @param modelDir A model directory or a full-fine-tuning checkpoint.
+ * @param options The problems, sampling and bootstrap settings.
+ * @returns The report.
+ * @throws {RangeError} When the tokenizer does not encode `Answer:` as one token, or the
+ *   directory is neither a model nor a usable checkpoint.
+ *
+ * @example Two problems × three samples of the bundled model
+ * ```ts
+ * import { measureAnchors } from "./anchors.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const report = await measureAnchors("models/arithmetic-tiny", {
+ *   config: "configs/arithmetic_tiny.yaml", prompts: 2, samples: 3, temperature: 1, seed: 0,
+ *   maxNewTokens: 48, batch: 64, backend: "cpu", resamples: 100,
+ * });
+ * strictEqual(report.layers.length, 3); // embeddings, layer 0, final norm
+ * strictEqual(report.layers[2].random.pairs, 2 * 3);
+ * ```
+ */
+export async function measureAnchors(
+  modelDir: string,
+  options: MeasureAnchorsOptions,
+): Promise<AnchorReport> {
+  const { prompts, samples, temperature, seed, maxNewTokens, batch } = options;
+  const started = performance.now();
+  const { data } = await loadConfig(options.config);
+  const problems = arithmeticDataset("eval", {
+    seed: data.seed,
+    digits: data.digits,
+    ops: data.ops,
+    maxTerms: data.maxTerms,
+    mulDigits: data.mulDigits,
+    size: prompts,
+  });
+  const { model, tokenizerDir } = await openModel(modelDir, options.backend);
+  try {
+    const tokenizer = await loadTokenizer(tokenizerDir);
+    const marker = tokenizer.encode("Answer:", { addSpecialTokens: false });
+    if (marker.length !== 1) {
+      throw new RangeError(
+        `Cannot measure anchors: the tokenizer of --model must encode "Answer:" as one token: ` +
+          `it gives ${marker.length}`,
+      );
+    }
+    const padId = tokenizer.padTokenId ?? model.config.padTokenId ?? 0;
+
+    // Rollouts: every problem `samples` times, in chunks of `batch` sequences with their own seed.
+    const promptIds = problems.map((p) =>
+      tokenizer.encode(formatExample(p).prompt, { addSpecialTokens: false })
+    );
+    const rows: { group: number; prompt: number[]; tokens: number[] }[] = [];
+    for (let g = 0; g < problems.length; g++) {
+      for (let k = 0; k < samples; k++) rows.push({ group: g, prompt: promptIds[g], tokens: [] });
+    }
+    for (let start = 0, chunk = 0; start < rows.length; start += batch, chunk++) {
+      const part = rows.slice(start, start + batch);
+      const { sequences } = await generate(model, {
+        prompts: part.map((r) => r.prompt),
+        maxNewTokens,
+        temperature,
+        seed: mixNumber(seed, chunk),
+      });
+      sequences.forEach((s, i) => (part[i].tokens = s.tokens));
+    }
+    const correct = rows.map((r) => {
+      const got = extractArithmeticAnswer(tokenizer.decode(r.tokens, { skipSpecialTokens: true }));
+      return got !== null && got === problems[r.group].answer;
+    });
+
+    // Forward with every hidden state; the anchor and one random response position per rollout.
+    const random = mulberry32(mixNumber(seed, 0x616e6368));
+    const hiddenSize = model.config.hiddenSize;
+    const anchorRows: (Float32Array[] | null)[] = [];
+    const randomRows: Float32Array[][] = [];
+    for (let start = 0; start < rows.length; start += batch) {
+      const part = rows.slice(start, start + batch);
+      const ids = part.map((r) => [...r.prompt, ...r.tokens]);
+      const length = Math.max(...ids.map((x) => x.length));
+      const output = await model.forward({
+        inputIds: ids.map((x) => [...x, ...new Array(length - x.length).fill(padId)]),
+        attentionMask: ids.map((x) => x.map(() => 1).concat(new Array(length - x.length).fill(0))),
+        outputHiddenStates: true,
+      });
+      const states = output.hiddenStates!;
+      const rowsAt = (b: number, t: number): Float32Array[] =>
+        states.map((h) =>
+          h.slice((b * length + t) * hiddenSize, (b * length + t + 1) * hiddenSize)
+        );
+      part.forEach((r, b) => {
+        const at = r.tokens.lastIndexOf(marker[0]);
+        anchorRows.push(at === -1 ? null : rowsAt(b, r.prompt.length + at - 1));
+        const position = r.prompt.length + Math.floor(random() * r.tokens.length);
+        randomRows.push(rowsAt(b, position));
+      });
+    }
+    const layerCount = randomRows[0]?.length ?? 0;
+    const labels = Array.from(
+      { length: layerCount },
+      (_, l) =>
+        l === 0
+          ? "embeddings"
+          : l === layerCount - 1
+          ? `final norm (layer ${l - 1})`
+          : `layer ${l - 1}`,
+    );
+    const layers = anchorLayerGeometry(
+      rows.map((r, i) => ({
+        group: r.group,
+        correct: correct[i],
+        anchor: anchorRows[i],
+        random: randomRows[i],
+      })),
+      { labels, resamples: options.resamples, seed },
+    );
+
+    const marked = anchorRows.map((r, i) => (r === null ? -1 : i)).filter((i) => i >= 0);
+    const groupCorrect = problems.map((_, g) =>
+      rows.filter((r, i) => r.group === g && correct[i]).length
+    );
+    return {
+      model: modelDir,
+      prompts,
+      samples,
+      temperature,
+      rollouts: rows.length,
+      correct: correct.filter((c) => c).length,
+      marked: marked.length,
+      mixedGroups: groupCorrect.filter((c) => c > 0 && c < samples).length,
+      anchors: anchorGeometry(
+        marked.map((i) => anchorRows[i]!.at(-1)!),
+        marked.map((i) => rows[i].group),
+        marked.map((i) => correct[i]),
+      ),
+      random: anchorGeometry(randomRows.map((r) => r.at(-1)!), rows.map((r) => r.group), correct),
+      layers,
+      seconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    model.dispose();
+  }
+}
+
+function note(r: AnchorReport): string {
+  const pct = (n: number, d: number): string => `${((100 * n) / d).toFixed(1)}% (${n}/${d})`;
+  return `${r.prompts} held-out prompts × ${r.samples} samples at temperature ${r.temperature}: ` +
+    `accuracy ${pct(r.correct, r.rollouts)}, mixed groups ${r.mixedGroups}/${r.prompts}, ` +
+    `marker found ${pct(r.marked, r.rollouts)}; ${r.seconds.toFixed(1)} s.`;
+}
+
+/**
+ * Runs the measurement from command-line arguments, prints the tables (or JSON with `--json`),
+ * and with `--out` writes them with the charts.
  *
  * @param args The arguments (without the program name).
- * @returns The report, or `null` after `--help`.
+ * @returns One report per `--model`, or `null` after `--help`.
  * @throws {TypeError | RangeError} On a bad flag or value, naming it.
  *
  * @example Two problems × three samples of the bundled model
@@ -98,16 +356,16 @@ function positiveInteger(value: string, flag: string): number {
  * import { main } from "./anchors.ts";
  * import { strictEqual } from "node:assert/strict";
  *
- * const report = await main(["--prompts", "2", "--samples", "3", "--json"]);
- * strictEqual(report?.rollouts, 6);
- * strictEqual(report?.random.all.count, 2 * 3); // 3 pairs in each of 2 groups
+ * const [report] = (await main(["--prompts", "2", "--samples", "3", "--resamples", "50", "--json"]))!;
+ * strictEqual(report.rollouts, 6);
+ * strictEqual(report.random.all.count, 2 * 3); // 3 pairs in each of 2 groups
  * ```
  */
-export async function main(args: string[]): Promise<AnchorReport | null> {
+export async function main(args: string[]): Promise<AnchorReport[] | null> {
   const { values } = parseArgs({
     args,
     options: {
-      model: { type: "string", default: "models/arithmetic-tiny" },
+      model: { type: "string", multiple: true },
       config: { type: "string", default: "configs/arithmetic_tiny.yaml" },
       prompts: { type: "string", default: "48" },
       samples: { type: "string", default: "8" },
@@ -115,6 +373,8 @@ export async function main(args: string[]): Promise<AnchorReport | null> {
       seed: { type: "string", default: "0" },
       "max-new-tokens": { type: "string", default: "48" },
       batch: { type: "string", default: "64" },
+      resamples: { type: "string", default: "1000" },
+      out: { type: "string" },
       backend: { type: "string", default: "cpu" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -125,10 +385,6 @@ export async function main(args: string[]): Promise<AnchorReport | null> {
     console.log(USAGE);
     return null;
   }
-  const prompts = positiveInteger(values.prompts, "--prompts");
-  const samples = positiveInteger(values.samples, "--samples");
-  const maxNewTokens = positiveInteger(values["max-new-tokens"], "--max-new-tokens");
-  const batch = positiveInteger(values.batch, "--batch");
   const seed = Number(values.seed);
   if (!Number.isSafeInteger(seed) || seed < 0) {
     throw new RangeError(
@@ -141,122 +397,61 @@ export async function main(args: string[]): Promise<AnchorReport | null> {
       `Cannot measure anchors: --temperature must be a positive number (sampling): current value is ${values.temperature}`,
     );
   }
-  const backend = values.backend as "cpu" | "webgpu" | "auto";
-  const started = performance.now();
-
-  const { data } = await loadConfig(values.config);
-  const problems = arithmeticDataset("eval", {
-    seed: data.seed,
-    digits: data.digits,
-    ops: data.ops,
-    maxTerms: data.maxTerms,
-    mulDigits: data.mulDigits,
-    size: prompts,
-  });
-  const model = await loadModel(values.model, { backend, warn: false });
-  const tokenizer = await loadTokenizer(values.model);
-  const marker = tokenizer.encode("Answer:", { addSpecialTokens: false });
-  if (marker.length !== 1) {
+  const resamples = Number(values.resamples);
+  if (!Number.isSafeInteger(resamples) || resamples < 0) {
     throw new RangeError(
-      `Cannot measure anchors: the tokenizer of --model must encode "Answer:" as one token: it gives ${marker.length}`,
+      `Cannot measure anchors: --resamples must be a non-negative integer: current value is ${values.resamples}`,
     );
   }
-  const padId = tokenizer.padTokenId ?? model.config.padTokenId ?? 0;
-
-  // Rollouts: every problem `samples` times, in chunks of `batch` sequences with their own seed.
-  const promptIds = problems.map((p) =>
-    tokenizer.encode(formatExample(p).prompt, { addSpecialTokens: false })
-  );
-  const rows: { group: number; prompt: number[]; tokens: number[] }[] = [];
-  for (let g = 0; g < problems.length; g++) {
-    for (let k = 0; k < samples; k++) rows.push({ group: g, prompt: promptIds[g], tokens: [] });
+  if (!["cpu", "webgpu", "auto"].includes(values.backend)) {
+    throw new RangeError(
+      `Cannot measure anchors: --backend must be "cpu", "webgpu" or "auto": current value is "${values.backend}"`,
+    );
   }
-  for (let start = 0, chunk = 0; start < rows.length; start += batch, chunk++) {
-    const part = rows.slice(start, start + batch);
-    const { sequences } = await generate(model, {
-      prompts: part.map((r) => r.prompt),
-      maxNewTokens,
-      temperature,
-      seed: mixNumber(seed, chunk),
-    });
-    sequences.forEach((s, i) => (part[i].tokens = s.tokens));
-  }
-  const correct = rows.map((r) => {
-    const got = extractArithmeticAnswer(tokenizer.decode(r.tokens, { skipSpecialTokens: true }));
-    return got !== null && got === problems[r.group].answer;
-  });
-
-  // Forward with hidden states; the anchor and one random response position per rollout.
-  const random = mulberry32(mixNumber(seed, 0x616e6368));
-  const hiddenSize = model.config.hiddenSize;
-  const anchorRows: (Float32Array | null)[] = [];
-  const randomRows: Float32Array[] = [];
-  for (let start = 0; start < rows.length; start += batch) {
-    const part = rows.slice(start, start + batch);
-    const ids = part.map((r) => [...r.prompt, ...r.tokens]);
-    const length = Math.max(...ids.map((x) => x.length));
-    const output = await model.forward({
-      inputIds: ids.map((x) => [...x, ...new Array(length - x.length).fill(padId)]),
-      attentionMask: ids.map((x) => x.map(() => 1).concat(new Array(length - x.length).fill(0))),
-      outputHiddenStates: true,
-    });
-    const last = output.hiddenStates!.at(-1)!;
-    const rowAt = (b: number, t: number): Float32Array =>
-      last.slice((b * length + t) * hiddenSize, (b * length + t + 1) * hiddenSize);
-    part.forEach((r, b) => {
-      const at = r.tokens.lastIndexOf(marker[0]);
-      anchorRows.push(at === -1 ? null : rowAt(b, r.prompt.length + at - 1));
-      const position = r.prompt.length + Math.floor(random() * r.tokens.length);
-      randomRows.push(rowAt(b, position));
-    });
-  }
-  model.dispose();
-
-  const marked = anchorRows.map((r, i) => (r === null ? -1 : i)).filter((i) => i >= 0);
-  const groupCorrect = problems.map((_, g) =>
-    rows.filter((r, i) => r.group === g && correct[i]).length
-  );
-  const report: AnchorReport = {
-    model: values.model,
-    prompts,
-    samples,
+  const options: MeasureAnchorsOptions = {
+    config: values.config,
+    prompts: positiveInteger(values.prompts, "--prompts"),
+    samples: positiveInteger(values.samples, "--samples"),
     temperature,
-    rollouts: rows.length,
-    correct: correct.filter((c) => c).length,
-    marked: marked.length,
-    mixedGroups: groupCorrect.filter((c) => c > 0 && c < samples).length,
-    anchors: anchorGeometry(
-      marked.map((i) => anchorRows[i]!),
-      marked.map((i) => rows[i].group),
-      marked.map((i) => correct[i]),
-    ),
-    random: anchorGeometry(randomRows, rows.map((r) => r.group), correct),
-    seconds: (performance.now() - started) / 1000,
+    seed,
+    maxNewTokens: positiveInteger(values["max-new-tokens"], "--max-new-tokens"),
+    batch: positiveInteger(values.batch, "--batch"),
+    backend: values.backend as "cpu" | "webgpu" | "auto",
+    resamples,
   };
-  if (values.json) {
-    console.log(JSON.stringify(report));
-    return report;
+  const models = values.model ?? ["models/arithmetic-tiny"];
+  const reports: AnchorReport[] = [];
+  for (const model of models) reports.push(await measureAnchors(model, options));
+  const entries = reports.map((r) => ({ name: r.model, rows: r.layers, note: note(r) }));
+  const markdown = `# Anchor geometry\n\nMeasured by \`deno run --allow-read --allow-write ` +
+    `--allow-env cli/anchors.ts ${args.join(" ")}\` (on ` +
+    `${new Date().toISOString().slice(0, 10)}, ${navigator.hardwareConcurrency} cores, ` +
+    `backend ${values.backend}). Seed ${seed}; problems from the data section of ` +
+    `\`${values.config}\`; anchor: the token before the last "Answer:". Layers as HF's ` +
+    `\`hidden_states\`: the embeddings, each decoder layer's output, the final norm.\n\n` +
+    anchorLayersMarkdown(entries);
+  if (values.out) {
+    await Deno.mkdir(values.out, { recursive: true });
+    await writeFileAtomic(join(values.out, "anchors.md"), markdown);
+    await writeFileAtomic(
+      join(values.out, "anchors.json"),
+      JSON.stringify(reports, null, 1) + "\n",
+    );
+    for (let i = 0; i < entries.length; i++) {
+      await writeFileAtomic(
+        join(values.out, `anchors_${i}.svg`),
+        await anchorLayersChart(entries[i]),
+      );
+    }
+    if (entries.length >= 2) {
+      await writeFileAtomic(
+        join(values.out, "anchors_series.svg"),
+        await anchorSeriesChart(entries),
+      );
+    }
   }
-  const pct = (n: number, d: number): string => `${((100 * n) / d).toFixed(1)}% (${n}/${d})`;
-  const line = (name: string, p: { mean: number; count: number; groups: number }): string =>
-    `${name.padEnd(34)} ${Number.isNaN(p.mean) ? "   -  " : p.mean.toFixed(3).padStart(6)}  ` +
-    `${String(p.count).padStart(6)} pairs in ${p.groups} groups`;
-  console.log(
-    [
-      `model ${values.model}: ${prompts} held-out prompts x ${samples} samples, temperature ${temperature}, seed ${seed}`,
-      `accuracy ${
-        pct(report.correct, report.rollouts)
-      }, mixed groups ${report.mixedGroups}/${prompts}, ` +
-      `marker found ${pct(report.marked, report.rollouts)}`,
-      `mean cosine of final-norm hidden states, same prompt:`,
-      line("  anchor, correct-correct", report.anchors.correctCorrect),
-      line("  anchor, incorrect-incorrect", report.anchors.incorrectIncorrect),
-      line("  anchor, correct-incorrect", report.anchors.correctIncorrect),
-      line("  random response positions", report.random.all),
-      `(${report.seconds.toFixed(1)} s)`,
-    ].join("\n"),
-  );
-  return report;
+  console.log(values.json ? JSON.stringify(reports) : markdown);
+  return reports;
 }
 
 if (import.meta.main) {

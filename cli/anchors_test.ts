@@ -1,12 +1,13 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { join } from "node:path";
 import { main } from "./anchors.ts";
 
 Deno.test("deno task anchors: consistent counts, and the same report for the same seed", async () => {
-  const args = ["--prompts", "3", "--samples", "4", "--seed", "5", "--json"];
+  const args = ["--prompts", "3", "--samples", "4", "--seed", "5", "--resamples", "200", "--json"];
   const log = console.log;
   console.log = () => {};
   try {
-    const report = (await main(args))!;
+    const [report] = (await main(args))!;
     strictEqual(report.rollouts, 12);
     ok(report.correct <= report.rollouts && report.marked <= report.rollouts);
     ok(report.mixedGroups <= 3);
@@ -23,9 +24,60 @@ Deno.test("deno task anchors: consistent counts, and the same report for the sam
     ) {
       ok(p.count === 0 ? Number.isNaN(p.mean) : Math.abs(p.mean) <= 1 + 1e-6, `mean ${p.mean}`);
     }
-    const again = (await main(args))!;
+    // Every layer: the last one is the final norm the summary above measures (same pairs, same
+    // means up to float32 rounding of the stored states: 1e-6).
+    strictEqual(report.layers.length, 3);
+    deepStrictEqual(report.layers.map((r) => r.label), [
+      "embeddings",
+      "layer 0",
+      "final norm (layer 1)",
+    ]);
+    const last = report.layers[2];
+    strictEqual(last.correctCorrect.pairs, correctCorrect.count);
+    strictEqual(last.random.pairs, report.random.all.count);
+    ok(Math.abs(last.random.mean - report.random.all.mean) < 1e-6);
+    if (correctCorrect.count > 0) {
+      ok(Math.abs(last.correctCorrect.mean - correctCorrect.mean) < 1e-6);
+      ok(last.correctCorrect.lower <= last.correctCorrect.mean + 1e-12);
+    }
+    const [again] = (await main(args))!;
     deepStrictEqual({ ...again, seconds: 0 }, { ...report, seconds: 0 });
   } finally {
     console.log = log;
+  }
+});
+
+Deno.test("deno task anchors --out: a series of two models writes the tables and charts", async () => {
+  const out = await Deno.makeTempDir();
+  const log = console.log;
+  console.log = () => {};
+  try {
+    const model = "models/arithmetic-tiny";
+    const reports = (await main([
+      "--model",
+      model,
+      "--model",
+      model,
+      "--prompts",
+      "2",
+      "--samples",
+      "3",
+      "--resamples",
+      "50",
+      "--out",
+      out,
+    ]))!;
+    strictEqual(reports.length, 2);
+    // The same model, problems and seed: the same numbers.
+    deepStrictEqual(reports[1].layers, reports[0].layers);
+    const md = await Deno.readTextFile(join(out, "anchors.md"));
+    ok(md.includes("| layer | correct–correct |"), md);
+    ok(md.includes("Over the series"), md);
+    for (const file of ["anchors_0.svg", "anchors_1.svg", "anchors_series.svg"]) {
+      ok((await Deno.readTextFile(join(out, file))).startsWith("<svg"), file);
+    }
+  } finally {
+    console.log = log;
+    await Deno.remove(out, { recursive: true });
   }
 });
