@@ -255,6 +255,11 @@ export interface RunHiloExperimentOptions {
   seeds?: readonly number[];
   /** CPU worker threads per run; default 1. */
   workers?: number;
+  /**
+   * The machine in words for the report (Deno sees only the CPU count and OS without
+   * `--allow-all`), e.g. `"AMD EPYC, 2 cores shared with other jobs"`.
+   */
+  machine?: string;
   /** Train nothing: report the runs that have finished (their `result.json`). */
   reportOnly?: boolean;
   /** Where progress lines go; default stderr. */
@@ -413,16 +418,30 @@ function allocationText(r: RunRecord): string {
   return r.allocation.map((l) => `${l.experts}×r${l.rank}`).join(", ");
 }
 
-async function machineText(): Promise<string> {
-  let cpu = "unknown CPU";
-  try {
-    const info = await Deno.readTextFile("/proc/cpuinfo");
-    cpu = /model name\s*:\s*(.*)/.exec(info)?.[1]?.trim() ?? cpu;
-  } catch {
-    // Not Linux: keep "unknown CPU".
-  }
-  return `${cpu}, ${navigator.hardwareConcurrency} logical CPUs, ${Deno.build.os}/` +
+function machineText(machine: string | undefined): string {
+  const seen = `${navigator.hardwareConcurrency} logical CPUs, ${Deno.build.os}/` +
     `${Deno.build.arch}, Deno ${Deno.version.deno}`;
+  return machine ? `${machine} (${seen})` : seen;
+}
+
+/**
+ * The step-0 evaluation of each run (the base model: every adapter starts as a no-op, B = 0),
+ * read from the runs' `metrics.jsonl`; runs without one are left out.
+ */
+async function startMetrics(
+  experiment: Experiment,
+  records: readonly RunRecord[],
+): Promise<Record<string, number>[]> {
+  const out: Record<string, number>[] = [];
+  for (const r of records) {
+    const path = join(experiment.outDir, `${r.variant}_s${r.seed}`, "metrics.jsonl");
+    if (!(await exists(path))) continue;
+    const first = (await Deno.readTextFile(path)).split("\n")[0];
+    if (first === "") continue;
+    const line = JSON.parse(first) as Record<string, number>;
+    if (line.step === 0 && "eval/accuracy" in line) out.push(line);
+  }
+  return out;
 }
 
 /** The tasks present in the records' metrics, in suite order. */
@@ -439,6 +458,8 @@ async function reportMarkdown(
   experiment: Experiment,
   records: readonly RunRecord[],
   chartName: string,
+  base: readonly Record<string, number>[],
+  machine: string | undefined,
 ): Promise<string> {
   const tasks = tasksOf(records);
   const sharedConfig = await Deno.readTextFile(experiment.config);
@@ -482,6 +503,23 @@ async function reportMarkdown(
     `| ${header.join(" | ")} |`,
     `|${header.map((_, i) => (i < 2 ? " --- " : " ---: ")).join("|")}|`,
   );
+  if (base.length > 0) {
+    const acc = (key: string): string => percent(tInterval95(base.map((m) => m[key])));
+    lines.push(
+      `| ${
+        [
+          `base model, before training (step-0 evaluation of ${base.length} run(s))`,
+          "—",
+          "0",
+          "0",
+          ...tasks.map((t) => acc(`eval/accuracy/${t}`)),
+          acc("eval/accuracy"),
+          "—",
+          "—",
+        ].join(" | ")
+      } |`,
+    );
+  }
   for (const v of experiment.variants) {
     const rs = records.filter((r) => r.variant === v.name);
     if (rs.length === 0) continue;
@@ -504,6 +542,34 @@ async function reportMarkdown(
     );
   }
   lines.push("", `![Held-out accuracy by method and task](${chartName})`, "");
+  const reference = experiment.variants.find((v) => records.some((r) => r.variant === v.name));
+  if (reference !== undefined) {
+    lines.push(
+      `## Difference from ${reference.label} (overall accuracy, paired by seed)`,
+      "",
+      `Per seed, the variant's overall accuracy minus ${reference.label}'s with the same seed ` +
+        "(same data order); mean ± 95% t-interval of those differences, in points. An interval " +
+        `that contains 0 does not resolve a difference. One held-out problem is ` +
+        `${(100 / (tasks.length * cfg.eval.samples)).toFixed(2)} points of the overall accuracy.`,
+      "",
+      "| method | seeds paired | difference |",
+      "| --- | ---: | ---: |",
+    );
+    for (const v of experiment.variants) {
+      if (v === reference) continue;
+      const diffs = records.filter((r) => r.variant === v.name).flatMap((r) => {
+        const ref = records.find((x) => x.variant === reference.name && x.seed === r.seed);
+        return ref ? [r.metrics["eval/accuracy"] - ref.metrics["eval/accuracy"]] : [];
+      });
+      if (diffs.length === 0) continue;
+      const d = tInterval95(diffs);
+      const text = Number.isNaN(d.half)
+        ? (100 * d.mean).toFixed(1)
+        : `${(100 * d.mean).toFixed(1)} ± ${(100 * d.half).toFixed(1)}`;
+      lines.push(`| ${v.label} | ${diffs.length} | ${text} |`);
+    }
+    lines.push("");
+  }
   lines.push(
     "## Per run",
     "",
@@ -524,7 +590,8 @@ async function reportMarkdown(
     "",
     "## Machine and time",
     "",
-    `- ${await machineText()}; backend: ${first.backend}.`,
+    `- Machine: ${machineText(machine)}.`,
+    `- Trainer backend: ${first.backend}.`,
     `- Wall time of the runs done (sum of the runs' own times): ${(total / 60).toFixed(1)} min.`,
     "",
     "## Exact config",
@@ -606,21 +673,27 @@ export async function runHiloExperiment(
   const report = experiment.report;
   const chart = report.replace(/\.md$/, "") + ".svg";
   const tasks = tasksOf(records);
-  const bars = experiment.variants.flatMap((v) => {
-    const rs = records.filter((r) => r.variant === v.name);
-    if (rs.length === 0) return [];
-    return [...tasks.map((t) => `eval/accuracy/${t}`), "eval/accuracy"].map((key) => {
-      const m = tInterval95(rs.map((r) => r.metrics[key]));
+  const base = await startMetrics(experiment, records);
+  const series = [
+    ...(base.length > 0 ? [{ label: "base model", metrics: base }] : []),
+    ...experiment.variants.map((v) => ({
+      label: v.label,
+      metrics: records.filter((r) => r.variant === v.name).map((r) => r.metrics),
+    })),
+  ].filter((s) => s.metrics.length > 0);
+  const bars = series.flatMap(({ label, metrics }) =>
+    [...tasks.map((t) => `eval/accuracy/${t}`), "eval/accuracy"].map((key) => {
+      const m = tInterval95(metrics.map((x) => x[key]));
       const group = key === "eval/accuracy" ? "overall" : key.slice("eval/accuracy/".length);
-      return Number.isNaN(m.half) ? { label: v.label, group, value: m.mean } : {
-        label: v.label,
+      return Number.isNaN(m.half) ? { label, group, value: m.mean } : {
+        label,
         group,
         value: m.mean,
         lo: Math.max(0, m.mean - m.half),
         hi: Math.min(1, m.mean + m.half),
       };
-    });
-  });
+    })
+  );
   const svg = await barChart(bars, {
     title: "Held-out exact-answer accuracy (mean, 95% t-interval over seeds)",
     xTitle: "Method",
@@ -632,7 +705,10 @@ export async function runHiloExperiment(
   await Deno.mkdir(dirname(report) || ".", { recursive: true });
   await writeFileAtomic(chart, svg);
   const chartName = relative(dirname(report) || ".", chart);
-  await writeFileAtomic(report, await reportMarkdown(experiment, records, chartName));
+  await writeFileAtomic(
+    report,
+    await reportMarkdown(experiment, records, chartName, base, options.machine),
+  );
   return { report, chart, ran, skipped, records };
 }
 
@@ -645,6 +721,7 @@ Options:
   --seeds=0,1     only these seeds
   --workers=N     CPU worker threads per run (default: the CPU count, at most 8)
   --report-only   train nothing; report the finished runs
+  --machine=TEXT  the machine in words, for the report
   --set=KEY=VAL   an extra run-config override for every run (repeatable), e.g.
                   --set=trainer.steps=4
   -h, --help      show this help`;
@@ -674,6 +751,7 @@ export async function main(args: readonly string[]): Promise<number> {
         workers: { type: "string" },
         set: { type: "string", multiple: true },
         "report-only": { type: "boolean" },
+        machine: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -705,6 +783,7 @@ export async function main(args: readonly string[]): Promise<number> {
     workers,
     overrides: (values.set ?? []).map((s) => `--${s}`),
     reportOnly: values["report-only"],
+    machine: values.machine,
     log: (line) => console.error(line),
   });
   console.log(

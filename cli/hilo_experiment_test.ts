@@ -62,6 +62,9 @@ Deno.test("runHiloExperiment() runs each variant, writes the report and chart, t
         .reduce((a, t) => a + r.metrics[`eval/accuracy/${t}`], 0) / 4;
       assert.ok(Math.abs(r.metrics["eval/accuracy"] - mean) < 1e-12);
     }
+    // The base model's row: the step-0 evaluation of both runs (adapters start as no-ops).
+    assert.match(report, /\| base model, before training \(step-0 evaluation of 2 run\(s\)\) \|/);
+    assert.match(report, /## Difference from LoRA r=2 .*\n[^]*\| hilo \| 1 \| -?\d+\.\d \|/);
     assert.match(report, /## Exact config/);
     assert.match(report, /95% Student-t interval/);
 
