@@ -408,6 +408,10 @@ async function oneRun(
   return { record, ran: true };
 }
 
+function plain(m: MeanInterval): string {
+  return Number.isNaN(m.half) ? m.mean.toFixed(3) : `${m.mean.toFixed(3)} ± ${m.half.toFixed(3)}`;
+}
+
 function percent(m: MeanInterval): string {
   const mean = (100 * m.mean).toFixed(1);
   return Number.isNaN(m.half) ? mean : `${mean} ± ${(100 * m.half).toFixed(1)}`;
@@ -486,7 +490,8 @@ async function reportMarkdown(
       "adapter floats and the floats one token uses (routers plus the top-k experts; " +
       "`hiloParameterCounts`). Train tokens/s: tokens of the training steps over their " +
       "seconds (no evaluation), mean over seeds; the CPU was shared with other jobs, so " +
-      "throughput is noisy.",
+      "throughput is noisy. Held-out loss: token-mean NLL of the reference solutions of the " +
+      "same held-out problems (teacher forcing), mean ± 95% t-interval.",
     "",
   );
   const header = [
@@ -496,6 +501,7 @@ async function reportMarkdown(
     "active/token",
     ...tasks,
     "overall",
+    "held-out loss",
     "train tok/s",
     "wall s (mean)",
   ];
@@ -514,6 +520,7 @@ async function reportMarkdown(
           "0",
           ...tasks.map((t) => acc(`eval/accuracy/${t}`)),
           acc("eval/accuracy"),
+          plain(tInterval95(base.map((m) => m["eval/loss"]))),
           "—",
           "—",
         ].join(" | ")
@@ -535,6 +542,7 @@ async function reportMarkdown(
           String(rs[0].activePerToken),
           ...tasks.map((t) => acc(`eval/accuracy/${t}`)),
           acc("eval/accuracy"),
+          plain(tInterval95(rs.map((r) => r.metrics["eval/loss"]))),
           tps.toFixed(0),
           wall.toFixed(0),
         ].join(" | ")
