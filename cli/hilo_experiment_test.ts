@@ -43,7 +43,7 @@ Deno.test("runHiloExperiment() runs each variant, writes the report and chart, t
     const report = await Deno.readTextFile(first.report);
     const svg = await Deno.readTextFile(first.chart);
     assert.ok(svg.startsWith("<svg") && svg.includes("LoRA r=2"));
-    assert.match(report, /\| LoRA r=2 \(n=1\) \| 1 \(LoRA\) \|/);
+    assert.match(report, /\| LoRA r=2 \(n=1\) +\| 1 \(LoRA\) +\|/);
     // HILO's allocation and counts: layer 0 has 2 experts of rank 1, layer 1 3 of rank 2.
     const [lora, hilo] = first.records;
     assert.deepEqual(hilo.allocation.map((l) => [l.experts, l.rank]), [[2, 1], [3, 2]]);
@@ -63,8 +63,8 @@ Deno.test("runHiloExperiment() runs each variant, writes the report and chart, t
       assert.ok(Math.abs(r.metrics["eval/accuracy"] - mean) < 1e-12);
     }
     // The base model's row: the step-0 evaluation of both runs (adapters start as no-ops).
-    assert.match(report, /\| base model, before training \(step-0 evaluation of 2 run\(s\)\) \|/);
-    assert.match(report, /## Difference from LoRA r=2 .*\n[^]*\| hilo \| 1 \| -?\d+\.\d \|/);
+    assert.match(report, /\| base model, before training \(step-0 evaluation of 2 run\(s\)\) +\|/);
+    assert.match(report, /## Difference from LoRA r=2 .*\n[^]*\| hilo +\| +1 \| +-?\d+\.\d \|/);
     assert.match(report, /## Exact config/);
     assert.match(report, /95% Student-t interval/);
 
