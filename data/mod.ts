@@ -6,3 +6,4 @@
 export * from "./arithmetic_task.ts";
 export * from "./arithmetic_tokenizer.ts";
 export * from "./synthetic_tasks.ts";
+export * from "./task_suite.ts";

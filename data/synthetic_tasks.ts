@@ -35,8 +35,9 @@ export interface SyntheticTaskOptions {
   seed?: number;
   /**
    * Difficulty, 1 to 4; default 2. Sort: lists of 3..(2 + level) values in 0..99. Count: lists of
-   * 4..(4 + 2·level) values in 0..(2 + level). Base: numbers in 1..min(4095, 16^level − 1), in
-   * bases 2..9.
+   * 4..(4 + 2·level) values in 0..(2 + level). Base: numbers in 1..min(4095, 2^(4·level + 1) − 1)
+   * (31, 511, 4095, 4095), in bases 2..9; level 1 keeps every text within 128 tokens of the
+   * arithmetic tokenizer (the bundled model's context).
    */
   level?: number;
   /** Share of problems in the held-out split, in (0, 1); default 0.1. */
@@ -83,7 +84,7 @@ function draw(task: SyntheticTask, level: number, random: () => number): Arithme
     };
   }
   const base = randomInt(random, 2, 9);
-  const value = randomInt(random, 1, Math.min(4095, 16 ** level - 1));
+  const value = randomInt(random, 1, Math.min(4095, 2 ** (4 * level + 1) - 1));
   const lines: string[] = [];
   const digits: number[] = [];
   for (let v = value; v > 0; v = Math.floor(v / base)) {

@@ -64,6 +64,39 @@ export type AdapterTarget =
 export type ArithmeticOpName = "+" | "-" | "*";
 
 /**
+ * A task of the multi-task suite (`data/task_suite.ts`).
+ *
+ * @example Usage
+ * ```ts
+ * import type { SuiteTaskName } from "./config.ts";
+ *
+ * const tasks: SuiteTaskName[] = ["arithmetic", "sort", "count", "base"];
+ * ```
+ */
+export type SuiteTaskName = "arithmetic" | "sort" | "count" | "base";
+
+/**
+ * The `data.suite` keys: the task mix of `data.task: "suite"`.
+ *
+ * @example Usage
+ * ```ts
+ * import type { SuiteDataConfig } from "./config.ts";
+ *
+ * const suite: SuiteDataConfig = { tasks: ["arithmetic", "sort"], level: 1 };
+ * ```
+ */
+export interface SuiteDataConfig {
+  /**
+   * The tasks, in equal shares (each gets `data.trainSize` training and `data.evalSize` held-out
+   * problems, and `eval.samples` of them are scored); non-empty, no repeats. The arithmetic task
+   * uses the `data` knobs `digits`, `ops`, `maxTerms`, `mulDigits`.
+   */
+  readonly tasks: readonly SuiteTaskName[];
+  /** Difficulty of the sort / count / base tasks, 1 to 4 (`data/synthetic_tasks.ts`). */
+  readonly level: number;
+}
+
+/**
  * The `run` section: what the run is called and where it writes.
  *
  * @example Usage
@@ -205,8 +238,11 @@ export interface HiloAdaptersConfig {
  * ```
  */
 export interface DataConfig {
-  /** The task; only the built-in `"arithmetic"` for now. */
-  readonly task: "arithmetic";
+  /**
+   * The task: the built-in `"arithmetic"`, or `"suite"`: the tasks of `data.suite` in equal
+   * shares, with a held-out exact-answer accuracy per task (`eval/accuracy/<task>`) and overall.
+   */
+  readonly task: "arithmetic" | "suite";
   /** Seed of the problem generator (kept apart from `run.seed` so eval sets match across runs). */
   readonly seed: number;
   /** Most digits of an operand, 1 to 6. */
@@ -222,8 +258,10 @@ export interface DataConfig {
    * (2-digit problems with one operation number about 19 000), and generating too many throws.
    */
   readonly trainSize: number;
-  /** Number of distinct held-out problems. */
+  /** Number of distinct held-out problems (per task with `"suite"`). */
   readonly evalSize: number;
+  /** The task mix of `task: "suite"` (ignored otherwise). */
+  readonly suite: SuiteDataConfig;
 }
 
 /**
@@ -412,6 +450,7 @@ export const DEFAULT_CONFIG: TrainConfig = deepFreeze<TrainConfig>({
     mulDigits: 1,
     trainSize: 10000,
     evalSize: 200,
+    suite: { tasks: ["arithmetic", "sort", "count", "base"], level: 1 },
   },
   trainer: {
     mode: "sft",

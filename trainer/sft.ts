@@ -1,7 +1,8 @@
 /**
  * A whole supervised fine-tuning run from a {@linkcode TrainConfig}: build or load the model (a
  * fresh `builtin:tiny` Qwen3 for full fine-tuning, or a checkpoint directory with optional LoRA
- * adapters), stream the arithmetic task's worked solutions in seeded epochs, optimize the
+ * adapters), stream the worked solutions of the arithmetic task or of the multi-task suite
+ * (`data.task: suite`: arithmetic, sort, count, base conversion) in seeded epochs, optimize the
  * token-level NLL of the completions with AdamW (clipping, warmup + cosine/constant schedule,
  * token-weighted gradient accumulation over micro-batches), evaluate held-out loss and greedy
  * exact-answer accuracy, save atomic checkpoints that resume bit-exactly, and export the result
@@ -21,6 +22,7 @@ import {
   type ArithmeticExample,
   formatExample,
 } from "../data/arithmetic_task.ts";
+import { suiteAnswerCorrect, suiteDataset, type SuiteTask } from "../data/task_suite.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
 import type { TrainBackend } from "./backend.ts";
 import type { WebGpuTrainBackend } from "./_webgpu_backend.ts";
@@ -162,6 +164,8 @@ interface SftModel extends RunModel {
 interface SftData {
   trainSize: number;
   evalExamples: EvalExample[];
+  /** With `data.task: "suite"`, the task of each held-out example; else `null`. */
+  evalTasks: SuiteTask[] | null;
   order: ReturnType<typeof dataOrder>;
   sequenceAt: (position: number) => SftSequence;
   padId: number;
@@ -169,7 +173,11 @@ interface SftData {
   context: number;
 }
 
-/** Set-up, part 3: the arithmetic task's examples, their seeded order and tokenization. */
+/**
+ * Set-up, part 3: the task's examples (the arithmetic task, or the suite's tasks one after the
+ * other; the held-out set takes the first `eval.samples` of each task), their seeded order and
+ * tokenization.
+ */
 function buildData(config: TrainConfig, head: RunModelHead): SftData {
   const { tokenizer, modelConfig, builtin, eosTokenIds, padId } = head;
   const d = config.data;
@@ -180,16 +188,28 @@ function buildData(config: TrainConfig, head: RunModelHead): SftData {
     maxTerms: d.maxTerms,
     mulDigits: d.mulDigits,
   };
-  const train: ArithmeticExample[] = arithmeticDataset("train", {
-    ...taskOptions,
-    size: d.trainSize,
-  });
-  const evalExamples: EvalExample[] = arithmeticDataset("eval", {
-    ...taskOptions,
-    size: d.evalSize,
-  })
-    .slice(0, config.eval.samples)
-    .map((e) => ({ ...formatExample(e), answer: e.answer }));
+  let train: ArithmeticExample[];
+  let evalExamples: EvalExample[];
+  let evalTasks: SuiteTask[] | null = null;
+  if (d.task === "suite") {
+    const suiteOptions = {
+      tasks: d.suite.tasks,
+      seed: d.seed,
+      level: d.suite.level,
+      arithmetic: { digits: d.digits, ops: d.ops, maxTerms: d.maxTerms, mulDigits: d.mulDigits },
+    };
+    train = suiteDataset("train", { ...suiteOptions, size: d.trainSize });
+    // `eval.samples` problems of each task (the first of its held-out split).
+    const held = suiteDataset("eval", { ...suiteOptions, size: d.evalSize })
+      .filter((_, i) => i % d.evalSize < config.eval.samples);
+    evalExamples = held.map((e) => ({ ...formatExample(e), answer: e.answer }));
+    evalTasks = held.map((e) => e.task);
+  } else {
+    train = arithmeticDataset("train", { ...taskOptions, size: d.trainSize });
+    evalExamples = arithmeticDataset("eval", { ...taskOptions, size: d.evalSize })
+      .slice(0, config.eval.samples)
+      .map((e) => ({ ...formatExample(e), answer: e.answer }));
+  }
   const context = modelConfig.maxPositionEmbeddings;
   const contextKey = builtin ? `key "model.maxPositions"` : `"max_position_embeddings"`;
   const tooLong = (length: number, what: string): RangeError =>
@@ -218,7 +238,16 @@ function buildData(config: TrainConfig, head: RunModelHead): SftData {
     }
     return s;
   };
-  return { trainSize: train.length, evalExamples, order, sequenceAt, padId, eosTokenIds, context };
+  return {
+    trainSize: train.length,
+    evalExamples,
+    evalTasks,
+    order,
+    sequenceAt,
+    padId,
+    eosTokenIds,
+    context,
+  };
 }
 
 /** The optimizer of a run: AdamW inside `multiSteps`. */
@@ -261,14 +290,18 @@ function sftMicroBatches(
   });
 }
 
-/** Evaluation: held-out loss and greedy exact-answer accuracy. */
+/**
+ * Evaluation: held-out loss and greedy exact-answer accuracy; with the suite, each completion is
+ * re-scored by its task's check, giving `eval/accuracy/<task>` (and `eval/correct/<task>`,
+ * `eval/samples/<task>`) and the overall `eval/accuracy` / `eval/correct` over all tasks.
+ */
 async function evaluateRun(
   backend: TrainBackend,
   data: SftData,
   config: TrainConfig,
   tokenizer: Tokenizer,
 ): Promise<Record<string, number>> {
-  const { metrics } = await evaluateSft(backend, {
+  const { metrics, samples } = await evaluateSft(backend, {
     tokenizer,
     examples: data.evalExamples,
     maxNewTokens: config.eval.maxNewTokens,
@@ -276,7 +309,30 @@ async function evaluateRun(
     padId: data.padId,
     eosTokenIds: data.eosTokenIds,
   });
-  return metrics;
+  const tasks = data.evalTasks;
+  if (tasks === null) return metrics;
+  const correct = new Map<SuiteTask, number>();
+  const count = new Map<SuiteTask, number>();
+  let total = 0;
+  samples.forEach((sample, i) => {
+    const task = tasks[i];
+    const ok = suiteAnswerCorrect(task, sample.completion, sample.answer);
+    count.set(task, (count.get(task) ?? 0) + 1);
+    correct.set(task, (correct.get(task) ?? 0) + (ok ? 1 : 0));
+    if (ok) total++;
+  });
+  const out: Record<string, number> = {
+    ...metrics,
+    "eval/accuracy": samples.length > 0 ? total / samples.length : 0,
+    "eval/correct": total,
+  };
+  for (const task of config.data.suite.tasks) {
+    const n = count.get(task) ?? 0;
+    out[`eval/accuracy/${task}`] = n > 0 ? (correct.get(task) ?? 0) / n : 0;
+    out[`eval/correct/${task}`] = correct.get(task) ?? 0;
+    out[`eval/samples/${task}`] = n;
+  }
+  return out;
 }
 
 /**

@@ -116,7 +116,7 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
     }),
   }),
   data: z.strictObject({
-    task: z.enum(["arithmetic"]),
+    task: z.enum(["arithmetic", "suite"]),
     seed: nonNegativeInt,
     digits: z.int().min(1).max(6),
     ops: z.array(z.enum(["+", "-", "*"])).min(1),
@@ -124,6 +124,10 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
     mulDigits: z.int().min(1).max(3),
     trainSize: positiveInt,
     evalSize: positiveInt,
+    suite: z.strictObject({
+      tasks: z.array(z.enum(["arithmetic", "sort", "count", "base"])).min(1),
+      level: z.int().min(1).max(4),
+    }),
   }),
   trainer: z.strictObject({
     mode: z.enum(["sft", "rl"]),
@@ -290,7 +294,7 @@ function crossFieldProblems(config: TrainConfig): Problem[] {
     );
   }
   if (
-    model.path === "builtin:tiny" && data.task === "arithmetic" && model.vocab < ARITHMETIC_VOCAB
+    model.path === "builtin:tiny" && model.vocab < ARITHMETIC_VOCAB
   ) {
     range(
       ["model", "vocab"],
@@ -300,6 +304,7 @@ function crossFieldProblems(config: TrainConfig): Problem[] {
   const lists: [Path, readonly string[]][] = [
     [["adapters", "targets"], adapters.targets],
     [["data", "ops"], data.ops],
+    [["data", "suite", "tasks"], data.suite.tasks],
   ];
   for (const [path, list] of lists) {
     const repeated = list.find((item, i) => list.indexOf(item) !== i);

@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { readExperiment, runHiloExperiment } from "./hilo_experiment.ts";
+
+const SMALL = [
+  "--trainer.steps=2",
+  "--trainer.batchSize=2",
+  "--trainer.warmupSteps=0",
+  "--data.trainSize=8",
+  "--data.evalSize=2",
+  "--eval.samples=2",
+  "--eval.maxNewTokens=3",
+  "--checkpoint.every=1",
+  "--adapters.targets=q_proj,down_proj",
+];
+
+async function writeExperiment(dir: string, variants: string): Promise<string> {
+  const path = join(dir, "exp.yaml");
+  await Deno.writeTextFile(
+    path,
+    `config: experiments/hilo_sft.yaml\noutDir: ${join(dir, "runs")}\n` +
+      `report: ${join(dir, "results", "hilo.md")}\nseeds: [0, 1]\nvariants:\n${variants}`,
+  );
+  return path;
+}
+
+Deno.test("runHiloExperiment() runs each variant, writes the report and chart, then skips done runs", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "halo_hilo_exp_" });
+  try {
+    const path = await writeExperiment(
+      dir,
+      `  - name: lora\n    label: LoRA r=2\n    overrides: ["--adapters.kind=lora", "--adapters.r=2"]\n` +
+        `  - name: hilo\n    overrides: ["--adapters.kind=hilo", "--adapters.hilo.experts=2-3", ` +
+        `"--adapters.hilo.rank=1-2"]\n`,
+    );
+    const first = await runHiloExperiment(path, {
+      overrides: SMALL,
+      seeds: [0],
+      log: () => {},
+    });
+    assert.equal(first.ran, 2);
+    assert.equal(first.skipped, 0);
+    const report = await Deno.readTextFile(first.report);
+    const svg = await Deno.readTextFile(first.chart);
+    assert.ok(svg.startsWith("<svg") && svg.includes("LoRA r=2"));
+    assert.match(report, /\| LoRA r=2 \(n=1\) +\| 1 \(LoRA\) +\|/);
+    // HILO's allocation and counts: layer 0 has 2 experts of rank 1, layer 1 3 of rank 2.
+    const [lora, hilo] = first.records;
+    assert.deepEqual(hilo.allocation.map((l) => [l.experts, l.rank]), [[2, 1], [3, 2]]);
+    assert.ok(hilo.activePerToken < hilo.trainable, "top-2 of 3 experts uses fewer parameters");
+    assert.equal(lora.activePerToken, lora.trainable);
+    for (const r of first.records) {
+      assert.equal(r.steps, 2);
+      assert.ok(r.trainTokens > 0 && r.trainSeconds > 0);
+      for (const task of ["arithmetic", "sort", "count", "base"]) {
+        assert.equal(r.metrics[`eval/samples/${task}`], 2, task);
+        const acc = r.metrics[`eval/accuracy/${task}`];
+        assert.ok(acc >= 0 && acc <= 1);
+      }
+      // Overall is the mean of the equal-sized tasks.
+      const mean = ["arithmetic", "sort", "count", "base"]
+        .reduce((a, t) => a + r.metrics[`eval/accuracy/${t}`], 0) / 4;
+      assert.ok(Math.abs(r.metrics["eval/accuracy"] - mean) < 1e-12);
+    }
+    // The base model's row: the step-0 evaluation of both runs (adapters start as no-ops).
+    assert.match(report, /\| base model, before training \(step-0 evaluation of 2 run\(s\)\) +\|/);
+    assert.match(report, /## Difference from LoRA r=2 .*\n[^]*\| hilo +\| +1 \| +-?\d+\.\d \|/);
+    assert.match(report, /## Exact config/);
+    assert.match(report, /95% Student-t interval/);
+
+    // A second call trains nothing and gives the same numbers.
+    const again = await runHiloExperiment(path, { overrides: SMALL, seeds: [0], log: () => {} });
+    assert.equal(again.ran, 0);
+    assert.equal(again.skipped, 2);
+    assert.deepEqual(again.records.map((r) => r.metrics), first.records.map((r) => r.metrics));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readExperiment() names the file and key of a bad entry", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "halo_hilo_exp_" });
+  try {
+    const path = await writeExperiment(dir, `  - name: "a b"\n`);
+    await assert.rejects(readExperiment(path), /exp\.yaml".*key "variants\[0\]\.name"/);
+    await Deno.writeTextFile(path, "config: x.yaml\nseed: [0]\n");
+    await assert.rejects(readExperiment(path), /unknown key "seed"/);
+    const e = await readExperiment("experiments/hilo.yaml");
+    assert.ok(e.seeds.length >= 3);
+    assert.deepEqual(e.variants.map((v) => v.name), ["lora", "mola_uniform", "mola_2468", "hilo"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
