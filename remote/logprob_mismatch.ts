@@ -15,8 +15,9 @@
  * ```ts
  * import type { MismatchMetrics } from "./logprob_mismatch.ts";
  *
- * declare const m: MismatchMetrics;
- * console.log(m["mismatch/kl_k3"], m["mismatch/ratio_p99"]);
+ * function summary(m: MismatchMetrics): string {
+ *   return `KL ${m["mismatch/kl_k3"]}, ratio p99 ${m["mismatch/ratio_p99"]}`;
+ * }
  * ```
  */
 export type MismatchMetrics = Record<
