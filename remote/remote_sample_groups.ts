@@ -6,6 +6,11 @@
  * train backend's forward (what `rl.oldLogprobs: recompute` computes) and reports the
  * sampler–trainer mismatch.
  *
+ * halo's old log-probs are the raw model's (`log_softmax(logits)`, whatever the temperature): a
+ * server whose preflight found processed log-probs (vLLM `--logprobs-mode processed_logprobs`,
+ * SGLang) is refused unless the sampling is neutral (temperature 1, top-p 1, top-k 0), where both
+ * are the same numbers.
+ *
  * @module
  */
 import { mixNumber } from "../internal/random.ts";
@@ -96,6 +101,22 @@ export function remoteSampleGroups(
   sampling: SampleGroupsOptions,
 ) => Promise<SampledGroups> {
   return async (backend, prompts, sampling) => {
+    const topP = sampling.topP ?? 1;
+    const topK = sampling.topK ?? 0;
+    if (sampling.temperature !== 1 || topP !== 1 || topK !== 0) {
+      // halo's old log-probs are the raw model's (log-softmax of the logits, no temperature or
+      // truncation): a server that reports processed ones gives other numbers here.
+      for (const [url, found] of pool.preflights()) {
+        if (found.logprobs !== "processed") continue;
+        throw new RangeError(
+          `Cannot take rollouts from "${url}": it reports processed log-probs (after ` +
+            `temperature/top-p/top-k), but halo's old log-probs are the raw model's and the ` +
+            `sampling is not neutral (temperature ${sampling.temperature}, top-p ${topP}, ` +
+            `top-k ${topK}): start vLLM with --logprobs-mode raw_logprobs, or sample at ` +
+            `temperature 1 without top-p/top-k`,
+        );
+      }
+    }
     const policyVersion = resolve(options.policyVersion ?? 0);
     const adapter = resolve(options.adapter ?? null);
     const eos = sampling.eosTokenIds ?? backend.model.config.eosTokenIds;
@@ -105,8 +126,8 @@ export function remoteSampleGroups(
         n: sampling.groupSize,
         maxTokens: sampling.maxNewTokens,
         temperature: sampling.temperature,
-        topP: sampling.topP ?? 1,
-        topK: sampling.topK ?? 0,
+        topP,
+        topK,
         seed: mixNumber(sampling.seed, p) >>> 0,
         stopTokenIds: [],
         eosTokenIds: eos,
