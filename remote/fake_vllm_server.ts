@@ -39,6 +39,12 @@ export interface FakeVllmOptions {
   logprobsMode?: "raw_logprobs" | "processed_logprobs";
   /** Adapter names it serves besides the model (requests may name them; they sample the model). */
   adapters?: readonly string[];
+  /**
+   * Loads a PEFT adapter directory for `POST /v1/load_lora_adapter` (vLLM with
+   * `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`) and returns its generator; without it the adapter
+   * routes answer 404.
+   */
+  loadAdapter?: (path: string) => Promise<(options: GenerateOptions) => Promise<GenerateResult>>;
 }
 
 const KNOWN = new Set([
@@ -95,10 +101,44 @@ function error(status: number, message: string): Response {
  * ```
  */
 export function fakeVllmHandler(options: FakeVllmOptions): (request: Request) => Promise<Response> {
-  const served = [options.model, ...(options.adapters ?? [])];
+  const generators = new Map<string, (o: GenerateOptions) => Promise<GenerateResult>>();
+  for (const name of [options.model, ...(options.adapters ?? [])]) {
+    generators.set(name, options.generate);
+  }
   let counter = 0;
   return async (request: Request): Promise<Response> => {
     const path = new URL(request.url).pathname;
+    const served = [...generators.keys()];
+    if (
+      request.method === "POST" && options.loadAdapter &&
+      (path === "/v1/load_lora_adapter" || path === "/v1/unload_lora_adapter")
+    ) {
+      // vllm/entrypoints/openai/models/serving.py: load_lora_adapter / unload_lora_adapter.
+      const body = await request.json().catch(() => ({}));
+      const name = body.lora_name;
+      if (typeof name !== "string" || name === "" || name === options.model) {
+        return error(400, `Expected "lora_name" of an adapter: got ${JSON.stringify(name)}`);
+      }
+      if (path === "/v1/unload_lora_adapter") {
+        if (!generators.delete(name)) {
+          return error(404, `The lora adapter '${name}' cannot be found.`);
+        }
+        return new Response(`Success: LoRA adapter '${name}' removed successfully.`);
+      }
+      if (generators.has(name) && body.load_inplace !== true) {
+        return error(
+          400,
+          `The lora adapter '${name}' has already been loaded. If you want to load the ` +
+            `adapter in place, set 'load_inplace' to True.`,
+        );
+      }
+      try {
+        generators.set(name, await options.loadAdapter(String(body.lora_path)));
+      } catch (e) {
+        return error(400, `Loading lora ${name} failed: ${(e as Error).message}`);
+      }
+      return new Response(`Success: LoRA adapter '${name}' added successfully.`);
+    }
     if (request.method === "GET" && path === "/v1/models") {
       return Response.json({
         object: "list",
@@ -145,7 +185,7 @@ export function fakeVllmHandler(options: FakeVllmOptions): (request: Request) =>
     const stopIds = (body.stop_token_ids ?? []) as number[];
     let result: GenerateResult;
     try {
-      result = await options.generate({
+      result = await generators.get(body.model as string)!({
         prompts: Array.from({ length: n }, () => prompt as number[]),
         maxNewTokens: maxTokens,
         temperature: (body.temperature ?? 1) as number,

@@ -28,4 +28,5 @@ export * from "./rollout_client.ts";
 export * from "./rollout_pool.ts";
 export * from "./logprob_mismatch.ts";
 export * from "./remote_sample_groups.ts";
+export * from "./adapter_sync.ts";
 export * from "./fake_vllm_server.ts";

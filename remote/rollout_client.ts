@@ -163,15 +163,21 @@ export class RolloutClient {
   }
 
   /**
-   * Sends one HTTP request and returns the parsed JSON body.
+   * Sends one HTTP request and returns the parsed JSON body (or the text, with `text: true`).
    *
    * @param path The path.
    * @param body The JSON body of a POST, or `null` for a GET.
-   * @param signal Aborts the request.
-   * @returns The parsed body.
+   * @param options `signal` aborts the request; `text: true` returns the body unparsed (vLLM's
+   *   adapter routes answer plain text).
+   * @returns The parsed body, or its text.
    * @throws {RemoteEngineError} On a network error, timeout, HTTP error or a non-JSON body.
    */
-  async request(path: string, body: unknown, signal?: AbortSignal): Promise<unknown> {
+  async request(
+    path: string,
+    body: unknown,
+    options: { signal?: AbortSignal; text?: boolean } = {},
+  ): Promise<unknown> {
+    const signal = options.signal;
     const timeoutMs = this.#options.timeoutMs ?? 120_000;
     const signals = [AbortSignal.timeout(timeoutMs), ...(signal ? [signal] : [])];
     const headers: Record<string, string> = { "content-type": "application/json" };
@@ -208,6 +214,7 @@ export class RolloutClient {
           { retryable },
         );
       }
+      if (options.text) return text;
       try {
         return JSON.parse(text);
       } catch (error) {
@@ -319,7 +326,7 @@ export class RolloutClient {
       }
       const sub = { ...request, n: missing.length, seed: retrySeed(request.seed, attempt) };
       const { path, body } = this.backend.completionRequest(sub, model);
-      const json = await this.request(path, body, signal);
+      const json = await this.request(path, body, { signal });
       let raws: (ReturnType<EngineBackend["parseCompletion"]>[number])[];
       try {
         raws = this.backend.parseCompletion(json, sub);
