@@ -63,7 +63,10 @@ export interface PublishResult {
   path: string;
   /** Versions unloaded from the servers (out of the window). */
   unloaded: string[];
-  /** Unload failures (the version stays loaded there; not fatal). */
+  /**
+   * Servers skipped because they could not be reached (they get no requests for this version
+   * until a later publish reaches them), and unload failures; neither is fatal.
+   */
   warnings: string[];
 }
 
@@ -157,8 +160,8 @@ export class AdapterSync {
    * @param write Writes the PEFT adapter into the directory it is given.
    * @returns The new name and what was unloaded.
    * @throws {RangeError} When the version is not new, or its directory exists.
-   * @throws {RemoteEngineError} When a server fails to load it (naming each such server); the
-   *   previous version stays current.
+   * @throws {RemoteEngineError} When a server refuses it (HTTP 4xx) or no server loads it
+   *   (naming each failed server); the previous version stays current.
    */
   async publish(version: number, write: (dir: string) => Promise<void>): Promise<PublishResult> {
     const last = this.current;
@@ -189,28 +192,37 @@ export class AdapterSync {
       const r = routes(c);
       return c.request(r.load, { lora_name: name, lora_path, ...r.extra }, { text: true });
     }));
-    const failed = loads.flatMap((
-      r,
-    ) => (r.status === "rejected" ? [(r.reason as Error).message] : []));
-    if (failed.length > 0) {
+    const failed = loads.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
+    const refused = failed.some((e) => !(e instanceof RemoteEngineError) || !e.retryable);
+    if (failed.length === this.#clients.length || refused) {
       throw new RemoteEngineError(
         this.#clients.map((c) => c.url).join(", "),
         `adapter "${name}" failed to load on ${failed.length} of ${this.#clients.length} ` +
-          `servers: ${failed.join("; ")}`,
+          `servers: ${failed.map((e) => e.message).join("; ")}`,
         { retryable: false },
       );
     }
+    const warnings: string[] = [];
+    loads.forEach((r, i) => {
+      const client = this.#clients[i];
+      client.servedAdapters ??= new Set();
+      if (r.status === "fulfilled") client.servedAdapters.add(name);
+      else {
+        // Unreachable now: the pool sends it no requests for this version (servedAdapters),
+        // and the next publish tries it again.
+        warnings.push(`skipped: ${(r.reason as Error).message}`);
+      }
+    });
     this.#loaded.push({ name, version });
     const unloaded: string[] = [];
-    const warnings: string[] = [];
     while (this.#loaded.length > (this.#options.keep ?? 2)) {
       const old = this.#loaded.shift()!;
       unloaded.push(old.name);
-      const results = await Promise.allSettled(
-        this.#clients.map((c) =>
-          c.request(routes(c).unload, { lora_name: old.name }, { text: true })
-        ),
-      );
+      const holders = this.#clients.filter((c) => c.servedAdapters?.has(old.name));
+      const results = await Promise.allSettled(holders.map(async (c) => {
+        await c.request(routes(c).unload, { lora_name: old.name }, { text: true });
+        c.servedAdapters?.delete(old.name);
+      }));
       for (const r of results) {
         if (r.status === "rejected") warnings.push((r.reason as Error).message);
       }

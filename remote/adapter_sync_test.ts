@@ -115,12 +115,17 @@ Deno.test({
       ok(gapAdapted <= 1e-5, `served vs adapted model: ${gapAdapted}`);
       ok(gapBase > 1e-3, `served vs base model: ${gapBase} (the adapter changes nothing?)`);
 
-      // Names are never reused; an unloaded version is gone from the servers.
+      // Names are never reused; an unloaded version is gone from the servers (and the pool,
+      // which tracks what each server holds, says so without asking them).
       await rejects(sync.publish(3, write(9)), /must be integers that increase/);
       await rejects(pool.generate({ ...request, adapter: "halo-v1" }), (e: unknown) => {
-        ok(e instanceof RemoteEngineError && !e.retryable && /HTTP 404/.test(e.message), String(e));
+        ok(e instanceof RemoteEngineError && !e.retryable, String(e));
+        ok(/no up rollout server holds adapter "halo-v1": they hold/.test(e.message), e.message);
         return true;
       });
+      for (const c of pool.clients) {
+        await rejects(c.generate({ ...request, adapter: "halo-v1" }), /HTTP 404/);
+      }
       // A version the servers cannot load fails naming them, and the previous one stays current.
       await rejects(
         sync.publish(4, (to) => Deno.writeTextFile(join(to, "adapter_config.json"), "{}")),

@@ -19,6 +19,7 @@ import { forwardPass } from "../trainer/rl/forward_pass.ts";
 import type { Rollout, SampledGroups, SampleGroupsOptions } from "../trainer/rl/rollout.ts";
 import { logprobMismatch, type MismatchMetrics } from "./logprob_mismatch.ts";
 import type { RolloutPool } from "./rollout_pool.ts";
+import type { AdapterSync, PublishResult } from "./adapter_sync.ts";
 
 /**
  * What one generation batch produced, for {@linkcode RemoteSampleGroupsOptions.onBatch}.
@@ -67,6 +68,19 @@ export interface RemoteSampleGroupsOptions {
   microBatchSize?: number;
   /** Called once per generation batch. */
   onBatch?: (batch: RemoteBatch) => void;
+  /**
+   * Publish the train backend's adapter at the start of every step (a call with `firstGroup` 0:
+   * runRl numbers groups from 0 each step, so the previous step's update is in the backend) and
+   * sample from it; `adapter` and `policyVersion` then come from the sync.
+   */
+  sync?: {
+    /** Where versions go. */
+    adapters: AdapterSync;
+    /** Writes the backend's adapter into a directory (e.g. {@linkcode peftWriter}). */
+    write: (backend: TrainBackend, dir: string) => Promise<void>;
+    /** Called with each publish's result (its warnings name skipped servers). */
+    onPublish?: (result: PublishResult) => void;
+  };
 }
 
 function resolve<T>(value: T | (() => T)): T {
@@ -117,8 +131,16 @@ export function remoteSampleGroups(
         );
       }
     }
-    const policyVersion = resolve(options.policyVersion ?? 0);
-    const adapter = resolve(options.adapter ?? null);
+    let policyVersion = resolve(options.policyVersion ?? 0);
+    let adapter = resolve(options.adapter ?? null);
+    const sync = options.sync;
+    if (sync) {
+      if (sampling.firstGroup === 0 || sync.adapters.current === null) {
+        const version = (sync.adapters.current?.version ?? 0) + 1;
+        sync.onPublish?.(await sync.adapters.publish(version, (dir) => sync.write(backend, dir)));
+      }
+      ({ name: adapter, version: policyVersion } = sync.adapters.current!);
+    }
     const eos = sampling.eosTokenIds ?? backend.model.config.eosTokenIds;
     const answers = await Promise.all(prompts.map((promptIds, p) =>
       pool.generate({

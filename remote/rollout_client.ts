@@ -136,6 +136,11 @@ export class RolloutClient {
   readonly backend: EngineBackend;
   /** What the last preflight found, or `null`. */
   preflightResult: PreflightResult | null = null;
+  /**
+   * The adapters this server holds, as {@linkcode AdapterSync} loaded them; `null` (default):
+   * not tracked, so the pool sends it requests for any adapter.
+   */
+  servedAdapters: Set<string> | null = null;
   #options: RolloutClientOptions;
   #fetch: typeof fetch;
   #outstanding = 0;

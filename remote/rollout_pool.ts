@@ -193,14 +193,19 @@ export class RolloutPool {
     );
   }
 
-  /** The up server with the fewest outstanding requests (ties: round robin). */
-  #pick(): Slot | null {
+  /**
+   * The up server with the fewest outstanding requests (ties: round robin) among those that hold
+   * the adapter (when the server's adapters are tracked).
+   */
+  #pick(adapter: string | null): Slot | null {
     const now = this.#now();
     const n = this.#slots.length;
     let best: Slot | null = null;
     for (let k = 0; k < n; k++) {
       const slot = this.#slots[(this.#turn + k) % n];
       if (slot.downUntil > now) continue;
+      const held = slot.client.servedAdapters;
+      if (adapter !== null && held !== null && !held.has(adapter)) continue;
       if (best === null || slot.client.outstanding < best.client.outstanding) best = slot;
     }
     this.#turn = (this.#turn + 1) % n;
@@ -222,8 +227,18 @@ export class RolloutPool {
     let last: unknown = null;
     for (let attempt = 0; attempt < attempts; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, backoff * 2 ** (attempt - 1)));
-      const slot = this.#pick();
-      if (slot === null) throw this.#allDown(`after ${attempt} attempts`);
+      const slot = this.#pick(request.adapter);
+      if (slot === null) {
+        const now = this.#now();
+        const up = this.#slots.filter((s) => s.downUntil <= now);
+        if (up.length === 0) throw this.#allDown(`after ${attempt} attempts`);
+        throw new RemoteEngineError(
+          up.map((s) => s.client.url).join(", "),
+          `no up rollout server holds adapter "${request.adapter}": they hold ` +
+            up.map((s) => JSON.stringify([...s.client.servedAdapters ?? []])).join(", "),
+          { retryable: false },
+        );
+      }
       try {
         const choices = await slot.client.generate(request);
         slot.requests++;

@@ -11,6 +11,11 @@
 // |Δ| must exceed 1e-4 and be larger than step 1's, and the k3 KL estimate must grow.
 // [Observed (lr 1e-3, full fine-tuning): step 1 max |Δ| 5e-7, k3 KL 4e-15; steps 2–3 max |Δ|
 // 3.9–6.2, k3 KL 0.11–0.16, ratio p01..p99 0.03..2.7.]
+// Case 3, LoRA with adapter sync: at the start of each step the trainer's LoRA is written as a
+// PEFT directory, published as halo-v<step> (AdapterSync) and loaded by the fakes (halo's model
+// with that adapter); rollouts name that version, and the recomputed old log-probs must equal the
+// sampler's at every step: |Δ| ≤ 1e-4 [observed ≤ 6.5e-7]. The killed server is skipped by the
+// later publishes.
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { loadModel } from "../model/load_model.ts";
@@ -18,36 +23,72 @@ import { generate, type GenerateOptions, type GenerateResult } from "../model/ge
 import type { TrainBackend } from "../trainer/backend.ts";
 import { runRl } from "../trainer/rl/run_rl.ts";
 import {
+  AdapterSync,
   fakeVllmHandler,
   type MismatchMetrics,
+  peftWriter,
   remoteSampleGroups,
+  type RemoteSampleGroupsOptions,
   RolloutPool,
 } from "../remote/mod.ts";
+import type { Qwen3Model } from "../model/model.ts";
+import { createLora } from "../adapters/lora.ts";
+import { loraConfig } from "../adapters/lora_config.ts";
 import { serveFakes } from "../remote/test_utils.ts";
 import { QUIET, rlConfig } from "./rl_utils.ts";
 import { withTempDir } from "./train_utils.ts";
 
 const ON_POLICY_ATOL = 1e-4;
 
-async function remoteRun(dir: string, stale: boolean) {
-  const fixed = stale
-    ? await loadModel("models/arithmetic-tiny", { backend: "cpu", warn: false })
-    : null;
+type Mode = "on-policy" | "stale" | "lora-sync";
+
+async function remoteRun(dir: string, mode: Mode) {
+  const fixed = mode === "on-policy"
+    ? null
+    : await loadModel("models/arithmetic-tiny", { backend: "cpu", warn: false });
+  const adapted: Qwen3Model[] = [];
   let trainer: TrainBackend | null = null;
   const sample = (o: GenerateOptions): Promise<GenerateResult> =>
     fixed ? generate(fixed, o) : trainer!.generate(o);
   const posts = [0, 0];
+  const models: string[] = [];
   const fakes = await serveFakes([0, 1].map((i) => {
-    const handler = fakeVllmHandler({ generate: sample, model: "arith", maxModelLen: 128 });
-    return (r: Request) => {
-      if (r.method === "POST") posts[i]++;
+    const handler = fakeVllmHandler({
+      generate: sample,
+      model: "arith",
+      maxModelLen: 128,
+      loadAdapter: async (path) => {
+        const m = await loadModel("models/arithmetic-tiny", {
+          backend: "cpu",
+          warn: false,
+          adapter: path,
+        });
+        adapted.push(m);
+        return (o) => generate(m, o);
+      },
+    });
+    return async (r: Request) => {
+      if (r.method === "POST" && new URL(r.url).pathname === "/v1/completions") {
+        posts[i]++;
+        models.push((await r.clone().json()).model);
+      }
       return handler(r);
     };
   }));
-  const batches: { mismatch: MismatchMetrics; groups: number; step: number }[] = [];
+  const batches: { mismatch: MismatchMetrics; groups: number; step: number; version: number }[] =
+    [];
   let step = 1;
-  let lastSeed: number | null = null;
+  let calls = 0;
+  const warnings: string[] = [];
+  const lora = mode === "lora-sync"
+    ? ["--adapters.kind=lora", "--adapters.r=4", "--trainer.lr=1e-2"]
+    : [];
   try {
+    const config = await rlConfig(dir, [
+      "--run.name=remote",
+      "--rl.oldLogprobs=recompute",
+      ...lora,
+    ]);
     const pool = await RolloutPool.connect(fakes.servers.map((s) => s.url), {
       engine: "vllm",
       vocabSize: 64,
@@ -55,31 +96,66 @@ async function remoteRun(dir: string, stale: boolean) {
       backoffMs: 5,
       downMs: 60_000,
     });
+    let sync: RemoteSampleGroupsOptions["sync"];
+    let adapters: AdapterSync | null = null;
+    if (mode === "lora-sync") {
+      const a = config.adapters;
+      const scratch = createLora(
+        loraConfig({
+          r: a.r,
+          loraAlpha: a.alpha,
+          targetModules: [...a.targets],
+          rankPattern: { ...a.rankPattern },
+          alphaPattern: { ...a.alphaPattern },
+          useRslora: a.rslora,
+        }),
+        fixed!.config,
+        { seed: 0 },
+      );
+      // Both servers take adapters; server 1 is killed before step 2's publish, which skips it
+      // (and the pool sends it nothing for the versions it lacks).
+      adapters = new AdapterSync(pool.clients, { dir: join(dir, "adapters"), keep: 2 });
+      const write = peftWriter(scratch);
+      sync = { adapters, write, onPublish: (r) => warnings.push(...r.warnings) };
+    }
     const remote = remoteSampleGroups(pool, {
       compare: true,
+      sync,
       onBatch: (b) =>
-        batches.push({ mismatch: b.mismatch!, groups: b.sampled.groups.length, step }),
+        batches.push({
+          mismatch: b.mismatch!,
+          groups: b.sampled.groups.length,
+          step,
+          version: b.policyVersion,
+        }),
     });
-    const config = await rlConfig(dir, ["--run.name=remote", "--rl.oldLogprobs=recompute"]);
     const result = await runRl(config, {
       ...QUIET,
       evalAtStart: false,
       sampleGroups: async (backend, prompts, sampling) => {
         trainer = backend;
-        // A new step starts with generation batch 0 (a new seed family); kill server 1 after
-        // step 1's batches.
-        if (lastSeed !== null && batches.length > 0 && sampling.firstGroup === 0) {
+        // runRl numbers groups from 0 each step: a call with firstGroup 0 after the first
+        // starts a new step. Server 1 is killed when step 2 starts.
+        if (calls++ > 0 && sampling.firstGroup === 0) {
           step++;
           if (step === 2) await fakes.servers[1].close();
         }
-        lastSeed = sampling.seed;
         return await remote(backend, prompts, sampling);
       },
     });
-    return { result, batches, posts, states: pool.states() };
+    return {
+      result,
+      batches,
+      posts,
+      models,
+      states: pool.states(),
+      loaded: adapters?.loaded,
+      warnings,
+    };
   } finally {
     await fakes.closeAll();
     fixed?.dispose();
+    for (const m of adapted) m.dispose();
   }
 }
 
@@ -91,7 +167,7 @@ Deno.test({
     "sampler's, and a server killed after step 1 does not stop the run",
   fn: () =>
     withTempDir(async (dir) => {
-      const { result, batches, posts, states } = await remoteRun(dir, false);
+      const { result, batches, posts, states } = await remoteRun(dir, "on-policy");
       strictEqual(result.step, 3);
       const lines = (await Deno.readTextFile(join(result.runDir, "metrics.jsonl"))).trim()
         .split("\n");
@@ -125,7 +201,7 @@ Deno.test({
     "trainer moves away from the servers' weights",
   fn: () =>
     withTempDir(async (dir) => {
-      const { result, batches } = await remoteRun(dir, true);
+      const { result, batches } = await remoteRun(dir, "stale");
       strictEqual(result.step, 3);
       const worst = (step: number, key: keyof MismatchMetrics) =>
         Math.max(...batches.filter((b) => b.step === step).map((b) => b.mismatch[key]));
@@ -143,6 +219,46 @@ Deno.test({
               b.mismatch["mismatch/ratio_p99"].toFixed(4)
             }`
           ).join("\n"),
+      );
+    }),
+});
+
+Deno.test({
+  ...TEST,
+  name: "runRl() with LoRA and adapter sync: each step publishes a new adapter version, the " +
+    "server samples from it, and recomputed old log-probs equal the sampler's",
+  fn: () =>
+    withTempDir(async (dir) => {
+      const { result, batches, models, loaded, posts, warnings } = await remoteRun(
+        dir,
+        "lora-sync",
+      );
+      strictEqual(result.step, 3);
+      deepStrictEqual([...new Set(batches.map((b) => [b.step, b.version].join()))], [
+        "1,1",
+        "2,2",
+        "3,3",
+      ]);
+      // Every completion named the version of its step; both servers served step 1.
+      ok(models.every((m) => /^halo-v[123]$/.test(m)), JSON.stringify(models));
+      ok(posts[0] > 0 && posts[1] > 0, JSON.stringify(posts));
+      deepStrictEqual(loaded, ["halo-v2", "halo-v3"]);
+      // The adapter moved: each version's weights differ from the previous one's.
+      const files = [1, 2, 3].map((v) =>
+        Deno.readFileSync(join(dir, "adapters", `halo-v${v}`, "adapter_model.safetensors"))
+      );
+      ok(files[0].join() !== files[1].join() && files[1].join() !== files[2].join());
+      // Step 2 and 3's publishes skipped the killed server.
+      strictEqual(warnings.filter((w) => w.startsWith("skipped: ")).length, 2);
+      for (const [i, b] of batches.entries()) {
+        ok(
+          b.mismatch["mismatch/max_abs_diff"] <= ON_POLICY_ATOL,
+          `batch ${i} (step ${b.step}): max |Δ| ${b.mismatch["mismatch/max_abs_diff"]}`,
+        );
+      }
+      console.log(
+        "LoRA sync max |Δ| per batch:",
+        batches.map((b) => b.mismatch["mismatch/max_abs_diff"].toExponential(2)).join(" "),
       );
     }),
 });
