@@ -100,3 +100,32 @@ Deno.test("RolloutPool.generate() stops after `attempts` tries with the last err
     return true;
   });
 });
+
+Deno.test("RolloutPool.generate() moves a request from a server that does not answer in time", async () => {
+  const calls: string[] = [];
+  const fetch: typeof globalThis.fetch = (input, init) => {
+    const name = new URL(String(input)).hostname;
+    calls.push(name);
+    if (name === "b") return Promise.resolve(Response.json(GOOD));
+    // a hangs until the client's timeout aborts the request
+    return new Promise((_, reject) => {
+      const signal = init!.signal!;
+      signal.addEventListener("abort", () => reject(signal.reason));
+    });
+  };
+  const list = ["a", "b"].map((name) =>
+    new RolloutClient(`http://${name}`, {
+      engine: "vllm",
+      vocabSize: 64,
+      model: "m",
+      fetch,
+      timeoutMs: 30,
+    })
+  );
+  const pool = new RolloutPool(list, { backoffMs: 1 });
+  const choices = await pool.generate(REQUEST);
+  deepStrictEqual(choices[0].tokenIds, [7]);
+  deepStrictEqual(calls, ["a", "b"]);
+  ok(/no answer to POST \/v1\/completions within 30 ms/.test(pool.states()[0].lastError!));
+  strictEqual(pool.states()[0].up, false);
+});
