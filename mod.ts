@@ -23,3 +23,4 @@ export * from "./trainer/mod.ts";
 export * from "./verify/mod.ts";
 export * from "./eval/mod.ts";
 export * from "./plot/mod.ts";
+export * from "./remote/mod.ts";

@@ -1,0 +1,232 @@
+/**
+ * Adapter sync by file + HTTP: after an update the trainer writes the PEFT adapter to a new
+ * directory per policy version (written under a temporary name, files fsynced, then renamed into
+ * place), every server loads it under a new name (`<prefix>-v<version>`), and versions that fall
+ * out of the staleness window are unloaded. A name is never loaded twice: vLLM keys its prefix
+ * cache by adapter name, so reloading changed weights under an old name can serve stale KV
+ * (vllm#42125); `load_inplace` is never used.
+ *
+ * Routes: vLLM `POST /v1/load_lora_adapter {lora_name, lora_path, load_inplace: false}` and
+ * `POST /v1/unload_lora_adapter {lora_name}` (server started with
+ * `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True --enable-lora --max-loras ≥ keep`); SGLang
+ * `POST /load_lora_adapter {lora_name, lora_path, pinned: false}` and `POST /unload_lora_adapter`
+ * (`--enable-lora --max-loaded-loras ≥ keep`). llama.cpp sets adapters server-wide and is refused.
+ * The servers read the directory from their own disk: `dir` must be shared storage (or
+ * `serverPath` maps it), and HILO adapters cannot be served (engines serve plain LoRA only).
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { RolloutClient } from "./rollout_client.ts";
+import { RemoteEngineError } from "./types.ts";
+
+/**
+ * Options of {@linkcode AdapterSync}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { AdapterSyncOptions } from "./adapter_sync.ts";
+ *
+ * const options: AdapterSyncOptions = { dir: "/shared/adapters", prefix: "run7", keep: 2 };
+ * ```
+ */
+export interface AdapterSyncOptions {
+  /** Where the versions are written (readable by every server). */
+  dir: string;
+  /** Name prefix; default `"halo"`. */
+  prefix?: string;
+  /** Versions kept loaded on the servers (the staleness window + 1); default 2. */
+  keep?: number;
+  /** The path a server reads for a local path; default the same path. */
+  serverPath?: (path: string) => string;
+}
+
+/**
+ * Result of {@linkcode AdapterSync.publish}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { PublishResult } from "./adapter_sync.ts";
+ *
+ * const result: PublishResult = {
+ *   name: "halo-v3", version: 3, path: "/shared/adapters/halo-v3", unloaded: ["halo-v1"],
+ *   warnings: [],
+ * };
+ * ```
+ */
+export interface PublishResult {
+  /** The served name of the new version. */
+  name: string;
+  /** Its policy version. */
+  version: number;
+  /** Its directory. */
+  path: string;
+  /** Versions unloaded from the servers (out of the window). */
+  unloaded: string[];
+  /**
+   * Servers skipped because they could not be reached (they get no requests for this version
+   * until a later publish reaches them), and unload failures; neither is fatal.
+   */
+  warnings: string[];
+}
+
+function routes(client: RolloutClient): { load: string; unload: string; extra: object } {
+  switch (client.backend.kind) {
+    case "vllm":
+      return {
+        load: "/v1/load_lora_adapter",
+        unload: "/v1/unload_lora_adapter",
+        extra: { load_inplace: false },
+      };
+    case "sglang":
+      return {
+        load: "/load_lora_adapter",
+        unload: "/unload_lora_adapter",
+        extra: { pinned: false },
+      };
+    default:
+      throw new RangeError(
+        `Cannot sync adapters to "${client.url}": ${client.backend.kind} sets LoRA adapters ` +
+          `server-wide at start-up, with no load route per name`,
+      );
+  }
+}
+
+/** Writes each file of a directory tree to disk (fsync), so a rename publishes complete files. */
+async function syncTree(dir: string): Promise<void> {
+  for await (const entry of Deno.readDir(dir)) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) await syncTree(path);
+    else if (entry.isFile) {
+      using file = await Deno.open(path, { read: true, write: true });
+      await file.sync();
+    }
+  }
+}
+
+/**
+ * Publishes adapter versions to a set of servers.
+ *
+ * @example Publish the adapter of each step (needs running servers)
+ * ```ts ignore
+ * import { AdapterSync } from "./adapter_sync.ts";
+ * import { RolloutClient } from "./rollout_client.ts";
+ * import { savePeftAdapter } from "../adapters/peft_io.ts";
+ * declare const lora: import("../adapters/lora.ts").Lora;
+ *
+ * const client = new RolloutClient("http://10.0.0.5:8000", { engine: "vllm", vocabSize: 151936 });
+ * const sync = new AdapterSync([client], { dir: "/shared/adapters", keep: 2 });
+ * const { name } = await sync.publish(1, (dir) => savePeftAdapter(dir, lora));
+ * console.log(name); // "halo-v1": send requests with adapter "halo-v1"
+ * ```
+ */
+export class AdapterSync {
+  #clients: readonly RolloutClient[];
+  #options: AdapterSyncOptions;
+  #loaded: { name: string; version: number }[] = [];
+
+  /**
+   * @param clients The servers (each loads every version).
+   * @param options Directory, name prefix, window.
+   */
+  constructor(clients: readonly RolloutClient[], options: AdapterSyncOptions) {
+    const keep = options.keep ?? 2;
+    if (!Number.isInteger(keep) || keep < 1) {
+      throw new RangeError(
+        `Cannot sync adapters: "keep" must be an integer ≥ 1: current value is ${keep}`,
+      );
+    }
+    for (const c of clients) routes(c);
+    this.#clients = clients;
+    this.#options = options;
+  }
+
+  /** The newest published version, or `null`. */
+  get current(): { name: string; version: number } | null {
+    return this.#loaded.at(-1) ?? null;
+  }
+
+  /** The versions loaded on the servers, oldest first. */
+  get loaded(): string[] {
+    return this.#loaded.map((x) => x.name);
+  }
+
+  /**
+   * Writes version `version` with `write` (into a temporary directory, fsynced, renamed to
+   * `<dir>/<prefix>-v<version>`), loads it on every server, then unloads the versions beyond
+   * `keep`.
+   *
+   * @param version The policy version; greater than every published one.
+   * @param write Writes the PEFT adapter into the directory it is given.
+   * @returns The new name and what was unloaded.
+   * @throws {RangeError} When the version is not new, or its directory exists.
+   * @throws {RemoteEngineError} When a server refuses it (HTTP 4xx) or no server loads it
+   *   (naming each failed server); the previous version stays current.
+   */
+  async publish(version: number, write: (dir: string) => Promise<void>): Promise<PublishResult> {
+    const last = this.current;
+    if (!Number.isSafeInteger(version) || (last !== null && version <= last.version)) {
+      throw new RangeError(
+        `Cannot publish adapter version ${version}: versions must be integers that increase ` +
+          `(a served name is never reused): the last one is ${last?.version ?? "none"}`,
+      );
+    }
+    const name = `${this.#options.prefix ?? "halo"}-v${version}`;
+    const path = join(this.#options.dir, name);
+    const exists = await Deno.stat(path).then(() => true, () => false);
+    if (exists) {
+      throw new RangeError(`Cannot publish adapter "${name}": "${path}" already exists`);
+    }
+    await Deno.mkdir(this.#options.dir, { recursive: true });
+    const tmp = await Deno.makeTempDir({ dir: this.#options.dir, prefix: `.${name}.` });
+    try {
+      await write(tmp);
+      await syncTree(tmp);
+      await Deno.rename(tmp, path);
+    } catch (error) {
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+      throw error;
+    }
+    const lora_path = (this.#options.serverPath ?? ((p) => p))(path);
+    const loads = await Promise.allSettled(this.#clients.map((c) => {
+      const r = routes(c);
+      return c.request(r.load, { lora_name: name, lora_path, ...r.extra }, { text: true });
+    }));
+    const failed = loads.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
+    const refused = failed.some((e) => !(e instanceof RemoteEngineError) || !e.retryable);
+    if (failed.length === this.#clients.length || refused) {
+      throw new RemoteEngineError(
+        this.#clients.map((c) => c.url).join(", "),
+        `adapter "${name}" failed to load on ${failed.length} of ${this.#clients.length} ` +
+          `servers: ${failed.map((e) => e.message).join("; ")}`,
+        { retryable: false },
+      );
+    }
+    const warnings: string[] = [];
+    loads.forEach((r, i) => {
+      const client = this.#clients[i];
+      client.servedAdapters ??= new Set();
+      if (r.status === "fulfilled") client.servedAdapters.add(name);
+      else {
+        // Unreachable now: the pool sends it no requests for this version (servedAdapters),
+        // and the next publish tries it again.
+        warnings.push(`skipped: ${(r.reason as Error).message}`);
+      }
+    });
+    this.#loaded.push({ name, version });
+    const unloaded: string[] = [];
+    while (this.#loaded.length > (this.#options.keep ?? 2)) {
+      const old = this.#loaded.shift()!;
+      unloaded.push(old.name);
+      const holders = this.#clients.filter((c) => c.servedAdapters?.has(old.name));
+      const results = await Promise.allSettled(holders.map(async (c) => {
+        await c.request(routes(c).unload, { lora_name: old.name }, { text: true });
+        c.servedAdapters?.delete(old.name);
+      }));
+      for (const r of results) {
+        if (r.status === "rejected") warnings.push((r.reason as Error).message);
+      }
+    }
+    return { name, version, path, unloaded, warnings };
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * The contract between the rollout client and one inference engine's HTTP protocol: how a
+ * {@linkcode RolloutRequest} becomes a request body, how the response becomes choices, and how
+ * the models list reads.
+ *
+ * @module
+ */
+import type { RawChoice, RolloutRequest } from "./types.ts";
+
+/** The engines halo speaks to. */
+export type EngineKind = "vllm" | "sglang" | "llamacpp";
+
+/**
+ * What a server's models route says.
+ *
+ * @example Usage
+ * ```ts
+ * import type { ServedModels } from "./engine_backend.ts";
+ *
+ * const served: ServedModels = { models: ["Qwen/Qwen3-1.7B", "halo-v3"], maxModelLen: 4096 };
+ * ```
+ */
+export interface ServedModels {
+  /** Served model ids (base model and loaded adapters). */
+  models: string[];
+  /** The context length, when the route reports it. */
+  maxModelLen?: number;
+}
+
+/**
+ * An HTTP request to send: a path below the server's base URL and a JSON body (`null`: GET).
+ *
+ * @example Usage
+ * ```ts
+ * import type { EngineHttpRequest } from "./engine_backend.ts";
+ *
+ * const request: EngineHttpRequest = { path: "/v1/models", body: null };
+ * ```
+ */
+export interface EngineHttpRequest {
+  /** The path, e.g. `"/v1/completions"`. */
+  path: string;
+  /** The JSON body of a POST, or `null` for a GET. */
+  body: unknown;
+}
+
+/**
+ * One engine's protocol.
+ *
+ * @example Usage
+ * ```ts
+ * import type { EngineBackend } from "./engine_backend.ts";
+ * import { vllmBackend } from "./vllm_backend.ts";
+ *
+ * const backend: EngineBackend = vllmBackend;
+ * console.log(backend.kind); // "vllm"
+ * ```
+ */
+export interface EngineBackend {
+  /** Which engine. */
+  readonly kind: EngineKind;
+  /**
+   * The completion request for `request`, every sampling field explicit.
+   *
+   * @param request The rollout request.
+   * @param model The served base model's id (used when `request.adapter` is `null`).
+   * @returns Path and body.
+   */
+  completionRequest(request: RolloutRequest, model: string): EngineHttpRequest;
+  /**
+   * The choices of a completion response, in sample order; a choice that cannot be read is a
+   * string saying why (the client retries it).
+   *
+   * @param json The parsed response body.
+   * @param request The request it answers.
+   * @returns Raw choices or problems.
+   * @throws {TypeError} When the response's envelope is malformed (no choices at all).
+   */
+  parseCompletion(json: unknown, request: RolloutRequest): (RawChoice | string)[];
+  /** The models route (GET). */
+  readonly modelsPath: string;
+  /**
+   * Reads the models route's response.
+   *
+   * @param json The parsed response body.
+   * @returns The served models.
+   * @throws {TypeError} When the response is malformed.
+   */
+  parseModels(json: unknown): ServedModels;
+}

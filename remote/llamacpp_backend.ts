@@ -1,0 +1,134 @@
+/**
+ * llama.cpp's `llama-server` through its OpenAI-compatible `POST /v1/completions` (llama.cpp
+ * `tools/server/README.md`, `server-schema.cpp`; the source ships in npm `node-llama-cpp` as
+ * `llama/gitRelease.bundle`): a token-id `prompt`, `n` (alias of `n_cmpl`, at most the server's
+ * `--parallel`), `max_tokens`, `seed`, `logprobs` (alias of `n_probs`), and the sampler chain's
+ * parameters. Choices carry chat-style `logprobs.content[{id, token, logprob, …}]`, so the ids come
+ * with the log-probs, and `finish_reason` "stop"/"length".
+ *
+ * llama.cpp's defaults are temperature 0.8, top_k 40, top_p 0.95, min_p 0.05 (and repetition,
+ * DRY, XTC, typical-p, mirostat samplers): every one is sent neutral. Its log-probs are raw (before
+ * the sampler chain). It has no stop-id parameter: it stops on the vocabulary's end-of-generation
+ * ids, so a request with stop ids other than EOS ids is refused here.
+ *
+ * @module
+ */
+import type { EngineBackend, EngineHttpRequest, ServedModels } from "./engine_backend.ts";
+import type { RawChoice, RolloutRequest } from "./types.ts";
+import { isRecord, show } from "./_json.ts";
+import { vllmBackend } from "./vllm_backend.ts";
+
+function completionRequest(request: RolloutRequest, model: string): EngineHttpRequest {
+  const eos = new Set(request.eosTokenIds);
+  const extra = request.stopTokenIds.filter((id) => !eos.has(id));
+  if (extra.length > 0) {
+    throw new RangeError(
+      `Cannot send stop ids to llama.cpp (it stops only on end-of-generation ids): ` +
+        `stop ids ${extra.join(", ")} are not EOS ids`,
+    );
+  }
+  if (request.adapter !== null) {
+    throw new RangeError(
+      `Cannot choose adapter "${request.adapter}" per request on llama.cpp: its LoRA adapters ` +
+        `are set server-wide (POST /lora-adapters)`,
+    );
+  }
+  return {
+    path: "/v1/completions",
+    body: {
+      model,
+      prompt: [...request.promptIds],
+      n: request.n,
+      max_tokens: request.maxTokens,
+      temperature: request.temperature,
+      top_k: request.topK,
+      top_p: request.topP,
+      min_p: 0,
+      typical_p: 1,
+      repeat_penalty: 1,
+      repeat_last_n: 0,
+      presence_penalty: 0,
+      frequency_penalty: 0,
+      dry_multiplier: 0,
+      xtc_probability: 0,
+      top_n_sigma: -1,
+      mirostat: 0,
+      seed: request.seed,
+      ignore_eos: false,
+      logprobs: 1,
+      post_sampling_probs: false,
+      return_tokens: true,
+      cache_prompt: true,
+      stream: false,
+    },
+  };
+}
+
+function parseChoice(c: unknown): RawChoice | string {
+  if (!isRecord(c)) return `expected a choice object: got ${show(c)}`;
+  const lp = c.logprobs;
+  if (!isRecord(lp) || !Array.isArray(lp.content)) {
+    return `expected "logprobs.content" in the choice: got ${show(lp)}`;
+  }
+  const ids: number[] = [];
+  const logprobs: number[] = [];
+  for (const t of lp.content) {
+    if (!isRecord(t) || !Number.isInteger(t.id) || typeof t.logprob !== "number") {
+      return `expected {id, logprob} entries in "logprobs.content": got ${show(t)}`;
+    }
+    ids.push(t.id as number);
+    logprobs.push(t.logprob);
+  }
+  const finish = c.finish_reason;
+  return {
+    tokenIds: ids,
+    logprobs,
+    finishReason: typeof finish === "string" ? finish : show(finish),
+  };
+}
+
+function parseCompletion(json: unknown, request: RolloutRequest): (RawChoice | string)[] {
+  if (!isRecord(json) || !Array.isArray(json.choices)) {
+    throw new TypeError(
+      `Cannot read the llama.cpp completion: expected "choices": got ${show(json)}`,
+    );
+  }
+  const out: (RawChoice | string)[] = [];
+  json.choices.forEach((c, i) => {
+    const index = isRecord(c) && Number.isInteger(c.index) ? c.index as number : i;
+    if (index < 0 || index >= request.n || out[index] !== undefined) {
+      out.push(`expected choice indices 0..${request.n - 1}, each once: got ${index}`);
+    } else out[index] = parseChoice(c);
+  });
+  return Array.from(
+    { length: out.length },
+    (_, i) => out[i] ?? `expected a choice with index ${i}: none came`,
+  );
+}
+
+function parseModels(json: unknown): ServedModels {
+  return vllmBackend.parseModels(json);
+}
+
+/**
+ * The llama.cpp backend.
+ *
+ * @example Every sampler neutral
+ * ```ts
+ * import { llamacppBackend } from "./llamacpp_backend.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const { body } = llamacppBackend.completionRequest({
+ *   promptIds: [1, 2], n: 3, maxTokens: 8, temperature: 1, topP: 1, topK: 0, seed: 5,
+ *   stopTokenIds: [], eosTokenIds: [54], adapter: null, policyVersion: 0,
+ * }, "model.gguf");
+ * strictEqual((body as { min_p: number }).min_p, 0);
+ * ```
+ */
+export const llamacppBackend: EngineBackend = {
+  kind: "llamacpp",
+  completionRequest,
+  parseCompletion,
+  modelsPath: "/v1/models",
+  parseModels,
+};

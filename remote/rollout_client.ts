@@ -1,0 +1,356 @@
+/**
+ * A rollout client for one inference server on `fetch`: sends {@linkcode RolloutRequest}s in the
+ * server's protocol (vLLM, SGLang or llama.cpp), validates every choice and re-requests the bad
+ * ones, and runs the connect-time preflight (models, context length, raw vs processed log-probs).
+ * Transport failures (network, timeout, HTTP 5xx/429) are thrown as retryable
+ * {@linkcode RemoteEngineError}s for the pool to route elsewhere.
+ *
+ * @module
+ */
+import type { EngineBackend, EngineKind, ServedModels } from "./engine_backend.ts";
+import { llamacppBackend } from "./llamacpp_backend.ts";
+import { sglangBackend } from "./sglang_backend.ts";
+import { RemoteEngineError, type RolloutChoice, type RolloutRequest } from "./types.ts";
+import { validateChoice } from "./validate_choice.ts";
+import { vllmBackend } from "./vllm_backend.ts";
+
+const BACKENDS: Record<EngineKind, EngineBackend> = {
+  vllm: vllmBackend,
+  sglang: sglangBackend,
+  llamacpp: llamacppBackend,
+};
+
+/**
+ * Options of {@linkcode RolloutClient}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RolloutClientOptions } from "./rollout_client.ts";
+ *
+ * const options: RolloutClientOptions = { engine: "vllm", vocabSize: 151936, timeoutMs: 60_000 };
+ * ```
+ */
+export interface RolloutClientOptions {
+  /** The server's protocol (a kind or a backend object). */
+  engine: EngineKind | EngineBackend;
+  /** halo's vocabulary size: every returned id must be below it. */
+  vocabSize: number;
+  /** The served base model's id; default the first id of the models route (read by preflight). */
+  model?: string;
+  /** The `fetch` to use (tests route it to in-process servers); default `globalThis.fetch`. */
+  fetch?: typeof fetch;
+  /** Milliseconds per HTTP request before it is aborted; default 120 000. */
+  timeoutMs?: number;
+  /** Re-requests of bad choices before giving up on the request; default 2. */
+  choiceRetries?: number;
+  /** A bearer token (vLLM/SGLang `--api-key`). */
+  apiKey?: string;
+}
+
+/**
+ * What the preflight found.
+ *
+ * @example Usage
+ * ```ts
+ * import type { PreflightResult } from "./rollout_client.ts";
+ *
+ * const found: PreflightResult = {
+ *   models: ["base"], model: "base", maxModelLen: 128, logprobs: "raw",
+ * };
+ * ```
+ */
+export interface PreflightResult extends ServedModels {
+  /** The base model the client sends requests for. */
+  model: string;
+  /**
+   * The probe's verdict: `"raw"` when a token's log-prob does not change with the temperature
+   * (vLLM's default `--logprobs-mode raw_logprobs`, llama.cpp), `"processed"` when it does
+   * (`processed_logprobs`, SGLang), `"unknown"` when the probe drew no common token.
+   */
+  logprobs: "raw" | "processed" | "unknown";
+}
+
+/**
+ * Options of {@linkcode RolloutClient.preflight}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { PreflightOptions } from "./rollout_client.ts";
+ *
+ * const options: PreflightOptions = { probePromptIds: [1, 2, 3], eosTokenIds: [54] };
+ * ```
+ */
+export interface PreflightOptions {
+  /** A prompt for the log-probs probe; no probe without it. */
+  probePromptIds?: readonly number[];
+  /** EOS ids of the probe's requests; default none. */
+  eosTokenIds?: readonly number[];
+}
+
+/** A seed for re-request `attempt` of a request seeded `seed` (a non-negative 31-bit integer). */
+function retrySeed(seed: number, attempt: number): number {
+  if (attempt === 0) return seed;
+  let h = (seed ^ Math.imul(attempt, 0x9e3779b1)) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
+  return (h ^ (h >>> 13)) & 0x7fffffff;
+}
+
+function checkRequest(r: RolloutRequest): void {
+  const problems: string[] = [];
+  if (r.promptIds.length === 0) problems.push("promptIds must not be empty");
+  if (!Number.isInteger(r.n) || r.n < 1) problems.push(`n must be an integer ≥ 1: got ${r.n}`);
+  if (!Number.isInteger(r.maxTokens) || r.maxTokens < 1) {
+    problems.push(`maxTokens must be an integer ≥ 1: got ${r.maxTokens}`);
+  }
+  if (!(r.temperature > 0)) problems.push(`temperature must be > 0: got ${r.temperature}`);
+  if (!(r.topP > 0 && r.topP <= 1)) problems.push(`topP must be in (0, 1]: got ${r.topP}`);
+  if (!Number.isInteger(r.topK) || r.topK < 0) problems.push(`topK must be ≥ 0: got ${r.topK}`);
+  if (!Number.isSafeInteger(r.seed) || r.seed < 0) {
+    problems.push(`seed must be a non-negative integer: got ${r.seed}`);
+  }
+  if (problems.length > 0) {
+    throw new RangeError(`Cannot send the rollout request: ${problems.join("; ")}`);
+  }
+}
+
+/**
+ * A client of one inference server.
+ *
+ * @example Two samples from a vLLM server (needs a running server)
+ * ```ts ignore
+ * import { RolloutClient } from "./rollout_client.ts";
+ *
+ * const client = new RolloutClient("http://127.0.0.1:8000", { engine: "vllm", vocabSize: 151936 });
+ * console.log(await client.preflight({ probePromptIds: [9707, 11], eosTokenIds: [151645] }));
+ * const choices = await client.generate({
+ *   promptIds: [9707, 11], n: 2, maxTokens: 32, temperature: 1, topP: 1, topK: 0, seed: 1,
+ *   stopTokenIds: [], eosTokenIds: [151645], adapter: null, policyVersion: 0,
+ * });
+ * console.log(choices[0].tokenIds, choices[0].samplerLogprobs);
+ * ```
+ */
+export class RolloutClient {
+  /** The server's base URL (no trailing slash). */
+  readonly url: string;
+  /** The server's protocol. */
+  readonly backend: EngineBackend;
+  /** What the last preflight found, or `null`. */
+  preflightResult: PreflightResult | null = null;
+  /**
+   * The adapters this server holds, as {@linkcode AdapterSync} loaded them; `null` (default):
+   * not tracked, so the pool sends it requests for any adapter.
+   */
+  servedAdapters: Set<string> | null = null;
+  #options: RolloutClientOptions;
+  #fetch: typeof fetch;
+  #outstanding = 0;
+
+  /**
+   * @param url The server's base URL, e.g. `"http://10.0.0.5:8000"`.
+   * @param options Protocol, vocabulary size, transport.
+   */
+  constructor(url: string, options: RolloutClientOptions) {
+    this.url = url.replace(/\/+$/, "");
+    this.backend = typeof options.engine === "string" ? BACKENDS[options.engine] : options.engine;
+    if (this.backend === undefined) {
+      throw new RangeError(
+        `Cannot create a rollout client: engine must be "vllm", "sglang" or "llamacpp": ` +
+          `current value is "${options.engine}"`,
+      );
+    }
+    this.#options = options;
+    this.#fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  /** Requests in flight on this server. */
+  get outstanding(): number {
+    return this.#outstanding;
+  }
+
+  /**
+   * Sends one HTTP request and returns the parsed JSON body (or the text, with `text: true`).
+   *
+   * @param path The path.
+   * @param body The JSON body of a POST, or `null` for a GET.
+   * @param options `signal` aborts the request; `text: true` returns the body unparsed (vLLM's
+   *   adapter routes answer plain text).
+   * @returns The parsed body, or its text.
+   * @throws {RemoteEngineError} On a network error, timeout, HTTP error or a non-JSON body.
+   */
+  async request(
+    path: string,
+    body: unknown,
+    options: { signal?: AbortSignal; text?: boolean } = {},
+  ): Promise<unknown> {
+    const signal = options.signal;
+    const timeoutMs = this.#options.timeoutMs ?? 120_000;
+    const signals = [AbortSignal.timeout(timeoutMs), ...(signal ? [signal] : [])];
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (this.#options.apiKey) headers.authorization = `Bearer ${this.#options.apiKey}`;
+    const where = `${body === null ? "GET" : "POST"} ${path}`;
+    this.#outstanding++;
+    try {
+      let response: Response;
+      try {
+        response = await this.#fetch(`${this.url}${path}`, {
+          method: body === null ? "GET" : "POST",
+          headers,
+          body: body === null ? undefined : JSON.stringify(body),
+          signal: AbortSignal.any(signals),
+        });
+      } catch (error) {
+        const e = error as Error;
+        const what = e.name === "TimeoutError"
+          ? `no answer to ${where} within ${timeoutMs} ms`
+          : `${where} failed: ${e.message}`;
+        throw new RemoteEngineError(this.url, what, { retryable: true, cause: error });
+      }
+      const text = await response.text().catch((error) => {
+        throw new RemoteEngineError(this.url, `${where}: reading the body failed`, {
+          retryable: true,
+          cause: error,
+        });
+      });
+      if (!response.ok) {
+        const retryable = response.status >= 500 || response.status === 429;
+        throw new RemoteEngineError(
+          this.url,
+          `${where} answered HTTP ${response.status}: ${text.slice(0, 300)}`,
+          { retryable },
+        );
+      }
+      if (options.text) return text;
+      try {
+        return JSON.parse(text);
+      } catch (error) {
+        throw new RemoteEngineError(
+          this.url,
+          `${where}: expected a JSON body: got ${JSON.stringify(text.slice(0, 80))}`,
+          { retryable: true, cause: error },
+        );
+      }
+    } finally {
+      this.#outstanding--;
+    }
+  }
+
+  /**
+   * Reads the models route (and picks the base model), then, given a probe prompt, asks for one
+   * token of 8 samples at temperatures 1 and 0.5 with the same seed and compares the log-prob of
+   * a token drawn in both: equal means raw log-probs, different means processed.
+   *
+   * @param options The probe's prompt and EOS ids.
+   * @returns What was found (also kept as `preflightResult`).
+   * @throws {RemoteEngineError} When the server cannot be reached, or does not serve the
+   *   configured model.
+   */
+  async preflight(options: PreflightOptions = {}): Promise<PreflightResult> {
+    let served: ServedModels;
+    try {
+      served = this.backend.parseModels(await this.request(this.backend.modelsPath, null));
+    } catch (error) {
+      if (error instanceof RemoteEngineError) throw error;
+      throw new RemoteEngineError(this.url, (error as Error).message, { retryable: false });
+    }
+    const model = this.#options.model ?? served.models[0];
+    if (model === undefined || !served.models.includes(model)) {
+      throw new RemoteEngineError(
+        this.url,
+        `expected model "${model ?? "(any)"}" in ${this.backend.modelsPath}: the server ` +
+          `serves ${JSON.stringify(served.models)}`,
+        { retryable: false },
+      );
+    }
+    this.preflightResult = { ...served, model, logprobs: "unknown" };
+    if (options.probePromptIds !== undefined) {
+      const probe = (temperature: number) =>
+        this.generate({
+          promptIds: options.probePromptIds!,
+          n: 8,
+          maxTokens: 1,
+          temperature,
+          topP: 1,
+          topK: 0,
+          seed: 12345,
+          stopTokenIds: [],
+          eosTokenIds: options.eosTokenIds ?? [],
+          adapter: null,
+          policyVersion: -1,
+        });
+      const [a, b] = [await probe(1), await probe(0.5)];
+      const at1 = new Map(a.map((c) => [c.tokenIds[0], c.samplerLogprobs[0]]));
+      for (const c of b) {
+        const other = at1.get(c.tokenIds[0]);
+        if (other === undefined) continue;
+        const same = Math.abs(other - c.samplerLogprobs[0]) <= 1e-5 * Math.max(1, Math.abs(other));
+        this.preflightResult.logprobs = same ? "raw" : "processed";
+        break;
+      }
+    }
+    return this.preflightResult;
+  }
+
+  /**
+   * Generates `request.n` samples of one prompt in one request; choices that fail validation
+   * are re-requested (fresh seeds derived from the request's) up to `choiceRetries` times.
+   *
+   * @param request The rollout request.
+   * @param signal Aborts the HTTP requests.
+   * @returns `request.n` validated choices, in order.
+   * @throws {RangeError} When the request itself is invalid, or does not fit the server's context.
+   * @throws {RemoteEngineError} On transport errors, or choices still bad after the retries.
+   */
+  async generate(request: RolloutRequest, signal?: AbortSignal): Promise<RolloutChoice[]> {
+    checkRequest(request);
+    const maxModelLen = this.preflightResult?.maxModelLen;
+    if (maxModelLen !== undefined && request.promptIds.length + request.maxTokens > maxModelLen) {
+      throw new RangeError(
+        `Cannot send the rollout request to "${this.url}": prompt (${request.promptIds.length}) ` +
+          `+ maxTokens (${request.maxTokens}) must fit the server's max length ${maxModelLen}`,
+      );
+    }
+    const model = this.preflightResult?.model ?? this.#options.model;
+    if (model === undefined) {
+      throw new RangeError(
+        `Cannot send the rollout request to "${this.url}": no model: pass "model" or run preflight()`,
+      );
+    }
+    const out: (RolloutChoice | undefined)[] = new Array(request.n).fill(undefined);
+    const problems: string[] = [];
+    const retries = this.#options.choiceRetries ?? 2;
+    for (let attempt = 0;; attempt++) {
+      const missing = out.flatMap((c, i) => (c === undefined ? [i] : []));
+      if (missing.length === 0) return out as RolloutChoice[];
+      if (attempt > retries) {
+        throw new RemoteEngineError(
+          this.url,
+          `${missing.length} of ${request.n} choices were still bad after ${attempt} requests: ` +
+            problems.slice(-3).join("; "),
+          { retryable: true },
+        );
+      }
+      const sub = { ...request, n: missing.length, seed: retrySeed(request.seed, attempt) };
+      const { path, body } = this.backend.completionRequest(sub, model);
+      const json = await this.request(path, body, { signal });
+      let raws: (ReturnType<EngineBackend["parseCompletion"]>[number])[];
+      try {
+        raws = this.backend.parseCompletion(json, sub);
+      } catch (error) {
+        problems.push((error as Error).message);
+        continue;
+      }
+      missing.forEach((slot, j) => {
+        const raw = raws[j];
+        if (raw === undefined) {
+          problems.push(`choice ${j}: expected ${sub.n} choices: got ${raws.length}`);
+          return;
+        }
+        const checked = typeof raw === "string"
+          ? raw
+          : validateChoice(raw, request, { vocabSize: this.#options.vocabSize, maxModelLen });
+        if (typeof checked === "string") problems.push(`choice ${j}: ${checked}`);
+        else out[slot] = checked;
+      });
+    }
+  }
+}

@@ -1,0 +1,81 @@
+// Test helper: serves request handlers as local fake inference servers. With --allow-net they
+// listen on 127.0.0.1 at a random port (real sockets, real `fetch`); without it they are reached
+// through an in-process `fetch` that routes by URL (same handlers, no sockets), so the tests run
+// under `deno task test`, which does not grant the network.
+
+/** A running fake server. */
+export interface FakeServer {
+  /** Its base URL. */
+  url: string;
+  /** Stops it: later requests fail like a refused connection. */
+  close(): Promise<void>;
+}
+
+/** Fake servers and the `fetch` that reaches them. */
+export interface FakeServers {
+  servers: FakeServer[];
+  /** `globalThis.fetch` with sockets, the in-process router without. */
+  fetch: typeof fetch;
+  /** Whether they listen on real sockets. */
+  sockets: boolean;
+  /** Stops every server still running. */
+  closeAll(): Promise<void>;
+}
+
+/** Whether the test process may listen on and connect to 127.0.0.1. */
+export async function hasNet(): Promise<boolean> {
+  return (await Deno.permissions.query({ name: "net", host: "127.0.0.1" })).state === "granted";
+}
+
+/** Starts one fake server per handler. */
+export async function serveFakes(
+  handlers: readonly ((request: Request) => Promise<Response> | Response)[],
+): Promise<FakeServers> {
+  if (await hasNet()) {
+    const running = handlers.map((handler) => {
+      const server = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        handler,
+      );
+      let closed = false;
+      return {
+        url: `http://127.0.0.1:${server.addr.port}`,
+        close: async () => {
+          if (closed) return;
+          closed = true;
+          await server.shutdown();
+        },
+      };
+    });
+    return {
+      servers: running,
+      fetch: globalThis.fetch,
+      sockets: true,
+      closeAll: async () => {
+        for (const s of running) await s.close();
+      },
+    };
+  }
+  const live = new Map<string, (request: Request) => Promise<Response> | Response>();
+  const servers = handlers.map((handler, i) => {
+    const url = `http://fake-${i}.invalid`;
+    live.set(url, handler);
+    return { url, close: () => Promise.resolve(void live.delete(url)) };
+  });
+  const route: typeof fetch = async (input, init) => {
+    const request = new Request(input, init);
+    const origin = new URL(request.url).origin;
+    const handler = live.get(origin);
+    if (handler === undefined) {
+      throw new TypeError(`error sending request for url (${request.url}): connection refused`);
+    }
+    request.signal.throwIfAborted();
+    return await handler(request);
+  };
+  return {
+    servers,
+    fetch: route,
+    sockets: false,
+    closeAll: () => Promise.resolve(live.clear()),
+  };
+}
