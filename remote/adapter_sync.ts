@@ -126,6 +126,8 @@ export class AdapterSync {
   #loaded: { name: string; version: number }[] = [];
 
   /**
+   * Makes the synchronizer.
+   *
    * @param clients The servers (each loads every version).
    * @param options Directory, name prefix, window.
    */

@@ -146,6 +146,8 @@ export class RolloutClient {
   #outstanding = 0;
 
   /**
+   * Makes a client of one server.
+   *
    * @param url The server's base URL, e.g. `"http://10.0.0.5:8000"`.
    * @param options Protocol, vocabulary size, transport.
    */

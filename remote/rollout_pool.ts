@@ -105,6 +105,8 @@ export class RolloutPool {
   #turn = 0;
 
   /**
+   * Makes a pool over the servers.
+   *
    * @param clients One client per server (preflight already run, or a `model` given).
    * @param options Retries, backoff, how long a failed server is skipped.
    */

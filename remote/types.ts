@@ -110,6 +110,8 @@ export class RemoteEngineError extends Error {
   readonly retryable: boolean;
 
   /**
+   * Makes the error.
+   *
    * @param server The server's base URL.
    * @param what What went wrong.
    * @param options Whether it is retryable, and the cause.

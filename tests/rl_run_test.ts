@@ -146,3 +146,23 @@ Deno.test({
       ]);
     }),
 });
+
+Deno.test({
+  name: "runRl() with the cos-pairwise align term trains on the correct rows' pairs",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const r = await runRl(
+        await rlConfig(dir, [
+          "--run.name=pairwise",
+          "--rl.losses=[{name: clipped_pg}, {name: hidden_align, weight: 0.1, type: cos-pairwise}]",
+        ]),
+        { ...QUIET, evalAtStart: false },
+      );
+      const lines = (await metricsLines(r.runDir)).map((l) => JSON.parse(l));
+      // It used to take no row at all (it looked for centroids, which cos-pairwise has none of).
+      ok(lines.some((l) => l["align/rows"] > 0), "no align rows with cos-pairwise");
+      ok(lines.some((l) => l["loss/align"] > 0), "the pairwise term never contributed");
+    }),
+});

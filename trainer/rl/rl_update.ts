@@ -164,7 +164,24 @@ export async function rlUpdate<S>(
       }
       : { name: "hidden_align", weight: t.weight, options: { type: t.type } }
   );
-  const takesPart = (r: RlRow): boolean => r.correct && r.anchor >= 0 && centroids.has(r.group);
+  // A row takes part when it is correct and anchored and its group has a target: a centroid,
+  // or for cos-pairwise (no stop-gradient target) at least one other such row.
+  const pairwise = align !== undefined && align.type === "cos-pairwise";
+  const anchored = new Map<number, number>();
+  for (const r of rows) {
+    if (r.correct && r.anchor >= 0) anchored.set(r.group, (anchored.get(r.group) ?? 0) + 1);
+  }
+  const takesPart = (r: RlRow): boolean =>
+    r.correct && r.anchor >= 0 &&
+    (pairwise ? (anchored.get(r.group) ?? 0) >= 2 : centroids.has(r.group));
+  /** Pairs of taking-part rows of one group inside one micro-batch (cos-pairwise's P). */
+  const pairsIn = (micro: readonly RlRow[]): number => {
+    const count = new Map<number, number>();
+    for (const r of micro) if (takesPart(r)) count.set(r.group, (count.get(r.group) ?? 0) + 1);
+    let p = 0;
+    for (const n of count.values()) p += (n * (n - 1)) / 2;
+    return p;
+  };
   const params = backend.params;
   let state = options.state;
   let updates: ParamTree | null = null;
@@ -185,7 +202,12 @@ export async function rlUpdate<S>(
     for (const mini of split(rows, options.miniBatches)) {
       const miniTokens = mini.reduce((n, r) => n + (r.policy ? r.tokens.length : 0), 0);
       const miniSeqs = mini.filter((r) => r.policy && r.tokens.length > 0).length;
-      const miniAlign = mini.filter(takesPart).length;
+      const microsOfMini = split(mini, Math.ceil(mini.length / options.microBatchSize));
+      // cos-pairwise compares rows within a micro-batch (keep a group in one: microBatchSize a
+      // multiple of the group size); its normaliser is the mini-batch's pairs.
+      const miniAlign = pairwise
+        ? microsOfMini.reduce((p, m) => p + pairsIn(m), 0)
+        : mini.filter(takesPart).length;
       const pgNormalizer = pg === undefined
         ? 1
         : pg.aggregation === "token-mean"
@@ -195,7 +217,7 @@ export async function rlUpdate<S>(
         : miniSeqs;
       const sum: Record<string, Float64Array> = {};
       let miniLoss = 0;
-      const micros = split(mini, Math.ceil(mini.length / options.microBatchSize));
+      const micros = microsOfMini;
       for (let k = 0; k < micros.length; k++) {
         const micro = micros[k];
         const batch = collateRl(micro, { padId: options.padId });
