@@ -32,7 +32,8 @@
 import { dirname, join, relative } from "node:path";
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
-import { createHilo, hiloConfig, hiloParameterCounts } from "../adapters/hilo.ts";
+import { hiloParameterCounts } from "../adapters/hilo.ts";
+import { runAdapters } from "../trainer/run_adapters.ts";
 import { SUITE_TASKS, type SuiteTask } from "../data/task_suite.ts";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
 import { exists } from "../internal/exists.ts";
@@ -345,23 +346,7 @@ async function adapterCounts(
   const a = config.adapters;
   if (a.kind !== "hilo") return { trainable, activePerToken: trainable, allocation: [] };
   const modelConfig = await readQwen3Config(config.model.path);
-  const h = a.hilo;
-  const lora = createHilo(
-    hiloConfig(modelConfig, {
-      experts: h.experts,
-      rank: h.rank,
-      alpha: h.alphaPerRank ? { perRank: h.alpha } : h.alpha,
-      topK: h.topK ?? undefined,
-      activation: h.activation,
-      topP: h.topP,
-      balanceCoef: h.balanceCoef,
-      targetModules: [...a.targets],
-      loraDropout: a.dropout,
-      baseModelNameOrPath: config.model.path,
-    }),
-    modelConfig,
-    { seed: config.run.seed },
-  );
+  const lora = runAdapters(config, modelConfig)!;
   const counts = hiloParameterCounts(lora);
   if (counts.trainable !== trainable) {
     throw new RangeError(

@@ -7,10 +7,10 @@
 // resume and its log lines.
 import { join } from "node:path";
 import { exists } from "../internal/exists.ts";
-import { createLora, type Lora } from "../adapters/lora.ts";
-import { loraConfig } from "../adapters/lora_config.ts";
+import type { Lora } from "../adapters/lora.ts";
 import { PEFT_PREFIX, savePeftAdapter } from "../adapters/peft_io.ts";
-import { createHilo, describeHilo, hiloConfig } from "../adapters/hilo.ts";
+import { describeHilo } from "../adapters/hilo.ts";
+import { runAdapters } from "./run_adapters.ts";
 import { GpuAdamw } from "./gpu_adamw.ts";
 import type { WebGpuTrainBackend } from "./_webgpu_backend.ts";
 import { saveHiloAdapter } from "../adapters/hilo_io.ts";
@@ -333,43 +333,7 @@ export async function buildRunModel(
   const weights = head.builtin
     ? initQwen3Weights(modelConfig, { seed: config.run.seed, std: config.model.initStd })
     : await loadQwen3Weights(config.model.path, modelConfig);
-  let lora: Lora | null = null;
-  if (config.adapters.kind === "lora") {
-    const a = config.adapters;
-    lora = createLora(
-      loraConfig({
-        r: a.r,
-        loraAlpha: a.alpha,
-        targetModules: [...a.targets],
-        rankPattern: { ...a.rankPattern },
-        alphaPattern: { ...a.alphaPattern },
-        loraDropout: a.dropout,
-        useRslora: a.rslora,
-        baseModelNameOrPath: config.model.path,
-      }),
-      modelConfig,
-      { seed: config.run.seed },
-    );
-  } else if (config.adapters.kind === "hilo") {
-    const a = config.adapters;
-    const h = a.hilo;
-    lora = createHilo(
-      hiloConfig(modelConfig, {
-        experts: h.experts,
-        rank: h.rank,
-        alpha: h.alphaPerRank ? { perRank: h.alpha } : h.alpha,
-        topK: h.topK ?? undefined,
-        activation: h.activation,
-        topP: h.topP,
-        balanceCoef: h.balanceCoef,
-        targetModules: [...a.targets],
-        loraDropout: a.dropout,
-        baseModelNameOrPath: config.model.path,
-      }),
-      modelConfig,
-      { seed: config.run.seed },
-    );
-  }
+  const lora = runAdapters(config, modelConfig);
   let model: Qwen3Model;
   let gpuNote = "";
   if (config.backend === "cpu") {

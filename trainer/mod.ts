@@ -21,6 +21,7 @@ export * from "./losses/mod.ts";
 export * from "./opt_state_io.ts";
 export * from "./optim/mod.ts";
 export * from "./params.ts";
+export * from "./run_adapters.ts";
 export * from "../internal/progress.ts";
 export * from "./sft.ts";
 export * from "./sft_batch.ts";
