@@ -4,40 +4,15 @@
 import { notDeepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { createHilo, hiloConfig } from "../adapters/hilo.ts";
-import { arithmeticTokenizerFiles } from "../data/arithmetic_tokenizer.ts";
 import { routerTensorName } from "../model/adapter_types.ts";
-import { initQwen3Weights } from "../model/init.ts";
 import { loadModel } from "../model/load_model.ts";
 import type { CpuQwen3 } from "../model/qwen3_cpu.ts";
-import { exportQwen3Model } from "../trainer/export_model.ts";
 import { runSft } from "../trainer/sft.ts";
-import { QUIET, tinyConfig, withTempDir } from "./train_utils.ts";
+import { exportTinyBase, QUIET, tinyConfig, withTempDir } from "./train_utils.ts";
 
 Deno.test("runSft() with HILO adapters trains experts and routers and exports a HILO directory", async () => {
   await withTempDir(async (dir) => {
-    const base = join(dir, "base");
-    const m = (await tinyConfig(dir)).model;
-    const modelConfig = {
-      vocabSize: m.vocab,
-      hiddenSize: m.hidden,
-      intermediateSize: m.intermediate,
-      numHiddenLayers: m.layers,
-      numAttentionHeads: m.heads,
-      numKeyValueHeads: m.kvHeads,
-      headDim: m.headDim,
-      rmsNormEps: m.rmsNormEps,
-      ropeTheta: m.ropeTheta,
-      maxPositionEmbeddings: m.maxPositions,
-      tieWordEmbeddings: true,
-      eosTokenIds: [54],
-      bosTokenId: null,
-      padTokenId: 52,
-    };
-    await exportQwen3Model(base, {
-      config: modelConfig,
-      weights: initQwen3Weights(modelConfig, { seed: 5, std: 0.2 }),
-      ...arithmeticTokenizerFiles(),
-    });
+    const { base, modelConfig, shape: m } = await exportTinyBase(dir);
     const config = await tinyConfig(dir, [
       `--model.path=${base}`,
       "--adapters.kind=hilo",

@@ -3,12 +3,9 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { runSft } from "../trainer/sft.ts";
-import { exportQwen3Model } from "../trainer/export_model.ts";
 import { loadPeftAdapter } from "../adapters/peft_io.ts";
 import { readQwen3Config } from "../model/config.ts";
-import { initQwen3Weights } from "../model/init.ts";
-import { arithmeticTokenizerFiles } from "../data/arithmetic_tokenizer.ts";
-import { QUIET, tinyConfig, withTempDir } from "./train_utils.ts";
+import { exportTinyBase, QUIET, tinyConfig, withTempDir } from "./train_utils.ts";
 
 async function metricLines(runDir: string): Promise<Record<string, number>[]> {
   const text = await Deno.readTextFile(join(runDir, "metrics.jsonl"));
@@ -77,30 +74,7 @@ Deno.test("runSft() accumulates micro-batches weighted by tokens: one batch = tw
 
 Deno.test("runSft() with LoRA trains adapters only and saves them in PEFT format", async () => {
   await withTempDir(async (dir) => {
-    const base = join(dir, "base");
-    const shape = await tinyConfig(dir);
-    const m = shape.model;
-    const modelConfig = {
-      vocabSize: m.vocab,
-      hiddenSize: m.hidden,
-      intermediateSize: m.intermediate,
-      numHiddenLayers: m.layers,
-      numAttentionHeads: m.heads,
-      numKeyValueHeads: m.kvHeads,
-      headDim: m.headDim,
-      rmsNormEps: m.rmsNormEps,
-      ropeTheta: m.ropeTheta,
-      maxPositionEmbeddings: m.maxPositions,
-      tieWordEmbeddings: true,
-      eosTokenIds: [54],
-      bosTokenId: null,
-      padTokenId: 52,
-    };
-    await exportQwen3Model(base, {
-      config: modelConfig,
-      weights: initQwen3Weights(modelConfig, { seed: 5, std: 0.2 }),
-      ...arithmeticTokenizerFiles(),
-    });
+    const { base } = await exportTinyBase(dir);
     const baseBytes = await Deno.readFile(join(base, "model.safetensors"));
     const config = await tinyConfig(dir, [
       `--model.path=${base}`,

@@ -2,6 +2,11 @@
 // Qwen3 on 1-digit addition) that trains a step in a few milliseconds on the CPU.
 import type { TrainConfig } from "../trainer/config.ts";
 import { loadConfig } from "../cli/load_config.ts";
+import { join } from "node:path";
+import type { Qwen3Config } from "../model/config.ts";
+import { initQwen3Weights } from "../model/init.ts";
+import { exportQwen3Model } from "../trainer/export_model.ts";
+import { arithmeticTokenizerFiles } from "../data/arithmetic_tokenizer.ts";
 
 /** Overrides of the very small test run, before the test's own. */
 export const TINY_OVERRIDES: readonly string[] = [
@@ -61,3 +66,39 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T
 
 /** Quiet output for `runSft`. */
 export const QUIET = { progress: null, log: (_: string) => {} } as const;
+
+/**
+ * Writes a base model of the tiny config's shape (random init, seed 5, std 0.2, with the
+ * arithmetic tokenizer) to `<dir>/base`, for runs that fine-tune a checkpoint (LoRA, HILO).
+ *
+ * @param dir A temporary directory.
+ * @returns The model directory, its config and the tiny config's `model` section.
+ */
+export async function exportTinyBase(
+  dir: string,
+): Promise<{ base: string; modelConfig: Qwen3Config; shape: TrainConfig["model"] }> {
+  const base = join(dir, "base");
+  const m = (await tinyConfig(dir)).model;
+  const modelConfig: Qwen3Config = {
+    vocabSize: m.vocab,
+    hiddenSize: m.hidden,
+    intermediateSize: m.intermediate,
+    numHiddenLayers: m.layers,
+    numAttentionHeads: m.heads,
+    numKeyValueHeads: m.kvHeads,
+    headDim: m.headDim,
+    rmsNormEps: m.rmsNormEps,
+    ropeTheta: m.ropeTheta,
+    maxPositionEmbeddings: m.maxPositions,
+    tieWordEmbeddings: true,
+    eosTokenIds: [54],
+    bosTokenId: null,
+    padTokenId: 52,
+  };
+  await exportQwen3Model(base, {
+    config: modelConfig,
+    weights: initQwen3Weights(modelConfig, { seed: 5, std: 0.2 }),
+    ...arithmeticTokenizerFiles(),
+  });
+  return { base, modelConfig, shape: m };
+}
