@@ -75,6 +75,11 @@ export interface CpuBackwardResult {
   /** Token log-probs `[batch, seqLen − 1]`. */
   logprobs: Float64Array;
   /**
+   * Entropy of the next-token distribution at each of those positions `[batch, seqLen − 1]`
+   * (0 where the target is masked out), from the same log-softmax pass.
+   */
+  entropy: Float64Array;
+  /**
    * Gradients by HF/PEFT name: LoRA matrices as `model.layers.0.self_attn.q_proj.lora_A.weight`
    * (see `loraTensorName`), HILO routers as `….q_proj.router.weight` (see `routerTensorName`), base weights as in the checkpoint (`model.embed_tokens.weight`,
    * `model.layers.0.input_layernorm.weight`, …, `model.norm.weight`, and `lm_head.weight` when
@@ -169,10 +174,15 @@ export function cpuBackward(
       loss += t.logits[i] * options.dLogits[i];
     }
   }
-  const lp = logprobRef(t.logits, targets, V).logprobs;
+  const softmax = logprobRef(t.logits, targets, V);
   const logprobs = new Float64Array(B * (T - 1));
+  const entropy = new Float64Array(B * (T - 1));
   for (let b = 0; b < B; b++) {
-    for (let s = 0; s + 1 < T; s++) logprobs[b * (T - 1) + s] = lp[b * T + s];
+    for (let s = 0; s + 1 < T; s++) {
+      const i = b * T + s;
+      logprobs[b * (T - 1) + s] = softmax.logprobs[i];
+      entropy[b * (T - 1) + s] = targets[i] >= 0 ? softmax.entropy[i] : 0;
+    }
   }
   if (options.dLogprobs) {
     const dLp = new Float64Array(n);
@@ -233,5 +243,5 @@ export function cpuBackward(
     }
     grads.set(name.embedTokens, dEmbed);
   }
-  return { loss, balanceLoss, logits: t.logits, lastHidden: state, logprobs, grads };
+  return { loss, balanceLoss, logits: t.logits, lastHidden: state, logprobs, entropy, grads };
 }

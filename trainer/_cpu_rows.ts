@@ -63,15 +63,10 @@ export function rowBackward(model: CpuQwen3, mode: TrainMode, job: RowJob): RowR
     dropoutSeed: job.dropoutSeed,
     hiddenLayer: job.hiddenLayer,
   });
-  // The row's targets are its next tokens: the entropies of positions 0..n−2 of its logits.
-  const scored = job.ids.length - 1;
-  const targets = new Int32Array(scored);
-  const V = model.config.vocabSize;
-  const { entropy } = logprobRef(r.logits.subarray(0, scored * V), targets, V);
   return {
     logprobs: r.logprobs,
     lastHidden: r.lastHidden,
-    entropy,
+    entropy: r.entropy,
     grads: Object.fromEntries(r.grads),
   };
 }

@@ -37,7 +37,7 @@
  * @module
  */
 import { logprobRef } from "../kernels/logprob/logprob_ref.ts";
-import { type ForwardInput, packBatch } from "../model/forward_input.ts";
+import type { ForwardInput } from "../model/forward_input.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { cpuBackward } from "../model/qwen3_cpu_backward.ts";
@@ -536,9 +536,13 @@ class CpuTrainBackend implements TrainBackend {
       dropoutSeed: options.dropoutSeed,
       hiddenLayer: options.hiddenLayer,
     });
-    const out = loss(
-      this.#batchOutputs(packBatch(input, this.model.config), r.logits, r.lastHidden),
-    );
+    const out = loss({
+      logprobs: r.logprobs,
+      lastHidden: r.lastHidden,
+      entropy: r.entropy,
+      batch: rows,
+      seqLen,
+    });
     this.#checkLinear(options, out, grad);
     const grads: ParamTree = {};
     for (const [name, value] of Object.entries(this.params.tree)) {
