@@ -7,3 +7,5 @@ export * from "./arithmetic_task.ts";
 export * from "./arithmetic_tokenizer.ts";
 export * from "./synthetic_tasks.ts";
 export * from "./task_suite.ts";
+export * from "./problem_fields.ts";
+export * from "./prompt_templates.ts";

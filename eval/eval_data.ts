@@ -10,6 +10,8 @@
 import { fileURLToPath } from "node:url";
 import { basename } from "node:path";
 import { arithmeticDataset, type ArithmeticTaskOptions } from "../data/arithmetic_task.ts";
+import { goldText, questionText } from "../data/problem_fields.ts";
+import { renderTemplate } from "../data/prompt_templates.ts";
 
 /**
  * One evaluation problem.
@@ -127,24 +129,6 @@ const BUNDLED: Record<string, { path: string; question: string; answer: string; 
       prefix: "math500/",
     },
   };
-
-function questionText(value: unknown): string | null {
-  if (typeof value === "string") return value;
-  if (Array.isArray(value)) {
-    for (let i = value.length - 1; i >= 0; i--) {
-      const m = value[i] as { role?: unknown; content?: unknown };
-      if (m?.role === "user" && typeof m.content === "string") return m.content;
-    }
-  }
-  return null;
-}
-
-function goldText(value: unknown): string | null {
-  if (typeof value === "number" && Number.isFinite(value)) return String(value);
-  if (typeof value !== "string") return null;
-  const at = value.lastIndexOf("####");
-  return at === -1 ? value.trim() : value.slice(at + 4).trim();
-}
 
 /**
  * Options of {@linkcode parseEvalJsonl}.
@@ -335,7 +319,7 @@ export function defaultTemplate(data: string): string {
  * The user message of a question under a template: `"task"` leaves it as it is; `"dapo"` wraps
  * it in DAPO-Math-17k's instruction (answer on a last line `Answer: …`); `"boxed"` appends the
  * `\boxed{}` instruction of Qwen2.5-Math; any other text containing `{question}` is used as the
- * template itself. The three named texts are the RL trainer's (`trainer/rl/prompt_template.ts`).
+ * template itself. The texts are those of `data/prompt_templates.ts`, shared with the RL trainer.
  *
  * @param question The question.
  * @param template `"boxed"`, `"dapo"`, `"task"`, or a text with `{question}`.
@@ -352,21 +336,5 @@ export function defaultTemplate(data: string): string {
  * ```
  */
 export function evalTemplateMessage(question: string, template: string): string {
-  switch (template) {
-    case "task":
-      return question;
-    case "dapo":
-      return "Solve the following math problem step by step. The last line of your response " +
-        "should be of the form Answer: $Answer (without quotes) where $Answer is the answer to " +
-        `the problem.\n\n${question}\n\nRemember to put your answer on its own line after ` +
-        '"Answer:".';
-    case "boxed":
-      return `${question}\nPlease reason step by step, and put your final answer within \\boxed{}.`;
-    default:
-      if (template.includes("{question}")) return template.replaceAll("{question}", question);
-      throw new RangeError(
-        `Cannot render a prompt: --template must be "boxed", "dapo", "task" or a text with ` +
-          `{question}: current value is ${JSON.stringify(template)}`,
-      );
-  }
+  return renderTemplate(question, template, { key: "--template", allowCustom: true });
 }

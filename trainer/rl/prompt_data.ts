@@ -7,6 +7,7 @@
  */
 import { parquetReadObjects } from "hyparquet";
 import { arithmeticDataset, type ArithmeticTaskOptions } from "../../data/arithmetic_task.ts";
+import { fieldAt, goldText, questionText } from "../../data/problem_fields.ts";
 
 /**
  * One RL prompt: the question (before any template) and its gold answer.
@@ -82,41 +83,6 @@ export interface JsonlPromptsOptions {
   answerField: string;
   /** Named in errors. Default `"<jsonl>"`. */
   source?: string;
-}
-
-function fieldAt(value: unknown, path: string): unknown {
-  let node = value;
-  for (const key of path.split(".")) {
-    if (typeof node !== "object" || node === null) return undefined;
-    node = (node as Record<string, unknown>)[key];
-  }
-  return node;
-}
-
-/**
- * The text of a question field: a string, or a chat (a list of `{role, content}` as
- * DAPO-Math-17k's `prompt`), whose last user message is taken.
- */
-function questionText(value: unknown): string | null {
-  if (typeof value === "string") return value;
-  if (Array.isArray(value)) {
-    for (let i = value.length - 1; i >= 0; i--) {
-      const m = value[i] as { role?: unknown; content?: unknown };
-      if (m?.role === "user" && typeof m.content === "string") return m.content;
-    }
-  }
-  return null;
-}
-
-/**
- * The gold of an answer field: a string or number; a worked solution ending in GSM8K's
- * `#### N` line is reduced to `N`.
- */
-function goldText(value: unknown): string | null {
-  if (typeof value === "number" && Number.isFinite(value)) return String(value);
-  if (typeof value !== "string") return null;
-  const at = value.lastIndexOf("####");
-  return at === -1 ? value.trim() : value.slice(at + 4).trim();
 }
 
 /**

@@ -6,11 +6,13 @@
  */
 import type { Tokenizer } from "../../model/tokenizer.ts";
 import type { RlTemplate } from "./config.ts";
+import { renderTemplate } from "../../data/prompt_templates.ts";
 
 /**
  * The user message of a question under a template: `"task"` leaves it as it is; `"dapo"` wraps
  * it in DAPO-Math-17k's instruction (answer on a last line `Answer: …`); `"boxed"` appends the
- * usual `\boxed{}` instruction (Qwen2.5-Math's).
+ * usual `\boxed{}` instruction (Qwen2.5-Math's). The texts are those of
+ * `data/prompt_templates.ts`, shared with `deno task eval`.
  *
  * @param question The question.
  * @param template The template.
@@ -26,22 +28,7 @@ import type { RlTemplate } from "./config.ts";
  * ```
  */
 export function templateMessage(question: string, template: RlTemplate): string {
-  switch (template) {
-    case "task":
-      return question;
-    case "dapo":
-      return "Solve the following math problem step by step. The last line of your response " +
-        "should be of the form Answer: $Answer (without quotes) where $Answer is the answer to " +
-        `the problem.\n\n${question}\n\nRemember to put your answer on its own line after ` +
-        '"Answer:".';
-    case "boxed":
-      return `${question}\nPlease reason step by step, and put your final answer within \\boxed{}.`;
-    default:
-      throw new RangeError(
-        `Cannot render a prompt: key "rl.template" must be "task", "dapo" or "boxed": current ` +
-          `value is ${JSON.stringify(template)}`,
-      );
-  }
+  return renderTemplate(question, template, { key: 'key "rl.template"' });
 }
 
 /**
