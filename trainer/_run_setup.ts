@@ -43,6 +43,7 @@ import {
 import { loraParams, modelParams, paramTensors } from "./params.ts";
 import type { GradientTransformation, ParamTree } from "./types.ts";
 import { validateConfig } from "./validate_config.ts";
+import { trainLoop, type TrainLoopOptions, type TrainLoopResult } from "./train_loop.ts";
 
 /** Where a run starts: the checkpoint it resumes, or fresh (replacing the run directory or not). */
 export interface RunStart {
@@ -638,4 +639,46 @@ export async function exportRun(
     exported.push(dir);
   }
   return exported;
+}
+
+/**
+ * Options of {@linkcode trainAndExport}.
+ */
+export interface TrainAndExportOptions {
+  /** The training loop (steps, evaluation, checkpoints, progress). */
+  loop: TrainLoopOptions;
+  /** Brings the host parameters and optimizer state up to date with the device's (a no-op
+   * without the device optimizer); called before the export. */
+  syncFromDevice: () => Promise<void>;
+  /** The device optimizer, disposed after the loop. */
+  gpuOpt: GpuAdamw | null;
+  /** Also export the final model or adapter here (`--export`). */
+  exportDir?: string;
+}
+
+/**
+ * The common end of an SFT and an RL run: the training loop, then (unless it halted) the host
+ * copies synced from the device and the final model or adapter exported to `<runDir>/final` and
+ * the `--export` directory.
+ *
+ * @param config The run's config.
+ * @param head The tokenizer files and model config.
+ * @param run The weights and adapters (read after the sync).
+ * @param options The loop, the device sync and optimizer, and the export directory.
+ * @returns The loop's result and the directories exported.
+ */
+export async function trainAndExport(
+  config: TrainConfig,
+  head: RunModelHead,
+  run: Pick<RunModel, "weights" | "lora">,
+  options: TrainAndExportOptions,
+): Promise<{ result: TrainLoopResult; exported: string[] }> {
+  const result = await trainLoop(options.loop);
+  if (!result.halted) await options.syncFromDevice();
+  options.gpuOpt?.dispose();
+  const exported = result.halted ? [] : await exportRun(config, head, run, [
+    join(options.loop.runDir, "final"),
+    ...(options.exportDir ? [options.exportDir] : []),
+  ]);
+  return { result, exported };
 }

@@ -15,7 +15,6 @@
  *
  * @module
  */
-import { join } from "node:path";
 import type { TrainConfig } from "./config.ts";
 import {
   arithmeticDataset,
@@ -33,7 +32,7 @@ import { applyUpdates, multiSteps, type MultiStepsState } from "./optim/mod.ts";
 import { createProgress, type Progress } from "../internal/progress.ts";
 import { collateSft, type SftSequence, tokenizeSft } from "./sft_batch.ts";
 import { sftLoss } from "./sft_loss.ts";
-import { type PendingStep, trainLoop } from "./train_loop.ts";
+import type { PendingStep } from "./train_loop.ts";
 import { type TrainMicroBatch, trainStep } from "./train_step.ts";
 import type { GradientTransformation, ParamTree } from "./types.ts";
 import { mix32 } from "../internal/random.ts";
@@ -41,7 +40,6 @@ import {
   adapterText,
   buildRunModel,
   deviceAdamw,
-  exportRun,
   readRunModel,
   resolveRunStart,
   restoreRun,
@@ -50,6 +48,7 @@ import {
   type RunModelHead,
   type RunStart,
   saveRun,
+  trainAndExport,
 } from "./_run_setup.ts";
 
 /**
@@ -575,27 +574,25 @@ async function train(
   };
 
   if (start.removeRunDir) await Deno.remove(runDir, { recursive: true });
-  const result = await trainLoop({
-    runDir,
-    startStep,
-    totalSteps: t.steps,
-    step,
-    evaluate,
-    evalEvery: config.eval.every,
-    evalAtStart: options.evalAtStart ?? true,
-    checkpoint: save,
-    checkpointEvery: config.checkpoint.every,
-    resumedFrom: checkpoint?.dir ?? null,
-    progress: progress ?? undefined,
-    haltAfterStep: options.haltAfterStep,
+  const { result, exported } = await trainAndExport(config, head, run, {
+    loop: {
+      runDir,
+      startStep,
+      totalSteps: t.steps,
+      step,
+      evaluate,
+      evalEvery: config.eval.every,
+      evalAtStart: options.evalAtStart ?? true,
+      checkpoint: save,
+      checkpointEvery: config.checkpoint.every,
+      resumedFrom: checkpoint?.dir ?? null,
+      progress: progress ?? undefined,
+      haltAfterStep: options.haltAfterStep,
+    },
+    syncFromDevice,
+    gpuOpt,
+    exportDir: options.exportDir,
   });
-
-  if (!result.halted) await syncFromDevice();
-  gpuOpt?.dispose();
-  const exported = result.halted ? [] : await exportRun(config, head, run, [
-    join(runDir, "final"),
-    ...(options.exportDir ? [options.exportDir] : []),
-  ]);
   return {
     runDir,
     step: result.step,
