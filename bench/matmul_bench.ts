@@ -27,6 +27,8 @@ const shapes: [Op, number, number, number][] = benchFull()
     ["dw", 4096, 3072, 1024],
     ["y", 512, 3072, 1024],
     ["y", 64, 1024, 3072],
+    ["y", 1, 1024, 16],
+    ["y", 16, 3072, 16],
   ]
   : [
     ["y", 256, 256, 256],
@@ -36,19 +38,25 @@ const shapes: [Op, number, number, number][] = benchFull()
     ["dx", 256, 3072, 1024],
     ["dw", 256, 3072, 1024],
     ["y", 64, 3072, 1024],
+    ["y", 1, 1024, 16],
+    ["y", 8, 3072, 16],
   ];
 
-const kernels: Exclude<MatmulKernel, "auto">[] = ["tile64", "tile128"];
+// The 64x64-tile kernel is the baseline of each shape; a short K (LoRA B in decode) is compared
+// with the one-thread-per-output kernel instead of the 128x128 tiles.
+const kernelsOf = (k: number): Exclude<MatmulKernel, "auto">[] =>
+  k <= 32 ? ["tile64", "smallK"] : ["tile64", "tile128"];
 const best = new Map<string, number>();
 
 for (const [op, m, n, k] of shapes) {
   const flop = 2 * m * n * k;
   const reps = Math.max(1, Math.min(64, Math.round((benchFull() ? 2e12 : 1e9) / flop)));
+  // (tiny products: 64 dispatches per submit, so the time is mostly per-dispatch cost)
   const x = ctx.createBuffer(m * k * 4, "x");
   const w = ctx.createBuffer(n * k * 4, "w");
   const y = ctx.createBuffer(m * n * 4, "y");
   const shape = `${op} ${m}x${n}x${k}`;
-  for (const kernel of kernels) {
+  for (const kernel of kernelsOf(k)) {
     const key = `${shape} ${kernel}`;
     Deno.bench({
       name: `matmul ${key} ×${reps}`,
@@ -81,19 +89,22 @@ for (const [op, m, n, k] of shapes) {
 addEventListener("unload", () => {
   if (best.size === 0) return;
   console.log(`\nbest GFLOP/s on ${ctx.gpu.description}:`);
-  console.log("| shape (op m×n×k) | tile64 | tile128 | ratio |");
-  console.log("|---|---|---|---|");
+  console.log("| shape (op m×n×k) | tile64 | new | new kernel | ratio |");
+  console.log("|---|---|---|---|---|");
   for (const [op, m, n, k] of shapes) {
     const shape = `${op} ${m}x${n}x${k}`;
+    const other = kernelsOf(k)[1];
     const a = best.get(`${shape} tile64`);
-    const b = best.get(`${shape} tile128`);
+    const b = best.get(`${shape} ${other}`);
     if (a === undefined || b === undefined) continue;
-    console.log(`| ${shape} | ${a.toFixed(2)} | ${b.toFixed(2)} | ${(b / a).toFixed(2)}× |`);
+    console.log(
+      `| ${shape} | ${a.toFixed(3)} | ${b.toFixed(3)} | ${other} | ${(b / a).toFixed(2)}× |`,
+    );
   }
   // One line per shape with the kernel the model gets ("auto"), the form bench/perf_table.ts reads.
   for (const [op, m, n, k] of shapes) {
-    const [pm, pn] = op === "y" ? [m, n] : op === "dx" ? [m, k] : [n, k];
-    const kernel = pickMatmulKernel(pm, pn);
+    const [pm, pn, pk] = op === "y" ? [m, n, k] : op === "dx" ? [m, k, n] : [n, k, m];
+    const kernel = pickMatmulKernel(pm, pn, pk);
     const g = best.get(`${op} ${m}x${n}x${k} ${kernel}`);
     if (g === undefined) continue;
     console.log(

@@ -37,9 +37,9 @@ export interface MatmulArgs {
   /** `w` holds f16 values (2 bytes each; the device needs "shader-f16"); default f32. */
   wF16?: boolean;
   /**
-   * Kernel: `"auto"` (default) takes the 128×128-tile kernel (8×8 outputs per thread) when `m`
-   * and `n` are both ≥ 128, else the 64×64-tile one; `"tile64"` / `"tile128"` force one (tests,
-   * benchmarks). Both compute the same product for any shape.
+   * Kernel: `"auto"` (default) picks by shape (see {@linkcode pickMatmulKernel}); `"tile64"`,
+   * `"tile128"` (8×8 outputs per thread) or `"smallK"` (one thread per output, `k ≤ 32`) force
+   * one (tests, benchmarks). All compute the same product.
    */
   kernel?: MatmulKernel;
 }

@@ -1,5 +1,6 @@
-// The 128x128-tile kernel (matmul_128.wgsl), forced through `kernel: "tile128"`, against the
-// float64 references on shapes off its tile (M, N, K not multiples of 128 or 8; one row; long K),
+// The 128x128-tile kernel (matmul_128.wgsl), forced through `kernel: "tile128"` (and, for the
+// forward and accumulate tests, the 64x64-tile one, `"tile64"`, which "auto" no longer takes for
+// every small shape), against the float64 references on shapes off its tile (M, N, K not multiples of 128 or 8; one row; long K),
 // with poisoned outputs, in all its variants: forward, d x (W_T), d w (X_T + W_T), strided views
 // with column offsets, accumulate with a scale, and f16 weights. Tolerances: f32 accumulation of
 // K products, relative error ~ sqrt(K)·2^-24; 1e-5 for K ≤ 10^4 (as matmul_test.ts), 1e-4 for
@@ -35,73 +36,83 @@ const SHAPES: [number, number, number][] = [
 ];
 
 Deno.test("pickMatmulKernel() takes 128x128 tiles only when both output sides fill one", () => {
-  assert.equal(pickMatmulKernel(128, 128), "tile128");
-  assert.equal(pickMatmulKernel(4096, 3072), "tile128");
-  assert.equal(pickMatmulKernel(127, 4096), "tile64");
-  assert.equal(pickMatmulKernel(4096, 64), "tile64");
-  assert.equal(pickMatmulKernel(1, 1), "tile64");
+  assert.equal(pickMatmulKernel(128, 128, 64), "tile128");
+  assert.equal(pickMatmulKernel(4096, 3072, 1024), "tile128");
+  assert.equal(pickMatmulKernel(127, 4096, 1024), "tile64");
+  assert.equal(pickMatmulKernel(4096, 64, 1024), "tile64");
+  assert.equal(pickMatmulKernel(1, 1, 33), "tile64");
+  // A short inner dimension with few rows (LoRA B in decode): one thread per output.
+  assert.equal(pickMatmulKernel(1, 1024, 16), "smallK");
+  assert.equal(pickMatmulKernel(16, 3072, 32), "smallK");
+  assert.equal(pickMatmulKernel(17, 3072, 32), "tile64");
+  assert.equal(pickMatmulKernel(4096, 3072, 16), "tile128");
 });
 
 Deno.test({
-  name: "encodeMatmul() with tile128 matches the f64 reference on shapes off the tile size",
+  name: "encodeMatmul() with tile64 and tile128 matches the f64 reference on shapes off the tiles",
   ignore: noGpu,
   async fn() {
     const ctx = (await testContext())!;
-    for (const [m, n, k] of SHAPES) {
-      const x = randomArray(m * k, m * 31 + k);
-      const w = randomArray(n * k, n * 17 + k);
-      const y = poisoned(ctx, m * n, "y");
-      const xb = ctx.upload(x, "x");
-      const wb = ctx.upload(w, "w");
-      const enc = recordPass(
-        ctx,
-        (pass) => encodeMatmul(ctx, pass, { x: xb, w: wb, y, m, n, k, kernel: "tile128" }),
-      );
-      const got = await readFloats(ctx, y, m * n, enc);
-      const err = assertClose(got, matmulRef(x, w, [m, n, k]), TOL, `tile128 ${m}x${n}x${k}`);
-      console.log(`tile128 ${m}x${n}x${k}: rel err ${err.toExponential(2)}`);
-      for (const b of [xb, wb, y]) ctx.release(b);
+    for (const kernel of ["tile64", "tile128"] as const) {
+      for (const [m, n, k] of SHAPES) {
+        const x = randomArray(m * k, m * 31 + k);
+        const w = randomArray(n * k, n * 17 + k);
+        const y = poisoned(ctx, m * n, "y");
+        const xb = ctx.upload(x, "x");
+        const wb = ctx.upload(w, "w");
+        const enc = recordPass(
+          ctx,
+          (pass) => encodeMatmul(ctx, pass, { x: xb, w: wb, y, m, n, k, kernel }),
+        );
+        const got = await readFloats(ctx, y, m * n, enc);
+        const err = assertClose(got, matmulRef(x, w, [m, n, k]), TOL, `${kernel} ${m}x${n}x${k}`);
+        console.log(`${kernel} ${m}x${n}x${k}: rel err ${err.toExponential(2)}`);
+        for (const b of [xb, wb, y]) ctx.release(b);
+      }
     }
   },
 });
 
 Deno.test({
-  name:
-    "encodeMatmul() with tile128 accumulates with a scale into a column block of a wider output",
+  name: "encodeMatmul() with tile64 and tile128 accumulates with a scale into a column block",
   ignore: noGpu,
   async fn() {
-    const ctx = (await testContext())!;
-    const [m, n, k, ldx, ldy, yCol] = [130, 133, 21, 25, 140, 5];
-    const x = randomArray(m * ldx, 1);
-    const w = randomArray(n * k, 2);
-    const y0 = randomArray(m * ldy, 3);
-    const y = ctx.upload(y0, "y");
-    const enc = recordPass(ctx, (pass) =>
-      encodeMatmul(ctx, pass, {
-        x: ctx.upload(x, "x"),
-        w: ctx.upload(w, "w"),
-        y,
-        m,
-        n,
-        k,
-        ldx,
-        ldy,
-        yCol,
-        accumulate: true,
-        alpha: 0.5,
-        kernel: "tile128",
-      }));
-    const got = await readFloats(ctx, y, m * ldy, enc);
-    const xs = new Float64Array(m * k);
-    for (let i = 0; i < m; i++) for (let t = 0; t < k; t++) xs[i * k + t] = x[i * ldx + t];
-    const want = Float64Array.from(y0);
-    const prod = matmulRef(xs, w, [m, n, k], { alpha: 0.5 });
-    for (let i = 0; i < m; i++) {
-      for (let j = 0; j < n; j++) want[i * ldy + yCol + j] += prod[i * n + j];
-    }
-    assertClose(got, want, TOL, "tile128 accumulate");
+    for (const kernel of ["tile64", "tile128"] as const) await accumulate(kernel);
   },
 });
+
+async function accumulate(kernel: "tile64" | "tile128"): Promise<void> {
+  const ctx = (await testContext())!;
+  const [m, n, k, ldx, ldy, yCol] = [130, 133, 21, 25, 140, 5];
+  const x = randomArray(m * ldx, 1);
+  const w = randomArray(n * k, 2);
+  const y0 = randomArray(m * ldy, 3);
+  const y = ctx.upload(y0, "y");
+  const enc = recordPass(ctx, (pass) =>
+    encodeMatmul(ctx, pass, {
+      x: ctx.upload(x, "x"),
+      w: ctx.upload(w, "w"),
+      y,
+      m,
+      n,
+      k,
+      ldx,
+      ldy,
+      yCol,
+      accumulate: true,
+      alpha: 0.5,
+      kernel,
+    }));
+  const got = await readFloats(ctx, y, m * ldy, enc);
+  const xs = new Float64Array(m * k);
+  for (let i = 0; i < m; i++) for (let t = 0; t < k; t++) xs[i * k + t] = x[i * ldx + t];
+  const want = Float64Array.from(y0);
+  const prod = matmulRef(xs, w, [m, n, k], { alpha: 0.5 });
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) want[i * ldy + yCol + j] += prod[i * n + j];
+  }
+  assertClose(got, want, TOL, `${kernel} accumulate`);
+}
 
 Deno.test({
   name: "encodeMatmulBackward() with tile128 matches the f64 reference, plain and strided",
