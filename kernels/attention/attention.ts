@@ -10,8 +10,40 @@ import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import type { AttentionShape } from "./attention_ref.ts";
 import { attentionParams } from "./_attention_params.ts";
 import code from "./attention.wgsl" with { type: "text" };
+import flashCode from "./attention_flash.wgsl" with { type: "text" };
 
 const PARAMS = uniformLayout(code, "attention");
+const FLASH_PARAMS = uniformLayout(flashCode, "attention_flash");
+
+/**
+ * Which attention kernel to record: `"rows"`, one workgroup per (batch row, query, head) that
+ * streams every key from memory (decode; any head size ≤ 256); `"flash"`, one workgroup per
+ * 16 (query, head) rows of a kv head that share each block of 8 keys and values loaded once into
+ * shared memory (prefill; head size ≤ 128 and a multiple of 4); `"auto"` picks by shape.
+ */
+export type AttentionKernel = "auto" | "rows" | "flash";
+
+/**
+ * The kernel that `kernel: "auto"` records: `"flash"` when the head size allows it and the
+ * queries fill at least one block of 16 rows (`tq · hq / hkv ≥ 16`), else `"rows"`.
+ *
+ * @param shape Queries, heads and head size.
+ * @returns `"flash"` or `"rows"`.
+ *
+ * @example Prefill of 64 tokens and one decode step of Qwen3-0.6B (16/8 heads of 128)
+ * ```ts
+ * import { pickAttentionKernel } from "./attention.ts";
+ * const heads = { hq: 16, hkv: 8, d: 128 };
+ * console.log(pickAttentionKernel({ tq: 64, ...heads }), pickAttentionKernel({ tq: 1, ...heads }));
+ * // flash rows
+ * ```
+ */
+export function pickAttentionKernel(
+  shape: Pick<AttentionShape, "tq" | "hq" | "hkv" | "d">,
+): "rows" | "flash" {
+  const { tq, hq, hkv, d } = shape;
+  return d <= 128 && d % 4 === 0 && tq * (hq / hkv) >= 16 ? "flash" : "rows";
+}
 
 /** Arguments of {@linkcode encodeAttention}. */
 export interface AttentionArgs extends AttentionShape {
@@ -25,10 +57,12 @@ export interface AttentionArgs extends AttentionShape {
   mask: Binding;
   /** Output `[b, tq, hq, d]`. */
   o: Binding;
+  /** Kernel; default `"auto"` (by shape, see {@linkcode pickAttentionKernel}). */
+  kernel?: AttentionKernel;
 }
 
 /**
- * Records one attention dispatch (one workgroup per batch row, query and head).
+ * Records one attention dispatch, with the kernel picked by shape (see {@linkcode AttentionKernel}).
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -53,6 +87,25 @@ export function encodeAttention(
       `Cannot run attention: need head size <= 256 and query heads divisible by key/value ` +
         `heads: current values are d=${args.d}, hq=${args.hq}, hkv=${args.hkv}`,
     );
+  }
+  let kernel = args.kernel ?? "auto";
+  if (kernel === "auto") kernel = pickAttentionKernel(args);
+  if (kernel === "flash") {
+    if (args.d > 128 || args.d % 4 !== 0) {
+      throw new RangeError(
+        `Cannot run flash attention: need a head size <= 128 and a multiple of 4: current ` +
+          `value is d=${args.d}`,
+      );
+    }
+    const rows = args.tq * (args.hq / args.hkv);
+    ctx.dispatch(
+      pass,
+      ctx.pipeline("attention_flash", flashCode, { constants: GRID_CONSTANTS }),
+      [args.q, args.k, args.v, args.mask, args.o],
+      grid(args.b * args.hkv * Math.ceil(rows / 16)),
+      attentionParams("attention", FLASH_PARAMS, args, ["q", "o"], ["k", "v"]),
+    );
+    return;
   }
   const params = attentionParams("attention", PARAMS, args, ["q", "o"], ["k", "v"]);
   ctx.dispatch(

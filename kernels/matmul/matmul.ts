@@ -4,12 +4,11 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize, strided } from "../_check.ts";
-import { checkF16, f16Weights, weightWords } from "../_f16.ts";
-import code from "./matmul.wgsl" with { type: "text" };
+import { checkF16, weightWords } from "../_f16.ts";
+import { dispatchMatmul, type MatmulKernel } from "./_dispatch.ts";
 
-const PARAMS = uniformLayout(code, "matmul");
+export { type MatmulKernel, pickMatmulKernel } from "./_dispatch.ts";
 
 /** Arguments of {@linkcode encodeMatmul}. */
 export interface MatmulArgs {
@@ -37,10 +36,16 @@ export interface MatmulArgs {
   alpha?: number;
   /** `w` holds f16 values (2 bytes each; the device needs "shader-f16"); default f32. */
   wF16?: boolean;
+  /**
+   * Kernel: `"auto"` (default) picks by shape (see {@linkcode pickMatmulKernel}); `"tile64"`,
+   * `"tile128"` (8×8 outputs per thread) or `"smallK"` (one thread per output, `k ≤ 32`) force
+   * one (tests, benchmarks). All compute the same product.
+   */
+  kernel?: MatmulKernel;
 }
 
 /**
- * Records one matmul dispatch into `pass`.
+ * Records one matmul dispatch into `pass` (the kernel picked by shape, see `kernel`).
  *
  * @param ctx The GPU context (pipeline and bind-group caches).
  * @param pass The compute pass being recorded.
@@ -87,23 +92,17 @@ export function encodeMatmul(
     strided(m, ldy, yCol, n),
     `[m, n] = [${m}, ${n}] at column ${yCol}, row stride ${ldy}`,
   );
-  ctx.dispatch(
-    pass,
-    args.wF16 ? ctx.pipeline("matmul_f16", f16Weights(code, "w")) : ctx.pipeline("matmul", code),
-    [args.x, args.w, args.y],
-    [Math.ceil(n / 64), Math.ceil(m / 64), 1],
-    packUniform(PARAMS, {
-      M: m,
-      N: n,
-      K: k,
-      ldx,
-      ldy,
-      y_col: yCol,
-      accumulate: args.accumulate ?? false,
-      alpha: args.alpha ?? 1,
-      ldw: k, // w is [n, k] contiguous
-      x_col: 0,
-      w_col: 0,
-    }),
-  );
+  dispatchMatmul(ctx, pass, [args.x, args.w, args.y], {
+    M: m,
+    N: n,
+    K: k,
+    ldx,
+    ldy,
+    y_col: yCol,
+    accumulate: args.accumulate ?? false,
+    alpha: args.alpha ?? 1,
+    ldw: k, // w is [n, k] contiguous
+    x_col: 0,
+    w_col: 0,
+  }, { wF16: args.wF16, kernel: args.kernel });
 }

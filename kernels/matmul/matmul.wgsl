@@ -4,7 +4,8 @@
 // The forward y = x · wᵀ uses neither transpose (w is PyTorch's [out, in], ldw = K); the
 // backward of it uses W_T for dx = dy · w and X_T + W_T for dw = dyᵀ · x (matmul_backward.ts).
 // Tiles of 64x64 outputs, 16 deep in K; 256 threads, each owning 4x4 outputs strided by 16.
-// Any M, N, K (bounds-checked loads and stores).
+// Any M, N, K (bounds-checked loads and stores). Outputs with M and N >= 128 get matmul_128.wgsl
+// (128x128 tiles, 8x8 per thread) instead: the launchers pick through _dispatch.ts.
 // Reads x, w (and y when accumulating); writes y. Tolerance vs f64 reference: rel 1e-5 (f32).
 struct Params {
   M: u32, N: u32, K: u32, ldx: u32,

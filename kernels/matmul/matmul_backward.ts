@@ -6,12 +6,9 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize, strided } from "../_check.ts";
-import { checkF16, f16Weights, weightWords } from "../_f16.ts";
-import code from "./matmul.wgsl" with { type: "text" };
-
-const PARAMS = uniformLayout(code, "matmul_backward");
+import { checkF16, weightWords } from "../_f16.ts";
+import { dispatchMatmul, type MatmulKernel } from "./_dispatch.ts";
 
 /** Arguments of {@linkcode encodeMatmulBackward}. */
 export interface MatmulBackwardArgs {
@@ -49,6 +46,8 @@ export interface MatmulBackwardArgs {
   alpha?: number;
   /** `w` holds f16 values (a frozen base weight; "shader-f16"); not with `dw`. Default f32. */
   wF16?: boolean;
+  /** Kernel of both products, as `kernel` of `encodeMatmul`; default `"auto"` (by shape). */
+  kernel?: MatmulKernel;
 }
 
 /**
@@ -113,27 +112,19 @@ export function encodeMatmulBackward(
       strided(m, lddx, dxCol, k),
       `[m, k] = [${m}, ${k}] at column ${dxCol}, row stride ${lddx}`,
     );
-    ctx.dispatch(
-      pass,
-      args.wF16
-        ? ctx.pipeline("matmul_f16", f16Weights(code, "w"), { constants: { W_T: 1 } })
-        : ctx.pipeline("matmul", code, { constants: { W_T: 1 } }),
-      [args.dy, args.w!, args.dx],
-      [Math.ceil(k / 64), Math.ceil(m / 64), 1],
-      packUniform(PARAMS, {
-        M: m,
-        N: k,
-        K: n,
-        ldx: ldy,
-        ldy: lddx,
-        y_col: dxCol,
-        accumulate: args.accumulateDx ?? false,
-        alpha,
-        ldw: k,
-        x_col: yCol,
-        w_col: 0,
-      }),
-    );
+    dispatchMatmul(ctx, pass, [args.dy, args.w!, args.dx], {
+      M: m,
+      N: k,
+      K: n,
+      ldx: ldy,
+      ldy: lddx,
+      y_col: dxCol,
+      accumulate: args.accumulateDx ?? false,
+      alpha,
+      ldw: k,
+      x_col: yCol,
+      w_col: 0,
+    }, { wT: true, wF16: args.wF16, kernel: args.kernel });
   }
   if (args.dw && args.wF16) {
     throw new TypeError(
@@ -151,24 +142,18 @@ export function encodeMatmulBackward(
       `[m, k] = [${m}, ${k}], row stride ${ldx}`,
     );
     checkSize(kernel, "dw", args.dw, n * k, `[n, k] = [${n}, ${k}]`);
-    ctx.dispatch(
-      pass,
-      ctx.pipeline("matmul", code, { constants: { X_T: 1, W_T: 1 } }),
-      [args.dy, args.x!, args.dw],
-      [Math.ceil(k / 64), Math.ceil(n / 64), 1],
-      packUniform(PARAMS, {
-        M: n,
-        N: k,
-        K: m,
-        ldx: ldy,
-        ldy: k,
-        y_col: 0,
-        accumulate: args.accumulateDw ?? false,
-        alpha,
-        ldw: ldx,
-        x_col: yCol,
-        w_col: 0,
-      }),
-    );
+    dispatchMatmul(ctx, pass, [args.dy, args.x!, args.dw], {
+      M: n,
+      N: k,
+      K: m,
+      ldx: ldy,
+      ldy: k,
+      y_col: 0,
+      accumulate: args.accumulateDw ?? false,
+      alpha,
+      ldw: ldx,
+      x_col: yCol,
+      w_col: 0,
+    }, { xT: true, wT: true, kernel: args.kernel });
   }
 }

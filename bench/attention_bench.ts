@@ -1,0 +1,72 @@
+// Prefill attention throughput, the one-workgroup-per-(query, head) kernel ("rows", the baseline)
+// against the tiled one ("flash"), at Qwen3-0.6B heads (16 query / 8 kv heads of 128) and causal
+// self-attention over T tokens. GFLOP/s counts 4·d FLOPs per visible (query, key) pair (q·k and
+// p·v), T(T+1)/2 pairs per head. Each iteration records REPS dispatches into one pass and waits
+// once; a summary table is printed at the end.
+//   deno task bench bench/attention_bench.ts          (HALO_BENCH_FULL=1: GPU-sized lengths)
+import { createGpu } from "../gpu/device.ts";
+import { GpuContext } from "../gpu/context.ts";
+import { encodeAttention } from "../kernels/attention/attention.ts";
+import { benchFull } from "./random_model.ts";
+
+const ctx = new GpuContext(await createGpu());
+console.log(`adapter: ${ctx.gpu.description}`);
+
+const [hq, hkv, d] = [16, 8, 128];
+// [b, t]
+const shapes: [number, number][] = benchFull() ? [[8, 512], [1, 2048], [1, 8192]] : [[1, 128], [
+  1,
+  256,
+]];
+const kernels = ["rows", "flash"] as const;
+const best = new Map<string, number>();
+
+for (const [b, t] of shapes) {
+  const flop = 4 * d * hq * b * (t * (t + 1)) / 2;
+  const reps = Math.max(1, Math.min(64, Math.round((benchFull() ? 2e12 : 5e8) / flop)));
+  const q = ctx.createBuffer(b * t * hq * d * 4, "q");
+  const k = ctx.createBuffer(b * t * hkv * d * 4, "k");
+  const v = ctx.createBuffer(b * t * hkv * d * 4, "v");
+  const mask = ctx.upload(new Uint32Array(b * t).fill(1), "mask");
+  const o = ctx.createBuffer(b * t * hq * d * 4, "o");
+  const shape = `b${b} t${t} ${hq}/${hkv}x${d}`;
+  for (const kernel of kernels) {
+    const key = `${shape} ${kernel}`;
+    Deno.bench({
+      name: `attention ${key} ×${reps}`,
+      group: shape,
+      baseline: kernel === "rows",
+      n: 3,
+      warmup: 1,
+      async fn(bench) {
+        const enc = ctx.device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        for (let r = 0; r < reps; r++) {
+          encodeAttention(ctx, pass, { q, k, v, mask, o, b, tq: t, s: t, hq, hkv, d, kernel });
+        }
+        pass.end();
+        bench.start();
+        const t0 = performance.now();
+        ctx.device.queue.submit([enc.finish()]);
+        await ctx.device.queue.onSubmittedWorkDone();
+        const gflops = (flop * reps) / ((performance.now() - t0) * 1e6);
+        bench.end();
+        best.set(key, Math.max(best.get(key) ?? 0, gflops));
+      },
+    });
+  }
+}
+
+addEventListener("unload", () => {
+  if (best.size === 0) return;
+  console.log(`\nbest GFLOP/s on ${ctx.gpu.description}:`);
+  console.log("| shape | rows | flash | ratio |");
+  console.log("|---|---|---|---|");
+  for (const [b, t] of shapes) {
+    const shape = `b${b} t${t} ${hq}/${hkv}x${d}`;
+    const a = best.get(`${shape} rows`);
+    const f = best.get(`${shape} flash`);
+    if (a === undefined || f === undefined) continue;
+    console.log(`| ${shape} | ${a.toFixed(2)} | ${f.toFixed(2)} | ${(f / a).toFixed(2)}× |`);
+  }
+});

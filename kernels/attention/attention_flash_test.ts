@@ -1,0 +1,137 @@
+// The tiled (flash) attention kernel, forced through `kernel: "flash"`, against the float64
+// reference on lengths off its blocks (16 rows, 8 keys), GQA groups of 1, 2, 3 and 5 query heads
+// per kv head, padding, a partly filled cache and a row that sees no key; outputs poisoned. Also
+// the "rows" kernel on the same shapes, so both paths of encodeAttention are covered. Tolerance:
+// f32 online softmax and sums of up to a few hundred terms, 1e-5 relative (as attention_test.ts).
+import assert from "node:assert/strict";
+import {
+  assertClose,
+  noGpu,
+  poisoned,
+  randomArray,
+  readFloats,
+  recordPass,
+  testContext,
+} from "../../gpu/test_utils.ts";
+import { type AttentionKernel, encodeAttention, pickAttentionKernel } from "./attention.ts";
+import { attentionRef, type AttentionShape } from "./attention_ref.ts";
+
+const TOL = 1e-5;
+
+async function check(
+  shape: AttentionShape,
+  mask: Uint32Array,
+  kernel: AttentionKernel,
+  what: string,
+): Promise<void> {
+  const ctx = (await testContext())!;
+  const { b, tq, s, hq, hkv, d } = shape;
+  const q = randomArray(b * tq * hq * d, tq + d, -2, 2);
+  const k = randomArray(b * s * hkv * d, s + 2, -2, 2);
+  const v = randomArray(b * s * hkv * d, s + 3);
+  const o = poisoned(ctx, q.length, "o");
+  const bufs = [ctx.upload(q, "q"), ctx.upload(k, "k"), ctx.upload(v, "v"), ctx.upload(mask, "m")];
+  const enc = recordPass(ctx, (pass) =>
+    encodeAttention(ctx, pass, {
+      ...shape,
+      q: bufs[0],
+      k: bufs[1],
+      v: bufs[2],
+      mask: bufs[3],
+      o,
+      kernel,
+    }));
+  const got = await readFloats(ctx, o, q.length, enc);
+  const err = assertClose(got, attentionRef(q, k, v, { ...shape, mask }), TOL, what);
+  console.log(`${what}: rel err ${err.toExponential(2)}`);
+  for (const buf of [...bufs, o]) ctx.release(buf);
+}
+
+Deno.test("pickAttentionKernel() takes the tiled kernel for prefill-sized query blocks", () => {
+  assert.equal(pickAttentionKernel({ tq: 64, hq: 16, hkv: 8, d: 128 }), "flash");
+  assert.equal(pickAttentionKernel({ tq: 8, hq: 16, hkv: 8, d: 128 }), "flash");
+  assert.equal(pickAttentionKernel({ tq: 7, hq: 16, hkv: 8, d: 128 }), "rows");
+  assert.equal(pickAttentionKernel({ tq: 1, hq: 16, hkv: 8, d: 128 }), "rows");
+  assert.equal(pickAttentionKernel({ tq: 64, hq: 2, hkv: 2, d: 256 }), "rows");
+  assert.equal(pickAttentionKernel({ tq: 64, hq: 2, hkv: 2, d: 18 }), "rows");
+});
+
+Deno.test({
+  name: "encodeAttention() flash and rows match the reference for causal GQA with padding",
+  ignore: noGpu,
+  async fn() {
+    // [b, t, hq, hkv, d]: one token; a group of 3 (rows across query boundaries); group of 5
+    // (Qwen3-14B's 40/8); lengths 17, 37, 70 off the 8-key and 16-row blocks; d 4 .. 128.
+    for (
+      const [b, t, hq, hkv, d] of [
+        [1, 1, 1, 1, 4],
+        [2, 17, 6, 2, 8],
+        [1, 37, 5, 1, 12],
+        [2, 70, 4, 2, 16],
+        [1, 33, 2, 1, 128],
+      ]
+    ) {
+      const mask = new Uint32Array(b * t).fill(1);
+      mask[0] = t > 1 ? 0 : 1; // row 0 of sequence 0 sees no key: o = 0 there
+      if (b > 1) mask.fill(0, 2 * t - Math.floor(t / 3)); // pad the end of sequence 1
+      for (const kernel of ["flash", "rows"] as const) {
+        await check(
+          { b, tq: t, s: t, hq, hkv, d },
+          mask,
+          kernel,
+          `${kernel} b${b} t${t} ${hq}/${hkv}x${d}`,
+        );
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "encodeAttention() flash attends a query block to a partly filled cache",
+  ignore: noGpu,
+  async fn() {
+    // 19 new queries at positions 40..58 of a 100-slot cache whose first 3 slots are padding.
+    const [b, s] = [2, 100];
+    const mask = new Uint32Array(b * s).fill(1);
+    mask.fill(0, 0, 3);
+    await check(
+      { b, tq: 19, s, kvLen: 59, qStart: 40, hq: 4, hkv: 2, d: 32 },
+      mask,
+      "flash",
+      "flash cache",
+    );
+  },
+});
+
+Deno.test({
+  name: "encodeAttention() refuses flash for a head size it cannot hold",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const buf = ctx.createBuffer(4 * 16 * 132, "any");
+    const pass = ctx.device.createCommandEncoder().beginComputePass();
+    try {
+      assert.throws(
+        () =>
+          encodeAttention(ctx, pass, {
+            q: buf,
+            k: buf,
+            v: buf,
+            mask: buf,
+            o: buf,
+            b: 1,
+            tq: 16,
+            s: 16,
+            hq: 1,
+            hkv: 1,
+            d: 132,
+            kernel: "flash",
+          }),
+        /need a head size <= 128 and a multiple of 4: current value is d=132/,
+      );
+    } finally {
+      pass.end();
+      ctx.release(buf);
+    }
+  },
+});

@@ -1,0 +1,286 @@
+// The 128x128-tile kernel (matmul_128.wgsl), forced through `kernel: "tile128"` (and, for the
+// forward and accumulate tests, the 64x64-tile one, `"tile64"`, which "auto" no longer takes for
+// every small shape), against the float64 references on shapes off its tile (M, N, K not multiples of 128 or 8; one row; long K),
+// with poisoned outputs, in all its variants: forward, d x (W_T), d w (X_T + W_T), strided views
+// with column offsets, accumulate with a scale, and f16 weights. Tolerances: f32 accumulation of
+// K products, relative error ~ sqrt(K)·2^-24; 1e-5 for K ≤ 10^4 (as matmul_test.ts), 1e-4 for
+// K = 151,936.
+import assert from "node:assert/strict";
+import {
+  assertClose,
+  noGpu,
+  poisoned,
+  randomArray,
+  readFloats,
+  recordPass,
+  testContext,
+} from "../../gpu/test_utils.ts";
+import { readback } from "../../gpu/readback.ts";
+import { uploadMatrix } from "../../gpu/matrix.ts";
+import { encodeMatmul, pickMatmulKernel } from "./matmul.ts";
+import { encodeMatmulBackward } from "./matmul_backward.ts";
+import { matmulBackwardRef } from "./matmul_backward_ref.ts";
+import { matmulRef } from "./matmul_ref.ts";
+
+const TOL = 1e-5;
+// [m, n, k]: single elements, one row, one column, edges of both tiles in every dimension.
+const SHAPES: [number, number, number][] = [
+  [1, 1, 1],
+  [1, 300, 40],
+  [300, 1, 40],
+  [3, 5, 7],
+  [127, 129, 9],
+  [128, 128, 8],
+  [129, 257, 33],
+  [200, 131, 1000],
+];
+
+Deno.test("pickMatmulKernel() takes 128x128 tiles only when both output sides fill one", () => {
+  assert.equal(pickMatmulKernel(128, 128, 64), "tile128");
+  assert.equal(pickMatmulKernel(4096, 3072, 1024), "tile128");
+  assert.equal(pickMatmulKernel(127, 4096, 1024), "tile64");
+  assert.equal(pickMatmulKernel(4096, 64, 1024), "tile64");
+  assert.equal(pickMatmulKernel(1, 1, 33), "tile64");
+  // A short inner dimension with few rows (LoRA B in decode): one thread per output.
+  assert.equal(pickMatmulKernel(1, 1024, 16), "smallK");
+  assert.equal(pickMatmulKernel(16, 3072, 32), "smallK");
+  assert.equal(pickMatmulKernel(17, 3072, 32), "tile64");
+  assert.equal(pickMatmulKernel(4096, 3072, 16), "tile128");
+});
+
+Deno.test({
+  name: "encodeMatmul() with tile64 and tile128 matches the f64 reference on shapes off the tiles",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    for (const kernel of ["tile64", "tile128"] as const) {
+      for (const [m, n, k] of SHAPES) {
+        const x = randomArray(m * k, m * 31 + k);
+        const w = randomArray(n * k, n * 17 + k);
+        const y = poisoned(ctx, m * n, "y");
+        const xb = ctx.upload(x, "x");
+        const wb = ctx.upload(w, "w");
+        const enc = recordPass(
+          ctx,
+          (pass) => encodeMatmul(ctx, pass, { x: xb, w: wb, y, m, n, k, kernel }),
+        );
+        const got = await readFloats(ctx, y, m * n, enc);
+        const err = assertClose(got, matmulRef(x, w, [m, n, k]), TOL, `${kernel} ${m}x${n}x${k}`);
+        console.log(`${kernel} ${m}x${n}x${k}: rel err ${err.toExponential(2)}`);
+        for (const b of [xb, wb, y]) ctx.release(b);
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "encodeMatmul() with tile64 and tile128 accumulates with a scale into a column block",
+  ignore: noGpu,
+  async fn() {
+    for (const kernel of ["tile64", "tile128"] as const) await accumulate(kernel);
+  },
+});
+
+async function accumulate(kernel: "tile64" | "tile128"): Promise<void> {
+  const ctx = (await testContext())!;
+  const [m, n, k, ldx, ldy, yCol] = [130, 133, 21, 25, 140, 5];
+  const x = randomArray(m * ldx, 1);
+  const w = randomArray(n * k, 2);
+  const y0 = randomArray(m * ldy, 3);
+  const y = ctx.upload(y0, "y");
+  const enc = recordPass(ctx, (pass) =>
+    encodeMatmul(ctx, pass, {
+      x: ctx.upload(x, "x"),
+      w: ctx.upload(w, "w"),
+      y,
+      m,
+      n,
+      k,
+      ldx,
+      ldy,
+      yCol,
+      accumulate: true,
+      alpha: 0.5,
+      kernel,
+    }));
+  const got = await readFloats(ctx, y, m * ldy, enc);
+  const xs = new Float64Array(m * k);
+  for (let i = 0; i < m; i++) for (let t = 0; t < k; t++) xs[i * k + t] = x[i * ldx + t];
+  const want = Float64Array.from(y0);
+  const prod = matmulRef(xs, w, [m, n, k], { alpha: 0.5 });
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) want[i * ldy + yCol + j] += prod[i * n + j];
+  }
+  assertClose(got, want, TOL, `${kernel} accumulate`);
+}
+
+Deno.test({
+  name: "encodeMatmulBackward() with tile128 matches the f64 reference, plain and strided",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    for (const [m, n, k] of [[1, 1, 1], [3, 5, 7], [129, 131, 150], [200, 140, 9]]) {
+      const dy = randomArray(m * n, m * 13 + n);
+      const x = randomArray(m * k, m * 31 + k);
+      const w = randomArray(n * k, n * 17 + k);
+      const dx = poisoned(ctx, m * k, "dx");
+      const dw = poisoned(ctx, n * k, "dw");
+      const bufs = [ctx.upload(dy, "dy"), ctx.upload(x, "x"), ctx.upload(w, "w")];
+      const enc = recordPass(ctx, (pass) =>
+        encodeMatmulBackward(ctx, pass, {
+          dy: bufs[0],
+          x: bufs[1],
+          w: bufs[2],
+          dx,
+          dw,
+          m,
+          n,
+          k,
+          kernel: "tile128",
+        }));
+      const [gx, gw] = await readback(ctx, [
+        { buffer: dx, offset: 0, size: m * k * 4 },
+        { buffer: dw, offset: 0, size: n * k * 4 },
+      ], enc);
+      const want = matmulBackwardRef(dy, x, w, [m, n, k]);
+      const ex = assertClose(new Float32Array(gx), want.dx, TOL, `tile128 dx ${m}x${n}x${k}`);
+      const ew = assertClose(new Float32Array(gw), want.dw, TOL, `tile128 dw ${m}x${n}x${k}`);
+      console.log(
+        `tile128 backward ${m}x${n}x${k}: dx ${ex.toExponential(2)}, dw ${ew.toExponential(2)}`,
+      );
+      for (const b of [...bufs, dx, dw]) ctx.release(b);
+    }
+    // Views: dy is columns 3.. of rows of 150, x rows of stride 141, dx columns 2.. of rows of
+    // 145; both gradients add 0.5 x the product to existing values.
+    const [m, n, k, ldy, yCol, ldx, lddx, dxCol, alpha] = [130, 129, 137, 150, 3, 141, 145, 2, 0.5];
+    const dyFull = randomArray(m * ldy, 11);
+    const xFull = randomArray(m * ldx, 12);
+    const w = randomArray(n * k, 13);
+    const dx0 = randomArray(m * lddx, 14);
+    const dw0 = randomArray(n * k, 15);
+    const dx = ctx.upload(dx0, "dx");
+    const dw = ctx.upload(dw0, "dw");
+    const enc = recordPass(ctx, (pass) =>
+      encodeMatmulBackward(ctx, pass, {
+        dy: ctx.upload(dyFull, "dy"),
+        m,
+        n,
+        k,
+        ldy,
+        yCol,
+        x: ctx.upload(xFull, "x"),
+        ldx,
+        w: ctx.upload(w, "w"),
+        dx,
+        lddx,
+        dxCol,
+        accumulateDx: true,
+        dw,
+        accumulateDw: true,
+        alpha,
+        kernel: "tile128",
+      }));
+    const [gx, gw] = await readback(ctx, [
+      { buffer: dx, offset: 0, size: m * lddx * 4 },
+      { buffer: dw, offset: 0, size: n * k * 4 },
+    ], enc);
+    const dyv = new Float64Array(m * n);
+    const xv = new Float64Array(m * k);
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) dyv[i * n + j] = dyFull[i * ldy + yCol + j];
+      for (let t = 0; t < k; t++) xv[i * k + t] = xFull[i * ldx + t];
+    }
+    const ref = matmulBackwardRef(dyv, xv, w, [m, n, k]);
+    const wantDx = Float64Array.from(dx0);
+    for (let i = 0; i < m; i++) {
+      for (let t = 0; t < k; t++) wantDx[i * lddx + dxCol + t] += alpha * ref.dx[i * k + t];
+    }
+    assertClose(new Float32Array(gx), wantDx, TOL, "tile128 dx strided accumulate");
+    assertClose(
+      new Float32Array(gw),
+      Float64Array.from(dw0, (v, i) => v + alpha * ref.dw[i]),
+      TOL,
+      "tile128 dw accumulate",
+    );
+  },
+});
+
+Deno.test({
+  name: "encodeMatmul() with tile128 reads f16 weights (forward and d x) as float64 of f16 values",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    if (!ctx.gpu.features.has("shader-f16")) {
+      console.log("the adapter has no shader-f16: f16 variant not run (refusal tested in _f16)");
+      return;
+    }
+    const [m, n, k] = [130, 133, 45];
+    const x = randomArray(m * k, 21);
+    const w = randomArray(n * k, 22);
+    const dy = randomArray(m * n, 23);
+    const w16 = Float32Array.from(Float16Array.from(w));
+    const mat = uploadMatrix(ctx, { name: "w", data: w, rows: n, cols: k }, { dtype: "f16" });
+    const wb = mat.chunks[0].buffer;
+    const y = poisoned(ctx, m * n, "y");
+    const dx = poisoned(ctx, m * k, "dx");
+    const enc = recordPass(ctx, (pass) => {
+      encodeMatmul(ctx, pass, {
+        x: ctx.upload(x, "x"),
+        w: wb,
+        y,
+        m,
+        n,
+        k,
+        wF16: true,
+        kernel: "tile128",
+      });
+      encodeMatmulBackward(ctx, pass, {
+        dy: ctx.upload(dy, "dy"),
+        w: wb,
+        dx,
+        m,
+        n,
+        k,
+        wF16: true,
+        kernel: "tile128",
+      });
+    });
+    const [gy, gx] = await readback(ctx, [
+      { buffer: y, offset: 0, size: m * n * 4 },
+      { buffer: dx, offset: 0, size: m * k * 4 },
+    ], enc);
+    assertClose(new Float32Array(gy), matmulRef(x, w16, [m, n, k]), TOL, "tile128 f16 y");
+    assertClose(
+      new Float32Array(gx),
+      matmulBackwardRef(dy, x, w16, [m, n, k]).dx,
+      TOL,
+      "tile128 f16 dx",
+    );
+  },
+});
+
+Deno.test({
+  name: "encodeMatmul() with tile128 sums a reduction longer than Mesa's 65,535-iteration limit",
+  ignore: noGpu,
+  async fn() {
+    // K = 151,936 (Qwen3's vocabulary): 18,992 iterations of the K loop, the only loop.
+    const ctx = (await testContext())!;
+    const [m, n, k] = [3, 5, 151936];
+    const x = randomArray(m * k, 91);
+    const w = randomArray(n * k, 92);
+    const y = poisoned(ctx, m * n, "y");
+    const enc = recordPass(ctx, (pass) =>
+      encodeMatmul(ctx, pass, {
+        x: ctx.upload(x, "x"),
+        w: ctx.upload(w, "w"),
+        y,
+        m,
+        n,
+        k,
+        kernel: "tile128",
+      }));
+    const got = await readFloats(ctx, y, m * n, enc);
+    const err = assertClose(got, matmulRef(x, w, [m, n, k]), 1e-4, `tile128 ${m}x${n}x${k}`);
+    console.log(`tile128 ${m}x${n}x${k}: rel err ${err.toExponential(2)}`);
+  },
+});
