@@ -2,7 +2,8 @@
 # Every benchmark at full size on the lent GPU, with the PyTorch baselines on the same card in the
 # same run, then one table of ratios (bench/perf_table.ts). Prepare on the development machine:
 #   ../shared/gpu/prepare.sh bench/matmul_bench.ts bench/forward_bench.ts bench/generate_bench.ts \
-#     bench/train_step_bench.ts bench/objective_step_bench.ts bench/rl_step_bench.ts bench/perf_table.ts
+#     bench/train_step_bench.ts bench/objective_step_bench.ts bench/rl_step_bench.ts \
+#     bench/attention_bench.ts bench/perf_table.ts
 # then run on the GPU machine (the device tool runs it in the checkout; $OUT comes back):
 #   bash bench/gpu.sh
 # It writes $OUT/perf.log (every line) and $OUT/perf.md (the table) when $OUT is set. Each part has
@@ -28,7 +29,8 @@ torch_dir=../shared/gpu
 [ -d "$torch_dir" ] || torch_dir=shared/gpu
 run 240 python3 "$torch_dir/torch_matmul.py"
 run 600 python3 "$torch_dir/torch_baselines.py"
-for b in matmul_bench forward_bench generate_bench train_step_bench objective_step_bench rl_step_bench; do
+for b in matmul_bench attention_bench forward_bench generate_bench train_step_bench objective_step_bench \
+  rl_step_bench; do
   run 300 "${deno_run[@]}" bench "${flags[@]}" "bench/$b.ts"
 done
 "${deno_run[@]}" run "${flags[@]}" bench/perf_table.ts "$log" | tee "$out/perf.md"
