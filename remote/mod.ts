@@ -50,4 +50,5 @@ export * from "./logprob_mismatch.ts";
 export * from "./remote_sample_groups.ts";
 export * from "./adapter_sync.ts";
 export * from "./peft_writer.ts";
+export * from "./remote_rollouts.ts";
 export * from "./fake_vllm_server.ts";

@@ -28,7 +28,10 @@ export {
   type RlLossTermConfig,
   type RlOverlongConfig,
   type RlRewardConfig,
+  type RlRolloutConfig,
   type RlTemplate,
+  type RlTisConfig,
+  type RolloutBackend,
 } from "./config.ts";
 export * from "./dynamic_sampling.ts";
 export * from "./eval_rl.ts";
@@ -38,5 +41,7 @@ export * from "./prompt_template.ts";
 export * from "./rl_batch.ts";
 export * from "./rl_update.ts";
 export * from "./rollout.ts";
+export * from "./rollout_correction.ts";
+export * from "./rollout_source.ts";
 export * from "./run_rl.ts";
 export * from "./score_rollout.ts";
