@@ -10,6 +10,11 @@
 //    versions on disk.
 // 2. Stale servers (the fakes ignore the adapters): the mismatch grows as the trainer moves;
 //    TIS caps tokens and changes the loss against the same run without TIS.
+// 4. One-step-off generation (rl.rollout.async): step k + 1's first generation batch is requested
+//    with version k right after step k's rollouts (before its update), so step k + 1 trains on
+//    groups one version stale (counted as rollout/stale_groups; the mismatch then exceeds
+//    rounding), and the servers see exactly one extra batch of version k per step but the last;
+//    with maxStaleness 0 those groups are dropped and drawn again on-policy.
 // 3. WebGPU with `trainer.optimizer: device`: the host copies of the parameters are stale, so the
 //    adapter writer must sync them first: each version's file must differ from the previous and
 //    the recomputed (float32 WebGPU) old log-probs must equal the CPU sampler's within 1e-3
@@ -30,7 +35,14 @@ import { withTempDir } from "./train_utils.ts";
 const TEST = { sanitizeResources: false, sanitizeOps: false };
 
 /** The small RL run of tests/rl_utils.ts as a YAML file, with remote rollouts. */
-function yaml(dir: string, servers: string[], extra: { tis: boolean; backend?: string }): string {
+interface RunOptions {
+  tis: boolean;
+  backend?: string;
+  /** One-step-off generation with this staleness cap. */
+  maxStaleness?: number;
+}
+
+function yaml(dir: string, servers: string[], extra: RunOptions): string {
   return `
 run: { name: remote_yaml, outDir: ${JSON.stringify(dir)}, seed: 0 }
 model: { path: models/arithmetic-tiny }
@@ -61,6 +73,9 @@ rl:
     stalenessWindow: 1
     backoffMs: 5
     tis: { enabled: ${extra.tis}, cap: 2 }
+    async: { enabled: ${extra.maxStaleness !== undefined}, maxStaleness: ${
+    extra.maxStaleness ?? 1
+  } }
 checkpoint: { every: 0, keep: 0 }
 backend: ${extra.backend ?? "cpu"}
 `;
@@ -68,11 +83,7 @@ backend: ${extra.backend ?? "cpu"}
 
 type Mode = "on-policy" | "stale";
 
-async function run(
-  dir: string,
-  mode: Mode,
-  options: { tis: boolean; backend?: string },
-) {
+async function run(dir: string, mode: Mode, options: RunOptions) {
   const base = await loadModel("models/arithmetic-tiny", { backend: "cpu", warn: false });
   const adapted: Qwen3Model[] = [];
   const models: string[] = [];
@@ -224,6 +235,40 @@ Deno.test({
       console.log(
         "WebGPU device optimizer max |Δ| per step:",
         lines.map((l) => l["rollout/max_abs_diff"].toExponential(2)).join(" "),
+      );
+    }),
+});
+
+Deno.test({
+  ...TEST,
+  name: "runRl() from YAML with rl.rollout.async: step k + 1's first batch is drawn with " +
+    "version k while step k trains; maxStaleness 0 drops it",
+  fn: () =>
+    withTempDir(async (dir) => {
+      const G = 3; // rl.genBatchPrompts
+      const a = await run(join(dir, "async"), "on-policy", { tis: true, maxStaleness: 1 });
+      strictEqual(a.result.step, 3);
+      deepStrictEqual(a.lines.map((l) => l["rollout/stale_groups"]), [0, G, G]);
+      deepStrictEqual(a.lines.map((l) => l["rollout/dropped_stale_groups"]), [0, 0, 0]);
+      ok(a.lines[0]["rollout/max_abs_diff"] <= 1e-4, "step 1 is on-policy");
+      ok(a.lines[1]["rollout/max_abs_diff"] > 1e-4, "step 2 trains on version-1 samples");
+      // Requests per version: a step's own batches (sampling/gen_batches, the first one of
+      // steps 2 and 3 excepted) plus the next step's prefetched first batch (none after step 3).
+      const served = a.models.filter((m) => m !== "arith");
+      const count = (v: number) => served.filter((m) => m === `halo-test-v${v}`).length;
+      const gen = a.lines.map((l) => l["sampling/gen_batches"]);
+      deepStrictEqual([count(1), count(2), count(3)], [
+        G * (gen[0] + 1),
+        G * (gen[1] - 1 + 1),
+        G * (gen[2] - 1),
+      ]);
+      const b = await run(join(dir, "strict"), "on-policy", { tis: true, maxStaleness: 0 });
+      deepStrictEqual(b.lines.map((l) => l["rollout/stale_groups"]), [0, 0, 0]);
+      deepStrictEqual(b.lines.map((l) => l["rollout/dropped_stale_groups"]), [0, G, G]);
+      for (const l of b.lines) ok(l["rollout/max_abs_diff"] <= 1e-4, "dropped groups were used");
+      console.log(
+        "async max |Δ| per step:",
+        a.lines.map((l) => l["rollout/max_abs_diff"].toExponential(2)).join(" "),
       );
     }),
 });

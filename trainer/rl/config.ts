@@ -319,6 +319,32 @@ export interface RlRolloutConfig {
   readonly preflight: boolean;
   /** Truncated importance sampling of the policy loss. */
   readonly tis: RlTisConfig;
+  /** One-step-off-policy asynchronous generation (remote backends). */
+  readonly async: RlAsyncConfig;
+}
+
+/**
+ * `rl.rollout.async`: one-step-off-policy generation (verl's one-step-off, after AReaL). Right
+ * after step k's rollouts are drawn, the first generation batch of step k + 1 is requested from
+ * the servers with step k's policy version and runs while step k trains; step k + 1 takes it as
+ * its first batch (its groups are one version stale, each pinned to that version), and draws any
+ * further batch (dynamic sampling) from its own version. A group more than `maxStaleness` versions
+ * older than the step's is dropped and its batch drawn again. Remote backends only (the local
+ * sampler is the train backend itself). A resumed run draws its first step's batch on-policy, so
+ * it does not repeat an uninterrupted one.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RlAsyncConfig } from "./config.ts";
+ *
+ * const asyncGeneration: RlAsyncConfig = { enabled: true, maxStaleness: 1 };
+ * ```
+ */
+export interface RlAsyncConfig {
+  /** Generate step k + 1's first batch while step k trains; default `false`. */
+  readonly enabled: boolean;
+  /** Most policy versions a used group may lag the step's (≥ 0); default 1. */
+  readonly maxStaleness: number;
 }
 
 /**
@@ -521,6 +547,10 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
       enabled: z.boolean(),
       cap: z.number().gt(0),
     }),
+    async: z.strictObject({
+      enabled: z.boolean(),
+      maxStaleness: nonNegativeInt,
+    }),
   }),
 }) as unknown as z.ZodType<RlConfig, unknown>;
 
@@ -600,6 +630,7 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
     choiceRetries: 2,
     preflight: true,
     tis: { enabled: false, cap: 2 },
+    async: { enabled: false, maxStaleness: 1 },
   },
 });
 
@@ -703,7 +734,24 @@ function rolloutProblems(rl: RlConfig, adaptersKind: "none" | "lora" | "hilo"): 
       `π_old every weight π_old / π_sampler is 1): current value is true`,
     ]);
   }
-  if (r.backend === "local") return problems;
+  if (r.backend === "local") {
+    if (r.async.enabled) {
+      problems.push([
+        "rl.rollout.async.enabled",
+        `must be false when "rl.rollout.backend" is "local" (halo's own sampler is the train ` +
+        `backend, which cannot generate while it trains): current value is true`,
+      ]);
+    }
+    return problems;
+  }
+  if (r.async.enabled && r.stalenessWindow < 1) {
+    problems.push([
+      "rl.rollout.stalenessWindow",
+      `must be >= 1 when "rl.rollout.async.enabled" is true (the servers must keep the version ` +
+      `the prefetched rollouts were drawn with while the next is loaded): current value is ` +
+      `${r.stalenessWindow}`,
+    ]);
+  }
   const backend = `current value is "${r.backend}"`;
   if (adaptersKind === "hilo") {
     problems.push([
@@ -742,4 +790,30 @@ function rolloutProblems(rl: RlConfig, adaptersKind: "none" | "lora" | "hilo"): 
     ]);
   }
   return problems;
+}
+
+/**
+ * A saved run config (a checkpoint's `meta.config`, as JSON) with `rl.rollout` filled from
+ * {@linkcode DEFAULT_RL_CONFIG} when it has an `rl` section without one: checkpoints written
+ * before the key existed sampled locally with no importance weights, which is what the defaults
+ * say, so they resume and compare equal to a config that leaves the key at its defaults. Any
+ * other value is returned as it is.
+ *
+ * @param config The saved config.
+ * @returns The config, copied where filled.
+ *
+ * @example A checkpoint config from before `rl.rollout`
+ * ```ts
+ * import { withRolloutDefaults } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const filled = withRolloutDefaults({ rl: { groupSize: 8 } }) as { rl: { rollout: { backend: string } } };
+ * strictEqual(filled.rl.rollout.backend, "local");
+ * ```
+ */
+export function withRolloutDefaults(config: unknown): unknown {
+  if (typeof config !== "object" || config === null) return config;
+  const rl = (config as { rl?: unknown }).rl;
+  if (typeof rl !== "object" || rl === null || Array.isArray(rl) || "rollout" in rl) return config;
+  return { ...config, rl: { ...rl, rollout: structuredClone(DEFAULT_RL_CONFIG.rollout) } };
 }

@@ -148,6 +148,14 @@ Deno.test("loadConfig() refuses rl.rollout combinations that cannot work, naming
       /key "rl\.rollout\.tis\.enabled".*must be false unless "rl\.oldLogprobs" is "recompute"/,
     ],
     [["--rl.rollout.tis.cap=0"], /key "rl\.rollout\.tis\.cap".*must be > 0/],
+    [
+      ["--rl.rollout.async.enabled=true"],
+      /key "rl\.rollout\.async\.enabled".*must be false when "rl\.rollout\.backend" is "local"/,
+    ],
+    [
+      [...REMOTE, "--rl.rollout.async.enabled=true", "--rl.rollout.stalenessWindow=0"],
+      /key "rl\.rollout\.stalenessWindow".*must be >= 1 when "rl\.rollout\.async\.enabled" is true/,
+    ],
     [["--rl.rollout.backend=tgi"], /key "rl\.rollout\.backend".*must be one of "local", "vllm"/],
     [["--rl.rollout.adapterPrefix=a/b"], /key "rl\.rollout\.adapterPrefix".*letters, digits/],
   ];

@@ -20,6 +20,7 @@ export {
   DEFAULT_RL_CONFIG,
   type HiddenAlignTermConfig,
   RL_LOSS_NAMES,
+  type RlAsyncConfig,
   type RlConfig,
   rlConfigProblems,
   type RlDataConfig,
@@ -32,6 +33,7 @@ export {
   type RlTemplate,
   type RlTisConfig,
   type RolloutBackend,
+  withRolloutDefaults,
 } from "./config.ts";
 export * from "./dynamic_sampling.ts";
 export * from "./eval_rl.ts";

@@ -13,6 +13,12 @@
  * state, step and prompt position; everything random is counter-based, so a resumed run repeats
  * an uninterrupted one exactly (the verifier runs without a wall-clock budget by default).
  *
+ * With a remote `rl.rollout.backend` the rollouts come from a {@linkcode RolloutSource} built by
+ * the `rollouts` factory (`remote/remote_rollouts.ts`), which publishes the current adapter at the
+ * start of each step; with `rl.oldLogprobs: recompute` the sampler–trainer mismatch is logged
+ * (`rollout/…`) and `rl.rollout.tis` weighs the policy loss per token. `rl.rollout.async` draws
+ * step k + 1's first generation batch while step k trains.
+ *
  * @module
  */
 import { join } from "node:path";
@@ -54,7 +60,7 @@ import {
 import { promptIds } from "./prompt_template.ts";
 import { buildRows, type ScoredGroup } from "./build_rows.ts";
 import { rlUpdate } from "./rl_update.ts";
-import { type Rollout, sampleGroups } from "./rollout.ts";
+import { type Rollout, type SampledGroups, sampleGroups } from "./rollout.ts";
 import { rolloutCorrection } from "./rollout_correction.ts";
 import type { RolloutSource, RolloutSourceFactory } from "./rollout_source.ts";
 import { type RolloutScore, scoreRollout } from "./score_rollout.ts";
@@ -415,9 +421,35 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     // The sampler–trainer comparison needs halo's own log-probs of the rollouts (recompute).
     const correct = rl.oldLogprobs === "recompute" && (remote || tis.enabled);
 
+    const asyncGeneration = source !== null && rl.rollout.async.enabled;
+    /** Step k + 1's first generation batch, requested right after step k's rollouts. */
+    let prefetched: { step: number; position: number; result: Promise<SampledGroups> } | null =
+      null;
+    /** Generation batch `batch` of step `s` over the prompts `indices`. */
+    const drawBatch = (
+      s: number,
+      batch: number,
+      indices: readonly number[],
+      firstGroup: number,
+    ): Promise<SampledGroups> =>
+      sample(backend, indices.map(trainIds), {
+        tokenizer,
+        groupSize: rl.groupSize,
+        maxNewTokens: rl.maxNewTokens,
+        temperature: rl.temperature,
+        topP: rl.topP,
+        topK: rl.topK,
+        seed: mix(config.run.seed, s, batch),
+        eosTokenIds,
+        firstGroup,
+      });
+
     const step = async (s: number): Promise<PendingStep> => {
       const clock = { generate: 0, score: 0, train: 0 };
       let position = promptPosition;
+      const startPosition = position;
+      let staleGroups = 0;
+      let droppedStale = 0;
       let groupCounter = 0;
       let generatedTokens = 0;
       const allScores: RolloutScore[] = [];
@@ -434,17 +466,20 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         for (let i = 0; i < rl.genBatchPrompts; i++) indices.push(order.index(position + i));
         position += rl.genBatchPrompts;
         const began = performance.now();
-        const sampled = await sample(backend, indices.map(trainIds), {
-          tokenizer,
-          groupSize: rl.groupSize,
-          maxNewTokens: rl.maxNewTokens,
-          temperature: rl.temperature,
-          topP: rl.topP,
-          topK: rl.topK,
-          seed: mix(config.run.seed, s, batch),
-          eosTokenIds,
-          firstGroup: groupCounter,
-        });
+        let sampled: SampledGroups;
+        const ready = prefetched;
+        if (batch === 0 && ready !== null && ready.step === s && ready.position === startPosition) {
+          // One-step-off: drawn while the previous step trained, with its policy version.
+          prefetched = null;
+          sampled = await ready.result;
+          const lag = s - (sampled.policyVersion ?? s);
+          if (lag > rl.rollout.async.maxStaleness) {
+            droppedStale += sampled.groups.length;
+            sampled = await drawBatch(s, batch, indices, groupCounter);
+          } else if (lag > 0) staleGroups += sampled.groups.length;
+        } else {
+          sampled = await drawBatch(s, batch, indices, groupCounter);
+        }
         groupCounter += indices.length;
         generatedTokens += sampled.generatedTokens;
         const scoredAt = performance.now();
@@ -483,6 +518,15 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         onShort: rl.onShortBatch,
         correctOf: (g) => g.scores.map((x) => x.correct),
       });
+      if (asyncGeneration && s < t.steps && s !== options.haltAfterStep) {
+        // Step s + 1's first batch (its prompts and seed are known now) runs on the servers,
+        // with this step's policy version, while this step trains.
+        const next: number[] = [];
+        for (let i = 0; i < rl.genBatchPrompts; i++) next.push(order.index(position + i));
+        const result = drawBatch(s + 1, 0, next, 0);
+        result.catch(() => {}); // awaited (and so thrown) by step s + 1
+        prefetched = { step: s + 1, position, result };
+      }
       if (filled.short) {
         note(
           `warning: step ${s}: dynamic sampling kept ${filled.kept.length}/` +
@@ -605,6 +649,9 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
           : rows.filter((r) => r.anchor >= 0).length / rows.length,
         "data/epoch": Math.floor(position / trainPrompts.length),
         ...(source !== null ? source.metrics() : {}),
+        ...(asyncGeneration
+          ? { "rollout/stale_groups": staleGroups, "rollout/dropped_stale_groups": droppedStale }
+          : {}),
       });
       const total = clock.generate + clock.score + clock.train;
       seconds.generate += clock.generate / 1000;
