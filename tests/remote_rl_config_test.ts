@@ -27,7 +27,8 @@ import { generate, type GenerateOptions, type GenerateResult } from "../model/ge
 import { loadModel } from "../model/load_model.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { fakeVllmHandler, remoteRollouts } from "../remote/mod.ts";
-import { serveFakes } from "../remote/test_utils.ts";
+import { hasNet, serveFakes } from "../remote/test_utils.ts";
+import { main } from "../cli/train.ts";
 import { runRl } from "../trainer/rl/run_rl.ts";
 import { QUIET } from "./rl_utils.ts";
 import { withTempDir } from "./train_utils.ts";
@@ -83,7 +84,7 @@ backend: ${extra.backend ?? "cpu"}
 
 type Mode = "on-policy" | "stale";
 
-async function run(dir: string, mode: Mode, options: RunOptions) {
+async function run(dir: string, mode: Mode, options: RunOptions & { cli?: boolean }) {
   const base = await loadModel("models/arithmetic-tiny", { backend: "cpu", warn: false });
   const adapted: Qwen3Model[] = [];
   const models: string[] = [];
@@ -114,6 +115,14 @@ async function run(dir: string, mode: Mode, options: RunOptions) {
     await Deno.mkdir(dir, { recursive: true });
     const path = join(dir, "run.yaml");
     await Deno.writeTextFile(path, yaml(dir, fakes.servers.map((s) => s.url), options));
+    if (options.cli) {
+      // `deno task train --config run.yaml`, in process (real sockets: needs --allow-net).
+      const result = await main(["--config", path, "--overwrite"]);
+      const runDir = join(dir, "remote_yaml");
+      const lines = (await Deno.readTextFile(join(runDir, "metrics.jsonl"))).trim().split("\n")
+        .map((l) => JSON.parse(l) as Record<string, number>);
+      return { result: result as { step: number }, lines, models, versions: [], syncs: -1, dir };
+    }
     const config = await loadConfig(path);
     let syncs = 0;
     const factory = remoteRollouts({
@@ -270,5 +279,22 @@ Deno.test({
         "async max |Δ| per step:",
         a.lines.map((l) => l["rollout/max_abs_diff"].toExponential(2)).join(" "),
       );
+    }),
+});
+
+Deno.test({
+  ...TEST,
+  ignore: !(await hasNet()),
+  name: "deno task train --config <yaml with rl.rollout.backend: vllm> samples on the servers " +
+    "(cli/train.ts main; needs --allow-net, skipped under deno task test)",
+  fn: () =>
+    withTempDir(async (dir) => {
+      const out = await run(dir, "on-policy", { tis: true, cli: true });
+      const { result, models } = out;
+      const lines = out.lines.filter((l) => l.step > 0); // the CLI evaluates at step 0 too
+      strictEqual(result.step, 3);
+      deepStrictEqual(lines.map((l) => l["rollout/policy_version"]), [1, 2, 3]);
+      ok(models.some((m) => /^halo-[0-9a-f]{6}-v3$/.test(m)), JSON.stringify(models.slice(-3)));
+      for (const l of lines) ok(l["rollout/max_abs_diff"] <= 1e-4);
     }),
 });

@@ -413,6 +413,13 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         log,
       });
       log(`rollouts: ${source.description}`);
+      if (rl.oldLogprobs === "sampler") {
+        const text = `"rl.oldLogprobs" is "sampler" with remote rollouts: the servers' log-probs ` +
+          `are the PPO ratio's old log-probs, and neither the sampler–trainer mismatch nor TIS ` +
+          `is computed (set it to "recompute" for both)`;
+        warnings.push(text);
+        log(`warning: ${text}`);
+      }
     }
     const sample = source !== null
       ? source.sampleGroups.bind(source)
