@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { runAdapters } from "../trainer/run_adapters.ts";
 import type { RolloutSource, RolloutSourceFactory } from "../trainer/rl/rollout_source.ts";
 import { AdapterSync } from "./adapter_sync.ts";
@@ -123,7 +123,7 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
         keep: r.stalenessWindow + 1,
         serverPath: r.serverAdapterDir === ""
           ? undefined
-          : (path) => join(r.serverAdapterDir, path.slice(r.adapterDir.length)),
+          : (path) => join(r.serverAdapterDir, basename(path)), // <adapterDir>/<name>
       });
     } catch (error) {
       throw new RangeError(
