@@ -533,6 +533,9 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         const result = drawBatch(s + 1, 0, next, 0);
         result.catch(() => {}); // awaited (and so thrown) by step s + 1
         prefetched = { step: s + 1, position, result };
+        // Let the event loop send the requests now: a CPU update on this thread does not yield
+        // to it until the step ends, and the requests would only leave then.
+        for (let i = 0; i < 3; i++) await new Promise((ok) => setTimeout(ok, 1));
       }
       if (filled.short) {
         note(
