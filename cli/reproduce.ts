@@ -22,6 +22,7 @@ import { basename, dirname, join } from "node:path";
 import { loadConfig } from "./load_config.ts";
 import type { TrainConfig } from "../trainer/config.ts";
 import { runRl } from "../trainer/rl/run_rl.ts";
+import { withRolloutDefaults } from "../trainer/rl/config.ts";
 import { latestCheckpoint } from "../trainer/checkpoint.ts";
 import { gitSha } from "../trainer/git_sha.ts";
 import { exists } from "../internal/exists.ts";
@@ -175,9 +176,14 @@ async function runState(
   const checkpoint = await latestCheckpoint(run.runDir);
   if (checkpoint === null) return { checkpoint, step: 0, finished: false };
   const meta = await readJson(join(checkpoint, "meta.json"));
-  const changes = configDifferences(meta.config, JSON.parse(JSON.stringify(config)), {
-    ignore: FREE_KEYS,
-  });
+  // A checkpoint from before rl.rollout existed ran local rollouts (the defaults).
+  const changes = configDifferences(
+    withRolloutDefaults(meta.config),
+    JSON.parse(JSON.stringify(config)),
+    {
+      ignore: FREE_KEYS,
+    },
+  );
   if (changes.length > 0) {
     throw new RangeError(
       `Cannot continue run "${run.name}" of the experiment: key ${changes[0].replace(/:.*/, "")} ` +

@@ -28,6 +28,7 @@ import { formatDuration } from "../internal/progress.ts";
 import { runSft, type RunSftResult } from "../trainer/sft.ts";
 import { NonFiniteLossError } from "../trainer/train_loop.ts";
 import { runRl, type RunRlResult } from "../trainer/rl/run_rl.ts";
+import { remoteRollouts } from "../remote/remote_rollouts.ts";
 
 const USAGE = "usage: deno task train [--config FILE] [--key.path=value ...] [--resume [DIR]] " +
   "[--overwrite] [--export DIR] [--workers N]";
@@ -280,6 +281,8 @@ async function mainRl(
     exportDir: parsed.export,
     plots: true,
     workers: parsed.workers ?? Math.max(1, Math.min(8, navigator.hardwareConcurrency ?? 1)),
+    // Used when rl.rollout.backend names an inference engine.
+    rollouts: remoteRollouts(),
   });
   const seconds = (performance.now() - started) / 1000;
   const k = config.rl.eval.samples;

@@ -3,7 +3,8 @@
  * `fetch` with validated choices and a preflight, a least-outstanding-requests pool that survives
  * a failed server, a `sampleGroups` for the RL loop that draws from the pool, the
  * sampler–trainer mismatch metrics, adapter sync by file + HTTP (a new served name per policy
- * version), and a fake vLLM server backed by a halo model for tests.
+ * version), and a fake vLLM server backed by a halo model for tests. A run turns them on with
+ * the `rl.rollout.*` config keys (`remoteRollouts`, which `deno task train` passes to `runRl`).
  *
  * Launch lines (what the client expects; none of these engines can run in halo's CI, so the vLLM
  * and SGLang mappings are tested against bodies written from their protocol definitions):
@@ -50,4 +51,5 @@ export * from "./logprob_mismatch.ts";
 export * from "./remote_sample_groups.ts";
 export * from "./adapter_sync.ts";
 export * from "./peft_writer.ts";
+export * from "./remote_rollouts.ts";
 export * from "./fake_vllm_server.ts";

@@ -4,7 +4,9 @@
  * with the run's LoRA config, which `savePeftAdapter` writes.
  *
  * The backend's host parameters must be current: true on the CPU and with the host optimizer;
- * with AdamW on the GPU (`rl.optimizer: device`) the host copy is synced only for checkpoints.
+ * with AdamW on the GPU (`trainer.optimizer: device`) the host copy is stale between
+ * checkpoints, so pass `syncParams` (the backend's `syncParams()`): the writer awaits it before
+ * reading the parameters.
  *
  * @module
  */
@@ -18,7 +20,8 @@ import type { TrainBackend } from "../trainer/backend.ts";
  *
  * @param scratch Adapters with the run's LoRA config and shapes (e.g. `createLora` with the
  *   run's `adapters.*`); its matrices are overwritten on each call.
- * @param options `baseModelNameOrPath` for `adapter_config.json`.
+ * @param options `baseModelNameOrPath` for `adapter_config.json`; `syncParams`, awaited before
+ *   each write to bring the backend's host parameters up to date with the device.
  * @returns `(backend, dir) => Promise<void>`.
  * @throws {RangeError} (from the writer) When the backend lacks a tensor of the scratch adapter
  *   or its length differs, or the adapter is a HILO mixture (engines serve plain LoRA only).
@@ -36,7 +39,7 @@ import type { TrainBackend } from "../trainer/backend.ts";
  */
 export function peftWriter(
   scratch: Lora,
-  options: { baseModelNameOrPath?: string } = {},
+  options: { baseModelNameOrPath?: string; syncParams?: () => Promise<void> } = {},
 ): (backend: TrainBackend, dir: string) => Promise<void> {
   return async (backend, dir) => {
     if (scratch.hilo || scratch.modules.some((m) => m.experts.length !== 1 || m.router)) {
@@ -45,6 +48,7 @@ export function peftWriter(
           `LoRA only, so HILO runs keep local rollouts`,
       );
     }
+    if (options.syncParams) await options.syncParams();
     const tree = backend.params.tree;
     for (const m of scratch.modules) {
       const e = m.experts[0];
@@ -60,6 +64,6 @@ export function peftWriter(
         target.set(value);
       }
     }
-    await savePeftAdapter(dir, scratch, options);
+    await savePeftAdapter(dir, scratch, { baseModelNameOrPath: options.baseModelNameOrPath });
   };
 }

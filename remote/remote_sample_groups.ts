@@ -175,7 +175,7 @@ export function remoteSampleGroups(
         };
       })
     );
-    const sampled = { groups, generatedTokens };
+    const sampled = { groups, generatedTokens, policyVersion };
     let trainerLogprobs: Float64Array[] | null = null;
     let mismatch: MismatchMetrics | null = null;
     if (options.compare) {

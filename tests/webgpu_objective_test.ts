@@ -318,3 +318,49 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "objectiveAndGrads(): per-token TIS weights in the WebGPU step equal the float64 CPU",
+  ignore: noGpu,
+  async fn() {
+    // Token weights min(ρ, 2) of ratios ρ in [e^−1, e^1] (some capped at 2), as truncated
+    // importance sampling gives them; same tolerances as above. The weights must change the
+    // CPU's loss and gradients by more than the tolerance, so that a backend ignoring them fails.
+    const c = CASES[2];
+    const { cpuBackend, gpuBackend } = await models(c.mode);
+    const plain = await inputsFor(cpuBackend, c);
+    const rho = randomArray(B * (T - 1), 23, -1, 1);
+    const tokenWeights = Float64Array.from(rho, (x) => Math.min(Math.exp(x), 2));
+    assert.ok(tokenWeights.some((w) => w === 2) && tokenWeights.some((w) => w < 0.5));
+    const request: ObjectiveRequest = { terms: terms(c), inputs: { ...plain, tokenWeights } };
+    const want = await cpuBackend.objectiveAndGrads(input, request);
+    const unweighted = await cpuBackend.objectiveAndGrads(input, {
+      terms: terms(c),
+      inputs: plain,
+    });
+    const got = await gpuBackend.objectiveAndGrads(input, request);
+    const close = (a: number, b: number) => Math.abs(a - b) <= VALUE_TOL * Math.abs(b) + 1e-6;
+    assert.ok(!close(unweighted.loss.value, want.loss.value), "the weights change nothing");
+    assert.ok(
+      close(got.loss.value, want.loss.value),
+      `value ${got.loss.value} vs ${want.loss.value}`,
+    );
+    for (const [key, v] of Object.entries(want.loss.metrics)) {
+      assert.ok(close(got.loss.metrics[key], v), `${key}: ${got.loss.metrics[key]} vs ${v}`);
+    }
+    let worst = 0;
+    let moved = 0;
+    for (const [name, g] of Object.entries(want.grads)) {
+      const err = relErr(got.grads[name], g);
+      assert.ok(err <= GRAD_TOL, `${name}: relative error ${err.toExponential(2)} > ${GRAD_TOL}`);
+      worst = Math.max(worst, err);
+      moved = Math.max(moved, relErr(unweighted.grads[name], g));
+    }
+    assert.ok(moved > 10 * GRAD_TOL, `the weights move the gradients by only ${moved}`);
+    console.log(
+      `TIS weights: worst gradient error ${worst.toExponential(2)} (weights change them by ` +
+        `${moved.toExponential(2)})`,
+    );
+    gpuBackend.dispose();
+  },
+});

@@ -44,6 +44,7 @@ import { loraParams, modelParams, paramTensors } from "./params.ts";
 import type { GradientTransformation, ParamTree } from "./types.ts";
 import { validateConfig } from "./validate_config.ts";
 import { trainLoop, type TrainLoopOptions, type TrainLoopResult } from "./train_loop.ts";
+import { withRolloutDefaults } from "./rl/config.ts";
 
 /** Where a run starts: the checkpoint it resumes, or fresh (replacing the run directory or not). */
 export interface RunStart {
@@ -149,7 +150,8 @@ export async function resolveRunStart(
   const checkpoint = resumeDir === null ? null : await loadCheckpoint(resumeDir);
   if (checkpoint !== null) {
     const source = join(checkpoint.dir, "meta.json");
-    const saved = validateConfig(checkpoint.meta.config, { source });
+    // A checkpoint from before rl.rollout existed ran local rollouts (the defaults).
+    const saved = validateConfig(withRolloutDefaults(checkpoint.meta.config), { source });
     for (const change of configChanges(saved, config, checkpoint.dir, options)) {
       warnings.push(
         `resuming with a changed key (the run no longer repeats an uninterrupted one): ${change}`,

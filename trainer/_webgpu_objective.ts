@@ -124,6 +124,10 @@ export class GpuObjective {
       checkMask(WHERE, "lossMask", inputs.lossMask!);
       checkFinite(WHERE, "oldLogprobs", inputs.oldLogprobs!);
       checkFinite(WHERE, "advantages", inputs.advantages!);
+      if (inputs.tokenWeights !== undefined) {
+        checkLength(WHERE, "tokenWeights", inputs.tokenWeights, width, shapeText);
+        checkFinite(WHERE, "tokenWeights", inputs.tokenWeights);
+      }
       // [batch, seqLen − 1] → the step's [batch, seqLen] (mask 0 at each last position).
       const widen = (a: ArrayLike<number>): Float32Array => {
         const out = new Float32Array(n);
@@ -135,6 +139,10 @@ export class GpuObjective {
       const old = this.#upload("old_logprobs", widen(inputs.oldLogprobs!));
       const adv = this.#upload("advantages", widen(inputs.advantages!));
       const mask = this.#upload("loss_mask", widen(inputs.lossMask!));
+      // Truncated importance-sampling weights (optional: the kernel's weighted variant).
+      const tokenWeights = inputs.tokenWeights === undefined
+        ? undefined
+        : this.#upload("token_weights", widen(inputs.tokenWeights));
       const stats = this.#buffer("pg_stats", B * CLIPPED_PG_STATS_FLOATS);
       const out = this.#buffer("pg_out", CLIPPED_PG_OUT_FLOATS);
       const normalizer = inputs.normalizers?.clipped_pg ?? options.normalizer;
@@ -144,6 +152,7 @@ export class GpuObjective {
           oldLogprobs: old,
           advantages: adv,
           lossMask: mask,
+          tokenWeights,
           dLogprobs: cot.dLogprobs,
           stats,
           out,

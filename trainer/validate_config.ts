@@ -319,7 +319,7 @@ function crossFieldProblems(config: TrainConfig): Problem[] {
     );
   }
   if (trainer.mode === "rl") {
-    for (const [key, text] of rlConfigProblems(config.rl)) {
+    for (const [key, text] of rlConfigProblems(config.rl, { adaptersKind: adapters.kind })) {
       const path = key.split(/[.[\]]/).filter((k) => k !== "");
       range(path.map((k) => (/^\d+$/.test(k) ? Number(k) : k)), text);
     }

@@ -62,6 +62,12 @@ export interface ClippedPgArgs {
   advantages: Binding;
   /** Loss mask, same layout (f32 0/1). */
   lossMask: Binding;
+  /**
+   * Constant per-token weights of the loss and gradient, same layout (f32, finite, ≥ 0): the
+   * truncated importance-sampling weights of off-policy rollouts. Default none (the kernel's
+   * unweighted variant).
+   */
+  tokenWeights?: Binding;
   /** Output `d loss / d logprobs`, same layout (f32), e.g. the train step's `cot.dLogprobs`. */
   dLogprobs: Binding;
   /** Scratch of `batch · CLIPPED_PG_STATS_FLOATS` floats (per-sequence sums). */
@@ -178,6 +184,7 @@ export function encodeClippedPg(
   for (const name of ["logprobs", "oldLogprobs", "advantages", "lossMask", "dLogprobs"] as const) {
     checkSize(args[name], name, 4 * n);
   }
+  if (args.tokenWeights !== undefined) checkSize(args.tokenWeights, "tokenWeights", 4 * n);
   checkSize(args.stats, "stats", 4 * batch * CLIPPED_PG_STATS_FLOATS);
   checkSize(args.out, "out", 4 * CLIPPED_PG_OUT_FLOATS);
   const flags = (args.dualClip !== undefined ? 1 : 0) | (args.accumulate ? 2 : 0) |
@@ -194,10 +201,19 @@ export function encodeClippedPg(
     f32Bits(maxLen),
     f32Bits(weight),
   ];
-  const inputs = [args.logprobs, args.oldLogprobs, args.advantages, args.lossMask];
+  // Without weights the advantages stand in at the weights' binding (never read there).
+  const weighted = args.tokenWeights !== undefined;
+  const inputs = [
+    args.logprobs,
+    args.oldLogprobs,
+    args.advantages,
+    args.lossMask,
+    args.tokenWeights ?? args.advantages,
+  ];
+  const constants: Record<string, number> = weighted ? { TOKEN_WEIGHTS: 1 } : {};
   ctx.dispatch(
     pass,
-    ctx.pipeline("clipped_pg", code, { entryPoint: "seq_stats" }),
+    ctx.pipeline("clipped_pg", code, { entryPoint: "seq_stats", constants }),
     [...inputs, args.stats],
     grid(batch),
     params,
@@ -211,7 +227,7 @@ export function encodeClippedPg(
   );
   ctx.dispatch(
     pass,
-    ctx.pipeline("clipped_pg", code, { entryPoint: "grad" }),
+    ctx.pipeline("clipped_pg", code, { entryPoint: "grad", constants }),
     [...inputs, args.stats, args.out, args.dLogprobs],
     grid(Math.ceil(n / 256)),
     params,

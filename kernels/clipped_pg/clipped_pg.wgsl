@@ -5,15 +5,19 @@
 //   l = max(l1, l2), and with the dual clip c and A < 0: l = min(l, −A·c);
 // aggregated as verl's agg_loss (agg 0 token-mean, 1 seq-mean-token-sum, 2 seq-mean-token-mean,
 // 3 seq-mean-token-sum-norm), the float64 reference being trainer/losses clippedPolicyLoss.
+// Variant (override TOKEN_WEIGHTS, default false): a constant weight per token tw[i] (truncated
+// importance sampling, min(π_old / π_sampler, C)) multiplies the token's l and d l / d lp; the
+// clip counts, kl and max r do not change. Without it tw (binding 4) is bound but never read,
+// and the numbers are those of the unweighted kernel bit for bit.
 // Three entry points, recorded in this order in one pass:
-//   seq_stats: one workgroup (256 threads) per sequence b; reads logprobs, old, adv, mask;
+//   seq_stats: one workgroup (256 threads) per sequence b; reads logprobs, old, adv, mask, tw;
 //              writes stats[b·8 ..]: Σ l, tokens, clipped low, clipped high, dual-capped,
 //              Σ (old − lp), max r (over the sequence's loss tokens), 0.
 //   finish:    one workgroup; reads stats; writes out[0..10): value, clipfrac, clipfrac_low,
 //              clipfrac_high, clipfrac_dual, ppo_kl, ratio_max, tokens, 1 / denominator (0 when
 //              nothing counts), sequences with a loss token. Fixed-order sums: deterministic.
 //   grad:      one thread per token; reads the inputs, stats, out[8]; writes (or with
-//              ACCUMULATE adds into) d_logprobs[i] = weight · (d l / d lp) · token weight,
+//              ACCUMULATE adds into) d_logprobs[i] = weight · (d l / d lp) · agg weight (· tw[i]),
 //              0 where the mask is 0 or a clip is active.
 // Params: flags bit 0 = dual clip on, bit 1 = accumulate, bit 2 = normalizer given (else the
 // token or sequence count); max_len = token budget of agg 3.
@@ -26,6 +30,8 @@ struct Params {
 }
 
 const STATS = 8u;
+
+override TOKEN_WEIGHTS: bool = false;
 
 // Per-token loss and its derivative with respect to lp; flags: 1 clipped low, 2 clipped high,
 // 4 dual-capped.
@@ -56,10 +62,11 @@ fn token(lp: f32, old: f32, a: f32, p: Params) -> Tok {
 @group(0) @binding(1) var<storage, read> old: array<f32>;
 @group(0) @binding(2) var<storage, read> adv: array<f32>;
 @group(0) @binding(3) var<storage, read> mask: array<f32>;
+@group(0) @binding(4) var<storage, read> tw: array<f32>;
 
 // ---- seq_stats -------------------------------------------------------------------------------
-@group(0) @binding(4) var<storage, read_write> stats_w: array<f32>;
-@group(0) @binding(5) var<uniform> p5: Params;
+@group(0) @binding(5) var<storage, read_write> stats_w: array<f32>;
+@group(0) @binding(6) var<uniform> p5: Params;
 
 var<workgroup> red: array<f32, 1792>; // 7 fields × 256 threads
 
@@ -72,7 +79,9 @@ fn seq_stats(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) 
     let i = b * p5.width + k;
     if (mask[i] == 0.0) { continue; }
     let tk = token(lp[i], old[i], adv[i], p5);
-    acc[0] += tk.l;
+    var l = tk.l;
+    if (TOKEN_WEIGHTS) { l *= tw[i]; }
+    acc[0] += l;
     acc[1] += 1.0;
     acc[2] += select(0.0, 1.0, (tk.kinds & 1u) != 0u);
     acc[3] += select(0.0, 1.0, (tk.kinds & 2u) != 0u);
@@ -158,10 +167,10 @@ fn finish(@builtin(local_invocation_index) t: u32) {
 }
 
 // ---- grad ------------------------------------------------------------------------------------
-@group(0) @binding(4) var<storage, read> stats_g: array<f32>;
-@group(0) @binding(5) var<storage, read> out_g: array<f32>;
-@group(0) @binding(6) var<storage, read_write> d_lp: array<f32>;
-@group(0) @binding(7) var<uniform> p7: Params;
+@group(0) @binding(5) var<storage, read> stats_g: array<f32>;
+@group(0) @binding(6) var<storage, read> out_g: array<f32>;
+@group(0) @binding(7) var<storage, read_write> d_lp: array<f32>;
+@group(0) @binding(8) var<uniform> p7: Params;
 
 @compute @workgroup_size(256)
 fn grad(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
@@ -172,7 +181,9 @@ fn grad(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
     let tk = token(lp[i], old[i], adv[i], p7);
     var w = out_g[8];
     if (p7.agg == 2u) { w /= stats_g[(i / p7.width) * STATS + 1u]; }
-    g = p7.weight * w * tk.dl;
+    var dl = tk.dl;
+    if (TOKEN_WEIGHTS) { dl *= tw[i]; }
+    g = p7.weight * w * dl;
   }
   if ((p7.flags & 2u) != 0u) { d_lp[i] += g; } else { d_lp[i] = g; }
 }

@@ -232,3 +232,157 @@ Deno.test({
     for (const b of Object.values(bufs)) b.destroy();
   },
 });
+
+/** Token weights in [0, 2] with exact 0s and exact caps (2), as TIS weights look. */
+function weights(n: number, seed: number): Float32Array {
+  const u = randomArray(n, seed, 0, 1);
+  return u.map((x, i) => (i % 7 === 3 ? 0 : i % 5 === 1 ? 2 : 2 * x));
+}
+
+Deno.test({
+  name: "encodeClippedPg() with tokenWeights matches the f64 reference on odd shapes, poisoned " +
+    "outputs, every aggregation",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    let worstOut = 0;
+    let worstGrad = 0;
+    for (
+      const { batch, width } of [{ batch: 1, width: 1 }, { batch: 3, width: 37 }, {
+        batch: 5,
+        width: 300,
+      }]
+    ) {
+      const data = inputs(batch, width, batch * 7 + width);
+      const n = batch * width;
+      const tokenWeights = weights(n, width);
+      const buf = {
+        logprobs: ctx.upload(data.logprobs, "lp"),
+        oldLogprobs: ctx.upload(data.oldLogprobs, "old"),
+        advantages: ctx.upload(data.advantages, "adv"),
+        lossMask: ctx.upload(data.lossMask, "mask"),
+        tokenWeights: ctx.upload(tokenWeights, "tw"),
+      };
+      for (const aggregation of AGGREGATIONS) {
+        for (const extra of [{}, { dualClip: 3, normalizer: 50, weight: 0.25 }]) {
+          const dLogprobs = poisoned(ctx, n, "dLogprobs");
+          const stats = poisoned(ctx, batch * CLIPPED_PG_STATS_FLOATS, "stats");
+          const out = poisoned(ctx, CLIPPED_PG_OUT_FLOATS, "out");
+          const enc = recordPass(ctx, (pass) =>
+            encodeClippedPg(ctx, pass, {
+              ...buf,
+              dLogprobs,
+              stats,
+              out,
+              batch,
+              width,
+              aggregation,
+              ...extra,
+            }));
+          const [o, g] = await readback(ctx, [
+            { buffer: out, offset: 0, size: 4 * CLIPPED_PG_OUT_FLOATS },
+            { buffer: dLogprobs, offset: 0, size: 4 * n },
+          ], enc);
+          const ref = clippedPgRef({ ...data, tokenWeights, batch, aggregation, ...extra });
+          const what = `weighted ${batch}x${width} ${aggregation} ${JSON.stringify(extra)}`;
+          const got = new Float32Array(o);
+          CLIPPED_PG_METRICS.forEach((key, i) => {
+            const err = Math.abs(got[i] - ref.out[i]) / Math.max(1, Math.abs(ref.out[i]));
+            if (!(err <= TOL)) throw new Error(`${what} ${key}: ${got[i]} vs ${ref.out[i]}`);
+            worstOut = Math.max(worstOut, err);
+          });
+          worstGrad = Math.max(
+            worstGrad,
+            assertClose(new Float32Array(g), ref.dLogprobs, TOL, what),
+          );
+          for (const b of [dLogprobs, stats, out]) b.destroy();
+        }
+      }
+      for (const b of Object.values(buf)) b.destroy();
+    }
+    console.log(
+      `clipped_pg tokenWeights: worst scalar error ${worstOut.toExponential(2)}, dLogprobs rel ` +
+        `err ${worstGrad.toExponential(2)}`,
+    );
+  },
+});
+
+Deno.test({
+  name: "encodeClippedPg() with tokenWeights: the kernel's gradient matches central differences " +
+    "of its own value, and weights of 1 give the unweighted numbers bit for bit",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const [batch, width] = [3, 11];
+    const n = batch * width;
+    const data = inputs(batch, width, 77);
+    const tokenWeights = weights(n, 78);
+    const run = async (lp: Float32Array, tw: Float32Array | null) => {
+      const bufs = [
+        ctx.upload(lp, "lp"),
+        ctx.upload(data.oldLogprobs, "old"),
+        ctx.upload(data.advantages, "adv"),
+        ctx.upload(data.lossMask, "mask"),
+        ...(tw ? [ctx.upload(tw, "tw")] : []),
+      ];
+      const dLogprobs = poisoned(ctx, n, "d");
+      const stats = poisoned(ctx, batch * CLIPPED_PG_STATS_FLOATS, "stats");
+      const out = poisoned(ctx, CLIPPED_PG_OUT_FLOATS, "out");
+      const enc = recordPass(ctx, (pass) =>
+        encodeClippedPg(ctx, pass, {
+          logprobs: bufs[0],
+          oldLogprobs: bufs[1],
+          advantages: bufs[2],
+          lossMask: bufs[3],
+          tokenWeights: bufs[4],
+          dLogprobs,
+          stats,
+          out,
+          batch,
+          width,
+          aggregation: "seq-mean-token-mean",
+        }));
+      const [o, g] = await readback(ctx, [
+        { buffer: out, offset: 0, size: 4 * CLIPPED_PG_OUT_FLOATS },
+        { buffer: dLogprobs, offset: 0, size: 4 * n },
+      ], enc);
+      for (const b of [...bufs, dLogprobs, stats, out]) b.destroy();
+      return { out: new Float32Array(o), grad: new Float32Array(g) };
+    };
+    // Central differences of the f32 value with h = 1e-2 at unclipped loss tokens with weight
+    // > 0 (their ratios sit ≥ 5% from the clip bounds, so ±h stays on one branch): truncation
+    // error ~h²/6·|d³l| ≈ 2e-5 relative and f32 rounding of the value ~1e-7/h = 1e-5 relative;
+    // tolerance 1e-3 · max(|g|, 1e-3).
+    const base = await run(data.logprobs, tokenWeights);
+    const h = 1e-2;
+    let checked = 0;
+    let worst = 0;
+    for (let i = 0; i < n && checked < 8; i++) {
+      if (data.lossMask[i] === 0 || base.grad[i] === 0) continue;
+      const plus = Float32Array.from(data.logprobs);
+      const minus = Float32Array.from(data.logprobs);
+      plus[i] += h;
+      minus[i] -= h;
+      const fd =
+        ((await run(plus, tokenWeights)).out[0] - (await run(minus, tokenWeights)).out[0]) /
+        (2 * h);
+      const err = Math.abs(fd - base.grad[i]) / Math.max(Math.abs(base.grad[i]), 1e-3);
+      if (!(err <= 1e-3)) throw new Error(`token ${i}: kernel ${base.grad[i]} vs FD ${fd}`);
+      worst = Math.max(worst, err);
+      checked++;
+    }
+    if (checked < 4) throw new Error(`only ${checked} tokens checked`);
+    console.log(
+      `clipped_pg tokenWeights: ${checked} tokens, worst FD rel err ${worst.toExponential(2)}`,
+    );
+    // Weights of exactly 1 (x · 1 is exact in f32): the weighted variant equals the plain one.
+    const ones = await run(data.logprobs, new Float32Array(n).fill(1));
+    const plain = await run(data.logprobs, null);
+    for (let i = 0; i < CLIPPED_PG_OUT_FLOATS; i++) {
+      if (!Object.is(ones.out[i], plain.out[i])) throw new Error(`out[${i}] differs`);
+    }
+    for (let i = 0; i < n; i++) {
+      if (!Object.is(ones.grad[i], plain.grad[i])) throw new Error(`grad[${i}] differs`);
+    }
+  },
+});

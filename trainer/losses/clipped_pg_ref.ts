@@ -32,6 +32,8 @@ export interface ClippedPgRefOptions {
   normalizer?: number;
   /** Token budget of `"seq-mean-token-sum-norm"`. */
   maxResponseLength?: number;
+  /** Constant per-token weights of the loss (truncated importance sampling); default none. */
+  tokenWeights?: ArrayLike<number>;
   /** Scale of the gradient; default 1. */
   weight?: number;
 }

@@ -66,6 +66,14 @@ export interface ClippedPolicyLossOptions {
   normalizer?: number;
   /** Token budget of `"seq-mean-token-sum-norm"`; default `seqLen − 1`. */
   maxResponseLength?: number;
+  /**
+   * A constant weight per token, same layout, multiplying the token's loss and gradient (no
+   * gradient flows through it): the truncated importance-sampling weight
+   * `min(π_old / π_sampler, C)` of off-policy rollouts (verl's `rollout_is`, TRL's
+   * `vllm_importance_sampling_correction`). Finite and ≥ 0; default none (every weight 1, and
+   * the same numbers bit for bit as without it).
+   */
+  tokenWeights?: ArrayLike<number>;
 }
 
 const WHERE = "Cannot compute the clipped policy loss";
@@ -75,7 +83,9 @@ const WHERE = "Cannot compute the clipped policy loss";
  * clamped to ±{@linkcode LOG_RATIO_CLAMP}): `l1 = −A·r`, `l2 = −A·clip(r, 1 − clipLow,
  * 1 + clipHigh)`, `l = max(l1, l2)`, and with `dualClip = c` and `A < 0`, `l = min(l, −A·c)`;
  * then aggregated by `aggLoss`. The gradient at the log-probs is exact: `−A·r` times the
- * token's aggregation weight where `l1` is active, 0 where a clip is.
+ * token's aggregation weight where `l1` is active, 0 where a clip is. With `tokenWeights`,
+ * token i's `l` and its gradient are multiplied by `tokenWeights[i]` (a constant); the clip
+ * fractions, `ppo_kl` and `ratio_max` do not change.
  *
  * Metrics (fractions and means over loss tokens, 0 when there is none): `"loss/pg"` (the value),
  * `"loss/pg_clipfrac"` (`l2 > l1`), `"loss/pg_clipfrac_low"` (clipped at `1 − clipLow`, i.e.
@@ -127,6 +137,18 @@ export function clippedPolicyLoss(options: ClippedPolicyLossOptions): LossOutput
   checkFinite(WHERE, "logprobs", logprobs);
   checkFinite(WHERE, "oldLogprobs", oldLogprobs);
   checkFinite(WHERE, "advantages", advantages);
+  const tokenWeights = options.tokenWeights;
+  if (tokenWeights !== undefined) {
+    checkLength(WHERE, "tokenWeights", tokenWeights, n, shape);
+    for (let i = 0; i < n; i++) {
+      const w = tokenWeights[i];
+      if (!(Number.isFinite(w) && w >= 0)) {
+        throw new RangeError(
+          `${WHERE}: "tokenWeights" must be finite and ≥ 0: current value at index ${i} is ${w}`,
+        );
+      }
+    }
+  }
   const aggregation = checkName(
     WHERE,
     "aggregation",
@@ -177,6 +199,11 @@ export function clippedPolicyLoss(options: ClippedPolicyLossOptions): LossOutput
       l = -a * dual;
       g = 0;
       dualCount++;
+    }
+    if (tokenWeights !== undefined) {
+      // A constant factor (no gradient through it): the loss and its derivative scale alike.
+      l *= tokenWeights[i];
+      g *= tokenWeights[i];
     }
     lossMat[i] = l;
     dLoss[i] = g;

@@ -224,3 +224,63 @@ Deno.test("clippedPolicyLoss() names the wrong input", () => {
     message: /"batch" must be an integer ≥ 1: current value is 0/,
   });
 });
+
+Deno.test("clippedPolicyLoss() with tokenWeights weighs each token's loss and gradient by hand", () => {
+  // The hand case's tokens with weights 0.5, 2, 1, 1.5, 0.25 (t5 is masked): each token's loss
+  // and gradient scale by its weight; the clip fractions, ppo_kl and ratio_max do not change.
+  const w = [0.5, 2, 1, 1.5, 0.25, 7];
+  const out = clippedPolicyLoss({ ...hand, tokenWeights: w });
+  near(out.value, (0.5 * -1.28 + 2 * -0.5 + 1 * 0.8 + 1.5 * 3 + 0.25 * 3) / 5);
+  const g = out.grad.dLogprobs!;
+  near(g[1], (2 * -0.5) / 5);
+  near(g[4], (0.25 * 3) / 5);
+  for (const i of [0, 2, 3, 5]) strictEqual(Math.abs(g[i]), 0, `token ${i}`);
+  const plain = clippedPolicyLoss(hand);
+  for (const key of Object.keys(plain.metrics)) {
+    if (key !== "loss/pg") strictEqual(out.metrics[key], plain.metrics[key], key);
+  }
+});
+
+Deno.test("clippedPolicyLoss() with tokenWeights of 1 is bit-identical to none", () => {
+  for (const aggregation of AGGREGATIONS) {
+    const c = randomCase(5, 5, 7);
+    const a = clippedPolicyLoss({ ...c, aggregation, dualClip: 3 });
+    const b = clippedPolicyLoss({
+      ...c,
+      aggregation,
+      dualClip: 3,
+      tokenWeights: new Float64Array(c.logprobs.length).fill(1),
+    });
+    deepStrictEqual(b.value, a.value, aggregation);
+    deepStrictEqual([...b.grad.dLogprobs!], [...a.grad.dLogprobs!], aggregation);
+    deepStrictEqual(b.metrics, a.metrics, aggregation);
+  }
+});
+
+Deno.test("clippedPolicyLoss() with tokenWeights: gradient matches central differences", () => {
+  // The weights are constants (TIS: no gradient through them), so the finite differences of the
+  // value in the log-probs alone must equal the analytic gradient: tolerance FD_TOL absolute.
+  let worst = 0;
+  for (const aggregation of AGGREGATIONS) {
+    const c = randomCase(17, 6, 8);
+    const tokenWeights = rand(c.logprobs.length, 3, 0, 2);
+    const lp = Float64Array.from(c.logprobs);
+    const options = { ...c, aggregation, dualClip: 3, tokenWeights };
+    const out = clippedPolicyLoss({ ...options, logprobs: lp });
+    const fd = centralDiff(lp, () => clippedPolicyLoss({ ...options, logprobs: lp }).value);
+    worst = Math.max(worst, assertGradClose(out.grad.dLogprobs!, fd, FD_TOL, aggregation));
+  }
+  console.log(`clippedPolicyLoss tokenWeights: max |analytic − FD| = ${worst.toExponential(2)}`);
+});
+
+Deno.test("clippedPolicyLoss() names bad tokenWeights", () => {
+  const base = randomCase(2, 2, 3);
+  throws(() => clippedPolicyLoss({ ...base, tokenWeights: [1, 1] }), {
+    name: "RangeError",
+    message: /"tokenWeights" must have 6 values/,
+  });
+  throws(() => clippedPolicyLoss({ ...base, tokenWeights: [1, 1, -1, 1, 1, 1] }), {
+    name: "RangeError",
+    message: /"tokenWeights" must be finite and ≥ 0: current value at index 2 is -1/,
+  });
+});

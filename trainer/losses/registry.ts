@@ -46,6 +46,11 @@ export interface LossInputs {
   oldLogprobs?: ArrayLike<number>;
   /** Per-token advantages, `[batch, seqLen − 1]` (`"clipped_pg"`). */
   advantages?: ArrayLike<number>;
+  /**
+   * Constant per-token weights of the policy loss, `[batch, seqLen − 1]` (`"clipped_pg"`; the
+   * truncated importance-sampling weights of off-policy rollouts); default none (all 1).
+   */
+  tokenWeights?: ArrayLike<number>;
   /** Anchor position per sequence, −1 for none (`"hidden_align"`). */
   anchors?: ArrayLike<number>;
   /** Prompt group per sequence (`"hidden_align"`). */
@@ -241,6 +246,7 @@ export const LOSS_FACTORIES: { readonly [K in LossName]: LossFactory<LossConfigs
         oldLogprobs: need("clipped_pg", inputs, "oldLogprobs"),
         advantages: need("clipped_pg", inputs, "advantages"),
         lossMask: need("clipped_pg", inputs, "lossMask"),
+        ...(inputs.tokenWeights !== undefined ? { tokenWeights: inputs.tokenWeights } : {}),
         batch: inputs.batch,
         normalizer: inputs.normalizers?.clipped_pg ?? config.normalizer,
       });

@@ -229,6 +229,125 @@ export interface RlEvalConfig {
 }
 
 /**
+ * Where rollouts are sampled: halo's own generator on the train backend (`"local"`), or a pool of
+ * inference servers speaking vLLM's `/v1/completions`, SGLang's `/generate` or llama.cpp's
+ * server protocol.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RolloutBackend } from "./config.ts";
+ *
+ * const backend: RolloutBackend = "vllm";
+ * ```
+ */
+export type RolloutBackend = "local" | "vllm" | "sglang" | "llamacpp";
+
+/**
+ * `rl.rollout.tis`: token-level truncated importance sampling of the policy loss (verl's
+ * `rollout_is: token` with `rollout_is_threshold`, TRL's `vllm_importance_sampling_correction`):
+ * each response token's clipped policy-gradient term is multiplied by the constant
+ * `w = min(exp(log π_old − log π_sampler), cap)`, where `π_old` is halo's recomputed log-prob
+ * (`rl.oldLogprobs: recompute`) and `π_sampler` the sampler's (the server's, or halo's own
+ * generator's). No gradient flows through `w`.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RlTisConfig } from "./config.ts";
+ *
+ * const tis: RlTisConfig = { enabled: true, cap: 2 };
+ * ```
+ */
+export interface RlTisConfig {
+  /** Multiply the policy loss by the truncated weights; default `false`. */
+  readonly enabled: boolean;
+  /** The truncation C (> 0); default 2 (verl's `rollout_is_threshold`). */
+  readonly cap: number;
+}
+
+/**
+ * `rl.rollout`: where rollouts come from and how a remote pool is reached, synced and corrected.
+ * With a remote `backend` the trainer publishes its LoRA adapter as a new PEFT directory per
+ * policy version (`<adapterDir>/<prefix>-v<step>`) at the start of every step, loads it on every
+ * server under that new name, and samples the step's rollouts from it.
+ *
+ * @example Two vLLM servers with TIS
+ * ```ts
+ * import { DEFAULT_RL_CONFIG, type RlRolloutConfig } from "./config.ts";
+ *
+ * const rollout: RlRolloutConfig = {
+ *   ...DEFAULT_RL_CONFIG.rollout, backend: "vllm",
+ *   servers: ["http://10.0.0.5:8000", "http://10.0.0.6:8000"], adapterDir: "/shared/adapters",
+ *   tis: { enabled: true, cap: 2 },
+ * };
+ * ```
+ */
+export interface RlRolloutConfig {
+  /** The sampler; default `"local"` (halo's generator on the train backend). */
+  readonly backend: RolloutBackend;
+  /** Base URLs of the inference servers (remote backends; at least one). */
+  readonly servers: readonly string[];
+  /** The served base model's id; `""`: the first id the server's models route lists. */
+  readonly model: string;
+  /**
+   * Where the adapter versions are written; every server must read it at the same path (shared
+   * storage) or at `serverAdapterDir`.
+   */
+  readonly adapterDir: string;
+  /** The same directory as the servers see it; `""`: `adapterDir`. */
+  readonly serverAdapterDir: string;
+  /** Served adapter names are `<adapterPrefix>-v<step>`; default `"halo"`. */
+  readonly adapterPrefix: string;
+  /**
+   * Policy versions older than the newest that stay loaded on the servers (versions kept =
+   * window + 1; start vLLM with `--max-loras` ≥ that). Default 1.
+   */
+  readonly stalenessWindow: number;
+  /** Milliseconds per HTTP request before it is aborted; default 120 000. */
+  readonly timeoutMs: number;
+  /** Tries per request over all servers (failover to the others); default 4. */
+  readonly attempts: number;
+  /** The first retry's wait in ms, doubling per retry; default 250. */
+  readonly backoffMs: number;
+  /** How long a failed server is skipped, in ms; default 10 000. */
+  readonly downMs: number;
+  /** Re-requests of an invalid choice (ids, log-probs, finish reason) per request; default 2. */
+  readonly choiceRetries: number;
+  /**
+   * Check each server at connect: its models, context length, and a probe of whether its
+   * log-probs are raw or processed. Default `true`; `false` needs `model`.
+   */
+  readonly preflight: boolean;
+  /** Truncated importance sampling of the policy loss. */
+  readonly tis: RlTisConfig;
+  /** One-step-off-policy asynchronous generation (remote backends). */
+  readonly async: RlAsyncConfig;
+}
+
+/**
+ * `rl.rollout.async`: one-step-off-policy generation (verl's one-step-off, after AReaL). Right
+ * after step k's rollouts are drawn, the first generation batch of step k + 1 is requested from
+ * the servers with step k's policy version and runs while step k trains; step k + 1 takes it as
+ * its first batch (its groups are one version stale, each pinned to that version), and draws any
+ * further batch (dynamic sampling) from its own version. A group more than `maxStaleness` versions
+ * older than the step's is dropped and its batch drawn again. Remote backends only (the local
+ * sampler is the train backend itself). A resumed run draws its first step's batch on-policy, so
+ * it does not repeat an uninterrupted one.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RlAsyncConfig } from "./config.ts";
+ *
+ * const asyncGeneration: RlAsyncConfig = { enabled: true, maxStaleness: 1 };
+ * ```
+ */
+export interface RlAsyncConfig {
+  /** Generate step k + 1's first batch while step k trains; default `false`. */
+  readonly enabled: boolean;
+  /** Most policy versions a used group may lag the step's (≥ 0); default 1. */
+  readonly maxStaleness: number;
+}
+
+/**
  * The `rl` section of a run configuration.
  *
  * @example Usage
@@ -297,6 +416,8 @@ export interface RlConfig {
   readonly losses: readonly RlLossTermConfig[];
   /** Held-out evaluation. */
   readonly eval: RlEvalConfig;
+  /** Where rollouts are sampled (local or a server pool) and the off-policy correction. */
+  readonly rollout: RlRolloutConfig;
 }
 
 const nonNegativeInt = z.int().min(0);
@@ -402,6 +523,35 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
     samples: positiveInt,
     temperature: nonNegative,
   }),
+  rollout: z.strictObject({
+    backend: z.enum(["local", "vllm", "sglang", "llamacpp"]),
+    servers: z.array(
+      z.string().refine((u) => /^https?:\/\/[^/]/.test(u) && URL.canParse(u), {
+        error: 'must be an http(s) URL such as "http://10.0.0.5:8000"',
+      }),
+    ),
+    model: z.string(),
+    adapterDir: z.string(),
+    serverAdapterDir: z.string(),
+    adapterPrefix: z.string().regex(/^[A-Za-z0-9_.-]+$/, {
+      error: 'must be letters, digits, "_", "." or "-" (it names files and served adapters)',
+    }),
+    stalenessWindow: nonNegativeInt,
+    timeoutMs: positiveInt,
+    attempts: positiveInt,
+    backoffMs: nonNegative,
+    downMs: nonNegative,
+    choiceRetries: nonNegativeInt,
+    preflight: z.boolean(),
+    tis: z.strictObject({
+      enabled: z.boolean(),
+      cap: z.number().gt(0),
+    }),
+    async: z.strictObject({
+      enabled: z.boolean(),
+      maxStaleness: nonNegativeInt,
+    }),
+  }),
 }) as unknown as z.ZodType<RlConfig, unknown>;
 
 function deepFreeze<T>(value: T): T {
@@ -465,15 +615,35 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
     aggregation: "token-mean",
   }],
   eval: { every: 10, prompts: 48, samples: 4, temperature: 1 },
+  rollout: {
+    backend: "local",
+    servers: [],
+    model: "",
+    adapterDir: "",
+    serverAdapterDir: "",
+    adapterPrefix: "halo",
+    stalenessWindow: 1,
+    timeoutMs: 120_000,
+    attempts: 4,
+    backoffMs: 250,
+    downMs: 10_000,
+    choiceRetries: 2,
+    preflight: true,
+    tis: { enabled: false, cap: 2 },
+    async: { enabled: false, maxStaleness: 1 },
+  },
 });
 
 /**
  * Checks of the `rl` section against the rest of the config and the model, run before any
  * work: the overlong buffer fits the response length, the eval fits the held-out set, at most
- * one term of each name, and an align layer that exists in the model.
+ * one term of each name, an align layer that exists in the model, and a rollout backend that
+ * can serve the run's adapters (remote engines serve plain LoRA only: no HILO, no full
+ * fine-tuning) with the keys it needs.
  *
  * @param rl The `rl` section.
- * @param options `numHiddenLayers` of the model when known.
+ * @param options `numHiddenLayers` of the model when known; `adaptersKind`, the run's
+ *   `adapters.kind` (default `"lora"`: not checked).
  * @returns Problems as `[key path, text]` (text after `key "<path>"`), empty when fine.
  *
  * @example A layer the model does not have
@@ -495,9 +665,10 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
  */
 export function rlConfigProblems(
   rl: RlConfig,
-  options: { numHiddenLayers?: number } = {},
+  options: { numHiddenLayers?: number; adaptersKind?: "none" | "lora" | "hilo" } = {},
 ): [string, string][] {
   const problems: [string, string][] = [];
+  problems.push(...rolloutProblems(rl, options.adaptersKind ?? "lora"));
   if (rl.overlong.buffer >= rl.maxNewTokens) {
     problems.push([
       "rl.overlong.buffer",
@@ -551,4 +722,98 @@ export function rlConfigProblems(
     ]);
   }
   return problems;
+}
+
+function rolloutProblems(rl: RlConfig, adaptersKind: "none" | "lora" | "hilo"): [string, string][] {
+  const r = rl.rollout;
+  const problems: [string, string][] = [];
+  if (r.tis.enabled && rl.oldLogprobs !== "recompute") {
+    problems.push([
+      "rl.rollout.tis.enabled",
+      `must be false unless "rl.oldLogprobs" is "recompute" (with the sampler's log-probs as ` +
+      `π_old every weight π_old / π_sampler is 1): current value is true`,
+    ]);
+  }
+  if (r.backend === "local") {
+    if (r.async.enabled) {
+      problems.push([
+        "rl.rollout.async.enabled",
+        `must be false when "rl.rollout.backend" is "local" (halo's own sampler is the train ` +
+        `backend, which cannot generate while it trains): current value is true`,
+      ]);
+    }
+    return problems;
+  }
+  if (r.async.enabled && r.stalenessWindow < 1) {
+    problems.push([
+      "rl.rollout.stalenessWindow",
+      `must be >= 1 when "rl.rollout.async.enabled" is true (the servers must keep the version ` +
+      `the prefetched rollouts were drawn with while the next is loaded): current value is ` +
+      `${r.stalenessWindow}`,
+    ]);
+  }
+  const backend = `current value is "${r.backend}"`;
+  if (adaptersKind === "hilo") {
+    problems.push([
+      "rl.rollout.backend",
+      `must be "local" with "adapters.kind" "hilo": inference engines serve plain PEFT LoRA ` +
+      `only, and a routed mixture of LoRA experts can be neither merged nor served, so HILO ` +
+      `runs keep local rollouts: ${backend}`,
+    ]);
+  } else if (adaptersKind === "none") {
+    problems.push([
+      "rl.rollout.backend",
+      `must be "local" with "adapters.kind" "none" (full fine-tuning): remote rollouts get each ` +
+      `policy version as a LoRA adapter, and full-weight sync (SGLang update_weights_from_disk, ` +
+      `experimental upstream) is not implemented: ${backend}`,
+    ]);
+  }
+  if (r.servers.length === 0) {
+    problems.push([
+      "rl.rollout.servers",
+      `must list at least one server URL when "rl.rollout.backend" is "${r.backend}": ` +
+      `current value is []`,
+    ]);
+  }
+  if (adaptersKind === "lora" && r.adapterDir === "") {
+    problems.push([
+      "rl.rollout.adapterDir",
+      `must name a directory every server can read (the adapter of each policy version is ` +
+      `written there) when "rl.rollout.backend" is "${r.backend}": current value is ""`,
+    ]);
+  }
+  if (!r.preflight && r.model === "") {
+    problems.push([
+      "rl.rollout.model",
+      `must name the served base model when "rl.rollout.preflight" is false (the preflight ` +
+      `reads it from the models route): current value is ""`,
+    ]);
+  }
+  return problems;
+}
+
+/**
+ * A saved run config (a checkpoint's `meta.config`, as JSON) with `rl.rollout` filled from
+ * {@linkcode DEFAULT_RL_CONFIG} when it has an `rl` section without one: checkpoints written
+ * before the key existed sampled locally with no importance weights, which is what the defaults
+ * say, so they resume and compare equal to a config that leaves the key at its defaults. Any
+ * other value is returned as it is.
+ *
+ * @param config The saved config.
+ * @returns The config, copied where filled.
+ *
+ * @example A checkpoint config from before `rl.rollout`
+ * ```ts
+ * import { withRolloutDefaults } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const filled = withRolloutDefaults({ rl: { groupSize: 8 } }) as { rl: { rollout: { backend: string } } };
+ * strictEqual(filled.rl.rollout.backend, "local");
+ * ```
+ */
+export function withRolloutDefaults(config: unknown): unknown {
+  if (typeof config !== "object" || config === null) return config;
+  const rl = (config as { rl?: unknown }).rl;
+  if (typeof rl !== "object" || rl === null || Array.isArray(rl) || "rollout" in rl) return config;
+  return { ...config, rl: { ...rl, rollout: structuredClone(DEFAULT_RL_CONFIG.rollout) } };
 }

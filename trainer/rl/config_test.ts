@@ -82,3 +82,88 @@ Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
     });
   }
 });
+
+const REMOTE = [
+  "--adapters.kind=lora",
+  "--rl.rollout.backend=vllm",
+  "--rl.rollout.servers=[http://10.0.0.5:8000]",
+  "--rl.rollout.adapterDir=/shared/adapters",
+];
+
+Deno.test("loadConfig() reads the rl.rollout keys of a remote vLLM run with TIS", async () => {
+  const config = await loadConfig(undefined, {
+    overrides: [
+      ...RL,
+      ...REMOTE,
+      "--rl.oldLogprobs=recompute",
+      "--rl.rollout.tis.enabled=true",
+      "--rl.rollout.tis.cap=3",
+    ],
+  });
+  strictEqual(config.rl.rollout.backend, "vllm");
+  strictEqual(config.rl.rollout.servers[0], "http://10.0.0.5:8000");
+  strictEqual(config.rl.rollout.tis.cap, 3);
+  strictEqual(config.rl.rollout.stalenessWindow, DEFAULT_RL_CONFIG.rollout.stalenessWindow);
+  strictEqual(DEFAULT_RL_CONFIG.rollout.backend, "local");
+  strictEqual(DEFAULT_RL_CONFIG.rollout.tis.enabled, false);
+  strictEqual(DEFAULT_RL_CONFIG.rollout.tis.cap, 2);
+  // The example config of the README loads.
+  const example = await loadConfig("configs/rl_remote_vllm.yaml");
+  strictEqual(example.rl.rollout.backend, "vllm");
+  strictEqual(example.rl.rollout.tis.enabled, true);
+});
+
+Deno.test("loadConfig() refuses rl.rollout combinations that cannot work, naming the key", async () => {
+  const cases: [string[], RegExp][] = [
+    [
+      [...REMOTE, "--adapters.kind=hilo"],
+      /key "rl\.rollout\.backend".*must be "local" with "adapters\.kind" "hilo": inference engines serve plain PEFT LoRA only/,
+    ],
+    [
+      [...REMOTE, "--adapters.kind=none"],
+      /key "rl\.rollout\.backend".*must be "local" with "adapters\.kind" "none" \(full fine-tuning\).*not implemented: current value is "vllm"/,
+    ],
+    [
+      [...REMOTE, "--rl.rollout.backend=llamacpp", "--adapters.kind=none"],
+      /key "rl\.rollout\.backend".*full fine-tuning.*current value is "llamacpp"/,
+    ],
+    [
+      [...REMOTE, "--rl.rollout.servers=[]"],
+      /key "rl\.rollout\.servers".*must list at least one server URL when "rl\.rollout\.backend" is "vllm"/,
+    ],
+    [
+      [...REMOTE, "--rl.rollout.servers=[10.0.0.5:8000]"],
+      /key "rl\.rollout\.servers\[0\]".*http\(s\) URL/,
+    ],
+    [
+      [...REMOTE, "--rl.rollout.adapterDir="],
+      /key "rl\.rollout\.adapterDir".*must name a directory/,
+    ],
+    [
+      [...REMOTE, "--rl.rollout.preflight=false"],
+      /key "rl\.rollout\.model".*must name the served base model when "rl\.rollout\.preflight" is false/,
+    ],
+    [
+      ["--rl.rollout.tis.enabled=true"],
+      /key "rl\.rollout\.tis\.enabled".*must be false unless "rl\.oldLogprobs" is "recompute"/,
+    ],
+    [["--rl.rollout.tis.cap=0"], /key "rl\.rollout\.tis\.cap".*must be > 0/],
+    [
+      ["--rl.rollout.async.enabled=true"],
+      /key "rl\.rollout\.async\.enabled".*must be false when "rl\.rollout\.backend" is "local"/,
+    ],
+    [
+      [...REMOTE, "--rl.rollout.async.enabled=true", "--rl.rollout.stalenessWindow=0"],
+      /key "rl\.rollout\.stalenessWindow".*must be >= 1 when "rl\.rollout\.async\.enabled" is true/,
+    ],
+    [["--rl.rollout.backend=tgi"], /key "rl\.rollout\.backend".*must be one of "local", "vllm"/],
+    [["--rl.rollout.adapterPrefix=a/b"], /key "rl\.rollout\.adapterPrefix".*letters, digits/],
+  ];
+  for (const [overrides, message] of cases) {
+    await rejects(loadConfig(undefined, { overrides: [...RL, ...overrides] }), (error: unknown) => {
+      ok(error instanceof TypeError || error instanceof RangeError, String(error));
+      ok(message.test((error as Error).message), `${overrides}: ${(error as Error).message}`);
+      return true;
+    });
+  }
+});

@@ -20,6 +20,7 @@ export {
   DEFAULT_RL_CONFIG,
   type HiddenAlignTermConfig,
   RL_LOSS_NAMES,
+  type RlAsyncConfig,
   type RlConfig,
   rlConfigProblems,
   type RlDataConfig,
@@ -28,7 +29,11 @@ export {
   type RlLossTermConfig,
   type RlOverlongConfig,
   type RlRewardConfig,
+  type RlRolloutConfig,
   type RlTemplate,
+  type RlTisConfig,
+  type RolloutBackend,
+  withRolloutDefaults,
 } from "./config.ts";
 export * from "./dynamic_sampling.ts";
 export * from "./eval_rl.ts";
@@ -38,5 +43,7 @@ export * from "./prompt_template.ts";
 export * from "./rl_batch.ts";
 export * from "./rl_update.ts";
 export * from "./rollout.ts";
+export * from "./rollout_correction.ts";
+export * from "./rollout_source.ts";
 export * from "./run_rl.ts";
 export * from "./score_rollout.ts";

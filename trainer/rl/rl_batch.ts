@@ -26,6 +26,11 @@ export interface RlRow {
   tokens: readonly number[];
   /** Old log-prob of each response token. */
   oldLogprobs: Float64Array;
+  /**
+   * A constant weight per response token of the policy loss (truncated importance sampling,
+   * `min(π_old / π_sampler, C)`); default none (1).
+   */
+  tokenWeights?: Float64Array;
   /** The sequence's advantage (repeated over its tokens). */
   advantage: number;
   /** Whether its tokens count in the policy loss (`false`: align only, or filtered). */
@@ -61,6 +66,11 @@ export interface RlBatch {
   oldLogprobs: Float64Array;
   /** `[batch, seqLen − 1]`: the row's advantage at its response tokens. */
   advantages: Float64Array;
+  /**
+   * `[batch, seqLen − 1]`: the rows' token weights at response tokens (1 for a row without
+   * them, 0 elsewhere); `undefined` when no row has any.
+   */
+  tokenWeights?: Float64Array;
   /** Anchor position per row (`-1`: none). */
   anchors: number[];
   /** Group per row. */
@@ -101,6 +111,8 @@ export function collateRl(rows: readonly RlRow[], options: { padId: number }): R
   const lossMask = new Float64Array(B * T1);
   const oldLogprobs = new Float64Array(B * T1);
   const advantages = new Float64Array(B * T1);
+  const weighted = rows.some((r) => r.tokenWeights !== undefined);
+  const tokenWeights = weighted ? new Float64Array(B * T1) : undefined;
   const inputIds: number[][] = [];
   const attentionMask: number[][] = [];
   let lossTokens = 0;
@@ -115,6 +127,7 @@ export function collateRl(rows: readonly RlRow[], options: { padId: number }): R
     for (let j = 0; j < r.tokens.length; j++) {
       const t = b * T1 + P + j - 1;
       oldLogprobs[t] = r.oldLogprobs[j];
+      if (tokenWeights) tokenWeights[t] = r.tokenWeights?.[j] ?? 1;
       if (r.policy) {
         lossMask[t] = 1;
         advantages[t] = r.advantage;
@@ -129,6 +142,7 @@ export function collateRl(rows: readonly RlRow[], options: { padId: number }): R
     lossMask,
     oldLogprobs,
     advantages,
+    ...(tokenWeights ? { tokenWeights } : {}),
     anchors: rows.map((r) => r.anchor),
     groups: rows.map((r) => r.group),
     correct: rows.map((r) => r.correct),

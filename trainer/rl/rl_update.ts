@@ -229,6 +229,7 @@ export async function rlUpdate<S>(
           lossMask: batch.lossMask,
           oldLogprobs: batch.oldLogprobs,
           advantages: batch.advantages,
+          ...(batch.tokenWeights ? { tokenWeights: batch.tokenWeights } : {}),
           anchors,
           groups: batch.groups,
           correct: batch.correct,

@@ -81,3 +81,43 @@ Deno.test("rlUpdate() raises the surrogate Σ A·log p; most rows move the way o
   ok(right.length >= 9, `${right.length}/12 rows moved the way of their advantage`);
   backend.dispose();
 });
+
+Deno.test("rlUpdate() with token weights: all 1 is bit-identical to none; others change the update", async () => {
+  const model = await loadModel("tests/fixtures/qwen3-tiny", { backend: "cpu", warn: false });
+  const backend = createTrainBackend(model, { mode: "full" });
+  const optimizer = adamw({ lr: 1e-3 });
+  const row = (advantage: number, group: number, tokenWeights?: Float64Array) => ({
+    promptIds: [1, 2],
+    tokens: [3, 4, 5],
+    oldLogprobs: new Float64Array([-6, -5.5, -6.5]),
+    ...(tokenWeights ? { tokenWeights } : {}),
+    advantage,
+    policy: true,
+    anchor: -1,
+    group,
+    correct: advantage > 0,
+  });
+  const run = (w: (i: number) => Float64Array | undefined) =>
+    rlUpdate(backend, [row(1, 0, w(0)), row(-1, 0, w(1)), row(0.5, 1, w(2))], {
+      optimizer,
+      state: optimizer.init(backend.params.tree),
+      ppoEpochs: 1,
+      miniBatches: 1,
+      microBatchSize: 2, // two micro-batches: rows with and without weights are collated apart
+      padId: 0,
+      maxNewTokens: 4,
+      centroids: null,
+      losses: [DEFAULT_RL_CONFIG.losses[0]],
+    });
+  const none = await run(() => undefined);
+  const ones = await run(() => new Float64Array(3).fill(1));
+  const same = (a: typeof none, b: typeof none) =>
+    a.loss === b.loss &&
+    Object.entries(a.updates).every(([k, v]) => v.every((x, i) => Object.is(x, b.updates[k][i])));
+  ok(same(none, ones), "weights of 1 changed the update");
+  // Only row 1 weighted (halved): the loss moves (a weight scales its token's loss, clipped or not).
+  const half = await run((i) => (i === 1 ? new Float64Array(3).fill(0.5) : undefined));
+  ok(!same(none, half), "weights of 0.5 changed nothing");
+  backend.dispose();
+  model.dispose();
+});

@@ -87,6 +87,11 @@ export interface SampledGroups {
   groups: Rollout[][];
   /** Generated tokens in all. */
   generatedTokens: number;
+  /**
+   * The policy version every group was sampled with (remote rollouts: the published adapter
+   * version, = the step that published it); absent for the train backend's own sampler.
+   */
+  policyVersion?: number;
 }
 
 /**

@@ -13,6 +13,12 @@
  * state, step and prompt position; everything random is counter-based, so a resumed run repeats
  * an uninterrupted one exactly (the verifier runs without a wall-clock budget by default).
  *
+ * With a remote `rl.rollout.backend` the rollouts come from a {@linkcode RolloutSource} built by
+ * the `rollouts` factory (`remote/remote_rollouts.ts`), which publishes the current adapter at the
+ * start of each step; with `rl.oldLogprobs: recompute` the sampler–trainer mismatch is logged
+ * (`rollout/…`) and `rl.rollout.tis` weighs the policy loss per token. `rl.rollout.async` draws
+ * step k + 1's first generation batch while step k trains.
+ *
  * @module
  */
 import { join } from "node:path";
@@ -54,7 +60,9 @@ import {
 import { promptIds } from "./prompt_template.ts";
 import { buildRows, type ScoredGroup } from "./build_rows.ts";
 import { rlUpdate } from "./rl_update.ts";
-import { type Rollout, sampleGroups } from "./rollout.ts";
+import { type Rollout, type SampledGroups, sampleGroups } from "./rollout.ts";
+import { rolloutCorrection } from "./rollout_correction.ts";
+import type { RolloutSource, RolloutSourceFactory } from "./rollout_source.ts";
 import { type RolloutScore, scoreRollout } from "./score_rollout.ts";
 
 /**
@@ -104,6 +112,12 @@ export interface RunRlOptions {
    * test chooses check dynamic sampling and overlong shaping inside the run.
    */
   sampleGroups?: typeof sampleGroups;
+  /**
+   * Builds the rollout source of a remote `rl.rollout.backend` (vLLM, SGLang, llama.cpp): pass
+   * `remoteRollouts()` of `remote/` (what `deno task train` does). Required for a remote
+   * backend; unused with `"local"`.
+   */
+  rollouts?: RolloutSourceFactory;
 }
 
 /**
@@ -152,7 +166,18 @@ export interface RunRlResult {
 /** Keys that must equal the checkpoint's on resume: they define the run's state. */
 const RESUME_FIXED = ["run.seed", "model.", "adapters.", "data.", "trainer.mode", "rl."];
 /** Keys under {@linkcode RESUME_FIXED} that may change on resume (with a warning). */
-const RESUME_CHANGEABLE = ["rl.eval.every"];
+const RESUME_CHANGEABLE = [
+  "rl.eval.every",
+  // Where the servers are and how they are reached do not define the run.
+  "rl.rollout.servers",
+  "rl.rollout.serverAdapterDir",
+  "rl.rollout.timeoutMs",
+  "rl.rollout.attempts",
+  "rl.rollout.backoffMs",
+  "rl.rollout.downMs",
+  "rl.rollout.choiceRetries",
+  "rl.rollout.preflight",
+];
 
 function mix(...values: number[]): number {
   return values.reduce((state, v) => mixNumber(state, v), 0x52_4c) >>> 0;
@@ -206,13 +231,30 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   // The model's config first: the checks that need it run before any work.
   const head = await readRunModel(config, { tokenizer: options.tokenizer });
   const { tokenizer, modelConfig, eosTokenIds, padId } = head;
-  const problems = rlConfigProblems(rl, { numHiddenLayers: modelConfig.numHiddenLayers });
+  const problems = rlConfigProblems(rl, {
+    numHiddenLayers: modelConfig.numHiddenLayers,
+    adaptersKind: config.adapters.kind,
+  });
   if (problems.length > 0) {
     throw new RangeError(
       problems.map(([key, text]) => `Cannot run RL: key "${key}" ${text}`).join("\n"),
     );
   }
   const align = rl.losses.find((x) => x.name === "hidden_align");
+  const remote = rl.rollout.backend !== "local";
+  if (remote && options.rollouts === undefined) {
+    throw new RangeError(
+      `Cannot run RL: key "rl.rollout.backend" is "${rl.rollout.backend}", which needs a rollout ` +
+        `source: pass runRl(config, { rollouts: remoteRollouts() }) from remote/ (deno task ` +
+        `train does)`,
+    );
+  }
+  if (remote && options.sampleGroups !== undefined) {
+    throw new RangeError(
+      `Cannot run RL: the "sampleGroups" test hook and key "rl.rollout.backend" ` +
+        `("${rl.rollout.backend}") both choose the sampler; drop one`,
+    );
+  }
 
   // Where to start from.
   const start = await resolveRunStart(config, {
@@ -286,9 +328,11 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   // Model and backend.
   const built = await buildRunModel(config, head, { workers: options.workers });
   const { lora, model, backend } = built;
+  let source: RolloutSource | null = null;
   try {
     return await run();
   } finally {
+    await (source as RolloutSource | null)?.close();
     backend.dispose();
     model.dispose();
   }
@@ -356,32 +400,93 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     const anchorKind = align?.anchor ?? "before-marker";
     const hiddenLayer = align?.layer ?? "final";
     const needHidden = align !== undefined || rl.anchorMetrics;
-    const sample = options.sampleGroups ?? sampleGroups;
+    if (remote) {
+      source = await options.rollouts!({
+        config,
+        backend,
+        modelConfig,
+        lora,
+        eosTokenIds,
+        probePromptIds: trainIds(order.index(0)),
+        // With the device optimizer the host copies of the parameters are stale.
+        syncParams: () => gpuOpt ? (backend as WebGpuTrainBackend).syncParams() : Promise.resolve(),
+        log,
+      });
+      log(`rollouts: ${source.description}`);
+      if (rl.oldLogprobs === "sampler") {
+        const text = `"rl.oldLogprobs" is "sampler" with remote rollouts: the servers' log-probs ` +
+          `are the PPO ratio's old log-probs, and neither the sampler–trainer mismatch nor TIS ` +
+          `is computed (set it to "recompute" for both)`;
+        warnings.push(text);
+        log(`warning: ${text}`);
+      }
+    }
+    const sample = source !== null
+      ? source.sampleGroups.bind(source)
+      : options.sampleGroups ?? sampleGroups;
+    const tis = rl.rollout.tis;
+    // The sampler–trainer comparison needs halo's own log-probs of the rollouts (recompute).
+    const correct = rl.oldLogprobs === "recompute" && (remote || tis.enabled);
+
+    const asyncGeneration = source !== null && rl.rollout.async.enabled;
+    /** Step k + 1's first generation batch, requested right after step k's rollouts. */
+    let prefetched: { step: number; position: number; result: Promise<SampledGroups> } | null =
+      null;
+    /** Generation batch `batch` of step `s` over the prompts `indices`. */
+    const drawBatch = (
+      s: number,
+      batch: number,
+      indices: readonly number[],
+      firstGroup: number,
+    ): Promise<SampledGroups> =>
+      sample(backend, indices.map(trainIds), {
+        tokenizer,
+        groupSize: rl.groupSize,
+        maxNewTokens: rl.maxNewTokens,
+        temperature: rl.temperature,
+        topP: rl.topP,
+        topK: rl.topK,
+        seed: mix(config.run.seed, s, batch),
+        eosTokenIds,
+        firstGroup,
+      });
 
     const step = async (s: number): Promise<PendingStep> => {
       const clock = { generate: 0, score: 0, train: 0 };
       let position = promptPosition;
+      const startPosition = position;
+      let staleGroups = 0;
+      let droppedStale = 0;
       let groupCounter = 0;
       let generatedTokens = 0;
       const allScores: RolloutScore[] = [];
       const allRollouts: Rollout[] = [];
       const golds = new Map<number, string>();
+      if (source !== null) {
+        const began = performance.now();
+        await source.beginStep(s);
+        for (const w of source.takeWarnings()) note(`warning: step ${s}: ${w}`);
+        clock.generate += performance.now() - began;
+      }
       const filled = await fillBatch<ScoredGroup>(async (batch) => {
         const indices: number[] = [];
         for (let i = 0; i < rl.genBatchPrompts; i++) indices.push(order.index(position + i));
         position += rl.genBatchPrompts;
         const began = performance.now();
-        const sampled = await sample(backend, indices.map(trainIds), {
-          tokenizer,
-          groupSize: rl.groupSize,
-          maxNewTokens: rl.maxNewTokens,
-          temperature: rl.temperature,
-          topP: rl.topP,
-          topK: rl.topK,
-          seed: mix(config.run.seed, s, batch),
-          eosTokenIds,
-          firstGroup: groupCounter,
-        });
+        let sampled: SampledGroups;
+        const ready = prefetched;
+        if (batch === 0 && ready !== null && ready.step === s && ready.position === startPosition) {
+          // One-step-off: drawn while the previous step trained, with its policy version.
+          prefetched = null;
+          sampled = await ready.result;
+          const lag = s - (sampled.policyVersion ?? s);
+          if (lag > rl.rollout.async.maxStaleness) {
+            droppedStale += sampled.groups.length;
+            sampled = await drawBatch(s, batch, indices, groupCounter);
+          } else if (lag > 0) staleGroups += sampled.groups.length;
+        } else {
+          sampled = await drawBatch(s, batch, indices, groupCounter);
+        }
         groupCounter += indices.length;
         generatedTokens += sampled.generatedTokens;
         const scoredAt = performance.now();
@@ -420,6 +525,18 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         onShort: rl.onShortBatch,
         correctOf: (g) => g.scores.map((x) => x.correct),
       });
+      if (asyncGeneration && s < t.steps && s !== options.haltAfterStep) {
+        // Step s + 1's first batch (its prompts and seed are known now) runs on the servers,
+        // with this step's policy version, while this step trains.
+        const next: number[] = [];
+        for (let i = 0; i < rl.genBatchPrompts; i++) next.push(order.index(position + i));
+        const result = drawBatch(s + 1, 0, next, 0);
+        result.catch(() => {}); // awaited (and so thrown) by step s + 1
+        prefetched = { step: s + 1, position, result };
+        // Let the event loop send the requests now: a CPU update on this thread does not yield
+        // to it until the step ends, and the requests would only leave then.
+        for (let i = 0; i < 3; i++) await new Promise((ok) => setTimeout(ok, 1));
+      }
       if (filled.short) {
         note(
           `warning: step ${s}: dynamic sampling kept ${filled.kept.length}/` +
@@ -451,7 +568,19 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
             layer: needHidden ? hiddenLayer : null,
             logprobs: recompute,
           });
-          if (pass.logprobs) rows.forEach((r, i) => (r.oldLogprobs = pass.logprobs![i]));
+          if (pass.logprobs) {
+            const sampler = rows.map((r) => r.oldLogprobs);
+            rows.forEach((r, i) => (r.oldLogprobs = pass.logprobs![i]));
+            if (correct) {
+              // Sampler–trainer mismatch, and with TIS the truncated weights of the policy loss.
+              const c = rolloutCorrection(sampler, pass.logprobs, {
+                cap: tis.cap,
+                policy: rows.map((r) => r.policy),
+              });
+              Object.assign(metrics, c.metrics);
+              if (tis.enabled) rows.forEach((r, i) => (r.tokenWeights = c.weights[i]));
+            }
+          }
           const withHidden = rows.map((r, i) => ({
             group: r.group,
             correct: r.correct,
@@ -529,6 +658,10 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
           ? 0
           : rows.filter((r) => r.anchor >= 0).length / rows.length,
         "data/epoch": Math.floor(position / trainPrompts.length),
+        ...(source !== null ? source.metrics() : {}),
+        ...(asyncGeneration
+          ? { "rollout/stale_groups": staleGroups, "rollout/dropped_stale_groups": droppedStale }
+          : {}),
       });
       const total = clock.generate + clock.score + clock.train;
       seconds.generate += clock.generate / 1000;

@@ -1,0 +1,171 @@
+/**
+ * The rollout source of a run whose `rl.rollout.backend` is an inference engine (`vllm`,
+ * `sglang`, `llamacpp`), built from the run's config keys alone: a {@linkcode RolloutPool} over
+ * `rl.rollout.servers` (preflight, timeouts, retries, failover), an {@linkcode AdapterSync} into
+ * `rl.rollout.adapterDir`, and {@linkcode remoteSampleGroups} for the samples. `runRl` takes it
+ * as `runRl(config, { rollouts: remoteRollouts() })`; `deno task train` passes it.
+ *
+ * At the start of step `s` the trainer's LoRA (the policy after step `s − 1`'s update; the host
+ * parameters are first brought up to date with the device under `trainer.optimizer: device`) is
+ * written as a PEFT directory `<adapterDir>/<prefix>-v<s>`, loaded on every server under that
+ * name, and every rollout of the step is sampled from it: each group is pinned to one policy
+ * version, and the servers hold the newest `stalenessWindow + 1` versions (older ones are
+ * unloaded and their directories removed). The prefix is `rl.rollout.adapterPrefix` plus a
+ * random tag per process, so a resumed run never reloads a served name (vLLM keys its prefix
+ * cache by adapter name).
+ *
+ * @module
+ */
+import { basename, join } from "node:path";
+import { runAdapters } from "../trainer/run_adapters.ts";
+import type { RolloutSource, RolloutSourceFactory } from "../trainer/rl/rollout_source.ts";
+import { AdapterSync } from "./adapter_sync.ts";
+import { peftWriter } from "./peft_writer.ts";
+import { remoteSampleGroups } from "./remote_sample_groups.ts";
+import { RolloutClient } from "./rollout_client.ts";
+import { RolloutPool } from "./rollout_pool.ts";
+import { RemoteEngineError } from "./types.ts";
+
+/**
+ * Options of {@linkcode remoteRollouts}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RemoteRolloutsOptions } from "./remote_rollouts.ts";
+ *
+ * const options: RemoteRolloutsOptions = { fetch: globalThis.fetch };
+ * ```
+ */
+export interface RemoteRolloutsOptions {
+  /** The `fetch` to use (tests route it to in-process servers); default `globalThis.fetch`. */
+  fetch?: typeof fetch;
+  /** The tag after `rl.rollout.adapterPrefix` (tests); default 6 random hex digits. */
+  tag?: string;
+}
+
+function randomTag(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(3));
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The factory of a remote rollout source (see the module doc).
+ *
+ * @param options Test hooks.
+ * @returns The factory `runRl` calls once the model is built.
+ * @throws {RemoteEngineError} (from the factory) When no server passes the preflight, naming
+ *   the key `rl.rollout.servers` and each server's error.
+ * @throws {RangeError} (from the factory) When the run has no LoRA adapters, or the engine
+ *   cannot load adapters per name (llama.cpp), naming the key.
+ *
+ * @example A run with rollouts from vLLM servers (needs running servers)
+ * ```ts ignore
+ * import { remoteRollouts } from "./remote_rollouts.ts";
+ * import { runRl } from "../trainer/rl/run_rl.ts";
+ * import { loadConfig } from "../cli/load_config.ts";
+ *
+ * const config = await loadConfig("configs/rl_remote_vllm.yaml");
+ * await runRl(config, { rollouts: remoteRollouts() });
+ * ```
+ */
+export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSourceFactory {
+  return async (ctx): Promise<RolloutSource> => {
+    const { config } = ctx;
+    const r = config.rl.rollout;
+    if (r.backend === "local") {
+      throw new RangeError(
+        `Cannot build remote rollouts: key "rl.rollout.backend" is "local" (halo's own sampler)`,
+      );
+    }
+    const scratch = runAdapters(config, ctx.modelConfig);
+    if (scratch === null || scratch.hilo) {
+      throw new RangeError(
+        `Cannot run RL: key "rl.rollout.backend" is "${r.backend}", which needs ` +
+          `"adapters.kind" "lora" (engines serve plain PEFT LoRA only): current value is ` +
+          `"${config.adapters.kind}"`,
+      );
+    }
+    const clientOptions = {
+      engine: r.backend,
+      vocabSize: ctx.modelConfig.vocabSize,
+      ...(r.model !== "" ? { model: r.model } : {}),
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+      timeoutMs: r.timeoutMs,
+      choiceRetries: r.choiceRetries,
+    };
+    const poolOptions = {
+      attempts: r.attempts,
+      backoffMs: r.backoffMs,
+      downMs: r.downMs,
+    };
+    let pool: RolloutPool;
+    try {
+      pool = r.preflight
+        ? await RolloutPool.connect(r.servers, {
+          ...clientOptions,
+          ...poolOptions,
+          probePromptIds: ctx.probePromptIds,
+          eosTokenIds: ctx.eosTokenIds,
+        })
+        : new RolloutPool(r.servers.map((u) => new RolloutClient(u, clientOptions)), poolOptions);
+    } catch (error) {
+      throw new RemoteEngineError(
+        r.servers.join(", "),
+        `cannot connect the servers of key "rl.rollout.servers": ${(error as Error).message}`,
+        { retryable: false, cause: error },
+      );
+    }
+    let adapters: AdapterSync;
+    try {
+      adapters = new AdapterSync(pool.clients, {
+        dir: r.adapterDir,
+        prefix: `${r.adapterPrefix}-${options.tag ?? randomTag()}`,
+        keep: r.stalenessWindow + 1,
+        serverPath: r.serverAdapterDir === ""
+          ? undefined
+          : (path) => join(r.serverAdapterDir, basename(path)), // <adapterDir>/<name>
+      });
+    } catch (error) {
+      throw new RangeError(
+        `Cannot run RL: key "rl.rollout.backend" is "${r.backend}": ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    const write = peftWriter(scratch, {
+      baseModelNameOrPath: config.model.path,
+      syncParams: ctx.syncParams,
+    });
+    let version = 0;
+    const warnings: string[] = [];
+    const sample = remoteSampleGroups(pool, {
+      adapter: () => adapters.current?.name ?? null,
+      policyVersion: () => version,
+    });
+    const preflights = [...pool.preflights()].map(([url, p]) =>
+      `${url} (${p.model}, max length ${p.maxModelLen ?? "?"}, ${p.logprobs} log-probs)`
+    );
+    return {
+      description: `${r.backend} pool of ${r.servers.length} server(s)` +
+        (preflights.length > 0 ? `: ${preflights.join(", ")}` : "") +
+        `; adapters in ${r.adapterDir}, window ${r.stalenessWindow}` +
+        (r.tis.enabled ? `; TIS cap ${r.tis.cap}` : ""),
+      async beginStep(step) {
+        const published = await adapters.publish(step, (dir) => write(ctx.backend, dir));
+        version = step;
+        warnings.push(...published.warnings);
+        for (const name of published.unloaded) {
+          await Deno.remove(join(r.adapterDir, name), { recursive: true }).catch((e) =>
+            warnings.push(`could not remove "${join(r.adapterDir, name)}": ${e.message}`)
+          );
+        }
+      },
+      sampleGroups: sample,
+      metrics: () => ({
+        "rollout/policy_version": version,
+        "rollout/servers_up": pool.states().filter((s) => s.up).length,
+      }),
+      takeWarnings: () => warnings.splice(0),
+      close: () => Promise.resolve(),
+    };
+  };
+}
