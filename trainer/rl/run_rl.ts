@@ -30,19 +30,19 @@ import {
   adapterText,
   buildRunModel,
   deviceAdamw,
-  exportRun,
   readRunModel,
   resolveRunStart,
   restoreRun,
   runAdamw,
   saveRun,
+  trainAndExport,
 } from "../_run_setup.ts";
 import { dataOrder } from "../data_order.ts";
 import { gitSha } from "../git_sha.ts";
 import { applyUpdates, globalNorm } from "../optim/mod.ts";
 import type { WebGpuTrainBackend } from "../_webgpu_backend.ts";
 import { createProgress, formatDuration, type Progress } from "../../internal/progress.ts";
-import { type PendingStep, trainLoop } from "../train_loop.ts";
+import type { PendingStep } from "../train_loop.ts";
 import type { ParamTree } from "../types.ts";
 import { anchorCosines } from "./anchor_cosines.ts";
 import { rlConfigProblems } from "./config.ts";
@@ -759,27 +759,25 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       await Deno.mkdir(runDir, { recursive: true });
       await Deno.writeTextFile(timingsPath, "");
     }
-    const result = await trainLoop({
-      runDir,
-      startStep,
-      totalSteps: t.steps,
-      step,
-      evaluate,
-      evalEvery: rl.eval.every,
-      evalAtStart: options.evalAtStart ?? true,
-      checkpoint: save,
-      checkpointEvery: config.checkpoint.every,
-      resumedFrom: checkpoint?.dir ?? null,
-      progress: progress ?? undefined,
-      haltAfterStep: options.haltAfterStep,
+    const { result, exported } = await trainAndExport(config, head, built, {
+      loop: {
+        runDir,
+        startStep,
+        totalSteps: t.steps,
+        step,
+        evaluate,
+        evalEvery: rl.eval.every,
+        evalAtStart: options.evalAtStart ?? true,
+        checkpoint: save,
+        checkpointEvery: config.checkpoint.every,
+        resumedFrom: checkpoint?.dir ?? null,
+        progress: progress ?? undefined,
+        haltAfterStep: options.haltAfterStep,
+      },
+      syncFromDevice,
+      gpuOpt,
+      exportDir: options.exportDir,
     });
-
-    if (!result.halted) await syncFromDevice();
-    gpuOpt?.dispose();
-    const exported = result.halted ? [] : await exportRun(config, head, built, [
-      join(runDir, "final"),
-      ...(options.exportDir ? [options.exportDir] : []),
-    ]);
     if (options.plots && !result.halted) {
       try {
         const { charts } = await plotRunCurves(runDir);
