@@ -18,6 +18,14 @@ import { encodeMoeRouteBackward } from "../kernels/moe_route/moe_route_backward.
 import { encodeMoeBalanceBackward } from "../kernels/moe_route/moe_balance.ts";
 import { encodeAdd } from "../kernels/add/add.ts";
 import { encodeHiloGateBackward } from "../kernels/hilo_gate_backward/hilo_gate_backward.ts";
+import {
+  encodeHiloGroupedIndex,
+  hiloGroupedIndexSize,
+} from "../kernels/hilo_grouped/hilo_grouped_index.ts";
+import {
+  encodeHiloGroupedExpert,
+  HILO_GROUPED_MAX_RANK,
+} from "../kernels/hilo_grouped/hilo_grouped_expert.ts";
 // Types only: model/ does not import adapters/ (the folder above it).
 import {
   type HiloActivation,
@@ -85,6 +93,39 @@ export interface GpuLoraModule {
   readonly experts: readonly GpuLoraExpert[];
   /** The router that gates the experts per token (HILO), or null (every gate 1). */
   readonly router: GpuLoraRouter | null;
+  /**
+   * Whether the forward runs each routed expert on its own tokens only (grouped dispatch) rather
+   * than on every token with zero gates (dense); set from {@linkcode GpuLora.dispatch}.
+   */
+  grouped: boolean;
+}
+
+/**
+ * How the forward evaluates a router's experts: `"dense"` runs every expert on every token and
+ * the gates zero the unchosen ones (cost ∝ E); `"grouped"` builds per-expert token lists on the
+ * GPU (`hilo_grouped_index`) and runs each expert on its tokens only (`hilo_grouped_expert`, cost
+ * ∝ k); `"auto"` takes grouped from {@linkcode HILO_GROUPED_MIN_EXPERTS} experts on. The backward
+ * is dense either way (it recomputes the gates and every expert's rows).
+ */
+export type HiloDispatch = "dense" | "grouped" | "auto";
+
+/**
+ * Fewest routed experts for which `"auto"` dispatch takes the grouped path. Measured by
+ * `bench/hilo_bench.ts` on llvmpipe (see docs/results/hilo.md, "Dispatch"); a real GPU was not
+ * available, so this is the software rasteriser's crossover.
+ *
+ * @example Which path 16 experts take under "auto"
+ * ```ts
+ * import { HILO_GROUPED_MIN_EXPERTS } from "./lora_webgpu.ts";
+ * console.log(16 >= HILO_GROUPED_MIN_EXPERTS); // true
+ * ```
+ */
+export const HILO_GROUPED_MIN_EXPERTS = 8;
+
+/** Options of the {@linkcode GpuLora} constructor. */
+export interface GpuLoraOptions {
+  /** How routed experts are evaluated in the forward; default `"auto"`. */
+  dispatch?: HiloDispatch;
 }
 
 /** Floats of the gap before a router's gates in the scratch: 256 bytes, WebGPU's largest offset alignment. */
@@ -127,13 +168,15 @@ export class GpuLora {
   readonly modules: readonly GpuLoraModule[];
   /**
    * Floats per token of the scratch the branch needs: the largest rank of any expert, plus, for a
-   * module with a router, two areas of E values each after a 64-float alignment gap (the gates,
-   * then the balance loss's logit gradient, at 256-byte-aligned offsets after the rows `x·A_eᵀ`).
+   * module with a router, three areas of E values each after a 64-float alignment gap (the gates,
+   * then the balance loss's logit gradient or the grouped dispatch's index, at 256-byte-aligned
+   * offsets after the rows `x·A_eᵀ`).
    */
   readonly maxRank: number;
   /** The HILO settings carried into {@linkcode GpuLora.read}; absent for PEFT LoRA. */
   readonly hilo?: HiloSettings;
   #byKey = new Map<string, GpuLoraModule>();
+  #dispatch: HiloDispatch = "auto";
   #disposed = false;
   #balanceStats = new Map<number, GPUBuffer>();
 
@@ -143,9 +186,11 @@ export class GpuLora {
    *
    * @param ctx The GPU context.
    * @param lora The adapters (copied; later changes to its arrays are not seen).
-   * @throws {RangeError} If a router has more than 64 experts.
+   * @param options The forward's dispatch of routed experts.
+   * @throws {RangeError} If a router has more than 64 experts, or `"grouped"` is asked for with a
+   * routed expert's rank above 64.
    */
-  constructor(ctx: GpuContext, lora: Lora) {
+  constructor(ctx: GpuContext, lora: Lora, options: GpuLoraOptions = {}) {
     this.ctx = ctx;
     this.config = lora.config;
     if (lora.hilo) this.hilo = lora.hilo;
@@ -182,6 +227,7 @@ export class GpuLora {
             grad: null,
           }
           : null,
+        grouped: false,
       };
       this.#byKey.set(`${m.layer}/${m.target}`, g);
       return g;
@@ -190,9 +236,51 @@ export class GpuLora {
       1,
       ...this.modules.map((m) =>
         Math.max(...m.experts.map((e) => e.r)) +
-        (m.router ? 2 * (m.experts.length + GATE_ALIGN) : 0)
+        (m.router ? 3 * (m.experts.length + GATE_ALIGN) : 0)
       ),
     );
+    this.dispatch = options.dispatch ?? "auto";
+  }
+
+  /**
+   * How the forward evaluates routed experts (see {@linkcode HiloDispatch}); settable, e.g. to
+   * compare the two paths on one upload.
+   *
+   * @example Force the grouped dispatch on a model's adapters
+   * ```ts ignore
+   * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
+   * model.adapters!.dispatch = "grouped";
+   * ```
+   */
+  get dispatch(): HiloDispatch {
+    return this.#dispatch;
+  }
+
+  /** @throws {RangeError} If `"grouped"` meets a routed expert of rank above 64, or the value is unknown. */
+  set dispatch(value: HiloDispatch) {
+    if (value !== "dense" && value !== "grouped" && value !== "auto") {
+      throw new RangeError(
+        `Cannot set the HILO dispatch: "dispatch" must be "dense", "grouped" or "auto": current ` +
+          `value is "${value}"`,
+      );
+    }
+    for (const m of this.modules) {
+      if (!m.router) continue;
+      const rank = Math.max(...m.experts.map((e) => e.r));
+      if (value === "grouped" && rank > HILO_GROUPED_MAX_RANK) {
+        throw new RangeError(
+          `Cannot set the HILO dispatch of "${m.name}" to "grouped": its experts' rank must be at ` +
+            `most ${HILO_GROUPED_MAX_RANK}: current value is ${rank}`,
+        );
+      }
+    }
+    this.#dispatch = value;
+    for (const m of this.modules) {
+      const rank = Math.max(...m.experts.map((e) => e.r));
+      m.grouped = m.router !== null && (value === "grouped" ||
+        (value === "auto" && m.experts.length >= HILO_GROUPED_MIN_EXPERTS &&
+          rank <= HILO_GROUPED_MAX_RANK));
+    }
   }
 
   /**
@@ -536,6 +624,9 @@ export interface LoraForwardArgs {
  * router logits `x·W_rᵀ` into the scratch's gate area and the in-place routing (`moe_route`:
  * softmax, top-k / top-p, renormalised gates), then each expert's rows `x·A_eᵀ` are multiplied by
  * its gate (`hilo_gate_rows`) before the up projection: a dense evaluation of every expert.
+ * With `module.grouped` (see {@linkcode HiloDispatch}) the routing is followed instead by the
+ * per-expert token lists (`hilo_grouped_index`, after the gates in the scratch) and one
+ * `hilo_grouped_expert` dispatch per expert over its own tokens: the same sum, cost ∝ k.
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -580,6 +671,42 @@ export function encodeLoraForward(
       topK: rt.topK,
       topP: rt.topP,
     });
+    if (mod.grouped) {
+      const indexOffset = alignUp(ctx, gateOffset + m * E);
+      const need = indexOffset + hiloGroupedIndexSize(m, E);
+      if (scratch.size < 4 * need) {
+        throw new RangeError(
+          `Cannot record the grouped HILO branch of "${mod.name}": "scratch" must hold at least ` +
+            `${need} floats (rows, gates, index): current size is ${scratch.size / 4} floats`,
+        );
+      }
+      encodeHiloGroupedIndex(ctx, pass, {
+        buffer: scratch,
+        gateOffset,
+        indexOffset,
+        m,
+        experts: E,
+      });
+      for (const [i, e] of mod.experts.entries()) {
+        encodeHiloGroupedExpert(ctx, pass, {
+          x,
+          a: e.a,
+          b: e.b,
+          y,
+          buffer: scratch,
+          gateOffset,
+          indexOffset,
+          m,
+          inFeatures: mod.inFeatures,
+          outFeatures: mod.outFeatures,
+          r: e.r,
+          experts: E,
+          expert: i,
+          scale: e.scale,
+        });
+      }
+      return;
+    }
   }
   for (const [i, e] of mod.experts.entries()) {
     down(ctx, pass, { x, w: e.a, y: scratch, m, n: e.r, k: mod.inFeatures });
