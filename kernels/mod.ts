@@ -26,6 +26,7 @@ export * from "./hilo_gate_backward/hilo_gate_backward.ts";
 export * from "./hilo_gate_backward/hilo_gate_backward_ref.ts";
 export * from "./hilo_gate_rows/hilo_gate_rows.ts";
 export * from "./hilo_gate_rows/hilo_gate_rows_ref.ts";
+export * from "./hilo_grouped/hilo_grouped_backward.ts";
 export * from "./hilo_grouped/hilo_grouped_expert.ts";
 export * from "./hilo_grouped/hilo_grouped_index.ts";
 export * from "./hilo_grouped/hilo_grouped_ref.ts";

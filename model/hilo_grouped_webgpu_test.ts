@@ -1,8 +1,9 @@
 // The grouped dispatch of HILO's routed experts (per-expert token lists built on the GPU, each
 // expert run on its own tokens) against the dense dispatch and the float64 one-projection
 // reference, on odd shapes (E = 1, 3, 8, 16; top-1, top-2, top-p; tied router logits) with a
-// poisoned scratch; the fixture model with a random HILO adapter gives the same logits, generated
-// tokens and adapter gradients with either dispatch.
+// poisoned scratch, forward and backward; the fixture model with a random HILO adapter gives the
+// same logits, generated tokens and adapter gradients (with the balance loss too) with either
+// dispatch.
 import { deepStrictEqual, equal, ok, throws } from "node:assert/strict";
 import {
   assertClose,
@@ -14,13 +15,18 @@ import {
   testContext,
 } from "../gpu/test_utils.ts";
 import { createHilo, hiloConfig, type HiloConfigOptions } from "../adapters/hilo.ts";
-import { hiloProjectionRef } from "../adapters/hilo_projection_ref.ts";
+import { hiloProjectionBackwardRef, hiloProjectionRef } from "../adapters/hilo_projection_ref.ts";
 import { fixtureDir } from "../internal/test_utils.ts";
-import type { Lora, LoraModule } from "./adapter_types.ts";
+import { type Lora, type LoraModule, loraTensorName, routerTensorName } from "./adapter_types.ts";
 import { generate } from "./generate.ts";
 import { releaseGenerateWorkspace } from "./generate_webgpu.ts";
 import { loadModel } from "./load_model.ts";
-import { encodeLoraForward, GpuLora, type HiloDispatch } from "./lora_webgpu.ts";
+import {
+  encodeLoraBackward,
+  encodeLoraForward,
+  GpuLora,
+  type HiloDispatch,
+} from "./lora_webgpu.ts";
 import type { CpuQwen3 } from "./qwen3_cpu.ts";
 import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
 import { WebGpuQwen3Backward } from "./qwen3_webgpu_backward.ts";
@@ -29,6 +35,9 @@ import { WebGpuQwen3Backward } from "./qwen3_webgpu_backward.ts";
 // (hilo_webgpu_test.ts); grouped vs dense differ only in f32 summation order: 1e-6.
 const BRANCH_TOL = 1e-5;
 const PATHS_TOL = 1e-6;
+// Backward, grouped vs dense: 1e-5 (measured 0 at these widths: both sum in the same order, and
+// the dense path's extra terms are exact zeros; a wrong scale of 1.001 fails the test).
+const BACKWARD_PATHS_TOL = 1e-5;
 // Whole-model f32 logits and gradients, grouped vs dense and vs the CPU backend: the golden bound.
 const STATE_TOL = 1e-4;
 
@@ -100,6 +109,111 @@ Deno.test({
       }
       const err = assertClose(got.grouped, got.dense, PATHS_TOL, `${what} grouped vs dense`);
       console.log(`HILO grouped ${what}: rel err vs dense ${err.toExponential(2)}`);
+    }
+  },
+});
+
+/** A routed q_proj module of `E` experts of rank `r`, router rows tied when asked. */
+function routedModule(
+  c: { E: number; r: number; activation: "top-k" | "top-p"; topK: number; ties: boolean },
+  inF: number,
+  outF: number,
+  seed: number,
+): LoraModule {
+  const weight = randomArray(c.E * inF, seed++, -1, 1);
+  // Ties: experts 1 and 2 (and 5, 6 when present) get the same router row, so equal p.
+  if (c.ties) {
+    for (const [from, to] of [[1, 2], [5, 6]]) {
+      if (to < c.E) weight.copyWithin(to * inF, from * inF, from * inF + inF);
+    }
+  }
+  return {
+    name: "model.layers.0.self_attn.q_proj",
+    layer: 0,
+    target: "q_proj",
+    inFeatures: inF,
+    outFeatures: outF,
+    experts: Array.from({ length: c.E }, () => ({
+      a: randomArray(c.r * inF, seed++, -0.5, 0.5),
+      b: randomArray(outF * c.r, seed++, -0.5, 0.5),
+      r: c.r,
+      scale: 2 / c.r,
+    })),
+    router: { weight, activation: c.activation, topK: c.topK, topP: 0.6 },
+  };
+}
+
+Deno.test({
+  name:
+    "encodeLoraBackward() grouped equals dense and the float64 HILO backward reference (odd shapes, ties)",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const [inF, outF] = [19, 23];
+    const cases = [
+      { m: 5, E: 1, r: 3, activation: "top-k", topK: 1, ties: false },
+      { m: 37, E: 3, r: 4, activation: "top-k", topK: 2, ties: true },
+      { m: 33, E: 8, r: 5, activation: "top-k", topK: 1, ties: false },
+      { m: 67, E: 16, r: 3, activation: "top-k", topK: 2, ties: true },
+      { m: 29, E: 8, r: 4, activation: "top-p", topK: 2, ties: false },
+    ] as const;
+    let seed = 900;
+    for (const c of cases) {
+      const module = routedModule(c, inF, outF, seed);
+      seed += 100;
+      const lora: Lora = { config: {} as Lora["config"], modules: [module] };
+      const x = randomArray(c.m * inF, seed++, -1, 1);
+      const dy = randomArray(c.m * outF, seed++, -1, 1);
+      const ref = hiloProjectionBackwardRef(dy, x, { ...module, w0: new Float32Array(outF * inF) });
+      const what = `m=${c.m} E=${c.E} ${c.activation} k=${c.topK}${c.ties ? " ties" : ""}`;
+      const names = [
+        ...module.experts.flatMap((_, i) =>
+          (["A", "B"] as const).map((matrix) => loraTensorName(module, { matrix, expert: i }))
+        ),
+        routerTensorName(module),
+      ];
+      const got: Record<string, Float32Array[]> = {};
+      for (const dispatch of ["dense", "grouped"] as const) {
+        const gpu = new GpuLora(ctx, lora, { dispatch });
+        equal(gpu.modules[0].grouped, dispatch === "grouped");
+        gpu.ensureGrads();
+        const xb = ctx.upload(x, "x");
+        const dyb = ctx.upload(dy, "dy");
+        const dxb = ctx.upload(new Float32Array(c.m * inF), "dx");
+        const u = poisoned(ctx, c.m * gpu.maxRank, "u");
+        const du = poisoned(ctx, c.m * gpu.maxRank, "du");
+        const enc = recordPass(ctx, (pass) =>
+          encodeLoraBackward(ctx, pass, {
+            module: gpu.modules[0],
+            x: xb,
+            dy: dyb,
+            dx: dxb,
+            m: c.m,
+            u,
+            du,
+          }));
+        const dx = await readFloats(ctx, dxb, c.m * inF, enc);
+        const grads = await gpu.readGrads();
+        for (const b of [xb, dyb, dxb, u, du]) ctx.release(b);
+        gpu.dispose();
+        got[dispatch] = [dx, ...names.map((n) => grads.get(n)!)];
+        const want = [
+          ref.dx,
+          ...ref.dA.flatMap((dA, i) => [dA, ref.dB[i]]),
+          ref.dRouter,
+        ];
+        want.forEach((w, i) =>
+          assertClose(got[dispatch][i], w, BRANCH_TOL, `${what} ${dispatch} ${["dx", ...names][i]}`)
+        );
+      }
+      const errs = got.grouped.map((g, i) =>
+        assertClose(g, got.dense[i], BACKWARD_PATHS_TOL, `${what} grouped vs dense ${i}`)
+      );
+      console.log(
+        `HILO grouped backward ${what}: worst rel err vs dense ${
+          Math.max(...errs).toExponential(2)
+        }`,
+      );
     }
   },
 });
@@ -180,6 +294,8 @@ Deno.test({
         const options of [
           { experts: "3-16", rank: "2-3", topK: [1, 2] },
           { experts: "8-5", rank: "3-2", activation: "top-p", topP: 0.7 },
+          // The load-balancing loss's router gradient goes through the grouped backward too.
+          { experts: "4-9", rank: "2-2", balanceCoef: 0.5 },
         ] as HiloConfigOptions[]
       ) {
         const lora = randomHilo(gpu.config, options, 23);

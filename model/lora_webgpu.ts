@@ -26,6 +26,7 @@ import {
   encodeHiloGroupedExpert,
   HILO_GROUPED_MAX_RANK,
 } from "../kernels/hilo_grouped/hilo_grouped_expert.ts";
+import { encodeHiloGroupedBackward } from "../kernels/hilo_grouped/hilo_grouped_backward.ts";
 // Types only: model/ does not import adapters/ (the folder above it).
 import {
   type HiloActivation,
@@ -94,18 +95,20 @@ export interface GpuLoraModule {
   /** The router that gates the experts per token (HILO), or null (every gate 1). */
   readonly router: GpuLoraRouter | null;
   /**
-   * Whether the forward runs each routed expert on its own tokens only (grouped dispatch) rather
-   * than on every token with zero gates (dense); set from {@linkcode GpuLora.dispatch}.
+   * Whether the forward and backward run each routed expert on its own tokens only (grouped
+   * dispatch) rather than on every token with zero gates (dense); set from
+   * {@linkcode GpuLora.dispatch}.
    */
   grouped: boolean;
 }
 
 /**
- * How the forward evaluates a router's experts: `"dense"` runs every expert on every token and
- * the gates zero the unchosen ones (cost ∝ E); `"grouped"` builds per-expert token lists on the
- * GPU (`hilo_grouped_index`) and runs each expert on its tokens only (`hilo_grouped_expert`, cost
- * ∝ k); `"auto"` takes grouped from {@linkcode HILO_GROUPED_MIN_EXPERTS} experts on. The backward
- * is dense either way (it recomputes the gates and every expert's rows).
+ * How the forward and backward evaluate a router's experts: `"dense"` runs every expert on every
+ * token and the gates zero the unchosen ones (cost ∝ E); `"grouped"` builds per-expert token
+ * lists on the GPU (`hilo_grouped_index`, no readback) and runs each expert on its tokens only
+ * (`hilo_grouped_expert`, `hilo_grouped_backward`; cost ∝ k, plus the router's ∝ E matmul and one
+ * early-exiting launch per expert); `"auto"` takes grouped from
+ * {@linkcode HILO_GROUPED_MIN_EXPERTS} experts on.
  */
 export type HiloDispatch = "dense" | "grouped" | "auto";
 
@@ -168,9 +171,9 @@ export class GpuLora {
   readonly modules: readonly GpuLoraModule[];
   /**
    * Floats per token of the scratch the branch needs: the largest rank of any expert, plus, for a
-   * module with a router, three areas of E values each after a 64-float alignment gap (the gates,
-   * then the balance loss's logit gradient or the grouped dispatch's index, at 256-byte-aligned
-   * offsets after the rows `x·A_eᵀ`).
+   * module with a router, four areas of E values each after a 64-float alignment gap (the gates,
+   * the balance loss's logit gradient and the grouped dispatch's index of 2 + E values per token
+   * at most, at 256-byte-aligned offsets after the rows `x·A_eᵀ`).
    */
   readonly maxRank: number;
   /** The HILO settings carried into {@linkcode GpuLora.read}; absent for PEFT LoRA. */
@@ -236,7 +239,7 @@ export class GpuLora {
       1,
       ...this.modules.map((m) =>
         Math.max(...m.experts.map((e) => e.r)) +
-        (m.router ? 3 * (m.experts.length + GATE_ALIGN) : 0)
+        (m.router ? 4 * (m.experts.length + GATE_ALIGN) : 0)
       ),
     );
     this.dispatch = options.dispatch ?? "auto";
@@ -626,7 +629,8 @@ export interface LoraForwardArgs {
  * its gate (`hilo_gate_rows`) before the up projection: a dense evaluation of every expert.
  * With `module.grouped` (see {@linkcode HiloDispatch}) the routing is followed instead by the
  * per-expert token lists (`hilo_grouped_index`, after the gates in the scratch) and one
- * `hilo_grouped_expert` dispatch per expert over its own tokens: the same sum, cost ∝ k.
+ * `hilo_grouped_expert` dispatch per expert over its own tokens: the same sum, cost ∝ k tokens'
+ * worth of experts instead of E.
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -767,7 +771,10 @@ export interface LoraBackwardArgs {
  * `moe_route_backward` turns `dg` into the logits' gradient `dz = g ⊙ (dg − Σ g·dg)` and the
  * router's matmul backward adds `dW_r += dzᵀ·x` and `dx += dz·W_r`. With `balance`, the balance
  * loss's logit gradient (`moe_balance_backward`, from logits recomputed into `u`'s second area)
- * is added to `dz` first.
+ * is added to `dz` first. With `module.grouped` the expert loop is replaced by the token lists
+ * (`hilo_grouped_index` into `u`'s index area) and one `encodeHiloGroupedBackward` per expert
+ * over its own tokens (gated rows and `dg`, then `dB`, `dA` and `dx` gathered through the list);
+ * `dg` of unselected experts is left unwritten, which `moe_route_backward` ignores (g = 0).
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -794,6 +801,7 @@ export function encodeLoraBackward(
   const rt = mod.router;
   const balance = rt && args.balance && args.balance.coef !== 0 ? args.balance : null;
   let balanceOffset = 0;
+  let indexOffset = 0;
   const E = mod.experts.length;
   let gateOffset = 0;
   if (rt) {
@@ -827,6 +835,17 @@ export function encodeLoraBackward(
       topK: rt.topK,
       topP: rt.topP,
     });
+    indexOffset = balance ? alignUp(ctx, balanceOffset + m * E) : balanceOffset;
+    if (mod.grouped) {
+      const need = indexOffset + hiloGroupedIndexSize(m, E);
+      if (u.size < 4 * need) {
+        throw new RangeError(
+          `Cannot record the grouped HILO backward of "${mod.name}": "u" must hold at least ` +
+            `${need} floats (rows, gates${balance ? ", balance area" : ""}, index): current ` +
+            `size is ${u.size / 4} floats`,
+        );
+      }
+    }
     if (balance) {
       // The balance loss's logit gradient, from the logits recomputed into u's second area.
       const area = { buffer: u, offset: balanceOffset * 4, size: m * E * 4 };
@@ -842,7 +861,39 @@ export function encodeLoraBackward(
       });
     }
   }
-  for (const [i, e] of mod.experts.entries()) {
+  if (rt && mod.grouped) {
+    // Each expert on its own tokens: gated rows, dg, dB, dA and dx over the token lists.
+    encodeHiloGroupedIndex(ctx, pass, { buffer: u, gateOffset, indexOffset, m, experts: E });
+    for (const [i, e] of mod.experts.entries()) {
+      if (!e.gradA || !e.gradB) {
+        throw new TypeError(
+          `Cannot record the LoRA backward of "${mod.name}": its gradient buffers do not exist ` +
+            `(call ensureGrads first)`,
+        );
+      }
+      encodeHiloGroupedBackward(ctx, pass, {
+        x,
+        a: e.a,
+        b: e.b,
+        dy,
+        dx,
+        gradA: e.gradA,
+        gradB: e.gradB,
+        u,
+        du,
+        gateOffset,
+        indexOffset,
+        m,
+        inFeatures: inF,
+        outFeatures: outF,
+        r: e.r,
+        experts: E,
+        expert: i,
+        scale: e.scale,
+      });
+    }
+  }
+  for (const [i, e] of (rt && mod.grouped ? [] : mod.experts).entries()) {
     if (!e.gradA || !e.gradB) {
       throw new TypeError(
         `Cannot record the LoRA backward of "${mod.name}": its gradient buffers do not exist ` +

@@ -12,9 +12,14 @@ import {
   testContext,
 } from "../../gpu/test_utils.ts";
 import { moeRouteRef } from "../moe_route/moe_route_ref.ts";
+import { encodeHiloGroupedBackward } from "./hilo_grouped_backward.ts";
 import { encodeHiloGroupedExpert } from "./hilo_grouped_expert.ts";
 import { encodeHiloGroupedIndex, hiloGroupedIndexSize } from "./hilo_grouped_index.ts";
-import { hiloGroupedExpertRef, hiloGroupedIndexRef } from "./hilo_grouped_ref.ts";
+import {
+  hiloGroupedBackwardRef,
+  hiloGroupedExpertRef,
+  hiloGroupedIndexRef,
+} from "./hilo_grouped_ref.ts";
 
 // f32 dot products of width ≤ 70 against float64: rel 1e-5 (measured ~1e-7).
 const TOL = 1e-5;
@@ -144,6 +149,105 @@ Deno.test({
       console.log(
         `hilo_grouped_expert m=${c.m} E=${c.E} r=${c.r}: rel err ${err.toExponential(2)}, ` +
           `${untouched} rows untouched`,
+      );
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "encodeHiloGroupedBackward() gives one expert's dA, dB, dx and gate gradient on its tokens as the f64 reference",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    let seed = 90;
+    const cases = [
+      { m: 1, E: 1, k: 1, inF: 7, outF: 5, r: 1, expert: 0, dx: true },
+      { m: 37, E: 3, k: 2, inF: 70, outF: 9, r: 5, expert: 1, dx: true },
+      { m: 19, E: 8, k: 1, inF: 33, outF: 40, r: 64, expert: 7, dx: false },
+      { m: 50, E: 16, k: 2, inF: 19, outF: 23, r: 3, expert: 0, dx: true },
+    ];
+    for (const c of cases) {
+      const gates = gatesOf(c.m, c.E, c.k, seed++);
+      const gateOffset = c.m * c.r + 3;
+      const indexOffset = gateOffset + c.m * c.E + 2;
+      // u: rows and the gap poisoned, gates, index (built below) poisoned; du all poisoned.
+      const uData = new Float32Array(indexOffset + hiloGroupedIndexSize(c.m, c.E)).fill(NaN);
+      uData.set(gates, gateOffset);
+      const x = randomArray(c.m * c.inF, seed++, -1, 1);
+      const a = randomArray(c.r * c.inF, seed++, -0.5, 0.5);
+      const b = randomArray(c.outF * c.r, seed++, -0.5, 0.5);
+      const dy = randomArray(c.m * c.outF, seed++, -1, 1);
+      const dx0 = randomArray(c.m * c.inF, seed++, -1, 1);
+      const dA0 = randomArray(c.r * c.inF, seed++, -1, 1);
+      const dB0 = randomArray(c.outF * c.r, seed++, -1, 1);
+      const bufs = {
+        u: ctx.upload(uData, "u"),
+        du: ctx.upload(new Float32Array(gateOffset + c.m * c.E).fill(NaN), "du"),
+        x: ctx.upload(x, "x"),
+        a: ctx.upload(a, "a"),
+        b: ctx.upload(b, "b"),
+        dy: ctx.upload(dy, "dy"),
+        dx: ctx.upload(dx0, "dx"),
+        gradA: ctx.upload(dA0, "gradA"),
+        gradB: ctx.upload(dB0, "gradB"),
+      };
+      const scale = 2 / c.r;
+      const shape = {
+        m: c.m,
+        inFeatures: c.inF,
+        outFeatures: c.outF,
+        r: c.r,
+        experts: c.E,
+        expert: c.expert,
+        scale,
+      };
+      const enc = recordPass(ctx, (pass) => {
+        encodeHiloGroupedIndex(ctx, pass, {
+          buffer: bufs.u,
+          gateOffset,
+          indexOffset,
+          m: c.m,
+          experts: c.E,
+        });
+        encodeHiloGroupedBackward(ctx, pass, {
+          ...bufs,
+          dx: c.dx ? bufs.dx : undefined,
+          gateOffset,
+          indexOffset,
+          ...shape,
+        });
+      });
+      const du = await readFloats(ctx, bufs.du, gateOffset + c.m * c.E, enc);
+      const dx = await readFloats(ctx, bufs.dx, c.m * c.inF);
+      const dA = await readFloats(ctx, bufs.gradA, c.r * c.inF);
+      const dB = await readFloats(ctx, bufs.gradB, c.outF * c.r);
+      for (const buf of Object.values(bufs)) ctx.release(buf);
+      const ref = hiloGroupedBackwardRef(x, { a, b }, dy, gates, shape);
+      const what = `m=${c.m} E=${c.E} r=${c.r}`;
+      const errs = [
+        assertClose(dA, ref.dA.map((v, i) => v + dA0[i]), TOL, `${what} dA`),
+        assertClose(dB, ref.dB.map((v, i) => v + dB0[i]), TOL, `${what} dB`),
+        assertClose(dx, c.dx ? ref.dx.map((v, i) => v + dx0[i]) : dx0, TOL, `${what} dx`),
+      ];
+      // The gate gradient on the expert's tokens; every other entry of the gate area untouched.
+      const taken = Array.from({ length: c.m }, (_, t) => t).filter((t) =>
+        gates[t * c.E + c.expert] !== 0
+      );
+      errs.push(
+        assertClose(
+          taken.map((t) => du[gateOffset + t * c.E + c.expert]),
+          taken.map((t) => ref.dg[t]),
+          TOL,
+          `${what} dg`,
+        ),
+      );
+      const untouched = Array.from(du.subarray(gateOffset)).filter((_, i) =>
+        !(i % c.E === c.expert && gates[i] !== 0)
+      );
+      assert.ok(untouched.every(Number.isNaN), `${what}: other gate-gradient entries untouched`);
+      console.log(
+        `hilo_grouped_backward ${what}: worst rel err ${Math.max(...errs).toExponential(2)}`,
       );
     }
   },
