@@ -25,6 +25,7 @@ import {
   encodeLoraBackward,
   encodeLoraForward,
   GpuLora,
+  HILO_GROUPED_MIN_EXPERTS,
   type HiloDispatch,
 } from "./lora_webgpu.ts";
 import type { CpuQwen3 } from "./qwen3_cpu.ts";
@@ -238,12 +239,16 @@ Deno.test({
       router: { weight: new Float32Array(E * 4), activation: "top-k", topK: 1, topP: 0.8 },
     });
     const of = (m: LoraModule): Lora => ({ config: {} as Lora["config"], modules: [m] });
-    const small = new GpuLora(ctx, of(routed(2, 2)));
-    const big = new GpuLora(ctx, of(routed(32, 2)));
+    const N = HILO_GROUPED_MIN_EXPERTS;
+    const small = new GpuLora(ctx, of(routed(N - 1, 2)));
+    const big = new GpuLora(ctx, of(routed(N, 2)));
+    // Auto with a rank the grouped kernels cannot take stays dense instead of failing.
+    const wide = new GpuLora(ctx, of(routed(32, 65)));
     try {
       equal(small.dispatch, "auto");
       equal(small.modules[0].grouped, false);
       equal(big.modules[0].grouped, true);
+      equal(wide.modules[0].grouped, false);
       big.dispatch = "dense";
       equal(big.modules[0].grouped, false);
       throws(() => {
@@ -254,8 +259,7 @@ Deno.test({
         /"model.layers.0.mlp.up_proj" to "grouped": its experts' rank must be at most 64: current value is 65/,
       );
     } finally {
-      small.dispose();
-      big.dispose();
+      for (const g of [small, big, wide]) g.dispose();
     }
   },
 });
