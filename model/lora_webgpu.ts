@@ -129,7 +129,7 @@ export const HILO_GROUPED_MIN_EXPERTS = 4;
 
 /** Options of the {@linkcode GpuLora} constructor. */
 export interface GpuLoraOptions {
-  /** How routed experts are evaluated in the forward; default `"auto"`. */
+  /** How routed experts are evaluated in the forward and backward; default `"auto"`. */
   dispatch?: HiloDispatch;
 }
 
@@ -191,7 +191,7 @@ export class GpuLora {
    *
    * @param ctx The GPU context.
    * @param lora The adapters (copied; later changes to its arrays are not seen).
-   * @param options The forward's dispatch of routed experts.
+   * @param options How the forward and backward evaluate routed experts.
    * @throws {RangeError} If a router has more than 64 experts, or `"grouped"` is asked for with a
    * routed expert's rank above 64.
    */
@@ -248,8 +248,8 @@ export class GpuLora {
   }
 
   /**
-   * How the forward evaluates routed experts (see {@linkcode HiloDispatch}); settable, e.g. to
-   * compare the two paths on one upload.
+   * How the forward and backward evaluate routed experts (see {@linkcode HiloDispatch});
+   * settable, e.g. to compare the two paths on one upload.
    *
    * @example Force the grouped dispatch on a model's adapters
    * ```ts ignore
