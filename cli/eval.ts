@@ -51,7 +51,7 @@ avg@k and maj@k with 95% confidence intervals, overall and per MATH-500 subject 
 
 Options:
   --model DIR            model directory (HuggingFace Qwen3); repeat to compare models
-  --adapter DIR          PEFT LoRA adapter on the model; repeat to compare ("none" = the base)
+  --adapter DIR          PEFT LoRA or HILO adapter on the model; repeat to compare ("none" = the base)
   --data NAME|FILE       gsm8k, math500, arithmetic, or a .jsonl file
   --k N                  samples per problem (default 16)
   --temperature T        sampling temperature, 0 = greedy (default 0.6)

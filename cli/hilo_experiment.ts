@@ -472,6 +472,33 @@ function tasksOf(records: readonly RunRecord[]): SuiteTask[] {
 }
 
 /**
+ * The line after which an existing report's text is kept when the report is regenerated: sections
+ * measured by other commands (the "Dispatch" section of `bench/hilo_bench.ts`).
+ *
+ * @example Is a report's dispatch section kept?
+ * ```ts
+ * import { KEPT_MARKER } from "./hilo_experiment.ts";
+ * const report = await Deno.readTextFile("docs/results/hilo.md");
+ * console.log(report.includes(KEPT_MARKER));
+ * ```
+ */
+export const KEPT_MARKER =
+  "<!-- Kept by hilo-experiment: the sections below come from other commands -->";
+
+/** The existing report's text from {@linkcode KEPT_MARKER} on (with a leading blank line), or "". */
+async function keptSection(report: string): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(report);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return "";
+    throw e;
+  }
+  const at = text.indexOf(KEPT_MARKER);
+  return at === -1 ? "" : `\n${text.slice(at)}`;
+}
+
+/**
  * The Markdown report of finished runs: one row per variant with the accuracy per task and
  * overall (mean ± half-width of the 95% t-interval over seeds), the parameter counts, train
  * tokens/s and wall time; then the per-run numbers, the machine and the exact config.
@@ -733,7 +760,7 @@ export async function runHiloExperiment(
   await writeFileAtomic(chart, await formatted(svg, "svg", log));
   const chartName = relative(dirname(report) || ".", chart);
   const markdown = await reportMarkdown(experiment, records, chartName, base, options.machine);
-  await writeFileAtomic(report, await formatted(markdown, "md", log));
+  await writeFileAtomic(report, await formatted(markdown + await keptSection(report), "md", log));
   return { report, chart, ran, skipped, records };
 }
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { readExperiment, runHiloExperiment } from "./hilo_experiment.ts";
+import { KEPT_MARKER, readExperiment, runHiloExperiment } from "./hilo_experiment.ts";
 
 const SMALL = [
   "--trainer.steps=2",
@@ -68,8 +68,15 @@ Deno.test("runHiloExperiment() runs each variant, writes the report and chart, t
     assert.match(report, /## Exact config/);
     assert.match(report, /95% Student-t interval/);
 
+    // A section after the kept marker (e.g. the bench's "Dispatch") survives a regeneration.
+    const kept = `${KEPT_MARKER}\n\n## Dispatch\n\nMeasured elsewhere.\n`;
+    await Deno.writeTextFile(first.report, `${report}\n${kept}`);
     // A second call trains nothing and gives the same numbers.
     const again = await runHiloExperiment(path, { overrides: SMALL, seeds: [0], log: () => {} });
+    const regenerated = await Deno.readTextFile(again.report);
+    assert.ok(regenerated.endsWith(kept), "the kept section is at the end");
+    assert.equal(regenerated.split("## Exact config").length, 2, "one generated report");
+    assert.equal(regenerated.split(KEPT_MARKER).length, 2, "one kept section");
     assert.equal(again.ran, 0);
     assert.equal(again.skipped, 2);
     assert.deepEqual(again.records.map((r) => r.metrics), first.records.map((r) => r.metrics));

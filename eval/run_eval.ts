@@ -18,7 +18,7 @@ import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { generate } from "../model/generate.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { mixNumber } from "../internal/random.ts";
-import { loadPeftAdapter } from "../adapters/peft_io.ts";
+import { loadAdapter } from "../adapters/load_adapter.ts";
 import type { Lora } from "../adapters/lora.ts";
 import { prepareGold } from "../verify/prepare_gold.ts";
 import { verify } from "../verify/verify.ts";
@@ -49,7 +49,10 @@ import { createEvalProgress } from "./_progress.ts";
 export interface RunEvalOptions {
   /** The model directory (`--model`). */
   model: string;
-  /** A PEFT LoRA adapter directory applied on the model (`--adapter`); default none. */
+  /**
+   * An adapter directory applied on the model (`--adapter`): PEFT LoRA or HILO, read by
+   * `loadAdapter` (by the config's `peft_type`); default none.
+   */
   adapter?: string | null;
   /** `"gsm8k"`, `"math500"`, `"arithmetic"` or a `.jsonl` path (`--data`). */
   data: string;
@@ -227,7 +230,7 @@ async function loadSystem(
     if (options.adapter) {
       let lora: Lora;
       try {
-        lora = await loadPeftAdapter(options.adapter, model.config);
+        lora = await loadAdapter(options.adapter, model.config);
       } catch (error) {
         const Type = (error as Error).constructor as ErrorConstructor;
         throw new Type(

@@ -9,6 +9,9 @@ import { generate } from "../model/generate.ts";
 import type { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { loadPeftAdapter } from "../adapters/peft_io.ts";
 import { writeArithmeticTokenizer } from "../data/arithmetic_tokenizer.ts";
+import { createHilo, hiloConfig } from "../adapters/hilo.ts";
+import { saveHiloAdapter } from "../adapters/hilo_io.ts";
+import { randomArray } from "../internal/random.ts";
 
 // Tiny settings on the bundled model: 4 held-out arithmetic problems, 2 samples, 16 new tokens
 // (the 3-operand answers are cut: fine for checking the bookkeeping), CPU backend.
@@ -107,7 +110,7 @@ Deno.test("promptSeed() depends only on the seed and the prompt id", () => {
   assert.ok([...seeds].every((s) => Number.isInteger(s) && s >= 0 && s < 2 ** 32));
 });
 
-Deno.test("runEval() applies --adapter: the texts equal generate() on the model with the adapter set", async () => {
+Deno.test("runEval() applies a PEFT LoRA or a HILO --adapter: the texts equal generate() on the model with the adapter set", async () => {
   const root = await Deno.makeTempDir();
   try {
     // The random-weight fixture model with the arithmetic tokenizer (its vocabulary fits).
@@ -145,6 +148,24 @@ Deno.test("runEval() applies --adapter: the texts equal generate() on the model 
     (model as CpuQwen3).setAdapters(await loadPeftAdapter(adapter, model.config));
     assert.deepEqual(await textsOf(withAdapter.outDir), await expected());
     assert.notDeepEqual(await textsOf(withAdapter.outDir), await textsOf(without.outDir));
+
+    // A HILO directory (routed experts, random non-zero B so it changes the samples).
+    const hilo = createHilo(
+      hiloConfig(model.config, { experts: "1-3", rank: "2-3" }),
+      model.config,
+      { seed: 5 },
+    );
+    let s = 50;
+    for (const m of hilo.modules) {
+      for (const e of m.experts) e.b.set(randomArray(e.b.length, s++, -0.5, 0.5));
+      if (m.router) m.router.weight.set(randomArray(m.router.weight.length, s++, -1, 1));
+    }
+    const hiloDir = join(root, "hilo_adapter");
+    await saveHiloAdapter(hiloDir, hilo);
+    const withHilo = await runEval({ ...options, adapter: hiloDir, outDir: join(root, "hilo") });
+    (model as CpuQwen3).setAdapters(hilo);
+    assert.deepEqual(await textsOf(withHilo.outDir), await expected());
+    assert.notDeepEqual(await textsOf(withHilo.outDir), await textsOf(without.outDir));
     model.dispose();
 
     await assert.rejects(

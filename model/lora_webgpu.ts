@@ -18,6 +18,15 @@ import { encodeMoeRouteBackward } from "../kernels/moe_route/moe_route_backward.
 import { encodeMoeBalanceBackward } from "../kernels/moe_route/moe_balance.ts";
 import { encodeAdd } from "../kernels/add/add.ts";
 import { encodeHiloGateBackward } from "../kernels/hilo_gate_backward/hilo_gate_backward.ts";
+import {
+  encodeHiloGroupedIndex,
+  hiloGroupedIndexSize,
+} from "../kernels/hilo_grouped/hilo_grouped_index.ts";
+import {
+  encodeHiloGroupedExpert,
+  HILO_GROUPED_MAX_RANK,
+} from "../kernels/hilo_grouped/hilo_grouped_expert.ts";
+import { encodeHiloGroupedBackward } from "../kernels/hilo_grouped/hilo_grouped_backward.ts";
 // Types only: model/ does not import adapters/ (the folder above it).
 import {
   type HiloActivation,
@@ -85,6 +94,43 @@ export interface GpuLoraModule {
   readonly experts: readonly GpuLoraExpert[];
   /** The router that gates the experts per token (HILO), or null (every gate 1). */
   readonly router: GpuLoraRouter | null;
+  /**
+   * Whether the forward and backward run each routed expert on its own tokens only (grouped
+   * dispatch) rather than on every token with zero gates (dense); set from
+   * {@linkcode GpuLora.dispatch}.
+   */
+  grouped: boolean;
+}
+
+/**
+ * How the forward and backward evaluate a router's experts: `"dense"` runs every expert on every
+ * token and the gates zero the unchosen ones (cost ∝ E); `"grouped"` builds per-expert token
+ * lists on the GPU (`hilo_grouped_index`, no readback) and runs each expert on its tokens only
+ * (`hilo_grouped_expert`, `hilo_grouped_backward`; cost ∝ k, plus the router's ∝ E matmul and one
+ * early-exiting launch per expert); `"auto"` takes grouped from
+ * {@linkcode HILO_GROUPED_MIN_EXPERTS} experts on.
+ */
+export type HiloDispatch = "dense" | "grouped" | "auto";
+
+/**
+ * Fewest routed experts for which `"auto"` dispatch takes the grouped path. Measured by
+ * `bench/hilo_bench.ts` on llvmpipe (docs/results/hilo.md, "Dispatch"): one 1024→1024 projection,
+ * 128 tokens, rank 8, top-2, the grouped forward took 0.90× the dense one's speed at E = 2 and
+ * 1.17× at E = 4 (7.9× at E = 32); the grouped backward was faster from E = 2 on. A real GPU was
+ * not available, so this is the software rasteriser's crossover.
+ *
+ * @example Which path 16 experts take under "auto"
+ * ```ts
+ * import { HILO_GROUPED_MIN_EXPERTS } from "./lora_webgpu.ts";
+ * console.log(16 >= HILO_GROUPED_MIN_EXPERTS); // true
+ * ```
+ */
+export const HILO_GROUPED_MIN_EXPERTS = 4;
+
+/** Options of the {@linkcode GpuLora} constructor. */
+export interface GpuLoraOptions {
+  /** How routed experts are evaluated in the forward and backward; default `"auto"`. */
+  dispatch?: HiloDispatch;
 }
 
 /** Floats of the gap before a router's gates in the scratch: 256 bytes, WebGPU's largest offset alignment. */
@@ -127,13 +173,15 @@ export class GpuLora {
   readonly modules: readonly GpuLoraModule[];
   /**
    * Floats per token of the scratch the branch needs: the largest rank of any expert, plus, for a
-   * module with a router, two areas of E values each after a 64-float alignment gap (the gates,
-   * then the balance loss's logit gradient, at 256-byte-aligned offsets after the rows `x·A_eᵀ`).
+   * module with a router, four areas of E values each after a 64-float alignment gap (the gates,
+   * the balance loss's logit gradient and the grouped dispatch's index of 2 + E values per token
+   * at most, at 256-byte-aligned offsets after the rows `x·A_eᵀ`).
    */
   readonly maxRank: number;
   /** The HILO settings carried into {@linkcode GpuLora.read}; absent for PEFT LoRA. */
   readonly hilo?: HiloSettings;
   #byKey = new Map<string, GpuLoraModule>();
+  #dispatch: HiloDispatch = "auto";
   #disposed = false;
   #balanceStats = new Map<number, GPUBuffer>();
 
@@ -143,9 +191,11 @@ export class GpuLora {
    *
    * @param ctx The GPU context.
    * @param lora The adapters (copied; later changes to its arrays are not seen).
-   * @throws {RangeError} If a router has more than 64 experts.
+   * @param options How the forward and backward evaluate routed experts.
+   * @throws {RangeError} If a router has more than 64 experts, or `"grouped"` is asked for with a
+   * routed expert's rank above 64.
    */
-  constructor(ctx: GpuContext, lora: Lora) {
+  constructor(ctx: GpuContext, lora: Lora, options: GpuLoraOptions = {}) {
     this.ctx = ctx;
     this.config = lora.config;
     if (lora.hilo) this.hilo = lora.hilo;
@@ -182,6 +232,7 @@ export class GpuLora {
             grad: null,
           }
           : null,
+        grouped: false,
       };
       this.#byKey.set(`${m.layer}/${m.target}`, g);
       return g;
@@ -190,9 +241,51 @@ export class GpuLora {
       1,
       ...this.modules.map((m) =>
         Math.max(...m.experts.map((e) => e.r)) +
-        (m.router ? 2 * (m.experts.length + GATE_ALIGN) : 0)
+        (m.router ? 4 * (m.experts.length + GATE_ALIGN) : 0)
       ),
     );
+    this.dispatch = options.dispatch ?? "auto";
+  }
+
+  /**
+   * How the forward and backward evaluate routed experts (see {@linkcode HiloDispatch});
+   * settable, e.g. to compare the two paths on one upload.
+   *
+   * @example Force the grouped dispatch on a model's adapters
+   * ```ts ignore
+   * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
+   * model.adapters!.dispatch = "grouped";
+   * ```
+   */
+  get dispatch(): HiloDispatch {
+    return this.#dispatch;
+  }
+
+  /** @throws {RangeError} If `"grouped"` meets a routed expert of rank above 64, or the value is unknown. */
+  set dispatch(value: HiloDispatch) {
+    if (value !== "dense" && value !== "grouped" && value !== "auto") {
+      throw new RangeError(
+        `Cannot set the HILO dispatch: "dispatch" must be "dense", "grouped" or "auto": current ` +
+          `value is "${value}"`,
+      );
+    }
+    for (const m of this.modules) {
+      if (!m.router) continue;
+      const rank = Math.max(...m.experts.map((e) => e.r));
+      if (value === "grouped" && rank > HILO_GROUPED_MAX_RANK) {
+        throw new RangeError(
+          `Cannot set the HILO dispatch of "${m.name}" to "grouped": its experts' rank must be at ` +
+            `most ${HILO_GROUPED_MAX_RANK}: current value is ${rank}`,
+        );
+      }
+    }
+    this.#dispatch = value;
+    for (const m of this.modules) {
+      const rank = Math.max(...m.experts.map((e) => e.r));
+      m.grouped = m.router !== null && (value === "grouped" ||
+        (value === "auto" && m.experts.length >= HILO_GROUPED_MIN_EXPERTS &&
+          rank <= HILO_GROUPED_MAX_RANK));
+    }
   }
 
   /**
@@ -536,6 +629,10 @@ export interface LoraForwardArgs {
  * router logits `x·W_rᵀ` into the scratch's gate area and the in-place routing (`moe_route`:
  * softmax, top-k / top-p, renormalised gates), then each expert's rows `x·A_eᵀ` are multiplied by
  * its gate (`hilo_gate_rows`) before the up projection: a dense evaluation of every expert.
+ * With `module.grouped` (see {@linkcode HiloDispatch}) the routing is followed instead by the
+ * per-expert token lists (`hilo_grouped_index`, after the gates in the scratch) and one
+ * `hilo_grouped_expert` dispatch per expert over its own tokens: the same sum, cost ∝ k tokens'
+ * worth of experts instead of E.
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -580,6 +677,42 @@ export function encodeLoraForward(
       topK: rt.topK,
       topP: rt.topP,
     });
+    if (mod.grouped) {
+      const indexOffset = alignUp(ctx, gateOffset + m * E);
+      const need = indexOffset + hiloGroupedIndexSize(m, E);
+      if (scratch.size < 4 * need) {
+        throw new RangeError(
+          `Cannot record the grouped HILO branch of "${mod.name}": "scratch" must hold at least ` +
+            `${need} floats (rows, gates, index): current size is ${scratch.size / 4} floats`,
+        );
+      }
+      encodeHiloGroupedIndex(ctx, pass, {
+        buffer: scratch,
+        gateOffset,
+        indexOffset,
+        m,
+        experts: E,
+      });
+      for (const [i, e] of mod.experts.entries()) {
+        encodeHiloGroupedExpert(ctx, pass, {
+          x,
+          a: e.a,
+          b: e.b,
+          y,
+          buffer: scratch,
+          gateOffset,
+          indexOffset,
+          m,
+          inFeatures: mod.inFeatures,
+          outFeatures: mod.outFeatures,
+          r: e.r,
+          experts: E,
+          expert: i,
+          scale: e.scale,
+        });
+      }
+      return;
+    }
   }
   for (const [i, e] of mod.experts.entries()) {
     down(ctx, pass, { x, w: e.a, y: scratch, m, n: e.r, k: mod.inFeatures });
@@ -640,7 +773,10 @@ export interface LoraBackwardArgs {
  * `moe_route_backward` turns `dg` into the logits' gradient `dz = g ⊙ (dg − Σ g·dg)` and the
  * router's matmul backward adds `dW_r += dzᵀ·x` and `dx += dz·W_r`. With `balance`, the balance
  * loss's logit gradient (`moe_balance_backward`, from logits recomputed into `u`'s second area)
- * is added to `dz` first.
+ * is added to `dz` first. With `module.grouped` the expert loop is replaced by the token lists
+ * (`hilo_grouped_index` into `u`'s index area) and one `encodeHiloGroupedBackward` per expert
+ * over its own tokens (gated rows and `dg`, then `dB`, `dA` and `dx` gathered through the list);
+ * `dg` of unselected experts is left unwritten, which `moe_route_backward` ignores (g = 0).
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -667,6 +803,7 @@ export function encodeLoraBackward(
   const rt = mod.router;
   const balance = rt && args.balance && args.balance.coef !== 0 ? args.balance : null;
   let balanceOffset = 0;
+  let indexOffset = 0;
   const E = mod.experts.length;
   let gateOffset = 0;
   if (rt) {
@@ -700,6 +837,17 @@ export function encodeLoraBackward(
       topK: rt.topK,
       topP: rt.topP,
     });
+    indexOffset = balance ? alignUp(ctx, balanceOffset + m * E) : balanceOffset;
+    if (mod.grouped) {
+      const need = indexOffset + hiloGroupedIndexSize(m, E);
+      if (u.size < 4 * need) {
+        throw new RangeError(
+          `Cannot record the grouped HILO backward of "${mod.name}": "u" must hold at least ` +
+            `${need} floats (rows, gates${balance ? ", balance area" : ""}, index): current ` +
+            `size is ${u.size / 4} floats`,
+        );
+      }
+    }
     if (balance) {
       // The balance loss's logit gradient, from the logits recomputed into u's second area.
       const area = { buffer: u, offset: balanceOffset * 4, size: m * E * 4 };
@@ -715,7 +863,39 @@ export function encodeLoraBackward(
       });
     }
   }
-  for (const [i, e] of mod.experts.entries()) {
+  if (rt && mod.grouped) {
+    // Each expert on its own tokens: gated rows, dg, dB, dA and dx over the token lists.
+    encodeHiloGroupedIndex(ctx, pass, { buffer: u, gateOffset, indexOffset, m, experts: E });
+    for (const [i, e] of mod.experts.entries()) {
+      if (!e.gradA || !e.gradB) {
+        throw new TypeError(
+          `Cannot record the LoRA backward of "${mod.name}": its gradient buffers do not exist ` +
+            `(call ensureGrads first)`,
+        );
+      }
+      encodeHiloGroupedBackward(ctx, pass, {
+        x,
+        a: e.a,
+        b: e.b,
+        dy,
+        dx,
+        gradA: e.gradA,
+        gradB: e.gradB,
+        u,
+        du,
+        gateOffset,
+        indexOffset,
+        m,
+        inFeatures: inF,
+        outFeatures: outF,
+        r: e.r,
+        experts: E,
+        expert: i,
+        scale: e.scale,
+      });
+    }
+  }
+  for (const [i, e] of (rt && mod.grouped ? [] : mod.experts).entries()) {
     if (!e.gradA || !e.gradB) {
       throw new TypeError(
         `Cannot record the LoRA backward of "${mod.name}": its gradient buffers do not exist ` +

@@ -1,16 +1,19 @@
 /**
- * Held-out evaluation of an SFT model on the arithmetic task: the token-mean NLL of the reference
- * completions (teacher forcing) and the exact-answer accuracy of greedy completions.
+ * Held-out evaluation of an SFT model on the arithmetic task or the multi-task suite: the
+ * token-mean NLL of the reference completions (teacher forcing) and the exact-answer accuracy of
+ * greedy completions, each scored by its task's own answer check (`suiteAnswerCorrect`).
  *
  * @module
  */
 import type { Tokenizer } from "../model/tokenizer.ts";
+import { suiteAnswerCorrect, type SuiteTask } from "../data/task_suite.ts";
 import type { TrainBackend } from "./backend.ts";
 import { collateSft, tokenizeSft } from "./sft_batch.ts";
 import { sftLoss } from "./sft_loss.ts";
 
 /**
- * One held-out problem: the rendered prompt, the reference completion and the integer answer.
+ * One held-out problem: the rendered prompt, the reference completion, the answer and the task
+ * whose check scores it.
  *
  * @example Usage
  * ```ts
@@ -28,8 +31,14 @@ export interface EvalExample {
   prompt: string;
   /** The reference completion (its NLL is `eval/loss`). */
   completion: string;
-  /** The integer answer in decimal. */
+  /** The answer: an integer in decimal for arithmetic, the task's answer text otherwise. */
   answer: string;
+  /**
+   * The suite task whose answer check scores the completion (`suiteAnswerCorrect`: integers
+   * compared as numbers for `"arithmetic"`, the answer text exactly for `"sort"`, `"count"` and
+   * `"base"`); default `"arithmetic"`.
+   */
+  task?: SuiteTask;
 }
 
 /**
@@ -72,6 +81,8 @@ export interface EvaluateSftOptions {
 export interface EvalSample {
   /** The reference answer. */
   answer: string;
+  /** The task whose check scored it (`"arithmetic"` when the example named none). */
+  task?: SuiteTask;
   /** The decoded greedy completion (special tokens dropped). */
   completion: string;
   /** Whether its answer equals the reference. */
@@ -95,7 +106,8 @@ export interface EvaluateSftResult {
   /**
    * `"eval/loss"` (token-mean NLL of the reference completions), `"eval/accuracy"` (share of
    * exact answers), `"eval/correct"` and `"eval/samples"` (counts), `"eval/answered"` (share of
-   * completions with a parseable `Answer:`).
+   * completions with a parseable `Answer:`: an integer after it for arithmetic, any text on its
+   * line for the other tasks).
    */
   metrics: Record<string, number>;
   /** Every problem's greedy completion, in order. */
@@ -128,9 +140,50 @@ export function extractArithmeticAnswer(completion: string): string | null {
 }
 
 /**
+ * Scores one completion of a held-out problem with its task's answer check.
+ *
+ * @param example The problem's answer and task (default `"arithmetic"`).
+ * @param completion The decoded completion.
+ * @returns `correct` (the task's exact-answer check, `suiteAnswerCorrect`) and `answered` (an
+ * answer could be read: an integer after the last `Answer:` for arithmetic, non-empty text on its
+ * line for the other tasks).
+ *
+ * @example A sorted list and a base-2 answer are not integers
+ * ```ts
+ * import { scoreEvalCompletion } from "./eval_sft.ts";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * deepStrictEqual(
+ *   scoreEvalCompletion({ answer: "2, 5, 9", task: "sort" }, "Answer: 2, 5, 9"),
+ *   { correct: true, answered: true },
+ * );
+ * deepStrictEqual(
+ *   scoreEvalCompletion({ answer: "0101", task: "base" }, "Answer: 101"),
+ *   { correct: false, answered: true },
+ * );
+ * ```
+ */
+export function scoreEvalCompletion(
+  example: Pick<EvalExample, "answer" | "task">,
+  completion: string,
+): { correct: boolean; answered: boolean } {
+  const task = example.task ?? "arithmetic";
+  let answered: boolean;
+  if (task === "arithmetic") {
+    answered = extractArithmeticAnswer(completion) !== null;
+  } else {
+    const at = completion.lastIndexOf("Answer:");
+    answered = at !== -1 &&
+      completion.slice(at + "Answer:".length).split("\n")[0].replace(/<\|im_end\|>.*$/, "")
+          .trim() !== "";
+  }
+  return { correct: suiteAnswerCorrect(task, completion, example.answer), answered };
+}
+
+/**
  * Evaluates a model on held-out problems: teacher-forced NLL of the reference completions (the
  * SFT loss, token mean over all problems) and greedy generation (`backend.generate`, temperature 0)
- * scored by exact integer answer.
+ * scored by each problem's task check ({@linkcode scoreEvalCompletion}).
  *
  * @param backend The backend holding the model.
  * @param options Problems, tokenizer, lengths and batch size.
@@ -209,10 +262,15 @@ export async function evaluateSft(
     });
     generated.forEach((g, i) => {
       const completion = tokenizer.decode(g.tokens, { skipSpecialTokens: true });
-      const got = extractArithmeticAnswer(completion);
-      if (got !== null) answered++;
-      const want = extractArithmeticAnswer(`Answer: ${chunk[i].answer}`);
-      samples.push({ answer: chunk[i].answer, completion, correct: got !== null && got === want });
+      const example = chunk[i];
+      const score = scoreEvalCompletion(example, completion);
+      if (score.answered) answered++;
+      samples.push({
+        answer: example.answer,
+        task: example.task ?? "arithmetic",
+        completion,
+        correct: score.correct,
+      });
     });
   }
   const correct = samples.filter((s) => s.correct).length;

@@ -21,7 +21,7 @@ import {
   type ArithmeticExample,
   formatExample,
 } from "../data/arithmetic_task.ts";
-import { suiteAnswerCorrect, suiteDataset, type SuiteTask } from "../data/task_suite.ts";
+import { suiteDataset, type SuiteTask } from "../data/task_suite.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
 import type { TrainBackend } from "./backend.ts";
 import type { WebGpuTrainBackend } from "./_webgpu_backend.ts";
@@ -201,7 +201,7 @@ function buildData(config: TrainConfig, head: RunModelHead): SftData {
     // `eval.samples` problems of each task (the first of its held-out split).
     const held = suiteDataset("eval", { ...suiteOptions, size: d.evalSize })
       .filter((_, i) => i % d.evalSize < config.eval.samples);
-    evalExamples = held.map((e) => ({ ...formatExample(e), answer: e.answer }));
+    evalExamples = held.map((e) => ({ ...formatExample(e), answer: e.answer, task: e.task }));
     evalTasks = held.map((e) => e.task);
   } else {
     train = arithmeticDataset("train", { ...taskOptions, size: d.trainSize });
@@ -290,9 +290,9 @@ function sftMicroBatches(
 }
 
 /**
- * Evaluation: held-out loss and greedy exact-answer accuracy; with the suite, each completion is
- * re-scored by its task's check, giving `eval/accuracy/<task>` (and `eval/correct/<task>`,
- * `eval/samples/<task>`) and the overall `eval/accuracy` / `eval/correct` over all tasks.
+ * Evaluation: held-out loss and greedy exact-answer accuracy (each completion scored by its task's
+ * check inside `evaluateSft`); with the suite, also `eval/accuracy/<task>` (and
+ * `eval/correct/<task>`, `eval/samples/<task>`).
  */
 async function evaluateRun(
   backend: TrainBackend,
@@ -315,7 +315,7 @@ async function evaluateRun(
   let total = 0;
   samples.forEach((sample, i) => {
     const task = tasks[i];
-    const ok = suiteAnswerCorrect(task, sample.completion, sample.answer);
+    const ok = sample.correct; // scored by evaluateSft with the task's own check
     count.set(task, (count.get(task) ?? 0) + 1);
     correct.set(task, (correct.get(task) ?? 0) + (ok ? 1 : 0));
     if (ok) total++;
