@@ -27,4 +27,7 @@ export * from "./tokenizer.ts";
 export * from "./chat_template.ts";
 export * from "./qwen3_webgpu_backward.ts";
 export * from "./init.ts";
+export * from "./gguf_writer.ts";
+export * from "./gguf_reader.ts";
+export * from "./gguf_export.ts";
 export * from "../internal/atomic_write.ts";

@@ -9,7 +9,17 @@
  * llama.cpp's defaults are temperature 0.8, top_k 40, top_p 0.95, min_p 0.05 (and repetition,
  * DRY, XTC, typical-p, mirostat samplers): every one is sent neutral. Its log-probs are raw (before
  * the sampler chain). It has no stop-id parameter: it stops on the vocabulary's end-of-generation
- * ids, so a request with stop ids other than EOS ids is refused here.
+ * ids, so a request with stop ids other than EOS ids is refused here. It also treats every token
+ * whose text reads like an end of turn (`<|im_end|>`, `<|endoftext|>`, …) as end-of-generation,
+ * whatever the model's EOS ids: a sample ending on one halo does not count as EOS fails
+ * validation and is re-requested.
+ *
+ * The models route reports the slot context as `meta.n_ctx`, read as the max length. Tested
+ * against a real llama-server (`tests/llamacpp_server_test.ts`): for log-probs within 1e-4 of
+ * halo's float64 model, start it with `--cache-type-k f32 --cache-type-v f32 --flash-attn off`
+ * (its defaults, an f16 KV cache and flash attention "auto", gave differences up to 2.6e-2 on
+ * the bundled model), and `--parallel` at least
+ * the group size and the preflight probe's 8 samples.
  *
  * @module
  */
@@ -107,7 +117,18 @@ function parseCompletion(json: unknown, request: RolloutRequest): (RawChoice | s
 }
 
 function parseModels(json: unknown): ServedModels {
-  return vllmBackend.parseModels(json);
+  const served = vllmBackend.parseModels(json);
+  // llama-server reports each slot's context as `meta.n_ctx` (`--ctx-size` / `--parallel`,
+  // capped at the model's training context): a sample that fills it ends with "length".
+  if (served.maxModelLen === undefined && isRecord(json) && Array.isArray(json.data)) {
+    for (const m of json.data) {
+      const nCtx = isRecord(m) && isRecord(m.meta) ? m.meta.n_ctx : undefined;
+      if (Number.isInteger(nCtx) && (nCtx as number) > 0) {
+        return { ...served, maxModelLen: nCtx as number };
+      }
+    }
+  }
+  return served;
 }
 
 /**

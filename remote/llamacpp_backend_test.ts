@@ -90,3 +90,24 @@ Deno.test("llamacppBackend.parseCompletion() reads ids from logprobs.content", (
   ok(/\{id, logprob\}/.test(parsed[0] as string), String(parsed[0]));
   throws(() => llamacppBackend.parseCompletion({ content: "x" }, REQUEST), /expected "choices"/);
 });
+
+Deno.test("llamacppBackend.parseModels() reads the slot context from meta.n_ctx", () => {
+  // llama-server's /v1/models (tools/server; captured from the real server on the bundled model).
+  const json = {
+    object: "list",
+    data: [{
+      id: "arithmetic-tiny",
+      aliases: ["arithmetic-tiny"],
+      tags: [],
+      object: "model",
+      created: 1796350251,
+      owned_by: "llamacpp",
+      meta: { vocab_type: true, n_vocab: 64, n_ctx: 128, n_ctx_train: 128, n_params: 102784 },
+    }],
+  };
+  deepStrictEqual(llamacppBackend.parseModels(json), {
+    models: ["arithmetic-tiny"],
+    maxModelLen: 128,
+  });
+  deepStrictEqual(llamacppBackend.parseModels({ data: [{ id: "m" }] }), { models: ["m"] });
+});

@@ -1,0 +1,335 @@
+/**
+ * Exporting a HuggingFace Qwen3 checkpoint directory (`config.json`, safetensors weights,
+ * `tokenizer.json`, `tokenizer_config.json`) as a float32 GGUF file that llama.cpp loads as
+ * `LLM_ARCH_QWEN3` (`src/models/qwen3.cpp`), optionally with a PEFT LoRA adapter merged into the
+ * weights: how halo serves a model, and each new policy version, on `llama-server`.
+ *
+ * Tensors: `token_embd`, `blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, attn_q_norm,
+ * attn_k_norm, ffn_norm, ffn_gate, ffn_up, ffn_down}`, `output_norm`, and `output` unless the
+ * embeddings are tied (llama.cpp then reuses `token_embd`). The query/key weights keep the HF
+ * layout: Qwen3 uses NeoX-style RoPE (rotate-half), which llama.cpp applies to it as is.
+ *
+ * Tokenizer: a byte-level BPE `tokenizer.json` becomes `tokenizer.ggml.model = "gpt2"` with its
+ * vocabulary, token types (added special tokens are control tokens, other added tokens
+ * user-defined, ids past the tokenizer's up to `vocab_size` unused `[PADn]`) and merges (an empty
+ * merges list is written as such: llama.cpp refuses a gpt2 vocabulary without the key). llama.cpp
+ * treats tokens named `<|im_end|>`, `<|endoftext|>` and a few others as end-of-generation by
+ * their text, whatever `eos_token_id` says. Its gpt2 vocabulary defaults BOS to id 11, so when the
+ * config has no BOS the padding id is written in its place (as Qwen's own GGUF files do), with
+ * `add_bos_token` false.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { writeFileAtomic } from "../internal/atomic_write.ts";
+import type { Lora } from "./adapter_types.ts";
+import { type Qwen3Config, readQwen3Config } from "./config.ts";
+import { encodeGguf, type GgufTensor, type GgufValue } from "./gguf_writer.ts";
+import { modelTensorTable, PROJECTION_FIELD, type TensorEntry } from "./tensor_table.ts";
+import { loadQwen3Weights, type Qwen3LayerWeights, type Qwen3Weights } from "./weights.ts";
+
+/**
+ * Options of {@linkcode exportQwen3Gguf}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { ExportQwen3GgufOptions } from "./gguf_export.ts";
+ *
+ * const options: ExportQwen3GgufOptions = { adapter: "out/run/adapter", name: "arith-v3" };
+ * ```
+ */
+export interface ExportQwen3GgufOptions {
+  /**
+   * A PEFT LoRA adapter to merge into the weights (`W + Σ scale·B·A`, computed in float64 and
+   * rounded to float32): an adapter directory, or adapters already in memory. HILO mixtures
+   * (routed experts) cannot be merged and are refused.
+   */
+  adapter?: string | Lora;
+  /** Weights to write instead of the directory's safetensors (e.g. a trained model's). */
+  weights?: Qwen3Weights;
+  /** `general.name`; default the directory's last path component. */
+  name?: string;
+  /**
+   * `tokenizer.ggml.pre`, llama.cpp's pre-tokenizer for text prompts (halo sends token ids, so
+   * it matters only for text); default `"default"`; Qwen's tokenizer is `"qwen2"`.
+   */
+  pre?: string;
+}
+
+/**
+ * What {@linkcode exportQwen3Gguf} wrote.
+ *
+ * @example Usage
+ * ```ts
+ * import type { ExportQwen3GgufResult } from "./gguf_export.ts";
+ *
+ * const result: ExportQwen3GgufResult = { path: "arith.gguf", bytes: 430_000, tensors: 24, mergedModules: 0 };
+ * ```
+ */
+export interface ExportQwen3GgufResult {
+  /** The file. */
+  path: string;
+  /** Its size. */
+  bytes: number;
+  /** Tensors written. */
+  tensors: number;
+  /** Projections an adapter was merged into (0 without one). */
+  mergedModules: number;
+}
+
+const GGUF_LAYER_NAME: Readonly<Record<keyof Qwen3LayerWeights, string>> = {
+  inputLayernorm: "attn_norm",
+  qProj: "attn_q",
+  kProj: "attn_k",
+  vProj: "attn_v",
+  oProj: "attn_output",
+  qNorm: "attn_q_norm",
+  kNorm: "attn_k_norm",
+  postAttentionLayernorm: "ffn_norm",
+  gateProj: "ffn_gate",
+  upProj: "ffn_up",
+  downProj: "ffn_down",
+};
+
+function ggufName(entry: TensorEntry): string {
+  if (entry.layer !== null) {
+    return `blk.${entry.layer}.${GGUF_LAYER_NAME[entry.field as keyof Qwen3LayerWeights]}.weight`;
+  }
+  return { embedTokens: "token_embd", norm: "output_norm", lmHead: "output" }[
+    entry.field as "embedTokens" | "norm" | "lmHead"
+  ] + ".weight";
+}
+
+/** The weights with each adapted projection replaced by `W + Σ_e scale_e · B_e · A_e`. */
+function mergeLora(weights: Qwen3Weights, lora: Lora, source: string): Qwen3Weights {
+  if (lora.hilo !== undefined || lora.modules.some((m) => m.router !== undefined)) {
+    throw new RangeError(
+      `Cannot merge adapter "${source}" into GGUF weights: it routes its experts per token ` +
+        `(HILO), which no merged weight reproduces`,
+    );
+  }
+  const layers = weights.layers.map((l) => ({ ...l }));
+  for (const m of lora.modules) {
+    const layer = layers[m.layer];
+    const field = PROJECTION_FIELD[m.target];
+    if (layer === undefined || field === undefined) {
+      throw new RangeError(
+        `Cannot merge adapter "${source}": module "${m.name}" names no projection of the model`,
+      );
+    }
+    const w = layer[field];
+    if (w.length !== m.outFeatures * m.inFeatures) {
+      throw new RangeError(
+        `Cannot merge adapter "${source}": module "${m.name}" is [${m.outFeatures}, ` +
+          `${m.inFeatures}] but the model's weight has ${w.length} values`,
+      );
+    }
+    const acc = Float64Array.from(w);
+    for (const e of m.experts) {
+      for (let o = 0; o < m.outFeatures; o++) {
+        for (let k = 0; k < e.r; k++) {
+          const b = e.scale * e.b[o * e.r + k];
+          if (b === 0) continue;
+          const row = o * m.inFeatures;
+          const aRow = k * m.inFeatures;
+          for (let i = 0; i < m.inFeatures; i++) acc[row + i] += b * e.a[aRow + i];
+        }
+      }
+    }
+    layer[field] = Float32Array.from(acc);
+  }
+  return { ...weights, layers };
+}
+
+interface TokenizerTables {
+  tokens: string[];
+  types: number[];
+  merges: string[];
+}
+
+function tokenizerTables(json: unknown, vocabSize: number, source: string): TokenizerTables {
+  const fail = (what: string): never => {
+    throw new TypeError(`Cannot export tokenizer "${source}": ${what}`);
+  };
+  const t = json as {
+    model?: { type?: unknown; vocab?: unknown; merges?: unknown };
+    added_tokens?: unknown;
+    pre_tokenizer?: { type?: unknown } | null;
+    decoder?: { type?: unknown } | null;
+  };
+  if (t?.model?.type !== "BPE") {
+    fail(
+      `key "model.type" must be "BPE" (byte-level BPE): current value is ${
+        JSON.stringify(t?.model?.type)
+      }`,
+    );
+  }
+  if (t.decoder?.type !== "ByteLevel") {
+    fail(
+      `key "decoder.type" must be "ByteLevel": current value is ${JSON.stringify(t.decoder?.type)}`,
+    );
+  }
+  const vocab = t.model!.vocab;
+  if (typeof vocab !== "object" || vocab === null || Array.isArray(vocab)) {
+    fail(`key "model.vocab" must be an object of token → id`);
+  }
+  const tokens: (string | undefined)[] = new Array(vocabSize).fill(undefined);
+  const types: number[] = new Array(vocabSize).fill(5); // UNUSED
+  const place = (text: string, id: unknown, type: number, key: string) => {
+    if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= vocabSize) {
+      fail(
+        `${key}: token ${
+          JSON.stringify(text)
+        } has id ${id}, outside [0, ${vocabSize}) (vocab_size)`,
+      );
+    }
+    tokens[id as number] = text;
+    types[id as number] = type;
+  };
+  for (const [text, id] of Object.entries(vocab as Record<string, unknown>)) {
+    place(text, id, 1, `key "model.vocab"`); // NORMAL
+  }
+  for (const a of (Array.isArray(t.added_tokens) ? t.added_tokens : []) as unknown[]) {
+    const { id, content, special } = a as { id?: unknown; content?: unknown; special?: unknown };
+    if (typeof content !== "string") fail(`key "added_tokens": expected "content" strings`);
+    place(content as string, id, special === true ? 3 : 4, `key "added_tokens"`); // CONTROL : USER_DEFINED
+  }
+  const merges: string[] = [];
+  const raw = t.model!.merges ?? [];
+  if (!Array.isArray(raw)) fail(`key "model.merges" must be a list`);
+  (raw as unknown[]).forEach((m, i) => {
+    if (typeof m === "string") merges.push(m);
+    else if (Array.isArray(m) && m.length === 2 && m.every((x) => typeof x === "string")) {
+      merges.push(`${m[0]} ${m[1]}`);
+    } else fail(`key "model.merges": entry ${i} must be "a b" or ["a", "b"]`);
+  });
+  return {
+    tokens: tokens.map((s, id) => s ?? `[PAD${id}]`),
+    types,
+    merges,
+  };
+}
+
+async function readJson(path: string): Promise<unknown> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(`Cannot export GGUF: file "${path}" not found`);
+    }
+    if (e instanceof SyntaxError) {
+      throw new SyntaxError(`Cannot export GGUF: "${path}" is not valid JSON: ${e.message}`);
+    }
+    throw e;
+  }
+}
+
+function metadata(
+  config: Qwen3Config,
+  tables: TokenizerTables,
+  tokenizerConfig: Record<string, unknown>,
+  options: { name: string; pre: string },
+): Record<string, GgufValue> {
+  const u32 = (value: number): GgufValue => ({ type: "u32", value });
+  const f32 = (value: number): GgufValue => ({ type: "f32", value });
+  const md: Record<string, GgufValue> = {
+    "general.architecture": { type: "string", value: "qwen3" },
+    "general.name": { type: "string", value: options.name },
+    "general.file_type": u32(0), // LLAMA_FTYPE_ALL_F32
+    "qwen3.context_length": u32(config.maxPositionEmbeddings),
+    "qwen3.embedding_length": u32(config.hiddenSize),
+    "qwen3.block_count": u32(config.numHiddenLayers),
+    "qwen3.feed_forward_length": u32(config.intermediateSize),
+    "qwen3.attention.head_count": u32(config.numAttentionHeads),
+    "qwen3.attention.head_count_kv": u32(config.numKeyValueHeads),
+    "qwen3.attention.key_length": u32(config.headDim),
+    "qwen3.attention.value_length": u32(config.headDim),
+    "qwen3.rope.dimension_count": u32(config.headDim),
+    "qwen3.rope.freq_base": f32(config.ropeTheta),
+    "qwen3.attention.layer_norm_rms_epsilon": f32(config.rmsNormEps),
+    "tokenizer.ggml.model": { type: "string", value: "gpt2" },
+    "tokenizer.ggml.pre": { type: "string", value: options.pre },
+    "tokenizer.ggml.tokens": { type: "array", itemType: "string", value: tables.tokens },
+    "tokenizer.ggml.token_type": { type: "array", itemType: "i32", value: tables.types },
+    "tokenizer.ggml.merges": { type: "array", itemType: "string", value: tables.merges },
+  };
+  const eos = config.eosTokenIds[0];
+  if (eos !== undefined) md["tokenizer.ggml.eos_token_id"] = u32(eos);
+  const bos = config.bosTokenId ?? config.padTokenId;
+  if (bos !== null) md["tokenizer.ggml.bos_token_id"] = u32(bos);
+  if (config.padTokenId !== null) md["tokenizer.ggml.padding_token_id"] = u32(config.padTokenId);
+  md["tokenizer.ggml.add_bos_token"] = { type: "bool", value: config.bosTokenId !== null };
+  const template = tokenizerConfig.chat_template;
+  if (typeof template === "string") {
+    md["tokenizer.chat_template"] = { type: "string", value: template };
+  }
+  return md;
+}
+
+/**
+ * Writes a Qwen3 checkpoint directory (and optionally a merged LoRA adapter) as a float32 GGUF
+ * file, atomically.
+ *
+ * @param modelDir The HuggingFace checkpoint directory.
+ * @param outPath The GGUF file to write (replaced if it exists).
+ * @param options An adapter to merge, weights to use instead of the directory's, the name.
+ * @returns The path, size, tensor count and merged projections.
+ * @throws {TypeError} When the tokenizer is not a byte-level BPE, or names ids past
+ *   `vocab_size` (naming the file and key).
+ * @throws {RangeError} When the adapter does not fit the model or routes experts (HILO).
+ * @throws {Error} What loading the config, weights or adapter throws (naming the file, key or
+ *   tensor).
+ *
+ * @example Export the bundled arithmetic model
+ * ```ts
+ * import { exportQwen3Gguf } from "./gguf_export.ts";
+ * import { readGguf } from "./gguf_reader.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const { path, tensors } = await exportQwen3Gguf("models/arithmetic-tiny", `${dir}/arith.gguf`);
+ * const file = readGguf(await Deno.readFile(path));
+ * strictEqual(file.metadata.get("general.architecture")?.value, "qwen3");
+ * strictEqual(tensors, 1 + 2 * 11 + 1); // token_embd, 2 blocks, output_norm (tied: no output)
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function exportQwen3Gguf(
+  modelDir: string,
+  outPath: string,
+  options: ExportQwen3GgufOptions = {},
+): Promise<ExportQwen3GgufResult> {
+  const config = await readQwen3Config(modelDir);
+  let weights = options.weights ?? await loadQwen3Weights(modelDir, config);
+  let mergedModules = 0;
+  if (options.adapter !== undefined) {
+    // adapters/ sits above model/: imported only when asked for (as in loadModel).
+    const lora = typeof options.adapter === "string"
+      ? await (await import("../adapters/load_adapter.ts")).loadAdapter(options.adapter, config)
+      : options.adapter;
+    const source = typeof options.adapter === "string" ? options.adapter : "(in memory)";
+    weights = mergeLora(weights, lora, source);
+    mergedModules = lora.modules.length;
+  }
+  const tokenizerPath = join(modelDir, "tokenizer.json");
+  const tables = tokenizerTables(await readJson(tokenizerPath), config.vocabSize, tokenizerPath);
+  const tokenizerConfig = await readJson(join(modelDir, "tokenizer_config.json"))
+    .catch((e) => {
+      if (e instanceof Deno.errors.NotFound) return {};
+      throw e;
+    }) as Record<string, unknown>;
+  const tensors: GgufTensor[] = modelTensorTable(config).map((entry) => {
+    const data = entry.layer === null
+      ? weights[entry.field as "embedTokens" | "norm" | "lmHead"]
+      : weights.layers[entry.layer][entry.field as keyof Qwen3LayerWeights];
+    return { name: ggufName(entry), shape: entry.shape, data };
+  });
+  const name = options.name ??
+    (modelDir.replace(/[\\/]+$/, "").split(/[\\/]/).pop() || "qwen3");
+  const bytes = encodeGguf(
+    metadata(config, tables, tokenizerConfig, { name, pre: options.pre ?? "default" }),
+    tensors,
+  );
+  await writeFileAtomic(outPath, bytes);
+  return { path: outPath, bytes: bytes.length, tensors: tensors.length, mergedModules };
+}

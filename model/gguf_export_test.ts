@@ -1,0 +1,211 @@
+// exportQwen3Gguf() on the bundled arithmetic model, checked against independent readers: the
+// GGUF parsed by npm @huggingface/gguf, each tensor compared bit for bit with the safetensors
+// tensor of the HF name that a hand-written table (llama.cpp's names, src/llama-arch.cpp) gives,
+// the vocabulary compared with tokenizer.json; and a merged LoRA adapter checked by running the
+// merged GGUF weights in halo's CPU model against the unmerged adapter path (setAdapters).
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
+import { gguf as hfGguf } from "@huggingface/gguf";
+import { createLora } from "../adapters/lora.ts";
+import { loraConfig } from "../adapters/lora_config.ts";
+import { assertClose } from "../gpu/test_utils.ts";
+import { openSafetensors, readTensorF32 } from "../internal/safetensors.ts";
+import { readQwen3Config } from "./config.ts";
+import { exportQwen3Gguf } from "./gguf_export.ts";
+import { readGguf } from "./gguf_reader.ts";
+import { CpuQwen3 } from "./qwen3_cpu.ts";
+import type { Qwen3LayerWeights, Qwen3Weights } from "./weights.ts";
+
+const MODEL = "models/arithmetic-tiny";
+
+// llama.cpp's tensor names (LLM_TENSOR_NAMES) for the HF Qwen3 names.
+const HF_OF_GGUF: Record<string, string> = {
+  attn_norm: "input_layernorm",
+  attn_q: "self_attn.q_proj",
+  attn_k: "self_attn.k_proj",
+  attn_v: "self_attn.v_proj",
+  attn_output: "self_attn.o_proj",
+  attn_q_norm: "self_attn.q_norm",
+  attn_k_norm: "self_attn.k_norm",
+  ffn_norm: "post_attention_layernorm",
+  ffn_gate: "mlp.gate_proj",
+  ffn_up: "mlp.up_proj",
+  ffn_down: "mlp.down_proj",
+};
+const FIELD_OF_GGUF: Record<string, keyof Qwen3LayerWeights> = {
+  attn_norm: "inputLayernorm",
+  attn_q: "qProj",
+  attn_k: "kProj",
+  attn_v: "vProj",
+  attn_output: "oProj",
+  attn_q_norm: "qNorm",
+  attn_k_norm: "kNorm",
+  ffn_norm: "postAttentionLayernorm",
+  ffn_gate: "gateProj",
+  ffn_up: "upProj",
+  ffn_down: "downProj",
+};
+
+function hfName(gguf: string): string {
+  if (gguf === "token_embd.weight") return "model.embed_tokens.weight";
+  if (gguf === "output_norm.weight") return "model.norm.weight";
+  const m = /^blk\.(\d+)\.(\w+)\.weight$/.exec(gguf);
+  if (!m) throw new Error(`unexpected tensor ${gguf}`);
+  return `model.layers.${m[1]}.${HF_OF_GGUF[m[2]]}.weight`;
+}
+
+/** The model's weights as the GGUF file holds them (tied embeddings: no `output`). */
+function weightsOfGguf(bytes: Uint8Array, layers: number): Qwen3Weights {
+  const t = new Map(readGguf(bytes).tensors.map((x) => [x.name, x.data!]));
+  const embed = t.get("token_embd.weight")!;
+  return {
+    embedTokens: embed,
+    lmHead: t.get("output.weight") ?? embed,
+    norm: t.get("output_norm.weight")!,
+    layers: Array.from({ length: layers }, (_, l) =>
+      Object.fromEntries(
+        Object.entries(FIELD_OF_GGUF).map(([g, f]) => [f, t.get(`blk.${l}.${g}.weight`)!]),
+      ) as unknown as Qwen3LayerWeights),
+  };
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("exportQwen3Gguf() writes llama.cpp's Qwen3 names, hyperparameters and the exact weights", () =>
+  withDir(async (dir) => {
+    const out = `${dir}/arith.gguf`;
+    const result = await exportQwen3Gguf(MODEL, out);
+    const parsed = await hfGguf(out, { allowLocalFile: true, computeParametersCount: true });
+    const md = parsed.metadata as Record<string, unknown>;
+    // The model card's parameter count (models/arithmetic-tiny/README.md).
+    strictEqual(parsed.parameterCount, 102_784);
+    strictEqual(result.tensors, parsed.tensorInfos.length);
+    strictEqual(result.bytes, (await Deno.stat(out)).size);
+    for (
+      const [k, v] of Object.entries({
+        "general.architecture": "qwen3",
+        "qwen3.context_length": 128,
+        "qwen3.embedding_length": 64,
+        "qwen3.block_count": 2,
+        "qwen3.feed_forward_length": 192,
+        "qwen3.attention.head_count": 4,
+        "qwen3.attention.head_count_kv": 2,
+        "qwen3.attention.key_length": 16,
+        "qwen3.rope.freq_base": 10000,
+        "qwen3.attention.layer_norm_rms_epsilon": Math.fround(1e-6),
+        "tokenizer.ggml.model": "gpt2",
+        "tokenizer.ggml.eos_token_id": 54,
+        "tokenizer.ggml.padding_token_id": 52,
+        "tokenizer.ggml.add_bos_token": false,
+      })
+    ) strictEqual(md[k], v, k);
+    // The vocabulary: tokenizer.json's ids, then [PADn] up to vocab_size.
+    const tj = JSON.parse(await Deno.readTextFile(`${MODEL}/tokenizer.json`));
+    const tokens = md["tokenizer.ggml.tokens"] as string[];
+    const types = md["tokenizer.ggml.token_type"] as number[];
+    strictEqual(tokens.length, 64);
+    for (const [text, id] of Object.entries(tj.model.vocab as Record<string, number>)) {
+      strictEqual(tokens[id], text);
+      strictEqual(types[id], 1);
+    }
+    deepStrictEqual(tokens.slice(51, 56), [
+      "Answer:",
+      "<|endoftext|>",
+      "<|im_start|>",
+      "<|im_end|>",
+      "[PAD55]",
+    ]);
+    deepStrictEqual(types.slice(51, 56), [4, 3, 3, 3, 5]);
+    deepStrictEqual(md["tokenizer.ggml.merges"], []);
+    // Every tensor equals its safetensors original, with GGUF's reversed dimension order.
+    const st = await openSafetensors(`${MODEL}/model.safetensors`);
+    const bytes = await Deno.readFile(out);
+    const view = new DataView(bytes.buffer);
+    try {
+      strictEqual(parsed.tensorInfos.length, st.tensors.size); // tied: no "output"
+      for (const info of parsed.tensorInfos) {
+        const name = hfName(info.name);
+        const want = readTensorF32(st, name);
+        deepStrictEqual(
+          info.shape.map(Number),
+          [...st.tensors.get(name)!.shape].reverse(),
+          info.name,
+        );
+        const at = Number(parsed.tensorDataOffset + info.offset);
+        for (let i = 0; i < want.length; i++) {
+          if (view.getFloat32(at + 4 * i, true) !== want[i]) {
+            throw new Error(`${info.name}[${i}] differs from ${name}`);
+          }
+        }
+      }
+    } finally {
+      st.close();
+    }
+  }));
+
+// The merged weights hold W + Σ scale·B·A rounded once to float32 (~6e-8 relative per weight);
+// halo's adapter path adds the low-rank branch in float64, so the logits differ by ~1e-7
+// relative. 1e-5 leaves room; a wrong scale, a transposed B·A or an unmerged module gives 1e-2+.
+const MERGE_TOL = 1e-5;
+
+Deno.test("exportQwen3Gguf() with a LoRA adapter: the merged GGUF weights give the adapted model's logits", () =>
+  withDir(async (dir) => {
+    const config = await readQwen3Config(MODEL);
+    const lora = createLora(
+      loraConfig({ r: 4, loraAlpha: 8, targetModules: "all-linear", initLoraWeights: false }),
+      config,
+      { seed: 3 },
+    );
+    const out = `${dir}/merged.gguf`;
+    const { mergedModules } = await exportQwen3Gguf(MODEL, out, { adapter: lora });
+    strictEqual(mergedModules, 14);
+    const base = await exportQwen3Gguf(MODEL, `${dir}/base.gguf`);
+    const merged = weightsOfGguf(await Deno.readFile(out), config.numHiddenLayers);
+    const baseWeights = weightsOfGguf(await Deno.readFile(base.path), config.numHiddenLayers);
+    const input = { inputIds: [[53, 43, 41, 27, 40, 11, 3, 12, 4, 54, 11, 53]] };
+    const adapted = new CpuQwen3(config, baseWeights);
+    adapted.setAdapters(lora);
+    const want = await adapted.forward(input);
+    const got = await new CpuQwen3(config, merged).forward(input);
+    const err = assertClose(got.logits, want.logits, MERGE_TOL, "merged GGUF vs adapter path");
+    const plain = await new CpuQwen3(config, baseWeights).forward(input);
+    throws(() => assertClose(plain.logits, want.logits, 100 * MERGE_TOL, "base vs adapted"));
+    console.log(`merged GGUF vs adapter path: rel err ${err.toExponential(2)}`);
+  }));
+
+Deno.test("exportQwen3Gguf() refuses a HILO mixture and a tokenizer it cannot map, naming them", () =>
+  withDir(async (dir) => {
+    const config = await readQwen3Config(MODEL);
+    const lora = createLora(loraConfig({ r: 2, targetModules: ["q_proj"] }), config, { seed: 1 });
+    lora.modules[0].router = {
+      weight: new Float32Array(64),
+      activation: "top-k",
+      topK: 1,
+      topP: 1,
+    };
+    await rejects(
+      exportQwen3Gguf(MODEL, `${dir}/x.gguf`, { adapter: lora }),
+      /adapter "\(in memory\)".*HILO/,
+    );
+    // A copy of the model whose tokenizer is a WordPiece one.
+    const copy = `${dir}/model`;
+    await Deno.mkdir(copy);
+    for (const f of ["config.json", "model.safetensors", "tokenizer_config.json"]) {
+      await Deno.copyFile(`${MODEL}/${f}`, `${copy}/${f}`);
+    }
+    await Deno.writeTextFile(
+      `${copy}/tokenizer.json`,
+      JSON.stringify({ model: { type: "WordPiece" } }),
+    );
+    await rejects(
+      exportQwen3Gguf(copy, `${dir}/y.gguf`),
+      /tokenizer ".*tokenizer\.json": key "model\.type" must be "BPE"/,
+    );
+    ok(!(await Deno.stat(`${dir}/y.gguf`).catch(() => null)), "no file after a failed export");
+  }));
