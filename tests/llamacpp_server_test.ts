@@ -23,8 +23,8 @@
 //     max |Δ| ≤ 7.8e-6 per batch; 30 s, 2.4 s of it exporting and restarting]. Whole file ~40 s.
 //
 // Skipped, with a console line saying why, when HALO_LLAMA_SERVER is unset or not a file, or
-// the test lacks --allow-net / --allow-run (`deno task test` grants no network: .ci/run runs
-// this file on its own with --allow-net=127.0.0.1).
+// the test lacks --allow-net / --allow-run (`deno task test` grants both, the network for
+// 127.0.0.1 and localhost only).
 import { ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { createLora } from "../adapters/lora.ts";
@@ -65,7 +65,7 @@ async function skipReason(): Promise<string | null> {
     return `HALO_LLAMA_SERVER="${bin}" is not a file`;
   }
   if ((await Deno.permissions.query({ name: "net", host: "127.0.0.1" })).state !== "granted") {
-    return "it needs --allow-net=127.0.0.1 (deno task test grants no network; .ci/run runs it)";
+    return "it needs --allow-net=127.0.0.1 (deno task test grants it)";
   }
   if ((await Deno.permissions.query({ name: "run" })).state !== "granted") {
     return "it needs --allow-run";

@@ -286,7 +286,7 @@ Deno.test({
   ...TEST,
   ignore: !(await hasNet()),
   name: "deno task train --config <yaml with rl.rollout.backend: vllm> samples on the servers " +
-    "(cli/train.ts main; needs --allow-net, skipped under deno task test)",
+    "(cli/train.ts main; needs --allow-net=127.0.0.1, which deno task test grants)",
   fn: () =>
     withTempDir(async (dir) => {
       const out = await run(dir, "on-policy", { tis: true, cli: true });
