@@ -12,12 +12,10 @@ import {
   recordPass,
   testContext,
 } from "../../gpu/test_utils.ts";
-import { readback } from "../../gpu/readback.ts";
 import { uploadMatrix } from "../../gpu/matrix.ts";
 import { encodeMatmul } from "./matmul.ts";
-import { encodeMatmulBackward } from "./matmul_backward.ts";
-import { matmulBackwardRef } from "./matmul_backward_ref.ts";
 import { matmulRef } from "./matmul_ref.ts";
+import { checkAccumulate, checkBackward } from "./_test_cases.ts";
 
 const TOL = 1e-5;
 
@@ -45,35 +43,7 @@ Deno.test({
       console.log(`smallK ${m}x${n}x${k}: rel err ${err.toExponential(2)}`);
     }
     // LoRA B in decode: y[:, 5 .. 5 + n] of rows of 80 += 0.5 · x[m, k] (rows of 20) · Bᵀ.
-    const [m, n, k, ldx, ldy, yCol] = [5, 70, 16, 20, 80, 5];
-    const x = randomArray(m * ldx, 1);
-    const w = randomArray(n * k, 2);
-    const y0 = randomArray(m * ldy, 3);
-    const y = ctx.upload(y0, "y");
-    const enc = recordPass(ctx, (pass) =>
-      encodeMatmul(ctx, pass, {
-        x: ctx.upload(x, "x"),
-        w: ctx.upload(w, "w"),
-        y,
-        m,
-        n,
-        k,
-        ldx,
-        ldy,
-        yCol,
-        accumulate: true,
-        alpha: 0.5,
-        kernel: "smallK",
-      }));
-    const got = await readFloats(ctx, y, m * ldy, enc);
-    const xs = new Float64Array(m * k);
-    for (let i = 0; i < m; i++) for (let t = 0; t < k; t++) xs[i * k + t] = x[i * ldx + t];
-    const want = Float64Array.from(y0);
-    const prod = matmulRef(xs, w, [m, n, k], { alpha: 0.5 });
-    for (let i = 0; i < m; i++) {
-      for (let j = 0; j < n; j++) want[i * ldy + yCol + j] += prod[i * n + j];
-    }
-    assertClose(got, want, TOL, "smallK accumulate");
+    await checkAccumulate("smallK", [5, 70, 16, 20, 80, 5], TOL);
   },
 });
 
@@ -81,34 +51,8 @@ Deno.test({
   name: "encodeMatmulBackward() with smallK gives dx and dw (transposed variants)",
   ignore: noGpu,
   async fn() {
-    const ctx = (await testContext())!;
     // dx's inner dimension is n, dw's is m: both <= 32.
-    for (const [m, n, k] of [[1, 1, 1], [7, 16, 45], [32, 9, 70]]) {
-      const dy = randomArray(m * n, m * 13 + n);
-      const x = randomArray(m * k, m * 31 + k);
-      const w = randomArray(n * k, n * 17 + k);
-      const dx = poisoned(ctx, m * k, "dx");
-      const dw = poisoned(ctx, n * k, "dw");
-      const enc = recordPass(ctx, (pass) =>
-        encodeMatmulBackward(ctx, pass, {
-          dy: ctx.upload(dy, "dy"),
-          x: ctx.upload(x, "x"),
-          w: ctx.upload(w, "w"),
-          dx,
-          dw,
-          m,
-          n,
-          k,
-          kernel: "smallK",
-        }));
-      const [gx, gw] = await readback(ctx, [
-        { buffer: dx, offset: 0, size: m * k * 4 },
-        { buffer: dw, offset: 0, size: n * k * 4 },
-      ], enc);
-      const want = matmulBackwardRef(dy, x, w, [m, n, k]);
-      assertClose(new Float32Array(gx), want.dx, TOL, `smallK dx ${m}x${n}x${k}`);
-      assertClose(new Float32Array(gw), want.dw, TOL, `smallK dw ${m}x${n}x${k}`);
-    }
+    await checkBackward("smallK", [[1, 1, 1], [7, 16, 45], [32, 9, 70]], TOL);
   },
 });
 

@@ -21,6 +21,7 @@ import { encodeMatmul, pickMatmulKernel } from "./matmul.ts";
 import { encodeMatmulBackward } from "./matmul_backward.ts";
 import { matmulBackwardRef } from "./matmul_backward_ref.ts";
 import { matmulRef } from "./matmul_ref.ts";
+import { checkAccumulate, checkBackward } from "./_test_cases.ts";
 
 const TOL = 1e-5;
 // [m, n, k]: single elements, one row, one column, edges of both tiles in every dimension.
@@ -77,79 +78,18 @@ Deno.test({
   name: "encodeMatmul() with tile64 and tile128 accumulates with a scale into a column block",
   ignore: noGpu,
   async fn() {
-    for (const kernel of ["tile64", "tile128"] as const) await accumulate(kernel);
+    for (const kernel of ["tile64", "tile128"] as const) {
+      await checkAccumulate(kernel, [130, 133, 21, 25, 140, 5], TOL);
+    }
   },
 });
-
-async function accumulate(kernel: "tile64" | "tile128"): Promise<void> {
-  const ctx = (await testContext())!;
-  const [m, n, k, ldx, ldy, yCol] = [130, 133, 21, 25, 140, 5];
-  const x = randomArray(m * ldx, 1);
-  const w = randomArray(n * k, 2);
-  const y0 = randomArray(m * ldy, 3);
-  const y = ctx.upload(y0, "y");
-  const enc = recordPass(ctx, (pass) =>
-    encodeMatmul(ctx, pass, {
-      x: ctx.upload(x, "x"),
-      w: ctx.upload(w, "w"),
-      y,
-      m,
-      n,
-      k,
-      ldx,
-      ldy,
-      yCol,
-      accumulate: true,
-      alpha: 0.5,
-      kernel,
-    }));
-  const got = await readFloats(ctx, y, m * ldy, enc);
-  const xs = new Float64Array(m * k);
-  for (let i = 0; i < m; i++) for (let t = 0; t < k; t++) xs[i * k + t] = x[i * ldx + t];
-  const want = Float64Array.from(y0);
-  const prod = matmulRef(xs, w, [m, n, k], { alpha: 0.5 });
-  for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) want[i * ldy + yCol + j] += prod[i * n + j];
-  }
-  assertClose(got, want, TOL, `${kernel} accumulate`);
-}
 
 Deno.test({
   name: "encodeMatmulBackward() with tile128 matches the f64 reference, plain and strided",
   ignore: noGpu,
   async fn() {
     const ctx = (await testContext())!;
-    for (const [m, n, k] of [[1, 1, 1], [3, 5, 7], [129, 131, 150], [200, 140, 9]]) {
-      const dy = randomArray(m * n, m * 13 + n);
-      const x = randomArray(m * k, m * 31 + k);
-      const w = randomArray(n * k, n * 17 + k);
-      const dx = poisoned(ctx, m * k, "dx");
-      const dw = poisoned(ctx, n * k, "dw");
-      const bufs = [ctx.upload(dy, "dy"), ctx.upload(x, "x"), ctx.upload(w, "w")];
-      const enc = recordPass(ctx, (pass) =>
-        encodeMatmulBackward(ctx, pass, {
-          dy: bufs[0],
-          x: bufs[1],
-          w: bufs[2],
-          dx,
-          dw,
-          m,
-          n,
-          k,
-          kernel: "tile128",
-        }));
-      const [gx, gw] = await readback(ctx, [
-        { buffer: dx, offset: 0, size: m * k * 4 },
-        { buffer: dw, offset: 0, size: n * k * 4 },
-      ], enc);
-      const want = matmulBackwardRef(dy, x, w, [m, n, k]);
-      const ex = assertClose(new Float32Array(gx), want.dx, TOL, `tile128 dx ${m}x${n}x${k}`);
-      const ew = assertClose(new Float32Array(gw), want.dw, TOL, `tile128 dw ${m}x${n}x${k}`);
-      console.log(
-        `tile128 backward ${m}x${n}x${k}: dx ${ex.toExponential(2)}, dw ${ew.toExponential(2)}`,
-      );
-      for (const b of [...bufs, dx, dw]) ctx.release(b);
-    }
+    await checkBackward("tile128", [[1, 1, 1], [3, 5, 7], [129, 131, 150], [200, 140, 9]], TOL);
     // Views: dy is columns 3.. of rows of 150, x rows of stride 141, dx columns 2.. of rows of
     // 145; both gradients add 0.5 x the product to existing values.
     const [m, n, k, ldy, yCol, ldx, lddx, dxCol, alpha] = [130, 129, 137, 150, 3, 141, 145, 2, 0.5];

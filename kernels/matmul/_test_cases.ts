@@ -1,0 +1,112 @@
+// Copyright 2025 the halo authors. MIT license.
+/**
+ * Checks shared by the matmul kernels' tests (matmul_tiles_test.ts, matmul_small_k_test.ts):
+ * one kernel, forced through `kernel`, against the float64 references.
+ *
+ * @module
+ */
+import {
+  assertClose,
+  poisoned,
+  randomArray,
+  readFloats,
+  recordPass,
+  testContext,
+} from "../../gpu/test_utils.ts";
+import { readback } from "../../gpu/readback.ts";
+import { encodeMatmul, type MatmulKernel } from "./matmul.ts";
+import { encodeMatmulBackward } from "./matmul_backward.ts";
+import { matmulBackwardRef } from "./matmul_backward_ref.ts";
+import { matmulRef } from "./matmul_ref.ts";
+
+/**
+ * `y[:, yCol .. yCol + n]` (rows of `ldy`) += 0.5 · x (`m × k`, rows of `ldx`) · wᵀ with the
+ * kernel, against the float64 product added to the same starting values.
+ *
+ * @param kernel The kernel to force.
+ * @param shape `[m, n, k, ldx, ldy, yCol]`.
+ * @param tol Relative tolerance.
+ */
+export async function checkAccumulate(
+  kernel: MatmulKernel,
+  shape: readonly [number, number, number, number, number, number],
+  tol: number,
+): Promise<void> {
+  const ctx = (await testContext())!;
+  const [m, n, k, ldx, ldy, yCol] = shape;
+  const x = randomArray(m * ldx, 1);
+  const w = randomArray(n * k, 2);
+  const y0 = randomArray(m * ldy, 3);
+  const y = ctx.upload(y0, "y");
+  const enc = recordPass(ctx, (pass) =>
+    encodeMatmul(ctx, pass, {
+      x: ctx.upload(x, "x"),
+      w: ctx.upload(w, "w"),
+      y,
+      m,
+      n,
+      k,
+      ldx,
+      ldy,
+      yCol,
+      accumulate: true,
+      alpha: 0.5,
+      kernel,
+    }));
+  const got = await readFloats(ctx, y, m * ldy, enc);
+  const xs = new Float64Array(m * k);
+  for (let i = 0; i < m; i++) for (let t = 0; t < k; t++) xs[i * k + t] = x[i * ldx + t];
+  const want = Float64Array.from(y0);
+  const prod = matmulRef(xs, w, [m, n, k], { alpha: 0.5 });
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) want[i * ldy + yCol + j] += prod[i * n + j];
+  }
+  assertClose(got, want, tol, `${kernel} accumulate`);
+}
+
+/**
+ * dx and dw of `y = x · wᵀ` with the kernel (its transposed variants), outputs poisoned, against
+ * `matmulBackwardRef` for each shape; logs the errors.
+ *
+ * @param kernel The kernel to force.
+ * @param shapes `[m, n, k]` each.
+ * @param tol Relative tolerance.
+ */
+export async function checkBackward(
+  kernel: MatmulKernel,
+  shapes: readonly (readonly [number, number, number])[],
+  tol: number,
+): Promise<void> {
+  const ctx = (await testContext())!;
+  for (const [m, n, k] of shapes) {
+    const dy = randomArray(m * n, m * 13 + n);
+    const x = randomArray(m * k, m * 31 + k);
+    const w = randomArray(n * k, n * 17 + k);
+    const dx = poisoned(ctx, m * k, "dx");
+    const dw = poisoned(ctx, n * k, "dw");
+    const bufs = [ctx.upload(dy, "dy"), ctx.upload(x, "x"), ctx.upload(w, "w")];
+    const enc = recordPass(ctx, (pass) =>
+      encodeMatmulBackward(ctx, pass, {
+        dy: bufs[0],
+        x: bufs[1],
+        w: bufs[2],
+        dx,
+        dw,
+        m,
+        n,
+        k,
+        kernel,
+      }));
+    const [gx, gw] = await readback(ctx, [
+      { buffer: dx, offset: 0, size: m * k * 4 },
+      { buffer: dw, offset: 0, size: n * k * 4 },
+    ], enc);
+    const want = matmulBackwardRef(dy, x, w, [m, n, k]);
+    const ex = assertClose(new Float32Array(gx), want.dx, tol, `${kernel} dx ${m}x${n}x${k}`);
+    const ew = assertClose(new Float32Array(gw), want.dw, tol, `${kernel} dw ${m}x${n}x${k}`);
+    console.log(
+      `${kernel} backward ${m}x${n}x${k}: dx ${ex.toExponential(2)}, dw ${ew.toExponential(2)}`,
+    );
+    for (const b of [...bufs, dx, dw]) ctx.release(b);
+  }
+}
