@@ -24,9 +24,10 @@ import { encodeMoeBalanceStats } from "../kernels/moe_route/moe_balance.ts";
 import { encodeMatmul } from "../kernels/matmul/matmul.ts";
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeMatvec } from "../kernels/matvec/matvec.ts";
+import { encodeQkNormRope } from "../kernels/qk_norm_rope/qk_norm_rope.ts";
+import { encodeQkNormRopeBackward } from "../kernels/qk_norm_rope/qk_norm_rope_backward.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import { encodeRmsNormBackward } from "../kernels/rms_norm/rms_norm_backward.ts";
-import { encodeRope } from "../kernels/rope/rope.ts";
 import { encodeRopeBackward } from "../kernels/rope/rope_backward.ts";
 import { encodeSwiglu } from "../kernels/swiglu/swiglu.ts";
 import { encodeSwigluBackward } from "../kernels/swiglu/swiglu_backward.ts";
@@ -417,16 +418,23 @@ export function encodeDecoderLayer(
   proj("q_proj", a.x1, a.qRaw);
   proj("k_proj", a.x1, a.kRaw);
   proj("v_proj", a.x1, a.v);
-  encodeRmsNorm(ctx, pass, { x: a.qRaw, w: w.qNorm, y: a.q, rows: n * hq, d, eps });
-  encodeRmsNorm(ctx, pass, { x: a.kRaw, w: w.kNorm, y: a.k, rows: n * hkv, d, eps });
-  const rope = {
+  // q = rope(q_norm(qRaw)), k = rope(k_norm(kRaw)): one dispatch for the four ops.
+  encodeQkNormRope(ctx, pass, {
+    qRaw: a.qRaw,
+    kRaw: a.kRaw,
+    qNorm: w.qNorm,
+    kNorm: w.kNorm,
     positions: args.positions,
     table: model.ropeTable,
+    q: a.q,
+    k: a.k,
+    tokens: n,
+    hq,
+    hkv,
     d,
     maxPos: c.maxPositionEmbeddings,
-  };
-  encodeRope(ctx, pass, { ...rope, x: a.q, rows: n * hq, heads: hq });
-  encodeRope(ctx, pass, { ...rope, x: a.k, rows: n * hkv, heads: hkv });
+    eps,
+  });
   const decode = cache?.kvLen !== undefined;
   if (cache) {
     encodeKvWrite(ctx, pass, {
@@ -676,12 +684,33 @@ export function encodeDecoderLayerBackward(
     d: D,
   });
   const rope = { positions, table: model.ropeTable, d: D, maxPos: c.maxPositionEmbeddings };
-  encodeRopeBackward(ctx, pass, { ...rope, grad: g.dq, rows: n * hq, heads: hq });
-  encodeRopeBackward(ctx, pass, { ...rope, grad: g.dk, rows: n * hkv, heads: hkv });
-  // q and k (post-RoPE) are dead now: they receive the gradients of qRaw and kRaw.
-  const [dqRaw, dkRaw] = [a.q, a.k];
-  norm(a.qRaw, "qNorm", g.dq, dqRaw, { rows: n * hq, d: D });
-  norm(a.kRaw, "kNorm", g.dk, dkRaw, { rows: n * hkv, d: D });
+  let [dqRaw, dkRaw] = [g.dq, g.dk];
+  if (!gw) {
+    // Frozen norm weights: RoPE backward then the q/k norms' backward in one dispatch, the
+    // gradients of qRaw and kRaw written over those of q and k.
+    encodeQkNormRopeBackward(ctx, pass, {
+      ...rope,
+      dq: g.dq,
+      dk: g.dk,
+      qRaw: a.qRaw,
+      kRaw: a.kRaw,
+      qNorm: w.qNorm,
+      kNorm: w.kNorm,
+      tokens: n,
+      hq,
+      hkv,
+      eps: c.rmsNormEps,
+    });
+  } else {
+    // Trained norm weights: the weight gradients need the un-rotated output gradient and each
+    // head's 1 / rms, so the ops run apart.
+    encodeRopeBackward(ctx, pass, { ...rope, grad: g.dq, rows: n * hq, heads: hq });
+    encodeRopeBackward(ctx, pass, { ...rope, grad: g.dk, rows: n * hkv, heads: hkv });
+    // q and k (post-RoPE) are dead now: they receive the gradients of qRaw and kRaw.
+    [dqRaw, dkRaw] = [a.q, a.k];
+    norm(a.qRaw, "qNorm", g.dq, dqRaw, { rows: n * hq, d: D });
+    norm(a.kRaw, "kNorm", g.dk, dkRaw, { rows: n * hkv, d: D });
+  }
   const dx1 = inputGrad ? g.dx : undefined;
   lin("q_proj", dqRaw, a.x1, dx1);
   lin("k_proj", dkRaw, a.x1, dx1, true);
