@@ -22,7 +22,7 @@ export interface QkShape {
 /**
  * Checks the buffers of one launch (`q`: `[tokens · hq, d]` each, `k`: `[tokens · hkv, d]` each,
  * the norms `[d]`, one position per token, the RoPE table) and returns the kernels' Params record
- * and their number of rows (one workgroup each).
+ * and their number of rows.
  */
 export function qkParams(
   kernel: string,
@@ -69,3 +69,6 @@ export function qkParams(
   };
   return { params, rows: tokens * (hq + hkv) };
 }
+
+/** Rows of one workgroup of both kernels (`RPW` in the shaders). */
+export const ROWS_PER_WORKGROUP = 4;

@@ -7,7 +7,7 @@
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
-import { qkParams, type QkShape } from "./_shape.ts";
+import { qkParams, type QkShape, ROWS_PER_WORKGROUP } from "./_shape.ts";
 import code from "./qk_norm_rope.wgsl" with { type: "text" };
 
 export type { QkShape } from "./_shape.ts";
@@ -72,7 +72,7 @@ export function encodeQkNormRope(
     pass,
     ctx.pipeline("qk_norm_rope", code, { constants: GRID_CONSTANTS }),
     [args.qRaw, args.kRaw, args.qNorm, args.kNorm, args.positions, args.table, args.q, args.k],
-    grid(rows),
+    grid(Math.ceil(rows / ROWS_PER_WORKGROUP)),
     packUniform(PARAMS, params),
   );
 }

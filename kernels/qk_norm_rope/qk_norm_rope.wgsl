@@ -5,9 +5,11 @@
 //   y[i] = n[i] * c - n[i + D/2] * s,  y[i + D/2] = n[i + D/2] * c + n[i] * s,  i < D/2
 //   (c, s) = table[pos, i] ([max_pos, D/2, 2]), pos = min(positions[row / heads], max_pos - 1)
 //   (rope.wgsl's HF rotate-half convention, row / heads the token of the row).
-// One workgroup of 64 threads per row, the QR query rows first, then the KR key rows
-// (row = wg.x + wg.y * GRID_X). The sum of squares runs as in rms_norm.wgsl; then each thread
-// owns pairs (i, i + D/2), so the rotation needs no exchange between threads.
+// Workgroups of 64 threads, 16 threads per row and 4 rows a workgroup, rows numbered the QR query
+// rows first, then the KR key rows (first row = (wg.x + wg.y * GRID_X) * 4). Each row's sum of
+// squares is reduced in workgroup memory; then each thread owns pairs (i, i + D/2), so the
+// rotation needs no exchange between threads. (One row per 64-thread workgroup, as rms_norm.wgsl,
+// ran 1.5-2.5x slower on llvmpipe at 256 tokens: a workgroup and its barriers cost more there.)
 // Reads q_raw, k_raw, q_w, k_w, positions, table; writes q, k (must not alias the raw inputs).
 // Tolerance vs f64 reference: rel 1e-5 (the norm's f32 sum, then one rotation).
 struct Params { QR: u32, KR: u32, D: u32, HQ: u32, HKV: u32, max_pos: u32, eps: f32 }
@@ -39,29 +41,39 @@ fn store(is_q: bool, idx: u32, v: f32) {
   if (is_q) { q[idx] = v; } else { k[idx] = v; }
 }
 
+// Threads per row and rows per workgroup (TPR * RPW = 64, the workgroup size).
+const TPR = 16u;
+const RPW = 4u;
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
-  let r = wg.x + wg.y * GRID_X;
-  if (r >= p.QR + p.KR) { return; }
+  let r0 = (wg.x + wg.y * GRID_X) * RPW;
+  if (r0 >= p.QR + p.KR) { return; }
+  let lane = t % TPR;
+  let r = r0 + t / TPR;
+  let valid = r < p.QR + p.KR;
   let is_q = r < p.QR;
   let row = select(r - p.QR, r, is_q);
   let heads = select(p.HKV, p.HQ, is_q);
   let base = row * p.D;
   var s = 0.0;
-  for (var i = t; i < p.D; i += 64u) {
-    let v = raw(is_q, base + i);
-    s = fma(v, v, s);
+  if (valid) {
+    for (var i = lane; i < p.D; i += TPR) {
+      let v = raw(is_q, base + i);
+      s = fma(v, v, s);
+    }
   }
   partial[t] = s;
   workgroupBarrier();
-  for (var stride = 32u; stride > 0u; stride >>= 1u) {
-    if (t < stride) { partial[t] += partial[t + stride]; }
+  for (var stride = TPR / 2u; stride > 0u; stride >>= 1u) {
+    if (lane < stride) { partial[t] += partial[t + stride]; }
     workgroupBarrier();
   }
-  let inv = inverseSqrt(partial[0] / f32(p.D) + p.eps);
+  if (!valid) { return; }
+  let inv = inverseSqrt(partial[t - lane] / f32(p.D) + p.eps);
   let half = p.D / 2u;
   let pos = min(positions[row / heads], p.max_pos - 1u);
-  for (var i = t; i < half; i += 64u) {
+  for (var i = lane; i < half; i += TPR) {
     let n1 = raw(is_q, base + i) * inv * weight(is_q, i);
     let n2 = raw(is_q, base + i + half) * inv * weight(is_q, i + half);
     let c = table[(pos * half + i) * 2u];

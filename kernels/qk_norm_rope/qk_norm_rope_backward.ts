@@ -7,7 +7,7 @@
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
-import { qkParams } from "./_shape.ts";
+import { qkParams, ROWS_PER_WORKGROUP } from "./_shape.ts";
 import type { QkShape } from "./qk_norm_rope.ts";
 import code from "./qk_norm_rope_backward.wgsl" with { type: "text" };
 
@@ -74,7 +74,7 @@ export function encodeQkNormRopeBackward(
     pass,
     ctx.pipeline("qk_norm_rope_backward", code, { constants: GRID_CONSTANTS }),
     [args.dq, args.dk, args.qRaw, args.kRaw, args.qNorm, args.kNorm, args.positions, args.table],
-    grid(rows),
+    grid(Math.ceil(rows / ROWS_PER_WORKGROUP)),
     packUniform(PARAMS, params),
   );
 }

@@ -7,8 +7,9 @@
 // dq [QR, D] holds g for the queries on entry and dx on exit; dk [KR, D] likewise for the keys.
 // The weight gradients are not computed here (the launcher's callers use rope_backward.wgsl and
 // rms_norm_backward.wgsl when the norm weights train).
-// One workgroup of 64 threads per row, the QR query rows first, then the KR key rows
-// (row = wg.x + wg.y * GRID_X); each thread owns pairs (i, i + D/2) and rewrites only those.
+// Workgroups of 64 threads, 16 threads per row and 4 rows a workgroup, rows numbered the QR query
+// rows first, then the KR key rows (first row = (wg.x + wg.y * GRID_X) * 4), as the forward;
+// each thread owns pairs (i, i + D/2) and rewrites only those.
 // Reads q_raw, k_raw, q_w, k_w, positions, table; reads and writes dq, dk.
 // Tolerance vs f64 reference: rel 1e-5 (f32 sums over a row; dx subtracts two similar terms).
 struct Params { QR: u32, KR: u32, D: u32, HQ: u32, HKV: u32, max_pos: u32, eps: f32 }
@@ -52,36 +53,48 @@ fn unrotate(is_q: bool, a: u32, cs: vec2f, half: u32) -> vec2f {
   return vec2f(g1 * cs.x + g2 * cs.y, g2 * cs.x - g1 * cs.y);
 }
 
+// Threads per row and rows per workgroup (TPR * RPW = 64, the workgroup size).
+const TPR = 16u;
+const RPW = 4u;
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
-  let r = wg.x + wg.y * GRID_X;
-  if (r >= p.QR + p.KR) { return; }
+  let r0 = (wg.x + wg.y * GRID_X) * RPW;
+  if (r0 >= p.QR + p.KR) { return; }
+  let lane = t % TPR;
+  let r = r0 + t / TPR;
+  let valid = r < p.QR + p.KR;
   let is_q = r < p.QR;
   let row = select(r - p.QR, r, is_q);
   let heads = select(p.HKV, p.HQ, is_q);
   let base = row * p.D;
   let half = p.D / 2u;
-  let pos = min(positions[row / heads], p.max_pos - 1u);
+  var pos = 0u;
   var s = vec2f(0.0);
-  for (var i = t; i < half; i += 64u) {
-    let cs = vec2f(table[(pos * half + i) * 2u], table[(pos * half + i) * 2u + 1u]);
-    let dn = unrotate(is_q, base + i, cs, half);
-    let x1 = raw(is_q, base + i);
-    let x2 = raw(is_q, base + i + half);
-    s += vec2f(
-      x1 * x1 + x2 * x2,
-      dn.x * weight(is_q, i) * x1 + dn.y * weight(is_q, i + half) * x2,
-    );
+  if (valid) {
+    pos = min(positions[row / heads], p.max_pos - 1u);
+    for (var i = lane; i < half; i += TPR) {
+      let cs = vec2f(table[(pos * half + i) * 2u], table[(pos * half + i) * 2u + 1u]);
+      let dn = unrotate(is_q, base + i, cs, half);
+      let x1 = raw(is_q, base + i);
+      let x2 = raw(is_q, base + i + half);
+      s += vec2f(
+        x1 * x1 + x2 * x2,
+        dn.x * weight(is_q, i) * x1 + dn.y * weight(is_q, i + half) * x2,
+      );
+    }
   }
   partial[t] = s;
   workgroupBarrier();
-  for (var stride = 32u; stride > 0u; stride >>= 1u) {
-    if (t < stride) { partial[t] += partial[t + stride]; }
+  for (var stride = TPR / 2u; stride > 0u; stride >>= 1u) {
+    if (lane < stride) { partial[t] += partial[t + stride]; }
     workgroupBarrier();
   }
-  let rs = inverseSqrt(partial[0].x / f32(p.D) + p.eps);
-  let c = rs * rs * rs * partial[0].y / f32(p.D);
-  for (var i = t; i < half; i += 64u) {
+  if (!valid) { return; }
+  let sums = partial[t - lane];
+  let rs = inverseSqrt(sums.x / f32(p.D) + p.eps);
+  let c = rs * rs * rs * sums.y / f32(p.D);
+  for (var i = lane; i < half; i += TPR) {
     let cs = vec2f(table[(pos * half + i) * 2u], table[(pos * half + i) * 2u + 1u]);
     let dn = unrotate(is_q, base + i, cs, half);
     let x1 = raw(is_q, base + i);
