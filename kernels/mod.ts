@@ -49,6 +49,7 @@ export * from "./moe_route/moe_balance.ts";
 export * from "./moe_route/moe_balance_ref.ts";
 export * from "./qk_norm_rope/qk_norm_rope.ts";
 export * from "./qk_norm_rope/qk_norm_rope_backward.ts";
+export * from "./qk_norm_rope/qk_norm_rope_kv.ts";
 export * from "./qk_norm_rope/qk_norm_rope_ref.ts";
 export * from "./rms_norm/rms_norm.ts";
 export * from "./rms_norm/rms_norm_ref.ts";

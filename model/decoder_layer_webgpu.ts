@@ -26,6 +26,7 @@ import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeMatvec } from "../kernels/matvec/matvec.ts";
 import { encodeQkNormRope } from "../kernels/qk_norm_rope/qk_norm_rope.ts";
 import { encodeQkNormRopeBackward } from "../kernels/qk_norm_rope/qk_norm_rope_backward.ts";
+import { encodeQkNormRopeKv, qkNormRopeKvFits } from "../kernels/qk_norm_rope/qk_norm_rope_kv.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import { encodeRmsNormBackward } from "../kernels/rms_norm/rms_norm_backward.ts";
 import { encodeRopeBackward } from "../kernels/rope/rope_backward.ts";
@@ -418,8 +419,10 @@ export function encodeDecoderLayer(
   proj("q_proj", a.x1, a.qRaw);
   proj("k_proj", a.x1, a.kRaw);
   proj("v_proj", a.x1, a.v);
-  // q = rope(q_norm(qRaw)), k = rope(k_norm(kRaw)): one dispatch for the four ops.
-  encodeQkNormRope(ctx, pass, {
+  // q = rope(q_norm(qRaw)), k = rope(k_norm(kRaw)): one dispatch for the four ops; when decoding
+  // on a device that binds 12 storage buffers, with the KV cache append folded in (the keys go
+  // straight into the cache, not into `a.k`).
+  const qk = {
     qRaw: a.qRaw,
     kRaw: a.kRaw,
     qNorm: w.qNorm,
@@ -427,30 +430,44 @@ export function encodeDecoderLayer(
     positions: args.positions,
     table: model.ropeTable,
     q: a.q,
-    k: a.k,
     tokens: n,
     hq,
     hkv,
     d,
     maxPos: c.maxPositionEmbeddings,
     eps,
-  });
+  };
   const decode = cache?.kvLen !== undefined;
-  if (cache) {
-    encodeKvWrite(ctx, pass, {
-      kNew: a.k,
-      vNew: a.v,
-      kCache: cache.k,
-      vCache: cache.v,
-      mask: cache.mask,
-      ctrl: cache.ctrl,
+  if (decode && qkNormRopeKvFits(ctx)) {
+    encodeQkNormRopeKv(ctx, pass, {
+      ...qk,
+      v: a.v,
+      kCache: cache!.k,
+      vCache: cache!.v,
+      mask: cache!.mask,
+      ctrl: cache!.ctrl,
       rows: args.rows,
-      tokens: args.tokens,
-      slots: cache.slots,
-      width: cache.width,
-      row0: cache.row0,
-      decode,
+      slots: cache!.slots,
+      row0: cache!.row0,
     });
+  } else {
+    encodeQkNormRope(ctx, pass, { ...qk, k: a.k });
+    if (cache) {
+      encodeKvWrite(ctx, pass, {
+        kNew: a.k,
+        vNew: a.v,
+        kCache: cache.k,
+        vCache: cache.v,
+        mask: cache.mask,
+        ctrl: cache.ctrl,
+        rows: args.rows,
+        tokens: args.tokens,
+        slots: cache.slots,
+        width: cache.width,
+        row0: cache.row0,
+        decode,
+      });
+    }
   }
   const shape = { q: a.q, o: a.att, b: args.rows, hq, hkv, d };
   if (decode) {
