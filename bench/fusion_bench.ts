@@ -1,7 +1,9 @@
 // Per-head q/k RMSNorm + RoPE, the separate dispatches (rms_norm on q and on k, then rope on q
 // and on k: 4 dispatches) against the fused kernel (kernels/qk_norm_rope/: 1 dispatch), forward
 // and backward (rope backward twice, then rms_norm backward's dx twice, against one in-place
-// dispatch), at Qwen3-0.6B heads (16 query / 8 kv heads of 128) for 1, 8 and 256 tokens. Each
+// dispatch), at Qwen3-0.6B heads (16 query / 8 kv heads of 128) for 1, 8 and 256 tokens; and a
+// decode step of 1 or 8 sequences with its KV-cache append (the 4 dispatches + kv_write, the
+// fused kernel + kv_write, and qk_norm_rope_kv alone). Each
 // iteration records REPS launches into one pass and waits once; µs per launch (all its
 // dispatches) are printed at the end, with the dispatches one decode layer records.
 //   deno task bench bench/fusion_bench.ts
@@ -9,6 +11,8 @@ import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { encodeQkNormRope } from "../kernels/qk_norm_rope/qk_norm_rope.ts";
 import { encodeQkNormRopeBackward } from "../kernels/qk_norm_rope/qk_norm_rope_backward.ts";
+import { encodeQkNormRopeKv, qkNormRopeKvFits } from "../kernels/qk_norm_rope/qk_norm_rope_kv.ts";
+import { encodeKvWrite } from "../kernels/kv_write/kv_write.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import { encodeRmsNormBackward } from "../kernels/rms_norm/rms_norm_backward.ts";
 import { encodeRope } from "../kernels/rope/rope.ts";
@@ -73,6 +77,41 @@ for (const tokens of [1, 8, 256]) {
       });
     }],
   ];
+  if (tokens <= 8) {
+    // Decode: one token per sequence, appended at slot 40 of a 64-slot cache.
+    const [slots, width] = [64, hkv * d];
+    const v = buf(kn, "v");
+    const cache = {
+      kCache: buf(tokens * slots * width, "kc"),
+      vCache: buf(tokens * slots * width, "vc"),
+    };
+    const mask = ctx.createBuffer(4 * tokens * slots, "mask");
+    const ctrl = ctx.upload(Uint32Array.of(40, 0), "ctrl");
+    const kvWrite = (pass: GPUComputePassEncoder) =>
+      encodeKvWrite(ctx, pass, {
+        ...{ kNew: k, vNew: v, ...cache, mask, ctrl, rows: tokens, tokens: 1, slots, width },
+        decode: true,
+      });
+    variants.push(
+      ["decode separate", (pass) => {
+        variants[0][1](pass);
+        kvWrite(pass);
+      }],
+      ["decode fused", (pass) => {
+        variants[1][1](pass);
+        kvWrite(pass);
+      }],
+    );
+    if (qkNormRopeKvFits(ctx)) {
+      variants.push(["decode fused-kv", (pass) => {
+        encodeQkNormRopeKv(ctx, pass, {
+          ...shape,
+          ...{ qRaw, kRaw, qNorm, kNorm, positions, table, q, v, ...cache, mask, ctrl },
+          ...{ rows: tokens, slots },
+        });
+      }]);
+    }
+  }
   for (const [name, record] of variants) {
     const key = `${name} ${tokens}`;
     Deno.bench({
@@ -150,12 +189,16 @@ addEventListener("unload", () => {
   console.log(`\nbest µs per launch (${REPS} in one pass) on ${ctx.gpu.description}:`);
   console.log("| tokens | fwd separate (4) | fwd fused (1) | bwd separate (4) | bwd fused (1) |");
   console.log("|---|---|---|---|---|");
+  const cell = (name: string, tokens: number) => best.get(`${name} ${tokens}`)?.toFixed(1) ?? "-";
   for (const tokens of [1, 8, 256]) {
-    const cell = (name: string) => best.get(`${name} ${tokens}`)?.toFixed(1) ?? "-";
-    console.log(
-      `| ${tokens} | ${cell("forward separate")} | ${cell("forward fused")} | ` +
-        `${cell("backward separate")} | ${cell("backward fused")} |`,
-    );
+    const cells = ["forward separate", "forward fused", "backward separate", "backward fused"];
+    console.log(`| ${tokens} | ${cells.map((name) => cell(name, tokens)).join(" | ")} |`);
+  }
+  console.log("\n| decode rows | 4 + kv_write (5) | fused + kv_write (2) | fused-kv (1) |");
+  console.log("|---|---|---|---|");
+  for (const tokens of [1, 8]) {
+    const cells = ["decode separate", "decode fused", "decode fused-kv"];
+    console.log(`| ${tokens} | ${cells.map((name) => cell(name, tokens)).join(" | ")} |`);
   }
   console.log(`dispatches per decode layer (Qwen3-0.6B shape, no LoRA): ${decodeDispatches}`);
 });
