@@ -47,6 +47,7 @@ export * from "./moe_route/moe_route_backward.ts";
 export * from "./moe_route/moe_route_backward_ref.ts";
 export * from "./moe_route/moe_balance.ts";
 export * from "./moe_route/moe_balance_ref.ts";
+export * from "./qk_norm_rope/norm_rope_backward.ts";
 export * from "./qk_norm_rope/qk_norm_rope.ts";
 export * from "./qk_norm_rope/qk_norm_rope_backward.ts";
 export * from "./qk_norm_rope/qk_norm_rope_kv.ts";

@@ -27,9 +27,9 @@ import { encodeMatvec } from "../kernels/matvec/matvec.ts";
 import { encodeQkNormRope } from "../kernels/qk_norm_rope/qk_norm_rope.ts";
 import { encodeQkNormRopeBackward } from "../kernels/qk_norm_rope/qk_norm_rope_backward.ts";
 import { encodeQkNormRopeKv, qkNormRopeKvFits } from "../kernels/qk_norm_rope/qk_norm_rope_kv.ts";
+import { encodeNormRopeBackward } from "../kernels/qk_norm_rope/norm_rope_backward.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import { encodeRmsNormBackward } from "../kernels/rms_norm/rms_norm_backward.ts";
-import { encodeRopeBackward } from "../kernels/rope/rope_backward.ts";
 import { encodeSwiglu } from "../kernels/swiglu/swiglu.ts";
 import { encodeSwigluBackward } from "../kernels/swiglu/swiglu_backward.ts";
 import type { Qwen3Config } from "./config.ts";
@@ -719,14 +719,20 @@ export function encodeDecoderLayerBackward(
       eps: c.rmsNormEps,
     });
   } else {
-    // Trained norm weights: the weight gradients need the un-rotated output gradient and each
-    // head's 1 / rms, so the ops run apart.
-    encodeRopeBackward(ctx, pass, { ...rope, grad: g.dq, rows: n * hq, heads: hq });
-    encodeRopeBackward(ctx, pass, { ...rope, grad: g.dk, rows: n * hkv, heads: hkv });
-    // q and k (post-RoPE) are dead now: they receive the gradients of qRaw and kRaw.
+    // Trained norm weights: per tensor, the fused backward saves each head's 1 / rms and the
+    // un-rotated gradient for the weight-gradient passes, and writes the input gradient into the
+    // dead post-RoPE activations.
     [dqRaw, dkRaw] = [a.q, a.k];
-    norm(a.qRaw, "qNorm", g.dq, dqRaw, { rows: n * hq, d: D });
-    norm(a.kRaw, "kNorm", g.dk, dkRaw, { rows: n * hkv, d: D });
+    const common = { ...rope, tokens: n, eps: c.rmsNormEps, rstd: g.rstd, partials: g.partials };
+    const dw = { accumulateDw: true };
+    encodeNormRopeBackward(ctx, pass, {
+      ...common,
+      ...{ dy: g.dq, x: a.qRaw, w: w.qNorm, dx: dqRaw, dw: gw.qNorm, heads: hq, ...dw },
+    });
+    encodeNormRopeBackward(ctx, pass, {
+      ...common,
+      ...{ dy: g.dk, x: a.kRaw, w: w.kNorm, dx: dkRaw, dw: gw.kNorm, heads: hkv, ...dw },
+    });
   }
   const dx1 = inputGrad ? g.dx : undefined;
   lin("q_proj", dqRaw, a.x1, dx1);
