@@ -2,6 +2,8 @@
 // and on k: 4 dispatches) against the fused kernel (kernels/qk_norm_rope/: 1 dispatch), forward
 // and backward (rope backward twice, then rms_norm backward's dx twice, against one in-place
 // dispatch), at Qwen3-0.6B heads (16 query / 8 kv heads of 128) for 1, 8 and 256 tokens; and a
+// full fine-tuning's backward with the norm weights' gradients (rope backward twice and
+// rms_norm backward with dw twice: 8 dispatches, against norm_rope_backward twice: 6); and a
 // decode step of 1 or 8 sequences with its KV-cache append (the 4 dispatches + kv_write, the
 // fused kernel + kv_write, and qk_norm_rope_kv alone). Each
 // iteration records REPS launches into one pass and waits once; µs per launch (all its
@@ -11,6 +13,7 @@ import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { encodeQkNormRope } from "../kernels/qk_norm_rope/qk_norm_rope.ts";
 import { encodeQkNormRopeBackward } from "../kernels/qk_norm_rope/qk_norm_rope_backward.ts";
+import { encodeNormRopeBackward } from "../kernels/qk_norm_rope/norm_rope_backward.ts";
 import { encodeQkNormRopeKv, qkNormRopeKvFits } from "../kernels/qk_norm_rope/qk_norm_rope_kv.ts";
 import { encodeKvWrite } from "../kernels/kv_write/kv_write.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
@@ -77,6 +80,36 @@ for (const tokens of [1, 8, 256]) {
       });
     }],
   ];
+  // Full fine-tuning: the norm weights' gradients too (rstd and partials as the trainer sizes them).
+  const rstd = ctx.createBuffer(4 * tokens * hq, "rstd");
+  const partials = ctx.createBuffer(4 * Math.ceil((tokens * hq) / 256) * d, "partials");
+  const [dqNorm, dkNorm] = [buf(d, "dqNorm"), buf(d, "dkNorm")];
+  const withDw = { rstd, partials, accumulateDw: true, d, eps };
+  variants.push(
+    ["backward-dw separate", (pass) => {
+      encodeRopeBackward(ctx, pass, { ...rope, grad: dq, rows: tokens * hq, heads: hq });
+      encodeRopeBackward(ctx, pass, { ...rope, grad: dk, rows: tokens * hkv, heads: hkv });
+      encodeRmsNormBackward(ctx, pass, {
+        ...withDw,
+        ...{ dy: dq, x: qRaw, w: qNorm, dx: dqRaw, dw: dqNorm, rows: tokens * hq },
+      });
+      encodeRmsNormBackward(ctx, pass, {
+        ...withDw,
+        ...{ dy: dk, x: kRaw, w: kNorm, dx: dkRaw, dw: dkNorm, rows: tokens * hkv },
+      });
+    }],
+    ["backward-dw fused", (pass) => {
+      const common = { ...withDw, positions, table, tokens, maxPos };
+      encodeNormRopeBackward(ctx, pass, {
+        ...common,
+        ...{ dy: dq, x: qRaw, w: qNorm, dx: dqRaw, dw: dqNorm, heads: hq },
+      });
+      encodeNormRopeBackward(ctx, pass, {
+        ...common,
+        ...{ dy: dk, x: kRaw, w: kNorm, dx: dkRaw, dw: dkNorm, heads: hkv },
+      });
+    }],
+  );
   if (tokens <= 8) {
     // Decode: one token per sequence, appended at slot 40 of a 64-slot cache.
     const [slots, width] = [64, hkv * d];
@@ -192,6 +225,12 @@ addEventListener("unload", () => {
   const cell = (name: string, tokens: number) => best.get(`${name} ${tokens}`)?.toFixed(1) ?? "-";
   for (const tokens of [1, 8, 256]) {
     const cells = ["forward separate", "forward fused", "backward separate", "backward fused"];
+    console.log(`| ${tokens} | ${cells.map((name) => cell(name, tokens)).join(" | ")} |`);
+  }
+  console.log("\n| tokens | bwd with dw separate (8) | bwd with dw fused (6) |");
+  console.log("|---|---|---|");
+  for (const tokens of [1, 8, 256]) {
+    const cells = ["backward-dw separate", "backward-dw fused"];
     console.log(`| ${tokens} | ${cells.map((name) => cell(name, tokens)).join(" | ")} |`);
   }
   console.log("\n| decode rows | 4 + kv_write (5) | fused + kv_write (2) | fused-kv (1) |");
