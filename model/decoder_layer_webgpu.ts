@@ -24,10 +24,12 @@ import { encodeMoeBalanceStats } from "../kernels/moe_route/moe_balance.ts";
 import { encodeMatmul } from "../kernels/matmul/matmul.ts";
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeMatvec } from "../kernels/matvec/matvec.ts";
+import { encodeQkNormRope } from "../kernels/qk_norm_rope/qk_norm_rope.ts";
+import { encodeQkNormRopeBackward } from "../kernels/qk_norm_rope/qk_norm_rope_backward.ts";
+import { encodeQkNormRopeKv, qkNormRopeKvFits } from "../kernels/qk_norm_rope/qk_norm_rope_kv.ts";
+import { encodeNormRopeBackward } from "../kernels/qk_norm_rope/norm_rope_backward.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import { encodeRmsNormBackward } from "../kernels/rms_norm/rms_norm_backward.ts";
-import { encodeRope } from "../kernels/rope/rope.ts";
-import { encodeRopeBackward } from "../kernels/rope/rope_backward.ts";
 import { encodeSwiglu } from "../kernels/swiglu/swiglu.ts";
 import { encodeSwigluBackward } from "../kernels/swiglu/swiglu_backward.ts";
 import type { Qwen3Config } from "./config.ts";
@@ -417,32 +419,55 @@ export function encodeDecoderLayer(
   proj("q_proj", a.x1, a.qRaw);
   proj("k_proj", a.x1, a.kRaw);
   proj("v_proj", a.x1, a.v);
-  encodeRmsNorm(ctx, pass, { x: a.qRaw, w: w.qNorm, y: a.q, rows: n * hq, d, eps });
-  encodeRmsNorm(ctx, pass, { x: a.kRaw, w: w.kNorm, y: a.k, rows: n * hkv, d, eps });
-  const rope = {
+  // q = rope(q_norm(qRaw)), k = rope(k_norm(kRaw)): one dispatch for the four ops; when decoding
+  // on a device that binds 12 storage buffers, with the KV cache append folded in (the keys go
+  // straight into the cache, not into `a.k`).
+  const qk = {
+    qRaw: a.qRaw,
+    kRaw: a.kRaw,
+    qNorm: w.qNorm,
+    kNorm: w.kNorm,
     positions: args.positions,
     table: model.ropeTable,
+    q: a.q,
+    tokens: n,
+    hq,
+    hkv,
     d,
     maxPos: c.maxPositionEmbeddings,
+    eps,
   };
-  encodeRope(ctx, pass, { ...rope, x: a.q, rows: n * hq, heads: hq });
-  encodeRope(ctx, pass, { ...rope, x: a.k, rows: n * hkv, heads: hkv });
   const decode = cache?.kvLen !== undefined;
-  if (cache) {
-    encodeKvWrite(ctx, pass, {
-      kNew: a.k,
-      vNew: a.v,
-      kCache: cache.k,
-      vCache: cache.v,
-      mask: cache.mask,
-      ctrl: cache.ctrl,
+  if (decode && qkNormRopeKvFits(ctx)) {
+    encodeQkNormRopeKv(ctx, pass, {
+      ...qk,
+      v: a.v,
+      kCache: cache!.k,
+      vCache: cache!.v,
+      mask: cache!.mask,
+      ctrl: cache!.ctrl,
       rows: args.rows,
-      tokens: args.tokens,
-      slots: cache.slots,
-      width: cache.width,
-      row0: cache.row0,
-      decode,
+      slots: cache!.slots,
+      row0: cache!.row0,
     });
+  } else {
+    encodeQkNormRope(ctx, pass, { ...qk, k: a.k });
+    if (cache) {
+      encodeKvWrite(ctx, pass, {
+        kNew: a.k,
+        vNew: a.v,
+        kCache: cache.k,
+        vCache: cache.v,
+        mask: cache.mask,
+        ctrl: cache.ctrl,
+        rows: args.rows,
+        tokens: args.tokens,
+        slots: cache.slots,
+        width: cache.width,
+        row0: cache.row0,
+        decode,
+      });
+    }
   }
   const shape = { q: a.q, o: a.att, b: args.rows, hq, hkv, d };
   if (decode) {
@@ -676,12 +701,39 @@ export function encodeDecoderLayerBackward(
     d: D,
   });
   const rope = { positions, table: model.ropeTable, d: D, maxPos: c.maxPositionEmbeddings };
-  encodeRopeBackward(ctx, pass, { ...rope, grad: g.dq, rows: n * hq, heads: hq });
-  encodeRopeBackward(ctx, pass, { ...rope, grad: g.dk, rows: n * hkv, heads: hkv });
-  // q and k (post-RoPE) are dead now: they receive the gradients of qRaw and kRaw.
-  const [dqRaw, dkRaw] = [a.q, a.k];
-  norm(a.qRaw, "qNorm", g.dq, dqRaw, { rows: n * hq, d: D });
-  norm(a.kRaw, "kNorm", g.dk, dkRaw, { rows: n * hkv, d: D });
+  let [dqRaw, dkRaw] = [g.dq, g.dk];
+  if (!gw) {
+    // Frozen norm weights: RoPE backward then the q/k norms' backward in one dispatch, the
+    // gradients of qRaw and kRaw written over those of q and k.
+    encodeQkNormRopeBackward(ctx, pass, {
+      ...rope,
+      dq: g.dq,
+      dk: g.dk,
+      qRaw: a.qRaw,
+      kRaw: a.kRaw,
+      qNorm: w.qNorm,
+      kNorm: w.kNorm,
+      tokens: n,
+      hq,
+      hkv,
+      eps: c.rmsNormEps,
+    });
+  } else {
+    // Trained norm weights: per tensor, the fused backward saves each head's 1 / rms and the
+    // un-rotated gradient for the weight-gradient passes, and writes the input gradient into the
+    // dead post-RoPE activations.
+    [dqRaw, dkRaw] = [a.q, a.k];
+    const common = { ...rope, tokens: n, eps: c.rmsNormEps, rstd: g.rstd, partials: g.partials };
+    const dw = { accumulateDw: true };
+    encodeNormRopeBackward(ctx, pass, {
+      ...common,
+      ...{ dy: g.dq, x: a.qRaw, w: w.qNorm, dx: dqRaw, dw: gw.qNorm, heads: hq, ...dw },
+    });
+    encodeNormRopeBackward(ctx, pass, {
+      ...common,
+      ...{ dy: g.dk, x: a.kRaw, w: w.kNorm, dx: dkRaw, dw: gw.kNorm, heads: hkv, ...dw },
+    });
+  }
   const dx1 = inputGrad ? g.dx : undefined;
   lin("q_proj", dqRaw, a.x1, dx1);
   lin("k_proj", dkRaw, a.x1, dx1, true);

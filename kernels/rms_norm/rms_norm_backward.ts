@@ -113,6 +113,75 @@ export function encodeRmsNormBackward(
     grid(rows),
     params,
   );
+  encodeRmsNormWeightGrad(ctx, pass, {
+    ...args,
+    dw: args.dw,
+    rstd: args.rstd,
+    partials: args.partials,
+  });
+}
+
+/** Arguments of {@linkcode encodeRmsNormWeightGrad}. */
+export interface RmsNormWeightGradArgs {
+  /** Gradient of the output `[rows, d]`. */
+  dy: Binding;
+  /** Forward input `[rows, d]`. */
+  x: Binding;
+  /** `1 / rms` of each row `[rows]`, as a backward's `dx` pass saved it. */
+  rstd: Binding;
+  /** Gradient of the weight `[d]`. */
+  dw: Binding;
+  /** Add into `dw` instead of overwriting it; default false. */
+  accumulateDw?: boolean;
+  /** Scratch `[ceil(rows / RMS_NORM_BACKWARD_BLOCK_ROWS), d]` for the per-block sums. */
+  partials: Binding;
+  /** Number of rows. */
+  rows: number;
+  /** Row length. */
+  d: number;
+}
+
+/**
+ * Records the two passes of the RMSNorm weight gradient, `dw (+)= Σ_rows dy ⊙ x · rstd`
+ * (per-block partial sums, then their sum; deterministic), from a saved `rstd`. Kernels that
+ * compute `dx` themselves (e.g. a fused RoPE + norm backward) use it for `dw`.
+ *
+ * @param ctx The GPU context.
+ * @param pass The compute pass being recorded.
+ * @param args Buffers, shape and accumulation mode.
+ *
+ * @example The weight gradient of 4 rows of 64
+ * ```ts ignore
+ * import { encodeRmsNormWeightGrad } from "./rms_norm_backward.ts";
+ * declare const ctx: import("../../gpu/context.ts").GpuContext;
+ * declare const pass: GPUComputePassEncoder, dy: GPUBuffer, x: GPUBuffer, rstd: GPUBuffer;
+ * declare const dw: GPUBuffer, partials: GPUBuffer;
+ * encodeRmsNormWeightGrad(ctx, pass, { dy, x, rstd, dw, partials, rows: 4, d: 64 });
+ * ```
+ */
+export function encodeRmsNormWeightGrad(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  args: RmsNormWeightGradArgs,
+): void {
+  const { rows, d } = args;
+  const blocks = Math.ceil(rows / RMS_NORM_BACKWARD_BLOCK_ROWS);
+  const kernel = "RMSNorm weight gradient";
+  const matrix = `[rows, d] = [${rows}, ${d}]`;
+  checkSize(kernel, "dy", args.dy, rows * d, matrix);
+  checkSize(kernel, "x", args.x, rows * d, matrix);
+  checkSize(kernel, "dw", args.dw, d, `[d] = [${d}]`);
+  checkSize(kernel, "rstd", args.rstd, rows, `[rows] = [${rows}]`);
+  checkSize(kernel, "partials", args.partials, blocks * d, `[blocks, d] = [${blocks}, ${d}]`);
+  const params = packUniform(PARAMS, {
+    R: rows,
+    D: d,
+    eps: 0,
+    accumulate_dx: false,
+    accumulate_dw: args.accumulateDw ?? false,
+    blocks,
+  });
+  const constants = GRID_CONSTANTS;
   ctx.dispatch(
     pass,
     ctx.pipeline("rms_norm_backward", code, { entryPoint: "dw_partial", constants }),

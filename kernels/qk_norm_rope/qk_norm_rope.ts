@@ -1,0 +1,78 @@
+/**
+ * Launcher of the fused per-head q/k RMSNorm + RoPE kernel (Qwen3's `q_norm`/`k_norm` then the
+ * rotary embedding, queries and keys in one dispatch).
+ *
+ * @module
+ */
+import type { Binding, GpuContext } from "../../gpu/context.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
+import { qkParams, type QkShape, ROWS_PER_WORKGROUP } from "./_shape.ts";
+import code from "./qk_norm_rope.wgsl" with { type: "text" };
+
+export type { QkShape } from "./_shape.ts";
+
+const PARAMS = uniformLayout(code, "qk_norm_rope");
+
+/** Arguments of {@linkcode encodeQkNormRope}. */
+export interface QkNormRopeArgs extends QkShape {
+  /** q_proj output `[tokens · hq, d]`. */
+  qRaw: Binding;
+  /** k_proj output `[tokens · hkv, d]`. */
+  kRaw: Binding;
+  /** Query norm weight `[d]`. */
+  qNorm: Binding;
+  /** Key norm weight `[d]`. */
+  kNorm: Binding;
+  /** Position of each token (u32). */
+  positions: Binding;
+  /** `[maxPos, d/2, 2]` table from `ropeTable`. */
+  table: Binding;
+  /** Receives the normalised, rotated queries `[tokens · hq, d]` (must not alias `qRaw`). */
+  q: Binding;
+  /** Receives the normalised, rotated keys `[tokens · hkv, d]` (must not alias `kRaw`). */
+  k: Binding;
+}
+
+/**
+ * Records `q = rope(rms_norm(qRaw) · qNorm)` and `k = rope(rms_norm(kRaw) · kNorm)` per head, one
+ * dispatch for both (what `encodeRmsNorm` twice then `encodeRope` twice compute).
+ *
+ * @param ctx The GPU context.
+ * @param pass The compute pass being recorded.
+ * @param args Buffers and shape.
+ * @throws {RangeError} If the head size is odd, or a buffer is smaller than its shape.
+ *
+ * @example Queries and keys of 8 tokens at Qwen3-0.6B's head shapes
+ * ```ts ignore
+ * import { encodeQkNormRope } from "./qk_norm_rope.ts";
+ * declare const ctx: import("../../gpu/context.ts").GpuContext;
+ * declare const pass: GPUComputePassEncoder, qRaw: GPUBuffer, kRaw: GPUBuffer, q: GPUBuffer;
+ * declare const k: GPUBuffer, qNorm: GPUBuffer, kNorm: GPUBuffer, pos: GPUBuffer, table: GPUBuffer;
+ * encodeQkNormRope(ctx, pass, {
+ *   qRaw, kRaw, qNorm, kNorm, positions: pos, table, q, k,
+ *   tokens: 8, hq: 16, hkv: 8, d: 128, maxPos: 40960, eps: 1e-6,
+ * });
+ * ```
+ */
+export function encodeQkNormRope(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  args: QkNormRopeArgs,
+): void {
+  const { params, rows } = qkParams("q/k norm + RoPE", args, {
+    q: { qRaw: args.qRaw, q: args.q },
+    k: { kRaw: args.kRaw, k: args.k },
+    positions: args.positions,
+    table: args.table,
+    qNorm: args.qNorm,
+    kNorm: args.kNorm,
+  });
+  ctx.dispatch(
+    pass,
+    ctx.pipeline("qk_norm_rope", code, { constants: GRID_CONSTANTS }),
+    [args.qRaw, args.kRaw, args.qNorm, args.kNorm, args.positions, args.table, args.q, args.k],
+    grid(Math.ceil(rows / ROWS_PER_WORKGROUP)),
+    packUniform(PARAMS, params),
+  );
+}

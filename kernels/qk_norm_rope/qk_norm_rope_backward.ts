@@ -1,0 +1,80 @@
+/**
+ * Launcher of the backward of the fused per-head q/k RMSNorm + RoPE: the gradients of the raw
+ * queries and keys, written in place over the gradients of the rotated ones, in one dispatch.
+ *
+ * @module
+ */
+import type { Binding, GpuContext } from "../../gpu/context.ts";
+import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
+import { qkParams, ROWS_PER_WORKGROUP } from "./_shape.ts";
+import type { QkShape } from "./qk_norm_rope.ts";
+import code from "./qk_norm_rope_backward.wgsl" with { type: "text" };
+
+const PARAMS = uniformLayout(code, "qk_norm_rope_backward");
+
+/** Arguments of {@linkcode encodeQkNormRopeBackward}. */
+export interface QkNormRopeBackwardArgs extends QkShape {
+  /** d loss / d q `[tokens · hq, d]` on entry; d loss / d qRaw on exit. */
+  dq: Binding;
+  /** d loss / d k `[tokens · hkv, d]` on entry; d loss / d kRaw on exit. */
+  dk: Binding;
+  /** The forward's q_proj output `[tokens · hq, d]`. */
+  qRaw: Binding;
+  /** The forward's k_proj output `[tokens · hkv, d]`. */
+  kRaw: Binding;
+  /** Query norm weight `[d]`. */
+  qNorm: Binding;
+  /** Key norm weight `[d]`. */
+  kNorm: Binding;
+  /** Position of each token (u32), as in the forward. */
+  positions: Binding;
+  /** The forward's `[maxPos, d/2, 2]` table. */
+  table: Binding;
+}
+
+/**
+ * Records the input gradients of `encodeQkNormRope` in place: `dq ← d loss / d qRaw` and
+ * `dk ← d loss / d kRaw` (RoPE backward then RMSNorm backward per head, one dispatch). The norm
+ * weights' gradients are not computed: when they train, use `encodeRopeBackward` and
+ * `encodeRmsNormBackward` instead.
+ *
+ * @param ctx The GPU context.
+ * @param pass The compute pass being recorded.
+ * @param args Buffers and shape, as in the forward.
+ * @throws {RangeError} If the head size is odd, or a buffer is smaller than its shape.
+ *
+ * @example Gradients of the raw queries and keys of 8 tokens
+ * ```ts ignore
+ * import { encodeQkNormRopeBackward } from "./qk_norm_rope_backward.ts";
+ * declare const ctx: import("../../gpu/context.ts").GpuContext;
+ * declare const pass: GPUComputePassEncoder, dq: GPUBuffer, dk: GPUBuffer, qRaw: GPUBuffer;
+ * declare const kRaw: GPUBuffer, qNorm: GPUBuffer, kNorm: GPUBuffer, pos: GPUBuffer;
+ * declare const table: GPUBuffer;
+ * encodeQkNormRopeBackward(ctx, pass, {
+ *   dq, dk, qRaw, kRaw, qNorm, kNorm, positions: pos, table,
+ *   tokens: 8, hq: 16, hkv: 8, d: 128, maxPos: 40960, eps: 1e-6,
+ * });
+ * ```
+ */
+export function encodeQkNormRopeBackward(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  args: QkNormRopeBackwardArgs,
+): void {
+  const { params, rows } = qkParams("q/k norm + RoPE backward", args, {
+    q: { dq: args.dq, qRaw: args.qRaw },
+    k: { dk: args.dk, kRaw: args.kRaw },
+    positions: args.positions,
+    table: args.table,
+    qNorm: args.qNorm,
+    kNorm: args.kNorm,
+  });
+  ctx.dispatch(
+    pass,
+    ctx.pipeline("qk_norm_rope_backward", code, { constants: GRID_CONSTANTS }),
+    [args.dq, args.dk, args.qRaw, args.kRaw, args.qNorm, args.kNorm, args.positions, args.table],
+    grid(Math.ceil(rows / ROWS_PER_WORKGROUP)),
+    packUniform(PARAMS, params),
+  );
+}

@@ -1,0 +1,102 @@
+// qk_norm_rope_kv: qk_norm_rope.wgsl for decoding, with the KV cache append (kv_write.wgsl's
+// DECODE variant) folded in: the keys go straight into their cache slot, the values are copied
+// into theirs, and the slot is marked in the mask. One dispatch instead of two.
+//   q_raw, q [QR, D] with QR = tokens * HQ;   k_raw, v [KR, D] with KR = tokens * HKV
+//   q = rope(rms_norm(q_raw) * q_w) (as qk_norm_rope.wgsl); for key row kr of token
+//   tok = kr / HKV, head h = kr % HKV, sequence r = tok / T, t = tok % T, slot = ctrl[0] + t:
+//   k_cache[row0 + r, slot, h * D + i] = rope(rms_norm(k_raw[kr]) * k_w)[i],
+//   v_cache[row0 + r, slot, h * D + i] = v[kr, i],  mask[row0 + r, slot] = 1;
+//   caches [Rc, S, HKV * D], mask [Rc, S]; slots >= S are dropped (the queries are still written).
+// Workgroups of 64 threads, 16 threads per row and 4 rows a workgroup, the QR query rows first,
+// then the KR key rows (first row = (wg.x + wg.y * GRID_X) * 4), as qk_norm_rope.wgsl.
+// Reads q_raw, k_raw, q_w, k_w, positions, table, v, ctrl; writes q, k_cache, v_cache, mask.
+// 12 storage buffers: launched only where the device allows that many (the launcher checks).
+// Tolerance vs f64 reference: rel 1e-5 for q and the keys (as qk_norm_rope.wgsl); values and mask
+// exact (copies).
+struct Params {
+  QR: u32, KR: u32, D: u32, HQ: u32, HKV: u32, max_pos: u32, eps: f32, T: u32, S: u32, row0: u32,
+}
+// Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
+override GRID_X: u32;
+@group(0) @binding(0) var<storage, read> q_raw: array<f32>;
+@group(0) @binding(1) var<storage, read> k_raw: array<f32>;
+@group(0) @binding(2) var<storage, read> q_w: array<f32>;
+@group(0) @binding(3) var<storage, read> k_w: array<f32>;
+@group(0) @binding(4) var<storage, read> positions: array<u32>;
+@group(0) @binding(5) var<storage, read> table: array<f32>;
+@group(0) @binding(6) var<storage, read_write> q: array<f32>;
+@group(0) @binding(7) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(8) var<storage, read> v: array<f32>;
+@group(0) @binding(9) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(10) var<storage, read_write> mask: array<u32>;
+@group(0) @binding(11) var<storage, read> ctrl: array<u32>;
+@group(0) @binding(12) var<uniform> p: Params;
+
+var<workgroup> partial: array<f32, 64>;
+
+fn raw(is_q: bool, idx: u32) -> f32 {
+  if (is_q) { return q_raw[idx]; }
+  return k_raw[idx];
+}
+
+fn weight(is_q: bool, i: u32) -> f32 {
+  if (is_q) { return q_w[i]; }
+  return k_w[i];
+}
+
+// Threads per row and rows per workgroup (TPR * RPW = 64, the workgroup size).
+const TPR = 16u;
+const RPW = 4u;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
+  let r0 = (wg.x + wg.y * GRID_X) * RPW;
+  if (r0 >= p.QR + p.KR) { return; }
+  let lane = t % TPR;
+  let r = r0 + t / TPR;
+  let valid = r < p.QR + p.KR;
+  let is_q = r < p.QR;
+  let row = select(r - p.QR, r, is_q);
+  let heads = select(p.HKV, p.HQ, is_q);
+  let base = row * p.D;
+  var s = 0.0;
+  if (valid) {
+    for (var i = lane; i < p.D; i += TPR) {
+      let x = raw(is_q, base + i);
+      s = fma(x, x, s);
+    }
+  }
+  partial[t] = s;
+  workgroupBarrier();
+  for (var stride = TPR / 2u; stride > 0u; stride >>= 1u) {
+    if (lane < stride) { partial[t] += partial[t + stride]; }
+    workgroupBarrier();
+  }
+  if (!valid) { return; }
+  let inv = inverseSqrt(partial[t - lane] / f32(p.D) + p.eps);
+  let half = p.D / 2u;
+  let tok = row / heads;
+  let pos = min(positions[tok], p.max_pos - 1u);
+  // Keys: where the row lands in the cache (nothing is written past the last slot).
+  let slot = ctrl[0] + tok % p.T;
+  let cache_row = p.row0 + tok / p.T;
+  let width = p.HKV * p.D;
+  let dst = (cache_row * p.S + slot) * width + (row % p.HKV) * p.D;
+  if (!is_q && slot >= p.S) { return; }
+  for (var i = lane; i < half; i += TPR) {
+    let n1 = raw(is_q, base + i) * inv * weight(is_q, i);
+    let n2 = raw(is_q, base + i + half) * inv * weight(is_q, i + half);
+    let c = table[(pos * half + i) * 2u];
+    let sn = table[(pos * half + i) * 2u + 1u];
+    if (is_q) {
+      q[base + i] = n1 * c - n2 * sn;
+      q[base + i + half] = n2 * c + n1 * sn;
+    } else {
+      k_cache[dst + i] = n1 * c - n2 * sn;
+      k_cache[dst + i + half] = n2 * c + n1 * sn;
+    }
+  }
+  if (is_q) { return; }
+  for (var i = lane; i < p.D; i += TPR) { v_cache[dst + i] = v[base + i]; }
+  if (lane == 0u && row % p.HKV == 0u) { mask[cache_row * p.S + slot] = 1u; }
+}
