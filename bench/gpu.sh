@@ -3,7 +3,7 @@
 # same run, then one table of ratios (bench/perf_table.ts). Prepare on the development machine:
 #   ../shared/gpu/prepare.sh bench/matmul_bench.ts bench/forward_bench.ts bench/generate_bench.ts \
 #     bench/train_step_bench.ts bench/objective_step_bench.ts bench/rl_step_bench.ts \
-#     bench/attention_bench.ts bench/perf_table.ts
+#     bench/attention_bench.ts bench/fusion_bench.ts bench/perf_table.ts
 # then run on the GPU machine (the device tool runs it in the checkout; $OUT comes back):
 #   bash bench/gpu.sh
 # It writes $OUT/perf.log (every line) and $OUT/perf.md (the table) when $OUT is set. Each part has
@@ -42,7 +42,7 @@ torch_dir=../shared/gpu
 run 120 python3 "$torch_dir/torch_matmul.py"
 run 120 "${deno_run[@]}" bench "${flags[@]}" bench/matmul_bench.ts
 run 240 python3 "$torch_dir/torch_baselines.py"
-for b in generate_bench train_step_bench attention_bench forward_bench objective_step_bench \
+for b in generate_bench train_step_bench attention_bench fusion_bench forward_bench objective_step_bench \
   rl_step_bench; do
   run 120 "${deno_run[@]}" bench "${flags[@]}" "bench/$b.ts"
 done
