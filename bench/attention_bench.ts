@@ -7,6 +7,7 @@
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { encodeAttention } from "../kernels/attention/attention.ts";
+import { encodeAttentionBackward } from "../kernels/attention/attention_backward.ts";
 import { benchFull } from "./random_model.ts";
 
 const ctx = new GpuContext(await createGpu());
@@ -57,16 +58,67 @@ for (const [b, t] of shapes) {
   }
 }
 
+// Backward (training step over t tokens): 10·d FLOPs per visible pair (q·k, dO·v, dq, dk, dv),
+// whatever each kernel recomputes on top.
+const bwdShapes: [number, number][] = benchFull() ? [[8, 512], [1, 2048]] : [[1, 64], [1, 128]];
+for (const [b, t] of bwdShapes) {
+  const flop = 10 * d * hq * b * (t * (t + 1)) / 2;
+  const reps = Math.max(1, Math.min(64, Math.round((benchFull() ? 2e12 : 3e8) / flop)));
+  const qn = b * t * hq * d;
+  const kn = b * t * hkv * d;
+  const buf = (n: number, label: string) => ctx.createBuffer(n * 4, label);
+  const bufs = {
+    q: buf(qn, "q"),
+    k: buf(kn, "k"),
+    v: buf(kn, "v"),
+    mask: ctx.upload(new Uint32Array(b * t).fill(1), "mask"),
+    dO: buf(qn, "dO"),
+    dq: buf(qn, "dq"),
+    dk: buf(kn, "dk"),
+    dv: buf(kn, "dv"),
+    stats: buf(b * t * hq * 2, "stats"),
+  };
+  const shape = `backward b${b} t${t} ${hq}/${hkv}x${d}`;
+  for (const kernel of kernels) {
+    const key = `${shape} ${kernel}`;
+    Deno.bench({
+      name: `attention ${key} ×${reps}`,
+      group: shape,
+      baseline: kernel === "rows",
+      n: 3,
+      warmup: 1,
+      async fn(bench) {
+        const enc = ctx.device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        for (let r = 0; r < reps; r++) {
+          encodeAttentionBackward(ctx, pass, { ...bufs, b, tq: t, s: t, hq, hkv, d, kernel });
+        }
+        pass.end();
+        bench.start();
+        const t0 = performance.now();
+        ctx.device.queue.submit([enc.finish()]);
+        await ctx.device.queue.onSubmittedWorkDone();
+        const gflops = (flop * reps) / ((performance.now() - t0) * 1e6);
+        bench.end();
+        best.set(key, Math.max(best.get(key) ?? 0, gflops));
+      },
+    });
+  }
+}
+
 addEventListener("unload", () => {
   if (best.size === 0) return;
   console.log(`\nbest GFLOP/s on ${ctx.gpu.description}:`);
-  console.log("| shape | rows | flash | ratio |");
+  console.log("| shape | old | new | ratio |");
   console.log("|---|---|---|---|");
-  for (const [b, t] of shapes) {
-    const shape = `b${b} t${t} ${hq}/${hkv}x${d}`;
-    const a = best.get(`${shape} rows`);
-    const f = best.get(`${shape} flash`);
-    if (a === undefined || f === undefined) continue;
-    console.log(`| ${shape} | ${a.toFixed(2)} | ${f.toFixed(2)} | ${(f / a).toFixed(2)}× |`);
-  }
+  const row = (shape: string, old: string, neu: string) => {
+    const a = best.get(`${shape} ${old}`);
+    const f = best.get(`${shape} ${neu}`);
+    if (a === undefined || f === undefined) return;
+    console.log(
+      `| ${shape} (${old} → ${neu}) | ${a.toFixed(2)} | ${f.toFixed(2)} | ${(f / a).toFixed(2)}× |`,
+    );
+  };
+  for (const [b, t] of shapes) row(`b${b} t${t} ${hq}/${hkv}x${d}`, "rows", "flash");
+  for (const [b, t] of bwdShapes) row(`backward b${b} t${t} ${hq}/${hkv}x${d}`, "rows", "flash");
 });
