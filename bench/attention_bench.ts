@@ -6,7 +6,7 @@
 //   deno task bench bench/attention_bench.ts          (HALO_BENCH_FULL=1: GPU-sized lengths)
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
-import { encodeAttention } from "../kernels/attention/attention.ts";
+import { attentionScratchSize, encodeAttention } from "../kernels/attention/attention.ts";
 import { encodeAttentionBackward } from "../kernels/attention/attention_backward.ts";
 import { benchFull } from "./random_model.ts";
 
@@ -106,6 +106,48 @@ for (const [b, t] of bwdShapes) {
   }
 }
 
+// Decode (one query per row at the end of a kv-slot cache): 4·d FLOPs per (row, head, key).
+const decShapes: [number, number][] = benchFull()
+  ? [[1, 4096], [8, 4096], [1, 32768]]
+  : [[1, 512], [1, 1024], [8, 512], [8, 1024]];
+for (const [b, kv] of decShapes) {
+  const flop = 4 * d * hq * b * kv;
+  const reps = Math.max(1, Math.min(256, Math.round((benchFull() ? 2e11 : 3e8) / flop)));
+  const dims = { b, tq: 1, s: kv, kvLen: kv, qStart: kv - 1, hq, hkv, d };
+  const bufs = {
+    q: ctx.createBuffer(b * hq * d * 4, "q"),
+    k: ctx.createBuffer(b * kv * hkv * d * 4, "k"),
+    v: ctx.createBuffer(b * kv * hkv * d * 4, "v"),
+    mask: ctx.upload(new Uint32Array(b * kv).fill(1), "mask"),
+    o: ctx.createBuffer(b * hq * d * 4, "o"),
+    scratch: ctx.createBuffer(attentionScratchSize(dims) * 4, "scratch"),
+  };
+  const shape = `decode b${b} kv${kv} ${hq}/${hkv}x${d}`;
+  for (const kernel of ["rows", "split"] as const) {
+    const key = `${shape} ${kernel}`;
+    Deno.bench({
+      name: `attention ${key} ×${reps}`,
+      group: shape,
+      baseline: kernel === "rows",
+      n: 3,
+      warmup: 1,
+      async fn(bench) {
+        const enc = ctx.device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        for (let r = 0; r < reps; r++) encodeAttention(ctx, pass, { ...bufs, ...dims, kernel });
+        pass.end();
+        bench.start();
+        const t0 = performance.now();
+        ctx.device.queue.submit([enc.finish()]);
+        await ctx.device.queue.onSubmittedWorkDone();
+        const gflops = (flop * reps) / ((performance.now() - t0) * 1e6);
+        bench.end();
+        best.set(key, Math.max(best.get(key) ?? 0, gflops));
+      },
+    });
+  }
+}
+
 addEventListener("unload", () => {
   if (best.size === 0) return;
   console.log(`\nbest GFLOP/s on ${ctx.gpu.description}:`);
@@ -121,4 +163,5 @@ addEventListener("unload", () => {
   };
   for (const [b, t] of shapes) row(`b${b} t${t} ${hq}/${hkv}x${d}`, "rows", "flash");
   for (const [b, t] of bwdShapes) row(`backward b${b} t${t} ${hq}/${hkv}x${d}`, "rows", "flash");
+  for (const [b, kv] of decShapes) row(`decode b${b} kv${kv} ${hq}/${hkv}x${d}`, "rows", "split");
 });
