@@ -40,9 +40,11 @@ export type AttentionPickShape =
   & Partial<Pick<AttentionShape, "b" | "s" | "kvLen">>;
 
 /**
- * How the split kernel cuts the keys: `chunks` workgroups per (batch row, query, head), each over
- * `chunk` slots (a multiple of 64). Enough chunks to bring the workgroups to about 256, none
- * shorter than 128 keys; `chunks` is 1 when the (row, query, head) triples alone fill the device.
+ * How the split kernel cuts the keys: `chunks` workgroups per (batch row, kv head) when the
+ * partial sums run tiled (head size ≤ 128 and a multiple of 4, `tq · hq / hkv ≤ 8`: one workgroup
+ * serves the group's query heads), else per (batch row, query, head), each over `chunk` slots (a
+ * multiple of 64). Enough chunks to bring the workgroups to about 256, none shorter than 128
+ * keys; `chunks` is 1 when the workgroups fill the device without splitting.
  *
  * @param shape Batch, queries, heads and `kvLen` (default `s`; one of them is required).
  * @returns Keys per chunk and chunk count.
@@ -56,11 +58,16 @@ export type AttentionPickShape =
  */
 export function attentionSplit(shape: AttentionPickShape): { chunk: number; chunks: number } {
   const kv = shape.kvLen ?? shape.s ?? 0;
-  const items = (shape.b ?? 1) * shape.tq * shape.hq;
+  const items = (shape.b ?? 1) * (splitTiled(shape) ? shape.hkv : shape.tq * shape.hq);
   const want = Math.min(Math.ceil(SPLIT_TARGET / items), Math.ceil(kv / SPLIT_MIN_CHUNK));
   if (want <= 1) return { chunk: Math.max(64, Math.ceil(kv / 64) * 64), chunks: 1 };
   const chunk = Math.ceil(kv / want / 64) * 64;
   return { chunk, chunks: Math.ceil(kv / chunk) };
+}
+
+/** Whether the split kernel's partial sums run tiled: all a kv head's rows in one workgroup. */
+function splitTiled(shape: AttentionPickShape): boolean {
+  return shape.d <= 128 && shape.d % 4 === 0 && shape.tq * (shape.hq / shape.hkv) <= 8;
 }
 
 /**
@@ -74,7 +81,7 @@ export function attentionSplit(shape: AttentionPickShape): { chunk: number; chun
  * ```ts
  * import { attentionScratchSize } from "./attention.ts";
  * console.log(attentionScratchSize({ b: 8, tq: 1, kvLen: 1024, hq: 16, hkv: 8, d: 128 }));
- * // 43680
+ * // 74880
  * ```
  */
 export function attentionScratchSize(shape: AttentionPickShape): number {
@@ -89,8 +96,9 @@ export function attentionScratchSize(shape: AttentionPickShape): number {
 /**
  * The kernel that `kernel: "auto"` records: `"flash"` when the head size allows it and the
  * queries fill at least one block of 16 rows (`tq · hq / hkv ≥ 16`); else `"split"` for a single
- * query per row when {@linkcode attentionSplit} cuts the keys in two or more chunks (a long
- * cache and fewer than 128 (row, head) pairs; needs `b` and `kvLen` or `s`); else `"rows"`.
+ * query per row when {@linkcode attentionSplit} cuts the keys in two or more chunks (a cache
+ * of at least 256 slots and fewer than 128 workgroups without splitting; needs `b` and `kvLen`
+ * or `s`); else `"rows"`.
  *
  * @param shape Queries, heads and head size; batch and cache length for the split choice.
  * @returns `"flash"`, `"split"` or `"rows"`.
@@ -223,11 +231,15 @@ function encodeSplit(ctx: GpuContext, pass: GPUComputePassEncoder, args: Attenti
     chunk,
     chunks,
   });
+  const tiled = splitTiled(args);
   ctx.dispatch(
     pass,
-    ctx.pipeline("attention_split", splitCode, { constants: GRID_CONSTANTS }),
+    ctx.pipeline("attention_split", splitCode, {
+      entryPoint: tiled ? "tiled" : "main",
+      constants: GRID_CONSTANTS,
+    }),
     [args.q, args.k, args.v, args.mask, args.scratch],
-    grid(b * tq * hq * chunks),
+    grid((tiled ? b * args.hkv : b * tq * hq) * chunks),
     params,
   );
   ctx.dispatch(

@@ -1,6 +1,7 @@
 // The split-KV (flash-decoding) attention kernel, forced through `kernel: "split"`, against the
 // float64 reference: decode steps (one query at the last filled slot) over short and long caches,
-// chunk counts 1 .. 8, GQA groups 1, 2 and 4, head sizes 1 .. 200, left padding, a masked slot
+// chunk counts 1 .. 8, GQA groups 1, 2 and 4, head sizes 1 .. 200 (the tiled partial sums for
+// d <= 128 and a multiple of 4, one workgroup per query head otherwise), left padding, a masked slot
 // in each chunk, a row whose keys are all masked and a query block over a partly filled cache;
 // outputs and scratch poisoned. Tolerance: f32 online softmax and sums of up to a thousand terms,
 // 1e-5 relative (as attention_test.ts).
@@ -57,18 +58,24 @@ Deno.test("pickAttentionKernel() splits the keys of a decode step over a long ca
   assert.equal(pickAttentionKernel({ ...heads, b: 8, kvLen: 512 }), "split");
   assert.equal(pickAttentionKernel({ ...heads, b: 1, s: 256 }), "split");
   assert.equal(pickAttentionKernel({ ...heads, b: 1, kvLen: 128 }), "rows");
-  assert.equal(pickAttentionKernel({ ...heads, b: 16, kvLen: 4096 }), "rows");
+  assert.equal(pickAttentionKernel({ ...heads, b: 32, kvLen: 4096 }), "rows");
+  assert.equal(pickAttentionKernel({ ...heads, b: 16, d: 132, kvLen: 4096 }), "rows");
   assert.equal(pickAttentionKernel({ ...heads, kvLen: 4096 }), "rows"); // no batch: no split
   assert.equal(pickAttentionKernel({ ...heads, tq: 2, b: 1, kvLen: 4096 }), "rows");
+  // Tiled (a workgroup per kv head): 8 heads a row; per query head (d 132): 16 a row.
   assert.deepEqual(attentionSplit({ ...heads, b: 1, kvLen: 1000 }), { chunk: 128, chunks: 8 });
-  assert.deepEqual(attentionSplit({ ...heads, b: 8, kvLen: 1024 }), { chunk: 512, chunks: 2 });
-  assert.deepEqual(attentionSplit({ ...heads, b: 16, kvLen: 1024 }), { chunk: 1024, chunks: 1 });
+  assert.deepEqual(attentionSplit({ ...heads, b: 8, kvLen: 1024 }), { chunk: 256, chunks: 4 });
+  assert.deepEqual(attentionSplit({ ...heads, b: 32, kvLen: 1024 }), { chunk: 1024, chunks: 1 });
+  assert.deepEqual(attentionSplit({ ...heads, d: 132, b: 8, kvLen: 1024 }), {
+    chunk: 512,
+    chunks: 2,
+  });
   // The scratch for up to 8 rows covers each smaller batch (fewer rows, more chunks).
   const most = attentionScratchSize({ ...heads, b: 8, kvLen: 1024 });
   for (let b = 1; b <= 8; b++) {
     for (const kvLen of [64, 300, 1024]) {
       const { chunks } = attentionSplit({ ...heads, b, kvLen });
-      assert.ok(b * 16 * chunks * 130 <= most);
+      assert.ok(b * 16 * chunks * 130 <= most, `b ${b}, kvLen ${kvLen}`);
     }
   }
 });
