@@ -1,8 +1,14 @@
-// Prefill attention throughput, the one-workgroup-per-(query, head) kernel ("rows", the baseline)
-// against the tiled one ("flash"), at Qwen3-0.6B heads (16 query / 8 kv heads of 128) and causal
-// self-attention over T tokens. GFLOP/s counts 4·d FLOPs per visible (query, key) pair (q·k and
-// p·v), T(T+1)/2 pairs per head. Each iteration records REPS dispatches into one pass and waits
-// once; a summary table is printed at the end.
+// Attention throughput, old kernel against new in one run, at Qwen3-0.6B heads (16 query / 8 kv
+// heads of 128), forced through the launchers' `kernel:` option:
+//   prefill   causal self-attention over t tokens, "rows" (one workgroup per (query, head), the
+//             baseline) vs "flash" (tiled); 4·d FLOPs per visible (query, key) pair (q·k, p·v),
+//             t(t+1)/2 pairs per head;
+//   backward  the same over t tokens, "rows" vs "flash"; 10·d FLOPs per visible pair (q·k, dO·v,
+//             dq, dk, dv), whatever each kernel recomputes on top;
+//   decode    one query per row over a kv-slot cache, "rows" vs "split" (split-KV); 4·d FLOPs
+//             per (row, head, slot).
+// Each iteration records REPS dispatches into one pass and waits once; a summary table of the best
+// GFLOP/s is printed at the end.
 //   deno task bench bench/attention_bench.ts          (HALO_BENCH_FULL=1: GPU-sized lengths)
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
@@ -37,7 +43,7 @@ for (const [b, t] of shapes) {
       name: `attention ${key} ×${reps}`,
       group: shape,
       baseline: kernel === "rows",
-      n: 3,
+      n: 5,
       warmup: 1,
       async fn(bench) {
         const enc = ctx.device.createCommandEncoder();
@@ -85,7 +91,7 @@ for (const [b, t] of bwdShapes) {
       name: `attention ${key} ×${reps}`,
       group: shape,
       baseline: kernel === "rows",
-      n: 3,
+      n: 5,
       warmup: 1,
       async fn(bench) {
         const enc = ctx.device.createCommandEncoder();
@@ -129,7 +135,7 @@ for (const [b, kv] of decShapes) {
       name: `attention ${key} ×${reps}`,
       group: shape,
       baseline: kernel === "rows",
-      n: 3,
+      n: 5,
       warmup: 1,
       async fn(bench) {
         const enc = ctx.device.createCommandEncoder();

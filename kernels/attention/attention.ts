@@ -22,6 +22,8 @@ const SPLIT_PARAMS = uniformLayout(splitCode, "attention_split");
 const SPLIT_TARGET = 256;
 /** Fewest keys per chunk of the split kernel (two blocks of 64). */
 const SPLIT_MIN_CHUNK = 128;
+/** Most keys per chunk: its loops stay under Mesa's 65,535 iterations (attention_split.wgsl). */
+const SPLIT_MAX_CHUNK = 4096;
 
 /**
  * Which attention kernel to record: `"rows"`, one workgroup per (batch row, query, head) that
@@ -41,10 +43,11 @@ export type AttentionPickShape =
 
 /**
  * How the split kernel cuts the keys: `chunks` workgroups per (batch row, kv head) when the
- * partial sums run tiled (head size ≤ 128 and a multiple of 4, `tq · hq / hkv ≤ 8`: one workgroup
- * serves the group's query heads), else per (batch row, query, head), each over `chunk` slots (a
+ * partial sums run grouped (head size a multiple of 4, `tq · hq / hkv ≤ 8`: one workgroup serves
+ * the group's query heads), else per (batch row, query, head), each over `chunk` slots (a
  * multiple of 64). Enough chunks to bring the workgroups to about 256, none shorter than 128
- * keys; `chunks` is 1 when the workgroups fill the device without splitting.
+ * keys, none longer than 4096; `chunks` is 1 when the workgroups fill the device without
+ * splitting and the cache is no longer than that.
  *
  * @param shape Batch, queries, heads and `kvLen` (default `s`; one of them is required).
  * @returns Keys per chunk and chunk count.
@@ -58,16 +61,19 @@ export type AttentionPickShape =
  */
 export function attentionSplit(shape: AttentionPickShape): { chunk: number; chunks: number } {
   const kv = shape.kvLen ?? shape.s ?? 0;
-  const items = (shape.b ?? 1) * (splitTiled(shape) ? shape.hkv : shape.tq * shape.hq);
-  const want = Math.min(Math.ceil(SPLIT_TARGET / items), Math.ceil(kv / SPLIT_MIN_CHUNK));
+  const items = (shape.b ?? 1) * (splitGrouped(shape) ? shape.hkv : shape.tq * shape.hq);
+  const want = Math.max(
+    Math.min(Math.ceil(SPLIT_TARGET / items), Math.ceil(kv / SPLIT_MIN_CHUNK)),
+    Math.ceil(kv / SPLIT_MAX_CHUNK),
+  );
   if (want <= 1) return { chunk: Math.max(64, Math.ceil(kv / 64) * 64), chunks: 1 };
   const chunk = Math.ceil(kv / want / 64) * 64;
   return { chunk, chunks: Math.ceil(kv / chunk) };
 }
 
-/** Whether the split kernel's partial sums run tiled: all a kv head's rows in one workgroup. */
-function splitTiled(shape: AttentionPickShape): boolean {
-  return shape.d <= 128 && shape.d % 4 === 0 && shape.tq * (shape.hq / shape.hkv) <= 8;
+/** Whether the split kernel's partial sums run grouped: a kv head's rows in one workgroup. */
+function splitGrouped(shape: AttentionPickShape): boolean {
+  return shape.d % 4 === 0 && shape.tq * (shape.hq / shape.hkv) <= 8;
 }
 
 /**
@@ -97,8 +103,8 @@ export function attentionScratchSize(shape: AttentionPickShape): number {
  * The kernel that `kernel: "auto"` records: `"flash"` when the head size allows it and the
  * queries fill at least one block of 16 rows (`tq · hq / hkv ≥ 16`); else `"split"` for a single
  * query per row when {@linkcode attentionSplit} cuts the keys in two or more chunks (a cache
- * of at least 256 slots and fewer than 128 workgroups without splitting; needs `b` and `kvLen`
- * or `s`); else `"rows"`.
+ * of at least 256 slots and fewer than 128 workgroups without splitting, or a cache over 4096
+ * slots; needs `b` and `kvLen` or `s`); else `"rows"`.
  *
  * @param shape Queries, heads and head size; batch and cache length for the split choice.
  * @returns `"flash"`, `"split"` or `"rows"`.
@@ -231,15 +237,15 @@ function encodeSplit(ctx: GpuContext, pass: GPUComputePassEncoder, args: Attenti
     chunk,
     chunks,
   });
-  const tiled = splitTiled(args);
+  const grouped = splitGrouped(args);
   ctx.dispatch(
     pass,
     ctx.pipeline("attention_split", splitCode, {
-      entryPoint: tiled ? "tiled" : "main",
+      entryPoint: grouped ? "grouped" : "main",
       constants: GRID_CONSTANTS,
     }),
     [args.q, args.k, args.v, args.mask, args.scratch],
-    grid((tiled ? b * args.hkv : b * tq * hq) * chunks),
+    grid((grouped ? b * args.hkv : b * tq * hq) * chunks),
     params,
   );
   ctx.dispatch(

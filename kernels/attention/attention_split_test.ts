@@ -1,7 +1,7 @@
 // The split-KV (flash-decoding) attention kernel, forced through `kernel: "split"`, against the
 // float64 reference: decode steps (one query at the last filled slot) over short and long caches,
-// chunk counts 1 .. 8, GQA groups 1, 2 and 4, head sizes 1 .. 200 (the tiled partial sums for
-// d <= 128 and a multiple of 4, one workgroup per query head otherwise), left padding, a masked slot
+// chunk counts 1 .. 8, GQA groups 1, 2 and 4, head sizes 1 .. 200 (the grouped partial sums for
+// d a multiple of 4, one workgroup per query head otherwise), left padding, a masked slot
 // in each chunk, a row whose keys are all masked and a query block over a partly filled cache;
 // outputs and scratch poisoned. Tolerance: f32 online softmax and sums of up to a thousand terms,
 // 1e-5 relative (as attention_test.ts).
@@ -59,14 +59,16 @@ Deno.test("pickAttentionKernel() splits the keys of a decode step over a long ca
   assert.equal(pickAttentionKernel({ ...heads, b: 1, s: 256 }), "split");
   assert.equal(pickAttentionKernel({ ...heads, b: 1, kvLen: 128 }), "rows");
   assert.equal(pickAttentionKernel({ ...heads, b: 32, kvLen: 4096 }), "rows");
-  assert.equal(pickAttentionKernel({ ...heads, b: 16, d: 132, kvLen: 4096 }), "rows");
+  assert.equal(pickAttentionKernel({ ...heads, b: 16, d: 130, kvLen: 4096 }), "rows");
+  assert.equal(pickAttentionKernel({ ...heads, b: 32, kvLen: 4097 }), "split"); // > 4096 keys
   assert.equal(pickAttentionKernel({ ...heads, kvLen: 4096 }), "rows"); // no batch: no split
   assert.equal(pickAttentionKernel({ ...heads, tq: 2, b: 1, kvLen: 4096 }), "rows");
-  // Tiled (a workgroup per kv head): 8 heads a row; per query head (d 132): 16 a row.
+  // Grouped (a workgroup per kv head): 8 a row; per query head (d 130): 16 a row.
   assert.deepEqual(attentionSplit({ ...heads, b: 1, kvLen: 1000 }), { chunk: 128, chunks: 8 });
   assert.deepEqual(attentionSplit({ ...heads, b: 8, kvLen: 1024 }), { chunk: 256, chunks: 4 });
   assert.deepEqual(attentionSplit({ ...heads, b: 32, kvLen: 1024 }), { chunk: 1024, chunks: 1 });
-  assert.deepEqual(attentionSplit({ ...heads, d: 132, b: 8, kvLen: 1024 }), {
+  assert.deepEqual(attentionSplit({ ...heads, b: 64, kvLen: 10000 }), { chunk: 3392, chunks: 3 });
+  assert.deepEqual(attentionSplit({ ...heads, d: 130, b: 8, kvLen: 1024 }), {
     chunk: 512,
     chunks: 2,
   });
@@ -92,6 +94,7 @@ Deno.test({
       [3, 512, 448, 2, 2, 128],
       [1, 200, 200, 3, 1, 1],
       [2, 160, 150, 2, 1, 200],
+      [16, 4200, 4200, 16, 16, 4], // 256 workgroups: 2 chunks for the 4096-key cap
     ];
     for (const [b, s, kvLen, hq, hkv, d] of shapes) {
       const mask = new Uint32Array(b * s).fill(1);
