@@ -103,7 +103,7 @@ export function attentionScratchSize(shape: AttentionPickShape): number {
  * The kernel that `kernel: "auto"` records: `"flash"` when the head size allows it and the
  * queries fill at least one block of 16 rows (`tq · hq / hkv ≥ 16`); else `"split"` for a single
  * query per row when {@linkcode attentionSplit} cuts the keys in two or more chunks (a cache
- * of at least 256 slots and fewer than 128 workgroups without splitting, or a cache over 4096
+ * of at least 256 slots and fewer than 256 workgroups without splitting, or a cache over 4096
  * slots; needs `b` and `kvLen` or `s`); else `"rows"`.
  *
  * @param shape Queries, heads and head size; batch and cache length for the split choice.
