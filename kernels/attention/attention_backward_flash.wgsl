@@ -6,8 +6,10 @@
 //         and the quarter t % 4 of d (vec4 indices qd + 4jj, jj < 8), with its query (pre-scaled),
 //         its output gradient and its 32 dq accumulators in registers. The keys go by in blocks
 //         of 8 whose K and V ([8][D], zero-padded to 128) are staged in shared memory for all 16
-//         rows. Pass 1 recomputes lse and delta = Σ P·dP with an online softmax; pass 2 adds
-//         dS·K to dq. Writes dq and stats[(b, i, h)] = (lse, delta).
+//         rows. One pass with an online softmax recomputes lse and delta = Σ P·dP and sums both
+//         Σ e·dP·k and Σ e·k (e = exp(s - running max), rescaled as it grows), so that
+//         dq = scale · (Σ e·dP·k - delta · Σ e·k) / Σ e. Writes dq and stats[(b, i, h)] =
+//         (lse, delta).
 //   dkv   one workgroup of 64 threads per (b, kv head, block of 16 key slots); thread t owns slot
 //         t / 4 and the quarter t % 4 of d, with its key (pre-scaled), value and 64 dk/dv
 //         accumulators in registers. The rows that see the block (i >= first slot - q_start, all
@@ -48,8 +50,8 @@ var<workgroup> rstat: array<vec2f, 8>;
 
 var<private> ra: array<vec4f, 8>; // main: the query (pre-scaled); dkv: the key (pre-scaled)
 var<private> rb: array<vec4f, 8>; // main: the output gradient; dkv: the value
-var<private> acc: array<vec4f, 8>; // main: dq; dkv: dk
-var<private> acc2: array<vec4f, 8>; // dkv: dv
+var<private> acc: array<vec4f, 8>; // main: Σ e·dP·k; dkv: dk
+var<private> acc2: array<vec4f, 8>; // main: Σ e·k; dkv: dv
 var<private> s: array<f32, 8>; // main: the row's scores of the current key block
 var<private> dp: array<f32, 8>; // main: ... and its dO·v
 
@@ -211,19 +213,51 @@ fn load_tiles(t: u32, j0: u32, end: u32) {
   workgroupBarrier();
 }
 
-// dq += dS_c · K[c], dS_c = P_c (dP_c - delta) · scale.
-fn add_dq(c: u32, lse: f32, delta: f32, qd: u32) {
-  let ds = select(0.0, exp(s[c] - lse) * (dp[c] - delta) * prm.scale, s[c] > NEG_INF);
-  add_ta(c, ds, qd);
+// Key c of the block with e = exp(s - m) (0 where not visible): acc += e dP · K[c],
+// acc2 += e · K[c]; returns e.
+fn add_key(c: u32, m: f32, qd: u32) -> f32 {
+  let e = exp(s[c] - m);
+  add_ta(c, e * dp[c], qd);
+  let o = c * DV + qd;
+  acc2[0] = fma(vec4f(e), ta[o], acc2[0]);
+  acc2[1] = fma(vec4f(e), ta[o + 4u], acc2[1]);
+  acc2[2] = fma(vec4f(e), ta[o + 8u], acc2[2]);
+  acc2[3] = fma(vec4f(e), ta[o + 12u], acc2[3]);
+  acc2[4] = fma(vec4f(e), ta[o + 16u], acc2[4]);
+  acc2[5] = fma(vec4f(e), ta[o + 20u], acc2[5]);
+  acc2[6] = fma(vec4f(e), ta[o + 24u], acc2[6]);
+  acc2[7] = fma(vec4f(e), ta[o + 28u], acc2[7]);
+  return e;
 }
 
-fn store_dq(jj: u32, base: u32, qd: u32) {
+fn scale_accs(f: f32) {
+  acc[0] *= f;
+  acc[1] *= f;
+  acc[2] *= f;
+  acc[3] *= f;
+  acc[4] *= f;
+  acc[5] *= f;
+  acc[6] *= f;
+  acc[7] *= f;
+  acc2[0] *= f;
+  acc2[1] *= f;
+  acc2[2] *= f;
+  acc2[3] *= f;
+  acc2[4] *= f;
+  acc2[5] *= f;
+  acc2[6] *= f;
+  acc2[7] *= f;
+}
+
+// dq = f · (acc - delta · acc2), f = scale / l.
+fn store_dq(jj: u32, base: u32, qd: u32, delta: f32, f: f32) {
   let d = 4u * (qd + 4u * jj);
   if (d >= prm.D) { return; }
-  dq[base + d] = acc[jj].x;
-  dq[base + d + 1u] = acc[jj].y;
-  dq[base + d + 2u] = acc[jj].z;
-  dq[base + d + 3u] = acc[jj].w;
+  let val = (acc[jj] - delta * acc2[jj]) * f;
+  dq[base + d] = val.x;
+  dq[base + d + 1u] = val.y;
+  dq[base + d + 2u] = val.z;
+  dq[base + d + 3u] = val.w;
 }
 
 @compute @workgroup_size(64)
@@ -262,7 +296,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
   let last = prm.q_start + R / G;
   let i_max = (min(blk * BQ + BQ, n_rows) - 1u) / g;
   let end = min(p.kv_len, min(p.S, p.q_start + i_max + 1u));
-  // Pass 1: m = running max, l = Σ exp(s - m), a = Σ exp(s - m) dP.
+  // One pass with an online softmax: m = running max; over the visible keys, with e = exp(s - m),
+  // l = Σ e, a = Σ e dP, acc = Σ e dP k, acc2 = Σ e k (rescaled as m grows). Then P = e / l,
+  // delta = a / l and dq = scale · Σ P (dP - delta) k = scale · (acc - delta · acc2) / l.
   var m = NEG_INF;
   var l = 0.0;
   var a = 0.0;
@@ -273,50 +309,39 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
     let m_new = max(m, cm);
     if (m_new > NEG_INF) {
       let corr = exp(m - m_new);
-      let p0 = exp(s[0] - m_new);
-      let p1 = exp(s[1] - m_new);
-      let p2 = exp(s[2] - m_new);
-      let p3 = exp(s[3] - m_new);
-      let p4 = exp(s[4] - m_new);
-      let p5 = exp(s[5] - m_new);
-      let p6 = exp(s[6] - m_new);
-      let p7 = exp(s[7] - m_new);
-      l = l * corr + ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7));
-      a = a * corr + ((p0 * dp[0] + p1 * dp[1]) + (p2 * dp[2] + p3 * dp[3])) +
-        ((p4 * dp[4] + p5 * dp[5]) + (p6 * dp[6] + p7 * dp[7]));
+      scale_accs(corr);
+      let e0 = add_key(0u, m_new, qd);
+      let e1 = add_key(1u, m_new, qd);
+      let e2 = add_key(2u, m_new, qd);
+      let e3 = add_key(3u, m_new, qd);
+      let e4 = add_key(4u, m_new, qd);
+      let e5 = add_key(5u, m_new, qd);
+      let e6 = add_key(6u, m_new, qd);
+      let e7 = add_key(7u, m_new, qd);
+      l = l * corr + ((e0 + e1) + (e2 + e3)) + ((e4 + e5) + (e6 + e7));
+      a = a * corr + ((e0 * dp[0] + e1 * dp[1]) + (e2 * dp[2] + e3 * dp[3])) +
+        ((e4 * dp[4] + e5 * dp[5]) + (e6 * dp[6] + e7 * dp[7]));
       m = m_new;
     }
     workgroupBarrier();
   }
   var lse = NEG_INF;
   var delta = 0.0;
+  var f = 0.0; // a row that sees no key gets dq = 0
   if (l > 0.0) {
     lse = m + log(l);
     delta = a / l;
-  }
-  // Pass 2: dq = scale · Σ_j P_j (dP_j - delta) k_j (a row that sees no key keeps dq = 0).
-  for (var j0 = 0u; j0 < end; j0 += BK) {
-    load_tiles(t, j0, end);
-    block_scores(r, qd, j0, last, row_ok);
-    add_dq(0u, lse, delta, qd);
-    add_dq(1u, lse, delta, qd);
-    add_dq(2u, lse, delta, qd);
-    add_dq(3u, lse, delta, qd);
-    add_dq(4u, lse, delta, qd);
-    add_dq(5u, lse, delta, qd);
-    add_dq(6u, lse, delta, qd);
-    add_dq(7u, lse, delta, qd);
-    workgroupBarrier();
+    f = prm.scale / l;
   }
   if (!row_ok) { return; }
-  store_dq(0u, base, qd);
-  store_dq(1u, base, qd);
-  store_dq(2u, base, qd);
-  store_dq(3u, base, qd);
-  store_dq(4u, base, qd);
-  store_dq(5u, base, qd);
-  store_dq(6u, base, qd);
-  store_dq(7u, base, qd);
+  store_dq(0u, base, qd, delta, f);
+  store_dq(1u, base, qd, delta, f);
+  store_dq(2u, base, qd, delta, f);
+  store_dq(3u, base, qd, delta, f);
+  store_dq(4u, base, qd, delta, f);
+  store_dq(5u, base, qd, delta, f);
+  store_dq(6u, base, qd, delta, f);
+  store_dq(7u, base, qd, delta, f);
   if (qd == 0u) {
     let ri = row_index(R);
     stats[ri * 2u] = lse;
