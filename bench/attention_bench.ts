@@ -1,12 +1,19 @@
-// Prefill attention throughput, the one-workgroup-per-(query, head) kernel ("rows", the baseline)
-// against the tiled one ("flash"), at Qwen3-0.6B heads (16 query / 8 kv heads of 128) and causal
-// self-attention over T tokens. GFLOP/s counts 4·d FLOPs per visible (query, key) pair (q·k and
-// p·v), T(T+1)/2 pairs per head. Each iteration records REPS dispatches into one pass and waits
-// once; a summary table is printed at the end.
+// Attention throughput, old kernel against new in one run, at Qwen3-0.6B heads (16 query / 8 kv
+// heads of 128), forced through the launchers' `kernel:` option:
+//   prefill   causal self-attention over t tokens, "rows" (one workgroup per (query, head), the
+//             baseline) vs "flash" (tiled); 4·d FLOPs per visible (query, key) pair (q·k, p·v),
+//             t(t+1)/2 pairs per head;
+//   backward  the same over t tokens, "rows" vs "flash"; 10·d FLOPs per visible pair (q·k, dO·v,
+//             dq, dk, dv), whatever each kernel recomputes on top;
+//   decode    one query per row over a kv-slot cache, "rows" vs "split" (split-KV); 4·d FLOPs
+//             per (row, head, slot).
+// Each iteration records REPS dispatches into one pass and waits once; a summary table of the best
+// GFLOP/s is printed at the end.
 //   deno task bench bench/attention_bench.ts          (HALO_BENCH_FULL=1: GPU-sized lengths)
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
-import { encodeAttention } from "../kernels/attention/attention.ts";
+import { attentionScratchSize, encodeAttention } from "../kernels/attention/attention.ts";
+import { encodeAttentionBackward } from "../kernels/attention/attention_backward.ts";
 import { benchFull } from "./random_model.ts";
 
 const ctx = new GpuContext(await createGpu());
@@ -36,7 +43,7 @@ for (const [b, t] of shapes) {
       name: `attention ${key} ×${reps}`,
       group: shape,
       baseline: kernel === "rows",
-      n: 3,
+      n: 5,
       warmup: 1,
       async fn(bench) {
         const enc = ctx.device.createCommandEncoder();
@@ -57,16 +64,110 @@ for (const [b, t] of shapes) {
   }
 }
 
+// Backward (training step over t tokens): 10·d FLOPs per visible pair (q·k, dO·v, dq, dk, dv),
+// whatever each kernel recomputes on top.
+const bwdShapes: [number, number][] = benchFull() ? [[8, 512], [1, 2048]] : [[1, 64], [1, 128]];
+for (const [b, t] of bwdShapes) {
+  const flop = 10 * d * hq * b * (t * (t + 1)) / 2;
+  const reps = Math.max(1, Math.min(64, Math.round((benchFull() ? 2e12 : 3e8) / flop)));
+  const qn = b * t * hq * d;
+  const kn = b * t * hkv * d;
+  const buf = (n: number, label: string) => ctx.createBuffer(n * 4, label);
+  const bufs = {
+    q: buf(qn, "q"),
+    k: buf(kn, "k"),
+    v: buf(kn, "v"),
+    mask: ctx.upload(new Uint32Array(b * t).fill(1), "mask"),
+    dO: buf(qn, "dO"),
+    dq: buf(qn, "dq"),
+    dk: buf(kn, "dk"),
+    dv: buf(kn, "dv"),
+    stats: buf(b * t * hq * 2, "stats"),
+  };
+  const shape = `backward b${b} t${t} ${hq}/${hkv}x${d}`;
+  for (const kernel of kernels) {
+    const key = `${shape} ${kernel}`;
+    Deno.bench({
+      name: `attention ${key} ×${reps}`,
+      group: shape,
+      baseline: kernel === "rows",
+      n: 5,
+      warmup: 1,
+      async fn(bench) {
+        const enc = ctx.device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        for (let r = 0; r < reps; r++) {
+          encodeAttentionBackward(ctx, pass, { ...bufs, b, tq: t, s: t, hq, hkv, d, kernel });
+        }
+        pass.end();
+        bench.start();
+        const t0 = performance.now();
+        ctx.device.queue.submit([enc.finish()]);
+        await ctx.device.queue.onSubmittedWorkDone();
+        const gflops = (flop * reps) / ((performance.now() - t0) * 1e6);
+        bench.end();
+        best.set(key, Math.max(best.get(key) ?? 0, gflops));
+      },
+    });
+  }
+}
+
+// Decode (one query per row at the end of a kv-slot cache): 4·d FLOPs per (row, head, key).
+const decShapes: [number, number][] = benchFull()
+  ? [[1, 4096], [8, 4096], [1, 32768]]
+  : [[1, 512], [1, 1024], [8, 512], [8, 1024]];
+for (const [b, kv] of decShapes) {
+  const flop = 4 * d * hq * b * kv;
+  const reps = Math.max(1, Math.min(256, Math.round((benchFull() ? 2e11 : 3e8) / flop)));
+  const dims = { b, tq: 1, s: kv, kvLen: kv, qStart: kv - 1, hq, hkv, d };
+  const bufs = {
+    q: ctx.createBuffer(b * hq * d * 4, "q"),
+    k: ctx.createBuffer(b * kv * hkv * d * 4, "k"),
+    v: ctx.createBuffer(b * kv * hkv * d * 4, "v"),
+    mask: ctx.upload(new Uint32Array(b * kv).fill(1), "mask"),
+    o: ctx.createBuffer(b * hq * d * 4, "o"),
+    scratch: ctx.createBuffer(attentionScratchSize(dims) * 4, "scratch"),
+  };
+  const shape = `decode b${b} kv${kv} ${hq}/${hkv}x${d}`;
+  for (const kernel of ["rows", "split"] as const) {
+    const key = `${shape} ${kernel}`;
+    Deno.bench({
+      name: `attention ${key} ×${reps}`,
+      group: shape,
+      baseline: kernel === "rows",
+      n: 5,
+      warmup: 1,
+      async fn(bench) {
+        const enc = ctx.device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        for (let r = 0; r < reps; r++) encodeAttention(ctx, pass, { ...bufs, ...dims, kernel });
+        pass.end();
+        bench.start();
+        const t0 = performance.now();
+        ctx.device.queue.submit([enc.finish()]);
+        await ctx.device.queue.onSubmittedWorkDone();
+        const gflops = (flop * reps) / ((performance.now() - t0) * 1e6);
+        bench.end();
+        best.set(key, Math.max(best.get(key) ?? 0, gflops));
+      },
+    });
+  }
+}
+
 addEventListener("unload", () => {
   if (best.size === 0) return;
   console.log(`\nbest GFLOP/s on ${ctx.gpu.description}:`);
-  console.log("| shape | rows | flash | ratio |");
+  console.log("| shape | old | new | ratio |");
   console.log("|---|---|---|---|");
-  for (const [b, t] of shapes) {
-    const shape = `b${b} t${t} ${hq}/${hkv}x${d}`;
-    const a = best.get(`${shape} rows`);
-    const f = best.get(`${shape} flash`);
-    if (a === undefined || f === undefined) continue;
-    console.log(`| ${shape} | ${a.toFixed(2)} | ${f.toFixed(2)} | ${(f / a).toFixed(2)}× |`);
-  }
+  const row = (shape: string, old: string, neu: string) => {
+    const a = best.get(`${shape} ${old}`);
+    const f = best.get(`${shape} ${neu}`);
+    if (a === undefined || f === undefined) return;
+    console.log(
+      `| ${shape} (${old} → ${neu}) | ${a.toFixed(2)} | ${f.toFixed(2)} | ${(f / a).toFixed(2)}× |`,
+    );
+  };
+  for (const [b, t] of shapes) row(`b${b} t${t} ${hq}/${hkv}x${d}`, "rows", "flash");
+  for (const [b, t] of bwdShapes) row(`backward b${b} t${t} ${hq}/${hkv}x${d}`, "rows", "flash");
+  for (const [b, kv] of decShapes) row(`decode b${b} kv${kv} ${hq}/${hkv}x${d}`, "rows", "split");
 });

@@ -323,6 +323,11 @@ export interface LayerKvCache {
    * `< kvLen`. Undefined: prefill, attention over the fresh keys with `mask`.
    */
   kvLen?: number;
+  /**
+   * Decode: scratch of the split-KV attention kernel (`attentionScratchSize` floats for the
+   * rows and `kvLen`); without it decode attention keeps one workgroup per (row, head).
+   */
+  attnScratch?: GPUBuffer;
 }
 
 /** Arguments of {@linkcode encodeDecoderLayer}. */
@@ -481,6 +486,7 @@ export function encodeDecoderLayer(
       s: cache!.slots,
       kvLen,
       qStart: kvLen - 1,
+      scratch: cache!.attnScratch,
     });
   } else {
     if (!args.mask) {

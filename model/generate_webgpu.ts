@@ -23,6 +23,7 @@
  */
 import type { GpuContext } from "../gpu/context.ts";
 import { readback } from "../gpu/readback.ts";
+import { attentionScratchSize } from "../kernels/attention/attention.ts";
 import { encodeDecodeAdvance } from "../kernels/decode_advance/decode_advance.ts";
 import { encodeEmbedding } from "../kernels/embedding/embedding.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
@@ -80,6 +81,8 @@ interface Workspace extends Sizes, Omit<LayerActivationBuffers, "x1" | "x2" | "l
   state: GPUBuffer;
   /** One layer's keys, for moving cache rows when finished rows are dropped. */
   scratch: GPUBuffer;
+  /** Split-KV decode attention's partial sums (any row count and `kvLen` up to the sizes). */
+  attnScratch: GPUBuffer;
   /** `x·Aᵀ` of the LoRA branch `[tokens, rank]`; only when `rank > 0`. */
   loraU?: GPUBuffer;
 }
@@ -409,6 +412,20 @@ function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
     out: buf(size.outWords, "out"),
     state: buf(size.rows * 2, "state"),
     scratch: buf(size.rows * size.capacity * kvd, "scratch"),
+    attnScratch: buf(
+      Math.max(
+        1,
+        attentionScratchSize({
+          b: size.rows,
+          tq: 1,
+          kvLen: size.capacity,
+          hq: c.numAttentionHeads,
+          hkv: c.numKeyValueHeads,
+          d: c.headDim,
+        }),
+      ),
+      "attention_scratch",
+    ),
   };
   if (size.rank > 0) ws.loraU = buf(n * size.rank, "lora_u");
   workspaces.set(model, ws);
@@ -449,6 +466,7 @@ function recordForward(
         width: ws.cache.width,
         row0: step.row0,
         kvLen: step.kvLen,
+        attnScratch: ws.attnScratch,
       },
       matvec: true,
     });

@@ -7,7 +7,8 @@ import type { AttentionShape } from "./attention_ref.ts";
 
 /**
  * Checks that the query-shaped buffers hold `[b, tq, hq, d]`, the key-shaped ones `[b, s, hkv, d]`
- * and the mask `[b, s]`, then packs the shape into `layout`'s words.
+ * and the mask `[b, s]`, then packs the shape (and `extra`, the fields a shader declares after
+ * `scale`, in order) into `layout`'s words.
  */
 export function attentionParams<A extends AttentionShape & { mask: Binding }>(
   kernel: string,
@@ -15,6 +16,7 @@ export function attentionParams<A extends AttentionShape & { mask: Binding }>(
   args: A,
   queryShaped: readonly (keyof A & string)[],
   keyShaped: readonly (keyof A & string)[],
+  extra: Readonly<Record<string, number>> = {},
 ): number[] {
   const { b, tq, s, hq, hkv, d } = args;
   const qShape = `[b, tq, hq, d] = [${b}, ${tq}, ${hq}, ${d}]`;
@@ -36,5 +38,6 @@ export function attentionParams<A extends AttentionShape & { mask: Binding }>(
     Hkv: hkv,
     D: d,
     scale: args.scale ?? 1 / Math.sqrt(d),
+    ...extra,
   });
 }

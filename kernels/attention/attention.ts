@@ -6,43 +6,125 @@
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { uniformLayout } from "../../gpu/uniforms.ts";
+import { checkSize } from "../_check.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import type { AttentionShape } from "./attention_ref.ts";
 import { attentionParams } from "./_attention_params.ts";
 import code from "./attention.wgsl" with { type: "text" };
 import flashCode from "./attention_flash.wgsl" with { type: "text" };
+import splitCode from "./attention_split.wgsl" with { type: "text" };
 
 const PARAMS = uniformLayout(code, "attention");
 const FLASH_PARAMS = uniformLayout(flashCode, "attention_flash");
+const SPLIT_PARAMS = uniformLayout(splitCode, "attention_split");
+
+/** Workgroups the split kernel aims for (about two per compute unit of a large GPU). */
+const SPLIT_TARGET = 256;
+/** Fewest keys per chunk of the split kernel (two blocks of 64). */
+const SPLIT_MIN_CHUNK = 128;
+/** Most keys per chunk: its loops stay under Mesa's 65,535 iterations (attention_split.wgsl). */
+const SPLIT_MAX_CHUNK = 4096;
 
 /**
  * Which attention kernel to record: `"rows"`, one workgroup per (batch row, query, head) that
  * streams every key from memory (decode; any head size ≤ 256); `"flash"`, one workgroup per
  * 16 (query, head) rows of a kv head that share each block of 8 keys and values loaded once into
- * shared memory (prefill; head size ≤ 128 and a multiple of 4); `"auto"` picks by shape.
+ * shared memory (prefill; head size ≤ 128 and a multiple of 4); `"split"`, the keys split into
+ * chunks of at least 128 handled by separate workgroups, whose partial softmax sums a second
+ * dispatch combines (decode over a long cache with few (row, head) pairs; needs `scratch`);
+ * `"auto"` picks by shape.
  */
-export type AttentionKernel = "auto" | "rows" | "flash";
+export type AttentionKernel = "auto" | "rows" | "flash" | "split";
+
+/** The shape fields that {@linkcode pickAttentionKernel} and the split kernel's sizes read. */
+export type AttentionPickShape =
+  & Pick<AttentionShape, "tq" | "hq" | "hkv" | "d">
+  & Partial<Pick<AttentionShape, "b" | "s" | "kvLen">>;
+
+/**
+ * How the split kernel cuts the keys: `chunks` workgroups per (batch row, kv head) when the
+ * partial sums run grouped (head size a multiple of 4, `tq · hq / hkv ≤ 8`: one workgroup serves
+ * the group's query heads), else per (batch row, query, head), each over `chunk` slots (a
+ * multiple of 64). Enough chunks to bring the workgroups to about 256, none shorter than 128
+ * keys, none longer than 4096; `chunks` is 1 when the workgroups fill the device without
+ * splitting and the cache is no longer than that.
+ *
+ * @param shape Batch, queries, heads and `kvLen` (default `s`; one of them is required).
+ * @returns Keys per chunk and chunk count.
+ *
+ * @example One decode step of Qwen3-0.6B (16 query heads) over 1024 cache slots
+ * ```ts
+ * import { attentionSplit } from "./attention.ts";
+ * console.log(attentionSplit({ b: 1, tq: 1, kvLen: 1024, hq: 16, hkv: 8, d: 128 }));
+ * // { chunk: 128, chunks: 8 }
+ * ```
+ */
+export function attentionSplit(shape: AttentionPickShape): { chunk: number; chunks: number } {
+  const kv = shape.kvLen ?? shape.s ?? 0;
+  const items = (shape.b ?? 1) * (splitGrouped(shape) ? shape.hkv : shape.tq * shape.hq);
+  const want = Math.max(
+    Math.min(Math.ceil(SPLIT_TARGET / items), Math.ceil(kv / SPLIT_MIN_CHUNK)),
+    Math.ceil(kv / SPLIT_MAX_CHUNK),
+  );
+  if (want <= 1) return { chunk: Math.max(64, Math.ceil(kv / 64) * 64), chunks: 1 };
+  const chunk = Math.ceil(kv / want / 64) * 64;
+  return { chunk, chunks: Math.ceil(kv / chunk) };
+}
+
+/** Whether the split kernel's partial sums run grouped: a kv head's rows in one workgroup. */
+function splitGrouped(shape: AttentionPickShape): boolean {
+  return shape.d % 4 === 0 && shape.tq * (shape.hq / shape.hkv) <= 8;
+}
+
+/**
+ * Floats of the `scratch` buffer the split kernel needs for any batch of up to `b` rows and any
+ * `kvLen` up to the given one (`s` by default): a decode workspace sized once serves every step.
+ *
+ * @param shape Largest batch, queries, heads, head size and largest `kvLen`.
+ * @returns Floats: `b · tq · hq · chunks · (d + 2)` at the worst batch size.
+ *
+ * @example Scratch of 8 decode rows of Qwen3-0.6B over a 1024-slot cache
+ * ```ts
+ * import { attentionScratchSize } from "./attention.ts";
+ * console.log(attentionScratchSize({ b: 8, tq: 1, kvLen: 1024, hq: 16, hkv: 8, d: 128 }));
+ * // 74880
+ * ```
+ */
+export function attentionScratchSize(shape: AttentionPickShape): number {
+  let most = 0;
+  for (let b = 1; b <= (shape.b ?? 1); b++) {
+    const { chunks } = attentionSplit({ ...shape, b });
+    most = Math.max(most, b * shape.tq * shape.hq * chunks * (shape.d + 2));
+  }
+  return most;
+}
 
 /**
  * The kernel that `kernel: "auto"` records: `"flash"` when the head size allows it and the
- * queries fill at least one block of 16 rows (`tq · hq / hkv ≥ 16`), else `"rows"`.
+ * queries fill at least one block of 16 rows (`tq · hq / hkv ≥ 16`); else `"split"` for a single
+ * query per row when {@linkcode attentionSplit} cuts the keys in two or more chunks (a cache
+ * of at least 256 slots and fewer than 256 workgroups without splitting, or a cache over 4096
+ * slots; needs `b` and `kvLen` or `s`); else `"rows"`.
  *
- * @param shape Queries, heads and head size.
- * @returns `"flash"` or `"rows"`.
+ * @param shape Queries, heads and head size; batch and cache length for the split choice.
+ * @returns `"flash"`, `"split"` or `"rows"`.
  *
- * @example Prefill of 64 tokens and one decode step of Qwen3-0.6B (16/8 heads of 128)
+ * @example Prefill of 64 tokens and decode steps of Qwen3-0.6B (16/8 heads of 128)
  * ```ts
  * import { pickAttentionKernel } from "./attention.ts";
  * const heads = { hq: 16, hkv: 8, d: 128 };
- * console.log(pickAttentionKernel({ tq: 64, ...heads }), pickAttentionKernel({ tq: 1, ...heads }));
- * // flash rows
+ * console.log(
+ *   pickAttentionKernel({ tq: 64, ...heads }),
+ *   pickAttentionKernel({ b: 1, tq: 1, kvLen: 1024, ...heads }),
+ *   pickAttentionKernel({ b: 1, tq: 1, kvLen: 128, ...heads }),
+ * ); // flash split rows
  * ```
  */
-export function pickAttentionKernel(
-  shape: Pick<AttentionShape, "tq" | "hq" | "hkv" | "d">,
-): "rows" | "flash" {
+export function pickAttentionKernel(shape: AttentionPickShape): "rows" | "flash" | "split" {
   const { tq, hq, hkv, d } = shape;
-  return d <= 128 && d % 4 === 0 && tq * (hq / hkv) >= 16 ? "flash" : "rows";
+  if (d <= 128 && d % 4 === 0 && tq * (hq / hkv) >= 16) return "flash";
+  const long = shape.b !== undefined && (shape.kvLen ?? shape.s) !== undefined;
+  return tq === 1 && long && attentionSplit(shape).chunks >= 2 ? "split" : "rows";
 }
 
 /** Arguments of {@linkcode encodeAttention}. */
@@ -59,6 +141,11 @@ export interface AttentionArgs extends AttentionShape {
   o: Binding;
   /** Kernel; default `"auto"` (by shape, see {@linkcode pickAttentionKernel}). */
   kernel?: AttentionKernel;
+  /**
+   * Scratch of the split kernel, at least {@linkcode attentionScratchSize} floats; without it
+   * `"auto"` never picks `"split"`.
+   */
+  scratch?: Binding;
 }
 
 /**
@@ -67,6 +154,9 @@ export interface AttentionArgs extends AttentionShape {
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
  * @param args Buffers, shape and causality.
+ * @throws {RangeError} If the head size exceeds 256 or `hkv` does not divide `hq`, `"flash"` is
+ * asked for a head size over 128 or not a multiple of 4, or `"split"` without a large enough
+ * `scratch`.
  *
  * @example Self-attention of 2 sequences of 16 tokens
  * ```ts ignore
@@ -89,7 +179,14 @@ export function encodeAttention(
     );
   }
   let kernel = args.kernel ?? "auto";
-  if (kernel === "auto") kernel = pickAttentionKernel(args);
+  if (kernel === "auto") {
+    kernel = pickAttentionKernel(args);
+    if (kernel === "split" && !args.scratch) kernel = "rows";
+  }
+  if (kernel === "split") {
+    encodeSplit(ctx, pass, args);
+    return;
+  }
   if (kernel === "flash") {
     if (args.d > 128 || args.d % 4 !== 0) {
       throw new RangeError(
@@ -113,6 +210,52 @@ export function encodeAttention(
     ctx.pipeline("attention", code, { constants: GRID_CONSTANTS }),
     [args.q, args.k, args.v, args.mask, args.o],
     grid(args.b * args.tq * args.hq),
+    params,
+  );
+}
+
+/** Records the split kernel's two dispatches: partial sums per key chunk, then their combination. */
+function encodeSplit(ctx: GpuContext, pass: GPUComputePassEncoder, args: AttentionArgs): void {
+  const { b, tq, hq, d } = args;
+  const { chunk, chunks } = attentionSplit(args);
+  const need = b * tq * hq * chunks * (d + 2);
+  if (!args.scratch) {
+    throw new RangeError(
+      `Cannot run split attention: need "scratch" of at least ${need} floats ` +
+        `([b, tq, hq, chunks, d + 2] = [${b}, ${tq}, ${hq}, ${chunks}, ${d + 2}]): current value ` +
+        `is undefined`,
+    );
+  }
+  checkSize(
+    "split attention",
+    "scratch",
+    args.scratch,
+    need,
+    `[b, tq, hq, chunks, d + 2] = [${b}, ${tq}, ${hq}, ${chunks}, ${d + 2}]`,
+  );
+  const params = attentionParams("attention", SPLIT_PARAMS, args, ["q", "o"], ["k", "v"], {
+    chunk,
+    chunks,
+  });
+  const grouped = splitGrouped(args);
+  ctx.dispatch(
+    pass,
+    ctx.pipeline("attention_split", splitCode, {
+      entryPoint: grouped ? "grouped" : "main",
+      constants: GRID_CONSTANTS,
+    }),
+    [args.q, args.k, args.v, args.mask, args.scratch],
+    grid((grouped ? b * args.hkv : b * tq * hq) * chunks),
+    params,
+  );
+  ctx.dispatch(
+    pass,
+    ctx.pipeline("attention_split", splitCode, {
+      entryPoint: "combine",
+      constants: GRID_CONSTANTS,
+    }),
+    [args.scratch, args.o],
+    grid(b * tq * hq),
     params,
   );
 }

@@ -6,7 +6,8 @@
 // Query head h reads kv head h / (Hq / Hkv). A query with no visible key gets o = 0.
 // Online softmax over chunks of 64 keys (each thread scores one key of the chunk, then every
 // thread folds the chunk into the outputs d = t, t + 64, ... it owns), so S is unbounded; D <= 256.
-// Prefill-sized query blocks get attention_flash.wgsl instead (attention.ts picks).
+// Prefill-sized query blocks get attention_flash.wgsl instead, decode steps over a long cache with
+// few (row, head) pairs attention_split.wgsl (attention.ts picks).
 // Reads q, k, v, mask; writes o. Tolerance vs f64 reference: rel 1e-5 (f32).
 struct Params {
   B: u32, Tq: u32, S: u32, kv_len: u32,

@@ -12,8 +12,41 @@ import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import type { AttentionShape } from "./attention_ref.ts";
 import { attentionParams } from "./_attention_params.ts";
 import code from "./attention_backward.wgsl" with { type: "text" };
+import flashCode from "./attention_backward_flash.wgsl" with { type: "text" };
 
 const PARAMS = uniformLayout(code, "attention_backward");
+const FLASH_PARAMS = uniformLayout(flashCode, "attention_backward_flash");
+
+/**
+ * Which attention backward kernels to record: `"rows"`, one workgroup per (batch row, query, head)
+ * for `dq` and one per (batch row, key slot, kv head) for `dk`, `dv`, each streaming its operands
+ * from memory (any head size ≤ 256); `"flash"`, the tiled pair (`attention_backward_flash.wgsl`):
+ * one workgroup per 16 (query, head) rows of a kv head sharing each block of 8 keys and values
+ * staged in shared memory, then one per 16 key slots sharing each block of 8 query rows (head size
+ * ≤ 128 and a multiple of 4); `"auto"` picks by shape.
+ */
+export type AttentionBackwardKernel = "auto" | "rows" | "flash";
+
+/**
+ * The kernels that `kernel: "auto"` records: `"flash"` whenever the head size allows it (≤ 128,
+ * a multiple of 4), else `"rows"`. Unlike the forward, no query count is too small: the backward
+ * runs in training, over whole sequences, never one decode query at a time.
+ *
+ * @param shape The head size.
+ * @returns `"flash"` or `"rows"`.
+ *
+ * @example Heads of 128 (Qwen3) and of 256
+ * ```ts
+ * import { pickAttentionBackwardKernel } from "./attention_backward.ts";
+ * console.log(pickAttentionBackwardKernel({ d: 128 }), pickAttentionBackwardKernel({ d: 256 }));
+ * // flash rows
+ * ```
+ */
+export function pickAttentionBackwardKernel(
+  shape: Pick<AttentionShape, "d">,
+): "rows" | "flash" {
+  return shape.d <= 128 && shape.d % 4 === 0 ? "flash" : "rows";
+}
 
 /** Arguments of {@linkcode encodeAttentionBackward}. */
 export interface AttentionBackwardArgs extends AttentionShape {
@@ -35,6 +68,8 @@ export interface AttentionBackwardArgs extends AttentionShape {
   dv: Binding;
   /** Scratch `[b, tq, hq, 2]`: the log-sum-exp and `Σ P·dP` of each query row. */
   stats: Binding;
+  /** Kernels; default `"auto"` (by shape, see {@linkcode pickAttentionBackwardKernel}). */
+  kernel?: AttentionBackwardKernel;
 }
 
 /**
@@ -44,7 +79,8 @@ export interface AttentionBackwardArgs extends AttentionShape {
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
  * @param args Buffers, shape and causality, as in the forward.
- * @throws {RangeError} If the head size exceeds 256 or `hkv` does not divide `hq`.
+ * @throws {RangeError} If the head size exceeds 256 or `hkv` does not divide `hq`, or
+ * `kernel: "flash"` is asked for a head size over 128 or not a multiple of 4.
  *
  * @example Gradients of self-attention over 2 sequences of 16 tokens
  * ```ts ignore
@@ -77,26 +113,45 @@ export function encodeAttentionBackward(
     b * tq * hq * 2,
     `[b, tq, hq, 2] = [${b}, ${tq}, ${hq}, 2]`,
   );
+  let kernel = args.kernel ?? "auto";
+  if (kernel === "auto") kernel = pickAttentionBackwardKernel(args);
+  if (kernel === "flash" && (args.d > 128 || args.d % 4 !== 0)) {
+    throw new RangeError(
+      `Cannot run flash attention backward: need a head size <= 128 and a multiple of 4: ` +
+        `current value is d=${args.d}`,
+    );
+  }
+  const flash = kernel === "flash";
+  const [name, shader] = flash
+    ? ["attention_backward_flash", flashCode]
+    : ["attention_backward", code];
   const params = attentionParams(
     "attention backward",
-    PARAMS,
+    flash ? FLASH_PARAMS : PARAMS,
     args,
     ["q", "dO", "dq"],
     ["k", "v", "dk", "dv"],
   );
   const inputs = [args.q, args.k, args.v, args.mask, args.dO];
+  // The tiled kernels run per kv head over blocks of 16 (query, head) rows, then 16 key slots.
+  const groups = flash
+    ? [
+      args.b * args.hkv * Math.ceil((args.tq * args.hq / args.hkv) / 16),
+      args.b * args.hkv * Math.ceil(args.s / 16),
+    ]
+    : [args.b * args.tq * args.hq, args.b * args.s * args.hkv];
   ctx.dispatch(
     pass,
-    ctx.pipeline("attention_backward", code, { constants: GRID_CONSTANTS }),
+    ctx.pipeline(name, shader, { constants: GRID_CONSTANTS }),
     [...inputs, args.dq, args.stats],
-    grid(args.b * args.tq * args.hq),
+    grid(groups[0]),
     params,
   );
   ctx.dispatch(
     pass,
-    ctx.pipeline("attention_backward", code, { entryPoint: "dkv", constants: GRID_CONSTANTS }),
+    ctx.pipeline(name, shader, { entryPoint: "dkv", constants: GRID_CONSTANTS }),
     [...inputs, args.stats, args.dk, args.dv],
-    grid(args.b * args.s * args.hkv),
+    grid(groups[1]),
     params,
   );
 }

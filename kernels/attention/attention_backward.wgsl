@@ -11,7 +11,8 @@
 //   dkv   one workgroup of 64 threads per (b, j, kv head): loops over the (query, head) pairs that
 //         see slot j in chunks of 64, reading stats; writes dk, dv (zero for slots nobody sees).
 // No atomics: the GQA sums run in a fixed order, so results are deterministic. D <= 256.
-// A query that sees no key gets dq = 0 and stats (-3e38, 0).
+// A query that sees no key gets dq = 0 and stats (-3e38, 0). Head sizes <= 128 that are a
+// multiple of 4 get the tiled attention_backward_flash.wgsl instead (attention_backward.ts picks).
 // Tolerance vs f64 reference: rel 1e-5 (f32 online softmax and sums of a few hundred terms).
 struct Params {
   B: u32, Tq: u32, S: u32, kv_len: u32,

@@ -1,3 +1,8 @@
+// The attention backward, both kernels forced ("rows": one workgroup per query or key slot;
+// "flash": the tiled pair), against the float64 reference on lengths off the tiled kernel's
+// blocks (16 rows or slots, 8 keys or rows), GQA groups of 1, 2, 3 and 4, head sizes 1 .. 128,
+// right padding, a partly filled left-padded cache and a query that sees no key; outputs poisoned.
+import assert from "node:assert/strict";
 import {
   assertClose,
   noGpu,
@@ -7,7 +12,11 @@ import {
   testContext,
 } from "../../gpu/test_utils.ts";
 import { readback } from "../../gpu/readback.ts";
-import { encodeAttentionBackward } from "./attention_backward.ts";
+import {
+  type AttentionBackwardKernel,
+  encodeAttentionBackward,
+  pickAttentionBackwardKernel,
+} from "./attention_backward.ts";
 import { attentionBackwardRef } from "./attention_backward_ref.ts";
 import type { AttentionShape } from "./attention_ref.ts";
 
@@ -15,7 +24,12 @@ import type { AttentionShape } from "./attention_ref.ts";
 // 1e-5 relative, as the forward.
 const TOL = 1e-5;
 
-async function check(shape: AttentionShape, mask: Uint32Array, what: string): Promise<void> {
+async function check(
+  shape: AttentionShape,
+  mask: Uint32Array,
+  kernel: AttentionBackwardKernel,
+  what: string,
+): Promise<Float32Array[]> {
   const ctx = (await testContext())!;
   const { b, tq, s, hq, hkv, d } = shape;
   const q = randomArray(b * tq * hq * d, 1, -2, 2);
@@ -37,6 +51,7 @@ async function check(shape: AttentionShape, mask: Uint32Array, what: string): Pr
       dk,
       dv,
       stats: poisoned(ctx, b * tq * hq * 2, "stats"),
+      kernel,
     }));
   const [gq, gk, gv] = await readback(ctx, [
     { buffer: dq, offset: 0, size: q.length * 4 },
@@ -50,27 +65,51 @@ async function check(shape: AttentionShape, mask: Uint32Array, what: string): Pr
   console.log(
     `${what}: dq ${eq.toExponential(2)}, dk ${ek.toExponential(2)}, dv ${ev.toExponential(2)}`,
   );
+  for (const buf of [dq, dk, dv]) ctx.release(buf);
+  return [gq, gk, gv].map((x) => new Float32Array(x));
 }
 
+Deno.test("pickAttentionBackwardKernel() takes the tiled kernels when the head size fits", () => {
+  for (const d of [4, 12, 64, 128]) assert.equal(pickAttentionBackwardKernel({ d }), "flash");
+  for (const d of [1, 18, 132, 256]) assert.equal(pickAttentionBackwardKernel({ d }), "rows");
+});
+
 Deno.test({
-  name: "encodeAttentionBackward() matches the reference for causal GQA with right padding",
+  name: "encodeAttentionBackward() rows and flash match the reference for causal GQA with padding",
   ignore: noGpu,
   async fn() {
-    for (
-      const [b, t, hq, hkv, d] of [[1, 1, 1, 1, 1], [2, 16, 4, 2, 16], [2, 70, 6, 2, 24], [
-        1,
-        67,
-        2,
-        1,
-        80,
-      ]]
-    ) {
+    // [b, t, hq, hkv, d]: one token; lengths 17, 37, 67, 70 off the blocks; groups 1 .. 4.
+    const shapes = [
+      [1, 1, 1, 1, 4],
+      [2, 17, 4, 1, 8],
+      [2, 16, 4, 2, 16],
+      [1, 37, 6, 2, 12],
+      [2, 70, 6, 2, 24],
+      [1, 67, 2, 1, 80],
+      [1, 19, 4, 4, 64],
+      [1, 21, 2, 1, 128],
+    ];
+    for (const [b, t, hq, hkv, d] of shapes) {
       const mask = new Uint32Array(b * t).fill(1);
+      mask[0] = t > 1 ? 0 : 1; // row 0 of sequence 0 sees no key
+      if (t > 4) mask[Math.floor(t / 2)] = 0; // a masked slot mid-sequence
       if (b > 1) mask.fill(0, 2 * t - Math.floor(t / 3)); // pad the end of row 1
+      for (const kernel of ["rows", "flash"] as const) {
+        await check(
+          { b, tq: t, s: t, hq, hkv, d },
+          mask,
+          kernel,
+          `attention backward ${kernel} b${b} t${t} ${hq}/${hkv}x${d}`,
+        );
+      }
+    }
+    // The rows kernel alone for head sizes the tiled one cannot hold.
+    for (const d of [1, 18, 132]) {
       await check(
-        { b, tq: t, s: t, hq, hkv, d },
-        mask,
-        `attention backward b${b} t${t} ${hq}/${hkv}x${d}`,
+        { b: 1, tq: 9, s: 9, hq: 2, hkv: 1, d },
+        new Uint32Array(9).fill(1),
+        "rows",
+        `attention backward rows b1 t9 2/1x${d}`,
       );
     }
   },
@@ -80,16 +119,67 @@ Deno.test({
   name: "encodeAttentionBackward() handles a query block over a partly filled, left-padded cache",
   ignore: noGpu,
   async fn() {
-    // 3 queries at positions 40..42 of a 100-slot cache whose first 3 slots are padding: slots
-    // 43.. and the padding get zero gradients, and row 1's query 0 sees no key at all.
+    // Queries at positions 40.. of a 100-slot cache whose first 3 slots are padding: slots past
+    // kvLen and the padding get zero gradients, and row 1's query 0 sees no key at all.
     const [b, s] = [2, 100];
     const mask = new Uint32Array(b * s).fill(1);
     mask.fill(0, 0, 3);
     mask.fill(0, s, s + 41);
-    await check(
-      { b, tq: 3, s, kvLen: 43, qStart: 40, hq: 4, hkv: 2, d: 32, scale: 0.3 },
-      mask,
-      "attention backward cache",
-    );
+    for (const kernel of ["rows", "flash"] as const) {
+      await check(
+        { b, tq: 3, s, kvLen: 43, qStart: 40, hq: 4, hkv: 2, d: 32, scale: 0.3 },
+        mask,
+        kernel,
+        `attention backward ${kernel} cache tq3`,
+      );
+      await check(
+        { b, tq: 19, s, kvLen: 59, qStart: 40, hq: 4, hkv: 1, d: 16 },
+        mask,
+        kernel,
+        `attention backward ${kernel} cache tq19`,
+      );
+    }
+  },
+});
+
+Deno.test({
+  name: "encodeAttentionBackward() flash is deterministic and refuses a head size it cannot hold",
+  ignore: noGpu,
+  async fn() {
+    const shape = { b: 1, tq: 33, s: 33, hq: 4, hkv: 2, d: 16 };
+    const mask = new Uint32Array(33).fill(1);
+    const a = await check(shape, mask, "flash", "attention backward flash run 1");
+    const c = await check(shape, mask, "flash", "attention backward flash run 2");
+    for (let x = 0; x < 3; x++) assert.deepEqual(a[x], c[x]);
+    const ctx = (await testContext())!;
+    const buf = ctx.createBuffer(4 * 16 * 132 * 2, "any");
+    const pass = ctx.device.createCommandEncoder().beginComputePass();
+    try {
+      assert.throws(
+        () =>
+          encodeAttentionBackward(ctx, pass, {
+            q: buf,
+            k: buf,
+            v: buf,
+            mask: buf,
+            dO: buf,
+            dq: buf,
+            dk: buf,
+            dv: buf,
+            stats: buf,
+            b: 1,
+            tq: 16,
+            s: 16,
+            hq: 1,
+            hkv: 1,
+            d: 132,
+            kernel: "flash",
+          }),
+        /need a head size <= 128 and a multiple of 4: current value is d=132/,
+      );
+    } finally {
+      pass.end();
+      ctx.release(buf);
+    }
   },
 });

@@ -1,0 +1,488 @@
+// attention_backward_flash: the gradients of attention_backward.wgsl (same bindings, entry points,
+// Params, stats and results), tiled FlashAttention-2 style. Rows are the (query i, query head h)
+// pairs of a kv head's group, R = i * G + g with G = Hq / Hkv and h = hk * G + g, so the G heads
+// that share a kv head share its tiles. Layout, masks and causality as attention_backward.wgsl.
+//   main  one workgroup of 64 threads per (b, kv head, block of 16 rows); thread t owns row t / 4
+//         and the quarter t % 4 of d (vec4 indices qd + 4jj, jj < 8), with its query (pre-scaled),
+//         its output gradient and its 32 dq accumulators in registers. The keys go by in blocks
+//         of 8 whose K and V ([8][D], zero-padded to 128) are staged in shared memory for all 16
+//         rows. One pass with an online softmax recomputes lse and delta = Σ P·dP and sums both
+//         Σ e·dP·k and Σ e·k (e = exp(s - running max), rescaled as it grows), so that
+//         dq = scale · (Σ e·dP·k - delta · Σ e·k) / Σ e. Writes dq and stats[(b, i, h)] =
+//         (lse, delta).
+//   dkv   one workgroup of 64 threads per (b, kv head, block of 16 key slots); thread t owns slot
+//         t / 4 and the quarter t % 4 of d, with its key (pre-scaled), value and 64 dk/dv
+//         accumulators in registers. The rows that see the block (i >= first slot - q_start, all
+//         G heads) go by in blocks of 8 whose q, dO and stats are staged in shared memory for the
+//         16 slots: dv += P·dO, dk += dS·q. Slots nobody sees get 0.
+// Per block, partial dots over a quarter of d go to shared memory and each thread sums the 4
+// quarters it needs (the 4 threads of a row or slot do so identically). No atomics: every sum runs
+// in a fixed order, so results are deterministic. Needs D % 4 == 0 and D <= 128 (the launcher
+// falls back otherwise). The only loops are those over blocks (every inner step is an inlined
+// call), for Mesa's 65,535-iteration loop limit (see kernels/matmul/matmul.wgsl): S <= 262,136.
+// Tolerance vs f64 reference: rel 1e-5 (f32 online softmax and sums of a few hundred terms).
+struct Params {
+  B: u32, Tq: u32, S: u32, kv_len: u32,
+  q_start: u32, Hq: u32, Hkv: u32, D: u32,
+  scale: f32,
+}
+// Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
+override GRID_X: u32;
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> k: array<f32>;
+@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(3) var<storage, read> mask: array<u32>;
+@group(0) @binding(4) var<storage, read> d_o: array<f32>;
+
+const BQ = 16u; // main: rows per workgroup; dkv: slots per workgroup
+const BK = 8u; // main: keys per block; dkv: rows per block
+const DV = 32u; // vec4s of a padded head (128 / 4)
+const NEG_INF = -3.0e38;
+
+// main: the key and value tiles [BK][DV]; dkv: the query and output-gradient tiles [BK][DV].
+var<workgroup> ta: array<vec4f, 256>;
+var<workgroup> tb: array<vec4f, 256>;
+// Partial dots [BQ][BK], one lane per quarter of d: q·k and dO·v.
+var<workgroup> ps: array<vec4f, 128>;
+var<workgroup> pd: array<vec4f, 128>;
+// dkv: (lse, delta) of the block's rows.
+var<workgroup> rstat: array<vec2f, 8>;
+
+var<private> ra: array<vec4f, 8>; // main: the query (pre-scaled); dkv: the key (pre-scaled)
+var<private> rb: array<vec4f, 8>; // main: the output gradient; dkv: the value
+var<private> acc: array<vec4f, 8>; // main: Σ e·dP·k; dkv: dk
+var<private> acc2: array<vec4f, 8>; // main: Σ e·k; dkv: dv
+var<private> s: array<f32, 8>; // main: the row's scores of the current key block
+var<private> dp: array<f32, 8>; // main: ... and its dO·v
+
+// Shared across the workgroup (uniform).
+var<private> b: u32;
+var<private> hk: u32;
+var<private> G: u32;
+var<private> rows: u32;
+var<private> kv_base: u32;
+var<private> kv_stride: u32;
+// The entry's uniform (main: p, dkv: p8; their bindings differ), copied so the helpers can share it.
+var<private> prm: Params;
+
+// ---- shared helpers ----
+
+fn vload(buf_is_q: bool, base: u32) -> vec4f {
+  if (buf_is_q) { return vec4f(q[base], q[base + 1u], q[base + 2u], q[base + 3u]); }
+  return vec4f(d_o[base], d_o[base + 1u], d_o[base + 2u], d_o[base + 3u]);
+}
+
+fn kvload(buf_is_k: bool, base: u32) -> vec4f {
+  if (buf_is_k) { return vec4f(k[base], k[base + 1u], k[base + 2u], k[base + 3u]); }
+  return vec4f(v[base], v[base + 1u], v[base + 2u], v[base + 3u]);
+}
+
+// The thread's partial dot (its quarter qd of d) of its registers x with row c of tile.
+fn dot_ta(c: u32, qd: u32) -> f32 {
+  let o = c * DV + qd;
+  return dot(ra[0], ta[o]) + dot(ra[1], ta[o + 4u]) + dot(ra[2], ta[o + 8u]) +
+    dot(ra[3], ta[o + 12u]) + dot(ra[4], ta[o + 16u]) + dot(ra[5], ta[o + 20u]) +
+    dot(ra[6], ta[o + 24u]) + dot(ra[7], ta[o + 28u]);
+}
+
+fn dot_tb(c: u32, qd: u32) -> f32 {
+  let o = c * DV + qd;
+  return dot(rb[0], tb[o]) + dot(rb[1], tb[o + 4u]) + dot(rb[2], tb[o + 8u]) +
+    dot(rb[3], tb[o + 12u]) + dot(rb[4], tb[o + 16u]) + dot(rb[5], tb[o + 20u]) +
+    dot(rb[6], tb[o + 24u]) + dot(rb[7], tb[o + 28u]);
+}
+
+// Both partial dots of row r (of BQ) with row c (of BK) of the tiles, to shared memory.
+fn dots(r: u32, c: u32, qd: u32) {
+  ps[r * BK + c][qd] = dot_ta(c, qd);
+  pd[r * BK + c][qd] = dot_tb(c, qd);
+}
+
+fn qsum(x: vec4f) -> f32 {
+  return (x.x + x.y) + (x.z + x.w);
+}
+
+// acc += f · ta[c] over the thread's quarter of d.
+fn add_ta(c: u32, f: f32, qd: u32) {
+  let o = c * DV + qd;
+  acc[0] = fma(vec4f(f), ta[o], acc[0]);
+  acc[1] = fma(vec4f(f), ta[o + 4u], acc[1]);
+  acc[2] = fma(vec4f(f), ta[o + 8u], acc[2]);
+  acc[3] = fma(vec4f(f), ta[o + 12u], acc[3]);
+  acc[4] = fma(vec4f(f), ta[o + 16u], acc[4]);
+  acc[5] = fma(vec4f(f), ta[o + 20u], acc[5]);
+  acc[6] = fma(vec4f(f), ta[o + 24u], acc[6]);
+  acc[7] = fma(vec4f(f), ta[o + 28u], acc[7]);
+}
+
+// acc2 += f · tb[c] over the thread's quarter of d.
+fn add_tb(c: u32, f: f32, qd: u32) {
+  let o = c * DV + qd;
+  acc2[0] = fma(vec4f(f), tb[o], acc2[0]);
+  acc2[1] = fma(vec4f(f), tb[o + 4u], acc2[1]);
+  acc2[2] = fma(vec4f(f), tb[o + 8u], acc2[2]);
+  acc2[3] = fma(vec4f(f), tb[o + 12u], acc2[3]);
+  acc2[4] = fma(vec4f(f), tb[o + 16u], acc2[4]);
+  acc2[5] = fma(vec4f(f), tb[o + 20u], acc2[5]);
+  acc2[6] = fma(vec4f(f), tb[o + 24u], acc2[6]);
+  acc2[7] = fma(vec4f(f), tb[o + 28u], acc2[7]);
+}
+
+// Index (b, i, h) of row R of the group's rows, and its element base in the query-shaped buffers.
+fn row_index(R: u32) -> u32 {
+  return (b * prm.Tq + R / G) * prm.Hq + hk * G + R % G;
+}
+
+fn row_base(R: u32) -> u32 {
+  return row_index(R) * prm.D;
+}
+
+// Whether slot j holds a visible key (in the cache's filled part and unmasked).
+fn key_ok(j: u32) -> bool {
+  return j < prm.kv_len && j < prm.S && mask[b * prm.S + min(j, prm.S - 1u)] != 0u;
+}
+
+// ---- main: dq and the row statistics ----
+
+@group(0) @binding(5) var<storage, read_write> dq: array<f32>;
+@group(0) @binding(6) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(7) var<uniform> p: Params;
+
+// Loads vec4 e (of 256) of the K and V tiles of the key block at j0 (zeros past D or past end).
+fn load_kv(e: u32, j0: u32, end: u32) {
+  let c = e / DV;
+  let dvi = e % DV;
+  let j = j0 + c;
+  var kv = vec4f(0.0);
+  var vv = vec4f(0.0);
+  if (j < end && 4u * dvi < prm.D) {
+    let base = kv_base + j * kv_stride + 4u * dvi;
+    kv = kvload(true, base);
+    vv = kvload(false, base);
+  }
+  ta[e] = kv;
+  tb[e] = vv;
+}
+
+fn load_row(jj: u32, base: u32, qd: u32, row_ok: bool) {
+  let d = 4u * (qd + 4u * jj);
+  var qv = vec4f(0.0);
+  var gv = vec4f(0.0);
+  if (row_ok && d < prm.D) {
+    qv = vload(true, base + d);
+    gv = vload(false, base + d);
+  }
+  ra[jj] = qv * prm.scale;
+  rb[jj] = gv;
+}
+
+// Score of key c for row r (NEG_INF when the key is not visible) and its dO·v.
+fn score(r: u32, c: u32, j0: u32, last: u32, row_ok: bool) {
+  let j = j0 + c;
+  let ok = row_ok && j <= last && key_ok(j);
+  s[c] = select(NEG_INF, qsum(ps[r * BK + c]), ok);
+  dp[c] = qsum(pd[r * BK + c]);
+}
+
+// The block's scores of the thread's row (after the tiles are loaded).
+fn block_scores(r: u32, qd: u32, j0: u32, last: u32, row_ok: bool) {
+  dots(r, 0u, qd);
+  dots(r, 1u, qd);
+  dots(r, 2u, qd);
+  dots(r, 3u, qd);
+  dots(r, 4u, qd);
+  dots(r, 5u, qd);
+  dots(r, 6u, qd);
+  dots(r, 7u, qd);
+  workgroupBarrier();
+  score(r, 0u, j0, last, row_ok);
+  score(r, 1u, j0, last, row_ok);
+  score(r, 2u, j0, last, row_ok);
+  score(r, 3u, j0, last, row_ok);
+  score(r, 4u, j0, last, row_ok);
+  score(r, 5u, j0, last, row_ok);
+  score(r, 6u, j0, last, row_ok);
+  score(r, 7u, j0, last, row_ok);
+}
+
+fn load_tiles(t: u32, j0: u32, end: u32) {
+  load_kv(t, j0, end);
+  load_kv(t + 64u, j0, end);
+  load_kv(t + 128u, j0, end);
+  load_kv(t + 192u, j0, end);
+  workgroupBarrier();
+}
+
+// Key c of the block with e = exp(s - m) (0 where not visible): acc += e dP · K[c],
+// acc2 += e · K[c]; returns e.
+fn add_key(c: u32, m: f32, qd: u32) -> f32 {
+  let e = exp(s[c] - m);
+  add_ta(c, e * dp[c], qd);
+  let o = c * DV + qd;
+  acc2[0] = fma(vec4f(e), ta[o], acc2[0]);
+  acc2[1] = fma(vec4f(e), ta[o + 4u], acc2[1]);
+  acc2[2] = fma(vec4f(e), ta[o + 8u], acc2[2]);
+  acc2[3] = fma(vec4f(e), ta[o + 12u], acc2[3]);
+  acc2[4] = fma(vec4f(e), ta[o + 16u], acc2[4]);
+  acc2[5] = fma(vec4f(e), ta[o + 20u], acc2[5]);
+  acc2[6] = fma(vec4f(e), ta[o + 24u], acc2[6]);
+  acc2[7] = fma(vec4f(e), ta[o + 28u], acc2[7]);
+  return e;
+}
+
+fn scale_accs(f: f32) {
+  acc[0] *= f;
+  acc[1] *= f;
+  acc[2] *= f;
+  acc[3] *= f;
+  acc[4] *= f;
+  acc[5] *= f;
+  acc[6] *= f;
+  acc[7] *= f;
+  acc2[0] *= f;
+  acc2[1] *= f;
+  acc2[2] *= f;
+  acc2[3] *= f;
+  acc2[4] *= f;
+  acc2[5] *= f;
+  acc2[6] *= f;
+  acc2[7] *= f;
+}
+
+// dq = f · (acc - delta · acc2), f = scale / l.
+fn store_dq(jj: u32, base: u32, qd: u32, delta: f32, f: f32) {
+  let d = 4u * (qd + 4u * jj);
+  if (d >= prm.D) { return; }
+  let val = (acc[jj] - delta * acc2[jj]) * f;
+  dq[base + d] = val.x;
+  dq[base + d + 1u] = val.y;
+  dq[base + d + 2u] = val.z;
+  dq[base + d + 3u] = val.w;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
+  prm = p;
+  // Loop bounds come from p and wg alone (uniform), not from the private copies.
+  let g = p.Hq / p.Hkv;
+  let n_rows = p.Tq * g;
+  let blocks = (n_rows + BQ - 1u) / BQ;
+  let item = wg.x + wg.y * GRID_X;
+  if (item >= p.B * p.Hkv * blocks) { return; }
+  let blk = item % blocks;
+  G = g;
+  rows = n_rows;
+  hk = (item / blocks) % p.Hkv;
+  b = item / (blocks * p.Hkv);
+  kv_stride = prm.Hkv * prm.D;
+  kv_base = b * prm.S * kv_stride + hk * prm.D;
+
+  let r = t / 4u;
+  let qd = t % 4u;
+  let row = blk * BQ + r;
+  let row_ok = row < rows;
+  let R = min(row, rows - 1u);
+  let base = row_base(R);
+  load_row(0u, base, qd, row_ok);
+  load_row(1u, base, qd, row_ok);
+  load_row(2u, base, qd, row_ok);
+  load_row(3u, base, qd, row_ok);
+  load_row(4u, base, qd, row_ok);
+  load_row(5u, base, qd, row_ok);
+  load_row(6u, base, qd, row_ok);
+  load_row(7u, base, qd, row_ok);
+
+  // Keys visible to the thread's row, and to the block's last row (the loop bound, uniform).
+  let last = prm.q_start + R / G;
+  let i_max = (min(blk * BQ + BQ, n_rows) - 1u) / g;
+  let end = min(p.kv_len, min(p.S, p.q_start + i_max + 1u));
+  // One pass with an online softmax: m = running max; over the visible keys, with e = exp(s - m),
+  // l = Σ e, a = Σ e dP, acc = Σ e dP k, acc2 = Σ e k (rescaled as m grows). Then P = e / l,
+  // delta = a / l and dq = scale · Σ P (dP - delta) k = scale · (acc - delta · acc2) / l.
+  var m = NEG_INF;
+  var l = 0.0;
+  var a = 0.0;
+  for (var j0 = 0u; j0 < end; j0 += BK) {
+    load_tiles(t, j0, end);
+    block_scores(r, qd, j0, last, row_ok);
+    let cm = max(max(max(s[0], s[1]), max(s[2], s[3])), max(max(s[4], s[5]), max(s[6], s[7])));
+    let m_new = max(m, cm);
+    if (m_new > NEG_INF) {
+      let corr = exp(m - m_new);
+      scale_accs(corr);
+      let e0 = add_key(0u, m_new, qd);
+      let e1 = add_key(1u, m_new, qd);
+      let e2 = add_key(2u, m_new, qd);
+      let e3 = add_key(3u, m_new, qd);
+      let e4 = add_key(4u, m_new, qd);
+      let e5 = add_key(5u, m_new, qd);
+      let e6 = add_key(6u, m_new, qd);
+      let e7 = add_key(7u, m_new, qd);
+      l = l * corr + ((e0 + e1) + (e2 + e3)) + ((e4 + e5) + (e6 + e7));
+      a = a * corr + ((e0 * dp[0] + e1 * dp[1]) + (e2 * dp[2] + e3 * dp[3])) +
+        ((e4 * dp[4] + e5 * dp[5]) + (e6 * dp[6] + e7 * dp[7]));
+      m = m_new;
+    }
+    workgroupBarrier();
+  }
+  var lse = NEG_INF;
+  var delta = 0.0;
+  var f = 0.0; // a row that sees no key gets dq = 0
+  if (l > 0.0) {
+    lse = m + log(l);
+    delta = a / l;
+    f = prm.scale / l;
+  }
+  if (!row_ok) { return; }
+  store_dq(0u, base, qd, delta, f);
+  store_dq(1u, base, qd, delta, f);
+  store_dq(2u, base, qd, delta, f);
+  store_dq(3u, base, qd, delta, f);
+  store_dq(4u, base, qd, delta, f);
+  store_dq(5u, base, qd, delta, f);
+  store_dq(6u, base, qd, delta, f);
+  store_dq(7u, base, qd, delta, f);
+  if (qd == 0u) {
+    let ri = row_index(R);
+    stats[ri * 2u] = lse;
+    stats[ri * 2u + 1u] = delta;
+  }
+}
+
+// ---- dkv: dk and dv ----
+
+@group(0) @binding(5) var<storage, read> stats_in: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dk: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dv: array<f32>;
+@group(0) @binding(8) var<uniform> p8: Params;
+
+// Loads vec4 e (of 256) of the q and dO tiles of the row block at r0 (zeros past D or rows).
+fn load_qo(e: u32, r0: u32) {
+  let c = e / DV;
+  let dvi = e % DV;
+  let R = r0 + c;
+  var qv = vec4f(0.0);
+  var gv = vec4f(0.0);
+  if (R < rows && 4u * dvi < prm.D) {
+    let base = row_base(R) + 4u * dvi;
+    qv = vload(true, base);
+    gv = vload(false, base);
+  }
+  ta[e] = qv;
+  tb[e] = gv;
+}
+
+fn load_slot(jj: u32, base: u32, qd: u32, slot_ok: bool) {
+  let d = 4u * (qd + 4u * jj);
+  var kv = vec4f(0.0);
+  var vv = vec4f(0.0);
+  if (slot_ok && d < prm.D) {
+    kv = kvload(true, base + d);
+    vv = kvload(false, base + d);
+  }
+  ra[jj] = kv * prm.scale;
+  rb[jj] = vv;
+}
+
+// For row c of the block: dk += dS · q, dv += P · dO (nothing where the row does not see slot j).
+fn add_dkv(r: u32, c: u32, qd: u32, r0: u32, j: u32, slot_ok: bool) {
+  let R = r0 + c;
+  let st = rstat[c];
+  let ok = slot_ok && R < rows && j <= prm.q_start + R / G && st.x > NEG_INF;
+  let pc = select(0.0, exp(qsum(ps[r * BK + c]) - st.x), ok);
+  let ds = pc * (qsum(pd[r * BK + c]) - st.y) * prm.scale;
+  add_ta(c, ds, qd);
+  add_tb(c, pc, qd);
+}
+
+fn store_dkv(jj: u32, base: u32, qd: u32) {
+  let d = 4u * (qd + 4u * jj);
+  if (d >= prm.D) { return; }
+  dk[base + d] = acc[jj].x;
+  dk[base + d + 1u] = acc[jj].y;
+  dk[base + d + 2u] = acc[jj].z;
+  dk[base + d + 3u] = acc[jj].w;
+  dv[base + d] = acc2[jj].x;
+  dv[base + d + 1u] = acc2[jj].y;
+  dv[base + d + 2u] = acc2[jj].z;
+  dv[base + d + 3u] = acc2[jj].w;
+}
+
+@compute @workgroup_size(64)
+fn dkv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
+  prm = p8;
+  let g = p8.Hq / p8.Hkv;
+  let n_rows = p8.Tq * g;
+  let blocks = (p8.S + BQ - 1u) / BQ;
+  let item = wg.x + wg.y * GRID_X;
+  if (item >= p8.B * p8.Hkv * blocks) { return; }
+  let blk = item % blocks;
+  G = g;
+  rows = n_rows;
+  hk = (item / blocks) % p8.Hkv;
+  b = item / (blocks * p8.Hkv);
+  kv_stride = p8.Hkv * p8.D;
+  kv_base = b * p8.S * kv_stride + hk * p8.D;
+
+  let r = t / 4u;
+  let qd = t % 4u;
+  let j = blk * BQ + r;
+  let slot_ok = key_ok(j);
+  let base = kv_base + min(j, p8.S - 1u) * kv_stride;
+  load_slot(0u, base, qd, slot_ok);
+  load_slot(1u, base, qd, slot_ok);
+  load_slot(2u, base, qd, slot_ok);
+  load_slot(3u, base, qd, slot_ok);
+  load_slot(4u, base, qd, slot_ok);
+  load_slot(5u, base, qd, slot_ok);
+  load_slot(6u, base, qd, slot_ok);
+  load_slot(7u, base, qd, slot_ok);
+
+  // Rows i >= (the block's first slot) - q_start see some slot of the block (causality).
+  let j_first = blk * BQ;
+  let i0 = select(0u, j_first - p8.q_start, j_first > p8.q_start);
+  var r_begin = n_rows;
+  if (j_first < min(p8.kv_len, p8.S) && i0 < p8.Tq) { r_begin = i0 * g; }
+  for (var r0 = r_begin; r0 < n_rows; r0 += BK) {
+    load_qo(t, r0);
+    load_qo(t + 64u, r0);
+    load_qo(t + 128u, r0);
+    load_qo(t + 192u, r0);
+    if (t < BK) {
+      var st = vec2f(NEG_INF, 0.0);
+      if (r0 + t < rows) {
+        let ri = row_index(r0 + t);
+        st = vec2f(stats_in[ri * 2u], stats_in[ri * 2u + 1u]);
+      }
+      rstat[t] = st;
+    }
+    workgroupBarrier();
+    dots(r, 0u, qd);
+    dots(r, 1u, qd);
+    dots(r, 2u, qd);
+    dots(r, 3u, qd);
+    dots(r, 4u, qd);
+    dots(r, 5u, qd);
+    dots(r, 6u, qd);
+    dots(r, 7u, qd);
+    workgroupBarrier();
+    add_dkv(r, 0u, qd, r0, j, slot_ok);
+    add_dkv(r, 1u, qd, r0, j, slot_ok);
+    add_dkv(r, 2u, qd, r0, j, slot_ok);
+    add_dkv(r, 3u, qd, r0, j, slot_ok);
+    add_dkv(r, 4u, qd, r0, j, slot_ok);
+    add_dkv(r, 5u, qd, r0, j, slot_ok);
+    add_dkv(r, 6u, qd, r0, j, slot_ok);
+    add_dkv(r, 7u, qd, r0, j, slot_ok);
+    workgroupBarrier();
+  }
+  if (j >= p8.S) { return; }
+  store_dkv(0u, base, qd);
+  store_dkv(1u, base, qd);
+  store_dkv(2u, base, qd);
+  store_dkv(3u, base, qd);
+  store_dkv(4u, base, qd);
+  store_dkv(5u, base, qd);
+  store_dkv(6u, base, qd);
+  store_dkv(7u, base, qd);
+}
