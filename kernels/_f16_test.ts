@@ -38,6 +38,14 @@ fn f(i: u32) -> f32 { return w[i * 2u + 1u] + ww[i] + w[min(i, 3u)]; }`;
   assert.throws(() => f16Weights(code, "v"), /no binding "var<storage, read> v: array<f32>;"/);
 });
 
+Deno.test("f16Weights() rebinds a vec4 weight binding as vec4<f16> and widens every read", () => {
+  const code = `@group(0) @binding(1) var<storage, read> w: array<vec4f>;
+fn f(i: u32) -> vec4f { return w[i / 4u] + w[i]; }`;
+  const out = f16Weights(code, "w");
+  assert.match(out, /var<storage, read> w: array<vec4<f16>>;/);
+  assert.match(out, /vec4f\(w\[i \/ 4u\]\) \+ vec4f\(w\[i\]\)/);
+});
+
 Deno.test({
   name: "f16 weights: matmul, its d x, matvec and the embedding gather match float64",
   ignore: noGpu,

@@ -68,13 +68,75 @@ export function pickMatmulKernel(
   return m >= 128 && n >= 128 ? "tile128" : "tile64";
 }
 
+/**
+ * How matmul_128 reads its operands from global memory: `"auto"` (vec4 reads of each operand
+ * whose layout allows them, see {@linkcode vec4Operands}), `"scalar"` (never), or for benchmarks
+ * `"vec4Split"` (the vec4 slots, read as 4 scalars from the f32 binding).
+ */
+export type MatmulLoads = "auto" | "scalar" | "vec4Split";
+
+/**
+ * Which operands of a product matmul_128 may read as vec4s: every vec4 of 4 consecutive elements
+ * along the operand's contiguous dimension (k, or the rows when transposed) starts at a multiple
+ * of 4 elements, i.e. that dimension, the row stride and the column offset are multiples of 4.
+ * (Binding offsets are multiples of 256 bytes in WebGPU, so the buffers' 16-byte alignment holds.)
+ */
+export function vec4Operands(
+  params: MatmulParams,
+  options: { xT?: boolean; wT?: boolean },
+): { x: boolean; w: boolean } {
+  const four = (...v: number[]) => v.every((n) => n % 4 === 0);
+  return {
+    x: four(options.xT ? params.M : params.K, params.ldx, params.x_col),
+    w: four(options.wT ? params.N : params.K, params.ldw, params.w_col),
+  };
+}
+
+const rebound = new Map<string, string>();
+
+// matmul_128 with x and/or w bound as array<vec4f>: its read helpers x1/x4 (w1/w4) swapped.
+function rebindVec4(code: string, name: "x" | "w"): string {
+  const key = `${name}\u0000${code}`;
+  const cached = rebound.get(key);
+  if (cached !== undefined) return cached;
+  const swaps: [string, string][] = [
+    [
+      `var<storage, read> ${name}: array<f32>;`,
+      `var<storage, read> ${name}: array<vec4f>;`,
+    ],
+    [
+      `fn ${name}1(i: u32) -> f32 { return ${name}[i]; }`,
+      `fn ${name}1(i: u32) -> f32 { let v = ${name}[i / 4u]; return v[i % 4u]; }`,
+    ],
+    [
+      `fn ${name}4(i: u32) -> vec4f { return vec4f(${name}[i], ${name}[i + 1u], ${name}[i + 2u], ` +
+      `${name}[i + 3u]); }`,
+      `fn ${name}4(i: u32) -> vec4f { return ${name}[i / 4u]; }`,
+    ],
+  ];
+  for (const [from, to] of swaps) {
+    if (!code.includes(from)) {
+      throw new SyntaxError(`Cannot make the vec4 variant of matmul_128.wgsl: no "${from}"`);
+    }
+    code = code.replace(from, to);
+  }
+  rebound.set(key, code);
+  return code;
+}
+
 /** Records `y = [y +] alpha · A · Bᵀ` with the kernel picked for `params.M × params.N`. */
 export function dispatchMatmul(
   ctx: GpuContext,
   pass: GPUComputePassEncoder,
   bindings: readonly [Binding, Binding, Binding],
   params: MatmulParams,
-  options: { xT?: boolean; wT?: boolean; wF16?: boolean; kernel?: MatmulKernel },
+  options: {
+    xT?: boolean;
+    wT?: boolean;
+    wF16?: boolean;
+    kernel?: MatmulKernel;
+    loads?: MatmulLoads;
+  },
 ): void {
   let kernel = options.kernel ?? "auto";
   if (kernel === "auto") kernel = pickMatmulKernel(params.M, params.N, params.K);
@@ -84,7 +146,7 @@ export function dispatchMatmul(
         `value is ${params.K}`,
     );
   }
-  const [name, code, layout, grid] = kernel === "tile128"
+  let [name, code, layout, grid] = kernel === "tile128"
     ? ["matmul_128", code128, LAYOUT_128, [Math.ceil(params.N / 128), Math.ceil(params.M / 128)]]
     : kernel === "smallK"
     ? ["matmul_small_k", codeSmallK, LAYOUT_SMALL_K, [Math.ceil(params.N / 64), params.M]]
@@ -92,6 +154,16 @@ export function dispatchMatmul(
   const constants: Record<string, number> = {};
   if (options.xT) constants.X_T = 1;
   if (options.wT) constants.W_T = 1;
+  const loads = options.loads ?? "auto";
+  if (kernel === "tile128" && loads !== "scalar") {
+    const v = vec4Operands(params, options);
+    if (v.x) constants.XV = 1;
+    if (v.w) constants.WV = 1;
+    if (loads === "auto") {
+      if (v.x) [name, code] = [name + "_xv", rebindVec4(code, "x")];
+      if (v.w) [name, code] = [name + "_wv", rebindVec4(code, "w")];
+    }
+  }
   ctx.dispatch(
     pass,
     ctx.pipeline(name + (options.wF16 ? "_f16" : ""), options.wF16 ? f16Weights(code, "w") : code, {

@@ -6,9 +6,9 @@
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { checkSize, strided } from "../_check.ts";
 import { checkF16, weightWords } from "../_f16.ts";
-import { dispatchMatmul, type MatmulKernel } from "./_dispatch.ts";
+import { dispatchMatmul, type MatmulKernel, type MatmulLoads } from "./_dispatch.ts";
 
-export { type MatmulKernel, pickMatmulKernel } from "./_dispatch.ts";
+export { type MatmulKernel, type MatmulLoads, pickMatmulKernel } from "./_dispatch.ts";
 
 /** Arguments of {@linkcode encodeMatmul}. */
 export interface MatmulArgs {
@@ -42,6 +42,12 @@ export interface MatmulArgs {
    * one (tests, benchmarks). All compute the same product.
    */
   kernel?: MatmulKernel;
+  /**
+   * Global reads of the 128×128-tile kernel: `"auto"` (default: vec4 reads of each operand whose
+   * inner dimension, row stride and column offset are multiples of 4, else scalar), `"scalar"`,
+   * or `"vec4Split"` (benchmarks: the vec4 pattern as 4 scalar reads). Same product.
+   */
+  loads?: MatmulLoads;
 }
 
 /**
@@ -104,5 +110,5 @@ export function encodeMatmul(
     ldw: k, // w is [n, k] contiguous
     x_col: 0,
     w_col: 0,
-  }, { wF16: args.wF16, kernel: args.kernel });
+  }, { wF16: args.wF16, kernel: args.kernel, loads: args.loads });
 }

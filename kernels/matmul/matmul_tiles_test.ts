@@ -4,7 +4,8 @@
 // with poisoned outputs, in all its variants: forward, d x (W_T), d w (X_T + W_T), strided views
 // with column offsets, accumulate with a scale, and f16 weights. Tolerances: f32 accumulation of
 // K products, relative error ~ sqrt(K)·2^-24; 1e-5 for K ≤ 10^4 (as matmul_test.ts), 1e-4 for
-// K = 151,936.
+// K = 151,936. The kernel reads an operand as vec4s where its layout allows ("auto"); the vec4,
+// 4-scalar and scalar reads are each forced on aligned and unaligned shapes.
 import assert from "node:assert/strict";
 import {
   assertClose,
@@ -22,6 +23,7 @@ import { encodeMatmulBackward } from "./matmul_backward.ts";
 import { matmulBackwardRef } from "./matmul_backward_ref.ts";
 import { matmulRef } from "./matmul_ref.ts";
 import { checkAccumulate, checkBackward } from "./_test_cases.ts";
+import { vec4Operands } from "./_dispatch.ts";
 
 const TOL = 1e-5;
 // [m, n, k]: single elements, one row, one column, edges of both tiles in every dimension.
@@ -84,6 +86,65 @@ Deno.test({
   },
 });
 
+Deno.test("vec4Operands() allows vec4 reads only where every vec4 starts at a multiple of 4", () => {
+  const p = {
+    M: 132,
+    N: 136,
+    K: 44,
+    ldx: 44,
+    ldy: 136,
+    y_col: 0,
+    accumulate: false,
+    alpha: 1,
+    ldw: 44,
+    x_col: 0,
+    w_col: 0,
+  };
+  assert.deepEqual(vec4Operands(p, {}), { x: true, w: true });
+  assert.deepEqual(vec4Operands({ ...p, K: 45 }, {}), { x: false, w: false });
+  assert.deepEqual(vec4Operands({ ...p, K: 45 }, { xT: true, wT: true }), { x: true, w: true });
+  assert.deepEqual(vec4Operands({ ...p, x_col: 3 }, {}), { x: false, w: true });
+  assert.deepEqual(vec4Operands({ ...p, ldw: 46 }, {}), { x: true, w: false });
+  assert.deepEqual(vec4Operands({ ...p, N: 135 }, { wT: true }), { x: true, w: false });
+});
+
+// Shapes whose operands all allow vec4 reads (m, n, k multiples of 4) and one where only some do
+// (k = 45: the forward reads scalars; d x reads dy as vec4s, w's transposed rows as scalars).
+const VEC4_SHAPES: [number, number, number][] = [
+  [4, 4, 4],
+  [132, 136, 12],
+  [260, 132, 1004],
+  [132, 140, 45],
+];
+
+Deno.test({
+  name: "encodeMatmul() with tile128 matches f64 with vec4, 4-scalar and scalar global reads",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    for (const loads of ["auto", "vec4Split", "scalar"] as const) {
+      for (const [m, n, k] of VEC4_SHAPES) {
+        const x = randomArray(m * k, m * 7 + k);
+        const w = randomArray(n * k, n * 5 + k);
+        const y = poisoned(ctx, m * n, "y");
+        const xb = ctx.upload(x, "x");
+        const wb = ctx.upload(w, "w");
+        const enc = recordPass(
+          ctx,
+          (pass) => encodeMatmul(ctx, pass, { x: xb, w: wb, y, m, n, k, kernel: "tile128", loads }),
+        );
+        const got = await readFloats(ctx, y, m * n, enc);
+        const err = assertClose(got, matmulRef(x, w, [m, n, k]), TOL, `${loads} ${m}x${n}x${k}`);
+        console.log(`tile128 ${loads} ${m}x${n}x${k}: rel err ${err.toExponential(2)}`);
+        for (const b of [xb, wb, y]) ctx.release(b);
+      }
+      await checkBackward("tile128", VEC4_SHAPES, TOL, loads);
+      // x rows of stride 28 (aligned), y columns 5.. of rows of 140.
+      await checkAccumulate("tile128", [132, 133, 20, 28, 140, 5], TOL, loads);
+    }
+  },
+});
+
 Deno.test({
   name: "encodeMatmulBackward() with tile128 matches the f64 reference, plain and strided",
   ignore: noGpu,
@@ -91,57 +152,69 @@ Deno.test({
     const ctx = (await testContext())!;
     await checkBackward("tile128", [[1, 1, 1], [3, 5, 7], [129, 131, 150], [200, 140, 9]], TOL);
     // Views: dy is columns 3.. of rows of 150, x rows of stride 141, dx columns 2.. of rows of
-    // 145; both gradients add 0.5 x the product to existing values.
-    const [m, n, k, ldy, yCol, ldx, lddx, dxCol, alpha] = [130, 129, 137, 150, 3, 141, 145, 2, 0.5];
-    const dyFull = randomArray(m * ldy, 11);
-    const xFull = randomArray(m * ldx, 12);
-    const w = randomArray(n * k, 13);
-    const dx0 = randomArray(m * lddx, 14);
-    const dw0 = randomArray(n * k, 15);
-    const dx = ctx.upload(dx0, "dx");
-    const dw = ctx.upload(dw0, "dw");
-    const enc = recordPass(ctx, (pass) =>
-      encodeMatmulBackward(ctx, pass, {
-        dy: ctx.upload(dyFull, "dy"),
-        m,
-        n,
-        k,
-        ldy,
-        yCol,
-        x: ctx.upload(xFull, "x"),
-        ldx,
-        w: ctx.upload(w, "w"),
-        dx,
-        lddx,
-        dxCol,
-        accumulateDx: true,
-        dw,
-        accumulateDw: true,
-        alpha,
-        kernel: "tile128",
-      }));
-    const [gx, gw] = await readback(ctx, [
-      { buffer: dx, offset: 0, size: m * lddx * 4 },
-      { buffer: dw, offset: 0, size: n * k * 4 },
-    ], enc);
-    const dyv = new Float64Array(m * n);
-    const xv = new Float64Array(m * k);
-    for (let i = 0; i < m; i++) {
-      for (let j = 0; j < n; j++) dyv[i * n + j] = dyFull[i * ldy + yCol + j];
-      for (let t = 0; t < k; t++) xv[i * k + t] = xFull[i * ldx + t];
+    // 145; both gradients add 0.5 x the product to existing values. Then the same with every
+    // operand aligned for vec4 reads (dy columns 4.. of rows of 152, x rows of 140).
+    for (
+      const [m, n, k, ldy, yCol, ldx, lddx, dxCol, alpha] of [
+        [130, 129, 137, 150, 3, 141, 145, 2, 0.5],
+        [132, 128, 136, 152, 4, 140, 145, 2, 0.5],
+      ]
+    ) {
+      const dyFull = randomArray(m * ldy, 11);
+      const xFull = randomArray(m * ldx, 12);
+      const w = randomArray(n * k, 13);
+      const dx0 = randomArray(m * lddx, 14);
+      const dw0 = randomArray(n * k, 15);
+      const dx = ctx.upload(dx0, "dx");
+      const dw = ctx.upload(dw0, "dw");
+      const enc = recordPass(ctx, (pass) =>
+        encodeMatmulBackward(ctx, pass, {
+          dy: ctx.upload(dyFull, "dy"),
+          m,
+          n,
+          k,
+          ldy,
+          yCol,
+          x: ctx.upload(xFull, "x"),
+          ldx,
+          w: ctx.upload(w, "w"),
+          dx,
+          lddx,
+          dxCol,
+          accumulateDx: true,
+          dw,
+          accumulateDw: true,
+          alpha,
+          kernel: "tile128",
+        }));
+      const [gx, gw] = await readback(ctx, [
+        { buffer: dx, offset: 0, size: m * lddx * 4 },
+        { buffer: dw, offset: 0, size: n * k * 4 },
+      ], enc);
+      const dyv = new Float64Array(m * n);
+      const xv = new Float64Array(m * k);
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) dyv[i * n + j] = dyFull[i * ldy + yCol + j];
+        for (let t = 0; t < k; t++) xv[i * k + t] = xFull[i * ldx + t];
+      }
+      const ref = matmulBackwardRef(dyv, xv, w, [m, n, k]);
+      const wantDx = Float64Array.from(dx0);
+      for (let i = 0; i < m; i++) {
+        for (let t = 0; t < k; t++) wantDx[i * lddx + dxCol + t] += alpha * ref.dx[i * k + t];
+      }
+      assertClose(
+        new Float32Array(gx),
+        wantDx,
+        TOL,
+        `tile128 dx strided accumulate ${m}x${n}x${k}`,
+      );
+      assertClose(
+        new Float32Array(gw),
+        Float64Array.from(dw0, (v, i) => v + alpha * ref.dw[i]),
+        TOL,
+        `tile128 dw accumulate ${m}x${n}x${k}`,
+      );
     }
-    const ref = matmulBackwardRef(dyv, xv, w, [m, n, k]);
-    const wantDx = Float64Array.from(dx0);
-    for (let i = 0; i < m; i++) {
-      for (let t = 0; t < k; t++) wantDx[i * lddx + dxCol + t] += alpha * ref.dx[i * k + t];
-    }
-    assertClose(new Float32Array(gx), wantDx, TOL, "tile128 dx strided accumulate");
-    assertClose(
-      new Float32Array(gw),
-      Float64Array.from(dw0, (v, i) => v + alpha * ref.dw[i]),
-      TOL,
-      "tile128 dw accumulate",
-    );
   },
 });
 
@@ -154,48 +227,50 @@ Deno.test({
       console.log("the adapter has no shader-f16: f16 variant not run (refusal tested in _f16)");
       return;
     }
-    const [m, n, k] = [130, 133, 45];
-    const x = randomArray(m * k, 21);
-    const w = randomArray(n * k, 22);
-    const dy = randomArray(m * n, 23);
-    const w16 = Float32Array.from(Float16Array.from(w));
-    const mat = uploadMatrix(ctx, { name: "w", data: w, rows: n, cols: k }, { dtype: "f16" });
-    const wb = mat.chunks[0].buffer;
-    const y = poisoned(ctx, m * n, "y");
-    const dx = poisoned(ctx, m * k, "dx");
-    const enc = recordPass(ctx, (pass) => {
-      encodeMatmul(ctx, pass, {
-        x: ctx.upload(x, "x"),
-        w: wb,
-        y,
-        m,
-        n,
-        k,
-        wF16: true,
-        kernel: "tile128",
+    // k = 45: scalar reads; 132x136x44: w (and x, dy) read as vec4s, vec4<f16> for w.
+    for (const [m, n, k] of [[130, 133, 45], [132, 136, 44]]) {
+      const x = randomArray(m * k, 21);
+      const w = randomArray(n * k, 22);
+      const dy = randomArray(m * n, 23);
+      const w16 = Float32Array.from(Float16Array.from(w));
+      const mat = uploadMatrix(ctx, { name: "w", data: w, rows: n, cols: k }, { dtype: "f16" });
+      const wb = mat.chunks[0].buffer;
+      const y = poisoned(ctx, m * n, "y");
+      const dx = poisoned(ctx, m * k, "dx");
+      const enc = recordPass(ctx, (pass) => {
+        encodeMatmul(ctx, pass, {
+          x: ctx.upload(x, "x"),
+          w: wb,
+          y,
+          m,
+          n,
+          k,
+          wF16: true,
+          kernel: "tile128",
+        });
+        encodeMatmulBackward(ctx, pass, {
+          dy: ctx.upload(dy, "dy"),
+          w: wb,
+          dx,
+          m,
+          n,
+          k,
+          wF16: true,
+          kernel: "tile128",
+        });
       });
-      encodeMatmulBackward(ctx, pass, {
-        dy: ctx.upload(dy, "dy"),
-        w: wb,
-        dx,
-        m,
-        n,
-        k,
-        wF16: true,
-        kernel: "tile128",
-      });
-    });
-    const [gy, gx] = await readback(ctx, [
-      { buffer: y, offset: 0, size: m * n * 4 },
-      { buffer: dx, offset: 0, size: m * k * 4 },
-    ], enc);
-    assertClose(new Float32Array(gy), matmulRef(x, w16, [m, n, k]), TOL, "tile128 f16 y");
-    assertClose(
-      new Float32Array(gx),
-      matmulBackwardRef(dy, x, w16, [m, n, k]).dx,
-      TOL,
-      "tile128 f16 dx",
-    );
+      const [gy, gx] = await readback(ctx, [
+        { buffer: y, offset: 0, size: m * n * 4 },
+        { buffer: dx, offset: 0, size: m * k * 4 },
+      ], enc);
+      assertClose(new Float32Array(gy), matmulRef(x, w16, [m, n, k]), TOL, "tile128 f16 y");
+      assertClose(
+        new Float32Array(gx),
+        matmulBackwardRef(dy, x, w16, [m, n, k]).dx,
+        TOL,
+        "tile128 f16 dx",
+      );
+    }
   },
 });
 
