@@ -69,16 +69,17 @@ export function pickMatmulKernel(
 }
 
 /**
- * How matmul_128 reads its operands from global memory: `"auto"` (vec4 reads of each operand
- * whose layout allows them, see {@linkcode vec4Operands}), `"scalar"` (never), or for benchmarks
- * `"vec4Split"` (the vec4 slots, read as 4 scalars from the f32 binding).
+ * How the tile kernels (matmul_128, matmul) read their operands from global memory: `"auto"`
+ * (vec4 reads of each operand whose layout allows them, see {@linkcode vec4Operands}),
+ * `"scalar"` (never), or for benchmarks `"vec4Split"` (the vec4 slots, read as 4 scalars from the
+ * f32 binding).
  */
 export type MatmulLoads = "auto" | "scalar" | "vec4Split";
 
 /**
- * Which operands of a product matmul_128 may read as vec4s: every vec4 of 4 consecutive elements
- * along the operand's contiguous dimension (k, or the rows when transposed) starts at a multiple
- * of 4 elements, i.e. that dimension, the row stride and the column offset are multiples of 4.
+ * Which operands of a product the tile kernels may read as vec4s: every vec4 of 4 consecutive
+ * elements along the operand's contiguous dimension (k, or the rows when transposed) starts at a
+ * multiple of 4 elements, i.e. that dimension, the row stride and the column offset are multiples of 4.
  * (Binding offsets are multiples of 256 bytes in WebGPU, so the buffers' 16-byte alignment holds.)
  */
 export function vec4Operands(
@@ -94,7 +95,7 @@ export function vec4Operands(
 
 const rebound = new Map<string, string>();
 
-// matmul_128 with x and/or w bound as array<vec4f>: its read helpers x1/x4 (w1/w4) swapped.
+// A tile kernel with x and/or w bound as array<vec4f>: its read helpers x1/x4 (w1/w4) swapped.
 function rebindVec4(code: string, name: "x" | "w"): string {
   const key = `${name}\u0000${code}`;
   const cached = rebound.get(key);
@@ -116,7 +117,7 @@ function rebindVec4(code: string, name: "x" | "w"): string {
   ];
   for (const [from, to] of swaps) {
     if (!code.includes(from)) {
-      throw new SyntaxError(`Cannot make the vec4 variant of matmul_128.wgsl: no "${from}"`);
+      throw new SyntaxError(`Cannot make the vec4 variant of a matmul tile kernel: no "${from}"`);
     }
     code = code.replace(from, to);
   }
@@ -155,7 +156,7 @@ export function dispatchMatmul(
   if (options.xT) constants.X_T = 1;
   if (options.wT) constants.W_T = 1;
   const loads = options.loads ?? "auto";
-  if (kernel === "tile128" && loads !== "scalar") {
+  if ((kernel === "tile128" || kernel === "tile64") && loads !== "scalar") {
     const v = vec4Operands(params, options);
     if (v.x) constants.XV = 1;
     if (v.w) constants.WV = 1;

@@ -4,8 +4,8 @@
 // with poisoned outputs, in all its variants: forward, d x (W_T), d w (X_T + W_T), strided views
 // with column offsets, accumulate with a scale, and f16 weights. Tolerances: f32 accumulation of
 // K products, relative error ~ sqrt(K)·2^-24; 1e-5 for K ≤ 10^4 (as matmul_test.ts), 1e-4 for
-// K = 151,936. The kernel reads an operand as vec4s where its layout allows ("auto"); the vec4,
-// 4-scalar and scalar reads are each forced on aligned and unaligned shapes.
+// K = 151,936. Both tile kernels read an operand as vec4s where its layout allows ("auto"); the
+// vec4, 4-scalar and scalar reads are each forced on aligned and unaligned shapes.
 import assert from "node:assert/strict";
 import {
   assertClose,
@@ -118,29 +118,32 @@ const VEC4_SHAPES: [number, number, number][] = [
 ];
 
 Deno.test({
-  name: "encodeMatmul() with tile128 matches f64 with vec4, 4-scalar and scalar global reads",
+  name: "encodeMatmul() with tile64 and tile128 matches f64 with vec4, 4-scalar and scalar reads",
   ignore: noGpu,
   async fn() {
     const ctx = (await testContext())!;
-    for (const loads of ["auto", "vec4Split", "scalar"] as const) {
-      for (const [m, n, k] of VEC4_SHAPES) {
-        const x = randomArray(m * k, m * 7 + k);
-        const w = randomArray(n * k, n * 5 + k);
-        const y = poisoned(ctx, m * n, "y");
-        const xb = ctx.upload(x, "x");
-        const wb = ctx.upload(w, "w");
-        const enc = recordPass(
-          ctx,
-          (pass) => encodeMatmul(ctx, pass, { x: xb, w: wb, y, m, n, k, kernel: "tile128", loads }),
-        );
-        const got = await readFloats(ctx, y, m * n, enc);
-        const err = assertClose(got, matmulRef(x, w, [m, n, k]), TOL, `${loads} ${m}x${n}x${k}`);
-        console.log(`tile128 ${loads} ${m}x${n}x${k}: rel err ${err.toExponential(2)}`);
-        for (const b of [xb, wb, y]) ctx.release(b);
+    for (const kernel of ["tile64", "tile128"] as const) {
+      for (const loads of ["auto", "vec4Split", "scalar"] as const) {
+        for (const [m, n, k] of VEC4_SHAPES) {
+          const x = randomArray(m * k, m * 7 + k);
+          const w = randomArray(n * k, n * 5 + k);
+          const y = poisoned(ctx, m * n, "y");
+          const xb = ctx.upload(x, "x");
+          const wb = ctx.upload(w, "w");
+          const enc = recordPass(
+            ctx,
+            (pass) => encodeMatmul(ctx, pass, { x: xb, w: wb, y, m, n, k, kernel, loads }),
+          );
+          const got = await readFloats(ctx, y, m * n, enc);
+          const tag = `${kernel} ${loads} ${m}x${n}x${k}`;
+          const err = assertClose(got, matmulRef(x, w, [m, n, k]), TOL, tag);
+          console.log(`${tag}: rel err ${err.toExponential(2)}`);
+          for (const b of [xb, wb, y]) ctx.release(b);
+        }
+        await checkBackward(kernel, VEC4_SHAPES, TOL, loads);
+        // x rows of stride 28 (aligned), y columns 5.. of rows of 140.
+        await checkAccumulate(kernel, [132, 133, 20, 28, 140, 5], TOL, loads);
       }
-      await checkBackward("tile128", VEC4_SHAPES, TOL, loads);
-      // x rows of stride 28 (aligned), y columns 5.. of rows of 140.
-      await checkAccumulate("tile128", [132, 133, 20, 28, 140, 5], TOL, loads);
     }
   },
 });
