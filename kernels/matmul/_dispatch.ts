@@ -1,8 +1,8 @@
 // Private: the one place that picks the matmul kernel for a product and records it. Both
 // launchers (matmul.ts, matmul_backward.ts) call it with the Params of matmul.wgsl, which
 // matmul_128.wgsl and matmul_small_k.wgsl share: one thread per output for a short K and few
-// rows; 128x128 tiles with 8x8 outputs per thread when both M and N fill at least one such tile;
-// else the 64x64 tiles of matmul.wgsl (4x4 per thread), which waste less on small products.
+// rows; 128x128 tiles with 8x8 outputs per thread when both M and N are >= 32 (on llvmpipe they
+// beat the 64x64 tiles even mostly empty); else the 64x64 tiles of matmul.wgsl (4x4 per thread).
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { f16Weights } from "../_f16.ts";
@@ -43,20 +43,26 @@ export const SMALL_K_MAX = 32;
 /** The most output rows for which "auto" takes the one-thread-per-output kernel. */
 export const SMALL_K_ROWS = 16;
 
+/** The fewest output rows and columns for which "auto" takes the 128×128 tiles. */
+export const TILE128_MIN = 32;
+
 /**
  * The matmul kernel that `kernel: "auto"` records for an `[m, n]` output summing over `k`: one
  * thread per output (`"smallK"`) when `k ≤ 32` and `m ≤ 16` (LoRA B in a decode step), else the
- * 128×128-tile one when both output sides fill at least one tile, else the 64×64-tile one.
+ * 128×128-tile one when both output sides are ≥ 32, else the 64×64-tile one. (On llvmpipe the
+ * 128×128 tiles ran 1.1× (64×64×1024) to 4× (32×3072×1024) faster than the 64×64 ones even when
+ * they are mostly padding; docs/perf.md. A GPU, with more cores than workgroups at these sizes,
+ * may want another threshold: unmeasured.)
  *
  * @param m Output rows (of `y`, `dx` or `dw`).
  * @param n Output columns.
  * @param k Inner dimension.
  * @returns `"smallK"`, `"tile128"` or `"tile64"`.
  *
- * @example A Qwen3-0.6B MLP projection over 512 tokens, and a 64-token one
+ * @example A Qwen3-0.6B MLP projection over 512 tokens, and a rank-16 LoRA A over 512 tokens
  * ```ts
  * import { pickMatmulKernel } from "./matmul.ts";
- * console.log(pickMatmulKernel(512, 3072, 1024), pickMatmulKernel(64, 3072, 1024)); // tile128 tile64
+ * console.log(pickMatmulKernel(512, 3072, 1024), pickMatmulKernel(512, 16, 1024)); // tile128 tile64
  * ```
  */
 export function pickMatmulKernel(
@@ -65,7 +71,7 @@ export function pickMatmulKernel(
   k: number,
 ): "tile64" | "tile128" | "smallK" {
   if (k <= SMALL_K_MAX && m <= SMALL_K_ROWS) return "smallK";
-  return m >= 128 && n >= 128 ? "tile128" : "tile64";
+  return m >= TILE128_MIN && n >= TILE128_MIN ? "tile128" : "tile64";
 }
 
 /**

@@ -43,9 +43,9 @@ export interface MatmulArgs {
    */
   kernel?: MatmulKernel;
   /**
-   * Global reads of the tile kernels (64×64 and 128×128): `"auto"` (default: vec4 reads of each operand whose
-   * inner dimension, row stride and column offset are multiples of 4, else scalar), `"scalar"`,
-   * or `"vec4Split"` (benchmarks: the vec4 pattern as 4 scalar reads). Same product.
+   * Global reads of the tile kernels (64×64 and 128×128): `"auto"` (default: vec4 reads of each
+   * operand whose inner dimension, row stride and column offset are multiples of 4, else scalar),
+   * `"scalar"`, or `"vec4Split"` (benchmarks: the vec4 pattern as 4 scalar reads). Same product.
    */
   loads?: MatmulLoads;
 }

@@ -8,7 +8,7 @@
 // consecutive k of one row, or, transposed, 4 consecutive rows of one k), when every such vec4 is
 // aligned (the launcher checks, as for matmul_128.wgsl, and rebinds the operand as array<vec4f>
 // by swapping the x4 / w4 helpers); else scalar, consecutive threads at consecutive addresses.
-// Any M, N, K (bounds-checked loads and stores). Outputs with M and N >= 128 get matmul_128.wgsl
+// Any M, N, K (bounds-checked loads and stores). Outputs with M and N >= 32 get matmul_128.wgsl
 // (128x128 tiles, 8x8 per thread) instead: the launchers pick through _dispatch.ts.
 // Reads x, w (and y when accumulating); writes y. Tolerance vs f64 reference: rel 1e-5 (f32).
 struct Params {

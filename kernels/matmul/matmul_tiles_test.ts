@@ -38,11 +38,13 @@ const SHAPES: [number, number, number][] = [
   [200, 131, 1000],
 ];
 
-Deno.test("pickMatmulKernel() takes 128x128 tiles only when both output sides fill one", () => {
+Deno.test("pickMatmulKernel() takes 128x128 tiles when both output sides are >= 32", () => {
   assert.equal(pickMatmulKernel(128, 128, 64), "tile128");
   assert.equal(pickMatmulKernel(4096, 3072, 1024), "tile128");
-  assert.equal(pickMatmulKernel(127, 4096, 1024), "tile64");
-  assert.equal(pickMatmulKernel(4096, 64, 1024), "tile64");
+  assert.equal(pickMatmulKernel(32, 4096, 1024), "tile128");
+  assert.equal(pickMatmulKernel(4096, 32, 1024), "tile128");
+  assert.equal(pickMatmulKernel(31, 4096, 1024), "tile64");
+  assert.equal(pickMatmulKernel(4096, 16, 1024), "tile64");
   assert.equal(pickMatmulKernel(1, 1, 33), "tile64");
   // A short inner dimension with few rows (LoRA B in decode): one thread per output.
   assert.equal(pickMatmulKernel(1, 1024, 16), "smallK");
