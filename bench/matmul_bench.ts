@@ -1,7 +1,8 @@
 // Matmul kernel throughput (GFLOP/s), every kernel forced in one run.
 // GEMM rows (op y, dx, dw) at square sizes and Qwen3-0.6B-like shapes (hidden 1024, MLP 3072):
-// the 64x64-tile kernel (matmul.wgsl, the baseline), the 128x128-tile one (matmul_128.wgsl)
-// with scalar global reads, with its vec4 reads split into 4 scalar reads of the f32 binding
+// the 64x64-tile kernel (matmul.wgsl) with scalar global reads (the baseline) and with vec4
+// reads (its "auto" on these aligned shapes), the 128x128-tile one (matmul_128.wgsl) with scalar
+// global reads, with its vec4 reads split into 4 scalar reads of the f32 binding
 // ("vec4Split"), and with vec4 reads of array<vec4f> bindings (its "auto" on these aligned
 // shapes); a short K (LoRA B in decode) is compared with the one-thread-per-output kernel.
 // Decode rows (op mv: m = 1..32 rows, the LM head, LoRA A and B): the scalar matvec (matvec.wgsl,
@@ -50,6 +51,8 @@ const shapes: [Op, number, number, number][] = benchFull()
     ["dx", 256, 3072, 1024],
     ["dw", 256, 3072, 1024],
     ["y", 64, 3072, 1024],
+    ["y", 32, 3072, 1024],
+    ["y", 1024, 64, 1024],
     ["y", 1, 1024, 16],
     ["y", 8, 3072, 16],
   ];
@@ -84,12 +87,13 @@ function variantsOf(op: Op, m: number, n: number, k: number): Variant[] {
   }
   if (k <= 32) {
     return [
-      { name: "tile64", kind: "matmul", kernel: "tile64" },
+      { name: "tile64 scalar", kind: "matmul", kernel: "tile64", loads: "scalar" },
       { name: "smallK", kind: "matmul", kernel: "smallK" },
     ];
   }
   return [
-    { name: "tile64", kind: "matmul", kernel: "tile64" },
+    { name: "tile64 scalar", kind: "matmul", kernel: "tile64", loads: "scalar" },
+    { name: "tile64 vec4", kind: "matmul", kernel: "tile64", loads: "auto" },
     { name: "tile128 scalar", kind: "matmul", kernel: "tile128", loads: "scalar" },
     { name: "tile128 vec4Split", kind: "matmul", kernel: "tile128", loads: "vec4Split" },
     { name: "tile128 vec4", kind: "matmul", kernel: "tile128", loads: "auto" },
@@ -181,7 +185,7 @@ addEventListener("unload", () => {
         got.push(g);
       }
       if (got.length === 0) continue;
-      // Decode: the vec4 matvec over the scalar one; GEMM: the last kernel over tile64.
+      // Decode: the vec4 matvec over the scalar one; GEMM: the last kernel over the scalar tile64.
       const ratio = op === "mv" ? got[1] / got[0] : got[got.length - 1] / got[0];
       console.log(`| ${shape} | ${cells.join(" | ")} | ${ratio.toFixed(2)}× |`);
     }
@@ -190,7 +194,7 @@ addEventListener("unload", () => {
   for (const [op, m, n, k] of shapes) {
     const [pm, pn, pk] = op === "y" ? [m, n, k] : op === "dx" ? [m, k, n] : [n, k, m];
     const kernel = pickMatmulKernel(pm, pn, pk);
-    const name = kernel === "tile128" ? "tile128 vec4" : kernel;
+    const name = kernel === "smallK" ? kernel : `${kernel} vec4`;
     const g = best.get(`${op} ${m}x${n}x${k} ${name}`);
     if (g === undefined) continue;
     console.log(
