@@ -78,7 +78,8 @@ type Variant =
 
 function variantsOf(op: Op, m: number, n: number, k: number): Variant[] {
   if (op === "mv") {
-    const tiles = pickMatmulKernel(m, n, k);
+    // What "auto" took before the matvec: one thread per output, or the tiles.
+    const tiles = k <= 32 && m <= 16 ? "smallK" : m >= 32 && n >= 32 ? "tile128" : "tile64";
     return [
       { name: "matvec scalar", kind: "matvec", kernel: "scalar" },
       { name: `matvec vec4 TK ${pickMatvecSplit(m, n, k)}`, kind: "matvec", kernel: "vec4" },
@@ -89,6 +90,7 @@ function variantsOf(op: Op, m: number, n: number, k: number): Variant[] {
     return [
       { name: "tile64 scalar", kind: "matmul", kernel: "tile64", loads: "scalar" },
       { name: "smallK", kind: "matmul", kernel: "smallK" },
+      { name: "matvec", kind: "matmul", kernel: "matvec" },
     ];
   }
   return [
@@ -180,7 +182,7 @@ addEventListener("unload", () => {
         const g = best.get(`${shape} ${v.name}`);
         if (g === undefined) continue;
         let i = names.indexOf(v.name.replace(/ TK.*/, ""));
-        if (i < 0) i = names.length - 1;
+        if (i < 0) i = cells.findIndex((c, j) => j > 0 && c === "–");
         cells[i] = g.toFixed(3) + (v.name === names[i] ? "" : ` (${v.name})`);
         got.push(g);
       }
@@ -194,7 +196,7 @@ addEventListener("unload", () => {
   for (const [op, m, n, k] of shapes) {
     const [pm, pn, pk] = op === "y" ? [m, n, k] : op === "dx" ? [m, k, n] : [n, k, m];
     const kernel = pickMatmulKernel(pm, pn, pk);
-    const name = kernel === "smallK" ? kernel : `${kernel} vec4`;
+    const name = kernel === "smallK" || kernel === "matvec" ? kernel : `${kernel} vec4`;
     const g = best.get(`${op} ${m}x${n}x${k} ${name}`);
     if (g === undefined) continue;
     console.log(

@@ -1,17 +1,18 @@
 // Private: the one place that picks the matmul kernel for a product and records it. Both
 // launchers (matmul.ts, matmul_backward.ts) call it with the Params of matmul.wgsl, which
-// matmul_128.wgsl and matmul_small_k.wgsl share: one thread per output for a short K and few
-// rows; 128x128 tiles with 8x8 outputs per thread when both M and N are >= 32 (on llvmpipe they
+// matmul_128.wgsl and matmul_small_k.wgsl share: the vec4 matvec of kernels/matvec for <= 32 rows
+// (aligned, untransposed operands); one thread per output for a short K and few rows; 128x128 tiles with 8x8 outputs per thread when both M and N are >= 32 (on llvmpipe they
 // beat the 64x64 tiles even mostly empty); else the 64x64 tiles of matmul.wgsl (4x4 per thread).
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { f16Weights } from "../_f16.ts";
+import { encodeMatvec } from "../matvec/matvec.ts";
 import code64 from "./matmul.wgsl" with { type: "text" };
 import code128 from "./matmul_128.wgsl" with { type: "text" };
 import codeSmallK from "./matmul_small_k.wgsl" with { type: "text" };
 
 /** Which matmul kernel to record: chosen by shape ("auto"), or forced (tests, benchmarks). */
-export type MatmulKernel = "auto" | "tile64" | "tile128" | "smallK";
+export type MatmulKernel = "auto" | "tile64" | "tile128" | "smallK" | "matvec";
 
 /** The uniform fields of matmul.wgsl (and matmul_128.wgsl), by name. */
 export interface MatmulParams {
@@ -45,31 +46,44 @@ export const SMALL_K_ROWS = 16;
 
 /** The fewest output rows and columns for which "auto" takes the 128×128 tiles. */
 export const TILE128_MIN = 32;
+/** The most output rows for which "auto" takes the vec4 matvec kernel (k % 4 == 0). */
+export const MATVEC_ROWS = 32;
 
 /**
- * The matmul kernel that `kernel: "auto"` records for an `[m, n]` output summing over `k`: one
- * thread per output (`"smallK"`) when `k ≤ 32` and `m ≤ 16` (LoRA B in a decode step), else the
- * 128×128-tile one when both output sides are ≥ 32, else the 64×64-tile one. (On llvmpipe the
- * 128×128 tiles ran 1.1× (64×64×1024) to 4× (32×3072×1024) faster than the 64×64 ones even when
- * they are mostly padding; docs/perf.md. A GPU, with more cores than workgroups at these sizes,
- * may want another threshold: unmeasured.)
+ * The matmul kernel that `kernel: "auto"` records for an `[m, n]` output summing over `k`: the
+ * vec4 matvec of kernels/matvec (`"matvec"`, 4 columns × up to 8 rows per thread in registers)
+ * when `m ≤ 32` and `k % 4 == 0` (LoRA B and other products of a decode step; only untransposed
+ * operands with aligned rows, else the next choice); else one thread per output (`"smallK"`)
+ * when `k ≤ 32` and `m ≤ 16`; else the 128×128-tile one when both output sides are ≥ 32; else
+ * the 64×64-tile one. (On llvmpipe the matvec ran 1.7× the one-thread-per-output kernel at
+ * k = 16 and 5× the tiles at 32 rows, and the 128×128 tiles 1.1× (64×64×1024) to 4×
+ * (32×3072×1024) the 64×64 ones even when mostly padding; docs/perf.md. A GPU, with more cores
+ * than workgroups at these sizes, may want other thresholds: unmeasured.)
  *
  * @param m Output rows (of `y`, `dx` or `dw`).
  * @param n Output columns.
  * @param k Inner dimension.
- * @returns `"smallK"`, `"tile128"` or `"tile64"`.
+ * @returns `"matvec"`, `"smallK"`, `"tile128"` or `"tile64"`.
  *
- * @example A Qwen3-0.6B MLP projection over 512 tokens, and a rank-16 LoRA A over 512 tokens
+ * @example A Qwen3-0.6B MLP projection over 512 tokens, a rank-16 LoRA A over 512 tokens, and a
+ * LoRA B of rank 16 in a decode step
  * ```ts
  * import { pickMatmulKernel } from "./matmul.ts";
  * console.log(pickMatmulKernel(512, 3072, 1024), pickMatmulKernel(512, 16, 1024)); // tile128 tile64
+ * console.log(pickMatmulKernel(1, 3072, 16)); // matvec
  * ```
  */
 export function pickMatmulKernel(
   m: number,
   n: number,
   k: number,
-): "tile64" | "tile128" | "smallK" {
+): "tile64" | "tile128" | "smallK" | "matvec" {
+  if (m <= MATVEC_ROWS && k % 4 === 0) return "matvec";
+  return pickTiles(m, n, k);
+}
+
+// The choice of pickMatmulKernel without the matvec.
+function pickTiles(m: number, n: number, k: number): "tile64" | "tile128" | "smallK" {
   if (k <= SMALL_K_MAX && m <= SMALL_K_ROWS) return "smallK";
   return m >= TILE128_MIN && n >= TILE128_MIN ? "tile128" : "tile64";
 }
@@ -147,6 +161,43 @@ export function dispatchMatmul(
 ): void {
   let kernel = options.kernel ?? "auto";
   if (kernel === "auto") kernel = pickMatmulKernel(params.M, params.N, params.K);
+  if (kernel === "matvec") {
+    // The matvec reads w as contiguous [N, K] rows and x's rows as vec4s.
+    const ok = !options.xT && !options.wT && params.ldw === params.K && params.w_col === 0 &&
+      vec4Operands(params, options).x;
+    if (ok) {
+      const [x, w, y] = bindings;
+      encodeMatvec(ctx, pass, {
+        x,
+        w,
+        y,
+        m: params.M,
+        n: params.N,
+        k: params.K,
+        ldx: params.ldx,
+        xCol: params.x_col,
+        ldy: params.ldy,
+        yCol: params.y_col,
+        accumulate: params.accumulate,
+        alpha: params.alpha,
+        wF16: options.wF16,
+        kernel: "vec4",
+        // No K split: each output is summed in k order with one fma per k, rounding exactly as
+        // the tile kernels (training's forward and backward stay consistent).
+        splitK: 1,
+      });
+      return;
+    }
+    if (options.kernel === "matvec") {
+      throw new RangeError(
+        `Cannot record matmul with the matvec kernel: it needs untransposed operands, K, the ` +
+          `row stride and column of x multiples of 4 and w contiguous: current values are ` +
+          `xT ${options.xT ?? false}, wT ${options.wT ?? false}, K ${params.K}, ldx ` +
+          `${params.ldx}, x_col ${params.x_col}, ldw ${params.ldw}, w_col ${params.w_col}`,
+      );
+    }
+    kernel = pickTiles(params.M, params.N, params.K);
+  }
   if (kernel === "smallK" && params.K > SMALL_K_MAX) {
     throw new RangeError(
       `Cannot record matmul with the small-K kernel: K must be <= ${SMALL_K_MAX}: current ` +

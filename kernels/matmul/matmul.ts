@@ -38,8 +38,9 @@ export interface MatmulArgs {
   wF16?: boolean;
   /**
    * Kernel: `"auto"` (default) picks by shape (see {@linkcode pickMatmulKernel}); `"tile64"`,
-   * `"tile128"` (8×8 outputs per thread) or `"smallK"` (one thread per output, `k ≤ 32`) force
-   * one (tests, benchmarks). All compute the same product.
+   * `"tile128"` (8×8 outputs per thread), `"smallK"` (one thread per output, `k ≤ 32`) or
+   * `"matvec"` (kernels/matvec's vec4 one: `k`, `ldx` multiples of 4) force one (tests,
+   * benchmarks). All compute the same product.
    */
   kernel?: MatmulKernel;
   /**

@@ -5,7 +5,8 @@
 // with column offsets, accumulate with a scale, and f16 weights. Tolerances: f32 accumulation of
 // K products, relative error ~ sqrt(K)·2^-24; 1e-5 for K ≤ 10^4 (as matmul_test.ts), 1e-4 for
 // K = 151,936. Both tile kernels read an operand as vec4s where its layout allows ("auto"); the
-// vec4, 4-scalar and scalar reads are each forced on aligned and unaligned shapes.
+// vec4, 4-scalar and scalar reads are each forced on aligned and unaligned shapes. "auto" takes
+// the vec4 matvec (kernels/matvec) for <= 32 rows: its route, fallback and refusal are tested here.
 import assert from "node:assert/strict";
 import {
   assertClose,
@@ -38,19 +39,51 @@ const SHAPES: [number, number, number][] = [
   [200, 131, 1000],
 ];
 
-Deno.test("pickMatmulKernel() takes 128x128 tiles when both output sides are >= 32", () => {
+Deno.test("pickMatmulKernel() takes the matvec up to 32 rows, then 128x128 tiles from 32", () => {
   assert.equal(pickMatmulKernel(128, 128, 64), "tile128");
   assert.equal(pickMatmulKernel(4096, 3072, 1024), "tile128");
-  assert.equal(pickMatmulKernel(32, 4096, 1024), "tile128");
+  assert.equal(pickMatmulKernel(33, 4096, 1024), "tile128");
   assert.equal(pickMatmulKernel(4096, 32, 1024), "tile128");
-  assert.equal(pickMatmulKernel(31, 4096, 1024), "tile64");
+  assert.equal(pickMatmulKernel(31, 4096, 1023), "tile64");
   assert.equal(pickMatmulKernel(4096, 16, 1024), "tile64");
   assert.equal(pickMatmulKernel(1, 1, 33), "tile64");
-  // A short inner dimension with few rows (LoRA B in decode): one thread per output.
-  assert.equal(pickMatmulKernel(1, 1024, 16), "smallK");
-  assert.equal(pickMatmulKernel(16, 3072, 32), "smallK");
-  assert.equal(pickMatmulKernel(17, 3072, 32), "tile64");
+  // A short inner dimension with few rows (LoRA B in decode): the vec4 matvec when k % 4 == 0,
+  // else one thread per output.
+  assert.equal(pickMatmulKernel(1, 1024, 16), "matvec");
+  assert.equal(pickMatmulKernel(32, 3072, 1024), "matvec");
+  assert.equal(pickMatmulKernel(16, 3072, 30), "smallK");
+  assert.equal(pickMatmulKernel(17, 3072, 30), "tile64");
   assert.equal(pickMatmulKernel(4096, 3072, 16), "tile128");
+});
+
+Deno.test({
+  name: "encodeMatmul() with the matvec kernel: strided, scaled accumulate; falls back or refuses",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    // x rows of stride 28 (aligned), y columns 5.. of rows of 140, y += 0.5 · x · wᵀ.
+    await checkAccumulate("matvec", [13, 133, 20, 28, 140, 5], TOL);
+    await checkAccumulate("matvec", [1, 300, 64, 64, 300, 0], TOL);
+    // "auto" with an unaligned row stride takes the next kernel (smallK here); forced, it throws.
+    await checkAccumulate("auto", [13, 133, 20, 30, 140, 5], TOL);
+    assert.throws(
+      () =>
+        recordPass(ctx, (pass) =>
+          encodeMatmul(ctx, pass, {
+            x: ctx.createBuffer(13 * 30 * 4, "x"),
+            w: ctx.createBuffer(133 * 20 * 4, "w"),
+            y: ctx.createBuffer(13 * 133 * 4, "y"),
+            m: 13,
+            n: 133,
+            k: 20,
+            ldx: 30,
+            kernel: "matvec",
+          })),
+      /Cannot record matmul with the matvec kernel: .* ldx 30,/,
+    );
+    // The backward's products have transposed operands: "auto" falls back to the tiles.
+    await checkBackward("auto", [[4, 8, 12], [3, 130, 44]], TOL);
+  },
 });
 
 Deno.test({

@@ -22,7 +22,7 @@ export type MatvecKernel = "auto" | "scalar" | "vec4";
 
 /** Arguments of {@linkcode encodeMatvec}. */
 export interface MatvecArgs {
-  /** Left operand `[m, k]`. */
+  /** Left operand `[m, k]` (row stride `ldx`, from column `xCol`). */
   x: Binding;
   /** Right operand `[n, k]`, row-major (PyTorch's `[out, in]` weight). */
   w: Binding;
@@ -34,12 +34,18 @@ export interface MatvecArgs {
   n: number;
   /** Inner dimension. */
   k: number;
+  /** Row stride of `x`; default `k`. Other than `k`: the vec4 kernel only (a multiple of 4). */
+  ldx?: number;
+  /** First column of `x`; default 0. Other than 0: the vec4 kernel only (a multiple of 4). */
+  xCol?: number;
   /** Row stride of `y`; default `n`. */
   ldy?: number;
   /** First output column; default 0. */
   yCol?: number;
   /** Add to `y` instead of overwriting it; default false. */
   accumulate?: boolean;
+  /** Scale of the product; default 1. Other than 1: the vec4 kernel only. */
+  alpha?: number;
   /** `w` holds f16 values (2 bytes each; the device needs "shader-f16"); default f32. */
   wF16?: boolean;
   /** Kernel (tests, benchmarks); default `"auto"`, see {@linkcode MatvecKernel}. */
@@ -107,11 +113,22 @@ export function encodeMatvec(
 ): void {
   const { m, n, k } = args;
   const mb = Math.min(8, 2 ** Math.ceil(Math.log2(Math.max(1, m))));
+  const ldx = args.ldx ?? k;
+  const xCol = args.xCol ?? 0;
+  const alpha = args.alpha ?? 1;
   const kernel = args.kernel ?? "auto";
-  const vec4 = kernel === "vec4" || (kernel === "auto" && k % 4 === 0);
-  if (vec4 && k % 4 !== 0) {
+  const aligned = k % 4 === 0 && ldx % 4 === 0 && xCol % 4 === 0;
+  const vec4 = kernel === "vec4" || (kernel === "auto" && aligned);
+  if (vec4 && !aligned) {
     throw new RangeError(
-      `Cannot record matvec with the vec4 kernel: k must be a multiple of 4: current value is ${k}`,
+      `Cannot record matvec with the vec4 kernel: k, ldx and xCol must be multiples of 4: ` +
+        `current values are ${k}, ${ldx}, ${xCol}`,
+    );
+  }
+  if (!vec4 && (ldx !== k || xCol !== 0 || alpha !== 1)) {
+    throw new RangeError(
+      `Cannot record matvec with the scalar kernel (k, ldx or xCol not a multiple of 4): it ` +
+        `takes no "ldx", "xCol" or "alpha": current values are ${ldx}, ${xCol}, ${alpha}`,
     );
   }
   const tk = vec4 ? args.splitK ?? pickMatvecSplit(m, n, k) : 1;
@@ -123,7 +140,13 @@ export function encodeMatvec(
   const blocks = vec4 ? Math.ceil(n / colsPerGroup(tk)) : Math.ceil(n / 4);
   const ldy = args.ldy ?? n;
   const yCol = args.yCol ?? 0;
-  checkSize("matvec", "x", args.x, m * k, `[m, k] = [${m}, ${k}]`);
+  checkSize(
+    "matvec",
+    "x",
+    args.x,
+    strided(m, ldx, xCol, k),
+    `[m, k] = [${m}, ${k}] at column ${xCol}, row stride ${ldx}`,
+  );
   if (args.wF16) checkF16(ctx, "matvec");
   checkSize("matvec", "w", args.w, weightWords(n * k, args.wF16), `[n, k] = [${n}, ${k}]`);
   checkSize(
@@ -148,15 +171,31 @@ export function encodeMatvec(
       pipeline,
       [args.x, args.w, args.y],
       [Math.min(limit, blocks - b0), Math.ceil(m / mb), 1],
-      packUniform(layout, {
-        M: m,
-        N: n,
-        ...(vec4 ? { K4: k / 4 } : { K: k }),
-        ldy,
-        y_col: yCol,
-        accumulate: args.accumulate ?? false,
-        n_block0: b0,
-      }),
+      packUniform(
+        layout,
+        vec4
+          ? {
+            M: m,
+            N: n,
+            K4: k / 4,
+            ldx4: ldx / 4,
+            x_col4: xCol / 4,
+            ldy,
+            y_col: yCol,
+            accumulate: args.accumulate ?? false,
+            alpha,
+            n_block0: b0,
+          }
+          : {
+            M: m,
+            N: n,
+            K: k,
+            ldy,
+            y_col: yCol,
+            accumulate: args.accumulate ?? false,
+            n_block0: b0,
+          },
+      ),
     );
   }
 }

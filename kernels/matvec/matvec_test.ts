@@ -109,7 +109,7 @@ Deno.test({
             k: 6,
             kernel: "vec4",
           })),
-      /k must be a multiple of 4: current value is 6/,
+      /k, ldx and xCol must be multiples of 4: current values are 6, 6, 0/,
     );
   },
 });
@@ -194,6 +194,59 @@ async function accumulate(kernel: MatvecKernel): Promise<void> {
   }
   assertClose(got, want, TOL, `matvec ${kernel} accumulate`);
 }
+
+Deno.test({
+  name: "encodeMatvec() vec4 kernel reads a strided x view and scales the product",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    // x: columns 8 .. 8 + 44 of rows of 60; y = 0.25 · x · wᵀ, poisoned.
+    const [m, n, k, ldx, xCol, alpha] = [11, 37, 44, 60, 8, 0.25];
+    const xFull = randomArray(m * ldx, 7);
+    const w = randomArray(n * k, 8);
+    const y = poisoned(ctx, m * n, "y");
+    const enc = recordPass(ctx, (pass) =>
+      encodeMatvec(ctx, pass, {
+        x: ctx.upload(xFull, "x"),
+        w: ctx.upload(w, "w"),
+        y,
+        m,
+        n,
+        k,
+        ldx,
+        xCol,
+        alpha,
+        splitK: 2,
+      }));
+    const xs = new Float64Array(m * k);
+    for (let i = 0; i < m; i++) {
+      for (let t = 0; t < k; t++) xs[i * k + t] = xFull[i * ldx + xCol + t];
+    }
+    assertClose(
+      await readFloats(ctx, y, m * n, enc),
+      matmulRef(xs, w, [m, n, k], { alpha }),
+      TOL,
+      "matvec vec4 strided x",
+    );
+    assert.throws(
+      () =>
+        recordPass(
+          ctx,
+          (pass) =>
+            encodeMatvec(ctx, pass, {
+              x: ctx.upload(xFull, "x"),
+              w: y,
+              y,
+              m: 1,
+              n: 1,
+              k: 3,
+              alpha,
+            }),
+        ),
+      /scalar kernel .* takes no "ldx", "xCol" or "alpha"/,
+    );
+  },
+});
 
 Deno.test({
   name: "encodeMatvec() slices a grid wider than the device's workgroup limit",
