@@ -113,10 +113,10 @@ export interface LayerActivationBuffers {
 
 /**
  * Whether `m` rows through a `k`-deep projection run as a skinny matmul (kernels/matvec) rather
- * than 64×64 tiles: up to 32 rows, any `k`. With `k % 4 == 0` the vec4 matvec keeps 4 columns × 8
- * rows per thread in registers; on llvmpipe it ran 7-10 GFLOP/s at 1-32 rows against the 64×64
- * tiles' ≤ 1 (docs/perf.md, "Decode GEMV"). For `k % 4 != 0` (the scalar matvec) the old rule
- * holds: ≤ 4 rows, or ≤ 32 rows with `k ≥ 64·m`.
+ * than tiles: up to 32 rows when `k % 4 == 0`, where the vec4 matvec keeps 4 columns × 8 rows per
+ * thread in registers (on llvmpipe 4-15 GFLOP/s at 1-32 rows against ≤ 2.7 for the tiles:
+ * docs/perf.md, "Matmul: vec4 global reads, and the decode GEMV"); else (the scalar matvec) the
+ * old rule: ≤ 4 rows, or ≤ 32 rows with `k ≥ 64·m`.
  */
 function skinny(m: number, k: number): boolean {
   return m <= 4 || (m <= 32 && (k % 4 === 0 || m * 64 <= k));
