@@ -1,20 +1,33 @@
-// Matmul kernel throughput (GFLOP/s), the 64x64-tile kernel (matmul.wgsl, the baseline) against
-// the 128x128-tile one (matmul_128.wgsl), at square sizes and Qwen3-0.6B-like shapes (hidden
-// 1024, MLP 3072): the forward y = x · wᵀ and the backward's d x = dy · w and d w = dyᵀ · x.
+// Matmul kernel throughput (GFLOP/s), every kernel forced in one run.
+// GEMM rows (op y, dx, dw) at square sizes and Qwen3-0.6B-like shapes (hidden 1024, MLP 3072):
+// the 64x64-tile kernel (matmul.wgsl) with scalar global reads (the baseline) and with vec4
+// reads (its "auto" on these aligned shapes), the 128x128-tile one (matmul_128.wgsl) with scalar
+// global reads, with its vec4 reads split into 4 scalar reads of the f32 binding
+// ("vec4Split"), and with vec4 reads of array<vec4f> bindings (its "auto" on these aligned
+// shapes); a short K (LoRA B in decode) is compared with the one-thread-per-output kernel.
+// Decode rows (op mv: m = 1..32 rows, the LM head, LoRA A and B): the scalar matvec (matvec.wgsl,
+// the baseline), the vec4 one (matvec_vec4.wgsl, its "auto" K split), and the tiles "auto" would
+// take without the skinny path; the LM head's 151,936 rows run as row blocks that fit a binding.
 // Each iteration records REPS dispatches into one pass and waits once, so Deno's ≥10 ms
 // readback does not dominate; a summary with GFLOP/s per shape, kernel and adapter is printed at
 // the end.
 //   deno task bench bench/matmul_bench.ts          (HALO_BENCH_FULL=1: GPU-sized shapes)
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
-import { encodeMatmul, type MatmulKernel, pickMatmulKernel } from "../kernels/matmul/matmul.ts";
+import {
+  encodeMatmul,
+  type MatmulKernel,
+  type MatmulLoads,
+  pickMatmulKernel,
+} from "../kernels/matmul/matmul.ts";
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
+import { encodeMatvec, pickMatvecSplit } from "../kernels/matvec/matvec.ts";
 import { benchFull } from "./random_model.ts";
 
 const ctx = new GpuContext(await createGpu());
 console.log(`adapter: ${ctx.gpu.description}`);
 
-type Op = "y" | "dx" | "dw";
+type Op = "y" | "dx" | "dw" | "mv";
 // [op, m (tokens), n (out features), k (in features)]; FLOPs 2·m·n·k for each op.
 const shapes: [Op, number, number, number][] = benchFull()
   ? [
@@ -38,40 +51,106 @@ const shapes: [Op, number, number, number][] = benchFull()
     ["dx", 256, 3072, 1024],
     ["dw", 256, 3072, 1024],
     ["y", 64, 3072, 1024],
+    ["y", 32, 3072, 1024],
+    ["y", 1024, 64, 1024],
     ["y", 1, 1024, 16],
     ["y", 8, 3072, 16],
   ];
+// Decode steps (Qwen3-0.6B): gate/up, down, a few and 32 rows, LoRA A (rank 16), the LM head,
+// LoRA B of rank 16 and 64.
+const decode: [Op, number, number, number][] = [
+  ["mv", 1, 3072, 1024],
+  ["mv", 1, 1024, 3072],
+  ["mv", 4, 2048, 1024],
+  ["mv", 16, 3072, 1024],
+  ["mv", 32, 1024, 3072],
+  ["mv", 32, 3072, 1024],
+  ["mv", 1, 16, 1024],
+  ["mv", 1, 151936, 1024],
+  ["mv", 1, 3072, 16],
+  ["mv", 1, 3072, 64],
+];
 
-// The 64x64-tile kernel is the baseline of each shape; a short K (LoRA B in decode) is compared
-// with the one-thread-per-output kernel instead of the 128x128 tiles.
-const kernelsOf = (k: number): Exclude<MatmulKernel, "auto">[] =>
-  k <= 32 ? ["tile64", "smallK"] : ["tile64", "tile128"];
+/** A benchmarked variant: a matmul kernel and its global reads, or a matvec kernel. */
+type Variant =
+  | { name: string; kind: "matmul"; kernel: Exclude<MatmulKernel, "auto">; loads?: MatmulLoads }
+  | { name: string; kind: "matvec"; kernel: "scalar" | "vec4" };
+
+function variantsOf(op: Op, m: number, n: number, k: number): Variant[] {
+  if (op === "mv") {
+    // What "auto" took before the matvec: one thread per output, or the tiles.
+    const tiles = k <= 32 && m <= 16 ? "smallK" : m >= 32 && n >= 32 ? "tile128" : "tile64";
+    return [
+      { name: "matvec scalar", kind: "matvec", kernel: "scalar" },
+      { name: `matvec vec4 TK ${pickMatvecSplit(m, n, k)}`, kind: "matvec", kernel: "vec4" },
+      { name: tiles, kind: "matmul", kernel: tiles },
+    ];
+  }
+  if (k <= 32) {
+    return [
+      { name: "tile64 scalar", kind: "matmul", kernel: "tile64", loads: "scalar" },
+      { name: "smallK", kind: "matmul", kernel: "smallK" },
+      { name: "matvec", kind: "matmul", kernel: "matvec" },
+    ];
+  }
+  return [
+    { name: "tile64 scalar", kind: "matmul", kernel: "tile64", loads: "scalar" },
+    { name: "tile64 vec4", kind: "matmul", kernel: "tile64", loads: "auto" },
+    { name: "tile128 scalar", kind: "matmul", kernel: "tile128", loads: "scalar" },
+    { name: "tile128 vec4Split", kind: "matmul", kernel: "tile128", loads: "vec4Split" },
+    { name: "tile128 vec4", kind: "matmul", kernel: "tile128", loads: "auto" },
+  ];
+}
+
 const best = new Map<string, number>();
+const rowsPerBinding = (k: number) =>
+  Math.floor(ctx.device.limits.maxStorageBufferBindingSize / (4 * k));
 
-for (const [op, m, n, k] of shapes) {
+for (const [op, m, n, k] of [...shapes, ...decode]) {
   const flop = 2 * m * n * k;
-  const reps = Math.max(1, Math.min(64, Math.round((benchFull() ? 2e12 : 1e9) / flop)));
-  // (tiny products: 64 dispatches per submit, so the time is mostly per-dispatch cost)
+  // Dispatches per submit for `work` FLOPs each (tiny products: 64, so the time is mostly
+  // per-dispatch cost); the tiles on a decode shape count their padded rows.
+  const repsFor = (work: number) =>
+    Math.max(1, Math.min(64, Math.round((benchFull() ? 2e12 : 1e9) / work)));
   const x = ctx.createBuffer(m * k * 4, "x");
-  const w = ctx.createBuffer(n * k * 4, "w");
+  // Weights in row blocks that each fit one binding (the LM head), as GpuMatrix chunks.
+  const blocks: [GPUBuffer, number, number][] = [];
+  for (let r0 = 0; r0 < n; r0 += rowsPerBinding(k)) {
+    const rows = Math.min(rowsPerBinding(k), n - r0);
+    blocks.push([ctx.createBuffer(rows * k * 4, "w"), r0, rows]);
+  }
+  const w = blocks[0][0];
   const y = ctx.createBuffer(m * n * 4, "y");
   const shape = `${op} ${m}x${n}x${k}`;
-  for (const kernel of kernelsOf(k)) {
-    const key = `${shape} ${kernel}`;
+  const variants = variantsOf(op, m, n, k);
+  for (const v of variants) {
+    const key = `${shape} ${v.name}`;
+    const padded = op === "mv" && v.kind === "matmul" && v.kernel !== "smallK";
+    const reps = repsFor(padded ? 2 * Math.ceil(m / 64) * 64 * n * k : flop);
     Deno.bench({
       name: `matmul ${key} ×${reps}`,
       group: shape,
-      baseline: kernel === "tile64",
+      baseline: v === variants[0],
       n: 3,
       warmup: 1,
       async fn(b) {
+        ctx.device.pushErrorScope("validation");
         const enc = ctx.device.createCommandEncoder();
         const pass = enc.beginComputePass();
         for (let r = 0; r < reps; r++) {
-          if (op === "y") encodeMatmul(ctx, pass, { x, w, y, m, n, k, kernel });
-          else if (op === "dx") {
-            encodeMatmulBackward(ctx, pass, { dy: y, w, dx: x, m, n, k, kernel });
-          } else encodeMatmulBackward(ctx, pass, { dy: y, x, dw: w, m, n, k, kernel });
+          if (op === "mv") {
+            for (const [wb, yCol, rows] of blocks) {
+              const a = { x, w: wb, y, m, n: rows, k, ldy: n, yCol };
+              if (v.kind === "matvec") encodeMatvec(ctx, pass, { ...a, kernel: v.kernel });
+              else encodeMatmul(ctx, pass, { ...a, kernel: v.kernel });
+            }
+          } else if (v.kind === "matmul") {
+            const { kernel, loads } = v;
+            if (op === "y") encodeMatmul(ctx, pass, { x, w, y, m, n, k, kernel, loads });
+            else if (op === "dx") {
+              encodeMatmulBackward(ctx, pass, { dy: y, w, dx: x, m, n, k, kernel, loads });
+            } else encodeMatmulBackward(ctx, pass, { dy: y, x, dw: w, m, n, k, kernel, loads });
+          }
         }
         pass.end();
         b.start();
@@ -80,6 +159,8 @@ for (const [op, m, n, k] of shapes) {
         await ctx.device.queue.onSubmittedWorkDone();
         const gflops = (flop * reps) / ((performance.now() - t0) * 1e6);
         b.end();
+        const error = await ctx.device.popErrorScope();
+        if (error) throw new Error(`${key}: ${error.message}`);
         best.set(key, Math.max(best.get(key) ?? 0, gflops));
       },
     });
@@ -88,28 +169,39 @@ for (const [op, m, n, k] of shapes) {
 
 addEventListener("unload", () => {
   if (best.size === 0) return;
-  console.log(`\nbest GFLOP/s on ${ctx.gpu.description}:`);
-  console.log("| shape (op m×n×k) | tile64 | new | new kernel | ratio |");
-  console.log("|---|---|---|---|---|");
-  for (const [op, m, n, k] of shapes) {
-    const shape = `${op} ${m}x${n}x${k}`;
-    const other = kernelsOf(k)[1];
-    const a = best.get(`${shape} tile64`);
-    const b = best.get(`${shape} ${other}`);
-    if (a === undefined || b === undefined) continue;
-    console.log(
-      `| ${shape} | ${a.toFixed(3)} | ${b.toFixed(3)} | ${other} | ${(b / a).toFixed(2)}× |`,
-    );
+  console.log(`\nbest GFLOP/s on ${ctx.gpu.description} (ratio: last kernel / first):`);
+  for (const group of [shapes, decode]) {
+    const names = variantsOf(group[0][0], 64, 64, 64).map((v) => v.name.replace(/ TK.*/, ""));
+    console.log(`| shape (op m×n×k) | ${names.join(" | ")} | ratio |`);
+    console.log(`|---|${names.map(() => "---|").join("")}---|`);
+    for (const [op, m, n, k] of group) {
+      const shape = `${op} ${m}x${n}x${k}`;
+      const cells = names.map(() => "–");
+      const got: number[] = [];
+      for (const v of variantsOf(op, m, n, k)) {
+        const g = best.get(`${shape} ${v.name}`);
+        if (g === undefined) continue;
+        let i = names.indexOf(v.name.replace(/ TK.*/, ""));
+        if (i < 0) i = cells.findIndex((c, j) => j > 0 && c === "–");
+        cells[i] = g.toFixed(3) + (v.name === names[i] ? "" : ` (${v.name})`);
+        got.push(g);
+      }
+      if (got.length === 0) continue;
+      // Decode: the vec4 matvec over the scalar one; GEMM: the last kernel over the scalar tile64.
+      const ratio = op === "mv" ? got[1] / got[0] : got[got.length - 1] / got[0];
+      console.log(`| ${shape} | ${cells.join(" | ")} | ${ratio.toFixed(2)}× |`);
+    }
   }
   // One line per shape with the kernel the model gets ("auto"), the form bench/perf_table.ts reads.
   for (const [op, m, n, k] of shapes) {
     const [pm, pn, pk] = op === "y" ? [m, n, k] : op === "dx" ? [m, k, n] : [n, k, m];
     const kernel = pickMatmulKernel(pm, pn, pk);
-    const g = best.get(`${op} ${m}x${n}x${k} ${kernel}`);
+    const name = kernel === "smallK" || kernel === "matvec" ? kernel : `${kernel} vec4`;
+    const g = best.get(`${op} ${m}x${n}x${k} ${name}`);
     if (g === undefined) continue;
     console.log(
       `matmul${op === "y" ? "" : ` ${op}`} ${m}x${n}x${k}: ${g.toFixed(2)} GFLOP/s ` +
-        `(kernel ${kernel}, best of 3) on ${ctx.gpu.description}`,
+        `(kernel ${name}, best of 3) on ${ctx.gpu.description}`,
     );
   }
 });

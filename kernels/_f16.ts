@@ -1,6 +1,8 @@
 // Private: the f16-weight variant of a shader whose weight operand is `var<storage, read> NAME:
 // array<f32>` read as `NAME[i]`: `enable f16;`, the binding as `array<f16>`, each read widened to
-// f32 (`f32(NAME[i])`), so the arithmetic stays f32. Needs the device feature "shader-f16".
+// f32 (`f32(NAME[i])`), so the arithmetic stays f32. A binding `array<vec4f>` (vec4 reads, e.g.
+// matmul_128's aligned variant) becomes `array<vec4<f16>>`, each read widened by `vec4f(...)`.
+// Needs the device feature "shader-f16".
 import type { GpuContext } from "../gpu/context.ts";
 
 const cache = new Map<string, string>();
@@ -11,14 +13,18 @@ export function f16Weights(code: string, name: string): string {
   let out = cache.get(key);
   if (out !== undefined) return out;
   const decl = `var<storage, read> ${name}: array<f32>;`;
-  if (!code.includes(decl)) {
+  const decl4 = `var<storage, read> ${name}: array<vec4f>;`;
+  const vec4 = !code.includes(decl) && code.includes(decl4);
+  if (!code.includes(decl) && !vec4) {
     throw new TypeError(`Cannot make an f16-weight shader: no binding "${decl}" in the shader`);
   }
   out = "enable f16;\n" +
-    code.replace(decl, `var<storage, read> ${name}: array<f16>;`).replace(
-      new RegExp(`\\b${name}\\[([^\\[\\]]+)\\]`, "g"),
-      `f32(${name}[$1])`,
-    );
+    (vec4
+      ? code.replace(decl4, `var<storage, read> ${name}: array<vec4<f16>>;`)
+      : code.replace(decl, `var<storage, read> ${name}: array<f16>;`)).replace(
+        new RegExp(`\\b${name}\\[([^\\[\\]]+)\\]`, "g"),
+        `${vec4 ? "vec4f" : "f32"}(${name}[$1])`,
+      );
   cache.set(key, out);
   return out;
 }

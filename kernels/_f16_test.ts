@@ -1,6 +1,7 @@
 // The f16-weight variants of matmul (forward and d x), matvec and the embedding gather against
 // float64 references over the same weights rounded to f16 (Float16Array): the kernels widen each
 // weight to f32 exactly, so what is left is f32 accumulation (1e-5 relative, as the f32 kernels).
+// k = 44 takes the vec4 reads (vec4<f16>) of matvec_vec4.wgsl.
 import assert from "node:assert/strict";
 import { uploadMatrix } from "../gpu/matrix.ts";
 import {
@@ -38,6 +39,14 @@ fn f(i: u32) -> f32 { return w[i * 2u + 1u] + ww[i] + w[min(i, 3u)]; }`;
   assert.throws(() => f16Weights(code, "v"), /no binding "var<storage, read> v: array<f32>;"/);
 });
 
+Deno.test("f16Weights() rebinds a vec4 weight binding as vec4<f16> and widens every read", () => {
+  const code = `@group(0) @binding(1) var<storage, read> w: array<vec4f>;
+fn f(i: u32) -> vec4f { return w[i / 4u] + w[i]; }`;
+  const out = f16Weights(code, "w");
+  assert.match(out, /var<storage, read> w: array<vec4<f16>>;/);
+  assert.match(out, /vec4f\(w\[i \/ 4u\]\) \+ vec4f\(w\[i\]\)/);
+});
+
 Deno.test({
   name: "f16 weights: matmul, its d x, matvec and the embedding gather match float64",
   ignore: noGpu,
@@ -46,7 +55,7 @@ Deno.test({
     if (!ctx.gpu.features.has("shader-f16")) {
       console.log("the adapter has no shader-f16: f16 weights are refused (checked below)");
     }
-    for (const [m, n, k] of [[3, 5, 7], [65, 63, 17], [2, 130, 33]]) {
+    for (const [m, n, k] of [[3, 5, 7], [65, 63, 17], [2, 130, 33], [3, 130, 44]]) {
       const x = randomArray(m * k, m + k);
       const w = randomArray(n * k, n * k + 1);
       const dy = randomArray(m * n, m * n + 2);

@@ -114,12 +114,14 @@ export interface LayerActivationBuffers {
 }
 
 /**
- * Whether `m` rows through a `k`-deep projection run as a skinny matmul rather than 64×64 tiles:
- * a few rows (≤ 4), or up to 32 rows when the inner dimension is deep enough (k ≥ 64·m) that the
- * tiles' padding and few workgroups would dominate.
+ * Whether `m` rows through a `k`-deep projection run as a skinny matmul (kernels/matvec) rather
+ * than tiles: up to 32 rows when `k % 4 == 0`, where the vec4 matvec keeps 4 columns × 8 rows per
+ * thread in registers (on llvmpipe 4-15 GFLOP/s at 1-32 rows against ≤ 2.7 for the tiles:
+ * docs/perf.md, "Matmul: vec4 global reads, and the decode GEMV"); else (the scalar matvec) the
+ * old rule: ≤ 4 rows, or ≤ 32 rows with `k ≥ 64·m`.
  */
 function skinny(m: number, k: number): boolean {
-  return m <= 4 || (m <= 32 && m * 64 <= k);
+  return m <= 4 || (m <= 32 && (k % 4 === 0 || m * 64 <= k));
 }
 
 /** Arguments of {@linkcode encodeLinear}. */
@@ -135,8 +137,9 @@ export interface LinearArgs {
   /** Add to `y` (a residual connection); default false. */
   accumulate?: boolean;
   /**
-   * Use the matvec kernel when the shape is skinny (≤ 4 rows, or ≤ 32 rows with an inner
-   * dimension ≥ 64·m), as generation does; default false (always the tiled matmul).
+   * Use the matvec kernel when the shape is skinny (≤ 32 rows with an inner dimension that is a
+   * multiple of 4; else ≤ 4 rows, or ≤ 32 with an inner dimension ≥ 64·m), as generation does;
+   * default false (always the tiled matmul).
    */
   matvec?: boolean;
 }

@@ -14,7 +14,7 @@ import {
   testContext,
 } from "../../gpu/test_utils.ts";
 import { readback } from "../../gpu/readback.ts";
-import { encodeMatmul, type MatmulKernel } from "./matmul.ts";
+import { encodeMatmul, type MatmulKernel, type MatmulLoads } from "./matmul.ts";
 import { encodeMatmulBackward } from "./matmul_backward.ts";
 import { matmulBackwardRef } from "./matmul_backward_ref.ts";
 import { matmulRef } from "./matmul_ref.ts";
@@ -26,11 +26,13 @@ import { matmulRef } from "./matmul_ref.ts";
  * @param kernel The kernel to force.
  * @param shape `[m, n, k, ldx, ldy, yCol]`.
  * @param tol Relative tolerance.
+ * @param loads The global reads of the 128×128-tile kernel; default "auto".
  */
 export async function checkAccumulate(
   kernel: MatmulKernel,
   shape: readonly [number, number, number, number, number, number],
   tol: number,
+  loads?: MatmulLoads,
 ): Promise<void> {
   const ctx = (await testContext())!;
   const [m, n, k, ldx, ldy, yCol] = shape;
@@ -52,6 +54,7 @@ export async function checkAccumulate(
       accumulate: true,
       alpha: 0.5,
       kernel,
+      loads,
     }));
   const got = await readFloats(ctx, y, m * ldy, enc);
   const xs = new Float64Array(m * k);
@@ -61,7 +64,7 @@ export async function checkAccumulate(
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) want[i * ldy + yCol + j] += prod[i * n + j];
   }
-  assertClose(got, want, tol, `${kernel} accumulate`);
+  assertClose(got, want, tol, `${kernel} ${loads ?? "auto"} accumulate ${shape}`);
 }
 
 /**
@@ -71,11 +74,13 @@ export async function checkAccumulate(
  * @param kernel The kernel to force.
  * @param shapes `[m, n, k]` each.
  * @param tol Relative tolerance.
+ * @param loads The global reads of the 128×128-tile kernel; default "auto".
  */
 export async function checkBackward(
   kernel: MatmulKernel,
   shapes: readonly (readonly [number, number, number])[],
   tol: number,
+  loads?: MatmulLoads,
 ): Promise<void> {
   const ctx = (await testContext())!;
   for (const [m, n, k] of shapes) {
@@ -96,6 +101,7 @@ export async function checkBackward(
         n,
         k,
         kernel,
+        loads,
       }));
     const [gx, gw] = await readback(ctx, [
       { buffer: dx, offset: 0, size: m * k * 4 },
@@ -105,7 +111,9 @@ export async function checkBackward(
     const ex = assertClose(new Float32Array(gx), want.dx, tol, `${kernel} dx ${m}x${n}x${k}`);
     const ew = assertClose(new Float32Array(gw), want.dw, tol, `${kernel} dw ${m}x${n}x${k}`);
     console.log(
-      `${kernel} backward ${m}x${n}x${k}: dx ${ex.toExponential(2)}, dw ${ew.toExponential(2)}`,
+      `${kernel} ${loads ?? "auto"} backward ${m}x${n}x${k}: dx ${ex.toExponential(2)}, dw ${
+        ew.toExponential(2)
+      }`,
     );
     for (const b of [...bufs, dx, dw]) ctx.release(b);
   }

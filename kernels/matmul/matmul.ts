@@ -6,9 +6,9 @@
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { checkSize, strided } from "../_check.ts";
 import { checkF16, weightWords } from "../_f16.ts";
-import { dispatchMatmul, type MatmulKernel } from "./_dispatch.ts";
+import { dispatchMatmul, type MatmulKernel, type MatmulLoads } from "./_dispatch.ts";
 
-export { type MatmulKernel, pickMatmulKernel } from "./_dispatch.ts";
+export { type MatmulKernel, type MatmulLoads, pickMatmulKernel } from "./_dispatch.ts";
 
 /** Arguments of {@linkcode encodeMatmul}. */
 export interface MatmulArgs {
@@ -38,10 +38,17 @@ export interface MatmulArgs {
   wF16?: boolean;
   /**
    * Kernel: `"auto"` (default) picks by shape (see {@linkcode pickMatmulKernel}); `"tile64"`,
-   * `"tile128"` (8×8 outputs per thread) or `"smallK"` (one thread per output, `k ≤ 32`) force
-   * one (tests, benchmarks). All compute the same product.
+   * `"tile128"` (8×8 outputs per thread), `"smallK"` (one thread per output, `k ≤ 32`) or
+   * `"matvec"` (kernels/matvec's vec4 one: `k`, `ldx` multiples of 4) force one (tests,
+   * benchmarks). All compute the same product.
    */
   kernel?: MatmulKernel;
+  /**
+   * Global reads of the tile kernels (64×64 and 128×128): `"auto"` (default: vec4 reads of each
+   * operand whose inner dimension, row stride and column offset are multiples of 4, else scalar),
+   * `"scalar"`, or `"vec4Split"` (benchmarks: the vec4 pattern as 4 scalar reads). Same product.
+   */
+  loads?: MatmulLoads;
 }
 
 /**
@@ -104,5 +111,5 @@ export function encodeMatmul(
     ldw: k, // w is [n, k] contiguous
     x_col: 0,
     w_col: 0,
-  }, { wF16: args.wF16, kernel: args.kernel });
+  }, { wF16: args.wF16, kernel: args.kernel, loads: args.loads });
 }

@@ -4,7 +4,11 @@
 // The forward y = x · wᵀ uses neither transpose (w is PyTorch's [out, in], ldw = K); the
 // backward of it uses W_T for dx = dy · w and X_T + W_T for dw = dyᵀ · x (matmul_backward.ts).
 // Tiles of 64x64 outputs, 16 deep in K; 256 threads, each owning 4x4 outputs strided by 16.
-// Any M, N, K (bounds-checked loads and stores). Outputs with M and N >= 128 get matmul_128.wgsl
+// Global loads: with XV (WV) each thread reads its 4 elements of the A (B) tile as one vec4 (4
+// consecutive k of one row, or, transposed, 4 consecutive rows of one k), when every such vec4 is
+// aligned (the launcher checks, as for matmul_128.wgsl, and rebinds the operand as array<vec4f>
+// by swapping the x4 / w4 helpers); else scalar, consecutive threads at consecutive addresses.
+// Any M, N, K (bounds-checked loads and stores). Outputs with M and N >= 32 get matmul_128.wgsl
 // (128x128 tiles, 8x8 per thread) instead: the launchers pick through _dispatch.ts.
 // Reads x, w (and y when accumulating); writes y. Tolerance vs f64 reference: rel 1e-5 (f32).
 struct Params {
@@ -19,6 +23,8 @@ struct Params {
 
 override X_T: bool = false;
 override W_T: bool = false;
+override XV: bool = false; // A tile read as vec4s (aligned: see the header)
+override WV: bool = false; // B tile read as vec4s
 
 const BM = 64u;
 const BN = 64u;
@@ -32,35 +38,105 @@ var<workgroup> Bs: array<f32, 1024>; // [BK][BN]
 // the sum at K ≈ 58,000 (the LM head's backward over a 151,936 vocabulary); now K ≤ 1,048,560.
 var<private> acc: array<vec4f, 4>;
 
-// Loads element e (of 1024) of the A and B tiles at depth k0.
+// Loads element e (of 1024) of the A and B tiles at depth k0 (skipping an operand read as vec4s).
 fn load(e: u32, k0: u32, row0: u32, col0: u32) {
+  if (!XV) { load_a(e, k0, row0); }
+  if (!WV) { load_b(e, k0, col0); }
+}
+
+fn load_a(e: u32, k0: u32, row0: u32) {
   // Consecutive threads read consecutive addresses: along k, or along rows when transposed.
   var r = e / BK;
   var c = e % BK;
   if (X_T) { r = e % BM; c = e / BM; }
-  var gk = k0 + c;
+  let gk = k0 + c;
   var a = 0.0;
   if (row0 + r < p.M && gk < p.K) {
     if (X_T) {
-      a = x[gk * p.ldx + p.x_col + row0 + r];
+      a = x1(gk * p.ldx + p.x_col + row0 + r);
     } else {
-      a = x[(row0 + r) * p.ldx + p.x_col + gk];
+      a = x1((row0 + r) * p.ldx + p.x_col + gk);
     }
   }
   As[c * BM + r] = a;
-  r = e / BK;
-  c = e % BK;
+}
+
+fn load_b(e: u32, k0: u32, col0: u32) {
+  var r = e / BK;
+  var c = e % BK;
   if (W_T) { r = e % BN; c = e / BN; }
-  gk = k0 + c;
+  let gk = k0 + c;
   var b = 0.0;
   if (col0 + r < p.N && gk < p.K) {
     if (W_T) {
-      b = w[gk * p.ldw + p.w_col + col0 + r];
+      b = w1(gk * p.ldw + p.w_col + col0 + r);
     } else {
-      b = w[(col0 + r) * p.ldw + p.w_col + gk];
+      b = w1((col0 + r) * p.ldw + p.w_col + gk);
     }
   }
   Bs[c * BN + r] = b;
+}
+
+// The global reads. _dispatch.ts swaps x4 (w4) for `return x[i / 4u];` and x1 (w1) for a
+// component of it when it binds x (w) as array<vec4f>.
+fn x1(i: u32) -> f32 { return x[i]; }
+fn x4(i: u32) -> vec4f { return vec4f(x[i], x[i + 1u], x[i + 2u], x[i + 3u]); }
+fn w1(i: u32) -> f32 { return w[i]; }
+fn w4(i: u32) -> vec4f { return vec4f(w[i], w[i + 1u], w[i + 2u], w[i + 3u]); }
+
+// Row (x) and depth (y) within a 64x16 tile of the first of the thread's 4 elements in the vec4
+// reads: 4 consecutive k of row li / 4, or, transposed, 4 consecutive rows of depth li / 16.
+fn slot4(li: u32, transposed: bool) -> vec2u {
+  if (transposed) { return vec2u((li % 16u) * 4u, li / 16u); }
+  return vec2u(li / 4u, (li % 4u) * 4u);
+}
+
+// The thread's vec4 of the A tile at depth k0 (XV) into As.
+fn load_a4(li: u32, k0: u32, row0: u32) {
+  let s = slot4(li, X_T);
+  let r = row0 + s.x;
+  let k = k0 + s.y;
+  var v = vec4f();
+  if (r < p.M && k < p.K) {
+    if (X_T) { v = x4(k * p.ldx + p.x_col + r); } else { v = x4(r * p.ldx + p.x_col + k); }
+  }
+  if (X_T) {
+    let i = s.y * BM + s.x;
+    As[i] = v.x;
+    As[i + 1u] = v.y;
+    As[i + 2u] = v.z;
+    As[i + 3u] = v.w;
+  } else {
+    let i = s.y * BM + s.x;
+    As[i] = v.x;
+    As[i + BM] = v.y;
+    As[i + 2u * BM] = v.z;
+    As[i + 3u * BM] = v.w;
+  }
+}
+
+// The thread's vec4 of the B tile at depth k0 (WV) into Bs.
+fn load_b4(li: u32, k0: u32, col0: u32) {
+  let s = slot4(li, W_T);
+  let n = col0 + s.x;
+  let k = k0 + s.y;
+  var v = vec4f();
+  if (n < p.N && k < p.K) {
+    if (W_T) { v = w4(k * p.ldw + p.w_col + n); } else { v = w4(n * p.ldw + p.w_col + k); }
+  }
+  if (W_T) {
+    let i = s.y * BN + s.x;
+    Bs[i] = v.x;
+    Bs[i + 1u] = v.y;
+    Bs[i + 2u] = v.z;
+    Bs[i + 3u] = v.w;
+  } else {
+    let i = s.y * BN + s.x;
+    Bs[i] = v.x;
+    Bs[i + BN] = v.y;
+    Bs[i + 2u * BN] = v.z;
+    Bs[i + 3u * BN] = v.w;
+  }
 }
 
 // One k step of the thread's 4x4 outputs.
@@ -90,6 +166,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     load(li + 256u, k0, row0, col0);
     load(li + 512u, k0, row0, col0);
     load(li + 768u, k0, row0, col0);
+    if (XV) { load_a4(li, k0, row0); }
+    if (WV) { load_b4(li, k0, col0); }
     workgroupBarrier();
     step4(0u, lid);
     step4(4u, lid);

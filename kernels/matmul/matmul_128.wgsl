@@ -8,9 +8,13 @@
 // reads 2 vec4 of A and 2 vec4 of B from shared memory for 64 FMAs (matmul.wgsl: 8 scalar
 // reads for 16). The shared tiles are double-buffered: the next K tile is fetched from global
 // memory into registers before the current one is multiplied and stored into the other buffer
-// after it, so there is one barrier per K tile. Global loads are scalar f32 (coalesced: consecutive
-// threads read consecutive addresses, along k, or along rows when transposed); vec4 global loads
-// are not used, as the operands are views at any column offset and the f16 variant reads halves.
+// after it, so there is one barrier per K tile. Global loads: with XV (WV) each thread reads its
+// 4 elements of the A (B) tile as one vec4 of 4 consecutive k of one row (transposed: 4 consecutive
+// rows of one k), which needs the element offsets of every vec4 to be multiples of 4 (the
+// launcher checks: K, or M / N when transposed, ldx / ldw and x_col / w_col multiples of 4);
+// _dispatch.ts then also rebinds that operand as array<vec4f> (array<vec4<f16>> for f16 w) by
+// swapping the x4 / w4 read helpers below. Without XV (WV) the reads are scalar and coalesced:
+// consecutive threads read consecutive addresses, along k, or along rows when transposed.
 // Any M, N, K (bounds-checked loads and stores). Shared memory: 16 KiB (WebGPU's default limit).
 // Mesa's llvmpipe/lavapipe stops a shader after 65,535 loop iterations summed over nested loops
 // (see matmul.wgsl): the only loop is the one over K, every inner step is an inlined call, so
@@ -28,6 +32,8 @@ struct Params {
 
 override X_T: bool = false;
 override W_T: bool = false;
+override XV: bool = false; // A tile read as vec4s (aligned: see the header)
+override WV: bool = false; // B tile read as vec4s
 
 const BM = 128u;
 const BN = 128u;
@@ -48,27 +54,36 @@ fn slot(e: u32, transposed: bool) -> vec2u {
 }
 
 // Fetches element j (0..3) of the thread's share of the tiles at depth k0 into pa[j], pb[j].
+// Skips the operand read as vec4s (XV / WV).
 fn fetch(j: u32, li: u32, k0: u32, row0: u32, col0: u32) {
   let e = li + 256u * j;
+  if (!XV) { fetch_a(e, k0, row0, j); }
+  if (!WV) { fetch_b(e, k0, col0, j); }
+}
+
+fn fetch_a(e: u32, k0: u32, row0: u32, j: u32) {
   let sa = slot(e, X_T);
   let ka = k0 + sa.y;
   var a = 0.0;
   if (row0 + sa.x < p.M && ka < p.K) {
     if (X_T) {
-      a = x[ka * p.ldx + p.x_col + row0 + sa.x];
+      a = x1(ka * p.ldx + p.x_col + row0 + sa.x);
     } else {
-      a = x[(row0 + sa.x) * p.ldx + p.x_col + ka];
+      a = x1((row0 + sa.x) * p.ldx + p.x_col + ka);
     }
   }
   pa[j] = a;
+}
+
+fn fetch_b(e: u32, k0: u32, col0: u32, j: u32) {
   let sb = slot(e, W_T);
   let kb = k0 + sb.y;
   var b = 0.0;
   if (col0 + sb.x < p.N && kb < p.K) {
     if (W_T) {
-      b = w[kb * p.ldw + p.w_col + col0 + sb.x];
+      b = w1(kb * p.ldw + p.w_col + col0 + sb.x);
     } else {
-      b = w[(col0 + sb.x) * p.ldw + p.w_col + kb];
+      b = w1((col0 + sb.x) * p.ldw + p.w_col + kb);
     }
   }
   pb[j] = b;
@@ -77,10 +92,71 @@ fn fetch(j: u32, li: u32, k0: u32, row0: u32, col0: u32) {
 // Stores the prefetched element j into shared buffer `base` ([k][row] layout).
 fn stash(j: u32, li: u32, base: u32) {
   let e = li + 256u * j;
-  let sa = slot(e, X_T);
-  As[base + sa.y * 32u + sa.x / 4u][sa.x % 4u] = pa[j];
-  let sb = slot(e, W_T);
-  Bs[base + sb.y * 32u + sb.x / 4u][sb.x % 4u] = pb[j];
+  if (!XV) {
+    let sa = slot(e, X_T);
+    As[base + sa.y * 32u + sa.x / 4u][sa.x % 4u] = pa[j];
+  }
+  if (!WV) {
+    let sb = slot(e, W_T);
+    Bs[base + sb.y * 32u + sb.x / 4u][sb.x % 4u] = pb[j];
+  }
+}
+
+// The global reads. _dispatch.ts swaps x4 (w4) for `return x[i / 4u];` and x1 (w1) for a
+// component of it when it binds x (w) as array<vec4f>.
+fn x1(i: u32) -> f32 { return x[i]; }
+fn x4(i: u32) -> vec4f { return vec4f(x[i], x[i + 1u], x[i + 2u], x[i + 3u]); }
+fn w1(i: u32) -> f32 { return w[i]; }
+fn w4(i: u32) -> vec4f { return vec4f(w[i], w[i + 1u], w[i + 2u], w[i + 3u]); }
+
+// Row (x) and depth (y) within the tile of the first of the thread's 4 elements in the vec4
+// reads: 4 consecutive k of row li / 2, or, transposed, 4 consecutive rows of depth li / 32.
+fn slot4(li: u32, transposed: bool) -> vec2u {
+  if (transposed) { return vec2u((li % 32u) * 4u, li / 32u); }
+  return vec2u(li / 2u, (li % 2u) * 4u);
+}
+
+// The thread's vec4 of the A tile at depth k0 (XV; zero past M or K, which are whole vec4s).
+fn fetch_a4(li: u32, k0: u32, row0: u32) -> vec4f {
+  let s = slot4(li, X_T);
+  let r = row0 + s.x;
+  let k = k0 + s.y;
+  if (r >= p.M || k >= p.K) { return vec4f(); }
+  if (X_T) { return x4(k * p.ldx + p.x_col + r); }
+  return x4(r * p.ldx + p.x_col + k);
+}
+
+// The thread's vec4 of the B tile at depth k0 (WV).
+fn fetch_b4(li: u32, k0: u32, col0: u32) -> vec4f {
+  let s = slot4(li, W_T);
+  let n = col0 + s.x;
+  let k = k0 + s.y;
+  if (n >= p.N || k >= p.K) { return vec4f(); }
+  if (W_T) { return w4(k * p.ldw + p.w_col + n); }
+  return w4(n * p.ldw + p.w_col + k);
+}
+
+// Stores a vec4 read (fetch_a4 / fetch_b4) into shared buffer `o` (As or Bs from `base`): whole
+// when it runs along rows (transposed), else one component into each of 4 k rows.
+fn stash_vec(li: u32, transposed: bool, v: vec4f, is_a: bool, base: u32) {
+  let s = slot4(li, transposed);
+  let i = base + s.y * 32u + s.x / 4u;
+  let c = s.x % 4u;
+  if (is_a) {
+    if (transposed) { As[i] = v; } else {
+      As[i][c] = v.x;
+      As[i + 32u][c] = v.y;
+      As[i + 64u][c] = v.z;
+      As[i + 96u][c] = v.w;
+    }
+  } else {
+    if (transposed) { Bs[i] = v; } else {
+      Bs[i][c] = v.x;
+      Bs[i + 32u][c] = v.y;
+      Bs[i + 64u][c] = v.z;
+      Bs[i + 96u][c] = v.w;
+    }
+  }
 }
 
 fn fetch4(li: u32, k0: u32, row0: u32, col0: u32) {
@@ -88,6 +164,8 @@ fn fetch4(li: u32, k0: u32, row0: u32, col0: u32) {
   fetch(1u, li, k0, row0, col0);
   fetch(2u, li, k0, row0, col0);
   fetch(3u, li, k0, row0, col0);
+  if (XV) { pa = fetch_a4(li, k0, row0); }
+  if (WV) { pb = fetch_b4(li, k0, col0); }
 }
 
 fn stash4(li: u32, base: u32) {
@@ -95,6 +173,8 @@ fn stash4(li: u32, base: u32) {
   stash(1u, li, base);
   stash(2u, li, base);
   stash(3u, li, base);
+  if (XV) { stash_vec(li, X_T, pa, true, base); }
+  if (WV) { stash_vec(li, W_T, pb, false, base); }
 }
 
 // acc rows 4r..4r+3 of the thread's 8 (r = 0, 1) += a (4 rows) x [b0 | b1] (8 columns).

@@ -8,7 +8,7 @@
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { checkSize, strided } from "../_check.ts";
 import { checkF16, weightWords } from "../_f16.ts";
-import { dispatchMatmul, type MatmulKernel } from "./_dispatch.ts";
+import { dispatchMatmul, type MatmulKernel, type MatmulLoads } from "./_dispatch.ts";
 
 /** Arguments of {@linkcode encodeMatmulBackward}. */
 export interface MatmulBackwardArgs {
@@ -48,6 +48,8 @@ export interface MatmulBackwardArgs {
   wF16?: boolean;
   /** Kernel of both products, as `kernel` of `encodeMatmul`; default `"auto"` (by shape). */
   kernel?: MatmulKernel;
+  /** Global reads of both products, as `loads` of `encodeMatmul`; default `"auto"`. */
+  loads?: MatmulLoads;
 }
 
 /**
@@ -124,7 +126,12 @@ export function encodeMatmulBackward(
       ldw: k,
       x_col: yCol,
       w_col: 0,
-    }, { wT: true, wF16: args.wF16, kernel: args.kernel });
+    }, {
+      wT: true,
+      wF16: args.wF16,
+      kernel: args.kernel,
+      loads: args.loads,
+    });
   }
   if (args.dw && args.wF16) {
     throw new TypeError(
@@ -154,6 +161,11 @@ export function encodeMatmulBackward(
       ldw: ldx,
       x_col: yCol,
       w_col: 0,
-    }, { xT: true, wT: true, kernel: args.kernel });
+    }, {
+      xT: true,
+      wT: true,
+      kernel: args.kernel,
+      loads: args.loads,
+    });
   }
 }

@@ -4,7 +4,9 @@
 // with poisoned outputs, in all its variants: forward, d x (W_T), d w (X_T + W_T), strided views
 // with column offsets, accumulate with a scale, and f16 weights. Tolerances: f32 accumulation of
 // K products, relative error ~ sqrt(K)·2^-24; 1e-5 for K ≤ 10^4 (as matmul_test.ts), 1e-4 for
-// K = 151,936.
+// K = 151,936. Both tile kernels read an operand as vec4s where its layout allows ("auto"); the
+// vec4, 4-scalar and scalar reads are each forced on aligned and unaligned shapes. "auto" takes
+// the vec4 matvec (kernels/matvec) for <= 32 rows: its route, fallback and refusal are tested here.
 import assert from "node:assert/strict";
 import {
   assertClose,
@@ -22,6 +24,7 @@ import { encodeMatmulBackward } from "./matmul_backward.ts";
 import { matmulBackwardRef } from "./matmul_backward_ref.ts";
 import { matmulRef } from "./matmul_ref.ts";
 import { checkAccumulate, checkBackward } from "./_test_cases.ts";
+import { vec4Operands } from "./_dispatch.ts";
 
 const TOL = 1e-5;
 // [m, n, k]: single elements, one row, one column, edges of both tiles in every dimension.
@@ -36,17 +39,51 @@ const SHAPES: [number, number, number][] = [
   [200, 131, 1000],
 ];
 
-Deno.test("pickMatmulKernel() takes 128x128 tiles only when both output sides fill one", () => {
+Deno.test("pickMatmulKernel() takes the matvec up to 32 rows, then 128x128 tiles from 32", () => {
   assert.equal(pickMatmulKernel(128, 128, 64), "tile128");
   assert.equal(pickMatmulKernel(4096, 3072, 1024), "tile128");
-  assert.equal(pickMatmulKernel(127, 4096, 1024), "tile64");
-  assert.equal(pickMatmulKernel(4096, 64, 1024), "tile64");
+  assert.equal(pickMatmulKernel(33, 4096, 1024), "tile128");
+  assert.equal(pickMatmulKernel(4096, 32, 1024), "tile128");
+  assert.equal(pickMatmulKernel(31, 4096, 1023), "tile64");
+  assert.equal(pickMatmulKernel(4096, 16, 1024), "tile64");
   assert.equal(pickMatmulKernel(1, 1, 33), "tile64");
-  // A short inner dimension with few rows (LoRA B in decode): one thread per output.
-  assert.equal(pickMatmulKernel(1, 1024, 16), "smallK");
-  assert.equal(pickMatmulKernel(16, 3072, 32), "smallK");
-  assert.equal(pickMatmulKernel(17, 3072, 32), "tile64");
+  // A short inner dimension with few rows (LoRA B in decode): the vec4 matvec when k % 4 == 0,
+  // else one thread per output.
+  assert.equal(pickMatmulKernel(1, 1024, 16), "matvec");
+  assert.equal(pickMatmulKernel(32, 3072, 1024), "matvec");
+  assert.equal(pickMatmulKernel(16, 3072, 30), "smallK");
+  assert.equal(pickMatmulKernel(17, 3072, 30), "tile64");
   assert.equal(pickMatmulKernel(4096, 3072, 16), "tile128");
+});
+
+Deno.test({
+  name: "encodeMatmul() with the matvec kernel: strided, scaled accumulate; falls back or refuses",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    // x rows of stride 28 (aligned), y columns 5.. of rows of 140, y += 0.5 · x · wᵀ.
+    await checkAccumulate("matvec", [13, 133, 20, 28, 140, 5], TOL);
+    await checkAccumulate("matvec", [1, 300, 64, 64, 300, 0], TOL);
+    // "auto" with an unaligned row stride takes the next kernel (smallK here); forced, it throws.
+    await checkAccumulate("auto", [13, 133, 20, 30, 140, 5], TOL);
+    assert.throws(
+      () =>
+        recordPass(ctx, (pass) =>
+          encodeMatmul(ctx, pass, {
+            x: ctx.createBuffer(13 * 30 * 4, "x"),
+            w: ctx.createBuffer(133 * 20 * 4, "w"),
+            y: ctx.createBuffer(13 * 133 * 4, "y"),
+            m: 13,
+            n: 133,
+            k: 20,
+            ldx: 30,
+            kernel: "matvec",
+          })),
+      /Cannot record matmul with the matvec kernel: .* ldx 30,/,
+    );
+    // The backward's products have transposed operands: "auto" falls back to the tiles.
+    await checkBackward("auto", [[4, 8, 12], [3, 130, 44]], TOL);
+  },
 });
 
 Deno.test({
@@ -84,6 +121,68 @@ Deno.test({
   },
 });
 
+Deno.test("vec4Operands() allows vec4 reads only where every vec4 starts at a multiple of 4", () => {
+  const p = {
+    M: 132,
+    N: 136,
+    K: 44,
+    ldx: 44,
+    ldy: 136,
+    y_col: 0,
+    accumulate: false,
+    alpha: 1,
+    ldw: 44,
+    x_col: 0,
+    w_col: 0,
+  };
+  assert.deepEqual(vec4Operands(p, {}), { x: true, w: true });
+  assert.deepEqual(vec4Operands({ ...p, K: 45 }, {}), { x: false, w: false });
+  assert.deepEqual(vec4Operands({ ...p, K: 45 }, { xT: true, wT: true }), { x: true, w: true });
+  assert.deepEqual(vec4Operands({ ...p, x_col: 3 }, {}), { x: false, w: true });
+  assert.deepEqual(vec4Operands({ ...p, ldw: 46 }, {}), { x: true, w: false });
+  assert.deepEqual(vec4Operands({ ...p, N: 135 }, { wT: true }), { x: true, w: false });
+});
+
+// Shapes whose operands all allow vec4 reads (m, n, k multiples of 4) and one where only some do
+// (k = 45: the forward reads scalars; d x reads dy as vec4s, w's transposed rows as scalars).
+const VEC4_SHAPES: [number, number, number][] = [
+  [4, 4, 4],
+  [132, 136, 12],
+  [260, 132, 1004],
+  [132, 140, 45],
+];
+
+Deno.test({
+  name: "encodeMatmul() with tile64 and tile128 matches f64 with vec4, 4-scalar and scalar reads",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    for (const kernel of ["tile64", "tile128"] as const) {
+      for (const loads of ["auto", "vec4Split", "scalar"] as const) {
+        for (const [m, n, k] of VEC4_SHAPES) {
+          const x = randomArray(m * k, m * 7 + k);
+          const w = randomArray(n * k, n * 5 + k);
+          const y = poisoned(ctx, m * n, "y");
+          const xb = ctx.upload(x, "x");
+          const wb = ctx.upload(w, "w");
+          const enc = recordPass(
+            ctx,
+            (pass) => encodeMatmul(ctx, pass, { x: xb, w: wb, y, m, n, k, kernel, loads }),
+          );
+          const got = await readFloats(ctx, y, m * n, enc);
+          const tag = `${kernel} ${loads} ${m}x${n}x${k}`;
+          const err = assertClose(got, matmulRef(x, w, [m, n, k]), TOL, tag);
+          console.log(`${tag}: rel err ${err.toExponential(2)}`);
+          for (const b of [xb, wb, y]) ctx.release(b);
+        }
+        await checkBackward(kernel, VEC4_SHAPES, TOL, loads);
+        // x rows of stride 28 (aligned), y columns 5.. of rows of 140.
+        await checkAccumulate(kernel, [132, 133, 20, 28, 140, 5], TOL, loads);
+      }
+    }
+  },
+});
+
 Deno.test({
   name: "encodeMatmulBackward() with tile128 matches the f64 reference, plain and strided",
   ignore: noGpu,
@@ -91,57 +190,69 @@ Deno.test({
     const ctx = (await testContext())!;
     await checkBackward("tile128", [[1, 1, 1], [3, 5, 7], [129, 131, 150], [200, 140, 9]], TOL);
     // Views: dy is columns 3.. of rows of 150, x rows of stride 141, dx columns 2.. of rows of
-    // 145; both gradients add 0.5 x the product to existing values.
-    const [m, n, k, ldy, yCol, ldx, lddx, dxCol, alpha] = [130, 129, 137, 150, 3, 141, 145, 2, 0.5];
-    const dyFull = randomArray(m * ldy, 11);
-    const xFull = randomArray(m * ldx, 12);
-    const w = randomArray(n * k, 13);
-    const dx0 = randomArray(m * lddx, 14);
-    const dw0 = randomArray(n * k, 15);
-    const dx = ctx.upload(dx0, "dx");
-    const dw = ctx.upload(dw0, "dw");
-    const enc = recordPass(ctx, (pass) =>
-      encodeMatmulBackward(ctx, pass, {
-        dy: ctx.upload(dyFull, "dy"),
-        m,
-        n,
-        k,
-        ldy,
-        yCol,
-        x: ctx.upload(xFull, "x"),
-        ldx,
-        w: ctx.upload(w, "w"),
-        dx,
-        lddx,
-        dxCol,
-        accumulateDx: true,
-        dw,
-        accumulateDw: true,
-        alpha,
-        kernel: "tile128",
-      }));
-    const [gx, gw] = await readback(ctx, [
-      { buffer: dx, offset: 0, size: m * lddx * 4 },
-      { buffer: dw, offset: 0, size: n * k * 4 },
-    ], enc);
-    const dyv = new Float64Array(m * n);
-    const xv = new Float64Array(m * k);
-    for (let i = 0; i < m; i++) {
-      for (let j = 0; j < n; j++) dyv[i * n + j] = dyFull[i * ldy + yCol + j];
-      for (let t = 0; t < k; t++) xv[i * k + t] = xFull[i * ldx + t];
+    // 145; both gradients add 0.5 x the product to existing values. Then the same with every
+    // operand aligned for vec4 reads (dy columns 4.. of rows of 152, x rows of 140).
+    for (
+      const [m, n, k, ldy, yCol, ldx, lddx, dxCol, alpha] of [
+        [130, 129, 137, 150, 3, 141, 145, 2, 0.5],
+        [132, 128, 136, 152, 4, 140, 145, 2, 0.5],
+      ]
+    ) {
+      const dyFull = randomArray(m * ldy, 11);
+      const xFull = randomArray(m * ldx, 12);
+      const w = randomArray(n * k, 13);
+      const dx0 = randomArray(m * lddx, 14);
+      const dw0 = randomArray(n * k, 15);
+      const dx = ctx.upload(dx0, "dx");
+      const dw = ctx.upload(dw0, "dw");
+      const enc = recordPass(ctx, (pass) =>
+        encodeMatmulBackward(ctx, pass, {
+          dy: ctx.upload(dyFull, "dy"),
+          m,
+          n,
+          k,
+          ldy,
+          yCol,
+          x: ctx.upload(xFull, "x"),
+          ldx,
+          w: ctx.upload(w, "w"),
+          dx,
+          lddx,
+          dxCol,
+          accumulateDx: true,
+          dw,
+          accumulateDw: true,
+          alpha,
+          kernel: "tile128",
+        }));
+      const [gx, gw] = await readback(ctx, [
+        { buffer: dx, offset: 0, size: m * lddx * 4 },
+        { buffer: dw, offset: 0, size: n * k * 4 },
+      ], enc);
+      const dyv = new Float64Array(m * n);
+      const xv = new Float64Array(m * k);
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) dyv[i * n + j] = dyFull[i * ldy + yCol + j];
+        for (let t = 0; t < k; t++) xv[i * k + t] = xFull[i * ldx + t];
+      }
+      const ref = matmulBackwardRef(dyv, xv, w, [m, n, k]);
+      const wantDx = Float64Array.from(dx0);
+      for (let i = 0; i < m; i++) {
+        for (let t = 0; t < k; t++) wantDx[i * lddx + dxCol + t] += alpha * ref.dx[i * k + t];
+      }
+      assertClose(
+        new Float32Array(gx),
+        wantDx,
+        TOL,
+        `tile128 dx strided accumulate ${m}x${n}x${k}`,
+      );
+      assertClose(
+        new Float32Array(gw),
+        Float64Array.from(dw0, (v, i) => v + alpha * ref.dw[i]),
+        TOL,
+        `tile128 dw accumulate ${m}x${n}x${k}`,
+      );
     }
-    const ref = matmulBackwardRef(dyv, xv, w, [m, n, k]);
-    const wantDx = Float64Array.from(dx0);
-    for (let i = 0; i < m; i++) {
-      for (let t = 0; t < k; t++) wantDx[i * lddx + dxCol + t] += alpha * ref.dx[i * k + t];
-    }
-    assertClose(new Float32Array(gx), wantDx, TOL, "tile128 dx strided accumulate");
-    assertClose(
-      new Float32Array(gw),
-      Float64Array.from(dw0, (v, i) => v + alpha * ref.dw[i]),
-      TOL,
-      "tile128 dw accumulate",
-    );
   },
 });
 
@@ -154,48 +265,50 @@ Deno.test({
       console.log("the adapter has no shader-f16: f16 variant not run (refusal tested in _f16)");
       return;
     }
-    const [m, n, k] = [130, 133, 45];
-    const x = randomArray(m * k, 21);
-    const w = randomArray(n * k, 22);
-    const dy = randomArray(m * n, 23);
-    const w16 = Float32Array.from(Float16Array.from(w));
-    const mat = uploadMatrix(ctx, { name: "w", data: w, rows: n, cols: k }, { dtype: "f16" });
-    const wb = mat.chunks[0].buffer;
-    const y = poisoned(ctx, m * n, "y");
-    const dx = poisoned(ctx, m * k, "dx");
-    const enc = recordPass(ctx, (pass) => {
-      encodeMatmul(ctx, pass, {
-        x: ctx.upload(x, "x"),
-        w: wb,
-        y,
-        m,
-        n,
-        k,
-        wF16: true,
-        kernel: "tile128",
+    // k = 45: scalar reads; 132x136x44: w (and x, dy) read as vec4s, vec4<f16> for w.
+    for (const [m, n, k] of [[130, 133, 45], [132, 136, 44]]) {
+      const x = randomArray(m * k, 21);
+      const w = randomArray(n * k, 22);
+      const dy = randomArray(m * n, 23);
+      const w16 = Float32Array.from(Float16Array.from(w));
+      const mat = uploadMatrix(ctx, { name: "w", data: w, rows: n, cols: k }, { dtype: "f16" });
+      const wb = mat.chunks[0].buffer;
+      const y = poisoned(ctx, m * n, "y");
+      const dx = poisoned(ctx, m * k, "dx");
+      const enc = recordPass(ctx, (pass) => {
+        encodeMatmul(ctx, pass, {
+          x: ctx.upload(x, "x"),
+          w: wb,
+          y,
+          m,
+          n,
+          k,
+          wF16: true,
+          kernel: "tile128",
+        });
+        encodeMatmulBackward(ctx, pass, {
+          dy: ctx.upload(dy, "dy"),
+          w: wb,
+          dx,
+          m,
+          n,
+          k,
+          wF16: true,
+          kernel: "tile128",
+        });
       });
-      encodeMatmulBackward(ctx, pass, {
-        dy: ctx.upload(dy, "dy"),
-        w: wb,
-        dx,
-        m,
-        n,
-        k,
-        wF16: true,
-        kernel: "tile128",
-      });
-    });
-    const [gy, gx] = await readback(ctx, [
-      { buffer: y, offset: 0, size: m * n * 4 },
-      { buffer: dx, offset: 0, size: m * k * 4 },
-    ], enc);
-    assertClose(new Float32Array(gy), matmulRef(x, w16, [m, n, k]), TOL, "tile128 f16 y");
-    assertClose(
-      new Float32Array(gx),
-      matmulBackwardRef(dy, x, w16, [m, n, k]).dx,
-      TOL,
-      "tile128 f16 dx",
-    );
+      const [gy, gx] = await readback(ctx, [
+        { buffer: y, offset: 0, size: m * n * 4 },
+        { buffer: dx, offset: 0, size: m * k * 4 },
+      ], enc);
+      assertClose(new Float32Array(gy), matmulRef(x, w16, [m, n, k]), TOL, "tile128 f16 y");
+      assertClose(
+        new Float32Array(gx),
+        matmulBackwardRef(dy, x, w16, [m, n, k]).dx,
+        TOL,
+        "tile128 f16 dx",
+      );
+    }
   },
 });
 

@@ -8,12 +8,21 @@ import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize, strided } from "../_check.ts";
 import { checkF16, f16Weights, weightWords } from "../_f16.ts";
 import code from "./matvec.wgsl" with { type: "text" };
+import codeVec4 from "./matvec_vec4.wgsl" with { type: "text" };
 
 const PARAMS = uniformLayout(code, "matvec");
+const PARAMS_VEC4 = uniformLayout(codeVec4, "matvec_vec4");
+
+/**
+ * Which matvec kernel to record: `"auto"` (the vec4 one when `k` is a multiple of 4, else the
+ * scalar one), or forced: `"scalar"` (matvec.wgsl: 64 threads split K of 4 columns), `"vec4"`
+ * (matvec_vec4.wgsl; `k % 4 == 0` only).
+ */
+export type MatvecKernel = "auto" | "scalar" | "vec4";
 
 /** Arguments of {@linkcode encodeMatvec}. */
 export interface MatvecArgs {
-  /** Left operand `[m, k]`. */
+  /** Left operand `[m, k]` (row stride `ldx`, from column `xCol`). */
   x: Binding;
   /** Right operand `[n, k]`, row-major (PyTorch's `[out, in]` weight). */
   w: Binding;
@@ -25,20 +34,65 @@ export interface MatvecArgs {
   n: number;
   /** Inner dimension. */
   k: number;
+  /** Row stride of `x`; default `k`. Other than `k`: the vec4 kernel only (a multiple of 4). */
+  ldx?: number;
+  /** First column of `x`; default 0. Other than 0: the vec4 kernel only (a multiple of 4). */
+  xCol?: number;
   /** Row stride of `y`; default `n`. */
   ldy?: number;
   /** First output column; default 0. */
   yCol?: number;
   /** Add to `y` instead of overwriting it; default false. */
   accumulate?: boolean;
+  /** Scale of the product; default 1. Other than 1: the vec4 kernel only. */
+  alpha?: number;
   /** `w` holds f16 values (2 bytes each; the device needs "shader-f16"); default f32. */
   wF16?: boolean;
+  /** Kernel (tests, benchmarks); default `"auto"`, see {@linkcode MatvecKernel}. */
+  kernel?: MatvecKernel;
+  /**
+   * Threads splitting K per 4 output columns in the vec4 kernel (a power of two, 1..64); default
+   * {@linkcode pickMatvecSplit}'s choice.
+   */
+  splitK?: number;
+}
+
+/** Output columns per 64-thread workgroup of the vec4 kernel, for `tk` threads per column block. */
+const colsPerGroup = (tk: number) => 256 / tk;
+
+/**
+ * The K split of the vec4 matvec kernel for an `[m, n]` output summing over `k`: one thread per
+ * 4 columns (no shared memory, no barrier) while that gives at least 8 workgroups, else the
+ * smallest power of two TK that does, at most 64 and keeping ≥ 16 vec4 steps per thread
+ * (`128·TK ≤ k`): the LoRA A projection (`n` = rank) or a router (`n` = experts) of a decode step.
+ *
+ * @param m Rows.
+ * @param n Output columns.
+ * @param k Inner dimension.
+ * @returns TK, a power of two in 1..64.
+ *
+ * @example A decode step's q_proj, o_proj, and a LoRA A projection of rank 16
+ * ```ts
+ * import { pickMatvecSplit } from "./matvec.ts";
+ * console.log(pickMatvecSplit(1, 2048, 1024), pickMatvecSplit(1, 1024, 2048)); // 1 2
+ * console.log(pickMatvecSplit(1, 16, 1024)); // 16
+ * ```
+ */
+export function pickMatvecSplit(m: number, n: number, k: number): number {
+  let tk = 1;
+  while (tk < 64 && 128 * tk <= k && Math.ceil(n / colsPerGroup(tk)) * Math.ceil(m / 8) < 8) {
+    tk *= 2;
+  }
+  return tk;
 }
 
 /**
- * Records a skinny matmul: 64 threads split the inner dimension of 4 output columns × up to 8
- * rows, for decode steps where `m` is small (`encodeMatmul`'s 64×64 tiles would be mostly
- * padding); the grid is sliced when the column blocks exceed the device's dimension limit.
+ * Records a skinny matmul, for decode steps where `m` is small (`encodeMatmul`'s 64×64 tiles
+ * would be mostly padding): when `k` is a multiple of 4, matvec_vec4.wgsl (vec4 reads along k,
+ * each thread 4 output columns × up to 8 rows in registers, K split over
+ * {@linkcode pickMatvecSplit} threads); else matvec.wgsl (64 threads split the inner dimension of
+ * 4 output columns × up to 8 rows). The grid is sliced when the column blocks exceed the device's
+ * dimension limit.
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -59,10 +113,40 @@ export function encodeMatvec(
 ): void {
   const { m, n, k } = args;
   const mb = Math.min(8, 2 ** Math.ceil(Math.log2(Math.max(1, m))));
-  const blocks = Math.ceil(n / 4);
+  const ldx = args.ldx ?? k;
+  const xCol = args.xCol ?? 0;
+  const alpha = args.alpha ?? 1;
+  const kernel = args.kernel ?? "auto";
+  const aligned = k % 4 === 0 && ldx % 4 === 0 && xCol % 4 === 0;
+  const vec4 = kernel === "vec4" || (kernel === "auto" && aligned);
+  if (vec4 && !aligned) {
+    throw new RangeError(
+      `Cannot record matvec with the vec4 kernel: k, ldx and xCol must be multiples of 4: ` +
+        `current values are ${k}, ${ldx}, ${xCol}`,
+    );
+  }
+  if (!vec4 && (ldx !== k || xCol !== 0 || alpha !== 1)) {
+    throw new RangeError(
+      `Cannot record matvec with the scalar kernel (k, ldx or xCol not a multiple of 4): it ` +
+        `takes no "ldx", "xCol" or "alpha": current values are ${ldx}, ${xCol}, ${alpha}`,
+    );
+  }
+  const tk = vec4 ? args.splitK ?? pickMatvecSplit(m, n, k) : 1;
+  if (!(Number.isInteger(Math.log2(tk)) && tk >= 1 && tk <= 64)) {
+    throw new RangeError(
+      `Cannot record matvec: "splitK" must be a power of two in 1..64: current value is ${tk}`,
+    );
+  }
+  const blocks = vec4 ? Math.ceil(n / colsPerGroup(tk)) : Math.ceil(n / 4);
   const ldy = args.ldy ?? n;
   const yCol = args.yCol ?? 0;
-  checkSize("matvec", "x", args.x, m * k, `[m, k] = [${m}, ${k}]`);
+  checkSize(
+    "matvec",
+    "x",
+    args.x,
+    strided(m, ldx, xCol, k),
+    `[m, k] = [${m}, ${k}] at column ${xCol}, row stride ${ldx}`,
+  );
   if (args.wF16) checkF16(ctx, "matvec");
   checkSize("matvec", "w", args.w, weightWords(n * k, args.wF16), `[n, k] = [${n}, ${k}]`);
   checkSize(
@@ -72,24 +156,46 @@ export function encodeMatvec(
     strided(m, ldy, yCol, n),
     `[m, n] = [${m}, ${n}] at column ${yCol}, row stride ${ldy}`,
   );
+  const [name, src, layout] = vec4
+    ? ["matvec_vec4", codeVec4, PARAMS_VEC4]
+    : ["matvec", code, PARAMS];
+  const constants: Record<string, number> = { MB: mb };
+  if (vec4) constants.TK = tk;
+  const pipeline = args.wF16
+    ? ctx.pipeline(name + "_f16", f16Weights(src, "w"), { constants })
+    : ctx.pipeline(name, src, { constants });
   const limit = ctx.device.limits.maxComputeWorkgroupsPerDimension;
   for (let b0 = 0; b0 < blocks; b0 += limit) {
     ctx.dispatch(
       pass,
-      args.wF16
-        ? ctx.pipeline("matvec_f16", f16Weights(code, "w"), { constants: { MB: mb } })
-        : ctx.pipeline("matvec", code, { constants: { MB: mb } }),
+      pipeline,
       [args.x, args.w, args.y],
       [Math.min(limit, blocks - b0), Math.ceil(m / mb), 1],
-      packUniform(PARAMS, {
-        M: m,
-        N: n,
-        K: k,
-        ldy,
-        y_col: yCol,
-        accumulate: args.accumulate ?? false,
-        n_block0: b0,
-      }),
+      packUniform(
+        layout,
+        vec4
+          ? {
+            M: m,
+            N: n,
+            K4: k / 4,
+            ldx4: ldx / 4,
+            x_col4: xCol / 4,
+            ldy,
+            y_col: yCol,
+            accumulate: args.accumulate ?? false,
+            alpha,
+            n_block0: b0,
+          }
+          : {
+            M: m,
+            N: n,
+            K: k,
+            ldy,
+            y_col: yCol,
+            accumulate: args.accumulate ?? false,
+            n_block0: b0,
+          },
+      ),
     );
   }
 }
