@@ -1,10 +1,11 @@
 // The decoder layer's decode step with the RMSNorms and the SwiGLU folded into the following
-// matvecs (the default) gives the same layer output, activations and KV cache as with them as
+// matvecs (`fusePrologues: true`, the default on hardware adapters) gives the same layer output, activations and KV cache as with them as
 // their own dispatches (`fusePrologues: false`), bit for bit (tolerance 0: the prologues repeat
 // rms_norm.wgsl's and swiglu.wgsl's arithmetic), without adapters, with LoRA on every projection
 // and with HILO (routers read the written x1 / x2 / act), for 1, 3 and 9 rows (two row blocks of
 // the matvec), with weights split into row blocks (only the first block's dispatch writes x), and
-// with f16 weights; and records 3 dispatches fewer.
+// with f16 weights; and records 3 dispatches fewer. In a prefill, the tiles route (training's)
+// records the same ops as without the option, the matvec route (≤ 32 rows) fuses them.
 import { deepStrictEqual, notDeepStrictEqual } from "node:assert/strict";
 import { createHilo, hiloConfig } from "../adapters/hilo.ts";
 import { createLora } from "../adapters/lora.ts";
@@ -33,6 +34,22 @@ const CONFIG: Qwen3Config = {
   bosTokenId: null,
   padTokenId: null,
 };
+
+/** `pass`, calling `onDispatch` at each dispatch it records. */
+function counting(pass: GPUComputePassEncoder, onDispatch: () => void): GPUComputePassEncoder {
+  return new Proxy(pass, {
+    get(target, prop) {
+      if (prop === "dispatchWorkgroups") {
+        return (x: number, y?: number, z?: number) => {
+          onDispatch();
+          target.dispatchWorkgroups(x, y, z);
+        };
+      }
+      const v = Reflect.get(target, prop);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+}
 
 /** Layer output, x1, x2, act, k and v caches after one decode step of `rows` sequences. */
 async function decodeStep(
@@ -71,19 +88,7 @@ async function decodeStep(
   const positions = Uint32Array.from({ length: rows }, (_, i) => cursor + i);
   let dispatches = 0;
   const enc = recordPass(ctx, (pass) => {
-    const counting = new Proxy(pass, {
-      get(target, prop) {
-        if (prop === "dispatchWorkgroups") {
-          return (x: number, y?: number, z?: number) => {
-            dispatches++;
-            target.dispatchWorkgroups(x, y, z);
-          };
-        }
-        const v = Reflect.get(target, prop);
-        return typeof v === "function" ? v.bind(target) : v;
-      },
-    });
-    encodeDecoderLayer(counting, model, {
+    encodeDecoderLayer(counting(pass, () => dispatches++), model, {
       layer: 0,
       hIn: h0,
       acts,
@@ -167,6 +172,64 @@ Deno.test({
       } finally {
         model.dispose();
       }
+    }
+  },
+});
+
+Deno.test({
+  name: "encodeDecoderLayer() prefill with fusePrologues: the tiles route records the separate " +
+    "ops (same output), the matvec route fuses them (same output)",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const model = new WebGpuQwen3(ctx, CONFIG, initQwen3Weights(CONFIG, { seed: 2, std: 0.2 }));
+    try {
+      model.setAdapters(adapters("lora"));
+      const [rows, tokens, h, inter] = [2, 5, CONFIG.hiddenSize, CONFIG.intermediateSize];
+      const n = rows * tokens;
+      const [qd, kvd] = [48, 24];
+      const run = async (matvec: boolean, fusePrologues: boolean) => {
+        const f = (k: number, label: string) => ctx.createBuffer(4 * n * k, label);
+        const acts = {
+          ...{ x1: f(h, "x1"), x2: f(h, "x2"), qRaw: f(qd, "qRaw"), kRaw: f(kvd, "kRaw") },
+          ...{ q: f(qd, "q"), k: f(kvd, "k"), v: f(kvd, "v"), att: f(qd, "att") },
+          ...{ gate: f(inter, "gate"), up: f(inter, "up"), act: f(inter, "act") },
+          loraScratch: f(model.adapters!.maxRank, "lora"),
+        };
+        const hIn = ctx.upload(randomArray(n * h, 7, -2, 2), "h");
+        const positions = Uint32Array.from({ length: n }, (_, i) => i % tokens);
+        let dispatches = 0;
+        const enc = recordPass(ctx, (pass) => {
+          encodeDecoderLayer(counting(pass, () => dispatches++), model, {
+            layer: 0,
+            hIn,
+            acts,
+            rows,
+            tokens,
+            positions: ctx.upload(positions, "positions"),
+            mask: ctx.upload(new Uint32Array(n).fill(1), "mask"),
+            matvec,
+            fusePrologues,
+          });
+        });
+        const read = [hIn, acts.x1, acts.x2, acts.act];
+        const bytes = await readback(
+          ctx,
+          read.map((buffer) => ({ buffer, offset: 0, size: buffer.size })),
+          enc,
+        );
+        return { outputs: bytes.map((b) => new Uint32Array(b)), dispatches };
+      };
+      for (const matvec of [false, true]) {
+        const want = await run(matvec, false);
+        const got = await run(matvec, true);
+        ["layer output", "x1", "x2", "act"].forEach((name, i) => {
+          deepStrictEqual(got.outputs[i], want.outputs[i], `matvec ${matvec}: ${name}`);
+        });
+        deepStrictEqual(want.dispatches - got.dispatches, matvec ? 3 : 0, `matvec ${matvec}`);
+      }
+    } finally {
+      model.dispose();
     }
   },
 });
