@@ -30,9 +30,10 @@ function splicePrologue(base: string, prologue: string): string {
 }
 
 /**
- * An input prologue of the vec4 matvec: the `x` operand is computed on load from other operands
- * (instead of by a separate dispatch), and written into `x` by the workgroups of the first column
- * block, for the dispatches that read it next. Operands are `[m, k]` contiguous (no `ldx`/`xCol`).
+ * An input prologue of the vec4 matvec: the `x` operand is computed in the kernel from other
+ * operands (instead of by a separate dispatch; each workgroup stages it in shared memory a K chunk
+ * at a time), and written into `x` by the workgroups of the first column block, for the
+ * dispatches that read it next. Operands are `[m, k]` contiguous (no `ldx`/`xCol`).
  *
  * - `"rmsnorm"`: `x = h · rsqrt(mean(h²) + eps) · g` per row, the output of `encodeRmsNorm` bit
  *   for bit (same sum order);
@@ -108,7 +109,7 @@ export interface MatvecArgs {
    */
   splitK?: number;
   /**
-   * Compute `x` on load (vec4 kernel only, `ldx = k`, `xCol = 0`); see
+   * Compute `x` in the kernel (vec4 kernel only, `ldx = k`, `xCol = 0`); see
    * {@linkcode MatvecPrologue}. Default none.
    */
   prologue?: MatvecPrologue;
