@@ -5,9 +5,13 @@
 // full fine-tuning's backward with the norm weights' gradients (rope backward twice and
 // rms_norm backward with dw twice: 8 dispatches, against norm_rope_backward twice: 6); and a
 // decode step of 1 or 8 sequences with its KV-cache append (the 4 dispatches + kv_write, the
-// fused kernel + kv_write, and qk_norm_rope_kv alone). Each
-// iteration records REPS launches into one pass and waits once; µs per launch (all its
-// dispatches) are printed at the end, with the dispatches one decode layer records.
+// fused kernel + kv_write, and qk_norm_rope_kv alone). Then the decode matvec prologues
+// (kernels/matvec/matvec_prologue.wgsl) at Qwen3-0.6B's projections for 1, 2, 4 and 8 rows:
+// input_layernorm's rms_norm + q_proj's matvec (2048×1024) against q_proj with the norm folded
+// in, post_attention_layernorm + gate_proj (3072×1024) likewise, swiglu + down_proj (1024×3072)
+// against down_proj with SwiGLU folded in. Each iteration records REPS launches into one pass
+// and waits once; µs per launch (all its dispatches) are printed at the end, with the dispatches
+// one decode layer records with and without the prologues.
 //   deno task bench bench/fusion_bench.ts
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
@@ -21,6 +25,8 @@ import { encodeRmsNormBackward } from "../kernels/rms_norm/rms_norm_backward.ts"
 import { encodeRope } from "../kernels/rope/rope.ts";
 import { encodeRopeBackward } from "../kernels/rope/rope_backward.ts";
 import { ropeTable } from "../kernels/rope/rope_ref.ts";
+import { encodeMatvec, type MatvecPrologue } from "../kernels/matvec/matvec.ts";
+import { encodeSwiglu } from "../kernels/swiglu/swiglu.ts";
 import { encodeDecoderLayer } from "../model/decoder_layer_webgpu.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 import { qwen3_0p6bConfig, randomWeights } from "./random_model.ts";
@@ -36,7 +42,7 @@ const qNorm = ctx.upload(new Float32Array(d).fill(1), "qNorm");
 const kNorm = ctx.upload(new Float32Array(d).fill(1), "kNorm");
 
 type Record = (pass: GPUComputePassEncoder) => void;
-const decodeDispatches = decodeLayerDispatches();
+const decodeDispatches = [false, true].map((fuse) => decodeLayerDispatches(fuse));
 
 for (const tokens of [1, 8, 256]) {
   const buf = (n: number, label: string) =>
@@ -145,33 +151,101 @@ for (const tokens of [1, 8, 256]) {
       }]);
     }
   }
-  for (const [name, record] of variants) {
-    const key = `${name} ${tokens}`;
-    Deno.bench({
-      name: `q/k norm + RoPE ${key} tokens ×${REPS}`,
-      group: `${name.split(" ")[0]} ${tokens}`,
-      baseline: name.endsWith("separate"),
-      n: 10,
-      warmup: 2,
-      async fn(bench) {
-        const enc = ctx.device.createCommandEncoder();
-        const pass = enc.beginComputePass();
-        for (let r = 0; r < REPS; r++) record(pass);
-        pass.end();
-        bench.start();
-        const t0 = performance.now();
-        ctx.device.queue.submit([enc.finish()]);
-        await ctx.device.queue.onSubmittedWorkDone();
-        const us = ((performance.now() - t0) * 1e3) / REPS;
-        bench.end();
-        best.set(key, Math.min(best.get(key) ?? Infinity, us));
-      },
-    });
-  }
+  for (const [name, record] of variants) register("q/k norm + RoPE", name, tokens, record);
 }
 
-/** Dispatches one decode step of one layer records (batch 1, KV cache of 64 slots). */
-function decodeLayerDispatches(): number {
+// Decode projections with and without their input prologue, Qwen3-0.6B shapes.
+const [hidden, inter] = [1024, 3072];
+const ROWS = [1, 2, 4, 8];
+for (const rows of ROWS) {
+  const buf = (n: number, label: string) =>
+    ctx.upload(Float32Array.from({ length: n }, (_, i) => Math.sin(0.37 * i)), label);
+  const [h, g, x] = [buf(rows * hidden, "h"), buf(hidden, "g"), buf(rows * hidden, "x")];
+  const [gate, up, act] = [
+    buf(rows * inter, "gate"),
+    buf(rows * inter, "up"),
+    buf(rows * inter, "act"),
+  ];
+  const [wq, wGate, wDown] = [
+    buf(2048 * hidden, "wq"),
+    buf(inter * hidden, "wg"),
+    buf(hidden * inter, "wd"),
+  ];
+  const [q, yGate, yDown] = [
+    buf(rows * 2048, "q"),
+    buf(rows * inter, "yg"),
+    buf(rows * hidden, "yd"),
+  ];
+  const norm: MatvecPrologue = { kind: "rmsnorm", h, g, eps };
+  const swiglu: MatvecPrologue = { kind: "swiglu", gate, up };
+  const rmsNorm = (pass: GPUComputePassEncoder) =>
+    encodeRmsNorm(ctx, pass, { x: h, w: g, y: x, rows, d: hidden, eps });
+  const variants: [string, Record][] = [
+    ["norm+q separate", (pass) => {
+      rmsNorm(pass);
+      encodeMatvec(ctx, pass, { x, w: wq, y: q, m: rows, n: 2048, k: hidden });
+    }],
+    ["norm+q fused", (pass) => {
+      encodeMatvec(ctx, pass, { x, w: wq, y: q, m: rows, n: 2048, k: hidden, prologue: norm });
+    }],
+    ["norm+gate separate", (pass) => {
+      rmsNorm(pass);
+      encodeMatvec(ctx, pass, { x, w: wGate, y: yGate, m: rows, n: inter, k: hidden });
+    }],
+    ["norm+gate fused", (pass) => {
+      const prologue = norm;
+      encodeMatvec(ctx, pass, { x, w: wGate, y: yGate, m: rows, n: inter, k: hidden, prologue });
+    }],
+    ["swiglu+down separate", (pass) => {
+      encodeSwiglu(ctx, pass, { gate, up, out: act, n: rows * inter });
+      encodeMatvec(ctx, pass, { x: act, w: wDown, y: yDown, m: rows, n: hidden, k: inter });
+    }],
+    ["swiglu+down fused", (pass) => {
+      const prologue = swiglu;
+      encodeMatvec(ctx, pass, {
+        x: act,
+        w: wDown,
+        y: yDown,
+        m: rows,
+        n: hidden,
+        k: inter,
+        prologue,
+      });
+    }],
+  ];
+  for (const [name, record] of variants) register("decode prologue", name, rows, record);
+}
+
+/** A bench of `REPS` launches of `record` in one pass, its best µs per launch kept in `best`. */
+function register(what: string, name: string, tokens: number, record: Record): void {
+  const key = `${name} ${tokens}`;
+  Deno.bench({
+    name: `${what} ${key} ${what.startsWith("decode") ? "rows" : "tokens"} ×${REPS}`,
+    group: `${name.split(" ")[0]} ${tokens}`,
+    baseline: name.endsWith("separate"),
+    n: 10,
+    warmup: 2,
+    async fn(bench) {
+      const enc = ctx.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      for (let r = 0; r < REPS; r++) record(pass);
+      pass.end();
+      bench.start();
+      const t0 = performance.now();
+      ctx.device.queue.submit([enc.finish()]);
+      await ctx.device.queue.onSubmittedWorkDone();
+      const us = ((performance.now() - t0) * 1e3) / REPS;
+      bench.end();
+      best.set(key, Math.min(best.get(key) ?? Infinity, us));
+    },
+  });
+}
+
+/**
+ * Dispatches one decode step of one layer records (batch 1, KV cache of 64 slots), with or
+ * without the matvec prologues.
+ */
+function decodeLayerDispatches(fusePrologues: boolean): number {
   const c = qwen3_0p6bConfig({ layers: 1, vocab: 256 });
   const model = new WebGpuQwen3(ctx, c, randomWeights(c));
   const f = (n: number, label: string) => ctx.createBuffer(4 * n, label);
@@ -210,6 +284,7 @@ function decodeLayerDispatches(): number {
     positions: ctx.upload(new Uint32Array([7]), "pos"),
     kvCache,
     matvec: true,
+    fusePrologues,
   });
   pass.end();
   enc.finish();
@@ -239,5 +314,19 @@ addEventListener("unload", () => {
     const cells = ["decode separate", "decode fused", "decode fused-kv"];
     console.log(`| ${tokens} | ${cells.map((name) => cell(name, tokens)).join(" | ")} |`);
   }
-  console.log(`dispatches per decode layer (Qwen3-0.6B shape, no LoRA): ${decodeDispatches}`);
+  console.log(
+    "\n| decode rows | norm + q_proj: 2 | fused: 1 | norm + gate_proj: 2 | fused: 1 | swiglu + down_proj: 2 | fused: 1 |",
+  );
+  console.log("|---|---|---|---|---|---|---|");
+  for (const rows of ROWS) {
+    const cells = ["norm+q", "norm+gate", "swiglu+down"].flatMap((op) => [
+      `${op} separate`,
+      `${op} fused`,
+    ]);
+    console.log(`| ${rows} | ${cells.map((name) => cell(name, rows)).join(" | ")} |`);
+  }
+  console.log(
+    `dispatches per decode layer (Qwen3-0.6B shape, no LoRA): ${decodeDispatches[0]} without ` +
+      `the matvec prologues, ${decodeDispatches[1]} with them`,
+  );
 });

@@ -9,9 +9,59 @@ import { checkSize, strided } from "../_check.ts";
 import { checkF16, f16Weights, weightWords } from "../_f16.ts";
 import code from "./matvec.wgsl" with { type: "text" };
 import codeVec4 from "./matvec_vec4.wgsl" with { type: "text" };
+import codePrologue from "./matvec_prologue.wgsl" with { type: "text" };
 
 const PARAMS = uniformLayout(code, "matvec");
 const PARAMS_VEC4 = uniformLayout(codeVec4, "matvec_vec4");
+
+/** matvec_vec4.wgsl with matvec_prologue.wgsl in place of its prologue block and uniform. */
+const codeVec4Prologue = splicePrologue(codeVec4, codePrologue);
+
+function splicePrologue(base: string, prologue: string): string {
+  const block = /\/\/ prologue \{\n[\s\S]*?\/\/ prologue \}\n/;
+  const uniform = "@group(0) @binding(3) var<uniform> p: Params;\n";
+  if (!block.test(base) || !base.includes(uniform)) {
+    throw new SyntaxError(
+      `Cannot splice the matvec prologue: matvec_vec4.wgsl must hold a "// prologue {" ... ` +
+        `"// prologue }" block and the line "${uniform.trim()}"`,
+    );
+  }
+  return base.replace(block, "").replace(uniform, prologue);
+}
+
+/**
+ * An input prologue of the vec4 matvec: the `x` operand is computed in the kernel from other
+ * operands (instead of by a separate dispatch; each workgroup stages it in shared memory a K chunk
+ * at a time), and written into `x` by the workgroups of the first column block, for the
+ * dispatches that read it next. Operands are `[m, k]` contiguous (no `ldx`/`xCol`).
+ *
+ * - `"rmsnorm"`: `x = h · rsqrt(mean(h²) + eps) · g` per row, the output of `encodeRmsNorm` bit
+ *   for bit (same sum order);
+ * - `"swiglu"`: `x = silu(gate) · up`, the output of `encodeSwiglu`.
+ */
+export type MatvecPrologue =
+  | {
+    /** RMSNorm of the rows of `h`. */
+    kind: "rmsnorm";
+    /** Raw rows `[m, k]` (the residual stream). */
+    h: Binding;
+    /** Norm weight `[k]` (f32). */
+    g: Binding;
+    /** Added to the mean square. */
+    eps: number;
+    /** Write the normalised rows into `x`; default true (false: another dispatch does). */
+    write?: boolean;
+  }
+  | {
+    /** SwiGLU of `gate` and `up`. */
+    kind: "swiglu";
+    /** Gate projection output `[m, k]`. */
+    gate: Binding;
+    /** Up projection output `[m, k]`. */
+    up: Binding;
+    /** Write `silu(gate)·up` into `x`; default true (false: another dispatch does). */
+    write?: boolean;
+  };
 
 /**
  * Which matvec kernel to record: `"auto"` (the vec4 one when `k` is a multiple of 4, else the
@@ -22,7 +72,10 @@ export type MatvecKernel = "auto" | "scalar" | "vec4";
 
 /** Arguments of {@linkcode encodeMatvec}. */
 export interface MatvecArgs {
-  /** Left operand `[m, k]` (row stride `ldx`, from column `xCol`). */
+  /**
+   * Left operand `[m, k]` (row stride `ldx`, from column `xCol`); with a `prologue`, written (not
+   * read): it receives the prologue's rows.
+   */
   x: Binding;
   /** Right operand `[n, k]`, row-major (PyTorch's `[out, in]` weight). */
   w: Binding;
@@ -55,6 +108,11 @@ export interface MatvecArgs {
    * {@linkcode pickMatvecSplit}'s choice.
    */
   splitK?: number;
+  /**
+   * Compute `x` in the kernel (vec4 kernel only, `ldx = k`, `xCol = 0`); see
+   * {@linkcode MatvecPrologue}. Default none.
+   */
+  prologue?: MatvecPrologue;
 }
 
 /** Output columns per 64-thread workgroup of the vec4 kernel, for `tk` threads per column block. */
@@ -92,7 +150,8 @@ export function pickMatvecSplit(m: number, n: number, k: number): number {
  * each thread 4 output columns × up to 8 rows in registers, K split over
  * {@linkcode pickMatvecSplit} threads); else matvec.wgsl (64 threads split the inner dimension of
  * 4 output columns × up to 8 rows). The grid is sliced when the column blocks exceed the device's
- * dimension limit.
+ * dimension limit. With a {@linkcode MatvecPrologue} (matvec_prologue.wgsl spliced into the vec4
+ * kernel), the RMSNorm or SwiGLU that produces `x` runs inside the same dispatch.
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
@@ -104,6 +163,16 @@ export function pickMatvecSplit(m: number, n: number, k: number): number {
  * declare const ctx: import("../../gpu/context.ts").GpuContext;
  * declare const pass: GPUComputePassEncoder, x: GPUBuffer, w: GPUBuffer, y: GPUBuffer;
  * encodeMatvec(ctx, pass, { x, w, y, m: 1, n: 3072, k: 1024 });
+ * ```
+ *
+ * @example The same with the RMSNorm of the residual row `h` folded in (normalised row into `x`)
+ * ```ts ignore
+ * import { encodeMatvec } from "./matvec.ts";
+ * declare const ctx: import("../../gpu/context.ts").GpuContext;
+ * declare const pass: GPUComputePassEncoder, h: GPUBuffer, g: GPUBuffer, x: GPUBuffer;
+ * declare const w: GPUBuffer, y: GPUBuffer;
+ * const prologue = { kind: "rmsnorm", h, g, eps: 1e-6 } as const;
+ * encodeMatvec(ctx, pass, { x, w, y, m: 1, n: 3072, k: 1024, prologue });
  * ```
  */
 export function encodeMatvec(
@@ -131,6 +200,14 @@ export function encodeMatvec(
         `takes no "ldx", "xCol" or "alpha": current values are ${ldx}, ${xCol}, ${alpha}`,
     );
   }
+  const pro = args.prologue;
+  if (pro && (!vec4 || ldx !== k || xCol !== 0)) {
+    throw new RangeError(
+      `Cannot record matvec with a "${pro.kind}" prologue: it needs the vec4 kernel (k a ` +
+        `multiple of 4) on contiguous rows (ldx = k, xCol = 0): current values are kernel ` +
+        `"${kernel}", k ${k}, ldx ${ldx}, xCol ${xCol}`,
+    );
+  }
   const tk = vec4 ? args.splitK ?? pickMatvecSplit(m, n, k) : 1;
   if (!(Number.isInteger(Math.log2(tk)) && tk >= 1 && tk <= 64)) {
     throw new RangeError(
@@ -156,11 +233,30 @@ export function encodeMatvec(
     strided(m, ldy, yCol, n),
     `[m, n] = [${m}, ${n}] at column ${yCol}, row stride ${ldy}`,
   );
-  const [name, src, layout] = vec4
-    ? ["matvec_vec4", codeVec4, PARAMS_VEC4]
-    : ["matvec", code, PARAMS];
+  const layout = vec4 ? PARAMS_VEC4 : PARAMS;
+  let [name, src] = vec4 ? ["matvec_vec4", codeVec4] : ["matvec", code];
   const constants: Record<string, number> = { MB: mb };
   if (vec4) constants.TK = tk;
+  // Storage bindings after x, w, y: the prologue's second operand, then x (written).
+  const bindings: Binding[] = [args.x, args.w, args.y];
+  if (pro) {
+    const rows = `[m, k] = [${m}, ${k}]`;
+    if (pro.kind === "rmsnorm") {
+      checkSize("matvec", "prologue.h", pro.h, m * k, rows);
+      checkSize("matvec", "prologue.g", pro.g, k, `[k] = [${k}]`);
+      bindings.splice(0, 1, pro.h);
+      bindings.push(pro.g);
+    } else {
+      checkSize("matvec", "prologue.gate", pro.gate, m * k, rows);
+      checkSize("matvec", "prologue.up", pro.up, m * k, rows);
+      bindings.splice(0, 1, pro.gate);
+      bindings.push(pro.up);
+    }
+    bindings.push(args.x);
+    [name, src] = [`matvec_vec4_${pro.kind}`, codeVec4Prologue];
+    constants.PROLOGUE = pro.kind === "rmsnorm" ? 0 : 1;
+    constants.CH = 512 / mb;
+  }
   const pipeline = args.wF16
     ? ctx.pipeline(name + "_f16", f16Weights(src, "w"), { constants })
     : ctx.pipeline(name, src, { constants });
@@ -169,7 +265,7 @@ export function encodeMatvec(
     ctx.dispatch(
       pass,
       pipeline,
-      [args.x, args.w, args.y],
+      bindings,
       [Math.min(limit, blocks - b0), Math.ceil(m / mb), 1],
       packUniform(
         layout,
@@ -185,6 +281,8 @@ export function encodeMatvec(
             accumulate: args.accumulate ?? false,
             alpha,
             n_block0: b0,
+            eps: pro?.kind === "rmsnorm" ? pro.eps : 0,
+            write_x: pro !== undefined && (pro.write ?? true) && b0 === 0,
           }
           : {
             M: m,

@@ -2,7 +2,8 @@
 // w[n, k] for a few rows m (decode steps), when K is a multiple of 4: x [M, K] (row stride
 // 4·ldx4, from column 4·x_col4) and w [N, K] (PyTorch's [out, in]) are read as vec4s along k
 // (w as vec4<f16> for f16 weights, through kernels/_f16.ts). encodeMatvec uses it for decode
-// projections, encodeMatmul's "auto" for products of <= 32 rows (LoRA B in decode). A thread owns 4 output columns and MB rows (override, 1..8): each
+// projections, encodeMatmul's "auto" for products of <= 32 rows (LoRA B in decode). A thread owns
+// 4 output columns and MB rows (override, 1..8): each
 // step reads one vec4 of each of its 4 weight rows (16 weights) and one vec4 of each of its MB x
 // rows, for 16·MB FMAs, all in registers (x rows and w columns past M / N read the last one, in
 // bounds, and are not stored). TK consecutive threads (override, a power of two 1..64) split K
@@ -14,11 +15,14 @@
 // The only loops are the one over K (K / (4·TK) iterations, far below Mesa's 65,535-iteration
 // limit, see kernels/matmul/matmul.wgsl) and the log2(TK)-step reduction; the per-row work is
 // inlined calls.
+// Input prologues: kernels/matvec/matvec_prologue.wgsl replaces the block marked "prologue" below
+// (the K loop and the x load) and the uniform binding (eps and write_x are its parameters, unused
+// here): x computed in the kernel from RMSNorm's raw rows or from SwiGLU's gate and up.
 // Reads x, w (and y when accumulating); writes y. Tolerance vs f64 reference: rel 1e-5 (f32).
 struct Params {
   M: u32, N: u32, K4: u32, ldx4: u32,
   x_col4: u32, ldy: u32, y_col: u32, accumulate: u32,
-  alpha: f32, n_block0: u32,
+  alpha: f32, n_block0: u32, eps: f32, write_x: u32,
 }
 @group(0) @binding(0) var<storage, read> x: array<vec4f>;
 @group(0) @binding(1) var<storage, read> w: array<vec4f>;
@@ -31,12 +35,38 @@ override TK: u32 = 1u;
 var<private> acc: array<vec4f, 8>; // acc[i]: row m0 + i, the thread's 4 columns
 var<workgroup> part: array<vec4f, 512>; // [MB][64] partials (TK > 1)
 
+// prologue {
+// The K loop of thread t (of column block `block`; uniform control flow): k4 = s, s + TK, ...
+// with s = t % TK; r: offsets of its 4 weight rows.
+fn k_loop(block: u32, t: u32, m0: u32, r: vec4u) {
+  for (var k4 = t % TK; k4 < p.K4; k4 += TK) { k_step(m0, k4, r); }
+}
+
+// x[m0 + i, 4 k4 .. 4 k4 + 3] (rows past M read the last one).
+fn load_x(i: u32, m0: u32, k4: u32) -> vec4f {
+  return x[min(m0 + i, p.M - 1u) * p.ldx4 + p.x_col4 + k4];
+}
+// prologue }
+
+// One vec4 step along k of the thread's rows: wt[j] holds weight k = 4 k4 + j of its 4 columns.
+fn k_step(m0: u32, k4: u32, r: vec4u) {
+  let wt = transpose(mat4x4f(w[r.x + k4], w[r.y + k4], w[r.z + k4], w[r.w + k4]));
+  row_step(0u, m0, k4, wt);
+  row_step(1u, m0, k4, wt);
+  row_step(2u, m0, k4, wt);
+  row_step(3u, m0, k4, wt);
+  row_step(4u, m0, k4, wt);
+  row_step(5u, m0, k4, wt);
+  row_step(6u, m0, k4, wt);
+  row_step(7u, m0, k4, wt);
+}
+
 // acc[i] += x[m0 + i, 4 k4 .. 4 k4 + 3] · the 4 weight vec4s: wt[j] holds weight k = 4 k4 + j
 // of the 4 columns. One fma per k in k order, as the tile kernels: with TK = 1 the sums round
 // exactly as theirs.
 fn row_step(i: u32, m0: u32, k4: u32, wt: mat4x4f) {
   if (i >= MB) { return; }
-  let xv = x[min(m0 + i, p.M - 1u) * p.ldx4 + p.x_col4 + k4];
+  let xv = load_x(i, m0, k4);
   var a = fma(vec4f(xv.x), wt[0], acc[i]);
   a = fma(vec4f(xv.y), wt[1], a);
   a = fma(vec4f(xv.z), wt[2], a);
@@ -71,21 +101,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
   let n0 = ((p.n_block0 + wg.x) * (64u / TK) + t / TK) * 4u;
   let m0 = wg.y * MB;
   let last = p.N - 1u;
-  let r0 = min(n0, last) * p.K4;
-  let r1 = min(n0 + 1u, last) * p.K4;
-  let r2 = min(n0 + 2u, last) * p.K4;
-  let r3 = min(n0 + 3u, last) * p.K4;
-  for (var k4 = s; k4 < p.K4; k4 += TK) {
-    let wt = transpose(mat4x4f(w[r0 + k4], w[r1 + k4], w[r2 + k4], w[r3 + k4]));
-    row_step(0u, m0, k4, wt);
-    row_step(1u, m0, k4, wt);
-    row_step(2u, m0, k4, wt);
-    row_step(3u, m0, k4, wt);
-    row_step(4u, m0, k4, wt);
-    row_step(5u, m0, k4, wt);
-    row_step(6u, m0, k4, wt);
-    row_step(7u, m0, k4, wt);
-  }
+  k_loop(p.n_block0 + wg.x, t, m0, min(vec4u(n0) + vec4u(0u, 1u, 2u, 3u), vec4u(last)) * p.K4);
   if (TK > 1u) {
     for (var i = 0u; i < MB; i++) { part[i * 64u + t] = acc[i]; }
     workgroupBarrier();
