@@ -45,8 +45,8 @@ export type AttentionPickShape =
  * How the split kernel cuts the keys: `chunks` workgroups per (batch row, kv head) when the
  * partial sums run grouped (head size a multiple of 4, `tq · hq / hkv ≤ 8`: one workgroup serves
  * the group's query heads), else per (batch row, query, head), each over `chunk` slots (a
- * multiple of 64). Enough chunks to bring the workgroups to about 256, none shorter than 128
- * keys, none longer than 4096; `chunks` is 1 when the workgroups fill the device without
+ * multiple of 64). Enough chunks to bring the workgroups to about 256, none but the last
+ * shorter than 128 keys, none longer than 4096; `chunks` is 1 when the workgroups fill the device without
  * splitting and the cache is no longer than that.
  *
  * @param shape Batch, queries, heads and `kvLen` (default `s`; one of them is required).
@@ -61,14 +61,23 @@ export type AttentionPickShape =
  */
 export function attentionSplit(shape: AttentionPickShape): { chunk: number; chunks: number } {
   const kv = shape.kvLen ?? shape.s ?? 0;
-  const items = (shape.b ?? 1) * (splitGrouped(shape) ? shape.hkv : shape.tq * shape.hq);
-  const want = Math.max(
-    Math.min(Math.ceil(SPLIT_TARGET / items), Math.ceil(kv / SPLIT_MIN_CHUNK)),
-    Math.ceil(kv / SPLIT_MAX_CHUNK),
-  );
+  const want = splitWant(shape);
   if (want <= 1) return { chunk: Math.max(64, Math.ceil(kv / 64) * 64), chunks: 1 };
   const chunk = Math.ceil(kv / want / 64) * 64;
   return { chunk, chunks: Math.ceil(kv / chunk) };
+}
+
+// The chunk count attentionSplit aims at before rounding chunks up to a multiple of 64: an upper
+// bound of its `chunks` (chunk >= kv / want) that, unlike `chunks`, never falls as kvLen grows
+// (4097 keys of one row of 16 heads give 22 chunks of 192, 2817 keys 23 of 128).
+function splitWant(shape: AttentionPickShape): number {
+  const kv = shape.kvLen ?? shape.s ?? 0;
+  const items = (shape.b ?? 1) * (splitGrouped(shape) ? shape.hkv : shape.tq * shape.hq);
+  return Math.max(
+    1,
+    Math.min(Math.ceil(SPLIT_TARGET / items), Math.ceil(kv / SPLIT_MIN_CHUNK)),
+    Math.ceil(kv / SPLIT_MAX_CHUNK),
+  );
 }
 
 /** Whether the split kernel's partial sums run grouped: a kv head's rows in one workgroup. */
@@ -91,9 +100,11 @@ function splitGrouped(shape: AttentionPickShape): boolean {
  * ```
  */
 export function attentionScratchSize(shape: AttentionPickShape): number {
+  // Sized by the unrounded chunk count, which bounds `chunks` and grows with kvLen: `chunks`
+  // itself can be larger at a shorter cache than at the longest one.
   let most = 0;
   for (let b = 1; b <= (shape.b ?? 1); b++) {
-    const { chunks } = attentionSplit({ ...shape, b });
+    const chunks = splitWant({ ...shape, b });
     most = Math.max(most, b * shape.tq * shape.hq * chunks * (shape.d + 2));
   }
   return most;
@@ -103,7 +114,7 @@ export function attentionScratchSize(shape: AttentionPickShape): number {
  * The kernel that `kernel: "auto"` records: `"flash"` when the head size allows it and the
  * queries fill at least one block of 16 rows (`tq · hq / hkv ≥ 16`); else `"split"` for a single
  * query per row when {@linkcode attentionSplit} cuts the keys in two or more chunks (a cache
- * of at least 256 slots and fewer than 256 workgroups without splitting, or a cache over 4096
+ * of more than 128 slots and fewer than 256 workgroups without splitting, or a cache over 4096
  * slots; needs `b` and `kvLen` or `s`); else `"rows"`.
  *
  * @param shape Queries, heads and head size; batch and cache length for the split choice.
