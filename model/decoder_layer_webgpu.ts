@@ -389,7 +389,7 @@ export interface DecoderLayerArgs {
    * elsewhere the same separate dispatches): 3 dispatches fewer per decode layer, the outputs the
    * same bit for bit. Default: on a hardware adapter, where a decode step is bound by its
    * dispatches; not on a software one (`isFallbackAdapter`: llvmpipe ran the fused matvecs
-   * 1.2-1.4× slower than rms_norm / swiglu + matvec, docs/perf.md "Fusion").
+   * 1.05–1.4× slower than rms_norm / swiglu + matvec, docs/perf.md "Fusion").
    */
   fusePrologues?: boolean;
   /** Hooks at the layer's named points. */

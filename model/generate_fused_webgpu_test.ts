@@ -1,6 +1,7 @@
 // Generation on the path a hardware adapter takes by default: encodeDecoderLayer fuses the decode
 // RMSNorm and SwiGLU into the next matvec (`fusePrologues`, on unless the adapter is a software
-// fallback), which the software adapter of CI never takes by itself. Two contexts over the same
+// fallback), and so does the LM head with the final norm; the software adapter of CI never takes
+// that path by itself. Two contexts over the same
 // device, one seen as a hardware adapter and one as a fallback, run the same sampled generation
 // with LoRA adapters and rows that finish (and are dropped) at different steps: tokens, stop
 // reasons and model log-probs are identical (the prologues reproduce the separate kernels' sums

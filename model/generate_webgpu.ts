@@ -26,6 +26,7 @@ import { readback } from "../gpu/readback.ts";
 import { attentionScratchSize } from "../kernels/attention/attention.ts";
 import { encodeDecodeAdvance } from "../kernels/decode_advance/decode_advance.ts";
 import { encodeEmbedding } from "../kernels/embedding/embedding.ts";
+import type { MatvecPrologue } from "../kernels/matvec/matvec.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import { encodeSample, sampleInfo } from "../kernels/sample/sample.ts";
 import {
@@ -485,15 +486,28 @@ function recordHead(
   sequences: number,
 ): void {
   const c = model.config;
-  encodeRmsNorm(ctx, pass, {
-    x: h,
-    w: model.norm,
-    y: ws.x,
-    rows,
-    d: c.hiddenSize,
-    eps: c.rmsNormEps,
+  // The final norm: inside the LM head's matvec on a hardware adapter (as the layers' norms,
+  // encodeDecoderLayer's `fusePrologues`), else a dispatch of its own.
+  const norm: MatvecPrologue = { kind: "rmsnorm", h, g: model.norm, eps: c.rmsNormEps };
+  const fuse = !ctx.gpu.isFallbackAdapter;
+  if (!fuse) {
+    encodeRmsNorm(ctx, pass, {
+      x: h,
+      w: model.norm,
+      y: ws.x,
+      rows,
+      d: c.hiddenSize,
+      eps: c.rmsNormEps,
+    });
+  }
+  encodeLinear(ctx, pass, {
+    x: ws.x,
+    w: model.lmHead,
+    y: ws.logits,
+    m: rows,
+    matvec: true,
+    prologue: fuse ? norm : undefined,
   });
-  encodeLinear(ctx, pass, { x: ws.x, w: model.lmHead, y: ws.logits, m: rows, matvec: true });
   encodeSample(ctx, pass, {
     logits: ws.logits,
     info: ws.info,

@@ -122,7 +122,7 @@ const colsPerGroup = (tk: number) => 256 / tk;
  * The K split of the vec4 matvec kernel for an `[m, n]` output summing over `k`: one thread per
  * 4 columns (no shared memory, no barrier) while that gives at least 8 workgroups, else the
  * smallest power of two TK that does, at most 64 and keeping ≥ 16 vec4 steps per thread
- * (`128·TK ≤ k`): the LoRA A projection (`n` = rank) or a router (`n` = experts) of a decode step.
+ * (`64·TK ≤ k`): the LoRA A projection (`n` = rank) or a router (`n` = experts) of a decode step.
  *
  * @param m Rows.
  * @param n Output columns.
