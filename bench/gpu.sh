@@ -1,11 +1,8 @@
 #!/bin/bash
 # Every benchmark at full size on the lent GPU, with the PyTorch baselines on the same card in the
 # same run, then one table of ratios (bench/perf_table.ts). Prepare on the development machine:
-#   ../shared/gpu/prepare.sh bench/matmul_bench.ts bench/forward_bench.ts bench/generate_bench.ts \
-#     bench/train_step_bench.ts bench/objective_step_bench.ts bench/attention_bench.ts \
-#     bench/fusion_bench.ts bench/perf_table.ts
-# (.gpu/ is then 37 MB; bench/rl_step_bench.ts is left out: through the verifier it imports
-# @cortex-js/compute-engine, 46 MB, and the tree that travels is limited to 64 MiB.)
+#   bash bench/gpu_prepare.sh
+# (../shared/gpu/prepare.sh with every benchmark below, trimmed to fit the 64 MiB that travel)
 # then run on the GPU machine (the device tool runs it in the checkout; $OUT comes back):
 #   bash bench/gpu.sh
 # It writes $OUT/perf.log (every line) and $OUT/perf.md (the table) when $OUT is set. Each part has
@@ -44,7 +41,7 @@ torch_dir=../shared/gpu
 run 120 python3 "$torch_dir/torch_matmul.py"
 run 120 "${deno_run[@]}" bench "${flags[@]}" bench/matmul_bench.ts
 run 240 python3 "$torch_dir/torch_baselines.py"
-for b in generate_bench train_step_bench attention_bench fusion_bench forward_bench \
+for b in generate_bench train_step_bench rl_step_bench attention_bench fusion_bench forward_bench \
   objective_step_bench; do
   run 120 "${deno_run[@]}" bench "${flags[@]}" "bench/$b.ts"
 done
