@@ -5,14 +5,12 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
-import { grid, GRID_CONSTANTS } from "../_grid.ts";
-import { qkParams, type QkShape, ROWS_PER_WORKGROUP } from "./_shape.ts";
+import { dispatchRows, normRopeKernel, qkParams, type QkShape } from "./_shape.ts";
 import code from "./qk_norm_rope.wgsl" with { type: "text" };
 
 export type { QkShape } from "./_shape.ts";
 
-const PARAMS = uniformLayout(code, "qk_norm_rope");
+const KERNEL = normRopeKernel("qk_norm_rope", code);
 
 /** Arguments of {@linkcode encodeQkNormRope}. */
 export interface QkNormRopeArgs extends QkShape {
@@ -68,11 +66,12 @@ export function encodeQkNormRope(
     qNorm: args.qNorm,
     kNorm: args.kNorm,
   });
-  ctx.dispatch(
+  dispatchRows(
+    ctx,
     pass,
-    ctx.pipeline("qk_norm_rope", code, { constants: GRID_CONSTANTS }),
+    KERNEL,
     [args.qRaw, args.kRaw, args.qNorm, args.kNorm, args.positions, args.table, args.q, args.k],
-    grid(Math.ceil(rows / ROWS_PER_WORKGROUP)),
-    packUniform(PARAMS, params),
+    rows,
+    params,
   );
 }

@@ -5,13 +5,11 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
-import { grid, GRID_CONSTANTS } from "../_grid.ts";
-import { qkParams, ROWS_PER_WORKGROUP } from "./_shape.ts";
+import { dispatchRows, normRopeKernel, qkParams } from "./_shape.ts";
 import type { QkShape } from "./qk_norm_rope.ts";
 import code from "./qk_norm_rope_backward.wgsl" with { type: "text" };
 
-const PARAMS = uniformLayout(code, "qk_norm_rope_backward");
+const KERNEL = normRopeKernel("qk_norm_rope_backward", code);
 
 /** Arguments of {@linkcode encodeQkNormRopeBackward}. */
 export interface QkNormRopeBackwardArgs extends QkShape {
@@ -70,11 +68,12 @@ export function encodeQkNormRopeBackward(
     qNorm: args.qNorm,
     kNorm: args.kNorm,
   });
-  ctx.dispatch(
+  dispatchRows(
+    ctx,
     pass,
-    ctx.pipeline("qk_norm_rope_backward", code, { constants: GRID_CONSTANTS }),
+    KERNEL,
     [args.dq, args.dk, args.qRaw, args.kRaw, args.qNorm, args.kNorm, args.positions, args.table],
-    grid(Math.ceil(rows / ROWS_PER_WORKGROUP)),
-    packUniform(PARAMS, params),
+    rows,
+    params,
   );
 }

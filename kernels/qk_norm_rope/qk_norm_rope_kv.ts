@@ -5,14 +5,12 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize } from "../_check.ts";
-import { grid, GRID_CONSTANTS } from "../_grid.ts";
-import { qkParams, ROWS_PER_WORKGROUP } from "./_shape.ts";
+import { dispatchRows, normRopeKernel, qkParams } from "./_shape.ts";
 import type { QkShape } from "./qk_norm_rope.ts";
 import code from "./qk_norm_rope_kv.wgsl" with { type: "text" };
 
-const PARAMS = uniformLayout(code, "qk_norm_rope_kv");
+const KERNEL = normRopeKernel("qk_norm_rope_kv", code);
 
 /** Storage buffers the kernel binds (WebGPU's default per-stage limit is 8). */
 export const QK_NORM_ROPE_KV_STORAGE_BUFFERS = 12;
@@ -133,14 +131,15 @@ export function encodeQkNormRopeKv(
     `[row0 + rows, slots] = [${row0 + rows}, ${slots}]`,
   );
   checkSize(kernel, "ctrl", args.ctrl, 1, "[slot, step]");
-  ctx.dispatch(
+  dispatchRows(
+    ctx,
     pass,
-    ctx.pipeline("qk_norm_rope_kv", code, { constants: GRID_CONSTANTS }),
+    KERNEL,
     [
       ...[args.qRaw, args.kRaw, args.qNorm, args.kNorm, args.positions, args.table, args.q],
       ...[args.kCache, args.v, args.vCache, args.mask, args.ctrl],
     ],
-    grid(Math.ceil(heads / ROWS_PER_WORKGROUP)),
-    packUniform(PARAMS, { ...params, T: tokens / rows, S: slots, row0 }),
+    heads,
+    { ...params, T: tokens / rows, S: slots, row0 },
   );
 }
