@@ -5,51 +5,23 @@
 // in each chunk, a row whose keys are all masked and a query block over a partly filled cache;
 // outputs and scratch poisoned. Tolerance: f32 online softmax and sums of up to a thousand terms,
 // 1e-5 relative (as attention_test.ts).
+import { checkAttention } from "./_attention_test_utils.ts";
 import assert from "node:assert/strict";
-import {
-  assertClose,
-  noGpu,
-  poisoned,
-  randomArray,
-  readFloats,
-  recordPass,
-  testContext,
-} from "../../gpu/test_utils.ts";
+import { noGpu, testContext } from "../../gpu/test_utils.ts";
 import {
   attentionScratchSize,
   attentionSplit,
   encodeAttention,
   pickAttentionKernel,
 } from "./attention.ts";
-import { attentionRef, type AttentionShape } from "./attention_ref.ts";
+import type { AttentionShape } from "./attention_ref.ts";
 
 const TOL = 1e-5;
 
 async function check(shape: AttentionShape, mask: Uint32Array, what: string): Promise<void> {
-  const ctx = (await testContext())!;
-  const { b, tq, s, hq, hkv, d } = shape;
-  const q = randomArray(b * tq * hq * d, tq + d, -2, 2);
-  const k = randomArray(b * s * hkv * d, s + 2, -2, 2);
-  const v = randomArray(b * s * hkv * d, s + 3);
-  const o = poisoned(ctx, q.length, "o");
-  const scratch = poisoned(ctx, attentionScratchSize(shape), "scratch");
-  const bufs = [ctx.upload(q, "q"), ctx.upload(k, "k"), ctx.upload(v, "v"), ctx.upload(mask, "m")];
-  const enc = recordPass(ctx, (pass) =>
-    encodeAttention(ctx, pass, {
-      ...shape,
-      q: bufs[0],
-      k: bufs[1],
-      v: bufs[2],
-      mask: bufs[3],
-      o,
-      scratch,
-      kernel: "split",
-    }));
-  const got = await readFloats(ctx, o, q.length, enc);
-  const err = assertClose(got, attentionRef(q, k, v, { ...shape, mask }), TOL, what);
+  const err = await checkAttention(shape, mask, what, TOL, { kernel: "split", scratch: true });
   const { chunks } = attentionSplit(shape);
   console.log(`${what} (${chunks} chunks): rel err ${err.toExponential(2)}`);
-  for (const buf of [...bufs, o, scratch]) ctx.release(buf);
 }
 
 Deno.test("pickAttentionKernel() splits the keys of a decode step over a long cache", () => {
