@@ -81,34 +81,44 @@ export interface QkShape {
   eps: number;
 }
 
+/** What the three q/k kernels read: the raw queries and keys, the norm weights and RoPE inputs. */
+export interface QkInputs extends QkShape {
+  /** q_proj output `[tokens · hq, d]`. */
+  qRaw: Binding;
+  /** k_proj output `[tokens · hkv, d]`. */
+  kRaw: Binding;
+  /** Query norm weight `[d]`. */
+  qNorm: Binding;
+  /** Key norm weight `[d]`. */
+  kNorm: Binding;
+  /** Position of each token (u32). */
+  positions: Binding;
+  /** `[maxPos, d/2, 2]` table from `ropeTable`. */
+  table: Binding;
+}
+
 /**
- * Checks the buffers of one launch (`q`: `[tokens · hq, d]` each, `k`: `[tokens · hkv, d]` each,
+ * Checks the buffers of one launch (`qRaw` and `more.q`: `[tokens · hq, d]` each, `kRaw` and `more.k`:
+ * `[tokens · hkv, d]` each,
  * the norms `[d]`, one position per token, the RoPE table) and returns the kernels' Params record
  * and their number of rows.
  */
 export function qkParams(
   kernel: string,
-  shape: QkShape,
-  buffers: {
-    q: Record<string, Binding>;
-    k: Record<string, Binding>;
-    positions: Binding;
-    table: Binding;
-    qNorm: Binding;
-    kNorm: Binding;
-  },
+  args: QkInputs,
+  more: { q: Record<string, Binding>; k: Record<string, Binding> },
 ): { params: Record<string, number>; rows: number } {
-  const { tokens, hq, hkv, d, maxPos, eps } = shape;
+  const { tokens, hq, hkv, d, maxPos, eps } = args;
   checkHeadSize(kernel, d);
-  for (const [name, b] of Object.entries(buffers.q)) {
+  for (const [name, b] of Object.entries({ qRaw: args.qRaw, ...more.q })) {
     checkSize(kernel, name, b, tokens * hq * d, `[tokens · hq, d] = [${tokens * hq}, ${d}]`);
   }
-  for (const [name, b] of Object.entries(buffers.k)) {
+  for (const [name, b] of Object.entries({ kRaw: args.kRaw, ...more.k })) {
     checkSize(kernel, name, b, tokens * hkv * d, `[tokens · hkv, d] = [${tokens * hkv}, ${d}]`);
   }
-  checkSize(kernel, "qNorm", buffers.qNorm, d, `[d] = [${d}]`);
-  checkSize(kernel, "kNorm", buffers.kNorm, d, `[d] = [${d}]`);
-  checkRope(kernel, shape, buffers.positions, buffers.table);
+  checkSize(kernel, "qNorm", args.qNorm, d, `[d] = [${d}]`);
+  checkSize(kernel, "kNorm", args.kNorm, d, `[d] = [${d}]`);
+  checkRope(kernel, args, args.positions, args.table);
   const params = {
     QR: tokens * hq,
     KR: tokens * hkv,

@@ -7,7 +7,7 @@
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { checkSize } from "../_check.ts";
 import { dispatchRows, normRopeKernel, qkParams } from "./_shape.ts";
-import type { QkShape } from "./qk_norm_rope.ts";
+import type { QkInputs } from "./qk_norm_rope.ts";
 import code from "./qk_norm_rope_kv.wgsl" with { type: "text" };
 
 const KERNEL = normRopeKernel("qk_norm_rope_kv", code);
@@ -16,19 +16,7 @@ const KERNEL = normRopeKernel("qk_norm_rope_kv", code);
 export const QK_NORM_ROPE_KV_STORAGE_BUFFERS = 12;
 
 /** Arguments of {@linkcode encodeQkNormRopeKv}. */
-export interface QkNormRopeKvArgs extends QkShape {
-  /** q_proj output `[tokens · hq, d]`. */
-  qRaw: Binding;
-  /** k_proj output `[tokens · hkv, d]`. */
-  kRaw: Binding;
-  /** Query norm weight `[d]`. */
-  qNorm: Binding;
-  /** Key norm weight `[d]`. */
-  kNorm: Binding;
-  /** Position of each token (u32). */
-  positions: Binding;
-  /** `[maxPos, d/2, 2]` table from `ropeTable`. */
-  table: Binding;
+export interface QkNormRopeKvArgs extends QkInputs {
   /** Receives the normalised, rotated queries `[tokens · hq, d]`. */
   q: Binding;
   /** v_proj output `[tokens · hkv, d]`. */
@@ -111,14 +99,7 @@ export function encodeQkNormRopeKv(
         `${tokens} and ${rows}`,
     );
   }
-  const { params, rows: heads } = qkParams(kernel, args, {
-    q: { qRaw: args.qRaw, q: args.q },
-    k: { kRaw: args.kRaw, v: args.v },
-    positions: args.positions,
-    table: args.table,
-    qNorm: args.qNorm,
-    kNorm: args.kNorm,
-  });
+  const { params, rows: heads } = qkParams(kernel, args, { q: { q: args.q }, k: { v: args.v } });
   const width = hkv * d;
   const cache = `[row0 + rows, slots, hkv · d] = [${row0 + rows}, ${slots}, ${width}]`;
   checkSize(kernel, "kCache", args.kCache, (row0 + rows) * slots * width, cache);
