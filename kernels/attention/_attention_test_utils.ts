@@ -1,6 +1,8 @@
-// The forward check shared by attention_test.ts, attention_flash_test.ts and
-// attention_split_test.ts: random q, k, v, a NaN-poisoned output (and scratch), one encodeAttention
-// dispatch compared with the float64 reference.
+// Shared by the attention tests: the forward check of attention_test.ts, attention_flash_test.ts
+// and attention_split_test.ts (random q, k, v, a NaN-poisoned output and scratch, one
+// encodeAttention dispatch compared with the float64 reference), and the open pass of the tests of
+// what the launchers refuse (with attention_backward_test.ts).
+import type { GpuContext } from "../../gpu/context.ts";
 import {
   assertClose,
   poisoned,
@@ -60,4 +62,26 @@ export async function checkAttention(
   const err = assertClose(got, attentionRef(q, k, v, { ...shape, mask }), tol, what);
   for (const buf of [...bufs, o, ...(scratch ? [scratch] : [])]) ctx.release(buf);
   return err;
+}
+
+/** The shape of the launchers' refusal tests: one 16 × 16 head of `d` (a size the flash kernels refuse). */
+export const wideHead = (d: number) => ({ b: 1, tq: 16, s: 16, hq: 1, hkv: 1, d });
+
+/**
+ * Runs `record` in an open compute pass with a buffer of `bytes` bound to every operand (`buf`)
+ * — for the tests of what the launchers refuse — then ends the pass and releases the buffer.
+ */
+export async function inPass(
+  bytes: number,
+  record: (ctx: GpuContext, pass: GPUComputePassEncoder, buf: GPUBuffer) => void,
+): Promise<void> {
+  const ctx = (await testContext())!;
+  const buf = ctx.createBuffer(bytes, "any");
+  const pass = ctx.device.createCommandEncoder().beginComputePass();
+  try {
+    record(ctx, pass, buf);
+  } finally {
+    pass.end();
+    ctx.release(buf);
+  }
 }

@@ -3,9 +3,9 @@
 // per kv head, padding, a partly filled cache and a row that sees no key; outputs poisoned. Also
 // the "rows" kernel on the same shapes, so both paths of encodeAttention are covered. Tolerance:
 // f32 online softmax and sums of up to a few hundred terms, 1e-5 relative (as attention_test.ts).
-import { checkAttention } from "./_attention_test_utils.ts";
+import { checkAttention, inPass, wideHead } from "./_attention_test_utils.ts";
 import assert from "node:assert/strict";
-import { noGpu, testContext } from "../../gpu/test_utils.ts";
+import { noGpu } from "../../gpu/test_utils.ts";
 import { type AttentionKernel, encodeAttention, pickAttentionKernel } from "./attention.ts";
 import type { AttentionShape } from "./attention_ref.ts";
 
@@ -81,31 +81,12 @@ Deno.test({
   name: "encodeAttention() refuses flash for a head size it cannot hold",
   ignore: noGpu,
   async fn() {
-    const ctx = (await testContext())!;
-    const buf = ctx.createBuffer(4 * 16 * 132, "any");
-    const pass = ctx.device.createCommandEncoder().beginComputePass();
-    try {
+    await inPass(4 * 16 * 132, (ctx, pass, buf) => {
+      const [q, k, v, mask, o] = Array<GPUBuffer>(5).fill(buf);
       assert.throws(
-        () =>
-          encodeAttention(ctx, pass, {
-            q: buf,
-            k: buf,
-            v: buf,
-            mask: buf,
-            o: buf,
-            b: 1,
-            tq: 16,
-            s: 16,
-            hq: 1,
-            hkv: 1,
-            d: 132,
-            kernel: "flash",
-          }),
+        () => encodeAttention(ctx, pass, { q, k, v, mask, o, ...wideHead(132), kernel: "flash" }),
         /need a head size <= 128 and a multiple of 4: current value is d=132/,
       );
-    } finally {
-      pass.end();
-      ctx.release(buf);
-    }
+    });
   },
 });

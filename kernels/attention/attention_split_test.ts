@@ -5,9 +5,9 @@
 // in each chunk, a row whose keys are all masked and a query block over a partly filled cache;
 // outputs and scratch poisoned. Tolerance: f32 online softmax and sums of up to a thousand terms,
 // 1e-5 relative (as attention_test.ts).
-import { checkAttention } from "./_attention_test_utils.ts";
+import { checkAttention, inPass } from "./_attention_test_utils.ts";
 import assert from "node:assert/strict";
-import { noGpu, testContext } from "../../gpu/test_utils.ts";
+import { noGpu } from "../../gpu/test_utils.ts";
 import {
   attentionScratchSize,
   attentionSplit,
@@ -97,37 +97,22 @@ Deno.test({
   name: "encodeAttention() refuses split without a large enough scratch",
   ignore: noGpu,
   async fn() {
-    const ctx = (await testContext())!;
-    const buf = ctx.createBuffer(4 * 2 * 256 * 16, "any");
-    const small = ctx.createBuffer(64, "small");
-    const args = {
-      q: buf,
-      k: buf,
-      v: buf,
-      mask: buf,
-      o: buf,
-      b: 1,
-      tq: 1,
-      s: 256,
-      hq: 2,
-      hkv: 1,
-      d: 16,
-      kernel: "split" as const,
-    };
-    const pass = ctx.device.createCommandEncoder().beginComputePass();
-    try {
-      assert.throws(
-        () => encodeAttention(ctx, pass, args),
-        /need "scratch" of at least 72 floats .* current value is undefined/,
-      );
-      assert.throws(
-        () => encodeAttention(ctx, pass, { ...args, scratch: small }),
-        /"scratch" must hold at least 72 elements/,
-      );
-    } finally {
-      pass.end();
-      ctx.release(buf);
-      ctx.release(small);
-    }
+    await inPass(4 * 2 * 256 * 16, (ctx, pass, buf) => {
+      const [q, k, v, mask, o] = Array<GPUBuffer>(5).fill(buf);
+      const args = { q, k, v, mask, o, b: 1, tq: 1, s: 256, hq: 2, hkv: 1, d: 16 } as const;
+      const small = ctx.createBuffer(64, "small");
+      try {
+        assert.throws(
+          () => encodeAttention(ctx, pass, { ...args, kernel: "split" }),
+          /need "scratch" of at least 72 floats .* current value is undefined/,
+        );
+        assert.throws(
+          () => encodeAttention(ctx, pass, { ...args, kernel: "split", scratch: small }),
+          /"scratch" must hold at least 72 elements/,
+        );
+      } finally {
+        ctx.release(small);
+      }
+    });
   },
 });
