@@ -64,7 +64,7 @@ export async function checkAttention(
   return err;
 }
 
-/** The shape of the launchers' refusal tests: one 16 × 16 head of `d` (a size the flash kernels refuse). */
+/** The shape of the refusal tests: one 16 × 16 head of size `d` (one the flash kernels refuse). */
 export const wideHead = (d: number) => ({ b: 1, tq: 16, s: 16, hq: 1, hkv: 1, d });
 
 /**

@@ -45,7 +45,7 @@ export function dispatchRows(
   );
 }
 
-/** Checks that the head size `d` is even and positive (every kernel of this folder pairs i, i + d/2). */
+/** Checks that the head size `d` is even and positive (the kernels pair i with i + d/2). */
 export function checkHeadSize(kernel: string, d: number): void {
   if (d % 2 !== 0 || d <= 0) {
     throw new RangeError(
@@ -98,10 +98,9 @@ export interface QkInputs extends QkShape {
 }
 
 /**
- * Checks the buffers of one launch (`qRaw` and `more.q`: `[tokens · hq, d]` each, `kRaw` and `more.k`:
- * `[tokens · hkv, d]` each,
- * the norms `[d]`, one position per token, the RoPE table) and returns the kernels' Params record
- * and their number of rows.
+ * Checks the buffers of one launch (`qRaw` and `more.q`: `[tokens · hq, d]` each, `kRaw` and
+ * `more.k`: `[tokens · hkv, d]` each, the norms `[d]`, one position per token, the RoPE table)
+ * and returns the kernels' Params record and their number of rows.
  */
 export function qkParams(
   kernel: string,

@@ -41,43 +41,41 @@ fn dnorm(is_q: bool, a: u32, cs: vec2f, half: u32) -> vec2f {
   return unrotate(vec2f(grad(is_q, a), grad(is_q, a + half)), cs);
 }
 
-// TPR, RPW, rope_cs, reduce_rows: _norm_rope.wgsl; raw, weight, qk_row, sum_squares, norm_rope:
-// _qk_rows.wgsl (appended by the launcher).
+// TPR, RPW, rope_cs, unrotate, reduce_rows: _norm_rope.wgsl; raw, weight, qk_row: _qk_rows.wgsl
+// (appended by the launcher).
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
   let r0 = (wg.x + wg.y * GRID_X) * RPW;
   if (r0 >= p.QR + p.KR) { return; }
   let lane = t % TPR;
   let r = qk_row(r0 + t / TPR);
-  let valid = r.valid;
-  let is_q = r.is_q;
-  let base = r.base;
   let half = p.D / 2u;
   var pos = 0u;
   var s = vec2f(0.0);
-  if (valid) {
+  if (r.valid) {
     pos = min(positions[r.row / r.heads], p.max_pos - 1u);
     for (var i = lane; i < half; i += TPR) {
-      let dn = dnorm(is_q, base + i, rope_cs(pos, half, i), half);
-      let x1 = raw(is_q, base + i);
-      let x2 = raw(is_q, base + i + half);
+      let dn = dnorm(r.is_q, r.base + i, rope_cs(pos, half, i), half);
+      let x1 = raw(r.is_q, r.base + i);
+      let x2 = raw(r.is_q, r.base + i + half);
       s += vec2f(
         x1 * x1 + x2 * x2,
-        dn.x * weight(is_q, i) * x1 + dn.y * weight(is_q, i + half) * x2,
+        dn.x * weight(r.is_q, i) * x1 + dn.y * weight(r.is_q, i + half) * x2,
       );
     }
   }
   partial[t] = s;
   reduce_rows(t, lane);
-  if (!valid) { return; }
+  if (!r.valid) { return; }
   let sums = partial[t - lane];
   let rs = inverseSqrt(sums.x / f32(p.D) + p.eps);
   let c = rs * rs * rs * sums.y / f32(p.D);
   for (var i = lane; i < half; i += TPR) {
-    let dn = dnorm(is_q, base + i, rope_cs(pos, half, i), half);
-    let x1 = raw(is_q, base + i);
-    let x2 = raw(is_q, base + i + half);
-    set_grad(is_q, base + i, rs * weight(is_q, i) * dn.x - x1 * c);
-    set_grad(is_q, base + i + half, rs * weight(is_q, i + half) * dn.y - x2 * c);
+    let dn = dnorm(r.is_q, r.base + i, rope_cs(pos, half, i), half);
+    let x1 = raw(r.is_q, r.base + i);
+    let x2 = raw(r.is_q, r.base + i + half);
+    set_grad(r.is_q, r.base + i, rs * weight(r.is_q, i) * dn.x - x1 * c);
+    set_grad(r.is_q, r.base + i + half, rs * weight(r.is_q, i + half) * dn.y - x2 * c);
   }
 }

@@ -43,35 +43,32 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
   if (r0 >= p.QR + p.KR) { return; }
   let lane = t % TPR;
   let r = qk_row(r0 + t / TPR);
-  let is_q = r.is_q;
-  let row = r.row;
-  let base = r.base;
   var s = 0.0;
-  if (r.valid) { s = sum_squares(is_q, base, lane); }
+  if (r.valid) { s = sum_squares(r.is_q, r.base, lane); }
   partial[t] = s;
   reduce_rows(t, lane);
   if (!r.valid) { return; }
   let inv = inverseSqrt(partial[t - lane] / f32(p.D) + p.eps);
   let half = p.D / 2u;
-  let tok = row / r.heads;
+  let tok = r.row / r.heads;
   let pos = min(positions[tok], p.max_pos - 1u);
   // Keys: where the row lands in the cache (nothing is written past the last slot).
   let slot = ctrl[0] + tok % p.T;
   let cache_row = p.row0 + tok / p.T;
   let width = p.HKV * p.D;
-  let dst = (cache_row * p.S + slot) * width + (row % p.HKV) * p.D;
-  if (!is_q && slot >= p.S) { return; }
+  let dst = (cache_row * p.S + slot) * width + (r.row % p.HKV) * p.D;
+  if (!r.is_q && slot >= p.S) { return; }
   for (var i = lane; i < half; i += TPR) {
-    let y = norm_rope(is_q, base, i, half, inv, rope_cs(pos, half, i));
-    if (is_q) {
-      q[base + i] = y.x;
-      q[base + i + half] = y.y;
+    let y = norm_rope(r.is_q, r.base, i, half, inv, rope_cs(pos, half, i));
+    if (r.is_q) {
+      q[r.base + i] = y.x;
+      q[r.base + i + half] = y.y;
     } else {
       k_cache[dst + i] = y.x;
       k_cache[dst + i + half] = y.y;
     }
   }
-  if (is_q) { return; }
-  for (var i = lane; i < p.D; i += TPR) { v_cache[dst + i] = v[base + i]; }
-  if (lane == 0u && row % p.HKV == 0u) { mask[cache_row * p.S + slot] = 1u; }
+  if (r.is_q) { return; }
+  for (var i = lane; i < p.D; i += TPR) { v_cache[dst + i] = v[r.base + i]; }
+  if (lane == 0u && r.row % p.HKV == 0u) { mask[cache_row * p.S + slot] = 1u; }
 }
