@@ -3,6 +3,7 @@
 // blocks (16 rows or slots, 8 keys or rows), GQA groups of 1, 2, 3 and 4, head sizes 1 .. 128,
 // right padding, a partly filled left-padded cache and a query that sees no key; outputs poisoned.
 import assert from "node:assert/strict";
+import { inPass, wideHead } from "./_attention_test_utils.ts";
 import {
   assertClose,
   noGpu,
@@ -151,35 +152,13 @@ Deno.test({
     const a = await check(shape, mask, "flash", "attention backward flash run 1");
     const c = await check(shape, mask, "flash", "attention backward flash run 2");
     for (let x = 0; x < 3; x++) assert.deepEqual(a[x], c[x]);
-    const ctx = (await testContext())!;
-    const buf = ctx.createBuffer(4 * 16 * 132 * 2, "any");
-    const pass = ctx.device.createCommandEncoder().beginComputePass();
-    try {
+    await inPass(4 * 16 * 132 * 2, (ctx, pass, buf) => {
+      const [q, k, v, m, dO, dq, dk, dv, stats] = Array<GPUBuffer>(9).fill(buf);
+      const args = { q, k, v, mask: m, dO, dq, dk, dv, stats, ...wideHead(132) };
       assert.throws(
-        () =>
-          encodeAttentionBackward(ctx, pass, {
-            q: buf,
-            k: buf,
-            v: buf,
-            mask: buf,
-            dO: buf,
-            dq: buf,
-            dk: buf,
-            dv: buf,
-            stats: buf,
-            b: 1,
-            tq: 16,
-            s: 16,
-            hq: 1,
-            hkv: 1,
-            d: 132,
-            kernel: "flash",
-          }),
+        () => encodeAttentionBackward(ctx, pass, { ...args, kernel: "flash" }),
         /need a head size <= 128 and a multiple of 4: current value is d=132/,
       );
-    } finally {
-      pass.end();
-      ctx.release(buf);
-    }
+    });
   },
 });

@@ -3,18 +3,11 @@
 // per kv head, padding, a partly filled cache and a row that sees no key; outputs poisoned. Also
 // the "rows" kernel on the same shapes, so both paths of encodeAttention are covered. Tolerance:
 // f32 online softmax and sums of up to a few hundred terms, 1e-5 relative (as attention_test.ts).
+import { checkAttention, inPass, wideHead } from "./_attention_test_utils.ts";
 import assert from "node:assert/strict";
-import {
-  assertClose,
-  noGpu,
-  poisoned,
-  randomArray,
-  readFloats,
-  recordPass,
-  testContext,
-} from "../../gpu/test_utils.ts";
+import { noGpu } from "../../gpu/test_utils.ts";
 import { type AttentionKernel, encodeAttention, pickAttentionKernel } from "./attention.ts";
-import { attentionRef, type AttentionShape } from "./attention_ref.ts";
+import type { AttentionShape } from "./attention_ref.ts";
 
 const TOL = 1e-5;
 
@@ -24,27 +17,8 @@ async function check(
   kernel: AttentionKernel,
   what: string,
 ): Promise<void> {
-  const ctx = (await testContext())!;
-  const { b, tq, s, hq, hkv, d } = shape;
-  const q = randomArray(b * tq * hq * d, tq + d, -2, 2);
-  const k = randomArray(b * s * hkv * d, s + 2, -2, 2);
-  const v = randomArray(b * s * hkv * d, s + 3);
-  const o = poisoned(ctx, q.length, "o");
-  const bufs = [ctx.upload(q, "q"), ctx.upload(k, "k"), ctx.upload(v, "v"), ctx.upload(mask, "m")];
-  const enc = recordPass(ctx, (pass) =>
-    encodeAttention(ctx, pass, {
-      ...shape,
-      q: bufs[0],
-      k: bufs[1],
-      v: bufs[2],
-      mask: bufs[3],
-      o,
-      kernel,
-    }));
-  const got = await readFloats(ctx, o, q.length, enc);
-  const err = assertClose(got, attentionRef(q, k, v, { ...shape, mask }), TOL, what);
+  const err = await checkAttention(shape, mask, what, TOL, { kernel });
   console.log(`${what}: rel err ${err.toExponential(2)}`);
-  for (const buf of [...bufs, o]) ctx.release(buf);
 }
 
 Deno.test("pickAttentionKernel() takes the tiled kernel for prefill-sized query blocks", () => {
@@ -107,31 +81,12 @@ Deno.test({
   name: "encodeAttention() refuses flash for a head size it cannot hold",
   ignore: noGpu,
   async fn() {
-    const ctx = (await testContext())!;
-    const buf = ctx.createBuffer(4 * 16 * 132, "any");
-    const pass = ctx.device.createCommandEncoder().beginComputePass();
-    try {
+    await inPass(4 * 16 * 132, (ctx, pass, buf) => {
+      const [q, k, v, mask, o] = Array<GPUBuffer>(5).fill(buf);
       assert.throws(
-        () =>
-          encodeAttention(ctx, pass, {
-            q: buf,
-            k: buf,
-            v: buf,
-            mask: buf,
-            o: buf,
-            b: 1,
-            tq: 16,
-            s: 16,
-            hq: 1,
-            hkv: 1,
-            d: 132,
-            kernel: "flash",
-          }),
+        () => encodeAttention(ctx, pass, { q, k, v, mask, o, ...wideHead(132), kernel: "flash" }),
         /need a head size <= 128 and a multiple of 4: current value is d=132/,
       );
-    } finally {
-      pass.end();
-      ctx.release(buf);
-    }
+    });
   },
 });

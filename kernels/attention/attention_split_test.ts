@@ -5,51 +5,23 @@
 // in each chunk, a row whose keys are all masked and a query block over a partly filled cache;
 // outputs and scratch poisoned. Tolerance: f32 online softmax and sums of up to a thousand terms,
 // 1e-5 relative (as attention_test.ts).
+import { checkAttention, inPass } from "./_attention_test_utils.ts";
 import assert from "node:assert/strict";
-import {
-  assertClose,
-  noGpu,
-  poisoned,
-  randomArray,
-  readFloats,
-  recordPass,
-  testContext,
-} from "../../gpu/test_utils.ts";
+import { noGpu } from "../../gpu/test_utils.ts";
 import {
   attentionScratchSize,
   attentionSplit,
   encodeAttention,
   pickAttentionKernel,
 } from "./attention.ts";
-import { attentionRef, type AttentionShape } from "./attention_ref.ts";
+import type { AttentionShape } from "./attention_ref.ts";
 
 const TOL = 1e-5;
 
 async function check(shape: AttentionShape, mask: Uint32Array, what: string): Promise<void> {
-  const ctx = (await testContext())!;
-  const { b, tq, s, hq, hkv, d } = shape;
-  const q = randomArray(b * tq * hq * d, tq + d, -2, 2);
-  const k = randomArray(b * s * hkv * d, s + 2, -2, 2);
-  const v = randomArray(b * s * hkv * d, s + 3);
-  const o = poisoned(ctx, q.length, "o");
-  const scratch = poisoned(ctx, attentionScratchSize(shape), "scratch");
-  const bufs = [ctx.upload(q, "q"), ctx.upload(k, "k"), ctx.upload(v, "v"), ctx.upload(mask, "m")];
-  const enc = recordPass(ctx, (pass) =>
-    encodeAttention(ctx, pass, {
-      ...shape,
-      q: bufs[0],
-      k: bufs[1],
-      v: bufs[2],
-      mask: bufs[3],
-      o,
-      scratch,
-      kernel: "split",
-    }));
-  const got = await readFloats(ctx, o, q.length, enc);
-  const err = assertClose(got, attentionRef(q, k, v, { ...shape, mask }), TOL, what);
+  const err = await checkAttention(shape, mask, what, TOL, { kernel: "split", scratch: true });
   const { chunks } = attentionSplit(shape);
   console.log(`${what} (${chunks} chunks): rel err ${err.toExponential(2)}`);
-  for (const buf of [...bufs, o, scratch]) ctx.release(buf);
 }
 
 Deno.test("pickAttentionKernel() splits the keys of a decode step over a long cache", () => {
@@ -125,37 +97,22 @@ Deno.test({
   name: "encodeAttention() refuses split without a large enough scratch",
   ignore: noGpu,
   async fn() {
-    const ctx = (await testContext())!;
-    const buf = ctx.createBuffer(4 * 2 * 256 * 16, "any");
-    const small = ctx.createBuffer(64, "small");
-    const args = {
-      q: buf,
-      k: buf,
-      v: buf,
-      mask: buf,
-      o: buf,
-      b: 1,
-      tq: 1,
-      s: 256,
-      hq: 2,
-      hkv: 1,
-      d: 16,
-      kernel: "split" as const,
-    };
-    const pass = ctx.device.createCommandEncoder().beginComputePass();
-    try {
-      assert.throws(
-        () => encodeAttention(ctx, pass, args),
-        /need "scratch" of at least 72 floats .* current value is undefined/,
-      );
-      assert.throws(
-        () => encodeAttention(ctx, pass, { ...args, scratch: small }),
-        /"scratch" must hold at least 72 elements/,
-      );
-    } finally {
-      pass.end();
-      ctx.release(buf);
-      ctx.release(small);
-    }
+    await inPass(4 * 2 * 256 * 16, (ctx, pass, buf) => {
+      const [q, k, v, mask, o] = Array<GPUBuffer>(5).fill(buf);
+      const args = { q, k, v, mask, o, b: 1, tq: 1, s: 256, hq: 2, hkv: 1, d: 16 } as const;
+      const small = ctx.createBuffer(64, "small");
+      try {
+        assert.throws(
+          () => encodeAttention(ctx, pass, { ...args, kernel: "split" }),
+          /need "scratch" of at least 72 floats .* current value is undefined/,
+        );
+        assert.throws(
+          () => encodeAttention(ctx, pass, { ...args, kernel: "split", scratch: small }),
+          /"scratch" must hold at least 72 elements/,
+        );
+      } finally {
+        ctx.release(small);
+      }
+    });
   },
 });

@@ -1,36 +1,12 @@
-import {
-  assertClose,
-  noGpu,
-  poisoned,
-  randomArray,
-  readFloats,
-  recordPass,
-  testContext,
-} from "../../gpu/test_utils.ts";
-import { encodeAttention } from "./attention.ts";
-import { attentionRef, type AttentionShape } from "./attention_ref.ts";
+import { checkAttention } from "./_attention_test_utils.ts";
+import { noGpu } from "../../gpu/test_utils.ts";
+import type { AttentionShape } from "./attention_ref.ts";
 
 // f32 online softmax and sums of up to a few hundred terms: 1e-5 relative.
 const TOL = 1e-5;
 
 async function check(shape: AttentionShape, mask: Uint32Array, what: string): Promise<void> {
-  const ctx = (await testContext())!;
-  const { b, tq, s, hq, hkv, d } = shape;
-  const q = randomArray(b * tq * hq * d, 1, -2, 2);
-  const k = randomArray(b * s * hkv * d, 2, -2, 2);
-  const v = randomArray(b * s * hkv * d, 3);
-  const o = poisoned(ctx, q.length, "o");
-  const enc = recordPass(ctx, (pass) =>
-    encodeAttention(ctx, pass, {
-      ...shape,
-      q: ctx.upload(q, "q"),
-      k: ctx.upload(k, "k"),
-      v: ctx.upload(v, "v"),
-      mask: ctx.upload(mask, "mask"),
-      o,
-    }));
-  const got = await readFloats(ctx, o, q.length, enc);
-  const err = assertClose(got, attentionRef(q, k, v, { ...shape, mask }), TOL, what);
+  const err = await checkAttention(shape, mask, what, TOL, { seeds: [1, 2, 3] });
   console.log(`${what}: rel err ${err.toExponential(2)}`);
 }
 

@@ -6,14 +6,12 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize } from "../_check.ts";
-import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import { encodeRmsNormWeightGrad } from "../rms_norm/rms_norm_backward.ts";
-import { ROWS_PER_WORKGROUP } from "./_shape.ts";
+import { checkHeadSize, checkRope, dispatchRows, normRopeKernel } from "./_shape.ts";
 import code from "./norm_rope_backward.wgsl" with { type: "text" };
 
-const PARAMS = uniformLayout(code, "norm_rope_backward");
+const KERNEL = normRopeKernel("norm_rope_backward", code, { qk: false });
 
 /** Arguments of {@linkcode encodeNormRopeBackward}. */
 export interface NormRopeBackwardArgs {
@@ -78,11 +76,7 @@ export function encodeNormRopeBackward(
 ): void {
   const { tokens, heads, d, maxPos } = args;
   const kernel = "norm + RoPE backward";
-  if (d % 2 !== 0 || d <= 0) {
-    throw new RangeError(
-      `Cannot record ${kernel}: head size must be even and positive: current value is ${d}`,
-    );
-  }
+  checkHeadSize(kernel, d);
   const rows = tokens * heads;
   const matrix = `[tokens · heads, d] = [${rows}, ${d}]`;
   for (const name of ["dy", "x", "dx"] as const) {
@@ -90,20 +84,14 @@ export function encodeNormRopeBackward(
   }
   checkSize(kernel, "w", args.w, d, `[d] = [${d}]`);
   checkSize(kernel, "rstd", args.rstd, rows, `[tokens · heads] = [${rows}]`);
-  checkSize(kernel, "positions", args.positions, tokens, `[tokens] = [${tokens}]`);
-  checkSize(
-    kernel,
-    "table",
-    args.table,
-    maxPos * d,
-    `[maxPos, d / 2, 2] = [${maxPos}, ${d / 2}, 2]`,
-  );
-  ctx.dispatch(
+  checkRope(kernel, args, args.positions, args.table);
+  dispatchRows(
+    ctx,
     pass,
-    ctx.pipeline("norm_rope_backward", code, { constants: GRID_CONSTANTS }),
+    KERNEL,
     [args.dy, args.x, args.w, args.positions, args.table, args.dx, args.rstd],
-    grid(Math.ceil(rows / ROWS_PER_WORKGROUP)),
-    packUniform(PARAMS, { R: rows, D: d, H: heads, max_pos: maxPos, eps: args.eps }),
+    rows,
+    { R: rows, D: d, H: heads, max_pos: maxPos, eps: args.eps },
   );
   encodeRmsNormWeightGrad(ctx, pass, {
     dy: args.dy,

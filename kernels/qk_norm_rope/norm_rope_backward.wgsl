@@ -24,9 +24,7 @@ override GRID_X: u32;
 
 var<workgroup> partial: array<vec2f, 64>;
 
-// Threads per row and rows per workgroup (TPR * RPW = 64, the workgroup size).
-const TPR = 16u;
-const RPW = 4u;
+// TPR, RPW, rope_cs, unrotate, reduce_rows: _norm_rope.wgsl (appended by the launcher).
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
@@ -42,39 +40,24 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
   if (valid) {
     pos = min(positions[row / p.H], p.max_pos - 1u);
     for (var i = lane; i < half; i += TPR) {
-      let c = table[(pos * half + i) * 2u];
-      let sn = table[(pos * half + i) * 2u + 1u];
-      let g1 = dy[base + i];
-      let g2 = dy[base + i + half];
+      let dn = unrotate(vec2f(dy[base + i], dy[base + i + half]), rope_cs(pos, half, i));
       let x1 = x[base + i];
       let x2 = x[base + i + half];
-      s += vec2f(
-        x1 * x1 + x2 * x2,
-        (g1 * c + g2 * sn) * w[i] * x1 + (g2 * c - g1 * sn) * w[i + half] * x2,
-      );
+      s += vec2f(x1 * x1 + x2 * x2, dn.x * w[i] * x1 + dn.y * w[i + half] * x2);
     }
   }
   partial[t] = s;
-  workgroupBarrier();
-  for (var stride = TPR / 2u; stride > 0u; stride >>= 1u) {
-    if (lane < stride) { partial[t] += partial[t + stride]; }
-    workgroupBarrier();
-  }
+  reduce_rows(t, lane);
   if (!valid) { return; }
   let sums = partial[t - lane];
   let rs = inverseSqrt(sums.x / f32(p.D) + p.eps);
   let cc = rs * rs * rs * sums.y / f32(p.D);
   for (var i = lane; i < half; i += TPR) {
-    let c = table[(pos * half + i) * 2u];
-    let sn = table[(pos * half + i) * 2u + 1u];
-    let g1 = dy[base + i];
-    let g2 = dy[base + i + half];
-    let dn1 = g1 * c + g2 * sn;
-    let dn2 = g2 * c - g1 * sn;
-    dy[base + i] = dn1;
-    dy[base + i + half] = dn2;
-    dx[base + i] = rs * w[i] * dn1 - x[base + i] * cc;
-    dx[base + i + half] = rs * w[i + half] * dn2 - x[base + i + half] * cc;
+    let dn = unrotate(vec2f(dy[base + i], dy[base + i + half]), rope_cs(pos, half, i));
+    dy[base + i] = dn.x;
+    dy[base + i + half] = dn.y;
+    dx[base + i] = rs * w[i] * dn.x - x[base + i] * cc;
+    dx[base + i + half] = rs * w[i + half] * dn.y - x[base + i + half] * cc;
   }
   if (lane == 0u) { rstd[row] = rs; }
 }

@@ -5,29 +5,15 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
-import { grid, GRID_CONSTANTS } from "../_grid.ts";
-import { qkParams, type QkShape, ROWS_PER_WORKGROUP } from "./_shape.ts";
+import { dispatchRows, normRopeKernel, type QkInputs, qkParams } from "./_shape.ts";
 import code from "./qk_norm_rope.wgsl" with { type: "text" };
 
-export type { QkShape } from "./_shape.ts";
+export type { QkInputs, QkShape } from "./_shape.ts";
 
-const PARAMS = uniformLayout(code, "qk_norm_rope");
+const KERNEL = normRopeKernel("qk_norm_rope", code);
 
 /** Arguments of {@linkcode encodeQkNormRope}. */
-export interface QkNormRopeArgs extends QkShape {
-  /** q_proj output `[tokens · hq, d]`. */
-  qRaw: Binding;
-  /** k_proj output `[tokens · hkv, d]`. */
-  kRaw: Binding;
-  /** Query norm weight `[d]`. */
-  qNorm: Binding;
-  /** Key norm weight `[d]`. */
-  kNorm: Binding;
-  /** Position of each token (u32). */
-  positions: Binding;
-  /** `[maxPos, d/2, 2]` table from `ropeTable`. */
-  table: Binding;
+export interface QkNormRopeArgs extends QkInputs {
   /** Receives the normalised, rotated queries `[tokens · hq, d]` (must not alias `qRaw`). */
   q: Binding;
   /** Receives the normalised, rotated keys `[tokens · hkv, d]` (must not alias `kRaw`). */
@@ -61,18 +47,15 @@ export function encodeQkNormRope(
   args: QkNormRopeArgs,
 ): void {
   const { params, rows } = qkParams("q/k norm + RoPE", args, {
-    q: { qRaw: args.qRaw, q: args.q },
-    k: { kRaw: args.kRaw, k: args.k },
-    positions: args.positions,
-    table: args.table,
-    qNorm: args.qNorm,
-    kNorm: args.kNorm,
+    q: { q: args.q },
+    k: { k: args.k },
   });
-  ctx.dispatch(
+  dispatchRows(
+    ctx,
     pass,
-    ctx.pipeline("qk_norm_rope", code, { constants: GRID_CONSTANTS }),
+    KERNEL,
     [args.qRaw, args.kRaw, args.qNorm, args.kNorm, args.positions, args.table, args.q, args.k],
-    grid(Math.ceil(rows / ROWS_PER_WORKGROUP)),
-    packUniform(PARAMS, params),
+    rows,
+    params,
   );
 }

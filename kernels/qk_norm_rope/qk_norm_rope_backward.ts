@@ -5,32 +5,18 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
-import { grid, GRID_CONSTANTS } from "../_grid.ts";
-import { qkParams, ROWS_PER_WORKGROUP } from "./_shape.ts";
-import type { QkShape } from "./qk_norm_rope.ts";
+import { dispatchRows, normRopeKernel, qkParams } from "./_shape.ts";
+import type { QkInputs } from "./qk_norm_rope.ts";
 import code from "./qk_norm_rope_backward.wgsl" with { type: "text" };
 
-const PARAMS = uniformLayout(code, "qk_norm_rope_backward");
+const KERNEL = normRopeKernel("qk_norm_rope_backward", code);
 
-/** Arguments of {@linkcode encodeQkNormRopeBackward}. */
-export interface QkNormRopeBackwardArgs extends QkShape {
+/** Arguments of {@linkcode encodeQkNormRopeBackward}: the forward's inputs, and the gradients. */
+export interface QkNormRopeBackwardArgs extends QkInputs {
   /** d loss / d q `[tokens · hq, d]` on entry; d loss / d qRaw on exit. */
   dq: Binding;
   /** d loss / d k `[tokens · hkv, d]` on entry; d loss / d kRaw on exit. */
   dk: Binding;
-  /** The forward's q_proj output `[tokens · hq, d]`. */
-  qRaw: Binding;
-  /** The forward's k_proj output `[tokens · hkv, d]`. */
-  kRaw: Binding;
-  /** Query norm weight `[d]`. */
-  qNorm: Binding;
-  /** Key norm weight `[d]`. */
-  kNorm: Binding;
-  /** Position of each token (u32), as in the forward. */
-  positions: Binding;
-  /** The forward's `[maxPos, d/2, 2]` table. */
-  table: Binding;
 }
 
 /**
@@ -62,19 +48,14 @@ export function encodeQkNormRopeBackward(
   pass: GPUComputePassEncoder,
   args: QkNormRopeBackwardArgs,
 ): void {
-  const { params, rows } = qkParams("q/k norm + RoPE backward", args, {
-    q: { dq: args.dq, qRaw: args.qRaw },
-    k: { dk: args.dk, kRaw: args.kRaw },
-    positions: args.positions,
-    table: args.table,
-    qNorm: args.qNorm,
-    kNorm: args.kNorm,
-  });
-  ctx.dispatch(
+  const kernel = "q/k norm + RoPE backward";
+  const { params, rows } = qkParams(kernel, args, { q: { dq: args.dq }, k: { dk: args.dk } });
+  dispatchRows(
+    ctx,
     pass,
-    ctx.pipeline("qk_norm_rope_backward", code, { constants: GRID_CONSTANTS }),
+    KERNEL,
     [args.dq, args.dk, args.qRaw, args.kRaw, args.qNorm, args.kNorm, args.positions, args.table],
-    grid(Math.ceil(rows / ROWS_PER_WORKGROUP)),
-    packUniform(PARAMS, params),
+    rows,
+    params,
   );
 }

@@ -36,70 +36,46 @@ fn set_grad(is_q: bool, idx: u32, v: f32) {
   if (is_q) { dq[idx] = v; } else { dk[idx] = v; }
 }
 
-fn raw(is_q: bool, idx: u32) -> f32 {
-  if (is_q) { return q_raw[idx]; }
-  return k_raw[idx];
-}
-
-fn weight(is_q: bool, i: u32) -> f32 {
-  if (is_q) { return q_w[i]; }
-  return k_w[i];
-}
-
 // The norm output's gradient of the pair (i, i + half): the output gradient rotated back.
-fn unrotate(is_q: bool, a: u32, cs: vec2f, half: u32) -> vec2f {
-  let g1 = grad(is_q, a);
-  let g2 = grad(is_q, a + half);
-  return vec2f(g1 * cs.x + g2 * cs.y, g2 * cs.x - g1 * cs.y);
+fn dnorm(is_q: bool, a: u32, cs: vec2f, half: u32) -> vec2f {
+  return unrotate(vec2f(grad(is_q, a), grad(is_q, a + half)), cs);
 }
 
-// Threads per row and rows per workgroup (TPR * RPW = 64, the workgroup size).
-const TPR = 16u;
-const RPW = 4u;
+// TPR, RPW, rope_cs, unrotate, reduce_rows: _norm_rope.wgsl; raw, weight, qk_row: _qk_rows.wgsl
+// (appended by the launcher).
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
   let r0 = (wg.x + wg.y * GRID_X) * RPW;
   if (r0 >= p.QR + p.KR) { return; }
   let lane = t % TPR;
-  let r = r0 + t / TPR;
-  let valid = r < p.QR + p.KR;
-  let is_q = r < p.QR;
-  let row = select(r - p.QR, r, is_q);
-  let heads = select(p.HKV, p.HQ, is_q);
-  let base = row * p.D;
+  let r = qk_row(r0 + t / TPR);
   let half = p.D / 2u;
   var pos = 0u;
   var s = vec2f(0.0);
-  if (valid) {
-    pos = min(positions[row / heads], p.max_pos - 1u);
+  if (r.valid) {
+    pos = min(positions[r.row / r.heads], p.max_pos - 1u);
     for (var i = lane; i < half; i += TPR) {
-      let cs = vec2f(table[(pos * half + i) * 2u], table[(pos * half + i) * 2u + 1u]);
-      let dn = unrotate(is_q, base + i, cs, half);
-      let x1 = raw(is_q, base + i);
-      let x2 = raw(is_q, base + i + half);
+      let dn = dnorm(r.is_q, r.base + i, rope_cs(pos, half, i), half);
+      let x1 = raw(r.is_q, r.base + i);
+      let x2 = raw(r.is_q, r.base + i + half);
       s += vec2f(
         x1 * x1 + x2 * x2,
-        dn.x * weight(is_q, i) * x1 + dn.y * weight(is_q, i + half) * x2,
+        dn.x * weight(r.is_q, i) * x1 + dn.y * weight(r.is_q, i + half) * x2,
       );
     }
   }
   partial[t] = s;
-  workgroupBarrier();
-  for (var stride = TPR / 2u; stride > 0u; stride >>= 1u) {
-    if (lane < stride) { partial[t] += partial[t + stride]; }
-    workgroupBarrier();
-  }
-  if (!valid) { return; }
+  reduce_rows(t, lane);
+  if (!r.valid) { return; }
   let sums = partial[t - lane];
   let rs = inverseSqrt(sums.x / f32(p.D) + p.eps);
   let c = rs * rs * rs * sums.y / f32(p.D);
   for (var i = lane; i < half; i += TPR) {
-    let cs = vec2f(table[(pos * half + i) * 2u], table[(pos * half + i) * 2u + 1u]);
-    let dn = unrotate(is_q, base + i, cs, half);
-    let x1 = raw(is_q, base + i);
-    let x2 = raw(is_q, base + i + half);
-    set_grad(is_q, base + i, rs * weight(is_q, i) * dn.x - x1 * c);
-    set_grad(is_q, base + i + half, rs * weight(is_q, i + half) * dn.y - x2 * c);
+    let dn = dnorm(r.is_q, r.base + i, rope_cs(pos, half, i), half);
+    let x1 = raw(r.is_q, r.base + i);
+    let x2 = raw(r.is_q, r.base + i + half);
+    set_grad(r.is_q, r.base + i, rs * weight(r.is_q, i) * dn.x - x1 * c);
+    set_grad(r.is_q, r.base + i + half, rs * weight(r.is_q, i + half) * dn.y - x2 * c);
   }
 }

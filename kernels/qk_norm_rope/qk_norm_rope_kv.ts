@@ -5,32 +5,18 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
-import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize } from "../_check.ts";
-import { grid, GRID_CONSTANTS } from "../_grid.ts";
-import { qkParams, ROWS_PER_WORKGROUP } from "./_shape.ts";
-import type { QkShape } from "./qk_norm_rope.ts";
+import { dispatchRows, normRopeKernel, qkParams } from "./_shape.ts";
+import type { QkInputs } from "./qk_norm_rope.ts";
 import code from "./qk_norm_rope_kv.wgsl" with { type: "text" };
 
-const PARAMS = uniformLayout(code, "qk_norm_rope_kv");
+const KERNEL = normRopeKernel("qk_norm_rope_kv", code);
 
 /** Storage buffers the kernel binds (WebGPU's default per-stage limit is 8). */
 export const QK_NORM_ROPE_KV_STORAGE_BUFFERS = 12;
 
 /** Arguments of {@linkcode encodeQkNormRopeKv}. */
-export interface QkNormRopeKvArgs extends QkShape {
-  /** q_proj output `[tokens · hq, d]`. */
-  qRaw: Binding;
-  /** k_proj output `[tokens · hkv, d]`. */
-  kRaw: Binding;
-  /** Query norm weight `[d]`. */
-  qNorm: Binding;
-  /** Key norm weight `[d]`. */
-  kNorm: Binding;
-  /** Position of each token (u32). */
-  positions: Binding;
-  /** `[maxPos, d/2, 2]` table from `ropeTable`. */
-  table: Binding;
+export interface QkNormRopeKvArgs extends QkInputs {
   /** Receives the normalised, rotated queries `[tokens · hq, d]`. */
   q: Binding;
   /** v_proj output `[tokens · hkv, d]`. */
@@ -113,14 +99,7 @@ export function encodeQkNormRopeKv(
         `${tokens} and ${rows}`,
     );
   }
-  const { params, rows: heads } = qkParams(kernel, args, {
-    q: { qRaw: args.qRaw, q: args.q },
-    k: { kRaw: args.kRaw, v: args.v },
-    positions: args.positions,
-    table: args.table,
-    qNorm: args.qNorm,
-    kNorm: args.kNorm,
-  });
+  const { params, rows: heads } = qkParams(kernel, args, { q: { q: args.q }, k: { v: args.v } });
   const width = hkv * d;
   const cache = `[row0 + rows, slots, hkv · d] = [${row0 + rows}, ${slots}, ${width}]`;
   checkSize(kernel, "kCache", args.kCache, (row0 + rows) * slots * width, cache);
@@ -133,14 +112,15 @@ export function encodeQkNormRopeKv(
     `[row0 + rows, slots] = [${row0 + rows}, ${slots}]`,
   );
   checkSize(kernel, "ctrl", args.ctrl, 1, "[slot, step]");
-  ctx.dispatch(
+  dispatchRows(
+    ctx,
     pass,
-    ctx.pipeline("qk_norm_rope_kv", code, { constants: GRID_CONSTANTS }),
+    KERNEL,
     [
       ...[args.qRaw, args.kRaw, args.qNorm, args.kNorm, args.positions, args.table, args.q],
       ...[args.kCache, args.v, args.vCache, args.mask, args.ctrl],
     ],
-    grid(Math.ceil(heads / ROWS_PER_WORKGROUP)),
-    packUniform(PARAMS, { ...params, T: tokens / rows, S: slots, row0 }),
+    heads,
+    { ...params, T: tokens / rows, S: slots, row0 },
   );
 }

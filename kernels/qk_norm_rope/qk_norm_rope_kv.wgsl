@@ -34,69 +34,41 @@ override GRID_X: u32;
 
 var<workgroup> partial: array<f32, 64>;
 
-fn raw(is_q: bool, idx: u32) -> f32 {
-  if (is_q) { return q_raw[idx]; }
-  return k_raw[idx];
-}
-
-fn weight(is_q: bool, i: u32) -> f32 {
-  if (is_q) { return q_w[i]; }
-  return k_w[i];
-}
-
-// Threads per row and rows per workgroup (TPR * RPW = 64, the workgroup size).
-const TPR = 16u;
-const RPW = 4u;
+// TPR, RPW, rope_cs, reduce_rows: _norm_rope.wgsl; raw, weight, qk_row, sum_squares, norm_rope:
+// _qk_rows.wgsl (appended by the launcher).
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
   let r0 = (wg.x + wg.y * GRID_X) * RPW;
   if (r0 >= p.QR + p.KR) { return; }
   let lane = t % TPR;
-  let r = r0 + t / TPR;
-  let valid = r < p.QR + p.KR;
-  let is_q = r < p.QR;
-  let row = select(r - p.QR, r, is_q);
-  let heads = select(p.HKV, p.HQ, is_q);
-  let base = row * p.D;
+  let r = qk_row(r0 + t / TPR);
   var s = 0.0;
-  if (valid) {
-    for (var i = lane; i < p.D; i += TPR) {
-      let x = raw(is_q, base + i);
-      s = fma(x, x, s);
-    }
-  }
+  if (r.valid) { s = sum_squares(r.is_q, r.base, lane); }
   partial[t] = s;
-  workgroupBarrier();
-  for (var stride = TPR / 2u; stride > 0u; stride >>= 1u) {
-    if (lane < stride) { partial[t] += partial[t + stride]; }
-    workgroupBarrier();
-  }
-  if (!valid) { return; }
+  reduce_rows(t, lane);
+  if (!r.valid) { return; }
   let inv = inverseSqrt(partial[t - lane] / f32(p.D) + p.eps);
   let half = p.D / 2u;
-  let tok = row / heads;
+  let tok = r.row / r.heads;
   let pos = min(positions[tok], p.max_pos - 1u);
   // Keys: where the row lands in the cache (nothing is written past the last slot).
   let slot = ctrl[0] + tok % p.T;
   let cache_row = p.row0 + tok / p.T;
   let width = p.HKV * p.D;
-  let dst = (cache_row * p.S + slot) * width + (row % p.HKV) * p.D;
-  if (!is_q && slot >= p.S) { return; }
+  let dst = (cache_row * p.S + slot) * width + (r.row % p.HKV) * p.D;
+  if (!r.is_q && slot >= p.S) { return; }
   for (var i = lane; i < half; i += TPR) {
-    let n1 = raw(is_q, base + i) * inv * weight(is_q, i);
-    let n2 = raw(is_q, base + i + half) * inv * weight(is_q, i + half);
-    let c = table[(pos * half + i) * 2u];
-    let sn = table[(pos * half + i) * 2u + 1u];
-    if (is_q) {
-      q[base + i] = n1 * c - n2 * sn;
-      q[base + i + half] = n2 * c + n1 * sn;
+    let y = norm_rope(r.is_q, r.base, i, half, inv, rope_cs(pos, half, i));
+    if (r.is_q) {
+      q[r.base + i] = y.x;
+      q[r.base + i + half] = y.y;
     } else {
-      k_cache[dst + i] = n1 * c - n2 * sn;
-      k_cache[dst + i + half] = n2 * c + n1 * sn;
+      k_cache[dst + i] = y.x;
+      k_cache[dst + i + half] = y.y;
     }
   }
-  if (is_q) { return; }
-  for (var i = lane; i < p.D; i += TPR) { v_cache[dst + i] = v[base + i]; }
-  if (lane == 0u && row % p.HKV == 0u) { mask[cache_row * p.S + slot] = 1u; }
+  if (r.is_q) { return; }
+  for (var i = lane; i < p.D; i += TPR) { v_cache[dst + i] = v[r.base + i]; }
+  if (lane == 0u && r.row % p.HKV == 0u) { mask[cache_row * p.S + slot] = 1u; }
 }

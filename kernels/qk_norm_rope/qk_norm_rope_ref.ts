@@ -3,6 +3,18 @@ import { rmsNormRef } from "../rms_norm/rms_norm_ref.ts";
 import { ropeBackwardRef } from "../rope/rope_backward_ref.ts";
 import { ropeRef } from "../rope/rope_ref.ts";
 
+/** The forward's inputs of {@linkcode qkNormRopeRef} and {@linkcode qkNormRopeBackwardRef}. */
+export interface QkRefInputs {
+  /** Raw queries `[tokens · hq, d]`. */
+  qRaw: ArrayLike<number>;
+  /** Raw keys `[tokens · hkv, d]`. */
+  kRaw: ArrayLike<number>;
+  /** Query norm weight `[d]`. */
+  qNorm: ArrayLike<number>;
+  /** Key norm weight `[d]`. */
+  kNorm: ArrayLike<number>;
+}
+
 /** Options of {@linkcode qkNormRopeRef} and {@linkcode qkNormRopeBackwardRef}. */
 export interface QkNormRopeOptions {
   /** Head dimension (even). */
@@ -35,12 +47,7 @@ export interface QkNormRopeOptions {
  * ```
  */
 export function qkNormRopeRef(
-  x: {
-    qRaw: ArrayLike<number>;
-    kRaw: ArrayLike<number>;
-    qNorm: ArrayLike<number>;
-    kNorm: ArrayLike<number>;
-  },
+  x: QkRefInputs,
   positions: ArrayLike<number>,
   options: QkNormRopeOptions,
 ): { q: Float64Array; k: Float64Array } {
@@ -81,13 +88,11 @@ export interface QkNormRopeBackwardRefResult {
  * ```
  */
 export function qkNormRopeBackwardRef(
-  g: {
+  g: QkRefInputs & {
+    /** d loss / d q `[tokens · hq, d]`. */
     dq: ArrayLike<number>;
+    /** d loss / d k `[tokens · hkv, d]`. */
     dk: ArrayLike<number>;
-    qRaw: ArrayLike<number>;
-    kRaw: ArrayLike<number>;
-    qNorm: ArrayLike<number>;
-    kNorm: ArrayLike<number>;
   },
   positions: ArrayLike<number>,
   options: QkNormRopeOptions,

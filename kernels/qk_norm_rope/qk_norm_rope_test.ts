@@ -8,9 +8,14 @@ import {
 } from "../../gpu/test_utils.ts";
 import { readback } from "../../gpu/readback.ts";
 import { ropeTable } from "../rope/rope_ref.ts";
-import { encodeQkNormRope } from "./qk_norm_rope.ts";
+import type { GpuContext } from "../../gpu/context.ts";
+import { encodeQkNormRope, type QkNormRopeArgs } from "./qk_norm_rope.ts";
 import { encodeQkNormRopeBackward } from "./qk_norm_rope_backward.ts";
-import { qkNormRopeBackwardRef, qkNormRopeRef } from "./qk_norm_rope_ref.ts";
+import {
+  qkNormRopeBackwardRef,
+  type QkNormRopeOptions,
+  qkNormRopeRef,
+} from "./qk_norm_rope_ref.ts";
 
 // Forward: an f32 sum of d squares (rms_norm's 1e-5), then one rotation (rope's 1e-6): 1e-5.
 // Backward: f32 sums over a row, and dx subtracts two terms of similar size: 1e-5.
@@ -43,88 +48,80 @@ function inputs(tokens: number, hq: number, hkv: number, d: number) {
   };
 }
 
+type Inputs = ReturnType<typeof inputs>;
+
+/**
+ * Runs one kernel on every shape of SHAPES: `record` gets the context, the uploaded inputs and
+ * shape (the arguments both kernels share) and returns its encoder and two output buffers, compared
+ * (under `names`) with the two arrays of the f64 reference `want`; logs the errors.
+ */
+async function checkShapes(
+  label: string,
+  names: readonly [string, string],
+  record: (
+    ctx: GpuContext,
+    common: Omit<QkNormRopeArgs, "q" | "k">,
+    x: Inputs,
+  ) => { enc: GPUCommandEncoder; out: [GPUBuffer, GPUBuffer] },
+  want: (x: Inputs, opts: QkNormRopeOptions) => [ArrayLike<number>, ArrayLike<number>],
+): Promise<void> {
+  const ctx = (await testContext())!;
+  for (const [tokens, hq, hkv, d] of SHAPES) {
+    const x = inputs(tokens, hq, hkv, d);
+    const eps = d === 2 ? 0.1 : 1e-6;
+    const common = {
+      qRaw: ctx.upload(x.qRaw, "qRaw"),
+      kRaw: ctx.upload(x.kRaw, "kRaw"),
+      qNorm: ctx.upload(x.qNorm, "qNorm"),
+      kNorm: ctx.upload(x.kNorm, "kNorm"),
+      positions: ctx.upload(x.positions, "positions"),
+      table: ctx.upload(ropeTable(MAX_POS, { d, theta: THETA }), "table"),
+      ...{ tokens, hq, hkv, d, maxPos: MAX_POS, eps },
+    };
+    const { enc, out } = record(ctx, common, x);
+    const got = await readback(
+      ctx,
+      out.map((buffer) => ({ buffer, offset: 0, size: buffer.size })),
+      enc,
+    );
+    const ref = want(x, { d, hq, hkv, theta: THETA, eps });
+    const what = `${tokens}x(${hq}+${hkv})x${d}`;
+    const errs = names.map((name, i) =>
+      assertClose(new Float32Array(got[i]), ref[i], TOL, `${name} ${what}`).toExponential(2)
+    );
+    console.log(`${label} ${what}: ${names[0]} ${errs[0]}, ${names[1]} ${errs[1]}`);
+  }
+}
+
 Deno.test({
   name: "encodeQkNormRope() matches rms_norm then rope in f64 on odd head shapes",
   ignore: noGpu,
-  async fn() {
-    const ctx = (await testContext())!;
-    for (const [tokens, hq, hkv, d] of SHAPES) {
-      const x = inputs(tokens, hq, hkv, d);
-      const eps = d === 2 ? 0.1 : 1e-6;
-      const q = poisoned(ctx, tokens * hq * d, "q");
-      const k = poisoned(ctx, tokens * hkv * d, "k");
-      const enc = recordPass(ctx, (pass) =>
-        encodeQkNormRope(ctx, pass, {
-          qRaw: ctx.upload(x.qRaw, "qRaw"),
-          kRaw: ctx.upload(x.kRaw, "kRaw"),
-          qNorm: ctx.upload(x.qNorm, "qNorm"),
-          kNorm: ctx.upload(x.kNorm, "kNorm"),
-          positions: ctx.upload(x.positions, "positions"),
-          table: ctx.upload(ropeTable(MAX_POS, { d, theta: THETA }), "table"),
-          q,
-          k,
-          tokens,
-          hq,
-          hkv,
-          d,
-          maxPos: MAX_POS,
-          eps,
-        }));
-      const [gq, gk] = await readback(ctx, [
-        { buffer: q, offset: 0, size: q.size },
-        { buffer: k, offset: 0, size: k.size },
-      ], enc);
-      const want = qkNormRopeRef(x, x.positions, { d, hq, hkv, theta: THETA, eps });
-      const what = `${tokens}x(${hq}+${hkv})x${d}`;
-      const eq = assertClose(new Float32Array(gq), want.q, TOL, `q ${what}`);
-      const ek = assertClose(new Float32Array(gk), want.k, TOL, `k ${what}`);
-      console.log(
-        `qk_norm_rope ${what}: q ${eq.toExponential(2)}, k ${ek.toExponential(2)}`,
-      );
-    }
-  },
+  fn: () =>
+    checkShapes("qk_norm_rope", ["q", "k"], (ctx, common, x) => {
+      const q = poisoned(ctx, x.qRaw.length, "q");
+      const k = poisoned(ctx, x.kRaw.length, "k");
+      const enc = recordPass(ctx, (pass) => encodeQkNormRope(ctx, pass, { ...common, q, k }));
+      return { enc, out: [q, k] };
+    }, (x, opts) => {
+      const want = qkNormRopeRef(x, x.positions, opts);
+      return [want.q, want.k];
+    }),
 });
 
 Deno.test({
   name: "encodeQkNormRopeBackward() matches rope then rms_norm backward in f64, in place",
   ignore: noGpu,
-  async fn() {
-    const ctx = (await testContext())!;
-    for (const [tokens, hq, hkv, d] of SHAPES) {
-      const x = inputs(tokens, hq, hkv, d);
-      const eps = d === 2 ? 0.1 : 1e-6;
+  fn: () =>
+    checkShapes("qk_norm_rope backward", ["dqRaw", "dkRaw"], (ctx, common, x) => {
       const dq = ctx.upload(x.dq, "dq");
       const dk = ctx.upload(x.dk, "dk");
       const enc = recordPass(ctx, (pass) =>
-        encodeQkNormRopeBackward(ctx, pass, {
-          dq,
-          dk,
-          qRaw: ctx.upload(x.qRaw, "qRaw"),
-          kRaw: ctx.upload(x.kRaw, "kRaw"),
-          qNorm: ctx.upload(x.qNorm, "qNorm"),
-          kNorm: ctx.upload(x.kNorm, "kNorm"),
-          positions: ctx.upload(x.positions, "positions"),
-          table: ctx.upload(ropeTable(MAX_POS, { d, theta: THETA }), "table"),
-          tokens,
-          hq,
-          hkv,
-          d,
-          maxPos: MAX_POS,
-          eps,
-        }));
-      const [gq, gk] = await readback(ctx, [
-        { buffer: dq, offset: 0, size: dq.size },
-        { buffer: dk, offset: 0, size: dk.size },
-      ], enc);
-      const want = qkNormRopeBackwardRef(x, x.positions, { d, hq, hkv, theta: THETA, eps });
-      const what = `${tokens}x(${hq}+${hkv})x${d}`;
-      const eq = assertClose(new Float32Array(gq), want.dqRaw, TOL, `dqRaw ${what}`);
-      const ek = assertClose(new Float32Array(gk), want.dkRaw, TOL, `dkRaw ${what}`);
-      console.log(
-        `qk_norm_rope backward ${what}: dq ${eq.toExponential(2)}, dk ${ek.toExponential(2)}`,
-      );
-    }
-  },
+        encodeQkNormRopeBackward(ctx, pass, { ...common, dq, dk }));
+      return { enc, out: [dq, dk] };
+    }, (x, opts) => {
+      const want = qkNormRopeBackwardRef(x, x.positions, opts);
+      return [want.dqRaw, want.dkRaw];
+    }),
 });
 
 Deno.test({
