@@ -10,9 +10,14 @@ import { checkSize } from "../_check.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import type { AttentionShape } from "./attention_ref.ts";
 import { attentionParams } from "./_attention_params.ts";
-import code from "./attention.wgsl" with { type: "text" };
+import rowsCode from "./attention.wgsl" with { type: "text" };
 import flashCode from "./attention_flash.wgsl" with { type: "text" };
-import splitCode from "./attention_split.wgsl" with { type: "text" };
+import splitSource from "./attention_split.wgsl" with { type: "text" };
+import rowSoftmax from "./_attention_rows.wgsl" with { type: "text" };
+
+// The rows and split kernels share one query's online softmax over its keys (attend_row).
+const code = `${rowsCode}\n${rowSoftmax}`;
+const splitCode = `${splitSource}\n${rowSoftmax}`;
 
 const PARAMS = uniformLayout(code, "attention");
 const FLASH_PARAMS = uniformLayout(flashCode, "attention_flash");

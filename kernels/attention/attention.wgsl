@@ -5,7 +5,8 @@
 //   o   [B, Tq, Hq, D]   softmax_j(q·k_j · scale) · v_j over j <= q_start + i, j < kv_len, mask=1
 // Query head h reads kv head h / (Hq / Hkv). A query with no visible key gets o = 0.
 // Online softmax over chunks of 64 keys (each thread scores one key of the chunk, then every
-// thread folds the chunk into the outputs d = t, t + 64, ... it owns), so S is unbounded; D <= 256.
+// thread folds the chunk into the outputs d = t, t + 64, ... it owns: attend_row in
+// _attention_rows.wgsl, which attention.ts appends), so S is unbounded; D <= 256.
 // Prefill-sized query blocks get attention_flash.wgsl instead, decode steps over a long cache with
 // few (row, head) pairs attention_split.wgsl (attention.ts picks).
 // Reads q, k, v, mask; writes o. Tolerance vs f64 reference: rel 1e-5 (f32).
@@ -41,49 +42,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
   workgroupBarrier();
 
   let end = min(p.kv_len, p.q_start + i + 1u);
-  let kv_stride = p.Hkv * p.D;
-  let kv_base = b * p.S * kv_stride + hk * p.D;
-  var m = NEG_INF;
-  var l = 0.0;
-  var acc = vec4f(0.0);
-  for (var j0 = 0u; j0 < end; j0 += 64u) {
-    let j = j0 + t;
-    var s = NEG_INF;
-    if (j < end && mask[b * p.S + j] != 0u) {
-      let kb = kv_base + j * kv_stride;
-      var dot = 0.0;
-      for (var d = 0u; d < p.D; d++) { dot = fma(qs[d], k[kb + d], dot); }
-      s = dot * p.scale;
-    }
-    scores[t] = s;
-    workgroupBarrier();
-    var cm = NEG_INF;
-    for (var u = 0u; u < 64u; u++) { cm = max(cm, scores[u]); }
-    let m_new = max(m, cm);
-    if (m_new > NEG_INF) {
-      let corr = exp(m - m_new);
-      l *= corr;
-      acc *= corr;
-      let n = min(64u, end - j0);
-      for (var u = 0u; u < n; u++) {
-        let su = scores[u];
-        if (su > NEG_INF) {
-          let pu = exp(su - m_new);
-          l += pu;
-          let vb = kv_base + (j0 + u) * kv_stride;
-          for (var c = 0u; c < 4u; c++) {
-            let d = t + c * 64u;
-            if (d < p.D) { acc[c] = fma(pu, v[vb + d], acc[c]); }
-          }
-        }
-      }
-      m = m_new;
-    }
-    workgroupBarrier();
-  }
-  let inv = select(0.0, 1.0 / l, l > 0.0);
+  let r = attend_row(b, hk, 0u, end, t);
+  let inv = select(0.0, 1.0 / r.l, r.l > 0.0);
   for (var c = 0u; c < 4u; c++) {
     let d = t + c * 64u;
-    if (d < p.D) { o[q_base + d] = acc[c] * inv; }
+    if (d < p.D) { o[q_base + d] = r.acc[c] * inv; }
   }
 }

@@ -2,8 +2,9 @@
 // the keys split into chunks handled by separate workgroups (flash-decoding), for few queries over
 // a long cache. Two dispatches, main or grouped then combine (their bindings overlap in number):
 //   main     one workgroup of 64 threads per ((b, i, h), chunk c): the rows kernel's online
-//            softmax over the slots [c * chunk, (c + 1) * chunk) in blocks of 64 (each thread
-//            scores one key, then folds the block into the outputs d = t, t + 64, ... it owns);
+//            softmax (attend_row, _attention_rows.wgsl, appended by attention.ts) over the slots
+//            [c * chunk, (c + 1) * chunk) in blocks of 64 (each thread scores one key, then folds
+//            the block into the outputs d = t, t + 64, ... it owns);
 //            writes the chunk's running max m, sum l = Σ exp(s - m) and unnormalised
 //            acc = Σ exp(s - m) v to scratch[((b, i, h), c)] = (m, l, acc[D]).
 //   grouped  the same partial sums, one workgroup per (b, kv head, chunk) for the Tq * G <= 8
@@ -51,54 +52,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
 
   let begin = ch * p.chunk;
   let end = min(min(p.kv_len, p.S), min(p.q_start + i + 1u, begin + p.chunk));
-  let kv_stride = p.Hkv * p.D;
-  let kv_base = b * p.S * kv_stride + hk * p.D;
-  var m = NEG_INF;
-  var l = 0.0;
-  var acc = vec4f(0.0);
-  for (var j0 = begin; j0 < end; j0 += 64u) {
-    let j = j0 + t;
-    var s = NEG_INF;
-    if (j < end && mask[b * p.S + j] != 0u) {
-      let kb = kv_base + j * kv_stride;
-      var dot = 0.0;
-      for (var d = 0u; d < p.D; d++) { dot = fma(qs[d], k[kb + d], dot); }
-      s = dot * p.scale;
-    }
-    scores[t] = s;
-    workgroupBarrier();
-    var cm = NEG_INF;
-    for (var u = 0u; u < 64u; u++) { cm = max(cm, scores[u]); }
-    let m_new = max(m, cm);
-    if (m_new > NEG_INF) {
-      let corr = exp(m - m_new);
-      l *= corr;
-      acc *= corr;
-      let n = min(64u, end - j0);
-      for (var u = 0u; u < n; u++) {
-        let su = scores[u];
-        if (su > NEG_INF) {
-          let pu = exp(su - m_new);
-          l += pu;
-          let vb = kv_base + (j0 + u) * kv_stride;
-          for (var c = 0u; c < 4u; c++) {
-            let d = t + c * 64u;
-            if (d < p.D) { acc[c] = fma(pu, v[vb + d], acc[c]); }
-          }
-        }
-      }
-      m = m_new;
-    }
-    workgroupBarrier();
-  }
+  let r = attend_row(b, hk, begin, end, t);
   let out = task * (p.D + 2u);
   if (t == 0u) {
-    scratch[out] = m;
-    scratch[out + 1u] = l;
+    scratch[out] = r.m;
+    scratch[out + 1u] = r.l;
   }
   for (var c = 0u; c < 4u; c++) {
     let d = t + c * 64u;
-    if (d < p.D) { scratch[out + 2u + d] = acc[c]; }
+    if (d < p.D) { scratch[out + 2u + d] = r.acc[c]; }
   }
 }
 
