@@ -28,29 +28,29 @@ const shapes: [number, number][] = benchFull() ? [[8, 512], [1, 2048], [1, 8192]
 const kernels = ["rows", "flash"] as const;
 const best = new Map<string, number>();
 
-for (const [b, t] of shapes) {
-  const flop = 4 * d * hq * b * (t * (t + 1)) / 2;
-  const reps = Math.max(1, Math.min(64, Math.round((benchFull() ? 2e12 : 5e8) / flop)));
-  const q = ctx.createBuffer(b * t * hq * d * 4, "q");
-  const k = ctx.createBuffer(b * t * hkv * d * 4, "k");
-  const v = ctx.createBuffer(b * t * hkv * d * 4, "v");
-  const mask = ctx.upload(new Uint32Array(b * t).fill(1), "mask");
-  const o = ctx.createBuffer(b * t * hq * d * 4, "o");
-  const shape = `b${b} t${t} ${hq}/${hkv}x${d}`;
+/**
+ * Registers one bench per kernel of `shape` (the first one the baseline): each iteration records
+ * `reps` launches of `record` into one pass and waits once; the best GFLOP/s goes to `best`.
+ */
+function benchKernels<K extends string>(
+  shape: string,
+  kernels: readonly K[],
+  flop: number,
+  reps: number,
+  record: (pass: GPUComputePassEncoder, kernel: K) => void,
+): void {
   for (const kernel of kernels) {
     const key = `${shape} ${kernel}`;
     Deno.bench({
       name: `attention ${key} ×${reps}`,
       group: shape,
-      baseline: kernel === "rows",
+      baseline: kernel === kernels[0],
       n: 5,
       warmup: 1,
       async fn(bench) {
         const enc = ctx.device.createCommandEncoder();
         const pass = enc.beginComputePass();
-        for (let r = 0; r < reps; r++) {
-          encodeAttention(ctx, pass, { q, k, v, mask, o, b, tq: t, s: t, hq, hkv, d, kernel });
-        }
+        for (let r = 0; r < reps; r++) record(pass, kernel);
         pass.end();
         bench.start();
         const t0 = performance.now();
@@ -62,6 +62,25 @@ for (const [b, t] of shapes) {
       },
     });
   }
+}
+
+for (const [b, t] of shapes) {
+  const flop = 4 * d * hq * b * (t * (t + 1)) / 2;
+  const reps = Math.max(1, Math.min(64, Math.round((benchFull() ? 2e12 : 5e8) / flop)));
+  const q = ctx.createBuffer(b * t * hq * d * 4, "q");
+  const k = ctx.createBuffer(b * t * hkv * d * 4, "k");
+  const v = ctx.createBuffer(b * t * hkv * d * 4, "v");
+  const mask = ctx.upload(new Uint32Array(b * t).fill(1), "mask");
+  const o = ctx.createBuffer(b * t * hq * d * 4, "o");
+  const shape = `b${b} t${t} ${hq}/${hkv}x${d}`;
+  benchKernels(
+    shape,
+    kernels,
+    flop,
+    reps,
+    (pass, kernel) =>
+      encodeAttention(ctx, pass, { q, k, v, mask, o, b, tq: t, s: t, hq, hkv, d, kernel }),
+  );
 }
 
 // Backward (training step over t tokens): 10·d FLOPs per visible pair (q·k, dO·v, dq, dk, dv),
@@ -85,31 +104,14 @@ for (const [b, t] of bwdShapes) {
     stats: buf(b * t * hq * 2, "stats"),
   };
   const shape = `backward b${b} t${t} ${hq}/${hkv}x${d}`;
-  for (const kernel of kernels) {
-    const key = `${shape} ${kernel}`;
-    Deno.bench({
-      name: `attention ${key} ×${reps}`,
-      group: shape,
-      baseline: kernel === "rows",
-      n: 5,
-      warmup: 1,
-      async fn(bench) {
-        const enc = ctx.device.createCommandEncoder();
-        const pass = enc.beginComputePass();
-        for (let r = 0; r < reps; r++) {
-          encodeAttentionBackward(ctx, pass, { ...bufs, b, tq: t, s: t, hq, hkv, d, kernel });
-        }
-        pass.end();
-        bench.start();
-        const t0 = performance.now();
-        ctx.device.queue.submit([enc.finish()]);
-        await ctx.device.queue.onSubmittedWorkDone();
-        const gflops = (flop * reps) / ((performance.now() - t0) * 1e6);
-        bench.end();
-        best.set(key, Math.max(best.get(key) ?? 0, gflops));
-      },
-    });
-  }
+  benchKernels(
+    shape,
+    kernels,
+    flop,
+    reps,
+    (pass, kernel) =>
+      encodeAttentionBackward(ctx, pass, { ...bufs, b, tq: t, s: t, hq, hkv, d, kernel }),
+  );
 }
 
 // Decode (one query per row at the end of a kv-slot cache): 4·d FLOPs per (row, head, key).
@@ -129,29 +131,13 @@ for (const [b, kv] of decShapes) {
     scratch: ctx.createBuffer(attentionScratchSize(dims) * 4, "scratch"),
   };
   const shape = `decode b${b} kv${kv} ${hq}/${hkv}x${d}`;
-  for (const kernel of ["rows", "split"] as const) {
-    const key = `${shape} ${kernel}`;
-    Deno.bench({
-      name: `attention ${key} ×${reps}`,
-      group: shape,
-      baseline: kernel === "rows",
-      n: 5,
-      warmup: 1,
-      async fn(bench) {
-        const enc = ctx.device.createCommandEncoder();
-        const pass = enc.beginComputePass();
-        for (let r = 0; r < reps; r++) encodeAttention(ctx, pass, { ...bufs, ...dims, kernel });
-        pass.end();
-        bench.start();
-        const t0 = performance.now();
-        ctx.device.queue.submit([enc.finish()]);
-        await ctx.device.queue.onSubmittedWorkDone();
-        const gflops = (flop * reps) / ((performance.now() - t0) * 1e6);
-        bench.end();
-        best.set(key, Math.max(best.get(key) ?? 0, gflops));
-      },
-    });
-  }
+  benchKernels(
+    shape,
+    ["rows", "split"] as const,
+    flop,
+    reps,
+    (pass, kernel) => encodeAttention(ctx, pass, { ...bufs, ...dims, kernel }),
+  );
 }
 
 addEventListener("unload", () => {
