@@ -142,39 +142,48 @@ fn key_ok(j: u32) -> bool {
   return j < prm.kv_len && j < prm.S && mask[b * prm.S + min(j, prm.S - 1u)] != 0u;
 }
 
+// The vec4s at element `base` of K and V (kv) or of q and dO.
+fn pair(base: u32, kv: bool) -> array<vec4f, 2> {
+  if (kv) { return array(kvload(true, base), kvload(false, base)); }
+  return array(vload(true, base), vload(false, base));
+}
+
+// Stages vec4 e (of 256) of the tiles: ta[e], tb[e] = pair(base, kv), zeros unless ok.
+fn stage(e: u32, base: u32, ok: bool, kv: bool) {
+  var xy = array<vec4f, 2>();
+  if (ok) { xy = pair(base, kv); }
+  ta[e] = xy[0];
+  tb[e] = xy[1];
+}
+
+// The thread's registers ra[jj] (scaled) and rb[jj]: vec4 jj of its quarter qd of d of the row
+// at element `base` of q and dO (main) or of the slot in K and V (dkv, kv); zeros unless ok.
+fn own(jj: u32, base: u32, qd: u32, ok: bool, kv: bool) {
+  let d = 4u * (qd + 4u * jj);
+  var xy = array<vec4f, 2>();
+  if (ok && d < prm.D) { xy = pair(base + d, kv); }
+  ra[jj] = xy[0] * prm.scale;
+  rb[jj] = xy[1];
+}
+
+// All 8 partial dots of row r with the staged block (dots), then a barrier.
+fn block_dots(r: u32, qd: u32) {
+  dots(r, 0u, qd);
+  dots(r, 1u, qd);
+  dots(r, 2u, qd);
+  dots(r, 3u, qd);
+  dots(r, 4u, qd);
+  dots(r, 5u, qd);
+  dots(r, 6u, qd);
+  dots(r, 7u, qd);
+  workgroupBarrier();
+}
+
 // ---- main: dq and the row statistics ----
 
 @group(0) @binding(5) var<storage, read_write> dq: array<f32>;
 @group(0) @binding(6) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(7) var<uniform> p: Params;
-
-// Loads vec4 e (of 256) of the K and V tiles of the key block at j0 (zeros past D or past end).
-fn load_kv(e: u32, j0: u32, end: u32) {
-  let c = e / DV;
-  let dvi = e % DV;
-  let j = j0 + c;
-  var kv = vec4f(0.0);
-  var vv = vec4f(0.0);
-  if (j < end && 4u * dvi < prm.D) {
-    let base = kv_base + j * kv_stride + 4u * dvi;
-    kv = kvload(true, base);
-    vv = kvload(false, base);
-  }
-  ta[e] = kv;
-  tb[e] = vv;
-}
-
-fn load_row(jj: u32, base: u32, qd: u32, row_ok: bool) {
-  let d = 4u * (qd + 4u * jj);
-  var qv = vec4f(0.0);
-  var gv = vec4f(0.0);
-  if (row_ok && d < prm.D) {
-    qv = vload(true, base + d);
-    gv = vload(false, base + d);
-  }
-  ra[jj] = qv * prm.scale;
-  rb[jj] = gv;
-}
 
 // Score of key c for row r (NEG_INF when the key is not visible) and its dO·v.
 fn score(r: u32, c: u32, j0: u32, last: u32, row_ok: bool) {
@@ -186,15 +195,7 @@ fn score(r: u32, c: u32, j0: u32, last: u32, row_ok: bool) {
 
 // The block's scores of the thread's row (after the tiles are loaded).
 fn block_scores(r: u32, qd: u32, j0: u32, last: u32, row_ok: bool) {
-  dots(r, 0u, qd);
-  dots(r, 1u, qd);
-  dots(r, 2u, qd);
-  dots(r, 3u, qd);
-  dots(r, 4u, qd);
-  dots(r, 5u, qd);
-  dots(r, 6u, qd);
-  dots(r, 7u, qd);
-  workgroupBarrier();
+  block_dots(r, qd);
   score(r, 0u, j0, last, row_ok);
   score(r, 1u, j0, last, row_ok);
   score(r, 2u, j0, last, row_ok);
@@ -203,6 +204,13 @@ fn block_scores(r: u32, qd: u32, j0: u32, last: u32, row_ok: bool) {
   score(r, 5u, j0, last, row_ok);
   score(r, 6u, j0, last, row_ok);
   score(r, 7u, j0, last, row_ok);
+}
+
+// Stages vec4 e (of 256) of the K and V tiles of the key block at j0 (zeros past D or end).
+fn load_kv(e: u32, j0: u32, end: u32) {
+  let j = j0 + e / DV;
+  let d = 4u * (e % DV);
+  stage(e, kv_base + j * kv_stride + d, j < end && d < prm.D, true);
 }
 
 fn load_tiles(t: u32, j0: u32, end: u32) {
@@ -283,14 +291,14 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
   let row_ok = row < rows;
   let R = min(row, rows - 1u);
   let base = row_base(R);
-  load_row(0u, base, qd, row_ok);
-  load_row(1u, base, qd, row_ok);
-  load_row(2u, base, qd, row_ok);
-  load_row(3u, base, qd, row_ok);
-  load_row(4u, base, qd, row_ok);
-  load_row(5u, base, qd, row_ok);
-  load_row(6u, base, qd, row_ok);
-  load_row(7u, base, qd, row_ok);
+  own(0u, base, qd, row_ok, false);
+  own(1u, base, qd, row_ok, false);
+  own(2u, base, qd, row_ok, false);
+  own(3u, base, qd, row_ok, false);
+  own(4u, base, qd, row_ok, false);
+  own(5u, base, qd, row_ok, false);
+  own(6u, base, qd, row_ok, false);
+  own(7u, base, qd, row_ok, false);
 
   // Keys visible to the thread's row, and to the block's last row (the loop bound, uniform).
   let last = prm.q_start + R / G;
@@ -356,32 +364,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
 @group(0) @binding(7) var<storage, read_write> dv: array<f32>;
 @group(0) @binding(8) var<uniform> p8: Params;
 
-// Loads vec4 e (of 256) of the q and dO tiles of the row block at r0 (zeros past D or rows).
+// Stages vec4 e (of 256) of the q and dO tiles of the row block at r0 (zeros past D or rows).
 fn load_qo(e: u32, r0: u32) {
-  let c = e / DV;
-  let dvi = e % DV;
-  let R = r0 + c;
-  var qv = vec4f(0.0);
-  var gv = vec4f(0.0);
-  if (R < rows && 4u * dvi < prm.D) {
-    let base = row_base(R) + 4u * dvi;
-    qv = vload(true, base);
-    gv = vload(false, base);
-  }
-  ta[e] = qv;
-  tb[e] = gv;
-}
-
-fn load_slot(jj: u32, base: u32, qd: u32, slot_ok: bool) {
-  let d = 4u * (qd + 4u * jj);
-  var kv = vec4f(0.0);
-  var vv = vec4f(0.0);
-  if (slot_ok && d < prm.D) {
-    kv = kvload(true, base + d);
-    vv = kvload(false, base + d);
-  }
-  ra[jj] = kv * prm.scale;
-  rb[jj] = vv;
+  let R = r0 + e / DV;
+  let d = 4u * (e % DV);
+  stage(e, row_base(min(R, rows - 1u)) + d, R < rows && d < prm.D, false);
 }
 
 // For row c of the block: dk += dS · q, dv += P · dO (nothing where the row does not see slot j).
@@ -429,14 +416,14 @@ fn dkv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32
   let j = blk * BQ + r;
   let slot_ok = key_ok(j);
   let base = kv_base + min(j, p8.S - 1u) * kv_stride;
-  load_slot(0u, base, qd, slot_ok);
-  load_slot(1u, base, qd, slot_ok);
-  load_slot(2u, base, qd, slot_ok);
-  load_slot(3u, base, qd, slot_ok);
-  load_slot(4u, base, qd, slot_ok);
-  load_slot(5u, base, qd, slot_ok);
-  load_slot(6u, base, qd, slot_ok);
-  load_slot(7u, base, qd, slot_ok);
+  own(0u, base, qd, slot_ok, true);
+  own(1u, base, qd, slot_ok, true);
+  own(2u, base, qd, slot_ok, true);
+  own(3u, base, qd, slot_ok, true);
+  own(4u, base, qd, slot_ok, true);
+  own(5u, base, qd, slot_ok, true);
+  own(6u, base, qd, slot_ok, true);
+  own(7u, base, qd, slot_ok, true);
 
   // Rows i >= (the block's first slot) - q_start see some slot of the block (causality).
   let j_first = blk * BQ;
@@ -457,15 +444,7 @@ fn dkv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32
       rstat[t] = st;
     }
     workgroupBarrier();
-    dots(r, 0u, qd);
-    dots(r, 1u, qd);
-    dots(r, 2u, qd);
-    dots(r, 3u, qd);
-    dots(r, 4u, qd);
-    dots(r, 5u, qd);
-    dots(r, 6u, qd);
-    dots(r, 7u, qd);
-    workgroupBarrier();
+    block_dots(r, qd);
     add_dkv(r, 0u, qd, r0, j, slot_ok);
     add_dkv(r, 1u, qd, r0, j, slot_ok);
     add_dkv(r, 2u, qd, r0, j, slot_ok);
