@@ -12,9 +12,13 @@ import { checkSize } from "../_check.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import { HILO_GROUPED_MAX_RANK } from "./hilo_grouped_expert.ts";
 import { hiloGroupedIndexSize } from "./hilo_grouped_index.ts";
-import rowsCode from "./hilo_grouped_backward_rows.wgsl" with { type: "text" };
+import rowsCodeMain from "./hilo_grouped_backward_rows.wgsl" with { type: "text" };
+import hiloRows from "./_hilo_rows.wgsl" with { type: "text" };
 import dwCode from "./hilo_grouped_backward_dw.wgsl" with { type: "text" };
 import dxCode from "./hilo_grouped_backward_dx.wgsl" with { type: "text" };
+
+// The kernel and the tile product it shares with the other grouped kernel.
+const rowsCode = `${rowsCodeMain}\n${hiloRows}`;
 
 const ROWS = uniformLayout(rowsCode, "hilo_grouped_backward_rows");
 const DW = uniformLayout(dwCode, "hilo_grouped_backward_dw");

@@ -6,8 +6,9 @@
 // with x [m, in], A [r, in], B [out, r], dy [m, out]; g and the index (hilo_grouped_index) read
 // from u_buf. Rows of tokens outside the list are not written (the later kernels gather through
 // the list). Workgroup w takes list entries [w·TM, w·TM + TM) (TM = 16) and exits past the
-// expert's count; both products go through shared tiles of KT = 32 (r ≤ MAX_R = 64). Reads x, A,
-// B, dy; reads and writes u_buf and du_buf. Tolerance vs the f64 reference: rel 1e-5 at widths
+// expert's count; both products go through shared tiles of KT = 32 (r ≤ MAX_R = 64; tile_dots
+// and x_times_at in _hilo_rows.wgsl, which the launcher appends). Reads x, A, B, dy; reads and
+// writes u_buf and du_buf. Tolerance vs the f64 reference: rel 1e-5 at widths
 // ≤ 64 (f32 dot products).
 struct Params {
   in_f: u32,
@@ -32,11 +33,8 @@ const PER: u32 = 16u;
 @group(0) @binding(4) var<storage, read_write> u_buf: array<f32>;
 @group(0) @binding(5) var<storage, read_write> du_buf: array<f32>;
 @group(0) @binding(6) var<uniform> p: Params;
-var<workgroup> ls: array<f32, 512>; // TM · KT rows of x or dy
-var<workgroup> ws: array<f32, 2048>; // MAX_R · KT columns of A or B
 var<workgroup> us: array<f32, 1024>; // TM · MAX_R
 var<workgroup> dus: array<f32, 1024>; // TM · MAX_R
-var<workgroup> tok: array<u32, TM>;
 var<workgroup> count: u32;
 
 @compute @workgroup_size(64)
@@ -54,39 +52,14 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     tok[li] = select(0u, u32(u_buf[p.index_offset + 2u * E + off + row0 + li]), li < rows);
   }
   workgroupBarrier();
-  let outs = TM * r;
   // u = x·Aᵀ
-  var acc: array<f32, PER>;
-  for (var q = 0u; q < PER; q++) { acc[q] = 0.0; }
-  for (var k0 = 0u; k0 < p.in_f; k0 += KT) {
-    for (var i = li; i < TM * KT; i += 64u) {
-      let row = i / KT;
-      let k = k0 + i % KT;
-      ls[i] = select(0.0, x[tok[row] * p.in_f + k], row < rows && k < p.in_f);
-    }
-    for (var i = li; i < r * KT; i += 64u) {
-      let k = k0 + i % KT;
-      ws[i] = select(0.0, a[(i / KT) * p.in_f + k], k < p.in_f);
-    }
-    workgroupBarrier();
-    for (var q = 0u; q < PER; q++) {
-      let o = li + 64u * q;
-      if (o < outs) {
-        let row = o / r;
-        let c = o % r;
-        var s = 0.0;
-        for (var kk = 0u; kk < KT; kk++) { s += ls[row * KT + kk] * ws[c * KT + kk]; }
-        acc[q] += s;
-      }
-    }
-    workgroupBarrier();
-  }
+  x_times_at(li, rows, r);
   for (var q = 0u; q < PER; q++) {
     let o = li + 64u * q;
-    if (o < outs) { us[o] = acc[q]; }
+    if (o < TM * r) { us[o] = acc[q]; }
   }
   // du = scale·dy·B (B [out, r]: column c of the tile is B[n, c] for n in the chunk)
-  for (var q = 0u; q < PER; q++) { acc[q] = 0.0; }
+  zero_acc();
   for (var n0 = 0u; n0 < p.out_f; n0 += KT) {
     for (var i = li; i < TM * KT; i += 64u) {
       let row = i / KT;
@@ -98,21 +71,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
       ws[i] = select(0.0, b[n * r + i / KT], n < p.out_f);
     }
     workgroupBarrier();
-    for (var q = 0u; q < PER; q++) {
-      let o = li + 64u * q;
-      if (o < outs) {
-        let row = o / r;
-        let c = o % r;
-        var s = 0.0;
-        for (var kk = 0u; kk < KT; kk++) { s += ls[row * KT + kk] * ws[c * KT + kk]; }
-        acc[q] += s;
-      }
-    }
+    tile_dots(li, r);
     workgroupBarrier();
   }
   for (var q = 0u; q < PER; q++) {
     let o = li + 64u * q;
-    if (o < outs) { dus[o] = acc[q] * p.scale; }
+    if (o < TM * r) { dus[o] = acc[q] * p.scale; }
   }
   workgroupBarrier();
   if (li < rows) {

@@ -10,7 +10,11 @@ import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize } from "../_check.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import { hiloGroupedIndexSize } from "./hilo_grouped_index.ts";
-import code from "./hilo_grouped_expert.wgsl" with { type: "text" };
+import codeMain from "./hilo_grouped_expert.wgsl" with { type: "text" };
+import hiloRows from "./_hilo_rows.wgsl" with { type: "text" };
+
+// The kernel and the tile product it shares with the other grouped kernel.
+const code = `${codeMain}\n${hiloRows}`;
 
 const PARAMS = uniformLayout(code, "hilo_grouped_expert");
 

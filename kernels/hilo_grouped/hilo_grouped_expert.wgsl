@@ -4,7 +4,8 @@
 // with x [m, in], A [r, in], B [out, r], y [m, out]. Workgroup w takes list entries
 // [w·TM, w·TM + TM) (TM = 16) and exits when w·TM ≥ counts[e], so a launch of ceil(m / TM)
 // workgroups per expert costs work ∝ the expert's tokens, not m. Phase 1: u = x_rows·Aᵀ through
-// shared tiles of KT = 32 columns (r ≤ MAX_R = 64), scaled by g·scale; phase 2: y rows += u·Bᵀ.
+// shared tiles of KT = 32 columns (r ≤ MAX_R = 64; x_times_at in _hilo_rows.wgsl, which the
+// launcher appends), scaled by g·scale; phase 2: y rows += u·Bᵀ.
 // Each token appears at most once in an expert's list, so the rows a dispatch writes are
 // distinct; the experts of one module are separate dispatches, ordered by the pass. Reads x, A, B
 // and buf (gates at gate_offset, the index at index_offset; one read_write binding as the index
@@ -33,10 +34,7 @@ const PER: u32 = 16u;
 @group(0) @binding(3) var<storage, read_write> buf: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
-var<workgroup> xs: array<f32, 512>; // TM · KT
-var<workgroup> as_: array<f32, 2048>; // MAX_R · KT
 var<workgroup> us: array<f32, 1024>; // TM · MAX_R
-var<workgroup> tok: array<u32, TM>;
 var<workgroup> gate: array<f32, TM>;
 var<workgroup> count: u32;
 
@@ -62,35 +60,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     }
   }
   workgroupBarrier();
-  var acc: array<f32, PER>;
-  for (var q = 0u; q < PER; q++) { acc[q] = 0.0; }
-  let outs = TM * r;
-  for (var k0 = 0u; k0 < p.in_f; k0 += KT) {
-    for (var i = li; i < TM * KT; i += 64u) {
-      let row = i / KT;
-      let k = k0 + i % KT;
-      xs[i] = select(0.0, x[tok[row] * p.in_f + k], row < rows && k < p.in_f);
-    }
-    for (var i = li; i < r * KT; i += 64u) {
-      let k = k0 + i % KT;
-      as_[i] = select(0.0, a[(i / KT) * p.in_f + k], k < p.in_f);
-    }
-    workgroupBarrier();
-    for (var q = 0u; q < PER; q++) {
-      let o = li + 64u * q;
-      if (o < outs) {
-        let row = o / r;
-        let c = o % r;
-        var s = 0.0;
-        for (var kk = 0u; kk < KT; kk++) { s += xs[row * KT + kk] * as_[c * KT + kk]; }
-        acc[q] += s;
-      }
-    }
-    workgroupBarrier();
-  }
+  x_times_at(li, rows, r);
   for (var q = 0u; q < PER; q++) {
     let o = li + 64u * q;
-    if (o < outs) { us[o] = acc[q] * gate[o / r]; }
+    if (o < TM * r) { us[o] = acc[q] * gate[o / r]; }
   }
   workgroupBarrier();
   for (var o = li; o < rows * p.out_f; o += 64u) {
