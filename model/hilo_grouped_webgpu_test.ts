@@ -18,6 +18,7 @@ import { createHilo, hiloConfig, type HiloConfigOptions } from "../adapters/hilo
 import { hiloProjectionBackwardRef, hiloProjectionRef } from "../adapters/hilo_projection_ref.ts";
 import { fixtureDir } from "../internal/test_utils.ts";
 import { type Lora, type LoraModule, loraTensorName, routerTensorName } from "./adapter_types.ts";
+import { randomRoutedModule, type RoutedModuleSpec } from "./_hilo_test_utils.ts";
 import { generate } from "./generate.ts";
 import { releaseGenerateWorkspace } from "./generate_webgpu.ts";
 import { loadModel } from "./load_model.ts";
@@ -60,27 +61,9 @@ Deno.test({
       { m: 2, E: 16, r: 2, activation: "top-p", topK: 2, matvec: true, ties: true },
     ] as const;
     for (const c of cases) {
-      const weight = randomArray(c.E * inF, seed++, -1, 1);
-      // Ties: experts 1 and 2 (and 5, 6 when present) get the same router row, so equal p.
-      if (c.ties) {
-        for (const [from, to] of [[1, 2], [5, 6]]) {
-          if (to < c.E) weight.copyWithin(to * inF, from * inF, from * inF + inF);
-        }
-      }
-      const module: LoraModule = {
-        name: "model.layers.0.self_attn.q_proj",
-        layer: 0,
-        target: "q_proj",
-        inFeatures: inF,
-        outFeatures: outF,
-        experts: Array.from({ length: c.E }, () => ({
-          a: randomArray(c.r * inF, seed++, -0.5, 0.5),
-          b: randomArray(outF * c.r, seed++, -0.5, 0.5),
-          r: c.r,
-          scale: 2 / c.r,
-        })),
-        router: { weight, activation: c.activation, topK: c.topK, topP: 0.6 },
-      };
+      const built = randomRoutedModule(spec(c), { inF, outF, seed });
+      const module = built.module;
+      seed = built.seed;
       const lora: Lora = { config: {} as Lora["config"], modules: [module] };
       const x = randomArray(c.m * inF, seed++, -1, 1);
       const y0 = randomArray(c.m * outF, seed++, -1, 1);
@@ -114,34 +97,11 @@ Deno.test({
   },
 });
 
-/** A routed q_proj module of `E` experts of rank `r`, router rows tied when asked. */
-function routedModule(
+/** The routed module of a case: `E` experts of rank `r`. */
+function spec(
   c: { E: number; r: number; activation: "top-k" | "top-p"; topK: number; ties: boolean },
-  inF: number,
-  outF: number,
-  seed: number,
-): LoraModule {
-  const weight = randomArray(c.E * inF, seed++, -1, 1);
-  // Ties: experts 1 and 2 (and 5, 6 when present) get the same router row, so equal p.
-  if (c.ties) {
-    for (const [from, to] of [[1, 2], [5, 6]]) {
-      if (to < c.E) weight.copyWithin(to * inF, from * inF, from * inF + inF);
-    }
-  }
-  return {
-    name: "model.layers.0.self_attn.q_proj",
-    layer: 0,
-    target: "q_proj",
-    inFeatures: inF,
-    outFeatures: outF,
-    experts: Array.from({ length: c.E }, () => ({
-      a: randomArray(c.r * inF, seed++, -0.5, 0.5),
-      b: randomArray(outF * c.r, seed++, -0.5, 0.5),
-      r: c.r,
-      scale: 2 / c.r,
-    })),
-    router: { weight, activation: c.activation, topK: c.topK, topP: 0.6 },
-  };
+): RoutedModuleSpec {
+  return { ...c, ranks: Array(c.E).fill(c.r) };
 }
 
 Deno.test({
@@ -160,7 +120,7 @@ Deno.test({
     ] as const;
     let seed = 900;
     for (const c of cases) {
-      const module = routedModule(c, inF, outF, seed);
+      const { module } = randomRoutedModule(spec(c), { inF, outF, seed });
       seed += 100;
       const lora: Lora = { config: {} as Lora["config"], modules: [module] };
       const x = randomArray(c.m * inF, seed++, -1, 1);

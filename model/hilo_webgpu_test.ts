@@ -17,7 +17,8 @@ import { createHilo, hiloConfig, type HiloConfigOptions } from "../adapters/hilo
 import { hiloProjectionBackwardRef, hiloProjectionRef } from "../adapters/hilo_projection_ref.ts";
 import { assertArrayEqual, fixtureDir, withTempDir } from "../internal/test_utils.ts";
 import { saveHiloAdapter } from "../adapters/hilo_io.ts";
-import { type Lora, type LoraModule, loraTensorName, routerTensorName } from "./adapter_types.ts";
+import { type Lora, loraTensorName, routerTensorName } from "./adapter_types.ts";
+import { randomRoutedModule } from "./_hilo_test_utils.ts";
 import { generate, type GenerateResult, resolveGenerateOptions } from "./generate.ts";
 import { generateCpu } from "./generate_cpu.ts";
 import { releaseGenerateWorkspace } from "./generate_webgpu.ts";
@@ -51,25 +52,9 @@ Deno.test({
     ] as const;
     for (const c of cases) {
       const E = c.ranks.length;
-      const module: LoraModule = {
-        name: "model.layers.0.self_attn.q_proj",
-        layer: 0,
-        target: "q_proj",
-        inFeatures: inF,
-        outFeatures: outF,
-        experts: c.ranks.map((r) => ({
-          a: randomArray(r * inF, seed++, -0.5, 0.5),
-          b: randomArray(outF * r, seed++, -0.5, 0.5),
-          r,
-          scale: 2 / r,
-        })),
-        router: {
-          weight: randomArray(E * inF, seed++, -1, 1),
-          activation: c.activation,
-          topK: c.topK,
-          topP: 0.6,
-        },
-      };
+      const built = randomRoutedModule(c, { inF, outF, seed });
+      const module = built.module;
+      seed = built.seed;
       const lora: Lora = { config: {} as Lora["config"], modules: [module] };
       const gpu = new GpuLora(ctx, lora);
       const x = randomArray(c.m * inF, seed++, -1, 1);
@@ -210,25 +195,9 @@ Deno.test({
     ] as const;
     for (const c of cases) {
       const E = c.ranks.length;
-      const module: LoraModule = {
-        name: "model.layers.0.mlp.up_proj",
-        layer: 0,
-        target: "up_proj",
-        inFeatures: inF,
-        outFeatures: outF,
-        experts: c.ranks.map((r) => ({
-          a: randomArray(r * inF, seed++, -0.5, 0.5),
-          b: randomArray(outF * r, seed++, -0.5, 0.5),
-          r,
-          scale: 2 / r,
-        })),
-        router: {
-          weight: randomArray(E * inF, seed++, -1, 1),
-          activation: c.activation,
-          topK: c.topK,
-          topP: 0.6,
-        },
-      };
+      const built = randomRoutedModule({ ...c, target: "up_proj" }, { inF, outF, seed });
+      const module = built.module;
+      seed = built.seed;
       const lora: Lora = { config: {} as Lora["config"], modules: [module] };
       const gpu = new GpuLora(ctx, lora);
       gpu.ensureGrads();
