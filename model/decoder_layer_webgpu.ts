@@ -113,6 +113,59 @@ export interface LayerActivationBuffers {
   loraScratch?: GPUBuffer;
 }
 
+/** The buffers {@linkcode allocateLayerActivations} allocates: a layer's activations, and the
+ * residual stream `h` and the normed input `x` (`x1` = `x2` = `x` where they are not kept). */
+export type LayerActivationSet = Omit<LayerActivationBuffers, "x1" | "x2" | "loraScratch"> & {
+  /** The residual stream `[tokens, hidden]`. */
+  h: GPUBuffer;
+  /** The normed input of the projections `[tokens, hidden]`. */
+  x: GPUBuffer;
+};
+
+/**
+ * Allocates the activation buffers of `tokens` rows of a decoder layer through `buf(elements,
+ * label)`, which creates (and may size-check) one f32 buffer: the labels are `h`, `x`, `q_raw`,
+ * `k_raw`, `q`, `k`, `v`, `att`, `gate`, `up`, `act`.
+ *
+ * @param config The model's shape.
+ * @param tokens Rows of every buffer.
+ * @param buf Creates a buffer of `elements` floats named `label`.
+ * @returns The buffers.
+ *
+ * @example Buffers for 8 tokens
+ * ```ts ignore
+ * import { allocateLayerActivations } from "./decoder_layer_webgpu.ts";
+ * declare const ctx: import("../gpu/context.ts").GpuContext;
+ * declare const config: import("./config.ts").Qwen3Config;
+ * const acts = allocateLayerActivations(config, 8, (n, label) => ctx.createBuffer(4 * n, label));
+ * ```
+ */
+export function allocateLayerActivations(
+  config: Pick<
+    Qwen3Config,
+    "hiddenSize" | "intermediateSize" | "numAttentionHeads" | "numKeyValueHeads" | "headDim"
+  >,
+  tokens: number,
+  buf: (elements: number, label: string) => GPUBuffer,
+): LayerActivationSet {
+  const n = tokens;
+  const qd = config.numAttentionHeads * config.headDim;
+  const kvd = config.numKeyValueHeads * config.headDim;
+  return {
+    h: buf(n * config.hiddenSize, "h"),
+    x: buf(n * config.hiddenSize, "x"),
+    qRaw: buf(n * qd, "q_raw"),
+    kRaw: buf(n * kvd, "k_raw"),
+    q: buf(n * qd, "q"),
+    k: buf(n * kvd, "k"),
+    v: buf(n * kvd, "v"),
+    att: buf(n * qd, "att"),
+    gate: buf(n * config.intermediateSize, "gate"),
+    up: buf(n * config.intermediateSize, "up"),
+    act: buf(n * config.intermediateSize, "act"),
+  };
+}
+
 /**
  * Whether `m` rows through a `k`-deep projection run as a skinny matmul (kernels/matvec) rather
  * than tiles: up to 32 rows when `k % 4 == 0`, where the vec4 matvec keeps 4 columns × 8 rows per

@@ -30,6 +30,7 @@ import type { MatvecPrologue } from "../kernels/matvec/matvec.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import { encodeSample, sampleInfo } from "../kernels/sample/sample.ts";
 import {
+  allocateLayerActivations,
   encodeDecoderLayer,
   encodeLinear,
   type LayerActivationBuffers,
@@ -376,7 +377,6 @@ function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
     ctx.clearBindGroups();
   }
   const n = size.tokens;
-  const qd = c.numAttentionHeads * c.headDim;
   const kvd = c.numKeyValueHeads * c.headDim;
   const buf = (elements: number, label: string) => {
     if (elements * 4 > ctx.gpu.maxBindingSize) {
@@ -390,17 +390,7 @@ function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
   const ws: Workspace = {
     ...size,
     cache,
-    h: buf(n * c.hiddenSize, "h"),
-    x: buf(n * c.hiddenSize, "x"),
-    qRaw: buf(n * qd, "q_raw"),
-    kRaw: buf(n * kvd, "k_raw"),
-    q: buf(n * qd, "q"),
-    k: buf(n * kvd, "k"),
-    v: buf(n * kvd, "v"),
-    att: buf(n * qd, "att"),
-    gate: buf(n * c.intermediateSize, "gate"),
-    up: buf(n * c.intermediateSize, "up"),
-    act: buf(n * c.intermediateSize, "act"),
+    ...allocateLayerActivations(c, n, buf),
     idsPre: buf(n, "ids_prefill"),
     posPre: buf(n, "positions_prefill"),
     maskPre: buf(n, "mask_prefill"),

@@ -17,6 +17,7 @@ import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import { ropeTable } from "../kernels/rope/rope_ref.ts";
 import type { Qwen3Config } from "./config.ts";
 import {
+  allocateLayerActivations,
   captureHidden,
   encodeDecoderLayer,
   encodeLinear,
@@ -721,8 +722,6 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       }
       return this.ctx.createBuffer(bytes, label);
     };
-    const qd = c.numAttentionHeads * c.headDim;
-    const kvd = c.numKeyValueHeads * c.headDim;
     const headRows = Math.max(want.headRows ?? 0, old?.headRows ?? 0);
     const ws: Workspace = {
       tokens: n,
@@ -732,17 +731,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       mask: buf(n, "mask"),
       positions: buf(n, "positions"),
       targets: buf(n, "targets"),
-      h: buf(n * c.hiddenSize, "h"),
-      x: buf(n * c.hiddenSize, "x"),
-      qRaw: buf(n * qd, "q_raw"),
-      kRaw: buf(n * kvd, "k_raw"),
-      q: buf(n * qd, "q"),
-      k: buf(n * kvd, "k"),
-      v: buf(n * kvd, "v"),
-      att: buf(n * qd, "att"),
-      gate: buf(n * c.intermediateSize, "gate"),
-      up: buf(n * c.intermediateSize, "up"),
-      act: buf(n * c.intermediateSize, "act"),
+      ...allocateLayerActivations(c, n, buf),
       logprobs: buf(n, "logprobs"),
       lse: buf(n, "lse"),
       entropy: buf(n, "entropy"),
