@@ -15,6 +15,7 @@
  */
 import { cosineSimilarity } from "./anchor_geometry.ts";
 import { mixNumber, mulberry32 } from "../internal/random.ts";
+import { quantile } from "../internal/quantile.ts";
 
 /**
  * One rollout: its prompt, its correctness, and its hidden states per layer at the anchor (or
@@ -118,14 +119,6 @@ const KINDS: readonly Kind[] = [
   "correctIncorrect",
   "random",
 ];
-
-function quantile(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  const at = q * (sorted.length - 1);
-  const lo = Math.floor(at);
-  const hi = Math.min(sorted.length - 1, lo + 1);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo);
-}
 
 /**
  * The mean cosine per layer and pair kind over same-prompt pairs, with seeded percentile

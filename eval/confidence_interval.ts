@@ -6,6 +6,7 @@
  */
 
 import { mulberry32 } from "../internal/random.ts";
+import { quantile } from "../internal/quantile.ts";
 
 /** Options for {@linkcode confidenceInterval}. */
 export interface ConfidenceIntervalOptions {
@@ -114,13 +115,6 @@ export function confidenceInterval(
     upper = Math.min(Math.max(upper, lo), hi);
   }
   return { mean, lower, upper, level, method, n };
-}
-
-function quantile(sorted: Float64Array, p: number): number {
-  const pos = p * (sorted.length - 1);
-  const i = Math.floor(pos);
-  const frac = pos - i;
-  return i + 1 < sorted.length ? sorted[i] * (1 - frac) + sorted[i + 1] * frac : sorted[i];
 }
 
 /** Inverse standard normal CDF (Acklam's rational approximation, relative error < 1.2e-9). */

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { quantile } from "../internal/quantile.ts";
 
 /**
  * Mismatch metrics, namespaced `mismatch/…`.
@@ -34,14 +35,6 @@ export type MismatchMetrics = Record<
   | "mismatch/ratio_max",
   number
 >;
-
-function quantile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return 1;
-  const at = q * (sorted.length - 1);
-  const lo = Math.floor(at);
-  const hi = Math.min(lo + 1, sorted.length - 1);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo);
-}
 
 /**
  * The mismatch metrics of sequences scored by the sampler and by the trainer.
@@ -100,11 +93,11 @@ export function logprobMismatch(
     "mismatch/kl_k3": n === 0 ? 0 : k3 / n,
     "mismatch/max_abs_diff": maxAbs,
     "mismatch/ratio_min": n === 0 ? 1 : sorted[0],
-    "mismatch/ratio_p01": quantile(sorted, 0.01),
-    "mismatch/ratio_p05": quantile(sorted, 0.05),
-    "mismatch/ratio_p50": quantile(sorted, 0.5),
-    "mismatch/ratio_p95": quantile(sorted, 0.95),
-    "mismatch/ratio_p99": quantile(sorted, 0.99),
+    "mismatch/ratio_p01": quantile(sorted, 0.01, 1),
+    "mismatch/ratio_p05": quantile(sorted, 0.05, 1),
+    "mismatch/ratio_p50": quantile(sorted, 0.5, 1),
+    "mismatch/ratio_p95": quantile(sorted, 0.95, 1),
+    "mismatch/ratio_p99": quantile(sorted, 0.99, 1),
     "mismatch/ratio_max": n === 0 ? 1 : sorted[n - 1],
   };
 }

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { quantile } from "../../internal/quantile.ts";
 
 /**
  * Options of {@linkcode rolloutCorrection}.
@@ -48,14 +49,6 @@ export interface RolloutCorrection {
    * ρ > cap, `rollout/tis_weight_mean` = mean w.
    */
   metrics: Record<string, number>;
-}
-
-function quantile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return 1;
-  const at = q * (sorted.length - 1);
-  const lo = Math.floor(at);
-  const hi = Math.min(lo + 1, sorted.length - 1);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo);
 }
 
 /**
@@ -143,9 +136,9 @@ export function rolloutCorrection(
       "rollout/kl_k1": mean(k1),
       "rollout/kl_k3": mean(k3),
       "rollout/max_abs_diff": maxAbs,
-      "rollout/ratio_p05": quantile(sorted, 0.05),
-      "rollout/ratio_p50": quantile(sorted, 0.5),
-      "rollout/ratio_p95": quantile(sorted, 0.95),
+      "rollout/ratio_p05": quantile(sorted, 0.05, 1),
+      "rollout/ratio_p50": quantile(sorted, 0.5, 1),
+      "rollout/ratio_p95": quantile(sorted, 0.95, 1),
       "rollout/tis_capped_frac": mean(capped),
       "rollout/tis_weight_mean": n === 0 ? 1 : weightSum / n,
     },
