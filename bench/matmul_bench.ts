@@ -82,7 +82,11 @@ function variantsOf(op: Op, m: number, n: number, k: number): Variant[] {
     const tiles = k <= 32 && m <= 16 ? "smallK" : m >= 32 && n >= 32 ? "tile128" : "tile64";
     return [
       { name: "matvec scalar", kind: "matvec", kernel: "scalar" },
-      { name: `matvec vec4 TK ${pickMatvecSplit(m, n, k)}`, kind: "matvec", kernel: "vec4" },
+      {
+        name: `matvec vec4 TK ${pickMatvecSplit(m, n, k, { fill: ctx.fillWorkgroups })}`,
+        kind: "matvec",
+        kernel: "vec4",
+      },
       { name: tiles, kind: "matmul", kernel: tiles },
     ];
   }
@@ -195,7 +199,8 @@ addEventListener("unload", () => {
   // One line per shape with the kernel the model gets ("auto"), the form bench/perf_table.ts reads.
   for (const [op, m, n, k] of shapes) {
     const [pm, pn, pk] = op === "y" ? [m, n, k] : op === "dx" ? [m, k, n] : [n, k, m];
-    const kernel = pickMatmulKernel(pm, pn, pk);
+    const fill = ctx.gpu.isFallbackAdapter ? undefined : ctx.fillWorkgroups;
+    const kernel = pickMatmulKernel(pm, pn, pk, { fill });
     const name = kernel === "smallK" || kernel === "matvec" ? kernel : `${kernel} vec4`;
     const g = best.get(`${op} ${m}x${n}x${k} ${name}`);
     if (g === undefined) continue;

@@ -37,7 +37,23 @@ export interface GpuContextOptions {
   maxUniforms?: number;
   /** Bind groups kept before that cache is emptied; default 65536. */
   maxBindGroups?: number;
+  /**
+   * Workgroups one product should launch to occupy the adapter: the decode matvec splits K, and
+   * on a hardware adapter the matmul takes 64×64 rather than 128×128 tiles, until a product
+   * reaches it (see `pickMatvecSplit`, `pickMatmulKernel`). Default {@linkcode DEFAULT_FILL_WORKGROUPS}: 8 on a
+   * software adapter, 256 on a hardware one.
+   */
+  fillWorkgroups?: number;
 }
+
+/**
+ * Default of {@linkcode GpuContextOptions.fillWorkgroups}: on a software adapter 8 (llvmpipe's
+ * few threads; measured there, docs/perf.md); on a hardware one 256, two workgroups per
+ * streaming multiprocessor of a 132-SM Hopper card rounded (not yet measured on a GPU; a small GPU
+ * only queues the extra workgroups).
+ */
+export const DEFAULT_FILL_WORKGROUPS: { readonly software: number; readonly hardware: number } =
+  Object.freeze({ software: 8, hardware: 256 });
 
 /** Usage flags of a storage buffer that can be written, copied and read back. */
 export const STORAGE_USAGE: number = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08; /* COPY_DST */
@@ -65,6 +81,8 @@ export const STORAGE_USAGE: number = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 
 export class GpuContext {
   /** The device and its limits. */
   readonly gpu: Gpu;
+  /** Workgroups one product should launch; see {@linkcode GpuContextOptions.fillWorkgroups}. */
+  readonly fillWorkgroups: number;
   #pipelines = new Map<string, GPUComputePipeline>();
   #codeIds = new Map<string, number>();
   #uniforms = new Map<string, GPUBuffer>();
@@ -93,7 +111,9 @@ export class GpuContext {
     this.gpu = gpu;
     this.#maxUniforms = options.maxUniforms ?? 16384;
     this.#maxBindGroups = options.maxBindGroups ?? 65536;
-    for (const key of ["maxUniforms", "maxBindGroups"] as const) {
+    this.fillWorkgroups = options.fillWorkgroups ??
+      DEFAULT_FILL_WORKGROUPS[gpu.isFallbackAdapter ? "software" : "hardware"];
+    for (const key of ["maxUniforms", "maxBindGroups", "fillWorkgroups"] as const) {
       const v = options[key];
       if (v !== undefined && !(Number.isInteger(v) && v >= 1)) {
         throw new RangeError(

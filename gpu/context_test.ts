@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { noGpu, testContext } from "./test_utils.ts";
 import { destroyMatrix, uploadMatrix } from "./matrix.ts";
-import { f32Bits, GpuContext } from "./context.ts";
+import { DEFAULT_FILL_WORKGROUPS, f32Bits, GpuContext } from "./context.ts";
+import type { Gpu } from "./device.ts";
 import { readback } from "./readback.ts";
 
 Deno.test({
@@ -59,4 +60,14 @@ Deno.test({
     assert.throws(() => new GpuContext(shared.gpu, { maxUniforms: 0 }), /"maxUniforms"/);
     ctx.release(out);
   },
+});
+
+Deno.test("GpuContext fills 8 workgroups on a software adapter, 256 on a hardware one", () => {
+  // No device is touched: the context only reads the adapter's kind here.
+  const gpu = (isFallbackAdapter: boolean) => ({ isFallbackAdapter }) as unknown as Gpu;
+  assert.equal(new GpuContext(gpu(true)).fillWorkgroups, DEFAULT_FILL_WORKGROUPS.software);
+  assert.equal(new GpuContext(gpu(false)).fillWorkgroups, DEFAULT_FILL_WORKGROUPS.hardware);
+  assert.deepEqual(DEFAULT_FILL_WORKGROUPS, { software: 8, hardware: 256 });
+  assert.equal(new GpuContext(gpu(true), { fillWorkgroups: 64 }).fillWorkgroups, 64);
+  assert.throws(() => new GpuContext(gpu(false), { fillWorkgroups: 0.5 }), /"fillWorkgroups"/);
 });

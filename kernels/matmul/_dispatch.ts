@@ -54,38 +54,56 @@ export const MATVEC_ROWS = 32;
  * vec4 matvec of kernels/matvec (`"matvec"`, 4 columns × up to 8 rows per thread in registers)
  * when `m ≤ 32` and `k % 4 == 0` (LoRA B and other products of a decode step; only untransposed
  * operands with aligned rows, else the next choice); else one thread per output (`"smallK"`)
- * when `k ≤ 32` and `m ≤ 16`; else the 128×128-tile one when both output sides are ≥ 32; else
- * the 64×64-tile one. (On llvmpipe the matvec ran 1.7× the one-thread-per-output kernel at
- * k = 16 and 5× the tiles at 32 rows, and the 128×128 tiles 1.1× (64×64×1024) to 4×
- * (32×3072×1024) the 64×64 ones even when mostly padding; docs/perf.md. A GPU, with more cores
- * than workgroups at these sizes, may want other thresholds: unmeasured.)
+ * when `k ≤ 32` and `m ≤ 16`; else the 128×128-tile one when both output sides are ≥ 32 and,
+ * with `fill` (a hardware adapter), its grid reaches `fill` workgroups or the 64×64 tiles would
+ * not launch more; else the 64×64-tile one. (On llvmpipe the matvec ran 1.7× the
+ * one-thread-per-output kernel at k = 16 and 5× the tiles at 32 rows, and the 128×128 tiles 1.1×
+ * (64×64×1024) to 4× (32×3072×1024) the 64×64 ones even when mostly padding; docs/perf.md. A
+ * GPU's many cores want more workgroups than the 128×128 tiles give a decode step of 64 rows
+ * (16 for a 2048-wide q_proj) or a weight gradient (64 for 1024×1024): hence `fill`, not yet
+ * measured on a GPU.) Every tile kernel sums each output in k order with one fma per k, so the
+ * choice does not change the result.
  *
  * @param m Output rows (of `y`, `dx` or `dw`).
  * @param n Output columns.
  * @param k Inner dimension.
+ * @param options `fill`: workgroups a product should launch (`GpuContext.fillWorkgroups` on a
+ *   hardware adapter); default none (the software adapter's rule).
  * @returns `"matvec"`, `"smallK"`, `"tile128"` or `"tile64"`.
  *
  * @example A Qwen3-0.6B MLP projection over 512 tokens, a rank-16 LoRA A over 512 tokens, and a
- * LoRA B of rank 16 in a decode step
+ * LoRA B of rank 16 in a decode step; then q_proj over a decode step of 64 rows, on llvmpipe and
+ * on a GPU
  * ```ts
  * import { pickMatmulKernel } from "./matmul.ts";
  * console.log(pickMatmulKernel(512, 3072, 1024), pickMatmulKernel(512, 16, 1024)); // tile128 tile64
  * console.log(pickMatmulKernel(1, 3072, 16)); // matvec
+ * console.log(pickMatmulKernel(64, 2048, 1024), pickMatmulKernel(64, 2048, 1024, { fill: 256 }));
+ * // tile128 tile64
  * ```
  */
 export function pickMatmulKernel(
   m: number,
   n: number,
   k: number,
+  options: { fill?: number } = {},
 ): "tile64" | "tile128" | "smallK" | "matvec" {
   if (m <= MATVEC_ROWS && k % 4 === 0) return "matvec";
-  return pickTiles(m, n, k);
+  return pickTiles(m, n, k, options.fill);
 }
 
 // The choice of pickMatmulKernel without the matvec.
-function pickTiles(m: number, n: number, k: number): "tile64" | "tile128" | "smallK" {
+function pickTiles(
+  m: number,
+  n: number,
+  k: number,
+  fill: number | undefined,
+): "tile64" | "tile128" | "smallK" {
   if (k <= SMALL_K_MAX && m <= SMALL_K_ROWS) return "smallK";
-  return m >= TILE128_MIN && n >= TILE128_MIN ? "tile128" : "tile64";
+  if (m < TILE128_MIN || n < TILE128_MIN) return "tile64";
+  if (fill === undefined) return "tile128";
+  const grid = (side: number) => Math.ceil(m / side) * Math.ceil(n / side);
+  return grid(128) >= fill || grid(64) === grid(128) ? "tile128" : "tile64";
 }
 
 /**
@@ -160,7 +178,9 @@ export function dispatchMatmul(
   },
 ): void {
   let kernel = options.kernel ?? "auto";
-  if (kernel === "auto") kernel = pickMatmulKernel(params.M, params.N, params.K);
+  // The occupancy rule of the tiles is for GPUs; llvmpipe's measured choice ignores it.
+  const fill = ctx.gpu.isFallbackAdapter ? undefined : ctx.fillWorkgroups;
+  if (kernel === "auto") kernel = pickMatmulKernel(params.M, params.N, params.K, { fill });
   if (kernel === "matvec") {
     // The matvec reads w as contiguous [N, K] rows and x's rows as vec4s.
     const ok = !options.xT && !options.wT && params.ldw === params.K && params.w_col === 0 &&
@@ -196,7 +216,7 @@ export function dispatchMatmul(
           `${params.ldx}, x_col ${params.x_col}, ldw ${params.ldw}, w_col ${params.w_col}`,
       );
     }
-    kernel = pickTiles(params.M, params.N, params.K);
+    kernel = pickTiles(params.M, params.N, params.K, fill);
   }
   if (kernel === "smallK" && params.K > SMALL_K_MAX) {
     throw new RangeError(

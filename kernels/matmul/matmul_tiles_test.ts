@@ -19,6 +19,7 @@ import {
 } from "../../gpu/test_utils.ts";
 import { readback } from "../../gpu/readback.ts";
 import { uploadMatrix } from "../../gpu/matrix.ts";
+import { GpuContext } from "../../gpu/context.ts";
 import { encodeMatmul, pickMatmulKernel } from "./matmul.ts";
 import { encodeMatmulBackward } from "./matmul_backward.ts";
 import { matmulBackwardRef } from "./matmul_backward_ref.ts";
@@ -54,6 +55,23 @@ Deno.test("pickMatmulKernel() takes the matvec up to 32 rows, then 128x128 tiles
   assert.equal(pickMatmulKernel(16, 3072, 30), "smallK");
   assert.equal(pickMatmulKernel(17, 3072, 30), "tile64");
   assert.equal(pickMatmulKernel(4096, 3072, 16), "tile128");
+});
+
+Deno.test("pickMatmulKernel() on a GPU takes 64x64 tiles when 128x128 ones leave it idle", () => {
+  const gpu = { fill: 256 };
+  // A decode step of 64 rows: q_proj gets 16 workgroups of 128x128, 32 of 64x64.
+  assert.equal(pickMatmulKernel(64, 2048, 1024, gpu), "tile64");
+  // Training over 4096 tokens: 256 workgroups of 128x128 already.
+  assert.equal(pickMatmulKernel(4096, 1024, 1024, gpu), "tile128");
+  assert.equal(pickMatmulKernel(4096, 3072, 1024, gpu), "tile128");
+  // A weight gradient 1024x1024 over the tokens: 64 workgroups of 128x128, 256 of 64x64.
+  assert.equal(pickMatmulKernel(1024, 1024, 4096, gpu), "tile64");
+  // Up to 64x64 outputs both give one workgroup: the 128x128 tiles, as on llvmpipe.
+  assert.equal(pickMatmulKernel(64, 64, 1024, gpu), "tile128");
+  // The other rules do not depend on it.
+  assert.equal(pickMatmulKernel(32, 3072, 1024, gpu), "matvec");
+  assert.equal(pickMatmulKernel(16, 3072, 30, gpu), "smallK");
+  assert.equal(pickMatmulKernel(4096, 16, 1024, gpu), "tile64");
 });
 
 Deno.test({
@@ -108,6 +126,34 @@ Deno.test({
         for (const b of [xb, wb, y]) ctx.release(b);
       }
     }
+  },
+});
+
+Deno.test({
+  name: "encodeMatmul() auto on a hardware adapter's context gives the software one's bits",
+  ignore: noGpu,
+  async fn() {
+    const base = (await testContext())!;
+    // The same device seen as a GPU (fill 256) and as llvmpipe: at 64x200 the first takes the
+    // 64x64 tiles, the second the 128x128 ones; both sum each output in k order with one fma per
+    // k, so the results are identical (tolerance 0), and within 1e-5 of float64.
+    const [m, n, k] = [64, 200, 72];
+    assert.equal(pickMatmulKernel(m, n, k, { fill: 256 }), "tile64");
+    assert.equal(pickMatmulKernel(m, n, k), "tile128");
+    const x = randomArray(m * k, 3);
+    const w = randomArray(n * k, 4);
+    const got: Float32Array[] = [];
+    for (const isFallbackAdapter of [false, true]) {
+      const ctx = new GpuContext({ ...base.gpu, isFallbackAdapter });
+      const y = poisoned(ctx, m * n, "y");
+      const xb = ctx.upload(x, "x");
+      const wb = ctx.upload(w, "w");
+      const enc = recordPass(ctx, (pass) => encodeMatmul(ctx, pass, { x: xb, w: wb, y, m, n, k }));
+      got.push(await readFloats(ctx, y, m * n, enc));
+      for (const b of [xb, wb, y]) ctx.release(b);
+    }
+    assert.deepEqual(got[0], got[1]);
+    assertClose(got[0], matmulRef(x, w, [m, n, k]), TOL, `auto ${m}x${n}x${k}`);
   },
 });
 

@@ -120,25 +120,36 @@ const colsPerGroup = (tk: number) => 256 / tk;
 
 /**
  * The K split of the vec4 matvec kernel for an `[m, n]` output summing over `k`: one thread per
- * 4 columns (no shared memory, no barrier) while that gives at least 8 workgroups, else the
+ * 4 columns (no shared memory, no barrier) while that gives at least `fill` workgroups, else the
  * smallest power of two TK that does, at most 64 and keeping ≥ 16 vec4 steps per thread
- * (`64·TK ≤ k`): the LoRA A projection (`n` = rank) or a router (`n` = experts) of a decode step.
+ * (`64·TK ≤ k`): the LoRA A projection (`n` = rank) or a router (`n` = experts) of a decode
+ * step, and on a hardware adapter (`fill` 256) most decode projections.
  *
  * @param m Rows.
  * @param n Output columns.
  * @param k Inner dimension.
+ * @param options `fill`: the workgroups to reach (`GpuContext.fillWorkgroups`); default 8, the
+ *   software adapter's.
  * @returns TK, a power of two in 1..64.
  *
- * @example A decode step's q_proj, o_proj, and a LoRA A projection of rank 16
+ * @example A decode step's q_proj, o_proj, and a LoRA A projection of rank 16; then q_proj on a
+ * hardware adapter
  * ```ts
  * import { pickMatvecSplit } from "./matvec.ts";
  * console.log(pickMatvecSplit(1, 2048, 1024), pickMatvecSplit(1, 1024, 2048)); // 1 2
  * console.log(pickMatvecSplit(1, 16, 1024)); // 16
+ * console.log(pickMatvecSplit(1, 2048, 1024, { fill: 256 })); // 16
  * ```
  */
-export function pickMatvecSplit(m: number, n: number, k: number): number {
+export function pickMatvecSplit(
+  m: number,
+  n: number,
+  k: number,
+  options: { fill?: number } = {},
+): number {
+  const fill = options.fill ?? 8;
   let tk = 1;
-  while (tk < 64 && 128 * tk <= k && Math.ceil(n / colsPerGroup(tk)) * Math.ceil(m / 8) < 8) {
+  while (tk < 64 && 128 * tk <= k && Math.ceil(n / colsPerGroup(tk)) * Math.ceil(m / 8) < fill) {
     tk *= 2;
   }
   return tk;
@@ -208,7 +219,7 @@ export function encodeMatvec(
         `"${kernel}", k ${k}, ldx ${ldx}, xCol ${xCol}`,
     );
   }
-  const tk = vec4 ? args.splitK ?? pickMatvecSplit(m, n, k) : 1;
+  const tk = vec4 ? args.splitK ?? pickMatvecSplit(m, n, k, { fill: ctx.fillWorkgroups }) : 1;
   if (!(Number.isInteger(Math.log2(tk)) && tk >= 1 && tk <= 64)) {
     throw new RangeError(
       `Cannot record matvec: "splitK" must be a power of two in 1..64: current value is ${tk}`,

@@ -63,6 +63,12 @@ Deno.test("pickMatvecSplit() splits K only when 4 columns per thread leave under
   assert.equal(pickMatvecSplit(1, 16, 1024), 16); // LoRA A: capped at 16 steps per thread
   assert.equal(pickMatvecSplit(1, 16, 65536), 64);
   assert.equal(pickMatvecSplit(1, 4, 64), 1);
+  // A hardware adapter's 256 workgroups: q_proj (8 column blocks) splits K 16 ways (the most
+  // 1024 allows); the LM head (594 blocks) not at all; 32 rows of the MLP (12 column blocks × 4
+  // row blocks = 48 at TK 1) 8 ways (384).
+  assert.equal(pickMatvecSplit(1, 2048, 1024, { fill: 256 }), 16);
+  assert.equal(pickMatvecSplit(1, 151936, 1024, { fill: 256 }), 1);
+  assert.equal(pickMatvecSplit(32, 3072, 1024, { fill: 256 }), 8);
 });
 
 Deno.test({
