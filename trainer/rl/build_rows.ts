@@ -57,7 +57,8 @@ export interface BuildRowsOptions {
  * Builds the rows of a step: the policy groups' rollouts (advantages over each group's shaped
  * rewards), then the align-only groups' (advantage 0, outside the policy loss). A row's anchor is
  * its prompt length plus `anchorPosition` of its response, or −1 when the verifier found no
- * marker.
+ * marker. The order does not decide the mini-batches: `rlUpdate` shares the policy groups and
+ * the align-only groups out over them separately (`splitMiniBatches`).
  *
  * @param policy The groups the policy loss trains on.
  * @param alignOnly Groups kept for the align term only.

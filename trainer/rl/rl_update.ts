@@ -1,10 +1,17 @@
 /**
  * The policy update of one RL step: `ppoEpochs` passes over the rows, each split into
- * `miniBatches` mini-batches (one optimizer update each), each split into micro-batches of at
- * most `microBatchSize` rows whose gradients are summed. Every micro-batch's policy loss is
- * normalised by its mini-batch's loss-token count (token-mean over the mini-batch) and its align
- * loss by the mini-batch's align rows, with the group centroids computed once over whole groups,
- * so the summed gradient is exactly the mini-batch's.
+ * `miniBatches` mini-batches (one optimizer update each; see {@linkcode splitMiniBatches}), each
+ * split into micro-batches of at most `microBatchSize` rows whose gradients are summed. Every
+ * micro-batch's policy loss is normalised by its mini-batch's loss-token count (token-mean over
+ * the mini-batch) and its align loss by the mini-batch's align rows, with the group centroids
+ * computed once over whole groups, so the summed gradient is exactly the mini-batch's.
+ *
+ * With align-only groups (`alignKeepAllCorrect`: groups with no row in the policy loss) next to
+ * policy groups, the policy groups and the align-only groups are split into `miniBatches` parts
+ * each, by whole groups, and mini-batch `i` takes part `i` of both: every update trains on its
+ * share of the policy groups (DAPO/verl's `miniBatches` equal policy updates) and of the
+ * align-only ones. Otherwise the rows are cut into `miniBatches` contiguous runs of (nearly)
+ * equal row counts, as before.
  *
  * @module
  */
@@ -35,7 +42,10 @@ export interface RlUpdateOptions<S> {
   losses: readonly RlLossTermConfig[];
   /** Passes over the rows. */
   ppoEpochs: number;
-  /** Optimizer updates per pass. */
+  /**
+   * Optimizer updates per pass: the rows split by {@linkcode splitMiniBatches} (policy groups and
+   * align-only groups each shared out over the updates).
+   */
   miniBatches: number;
   /** Most rows per forward/backward. */
   microBatchSize: number;
@@ -92,6 +102,68 @@ function split<T>(items: readonly T[], parts: number): T[][] {
   return out;
 }
 
+/** Part `i` of `parts` of `items` (contiguous, sizes differing by at most one). */
+function part<T>(items: readonly T[], i: number, parts: number): T[] {
+  return items.slice(
+    Math.floor((i * items.length) / parts),
+    Math.floor(((i + 1) * items.length) / parts),
+  );
+}
+
+/**
+ * The mini-batches of one pass over a step's rows (one optimizer update each).
+ *
+ * A group whose rows are all outside the policy loss (`policy: false`: an align-only group of
+ * `alignKeepAllCorrect`) is an align-only group; the others are policy groups. When there are
+ * both and `parts > 1`, the policy groups and the align-only groups are each split into `parts`
+ * contiguous runs of whole groups (group counts differing by at most one, in row order), and
+ * mini-batch `i` is run `i` of the policy groups followed by run `i` of the align-only groups.
+ * So every update has its share of the policy groups, and the align term's rows are spread over
+ * the updates too. Otherwise (one part, or only one kind of group) the rows are cut into `parts`
+ * contiguous runs of row counts differing by at most one, regardless of groups. Empty
+ * mini-batches (fewer groups or rows than `parts`) are left out.
+ *
+ * The normalisers of the losses (token-mean's loss tokens, the align term's rows or pairs) are
+ * then counted per mini-batch by {@linkcode rlUpdate}; the align targets are per group, computed
+ * once per step over whole groups, so they do not depend on the split.
+ *
+ * @param rows The step's rows (group ids and policy flags are read).
+ * @param parts The number of mini-batches, `miniBatches`.
+ * @returns The mini-batches, each a list of rows.
+ *
+ * @example Two mixed groups and two align-only groups in two mini-batches
+ * ```ts
+ * import { splitMiniBatches } from "./rl_update.ts";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * const rows = [0, 0, 1, 1, 2, 2, 3, 3].map((group) => ({ group, policy: group < 2 }));
+ * const minis = splitMiniBatches(rows, 2);
+ * deepStrictEqual(minis.map((m) => m.map((r) => r.group)), [[0, 0, 2, 2], [1, 1, 3, 3]]);
+ * ```
+ */
+export function splitMiniBatches<T extends Pick<RlRow, "group" | "policy">>(
+  rows: readonly T[],
+  parts: number,
+): T[][] {
+  if (parts <= 1) return split(rows, parts);
+  const byGroup = new Map<number, T[]>();
+  for (const r of rows) {
+    const g = byGroup.get(r.group);
+    if (g) g.push(r);
+    else byGroup.set(r.group, [r]);
+  }
+  const policy: T[][] = [];
+  const alignOnly: T[][] = [];
+  for (const g of byGroup.values()) (g.some((r) => r.policy) ? policy : alignOnly).push(g);
+  if (policy.length === 0 || alignOnly.length === 0) return split(rows, parts);
+  const out: T[][] = [];
+  for (let i = 0; i < parts; i++) {
+    const mini = [...part(policy, i, parts).flat(), ...part(alignOnly, i, parts).flat()];
+    if (mini.length > 0) out.push(mini);
+  }
+  return out;
+}
+
 function addInto(sum: Record<string, Float64Array>, grads: ParamTree): void {
   for (const [name, g] of Object.entries(grads)) {
     const s = sum[name] ??= new Float64Array(g.length);
@@ -100,8 +172,9 @@ function addInto(sum: Record<string, Float64Array>, grads: ParamTree): void {
 }
 
 /**
- * Runs the PPO epochs over the rows (see the module doc). A row takes part in the align term
- * when it is correct, has an anchor, and its group has a centroid.
+ * Runs the PPO epochs over the rows (see the module doc): each pass is split into mini-batches by
+ * {@linkcode splitMiniBatches}. A row takes part in the align term when it is correct, has an
+ * anchor, and its group has a centroid.
  *
  * @param backend The train backend.
  * @param rows The step's rows, group by group.
@@ -199,7 +272,7 @@ export async function rlUpdate<S>(
   let gradNormSum = 0;
   let update = 0;
   for (let epoch = 0; epoch < options.ppoEpochs; epoch++) {
-    for (const mini of split(rows, options.miniBatches)) {
+    for (const mini of splitMiniBatches(rows, options.miniBatches)) {
       const miniTokens = mini.reduce((n, r) => n + (r.policy ? r.tokens.length : 0), 0);
       const miniSeqs = mini.filter((r) => r.policy && r.tokens.length > 0).length;
       const microsOfMini = split(mini, Math.ceil(mini.length / options.microBatchSize));

@@ -1,4 +1,4 @@
-import { ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { loadModel } from "../../model/load_model.ts";
 import { loadTokenizer } from "../../model/tokenizer.ts";
 import { createTrainBackend } from "../backend.ts";
@@ -9,7 +9,11 @@ import { DEFAULT_RL_CONFIG } from "./config.ts";
 import { forwardPass } from "./forward_pass.ts";
 import { arithmeticPrompts } from "./prompt_data.ts";
 import { promptIds } from "./prompt_template.ts";
-import { rlUpdate } from "./rl_update.ts";
+import type { RlLossTermConfig } from "./config.ts";
+import type { RlRow } from "./rl_batch.ts";
+import { rlUpdate, splitMiniBatches } from "./rl_update.ts";
+import type { TrainBackend } from "../backend.ts";
+import type { ObjectiveRequest } from "../losses/mod.ts";
 import { sampleGroups } from "./rollout.ts";
 import { scoreRollout } from "./score_rollout.ts";
 
@@ -120,4 +124,190 @@ Deno.test("rlUpdate() with token weights: all 1 is bit-identical to none; others
   ok(!same(none, half), "weights of 0.5 changed nothing");
   backend.dispose();
   model.dispose();
+});
+
+// Groups of 4 rollouts (3 response tokens each, the marker in the second): `mixed` ones (2 correct)
+// for the policy loss, `allCorrect` ones kept for the align term only.
+function stepRows(mixed: number, allCorrect: number): RlRow[] {
+  const group = (g: number, correct: boolean[]) => ({
+    rollouts: correct.map(() => ({
+      group: g,
+      promptIds: [1],
+      tokens: [5, 6, 7],
+      oldLogprobs: new Float64Array(3),
+      text: "x Answer: 1",
+      tokenOffsets: [0, 1, 9],
+      stopReason: "eos" as const,
+    })),
+    scores: correct.map((ok) => ({
+      reward: ok ? 1 : -1,
+      correct: ok,
+      markerOffset: 2,
+      penalty: 0,
+      truncated: false,
+    })),
+  });
+  const ids = (n: number, from: number) => Array.from({ length: n }, (_, i) => from + i);
+  return buildRows(
+    ids(mixed, 0).map((g) => group(g, [true, false, false, true])),
+    ids(allCorrect, mixed).map((g) => group(g, [true, true, true, true])),
+    { advantage: "grpo", anchor: "before-marker", overlongFilter: false, seed: 0 },
+  );
+}
+
+/** What the backend saw of one micro-batch. */
+interface Seen {
+  update: number;
+  groups: number[];
+  lossTokens: number;
+  alignRows: number;
+  normalizers: Record<string, number>;
+}
+
+// A backend that records each micro-batch's objective inputs (by update, from the dropout seed
+// callback) and returns a zero loss with a unit gradient.
+async function recordUpdate(rows: readonly RlRow[], miniBatches: number, microBatchSize: number) {
+  const seen: Seen[] = [];
+  let update = -1;
+  const tree = { w: new Float32Array(1) };
+  const backend = {
+    params: { tree, shapes: { w: [1] } },
+    setParams() {},
+    objectiveAndGrads(_input: unknown, request: ObjectiveRequest) {
+      const { inputs } = request;
+      seen.push({
+        update,
+        groups: Array.from(inputs.groups!),
+        lossTokens: Array.from(inputs.lossMask!).reduce((a, b) => a + b, 0),
+        alignRows: Array.from(inputs.anchors!).filter((a) => a >= 0).length,
+        normalizers: { ...inputs.normalizers },
+      });
+      return Promise.resolve({
+        loss: { value: 0, metrics: {} },
+        grads: { w: new Float32Array([1]) },
+      });
+    },
+  } as unknown as TrainBackend;
+  const losses: RlLossTermConfig[] = [
+    {
+      name: "clipped_pg",
+      weight: 1,
+      clipLow: 0.2,
+      clipHigh: 0.28,
+      dualClip: 0,
+      aggregation: "token-mean",
+    },
+    {
+      name: "hidden_align",
+      weight: 0.1,
+      type: "cos-centroid",
+      anchor: "before-marker",
+      layer: "final",
+    },
+  ];
+  const centroids = new Map(
+    [...new Set(rows.map((r) => r.group))].map((g) => [g, new Float64Array(2)]),
+  );
+  const optimizer = adamw({ lr: 1e-3 });
+  const result = await rlUpdate(backend, rows, {
+    optimizer,
+    state: optimizer.init(tree),
+    losses,
+    ppoEpochs: 1,
+    miniBatches,
+    microBatchSize,
+    padId: 0,
+    maxNewTokens: 4,
+    centroids,
+    dropoutSeed: (u) => {
+      update = u;
+      return undefined;
+    },
+  });
+  return { seen, result };
+}
+
+Deno.test("rlUpdate() with align-only groups: every mini-batch has its share of the policy and the align-only groups", async () => {
+  const rows = stepRows(4, 4); // groups 0-3 mixed, 4-7 all correct
+  strictEqual(rows.filter((r) => r.policy).length, 16);
+  ok(rows.every((r) => r.anchor >= 0));
+  const { seen, result } = await recordUpdate(rows, 2, 4);
+  strictEqual(result.metrics["optim/updates"], 2);
+  for (
+    const [update, policyGroups, alignGroups] of [[0, [0, 1], [4, 5]], [1, [2, 3], [6, 7]]] as const
+  ) {
+    const micros = seen.filter((s) => s.update === update);
+    const groups = [...new Set(micros.flatMap((s) => s.groups))];
+    deepStrictEqual(groups, [...policyGroups, ...alignGroups], `update ${update}'s groups`);
+    // Half the policy tokens (8 rows of 3), each micro-batch normalised by the mini-batch's count.
+    strictEqual(micros.reduce((n, s) => n + s.lossTokens, 0), 24, `update ${update}'s loss tokens`);
+    ok(micros.every((s) => s.normalizers.clipped_pg === 24), `update ${update}'s pg normalizer`);
+    // Align rows: 2 correct per mixed group, 4 per all-correct group.
+    const align = micros.reduce((n, s) => n + s.alignRows, 0);
+    strictEqual(align, 2 * 2 + 2 * 4, `update ${update}'s align rows`);
+    ok(
+      micros.every((s) =>
+        s.alignRows === 0
+          ? !("hidden_align" in s.normalizers)
+          : s.normalizers.hidden_align === align
+      ),
+      `update ${update}'s align normalizer`,
+    );
+  }
+});
+
+Deno.test("splitMiniBatches() shares out policy and align-only groups apart, by whole groups", () => {
+  const groupsOf = (minis: RlRow[][]) => minis.map((m) => [...new Set(m.map((r) => r.group))]);
+  const rows = stepRows(4, 4);
+  deepStrictEqual(groupsOf(splitMiniBatches(rows, 2)), [[0, 1, 4, 5], [2, 3, 6, 7]]);
+  deepStrictEqual(groupsOf(splitMiniBatches(rows, 4)), [[0, 4], [1, 5], [2, 6], [3, 7]]);
+  // Uneven counts: 3 policy groups and 2 align-only ones in 2 mini-batches.
+  const unevenRows = stepRows(3, 2);
+  const uneven = splitMiniBatches(unevenRows, 2);
+  deepStrictEqual(groupsOf(uneven), [[0, 3], [1, 2, 4]]);
+  // Each mini-batch: its policy groups' rows, then its align-only groups'; nothing lost or repeated.
+  ok(uneven.every((m) => m.slice(m.findIndex((r) => !r.policy)).every((r) => !r.policy)));
+  strictEqual(uneven.flat().length, unevenRows.length);
+  ok(unevenRows.every((r) => uneven.flat().includes(r)));
+  // A policy group whose rows are all masked out (overlong filtering) counts as align-only.
+  const masked = stepRows(3, 0).map((r) => (r.group === 2 ? { ...r, policy: false } : r));
+  deepStrictEqual(groupsOf(splitMiniBatches(masked, 2)), [[0], [1, 2]]);
+});
+
+Deno.test("splitMiniBatches() without align-only groups or with one mini-batch: the rows cut by count as before", () => {
+  // The earlier rule: `parts` contiguous runs of row counts differing by at most one.
+  const byCount = <T>(items: readonly T[], parts: number): T[][] =>
+    Array.from(
+      { length: parts },
+      (_, i) =>
+        items.slice(
+          Math.floor((i * items.length) / parts),
+          Math.floor(((i + 1) * items.length) / parts),
+        ),
+    ).filter((p) => p.length > 0);
+  const same = (a: RlRow[][], b: RlRow[][]) =>
+    a.length === b.length &&
+    a.every((m, i) => m.length === b[i].length && m.every((r, j) => r === b[i][j]));
+  for (
+    const [mixed, allCorrect, parts] of [[3, 0, 2], [4, 0, 3], [2, 0, 16], [0, 3, 2], [4, 4, 1], [
+      1,
+      2,
+      1,
+    ]]
+  ) {
+    const rows = stepRows(mixed, allCorrect);
+    ok(
+      same(splitMiniBatches(rows, parts), byCount(rows, parts)),
+      `${mixed}+${allCorrect} groups, ${parts} parts`,
+    );
+  }
+});
+
+Deno.test("rlUpdate() with one mini-batch: all rows in order, align-only ones included, one normalizer", async () => {
+  const rows = stepRows(2, 2);
+  const { seen, result } = await recordUpdate(rows, 1, 4);
+  strictEqual(result.metrics["optim/updates"], 1);
+  deepStrictEqual(seen.flatMap((s) => s.groups), rows.map((r) => r.group));
+  ok(seen.every((s) => s.update === 0 && s.normalizers.clipped_pg === 8 * 3));
+  ok(seen.every((s) => s.normalizers.hidden_align === 2 * 2 + 2 * 4));
 });
