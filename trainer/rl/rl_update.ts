@@ -258,7 +258,10 @@ export async function rlUpdate<S>(
   const params = backend.params;
   let state = options.state;
   let updates: ParamTree | null = null;
-  const U = options.ppoEpochs * options.miniBatches;
+  // The same mini-batches every pass; fewer than `miniBatches` when there are fewer rows or
+  // (with align-only groups) groups, and then fewer updates.
+  const minis = splitMiniBatches(rows, options.miniBatches);
+  const U = options.ppoEpochs * minis.length;
   let lossSum = 0;
   let tokens = 0;
   const m: Record<string, number> = {};
@@ -272,7 +275,7 @@ export async function rlUpdate<S>(
   let gradNormSum = 0;
   let update = 0;
   for (let epoch = 0; epoch < options.ppoEpochs; epoch++) {
-    for (const mini of splitMiniBatches(rows, options.miniBatches)) {
+    for (const mini of minis) {
       const miniTokens = mini.reduce((n, r) => n + (r.policy ? r.tokens.length : 0), 0);
       const miniSeqs = mini.filter((r) => r.policy && r.tokens.length > 0).length;
       const microsOfMini = split(mini, Math.ceil(mini.length / options.microBatchSize));

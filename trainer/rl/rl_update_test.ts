@@ -311,3 +311,46 @@ Deno.test("rlUpdate() with one mini-batch: all rows in order, align-only ones in
   ok(seen.every((s) => s.update === 0 && s.normalizers.clipped_pg === 8 * 3));
   ok(seen.every((s) => s.normalizers.hidden_align === 2 * 2 + 2 * 4));
 });
+
+Deno.test("rlUpdate() with fewer rows than miniBatches: one update per mini-batch there is, the last returned", async () => {
+  // 3 rows in 4 requested mini-batches: 3 updates; the first two applied through setParams, the
+  // third returned to the caller, and the loss averaged over 3 (each micro-batch's loss is 1).
+  const rows = stepRows(1, 0).slice(0, 3);
+  let applied = 0;
+  const tree = { w: new Float32Array(1) };
+  const backend = {
+    params: { tree, shapes: { w: [1] } },
+    setParams() {
+      applied++;
+    },
+    objectiveAndGrads() {
+      return Promise.resolve({
+        loss: { value: 1, metrics: {} },
+        grads: { w: new Float32Array([1]) },
+      });
+    },
+  } as unknown as TrainBackend;
+  const optimizer = adamw({ lr: 1e-3 });
+  const result = await rlUpdate(backend, rows, {
+    optimizer,
+    state: optimizer.init(tree),
+    losses: [{
+      name: "clipped_pg",
+      weight: 1,
+      clipLow: 0.2,
+      clipHigh: 0.28,
+      dualClip: 0,
+      aggregation: "token-mean",
+    }],
+    ppoEpochs: 1,
+    miniBatches: 4,
+    microBatchSize: 1,
+    padId: 0,
+    maxNewTokens: 4,
+    centroids: null,
+  });
+  strictEqual(result.metrics["optim/updates"], 3);
+  strictEqual(applied, 2);
+  ok(result.updates.w !== undefined && result.updates.w[0] !== 0, "the last update is returned");
+  strictEqual(result.loss, 1);
+});
