@@ -395,7 +395,10 @@ export async function rlUpdate<S>(
   if (align !== undefined) {
     m["loss/align"] = alignSum / U;
     m["align/rows"] = alignRows / options.ppoEpochs;
-    m["align/groups"] = centroids.size;
+    // Groups with a target: a centroid, or for cos-pairwise ≥ 2 anchored correct rows.
+    m["align/groups"] = pairwise
+      ? [...anchored.values()].filter((n) => n >= 2).length
+      : centroids.size;
   }
   return {
     loss: lossSum / U,

@@ -166,7 +166,12 @@ interface Seen {
 
 // A backend that records each micro-batch's objective inputs (by update, from the dropout seed
 // callback) and returns a zero loss with a unit gradient.
-async function recordUpdate(rows: readonly RlRow[], miniBatches: number, microBatchSize: number) {
+async function recordUpdate(
+  rows: readonly RlRow[],
+  miniBatches: number,
+  microBatchSize: number,
+  type: "cos-centroid" | "cos-pairwise" = "cos-centroid",
+) {
   const seen: Seen[] = [];
   let update = -1;
   const tree = { w: new Float32Array(1) };
@@ -200,12 +205,13 @@ async function recordUpdate(rows: readonly RlRow[], miniBatches: number, microBa
     {
       name: "hidden_align",
       weight: 0.1,
-      type: "cos-centroid",
+      type,
       anchor: "before-marker",
       layer: "final",
     },
   ];
-  const centroids = new Map(
+  // As run_rl.ts: centroids for the centroid types, none for cos-pairwise.
+  const centroids = type === "cos-pairwise" ? null : new Map(
     [...new Set(rows.map((r) => r.group))].map((g) => [g, new Float64Array(2)]),
   );
   const optimizer = adamw({ lr: 1e-3 });
@@ -353,4 +359,12 @@ Deno.test("rlUpdate() with fewer rows than miniBatches: one update per mini-batc
   strictEqual(applied, 2);
   ok(result.updates.w !== undefined && result.updates.w[0] !== 0, "the last update is returned");
   strictEqual(result.loss, 1);
+});
+
+Deno.test("rlUpdate() counts align/groups for cos-pairwise too (groups with 2+ anchored correct rows)", async () => {
+  const rows = stepRows(4, 4); // 4 mixed groups (2 correct each) and 4 all-correct groups
+  const pairwise = await recordUpdate(rows, 1, 16, "cos-pairwise");
+  strictEqual(pairwise.result.metrics["align/groups"], 8);
+  const centroid = await recordUpdate(rows, 1, 16);
+  strictEqual(centroid.result.metrics["align/groups"], 8);
 });
