@@ -8,7 +8,8 @@
  *
  * ```sh
  * deno task hilo-experiment                      # experiments/hilo.yaml
- * deno task hilo-experiment experiments/hilo.yaml --seeds=0,1 --steps=4
+ * deno task hilo-experiment experiments/hilo.yaml --seeds=0,1 --set=trainer.steps=4 \
+ *   --set=trainer.warmupSteps=0
  * ```
  *
  * The experiment file (YAML) names the shared SFT config and the variants:
@@ -830,14 +831,25 @@ export async function main(args: readonly string[]): Promise<number> {
     console.error(`--seeds must be integers and --workers a positive integer\n\n${USAGE}`);
     return 2;
   }
-  const result = await runHiloExperiment(positionals[0] ?? "experiments/hilo.yaml", {
-    seeds,
-    workers,
-    overrides: (values.set ?? []).map((s) => `--${s}`),
-    reportOnly: values["report-only"],
-    machine: values.machine,
-    log: (line) => console.error(line),
-  });
+  let result: Awaited<ReturnType<typeof runHiloExperiment>>;
+  try {
+    result = await runHiloExperiment(positionals[0] ?? "experiments/hilo.yaml", {
+      seeds,
+      workers,
+      overrides: (values.set ?? []).map((s) => `--${s}`),
+      reportOnly: values["report-only"],
+      machine: values.machine,
+      log: (line) => console.error(line),
+    });
+  } catch (error) {
+    // A bad experiment file or config (they name the file and key) is the user's to fix: its
+    // message, as `train` prints it; anything else keeps its stack.
+    if (error instanceof TypeError || error instanceof RangeError || error instanceof SyntaxError) {
+      console.error(`error: ${error.message}`);
+      return 2;
+    }
+    throw error;
+  }
   console.log(
     `${result.ran} run(s) done, ${result.skipped} skipped; wrote ${result.report} and ${result.chart}`,
   );

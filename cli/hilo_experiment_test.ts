@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { KEPT_MARKER, readExperiment, runHiloExperiment } from "./hilo_experiment.ts";
+import { KEPT_MARKER, main, readExperiment, runHiloExperiment } from "./hilo_experiment.ts";
 
 const SMALL = [
   "--trainer.steps=2",
@@ -96,6 +96,33 @@ Deno.test("readExperiment() names the file and key of a bad entry", async () => 
     assert.ok(e.seeds.length >= 3);
     assert.deepEqual(e.variants.map((v) => v.name), ["lora", "mola_uniform", "mola_2468", "hilo"]);
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() reports a run config error by its message and exit code 2, without a stack", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "halo_hilo_exp_" });
+  const errors: string[] = [];
+  const log = console.error;
+  console.error = (...a: unknown[]) => errors.push(a.join(" "));
+  try {
+    const path = await writeExperiment(
+      dir,
+      `  - name: lora\n    overrides: ["--adapters.kind=lora", "--adapters.r=2"]\n`,
+    );
+    // Warm-up as long as the run: refused when the schedule is built, inside the run.
+    const code = await main([
+      path,
+      "--seeds=0",
+      "--workers=1",
+      "--set=trainer.steps=2",
+      "--set=trainer.warmupSteps=2",
+    ]);
+    assert.equal(code, 2);
+    const last = errors.at(-1) ?? "";
+    assert.match(last, /^error: .*warmupSteps/);
+  } finally {
+    console.error = log;
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -96,8 +96,12 @@ function parseYamlValue(raw: string): unknown {
   }
 }
 
-/** Reads an override's text by the type of the default it replaces. */
+/**
+ * Reads an override's text by the type of the default it replaces; a YAML flow list (`[1, 3]`)
+ * stays a list whatever that type (per-layer HILO schedules default to a number or a text form).
+ */
 function typedValue(raw: string, template: unknown): unknown {
+  if (!Array.isArray(template) && raw.trim().startsWith("[")) return parseYamlValue(raw.trim());
   if (typeof template === "number") return parseNumber(raw);
   if (typeof template === "boolean") return parseBoolean(raw);
   if (typeof template === "string") return raw;

@@ -70,6 +70,20 @@ Deno.test("loadConfig() applies overrides typed by the default, in order", async
   deepStrictEqual(config.adapters.alphaPattern, { v_proj: 8 });
 });
 
+Deno.test("loadConfig() takes a YAML list for a per-layer HILO schedule from an override", async () => {
+  // The defaults are text forms ("uniform:4"); a list names each layer's value, as in YAML.
+  const config = await loadConfig(undefined, {
+    overrides: [
+      "--adapters.kind=hilo",
+      "--model.layers=2",
+      "--adapters.hilo.experts=[1,3]",
+      "--adapters.hilo.rank=[2, 4]",
+    ],
+  });
+  deepStrictEqual(config.adapters.hilo.experts, [1, 3]);
+  deepStrictEqual(config.adapters.hilo.rank, [2, 4]);
+});
+
 Deno.test("loadConfig() overrides win over the file", async () => {
   await withYaml("trainer:\n  lr: 0.01\n", async (path) => {
     const config = await loadConfig(path, { overrides: ["--trainer.lr=0.5"] });

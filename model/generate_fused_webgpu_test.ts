@@ -1,12 +1,12 @@
 // Generation on the path a hardware adapter takes by default: encodeDecoderLayer fuses the decode
 // RMSNorm and SwiGLU into the next matvec (`fusePrologues`, on unless the adapter is a software
 // fallback), and so does the LM head with the final norm; the software adapter of CI never takes
-// that path by itself. Two contexts over the same
-// device, one seen as a hardware adapter and one as a fallback, run the same sampled generation
-// with LoRA adapters and rows that finish (and are dropped) at different steps: tokens, stop
-// reasons and model log-probs are identical (the prologues reproduce the separate kernels' sums
-// bit for bit: kernels/matvec/matvec_prologue_test.ts).
-import { deepStrictEqual, ok } from "node:assert/strict";
+// that path by itself, nor its submission of each decode step as soon as it is recorded. Two
+// contexts over the same device, one seen as a hardware adapter and one as a fallback, run the
+// same sampled generation with LoRA adapters and rows that finish (and are dropped) at different
+// steps: tokens, stop reasons and model log-probs are identical (the prologues reproduce the
+// separate kernels' sums bit for bit: kernels/matvec/matvec_prologue_test.ts).
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { createLora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 import { GpuContext } from "../gpu/context.ts";
@@ -46,12 +46,18 @@ Deno.test({
           seed: 3,
           eosTokenIds: [353],
           stopTokenIds: Array.from({ length: 40 }, (_, i) => 10 + i * 9),
-          readbackEvery: 1,
+          readbackEvery: 4,
         });
         results.push(await generateWebGpu(model, options));
       }
       const [fused, plain] = results;
       ok(plain.stats.rowSteps < 8 * plain.stats.steps, "no row was dropped");
+      // The hardware path submits each decode step as it is recorded (readbacks stay one per
+      // chunk of 4 steps); the software one submits once per chunk.
+      strictEqual(fused.stats.readbacks, plain.stats.readbacks);
+      strictEqual(fused.stats.submits, fused.stats.steps);
+      strictEqual(plain.stats.submits, plain.stats.readbacks);
+      ok(fused.stats.submits > plain.stats.submits);
       deepStrictEqual(fused.sequences.map((s) => s.tokens), plain.sequences.map((s) => s.tokens));
       deepStrictEqual(
         fused.sequences.map((s) => s.stopReason),

@@ -55,8 +55,9 @@ export const MATVEC_ROWS = 32;
  * when `m ≤ 32` and `k % 4 == 0` (LoRA B and other products of a decode step; only untransposed
  * operands with aligned rows, else the next choice); else one thread per output (`"smallK"`)
  * when `k ≤ 32` and `m ≤ 16`; else the 128×128-tile one when both output sides are ≥ 32 and,
- * with `fill` (a hardware adapter), its grid reaches `fill` workgroups or the 64×64 tiles would
- * not launch more; else the 64×64-tile one. (On llvmpipe the matvec ran 1.7× the
+ * with `fill` (a hardware adapter), its grid reaches half of `fill` (about one workgroup per
+ * multiprocessor: each of its 256 threads holds 64 accumulators) or the 64×64 tiles would not
+ * launch more; else the 64×64-tile one. (On llvmpipe the matvec ran 1.7× the
  * one-thread-per-output kernel at k = 16 and 5× the tiles at 32 rows, and the 128×128 tiles 1.1×
  * (64×64×1024) to 4× (32×3072×1024) the 64×64 ones even when mostly padding; docs/perf.md. A
  * GPU's many cores want more workgroups than the 128×128 tiles give a decode step of 64 rows
@@ -103,7 +104,7 @@ function pickTiles(
   if (m < TILE128_MIN || n < TILE128_MIN) return "tile64";
   if (fill === undefined) return "tile128";
   const grid = (side: number) => Math.ceil(m / side) * Math.ceil(n / side);
-  return grid(128) >= fill || grid(64) === grid(128) ? "tile128" : "tile64";
+  return 2 * grid(128) >= fill || grid(64) === grid(128) ? "tile128" : "tile64";
 }
 
 /**
