@@ -31,6 +31,9 @@ import { loadQwen3Weights } from "../model/weights.ts";
 import { createTrainBackend } from "../trainer/backend.ts";
 import type { ObjectiveRequest } from "../trainer/losses/objective_request.ts";
 import { loraParams } from "../trainer/params.ts";
+import { runSft } from "../trainer/sft.ts";
+import { join } from "node:path";
+import { QUIET, tinyConfig, withTempDir } from "./train_utils.ts";
 
 const dir = fixtureDir();
 const config = await readQwen3Config(dir);
@@ -327,3 +330,36 @@ gpuTest(
     }
   },
 );
+
+Deno.test({
+  name: "runSft() with trainer.keepActivations on WebGPU logs the same metrics as without",
+  ignore: noGpu,
+  async fn() {
+    await withTempDir(async (dir) => {
+      const extra = ["--trainer.steps=2", "--eval.every=0", "--backend=webgpu", "--model.layers=3"];
+      const run = async (keep: boolean) => {
+        const out = await runSft(
+          await tinyConfig(dir, [
+            `--run.name=keep-${keep}`,
+            `--trainer.keepActivations=${keep}`,
+            ...extra,
+          ]),
+          QUIET,
+        );
+        const text = await Deno.readTextFile(join(out.runDir, "metrics.jsonl"));
+        return { backend: out.backend, lines: text.trim().split("\n").map((l) => JSON.parse(l)) };
+      };
+      const [kept, plain] = [await run(true), await run(false)];
+      assert.match(
+        kept.backend,
+        /keepActivations: ≤ \d+ layers × [0-9.e+]+ kB per token of a micro-batch/,
+      );
+      assert.doesNotMatch(plain.backend, /keepActivations/);
+      const strip = (l: Record<string, number>) =>
+        Object.fromEntries(Object.entries(l).filter(([k]) => !/time|_s$|per_s|tokens_per/.test(k)));
+      assert.deepEqual(kept.lines.map(strip), plain.lines.map(strip));
+      assert.ok(kept.lines.some((l) => Number.isFinite(l["loss/nll"])), "no loss logged");
+      console.log(`${kept.backend}; ${kept.lines.length} metric lines equal`);
+    });
+  },
+});

@@ -389,8 +389,9 @@ export async function buildRunModel(
   }
   // trainer.keepActivations: its memory, at most (every layer trained) per token of a micro-batch.
   const kept = backend.kind === "webgpu" && config.trainer.keepActivations
-    ? `, keepActivations: ≤ ${(keptActivationBytes(modelConfig, 1) / 1e6).toPrecision(3)} MB ` +
-      `per token of a micro-batch`
+    ? `, keepActivations: ≤ ${modelConfig.numHiddenLayers - 1} layers × ` +
+      `${(keptActivationBytes(modelConfig, 1, 1) / 1e3).toPrecision(3)} kB per token of a ` +
+      `micro-batch`
     : "";
   const description = `${backend.kind} (${backend.model.device}` +
     `${workers > 1 ? `, ${workers} workers` : ""}${kept})`;
