@@ -2,7 +2,8 @@
  * The WebGPU backend: the Qwen3 forward pass as an ordered list of WGSL kernel launches over
  * preallocated activations, recorded into one command encoder and read back once; LoRA adapters
  * on any projection ({@linkcode WebGpuQwen3.setAdapters}); and the training step (forward, a
- * caller's loss kernels, backward with per-layer recomputation) of `qwen3_webgpu_backward.ts`.
+ * caller's loss kernels, backward with per-layer recomputation, or from every layer's kept
+ * activations with `keepActivations`) of `qwen3_webgpu_backward.ts`.
  *
  * @module
  */
@@ -457,8 +458,9 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * Records a training step into `encoder`: the forward (keeping only each layer's input
    * residual, the final hidden state, the log-probs and log-sum-exps), then `options.lossHook`
    * (the caller's kernels that write the cotangents, from the activations, on the GPU), then the
-   * backward (each layer's forward recomputed from its saved input), adding into the gradient
-   * buffers. Submit it (or read back from it) before recording another step: the batch is
+   * backward (each layer's forward recomputed from its saved input, or with
+   * `options.keepActivations` read from buffers the forward kept: see `keptActivationBytes`),
+   * adding into the gradient buffers. Submit it (or read back from it) before recording another step: the batch is
    * written with `queue.writeBuffer`. LoRA dropout is not applied (the adapters run as in
    * evaluation, whatever `lora_dropout` says).
    *

@@ -19,47 +19,53 @@ const dir = fixtureDir();
 const config = await readQwen3Config(dir);
 const input = { inputIds: [[3, 17, 250, 99, 4, 311, 8, 42], [12, 7, 300, 64, 5, 6, 7, 8]] };
 
-Deno.test({
-  name: "WebGpuQwen3.dispose() frees every workspace: forward, blocked log-probs, generation, " +
-    "training step",
-  ignore: noGpu,
-  async fn() {
-    const ctx = new GpuContext((await testContext())!.gpu);
-    const model = new WebGpuQwen3(ctx, config, await loadQwen3Weights(dir, config));
-    const adapter = await loadPeftAdapter(`${dir}/adapter`, config);
-    model.setAdapters(adapter);
-    const atRest = ctx.allocatedBytes;
-    const backend = createTrainBackend(model, { mode: "adapters", params: loraParams(adapter) });
-    const calls = async () => {
-      await model.forward({ ...input, outputHiddenStates: true });
-      await model.tokenLogprobs(input, { headChunkTokens: 64 });
-      await generate(model, { prompts: [[1, 2, 3]], maxNewTokens: 4, temperature: 0 });
-      await backend.objectiveAndGrads(input, {
-        terms: [{ name: "clipped_pg" }],
-        inputs: {
-          lossMask: new Float64Array(14).fill(1),
-          oldLogprobs: new Float64Array(14).fill(-6),
-          advantages: new Float64Array(14).fill(1),
-        },
+for (const keepActivations of [false, true]) {
+  Deno.test({
+    name: "WebGpuQwen3.dispose() frees every workspace: forward, blocked log-probs, generation, " +
+      `training step${keepActivations ? " keeping every layer's activations" : ""}`,
+    ignore: noGpu,
+    async fn() {
+      const ctx = new GpuContext((await testContext())!.gpu);
+      const model = new WebGpuQwen3(ctx, config, await loadQwen3Weights(dir, config));
+      const adapter = await loadPeftAdapter(`${dir}/adapter`, config);
+      model.setAdapters(adapter);
+      const atRest = ctx.allocatedBytes;
+      const backend = createTrainBackend(model, {
+        mode: "adapters",
+        params: loraParams(adapter),
+        keepActivations,
       });
-    };
-    await calls();
-    const busy = ctx.allocatedBytes;
-    assert.ok(busy > atRest, "the calls allocated no workspace");
-    // releaseWorkspaces frees the activations (generation's too), not weights or gradients.
-    model.releaseWorkspaces();
-    const released = ctx.allocatedBytes;
-    assert.ok(released >= atRest && released < busy, `${atRest} ≤ ${released} < ${busy}`);
-    await generate(model, { prompts: [[1, 2, 3]], maxNewTokens: 4, temperature: 0 });
-    assert.ok(ctx.allocatedBytes > released, "generation allocated no workspace");
-    model.releaseWorkspaces();
-    assert.equal(ctx.allocatedBytes, released, "releaseWorkspaces left generation's workspace");
-    await calls();
-    backend.dispose();
-    model.dispose();
-    assert.equal(ctx.allocatedBytes, 0, "bytes still allocated after dispose()");
-  },
-});
+      const calls = async () => {
+        await model.forward({ ...input, outputHiddenStates: true });
+        await model.tokenLogprobs(input, { headChunkTokens: 64 });
+        await generate(model, { prompts: [[1, 2, 3]], maxNewTokens: 4, temperature: 0 });
+        await backend.objectiveAndGrads(input, {
+          terms: [{ name: "clipped_pg" }],
+          inputs: {
+            lossMask: new Float64Array(14).fill(1),
+            oldLogprobs: new Float64Array(14).fill(-6),
+            advantages: new Float64Array(14).fill(1),
+          },
+        });
+      };
+      await calls();
+      const busy = ctx.allocatedBytes;
+      assert.ok(busy > atRest, "the calls allocated no workspace");
+      // releaseWorkspaces frees the activations (generation's too), not weights or gradients.
+      model.releaseWorkspaces();
+      const released = ctx.allocatedBytes;
+      assert.ok(released >= atRest && released < busy, `${atRest} ≤ ${released} < ${busy}`);
+      await generate(model, { prompts: [[1, 2, 3]], maxNewTokens: 4, temperature: 0 });
+      assert.ok(ctx.allocatedBytes > released, "generation allocated no workspace");
+      model.releaseWorkspaces();
+      assert.equal(ctx.allocatedBytes, released, "releaseWorkspaces left generation's workspace");
+      await calls();
+      backend.dispose();
+      model.dispose();
+      assert.equal(ctx.allocatedBytes, 0, "bytes still allocated after dispose()");
+    },
+  });
+}
 
 Deno.test({
   name: "WebGpuQwen3 refuses a training step, a parameter upload or a dispose during generation",

@@ -22,6 +22,7 @@ import { initQwen3Weights } from "../model/init.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
+import { keptActivationBytes } from "../model/qwen3_webgpu_backward.ts";
 import { createTokenizer, loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { loadQwen3Weights, type Qwen3Weights } from "../model/weights.ts";
 import { createTrainBackend, type TrainBackend } from "./backend.ts";
@@ -380,13 +381,20 @@ export async function buildRunModel(
       mode: lora === null ? "full" : "adapters",
       workers,
       params: lora === null ? modelParams(weights, modelConfig) : loraParams(lora),
+      keepActivations: config.trainer.keepActivations,
     });
   } catch (error) {
     model.dispose();
     throw error;
   }
+  // trainer.keepActivations: its memory, at most (every layer trained) per token of a micro-batch.
+  const kept = backend.kind === "webgpu" && config.trainer.keepActivations
+    ? `, keepActivations: ≤ ${modelConfig.numHiddenLayers - 1} layers × ` +
+      `${(keptActivationBytes(modelConfig, 1, 1) / 1e3).toPrecision(3)} kB per token of a ` +
+      `micro-batch`
+    : "";
   const description = `${backend.kind} (${backend.model.device}` +
-    `${workers > 1 ? `, ${workers} workers` : ""})`;
+    `${workers > 1 ? `, ${workers} workers` : ""}${kept})`;
   const adapterLines = lora?.hilo ? describeHilo(lora) : [];
   return { weights, lora, model, backend, gpuNote, description, adapterLines };
 }

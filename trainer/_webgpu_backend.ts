@@ -34,12 +34,20 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
   readonly mode: TrainMode;
   readonly model: WebGpuQwen3;
   readonly params: NamedParams;
+  /** Every training step keeps the layers' activations (`TrainStepOptions.keepActivations`). */
+  readonly keepActivations: boolean;
   #objective?: GpuObjective;
 
-  constructor(model: WebGpuQwen3, mode: TrainMode, params: NamedParams) {
+  constructor(
+    model: WebGpuQwen3,
+    mode: TrainMode,
+    params: NamedParams,
+    options: { keepActivations?: boolean } = {},
+  ) {
     this.model = model;
     this.mode = mode;
     this.params = params;
+    this.keepActivations = options.keepActivations ?? false;
     const names = new Set(model.gradients(mode).map((p) => p.name));
     for (const name of Object.keys(params.tree)) {
       if (!names.has(name)) {
@@ -113,6 +121,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
     const { grads, reads } = await this.model.runTrainStep(input, {
       mode: this.mode,
       hiddenLayer: options.hiddenLayer,
+      keepActivations: this.keepActivations,
       cotangents: step.cotangents,
       lossHook: step.hook,
     }, ({ acts }) => step.reads(acts));
@@ -146,6 +155,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
       mode: this.mode,
       accumulate: options.accumulate ?? false,
       hiddenLayer: options.hiddenLayer,
+      keepActivations: this.keepActivations,
       cotangents: step.cotangents,
       lossHook: step.hook,
       readGradients: false,
@@ -195,6 +205,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
       dLogprobs: grad.dLogprobs,
       dLastHidden: grad.dLastHidden,
       hiddenLayer,
+      keepActivations: this.keepActivations,
     });
     const out = loss({
       logprobs: Float64Array.from(r.logprobs),

@@ -283,6 +283,11 @@ export interface CreateTrainBackendOptions {
    * them and the backend uploads them after each step. Required for a WebGPU model.
    */
   params?: NamedParams;
+  /**
+   * WebGPU: keep every trained layer's activations for the backward instead of recomputing them
+   * (`TrainStepOptions.keepActivations`; key `trainer.keepActivations`); default false.
+   */
+  keepActivations?: boolean;
 }
 
 /** Real-token count of each row when every mask row is 1…1 0…0 (right padding), else null. */
@@ -620,7 +625,9 @@ export function createTrainBackend(
           `trainable parameters) is required`,
       );
     }
-    return new WebGpuTrainBackend(model, mode, options.params);
+    return new WebGpuTrainBackend(model, mode, options.params, {
+      keepActivations: options.keepActivations,
+    });
   }
   throw new TypeError(
     `Cannot create a train backend for a "${model.backend}" model: it has no backward pass ` +

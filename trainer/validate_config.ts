@@ -144,6 +144,7 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
     b1: unitOpen,
     b2: unitOpen,
     eps: positive,
+    keepActivations: z.boolean(),
   }),
   eval: z.strictObject({
     every: nonNegativeInt,

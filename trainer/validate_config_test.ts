@@ -47,3 +47,15 @@ Deno.test("validateConfig() refuses f16 weights for full fine-tuning, and a bad 
   copy.adapters.hilo = { ...(copy.adapters.hilo as object), activation: "top-x" };
   throws(() => validateConfig(copy), /key "adapters\.hilo\.activation"/);
 });
+
+Deno.test("validateConfig() takes trainer.keepActivations as a boolean only", () => {
+  strictEqual(DEFAULT_CONFIG.trainer.keepActivations, false);
+  const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+    string,
+    Record<string, unknown>
+  >;
+  copy.trainer.keepActivations = true;
+  strictEqual(validateConfig(copy).trainer.keepActivations, true);
+  copy.trainer.keepActivations = "yes";
+  throws(() => validateConfig(copy), /key "trainer\.keepActivations" must be true or false/);
+});
