@@ -25,7 +25,7 @@
  *
  * @module
  */
-import { checkBackwardArgs } from "./backward_args.ts";
+import { checkBackwardArgs, checkTemperature } from "./backward_args.ts";
 import type { Binding, GpuContext } from "../gpu/context.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 import { readback, type ReadbackRange } from "../gpu/readback.ts";
@@ -158,6 +158,14 @@ export interface TrainStepOptions {
    * all but the last layer, whose output is taken before the final norm).
    */
   hiddenLayer?: number;
+  /**
+   * The step's policy is `softmax(logits / temperature)`: the LM head's matmul scales its output
+   * by `1 / temperature`, so `acts.logprobs`, `acts.lse`, `acts.entropy` (and `acts.logits`) are
+   * the tempered ones, and the head's backward scales by the same `1 / temperature` (the chain
+   * rule). A finite number ≥ 1e-6; default 1. A temperature other than 1 with
+   * `cotangents.logits` is a `TypeError`.
+   */
+  temperature?: number;
   /** Records the loss kernels between the forward and the backward. */
   lossHook: LossHook;
 }
@@ -189,6 +197,8 @@ export interface GpuBackwardOptions {
   headChunkTokens?: number;
   /** As {@linkcode TrainStepOptions.hiddenLayer}. */
   hiddenLayer?: number;
+  /** As {@linkcode TrainStepOptions.temperature}: `dLogprobs` is on the tempered log-probs. */
+  temperature?: number;
 }
 
 /** Result of {@linkcode WebGpuQwen3Backward.backward}. */
@@ -279,6 +289,8 @@ interface StepPlan {
   blocks: [number, number][];
   /** As {@linkcode TrainStepOptions.hiddenLayer}. */
   hiddenLayer?: number;
+  /** Scale of the LM head's output, `1 / temperature` (undefined: 1, the untempered step). */
+  headAlpha?: number;
 }
 
 /** f16 weights are frozen: `"full"` mode needs f32 ones. */
@@ -479,6 +491,13 @@ export class WebGpuQwen3Backward {
       this.model.config.numHiddenLayers,
       "record a training step",
     );
+    const temperature = checkTemperature(options.temperature, "record a training step");
+    if (temperature !== 1 && options.cotangents?.logits) {
+      throw new TypeError(
+        `Cannot record a training step: a logits cotangent ("cotangents.logits", "dLogits") ` +
+          `takes temperature 1 (the raw logits'): current temperature is ${temperature}`,
+      );
+    }
   }
 
   /**
@@ -534,6 +553,7 @@ export class WebGpuQwen3Backward {
       lowest: full ? 0 : Math.min(...lora!.modules.map((m) => m.layer)),
       blocks,
       hiddenLayer,
+      headAlpha: (options.temperature ?? 1) === 1 ? undefined : 1 / options.temperature!,
     };
   }
 
@@ -572,6 +592,7 @@ export class WebGpuQwen3Backward {
         logits: ws.logits,
         r0,
         rows,
+        alpha: step.headAlpha,
       });
       encodeLogprob(ctx, pass, {
         logits: ws.logits,
@@ -627,6 +648,7 @@ export class WebGpuQwen3Backward {
               logits: ws.logits,
               r0,
               rows,
+              alpha: step.headAlpha,
             });
           }
           encodeLogprobBackward(ctx, pass, {
@@ -664,6 +686,8 @@ export class WebGpuQwen3Backward {
             x: base ? rowsOf(ws.lastHidden, r0, rows, H) : undefined,
             dw: base?.lmHead.chunks[j].buffer,
             accumulateDw: true,
+            // d/d(alpha · x·Wᵀ): the tempered logits' cotangent times 1 / temperature.
+            alpha: step.headAlpha,
           });
         });
       }
@@ -784,6 +808,7 @@ export class WebGpuQwen3Backward {
       accumulate: options.accumulate,
       headChunkTokens: options.headChunkTokens,
       hiddenLayer: options.hiddenLayer,
+      temperature: options.temperature,
       cotangents: { logprobs: !!lpBuf, lastHidden: !!hBuf, logits: !!logitsBuf },
       lossHook: (pass, _acts, cot) => {
         if (lpBuf) encodeAdd(ctx, pass, { x: lpBuf, y: cot.dLogprobs, n });

@@ -9,6 +9,7 @@ import type { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 import { checkGpuHiddenLayer } from "../model/qwen3_webgpu_backward.ts";
 import type {
   AccumulatingBackend,
+  ForwardOptions,
   LossAndGradsOptions,
   LossAndGradsResult,
   PolicyOutputs,
@@ -51,14 +52,22 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
     }
   }
 
-  forward(input: ForwardInput): Promise<PolicyOutputs> {
-    return this.#outputs(input);
+  forward(input: ForwardInput, options: ForwardOptions = {}): Promise<PolicyOutputs> {
+    return this.#outputs(input, undefined, options.temperature);
   }
 
-  /** Log-probs and the hidden state of `hiddenLayer` (default the final-norm output). */
-  async #outputs(input: ForwardInput, hiddenLayer?: number): Promise<PolicyOutputs> {
+  /**
+   * Log-probs of `softmax(logits / temperature)` and the hidden state of `hiddenLayer` (default
+   * the final-norm output).
+   */
+  async #outputs(
+    input: ForwardInput,
+    hiddenLayer?: number,
+    temperature?: number,
+  ): Promise<PolicyOutputs> {
     const out = await this.model.tokenLogprobs({ ...input, outputHiddenStates: true }, {
       hiddenLayer,
+      temperature,
     });
     return {
       logprobs: Float64Array.from(out.logprobs),
@@ -96,10 +105,14 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
   async objectiveAndGrads(
     input: ForwardInput,
     request: ObjectiveRequest,
-    options: Omit<LossAndGradsOptions, "linear"> = {},
+    options: Omit<LossAndGradsOptions, "linear" | "temperature"> = {},
   ): Promise<LossAndGradsResult> {
     if (!runsOnGpu(request)) {
-      return await this.lossAndGrads(input, objectiveTerm(request), { ...options, linear: false });
+      return await this.lossAndGrads(input, objectiveTerm(request), {
+        ...options,
+        linear: false,
+        temperature: request.temperature,
+      });
     }
     this.#checkOptions(options);
     const rows = input.inputIds.length;
@@ -113,6 +126,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
     const { grads, reads } = await this.model.runTrainStep(input, {
       mode: this.mode,
       hiddenLayer: options.hiddenLayer,
+      temperature: request.temperature,
       cotangents: step.cotangents,
       lossHook: step.hook,
     }, ({ acts }) => step.reads(acts));
@@ -127,7 +141,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
   async accumulateObjective(
     input: ForwardInput,
     request: ObjectiveRequest,
-    options: Omit<LossAndGradsOptions, "linear"> & { accumulate?: boolean } = {},
+    options: Omit<LossAndGradsOptions, "linear" | "temperature"> & { accumulate?: boolean } = {},
   ): Promise<LossOutput> {
     if (!runsOnGpu(request)) {
       throw new TypeError(
@@ -146,6 +160,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
       mode: this.mode,
       accumulate: options.accumulate ?? false,
       hiddenLayer: options.hiddenLayer,
+      temperature: request.temperature,
       cotangents: step.cotangents,
       lossHook: step.hook,
       readGradients: false,
@@ -172,7 +187,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
     options: LossAndGradsOptions = {},
   ): Promise<LossAndGradsResult> {
     this.#checkOptions(options);
-    const { hiddenLayer } = options;
+    const { hiddenLayer, temperature } = options;
     const rows = input.inputIds.length;
     const seqLen = input.inputIds[0]?.length ?? 0;
     let grad: LossGrads;
@@ -186,7 +201,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
         seqLen,
       }).grad;
     } else {
-      const first = await this.#outputs(input, hiddenLayer);
+      const first = await this.#outputs(input, hiddenLayer, temperature);
       entropy = first.entropy;
       grad = loss(first).grad;
     }
@@ -195,6 +210,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
       dLogprobs: grad.dLogprobs,
       dLastHidden: grad.dLastHidden,
       hiddenLayer,
+      temperature,
     });
     const out = loss({
       logprobs: Float64Array.from(r.logprobs),
