@@ -13,12 +13,18 @@
 //    log-probs (rollout.ts) and the recomputed ones (the train backend's forward at T) agree,
 //    `rollout/max_abs_diff` ≤ 1e-5 (measured 8.4e-7), and the first-epoch ratio is 1 (same
 //    forward).
+// 3. As 1 on the WebGPU backend (sampler and training step both float32): ratio_max − 1 and
+//    |ppo_kl| ≤ 1e-4.
 import { ok } from "node:assert/strict";
 import { join } from "node:path";
 import { runRl } from "../trainer/rl/run_rl.ts";
 import type { Rollout, sampleGroups } from "../trainer/rl/rollout.ts";
 import { QUIET, rlConfig } from "./rl_utils.ts";
 import { withTempDir } from "./train_utils.ts";
+import { noGpu } from "../gpu/test_utils.ts";
+
+/** WebGPU: float32 sampler (fused decode) vs float32 training step. */
+const GPU_RATIO_TOL = 1e-4;
 
 const OVERRIDES = [
   "--rl.temperature=0.7",
@@ -101,6 +107,28 @@ Deno.test({
         `recompute: sampler vs recomputed max |Δ| ${
           r["rollout/max_abs_diff"].toExponential(2)
         }, ratio_max − 1 = ${(r["loss/ratio_max"] - 1).toExponential(2)}`,
+      );
+    }),
+});
+
+Deno.test({
+  name: "runRl() at rl.temperature 0.7 on WebGPU: the first update's ratio to the sampler's " +
+    "log-probs is 1 up to float32 rounding",
+  ignore: noGpu,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const run = await runRl(
+        await rlConfig(dir, [...OVERRIDES, "--run.name=gpu", "--backend=webgpu"]),
+        { ...QUIET, evalAtStart: false, sampleGroups: samplerAtT },
+      );
+      const m = await firstStep(run.runDir);
+      ok(m["loss/ratio_max"] <= 1 + GPU_RATIO_TOL, `ratio_max ${m["loss/ratio_max"]}`);
+      ok(Math.abs(m["loss/ppo_kl"]) <= GPU_RATIO_TOL, `ppo_kl ${m["loss/ppo_kl"]}`);
+      console.log(
+        `WebGPU: ratio_max − 1 = ${(m["loss/ratio_max"] - 1).toExponential(2)}, ` +
+          `ppo_kl ${m["loss/ppo_kl"].toExponential(2)}`,
       );
     }),
 });
