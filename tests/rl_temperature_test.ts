@@ -13,6 +13,8 @@
 //    log-probs (rollout.ts) and the recomputed ones (the train backend's forward at T) agree,
 //    `rollout/max_abs_diff` ≤ 1e-5 (measured 8.4e-7), and the first-epoch ratio is 1 (same
 //    forward).
+//    With top-p 0.9 (`oldLogprobs: sampler`) the run recomputes the old log-probs at T: the
+//    first ratio is exactly 1.
 // 3. As 1 on the WebGPU backend (sampler and training step both float32): ratio_max − 1 and
 //    |ppo_kl| ≤ 1e-4.
 import { ok } from "node:assert/strict";
@@ -108,6 +110,18 @@ Deno.test({
           r["rollout/max_abs_diff"].toExponential(2)
         }, ratio_max − 1 = ${(r["loss/ratio_max"] - 1).toExponential(2)}`,
       );
+
+      // Top-p 0.9 at T = 0.7: the sampler's log-probs are the truncated distribution's, so the
+      // run recomputes the old log-probs at T (and says so): the first ratio is exactly 1.
+      const notes: string[] = [];
+      const truncated = await runRl(
+        await rlConfig(dir, [...OVERRIDES, "--run.name=truncated", "--rl.topP=0.9"]),
+        { ...options, log: (text: string) => notes.push(text) },
+      );
+      const t = await firstStep(truncated.runDir);
+      ok(t["loss/ratio_max"] === 1, `ratio_max ${t["loss/ratio_max"]}`);
+      ok(t["loss/ppo_kl"] === 0, `ppo_kl ${t["loss/ppo_kl"]}`);
+      ok(notes.some((n) => n.includes("old log-probs are recomputed")), notes.join("\n"));
     }),
 });
 
