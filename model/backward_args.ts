@@ -134,3 +134,31 @@ export function checkHiddenLayer(hiddenLayer: number | undefined, numHiddenLayer
     );
   }
 }
+
+/**
+ * Checks a `temperature` option of the token log-probs (the policy `softmax(logits / T)`):
+ * undefined (1) or a finite number ≥ 1e-6 (the generator's smallest sampling temperature).
+ *
+ * @param temperature The value given.
+ * @param action The "Cannot …" phrase of the error.
+ * @returns The temperature (1 when undefined).
+ * @throws {RangeError} Naming `temperature`, the range and the value.
+ *
+ * @example Zero is greedy decoding, not a policy
+ * ```ts
+ * import { checkTemperature } from "./backward_args.ts";
+ * import { strictEqual, throws } from "node:assert/strict";
+ * strictEqual(checkTemperature(undefined, "run the model"), 1);
+ * throws(() => checkTemperature(0, "run the model"), /temperature/);
+ * ```
+ */
+export function checkTemperature(temperature: number | undefined, action: string): number {
+  if (temperature === undefined) return 1;
+  if (typeof temperature !== "number" || !Number.isFinite(temperature) || temperature < 1e-6) {
+    throw new RangeError(
+      `Cannot ${action}: option "temperature" must be a finite number ≥ 1e-6 (the log-probs ` +
+        `are those of softmax(logits / temperature)): current value is ${temperature}`,
+    );
+  }
+  return temperature;
+}

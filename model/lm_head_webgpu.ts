@@ -63,13 +63,16 @@ export function lmHeadBlockRows(
 }
 
 /**
- * Records the logits of tokens `[r0, r0 + rows)`: `logits[0..rows) = x[r0..r0+rows) · headᵀ`, one
- * matmul per row block of the head (a head larger than one binding is split by vocabulary rows).
+ * Records the logits of tokens `[r0, r0 + rows)`: `logits[0..rows) = alpha · x[r0..r0+rows) ·
+ * headᵀ`, one matmul per row block of the head (a head larger than one binding is split by
+ * vocabulary rows). `alpha` (default 1) is the matmul's output scale: `1 / temperature` gives
+ * the logits of the tempered policy `softmax(z / T)` (its backward then scales by the same
+ * `alpha`, the chain rule's `1 / T`).
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
  * @param args The head, the final-norm states `x` `[tokens, hidden]`, the block's output
- * `logits` (at least `[rows, vocab]`) and the block.
+ * `logits` (at least `[rows, vocab]`), the block and the optional scale `alpha`.
  *
  * @example The logits of tokens 64..127
  * ```ts ignore
@@ -83,9 +86,16 @@ export function lmHeadBlockRows(
 export function encodeLmHeadBlock(
   ctx: GpuContext,
   pass: GPUComputePassEncoder,
-  args: { head: GpuMatrix; x: GPUBuffer; logits: GPUBuffer; r0: number; rows: number },
+  args: {
+    head: GpuMatrix;
+    x: GPUBuffer;
+    logits: GPUBuffer;
+    r0: number;
+    rows: number;
+    alpha?: number;
+  },
 ): void {
-  const { head, r0, rows } = args;
+  const { head, r0, rows, alpha } = args;
   for (const chunk of head.chunks) {
     encodeMatmul(ctx, pass, {
       x: { buffer: args.x, offset: r0 * head.cols * 4, size: rows * head.cols * 4 },
@@ -97,6 +107,7 @@ export function encodeLmHeadBlock(
       ldy: head.rows,
       yCol: chunk.rowStart,
       wF16: head.dtype === "f16",
+      alpha,
     });
   }
 }

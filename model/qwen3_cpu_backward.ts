@@ -11,7 +11,7 @@ import { logprobBackwardRef } from "../kernels/logprob/logprob_backward_ref.ts";
 import { logprobRef } from "../kernels/logprob/logprob_ref.ts";
 import { matmulBackwardRef } from "../kernels/matmul/matmul_backward_ref.ts";
 import { rmsNormBackwardRef } from "../kernels/rms_norm/rms_norm_backward_ref.ts";
-import { checkBackwardArgs } from "./backward_args.ts";
+import { checkBackwardArgs, checkTemperature } from "./backward_args.ts";
 import { type ForwardInput, packBatch } from "./forward_input.ts";
 import type { CpuQwen3 } from "./qwen3_cpu.ts";
 import { cpuBalanceLoss, cpuDecoderLayerBackward } from "./qwen3_cpu_layer.ts";
@@ -54,6 +54,33 @@ export interface CpuBackwardOptions {
    * default the adapters' `hilo.balanceCoef`, else 0.
    */
   balanceCoef?: number;
+  /**
+   * The token log-probs (and entropies) are those of `softmax(logits / temperature)`, and their
+   * cotangent `dLogprobs` reaches the logits times `1 / temperature` (the chain rule); `dLogits`
+   * stays the cotangent of the raw logits. A finite number ≥ 1e-6; default 1.
+   */
+  temperature?: number;
+}
+
+/**
+ * The logits of the tempered policy `softmax(logits / temperature)`: `logits` itself at
+ * temperature 1 (no copy, no rounding), else `logits[i] / temperature` in float64.
+ *
+ * @param logits Logits `[rows, vocab]`.
+ * @param temperature The temperature (> 0).
+ * @returns The scaled logits.
+ *
+ * @example Halving the temperature doubles the logits
+ * ```ts
+ * import { temperedLogits } from "./qwen3_cpu_backward.ts";
+ * console.log(temperedLogits(new Float64Array([1, -2]), 0.5)); // Float64Array(2) [ 2, -4 ]
+ * ```
+ */
+export function temperedLogits(logits: Float64Array, temperature: number): Float64Array {
+  if (temperature === 1) return logits;
+  const out = new Float64Array(logits.length);
+  for (let i = 0; i < logits.length; i++) out[i] = logits[i] / temperature;
+  return out;
 }
 
 /** Result of {@linkcode cpuBackward}. */
@@ -72,7 +99,7 @@ export interface CpuBackwardResult {
    * or layer `hiddenLayer`'s output.
    */
   lastHidden: Float64Array;
-  /** Token log-probs `[batch, seqLen − 1]`. */
+  /** Token log-probs `[batch, seqLen − 1]` (of the tempered policy with `temperature`). */
   logprobs: Float64Array;
   /**
    * Entropy of the next-token distribution at each of those positions `[batch, seqLen − 1]`
@@ -149,6 +176,7 @@ export function cpuBackward(
     dLogprobs: options.dLogprobs,
     hiddenLayer,
   });
+  const temperature = checkTemperature(options.temperature, "run the backward");
   const t = model.trace(input, { dropoutSeed: options.dropoutSeed });
   const { batch: B, seqLen: T, ids, mask, positions, targets } = t.batch;
   const n = B * T;
@@ -174,7 +202,9 @@ export function cpuBackward(
       loss += t.logits[i] * options.dLogits[i];
     }
   }
-  const softmax = logprobRef(t.logits, targets, V);
+  // The policy's logits: z / T (z itself at T = 1).
+  const policyLogits = temperedLogits(t.logits, temperature);
+  const softmax = logprobRef(policyLogits, targets, V);
   const logprobs = new Float64Array(B * (T - 1));
   const entropy = new Float64Array(B * (T - 1));
   for (let b = 0; b < B; b++) {
@@ -192,8 +222,12 @@ export function cpuBackward(
         loss += logprobs[b * (T - 1) + s] * dLp[b * T + s];
       }
     }
-    const g = logprobBackwardRef(dLp, t.logits, targets, V);
-    for (let i = 0; i < g.length; i++) dLogits[i] += g[i];
+    const g = logprobBackwardRef(dLp, policyLogits, targets, V);
+    if (temperature === 1) {
+      for (let i = 0; i < g.length; i++) dLogits[i] += g[i];
+    } else {
+      for (let i = 0; i < g.length; i++) dLogits[i] += g[i] / temperature;
+    }
   }
   /** Adds `dLastHidden` to the cotangent of the state it applies to. */
   const inject = (d: Float64Array): void => {

@@ -33,6 +33,7 @@ import { type ForwardInput, packBatch, type PackedBatch } from "./forward_input.
 import { GpuLora } from "./lora_webgpu.ts";
 import type { ForwardOutput, Qwen3Model, TokenLogprobsOutput } from "./model.ts";
 import { dropLastPosition } from "./qwen3_cpu.ts";
+import { checkTemperature } from "./backward_args.ts";
 import {
   checkGpuHiddenLayer,
   type GpuBackwardOptions,
@@ -94,6 +95,8 @@ interface ForwardWants {
   headRows?: number;
   /** Copy this decoder layer's output into `Workspace.layerHidden`. */
   layerHidden?: number;
+  /** Scale of the LM head's block logits (`1 / temperature`); default 1. */
+  headAlpha?: number;
 }
 
 /** Options of {@linkcode WebGpuQwen3.tokenLogprobs}. */
@@ -111,6 +114,12 @@ export interface TokenLogprobsOptions {
    * the largest multiple of 64 that fits (only one block of logits exists at a time).
    */
   headChunkTokens?: number;
+  /**
+   * The log-probs and entropies are those of `softmax(logits / temperature)` (the policy that
+   * sampling at this temperature draws from; the LM head's matmul scales its output by
+   * `1 / temperature`); a finite number ≥ 1e-6, default 1 (the raw model).
+   */
+  temperature?: number;
 }
 
 /** Options of the {@linkcode WebGpuQwen3} constructor. */
@@ -330,6 +339,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   ): Promise<TokenLogprobsOutput> {
     const { hiddenLayer } = options;
     checkGpuHiddenLayer(hiddenLayer, this.config.numHiddenLayers, "run the model");
+    const temperature = checkTemperature(options.temperature, "compute token log-probs");
     const batch = packBatch(input, this.config);
     const n = batch.batch * batch.seqLen;
     const layerHidden = input.outputHiddenStates ? hiddenLayer : undefined;
@@ -337,7 +347,13 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       requested: options.headChunkTokens,
       action: "compute token log-probs",
     });
-    const want = { logits: false, hidden: false, headRows, layerHidden };
+    const want = {
+      logits: false,
+      hidden: false,
+      headRows,
+      layerHidden,
+      headAlpha: temperature === 1 ? undefined : 1 / temperature,
+    };
     const ws = this.#workspace(n, want);
     const enc = this.#record(batch, ws, want);
     const ranges: ReadbackRange[] = [
@@ -684,7 +700,14 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       for (let r0 = 0; r0 < n; r0 += want.headRows) {
         const rows = Math.min(want.headRows, n - r0);
         const logits = ws.headLogits!;
-        encodeLmHeadBlock(ctx, pass, { head: this.lmHead, x: ws.x, logits, r0, rows });
+        encodeLmHeadBlock(ctx, pass, {
+          head: this.lmHead,
+          x: ws.x,
+          logits,
+          r0,
+          rows,
+          alpha: want.headAlpha,
+        });
         encodeLogprob(ctx, pass, {
           logits,
           targets: slice(ws.targets, r0, rows),

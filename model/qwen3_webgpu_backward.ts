@@ -29,7 +29,7 @@
  *
  * @module
  */
-import { checkBackwardArgs } from "./backward_args.ts";
+import { checkBackwardArgs, checkTemperature } from "./backward_args.ts";
 import type { Binding, GpuContext } from "../gpu/context.ts";
 import type { GpuMatrix } from "../gpu/matrix.ts";
 import { readback, type ReadbackRange } from "../gpu/readback.ts";
@@ -170,6 +170,14 @@ export interface TrainStepOptions {
    * {@linkcode keptActivationBytes} more memory; the same gradients bit for bit. Default false.
    */
   keepActivations?: boolean;
+  /**
+   * The step's policy is `softmax(logits / temperature)`: the LM head's matmul scales its output
+   * by `1 / temperature`, so `acts.logprobs`, `acts.lse`, `acts.entropy` (and `acts.logits`) are
+   * the tempered ones, and the head's backward scales by the same `1 / temperature` (the chain
+   * rule). A finite number ≥ 1e-6; default 1. A temperature other than 1 with
+   * `cotangents.logits` is a `TypeError`.
+   */
+  temperature?: number;
   /** Records the loss kernels between the forward and the backward. */
   lossHook: LossHook;
 }
@@ -203,6 +211,8 @@ export interface GpuBackwardOptions {
   hiddenLayer?: number;
   /** As {@linkcode TrainStepOptions.keepActivations}. */
   keepActivations?: boolean;
+  /** As {@linkcode TrainStepOptions.temperature}: `dLogprobs` is on the tempered log-probs. */
+  temperature?: number;
 }
 
 /** Result of {@linkcode WebGpuQwen3Backward.backward}. */
@@ -306,6 +316,8 @@ interface StepPlan {
   hiddenLayer?: number;
   /** Whether layer `l` keeps its activations (`keepActivations`): `ws.kept[l]` is set. */
   keeps: (l: number) => boolean;
+  /** Scale of the LM head's output, `1 / temperature` (undefined: 1, the untempered step). */
+  headAlpha?: number;
 }
 
 /**
@@ -553,6 +565,13 @@ export class WebGpuQwen3Backward {
       this.model.config.numHiddenLayers,
       "record a training step",
     );
+    const temperature = checkTemperature(options.temperature, "record a training step");
+    if (temperature !== 1 && options.cotangents?.logits) {
+      throw new TypeError(
+        `Cannot record a training step: a logits cotangent ("cotangents.logits", "dLogits") ` +
+          `takes temperature 1 (the raw logits'): current temperature is ${temperature}`,
+      );
+    }
   }
 
   /**
@@ -612,6 +631,7 @@ export class WebGpuQwen3Backward {
       blocks,
       hiddenLayer,
       keeps: (l) => keep && l >= lowest && l < c.numHiddenLayers - 1,
+      headAlpha: (options.temperature ?? 1) === 1 ? undefined : 1 / options.temperature!,
     };
   }
 
@@ -678,6 +698,7 @@ export class WebGpuQwen3Backward {
         logits: ws.logits,
         r0,
         rows,
+        alpha: step.headAlpha,
       });
       encodeLogprob(ctx, pass, {
         logits: ws.logits,
@@ -733,6 +754,7 @@ export class WebGpuQwen3Backward {
               logits: ws.logits,
               r0,
               rows,
+              alpha: step.headAlpha,
             });
           }
           encodeLogprobBackward(ctx, pass, {
@@ -770,6 +792,8 @@ export class WebGpuQwen3Backward {
             x: base ? rowsOf(ws.lastHidden, r0, rows, H) : undefined,
             dw: base?.lmHead.chunks[j].buffer,
             accumulateDw: true,
+            // d/d(alpha · x·Wᵀ): the tempered logits' cotangent times 1 / temperature.
+            alpha: step.headAlpha,
           });
         });
       }
@@ -893,6 +917,7 @@ export class WebGpuQwen3Backward {
       headChunkTokens: options.headChunkTokens,
       hiddenLayer: options.hiddenLayer,
       keepActivations: options.keepActivations,
+      temperature: options.temperature,
       cotangents: { logprobs: !!lpBuf, lastHidden: !!hBuf, logits: !!logitsBuf },
       lossHook: (pass, _acts, cot) => {
         if (lpBuf) encodeAdd(ctx, pass, { x: lpBuf, y: cot.dLogprobs, n });

@@ -11,13 +11,15 @@
  *
  * ```sh
  * # vLLM: token-id prompts on /v1/completions, runtime LoRA loading, raw log-probs (halo's old
- * # log-probs are the raw model's: log_softmax(logits), no temperature), no generation_config
- * # defaults; --max-lora-rank ∈ {1, 8, 16, 32, 64, …}, --max-loras ≥ AdapterSync's keep.
+ * # log-probs are those of softmax(logits / rl.temperature) without top-p/top-k: raw ones at
+ * # temperature 1; at rl.temperature ≠ 1 use --logprobs-mode processed_logprobs with top-p 1
+ * # and top-k 0, remoteSampleGroups refuses otherwise), no generation_config defaults;
+ * # --max-lora-rank ∈ {1, 8, 16, 32, 64, …}, --max-loras ≥ AdapterSync's keep.
  * VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve Qwen/Qwen3-1.7B --port 8000 \
  *   --enable-lora --max-lora-rank 32 --max-loras 3 \
  *   --logprobs-mode raw_logprobs --generation-config vllm
- * # SGLang: /generate with input_ids; its log-probs are after temperature, so sample at
- * # temperature 1 with top-p 1 and top-k 0 (remoteSampleGroups refuses otherwise).
+ * # SGLang: /generate with input_ids; its log-probs are after temperature, so sample with
+ * # top-p 1 and top-k 0 (any temperature; remoteSampleGroups refuses otherwise).
  * python -m sglang.launch_server --model-path Qwen/Qwen3-1.7B --port 30000 --enable-lora \
  *   --max-lora-rank 32 --max-loaded-loras 3 \
  *   --lora-target-modules q_proj k_proj v_proj o_proj gate_proj up_proj down_proj

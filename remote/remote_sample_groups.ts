@@ -6,10 +6,13 @@
  * train backend's forward (what `rl.oldLogprobs: recompute` computes) and reports the
  * sampler–trainer mismatch.
  *
- * halo's old log-probs are the raw model's (`log_softmax(logits)`, whatever the temperature): a
- * server whose preflight found processed log-probs (vLLM `--logprobs-mode processed_logprobs`,
- * SGLang) is refused unless the sampling is neutral (temperature 1, top-p 1, top-k 0), where both
- * are the same numbers.
+ * halo's old log-probs are those of the policy the rollouts are sampled from at temperature T,
+ * `log_softmax(logits / T)` without top-p/top-k truncation (what the trainer's forward computes
+ * at `rl.temperature`). A server's log-probs are those only when they are raw (vLLM's default
+ * `--logprobs-mode raw_logprobs`, llama.cpp) and T = 1, or processed (vLLM `--logprobs-mode
+ * processed_logprobs`, SGLang) without top-p/top-k: a server whose preflight found processed
+ * log-probs is refused when the sampling truncates (top-p < 1 or top-k > 0), and one whose
+ * preflight found raw log-probs is refused at T ≠ 1.
  *
  * @module
  */
@@ -117,17 +120,26 @@ export function remoteSampleGroups(
   return async (backend, prompts, sampling) => {
     const topP = sampling.topP ?? 1;
     const topK = sampling.topK ?? 0;
-    if (sampling.temperature !== 1 || topP !== 1 || topK !== 0) {
-      // halo's old log-probs are the raw model's (log-softmax of the logits, no temperature or
-      // truncation): a server that reports processed ones gives other numbers here.
-      for (const [url, found] of pool.preflights()) {
-        if (found.logprobs !== "processed") continue;
+    const truncated = topP !== 1 || topK !== 0;
+    // halo's old log-probs are log_softmax(logits / T) without truncation: processed server
+    // log-probs are those only without top-p/top-k, raw ones only at T = 1.
+    for (const [url, found] of pool.preflights()) {
+      if (found.logprobs === "processed" && truncated) {
         throw new RangeError(
           `Cannot take rollouts from "${url}": it reports processed log-probs (after ` +
-            `temperature/top-p/top-k), but halo's old log-probs are the raw model's and the ` +
-            `sampling is not neutral (temperature ${sampling.temperature}, top-p ${topP}, ` +
-            `top-k ${topK}): start vLLM with --logprobs-mode raw_logprobs, or sample at ` +
-            `temperature 1 without top-p/top-k`,
+            `temperature/top-p/top-k), but halo's old log-probs are those of ` +
+            `softmax(logits / temperature) without truncation and the sampling truncates ` +
+            `(top-p ${topP}, top-k ${topK}): start vLLM with --logprobs-mode raw_logprobs and ` +
+            `sample at temperature 1, or sample without top-p/top-k`,
+        );
+      }
+      if (found.logprobs === "raw" && sampling.temperature !== 1) {
+        throw new RangeError(
+          `Cannot take rollouts from "${url}": it reports raw log-probs (the untempered ` +
+            `model's log_softmax(logits)), but the rollouts are sampled at temperature ` +
+            `${sampling.temperature} and halo's old log-probs are those of ` +
+            `softmax(logits / temperature): start vLLM with --logprobs-mode ` +
+            `processed_logprobs (without top-p/top-k), or sample at temperature 1`,
         );
       }
     }
@@ -194,6 +206,7 @@ export function remoteSampleGroups(
         microBatchSize: options.microBatchSize ?? 16,
         layer: null,
         logprobs: true,
+        temperature: sampling.temperature,
       });
       trainerLogprobs = pass.logprobs!;
       mismatch = logprobMismatch(samplerLogprobs, trainerLogprobs);

@@ -7,6 +7,7 @@ import { createTrainBackend } from "../trainer/backend.ts";
 import { promptIds } from "../trainer/rl/prompt_template.ts";
 import { fakeVllmHandler } from "./fake_vllm_server.ts";
 import { remoteSampleGroups } from "./remote_sample_groups.ts";
+import { forwardPass } from "../trainer/rl/forward_pass.ts";
 import { RolloutPool } from "./rollout_pool.ts";
 import { serveFakes } from "./test_utils.ts";
 
@@ -64,7 +65,17 @@ Deno.test({
         compare: true,
         onBatch: (b) => batches.push(b.mismatch!["mismatch/max_abs_diff"]),
       });
-      const { groups, generatedTokens } = await sample(backend, prompts, sampling);
+      // At temperature 0.7 raw server log-probs (the untempered model's) are refused: halo's old
+      // log-probs are those of softmax(logits / 0.7).
+      await rejects(
+        sample(backend, prompts, sampling),
+        /reports raw log-probs .* temperature 0\.7 .* --logprobs-mode processed_logprobs/,
+      );
+      bodies.length = 0;
+      const { groups, generatedTokens } = await sample(backend, prompts, {
+        ...sampling,
+        temperature: 1,
+      });
       deepStrictEqual(bodies.map((b) => [b.n, b.prompt]), [[3, prompts[0]], [3, prompts[1]]]);
       ok(bodies[0].seed !== bodies[1].seed, "each prompt gets its own seed");
       deepStrictEqual(groups.map((g) => g.map((r) => r.group)), [[4, 4, 4], [5, 5, 5]]);
@@ -79,24 +90,50 @@ Deno.test({
         }
       }
       strictEqual(generatedTokens, tokens);
-      // Raw server log-probs equal the train backend's forward at temperature 0.7 too.
+      // Raw server log-probs equal the train backend's forward at temperature 1.
       ok(batches[0] <= 1e-5, `max |Δ| ${batches[0]}`);
 
-      // A processed-log-probs server is refused unless the sampling is neutral.
+      // A processed-log-probs server is refused when the sampling truncates; at temperature 0.7
+      // without truncation its log-probs are softmax(logits / 0.7)'s, as the train backend's
+      // forward at 0.7 (the comparison runs at the sampling temperature).
       const processed = await connect(fakes.servers[1].url);
       strictEqual(processed.preflights().get(fakes.servers[1].url)?.logprobs, "processed");
       await rejects(
-        remoteSampleGroups(processed)(backend, prompts, sampling),
-        /reports processed log-probs .* --logprobs-mode raw_logprobs/,
+        remoteSampleGroups(processed)(backend, prompts, { ...sampling, topP: 0.9 }),
+        /reports processed log-probs .* truncates \(top-p 0\.9, top-k 0\)/,
       );
-      const neutral = await remoteSampleGroups(processed, {
+      const tempered = await remoteSampleGroups(processed, {
         compare: true,
         onBatch: (b) => {
           batches.push(b.mismatch!["mismatch/max_abs_diff"]);
         },
-      })(backend, prompts, { ...sampling, temperature: 1 });
-      strictEqual(neutral.groups.length, 2);
-      ok(batches[1] <= 1e-5, `max |Δ| at temperature 1: ${batches[1]}`);
+      })(backend, prompts, sampling);
+      strictEqual(tempered.groups.length, 2);
+      ok(batches[1] <= 1e-5, `max |Δ| at temperature 0.7: ${batches[1]}`);
+      // Against the untempered forward they differ: the comparison's temperature counts.
+      const rows = tempered.groups.flat().map((r) => ({
+        promptIds: r.promptIds,
+        tokens: r.tokens,
+        oldLogprobs: r.oldLogprobs,
+        advantage: 0,
+        policy: true,
+        anchor: -1,
+        group: r.group,
+        correct: false,
+      }));
+      const raw1 = await forwardPass(backend, rows, {
+        padId: 0,
+        microBatchSize: 8,
+        layer: null,
+        logprobs: true,
+      });
+      let gap = 0;
+      rows.forEach((r, i) => {
+        for (let t = 0; t < r.tokens.length; t++) {
+          gap = Math.max(gap, Math.abs(r.oldLogprobs[t] - raw1.logprobs![i][t]));
+        }
+      });
+      ok(gap > 1e-3, `processed log-probs at 0.7 vs the untempered forward: ${gap}`);
     } finally {
       await fakes.closeAll();
       backend.dispose();

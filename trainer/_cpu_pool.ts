@@ -109,7 +109,7 @@ export class CpuWorkerPool {
     return parts.flatMap((p) => p.results);
   }
 
-  async forward(rows: number[][], params: ParamTree): Promise<RowResult[]> {
+  async forward(rows: number[][], params: ParamTree, temperature = 1): Promise<RowResult[]> {
     const parts = await Promise.all(
       chunks(rows.length, this.size).map(([a, b], i) =>
         this.#send<{ results: RowResult[] }>(this.#workers[i], {
@@ -117,6 +117,7 @@ export class CpuWorkerPool {
           id: this.#nextId++,
           params,
           rows: rows.slice(a, b),
+          temperature,
         })
       ),
     );

@@ -3,7 +3,7 @@
 // whether the rows run in this thread or are spread over any number of workers.
 import { logprobRef } from "../kernels/logprob/logprob_ref.ts";
 import type { CpuQwen3 } from "../model/qwen3_cpu.ts";
-import { cpuBackward } from "../model/qwen3_cpu_backward.ts";
+import { cpuBackward, temperedLogits } from "../model/qwen3_cpu_backward.ts";
 import type { TrainMode } from "./backend.ts";
 
 /** The backward of one sequence: its tokens and the cotangents of its outputs. */
@@ -18,6 +18,8 @@ export interface RowJob {
   dropoutSeed?: number;
   /** Decoder layer whose output is `lastHidden` (and receives `dLastHidden`); default final norm. */
   hiddenLayer?: number;
+  /** Log-probs of `softmax(logits / temperature)` (see `cpuBackward`); default 1. */
+  temperature?: number;
 }
 
 /** What one sequence's pass computed. */
@@ -41,11 +43,15 @@ function allZero(a: Float64Array | undefined): boolean {
 /** Forward of one sequence (with the job's dropout and hidden layer; no cotangents needed). */
 export function rowForward(
   model: CpuQwen3,
-  job: Pick<RowJob, "ids" | "dropoutSeed" | "hiddenLayer">,
+  job: Pick<RowJob, "ids" | "dropoutSeed" | "hiddenLayer" | "temperature">,
 ): RowResult {
   const { ids, hiddenLayer } = job;
   const t = model.trace({ inputIds: [ids] }, { dropoutSeed: job.dropoutSeed });
-  const { logprobs, entropy } = logprobRef(t.logits, t.batch.targets, model.config.vocabSize);
+  const { logprobs, entropy } = logprobRef(
+    temperedLogits(t.logits, job.temperature ?? 1),
+    t.batch.targets,
+    model.config.vocabSize,
+  );
   const lastHidden = hiddenLayer === undefined
     ? t.hidden[t.hidden.length - 1]
     : t.layers[hiddenLayer].hOut;
@@ -62,6 +68,7 @@ export function rowBackward(model: CpuQwen3, mode: TrainMode, job: RowJob): RowR
     dLastHidden: job.dLastHidden,
     dropoutSeed: job.dropoutSeed,
     hiddenLayer: job.hiddenLayer,
+    temperature: job.temperature,
   });
   return {
     logprobs: r.logprobs,

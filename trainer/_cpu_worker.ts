@@ -22,7 +22,7 @@ export type WorkerRequest =
     mode: TrainMode;
   }
   | { type: "backward"; id: number; params: ParamTree; jobs: RowJob[] }
-  | { type: "forward"; id: number; params: ParamTree; rows: number[][] }
+  | { type: "forward"; id: number; params: ParamTree; rows: number[][]; temperature: number }
   | {
     type: "generate";
     id: number;
@@ -57,7 +57,9 @@ async function handle(request: WorkerRequest): Promise<void> {
     const results = request.jobs.map((job) => rowBackward(model!, mode, job));
     scope.postMessage({ id: request.id, results }, resultBuffers(results));
   } else if (request.type === "forward") {
-    const results = request.rows.map((ids) => rowForward(model!, { ids }));
+    const results = request.rows.map((ids) =>
+      rowForward(model!, { ids, temperature: request.temperature })
+    );
     scope.postMessage({ id: request.id, results }, resultBuffers(results));
   } else {
     const options = resolveGenerateOptions(model.config, request.options);

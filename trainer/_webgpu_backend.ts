@@ -9,6 +9,7 @@ import type { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 import { checkGpuHiddenLayer } from "../model/qwen3_webgpu_backward.ts";
 import type {
   AccumulatingBackend,
+  ForwardOptions,
   LossAndGradsOptions,
   LossAndGradsResult,
   PolicyOutputs,
@@ -59,14 +60,22 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
     }
   }
 
-  forward(input: ForwardInput): Promise<PolicyOutputs> {
-    return this.#outputs(input);
+  forward(input: ForwardInput, options: ForwardOptions = {}): Promise<PolicyOutputs> {
+    return this.#outputs(input, undefined, options.temperature);
   }
 
-  /** Log-probs and the hidden state of `hiddenLayer` (default the final-norm output). */
-  async #outputs(input: ForwardInput, hiddenLayer?: number): Promise<PolicyOutputs> {
+  /**
+   * Log-probs of `softmax(logits / temperature)` and the hidden state of `hiddenLayer` (default
+   * the final-norm output).
+   */
+  async #outputs(
+    input: ForwardInput,
+    hiddenLayer?: number,
+    temperature?: number,
+  ): Promise<PolicyOutputs> {
     const out = await this.model.tokenLogprobs({ ...input, outputHiddenStates: true }, {
       hiddenLayer,
+      temperature,
     });
     return {
       logprobs: Float64Array.from(out.logprobs),
@@ -104,10 +113,14 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
   async objectiveAndGrads(
     input: ForwardInput,
     request: ObjectiveRequest,
-    options: Omit<LossAndGradsOptions, "linear"> = {},
+    options: Omit<LossAndGradsOptions, "linear" | "temperature"> = {},
   ): Promise<LossAndGradsResult> {
     if (!runsOnGpu(request)) {
-      return await this.lossAndGrads(input, objectiveTerm(request), { ...options, linear: false });
+      return await this.lossAndGrads(input, objectiveTerm(request), {
+        ...options,
+        linear: false,
+        temperature: request.temperature,
+      });
     }
     this.#checkOptions(options);
     const rows = input.inputIds.length;
@@ -122,6 +135,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
       mode: this.mode,
       hiddenLayer: options.hiddenLayer,
       keepActivations: this.keepActivations,
+      temperature: request.temperature,
       cotangents: step.cotangents,
       lossHook: step.hook,
     }, ({ acts }) => step.reads(acts));
@@ -136,7 +150,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
   async accumulateObjective(
     input: ForwardInput,
     request: ObjectiveRequest,
-    options: Omit<LossAndGradsOptions, "linear"> & { accumulate?: boolean } = {},
+    options: Omit<LossAndGradsOptions, "linear" | "temperature"> & { accumulate?: boolean } = {},
   ): Promise<LossOutput> {
     if (!runsOnGpu(request)) {
       throw new TypeError(
@@ -156,6 +170,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
       accumulate: options.accumulate ?? false,
       hiddenLayer: options.hiddenLayer,
       keepActivations: this.keepActivations,
+      temperature: request.temperature,
       cotangents: step.cotangents,
       lossHook: step.hook,
       readGradients: false,
@@ -182,7 +197,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
     options: LossAndGradsOptions = {},
   ): Promise<LossAndGradsResult> {
     this.#checkOptions(options);
-    const { hiddenLayer } = options;
+    const { hiddenLayer, temperature } = options;
     const rows = input.inputIds.length;
     const seqLen = input.inputIds[0]?.length ?? 0;
     let grad: LossGrads;
@@ -196,7 +211,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
         seqLen,
       }).grad;
     } else {
-      const first = await this.#outputs(input, hiddenLayer);
+      const first = await this.#outputs(input, hiddenLayer, temperature);
       entropy = first.entropy;
       grad = loss(first).grad;
     }
@@ -206,6 +221,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
       dLastHidden: grad.dLastHidden,
       hiddenLayer,
       keepActivations: this.keepActivations,
+      temperature,
     });
     const out = loss({
       logprobs: Float64Array.from(r.logprobs),

@@ -3,7 +3,10 @@
 // d loss / d logprobs, the Hidden-Align term reads the step's hidden state and writes
 // d loss / d hidden at the anchor rows; their scalars and the per-position entropies come back
 // with the gradients in the step's one readback. The per-batch inputs are uploaded once per
-// micro-batch into buffers that are kept and grown, never made per call.
+// micro-batch into buffers that are kept and grown, never made per call. With a request
+// `temperature` the step's log-probs and entropies are already those of softmax(logits / T)
+// (the train step scales the LM head; `WebGpuTrainBackend` passes the temperature), so the loss
+// kernels here read them as they are.
 import type { GpuContext } from "../gpu/context.ts";
 import type { ReadbackRange } from "../gpu/readback.ts";
 import {

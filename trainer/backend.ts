@@ -40,8 +40,8 @@ import { logprobRef } from "../kernels/logprob/logprob_ref.ts";
 import type { ForwardInput } from "../model/forward_input.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
-import { cpuBackward } from "../model/qwen3_cpu_backward.ts";
-import { checkHiddenLayer } from "../model/backward_args.ts";
+import { cpuBackward, temperedLogits } from "../model/qwen3_cpu_backward.ts";
+import { checkHiddenLayer, checkTemperature } from "../model/backward_args.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "../model/generate.ts";
 import { CpuWorkerPool } from "./_cpu_pool.ts";
 import { canTrainOnGpu, WebGpuTrainBackend } from "./_webgpu_backend.ts";
@@ -126,6 +126,28 @@ export interface LossAndGradsOptions {
    * outside that range is a `RangeError`.
    */
   hiddenLayer?: number;
+  /**
+   * The policy whose token log-probs (and entropies) the term receives and differentiates:
+   * `softmax(logits / temperature)`, the distribution that sampling at this temperature draws
+   * from (RL rollouts at `rl.temperature`); the gradient reaches the logits times
+   * `1 / temperature`. A finite number ≥ 1e-6; default 1 (the raw model, unchanged bits).
+   */
+  temperature?: number;
+}
+
+/**
+ * Options of {@linkcode TrainBackend.forward}.
+ *
+ * @example The log-probs of the policy sampled at temperature 0.7
+ * ```ts
+ * import type { ForwardOptions } from "./backend.ts";
+ *
+ * const options: ForwardOptions = { temperature: 0.7 };
+ * ```
+ */
+export interface ForwardOptions {
+  /** As {@linkcode LossAndGradsOptions.temperature}; default 1. */
+  temperature?: number;
 }
 
 /**
@@ -155,7 +177,7 @@ export interface AccumulatingBackend {
   accumulateObjective(
     input: ForwardInput,
     request: ObjectiveRequest,
-    options?: Omit<LossAndGradsOptions, "linear"> & { accumulate?: boolean },
+    options?: Omit<LossAndGradsOptions, "linear" | "temperature"> & { accumulate?: boolean },
   ): Promise<LossOutput>;
 }
 
@@ -202,12 +224,13 @@ export interface TrainBackend {
    */
   readonly params: NamedParams;
   /**
-   * Token log-probs of a batch (no dropout): for evaluation.
+   * Token log-probs of a batch (no dropout): for evaluation, and RL's recomputed old log-probs.
    *
    * @param input The batch.
+   * @param options The policy's temperature (default 1).
    * @returns The outputs.
    */
-  forward(input: ForwardInput): Promise<PolicyOutputs>;
+  forward(input: ForwardInput, options?: ForwardOptions): Promise<PolicyOutputs>;
   /**
    * Runs the batch forward and backward through a loss term.
    *
@@ -228,10 +251,12 @@ export interface TrainBackend {
    * step (one forward, one backward, one readback of the gradients and the loss scalars; no
    * log-prob or hidden-state round trip) and any other term on the host. The loss metrics
    * include `"policy/entropy"` (mean next-token entropy over the `lossMask` tokens) when the
-   * inputs have a `lossMask`.
+   * inputs have a `lossMask`. `request.temperature` (default 1) sets the policy
+   * `softmax(logits / temperature)` whose log-probs the terms read (see
+   * {@linkcode LossAndGradsOptions.temperature}).
    *
    * @param input The batch.
-   * @param request The terms and their inputs.
+   * @param request The terms, their inputs and the policy's temperature.
    * @param options Dropout and the hidden layer the align term reads.
    * @returns The objective's value and metrics (`grad` may be empty: the cotangents can stay on
    * the device) and the gradients of every trainable parameter.
@@ -239,7 +264,7 @@ export interface TrainBackend {
   objectiveAndGrads(
     input: ForwardInput,
     request: ObjectiveRequest,
-    options?: Omit<LossAndGradsOptions, "linear">,
+    options?: Omit<LossAndGradsOptions, "linear" | "temperature">,
   ): Promise<LossAndGradsResult>;
   /**
    * Generates continuations with the current parameters (`model/generate.ts` semantics).
@@ -352,11 +377,11 @@ class CpuTrainBackend implements TrainBackend {
     return this.#pool;
   }
 
-  async #forwardRows(rows: number[][]): Promise<RowResult[]> {
+  async #forwardRows(rows: number[][], temperature: number): Promise<RowResult[]> {
     const pool = this.#workerPool;
     return pool
-      ? await pool.forward(rows, this.params.tree)
-      : rows.map((ids) => rowForward(this.model, { ids }));
+      ? await pool.forward(rows, this.params.tree, temperature)
+      : rows.map((ids) => rowForward(this.model, { ids, temperature }));
   }
 
   async #backwardRows(jobs: RowJob[]): Promise<RowResult[]> {
@@ -385,23 +410,33 @@ class CpuTrainBackend implements TrainBackend {
     return { logprobs, lastHidden, entropy, batch: B, seqLen };
   }
 
-  async forward(input: ForwardInput): Promise<PolicyOutputs> {
+  async forward(input: ForwardInput, options: ForwardOptions = {}): Promise<PolicyOutputs> {
+    const temperature = checkTemperature(options.temperature, "run the forward");
     const lengths = rowLengths(input);
     if (lengths === null) {
       const t = this.model.trace(input);
-      return this.#batchOutputs(t.batch, t.logits, t.hidden[t.hidden.length - 1]);
+      return this.#batchOutputs(t.batch, t.logits, t.hidden[t.hidden.length - 1], temperature);
     }
     const rows = input.inputIds.map((ids, b) => ids.slice(0, lengths[b]));
-    return this.#gather(await this.#forwardRows(rows), lengths, input.inputIds[0].length);
+    return this.#gather(
+      await this.#forwardRows(rows, temperature),
+      lengths,
+      input.inputIds[0].length,
+    );
   }
 
   #batchOutputs(
     batch: { batch: number; seqLen: number; targets: Int32Array },
     logits: Float64Array,
     lastHidden: Float64Array,
+    temperature: number,
   ): PolicyOutputs {
     const { batch: B, seqLen: T, targets } = batch;
-    const all = logprobRef(logits, targets, this.model.config.vocabSize);
+    const all = logprobRef(
+      temperedLogits(logits, temperature),
+      targets,
+      this.model.config.vocabSize,
+    );
     const logprobs = new Float64Array(B * (T - 1));
     const entropy = new Float64Array(B * (T - 1));
     for (let b = 0; b < B; b++) {
@@ -420,8 +455,9 @@ class CpuTrainBackend implements TrainBackend {
     options: LossAndGradsOptions = {},
   ): Promise<LossAndGradsResult> {
     checkHiddenLayer(options.hiddenLayer, this.model.config.numHiddenLayers);
+    const temperature = checkTemperature(options.temperature, "compute gradients");
     const lengths = rowLengths(input);
-    if (lengths === null) return this.#lossAndGradsBatched(input, loss, options);
+    if (lengths === null) return this.#lossAndGradsBatched(input, loss, options, temperature);
     const B = lengths.length;
     const T = input.inputIds[0].length;
     const H = this.model.config.hiddenSize;
@@ -438,7 +474,9 @@ class CpuTrainBackend implements TrainBackend {
       }).grad
       : loss(
         this.#gather(
-          await this.#backwardRows(rows.map((ids) => ({ ids, dropoutSeed, hiddenLayer }))),
+          await this.#backwardRows(
+            rows.map((ids) => ({ ids, dropoutSeed, hiddenLayer, temperature })),
+          ),
           lengths,
           T,
         ),
@@ -467,6 +505,7 @@ class CpuTrainBackend implements TrainBackend {
       dLastHidden: grad.dLastHidden?.slice(b * T * H, (b * T + ids.length) * H),
       dropoutSeed,
       hiddenLayer,
+      temperature,
     }));
     const results = await this.#backwardRows(jobs);
     const out = loss(this.#gather(results, lengths, T));
@@ -487,9 +526,13 @@ class CpuTrainBackend implements TrainBackend {
   objectiveAndGrads(
     input: ForwardInput,
     request: ObjectiveRequest,
-    options: Omit<LossAndGradsOptions, "linear"> = {},
+    options: Omit<LossAndGradsOptions, "linear" | "temperature"> = {},
   ): Promise<LossAndGradsResult> {
-    return this.lossAndGrads(input, objectiveTerm(request), { ...options, linear: false });
+    return this.lossAndGrads(input, objectiveTerm(request), {
+      ...options,
+      linear: false,
+      temperature: request.temperature,
+    });
   }
 
   #checkLinear(options: LossAndGradsOptions, out: LossOutput, grad: LossOutput["grad"]): void {
@@ -510,6 +553,7 @@ class CpuTrainBackend implements TrainBackend {
     input: ForwardInput,
     loss: LossTerm<PolicyOutputs>,
     options: LossAndGradsOptions,
+    temperature: number,
   ): LossAndGradsResult {
     const rows = input.inputIds.length;
     const seqLen = rows > 0 ? input.inputIds[0].length : 0;
@@ -526,7 +570,7 @@ class CpuTrainBackend implements TrainBackend {
       const t = this.model.trace(input, { dropoutSeed: options.dropoutSeed });
       const l = options.hiddenLayer;
       const state = l === undefined ? t.hidden[t.hidden.length - 1] : t.layers[l].hOut;
-      grad = loss(this.#batchOutputs(t.batch, t.logits, state)).grad;
+      grad = loss(this.#batchOutputs(t.batch, t.logits, state, temperature)).grad;
     }
     if (!grad.dLogprobs && !grad.dLastHidden) {
       throw new TypeError(
@@ -540,6 +584,7 @@ class CpuTrainBackend implements TrainBackend {
       dLastHidden: grad.dLastHidden,
       dropoutSeed: options.dropoutSeed,
       hiddenLayer: options.hiddenLayer,
+      temperature,
     });
     const out = loss({
       logprobs: r.logprobs,
@@ -573,6 +618,75 @@ class CpuTrainBackend implements TrainBackend {
     this.#pool?.dispose();
     this.#pool = null;
   }
+}
+
+/**
+ * A view of a train backend whose policy is `softmax(logits / temperature)`: `forward`,
+ * `lossAndGrads`, `objectiveAndGrads` and `accumulateObjective` (when the backend has it) use
+ * `temperature` unless the call sets its own; everything else (parameters, generation, disposal)
+ * is the backend's. RL at `rl.temperature` trains through such a view, so that the recomputed
+ * old log-probs, the training forward's log-probs and their gradient all belong to the policy
+ * the rollouts were sampled from. At temperature 1 the backend itself is returned.
+ *
+ * @param backend The backend.
+ * @param temperature The policy's temperature, a finite number ≥ 1e-6.
+ * @returns The view (or `backend` at temperature 1).
+ * @throws {RangeError} When `temperature` is not a finite number ≥ 1e-6.
+ *
+ * @example The log-probs of the policy sampled at temperature 0.7
+ * ```ts
+ * import { createTrainBackend, withTemperature } from "./backend.ts";
+ * import { loadModel } from "../model/load_model.ts";
+ * import { ok } from "node:assert/strict";
+ *
+ * const model = await loadModel("tests/fixtures/qwen3-tiny", { backend: "cpu", warn: false });
+ * const backend = createTrainBackend(model, { mode: "full" });
+ * const input = { inputIds: [[1, 2, 3]] };
+ * const raw = await backend.forward(input);
+ * const tempered = await withTemperature(backend, 0.7).forward(input);
+ * ok(raw.logprobs[0] !== tempered.logprobs[0]);
+ * ```
+ */
+export function withTemperature<B extends TrainBackend>(
+  backend: B,
+  temperature: number,
+): TrainBackend & (B extends AccumulatingBackend ? AccumulatingBackend : unknown);
+export function withTemperature(
+  backend: TrainBackend & Partial<AccumulatingBackend>,
+  temperature: number,
+): TrainBackend & Partial<AccumulatingBackend> {
+  checkTemperature(temperature, "make a tempered view of the train backend");
+  if (temperature === 1) return backend;
+  const view: TrainBackend & Partial<AccumulatingBackend> = {
+    kind: backend.kind,
+    mode: backend.mode,
+    model: backend.model,
+    params: backend.params,
+    forward: (input, options = {}) =>
+      backend.forward(input, { ...options, temperature: options.temperature ?? temperature }),
+    lossAndGrads: (input, loss, options = {}) =>
+      backend.lossAndGrads(input, loss, {
+        ...options,
+        temperature: options.temperature ?? temperature,
+      }),
+    objectiveAndGrads: (input, request, options) =>
+      backend.objectiveAndGrads(input, {
+        ...request,
+        temperature: request.temperature ?? temperature,
+      }, options),
+    generate: (options) => backend.generate(options),
+    setParams: (tree) => backend.setParams(tree),
+    dispose: () => backend.dispose(),
+  };
+  const accumulate = backend.accumulateObjective;
+  if (typeof accumulate === "function") {
+    view.accumulateObjective = (input, request, options) =>
+      accumulate.call(backend, input, {
+        ...request,
+        temperature: request.temperature ?? temperature,
+      }, options);
+  }
+  return view;
 }
 
 /**

@@ -44,6 +44,13 @@ export interface ObjectiveRequest {
   terms: readonly LossSpec[];
   /** Their inputs besides the model's outputs. */
   inputs: ObjectiveInputs;
+  /**
+   * The policy the terms' log-probs (and the entropy metric) are taken from:
+   * `softmax(logits / temperature)`, the distribution RL rollouts sampled at `rl.temperature`
+   * come from; the backend's forward and backward both use it (the gradient reaches the logits
+   * times `1 / temperature`). A finite number ≥ 1e-6; default 1 (the raw model).
+   */
+  temperature?: number;
 }
 
 /**

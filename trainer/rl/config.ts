@@ -384,15 +384,26 @@ export interface RlConfig {
   readonly alignKeepAllCorrect: boolean;
   /** Most tokens per response. */
   readonly maxNewTokens: number;
-  /** Sampling temperature of the rollouts (> 0). */
+  /**
+   * Sampling temperature T of the rollouts (≥ 1e-6). The RL objective is that of the policy the
+   * rollouts are drawn from, `π_T = softmax(logits / T)` (as verl, which divides the actor's
+   * logits by the rollout temperature): the old log-probs (the sampler's, or recomputed at T),
+   * the update's token log-probs, their gradient (the chain rule's `1 / T` through the LM head)
+   * and the `policy/entropy` metric all use it. Top-p/top-k are not part of it (as in verl): at
+   * T ≠ 1 with either on, halo's own sampler reports the truncated distribution's log-probs, so
+   * the old log-probs are recomputed at T whatever `oldLogprobs` says; remote samplers at T ≠ 1
+   * need processed log-probs and no truncation. At T = 1 (the default) nothing is scaled.
+   */
   readonly temperature: number;
   /** Nucleus sampling of the rollouts, in (0, 1]. */
   readonly topP: number;
   /** Top-k of the rollouts; `0` off. */
   readonly topK: number;
   /**
-   * Old log-probs: `"sampler"` keeps the model log-probs `generate` returns; `"recompute"` runs a
-   * forward of the train backend over the rollouts before the update.
+   * Old log-probs: `"sampler"` keeps the log-probs `generate` returns under
+   * `softmax(logits / temperature)` (recomputed instead at a temperature ≠ 1 with top-p/top-k,
+   * see `temperature`); `"recompute"` runs a forward of the train backend at `temperature` over
+   * the rollouts before the update.
    */
   readonly oldLogprobs: "sampler" | "recompute";
   /** Reward mode and verifier budget. */
@@ -750,6 +761,15 @@ function rolloutProblems(rl: RlConfig, adaptersKind: "none" | "lora" | "hilo"): 
       `must be >= 1 when "rl.rollout.async.enabled" is true (the servers must keep the version ` +
       `the prefetched rollouts were drawn with while the next is loaded): current value is ` +
       `${r.stalenessWindow}`,
+    ]);
+  }
+  if (rl.temperature !== 1 && (rl.topP < 1 || rl.topK > 0)) {
+    problems.push([
+      "rl.temperature",
+      `must be 1 with remote rollouts and "rl.topP" < 1 or "rl.topK" > 0 (top-p ${rl.topP}, ` +
+      `top-k ${rl.topK}): the old log-probs are those of softmax(logits / temperature) without ` +
+      `truncation, and an inference server reports either the untempered model's (raw) or the ` +
+      `truncated distribution's (processed) log-probs: current value is ${rl.temperature}`,
     ]);
   }
   const backend = `current value is "${r.backend}"`;

@@ -156,6 +156,10 @@ Deno.test("loadConfig() refuses rl.rollout combinations that cannot work, naming
       [...REMOTE, "--rl.rollout.async.enabled=true", "--rl.rollout.stalenessWindow=0"],
       /key "rl\.rollout\.stalenessWindow".*must be >= 1 when "rl\.rollout\.async\.enabled" is true/,
     ],
+    [
+      [...REMOTE, "--rl.temperature=0.7", "--rl.topP=0.9"],
+      /key "rl\.temperature".*must be 1 with remote rollouts and "rl\.topP" < 1.*softmax\(logits \/ temperature\) without truncation.*current value is 0\.7/,
+    ],
     [["--rl.rollout.backend=tgi"], /key "rl\.rollout\.backend".*must be one of "local", "vllm"/],
     [["--rl.rollout.adapterPrefix=a/b"], /key "rl\.rollout\.adapterPrefix".*letters, digits/],
   ];

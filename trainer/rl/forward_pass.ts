@@ -30,6 +30,12 @@ export interface ForwardPassOptions {
   layer: "final" | number | null;
   /** Also return each row's response-token log-probs (float64). Default `false`. */
   logprobs?: boolean;
+  /**
+   * The log-probs are those of `softmax(logits / temperature)`, the policy rollouts sampled at
+   * this temperature come from (`rl.temperature`); default 1, or the view's temperature when
+   * `backend` is a `withTemperature` view.
+   */
+  temperature?: number;
 }
 
 /**
@@ -92,7 +98,10 @@ export async function forwardPass(
     const T = batch.seqLen;
     let states: ArrayLike<number> | null = null;
     if (options.logprobs || options.layer === "final") {
-      const out = await backend.forward(input);
+      const out = await backend.forward(
+        input,
+        options.temperature === undefined ? {} : { temperature: options.temperature },
+      );
       if (logprobs) {
         chunk.forEach((r, b) => {
           const P = r.promptIds.length;

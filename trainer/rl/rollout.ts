@@ -1,7 +1,14 @@
 /**
  * Rollouts: G samples of each prompt through the train backend's `generate`, with the sampler's
- * model log-probs kept as old log-probs and the character offset of every response token in the
+ * log-probs kept as old log-probs and the character offset of every response token in the
  * decoded response (from the generated ids, not by re-tokenising the text).
+ *
+ * The old log-probs are those of the policy the tokens were drawn from at temperature T,
+ * `log_softmax(logits / T)[token]`: at T = 1 the generator's `modelLogprobs` (the untruncated
+ * model's, whatever top-p/top-k), at T ≠ 1 its sampling-distribution `logprobs`, which are
+ * `log_softmax(logits / T)` exactly when top-p is 1 and top-k is 0; with top-p/top-k at T ≠ 1
+ * they are the truncated distribution's, and the RL loop recomputes the old log-probs with the
+ * train backend's forward at T (`runRl`).
  *
  * @module
  */
@@ -29,7 +36,10 @@ export interface Rollout {
   promptIds: number[];
   /** The generated ids (a final EOS included). */
   tokens: number[];
-  /** The sampler's model log-prob of each generated token (old log-probs), float64. */
+  /**
+   * The sampler's log-prob of each generated token under `softmax(logits / T)` at the sampling
+   * temperature T (old log-probs; see the module doc), float64.
+   */
   oldLogprobs: Float64Array;
   /** The decoded response, special tokens skipped (what the verifier reads). */
   text: string;
@@ -152,7 +162,8 @@ export async function sampleGroups(
       group: options.firstGroup + p,
       promptIds: [...prompts[p]],
       tokens: [...s.tokens],
-      oldLogprobs: Float64Array.from(s.modelLogprobs),
+      // The tempered policy's log-probs (see the module doc): at T = 1 the raw model's.
+      oldLogprobs: Float64Array.from(options.temperature === 1 ? s.modelLogprobs : s.logprobs),
       text: options.tokenizer.decode(s.tokens, decode),
       tokenOffsets: options.tokenizer.tokenOffsets(s.tokens, decode).map(([start]) => start),
       stopReason: s.stopReason,

@@ -41,6 +41,7 @@ import { dataOrder } from "../data_order.ts";
 import { gitSha } from "../git_sha.ts";
 import { applyUpdates, globalNorm } from "../optim/mod.ts";
 import type { WebGpuTrainBackend } from "../_webgpu_backend.ts";
+import { withTemperature } from "../backend.ts";
 import { createProgress, formatDuration, type Progress } from "../../internal/progress.ts";
 import type { PendingStep } from "../train_loop.ts";
 import type { ParamTree } from "../types.ts";
@@ -348,8 +349,16 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     // AdamW on the GPU (trainer.optimizer): parameters, gradients and moments stay there; the
     // host state and parameters are brought up to date only for checkpoints and the export.
     const gpuOpt = deviceAdamw(config, backend, { updatesPerStep: rl.ppoEpochs * rl.miniBatches });
+    // The policy the rollouts are sampled from, softmax(logits / rl.temperature): the recomputed
+    // old log-probs, the update's log-probs and their gradient (and the entropy metric) are its
+    // (verl divides the actor's logits by the temperature the same way). At temperature 1 this
+    // is the backend itself.
+    const policy = withTemperature(backend, rl.temperature);
     const device = gpuOpt
-      ? { optimizer: gpuOpt, backend: backend as WebGpuTrainBackend }
+      ? {
+        optimizer: gpuOpt,
+        backend: withTemperature(backend as WebGpuTrainBackend, rl.temperature),
+      }
       : undefined;
     /** Brings the host parameters and optimizer state up to date with the GPU's. */
     const syncFromDevice = async () => {
@@ -425,8 +434,21 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       ? source.sampleGroups.bind(source)
       : options.sampleGroups ?? sampleGroups;
     const tis = rl.rollout.tis;
+    // At T ≠ 1 with top-p/top-k, halo's generator reports the truncated distribution's
+    // log-probs, not softmax(logits / T)'s: the old log-probs are then recomputed at T (remote
+    // samplers refuse that case, see remoteSampleGroups).
+    const truncatedAtT = !remote && options.sampleGroups === undefined &&
+      rl.temperature !== 1 && (rl.topP < 1 || rl.topK > 0);
+    const recompute = rl.oldLogprobs === "recompute" || truncatedAtT;
+    if (rl.oldLogprobs === "sampler" && truncatedAtT) {
+      log(
+        `note: "rl.temperature" is ${rl.temperature} with top-p ${rl.topP} / top-k ${rl.topK}: ` +
+          `the old log-probs are recomputed at that temperature (the sampler's are the truncated ` +
+          `distribution's, not softmax(logits / T)'s)`,
+      );
+    }
     // The sampler–trainer comparison needs halo's own log-probs of the rollouts (recompute).
-    const correct = rl.oldLogprobs === "recompute" && (remote || tis.enabled);
+    const correct = recompute && (remote || tis.enabled);
 
     const asyncGeneration = source !== null && rl.rollout.async.enabled;
     /** Step k + 1's first generation batch, requested right after step k's rollouts. */
@@ -559,10 +581,9 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       let stepLoss = 0;
       let trainTokens = 0;
       if (rows.length > 0) {
-        const recompute = rl.oldLogprobs === "recompute";
         let centroids: Map<number, Float64Array> | null = null;
         if (recompute || needHidden) {
-          const pass = await forwardPass(backend, rows, {
+          const pass = await forwardPass(policy, rows, {
             padId,
             microBatchSize: rl.microBatchSize,
             layer: needHidden ? hiddenLayer : null,
@@ -610,7 +631,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
             });
           }
         }
-        const r = await rlUpdate(backend, rows, {
+        const r = await rlUpdate(policy, rows, {
           optimizer,
           state: optState,
           losses: rl.losses,
