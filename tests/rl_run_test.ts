@@ -166,3 +166,32 @@ Deno.test({
       ok(lines.some((l) => l["loss/align"] > 0), "the pairwise term never contributed");
     }),
 });
+
+Deno.test({
+  name: "runRl() resumed keeps the run's first evaluation: the same start, end and paired gain",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const args = [DAPO, "--trainer.steps=2", "--rl.eval.every=1"];
+      const straight = await runRl(await rlConfig(dir, ["--run.name=straight", ...args]), QUIET);
+      ok(straight.heldOutGain !== null && "eval/avg@2" in straight.startMetrics);
+      const config = await rlConfig(dir, ["--run.name=split", ...args]);
+      strictEqual((await runRl(config, { ...QUIET, haltAfterStep: 1 })).halted, true);
+      const resumed = await runRl(config, { ...QUIET, resume: true });
+      // Evaluations at steps 0, 1 and 2: the resumed process ran only the last one itself.
+      deepStrictEqual(resumed.startMetrics, straight.startMetrics);
+      deepStrictEqual(resumed.heldOutGain, straight.heldOutGain);
+      strictEqual(resumed.metrics["eval/avg@2"], straight.metrics["eval/avg@2"]);
+      strictEqual(
+        await Deno.readTextFile(join(resumed.runDir, "evals.jsonl")),
+        await Deno.readTextFile(join(straight.runDir, "evals.jsonl")),
+      );
+      // Resuming the finished run: no step left, the same summary.
+      const again = await runRl(config, { ...QUIET, resume: true });
+      strictEqual(again.step, 2);
+      deepStrictEqual(again.startMetrics, straight.startMetrics);
+      deepStrictEqual(again.heldOutGain, straight.heldOutGain);
+      strictEqual(again.metrics["eval/avg@2"], straight.metrics["eval/avg@2"]);
+    }),
+});

@@ -43,6 +43,7 @@ import { applyUpdates, globalNorm } from "../optim/mod.ts";
 import type { WebGpuTrainBackend } from "../_webgpu_backend.ts";
 import { withTemperature } from "../backend.ts";
 import { createProgress, formatDuration, type Progress } from "../../internal/progress.ts";
+import { writeFileAtomic } from "../../internal/atomic_write.ts";
 import type { PendingStep } from "../train_loop.ts";
 import type { ParamTree } from "../types.ts";
 import { anchorCosines } from "./anchor_cosines.ts";
@@ -406,6 +407,9 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     const sha = await gitSha();
     const seconds = { generate: 0, score: 0, train: 0, eval: 0 };
     const timingsPath = join(runDir, "timings.jsonl");
+    // Each held-out evaluation's metrics and per-prompt accuracies, so that a resumed run still
+    // compares its end with the run's first evaluation (and pairs them by prompt).
+    const evalsPath = join(runDir, "evals.jsonl");
     const anchorKind = align?.anchor ?? "before-marker";
     const hiddenLayer = align?.layer ?? "final";
     const needHidden = align !== undefined || rl.anchorMetrics;
@@ -725,10 +729,12 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     };
 
     let startMetrics: Record<string, number> = {};
-    // Per-prompt accuracies of the first and the latest evaluation in this process (same prompts
-    // and sampling seeds): their paired difference is the held-out gain with its interval.
+    // Per-prompt accuracies of the run's first and latest evaluation (same prompts and sampling
+    // seeds; those of an earlier process from evals.jsonl): their paired difference is the
+    // held-out gain with its interval.
     let startPerPrompt: number[] | null = null;
     let lastPerPrompt: number[] | null = null;
+    let lastEvalMetrics: Record<string, number> = {};
     const evaluate = async (s: number): Promise<Record<string, number>> => {
       const began = performance.now();
       const { metrics, perPrompt } = await evaluateRlPrompts(backend, evalSet, {
@@ -745,6 +751,10 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         startPerPrompt = perPrompt;
       }
       lastPerPrompt = perPrompt;
+      lastEvalMetrics = metrics;
+      await Deno.writeTextFile(evalsPath, `${JSON.stringify({ step: s, metrics, perPrompt })}\n`, {
+        append: true,
+      });
       const k = rl.eval.samples;
       note(
         `eval @ step ${s}: avg@${k} ${(100 * metrics[`eval/avg@${k}`]).toFixed(1)}% | pass@${k} ` +
@@ -779,6 +789,16 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     if (startStep === 0) {
       await Deno.mkdir(runDir, { recursive: true });
       await Deno.writeTextFile(timingsPath, "");
+      await Deno.writeTextFile(evalsPath, "");
+    } else {
+      // Resumed: the earlier evaluations up to the checkpoint's step (a later one belongs to a
+      // step that runs again), as if this process had run them.
+      const earlier = await readEvals(evalsPath, startStep);
+      await writeFileAtomic(evalsPath, earlier.map((e) => `${JSON.stringify(e)}\n`).join(""));
+      if (earlier.length > 0) {
+        ({ metrics: startMetrics, perPrompt: startPerPrompt } = earlier[0]);
+        ({ metrics: lastEvalMetrics, perPrompt: lastPerPrompt } = earlier[earlier.length - 1]);
+      }
     }
     const { result, exported } = await trainAndExport(config, head, built, {
       loop: {
@@ -824,7 +844,8 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       runDir,
       step: result.step,
       halted: result.halted,
-      metrics: result.metrics,
+      // A resumed run that had no step left keeps the last evaluation's metrics.
+      metrics: { ...lastEvalMetrics, ...result.metrics },
       startMetrics,
       heldOutGain: gain,
       lastCheckpoint: result.lastCheckpoint,
@@ -835,4 +856,46 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       seconds,
     };
   }
+}
+
+/** One line of a run's evals.jsonl. */
+interface EvalRecord {
+  step: number;
+  metrics: Record<string, number>;
+  perPrompt: number[];
+}
+
+/**
+ * The evaluations of `path` (a run's evals.jsonl) at steps ≤ `upTo`, oldest first; none when the
+ * file is missing (a run from before the file). A last line cut short (a killed process) is left
+ * out; any other line that is not a record is an error naming the file and line.
+ */
+async function readEvals(path: string, upTo: number): Promise<EvalRecord[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return [];
+    throw error;
+  }
+  const lines = text.split("\n");
+  const out: EvalRecord[] = [];
+  for (const [i, line] of lines.entries()) {
+    if (line.trim() === "") continue;
+    let record: EvalRecord;
+    try {
+      record = JSON.parse(line);
+      if (!Number.isSafeInteger(record.step) || !Array.isArray(record.perPrompt)) {
+        throw new SyntaxError("not an evaluation record");
+      }
+    } catch (error) {
+      if (i === lines.length - 1) break;
+      throw new SyntaxError(
+        `Cannot resume: line ${i + 1} of "${path}" must be an evaluation record ({step, ` +
+          `metrics, perPrompt}): ${(error as Error).message}`,
+      );
+    }
+    if (record.step <= upTo) out.push(record);
+  }
+  return out;
 }
