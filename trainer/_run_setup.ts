@@ -5,7 +5,7 @@
 // schedule, the restore of a checkpoint, the save of one, and the export of the final model or
 // adapter. Each run keeps what is its own: its data, its step, its keys that must not change on
 // resume and its log lines.
-import { join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { exists } from "../internal/exists.ts";
 import type { Lora } from "../adapters/lora.ts";
 import { PEFT_PREFIX, savePeftAdapter } from "../adapters/peft_io.ts";
@@ -83,6 +83,12 @@ function flatten(value: unknown, prefix: string, out: Map<string, string>): void
   }
 }
 
+/**
+ * Where the run is written, not what it computes: a resume checks these against the checkpoint's
+ * own run directory instead (see {@linkcode resolveRunStart}), and never warns about them.
+ */
+const WHERE_KEYS: readonly string[] = ["run.outDir", "run.name"];
+
 /** The keys whose values differ (`"key: old -> new"`); a fixed key that differs is an error. */
 function configChanges(
   saved: TrainConfig,
@@ -96,7 +102,7 @@ function configChanges(
   flatten(current, "", b);
   const changed: string[] = [];
   for (const key of new Set([...a.keys(), ...b.keys()])) {
-    if (a.get(key) === b.get(key)) continue;
+    if (a.get(key) === b.get(key) || WHERE_KEYS.includes(key)) continue;
     const fixed = !(options.changeableKeys ?? []).includes(key) &&
       options.fixedKeys.some((p) => (p.endsWith(".") ? key.startsWith(p) : key === p));
     if (fixed) {
@@ -113,11 +119,18 @@ function configChanges(
 /**
  * The checkpoint to resume (its config checked against the run's) or a fresh start. Reads only.
  *
+ * On resume the checkpoint's run directory (the folder holding its `step_NNNNNN/`) must be the
+ * run's (`<run.outDir>/<run.name>`): a resumed run appends to that directory's metrics and
+ * checkpoints, so it may not write into another run. `run.outDir` and `run.name` may differ from
+ * the checkpoint's saved ones (a moved or copied run) without a warning: they do not change the
+ * results.
+ *
  * @param config The run's config.
  * @param options Resume, overwrite and the keys that define the run.
  * @returns Where the run starts.
- * @throws {RangeError} When there is no checkpoint to resume, a fresh run would replace an
- *   existing run directory without `overwrite`, or a fixed key differs from the checkpoint's.
+ * @throws {RangeError} When there is no checkpoint to resume, the checkpoint belongs to another
+ *   run directory than the run's, a fresh run would replace an existing run directory without
+ *   `overwrite`, or a fixed key differs from the checkpoint's.
  */
 export async function resolveRunStart(
   config: TrainConfig,
@@ -134,6 +147,17 @@ export async function resolveRunStart(
       throw new RangeError(
         `Cannot resume: "${where}" holds no checkpoint (step_NNNNNN/ with meta.json): start ` +
           `the run without --resume`,
+      );
+    }
+    // A checkpoint is `<run dir>/step_NNNNNN/`: the resumed run continues that run directory's
+    // metrics and checkpoints, so it must be the one this run writes, never another run's.
+    const owner = dirname(resumeDir);
+    if (resolve(owner) !== resolve(runDir)) {
+      throw new RangeError(
+        `Cannot resume from "${resumeDir}": it belongs to run directory "${owner}", but keys ` +
+          `"run.outDir" and "run.name" make this run write into "${runDir}" (another run): set ` +
+          `--run.outDir=${dirname(owner)} --run.name=${basename(owner)}, or resume without ` +
+          `--config (the checkpoint's own config, written into its own run directory)`,
       );
     }
   } else if (await exists(runDir)) {
