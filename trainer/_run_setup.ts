@@ -31,7 +31,7 @@ import {
   type LoadedCheckpoint,
   saveCheckpoint,
 } from "./checkpoint.ts";
-import type { TrainConfig } from "./config.ts";
+import { DEFAULT_CONFIG, type TrainConfig } from "./config.ts";
 import { exportQwen3Model } from "./export_model.ts";
 import { flattenOptState, restoreOptState } from "./opt_state_io.ts";
 import {
@@ -234,13 +234,59 @@ function builtinConfig(config: TrainConfig, tokenizer: Tokenizer): Qwen3Config {
   };
 }
 
+/** The `model.*` keys that shape `builtin:tiny`, and the model config field each one sets. */
+const SHAPE_KEYS = {
+  vocab: "vocabSize",
+  hidden: "hiddenSize",
+  intermediate: "intermediateSize",
+  layers: "numHiddenLayers",
+  heads: "numAttentionHeads",
+  kvHeads: "numKeyValueHeads",
+  headDim: "headDim",
+  rmsNormEps: "rmsNormEps",
+  ropeTheta: "ropeTheta",
+  maxPositions: "maxPositionEmbeddings",
+  tieEmbeddings: "tieWordEmbeddings",
+} as const satisfies Partial<Record<keyof TrainConfig["model"], keyof Qwen3Config>>;
+
+/**
+ * A model directory has its own shape (its `config.json`): a shape key set away from its default
+ * to another value than the model's would be ignored, so it is refused, naming the keys.
+ */
+function checkShapeKeys(config: TrainConfig, modelConfig: Qwen3Config): void {
+  const conflicts: string[] = [];
+  for (const [key, field] of Object.entries(SHAPE_KEYS) as [keyof typeof SHAPE_KEYS, string][]) {
+    const value = config.model[key];
+    const actual = (modelConfig as unknown as Record<string, unknown>)[field];
+    if (value !== DEFAULT_CONFIG.model[key] && value !== actual) {
+      conflicts.push(`"model.${key}" (${value}; the model has ${actual})`);
+    }
+  }
+  if (conflicts.length > 0) {
+    throw new RangeError(
+      `Cannot use model "${config.model.path}": key${conflicts.length > 1 ? "s" : ""} ` +
+        `${conflicts.join(", ")} shape only "builtin:tiny"; a model directory keeps the shape ` +
+        `of its config.json: drop the key${conflicts.length > 1 ? "s" : ""} or set the ` +
+        `model's value${conflicts.length > 1 ? "s" : ""}`,
+    );
+  }
+}
+
 /**
  * The tokenizer (the arithmetic one for `builtin:tiny`) and the model's config, without its
  * weights: what the checks that need the model read before any work.
  *
+ * With a model directory the `model.*` shape keys (`hidden`, `layers`, `heads`, `kvHeads`,
+ * `headDim`, `intermediate`, `vocab`, `maxPositions`, `ropeTheta`, `rmsNormEps`,
+ * `tieEmbeddings`) do not apply: the directory's `config.json` gives the shape. A shape key that
+ * differs from both its default and the model's value is refused (a `RangeError` naming the keys,
+ * the model's values and the directory) rather than ignored; a key left at its default is
+ * unused (and the run's config, in each checkpoint's `meta.json`, records it as given).
+ *
  * @param config The run's config.
  * @param options A tokenizer given by the caller.
  * @returns The model's head.
+ * @throws {RangeError} When a `model.*` shape key contradicts the model directory's config.
  */
 export async function readRunModel(
   config: TrainConfig,
@@ -271,6 +317,7 @@ export async function readRunModel(
   const modelConfig = builtin
     ? builtinConfig(config, tokenizer)
     : await readQwen3Config(config.model.path);
+  if (!builtin) checkShapeKeys(config, modelConfig);
   const eosTokenIds = [
     ...new Set([
       ...modelConfig.eosTokenIds,

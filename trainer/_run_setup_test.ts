@@ -1,6 +1,6 @@
-import { ok, strictEqual, throws } from "node:assert/strict";
+import { ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { loadConfig } from "../cli/load_config.ts";
-import { runAdamw } from "./_run_setup.ts";
+import { readRunModel, runAdamw } from "./_run_setup.ts";
 import type { TrainConfig } from "./config.ts";
 
 async function config(schedule: "cosine" | "constant"): Promise<TrainConfig> {
@@ -59,4 +59,38 @@ Deno.test("runAdamw() refuses a cosine warmup as long as the run, naming the key
     name: "RangeError",
     message: /key "trainer\.warmupSteps" must be < "trainer\.steps" \(2\).*current value is 2/,
   });
+});
+
+Deno.test("readRunModel() refuses model.* shape keys that a model directory would ignore", async () => {
+  const path = "models/arithmetic-tiny"; // 2 layers, hidden 64, 128 positions
+  const c = await loadConfig(undefined, {
+    overrides: [
+      `--model.path=${path}`,
+      "--model.layers=7",
+      "--model.hidden=128",
+      "--model.maxPositions=16",
+    ],
+  });
+  await rejects(readRunModel(c), {
+    name: "RangeError",
+    message: 'Cannot use model "models/arithmetic-tiny": keys "model.hidden" (128; the model ' +
+      'has 64), "model.layers" (7; the model has 2), "model.maxPositions" (16; the model has ' +
+      '128) shape only "builtin:tiny"; a model directory keeps the shape of its config.json: ' +
+      "drop the keys or set the model's values",
+  });
+  // The model's own values, and keys left at their defaults, are fine.
+  const same = await loadConfig(undefined, {
+    overrides: [`--model.path=${path}`, "--model.layers=2", "--model.maxPositions=128"],
+  });
+  const head = await readRunModel(same);
+  strictEqual(head.modelConfig.numHiddenLayers, 2);
+  strictEqual(head.modelConfig.maxPositionEmbeddings, 128);
+  strictEqual(
+    (await readRunModel(
+      await loadConfig(undefined, {
+        overrides: [`--model.path=${path}`],
+      }),
+    )).modelConfig.hiddenSize,
+    64,
+  );
 });
