@@ -286,7 +286,8 @@ function checkShapeKeys(config: TrainConfig, modelConfig: Qwen3Config): void {
  * @param config The run's config.
  * @param options A tokenizer given by the caller.
  * @returns The model's head.
- * @throws {RangeError} When a `model.*` shape key contradicts the model directory's config.
+ * @throws {RangeError} When the model directory does not exist, or a `model.*` shape key
+ *   contradicts its config.
  */
 export async function readRunModel(
   config: TrainConfig,
@@ -306,6 +307,12 @@ export async function readRunModel(
     tokenizerConfig = files.tokenizerConfig;
   } else {
     const dir = config.model.path;
+    if (!(await exists(dir))) {
+      throw new RangeError(
+        `Cannot load the model: key "model.path" must be a model directory or "builtin:tiny": ` +
+          `directory "${dir}" not found`,
+      );
+    }
     tokenizer = await loadTokenizer(dir);
     const readJson = async (name: string): Promise<unknown> =>
       JSON.parse(await Deno.readTextFile(join(dir, name)));

@@ -94,3 +94,12 @@ Deno.test("readRunModel() refuses model.* shape keys that a model directory woul
     64,
   );
 });
+
+Deno.test("readRunModel() names a missing model directory, not a file in it", async () => {
+  const c = await loadConfig(undefined, { overrides: ["--model.path=/tmp/halo_no_such_model"] });
+  await rejects(readRunModel(c), {
+    name: "RangeError",
+    message: 'Cannot load the model: key "model.path" must be a model directory or ' +
+      '"builtin:tiny": directory "/tmp/halo_no_such_model" not found',
+  });
+});
