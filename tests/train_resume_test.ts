@@ -191,3 +191,36 @@ async function copyTree(from: string, to: string): Promise<void> {
     else await Deno.copyFile(join(from, entry.name), join(to, entry.name));
   }
 }
+
+Deno.test("a resume refuses a damaged checkpoint by its hash, and warns on one saved without hashes", async () => {
+  await withTempDir(async (dir) => {
+    const config = await tinyConfig(dir, ["--trainer.steps=2"]);
+    const first = await runSft(config, { ...QUIET, evalAtStart: false });
+    const step = join(first.runDir, "step_000002");
+    const weightsPath = join(step, "model.safetensors");
+    const bytes = await Deno.readFile(weightsPath);
+    const flipped = bytes.slice();
+    flipped[flipped.length - 3] ^= 0x10;
+    await Deno.writeFile(weightsPath, flipped);
+    const longer = await tinyConfig(dir, ["--trainer.steps=3"]);
+    await rejects(runSft(longer, { ...QUIET, resume: true }), {
+      name: "RangeError",
+      message: new RegExp(`^Cannot load checkpoint "${weightsPath}": the file's SHA-256 must be`),
+    });
+    await Deno.writeFile(weightsPath, bytes);
+    const metaPath = join(step, "meta.json");
+    const json = JSON.parse(await Deno.readTextFile(metaPath));
+    delete json.files.weights.sha256;
+    delete json.files.optimizer.sha256;
+    await Deno.writeTextFile(metaPath, JSON.stringify(json));
+    const result = await runSft(longer, { ...QUIET, resume: true });
+    strictEqual(result.step, 3);
+    ok(
+      result.warnings.some((w) =>
+        w === `checkpoint "${step}" predates content hashes: model.safetensors, ` +
+            "optimizer.safetensors checked by size only"
+      ),
+      result.warnings.join("\n"),
+    );
+  });
+});

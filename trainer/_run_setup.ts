@@ -26,6 +26,7 @@ import { createTokenizer, loadTokenizer, type Tokenizer } from "../model/tokeniz
 import { loadQwen3Weights, type Qwen3Weights } from "../model/weights.ts";
 import { createTrainBackend, type TrainBackend } from "./backend.ts";
 import {
+  checkpointUnhashed,
   latestCheckpoint,
   loadCheckpoint,
   type LoadedCheckpoint,
@@ -173,6 +174,13 @@ export async function resolveRunStart(
   }
   const checkpoint = resumeDir === null ? null : await loadCheckpoint(resumeDir);
   if (checkpoint !== null) {
+    const unhashed = checkpointUnhashed(checkpoint);
+    if (unhashed.length > 0) {
+      warnings.push(
+        `checkpoint "${checkpoint.dir}" predates content hashes: ${unhashed.join(", ")} ` +
+          `checked by size only`,
+      );
+    }
     const source = join(checkpoint.dir, "meta.json");
     // A checkpoint from before rl.rollout existed ran local rollouts (the defaults).
     const saved = validateConfig(withRolloutDefaults(checkpoint.meta.config), { source });
