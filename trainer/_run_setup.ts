@@ -90,6 +90,15 @@ function flatten(value: unknown, prefix: string, out: Map<string, string>): void
  */
 const WHERE_KEYS: readonly string[] = ["run.outDir", "run.name"];
 
+/** The absolute path with symbolic links resolved (as far as it exists). */
+async function canonical(path: string): Promise<string> {
+  try {
+    return await Deno.realPath(path);
+  } catch {
+    return resolve(path);
+  }
+}
+
 /** The keys whose values differ (`"key: old -> new"`); a fixed key that differs is an error. */
 function configChanges(
   saved: TrainConfig,
@@ -153,7 +162,7 @@ export async function resolveRunStart(
     // A checkpoint is `<run dir>/step_NNNNNN/`: the resumed run continues that run directory's
     // metrics and checkpoints, so it must be the one this run writes, never another run's.
     const owner = dirname(resumeDir);
-    if (resolve(owner) !== resolve(runDir)) {
+    if ((await canonical(owner)) !== (await canonical(runDir))) {
       throw new RangeError(
         `Cannot resume from "${resumeDir}": it belongs to run directory "${owner}", but keys ` +
           `"run.outDir" and "run.name" make this run write into "${runDir}" (another run): set ` +
