@@ -15,7 +15,8 @@
  *
  * `--model` may be repeated to measure a series (e.g. the SFT model, then checkpoints of an RL
  * run): each is a model directory (`config.json`, as `<run>/final/`) or a full-fine-tuning
- * checkpoint `<run>/step_NNNNNN/` (its weights on the base model its `meta.json` names), measured
+ * checkpoint `<run>/step_NNNNNN/` (its weights on the base model its `meta.json` names, opened by
+ * `trainer/checkpoint_model.ts` as `eval` and `demo` do), measured
  * on the same problems with the same sampling seed. `--out DIR` writes `anchors.md`,
  * `anchors.json`, one `anchors_<i>.svg` per model (cosine against layer, one line per pair kind)
  * and, for a series, `anchors_series.svg`.
@@ -45,17 +46,11 @@ import {
   anchorSeriesChart,
 } from "../eval/anchor_layers_report.ts";
 import { extractArithmeticAnswer } from "../trainer/eval_sft.ts";
-import { loadCheckpoint } from "../trainer/checkpoint.ts";
-import { modelParams } from "../trainer/params.ts";
+import { loadModelOrCheckpoint } from "../trainer/checkpoint_model.ts";
 import { generate } from "../model/generate.ts";
-import { loadModel } from "../model/load_model.ts";
-import { readQwen3Config } from "../model/config.ts";
-import { loadQwen3Weights } from "../model/weights.ts";
-import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { loadTokenizer } from "../model/tokenizer.ts";
 import { mixNumber, mulberry32 } from "../internal/random.ts";
-import { exists } from "../internal/exists.ts";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
 
 const USAGE = "usage: deno task anchors [--model DIR ...] [--config FILE] [--prompts N] " +
@@ -143,7 +138,7 @@ export interface MeasureAnchorsOptions {
   maxNewTokens: number;
   /** Sequences per generate/forward call. */
   batch: number;
-  /** `cpu`, `webgpu` or `auto` (model directories; checkpoints run on the CPU). */
+  /** `cpu`, `webgpu` or `auto`, for model directories and checkpoints alike. */
   backend: "cpu" | "webgpu" | "auto";
   /** Bootstrap resamples of the intervals. */
   resamples: number;
@@ -154,40 +149,10 @@ async function openModel(
   dir: string,
   backend: "cpu" | "webgpu" | "auto",
 ): Promise<{ model: Qwen3Model; tokenizerDir: string }> {
-  if (await exists(join(dir, "config.json"))) {
-    return { model: await loadModel(dir, { backend, warn: false }), tokenizerDir: dir };
-  }
-  if (!(await exists(join(dir, "meta.json")))) {
-    throw new RangeError(
-      `Cannot measure anchors: --model "${dir}" must be a model directory (config.json) or a ` +
-        `checkpoint (step_NNNNNN/ with meta.json): it has neither`,
-    );
-  }
-  const checkpoint = await loadCheckpoint(dir);
-  const base = (checkpoint.meta.config as { model?: { path?: string } })?.model?.path;
-  if (
-    checkpoint.meta.weights !== "model" || typeof base !== "string" || base.startsWith("builtin:")
-  ) {
-    throw new RangeError(
-      `Cannot measure anchors: --model "${dir}" must be a full-fine-tuning checkpoint of a ` +
-        `model directory: it holds "${checkpoint.meta.weights}" weights on "${base}" (measure ` +
-        `the run's final/ export instead)`,
-    );
-  }
-  const config = await readQwen3Config(base);
-  const weights = await loadQwen3Weights(base, config);
-  const params = modelParams(weights, config);
-  for (const [name, tensor] of Object.entries(checkpoint.tensors)) {
-    const target = params.tree[name];
-    if (target === undefined || target.length !== tensor.data.length) {
-      throw new RangeError(
-        `Cannot measure anchors: tensor "${name}" of checkpoint "${dir}" does not fit the base ` +
-          `model "${base}"`,
-      );
-    }
-    target.set(tensor.data);
-  }
-  return { model: new CpuQwen3(config, weights), tokenizerDir: base };
+  return await loadModelOrCheckpoint(dir, {
+    backend,
+    what: `Cannot measure anchors: --model "${dir}"`,
+  });
 }
 
 /**

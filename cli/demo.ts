@@ -1,13 +1,15 @@
 /**
- * The demo job: load a Qwen3 checkpoint (default: the bundled tiny model), run one forward pass,
- * report the perplexity of a sequence and greedy-decode a few tokens.
+ * The demo job: load a Qwen3 model directory (default: the random test fixture
+ * `tests/fixtures/qwen3-tiny`; a run's `final/`) or a full-fine-tuning checkpoint
+ * `<run>/step_NNNNNN/` on its base model, run one forward pass, report the perplexity of a
+ * sequence and greedy-decode a few tokens.
  *
  *   deno task demo [--model DIR] [--backend webgpu|cpu|auto] [--tokens N]
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { loadModel } from "../model/load_model.ts";
+import { loadModelOrCheckpoint } from "../trainer/checkpoint_model.ts";
 
 const USAGE = "usage: deno task demo [--model DIR] [--backend webgpu|cpu|auto] [--tokens N]";
 
@@ -47,7 +49,11 @@ export async function main(args: string[]): Promise<void> {
     );
   }
   const backend = values.backend as "webgpu" | "cpu" | "auto";
-  const model = await loadModel(values.model, { backend });
+  const { model } = await loadModelOrCheckpoint(values.model, {
+    backend,
+    warn: true,
+    what: `Cannot run the demo: --model "${values.model}"`,
+  });
   const c = model.config;
   console.log(`model: ${values.model}`);
   console.log(

@@ -23,6 +23,7 @@ import { join } from "node:path";
 import { evalTitle, runEval, type RunEvalResult } from "../eval/run_eval.ts";
 import { comparisonMarkdown, formatInterval, passAtKChart } from "../eval/eval_report.ts";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
+import { loadModelOrCheckpoint } from "../trainer/checkpoint_model.ts";
 
 /**
  * Where {@linkcode main} writes its output.
@@ -50,7 +51,8 @@ Samples --k responses per problem, verifies them (eval mode) and reports pass@k 
 avg@k and maj@k with 95% confidence intervals, overall and per MATH-500 subject and level.
 
 Options:
-  --model DIR            model directory (HuggingFace Qwen3); repeat to compare models
+  --model DIR            model directory (HuggingFace Qwen3, or a run's final/) or a full-fine-tuning
+                         checkpoint out/<run>/step_NNNNNN/; repeat to compare models
   --adapter DIR          PEFT LoRA or HILO adapter on the model; repeat to compare ("none" = the base)
   --data NAME|FILE       gsm8k, math500, arithmetic, or a .jsonl file
   --k N                  samples per problem (default 16)
@@ -295,6 +297,8 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
           label: systems.length > 1 ? system.name : undefined,
         },
         log: io.err,
+        openModel: (dir, { backend }) =>
+          loadModelOrCheckpoint(dir, { backend, what: `Cannot evaluate: --model "${dir}"` }),
       });
       results.push({ name: system.name, result });
       if (!result.complete) {

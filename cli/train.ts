@@ -10,7 +10,8 @@
  * `runSft`. Overrides set any config key
  * (`--trainer.lr=1e-3`, `--trainer.steps 50`, `--backend=cpu`). `--resume` continues the run's
  * newest checkpoint (or the checkpoint or run directory DIR; with DIR and no `--config`, the
- * checkpoint's own config is used). Output goes to `<run.outDir>/<run.name>/`: `metrics.jsonl`,
+ * checkpoint's own config is used, writing into DIR's run directory wherever the saved config
+ * pointed; with `--config`, DIR must be in the config's run directory). Output goes to `<run.outDir>/<run.name>/`: `metrics.jsonl`,
  * `step_NNNNNN/` checkpoints and `final/` (the model, or the PEFT adapter); `--export DIR` writes
  * the final model there too. `--workers N` spreads each batch over N CPU threads (default: the
  * number of cores, at most 8); the results do not depend on it.
@@ -18,7 +19,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_CONFIG, type TrainConfig } from "../trainer/config.ts";
 import { loadConfig } from "./load_config.ts";
@@ -190,12 +191,20 @@ async function readCheckpointConfig(dir: string): Promise<TrainConfig> {
     }
     throw error;
   }
-  return validateConfig(JSON.parse(text).config, { source: path });
+  const saved = validateConfig(JSON.parse(text).config, { source: path });
+  // The run continues the directory that holds the checkpoint, not the one its saved config
+  // names (a copied or moved run would otherwise write into the original).
+  const runDir = dirname(checkpoint);
+  return validateConfig(
+    { ...saved, run: { ...saved.run, outDir: dirname(runDir), name: basename(runDir) } },
+    { source: path },
+  );
 }
 
 /**
  * Resolves the config of a command line: the file (or the demo) plus overrides, or, for
- * `--resume DIR` without `--config`, the checkpoint's own config.
+ * `--resume DIR` without `--config`, the checkpoint's own config with `run.outDir` and `run.name`
+ * naming the run directory that holds the checkpoint (a copied run continues in the copy).
  *
  * @param args The parsed arguments.
  * @returns The validated config.

@@ -92,6 +92,15 @@ export interface RunEvalOptions {
   progress?: false | { write?: (text: string) => void; tty?: boolean; label?: string };
   /** Notes (resume, dropped lines, written files); default `console.error`. */
   log?: (line: string) => void;
+  /**
+   * Opens `model`: the model and its tokenizer's directory. Default `loadModel` on a model
+   * directory; `deno task eval` passes `loadModelOrCheckpoint` (trainer/checkpoint_model.ts),
+   * which also opens a full-fine-tuning checkpoint `<run>/step_NNNNNN/` on its base model.
+   */
+  openModel?: (
+    dir: string,
+    options: { backend: "cpu" | "webgpu" | "auto" },
+  ) => Promise<{ model: Qwen3Model; tokenizerDir: string }>;
 }
 
 /**
@@ -224,7 +233,12 @@ async function loadSystem(
   // "auto": WebGPU when any adapter exists, software ones included: with its KV cache, batched
   // sampling on llvmpipe measured 110 tok/s against 50 tok/s on the CPU backend (which
   // recomputes the prefix each step) for arithmetic-tiny, k = 8, on the 2-core dev machine.
-  const model = await loadModel(options.model, { backend, warn: false });
+  const { model, tokenizerDir } = options.openModel
+    ? await options.openModel(options.model, { backend })
+    : {
+      model: await loadModel(options.model, { backend, warn: false }),
+      tokenizerDir: options.model,
+    };
   log(`Sampling on ${model.backend} (${model.device})`);
   try {
     if (options.adapter) {
@@ -239,7 +253,7 @@ async function loadSystem(
       }
       (model as unknown as { setAdapters(lora: Lora | null): void }).setAdapters(lora);
     }
-    const tokenizer = await loadTokenizer(options.model);
+    const tokenizer = await loadTokenizer(tokenizerDir);
     return { model, tokenizer };
   } catch (error) {
     model.dispose();

@@ -9,6 +9,8 @@ import type { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { modelParams } from "../trainer/params.ts";
 import { QUIET, tinyConfig, withTempDir } from "./train_utils.ts";
 import { noGpu } from "../gpu/test_utils.ts";
+import { resolveTrainConfig } from "../cli/train.ts";
+import { exists } from "../internal/exists.ts";
 
 async function bytes(path: string): Promise<Uint8Array> {
   return await Deno.readFile(path);
@@ -129,6 +131,96 @@ Deno.test("runSft() gives the same run with 1 or 2 CPU workers, and resumes acro
     strictEqual(
       await Deno.readTextFile(join(dir, "two", "metrics.jsonl")),
       await Deno.readTextFile(join(dir, "one", "metrics.jsonl")),
+    );
+  });
+});
+
+Deno.test("a copied run resumed by its directory continues in the copy, never in the original", async () => {
+  await withTempDir(async (dir) => {
+    const config = await tinyConfig(join(dir, "a"), ["--trainer.steps=4"]);
+    const original = await runSft(config, { ...QUIET, evalAtStart: false });
+    const originalDir = original.runDir;
+    const copyDir = join(dir, "b", "run");
+    await Deno.mkdir(join(dir, "b"));
+    await copyTree(originalDir, copyDir);
+    await Deno.remove(join(copyDir, "step_000004"), { recursive: true });
+    await Deno.remove(join(copyDir, "final"), { recursive: true });
+    const before = await Deno.readTextFile(join(originalDir, "metrics.jsonl"));
+    const beforeStat = await Deno.stat(join(originalDir, "step_000004", "meta.json"));
+
+    // `deno task train --resume DIR` without --config: the saved config names the original.
+    const resumed = await resolveTrainConfig({
+      overrides: [],
+      resume: copyDir,
+      overwrite: false,
+      help: false,
+    });
+    strictEqual(join(resumed.run.outDir, resumed.run.name), copyDir);
+    const result = await runSft(resumed, { ...QUIET, resume: copyDir });
+    strictEqual(result.runDir, copyDir);
+    strictEqual(result.step, 4);
+    // Where the run is written does not change its results: no warning about it.
+    deepStrictEqual(result.warnings, []);
+    ok(await exists(join(copyDir, "step_000004", "meta.json")));
+    ok(await exists(join(copyDir, "final")));
+    strictEqual(await Deno.readTextFile(join(copyDir, "metrics.jsonl")), before);
+    // The original is untouched.
+    strictEqual(await Deno.readTextFile(join(originalDir, "metrics.jsonl")), before);
+    deepStrictEqual(
+      (await Deno.stat(join(originalDir, "step_000004", "meta.json"))).mtime,
+      beforeStat.mtime,
+    );
+
+    // With a config naming another run directory, resuming DIR is refused, naming both.
+    await rejects(runSft(config, { ...QUIET, resume: copyDir }), {
+      name: "RangeError",
+      message: new RegExp(
+        `^Cannot resume from ".*step_000004": it belongs to run directory "${copyDir}", but ` +
+          `keys "run.outDir" and "run.name" make this run write into "${originalDir}" ` +
+          `\\(another run\\): set --run.outDir=${join(dir, "b")} --run.name=run`,
+      ),
+    });
+    strictEqual(await Deno.readTextFile(join(originalDir, "metrics.jsonl")), before);
+  });
+});
+
+async function copyTree(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const entry of Deno.readDir(from)) {
+    if (entry.isDirectory) await copyTree(join(from, entry.name), join(to, entry.name));
+    else await Deno.copyFile(join(from, entry.name), join(to, entry.name));
+  }
+}
+
+Deno.test("a resume refuses a damaged checkpoint by its hash, and warns on one saved without hashes", async () => {
+  await withTempDir(async (dir) => {
+    const config = await tinyConfig(dir, ["--trainer.steps=2"]);
+    const first = await runSft(config, { ...QUIET, evalAtStart: false });
+    const step = join(first.runDir, "step_000002");
+    const weightsPath = join(step, "model.safetensors");
+    const bytes = await Deno.readFile(weightsPath);
+    const flipped = bytes.slice();
+    flipped[flipped.length - 3] ^= 0x10;
+    await Deno.writeFile(weightsPath, flipped);
+    const longer = await tinyConfig(dir, ["--trainer.steps=3"]);
+    await rejects(runSft(longer, { ...QUIET, resume: true }), {
+      name: "RangeError",
+      message: new RegExp(`^Cannot load checkpoint "${weightsPath}": the file's SHA-256 must be`),
+    });
+    await Deno.writeFile(weightsPath, bytes);
+    const metaPath = join(step, "meta.json");
+    const json = JSON.parse(await Deno.readTextFile(metaPath));
+    delete json.files.weights.sha256;
+    delete json.files.optimizer.sha256;
+    await Deno.writeTextFile(metaPath, JSON.stringify(json));
+    const result = await runSft(longer, { ...QUIET, resume: true });
+    strictEqual(result.step, 3);
+    ok(
+      result.warnings.some((w) =>
+        w === `checkpoint "${step}" predates content hashes: model.safetensors, ` +
+            "optimizer.safetensors checked by size only"
+      ),
+      result.warnings.join("\n"),
     );
   });
 });

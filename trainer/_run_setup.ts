@@ -5,7 +5,7 @@
 // schedule, the restore of a checkpoint, the save of one, and the export of the final model or
 // adapter. Each run keeps what is its own: its data, its step, its keys that must not change on
 // resume and its log lines.
-import { join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { exists } from "../internal/exists.ts";
 import type { Lora } from "../adapters/lora.ts";
 import { PEFT_PREFIX, savePeftAdapter } from "../adapters/peft_io.ts";
@@ -27,12 +27,13 @@ import { createTokenizer, loadTokenizer, type Tokenizer } from "../model/tokeniz
 import { loadQwen3Weights, type Qwen3Weights } from "../model/weights.ts";
 import { createTrainBackend, type TrainBackend } from "./backend.ts";
 import {
+  checkpointUnhashed,
   latestCheckpoint,
   loadCheckpoint,
   type LoadedCheckpoint,
   saveCheckpoint,
 } from "./checkpoint.ts";
-import type { TrainConfig } from "./config.ts";
+import { DEFAULT_CONFIG, type TrainConfig } from "./config.ts";
 import { exportQwen3Model } from "./export_model.ts";
 import { flattenOptState, restoreOptState } from "./opt_state_io.ts";
 import {
@@ -84,6 +85,21 @@ function flatten(value: unknown, prefix: string, out: Map<string, string>): void
   }
 }
 
+/**
+ * Where the run is written, not what it computes: a resume checks these against the checkpoint's
+ * own run directory instead (see {@linkcode resolveRunStart}), and never warns about them.
+ */
+const WHERE_KEYS: readonly string[] = ["run.outDir", "run.name"];
+
+/** The absolute path with symbolic links resolved (as far as it exists). */
+async function canonical(path: string): Promise<string> {
+  try {
+    return await Deno.realPath(path);
+  } catch {
+    return resolve(path);
+  }
+}
+
 /** The keys whose values differ (`"key: old -> new"`); a fixed key that differs is an error. */
 function configChanges(
   saved: TrainConfig,
@@ -97,7 +113,7 @@ function configChanges(
   flatten(current, "", b);
   const changed: string[] = [];
   for (const key of new Set([...a.keys(), ...b.keys()])) {
-    if (a.get(key) === b.get(key)) continue;
+    if (a.get(key) === b.get(key) || WHERE_KEYS.includes(key)) continue;
     const fixed = !(options.changeableKeys ?? []).includes(key) &&
       options.fixedKeys.some((p) => (p.endsWith(".") ? key.startsWith(p) : key === p));
     if (fixed) {
@@ -114,11 +130,18 @@ function configChanges(
 /**
  * The checkpoint to resume (its config checked against the run's) or a fresh start. Reads only.
  *
+ * On resume the checkpoint's run directory (the folder holding its `step_NNNNNN/`) must be the
+ * run's (`<run.outDir>/<run.name>`): a resumed run appends to that directory's metrics and
+ * checkpoints, so it may not write into another run. `run.outDir` and `run.name` may differ from
+ * the checkpoint's saved ones (a moved or copied run) without a warning: they do not change the
+ * results.
+ *
  * @param config The run's config.
  * @param options Resume, overwrite and the keys that define the run.
  * @returns Where the run starts.
- * @throws {RangeError} When there is no checkpoint to resume, a fresh run would replace an
- *   existing run directory without `overwrite`, or a fixed key differs from the checkpoint's.
+ * @throws {RangeError} When there is no checkpoint to resume, the checkpoint belongs to another
+ *   run directory than the run's, a fresh run would replace an existing run directory without
+ *   `overwrite`, or a fixed key differs from the checkpoint's.
  */
 export async function resolveRunStart(
   config: TrainConfig,
@@ -137,6 +160,17 @@ export async function resolveRunStart(
           `the run without --resume`,
       );
     }
+    // A checkpoint is `<run dir>/step_NNNNNN/`: the resumed run continues that run directory's
+    // metrics and checkpoints, so it must be the one this run writes, never another run's.
+    const owner = dirname(resumeDir);
+    if ((await canonical(owner)) !== (await canonical(runDir))) {
+      throw new RangeError(
+        `Cannot resume from "${resumeDir}": it belongs to run directory "${owner}", but keys ` +
+          `"run.outDir" and "run.name" make this run write into "${runDir}" (another run): set ` +
+          `--run.outDir=${dirname(owner)} --run.name=${basename(owner)}, or resume without ` +
+          `--config (the checkpoint's own config, written into its own run directory)`,
+      );
+    }
   } else if (await exists(runDir)) {
     if (!options.overwrite) {
       const latest = await latestCheckpoint(runDir);
@@ -150,6 +184,13 @@ export async function resolveRunStart(
   }
   const checkpoint = resumeDir === null ? null : await loadCheckpoint(resumeDir);
   if (checkpoint !== null) {
+    const unhashed = checkpointUnhashed(checkpoint);
+    if (unhashed.length > 0) {
+      warnings.push(
+        `checkpoint "${checkpoint.dir}" predates content hashes: ${unhashed.join(", ")} ` +
+          `checked by size only`,
+      );
+    }
     const source = join(checkpoint.dir, "meta.json");
     // A checkpoint from before rl.rollout existed ran local rollouts (the defaults).
     const saved = validateConfig(withRolloutDefaults(checkpoint.meta.config), { source });
@@ -211,13 +252,60 @@ function builtinConfig(config: TrainConfig, tokenizer: Tokenizer): Qwen3Config {
   };
 }
 
+/** The `model.*` keys that shape `builtin:tiny`, and the model config field each one sets. */
+const SHAPE_KEYS = {
+  vocab: "vocabSize",
+  hidden: "hiddenSize",
+  intermediate: "intermediateSize",
+  layers: "numHiddenLayers",
+  heads: "numAttentionHeads",
+  kvHeads: "numKeyValueHeads",
+  headDim: "headDim",
+  rmsNormEps: "rmsNormEps",
+  ropeTheta: "ropeTheta",
+  maxPositions: "maxPositionEmbeddings",
+  tieEmbeddings: "tieWordEmbeddings",
+} as const satisfies Partial<Record<keyof TrainConfig["model"], keyof Qwen3Config>>;
+
+/**
+ * A model directory has its own shape (its `config.json`): a shape key set away from its default
+ * to another value than the model's would be ignored, so it is refused, naming the keys.
+ */
+function checkShapeKeys(config: TrainConfig, modelConfig: Qwen3Config): void {
+  const conflicts: string[] = [];
+  for (const [key, field] of Object.entries(SHAPE_KEYS) as [keyof typeof SHAPE_KEYS, string][]) {
+    const value = config.model[key];
+    const actual = (modelConfig as unknown as Record<string, unknown>)[field];
+    if (value !== DEFAULT_CONFIG.model[key] && value !== actual) {
+      conflicts.push(`"model.${key}" (${value}; the model has ${actual})`);
+    }
+  }
+  if (conflicts.length > 0) {
+    throw new RangeError(
+      `Cannot use model "${config.model.path}": key${conflicts.length > 1 ? "s" : ""} ` +
+        `${conflicts.join(", ")} shape only "builtin:tiny"; a model directory keeps the shape ` +
+        `of its config.json: drop the key${conflicts.length > 1 ? "s" : ""} or set the ` +
+        `model's value${conflicts.length > 1 ? "s" : ""}`,
+    );
+  }
+}
+
 /**
  * The tokenizer (the arithmetic one for `builtin:tiny`) and the model's config, without its
  * weights: what the checks that need the model read before any work.
  *
+ * With a model directory the `model.*` shape keys (`hidden`, `layers`, `heads`, `kvHeads`,
+ * `headDim`, `intermediate`, `vocab`, `maxPositions`, `ropeTheta`, `rmsNormEps`,
+ * `tieEmbeddings`) do not apply: the directory's `config.json` gives the shape. A shape key that
+ * differs from both its default and the model's value is refused (a `RangeError` naming the keys,
+ * the model's values and the directory) rather than ignored; a key left at its default is
+ * unused (and the run's config, in each checkpoint's `meta.json`, records it as given).
+ *
  * @param config The run's config.
  * @param options A tokenizer given by the caller.
  * @returns The model's head.
+ * @throws {RangeError} When the model directory does not exist, or a `model.*` shape key
+ *   contradicts its config.
  */
 export async function readRunModel(
   config: TrainConfig,
@@ -237,6 +325,12 @@ export async function readRunModel(
     tokenizerConfig = files.tokenizerConfig;
   } else {
     const dir = config.model.path;
+    if (!(await exists(dir))) {
+      throw new RangeError(
+        `Cannot load the model: key "model.path" must be a model directory or "builtin:tiny": ` +
+          `directory "${dir}" not found`,
+      );
+    }
     tokenizer = await loadTokenizer(dir);
     const readJson = async (name: string): Promise<unknown> =>
       JSON.parse(await Deno.readTextFile(join(dir, name)));
@@ -248,6 +342,7 @@ export async function readRunModel(
   const modelConfig = builtin
     ? builtinConfig(config, tokenizer)
     : await readQwen3Config(config.model.path);
+  if (!builtin) checkShapeKeys(config, modelConfig);
   const eosTokenIds = [
     ...new Set([
       ...modelConfig.eosTokenIds,

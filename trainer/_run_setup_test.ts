@@ -1,6 +1,6 @@
-import { ok, strictEqual, throws } from "node:assert/strict";
+import { ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { loadConfig } from "../cli/load_config.ts";
-import { runAdamw } from "./_run_setup.ts";
+import { readRunModel, runAdamw } from "./_run_setup.ts";
 import type { TrainConfig } from "./config.ts";
 
 async function config(schedule: "cosine" | "constant"): Promise<TrainConfig> {
@@ -58,5 +58,48 @@ Deno.test("runAdamw() refuses a cosine warmup as long as the run, naming the key
   throws(() => runAdamw(c, { w: [2] }, { updatesPerStep: 4 }), {
     name: "RangeError",
     message: /key "trainer\.warmupSteps" must be < "trainer\.steps" \(2\).*current value is 2/,
+  });
+});
+
+Deno.test("readRunModel() refuses model.* shape keys that a model directory would ignore", async () => {
+  const path = "models/arithmetic-tiny"; // 2 layers, hidden 64, 128 positions
+  const c = await loadConfig(undefined, {
+    overrides: [
+      `--model.path=${path}`,
+      "--model.layers=7",
+      "--model.hidden=128",
+      "--model.maxPositions=16",
+    ],
+  });
+  await rejects(readRunModel(c), {
+    name: "RangeError",
+    message: 'Cannot use model "models/arithmetic-tiny": keys "model.hidden" (128; the model ' +
+      'has 64), "model.layers" (7; the model has 2), "model.maxPositions" (16; the model has ' +
+      '128) shape only "builtin:tiny"; a model directory keeps the shape of its config.json: ' +
+      "drop the keys or set the model's values",
+  });
+  // The model's own values, and keys left at their defaults, are fine.
+  const same = await loadConfig(undefined, {
+    overrides: [`--model.path=${path}`, "--model.layers=2", "--model.maxPositions=128"],
+  });
+  const head = await readRunModel(same);
+  strictEqual(head.modelConfig.numHiddenLayers, 2);
+  strictEqual(head.modelConfig.maxPositionEmbeddings, 128);
+  strictEqual(
+    (await readRunModel(
+      await loadConfig(undefined, {
+        overrides: [`--model.path=${path}`],
+      }),
+    )).modelConfig.hiddenSize,
+    64,
+  );
+});
+
+Deno.test("readRunModel() names a missing model directory, not a file in it", async () => {
+  const c = await loadConfig(undefined, { overrides: ["--model.path=/tmp/halo_no_such_model"] });
+  await rejects(readRunModel(c), {
+    name: "RangeError",
+    message: 'Cannot load the model: key "model.path" must be a model directory or ' +
+      '"builtin:tiny": directory "/tmp/halo_no_such_model" not found',
   });
 });

@@ -5,7 +5,12 @@
  * - `model.safetensors` (full weights) or `adapter_model.safetensors` (adapters only),
  * - `optimizer.safetensors` (the optimizer state tensors),
  * - `meta.json`: the run's config, step, data position, RNG state, metrics, Deno version and git
- *   sha, plus the byte size of each tensor file, so that a resume needs nothing else.
+ *   sha, plus the byte size and SHA-256 of each tensor file, so that a resume needs nothing else.
+ *
+ * {@linkcode loadCheckpoint} checks each tensor file's size and content hash against `meta.json`
+ * and names the file that differs (a flipped byte is caught, not only a truncation). Checkpoints
+ * saved before the hashes existed have no `sha256` entries: they still load, checked by size only
+ * ({@linkcode checkpointUnhashed} says so, and a resume warns).
  *
  * {@linkcode saveCheckpoint} writes everything into a temporary folder `step_000100.tmp-<random>`,
  * flushes every file to disk, then renames the folder into place: a process killed mid-save leaves
@@ -40,6 +45,7 @@
  */
 
 import { basename, join } from "node:path";
+import { createHash } from "node:crypto";
 import {
   openSafetensors,
   readTensorF32,
@@ -137,10 +143,13 @@ export interface CheckpointMeta {
   step: number;
   /** Which weights the checkpoint holds. */
   weights: CheckpointWeights;
-  /** The tensor files and their sizes in bytes. */
+  /**
+   * The tensor files, their sizes in bytes and the SHA-256 of their contents (lowercase hex;
+   * absent in checkpoints saved before the hashes existed, which are checked by size only).
+   */
   files: {
-    weights: { name: string; bytes: number };
-    optimizer: { name: string; bytes: number };
+    weights: CheckpointFile;
+    optimizer: CheckpointFile;
   };
   /** The run's configuration. */
   config: unknown;
@@ -156,6 +165,25 @@ export interface CheckpointMeta {
   gitSha: string | null;
   /** When it was saved (ISO 8601). */
   savedAt: string;
+}
+
+/**
+ * One tensor file of a checkpoint as `meta.json` records it.
+ *
+ * @example Usage
+ * ```ts
+ * import type { CheckpointFile } from "./checkpoint.ts";
+ *
+ * const file: CheckpointFile = { name: "model.safetensors", bytes: 1024, sha256: "ab".repeat(32) };
+ * ```
+ */
+export interface CheckpointFile {
+  /** The file name in the checkpoint folder. */
+  name: string;
+  /** Its size in bytes. */
+  bytes: number;
+  /** The SHA-256 of its contents, 64 lowercase hex digits; absent in older checkpoints. */
+  sha256?: string;
 }
 
 /**
@@ -265,6 +293,23 @@ function withContext(error: unknown, prefix: string): Error {
     if (error instanceof kind) return new kind(message, { cause: error });
   }
   return new Error(message, { cause: error });
+}
+
+/** The SHA-256 of a file's contents (lowercase hex), read in chunks (checkpoints can be GBs). */
+async function fileSha256(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  const file = await Deno.open(path, { read: true });
+  try {
+    const buffer = new Uint8Array(1 << 22);
+    for (;;) {
+      const n = await file.read(buffer);
+      if (n === null) break;
+      hash.update(buffer.subarray(0, n));
+    }
+  } finally {
+    file.close();
+  }
+  return hash.digest("hex");
 }
 
 function stepDirName(step: number): string {
@@ -519,22 +564,25 @@ export async function saveCheckpoint(
   const tempDir = join(runDir, `${name}.tmp-${crypto.randomUUID()}`);
   await Deno.mkdir(tempDir);
   try {
-    const bytes: Record<string, number> = {};
+    const entries: Record<string, CheckpointFile> = {};
     for (const { file, tensors } of prepared) {
       await options.beforeWrite?.(file);
       const path = join(tempDir, file);
       await writeSafetensors(path, tensors, { metadata: { format: "pt" } });
-      bytes[file] = (await Deno.stat(path)).size;
+      // The hash of the bytes as they are on disk, written into meta.json last: the folder's
+      // rename makes files and hashes appear together.
+      entries[file] = {
+        name: file,
+        bytes: (await Deno.stat(path)).size,
+        sha256: await fileSha256(path),
+      };
     }
     const metaJson = {
       format: FORMAT,
       version: 1,
       step,
       weights,
-      files: {
-        weights: { name: WEIGHT_FILES[weights], bytes: bytes[WEIGHT_FILES[weights]] },
-        optimizer: { name: OPTIMIZER_FILE, bytes: bytes[OPTIMIZER_FILE] },
-      },
+      files: { weights: entries[WEIGHT_FILES[weights]], optimizer: entries[OPTIMIZER_FILE] },
       config: meta.config,
       dataPosition: meta.dataPosition,
       rng: meta.rng,
@@ -641,15 +689,24 @@ function parseMeta(json: unknown, path: string, dir: string): CheckpointMeta {
   const fileEntry = (
     key: "weights" | "optimizer",
     name: string,
-  ): { name: string; bytes: number } => {
+  ): CheckpointFile => {
     const entry = files[key];
     if (!isPlainObject(entry) || entry.name !== name) {
-      throw metaError(path, `files.${key}`, `{"name": "${name}", "bytes": <size>}`, entry);
+      throw metaError(
+        path,
+        `files.${key}`,
+        `{"name": "${name}", "bytes": <size>, "sha256": <hex>}`,
+        entry,
+      );
     }
     if (typeof entry.bytes !== "number" || !Number.isSafeInteger(entry.bytes) || entry.bytes < 0) {
       throw metaError(path, `files.${key}.bytes`, "a non-negative integer", entry.bytes);
     }
-    return { name, bytes: entry.bytes };
+    if (entry.sha256 === undefined) return { name, bytes: entry.bytes };
+    if (typeof entry.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(entry.sha256)) {
+      throw metaError(path, `files.${key}.sha256`, "64 lowercase hex digits", entry.sha256);
+    }
+    return { name, bytes: entry.bytes, sha256: entry.sha256 };
   };
   const weightsFile = fileEntry("weights", WEIGHT_FILES[weights]);
   const optimizerFile = fileEntry("optimizer", OPTIMIZER_FILE);
@@ -701,8 +758,9 @@ const INTEGER_DTYPES = new Set(["I64", "I32", "I16", "I8", "U16", "U8"]);
 
 async function readTensors(
   path: string,
-  expectedBytes: number,
+  expected: CheckpointFile,
 ): Promise<Record<string, LoadedTensor>> {
+  const expectedBytes = expected.bytes;
   let size: number;
   try {
     size = (await Deno.stat(path)).size;
@@ -719,6 +777,15 @@ async function readTensors(
       `Cannot load checkpoint "${path}": the file must be ${expectedBytes} bytes as meta.json ` +
         `records: current size is ${size}`,
     );
+  }
+  if (expected.sha256 !== undefined) {
+    const actual = await fileSha256(path);
+    if (actual !== expected.sha256) {
+      throw new RangeError(
+        `Cannot load checkpoint "${path}": the file's SHA-256 must be ${expected.sha256} as ` +
+          `meta.json records: current hash is ${actual} (the file is damaged or was replaced)`,
+      );
+    }
   }
   let file: SafetensorsFile;
   try {
@@ -742,8 +809,9 @@ async function readTensors(
 
 /**
  * Loads a checkpoint folder: validates `meta.json` (format, version, step against the folder
- * name, file names and sizes) and reads every tensor of the weights and optimizer files. Needs
- * `--allow-read`.
+ * name, file names, sizes and SHA-256 hashes) and reads every tensor of the weights and optimizer
+ * files. A checkpoint saved before the hashes existed loads checked by size only
+ * ({@linkcode checkpointUnhashed}). Needs `--allow-read`.
  *
  * @param dir The checkpoint folder, e.g. from {@linkcode latestCheckpoint}.
  * @returns The meta, weights and optimizer state.
@@ -751,7 +819,8 @@ async function readTensors(
  * @throws {SyntaxError} When `meta.json` is not JSON or a tensor file's header is corrupt.
  * @throws {TypeError} When a key of `meta.json` is missing or malformed.
  * @throws {RangeError} When the version is unknown, the step does not match the folder, or a
- *   tensor file's size differs from `meta.json` (truncated). Every message names the file.
+ *   tensor file's size or SHA-256 differs from `meta.json` (truncated or damaged). Every message
+ *   names the file.
  *
  * @example A missing checkpoint names the file
  * ```ts
@@ -786,10 +855,38 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
     );
   }
   const meta = parseMeta(json, metaPath, dir);
-  const tensors = await readTensors(join(dir, meta.files.weights.name), meta.files.weights.bytes);
-  const optimizer = await readTensors(
-    join(dir, meta.files.optimizer.name),
-    meta.files.optimizer.bytes,
-  );
+  const tensors = await readTensors(join(dir, meta.files.weights.name), meta.files.weights);
+  const optimizer = await readTensors(join(dir, meta.files.optimizer.name), meta.files.optimizer);
   return { dir, meta, tensors, optimizer };
+}
+
+/**
+ * The tensor files of a checkpoint whose `meta.json` records no SHA-256 (saved before the hashes
+ * existed): they were checked by size only.
+ *
+ * @param checkpoint A loaded checkpoint.
+ * @returns The file names without a hash; empty for a checkpoint of this version.
+ *
+ * @example A new checkpoint has hashes
+ * ```ts
+ * import { checkpointUnhashed, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * const runDir = await Deno.makeTempDir();
+ * try {
+ *   const dir = await saveCheckpoint(runDir, {
+ *     step: 1,
+ *     tensors: { w: new Float32Array(2) },
+ *     optimizer: {},
+ *     meta: { config: {}, dataPosition: 0, rng: null, metrics: {} },
+ *   });
+ *   deepStrictEqual(checkpointUnhashed(await loadCheckpoint(dir)), []);
+ * } finally {
+ *   await Deno.remove(runDir, { recursive: true });
+ * }
+ * ```
+ */
+export function checkpointUnhashed(checkpoint: LoadedCheckpoint): string[] {
+  const { weights, optimizer } = checkpoint.meta.files;
+  return [weights, optimizer].filter((f) => f.sha256 === undefined).map((f) => f.name);
 }

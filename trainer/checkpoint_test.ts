@@ -4,6 +4,7 @@ import { DEFAULT_CONFIG } from "./config.ts";
 import { validateConfig } from "./validate_config.ts";
 import {
   type CheckpointMetaInput,
+  checkpointUnhashed,
   latestCheckpoint,
   loadCheckpoint,
   saveCheckpoint,
@@ -395,4 +396,44 @@ await saveCheckpoint(Deno.args[0], {
       deepStrictEqual(names(runDir), ["step_000100", "step_000200"]);
     });
   },
+});
+
+Deno.test("loadCheckpoint() catches a flipped byte by its SHA-256; an old checkpoint without hashes loads", async () => {
+  await withRunDir(async (runDir) => {
+    const dir = await saveCheckpoint(runDir, options(9));
+    const metaPath = join(dir, "meta.json");
+    const json = JSON.parse(await Deno.readTextFile(metaPath));
+    const weightsPath = join(dir, "model.safetensors");
+    const bytes = await Deno.readFile(weightsPath);
+    ok(/^[0-9a-f]{64}$/.test(json.files.weights.sha256), json.files.weights.sha256);
+    ok(/^[0-9a-f]{64}$/.test(json.files.optimizer.sha256), json.files.optimizer.sha256);
+    deepStrictEqual(checkpointUnhashed(await loadCheckpoint(dir)), []);
+
+    // One flipped bit in the last tensor's data: same size, valid header.
+    const flipped = bytes.slice();
+    flipped[flipped.length - 1] ^= 1;
+    await Deno.writeFile(weightsPath, flipped);
+    await rejects(loadCheckpoint(dir), {
+      name: "RangeError",
+      message: new RegExp(
+        `^Cannot load checkpoint "${weightsPath}": the file's SHA-256 must be ` +
+          `${json.files.weights.sha256} as meta.json records: current hash is [0-9a-f]{64} ` +
+          `\\(the file is damaged or was replaced\\)$`,
+      ),
+    });
+
+    // A checkpoint from before the hashes: loads (size-checked only), and says which files.
+    for (const key of ["weights", "optimizer"]) delete json.files[key].sha256;
+    await Deno.writeTextFile(metaPath, JSON.stringify(json));
+    const old = await loadCheckpoint(dir);
+    deepStrictEqual(checkpointUnhashed(old), ["model.safetensors", "optimizer.safetensors"]);
+    await Deno.writeFile(weightsPath, bytes);
+
+    json.files.weights.sha256 = "XYZ";
+    await Deno.writeTextFile(metaPath, JSON.stringify(json));
+    await rejects(loadCheckpoint(dir), {
+      name: "TypeError",
+      message: /key "files\.weights\.sha256" must be 64 lowercase hex digits/,
+    });
+  });
 });
