@@ -117,7 +117,8 @@ export interface RunConfig {
 
 /**
  * The `model` section: a HuggingFace Qwen3 directory, or `"builtin:tiny"` for a fresh random
- * init of the shape given by the other fields (which are ignored for a directory).
+ * init of the shape given by the other fields (for a directory its config.json gives the shape:
+ * a field set to another value than both its default and the directory's is refused).
  *
  * @example Usage
  * ```ts

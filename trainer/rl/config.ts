@@ -414,7 +414,11 @@ export interface RlConfig {
   readonly advantage: "grpo" | "drgrpo";
   /** Passes over each step's rollouts. */
   readonly ppoEpochs: number;
-  /** Optimizer updates per epoch (the kept groups split into this many mini-batches). */
+  /**
+   * Optimizer updates per epoch: the kept groups split into this many mini-batches (with
+   * `alignKeepAllCorrect`, the policy groups and the align-only groups each shared out over them:
+   * `splitMiniBatches` in rl_update.ts); fewer when there are fewer groups or rows.
+   */
   readonly miniBatches: number;
   /** Most sequences per forward/backward (a mini-batch is split into micro-batches of this). */
   readonly microBatchSize: number;
