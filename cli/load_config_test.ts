@@ -132,7 +132,7 @@ Deno.test("loadConfig() rejects unknown keys and suggests the closest one", asyn
       name: "TypeError",
       message: new RegExp(
         `^Cannot load config "${path}": key "trainer.learningRate" is unknown: expected one of ` +
-          `"mode", "steps", .*"eps"$`,
+          `"mode", "steps", .*"eps", "keepActivations"$`,
       ),
     });
   });
