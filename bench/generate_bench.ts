@@ -1,19 +1,24 @@
-// Throughput of generate() on WebGPU: prefill and decode tokens/s at batch 1, 16 and 64 on the
-// qwen3-tiny fixture and on a Qwen3-0.6B-shaped random model, and readbacks per 100 tokens.
+// Throughput of generate() on WebGPU at batch 1, 16 and 64 on a Qwen3-0.6B-shaped random model
+// (and the qwen3-tiny fixture on small runs), and readbacks per 100 tokens.
 //
 //   deno bench --allow-read --allow-env bench/generate_bench.ts
 //
-// Each (model, batch) has two benches: "prefill" generates 1 token (prefill + one sample + one
-// readback) and "decode" generates 1 + D tokens; decode tokens/s = batch · D / (t_decode −
-// t_prefill), printed after the decode bench with the adapter's name. EOS is disabled so every
-// sequence runs to the end.
+// Each (model, batch) has two benches, both timing whole generate() calls: "prefill" generates 1
+// token (prefill + one sample + one readback) and "generate" N new tokens. The number compared
+// with HF (bench/perf_table.ts) is the one ../shared/gpu/torch_baselines.py measures: batch · N /
+// seconds of the whole warm call, prefill included (the best of Deno's ≥ 3 calls, so pipeline
+// compilation in the first is left out); the decode-only rate batch · (N − 1) / (t_generate −
+// t_prefill) is an extra line. Both are printed at the end (an unload handler, so without
+// deno bench's per-bench prefix), with the adapter's name; each call's line is printed too, so a
+// run cut short by a time limit still leaves its numbers. EOS is disabled so every sequence runs
+// to the end.
 //
 // Default (about 1 min on llvmpipe): the tiny model at batch 1, 16 and 64 with 16-token prompts and
-// 16 decode steps; the 0.6B-shaped model keeps hidden 1024, 16/8 heads of 128 and MLP 3072 but has
-// 1 layer and a 4096-token vocabulary, 2-token prompts, 2 decode steps, batch 1 only (batch 16 alone
-// takes ~1 min there). HALO_BENCH_FULL=1 (for a real GPU): the real shape (28 layers, vocab 151936,
-// 40960 positions), 128-token prompts, 128 decode steps, batches 1, 16 and 64 on both models.
-// HALO_BENCH_BATCHES=1,16,64 overrides the batches.
+// 16 new tokens; the 0.6B-shaped model keeps hidden 1024, 16/8 heads of 128 and MLP 3072 but has
+// 1 layer and a 4096-token vocabulary, 2-token prompts, 3 new tokens, batch 1 only (batch 16 alone
+// takes ~1 min there). HALO_BENCH_FULL=1 (for a real GPU): HF's configuration, the real shape (28
+// layers, vocab 151936, 40960 positions), 64-token prompts, 256 new tokens, batches 1, 64 and 16,
+// and no tiny model. HALO_BENCH_BATCHES=1,16,64 overrides the batches.
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { randomArray } from "../internal/random.ts";
@@ -23,6 +28,7 @@ import { releaseGenerateWorkspace } from "../model/generate_webgpu.ts";
 import { loadModel } from "../model/load_model.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 import type { Qwen3LayerWeights, Qwen3Weights } from "../model/weights.ts";
+import { samplingLine } from "./perf_table.ts";
 
 const FULL = Deno.env.get("HALO_BENCH_FULL") === "1";
 const BATCHES = Deno.env.get("HALO_BENCH_BATCHES")?.split(",").map(Number);
@@ -87,32 +93,38 @@ interface Case {
   name: string;
   model: () => Promise<WebGpuQwen3>;
   promptLen: number;
-  decodeSteps: number;
+  /** New tokens per sequence of the "generate" bench (≥ 2). */
+  newTokens: number;
   batches: number[];
 }
 
-const cases: Case[] = [
-  {
-    name: "tiny",
-    model: async () =>
-      await loadModel("tests/fixtures/qwen3-tiny", { gpu: ctx!, warn: false }) as WebGpuQwen3,
-    promptLen: FULL ? 128 : 16,
-    decodeSteps: FULL ? 128 : 16,
-    batches: BATCHES ?? [1, 16, 64],
+const tiny: Case = {
+  name: "tiny",
+  model: async () =>
+    await loadModel("tests/fixtures/qwen3-tiny", { gpu: ctx!, warn: false }) as WebGpuQwen3,
+  promptLen: 16,
+  newTokens: 16,
+  batches: BATCHES ?? [1, 16, 64],
+};
+const shape06: Case = {
+  name: FULL ? "qwen3-0.6b-shape" : "qwen3-0.6b-shape-1layer-v4096",
+  model: () => {
+    const config = FULL ? qwen3Shape(28, 151936, 40960) : qwen3Shape(1, 4096, 4096);
+    return Promise.resolve(new WebGpuQwen3(ctx!, config, randomWeights(config)));
   },
-  {
-    name: FULL ? "qwen3-0.6b-shape" : "qwen3-0.6b-shape-1layer-v4096",
-    model: () => {
-      const config = FULL ? qwen3Shape(28, 151936, 40960) : qwen3Shape(1, 4096, 4096);
-      return Promise.resolve(new WebGpuQwen3(ctx!, config, randomWeights(config)));
-    },
-    promptLen: FULL ? 128 : 2,
-    decodeSteps: FULL ? 128 : 2,
-    batches: BATCHES ?? (FULL ? [1, 16, 64] : [1]),
-  },
-];
+  // HALO_BENCH_FULL: torch_baselines.py's gen_bench (P = 64, N = 256).
+  promptLen: FULL ? 64 : 2,
+  newTokens: FULL ? 256 : 3,
+  batches: BATCHES ?? (FULL ? [1, 64, 16] : [1]), // the two targets first
+};
+const cases: Case[] = FULL ? [shape06] : [tiny, shape06];
 
-const prefillSeconds = new Map<string, number>();
+/** The fastest whole call of each bench, in seconds, by `${key} prefill|generate`. */
+const fastest = new Map<string, number>();
+const keep = (key: string, seconds: number) =>
+  fastest.set(key, Math.min(fastest.get(key) ?? Infinity, seconds));
+const summaries: (() => string | undefined)[] = [];
+let device = "";
 
 // One model on the device at a time: switching cases frees the previous one.
 let current: { name: string; model: WebGpuQwen3 } | undefined;
@@ -123,6 +135,7 @@ async function modelOf(c: Case): Promise<WebGpuQwen3> {
     current.model.dispose();
   }
   current = { name: c.name, model: await c.model() };
+  device = current.model.device;
   return current.model;
 }
 
@@ -146,43 +159,74 @@ for (const c of cases) {
         b.start();
         const r = await generate(m, { ...options, maxNewTokens: 1 });
         b.end();
-        prefillSeconds.set(key, r.stats.seconds);
+        keep(`${key} prefill`, r.stats.seconds);
         console.log(
           `${key}: prefill ${(r.stats.promptTokens / r.stats.seconds).toFixed(1)} tokens/s ` +
-            `(${r.stats.promptTokens} tokens in ${r.stats.seconds.toFixed(3)} s, one readback) ` +
-            `on ${m.device}`,
+            `(${r.stats.promptTokens} tokens in ${r.stats.seconds.toFixed(3)} s, one readback)`,
         );
       },
     });
     Deno.bench({
-      name: `${key} decode ${c.decodeSteps} steps`,
-      group: `${c.name} decode`,
+      name: `${key} generate ${c.newTokens} tokens`,
+      group: `${c.name} generate`,
       n: 1,
       warmup: 0,
       ignore: ctx === null,
       async fn(b) {
         const m = await get();
         b.start();
-        const r = await generate(m, { ...options, maxNewTokens: 1 + c.decodeSteps });
+        const r = await generate(m, { ...options, maxNewTokens: c.newTokens });
         b.end();
-        const decode = r.stats.seconds - (prefillSeconds.get(key) ?? 0);
-        const tokens = batch * c.decodeSteps;
-        console.log(
-          `${key}: decode ${(tokens / decode).toFixed(1)} tokens/s (${tokens} tokens in ` +
-            `${decode.toFixed(3)} s), ${r.stats.readbacks} readbacks for ${r.stats.steps} steps, ` +
-            `on ${m.device}`,
-        );
+        keep(`${key} generate`, r.stats.seconds);
+        // Each call's line too (perf_table.ts takes the best), in case the run is cut short.
+        console.log(samplingLine(c.name, batch, {
+          promptLen: c.promptLen,
+          newTokens: c.newTokens,
+          seconds: r.stats.seconds,
+          detail: `this call; ${r.stats.readbacks} readbacks for ${r.stats.steps} steps`,
+        }));
       },
+    });
+    summaries.push(() => {
+      const whole = fastest.get(`${key} generate`);
+      if (whole === undefined) return undefined;
+      const on = `on ${device}`;
+      const lines = [
+        samplingLine(c.name, batch, {
+          promptLen: c.promptLen,
+          newTokens: c.newTokens,
+          seconds: whole,
+          detail: `fastest call; ${on}`,
+        }),
+      ];
+      const prefill = fastest.get(`${key} prefill`);
+      if (prefill !== undefined && whole > prefill) {
+        const tokens = batch * (c.newTokens - 1);
+        lines.push(
+          `${key}: decode-only ${(tokens / (whole - prefill)).toFixed(1)} tokens/s (${tokens} ` +
+            `tokens in ${
+              (whole - prefill).toFixed(3)
+            } s: fastest generate − fastest prefill) ${on}`,
+        );
+      }
+      return lines.join("\n");
     });
   }
 }
+
+addEventListener("unload", () => {
+  for (const s of summaries) {
+    const text = s();
+    if (text) console.log(text);
+  }
+});
 
 Deno.bench({
   name: "tiny readbacks per 100 tokens (must be <= 4)",
   group: "readbacks",
   n: 1,
   warmup: 0,
-  ignore: ctx === null,
+  ignore: ctx === null || FULL,
   async fn() {
     const model = await loadModel("tests/fixtures/qwen3-tiny", { gpu: ctx!, warn: false });
     try {

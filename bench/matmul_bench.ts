@@ -8,9 +8,23 @@
 // Decode rows (op mv: m = 1..32 rows, the LM head, LoRA A and B): the scalar matvec (matvec.wgsl,
 // the baseline), the vec4 one (matvec_vec4.wgsl, its "auto" K split), and the tiles "auto" would
 // take without the skinny path; the LM head's 151,936 rows run as row blocks that fit a binding.
-// Each iteration records REPS dispatches into one pass and waits once, so Deno's ≥10 ms
-// readback does not dominate; a summary with GFLOP/s per shape, kernel and adapter is printed at
-// the end.
+// Each iteration records REPS dispatches into one compute pass and waits once; a summary with
+// GFLOP/s per shape, kernel and adapter is printed at the end (an unload handler).
+//
+// Timing: a submit + onSubmittedWorkDone (or mapAsync) round trip costs about 11 ms in Deno 2.9.6
+// whatever the work (it polls every 10 ms), which at n = 8192 and 26 TFLOP/s is 13% of an 85 ms
+// sample and makes the decode rows (a few µs per dispatch) read 10-20× low. So when the device
+// has "timestamp-query" (gpu/device.ts enables it; the H100/H200 and llvmpipe have it) each
+// sample is the GPU's own time between the pass's beginning and end timestamps (written by the
+// pass's timestampWrites, resolved and read back with the sample), the gaps between its
+// dispatches included as in the model's passes; REPS is sized for ~2e12 FLOP (full) per sample.
+// Without it (or HALO_BENCH_WALL=1) the sample is the wall time of the round trip and REPS is
+// sized for ≥ ~1 s of work at full size (2e13 FLOP, up to 1024 dispatches), so the poll costs ≤ ~1%
+// of the big GEMMs; the decode rows then stay an underestimate, said in the summary. A timestamp
+// pair that is not increasing or exceeds the wall time falls back to the wall time for that sample.
+//
+// HALO_MATMUL_VARIANTS=auto (bench/gpu.sh sets it) benches only the kernel "auto" picks for each
+// GEMM shape (and the matvecs and tiles on the decode rows), to fit a GPU call's budget.
 //   deno task bench bench/matmul_bench.ts          (HALO_BENCH_FULL=1: GPU-sized shapes)
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
@@ -22,10 +36,22 @@ import {
 } from "../kernels/matmul/matmul.ts";
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeMatvec, pickMatvecSplit } from "../kernels/matvec/matvec.ts";
+import { readback } from "../gpu/readback.ts";
 import { benchFull } from "./random_model.ts";
 
 const ctx = new GpuContext(await createGpu());
 console.log(`adapter: ${ctx.gpu.description}`);
+const AUTO_ONLY = Deno.env.get("HALO_MATMUL_VARIANTS") === "auto";
+const TIMESTAMPS = ctx.gpu.features.has("timestamp-query") &&
+  Deno.env.get("HALO_BENCH_WALL") !== "1";
+// The pass's two timestamps, resolved into `stamps` and read back with each sample.
+const querySet = TIMESTAMPS ? ctx.device.createQuerySet({ type: "timestamp", count: 2 }) : null;
+const stamps = ctx.device.createBuffer({
+  size: 16,
+  usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+});
+/** The fill the model's "auto" passes on this adapter (as the launchers do). */
+const fill = ctx.gpu.isFallbackAdapter ? undefined : ctx.fillWorkgroups;
 
 type Op = "y" | "dx" | "dw" | "mv";
 // [op, m (tokens), n (out features), k (in features)]; FLOPs 2·m·n·k for each op.
@@ -56,7 +82,7 @@ const shapes: [Op, number, number, number][] = benchFull()
     ["y", 1, 1024, 16],
     ["y", 8, 3072, 16],
   ];
-// Decode steps (Qwen3-0.6B): gate/up, down, a few and 32 rows, LoRA A (rank 16), the LM head,
+// Decode steps (Qwen3-0.6B): gate/up, down, a few, 32 and 64 rows, LoRA A (rank 16), the LM head,
 // LoRA B of rank 16 and 64.
 const decode: [Op, number, number, number][] = [
   ["mv", 1, 3072, 1024],
@@ -65,6 +91,9 @@ const decode: [Op, number, number, number][] = [
   ["mv", 16, 3072, 1024],
   ["mv", 32, 1024, 3072],
   ["mv", 32, 3072, 1024],
+  // A decode step at batch 64 (up/gate, q_proj): the matvecs against the tiles "auto" takes.
+  ["mv", 64, 3072, 1024],
+  ["mv", 64, 2048, 1024],
   ["mv", 1, 16, 1024],
   ["mv", 1, 151936, 1024],
   ["mv", 1, 3072, 16],
@@ -77,9 +106,26 @@ type Variant =
   | { name: string; kind: "matvec"; kernel: "scalar" | "vec4" };
 
 function variantsOf(op: Op, m: number, n: number, k: number): Variant[] {
+  if (!AUTO_ONLY || op === "mv") return allVariantsOf(op, m, n, k);
+  return allVariantsOf(op, m, n, k).filter((v) => v.name === autoName(op, m, n, k));
+}
+
+/** The product [m, n, k] a launcher sees for an op's shape (as encodeMatmulBackward passes it). */
+function productOf(op: Op, m: number, n: number, k: number): [number, number, number] {
+  return op === "dx" ? [m, k, n] : op === "dw" ? [n, k, m] : [m, n, k];
+}
+
+function allVariantsOf(op: Op, m: number, n: number, k: number): Variant[] {
   if (op === "mv") {
-    // What "auto" took before the matvec: one thread per output, or the tiles.
-    const tiles = k <= 32 && m <= 16 ? "smallK" : m >= 32 && n >= 32 ? "tile128" : "tile64";
+    // What "auto" took before the matvec (one thread per output, or the tiles); past the
+    // matvec's rows (64), the tiles "auto" takes on this adapter.
+    const tiles = m > 32
+      ? pickMatmulKernel(m, n, k, { fill }) as "tile64" | "tile128"
+      : k <= 32 && m <= 16
+      ? "smallK"
+      : m >= 32 && n >= 32
+      ? "tile128"
+      : "tile64";
     return [
       { name: "matvec scalar", kind: "matvec", kernel: "scalar" },
       {
@@ -107,6 +153,27 @@ function variantsOf(op: Op, m: number, n: number, k: number): Variant[] {
 }
 
 const best = new Map<string, number>();
+const samples = new Map<string, number>();
+
+/** The variant name of the kernel "auto" picks for a GEMM shape on this adapter. */
+function autoName(op: Op, m: number, n: number, k: number): string {
+  const kernel = pickMatmulKernel(...productOf(op, m, n, k), { fill });
+  return kernel === "smallK" || kernel === "matvec" ? kernel : `${kernel} vec4`;
+}
+
+/** The line perf_table.ts reads: the "auto" kernel's best GFLOP/s on a GEMM shape, if timed. */
+function autoLine(op: Op, m: number, n: number, k: number): string | undefined {
+  const name = autoName(op, m, n, k);
+  const key = `${op} ${m}x${n}x${k} ${name}`;
+  const g = best.get(key);
+  if (g === undefined) return undefined;
+  const timing = TIMESTAMPS ? "GPU timestamps" : "wall clock";
+  return `matmul${op === "y" ? "" : ` ${op}`} ${m}x${n}x${k}: ${g.toFixed(2)} GFLOP/s ` +
+    `(kernel ${name}, best of ${samples.get(key)}, ${timing}) on ${ctx.gpu.description}`;
+}
+
+/** Samples whose timestamps were unusable (timed by the wall clock instead). */
+let fallbacks = 0;
 const rowsPerBinding = (k: number) =>
   Math.floor(ctx.device.limits.maxStorageBufferBindingSize / (4 * k));
 
@@ -114,8 +181,11 @@ for (const [op, m, n, k] of [...shapes, ...decode]) {
   const flop = 2 * m * n * k;
   // Dispatches per submit for `work` FLOPs each (tiny products: 64, so the time is mostly
   // per-dispatch cost); the tiles on a decode shape count their padded rows.
+  // Without timestamps a sample needs ≥ ~1 s of GPU work at full size (see the header).
   const repsFor = (work: number) =>
-    Math.max(1, Math.min(64, Math.round((benchFull() ? 2e12 : 1e9) / work)));
+    TIMESTAMPS
+      ? Math.max(1, Math.min(64, Math.round((benchFull() ? 2e12 : 1e9) / work)))
+      : Math.max(1, Math.min(1024, Math.round((benchFull() ? 2e13 : 1e9) / work)));
   const x = ctx.createBuffer(m * k * 4, "x");
   // Weights in row blocks that each fit one binding (the LM head), as GpuMatrix chunks.
   const blocks: [GPUBuffer, number, number][] = [];
@@ -140,7 +210,13 @@ for (const [op, m, n, k] of [...shapes, ...decode]) {
       async fn(b) {
         ctx.device.pushErrorScope("validation");
         const enc = ctx.device.createCommandEncoder();
-        const pass = enc.beginComputePass();
+        const pass = enc.beginComputePass(
+          querySet
+            ? {
+              timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+            }
+            : {},
+        );
         for (let r = 0; r < reps; r++) {
           if (op === "mv") {
             for (const [wb, yCol, rows] of blocks) {
@@ -157,15 +233,24 @@ for (const [op, m, n, k] of [...shapes, ...decode]) {
           }
         }
         pass.end();
+        if (querySet) enc.resolveQuerySet(querySet, 0, 2, stamps, 0);
         b.start();
         const t0 = performance.now();
-        ctx.device.queue.submit([enc.finish()]);
-        await ctx.device.queue.onSubmittedWorkDone();
-        const gflops = (flop * reps) / ((performance.now() - t0) * 1e6);
+        const [bytes] = await readback(ctx, [{ buffer: stamps, offset: 0, size: 16 }], enc);
+        const wallMs = performance.now() - t0;
         b.end();
+        const [begin, end] = new BigUint64Array(bytes);
+        const gpuMs = Number(end - begin) / 1e6;
+        const ms = querySet && end > begin && gpuMs <= wallMs ? gpuMs : wallMs;
+        if (querySet && ms === wallMs) fallbacks++;
+        const gflops = (flop * reps) / (ms * 1e6);
         const error = await ctx.device.popErrorScope();
         if (error) throw new Error(`${key}: ${error.message}`);
         best.set(key, Math.max(best.get(key) ?? 0, gflops));
+        samples.set(key, (samples.get(key) ?? 0) + 1);
+        // The "auto" kernel's best so far after each sample too (perf_table.ts takes the best),
+        // in case a time limit cuts the run before the summary at unload.
+        if (op !== "mv" && v.name === autoName(op, m, n, k)) console.log(autoLine(op, m, n, k));
       },
     });
   }
@@ -173,9 +258,14 @@ for (const [op, m, n, k] of [...shapes, ...decode]) {
 
 addEventListener("unload", () => {
   if (best.size === 0) return;
-  console.log(`\nbest GFLOP/s on ${ctx.gpu.description} (ratio: last kernel / first):`);
+  const timing = TIMESTAMPS
+    ? `GPU timestamps${fallbacks ? `, ${fallbacks} samples by wall clock (bad timestamps)` : ""}`
+    : "wall clock incl. one ~11 ms round trip per sample: decode rows read low";
+  console.log(
+    `\nbest GFLOP/s on ${ctx.gpu.description} (${timing}; ratio: last kernel / first):`,
+  );
   for (const group of [shapes, decode]) {
-    const names = variantsOf(group[0][0], 64, 64, 64).map((v) => v.name.replace(/ TK.*/, ""));
+    const names = allVariantsOf(group[0][0], 64, 64, 64).map((v) => v.name.replace(/ TK.*/, ""));
     console.log(`| shape (op m×n×k) | ${names.join(" | ")} | ratio |`);
     console.log(`|---|${names.map(() => "---|").join("")}---|`);
     for (const [op, m, n, k] of group) {
@@ -193,20 +283,13 @@ addEventListener("unload", () => {
       if (got.length === 0) continue;
       // Decode: the vec4 matvec over the scalar one; GEMM: the last kernel over the scalar tile64.
       const ratio = op === "mv" ? got[1] / got[0] : got[got.length - 1] / got[0];
-      console.log(`| ${shape} | ${cells.join(" | ")} | ${ratio.toFixed(2)}× |`);
+      const r = got.length < 2 ? "–" : `${ratio.toFixed(2)}×`;
+      console.log(`| ${shape} | ${cells.join(" | ")} | ${r} |`);
     }
   }
   // One line per shape with the kernel the model gets ("auto"), the form bench/perf_table.ts reads.
   for (const [op, m, n, k] of shapes) {
-    const [pm, pn, pk] = op === "y" ? [m, n, k] : op === "dx" ? [m, k, n] : [n, k, m];
-    const fill = ctx.gpu.isFallbackAdapter ? undefined : ctx.fillWorkgroups;
-    const kernel = pickMatmulKernel(pm, pn, pk, { fill });
-    const name = kernel === "smallK" || kernel === "matvec" ? kernel : `${kernel} vec4`;
-    const g = best.get(`${op} ${m}x${n}x${k} ${name}`);
-    if (g === undefined) continue;
-    console.log(
-      `matmul${op === "y" ? "" : ` ${op}`} ${m}x${n}x${k}: ${g.toFixed(2)} GFLOP/s ` +
-        `(kernel ${name}, best of 3) on ${ctx.gpu.description}`,
-    );
+    const line = autoLine(op, m, n, k);
+    if (line) console.log(line);
   }
 });

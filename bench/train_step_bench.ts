@@ -1,13 +1,17 @@
 // Training-step throughput (tokens/s) and peak GPU memory of the WebGPU backend: forward, a loss
-// hook writing d loss / d logprobs on the GPU, backward with per-layer recomputation, and one
-// 4-byte readback per step (as a trainer reading its loss), for LoRA (r=16 on every projection,
-// "adapters" mode) and full fine-tuning. Models: the tiny fixture and a Qwen3-0.6B-shaped random
-// model (cut to 2 layers and a 4096 vocabulary on software adapters; HALO_BENCH_FULL=1 runs the
-// real shape). Each case has its own GpuContext, so its peak is that model's alone: weights,
-// adapters, gradients, step workspace and cotangent uploads. On a software adapter (unless
-// HALO_BENCH_FULL=1) the 0.6B-shaped cases time one step each while loading, since Deno.bench
-// calls a function at least 3 times and one step there takes about a minute.
-//   deno task bench bench/train_step_bench.ts
+// hook writing d loss / d logprobs on the GPU, backward with per-layer recomputation, one 4-byte
+// readback per step (as a trainer reading its loss), then the optimizer as the SFT trainer's
+// device path runs it (trainer/sft.ts: GpuAdamw.update(): the gradient norm with its readback,
+// then AdamW on every trainable tensor, submitted and not awaited, so the next step's readback
+// waits for it: a timed step after the first pays the previous step's AdamW, as in the training
+// loop), for LoRA (r=16 on every projection, "adapters" mode) and full fine-tuning; comparable to
+// HF + PEFT's step with torch AdamW (../shared/gpu/torch_baselines.py). Models: the tiny fixture
+// and a Qwen3-0.6B-shaped random model (cut to 2 layers and a 4096 vocabulary on software
+// adapters; HALO_BENCH_FULL=1 runs the real shape). Each case has its own GpuContext, so its peak
+// is that model's alone: weights, adapters, gradients, AdamW moments, step workspace and cotangent
+// uploads. On a software adapter (unless HALO_BENCH_FULL=1) the 0.6B-shaped cases time one step
+// each while loading, since Deno.bench calls a function at least 3 times and one step there takes
+// about a minute.
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { readback } from "../gpu/readback.ts";
@@ -18,6 +22,7 @@ import type { Qwen3Config } from "../model/config.ts";
 import { readQwen3Config } from "../model/config.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 import { loadQwen3Weights } from "../model/weights.ts";
+import { GpuAdamw } from "../trainer/gpu_adamw.ts";
 import { benchFull, qwen3_0p6bConfig, randomWeights } from "./random_model.ts";
 
 const gpu = await createGpu();
@@ -98,6 +103,8 @@ for (const c of cases) {
   });
   if (c.mode === "adapters") model.setAdapters(lora);
   const params = model.gradients(c.mode).reduce((s, p) => s + p.n, 0);
+  // As an SFT run's defaults: clipping at norm 1, decay 0.01 (HF's torch AdamW: lr 1e-4).
+  const opt = new GpuAdamw(model, c.mode, { lr: 1e-4, weightDecay: 0.01, maxGradNorm: 1 });
   const restBytes = ctx.allocatedBytes;
   const tokens = c.batch * c.seqLen;
   const inputIds = Array.from(
@@ -119,6 +126,7 @@ for (const c of cases) {
         encodeAdd(ctx, pass, { x: ones, y: cot.dLogprobs, n: tokens, alpha: -1 / tokens }),
     });
     await readback(ctx, [{ buffer: acts.lse, offset: 0, size: 4 }], enc);
+    await opt.update();
     times.push(performance.now() - t0);
   };
   const report = (): string | undefined => {
@@ -131,7 +139,7 @@ for (const c of cases) {
       `${name}: ${(tokens / (best / 1e3)).toFixed(1)} tokens/s, ~${
         (flops / (best / 1e3) / 1e9).toFixed(2)
       } GFLOP/s (${c.once ? "one step, incl. pipeline compilation" : `best of ${times.length}`}, ` +
-      `${best.toFixed(0)} ms); ${params} trainable floats; GPU memory: weights ` +
+      `${best.toFixed(0)} ms, AdamW included); ${params} trainable floats; GPU memory: weights ` +
       `${(weightBytes / MiB).toFixed(1)} MiB, at rest ${(restBytes / MiB).toFixed(1)} MiB, ` +
       `peak ${(ctx.peakBytes / MiB).toFixed(1)} MiB on ${gpu.description}`;
     return line;
@@ -151,6 +159,9 @@ for (const c of cases) {
       b.start();
       await step();
       b.end();
+      // The best so far after every call (perf_table.ts takes the best), in case the run is cut
+      // short by a time limit before the summary at unload.
+      if (c.mode === "adapters") console.log(report());
     },
   });
   addEventListener("unload", () => {
