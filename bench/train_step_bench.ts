@@ -1,5 +1,6 @@
 // Training-step throughput (tokens/s) and peak GPU memory of the WebGPU backend: forward, a loss
-// hook writing d loss / d logprobs on the GPU, backward with per-layer recomputation, one 4-byte
+// hook writing d loss / d logprobs on the GPU, backward with per-layer recomputation (or with every
+// layer's activations kept: HALO_BENCH_FULL=1 or HALO_KEEP_ACTIVATIONS=1), one 4-byte
 // readback per step (as a trainer reading its loss), then the optimizer as the SFT trainer's
 // device path runs it (trainer/sft.ts: GpuAdamw.update(): the gradient norm with its readback,
 // then AdamW on every trainable tensor, submitted and not awaited, so the next step's readback
@@ -28,6 +29,11 @@ import { benchFull, qwen3_0p6bConfig, randomWeights } from "./random_model.ts";
 const gpu = await createGpu();
 console.log(`adapter: ${gpu.description}`);
 const slow = gpu.isFallbackAdapter && !benchFull();
+// Keep every layer's activations for the backward (trainer.keepActivations) instead of
+// recomputing them, as HF + PEFT without gradient checkpointing does: at full size (Qwen3-0.6B,
+// 4096 tokens: +9.5 GB), or as HALO_KEEP_ACTIVATIONS=1|0 says.
+const keepEnv = Deno.env.get("HALO_KEEP_ACTIVATIONS");
+const keep = keepEnv === undefined ? benchFull() : keepEnv === "1";
 
 const tinyDir = new URL("../tests/fixtures/qwen3-tiny", import.meta.url).pathname;
 const tinyConfig = await readQwen3Config(tinyDir);
@@ -115,12 +121,13 @@ for (const c of cases) {
   const ones = ctx.upload(new Float32Array(tokens).fill(1), "ones");
   const times: number[] = [];
   const name = `train step ${c.label} ${c.mode === "adapters" ? "LoRA r=16" : "full"} ` +
-    `${c.batch}×${c.seqLen} tokens`;
+    `${c.batch}×${c.seqLen} tokens${keep ? " (activations kept)" : ""}`;
   const step = async () => {
     const t0 = performance.now();
     const enc = ctx.device.createCommandEncoder();
     const { acts } = model.encodeTrainStep(enc, { inputIds }, {
       mode: c.mode,
+      keepActivations: keep,
       cotangents: { logprobs: true, lastHidden: false },
       lossHook: (pass, _acts, cot) =>
         encodeAdd(ctx, pass, { x: ones, y: cot.dLogprobs, n: tokens, alpha: -1 / tokens }),
@@ -133,8 +140,10 @@ for (const c of cases) {
     if (times.length === 0) return undefined;
     const best = Math.min(...times);
     const p = matmulParams(c.config);
-    // forward 2·P·n, recomputation 2·P_layers·n, dx 2·P·n, and dW 2·P·n in full mode.
-    const flops = tokens * 2 * ((c.mode === "full" ? 3 : 2) * (p.layer + p.head) + p.layer);
+    // forward 2·P·n, recomputation 2·P_layers·n (not with kept activations), dx 2·P·n, and dW
+    // 2·P·n in full mode.
+    const flops = tokens * 2 *
+      ((c.mode === "full" ? 3 : 2) * (p.layer + p.head) + (keep ? 0 : p.layer));
     const line =
       `${name}: ${(tokens / (best / 1e3)).toFixed(1)} tokens/s, ~${
         (flops / (best / 1e3) / 1e9).toFixed(2)
