@@ -86,7 +86,11 @@ export interface ClippedPgTermConfig {
   readonly clipLow: number;
   /** Upper clip ε (DAPO's clip-higher; ratio ≤ 1 + clipHigh). */
   readonly clipHigh: number;
-  /** verl's dual clip constant c > 1 for negative advantages; `0` turns it off. */
+  /**
+   * verl's dual clip constant c > 1 for negative advantages (the token loss is capped at −A·c);
+   * `0` turns it off. Default 0, as the DAPO paper's objective; verl always applies it (3 by
+   * default) and its DAPO recipe sets 10 (`clip_ratio_c=10.0`): `dualClip: 10` reproduces that.
+   */
   readonly dualClip: number;
   /** Loss aggregation (verl's `agg_loss`). */
   readonly aggregation: Aggregation;
