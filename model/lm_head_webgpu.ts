@@ -1,7 +1,8 @@
 /**
  * The LM head on WebGPU in blocks of tokens: `[rows, vocab]` logits of one block at a time, so a
  * real vocabulary (151,936 for Qwen3) never needs `tokens × vocab` floats in one storage binding.
- * Used by `tokenLogprobs` and by the training step (forward and backward).
+ * Used by `tokenLogprobs` and by the training step: its forward, and its backward, which
+ * recomputes a block's logits unless `keepActivations` kept every block's (one buffer each).
  *
  * @module
  */

@@ -14,7 +14,9 @@
  * - the LM head runs over row blocks of tokens when `[tokens, vocab]` logits do not fit one
  *   storage binding (or `headChunkTokens` asks for it): a block's logits are recomputed in the
  *   backward and turned into their gradient in place, so a 151936-token vocabulary needs one
- *   `[block, vocab]` buffer;
+ *   `[block, vocab]` buffer; with `keepActivations` every block's logits stay in a buffer of
+ *   their own (each within one binding, {@linkcode keptLogitsBytes} more memory) and the
+ *   backward reads them: no block is recomputed (one LM-head matmul fewer per step);
  * - `"adapters"` mode allocates no base-weight gradient, records no base `dW` matmul, and stops
  *   below the lowest adapted layer.
  *
@@ -167,7 +169,10 @@ export interface TrainStepOptions {
    * Keep every trained layer's forward activations (its own buffers per layer, allocated with
    * the workspace and freed with it) and run the backward from them, instead of recomputing each
    * layer's forward from its saved input: fewer FLOPs (the layer forwards are not run twice) for
-   * {@linkcode keptActivationBytes} more memory; the same gradients bit for bit. Default false.
+   * {@linkcode keptActivationBytes} more memory. When the LM head runs in several blocks, each
+   * block's logits are kept too (a buffer per block) instead of recomputed in the backward: the
+   * LM-head matmul runs once, not twice, for {@linkcode keptLogitsBytes} more memory. The same
+   * gradients bit for bit. Default false.
    */
   keepActivations?: boolean;
   /**
@@ -271,8 +276,14 @@ interface TrainWorkspace {
   logprobs: GPUBuffer;
   lse: GPUBuffer;
   entropy: GPUBuffer;
-  /** `[headRows, vocab]` logits of one LM-head block. */
+  /** `[headRows, vocab]` logits of one LM-head block (block 0's with `keepActivations`). */
   logits: GPUBuffer;
+  /**
+   * `keepActivations` with the LM head in several blocks: the logits of blocks 1, 2, … (`[rows,
+   * vocab]` each; block 0 uses `logits`), written by the forward and turned into their gradient
+   * by the backward; allocated on demand.
+   */
+  keptLogits: GPUBuffer[];
   dLogprobs: GPUBuffer;
   dLastHidden: GPUBuffer;
   dLogitsBuf?: GPUBuffer;
@@ -312,6 +323,10 @@ interface StepPlan {
   lowest: number;
   /** The LM head's row blocks `[firstRow, rows]`. */
   blocks: [number, number][];
+  /** Each block's logits buffer (all `ws.logits` unless `headKept` with several blocks). */
+  blockLogits: GPUBuffer[];
+  /** Whether every block's logits survive the forward (one block, or `keepActivations`). */
+  headKept: boolean;
   /** As {@linkcode TrainStepOptions.hiddenLayer}. */
   hiddenLayer?: number;
   /** Whether layer `l` keeps its activations (`keepActivations`): `ws.kept[l]` is set. */
@@ -365,6 +380,34 @@ export function keptActivationBytes(
     (c.hiddenSize + c.numAttentionHeads * c.headDim + c.numKeyValueHeads * c.headDim +
       c.intermediateSize);
   return layers * 4 * tokens * perToken;
+}
+
+/**
+ * Bytes that {@linkcode TrainStepOptions.keepActivations} adds to a training step's workspace for
+ * the LM head's logits when the head runs in blocks of `blockRows` tokens (fewer than `tokens`):
+ * every block but the first keeps its `[rows, vocab]` logits in a buffer of its own (the first
+ * uses the block buffer the step has anyway), `4 · (tokens − blockRows) · vocab` bytes, just under
+ * the whole `tokens × vocab × 4`; 0 with one block. Add it to {@linkcode keptActivationBytes}.
+ *
+ * @param config The model's vocabulary size.
+ * @param tokens Tokens per micro-batch (`batch · seqLen`).
+ * @param blockRows Tokens per LM-head block (`lmHeadBlockRows`, or `headChunkTokens`).
+ * @returns The bytes.
+ *
+ * @example Qwen3-0.6B, 8 × 512 tokens in blocks of 3532 (a 2 GiB binding): ≈ 343 MB more
+ * ```ts
+ * import { keptLogitsBytes } from "./qwen3_webgpu_backward.ts";
+ * import { strictEqual } from "node:assert/strict";
+ * strictEqual(keptLogitsBytes({ vocabSize: 151936 }, 4096, 3532), 4 * 564 * 151936);
+ * strictEqual(keptLogitsBytes({ vocabSize: 151936 }, 2048, 3532), 0);
+ * ```
+ */
+export function keptLogitsBytes(
+  config: Pick<Qwen3Config, "vocabSize">,
+  tokens: number,
+  blockRows: number,
+): number {
+  return blockRows >= tokens ? 0 : 4 * (tokens - blockRows) * config.vocabSize;
 }
 
 /** f16 weights are frozen: `"full"` mode needs f32 ones. */
@@ -620,6 +663,8 @@ export class WebGpuQwen3Backward {
     const lowest = full ? 0 : Math.min(...lora!.modules.map((m) => m.layer));
     const keep = options.keepActivations ?? false;
     this.#keepLayers(ws, keep ? lowest : c.numHiddenLayers);
+    this.#keepLogits(ws, keep ? blocks : []);
+    const headKept = keep || blocks.length === 1;
     return {
       ws,
       rows: batch.batch,
@@ -629,6 +674,8 @@ export class WebGpuQwen3Backward {
       base,
       lowest,
       blocks,
+      blockLogits: blocks.map((_, i) => (headKept && i > 0 ? ws.keptLogits[i - 1] : ws.logits)),
+      headKept,
       hiddenLayer,
       keeps: (l) => keep && l >= lowest && l < c.numHiddenLayers - 1,
       headAlpha: (options.temperature ?? 1) === 1 ? undefined : 1 / options.temperature!,
@@ -662,8 +709,34 @@ export class WebGpuQwen3Backward {
   }
 
   /**
+   * Gives `ws.keptLogits` a `[rows, vocab]` buffer for every block of `blocks` but the first
+   * (reusing those large enough) and frees the others (all of them with no blocks).
+   */
+  #keepLogits(ws: TrainWorkspace, blocks: readonly [number, number][]): void {
+    const ctx = this.#ctx;
+    const V = this.model.config.vocabSize;
+    const kept = ws.keptLogits;
+    let freed = false;
+    const want = blocks.slice(1);
+    want.forEach(([, rows], i) => {
+      if (kept[i] && kept[i].size >= rows * V * 4) return;
+      if (kept[i]) {
+        ctx.release(kept[i]);
+        freed = true;
+      }
+      kept[i] = trainBuffer(ctx, rows * V, `train.logits.block${i + 1}`, ws.tokens);
+    });
+    for (const b of kept.splice(want.length)) {
+      ctx.release(b);
+      freed = true;
+    }
+    if (freed) ctx.clearBindGroups();
+  }
+
+  /**
    * Phase 2: the forward, keeping each layer's input residual, the final-norm output, the
-   * log-probs and log-sum-exps (and the logits when the LM head runs in one block).
+   * log-probs and log-sum-exps (and the logits when the LM head runs in one block, or every
+   * block's with `keepActivations`).
    */
   #forward(pass: GPUComputePassEncoder, step: StepPlan): TrainActivations {
     const ctx = this.#ctx;
@@ -691,17 +764,18 @@ export class WebGpuQwen3Backward {
     }
     const [H, eps] = [c.hiddenSize, c.rmsNormEps];
     encodeRmsNorm(ctx, pass, { x: ws.hs[L], w: model.norm, y: ws.lastHidden, rows: n, d: H, eps });
-    for (const [r0, rows] of step.blocks) {
+    step.blocks.forEach(([r0, rows], i) => {
+      const logits = step.blockLogits[i];
       encodeLmHeadBlock(ctx, pass, {
         head: model.lmHead,
         x: ws.lastHidden,
-        logits: ws.logits,
+        logits,
         r0,
         rows,
         alpha: step.headAlpha,
       });
       encodeLogprob(ctx, pass, {
-        logits: ws.logits,
+        logits,
         targets: rowsOf(ws.targets, r0, rows, 1),
         out: rowsOf(ws.logprobs, r0, rows, 1),
         lse: rowsOf(ws.lse, r0, rows, 1),
@@ -709,7 +783,7 @@ export class WebGpuQwen3Backward {
         rows,
         v: c.vocabSize,
       });
-    }
+    });
     return {
       tokens: n,
       batch: rows,
@@ -743,22 +817,23 @@ export class WebGpuQwen3Backward {
     if (!headNeeded && !hiddenHere) return;
     if (hiddenHere) encodeAdd(ctx, pass, { x: ws.dLastHidden, y: dx, n: n * H });
     if (headNeeded) {
-      const kept = step.blocks.length === 1;
-      for (const [r0, rows] of step.blocks) {
+      step.blocks.forEach(([r0, rows], i) => {
+        const logits = step.blockLogits[i];
         let dy: Binding;
         if (flags.logprobs) {
-          if (!kept) {
+          // Logits overwritten by a later block (without keepActivations): recompute them.
+          if (!step.headKept) {
             encodeLmHeadBlock(ctx, pass, {
               head: model.lmHead,
               x: ws.lastHidden,
-              logits: ws.logits,
+              logits,
               r0,
               rows,
               alpha: step.headAlpha,
             });
           }
           encodeLogprobBackward(ctx, pass, {
-            logits: ws.logits,
+            logits,
             targets: rowsOf(ws.targets, r0, rows, 1),
             lse: rowsOf(ws.lse, r0, rows, 1),
             dLogprob: rowsOf(ws.dLogprobs, r0, rows, 1),
@@ -768,12 +843,12 @@ export class WebGpuQwen3Backward {
           if (flags.logits) {
             encodeAdd(ctx, pass, {
               x: rowsOf(ws.dLogitsBuf!, r0, rows, V),
-              y: ws.logits,
+              y: logits,
               n: rows * V,
               accumulate: true,
             });
           }
-          dy = ws.logits;
+          dy = logits;
         } else {
           dy = rowsOf(ws.dLogitsBuf!, r0, rows, V);
         }
@@ -796,7 +871,7 @@ export class WebGpuQwen3Backward {
             alpha: step.headAlpha,
           });
         });
-      }
+      });
     }
     encodeRmsNormBackward(ctx, pass, {
       dy: dx,
@@ -1077,7 +1152,7 @@ export class WebGpuQwen3Backward {
   }
 
   /**
-   * Frees the step workspace (saved residuals, per-layer scratch, logits block, cotangents and
+   * Frees the step workspace (saved residuals, per-layer scratch, logits blocks, cotangents and
    * `backward`'s upload buffers), e.g. while generating rollouts; gradients are kept, and the
    * next step allocates the workspace again.
    *
@@ -1101,7 +1176,7 @@ export class WebGpuQwen3Backward {
     this.#ctx.clearBindGroups();
   }
 
-  /** Records `logits[rows] = lastHidden[r0 .. r0 + rows] · lmHeadᵀ`. */
+  /** The base-weight gradient buffers (full fine-tuning), allocated once. */
   #baseGrads(): BaseGrads {
     if (this.#base) return this.#base;
     const ctx = this.#ctx;
@@ -1196,6 +1271,7 @@ export class WebGpuQwen3Backward {
       dLogitsBuf: wantLogits ? buf(n * c.vocabSize, "train.d_logits") : undefined,
       hMid: buf(n * H, "train.h_mid"),
       kept: [],
+      keptLogits: [],
       acts: {
         x1: buf(n * H, "train.x1"),
         x2: buf(n * H, "train.x2"),

@@ -8,7 +8,11 @@
 // RL objective with Hidden-Align (loss kernels inside the step, `trainer.keepActivations`
 // through `createTrainBackend`). Also: the
 // memory it adds is exactly `keptActivationBytes`, and it is freed when switched off, when the
-// token count grows (reallocated), and by dispose.
+// token count grows (reallocated), and by dispose. With the LM head in several blocks
+// (`headChunkTokens` 64 over 150 tokens: blocks of 64, 64 and 22), every block's logits are kept
+// too: the head's forward matmul is recorded once per block and chunk (not again in the
+// backward, counted at `ctx.dispatch`), the gradients, log-probs, log-sum-exps and entropies are
+// the same bits as the recomputing step's, it adds `keptLogitsBytes`, and dispose frees all.
 import assert from "node:assert/strict";
 import { createHilo, hiloConfig, type HiloConfigOptions } from "../adapters/hilo.ts";
 import { createLora, type Lora, loraTensorName } from "../adapters/lora.ts";
@@ -16,6 +20,7 @@ import { loraConfig } from "../adapters/lora_config.ts";
 import { loadPeftAdapter } from "../adapters/peft_io.ts";
 import { randomWeights } from "../bench/random_model.ts";
 import { GpuContext } from "../gpu/context.ts";
+import { encodeAdd } from "../kernels/add/add.ts";
 import { assertClose, noGpu, randomArray, testContext } from "../gpu/test_utils.ts";
 import { openSafetensors, readTensorF32, readTensorI32 } from "../internal/safetensors.ts";
 import { fixtureDir } from "../internal/test_utils.ts";
@@ -26,6 +31,8 @@ import {
   type GpuBackwardOptions,
   type GpuBackwardResult,
   keptActivationBytes,
+  keptLogitsBytes,
+  type TrainStepOptions,
 } from "../model/qwen3_webgpu_backward.ts";
 import { loadQwen3Weights } from "../model/weights.ts";
 import { createTrainBackend } from "../trainer/backend.ts";
@@ -271,6 +278,139 @@ gpuTest(
     assert.ok(own.allocatedBytes < plain, "releaseWorkspaces kept the training workspace");
     await step(input, true);
     model.dispose();
+    assert.equal(own.allocatedBytes, 0, "bytes still allocated after dispose()");
+  },
+);
+
+/** 3 sequences of 50 tokens (the second and third padded): 150 tokens, 3 LM-head blocks of 64. */
+const wide: ForwardInput = {
+  inputIds: [0, 1, 2].map((b) => Array.from({ length: 50 }, (_, t) => (b * 131 + t * 37) % 384)),
+  attentionMask: [0, 1, 2].map((b) =>
+    Array.from({ length: 50 }, (_, t) => (t < 50 - 9 * b ? 1 : 0))
+  ),
+};
+const HEAD_BLOCK = 64;
+
+gpuTest(
+  "keepActivations with the LM head in 3 blocks: each block's head matmul runs once, the same bits, keptLogitsBytes more memory, dispose frees all",
+  async (ctx) => {
+    const own = new GpuContext(ctx.gpu);
+    // Vocabulary rows in chunks of 96 (4 chunks): a block's head matmul is one dispatch per chunk.
+    const model = new WebGpuQwen3(own, deep, deepWeights, { maxChunkBytes: 96 * 64 * 4 });
+    const n = 150;
+    const V = deep.vocabSize;
+    // Dispatches of a matmul writing a training logits buffer: the LM head's forward matmuls.
+    let headMatmuls = 0;
+    const dispatch = own.dispatch.bind(own);
+    own.dispatch = (pass, pipeline, bindings, workgroups, params) => {
+      const y = bindings[2];
+      const buffer = y instanceof GPUBuffer ? y : (y as GPUBufferBinding | undefined)?.buffer;
+      if (pipeline.label.startsWith("mat") && buffer?.label.startsWith("train.logits")) {
+        headMatmuls++;
+      }
+      dispatch(pass, pipeline, bindings, workgroups, params);
+    };
+    const chunks = model.lmHead.chunks.length;
+    assert.equal(chunks, 4, "LM-head chunks");
+    const blocks = Math.ceil(n / HEAD_BLOCK);
+    assert.equal(blocks, 3);
+    const uploads = {
+      dLogprobs: own.upload(randomArray(n, 70), "test.d_logprobs"),
+      dLastHidden: own.upload(randomArray(n * deep.hiddenSize, 71), "test.d_last_hidden"),
+      dLogits: own.upload(randomArray(n * V, 72), "test.d_logits"),
+    };
+    /** One step; its gradients, per-position outputs, head matmuls and bytes allocated. */
+    const step = async (
+      mode: TrainStepOptions["mode"],
+      keepActivations: boolean,
+      logits: boolean,
+    ) => {
+      headMatmuls = 0;
+      const { grads, reads } = await model.runTrainStep(
+        wide,
+        {
+          mode,
+          keepActivations,
+          headChunkTokens: HEAD_BLOCK,
+          cotangents: { logprobs: true, lastHidden: true, logits },
+          lossHook: (pass, _acts, cot) => {
+            encodeAdd(own, pass, { x: uploads.dLogprobs, y: cot.dLogprobs, n });
+            encodeAdd(own, pass, {
+              x: uploads.dLastHidden,
+              y: cot.dLastHidden,
+              n: n * deep.hiddenSize,
+            });
+            if (logits) encodeAdd(own, pass, { x: uploads.dLogits, y: cot.dLogits!, n: n * V });
+          },
+        },
+        ({ acts }) =>
+          [acts.logprobs, acts.lse, acts.entropy].map((buffer) => ({
+            buffer,
+            offset: 0,
+            size: n * 4,
+          })),
+      );
+      return { grads, reads, headMatmuls, bytes: own.allocatedBytes };
+    };
+    try {
+      model.setAdapters(randomLora(deep, 11));
+      for (
+        const [mode, logits] of [["adapters", false], ["full", true]] as [
+          TrainStepOptions["mode"],
+          boolean,
+        ][]
+      ) {
+        const tag = `${mode}${logits ? " (every cotangent)" : ""}`;
+        // Kept first, so that no state helps it.
+        const kept = await step(mode, true, logits);
+        const recomputed = await step(mode, false, logits);
+        assert.equal(kept.headMatmuls, blocks * chunks, `${tag}: head matmuls kept`);
+        assert.equal(
+          recomputed.headMatmuls,
+          2 * blocks * chunks,
+          `${tag}: head matmuls recomputed`,
+        );
+        ["logprobs", "lse", "entropy"].forEach((what, i) => {
+          assert.deepEqual(
+            new Uint32Array(kept.reads[i]),
+            new Uint32Array(recomputed.reads[i]),
+            `${tag}: ${what}`,
+          );
+        });
+        let nonZero = 0;
+        for (const [name, w] of recomputed.grads) {
+          const g = kept.grads.get(name)!;
+          assert.deepEqual(new Uint32Array(g.buffer), new Uint32Array(w.buffer), `${tag}: ${name}`);
+          if (w.some((v) => v !== 0)) nonZero++;
+        }
+        assert.equal(kept.grads.size, recomputed.grads.size);
+        assert.ok(nonZero > 0, `${tag}: every gradient is zero`);
+        // Layers 0-2 and blocks 1-2 kept.
+        assert.equal(
+          kept.bytes - recomputed.bytes,
+          keptActivationBytes(deep, n) + keptLogitsBytes(deep, n, HEAD_BLOCK),
+          `${tag}: kept bytes`,
+        );
+        console.log(
+          `${tag}: head matmuls ${kept.headMatmuls} kept vs ${recomputed.headMatmuls} ` +
+            `recomputed; ${kept.grads.size} gradients (${nonZero} non-zero), log-probs, lse and ` +
+            `entropies equal bit for bit; ${kept.bytes - recomputed.bytes} bytes kept`,
+        );
+      }
+      assert.equal(keptLogitsBytes(deep, n, HEAD_BLOCK), 4 * (n - HEAD_BLOCK) * V);
+      // One block (the default here): nothing more is kept for the head, nothing recomputed.
+      assert.equal(keptLogitsBytes(deep, n, n), 0);
+      headMatmuls = 0;
+      await model.runTrainStep(wide, {
+        mode: "adapters",
+        lossHook: (pass, _acts, cot) =>
+          encodeAdd(own, pass, { x: uploads.dLogprobs, y: cot.dLogprobs, n }),
+      });
+      assert.equal(headMatmuls, chunks, "head matmuls in one block");
+    } finally {
+      model.dispose();
+      for (const b of Object.values(uploads)) own.release(b);
+    }
     assert.equal(own.allocatedBytes, 0, "bytes still allocated after dispose()");
   },
 );

@@ -13,6 +13,10 @@
 // measured 4.2e-6), LoRA gradients 1e-4 relative to each tensor's largest entry (float32 forward
 // and backward, the LM head's d x summing 151,936 products; measured 4.1e-5). The gradient test
 // caught Mesa's loop limit cutting that sum off at ~58,000 terms (kernels/matmul/matmul.wgsl).
+//
+// `keepActivations` at the real vocabulary: 512 tokens in the default LM-head blocks (each
+// block's logits kept in a buffer within one binding, not recomputed) give the same LoRA
+// gradients and log-probs bit for bit as the recomputing step.
 import assert from "node:assert/strict";
 import { createLora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
@@ -23,6 +27,8 @@ import { lmHeadBlockRows } from "../model/lm_head_webgpu.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { cpuBackward } from "../model/qwen3_cpu_backward.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
+import { keptActivationBytes, keptLogitsBytes } from "../model/qwen3_webgpu_backward.ts";
+import { GpuContext } from "../gpu/context.ts";
 import type { Lora } from "../model/adapter_types.ts";
 
 const LP_TOL = 1e-4;
@@ -191,5 +197,60 @@ Deno.test({
     } finally {
       model.dispose();
     }
+  },
+});
+
+Deno.test({
+  name: "WebGpuQwen3 at the real vocabulary: keepActivations keeps every LM-head block's logits " +
+    "(512 tokens, default blocks) and gives the recomputing step's gradients bit for bit",
+  ignore: noGpu,
+  async fn() {
+    const ctx = new GpuContext((await testContext())!.gpu);
+    const model = new WebGpuQwen3(ctx, config, weights);
+    const lora = createLora(loraConfig({ r: 4, targetModules: ["q_proj", "down_proj"] }), config, {
+      seed: 3,
+    });
+    lora.modules.forEach((m, i) =>
+      m.experts[0].b.set(randomArray(m.experts[0].b.length, 60 + i, -0.5, 0.5))
+    );
+    model.setAdapters(lora);
+    try {
+      const n = 512;
+      const input = { inputIds: [ids[0].slice(0, n)] };
+      const rows = lmHeadBlockRows(ctx, V, n, { action: "test" });
+      assert.ok(rows < n, `the LM head ran in one block of ${rows} tokens: nothing is tested`);
+      const dLogprobs = randomArray(n - 1, 61, 0.5, 1.5);
+      const step = async (keepActivations: boolean) => {
+        const out = await model.backward(input, { mode: "adapters", dLogprobs, keepActivations });
+        return { ...out, bytes: ctx.allocatedBytes };
+      };
+      const kept = await step(true);
+      const recomputed = await step(false);
+      assert.deepEqual(kept.logprobs, recomputed.logprobs, "logprobs");
+      for (const [name, g] of recomputed.grads) {
+        assert.ok(g.some((v) => v !== 0), `${name}: zero gradient`);
+        assert.deepEqual(
+          new Uint32Array(kept.grads.get(name)!.buffer),
+          new Uint32Array(g.buffer),
+          name,
+        );
+      }
+      // The last layer keeps its activations anyway: layer 0's and the head's blocks are extra.
+      const extra = kept.bytes - recomputed.bytes;
+      assert.equal(
+        extra,
+        keptActivationBytes(config, n, 1) + keptLogitsBytes(config, n, rows),
+        "kept bytes",
+      );
+      console.log(
+        `blocks of ${rows} of ${n} tokens: ${recomputed.grads.size} gradients equal bit for bit; ` +
+          `${(extra / 1e6).toFixed(1)} MB kept (${
+            (keptLogitsBytes(config, n, rows) / 1e6).toFixed(1)
+          } MB of logits)`,
+      );
+    } finally {
+      model.dispose();
+    }
+    assert.equal(ctx.allocatedBytes, 0, "bytes still allocated after dispose()");
   },
 });
