@@ -62,6 +62,16 @@ export interface GenerateOptions {
    * rows has finished, moving their KV cache rows (same tokens, less work); default true.
    */
   compact?: boolean;
+  /**
+   * WebGPU with LoRA adapters: merge each plain LoRA adapter into a copy of its f32 base weight
+   * (`W + scale·B·A`, recomputed on the GPU at the start of every call, so adapters changed
+   * between calls are always seen) and run the prefill and decode on the merged weights, 2
+   * dispatches fewer per adapted projection and step, for as many extra bytes as those base
+   * weights. HILO's routed adapters, f16 base weights and base weights split into row blocks keep
+   * the unmerged path (see `model/merge_adapters_webgpu.ts`). Default: on a hardware adapter
+   * (where a decode step is bound by its dispatches), not on a software one (`isFallbackAdapter`).
+   */
+  mergeAdapters?: boolean;
 }
 
 /** The options after defaults and validation. */
@@ -90,6 +100,8 @@ export interface ResolvedGenerateOptions {
   readbackEvery: number;
   /** Drop finished rows at readbacks. */
   compact: boolean;
+  /** Merge plain LoRA adapters into the weights; undefined: by adapter (see `GenerateOptions`). */
+  mergeAdapters?: boolean;
 }
 
 /** One generated continuation. */
@@ -266,6 +278,7 @@ export function resolveGenerateOptions(
     minNewTokens,
     readbackEvery,
     compact: options.compact ?? true,
+    ...(options.mergeAdapters === undefined ? {} : { mergeAdapters: options.mergeAdapters }),
   };
 }
 

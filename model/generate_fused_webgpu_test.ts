@@ -5,7 +5,10 @@
 // contexts over the same device, one seen as a hardware adapter and one as a fallback, run the
 // same sampled generation with LoRA adapters and rows that finish (and are dropped) at different
 // steps: tokens, stop reasons and model log-probs are identical (the prologues reproduce the
-// separate kernels' sums bit for bit: kernels/matvec/matvec_prologue_test.ts).
+// separate kernels' sums bit for bit: kernels/matvec/matvec_prologue_test.ts). The hardware
+// adapter's default also merges the adapters into the weights (`mergeAdapters`): with that off
+// the two runs are identical; with it on (the default path), the tokens are the same and the
+// model log-probs within 1e-5 (the merged weights regroup each projection's sum).
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { createLora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
@@ -25,7 +28,7 @@ Deno.test({
     const models: WebGpuQwen3[] = [];
     try {
       const results = [];
-      for (const isFallbackAdapter of [false, true]) {
+      for (const [isFallbackAdapter, mergeAdapters] of [[false, false], [true], [false]]) {
         const gpu = new GpuContext({ ...base.gpu, isFallbackAdapter });
         const model = await loadModel(fixtureDir(), {
           backend: "webgpu",
@@ -47,10 +50,11 @@ Deno.test({
           eosTokenIds: [353],
           stopTokenIds: Array.from({ length: 40 }, (_, i) => 10 + i * 9),
           readbackEvery: 4,
+          mergeAdapters,
         });
         results.push(await generateWebGpu(model, options));
       }
-      const [fused, plain] = results;
+      const [fused, plain, merged] = results;
       ok(plain.stats.rowSteps < 8 * plain.stats.steps, "no row was dropped");
       // The hardware path submits each decode step as it is recorded (readbacks stay one per
       // chunk of 4 steps); the software one submits once per chunk.
@@ -67,9 +71,18 @@ Deno.test({
         fused.sequences.map((s) => [...s.modelLogprobs]),
         plain.sequences.map((s) => [...s.modelLogprobs]),
       );
+      deepStrictEqual(merged.sequences.map((s) => s.tokens), plain.sequences.map((s) => s.tokens));
+      let err = 0;
+      merged.sequences.forEach((s, i) =>
+        s.modelLogprobs.forEach((v, j) =>
+          err = Math.max(err, Math.abs(v - plain.sequences[i].modelLogprobs[j]))
+        )
+      );
+      ok(err <= 1e-5, `merged fused decode vs unfused unmerged: model log-probs differ by ${err}`);
       console.log(
         `fused vs unfused decode: ${fused.stats.rowSteps} row-steps over ${fused.stats.steps} ` +
-          `steps, lengths ${fused.sequences.map((s) => s.length)}, identical`,
+          `steps, lengths ${fused.sequences.map((s) => s.length)}, identical; with merged ` +
+          `adapters, log-probs within ${err.toExponential(2)}`,
       );
     } finally {
       for (const model of models) {

@@ -20,6 +20,13 @@
  * `x·Aᵀ` and a matmul for the rank-deep up-projection. `x·Aᵀ` goes to one scratch of
  * `tokens · maxRank` floats in the workspace.
  *
+ * With `mergeAdapters` (on by default on a hardware adapter), each call first merges the plain
+ * LoRA adapters into copies of their f32 base weights (`W + scale·B·A`, a copy and one small
+ * matmul per projection and expert, recorded before the prefill: see
+ * `model/merge_adapters_webgpu.ts`), kept in the workspace, and records the layers over those:
+ * one matmul per merged projection. Routed (HILO) adapters, f16 and row-split base weights keep
+ * the unmerged path above.
+ *
  * @module
  */
 import type { GpuContext } from "../gpu/context.ts";
@@ -34,6 +41,7 @@ import {
   allocateLayerActivations,
   encodeDecoderLayer,
   encodeLinear,
+  type GpuModelWeights,
   type LayerActivationBuffers,
 } from "./decoder_layer_webgpu.ts";
 import type {
@@ -43,6 +51,7 @@ import type {
   StopReason,
 } from "./generate.ts";
 import { KvCache } from "./kv_cache.ts";
+import { MergedAdapterWeights } from "./merge_adapters_webgpu.ts";
 import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
 
 /** Sizes a {@linkcode Workspace} was allocated for. */
@@ -88,6 +97,8 @@ interface Workspace extends Sizes, Omit<LayerActivationBuffers, "x1" | "x2" | "l
   attnScratch: GPUBuffer;
   /** `x·Aᵀ` of the LoRA branch `[tokens, rank]`; only when `rank > 0`. */
   loraU?: GPUBuffer;
+  /** The adapters merged into copies of the base weights (`mergeAdapters`), kept between calls. */
+  merged?: MergedAdapterWeights;
 }
 
 const workspaces = new WeakMap<WebGpuQwen3, Workspace>();
@@ -188,6 +199,18 @@ async function run(
   });
   const cache = ws.cache;
   const queue = ctx.device.queue;
+  // The weights the layers read: the model's, or with the plain LoRA adapters merged in (their
+  // values recomputed below, before the prefill, from this call's adapters and base weights).
+  let weights: GpuModelWeights = model;
+  const merge = lora !== null && (options.mergeAdapters ?? !ctx.gpu.isFallbackAdapter);
+  if (merge && !ws.merged?.fits(model)) {
+    ws.merged?.dispose();
+    ws.merged = new MergedAdapterWeights(ctx, model);
+  } else if (!merge && ws.merged) {
+    ws.merged.dispose();
+    ws.merged = undefined;
+  }
+  if (merge) weights = ws.merged!.view(model);
   // On a hardware adapter each decode step is submitted once recorded, so that recording (about
   // 5 µs of CPU per dispatch, some 1.4 ms a token for Qwen3-0.6B's ~280 dispatches) overlaps the
   // GPU's work on the steps before it; readbacks stay one per chunk. A software adapter runs on
@@ -222,6 +245,7 @@ async function run(
 
   // Prefill, in chunks of rows that fit one binding; all but the last submitted on their own.
   let enc = ctx.device.createCommandEncoder({ label: "generate" });
+  if (merge) ws.merged!.encode(enc, model);
   for (let row0 = 0; row0 < B; row0 += chunkRows) {
     const rows = Math.min(chunkRows, B - row0);
     const ids = new Uint32Array(rows * P);
@@ -243,7 +267,7 @@ async function run(
     queue.writeBuffer(ws.posPre, 0, pos);
     queue.writeBuffer(ws.maskPre, 0, pmask);
     const pass = enc.beginComputePass();
-    recordForward(ctx, pass, model, ws, {
+    recordForward(ctx, pass, weights, ws, {
       rows,
       tokens: P,
       ids: ws.idsPre,
@@ -292,7 +316,7 @@ async function run(
         recordHead(ctx, pass, model, ws, ws.hLast, R, options, B);
       } else {
         const kvLen = Math.min(cache.capacity, Math.ceil((P + step) / 64) * 64);
-        recordForward(ctx, pass, model, ws, {
+        recordForward(ctx, pass, weights, ws, {
           rows: R,
           tokens: 1,
           ids: ws.idsDec,
@@ -373,6 +397,7 @@ export function releaseGenerateWorkspace(model: WebGpuQwen3): void {
 
 function destroy(ws: Workspace): void {
   ws.cache.dispose();
+  ws.merged?.dispose();
   for (const b of Object.values(ws)) if (b instanceof GPUBuffer) b.destroy();
 }
 
@@ -445,7 +470,7 @@ function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
 function recordForward(
   ctx: GpuContext,
   pass: GPUComputePassEncoder,
-  model: WebGpuQwen3,
+  model: GpuModelWeights,
   ws: Workspace,
   step: StepShape,
 ): void {

@@ -1,0 +1,149 @@
+// generate() with LoRA adapters (r = 16 on all seven projections, random values) merged into the
+// weights (`mergeAdapters: true`, model/merge_adapters_webgpu.ts) against the unmerged path, in
+// the same run: whole warm calls (the merge, prefill and decode; EOS off) at batch 1.
+//
+//   deno bench --allow-read --allow-env bench/merge_adapters_bench.ts
+//
+// Measured on llvmpipe (load ~1.9, 2 cores shared): tiny 99.2 → 65.3 ms a call (1.52× faster
+// merged: dispatches dominate); the 1-layer 0.6B shape 127.6 → 194.1 ms (1.52× slower: the
+// merge, 0.5 GFLOP, costs more than 8 decode steps save there, hence off by default on software
+// adapters).
+//
+// Default (llvmpipe, ~10 s): the qwen3-tiny fixture, 8-token prompt, 32 new tokens; and the
+// Qwen3-0.6B-shaped model of generate_bench.ts cut to 1 layer and a 4096-token vocabulary,
+// 2-token prompt, 8 new tokens. HALO_BENCH_FULL=1 (a real GPU): the real 0.6B shape (28 layers),
+// 64-token prompt, 256 new tokens.
+import { createLora } from "../adapters/lora.ts";
+import { loraConfig } from "../adapters/lora_config.ts";
+import { GpuContext } from "../gpu/context.ts";
+import { createGpu } from "../gpu/device.ts";
+import { randomArray } from "../internal/random.ts";
+import type { Qwen3Config } from "../model/config.ts";
+import { generate } from "../model/generate.ts";
+import { releaseGenerateWorkspace } from "../model/generate_webgpu.ts";
+import { loadModel } from "../model/load_model.ts";
+import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
+import type { Qwen3LayerWeights, Qwen3Weights } from "../model/weights.ts";
+
+const FULL = Deno.env.get("HALO_BENCH_FULL") === "1";
+
+let ctx: GpuContext | null = null;
+try {
+  ctx = new GpuContext(await createGpu());
+} catch (e) {
+  console.warn(`merge_adapters benches skipped: ${(e as Error).message}`);
+}
+
+function shape06(layers: number, vocab: number): Qwen3Config {
+  return {
+    vocabSize: vocab,
+    hiddenSize: 1024,
+    intermediateSize: 3072,
+    numHiddenLayers: layers,
+    numAttentionHeads: 16,
+    numKeyValueHeads: 8,
+    headDim: 128,
+    rmsNormEps: 1e-6,
+    ropeTheta: 1e6,
+    maxPositionEmbeddings: 4096,
+    tieWordEmbeddings: true,
+    eosTokenIds: [],
+    bosTokenId: null,
+    padTokenId: null,
+  };
+}
+
+function randomWeights(c: Qwen3Config): Qwen3Weights {
+  let seed = 1;
+  const r = (n: number, scale: number) => randomArray(n, seed++, -scale, scale);
+  const ones = (n: number) => new Float32Array(n).fill(1);
+  const [h, i, qd, kvd] = [
+    c.hiddenSize,
+    c.intermediateSize,
+    c.numAttentionHeads * c.headDim,
+    c.numKeyValueHeads * c.headDim,
+  ];
+  const layers: Qwen3LayerWeights[] = Array.from({ length: c.numHiddenLayers }, () => ({
+    inputLayernorm: ones(h),
+    qProj: r(qd * h, 0.03),
+    kProj: r(kvd * h, 0.03),
+    vProj: r(kvd * h, 0.03),
+    oProj: r(h * qd, 0.03),
+    qNorm: ones(c.headDim),
+    kNorm: ones(c.headDim),
+    postAttentionLayernorm: ones(h),
+    gateProj: r(i * h, 0.03),
+    upProj: r(i * h, 0.03),
+    downProj: r(h * i, 0.03),
+  }));
+  const embed = r(c.vocabSize * h, 0.05);
+  return { embedTokens: embed, lmHead: embed, norm: ones(h), layers };
+}
+
+interface Case {
+  name: string;
+  model: () => Promise<WebGpuQwen3>;
+  promptLen: number;
+  newTokens: number;
+}
+
+const cases: Case[] = [
+  ...(FULL ? [] : [{
+    name: "tiny",
+    model: async () =>
+      await loadModel("tests/fixtures/qwen3-tiny", { gpu: ctx!, warn: false }) as WebGpuQwen3,
+    promptLen: 8,
+    newTokens: 32,
+  }]),
+  {
+    name: FULL ? "qwen3-0.6b-shape" : "qwen3-0.6b-shape-1layer-v4096",
+    model: () => {
+      const config = FULL ? shape06(28, 151936) : shape06(1, 4096);
+      return Promise.resolve(new WebGpuQwen3(ctx!, config, randomWeights(config)));
+    },
+    promptLen: FULL ? 64 : 2,
+    newTokens: FULL ? 256 : 8,
+  },
+];
+
+let current: { name: string; model: WebGpuQwen3 } | undefined;
+async function modelOf(c: Case): Promise<WebGpuQwen3> {
+  if (current?.name === c.name) return current.model;
+  if (current) {
+    releaseGenerateWorkspace(current.model);
+    current.model.dispose();
+  }
+  const model = await c.model();
+  model.setAdapters(createLora(
+    loraConfig({ r: 16, loraAlpha: 32, targetModules: "all-linear", initLoraWeights: false }),
+    model.config,
+    { seed: 3 },
+  ));
+  current = { name: c.name, model };
+  return model;
+}
+
+for (const c of cases) {
+  const prompts = [Array.from({ length: c.promptLen }, (_, t) => (t * 17 + 1) % 300)];
+  for (const mergeAdapters of [false, true]) {
+    Deno.bench({
+      name: `${c.name} b1 LoRA r16 ${mergeAdapters ? "merged" : "unmerged"}`,
+      group: c.name,
+      baseline: !mergeAdapters,
+      warmup: 1,
+      n: FULL ? 3 : 2,
+      ignore: ctx === null,
+      async fn(b) {
+        const model = await modelOf(c);
+        const options = { prompts, maxNewTokens: c.newTokens, temperature: 1, eosTokenIds: [] };
+        b.start();
+        const r = await generate(model, { ...options, mergeAdapters });
+        b.end();
+        console.log(
+          `${c.name} ${mergeAdapters ? "merged" : "unmerged"}: ${r.stats.generatedTokens} tokens ` +
+            `in ${r.stats.seconds.toFixed(3)} s`,
+        );
+      },
+    });
+  }
+}

@@ -1,0 +1,322 @@
+// Generation with the LoRA adapters merged into copies of the base weights (`mergeAdapters`,
+// model/merge_adapters_webgpu.ts): the merged matrices equal W + Σ scale·B·A in float64, and
+// merged generation gives the unmerged run's tokens and model log-probs (and the CPU backend's)
+// with 2 dispatches fewer per adapted projection and decode step; routed (HILO) modules keep the
+// unmerged path; adapter values changed between calls are merged again; every buffer is freed.
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { createHilo, hiloConfig } from "../adapters/hilo.ts";
+import { createLora } from "../adapters/lora.ts";
+import { loraConfig } from "../adapters/lora_config.ts";
+import { GpuContext } from "../gpu/context.ts";
+import { readback } from "../gpu/readback.ts";
+import { noGpu, randomArray, testContext } from "../gpu/test_utils.ts";
+import { fixtureDir } from "../internal/test_utils.ts";
+import type { Lora } from "./adapter_types.ts";
+import type { GpuMatrix } from "../gpu/matrix.ts";
+import { type GenerateOptions, type GenerateResult, resolveGenerateOptions } from "./generate.ts";
+import { generateCpu } from "./generate_cpu.ts";
+import { generateWebGpu, releaseGenerateWorkspace } from "./generate_webgpu.ts";
+import { loadModel } from "./load_model.ts";
+import { MergedAdapterWeights, mergeTargets } from "./merge_adapters_webgpu.ts";
+import type { CpuQwen3 } from "./qwen3_cpu.ts";
+import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
+import { PROJECTION_FIELD } from "./tensor_table.ts";
+
+// Merged W' = W + s·B·A against float64, each element's error over |W| + s·Σ_j |B_oj·A_ji|: f32
+// roundings of a rank-8 sum (measured 1.7e-7).
+const MERGE_TOL = 1e-6;
+// Model log-probs, merged vs unmerged (the same f32 math with each projection's sum regrouped),
+// largest absolute difference.
+const MERGED_LOGPROB_TOL = 1e-5;
+// Model log-probs vs the float64 CPU backend, largest absolute difference (measured 1.4e-6;
+// model/generate_webgpu_test.ts bounds the unmerged path by 1e-4).
+const CPU_LOGPROB_TOL = 1e-5;
+
+const dir = fixtureDir();
+const PROMPTS = [[11, 200, 37], [5, 99, 143, 250, 7, 301, 64], [42], [8, 8, 9]];
+
+function randomLora(config: WebGpuQwen3["config"], seed: number): Lora {
+  return createLora(
+    loraConfig({ r: 8, loraAlpha: 16, targetModules: "all-linear", initLoraWeights: false }),
+    config,
+    { seed },
+  );
+}
+
+async function gpuModel(isFallbackAdapter?: boolean): Promise<WebGpuQwen3> {
+  const base = (await testContext())!;
+  const gpu = new GpuContext({
+    ...base.gpu,
+    isFallbackAdapter: isFallbackAdapter ?? base.gpu.isFallbackAdapter,
+  });
+  return await loadModel(dir, { backend: "webgpu", gpu, warn: false }) as WebGpuQwen3;
+}
+
+/** The generation and the compute-pass dispatches it recorded. */
+async function counted(
+  model: WebGpuQwen3,
+  options: GenerateOptions,
+): Promise<{ result: GenerateResult; dispatches: number }> {
+  const proto = GPUComputePassEncoder.prototype;
+  const original = proto.dispatchWorkgroups;
+  let dispatches = 0;
+  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, x, y, z) {
+    dispatches++;
+    return original.call(this, x, y, z);
+  };
+  try {
+    const result = await generateWebGpu(model, resolveGenerateOptions(model.config, options));
+    return { result, dispatches };
+  } finally {
+    proto.dispatchWorkgroups = original;
+  }
+}
+
+/** Dispatches of one decode step: the difference of runs of 7 and 3 new tokens, over 4. */
+async function perStep(model: WebGpuQwen3, options: Partial<GenerateOptions>): Promise<number> {
+  const run = (maxNewTokens: number) =>
+    counted(model, {
+      prompts: PROMPTS,
+      maxNewTokens,
+      temperature: 0,
+      eosTokenIds: [],
+      readbackEvery: 16,
+      ...options,
+    });
+  const [short, long] = [await run(3), await run(7)];
+  strictEqual(long.result.stats.steps, 7, "a row stopped early");
+  return (long.dispatches - short.dispatches) / 4;
+}
+
+function maxAbsDiff(a: readonly Float32Array[], b: readonly Float32Array[]): number {
+  let worst = 0;
+  a.forEach((x, i) => {
+    strictEqual(x.length, b[i].length);
+    x.forEach((v, j) => worst = Math.max(worst, Math.abs(v - b[i][j])));
+  });
+  return worst;
+}
+
+Deno.test({
+  name: "MergedAdapterWeights holds W + scale·B·A of every plain LoRA projection",
+  ignore: noGpu,
+  async fn() {
+    const model = await gpuModel();
+    const lora = randomLora(model.config, 5);
+    model.setAdapters(lora);
+    const atRest = model.ctx.allocatedBytes;
+    const merged = new MergedAdapterWeights(model.ctx, model);
+    try {
+      const L = model.config.numHiddenLayers;
+      strictEqual(merged.size, 7 * L);
+      const enc = model.ctx.device.createCommandEncoder();
+      merged.encode(enc, model);
+      model.ctx.device.queue.submit([enc.finish()]);
+      const view = merged.view(model);
+      strictEqual(view.adapters, null, "every projection merged: no adapters left");
+      let worst = 0;
+      for (const m of lora.modules) {
+        const field = PROJECTION_FIELD[m.target];
+        const base = model.layers[m.layer][field] as GpuMatrix;
+        const got = view.layers[m.layer][field] as GpuMatrix;
+        ok(got.chunks[0].buffer !== base.chunks[0].buffer);
+        const n = base.rows * base.cols;
+        const [w, w2] = (await readback(model.ctx, [
+          { buffer: base.chunks[0].buffer, offset: 0, size: 4 * n },
+          { buffer: got.chunks[0].buffer, offset: 0, size: 4 * n },
+        ])).map((b) => new Float32Array(b));
+        const { a, b, r, scale } = m.experts[0];
+        const [out, inF] = [m.outFeatures, m.inFeatures];
+        for (let o = 0; o < out; o++) {
+          for (let i = 0; i < inF; i++) {
+            let [s, size] = [0, 0];
+            for (let j = 0; j < r; j++) {
+              s += b[o * r + j] * a[j * inF + i];
+              size += Math.abs(b[o * r + j] * a[j * inF + i]);
+            }
+            const want = w[o * inF + i] + scale * s;
+            // Relative to the terms' magnitudes (f32 rounding of each), not to a cancelled sum.
+            const err = Math.abs(w2[o * inF + i] - want) /
+              (Math.abs(w[o * inF + i]) + scale * size);
+            worst = Math.max(worst, err);
+          }
+        }
+      }
+      ok(worst <= MERGE_TOL, `merged weights: error ${worst} > ${MERGE_TOL}`);
+      console.log(`merged weights vs float64: largest relative error ${worst.toExponential(2)}`);
+    } finally {
+      merged.dispose();
+      strictEqual(model.ctx.allocatedBytes, atRest, "merged buffers not freed");
+      model.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "generateWebGpu() with mergeAdapters: the unmerged run's tokens and log-probs, and the " +
+    "CPU's, with 14 dispatches fewer per layer and decode step",
+  ignore: noGpu,
+  async fn() {
+    const model = await gpuModel();
+    const cpu = await loadModel(dir, { backend: "cpu", warn: false }) as CpuQwen3;
+    try {
+      const lora = randomLora(model.config, 5);
+      model.setAdapters(lora);
+      cpu.setAdapters(lora);
+      const L = model.config.numHiddenLayers;
+      // Greedy, and sampled at temperature 1.2 with rows stopping at different steps.
+      const cases: GenerateOptions[] = [
+        { prompts: PROMPTS, maxNewTokens: 12, temperature: 0 },
+        {
+          prompts: [...PROMPTS, ...PROMPTS],
+          maxNewTokens: 12,
+          temperature: 1.2,
+          seed: 3,
+          eosTokenIds: [353],
+          stopTokenIds: Array.from({ length: 40 }, (_, i) => 10 + i * 9),
+          readbackEvery: 4,
+        },
+      ];
+      for (const options of cases) {
+        const on = await generateWebGpu(
+          model,
+          resolveGenerateOptions(model.config, { ...options, mergeAdapters: true }),
+        );
+        const off = await generateWebGpu(
+          model,
+          resolveGenerateOptions(model.config, { ...options, mergeAdapters: false }),
+        );
+        const ref = await generateCpu(cpu, resolveGenerateOptions(cpu.config, options));
+        deepStrictEqual(on.sequences.map((s) => s.tokens), off.sequences.map((s) => s.tokens));
+        deepStrictEqual(on.sequences.map((s) => s.tokens), ref.sequences.map((s) => s.tokens));
+        const lp = (r: GenerateResult) => r.sequences.map((s) => s.modelLogprobs);
+        const errOff = maxAbsDiff(lp(on), lp(off));
+        const errCpu = maxAbsDiff(lp(on), lp(ref));
+        const errBase = maxAbsDiff(lp(off), lp(ref));
+        ok(errOff <= MERGED_LOGPROB_TOL, `merged vs unmerged log-probs: ${errOff}`);
+        ok(errCpu <= CPU_LOGPROB_TOL, `merged vs CPU log-probs: ${errCpu}`);
+        console.log(
+          `T=${options.temperature}: ${on.stats.generatedTokens} tokens; model log-probs merged ` +
+            `vs unmerged ${errOff.toExponential(2)}, vs CPU ${
+              errCpu.toExponential(2)
+            } (unmerged vs CPU ` +
+            `${errBase.toExponential(2)}; max abs)`,
+        );
+      }
+      const merged = await perStep(model, { mergeAdapters: true });
+      const unmerged = await perStep(model, { mergeAdapters: false });
+      console.log(`dispatches per decode step: unmerged ${unmerged}, merged ${merged}`);
+      strictEqual(unmerged - merged, 2 * 7 * L);
+    } finally {
+      releaseGenerateWorkspace(model);
+      model.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "generateWebGpu() merges by default on a hardware adapter, not on a software one",
+  ignore: noGpu,
+  async fn() {
+    for (const isFallbackAdapter of [false, true]) {
+      const model = await gpuModel(isFallbackAdapter);
+      try {
+        model.setAdapters(randomLora(model.config, 7));
+        const auto = await perStep(model, {});
+        const unmerged = await perStep(model, { mergeAdapters: false });
+        const merged = await perStep(model, { mergeAdapters: true });
+        strictEqual(auto, isFallbackAdapter ? unmerged : merged, `fallback ${isFallbackAdapter}`);
+        ok(merged < unmerged);
+      } finally {
+        releaseGenerateWorkspace(model);
+        model.dispose();
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "generateWebGpu() with mergeAdapters leaves routed (HILO) modules unmerged",
+  ignore: noGpu,
+  async fn() {
+    const model = await gpuModel();
+    try {
+      // One expert (no router) in layer 0, three routed ones in layer 1; random B.
+      const hilo = createHilo(
+        hiloConfig(model.config, { experts: "1-3", rank: "4", topK: [1, 2] }),
+        model.config,
+        { seed: 11 },
+      );
+      let seed = 100;
+      for (const m of hilo.modules) {
+        for (const e of m.experts) e.b.set(randomArray(e.b.length, seed++));
+      }
+      ok(hilo.modules.some((m) => m.router) && hilo.modules.some((m) => !m.router));
+      model.setAdapters(hilo);
+      const targets = mergeTargets(model);
+      strictEqual(targets.length, hilo.modules.filter((m) => !m.router).length);
+      ok(targets.every((t) => t.layer === 0));
+      const options = { prompts: PROMPTS, maxNewTokens: 10, temperature: 0 };
+      const on = await generateWebGpu(
+        model,
+        resolveGenerateOptions(model.config, { ...options, mergeAdapters: true }),
+      );
+      const off = await generateWebGpu(
+        model,
+        resolveGenerateOptions(model.config, { ...options, mergeAdapters: false }),
+      );
+      deepStrictEqual(on.sequences.map((s) => s.tokens), off.sequences.map((s) => s.tokens));
+      const err = maxAbsDiff(
+        on.sequences.map((s) => s.modelLogprobs),
+        off.sequences.map((s) => s.modelLogprobs),
+      );
+      ok(err <= MERGED_LOGPROB_TOL, `HILO merged vs unmerged log-probs: ${err}`);
+      const merged = await perStep(model, { mergeAdapters: true });
+      const unmerged = await perStep(model, { mergeAdapters: false });
+      strictEqual(unmerged - merged, 2 * targets.length);
+      console.log(
+        `HILO (${targets.length} of ${hilo.modules.length} modules merge): log-probs ` +
+          `${err.toExponential(2)}; dispatches per decode step ${unmerged} → ${merged}`,
+      );
+    } finally {
+      releaseGenerateWorkspace(model);
+      model.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "generateWebGpu() with mergeAdapters merges each call's adapter values, and frees the " +
+    "merged weights with the workspace",
+  ignore: noGpu,
+  async fn() {
+    const model = await gpuModel();
+    const ctx = model.ctx;
+    model.setAdapters(randomLora(model.config, 5));
+    const atRest = ctx.allocatedBytes;
+    const options = { prompts: PROMPTS, maxNewTokens: 8, temperature: 0 };
+    const gen = (mergeAdapters: boolean) =>
+      generateWebGpu(model, resolveGenerateOptions(model.config, { ...options, mergeAdapters }));
+    const logprobs = (r: GenerateResult) => r.sequences.map((s) => s.modelLogprobs);
+    const first = await gen(true);
+    const busy = ctx.allocatedBytes;
+    const bytes = new MergedAdapterWeights(ctx, model);
+    const mergedBytes = bytes.bytes;
+    bytes.dispose();
+    ok(busy - atRest > mergedBytes, "the merged weights are not in the workspace");
+    // New values in the same GpuLora (an RL step's update): the next call merges them.
+    model.adapters!.write(randomLora(model.config, 9));
+    const second = await gen(true);
+    strictEqual(ctx.allocatedBytes, busy, "same adapter layout: the buffers are reused");
+    const plain = await gen(false);
+    ok(ctx.allocatedBytes === busy - mergedBytes, "unmerged call kept the merged weights");
+    ok(maxAbsDiff(logprobs(second), logprobs(plain)) <= MERGED_LOGPROB_TOL);
+    ok(maxAbsDiff(logprobs(first), logprobs(second)) > 1e-3, "the new values changed nothing");
+    await gen(true);
+    releaseGenerateWorkspace(model);
+    strictEqual(ctx.allocatedBytes, atRest, "releaseGenerateWorkspace left merged weights");
+    await gen(true);
+    model.dispose();
+    strictEqual(ctx.allocatedBytes, 0, "bytes still allocated after dispose()");
+  },
+});
