@@ -97,7 +97,7 @@ deno_bench matmul bench/matmul_bench.ts
 deno_bench attention bench/attention_bench.ts
 # The rest, with what is left (not in a dry run: too slow on a software adapter).
 if [ "$dry" != 1 ]; then
-  for b in rl_step_bench fusion_bench forward_bench objective_step_bench; do
+  for b in rl_step_bench merge_adapters_bench fusion_bench forward_bench objective_step_bench; do
     run 120 "${deno_run[@]}" bench "${flags[@]}" "bench/$b.ts"
   done
 fi

@@ -318,7 +318,10 @@ export interface TrainerConfig {
    * about a quarter of a LoRA step's FLOPs fewer, the same gradients bit for bit, for
    * `4 · tokens · 3·(hidden + heads·headDim + kvHeads·headDim + intermediate)` bytes per trained
    * layer below the last (`keptActivationBytes`), `tokens` those of one micro-batch: Qwen3-0.6B at
-   * 4096 tokens (8 × 512) ≈ 27 × 352 MB ≈ 9.5 GB. Default false. Ignored on the CPU backend.
+   * 4096 tokens (8 × 512) ≈ 27 × 352 MB ≈ 9.5 GB; and when the LM head runs in blocks (logits over
+   * one binding) every block's logits, `4 · (tokens − blockRows) · vocab` bytes more
+   * (`keptLogitsBytes`, ≈ 343 MB there), so the head is not recomputed either. Default false.
+   * Ignored on the CPU backend.
    */
   readonly keepActivations: boolean;
 }
