@@ -22,7 +22,7 @@ if [ ! -d .git ]; then
 fi
 bash "$prepare" bench/matmul_bench.ts bench/forward_bench.ts bench/generate_bench.ts \
   bench/train_step_bench.ts bench/objective_step_bench.ts bench/rl_step_bench.ts \
-  bench/attention_bench.ts bench/fusion_bench.ts bench/perf_table.ts
+  bench/attention_bench.ts bench/fusion_bench.ts bench/merge_adapters_bench.ts bench/perf_table.ts
 for pkg in .gpu/deno_dir/npm/registry.npmjs.org/@cortex-js/compute-engine/*/; do
   [ -f "$pkg/dist/esm-min/latex-syntax.js" ] || {
     echo "gpu_prepare: $pkg has no dist/esm-min/latex-syntax.js: check what the verifier imports" >&2
