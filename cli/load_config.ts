@@ -97,11 +97,16 @@ function parseYamlValue(raw: string): unknown {
 }
 
 /**
- * Reads an override's text by the type of the default it replaces; a YAML flow list (`[1, 3]`)
- * stays a list whatever that type (per-layer HILO schedules default to a number or a text form).
+ * Reads an override's text by the type of the default it replaces; a YAML flow list of numbers
+ * (`[1, 3]`) stays a list whatever that type (per-layer HILO schedules default to a number or a
+ * text form), while other text in brackets for a text key stays text (`--run.outDir=[runs]`).
  */
 function typedValue(raw: string, template: unknown): unknown {
-  if (!Array.isArray(template) && raw.trim().startsWith("[")) return parseYamlValue(raw.trim());
+  if (!Array.isArray(template) && raw.trim().startsWith("[")) {
+    const list = parseYamlValue(raw.trim());
+    const numbers = Array.isArray(list) && list.every((x) => typeof x === "number");
+    if (numbers || typeof template !== "string") return list;
+  }
   if (typeof template === "number") return parseNumber(raw);
   if (typeof template === "boolean") return parseBoolean(raw);
   if (typeof template === "string") return raw;

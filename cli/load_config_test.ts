@@ -82,6 +82,9 @@ Deno.test("loadConfig() takes a YAML list for a per-layer HILO schedule from an 
   });
   deepStrictEqual(config.adapters.hilo.experts, [1, 3]);
   deepStrictEqual(config.adapters.hilo.rank, [2, 4]);
+  // Text in brackets for a text key stays text.
+  const text = await loadConfig(undefined, { overrides: ["--run.outDir=[runs]"] });
+  strictEqual(text.run.outDir, "[runs]");
 });
 
 Deno.test("loadConfig() overrides win over the file", async () => {

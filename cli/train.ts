@@ -195,6 +195,13 @@ async function readCheckpointConfig(dir: string): Promise<TrainConfig> {
   // The run continues the directory that holds the checkpoint, not the one its saved config
   // names (a copied or moved run would otherwise write into the original).
   const runDir = dirname(checkpoint);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(basename(runDir))) {
+    throw new RangeError(
+      `Cannot resume from "${dir}": its run directory's name "${basename(runDir)}" becomes ` +
+        `"run.name", which must start with a letter or digit and hold only letters, digits, ` +
+        `".", "_" or "-": rename the directory`,
+    );
+  }
   return validateConfig(
     { ...saved, run: { ...saved.run, outDir: dirname(runDir), name: basename(runDir) } },
     { source: path },

@@ -23,7 +23,7 @@
  * With `mergeAdapters` (on by default on a hardware adapter), each call first merges the plain
  * LoRA adapters into copies of their f32 base weights (`W + scale·B·A`, a copy and one small
  * matmul per projection and expert, recorded before the prefill: see
- * `model/merge_adapters_webgpu.ts`), kept in the workspace, and records the layers over those:
+ * `model/merge_adapters_webgpu.ts`), held for that call only, and records the layers over those:
  * one matmul per merged projection. Routed (HILO) adapters, f16 and row-split base weights keep
  * the unmerged path above.
  *
@@ -97,7 +97,7 @@ interface Workspace extends Sizes, Omit<LayerActivationBuffers, "x1" | "x2" | "l
   attnScratch: GPUBuffer;
   /** `x·Aᵀ` of the LoRA branch `[tokens, rank]`; only when `rank > 0`. */
   loraU?: GPUBuffer;
-  /** The adapters merged into copies of the base weights (`mergeAdapters`), kept between calls. */
+  /** The adapters merged into copies of the base weights (`mergeAdapters`), during a call. */
   merged?: MergedAdapterWeights;
 }
 
@@ -202,15 +202,12 @@ async function run(
   // The weights the layers read: the model's, or with the plain LoRA adapters merged in (their
   // values recomputed below, before the prefill, from this call's adapters and base weights).
   let weights: GpuModelWeights = model;
+  // They live for this call only (freed once its last readback is in), so that a trainer's
+  // steps between generations do not hold a second copy of the weights.
   const merge = lora !== null && (options.mergeAdapters ?? !ctx.gpu.isFallbackAdapter);
-  if (merge && !ws.merged?.fits(model)) {
-    ws.merged?.dispose();
-    ws.merged = new MergedAdapterWeights(ctx, model);
-  } else if (!merge && ws.merged) {
-    ws.merged.dispose();
-    ws.merged = undefined;
-  }
-  if (merge) weights = ws.merged!.view(model);
+  ws.merged?.dispose(); // left by a call that failed
+  ws.merged = merge ? new MergedAdapterWeights(ctx, model) : undefined;
+  if (ws.merged) weights = ws.merged.view(model);
   // On a hardware adapter each decode step is submitted once recorded, so that recording (about
   // 5 µs of CPU per dispatch, some 1.4 ms a token for Qwen3-0.6B's ~280 dispatches) overlaps the
   // GPU's work on the steps before it; readbacks stay one per chunk. A software adapter runs on
@@ -347,6 +344,9 @@ async function run(
     }
   }
 
+  // Every step has been read back: the merged weights are no longer in use.
+  ws.merged?.dispose();
+  ws.merged = undefined;
   const floats = new Float32Array(host.buffer);
   const sequences: GeneratedSequence[] = prompts.map((p, b) => {
     const length = state[b * 2 + 1];

@@ -394,12 +394,13 @@ export function keptActivationBytes(
  * @param blockRows Tokens per LM-head block (`lmHeadBlockRows`, or `headChunkTokens`).
  * @returns The bytes.
  *
- * @example Qwen3-0.6B, 8 × 512 tokens in blocks of 3532 (a 2 GiB binding): ≈ 343 MB more
+ * @example Qwen3-0.6B, 8 × 512 tokens in blocks of 3520 (a 2 GiB binding, rounded down to 64
+ * rows): ≈ 350 MB more
  * ```ts
  * import { keptLogitsBytes } from "./qwen3_webgpu_backward.ts";
  * import { strictEqual } from "node:assert/strict";
- * strictEqual(keptLogitsBytes({ vocabSize: 151936 }, 4096, 3532), 4 * 564 * 151936);
- * strictEqual(keptLogitsBytes({ vocabSize: 151936 }, 2048, 3532), 0);
+ * strictEqual(keptLogitsBytes({ vocabSize: 151936 }, 4096, 3520), 4 * 576 * 151936);
+ * strictEqual(keptLogitsBytes({ vocabSize: 151936 }, 2048, 3520), 0);
  * ```
  */
 export function keptLogitsBytes(

@@ -181,6 +181,14 @@ Deno.test("a copied run resumed by its directory continues in the copy, never in
       ),
     });
     strictEqual(await Deno.readTextFile(join(originalDir, "metrics.jsonl")), before);
+
+    // A copy whose folder name cannot be a run name is refused, naming the folder.
+    const spaced = join(dir, "b", "run copy");
+    await Deno.rename(copyDir, spaced);
+    await rejects(
+      resolveTrainConfig({ overrides: [], resume: spaced, overwrite: false, help: false }),
+      { name: "RangeError", message: /run directory's name "run copy" becomes "run\.name"/ },
+    );
   });
 });
 

@@ -486,7 +486,8 @@ export async function buildRunModel(
   const kept = backend.kind === "webgpu" && config.trainer.keepActivations
     ? `, keepActivations: ≤ ${modelConfig.numHiddenLayers - 1} layers × ` +
       `${(keptActivationBytes(modelConfig, 1, 1) / 1e3).toPrecision(3)} kB per token of a ` +
-      `micro-batch`
+      `micro-batch, and ≤ ${(4 * modelConfig.vocabSize / 1e3).toPrecision(3)} kB per token for ` +
+      `the LM head's logits when they run in blocks`
     : "";
   const description = `${backend.kind} (${backend.model.device}` +
     `${workers > 1 ? `, ${workers} workers` : ""}${kept})`;

@@ -320,7 +320,7 @@ export interface TrainerConfig {
    * layer below the last (`keptActivationBytes`), `tokens` those of one micro-batch: Qwen3-0.6B at
    * 4096 tokens (8 × 512) ≈ 27 × 352 MB ≈ 9.5 GB; and when the LM head runs in blocks (logits over
    * one binding) every block's logits, `4 · (tokens − blockRows) · vocab` bytes more
-   * (`keptLogitsBytes`, ≈ 343 MB there), so the head is not recomputed either. Default false.
+   * (`keptLogitsBytes`, ≈ 350 MB there), so the head is not recomputed either. Default false.
    * Ignored on the CPU backend.
    */
   readonly keepActivations: boolean;

@@ -694,6 +694,14 @@ export function rlConfigProblems(
       `must be < "rl.maxNewTokens" (${rl.maxNewTokens}): current value is ${rl.overlong.buffer}`,
     ]);
   }
+  if (rl.miniBatches > rl.trainBatchPrompts) {
+    problems.push([
+      "rl.miniBatches",
+      `must be <= "rl.trainBatchPrompts" (${rl.trainBatchPrompts}): every optimizer update ` +
+      `takes whole groups of a full batch, and the learning-rate schedule counts ` +
+      `"rl.ppoEpochs" x "rl.miniBatches" updates a step: current value is ${rl.miniBatches}`,
+    ]);
+  }
   if (rl.eval.prompts > rl.data.evalSize) {
     problems.push([
       "rl.eval.prompts",

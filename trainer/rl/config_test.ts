@@ -71,6 +71,10 @@ Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
       /key "rl\.overlong\.buffer".*must be < "rl\.maxNewTokens"/,
     ],
     [["--rl.eval.prompts=500"], /key "rl\.eval\.prompts".*must be <= "rl\.data\.evalSize"/],
+    [
+      ["--rl.trainBatchPrompts=2", "--rl.miniBatches=4"],
+      /key "rl\.miniBatches".*must be <= "rl\.trainBatchPrompts" \(2\)/,
+    ],
     [["--rl.onShortBatch=skip"], /key "rl\.onShortBatch".*must be one of "train", "stop"/],
     [["--rl.temperature=0"], /key "rl\.temperature".*must be >= 0\.000001/],
   ];
