@@ -404,6 +404,15 @@ export interface RlConfig {
   /** Top-k of the rollouts; `0` off. */
   readonly topK: number;
   /**
+   * Local rollouts on WebGPU with LoRA: generate from copies of the weights with the adapters
+   * merged in (`W + s·B·A`, made at the start of each generate call and freed at its end: the
+   * projections' f32 weights once more in memory during generation) instead of running each
+   * adapter's two products in every decode step: `"on"`, `"off"`, or `"auto"` (the default: on
+   * for a hardware adapter, off for a software one; model/generate.ts `mergeAdapters`). HILO's
+   * routed experts, f16 and row-split weights are never merged.
+   */
+  readonly mergeAdapters: "auto" | "on" | "off";
+  /**
    * Old log-probs: `"sampler"` keeps the log-probs `generate` returns under
    * `softmax(logits / temperature)` (recomputed instead at a temperature ≠ 1 with top-p/top-k,
    * see `temperature`); `"recompute"` runs a forward of the train backend at `temperature` over
@@ -513,6 +522,7 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
   temperature: z.number().min(1e-6),
   topP: z.number().gt(0).max(1),
   topK: nonNegativeInt,
+  mergeAdapters: z.enum(["auto", "on", "off"]),
   oldLogprobs: z.enum(["sampler", "recompute"]),
   reward: z.strictObject({
     mode: z.enum(["dapo", "binary"]),
@@ -617,6 +627,7 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
   temperature: 1,
   topP: 1,
   topK: 0,
+  mergeAdapters: "auto",
   oldLogprobs: "sampler",
   reward: { mode: "dapo", budgetMs: 0 },
   overlong: { buffer: 16, factor: 1, filter: false },

@@ -175,3 +175,14 @@ Deno.test("loadConfig() refuses rl.rollout combinations that cannot work, naming
     });
   }
 });
+
+Deno.test("loadConfig() reads rl.mergeAdapters: auto by default, on or off", async () => {
+  strictEqual(DEFAULT_RL_CONFIG.mergeAdapters, "auto");
+  const off = await loadConfig(undefined, { overrides: [...RL, "--rl.mergeAdapters=off"] });
+  strictEqual(off.rl.mergeAdapters, "off");
+  await rejects(
+    loadConfig(undefined, { overrides: [...RL, "--rl.mergeAdapters=always"] }),
+    (error: unknown) =>
+      /key "rl\.mergeAdapters".*"auto", "on", "off"/.test((error as Error).message),
+  );
+});

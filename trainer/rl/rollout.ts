@@ -74,6 +74,8 @@ export interface SampleGroupsOptions {
   topP?: number;
   /** Top-k; default 0 (off). */
   topK?: number;
+  /** Generation's `mergeAdapters`; default the backend's choice (on for a hardware adapter). */
+  mergeAdapters?: boolean;
   /** Seed of the sampler (a call's draws are a pure function of it). */
   seed: number;
   /** EOS ids; default the model's. */
@@ -149,6 +151,7 @@ export async function sampleGroups(
     temperature: options.temperature,
     topP: options.topP ?? 1,
     topK: options.topK ?? 0,
+    ...(options.mergeAdapters === undefined ? {} : { mergeAdapters: options.mergeAdapters }),
     seed: options.seed,
     eosTokenIds: options.eosTokenIds,
   });

@@ -472,6 +472,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         temperature: rl.temperature,
         topP: rl.topP,
         topK: rl.topK,
+        ...(rl.mergeAdapters === "auto" ? {} : { mergeAdapters: rl.mergeAdapters === "on" }),
         seed: mix(config.run.seed, s, batch),
         eosTokenIds,
         firstGroup,
