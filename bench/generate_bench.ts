@@ -21,16 +21,14 @@
 // and no tiny model. HALO_BENCH_BATCHES=1,16,64 overrides the batches.
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
-import { randomArray } from "../internal/random.ts";
-import type { Qwen3Config } from "../model/config.ts";
 import { generate } from "../model/generate.ts";
 import { releaseGenerateWorkspace } from "../model/generate_webgpu.ts";
 import { loadModel } from "../model/load_model.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
-import type { Qwen3LayerWeights, Qwen3Weights } from "../model/weights.ts";
 import { samplingLine } from "./perf_table.ts";
+import { benchFull, qwen3_0p6bConfig, randomWeights } from "./random_model.ts";
 
-const FULL = Deno.env.get("HALO_BENCH_FULL") === "1";
+const FULL = benchFull();
 const BATCHES = Deno.env.get("HALO_BENCH_BATCHES")?.split(",").map(Number);
 
 let ctx: GpuContext | null = null;
@@ -38,55 +36,6 @@ try {
   ctx = new GpuContext(await createGpu());
 } catch (e) {
   console.warn(`generate benches skipped: ${(e as Error).message}`);
-}
-
-/** A Qwen3-0.6B-shaped config (`layers` and `vocab` cut for software adapters). */
-function qwen3Shape(layers: number, vocab: number, maxPos: number): Qwen3Config {
-  return {
-    vocabSize: vocab,
-    hiddenSize: 1024,
-    intermediateSize: 3072,
-    numHiddenLayers: layers,
-    numAttentionHeads: 16,
-    numKeyValueHeads: 8,
-    headDim: 128,
-    rmsNormEps: 1e-6,
-    ropeTheta: 1e6,
-    maxPositionEmbeddings: maxPos,
-    tieWordEmbeddings: true,
-    eosTokenIds: [],
-    bosTokenId: null,
-    padTokenId: null,
-  };
-}
-
-/** Random weights of the right shapes (scale ~ 1/sqrt(fan-in), norms around 1). */
-function randomWeights(c: Qwen3Config): Qwen3Weights {
-  const [h, q, kv, i] = [
-    c.hiddenSize,
-    c.numAttentionHeads * c.headDim,
-    c.numKeyValueHeads * c.headDim,
-    c.intermediateSize,
-  ];
-  let seed = 1;
-  const mat = (rows: number, cols: number) =>
-    randomArray(rows * cols, seed++, -1 / Math.sqrt(cols), 1 / Math.sqrt(cols));
-  const norm = (n: number) => randomArray(n, seed++, 0.8, 1.2);
-  const layers: Qwen3LayerWeights[] = Array.from({ length: c.numHiddenLayers }, () => ({
-    inputLayernorm: norm(h),
-    qProj: mat(q, h),
-    kProj: mat(kv, h),
-    vProj: mat(kv, h),
-    oProj: mat(h, q),
-    qNorm: norm(c.headDim),
-    kNorm: norm(c.headDim),
-    postAttentionLayernorm: norm(h),
-    gateProj: mat(i, h),
-    upProj: mat(i, h),
-    downProj: mat(h, i),
-  }));
-  const embed = randomArray(c.vocabSize * h, seed++, -0.05, 0.05);
-  return { embedTokens: embed, layers, norm: norm(h), lmHead: embed };
 }
 
 interface Case {
@@ -109,7 +58,9 @@ const tiny: Case = {
 const shape06: Case = {
   name: FULL ? "qwen3-0.6b-shape" : "qwen3-0.6b-shape-1layer-v4096",
   model: () => {
-    const config = FULL ? qwen3Shape(28, 151936, 40960) : qwen3Shape(1, 4096, 4096);
+    const config = FULL
+      ? qwen3_0p6bConfig({ maxPositions: 40960 })
+      : qwen3_0p6bConfig({ layers: 1, vocab: 4096 });
     return Promise.resolve(new WebGpuQwen3(ctx!, config, randomWeights(config)));
   },
   // HALO_BENCH_FULL: torch_baselines.py's gen_bench (P = 64, N = 256).

@@ -10,74 +10,26 @@
 // adapters).
 //
 // Default (llvmpipe, ~10 s): the qwen3-tiny fixture, 8-token prompt, 32 new tokens; and the
-// Qwen3-0.6B-shaped model of generate_bench.ts cut to 1 layer and a 4096-token vocabulary,
+// Qwen3-0.6B-shaped random model of bench/random_model.ts cut to 1 layer and a 4096-token vocabulary,
 // 2-token prompt, 8 new tokens. HALO_BENCH_FULL=1 (a real GPU): the real 0.6B shape (28 layers),
 // 64-token prompt, 256 new tokens.
 import { createLora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { createGpu } from "../gpu/device.ts";
-import { randomArray } from "../internal/random.ts";
-import type { Qwen3Config } from "../model/config.ts";
 import { generate } from "../model/generate.ts";
 import { releaseGenerateWorkspace } from "../model/generate_webgpu.ts";
 import { loadModel } from "../model/load_model.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
-import type { Qwen3LayerWeights, Qwen3Weights } from "../model/weights.ts";
+import { benchFull, qwen3_0p6bConfig, randomWeights } from "./random_model.ts";
 
-const FULL = Deno.env.get("HALO_BENCH_FULL") === "1";
+const FULL = benchFull();
 
 let ctx: GpuContext | null = null;
 try {
   ctx = new GpuContext(await createGpu());
 } catch (e) {
   console.warn(`merge_adapters benches skipped: ${(e as Error).message}`);
-}
-
-function shape06(layers: number, vocab: number): Qwen3Config {
-  return {
-    vocabSize: vocab,
-    hiddenSize: 1024,
-    intermediateSize: 3072,
-    numHiddenLayers: layers,
-    numAttentionHeads: 16,
-    numKeyValueHeads: 8,
-    headDim: 128,
-    rmsNormEps: 1e-6,
-    ropeTheta: 1e6,
-    maxPositionEmbeddings: 4096,
-    tieWordEmbeddings: true,
-    eosTokenIds: [],
-    bosTokenId: null,
-    padTokenId: null,
-  };
-}
-
-function randomWeights(c: Qwen3Config): Qwen3Weights {
-  let seed = 1;
-  const r = (n: number, scale: number) => randomArray(n, seed++, -scale, scale);
-  const ones = (n: number) => new Float32Array(n).fill(1);
-  const [h, i, qd, kvd] = [
-    c.hiddenSize,
-    c.intermediateSize,
-    c.numAttentionHeads * c.headDim,
-    c.numKeyValueHeads * c.headDim,
-  ];
-  const layers: Qwen3LayerWeights[] = Array.from({ length: c.numHiddenLayers }, () => ({
-    inputLayernorm: ones(h),
-    qProj: r(qd * h, 0.03),
-    kProj: r(kvd * h, 0.03),
-    vProj: r(kvd * h, 0.03),
-    oProj: r(h * qd, 0.03),
-    qNorm: ones(c.headDim),
-    kNorm: ones(c.headDim),
-    postAttentionLayernorm: ones(h),
-    gateProj: r(i * h, 0.03),
-    upProj: r(i * h, 0.03),
-    downProj: r(h * i, 0.03),
-  }));
-  const embed = r(c.vocabSize * h, 0.05);
-  return { embedTokens: embed, lmHead: embed, norm: ones(h), layers };
 }
 
 interface Case {
@@ -98,7 +50,7 @@ const cases: Case[] = [
   {
     name: FULL ? "qwen3-0.6b-shape" : "qwen3-0.6b-shape-1layer-v4096",
     model: () => {
-      const config = FULL ? shape06(28, 151936) : shape06(1, 4096);
+      const config = FULL ? qwen3_0p6bConfig() : qwen3_0p6bConfig({ layers: 1, vocab: 4096 });
       return Promise.resolve(new WebGpuQwen3(ctx!, config, randomWeights(config)));
     },
     promptLen: FULL ? 64 : 2,

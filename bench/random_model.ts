@@ -4,8 +4,13 @@
 import type { Qwen3Config } from "../model/config.ts";
 import type { Qwen3Weights } from "../model/weights.ts";
 
-/** The Qwen3-0.6B shape; `layers` and `vocab` may be cut for slow adapters. */
-export function qwen3_0p6bConfig(options: { layers?: number; vocab?: number } = {}): Qwen3Config {
+/**
+ * The Qwen3-0.6B shape; `layers` and `vocab` may be cut for slow adapters; `maxPositions`
+ * (default 4096) sizes the RoPE table.
+ */
+export function qwen3_0p6bConfig(
+  options: { layers?: number; vocab?: number; maxPositions?: number } = {},
+): Qwen3Config {
   return {
     vocabSize: options.vocab ?? 151936,
     hiddenSize: 1024,
@@ -16,7 +21,7 @@ export function qwen3_0p6bConfig(options: { layers?: number; vocab?: number } = 
     headDim: 128,
     rmsNormEps: 1e-6,
     ropeTheta: 1e6,
-    maxPositionEmbeddings: 4096,
+    maxPositionEmbeddings: options.maxPositions ?? 4096,
     tieWordEmbeddings: true,
     eosTokenIds: [0],
     bosTokenId: null,
