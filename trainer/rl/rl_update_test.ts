@@ -194,14 +194,8 @@ async function recordUpdate(
     },
   } as unknown as TrainBackend;
   const losses: RlLossTermConfig[] = [
-    {
-      name: "clipped_pg",
-      weight: 1,
-      clipLow: 0.2,
-      clipHigh: 0.28,
-      dualClip: 0,
-      aggregation: "token-mean",
-    },
+    // DAPO's clipped policy-gradient term as the config's default has it.
+    DEFAULT_RL_CONFIG.losses[0],
     {
       name: "hidden_align",
       weight: 0.1,
@@ -340,14 +334,7 @@ Deno.test("rlUpdate() with fewer rows than miniBatches: one update per mini-batc
   const result = await rlUpdate(backend, rows, {
     optimizer,
     state: optimizer.init(tree),
-    losses: [{
-      name: "clipped_pg",
-      weight: 1,
-      clipLow: 0.2,
-      clipHigh: 0.28,
-      dualClip: 0,
-      aggregation: "token-mean",
-    }],
+    losses: [DEFAULT_RL_CONFIG.losses[0]],
     ppoEpochs: 1,
     miniBatches: 4,
     microBatchSize: 1,
