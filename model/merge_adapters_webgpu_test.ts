@@ -35,6 +35,16 @@ const CPU_LOGPROB_TOL = 1e-5;
 const dir = fixtureDir();
 const PROMPTS = [[11, 200, 37], [5, 99, 143, 250, 7, 301, 64], [42], [8, 8, 9]];
 
+/** The same generation with the adapters merged, then unmerged. */
+async function mergedAndUnmerged(
+  model: WebGpuQwen3,
+  options: GenerateOptions,
+): Promise<[GenerateResult, GenerateResult]> {
+  const run = (mergeAdapters: boolean) =>
+    generateWebGpu(model, resolveGenerateOptions(model.config, { ...options, mergeAdapters }));
+  return [await run(true), await run(false)];
+}
+
 function randomLora(config: WebGpuQwen3["config"], seed: number): Lora {
   return createLora(
     loraConfig({ r: 8, loraAlpha: 16, targetModules: "all-linear", initLoraWeights: false }),
@@ -178,14 +188,7 @@ Deno.test({
         },
       ];
       for (const options of cases) {
-        const on = await generateWebGpu(
-          model,
-          resolveGenerateOptions(model.config, { ...options, mergeAdapters: true }),
-        );
-        const off = await generateWebGpu(
-          model,
-          resolveGenerateOptions(model.config, { ...options, mergeAdapters: false }),
-        );
+        const [on, off] = await mergedAndUnmerged(model, options);
         const ref = await generateCpu(cpu, resolveGenerateOptions(cpu.config, options));
         deepStrictEqual(on.sequences.map((s) => s.tokens), off.sequences.map((s) => s.tokens));
         deepStrictEqual(on.sequences.map((s) => s.tokens), ref.sequences.map((s) => s.tokens));
@@ -257,14 +260,7 @@ Deno.test({
       strictEqual(targets.length, hilo.modules.filter((m) => !m.router).length);
       ok(targets.every((t) => t.layer === 0));
       const options = { prompts: PROMPTS, maxNewTokens: 10, temperature: 0 };
-      const on = await generateWebGpu(
-        model,
-        resolveGenerateOptions(model.config, { ...options, mergeAdapters: true }),
-      );
-      const off = await generateWebGpu(
-        model,
-        resolveGenerateOptions(model.config, { ...options, mergeAdapters: false }),
-      );
+      const [on, off] = await mergedAndUnmerged(model, options);
       deepStrictEqual(on.sequences.map((s) => s.tokens), off.sequences.map((s) => s.tokens));
       const err = maxAbsDiff(
         on.sequences.map((s) => s.modelLogprobs),
