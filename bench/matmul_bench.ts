@@ -30,6 +30,7 @@ import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
 import {
   encodeMatmul,
+  matmulFill,
   type MatmulKernel,
   type MatmulLoads,
   pickMatmulKernel,
@@ -51,7 +52,7 @@ const stamps = ctx.device.createBuffer({
   usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
 });
 /** The fill the model's "auto" passes on this adapter (as the launchers do). */
-const fill = ctx.gpu.isFallbackAdapter ? undefined : ctx.fillWorkgroups;
+const fill = matmulFill(ctx);
 
 type Op = "y" | "dx" | "dw" | "mv";
 // [op, m (tokens), n (out features), k (in features)]; FLOPs 2·m·n·k for each op.

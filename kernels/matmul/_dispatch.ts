@@ -93,6 +93,24 @@ export function pickMatmulKernel(
   return pickTiles(m, n, k, options.fill);
 }
 
+/**
+ * The `fill` that {@linkcode pickMatmulKernel} gets on `ctx`: its `fillWorkgroups` on a hardware
+ * adapter, none on a software one (llvmpipe's measured rule ignores occupancy).
+ *
+ * @param ctx The GPU context.
+ * @returns The fill, or undefined.
+ *
+ * @example The choice "auto" makes for a 64-row decode step's q_proj on this context
+ * ```ts ignore
+ * import { matmulFill, pickMatmulKernel } from "./matmul.ts";
+ * declare const ctx: import("../../gpu/context.ts").GpuContext;
+ * console.log(pickMatmulKernel(64, 2048, 1024, { fill: matmulFill(ctx) }));
+ * ```
+ */
+export function matmulFill(ctx: GpuContext): number | undefined {
+  return ctx.gpu.isFallbackAdapter ? undefined : ctx.fillWorkgroups;
+}
+
 // The choice of pickMatmulKernel without the matvec.
 function pickTiles(
   m: number,
@@ -179,8 +197,7 @@ export function dispatchMatmul(
   },
 ): void {
   let kernel = options.kernel ?? "auto";
-  // The occupancy rule of the tiles is for GPUs; llvmpipe's measured choice ignores it.
-  const fill = ctx.gpu.isFallbackAdapter ? undefined : ctx.fillWorkgroups;
+  const fill = matmulFill(ctx);
   if (kernel === "auto") kernel = pickMatmulKernel(params.M, params.N, params.K, { fill });
   if (kernel === "matvec") {
     // The matvec reads w as contiguous [N, K] rows and x's rows as vec4s.

@@ -8,7 +8,7 @@ import { checkSize, strided } from "../_check.ts";
 import { checkF16, weightWords } from "../_f16.ts";
 import { dispatchMatmul, type MatmulKernel, type MatmulLoads } from "./_dispatch.ts";
 
-export { type MatmulKernel, type MatmulLoads, pickMatmulKernel } from "./_dispatch.ts";
+export { matmulFill, type MatmulKernel, type MatmulLoads, pickMatmulKernel } from "./_dispatch.ts";
 
 /** Arguments of {@linkcode encodeMatmul}. */
 export interface MatmulArgs {

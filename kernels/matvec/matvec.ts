@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Binding, GpuContext } from "../../gpu/context.ts";
+import { type Binding, DEFAULT_FILL_WORKGROUPS, type GpuContext } from "../../gpu/context.ts";
 import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize, strided } from "../_check.ts";
 import { checkF16, f16Weights, weightWords } from "../_f16.ts";
@@ -147,7 +147,7 @@ export function pickMatvecSplit(
   k: number,
   options: { fill?: number } = {},
 ): number {
-  const fill = options.fill ?? 8;
+  const fill = options.fill ?? DEFAULT_FILL_WORKGROUPS.software;
   let tk = 1;
   while (tk < 64 && 128 * tk <= k && Math.ceil(n / colsPerGroup(tk)) * Math.ceil(m / 8) < fill) {
     tk *= 2;
