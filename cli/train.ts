@@ -23,7 +23,7 @@ import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_CONFIG, type TrainConfig } from "../trainer/config.ts";
 import { loadConfig } from "./load_config.ts";
-import { validateConfig } from "../trainer/validate_config.ts";
+import { RUN_NAME, validateConfig } from "../trainer/validate_config.ts";
 import { latestCheckpoint } from "../trainer/checkpoint.ts";
 import { formatDuration } from "../internal/progress.ts";
 import { runSft, type RunSftResult } from "../trainer/sft.ts";
@@ -195,7 +195,7 @@ async function readCheckpointConfig(dir: string): Promise<TrainConfig> {
   // The run continues the directory that holds the checkpoint, not the one its saved config
   // names (a copied or moved run would otherwise write into the original).
   const runDir = dirname(checkpoint);
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(basename(runDir))) {
+  if (!RUN_NAME.test(basename(runDir))) {
     throw new RangeError(
       `Cannot resume from "${dir}": its run directory's name "${basename(runDir)}" becomes ` +
         `"run.name", which must start with a letter or digit and hold only letters, digits, ` +

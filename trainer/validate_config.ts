@@ -51,7 +51,16 @@ type Path = readonly (string | number)[];
 
 const ARITHMETIC_VOCAB = ARITHMETIC_ALPHABET.length + ARITHMETIC_ADDED_TOKENS.length;
 
-const RUN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/**
+ * What `run.name` may be: a letter or digit, then letters, digits, ".", "_" or "-".
+ *
+ * @example A run name, and a folder name that cannot be one
+ * ```ts
+ * import { RUN_NAME } from "./validate_config.ts";
+ * console.log(RUN_NAME.test("rl_arith-2"), RUN_NAME.test("run copy")); // true false
+ * ```
+ */
+export const RUN_NAME: RegExp = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 const nonNegativeInt = z.int().min(0);
 const positiveInt = z.int().min(1);
