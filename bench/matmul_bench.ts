@@ -5,6 +5,9 @@
 // global reads, with its vec4 reads split into 4 scalar reads of the f32 binding
 // ("vec4Split"), and with vec4 reads of array<vec4f> bindings (its "auto" on these aligned
 // shapes); a short K (LoRA B in decode) is compared with the one-thread-per-output kernel.
+// The backward rows a GPU's "auto" splits along K (LoRA gradients over the tokens: dA, dB, du)
+// add split-K (matmul.wgsl over chunks of K, then matmul_split_k.wgsl sums the chunks; forced,
+// it splits towards the adapter's fillWorkgroups: 256 on a GPU, 8 on llvmpipe).
 // Decode rows (op mv: m = 1..32 rows, the LM head, LoRA A and B): the scalar matvec (matvec.wgsl,
 // the baseline), the vec4 one (matvec_vec4.wgsl, its "auto" K split), and the tiles "auto" would
 // take without the skinny path; the LM head's 151,936 rows run as row blocks that fit a binding.
@@ -27,7 +30,7 @@
 // GEMM shape (and the matvecs and tiles on the decode rows), to fit a GPU call's budget.
 //   deno task bench bench/matmul_bench.ts          (HALO_BENCH_FULL=1: GPU-sized shapes)
 import { createGpu } from "../gpu/device.ts";
-import { GpuContext } from "../gpu/context.ts";
+import { DEFAULT_FILL_WORKGROUPS, GpuContext } from "../gpu/context.ts";
 import {
   encodeMatmul,
   matmulFill,
@@ -69,6 +72,11 @@ const shapes: [Op, number, number, number][] = benchFull()
     ["y", 64, 1024, 3072],
     ["y", 1, 1024, 16],
     ["y", 16, 3072, 16],
+    // A rank-16 LoRA of q_proj (1024 -> 2048) over 4096 tokens: dA [16, 1024], dB [2048, 16]
+    // and du = dy·B [4096, 16] (16, 32 and 64 workgroups of 64x64 tiles unsplit).
+    ["dw", 4096, 16, 1024],
+    ["dw", 4096, 2048, 16],
+    ["dx", 4096, 2048, 16],
   ]
   : [
     ["y", 256, 256, 256],
@@ -82,6 +90,9 @@ const shapes: [Op, number, number, number][] = benchFull()
     ["y", 1024, 64, 1024],
     ["y", 1, 1024, 16],
     ["y", 8, 3072, 16],
+    // LoRA dA and dB of rank 16 over 1024 tokens, 64 features (one tile: a GPU splits them).
+    ["dw", 1024, 16, 64],
+    ["dw", 1024, 64, 16],
   ];
 // Decode steps (Qwen3-0.6B): gate/up, down, a few, 32 and 64 rows, LoRA A (rank 16), the LM head,
 // LoRA B of rank 16 and 64.
@@ -137,20 +148,28 @@ function allVariantsOf(op: Op, m: number, n: number, k: number): Variant[] {
       { name: tiles, kind: "matmul", kernel: tiles },
     ];
   }
-  if (k <= 32) {
+  // The inner dimension of the product (the tokens for dw).
+  const [pm, pn, pk] = productOf(op, m, n, k);
+  if (pk <= 32) {
     return [
       { name: "tile64 scalar", kind: "matmul", kernel: "tile64", loads: "scalar" },
       { name: "smallK", kind: "matmul", kernel: "smallK" },
       { name: "matvec", kind: "matmul", kernel: "matvec" },
     ];
   }
-  return [
+  const tiles: Variant[] = [
     { name: "tile64 scalar", kind: "matmul", kernel: "tile64", loads: "scalar" },
     { name: "tile64 vec4", kind: "matmul", kernel: "tile64", loads: "auto" },
     { name: "tile128 scalar", kind: "matmul", kernel: "tile128", loads: "scalar" },
     { name: "tile128 vec4Split", kind: "matmul", kernel: "tile128", loads: "vec4Split" },
     { name: "tile128 vec4", kind: "matmul", kernel: "tile128", loads: "auto" },
   ];
+  // Split-K on the backward rows a GPU's "auto" splits.
+  const gpuFill = DEFAULT_FILL_WORKGROUPS.hardware;
+  if (pickMatmulKernel(pm, pn, pk, { fill: gpuFill, splitK: op !== "y" }) === "splitK") {
+    tiles.push({ name: "splitK", kind: "matmul", kernel: "splitK" });
+  }
+  return tiles;
 }
 
 const best = new Map<string, number>();
@@ -158,8 +177,10 @@ const samples = new Map<string, number>();
 
 /** The variant name of the kernel "auto" picks for a GEMM shape on this adapter. */
 function autoName(op: Op, m: number, n: number, k: number): string {
-  const kernel = pickMatmulKernel(...productOf(op, m, n, k), { fill });
-  return kernel === "smallK" || kernel === "matvec" ? kernel : `${kernel} vec4`;
+  const kernel = pickMatmulKernel(...productOf(op, m, n, k), { fill, splitK: op !== "y" });
+  return kernel === "smallK" || kernel === "matvec" || kernel === "splitK"
+    ? kernel
+    : `${kernel} vec4`;
 }
 
 /** The line perf_table.ts reads: the "auto" kernel's best GFLOP/s on a GEMM shape, if timed. */
@@ -267,6 +288,7 @@ addEventListener("unload", () => {
   );
   for (const group of [shapes, decode]) {
     const names = allVariantsOf(group[0][0], 64, 64, 64).map((v) => v.name.replace(/ TK.*/, ""));
+    if (group === shapes) names.push("splitK");
     console.log(`| shape (op m×n×k) | ${names.join(" | ")} | ratio |`);
     console.log(`|---|${names.map(() => "---|").join("")}---|`);
     for (const [op, m, n, k] of group) {

@@ -92,6 +92,8 @@ export class GpuContext {
   #sizes = new WeakMap<GPUBuffer, number>();
   #allocated = 0;
   #peak = 0;
+  #scratch = new Map<string, GPUBuffer>();
+  #retiredScratch: GPUBuffer[] = [];
   #maxUniforms: number;
   #maxBindGroups: number;
   /**
@@ -232,6 +234,49 @@ export class GpuContext {
     if (bytes === undefined) return;
     this.#sizes.delete(buffer);
     this.#allocated -= bytes;
+  }
+
+  /**
+   * A storage buffer of at least `bytes` for a kernel's temporaries, kept under `name` and reused
+   * by later calls (dispatches of one pass run in order, so products may share it). It is counted
+   * in {@linkcode GpuContext.allocatedBytes}; sizes are powers of two (at least 1 KiB), and a
+   * buffer outgrown is kept, as a recorded pass not yet submitted may bind it, so a name holds at
+   * most one buffer per power of two, all freed by {@linkcode GpuContext.releaseScratch}.
+   *
+   * @param name The kernel's name for it (e.g. `"matmul split-K"`).
+   * @param bytes The bytes it needs.
+   * @returns The buffer (bind it whole: its size may exceed `bytes`).
+   *
+   * @example A temporary reused, then freed
+   * ```ts ignore
+   * declare const ctx: import("./context.ts").GpuContext;
+   * const a = ctx.scratch("partials", 3000);
+   * console.log(a.size, ctx.scratch("partials", 4096) === a); // 4096 true
+   * ctx.releaseScratch();
+   * ```
+   */
+  scratch(name: string, bytes: number): GPUBuffer {
+    const have = this.#scratch.get(name);
+    if (have !== undefined && have.size >= bytes) return have;
+    let size = 1024;
+    while (size < bytes) size *= 2;
+    const buffer = this.createBuffer(
+      Math.max(bytes, Math.min(size, this.gpu.maxBufferSize)),
+      `scratch ${name}`,
+    );
+    if (have !== undefined) this.#retiredScratch.push(have);
+    this.#scratch.set(name, buffer);
+    return buffer;
+  }
+
+  /**
+   * Frees every buffer made by {@linkcode GpuContext.scratch} (a model's `dispose()` calls it; a
+   * later call makes them again). Call it only when no recorded, unsubmitted pass binds them.
+   */
+  releaseScratch(): void {
+    for (const b of [...this.#scratch.values(), ...this.#retiredScratch]) b.destroy();
+    this.#scratch.clear();
+    this.#retiredScratch = [];
   }
 
   /**

@@ -397,6 +397,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     for (const m of mats) for (const c of m.chunks) ctx.release(c.buffer);
     ctx.release(this.norm);
     ctx.release(this.ropeTable);
+    ctx.releaseScratch();
     ctx.clearBindGroups();
   }
 

@@ -3,6 +3,9 @@
 // matmul_128.wgsl and matmul_small_k.wgsl share: the vec4 matvec of kernels/matvec for <= 32 rows
 // (aligned, untransposed operands); one thread per output for a short K and few rows; 128x128 tiles with 8x8 outputs per thread when both M and N are >= 32 (on llvmpipe they
 // beat the 64x64 tiles even mostly empty); else the 64x64 tiles of matmul.wgsl (4x4 per thread).
+// On a hardware adapter a backward product with few tiles and a long K is split along K
+// (split-K): matmul.wgsl's partial products over chunks of K into a scratch buffer of the
+// context, summed by matmul_split_k.wgsl.
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { f16Weights } from "../_f16.ts";
@@ -10,11 +13,12 @@ import { encodeMatvec } from "../matvec/matvec.ts";
 import code64 from "./matmul.wgsl" with { type: "text" };
 import code128 from "./matmul_128.wgsl" with { type: "text" };
 import codeSmallK from "./matmul_small_k.wgsl" with { type: "text" };
+import codeSplitK from "./matmul_split_k.wgsl" with { type: "text" };
 
 /** Which matmul kernel to record: chosen by shape ("auto"), or forced (tests, benchmarks). */
-export type MatmulKernel = "auto" | "tile64" | "tile128" | "smallK" | "matvec";
+export type MatmulKernel = "auto" | "tile64" | "tile128" | "smallK" | "matvec" | "splitK";
 
-/** The uniform fields of matmul.wgsl (and matmul_128.wgsl), by name. */
+/** The uniform fields of matmul.wgsl (and matmul_128.wgsl), by name, less `k_chunk` (split-K's, set by the dispatcher). */
 export interface MatmulParams {
   M: number;
   N: number;
@@ -32,6 +36,7 @@ export interface MatmulParams {
 const LAYOUT = uniformLayout(code64, "matmul");
 const LAYOUT_128 = uniformLayout(code128, "matmul_128");
 const LAYOUT_SMALL_K = uniformLayout(codeSmallK, "matmul_small_k");
+const LAYOUT_SPLIT_K = uniformLayout(codeSplitK, "matmul_split_k");
 for (
   const [name, layout] of [["matmul_128", LAYOUT_128], ["matmul_small_k", LAYOUT_SMALL_K]] as const
 ) {
@@ -49,6 +54,56 @@ export const TILE128_MIN = 32;
 /** The most output rows for which "auto" takes the vec4 matvec kernel (k % 4 == 0). */
 export const MATVEC_ROWS = 32;
 
+/** The shortest inner dimension "auto" splits (split-K, on a hardware adapter). */
+export const SPLIT_K_MIN_K = 1024;
+/** The fewest k each split of an "auto" split-K product sums. */
+export const SPLIT_K_MIN_CHUNK = 256;
+/** The most splits of a split-K product. */
+export const SPLIT_K_MAX_SPLITS = 64;
+/** The most partial sums (splits × m × n) of a split-K product: 16 MiB of scratch. */
+export const SPLIT_K_MAX_PARTIALS = 1 << 22;
+// K depth of matmul.wgsl's tiles: a split-K chunk is a whole number of them.
+const BK64 = 16;
+
+/**
+ * How a split-K product splits its inner dimension: into `splits` chunks of `chunk` k each (the
+ * last one shorter), `chunk` a multiple of 16 (the depth of the 64×64 tiles). The splits are the
+ * fewest that bring the 64×64-tile grid `⌈m/64⌉·⌈n/64⌉` times the splits to `fill`, capped so
+ * that each chunk has at least `minChunk` k, at {@linkcode SPLIT_K_MAX_SPLITS} and at
+ * {@linkcode SPLIT_K_MAX_PARTIALS} partial sums, and raised to `minSplits`; at least 1.
+ *
+ * @param m Output rows.
+ * @param n Output columns.
+ * @param k Inner dimension.
+ * @param options `fill`: workgroups the product should launch; `minChunk` (default
+ *   {@linkcode SPLIT_K_MIN_CHUNK}); `minSplits` (default 1; a forced `"splitK"` asks 2).
+ * @returns The splits and the k of each.
+ *
+ * @example The LoRA A gradient of a Qwen3-0.6B layer (rank 16, 1024 inputs) over 4096 tokens:
+ * 16 workgroups of 64×64 tiles, so 16 splits of 256 tokens on a GPU
+ * ```ts
+ * import { pickSplitK } from "./matmul.ts";
+ * console.log(pickSplitK(16, 1024, 4096, { fill: 256 })); // { splits: 16, chunk: 256 }
+ * ```
+ */
+export function pickSplitK(
+  m: number,
+  n: number,
+  k: number,
+  options: { fill: number; minChunk?: number; minSplits?: number },
+): { splits: number; chunk: number } {
+  const grid = Math.ceil(m / 64) * Math.ceil(n / 64);
+  const want = Math.max(Math.ceil(options.fill / Math.max(grid, 1)), options.minSplits ?? 1);
+  const cap = Math.min(
+    Math.floor(k / (options.minChunk ?? SPLIT_K_MIN_CHUNK)),
+    SPLIT_K_MAX_SPLITS,
+    Math.floor(SPLIT_K_MAX_PARTIALS / Math.max(m * n, 1)),
+  );
+  const s = Math.max(1, Math.min(want, cap));
+  const chunk = Math.max(BK64, Math.ceil(Math.ceil(k / s) / BK64) * BK64);
+  return { splits: Math.max(1, Math.ceil(k / chunk)), chunk };
+}
+
 /**
  * The matmul kernel that `kernel: "auto"` records for an `[m, n]` output summing over `k`: the
  * vec4 matvec of kernels/matvec (`"matvec"`, 4 columns × up to 8 rows per thread in registers)
@@ -65,12 +120,24 @@ export const MATVEC_ROWS = 32;
  * measured on a GPU.) Every tile kernel sums each output in k order with one fma per k, so the
  * choice does not change the result.
  *
+ * Before all these, a product that may be split (`splitK`: the backward's gradient products, whose
+ * operands are transposed, so never the matvec) takes split-K (`"splitK"`) on a hardware adapter
+ * (`fill` given) when its 64×64-tile grid is below half of `fill` (half counts as occupied, as
+ * for the 128×128 tiles above), `k ≥ 1024`, and
+ * {@linkcode pickSplitK} gives at least 2 splits of at least 256 k each: e.g. a rank-16 LoRA's
+ * `dA` `[16, 1024]` and `dB` `[2048, 16]` over 4096 tokens (16 and 32 workgroups unsplit) take 16
+ * and 8 splits. Each split's workgroups sum their chunk of k in order into a scratch buffer, and a
+ * second dispatch adds the splits in order: deterministic, but rounded differently from the
+ * unsplit sum, which is why forward products (whose rounding the decode path shares) never split.
+ * On llvmpipe (no `fill`) nothing splits. (Not yet measured on a GPU; docs/perf.md.)
+ *
  * @param m Output rows (of `y`, `dx` or `dw`).
  * @param n Output columns.
  * @param k Inner dimension.
  * @param options `fill`: workgroups a product should launch (`GpuContext.fillWorkgroups` on a
- *   hardware adapter); default none (the software adapter's rule).
- * @returns `"matvec"`, `"smallK"`, `"tile128"` or `"tile64"`.
+ *   hardware adapter); default none (the software adapter's rule). `splitK`: the product may be
+ *   split along k (the backward's products); default false.
+ * @returns `"splitK"`, `"matvec"`, `"smallK"`, `"tile128"` or `"tile64"`.
  *
  * @example A Qwen3-0.6B MLP projection over 512 tokens, a rank-16 LoRA A over 512 tokens, and a
  * LoRA B of rank 16 in a decode step; then q_proj over a decode step of 64 rows, on llvmpipe and
@@ -82,13 +149,27 @@ export const MATVEC_ROWS = 32;
  * console.log(pickMatmulKernel(64, 2048, 1024), pickMatmulKernel(64, 2048, 1024, { fill: 256 }));
  * // tile128 tile64
  * ```
+ *
+ * @example The gradient of a rank-16 LoRA A over 4096 tokens, on a GPU and on llvmpipe
+ * ```ts
+ * import { pickMatmulKernel } from "./matmul.ts";
+ * console.log(pickMatmulKernel(16, 1024, 4096, { fill: 256, splitK: true })); // splitK
+ * console.log(pickMatmulKernel(16, 1024, 4096, { splitK: true })); // matvec
+ * ```
  */
 export function pickMatmulKernel(
   m: number,
   n: number,
   k: number,
-  options: { fill?: number } = {},
-): "tile64" | "tile128" | "smallK" | "matvec" {
+  options: { fill?: number; splitK?: boolean } = {},
+): "tile64" | "tile128" | "smallK" | "matvec" | "splitK" {
+  const { fill } = options;
+  if (
+    options.splitK && fill !== undefined && k >= SPLIT_K_MIN_K &&
+    2 * Math.ceil(m / 64) * Math.ceil(n / 64) < fill && pickSplitK(m, n, k, { fill }).splits >= 2
+  ) {
+    return "splitK";
+  }
   if (m <= MATVEC_ROWS && k % 4 === 0) return "matvec";
   return pickTiles(m, n, k, options.fill);
 }
@@ -182,23 +263,43 @@ function rebindVec4(code: string, name: "x" | "w"): string {
   return code;
 }
 
+/** Options of {@linkcode dispatchMatmul}. */
+interface DispatchOptions {
+  xT?: boolean;
+  wT?: boolean;
+  wF16?: boolean;
+  kernel?: MatmulKernel;
+  loads?: MatmulLoads;
+  /** "auto" may split k (the backward's gradient products); default false. */
+  splitK?: boolean;
+}
+
 /** Records `y = [y +] alpha · A · Bᵀ` with the kernel picked for `params.M × params.N`. */
 export function dispatchMatmul(
   ctx: GpuContext,
   pass: GPUComputePassEncoder,
   bindings: readonly [Binding, Binding, Binding],
   params: MatmulParams,
-  options: {
-    xT?: boolean;
-    wT?: boolean;
-    wF16?: boolean;
-    kernel?: MatmulKernel;
-    loads?: MatmulLoads;
-  },
+  options: DispatchOptions,
 ): void {
   let kernel = options.kernel ?? "auto";
   const fill = matmulFill(ctx);
-  if (kernel === "auto") kernel = pickMatmulKernel(params.M, params.N, params.K, { fill });
+  if (kernel === "auto") {
+    kernel = pickMatmulKernel(params.M, params.N, params.K, { fill, splitK: options.splitK });
+  }
+  if (kernel === "splitK") {
+    // Forced (tests, benchmarks): at least 2 splits of at least one tile depth, towards the
+    // adapter's fill (ctx.fillWorkgroups on llvmpipe too, so a test context can set it).
+    const plan = options.kernel === "splitK"
+      ? pickSplitK(params.M, params.N, params.K, {
+        fill: fill ?? ctx.fillWorkgroups,
+        minChunk: BK64,
+        minSplits: 2,
+      })
+      : pickSplitK(params.M, params.N, params.K, { fill: fill! });
+    dispatchSplitK(ctx, pass, bindings, params, options, plan);
+    return;
+  }
   if (kernel === "matvec") {
     // The matvec reads w as contiguous [N, K] rows and x's rows as vec4s.
     const ok = !options.xT && !options.wT && params.ldw === params.K && params.w_col === 0 &&
@@ -242,11 +343,29 @@ export function dispatchMatmul(
         `value is ${params.K}`,
     );
   }
-  let [name, code, layout, grid] = kernel === "tile128"
-    ? ["matmul_128", code128, LAYOUT_128, [Math.ceil(params.N / 128), Math.ceil(params.M / 128)]]
+  const grid: [number, number, number] = kernel === "tile128"
+    ? [Math.ceil(params.N / 128), Math.ceil(params.M / 128), 1]
     : kernel === "smallK"
-    ? ["matmul_small_k", codeSmallK, LAYOUT_SMALL_K, [Math.ceil(params.N / 64), params.M]]
-    : ["matmul", code64, LAYOUT, [Math.ceil(params.N / 64), Math.ceil(params.M / 64)]];
+    ? [Math.ceil(params.N / 64), params.M, 1]
+    : [Math.ceil(params.N / 64), Math.ceil(params.M / 64), 1];
+  dispatchKernel(ctx, pass, kernel, bindings, { ...params, k_chunk: 0 }, options, grid);
+}
+
+// Records one dispatch of a tile or small-K kernel with its uniform fields (k_chunk included).
+function dispatchKernel(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  kernel: "tile64" | "tile128" | "smallK",
+  bindings: readonly [Binding, Binding, Binding],
+  params: MatmulParams & { k_chunk: number },
+  options: DispatchOptions,
+  grid: [number, number, number],
+): void {
+  let [name, code, layout] = kernel === "tile128"
+    ? ["matmul_128", code128, LAYOUT_128]
+    : kernel === "smallK"
+    ? ["matmul_small_k", codeSmallK, LAYOUT_SMALL_K]
+    : ["matmul", code64, LAYOUT];
   const constants: Record<string, number> = {};
   if (options.xT) constants.X_T = 1;
   if (options.wT) constants.W_T = 1;
@@ -266,7 +385,56 @@ export function dispatchMatmul(
       constants,
     }),
     bindings,
-    [grid[0], grid[1], 1],
+    grid,
     packUniform(layout, { ...params }),
+  );
+}
+
+// Split-K: the 64x64 tiles write each chunk's partial product [M, N] (rows of N) into block z of
+// the context's scratch buffer (every element of the splits' blocks, so nothing stale is summed),
+// then matmul_split_k.wgsl adds the blocks in order into y as the other kernels write it. Later
+// products reuse the scratch buffer: the dispatches of a pass run in order.
+function dispatchSplitK(
+  ctx: GpuContext,
+  pass: GPUComputePassEncoder,
+  bindings: readonly [Binding, Binding, Binding],
+  params: MatmulParams,
+  options: DispatchOptions,
+  plan: { splits: number; chunk: number },
+): void {
+  const { M, N } = params;
+  const scratch = ctx.scratch("matmul split-K", plan.splits * M * N * 4);
+  dispatchKernel(
+    ctx,
+    pass,
+    "tile64",
+    [bindings[0], bindings[1], scratch],
+    {
+      ...params,
+      ldy: N,
+      y_col: 0,
+      accumulate: false,
+      alpha: 1,
+      k_chunk: plan.chunk,
+    },
+    options,
+    [Math.ceil(N / 64), Math.ceil(M / 64), plan.splits],
+  );
+  const groups = Math.ceil((M * N) / 256);
+  const gx = Math.min(groups, ctx.device.limits.maxComputeWorkgroupsPerDimension);
+  ctx.dispatch(
+    pass,
+    ctx.pipeline("matmul_split_k", codeSplitK),
+    [scratch, bindings[2]],
+    [gx, gx === 0 ? 0 : Math.ceil(groups / gx), 1],
+    packUniform(LAYOUT_SPLIT_K, {
+      M,
+      N,
+      splits: plan.splits,
+      ldy: params.ldy,
+      y_col: params.y_col,
+      accumulate: params.accumulate,
+      alpha: params.alpha,
+    }),
   );
 }

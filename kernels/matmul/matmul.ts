@@ -8,7 +8,17 @@ import { checkSize, strided } from "../_check.ts";
 import { checkF16, weightWords } from "../_f16.ts";
 import { dispatchMatmul, type MatmulKernel, type MatmulLoads } from "./_dispatch.ts";
 
-export { matmulFill, type MatmulKernel, type MatmulLoads, pickMatmulKernel } from "./_dispatch.ts";
+export {
+  matmulFill,
+  type MatmulKernel,
+  type MatmulLoads,
+  pickMatmulKernel,
+  pickSplitK,
+  SPLIT_K_MAX_PARTIALS,
+  SPLIT_K_MAX_SPLITS,
+  SPLIT_K_MIN_CHUNK,
+  SPLIT_K_MIN_K,
+} from "./_dispatch.ts";
 
 /** Arguments of {@linkcode encodeMatmul}. */
 export interface MatmulArgs {
@@ -39,8 +49,10 @@ export interface MatmulArgs {
   /**
    * Kernel: `"auto"` (default) picks by shape (see {@linkcode pickMatmulKernel}); `"tile64"`,
    * `"tile128"` (8×8 outputs per thread), `"smallK"` (one thread per output, `k ≤ 32`) or
-   * `"matvec"` (kernels/matvec's vec4 one: `k`, `ldx` multiples of 4) force one (tests,
-   * benchmarks). All compute the same product.
+   * `"matvec"` (kernels/matvec's vec4 one: `k`, `ldx` multiples of 4) or `"splitK"` (k in
+   * chunks, at least 2, towards `ctx.fillWorkgroups` workgroups, summed by a second dispatch; see
+   * `pickSplitK`) force one (tests, benchmarks). All compute the same product (split-K rounds
+   * differently: "auto" takes it only for the backward's products, on a hardware adapter).
    */
   kernel?: MatmulKernel;
   /**

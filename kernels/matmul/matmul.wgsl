@@ -10,11 +10,14 @@
 // by swapping the x4 / w4 helpers); else scalar, consecutive threads at consecutive addresses.
 // Any M, N, K (bounds-checked loads and stores). Outputs with M and N >= 32 get matmul_128.wgsl
 // (128x128 tiles, 8x8 per thread) instead: the launchers pick through _dispatch.ts.
+// Split-K (k_chunk > 0, a multiple of BK; the launcher's first pass, matmul_split_k.wgsl sums):
+// workgroup z sums k in [z * k_chunk, min(K, (z + 1) * k_chunk)) and writes its partial product
+// at block z of y (offset z * M * ldy); with k_chunk = 0 (every other call) one z sums all of K.
 // Reads x, w (and y when accumulating); writes y. Tolerance vs f64 reference: rel 1e-5 (f32).
 struct Params {
   M: u32, N: u32, K: u32, ldx: u32,
   ldy: u32, y_col: u32, accumulate: u32, alpha: f32,
-  ldw: u32, x_col: u32, w_col: u32,
+  ldw: u32, x_col: u32, w_col: u32, k_chunk: u32,
 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
@@ -161,7 +164,17 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
         @builtin(local_invocation_index) li: u32) {
   let row0 = wg.y * BM;
   let col0 = wg.x * BN;
-  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+  var k_lo = 0u;
+  var k_hi = p.K;
+  var y_off = 0u;
+  if (p.k_chunk != 0u) {
+    // A chunk is whole BK tiles: no tile crosses into the next chunk, and the loads' k < K
+    // bound cuts the last one.
+    k_lo = wg.z * p.k_chunk;
+    k_hi = min(p.K, k_lo + p.k_chunk);
+    y_off = wg.z * p.M * p.ldy;
+  }
+  for (var k0 = k_lo; k0 < k_hi; k0 += BK) {
     load(li, k0, row0, col0);
     load(li + 256u, k0, row0, col0);
     load(li + 512u, k0, row0, col0);
@@ -175,18 +188,18 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     step4(12u, lid);
     workgroupBarrier();
   }
-  store(row0 + lid.y, col0 + lid.x, acc[0]);
-  store(row0 + lid.y + 16u, col0 + lid.x, acc[1]);
-  store(row0 + lid.y + 32u, col0 + lid.x, acc[2]);
-  store(row0 + lid.y + 48u, col0 + lid.x, acc[3]);
+  store(y_off, row0 + lid.y, col0 + lid.x, acc[0]);
+  store(y_off, row0 + lid.y + 16u, col0 + lid.x, acc[1]);
+  store(y_off, row0 + lid.y + 32u, col0 + lid.x, acc[2]);
+  store(y_off, row0 + lid.y + 48u, col0 + lid.x, acc[3]);
 }
 
-fn store(m: u32, n0: u32, v: vec4f) {
+fn store(y_off: u32, m: u32, n0: u32, v: vec4f) {
   if (m >= p.M) { return; }
   for (var j = 0u; j < 4u; j++) {
     let n = n0 + j * 16u;
     if (n >= p.N) { return; }
-    let idx = m * p.ldy + p.y_col + n;
+    let idx = y_off + m * p.ldy + p.y_col + n;
     var out = p.alpha * v[j];
     if (p.accumulate != 0u) { out += y[idx]; }
     y[idx] = out;

@@ -46,7 +46,11 @@ export interface MatmulBackwardArgs {
   alpha?: number;
   /** `w` holds f16 values (a frozen base weight; "shader-f16"); not with `dw`. Default f32. */
   wF16?: boolean;
-  /** Kernel of both products, as `kernel` of `encodeMatmul`; default `"auto"` (by shape). */
+  /**
+   * Kernel of both products, as `kernel` of `encodeMatmul`; default `"auto"` (by shape; on a
+   * hardware adapter a product with few tiles and a long `k` splits it, `"splitK"`, see
+   * `pickMatmulKernel`).
+   */
   kernel?: MatmulKernel;
   /** Global reads of both products, as `loads` of `encodeMatmul`; default `"auto"`. */
   loads?: MatmulLoads;
@@ -131,6 +135,7 @@ export function encodeMatmulBackward(
       wF16: args.wF16,
       kernel: args.kernel,
       loads: args.loads,
+      splitK: true,
     });
   }
   if (args.dw && args.wF16) {
@@ -166,6 +171,7 @@ export function encodeMatmulBackward(
       wT: true,
       kernel: args.kernel,
       loads: args.loads,
+      splitK: true,
     });
   }
 }

@@ -12,6 +12,7 @@ struct Params {
   M: u32, N: u32, K: u32, ldx: u32,
   ldy: u32, y_col: u32, accumulate: u32, alpha: f32,
   ldw: u32, x_col: u32, w_col: u32,
+  k_chunk: u32, // matmul.wgsl's split-K chunk: always 0 (the whole of K) for this kernel
 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
