@@ -72,7 +72,7 @@ export interface GpuLayerWeights {
   qkvProj?: GpuMatrix;
   /**
    * gate_proj and up_proj as one `[2·intermediate, hidden]` weight (gate rows, then up), as
-   * `qkvProj`: a software-path decode step with `acts.gateUp` records one matvec for the two.
+   * `qkvProj`: a decode step with `acts.gateUp` records one matvec for the two.
    */
   gateUpProj?: GpuMatrix;
 }
@@ -257,7 +257,11 @@ export function encodeLinear(
   if (pro?.kind === "rmsnorm" && !fused) {
     encodeRmsNorm(ctx, pass, { x: pro.h, w: pro.g, y: args.x, rows: m, d: k, eps: pro.eps });
   } else if (pro?.kind === "swiglu" && !fused) {
-    encodeSwiglu(ctx, pass, { gate: pro.gate, up: pro.up, out: args.x, n: m * k });
+    // Rows `stride` apart (a fused gate|up output, each operand bound from its first row).
+    const layout = pro.stride === undefined
+      ? undefined
+      : { cols: k, stride: pro.stride, gateOffset: 0, upOffset: 0 };
+    encodeSwiglu(ctx, pass, { gate: pro.gate, up: pro.up, out: args.x, n: m * k, layout });
   }
   args.w.chunks.forEach((chunk, j) => {
     // A view into a larger buffer (merged q|k|v, gate|up): bound from its offset.
@@ -658,30 +662,47 @@ export function encodeDecoderLayer(
 
   const norm2 = { kind: "rmsnorm", h: hMid, g: w.postAttentionLayernorm, eps } as const;
   if (!fuse) encodeRmsNorm(ctx, pass, { x: hMid, w: norm2.g, y: a.x2, rows: n, d: hsz, eps });
-  // Decoding over a fused gate|up weight: one projection into `a.gateUp`, which SwiGLU reads at
-  // its column offsets. Only without prologue fusion: the matvec's SwiGLU prologue reads
-  // contiguous gate and up, so there the fused weight would save no dispatch.
-  const gateUpFused = decode && !fuse && w.gateUpProj !== undefined && a.gateUp !== undefined &&
+  // Decoding over a fused gate|up weight: one projection into `a.gateUp` `[n, 2·inter]`, which
+  // SwiGLU reads at its column offsets (its own dispatch, or down_proj's prologue with gate and up
+  // bound from their first columns where `4·inter` bytes is a storage offset).
+  const gateUpFused = decode && w.gateUpProj !== undefined && a.gateUp !== undefined &&
     unadapted(["gate_proj", "up_proj"]);
+  const gu = a.gateUp!;
+  const upAligned = (4 * inter) % ctx.device.limits.minStorageBufferOffsetAlignment === 0;
   if (gateUpFused) {
-    encodeLinear(ctx, pass, { x: a.x2, w: w.gateUpProj!, y: a.gateUp!, m: n, matvec: args.matvec });
+    encodeLinear(ctx, pass, {
+      x: a.x2,
+      w: w.gateUpProj!,
+      y: gu,
+      m: n,
+      matvec: args.matvec,
+      prologue: fuse ? norm2 : undefined,
+    });
   } else {
     proj("gate_proj", a.x2, a.gate, false, norm2);
     proj("up_proj", a.x2, a.up);
   }
   // SwiGLU: inside down_proj's dispatch on the matvec route, else its own dispatch (always when
   // stopping here: the backward's recomputation reads act).
-  if (gateUpFused) {
-    const gu = a.gateUp!;
+  const inProlog = fuse && hOut !== null && (!gateUpFused || upAligned);
+  if (gateUpFused && !inProlog) {
     const layout = fusedGateUpRows(inter);
     encodeSwiglu(ctx, pass, { gate: gu, up: gu, out: a.act, n: n * inter, layout });
-  } else if (!fuse || hOut === null) {
+  } else if (!inProlog) {
     encodeSwiglu(ctx, pass, { gate: a.gate, up: a.up, out: a.act, n: n * inter });
   }
   if (hOut === null) return;
   if (hOut !== hMid) encodeAdd(ctx, pass, { x: hMid, y: hOut, n: n * hsz });
-  const swiglu = { kind: "swiglu", gate: a.gate, up: a.up } as const;
-  proj("down_proj", a.act, hOut, true, swiglu);
+  const span = 4 * ((n - 1) * 2 * inter + inter);
+  const swiglu: MatvecPrologue = gateUpFused
+    ? {
+      kind: "swiglu",
+      gate: { buffer: gu, offset: 0, size: span },
+      up: { buffer: gu, offset: 4 * inter, size: span },
+      stride: 2 * inter,
+    }
+    : { kind: "swiglu", gate: a.gate, up: a.up };
+  proj("down_proj", a.act, hOut, true, inProlog ? swiglu : undefined);
   hook("layerOutput", hOut);
 }
 
