@@ -27,8 +27,8 @@
  * one matmul per merged projection. Routed (HILO) adapters, f16 and row-split base weights keep
  * the unmerged path above. Where q|k|v (and gate|up) were merged into one buffer, a decode step
  * records one matvec for the group into the workspace's `qkv` (`gateUp`), which the q/k norm +
- * RoPE + KV write (SwiGLU) reads at column offsets: 9 → 7 dispatches a layer on a hardware
- * adapter, 12 → 9 on a software one.
+ * RoPE + KV write (SwiGLU) reads at column offsets: 9 → 6 dispatches a layer on a hardware
+ * adapter (SwiGLU in down_proj's matvec), 12 → 9 on a software one.
  *
  * @module
  */
