@@ -14,6 +14,12 @@ export interface GpuMatrixChunk {
   rowStart: number;
   /** Number of rows. */
   rows: number;
+  /**
+   * Byte offset of row `rowStart` in `buffer`; default 0. Set only by views into a larger f32
+   * buffer (the merged q|k|v and gate|up weights of `model/merge_adapters_webgpu.ts`, a multiple
+   * of the device's storage offset alignment), which only `encodeLinear` reads.
+   */
+  offset?: number;
 }
 
 /** A `[rows, cols]` float32 matrix held in one or more buffers of whole rows. */

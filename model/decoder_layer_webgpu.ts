@@ -26,11 +26,15 @@ import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeMatvec, type MatvecPrologue } from "../kernels/matvec/matvec.ts";
 import { encodeQkNormRope } from "../kernels/qk_norm_rope/qk_norm_rope.ts";
 import { encodeQkNormRopeBackward } from "../kernels/qk_norm_rope/qk_norm_rope_backward.ts";
-import { encodeQkNormRopeKv, qkNormRopeKvFits } from "../kernels/qk_norm_rope/qk_norm_rope_kv.ts";
+import {
+  encodeQkNormRopeKv,
+  fusedQkvRows,
+  qkNormRopeKvFits,
+} from "../kernels/qk_norm_rope/qk_norm_rope_kv.ts";
 import { encodeNormRopeBackward } from "../kernels/qk_norm_rope/norm_rope_backward.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import { encodeRmsNormBackward } from "../kernels/rms_norm/rms_norm_backward.ts";
-import { encodeSwiglu } from "../kernels/swiglu/swiglu.ts";
+import { encodeSwiglu, fusedGateUpRows } from "../kernels/swiglu/swiglu.ts";
 import { encodeSwigluBackward } from "../kernels/swiglu/swiglu_backward.ts";
 import type { Qwen3Config } from "./config.ts";
 import { encodeLoraBackward, encodeLoraForward, type GpuLora } from "./lora_webgpu.ts";
@@ -60,6 +64,17 @@ export interface GpuLayerWeights {
   upProj: GpuMatrix;
   /** MLP down projection. */
   downProj: GpuMatrix;
+  /**
+   * q_proj, k_proj and v_proj as one `[qDim + 2·kvDim, hidden]` weight (q rows, then k, then v;
+   * set by `MergedAdapterWeights.view` when it merged them into one buffer, with the three fields
+   * above views into it): a decode step with `acts.qkv` records one matvec for the three.
+   */
+  qkvProj?: GpuMatrix;
+  /**
+   * gate_proj and up_proj as one `[2·intermediate, hidden]` weight (gate rows, then up), as
+   * `qkvProj`: a decode step with `acts.gateUp` records one matvec for the two.
+   */
+  gateUpProj?: GpuMatrix;
 }
 
 /**
@@ -111,6 +126,13 @@ export interface LayerActivationBuffers {
   act: GPUBuffer;
   /** At least `tokens · adapters.maxRank` floats; needed when adapters are set. */
   loraScratch?: GPUBuffer;
+  /**
+   * The fused q|k|v projection's output `[tokens, (heads + 2·kvHeads)·headDim]`: decode steps
+   * over a layer with `qkvProj` use it (without it they record the three projections).
+   */
+  qkv?: GPUBuffer;
+  /** The fused gate|up projection's output `[tokens, 2·intermediate]`, as `qkv` for `gateUpProj`. */
+  gateUp?: GPUBuffer;
 }
 
 /** The buffers {@linkcode allocateLayerActivations} allocates: a layer's activations, and the
@@ -235,12 +257,20 @@ export function encodeLinear(
   if (pro?.kind === "rmsnorm" && !fused) {
     encodeRmsNorm(ctx, pass, { x: pro.h, w: pro.g, y: args.x, rows: m, d: k, eps: pro.eps });
   } else if (pro?.kind === "swiglu" && !fused) {
-    encodeSwiglu(ctx, pass, { gate: pro.gate, up: pro.up, out: args.x, n: m * k });
+    // Rows `stride` apart (a fused gate|up output, each operand bound from its first row).
+    const layout = pro.stride === undefined
+      ? undefined
+      : { cols: k, stride: pro.stride, gateOffset: 0, upOffset: 0 };
+    encodeSwiglu(ctx, pass, { gate: pro.gate, up: pro.up, out: args.x, n: m * k, layout });
   }
   args.w.chunks.forEach((chunk, j) => {
+    // A view into a larger buffer (merged q|k|v, gate|up): bound from its offset.
+    const w = chunk.offset
+      ? { buffer: chunk.buffer, offset: chunk.offset, size: 4 * chunk.rows * k }
+      : chunk.buffer;
     const op = {
       x: args.x,
-      w: chunk.buffer,
+      w,
       y: args.y,
       m,
       n: chunk.rows,
@@ -521,9 +551,28 @@ export function encodeDecoderLayer(
   if (!fuse) {
     encodeRmsNorm(ctx, pass, { x: hIn, w: w.inputLayernorm, y: a.x1, rows: n, d: hsz, eps });
   }
-  proj("q_proj", a.x1, a.qRaw, false, { kind: "rmsnorm", h: hIn, g: w.inputLayernorm, eps });
-  proj("k_proj", a.x1, a.kRaw);
-  proj("v_proj", a.x1, a.v);
+  const norm1 = { kind: "rmsnorm", h: hIn, g: w.inputLayernorm, eps } as const;
+  const decode = cache?.kvLen !== undefined;
+  const unadapted = (targets: ProjectionName[]) =>
+    targets.every((t) => !model.adapters?.module(layer, t));
+  // Decoding over a fused q|k|v weight (merged adapters): one projection into `a.qkv`, which the
+  // q/k norm + RoPE + KV write reads at its column offsets.
+  const qkvFused = decode && qkNormRopeKvFits(ctx) && w.qkvProj !== undefined &&
+    a.qkv !== undefined && unadapted(["q_proj", "k_proj", "v_proj"]);
+  if (qkvFused) {
+    encodeLinear(ctx, pass, {
+      x: a.x1,
+      w: w.qkvProj!,
+      y: a.qkv!,
+      m: n,
+      matvec: args.matvec,
+      prologue: fuse ? norm1 : undefined,
+    });
+  } else {
+    proj("q_proj", a.x1, a.qRaw, false, norm1);
+    proj("k_proj", a.x1, a.kRaw);
+    proj("v_proj", a.x1, a.v);
+  }
   // q = rope(q_norm(qRaw)), k = rope(k_norm(kRaw)): one dispatch for the four ops; when decoding
   // on a device that binds 12 storage buffers, with the KV cache append folded in (the keys go
   // straight into the cache, not into `a.k`).
@@ -542,11 +591,13 @@ export function encodeDecoderLayer(
     maxPos: c.maxPositionEmbeddings,
     eps,
   };
-  const decode = cache?.kvLen !== undefined;
   if (decode && qkNormRopeKvFits(ctx)) {
+    const fused = qkvFused
+      ? { qRaw: a.qkv!, kRaw: a.qkv!, v: a.qkv!, layout: fusedQkvRows({ hq, hkv, d }) }
+      : { v: a.v };
     encodeQkNormRopeKv(ctx, pass, {
       ...qk,
-      v: a.v,
+      ...fused,
       kCache: cache!.k,
       vCache: cache!.v,
       mask: cache!.mask,
@@ -611,17 +662,47 @@ export function encodeDecoderLayer(
 
   const norm2 = { kind: "rmsnorm", h: hMid, g: w.postAttentionLayernorm, eps } as const;
   if (!fuse) encodeRmsNorm(ctx, pass, { x: hMid, w: norm2.g, y: a.x2, rows: n, d: hsz, eps });
-  proj("gate_proj", a.x2, a.gate, false, norm2);
-  proj("up_proj", a.x2, a.up);
+  // Decoding over a fused gate|up weight: one projection into `a.gateUp` `[n, 2·inter]`, which
+  // SwiGLU reads at its column offsets (its own dispatch, or down_proj's prologue with gate and up
+  // bound from their first columns where `4·inter` bytes is a storage offset).
+  const gateUpFused = decode && w.gateUpProj !== undefined && a.gateUp !== undefined &&
+    unadapted(["gate_proj", "up_proj"]);
+  const gu = a.gateUp!;
+  const upAligned = (4 * inter) % ctx.device.limits.minStorageBufferOffsetAlignment === 0;
+  if (gateUpFused) {
+    encodeLinear(ctx, pass, {
+      x: a.x2,
+      w: w.gateUpProj!,
+      y: gu,
+      m: n,
+      matvec: args.matvec,
+      prologue: fuse ? norm2 : undefined,
+    });
+  } else {
+    proj("gate_proj", a.x2, a.gate, false, norm2);
+    proj("up_proj", a.x2, a.up);
+  }
   // SwiGLU: inside down_proj's dispatch on the matvec route, else its own dispatch (always when
   // stopping here: the backward's recomputation reads act).
-  if (!fuse || hOut === null) {
+  const inProlog = fuse && hOut !== null && (!gateUpFused || upAligned);
+  if (gateUpFused && !inProlog) {
+    const layout = fusedGateUpRows(inter);
+    encodeSwiglu(ctx, pass, { gate: gu, up: gu, out: a.act, n: n * inter, layout });
+  } else if (!inProlog) {
     encodeSwiglu(ctx, pass, { gate: a.gate, up: a.up, out: a.act, n: n * inter });
   }
   if (hOut === null) return;
   if (hOut !== hMid) encodeAdd(ctx, pass, { x: hMid, y: hOut, n: n * hsz });
-  const swiglu = { kind: "swiglu", gate: a.gate, up: a.up } as const;
-  proj("down_proj", a.act, hOut, true, swiglu);
+  const span = 4 * ((n - 1) * 2 * inter + inter);
+  const swiglu: MatvecPrologue = gateUpFused
+    ? {
+      kind: "swiglu",
+      gate: { buffer: gu, offset: 0, size: span },
+      up: { buffer: gu, offset: 4 * inter, size: span },
+      stride: 2 * inter,
+    }
+    : { kind: "swiglu", gate: a.gate, up: a.up };
+  proj("down_proj", a.act, hOut, true, inProlog ? swiglu : undefined);
   hook("layerOutput", hOut);
 }
 

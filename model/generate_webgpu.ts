@@ -25,7 +25,10 @@
  * matmul per projection and expert, recorded before the prefill: see
  * `model/merge_adapters_webgpu.ts`), held for that call only, and records the layers over those:
  * one matmul per merged projection. Routed (HILO) adapters, f16 and row-split base weights keep
- * the unmerged path above.
+ * the unmerged path above. Where q|k|v (and gate|up) were merged into one buffer, a decode step
+ * records one matvec for the group into the workspace's `qkv` (`gateUp`), which the q/k norm +
+ * RoPE + KV write (SwiGLU) reads at column offsets: 9 → 6 dispatches a layer on a hardware
+ * adapter (SwiGLU in down_proj's matvec), 12 → 9 on a software one.
  *
  * @module
  */
@@ -97,6 +100,10 @@ interface Workspace extends Sizes, Omit<LayerActivationBuffers, "x1" | "x2" | "l
   attnScratch: GPUBuffer;
   /** `x·Aᵀ` of the LoRA branch `[tokens, rank]`; only when `rank > 0`. */
   loraU?: GPUBuffer;
+  /** A decode step's fused q|k|v output `[rows, (heads + 2·kvHeads)·headDim]` (merged weights). */
+  qkv: GPUBuffer;
+  /** A decode step's fused gate|up output `[rows, 2·intermediate]` (merged weights). */
+  gateUp: GPUBuffer;
   /** The adapters merged into copies of the base weights (`mergeAdapters`), during a call. */
   merged?: MergedAdapterWeights;
 }
@@ -436,6 +443,8 @@ function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
     idsDec: buf(size.rows, "ids"),
     posDec: buf(size.rows, "positions"),
     hLast: buf(size.rows * c.hiddenSize, "h_last"),
+    qkv: buf(size.rows * (c.numAttentionHeads + 2 * c.numKeyValueHeads) * c.headDim, "qkv"),
+    gateUp: buf(size.rows * 2 * c.intermediateSize, "gate_up"),
     logits: buf(size.rows * c.vocabSize, "logits"),
     ctrl: buf(4, "ctrl"),
     info: buf(size.infoWords, "info"),

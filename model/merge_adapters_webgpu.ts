@@ -10,11 +10,23 @@
  * would have to be f32, twice their bytes, or be rounded) and weights split into row blocks (too
  * large for one binding).
  *
- * {@linkcode MergedAdapterWeights} holds one f32 `[out, in]` buffer per merged projection (as many
- * bytes as those base weights) and recomputes them from the current base weights and adapter
- * values each time {@linkcode MergedAdapterWeights.encode} is recorded: generation records it once
- * per call, so an adapter changed between calls (every RL step) or a base weight changed (full
- * fine-tuning) is always seen. {@linkcode MergedAdapterWeights.view} gives the model's weights
+ * Fused groups: where a layer's q_proj, k_proj and v_proj all qualify (each merges or has no
+ * adapter, each base weight f32 in one buffer, at least one merges, and each block's byte offset
+ * a multiple of the device's storage-offset alignment: any hidden size that is a multiple of 64,
+ * every Qwen3), their merged matrices are written as one `[qDim + 2·kvDim, hidden]` buffer, q
+ * rows then k then v (a projection without an adapter gets a copy of its base weight there:
+ * its bytes more than merging alone), and likewise gate_proj|up_proj as one `[2·inter, hidden]`
+ * buffer: a decode step then records one matvec for q, k and v and one for gate and up
+ * (`encodeDecoderLayer` with the layer's `qkvProj` / `gateUpProj`). Each projection keeps a view
+ * into its block (`GpuMatrixChunk.offset`) for the other steps (prefill). A group with a routed
+ * (HILO) module, an f16 or row-split weight, or no merged member is not fused: its plain
+ * members merge into buffers of their own as before.
+ *
+ * {@linkcode MergedAdapterWeights} holds those f32 buffers (as many bytes as the merged base
+ * weights, plus the unadapted members of fused groups) and recomputes them from the current base
+ * weights and adapter values each time {@linkcode MergedAdapterWeights.encode} is recorded:
+ * generation records it once per call, so an adapter changed between calls (every RL step) or a
+ * base weight changed (full fine-tuning) is always seen. {@linkcode MergedAdapterWeights.view} gives the model's weights
  * with the merged matrices in place of the base ones, and adapters that skip the merged
  * projections, for `encodeDecoderLayer`.
  *
@@ -90,11 +102,142 @@ export function mergeTargets(model: GpuModelWeights): MergeTarget[] {
   return out;
 }
 
-const key = (layer: number, target: ProjectionName) => `${layer}.${target}`;
+/** The projections whose merged weights can share one buffer, by group. */
+export const FUSED_GROUPS: Readonly<Record<FusedGroup, readonly ProjectionName[]>> = Object.freeze({
+  qkv: ["q_proj", "k_proj", "v_proj"],
+  gate_up: ["gate_proj", "up_proj"],
+});
+
+/** A group of projections whose weights share one buffer: q|k|v or gate|up. */
+export type FusedGroup = "qkv" | "gate_up";
+
+/** The layer field of a group's fused weight. */
+const FUSED_FIELD = { qkv: "qkvProj", gate_up: "gateUpProj" } as const;
 
 /**
- * Merged copies of the base weights of the projections whose adapters merge: buffers allocated
- * once (as many bytes as those base weights), values recomputed by every
+ * Why a layer's q|k|v or gate|up group does not fuse into one merged buffer, or null when it does
+ * (see the module's documentation).
+ *
+ * @param model The model's weights and adapters.
+ * @param layer Decoder layer index.
+ * @param group Which group.
+ * @param alignment The device's `minStorageBufferOffsetAlignment` (bytes).
+ * @returns The reason, or null.
+ *
+ * @example Plain LoRA on every projection of an f32 Qwen3 fuses
+ * ```ts ignore
+ * import { unfusableReason } from "./merge_adapters_webgpu.ts";
+ * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
+ * console.log(unfusableReason(model, 0, "qkv", 256)); // null
+ * ```
+ */
+export function unfusableReason(
+  model: GpuModelWeights,
+  layer: number,
+  group: FusedGroup,
+  alignment: number,
+): string | null {
+  const lora = model.adapters;
+  const lw = model.layers[layer];
+  const targets = FUSED_GROUPS[group];
+  let merges = false;
+  let rowStart = 0;
+  const cols = (lw[PROJECTION_FIELD[targets[0]]] as GpuMatrix).cols;
+  for (const target of targets) {
+    const weight = lw[PROJECTION_FIELD[target]] as GpuMatrix;
+    const module = lora?.module(layer, target);
+    const why = module
+      ? unmergeableReason(module, weight)
+      : (weight.dtype ?? "f32") !== "f32"
+      ? `${weight.dtype} base weight`
+      : weight.chunks.length !== 1
+      ? `base weight split into ${weight.chunks.length} blocks`
+      : null;
+    if (why) return `${target}: ${why}`;
+    if (weight.cols !== cols) return `${target} has ${weight.cols} columns, not ${cols}`;
+    if ((4 * rowStart * cols) % alignment !== 0) {
+      return `${target}'s block would start at byte ${4 * rowStart * cols}, not a multiple of ` +
+        `the storage offset alignment ${alignment}`;
+    }
+    merges ||= module !== undefined;
+    rowStart += weight.rows;
+  }
+  return merges ? null : `no adapter on ${targets.join(", ")}`;
+}
+
+/** One projection in a merged buffer: its rows from `rowStart`, its adapter if it merges. */
+interface Part {
+  target: ProjectionName;
+  weight: GpuMatrix;
+  module?: GpuLoraModule;
+  rowStart: number;
+}
+
+/** One merged buffer: a projection's, or a fused group's. */
+interface Block {
+  key: string;
+  layer: number;
+  group?: FusedGroup;
+  rows: number;
+  cols: number;
+  parts: Part[];
+}
+
+/** The buffers `model`'s merge needs (fused groups first in each layer when `fuse`). */
+function mergePlan(model: GpuModelWeights, fuse: boolean, alignment: number): Block[] {
+  const lora = model.adapters;
+  if (!lora) return [];
+  const targets = mergeTargets(model);
+  const blocks: Block[] = [];
+  model.layers.forEach((lw, layer) => {
+    const grouped = new Set<ProjectionName>();
+    if (fuse) {
+      for (const group of ["qkv", "gate_up"] as const) {
+        if (unfusableReason(model, layer, group, alignment) !== null) continue;
+        const parts: Part[] = [];
+        let rows = 0;
+        for (const target of FUSED_GROUPS[group]) {
+          const weight = lw[PROJECTION_FIELD[target]] as GpuMatrix;
+          parts.push({ target, weight, module: lora.module(layer, target), rowStart: rows });
+          rows += weight.rows;
+          grouped.add(target);
+        }
+        blocks.push({
+          key: `${layer}.${group}`,
+          layer,
+          group,
+          rows,
+          cols: parts[0].weight.cols,
+          parts,
+        });
+      }
+    }
+    for (const t of targets) {
+      if (t.layer !== layer || grouped.has(t.target)) continue;
+      const { rows, cols } = t.weight;
+      blocks.push({
+        key: `${layer}.${t.target}`,
+        layer,
+        rows,
+        cols,
+        parts: [{ target: t.target, weight: t.weight, module: t.module, rowStart: 0 }],
+      });
+    }
+  });
+  return blocks;
+}
+
+const key = (layer: number, target: ProjectionName) => `${layer}.${target}`;
+
+/** Options of {@linkcode MergedAdapterWeights}. */
+export interface MergedAdapterOptions {
+  /** Write q|k|v and gate|up as one buffer each where they qualify; default true. */
+  fuse?: boolean;
+}
+
+/**
+ * Merged copies of the base weights of the projections whose adapters merge (q|k|v and gate|up
+ * fused where they qualify): buffers allocated once, values recomputed by every
  * {@linkcode MergedAdapterWeights.encode}.
  *
  * @example Generate-like use: merge, then record layers over the view
@@ -112,28 +255,33 @@ const key = (layer: number, target: ProjectionName) => `${layer}.${target}`;
 export class MergedAdapterWeights {
   /** The GPU context owning the buffers. */
   readonly ctx: GpuContext;
+  #fuse: boolean;
+  #blocks: Block[];
   #buffers = new Map<string, GPUBuffer>();
 
   /**
-   * Allocates one f32 buffer per mergeable projection of `model` (nothing is computed yet).
+   * Allocates the f32 buffers the merge of `model`'s adapters needs (nothing is computed yet).
    *
    * @param ctx The GPU context.
    * @param model The model's weights and adapters.
+   * @param options Whether to fuse q|k|v and gate|up.
    */
-  constructor(ctx: GpuContext, model: GpuModelWeights) {
+  constructor(ctx: GpuContext, model: GpuModelWeights, options: MergedAdapterOptions = {}) {
     this.ctx = ctx;
-    for (const t of mergeTargets(model)) {
-      const { rows, cols } = t.weight;
-      this.#buffers.set(
-        key(t.layer, t.target),
-        ctx.createBuffer(4 * rows * cols, `merged.layer${t.layer}.${t.target}`),
-      );
+    this.#fuse = options.fuse ?? true;
+    this.#blocks = mergePlan(model, this.#fuse, this.#alignment);
+    for (const b of this.#blocks) {
+      this.#buffers.set(b.key, ctx.createBuffer(4 * b.rows * b.cols, `merged.layer${b.key}`));
     }
+  }
+
+  get #alignment(): number {
+    return this.ctx.device.limits.minStorageBufferOffsetAlignment;
   }
 
   /** Number of merged projections. */
   get size(): number {
-    return this.#buffers.size;
+    return this.#blocks.reduce((n, b) => n + b.parts.filter((p) => p.module).length, 0);
   }
 
   /** Bytes of the merged weights. */
@@ -144,7 +292,21 @@ export class MergedAdapterWeights {
   }
 
   /**
-   * Whether these buffers are those `model`'s mergeable projections need now (same projections,
+   * The fused groups, in layer order.
+   *
+   * @example List them
+   * ```ts ignore
+   * import { MergedAdapterWeights } from "./merge_adapters_webgpu.ts";
+   * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
+   * console.log(new MergedAdapterWeights(model.ctx, model).fused); // [{ layer: 0, group: "qkv" }, …]
+   * ```
+   */
+  get fused(): { layer: number; group: FusedGroup }[] {
+    return this.#blocks.filter((b) => b.group).map((b) => ({ layer: b.layer, group: b.group! }));
+  }
+
+  /**
+   * Whether these buffers are those `model`'s merge needs now (same projections, same groups,
    * same shapes): false after adapters with other targets were set.
    *
    * @param model The model's weights and adapters.
@@ -159,21 +321,26 @@ export class MergedAdapterWeights {
    * ```
    */
   fits(model: GpuModelWeights): boolean {
-    const targets = mergeTargets(model);
-    return targets.length === this.#buffers.size && targets.every((t) => {
-      const b = this.#buffers.get(key(t.layer, t.target));
-      return b !== undefined && b.size === 4 * t.weight.rows * t.weight.cols;
-    });
+    const plan = mergePlan(model, this.#fuse, this.#alignment);
+    const sig = (b: Block) =>
+      `${b.key}:${b.rows}x${b.cols}:` +
+      b.parts.map((p) => `${p.target}@${p.rowStart}${p.module ? "+" : ""}`).join(",");
+    return this.#buffers.size === plan.length &&
+      plan.every((b, i) =>
+        this.#blocks[i] !== undefined && sig(b) === sig(this.#blocks[i]) &&
+        this.#buffers.get(b.key)?.size === 4 * b.rows * b.cols
+      );
   }
 
   /**
-   * Records the merge into `enc`: each merged buffer gets a copy of its base weight, then one
-   * compute pass adds `scale_e · B_e·A_e` per expert (`encodeMatmulBackward`'s `dx = alpha·dy·w`
-   * with `dy = B_e [out, r]`, `w = A_e [r, in]`, accumulated).
+   * Records the merge into `enc`: each merged buffer gets a copy of its base weights (each
+   * projection's rows at its block), then one compute pass adds `scale_e · B_e·A_e` per expert
+   * (`encodeMatmulBackward`'s `dx = alpha·dy·w` with `dy = B_e [out, r]`, `w = A_e [r, in]`,
+   * accumulated into the projection's block).
    *
    * @param enc The command encoder (outside any pass).
    * @param model The model the buffers were allocated for.
-   * @throws {Error} If the buffers do not fit `model`'s mergeable projections (see
+   * @throws {Error} If the buffers do not fit `model`'s merge (see
    * {@linkcode MergedAdapterWeights.fits}).
    *
    * @example Merge the current adapter values
@@ -189,40 +356,51 @@ export class MergedAdapterWeights {
   encode(enc: GPUCommandEncoder, model: GpuModelWeights): void {
     if (!this.fits(model)) {
       throw new Error(
-        `Cannot merge the adapters: the buffers were allocated for ${this.#buffers.size} ` +
-          `projections, other than the ${mergeTargets(model).length} mergeable ones of the model ` +
-          `now (adapters replaced?); allocate a new MergedAdapterWeights`,
+        `Cannot merge the adapters: the buffers were allocated for ${this.size} projections ` +
+          `in ${this.#buffers.size} buffers, other than the ${mergeTargets(model).length} ` +
+          `mergeable ones of the model now (adapters replaced?); allocate a new ` +
+          `MergedAdapterWeights`,
       );
     }
-    const targets = mergeTargets(model);
-    for (const t of targets) {
-      const dst = this.#buffers.get(key(t.layer, t.target))!;
-      enc.copyBufferToBuffer(t.weight.chunks[0].buffer, 0, dst, 0, dst.size);
+    // The model's current weights (the plan's are those of the allocation: the same shapes).
+    const plan = mergePlan(model, this.#fuse, this.#alignment);
+    for (const b of plan) {
+      const dst = this.#buffers.get(b.key)!;
+      for (const p of b.parts) {
+        const bytes = 4 * p.weight.rows * b.cols;
+        enc.copyBufferToBuffer(p.weight.chunks[0].buffer, 0, dst, 4 * p.rowStart * b.cols, bytes);
+      }
     }
-    if (targets.length === 0) return;
+    if (plan.length === 0) return;
     const pass = enc.beginComputePass({ label: "merge adapters" });
-    for (const t of targets) {
-      const dx = this.#buffers.get(key(t.layer, t.target))!;
-      const { outFeatures: out, inFeatures: inF } = t.module;
-      for (const e of t.module.experts) {
-        encodeMatmulBackward(this.ctx, pass, {
-          dy: e.b,
-          w: e.a,
-          dx,
-          m: out,
-          n: e.r,
-          k: inF,
-          alpha: e.scale,
-          accumulateDx: true,
-        });
+    for (const b of plan) {
+      const buffer = this.#buffers.get(b.key)!;
+      for (const p of b.parts) {
+        if (!p.module) continue;
+        const { outFeatures: out, inFeatures: inF } = p.module;
+        const dx = { buffer, offset: 4 * p.rowStart * b.cols, size: 4 * out * inF };
+        for (const e of p.module.experts) {
+          encodeMatmulBackward(this.ctx, pass, {
+            dy: e.b,
+            w: e.a,
+            dx,
+            m: out,
+            n: e.r,
+            k: inF,
+            alpha: e.scale,
+            accumulateDx: true,
+          });
+        }
       }
     }
     pass.end();
   }
 
   /**
-   * `model`'s weights with the merged matrices in place of their base weights, and adapters
-   * that skip the merged projections (null when every adapted projection merged).
+   * `model`'s weights with the merged matrices in place of their base weights (views into the
+   * fused buffers for a fused group's projections, and the layer's `qkvProj` / `gateUpProj` set
+   * to the whole group), and adapters that skip the merged projections (null when every adapted
+   * projection merged).
    *
    * @param model The model the buffers were allocated for.
    * @returns The view, for `encodeDecoderLayer` (read only; its buffers are the model's and
@@ -234,28 +412,38 @@ export class MergedAdapterWeights {
    * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
    * const view = new MergedAdapterWeights(model.ctx, model).view(model);
    * console.log(view.adapters); // null for plain LoRA on f32 weights
+   * console.log(view.layers[0].qkvProj?.rows); // qDim + 2·kvDim
    * ```
    */
   view(model: GpuModelWeights): GpuModelWeights {
-    const merged = this.#buffers;
-    const layers = model.layers.map((lw, layer): GpuLayerWeights => {
-      const out = { ...lw };
-      for (const target of PROJECTIONS) {
-        const buffer = merged.get(key(layer, target));
-        if (!buffer) continue;
-        const field = PROJECTION_FIELD[target];
-        const w = lw[field] as GpuMatrix;
-        const m: GpuMatrix = {
-          name: `${w.name} (merged)`,
+    const merged = new Set<string>();
+    const layers = model.layers.map((lw): GpuLayerWeights => ({ ...lw }));
+    for (const b of this.#blocks) {
+      const buffer = this.#buffers.get(b.key)!;
+      const out = layers[b.layer] as unknown as Record<string, GpuMatrix>;
+      for (const p of b.parts) {
+        if (p.module) merged.add(key(b.layer, p.target));
+        const field = PROJECTION_FIELD[p.target];
+        const w = model.layers[b.layer][field] as GpuMatrix;
+        const offset = 4 * p.rowStart * b.cols;
+        out[field] = {
+          name: `${w.name} (merged${b.group ? `, in ${b.group}` : ""})`,
           rows: w.rows,
           cols: w.cols,
-          chunks: [{ buffer, rowStart: 0, rows: w.rows }],
+          chunks: [{ buffer, rowStart: 0, rows: w.rows, ...(offset ? { offset } : {}) }],
           dtype: "f32",
         };
-        (out as Record<typeof field, GpuMatrix | GPUBuffer>)[field] = m;
       }
-      return out;
-    });
+      if (b.group) {
+        out[FUSED_FIELD[b.group]] = {
+          name: `model.layers.${b.layer}.${b.group} (merged)`,
+          rows: b.rows,
+          cols: b.cols,
+          chunks: [{ buffer, rowStart: 0, rows: b.rows }],
+          dtype: "f32",
+        };
+      }
+    }
     const lora = model.adapters;
     let adapters: GpuLora | null = null;
     if (lora && lora.modules.some((m) => !merged.has(key(m.layer, m.target)))) {
@@ -295,5 +483,6 @@ export class MergedAdapterWeights {
   dispose(): void {
     for (const b of this.#buffers.values()) this.ctx.release(b);
     this.#buffers.clear();
+    this.#blocks = [];
   }
 }

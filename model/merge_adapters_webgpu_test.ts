@@ -1,8 +1,11 @@
 // Generation with the LoRA adapters merged into copies of the base weights (`mergeAdapters`,
-// model/merge_adapters_webgpu.ts): the merged matrices equal W + Σ scale·B·A in float64, and
-// merged generation gives the unmerged run's tokens and model log-probs (and the CPU backend's)
-// with 2 dispatches fewer per adapted projection and decode step; routed (HILO) modules keep the
-// unmerged path; adapter values changed between calls are merged again; every buffer is freed.
+// model/merge_adapters_webgpu.ts): the merged matrices equal W + Σ scale·B·A in float64, q|k|v
+// and gate|up each in one buffer (no more bytes than the per-projection copies), and merged
+// generation gives the unmerged run's tokens and model log-probs (and the CPU backend's) with 2
+// dispatches fewer per adapted projection and decode step, and 2 (q|k|v) + 1 (gate|up on the
+// software path) fewer per fused layer; LoRA on a subset of projections fuses with the others'
+// base weights copied in; routed (HILO) modules keep the unmerged path; adapter values changed
+// between calls are merged again; every buffer is freed.
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { createHilo, hiloConfig } from "../adapters/hilo.ts";
 import { createLora } from "../adapters/lora.ts";
@@ -17,10 +20,15 @@ import { type GenerateOptions, type GenerateResult, resolveGenerateOptions } fro
 import { generateCpu } from "./generate_cpu.ts";
 import { generateWebGpu, releaseGenerateWorkspace } from "./generate_webgpu.ts";
 import { loadModel } from "./load_model.ts";
-import { MergedAdapterWeights, mergeTargets } from "./merge_adapters_webgpu.ts";
+import {
+  FUSED_GROUPS,
+  MergedAdapterWeights,
+  mergeTargets,
+  unfusableReason,
+} from "./merge_adapters_webgpu.ts";
 import type { CpuQwen3 } from "./qwen3_cpu.ts";
 import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
-import { PROJECTION_FIELD } from "./tensor_table.ts";
+import { PROJECTION_FIELD, PROJECTIONS } from "./tensor_table.ts";
 
 // Merged W' = W + s·B·A against float64, each element's error over |W| + s·Σ_j |B_oj·A_ji|: f32
 // roundings of a rank-8 sum (measured 1.7e-7).
@@ -98,6 +106,31 @@ async function perStep(model: WebGpuQwen3, options: Partial<GenerateOptions>): P
   return (long.dispatches - short.dispatches) / 4;
 }
 
+/**
+ * Dispatches per layer and decode step the fused groups save beyond merging: q|k|v 3 → 1, and
+ * gate|up 2 → 1 (SwiGLU reads the fused output: its own dispatch on the software path, down_proj's
+ * prologue on the hardware one; the fixture's 4·intermediate bytes is a storage offset).
+ */
+function fusedSaving(model: WebGpuQwen3): number {
+  const merged = new MergedAdapterWeights(model.ctx, model);
+  const fused = merged.fused;
+  merged.dispose();
+  return fused.reduce((n, f) => n + (f.group === "qkv" ? 2 : 1), 0);
+}
+
+/** Bytes of `model`'s base weights of `targets` in every layer. */
+function baseBytes(model: WebGpuQwen3, targets: readonly string[]): number {
+  let n = 0;
+  for (const lw of model.layers) {
+    for (const t of PROJECTIONS) {
+      if (!targets.includes(t)) continue;
+      const w = lw[PROJECTION_FIELD[t]] as GpuMatrix;
+      n += 4 * w.rows * w.cols;
+    }
+  }
+  return n;
+}
+
 function maxAbsDiff(a: readonly Float32Array[], b: readonly Float32Array[]): number {
   let worst = 0;
   a.forEach((x, i) => {
@@ -119,11 +152,38 @@ Deno.test({
     try {
       const L = model.config.numHiddenLayers;
       strictEqual(merged.size, 7 * L);
+      // Every layer's q|k|v and gate|up in one buffer each, in the per-projection copies' bytes.
+      deepStrictEqual(
+        merged.fused,
+        Array.from({ length: L }, (_, layer) => [
+          { layer, group: "qkv" },
+          { layer, group: "gate_up" },
+        ]).flat(),
+      );
+      strictEqual(merged.bytes, baseBytes(model, PROJECTIONS));
+      const unfused = new MergedAdapterWeights(model.ctx, model, { fuse: false });
+      strictEqual(unfused.bytes, merged.bytes);
+      deepStrictEqual(unfused.fused, []);
+      unfused.dispose();
       const enc = model.ctx.device.createCommandEncoder();
       merged.encode(enc, model);
       model.ctx.device.queue.submit([enc.finish()]);
       const view = merged.view(model);
       strictEqual(view.adapters, null, "every projection merged: no adapters left");
+      for (const [layer, lw] of view.layers.entries()) {
+        // The fused weight is the group's views, row block after row block, in one buffer.
+        for (const [group, field] of [["qkv", "qkvProj"], ["gate_up", "gateUpProj"]] as const) {
+          const fused = lw[field]!;
+          let row = 0;
+          for (const t of FUSED_GROUPS[group]) {
+            const part = lw[PROJECTION_FIELD[t]] as GpuMatrix;
+            strictEqual(part.chunks[0].buffer, fused.chunks[0].buffer, `${layer}.${t}`);
+            strictEqual(part.chunks[0].offset ?? 0, 4 * row * fused.cols, `${layer}.${t}`);
+            row += part.rows;
+          }
+          strictEqual(fused.rows, row);
+        }
+      }
       let worst = 0;
       for (const m of lora.modules) {
         const field = PROJECTION_FIELD[m.target];
@@ -131,9 +191,10 @@ Deno.test({
         const got = view.layers[m.layer][field] as GpuMatrix;
         ok(got.chunks[0].buffer !== base.chunks[0].buffer);
         const n = base.rows * base.cols;
+        const at = got.chunks[0].offset ?? 0;
         const [w, w2] = (await readback(model.ctx, [
           { buffer: base.chunks[0].buffer, offset: 0, size: 4 * n },
-          { buffer: got.chunks[0].buffer, offset: 0, size: 4 * n },
+          { buffer: got.chunks[0].buffer, offset: at, size: 4 * n },
         ])).map((b) => new Float32Array(b));
         const { a, b, r, scale } = m.experts[0];
         const [out, inF] = [m.outFeatures, m.inFeatures];
@@ -164,7 +225,7 @@ Deno.test({
 
 Deno.test({
   name: "generateWebGpu() with mergeAdapters: the unmerged run's tokens and log-probs, and the " +
-    "CPU's, with 14 dispatches fewer per layer and decode step",
+    "CPU's, with 14 + 3 (fused q|k|v, gate|up) dispatches fewer per layer and decode step",
   ignore: noGpu,
   async fn() {
     const model = await gpuModel();
@@ -208,8 +269,13 @@ Deno.test({
       }
       const merged = await perStep(model, { mergeAdapters: true });
       const unmerged = await perStep(model, { mergeAdapters: false });
-      console.log(`dispatches per decode step: unmerged ${unmerged}, merged ${merged}`);
-      strictEqual(unmerged - merged, 2 * 7 * L);
+      const fused = fusedSaving(model);
+      strictEqual(fused, 3 * L);
+      console.log(
+        `dispatches per decode step (software path): unmerged ${unmerged}, merged ${merged} ` +
+          `(${fused / L} a layer fewer than merging alone)`,
+      );
+      strictEqual(unmerged - merged, 2 * 7 * L + fused);
     } finally {
       releaseGenerateWorkspace(model);
       model.dispose();
@@ -229,7 +295,15 @@ Deno.test({
         const unmerged = await perStep(model, { mergeAdapters: false });
         const merged = await perStep(model, { mergeAdapters: true });
         strictEqual(auto, isFallbackAdapter ? unmerged : merged, `fallback ${isFallbackAdapter}`);
-        ok(merged < unmerged);
+        const L = model.config.numHiddenLayers;
+        // q|k|v saves 2 a layer, gate|up 1, on both paths.
+        const fused = 3 * L;
+        strictEqual(fusedSaving(model), fused);
+        strictEqual(unmerged - merged, 2 * 7 * L + fused, `fallback ${isFallbackAdapter}`);
+        console.log(
+          `${isFallbackAdapter ? "software" : "hardware"} path: dispatches per decode step ` +
+            `unmerged ${unmerged}, merged ${merged}`,
+        );
       } finally {
         releaseGenerateWorkspace(model);
         model.dispose();
@@ -269,7 +343,7 @@ Deno.test({
       ok(err <= MERGED_LOGPROB_TOL, `HILO merged vs unmerged log-probs: ${err}`);
       const merged = await perStep(model, { mergeAdapters: true });
       const unmerged = await perStep(model, { mergeAdapters: false });
-      strictEqual(unmerged - merged, 2 * targets.length);
+      strictEqual(unmerged - merged, 2 * targets.length + fusedSaving(model));
       console.log(
         `HILO (${targets.length} of ${hilo.modules.length} modules merge): log-probs ` +
           `${err.toExponential(2)}; dispatches per decode step ${unmerged} → ${merged}`,
@@ -316,5 +390,100 @@ Deno.test({
     await gen(true);
     model.dispose();
     strictEqual(ctx.allocatedBytes, 0, "bytes still allocated after dispose()");
+  },
+});
+
+Deno.test({
+  name: "generateWebGpu() with LoRA on q_proj, v_proj and gate_proj: q|k|v and gate|up fused " +
+    "with the base k_proj and up_proj copied in, the unmerged run's tokens and log-probs",
+  ignore: noGpu,
+  async fn() {
+    // The hardware path (q|k|v fused with the RMSNorm in its matvec) and the software one.
+    for (const isFallbackAdapter of [false, true]) {
+      const model = await gpuModel(isFallbackAdapter);
+      try {
+        const targets = ["q_proj", "v_proj", "gate_proj"];
+        const lora = createLora(
+          loraConfig({ r: 4, loraAlpha: 8, targetModules: targets, initLoraWeights: false }),
+          model.config,
+          { seed: 21 },
+        );
+        model.setAdapters(lora);
+        const L = model.config.numHiddenLayers;
+        const align = model.ctx.device.limits.minStorageBufferOffsetAlignment;
+        strictEqual(unfusableReason(model, 0, "qkv", align), null);
+        strictEqual(unfusableReason(model, 1, "gate_up", align), null);
+        const merged = new MergedAdapterWeights(model.ctx, model);
+        strictEqual(merged.size, 3 * L);
+        strictEqual(merged.fused.length, 2 * L);
+        // The unadapted k_proj and up_proj are copied into their groups: their bytes too.
+        strictEqual(merged.bytes, baseBytes(model, [...targets, "k_proj", "up_proj"]));
+        merged.dispose();
+        const options = { prompts: PROMPTS, maxNewTokens: 10, temperature: 0 };
+        const [on, off] = await mergedAndUnmerged(model, options);
+        deepStrictEqual(on.sequences.map((s) => s.tokens), off.sequences.map((s) => s.tokens));
+        const err = maxAbsDiff(
+          on.sequences.map((s) => s.modelLogprobs),
+          off.sequences.map((s) => s.modelLogprobs),
+        );
+        ok(err <= MERGED_LOGPROB_TOL, `subset merged vs unmerged log-probs: ${err}`);
+        const [m, u] = [
+          await perStep(model, { mergeAdapters: true }),
+          await perStep(model, { mergeAdapters: false }),
+        ];
+        strictEqual(u - m, 2 * targets.length * L + fusedSaving(model));
+        console.log(
+          `LoRA on ${targets.join(", ")} (${isFallbackAdapter ? "software" : "hardware"} ` +
+            `path): log-probs ${err.toExponential(2)}; dispatches per decode step ${u} → ${m}`,
+        );
+      } finally {
+        releaseGenerateWorkspace(model);
+        model.dispose();
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "unfusableReason() refuses groups without a merged member, with a routed module, or " +
+    "with misaligned blocks, and those groups merge per projection",
+  ignore: noGpu,
+  async fn() {
+    const model = await gpuModel();
+    try {
+      model.setAdapters(
+        createLora(
+          loraConfig({ r: 4, loraAlpha: 8, targetModules: ["k_proj", "o_proj"] }),
+          model.config,
+          { seed: 2 },
+        ),
+      );
+      const align = model.ctx.device.limits.minStorageBufferOffsetAlignment;
+      strictEqual(unfusableReason(model, 0, "qkv", align), null);
+      strictEqual(unfusableReason(model, 0, "gate_up", align), "no adapter on gate_proj, up_proj");
+      // q_proj's block is 64 rows of 64 floats (16384 bytes): k_proj's offset is not a multiple
+      // of 2^15.
+      ok(
+        unfusableReason(model, 0, "qkv", 1 << 15)!.startsWith(
+          "k_proj's block would start at byte 16384, not a multiple",
+        ),
+      );
+      const merged = new MergedAdapterWeights(model.ctx, model);
+      deepStrictEqual(merged.fused.map((f) => f.group), ["qkv", "qkv"]);
+      merged.dispose();
+      // HILO: a routed module keeps its group unfused.
+      const hilo = createHilo(
+        hiloConfig(model.config, { experts: "3", rank: "4", topK: [1, 1] }),
+        model.config,
+        { seed: 11 },
+      );
+      model.setAdapters(hilo);
+      ok(unfusableReason(model, 0, "qkv", align)!.startsWith("q_proj: routed (HILO) adapter"));
+      const routed = new MergedAdapterWeights(model.ctx, model);
+      deepStrictEqual(routed.fused, []);
+      routed.dispose();
+    } finally {
+      model.dispose();
+    }
   },
 });

@@ -33,7 +33,9 @@ function splicePrologue(base: string, prologue: string): string {
  * An input prologue of the vec4 matvec: the `x` operand is computed in the kernel from other
  * operands (instead of by a separate dispatch; each workgroup stages it in shared memory a K chunk
  * at a time), and written into `x` by the workgroups of the first column block, for the
- * dispatches that read it next. Operands are `[m, k]` contiguous (no `ldx`/`xCol`).
+ * dispatches that read it next. Operands are `[m, k]` contiguous (no `ldx`/`xCol`), except
+ * SwiGLU's `gate` and `up` with a `stride` (each bound from its first row: e.g. a fused gate|up
+ * projection's output `[m, 2k]` bound twice, the second binding from byte offset `4k`).
  *
  * - `"rmsnorm"`: `x = h · rsqrt(mean(h²) + eps) · g` per row, the output of `encodeRmsNorm` bit
  *   for bit (same sum order);
@@ -59,6 +61,11 @@ export type MatvecPrologue =
     gate: Binding;
     /** Up projection output `[m, k]`. */
     up: Binding;
+    /**
+     * Floats from one row of `gate` (and of `up`) to the next: a multiple of 4, at least `k`;
+     * default `k`.
+     */
+    stride?: number;
     /** Write `silu(gate)·up` into `x`; default true (false: another dispatch does). */
     write?: boolean;
   };
@@ -219,6 +226,13 @@ export function encodeMatvec(
         `"${kernel}", k ${k}, ldx ${ldx}, xCol ${xCol}`,
     );
   }
+  const proStride = pro?.kind === "swiglu" ? pro.stride ?? k : k;
+  if (pro?.kind === "swiglu" && !(proStride >= k && proStride % 4 === 0)) {
+    throw new RangeError(
+      `Cannot record matvec with a "swiglu" prologue: its "stride" must be a multiple of 4 and ` +
+        `at least k = ${k}: current value is ${proStride}`,
+    );
+  }
   const tk = vec4 ? args.splitK ?? pickMatvecSplit(m, n, k, { fill: ctx.fillWorkgroups }) : 1;
   if (!(Number.isInteger(Math.log2(tk)) && tk >= 1 && tk <= 64)) {
     throw new RangeError(
@@ -258,8 +272,9 @@ export function encodeMatvec(
       bindings.splice(0, 1, pro.h);
       bindings.push(pro.g);
     } else {
-      checkSize("matvec", "prologue.gate", pro.gate, m * k, rows);
-      checkSize("matvec", "prologue.up", pro.up, m * k, rows);
+      const at = proStride === k ? rows : `${rows}, row stride ${proStride}`;
+      checkSize("matvec", "prologue.gate", pro.gate, strided(m, proStride, 0, k), at);
+      checkSize("matvec", "prologue.up", pro.up, strided(m, proStride, 0, k), at);
       bindings.splice(0, 1, pro.gate);
       bindings.push(pro.up);
     }
@@ -285,7 +300,8 @@ export function encodeMatvec(
             M: m,
             N: n,
             K4: k / 4,
-            ldx4: ldx / 4,
+            // With a prologue: the row stride of its inputs (the SwiGLU `stride`).
+            ldx4: (pro ? proStride : ldx) / 4,
             x_col4: xCol / 4,
             ldy,
             y_col: yCol,

@@ -14,8 +14,9 @@
 //   squares as rms_norm.wgsl does (thread t: k = t, t + 64, ... with one fma each; then, after one
 //   barrier, each thread adds the 64 partials in that kernel's tree order), so x (and xo) are
 //   bit-identical to its output.
-// - PROLOGUE = 1, SwiGLU: x binds gate, aux up [M, K]; x = gate / (1 + exp(-gate)) · up, the
-//   expression of swiglu.wgsl, so xo is its output.
+// - PROLOGUE = 1, SwiGLU: x binds gate, aux up [M, K], rows 4·ldx4 floats apart (the launcher's
+//   default ldx4 = K4: contiguous; a fused gate|up output [M, 2K] is bound twice with ldx4 = 2 K4);
+//   x = gate / (1 + exp(-gate)) · up, the expression of swiglu.wgsl, so xo is its output.
 // The loops: over K's chunks and their steps (K4 in all), over the 64 partials (fixed).
 // Reads x, aux, w (and y when accumulating); writes y and xo, which must alias none of them.
 // Tolerance vs the f64 reference: as matvec_vec4 (rel 1e-5, f32); bit-identical to rms_norm /
@@ -54,8 +55,9 @@ fn stage_x(i: u32, m0: u32, k4: u32, writes: bool) {
   if (PROLOGUE == 0u) {
     v = x[at] * inv_rms[i] * aux[k4];
   } else {
-    let g = x[at];
-    v = g / (1.0 + exp(-g)) * aux[at];
+    let src = min(m0 + i, p.M - 1u) * p.ldx4 + k4;
+    let g = x[src];
+    v = g / (1.0 + exp(-g)) * aux[src];
   }
   part[i * CH + k4 % CH] = v;
   if (writes && m0 + i < p.M) { xo[at] = v; }

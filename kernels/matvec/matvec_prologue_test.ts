@@ -182,6 +182,58 @@ Deno.test({
 });
 
 Deno.test({
+  name: 'encodeMatvec() "swiglu" prologue reads gate and up rows at a stride (a fused gate|up ' +
+    "output bound twice) with the contiguous launch's bits",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const align = ctx.device.limits.minStorageBufferOffsetAlignment / 4;
+    // [m, n, k, stride]: rows [gate (k) | NaN | up (k) from float `align` | NaN].
+    for (const [m, n, k, extra] of [[5, 33, 8, 4], [3, 65, 68, 0], [9, 7, 132, 12]]) {
+      const upAt = Math.ceil(k / align) * align;
+      const stride = upAt + k + extra;
+      const c = inputs("swiglu", m, k);
+      const rows = new Float32Array(m * stride).fill(NaN);
+      for (let r = 0; r < m; r++) {
+        rows.set(c.a.subarray(r * k, (r + 1) * k), r * stride);
+        rows.set(c.b.subarray(r * k, (r + 1) * k), r * stride + upAt);
+      }
+      const span = 4 * ((m - 1) * stride + k);
+      const both = ctx.upload(rows.subarray(0, (m - 1) * stride + upAt + k), "gate_up");
+      const gate = { buffer: both, offset: 0, size: span };
+      const up = { buffer: both, offset: 4 * upAt, size: span };
+      const w = randomArray(n * k, n + 2 * k);
+      const wb = ctx.upload(w, "w");
+      const [a, b] = [ctx.upload(c.a, "a"), ctx.upload(c.b, "b")];
+      const [x, y] = [poisoned(ctx, m * k, "x"), poisoned(ctx, m * n, "y")];
+      const [x0, y0] = [poisoned(ctx, m * k, "x0"), poisoned(ctx, m * n, "y0")];
+      const enc = recordPass(ctx, (pass) => {
+        const prologue = { kind: "swiglu", gate, up, stride } as const;
+        encodeMatvec(ctx, pass, { x, w: wb, y, m, n, k, prologue });
+        encodeMatvec(ctx, pass, {
+          x: x0,
+          w: wb,
+          y: y0,
+          m,
+          n,
+          k,
+          prologue: prologueOf("swiglu", a, b),
+        });
+      });
+      const tag = `swiglu ${m}x${n}x${k} stride ${stride}`;
+      const gotY = await readFloats(ctx, y, m * n, enc);
+      const gotX = await readFloats(ctx, x, m * k);
+      const err = assertClose(gotY, matmulRef(c.x, w, [m, n, k]), TOL, `${tag} y`);
+      assertClose(gotX, c.x, TOL, `${tag} x`);
+      assert.deepEqual(gotX, await readFloats(ctx, x0, m * k), `${tag}: x differs`);
+      assert.deepEqual(gotY, await readFloats(ctx, y0, m * n), `${tag}: y differs`);
+      console.log(`${tag}: rel err y ${err.toExponential(2)}; the contiguous launch's bits`);
+      for (const buf of [both, wb, a, b, x, y, x0, y0]) ctx.release(buf);
+    }
+  },
+});
+
+Deno.test({
   name: "encodeMatvec() refuses a prologue off the vec4 kernel or on strided rows",
   ignore: noGpu,
   async fn() {
@@ -207,6 +259,27 @@ Deno.test({
             prologue: { kind: "rmsnorm", h: buf(8), g: buf(4), eps: EPS },
           })),
       /prologue\.g/,
+    );
+    for (const stride of [6, 10]) {
+      assert.throws(
+        () =>
+          recordPass(
+            ctx,
+            (pass) => encodeMatvec(ctx, pass, { ...base, k: 8, prologue: { ...prologue, stride } }),
+          ),
+        new RegExp(
+          `"stride" must be a multiple of 4 and at least k = 8: current value is ${stride}`,
+        ),
+      );
+    }
+    assert.throws(
+      () =>
+        recordPass(
+          ctx,
+          (pass) =>
+            encodeMatvec(ctx, pass, { ...base, m: 2, k: 8, prologue: { ...prologue, stride: 60 } }),
+        ),
+      /"prologue.gate" must hold at least 68 elements/,
     );
   },
 });

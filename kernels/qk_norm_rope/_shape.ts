@@ -3,7 +3,7 @@
 // qk_norm_rope_kv.wgsl, qk_norm_rope_backward.wgsl), and the dispatch over rows.
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { packUniform, type UniformLayout, uniformLayout } from "../../gpu/uniforms.ts";
-import { checkSize } from "../_check.ts";
+import { checkSize, strided } from "../_check.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import normRope from "./_norm_rope.wgsl" with { type: "text" };
 import qkRows from "./_qk_rows.wgsl" with { type: "text" };
@@ -98,22 +98,54 @@ export interface QkInputs extends QkShape {
 }
 
 /**
+ * Where a token's heads lie in an input buffer: head `h` of token `t` at float
+ * `t · stride + offset + h · d` (a column range of a wider row, e.g. of a fused q|k|v projection's
+ * output `[tokens, (hq + 2·hkv)·d]`).
+ */
+export interface TokenRows {
+  /** Floats from one token's first head to the next token's. */
+  stride: number;
+  /** Float of token 0's first head. */
+  offset: number;
+}
+
+/**
  * Checks the buffers of one launch (`qRaw` and `more.q`: `[tokens · hq, d]` each, `kRaw` and
- * `more.k`: `[tokens · hkv, d]` each, the norms `[d]`, one position per token, the RoPE table)
- * and returns the kernels' Params record and their number of rows.
+ * `more.k`: `[tokens · hkv, d]` each, or the token rows `layouts` gives for a name; the norms
+ * `[d]`, one position per token, the RoPE table) and returns the kernels' Params record and their
+ * number of rows.
  */
 export function qkParams(
   kernel: string,
   args: QkInputs,
   more: { q: Record<string, Binding>; k: Record<string, Binding> },
+  layouts: Record<string, TokenRows | undefined> = {},
 ): { params: Record<string, number>; rows: number } {
   const { tokens, hq, hkv, d, maxPos, eps } = args;
   checkHeadSize(kernel, d);
+  const check = (name: string, b: Binding, heads: number, shape: string) => {
+    const at = layouts[name];
+    if (!at) return checkSize(kernel, name, b, tokens * heads * d, shape);
+    const width = heads * d;
+    if (!(at.offset >= 0 && at.offset + width <= at.stride)) {
+      throw new RangeError(
+        `Cannot record ${kernel}: "${name}" rows of ${width} floats must lie in a token's ` +
+          `stride (offset + ${width} <= stride): current offset ${at.offset}, stride ${at.stride}`,
+      );
+    }
+    checkSize(
+      kernel,
+      name,
+      b,
+      strided(tokens, at.stride, at.offset, width),
+      `[tokens, ${width}] = [${tokens}, ${width}] at offset ${at.offset}, token stride ${at.stride}`,
+    );
+  };
   for (const [name, b] of Object.entries({ qRaw: args.qRaw, ...more.q })) {
-    checkSize(kernel, name, b, tokens * hq * d, `[tokens · hq, d] = [${tokens * hq}, ${d}]`);
+    check(name, b, hq, `[tokens · hq, d] = [${tokens * hq}, ${d}]`);
   }
   for (const [name, b] of Object.entries({ kRaw: args.kRaw, ...more.k })) {
-    checkSize(kernel, name, b, tokens * hkv * d, `[tokens · hkv, d] = [${tokens * hkv}, ${d}]`);
+    check(name, b, hkv, `[tokens · hkv, d] = [${tokens * hkv}, ${d}]`);
   }
   checkSize(kernel, "qNorm", args.qNorm, d, `[d] = [${d}]`);
   checkSize(kernel, "kNorm", args.kNorm, d, `[d] = [${d}]`);

@@ -6,9 +6,11 @@
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { checkSize } from "../_check.ts";
-import { dispatchRows, normRopeKernel, qkParams } from "./_shape.ts";
+import { dispatchRows, normRopeKernel, qkParams, type TokenRows } from "./_shape.ts";
 import type { QkInputs } from "./qk_norm_rope.ts";
 import code from "./qk_norm_rope_kv.wgsl" with { type: "text" };
+
+export type { TokenRows };
 
 const KERNEL = normRopeKernel("qk_norm_rope_kv", code);
 
@@ -35,6 +37,37 @@ export interface QkNormRopeKvArgs extends QkInputs {
   slots: number;
   /** First cache row written; default 0. */
   row0?: number;
+  /**
+   * Where `qRaw`, `kRaw` and `v` hold each token's heads; default contiguous (`stride` = heads·d,
+   * `offset` 0 each). A fused q|k|v projection's output `[tokens, (hq + 2·hkv)·d]`, bound as all
+   * three, is `{ qRaw: { stride: s, offset: 0 }, kRaw: { stride: s, offset: hq·d }, v: { stride:
+   * s, offset: (hq + hkv)·d } }` with `s = (hq + 2·hkv)·d` (see {@linkcode fusedQkvRows}).
+   */
+  layout?: { qRaw?: TokenRows; kRaw?: TokenRows; v?: TokenRows };
+}
+
+/**
+ * The {@linkcode QkNormRopeKvArgs.layout} of a fused q|k|v projection's output
+ * `[tokens, (hq + 2·hkv)·d]` (q, then k, then v columns), bound as `qRaw`, `kRaw` and `v`.
+ *
+ * @param shape Heads and head size.
+ * @returns The three inputs' token rows.
+ *
+ * @example Qwen3-0.6B's heads
+ * ```ts
+ * import { fusedQkvRows } from "./qk_norm_rope_kv.ts";
+ * console.log(fusedQkvRows({ hq: 16, hkv: 8, d: 128 }).v); // { stride: 4096, offset: 3072 }
+ * ```
+ */
+export function fusedQkvRows(
+  { hq, hkv, d }: { hq: number; hkv: number; d: number },
+): { qRaw: TokenRows; kRaw: TokenRows; v: TokenRows } {
+  const stride = (hq + 2 * hkv) * d;
+  return {
+    qRaw: { stride, offset: 0 },
+    kRaw: { stride, offset: hq * d },
+    v: { stride, offset: (hq + hkv) * d },
+  };
 }
 
 /**
@@ -63,7 +96,7 @@ export function qkNormRopeKvFits(ctx: GpuContext): boolean {
  * @param pass The compute pass being recorded.
  * @param args Buffers and shape.
  * @throws {RangeError} If the head size is odd, `tokens` is not a multiple of `rows`, a buffer is
- * smaller than its shape, or the device cannot bind 12 storage buffers (see
+ * smaller than its shape (or layout), a layout's heads overrun its token stride, or the device cannot bind 12 storage buffers (see
  * {@linkcode qkNormRopeKvFits}).
  *
  * @example One decode step of 4 sequences at Qwen3-0.6B's head shapes
@@ -99,7 +132,22 @@ export function encodeQkNormRopeKv(
         `${tokens} and ${rows}`,
     );
   }
-  const { params, rows: heads } = qkParams(kernel, args, { q: { q: args.q }, k: { v: args.v } });
+  const at = args.layout ?? {};
+  const { params, rows: heads } = qkParams(
+    kernel,
+    args,
+    { q: { q: args.q }, k: { v: args.v } },
+    { qRaw: at.qRaw, kRaw: at.kRaw, v: at.v },
+  );
+  const hq = args.hq;
+  const layout = {
+    q_ld: at.qRaw?.stride ?? hq * d,
+    q_off: at.qRaw?.offset ?? 0,
+    k_ld: at.kRaw?.stride ?? hkv * d,
+    k_off: at.kRaw?.offset ?? 0,
+    v_ld: at.v?.stride ?? hkv * d,
+    v_off: at.v?.offset ?? 0,
+  };
   const width = hkv * d;
   const cache = `[row0 + rows, slots, hkv · d] = [${row0 + rows}, ${slots}, ${width}]`;
   checkSize(kernel, "kCache", args.kCache, (row0 + rows) * slots * width, cache);
@@ -121,6 +169,6 @@ export function encodeQkNormRopeKv(
       ...[args.kCache, args.v, args.vCache, args.mask, args.ctrl],
     ],
     heads,
-    { ...params, T: tokens / rows, S: slots, row0 },
+    { ...params, T: tokens / rows, S: slots, row0, ...layout },
   );
 }

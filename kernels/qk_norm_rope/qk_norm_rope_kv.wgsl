@@ -11,10 +11,16 @@
 // then the KR key rows (first row = (wg.x + wg.y * GRID_X) * 4), as qk_norm_rope.wgsl.
 // Reads q_raw, k_raw, q_w, k_w, positions, table, v, ctrl; writes q, k_cache, v_cache, mask.
 // 12 storage buffers: launched only where the device allows that many (the launcher checks).
+// Input layout: head h of token tok is read from q_raw at tok * q_ld + q_off + h * D (k_raw, v
+// likewise with k_ld, k_off and v_ld, v_off): the launcher's defaults (ld = heads * D, off = 0)
+// give row * D, the contiguous [QR, D] / [KR, D] rows above; a fused q|k|v projection's output
+// [tokens, (HQ + 2 HKV) D] binds all three with ld = (HQ + 2 HKV) D and offsets 0, HQ D,
+// (HQ + HKV) D. q, the caches and the mask are written as above whatever the input layout.
 // Tolerance vs f64 reference: rel 1e-5 for q and the keys (as qk_norm_rope.wgsl); values and mask
 // exact (copies).
 struct Params {
   QR: u32, KR: u32, D: u32, HQ: u32, HKV: u32, max_pos: u32, eps: f32, T: u32, S: u32, row0: u32,
+  q_ld: u32, q_off: u32, k_ld: u32, k_off: u32, v_ld: u32, v_off: u32,
 }
 // Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
 override GRID_X: u32;
@@ -43,23 +49,26 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
   if (r0 >= p.QR + p.KR) { return; }
   let lane = t % TPR;
   let r = qk_row(r0 + t / TPR);
+  let tok = r.row / r.heads;
+  let head = r.row % r.heads;
+  // This row's first input element (its output rows stay r.base).
+  let src = tok * select(p.k_ld, p.q_ld, r.is_q) + select(p.k_off, p.q_off, r.is_q) + head * p.D;
   var s = 0.0;
-  if (r.valid) { s = sum_squares(r.is_q, r.base, lane); }
+  if (r.valid) { s = sum_squares(r.is_q, src, lane); }
   partial[t] = s;
   reduce_rows(t, lane);
   if (!r.valid) { return; }
   let inv = inverseSqrt(partial[t - lane] / f32(p.D) + p.eps);
   let half = p.D / 2u;
-  let tok = r.row / r.heads;
   let pos = min(positions[tok], p.max_pos - 1u);
   // Keys: where the row lands in the cache (nothing is written past the last slot).
   let slot = ctrl[0] + tok % p.T;
   let cache_row = p.row0 + tok / p.T;
   let width = p.HKV * p.D;
-  let dst = (cache_row * p.S + slot) * width + (r.row % p.HKV) * p.D;
+  let dst = (cache_row * p.S + slot) * width + head * p.D;
   if (!r.is_q && slot >= p.S) { return; }
   for (var i = lane; i < half; i += TPR) {
-    let y = norm_rope(r.is_q, r.base, i, half, inv, rope_cs(pos, half, i));
+    let y = norm_rope(r.is_q, src, i, half, inv, rope_cs(pos, half, i));
     if (r.is_q) {
       q[r.base + i] = y.x;
       q[r.base + i + half] = y.y;
@@ -69,6 +78,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
     }
   }
   if (r.is_q) { return; }
-  for (var i = lane; i < p.D; i += TPR) { v_cache[dst + i] = v[r.base + i]; }
-  if (lane == 0u && r.row % p.HKV == 0u) { mask[cache_row * p.S + slot] = 1u; }
+  for (var i = lane; i < p.D; i += TPR) { v_cache[dst + i] = v[tok * p.v_ld + p.v_off + head * p.D + i]; }
+  if (lane == 0u && head == 0u) { mask[cache_row * p.S + slot] = 1u; }
 }

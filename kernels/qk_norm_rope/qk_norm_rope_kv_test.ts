@@ -1,4 +1,4 @@
-import { deepStrictEqual } from "node:assert/strict";
+import { deepStrictEqual, throws } from "node:assert/strict";
 import {
   assertClose,
   noGpu,
@@ -10,7 +10,12 @@ import {
 import { readback } from "../../gpu/readback.ts";
 import { kvWriteRef } from "../kv_write/kv_write_ref.ts";
 import { ropeTable } from "../rope/rope_ref.ts";
-import { encodeQkNormRopeKv, qkNormRopeKvFits } from "./qk_norm_rope_kv.ts";
+import {
+  encodeQkNormRopeKv,
+  fusedQkvRows,
+  type QkNormRopeKvArgs,
+  qkNormRopeKvFits,
+} from "./qk_norm_rope_kv.ts";
 import { qkNormRopeRef } from "./qk_norm_rope_ref.ts";
 
 // q and the keys: as qk_norm_rope (f32 norm sum, one rotation): 1e-5 relative. Values and mask
@@ -28,9 +33,18 @@ interface Case {
   cursor: number;
   row0: number;
   cacheRows: number;
+  /**
+   * Read q, k and v from one buffer of token rows (a fused q|k|v projection's output): `gap`
+   * NaN floats before each of them and `tail` after v in every row, so a read outside the
+   * layout poisons the outputs. Default: three contiguous buffers.
+   */
+  fused?: { gap: number; tail: number };
 }
 
-async function check(c: Case): Promise<void> {
+/** Outputs of one launch: q, the caches and the mask as raw words. */
+type Outputs = Uint32Array[];
+
+async function check(c: Case): Promise<Outputs> {
   const ctx = (await testContext())!;
   const { rows, hq, hkv, d, slots, cursor, row0, cacheRows } = c;
   const tokens = rows * c.tokensPerRow;
@@ -50,16 +64,44 @@ async function check(c: Case): Promise<void> {
   const vCache = poisoned(ctx, n, "v_cache");
   const mask0 = new Uint32Array(cacheRows * slots).fill(7);
   const mask = ctx.upload(mask0, "mask");
+  let inputs: Pick<QkNormRopeKvArgs, "qRaw" | "kRaw" | "v" | "layout"> = {
+    qRaw: ctx.upload(x.qRaw, "qRaw"),
+    kRaw: ctx.upload(x.kRaw, "kRaw"),
+    v: ctx.upload(v, "v"),
+  };
+  if (c.fused) {
+    // Token rows [gap | q | gap | k | gap | v | tail], NaN outside q, k and v.
+    const { gap, tail } = c.fused;
+    const [qw, kw] = [hq * d, hkv * d];
+    const stride = 3 * gap + qw + 2 * kw + tail;
+    const at = { q: gap, k: 2 * gap + qw, v: 3 * gap + qw + kw };
+    const rowsBuf = new Float32Array(tokens * stride).fill(NaN);
+    for (let t = 0; t < tokens; t++) {
+      rowsBuf.set(x.qRaw.subarray(t * qw, (t + 1) * qw), t * stride + at.q);
+      rowsBuf.set(x.kRaw.subarray(t * kw, (t + 1) * kw), t * stride + at.k);
+      rowsBuf.set(v.subarray(t * kw, (t + 1) * kw), t * stride + at.v);
+    }
+    // Exactly the floats the layout needs: the last token's tail is cut.
+    const qkv = ctx.upload(rowsBuf.subarray(0, rowsBuf.length - tail), "qkv");
+    inputs = {
+      qRaw: qkv,
+      kRaw: qkv,
+      v: qkv,
+      layout: {
+        qRaw: { stride, offset: at.q },
+        kRaw: { stride, offset: at.k },
+        v: { stride, offset: at.v },
+      },
+    };
+  }
   const enc = recordPass(ctx, (pass) =>
     encodeQkNormRopeKv(ctx, pass, {
-      qRaw: ctx.upload(x.qRaw, "qRaw"),
-      kRaw: ctx.upload(x.kRaw, "kRaw"),
+      ...inputs,
       qNorm: ctx.upload(x.qNorm, "qNorm"),
       kNorm: ctx.upload(x.kNorm, "kNorm"),
       positions: ctx.upload(positions, "positions"),
       table: ctx.upload(ropeTable(MAX_POS, { d, theta: THETA }), "table"),
       q,
-      v: ctx.upload(v, "v"),
       kCache,
       vCache,
       mask,
@@ -85,7 +127,8 @@ async function check(c: Case): Promise<void> {
   const empty = new Float32Array(n).fill(NaN);
   const rk = kvWriteRef({ cache: empty, mask: mask0 }, want.k, shape);
   const rv = kvWriteRef({ cache: empty, mask: mask0 }, v, shape);
-  const what = `${rows}x${c.tokensPerRow} (${hq}+${hkv})x${d}, slots ${slots} at ${cursor}`;
+  const what = `${rows}x${c.tokensPerRow} (${hq}+${hkv})x${d}, slots ${slots} at ${cursor}` +
+    (c.fused ? `, fused rows (gap ${c.fused.gap}, tail ${c.fused.tail})` : "");
   const eq = assertClose(new Float32Array(gq), want.q, TOL, `q ${what}`);
   const k = new Float32Array(gk);
   const written = [...rk.cache.keys()].filter((i) => !Number.isNaN(rk.cache[i]));
@@ -99,6 +142,7 @@ async function check(c: Case): Promise<void> {
   deepStrictEqual(new Uint32Array(gv), new Uint32Array(rv.cache.buffer), `v cache ${what}`);
   deepStrictEqual(new Uint32Array(gm), rk.mask, `mask ${what}`);
   console.log(`qk_norm_rope_kv ${what}: q ${eq.toExponential(2)}, k ${ek.toExponential(2)}`);
+  return [gq, gk, gv, gm].map((b) => new Uint32Array(b));
 }
 
 Deno.test({
@@ -133,5 +177,86 @@ Deno.test({
       cacheRows: 1,
     });
     await check({ ...base, rows: 1, hq: 1, hkv: 1, d: 2, slots: 3, cursor: 3, cacheRows: 1 });
+  },
+});
+
+Deno.test({
+  name: "encodeQkNormRopeKv() reads q, k and v from the token rows of one buffer (a fused q|k|v " +
+    "projection's output) with the contiguous launch's bits",
+  ignore: noGpu || !qkNormRopeKvFits((await testContext())!),
+  async fn() {
+    const cases: Case[] = [
+      { rows: 3, tokensPerRow: 1, hq: 3, hkv: 1, d: 6, slots: 5, cursor: 2, row0: 0, cacheRows: 3 },
+      {
+        rows: 2,
+        tokensPerRow: 2,
+        hq: 4,
+        hkv: 2,
+        d: 10,
+        slots: 4,
+        cursor: 3,
+        row0: 1,
+        cacheRows: 3,
+      },
+      { rows: 5, tokensPerRow: 1, hq: 2, hkv: 2, d: 2, slots: 3, cursor: 0, row0: 0, cacheRows: 5 },
+    ];
+    for (const c of cases) {
+      const plain = await check(c);
+      for (const fused of [{ gap: 0, tail: 0 }, { gap: 3, tail: 5 }]) {
+        const got = await check({ ...c, fused });
+        const names = ["q", "k cache", "v cache", "mask"];
+        got.forEach((g, i) => deepStrictEqual(g, plain[i], `${names[i]}: fused rows changed bits`));
+      }
+    }
+  },
+});
+
+Deno.test("fusedQkvRows() lays q, k, v out in that order within one token row", () => {
+  deepStrictEqual(fusedQkvRows({ hq: 3, hkv: 1, d: 6 }), {
+    qRaw: { stride: 30, offset: 0 },
+    kRaw: { stride: 30, offset: 18 },
+    v: { stride: 30, offset: 24 },
+  });
+});
+
+Deno.test({
+  name: "encodeQkNormRopeKv() refuses a layout whose heads overrun the token stride or the buffer",
+  ignore: noGpu || !qkNormRopeKvFits((await testContext())!),
+  async fn() {
+    const ctx = (await testContext())!;
+    const [hq, hkv, d, tokens] = [2, 1, 4, 2];
+    const buf = (n: number) => ctx.createBuffer(4 * n, "b");
+    const base = {
+      qNorm: buf(d),
+      kNorm: buf(d),
+      positions: buf(tokens),
+      table: buf(8 * d),
+      q: buf(tokens * hq * d),
+      kCache: buf(tokens * 2 * hkv * d),
+      vCache: buf(tokens * 2 * hkv * d),
+      mask: buf(tokens * 2),
+      ctrl: buf(2),
+      tokens,
+      rows: tokens,
+      slots: 2,
+      hq,
+      hkv,
+      d,
+      maxPos: 8,
+      eps: 1e-6,
+    };
+    const rows = fusedQkvRows({ hq, hkv, d });
+    const stride = rows.v.stride;
+    const record = (qkv: GPUBuffer, layout: QkNormRopeKvArgs["layout"]) =>
+      recordPass(
+        ctx,
+        (pass) => encodeQkNormRopeKv(ctx, pass, { ...base, qRaw: qkv, kRaw: qkv, v: qkv, layout }),
+      );
+    record(buf(tokens * stride), rows); // fits
+    throws(() => record(buf(tokens * stride - 1), rows), /"v" must hold at least 32 elements/);
+    throws(
+      () => record(buf(tokens * stride), { ...rows, v: { stride, offset: stride - 3 } }),
+      /"v" rows of 4 floats must lie in a token's stride/,
+    );
   },
 });
