@@ -8,16 +8,21 @@
 //   decode    one query per row over a kv-slot cache, "rows" vs "split" (split-KV); 4·d FLOPs
 //             per (row, head, slot).
 // Each iteration records REPS dispatches into one pass and waits once; a summary table of the best
-// GFLOP/s is printed at the end.
+// GFLOP/s is printed at the end. A sample is the GPU's time between the pass's beginning and end
+// timestamps when the device has "timestamp-query" (bench/_gpu_timer.ts; HALO_BENCH_WALL=1 or no
+// timestamps: the wall time of submit + readback, which includes a ~11 ms round trip in Deno);
+// the summary says which. `deno bench`'s own time column is always the wall time of the round trip.
 //   deno task bench bench/attention_bench.ts          (HALO_BENCH_FULL=1: GPU-sized lengths)
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { attentionScratchSize, encodeAttention } from "../kernels/attention/attention.ts";
 import { encodeAttentionBackward } from "../kernels/attention/attention_backward.ts";
 import { benchFull } from "./random_model.ts";
+import { createGpuTimer } from "./_gpu_timer.ts";
 
 const ctx = new GpuContext(await createGpu());
 console.log(`adapter: ${ctx.gpu.description}`);
+const timer = createGpuTimer(ctx);
 
 const [hq, hkv, d] = [16, 8, 128];
 // [b, t]
@@ -49,15 +54,13 @@ function benchKernels<K extends string>(
       warmup: 1,
       async fn(bench) {
         const enc = ctx.device.createCommandEncoder();
-        const pass = enc.beginComputePass();
+        const pass = enc.beginComputePass(timer.passDescriptor());
         for (let r = 0; r < reps; r++) record(pass, kernel);
         pass.end();
         bench.start();
-        const t0 = performance.now();
-        ctx.device.queue.submit([enc.finish()]);
-        await ctx.device.queue.onSubmittedWorkDone();
-        const gflops = (flop * reps) / ((performance.now() - t0) * 1e6);
+        const { ms } = await timer.time(enc);
         bench.end();
+        const gflops = (flop * reps) / (ms * 1e6);
         best.set(key, Math.max(best.get(key) ?? 0, gflops));
       },
     });
@@ -142,7 +145,7 @@ for (const [b, kv] of decShapes) {
 
 addEventListener("unload", () => {
   if (best.size === 0) return;
-  console.log(`\nbest GFLOP/s on ${ctx.gpu.description}:`);
+  console.log(`\nbest GFLOP/s on ${ctx.gpu.description} (${timer.describe()}):`);
   console.log("| shape | old | new | ratio |");
   console.log("|---|---|---|---|");
   const row = (shape: string, old: string, neu: string) => {

@@ -11,7 +11,10 @@
 // in, post_attention_layernorm + gate_proj (3072×1024) likewise, swiglu + down_proj (1024×3072)
 // against down_proj with SwiGLU folded in. Each iteration records REPS launches into one pass
 // and waits once; µs per launch (all its dispatches) are printed at the end, with the dispatches
-// one decode layer records with and without the prologues.
+// one decode layer records with and without the prologues. A sample is the GPU's time between the
+// pass's beginning and end timestamps when the device has "timestamp-query" (bench/_gpu_timer.ts;
+// HALO_BENCH_WALL=1 or no timestamps: the wall time of submit + readback, whose ~11 ms round trip
+// in Deno then dwarfs these few-µs launches); the summary says which.
 //   deno task bench bench/fusion_bench.ts
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
@@ -30,9 +33,11 @@ import { encodeSwiglu } from "../kernels/swiglu/swiglu.ts";
 import { encodeDecoderLayer } from "../model/decoder_layer_webgpu.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 import { qwen3_0p6bConfig, randomWeights } from "./random_model.ts";
+import { createGpuTimer } from "./_gpu_timer.ts";
 
 const ctx = new GpuContext(await createGpu());
 console.log(`adapter: ${ctx.gpu.description}`);
+const timer = createGpuTimer(ctx);
 
 const [hq, hkv, d, maxPos, eps] = [16, 8, 128, 4096, 1e-6];
 const REPS = 32;
@@ -227,15 +232,13 @@ function register(what: string, name: string, tokens: number, record: Record): v
     warmup: 2,
     async fn(bench) {
       const enc = ctx.device.createCommandEncoder();
-      const pass = enc.beginComputePass();
+      const pass = enc.beginComputePass(timer.passDescriptor());
       for (let r = 0; r < REPS; r++) record(pass);
       pass.end();
       bench.start();
-      const t0 = performance.now();
-      ctx.device.queue.submit([enc.finish()]);
-      await ctx.device.queue.onSubmittedWorkDone();
-      const us = ((performance.now() - t0) * 1e3) / REPS;
+      const { ms } = await timer.time(enc);
       bench.end();
+      const us = (ms * 1e3) / REPS;
       best.set(key, Math.min(best.get(key) ?? Infinity, us));
     },
   });
@@ -294,7 +297,9 @@ function decodeLayerDispatches(fusePrologues: boolean): number {
 
 addEventListener("unload", () => {
   if (best.size === 0) return;
-  console.log(`\nbest µs per launch (${REPS} in one pass) on ${ctx.gpu.description}:`);
+  console.log(
+    `\nbest µs per launch (${REPS} in one pass) on ${ctx.gpu.description} (${timer.describe()}):`,
+  );
   console.log("| tokens | fwd separate (4) | fwd fused (1) | bwd separate (4) | bwd fused (1) |");
   console.log("|---|---|---|---|---|");
   const cell = (name: string, tokens: number) => best.get(`${name} ${tokens}`)?.toFixed(1) ?? "-";

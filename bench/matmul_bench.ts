@@ -24,7 +24,8 @@
 // Without it (or HALO_BENCH_WALL=1) the sample is the wall time of the round trip and REPS is
 // sized for ≥ ~1 s of work at full size (2e13 FLOP, up to 1024 dispatches), so the poll costs ≤ ~1%
 // of the big GEMMs; the decode rows then stay an underestimate, said in the summary. A timestamp
-// pair that is not increasing or exceeds the wall time falls back to the wall time for that sample.
+// pair that is not increasing or exceeds the wall time falls back to the wall time for that sample
+// (bench/_gpu_timer.ts, shared with the other kernel benches).
 //
 // HALO_MATMUL_VARIANTS=auto (bench/gpu.sh sets it) benches only the kernel "auto" picks for each
 // GEMM shape (and the matvecs and tiles on the decode rows), to fit a GPU call's budget.
@@ -40,20 +41,15 @@ import {
 } from "../kernels/matmul/matmul.ts";
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeMatvec, pickMatvecSplit } from "../kernels/matvec/matvec.ts";
-import { readback } from "../gpu/readback.ts";
 import { benchFull } from "./random_model.ts";
+import { createGpuTimer } from "./_gpu_timer.ts";
 
 const ctx = new GpuContext(await createGpu());
 console.log(`adapter: ${ctx.gpu.description}`);
 const AUTO_ONLY = Deno.env.get("HALO_MATMUL_VARIANTS") === "auto";
-const TIMESTAMPS = ctx.gpu.features.has("timestamp-query") &&
-  Deno.env.get("HALO_BENCH_WALL") !== "1";
-// The pass's two timestamps, resolved into `stamps` and read back with each sample.
-const querySet = TIMESTAMPS ? ctx.device.createQuerySet({ type: "timestamp", count: 2 }) : null;
-const stamps = ctx.device.createBuffer({
-  size: 16,
-  usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-});
+// Each sample's pass is timed by its GPU timestamps when the device has them (see the header).
+const timer = createGpuTimer(ctx);
+const TIMESTAMPS = timer.timing === "GPU timestamps";
 /** The fill the model's "auto" passes on this adapter (as the launchers do). */
 const fill = matmulFill(ctx);
 
@@ -189,13 +185,11 @@ function autoLine(op: Op, m: number, n: number, k: number): string | undefined {
   const key = `${op} ${m}x${n}x${k} ${name}`;
   const g = best.get(key);
   if (g === undefined) return undefined;
-  const timing = TIMESTAMPS ? "GPU timestamps" : "wall clock";
+  const timing = timer.timing;
   return `matmul${op === "y" ? "" : ` ${op}`} ${m}x${n}x${k}: ${g.toFixed(2)} GFLOP/s ` +
     `(kernel ${name}, best of ${samples.get(key)}, ${timing}) on ${ctx.gpu.description}`;
 }
 
-/** Samples whose timestamps were unusable (timed by the wall clock instead). */
-let fallbacks = 0;
 const rowsPerBinding = (k: number) =>
   Math.floor(ctx.device.limits.maxStorageBufferBindingSize / (4 * k));
 
@@ -232,13 +226,7 @@ for (const [op, m, n, k] of [...shapes, ...decode]) {
       async fn(b) {
         ctx.device.pushErrorScope("validation");
         const enc = ctx.device.createCommandEncoder();
-        const pass = enc.beginComputePass(
-          querySet
-            ? {
-              timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
-            }
-            : {},
-        );
+        const pass = enc.beginComputePass(timer.passDescriptor());
         for (let r = 0; r < reps; r++) {
           if (op === "mv") {
             for (const [wb, yCol, rows] of blocks) {
@@ -255,16 +243,9 @@ for (const [op, m, n, k] of [...shapes, ...decode]) {
           }
         }
         pass.end();
-        if (querySet) enc.resolveQuerySet(querySet, 0, 2, stamps, 0);
         b.start();
-        const t0 = performance.now();
-        const [bytes] = await readback(ctx, [{ buffer: stamps, offset: 0, size: 16 }], enc);
-        const wallMs = performance.now() - t0;
+        const { ms } = await timer.time(enc);
         b.end();
-        const [begin, end] = new BigUint64Array(bytes);
-        const gpuMs = Number(end - begin) / 1e6;
-        const ms = querySet && end > begin && gpuMs <= wallMs ? gpuMs : wallMs;
-        if (querySet && ms === wallMs) fallbacks++;
         const gflops = (flop * reps) / (ms * 1e6);
         const error = await ctx.device.popErrorScope();
         if (error) throw new Error(`${key}: ${error.message}`);
@@ -280,9 +261,7 @@ for (const [op, m, n, k] of [...shapes, ...decode]) {
 
 addEventListener("unload", () => {
   if (best.size === 0) return;
-  const timing = TIMESTAMPS
-    ? `GPU timestamps${fallbacks ? `, ${fallbacks} samples by wall clock (bad timestamps)` : ""}`
-    : "wall clock incl. one ~11 ms round trip per sample: decode rows read low";
+  const timing = timer.describe() + (TIMESTAMPS ? "" : ": decode rows read low");
   console.log(
     `\nbest GFLOP/s on ${ctx.gpu.description} (${timing}; ratio: last kernel / first):`,
   );
