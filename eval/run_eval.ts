@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
 import { loadModel } from "../model/load_model.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { readGenerationConfig } from "../model/generation_config.ts";
 import { generate } from "../model/generate.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { mixNumber } from "../internal/random.ts";
@@ -229,7 +230,7 @@ async function loadSystem(
   options: RunEvalOptions,
   backend: "cpu" | "webgpu" | "auto",
   log: (line: string) => void,
-): Promise<{ model: Qwen3Model; tokenizer: Tokenizer }> {
+): Promise<{ model: Qwen3Model; tokenizer: Tokenizer; generationEos: number[] }> {
   // "auto": WebGPU when any adapter exists, software ones included: with its KV cache, batched
   // sampling on llvmpipe measured 110 tok/s against 50 tok/s on the CPU backend (which
   // recomputes the prefix each step) for arithmetic-tiny, k = 8, on the 2-core dev machine.
@@ -254,7 +255,9 @@ async function loadSystem(
       (model as unknown as { setAdapters(lora: Lora | null): void }).setAdapters(lora);
     }
     const tokenizer = await loadTokenizer(tokenizerDir);
-    return { model, tokenizer };
+    // As HF generate: generation_config.json's eos_token_id stops too (Qwen3: [151645, 151643]).
+    const generationEos = (await readGenerationConfig(tokenizerDir))?.eosTokenIds ?? [];
+    return { model, tokenizer, generationEos };
   } catch (error) {
     model.dispose();
     throw error;
@@ -386,13 +389,16 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
   let stopped = false;
   if (todo.length > 0) {
     const startedAt = new Date().toISOString();
-    const { model, tokenizer } = await loadSystem(options, backend, log);
+    const { model, tokenizer, generationEos } = await loadSystem(options, backend, log);
     let finished = 0;
     try {
-      const eos = [...model.config.eosTokenIds];
-      if (tokenizer.eosTokenId !== null && !eos.includes(tokenizer.eosTokenId)) {
-        eos.push(tokenizer.eosTokenId);
-      }
+      const eos = [
+        ...new Set([
+          ...model.config.eosTokenIds,
+          ...(tokenizer.eosTokenId === null ? [] : [tokenizer.eosTokenId]),
+          ...generationEos,
+        ]),
+      ];
       const maxPos = model.config.maxPositionEmbeddings;
       const maxNewTokens = config.maxNewTokens as number;
       const prompts = todo.map((p) => {

@@ -176,3 +176,27 @@ Deno.test("runEval() applies a PEFT LoRA or a HILO --adapter: the texts equal ge
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("runEval() stops at generation_config.json's eos_token_id too, as HF generate", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const modelDir = join(root, "model");
+    await Deno.mkdir(modelDir);
+    for await (const e of Deno.readDir("models/arithmetic-tiny")) {
+      await Deno.copyFile(join("models/arithmetic-tiny", e.name), join(modelDir, e.name));
+    }
+    // Every id of the 64-token vocabulary stops: each sample is one token, ended by "eos".
+    await Deno.writeTextFile(
+      join(modelDir, "generation_config.json"),
+      JSON.stringify({ eos_token_id: Array.from({ length: 64 }, (_, i) => i) }),
+    );
+    const r = await runEval({ ...base, model: modelDir, limit: 1, outDir: join(root, "out") });
+    const lines = (await read(r.outDir, "samples.jsonl")).trimEnd().split("\n").map((l) =>
+      JSON.parse(l)
+    );
+    assert.equal(lines.length, 2);
+    for (const l of lines) assert.deepEqual([l.tokens, l.stop], [1, "eos"]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
