@@ -43,6 +43,7 @@ Deno.test("main() end to end writes samples.jsonl, summary.json, summary.md and 
     assert.deepEqual(summary.ks, [1, 2]);
     assert.equal(summary.config.temperature, 0.6);
     assert.equal(summary.config.topP, 0.95);
+    assert.equal(summary.config.thinking, false);
     assert.ok((await Deno.readTextFile(join(dir, "summary.md"))).includes("| pass@2 | "));
     assert.equal(xmlProblem(await Deno.readTextFile(join(dir, "pass_at_k.svg"))), null);
   } finally {
@@ -142,4 +143,20 @@ Deno.test("pairSystems() pairs models and adapters", () => {
     "b/m1",
     null,
   ]]);
+});
+
+Deno.test("main() --thinking turns Qwen3's thinking mode on and records it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { err, io } = capture();
+    const args = [...tiny, "--limit", "1", "--k", "1", "--max-new-tokens", "2", "--out", dir];
+    assert.equal(await main([...args, "--thinking"], io), 0, err.join("\n"));
+    const config = JSON.parse(await Deno.readTextFile(join(dir, "eval_config.json")));
+    assert.equal(config.thinking, true);
+    // The folder's setting is part of what a resume must match.
+    assert.equal(await main(args, io), 2);
+    assert.match(err.at(-1)!, /thinking = true, this run has false/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -67,6 +67,12 @@ export interface RunEvalOptions {
   maxNewTokens?: number;
   /** `"boxed"`, `"dapo"`, `"task"` or a text with `{question}` (`--template`); default per data. */
   template?: string;
+  /**
+   * Qwen3's thinking mode (`--thinking`): the chat template's `enable_thinking`. Default `false`:
+   * the prompt ends with an empty `<think>\n\n</think>\n\n` block. Give thinking a larger
+   * `maxNewTokens`.
+   */
+  thinking?: boolean;
   /** Evaluate the first this many problems (`--limit`); default all (arithmetic: 200). */
   limit?: number;
   /**
@@ -137,6 +143,9 @@ export interface RunEvalResult {
   config: Record<string, unknown>;
 }
 
+/** Settings added later, as folders written before them ran: such a folder still resumes. */
+const SETTINGS_BEFORE_THEY_EXISTED: Readonly<Record<string, unknown>> = { thinking: false };
+
 function fail(message: string, type: typeof RangeError | typeof TypeError = RangeError): never {
   throw new type(`Cannot evaluate: ${message}`);
 }
@@ -164,11 +173,11 @@ export function promptSeed(seed: number, id: string): number {
   return mixNumber(mixNumber(0x6576616c, seed), h >>> 0);
 }
 
-function encodePrompt(tokenizer: Tokenizer, message: string): number[] {
+function encodePrompt(tokenizer: Tokenizer, message: string, thinking: boolean): number[] {
   try {
     return tokenizer.encodeChat([{ role: "user", content: message }], {
       addGenerationPrompt: true,
-      enableThinking: false,
+      enableThinking: thinking,
     });
   } catch (error) {
     // A tokenizer without a chat template: the message as it is.
@@ -217,6 +226,7 @@ function resolveOptions(options: RunEvalOptions): Record<string, unknown> {
     data: options.data,
     limit: options.limit ?? null,
     template,
+    thinking: options.thinking ?? false,
     k,
     temperature,
     topP,
@@ -267,7 +277,7 @@ async function loadSystem(
 /**
  * Runs (or resumes) one evaluation: loads the problems, then, for each problem not yet in
  * `<outDir>/samples.jsonl`, renders the prompt (template through the tokenizer's chat template,
- * thinking off; the bare message when the tokenizer has none), samples `k` responses in one batch
+ * thinking off unless `thinking`; the bare message when the tokenizer has none), samples `k` responses in one batch
  * with seed {@linkcode promptSeed}`(seed, id)`, verifies each in eval mode, groups the answers
  * into vote classes, and appends the prompt's `k` lines. Once every problem is done it writes
  * `summary.json` ({@linkcode summarizeEval}), `summary.md` and `pass_at_k.svg`. Each session that
@@ -332,7 +342,10 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
   }
   const configText = JSON.stringify(config, null, 2) + "\n";
   if (await exists(configPath)) {
-    const previous = JSON.parse(await Deno.readTextFile(configPath)) as Record<string, unknown>;
+    const previous = {
+      ...SETTINGS_BEFORE_THEY_EXISTED,
+      ...JSON.parse(await Deno.readTextFile(configPath)) as Record<string, unknown>,
+    };
     for (const key of new Set([...Object.keys(previous), ...Object.keys(config)])) {
       if (JSON.stringify(previous[key]) !== JSON.stringify(config[key])) {
         throw new Error(
@@ -405,6 +418,7 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
         const ids = encodePrompt(
           tokenizer,
           evalTemplateMessage(p.question, config.template as string),
+          config.thinking as boolean,
         );
         if (ids.length >= maxPos) {
           fail(
