@@ -25,10 +25,12 @@ import { prepareGold } from "../verify/prepare_gold.ts";
 import { verify } from "../verify/verify.ts";
 import {
   defaultTemplate,
+  evalDataPath,
   type EvalProblem,
   evalTemplateMessage,
   loadEvalProblems,
 } from "./eval_data.ts";
+import { findTrainDataOverlap } from "./train_data_overlap.ts";
 import { type EvalSampleRecord, formatSampleLines, parseSamplesJsonl } from "./eval_records.ts";
 import { type EvalSummary, summarizeEval, voteClasses } from "./eval_summary.ts";
 import { passAtKChart, summaryMarkdown } from "./eval_report.ts";
@@ -284,6 +286,10 @@ async function loadSystem(
  * samples appends one line to `timing.jsonl` (start time, prompts, tokens, seconds, tokens/s,
  * backend and device), kept out of the summary so that it stays a pure function of the samples.
  *
+ * When the run behind `model` or `adapter` drew its RL prompts from the `data` file (its
+ * checkpoint's `rl.data.path`, {@linkcode findTrainDataOverlap}), a warning naming both goes to
+ * `log`: the score is then not a held-out result.
+ *
  * The settings are stored in `eval_config.json`; a folder holding another run's settings is an
  * error (naming the differing setting) unless `overwrite`. On a resume the torn tail of
  * `samples.jsonl` (a partial last line, or a prompt with fewer than `k` lines) is dropped and the
@@ -329,6 +335,9 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
   }
   const problems = await loadEvalProblems(options.data, { limit: options.limit });
   if (problems.length === 0) fail(`--data "${options.data}" holds no problem`);
+  const dataPath = evalDataPath(options.data);
+  const overlap = dataPath === null ? null : await findTrainDataOverlap(dataPath, options);
+  if (overlap !== null) log(overlap.message);
   const outDir = options.outDir;
   await Deno.mkdir(outDir, { recursive: true });
   const configPath = join(outDir, "eval_config.json");
