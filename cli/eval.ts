@@ -61,6 +61,8 @@ Options:
   --max-new-tokens N     most generated tokens per sample (default 64 for arithmetic, else 1024)
   --template T           boxed | dapo | task | a text with {question} (default: task for
                          arithmetic, boxed otherwise); rendered with the chat template
+  --thinking             Qwen3 thinking mode (the chat template's enable_thinking; default off:
+                         the prompt ends with an empty <think></think> block)
   --limit N              only the first N problems (arithmetic: default 200)
   --backend B            cpu | webgpu | auto (default auto: WebGPU when an adapter exists)
   --seed S               sampling seed (default 0); prompt seeds derive from (S, prompt id)
@@ -221,6 +223,7 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
         "top-p": { type: "string" },
         "max-new-tokens": { type: "string" },
         template: { type: "string" },
+        thinking: { type: "boolean" },
         limit: { type: "string" },
         backend: { type: "string" },
         seed: { type: "string" },
@@ -286,6 +289,7 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
         topP: finiteNumber("--top-p", str("top-p")) ?? 0.95,
         maxNewTokens: positiveInteger("--max-new-tokens", str("max-new-tokens")),
         template: str("template"),
+        thinking: values.thinking === true,
         limit: positiveInteger("--limit", str("limit")),
         backend: backend as "cpu" | "webgpu" | "auto",
         seed,

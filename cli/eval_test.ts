@@ -43,6 +43,7 @@ Deno.test("main() end to end writes samples.jsonl, summary.json, summary.md and 
     assert.deepEqual(summary.ks, [1, 2]);
     assert.equal(summary.config.temperature, 0.6);
     assert.equal(summary.config.topP, 0.95);
+    assert.equal(summary.config.thinking, false);
     assert.ok((await Deno.readTextFile(join(dir, "summary.md"))).includes("| pass@2 | "));
     assert.equal(xmlProblem(await Deno.readTextFile(join(dir, "pass_at_k.svg"))), null);
   } finally {
@@ -142,4 +143,75 @@ Deno.test("pairSystems() pairs models and adapters", () => {
     "b/m1",
     null,
   ]]);
+});
+
+Deno.test("main() --thinking turns Qwen3's thinking mode on and records it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { err, io } = capture();
+    const args = [...tiny, "--limit", "1", "--k", "1", "--max-new-tokens", "2", "--out", dir];
+    assert.equal(await main([...args, "--thinking"], io), 0, err.join("\n"));
+    const config = JSON.parse(await Deno.readTextFile(join(dir, "eval_config.json")));
+    assert.equal(config.thinking, true);
+    // The folder's setting is part of what a resume must match.
+    assert.equal(await main(args, io), 2);
+    assert.match(err.at(-1)!, /thinking = true, this run has false/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() warns on stderr when the evaluated run trained on the evaluation's data file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A run whose final/ is the bundled model and whose checkpoint trained on data.jsonl.
+    const data = join(dir, "data.jsonl");
+    await Deno.writeTextFile(
+      data,
+      JSON.stringify({ question: "What is 1 + 2?", answer: "3" }) + "\n",
+    );
+    const final = join(dir, "run", "final");
+    await Deno.mkdir(final, { recursive: true });
+    for await (const e of Deno.readDir("models/arithmetic-tiny")) {
+      await Deno.copyFile(join("models/arithmetic-tiny", e.name), join(final, e.name));
+    }
+    await Deno.mkdir(join(dir, "run", "step_000003"));
+    const meta = join(dir, "run", "step_000003", "meta.json");
+    const config = {
+      trainer: { mode: "rl" },
+      rl: { data: { path: data, evalPath: "", evalSize: 1 } },
+    };
+    await Deno.writeTextFile(meta, JSON.stringify({ step: 3, config }));
+    const { err, io } = capture();
+    const args = ["--model", final, "--data", data, "--backend", "cpu", "--k", "1"];
+    const code = await main([...args, "--max-new-tokens", "2", "--out", join(dir, "out")], io);
+    assert.equal(code, 0, err.join("\n"));
+    const warning = err.find((l) => l.startsWith("Warning:"));
+    assert.ok(warning, err.join("\n"));
+    assert.ok(warning.includes(`"${data}"`) && warning.includes(meta), warning);
+    // Another data file: no warning.
+    const other = join(dir, "other.jsonl");
+    await Deno.copyFile(data, other);
+    const quiet = capture();
+    assert.equal(
+      await main([
+        "--model",
+        final,
+        "--data",
+        other,
+        "--backend",
+        "cpu",
+        "--k",
+        "1",
+        "--max-new-tokens",
+        "2",
+        "--out",
+        join(dir, "out2"),
+      ], quiet.io),
+      0,
+    );
+    assert.equal(quiet.err.filter((l) => l.startsWith("Warning:")).length, 0, quiet.err.join("\n"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -220,6 +220,30 @@ export function parseEvalJsonl(text: string, options: ParseEvalJsonlOptions = {}
 }
 
 /**
+ * The file of `--data`: the bundled file of `"gsm8k"` (`data/math/gsm8k/test.jsonl`) and
+ * `"math500"`, the path itself for a `.jsonl` file, `null` for `"arithmetic"` (generated) or an
+ * unknown name.
+ *
+ * @param data A data set name or a `.jsonl` path.
+ * @returns The file, or `null`.
+ *
+ * @example Usage
+ * ```ts
+ * import { evalDataPath } from "./eval_data.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(evalDataPath("gsm8k")!.endsWith("data/math/gsm8k/test.jsonl"));
+ * assert.equal(evalDataPath("mine.jsonl"), "mine.jsonl");
+ * assert.equal(evalDataPath("arithmetic"), null);
+ * ```
+ */
+export function evalDataPath(data: string): string | null {
+  const bundled = BUNDLED[data];
+  if (bundled !== undefined) return fileURLToPath(new URL(bundled.path, import.meta.url));
+  return data.endsWith(".jsonl") ? data : null;
+}
+
+/**
  * Loads the problems of `--data`: `"gsm8k"` and `"math500"` (the bundled test sets in
  * `data/math/`), `"arithmetic"` (the held-out split of the arithmetic task with the settings of
  * the bundled model, {@linkcode ARITHMETIC_EVAL_TASK}; 200 problems unless `limit`), or a path to
@@ -265,7 +289,7 @@ export async function loadEvalProblems(
   let path: string;
   let parseOptions: ParseEvalJsonlOptions;
   if (bundled !== undefined) {
-    path = fileURLToPath(new URL(bundled.path, import.meta.url));
+    path = evalDataPath(data)!;
     parseOptions = {
       source: path,
       idPrefix: bundled.prefix,

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
 import { loadModel } from "../model/load_model.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { readGenerationConfig } from "../model/generation_config.ts";
 import { generate } from "../model/generate.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { mixNumber } from "../internal/random.ts";
@@ -24,10 +25,12 @@ import { prepareGold } from "../verify/prepare_gold.ts";
 import { verify } from "../verify/verify.ts";
 import {
   defaultTemplate,
+  evalDataPath,
   type EvalProblem,
   evalTemplateMessage,
   loadEvalProblems,
 } from "./eval_data.ts";
+import { findTrainDataOverlap } from "./train_data_overlap.ts";
 import { type EvalSampleRecord, formatSampleLines, parseSamplesJsonl } from "./eval_records.ts";
 import { type EvalSummary, summarizeEval, voteClasses } from "./eval_summary.ts";
 import { passAtKChart, summaryMarkdown } from "./eval_report.ts";
@@ -66,6 +69,12 @@ export interface RunEvalOptions {
   maxNewTokens?: number;
   /** `"boxed"`, `"dapo"`, `"task"` or a text with `{question}` (`--template`); default per data. */
   template?: string;
+  /**
+   * Qwen3's thinking mode (`--thinking`): the chat template's `enable_thinking`. Default `false`:
+   * the prompt ends with an empty `<think>\n\n</think>\n\n` block. Give thinking a larger
+   * `maxNewTokens`.
+   */
+  thinking?: boolean;
   /** Evaluate the first this many problems (`--limit`); default all (arithmetic: 200). */
   limit?: number;
   /**
@@ -136,6 +145,9 @@ export interface RunEvalResult {
   config: Record<string, unknown>;
 }
 
+/** Settings added later, as folders written before them ran: such a folder still resumes. */
+const SETTINGS_BEFORE_THEY_EXISTED: Readonly<Record<string, unknown>> = { thinking: false };
+
 function fail(message: string, type: typeof RangeError | typeof TypeError = RangeError): never {
   throw new type(`Cannot evaluate: ${message}`);
 }
@@ -163,11 +175,11 @@ export function promptSeed(seed: number, id: string): number {
   return mixNumber(mixNumber(0x6576616c, seed), h >>> 0);
 }
 
-function encodePrompt(tokenizer: Tokenizer, message: string): number[] {
+function encodePrompt(tokenizer: Tokenizer, message: string, thinking: boolean): number[] {
   try {
     return tokenizer.encodeChat([{ role: "user", content: message }], {
       addGenerationPrompt: true,
-      enableThinking: false,
+      enableThinking: thinking,
     });
   } catch (error) {
     // A tokenizer without a chat template: the message as it is.
@@ -216,6 +228,7 @@ function resolveOptions(options: RunEvalOptions): Record<string, unknown> {
     data: options.data,
     limit: options.limit ?? null,
     template,
+    thinking: options.thinking ?? false,
     k,
     temperature,
     topP,
@@ -229,7 +242,7 @@ async function loadSystem(
   options: RunEvalOptions,
   backend: "cpu" | "webgpu" | "auto",
   log: (line: string) => void,
-): Promise<{ model: Qwen3Model; tokenizer: Tokenizer }> {
+): Promise<{ model: Qwen3Model; tokenizer: Tokenizer; generationEos: number[] }> {
   // "auto": WebGPU when any adapter exists, software ones included: with its KV cache, batched
   // sampling on llvmpipe measured 110 tok/s against 50 tok/s on the CPU backend (which
   // recomputes the prefix each step) for arithmetic-tiny, k = 8, on the 2-core dev machine.
@@ -254,7 +267,9 @@ async function loadSystem(
       (model as unknown as { setAdapters(lora: Lora | null): void }).setAdapters(lora);
     }
     const tokenizer = await loadTokenizer(tokenizerDir);
-    return { model, tokenizer };
+    // As HF generate: generation_config.json's eos_token_id stops too (Qwen3: [151645, 151643]).
+    const generationEos = (await readGenerationConfig(tokenizerDir))?.eosTokenIds ?? [];
+    return { model, tokenizer, generationEos };
   } catch (error) {
     model.dispose();
     throw error;
@@ -264,12 +279,16 @@ async function loadSystem(
 /**
  * Runs (or resumes) one evaluation: loads the problems, then, for each problem not yet in
  * `<outDir>/samples.jsonl`, renders the prompt (template through the tokenizer's chat template,
- * thinking off; the bare message when the tokenizer has none), samples `k` responses in one batch
+ * thinking off unless `thinking`; the bare message when the tokenizer has none), samples `k` responses in one batch
  * with seed {@linkcode promptSeed}`(seed, id)`, verifies each in eval mode, groups the answers
  * into vote classes, and appends the prompt's `k` lines. Once every problem is done it writes
  * `summary.json` ({@linkcode summarizeEval}), `summary.md` and `pass_at_k.svg`. Each session that
  * samples appends one line to `timing.jsonl` (start time, prompts, tokens, seconds, tokens/s,
  * backend and device), kept out of the summary so that it stays a pure function of the samples.
+ *
+ * When the run behind `model` or `adapter` drew its RL prompts from the `data` file (its
+ * checkpoint's `rl.data.path`, {@linkcode findTrainDataOverlap}), a warning naming both goes to
+ * `log`: the score is then not a held-out result.
  *
  * The settings are stored in `eval_config.json`; a folder holding another run's settings is an
  * error (naming the differing setting) unless `overwrite`. On a resume the torn tail of
@@ -316,6 +335,9 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
   }
   const problems = await loadEvalProblems(options.data, { limit: options.limit });
   if (problems.length === 0) fail(`--data "${options.data}" holds no problem`);
+  const dataPath = evalDataPath(options.data);
+  const overlap = dataPath === null ? null : await findTrainDataOverlap(dataPath, options);
+  if (overlap !== null) log(overlap.message);
   const outDir = options.outDir;
   await Deno.mkdir(outDir, { recursive: true });
   const configPath = join(outDir, "eval_config.json");
@@ -329,7 +351,10 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
   }
   const configText = JSON.stringify(config, null, 2) + "\n";
   if (await exists(configPath)) {
-    const previous = JSON.parse(await Deno.readTextFile(configPath)) as Record<string, unknown>;
+    const previous = {
+      ...SETTINGS_BEFORE_THEY_EXISTED,
+      ...JSON.parse(await Deno.readTextFile(configPath)) as Record<string, unknown>,
+    };
     for (const key of new Set([...Object.keys(previous), ...Object.keys(config)])) {
       if (JSON.stringify(previous[key]) !== JSON.stringify(config[key])) {
         throw new Error(
@@ -386,19 +411,23 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
   let stopped = false;
   if (todo.length > 0) {
     const startedAt = new Date().toISOString();
-    const { model, tokenizer } = await loadSystem(options, backend, log);
+    const { model, tokenizer, generationEos } = await loadSystem(options, backend, log);
     let finished = 0;
     try {
-      const eos = [...model.config.eosTokenIds];
-      if (tokenizer.eosTokenId !== null && !eos.includes(tokenizer.eosTokenId)) {
-        eos.push(tokenizer.eosTokenId);
-      }
+      const eos = [
+        ...new Set([
+          ...model.config.eosTokenIds,
+          ...(tokenizer.eosTokenId === null ? [] : [tokenizer.eosTokenId]),
+          ...generationEos,
+        ]),
+      ];
       const maxPos = model.config.maxPositionEmbeddings;
       const maxNewTokens = config.maxNewTokens as number;
       const prompts = todo.map((p) => {
         const ids = encodePrompt(
           tokenizer,
           evalTemplateMessage(p.question, config.template as string),
+          config.thinking as boolean,
         );
         if (ids.length >= maxPos) {
           fail(

@@ -176,3 +176,68 @@ Deno.test("runEval() applies a PEFT LoRA or a HILO --adapter: the texts equal ge
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("runEval() stops at generation_config.json's eos_token_id too, as HF generate", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const modelDir = join(root, "model");
+    await Deno.mkdir(modelDir);
+    for await (const e of Deno.readDir("models/arithmetic-tiny")) {
+      await Deno.copyFile(join("models/arithmetic-tiny", e.name), join(modelDir, e.name));
+    }
+    // Every id of the 64-token vocabulary stops: each sample is one token, ended by "eos".
+    await Deno.writeTextFile(
+      join(modelDir, "generation_config.json"),
+      JSON.stringify({ eos_token_id: Array.from({ length: 64 }, (_, i) => i) }),
+    );
+    const r = await runEval({ ...base, model: modelDir, limit: 1, outDir: join(root, "out") });
+    const lines = (await read(r.outDir, "samples.jsonl")).trimEnd().split("\n").map((l) =>
+      JSON.parse(l)
+    );
+    assert.equal(lines.length, 2);
+    for (const l of lines) assert.deepEqual([l.tokens, l.stop], [1, "eos"]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("runEval() renders the prompt with the chat template's enable_thinking as `thinking` says", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    // arithmetic-tiny with a chat template that, like Qwen3's, closes an empty think block
+    // when enable_thinking is false.
+    const modelDir = join(root, "model");
+    await Deno.mkdir(modelDir);
+    for await (const e of Deno.readDir("models/arithmetic-tiny")) {
+      await Deno.copyFile(join("models/arithmetic-tiny", e.name), join(modelDir, e.name));
+    }
+    const configPath = join(modelDir, "tokenizer_config.json");
+    const tokenizerConfig = JSON.parse(await Deno.readTextFile(configPath));
+    tokenizerConfig.chat_template += "{%- if add_generation_prompt and enable_thinking is " +
+      "defined and enable_thinking is false %}{{- 'no think\\n' }}{%- endif %}";
+    await Deno.writeTextFile(configPath, JSON.stringify(tokenizerConfig));
+    const tokenizer = await loadTokenizer(modelDir);
+    const [problem] = await loadEvalProblems("arithmetic", { limit: 1 });
+    // The prompt's length shows in the context error (128 positions): --max-new-tokens 127.
+    for (const thinking of [false, true]) {
+      const ids = tokenizer.encodeChat([{ role: "user", content: problem.question }], {
+        addGenerationPrompt: true,
+        enableThinking: thinking,
+      });
+      assert.equal(tokenizer.decode(ids).endsWith("no think\n"), !thinking);
+      await assert.rejects(
+        runEval({
+          ...base,
+          model: modelDir,
+          limit: 1,
+          maxNewTokens: 127,
+          thinking,
+          outDir: join(root, `out_${thinking}`),
+        }),
+        new RegExp(`--max-new-tokens 127 plus the ${ids.length} tokens of prompt`),
+      );
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

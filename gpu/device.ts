@@ -21,7 +21,8 @@ export interface CreateGpuOptions {
   /**
    * Minimum limits the caller needs. A value the adapter cannot give is an error that names the
    * limit. Limits not listed are raised to the adapter's maximum for the names in
-   * {@linkcode GpuLimitName}.
+   * {@linkcode GpuLimitName} (at most `Number.MAX_SAFE_INTEGER`, the largest value a device
+   * request takes).
    */
   requiredLimits?: Partial<Record<GpuLimitName, number>>;
   /** Navigator-like object to take `gpu` from (tests); default `globalThis.navigator`. */
@@ -103,7 +104,9 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
           `"${describe(adapter.info)}" gives ${available}; ${INSTALL_HINT}, or use a smaller model`,
       );
     }
-    requiredLimits[name] = available;
+    // WebGPU's limits are u64 on some backends (an adapter may report u64::MAX); Deno accepts
+    // only [0, 2^53 − 1] in requiredLimits, so ask for at most that.
+    requiredLimits[name] = Math.min(available, Number.MAX_SAFE_INTEGER);
   }
   const features = [...adapter.features].filter((f) =>
     f === "shader-f16" || f === "timestamp-query"

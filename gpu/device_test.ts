@@ -1,4 +1,4 @@
-import { rejects } from "node:assert/strict";
+import { ok, rejects, strictEqual } from "node:assert/strict";
 import { createGpu } from "./device.ts";
 import { noGpu } from "./test_utils.ts";
 
@@ -20,4 +20,34 @@ Deno.test({
         e instanceof RangeError && /"maxStorageBufferBindingSize" must be at least/.test(e.message),
     );
   },
+});
+
+Deno.test("createGpu() asks for at most Number.MAX_SAFE_INTEGER of a limit the adapter reports as u64::MAX", async () => {
+  const limits: Record<string, number> = {
+    maxStorageBufferBindingSize: 2 ** 31 - 1,
+    maxBufferSize: 2 ** 64, // u64::MAX as a JS number
+    maxStorageBuffersPerShaderStage: 10,
+    maxComputeWorkgroupStorageSize: 32768,
+    maxComputeInvocationsPerWorkgroup: 1024,
+    maxComputeWorkgroupSizeX: 1024,
+    maxComputeWorkgroupsPerDimension: 65535,
+  };
+  let asked: Record<string, number> = {};
+  const adapter = {
+    limits,
+    info: { description: "fake", vendor: "", architecture: "", isFallbackAdapter: false },
+    features: new Set<string>(),
+    requestDevice: (d: { requiredLimits: Record<string, number> }) => {
+      asked = d.requiredLimits;
+      return Promise.resolve({ limits: { ...limits, ...asked } });
+    },
+  };
+  const fakeGpu = { requestAdapter: () => Promise.resolve(adapter) } as unknown as GPU;
+  const gpu = await createGpu({ gpu: fakeGpu });
+  strictEqual(asked.maxBufferSize, Number.MAX_SAFE_INTEGER);
+  strictEqual(asked.maxStorageBufferBindingSize, 2 ** 31 - 1);
+  strictEqual(gpu.maxBufferSize, Number.MAX_SAFE_INTEGER);
+  for (const [name, value] of Object.entries(asked)) {
+    ok(Number.isSafeInteger(value) && value >= 0, `${name} = ${value}`);
+  }
 });

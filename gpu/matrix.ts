@@ -43,7 +43,10 @@ export interface GpuMatrix {
 export interface UploadMatrixOptions {
   /** Largest block in bytes; default the device's storage binding limit. */
   maxChunkBytes?: number;
-  /** Store as `"f16"` (rounded to nearest, half the bytes) or `"f32"` (default). */
+  /**
+   * Store as `"f16"` (rounded to nearest, half the bytes; a value beyond ±65504 that f16 would
+   * hold as ±Inf, or a NaN, is an error naming the tensor) or `"f32"` (default).
+   */
   dtype?: "f32" | "f16";
 }
 
@@ -54,6 +57,9 @@ export interface UploadMatrixOptions {
  * @param matrix The data with its name and shape.
  * @param options Largest block size.
  * @returns The matrix on the GPU.
+ * @throws {RangeError} When the data does not have `rows × cols` values, one row exceeds a
+ *   binding, or an f16 upload holds a value outside the f16 range (naming the tensor, row and
+ *   column).
  *
  * @example Upload a 3×2 matrix
  * ```ts ignore
@@ -94,6 +100,7 @@ export function uploadMatrix(
       // An even count, so that the write is a whole number of 4-byte words.
       const half = new Float16Array(values.length + (values.length % 2));
       half.set(values);
+      checkHalves(name, half, values, rowStart * cols, cols);
       buffer = ctx.createBuffer(half.byteLength, label);
       if (half.byteLength > 0) {
         ctx.device.queue.writeBuffer(buffer, 0, half as unknown as Float32Array<ArrayBuffer>);
@@ -104,6 +111,35 @@ export function uploadMatrix(
     chunks.push({ buffer, rowStart, rows: n });
   }
   return { name, rows, cols, chunks, dtype: f16 ? "f16" : "f32" };
+}
+
+/** The largest finite f16 value. */
+const F16_MAX = 65504;
+
+/**
+ * Throws when a value became ±Inf or NaN in f16: |x| ≥ 65520 rounds to ±Inf (or the f32 value
+ * was not finite), and would turn into NaN losses later. One pass over the halves' exponent bits.
+ */
+function checkHalves(
+  name: string,
+  half: Float16Array,
+  values: Float32Array,
+  offset: number,
+  cols: number,
+): void {
+  const bits = new Uint16Array(half.buffer, half.byteOffset, values.length);
+  for (let i = 0; i < bits.length; i++) {
+    if ((bits[i] & 0x7c00) !== 0x7c00) continue;
+    const at = offset + i;
+    throw new RangeError(
+      `Cannot upload "${name}" as f16: value ${values[i]} at row ${Math.floor(at / cols)}, ` +
+        `column ${at % cols} is ` +
+        (Number.isFinite(values[i])
+          ? `beyond the f16 range (largest finite half ±${F16_MAX}): it would become ±Inf`
+          : "not finite") +
+        `; keep this model in f32 (model.weightDtype: f32)`,
+    );
+  }
 }
 
 /**

@@ -40,6 +40,11 @@ export interface Qwen3Config {
   padTokenId: number | null;
 }
 
+/** transformers' `Qwen3Config` default of a missing `num_key_value_heads`. */
+const HF_DEFAULT_KV_HEADS = 32;
+/** transformers' `Qwen3Config` default of a missing `head_dim`. */
+const HF_DEFAULT_HEAD_DIM = 128;
+
 function prefix(source: string): string {
   return `Cannot load config "${source}"`;
 }
@@ -122,6 +127,12 @@ function ropeTypeOf(value: Record<string, unknown>): unknown {
  * `"default"`), `attention_bias: true`, a `hidden_act` other than `"silu"`, and sliding-window
  * attention.
  *
+ * Keys left out take transformers' `Qwen3Config` defaults, as `from_pretrained` would: a missing
+ * `head_dim` is 128 (not `hidden_size / num_attention_heads`: Qwen3-0.6B and -4B have
+ * `num_attention_heads · head_dim ≠ hidden_size`), a missing `num_key_value_heads` is 32 and a
+ * `null` one equals `num_attention_heads`, a missing `tie_word_embeddings` is false. Official
+ * Qwen3 configs give all of them.
+ *
  * @param json The value of `JSON.parse` on the config file.
  * @param source The file path (or another name) the config came from, quoted in error messages.
  * @returns The validated configuration.
@@ -171,28 +182,33 @@ export function parseQwen3Config(json: unknown, source: string): Qwen3Config {
   const intermediateSize = positiveInteger(json, "intermediate_size", source);
   const numHiddenLayers = positiveInteger(json, "num_hidden_layers", source);
   const numAttentionHeads = positiveInteger(json, "num_attention_heads", source);
-  const numKeyValueHeads = json.num_key_value_heads === undefined ||
-      json.num_key_value_heads === null
+  // transformers' Qwen3Config: a missing num_key_value_heads is 32 and an explicit null is
+  // num_attention_heads; a missing head_dim is 128 (not hidden_size / num_attention_heads).
+  const kvMissing = !("num_key_value_heads" in json);
+  const numKeyValueHeads = kvMissing
+    ? HF_DEFAULT_KV_HEADS
+    : json.num_key_value_heads === null
     ? numAttentionHeads
     : positiveInteger(json, "num_key_value_heads", source);
   if (numAttentionHeads % numKeyValueHeads !== 0) {
     throw new RangeError(
       `${prefix(source)}: key "num_attention_heads" must be divisible by "num_key_value_heads": ` +
-        `current values are ${numAttentionHeads} and ${numKeyValueHeads}`,
+        `current values are ${numAttentionHeads} and ${numKeyValueHeads}` +
+        (kvMissing
+          ? ` (key "num_key_value_heads" is missing: transformers' default is ` +
+            `${HF_DEFAULT_KV_HEADS}; give the key, or null for one KV head per attention head)`
+          : ""),
     );
   }
-  let headDim: number;
-  if (json.head_dim === undefined || json.head_dim === null) {
-    if (hiddenSize % numAttentionHeads !== 0) {
-      throw new RangeError(
-        `${prefix(source)}: key "head_dim" is missing and "hidden_size" is not divisible by ` +
-          `"num_attention_heads": current values are ${hiddenSize} and ${numAttentionHeads}`,
-      );
-    }
-    headDim = hiddenSize / numAttentionHeads;
-  } else {
-    headDim = positiveInteger(json, "head_dim", source);
+  if (json.head_dim === null) {
+    throw new TypeError(
+      `${prefix(source)}: key "head_dim" must be a positive integer (transformers has no null ` +
+        `head_dim; without the key it is ${HF_DEFAULT_HEAD_DIM}): current value is null`,
+    );
   }
+  const headDim = "head_dim" in json
+    ? positiveInteger(json, "head_dim", source)
+    : HF_DEFAULT_HEAD_DIM;
   const rmsNormEps = positiveNumber(json.rms_norm_eps, "rms_norm_eps", source);
   const maxPositionEmbeddings = positiveInteger(json, "max_position_embeddings", source);
 

@@ -86,19 +86,45 @@ Deno.test("parseQwen3Config() reads a Qwen3-0.6B style config", () => {
   assert.equal(config.tieWordEmbeddings, true);
 });
 
-Deno.test("parseQwen3Config() applies HuggingFace defaults", () => {
+Deno.test("parseQwen3Config() applies transformers' Qwen3Config defaults", () => {
   const json = baseConfig();
+  json.hidden_size = 2048; // hidden / heads = 64: the default head_dim is still 128
+  json.num_attention_heads = 32;
   delete json.head_dim;
   delete json.num_key_value_heads;
   delete json.tie_word_embeddings;
   delete json.eos_token_id;
   delete json.bos_token_id;
   const config = parseQwen3Config(json, "c.json");
-  assert.equal(config.headDim, 1024 / 16);
-  assert.equal(config.numKeyValueHeads, 16);
+  assert.equal(config.headDim, 128);
+  assert.equal(config.numKeyValueHeads, 32);
   assert.equal(config.tieWordEmbeddings, false);
   assert.deepEqual(config.eosTokenIds, []);
   assert.equal(config.bosTokenId, null);
+  // An explicit null num_key_value_heads is one KV head per attention head.
+  assert.equal(
+    parseQwen3Config({ ...json, num_key_value_heads: null }, "c.json").numKeyValueHeads,
+    32,
+  );
+  json.num_attention_heads = 16;
+  assert.equal(
+    parseQwen3Config({ ...json, num_key_value_heads: null }, "c.json").numKeyValueHeads,
+    16,
+  );
+});
+
+Deno.test("parseQwen3Config() says when a missing num_key_value_heads' default does not fit, and refuses a null head_dim", async () => {
+  const json = baseConfig();
+  delete json.num_key_value_heads; // 32 does not divide 16 heads
+  await expectError(() => parseQwen3Config(json, "c.json"), {
+    type: RangeError,
+    includes: ['"c.json"', '"num_key_value_heads" is missing', "default is 32", "16 and 32"],
+  });
+  const nullDim = { ...baseConfig(), head_dim: null };
+  await expectError(() => parseQwen3Config(nullDim, "c.json"), {
+    type: TypeError,
+    includes: ['"c.json"', 'key "head_dim" must be a positive integer', "current value is null"],
+  });
 });
 
 Deno.test("parseQwen3Config() accepts eos_token_id lists and rope_parameters", () => {

@@ -4,6 +4,7 @@
  * @module
  */
 export * from "./config.ts";
+export * from "./generation_config.ts";
 export * from "../internal/safetensors.ts";
 export * from "./weights.ts";
 export * from "./tensor_table.ts";

@@ -18,6 +18,7 @@ import { arithmeticTokenizerFiles } from "../data/arithmetic_tokenizer.ts";
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { type Qwen3Config, readQwen3Config } from "../model/config.ts";
+import { type GenerationConfig, readGenerationConfig } from "../model/generation_config.ts";
 import { initQwen3Weights } from "../model/init.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
@@ -217,8 +218,13 @@ export interface RunModelHead {
   builtin: boolean;
   /** The model's config. */
   modelConfig: Qwen3Config;
-  /** The model's and the tokenizer's EOS ids, deduplicated. */
+  /**
+   * The EOS ids of the model's `config.json`, the tokenizer and the model directory's
+   * `generation_config.json` (when present), deduplicated: the stop set of HF `generate`.
+   */
   eosTokenIds: number[];
+  /** The model directory's `generation_config.json`, or `null` (none, or `builtin:tiny`). */
+  generationConfig: GenerationConfig | null;
   /** The padding id: the tokenizer's, else the model's, else the first EOS id, else 0. */
   padId: number;
 }
@@ -343,10 +349,14 @@ export async function readRunModel(
     ? builtinConfig(config, tokenizer)
     : await readQwen3Config(config.model.path);
   if (!builtin) checkShapeKeys(config, modelConfig);
+  // As HF generate: the stop set also has generation_config.json's eos_token_id (Qwen3's hybrid
+  // checkpoints list [151645, 151643] there, config.json only 151645).
+  const generationConfig = builtin ? null : await readGenerationConfig(config.model.path);
   const eosTokenIds = [
     ...new Set([
       ...modelConfig.eosTokenIds,
       ...(tokenizer.eosTokenId === null ? [] : [tokenizer.eosTokenId]),
+      ...(generationConfig?.eosTokenIds ?? []),
     ]),
   ];
   const padId = tokenizer.padTokenId ?? modelConfig.padTokenId ?? eosTokenIds[0] ?? 0;
@@ -358,6 +368,7 @@ export async function readRunModel(
     builtin,
     modelConfig,
     eosTokenIds,
+    generationConfig,
     padId,
   };
 }
@@ -740,6 +751,7 @@ export async function exportRun(
         tokenizerConfig: head.tokenizerConfig,
         chatTemplate: head.chatTemplate,
         initializerRange: config.model.initStd,
+        generationConfig: head.generationConfig?.json,
       });
     }
     exported.push(dir);

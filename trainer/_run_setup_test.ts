@@ -1,6 +1,7 @@
-import { ok, rejects, strictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { loadConfig } from "../cli/load_config.ts";
-import { readRunModel, runAdamw } from "./_run_setup.ts";
+import { exportRun, readRunModel, runAdamw } from "./_run_setup.ts";
+import { initQwen3Weights } from "../model/init.ts";
 import type { TrainConfig } from "./config.ts";
 
 async function config(schedule: "cosine" | "constant"): Promise<TrainConfig> {
@@ -102,4 +103,66 @@ Deno.test("readRunModel() names a missing model directory, not a file in it", as
     message: 'Cannot load the model: key "model.path" must be a model directory or ' +
       '"builtin:tiny": directory "/tmp/halo_no_such_model" not found',
   });
+});
+
+/** A copy of models/arithmetic-tiny's config and tokenizer with the given generation config. */
+async function modelDirWith(generationConfig: string | null): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "halo_gencfg_" });
+  for (const name of ["config.json", "tokenizer.json", "tokenizer_config.json"]) {
+    await Deno.copyFile(`models/arithmetic-tiny/${name}`, `${dir}/${name}`);
+  }
+  if (generationConfig !== null) {
+    await Deno.writeTextFile(`${dir}/generation_config.json`, generationConfig);
+  }
+  return dir;
+}
+
+Deno.test("readRunModel() stops at generation_config.json's eos_token_id too, as HF generate", async () => {
+  const dir = await modelDirWith('{"eos_token_id": [54, 53], "top_k": 20}');
+  try {
+    const c = await loadConfig(undefined, { overrides: [`--model.path=${dir}`] });
+    const head = await readRunModel(c);
+    deepStrictEqual(head.modelConfig.eosTokenIds, [54]);
+    deepStrictEqual(head.eosTokenIds, [54, 53]);
+    deepStrictEqual(head.generationConfig?.json, { eos_token_id: [54, 53], top_k: 20 });
+    // A full model exported from the run keeps the source's generation_config.json.
+    const out = `${dir}/export`;
+    const weights = initQwen3Weights(head.modelConfig, { seed: 0 });
+    await exportRun(c, head, { weights, lora: null }, [out]);
+    deepStrictEqual(JSON.parse(await Deno.readTextFile(`${out}/generation_config.json`)), {
+      eos_token_id: [54, 53],
+      top_k: 20,
+    });
+    // A single id, and no file at all.
+    await Deno.writeTextFile(`${dir}/generation_config.json`, '{"eos_token_id": 53}');
+    deepStrictEqual((await readRunModel(c)).eosTokenIds, [54, 53]);
+    await Deno.remove(`${dir}/generation_config.json`);
+    const bare = await readRunModel(c);
+    deepStrictEqual(bare.eosTokenIds, [54]);
+    strictEqual(bare.generationConfig, null);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readRunModel() names generation_config.json and its key when the file is malformed", async () => {
+  for (
+    const [text, error] of [
+      ['{"eos_token_id": "54"}', {
+        name: "TypeError",
+        message:
+          /generation_config\.json": key "eos_token_id" must be a non-negative integer, a list of them, or null: current value is "54"/,
+      }],
+      ['{"eos_token_id": [54, -1]}', { name: "TypeError", message: /"eos_token_id".*\[54,-1\]/ }],
+      ["{eos", { name: "SyntaxError", message: /generation_config\.json": invalid JSON/ }],
+    ] as const
+  ) {
+    const dir = await modelDirWith(text);
+    try {
+      const c = await loadConfig(undefined, { overrides: [`--model.path=${dir}`] });
+      await rejects(readRunModel(c), error);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
 });

@@ -40,6 +40,12 @@ export interface ExportQwen3ModelOptions {
   chatTemplate?: string;
   /** `initializer_range` recorded in `config.json`; default `0.02`. */
   initializerRange?: number;
+  /**
+   * The source model's `generation_config.json` (its stop ids, e.g. Qwen3's
+   * `[151645, 151643]`, and recommended sampling), written as it is; default one built from the
+   * config: greedy, with the config's EOS and padding ids.
+   */
+  generationConfig?: Record<string, unknown>;
 }
 
 /**
@@ -100,8 +106,8 @@ export function qwen3ConfigJson(
 
 /**
  * Writes a Qwen3 model with its tokenizer as a HuggingFace checkpoint directory (created if
- * missing). `generation_config.json` asks for greedy decoding and names the EOS and padding ids.
- * Needs `--allow-write`.
+ * missing). `generation_config.json` is the source model's when given (`generationConfig`), else
+ * one that asks for greedy decoding and names the EOS and padding ids. Needs `--allow-write`.
  *
  * @param dir The directory.
  * @param options The config, weights and tokenizer files.
@@ -164,13 +170,16 @@ export async function exportQwen3Model(
   written.push(weightsPath);
   await writeJson("config.json", qwen3ConfigJson(config, options.initializerRange));
   const eos = config.eosTokenIds.length === 1 ? config.eosTokenIds[0] : config.eosTokenIds;
-  await writeJson("generation_config.json", {
-    _from_model_config: true,
-    bos_token_id: config.bosTokenId,
-    do_sample: false,
-    eos_token_id: eos,
-    pad_token_id: config.padTokenId,
-  });
+  await writeJson(
+    "generation_config.json",
+    options.generationConfig ?? {
+      _from_model_config: true,
+      bos_token_id: config.bosTokenId,
+      do_sample: false,
+      eos_token_id: eos,
+      pad_token_id: config.padTokenId,
+    },
+  );
   await writeJson("tokenizer.json", options.tokenizerJson);
   await writeJson("tokenizer_config.json", options.tokenizerConfig);
   if (options.chatTemplate !== undefined) {

@@ -18,7 +18,8 @@ import { braceTable } from "./_latex_scan.ts";
  * - `minerva`: "The final answer is $X$" (Minerva / lm-eval format; "I hope it is
  *   correct." is dropped).
  * - `answer_line`: DAPO's `Answer: X` line (case-insensitive, the last match; the rest of
- *   the line is the answer).
+ *   the line is the answer, or the next non-empty line when the rest is empty or only
+ *   markdown `**`, as DAPO's `Answer\s*:\s*([^\n]+)` reads "Answer:\n18").
  * - `gsm8k`: GSM8K's `#### X` (the last match).
  * - `latex` (eval only): the last `$…$`, `$$…$$`, `\(…\)` or `\[…\]` block.
  * - `plain` (eval only): the last non-empty line, after "the answer is" / " is " / "=".
@@ -294,8 +295,37 @@ function lastLineMatch(s: string, re: RegExp, name: ExtractorName): ExtractedAns
   return best;
 }
 
+/** The rest of an `Answer:` line that counts as empty: spaces and markdown `*`/`_` only. */
+const EMPTY_REST = /^[\s*_]*$/;
+
 function extractAnswerLine(s: string): ExtractedAnswer | null {
-  return lastLineMatch(s, /answer[ \t]*:[ \t]*([^\n]*)/gi, "answer_line");
+  // DAPO / verl `math_dapo` reads `Answer\s*:\s*([^\n]+)`: the `\s*` crosses newlines, so
+  // "Answer:\n18" answers 18. When the rest of the line is empty (or only the `**` of a
+  // markdown "**Answer:**"), the answer is the next non-empty line. The marker stays at
+  // the `A` of `Answer:`.
+  const re = /answer[ \t]*:([^\n]*)/gi;
+  let best: ExtractedAnswer | null = null;
+  for (let m = re.exec(s); m !== null; m = re.exec(s)) {
+    let from = m.index + m[0].length - m[1].length;
+    let to = from + m[1].length;
+    if (EMPTY_REST.test(m[1])) {
+      from = to;
+      while (from < s.length && /\s/.test(s[from])) from++;
+      if (from >= s.length) continue;
+      const nl = s.indexOf("\n", from);
+      to = nl < 0 ? s.length : nl;
+    }
+    const [start, end] = trimSpan(s, from, to);
+    if (end <= start) continue;
+    best = {
+      answer: s.slice(start, end),
+      extractor: "answer_line",
+      markerOffset: m.index,
+      start,
+      end,
+    };
+  }
+  return best;
 }
 
 function extractGsm8k(s: string): ExtractedAnswer | null {

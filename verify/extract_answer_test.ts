@@ -36,6 +36,30 @@ Deno.test("extractAnswer() reads DAPO's Answer: line, last match, case-insensiti
   assert.equal(got?.markerOffset, text.lastIndexOf("Answer"));
 });
 
+Deno.test("extractAnswer() takes the next non-empty line after an empty Answer: line, as DAPO", () => {
+  const text = "So she makes $18.\nAnswer:\n18";
+  assert.deepEqual(extractAnswer(text), {
+    answer: "18",
+    extractor: "answer_line",
+    markerOffset: text.indexOf("Answer"),
+    start: text.length - 2,
+    end: text.length,
+  });
+  const bold = "Work.\n**Answer:** \n\n  42 apples  \nThanks";
+  const got = extractAnswer(bold);
+  assert.equal(got?.answer, "42 apples");
+  assert.equal(got?.markerOffset, bold.indexOf("Answer"));
+  assert.equal(bold.slice(got!.start, got!.end), "42 apples");
+  assert.equal(extractAnswer("Answer: 3\nAnswer:\n\n7")?.answer, "7");
+  assert.equal(
+    extractAnswer("Answer: 3\nAnswer:\n \n")?.answer,
+    "3",
+    "nothing after: earlier match",
+  );
+  assert.equal(extractAnswer("Answer:\n\n"), null);
+  assert.equal(extractAnswer("Answer: 5**")?.answer, "5**", "a non-empty rest is kept as is");
+});
+
 Deno.test("extractAnswer() reads GSM8K's #### line", () => {
   const text = "48/2 = 24\n#### 72";
   const got = extractAnswer(text);

@@ -23,6 +23,20 @@ Deno.test("verify() fixes DAPO's string-match false negatives", () => {
   assert.equal(verify("Answer: \\dfrac{1}{2}", "\\frac{1}{2}").correct, true);
 });
 
+Deno.test("verify() reads an Answer: whose value is on the next line, as DAPO does", () => {
+  const gsm =
+    "She sells 16 - 3 - 4 = <<16-3-4=9>>9 eggs.\nShe makes 9 * 2 = $<<9*2=18>>18.\n#### 18";
+  const text = "So she makes $18 per day.\nAnswer:\n18";
+  const r = verify(text, gsm);
+  assert.equal(r.correct, true);
+  assert.equal(r.extracted, "18");
+  assert.equal(r.markerOffset, text.indexOf("Answer"));
+  assert.equal(verify("**Answer:**\n\n18", "18").correct, true);
+  const wrong = verify("Answer:\n\nLet me think", "5");
+  assert.equal(wrong.correct, false);
+  assert.equal(wrong.extracted, "Let me think");
+});
+
 Deno.test("verify() requires a marker in reward mode and not in eval mode", () => {
   const r = verify("So it is $\\frac{1}{2}$.", "0.5");
   assert.equal(r.correct, false);

@@ -366,6 +366,15 @@ export interface RlConfig {
   readonly data: RlDataConfig;
   /** Prompt template. */
   readonly template: RlTemplate;
+  /**
+   * Qwen3's thinking mode: the chat template's `enable_thinking`. `false` (the default) ends
+   * the prompt with an empty `<think>\n\n</think>\n\n` block, so the model answers directly;
+   * `true` leaves the assistant turn open, so it reasons in `<think>…</think>` first (give it a
+   * `maxNewTokens` to match). The verifier grades the last marker of the response, so answers
+   * written inside the thinking are not taken over the final one. Tokenizers whose template
+   * ignores `enable_thinking` render the same prompt either way.
+   */
+  readonly enableThinking: boolean;
   /** Rollouts per prompt (G), at least 2. */
   readonly groupSize: number;
   /** Groups to train on per step. */
@@ -511,6 +520,7 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
     evalSize: positiveInt,
   }),
   template: z.enum(["task", "dapo", "boxed"]),
+  enableThinking: z.boolean(),
   groupSize: z.int().min(2),
   trainBatchPrompts: positiveInt,
   genBatchPrompts: positiveInt,
@@ -616,6 +626,7 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
     evalSize: 100,
   },
   template: "task",
+  enableThinking: false,
   groupSize: 16,
   trainBatchPrompts: 8,
   genBatchPrompts: 8,

@@ -33,11 +33,13 @@ export function templateMessage(question: string, template: RlTemplate): string 
 
 /**
  * Token ids of a question's prompt: the template's user message through the tokenizer's chat
- * template with the assistant header appended (`encodeChat`), thinking off for Qwen3.
+ * template with the assistant header appended (`encodeChat`). Qwen3's thinking mode is off
+ * unless `enableThinking` (`rl.enableThinking`): off, the prompt ends with an empty
+ * `<think>\n\n</think>\n\n` block.
  *
  * @param tokenizer The model's tokenizer.
  * @param question The question.
- * @param options The template.
+ * @param options The template, and the chat template's `enable_thinking` (default `false`).
  * @returns The prompt ids.
  *
  * @example The arithmetic task's own prompt
@@ -59,10 +61,10 @@ export function templateMessage(question: string, template: RlTemplate): string 
 export function promptIds(
   tokenizer: Tokenizer,
   question: string,
-  options: { template: RlTemplate },
+  options: { template: RlTemplate; enableThinking?: boolean },
 ): number[] {
   return tokenizer.encodeChat(
     [{ role: "user", content: templateMessage(question, options.template) }],
-    { addGenerationPrompt: true, enableThinking: false },
+    { addGenerationPrompt: true, enableThinking: options.enableThinking ?? false },
   );
 }

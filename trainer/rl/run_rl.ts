@@ -311,7 +311,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   const trainIds = (index: number): number[] => {
     let ids = idsCache.get(index);
     if (ids === undefined) {
-      ids = promptIds(tokenizer, trainPrompts[index].question, { template: rl.template });
+      ids = promptIds(tokenizer, trainPrompts[index].question, rl);
       if (ids.length + rl.maxNewTokens > context) {
         throw new RangeError(
           `Cannot run RL: key "rl.maxNewTokens" (${rl.maxNewTokens}) plus the prompt ` +
@@ -323,7 +323,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     return ids;
   };
   const evalSet = evalPrompts.slice(0, rl.eval.prompts).map((p) => ({
-    ids: promptIds(tokenizer, p.question, { template: rl.template }),
+    ids: promptIds(tokenizer, p.question, rl),
     gold: p.gold,
   }));
 
