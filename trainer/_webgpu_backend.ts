@@ -61,7 +61,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
   }
 
   forward(input: ForwardInput, options: ForwardOptions = {}): Promise<PolicyOutputs> {
-    return this.#outputs(input, undefined, options.temperature);
+    return this.#outputs(input, options.hiddenLayer, options.temperature);
   }
 
   /**

@@ -45,6 +45,7 @@ import { checkHiddenLayer, checkTemperature } from "../model/backward_args.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "../model/generate.ts";
 import { CpuWorkerPool } from "./_cpu_pool.ts";
 import { canTrainOnGpu, WebGpuTrainBackend } from "./_webgpu_backend.ts";
+import { checkGpuHiddenLayer } from "../model/qwen3_webgpu_backward.ts";
 import { rowBackward, rowForward, type RowJob, type RowResult } from "./_cpu_rows.ts";
 import { assignParams, loraParams, modelParams, type NamedParams } from "./params.ts";
 import type { LossOutput, LossTerm, ParamTree } from "./types.ts";
@@ -148,6 +149,13 @@ export interface LossAndGradsOptions {
 export interface ForwardOptions {
   /** As {@linkcode LossAndGradsOptions.temperature}; default 1. */
   temperature?: number;
+  /**
+   * Which hidden state `lastHidden` is, as {@linkcode LossAndGradsOptions.hiddenLayer}: undefined
+   * = the final-norm output; `l` in `[0, numHiddenLayers)` = decoder layer `l`'s output. The pass
+   * costs the same either way (no logits or other layers are kept). An index outside that range
+   * is a `RangeError`.
+   */
+  hiddenLayer?: number;
 }
 
 /**
@@ -227,7 +235,7 @@ export interface TrainBackend {
    * Token log-probs of a batch (no dropout): for evaluation, and RL's recomputed old log-probs.
    *
    * @param input The batch.
-   * @param options The policy's temperature (default 1).
+   * @param options The policy's temperature (default 1) and the hidden layer `lastHidden` holds.
    * @returns The outputs.
    */
   forward(input: ForwardInput, options?: ForwardOptions): Promise<PolicyOutputs>;
@@ -377,11 +385,15 @@ class CpuTrainBackend implements TrainBackend {
     return this.#pool;
   }
 
-  async #forwardRows(rows: number[][], temperature: number): Promise<RowResult[]> {
+  async #forwardRows(
+    rows: number[][],
+    temperature: number,
+    hiddenLayer: number | undefined,
+  ): Promise<RowResult[]> {
     const pool = this.#workerPool;
     return pool
-      ? await pool.forward(rows, this.params.tree, temperature)
-      : rows.map((ids) => rowForward(this.model, { ids, temperature }));
+      ? await pool.forward(rows, this.params.tree, temperature, hiddenLayer)
+      : rows.map((ids) => rowForward(this.model, { ids, temperature, hiddenLayer }));
   }
 
   async #backwardRows(jobs: RowJob[]): Promise<RowResult[]> {
@@ -412,14 +424,17 @@ class CpuTrainBackend implements TrainBackend {
 
   async forward(input: ForwardInput, options: ForwardOptions = {}): Promise<PolicyOutputs> {
     const temperature = checkTemperature(options.temperature, "run the forward");
+    const l = options.hiddenLayer;
+    checkGpuHiddenLayer(l, this.model.config.numHiddenLayers, "run the forward");
     const lengths = rowLengths(input);
     if (lengths === null) {
       const t = this.model.trace(input);
-      return this.#batchOutputs(t.batch, t.logits, t.hidden[t.hidden.length - 1], temperature);
+      const state = l === undefined ? t.hidden[t.hidden.length - 1] : t.layers[l].hOut;
+      return this.#batchOutputs(t.batch, t.logits, state, temperature);
     }
     const rows = input.inputIds.map((ids, b) => ids.slice(0, lengths[b]));
     return this.#gather(
-      await this.#forwardRows(rows, temperature),
+      await this.#forwardRows(rows, temperature, l),
       lengths,
       input.inputIds[0].length,
     );

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { TrainBackend } from "../backend.ts";
+import type { ForwardOptions, TrainBackend } from "../backend.ts";
 import { collateRl, type RlRow } from "./rl_batch.ts";
 
 /**
@@ -97,11 +97,13 @@ export async function forwardPass(
     const input = { inputIds: batch.inputIds, attentionMask: batch.attentionMask };
     const T = batch.seqLen;
     let states: ArrayLike<number> | null = null;
-    if (options.logprobs || options.layer === "final") {
-      const out = await backend.forward(
-        input,
-        options.temperature === undefined ? {} : { temperature: options.temperature },
-      );
+    if (options.logprobs || options.layer !== null) {
+      // One pass for both: the log-probs and the asked hidden state (the final-norm output, or
+      // decoder layer `layer`'s), without materialising the logits or the other layers.
+      const forward: ForwardOptions = {};
+      if (options.temperature !== undefined) forward.temperature = options.temperature;
+      if (typeof options.layer === "number") forward.hiddenLayer = options.layer;
+      const out = await backend.forward(input, forward);
       if (logprobs) {
         chunk.forEach((r, b) => {
           const P = r.promptIds.length;
@@ -109,12 +111,15 @@ export async function forwardPass(
           logprobs.push(out.logprobs.slice(at, at + r.tokens.length));
         });
       }
-      if (options.layer === "final") states = out.lastHidden ?? null;
-    }
-    if (options.layer !== null && states === null) {
-      const out = await backend.model.forward({ ...input, outputHiddenStates: true });
-      const all = out.hiddenStates!;
-      states = options.layer === "final" ? all[all.length - 1] : all[options.layer + 1];
+      if (options.layer !== null) {
+        if (out.lastHidden === undefined) {
+          throw new TypeError(
+            `Cannot read the anchor hidden states: the ${backend.kind} backend's forward returned ` +
+              `no lastHidden`,
+          );
+        }
+        states = out.lastHidden;
+      }
     }
     chunk.forEach((r, b) => {
       if (states === null || r.anchor < 0) {
