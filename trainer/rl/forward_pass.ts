@@ -7,6 +7,7 @@
  */
 import type { ForwardOptions, TrainBackend } from "../backend.ts";
 import { collateRl, type RlRow } from "./rl_batch.ts";
+import { withMicroBatchKey } from "./micro_batch_key.ts";
 
 /**
  * Options of {@linkcode forwardPass}.
@@ -21,7 +22,7 @@ import { collateRl, type RlRow } from "./rl_batch.ts";
 export interface ForwardPassOptions {
   /** The padding id. */
   padId: number;
-  /** Rows per forward. */
+  /** Rows per forward (`rl.microBatchSize`, which a binding-limit error names). */
   microBatchSize: number;
   /**
    * Which hidden state to read at the anchors: `"final"` (the final-norm output) or decoder
@@ -103,7 +104,15 @@ export async function forwardPass(
       const forward: ForwardOptions = {};
       if (options.temperature !== undefined) forward.temperature = options.temperature;
       if (typeof options.layer === "number") forward.hiddenLayer = options.layer;
-      const out = await backend.forward(input, forward);
+      const out = await withMicroBatchKey(
+        {
+          what: "anchor/recompute pass",
+          rows: chunk.length,
+          seqLen: T,
+          microBatchSize: options.microBatchSize,
+        },
+        () => backend.forward(input, forward),
+      );
       if (logprobs) {
         chunk.forEach((r, b) => {
           const P = r.promptIds.length;
