@@ -156,6 +156,13 @@ export interface ForwardOptions {
    * is a `RangeError`.
    */
   hiddenLayer?: number;
+  /**
+   * Return only these token rows of the hidden state (flat indices `b · seqLen + t`, in this
+   * order): `lastHidden` is then `[hiddenRows.length, hidden]` (e.g. RL's anchor rows; `[]`
+   * for none), and a GPU backend reads back only those rows. Default every row
+   * (`[batch, seqLen, hidden]`). An index outside the batch's tokens is a `RangeError`.
+   */
+  hiddenRows?: readonly number[];
 }
 
 /**
@@ -346,6 +353,22 @@ function rowLengths(input: ForwardInput): number[] | null {
   return lengths;
 }
 
+/** Rows `rows` (token indices) of a `[tokens, hidden]` state, in that order. */
+function pickRows(state: Float64Array, rows: readonly number[], hidden: number): Float64Array {
+  const tokens = state.length / hidden;
+  const out = new Float64Array(rows.length * hidden);
+  rows.forEach((r, i) => {
+    if (!Number.isSafeInteger(r) || r < 0 || r >= tokens) {
+      throw new RangeError(
+        `Cannot run the forward: option "hiddenRows" must hold token indices in [0, ${tokens}): ` +
+          `current value has ${r}`,
+      );
+    }
+    out.set(state.subarray(r * hidden, (r + 1) * hidden), i * hidden);
+  });
+  return out;
+}
+
 /** The trainer's CPU backend: the exact float64 forward and backward of `CpuQwen3`. */
 class CpuTrainBackend implements TrainBackend {
   readonly kind = "cpu" as const;
@@ -427,17 +450,23 @@ class CpuTrainBackend implements TrainBackend {
     const l = options.hiddenLayer;
     checkGpuHiddenLayer(l, this.model.config.numHiddenLayers, "run the forward");
     const lengths = rowLengths(input);
+    let out: PolicyOutputs;
     if (lengths === null) {
       const t = this.model.trace(input);
       const state = l === undefined ? t.hidden[t.hidden.length - 1] : t.layers[l].hOut;
-      return this.#batchOutputs(t.batch, t.logits, state, temperature);
+      out = this.#batchOutputs(t.batch, t.logits, state, temperature);
+    } else {
+      const rows = input.inputIds.map((ids, b) => ids.slice(0, lengths[b]));
+      out = this.#gather(
+        await this.#forwardRows(rows, temperature, l),
+        lengths,
+        input.inputIds[0].length,
+      );
     }
-    const rows = input.inputIds.map((ids, b) => ids.slice(0, lengths[b]));
-    return this.#gather(
-      await this.#forwardRows(rows, temperature, l),
-      lengths,
-      input.inputIds[0].length,
-    );
+    return options.hiddenRows === undefined ? out : {
+      ...out,
+      lastHidden: pickRows(out.lastHidden!, options.hiddenRows, this.model.config.hiddenSize),
+    };
   }
 
   #batchOutputs(

@@ -101,7 +101,11 @@ export async function forwardPass(
     if (options.logprobs || options.layer !== null) {
       // One pass for both: the log-probs and the asked hidden state (the final-norm output, or
       // decoder layer `layer`'s), without materialising the logits or the other layers.
-      const forward: ForwardOptions = {};
+      // Only the anchors' rows of the hidden state come back (none without a layer).
+      const anchors = options.layer === null
+        ? []
+        : chunk.flatMap((r, b) => r.anchor < 0 ? [] : [b * T + r.anchor]);
+      const forward: ForwardOptions = { hiddenRows: anchors };
       if (options.temperature !== undefined) forward.temperature = options.temperature;
       if (typeof options.layer === "number") forward.hiddenLayer = options.layer;
       const out = await withMicroBatchKey(
@@ -130,14 +134,15 @@ export async function forwardPass(
         states = out.lastHidden;
       }
     }
-    chunk.forEach((r, b) => {
+    let k = 0;
+    for (const r of chunk) {
       if (states === null || r.anchor < 0) {
         hidden.push(null);
-        return;
+        continue;
       }
-      const at = (b * T + r.anchor) * H;
-      hidden.push(Float64Array.from({ length: H }, (_, k) => states![at + k]));
-    });
+      const at = k++ * H;
+      hidden.push(Float64Array.from({ length: H }, (_, j) => states![at + j]));
+    }
   }
   return { hidden, logprobs };
 }

@@ -1,4 +1,4 @@
-import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { loadModel } from "../../model/load_model.ts";
 import { fixtureDir } from "../../internal/test_utils.ts";
 import { assertClose, noGpu, testContext } from "../../gpu/test_utils.ts";
@@ -6,7 +6,7 @@ import { loadQwen3Weights } from "../../model/weights.ts";
 import { readQwen3Config } from "../../model/config.ts";
 import { modelParams } from "../params.ts";
 import type { Qwen3Model } from "../../model/model.ts";
-import { createTrainBackend } from "../backend.ts";
+import { createTrainBackend, type TrainBackend } from "../backend.ts";
 import { forwardPass } from "./forward_pass.ts";
 import type { RlRow } from "./rl_batch.ts";
 
@@ -95,6 +95,54 @@ Deno.test({
           assertClose(got.hidden[i]!, want[i]!, SAME_KERNELS_TOL, `layer ${layer} row ${i}`);
         }
       }
+    } finally {
+      backend.dispose();
+      model.dispose();
+    }
+  },
+});
+
+/** `forward`'s hiddenRows against every row's state, on one backend. */
+async function checkHiddenRows(backend: TrainBackend, hiddenLayer: number | undefined) {
+  const H = backend.model.config.hiddenSize;
+  const input = {
+    inputIds: [[5, 99, 143, 250, 7], [11, 200, 37, 0, 0]],
+    attentionMask: [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]],
+  };
+  const full = await backend.forward(input, { hiddenLayer });
+  const rows = [7, 0, 4];
+  const some = await backend.forward(input, { hiddenLayer, hiddenRows: rows });
+  strictEqual(some.lastHidden!.length, rows.length * H);
+  rows.forEach((r, i) =>
+    deepStrictEqual(
+      some.lastHidden!.slice(i * H, (i + 1) * H),
+      full.lastHidden!.slice(r * H, (r + 1) * H),
+    )
+  );
+  deepStrictEqual(some.logprobs, full.logprobs);
+  strictEqual((await backend.forward(input, { hiddenRows: [] })).lastHidden!.length, 0);
+  await rejects(backend.forward(input, { hiddenRows: [10] }), /"hiddenRows".*\[0, 10\)/);
+}
+
+Deno.test("TrainBackend.forward() with hiddenRows returns exactly those rows (CPU)", async () => {
+  const model = await loadModel(fixtureDir(), { backend: "cpu", warn: false });
+  const backend = createTrainBackend(model, { mode: "full" });
+  for (const layer of [undefined, 0]) await checkHiddenRows(backend, layer);
+});
+
+Deno.test({
+  name: "TrainBackend.forward() with hiddenRows reads back exactly those rows (WebGPU)",
+  ignore: noGpu,
+  async fn() {
+    const gpu = (await testContext())!;
+    const model = await loadModel(fixtureDir(), { backend: "webgpu", gpu, warn: false });
+    const config = await readQwen3Config(fixtureDir());
+    const backend = createTrainBackend(model, {
+      mode: "full",
+      params: modelParams(await loadQwen3Weights(fixtureDir(), config), config),
+    });
+    try {
+      for (const layer of [undefined, 0]) await checkHiddenRows(backend, layer);
     } finally {
       backend.dispose();
       model.dispose();
