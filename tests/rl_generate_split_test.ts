@@ -161,7 +161,7 @@ Deno.test({
   },
 });
 
-Deno.test("generateGroups() on the CPU gives the same samples in one call or one per prompt", async () => {
+Deno.test("generateGroups() on the CPU gives the same samples in one call, one per prompt, or over workers", async () => {
   const model = await loadModel(fixtureDir(), { backend: "cpu", warn: false });
   const backend = createTrainBackend(model, { mode: "full" });
   const prompts = PROMPTS.slice(0, 3);
@@ -170,4 +170,12 @@ Deno.test("generateGroups() on the CPU gives the same samples in one call or one
   const split = await generateGroups(backend, prompts, 2, { ...options, maxPromptsPerCall: 1 });
   deepStrictEqual(tokensOf(split), tokensOf(whole));
   ok(new Set(whole.map((s) => s.tokens.join())).size > 3);
+  // Worker threads split each call again (each part offset by its first row).
+  const pooled = createTrainBackend(model, { mode: "full", workers: 2 });
+  try {
+    const parts = await generateGroups(pooled, prompts, 2, { ...options, maxPromptsPerCall: 2 });
+    deepStrictEqual(tokensOf(parts), tokensOf(whole));
+  } finally {
+    pooled.dispose();
+  }
 });
