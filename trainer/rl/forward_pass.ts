@@ -125,10 +125,11 @@ export async function forwardPass(
         });
       }
       if (options.layer !== null) {
-        if (out.lastHidden === undefined) {
+        if (out.lastHidden?.length !== anchors.length * H) {
           throw new TypeError(
-            `Cannot read the anchor hidden states: the ${backend.kind} backend's forward returned ` +
-              `no lastHidden`,
+            `Cannot read the anchor hidden states: the ${backend.kind} backend's forward must ` +
+              `return the ${anchors.length} asked rows (hiddenRows) of ${H} values: current ` +
+              `length is ${out.lastHidden?.length}`,
           );
         }
         states = out.lastHidden;
