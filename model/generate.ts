@@ -63,6 +63,13 @@ export interface GenerateOptions {
    */
   compact?: boolean;
   /**
+   * The index of `prompts[0]` in a larger batch split over calls: prompt `b` draws the sampler's
+   * numbers of sequence `firstSequence + b` (on either backend), so the parts of a split batch,
+   * each with its own first index and the same `seed`, sample exactly the unsplit batch's
+   * tokens. A non-negative integer with `firstSequence + prompts.length ≤ 2^32`; default 0.
+   */
+  firstSequence?: number;
+  /**
    * WebGPU with LoRA adapters: merge each plain LoRA adapter into a copy of its f32 base weight
    * (`W + scale·B·A`, recomputed on the GPU at the start of every call, so adapters changed
    * between calls are always seen) and run the prefill and decode on the merged weights, 2
@@ -102,6 +109,8 @@ export interface ResolvedGenerateOptions {
   compact: boolean;
   /** Merge plain LoRA adapters into the weights; undefined: by adapter (see `GenerateOptions`). */
   mergeAdapters?: boolean;
+  /** Sequence index of `prompts[0]` (RNG streams only); default 0. */
+  firstSequence?: number;
 }
 
 /** One generated continuation. */
@@ -243,6 +252,16 @@ export function resolveGenerateOptions(
   if (!Number.isSafeInteger(seed) || seed < 0) {
     fail(`seed must be a non-negative safe integer: current value is ${seed}`);
   }
+  const firstSequence = options.firstSequence ?? 0;
+  if (
+    !Number.isSafeInteger(firstSequence) || firstSequence < 0 ||
+    firstSequence + resolved.length > 2 ** 32
+  ) {
+    fail(
+      `firstSequence must be a non-negative integer with firstSequence + prompts (` +
+        `${resolved.length}) ≤ 2^32: current value is ${firstSequence}`,
+    );
+  }
   const readbackEvery = options.readbackEvery ?? 32;
   if (!Number.isSafeInteger(readbackEvery) || readbackEvery < 1) {
     fail(`readbackEvery must be a positive integer: current value is ${readbackEvery}`);
@@ -279,6 +298,7 @@ export function resolveGenerateOptions(
     readbackEvery,
     compact: options.compact ?? true,
     ...(options.mergeAdapters === undefined ? {} : { mergeAdapters: options.mergeAdapters }),
+    ...(firstSequence === 0 ? {} : { firstSequence }),
   };
 }
 

@@ -69,7 +69,7 @@ async function sampleLoop(
       const at = offset(r);
       const pick = sampleRef(logits.subarray(at, at + v), {
         ...options,
-        sequence: firstSequence + b,
+        sequence: (options.firstSequence ?? 0) + firstSequence + b,
         step,
         bannedTokenIds,
       });

@@ -48,6 +48,8 @@ Deno.test("generate() rejects bad prompts, lengths and sampling parameters with 
     [{ topK: -1 }, RangeError, ["topK must be a non-negative integer"]],
     [{ minP: 1 }, RangeError, ["minP must be in [0, 1)"]],
     [{ seed: -3 }, RangeError, ["seed must be a non-negative safe integer"]],
+    [{ firstSequence: 1.5 }, RangeError, ["firstSequence must be a non-negative integer", "1.5"]],
+    [{ firstSequence: 2 ** 32 }, RangeError, ["firstSequence + prompts", "≤ 2^32"]],
     [{ readbackEvery: 0 }, RangeError, ["readbackEvery must be a positive integer"]],
     [{ stopTokenIds: [V + 116] }, RangeError, [
       `stopTokenIds[0] must be a token id in [0, ${V})`,

@@ -33,6 +33,7 @@
  * @module
  */
 import type { GpuContext } from "../gpu/context.ts";
+import type { Qwen3Config } from "./config.ts";
 import { readback } from "../gpu/readback.ts";
 import { attentionScratchSize } from "../kernels/attention/attention.ts";
 import { encodeDecodeAdvance } from "../kernels/decode_advance/decode_advance.ts";
@@ -199,7 +200,7 @@ async function run(
   const ws = workspace(model, {
     rows: B,
     tokens: Math.max(chunkRows * P, B),
-    capacity: Math.ceil((P + maxNewTokens) / 64) * 64,
+    capacity: cacheCapacity(P, maxNewTokens),
     outWords: maxNewTokens * B * 3,
     infoWords: 2 + B + options.eosTokenIds.length + options.stopTokenIds.length,
     rank: lora?.maxRank ?? 0,
@@ -381,6 +382,40 @@ async function run(
   };
 }
 
+/** KV cache slots per sequence: the longest prompt and the new tokens, rounded up to 64. */
+function cacheCapacity(promptLength: number, maxNewTokens: number): number {
+  return Math.ceil((promptLength + maxNewTokens) / 64) * 64;
+}
+
+/**
+ * The bytes each sequence adds to the largest per-sequence buffer of a `generateWebGpu` call
+ * whose longest prompt has `promptLength` tokens: a layer's K (or V) cache row of
+ * `capacity × kvHeads·headDim` floats (`capacity` = prompt + `maxNewTokens` rounded up to 64), or
+ * the decode logits row of `vocab` floats when that is larger. A call of `rows` sequences needs
+ * `rows × generateRowBytes(…)` bytes in one storage binding (`maxBindingSize`).
+ *
+ * @param config The model's config.
+ * @param promptLength Tokens of the call's longest prompt.
+ * @param maxNewTokens Most new tokens per sequence.
+ * @returns Bytes per sequence.
+ *
+ * @example Qwen3-0.6B (8 KV heads of 128), a 818-token prompt and 2,048 new tokens
+ * ```ts
+ * import { generateRowBytes } from "./generate_webgpu.ts";
+ * import { strictEqual } from "node:assert/strict";
+ * const config = { numKeyValueHeads: 8, headDim: 128, vocabSize: 151936 };
+ * strictEqual(generateRowBytes(config, 818, 2048), 2880 * 1024 * 4);
+ * ```
+ */
+export function generateRowBytes(
+  config: Pick<Qwen3Config, "numKeyValueHeads" | "headDim" | "vocabSize">,
+  promptLength: number,
+  maxNewTokens: number,
+): number {
+  const kv = cacheCapacity(promptLength, maxNewTokens) * config.numKeyValueHeads * config.headDim;
+  return 4 * Math.max(kv, config.vocabSize);
+}
+
 /**
  * Frees the generation buffers (KV cache, activations) kept for `model`; the next generation
  * allocates them again.
@@ -413,17 +448,20 @@ function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
   const old = workspaces.get(model);
   const keys = ["rows", "tokens", "capacity", "outWords", "infoWords", "rank"] as const;
   if (old && keys.every((k) => old[k] >= need[k])) return old;
-  const size = { ...need };
-  if (old) { for (const k of keys) size[k] = Math.max(old[k], need[k]); }
   const { ctx } = model;
   const c = model.config;
+  const size = { ...need };
+  if (old) { for (const k of keys) size[k] = Math.max(old[k], need[k]); }
+  // Grown past one binding (more rows of an earlier call × this call's longer cache): this
+  // call's own sizes, which may fit.
+  const kvd = c.numKeyValueHeads * c.headDim;
+  if (size.rows * size.capacity * kvd * 4 > ctx.gpu.maxBindingSize) Object.assign(size, need);
   const cache = new KvCache(ctx, c, { rows: size.rows, capacity: size.capacity });
   if (old) {
     destroy(old);
     ctx.clearBindGroups();
   }
   const n = size.tokens;
-  const kvd = c.numKeyValueHeads * c.headDim;
   const buf = (elements: number, label: string) => {
     if (elements * 4 > ctx.gpu.maxBindingSize) {
       throw new RangeError(
@@ -564,6 +602,7 @@ function recordHead(
     numEos: options.eosTokenIds.length,
     numStop: options.stopTokenIds.length,
     minNewTokens: options.minNewTokens,
+    firstSequence: options.firstSequence,
   });
   encodeDecodeAdvance(ctx, pass, { ctrl: ws.ctrl, positions: ws.posDec, rows });
 }

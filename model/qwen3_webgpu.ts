@@ -109,6 +109,12 @@ export interface TokenLogprobsOptions {
    */
   hiddenLayer?: number;
   /**
+   * With `outputHiddenStates`, read back only these token rows of that hidden state (flat
+   * indices `b · seqLen + t`, in this order): `lastHidden` is then `[hiddenRows.length, hidden]`
+   * (e.g. RL's anchor rows, one per sequence, instead of every token's). Default every row.
+   */
+  hiddenRows?: readonly number[];
+  /**
    * Tokens per LM-head block: a multiple of 64 (the storage offset alignment over 4 bytes) or at
    * least the call's tokens; default all tokens when their logits fit one storage binding, else
    * the largest multiple of 64 that fits (only one block of logits exists at a time).
@@ -331,7 +337,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * @param input The batch.
    * @param options Which hidden state `lastHidden` is (with `input.outputHiddenStates`).
    * @returns `[batch, seqLen − 1]` log-probs.
-   * @throws {RangeError} If `hiddenLayer` is not a layer index.
+   * @throws {RangeError} If `hiddenLayer` is not a layer index, or `hiddenRows` holds an index
+   *   outside the call's tokens.
    */
   async tokenLogprobs(
     input: ForwardInput,
@@ -343,6 +350,14 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     const batch = packBatch(input, this.config);
     const n = batch.batch * batch.seqLen;
     const layerHidden = input.outputHiddenStates ? hiddenLayer : undefined;
+    for (const r of options.hiddenRows ?? []) {
+      if (!Number.isSafeInteger(r) || r < 0 || r >= n) {
+        throw new RangeError(
+          `Cannot compute token log-probs: option "hiddenRows" must hold token indices in ` +
+            `[0, ${n}): current value has ${r}`,
+        );
+      }
+    }
     const headRows = lmHeadBlockRows(this.ctx, this.config.vocabSize, n, {
       requested: options.headChunkTokens,
       action: "compute token log-probs",
@@ -360,18 +375,29 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       { buffer: ws.logprobs, offset: 0, size: n * 4 },
       { buffer: ws.entropy, offset: 0, size: n * 4 },
     ];
+    const H = this.config.hiddenSize;
+    const rows = options.hiddenRows;
     if (input.outputHiddenStates) {
       const last = layerHidden === undefined ? ws.x : ws.layerHidden!;
-      ranges.push({ buffer: last, offset: 0, size: n * this.config.hiddenSize * 4 });
+      if (rows === undefined) ranges.push({ buffer: last, offset: 0, size: n * H * 4 });
+      for (const r of rows ?? []) {
+        ranges.push({ buffer: last, offset: r * H * 4, size: H * 4 });
+      }
     }
-    const [lp, entropy, last] = await readback(this.ctx, ranges, enc);
+    const [lp, entropy, ...parts] = await readback(this.ctx, ranges, enc);
+    let last: Float32Array | undefined;
+    if (input.outputHiddenStates && rows === undefined) last = new Float32Array(parts[0]);
+    else if (input.outputHiddenStates) {
+      last = new Float32Array(rows!.length * H);
+      parts.forEach((part, i) => last!.set(new Float32Array(part), i * H));
+    }
     const { batch: B, seqLen: T, targets } = batch;
     const ent = new Float32Array(entropy);
     for (let i = 0; i < n; i++) if (targets[i] < 0) ent[i] = 0;
     return {
       logprobs: dropLastPosition(new Float32Array(lp), B, T),
       entropy: dropLastPosition(ent, B, T),
-      lastHidden: last ? new Float32Array(last) : undefined,
+      lastHidden: last,
       batch: batch.batch,
       seqLen: batch.seqLen,
     };

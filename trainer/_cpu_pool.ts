@@ -109,7 +109,12 @@ export class CpuWorkerPool {
     return parts.flatMap((p) => p.results);
   }
 
-  async forward(rows: number[][], params: ParamTree, temperature = 1): Promise<RowResult[]> {
+  async forward(
+    rows: number[][],
+    params: ParamTree,
+    temperature = 1,
+    hiddenLayer?: number,
+  ): Promise<RowResult[]> {
     const parts = await Promise.all(
       chunks(rows.length, this.size).map(([a, b], i) =>
         this.#send<{ results: RowResult[] }>(this.#workers[i], {
@@ -118,6 +123,7 @@ export class CpuWorkerPool {
           params,
           rows: rows.slice(a, b),
           temperature,
+          hiddenLayer,
         })
       ),
     );

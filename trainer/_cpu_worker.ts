@@ -22,7 +22,14 @@ export type WorkerRequest =
     mode: TrainMode;
   }
   | { type: "backward"; id: number; params: ParamTree; jobs: RowJob[] }
-  | { type: "forward"; id: number; params: ParamTree; rows: number[][]; temperature: number }
+  | {
+    type: "forward";
+    id: number;
+    params: ParamTree;
+    rows: number[][];
+    temperature: number;
+    hiddenLayer?: number;
+  }
   | {
     type: "generate";
     id: number;
@@ -58,7 +65,11 @@ async function handle(request: WorkerRequest): Promise<void> {
     scope.postMessage({ id: request.id, results }, resultBuffers(results));
   } else if (request.type === "forward") {
     const results = request.rows.map((ids) =>
-      rowForward(model!, { ids, temperature: request.temperature })
+      rowForward(model!, {
+        ids,
+        temperature: request.temperature,
+        hiddenLayer: request.hiddenLayer,
+      })
     );
     scope.postMessage({ id: request.id, results }, resultBuffers(results));
   } else {

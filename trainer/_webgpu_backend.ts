@@ -61,21 +61,23 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
   }
 
   forward(input: ForwardInput, options: ForwardOptions = {}): Promise<PolicyOutputs> {
-    return this.#outputs(input, undefined, options.temperature);
+    return this.#outputs(input, options.hiddenLayer, options.temperature, options.hiddenRows);
   }
 
   /**
    * Log-probs of `softmax(logits / temperature)` and the hidden state of `hiddenLayer` (default
-   * the final-norm output).
+   * the final-norm output): every token's, or only the `hiddenRows` tokens' (read back alone).
    */
   async #outputs(
     input: ForwardInput,
     hiddenLayer?: number,
     temperature?: number,
+    hiddenRows?: readonly number[],
   ): Promise<PolicyOutputs> {
     const out = await this.model.tokenLogprobs({ ...input, outputHiddenStates: true }, {
       hiddenLayer,
       temperature,
+      ...(hiddenRows === undefined ? {} : { hiddenRows }),
     });
     return {
       logprobs: Float64Array.from(out.logprobs),

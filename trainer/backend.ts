@@ -45,6 +45,7 @@ import { checkHiddenLayer, checkTemperature } from "../model/backward_args.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "../model/generate.ts";
 import { CpuWorkerPool } from "./_cpu_pool.ts";
 import { canTrainOnGpu, WebGpuTrainBackend } from "./_webgpu_backend.ts";
+import { checkGpuHiddenLayer } from "../model/qwen3_webgpu_backward.ts";
 import { rowBackward, rowForward, type RowJob, type RowResult } from "./_cpu_rows.ts";
 import { assignParams, loraParams, modelParams, type NamedParams } from "./params.ts";
 import type { LossOutput, LossTerm, ParamTree } from "./types.ts";
@@ -148,6 +149,20 @@ export interface LossAndGradsOptions {
 export interface ForwardOptions {
   /** As {@linkcode LossAndGradsOptions.temperature}; default 1. */
   temperature?: number;
+  /**
+   * Which hidden state `lastHidden` is, as {@linkcode LossAndGradsOptions.hiddenLayer}: undefined
+   * = the final-norm output; `l` in `[0, numHiddenLayers)` = decoder layer `l`'s output. The pass
+   * costs the same either way (no logits or other layers are kept). An index outside that range
+   * is a `RangeError`.
+   */
+  hiddenLayer?: number;
+  /**
+   * Return only these token rows of the hidden state (flat indices `b · seqLen + t`, in this
+   * order): `lastHidden` is then `[hiddenRows.length, hidden]` (e.g. RL's anchor rows; `[]`
+   * for none), and a GPU backend reads back only those rows. Default every row
+   * (`[batch, seqLen, hidden]`). An index outside the batch's tokens is a `RangeError`.
+   */
+  hiddenRows?: readonly number[];
 }
 
 /**
@@ -227,7 +242,7 @@ export interface TrainBackend {
    * Token log-probs of a batch (no dropout): for evaluation, and RL's recomputed old log-probs.
    *
    * @param input The batch.
-   * @param options The policy's temperature (default 1).
+   * @param options The policy's temperature (default 1) and the hidden layer `lastHidden` holds.
    * @returns The outputs.
    */
   forward(input: ForwardInput, options?: ForwardOptions): Promise<PolicyOutputs>;
@@ -338,6 +353,22 @@ function rowLengths(input: ForwardInput): number[] | null {
   return lengths;
 }
 
+/** Rows `rows` (token indices) of a `[tokens, hidden]` state, in that order. */
+function pickRows(state: Float64Array, rows: readonly number[], hidden: number): Float64Array {
+  const tokens = state.length / hidden;
+  const out = new Float64Array(rows.length * hidden);
+  rows.forEach((r, i) => {
+    if (!Number.isSafeInteger(r) || r < 0 || r >= tokens) {
+      throw new RangeError(
+        `Cannot run the forward: option "hiddenRows" must hold token indices in [0, ${tokens}): ` +
+          `current value has ${r}`,
+      );
+    }
+    out.set(state.subarray(r * hidden, (r + 1) * hidden), i * hidden);
+  });
+  return out;
+}
+
 /** The trainer's CPU backend: the exact float64 forward and backward of `CpuQwen3`. */
 class CpuTrainBackend implements TrainBackend {
   readonly kind = "cpu" as const;
@@ -377,11 +408,15 @@ class CpuTrainBackend implements TrainBackend {
     return this.#pool;
   }
 
-  async #forwardRows(rows: number[][], temperature: number): Promise<RowResult[]> {
+  async #forwardRows(
+    rows: number[][],
+    temperature: number,
+    hiddenLayer: number | undefined,
+  ): Promise<RowResult[]> {
     const pool = this.#workerPool;
     return pool
-      ? await pool.forward(rows, this.params.tree, temperature)
-      : rows.map((ids) => rowForward(this.model, { ids, temperature }));
+      ? await pool.forward(rows, this.params.tree, temperature, hiddenLayer)
+      : rows.map((ids) => rowForward(this.model, { ids, temperature, hiddenLayer }));
   }
 
   async #backwardRows(jobs: RowJob[]): Promise<RowResult[]> {
@@ -412,17 +447,26 @@ class CpuTrainBackend implements TrainBackend {
 
   async forward(input: ForwardInput, options: ForwardOptions = {}): Promise<PolicyOutputs> {
     const temperature = checkTemperature(options.temperature, "run the forward");
+    const l = options.hiddenLayer;
+    checkGpuHiddenLayer(l, this.model.config.numHiddenLayers, "run the forward");
     const lengths = rowLengths(input);
+    let out: PolicyOutputs;
     if (lengths === null) {
       const t = this.model.trace(input);
-      return this.#batchOutputs(t.batch, t.logits, t.hidden[t.hidden.length - 1], temperature);
+      const state = l === undefined ? t.hidden[t.hidden.length - 1] : t.layers[l].hOut;
+      out = this.#batchOutputs(t.batch, t.logits, state, temperature);
+    } else {
+      const rows = input.inputIds.map((ids, b) => ids.slice(0, lengths[b]));
+      out = this.#gather(
+        await this.#forwardRows(rows, temperature, l),
+        lengths,
+        input.inputIds[0].length,
+      );
     }
-    const rows = input.inputIds.map((ids, b) => ids.slice(0, lengths[b]));
-    return this.#gather(
-      await this.#forwardRows(rows, temperature),
-      lengths,
-      input.inputIds[0].length,
-    );
+    return options.hiddenRows === undefined ? out : {
+      ...out,
+      lastHidden: pickRows(out.lastHidden!, options.hiddenRows, this.model.config.hiddenSize),
+    };
   }
 
   #batchOutputs(

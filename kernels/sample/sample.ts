@@ -52,6 +52,11 @@ export interface SampleArgs {
   minNewTokens?: number;
   /** Number of other stop ids in `info`. */
   numStop: number;
+  /**
+   * Added to each row's sequence for its RNG stream (not its output column): the sequences of
+   * this call are those at `firstSequence …` of a larger batch split over calls; default 0.
+   */
+  firstSequence?: number;
 }
 
 /** Arguments of {@linkcode sampleInfo}. */
@@ -157,6 +162,7 @@ export function encodeSample(
       top_p: greedy ? 1 : args.topP ?? 1,
       min_p: greedy ? 0 : args.minP ?? 0,
       min_new: args.minNewTokens ?? 0,
+      seq_base: args.firstSequence ?? 0,
     }),
   );
 }

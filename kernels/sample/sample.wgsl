@@ -2,7 +2,9 @@
 // decode loop never reads a token back to feed the next step. One workgroup of WG threads a row
 // (override, a power of two from 32 to 256; the launcher sizes it to the vocabulary).
 //   info  (u32) [seed_lo, seed_hi, row_seq[R], eos[n_eos], stop[n_stop]]: row r holds sequence
-//         row_seq[r] (its RNG stream and output column); eos/stop ids end a sequence.
+//         row_seq[r] (its output column; its RNG stream is seq_base + row_seq[r], so that the
+//         parts of a batch split over calls draw the unsplit batch's numbers); eos/stop ids end
+//         a sequence.
 //   ctrl  (u32) [slot, step]: the step being sampled is ctrl[1] (advanced by decode_advance).
 //   state (u32) [n_seq, 2]: (reason, length); reason 0 running, 1 eos, 2 stop, 3 length.
 //   out   (u32) [max_new, n_seq, 3]: (token, bits of the sampling log-prob, bits of the model
@@ -17,7 +19,8 @@
 // over order-preserving u32 keys of z that snaps to the nearest element key on each side (top-k:
 // count >= k; top-p: mass >= top_p * top-k mass; at most 33 passes each, a handful when values are
 // well separated), intersected with exp(z - zmax) >= min_p; then Gumbel-max over the kept set:
-// argmax_j z_j - log(-log u_j), u_j from Philox4x32-10 at counter (j, seq, step, 0), key = seed,
+// argmax_j z_j - log(-log u_j), u_j from Philox4x32-10 at counter (j, seq_base + seq, step, 0),
+// key = seed,
 // u = ((bits >> 9) + 0.5) / 2^23. Ties at a threshold are all kept; argmax ties take the lowest j.
 // Reads logits, info, ctrl; writes ids, out, state. Tolerance vs f64 reference (sample_ref.ts):
 // identical tokens except where two Gumbel scores are within f32 rounding (~1e-6); log-probs rel 1e-5.
@@ -25,6 +28,7 @@ struct Params {
   R: u32, V: u32, n_seq: u32, max_new: u32,
   greedy: u32, top_k: u32, n_eos: u32, n_stop: u32,
   temperature: f32, top_p: f32, min_p: f32, min_new: u32,
+  seq_base: u32,
 }
 // Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
 override GRID_X: u32;
@@ -211,7 +215,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
       let w = exp(z - zmax);
       if (key(z) >= lo && (p.min_p <= 0.0 || w >= p.min_p) && !banned(ban, j)) {
         g.s += w;
-        let bits = philox(vec4u(j, seq, step, 0u), seed).x;
+        let bits = philox(vec4u(j, p.seq_base + seq, step, 0u), seed).x;
         let u = (f32(bits >> 9u) + 0.5) * (1.0 / 8388608.0);
         let score = z - log(-log(u));
         if (score > g.best) { g.best = score; g.at = j; }

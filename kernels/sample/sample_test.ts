@@ -39,6 +39,8 @@ interface RunOptions extends SamplingParams {
   ids?: Uint32Array;
   /** The EOS ids are banned while `step` is below this. */
   minNewTokens?: number;
+  /** Offset of the rows' RNG streams. */
+  firstSequence?: number;
 }
 
 interface RunResult {
@@ -91,6 +93,7 @@ async function run(
       numEos: eos.length,
       numStop: stop.length,
       minNewTokens: options.minNewTokens,
+      firstSequence: options.firstSequence,
     }));
   const [o, s, i] = await readback(ctx, [
     { buffer: out, offset: Math.min(step, maxNew - 1) * sequences * 12, size: sequences * 12 },
@@ -187,6 +190,49 @@ Deno.test({
       );
       console.log(`${what}: tokens equal, model log-prob rel err ${err.toExponential(2)}`);
     }
+  },
+});
+
+Deno.test({
+  name: "encodeSample() with firstSequence draws the streams of sequences firstSequence + r",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const [rows, v] = [5, 700];
+    const logits = randomArray(rows * v, 91, -3, 3);
+    const params = { temperature: 1, topP: 0.9 };
+    const seed = 12345;
+    for (const firstSequence of [0, 7, 2 ** 20]) {
+      const got = await run(ctx, logits, rows, {
+        ...params,
+        seed,
+        step: 2,
+        maxNewTokens: 4,
+        firstSequence,
+      });
+      const want = Array.from(
+        { length: rows },
+        (_, r) =>
+          sampleRef(logits.subarray(r * v, (r + 1) * v), {
+            ...params,
+            seed,
+            sequence: firstSequence + r,
+            step: 2,
+          }).token,
+      );
+      // Output columns stay the rows' own (0..rows-1).
+      deepStrictEqual(Array.from(got.tokens), want, `firstSequence ${firstSequence}`);
+    }
+    // The offset changes the draws (else the test above could not fail).
+    const a = await run(ctx, logits, rows, { ...params, seed, step: 2, maxNewTokens: 4 });
+    const b = await run(ctx, logits, rows, {
+      ...params,
+      seed,
+      step: 2,
+      maxNewTokens: 4,
+      firstSequence: 7,
+    });
+    ok(Array.from(a.tokens).some((t, r) => t !== b.tokens[r]));
   },
 });
 

@@ -230,6 +230,15 @@ export interface RlEvalConfig {
   readonly samples: number;
   /** Sampling temperature of the evaluation (`0`: greedy, then `samples` must be 1). */
   readonly temperature: number;
+  /**
+   * Most held-out prompts (each with its `samples` rows) per generation call; `0` (the default)
+   * puts as many in one call as fit; on WebGPU a call's KV cache per layer (rows ×
+   * (longest prompt + `rl.maxNewTokens`, rounded up to 64) × kvHeads·headDim floats) must fit one
+   * storage binding, and calls are split further to fit whatever this says. The results do not
+   * depend on it (each prompt's samples draw the same random numbers however the prompts are
+   * split); a smaller value only lowers the peak memory.
+   */
+  readonly batchPrompts?: number;
 }
 
 /**
@@ -561,6 +570,7 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
     prompts: positiveInt,
     samples: positiveInt,
     temperature: nonNegative,
+    batchPrompts: nonNegativeInt.optional(),
   }),
   rollout: z.strictObject({
     backend: z.enum(["local", "vllm", "sglang", "llamacpp"]),
@@ -655,7 +665,7 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
     dualClip: 0,
     aggregation: "token-mean",
   }],
-  eval: { every: 10, prompts: 48, samples: 4, temperature: 1 },
+  eval: { every: 10, prompts: 48, samples: 4, temperature: 1, batchPrompts: 0 },
   rollout: {
     backend: "local",
     servers: [],

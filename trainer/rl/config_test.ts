@@ -77,6 +77,8 @@ Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
     ],
     [["--rl.onShortBatch=skip"], /key "rl\.onShortBatch".*must be one of "train", "stop"/],
     [["--rl.temperature=0"], /key "rl\.temperature".*must be >= 0\.000001/],
+    [["--rl.eval.batchPrompts=-1"], /key "rl\.eval\.batchPrompts"/],
+    [["--rl.eval.batchPrompts=all"], /key "rl\.eval\.batchPrompts"/],
   ];
   for (const [overrides, message] of cases) {
     await rejects(loadConfig(undefined, { overrides: [...RL, ...overrides] }), (error: unknown) => {
@@ -85,6 +87,12 @@ Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
       return true;
     });
   }
+});
+
+Deno.test('loadConfig() reads rl.eval.batchPrompts: "auto" by default, or a prompt count', async () => {
+  strictEqual((await loadConfig(undefined, { overrides: RL })).rl.eval.batchPrompts, 0);
+  const config = await loadConfig(undefined, { overrides: [...RL, "--rl.eval.batchPrompts=6"] });
+  strictEqual(config.rl.eval.batchPrompts, 6);
 });
 
 const REMOTE = [

@@ -9,6 +9,7 @@ import { scoreProblems } from "../../eval/mod.ts";
 import type { Tokenizer } from "../../model/tokenizer.ts";
 import { verify } from "../../verify/mod.ts";
 import type { TrainBackend } from "../backend.ts";
+import { generateGroups } from "./generate_groups.ts";
 
 /**
  * Options of {@linkcode evaluateRl}.
@@ -37,7 +38,10 @@ export interface EvaluateRlOptions {
   budgetMs: number;
   /** Top-p of the sampler; default 1. */
   topP?: number;
-  /** Prompts per `generate` call; default all. */
+  /**
+   * Most prompts per `generate` call (`rl.eval.batchPrompts`); default as many as fit (calls are
+   * always split further to fit one storage binding). The results do not depend on it.
+   */
   batchPrompts?: number;
 }
 
@@ -106,38 +110,33 @@ export async function evaluateRlPrompts(
   options: EvaluateRlOptions,
 ): Promise<{ metrics: Record<string, number>; perPrompt: number[] }> {
   const k = options.samples;
-  const per = options.batchPrompts ?? prompts.length;
   const correct: boolean[][] = [];
   let answered = 0;
   let length = 0;
-  for (let start = 0; start < prompts.length; start += per) {
-    const chunk = prompts.slice(start, start + per);
-    const rows: (readonly number[])[] = [];
-    for (const p of chunk) for (let j = 0; j < k; j++) rows.push(p.ids);
-    const { sequences } = await backend.generate({
-      prompts: rows,
-      maxNewTokens: options.maxNewTokens,
-      temperature: options.temperature,
-      topP: options.topP ?? 1,
-      // Prompt i's samples draw from sequence numbers of their global row.
-      seed: options.seed + start,
-    });
-    chunk.forEach((p, i) => {
-      const list: boolean[] = [];
-      for (let j = 0; j < k; j++) {
-        const s = sequences[i * k + j];
-        const text = options.tokenizer.decode(s.tokens, { skipSpecialTokens: true });
-        const v = verify(text, p.gold, {
-          mode: "reward",
-          budgetMs: options.budgetMs > 0 ? options.budgetMs : Infinity,
-        });
-        list.push(v.correct === true);
-        if (v.markerOffset !== null) answered++;
-        length += s.length;
-      }
-      correct.push(list);
-    });
-  }
+  // Prompt i's samples are rows i·k … of one batch (the same draws however it is split).
+  const sequences = await generateGroups(backend, prompts.map((p) => p.ids), k, {
+    maxNewTokens: options.maxNewTokens,
+    temperature: options.temperature,
+    topP: options.topP ?? 1,
+    seed: options.seed,
+    maxPromptsPerCall: options.batchPrompts,
+    rowsKey: "rl.eval.samples",
+  });
+  prompts.forEach((p, i) => {
+    const list: boolean[] = [];
+    for (let j = 0; j < k; j++) {
+      const s = sequences[i * k + j];
+      const text = options.tokenizer.decode(s.tokens, { skipSpecialTokens: true });
+      const v = verify(text, p.gold, {
+        mode: "reward",
+        budgetMs: options.budgetMs > 0 ? options.budgetMs : Infinity,
+      });
+      list.push(v.correct === true);
+      if (v.markerOffset !== null) answered++;
+      length += s.length;
+    }
+    correct.push(list);
+  });
   const report = scoreProblems(correct.map((c) => ({ correct: c })), { ks: [1, k] });
   const n = prompts.length * k;
   const metrics = {

@@ -5,8 +5,9 @@
  *
  * @module
  */
-import type { TrainBackend } from "../backend.ts";
+import type { ForwardOptions, TrainBackend } from "../backend.ts";
 import { collateRl, type RlRow } from "./rl_batch.ts";
+import { withMicroBatchKey } from "./micro_batch_key.ts";
 
 /**
  * Options of {@linkcode forwardPass}.
@@ -21,7 +22,7 @@ import { collateRl, type RlRow } from "./rl_batch.ts";
 export interface ForwardPassOptions {
   /** The padding id. */
   padId: number;
-  /** Rows per forward. */
+  /** Rows per forward (`rl.microBatchSize`, which a binding-limit error names). */
   microBatchSize: number;
   /**
    * Which hidden state to read at the anchors: `"final"` (the final-norm output) or decoder
@@ -97,10 +98,24 @@ export async function forwardPass(
     const input = { inputIds: batch.inputIds, attentionMask: batch.attentionMask };
     const T = batch.seqLen;
     let states: ArrayLike<number> | null = null;
-    if (options.logprobs || options.layer === "final") {
-      const out = await backend.forward(
-        input,
-        options.temperature === undefined ? {} : { temperature: options.temperature },
+    if (options.logprobs || options.layer !== null) {
+      // One pass for both: the log-probs and the asked hidden state (the final-norm output, or
+      // decoder layer `layer`'s), without materialising the logits or the other layers.
+      // Only the anchors' rows of the hidden state come back (none without a layer).
+      const anchors = options.layer === null
+        ? []
+        : chunk.flatMap((r, b) => r.anchor < 0 ? [] : [b * T + r.anchor]);
+      const forward: ForwardOptions = { hiddenRows: anchors };
+      if (options.temperature !== undefined) forward.temperature = options.temperature;
+      if (typeof options.layer === "number") forward.hiddenLayer = options.layer;
+      const out = await withMicroBatchKey(
+        {
+          what: "anchor/recompute pass",
+          rows: chunk.length,
+          seqLen: T,
+          microBatchSize: options.microBatchSize,
+        },
+        () => backend.forward(input, forward),
       );
       if (logprobs) {
         chunk.forEach((r, b) => {
@@ -109,21 +124,26 @@ export async function forwardPass(
           logprobs.push(out.logprobs.slice(at, at + r.tokens.length));
         });
       }
-      if (options.layer === "final") states = out.lastHidden ?? null;
+      if (options.layer !== null) {
+        if (out.lastHidden?.length !== anchors.length * H) {
+          throw new TypeError(
+            `Cannot read the anchor hidden states: the ${backend.kind} backend's forward must ` +
+              `return the ${anchors.length} asked rows (hiddenRows) of ${H} values: current ` +
+              `length is ${out.lastHidden?.length}`,
+          );
+        }
+        states = out.lastHidden;
+      }
     }
-    if (options.layer !== null && states === null) {
-      const out = await backend.model.forward({ ...input, outputHiddenStates: true });
-      const all = out.hiddenStates!;
-      states = options.layer === "final" ? all[all.length - 1] : all[options.layer + 1];
-    }
-    chunk.forEach((r, b) => {
+    let k = 0;
+    for (const r of chunk) {
       if (states === null || r.anchor < 0) {
         hidden.push(null);
-        return;
+        continue;
       }
-      const at = (b * T + r.anchor) * H;
-      hidden.push(Float64Array.from({ length: H }, (_, k) => states![at + k]));
-    });
+      const at = k++ * H;
+      hidden.push(Float64Array.from({ length: H }, (_, j) => states![at + j]));
+    }
   }
   return { hidden, logprobs };
 }

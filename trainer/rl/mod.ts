@@ -38,6 +38,8 @@ export {
 export * from "./dynamic_sampling.ts";
 export * from "./eval_rl.ts";
 export * from "./forward_pass.ts";
+export * from "./generate_groups.ts";
+export * from "./micro_batch_key.ts";
 export * from "./prompt_data.ts";
 export * from "./prompt_template.ts";
 export * from "./rl_batch.ts";

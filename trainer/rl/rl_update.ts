@@ -23,6 +23,7 @@ import { applyUpdates, globalNorm } from "../optim/mod.ts";
 import type { RlLossTermConfig } from "./config.ts";
 import { collateRl, type RlRow } from "./rl_batch.ts";
 import type { LossSpec, ObjectiveInputs } from "../losses/mod.ts";
+import { withMicroBatchKey } from "./micro_batch_key.ts";
 
 /**
  * Options of {@linkcode rlUpdate}.
@@ -321,15 +322,28 @@ export async function rlUpdate<S>(
           : undefined;
         const forward = { inputIds: batch.inputIds, attentionMask: batch.attentionMask };
         const micOptions = { dropoutSeed: options.dropoutSeed?.(update, k), hiddenLayer };
+        const shape = {
+          what: "training step",
+          rows: micro.length,
+          seqLen: batch.seqLen,
+          microBatchSize: options.microBatchSize,
+        };
         let loss: LossOutput;
         if (device) {
           // Gradients summed in the GPU's buffers (the first micro-batch replaces them).
-          loss = await device.backend.accumulateObjective(forward, { terms, inputs }, {
-            ...micOptions,
-            accumulate: k > 0,
-          });
+          loss = await withMicroBatchKey(
+            shape,
+            () =>
+              device.backend.accumulateObjective(forward, { terms, inputs }, {
+                ...micOptions,
+                accumulate: k > 0,
+              }),
+          );
         } else {
-          const r = await backend.objectiveAndGrads(forward, { terms, inputs }, micOptions);
+          const r = await withMicroBatchKey(
+            shape,
+            () => backend.objectiveAndGrads(forward, { terms, inputs }, micOptions),
+          );
           loss = r.loss;
           addInto(sum, r.grads);
         }

@@ -15,6 +15,7 @@
 import type { StopReason } from "../../model/generate.ts";
 import type { Tokenizer } from "../../model/tokenizer.ts";
 import type { TrainBackend } from "../backend.ts";
+import { generateGroups } from "./generate_groups.ts";
 
 /**
  * One sampled response to a prompt.
@@ -107,8 +108,10 @@ export interface SampledGroups {
 }
 
 /**
- * Samples `groupSize` responses of every prompt in one `backend.generate` call (prompt `i`'s
- * samples are rows `i·G .. i·G + G − 1`), decodes them with special tokens skipped, and records
+ * Samples `groupSize` responses of every prompt through `backend.generate` (prompt `i`'s samples
+ * are rows `i·G .. i·G + G − 1` of one batch, split into calls of whole prompts whose KV cache
+ * fits one storage binding, with the samples of the unsplit batch: see `generateGroups`),
+ * decodes them with special tokens skipped, and records
  * where each generated token starts in the decoded text (`tokenizer.tokenOffsets` of the
  * generated ids).
  *
@@ -143,10 +146,7 @@ export async function sampleGroups(
   options: SampleGroupsOptions,
 ): Promise<SampledGroups> {
   const G = options.groupSize;
-  const rows: (readonly number[])[] = [];
-  for (const p of prompts) for (let g = 0; g < G; g++) rows.push(p);
-  const result = await backend.generate({
-    prompts: rows,
+  const sequences = await generateGroups(backend, prompts, G, {
     maxNewTokens: options.maxNewTokens,
     temperature: options.temperature,
     topP: options.topP ?? 1,
@@ -154,11 +154,12 @@ export async function sampleGroups(
     ...(options.mergeAdapters === undefined ? {} : { mergeAdapters: options.mergeAdapters }),
     seed: options.seed,
     eosTokenIds: options.eosTokenIds,
+    rowsKey: "rl.groupSize",
   });
   const decode = { skipSpecialTokens: true };
   const groups: Rollout[][] = prompts.map(() => []);
   let generatedTokens = 0;
-  result.sequences.forEach((s, r) => {
+  sequences.forEach((s, r) => {
     const p = Math.floor(r / G);
     generatedTokens += s.length;
     groups[p].push({

@@ -745,6 +745,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         maxNewTokens: rl.maxNewTokens,
         seed: mix(config.run.seed, 0xe7a1),
         budgetMs: rl.reward.budgetMs,
+        ...(rl.eval.batchPrompts ? { batchPrompts: rl.eval.batchPrompts } : {}),
       });
       seconds.eval += (performance.now() - began) / 1000;
       if (Object.keys(startMetrics).length === 0) {
