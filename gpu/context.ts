@@ -44,7 +44,21 @@ export interface GpuContextOptions {
    * software adapter, 256 on a hardware one.
    */
   fillWorkgroups?: number;
+  /**
+   * Bytes written with {@linkcode GpuContext.writeBuffer} (uploads, uniform blocks) after which
+   * the queue is submitted (`queue.submit([])`), so wgpu frees the staging copy of each write
+   * instead of holding every upload of a model load at once; default
+   * {@linkcode DEFAULT_UPLOAD_FLUSH_BYTES} (256 MiB). Tests lower it.
+   */
+  uploadFlushBytes?: number;
 }
+
+/**
+ * Default of {@linkcode GpuContextOptions.uploadFlushBytes}: 256 MiB. wgpu copies each
+ * `writeBuffer` into a fresh staging allocation that it frees only after the next submission
+ * completes; without a submit a 14B model load would stage ~30-60 GB at once.
+ */
+export const DEFAULT_UPLOAD_FLUSH_BYTES: number = 256 * 2 ** 20;
 
 /**
  * Default of {@linkcode GpuContextOptions.fillWorkgroups}: on a software adapter 8 (llvmpipe's
@@ -96,6 +110,9 @@ export class GpuContext {
   #retiredScratch: GPUBuffer[] = [];
   #maxUniforms: number;
   #maxBindGroups: number;
+  #flushBytes: number;
+  #unflushed = 0;
+  #unsettled = 0;
   /**
    * GPU→CPU round trips made through `readback()` with this context so far (each costs ≥ 10 ms
    * in Deno 2.9.6): for tests and benchmarks that count them.
@@ -113,9 +130,12 @@ export class GpuContext {
     this.gpu = gpu;
     this.#maxUniforms = options.maxUniforms ?? 16384;
     this.#maxBindGroups = options.maxBindGroups ?? 65536;
+    this.#flushBytes = options.uploadFlushBytes ?? DEFAULT_UPLOAD_FLUSH_BYTES;
     this.fillWorkgroups = options.fillWorkgroups ??
       DEFAULT_FILL_WORKGROUPS[gpu.isFallbackAdapter ? "software" : "hardware"];
-    for (const key of ["maxUniforms", "maxBindGroups", "fillWorkgroups"] as const) {
+    for (
+      const key of ["maxUniforms", "maxBindGroups", "fillWorkgroups", "uploadFlushBytes"] as const
+    ) {
       const v = options[key];
       if (v !== undefined && !(Number.isInteger(v) && v >= 1)) {
         throw new RangeError(
@@ -288,11 +308,61 @@ export class GpuContext {
    */
   upload(data: Float32Array | Int32Array | Uint32Array, label: string): GPUBuffer {
     const buffer = this.createBuffer(data.byteLength, label);
-    // Deno 2.9.6 aborts the process on a 0-byte writeBuffer.
-    if (data.byteLength > 0) {
-      this.device.queue.writeBuffer(buffer, 0, data as Float32Array<ArrayBuffer>);
-    }
+    this.writeBuffer(buffer, 0, data);
     return buffer;
+  }
+
+  /**
+   * `queue.writeBuffer(buffer, offset, data)`, counted: once
+   * {@linkcode GpuContextOptions.uploadFlushBytes} bytes were written since the last submit, it
+   * submits the queue (`queue.submit([])`, which keeps the order of writes and later submits), so
+   * the staging memory of many uploads is bounded. A 0-byte write is skipped (Deno 2.9.6 aborts
+   * the process on one).
+   *
+   * @param buffer The destination (with `COPY_DST` usage).
+   * @param offset Byte offset in `buffer` (a multiple of 4).
+   * @param data The bytes (a typed array view; its byte length a multiple of 4).
+   *
+   * @example Upload many blocks with bounded staging memory
+   * ```ts ignore
+   * declare const ctx: import("./context.ts").GpuContext;
+   * const b = ctx.createBuffer(1 << 20, "big");
+   * for (let i = 0; i < 16; i++) ctx.writeBuffer(b, i << 16, new Float32Array(1 << 14));
+   * await ctx.settleUploads();
+   * ```
+   */
+  writeBuffer(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
+    if (data.byteLength === 0) return;
+    this.device.queue.writeBuffer(buffer, offset, data as Float32Array<ArrayBuffer>);
+    this.#unflushed += data.byteLength;
+    this.#unsettled += data.byteLength;
+    if (this.#unflushed >= this.#flushBytes) this.#flushUploads();
+  }
+
+  #flushUploads(): void {
+    this.#unflushed = 0;
+    this.device.queue.submit([]);
+  }
+
+  /**
+   * Submits the writes not yet submitted and waits until the GPU has done them, so wgpu can free
+   * their staging memory (call once at the end of a model load: each wait costs ≥ 10 ms in Deno).
+   * Without writes since the last call it returns at once.
+   *
+   * @returns A promise that resolves when the queue is idle.
+   *
+   * @example After uploading a model
+   * ```ts ignore
+   * declare const ctx: import("./context.ts").GpuContext;
+   * // ... new WebGpuQwen3(ctx, config, weights) ...
+   * await ctx.settleUploads();
+   * ```
+   */
+  async settleUploads(): Promise<void> {
+    if (this.#unsettled === 0) return;
+    this.#unsettled = 0;
+    this.#flushUploads();
+    await this.device.queue.onSubmittedWorkDone();
   }
 
   /**
@@ -351,7 +421,7 @@ export class GpuContext {
         size: data.byteLength,
         usage: 0x40 /* UNIFORM */ | 0x08, /* COPY_DST */
       });
-      this.device.queue.writeBuffer(buffer, 0, data);
+      this.writeBuffer(buffer, 0, data);
       this.#uniforms.set(key, buffer);
     }
     return buffer;

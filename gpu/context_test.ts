@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { noGpu, testContext } from "./test_utils.ts";
+import { recordingGpu } from "./recording_gpu.ts";
 import { destroyMatrix, uploadMatrix } from "./matrix.ts";
 import { DEFAULT_FILL_WORKGROUPS, f32Bits, GpuContext } from "./context.ts";
 import type { Gpu } from "./device.ts";
@@ -70,4 +71,37 @@ Deno.test("GpuContext fills 8 workgroups on a software adapter, 256 on a hardwar
   assert.deepEqual(DEFAULT_FILL_WORKGROUPS, { software: 8, hardware: 256 });
   assert.equal(new GpuContext(gpu(true), { fillWorkgroups: 64 }).fillWorkgroups, 64);
   assert.throws(() => new GpuContext(gpu(false), { fillWorkgroups: 0.5 }), /"fillWorkgroups"/);
+});
+
+Deno.test("GpuContext submits the queue after every uploadFlushBytes written, and settleUploads waits once", async () => {
+  const { gpu, calls } = recordingGpu();
+  const N = 1000;
+  const ctx = new GpuContext(gpu, { uploadFlushBytes: N });
+  const sizes = [12, 400, 4, 800, 1200, 0, 64, 8, 996, 4, 300];
+  for (const [i, n] of sizes.entries()) ctx.upload(new Float32Array(n / 4), `b${i}`);
+  ctx.uniform([1, 2, 3]); // a uniform block counts too (16 bytes)
+  const total = sizes.reduce((a, b) => a + b, 0) + 16;
+  let since = 0;
+  let largest = 0;
+  for (const c of calls) {
+    if (c.op === "write") {
+      since += c.bytes.length;
+      largest = Math.max(largest, since);
+    } else if (c.op === "submit") {
+      assert.equal(c.buffers, 0, "an empty submit");
+      assert.ok(since >= N, `a submit after only ${since} bytes`);
+      since = 0;
+    }
+  }
+  assert.ok(largest < N + 1200, `${largest} bytes written without a submit`);
+  const submits = calls.filter((c) => c.op === "submit").length;
+  assert.ok(submits >= Math.floor(total / (N + 1200)) && submits >= 3, `${submits} submits`);
+  assert.equal(calls.filter((c) => c.op === "write").length, sizes.length, "0 bytes: no write");
+  assert.ok(!calls.some((c) => c.op === "wait"), "no wait before settleUploads");
+  await ctx.settleUploads();
+  assert.deepEqual(calls.slice(-2), [{ op: "submit", buffers: 0 }, { op: "wait" }]);
+  const n = calls.length;
+  await ctx.settleUploads(); // nothing new written: no submit, no wait
+  assert.equal(calls.length, n);
+  assert.throws(() => new GpuContext(gpu, { uploadFlushBytes: 0 }), /"uploadFlushBytes"/);
 });

@@ -5,6 +5,7 @@
  * @module
  */
 import type { GpuContext } from "./context.ts";
+import { f32ToF16Bits, firstNonFiniteHalf, nonFiniteHalfReason } from "../internal/f16.ts";
 
 /** One block of consecutive rows of a {@linkcode GpuMatrix}. */
 export interface GpuMatrixChunk {
@@ -51,15 +52,20 @@ export interface UploadMatrixOptions {
 }
 
 /**
- * Uploads a row-major float32 matrix, split into blocks of whole rows that each fit one binding.
+ * Uploads a row-major matrix, split into blocks of whole rows that each fit one binding. The data
+ * is float32 values, or, for `dtype: "f16"` only, f16 bit patterns already rounded (a
+ * `Uint16Array`, as `readTensorF16` of `internal/safetensors.ts` gives, so no float32 copy of a
+ * BF16 checkpoint is needed). Writes go through {@linkcode GpuContext.writeBuffer}, which submits
+ * the queue every few hundred MiB.
  *
  * @param ctx The GPU context.
  * @param matrix The data with its name and shape.
- * @param options Largest block size.
+ * @param options Largest block size and storage type.
  * @returns The matrix on the GPU.
  * @throws {RangeError} When the data does not have `rows × cols` values, one row exceeds a
  *   binding, or an f16 upload holds a value outside the f16 range (naming the tensor, row and
  *   column).
+ * @throws {TypeError} When f16 bits (a `Uint16Array`) are given for an f32 upload.
  *
  * @example Upload a 3×2 matrix
  * ```ts ignore
@@ -71,7 +77,7 @@ export interface UploadMatrixOptions {
  */
 export function uploadMatrix(
   ctx: GpuContext,
-  matrix: { name: string; data: Float32Array; rows: number; cols: number },
+  matrix: { name: string; data: Float32Array | Uint16Array; rows: number; cols: number },
   options: UploadMatrixOptions = {},
 ): GpuMatrix {
   const { name, data, rows, cols } = matrix;
@@ -82,6 +88,12 @@ export function uploadMatrix(
     );
   }
   const f16 = options.dtype === "f16";
+  if (data instanceof Uint16Array && !f16) {
+    throw new TypeError(
+      `Cannot upload "${name}" as f32: its data are f16 bits (a Uint16Array); load the weights ` +
+        `as float32 or upload with dtype "f16"`,
+    );
+  }
   const bytes = f16 ? 2 : 4;
   const maxBytes = Math.min(options.maxChunkBytes ?? Infinity, ctx.gpu.maxBindingSize);
   const rowsPerChunk = Math.max(1, Math.floor(maxBytes / (cols * bytes)));
@@ -93,53 +105,51 @@ export function uploadMatrix(
   const chunks: GpuMatrixChunk[] = [];
   for (let rowStart = 0; rowStart < rows; rowStart += rowsPerChunk) {
     const n = Math.min(rowsPerChunk, rows - rowStart);
-    const values = data.subarray(rowStart * cols, (rowStart + n) * cols);
     const label = chunks.length === 0 && rowStart + n === rows ? name : `${name}[${rowStart}:]`;
     let buffer: GPUBuffer;
     if (f16) {
-      // An even count, so that the write is a whole number of 4-byte words.
-      const half = new Float16Array(values.length + (values.length % 2));
-      half.set(values);
-      checkHalves(name, half, values, rowStart * cols, cols);
-      buffer = ctx.createBuffer(half.byteLength, label);
-      if (half.byteLength > 0) {
-        ctx.device.queue.writeBuffer(buffer, 0, half as unknown as Float32Array<ArrayBuffer>);
+      const offset = rowStart * cols;
+      const count = n * cols;
+      let half: Uint16Array;
+      let bad: number;
+      let value = (i: number): number => new Float16Array(half.buffer, half.byteOffset)[i];
+      if (data instanceof Uint16Array) {
+        // An even count, so that the write is a whole number of 4-byte words.
+        half = data.subarray(offset, offset + count);
+        if (count % 2 === 1) {
+          (half = new Uint16Array(count + 1)).set(data.subarray(offset, offset + count));
+        }
+        bad = firstNonFiniteHalf(half.subarray(0, count));
+      } else {
+        const values = data.subarray(offset, offset + count);
+        half = new Uint16Array(count + (count % 2));
+        bad = f32ToF16Bits(values, half);
+        value = (i) => values[i];
       }
+      if (bad >= 0) throwNonFinite(name, value(bad), offset + bad, cols);
+      buffer = ctx.createBuffer(half.byteLength, label);
+      ctx.writeBuffer(buffer, 0, half);
     } else {
-      buffer = ctx.upload(values, label);
+      buffer = ctx.upload(
+        (data as Float32Array).subarray(rowStart * cols, (rowStart + n) * cols),
+        label,
+      );
     }
     chunks.push({ buffer, rowStart, rows: n });
   }
   return { name, rows, cols, chunks, dtype: f16 ? "f16" : "f32" };
 }
 
-/** The largest finite f16 value. */
-const F16_MAX = 65504;
-
 /**
- * Throws when a value became ±Inf or NaN in f16: |x| ≥ 65520 rounds to ±Inf (or the f32 value
- * was not finite), and would turn into NaN losses later. One pass over the halves' exponent bits.
+ * Throws for a value that became ±Inf or NaN in f16 (the rule of `internal/f16.ts`): it would turn
+ * into NaN losses later.
  */
-function checkHalves(
-  name: string,
-  half: Float16Array,
-  values: Float32Array,
-  offset: number,
-  cols: number,
-): void {
-  const bits = new Uint16Array(half.buffer, half.byteOffset, values.length);
-  for (let i = 0; i < bits.length; i++) {
-    if ((bits[i] & 0x7c00) !== 0x7c00) continue;
-    const at = offset + i;
-    throw new RangeError(
-      `Cannot upload "${name}" as f16: value ${values[i]} at row ${Math.floor(at / cols)}, ` +
-        `column ${at % cols} is ` +
-        (Number.isFinite(values[i])
-          ? `beyond the f16 range (largest finite half ±${F16_MAX}): it would become ±Inf`
-          : "not finite") +
-        `; keep this model in f32 (model.weightDtype: f32)`,
-    );
-  }
+function throwNonFinite(name: string, value: number, at: number, cols: number): never {
+  throw new RangeError(
+    `Cannot upload "${name}" as f16: value ${value} at row ${Math.floor(at / cols)}, ` +
+      `column ${at % cols} is ${nonFiniteHalfReason(value)}; keep this model in f32 ` +
+      `(model.weightDtype: f32)`,
+  );
 }
 
 /**

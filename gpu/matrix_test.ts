@@ -1,7 +1,8 @@
 import { deepStrictEqual, strictEqual, throws } from "node:assert/strict";
 import { noGpu, readFloats, testContext } from "./test_utils.ts";
+import { recordingGpu } from "./recording_gpu.ts";
 import { uploadMatrix } from "./matrix.ts";
-import type { GpuContext } from "./context.ts";
+import { GpuContext } from "./context.ts";
 
 Deno.test({
   name: "uploadMatrix() splits a matrix into whole-row blocks under the size limit",
@@ -22,20 +23,20 @@ Deno.test({
   },
 });
 
-/** A stand-in context that records the f16 words written, for the checks that need no GPU. */
+/** A context on a stand-in device that records the f16 words written (no GPU needed). */
 function fakeContext(maxBindingSize = 1 << 20) {
-  const writes: Uint16Array[] = [];
-  const ctx = {
-    gpu: { maxBindingSize },
-    createBuffer: (size: number, label: string) => ({ size, label, destroy() {} }),
-    device: {
-      queue: {
-        writeBuffer: (_b: unknown, _o: number, data: ArrayBufferView) => {
-          writes.push(new Uint16Array(data.buffer.slice(0)));
-        },
-      },
+  const { gpu, calls } = recordingGpu(maxBindingSize);
+  const ctx = new GpuContext(gpu);
+  const writes = {
+    get length() {
+      return calls.filter((c) => c.op === "write").length;
     },
-  } as unknown as GpuContext;
+    at(i: number): Uint8Array {
+      const w = calls.filter((c) => c.op === "write")[i];
+      if (w?.op !== "write") throw new Error(`no write ${i}`);
+      return w.bytes;
+    },
+  };
   return { ctx, writes };
 }
 
@@ -44,9 +45,9 @@ Deno.test("uploadMatrix() f16 keeps values up to ±65504 and refuses one that wo
   const ok = Float32Array.from([1, -2, 65504, -65504, 65519, 0.5, 3, 4]);
   const m = uploadMatrix(ctx, { name: "fine", data: ok, rows: 4, cols: 2 }, { dtype: "f16" });
   deepStrictEqual(m.chunks.map((c) => c.rows), [2, 2]);
-  deepStrictEqual([...new Float16Array(writes[0].buffer)], [1, -2, 65504, -65504]);
+  deepStrictEqual([...new Float16Array(writes.at(0).buffer)], [1, -2, 65504, -65504]);
   strictEqual(
-    new Float16Array(writes[1].buffer)[0],
+    new Float16Array(writes.at(1).buffer)[0],
     65504,
     "65519 rounds down to the largest half",
   );
@@ -73,12 +74,48 @@ Deno.test("uploadMatrix() f16 keeps values up to ±65504 and refuses one that wo
     );
   }
   // f32 storage takes them as they are.
-  const big = Float32Array.from([70000, 1]);
-  const uploaded: Float32Array[] = [];
-  const f32ctx = {
-    ...ctx,
-    upload: (d: Float32Array) => (uploaded.push(d), {}),
-  } as unknown as GpuContext;
-  uploadMatrix(f32ctx, { name: "w", data: big, rows: 1, cols: 2 });
-  deepStrictEqual([...uploaded[0]], [70000, 1]);
+  const before = writes.length;
+  uploadMatrix(ctx, { name: "w", data: Float32Array.from([70000, 1]), rows: 1, cols: 2 });
+  deepStrictEqual([...new Float32Array(writes.at(before).buffer)], [70000, 1]);
+});
+
+Deno.test("uploadMatrix() f16 takes f16 bits as they are, pads odd blocks, and applies the same range rule", () => {
+  const { ctx, writes } = fakeContext(3 * 3 * 2); // 3 rows of 3 halves a block: 9 halves, odd
+  const values = Float32Array.from({ length: 5 * 3 }, (_, i) => (i - 7) * 0.37);
+  const bits = new Uint16Array(new Float16Array(values).buffer);
+  const fromBits = uploadMatrix(ctx, { name: "w", data: bits, rows: 5, cols: 3 }, { dtype: "f16" });
+  const fromF32 = uploadMatrix(ctx, { name: "w", data: values, rows: 5, cols: 3 }, {
+    dtype: "f16",
+  });
+  deepStrictEqual(fromBits.chunks.map((c) => c.rows), [3, 2]);
+  deepStrictEqual(fromF32.chunks.map((c) => c.rows), [3, 2]);
+  strictEqual(writes.length, 4);
+  for (let i = 0; i < 2; i++) {
+    deepStrictEqual(writes.at(i), writes.at(i + 2), `block ${i}: bits vs f32 path`);
+    strictEqual(writes.at(i).length % 4, 0, "whole 4-byte words");
+  }
+  deepStrictEqual([...new Uint16Array(writes.at(0).buffer).subarray(0, 9)], [
+    ...bits.subarray(0, 9),
+  ]);
+  deepStrictEqual([...new Uint16Array(writes.at(1).buffer)], [...bits.subarray(9)]);
+  for (
+    const [half, what] of [[0x7c00, /value Infinity .*not finite/], [
+      0xfe00,
+      /value NaN .*not finite/,
+    ]] as const
+  ) {
+    const bad = bits.slice();
+    bad[10] = half; // row 3, column 1
+    throws(
+      () => uploadMatrix(ctx, { name: "bad", data: bad, rows: 5, cols: 3 }, { dtype: "f16" }),
+      (e: Error) =>
+        e instanceof RangeError &&
+        /"bad" as f16: value .* at row 3, column 1 is /.test(e.message) &&
+        what.test(e.message),
+    );
+  }
+  throws(
+    () => uploadMatrix(ctx, { name: "w", data: bits, rows: 5, cols: 3 }),
+    (e: Error) => e instanceof TypeError && /"w" as f32: its data are f16 bits/.test(e.message),
+  );
 });

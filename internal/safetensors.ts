@@ -10,6 +10,13 @@
  * @module
  */
 import { show } from "./show.ts";
+import {
+  bf16ToF16Bits,
+  bf16Value,
+  f32ToF16Bits,
+  firstNonFiniteHalf,
+  nonFiniteHalfReason,
+} from "./f16.ts";
 
 /** The element types of the safetensors format that halo can read or convert. */
 export type SafetensorsDtype =
@@ -581,6 +588,88 @@ export function readTensorF32(
           `"${info.dtype}" (expected F32, F16, BF16 or F64)`,
       );
   }
+}
+
+/**
+ * Reads a floating-point tensor as IEEE half-precision bit patterns (a `Uint16Array`), for a GPU
+ * that stores weights in f16: `F16` is copied, `BF16` is converted in place in chunks (so no
+ * float32 copy of the tensor exists: the peak is the tensor's own 2 bytes per element), `F32` and
+ * `F64` are read as by {@linkcode readTensorF32} and then rounded. Every conversion rounds to
+ * nearest, ties to even, so the result is bit-identical to {@linkcode readTensorF32} followed by a
+ * float32 → f16 rounding.
+ *
+ * @param file An open safetensors file.
+ * @param name The tensor's name.
+ * @param options The shape the tensor must have.
+ * @returns The f16 bits in row-major order.
+ * @throws {Error} If the file has no tensor of that name; the message names the file and tensor.
+ * @throws {TypeError} If the tensor's dtype is not a float type.
+ * @throws {RangeError} If the shape differs from `options.expectedShape`, or a value has no finite
+ * f16 form (|x| ≥ 65520, ±Inf or NaN); the message names the file, tensor, element and value.
+ *
+ * @example Read the fixture's final norm weight as f16
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { openSafetensors, readTensorF16, readTensorF32 } from "./safetensors.ts";
+ *
+ * const file = await openSafetensors("tests/fixtures/qwen3-tiny/model.safetensors");
+ * try {
+ *   const bits = readTensorF16(file, "model.norm.weight", { expectedShape: [64] });
+ *   const f32 = readTensorF32(file, "model.norm.weight");
+ *   assert.deepEqual(new Float16Array(bits.buffer), Float16Array.from(f32));
+ * } finally {
+ *   file.close();
+ * }
+ * ```
+ */
+export function readTensorF16(
+  file: SafetensorsFile,
+  name: string,
+  options: ReadTensorOptions = {},
+): Uint16Array {
+  const info = getInfo(file, name);
+  checkShape(file, info, options.expectedShape);
+  const n = numelOf(info.shape);
+  let out: Uint16Array;
+  let bad: number;
+  let badValue = (i: number): number => new Float16Array(out.buffer, 0, n)[i];
+  switch (info.dtype) {
+    case "BF16": {
+      out = new Uint16Array(readOwnedBytes(file, info).buffer, 0, n);
+      bad = bf16ToF16Bits(out, out); // in place; the chunk holding a bad value stays bfloat16
+      badValue = (i) => bf16Value(out[i]);
+      break;
+    }
+    case "F16":
+      out = new Uint16Array(readOwnedBytes(file, info).buffer, 0, n);
+      bad = firstNonFiniteHalf(out);
+      break;
+    case "F32":
+    case "F64": {
+      const wide = readTensorF32(file, name);
+      out = new Uint16Array(n);
+      bad = f32ToF16Bits(wide, out);
+      badValue = (i) => wide[i];
+      break;
+    }
+    default:
+      throw new TypeError(
+        `Cannot read tensor "${name}" from "${file.path}" as f16: unsupported dtype ` +
+          `"${info.dtype}" (expected F32, F16, BF16 or F64)`,
+      );
+  }
+  if (bad >= 0) {
+    const value = badValue(bad);
+    const cols = info.shape.length >= 2 ? info.shape[info.shape.length - 1] : 0;
+    const at = cols > 0
+      ? `element ${bad} (row ${Math.floor(bad / cols)}, column ${bad % cols})`
+      : `element ${bad}`;
+    throw new RangeError(
+      `Cannot read tensor "${name}" from "${file.path}" as f16: ${at} is ${value}, ` +
+        `${nonFiniteHalfReason(value)}; keep this model in f32 (model.weightDtype: f32)`,
+    );
+  }
+  return out;
 }
 
 /**

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   openSafetensors,
+  readTensorF16,
   readTensorF32,
   readTensorI32,
   type SafetensorsFile,
@@ -320,6 +321,168 @@ Deno.test("readTensorF32() converts BF16 exactly", async () => {
       assert.ok(Object.is(got[i], expected), `0x${h.toString(16)}: ${got[i]} !== ${expected}`);
     }
     assert.deepEqual(bitsOf(got.subarray(cases.length)), [0x7fc00000, 0xff810000]);
+  });
+});
+
+/** The value of every f16 bit pattern, exactly, in float64 (independent of any conversion code). */
+function halfValue(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0x1f) return m === 0 ? sign * Infinity : NaN;
+  return sign * (e === 0 ? m * 2 ** -24 : (1 + m / 1024) * 2 ** (e - 15));
+}
+
+/**
+ * The f16 bits nearest to `v` (ties to the even bit pattern), by search over the 63,490 finite
+ * halves in float64: an independent reference for the conversions.
+ */
+const nearestHalf = (() => {
+  const finite = Array.from({ length: 0x7c00 }, (_, h) => h); // the non-negative finite halves
+  return (v: number): number => {
+    const sign = v < 0 || Object.is(v, -0) ? 0x8000 : 0;
+    const a = Math.abs(v);
+    let lo = 0;
+    let hi = finite.length - 1;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (halfValue(finite[mid]) <= a) lo = mid;
+      else hi = mid;
+    }
+    const dLo = a - halfValue(lo);
+    const dHi = halfValue(hi) - a;
+    const h = dLo < dHi || (dLo === dHi && (lo & 1) === 0) || a <= halfValue(lo) ? lo : hi;
+    return sign | h;
+  };
+})();
+
+/** The pre-existing route to f16: read as float32, then round with `Float16Array`. */
+function viaF32(file: SafetensorsFile, name: string): number[] {
+  return [...new Uint16Array(Float16Array.from(readTensorF32(file, name)).buffer)];
+}
+
+Deno.test("readTensorF16() rounds BF16 to nearest even, bit-identical to float32 then f16", async () => {
+  // Every bfloat16 pattern whose f16 rounding is finite (|x| ≤ 65280, the largest bf16 below
+  // 65520), twice over so that the tensor spans more than one conversion chunk.
+  const finite: number[] = [];
+  for (let p = 0; p < 0x10000; p++) if ((p & 0x7fff) <= 0x477f) finite.push(p);
+  const bits = new Uint16Array([...finite, ...finite.toReversed()]);
+  assert.ok(bits.length > 1 << 16);
+  const named: [string, number, number][] = [
+    ["+0", 0x0000, 0x0000],
+    ["-0", 0x8000, 0x8000],
+    ["bf16 subnormal 2^-133 → 0", 0x0001, 0x0000],
+    ["2^-26 → 0", 0x3280, 0x0000],
+    ["2^-25, a tie between 0 and 2^-24 → even 0", 0x3300, 0x0000],
+    ["(1 + 2^-7)·2^-25, just above the tie → 2^-24", 0x3301, 0x0001],
+    ["-2^-24, the smallest subnormal half", 0xb380, 0x8001],
+    ["1.5·2^-24, a tie between 1 and 2 ulps → even 2", 0x33c0, 0x0002],
+    ["2.5·2^-24, a tie between 2 and 3 ulps → even 2", 0x3420, 0x0002],
+    ["3.5·2^-24, a tie between 3 and 4 ulps → even 4", 0x3460, 0x0004],
+    ["2^-14, the smallest normal half", 0x3880, 0x0400],
+    ["1", 0x3f80, 0x3c00],
+    ["-3.140625", 0xc049, 0xc248],
+    ["65280", 0x477f, 0x7bf8],
+  ];
+  await withTempDir(async (dir) => {
+    const path = await writeRaw(dir, "BF16", [bits.length], new Uint8Array(bits.buffer));
+    await withFile(path, (file) => {
+      const got = readTensorF16(file, "t", { expectedShape: [bits.length] });
+      assert.deepEqual([...got], viaF32(file, "t"));
+      const f32 = readTensorF32(file, "t");
+      for (let i = 0; i < bits.length; i += 7) {
+        assert.equal(got[i], nearestHalf(f32[i]), `bf16 0x${bits[i].toString(16)}`);
+      }
+    });
+    const raw = new Uint16Array(named.map(([, b]) => b));
+    const small = await writeRaw(dir, "BF16", [raw.length], new Uint8Array(raw.buffer));
+    const got = await withFile(small, (file) => readTensorF16(file, "t"));
+    for (const [i, [what, , half]] of named.entries()) {
+      assert.equal(got[i], half, `${what}: 0x${got[i].toString(16)} !== 0x${half.toString(16)}`);
+      assert.equal(half, nearestHalf(halfValue(half))); // the expectation itself is a half
+    }
+  });
+});
+
+Deno.test("readTensorF16() refuses a value f16 cannot hold, naming the file, tensor, row, column and value", async () => {
+  const cases: [number, RegExp][] = [
+    [0x4780, /is 65536, beyond the f16 range \(largest finite half ±65504\)/],
+    [0xc7a0, /is -81920, beyond the f16 range/],
+    [0x7f80, /is Infinity, not finite/],
+    [0x7fc0, /is NaN, not finite/],
+  ];
+  await withTempDir(async (dir) => {
+    for (const [bad, message] of cases) {
+      // 3 rows of 30,000: the bad value sits in the second conversion chunk.
+      const raw = new Uint16Array(90_000).fill(0x3f80);
+      raw[2 * 30_000 + 17] = bad;
+      const path = await writeRaw(dir, "BF16", [3, 30_000], new Uint8Array(raw.buffer));
+      await withFile(path, (file) => {
+        assert.throws(
+          () => readTensorF16(file, "t"),
+          (e: Error) =>
+            e instanceof RangeError &&
+            e.message.startsWith(`Cannot read tensor "t" from "${path}" as f16: element 60017 `) &&
+            e.message.includes("(row 2, column 17)") && message.test(e.message) &&
+            e.message.includes("model.weightDtype: f32"),
+        );
+      });
+    }
+    // The same rule for F16 and F32 sources.
+    const half = new Uint16Array([0x3c00, 0x7c00]);
+    const f16Path = await writeRaw(dir, "F16", [2], new Uint8Array(half.buffer));
+    await withFile(f16Path, (file) => {
+      assert.throws(() => readTensorF16(file, "t"), /element 1 is Infinity, not finite/);
+    });
+    const f32 = new Float32Array([65519, 65520]);
+    const f32Path = await writeRaw(dir, "F32", [1, 2], new Uint8Array(f32.buffer));
+    await withFile(f32Path, (file) => {
+      assert.throws(
+        () => readTensorF16(file, "t"),
+        /element 1 \(row 0, column 1\) is 65520, beyond the f16 range/,
+      );
+    });
+  });
+});
+
+Deno.test("readTensorF16() copies F16 and rounds F32 and F64 as float32 then f16 does", async () => {
+  await withTempDir(async (dir) => {
+    const halves = Uint16Array.from(
+      { length: 0x7c00 * 2 },
+      (_, i) => (i & 1 ? 0x8000 : 0) | i >> 1,
+    );
+    const f16Path = await writeRaw(dir, "F16", [halves.length], new Uint8Array(halves.buffer));
+    await withFile(f16Path, (file) => assert.deepEqual(readTensorF16(file, "t"), halves));
+    const values = Float64Array.from(
+      { length: 5000 },
+      (_, i) => (i % 2 ? -1 : 1) * 1.37 ** ((i % 97) - 70) * (1 + i / 9973),
+    );
+    values[0] = 65519;
+    values[1] = 2 ** -25;
+    const f64Path = await writeRaw(dir, "F64", [values.length], new Uint8Array(values.buffer));
+    const f32Values = new Float32Array(values);
+    const f32Path = await writeRaw(dir, "F32", [values.length], new Uint8Array(f32Values.buffer));
+    for (const path of [f64Path, f32Path]) {
+      await withFile(path, (file) => {
+        const got = readTensorF16(file, "t");
+        assert.deepEqual([...got], viaF32(file, "t"));
+        for (let i = 0; i < got.length; i++) assert.equal(got[i], nearestHalf(f32Values[i]));
+        assert.deepEqual([got[0], got[1]], [0x7bff, 0x0000]);
+      });
+    }
+    const ints = await writeRaw(dir, "I32", [1], new Uint8Array(4));
+    await withFile(ints, (file) => {
+      assert.throws(() => readTensorF16(file, "t"), /as f16: unsupported dtype "I32"/);
+    });
+  });
+});
+
+Deno.test("readTensorF16() reads every fixture tensor as float32 then f16 does", async () => {
+  await withFile(`${fixtureDir()}/model.safetensors`, (file) => {
+    for (const [name, info] of file.tensors) {
+      const got = readTensorF16(file, name, { expectedShape: info.shape });
+      assert.deepEqual([...got], viaF32(file, name), name);
+    }
   });
 });
 

@@ -9,7 +9,7 @@ import { readQwen3Config } from "./config.ts";
 import type { Qwen3Model } from "./model.ts";
 import { CpuQwen3 } from "./qwen3_cpu.ts";
 import { WebGpuQwen3 } from "./qwen3_webgpu.ts";
-import { loadQwen3Weights } from "./weights.ts";
+import { loadQwen3Weights, type Qwen3Weights } from "./weights.ts";
 
 /** Options of {@linkcode loadModel}. */
 export interface LoadModelOptions {
@@ -42,7 +42,8 @@ export interface LoadModelOptions {
 
 /**
  * Loads `config.json` and the safetensors weights (single file or sharded; F32, F16 or BF16,
- * upcast to float32) from a HuggingFace checkpoint directory.
+ * upcast to float32, or with `weightDtype: "f16"` on WebGPU read straight into f16) from a
+ * HuggingFace checkpoint directory. A WebGPU model keeps no host copy of the weights.
  *
  * @param dir The checkpoint directory.
  * @param options Backend choice, device and an optional adapter directory.
@@ -80,7 +81,10 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       if (warn) console.warn(`${(e as Error).message}; falling back to the slow CPU backend`);
     }
   }
-  const weights = await loadQwen3Weights(dir, config);
+  // f16 weights on the GPU: read the matrices straight into f16 (no float32 copy on the host).
+  const weights = await loadQwen3Weights(dir, config, {
+    matrixDtype: ctx && options.weightDtype === "f16" ? "f16" : "f32",
+  });
   // The adapter readers live in adapters/, above model/; they are imported only when asked for
   // (a dynamic import, so model/ keeps no static edge up to adapters/).
   const lora = options.adapter === undefined
@@ -91,7 +95,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     if (warn && backend === "cpu") {
       console.warn("Running on the CPU backend (float64 reference ops): correct but slow");
     }
-    model = new CpuQwen3(config, weights);
+    model = new CpuQwen3(config, weights as Qwen3Weights);
   } else {
     if (warn && ctx.gpu.isFallbackAdapter) {
       console.warn(
@@ -102,6 +106,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       maxChunkBytes: options.maxChunkBytes,
       weightDtype: options.weightDtype,
     });
+    await ctx.settleUploads(); // the staging copies of the uploads can go now
   }
   if (lora !== null) model.setAdapters(lora);
   return model;

@@ -187,14 +187,16 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    *
    * @param ctx The GPU context.
    * @param config The model config.
-   * @param weights The weights (float32).
+   * @param weights The weights: float32, or with the matrices as f16 bits (`loadQwen3Weights`
+   * with `matrixDtype: "f16"`, only for `weightDtype: "f16"`). Not kept: the model holds only
+   * the GPU copies.
    * @param options `maxChunkBytes`: largest row block of a weight matrix (default: the device's
    * storage binding limit); matrices above it are split.
    */
   constructor(
     ctx: GpuContext,
     config: Qwen3Config,
-    weights: Qwen3Weights,
+    weights: Qwen3Weights | Qwen3Weights<Uint16Array>,
     options: WebGpuQwen3Options = {},
   ) {
     this.ctx = ctx;
@@ -214,7 +216,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       );
     }
     this.weightDtype = dtype;
-    const mat = (name: string, data: Float32Array, rows: number, cols: number) =>
+    const mat = (name: string, data: Float32Array | Uint16Array, rows: number, cols: number) =>
       uploadMatrix(ctx, { name, data, rows, cols }, {
         maxChunkBytes: options.maxChunkBytes,
         dtype,
@@ -235,7 +237,10 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
         const name = layerTensorName(l, spec);
         const data = w[spec.field];
         const [rows, cols] = spec.shape(c);
-        return [spec.field, spec.projection ? mat(name, data, rows, cols) : ctx.upload(data, name)];
+        return [
+          spec.field,
+          spec.projection ? mat(name, data, rows, cols) : ctx.upload(data as Float32Array, name),
+        ];
       })) as unknown as GpuLayerWeights
     );
     this.ropeTable = ctx.upload(

@@ -7,24 +7,31 @@
 
 import { exists } from "../internal/exists.ts";
 import type { Qwen3Config } from "./config.ts";
-import { openSafetensors, readTensorF32, type SafetensorsFile } from "../internal/safetensors.ts";
+import {
+  openSafetensors,
+  readTensorF16,
+  readTensorF32,
+  type SafetensorsFile,
+} from "../internal/safetensors.ts";
 import { modelTensorTable } from "./tensor_table.ts";
 
 /**
  * The weights of one decoder layer, every matrix row-major `[out, in]` as in PyTorch, with
- * `H = hiddenSize`, `I = intermediateSize`, `D = headDim`.
+ * `H = hiddenSize`, `I = intermediateSize`, `D = headDim`. The projections are float32 values
+ * (`M = Float32Array`, the default), or f16 bit patterns (`M = Uint16Array`) when loaded with
+ * `matrixDtype: "f16"` for a WebGPU model that stores its weights in f16; the norms are float32.
  */
-export interface Qwen3LayerWeights {
+export interface Qwen3LayerWeights<M extends Float32Array | Uint16Array = Float32Array> {
   /** RMSNorm weight before attention, `[H]`. */
   inputLayernorm: Float32Array;
   /** Query projection, `[numAttentionHeads * D, H]`. */
-  qProj: Float32Array;
+  qProj: M;
   /** Key projection, `[numKeyValueHeads * D, H]`. */
-  kProj: Float32Array;
+  kProj: M;
   /** Value projection, `[numKeyValueHeads * D, H]`. */
-  vProj: Float32Array;
+  vProj: M;
   /** Output projection, `[H, numAttentionHeads * D]`. */
-  oProj: Float32Array;
+  oProj: M;
   /** Per-head RMSNorm weight of the queries, `[D]`. */
   qNorm: Float32Array;
   /** Per-head RMSNorm weight of the keys, `[D]`. */
@@ -32,23 +39,39 @@ export interface Qwen3LayerWeights {
   /** RMSNorm weight before the MLP, `[H]`. */
   postAttentionLayernorm: Float32Array;
   /** SwiGLU gate projection, `[I, H]`. */
-  gateProj: Float32Array;
+  gateProj: M;
   /** SwiGLU up projection, `[I, H]`. */
-  upProj: Float32Array;
+  upProj: M;
   /** SwiGLU down projection, `[H, I]`. */
-  downProj: Float32Array;
+  downProj: M;
 }
 
-/** All weights of a Qwen3 causal language model as float32, row-major. */
-export interface Qwen3Weights {
+/**
+ * All weights of a Qwen3 causal language model, row-major: float32 (the default `M`), or with the
+ * matrices (embeddings, projections, LM head) as f16 bit patterns (`M = Uint16Array`, see
+ * {@linkcode LoadQwen3WeightsOptions.matrixDtype}).
+ */
+export interface Qwen3Weights<M extends Float32Array | Uint16Array = Float32Array> {
   /** Token embeddings, `[vocabSize, hiddenSize]`. */
-  embedTokens: Float32Array;
+  embedTokens: M;
   /** The decoder layers in order. */
-  layers: Qwen3LayerWeights[];
+  layers: Qwen3LayerWeights<M>[];
   /** Final RMSNorm weight, `[hiddenSize]`. */
   norm: Float32Array;
   /** LM head, `[vocabSize, hiddenSize]`; the same array as `embedTokens` when embeddings are tied. */
-  lmHead: Float32Array;
+  lmHead: M;
+}
+
+/** Options of {@linkcode loadQwen3Weights}. */
+export interface LoadQwen3WeightsOptions {
+  /**
+   * `"f32"` (default): every tensor as float32. `"f16"`: the embeddings, projections and LM head
+   * as f16 bit patterns (`Uint16Array`, rounded to nearest, ties to even: bit-identical to
+   * float32 then f16), read without a float32 copy of a BF16 or F16 tensor, for a WebGPU model
+   * with `weightDtype: "f16"` (half the host memory of float32); the norms stay float32. A value
+   * that f16 cannot hold finitely is an error naming the tensor.
+   */
+  matrixDtype?: "f32" | "f16";
 }
 
 function joinPath(dir: string, name: string): string {
@@ -161,6 +184,8 @@ async function shardedSource(dir: string, indexPath: string): Promise<TensorSour
  *
  * @param dir The checkpoint directory.
  * @param config The model's configuration (see {@linkcode readQwen3Config}).
+ * @param options `matrixDtype: "f16"` reads the matrices as f16 bits (see
+ * {@linkcode LoadQwen3WeightsOptions}).
  * @returns The weights.
  * @throws {Deno.errors.NotFound} If neither checkpoint file exists, or a shard listed in the index
  * is missing; the message names the index and the shard.
@@ -168,6 +193,8 @@ async function shardedSource(dir: string, indexPath: string): Promise<TensorSour
  * @throws {RangeError} If a tensor's shape is wrong; the message names the file, tensor, expected
  * and actual shape.
  * @throws {TypeError} If a tensor's dtype is not a float type, or the index is malformed.
+ * @throws {RangeError} With `matrixDtype: "f16"`, if a matrix holds a value that f16 cannot hold
+ * finitely (|x| ≥ 65520, ±Inf, NaN); the message names the file, tensor, row and column.
  *
  * @example Load the test fixture
  * ```ts
@@ -183,7 +210,50 @@ async function shardedSource(dir: string, indexPath: string): Promise<TensorSour
  * assert.equal(weights.lmHead, weights.embedTokens); // tied embeddings
  * ```
  */
-export async function loadQwen3Weights(dir: string, config: Qwen3Config): Promise<Qwen3Weights> {
+export async function loadQwen3Weights(
+  dir: string,
+  config: Qwen3Config,
+  options?: LoadQwen3WeightsOptions & { matrixDtype?: "f32" },
+): Promise<Qwen3Weights>;
+/**
+ * {@linkcode loadQwen3Weights} with `matrixDtype: "f16"`: the embeddings, projections and LM head
+ * as f16 bit patterns, the norms as float32.
+ *
+ * @param dir The checkpoint directory.
+ * @param config The model's configuration.
+ * @param options `matrixDtype: "f16"`.
+ * @returns The weights, matrices as f16 bits.
+ */
+export async function loadQwen3Weights(
+  dir: string,
+  config: Qwen3Config,
+  options: LoadQwen3WeightsOptions & { matrixDtype: "f16" },
+): Promise<Qwen3Weights<Uint16Array>>;
+/**
+ * {@linkcode loadQwen3Weights} with a `matrixDtype` known only at run time.
+ *
+ * @param dir The checkpoint directory.
+ * @param config The model's configuration.
+ * @param options The matrices' type.
+ * @returns The weights, matrices as float32 or f16 bits.
+ */
+export async function loadQwen3Weights(
+  dir: string,
+  config: Qwen3Config,
+  options?: LoadQwen3WeightsOptions,
+): Promise<Qwen3Weights | Qwen3Weights<Uint16Array>>;
+export async function loadQwen3Weights(
+  dir: string,
+  config: Qwen3Config,
+  options: LoadQwen3WeightsOptions = {},
+): Promise<Qwen3Weights | Qwen3Weights<Uint16Array>> {
+  const matrixDtype = options.matrixDtype ?? "f32";
+  if (matrixDtype !== "f32" && matrixDtype !== "f16") {
+    throw new TypeError(
+      `Cannot load Qwen3 weights from "${dir}": option "matrixDtype" must be "f32" or "f16": ` +
+        `current value is ${JSON.stringify(matrixDtype)}`,
+    );
+  }
   const singlePath = joinPath(dir, "model.safetensors");
   const indexPath = joinPath(dir, "model.safetensors.index.json");
   let source: TensorSource;
@@ -197,24 +267,34 @@ export async function loadQwen3Weights(dir: string, config: Qwen3Config): Promis
     );
   }
   try {
-    const read = async (name: string, shape: number[]): Promise<Float32Array> =>
-      readTensorF32(await source.fileFor(name), name, { expectedShape: shape });
+    const read = async (
+      name: string,
+      shape: number[],
+      matrix: boolean,
+    ): Promise<Float32Array | Uint16Array> => {
+      const file = await source.fileFor(name);
+      return matrix && matrixDtype === "f16"
+        ? readTensorF16(file, name, { expectedShape: shape })
+        : readTensorF32(file, name, { expectedShape: shape });
+    };
     // Every tensor of the table, in checkpoint order (with tied embeddings the table has no
     // lm_head.weight, and the LM head is the embedding array itself).
-    const top: Partial<Record<"embedTokens" | "norm" | "lmHead", Float32Array>> = {};
+    const top: Record<string, Float32Array | Uint16Array> = {};
     const layers = Array.from(
       { length: config.numHiddenLayers },
-      () => ({}) as Partial<Qwen3LayerWeights>,
+      () => ({}) as Record<string, Float32Array | Uint16Array>,
     );
     for (const entry of modelTensorTable(config)) {
-      const data = await read(entry.name, entry.shape);
-      if (entry.layer === null) top[entry.field as keyof typeof top] = data;
-      else layers[entry.layer][entry.field as keyof Qwen3LayerWeights] = data;
+      // Matrices: everything but the norms (1-D gains).
+      const data = await read(entry.name, entry.shape, entry.shape.length === 2);
+      if (entry.layer === null) top[entry.field] = data;
+      else layers[entry.layer][entry.field] = data;
     }
-    const embedTokens = top.embedTokens!;
-    const norm = top.norm!;
+    const embedTokens = top.embedTokens;
     const lmHead = top.lmHead ?? embedTokens;
-    return { embedTokens, layers: layers as Qwen3LayerWeights[], norm, lmHead };
+    return { embedTokens, layers, norm: top.norm, lmHead } as unknown as
+      | Qwen3Weights
+      | Qwen3Weights<Uint16Array>;
   } finally {
     source.close();
   }

@@ -8,6 +8,9 @@ import {
 } from "../internal/safetensors.ts";
 import { loadQwen3Weights, type Qwen3Weights } from "./weights.ts";
 import { assertArrayEqual, expectError, fixtureDir, withTempDir } from "../internal/test_utils.ts";
+import { GpuContext } from "../gpu/context.ts";
+import { recordingGpu } from "../gpu/recording_gpu.ts";
+import { WebGpuQwen3 } from "./qwen3_webgpu.ts";
 
 const FIXTURE = fixtureDir();
 const MODEL = `${FIXTURE}/model.safetensors`;
@@ -341,4 +344,125 @@ Deno.test("loadQwen3Weights() rejects a directory without a checkpoint", async (
       includes: [`"${dir}/model.safetensors"`, `"${dir}/model.safetensors.index.json"`],
     });
   });
+});
+
+/** f16 bits of float32 values, rounded by `Float16Array` (the upload path of f32 weights). */
+function halfBits(values: Float32Array): Uint16Array {
+  return new Uint16Array(Float16Array.from(values).buffer);
+}
+
+Deno.test("loadQwen3Weights() matrixDtype f16 reads the matrices as f16 bits, as float32 then f16 would", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  const tensors = await fixtureTensors();
+  for (const t of tensors.values()) t.data = perturb(t.data);
+  await withTempDir(async (dir) => {
+    for (const [dtype, source] of [["F32", FIXTURE], ["BF16", dir]] as const) {
+      if (dtype === "BF16") {
+        await writeSafetensors(`${dir}/model.safetensors`, asF32Tensors(tensors, "BF16"));
+      }
+      const f32 = await loadQwen3Weights(source, config);
+      const f16 = await loadQwen3Weights(source, config, { matrixDtype: "f16" });
+      const matrices = (w: Qwen3Weights | Qwen3Weights<Uint16Array>) => [
+        w.embedTokens,
+        ...w.layers.flatMap((l) => [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj]),
+        ...w.layers.map((l) => l.downProj),
+      ];
+      const want = matrices(f32);
+      for (const [i, got] of matrices(f16).entries()) {
+        assert.ok(got instanceof Uint16Array, `${dtype} matrix ${i} is f16 bits`);
+        assert.deepEqual(got, halfBits(want[i] as Float32Array), `${dtype} matrix ${i}`);
+      }
+      assert.equal(f16.lmHead, f16.embedTokens, "tied: the same array");
+      assertArrayEqual(f16.norm, f32.norm, `${dtype} norm stays float32`);
+      for (const [l, layer] of f16.layers.entries()) {
+        for (const k of ["inputLayernorm", "qNorm", "kNorm", "postAttentionLayernorm"] as const) {
+          assertArrayEqual(layer[k], f32.layers[l][k], `${dtype} layers[${l}].${k}`);
+        }
+      }
+    }
+    // A weight beyond f16 fails at load time, naming the tensor.
+    tensors.get("model.layers.1.mlp.up_proj.weight")!.data[3] = 70000;
+    await writeSafetensors(`${dir}/model.safetensors`, asF32Tensors(tensors, "BF16"));
+    await assert.rejects(
+      loadQwen3Weights(dir, config, { matrixDtype: "f16" }),
+      /tensor "model\.layers\.1\.mlp\.up_proj\.weight" .* as f16: element 3 \(row 0, column 3\) is 70144, beyond the f16 range/,
+    );
+    await assert.rejects(
+      loadQwen3Weights(dir, config, { matrixDtype: "bf16" as "f16" }),
+      /option "matrixDtype" must be "f32" or "f16": current value is "bf16"/,
+    );
+  });
+});
+
+Deno.test("WebGpuQwen3 uploads f16 weights as loaded and submits the queue every uploadFlushBytes", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  const N = 8 * 1024;
+  const upload = async (matrixDtype: "f32" | "f16") => {
+    const { gpu, calls } = recordingGpu();
+    const ctx = new GpuContext(gpu, { uploadFlushBytes: N });
+    const weights = await loadQwen3Weights(FIXTURE, config, { matrixDtype });
+    new WebGpuQwen3(ctx, config, weights, { weightDtype: "f16" });
+    await ctx.settleUploads();
+    return calls;
+  };
+  const fromBits = await upload("f16");
+  const fromF32 = await upload("f32");
+  assert.deepEqual(fromBits, fromF32, "the same writes whether f16 bits or float32 are given");
+  let since = 0;
+  let total = 0;
+  let submits = 0;
+  let largest = 0;
+  for (const c of fromBits) {
+    if (c.op === "write") {
+      // Once N bytes are pending, the next thing on the queue is a submit, not another write.
+      assert.ok(since < N, `a write after ${since} bytes without a submit`);
+      since += c.bytes.length;
+      total += c.bytes.length;
+      largest = Math.max(largest, c.bytes.length);
+    }
+    if (c.op === "submit") (since = 0), submits++;
+  }
+  assert.ok(total > 2 * (N + largest), `${total} bytes uploaded`);
+  assert.ok(submits >= Math.floor(total / (N + largest)), `${submits} submits, ${total} bytes`);
+  assert.deepEqual(fromBits.at(-1), { op: "wait" }, "settled at the end");
+});
+
+Deno.test({
+  name: "WebGpuQwen3 keeps no reference to the host weights it uploaded (collectable by the GC)",
+  async fn() {
+    // A child process: `gc()` needs --expose-gc. It loads, uploads to a stand-in device, keeps
+    // the model alive, drops the weights and checks that a WeakRef to them clears.
+    const root = new URL("../", import.meta.url).href;
+    const script = `
+      import { readQwen3Config } from "${root}model/config.ts";
+      import { loadQwen3Weights } from "${root}model/weights.ts";
+      import { WebGpuQwen3 } from "${root}model/qwen3_webgpu.ts";
+      import { GpuContext } from "${root}gpu/context.ts";
+      import { recordingGpu } from "${root}gpu/recording_gpu.ts";
+      const dir = ${JSON.stringify(FIXTURE)};
+      const config = await readQwen3Config(dir);
+      const refs = [];
+      const models = [];
+      for (const matrixDtype of ["f32", "f16"]) {
+        let weights = await loadQwen3Weights(dir, config, { matrixDtype });
+        refs.push(new WeakRef(weights.embedTokens), new WeakRef(weights.layers[0].qProj));
+        models.push(new WebGpuQwen3(new GpuContext(recordingGpu().gpu), config, weights, {
+          weightDtype: "f16",
+        }));
+        weights = null;
+      }
+      await new Promise((r) => setTimeout(r, 0)); // WeakRef targets live until the job ends
+      globalThis.gc();
+      console.log(JSON.stringify({ alive: refs.filter((r) => r.deref() !== undefined).length,
+        models: models.length }));
+    `;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--v8-flags=--expose-gc", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout).trim();
+    assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    assert.deepEqual(JSON.parse(text.split("\n").at(-1)!), { alive: 0, models: 2 });
+  },
 });

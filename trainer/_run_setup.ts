@@ -396,8 +396,13 @@ export function adapterText(config: TrainConfig): string {
 
 /** The model of a run: weights, adapters, the model and its train backend. */
 export interface RunModel {
-  /** The base weights (the arrays full fine-tuning trains). */
-  weights: Qwen3Weights;
+  /**
+   * The base weights on the host: the arrays full fine-tuning trains, or those a CPU model
+   * computes with. `null` when the run trains adapters on WebGPU: the model holds its weights on
+   * the device, the adapter export writes the adapters only, and the host copy (59 GB in f32 for
+   * a 14B model) is dropped once uploaded.
+   */
+  weights: Qwen3Weights | null;
   /** The LoRA adapters (`adapters.kind: lora`), or `null` (full fine-tuning). */
   lora: Lora | null;
   /** The model. */
@@ -440,16 +445,11 @@ export async function buildRunModel(
   options: BuildRunModelOptions = {},
 ): Promise<RunModel> {
   const { modelConfig } = head;
-  const weights = head.builtin
-    ? initQwen3Weights(modelConfig, { seed: config.run.seed, std: config.model.initStd })
-    : await loadQwen3Weights(config.model.path, modelConfig);
-  const lora = runAdapters(config, modelConfig);
-  let model: Qwen3Model;
+  // The device first: it decides how the weights are read (f16 straight from the checkpoint for
+  // `model.weightDtype: f16` on WebGPU) and whether a host copy is kept.
+  let gpu: Gpu | null = null;
   let gpuNote = "";
-  if (config.backend === "cpu") {
-    model = new CpuQwen3(modelConfig, weights);
-  } else {
-    let gpu: Gpu | null = null;
+  if (config.backend !== "cpu") {
     try {
       gpu = await createGpu();
     } catch (error) {
@@ -460,14 +460,27 @@ export async function buildRunModel(
         );
       }
     }
-    if (gpu !== null && (config.backend === "webgpu" || !gpu.isFallbackAdapter)) {
-      model = new WebGpuQwen3(new GpuContext(gpu), modelConfig, weights, {
-        weightDtype: config.model.weightDtype,
-      });
-    } else {
-      if (gpu !== null) gpuNote = ` ("auto": software adapter ${gpu.description} skipped)`;
-      model = new CpuQwen3(modelConfig, weights);
+    if (gpu !== null && config.backend === "auto" && gpu.isFallbackAdapter) {
+      gpuNote = ` ("auto": software adapter ${gpu.description} skipped)`;
+      gpu = null;
     }
+  }
+  const f16Matrices = gpu !== null && config.model.weightDtype === "f16";
+  let weights: Qwen3Weights | Qwen3Weights<Uint16Array> | null = head.builtin
+    ? initQwen3Weights(modelConfig, { seed: config.run.seed, std: config.model.initStd })
+    : await loadQwen3Weights(config.model.path, modelConfig, {
+      matrixDtype: f16Matrices ? "f16" : "f32",
+    });
+  const lora = runAdapters(config, modelConfig);
+  let model: Qwen3Model;
+  if (gpu === null) {
+    model = new CpuQwen3(modelConfig, weights as Qwen3Weights);
+  } else {
+    const ctx = new GpuContext(gpu);
+    model = new WebGpuQwen3(ctx, modelConfig, weights, { weightDtype: config.model.weightDtype });
+    await ctx.settleUploads(); // the staging copies of the uploads can go now
+    // Adapters on the GPU: nothing reads the host copy again (the export writes the adapters).
+    if (lora !== null) weights = null;
   }
   if (model.backend === "webgpu" && lora !== null && config.adapters.dropout > 0) {
     // The GPU backward applies no LoRA dropout: its train backend refuses the first update, so
@@ -486,7 +499,7 @@ export async function buildRunModel(
     backend = createTrainBackend(model, {
       mode: lora === null ? "full" : "adapters",
       workers,
-      params: lora === null ? modelParams(weights, modelConfig) : loraParams(lora),
+      params: lora === null ? modelParams(weights as Qwen3Weights, modelConfig) : loraParams(lora),
       keepActivations: config.trainer.keepActivations,
     });
   } catch (error) {
@@ -503,7 +516,15 @@ export async function buildRunModel(
   const description = `${backend.kind} (${backend.model.device}` +
     `${workers > 1 ? `, ${workers} workers` : ""}${kept})`;
   const adapterLines = lora?.hilo ? describeHilo(lora) : [];
-  return { weights, lora, model, backend, gpuNote, description, adapterLines };
+  return {
+    weights: weights as Qwen3Weights | null,
+    lora,
+    model,
+    backend,
+    gpuNote,
+    description,
+    adapterLines,
+  };
 }
 
 /** Options of {@linkcode runAdamw}. */
@@ -744,6 +765,12 @@ export async function exportRun(
       await savePeftAdapter(dir, run.lora, { baseModelNameOrPath: config.model.path });
     } else {
       if (head.tokenizerJson === null) continue; // a tokenizer given by the caller: no files
+      if (run.weights === null) {
+        throw new Error(
+          `Cannot export the full model to "${dir}": the run kept no host weights (they are ` +
+            `kept when "adapters.kind" is "none")`,
+        );
+      }
       await exportQwen3Model(dir, {
         config: head.modelConfig,
         weights: run.weights,

@@ -1,6 +1,8 @@
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { loadConfig } from "../cli/load_config.ts";
-import { exportRun, readRunModel, runAdamw } from "./_run_setup.ts";
+import { buildRunModel, exportRun, readRunModel, runAdamw } from "./_run_setup.ts";
+import { noGpu } from "../gpu/test_utils.ts";
+import { withTempDir } from "../internal/test_utils.ts";
 import { initQwen3Weights } from "../model/init.ts";
 import type { TrainConfig } from "./config.ts";
 
@@ -165,4 +167,49 @@ Deno.test("readRunModel() names generation_config.json and its key when the file
       await Deno.remove(dir, { recursive: true });
     }
   }
+});
+
+Deno.test({
+  name:
+    "buildRunModel() keeps the host weights only where they are read: full fine-tuning or a CPU model",
+  ignore: noGpu,
+  sanitizeResources: false,
+  async fn() {
+    const path = "models/arithmetic-tiny";
+    const build = async (...overrides: string[]) => {
+      const c = await loadConfig(undefined, {
+        overrides: [`--model.path=${path}`, ...overrides],
+      });
+      const head = await readRunModel(c);
+      return { c, head, built: await buildRunModel(c, head) };
+    };
+    for (
+      const [overrides, kept] of [
+        [["--backend=webgpu", "--adapters.kind=lora"], false],
+        [["--backend=webgpu", "--adapters.kind=lora", "--model.weightDtype=f16"], false],
+        [["--backend=webgpu", "--adapters.kind=hilo"], false],
+        [["--backend=webgpu", "--adapters.kind=none"], true],
+        [["--backend=cpu", "--adapters.kind=lora"], true],
+      ] as const
+    ) {
+      const { c, head, built } = await build(...overrides);
+      try {
+        strictEqual(built.weights !== null, kept, overrides.join(" "));
+        if (!kept) {
+          // The adapter export needs no base weights.
+          await withTempDir(async (dir) => {
+            deepStrictEqual(await exportRun(c, head, built, [dir]), [dir]);
+            ok((await Deno.stat(`${dir}/adapter_config.json`)).isFile);
+          });
+          await rejects(
+            exportRun(c, head, { ...built, lora: null }, ["/tmp/halo_unused"]),
+            /the run kept no host weights/,
+          );
+        }
+      } finally {
+        built.backend.dispose();
+        built.model.dispose();
+      }
+    }
+  },
 });
