@@ -9,7 +9,7 @@ import { readQwen3Config } from "./config.ts";
 import type { Qwen3Model } from "./model.ts";
 import { CpuQwen3 } from "./qwen3_cpu.ts";
 import { WebGpuQwen3 } from "./qwen3_webgpu.ts";
-import { loadQwen3Weights, type Qwen3Weights } from "./weights.ts";
+import { loadQwen3Weights, openQwen3Weights, type Qwen3Weights } from "./weights.ts";
 
 /** Options of {@linkcode loadModel}. */
 export interface LoadModelOptions {
@@ -81,15 +81,19 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       if (warn) console.warn(`${(e as Error).message}; falling back to the slow CPU backend`);
     }
   }
-  // f16 weights on the GPU: read the matrices straight into f16 (no float32 copy on the host).
-  const weights = await loadQwen3Weights(dir, config, {
-    matrixDtype: ctx && options.weightDtype === "f16" ? "f16" : "f32",
-  });
   // The adapter readers live in adapters/, above model/; they are imported only when asked for
   // (a dynamic import, so model/ keeps no static edge up to adapters/).
   const lora = options.adapter === undefined
     ? null
     : await (await import("../adapters/load_adapter.ts")).loadAdapter(options.adapter, config);
+  // On the GPU each tensor is read from disk as it is uploaded (no host copy of the model is
+  // kept), f16 weights straight into f16; the CPU model keeps float32 arrays.
+  using open = ctx
+    ? await openQwen3Weights(dir, config, {
+      matrixDtype: options.weightDtype === "f16" ? "f16" : "f32",
+    })
+    : null; // closed when this function returns or throws
+  const weights = open?.weights ?? await loadQwen3Weights(dir, config);
   let model: CpuQwen3 | WebGpuQwen3;
   if (!ctx) {
     if (warn && backend === "cpu") {

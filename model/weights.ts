@@ -13,7 +13,7 @@ import {
   readTensorF32,
   type SafetensorsFile,
 } from "../internal/safetensors.ts";
-import { modelTensorTable } from "./tensor_table.ts";
+import { modelTensorTable, type TensorEntry } from "./tensor_table.ts";
 
 /**
  * The weights of one decoder layer, every matrix row-major `[out, in]` as in PyTorch, with
@@ -173,6 +173,28 @@ async function shardedSource(dir: string, indexPath: string): Promise<TensorSour
   };
 }
 
+function checkMatrixDtype(dir: string, options: LoadQwen3WeightsOptions): "f32" | "f16" {
+  const matrixDtype = options.matrixDtype ?? "f32";
+  if (matrixDtype !== "f32" && matrixDtype !== "f16") {
+    throw new TypeError(
+      `Cannot load Qwen3 weights from "${dir}": option "matrixDtype" must be "f32" or "f16": ` +
+        `current value is ${JSON.stringify(matrixDtype)}`,
+    );
+  }
+  return matrixDtype;
+}
+
+/** The checkpoint's tensors: `model.safetensors`, or the shards of its index. */
+async function openSource(dir: string): Promise<TensorSource> {
+  const singlePath = joinPath(dir, "model.safetensors");
+  const indexPath = joinPath(dir, "model.safetensors.index.json");
+  if (await exists(singlePath)) return await singleFileSource(singlePath);
+  if (await exists(indexPath)) return await shardedSource(dir, indexPath);
+  throw new Deno.errors.NotFound(
+    `Cannot load Qwen3 weights from "${dir}": neither "${singlePath}" nor "${indexPath}" exists`,
+  );
+}
+
 /**
  * Loads every weight of a HuggingFace Qwen3 checkpoint as float32 (F32 copied, BF16/F16
  * converted exactly), checking each tensor's shape against the config.
@@ -247,25 +269,8 @@ export async function loadQwen3Weights(
   config: Qwen3Config,
   options: LoadQwen3WeightsOptions = {},
 ): Promise<Qwen3Weights | Qwen3Weights<Uint16Array>> {
-  const matrixDtype = options.matrixDtype ?? "f32";
-  if (matrixDtype !== "f32" && matrixDtype !== "f16") {
-    throw new TypeError(
-      `Cannot load Qwen3 weights from "${dir}": option "matrixDtype" must be "f32" or "f16": ` +
-        `current value is ${JSON.stringify(matrixDtype)}`,
-    );
-  }
-  const singlePath = joinPath(dir, "model.safetensors");
-  const indexPath = joinPath(dir, "model.safetensors.index.json");
-  let source: TensorSource;
-  if (await exists(singlePath)) {
-    source = await singleFileSource(singlePath);
-  } else if (await exists(indexPath)) {
-    source = await shardedSource(dir, indexPath);
-  } else {
-    throw new Deno.errors.NotFound(
-      `Cannot load Qwen3 weights from "${dir}": neither "${singlePath}" nor "${indexPath}" exists`,
-    );
-  }
+  const matrixDtype = checkMatrixDtype(dir, options);
+  const source = await openSource(dir);
   try {
     const read = async (
       name: string,
@@ -297,5 +302,155 @@ export async function loadQwen3Weights(
       | Qwen3Weights<Uint16Array>;
   } finally {
     source.close();
+  }
+}
+
+/** Weights whose tensors are read from the checkpoint when accessed; see {@linkcode openQwen3Weights}. */
+export interface OpenQwen3Weights<M extends Float32Array | Uint16Array = Float32Array> {
+  /**
+   * The weights. Each access to a layer's field reads that tensor from disk again (nothing keeps
+   * it); `embedTokens`, `norm` and `lmHead` are read once, on first access, and kept (with tied
+   * embeddings `lmHead` is the `embedTokens` array).
+   */
+  readonly weights: Qwen3Weights<M>;
+  /** Closes the checkpoint files; a later access to a tensor not yet read throws. */
+  close(): void;
+  /** `close()`, for a `using` declaration. */
+  [Symbol.dispose](): void;
+}
+
+/**
+ * Opens a checkpoint's weights for one pass of reading: every tensor is located and its shape
+ * and dtype checked now (so a bad checkpoint fails before any upload), and read only when its
+ * field is accessed. A consumer that reads each tensor once and keeps none, as the upload of
+ * `WebGpuQwen3`, then holds at most one layer tensor (plus the embeddings and LM head) on the
+ * host at a time, instead of the whole model as {@linkcode loadQwen3Weights} does.
+ *
+ * @param dir The checkpoint directory (as for {@linkcode loadQwen3Weights}).
+ * @param config The model's configuration.
+ * @param options `matrixDtype: "f16"` reads the matrices as f16 bits.
+ * @returns The weights and a `close()` to call when done.
+ * @throws {Deno.errors.NotFound} As {@linkcode loadQwen3Weights}.
+ * @throws {Error} If a tensor is missing, naming the tensor and the file(s) searched.
+ * @throws {RangeError} If a tensor's shape is wrong, naming the file, tensor and both shapes.
+ * @throws {TypeError} If a tensor's dtype is not F32, F16, BF16 or F64.
+ *
+ * @example Read the fixture's layer 0 query projection, and nothing else
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readQwen3Config } from "./config.ts";
+ * import { openQwen3Weights } from "./weights.ts";
+ *
+ * const dir = "tests/fixtures/qwen3-tiny";
+ * const config = await readQwen3Config(dir);
+ * const open = await openQwen3Weights(dir, config);
+ * try {
+ *   const q = open.weights.layers[0].qProj;
+ *   assert.equal(q.length, config.numAttentionHeads * config.headDim * config.hiddenSize);
+ *   assert.notEqual(open.weights.layers[0].qProj, q); // read again: nothing is kept
+ *   assert.equal(open.weights.lmHead, open.weights.embedTokens); // tied
+ * } finally {
+ *   open.close();
+ * }
+ * ```
+ */
+export async function openQwen3Weights(
+  dir: string,
+  config: Qwen3Config,
+  options?: LoadQwen3WeightsOptions & { matrixDtype?: "f32" },
+): Promise<OpenQwen3Weights>;
+/**
+ * {@linkcode openQwen3Weights} with `matrixDtype: "f16"`: the matrices as f16 bits.
+ *
+ * @param dir The checkpoint directory.
+ * @param config The model's configuration.
+ * @param options `matrixDtype: "f16"`.
+ * @returns The weights and a `close()`.
+ */
+export async function openQwen3Weights(
+  dir: string,
+  config: Qwen3Config,
+  options: LoadQwen3WeightsOptions & { matrixDtype: "f16" },
+): Promise<OpenQwen3Weights<Uint16Array>>;
+/**
+ * {@linkcode openQwen3Weights} with a `matrixDtype` known only at run time.
+ *
+ * @param dir The checkpoint directory.
+ * @param config The model's configuration.
+ * @param options The matrices' type.
+ * @returns The weights and a `close()`.
+ */
+export async function openQwen3Weights(
+  dir: string,
+  config: Qwen3Config,
+  options?: LoadQwen3WeightsOptions,
+): Promise<OpenQwen3Weights | OpenQwen3Weights<Uint16Array>>;
+export async function openQwen3Weights(
+  dir: string,
+  config: Qwen3Config,
+  options: LoadQwen3WeightsOptions = {},
+): Promise<OpenQwen3Weights | OpenQwen3Weights<Uint16Array>> {
+  const matrixDtype = checkMatrixDtype(dir, options);
+  const source = await openSource(dir);
+  try {
+    const table = modelTensorTable(config);
+    const files = new Map<string, SafetensorsFile>();
+    for (const entry of table) {
+      const file = await source.fileFor(entry.name);
+      const info = file.tensors.get(entry.name)!;
+      const where = `Cannot read tensor "${entry.name}" from "${file.path}"`;
+      if (
+        info.shape.length !== entry.shape.length || info.shape.some((d, i) => d !== entry.shape[i])
+      ) {
+        throw new RangeError(
+          `${where}: expected shape [${entry.shape.join(", ")}], actual shape ` +
+            `[${info.shape.join(", ")}]`,
+        );
+      }
+      if (!["F32", "F16", "BF16", "F64"].includes(info.dtype)) {
+        throw new TypeError(
+          `${where}: unsupported dtype "${info.dtype}" (expected F32, F16, BF16 or F64)`,
+        );
+      }
+      files.set(entry.name, file);
+    }
+    const read = (entry: TensorEntry): Float32Array | Uint16Array => {
+      const file = files.get(entry.name)!;
+      // Matrices: everything but the norms (1-D gains).
+      return entry.shape.length === 2 && matrixDtype === "f16"
+        ? readTensorF16(file, entry.name, { expectedShape: entry.shape })
+        : readTensorF32(file, entry.name, { expectedShape: entry.shape });
+    };
+    const top: Record<string, unknown> = {};
+    const kept = new Map<string, Float32Array | Uint16Array>();
+    const layers = Array.from({ length: config.numHiddenLayers }, () => ({}));
+    for (const entry of table) {
+      const getter = entry.layer === null
+        ? () => {
+          let data = kept.get(entry.name);
+          if (data === undefined) kept.set(entry.name, data = read(entry));
+          return data;
+        }
+        : () => read(entry);
+      Object.defineProperty(entry.layer === null ? top : layers[entry.layer], entry.field, {
+        get: getter,
+        enumerable: true,
+      });
+    }
+    top.layers = layers;
+    if (!("lmHead" in top)) {
+      Object.defineProperty(top, "lmHead", {
+        get: () => (top as { embedTokens: unknown }).embedTokens,
+        enumerable: true,
+      });
+    }
+    return {
+      weights: top as unknown as Qwen3Weights & Qwen3Weights<Uint16Array>,
+      close: () => source.close(),
+      [Symbol.dispose]: () => source.close(),
+    };
+  } catch (error) {
+    source.close();
+    throw error;
   }
 }

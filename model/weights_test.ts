@@ -6,7 +6,7 @@ import {
   type TensorToWrite,
   writeSafetensors,
 } from "../internal/safetensors.ts";
-import { loadQwen3Weights, type Qwen3Weights } from "./weights.ts";
+import { loadQwen3Weights, openQwen3Weights, type Qwen3Weights } from "./weights.ts";
 import { assertArrayEqual, expectError, fixtureDir, withTempDir } from "../internal/test_utils.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { recordingGpu } from "../gpu/recording_gpu.ts";
@@ -397,17 +397,19 @@ Deno.test("loadQwen3Weights() matrixDtype f16 reads the matrices as f16 bits, as
 Deno.test("WebGpuQwen3 uploads f16 weights as loaded and submits the queue every uploadFlushBytes", async () => {
   const config = await readQwen3Config(FIXTURE);
   const N = 8 * 1024;
-  const upload = async (matrixDtype: "f32" | "f16") => {
+  const upload = async (matrixDtype: "f32" | "f16", streamed = false) => {
     const { gpu, calls } = recordingGpu();
     const ctx = new GpuContext(gpu, { uploadFlushBytes: N });
-    const weights = await loadQwen3Weights(FIXTURE, config, { matrixDtype });
+    using open = streamed ? await openQwen3Weights(FIXTURE, config, { matrixDtype }) : null;
+    const weights = open?.weights ?? await loadQwen3Weights(FIXTURE, config, { matrixDtype });
     new WebGpuQwen3(ctx, config, weights, { weightDtype: "f16" });
     await ctx.settleUploads();
     return calls;
   };
   const fromBits = await upload("f16");
-  const fromF32 = await upload("f32");
-  assert.deepEqual(fromBits, fromF32, "the same writes whether f16 bits or float32 are given");
+  assert.deepEqual(fromBits, await upload("f32"), "the same writes from f16 bits or float32");
+  assert.deepEqual(fromBits, await upload("f16", true), "the same writes when streamed");
+  assert.deepEqual(fromBits, await upload("f32", true), "the same writes when streamed (f32)");
   let since = 0;
   let total = 0;
   let submits = 0;
@@ -465,4 +467,74 @@ Deno.test({
     assert.ok(out.success, new TextDecoder().decode(out.stderr));
     assert.deepEqual(JSON.parse(text.split("\n").at(-1)!), { alive: 0, models: 2 });
   },
+});
+
+Deno.test("openQwen3Weights() reads what loadQwen3Weights() loads, each layer tensor afresh on access", async () => {
+  for (const tie of [true, false]) {
+    const base = await readQwen3Config(FIXTURE);
+    const config: Qwen3Config = { ...base, tieWordEmbeddings: tie };
+    await withTempDir(async (dir) => {
+      const tensors = await fixtureTensors();
+      if (!tie) {
+        const e = tensors.get("model.embed_tokens.weight")!;
+        tensors.set("lm_head.weight", { shape: e.shape, data: perturb(e.data) });
+      }
+      await writeSafetensors(`${dir}/model.safetensors`, asF32Tensors(tensors, "BF16"));
+      await Deno.copyFile(`${FIXTURE}/config.json`, `${dir}/config.json`);
+      for (const matrixDtype of ["f32", "f16"] as const) {
+        const loaded = await loadQwen3Weights(dir, config, { matrixDtype });
+        using open = await openQwen3Weights(dir, config, { matrixDtype });
+        const w = open.weights;
+        assert.deepEqual(w.embedTokens, loaded.embedTokens);
+        assert.deepEqual(w.lmHead, loaded.lmHead);
+        assert.equal(w.lmHead === w.embedTokens, tie, "tied: the same array");
+        assert.equal(w.embedTokens, w.embedTokens, "the embeddings are read once and kept");
+        assert.deepEqual(w.norm, loaded.norm);
+        assert.equal(w.layers.length, config.numHiddenLayers);
+        for (const [l, layer] of loaded.layers.entries()) {
+          assert.deepEqual(Object.keys(w.layers[l]).sort(), Object.keys(layer).sort());
+          for (const [k, v] of Object.entries(layer)) {
+            const got = w.layers[l][k as keyof typeof layer];
+            assert.deepEqual(got, v, `${matrixDtype} layers[${l}].${k}`);
+            assert.notEqual(w.layers[l][k as keyof typeof layer], got, "read afresh, not kept");
+          }
+        }
+      }
+    });
+  }
+});
+
+Deno.test("openQwen3Weights() checks every tensor's presence, shape and dtype before reading any", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  const { hiddenSize: H, intermediateSize: I } = config;
+  await expectError(() => openQwen3Weights(FIXTURE, { ...config, intermediateSize: I - 32 }), {
+    type: RangeError,
+    includes: [
+      `"${MODEL}"`,
+      '"model.layers.0.mlp.gate_proj.weight"',
+      `expected shape [${I - 32}, ${H}]`,
+      `actual shape [${I}, ${H}]`,
+    ],
+  });
+  const tensors = await fixtureTensors();
+  await withTempDir(async (dir) => {
+    const t = asF32Tensors(tensors);
+    const last = `model.layers.${config.numHiddenLayers - 1}.mlp.down_proj.weight`;
+    delete t[last];
+    await writeSafetensors(`${dir}/model.safetensors`, t);
+    await expectError(() => openQwen3Weights(dir, config), {
+      type: Error,
+      includes: [`tensor "${last}" not found in "${dir}/model.safetensors"`],
+    });
+    t[last] = { dtype: "I32", shape: tensors.get(last)!.shape, data: new Int32Array(H * I) };
+    await writeSafetensors(`${dir}/model.safetensors`, t);
+    await expectError(() => openQwen3Weights(dir, config), {
+      type: TypeError,
+      includes: [`"${last}"`, 'unsupported dtype "I32"'],
+    });
+  });
+  await expectError(() => openQwen3Weights("/tmp/halo_no_such_checkpoint", config), {
+    type: Deno.errors.NotFound,
+    includes: ["model.safetensors.index.json"],
+  });
 });

@@ -25,7 +25,7 @@ import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 import { keptActivationBytes } from "../model/qwen3_webgpu_backward.ts";
 import { createTokenizer, loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
-import { loadQwen3Weights, type Qwen3Weights } from "../model/weights.ts";
+import { loadQwen3Weights, openQwen3Weights, type Qwen3Weights } from "../model/weights.ts";
 import { createTrainBackend, type TrainBackend } from "./backend.ts";
 import {
   checkpointUnhashed,
@@ -465,22 +465,35 @@ export async function buildRunModel(
       gpu = null;
     }
   }
-  const f16Matrices = gpu !== null && config.model.weightDtype === "f16";
-  let weights: Qwen3Weights | Qwen3Weights<Uint16Array> | null = head.builtin
-    ? initQwen3Weights(modelConfig, { seed: config.run.seed, std: config.model.initStd })
-    : await loadQwen3Weights(config.model.path, modelConfig, {
-      matrixDtype: f16Matrices ? "f16" : "f32",
-    });
+  const matrixDtype = gpu !== null && config.model.weightDtype === "f16" ? "f16" : "f32";
   const lora = runAdapters(config, modelConfig);
+  // Adapters on the GPU: nothing reads the base weights on the host after the upload (the
+  // export writes the adapters), so each tensor is read from disk as it is uploaded, and the run
+  // keeps no host copy. Otherwise the host arrays are the model (CPU) or what full fine-tuning
+  // trains.
+  const stream = gpu !== null && lora !== null && !head.builtin;
+  let weights: Qwen3Weights | Qwen3Weights<Uint16Array> | null = stream
+    ? null
+    : head.builtin
+    ? initQwen3Weights(modelConfig, { seed: config.run.seed, std: config.model.initStd })
+    : await loadQwen3Weights(config.model.path, modelConfig, { matrixDtype });
   let model: Qwen3Model;
   if (gpu === null) {
     model = new CpuQwen3(modelConfig, weights as Qwen3Weights);
   } else {
     const ctx = new GpuContext(gpu);
-    model = new WebGpuQwen3(ctx, modelConfig, weights, { weightDtype: config.model.weightDtype });
+    const open = weights === null
+      ? await openQwen3Weights(config.model.path, modelConfig, { matrixDtype })
+      : null;
+    try {
+      model = new WebGpuQwen3(ctx, modelConfig, open?.weights ?? weights!, {
+        weightDtype: config.model.weightDtype,
+      });
+    } finally {
+      open?.close();
+    }
     await ctx.settleUploads(); // the staging copies of the uploads can go now
-    // Adapters on the GPU: nothing reads the host copy again (the export writes the adapters).
-    if (lora !== null) weights = null;
+    if (lora !== null) weights = null; // (builtin:tiny's fresh arrays)
   }
   if (model.backend === "webgpu" && lora !== null && config.adapters.dropout > 0) {
     // The GPU backward applies no LoRA dropout: its train backend refuses the first update, so
