@@ -7,7 +7,13 @@
  * Tensors: `token_embd`, `blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, attn_q_norm,
  * attn_k_norm, ffn_norm, ffn_gate, ffn_up, ffn_down}`, `output_norm`, and `output` unless the
  * embeddings are tied (llama.cpp then reuses `token_embd`). The query/key weights keep the HF
- * layout: Qwen3 uses NeoX-style RoPE (rotate-half), which llama.cpp applies to it as is.
+ * layout: Qwen3 uses NeoX-style RoPE (rotate-half), which llama.cpp applies to it as is. With
+ * `dtype: "f16"` the matrices are F16 and the norms stay F32 (as llama.cpp's `convert_hf_to_gguf.py
+ * --outtype f16` writes them), `general.file_type` 1 (`MOSTLY_F16`).
+ *
+ * The file is streamed ({@linkcode writeGguf}): each tensor is read from the checkpoint (or taken
+ * from the given weights), merged with its adapter, written, and dropped before the next, so
+ * memory holds about one tensor, not the model or the file.
  *
  * Tokenizer: a byte-level BPE `tokenizer.json` becomes `tokenizer.ggml.model = "gpt2"` with its
  * vocabulary, token types (added special tokens are control tokens, other added tokens
@@ -21,12 +27,11 @@
  * @module
  */
 import { join } from "node:path";
-import { writeFileAtomic } from "../internal/atomic_write.ts";
 import type { Lora } from "./adapter_types.ts";
 import { type Qwen3Config, readQwen3Config } from "./config.ts";
-import { encodeGguf, type GgufTensor, type GgufValue } from "./gguf_writer.ts";
-import { modelTensorTable, PROJECTION_FIELD, type TensorEntry } from "./tensor_table.ts";
-import { loadQwen3Weights, type Qwen3LayerWeights, type Qwen3Weights } from "./weights.ts";
+import { type GgufLazyTensor, type GgufValue, writeGguf } from "./gguf_writer.ts";
+import { modelTensorTable, type TensorEntry } from "./tensor_table.ts";
+import { openQwen3Weights, type Qwen3LayerWeights, type Qwen3Weights } from "./weights.ts";
 
 /**
  * Options of {@linkcode exportQwen3Gguf}.
@@ -54,6 +59,12 @@ export interface ExportQwen3GgufOptions {
    * it matters only for text); default `"default"`; Qwen's tokenizer is `"qwen2"`.
    */
   pre?: string;
+  /**
+   * How the weight matrices are stored: `"f32"` (default) or `"f16"` (rounded to nearest, ties to
+   * even; half the size; a value beyond float16's range is an error naming the tensor). Norms
+   * and other 1-D tensors stay F32 either way.
+   */
+  dtype?: "f32" | "f16";
 }
 
 /**
@@ -100,45 +111,70 @@ function ggufName(entry: TensorEntry): string {
   ] + ".weight";
 }
 
-/** The weights with each adapted projection replaced by `W + Σ_e scale_e · B_e · A_e`. */
-function mergeLora(weights: Qwen3Weights, lora: Lora, source: string): Qwen3Weights {
+type LoraModule = Lora["modules"][number];
+
+/**
+ * The adapter's modules by `layer:projection`, checked against the model before any file is
+ * opened: no HILO routing, every module a projection of the model, with its shape.
+ */
+function loraModules(
+  lora: Lora,
+  table: readonly TensorEntry[],
+  source: string,
+): Map<string, LoraModule[]> {
   if (lora.hilo !== undefined || lora.modules.some((m) => m.router !== undefined)) {
     throw new RangeError(
       `Cannot merge adapter "${source}" into GGUF weights: it routes its experts per token ` +
         `(HILO), which no merged weight reproduces`,
     );
   }
-  const layers = weights.layers.map((l) => ({ ...l }));
+  const entries = new Map(
+    table.filter((e) => e.projection !== undefined).map((e) => [`${e.layer}:${e.projection}`, e]),
+  );
+  const modules = new Map<string, LoraModule[]>();
   for (const m of lora.modules) {
-    const layer = layers[m.layer];
-    const field = PROJECTION_FIELD[m.target];
-    if (layer === undefined || field === undefined) {
+    const key = `${m.layer}:${m.target}`;
+    const entry = entries.get(key);
+    if (entry === undefined) {
       throw new RangeError(
         `Cannot merge adapter "${source}": module "${m.name}" names no projection of the model`,
       );
     }
-    const w = layer[field];
-    if (w.length !== m.outFeatures * m.inFeatures) {
+    const count = entry.shape[0] * entry.shape[1];
+    if (m.outFeatures * m.inFeatures !== count) {
       throw new RangeError(
         `Cannot merge adapter "${source}": module "${m.name}" is [${m.outFeatures}, ` +
-          `${m.inFeatures}] but the model's weight has ${w.length} values`,
+          `${m.inFeatures}] but the model's weight has ${count} values`,
       );
     }
-    const acc = Float64Array.from(w);
-    for (const e of m.experts) {
-      for (let o = 0; o < m.outFeatures; o++) {
-        for (let k = 0; k < e.r; k++) {
-          const b = e.scale * e.b[o * e.r + k];
-          if (b === 0) continue;
-          const row = o * m.inFeatures;
-          const aRow = k * m.inFeatures;
-          for (let i = 0; i < m.inFeatures; i++) acc[row + i] += b * e.a[aRow + i];
-        }
+    modules.set(key, [...(modules.get(key) ?? []), m]);
+  }
+  return modules;
+}
+
+/**
+ * `W + Σ_m Σ_e scale_e · B_e · A_e` over the modules adapting one projection, summed in float64
+ * one row at a time and rounded once to float32, as a new array.
+ */
+function mergeModules(w: Float32Array, modules: readonly LoraModule[]): Float32Array {
+  const [inFeatures, outFeatures] = [modules[0].inFeatures, modules[0].outFeatures];
+  const out = new Float32Array(w.length);
+  const acc = new Float64Array(inFeatures);
+  const experts = modules.flatMap((m) => m.experts);
+  for (let o = 0; o < outFeatures; o++) {
+    const row = o * inFeatures;
+    for (let i = 0; i < inFeatures; i++) acc[i] = w[row + i];
+    for (const e of experts) {
+      for (let k = 0; k < e.r; k++) {
+        const b = e.scale * e.b[o * e.r + k];
+        if (b === 0) continue;
+        const aRow = k * inFeatures;
+        for (let i = 0; i < inFeatures; i++) acc[i] += b * e.a[aRow + i];
       }
     }
-    layer[field] = Float32Array.from(acc);
+    out.set(acc, row);
   }
-  return { ...weights, layers };
+  return out;
 }
 
 interface TokenizerTables {
@@ -228,14 +264,14 @@ function metadata(
   config: Qwen3Config,
   tables: TokenizerTables,
   tokenizerConfig: Record<string, unknown>,
-  options: { name: string; pre: string },
+  options: { name: string; pre: string; fileType: number },
 ): Record<string, GgufValue> {
   const u32 = (value: number): GgufValue => ({ type: "u32", value });
   const f32 = (value: number): GgufValue => ({ type: "f32", value });
   const md: Record<string, GgufValue> = {
     "general.architecture": { type: "string", value: "qwen3" },
     "general.name": { type: "string", value: options.name },
-    "general.file_type": u32(0), // LLAMA_FTYPE_ALL_F32
+    "general.file_type": u32(options.fileType), // LLAMA_FTYPE_ALL_F32 or _MOSTLY_F16
     "qwen3.context_length": u32(config.maxPositionEmbeddings),
     "qwen3.embedding_length": u32(config.hiddenSize),
     "qwen3.block_count": u32(config.numHiddenLayers),
@@ -299,8 +335,16 @@ export async function exportQwen3Gguf(
   outPath: string,
   options: ExportQwen3GgufOptions = {},
 ): Promise<ExportQwen3GgufResult> {
+  const dtype = options.dtype ?? "f32";
+  if (dtype !== "f32" && dtype !== "f16") {
+    throw new RangeError(
+      `Cannot export GGUF "${outPath}": option "dtype" must be "f32" or "f16": current value is ` +
+        `${JSON.stringify(dtype)}`,
+    );
+  }
   const config = await readQwen3Config(modelDir);
-  let weights = options.weights ?? await loadQwen3Weights(modelDir, config);
+  const table = modelTensorTable(config);
+  let modules = new Map<string, LoraModule[]>();
   let mergedModules = 0;
   if (options.adapter !== undefined) {
     // adapters/ sits above model/: imported only when asked for (as in loadModel).
@@ -308,7 +352,7 @@ export async function exportQwen3Gguf(
       ? await (await import("../adapters/load_adapter.ts")).loadAdapter(options.adapter, config)
       : options.adapter;
     const source = typeof options.adapter === "string" ? options.adapter : "(in memory)";
-    weights = mergeLora(weights, lora, source);
+    modules = loraModules(lora, table, source);
     mergedModules = lora.modules.length;
   }
   const tokenizerPath = join(modelDir, "tokenizer.json");
@@ -318,18 +362,33 @@ export async function exportQwen3Gguf(
       if (e instanceof Deno.errors.NotFound) return {};
       throw e;
     }) as Record<string, unknown>;
-  const tensors: GgufTensor[] = modelTensorTable(config).map((entry) => {
-    const data = entry.layer === null
-      ? weights[entry.field as "embedTokens" | "norm" | "lmHead"]
-      : weights.layers[entry.layer][entry.field as keyof Qwen3LayerWeights];
-    return { name: ggufName(entry), shape: entry.shape, data };
-  });
   const name = options.name ??
     (modelDir.replace(/[\\/]+$/, "").split(/[\\/]/).pop() || "qwen3");
-  const bytes = encodeGguf(
-    metadata(config, tables, tokenizerConfig, { name, pre: options.pre ?? "default" }),
-    tensors,
-  );
-  await writeFileAtomic(outPath, bytes);
-  return { path: outPath, bytes: bytes.length, tensors: tensors.length, mergedModules };
+  const given = options.weights;
+  const reader = given === undefined ? await openQwen3Weights(modelDir) : null;
+  try {
+    const tensors: GgufLazyTensor[] = table.map((entry) => ({
+      name: ggufName(entry),
+      shape: entry.shape,
+      type: dtype === "f16" && entry.shape.length >= 2 ? "f16" : "f32",
+      data: async () => {
+        const w = given === undefined
+          ? await reader!.read(entry)
+          : entry.layer === null
+          ? given[entry.field as "embedTokens" | "norm" | "lmHead"]
+          : given.layers[entry.layer][entry.field as keyof Qwen3LayerWeights];
+        const adapted = modules.get(`${entry.layer}:${entry.projection}`);
+        return adapted === undefined ? w : mergeModules(w, adapted);
+      },
+    }));
+    const fileType = dtype === "f16" ? 1 : 0;
+    const { bytes } = await writeGguf(
+      outPath,
+      metadata(config, tables, tokenizerConfig, { name, pre: options.pre ?? "default", fileType }),
+      tensors,
+    );
+    return { path: outPath, bytes, tensors: tensors.length, mergedModules };
+  } finally {
+    reader?.close();
+  }
 }

@@ -8,7 +8,7 @@
 import { exists } from "../internal/exists.ts";
 import type { Qwen3Config } from "./config.ts";
 import { openSafetensors, readTensorF32, type SafetensorsFile } from "../internal/safetensors.ts";
-import { modelTensorTable } from "./tensor_table.ts";
+import { modelTensorTable, type TensorEntry } from "./tensor_table.ts";
 
 /**
  * The weights of one decoder layer, every matrix row-major `[out, in]` as in PyTorch, with
@@ -184,6 +184,82 @@ async function shardedSource(dir: string, indexPath: string): Promise<TensorSour
  * ```
  */
 export async function loadQwen3Weights(dir: string, config: Qwen3Config): Promise<Qwen3Weights> {
+  const reader = await openQwen3Weights(dir);
+  try {
+    // Every tensor of the table, in checkpoint order (with tied embeddings the table has no
+    // lm_head.weight, and the LM head is the embedding array itself).
+    const top: Partial<Record<"embedTokens" | "norm" | "lmHead", Float32Array>> = {};
+    const layers = Array.from(
+      { length: config.numHiddenLayers },
+      () => ({}) as Partial<Qwen3LayerWeights>,
+    );
+    for (const entry of modelTensorTable(config)) {
+      const data = await reader.read(entry);
+      if (entry.layer === null) top[entry.field as keyof typeof top] = data;
+      else layers[entry.layer][entry.field as keyof Qwen3LayerWeights] = data;
+    }
+    const embedTokens = top.embedTokens!;
+    const norm = top.norm!;
+    const lmHead = top.lmHead ?? embedTokens;
+    return { embedTokens, layers: layers as Qwen3LayerWeights[], norm, lmHead };
+  } finally {
+    reader.close();
+  }
+}
+
+/**
+ * A checkpoint opened by {@linkcode openQwen3Weights}: reads one tensor at a time.
+ *
+ * @example Usage
+ * ```ts
+ * import type { Qwen3WeightReader } from "./weights.ts";
+ *
+ * async function sumOf(reader: Qwen3WeightReader, name: string, shape: number[]) {
+ *   return (await reader.read({ name, shape })).reduce((a, b) => a + b, 0);
+ * }
+ * ```
+ */
+export interface Qwen3WeightReader {
+  /**
+   * Reads one tensor of {@linkcode modelTensorTable} as float32, checking its shape.
+   *
+   * @param entry The table row (its checkpoint `name` and `shape`).
+   * @returns A fresh array.
+   */
+  read(entry: Pick<TensorEntry, "name" | "shape">): Promise<Float32Array>;
+  /** Closes the files. */
+  close(): void;
+}
+
+/**
+ * Opens a HuggingFace Qwen3 checkpoint (`model.safetensors`, or shards listed by
+ * `model.safetensors.index.json`) to read its tensors one at a time, as
+ * {@linkcode loadQwen3Weights} does, without holding the others: for writers that stream a model.
+ *
+ * @param dir The checkpoint directory.
+ * @returns The reader; close it when done.
+ * @throws {Deno.errors.NotFound} As {@linkcode loadQwen3Weights}; its `read` throws as it does
+ * for a missing tensor, a wrong shape or dtype.
+ *
+ * @example Read the fixture's final norm
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readQwen3Config } from "./config.ts";
+ * import { modelTensorTable, type TensorEntry } from "./tensor_table.ts";
+ * import { openQwen3Weights } from "./weights.ts";
+ *
+ * const dir = "tests/fixtures/qwen3-tiny";
+ * const config = await readQwen3Config(dir);
+ * const reader = await openQwen3Weights(dir);
+ * try {
+ *   const norm = modelTensorTable(config).find((e) => e.field === "norm")!;
+ *   assert.equal((await reader.read(norm)).length, config.hiddenSize);
+ * } finally {
+ *   reader.close();
+ * }
+ * ```
+ */
+export async function openQwen3Weights(dir: string): Promise<Qwen3WeightReader> {
   const singlePath = joinPath(dir, "model.safetensors");
   const indexPath = joinPath(dir, "model.safetensors.index.json");
   let source: TensorSource;
@@ -196,26 +272,9 @@ export async function loadQwen3Weights(dir: string, config: Qwen3Config): Promis
       `Cannot load Qwen3 weights from "${dir}": neither "${singlePath}" nor "${indexPath}" exists`,
     );
   }
-  try {
-    const read = async (name: string, shape: number[]): Promise<Float32Array> =>
-      readTensorF32(await source.fileFor(name), name, { expectedShape: shape });
-    // Every tensor of the table, in checkpoint order (with tied embeddings the table has no
-    // lm_head.weight, and the LM head is the embedding array itself).
-    const top: Partial<Record<"embedTokens" | "norm" | "lmHead", Float32Array>> = {};
-    const layers = Array.from(
-      { length: config.numHiddenLayers },
-      () => ({}) as Partial<Qwen3LayerWeights>,
-    );
-    for (const entry of modelTensorTable(config)) {
-      const data = await read(entry.name, entry.shape);
-      if (entry.layer === null) top[entry.field as keyof typeof top] = data;
-      else layers[entry.layer][entry.field as keyof Qwen3LayerWeights] = data;
-    }
-    const embedTokens = top.embedTokens!;
-    const norm = top.norm!;
-    const lmHead = top.lmHead ?? embedTokens;
-    return { embedTokens, layers: layers as Qwen3LayerWeights[], norm, lmHead };
-  } finally {
-    source.close();
-  }
+  return {
+    read: async (entry) =>
+      readTensorF32(await source.fileFor(entry.name), entry.name, { expectedShape: entry.shape }),
+    close: () => source.close(),
+  };
 }
