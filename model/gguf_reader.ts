@@ -1,7 +1,9 @@
 /**
  * Reading a GGUF v3 file (ggml's `docs/gguf.md`): its metadata and tensor infos, and the data of
- * float32 tensors. Enough to check what {@linkcode encodeGguf} wrote and what an exported model
- * holds; quantised tensors are listed with their type code but not decoded.
+ * F32 and F16 tensors (F16 decoded exactly to float32). Enough to check what
+ * {@linkcode encodeGguf} and {@linkcode writeGguf} wrote and what an exported model holds;
+ * quantised tensors are listed with their type code but not decoded. The whole file is read into
+ * memory: meant for checks and small models.
  *
  * @module
  */
@@ -33,7 +35,7 @@ export interface GgufTensorInfo {
   ggmlType: number;
   /** Offset of the data from the start of the data section, in bytes. */
   offset: number;
-  /** The values, for F32 tensors (a copy); `null` for other types. */
+  /** The values of F32 and F16 tensors as float32 (a copy); `null` for other types. */
   data: Float32Array | null;
 }
 
@@ -62,12 +64,22 @@ const TYPE_BY_CODE = new Map<number, GgufScalarType | "array">(
   Object.entries(GGUF_TYPE_CODES).map(([k, v]) => [v, k as GgufScalarType | "array"]),
 );
 
+/** The value of IEEE binary16 bits (sign, 5 exponent bits with bias 15, 10 mantissa bits). */
+function halfToNumber(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const mantissa = bits & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  if (exponent === 0x1f) return mantissa === 0 ? sign * Infinity : NaN;
+  return sign * (0x400 + mantissa) * 2 ** (exponent - 25);
+}
+
 /**
  * Parses a GGUF v3 file.
  *
  * @param bytes The file's bytes.
  * @param source What to call the file in errors (a path); default `"GGUF file"`.
- * @returns Metadata, tensor infos and F32 tensor data.
+ * @returns Metadata, tensor infos and the data of F32 and F16 tensors.
  * @throws {SyntaxError} When the magic or version is wrong, a value type is unknown (naming the
  *   key), the file ends early, or a tensor's data lies outside the file (naming the tensor).
  *
@@ -193,15 +205,20 @@ export function readGguf(bytes: Uint8Array, source = "GGUF file"): GgufFile {
   where = "the data section";
   const dataStart = at + ((alignment - (at % alignment)) % alignment);
   for (const t of tensors) {
-    if (t.ggmlType !== 0) continue;
+    if (t.ggmlType !== 0 && t.ggmlType !== 1) continue;
     where = `tensor "${t.name}"`;
     const count = t.shape.reduce((a, b) => a * b, 1);
     const begin = dataStart + t.offset;
-    if (begin + count * 4 > bytes.length) {
-      fail(`its ${count} float32 values at byte ${begin} lie past the end (${bytes.length})`);
+    const [size, kind] = t.ggmlType === 0 ? [4, "float32"] : [2, "float16"];
+    if (begin + count * size > bytes.length) {
+      fail(`its ${count} ${kind} values at byte ${begin} lie past the end (${bytes.length})`);
     }
     const data = new Float32Array(count);
-    for (let j = 0; j < count; j++) data[j] = view.getFloat32(begin + j * 4, true);
+    if (t.ggmlType === 0) {
+      for (let j = 0; j < count; j++) data[j] = view.getFloat32(begin + j * 4, true);
+    } else {
+      for (let j = 0; j < count; j++) data[j] = halfToNumber(view.getUint16(begin + j * 2, true));
+    }
     t.data = data;
   }
   return { version, alignment, metadata, tensors };
