@@ -463,6 +463,7 @@ export async function buildRunModel(
     if (gpu !== null && (config.backend === "webgpu" || !gpu.isFallbackAdapter)) {
       model = new WebGpuQwen3(new GpuContext(gpu), modelConfig, weights, {
         weightDtype: config.model.weightDtype,
+        kvDtype: config.model.kvDtype,
       });
     } else {
       if (gpu !== null) gpuNote = ` ("auto": software adapter ${gpu.description} skipped)`;
