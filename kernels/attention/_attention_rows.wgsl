@@ -20,7 +20,15 @@ fn attend_row(b: u32, hk: u32, begin: u32, end: u32, t: u32) -> RowSoftmax {
     if (j < end && mask[b * p.S + j] != 0u) {
       let kb = kv_base + j * kv_stride;
       var dot = 0.0;
-      for (var d = 0u; d < p.D; d++) { dot = fma(qs[d], load_k(kb + d), dot); }
+      if (KV_F16) {
+        // One word, two keys' values, a load (D even); the same sum in the same order.
+        for (var d = 0u; d < p.D; d += 2u) {
+          let kk = load_k2(kb + d);
+          dot = fma(qs[d + 1u], kk.y, fma(qs[d], kk.x, dot));
+        }
+      } else {
+        for (var d = 0u; d < p.D; d++) { dot = fma(qs[d], load_k(kb + d), dot); }
+      }
       s = dot * p.scale;
     }
     scores[t] = s;

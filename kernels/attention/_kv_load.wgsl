@@ -17,6 +17,12 @@ fn load_v(i: u32) -> f32 {
   return bitcast<f32>(v[i]);
 }
 
+// Values i, i + 1 (i even when KV_F16: one whole word).
+fn load_k2(i: u32) -> vec2f {
+  if (KV_F16) { return unpack2x16float(bitcast<u32>(k[i >> 1u])); }
+  return vec2f(bitcast<f32>(k[i]), bitcast<f32>(k[i + 1u]));
+}
+
 // Values i .. i + 3 (i even when KV_F16: two whole words).
 fn load_k4(i: u32) -> vec4f {
   if (KV_F16) {
