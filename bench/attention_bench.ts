@@ -5,8 +5,9 @@
 //             t(t+1)/2 pairs per head;
 //   backward  the same over t tokens, "rows" vs "flash"; 10·d FLOPs per visible pair (q·k, dO·v,
 //             dq, dk, dv), whatever each kernel recomputes on top;
-//   decode    one query per row over a kv-slot cache, "rows" vs "split" (split-KV); 4·d FLOPs
-//             per (row, head, slot).
+//   decode    one query per row over a kv-slot cache, "rows" vs "split" (split-KV), each also over
+//             an f16 KV cache ("rows f16", "split f16": kvF16, half the bytes); 4·d FLOPs per
+//             (row, head, slot).
 // Each iteration records REPS dispatches into one pass and waits once; a summary table of the best
 // GFLOP/s is printed at the end. A sample is the GPU's time between the pass's beginning and end
 // timestamps when the device has "timestamp-query" (bench/_gpu_timer.ts; HALO_BENCH_WALL=1 or no
@@ -134,12 +135,16 @@ for (const [b, kv] of decShapes) {
     scratch: ctx.createBuffer(attentionScratchSize(dims) * 4, "scratch"),
   };
   const shape = `decode b${b} kv${kv} ${hq}/${hkv}x${d}`;
+  // The f16 variants read the first half of the same k and v buffers (zeros: finite f16 pairs).
   benchKernels(
     shape,
-    ["rows", "split"] as const,
+    ["rows", "split", "rows f16", "split f16"] as const,
     flop,
     reps,
-    (pass, kernel) => encodeAttention(ctx, pass, { ...bufs, ...dims, kernel }),
+    (pass, name) => {
+      const [kernel, dtype] = name.split(" ") as ["rows" | "split", string | undefined];
+      encodeAttention(ctx, pass, { ...bufs, ...dims, kernel, kvF16: dtype === "f16" });
+    },
   );
 }
 
@@ -158,5 +163,10 @@ addEventListener("unload", () => {
   };
   for (const [b, t] of shapes) row(`b${b} t${t} ${hq}/${hkv}x${d}`, "rows", "flash");
   for (const [b, t] of bwdShapes) row(`backward b${b} t${t} ${hq}/${hkv}x${d}`, "rows", "flash");
-  for (const [b, kv] of decShapes) row(`decode b${b} kv${kv} ${hq}/${hkv}x${d}`, "rows", "split");
+  for (const [b, kv] of decShapes) {
+    const shape = `decode b${b} kv${kv} ${hq}/${hkv}x${d}`;
+    row(shape, "rows", "split");
+    row(shape, "rows", "rows f16");
+    row(shape, "split", "split f16");
+  }
 });

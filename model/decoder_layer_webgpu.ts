@@ -423,8 +423,10 @@ export interface LayerKvCache {
   ctrl: GPUBuffer;
   /** Slots per row. */
   slots: number;
-  /** Floats per slot (`kvHeads · headDim`). */
+  /** Values per slot (`kvHeads · headDim`). */
   width: number;
+  /** Keys and values are f16 packed two per 32-bit word (`KvCache` dtype `"f16"`); default f32. */
+  f16?: boolean;
   /** Prefill: the first cache row written (0 when decoding). */
   row0: number;
   /**
@@ -605,6 +607,7 @@ export function encodeDecoderLayer(
       rows: args.rows,
       slots: cache!.slots,
       row0: cache!.row0,
+      kvF16: cache!.f16,
     });
   } else {
     encodeQkNormRope(ctx, pass, { ...qk, k: a.k });
@@ -622,6 +625,7 @@ export function encodeDecoderLayer(
         width: cache.width,
         row0: cache.row0,
         decode,
+        kvF16: cache.f16,
       });
     }
   }
@@ -638,6 +642,7 @@ export function encodeDecoderLayer(
       kvLen,
       qStart: kvLen - 1,
       scratch: cache!.attnScratch,
+      kvF16: cache!.f16,
     });
   } else {
     if (!args.mask) {

@@ -10,7 +10,9 @@
  * Layout: prompts are left-padded to the longest, `P`; pad slots are masked out of attention and
  * token `t` of a prompt of length `L` gets RoPE position `t − (P − L)`. Decode step `s ≥ 1` writes
  * slot `P + s − 1` of every row. Decode attention runs over the cache with a `kvLen` rounded up to
- * a multiple of 64 and relies on the mask (set by `kv_write` as slots fill) for the rest.
+ * a multiple of 64 and relies on the mask (set by `kv_write` as slots fill) for the rest. The
+ * cache holds f32 or, with the model's `kvDtype` `"f16"`, f16 keys and values (half the bytes;
+ * the writers round, the attention kernels widen to f32 as they read).
  *
  * Each layer is `encodeDecoderLayer` (the one the forward and the training step record) with the
  * layer's KV cache and `matvec` on. LoRA adapters set on the model
@@ -54,7 +56,7 @@ import type {
   ResolvedGenerateOptions,
   StopReason,
 } from "./generate.ts";
-import { KvCache } from "./kv_cache.ts";
+import { kvBytesPerElement, KvCache, type KvDtype } from "./kv_cache.ts";
 import { MergedAdapterWeights } from "./merge_adapters_webgpu.ts";
 import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
 
@@ -95,7 +97,7 @@ interface Workspace extends Sizes, Omit<LayerActivationBuffers, "x1" | "x2" | "l
   info: GPUBuffer;
   out: GPUBuffer;
   state: GPUBuffer;
-  /** One layer's keys, for moving cache rows when finished rows are dropped. */
+  /** One layer's keys (of the cache's dtype), for moving cache rows when rows finish. */
   scratch: GPUBuffer;
   /** Split-KV decode attention's partial sums (any row count and `kvLen` up to the sizes). */
   attnScratch: GPUBuffer;
@@ -387,16 +389,24 @@ function cacheCapacity(promptLength: number, maxNewTokens: number): number {
   return Math.ceil((promptLength + maxNewTokens) / 64) * 64;
 }
 
+/** Options of {@linkcode generateRowBytes}. */
+export interface GenerateRowBytesOptions {
+  /** Storage of the KV cache (the model's `kvDtype`); default `"f32"`. */
+  kvDtype?: KvDtype;
+}
+
 /**
  * The bytes each sequence adds to the largest per-sequence buffer of a `generateWebGpu` call
  * whose longest prompt has `promptLength` tokens: a layer's K (or V) cache row of
- * `capacity × kvHeads·headDim` floats (`capacity` = prompt + `maxNewTokens` rounded up to 64), or
- * the decode logits row of `vocab` floats when that is larger. A call of `rows` sequences needs
- * `rows × generateRowBytes(…)` bytes in one storage binding (`maxBindingSize`).
+ * `capacity × kvHeads·headDim` values of the cache's dtype (`capacity` = prompt +
+ * `maxNewTokens` rounded up to 64), or the decode logits row of `vocab` floats when that is
+ * larger. A call of `rows` sequences needs `rows × generateRowBytes(…)` bytes in one storage
+ * binding (`maxBindingSize`).
  *
  * @param config The model's config.
  * @param promptLength Tokens of the call's longest prompt.
  * @param maxNewTokens Most new tokens per sequence.
+ * @param options The KV cache's dtype (default f32: 4 bytes a value; f16: 2).
  * @returns Bytes per sequence.
  *
  * @example Qwen3-0.6B (8 KV heads of 128), a 818-token prompt and 2,048 new tokens
@@ -405,15 +415,17 @@ function cacheCapacity(promptLength: number, maxNewTokens: number): number {
  * import { strictEqual } from "node:assert/strict";
  * const config = { numKeyValueHeads: 8, headDim: 128, vocabSize: 151936 };
  * strictEqual(generateRowBytes(config, 818, 2048), 2880 * 1024 * 4);
+ * strictEqual(generateRowBytes(config, 818, 2048, { kvDtype: "f16" }), 2880 * 1024 * 2);
  * ```
  */
 export function generateRowBytes(
   config: Pick<Qwen3Config, "numKeyValueHeads" | "headDim" | "vocabSize">,
   promptLength: number,
   maxNewTokens: number,
+  options: GenerateRowBytesOptions = {},
 ): number {
   const kv = cacheCapacity(promptLength, maxNewTokens) * config.numKeyValueHeads * config.headDim;
-  return 4 * Math.max(kv, config.vocabSize);
+  return Math.max(kv * kvBytesPerElement(options.kvDtype), 4 * config.vocabSize);
 }
 
 /**
@@ -447,7 +459,7 @@ function destroy(ws: Workspace): void {
 function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
   const old = workspaces.get(model);
   const keys = ["rows", "tokens", "capacity", "outWords", "infoWords", "rank"] as const;
-  if (old && keys.every((k) => old[k] >= need[k])) return old;
+  if (old && old.cache.dtype === model.kvDtype && keys.every((k) => old[k] >= need[k])) return old;
   const { ctx } = model;
   const c = model.config;
   const size = { ...need };
@@ -455,8 +467,15 @@ function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
   // Grown past one binding (more rows of an earlier call × this call's longer cache): this
   // call's own sizes, which may fit.
   const kvd = c.numKeyValueHeads * c.headDim;
-  if (size.rows * size.capacity * kvd * 4 > ctx.gpu.maxBindingSize) Object.assign(size, need);
-  const cache = new KvCache(ctx, c, { rows: size.rows, capacity: size.capacity });
+  const kvBytes = kvBytesPerElement(model.kvDtype);
+  if (size.rows * size.capacity * kvd * kvBytes > ctx.gpu.maxBindingSize) {
+    Object.assign(size, need);
+  }
+  const cache = new KvCache(ctx, c, {
+    rows: size.rows,
+    capacity: size.capacity,
+    dtype: model.kvDtype,
+  });
   if (old) {
     destroy(old);
     ctx.clearBindGroups();
@@ -488,7 +507,8 @@ function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
     info: buf(size.infoWords, "info"),
     out: buf(size.outWords, "out"),
     state: buf(size.rows * 2, "state"),
-    scratch: buf(size.rows * size.capacity * kvd, "scratch"),
+    // In 4-byte words: one f32 value, or two f16 (kvd is even for an f16 cache).
+    scratch: buf(size.rows * size.capacity * kvd * kvBytes / 4, "scratch"),
     attnScratch: buf(
       Math.max(
         1,
@@ -541,6 +561,7 @@ function recordForward(
         ctrl: ws.ctrl,
         slots: ws.cache.capacity,
         width: ws.cache.width,
+        f16: ws.cache.dtype === "f16",
         row0: step.row0,
         kvLen: step.kvLen,
         attnScratch: ws.attnScratch,
@@ -631,8 +652,9 @@ function compact(
   // Rows before the first move stay where they are.
   let keep = 0;
   while (keep < s.running.length && rowOf.get(s.running[keep]) === keep) keep++;
-  const used = (s.P + s.step) * cache.width * 4; // slots written so far, in bytes
-  const rowBytes = cache.capacity * cache.width * 4;
+  // Slots written so far, in bytes (a multiple of 4: an f16 cache's width is even).
+  const used = (s.P + s.step) * cache.width * cache.bytesPerElement;
+  const rowBytes = cache.capacity * cache.width * cache.bytesPerElement;
   if (keep < s.running.length) {
     for (const layer of cache.layers) {
       for (const buffer of [layer.k, layer.v]) {

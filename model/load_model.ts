@@ -6,6 +6,7 @@
 import { createGpu, type Gpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { readQwen3Config } from "./config.ts";
+import type { KvDtype } from "./kv_cache.ts";
 import type { Qwen3Model } from "./model.ts";
 import { CpuQwen3 } from "./qwen3_cpu.ts";
 import { WebGpuQwen3 } from "./qwen3_webgpu.ts";
@@ -38,6 +39,12 @@ export interface LoadModelOptions {
    * for adapter training and inference) or `"f32"` (default). See `WebGpuQwen3Options`.
    */
   weightDtype?: "f32" | "f16";
+  /**
+   * WebGPU only: store generation's KV cache as `"f16"` (half the memory, f32 attention; any
+   * adapter) or `"f32"` (default); the CPU backend ignores it, as `weightDtype`. See
+   * `WebGpuQwen3Options`.
+   */
+  kvDtype?: KvDtype;
 }
 
 /**
@@ -109,6 +116,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     model = new WebGpuQwen3(ctx, config, weights, {
       maxChunkBytes: options.maxChunkBytes,
       weightDtype: options.weightDtype,
+      kvDtype: options.kvDtype,
     });
     await ctx.settleUploads(); // the staging copies of the uploads can go now
   }

@@ -45,6 +45,7 @@ import {
 } from "./qwen3_webgpu_backward.ts";
 import { LAYER_TENSORS, layerTensorName } from "./tensor_table.ts";
 import type { Qwen3Weights } from "./weights.ts";
+import type { KvDtype } from "./kv_cache.ts";
 
 export type {
   GpuBackwardMode,
@@ -139,6 +140,12 @@ export interface WebGpuQwen3Options {
    * `"full"`. The norms' gains stay f32.
    */
   weightDtype?: "f32" | "f16";
+  /**
+   * Storage of generation's KV cache (`generateWebGpu`): `"f32"` (default) or `"f16"` (half the
+   * memory; keys and values rounded to f16, packed two per 32-bit word, so any adapter: no
+   * "shader-f16" needed; attention still computes in f32).
+   */
+  kvDtype?: KvDtype;
 }
 
 /**
@@ -181,6 +188,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   #external = new Set<() => void>();
   /** How the weight matrices are stored (`WebGpuQwen3Options.weightDtype`). */
   readonly weightDtype: "f32" | "f16";
+  /** How generation's KV cache stores keys and values (`WebGpuQwen3Options.kvDtype`). */
+  readonly kvDtype: KvDtype;
 
   /**
    * Uploads the weights.
@@ -191,7 +200,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * with `matrixDtype: "f16"`, only for `weightDtype: "f16"`). Not kept: the model holds only
    * the GPU copies.
    * @param options `maxChunkBytes`: largest row block of a weight matrix (default: the device's
-   * storage binding limit); matrices above it are split.
+   * storage binding limit); matrices above it are split. `weightDtype`, `kvDtype`: storage.
    */
   constructor(
     ctx: GpuContext,
@@ -216,6 +225,14 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       );
     }
     this.weightDtype = dtype;
+    const kvDtype = options.kvDtype ?? "f32";
+    if (kvDtype !== "f32" && kvDtype !== "f16") {
+      throw new TypeError(
+        `Cannot upload the model: option "kvDtype" must be "f32" or "f16": current value is ` +
+          `${JSON.stringify(kvDtype)}`,
+      );
+    }
+    this.kvDtype = kvDtype;
     const mat = (name: string, data: Float32Array | Uint16Array, rows: number, cols: number) =>
       uploadMatrix(ctx, { name, data, rows, cols }, {
         maxChunkBytes: options.maxChunkBytes,

@@ -14,6 +14,7 @@ import { GpuContext } from "../gpu/context.ts";
 import { noGpu, testContext } from "../gpu/test_utils.ts";
 import { readQwen3Config } from "../model/config.ts";
 import { releaseGenerateWorkspace } from "../model/generate_webgpu.ts";
+import type { KvDtype } from "../model/kv_cache.ts";
 import { loadModel } from "../model/load_model.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 import { loadQwen3Weights } from "../model/weights.ts";
@@ -39,7 +40,7 @@ const PROMPTS = Array.from(
   (_, i) => Array.from({ length: 4 + 2 * i }, (_, t) => (i * 37 + t * 11 + 3) % 384),
 );
 
-async function gpuBackend(maxBindingSize?: number): Promise<{
+async function gpuBackend(maxBindingSize?: number, kvDtype?: KvDtype): Promise<{
   backend: TrainBackend;
   model: WebGpuQwen3;
 }> {
@@ -50,7 +51,7 @@ async function gpuBackend(maxBindingSize?: number): Promise<{
   const dir = fixtureDir();
   const config = await readQwen3Config(dir);
   const weights = await loadQwen3Weights(dir, config);
-  const model = new WebGpuQwen3(ctx, config, weights);
+  const model = new WebGpuQwen3(ctx, config, weights, { kvDtype });
   const backend = createTrainBackend(model, { mode: "full", params: modelParams(weights, config) });
   return { backend, model };
 }
@@ -151,6 +152,43 @@ Deno.test({
         generateGroups(small.backend, PROMPTS, rowsPerCall + 1, options),
         /"rl\.eval\.samples".*"rl\.maxNewTokens"/,
       );
+    } finally {
+      for (const { backend, model } of [small, big]) {
+        releaseGenerateWorkspace(model);
+        backend.dispose();
+        model.dispose();
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "RL generation with an f16 KV cache fits twice the rows per call and samples what one " +
+    "unsplit call samples",
+  ignore: noGpu,
+  async fn() {
+    // 32 KiB: a 64-slot row of 32 values per layer is 8 KiB in f32 (4 rows: one prompt of 3
+    // samples a call), 4 KiB in f16 (8 rows: two prompts a call).
+    const binding = 32 * 1024;
+    const small = await gpuBackend(binding, "f16");
+    const big = await gpuBackend(undefined, "f16");
+    try {
+      const options = { maxNewTokens: MAX_NEW, temperature: 1, seed: 42, rowsKey: "rl.groupSize" };
+      let calls = 0;
+      const counted: TrainBackend = {
+        ...small.backend,
+        generate: (o) => {
+          calls++;
+          return small.backend.generate(o);
+        },
+      };
+      const got = await generateGroups(counted, PROMPTS, SAMPLES, options);
+      strictEqual(calls, Math.ceil(PROMPTS.length / Math.floor(8 / SAMPLES)));
+      deepStrictEqual(
+        tokensOf(got),
+        tokensOf(await generateGroups(big.backend, PROMPTS, SAMPLES, options)),
+      );
+      ok(new Set(got.map((s) => s.tokens.join())).size > PROMPTS.length, "too few distinct rows");
     } finally {
       for (const { backend, model } of [small, big]) {
         releaseGenerateWorkspace(model);

@@ -488,6 +488,7 @@ export async function buildRunModel(
     try {
       model = new WebGpuQwen3(ctx, modelConfig, open?.weights ?? weights!, {
         weightDtype: config.model.weightDtype,
+        kvDtype: config.model.kvDtype,
       });
     } finally {
       open?.close();

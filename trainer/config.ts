@@ -160,6 +160,11 @@ export interface ModelConfig {
    * f32 weights either way.
    */
   readonly weightDtype: "f32" | "f16";
+  /**
+   * WebGPU storage of generation's KV cache: `"f32"` or `"f16"` (half the memory, keys and values
+   * rounded to f16, attention in f32; any adapter). The CPU backend ignores it (float64).
+   */
+  readonly kvDtype: "f32" | "f16";
 }
 
 /**
@@ -433,6 +438,7 @@ export const DEFAULT_CONFIG: TrainConfig = deepFreeze<TrainConfig>({
     tieEmbeddings: true,
     initStd: 0.02,
     weightDtype: "f32",
+    kvDtype: "f32",
   },
   adapters: {
     kind: "none",

@@ -103,6 +103,7 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
     tieEmbeddings: z.boolean(),
     initStd: positive,
     weightDtype: z.enum(["f32", "f16"]),
+    kvDtype: z.enum(["f32", "f16"]),
   }),
   adapters: z.strictObject({
     kind: z.enum(["none", "lora", "hilo"]),

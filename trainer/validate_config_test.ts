@@ -59,3 +59,15 @@ Deno.test("validateConfig() takes trainer.keepActivations as a boolean only", ()
   copy.trainer.keepActivations = "yes";
   throws(() => validateConfig(copy), /key "trainer\.keepActivations" must be true or false/);
 });
+
+Deno.test('validateConfig() takes model.kvDtype "f32" (default) or "f16", nothing else', () => {
+  strictEqual(DEFAULT_CONFIG.model.kvDtype, "f32");
+  const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+    string,
+    Record<string, unknown>
+  >;
+  copy.model.kvDtype = "f16";
+  strictEqual(validateConfig(copy).model.kvDtype, "f16");
+  copy.model.kvDtype = "bf16";
+  throws(() => validateConfig(copy), /key "model\.kvDtype"/);
+});

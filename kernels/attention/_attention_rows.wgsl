@@ -3,8 +3,9 @@
 // One workgroup of 64 threads: per block of 64 keys each thread scores one key against the query
 // in qs, the block's maximum rescales the running sum l and outputs, then every thread folds the
 // block's values into the outputs d = t, t + 64, t + 128, t + 192 it owns (acc). Uses the
-// including kernel's k, v, mask, p (S, Hkv, D, scale), workgroup arrays qs and scores[64], and
-// NEG_INF; the call must be in uniform control flow (it has barriers).
+// including kernel's k, v (through load_k / load_v of _kv_load.wgsl, appended too), mask, p (S,
+// Hkv, D, scale), workgroup arrays qs and scores[64], and NEG_INF; the call must be in uniform
+// control flow (it has barriers).
 struct RowSoftmax { m: f32, l: f32, acc: vec4f }
 
 fn attend_row(b: u32, hk: u32, begin: u32, end: u32, t: u32) -> RowSoftmax {
@@ -19,7 +20,15 @@ fn attend_row(b: u32, hk: u32, begin: u32, end: u32, t: u32) -> RowSoftmax {
     if (j < end && mask[b * p.S + j] != 0u) {
       let kb = kv_base + j * kv_stride;
       var dot = 0.0;
-      for (var d = 0u; d < p.D; d++) { dot = fma(qs[d], k[kb + d], dot); }
+      if (KV_F16) {
+        // One word, two keys' values, a load (D even); the same sum in the same order.
+        for (var d = 0u; d < p.D; d += 2u) {
+          let kk = load_k2(kb + d);
+          dot = fma(qs[d + 1u], kk.y, fma(qs[d], kk.x, dot));
+        }
+      } else {
+        for (var d = 0u; d < p.D; d++) { dot = fma(qs[d], load_k(kb + d), dot); }
+      }
       s = dot * p.scale;
     }
     scores[t] = s;
@@ -40,7 +49,7 @@ fn attend_row(b: u32, hk: u32, begin: u32, end: u32, t: u32) -> RowSoftmax {
           let vb = kv_base + (j0 + u) * kv_stride;
           for (var c = 0u; c < 4u; c++) {
             let d = t + c * 64u;
-            if (d < p.D) { acc[c] = fma(pu, v[vb + d], acc[c]); }
+            if (d < p.D) { acc[c] = fma(pu, load_v(vb + d), acc[c]); }
           }
         }
       }

@@ -1,6 +1,6 @@
 // Shared by the attention tests: the forward check of attention_test.ts, attention_flash_test.ts
-// and attention_split_test.ts (random q, k, v, a NaN-poisoned output and scratch, one
-// encodeAttention dispatch compared with the float64 reference), and the open pass of the tests of
+// and attention_split_test.ts (random q, k, v — f32 or a packed-f16 cache —, a NaN-poisoned output
+// and scratch, one encodeAttention dispatch compared with the float64 reference), and the open pass of the tests of
 // what the launchers refuse (with attention_backward_test.ts).
 import type { GpuContext } from "../../gpu/context.ts";
 import {
@@ -13,6 +13,7 @@ import {
 } from "../../gpu/test_utils.ts";
 import { type AttentionKernel, attentionScratchSize, encodeAttention } from "./attention.ts";
 import { attentionRef, type AttentionShape } from "./attention_ref.ts";
+import { packF16, roundF16 } from "../_kv_f16_test_utils.ts";
 
 /** Options of {@linkcode checkAttention}. */
 export interface CheckAttentionOptions {
@@ -22,6 +23,11 @@ export interface CheckAttentionOptions {
   scratch?: boolean;
   /** Seeds of q, k and v; default `[tq + d, s + 2, s + 3]`. */
   seeds?: readonly [number, number, number];
+  /**
+   * k and v as a packed-f16 KV cache (`kvF16`): rounded to f16 on the host, and the reference
+   * computed from those f16 values; default f32.
+   */
+  kvF16?: boolean;
 }
 
 /**
@@ -40,13 +46,20 @@ export async function checkAttention(
   const { b, tq, s, hq, hkv, d } = shape;
   const [sq, sk, sv] = options.seeds ?? [tq + d, s + 2, s + 3];
   const q = randomArray(b * tq * hq * d, sq, -2, 2);
-  const k = randomArray(b * s * hkv * d, sk, -2, 2);
-  const v = randomArray(b * s * hkv * d, sv);
+  let k = randomArray(b * s * hkv * d, sk, -2, 2);
+  let v = randomArray(b * s * hkv * d, sv);
+  if (options.kvF16) [k, v] = [roundF16(k), roundF16(v)];
+  const kv = (x: Float32Array) => options.kvF16 ? packF16(x) : x;
   const o = poisoned(ctx, q.length, "o");
   const scratch = options.scratch
     ? poisoned(ctx, attentionScratchSize(shape), "scratch")
     : undefined;
-  const bufs = [ctx.upload(q, "q"), ctx.upload(k, "k"), ctx.upload(v, "v"), ctx.upload(mask, "m")];
+  const bufs = [
+    ctx.upload(q, "q"),
+    ctx.upload(kv(k), "k"),
+    ctx.upload(kv(v), "v"),
+    ctx.upload(mask, "m"),
+  ];
   const enc = recordPass(ctx, (pass) =>
     encodeAttention(ctx, pass, {
       ...shape,
@@ -57,6 +70,7 @@ export async function checkAttention(
       o,
       ...(scratch ? { scratch } : {}),
       ...(options.kernel ? { kernel: options.kernel } : {}),
+      kvF16: options.kvF16,
     }));
   const got = await readFloats(ctx, o, q.length, enc);
   const err = assertClose(got, attentionRef(q, k, v, { ...shape, mask }), tol, what);

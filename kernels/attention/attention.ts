@@ -9,15 +9,19 @@ import { uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize } from "../_check.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import type { AttentionShape } from "./attention_ref.ts";
+import { checkKvF16Width, kvVariant, kvWords } from "../_kv_f16.ts";
 import { attentionParams } from "./_attention_params.ts";
 import rowsCode from "./attention.wgsl" with { type: "text" };
-import flashCode from "./attention_flash.wgsl" with { type: "text" };
+import flashSource from "./attention_flash.wgsl" with { type: "text" };
 import splitSource from "./attention_split.wgsl" with { type: "text" };
 import rowSoftmax from "./_attention_rows.wgsl" with { type: "text" };
+import kvLoad from "./_kv_load.wgsl" with { type: "text" };
 
-// The rows and split kernels share one query's online softmax over its keys (attend_row).
-const code = `${rowsCode}\n${rowSoftmax}`;
-const splitCode = `${splitSource}\n${rowSoftmax}`;
+// The rows and split kernels share one query's online softmax over its keys (attend_row); the
+// three read k and v through the f32 / packed-f16 loads of _kv_load.wgsl.
+const code = `${rowsCode}\n${rowSoftmax}\n${kvLoad}`;
+const splitCode = `${splitSource}\n${rowSoftmax}\n${kvLoad}`;
+const flashCode = `${flashSource}\n${kvLoad}`;
 
 const PARAMS = uniformLayout(code, "attention");
 const FLASH_PARAMS = uniformLayout(flashCode, "attention_flash");
@@ -162,6 +166,11 @@ export interface AttentionArgs extends AttentionShape {
    * `"auto"` never picks `"split"`.
    */
   scratch?: Binding;
+  /**
+   * `k` and `v` hold f16 values packed two per 32-bit word (a `KvCache` of dtype `"f16"`; `d`
+   * even), widened to f32 as read; default false (f32). Every kernel reads either.
+   */
+  kvF16?: boolean;
 }
 
 /**
@@ -172,7 +181,7 @@ export interface AttentionArgs extends AttentionShape {
  * @param args Buffers, shape and causality.
  * @throws {RangeError} If the head size exceeds 256 or `hkv` does not divide `hq`, `"flash"` is
  * asked for a head size over 128 or not a multiple of 4, or `"split"` without a large enough
- * `scratch`.
+ * `scratch`, or `kvF16` with an odd head size.
  *
  * @example Self-attention of 2 sequences of 16 tokens
  * ```ts ignore
@@ -194,6 +203,7 @@ export function encodeAttention(
         `heads: current values are d=${args.d}, hq=${args.hq}, hkv=${args.hkv}`,
     );
   }
+  checkKvF16Width("attention", "head size d", args.d, args.kvF16);
   let kernel = args.kernel ?? "auto";
   if (kernel === "auto") {
     kernel = pickAttentionKernel(args);
@@ -211,19 +221,22 @@ export function encodeAttention(
       );
     }
     const rows = args.tq * (args.hq / args.hkv);
+    const params = attentionParams("attention", FLASH_PARAMS, args, ["q", "o"], keyShaped(args));
+    const flash = kvVariant(flashCode, args.kvF16, GRID_CONSTANTS);
     ctx.dispatch(
       pass,
-      ctx.pipeline("attention_flash", flashCode, { constants: GRID_CONSTANTS }),
+      ctx.pipeline("attention_flash", flash.code, { constants: flash.constants }),
       [args.q, args.k, args.v, args.mask, args.o],
       grid(args.b * args.hkv * Math.ceil(rows / 16)),
-      attentionParams("attention", FLASH_PARAMS, args, ["q", "o"], ["k", "v"]),
+      params,
     );
     return;
   }
-  const params = attentionParams("attention", PARAMS, args, ["q", "o"], ["k", "v"]);
+  const params = attentionParams("attention", PARAMS, args, ["q", "o"], keyShaped(args));
+  const rows = kvVariant(code, args.kvF16, GRID_CONSTANTS);
   ctx.dispatch(
     pass,
-    ctx.pipeline("attention", code, { constants: GRID_CONSTANTS }),
+    ctx.pipeline("attention", rows.code, { constants: rows.constants }),
     [args.q, args.k, args.v, args.mask, args.o],
     grid(args.b * args.tq * args.hq),
     params,
@@ -249,16 +262,17 @@ function encodeSplit(ctx: GpuContext, pass: GPUComputePassEncoder, args: Attenti
     need,
     `[b, tq, hq, chunks, d + 2] = [${b}, ${tq}, ${hq}, ${chunks}, ${d + 2}]`,
   );
-  const params = attentionParams("attention", SPLIT_PARAMS, args, ["q", "o"], ["k", "v"], {
+  const params = attentionParams("attention", SPLIT_PARAMS, args, ["q", "o"], keyShaped(args), {
     chunk,
     chunks,
   });
   const grouped = splitGrouped(args);
+  const split = kvVariant(splitCode, args.kvF16, GRID_CONSTANTS);
   ctx.dispatch(
     pass,
-    ctx.pipeline("attention_split", splitCode, {
+    ctx.pipeline("attention_split", split.code, {
       entryPoint: grouped ? "grouped" : "main",
-      constants: GRID_CONSTANTS,
+      constants: split.constants,
     }),
     [args.q, args.k, args.v, args.mask, args.scratch],
     grid((grouped ? b * args.hkv : b * tq * hq) * chunks),
@@ -274,4 +288,18 @@ function encodeSplit(ctx: GpuContext, pass: GPUComputePassEncoder, args: Attenti
     grid(b * tq * hq),
     params,
   );
+}
+
+/**
+ * The key-shaped operands for `attentionParams` to check: `k` and `v` as f32; none for a packed-f16
+ * cache, checked here at half the words.
+ */
+function keyShaped(args: AttentionArgs): ("k" | "v")[] {
+  if (!args.kvF16) return ["k", "v"];
+  const { b, s, hkv, d } = args;
+  for (const name of ["k", "v"] as const) {
+    const shape = `[b, s, hkv, d] = [${b}, ${s}, ${hkv}, ${d}] f16 values`;
+    checkSize("attention", name, args[name], kvWords(b * s * hkv * d, true), shape);
+  }
+  return [];
 }

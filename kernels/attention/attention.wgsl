@@ -9,7 +9,9 @@
 // _attention_rows.wgsl, which attention.ts appends), so S is unbounded; D <= 256.
 // Prefill-sized query blocks get attention_flash.wgsl instead, decode steps over a long cache with
 // few (row, head) pairs attention_split.wgsl (attention.ts picks).
-// Reads q, k, v, mask; writes o. Tolerance vs f64 reference: rel 1e-5 (f32).
+// k and v: f32, or a packed-f16 KV cache (read through _kv_load.wgsl, appended by attention.ts).
+// Reads q, k, v, mask; writes o. Tolerance vs f64 reference: rel 1e-5 (f32; f16 k and v: against
+// the reference over the same f16 values, as they widen to f32 exactly).
 struct Params {
   B: u32, Tq: u32, S: u32, kv_len: u32,
   q_start: u32, Hq: u32, Hkv: u32, D: u32,
@@ -18,8 +20,8 @@ struct Params {
 // Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
 override GRID_X: u32;
 @group(0) @binding(0) var<storage, read> q: array<f32>;
-@group(0) @binding(1) var<storage, read> k: array<f32>;
-@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(1) var<storage, read> k: array<KvWord>;
+@group(0) @binding(2) var<storage, read> v: array<KvWord>;
 @group(0) @binding(3) var<storage, read> mask: array<u32>;
 @group(0) @binding(4) var<storage, read_write> o: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;

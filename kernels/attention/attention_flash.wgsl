@@ -11,7 +11,9 @@
 // visible key gets o = 0. Needs D % 4 == 0 and D <= 128 (the launcher falls back otherwise).
 // The only loop is the one over key blocks (every inner step is an inlined call), for Mesa's
 // 65,535-iteration loop limit (see kernels/matmul/matmul.wgsl): S <= 524,280.
-// Reads q, k, v, mask; writes o. Tolerance vs f64 reference: rel 1e-5 (f32).
+// k and v: f32, or a packed-f16 KV cache (read through _kv_load.wgsl, appended by attention.ts).
+// Reads q, k, v, mask; writes o. Tolerance vs f64 reference: rel 1e-5 (f32; f16 k and v: against
+// the reference over the same f16 values).
 struct Params {
   B: u32, Tq: u32, S: u32, kv_len: u32,
   q_start: u32, Hq: u32, Hkv: u32, D: u32,
@@ -20,8 +22,8 @@ struct Params {
 // Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
 override GRID_X: u32;
 @group(0) @binding(0) var<storage, read> q: array<f32>;
-@group(0) @binding(1) var<storage, read> k: array<f32>;
-@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(1) var<storage, read> k: array<KvWord>;
+@group(0) @binding(2) var<storage, read> v: array<KvWord>;
 @group(0) @binding(3) var<storage, read> mask: array<u32>;
 @group(0) @binding(4) var<storage, read_write> o: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
@@ -54,8 +56,8 @@ fn load(e: u32, j0: u32, end: u32) {
   var vv = vec4f(0.0);
   if (j < end && 4u * dv < p.D) {
     let base = kv_base + j * kv_stride + 4u * dv;
-    kv = vec4f(k[base], k[base + 1u], k[base + 2u], k[base + 3u]);
-    vv = vec4f(v[base], v[base + 1u], v[base + 2u], v[base + 3u]);
+    kv = load_k4(base);
+    vv = load_v4(base);
   }
   Ks[e] = kv;
   Vs[e] = vv;

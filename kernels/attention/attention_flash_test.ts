@@ -90,3 +90,21 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "encodeAttention() flash reads a packed-f16 KV cache as the f16 values (kvF16)",
+  ignore: noGpu,
+  async fn() {
+    // The reference over the same f16 values (widened exactly): 1e-5 as f32.
+    for (const [b, t, hq, hkv, d] of [[2, 17, 6, 2, 8], [1, 37, 5, 1, 12], [1, 33, 2, 1, 128]]) {
+      const mask = new Uint32Array(b * t).fill(1);
+      mask[0] = 0;
+      const what = `flash f16 cache b${b} t${t} ${hq}/${hkv}x${d}`;
+      const err = await checkAttention({ b, tq: t, s: t, hq, hkv, d }, mask, what, TOL, {
+        kernel: "flash",
+        kvF16: true,
+      });
+      console.log(`${what}: rel err ${err.toExponential(2)}`);
+    }
+  },
+});

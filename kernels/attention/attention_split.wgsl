@@ -16,7 +16,9 @@
 // blocks of 64 keys of one chunk with inner loops over d and the block (main: D + 128 or so
 // iterations a block, grouped: D / 4 + 68), and over the chunks in combine: Mesa's 65,535-iteration
 // limit (see kernels/matmul/matmul.wgsl) allows chunks of about 16,000 keys (main, D = 256).
-// Tolerance vs f64 reference: rel 1e-5 (f32).
+// k and v: f32, or a packed-f16 KV cache (read through _kv_load.wgsl, appended by attention.ts).
+// Tolerance vs f64 reference: rel 1e-5 (f32; f16 k and v: against the reference over the same
+// f16 values).
 struct Params {
   B: u32, Tq: u32, S: u32, kv_len: u32,
   q_start: u32, Hq: u32, Hkv: u32, D: u32,
@@ -25,8 +27,8 @@ struct Params {
 // Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
 override GRID_X: u32;
 @group(0) @binding(0) var<storage, read> q: array<f32>;
-@group(0) @binding(1) var<storage, read> k: array<f32>;
-@group(0) @binding(2) var<storage, read> v: array<f32>;
+@group(0) @binding(1) var<storage, read> k: array<KvWord>;
+@group(0) @binding(2) var<storage, read> v: array<KvWord>;
 @group(0) @binding(3) var<storage, read> mask: array<u32>;
 @group(0) @binding(4) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
@@ -179,7 +181,7 @@ fn grouped(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t:
     if (ok) {
       let kb = kv_base + j * kv_stride;
       for (var d = 0u; d < p.D; d += 4u) {
-        let kv = vec4f(k[kb + d], k[kb + d + 1u], k[kb + d + 2u], k[kb + d + 3u]);
+        let kv = load_k4(kb + d);
         gdot(0u, d, kv, rows);
         gdot(1u, d, kv, rows);
         gdot(2u, d, kv, rows);
@@ -216,7 +218,7 @@ fn grouped(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t:
       var vv = vec4f(0.0);
       for (var c = 0u; c < 4u; c++) {
         let d = t + c * 64u;
-        if (d < p.D) { vv[c] = v[vb + d]; }
+        if (d < p.D) { vv[c] = load_v(vb + d); }
       }
       gadd(0u, u, vv, rows);
       gadd(1u, u, vv, rows);

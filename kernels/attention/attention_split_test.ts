@@ -116,3 +116,34 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "encodeAttention() split reads a packed-f16 KV cache as the f16 values (kvF16)",
+  ignore: noGpu,
+  async fn() {
+    // [b, s, kvLen, hq, hkv, d]: grouped partial sums (d % 4 == 0) and one workgroup per query
+    // head (d 10, 6); the reference over the same f16 values: 1e-5 as f32.
+    const shapes = [
+      [2, 300, 257, 4, 2, 12],
+      [3, 512, 448, 2, 2, 128],
+      [2, 160, 150, 2, 1, 10],
+      [1, 200, 199, 3, 1, 6],
+    ];
+    for (const [b, s, kvLen, hq, hkv, d] of shapes) {
+      const mask = new Uint32Array(b * s).fill(1);
+      mask.fill(0, 0, 5);
+      for (let j = 70; j < s; j += 128) mask[j] = 0;
+      if (b > 2) mask.fill(0, 2 * s, 3 * s);
+      const shape = { b, tq: 1, s, kvLen, qStart: kvLen - 1, hq, hkv, d };
+      const what = `split f16 cache b${b} s${s} kv${kvLen} ${hq}/${hkv}x${d}`;
+      const err = await checkAttention(shape, mask, what, TOL, {
+        kernel: "split",
+        scratch: true,
+        kvF16: true,
+      });
+      console.log(
+        `${what} (${attentionSplit(shape).chunks} chunks): rel err ${err.toExponential(2)}`,
+      );
+    }
+  },
+});

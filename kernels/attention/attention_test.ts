@@ -1,5 +1,7 @@
-import { checkAttention } from "./_attention_test_utils.ts";
+import { throws } from "node:assert/strict";
+import { checkAttention, inPass } from "./_attention_test_utils.ts";
 import { noGpu } from "../../gpu/test_utils.ts";
+import { encodeAttention } from "./attention.ts";
 import type { AttentionShape } from "./attention_ref.ts";
 
 // f32 online softmax and sums of up to a few hundred terms: 1e-5 relative.
@@ -43,5 +45,52 @@ Deno.test({
       mask,
       "attention cache",
     );
+  },
+});
+
+Deno.test({
+  name: "encodeAttention() rows reads a packed-f16 KV cache as the f16 values (kvF16)",
+  ignore: noGpu,
+  async fn() {
+    // The reference runs over the same f16 values (widened exactly): 1e-5 as f32.
+    const shapes: [AttentionShape, string][] = [
+      [{ b: 2, tq: 1, s: 70, kvLen: 64, qStart: 63, hq: 6, hkv: 2, d: 2 }, "decode d2"],
+      [{ b: 3, tq: 1, s: 37, kvLen: 37, qStart: 36, hq: 4, hkv: 4, d: 30 }, "decode d30"],
+      [{ b: 2, tq: 3, s: 100, kvLen: 43, qStart: 40, hq: 4, hkv: 2, d: 128 }, "block d128"],
+    ];
+    for (const [shape, name] of shapes) {
+      const mask = new Uint32Array(shape.b * shape.s).fill(1);
+      mask.fill(0, 0, 3); // left padding of row 0
+      const what = `rows f16 cache ${name}`;
+      const err = await checkAttention(shape, mask, what, TOL, { kernel: "rows", kvF16: true });
+      console.log(`${what}: rel err ${err.toExponential(2)}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "encodeAttention() refuses kvF16 with an odd head size or a cache of too few words",
+  ignore: noGpu,
+  async fn() {
+    await inPass(4 * 2 * 64 * 4, (ctx, pass, buf) => {
+      const [q, mask, o] = Array<GPUBuffer>(3).fill(buf);
+      const shape = { b: 1, tq: 1, s: 64, hq: 2, hkv: 1, kvF16: true } as const;
+      const kv = (words: number) => ctx.createBuffer(4 * words, "kv");
+      const [k, small] = [kv(64 * 4 / 2), kv(64 * 4 / 2 - 1)];
+      try {
+        encodeAttention(ctx, pass, { ...shape, q, k, v: k, mask, o, d: 4 }); // fits
+        throws(
+          () => encodeAttention(ctx, pass, { ...shape, q, k, v: k, mask, o, d: 3 }),
+          /f16 KV cache: head size d must be even .* current value is 3/,
+        );
+        throws(
+          () => encodeAttention(ctx, pass, { ...shape, q, k, v: small, mask, o, d: 4 }),
+          /"v" must hold at least 128 elements/,
+        );
+      } finally {
+        ctx.release(k);
+        ctx.release(small);
+      }
+    });
   },
 });

@@ -7,6 +7,7 @@ import type { Binding, GpuContext } from "../../gpu/context.ts";
 import { packUniform, uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize } from "../_check.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
+import { checkKvF16Width, kvVariant, kvWords } from "../_kv_f16.ts";
 import code from "./kv_write.wgsl" with { type: "text" };
 
 const PARAMS = uniformLayout(code, "kv_write");
@@ -37,6 +38,11 @@ export interface KvWriteArgs {
   row0?: number;
   /** Write at the GPU-held cursor and mark the mask (decode), else at slots `0 .. tokens` (prefill). */
   decode: boolean;
+  /**
+   * The caches hold f16 values packed two per 32-bit word (a `KvCache` of dtype `"f16"`; `width`
+   * even), each written value rounded to a neighbouring f16; default false (f32).
+   */
+  kvF16?: boolean;
 }
 
 /**
@@ -45,6 +51,7 @@ export interface KvWriteArgs {
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
  * @param args Buffers and shape.
+ * @throws {RangeError} If a buffer is smaller than its shape, or `kvF16` with an odd `width`.
  *
  * @example Append one token per row at the decode cursor
  * ```ts ignore
@@ -71,16 +78,18 @@ export function encodeKvWrite(
   for (const name of ["kNew", "vNew"] as const) {
     checkSize("kv_write", name, args[name], rows * tokens * width, fresh);
   }
+  const f16 = args.kvF16;
+  checkKvF16Width("kv_write", "width", width, f16);
   for (const name of ["kCache", "vCache"] as const) {
-    checkSize("kv_write", name, args[name], rows === 0 ? 0 : (row0 + rows) * slots * width, cache);
+    const n = rows === 0 ? 0 : (row0 + rows) * slots * width;
+    checkSize("kv_write", name, args[name], kvWords(n, f16), cache);
   }
+  const variant = kvVariant(code, f16, { ...GRID_CONSTANTS, DECODE: args.decode ? 1 : 0 });
   ctx.dispatch(
     pass,
-    ctx.pipeline("kv_write", code, {
-      constants: { ...GRID_CONSTANTS, DECODE: args.decode ? 1 : 0 },
-    }),
+    ctx.pipeline("kv_write", variant.code, { constants: variant.constants }),
     [args.kNew, args.vNew, args.kCache, args.vCache, args.mask, args.ctrl],
-    grid(Math.ceil((rows * tokens * width) / 256)),
+    grid(Math.ceil(kvWords(rows * tokens * width, f16) / 256)),
     packUniform(PARAMS, { R: rows, T: tokens, S: slots, W: width, row0 }),
   );
 }

@@ -5,8 +5,11 @@
  * @module
  */
 import type { Binding, GpuContext } from "../../gpu/context.ts";
+import { packUniform } from "../../gpu/uniforms.ts";
 import { checkSize } from "../_check.ts";
-import { dispatchRows, normRopeKernel, qkParams, type TokenRows } from "./_shape.ts";
+import { grid, GRID_CONSTANTS } from "../_grid.ts";
+import { kvVariant, kvWords } from "../_kv_f16.ts";
+import { normRopeKernel, qkParams, ROWS_PER_WORKGROUP, type TokenRows } from "./_shape.ts";
 import type { QkInputs } from "./qk_norm_rope.ts";
 import code from "./qk_norm_rope_kv.wgsl" with { type: "text" };
 
@@ -44,6 +47,11 @@ export interface QkNormRopeKvArgs extends QkInputs {
    * s, offset: (hq + hkv)·d } }` with `s = (hq + 2·hkv)·d` (see {@linkcode fusedQkvRows}).
    */
   layout?: { qRaw?: TokenRows; kRaw?: TokenRows; v?: TokenRows };
+  /**
+   * The caches hold f16 values packed two per 32-bit word (a `KvCache` of dtype `"f16"`), each
+   * key and value rounded to a neighbouring f16; default false (f32).
+   */
+  kvF16?: boolean;
 }
 
 /**
@@ -150,8 +158,10 @@ export function encodeQkNormRopeKv(
   };
   const width = hkv * d;
   const cache = `[row0 + rows, slots, hkv · d] = [${row0 + rows}, ${slots}, ${width}]`;
-  checkSize(kernel, "kCache", args.kCache, (row0 + rows) * slots * width, cache);
-  checkSize(kernel, "vCache", args.vCache, (row0 + rows) * slots * width, cache);
+  const f16 = args.kvF16;
+  const words = kvWords((row0 + rows) * slots * width, f16);
+  checkSize(kernel, "kCache", args.kCache, words, cache);
+  checkSize(kernel, "vCache", args.vCache, words, cache);
   checkSize(
     kernel,
     "mask",
@@ -160,15 +170,16 @@ export function encodeQkNormRopeKv(
     `[row0 + rows, slots] = [${row0 + rows}, ${slots}]`,
   );
   checkSize(kernel, "ctrl", args.ctrl, 1, "[slot, step]");
-  dispatchRows(
-    ctx,
+  // The head size is even (qkParams checks), so an f16 cache's rows lie on whole words.
+  const variant = kvVariant(KERNEL.code, f16, GRID_CONSTANTS);
+  ctx.dispatch(
     pass,
-    KERNEL,
+    ctx.pipeline(KERNEL.name, variant.code, { constants: variant.constants }),
     [
       ...[args.qRaw, args.kRaw, args.qNorm, args.kNorm, args.positions, args.table, args.q],
       ...[args.kCache, args.v, args.vCache, args.mask, args.ctrl],
     ],
-    heads,
-    { ...params, T: tokens / rows, S: slots, row0, ...layout },
+    grid(Math.ceil(heads / ROWS_PER_WORKGROUP)),
+    packUniform(KERNEL.layout, { ...params, T: tokens / rows, S: slots, row0, ...layout }),
   );
 }

@@ -16,14 +16,21 @@
 // give row * D, the contiguous [QR, D] / [KR, D] rows above; a fused q|k|v projection's output
 // [tokens, (HQ + 2 HKV) D] binds all three with ld = (HQ + 2 HKV) D and offsets 0, HQ D,
 // (HQ + HKV) D. q, the caches and the mask are written as above whatever the input layout.
+// Cache storage (kernels/_kv_f16.ts): f32 (KvWord = f32), or packed f16 (KvWord = u32, KV_F16 =
+// true): each thread stores pairs of adjacent values (i, i + 1) of its key and value rows as one
+// word (pack2x16float, saturated to +-65504), computing key element i from its rotation pair
+// (i mod D/2).
 // Tolerance vs f64 reference: rel 1e-5 for q and the keys (as qk_norm_rope.wgsl); values and mask
-// exact (copies).
+// exact (copies). f16 cache: keys and values one of the two f16 neighbours of those.
 struct Params {
   QR: u32, KR: u32, D: u32, HQ: u32, HKV: u32, max_pos: u32, eps: f32, T: u32, S: u32, row0: u32,
   q_ld: u32, q_off: u32, k_ld: u32, k_off: u32, v_ld: u32, v_off: u32,
 }
 // Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
 override GRID_X: u32;
+// The caches' word type: u32 in the packed-f16 variant (the one substitution the launcher makes).
+alias KvWord = f32;
+override KV_F16: bool = false;
 @group(0) @binding(0) var<storage, read> q_raw: array<f32>;
 @group(0) @binding(1) var<storage, read> k_raw: array<f32>;
 @group(0) @binding(2) var<storage, read> q_w: array<f32>;
@@ -31,14 +38,27 @@ override GRID_X: u32;
 @group(0) @binding(4) var<storage, read> positions: array<u32>;
 @group(0) @binding(5) var<storage, read> table: array<f32>;
 @group(0) @binding(6) var<storage, read_write> q: array<f32>;
-@group(0) @binding(7) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(7) var<storage, read_write> k_cache: array<KvWord>;
 @group(0) @binding(8) var<storage, read> v: array<f32>;
-@group(0) @binding(9) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(9) var<storage, read_write> v_cache: array<KvWord>;
 @group(0) @binding(10) var<storage, read_write> mask: array<u32>;
 @group(0) @binding(11) var<storage, read> ctrl: array<u32>;
 @group(0) @binding(12) var<uniform> p: Params;
 
 var<workgroup> partial: array<f32, 64>;
+
+// Two values as one packed-f16 word, saturated to the finite f16 range.
+fn pack_kv(x: vec2f) -> u32 {
+  return pack2x16float(clamp(x, vec2f(-65504.0), vec2f(65504.0)));
+}
+
+// Element e of the normalised, rotated key row at src: half of rotation pair e mod D/2.
+fn key_at(src: u32, e: u32, half: u32, inv: f32, pos: u32) -> f32 {
+  let hi = e >= half;
+  let i = select(e, e - half, hi);
+  let y = norm_rope(false, src, i, half, inv, rope_cs(pos, half, i));
+  return select(y.x, y.y, hi);
+}
 
 // TPR, RPW, rope_cs, reduce_rows: _norm_rope.wgsl; raw, weight, qk_row, sum_squares, norm_rope:
 // _qk_rows.wgsl (appended by the launcher).
@@ -67,17 +87,27 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
   let width = p.HKV * p.D;
   let dst = (cache_row * p.S + slot) * width + head * p.D;
   if (!r.is_q && slot >= p.S) { return; }
-  for (var i = lane; i < half; i += TPR) {
-    let y = norm_rope(r.is_q, src, i, half, inv, rope_cs(pos, half, i));
-    if (r.is_q) {
-      q[r.base + i] = y.x;
-      q[r.base + i + half] = y.y;
-    } else {
-      k_cache[dst + i] = y.x;
-      k_cache[dst + i + half] = y.y;
+  let vsrc = tok * p.v_ld + p.v_off + head * p.D;
+  if (!r.is_q && KV_F16) {
+    // Packed f16: the pairs (i, i + 1) of the key and value rows, one word each.
+    for (var i = lane * 2u; i < p.D; i += TPR * 2u) {
+      let kk = vec2f(key_at(src, i, half, inv, pos), key_at(src, i + 1u, half, inv, pos));
+      k_cache[(dst + i) / 2u] = bitcast<KvWord>(pack_kv(kk));
+      v_cache[(dst + i) / 2u] = bitcast<KvWord>(pack_kv(vec2f(v[vsrc + i], v[vsrc + i + 1u])));
     }
+  } else {
+    for (var i = lane; i < half; i += TPR) {
+      let y = norm_rope(r.is_q, src, i, half, inv, rope_cs(pos, half, i));
+      if (r.is_q) {
+        q[r.base + i] = y.x;
+        q[r.base + i + half] = y.y;
+      } else {
+        k_cache[dst + i] = bitcast<KvWord>(y.x);
+        k_cache[dst + i + half] = bitcast<KvWord>(y.y);
+      }
+    }
+    if (r.is_q) { return; }
+    for (var i = lane; i < p.D; i += TPR) { v_cache[dst + i] = bitcast<KvWord>(v[vsrc + i]); }
   }
-  if (r.is_q) { return; }
-  for (var i = lane; i < p.D; i += TPR) { v_cache[dst + i] = v[tok * p.v_ld + p.v_off + head * p.D + i]; }
   if (lane == 0u && head == 0u) { mask[cache_row * p.S + slot] = 1u; }
 }

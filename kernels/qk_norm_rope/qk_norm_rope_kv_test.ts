@@ -17,6 +17,7 @@ import {
   qkNormRopeKvFits,
 } from "./qk_norm_rope_kv.ts";
 import { qkNormRopeRef } from "./qk_norm_rope_ref.ts";
+import { assertF16Rounded, unpackF16 } from "../_kv_f16_test_utils.ts";
 
 // q and the keys: as qk_norm_rope (f32 norm sum, one rotation): 1e-5 relative. Values and mask
 // are copies: exact, and every cache slot not written must keep its NaN poison.
@@ -39,6 +40,8 @@ interface Case {
    * layout poisons the outputs. Default: three contiguous buffers.
    */
   fused?: { gap: number; tail: number };
+  /** Write a packed-f16 cache (`kvF16`); default f32. */
+  kvF16?: boolean;
 }
 
 /** Outputs of one launch: q, the caches and the mask as raw words. */
@@ -59,9 +62,10 @@ async function check(c: Case): Promise<Outputs> {
   const positions = Uint32Array.from({ length: tokens }, (_, i) => (i * 997 + 5) % MAX_POS);
   const width = hkv * d;
   const n = cacheRows * slots * width;
+  const words = c.kvF16 ? n / 2 : n;
   const q = poisoned(ctx, tokens * hq * d, "q");
-  const kCache = poisoned(ctx, n, "k_cache");
-  const vCache = poisoned(ctx, n, "v_cache");
+  const kCache = poisoned(ctx, words, "k_cache");
+  const vCache = poisoned(ctx, words, "v_cache");
   const mask0 = new Uint32Array(cacheRows * slots).fill(7);
   const mask = ctx.upload(mask0, "mask");
   let inputs: Pick<QkNormRopeKvArgs, "qRaw" | "kRaw" | "v" | "layout"> = {
@@ -115,11 +119,12 @@ async function check(c: Case): Promise<Outputs> {
       d,
       maxPos: MAX_POS,
       eps: EPS,
+      kvF16: c.kvF16,
     }));
   const [gq, gk, gv, gm] = await readback(ctx, [
     { buffer: q, offset: 0, size: q.size },
-    { buffer: kCache, offset: 0, size: n * 4 },
-    { buffer: vCache, offset: 0, size: n * 4 },
+    { buffer: kCache, offset: 0, size: words * 4 },
+    { buffer: vCache, offset: 0, size: words * 4 },
     { buffer: mask, offset: 0, size: mask0.byteLength },
   ], enc);
   const want = qkNormRopeRef(x, positions, { d, hq, hkv, theta: THETA, eps: EPS });
@@ -130,6 +135,11 @@ async function check(c: Case): Promise<Outputs> {
   const what = `${rows}x${c.tokensPerRow} (${hq}+${hkv})x${d}, slots ${slots} at ${cursor}` +
     (c.fused ? `, fused rows (gap ${c.fused.gap}, tail ${c.fused.tail})` : "");
   const eq = assertClose(new Float32Array(gq), want.q, TOL, `q ${what}`);
+  if (c.kvF16) {
+    checkF16Cache(rk.cache, rv.cache, gk, gv, `${what}, f16 cache`);
+    deepStrictEqual(new Uint32Array(gm), rk.mask, `mask ${what}`);
+    return [gq, gk, gv, gm].map((b) => new Uint32Array(b));
+  }
   const k = new Float32Array(gk);
   const written = [...rk.cache.keys()].filter((i) => !Number.isNaN(rk.cache[i]));
   deepStrictEqual(k.map((e, i) => Number.isNaN(rk.cache[i]) ? e : NaN), empty, `k untouched`);
@@ -143,6 +153,45 @@ async function check(c: Case): Promise<Outputs> {
   deepStrictEqual(new Uint32Array(gm), rk.mask, `mask ${what}`);
   console.log(`qk_norm_rope_kv ${what}: q ${eq.toExponential(2)}, k ${ek.toExponential(2)}`);
   return [gq, gk, gv, gm].map((b) => new Uint32Array(b));
+}
+
+/**
+ * The packed-f16 caches: every written key an f16 rounding (either neighbour) of a value within
+ * 1e-5 · max|k| of the float64 reference (the f32 kernel's own error), every value an f16
+ * rounding of its f32 input; the words not written keep their NaN poison.
+ */
+function checkF16Cache(
+  refK: Float32Array,
+  refV: Float32Array,
+  gk: ArrayBuffer,
+  gv: ArrayBuffer,
+  what: string,
+): void {
+  const poison = new Uint32Array(new Float32Array(1).fill(NaN).buffer)[0];
+  const written = [...refK.keys()].filter((i) => !Number.isNaN(refK[i]));
+  const kMax = written.reduce((m, i) => Math.max(m, Math.abs(refK[i])), 0);
+  const near: number[] = [];
+  for (
+    const [name, got, ref, slack] of [["k", gk, refK, TOL * kMax], ["v", gv, refV, 0]] as const
+  ) {
+    const halves = unpackF16(got);
+    near.push(assertF16Rounded(
+      written.map((i) => halves[i]),
+      written.map((i) => ref[i]),
+      slack,
+      `${name} cache ${what}`,
+    ));
+    const w = new Uint32Array(got);
+    for (let e = 0; e < w.length; e++) {
+      if (Number.isNaN(ref[2 * e]) && w[e] !== poison) {
+        throw new Error(`${name} cache ${what}: word ${e} not written by the reference changed`);
+      }
+    }
+  }
+  console.log(
+    `qk_norm_rope_kv ${what}: nearest f16 k ${(near[0] * 100).toFixed(1)}%, ` +
+      `v ${(near[1] * 100).toFixed(1)}%`,
+  );
 }
 
 Deno.test({
@@ -207,6 +256,47 @@ Deno.test({
         const names = ["q", "k cache", "v cache", "mask"];
         got.forEach((g, i) => deepStrictEqual(g, plain[i], `${names[i]}: fused rows changed bits`));
       }
+    }
+  },
+});
+
+Deno.test({
+  name: "encodeQkNormRopeKv() with kvF16 writes packed f16 keys and values, q as with f32",
+  ignore: noGpu || !qkNormRopeKvFits((await testContext())!),
+  async fn() {
+    const cases: Case[] = [
+      { rows: 2, tokensPerRow: 1, hq: 3, hkv: 1, d: 8, slots: 5, cursor: 2, row0: 0, cacheRows: 2 },
+      // d = 10: the pairs (4, 5) straddle the two halves of the rotation.
+      {
+        rows: 2,
+        tokensPerRow: 2,
+        hq: 4,
+        hkv: 2,
+        d: 10,
+        slots: 4,
+        cursor: 3,
+        row0: 1,
+        cacheRows: 3,
+      },
+      {
+        rows: 3,
+        tokensPerRow: 1,
+        hq: 16,
+        hkv: 8,
+        d: 128,
+        slots: 7,
+        cursor: 6,
+        cacheRows: 3,
+        row0: 0,
+      },
+      { rows: 1, tokensPerRow: 1, hq: 1, hkv: 1, d: 2, slots: 3, cursor: 3, row0: 0, cacheRows: 1 },
+    ];
+    for (const c of cases) {
+      const f32 = await check(c);
+      const f16 = await check({ ...c, kvF16: true });
+      deepStrictEqual(f16[0], f32[0], "q: the cache's dtype changed its bits");
+      const fused = await check({ ...c, kvF16: true, fused: { gap: 3, tail: 5 } });
+      fused.forEach((g, i) => deepStrictEqual(g, f16[i], `output ${i}: fused rows changed bits`));
     }
   },
 });

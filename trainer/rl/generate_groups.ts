@@ -68,8 +68,10 @@ function planCalls(
     }
     return calls;
   }
+  // WebGPU only (the limit is finite): the model's KV cache dtype sizes its rows.
+  const kvDtype = (backend.model as WebGpuQwen3).kvDtype;
   const bytes = (longest: number) =>
-    generateRowBytes(backend.model.config, longest, options.maxNewTokens);
+    generateRowBytes(backend.model.config, longest, options.maxNewTokens, { kvDtype });
   const calls: [number, number][] = [];
   let start = 0;
   while (start < prompts.length) {
