@@ -27,7 +27,7 @@ import { exportQwen3Gguf, type ExportQwen3GgufOptions } from "../model/gguf_expo
 import { loadQwen3Weights } from "../model/weights.ts";
 import { loadCheckpoint } from "../trainer/checkpoint.ts";
 import { assignParams, loraParams, modelParams } from "../trainer/params.ts";
-import { withRolloutDefaults } from "../trainer/rl/config.ts";
+import { withSavedConfigDefaults } from "../trainer/saved_config.ts";
 import { runAdapters } from "../trainer/run_adapters.ts";
 import type { ParamTree } from "../trainer/types.ts";
 import { validateConfig } from "../trainer/validate_config.ts";
@@ -129,7 +129,9 @@ async function checkpointSource(dir: string): Promise<ExportSource> {
   }
   // An adapter checkpoint holds only the A/B (and router) tensors: the run's key "adapters"
   // says which modules with what rank and scale.
-  const run = validateConfig(withRolloutDefaults(meta.config), { source: join(dir, "meta.json") });
+  const run = validateConfig(withSavedConfigDefaults(meta.config), {
+    source: join(dir, "meta.json"),
+  });
   const lora: Lora | null = runAdapters(run, config);
   if (lora === null || lora.hilo !== undefined) {
     throw new RangeError(

@@ -22,7 +22,7 @@ import { basename, dirname, join } from "node:path";
 import { loadConfig } from "./load_config.ts";
 import type { TrainConfig } from "../trainer/config.ts";
 import { runRl } from "../trainer/rl/run_rl.ts";
-import { withRolloutDefaults } from "../trainer/rl/config.ts";
+import { withSavedConfigDefaults } from "../trainer/saved_config.ts";
 import { latestCheckpoint } from "../trainer/checkpoint.ts";
 import { gitSha } from "../trainer/git_sha.ts";
 import { exists } from "../internal/exists.ts";
@@ -178,7 +178,7 @@ async function runState(
   const meta = await readJson(join(checkpoint, "meta.json"));
   // A checkpoint from before rl.rollout existed ran local rollouts (the defaults).
   const changes = configDifferences(
-    withRolloutDefaults(meta.config),
+    withSavedConfigDefaults(meta.config),
     JSON.parse(JSON.stringify(config)),
     {
       ignore: FREE_KEYS,

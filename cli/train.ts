@@ -23,6 +23,7 @@ import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_CONFIG, type TrainConfig } from "../trainer/config.ts";
 import { loadConfig } from "./load_config.ts";
+import { withSavedConfigDefaults } from "../trainer/saved_config.ts";
 import { RUN_NAME, validateConfig } from "../trainer/validate_config.ts";
 import { latestCheckpoint } from "../trainer/checkpoint.ts";
 import { formatDuration } from "../internal/progress.ts";
@@ -191,7 +192,7 @@ async function readCheckpointConfig(dir: string): Promise<TrainConfig> {
     }
     throw error;
   }
-  const saved = validateConfig(JSON.parse(text).config, { source: path });
+  const saved = validateConfig(withSavedConfigDefaults(JSON.parse(text).config), { source: path });
   // The run continues the directory that holds the checkpoint, not the one its saved config
   // names (a copied or moved run would otherwise write into the original).
   const runDir = dirname(checkpoint);

@@ -47,7 +47,7 @@ import { loraParams, modelParams, paramTensors } from "./params.ts";
 import type { GradientTransformation, ParamTree } from "./types.ts";
 import { validateConfig } from "./validate_config.ts";
 import { trainLoop, type TrainLoopOptions, type TrainLoopResult } from "./train_loop.ts";
-import { withRolloutDefaults } from "./rl/config.ts";
+import { withSavedConfigDefaults } from "./saved_config.ts";
 
 /** Where a run starts: the checkpoint it resumes, or fresh (replacing the run directory or not). */
 export interface RunStart {
@@ -194,7 +194,7 @@ export async function resolveRunStart(
     }
     const source = join(checkpoint.dir, "meta.json");
     // A checkpoint from before rl.rollout existed ran local rollouts (the defaults).
-    const saved = validateConfig(withRolloutDefaults(checkpoint.meta.config), { source });
+    const saved = validateConfig(withSavedConfigDefaults(checkpoint.meta.config), { source });
     for (const change of configChanges(saved, config, checkpoint.dir, options)) {
       warnings.push(
         `resuming with a changed key (the run no longer repeats an uninterrupted one): ${change}`,

@@ -1,0 +1,35 @@
+import assert from "node:assert/strict";
+import { DEFAULT_CONFIG } from "./config.ts";
+import { DEFAULT_RL_CONFIG } from "./rl/config.ts";
+import { withSavedConfigDefaults } from "./saved_config.ts";
+import { validateConfig } from "./validate_config.ts";
+
+/** The default RL config as JSON, less the keys named (as a checkpoint from before them). */
+function savedWithout(model: string[], rl: string[]): Record<string, unknown> {
+  const copy = structuredClone({ ...DEFAULT_CONFIG, rl: DEFAULT_RL_CONFIG }) as unknown as Record<
+    string,
+    Record<string, unknown>
+  >;
+  for (const key of model) delete copy.model[key];
+  for (const key of rl) delete copy.rl[key];
+  return copy;
+}
+
+Deno.test("withSavedConfigDefaults() lets a checkpoint from before model.kvDtype and rl.rollout validate", () => {
+  const old = savedWithout(["kvDtype"], ["rollout"]);
+  assert.throws(() => validateConfig(old, { source: "meta.json" }), /kvDtype|rollout/);
+  const filled = validateConfig(withSavedConfigDefaults(old), { source: "meta.json" });
+  assert.equal(filled.model.kvDtype, "f32");
+  assert.deepEqual(filled, validateConfig({ ...DEFAULT_CONFIG, rl: DEFAULT_RL_CONFIG }));
+  // The input is not modified.
+  assert.equal("kvDtype" in (old.model as object), false);
+});
+
+Deno.test("withSavedConfigDefaults() keeps what the saved config sets", () => {
+  const saved = savedWithout([], []);
+  (saved.model as { kvDtype: string }).kvDtype = "f16";
+  const filled = withSavedConfigDefaults(saved) as { model: { kvDtype: string } };
+  assert.equal(filled.model.kvDtype, "f16");
+  for (const value of [null, 3, "x", [1]]) assert.equal(withSavedConfigDefaults(value), value);
+  assert.deepEqual(withSavedConfigDefaults({ run: {} }), { run: {} });
+});
