@@ -266,6 +266,15 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
     }
   }
 
+  /**
+   * Frees the model's activation workspaces (generation's, the forward's, the training step's:
+   * `WebGpuQwen3.releaseWorkspaces`); weights, adapters, gradients, optimizer moments and the
+   * objective's small buffers stay.
+   */
+  releaseWorkspaces(): void {
+    this.model.releaseWorkspaces();
+  }
+
   dispose(): void {
     this.#objective?.dispose();
     this.#objective = undefined;

@@ -294,6 +294,15 @@ export interface TrainBackend {
    * @param tree New values, same names and lengths as `params.tree`.
    */
   setParams(tree: ParamTree): void;
+  /**
+   * Frees the activation workspaces the model keeps between calls (on WebGPU: generation's KV
+   * cache and buffers, the forward's and the training step's; `WebGpuQwen3.releaseWorkspaces`),
+   * keeping weights, adapters, gradients and optimizer state; the next call allocates what it
+   * needs again. An RL run calls it between its phases (`rl.releaseWorkspaces`), so that they do
+   * not hold each other's memory. The CPU backend keeps no workspace (a no-op); a backend
+   * without it is treated as one.
+   */
+  releaseWorkspaces?(): void;
   /** Frees workers and device memory; the backend cannot be used afterwards. */
   dispose(): void;
 }
@@ -658,6 +667,10 @@ class CpuTrainBackend implements TrainBackend {
     assignParams(this.params.tree, tree);
   }
 
+  releaseWorkspaces(): void {
+    // The float64 CPU path allocates per call; nothing is kept between calls.
+  }
+
   dispose(): void {
     this.#pool?.dispose();
     this.#pool = null;
@@ -720,6 +733,7 @@ export function withTemperature(
       }, options),
     generate: (options) => backend.generate(options),
     setParams: (tree) => backend.setParams(tree),
+    releaseWorkspaces: () => backend.releaseWorkspaces?.(),
     dispose: () => backend.dispose(),
   };
   const accumulate = backend.accumulateObjective;

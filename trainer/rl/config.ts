@@ -431,6 +431,26 @@ export interface RlConfig {
    */
   readonly mergeAdapters: "auto" | "on" | "off";
   /**
+   * WebGPU: free each phase's activation workspaces before the next phase (generation's KV cache,
+   * activations and logits before the forward and training passes; theirs before generating), so
+   * that the GPU holds the largest phase's workspace rather than all of them at once (the
+   * `TrainBackend.releaseWorkspaces` of the backend; a no-op on the CPU). Each phase then
+   * allocates its buffers again, a few hundred `createBuffer` calls and the bind groups over them
+   * per phase. Default `true`; `false` keeps them all run (the behaviour before this key).
+   */
+  readonly releaseWorkspaces: boolean;
+  /**
+   * GPU memory budget in GB (10⁹ bytes) for a WebGPU run; `0` (the default): no check. The start
+   * of the run prints an estimate of the GPU memory by item (weights, adapters, optimizer state,
+   * merged copy, KV cache, generation, forward and training workspaces: trainer/rl/
+   * gpu_memory_estimate.ts, from the allocation code, not measured on a GPU) and refuses to run
+   * when its peak exceeds the budget, naming the keys to lower; with `mergeAdapters: "auto"` the
+   * adapters are not merged for generation when their f32 copy would take the peak over it.
+   * WebGPU does not expose the device's memory, so give it here or in the environment variable
+   * `HALO_GPU_MEMORY` (GB; it overrides this key).
+   */
+  readonly gpuMemoryBudget: number;
+  /**
    * Old log-probs: `"sampler"` keeps the log-probs `generate` returns under
    * `softmax(logits / temperature)` (recomputed instead at a temperature ≠ 1 with top-p/top-k,
    * see `temperature`); `"recompute"` runs a forward of the train backend at `temperature` over
@@ -542,6 +562,8 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
   topP: z.number().gt(0).max(1),
   topK: nonNegativeInt,
   mergeAdapters: z.enum(["auto", "on", "off"]),
+  releaseWorkspaces: z.boolean(),
+  gpuMemoryBudget: nonNegative,
   oldLogprobs: z.enum(["sampler", "recompute"]),
   reward: z.strictObject({
     mode: z.enum(["dapo", "binary"]),
@@ -649,6 +671,8 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
   topP: 1,
   topK: 0,
   mergeAdapters: "auto",
+  releaseWorkspaces: true,
+  gpuMemoryBudget: 0,
   oldLogprobs: "sampler",
   reward: { mode: "dapo", budgetMs: 0 },
   overlong: { buffer: 16, factor: 1, filter: false },
@@ -861,11 +885,12 @@ function rolloutProblems(rl: RlConfig, adaptersKind: "none" | "lora" | "hilo"): 
 }
 
 /**
- * A saved run config (a checkpoint's `meta.config`, as JSON) with `rl.rollout` filled from
- * {@linkcode DEFAULT_RL_CONFIG} when it has an `rl` section without one: checkpoints written
- * before the key existed sampled locally with no importance weights, which is what the defaults
- * say, so they resume and compare equal to a config that leaves the key at its defaults. Any
- * other value is returned as it is.
+ * A saved run config (a checkpoint's `meta.config`, as JSON) with `rl.rollout`,
+ * `rl.releaseWorkspaces` and `rl.gpuMemoryBudget` filled from {@linkcode DEFAULT_RL_CONFIG} when
+ * it has an `rl` section without them: checkpoints written before `rl.rollout` existed sampled
+ * locally with no importance weights, which is what the defaults say, and the GPU memory keys
+ * change no result, so such checkpoints resume and compare equal to a config that leaves the keys
+ * at their defaults. Any other value is returned as it is.
  *
  * @param config The saved config.
  * @returns The config, copied where filled.
@@ -882,6 +907,17 @@ function rolloutProblems(rl: RlConfig, adaptersKind: "none" | "lora" | "hilo"): 
 export function withRolloutDefaults(config: unknown): unknown {
   if (typeof config !== "object" || config === null) return config;
   const rl = (config as { rl?: unknown }).rl;
-  if (typeof rl !== "object" || rl === null || Array.isArray(rl) || "rollout" in rl) return config;
-  return { ...config, rl: { ...rl, rollout: structuredClone(DEFAULT_RL_CONFIG.rollout) } };
+  if (typeof rl !== "object" || rl === null || Array.isArray(rl)) return config;
+  // Keys added later, which a saved config may lack: the defaults are what those runs did (the
+  // GPU memory keys change no result, and resume lets them change anyway).
+  const added = {
+    rollout: () => structuredClone(DEFAULT_RL_CONFIG.rollout),
+    releaseWorkspaces: () => DEFAULT_RL_CONFIG.releaseWorkspaces,
+    gpuMemoryBudget: () => DEFAULT_RL_CONFIG.gpuMemoryBudget,
+  };
+  const missing = Object.keys(added).filter((k) => !(k in rl)) as (keyof typeof added)[];
+  if (missing.length === 0) return config;
+  const filled: Record<string, unknown> = { ...rl };
+  for (const k of missing) filled[k] = added[k]();
+  return { ...config, rl: filled };
 }

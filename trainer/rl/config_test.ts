@@ -1,6 +1,6 @@
 import { ok, rejects, strictEqual } from "node:assert/strict";
 import { loadConfig } from "../../cli/load_config.ts";
-import { DEFAULT_RL_CONFIG } from "./config.ts";
+import { DEFAULT_RL_CONFIG, withRolloutDefaults } from "./config.ts";
 
 const RL = ["--trainer.mode=rl", "--model.path=models/arithmetic-tiny"];
 
@@ -193,4 +193,30 @@ Deno.test("loadConfig() reads rl.mergeAdapters: auto by default, on or off", asy
     (error: unknown) =>
       /key "rl\.mergeAdapters".*"auto", "on", "off"/.test((error as Error).message),
   );
+});
+
+Deno.test("loadConfig() reads rl.releaseWorkspaces and rl.gpuMemoryBudget (GB, 0 = off)", async () => {
+  strictEqual(DEFAULT_RL_CONFIG.releaseWorkspaces, true);
+  strictEqual(DEFAULT_RL_CONFIG.gpuMemoryBudget, 0);
+  const set = await loadConfig(undefined, {
+    overrides: [...RL, "--rl.releaseWorkspaces=false", "--rl.gpuMemoryBudget=141"],
+  });
+  strictEqual(set.rl.releaseWorkspaces, false);
+  strictEqual(set.rl.gpuMemoryBudget, 141);
+  await rejects(
+    loadConfig(undefined, { overrides: [...RL, "--rl.gpuMemoryBudget=-1"] }),
+    (error: unknown) => /key "rl\.gpuMemoryBudget"/.test((error as Error).message),
+  );
+});
+
+Deno.test("withRolloutDefaults() fills the keys a saved config predates, and only those", () => {
+  const old = { trainer: { mode: "rl" }, rl: { groupSize: 8 } };
+  const filled = withRolloutDefaults(old) as { rl: Record<string, unknown> };
+  strictEqual(filled.rl.groupSize, 8);
+  strictEqual(filled.rl.releaseWorkspaces, true);
+  strictEqual(filled.rl.gpuMemoryBudget, 0);
+  strictEqual((filled.rl.rollout as { backend: string }).backend, "local");
+  strictEqual("releaseWorkspaces" in old.rl, false, "the saved config was changed");
+  const kept = { rl: { releaseWorkspaces: false, gpuMemoryBudget: 80, rollout: {} } };
+  strictEqual(withRolloutDefaults(kept), kept);
 });

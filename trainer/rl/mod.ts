@@ -39,6 +39,8 @@ export * from "./dynamic_sampling.ts";
 export * from "./eval_rl.ts";
 export * from "./forward_pass.ts";
 export * from "./generate_groups.ts";
+export * from "./gpu_memory_estimate.ts";
+export * from "./gpu_memory_plan.ts";
 export * from "./micro_batch_key.ts";
 export * from "./prompt_data.ts";
 export * from "./prompt_template.ts";

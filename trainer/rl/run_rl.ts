@@ -19,6 +19,11 @@
  * (`rollout/…`) and `rl.rollout.tis` weighs the policy loss per token. `rl.rollout.async` draws
  * step k + 1's first generation batch while step k trains.
  *
+ * On WebGPU the run first prints an estimate of its GPU memory by item and checks it against
+ * `rl.gpuMemoryBudget` / `HALO_GPU_MEMORY` and a micro-batch against one storage binding
+ * (`planRlGpuMemory`), and each phase (generation, the forward pass, the training step) frees the
+ * others' workspaces before it runs (`rl.releaseWorkspaces`).
+ *
  * @module
  */
 import { join } from "node:path";
@@ -41,7 +46,8 @@ import { dataOrder } from "../data_order.ts";
 import { gitSha } from "../git_sha.ts";
 import { applyUpdates, globalNorm } from "../optim/mod.ts";
 import type { WebGpuTrainBackend } from "../_webgpu_backend.ts";
-import { withTemperature } from "../backend.ts";
+import { type TrainBackend, withTemperature } from "../backend.ts";
+import type { WebGpuQwen3 } from "../../model/qwen3_webgpu.ts";
 import { createProgress, formatDuration, type Progress } from "../../internal/progress.ts";
 import { writeFileAtomic } from "../../internal/atomic_write.ts";
 import type { PendingStep } from "../train_loop.ts";
@@ -52,6 +58,8 @@ import { fillBatch } from "./dynamic_sampling.ts";
 import { evaluateRlPrompts } from "./eval_rl.ts";
 import { type ConfidenceInterval, confidenceInterval } from "../../eval/confidence_interval.ts";
 import { forwardPass } from "./forward_pass.ts";
+import type { GpuMemoryEstimate } from "./gpu_memory_estimate.ts";
+import { planRlGpuMemory } from "./gpu_memory_plan.ts";
 import { alignCentroids } from "../losses/mod.ts";
 import {
   arithmeticPrompts,
@@ -163,6 +171,12 @@ export interface RunRlResult {
   warnings: string[];
   /** Wall-clock seconds spent generating, scoring and training (this process). */
   seconds: { generate: number; score: number; train: number; eval: number };
+  /**
+   * WebGPU runs: the start-up estimate (trainer/rl/gpu_memory_estimate.ts), the bytes allocated
+   * once the model and adapters were uploaded, and the largest `GpuContext.allocatedBytes` of
+   * the run (`peakBytes`); null on the CPU.
+   */
+  gpuMemory: { estimate: GpuMemoryEstimate; residentBytes: number; peakBytes: number } | null;
 }
 
 /** Keys that must equal the checkpoint's on resume: they define the run's state. */
@@ -170,6 +184,9 @@ const RESUME_FIXED = ["run.seed", "model.", "adapters.", "data.", "trainer.mode"
 /** Keys under {@linkcode RESUME_FIXED} that may change on resume (with a warning). */
 const RESUME_CHANGEABLE = [
   "rl.eval.every",
+  // GPU memory: where buffers live between phases and the budget change no result.
+  "rl.releaseWorkspaces",
+  "rl.gpuMemoryBudget",
   // Where the servers are and how they are reached do not define the run.
   "rl.rollout.servers",
   "rl.rollout.serverAdapterDir",
@@ -342,6 +359,45 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   async function run(): Promise<RunRlResult> {
     const params = backend.params;
 
+    // GPU memory: the estimate by item, the budget and the micro-batch checks, before any work;
+    // and the phases free each other's workspaces (rl.releaseWorkspaces).
+    let mergeAdapters: boolean | undefined = rl.mergeAdapters === "auto"
+      ? undefined
+      : rl.mergeAdapters === "on";
+    const gpuCtx = backend.kind === "webgpu" ? (backend.model as WebGpuQwen3).ctx : null;
+    let gpuPlan: ReturnType<typeof planRlGpuMemory> | null = null;
+    const residentBytes = gpuCtx?.allocatedBytes ?? 0;
+    if (gpuCtx !== null) {
+      let promptTokens = 0;
+      for (let i = 0; i < trainPrompts.length; i++) {
+        promptTokens = Math.max(promptTokens, trainIds(i).length);
+      }
+      gpuPlan = planRlGpuMemory({
+        config,
+        modelConfig,
+        lora,
+        promptTokens,
+        evalPrompts: evalSet.length,
+        evalPromptTokens: Math.max(0, ...evalSet.map((p) => p.ids.length)),
+        stopTokens: eosTokenIds.length,
+        device: {
+          maxBindingSize: gpuCtx.gpu.maxBindingSize,
+          offsetAlignment: gpuCtx.device.limits.minStorageBufferOffsetAlignment,
+          isFallbackAdapter: gpuCtx.gpu.isFallbackAdapter,
+        },
+        env: Deno.env.get("HALO_GPU_MEMORY"),
+      });
+      for (const line of gpuPlan.lines) log(line);
+      if (gpuPlan.mergeSkipped) mergeAdapters = false;
+    }
+    const releaseWorkspaces = (): void => {
+      if (rl.releaseWorkspaces) backend.releaseWorkspaces?.();
+    };
+    // The held-out evaluation generates without merging when the budget said so.
+    const evalBackend: TrainBackend = gpuPlan?.mergeSkipped
+      ? { ...viewOf(backend), generate: (o) => backend.generate({ ...o, mergeAdapters: false }) }
+      : backend;
+
     // Optimizer: one update per mini-batch.
     const optimizer = runAdamw(config, params.shapes, {
       updatesPerStep: rl.ppoEpochs * rl.miniBatches,
@@ -472,7 +528,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         temperature: rl.temperature,
         topP: rl.topP,
         topK: rl.topK,
-        ...(rl.mergeAdapters === "auto" ? {} : { mergeAdapters: rl.mergeAdapters === "on" }),
+        ...(mergeAdapters === undefined ? {} : { mergeAdapters }),
         seed: mix(config.run.seed, s, batch),
         eosTokenIds,
         firstGroup,
@@ -489,6 +545,8 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       const allScores: RolloutScore[] = [];
       const allRollouts: Rollout[] = [];
       const golds = new Map<number, string>();
+      // Generation's workspace only: the last step's forward and training ones go first.
+      if (source === null) releaseWorkspaces();
       if (source !== null) {
         const began = performance.now();
         await source.beginStep(s);
@@ -572,6 +630,8 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         );
       }
       const trainStart = performance.now();
+      // The forward and training passes: generation's KV cache and buffers go first.
+      releaseWorkspaces();
 
       // Rows: the kept groups (policy loss) and the align-only groups.
       const rows = buildRows(filled.kept, filled.alignOnly, {
@@ -636,6 +696,8 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
             });
           }
         }
+        // The training step's workspace: the forward pass's goes first.
+        releaseWorkspaces();
         const r = await rlUpdate(policy, rows, {
           optimizer,
           state: optState,
@@ -738,7 +800,8 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     let lastEvalMetrics: Record<string, number> = {};
     const evaluate = async (s: number): Promise<Record<string, number>> => {
       const began = performance.now();
-      const { metrics, perPrompt } = await evaluateRlPrompts(backend, evalSet, {
+      releaseWorkspaces();
+      const { metrics, perPrompt } = await evaluateRlPrompts(evalBackend, evalSet, {
         tokenizer,
         samples: rl.eval.samples,
         temperature: rl.eval.temperature,
@@ -856,8 +919,29 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       backend: backendText,
       warnings,
       seconds,
+      gpuMemory: gpuPlan === null || gpuCtx === null
+        ? null
+        : { estimate: gpuPlan.estimate, residentBytes, peakBytes: gpuCtx.peakBytes },
     };
   }
+}
+
+/** A plain-object view of a backend (its methods bound), to override one of them. */
+function viewOf(backend: TrainBackend): TrainBackend {
+  return {
+    kind: backend.kind,
+    mode: backend.mode,
+    model: backend.model,
+    params: backend.params,
+    forward: (input, options) => backend.forward(input, options),
+    lossAndGrads: (input, loss, options) => backend.lossAndGrads(input, loss, options),
+    objectiveAndGrads: (input, request, options) =>
+      backend.objectiveAndGrads(input, request, options),
+    generate: (options) => backend.generate(options),
+    setParams: (tree) => backend.setParams(tree),
+    releaseWorkspaces: () => backend.releaseWorkspaces?.(),
+    dispose: () => backend.dispose(),
+  };
 }
 
 /** One line of a run's evals.jsonl. */

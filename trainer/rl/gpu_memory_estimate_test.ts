@@ -1,0 +1,254 @@
+// estimateRlGpuMemory against the bytes a WebGPU model really allocates (GpuContext.allocatedBytes)
+// after loading with adapters, a generate call (with and without merged adapters), a forward
+// micro-batch and a training micro-batch, on the fixture model (tied head, heads·headDim =
+// hidden) and on a random model with an untied head and heads·headDim ≠ hidden; plus the pure
+// relations (f16 weights, an f16 KV cache, the release policy, HILO routers).
+//
+// Tolerance: each measured item must be at least the estimate and at most the estimate plus
+// 64 KiB, for the kernels' scratch buffers (`GpuContext.scratch`: power-of-two split-K partial
+// sums, which the estimate leaves out) and the objective's per-row buffers (568 bytes here).
+// Observed on Mesa lavapipe (2026-12-04): every item equal to the byte (weights, adapters,
+// gradients, generation with and without the merged copy, forward) except the training step,
+// +568 and +2,000 bytes (the objective's per-row buffers).
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
+import { loadPeftAdapter } from "../../adapters/peft_io.ts";
+import { createLora } from "../../adapters/lora.ts";
+import { loraConfig } from "../../adapters/lora_config.ts";
+import { GpuContext } from "../../gpu/context.ts";
+import { noGpu, testContext } from "../../gpu/test_utils.ts";
+import { fixtureDir } from "../../internal/test_utils.ts";
+import { type Qwen3Config, readQwen3Config } from "../../model/config.ts";
+import { generate } from "../../model/generate.ts";
+import { initQwen3Weights } from "../../model/init.ts";
+import { WebGpuQwen3 } from "../../model/qwen3_webgpu.ts";
+import { loadQwen3Weights } from "../../model/weights.ts";
+import type { Lora } from "../../adapters/lora.ts";
+import { createTrainBackend } from "../backend.ts";
+import { loraParams } from "../params.ts";
+import { estimateRlGpuMemory, type GpuMemoryEstimateInput } from "./gpu_memory_estimate.ts";
+
+const SLACK = 64 * 1024;
+const ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+function within(measured: number, estimate: number, what: string): void {
+  ok(
+    measured >= estimate && measured <= estimate + SLACK,
+    `${what}: measured ${measured} bytes, estimate ${estimate} (allowed [estimate, +${SLACK}])`,
+  );
+}
+
+/** Measures each item on `model` (adapters `lora`, set here) and compares with the estimate. */
+async function measure(
+  ctx: GpuContext,
+  model: WebGpuQwen3,
+  lora: Lora,
+  input: Omit<GpuMemoryEstimateInput, "model">,
+): Promise<void> {
+  const c = model.config;
+  const est = estimateRlGpuMemory({
+    ...input,
+    model: c,
+    stopTokens: c.eosTokenIds.length,
+    maxBindingSize: ctx.gpu.maxBindingSize,
+    offsetAlignment: ctx.device.limits.minStorageBufferOffsetAlignment,
+  });
+  const merged = estimateRlGpuMemory({ ...input, model: c, mergeAdapters: true }).mergedCopy;
+  ok(merged > 0, "no merged copy estimated");
+  within(ctx.allocatedBytes, est.weights, "weights");
+  const bare = ctx.allocatedBytes;
+  model.setAdapters(lora);
+  within(ctx.allocatedBytes - bare, est.adapters, "adapters");
+  const rest = ctx.allocatedBytes;
+
+  // One rollout call: genBatchPrompts × G rows, every prompt promptTokens long.
+  const P = input.promptTokens;
+  const prompts = Array.from(
+    { length: input.genBatchPrompts * input.groupSize },
+    (_, i) => Array.from({ length: P }, (_, t) => (i * 5 + t * 3) % (c.vocabSize - 1) + 1),
+  );
+  const options = { prompts, maxNewTokens: input.maxNewTokens, temperature: 1, seed: 3 };
+  await generate(model, { ...options, mergeAdapters: false });
+  within(ctx.allocatedBytes - rest, est.kvCache + est.generation, "generation workspace");
+  model.releaseWorkspaces();
+  strictEqual(ctx.allocatedBytes, rest, "releaseWorkspaces left generation's workspace");
+  ctx.resetPeak();
+  await generate(model, { ...options, mergeAdapters: true });
+  within(ctx.peakBytes - rest, est.kvCache + est.generation + merged, "generation, merged");
+  model.releaseWorkspaces();
+
+  // One full micro-batch of promptTokens + maxNewTokens tokens per row.
+  let before = ctx.allocatedBytes;
+  const backend = createTrainBackend(model, { mode: "adapters", params: loraParams(lora) });
+  // The backend allocates the adapters' gradients (part of `optimizer`, as big as the adapters).
+  within(ctx.allocatedBytes - before, est.adapters, "gradients");
+  const T = P + input.maxNewTokens;
+  const batch = {
+    inputIds: Array.from(
+      { length: input.microBatchSize },
+      (_, i) => Array.from({ length: T }, (_, t) => (i * 7 + t * 3) % (c.vocabSize - 1) + 1),
+    ),
+  };
+  before = ctx.allocatedBytes;
+  await backend.forward(batch);
+  within(ctx.allocatedBytes - before, est.forward, "forward workspace");
+  model.releaseWorkspaces();
+  before = ctx.allocatedBytes;
+  const m = input.microBatchSize * (T - 1);
+  await backend.objectiveAndGrads(batch, {
+    terms: [{ name: "clipped_pg" }],
+    inputs: {
+      lossMask: new Float64Array(m).fill(1),
+      oldLogprobs: new Float64Array(m).fill(-6),
+      advantages: new Float64Array(m).fill(1),
+    },
+  });
+  within(ctx.allocatedBytes - before, est.training, "training workspace");
+  backend.dispose();
+  model.dispose();
+}
+
+Deno.test({
+  name: "estimateRlGpuMemory() matches the bytes allocated on the fixture model (LoRA r4, all)",
+  ignore: noGpu,
+  async fn() {
+    const dir = fixtureDir();
+    const config = await readQwen3Config(dir);
+    const ctx = new GpuContext((await testContext())!.gpu);
+    const model = new WebGpuQwen3(ctx, config, await loadQwen3Weights(dir, config));
+    const lora = await loadPeftAdapter(`${dir}/adapter`, config);
+    await measure(ctx, model, lora, {
+      adapters: { targets: ALL, ranks: [4, 4] },
+      groupSize: 3,
+      genBatchPrompts: 2,
+      evalPrompts: 0,
+      evalSamples: 1,
+      promptTokens: 5,
+      maxNewTokens: 7,
+      microBatchSize: 3,
+    });
+    strictEqual(ctx.allocatedBytes, 0, "bytes left after dispose()");
+  },
+});
+
+Deno.test({
+  name: "estimateRlGpuMemory() matches on an untied model with heads·headDim ≠ hidden",
+  ignore: noGpu,
+  async fn() {
+    const config: Qwen3Config = {
+      vocabSize: 97,
+      hiddenSize: 40,
+      intermediateSize: 72,
+      numHiddenLayers: 3,
+      numAttentionHeads: 4,
+      numKeyValueHeads: 2,
+      headDim: 16,
+      rmsNormEps: 1e-6,
+      ropeTheta: 10000,
+      maxPositionEmbeddings: 96,
+      tieWordEmbeddings: false,
+      eosTokenIds: [96],
+      bosTokenId: null,
+      padTokenId: null,
+    };
+    const ctx = new GpuContext((await testContext())!.gpu);
+    const model = new WebGpuQwen3(ctx, config, initQwen3Weights(config, { seed: 1 }));
+    const targets = ["q_proj", "o_proj", "down_proj"];
+    const lora = createLora(loraConfig({ r: 3, targetModules: targets }), config, { seed: 2 });
+    await measure(ctx, model, lora, {
+      adapters: { targets, ranks: [3, 3, 3] },
+      groupSize: 2,
+      genBatchPrompts: 3,
+      evalPrompts: 0,
+      evalSamples: 1,
+      promptTokens: 9,
+      maxNewTokens: 70,
+      microBatchSize: 2,
+    });
+    strictEqual(ctx.allocatedBytes, 0, "bytes left after dispose()");
+  },
+});
+
+const QWEN3_4B = {
+  vocabSize: 151936,
+  hiddenSize: 2560,
+  intermediateSize: 9728,
+  numHiddenLayers: 36,
+  numAttentionHeads: 32,
+  numKeyValueHeads: 8,
+  headDim: 128,
+  tieWordEmbeddings: true,
+  maxPositionEmbeddings: 40960,
+};
+const GSM8K: GpuMemoryEstimateInput = {
+  model: QWEN3_4B,
+  adapters: { targets: ALL, ranks: Array(36).fill(16) },
+  groupSize: 16,
+  genBatchPrompts: 8,
+  evalPrompts: 48,
+  evalSamples: 4,
+  promptTokens: 252,
+  maxNewTokens: 1024,
+  microBatchSize: 32,
+};
+
+Deno.test("estimateRlGpuMemory(): f16 weights, an f16 KV cache and the release policy", () => {
+  const base = estimateRlGpuMemory(GSM8K);
+  const f16 = estimateRlGpuMemory({ ...GSM8K, weightDtype: "f16" });
+  // Matrices halve; the norms and RoPE table stay f32 (a few MB).
+  ok(f16.weights < base.weights / 2 + 30e6 && f16.weights > base.weights / 2, "f16 weights");
+  const kv16 = estimateRlGpuMemory({ ...GSM8K, kvBytes: 2 });
+  // K, V and the row scratch halve; the u32 key mask does not.
+  const mask = 4 * base.generateRows.eval * Math.ceil((252 + 1024) / 64) * 64;
+  strictEqual(kv16.kvCache, (base.kvCache - mask) / 2 + mask);
+  // The held-out call (48 × 4 rows) is the largest generate call; 36 layers of K and V,
+  // 192 rows of 1,280 slots of 8 × 128 floats (and one more layer's worth, the row scratch):
+  // 73.5 GB, the review's figure.
+  deepStrictEqual(base.generateRows, { rollout: 128, eval: 192 });
+  ok(Math.abs(base.kvCache - 73 * 192 * 1280 * 1024 * 4 - mask) < 1, "KV bytes");
+  const kept = estimateRlGpuMemory({ ...GSM8K, releaseWorkspaces: false });
+  strictEqual(
+    kept.peak,
+    kept.resident + kept.kvCache + kept.generation + kept.forward + kept.training,
+  );
+  strictEqual(
+    base.peak,
+    base.resident + Math.max(base.kvCache + base.generation, base.forward, base.training),
+  );
+  // Merging the adapters adds an f32 copy of every adapted projection during generation.
+  const merged = estimateRlGpuMemory({ ...GSM8K, mergeAdapters: true });
+  const H = 2560, I = 9728, qd = 4096, kvd = 1024;
+  strictEqual(merged.mergedCopy, 36 * 4 * (2 * qd * H + 2 * kvd * H + 3 * I * H));
+  strictEqual(
+    estimateRlGpuMemory({ ...GSM8K, mergeAdapters: true, weightDtype: "f16" }).mergedCopy,
+    0,
+  );
+  // The host optimizer keeps only the gradients on the device.
+  strictEqual(
+    estimateRlGpuMemory({ ...GSM8K, deviceOptimizer: false }).optimizer * 3,
+    base.optimizer,
+  );
+});
+
+Deno.test("estimateRlGpuMemory(): HILO experts add routers and widen the LoRA scratch", () => {
+  const lora = estimateRlGpuMemory({ ...GSM8K, adapters: { targets: ["q_proj"], ranks: [8] } });
+  const hilo = estimateRlGpuMemory({
+    ...GSM8K,
+    adapters: { targets: ["q_proj"], ranks: [8], experts: [4] },
+  });
+  // Every layer (the lists repeat their last value) gets 4 experts and a [4, hidden] router.
+  strictEqual(hilo.adapters - lora.adapters, 36 * (3 * 8 * (2560 + 4096) * 4) + 36 * 4 * 2560 * 4);
+  ok(hilo.training > lora.training, "the routed scratch must widen the training workspace");
+  // Routed adapters are never merged.
+  strictEqual(
+    estimateRlGpuMemory({
+      ...GSM8K,
+      mergeAdapters: true,
+      adapters: { targets: ["q_proj"], ranks: [8], experts: [4] },
+    }).mergedCopy,
+    0,
+  );
+  throws(
+    () => estimateRlGpuMemory({ ...GSM8K, adapters: { targets: ["lm_head"], ranks: [8] } }),
+    /adapter target "lm_head" must be one of q_proj/,
+  );
+});
