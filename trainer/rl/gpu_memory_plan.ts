@@ -9,6 +9,7 @@
  */
 import type { Lora } from "../../model/adapter_types.ts";
 import type { Qwen3Config } from "../../model/config.ts";
+import { kvBytesPerElement } from "../../model/kv_cache.ts";
 import type { TrainConfig } from "../config.ts";
 import {
   estimateRlGpuMemory,
@@ -48,7 +49,7 @@ export interface RlGpuMemoryPlanInput {
   device: { maxBindingSize: number; offsetAlignment: number; isFallbackAdapter: boolean };
   /** The `HALO_GPU_MEMORY` environment variable (GB), which overrides `rl.gpuMemoryBudget`. */
   env?: string;
-  /** Bytes of a KV cache element; default 4 (f32). */
+  /** Bytes of a KV cache element; default that of `model.kvDtype` (4 for f32, 2 for f16). */
   kvBytes?: number;
 }
 
@@ -157,7 +158,7 @@ export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
   const base: GpuMemoryEstimateInput = {
     model: c,
     weightDtype: config.model.weightDtype,
-    kvBytes: input.kvBytes,
+    kvBytes: input.kvBytes ?? kvBytesPerElement(config.model.kvDtype),
     adapters,
     deviceOptimizer: config.trainer.optimizer !== "host",
     groupSize: rl.groupSize,

@@ -90,6 +90,18 @@ Deno.test("planRlGpuMemory() prints the estimate by item, with no budget by defa
   strictEqual(soft.estimate.mergedCopy, 0);
 });
 
+Deno.test("planRlGpuMemory() sizes the KV cache by model.kvDtype", () => {
+  const f32 = planRlGpuMemory(input({}));
+  const config = { ...DEFAULT_CONFIG, model: { ...DEFAULT_CONFIG.model, kvDtype: "f16" as const } };
+  const f16 = planRlGpuMemory(input({}, {
+    config: { ...config, rl: { ...DEFAULT_RL_CONFIG, maxNewTokens: 1024 } },
+  }));
+  // K, V and the row-moving scratch halve; the u32 key mask does not.
+  const mask = 192 * 1280 * 4;
+  strictEqual(f16.estimate.kvCache - mask, (f32.estimate.kvCache - mask) / 2);
+  strictEqual(f16.estimate.weights, f32.estimate.weights);
+});
+
 Deno.test("planRlGpuMemory() refuses a peak over the budget, naming the keys of the largest phase", () => {
   const peak = planRlGpuMemory(input({ mergeAdapters: "off" })).estimate.peak;
   // The held-out call (48 × 4 rows) is the largest: its keys come first.
