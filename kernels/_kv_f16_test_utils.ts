@@ -21,6 +21,9 @@ export function roundF16(values: ArrayLike<number>): Float32Array {
   return Float32Array.from(Float16Array.from(values));
 }
 
+/** The smallest normal f16, 2^-14. */
+const MIN_NORMAL_F16 = 2 ** -14;
+
 const bits16 = new Uint16Array(1);
 const half = new Float16Array(bits16.buffer);
 
@@ -43,8 +46,9 @@ export function f16Neighbours(x: number): [number, number] {
 
 /**
  * Throws unless every `got[i]` lies between the f16 neighbours of `want[i] ∓ slack` (so an f16
- * rounding, either way, of a value within `slack` of the reference); returns the fraction of
- * elements equal to the nearest f16 of `want[i]`.
+ * rounding, either way, of a value within `slack` of the reference), or, where that range lies in
+ * f16's subnormals (|x| < 2^-14), is between it and zero (a driver may flush f16 subnormals);
+ * returns the fraction of elements equal to the nearest f16 of `want[i]`.
  */
 export function assertF16Rounded(
   got: ArrayLike<number>,
@@ -57,8 +61,10 @@ export function assertF16Rounded(
   }
   let nearest = 0;
   for (let i = 0; i < got.length; i++) {
-    const lo = f16Neighbours(want[i] - slack)[0];
-    const hi = f16Neighbours(want[i] + slack)[1];
+    let lo = f16Neighbours(want[i] - slack)[0];
+    let hi = f16Neighbours(want[i] + slack)[1];
+    if (Math.abs(lo) < MIN_NORMAL_F16) lo = Math.min(lo, 0);
+    if (Math.abs(hi) < MIN_NORMAL_F16) hi = Math.max(hi, 0);
     if (!(got[i] >= lo && got[i] <= hi)) {
       throw new Error(
         `${what}: element ${i} is ${got[i]}, not an f16 rounding of ${want[i]} ± ${slack} ` +

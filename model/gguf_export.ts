@@ -448,16 +448,18 @@ export async function exportQwen3Gguf(
     }) as Record<string, unknown>;
   const name = options.name ??
     (modelDir.replace(/[\\/]+$/, "").split(/[\\/]/).pop() || "qwen3");
-  // Each layer tensor is read from the checkpoint when its turn comes and dropped after.
+  // Each tensor is read from the checkpoint when its turn comes and dropped after it is written.
   const opened = options.weights === undefined ? await openQwen3Weights(modelDir, config) : null;
-  const given = options.weights ?? opened!.weights;
+  const given = options.weights;
   try {
     const tensors: GgufLazyTensor[] = table.map((entry) => ({
       name: ggufName(entry),
       shape: entry.shape,
       type: dtype === "f16" && entry.shape.length >= 2 ? "f16" : "f32",
       data: () => {
-        const w = entry.layer === null
+        const w = given === undefined
+          ? opened!.read(entry)
+          : entry.layer === null
           ? given[entry.field as "embedTokens" | "norm" | "lmHead"]
           : given.layers[entry.layer][entry.field as keyof Qwen3LayerWeights];
         const adapted = modules.get(`${entry.layer}:${entry.projection}`);

@@ -313,6 +313,16 @@ export interface OpenQwen3Weights<M extends Float32Array | Uint16Array = Float32
    * embeddings `lmHead` is the `embedTokens` array).
    */
   readonly weights: Qwen3Weights<M>;
+  /**
+   * Reads one tensor of the table (`modelTensorTable(config)`) from disk, keeping nothing: for a
+   * consumer that holds each tensor only while it writes it (the GGUF export), where `weights`
+   * would keep the embeddings and LM head.
+   *
+   * @param entry The table row.
+   * @returns A fresh array (f16 bits for a matrix with `matrixDtype: "f16"`).
+   * @throws {RangeError} If the entry is not a tensor of the table.
+   */
+  read(entry: Pick<TensorEntry, "name" | "shape">): M | Float32Array;
   /** Closes the checkpoint files; a later access to a tensor not yet read throws. */
   close(): void;
   /** `close()`, for a `using` declaration. */
@@ -414,8 +424,13 @@ export async function openQwen3Weights(
       }
       files.set(entry.name, file);
     }
-    const read = (entry: TensorEntry): Float32Array | Uint16Array => {
-      const file = files.get(entry.name)!;
+    const read = (entry: Pick<TensorEntry, "name" | "shape">): Float32Array | Uint16Array => {
+      const file = files.get(entry.name);
+      if (file === undefined) {
+        throw new RangeError(
+          `Cannot read tensor "${entry.name}" from "${dir}": not a tensor of the model's table`,
+        );
+      }
       // Matrices: everything but the norms (1-D gains).
       return entry.shape.length === 2 && matrixDtype === "f16"
         ? readTensorF16(file, entry.name, { expectedShape: entry.shape })
@@ -446,6 +461,7 @@ export async function openQwen3Weights(
     }
     return {
       weights: top as unknown as Qwen3Weights & Qwen3Weights<Uint16Array>,
+      read: read as (entry: Pick<TensorEntry, "name" | "shape">) => Float32Array & Uint16Array,
       close: () => source.close(),
       [Symbol.dispose]: () => source.close(),
     };

@@ -7,6 +7,7 @@ import {
   writeSafetensors,
 } from "../internal/safetensors.ts";
 import { loadQwen3Weights, openQwen3Weights, type Qwen3Weights } from "./weights.ts";
+import { modelTensorTable } from "./tensor_table.ts";
 import { assertArrayEqual, expectError, fixtureDir, withTempDir } from "../internal/test_utils.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { recordingGpu } from "../gpu/recording_gpu.ts";
@@ -499,6 +500,16 @@ Deno.test("openQwen3Weights() reads what loadQwen3Weights() loads, each layer te
             assert.notEqual(w.layers[l][k as keyof typeof layer], got, "read afresh, not kept");
           }
         }
+        // read(): any tensor of the table, the top-level ones included, afresh each time.
+        for (const entry of modelTensorTable(config)) {
+          const want = entry.layer === null
+            ? loaded[entry.field as "embedTokens" | "norm" | "lmHead"]
+            : loaded.layers[entry.layer][entry.field as keyof (typeof loaded.layers)[0]];
+          const got = open.read(entry);
+          assert.deepEqual(got, want, `${matrixDtype} read(${entry.name})`);
+          assert.notEqual(open.read(entry), got, "read() keeps nothing");
+        }
+        assert.throws(() => open.read({ name: "model.nope", shape: [1] }), /model\.nope.*table/);
       }
     });
   }
