@@ -63,6 +63,8 @@ Options:
                          arithmetic, boxed otherwise); rendered with the chat template
   --thinking             Qwen3 thinking mode (the chat template's enable_thinking; default off:
                          the prompt ends with an empty <think></think> block)
+  --stop IDS             extra stop token ids, comma-separated (e.g. 151645); always added: the
+                         EOS ids and the chat template's end of turn (<|im_end|>), as in RL
   --limit N              only the first N problems (arithmetic: default 200)
   --backend B            cpu | webgpu | auto (default auto: WebGPU when an adapter exists)
   --seed S               sampling seed (default 0); prompt seeds derive from (S, prompt id)
@@ -166,6 +168,23 @@ function positiveInteger(flag: string, value: string | undefined): number | unde
   return n;
 }
 
+/**
+ * A comma-separated list of token ids (`--stop 151645,151643`); `undefined` when the flag is
+ * absent.
+ */
+function tokenIds(flag: string, value: string | undefined): number[] | undefined {
+  if (value === undefined) return undefined;
+  const items = value.split(",").map((item) => item.trim());
+  const ids = items.map(Number);
+  if (items.some((item, i) => !/^\d+$/.test(item) || !Number.isSafeInteger(ids[i]))) {
+    throw new RangeError(
+      `Cannot evaluate: ${flag} must be comma-separated non-negative integer token ids: ` +
+        `current value is "${value}"`,
+    );
+  }
+  return ids;
+}
+
 function finiteNumber(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
@@ -224,6 +243,7 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
         "max-new-tokens": { type: "string" },
         template: { type: "string" },
         thinking: { type: "boolean" },
+        stop: { type: "string" },
         limit: { type: "string" },
         backend: { type: "string" },
         seed: { type: "string" },
@@ -290,6 +310,7 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
         maxNewTokens: positiveInteger("--max-new-tokens", str("max-new-tokens")),
         template: str("template"),
         thinking: values.thinking === true,
+        stop: tokenIds("--stop", str("stop")) ?? [],
         limit: positiveInteger("--limit", str("limit")),
         backend: backend as "cpu" | "webgpu" | "auto",
         seed,

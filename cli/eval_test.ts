@@ -119,6 +119,12 @@ Deno.test("main() rejects bad input with exit code 2, naming the flag or file", 
       /--backend/,
     ],
     [
+      [...tiny, "--stop", "54,x"],
+      /--stop must be comma-separated non-negative integer token ids: current value is "54,x"/,
+    ],
+    [[...tiny, "--stop=-3"], /--stop must be comma-separated .*"-3"/],
+    [[...tiny, "--stop", ""], /--stop must be comma-separated .*""/],
+    [
       ["--model", "models/arithmetic-tiny", "--data", "arithmetic", "--bogus"],
       /Unknown option '--bogus'/,
     ],
@@ -156,6 +162,32 @@ Deno.test("main() --thinking turns Qwen3's thinking mode on and records it", asy
     // The folder's setting is part of what a resume must match.
     assert.equal(await main(args, io), 2);
     assert.match(err.at(-1)!, /thinking = true, this run has false/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() --stop reads comma-separated ids and records them; a resume must match", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { err, io } = capture();
+    const args = [...tiny, "--limit", "1", "--k", "2", "--max-new-tokens", "4", "--out", dir];
+    // Every id of the 64-token vocabulary but the EOS (54) stops: one token per sample.
+    const every = Array.from({ length: 64 }, (_, i) => i).filter((id) => id !== 54);
+    assert.equal(await main([...args, "--stop", ` ${every.join(", ")}`], io), 0, err.join("\n"));
+    const config = JSON.parse(await Deno.readTextFile(join(dir, "eval_config.json")));
+    assert.deepEqual(config.stop, every);
+    for (const line of (await Deno.readTextFile(join(dir, "samples.jsonl"))).trim().split("\n")) {
+      assert.deepEqual([JSON.parse(line).tokens, JSON.parse(line).stop], [1, "stop"]);
+    }
+    assert.equal(await main(args, io), 2);
+    assert.match(err.at(-1)!, /stop = \[0,1,2,.*\], this run has \[\]/);
+    // An id outside the model's vocabulary, once the model is open.
+    assert.equal(await main([...args, "--overwrite", "--stop", "7,640"], io), 2);
+    assert.match(
+      err.at(-1)!,
+      /--stop must hold token ids below the model's vocabulary size \(64\): current value is \[7,640\]/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
 import { loadModel } from "../model/load_model.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { endOfTurnTokenId } from "../model/end_of_turn.ts";
 import { readGenerationConfig } from "../model/generation_config.ts";
 import { generate } from "../model/generate.ts";
 import type { Qwen3Model } from "../model/model.ts";
@@ -75,6 +76,14 @@ export interface RunEvalOptions {
    * `maxNewTokens`.
    */
   thinking?: boolean;
+  /**
+   * Extra ids that end a sample (`--stop 151645,151643`; reason `"stop"` in `samples.jsonl`).
+   * They extend the derived stop set, as `rl.stopTokenIds` does for RL: the EOS ids of the
+   * model's `config.json`, its tokenizer and `generation_config.json`, plus the chat template's
+   * end-of-turn token when the prompts are rendered through it (`<|im_end|>`, which a
+   * Qwen3-*-Base checkpoint does not list as an EOS). Default `[]`: the derived set alone.
+   */
+  stop?: readonly number[];
   /** Evaluate the first this many problems (`--limit`); default all (arithmetic: 200). */
   limit?: number;
   /**
@@ -146,7 +155,10 @@ export interface RunEvalResult {
 }
 
 /** Settings added later, as folders written before them ran: such a folder still resumes. */
-const SETTINGS_BEFORE_THEY_EXISTED: Readonly<Record<string, unknown>> = { thinking: false };
+const SETTINGS_BEFORE_THEY_EXISTED: Readonly<Record<string, unknown>> = {
+  thinking: false,
+  stop: [],
+};
 
 function fail(message: string, type: typeof RangeError | typeof TypeError = RangeError): never {
   throw new type(`Cannot evaluate: ${message}`);
@@ -220,6 +232,13 @@ function resolveOptions(options: RunEvalOptions): Record<string, unknown> {
   ) {
     fail(`--stop-after must be a positive integer: current value is ${options.stopAfter}`);
   }
+  const stop = options.stop ?? [];
+  if (!Array.isArray(stop) || !stop.every((id) => Number.isSafeInteger(id) && id >= 0)) {
+    fail(
+      `--stop must be a list of non-negative integer token ids: current value is ` +
+        `${JSON.stringify(stop)}`,
+    );
+  }
   const template = options.template ?? defaultTemplate(options.data);
   evalTemplateMessage("", template); // throws on an unknown template, naming --template
   return {
@@ -229,6 +248,7 @@ function resolveOptions(options: RunEvalOptions): Record<string, unknown> {
     limit: options.limit ?? null,
     template,
     thinking: options.thinking ?? false,
+    stop: [...stop],
     k,
     temperature,
     topP,
@@ -280,7 +300,8 @@ async function loadSystem(
  * Runs (or resumes) one evaluation: loads the problems, then, for each problem not yet in
  * `<outDir>/samples.jsonl`, renders the prompt (template through the tokenizer's chat template,
  * thinking off unless `thinking`; the bare message when the tokenizer has none), samples `k` responses in one batch
- * with seed {@linkcode promptSeed}`(seed, id)`, verifies each in eval mode, groups the answers
+ * with seed {@linkcode promptSeed}`(seed, id)` (each ends at an EOS id, at the chat template's
+ * end-of-turn token or a `stop` id, or after `maxNewTokens`), verifies each in eval mode, groups the answers
  * into vote classes, and appends the prompt's `k` lines. Once every problem is done it writes
  * `summary.json` ({@linkcode summarizeEval}), `summary.md` and `pass_at_k.svg`. Each session that
  * samples appends one line to `timing.jsonl` (start time, prompts, tokens, seconds, tokens/s,
@@ -421,6 +442,19 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
           ...generationEos,
         ]),
       ];
+      const listed = config.stop as number[];
+      const vocab = model.config.vocabSize;
+      if (listed.some((id) => id >= vocab)) {
+        fail(
+          `--stop must hold token ids below the model's vocabulary size (${vocab}): current ` +
+            `value is ${JSON.stringify(listed)}`,
+        );
+      }
+      // As RL: the chat template's end of turn stops too (null without a template, when the
+      // prompts are the bare messages).
+      const endOfTurn = endOfTurnTokenId(tokenizer);
+      const stop = [...new Set([...(endOfTurn === null ? [] : [endOfTurn]), ...listed])]
+        .filter((id) => !eos.includes(id));
       const maxPos = model.config.maxPositionEmbeddings;
       const maxNewTokens = config.maxNewTokens as number;
       const prompts = todo.map((p) => {
@@ -462,6 +496,7 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
           maxNewTokens,
           seed: promptSeed(config.seed as number, todo[i].id),
           eos,
+          stop,
         });
         await appendText(samplesPath, formatSampleLines(fresh.records));
         records.push(...fresh.records);
@@ -568,6 +603,7 @@ interface SampleContext {
   maxNewTokens: number;
   seed: number;
   eos: number[];
+  stop: number[];
 }
 
 async function sampleProblem(
@@ -582,6 +618,7 @@ async function sampleProblem(
     topP: ctx.topP,
     seed: ctx.seed,
     eosTokenIds: ctx.eos,
+    stopTokenIds: ctx.stop,
   });
   const gold = prepareGold(problem.gold, { mode: "eval" });
   const texts = sequences.map((s) => ctx.tokenizer.decode(s.tokens, { skipSpecialTokens: true }));

@@ -201,6 +201,57 @@ Deno.test("runEval() stops at generation_config.json's eos_token_id too, as HF g
   }
 });
 
+Deno.test("runEval() stops a Base-like model at the template's <|im_end|>, and at --stop ids", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    // arithmetic-tiny made like Qwen3-*-Base: config, tokenizer and generation config all say
+    // <|endoftext|> (52), while its ChatML template closes each turn with <|im_end|> (54).
+    const modelDir = join(root, "model");
+    await Deno.mkdir(modelDir);
+    for await (const e of Deno.readDir("models/arithmetic-tiny")) {
+      await Deno.copyFile(join("models/arithmetic-tiny", e.name), join(modelDir, e.name));
+    }
+    const editJson = async (name: string, key: string, value: unknown) => {
+      const path = join(modelDir, name);
+      const json = JSON.parse(await Deno.readTextFile(path));
+      await Deno.writeTextFile(path, JSON.stringify({ ...json, [key]: value }));
+    };
+    await editJson("config.json", "eos_token_id", 52);
+    await editJson("generation_config.json", "eos_token_id", 52);
+    await editJson("tokenizer_config.json", "eos_token", "<|endoftext|>");
+    const lines = async (model: string, out: string, stop?: number[]) => {
+      const r = await runEval({ ...base, model, outDir: join(root, out), stop });
+      return (await read(r.outDir, "samples.jsonl")).trimEnd().split("\n").map((l) =>
+        JSON.parse(l)
+      );
+    };
+    // The same draws as the original (EOS <|im_end|>): a sample its EOS ended ends at the same
+    // token, now as a stop id.
+    const original = await lines("models/arithmetic-tiny", "original");
+    const baseLike = await lines(modelDir, "base");
+    assert.ok(original.some((l) => l.stop === "eos"), "no sample ended at <|im_end|>");
+    assert.deepEqual(
+      baseLike.map((l) => [l.text, l.tokens, l.stop]),
+      original.map((l) => [l.text, l.tokens, l.stop === "eos" ? "stop" : l.stop]),
+    );
+    // --stop extends the set: every id but the EOS ends a sample after one token.
+    const every = Array.from({ length: 64 }, (_, i) => i).filter((id) => id !== 52);
+    for (const l of await lines(modelDir, "every", every)) {
+      assert.deepEqual([l.tokens, l.stop], [1, "stop"]);
+    }
+    await assert.rejects(
+      runEval({ ...base, model: modelDir, outDir: join(root, "bad"), stop: [64] }),
+      /--stop must hold token ids below the model's vocabulary size \(64\): current value is \[64\]/,
+    );
+    await assert.rejects(
+      runEval({ ...base, model: modelDir, outDir: join(root, "bad2"), stop: [-1] }),
+      /--stop must be a list of non-negative integer token ids: current value is \[-1\]/,
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("runEval() renders the prompt with the chat template's enable_thinking as `thinking` says", async () => {
   const root = await Deno.makeTempDir();
   try {

@@ -26,6 +26,7 @@ export * from "./generate_cpu.ts";
 export * from "./generate_webgpu.ts";
 export * from "./tokenizer.ts";
 export * from "./chat_template.ts";
+export * from "./end_of_turn.ts";
 export * from "./qwen3_webgpu_backward.ts";
 export * from "./init.ts";
 export * from "./gguf_writer.ts";

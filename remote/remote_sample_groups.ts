@@ -163,7 +163,7 @@ export function remoteSampleGroups(
         topP,
         topK,
         seed: mixNumber(sampling.seed, p) >>> 0,
-        stopTokenIds: [],
+        stopTokenIds: sampling.stopTokenIds ?? [],
         eosTokenIds: eos,
         adapter,
         policyVersion,

@@ -19,6 +19,7 @@ import { createGpu, type Gpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { type Qwen3Config, readQwen3Config } from "../model/config.ts";
 import { type GenerationConfig, readGenerationConfig } from "../model/generation_config.ts";
+import { endOfTurnTokenId } from "../model/end_of_turn.ts";
 import { initQwen3Weights } from "../model/init.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
@@ -223,6 +224,13 @@ export interface RunModelHead {
    * `generation_config.json` (when present), deduplicated: the stop set of HF `generate`.
    */
   eosTokenIds: number[];
+  /**
+   * The other ids that end an RL rollout or held-out eval sample (generation's `stopTokenIds`,
+   * reason `"stop"`): the chat template's end-of-turn token (`<|im_end|>`: the RL prompts are
+   * rendered through the template; a Qwen3-*-Base checkpoint's EOS is `<|endoftext|>` only)
+   * and `rl.stopTokenIds`, less the ids already in `eosTokenIds`.
+   */
+  stopTokenIds: number[];
   /** The model directory's `generation_config.json`, or `null` (none, or `builtin:tiny`). */
   generationConfig: GenerationConfig | null;
   /** The padding id: the tokenizer's, else the model's, else the first EOS id, else 0. */
@@ -360,6 +368,7 @@ export async function readRunModel(
     ]),
   ];
   const padId = tokenizer.padTokenId ?? modelConfig.padTokenId ?? eosTokenIds[0] ?? 0;
+  const stopTokenIds = runStopTokenIds(config, tokenizer, modelConfig, eosTokenIds);
   return {
     tokenizer,
     tokenizerJson,
@@ -368,9 +377,34 @@ export async function readRunModel(
     builtin,
     modelConfig,
     eosTokenIds,
+    stopTokenIds,
     generationConfig,
     padId,
   };
+}
+
+/**
+ * The stop ids of a run besides its EOS ids: the chat template's end-of-turn token and
+ * `rl.stopTokenIds` (checked against the model's vocabulary), deduplicated, less the EOS ids.
+ */
+function runStopTokenIds(
+  config: TrainConfig,
+  tokenizer: Tokenizer,
+  modelConfig: Qwen3Config,
+  eosTokenIds: readonly number[],
+): number[] {
+  const listed = config.rl.stopTokenIds;
+  const vocab = modelConfig.vocabSize;
+  const outside = listed.filter((id) => id >= vocab);
+  if (outside.length > 0) {
+    throw new RangeError(
+      `Cannot use model "${config.model.path}": key "rl.stopTokenIds" must hold token ids below ` +
+        `the model's vocabulary size (${vocab}): current value is ${JSON.stringify(listed)}`,
+    );
+  }
+  const endOfTurn = endOfTurnTokenId(tokenizer);
+  return [...new Set([...(endOfTurn === null ? [] : [endOfTurn]), ...listed])]
+    .filter((id) => !eosTokenIds.includes(id));
 }
 
 /**

@@ -147,6 +147,41 @@ Deno.test("readRunModel() stops at generation_config.json's eos_token_id too, as
   }
 });
 
+Deno.test("readRunModel() stops a Base-like model at the template's <|im_end|> and at rl.stopTokenIds", async () => {
+  // arithmetic-tiny made like Qwen3-*-Base: config, tokenizer and generation config all say
+  // <|endoftext|> (52), while the ChatML template closes each turn with <|im_end|> (54).
+  const dir = await modelDirWith('{"eos_token_id": 52}');
+  try {
+    const configPath = `${dir}/config.json`;
+    const modelJson = JSON.parse(await Deno.readTextFile(configPath));
+    await Deno.writeTextFile(configPath, JSON.stringify({ ...modelJson, eos_token_id: 52 }));
+    const tokPath = `${dir}/tokenizer_config.json`;
+    const tokJson = JSON.parse(await Deno.readTextFile(tokPath));
+    await Deno.writeTextFile(tokPath, JSON.stringify({ ...tokJson, eos_token: "<|endoftext|>" }));
+    const head = async (...overrides: string[]) =>
+      await readRunModel(
+        await loadConfig(undefined, { overrides: [`--model.path=${dir}`, ...overrides] }),
+      );
+    const base = await head();
+    deepStrictEqual(base.eosTokenIds, [52]);
+    deepStrictEqual(base.stopTokenIds, [54]);
+    // rl.stopTokenIds extends the derived set; ids already in it or among the EOS ids are kept once.
+    deepStrictEqual((await head("--rl.stopTokenIds=[7, 54, 52, 7]")).stopTokenIds, [54, 7]);
+    await rejects(head("--rl.stopTokenIds=[3, 64]"), {
+      name: "RangeError",
+      message:
+        /key "rl\.stopTokenIds" must hold token ids below the model's vocabulary size \(64\): current value is \[3,64\]/,
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  // The hybrid-like original: <|im_end|> is the EOS already, so no stop id is added.
+  const plain = await readRunModel(
+    await loadConfig(undefined, { overrides: ["--model.path=models/arithmetic-tiny"] }),
+  );
+  deepStrictEqual([plain.eosTokenIds, plain.stopTokenIds], [[54], []]);
+});
+
 Deno.test("readRunModel() names generation_config.json and its key when the file is malformed", async () => {
   for (
     const [text, error] of [

@@ -7,10 +7,19 @@
  */
 import { withRolloutDefaults } from "./rl/config.ts";
 
+/** `rl` keys added since checkpoints were first written, with what the runs before them did. */
+const RL_KEYS_ADDED_SINCE: Readonly<Record<string, unknown>> = {
+  enableThinking: false,
+  stopTokenIds: [],
+};
+
 /**
  * A saved run config (JSON) with the keys added since checkpoints were first written filled in:
  * `rl.rollout` (local sampling, see {@linkcode withRolloutDefaults}) when an `rl` section lacks
- * it, and `model.kvDtype: "f32"` (the only KV cache there was) when a `model` section lacks it.
+ * it, `rl.enableThinking: false` (the prompts were rendered with thinking off) and
+ * `rl.stopTokenIds: []` (no extra stop ids; the derived stop set, which now holds the chat
+ * template's end-of-turn token, applies as to any run) when it lacks those, and
+ * `model.kvDtype: "f32"` (the only KV cache there was) when a `model` section lacks it.
  * Any other value is returned as it is; nothing is filled that the saved config sets.
  *
  * @param config The saved config, as parsed from `meta.json`.
@@ -26,8 +35,18 @@ import { withRolloutDefaults } from "./rl/config.ts";
  * ```
  */
 export function withSavedConfigDefaults(config: unknown): unknown {
-  const filled = withRolloutDefaults(config);
-  if (typeof filled !== "object" || filled === null || Array.isArray(filled)) return filled;
+  const withRollout = withRolloutDefaults(config);
+  if (typeof withRollout !== "object" || withRollout === null || Array.isArray(withRollout)) {
+    return withRollout;
+  }
+  let filled: object = withRollout;
+  const rl = (filled as { rl?: unknown }).rl;
+  if (typeof rl === "object" && rl !== null && !Array.isArray(rl)) {
+    const missing = Object.entries(RL_KEYS_ADDED_SINCE).filter(([key]) => !(key in rl));
+    if (missing.length > 0) {
+      filled = { ...filled, rl: { ...rl, ...structuredClone(Object.fromEntries(missing)) } };
+    }
+  }
   const model = (filled as { model?: unknown }).model;
   if (typeof model !== "object" || model === null || Array.isArray(model) || "kvDtype" in model) {
     return filled;

@@ -25,6 +25,21 @@ Deno.test("withSavedConfigDefaults() lets a checkpoint from before model.kvDtype
   assert.equal("kvDtype" in (old.model as object), false);
 });
 
+Deno.test("withSavedConfigDefaults() lets a checkpoint from before rl.enableThinking and rl.stopTokenIds validate", () => {
+  const old = savedWithout([], ["enableThinking", "stopTokenIds"]);
+  assert.throws(() => validateConfig(old, { source: "meta.json" }), /enableThinking|stopTokenIds/);
+  const filled = validateConfig(withSavedConfigDefaults(old), { source: "meta.json" });
+  assert.equal(filled.rl.enableThinking, false);
+  assert.deepEqual(filled.rl.stopTokenIds, []);
+  assert.deepEqual(filled, validateConfig({ ...DEFAULT_CONFIG, rl: DEFAULT_RL_CONFIG }));
+  assert.equal("stopTokenIds" in (old.rl as object), false);
+  // A saved list is kept.
+  const saved = savedWithout([], []);
+  (saved.rl as { stopTokenIds: number[] }).stopTokenIds = [7];
+  const kept = withSavedConfigDefaults(saved) as { rl: { stopTokenIds: number[] } };
+  assert.deepEqual(kept.rl.stopTokenIds, [7]);
+});
+
 Deno.test("withSavedConfigDefaults() keeps what the saved config sets", () => {
   const saved = savedWithout([], []);
   (saved.model as { kvDtype: string }).kvDtype = "f16";

@@ -407,6 +407,18 @@ export interface RlConfig {
   /** Most tokens per response. */
   readonly maxNewTokens: number;
   /**
+   * Extra ids that end a rollout (reason `"stop"`, the id kept as the response's last token),
+   * for the rollouts and the held-out eval. They extend the derived stop set, which is always
+   * there: the EOS ids of the model's `config.json`, the tokenizer's `eos_token` and
+   * `generation_config.json`, plus the chat template's end-of-turn token (`<|im_end|>` for
+   * Qwen3: the prompts are rendered through the chat template, so the model closes its turn
+   * with it; Qwen3-*-Base checkpoints do not list it as an EOS). The default `[]` is the derived
+   * set alone. A listed id cannot remove a derived one: a response that runs past its EOS or its
+   * end of turn is an invented continuation the verifier would grade. Ids must be below the
+   * model's vocabulary size.
+   */
+  readonly stopTokenIds: readonly number[];
+  /**
    * Sampling temperature T of the rollouts (≥ 1e-6). The RL objective is that of the policy the
    * rollouts are drawn from, `π_T = softmax(logits / T)` (as verl, which divides the actor's
    * logits by the rollout temperature): the old log-probs (the sampler's, or recomputed at T),
@@ -558,6 +570,10 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
   dynamicSampling: z.boolean(),
   alignKeepAllCorrect: z.boolean(),
   maxNewTokens: positiveInt,
+  // `--rl.stopTokenIds=151645,151643` gives texts (the empty default names no element type).
+  stopTokenIds: z.array(
+    z.preprocess((x) => typeof x === "string" && /^\d+$/.test(x) ? Number(x) : x, nonNegativeInt),
+  ),
   temperature: z.number().min(1e-6),
   topP: z.number().gt(0).max(1),
   topK: nonNegativeInt,
@@ -667,6 +683,7 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
   dynamicSampling: true,
   alignKeepAllCorrect: false,
   maxNewTokens: 64,
+  stopTokenIds: [],
   temperature: 1,
   topP: 1,
   topK: 0,

@@ -79,6 +79,9 @@ Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
     [["--rl.temperature=0"], /key "rl\.temperature".*must be >= 0\.000001/],
     [["--rl.eval.batchPrompts=-1"], /key "rl\.eval\.batchPrompts"/],
     [["--rl.eval.batchPrompts=all"], /key "rl\.eval\.batchPrompts"/],
+    [["--rl.stopTokenIds=[151645, -1]"], /key "rl\.stopTokenIds\[1\]".*>= 0.*-1/],
+    [["--rl.stopTokenIds=[1.5]"], /key "rl\.stopTokenIds\[0\]".*integer/],
+    [["--rl.stopTokenIds=151645,x"], /key "rl\.stopTokenIds\[1\]".*number.*"x"/],
   ];
   for (const [overrides, message] of cases) {
     await rejects(loadConfig(undefined, { overrides: [...RL, ...overrides] }), (error: unknown) => {
@@ -87,6 +90,15 @@ Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
       return true;
     });
   }
+});
+
+Deno.test("loadConfig() reads rl.stopTokenIds: [] (the derived stop set only) by default, or a list", async () => {
+  strictEqual(DEFAULT_RL_CONFIG.stopTokenIds.length, 0);
+  const config = await loadConfig(undefined, { overrides: [...RL, "--rl.stopTokenIds=[151645]"] });
+  strictEqual(JSON.stringify(config.rl.stopTokenIds), "[151645]");
+  const listed = await loadConfig(undefined, { overrides: [...RL, "--rl.stopTokenIds=7, 9"] });
+  strictEqual(JSON.stringify(listed.rl.stopTokenIds), "[7,9]");
+  strictEqual((await loadConfig(undefined, { overrides: RL })).rl.stopTokenIds.length, 0);
 });
 
 Deno.test('loadConfig() reads rl.eval.batchPrompts: "auto" by default, or a prompt count', async () => {

@@ -38,6 +38,13 @@ export interface EvaluateRlOptions {
   budgetMs: number;
   /** Top-p of the sampler; default 1. */
   topP?: number;
+  /** EOS ids; default the model's (`config.json`). */
+  eosTokenIds?: readonly number[];
+  /**
+   * Other ids that end a sample (the run's stop ids, as for its rollouts: `rl.stopTokenIds` and
+   * the chat template's end of turn); default none.
+   */
+  stopTokenIds?: readonly number[];
   /**
    * Most prompts per `generate` call (`rl.eval.batchPrompts`); default as many as fit (calls are
    * always split further to fit one storage binding). The results do not depend on it.
@@ -120,6 +127,8 @@ export async function evaluateRlPrompts(
     topP: options.topP ?? 1,
     seed: options.seed,
     maxPromptsPerCall: options.batchPrompts,
+    ...(options.eosTokenIds === undefined ? {} : { eosTokenIds: options.eosTokenIds }),
+    ...(options.stopTokenIds === undefined ? {} : { stopTokenIds: options.stopTokenIds }),
     rowsKey: "rl.eval.samples",
   });
   prompts.forEach((p, i) => {

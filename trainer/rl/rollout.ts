@@ -81,6 +81,11 @@ export interface SampleGroupsOptions {
   seed: number;
   /** EOS ids; default the model's. */
   eosTokenIds?: readonly number[];
+  /**
+   * Other ids that end a response (reason `"stop"`, the id kept as its last token): the run's
+   * `rl.stopTokenIds` and the chat template's end of turn; default none.
+   */
+  stopTokenIds?: readonly number[];
   /** Group number of the first prompt (groups are numbered consecutively). */
   firstGroup: number;
 }
@@ -154,6 +159,7 @@ export async function sampleGroups(
     ...(options.mergeAdapters === undefined ? {} : { mergeAdapters: options.mergeAdapters }),
     seed: options.seed,
     eosTokenIds: options.eosTokenIds,
+    ...(options.stopTokenIds === undefined ? {} : { stopTokenIds: options.stopTokenIds }),
     rowsKey: "rl.groupSize",
   });
   const decode = { skipSpecialTokens: true };

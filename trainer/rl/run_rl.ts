@@ -531,6 +531,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         ...(mergeAdapters === undefined ? {} : { mergeAdapters }),
         seed: mix(config.run.seed, s, batch),
         eosTokenIds,
+        stopTokenIds: head.stopTokenIds,
         firstGroup,
       });
 
@@ -808,6 +809,8 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         maxNewTokens: rl.maxNewTokens,
         seed: mix(config.run.seed, 0xe7a1),
         budgetMs: rl.reward.budgetMs,
+        eosTokenIds,
+        stopTokenIds: head.stopTokenIds,
         ...(rl.eval.batchPrompts ? { batchPrompts: rl.eval.batchPrompts } : {}),
       });
       seconds.eval += (performance.now() - began) / 1000;
