@@ -56,9 +56,10 @@ Writes the model as a GGUF file that llama.cpp (llama-server) loads as Qwen3, wi
 adapter merged into the weights if given (W + scale·B·A in float64, rounded once).
 
 Options:
-  --model DIR        model directory (HuggingFace Qwen3, or a run's final/), or a run's checkpoint
-                     out/<run>/step_NNNNNN/ (full weights, or LoRA adapters merged, on the base
-                     model its meta.json names)
+  --model DIR        model directory (HuggingFace Qwen3, or a full fine-tuning run's final/), or
+                     a run's checkpoint out/<run>/step_NNNNNN/ (full weights, or LoRA adapters
+                     merged, on the base model its meta.json names); for a LoRA run's final/
+                     (a PEFT adapter) give --model BASE --adapter out/<run>/final
   --out FILE         the GGUF file to write (replaced atomically if it exists)
   --adapter DIR      PEFT LoRA adapter directory to merge (not with a checkpoint; HILO mixtures
                      cannot be merged)

@@ -233,37 +233,53 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       );
     }
     this.kvDtype = kvDtype;
-    const mat = (name: string, data: Float32Array | Uint16Array, rows: number, cols: number) =>
-      uploadMatrix(ctx, { name, data, rows, cols }, {
+    // What is uploaded so far, released if a later tensor fails (a value f16 cannot hold, a read
+    // error of a lazily read checkpoint): a failed construction leaves nothing allocated.
+    const made: GPUBuffer[] = [];
+    const mat = (name: string, data: Float32Array | Uint16Array, rows: number, cols: number) => {
+      const m = uploadMatrix(ctx, { name, data, rows, cols }, {
         maxChunkBytes: options.maxChunkBytes,
         dtype,
       });
-    this.embedTokens = mat(
-      "model.embed_tokens.weight",
-      weights.embedTokens,
-      c.vocabSize,
-      c.hiddenSize,
-    );
-    this.lmHead = weights.lmHead === weights.embedTokens
-      ? this.embedTokens
-      : mat("lm_head.weight", weights.lmHead, c.vocabSize, c.hiddenSize);
-    this.norm = ctx.upload(weights.norm, "model.norm.weight");
-    // Every per-layer tensor of the table: projections as (possibly split) matrices, norms whole.
-    this.layers = weights.layers.map((w, l) =>
-      Object.fromEntries(LAYER_TENSORS.map((spec) => {
-        const name = layerTensorName(l, spec);
-        const data = w[spec.field];
-        const [rows, cols] = spec.shape(c);
-        return [
-          spec.field,
-          spec.projection ? mat(name, data, rows, cols) : ctx.upload(data as Float32Array, name),
-        ];
-      })) as unknown as GpuLayerWeights
-    );
-    this.ropeTable = ctx.upload(
-      ropeTable(c.maxPositionEmbeddings, { d: c.headDim, theta: c.ropeTheta }),
-      "rope_table",
-    );
+      for (const chunk of m.chunks) made.push(chunk.buffer);
+      return m;
+    };
+    const upload = (data: Float32Array, name: string) => {
+      const buffer = ctx.upload(data, name);
+      made.push(buffer);
+      return buffer;
+    };
+    try {
+      this.embedTokens = mat(
+        "model.embed_tokens.weight",
+        weights.embedTokens,
+        c.vocabSize,
+        c.hiddenSize,
+      );
+      this.lmHead = weights.lmHead === weights.embedTokens
+        ? this.embedTokens
+        : mat("lm_head.weight", weights.lmHead, c.vocabSize, c.hiddenSize);
+      this.norm = upload(weights.norm, "model.norm.weight");
+      // Every per-layer tensor of the table: projections as (possibly split) matrices, norms whole.
+      this.layers = weights.layers.map((w, l) =>
+        Object.fromEntries(LAYER_TENSORS.map((spec) => {
+          const name = layerTensorName(l, spec);
+          const data = w[spec.field];
+          const [rows, cols] = spec.shape(c);
+          return [
+            spec.field,
+            spec.projection ? mat(name, data, rows, cols) : upload(data as Float32Array, name),
+          ];
+        })) as unknown as GpuLayerWeights
+      );
+      this.ropeTable = upload(
+        ropeTable(c.maxPositionEmbeddings, { d: c.headDim, theta: c.ropeTheta }),
+        "rope_table",
+      );
+    } catch (error) {
+      for (const buffer of made) ctx.release(buffer);
+      throw error;
+    }
   }
 
   /**

@@ -1,6 +1,6 @@
 // halo against a real llama.cpp `llama-server` (built from the llama.cpp source in npm
-// node-llama-cpp@3.21.1 by .ci/build_llama_server.sh, which .ci/run calls and whose path it
-// exports as HALO_LLAMA_SERVER), serving models/arithmetic-tiny exported by exportQwen3Gguf.
+// node-llama-cpp@3.21.1 by .ci/build_llama_server.sh, whose cached binary .ci/run exports as
+// HALO_LLAMA_SERVER), serving models/arithmetic-tiny exported by exportQwen3Gguf.
 //
 // (a) Rollouts through RolloutClient: preflight finds raw log-probs; a group of G samples comes
 //     back validated (ids < vocab, one log-prob per token, finish consistent).

@@ -133,3 +133,17 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "new WebGpuQwen3() that fails on a late tensor releases what it had uploaded",
+  ignore: noGpu,
+  async fn() {
+    const ctx = new GpuContext((await testContext())!.gpu);
+    const weights = await loadQwen3Weights(dir, config);
+    const last = weights.layers[weights.layers.length - 1];
+    // One value short: the upload of the last matrix throws, after every other tensor is on the GPU.
+    last.downProj = last.downProj.slice(1);
+    assert.throws(() => new WebGpuQwen3(ctx, config, weights), /layers\.\d+\.mlp\.down_proj/);
+    assert.equal(ctx.allocatedBytes, 0, "a failed construction left GPU memory allocated");
+  },
+});

@@ -14,7 +14,7 @@
 // and backward, the LM head's d x summing 151,936 products; measured 4.1e-5). The gradient test
 // caught Mesa's loop limit cutting that sum off at ~58,000 terms (kernels/matmul/matmul.wgsl).
 //
-// `keepActivations` at the real vocabulary: 512 tokens in the default LM-head blocks (each
+// `keepActivations` at the real vocabulary: 256 tokens in the default LM-head blocks (each
 // block's logits kept in a buffer within one binding, not recomputed) give the same LoRA
 // gradients and log-probs bit for bit as the recomputing step.
 import assert from "node:assert/strict";
@@ -202,7 +202,7 @@ Deno.test({
 
 Deno.test({
   name: "WebGpuQwen3 at the real vocabulary: keepActivations keeps every LM-head block's logits " +
-    "(512 tokens, default blocks) and gives the recomputing step's gradients bit for bit",
+    "(256 tokens, default blocks) and gives the recomputing step's gradients bit for bit",
   ignore: noGpu,
   async fn() {
     const ctx = new GpuContext((await testContext())!.gpu);
@@ -215,7 +215,7 @@ Deno.test({
     );
     model.setAdapters(lora);
     try {
-      const n = 512;
+      const n = 256;
       const input = { inputIds: [ids[0].slice(0, n)] };
       const rows = lmHeadBlockRows(ctx, V, n, { action: "test" });
       assert.ok(rows < n, `the LM head ran in one block of ${rows} tokens: nothing is tested`);
