@@ -434,12 +434,12 @@ export interface RlConfig {
   /** Top-k of the rollouts; `0` off. */
   readonly topK: number;
   /**
-   * Local rollouts on WebGPU with LoRA: generate from copies of the weights with the adapters
-   * merged in (`W + s·B·A`, made at the start of each generate call and freed at its end: the
-   * projections' f32 weights once more in memory during generation) instead of running each
-   * adapter's two products in every decode step: `"on"`, `"off"`, or `"auto"` (the default: on
-   * for a hardware adapter, off for a software one; model/generate.ts `mergeAdapters`). HILO's
-   * routed experts, f16 and row-split weights are never merged.
+   * Local rollouts and the held-out evaluation on WebGPU with LoRA: generate from copies of the
+   * weights with the adapters merged in (`W + s·B·A`, made at the start of each generate call and
+   * freed at its end: the projections' f32 weights once more in memory during generation) instead
+   * of running each adapter's two products in every decode step: `"on"`, `"off"`, or `"auto"` (the
+   * default: on for a hardware adapter, off for a software one; model/generate.ts
+   * `mergeAdapters`). HILO's routed experts, f16 and row-split weights are never merged.
    */
   readonly mergeAdapters: "auto" | "on" | "off";
   /**

@@ -60,6 +60,7 @@ import { type ConfidenceInterval, confidenceInterval } from "../../eval/confiden
 import { forwardPass } from "./forward_pass.ts";
 import type { GpuMemoryEstimate } from "./gpu_memory_estimate.ts";
 import { planRlGpuMemory } from "./gpu_memory_plan.ts";
+import { withMergeAdapters } from "./merge_adapters_view.ts";
 import { alignCentroids } from "../losses/mod.ts";
 import {
   arithmeticPrompts,
@@ -393,10 +394,9 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     const releaseWorkspaces = (): void => {
       if (rl.releaseWorkspaces) backend.releaseWorkspaces?.();
     };
-    // The held-out evaluation generates without merging when the budget said so.
-    const evalBackend: TrainBackend = gpuPlan?.mergeSkipped
-      ? { ...viewOf(backend), generate: (o) => backend.generate({ ...o, mergeAdapters: false }) }
-      : backend;
+    // The held-out evaluation generates as the rollouts do: `rl.mergeAdapters` on or off, or not
+    // merging when the budget said so ("auto" otherwise: the backend's choice).
+    const evalBackend = withMergeAdapters(backend, mergeAdapters);
 
     // Optimizer: one update per mini-batch.
     const optimizer = runAdamw(config, params.shapes, {
@@ -927,24 +927,6 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         : { estimate: gpuPlan.estimate, residentBytes, peakBytes: gpuCtx.peakBytes },
     };
   }
-}
-
-/** A plain-object view of a backend (its methods bound), to override one of them. */
-function viewOf(backend: TrainBackend): TrainBackend {
-  return {
-    kind: backend.kind,
-    mode: backend.mode,
-    model: backend.model,
-    params: backend.params,
-    forward: (input, options) => backend.forward(input, options),
-    lossAndGrads: (input, loss, options) => backend.lossAndGrads(input, loss, options),
-    objectiveAndGrads: (input, request, options) =>
-      backend.objectiveAndGrads(input, request, options),
-    generate: (options) => backend.generate(options),
-    setParams: (tree) => backend.setParams(tree),
-    releaseWorkspaces: () => backend.releaseWorkspaces?.(),
-    dispose: () => backend.dispose(),
-  };
 }
 
 /** One line of a run's evals.jsonl. */
