@@ -46,7 +46,7 @@ import { dataOrder } from "../data_order.ts";
 import { gitSha } from "../git_sha.ts";
 import { applyUpdates, globalNorm } from "../optim/mod.ts";
 import type { WebGpuTrainBackend } from "../_webgpu_backend.ts";
-import { type TrainBackend, withTemperature } from "../backend.ts";
+import { withTemperature } from "../backend.ts";
 import type { WebGpuQwen3 } from "../../model/qwen3_webgpu.ts";
 import { createProgress, formatDuration, type Progress } from "../../internal/progress.ts";
 import { writeFileAtomic } from "../../internal/atomic_write.ts";
