@@ -1,6 +1,7 @@
 // Copyright 2025 the halo authors. MIT license.
 /**
- * Checks shared by the matmul kernels' tests (matmul_tiles_test.ts, matmul_small_k_test.ts):
+ * Checks shared by the matmul kernels' tests (matmul_tiles_test.ts, matmul_small_k_test.ts,
+ * matmul_split_k_test.ts):
  * one kernel, forced through `kernel`, against the float64 references.
  *
  * @module
@@ -14,6 +15,7 @@ import {
   testContext,
 } from "../../gpu/test_utils.ts";
 import { readback } from "../../gpu/readback.ts";
+import { uploadMatrix } from "../../gpu/matrix.ts";
 import { encodeMatmul, type MatmulKernel, type MatmulLoads } from "./matmul.ts";
 import { encodeMatmulBackward } from "./matmul_backward.ts";
 import { matmulBackwardRef } from "./matmul_backward_ref.ts";
@@ -116,5 +118,58 @@ export async function checkBackward(
       }`,
     );
     for (const b of [...bufs, dx, dw]) ctx.release(b);
+  }
+}
+
+/**
+ * The forward product and `dx` of the kernel with f16 weights, against the float64 products of
+ * the f16-rounded weights, at `k = 45` (scalar reads) and `132×136×44` (w, x and dy read as
+ * vec4s, vec4<f16> for w); outputs poisoned first. Without `shader-f16` it says so and returns
+ * (the refusal is tested in kernels/_f16_test.ts).
+ *
+ * @param kernel The kernel to force.
+ * @param tol Relative tolerance.
+ */
+export async function checkF16Weights(kernel: MatmulKernel, tol: number): Promise<void> {
+  const ctx = (await testContext())!;
+  if (!ctx.gpu.features.has("shader-f16")) {
+    console.log("the adapter has no shader-f16: f16 variant not run (refusal tested in _f16)");
+    return;
+  }
+  for (const [m, n, k] of [[130, 133, 45], [132, 136, 44]]) {
+    const x = randomArray(m * k, 21);
+    const w = randomArray(n * k, 22);
+    const dy = randomArray(m * n, 23);
+    const w16 = Float32Array.from(Float16Array.from(w));
+    const mat = uploadMatrix(ctx, { name: "w", data: w, rows: n, cols: k }, { dtype: "f16" });
+    const wb = mat.chunks[0].buffer;
+    const y = poisoned(ctx, m * n, "y");
+    const dx = poisoned(ctx, m * k, "dx");
+    const xb = ctx.upload(x, "x");
+    const dyb = ctx.upload(dy, "dy");
+    const enc = recordPass(ctx, (pass) => {
+      encodeMatmul(ctx, pass, { x: xb, w: wb, y, m, n, k, wF16: true, kernel });
+      encodeMatmulBackward(ctx, pass, { dy: dyb, w: wb, dx, m, n, k, wF16: true, kernel });
+    });
+    const [gy, gx] = await readback(ctx, [
+      { buffer: y, offset: 0, size: m * n * 4 },
+      { buffer: dx, offset: 0, size: m * k * 4 },
+    ], enc);
+    const ey = assertClose(
+      new Float32Array(gy),
+      matmulRef(x, w16, [m, n, k]),
+      tol,
+      `${kernel} f16 y`,
+    );
+    const ex = assertClose(
+      new Float32Array(gx),
+      matmulBackwardRef(dy, x, w16, [m, n, k]).dx,
+      tol,
+      `${kernel} f16 dx`,
+    );
+    console.log(
+      `${kernel} f16 ${m}x${n}x${k}: y ${ey.toExponential(2)}, dx ${ex.toExponential(2)}`,
+    );
+    for (const b of [wb, y, dx, xb, dyb]) ctx.release(b);
   }
 }

@@ -10,21 +10,14 @@
 // 1e-5 as the other tile kernels (K ≤ 1000 here). Also the pick rule (pure, no GPU) and the
 // scratch's memory accounting, auto on a context seen as a GPU, and f16 weights.
 import assert from "node:assert/strict";
-import {
-  assertClose,
-  noGpu,
-  poisoned,
-  randomArray,
-  recordPass,
-  testContext,
-} from "../../gpu/test_utils.ts";
+import { assertClose, noGpu, randomArray, recordPass, testContext } from "../../gpu/test_utils.ts";
 import { readback } from "../../gpu/readback.ts";
-import { uploadMatrix } from "../../gpu/matrix.ts";
 import { GpuContext } from "../../gpu/context.ts";
 import { encodeMatmul, pickMatmulKernel, pickSplitK } from "./matmul.ts";
 import { encodeMatmulBackward } from "./matmul_backward.ts";
 import { matmulBackwardRef } from "./matmul_backward_ref.ts";
 import { matmulRef } from "./matmul_ref.ts";
+import { checkF16Weights } from "./_test_cases.ts";
 
 const TOL = 1e-5;
 const SCRATCH = "matmul split-K";
@@ -296,50 +289,5 @@ Deno.test({
 Deno.test({
   name: "splitK reads f16 weights (forward and dx) as float64 of the f16 values",
   ignore: noGpu,
-  async fn() {
-    const ctx = (await testContext())!;
-    if (!ctx.gpu.features.has("shader-f16")) {
-      console.log("the adapter has no shader-f16: f16 variant not run (refusal tested in _f16)");
-      return;
-    }
-    // k = 45: scalar reads; 132x136x44: w (and x, dy) read as vec4s, vec4<f16> for w.
-    for (const [m, n, k] of [[130, 133, 45], [132, 136, 44]]) {
-      const x = randomArray(m * k, 21);
-      const w = randomArray(n * k, 22);
-      const dy = randomArray(m * n, 23);
-      const w16 = Float32Array.from(Float16Array.from(w));
-      const mat = uploadMatrix(ctx, { name: "w", data: w, rows: n, cols: k }, { dtype: "f16" });
-      const wb = mat.chunks[0].buffer;
-      const y = poisoned(ctx, m * n, "y");
-      const dx = poisoned(ctx, m * k, "dx");
-      const xb = ctx.upload(x, "x");
-      const dyb = ctx.upload(dy, "dy");
-      const enc = recordPass(ctx, (pass) => {
-        encodeMatmul(ctx, pass, { x: xb, w: wb, y, m, n, k, wF16: true, kernel: "splitK" });
-        encodeMatmulBackward(ctx, pass, {
-          dy: dyb,
-          w: wb,
-          dx,
-          m,
-          n,
-          k,
-          wF16: true,
-          kernel: "splitK",
-        });
-      });
-      const [gy, gx] = await readback(ctx, [
-        { buffer: y, offset: 0, size: m * n * 4 },
-        { buffer: dx, offset: 0, size: m * k * 4 },
-      ], enc);
-      const ey = assertClose(new Float32Array(gy), matmulRef(x, w16, [m, n, k]), TOL, "f16 y");
-      const ex = assertClose(
-        new Float32Array(gx),
-        matmulBackwardRef(dy, x, w16, [m, n, k]).dx,
-        TOL,
-        "f16 dx",
-      );
-      console.log(`splitK f16 ${m}x${n}x${k}: y ${ey.toExponential(2)}, dx ${ex.toExponential(2)}`);
-      for (const b of [wb, y, dx, xb, dyb]) ctx.release(b);
-    }
-  },
+  fn: () => checkF16Weights("splitK", TOL),
 });

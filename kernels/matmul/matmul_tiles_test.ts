@@ -18,13 +18,12 @@ import {
   testContext,
 } from "../../gpu/test_utils.ts";
 import { readback } from "../../gpu/readback.ts";
-import { uploadMatrix } from "../../gpu/matrix.ts";
 import { GpuContext } from "../../gpu/context.ts";
 import { encodeMatmul, pickMatmulKernel } from "./matmul.ts";
 import { encodeMatmulBackward } from "./matmul_backward.ts";
 import { matmulBackwardRef } from "./matmul_backward_ref.ts";
 import { matmulRef } from "./matmul_ref.ts";
-import { checkAccumulate, checkBackward } from "./_test_cases.ts";
+import { checkAccumulate, checkBackward, checkF16Weights } from "./_test_cases.ts";
 import { vec4Operands } from "./_dispatch.ts";
 
 const TOL = 1e-5;
@@ -310,57 +309,7 @@ Deno.test({
 Deno.test({
   name: "encodeMatmul() with tile128 reads f16 weights (forward and d x) as float64 of f16 values",
   ignore: noGpu,
-  async fn() {
-    const ctx = (await testContext())!;
-    if (!ctx.gpu.features.has("shader-f16")) {
-      console.log("the adapter has no shader-f16: f16 variant not run (refusal tested in _f16)");
-      return;
-    }
-    // k = 45: scalar reads; 132x136x44: w (and x, dy) read as vec4s, vec4<f16> for w.
-    for (const [m, n, k] of [[130, 133, 45], [132, 136, 44]]) {
-      const x = randomArray(m * k, 21);
-      const w = randomArray(n * k, 22);
-      const dy = randomArray(m * n, 23);
-      const w16 = Float32Array.from(Float16Array.from(w));
-      const mat = uploadMatrix(ctx, { name: "w", data: w, rows: n, cols: k }, { dtype: "f16" });
-      const wb = mat.chunks[0].buffer;
-      const y = poisoned(ctx, m * n, "y");
-      const dx = poisoned(ctx, m * k, "dx");
-      const enc = recordPass(ctx, (pass) => {
-        encodeMatmul(ctx, pass, {
-          x: ctx.upload(x, "x"),
-          w: wb,
-          y,
-          m,
-          n,
-          k,
-          wF16: true,
-          kernel: "tile128",
-        });
-        encodeMatmulBackward(ctx, pass, {
-          dy: ctx.upload(dy, "dy"),
-          w: wb,
-          dx,
-          m,
-          n,
-          k,
-          wF16: true,
-          kernel: "tile128",
-        });
-      });
-      const [gy, gx] = await readback(ctx, [
-        { buffer: y, offset: 0, size: m * n * 4 },
-        { buffer: dx, offset: 0, size: m * k * 4 },
-      ], enc);
-      assertClose(new Float32Array(gy), matmulRef(x, w16, [m, n, k]), TOL, "tile128 f16 y");
-      assertClose(
-        new Float32Array(gx),
-        matmulBackwardRef(dy, x, w16, [m, n, k]).dx,
-        TOL,
-        "tile128 f16 dx",
-      );
-    }
-  },
+  fn: () => checkF16Weights("tile128", TOL),
 });
 
 Deno.test({
