@@ -24,6 +24,7 @@ import { evalTitle, runEval, type RunEvalResult } from "../eval/run_eval.ts";
 import { comparisonMarkdown, formatInterval, passAtKChart } from "../eval/eval_report.ts";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
 import { loadModelOrCheckpoint } from "../trainer/checkpoint_model.ts";
+import { isInputError } from "./_input_error.ts";
 
 /**
  * Where {@linkcode main} writes its output.
@@ -345,12 +346,8 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
     }
     return 0;
   } catch (error) {
-    if (
-      error instanceof Deno.errors.NotFound || error instanceof SyntaxError ||
-      error instanceof TypeError || error instanceof RangeError ||
-      (error instanceof Error && error.message.startsWith("Cannot"))
-    ) {
-      io.err((error as Error).message);
+    if (isInputError(error)) {
+      io.err(error.message);
       return 2;
     }
     throw error;

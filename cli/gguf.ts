@@ -31,6 +31,7 @@ import { withSavedConfigDefaults } from "../trainer/saved_config.ts";
 import { runAdapters } from "../trainer/run_adapters.ts";
 import type { ParamTree } from "../trainer/types.ts";
 import { validateConfig } from "../trainer/validate_config.ts";
+import { isInputError } from "./_input_error.ts";
 
 /**
  * Where {@linkcode main} writes its output.
@@ -252,12 +253,8 @@ export async function main(args: readonly string[], io: GgufCliIO = defaultIO): 
     );
     return 0;
   } catch (error) {
-    if (
-      error instanceof Deno.errors.NotFound || error instanceof SyntaxError ||
-      error instanceof TypeError || error instanceof RangeError ||
-      (error instanceof Error && error.message.startsWith("Cannot"))
-    ) {
-      io.err((error as Error).message);
+    if (isInputError(error)) {
+      io.err(error.message);
       return 2;
     }
     throw error;
