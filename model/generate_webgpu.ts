@@ -60,8 +60,19 @@ import { kvBytesPerElement, KvCache, type KvDtype } from "./kv_cache.ts";
 import { MergedAdapterWeights } from "./merge_adapters_webgpu.ts";
 import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
 
-/** Sizes a {@linkcode Workspace} was allocated for. */
-interface Sizes {
+/**
+ * Sizes a generation workspace is allocated for (trainer/rl/gpu_memory_estimate.ts sizes its
+ * estimate by the same fields).
+ *
+ * @example A workspace for 8 rows of 64 slots, prefilled 64 tokens at a time, without LoRA
+ * ```ts
+ * import type { GenerateWorkspaceSizes } from "./generate_webgpu.ts";
+ * const sizes: GenerateWorkspaceSizes = {
+ *   rows: 8, tokens: 64, capacity: 64, outWords: 1024, infoWords: 16, rank: 0,
+ * };
+ * ```
+ */
+export interface GenerateWorkspaceSizes {
   /** Batch rows (sequences). */
   rows: number;
   /** Activation rows (prefill chunk tokens, at least `rows`). */
@@ -77,7 +88,8 @@ interface Sizes {
 }
 
 /** Device buffers of generation, kept per model and reused while they fit. */
-interface Workspace extends Sizes, Omit<LayerActivationBuffers, "x1" | "x2" | "loraScratch"> {
+interface Workspace
+  extends GenerateWorkspaceSizes, Omit<LayerActivationBuffers, "x1" | "x2" | "loraScratch"> {
   cache: KvCache;
   h: GPUBuffer;
   /** Both norms' output (`x1` and `x2` of the layer's activations). */
@@ -456,7 +468,7 @@ function destroy(ws: Workspace): void {
 }
 
 /** The model's workspace, reallocated (every size the larger of old and new) when too small. */
-function workspace(model: WebGpuQwen3, need: Sizes): Workspace {
+function workspace(model: WebGpuQwen3, need: GenerateWorkspaceSizes): Workspace {
   const old = workspaces.get(model);
   const keys = ["rows", "tokens", "capacity", "outWords", "infoWords", "rank"] as const;
   if (old && old.cache.dtype === model.kvDtype && keys.every((k) => old[k] >= need[k])) return old;

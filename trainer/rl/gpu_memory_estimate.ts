@@ -19,7 +19,8 @@
  * @module
  */
 import type { Qwen3Config } from "../../model/config.ts";
-import { generateRowBytes } from "../../model/generate_webgpu.ts";
+import type { TensorTableConfig } from "../../model/tensor_table.ts";
+import { generateRowBytes, type GenerateWorkspaceSizes } from "../../model/generate_webgpu.ts";
 import { attentionScratchSize } from "../../kernels/attention/attention.ts";
 import { RMS_NORM_BACKWARD_BLOCK_ROWS } from "../../kernels/rms_norm/rms_norm_backward.ts";
 
@@ -69,18 +70,7 @@ export interface GpuMemoryAdapters {
  */
 export interface GpuMemoryEstimateInput {
   /** The model's shape. */
-  model: Pick<
-    Qwen3Config,
-    | "vocabSize"
-    | "hiddenSize"
-    | "intermediateSize"
-    | "numHiddenLayers"
-    | "numAttentionHeads"
-    | "numKeyValueHeads"
-    | "headDim"
-    | "tieWordEmbeddings"
-    | "maxPositionEmbeddings"
-  >;
+  model: TensorTableConfig & Pick<Qwen3Config, "maxPositionEmbeddings">;
   /** `model.weightDtype`: bytes of the weight matrices (norms stay f32). Default `"f32"`. */
   weightDtype?: "f32" | "f16";
   /** Bytes of a KV cache element (4 for f32, 2 for an f16 cache). Default 4. */
@@ -168,15 +158,8 @@ export interface GpuMemoryEstimate {
 
 type Model = GpuMemoryEstimateInput["model"];
 
-/** Sizes of one generation workspace (as generate_webgpu.ts `Sizes`). */
-interface GenSizes {
-  rows: number;
-  tokens: number;
-  capacity: number;
-  outWords: number;
-  infoWords: number;
-  rank: number;
-}
+/** Sizes of one generation workspace. */
+type GenSizes = GenerateWorkspaceSizes;
 
 /** Bytes of a buffer of `elements` floats as `GpuContext.createBuffer` rounds them. */
 function f32(elements: number): number {
