@@ -407,7 +407,23 @@ function getInfo(file: SafetensorsFile, name: string): SafetensorsTensorInfo {
   return info;
 }
 
-function checkShape(
+/**
+ * Checks a tensor's shape in the file's header, as the readers do with `expectedShape`, without
+ * reading its data.
+ *
+ * @param file The open file.
+ * @param info The tensor's header entry (`file.tensors.get(name)`).
+ * @param expectedShape The shape it must have; nothing is checked when undefined.
+ * @throws {RangeError} If the shape differs, naming the file, tensor and both shapes.
+ *
+ * @example Check a shape before reading
+ * ```ts ignore
+ * import { checkShape } from "./safetensors.ts";
+ * declare const file: import("./safetensors.ts").SafetensorsFile;
+ * checkShape(file, file.tensors.get("model.norm.weight")!, [64]);
+ * ```
+ */
+export function checkShape(
   file: SafetensorsFile,
   info: SafetensorsTensorInfo,
   expectedShape: readonly number[] | undefined,

@@ -8,6 +8,7 @@
 import { exists } from "../internal/exists.ts";
 import type { Qwen3Config } from "./config.ts";
 import {
+  checkShape,
   openSafetensors,
   readTensorF16,
   readTensorF32,
@@ -184,6 +185,20 @@ function checkMatrixDtype(dir: string, options: LoadQwen3WeightsOptions): "f32" 
   return matrixDtype;
 }
 
+/**
+ * One tensor of the table, shape checked: the matrices (every 2-D tensor; the norms are 1-D
+ * gains) as f16 bits with `matrixDtype: "f16"`, everything else as float32.
+ */
+function readEntry(
+  file: SafetensorsFile,
+  entry: Pick<TensorEntry, "name" | "shape">,
+  matrixDtype: "f32" | "f16",
+): Float32Array | Uint16Array {
+  return entry.shape.length === 2 && matrixDtype === "f16"
+    ? readTensorF16(file, entry.name, { expectedShape: entry.shape })
+    : readTensorF32(file, entry.name, { expectedShape: entry.shape });
+}
+
 /** The checkpoint's tensors: `model.safetensors`, or the shards of its index. */
 async function openSource(dir: string): Promise<TensorSource> {
   const singlePath = joinPath(dir, "model.safetensors");
@@ -272,16 +287,6 @@ export async function loadQwen3Weights(
   const matrixDtype = checkMatrixDtype(dir, options);
   const source = await openSource(dir);
   try {
-    const read = async (
-      name: string,
-      shape: number[],
-      matrix: boolean,
-    ): Promise<Float32Array | Uint16Array> => {
-      const file = await source.fileFor(name);
-      return matrix && matrixDtype === "f16"
-        ? readTensorF16(file, name, { expectedShape: shape })
-        : readTensorF32(file, name, { expectedShape: shape });
-    };
     // Every tensor of the table, in checkpoint order (with tied embeddings the table has no
     // lm_head.weight, and the LM head is the embedding array itself).
     const top: Record<string, Float32Array | Uint16Array> = {};
@@ -290,8 +295,7 @@ export async function loadQwen3Weights(
       () => ({}) as Record<string, Float32Array | Uint16Array>,
     );
     for (const entry of modelTensorTable(config)) {
-      // Matrices: everything but the norms (1-D gains).
-      const data = await read(entry.name, entry.shape, entry.shape.length === 2);
+      const data = readEntry(await source.fileFor(entry.name), entry, matrixDtype);
       if (entry.layer === null) top[entry.field] = data;
       else layers[entry.layer][entry.field] = data;
     }
@@ -408,18 +412,11 @@ export async function openQwen3Weights(
     for (const entry of table) {
       const file = await source.fileFor(entry.name);
       const info = file.tensors.get(entry.name)!;
-      const where = `Cannot read tensor "${entry.name}" from "${file.path}"`;
-      if (
-        info.shape.length !== entry.shape.length || info.shape.some((d, i) => d !== entry.shape[i])
-      ) {
-        throw new RangeError(
-          `${where}: expected shape [${entry.shape.join(", ")}], actual shape ` +
-            `[${info.shape.join(", ")}]`,
-        );
-      }
+      checkShape(file, info, entry.shape);
       if (!["F32", "F16", "BF16", "F64"].includes(info.dtype)) {
         throw new TypeError(
-          `${where}: unsupported dtype "${info.dtype}" (expected F32, F16, BF16 or F64)`,
+          `Cannot read tensor "${entry.name}" from "${file.path}": unsupported dtype ` +
+            `"${info.dtype}" (expected F32, F16, BF16 or F64)`,
         );
       }
       files.set(entry.name, file);
@@ -431,10 +428,7 @@ export async function openQwen3Weights(
           `Cannot read tensor "${entry.name}" from "${dir}": not a tensor of the model's table`,
         );
       }
-      // Matrices: everything but the norms (1-D gains).
-      return entry.shape.length === 2 && matrixDtype === "f16"
-        ? readTensorF16(file, entry.name, { expectedShape: entry.shape })
-        : readTensorF32(file, entry.name, { expectedShape: entry.shape });
+      return readEntry(file, entry, matrixDtype);
     };
     const top: Record<string, unknown> = {};
     const kept = new Map<string, Float32Array | Uint16Array>();
