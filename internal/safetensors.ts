@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { writeAll, writeFileAtomicStreamed } from "./atomic_write.ts";
 import { show } from "./show.ts";
 import {
   bf16ToF16Bits,
@@ -792,15 +793,6 @@ function encodeTensor(tensor: TensorToWrite): Uint8Array {
   return new Uint8Array(encoded.buffer, encoded.byteOffset, encoded.byteLength);
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) {
-    written += await file.write(
-      bytes.subarray(written, Math.min(bytes.length, written + IO_CHUNK_BYTES)),
-    );
-  }
-}
-
 /**
  * Writes tensors to a safetensors file atomically: the data goes to a temporary file in the same
  * directory, which is flushed to disk and then renamed over `path`, so readers never see a
@@ -924,25 +916,11 @@ export async function writeSafetensors(
   const lengthField = new Uint8Array(8);
   new DataView(lengthField.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
 
-  const slash = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
-  const tempPath = `${path.slice(0, slash + 1)}.${
-    path.slice(slash + 1)
-  }.${crypto.randomUUID()}.tmp`;
-  const file = await Deno.open(tempPath, { write: true, createNew: true });
-  let closed = false;
-  try {
+  await writeFileAtomicStreamed(path, async (file) => {
     await writeAll(file, lengthField);
     await writeAll(file, headerBytes);
     for (const name of dataOrder) {
       await writeAll(file, encodeTensor(tensors[name]));
     }
-    await file.sync();
-    file.close();
-    closed = true;
-    await Deno.rename(tempPath, path);
-  } catch (error) {
-    if (!closed) file.close();
-    await Deno.remove(tempPath).catch(() => {});
-    throw error;
-  }
+  });
 }

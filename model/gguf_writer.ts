@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { writeAll, writeFileAtomicStreamed } from "../internal/atomic_write.ts";
 
 /** The scalar types of GGUF metadata values (`gguf_type`), by name. */
 export type GgufScalarType =
@@ -542,11 +543,6 @@ const CHUNK_ELEMENTS = 1 << 22;
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await file.write(bytes.subarray(written));
-}
-
 /**
  * Writes a GGUF v3 file to disk as a stream, with the same bytes as {@linkcode encodeGguf}: the
  * header, metadata and tensor infos first (offsets computed from the shapes, types and the
@@ -603,19 +599,12 @@ export async function writeGguf(
   }
   const alignment = options.alignment ?? 32;
   const { head, layouts, dataBytes } = encodeHeader(metadata, tensors, alignment);
-  const slash = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
-  const temp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.${crypto.randomUUID()}.tmp`;
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(temp, { write: true, createNew: true });
-  } catch (error) {
-    throw new (error instanceof Error ? error.constructor as ErrorConstructor : Error)(
+  const createError = (error: unknown, temp: string) =>
+    new (error instanceof Error ? error.constructor as ErrorConstructor : Error)(
       `Cannot write GGUF "${path}": cannot create "${temp}": ${String(error)}`,
       { cause: error },
     );
-  }
-  let closed = false;
-  try {
+  await writeFileAtomicStreamed(path, async (file) => {
     await writeAll(file, head);
     const zeros = new Uint8Array(alignment);
     let f16: Float16Array | null = null;
@@ -643,14 +632,6 @@ export async function writeGguf(
       const size = layout.count * GGML_TYPE_SIZE[layout.type];
       await writeAll(file, zeros.subarray(0, padding(size, alignment)));
     }
-    await file.sync();
-    file.close();
-    closed = true;
-    await Deno.rename(temp, path);
-  } catch (error) {
-    if (!closed) file.close();
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
+  }, { createError });
   return { path, bytes: head.length + dataBytes };
 }
