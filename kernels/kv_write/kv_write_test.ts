@@ -5,38 +5,62 @@ import { encodeKvWrite } from "./kv_write.ts";
 import { kvWriteRef } from "./kv_write_ref.ts";
 import { assertF16Rounded, unpackF16 } from "../_kv_f16_test_utils.ts";
 
-// A copy: the cache must equal the reference bit for bit (tolerance 0), NaN-poisoned slots that
-// must stay untouched included (compared as bits).
-async function check(
-  options: { rows: number; tokens: number; slots: number; width: number; row0?: number },
+type Shape = { rows: number; tokens: number; slots: number; width: number; row0?: number };
+
+/**
+ * Writes `k`/`v` (`[rows, tokens, width]`) with the kernel into NaN-poisoned caches of
+ * `cacheRows` rows of `words` 32-bit words each side (floats, or f16 pairs with `kvF16`) and a
+ * mask of 7s; reads the caches and the mask back.
+ */
+async function launch(
+  options: Shape,
   cacheRows: number,
   cursor: number | undefined,
-): Promise<void> {
+  data: { k: Float32Array; v: Float32Array; words: number; kvF16: boolean },
+): Promise<{ gk: ArrayBuffer; gv: ArrayBuffer; gm: ArrayBuffer; mask0: Uint32Array }> {
   const ctx = (await testContext())!;
-  const { rows, tokens, slots, width } = options;
-  const k = randomArray(rows * tokens * width, 1);
-  const v = randomArray(rows * tokens * width, 2);
-  const n = cacheRows * slots * width;
-  const kc = poisoned(ctx, n, "k_cache");
-  const vc = poisoned(ctx, n, "v_cache");
-  const mask0 = new Uint32Array(cacheRows * slots).fill(7);
+  const { words } = data;
+  const kc = poisoned(ctx, words, "k_cache");
+  const vc = poisoned(ctx, words, "v_cache");
+  const mask0 = new Uint32Array(cacheRows * options.slots).fill(7);
   const mask = ctx.upload(mask0, "mask");
   const enc = recordPass(ctx, (pass) =>
     encodeKvWrite(ctx, pass, {
       ...options,
-      kNew: ctx.upload(k, "k"),
-      vNew: ctx.upload(v, "v"),
+      kNew: ctx.upload(data.k, "k"),
+      vNew: ctx.upload(data.v, "v"),
       kCache: kc,
       vCache: vc,
       mask,
       ctrl: ctx.upload(Uint32Array.of(cursor ?? 12345, 0), "ctrl"),
       decode: cursor !== undefined,
+      ...(data.kvF16 ? { kvF16: true } : {}),
     }));
   const [gk, gv, gm] = await readback(ctx, [
-    { buffer: kc, offset: 0, size: n * 4 },
-    { buffer: vc, offset: 0, size: n * 4 },
+    { buffer: kc, offset: 0, size: words * 4 },
+    { buffer: vc, offset: 0, size: words * 4 },
     { buffer: mask, offset: 0, size: mask0.byteLength },
   ], enc);
+  return { gk, gv, gm, mask0 };
+}
+
+// A copy: the cache must equal the reference bit for bit (tolerance 0), NaN-poisoned slots that
+// must stay untouched included (compared as bits).
+async function check(
+  options: Shape,
+  cacheRows: number,
+  cursor: number | undefined,
+): Promise<void> {
+  const { rows, tokens, slots, width } = options;
+  const k = randomArray(rows * tokens * width, 1);
+  const v = randomArray(rows * tokens * width, 2);
+  const n = cacheRows * slots * width;
+  const { gk, gv, gm, mask0 } = await launch(options, cacheRows, cursor, {
+    k,
+    v,
+    words: n,
+    kvF16: false,
+  });
   const empty = new Float32Array(n).fill(NaN);
   const rk = kvWriteRef({ cache: empty, mask: mask0 }, k, { ...options, cursor });
   const rv = kvWriteRef({ cache: empty, mask: mask0 }, v, { ...options, cursor });
@@ -69,38 +93,22 @@ Deno.test({
 // pack2x16float round either way; the fraction equal to the nearest f16 is logged), each word
 // written whole; the words not written keep their NaN poison (compared as bits); mask exact.
 async function checkF16(
-  options: { rows: number; tokens: number; slots: number; width: number; row0?: number },
+  options: Shape,
   cacheRows: number,
   cursor: number | undefined,
 ): Promise<void> {
-  const ctx = (await testContext())!;
   const { rows, tokens, slots, width } = options;
   const k = randomArray(rows * tokens * width, 3, -70000, 70000); // some past f16's 65504
   const v = randomArray(rows * tokens * width, 4);
   v[1] = 1e-6; // a subnormal f16
   v[2] = -0.00009;
   const words = cacheRows * slots * width / 2;
-  const kc = poisoned(ctx, words, "k_cache");
-  const vc = poisoned(ctx, words, "v_cache");
-  const mask0 = new Uint32Array(cacheRows * slots).fill(7);
-  const mask = ctx.upload(mask0, "mask");
-  const enc = recordPass(ctx, (pass) =>
-    encodeKvWrite(ctx, pass, {
-      ...options,
-      kNew: ctx.upload(k, "k"),
-      vNew: ctx.upload(v, "v"),
-      kCache: kc,
-      vCache: vc,
-      mask,
-      ctrl: ctx.upload(Uint32Array.of(cursor ?? 12345, 0), "ctrl"),
-      decode: cursor !== undefined,
-      kvF16: true,
-    }));
-  const [gk, gv, gm] = await readback(ctx, [
-    { buffer: kc, offset: 0, size: words * 4 },
-    { buffer: vc, offset: 0, size: words * 4 },
-    { buffer: mask, offset: 0, size: mask0.byteLength },
-  ], enc);
+  const { gk, gv, gm, mask0 } = await launch(options, cacheRows, cursor, {
+    k,
+    v,
+    words,
+    kvF16: true,
+  });
   const empty = new Float32Array(2 * words).fill(NaN);
   const saturated = k.map((x) => Math.min(65504, Math.max(-65504, x)));
   const rk = kvWriteRef({ cache: empty, mask: mask0 }, saturated, { ...options, cursor });
