@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { main, pairSystems } from "./eval.ts";
 import { xmlProblem } from "../plot/test_utils.ts";
+import { copyModelDir } from "../internal/test_utils.ts";
 
 function capture() {
   const out: string[] = [];
@@ -203,10 +204,7 @@ Deno.test("main() warns on stderr when the evaluated run trained on the evaluati
       JSON.stringify({ question: "What is 1 + 2?", answer: "3" }) + "\n",
     );
     const final = join(dir, "run", "final");
-    await Deno.mkdir(final, { recursive: true });
-    for await (const e of Deno.readDir("models/arithmetic-tiny")) {
-      await Deno.copyFile(join("models/arithmetic-tiny", e.name), join(final, e.name));
-    }
+    await copyModelDir(final);
     await Deno.mkdir(join(dir, "run", "step_000003"));
     const meta = join(dir, "run", "step_000003", "meta.json");
     const config = {

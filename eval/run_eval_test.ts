@@ -10,6 +10,7 @@ import type { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { loadPeftAdapter } from "../adapters/peft_io.ts";
 import { writeArithmeticTokenizer } from "../data/arithmetic_tokenizer.ts";
 import { createHilo, hiloConfig } from "../adapters/hilo.ts";
+import { copyModelDir } from "../internal/test_utils.ts";
 import { saveHiloAdapter } from "../adapters/hilo_io.ts";
 import { randomArray } from "../internal/random.ts";
 
@@ -180,11 +181,7 @@ Deno.test("runEval() applies a PEFT LoRA or a HILO --adapter: the texts equal ge
 Deno.test("runEval() stops at generation_config.json's eos_token_id too, as HF generate", async () => {
   const root = await Deno.makeTempDir();
   try {
-    const modelDir = join(root, "model");
-    await Deno.mkdir(modelDir);
-    for await (const e of Deno.readDir("models/arithmetic-tiny")) {
-      await Deno.copyFile(join("models/arithmetic-tiny", e.name), join(modelDir, e.name));
-    }
+    const modelDir = await copyModelDir(join(root, "model"));
     // Every id of the 64-token vocabulary stops: each sample is one token, ended by "eos".
     await Deno.writeTextFile(
       join(modelDir, "generation_config.json"),
@@ -206,11 +203,7 @@ Deno.test("runEval() stops a Base-like model at the template's <|im_end|>, and a
   try {
     // arithmetic-tiny made like Qwen3-*-Base: config, tokenizer and generation config all say
     // <|endoftext|> (52), while its ChatML template closes each turn with <|im_end|> (54).
-    const modelDir = join(root, "model");
-    await Deno.mkdir(modelDir);
-    for await (const e of Deno.readDir("models/arithmetic-tiny")) {
-      await Deno.copyFile(join("models/arithmetic-tiny", e.name), join(modelDir, e.name));
-    }
+    const modelDir = await copyModelDir(join(root, "model"));
     const editJson = async (name: string, key: string, value: unknown) => {
       const path = join(modelDir, name);
       const json = JSON.parse(await Deno.readTextFile(path));
@@ -257,11 +250,7 @@ Deno.test("runEval() renders the prompt with the chat template's enable_thinking
   try {
     // arithmetic-tiny with a chat template that, like Qwen3's, closes an empty think block
     // when enable_thinking is false.
-    const modelDir = join(root, "model");
-    await Deno.mkdir(modelDir);
-    for await (const e of Deno.readDir("models/arithmetic-tiny")) {
-      await Deno.copyFile(join("models/arithmetic-tiny", e.name), join(modelDir, e.name));
-    }
+    const modelDir = await copyModelDir(join(root, "model"));
     const configPath = join(modelDir, "tokenizer_config.json");
     const tokenizerConfig = JSON.parse(await Deno.readTextFile(configPath));
     tokenizerConfig.chat_template += "{%- if add_generation_prompt and enable_thinking is " +

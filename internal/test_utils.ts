@@ -83,6 +83,26 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T
   }
 }
 
+/**
+ * Copies the files of a model directory (flat: config, weights, tokenizer files) into `to`, which
+ * is created, so that a test can edit the copy.
+ *
+ * @param to The new directory.
+ * @param options `from`: the model directory (default the bundled `models/arithmetic-tiny`);
+ *   `files`: only these files (default all).
+ * @returns `to`.
+ */
+export async function copyModelDir(
+  to: string,
+  options: { from?: string; files?: readonly string[] } = {},
+): Promise<string> {
+  const from = options.from ?? "models/arithmetic-tiny";
+  await Deno.mkdir(to, { recursive: true });
+  const files = options.files ?? (await Array.fromAsync(Deno.readDir(from))).map((e) => e.name);
+  for (const name of files) await Deno.copyFile(`${from}/${name}`, `${to}/${name}`);
+  return to;
+}
+
 /** Options of {@linkcode rawSafetensors}. */
 export interface RawSafetensorsOptions {
   /** Value to store in the 8-byte length field instead of the header's real length. */

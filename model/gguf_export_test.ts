@@ -18,6 +18,7 @@ import { exportQwen3Gguf, ggufPreTokenizer } from "./gguf_export.ts";
 import { readGguf } from "./gguf_reader.ts";
 import { encodeGguf } from "./gguf_writer.ts";
 import { f16Reference } from "./_gguf_test_utils.ts";
+import { copyModelDir } from "../internal/test_utils.ts";
 import { CpuQwen3 } from "./qwen3_cpu.ts";
 import type { Qwen3LayerWeights, Qwen3Weights } from "./weights.ts";
 
@@ -200,11 +201,10 @@ Deno.test("exportQwen3Gguf() refuses a HILO mixture and a tokenizer it cannot ma
       /adapter "\(in memory\)".*HILO/,
     );
     // A copy of the model whose tokenizer is a WordPiece one.
-    const copy = `${dir}/model`;
-    await Deno.mkdir(copy);
-    for (const f of ["config.json", "model.safetensors", "tokenizer_config.json"]) {
-      await Deno.copyFile(`${MODEL}/${f}`, `${copy}/${f}`);
-    }
+    const copy = await copyModelDir(`${dir}/model`, {
+      from: MODEL,
+      files: ["config.json", "model.safetensors", "tokenizer_config.json"],
+    });
     await Deno.writeTextFile(
       `${copy}/tokenizer.json`,
       JSON.stringify({ model: { type: "WordPiece" } }),
@@ -292,11 +292,10 @@ Deno.test('exportQwen3Gguf({ dtype: "f16" }) with a LoRA adapter: each F16 weigh
 
 Deno.test("exportQwen3Gguf() that fails leaves no file: an F16 overflow names the tensor; a missing directory", () =>
   withDir(async (dir) => {
-    const copy = `${dir}/model`;
-    await Deno.mkdir(copy);
-    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"]) {
-      await Deno.copyFile(`${MODEL}/${f}`, `${copy}/${f}`);
-    }
+    const copy = await copyModelDir(`${dir}/model`, {
+      from: MODEL,
+      files: ["config.json", "tokenizer.json", "tokenizer_config.json"],
+    });
     const config = await readQwen3Config(MODEL);
     const weights = weightsOfGguf(
       await Deno.readFile((await exportQwen3Gguf(MODEL, `${dir}/base.gguf`)).path),
@@ -386,11 +385,10 @@ Deno.test("exportQwen3Gguf() writes the detected tokenizer.ggml.pre, or the one 
     strictEqual(tiny.pre, "default");
     strictEqual(await pre(tiny.path), "default");
     // A copy whose tokenizer.json splits as Qwen3's does.
-    const copy = `${dir}/model`;
-    await Deno.mkdir(copy);
-    for (const f of ["config.json", "model.safetensors", "tokenizer_config.json"]) {
-      await Deno.copyFile(`${MODEL}/${f}`, `${copy}/${f}`);
-    }
+    const copy = await copyModelDir(`${dir}/model`, {
+      from: MODEL,
+      files: ["config.json", "model.safetensors", "tokenizer_config.json"],
+    });
     const tj = JSON.parse(await Deno.readTextFile(`${MODEL}/tokenizer.json`));
     tj.pre_tokenizer = (await qwen3TokenizerJson()).pre_tokenizer;
     await Deno.writeTextFile(`${copy}/tokenizer.json`, JSON.stringify(tj));

@@ -2,7 +2,7 @@ import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/s
 import { loadConfig } from "../cli/load_config.ts";
 import { buildRunModel, exportRun, readRunModel, runAdamw } from "./_run_setup.ts";
 import { noGpu } from "../gpu/test_utils.ts";
-import { withTempDir } from "../internal/test_utils.ts";
+import { copyModelDir, withTempDir } from "../internal/test_utils.ts";
 import { initQwen3Weights } from "../model/init.ts";
 import type { TrainConfig } from "./config.ts";
 
@@ -109,10 +109,9 @@ Deno.test("readRunModel() names a missing model directory, not a file in it", as
 
 /** A copy of models/arithmetic-tiny's config and tokenizer with the given generation config. */
 async function modelDirWith(generationConfig: string | null): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "halo_gencfg_" });
-  for (const name of ["config.json", "tokenizer.json", "tokenizer_config.json"]) {
-    await Deno.copyFile(`models/arithmetic-tiny/${name}`, `${dir}/${name}`);
-  }
+  const dir = await copyModelDir(await Deno.makeTempDir({ prefix: "halo_gencfg_" }), {
+    files: ["config.json", "tokenizer.json", "tokenizer_config.json"],
+  });
   if (generationConfig !== null) {
     await Deno.writeTextFile(`${dir}/generation_config.json`, generationConfig);
   }
