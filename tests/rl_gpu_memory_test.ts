@@ -3,17 +3,21 @@
 // peaks at the resident bytes plus the largest phase's workspace (the start-up estimate, whose
 // items trainer/rl/gpu_memory_estimate_test.ts checks against allocated bytes), where the same run
 // keeping every workspace (the behaviour before the key) peaks at about their sum; the same
-// rollouts and losses either way. A budget under the estimate refuses the run before any work,
-// naming the keys. Skipped without a WebGPU adapter.
+// rollouts and losses either way. A budget that generation's unsplit calls exceed makes the run
+// generate in calls of fewer prompts, with the same rollouts and metrics as without a budget; a
+// budget under the smallest calls' estimate refuses the run before any work, naming the keys.
+// Skipped without a WebGPU adapter.
 //
 // Slack: 64 KiB over the estimate, for the kernels' scratch buffers and the objective's and
 // AdamW's small buffers, which the estimate leaves out. The estimate is sized for the largest
 // shapes (every response maxNewTokens long), so the measured peak is below it by the tokens the
 // rollouts did not use.
-import { ok, rejects, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { noGpu } from "../gpu/test_utils.ts";
+import type { TrainBackend } from "../trainer/backend.ts";
 import { runRl } from "../trainer/rl/run_rl.ts";
+import { sampleGroups } from "../trainer/rl/rollout.ts";
 import { QUIET, rlConfig } from "./rl_utils.ts";
 import { withTempDir } from "./train_utils.ts";
 
@@ -70,6 +74,99 @@ Deno.test({
       // The start-up table.
       ok(lines.some((l) => l.startsWith("GPU memory estimate")), lines.join("\n"));
       ok(lines.some((l) => /^ {2}peak .*workspaces released between phases/.test(l)));
+    });
+  },
+});
+
+Deno.test({
+  name: "runRl() on WebGPU splits generation into smaller calls to fit rl.gpuMemoryBudget, with " +
+    "the same rollouts and metrics",
+  ignore: noGpu,
+  async fn() {
+    await withTempDir(async (dir) => {
+      // Micro-batches of one row: generation (rollouts of 3 prompts × 4, held-out calls of
+      // 4 × 2) sets the peak.
+      const overrides = [...OVERRIDES, "--rl.microBatchSize=1"];
+      /** A run whose rollouts are recorded, with its backend.generate calls counted. */
+      const run = async (name: string, more: string[], lines: string[] = []) => {
+        const rollouts: number[][][] = [];
+        let batches = 0;
+        let calls = 0;
+        const result = await runRl(
+          await rlConfig(dir, [...overrides, `--run.name=${name}`, ...more]),
+          {
+            progress: null,
+            log: (text) => lines.push(text),
+            sampleGroups: async (backend, prompts, options) => {
+              batches++;
+              const counted = new Proxy(backend, {
+                get(target, key) {
+                  if (key === "generate") {
+                    return (o: Parameters<TrainBackend["generate"]>[0]) => {
+                      calls++;
+                      return target.generate(o);
+                    };
+                  }
+                  const value = Reflect.get(target, key);
+                  return typeof value === "function" ? value.bind(target) : value;
+                },
+              });
+              const sampled = await sampleGroups(counted, prompts, options);
+              rollouts.push(...sampled.groups.map((g) => g.map((r) => r.tokens)));
+              return sampled;
+            },
+          },
+        );
+        const metrics = (await Deno.readTextFile(join(dir, name, "metrics.jsonl"))).trim()
+          .split("\n").map((l) => JSON.parse(l));
+        const evals = (await Deno.readTextFile(join(dir, name, "evals.jsonl"))).trim()
+          .split("\n").map((l) => JSON.parse(l));
+        return { result, rollouts, batches, calls, metrics, evals };
+      };
+      const whole = await run("whole", []);
+      const e = whole.result.gpuMemory!.estimate;
+      const generation = e.kvCache + e.generation + e.mergedCopy;
+      ok(
+        generation > Math.max(e.forward, e.training),
+        `generation is not the peak: ${JSON.stringify(e)}`,
+      );
+      deepStrictEqual(e.generateRows, { rollout: 12, eval: 8 });
+      strictEqual(whole.calls, whole.batches, "unbudgeted: one call per generation batch");
+      // Half the generation phase: calls of fewer prompts for the rollouts and the evaluation.
+      const budget = e.resident + generation / 2;
+      const lines: string[] = [];
+      const split = await run("split", [`--rl.gpuMemoryBudget=${budget / 1e9}`], lines);
+      const g = split.result.gpuMemory!;
+      const { rollout, eval: held } = g.generatePromptsPerCall;
+      const info = `${JSON.stringify(g.generatePromptsPerCall)}; ${lines.join("\n")}`;
+      ok(rollout !== undefined && rollout < 3 && held !== undefined && held < 4, info);
+      ok(g.estimate.peak <= budget, info);
+      ok(g.peakBytes <= g.estimate.peak + SLACK, `measured ${g.peakBytes}: ${info}`);
+      ok(g.peakBytes < whole.result.gpuMemory!.peakBytes, "the split run peaks lower");
+      ok(
+        lines.some((l) =>
+          l.startsWith(`generation split into calls of ${rollout} prompt`) &&
+          l.includes("for the rollouts") && l.includes("for the held-out evaluation") &&
+          l.endsWith("to fit the budget")
+        ),
+        info,
+      );
+      // Each generation batch of 3 prompts went out in calls of `rollout` prompts.
+      strictEqual(split.batches, whole.batches);
+      strictEqual(split.calls, split.batches * Math.ceil(3 / rollout), info);
+      // Generation does not depend on the split: the same rollouts, metrics and evaluations.
+      deepStrictEqual(split.rollouts, whole.rollouts);
+      ok(new Set(whole.rollouts.flat().map((t) => t.join())).size > 1, "rollouts all alike");
+      strictEqual(split.metrics.length, whole.metrics.length);
+      split.metrics.forEach((line, i) => {
+        for (const key of ["reward/mean", "loss/total", "batch/rows", "eval/avg@2"]) {
+          strictEqual(line[key], whole.metrics[i][key], `${key} at line ${i}`);
+        }
+      });
+      deepStrictEqual(
+        split.evals.map((x) => [x.metrics, x.perPrompt]),
+        whole.evals.map((x) => [x.metrics, x.perPrompt]),
+      );
     });
   },
 });

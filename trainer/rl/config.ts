@@ -455,10 +455,15 @@ export interface RlConfig {
    * GPU memory budget in GB (10⁹ bytes) for a WebGPU run; `0` (the default): no check. The start
    * of the run prints an estimate of the GPU memory by item (weights, adapters, optimizer state,
    * merged copy, KV cache, generation, forward and training workspaces: trainer/rl/
-   * gpu_memory_estimate.ts, from the allocation code, not measured on a GPU) and refuses to run
-   * when its peak exceeds the budget, naming the keys to lower; with `mergeAdapters: "auto"` the
-   * adapters are not merged for generation when their f32 copy would take the peak over it.
-   * WebGPU does not expose the device's memory, so give it here or in the environment variable
+   * gpu_memory_estimate.ts, from the allocation code, not measured on a GPU). When generation
+   * takes the peak over the budget, the rollouts (`genBatchPrompts × groupSize` rows) and the
+   * held-out evaluation (`eval.batchPrompts × eval.samples`) generate in calls of fewer prompts,
+   * the most whose estimate fits (a start-up line says how many; the samples do not depend on
+   * the split); the run is refused, naming the keys to lower, only when even one prompt per call
+   * is over, or the forward pass or the training step sets the peak. With
+   * `mergeAdapters: "auto"` the adapters are not merged for generation when their f32 copy would
+   * take the peak over the budget or make those calls smaller (larger calls first). WebGPU does
+   * not expose the device's memory, so give it here or in the environment variable
    * `HALO_GPU_MEMORY` (GB; it overrides this key).
    */
   readonly gpuMemoryBudget: number;

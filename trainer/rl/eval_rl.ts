@@ -46,8 +46,9 @@ export interface EvaluateRlOptions {
    */
   stopTokenIds?: readonly number[];
   /**
-   * Most prompts per `generate` call (`rl.eval.batchPrompts`); default as many as fit (calls are
-   * always split further to fit one storage binding). The results do not depend on it.
+   * Most prompts per `generate` call (`rl.eval.batchPrompts`, or fewer where the GPU memory
+   * budget needs smaller calls: `planRlGpuMemory`); default as many as fit (calls are always
+   * split further to fit one storage binding). The results do not depend on it.
    */
   batchPrompts?: number;
 }

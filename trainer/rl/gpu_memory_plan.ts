@@ -2,8 +2,19 @@
  * The start-up GPU memory check of a WebGPU RL run: the estimate of
  * {@linkcode estimateRlGpuMemory} for the run's keys, printed as a table; the budget
  * (`rl.gpuMemoryBudget`, or the `HALO_GPU_MEMORY` environment variable) it must fit, with the
- * keys to lower named when it does not; `rl.mergeAdapters: "auto"` turned off when the merged
- * copy alone takes the peak over the budget; and a micro-batch that must fit one storage binding.
+ * keys to lower named when it does not; generation split into calls of fewer prompts when its
+ * workspace takes the peak over the budget; `rl.mergeAdapters: "auto"` turned off when the merged
+ * copy would take the peak over the budget or make those calls smaller; and a micro-batch that
+ * must fit one storage binding.
+ *
+ * Order of the two generation savings under `mergeAdapters: "auto"`: the largest generate calls
+ * first, the merge only where it costs none of their size. A decode step of a call reads every
+ * weight once for all its rows, so calls of half the rows read the weights twice as often for the
+ * same samples (about twice the time where decoding is bound by memory bandwidth), while the merge
+ * saves only the adapters' rank-r products (docs/perf.md, measured on llvmpipe only: 1.77× faster
+ * on the tiny model, slower on a 0.6B layer). So the merge is skipped when, without its f32 copy,
+ * the calls can be larger (or unsplit); it is kept when the calls are as large either way. `"on"`
+ * keeps the merge and splits the calls as needed.
  *
  * @module
  */
@@ -72,6 +83,12 @@ export interface RlGpuMemoryPlan {
   mergeSkipped: boolean;
   /** The budget in bytes (0: none). */
   budgetBytes: number;
+  /**
+   * Most prompts per generate call that fit the budget, for the rollouts and for the held-out
+   * evaluation (pass as `generateGroups`' `maxPromptsPerCall`); absent where the calls need no
+   * cap beyond their binding's (no budget, or the unsplit calls fit it).
+   */
+  generatePromptsPerCall: { rollout?: number; eval?: number };
   /** The table for the start-up log (and the merge decision, when skipped). */
   lines: string[];
 }
@@ -113,23 +130,32 @@ function budgetOf(configGb: number, env: string | undefined): number {
 }
 
 /**
- * Estimates an RL run's GPU memory, decides `rl.mergeAdapters: "auto"` against the budget, and
- * checks the run fits: its peak within the budget (when one is set), and a micro-batch of
- * `rl.microBatchSize` rows of the longest prompt plus `rl.maxNewTokens` tokens within one storage
- * binding (the widest per-token buffer of the forward and training passes).
+ * Estimates an RL run's GPU memory, splits generation into calls of fewer prompts and decides
+ * `rl.mergeAdapters: "auto"` against the budget, and checks the run fits: its peak within the
+ * budget (when one is set), and a micro-batch of `rl.microBatchSize` rows of the longest prompt
+ * plus `rl.maxNewTokens` tokens within one storage binding (the widest per-token buffer of the
+ * forward and training passes).
+ *
+ * When generation (rollouts of `rl.genBatchPrompts × rl.groupSize` rows, or held-out calls of
+ * `rl.eval.batchPrompts × rl.eval.samples`) takes the peak over the budget, the plan caps the
+ * prompts per generate call, for the rollouts and the held-out evaluation apart, at the most
+ * whose estimate fits (`generatePromptsPerCall`; the samples do not depend on the split, see
+ * `generateGroups`); the estimate returned is that of the capped calls.
  *
  * @param input The config, model, adapters, prompt lengths and device limits.
- * @returns The estimate, the merge decision and the log lines.
+ * @returns The estimate, the merge decision, the prompts per generate call and the log lines.
  * @throws {RangeError} When the micro-batch does not fit one binding (naming `rl.microBatchSize`
- *   and the largest that fits), when the peak exceeds the budget (naming the keys that lower the
- *   largest phase), or when `HALO_GPU_MEMORY` is not a number.
+ *   and the largest that fits), when the peak exceeds the budget even with one prompt per
+ *   generate call, or with the peak set by the forward pass or the training step (naming the keys
+ *   that lower the largest phase), or when `HALO_GPU_MEMORY` is not a number.
  *
- * @example Qwen3-4B, LoRA r16, GSM8K-length: over a 141 GB budget with every workspace kept
+ * @example Qwen3-4B, full fine-tuning, GSM8K-length: the held-out calls split for 141 GB; with
+ * every workspace kept, refused under 100 GB
  * ```ts
  * import { planRlGpuMemory } from "./gpu_memory_plan.ts";
  * import { DEFAULT_CONFIG } from "../config.ts";
  * import { DEFAULT_RL_CONFIG } from "./config.ts";
- * import { throws } from "node:assert/strict";
+ * import { ok, throws } from "node:assert/strict";
  *
  * const modelConfig = {
  *   vocabSize: 151936, hiddenSize: 2560, intermediateSize: 9728, numHiddenLayers: 36,
@@ -137,14 +163,19 @@ function budgetOf(configGb: number, env: string | undefined): number {
  *   maxPositionEmbeddings: 40960, rmsNormEps: 1e-6, ropeTheta: 1e6, eosTokenIds: [151645],
  *   bosTokenId: null, padTokenId: null,
  * };
- * const rl = { ...DEFAULT_RL_CONFIG, maxNewTokens: 1024, releaseWorkspaces: false, gpuMemoryBudget: 141 };
- * const input = {
- *   config: { ...DEFAULT_CONFIG, rl },
+ * const input = (gpuMemoryBudget: number, releaseWorkspaces: boolean) => ({
+ *   config: {
+ *     ...DEFAULT_CONFIG,
+ *     rl: { ...DEFAULT_RL_CONFIG, maxNewTokens: 1024, releaseWorkspaces, gpuMemoryBudget },
+ *   },
  *   modelConfig, lora: null, promptTokens: 252, evalPrompts: 48, evalPromptTokens: 252,
  *   stopTokens: 1,
  *   device: { maxBindingSize: 2 ** 31 - 4, offsetAlignment: 256, isFallbackAdapter: false },
- * };
- * throws(() => planRlGpuMemory(input), /"rl\.releaseWorkspaces"/);
+ * });
+ * const plan = planRlGpuMemory(input(141, true));
+ * ok(plan.generatePromptsPerCall.eval! < 48 && plan.estimate.peak <= 141e9);
+ * console.log(plan.lines.at(-1)); // generation split into calls of … prompts
+ * throws(() => planRlGpuMemory(input(100, false)), /"rl\.releaseWorkspaces"/);
  * ```
  */
 export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
@@ -179,21 +210,22 @@ export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
     offsetAlignment: device.offsetAlignment,
   };
   checkMicroBatch(input, adapters);
-  let estimate = estimateRlGpuMemory(base);
+  let fit = fitGeneration(base, wantMerge, budgetBytes);
   let mergeAdapters = wantMerge;
   let mergeSkipped = false;
-  const mergedCopy = estimate.mergedCopy;
-  if (
-    wantMerge && rl.mergeAdapters === "auto" && budgetBytes > 0 && estimate.peak > budgetBytes
-  ) {
-    const unmerged = estimateRlGpuMemory({ ...base, mergeAdapters: false });
-    if (unmerged.peak < estimate.peak) {
-      estimate = unmerged;
+  const mergedCopy = estimateRlGpuMemory(base).mergedCopy;
+  if (wantMerge && rl.mergeAdapters === "auto" && budgetBytes > 0 && !(fit.fits && fit.unsplit)) {
+    // The largest calls first: the merge only where it costs none of their size (module doc).
+    const unmerged = fitGeneration(base, false, budgetBytes);
+    const sameCalls = fit.fits && unmerged.fits &&
+      fit.caps.rollout === unmerged.caps.rollout && fit.caps.eval === unmerged.caps.eval;
+    if (!sameCalls && (unmerged.fits || unmerged.estimate.peak < fit.estimate.peak)) {
+      fit = unmerged;
       mergeAdapters = false;
       mergeSkipped = true;
     }
   }
-  const e = estimate;
+  const e = fit.estimate;
   const rows = Math.max(e.generateRows.rollout, e.generateRows.eval);
   const capacity = Math.ceil(
     (Math.max(input.promptTokens, input.evalPromptTokens) +
@@ -222,18 +254,120 @@ export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
   if (mergeSkipped) {
     lines.push(
       `rl.mergeAdapters "auto": not merging the adapters for generation (their f32 copy, ` +
-        `${gb(mergedCopy)} GB, would ` +
-        `take the peak over the budget)`,
+        `${gb(mergedCopy)} GB, would ${
+          !fit.fits || fit.unsplit
+            ? "take the peak over the budget"
+            : "make the generate calls smaller to fit the budget"
+        })`,
     );
   }
-  if (budgetBytes > 0 && e.peak > budgetBytes) {
+  const split = splitLine(fit, rl.groupSize, rl.eval.samples);
+  if (split !== null) lines.push(split);
+  if (!fit.fits) {
     throw new RangeError(
       `Cannot run RL: the estimated GPU memory peak ${gb(e.peak)} GB exceeds the budget ` +
-        `${gb(budgetBytes)} GB (${input.env ? "HALO_GPU_MEMORY" : 'key "rl.gpuMemoryBudget"'}); ` +
-        `lower ${keysToLower(input, e, mergeAdapters).join(", ")}\n${lines.join("\n")}`,
+        `${gb(budgetBytes)} GB (${input.env ? "HALO_GPU_MEMORY" : 'key "rl.gpuMemoryBudget"'})${
+          fit.unsplit ? "" : " even with generation in calls of one prompt"
+        }; lower ${keysToLower(input, e, mergeAdapters).join(", ")}\n${lines.join("\n")}`,
     );
   }
-  return { estimate, mergeAdapters, mergeSkipped, budgetBytes, lines };
+  return {
+    estimate: e,
+    mergeAdapters,
+    mergeSkipped,
+    budgetBytes,
+    generatePromptsPerCall: fit.fits ? fit.caps : {},
+    lines,
+  };
+}
+
+/** Generation's calls under the budget, by {@linkcode fitGeneration}. */
+interface GenerationFit {
+  /** The estimate of the plan (the smallest calls tried when it does not fit). */
+  estimate: GpuMemoryEstimate;
+  /** Whether its peak is within the budget. */
+  fits: boolean;
+  /** The calls are as `generateGroups` makes them without a budget. */
+  unsplit: boolean;
+  /** Prompts per call, where the budget caps them below the unsplit calls. */
+  caps: { rollout?: number; eval?: number };
+  /** Prompts per unsplit call (0: no such calls on this GPU). */
+  full: { rollout: number; eval: number };
+}
+
+/**
+ * The largest generate calls whose estimate fits `budget`: unsplit when they fit (or there is no
+ * budget); else, when calls of one prompt lower the peak (generation sets it), the most rollout
+ * prompts per call that fit with one held-out prompt per call, then the most held-out prompts
+ * per call that fit with those (the peak grows with either, the phases of a released run take
+ * their maximum); else the unsplit plan, which does not fit.
+ */
+function fitGeneration(
+  base: GpuMemoryEstimateInput,
+  mergeAdapters: boolean,
+  budget: number,
+): GenerationFit {
+  // The estimate's rows of a call: its prompts (at most genBatchPrompts / evalBatchPrompts, and
+  // as many as fit one binding) times the samples of each.
+  const at = (rollout: number, evalCap: number) => {
+    const evalMost = Math.min(base.evalBatchPrompts || Infinity, evalCap);
+    return estimateRlGpuMemory({
+      ...base,
+      mergeAdapters,
+      genBatchPrompts: Math.min(base.genBatchPrompts, rollout),
+      evalBatchPrompts: evalMost === Infinity ? 0 : evalMost,
+    });
+  };
+  const whole = at(Infinity, Infinity);
+  const full = {
+    rollout: whole.generateRows.rollout / base.groupSize,
+    eval: whole.generateRows.eval / base.evalSamples,
+  };
+  if (budget <= 0 || whole.peak <= budget) {
+    return { estimate: whole, fits: true, unsplit: true, caps: {}, full };
+  }
+  const least = at(1, 1);
+  if (least.peak >= whole.peak) {
+    return { estimate: whole, fits: false, unsplit: true, caps: {}, full };
+  }
+  if (least.peak > budget) return { estimate: least, fits: false, unsplit: false, caps: {}, full };
+  /** The largest n in [1, most] with `fits(n)`, `fits(1)` true and `fits` monotone. */
+  const largest = (most: number, fits: (n: number) => boolean): number => {
+    let lo = 1;
+    let hi = Math.max(1, most);
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (fits(mid)) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  };
+  const rollout = largest(full.rollout, (n) => at(n, 1).peak <= budget);
+  const evalCap = largest(full.eval, (n) => at(rollout, n).peak <= budget);
+  const caps: GenerationFit["caps"] = {};
+  if (rollout < full.rollout) caps.rollout = rollout;
+  if (evalCap < full.eval) caps.eval = evalCap;
+  return { estimate: at(rollout, evalCap), fits: true, unsplit: false, caps, full };
+}
+
+/** The start-up line of a split generation, or null when the calls are unsplit. */
+function splitLine(fit: GenerationFit, groupSize: number, evalSamples: number): string | null {
+  if (fit.unsplit) return null;
+  const calls = (n: number, perPrompt: number, full: number) =>
+    `${n} prompt${n === 1 ? "" : "s"} (${n * perPrompt} rows) instead of ${full}`;
+  const parts: string[] = [];
+  const r = fit.fits ? fit.caps.rollout : 1;
+  const v = fit.fits ? fit.caps.eval : 1;
+  if (r !== undefined && fit.full.rollout > 0) {
+    parts.push(`${calls(r, groupSize, fit.full.rollout)} for the rollouts`);
+  }
+  if (v !== undefined && fit.full.eval > 0) {
+    parts.push(`${calls(v, evalSamples, fit.full.eval)} for the held-out evaluation`);
+  }
+  if (parts.length === 0) return null;
+  return `generation split into calls of ${parts.join(" and ")}, ${
+    fit.fits ? "to fit the budget" : "still over the budget"
+  }`;
 }
 
 /** The keys that lower the phase that sets the peak, most effective first. */
@@ -248,9 +382,11 @@ function keysToLower(
   const gen = e.kvCache + e.generation + e.mergedCopy;
   const train = Math.max(e.forward, e.training);
   if (gen >= train) {
-    if (e.generateRows.eval > e.generateRows.rollout) {
-      keys.push(`"rl.eval.batchPrompts"`, `"rl.eval.samples"`);
-    } else keys.push(`"rl.genBatchPrompts"`, `"rl.groupSize"`);
+    // Generation is refused at one prompt per call already: fewer prompts per batch or call
+    // would not lower it, fewer samples of a prompt would.
+    keys.push(
+      e.generateRows.eval > e.generateRows.rollout ? `"rl.eval.samples"` : `"rl.groupSize"`,
+    );
     keys.push(`"rl.maxNewTokens"`);
     if (merged) keys.push(`"rl.mergeAdapters" (set it to "off")`);
   } else keys.push(`"rl.microBatchSize"`, `"rl.maxNewTokens"`);

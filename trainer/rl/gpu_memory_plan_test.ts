@@ -102,26 +102,124 @@ Deno.test("planRlGpuMemory() sizes the KV cache by model.kvDtype", () => {
   strictEqual(f16.estimate.weights, f32.estimate.weights);
 });
 
-Deno.test("planRlGpuMemory() refuses a peak over the budget, naming the keys of the largest phase", () => {
-  const peak = planRlGpuMemory(input({ mergeAdapters: "off" })).estimate.peak;
-  // The held-out call (48 × 4 rows) is the largest: its keys come first.
-  throws(
-    () => planRlGpuMemory(input({ mergeAdapters: "off", gpuMemoryBudget: peak / 1e9 - 1 })),
-    (error: unknown) => {
-      const text = (error as Error).message;
-      ok(error instanceof RangeError);
-      ok(/exceeds the budget .* \(key "rl\.gpuMemoryBudget"\)/.test(text), text);
-      ok(
-        /lower "rl\.eval\.batchPrompts", "rl\.eval\.samples", "rl\.maxNewTokens"/.test(text),
-        text,
-      );
-      ok(/KV cache/.test(text), "the table is part of the message");
-      return true;
-    },
+/** The run's evaluation keys with `batchPrompts` prompts per held-out call (0: no cap). */
+function evalCap(batchPrompts: number): RlConfig["eval"] {
+  return { ...DEFAULT_RL_CONFIG.eval, batchPrompts };
+}
+
+Deno.test("planRlGpuMemory() splits generation into the most prompts per call whose estimate fits the budget", () => {
+  const unbudgeted = planRlGpuMemory(input({ mergeAdapters: "off" }));
+  const peak = unbudgeted.estimate.peak;
+  // Unsplit: 8 rollout prompts × 16 and 48 held-out prompts × 4 per call; generation sets the
+  // peak (the training step of 32 × 1,276 tokens is smaller).
+  deepStrictEqual(unbudgeted.estimate.generateRows, { rollout: 128, eval: 192 });
+  deepStrictEqual(unbudgeted.generatePromptsPerCall, {});
+  for (const budget of [peak - 1e9, 60e9]) {
+    const plan = planRlGpuMemory(input({ mergeAdapters: "off", gpuMemoryBudget: budget / 1e9 }));
+    const { rollout, eval: held } = plan.generatePromptsPerCall;
+    const info = `budget ${budget}: ${JSON.stringify(plan.generatePromptsPerCall)}`;
+    ok(held !== undefined && held >= 1 && held < 48, info);
+    // The estimate reported is that of the calls used, within the budget.
+    ok(plan.estimate.peak <= budget, info);
+    strictEqual(plan.estimate.generateRows.eval, held * 4, info);
+    // The same calls as rl.genBatchPrompts / rl.eval.batchPrompts: one prompt more is over.
+    const r = rollout ?? 8;
+    const at = (prompts: number, evalPrompts: number) =>
+      planRlGpuMemory(input({
+        mergeAdapters: "off",
+        genBatchPrompts: prompts,
+        eval: evalCap(evalPrompts),
+      })).estimate.peak;
+    strictEqual(at(r, held), plan.estimate.peak, info);
+    ok(at(r, held + 1) > budget, info);
+    if (rollout !== undefined) ok(at(rollout + 1, 1) > budget, info);
+    const text = plan.lines.join("\n");
+    ok(
+      new RegExp(`KV cache .*\\(${Math.max(r * 16, held * 4)} rows x 1280 slots\\)`).test(text),
+      text,
+    );
+    const line = plan.lines.at(-1)!;
+    ok(line.startsWith("generation split into calls of "), text);
+    ok(
+      line.includes(`${held} prompts (${held * 4} rows) instead of 48 for the held-out evaluation`),
+      line,
+    );
+    ok(line.endsWith("to fit the budget"), line);
+  }
+  // 1 GB under the peak: only the held-out calls (the larger) are split.
+  const near = planRlGpuMemory(input({ mergeAdapters: "off", gpuMemoryBudget: peak / 1e9 - 1 }));
+  strictEqual(near.generatePromptsPerCall.rollout, undefined);
+  // At 60 GB both are, the rollouts to 6 prompts (96 rows) a call.
+  const tight = planRlGpuMemory(input({ mergeAdapters: "off", gpuMemoryBudget: 60 }));
+  strictEqual(tight.generatePromptsPerCall.rollout, 6);
+  ok(
+    tight.lines.at(-1)!.includes("calls of 6 prompts (96 rows) instead of 8 for the rollouts and "),
   );
-  // At the budget it runs.
-  planRlGpuMemory(input({ mergeAdapters: "off", gpuMemoryBudget: peak / 1e9 }));
-  // Training the largest phase (a long micro-batch, small generate calls): the micro-batch keys.
+  // A cap of rl.eval.batchPrompts under the budget's stays as it is.
+  const capped = planRlGpuMemory(input({
+    mergeAdapters: "off",
+    gpuMemoryBudget: peak / 1e9 - 1,
+    eval: evalCap(2),
+  }));
+  deepStrictEqual(capped.generatePromptsPerCall, {});
+  // At the peak nothing is split.
+  const exact = planRlGpuMemory(input({ mergeAdapters: "off", gpuMemoryBudget: peak / 1e9 }));
+  deepStrictEqual(exact.generatePromptsPerCall, {});
+  ok(!exact.lines.some((l) => l.startsWith("generation split")));
+});
+
+Deno.test("planRlGpuMemory() refuses a peak over the budget even at one prompt per call, naming the keys of the largest phase", () => {
+  // Micro-batches of 4: generation sets the peak; one prompt per call is 16 rollout rows.
+  const one = planRlGpuMemory(input({
+    mergeAdapters: "off",
+    microBatchSize: 4,
+    genBatchPrompts: 1,
+    eval: evalCap(1),
+  })).estimate.peak;
+  const refused = (error: unknown, keys: RegExp) => {
+    const text = (error as Error).message;
+    ok(error instanceof RangeError);
+    ok(
+      /exceeds the budget .* \(key "rl\.gpuMemoryBudget"\) even with generation in calls of one prompt/
+        .test(text),
+      text,
+    );
+    ok(keys.test(text), text);
+    ok(/KV cache .*\(16 rows x 1280 slots\)/.test(text), "the table of the smallest calls");
+    ok(
+      /calls of 1 prompt \(16 rows\) instead of 8 for the rollouts .* still over the budget/.test(
+        text,
+      ),
+      text,
+    );
+    return true;
+  };
+  throws(
+    () =>
+      planRlGpuMemory(
+        input({ mergeAdapters: "off", microBatchSize: 4, gpuMemoryBudget: one / 1e9 - 0.01 }),
+      ),
+    (error: unknown) => refused(error, /lower "rl\.groupSize", "rl\.maxNewTokens"/),
+  );
+  // At that peak it runs, one prompt per call, with that estimate.
+  const fits = planRlGpuMemory(
+    input({ mergeAdapters: "off", microBatchSize: 4, gpuMemoryBudget: one / 1e9 }),
+  );
+  strictEqual(fits.generatePromptsPerCall.rollout, 1);
+  strictEqual(fits.estimate.peak, one);
+  // Held-out calls of 32 samples a prompt, larger than a rollout prompt's 16: their key.
+  throws(
+    () =>
+      planRlGpuMemory(input({
+        mergeAdapters: "off",
+        microBatchSize: 4,
+        eval: { ...DEFAULT_RL_CONFIG.eval, samples: 32 },
+        gpuMemoryBudget: 25,
+      })),
+    /lower "rl\.eval\.samples", "rl\.maxNewTokens"/,
+  );
+  // Training the largest phase (a long micro-batch, small generate calls): the micro-batch keys,
+  // and splitting does not lower it.
   throws(
     () =>
       planRlGpuMemory(input({
@@ -132,13 +230,25 @@ Deno.test("planRlGpuMemory() refuses a peak over the budget, naming the keys of 
       }, {
         evalPrompts: 1,
       })),
-    /lower "rl\.microBatchSize", "rl\.maxNewTokens"/,
+    (error: unknown) => {
+      const text = (error as Error).message;
+      ok(
+        /exceeds the budget 30\.00 GB \(key "rl\.gpuMemoryBudget"\); lower "rl\.microBatchSize", "rl\.maxNewTokens"/
+          .test(text),
+        text,
+      );
+      ok(!/generation split/.test(text), text);
+      return true;
+    },
   );
   // Every workspace kept: the first key to set is rl.releaseWorkspaces.
   throws(
-    () => planRlGpuMemory(input({ releaseWorkspaces: false, gpuMemoryBudget: 141 })),
+    () => planRlGpuMemory(input({ releaseWorkspaces: false, gpuMemoryBudget: 60 })),
     /lower "rl\.releaseWorkspaces" \(set it to true\)/,
   );
+  // Kept workspaces that fit once generation is split.
+  const kept = planRlGpuMemory(input({ releaseWorkspaces: false, gpuMemoryBudget: 80 }));
+  ok(kept.estimate.peak <= 80e9 && kept.generatePromptsPerCall.rollout !== undefined);
 });
 
 Deno.test("planRlGpuMemory() skips the merge of mergeAdapters: auto when only it breaks the budget", () => {
@@ -150,14 +260,33 @@ Deno.test("planRlGpuMemory() skips the merge of mergeAdapters: auto when only it
   strictEqual(plan.mergeAdapters, false);
   strictEqual(plan.mergeSkipped, true);
   strictEqual(plan.estimate.peak, unmerged.peak);
-  ok(plan.lines.some((l) => /"auto": not merging the adapters/.test(l)), plan.lines.join("\n"));
-  // "on" is the user's choice: refused, not overridden.
+  deepStrictEqual(plan.generatePromptsPerCall, {});
+  ok(
+    plan.lines.some((l) =>
+      /"auto": not merging the adapters .*take the peak over the budget/.test(l)
+    ),
+    plan.lines.join("\n"),
+  );
+  // "on" is the user's choice: kept, with the held-out calls split to fit.
+  const on = planRlGpuMemory(input({ mergeAdapters: "on", gpuMemoryBudget: between }));
+  strictEqual(on.mergeAdapters, true);
+  ok(on.estimate.mergedCopy > 0 && on.estimate.peak <= between * 1e9);
+  ok(on.generatePromptsPerCall.eval! < 48);
+  // ...and refused, naming the merge, when even one prompt per call is over.
   throws(
-    () => planRlGpuMemory(input({ mergeAdapters: "on", gpuMemoryBudget: between })),
+    () => planRlGpuMemory(input({ mergeAdapters: "on", microBatchSize: 4, gpuMemoryBudget: 25 })),
     /"rl\.mergeAdapters" \(set it to "off"\)/,
   );
   // Within the budget, auto keeps merging.
   strictEqual(planRlGpuMemory(input({ gpuMemoryBudget: 141 })).mergeAdapters, true);
+  // Both over: auto drops the merge when that makes the calls larger (calls first, module doc).
+  const both = planRlGpuMemory(input({ gpuMemoryBudget: 80 }));
+  const withMerge = planRlGpuMemory(input({ mergeAdapters: "on", gpuMemoryBudget: 80 }));
+  const without = planRlGpuMemory(input({ mergeAdapters: "off", gpuMemoryBudget: 80 }));
+  ok(withMerge.generatePromptsPerCall.eval! < without.generatePromptsPerCall.eval!);
+  strictEqual(both.mergeAdapters, false);
+  deepStrictEqual(both.generatePromptsPerCall, without.generatePromptsPerCall);
+  ok(both.lines.some((l) => /not merging .*make the generate calls smaller/.test(l)));
 });
 
 Deno.test("planRlGpuMemory(): HALO_GPU_MEMORY overrides rl.gpuMemoryBudget", () => {

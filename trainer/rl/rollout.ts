@@ -88,6 +88,11 @@ export interface SampleGroupsOptions {
   stopTokenIds?: readonly number[];
   /** Group number of the first prompt (groups are numbered consecutively). */
   firstGroup: number;
+  /**
+   * Most prompts per `generate` call (the GPU memory budget's, `planRlGpuMemory`); default as
+   * many as fit one storage binding. The samples do not depend on it.
+   */
+  maxPromptsPerCall?: number;
 }
 
 /**
@@ -115,7 +120,8 @@ export interface SampledGroups {
 /**
  * Samples `groupSize` responses of every prompt through `backend.generate` (prompt `i`'s samples
  * are rows `i·G .. i·G + G − 1` of one batch, split into calls of whole prompts whose KV cache
- * fits one storage binding, with the samples of the unsplit batch: see `generateGroups`),
+ * fits one storage binding, and of at most `maxPromptsPerCall` prompts, with the samples of the
+ * unsplit batch: see `generateGroups`),
  * decodes them with special tokens skipped, and records
  * where each generated token starts in the decoded text (`tokenizer.tokenOffsets` of the
  * generated ids).
@@ -160,6 +166,9 @@ export async function sampleGroups(
     seed: options.seed,
     eosTokenIds: options.eosTokenIds,
     ...(options.stopTokenIds === undefined ? {} : { stopTokenIds: options.stopTokenIds }),
+    ...(options.maxPromptsPerCall === undefined
+      ? {}
+      : { maxPromptsPerCall: options.maxPromptsPerCall }),
     rowsKey: "rl.groupSize",
   });
   const decode = { skipSpecialTokens: true };

@@ -21,8 +21,9 @@
  *
  * On WebGPU the run first prints an estimate of its GPU memory by item and checks it against
  * `rl.gpuMemoryBudget` / `HALO_GPU_MEMORY` and a micro-batch against one storage binding
- * (`planRlGpuMemory`), and each phase (generation, the forward pass, the training step) frees the
- * others' workspaces before it runs (`rl.releaseWorkspaces`).
+ * (`planRlGpuMemory`), generating in calls of fewer prompts where that makes the peak fit the
+ * budget, and each phase (generation, the forward pass, the training step) frees the others'
+ * workspaces before it runs (`rl.releaseWorkspaces`).
  *
  * @module
  */
@@ -173,11 +174,18 @@ export interface RunRlResult {
   /** Wall-clock seconds spent generating, scoring and training (this process). */
   seconds: { generate: number; score: number; train: number; eval: number };
   /**
-   * WebGPU runs: the start-up estimate (trainer/rl/gpu_memory_estimate.ts), the bytes allocated
-   * once the model and adapters were uploaded, and the largest `GpuContext.allocatedBytes` of
-   * the run (`peakBytes`); null on the CPU.
+   * WebGPU runs: the start-up estimate (trainer/rl/gpu_memory_estimate.ts) of the generate calls
+   * used, the most prompts per rollout and held-out generate call the budget allowed (absent: no
+   * cap beyond one storage binding's), the bytes allocated once the model and adapters were
+   * uploaded, and the largest `GpuContext.allocatedBytes` of the run (`peakBytes`); null on the
+   * CPU.
    */
-  gpuMemory: { estimate: GpuMemoryEstimate; residentBytes: number; peakBytes: number } | null;
+  gpuMemory: {
+    estimate: GpuMemoryEstimate;
+    generatePromptsPerCall: { rollout?: number; eval?: number };
+    residentBytes: number;
+    peakBytes: number;
+  } | null;
 }
 
 /** Keys that must equal the checkpoint's on resume: they define the run's state. */
@@ -397,6 +405,13 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     // The held-out evaluation generates as the rollouts do: `rl.mergeAdapters` on or off, or not
     // merging when the budget said so ("auto" otherwise: the backend's choice).
     const evalBackend = withMergeAdapters(backend, mergeAdapters);
+    // Generate calls of at most these prompts, where the budget needs smaller calls than one
+    // storage binding allows (the samples do not depend on the split).
+    const rolloutCap = gpuPlan?.generatePromptsPerCall.rollout;
+    const evalCap = Math.min(
+      rl.eval.batchPrompts || Infinity,
+      gpuPlan?.generatePromptsPerCall.eval ?? Infinity,
+    );
 
     // Optimizer: one update per mini-batch.
     const optimizer = runAdamw(config, params.shapes, {
@@ -533,6 +548,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         eosTokenIds,
         stopTokenIds: head.stopTokenIds,
         firstGroup,
+        ...(rolloutCap === undefined ? {} : { maxPromptsPerCall: rolloutCap }),
       });
 
     const step = async (s: number): Promise<PendingStep> => {
@@ -811,7 +827,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         budgetMs: rl.reward.budgetMs,
         eosTokenIds,
         stopTokenIds: head.stopTokenIds,
-        ...(rl.eval.batchPrompts ? { batchPrompts: rl.eval.batchPrompts } : {}),
+        ...(evalCap === Infinity ? {} : { batchPrompts: evalCap }),
       });
       seconds.eval += (performance.now() - began) / 1000;
       if (Object.keys(startMetrics).length === 0) {
@@ -922,9 +938,12 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       backend: backendText,
       warnings,
       seconds,
-      gpuMemory: gpuPlan === null || gpuCtx === null
-        ? null
-        : { estimate: gpuPlan.estimate, residentBytes, peakBytes: gpuCtx.peakBytes },
+      gpuMemory: gpuPlan === null || gpuCtx === null ? null : {
+        estimate: gpuPlan.estimate,
+        generatePromptsPerCall: gpuPlan.generatePromptsPerCall,
+        residentBytes,
+        peakBytes: gpuCtx.peakBytes,
+      },
     };
   }
 }
