@@ -24,6 +24,7 @@ import type { HiloLayerSpec, Lora, LoraModule } from "../model/adapter_types.ts"
 import { type HiloConfig, hiloModules, toLoraConfig } from "./hilo.ts";
 import type { LoraModelShape } from "./lora_config.ts";
 import { PEFT_PREFIX } from "./peft_io.ts";
+import { readJsonFile } from "../internal/read_json.ts";
 
 const CONFIG_KEYS = [
   "peft_type",
@@ -364,23 +365,8 @@ export async function loadHiloAdapter(dir: string, modelConfig: LoraModelShape):
   }
 }
 
-async function readJson(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`Cannot load adapter "${path}": file not found`);
-    }
-    throw e;
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new SyntaxError(`Cannot load adapter "${path}": invalid JSON: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
+function readJson(path: string): Promise<unknown> {
+  return readJsonFile(path, { context: "Cannot load adapter" });
 }
 
 /** Options of {@linkcode saveHiloAdapter}. */

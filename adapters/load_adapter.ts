@@ -8,6 +8,7 @@ import type { Lora } from "../model/adapter_types.ts";
 import { loadHiloAdapter } from "./hilo_io.ts";
 import type { LoraModelShape } from "./lora_config.ts";
 import { loadPeftAdapter } from "./peft_io.ts";
+import { readJsonFile } from "../internal/read_json.ts";
 
 /**
  * Loads a PEFT LoRA or a HILO adapter directory, by its `adapter_config.json`'s `peft_type`.
@@ -32,20 +33,7 @@ export async function loadAdapter(dir: string, modelConfig: LoraModelShape): Pro
   const path = dir === "" || dir.endsWith("/")
     ? `${dir}adapter_config.json`
     : `${dir}/adapter_config.json`;
-  let json: unknown;
-  try {
-    json = JSON.parse(await Deno.readTextFile(path));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`Cannot load adapter "${path}": file not found`);
-    }
-    if (e instanceof SyntaxError) {
-      throw new SyntaxError(`Cannot load adapter "${path}": invalid JSON: ${e.message}`, {
-        cause: e,
-      });
-    }
-    throw e;
-  }
+  const json = await readJsonFile(path, { context: "Cannot load adapter" });
   const type = (json as { peft_type?: unknown } | null)?.peft_type;
   if (type === "HILO") return await loadHiloAdapter(dir, modelConfig);
   if (type === "LORA" || type === undefined) return await loadPeftAdapter(dir, modelConfig);

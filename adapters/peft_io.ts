@@ -20,6 +20,7 @@ import {
   resolveLoraModules,
 } from "./lora_config.ts";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
+import { readJsonFile } from "../internal/read_json.ts";
 
 /** Prefix PEFT puts before module names in saved adapters (`PeftModel` → `LoraModel` → model). */
 export const PEFT_PREFIX = "base_model.model.";
@@ -65,26 +66,7 @@ function showShape(shape: readonly number[]): string {
 export async function loadPeftAdapter(dir: string, modelConfig: LoraModelShape): Promise<Lora> {
   const configPath = joinPath(dir, "adapter_config.json");
   const weightsPath = joinPath(dir, "adapter_model.safetensors");
-  let text: string;
-  try {
-    text = await Deno.readTextFile(configPath);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`Cannot load adapter "${configPath}": file not found`);
-    }
-    throw e;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new SyntaxError(
-      `Cannot load adapter "${configPath}": invalid JSON: ${(e as Error).message}`,
-      {
-        cause: e,
-      },
-    );
-  }
+  const json = await readJsonFile(configPath, { context: "Cannot load adapter" });
   const config = parseLoraConfig(json, configPath);
   const resolved = resolveLoraModules(config, modelConfig, { source: configPath });
   try {

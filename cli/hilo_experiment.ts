@@ -45,6 +45,7 @@ import type { TrainConfig } from "../trainer/config.ts";
 import { runSft } from "../trainer/sft.ts";
 import { loadConfig } from "./load_config.ts";
 import { type MeanInterval, tInterval95 } from "./_t_interval.ts";
+import { readJsonFile } from "../internal/read_json.ts";
 
 /**
  * One adapter variant of the experiment.
@@ -377,7 +378,10 @@ async function oneRun(
   const runDir = join(experiment.outDir, name);
   const resultPath = join(runDir, "result.json");
   if (await exists(resultPath)) {
-    return { record: JSON.parse(await Deno.readTextFile(resultPath)), ran: false };
+    const record = await readJsonFile(resultPath, {
+      context: `Cannot continue the experiment: reading the finished run's`,
+    });
+    return { record: record as RunRecord, ran: false };
   }
   const config = await loadConfig(experiment.config, {
     overrides: [

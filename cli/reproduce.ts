@@ -41,6 +41,7 @@ import {
 } from "../eval/experiment_report.ts";
 import { runEval } from "../eval/run_eval.ts";
 import type { EvalSummary } from "../eval/eval_summary.ts";
+import { readJsonFile } from "../internal/read_json.ts";
 
 const USAGE = "usage: deno task reproduce <experiment.yaml> [--settings a,b] [--report-only] " +
   "[--no-eval] [--workers N] [--machine TEXT] [--quiet]";
@@ -164,8 +165,17 @@ function runConfig(experiment: ExperimentConfig, run: ExperimentRun): Promise<Tr
   return loadConfig(experiment.base ?? undefined, { overrides: run.overrides });
 }
 
+async function readSummary(path: string): Promise<EvalSummary> {
+  return await readJsonFile(path, {
+    context: "Cannot continue the experiment: reading",
+  }) as EvalSummary;
+}
+
 async function readJson(path: string): Promise<Record<string, unknown>> {
-  return JSON.parse(await Deno.readTextFile(path));
+  return await readJsonFile(path, { context: "Cannot continue the experiment: reading" }) as Record<
+    string,
+    unknown
+  >;
 }
 
 /** The run's state: no checkpoint, or its newest checkpoint's step and whether `final/` exists. */
@@ -369,7 +379,7 @@ export async function reproduce(
           log: options.progress ? undefined : () => {},
         });
       }
-      if (await exists(summaryPath)) summary = JSON.parse(await Deno.readTextFile(summaryPath));
+      if (await exists(summaryPath)) summary = await readSummary(summaryPath);
     }
     const kMax = summary ? summary.ks.at(-1)! : e.k;
     runs.push({
@@ -433,7 +443,7 @@ export async function reproduce(
       });
     }
     if (await exists(summaryPath)) {
-      const summary: EvalSummary = JSON.parse(await Deno.readTextFile(summaryPath));
+      const summary = await readSummary(summaryPath);
       const kMax = summary.ks.at(-1)!;
       start = {
         model: startModel,

@@ -31,6 +31,7 @@ import { runSft, type RunSftResult } from "../trainer/sft.ts";
 import { NonFiniteLossError } from "../trainer/train_loop.ts";
 import { runRl, type RunRlResult } from "../trainer/rl/run_rl.ts";
 import { remoteRollouts } from "../remote/remote_rollouts.ts";
+import { readJsonFile } from "../internal/read_json.ts";
 
 const USAGE = "usage: deno task train [--config FILE] [--key.path=value ...] [--resume [DIR]] " +
   "[--overwrite] [--export DIR] [--workers N]";
@@ -180,19 +181,17 @@ export function parseTrainArgs(args: readonly string[]): TrainArgs {
 async function readCheckpointConfig(dir: string): Promise<TrainConfig> {
   const checkpoint = (await latestCheckpoint(dir)) ?? dir;
   const path = join(checkpoint, "meta.json");
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(
-        `Cannot resume from "${dir}": it is neither a checkpoint (no "${path}") nor a run ` +
-          `directory with checkpoints`,
-      );
-    }
-    throw error;
+  const meta = await readJsonFile(path, { context: `Cannot resume from`, missing: "null" });
+  if (meta === null) {
+    throw new Deno.errors.NotFound(
+      `Cannot resume from "${dir}": it is neither a checkpoint (no "${path}") nor a run ` +
+        `directory with checkpoints`,
+    );
   }
-  const saved = validateConfig(withSavedConfigDefaults(JSON.parse(text).config), { source: path });
+  const saved = validateConfig(
+    withSavedConfigDefaults((meta as { config?: unknown } | null)?.config),
+    { source: path },
+  );
   // The run continues the directory that holds the checkpoint, not the one its saved config
   // names (a copied or moved run would otherwise write into the original).
   const runDir = dirname(checkpoint);

@@ -1,7 +1,7 @@
 // Copyright 2025 the halo authors. MIT license.
 /**
  * The summary of an evaluation, computed from its sample records alone: pass@k for
- * k = 1, 2, 4, … ≤ n, avg@n and maj@k, each a mean over problems with a 95% confidence interval,
+ * k = 1, 2, 4, … < n and n, avg@n and maj@k, each a mean over problems with a 95% confidence interval,
  * overall and per MATH-500 subject and level.
  *
  * @module
@@ -59,7 +59,7 @@ export interface EvalSummary {
   config: Record<string, unknown>;
   /** Samples per problem (n). */
   samplesPerProblem: number;
-  /** The k values of the tables: 1, 2, 4, … ≤ n. */
+  /** The k values of the tables: by default 1, 2, 4, … < n, then n. */
   ks: number[];
   /** Problems scored. */
   problems: number;
@@ -92,14 +92,14 @@ export interface EvalSummary {
 export interface SummarizeEvalOptions {
   /** The settings stored in the summary; default `{}`. */
   config?: Record<string, unknown>;
-  /** The k values; default 1, 2, 4, … ≤ n. */
+  /** The k values; default 1, 2, 4, … < n, then n ({@linkcode defaultKs}). */
   ks?: readonly number[];
   /** Interval settings; default normal approximation, 95%, clamped to [0, 1]. */
   ci?: ConfidenceIntervalOptions;
 }
 
 /**
- * The powers of two up to `n`: the k values of the pass@k tables.
+ * The powers of two up to `n` (the pass@k tables use {@linkcode defaultKs}, which adds n).
  *
  * @param n Samples per problem (integer ≥ 1).
  * @returns `[1, 2, 4, …]`, each ≤ n.
@@ -122,6 +122,29 @@ export function powersOfTwoUpTo(n: number): number[] {
   }
   const ks: number[] = [];
   for (let k = 1; k <= n; k *= 2) ks.push(k);
+  return ks;
+}
+
+/**
+ * The default k values of the pass@k tables: the powers of two below `n`, then `n` itself, so
+ * that every sample counts in the last column (pass@10 for 10 samples, not only pass@8).
+ *
+ * @param n Samples per problem (integer ≥ 1).
+ * @returns `[1, 2, 4, …, n]`.
+ * @throws {RangeError} When `n` is not a positive integer.
+ *
+ * @example Usage
+ * ```ts
+ * import { defaultKs } from "./eval_summary.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(defaultKs(16), [1, 2, 4, 8, 16]);
+ * assert.deepEqual(defaultKs(10), [1, 2, 4, 8, 10]);
+ * ```
+ */
+export function defaultKs(n: number): number[] {
+  const ks = powersOfTwoUpTo(n);
+  if (ks.at(-1) !== n) ks.push(n);
   return ks;
 }
 
@@ -317,7 +340,7 @@ export function summarizeEval(
       `Cannot summarize the evaluation: all ${ids.length} prompts were skipped (unusable gold)`,
     );
   }
-  const ks = [...(options.ks ?? powersOfTwoUpTo(n))];
+  const ks = [...(options.ks ?? defaultKs(n))];
   const ci: ConfidenceIntervalOptions = { bounds: [0, 1], ...options.ci };
   const summary: EvalSummary = {
     format: "halo-eval-summary/1",

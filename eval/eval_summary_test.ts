@@ -1,7 +1,13 @@
 // Copyright 2025 the halo authors. MIT license.
 import assert from "node:assert/strict";
 import type { EvalSampleRecord } from "./eval_records.ts";
-import { majorityCorrect, powersOfTwoUpTo, summarizeEval, voteClasses } from "./eval_summary.ts";
+import {
+  defaultKs,
+  majorityCorrect,
+  powersOfTwoUpTo,
+  summarizeEval,
+  voteClasses,
+} from "./eval_summary.ts";
 import { majAtK } from "./maj_at_k.ts";
 import { majorityVote } from "./majority_vote.ts";
 import { scoreProblems } from "./score_problems.ts";
@@ -61,7 +67,7 @@ Deno.test("summarizeEval() pass@k table equals exact enumeration over k-subsets 
   for (const n of [1, 2, 3, 4, 5, 8]) {
     const records = randomRecords(100 + n, 6, n);
     const summary = summarizeEval(records);
-    assert.deepEqual(summary.ks, powersOfTwoUpTo(n));
+    assert.deepEqual(summary.ks, defaultKs(n));
     for (const k of summary.ks) {
       // Brute force: the fraction of k-subsets holding a correct sample, averaged over problems.
       const perProblem = byProblem(records).map((samples) => {
@@ -198,4 +204,12 @@ Deno.test("voteClasses() are prefix-consistent with majorityVote() and majorityC
   }
   assert.throws(() => majorityCorrect([0], [true], 2), RangeError);
   assert.throws(() => powersOfTwoUpTo(0), RangeError);
+});
+
+Deno.test("defaultKs() ends at n: pass@n counts every sample when n is not a power of two", () => {
+  assert.deepEqual(defaultKs(1), [1]);
+  assert.deepEqual(defaultKs(3), [1, 2, 3]);
+  assert.deepEqual(defaultKs(8), [1, 2, 4, 8]);
+  assert.deepEqual(defaultKs(10), [1, 2, 4, 8, 10]);
+  assert.throws(() => defaultKs(0), RangeError);
 });

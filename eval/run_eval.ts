@@ -36,6 +36,7 @@ import { type EvalSampleRecord, formatSampleLines, parseSamplesJsonl } from "./e
 import { type EvalSummary, summarizeEval, voteClasses } from "./eval_summary.ts";
 import { passAtKChart, summaryMarkdown } from "./eval_report.ts";
 import { createEvalProgress } from "./_progress.ts";
+import { readJsonFile } from "../internal/read_json.ts";
 
 /**
  * Options of {@linkcode runEval}. Errors name the matching `deno task eval` flag.
@@ -374,7 +375,9 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
   if (await exists(configPath)) {
     const previous = {
       ...SETTINGS_BEFORE_THEY_EXISTED,
-      ...JSON.parse(await Deno.readTextFile(configPath)) as Record<string, unknown>,
+      ...await readJsonFile(configPath, {
+        context: `Cannot resume the evaluation in "${outDir}": reading`,
+      }) as Record<string, unknown>,
     };
     for (const key of new Set([...Object.keys(previous), ...Object.keys(config)])) {
       if (JSON.stringify(previous[key]) !== JSON.stringify(config[key])) {

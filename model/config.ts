@@ -4,6 +4,7 @@
  * @module
  */
 import { show } from "../internal/show.ts";
+import { readJsonFile } from "../internal/read_json.ts";
 
 /** The hyperparameters of a Qwen3 causal language model, as halo needs them. */
 export interface Qwen3Config {
@@ -346,23 +347,6 @@ function joinPath(dir: string, name: string): string {
  */
 export async function readQwen3Config(dir: string): Promise<Qwen3Config> {
   const path = joinPath(dir, "config.json");
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`${prefix(path)}: file not found`, { cause: error });
-    }
-    throw error;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    throw new SyntaxError(
-      `${prefix(path)}: invalid JSON: ${error instanceof Error ? error.message : String(error)}`,
-      { cause: error },
-    );
-  }
+  const json = await readJsonFile(path, { context: "Cannot load config" });
   return parseQwen3Config(json, path);
 }

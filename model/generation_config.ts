@@ -1,3 +1,4 @@
+import { readJsonFile } from "../internal/read_json.ts";
 // Copyright 2025 the halo authors. MIT license.
 /**
  * The model directory's `generation_config.json`: the stop ids HF `generate` uses.
@@ -94,23 +95,6 @@ export function parseGenerationConfig(json: unknown, path: string): GenerationCo
  */
 export async function readGenerationConfig(dir: string): Promise<GenerationConfig | null> {
   const path = joinPath(dir, "generation_config.json");
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
-    throw error;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    throw new SyntaxError(
-      `Cannot read "${path}": invalid JSON: ${
-        error instanceof Error ? error.message : String(error)
-      }`,
-      { cause: error },
-    );
-  }
-  return parseGenerationConfig(json, path);
+  const json = await readJsonFile(path, { context: "Cannot read", missing: "null" });
+  return json === null ? null : parseGenerationConfig(json, path);
 }

@@ -33,6 +33,7 @@ import { type Qwen3Config, readQwen3Config } from "./config.ts";
 import { type GgufLazyTensor, type GgufValue, writeGguf } from "./gguf_writer.ts";
 import { modelTensorTable, type TensorEntry } from "./tensor_table.ts";
 import { openQwen3Weights, type Qwen3LayerWeights, type Qwen3Weights } from "./weights.ts";
+import { readJsonFile } from "../internal/read_json.ts";
 
 /**
  * Options of {@linkcode exportQwen3Gguf}.
@@ -317,18 +318,8 @@ function tokenizerTables(json: unknown, vocabSize: number, source: string): Toke
   };
 }
 
-async function readJson(path: string): Promise<unknown> {
-  try {
-    return JSON.parse(await Deno.readTextFile(path));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`Cannot export GGUF: file "${path}" not found`);
-    }
-    if (e instanceof SyntaxError) {
-      throw new SyntaxError(`Cannot export GGUF: "${path}" is not valid JSON: ${e.message}`);
-    }
-    throw e;
-  }
+function readJson(path: string): Promise<unknown> {
+  return readJsonFile(path, { context: "Cannot export GGUF: reading" });
 }
 
 function metadata(

@@ -32,6 +32,7 @@ import {
   type RenderChatTemplate,
   resolveChatTemplate,
 } from "./chat_template.ts";
+import { readJsonFile } from "../internal/read_json.ts";
 
 /**
  * One chat turn, as passed to a HuggingFace chat template.
@@ -697,18 +698,8 @@ async function readText(path: string): Promise<string | null> {
   }
 }
 
-async function readJson(path: string): Promise<unknown> {
-  const text = await readText(path);
-  if (text === null) {
-    throw new Deno.errors.NotFound(`${prefix(path)}: file not found`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new SyntaxError(`${prefix(path)}: invalid JSON: ${errorMessage(error)}`, {
-      cause: error,
-    });
-  }
+function readJson(path: string): Promise<unknown> {
+  return readJsonFile(path, { context: "Cannot load tokenizer" });
 }
 
 /**

@@ -59,6 +59,23 @@ Deno.test("resolveTrainConfig() errors name the key, what was expected and the o
   });
 });
 
+Deno.test("resolveTrainConfig() --resume names a missing or damaged meta.json", async () => {
+  await withTempDir(async (dir) => {
+    const base = { resume: dir, overwrite: false, help: false, overrides: [] };
+    await rejects(resolveTrainConfig(base), {
+      name: "NotFound",
+      message: `Cannot resume from "${dir}": it is neither a checkpoint (no "${
+        join(dir, "meta.json")
+      }") nor a run directory with checkpoints`,
+    });
+    await Deno.writeTextFile(join(dir, "meta.json"), '{"config": ');
+    await rejects(resolveTrainConfig(base), {
+      name: "SyntaxError",
+      message: new RegExp(`^Cannot resume from "${join(dir, "meta.json")}": invalid JSON: `),
+    });
+  });
+});
+
 Deno.test("runSft() names the config keys of settings that cannot work", async () => {
   await withTempDir(async (dir) => {
     const cosine = await tinyConfig(dir, ["--trainer.steps=4", "--trainer.warmupSteps=4"]);

@@ -10,7 +10,7 @@ import { exists } from "../internal/exists.ts";
 import type { Lora } from "../adapters/lora.ts";
 import { PEFT_PREFIX, savePeftAdapter } from "../adapters/peft_io.ts";
 import { describeHilo } from "../adapters/hilo.ts";
-import { runAdapters } from "./run_adapters.ts";
+import { adapterKeyWarnings, runAdapters } from "./run_adapters.ts";
 import { GpuAdamw } from "./gpu_adamw.ts";
 import type { WebGpuTrainBackend } from "./_webgpu_backend.ts";
 import { saveHiloAdapter } from "../adapters/hilo_io.ts";
@@ -149,7 +149,7 @@ export async function resolveRunStart(
   config: TrainConfig,
   options: ResolveRunStartOptions,
 ): Promise<RunStart> {
-  const warnings: string[] = [];
+  const warnings: string[] = adapterKeyWarnings(config);
   const runDir = join(config.run.outDir, config.run.name);
   let resumeDir: string | null = null;
   let removeRunDir = false;

@@ -57,6 +57,7 @@ import {
 import { show } from "../internal/show.ts";
 import { isPlainObject } from "../internal/is_plain_object.ts";
 import { writeFileSynced } from "../internal/atomic_write.ts";
+import { readJsonFile } from "../internal/read_json.ts";
 
 export type { TensorToWrite };
 
@@ -834,26 +835,7 @@ async function readTensors(
  */
 export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   const metaPath = join(dir, META_FILE);
-  let text: string;
-  try {
-    text = await Deno.readTextFile(metaPath);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(`Cannot load checkpoint "${metaPath}": file not found`, {
-        cause: error,
-      });
-    }
-    throw error;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    throw new SyntaxError(
-      `Cannot load checkpoint "${metaPath}": invalid JSON: ${errorMessage(error)}`,
-      { cause: error },
-    );
-  }
+  const json = await readJsonFile(metaPath, { context: "Cannot load checkpoint" });
   const meta = parseMeta(json, metaPath, dir);
   const tensors = await readTensors(join(dir, meta.files.weights.name), meta.files.weights);
   const optimizer = await readTensors(join(dir, meta.files.optimizer.name), meta.files.optimizer);

@@ -9,7 +9,7 @@ import { createHilo, hiloConfig } from "../adapters/hilo.ts";
 import { createLora, type Lora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 import type { Qwen3Config } from "../model/config.ts";
-import type { TrainConfig } from "./config.ts";
+import { DEFAULT_CONFIG, type TrainConfig } from "./config.ts";
 
 /**
  * The run's adapters, initialised with `run.seed`.
@@ -67,4 +67,63 @@ export function runAdapters(config: TrainConfig, modelConfig: Qwen3Config): Lora
     );
   }
   return null;
+}
+
+/** The `adapters` keys that only one kind reads (the others: `kind`, `targets`, `dropout`). */
+const LORA_ONLY = ["r", "alpha", "rankPattern", "alphaPattern", "rslora"] as const;
+
+/**
+ * Warnings for `adapters` keys set away from their defaults that the run's `adapters.kind` does
+ * not read, so that a setting does not go silently unused: the LoRA keys (`r`, `alpha`,
+ * `rankPattern`, `alphaPattern`, `rslora`) unless the kind is `"lora"`, the `hilo.*` keys unless it
+ * is `"hilo"`, `targets` and `dropout` with `"none"`; and HILO's `alpha` left at its default with
+ * `alphaPerRank` (it is then the factor c of `α_l = c·r_l`: 16 gives a scale of 16).
+ *
+ * They are warnings, not errors: a config that switches `adapters.kind` by an override keeps the
+ * other kind's keys of its base config, which is fine.
+ *
+ * @param config The run's config.
+ * @returns One line each, empty when every set key is read.
+ *
+ * @example A LoRA rank left over in a HILO run
+ * ```ts
+ * import { adapterKeyWarnings } from "./run_adapters.ts";
+ * import { DEFAULT_CONFIG } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const adapters = { ...DEFAULT_CONFIG.adapters, kind: "hilo" as const, r: 32 };
+ * const warnings = adapterKeyWarnings({ ...DEFAULT_CONFIG, adapters });
+ * strictEqual(warnings.length, 1);
+ * ```
+ */
+export function adapterKeyWarnings(config: Pick<TrainConfig, "adapters">): string[] {
+  const a = config.adapters;
+  const d = DEFAULT_CONFIG.adapters;
+  const set = (value: unknown, fallback: unknown) =>
+    JSON.stringify(value) !== JSON.stringify(fallback);
+  const unread: string[] = [];
+  if (a.kind !== "lora") {
+    for (const key of LORA_ONLY) if (set(a[key], d[key])) unread.push(`adapters.${key}`);
+  }
+  if (a.kind !== "hilo") {
+    for (const key of Object.keys(d.hilo) as (keyof typeof d.hilo)[]) {
+      if (set(a.hilo[key], d.hilo[key])) unread.push(`adapters.hilo.${key}`);
+    }
+  }
+  if (a.kind === "none") {
+    for (const key of ["targets", "dropout"] as const) {
+      if (set(a[key], d[key])) unread.push(`adapters.${key}`);
+    }
+  }
+  const warnings = unread.map((key) =>
+    `key "${key}" is set but not read with "adapters.kind" "${a.kind}"`
+  );
+  if (a.kind === "hilo" && a.hilo.alphaPerRank && !set(a.hilo.alpha, d.hilo.alpha)) {
+    warnings.push(
+      `key "adapters.hilo.alphaPerRank" is true and "adapters.hilo.alpha" is its default ` +
+        `(${d.hilo.alpha}), which is then the factor c of alpha = c·rank: every expert's scale ` +
+        `is ${d.hilo.alpha}; set "adapters.hilo.alpha" (e.g. 2 for alpha = 2·rank)`,
+    );
+  }
+  return warnings;
 }

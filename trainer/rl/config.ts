@@ -812,10 +812,22 @@ export function rlConfigProblems(
       if (term.layer > L - 2) {
         problems.push([
           `rl.losses[${i}].layer`,
-          `must be "final" or a decoder layer in [0, ${L - 2}] (the model has ${L} layers; the ` +
-          `last layer's output is "final"): current value is ${term.layer}`,
+          `must be "final" or a decoder layer in [0, ${L - 2}] (the model has ${L} layers; ` +
+          `"final" is the last layer's output after the final RMSNorm, HF's hidden_states[-1]): ` +
+          `current value is ${term.layer}`,
         ]);
       }
+    }
+    if (
+      term.name === "hidden_align" && term.type === "cos-pairwise" &&
+      rl.microBatchSize < rl.groupSize
+    ) {
+      problems.push([
+        "rl.microBatchSize",
+        `must be >= "rl.groupSize" (${rl.groupSize}) with the cos-pairwise align term ` +
+        `(rl.losses[${i}]), which compares the rows of a group within one micro-batch: current ` +
+        `value is ${rl.microBatchSize}`,
+      ]);
     }
   });
   if (!rl.losses.some((t) => t.name === "clipped_pg")) {

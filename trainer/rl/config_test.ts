@@ -76,6 +76,14 @@ Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
       /key "rl\.miniBatches".*must be <= "rl\.trainBatchPrompts" \(2\)/,
     ],
     [["--rl.onShortBatch=skip"], /key "rl\.onShortBatch".*must be one of "train", "stop"/],
+    [
+      [
+        "--rl.groupSize=8",
+        "--rl.microBatchSize=4",
+        "--rl.losses=[{name: clipped_pg}, {name: hidden_align, type: cos-pairwise}]",
+      ],
+      /key "rl\.microBatchSize".*must be >= "rl\.groupSize" \(8\) with the cos-pairwise/,
+    ],
     [["--rl.temperature=0"], /key "rl\.temperature".*must be >= 0\.000001/],
     [["--rl.eval.batchPrompts=-1"], /key "rl\.eval\.batchPrompts"/],
     [["--rl.eval.batchPrompts=all"], /key "rl\.eval\.batchPrompts"/],

@@ -121,8 +121,11 @@ function part<T>(items: readonly T[], i: number, parts: number): T[] {
  * mini-batch `i` is run `i` of the policy groups followed by run `i` of the align-only groups.
  * So every update has its share of the policy groups, and the align term's rows are spread over
  * the updates too. Otherwise (one part, or only one kind of group) the rows are cut into `parts`
- * contiguous runs of row counts differing by at most one, regardless of groups. Empty
- * mini-batches (fewer groups or rows than `parts`) are left out.
+ * contiguous runs of row counts differing by at most one, regardless of groups, unless
+ * `wholeGroups` is set: then the groups (of one kind) are cut into `parts` runs of whole groups
+ * as above (the cos-pairwise align term compares rows of a group within one backward call, so
+ * a group cut in two would lose its pairs across the cut). Empty mini-batches (fewer groups or
+ * rows than `parts`) are left out.
  *
  * The normalisers of the losses (token-mean's loss tokens, the align term's rows or pairs) are
  * then counted per mini-batch by {@linkcode rlUpdate}; the align targets are per group, computed
@@ -130,6 +133,7 @@ function part<T>(items: readonly T[], i: number, parts: number): T[] {
  *
  * @param rows The step's rows (group ids and policy flags are read).
  * @param parts The number of mini-batches, `miniBatches`.
+ * @param options `wholeGroups`: never cut a group (default false).
  * @returns The mini-batches, each a list of rows.
  *
  * @example Two mixed groups and two align-only groups in two mini-batches
@@ -145,23 +149,79 @@ function part<T>(items: readonly T[], i: number, parts: number): T[] {
 export function splitMiniBatches<T extends Pick<RlRow, "group" | "policy">>(
   rows: readonly T[],
   parts: number,
+  options: { wholeGroups?: boolean } = {},
 ): T[][] {
   if (parts <= 1) return split(rows, parts);
-  const byGroup = new Map<number, T[]>();
-  for (const r of rows) {
-    const g = byGroup.get(r.group);
-    if (g) g.push(r);
-    else byGroup.set(r.group, [r]);
-  }
   const policy: T[][] = [];
   const alignOnly: T[][] = [];
-  for (const g of byGroup.values()) (g.some((r) => r.policy) ? policy : alignOnly).push(g);
-  if (policy.length === 0 || alignOnly.length === 0) return split(rows, parts);
+  for (const g of byGroup(rows)) (g.some((r) => r.policy) ? policy : alignOnly).push(g);
+  if ((policy.length === 0 || alignOnly.length === 0) && !options.wholeGroups) {
+    return split(rows, parts);
+  }
   const out: T[][] = [];
   for (let i = 0; i < parts; i++) {
     const mini = [...part(policy, i, parts).flat(), ...part(alignOnly, i, parts).flat()];
     if (mini.length > 0) out.push(mini);
   }
+  return out;
+}
+
+/** The rows of each group, groups in order of their first row. */
+function byGroup<T extends Pick<RlRow, "group">>(rows: readonly T[]): T[][] {
+  const groups = new Map<number, T[]>();
+  for (const r of rows) {
+    const g = groups.get(r.group);
+    if (g) g.push(r);
+    else groups.set(r.group, [r]);
+  }
+  return [...groups.values()];
+}
+
+/**
+ * The micro-batches of a mini-batch (one backward call each, at most `size` rows): the rows cut
+ * into the fewest runs, of row counts differing by at most one; or, with `wholeGroups`, whole
+ * groups packed in order into runs of at most `size` rows (a group of more than `size` rows is
+ * cut into runs of `size`; config.ts refuses `rl.microBatchSize < rl.groupSize` with the
+ * cos-pairwise term).
+ *
+ * @param mini The mini-batch's rows.
+ * @param size `microBatchSize`.
+ * @param options `wholeGroups`: keep each group in one micro-batch (default false).
+ * @returns The micro-batches.
+ *
+ * @example Five groups of 8 rows at 32 rows a micro-batch
+ * ```ts
+ * import { splitMicroBatches } from "./rl_update.ts";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * const rows = Array.from({ length: 40 }, (_, i) => ({ group: Math.floor(i / 8) }));
+ * deepStrictEqual(splitMicroBatches(rows, 32).map((m) => m.length), [20, 20]);
+ * deepStrictEqual(splitMicroBatches(rows, 32, { wholeGroups: true }).map((m) => m.length), [32, 8]);
+ * ```
+ */
+export function splitMicroBatches<T extends Pick<RlRow, "group">>(
+  mini: readonly T[],
+  size: number,
+  options: { wholeGroups?: boolean } = {},
+): T[][] {
+  if (!options.wholeGroups) return split(mini, Math.ceil(mini.length / size));
+  const out: T[][] = [];
+  let current: T[] = [];
+  for (const group of byGroup(mini)) {
+    if (current.length > 0 && current.length + group.length > size) {
+      out.push(current);
+      current = [];
+    }
+    for (let i = 0; i < group.length; i += size) {
+      const piece = group.slice(i, i + size);
+      if (current.length + piece.length > size) {
+        out.push(current);
+        current = [];
+      }
+      current.push(...piece);
+    }
+  }
+  if (current.length > 0) out.push(current);
   return out;
 }
 
@@ -261,7 +321,7 @@ export async function rlUpdate<S>(
   let updates: ParamTree | null = null;
   // The same mini-batches every pass; fewer than `miniBatches` when there are fewer rows or
   // (with align-only groups) groups, and then fewer updates.
-  const minis = splitMiniBatches(rows, options.miniBatches);
+  const minis = splitMiniBatches(rows, options.miniBatches, { wholeGroups: pairwise });
   const U = options.ppoEpochs * minis.length;
   let lossSum = 0;
   let tokens = 0;
@@ -279,9 +339,11 @@ export async function rlUpdate<S>(
     for (const mini of minis) {
       const miniTokens = mini.reduce((n, r) => n + (r.policy ? r.tokens.length : 0), 0);
       const miniSeqs = mini.filter((r) => r.policy && r.tokens.length > 0).length;
-      const microsOfMini = split(mini, Math.ceil(mini.length / options.microBatchSize));
-      // cos-pairwise compares rows within a micro-batch (keep a group in one: microBatchSize a
-      // multiple of the group size); its normaliser is the mini-batch's pairs.
+      // cos-pairwise compares rows within a micro-batch, so its micro-batches (and mini-batches)
+      // hold whole groups; its normaliser is the mini-batch's pairs.
+      const microsOfMini = splitMicroBatches(mini, options.microBatchSize, {
+        wholeGroups: pairwise,
+      });
       const miniAlign = pairwise
         ? microsOfMini.reduce((p, m) => p + pairsIn(m), 0)
         : mini.filter(takesPart).length;

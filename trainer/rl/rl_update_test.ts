@@ -11,7 +11,7 @@ import { arithmeticPrompts } from "./prompt_data.ts";
 import { promptIds } from "./prompt_template.ts";
 import type { RlLossTermConfig } from "./config.ts";
 import type { RlRow } from "./rl_batch.ts";
-import { rlUpdate, splitMiniBatches } from "./rl_update.ts";
+import { rlUpdate, splitMicroBatches, splitMiniBatches } from "./rl_update.ts";
 import type { TrainBackend } from "../backend.ts";
 import type { ObjectiveRequest } from "../losses/mod.ts";
 import { sampleGroups } from "./rollout.ts";
@@ -354,4 +354,50 @@ Deno.test("rlUpdate() counts align/groups for cos-pairwise too (groups with 2+ a
   strictEqual(pairwise.result.metrics["align/groups"], 8);
   const centroid = await recordUpdate(rows, 1, 16);
   strictEqual(centroid.result.metrics["align/groups"], 8);
+});
+
+Deno.test("rlUpdate() with cos-pairwise keeps every group in one micro-batch and mini-batch (no pair lost)", async () => {
+  const rows = stepRows(5, 0); // 5 groups of 4 rows, 2 correct each: 1 pair a group
+  const whole = (seen: Seen[]) => {
+    const where = new Map<number, Set<string>>();
+    seen.forEach((s, i) => {
+      for (const g of s.groups) {
+        (where.get(g) ?? where.set(g, new Set()).get(g)!).add(`${s.update}/${i}`);
+      }
+    });
+    return [...where.values()].every((places) => places.size === 1);
+  };
+  // 20 rows at 8 a micro-batch: cut by count they would be [6, 7, 7] and split groups.
+  const one = await recordUpdate(rows, 1, 8, "cos-pairwise");
+  deepStrictEqual(one.seen.map((s) => s.groups.length), [8, 8, 4]);
+  ok(whole(one.seen), "each group in one micro-batch");
+  ok(one.seen.every((s) => s.normalizers.hidden_align === 5), "all 5 pairs counted");
+  // Two mini-batches of whole groups (2 and 3), each normalised by its own pairs.
+  const two = await recordUpdate(rows, 2, 8, "cos-pairwise");
+  ok(whole(two.seen), "each group in one micro-batch of one update");
+  deepStrictEqual(
+    [0, 1].map((u) =>
+      two.seen.filter((s) => s.update === u).map((s) => s.normalizers.hidden_align)
+    ),
+    [[2], [3, 3]],
+  );
+  // The centroid types keep the cut by row count (their targets are per group already).
+  const centroid = await recordUpdate(rows, 1, 8);
+  deepStrictEqual(centroid.seen.map((s) => s.groups.length), [6, 7, 7]);
+});
+
+Deno.test("splitMicroBatches() packs whole groups, cutting only a group larger than the size", () => {
+  const rows = [0, 0, 0, 1, 1, 2, 2, 2, 2, 2].map((group) => ({ group }));
+  const groupsOf = (micros: { group: number }[][]) => micros.map((m) => m.map((r) => r.group));
+  deepStrictEqual(groupsOf(splitMicroBatches(rows, 5, { wholeGroups: true })), [
+    [0, 0, 0, 1, 1],
+    [2, 2, 2, 2, 2],
+  ]);
+  deepStrictEqual(groupsOf(splitMicroBatches(rows, 4, { wholeGroups: true })), [
+    [0, 0, 0],
+    [1, 1],
+    [2, 2, 2, 2],
+    [2],
+  ]);
+  deepStrictEqual(groupsOf(splitMicroBatches(rows, 4)), [[0, 0, 0], [1, 1, 2], [2, 2, 2, 2]]);
 });
