@@ -45,6 +45,11 @@ export interface LoraMergeF16Args {
   alpha?: number;
   /** Which merge this is, recorded in the status on overflow; default 0. */
   tag?: number;
+  /**
+   * `"blocked"`: one thread per 4 rows × 8 columns (needs `k % 8 == 0`); `"pairs"`: one thread
+   * per two elements (any shape); default `"auto"`, blocked where it applies (tests compare them).
+   */
+  kernel?: "auto" | "blocked" | "pairs";
 }
 
 /**
@@ -53,8 +58,8 @@ export interface LoraMergeF16Args {
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
  * @param args Operands, shape, scale and status.
- * @throws {RangeError} When a buffer is smaller than its shape needs, or `tag` is not a u32
- * below 2^32 − 1.
+ * @throws {RangeError} When a buffer is smaller than its shape needs, `tag` is not a u32 below
+ * 2^32 − 1, or the blocked kernel is asked for with `k` not a multiple of 8.
  *
  * @example Merge a rank-8 expert into a 1024×1024 f16 weight
  * ```ts ignore
@@ -85,12 +90,24 @@ export function encodeLoraMergeF16(
   checkSize("lora_merge_f16", "b", args.b, n * r, `[n, r] = [${n}, ${r}]`);
   checkSize("lora_merge_f16", "out", args.out, words, shape);
   checkSize("lora_merge_f16", "status", args.status, LORA_MERGE_F16_STATUS_WORDS, "[2] u32");
+  const kernel = args.kernel ?? "auto";
+  if (kernel === "blocked" && k % 8 !== 0) {
+    throw new RangeError(
+      `Cannot record lora_merge_f16 with the blocked kernel: k must be a multiple of 8: current ` +
+        `value is ${k}`,
+    );
+  }
   if (words === 0) return;
+  const blocked = kernel === "blocked" || (kernel === "auto" && k % 8 === 0);
+  // Threads: one per 4 rows × 8 columns, or one per word.
+  const threads = blocked ? Math.ceil(n / 4) * (k / 8) : words;
   ctx.dispatch(
     pass,
-    ctx.pipeline("lora_merge_f16", code, { constants: GRID_CONSTANTS }),
+    ctx.pipeline("lora_merge_f16", code, {
+      constants: { ...GRID_CONSTANTS, BLOCKED: blocked ? 1 : 0 },
+    }),
     [args.w, args.a, args.b, args.out, args.status],
-    grid(Math.ceil(words / 256)),
+    grid(Math.ceil(threads / 256)),
     packUniform(PARAMS, { n, k, r, alpha: args.alpha ?? 1, tag }),
   );
 }
