@@ -1,4 +1,4 @@
-// Shared by the tests of the packed-f16 KV cache kernels (kv_write, qk_norm_rope_kv, attention):
+// Shared by the tests of the packed-f16 kernels (kv_write, qk_norm_rope_kv, attention, lora_merge_f16):
 // packing f16 values into words, reading them back, and the check that a written value is one of
 // the two f16 neighbours of its reference (WGSL's pack2x16float may round either way).
 
