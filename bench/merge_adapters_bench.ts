@@ -9,10 +9,11 @@
 // merge, 0.5 GFLOP, costs more than 8 decode steps save there, hence off by default on software
 // adapters).
 //
-// Default (llvmpipe, ~10 s): the qwen3-tiny fixture, 8-token prompt, 32 new tokens; and the
+// Default (llvmpipe, ~20 s): the qwen3-tiny fixture, 8-token prompt, 32 new tokens; and the
 // Qwen3-0.6B-shaped random model of bench/random_model.ts cut to 1 layer and a 4096-token vocabulary,
 // 2-token prompt, 8 new tokens. HALO_BENCH_FULL=1 (a real GPU): the real 0.6B shape (28 layers),
-// 64-token prompt, 256 new tokens.
+// 64-token prompt, 256 new tokens. Each with f32 weights, and with f16 ones ("f16" groups: the
+// merge writes f16 copies, kernels/lora_merge_f16; skipped without "shader-f16").
 import { createLora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 import { GpuContext } from "../gpu/context.ts";
@@ -34,38 +35,47 @@ try {
 
 interface Case {
   name: string;
-  model: () => Promise<WebGpuQwen3>;
+  model: (weightDtype: "f32" | "f16") => Promise<WebGpuQwen3>;
   promptLen: number;
   newTokens: number;
 }
 
-const cases: Case[] = [
+const shapes: Case[] = [
   ...(FULL ? [] : [{
     name: "tiny",
-    model: async () =>
-      await loadModel("tests/fixtures/qwen3-tiny", { gpu: ctx!, warn: false }) as WebGpuQwen3,
+    model: async (weightDtype: "f32" | "f16") =>
+      await loadModel("tests/fixtures/qwen3-tiny", {
+        gpu: ctx!,
+        warn: false,
+        weightDtype,
+      }) as WebGpuQwen3,
     promptLen: 8,
     newTokens: 32,
   }]),
   {
     name: FULL ? "qwen3-0.6b-shape" : "qwen3-0.6b-shape-1layer-v4096",
-    model: () => {
+    model: (weightDtype) => {
       const config = FULL ? qwen3_0p6bConfig() : qwen3_0p6bConfig({ layers: 1, vocab: 4096 });
-      return Promise.resolve(new WebGpuQwen3(ctx!, config, randomWeights(config)));
+      return Promise.resolve(new WebGpuQwen3(ctx!, config, randomWeights(config), { weightDtype }));
     },
     promptLen: FULL ? 64 : 2,
     newTokens: FULL ? 256 : 8,
   },
 ];
+const f16 = ctx?.gpu.features.has("shader-f16") ?? false;
+const cases = [
+  ...shapes.map((c) => ({ ...c, dtype: "f32" as const })),
+  ...(f16 ? shapes : []).map((c) => ({ ...c, name: `${c.name} f16`, dtype: "f16" as const })),
+];
 
 let current: { name: string; model: WebGpuQwen3 } | undefined;
-async function modelOf(c: Case): Promise<WebGpuQwen3> {
+async function modelOf(c: (typeof cases)[number]): Promise<WebGpuQwen3> {
   if (current?.name === c.name) return current.model;
   if (current) {
     releaseGenerateWorkspace(current.model);
     current.model.dispose();
   }
-  const model = await c.model();
+  const model = await c.model(c.dtype);
   model.setAdapters(createLora(
     loraConfig({ r: 16, loraAlpha: 32, targetModules: "all-linear", initLoraWeights: false }),
     model.config,

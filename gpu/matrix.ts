@@ -16,9 +16,10 @@ export interface GpuMatrixChunk {
   /** Number of rows. */
   rows: number;
   /**
-   * Byte offset of row `rowStart` in `buffer`; default 0. Set only by views into a larger f32
-   * buffer (the merged q|k|v and gate|up weights of `model/merge_adapters_webgpu.ts`, a multiple
-   * of the device's storage offset alignment), which only `encodeLinear` reads.
+   * Byte offset of row `rowStart` in `buffer`; default 0. Set only by views into a larger buffer
+   * of the matrix's dtype (the merged q|k|v and gate|up weights of
+   * `model/merge_adapters_webgpu.ts`, a multiple of the device's storage offset alignment), which
+   * only `encodeLinear` reads.
    */
   offset?: number;
 }

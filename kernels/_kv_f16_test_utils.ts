@@ -1,4 +1,4 @@
-// Shared by the tests of the packed-f16 KV cache kernels (kv_write, qk_norm_rope_kv, attention):
+// Shared by the tests of the packed-f16 kernels (kv_write, qk_norm_rope_kv, attention, lora_merge_f16):
 // packing f16 values into words, reading them back, and the check that a written value is one of
 // the two f16 neighbours of its reference (WGSL's pack2x16float may round either way).
 
@@ -46,28 +46,30 @@ export function f16Neighbours(x: number): [number, number] {
 
 /**
  * Throws unless every `got[i]` lies between the f16 neighbours of `want[i] ∓ slack` (so an f16
- * rounding, either way, of a value within `slack` of the reference), or, where that range lies in
+ * rounding, either way, of a value within `slack` of the reference; `slack` one number, or one per
+ * element), or, where that range lies in
  * f16's subnormals (|x| < 2^-14), is between it and zero (a driver may flush f16 subnormals);
  * returns the fraction of elements equal to the nearest f16 of `want[i]`.
  */
 export function assertF16Rounded(
   got: ArrayLike<number>,
   want: ArrayLike<number>,
-  slack: number,
+  slack: number | ArrayLike<number>,
   what: string,
 ): number {
+  const at = (i: number) => typeof slack === "number" ? slack : slack[i];
   if (got.length !== want.length) {
     throw new RangeError(`${what}: length ${got.length} vs reference ${want.length}`);
   }
   let nearest = 0;
   for (let i = 0; i < got.length; i++) {
-    let lo = f16Neighbours(want[i] - slack)[0];
-    let hi = f16Neighbours(want[i] + slack)[1];
+    let lo = f16Neighbours(want[i] - at(i))[0];
+    let hi = f16Neighbours(want[i] + at(i))[1];
     if (Math.abs(lo) < MIN_NORMAL_F16) lo = Math.min(lo, 0);
     if (Math.abs(hi) < MIN_NORMAL_F16) hi = Math.max(hi, 0);
     if (!(got[i] >= lo && got[i] <= hi)) {
       throw new Error(
-        `${what}: element ${i} is ${got[i]}, not an f16 rounding of ${want[i]} ± ${slack} ` +
+        `${what}: element ${i} is ${got[i]}, not an f16 rounding of ${want[i]} ± ${at(i)} ` +
           `(between ${lo} and ${hi})`,
       );
     }

@@ -36,6 +36,8 @@ export * from "./logprob/logprob.ts";
 export * from "./logprob/logprob_ref.ts";
 export * from "./logprob/logprob_backward.ts";
 export * from "./logprob/logprob_backward_ref.ts";
+export * from "./lora_merge_f16/lora_merge_f16.ts";
+export * from "./lora_merge_f16/lora_merge_f16_ref.ts";
 export * from "./matmul/matmul.ts";
 export * from "./matmul/matmul_ref.ts";
 export * from "./matmul/matmul_backward.ts";

@@ -264,9 +264,12 @@ export function encodeLinear(
     encodeSwiglu(ctx, pass, { gate: pro.gate, up: pro.up, out: args.x, n: m * k, layout });
   }
   args.w.chunks.forEach((chunk, j) => {
-    // A view into a larger buffer (merged q|k|v, gate|up): bound from its offset.
+    // A view into a larger buffer (merged q|k|v, gate|up): bound from its offset, its rows'
+    // whole 4-byte words (f16 weights: two a word).
+    const n = chunk.rows * k;
+    const words = args.w.dtype === "f16" ? Math.ceil(n / 2) : n;
     const w = chunk.offset
-      ? { buffer: chunk.buffer, offset: chunk.offset, size: 4 * chunk.rows * k }
+      ? { buffer: chunk.buffer, offset: chunk.offset, size: 4 * words }
       : chunk.buffer;
     const op = {
       x: args.x,

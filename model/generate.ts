@@ -70,12 +70,14 @@ export interface GenerateOptions {
    */
   firstSequence?: number;
   /**
-   * WebGPU with LoRA adapters: merge each plain LoRA adapter into a copy of its f32 base weight
+   * WebGPU with LoRA adapters: merge each plain LoRA adapter into a copy of its base weight
    * (`W + scale·B·A`, recomputed on the GPU at the start of every call, so adapters changed
    * between calls are always seen) and run the prefill and decode on the merged weights, 2
    * dispatches fewer per adapted projection and step, for as many extra bytes as those base
-   * weights. HILO's routed adapters, f16 base weights and base weights split into row blocks keep
-   * the unmerged path (see `model/merge_adapters_webgpu.ts`). Default: on a hardware adapter
+   * weights (f16 weights: an f16 copy, rounded once more than the unmerged path's f32 sum; a
+   * merged value beyond the f16 range is an error). HILO's routed adapters, base weights split
+   * into row blocks and f16 ones under several unrouted experts keep the unmerged path (see
+   * `model/merge_adapters_webgpu.ts`). Default: on a hardware adapter
    * (where a decode step is bound by its dispatches), not on a software one (`isFallbackAdapter`).
    */
   mergeAdapters?: boolean;

@@ -23,11 +23,13 @@
  * `tokens · maxRank` floats in the workspace.
  *
  * With `mergeAdapters` (on by default on a hardware adapter), each call first merges the plain
- * LoRA adapters into copies of their f32 base weights (`W + scale·B·A`, a copy and one small
- * matmul per projection and expert, recorded before the prefill: see
- * `model/merge_adapters_webgpu.ts`), held for that call only, and records the layers over those:
- * one matmul per merged projection. Routed (HILO) adapters, f16 and row-split base weights keep
- * the unmerged path above. Where q|k|v (and gate|up) were merged into one buffer, a decode step
+ * LoRA adapters into copies of their base weights (`W + scale·B·A`; f32: a copy and one small
+ * matmul per projection and expert; f16: one kernel per projection writing `f16(f32(W16) +
+ * scale·B·A)`, whose overflow status comes back with the first readback and is an error there;
+ * recorded before the prefill: see `model/merge_adapters_webgpu.ts`), held for that call only,
+ * and records the layers over those: one matmul per merged projection. Routed (HILO) adapters,
+ * row-split base weights and f16 ones under several unrouted experts keep the unmerged path
+ * above. Where q|k|v (and gate|up) were merged into one buffer, a decode step
  * records one matvec for the group into the workspace's `qkv` (`gateUp`), which the q/k norm +
  * RoPE + KV write (SwiGLU) reads at column offsets: 9 → 6 dispatches a layer on a hardware
  * adapter (SwiGLU in down_proj's matvec), 12 → 9 on a software one.
@@ -348,12 +350,16 @@ async function run(
       rowSteps += R;
     }
     pass.end();
-    const [s, o] = await readback(ctx, [
+    // The first readback also brings the f16 merge's overflow status (merged f16 weights).
+    const status = first === 0 ? ws.merged?.status : undefined;
+    const [s, o, st] = await readback(ctx, [
       { buffer: ws.state, offset: 0, size: B * 8 },
       { buffer: ws.out, offset: first * B * 12, size: (end - first) * B * 12 },
+      ...(status ? [{ buffer: status, offset: 0, size: status.size }] : []),
     ], enc);
     submits++;
     readbacks++;
+    if (st) ws.merged!.checkStatus(new Uint32Array(st));
     state.set(new Uint32Array(s));
     host.set(new Uint32Array(o), first * B * 3);
     enc = ctx.device.createCommandEncoder({ label: "generate" });

@@ -100,7 +100,10 @@ export interface GpuMemoryEstimateInput {
   maxNewTokens: number;
   /** `rl.microBatchSize`. */
   microBatchSize: number;
-  /** Whether generation merges the adapters into f32 copies (`rl.mergeAdapters`). Default false. */
+  /**
+   * Whether generation merges the adapters into copies of their weights, at the weight dtype
+   * (`rl.mergeAdapters`). Default false.
+   */
   mergeAdapters?: boolean;
   /** `rl.releaseWorkspaces`: each phase frees the others' workspaces. Default true. */
   releaseWorkspaces?: boolean;
@@ -131,7 +134,10 @@ export interface GpuMemoryEstimate {
   adapters: number;
   /** The trainable parameters' gradients and, on the device, AdamW's two moments. */
   optimizer: number;
-  /** Generation's f32 copy of the projections whose adapters merge (during generate calls). */
+  /**
+   * Generation's copy of the projections whose adapters merge (during generate calls), at the
+   * weight dtype (f16: plus the merge's 8-byte overflow status).
+   */
   mergedCopy: number;
   /** KV cache of the largest generate call: K and V of every layer, key mask, row scratch. */
   kvCache: number;
@@ -315,12 +321,13 @@ export function estimateRlGpuMemory(input: GpuMemoryEstimateInput): GpuMemoryEst
   let adapterBytes = 0;
   let mergedCopy = 0;
   if (a !== null) {
-    // Plain LoRA on an f32 weight in one buffer merges into an f32 copy of it; where a layer's
-    // q|k|v (gate|up) all can and one has an adapter, they are copied as one buffer, unadapted
-    // members included (merge_adapters_webgpu.ts `unfusableReason`).
+    // Plain LoRA on a weight in one buffer merges into a copy of it at the weight dtype (f16:
+    // plus an 8-byte overflow status); where a layer's q|k|v (gate|up) all can and one has an
+    // adapter, they are copied as one buffer, unadapted members included
+    // (merge_adapters_webgpu.ts `unfusableReason`).
     const fits = (t: string) => {
       const [inF, outF] = projectionShape(c, t);
-      return wBytes === 4 && outF * inF * 4 <= binding;
+      return outF * inF * wBytes <= binding;
     };
     const groups = [["q_proj", "k_proj", "v_proj"], ["gate_proj", "up_proj"]];
     for (let l = 0; l < L; l++) {
@@ -338,16 +345,17 @@ export function estimateRlGpuMemory(input: GpuMemoryEstimateInput): GpuMemoryEst
         let aligned = true;
         for (const t of group) {
           const [inF, outF] = projectionShape(c, t);
-          aligned &&= (4 * rowStart * inF) % alignBytes === 0;
+          aligned &&= (wBytes * rowStart * inF) % alignBytes === 0;
           rowStart += outF;
         }
         if (aligned) { for (const t of group) merged.add(t); }
       }
       for (const t of merged) {
         const [inF, outF] = projectionShape(c, t);
-        mergedCopy += f32(outF * inF);
+        mergedCopy += mat(outF, inF);
       }
     }
+    if (wBytes === 2 && mergedCopy > 0) mergedCopy += 8;
   }
   if (!(input.mergeAdapters ?? false)) mergedCopy = 0;
   // Gradients of the trainable parameters (f32), and AdamW's m and v on the device.

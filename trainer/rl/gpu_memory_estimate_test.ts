@@ -1,7 +1,8 @@
 // estimateRlGpuMemory against the bytes a WebGPU model really allocates (GpuContext.allocatedBytes)
 // after loading with adapters, a generate call (with and without merged adapters), a forward
 // micro-batch and a training micro-batch, on the fixture model (tied head, heads·headDim =
-// hidden) and on a random model with an untied head and heads·headDim ≠ hidden; plus the pure
+// hidden; f32 weights, and f16 ones with the merged copy in f16, that copy also to the byte) and
+// on a random model with an untied head and heads·headDim ≠ hidden; plus the pure
 // relations (f16 weights, an f16 KV cache, the release policy, HILO routers).
 //
 // Tolerance: each measured item must be at least the estimate and at most the estimate plus
@@ -20,6 +21,7 @@ import { fixtureDir } from "../../internal/test_utils.ts";
 import { type Qwen3Config, readQwen3Config } from "../../model/config.ts";
 import { generate } from "../../model/generate.ts";
 import { initQwen3Weights } from "../../model/init.ts";
+import { MergedAdapterWeights } from "../../model/merge_adapters_webgpu.ts";
 import { WebGpuQwen3 } from "../../model/qwen3_webgpu.ts";
 import { loadQwen3Weights } from "../../model/weights.ts";
 import type { Lora } from "../../adapters/lora.ts";
@@ -131,6 +133,53 @@ Deno.test({
 });
 
 Deno.test({
+  name: "estimateRlGpuMemory() matches the bytes allocated on the fixture model with f16 " +
+    "weights (LoRA r4, all; the merged copy in f16)",
+  ignore: noGpu,
+  async fn() {
+    const dir = fixtureDir();
+    const config = await readQwen3Config(dir);
+    const ctx = new GpuContext((await testContext())!.gpu);
+    if (!ctx.gpu.features.has("shader-f16")) {
+      console.log("the adapter has no shader-f16: f16 weights not run");
+      return;
+    }
+    const weights = await loadQwen3Weights(dir, config, { matrixDtype: "f16" });
+    const model = new WebGpuQwen3(ctx, config, weights, { weightDtype: "f16" });
+    const lora = await loadPeftAdapter(`${dir}/adapter`, config);
+    const input = {
+      adapters: { targets: ALL, ranks: [4, 4] },
+      weightDtype: "f16" as const,
+      groupSize: 3,
+      genBatchPrompts: 2,
+      evalPrompts: 0,
+      evalSamples: 1,
+      promptTokens: 5,
+      maxNewTokens: 7,
+      microBatchSize: 3,
+    };
+    // The f16 merged copy: the f16 matrices of all seven projections and the 8-byte status.
+    const merged = estimateRlGpuMemory({ ...input, model: config, mergeAdapters: true });
+    const [H, I] = [config.hiddenSize, config.intermediateSize];
+    const [qd, kvd] = [config.numAttentionHeads, config.numKeyValueHeads].map((h) =>
+      h * config.headDim
+    );
+    const perLayer = 2 * qd * H + 2 * kvd * H + 3 * I * H;
+    strictEqual(merged.mergedCopy, config.numHiddenLayers * 2 * perLayer + 8);
+    await measure(ctx, model, lora, input);
+    strictEqual(ctx.allocatedBytes, 0, "bytes left after dispose()");
+    // The merged copy alone, to the byte.
+    const again = new WebGpuQwen3(ctx, config, weights, { weightDtype: "f16" });
+    again.setAdapters(lora);
+    const before = ctx.allocatedBytes;
+    const copy = new MergedAdapterWeights(ctx, again);
+    strictEqual(ctx.allocatedBytes - before, merged.mergedCopy, "f16 merged copy");
+    copy.dispose();
+    again.dispose();
+  },
+});
+
+Deno.test({
   name: "estimateRlGpuMemory() matches on an untied model with heads·headDim ≠ hidden",
   ignore: noGpu,
   async fn() {
@@ -214,13 +263,14 @@ Deno.test("estimateRlGpuMemory(): f16 weights, an f16 KV cache and the release p
     base.peak,
     base.resident + Math.max(base.kvCache + base.generation, base.forward, base.training),
   );
-  // Merging the adapters adds an f32 copy of every adapted projection during generation.
+  // Merging the adapters adds a copy of every adapted projection during generation, at the
+  // weight dtype (f16: half the bytes, plus the 8-byte overflow status).
   const merged = estimateRlGpuMemory({ ...GSM8K, mergeAdapters: true });
   const H = 2560, I = 9728, qd = 4096, kvd = 1024;
   strictEqual(merged.mergedCopy, 36 * 4 * (2 * qd * H + 2 * kvd * H + 3 * I * H));
   strictEqual(
     estimateRlGpuMemory({ ...GSM8K, mergeAdapters: true, weightDtype: "f16" }).mergedCopy,
-    0,
+    merged.mergedCopy / 2 + 8,
   );
   // The host optimizer keeps only the gradients on the device.
   strictEqual(

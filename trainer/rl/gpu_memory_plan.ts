@@ -253,7 +253,7 @@ export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
   ];
   if (mergeSkipped) {
     lines.push(
-      `rl.mergeAdapters "auto": not merging the adapters for generation (their f32 copy, ` +
+      `rl.mergeAdapters "auto": not merging the adapters for generation (their merged copy, ` +
         `${gb(mergedCopy)} GB, would ${
           !fit.fits || fit.unsplit
             ? "take the peak over the budget"
