@@ -930,13 +930,19 @@ export class WebGpuQwen3Backward {
    * Phase 4: the layers, last first down to the lowest trained one, each recomputed from its
    * saved input (but the last, whose activations are still there, and with `keepActivations`
    * every one, whose activations the forward kept); a hidden cotangent taken at
-   * a layer's output is added to `grads.dh` when the backward passes that layer.
+   * a layer's output is added to `grads.dh` when the backward passes that layer. With only a
+   * hidden cotangent the backward starts at its layer, unless HILO's balance term has routers
+   * above it (then at the last layer, from a zero gradient).
    */
   #layersBackward(pass: GPUComputePassEncoder, step: StepPlan): void {
     const model = this.model;
     const L = model.config.numHiddenLayers;
     const { ws, flags, base, lowest, hiddenLayer } = step;
-    const fromHead = flags.logprobs || flags.logits || hiddenLayer === undefined;
+    // HILO's balance term reaches every routed layer, those above a hidden cotangent's too
+    // (their other gradients are zero there).
+    const balanceAbove = step.balance && hiddenLayer !== undefined &&
+      model.adapters!.modules.some((m) => m.router !== null && m.layer > hiddenLayer);
+    const fromHead = flags.logprobs || flags.logits || hiddenLayer === undefined || balanceAbove;
     const inject = { layerOutput: addCotangent(this.#ctx, ws.dLastHidden) };
     for (let l = fromHead ? L - 1 : hiddenLayer!; l >= lowest; l--) {
       const kept = step.keeps(l) ? ws.kept[l]! : undefined;

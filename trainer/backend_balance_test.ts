@@ -3,7 +3,7 @@
 // give the B = 1 gradient on both backends; rows without any other gradient still get it; the
 // CPU's row-split gradient is the finite-difference gradient of the batch's balance loss; the
 // `balanceWeight` option scales it; the value is the metric "loss/balance"; CPU and WebGPU agree
-// on one micro-batch.
+// on one micro-batch, also with only a hidden cotangent below a routed layer.
 import { ok, strictEqual } from "node:assert/strict";
 import { noGpu, randomArray, relativeError, testContext } from "../gpu/test_utils.ts";
 import { createHilo, hiloConfig } from "../adapters/hilo.ts";
@@ -198,6 +198,26 @@ Deno.test({
         worst = Math.max(worst, err);
       }
       console.log(`CPU vs WebGPU, one micro-batch: metric ${mc}, worst rel err ${worst}`);
+      // Only a hidden cotangent at layer 0: layer 1's routers still get the balance gradient on
+      // both backends (the GPU backward then starts at the last layer).
+      const H = gpuModel.config.hiddenSize;
+      const dHidden = randomArray(2 * 6 * H, 43);
+      // Zero at padding: the GPU runs padded tokens, the CPU only real ones.
+      const real = (i: number) =>
+        input.attentionMask![Math.floor(i / (6 * H))][Math.floor(i / H) % 6];
+      const hiddenTerm = (): LossOutput => ({
+        value: 0,
+        grad: { dLastHidden: Float64Array.from(dHidden, (x, i) => (real(i) ? x : 0)) },
+        metrics: {},
+      });
+      const hg = await gpu.lossAndGrads(input, hiddenTerm, { hiddenLayer: 0 });
+      const hc = await cpu.lossAndGrads(input, hiddenTerm, { hiddenLayer: 0 });
+      const upper = Object.keys(hc.grads).filter((k) => k.startsWith("model.layers.1."));
+      ok(upper.some((k) => k.endsWith("router.weight") && hc.grads[k].some((x) => x !== 0)));
+      for (const name of Object.keys(hc.grads)) {
+        const err = relativeError(hg.grads[name], hc.grads[name]);
+        ok(err <= STATE_TOL, `hidden layer 0, ${name}: WebGPU vs CPU relative error ${err}`);
+      }
     } finally {
       gpu.dispose();
       gpuModel.dispose();
