@@ -52,7 +52,10 @@ export interface HiloConfigOptions {
   activation?: HiloActivation;
   /** Threshold of top-p activation; default 0.8. */
   topP?: number;
-  /** Load-balancing loss coefficient; default 0 (as MoLA's code). */
+  /**
+   * Load-balancing loss coefficient (`E · Σ_e f_e·P_e` per routed projection, summed; see
+   * `kernels/moe_route/moe_balance_ref.ts`); default 0 (as MoLA's code).
+   */
   balanceCoef?: number;
   /** Projections to adapt; default `"all-linear"`. */
   targetModules?: readonly string[] | string;

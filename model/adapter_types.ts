@@ -117,7 +117,12 @@ export interface HiloSettings {
   activation: HiloActivation;
   /** Threshold of top-p routing. */
   topP: number;
-  /** Coefficient of the load-balancing loss `E_l · Σ_e f_e·P_e` summed over layers (default 0). */
+  /**
+   * Coefficient of the load-balancing loss: `E · Σ_e f_e·P_e` per routed projection (its own
+   * router; `f_e` tokens routed to e over tokens, `P_e` mean router probability) over the tokens
+   * of one micro-batch, summed over projections and layers; a step's term is the mean over its
+   * micro-batches (see `kernels/moe_route/moe_balance_ref.ts`). Default 0.
+   */
   balanceCoef: number;
   /** One entry per decoder layer. */
   layers: HiloLayerSpec[];

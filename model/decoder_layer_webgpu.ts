@@ -772,6 +772,11 @@ export interface DecoderLayerBackwardArgs {
   inputGrad: boolean;
   /** Hooks at the layer's named points, given the residual-stream gradient there. */
   hooks?: LayerHooks;
+  /**
+   * Weight of HILO's balance term in this step (the adapters' `balanceCoef` is multiplied by
+   * it, e.g. `1 / micro-batches`); default 1.
+   */
+  balanceWeight?: number;
 }
 
 /**
@@ -831,7 +836,13 @@ export function encodeDecoderLayerBackward(
   }
   const hook = (point: GpuLayerHookPoint) =>
     args.hooks?.[point]?.(pass, { layer, point, state: g.dh, elements: n * H });
-  const balance = balanceStatistics(pass, model, { layer, a, m: n, mask });
+  const balance = balanceStatistics(pass, model, {
+    layer,
+    a,
+    m: n,
+    mask,
+    weight: args.balanceWeight ?? 1,
+  });
   const lin = (
     target: ProjectionName,
     dy: GPUBuffer,
@@ -942,22 +953,31 @@ export function encodeDecoderLayerBackward(
   if (inputGrad) norm(hIn, "inputLayernorm", g.dx, g.dh, { rows: n, d: H, accumulateDx: true });
 }
 
+/** What a projection's backward needs of HILO's balance loss: coefficient, statistics, mask. */
+interface LayerBalance {
+  coef: number;
+  stats: Partial<Record<ProjectionName, GPUBuffer>>;
+  mask: GPUBuffer;
+}
+
 /**
- * HILO's load-balancing loss of a layer: when the adapters have a non-zero coefficient and the
- * layer routed projections, accumulates the statistics of every routed projection (router logits
- * of its recomputed input, into the LoRA scratch) into the layer's statistics buffer, before any
- * projection's backward uses them. Returns what the projections' backwards need, or undefined.
+ * HILO's load-balancing loss of a layer (one term per routed projection, each over its own
+ * router; see `kernels/moe_route/moe_balance_ref.ts`): when the adapters have a non-zero
+ * coefficient and weight, writes every routed projection's statistics over the step's tokens
+ * (router logits of its recomputed input, into the LoRA scratch) and adds its loss to the
+ * adapters' `balanceTotal`, before any projection's backward uses them. Returns what the
+ * projections' backwards need, or undefined.
  */
 function balanceStatistics(
   pass: GPUComputePassEncoder,
   model: GpuModelWeights,
-  args: { layer: number; a: LayerActivationBuffers; m: number; mask: GPUBuffer },
-): { coef: number; stats: GPUBuffer; mask: GPUBuffer } | undefined {
+  args: { layer: number; a: LayerActivationBuffers; m: number; mask: GPUBuffer; weight: number },
+): LayerBalance | undefined {
   const lora = model.adapters;
   const { layer, a, m, mask } = args;
-  if (!lora || lora.balanceCoef === 0) return undefined;
-  const stats = lora.balanceStats(layer);
-  if (!stats) return undefined;
+  if (!lora || lora.balanceCoef * args.weight === 0) return undefined;
+  const routed = PROJECTIONS.filter((t) => lora.module(layer, t)?.router);
+  if (routed.length === 0) return undefined;
   if (a.x1 === a.x2) {
     throw new TypeError(
       `Cannot record the balance loss of layer ${layer}: it needs the q/k/v and gate/up inputs ` +
@@ -980,34 +1000,33 @@ function balanceStatistics(
     up_proj: a.x2,
     down_proj: a.act,
   };
-  let first = true;
-  for (const target of PROJECTIONS) {
-    const mod = lora.module(layer, target);
-    if (!mod?.router) continue;
+  const stats: LayerBalance["stats"] = {};
+  for (const target of routed) {
+    const mod = lora.module(layer, target)!;
     const E = mod.experts.length;
     const logits = { buffer: scratch, offset: 0, size: 4 * m * E };
     encodeMatmul(model.ctx, pass, {
       x: inputs[target],
-      w: mod.router.weight,
+      w: mod.router!.weight,
       y: logits,
       m,
       n: E,
       k: mod.inFeatures,
     });
+    stats[target] = lora.balanceStats(layer, target)!;
     encodeMoeBalanceStats(model.ctx, pass, {
       logits: scratch,
       mask,
-      stats,
-      reset: first,
+      stats: stats[target],
+      total: lora.balanceTotal,
       m,
       experts: E,
-      activation: mod.router.activation,
-      topK: mod.router.topK,
-      topP: mod.router.topP,
+      activation: mod.router!.activation,
+      topK: mod.router!.topK,
+      topP: mod.router!.topP,
     });
-    first = false;
   }
-  return { coef: lora.balanceCoef, stats, mask };
+  return { coef: lora.balanceCoef * args.weight, stats, mask };
 }
 
 /** RMSNorm backward adding into `dw` (when given) through the layer's scratch. */
@@ -1053,7 +1072,7 @@ function linearBackward(
     gw?: GpuLayerWeights;
     a: LayerActivationBuffers;
     g: LayerGradBuffers;
-    balance?: { coef: number; stats: GPUBuffer; mask: GPUBuffer };
+    balance?: LayerBalance;
   },
 ): void {
   const { layer, target, dy, x, dx, m } = args;
@@ -1095,6 +1114,10 @@ function linearBackward(
     m,
     u: args.a.loraScratch,
     du: args.g.loraDu,
-    balance: args.balance,
+    balance: args.balance?.stats[target] && {
+      coef: args.balance.coef,
+      stats: args.balance.stats[target],
+      mask: args.balance.mask,
+    },
   });
 }

@@ -12,6 +12,8 @@ import type { ForwardInput } from "./forward_input.ts";
 import { CpuQwen3 } from "./qwen3_cpu.ts";
 import { cpuBackward, type CpuBackwardOptions } from "./qwen3_cpu_backward.ts";
 import { cpuBalanceLoss } from "./qwen3_cpu_layer.ts";
+import { matmulRef } from "../kernels/matmul/matmul_ref.ts";
+import { moeBalanceLossRef, moeBalanceStatsRef } from "../kernels/moe_route/moe_balance_ref.ts";
 import { loadQwen3Weights } from "./weights.ts";
 import { fixtureDir } from "../internal/test_utils.ts";
 import { hiloProjectionRef } from "../adapters/hilo_projection_ref.ts";
@@ -107,7 +109,9 @@ function probesOf(lora: Lora): [string, Float32Array, number[]][] {
   for (
     const name of [
       "model.layers.0.self_attn.q_proj",
-      "model.layers.0.self_attn.v_proj",
+      // Not v_proj: with these seeds its layer-0 router sends 5 and 5 tokens to its 2 experts,
+      // so its balance gradient is exactly 0 (per projection), as is the top-1 gates'.
+      "model.layers.0.self_attn.k_proj",
       "model.layers.1.self_attn.o_proj",
       "model.layers.1.mlp.down_proj",
     ]
@@ -161,7 +165,24 @@ Deno.test("cpuDecoderLayer() computes a HILO projection as the one-projection re
   }
 });
 
-Deno.test("cpuBackward() adds the balance loss's router gradient only with a coefficient", () => {
+/** The balance loss of a trace recomputed from scratch: router logits → stats → loss. */
+function independentBalance(model: CpuQwen3, lora: Lora): number {
+  const t = model.trace(input);
+  let loss = 0;
+  for (const m of lora.modules) {
+    if (!m.router) continue;
+    const route = t.layers[m.layer].lora[m.target]!.route!;
+    const E = m.experts.length;
+    const n = route.x.length / m.inFeatures;
+    const logits = matmulRef(route.x, m.router.weight, [n, E, m.inFeatures]);
+    const { activation, topK, topP } = m.router;
+    const stats = moeBalanceStatsRef(logits, t.batch.mask, { experts: E, activation, topK, topP });
+    loss += moeBalanceLossRef(stats, E);
+  }
+  return loss;
+}
+
+Deno.test("cpuBackward() adds the balance loss (one term per routed projection) only with a coefficient", () => {
   const lora = randomHilo({ experts: "4-4", rank: "2-2" }, 5);
   const model = new CpuQwen3(config, weights);
   model.setAdapters(lora);
@@ -170,8 +191,59 @@ Deno.test("cpuBackward() adds the balance loss's router gradient only with a coe
   const g0 = cpuBackward(model, input, { ...base, balanceCoef: 0 });
   const g1 = cpuBackward(model, input, { ...base, balanceCoef: 1 });
   assert.equal(g1.loss - g0.loss, g1.balanceLoss);
-  // E·Σ_e f_e·P_e is 1 for uniform routing; random routers stay near 1 per layer.
-  assert.ok(g0.balanceLoss > 1 && g0.balanceLoss < 2 * config.numHiddenLayers);
+  // The sum over the 14 routed projections of E·Σ_e f_e·P_e, f = counts / real tokens.
+  const want = independentBalance(model, lora);
+  assert.ok(
+    Math.abs(g0.balanceLoss - want) <= 1e-12 * want,
+    `balance loss ${g0.balanceLoss} vs independent ${want}`,
+  );
+  // Top-2 of 4: 2 per projection when perfectly balanced; random routers stay near it.
+  const routed = lora.modules.filter((m) => m.router).length;
+  assert.ok(g0.balanceLoss > routed && g0.balanceLoss < 2 * 2 * routed, `${g0.balanceLoss}`);
   const diff = relativeError(g1.grads.get(name)!, g0.grads.get(name)!);
   assert.ok(diff > 1e-3, `the balance gradient changes the router's by ${diff.toExponential(2)}`);
+});
+
+Deno.test("cpuBalanceLoss() scores each projection's router on its own (no pooling across projections)", () => {
+  // Layer traces made by hand: 4 tokens, 2 experts, top-1; q sends every token to expert 0 and
+  // v every token to expert 1, each with probability 0.9.
+  const E = 2;
+  const n = 4;
+  const route = (expert: number) => {
+    const probs = new Float64Array(n * E);
+    const selected = new Float64Array(n * E);
+    for (let t = 0; t < n; t++) {
+      probs[t * E + expert] = 0.9;
+      probs[t * E + 1 - expert] = 0.1;
+      selected[t * E + expert] = 1;
+    }
+    return { probs, selected };
+  };
+  const mod = (name: string) => ({ name, experts: [{}, {}] });
+  const trace = {
+    lora: {
+      q_proj: { module: mod("q"), route: route(0) },
+      v_proj: { module: mod("v"), route: route(1) },
+    },
+  } as unknown as Parameters<typeof cpuBalanceLoss>[0];
+  const { loss, dProbs } = cpuBalanceLoss(trace);
+  // Each projection: E·Σ f·P = 2·(1·0.9 + 0·0.1) = 1.8, so 3.6 for the two. Pooled over the
+  // layer (the old form) the counts 4 + 4 and probabilities would score the balanced minimum 1.
+  assert.ok(Math.abs(loss - 3.6) < 1e-12, `per-projection loss ${loss}, want 3.6`);
+  // A balanced projection (2 and 2 tokens, p = 0.5) scores 1 (= k): the skewed pair is worse.
+  const balanced = {
+    lora: {
+      q_proj: {
+        module: mod("q"),
+        route: {
+          probs: new Float64Array(n * E).fill(0.5),
+          selected: Float64Array.from([1, 0, 0, 1, 1, 0, 0, 1]),
+        },
+      },
+    },
+  } as unknown as Parameters<typeof cpuBalanceLoss>[0];
+  assert.ok(Math.abs(cpuBalanceLoss(balanced).loss - 1) < 1e-12);
+  // dloss/dp = E·count/N² = 2·4/16 = 0.5 on the chosen expert, 0 on the other.
+  assert.deepEqual(Array.from(dProbs.q_proj!.subarray(0, 2)), [0.5, 0]);
+  assert.deepEqual(Array.from(dProbs.v_proj!.subarray(0, 2)), [0, 0.5]);
 });

@@ -279,6 +279,13 @@ Deno.test({
         for (const [name, w] of want) {
           const got = g.grads.get(name);
           ok(got, `missing GPU gradient ${name}`);
+          if (Math.hypot(...w) < 1e-12) {
+            // An exactly-zero reference (a router whose projection sends equally many tokens to
+            // its 2 experts, top-1: no gate and no balance gradient): f32 noise only.
+            const noise = Math.max(...Array.from(got, Math.abs));
+            ok(noise < 1e-5, `${name}: ${noise} where the reference is 0`);
+            continue;
+          }
           worst = Math.max(
             worst,
             assertClose(got, w, STATE_TOL, `${name} ${JSON.stringify(options)}`),

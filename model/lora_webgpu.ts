@@ -183,7 +183,7 @@ export class GpuLora {
   #byKey = new Map<string, GpuLoraModule>();
   #dispatch: HiloDispatch = "auto";
   #disposed = false;
-  #balanceStats = new Map<number, GPUBuffer>();
+  #balanceStats = new Map<string, GPUBuffer>();
 
   /**
    * Uploads every `A` and `B` matrix (the caller checks the adapters fit the model with
@@ -311,34 +311,48 @@ export class GpuLora {
   }
 
   /**
-   * The statistics buffer `[2E + 1]` of a layer's load-balancing loss (counts, probability sums,
-   * real tokens; see `kernels/moe_route/moe_balance.ts`), made on first use.
+   * The statistics buffer `[2E + 1]` of a routed projection's load-balancing loss (counts,
+   * probability sums, real tokens; see `kernels/moe_route/moe_balance.ts`), made on first use.
    *
    * @param layer Decoder layer index.
-   * @returns The buffer, or null when the layer has no routed projection.
-   * @throws {RangeError} If the layer's routed projections have different expert counts.
+   * @param target The projection.
+   * @returns The buffer, or null when the projection has no router.
    *
-   * @example The statistics of layer 1
+   * @example The statistics of layer 1's q projection
    * ```ts ignore
    * declare const gpu: import("./lora_webgpu.ts").GpuLora;
-   * console.log(gpu.balanceStats(1)?.size);
+   * console.log(gpu.balanceStats(1, "q_proj")?.size);
    * ```
    */
-  balanceStats(layer: number): GPUBuffer | null {
-    const routed = this.modules.filter((m) => m.layer === layer && m.router !== null);
-    if (routed.length === 0) return null;
-    const E = routed[0].experts.length;
-    const odd = routed.find((m) => m.experts.length !== E);
-    if (odd) {
-      throw new RangeError(
-        `Cannot compute the balance loss of layer ${layer}: every routed projection must have ` +
-          `${E} experts: "${odd.name}" has ${odd.experts.length}`,
-      );
-    }
-    let b = this.#balanceStats.get(layer);
+  balanceStats(layer: number, target: ProjectionName): GPUBuffer | null {
+    const mod = this.module(layer, target);
+    if (!mod?.router) return null;
+    const key = `${layer}/${target}`;
+    let b = this.#balanceStats.get(key);
     if (!b) {
-      b = this.ctx.createBuffer(4 * (2 * E + 1), `balance.layer${layer}`);
-      this.#balanceStats.set(layer, b);
+      b = this.ctx.createBuffer(4 * (2 * mod.experts.length + 1), `balance.${key}`);
+      this.#balanceStats.set(key, b);
+    }
+    return b;
+  }
+
+  /**
+   * One float: the balance loss of the last training step (summed over its routed projections
+   * by `encodeMoeBalanceStats`), made on first use.
+   *
+   * @returns The buffer.
+   *
+   * @example Read with a step's other scalars
+   * ```ts ignore
+   * declare const gpu: import("./lora_webgpu.ts").GpuLora;
+   * console.log(gpu.balanceTotal.size); // 4
+   * ```
+   */
+  get balanceTotal(): GPUBuffer {
+    let b = this.#balanceStats.get("total");
+    if (!b) {
+      b = this.ctx.createBuffer(4, "balance.total");
+      this.#balanceStats.set("total", b);
     }
     return b;
   }
@@ -756,9 +770,9 @@ export interface LoraBackwardArgs {
   /** Scratch of at least `m · maxRank` floats for `du` and the gates' gradient. */
   du: GPUBuffer;
   /**
-   * HILO's load-balancing loss: its coefficient, the layer's statistics (accumulated over the
-   * layer's routed projections by `encodeMoeBalanceStats` before any of their backwards) and the
-   * token mask `[m]` (u32); omit for none.
+   * HILO's load-balancing loss: its coefficient, this projection's statistics over the step's
+   * tokens (written by `encodeMoeBalanceStats` before the backward) and the token mask `[m]`
+   * (u32); omit for none.
    */
   balance?: { coef: number; stats: GPUBuffer; mask: GPUBuffer };
 }

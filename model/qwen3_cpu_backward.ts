@@ -14,7 +14,11 @@ import { rmsNormBackwardRef } from "../kernels/rms_norm/rms_norm_backward_ref.ts
 import { checkBackwardArgs, checkTemperature } from "./backward_args.ts";
 import { type ForwardInput, packBatch } from "./forward_input.ts";
 import type { CpuQwen3 } from "./qwen3_cpu.ts";
-import { cpuBalanceLoss, cpuDecoderLayerBackward } from "./qwen3_cpu_layer.ts";
+import {
+  cpuBalanceLoss,
+  type CpuBalanceStats,
+  cpuDecoderLayerBackward,
+} from "./qwen3_cpu_layer.ts";
 import { modelTensorTable } from "./tensor_table.ts";
 
 /**
@@ -49,11 +53,17 @@ export interface CpuBackwardOptions {
   /** Training-mode LoRA dropout seed (see `CpuQwen3.trace`); default no dropout. */
   dropoutSeed?: number;
   /**
-   * Coefficient of HILO's load-balancing loss (`E_l · Σ_e f_e·P_e` per layer over real tokens,
-   * summed over layers; see `cpuBalanceLoss`), added to the loss with its router gradient;
-   * default the adapters' `hilo.balanceCoef`, else 0.
+   * Coefficient of HILO's load-balancing loss (`E · Σ_e f_e·P_e` per routed projection over the
+   * real tokens, summed over projections and layers; see `cpuBalanceLoss`), added to the loss
+   * with its router gradient; default the adapters' `hilo.balanceCoef`, else 0.
    */
   balanceCoef?: number;
+  /**
+   * The balance statistics (per layer, `cpuBalanceStats`) of the whole micro-batch this call is
+   * one row of: the loss and its gradient use them instead of this call's own, so that rows run
+   * one at a time add up to the micro-batch's gradient. Default this call's own.
+   */
+  balanceStats?: readonly CpuBalanceStats[];
   /**
    * The token log-probs (and entropies) are those of `softmax(logits / temperature)`, and their
    * cotangent `dLogprobs` reaches the logits times `1 / temperature` (the chain rule); `dLogits`
@@ -90,7 +100,10 @@ export interface CpuBackwardResult {
    * Σ logprobs·dLogprobs`, plus `balanceCoef · balanceLoss`.
    */
   loss: number;
-  /** HILO's load-balancing loss summed over layers (before the coefficient); 0 without routers. */
+  /**
+   * HILO's load-balancing loss summed over routed projections and layers (before the
+   * coefficient; from `balanceStats` when given); 0 without routers.
+   */
   balanceLoss: number;
   /** Logits of the forward `[batch, seqLen, vocab]`. */
   logits: Float64Array;
@@ -249,8 +262,17 @@ export function cpuBackward(
   if (full) grads.set(name.norm, fin.dw);
 
   const balanceCoef = options.balanceCoef ?? model.adapters?.hilo?.balanceCoef ?? 0;
+  const balanceStats = options.balanceStats;
+  if (balanceStats !== undefined && balanceStats.length !== t.layers.length) {
+    throw new RangeError(
+      `Cannot run the backward: option "balanceStats" must hold one entry per layer ` +
+        `(${t.layers.length}): current length is ${balanceStats.length}`,
+    );
+  }
   let balanceLoss = 0;
-  for (const layer of t.layers) balanceLoss += cpuBalanceLoss(layer, mask).loss;
+  t.layers.forEach((layer, l) => {
+    balanceLoss += cpuBalanceLoss(layer, mask, balanceStats?.[l]).loss;
+  });
   loss += balanceCoef * balanceLoss;
   for (let l = w.layers.length - 1; l >= 0; l--) {
     if (hiddenLayer === l) inject(dh);
@@ -265,6 +287,7 @@ export function cpuBackward(
       full,
       grads,
       balanceCoef,
+      balanceStats: balanceStats?.[l],
     });
   }
 

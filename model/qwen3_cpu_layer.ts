@@ -317,24 +317,85 @@ function linear(
   return y;
 }
 
+/**
+ * HILO balance statistics of a layer, per routed projection (each has its own router):
+ * `[count_0..count_{E−1}, psum_0..psum_{E−1}, N]` over N real tokens, as
+ * `moeBalanceStatsRef` lays them out. Statistics of several rows of one micro-batch add up.
+ */
+export type CpuBalanceStats = Partial<Record<ProjectionName, Float64Array>>;
+
 /** Result of {@linkcode cpuBalanceLoss}. */
 export interface CpuBalanceLoss {
-  /** `E · Σ_e f_e·P_e` of the layer (0 when no projection of the layer has a router). */
+  /**
+   * The layer's balance loss: `E · Σ_e f_e·P_e` of each routed projection, summed over them (0
+   * when no projection of the layer has a router).
+   */
   loss: number;
   /** `dloss/dprobs` `[tokens, E]` of each routed projection. */
   dProbs: Partial<Record<ProjectionName, Float64Array>>;
 }
 
 /**
- * The load-balancing loss of one decoder layer (MoLA / Switch style), `E · Σ_e f_e·P_e`, over the
- * layer's real tokens (mask 1) and routed projections: `f_e` the share of selections that went to
- * expert e (non-differentiable), `P_e` the mean router probability of e. Its gradient reaches the
- * routers through `P` only: `dloss/dp_{t,e} = E·f_e / N`, N = real tokens × routed projections.
+ * The balance statistics of a layer's routed projections over its real tokens (mask 1), added to
+ * `into` when given (the rows of one micro-batch, run one at a time, add up to the micro-batch's).
  *
  * @param trace The layer's activations.
  * @param mask Key mask `[rows·tokens]` (1 = real token); default all real.
- * @returns The loss and its gradient with respect to each router's probabilities.
- * @throws {RangeError} If the layer's routed projections have different expert counts.
+ * @param into Statistics to add to.
+ * @returns The statistics (`into` when given).
+ *
+ * @example A layer without routers has no statistics
+ * ```ts ignore
+ * import { cpuBalanceStats } from "./qwen3_cpu_layer.ts";
+ * declare const trace: import("./qwen3_cpu_layer.ts").CpuLayerTrace;
+ * console.log(Object.keys(cpuBalanceStats(trace)));
+ * ```
+ */
+export function cpuBalanceStats(
+  trace: CpuLayerTrace,
+  mask?: ArrayLike<number>,
+  into: CpuBalanceStats = {},
+): CpuBalanceStats {
+  for (const p of PROJECTIONS) {
+    const lt = trace.lora[p];
+    const r = lt?.route;
+    if (!lt || !r) continue;
+    const E = lt.module.experts.length;
+    const s = into[p] ?? (into[p] = new Float64Array(2 * E + 1));
+    if (s.length !== 2 * E + 1) {
+      throw new RangeError(
+        `Cannot add the balance statistics of "${lt.module.name}": they must have 2E + 1 = ` +
+          `${2 * E + 1} values: current length is ${s.length}`,
+      );
+    }
+    const n = r.probs.length / E;
+    for (let t = 0; t < n; t++) {
+      if (mask !== undefined && !mask[t]) continue;
+      s[2 * E]++;
+      for (let e = 0; e < E; e++) {
+        s[e] += r.selected[t * E + e];
+        s[E + e] += r.probs[t * E + e];
+      }
+    }
+  }
+  return into;
+}
+
+/**
+ * HILO's load-balancing loss of one decoder layer, one term per routed projection in the form of
+ * MoLA/AdaMoLE's `TopKMoeLayer.get_layer_loss` (zefang-liu/AdaMoLE `src/mole/layer.py`, after the
+ * Switch Transformer): `E · Σ_e f_e·P_e` with `f_e = count_e / N` the share of the N real tokens
+ * (mask 1) that selected expert e (non-differentiable; `Σ_e f_e = k` for top-k) and `P_e` the
+ * mean router probability of e, summed over the layer's routed projections. The statistics are
+ * those of the whole backward call (`stats`, e.g. summed over the rows of a micro-batch by
+ * {@linkcode cpuBalanceStats}; default this trace's own). Its gradient reaches each router through
+ * `P` only: `dloss/dp_{t,e} = E·count_e / N²` at this trace's real tokens.
+ *
+ * @param trace The layer's activations.
+ * @param mask Key mask `[rows·tokens]` (1 = real token); default all real.
+ * @param stats The micro-batch's statistics of this layer; default `cpuBalanceStats(trace, mask)`.
+ * @returns The loss (from `stats`) and its gradient with respect to this trace's probabilities.
+ * @throws {RangeError} If `stats` lacks a routed projection of the trace.
  *
  * @example A layer without routers has no balance loss
  * ```ts ignore
@@ -343,47 +404,36 @@ export interface CpuBalanceLoss {
  * console.log(cpuBalanceLoss(trace).loss);
  * ```
  */
-export function cpuBalanceLoss(trace: CpuLayerTrace, mask?: ArrayLike<number>): CpuBalanceLoss {
-  const routed = PROJECTIONS.filter((p) => trace.lora[p]?.route !== undefined);
-  if (routed.length === 0) return { loss: 0, dProbs: {} };
-  const E = trace.lora[routed[0]]!.module.experts.length;
-  const counts = new Float64Array(E);
-  const probSum = new Float64Array(E);
-  let pairs = 0;
-  for (const p of routed) {
-    const lt = trace.lora[p]!;
-    if (lt.module.experts.length !== E) {
+export function cpuBalanceLoss(
+  trace: CpuLayerTrace,
+  mask?: ArrayLike<number>,
+  stats?: CpuBalanceStats,
+): CpuBalanceLoss {
+  const all = stats ?? cpuBalanceStats(trace, mask);
+  const dProbs: CpuBalanceLoss["dProbs"] = {};
+  let loss = 0;
+  for (const p of PROJECTIONS) {
+    const lt = trace.lora[p];
+    const r = lt?.route;
+    if (!lt || !r) continue;
+    const E = lt.module.experts.length;
+    const s = all[p];
+    if (s === undefined || s.length !== 2 * E + 1) {
       throw new RangeError(
-        `Cannot compute the balance loss: every routed projection of a layer must have ${E} ` +
-          `experts: "${lt.module.name}" has ${lt.module.experts.length}`,
+        `Cannot compute the balance loss of "${lt.module.name}": its statistics must have ` +
+          `2E + 1 = ${2 * E + 1} values: current value has ${s?.length ?? "none"}`,
       );
     }
-    const r = lt.route!;
-    const n = r.probs.length / E;
-    for (let t = 0; t < n; t++) {
-      if (mask !== undefined && !mask[t]) continue;
-      pairs++;
-      for (let e = 0; e < E; e++) {
-        counts[e] += r.selected[t * E + e];
-        probSum[e] += r.probs[t * E + e];
-      }
-    }
-  }
-  const dProbs: CpuBalanceLoss["dProbs"] = {};
-  if (pairs === 0) return { loss: 0, dProbs };
-  let assigned = 0;
-  for (let e = 0; e < E; e++) assigned += counts[e];
-  let loss = 0;
-  for (let e = 0; e < E; e++) loss += E * (counts[e] / assigned) * (probSum[e] / pairs);
-  for (const p of routed) {
-    const r = trace.lora[p]!.route!;
-    const n = r.probs.length / E;
-    const d = new Float64Array(n * E);
-    for (let t = 0; t < n; t++) {
-      if (mask !== undefined && !mask[t]) continue;
-      for (let e = 0; e < E; e++) d[t * E + e] = E * (counts[e] / assigned) / pairs;
-    }
+    const N = s[2 * E];
+    const d = new Float64Array(r.probs.length);
     dProbs[p] = d;
+    if (N === 0) continue;
+    for (let e = 0; e < E; e++) loss += E * (s[e] / N) * (s[E + e] / N);
+    const n = r.probs.length / E;
+    for (let t = 0; t < n; t++) {
+      if (mask !== undefined && !mask[t]) continue;
+      for (let e = 0; e < E; e++) d[t * E + e] = E * s[e] / (N * N);
+    }
   }
   return { loss, dProbs };
 }
@@ -502,6 +552,11 @@ export interface CpuLayerBackwardOptions {
    * gradient is added; default 0 (none).
    */
   balanceCoef?: number;
+  /**
+   * The micro-batch's balance statistics of this layer (when this backward runs one row of it);
+   * default this call's own.
+   */
+  balanceStats?: CpuBalanceStats;
 }
 
 /**
@@ -547,7 +602,7 @@ export function cpuDecoderLayerBackward(
   const { grads, full } = o;
   const coef = o.balanceCoef ?? 0;
   const balance: CpuBalanceLoss = coef !== 0
-    ? cpuBalanceLoss(trace, o.mask)
+    ? cpuBalanceLoss(trace, o.mask, o.balanceStats)
     : { loss: 0, dProbs: {} };
   const normName = (field: keyof Qwen3LayerWeights): string =>
     layerTensorName(o.layer, LAYER_TENSORS.find((t) => t.field === field)!);

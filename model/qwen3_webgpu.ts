@@ -612,7 +612,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * @param options As {@linkcode WebGpuQwen3.encodeTrainStep}, and `readGradients`: false leaves
    * the gradients on the GPU (for a GPU-resident optimizer).
    * @param reads Ranges of the step's buffers to read with the gradients; default none.
-   * @returns The gradients, keyed as `cpuBackward`'s, and the ranges' bytes in order.
+   * @returns The gradients, keyed as `cpuBackward`'s, the ranges' bytes in order and, when the
+   * step records one, HILO's balance loss (before the coefficient).
    * @throws {TypeError} As {@linkcode WebGpuQwen3.encodeTrainStep}.
    *
    * @example The entropy of every position with the gradients
@@ -629,7 +630,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     input: ForwardInput,
     options: TrainStepOptions & { readGradients?: boolean },
     reads?: (step: TrainStepBuffers) => readonly ReadbackRange[],
-  ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[] }> {
+  ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[]; balanceLoss?: number }> {
     const done = this.acquire("runTrainStep");
     try {
       return await this.#training().runTrainStep(input, options, reads);

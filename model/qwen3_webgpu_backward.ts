@@ -183,6 +183,12 @@ export interface TrainStepOptions {
    * `cotangents.logits` is a `TypeError`.
    */
   temperature?: number;
+  /**
+   * Weight of HILO's load-balancing term in this step: the adapters' `balanceCoef` is multiplied
+   * by it (e.g. `1 / micro-batches` when the step's gradients are summed with others'). A finite
+   * number ≥ 0; default 1.
+   */
+  balanceWeight?: number;
   /** Records the loss kernels between the forward and the backward. */
   lossHook: LossHook;
 }
@@ -193,6 +199,11 @@ export interface TrainStepBuffers {
   acts: TrainActivations;
   /** The cotangent buffers. */
   cot: TrainCotangents;
+  /**
+   * One float holding the step's HILO balance loss (before the coefficient), when the step
+   * records one.
+   */
+  balanceTotal?: GPUBuffer;
 }
 
 /** Options of {@linkcode WebGpuQwen3Backward.backward}: cotangents of the loss (at least one). */
@@ -218,6 +229,8 @@ export interface GpuBackwardOptions {
   keepActivations?: boolean;
   /** As {@linkcode TrainStepOptions.temperature}: `dLogprobs` is on the tempered log-probs. */
   temperature?: number;
+  /** As {@linkcode TrainStepOptions.balanceWeight}. */
+  balanceWeight?: number;
 }
 
 /** Result of {@linkcode WebGpuQwen3Backward.backward}. */
@@ -235,6 +248,11 @@ export interface GpuBackwardResult {
    * given).
    */
   lastHidden: Float32Array;
+  /**
+   * HILO's load-balancing loss of the step (before the coefficient; summed over routed
+   * projections and layers), when the adapters have a balance term.
+   */
+  balanceLoss?: number;
 }
 
 /** One trainable tensor (or row block of one) with its gradient, for a GPU optimizer. */
@@ -333,6 +351,10 @@ interface StepPlan {
   keeps: (l: number) => boolean;
   /** Scale of the LM head's output, `1 / temperature` (undefined: 1, the untempered step). */
   headAlpha?: number;
+  /** As {@linkcode TrainStepOptions.balanceWeight} (default 1). */
+  balanceWeight: number;
+  /** Whether the step records HILO's balance loss (into the adapters' `balanceTotal`). */
+  balance: boolean;
 }
 
 /**
@@ -562,6 +584,8 @@ export class WebGpuQwen3Backward {
   ): TrainStepBuffers {
     this.#checkTrainStep(encoder, options);
     const step = this.#prepare(encoder, input, options);
+    // The balance kernels add each routed projection's loss to this total.
+    if (step.balance) encoder.clearBuffer(this.model.adapters!.balanceTotal);
     const pass = encoder.beginComputePass({ label: "train step" });
     const acts = this.#forward(pass, step);
     const { ws } = step;
@@ -579,7 +603,10 @@ export class WebGpuQwen3Backward {
       this.#embeddingBackward(pass, step);
     }
     pass.end();
-    return { acts, cot };
+    return step.balance ? { acts, cot, balanceTotal: this.model.adapters!.balanceTotal } : {
+      acts,
+      cot,
+    };
   }
 
   /** Phase 0: the checks of `encodeTrainStep`'s options (before anything is allocated). */
@@ -662,6 +689,13 @@ export class WebGpuQwen3Backward {
     const blocks: [number, number][] = [];
     for (let r0 = 0; r0 < n; r0 += headRows) blocks.push([r0, Math.min(headRows, n - r0)]);
     const lowest = full ? 0 : Math.min(...lora!.modules.map((m) => m.layer));
+    const balanceWeight = options.balanceWeight ?? 1;
+    if (!(Number.isFinite(balanceWeight) && balanceWeight >= 0)) {
+      throw new RangeError(
+        `Cannot record a training step: option "balanceWeight" must be a finite number ≥ 0: ` +
+          `current value is ${balanceWeight}`,
+      );
+    }
     const keep = options.keepActivations ?? false;
     this.#keepLayers(ws, keep ? lowest : c.numHiddenLayers);
     this.#keepLogits(ws, keep ? blocks : []);
@@ -680,6 +714,9 @@ export class WebGpuQwen3Backward {
       hiddenLayer,
       keeps: (l) => keep && l >= lowest && l < c.numHiddenLayers - 1,
       headAlpha: (options.temperature ?? 1) === 1 ? undefined : 1 / options.temperature!,
+      balanceWeight,
+      balance: lora !== null && lora !== undefined && lora.balanceCoef * balanceWeight !== 0 &&
+        lora.modules.some((m) => m.router !== null),
     };
   }
 
@@ -893,13 +930,19 @@ export class WebGpuQwen3Backward {
    * Phase 4: the layers, last first down to the lowest trained one, each recomputed from its
    * saved input (but the last, whose activations are still there, and with `keepActivations`
    * every one, whose activations the forward kept); a hidden cotangent taken at
-   * a layer's output is added to `grads.dh` when the backward passes that layer.
+   * a layer's output is added to `grads.dh` when the backward passes that layer. With only a
+   * hidden cotangent the backward starts at its layer, unless HILO's balance term has routers
+   * above it (then at the last layer, from a zero gradient).
    */
   #layersBackward(pass: GPUComputePassEncoder, step: StepPlan): void {
     const model = this.model;
     const L = model.config.numHiddenLayers;
     const { ws, flags, base, lowest, hiddenLayer } = step;
-    const fromHead = flags.logprobs || flags.logits || hiddenLayer === undefined;
+    // HILO's balance term reaches every routed layer, those above a hidden cotangent's too
+    // (their other gradients are zero there).
+    const balanceAbove = step.balance && hiddenLayer !== undefined &&
+      model.adapters!.modules.some((m) => m.router !== null && m.layer > hiddenLayer);
+    const fromHead = flags.logprobs || flags.logits || hiddenLayer === undefined || balanceAbove;
     const inject = { layerOutput: addCotangent(this.#ctx, ws.dLastHidden) };
     for (let l = fromHead ? L - 1 : hiddenLayer!; l >= lowest; l--) {
       const kept = step.keeps(l) ? ws.kept[l]! : undefined;
@@ -917,6 +960,7 @@ export class WebGpuQwen3Backward {
         recompute: l < L - 1 && !kept,
         inputGrad: base !== undefined || l > lowest,
         hooks: flags.lastHidden && l === hiddenLayer ? inject : undefined,
+        balanceWeight: step.balanceWeight,
       });
     }
   }
@@ -987,13 +1031,14 @@ export class WebGpuQwen3Backward {
       }
       lpBuf = upload(flat, "dLogprobs (upload)");
     }
-    const { grads, reads: [lp, last] } = await this.runTrainStep(input, {
+    const { grads, reads: [lp, last], balanceLoss } = await this.runTrainStep(input, {
       mode: options.mode,
       accumulate: options.accumulate,
       headChunkTokens: options.headChunkTokens,
       hiddenLayer: options.hiddenLayer,
       keepActivations: options.keepActivations,
       temperature: options.temperature,
+      balanceWeight: options.balanceWeight,
       cotangents: { logprobs: !!lpBuf, lastHidden: !!hBuf, logits: !!logitsBuf },
       lossHook: (pass, _acts, cot) => {
         if (lpBuf) encodeAdd(ctx, pass, { x: lpBuf, y: cot.dLogprobs, n });
@@ -1009,7 +1054,12 @@ export class WebGpuQwen3Backward {
     for (let b = 0; b < B; b++) {
       logprobs.set(lpAll.subarray(b * T, b * T + T - 1), b * (T - 1));
     }
-    return { grads, logprobs, lastHidden: new Float32Array(last) };
+    return {
+      grads,
+      logprobs,
+      lastHidden: new Float32Array(last),
+      ...(balanceLoss === undefined ? {} : { balanceLoss }),
+    };
   }
 
   /**
@@ -1022,7 +1072,8 @@ export class WebGpuQwen3Backward {
    * false leaves the gradients on the GPU (for a GPU-resident optimizer; the map is empty).
    * @param reads The ranges to read with the gradients, from the step's buffers (e.g. a loss
    * kernel's scalars); default none.
-   * @returns The gradients by name (accumulated ones with `accumulate`) and the ranges' bytes.
+   * @returns The gradients by name (accumulated ones with `accumulate`), the ranges' bytes and,
+   * when the step records one, HILO's balance loss (before the coefficient).
    * @throws {TypeError} As {@linkcode WebGpuQwen3Backward.encodeTrainStep}.
    *
    * @example Gradients and the loss kernels' scalars in one readback
@@ -1039,10 +1090,12 @@ export class WebGpuQwen3Backward {
     input: ForwardInput,
     options: TrainStepOptions & { readGradients?: boolean },
     reads: (step: TrainStepBuffers) => readonly ReadbackRange[] = () => [],
-  ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[] }> {
+  ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[]; balanceLoss?: number }> {
     const enc = this.#ctx.device.createCommandEncoder({ label: "train step" });
     const step = this.encodeTrainStep(enc, input, options);
-    const extra = reads(step);
+    const extra = [...reads(step)];
+    const nExtra = extra.length;
+    if (step.balanceTotal) extra.push({ buffer: step.balanceTotal, offset: 0, size: 4 });
     const params = options.readGradients === false ? [] : this.gradients(options.mode);
     const ranges: ReadbackRange[] = [
       ...extra,
@@ -1051,7 +1104,8 @@ export class WebGpuQwen3Backward {
     const bytes = await readback(this.#ctx, ranges, enc);
     return {
       grads: gather(params, bytes.slice(extra.length)),
-      reads: bytes.slice(0, extra.length),
+      reads: bytes.slice(0, nExtra),
+      ...(step.balanceTotal ? { balanceLoss: new Float32Array(bytes[nExtra])[0] } : {}),
     };
   }
 

@@ -16,17 +16,23 @@ function close(a: number, b: number, rel: number): boolean {
 }
 
 // optimizer: where the WebGPU run's AdamW runs (GpuAdamw, or the host chain on read-back
-// gradients); the CPU run uses the host chain.
+// gradients); the CPU run uses the host chain. The HILO case has the load-balancing term over 2
+// micro-batches: the device run sums them (balance weight 1/2 each), the CPU's token-weighted
+// accumulation weighs them by loss tokens (balance weight Σw / (2·w_i)); both take the mean of
+// the micro-batches' balance terms, so the runs agree.
 const CASES = [
   { lora: false, optimizer: "device" },
   { lora: true, optimizer: "device" },
   { lora: false, optimizer: "host" },
+  { lora: "hilo", optimizer: "device" },
 ] as const;
 
 for (const { lora, optimizer } of CASES) {
   Deno.test({
     name:
-      `runSft() on WebGPU matches the CPU run to float32 rounding (${lora ? "LoRA" : "full"}, ` +
+      `runSft() on WebGPU matches the CPU run to float32 rounding (${
+        lora === "hilo" ? "HILO with balance loss" : lora ? "LoRA" : "full"
+      }, ` +
       `optimizer on the ${optimizer})`,
     ignore: noGpu,
     async fn() {
@@ -34,7 +40,18 @@ for (const { lora, optimizer } of CASES) {
         const extra = [
           "--trainer.steps=3",
           "--eval.every=0",
-          ...(lora ? ["--adapters.kind=lora", "--adapters.r=2", "--trainer.lr=3e-2"] : []),
+          ...(lora === "hilo"
+            ? [
+              "--adapters.kind=hilo",
+              "--adapters.hilo.experts=3",
+              "--adapters.hilo.rank=2",
+              "--adapters.hilo.balanceCoef=0.05",
+              "--trainer.microBatches=2",
+              "--trainer.lr=3e-2",
+            ]
+            : lora
+            ? ["--adapters.kind=lora", "--adapters.r=2", "--trainer.lr=3e-2"]
+            : []),
         ];
         const gpu = await runSft(
           await tinyConfig(dir, [
@@ -51,7 +68,18 @@ for (const { lora, optimizer } of CASES) {
         const b = await metricLines(cpu.runDir);
         strictEqual(a.length, b.length);
         a.forEach((line, i) => {
-          for (const key of ["loss/nll", "eval/loss", "optim/grad_norm", "optim/update_norm"]) {
+          if (lora === "hilo" && "loss/nll" in b[i]) {
+            ok("loss/balance" in line && "loss/balance" in b[i]);
+          }
+          for (
+            const key of [
+              "loss/nll",
+              "eval/loss",
+              "optim/grad_norm",
+              "optim/update_norm",
+              "loss/balance",
+            ]
+          ) {
             if (!(key in b[i])) continue;
             // The device optimizer does not measure the update's norm (it stays on the GPU).
             if (key === "optim/update_norm" && optimizer === "device") {

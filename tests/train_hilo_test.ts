@@ -1,6 +1,7 @@
 // HILO adapters through `deno task train` (SFT, CPU): the run trains the experts and the routers
 // (their gradients come from the same float64 backward), reports the trainable count of the
-// formula, and exports a HILO directory that `loadModel(…, { adapter })` reads back.
+// formula, logs the load-balancing loss, and exports a HILO directory that
+// `loadModel(…, { adapter })` reads back.
 import { notDeepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { createHilo, hiloConfig } from "../adapters/hilo.ts";
@@ -22,6 +23,9 @@ Deno.test("runSft() with HILO adapters trains experts and routers and exports a 
       "--trainer.steps=6",
       "--trainer.lr=3e-2",
       "--eval.every=0",
+      // The balance term, over 2 micro-batches: logged as "loss/balance" every step.
+      "--adapters.hilo.balanceCoef=0.01",
+      "--trainer.microBatches=2",
     ]);
     const lines: string[] = [];
     const result = await runSft(config, { ...QUIET, log: (line) => lines.push(line) });
@@ -32,6 +36,14 @@ Deno.test("runSft() with HILO adapters trains experts and routers and exports a 
       3 * inter;
     strictEqual(result.trainableParams, m.layers * perLayer);
     ok(lines.some((l) => l.includes("HILO experts 3, ranks 2")), "no HILO line in the log");
+    const steps = (await Deno.readTextFile(join(result.runDir, "metrics.jsonl"))).trim()
+      .split("\n").map((l) => JSON.parse(l)).filter((r) => r["loss/nll"] !== undefined);
+    strictEqual(steps.length, 6);
+    // Per routed projection 0 < E·Σ_e f_e·P_e ≤ E (f_e ≤ 1, Σ P = 1); 3 projections a layer.
+    const most = 3 * 3 * m.layers;
+    for (const r of steps) {
+      ok(r["loss/balance"] > 0 && r["loss/balance"] <= most, JSON.stringify(r));
+    }
     const saved = JSON.parse(
       await Deno.readTextFile(join(result.runDir, "final", "adapter_config.json")),
     );

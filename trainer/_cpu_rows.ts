@@ -1,9 +1,12 @@
 // Private: the CPU trainer's unit of work, one sequence at a time (no padding). A batch's
 // gradient is the sum of its rows' gradients taken in row order, so the result is the same
-// whether the rows run in this thread or are spread over any number of workers.
+// whether the rows run in this thread or are spread over any number of workers. HILO's balance
+// loss is a function of the whole batch's routing statistics: a forward returns each row's
+// (`balanceStats`), the caller sums them, and every row's backward takes the sum.
 import { logprobRef } from "../kernels/logprob/logprob_ref.ts";
 import type { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { cpuBackward, temperedLogits } from "../model/qwen3_cpu_backward.ts";
+import { type CpuBalanceStats, cpuBalanceStats } from "../model/qwen3_cpu_layer.ts";
 import type { TrainMode } from "./backend.ts";
 
 /** The backward of one sequence: its tokens and the cotangents of its outputs. */
@@ -20,6 +23,10 @@ export interface RowJob {
   hiddenLayer?: number;
   /** Log-probs of `softmax(logits / temperature)` (see `cpuBackward`); default 1. */
   temperature?: number;
+  /** HILO balance statistics of the whole batch, per layer (the sum of its rows'). */
+  balanceStats?: CpuBalanceStats[];
+  /** Coefficient of the balance loss (with `balanceStats`); default 0. */
+  balanceCoef?: number;
 }
 
 /** What one sequence's pass computed. */
@@ -32,6 +39,11 @@ export interface RowResult {
   entropy: Float64Array;
   /** Gradients by name (absent for a forward, or a row without any cotangent). */
   grads?: Record<string, Float64Array>;
+  /**
+   * A forward's HILO balance statistics per layer, when the adapters have a balance coefficient
+   * > 0 (see `cpuBalanceStats`).
+   */
+  balanceStats?: CpuBalanceStats[];
 }
 
 function allZero(a: Float64Array | undefined): boolean {
@@ -56,12 +68,26 @@ export function rowForward(
     ? t.hidden[t.hidden.length - 1]
     : t.layers[hiddenLayer].hOut;
   const scored = ids.length - 1;
-  return { logprobs: logprobs.slice(0, scored), lastHidden, entropy: entropy.slice(0, scored) };
+  const out: RowResult = {
+    logprobs: logprobs.slice(0, scored),
+    lastHidden,
+    entropy: entropy.slice(0, scored),
+  };
+  if ((model.adapters?.hilo?.balanceCoef ?? 0) > 0) {
+    out.balanceStats = t.layers.map((layer) => cpuBalanceStats(layer));
+  }
+  return out;
 }
 
-/** Forward and backward of one sequence (forward only when its cotangents are all zero). */
+/**
+ * Forward and backward of one sequence (forward only when its cotangents are all zero and it has
+ * no balance term: a row's balance gradient does not depend on the other losses).
+ */
 export function rowBackward(model: CpuQwen3, mode: TrainMode, job: RowJob): RowResult {
-  if (allZero(job.dLogprobs) && allZero(job.dLastHidden)) return rowForward(model, job);
+  const balance = job.balanceStats !== undefined && (job.balanceCoef ?? 0) !== 0;
+  if (!balance && allZero(job.dLogprobs) && allZero(job.dLastHidden)) {
+    return rowForward(model, job);
+  }
   const r = cpuBackward(model, { inputIds: [job.ids] }, {
     mode,
     dLogprobs: job.dLogprobs,
@@ -69,6 +95,8 @@ export function rowBackward(model: CpuQwen3, mode: TrainMode, job: RowJob): RowR
     dropoutSeed: job.dropoutSeed,
     hiddenLayer: job.hiddenLayer,
     temperature: job.temperature,
+    balanceCoef: balance ? job.balanceCoef : 0,
+    balanceStats: balance ? job.balanceStats : undefined,
   });
   return {
     logprobs: r.logprobs,

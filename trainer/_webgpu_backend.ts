@@ -22,6 +22,7 @@ import { readback } from "../gpu/readback.ts";
 import { sameArray } from "../internal/same_array.ts";
 import { type ObjectiveRequest, objectiveTerm } from "./losses/objective_request.ts";
 import { GpuObjective, runsOnGpu } from "./_webgpu_objective.ts";
+import { withBalanceMetric } from "./_balance.ts";
 
 /** Whether a model has the GPU training API this backend drives. */
 export function canTrainOnGpu(model: unknown): model is WebGpuQwen3 {
@@ -133,15 +134,19 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
       seqLen,
       hiddenSize: this.model.config.hiddenSize,
     });
-    const { grads, reads } = await this.model.runTrainStep(input, {
+    const { grads, reads, balanceLoss } = await this.model.runTrainStep(input, {
       mode: this.mode,
       hiddenLayer: options.hiddenLayer,
       keepActivations: this.keepActivations,
       temperature: request.temperature,
+      balanceWeight: options.balanceWeight,
       cotangents: step.cotangents,
       lossHook: step.hook,
     }, ({ acts }) => step.reads(acts));
-    return { loss: step.finish(reads), grads: this.#hostGrads(grads) };
+    return {
+      loss: withBalanceMetric(step.finish(reads), balanceLoss),
+      grads: this.#hostGrads(grads),
+    };
   }
 
   /**
@@ -167,17 +172,18 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
       seqLen: input.inputIds[0]?.length ?? 0,
       hiddenSize: this.model.config.hiddenSize,
     });
-    const { reads } = await this.model.runTrainStep(input, {
+    const { reads, balanceLoss } = await this.model.runTrainStep(input, {
       mode: this.mode,
       accumulate: options.accumulate ?? false,
       hiddenLayer: options.hiddenLayer,
       keepActivations: this.keepActivations,
       temperature: request.temperature,
+      balanceWeight: options.balanceWeight,
       cotangents: step.cotangents,
       lossHook: step.hook,
       readGradients: false,
     }, ({ acts }) => step.reads(acts));
-    return step.finish(reads);
+    return withBalanceMetric(step.finish(reads), balanceLoss);
   }
 
   /**
@@ -224,14 +230,18 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
       hiddenLayer,
       keepActivations: this.keepActivations,
       temperature,
+      balanceWeight: options.balanceWeight,
     });
-    const out = loss({
-      logprobs: Float64Array.from(r.logprobs),
-      lastHidden: Float64Array.from(r.lastHidden),
-      entropy,
-      batch: rows,
-      seqLen,
-    });
+    const out = withBalanceMetric(
+      loss({
+        logprobs: Float64Array.from(r.logprobs),
+        lastHidden: Float64Array.from(r.lastHidden),
+        entropy,
+        batch: rows,
+        seqLen,
+      }),
+      r.balanceLoss,
+    );
     if (
       options.linear &&
       (!sameArray(out.grad.dLogprobs, grad.dLogprobs) ||

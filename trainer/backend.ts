@@ -5,7 +5,9 @@
  *
  * - CPU: the exact float64 `cpuBackward`, run sequence by sequence (a right-padded batch's
  *   gradient is the sum of its sequences' gradients in order), optionally spread over worker
- *   threads; the result does not depend on the number of workers.
+ *   threads; the result does not depend on the number of workers. With HILO's balance term a
+ *   forward first gathers every row's routing statistics, and each row's backward takes their
+ *   sum (the batch's), so the term is the batch's, as on WebGPU.
  * - WebGPU: `WebGpuQwen3.backward` in float32, the optimizer on the host and the new values
  *   uploaded after each step (no LoRA dropout).
  *
@@ -41,6 +43,7 @@ import type { ForwardInput } from "../model/forward_input.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { cpuBackward, temperedLogits } from "../model/qwen3_cpu_backward.ts";
+import { balanceLoss, checkBalanceWeight, sumBalanceStats, withBalanceMetric } from "./_balance.ts";
 import { checkHiddenLayer, checkTemperature } from "../model/backward_args.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "../model/generate.ts";
 import { CpuWorkerPool } from "./_cpu_pool.ts";
@@ -134,6 +137,16 @@ export interface LossAndGradsOptions {
    * `1 / temperature`. A finite number ≥ 1e-6; default 1 (the raw model, unchanged bits).
    */
   temperature?: number;
+  /**
+   * Weight of this call's HILO load-balancing term (adapters with `balanceCoef` > 0): the call
+   * adds the gradient of `balanceWeight · balanceCoef · balance`, `balance` the loss over the
+   * call's real tokens (one micro-batch; `E·Σ_e f_e·P_e` per routed projection, summed over
+   * projections and layers), and reports `balance` as the metric `"loss/balance"`. A step whose
+   * micro-batch gradients are summed passes `1 / micro-batches`, so that its balance term is the
+   * mean over its micro-batches (as PyTorch's gradient accumulation divides by the accumulation
+   * steps). A finite number ≥ 0; default 1.
+   */
+  balanceWeight?: number;
 }
 
 /**
@@ -516,24 +529,22 @@ class CpuTrainBackend implements TrainBackend {
     const H = this.model.config.hiddenSize;
     const rows = input.inputIds.map((ids, b) => ids.slice(0, lengths[b]));
     const { dropoutSeed, hiddenLayer } = options;
+    const balanceCoef = this.#balanceCoef(options);
     // The non-linear term's cotangent comes from the same forward (same dropout masks, same hidden
-    // layer) as the backward it feeds.
-    const grad = options.linear
+    // layer) as the backward it feeds; with a balance term the forward also gives every row's
+    // routing statistics, whose sum (the batch's) each row's backward takes.
+    const first = options.linear && balanceCoef === 0 ? undefined : await this.#backwardRows(
+      rows.map((ids) => ({ ids, dropoutSeed, hiddenLayer, temperature })),
+    );
+    const grad = first === undefined || options.linear
       ? loss({
         logprobs: new Float64Array(B * (T - 1)),
         lastHidden: new Float64Array(B * T * H),
         batch: B,
         seqLen: T,
       }).grad
-      : loss(
-        this.#gather(
-          await this.#backwardRows(
-            rows.map((ids) => ({ ids, dropoutSeed, hiddenLayer, temperature })),
-          ),
-          lengths,
-          T,
-        ),
-      ).grad;
+      : loss(this.#gather(first, lengths, T)).grad;
+    const balanceStats = balanceCoef === 0 ? undefined : sumBalanceStats(first!);
     if (!grad.dLogprobs && !grad.dLastHidden) {
       throw new TypeError(
         "Cannot compute gradients: the loss term returned no cotangent (grad.dLogprobs or " +
@@ -559,9 +570,13 @@ class CpuTrainBackend implements TrainBackend {
       dropoutSeed,
       hiddenLayer,
       temperature,
+      ...(balanceStats ? { balanceStats, balanceCoef } : {}),
     }));
     const results = await this.#backwardRows(jobs);
-    const out = loss(this.#gather(results, lengths, T));
+    const out = withBalanceMetric(
+      loss(this.#gather(results, lengths, T)),
+      balanceStats && balanceLoss(balanceStats),
+    );
     this.#checkLinear(options, out, grad);
     // The batch gradient: the rows' gradients summed in row order (float64), rounded once.
     const grads: ParamTree = {};
@@ -574,6 +589,12 @@ class CpuTrainBackend implements TrainBackend {
       grads[name] = Float32Array.from(sum);
     }
     return { loss: out, grads };
+  }
+
+  /** The balance coefficient times the call's weight (0 without a HILO balance term). */
+  #balanceCoef(options: LossAndGradsOptions): number {
+    const coef = this.model.adapters?.hilo?.balanceCoef ?? 0;
+    return coef * checkBalanceWeight(options.balanceWeight);
   }
 
   objectiveAndGrads(
@@ -631,6 +652,7 @@ class CpuTrainBackend implements TrainBackend {
           "grad.dLastHidden)",
       );
     }
+    const balanceCoef = this.#balanceCoef(options);
     const r = cpuBackward(this.model, input, {
       mode: this.mode,
       dLogprobs: grad.dLogprobs,
@@ -638,14 +660,18 @@ class CpuTrainBackend implements TrainBackend {
       dropoutSeed: options.dropoutSeed,
       hiddenLayer: options.hiddenLayer,
       temperature,
+      balanceCoef,
     });
-    const out = loss({
-      logprobs: r.logprobs,
-      lastHidden: r.lastHidden,
-      entropy: r.entropy,
-      batch: rows,
-      seqLen,
-    });
+    const out = withBalanceMetric(
+      loss({
+        logprobs: r.logprobs,
+        lastHidden: r.lastHidden,
+        entropy: r.entropy,
+        batch: rows,
+        seqLen,
+      }),
+      balanceCoef === 0 ? undefined : r.balanceLoss,
+    );
     this.#checkLinear(options, out, grad);
     const grads: ParamTree = {};
     for (const [name, value] of Object.entries(this.params.tree)) {

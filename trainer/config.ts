@@ -229,7 +229,11 @@ export interface HiloAdaptersConfig {
   readonly activation: "top-k" | "top-p";
   /** Probability mass of top-p routing, in (0, 1]. */
   readonly topP: number;
-  /** Coefficient of the load-balancing loss (0: off, as MoLA's code). */
+  /**
+   * Coefficient of the load-balancing loss (0: off, as MoLA's code): `E · Σ_e f_e·P_e` per routed
+   * projection over each micro-batch's tokens, summed over projections and layers, the step's
+   * term the mean over its micro-batches; logged as `"loss/balance"` (before the coefficient).
+   */
   readonly balanceCoef: number;
 }
 

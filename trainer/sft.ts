@@ -34,7 +34,7 @@ import { collateSft, type SftSequence, tokenizeSft } from "./sft_batch.ts";
 import { sftLoss } from "./sft_loss.ts";
 import type { PendingStep } from "./train_loop.ts";
 import { type TrainMicroBatch, trainStep } from "./train_step.ts";
-import type { GradientTransformation, ParamTree } from "./types.ts";
+import type { GradientTransformation, LossOutput, ParamTree } from "./types.ts";
 import { mix32 } from "../internal/random.ts";
 import {
   adapterText,
@@ -269,24 +269,42 @@ function sftMicroBatches(
   const t = config.trainer;
   const start = (s - 1) * t.batchSize;
   const microSize = t.batchSize / t.microBatches;
-  return Array.from({ length: t.microBatches }, (_, m) => {
+  const batches = Array.from({ length: t.microBatches }, (_, m) => {
     const sequences: SftSequence[] = [];
     for (let i = 0; i < microSize; i++) {
       sequences.push(data.sequenceAt(start + m * microSize + i));
     }
-    const batch = collateSft(sequences, { padId: data.padId, maxLength: data.context });
-    return {
-      micro: {
-        input: { inputIds: batch.inputIds, attentionMask: batch.attentionMask },
-        loss: ({ logprobs }) => sftLoss({ logprobs, lossMask: batch.lossMask }),
-        weight: batch.lossTokens,
-        options: { linear: true, dropoutSeed: mix32(mix32(config.run.seed, s), m) },
-      },
-      lossMask: batch.lossMask,
-      lossTokens: batch.lossTokens,
-      tokens: batch.tokens,
-    };
+    return collateSft(sequences, { padId: data.padId, maxLength: data.context });
   });
+  // HILO's balance term is the mean over the step's micro-batches (those with loss tokens: the
+  // token-weighted accumulation drops the others). multiSteps weighs micro-batch i by
+  // w_i / Σ w, so its balance weight is Σ w / (K·w_i).
+  const weights = batches.map((b) => b.lossTokens);
+  const total = weights.reduce((a, b) => a + b, 0);
+  const counted = weights.filter((w) => w > 0).length;
+  return batches.map((batch, m) => ({
+    micro: {
+      input: { inputIds: batch.inputIds, attentionMask: batch.attentionMask },
+      loss: ({ logprobs }) => sftLoss({ logprobs, lossMask: batch.lossMask }),
+      weight: batch.lossTokens,
+      options: {
+        linear: true,
+        dropoutSeed: mix32(mix32(config.run.seed, s), m),
+        balanceWeight: batch.lossTokens > 0 ? total / (counted * batch.lossTokens) : 0,
+      },
+    },
+    lossMask: batch.lossMask,
+    lossTokens: batch.lossTokens,
+    tokens: batch.tokens,
+  }));
+}
+
+/** The mean `"loss/balance"` over micro-batch outputs that report one (HILO), or none. */
+function meanBalance(outs: readonly LossOutput[]): Record<string, number> {
+  const values = outs.map((o) => o.metrics["loss/balance"]).filter((v) => v !== undefined);
+  return values.length === 0
+    ? {}
+    : { "loss/balance": values.reduce((a, b) => a + b, 0) / values.length };
 }
 
 /**
@@ -489,6 +507,7 @@ async function train(
       tokens,
       metrics: {
         ...r.metrics,
+        ...meanBalance(r.losses),
         "loss/nll": loss,
         "loss/tokens": lossTokens,
         "optim/update_norm": r.updateNorm,
@@ -525,13 +544,16 @@ async function train(
       tokens += m.tokens;
     }
     let loss = 0;
+    const outs: LossOutput[] = [];
     for (let k = 0; k < micro.length; k++) {
-      // Normalised by the whole batch's loss tokens: the sum is the batch's token mean.
+      // Normalised by the whole batch's loss tokens: the sum is the batch's token mean; HILO's
+      // balance term is the mean over the micro-batches.
       const out = await gpu.accumulateObjective(micro[k].micro.input, {
         terms: [{ name: "sft" }],
         inputs: { lossMask: micro[k].lossMask, normalizers: { sft: Math.max(1, lossTokens) } },
-      }, { accumulate: k > 0 });
+      }, { accumulate: k > 0, balanceWeight: 1 / micro.length });
       loss += out.value;
+      outs.push(out);
     }
     if (options.faults?.nanLossAtStep === s) loss = NaN;
     // A non-finite loss leaves the parameters as they are (the loop stops on it).
@@ -542,6 +564,7 @@ async function train(
       tokens,
       metrics: {
         ...optimizerMetrics,
+        ...meanBalance(outs),
         "loss/nll": loss,
         "loss/tokens": lossTokens,
         "data/epoch": data.order.epoch(s * t.batchSize - 1),

@@ -1,5 +1,6 @@
 /**
- * Launchers of HILO's load-balancing loss on the GPU: the per-layer statistics
+ * Launchers of HILO's load-balancing loss on the GPU, one term per routed projection (see
+ * `moe_balance_ref.ts` for the formula and its source): the projection's statistics and loss
  * (`moe_balance_stats.wgsl`) and the logits' gradient (`moe_balance_backward.wgsl`).
  *
  * @module
@@ -24,10 +25,12 @@ export interface MoeBalanceStatsArgs {
   offset?: number;
   /** 1 for real tokens `[m]` (u32). */
   mask: Binding;
-  /** The layer's statistics `[2E + 1]`: counts, probability sums, real tokens. */
+  /** The projection's statistics `[2E + 1]` (written): counts, probability sums, real tokens. */
   stats: Binding;
-  /** Overwrite `stats` (the layer's first routed projection) instead of adding; default false. */
-  reset?: boolean;
+  /** One float the projection's loss `E·Σ_e f_e·P_e` is added to. */
+  total: Binding;
+  /** Overwrite `total` (the step's first routed projection) instead of adding; default false. */
+  resetTotal?: boolean;
   /** Tokens. */
   m: number;
   /** Experts E (≤ 64). */
@@ -50,19 +53,23 @@ function checkExperts(kernel: string, E: number): void {
 }
 
 /**
- * Records the accumulation of one projection's balance statistics (see `moeBalanceStatsRef`).
+ * Records one projection's balance statistics (see `moeBalanceStatsRef`) and adds its loss
+ * (`moeBalanceLossRef`) to `total`.
  *
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
- * @param args Logits, mask, statistics and the activation rule.
+ * @param args Logits, mask, statistics, loss total and the activation rule.
  * @throws {RangeError} If E exceeds 64, an option is out of range or a buffer is too small.
  *
- * @example The first routed projection of a layer
+ * @example The first routed projection of a step
  * ```ts ignore
  * import { encodeMoeBalanceStats } from "./moe_balance.ts";
  * declare const ctx: import("../../gpu/context.ts").GpuContext;
- * declare const pass: GPUComputePassEncoder, logits: GPUBuffer, mask: GPUBuffer, stats: GPUBuffer;
- * encodeMoeBalanceStats(ctx, pass, { logits, mask, stats, reset: true, m: 16, experts: 4 });
+ * declare const pass: GPUComputePassEncoder, logits: GPUBuffer, mask: GPUBuffer;
+ * declare const stats: GPUBuffer, total: GPUBuffer;
+ * encodeMoeBalanceStats(ctx, pass, {
+ *   logits, mask, stats, total, resetTotal: true, m: 16, experts: 4,
+ * });
  * ```
  */
 export function encodeMoeBalanceStats(
@@ -77,10 +84,11 @@ export function encodeMoeBalanceStats(
   checkSize("moe_balance_stats", "logits", args.logits, offset + m * r.experts, "offset + [m, E]");
   checkSize("moe_balance_stats", "mask", args.mask, m, "[m]");
   checkSize("moe_balance_stats", "stats", args.stats, 2 * r.experts + 1, "[2E + 1]");
+  checkSize("moe_balance_stats", "total", args.total, 1, "[1]");
   ctx.dispatch(
     pass,
     ctx.pipeline("moe_balance_stats", statsCode),
-    [args.logits, args.mask, args.stats],
+    [args.logits, args.mask, args.stats, args.total],
     [1, 1, 1],
     packUniform(STATS, {
       m,
@@ -89,7 +97,7 @@ export function encodeMoeBalanceStats(
       mode: r.activation === "top-k" ? 0 : 1,
       top_p: r.topP,
       offset,
-      reset: args.reset ?? false,
+      reset_total: args.resetTotal ?? false,
     }),
   );
 }
@@ -102,7 +110,7 @@ export interface MoeBalanceBackwardArgs {
   offset?: number;
   /** 1 for real tokens `[m]` (u32). */
   mask: Binding;
-  /** The layer's statistics `[2E + 1]`. */
+  /** The projection's statistics `[2E + 1]` over the whole backward call. */
   stats: Binding;
   /** Tokens. */
   m: number;

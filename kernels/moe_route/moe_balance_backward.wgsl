@@ -1,7 +1,7 @@
 // moe_balance_backward: the logits' gradient of coef × HILO's load-balancing loss E·Σ_e f_e·P_e
-// (f_e = count_e / Σ count, P_e = psum_e / pairs, from moe_balance_stats over the whole layer),
-// in place: for each token t < m, with p = softmax(buf[offset + t·E ..]) and
-// dp_e = E·f_e / pairs (0 for padding, mask[t] = 0),
+// of one routed projection (f_e = count_e / N, P_e = psum_e / N, from moe_balance_stats over the
+// projection's N real tokens of the backward call), in place: for each token t < m, with
+// p = softmax(buf[offset + t·E ..]) and dp_e = E·count_e / N² (0 for padding, mask[t] = 0),
 //   buf[offset + t·E + e] = coef · p_e · (dp_e − Σ_j p_j·dp_j).
 // One thread per token, 64 a workgroup; index = (wg.x + wg.y·GRID_X)·64 + local. E ≤ 64. Reads
 // mask and stats, reads and writes buf. Tolerance vs the f64 reference: rel 1e-5 (the difference
@@ -25,9 +25,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     for (var e = 0u; e < E; e++) { buf[base + e] = 0.0; }
     return;
   }
-  var assigned = 0.0;
-  for (var e = 0u; e < E; e++) { assigned += stats[e]; }
-  let pairs = stats[2u * E];
+  let n = stats[2u * E];
   var prob: array<f32, MAX_E>;
   var mx = buf[base];
   for (var e = 1u; e < E; e++) { mx = max(mx, buf[base + e]); }
@@ -39,10 +37,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   var pm = 0.0;
   for (var e = 0u; e < E; e++) {
     prob[e] = prob[e] / sum;
-    pm += prob[e] * (f32(E) * stats[e] / assigned / pairs);
+    pm += prob[e] * (f32(E) * stats[e] / (n * n));
   }
   for (var e = 0u; e < E; e++) {
-    let dp = f32(E) * stats[e] / assigned / pairs;
+    let dp = f32(E) * stats[e] / (n * n);
     buf[base + e] = p.coef * prob[e] * (dp - pm);
   }
 }

@@ -4,7 +4,9 @@
  * split into micro-batches of at most `microBatchSize` rows whose gradients are summed. Every
  * micro-batch's policy loss is normalised by its mini-batch's loss-token count (token-mean over
  * the mini-batch) and its align loss by the mini-batch's align rows, with the group centroids
- * computed once over whole groups, so the summed gradient is exactly the mini-batch's.
+ * computed once over whole groups, so the summed gradient is exactly the mini-batch's. HILO's
+ * load-balancing term (adapters with `balanceCoef` > 0) takes `balanceWeight = 1 / micro-batches`:
+ * the update's term is the mean of its micro-batches' (metric `"loss/balance"`).
  *
  * With align-only groups (`alignKeepAllCorrect`: groups with no row in the policy loss) next to
  * policy groups, the policy groups and the align-only groups are split into `miniBatches` parts
@@ -332,6 +334,7 @@ export async function rlUpdate<S>(
   let pgSum = 0;
   let alignSum = 0;
   let alignRows = 0;
+  let balanceSum: number | undefined;
   let lastOptMetrics: Record<string, number> = {};
   let gradNormSum = 0;
   let update = 0;
@@ -383,7 +386,12 @@ export async function rlUpdate<S>(
           ? align.layer
           : undefined;
         const forward = { inputIds: batch.inputIds, attentionMask: batch.attentionMask };
-        const micOptions = { dropoutSeed: options.dropoutSeed?.(update, k), hiddenLayer };
+        // HILO's balance term: the mean over the update's micro-batches (their gradients sum).
+        const micOptions = {
+          dropoutSeed: options.dropoutSeed?.(update, k),
+          hiddenLayer,
+          balanceWeight: 1 / micros.length,
+        };
         const shape = {
           what: "training step",
           rows: micro.length,
@@ -425,6 +433,9 @@ export async function rlUpdate<S>(
         if (align !== undefined) {
           alignSum += lm["align/loss"] ?? 0;
           alignRows += lm["align/rows"] ?? 0;
+        }
+        if (lm["loss/balance"] !== undefined) {
+          balanceSum = (balanceSum ?? 0) + lm["loss/balance"] / micros.length;
         }
       }
       if (device) {
@@ -468,6 +479,8 @@ export async function rlUpdate<S>(
     m["loss/pg"] = pgSum / U;
     m["loss/ratio_max"] = ratioMax;
   }
+  // HILO's balance loss: mean over each update's micro-batches, then over the updates.
+  if (balanceSum !== undefined) m["loss/balance"] = balanceSum / U;
   if (align !== undefined) {
     m["loss/align"] = alignSum / U;
     m["align/rows"] = alignRows / options.ppoEpochs;

@@ -401,3 +401,37 @@ Deno.test("splitMicroBatches() packs whole groups, cutting only a group larger t
   ]);
   deepStrictEqual(groupsOf(splitMicroBatches(rows, 4)), [[0, 0, 0], [1, 1, 2], [2, 2, 2, 2]]);
 });
+
+Deno.test("rlUpdate() gives HILO's balance term weight 1 / micro-batches and logs its mean as loss/balance", async () => {
+  // 3 rows, one update, micro-batches of 1 row: each call gets balanceWeight 1/3 (the summed
+  // gradients hold the mean of the micro-batches' terms), and the metric is their mean.
+  const rows = stepRows(1, 0).slice(0, 3);
+  const weights: (number | undefined)[] = [];
+  const values = [3, 6, 12];
+  const tree = { w: new Float32Array(1) };
+  const backend = {
+    params: { tree, shapes: { w: [1] } },
+    setParams() {},
+    objectiveAndGrads(_: unknown, __: unknown, options: { balanceWeight?: number }) {
+      weights.push(options.balanceWeight);
+      return Promise.resolve({
+        loss: { value: 1, metrics: { "loss/balance": values[weights.length - 1] } },
+        grads: { w: new Float32Array([1]) },
+      });
+    },
+  } as unknown as TrainBackend;
+  const optimizer = adamw({ lr: 1e-3 });
+  const result = await rlUpdate(backend, rows, {
+    optimizer,
+    state: optimizer.init(tree),
+    losses: [DEFAULT_RL_CONFIG.losses[0]],
+    ppoEpochs: 1,
+    miniBatches: 1,
+    microBatchSize: 1,
+    padId: 0,
+    maxNewTokens: 4,
+    centroids: null,
+  });
+  deepStrictEqual(weights, [1 / 3, 1 / 3, 1 / 3]);
+  strictEqual(result.metrics["loss/balance"], (3 + 6 + 12) / 3);
+});
