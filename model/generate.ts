@@ -74,11 +74,13 @@ export interface GenerateOptions {
    * (`W + scale·B·A`, recomputed on the GPU at the start of every call, so adapters changed
    * between calls are always seen) and run the prefill and decode on the merged weights, 2
    * dispatches fewer per adapted projection and step, for as many extra bytes as those base
-   * weights (f16 weights: an f16 copy, rounded once more than the unmerged path's f32 sum; a
-   * merged value beyond the f16 range is an error). HILO's routed adapters, base weights split
-   * into row blocks and f16 ones under several unrouted experts keep the unmerged path (see
-   * `model/merge_adapters_webgpu.ts`). Default: on a hardware adapter
-   * (where a decode step is bound by its dispatches), not on a software one (`isFallbackAdapter`).
+   * weights (f16 weights: an f16 copy, rounded once more than the unmerged path's f32 sum, so an
+   * adapter update `s·B·A` below half an f16 spacing of `W` rounds away: early in training most
+   * of it, measured on the fixture with B = ±1e-5; a merged value beyond the f16 range is an
+   * error). HILO's routed adapters, base weights split into row blocks and f16 ones under several
+   * unrouted experts keep the unmerged path (see `model/merge_adapters_webgpu.ts`). Default: on a
+   * hardware adapter (where a decode step is bound by its dispatches) for f32 weights; off for
+   * f16 weights (they merge only with `true`) and on a software adapter (`isFallbackAdapter`).
    */
   mergeAdapters?: boolean;
 }

@@ -22,7 +22,9 @@
  * `x·Aᵀ` and a matmul for the rank-deep up-projection. `x·Aᵀ` goes to one scratch of
  * `tokens · maxRank` floats in the workspace.
  *
- * With `mergeAdapters` (on by default on a hardware adapter), each call first merges the plain
+ * With `mergeAdapters` (on by default on a hardware adapter with f32 weights; f16 weights merge
+ * only when it is `true`, since their copy rounds small adapter updates away), each call first
+ * merges the plain
  * LoRA adapters into copies of their base weights (`W + scale·B·A`; f32: a copy and one small
  * matmul per projection and expert; f16: one kernel per projection writing `f16(f32(W16) +
  * scale·B·A)`, whose overflow status comes back with the first readback and is an error there;
@@ -228,7 +230,10 @@ async function run(
   let weights: GpuModelWeights = model;
   // They live for this call only (freed once its last readback is in), so that a trainer's
   // steps between generations do not hold a second copy of the weights.
-  const merge = lora !== null && (options.mergeAdapters ?? !ctx.gpu.isFallbackAdapter);
+  // By default not f16 weights: their merged copy rounds W + s·B·A to f16, which loses an
+  // adapter update below half an f16 spacing of W (early in training); only when asked for.
+  const merge = lora !== null &&
+    (options.mergeAdapters ?? (!ctx.gpu.isFallbackAdapter && model.weightDtype !== "f16"));
   ws.merged?.dispose(); // left by a call that failed
   ws.merged = merge ? new MergedAdapterWeights(ctx, model) : undefined;
   if (ws.merged) weights = ws.merged.view(model);

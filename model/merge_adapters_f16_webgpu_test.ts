@@ -329,3 +329,26 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "generateWebGpu() leaves f16 weights unmerged by default, even on a hardware adapter " +
+    "(their f16 copy would round small adapter updates away)",
+  ignore: noGpu,
+  async fn() {
+    for (const dtype of ["f16", "f32"] as const) {
+      const model = await gpuModel(dtype, false);
+      try {
+        model.setAdapters(randomLora(model.config, 5));
+        const options = { prompts: PROMPTS, maxNewTokens: 3, temperature: 0, eosTokenIds: [] };
+        const byDefault = (await counted(model, options)).dispatches;
+        const off = (await counted(model, { ...options, mergeAdapters: false })).dispatches;
+        const on = (await counted(model, { ...options, mergeAdapters: true })).dispatches;
+        ok(on < off, `${dtype}: merging saves dispatches (${on} vs ${off})`);
+        strictEqual(byDefault, dtype === "f16" ? off : on, `${dtype}: the default`);
+      } finally {
+        releaseGenerateWorkspace(model);
+        model.dispose();
+      }
+    }
+  },
+});

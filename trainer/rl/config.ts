@@ -438,8 +438,12 @@ export interface RlConfig {
    * weights with the adapters merged in (`W + s·B·A`, made at the start of each generate call and
    * freed at its end: the projections' f32 weights once more in memory during generation) instead
    * of running each adapter's two products in every decode step: `"on"`, `"off"`, or `"auto"` (the
-   * default: on for a hardware adapter, off for a software one; model/generate.ts
-   * `mergeAdapters`). HILO's routed experts, f16 and row-split weights are never merged.
+   * default: on for a hardware adapter with f32 weights, off for a software one; model/generate.ts
+   * `mergeAdapters`). HILO's routed experts and row-split weights are never merged. f16 base
+   * weights (`model.weightDtype: f16`) merge only with `"on"`, into f16 copies: that rounds
+   * `W + s·B·A` to f16, so an adapter update below half an f16 spacing of `W` is lost in the
+   * rollouts (and in their log-probs, π_old with `rl.oldLogprobs: sampler`): most of it early in
+   * training. `"auto"` leaves them unmerged.
    */
   readonly mergeAdapters: "auto" | "on" | "off";
   /**
@@ -461,7 +465,7 @@ export interface RlConfig {
    * the most whose estimate fits (a start-up line says how many; the samples do not depend on
    * the split); the run is refused, naming the keys to lower, only when even one prompt per call
    * is over, or the forward pass or the training step sets the peak. With
-   * `mergeAdapters: "auto"` the adapters are not merged for generation when their f32 copy would
+   * `mergeAdapters: "auto"` the adapters are not merged for generation when their copy would
    * take the peak over the budget or make those calls smaller (larger calls first). WebGPU does
    * not expose the device's memory, so give it here or in the environment variable
    * `HALO_GPU_MEMORY` (GB; it overrides this key).

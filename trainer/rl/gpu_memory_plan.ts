@@ -12,7 +12,7 @@
  * weight once for all its rows, so calls of half the rows read the weights twice as often for the
  * same samples (about twice the time where decoding is bound by memory bandwidth), while the merge
  * saves only the adapters' rank-r products (docs/perf.md, measured on llvmpipe only: 1.77× faster
- * on the tiny model, slower on a 0.6B layer). So the merge is skipped when, without its f32 copy,
+ * on the tiny model, slower on a 0.6B layer). So the merge is skipped when, without its copy,
  * the calls can be larger (or unsplit); it is kept when the calls are as large either way. `"on"`
  * keeps the merge and splits the calls as needed.
  *
@@ -185,7 +185,10 @@ export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
   const adapters = adapterShape(input.lora, c.numHiddenLayers);
   const align = rl.losses.find((x) => x.name === "hidden_align");
   const wantMerge = adapters !== null &&
-    (rl.mergeAdapters === "on" || (rl.mergeAdapters === "auto" && !device.isFallbackAdapter));
+    (rl.mergeAdapters === "on" ||
+      // As generate's default: "auto" leaves f16 weights unmerged (their copy is lossy).
+      (rl.mergeAdapters === "auto" && !device.isFallbackAdapter &&
+        config.model.weightDtype !== "f16"));
   const base: GpuMemoryEstimateInput = {
     model: c,
     weightDtype: config.model.weightDtype,

@@ -90,6 +90,20 @@ Deno.test("planRlGpuMemory() prints the estimate by item, with no budget by defa
   strictEqual(soft.estimate.mergedCopy, 0);
 });
 
+Deno.test("planRlGpuMemory() merges f16 base weights only with mergeAdapters: on (their copy is lossy)", () => {
+  const model = { ...DEFAULT_CONFIG.model, weightDtype: "f16" as const };
+  const f16 = (mergeAdapters: "auto" | "on") => {
+    const base = input({ mergeAdapters });
+    return planRlGpuMemory({ ...base, config: { ...base.config, model } });
+  };
+  const auto = f16("auto");
+  strictEqual(auto.mergeAdapters, false, "auto leaves f16 weights unmerged on a hardware adapter");
+  strictEqual(auto.estimate.mergedCopy, 0);
+  const on = f16("on");
+  strictEqual(on.mergeAdapters, true);
+  ok(on.estimate.mergedCopy > 0);
+});
+
 Deno.test("planRlGpuMemory() sizes the KV cache by model.kvDtype", () => {
   const f32 = planRlGpuMemory(input({}));
   const config = { ...DEFAULT_CONFIG, model: { ...DEFAULT_CONFIG.model, kvDtype: "f16" as const } };
