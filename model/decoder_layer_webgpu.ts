@@ -15,7 +15,7 @@
  * @module
  */
 import type { Binding, GpuContext } from "../gpu/context.ts";
-import type { GpuMatrix } from "../gpu/matrix.ts";
+import type { GpuMatrix, GpuMatrixChunk } from "../gpu/matrix.ts";
 import { encodeAdd } from "../kernels/add/add.ts";
 import { encodeAttention } from "../kernels/attention/attention.ts";
 import { encodeAttentionBackward } from "../kernels/attention/attention_backward.ts";
@@ -65,9 +65,11 @@ export interface GpuLayerWeights {
   /** MLP down projection. */
   downProj: GpuMatrix;
   /**
-   * q_proj, k_proj and v_proj as one `[qDim + 2·kvDim, hidden]` weight (q rows, then k, then v;
-   * set by `MergedAdapterWeights.view` when it merged them into one buffer, with the three fields
-   * above views into it): a decode step with `acts.qkv` records one matvec for the three.
+   * q_proj, k_proj and v_proj as one `[qDim + 2·kvDim, hidden]` weight (q rows, then k, then v,
+   * with the three fields above views into it): the base weights as `WebGpuQwen3` stores them
+   * (`fuseProjections`), or the merged ones `MergedAdapterWeights.view` gives. A decode step with
+   * `acts.qkv` records one matvec for the three when none of them has an adapter applied
+   * unmerged (else one per projection, through the views).
    */
   qkvProj?: GpuMatrix;
   /**
@@ -199,6 +201,16 @@ function skinny(m: number, k: number): boolean {
   return m <= 4 || (m <= 32 && (k % 4 === 0 || m * 64 <= k));
 }
 
+/**
+ * A row block of a weight as a binding: the buffer, or for a view into a larger buffer (fused
+ * q|k|v and gate|up, base or merged) the block's bytes from its offset.
+ */
+function chunkBinding(w: GpuMatrix, chunk: GpuMatrixChunk): Binding {
+  if (!chunk.offset) return chunk.buffer;
+  const size = Math.ceil((chunk.rows * w.cols * (w.dtype === "f16" ? 2 : 4)) / 4) * 4;
+  return { buffer: chunk.buffer, offset: chunk.offset, size };
+}
+
 /** Arguments of {@linkcode encodeLinear}. */
 export interface LinearArgs {
   /** Input `[m, w.cols]`; with a `prologue`, written first (the prologue's output). */
@@ -264,10 +276,7 @@ export function encodeLinear(
     encodeSwiglu(ctx, pass, { gate: pro.gate, up: pro.up, out: args.x, n: m * k, layout });
   }
   args.w.chunks.forEach((chunk, j) => {
-    // A view into a larger buffer (merged q|k|v, gate|up): bound from its offset.
-    const w = chunk.offset
-      ? { buffer: chunk.buffer, offset: chunk.offset, size: 4 * chunk.rows * k }
-      : chunk.buffer;
+    const w = chunkBinding(args.w, chunk);
     const op = {
       x: args.x,
       w,
@@ -557,7 +566,7 @@ export function encodeDecoderLayer(
   const decode = cache?.kvLen !== undefined;
   const unadapted = (targets: ProjectionName[]) =>
     targets.every((t) => !model.adapters?.module(layer, t));
-  // Decoding over a fused q|k|v weight (merged adapters): one projection into `a.qkv`, which the
+  // Decoding over a fused q|k|v weight (base or merged): one projection into `a.qkv`, which the
   // q/k norm + RoPE + KV write reads at its column offsets.
   const qkvFused = decode && qkNormRopeKvFits(ctx) && w.qkvProj !== undefined &&
     a.qkv !== undefined && unadapted(["q_proj", "k_proj", "v_proj"]);
@@ -1066,7 +1075,7 @@ function linearBackward(
         k: w.cols,
         ldy: w.rows,
         yCol: chunk.rowStart,
-        w: dx ? chunk.buffer : undefined,
+        w: dx ? chunkBinding(w, chunk) : undefined,
         wF16: w.dtype === "f16",
         dx,
         accumulateDx: (args.accumulateDx ?? false) || j > 0,

@@ -27,10 +27,13 @@
  * matmul per projection and expert, recorded before the prefill: see
  * `model/merge_adapters_webgpu.ts`), held for that call only, and records the layers over those:
  * one matmul per merged projection. Routed (HILO) adapters, f16 and row-split base weights keep
- * the unmerged path above. Where q|k|v (and gate|up) were merged into one buffer, a decode step
- * records one matvec for the group into the workspace's `qkv` (`gateUp`), which the q/k norm +
- * RoPE + KV write (SwiGLU) reads at column offsets: 9 → 6 dispatches a layer on a hardware
- * adapter (SwiGLU in down_proj's matvec), 12 → 9 on a software one.
+ * the unmerged path above. Where q|k|v (and gate|up) are one buffer with no adapter applied
+ * unmerged, a decode step records one matvec for the group into the workspace's `qkv`
+ * (`gateUp`), which the q/k norm + RoPE + KV write (SwiGLU) reads at column offsets: 9 → 6
+ * dispatches a layer on a hardware adapter (SwiGLU in down_proj's matvec), 12 → 9 on a software
+ * one. That holds for the merged weights, and for the base weights, which `WebGpuQwen3` stores
+ * fused by default (`fuseProjections`): a base model, or full fine-tuning, decodes that way
+ * without merging anything.
  *
  * @module
  */
@@ -115,9 +118,9 @@ interface Workspace
   attnScratch: GPUBuffer;
   /** `x·Aᵀ` of the LoRA branch `[tokens, rank]`; only when `rank > 0`. */
   loraU?: GPUBuffer;
-  /** A decode step's fused q|k|v output `[rows, (heads + 2·kvHeads)·headDim]` (merged weights). */
+  /** A decode step's fused q|k|v output `[rows, (heads + 2·kvHeads)·headDim]` (fused weights). */
   qkv: GPUBuffer;
-  /** A decode step's fused gate|up output `[rows, 2·intermediate]` (merged weights). */
+  /** A decode step's fused gate|up output `[rows, 2·intermediate]` (fused weights). */
   gateUp: GPUBuffer;
   /** The adapters merged into copies of the base weights (`mergeAdapters`), during a call. */
   merged?: MergedAdapterWeights;

@@ -368,7 +368,9 @@ export class MergedAdapterWeights {
       const dst = this.#buffers.get(b.key)!;
       for (const p of b.parts) {
         const bytes = 4 * p.weight.rows * b.cols;
-        enc.copyBufferToBuffer(p.weight.chunks[0].buffer, 0, dst, 4 * p.rowStart * b.cols, bytes);
+        // A fused base weight's view (WebGpuQwen3 `fuseProjections`) starts at its offset.
+        const { buffer: src, offset: from = 0 } = p.weight.chunks[0];
+        enc.copyBufferToBuffer(src, from, dst, 4 * p.rowStart * b.cols, bytes);
       }
     }
     if (plan.length === 0) return;
@@ -433,6 +435,10 @@ export class MergedAdapterWeights {
           chunks: [{ buffer, rowStart: 0, rows: w.rows, ...(offset ? { offset } : {}) }],
           dtype: "f32",
         };
+      }
+      // A member merged on its own: the base's fused group weight (if any) no longer holds it.
+      for (const g of ["qkv", "gate_up"] as const) {
+        if (!b.group && FUSED_GROUPS[g].includes(b.parts[0].target)) delete out[FUSED_FIELD[g]];
       }
       if (b.group) {
         out[FUSED_FIELD[b.group]] = {

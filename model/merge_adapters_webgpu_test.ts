@@ -193,7 +193,7 @@ Deno.test({
         const n = base.rows * base.cols;
         const at = got.chunks[0].offset ?? 0;
         const [w, w2] = (await readback(model.ctx, [
-          { buffer: base.chunks[0].buffer, offset: 0, size: 4 * n },
+          { buffer: base.chunks[0].buffer, offset: base.chunks[0].offset ?? 0, size: 4 * n },
           { buffer: got.chunks[0].buffer, offset: at, size: 4 * n },
         ])).map((b) => new Float32Array(b));
         const { a, b, r, scale } = m.experts[0];
