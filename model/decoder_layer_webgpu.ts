@@ -68,8 +68,8 @@ export interface GpuLayerWeights {
    * q_proj, k_proj and v_proj as one `[qDim + 2·kvDim, hidden]` weight (q rows, then k, then v,
    * with the three fields above views into it): the base weights as `WebGpuQwen3` stores them
    * (`fuseProjections`), or the merged ones `MergedAdapterWeights.view` gives. A decode step with
-   * `acts.qkv` records one matvec for the three when none of them has an adapter applied
-   * unmerged (else one per projection, through the views).
+   * `acts.qkv` records one matvec for the three, then the adapter branch of each plain LoRA
+   * member into its columns; with a HILO-routed member, one projection each, through the views.
    */
   qkvProj?: GpuMatrix;
   /**
@@ -344,6 +344,21 @@ export function encodeProjection(
   const { x, y, m } = args;
   const { accumulate, prologue } = args;
   encodeLinear(model.ctx, pass, { x, w, y, m, accumulate, matvec, prologue });
+  encodeAdapterBranch(pass, model, args, matvec);
+}
+
+/**
+ * Records the adapter branch of a projection (`y += Σ_e scale_e·(x·A_eᵀ)·B_eᵀ`) if it has one:
+ * into `y` as it is, or, with `out`, into the projection's columns of a fused output.
+ */
+function encodeAdapterBranch(
+  pass: GPUComputePassEncoder,
+  model: GpuModelWeights,
+  args: Pick<ProjectionArgs, "layer" | "target" | "x" | "y" | "m" | "loraScratch">,
+  matvec: boolean,
+  out?: { ldy: number; yCol: number },
+): void {
+  const { x, y, m } = args;
   const lora = model.adapters;
   const module = lora?.module(args.layer, args.target);
   if (!module) return;
@@ -353,7 +368,15 @@ export function encodeProjection(
         `least ${m * lora!.maxRank} floats) is required: current value is undefined`,
     );
   }
-  encodeLoraForward(model.ctx, pass, { module, x, y, m, scratch: args.loraScratch, matvec });
+  encodeLoraForward(model.ctx, pass, {
+    module,
+    x,
+    y,
+    m,
+    scratch: args.loraScratch,
+    matvec,
+    ...out,
+  });
 }
 
 /** The named points of a layer where hooks run. */
@@ -564,21 +587,40 @@ export function encodeDecoderLayer(
   }
   const norm1 = { kind: "rmsnorm", h: hIn, g: w.inputLayernorm, eps } as const;
   const decode = cache?.kvLen !== undefined;
-  const unadapted = (targets: ProjectionName[]) =>
-    targets.every((t) => !model.adapters?.module(layer, t));
-  // Decoding over a fused q|k|v weight (base or merged): one projection into `a.qkv`, which the
-  // q/k norm + RoPE + KV write reads at its column offsets.
-  const qkvFused = decode && qkNormRopeKvFits(ctx) && w.qkvProj !== undefined &&
-    a.qkv !== undefined && unadapted(["q_proj", "k_proj", "v_proj"]);
-  if (qkvFused) {
+  // A group decodes through its fused weight unless a member's adapter is routed (HILO: its
+  // kernels write whole rows); plain LoRA members add their branches into their columns.
+  const unrouted = (targets: readonly ProjectionName[]) =>
+    targets.every((t) => !model.adapters?.module(layer, t)?.router);
+  const fusedGroup = (
+    whole: GpuMatrix,
+    targets: readonly ProjectionName[],
+    x: GPUBuffer,
+    y: GPUBuffer,
+    prologue: MatvecPrologue,
+  ) => {
+    const matvec = (args.matvec ?? false) && skinny(n, whole.cols);
     encodeLinear(ctx, pass, {
-      x: a.x1,
-      w: w.qkvProj!,
-      y: a.qkv!,
+      x,
+      w: whole,
+      y,
       m: n,
-      matvec: args.matvec,
-      prologue: fuse ? norm1 : undefined,
+      matvec,
+      prologue: fuse ? prologue : undefined,
     });
+    let yCol = 0;
+    for (const target of targets) {
+      const branch = { layer, target, x, y, m: n, loraScratch: a.loraScratch };
+      encodeAdapterBranch(pass, model, branch, matvec, { ldy: whole.rows, yCol });
+      yCol += (w[PROJECTION_FIELD[target]] as GpuMatrix).rows;
+    }
+  };
+  // Decoding over a fused q|k|v weight (base or merged): one projection into `a.qkv` (and the
+  // members' adapter branches), which the q/k norm + RoPE + KV write reads at its column offsets.
+  const QKV = ["q_proj", "k_proj", "v_proj"] as const;
+  const qkvFused = decode && qkNormRopeKvFits(ctx) && w.qkvProj !== undefined &&
+    a.qkv !== undefined && unrouted(QKV);
+  if (qkvFused) {
+    fusedGroup(w.qkvProj!, QKV, a.x1, a.qkv!, norm1);
   } else {
     proj("q_proj", a.x1, a.qRaw, false, norm1);
     proj("k_proj", a.x1, a.kRaw);
@@ -679,19 +721,13 @@ export function encodeDecoderLayer(
   // Decoding over a fused gate|up weight: one projection into `a.gateUp` `[n, 2·inter]`, which
   // SwiGLU reads at its column offsets (its own dispatch, or down_proj's prologue with gate and up
   // bound from their first columns where `4·inter` bytes is a storage offset).
+  const GATE_UP = ["gate_proj", "up_proj"] as const;
   const gateUpFused = decode && w.gateUpProj !== undefined && a.gateUp !== undefined &&
-    unadapted(["gate_proj", "up_proj"]);
+    unrouted(GATE_UP);
   const gu = a.gateUp!;
   const upAligned = (4 * inter) % ctx.device.limits.minStorageBufferOffsetAlignment === 0;
   if (gateUpFused) {
-    encodeLinear(ctx, pass, {
-      x: a.x2,
-      w: w.gateUpProj!,
-      y: gu,
-      m: n,
-      matvec: args.matvec,
-      prologue: fuse ? norm2 : undefined,
-    });
+    fusedGroup(w.gateUpProj!, GATE_UP, a.x2, gu, norm2);
   } else {
     proj("gate_proj", a.x2, a.gate, false, norm2);
     proj("up_proj", a.x2, a.up);

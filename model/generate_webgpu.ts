@@ -27,13 +27,14 @@
  * matmul per projection and expert, recorded before the prefill: see
  * `model/merge_adapters_webgpu.ts`), held for that call only, and records the layers over those:
  * one matmul per merged projection. Routed (HILO) adapters, f16 and row-split base weights keep
- * the unmerged path above. Where q|k|v (and gate|up) are one buffer with no adapter applied
- * unmerged, a decode step records one matvec for the group into the workspace's `qkv`
- * (`gateUp`), which the q/k norm + RoPE + KV write (SwiGLU) reads at column offsets: 9 → 6
- * dispatches a layer on a hardware adapter (SwiGLU in down_proj's matvec), 12 → 9 on a software
- * one. That holds for the merged weights, and for the base weights, which `WebGpuQwen3` stores
- * fused by default (`fuseProjections`): a base model, or full fine-tuning, decodes that way
- * without merging anything.
+ * the unmerged path above. Where q|k|v (and gate|up) are one buffer, a decode step records one
+ * matvec for the group into the workspace's `qkv` (`gateUp`), which the q/k norm + RoPE + KV
+ * write (SwiGLU) reads at column offsets: 9 → 6 dispatches a layer on a hardware adapter (SwiGLU
+ * in down_proj's matvec), 12 → 9 on a software one. That holds for the merged weights, and for
+ * the base weights, which `WebGpuQwen3` stores fused by default (`fuseProjections`): a base
+ * model, or full fine-tuning, decodes that way without merging anything; unmerged plain LoRA
+ * members add their branches into the group's output at their columns (2 dispatches each, as
+ * before), and a group with a HILO-routed member records one projection per member.
  *
  * @module
  */

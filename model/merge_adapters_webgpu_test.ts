@@ -67,7 +67,15 @@ async function gpuModel(isFallbackAdapter?: boolean): Promise<WebGpuQwen3> {
     ...base.gpu,
     isFallbackAdapter: isFallbackAdapter ?? base.gpu.isFallbackAdapter,
   });
-  return await loadModel(dir, { backend: "webgpu", gpu, warn: false }) as WebGpuQwen3;
+  // The base weights stored apart: the counts below are what merging saves over that layout
+  // (over a fused base, the default, unmerged decode fuses q|k|v and gate|up too:
+  // model/qwen3_webgpu_fused_test.ts, which also checks merging over a fused base).
+  return await loadModel(dir, {
+    backend: "webgpu",
+    gpu,
+    warn: false,
+    fuseProjections: false,
+  }) as WebGpuQwen3;
 }
 
 /** The generation and the compute-pass dispatches it recorded. */

@@ -3,7 +3,9 @@
  * preallocated activations, recorded into one command encoder and read back once; LoRA adapters
  * on any projection ({@linkcode WebGpuQwen3.setAdapters}); and the training step (forward, a
  * caller's loss kernels, backward with per-layer recomputation, or from every layer's kept
- * activations with `keepActivations`) of `qwen3_webgpu_backward.ts`.
+ * activations with `keepActivations`) of `qwen3_webgpu_backward.ts`. Each layer's q|k|v and
+ * gate|up base weights are stored as one buffer per group where they fit, the projections views
+ * into it (`WebGpuQwen3Options.fuseProjections`), so that decoding records one matvec per group.
  *
  * @module
  */
@@ -168,8 +170,9 @@ export interface WebGpuQwen3Options {
    * Store each layer's q_proj, k_proj and v_proj as one `[qDim + 2·kvDim, hidden]` buffer, and
    * gate_proj and up_proj as one `[2·intermediate, hidden]` buffer, the projections' matrices
    * views into them (no extra bytes), so that a decode step records one matvec for q|k|v and one
-   * for gate|up where no adapter of the group is applied unmerged (the layer's `qkvProj` /
-   * `gateUpProj`); every other pass reads the views. A group is stored apart where it does not
+   * for gate|up (the layer's `qkvProj` / `gateUpProj`; unmerged plain LoRA members add their
+   * branches at their columns, a HILO-routed member keeps its group per projection); every other
+   * pass reads the views. A group is stored apart where it does not
    * fit (`fusedMatrixReason` of gpu/matrix.ts: the whole above one binding or `maxChunkBytes`,
    * or a member's first byte not a multiple of the storage offset alignment: with the usual
    * 256 bytes, every hidden size that is a multiple of 64 fits, at f32 and f16). Default true.
@@ -229,7 +232,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * with `matrixDtype: "f16"`, only for `weightDtype: "f16"`). Not kept: the model holds only
    * the GPU copies.
    * @param options `maxChunkBytes`: largest row block of a weight matrix (default: the device's
-   * storage binding limit); matrices above it are split. `weightDtype`, `kvDtype`: storage.
+   * storage binding limit); matrices above it are split. `weightDtype`, `kvDtype`,
+   * `fuseProjections`: storage.
    */
   constructor(
     ctx: GpuContext,
