@@ -4,6 +4,10 @@
 //
 //   deno bench --allow-read --allow-env bench/fused_base_bench.ts
 //
+// Measured on llvmpipe (2026-12-04, load 2–4, 2 cores shared, four runs): tiny 262–300 → 203–266
+// ms a call (1.13–1.42× faster fused); the 1-layer 0.6B shape 2.2–2.5 s either way, single calls
+// of both swinging between 1.2 and 2.6 s with the load (docs/perf.md).
+//
 // Default (llvmpipe, ~10 s): the qwen3-tiny fixture, 8-token prompt, 32 new tokens; and the
 // Qwen3-0.6B-shaped random model of bench/random_model.ts cut to 1 layer and a 4096-token
 // vocabulary, 2-token prompt, 8 new tokens. HALO_BENCH_FULL=1 (a real GPU): the real 0.6B shape
