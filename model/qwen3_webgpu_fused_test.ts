@@ -5,7 +5,8 @@
 // branches add into the fused outputs' columns, HILO with routed modules) gives the separate
 // layout's tokens and model log-probs bit for bit, with 3 dispatches fewer per layer and decode
 // step (q|k|v 3 → 1, gate|up 2 → 1) but in a group with a routed member; merged generation over a
-// fused base is unchanged; dispose frees every buffer. Full fine-tuning over the views
+// fused base is unchanged; LoRA gradients (backward through the views, f32 and f16) are the
+// separate layout's bit for bit; dispose frees every buffer. Full fine-tuning over the views
 // (gradients, GPU AdamW, the trainer backend's setParams/syncParams): trainer/gpu_adamw_test.ts.
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { createHilo, hiloConfig } from "../adapters/hilo.ts";
@@ -326,6 +327,44 @@ Deno.test({
       releaseGenerateWorkspace(plain);
       fused.dispose();
       plain.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "WebGpuQwen3.backward() of LoRA adapters over fused base views (f32, f16 weights): the " +
+    "separate layout's log-probs and gradients, bit for bit",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const dtypes = ctx.gpu.features.has("shader-f16") ? ["f32", "f16"] as const : ["f32"] as const;
+    const input = { inputIds: [[3, 17, 250, 99, 4, 311, 8, 42], [12, 7, 300, 64, 5, 6, 7, 8]] };
+    const dLogprobs = Array.from({ length: 14 }, (_, i) => ((i % 5) - 2) / 7);
+    const lora = createLora(
+      loraConfig({ r: 4, loraAlpha: 8, targetModules: "all-linear", initLoraWeights: false }),
+      config,
+      { seed: 21 },
+    );
+    for (const weightDtype of dtypes) {
+      const fused = model(ctx, { weightDtype });
+      const plain = model(ctx, { weightDtype, fuseProjections: false });
+      try {
+        ok(fused.layers[0].qkvProj && !plain.layers[0].qkvProj);
+        const out: Awaited<ReturnType<WebGpuQwen3["backward"]>>[] = [];
+        for (const m of [fused, plain]) {
+          m.setAdapters(lora);
+          out.push(await m.backward(input, { mode: "adapters", dLogprobs }));
+        }
+        deepStrictEqual(out[0].logprobs, out[1].logprobs, `${weightDtype}: log-probs`);
+        strictEqual(out[0].grads.size, out[1].grads.size);
+        ok(out[0].grads.size > 0);
+        for (const [name, g] of out[1].grads) {
+          deepStrictEqual(out[0].grads.get(name), g, `${weightDtype}: ${name}`);
+        }
+      } finally {
+        fused.dispose();
+        plain.dispose();
+      }
     }
   },
 });
