@@ -172,10 +172,10 @@ export interface WebGpuQwen3Options {
    * views into them (no extra bytes), so that a decode step records one matvec for q|k|v and one
    * for gate|up (the layer's `qkvProj` / `gateUpProj`; unmerged plain LoRA members add their
    * branches at their columns, a HILO-routed member keeps its group per projection); every other
-   * pass reads the views. A group is stored apart where it does not
-   * fit (`fusedMatrixReason` of gpu/matrix.ts: the whole above one binding or `maxChunkBytes`,
-   * or a member's first byte not a multiple of the storage offset alignment: with the usual
-   * 256 bytes, every hidden size that is a multiple of 64 fits, at f32 and f16). Default true.
+   * pass reads the views. A group is stored apart where it does not fit (`fusedMatrixReason` of
+   * gpu/matrix.ts: the whole above one binding or `maxChunkBytes`, or a member's first byte not a
+   * multiple of the storage offset alignment: with the usual 256 bytes, every hidden size that is
+   * a multiple of 64 fits, at f32 and f16). Default true.
    */
   fuseProjections?: boolean;
 }
@@ -302,20 +302,20 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
           if (spec.field in out) continue; // a member of a group already uploaded
           const name = layerTensorName(l, spec);
           const [rows, cols] = spec.shape(c);
+          // The first member of a group: the whole group, when it fits one buffer.
           const group = fuse ? FUSED_BASE.find((g) => g.targets[0] === spec.projection) : undefined;
-          const members = group?.targets.map((t) => LAYER_TENSORS.find((s) => s.projection === t)!);
-          if (
-            group && members && fusedMatrixReason(ctx, members.map((s) => s.shape(c)[0]), cols, {
-                maxChunkBytes: options.maxChunkBytes,
-                dtype,
-              }) === null
-          ) {
+          const members = (group?.targets ?? []).map((t) =>
+            LAYER_TENSORS.find((s) => s.projection === t)!
+          );
+          const memberRows = members.map((s) => s.shape(c)[0]);
+          const storage = { maxChunkBytes: options.maxChunkBytes, dtype };
+          if (group && fusedMatrixReason(ctx, memberRows, cols, storage) === null) {
             const { whole, parts } = uploadFusedMatrix(
               ctx,
               `model.layers.${l}.${group.name} (fused)`,
-              members.map((s) => ({
+              members.map((s, i) => ({
                 name: layerTensorName(l, s),
-                rows: s.shape(c)[0],
+                rows: memberRows[i],
                 data: () => w[s.field],
               })),
               cols,
