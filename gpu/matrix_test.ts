@@ -1,7 +1,8 @@
-import { deepStrictEqual, strictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { noGpu, readFloats, testContext } from "./test_utils.ts";
 import { recordingGpu } from "./recording_gpu.ts";
-import { uploadMatrix } from "./matrix.ts";
+import { fusedMatrixReason, uploadFusedMatrix, uploadMatrix } from "./matrix.ts";
+import { readback } from "./readback.ts";
 import { GpuContext } from "./context.ts";
 
 Deno.test({
@@ -118,4 +119,90 @@ Deno.test("uploadMatrix() f16 takes f16 bits as they are, pads odd blocks, and a
     () => uploadMatrix(ctx, { name: "w", data: bits, rows: 5, cols: 3 }),
     (e: Error) => e instanceof TypeError && /"w" as f32: its data are f16 bits/.test(e.message),
   );
+});
+
+Deno.test({
+  name: "uploadFusedMatrix() stacks members in one buffer with views at aligned offsets, as " +
+    "many bytes as separate uploads; fusedMatrixReason() refuses what would not fit or align",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const align = ctx.device.limits.minStorageBufferOffsetAlignment;
+    // Columns so that every member's bytes are a multiple of the alignment at f32 and f16.
+    const cols = align / 2;
+    const rows = [3, 1, 2];
+    const data = rows.map((r, m) =>
+      Float32Array.from({ length: r * cols }, (_, i) => (m + 1) * 1000 + i * 0.25)
+    );
+    const parts = rows.map((r, m) => ({ name: `p${m}`, rows: r, data: () => data[m] }));
+    strictEqual(fusedMatrixReason(ctx, rows, cols), null);
+    const rest = ctx.allocatedBytes;
+    const { whole, parts: views } = uploadFusedMatrix(ctx, "whole", parts, cols);
+    strictEqual(ctx.allocatedBytes - rest, 4 * 6 * cols, "bytes");
+    deepStrictEqual([whole.rows, whole.cols, whole.chunks.length], [6, cols, 1]);
+    const buffer = whole.chunks[0].buffer;
+    let at = 0;
+    views.forEach((v, m) => {
+      deepStrictEqual([v.name, v.rows, v.cols, v.dtype], [`p${m}`, rows[m], cols, "f32"]);
+      strictEqual(v.chunks[0].buffer, buffer);
+      strictEqual(v.chunks[0].offset ?? 0, at);
+      at += 4 * rows[m] * cols;
+    });
+    const all = await readFloats(ctx, buffer, 6 * cols);
+    deepStrictEqual([...all], data.flatMap((d) => [...d]));
+    ctx.release(buffer);
+    // f16: the same layout at 2 bytes a value, the values rounded as uploadMatrix rounds them.
+    if (ctx.gpu.features.has("shader-f16")) {
+      const half = uploadFusedMatrix(ctx, "half", parts, cols, { dtype: "f16" });
+      strictEqual(half.parts[2].chunks[0].offset, 2 * 4 * cols);
+      const one = uploadMatrix(ctx, { name: "p2", data: data[2], rows: 2, cols }, { dtype: "f16" });
+      const [fused, alone] = (await readback(ctx, [
+        { buffer: half.whole.chunks[0].buffer, offset: 2 * 4 * cols, size: 2 * 2 * cols },
+        { buffer: one.chunks[0].buffer, offset: 0, size: 2 * 2 * cols },
+      ])).map((b) => [...new Uint16Array(b)]);
+      deepStrictEqual(fused, alone);
+      ctx.release(half.whole.chunks[0].buffer);
+      ctx.release(one.chunks[0].buffer);
+      // A value f16 cannot hold in the last member: an error naming it, nothing left allocated.
+      const bad = data.map((d) => d.slice());
+      bad[2][cols + 1] = 1e6;
+      const before = ctx.allocatedBytes;
+      throws(
+        () =>
+          uploadFusedMatrix(
+            ctx,
+            "bad",
+            parts.map((p, m) => ({ ...p, data: () => bad[m] })),
+            cols,
+            {
+              dtype: "f16",
+            },
+          ),
+        (e: Error) =>
+          e instanceof RangeError && /"p2" as f16: .* at row 1, column 1 /.test(e.message),
+      );
+      strictEqual(ctx.allocatedBytes, before);
+    }
+    // Misaligned members, a whole above one block, a member of the wrong length.
+    ok(/member 1 would start at byte 4, not a multiple/.test(fusedMatrixReason(ctx, [1, 1], 1)!));
+    ok(
+      /more than one block/.test(
+        fusedMatrixReason(ctx, rows, cols, { maxChunkBytes: 4 * 5 * cols })!,
+      ),
+    );
+    throws(
+      () =>
+        uploadFusedMatrix(ctx, "w", [
+          { name: "odd", rows: 1, data: () => new Float32Array(1) },
+          parts[0],
+        ], 1),
+      (e: Error) => e instanceof RangeError && /"w" as one buffer: member 1/.test(e.message),
+    );
+    const before = ctx.allocatedBytes;
+    throws(
+      () => uploadFusedMatrix(ctx, "w", [{ ...parts[0], data: () => data[1] }], cols),
+      (e: Error) => e instanceof RangeError && /"p0": expected 3×/.test(e.message),
+    );
+    strictEqual(ctx.allocatedBytes, before);
+  },
 });

@@ -15,7 +15,7 @@
  * @module
  */
 import type { Binding, GpuContext } from "../gpu/context.ts";
-import type { GpuMatrix } from "../gpu/matrix.ts";
+import type { GpuMatrix, GpuMatrixChunk } from "../gpu/matrix.ts";
 import { encodeAdd } from "../kernels/add/add.ts";
 import { encodeAttention } from "../kernels/attention/attention.ts";
 import { encodeAttentionBackward } from "../kernels/attention/attention_backward.ts";
@@ -65,9 +65,11 @@ export interface GpuLayerWeights {
   /** MLP down projection. */
   downProj: GpuMatrix;
   /**
-   * q_proj, k_proj and v_proj as one `[qDim + 2·kvDim, hidden]` weight (q rows, then k, then v;
-   * set by `MergedAdapterWeights.view` when it merged them into one buffer, with the three fields
-   * above views into it): a decode step with `acts.qkv` records one matvec for the three.
+   * q_proj, k_proj and v_proj as one `[qDim + 2·kvDim, hidden]` weight (q rows, then k, then v,
+   * with the three fields above views into it): the base weights as `WebGpuQwen3` stores them
+   * (`fuseProjections`), or the merged ones `MergedAdapterWeights.view` gives. A decode step with
+   * `acts.qkv` records one matvec for the three, then the adapter branch of each plain LoRA
+   * member into its columns; with a HILO-routed member, one projection each, through the views.
    */
   qkvProj?: GpuMatrix;
   /**
@@ -199,6 +201,16 @@ function skinny(m: number, k: number): boolean {
   return m <= 4 || (m <= 32 && (k % 4 === 0 || m * 64 <= k));
 }
 
+/**
+ * A row block of a weight as a binding: the buffer, or for a view into a larger buffer (fused
+ * q|k|v and gate|up, base or merged) the block's bytes from its offset.
+ */
+function chunkBinding(w: GpuMatrix, chunk: GpuMatrixChunk): Binding {
+  if (!chunk.offset) return chunk.buffer;
+  const size = Math.ceil((chunk.rows * w.cols * (w.dtype === "f16" ? 2 : 4)) / 4) * 4;
+  return { buffer: chunk.buffer, offset: chunk.offset, size };
+}
+
 /** Arguments of {@linkcode encodeLinear}. */
 export interface LinearArgs {
   /** Input `[m, w.cols]`; with a `prologue`, written first (the prologue's output). */
@@ -264,13 +276,7 @@ export function encodeLinear(
     encodeSwiglu(ctx, pass, { gate: pro.gate, up: pro.up, out: args.x, n: m * k, layout });
   }
   args.w.chunks.forEach((chunk, j) => {
-    // A view into a larger buffer (merged q|k|v, gate|up): bound from its offset, its rows'
-    // whole 4-byte words (f16 weights: two a word).
-    const n = chunk.rows * k;
-    const words = args.w.dtype === "f16" ? Math.ceil(n / 2) : n;
-    const w = chunk.offset
-      ? { buffer: chunk.buffer, offset: chunk.offset, size: 4 * words }
-      : chunk.buffer;
+    const w = chunkBinding(args.w, chunk);
     const op = {
       x: args.x,
       w,
@@ -338,6 +344,21 @@ export function encodeProjection(
   const { x, y, m } = args;
   const { accumulate, prologue } = args;
   encodeLinear(model.ctx, pass, { x, w, y, m, accumulate, matvec, prologue });
+  encodeAdapterBranch(pass, model, args, matvec);
+}
+
+/**
+ * Records the adapter branch of a projection (`y += Σ_e scale_e·(x·A_eᵀ)·B_eᵀ`) if it has one:
+ * into `y` as it is, or, with `out`, into the projection's columns of a fused output.
+ */
+function encodeAdapterBranch(
+  pass: GPUComputePassEncoder,
+  model: GpuModelWeights,
+  args: Pick<ProjectionArgs, "layer" | "target" | "x" | "y" | "m" | "loraScratch">,
+  matvec: boolean,
+  out?: { ldy: number; yCol: number },
+): void {
+  const { x, y, m } = args;
   const lora = model.adapters;
   const module = lora?.module(args.layer, args.target);
   if (!module) return;
@@ -347,7 +368,15 @@ export function encodeProjection(
         `least ${m * lora!.maxRank} floats) is required: current value is undefined`,
     );
   }
-  encodeLoraForward(model.ctx, pass, { module, x, y, m, scratch: args.loraScratch, matvec });
+  encodeLoraForward(model.ctx, pass, {
+    module,
+    x,
+    y,
+    m,
+    scratch: args.loraScratch,
+    matvec,
+    ...out,
+  });
 }
 
 /** The named points of a layer where hooks run. */
@@ -558,21 +587,40 @@ export function encodeDecoderLayer(
   }
   const norm1 = { kind: "rmsnorm", h: hIn, g: w.inputLayernorm, eps } as const;
   const decode = cache?.kvLen !== undefined;
-  const unadapted = (targets: ProjectionName[]) =>
-    targets.every((t) => !model.adapters?.module(layer, t));
-  // Decoding over a fused q|k|v weight (merged adapters): one projection into `a.qkv`, which the
-  // q/k norm + RoPE + KV write reads at its column offsets.
-  const qkvFused = decode && qkNormRopeKvFits(ctx) && w.qkvProj !== undefined &&
-    a.qkv !== undefined && unadapted(["q_proj", "k_proj", "v_proj"]);
-  if (qkvFused) {
+  // A group decodes through its fused weight unless a member's adapter is routed (HILO: its
+  // kernels write whole rows); plain LoRA members add their branches into their columns.
+  const unrouted = (targets: readonly ProjectionName[]) =>
+    targets.every((t) => !model.adapters?.module(layer, t)?.router);
+  const fusedGroup = (
+    whole: GpuMatrix,
+    targets: readonly ProjectionName[],
+    x: GPUBuffer,
+    y: GPUBuffer,
+    prologue: MatvecPrologue,
+  ) => {
+    const matvec = (args.matvec ?? false) && skinny(n, whole.cols);
     encodeLinear(ctx, pass, {
-      x: a.x1,
-      w: w.qkvProj!,
-      y: a.qkv!,
+      x,
+      w: whole,
+      y,
       m: n,
-      matvec: args.matvec,
-      prologue: fuse ? norm1 : undefined,
+      matvec,
+      prologue: fuse ? prologue : undefined,
     });
+    let yCol = 0;
+    for (const target of targets) {
+      const branch = { layer, target, x, y, m: n, loraScratch: a.loraScratch };
+      encodeAdapterBranch(pass, model, branch, matvec, { ldy: whole.rows, yCol });
+      yCol += (w[PROJECTION_FIELD[target]] as GpuMatrix).rows;
+    }
+  };
+  // Decoding over a fused q|k|v weight (base or merged): one projection into `a.qkv` (and the
+  // members' adapter branches), which the q/k norm + RoPE + KV write reads at its column offsets.
+  const QKV = ["q_proj", "k_proj", "v_proj"] as const;
+  const qkvFused = decode && qkNormRopeKvFits(ctx) && w.qkvProj !== undefined &&
+    a.qkv !== undefined && unrouted(QKV);
+  if (qkvFused) {
+    fusedGroup(w.qkvProj!, QKV, a.x1, a.qkv!, norm1);
   } else {
     proj("q_proj", a.x1, a.qRaw, false, norm1);
     proj("k_proj", a.x1, a.kRaw);
@@ -673,19 +721,13 @@ export function encodeDecoderLayer(
   // Decoding over a fused gate|up weight: one projection into `a.gateUp` `[n, 2·inter]`, which
   // SwiGLU reads at its column offsets (its own dispatch, or down_proj's prologue with gate and up
   // bound from their first columns where `4·inter` bytes is a storage offset).
+  const GATE_UP = ["gate_proj", "up_proj"] as const;
   const gateUpFused = decode && w.gateUpProj !== undefined && a.gateUp !== undefined &&
-    unadapted(["gate_proj", "up_proj"]);
+    unrouted(GATE_UP);
   const gu = a.gateUp!;
   const upAligned = (4 * inter) % ctx.device.limits.minStorageBufferOffsetAlignment === 0;
   if (gateUpFused) {
-    encodeLinear(ctx, pass, {
-      x: a.x2,
-      w: w.gateUpProj!,
-      y: gu,
-      m: n,
-      matvec: args.matvec,
-      prologue: fuse ? norm2 : undefined,
-    });
+    fusedGroup(w.gateUpProj!, GATE_UP, a.x2, gu, norm2);
   } else {
     proj("gate_proj", a.x2, a.gate, false, norm2);
     proj("up_proj", a.x2, a.up);
@@ -1088,7 +1130,7 @@ function linearBackward(
         k: w.cols,
         ldy: w.rows,
         yCol: chunk.rowStart,
-        w: dx ? chunk.buffer : undefined,
+        w: dx ? chunkBinding(w, chunk) : undefined,
         wF16: w.dtype === "f16",
         dx,
         accumulateDx: (args.accumulateDx ?? false) || j > 0,

@@ -24,17 +24,20 @@
  *
  * With `mergeAdapters` (on by default on a hardware adapter with f32 weights; f16 weights merge
  * only when it is `true`, since their copy rounds small adapter updates away), each call first
- * merges the plain
- * LoRA adapters into copies of their base weights (`W + scale·B·A`; f32: a copy and one small
- * matmul per projection and expert; f16: one kernel per projection writing `f16(f32(W16) +
- * scale·B·A)`, whose overflow status comes back with the first readback and is an error there;
- * recorded before the prefill: see `model/merge_adapters_webgpu.ts`), held for that call only,
- * and records the layers over those: one matmul per merged projection. Routed (HILO) adapters,
- * row-split base weights and f16 ones under several unrouted experts keep the unmerged path
- * above. Where q|k|v (and gate|up) were merged into one buffer, a decode step
- * records one matvec for the group into the workspace's `qkv` (`gateUp`), which the q/k norm +
- * RoPE + KV write (SwiGLU) reads at column offsets: 9 → 6 dispatches a layer on a hardware
- * adapter (SwiGLU in down_proj's matvec), 12 → 9 on a software one.
+ * merges the plain LoRA adapters into copies of their base weights (`W + scale·B·A`; f32: a copy
+ * and one small matmul per projection and expert; f16: one kernel per projection writing
+ * `f16(f32(W16) + scale·B·A)`, whose overflow status comes back with the first readback and is
+ * an error there; recorded before the prefill: see `model/merge_adapters_webgpu.ts`), held for
+ * that call only, and records the layers over those: one matmul per merged projection. Routed
+ * (HILO) adapters, row-split base weights and f16 ones under several unrouted experts keep the
+ * unmerged path above. Where q|k|v (and gate|up) are one buffer, a decode step records one
+ * matvec for the group into the workspace's `qkv` (`gateUp`), which the q/k norm + RoPE + KV
+ * write (SwiGLU) reads at column offsets: 9 → 6 dispatches a layer on a hardware adapter (SwiGLU
+ * in down_proj's matvec), 12 → 9 on a software one. That holds for the merged weights, and for
+ * the base weights, which `WebGpuQwen3` stores fused by default (`fuseProjections`): a base
+ * model, or full fine-tuning, decodes that way without merging anything; unmerged plain LoRA
+ * members add their branches into the group's output at their columns (2 dispatches each, as
+ * before), and a group with a HILO-routed member records one projection per member.
  *
  * @module
  */
@@ -119,9 +122,9 @@ interface Workspace
   attnScratch: GPUBuffer;
   /** `x·Aᵀ` of the LoRA branch `[tokens, rank]`; only when `rank > 0`. */
   loraU?: GPUBuffer;
-  /** A decode step's fused q|k|v output `[rows, (heads + 2·kvHeads)·headDim]` (merged weights). */
+  /** A decode step's fused q|k|v output `[rows, (heads + 2·kvHeads)·headDim]` (fused weights). */
   qkv: GPUBuffer;
-  /** A decode step's fused gate|up output `[rows, 2·intermediate]` (merged weights). */
+  /** A decode step's fused gate|up output `[rows, 2·intermediate]` (fused weights). */
   gateUp: GPUBuffer;
   /** The adapters merged into copies of the base weights (`mergeAdapters`), during a call. */
   merged?: MergedAdapterWeights;

@@ -45,6 +45,11 @@ export interface LoadModelOptions {
    * `WebGpuQwen3Options`.
    */
   kvDtype?: KvDtype;
+  /**
+   * WebGPU only: store each layer's q|k|v and gate|up base weights as one buffer each (one
+   * decode matvec per group); default true. See `WebGpuQwen3Options.fuseProjections`.
+   */
+  fuseProjections?: boolean;
 }
 
 /**
@@ -117,6 +122,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       maxChunkBytes: options.maxChunkBytes,
       weightDtype: options.weightDtype,
       kvDtype: options.kvDtype,
+      fuseProjections: options.fuseProjections,
     });
     await ctx.settleUploads(); // the staging copies of the uploads can go now
   }

@@ -635,6 +635,14 @@ export interface LoraForwardArgs {
    * default false (the tiled matmul).
    */
   matvec?: boolean;
+  /**
+   * Row stride of `y` in floats, for a projection whose output is columns `yCol ..` of a wider
+   * one (a fused q|k|v or gate|up output); default `outFeatures`. Only for a module without a
+   * router.
+   */
+  ldy?: number;
+  /** First column of `y` the projection's output occupies; default 0 (see `ldy`). */
+  yCol?: number;
 }
 
 /**
@@ -670,6 +678,12 @@ export function encodeLoraForward(
   const down = args.matvec ? encodeMatvec : encodeMatmul;
   const rt = mod.router;
   const E = mod.experts.length;
+  if (rt && (args.ldy !== undefined || args.yCol !== undefined)) {
+    throw new TypeError(
+      `Cannot record the HILO branch of "${mod.name}": options "ldy" and "yCol" (an output ` +
+        `inside a wider one) are only for modules without a router`,
+    );
+  }
   let gateOffset = 0;
   if (rt) {
     gateOffset = gateOffsetOf(ctx, mod, m);
@@ -749,6 +763,8 @@ export function encodeLoraForward(
       k: e.r,
       alpha: e.scale,
       accumulate: true,
+      ldy: args.ldy,
+      yCol: args.yCol,
     });
   }
 }

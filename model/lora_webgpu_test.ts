@@ -1,5 +1,6 @@
 // GpuLora and the LoRA branch launchers against float64 references composed from matmulRef and
-// matmulBackwardRef (kernels/matmul), with experts of different ranks and scales.
+// matmulBackwardRef (kernels/matmul), with experts of different ranks and scales; the forward
+// also into columns of a wider output (`ldy`/`yCol`).
 import assert from "node:assert/strict";
 import {
   assertClose,
@@ -73,6 +74,59 @@ Deno.test({
     }
     const err = assertClose(await readFloats(ctx, yb, M * OUT, enc), want, TOL, "lora forward");
     console.log(`lora forward (ranks 3, 7): rel err ${err.toExponential(2)}`);
+    for (const b of [xb, yb, scratch]) ctx.release(b);
+    gpu.dispose();
+  },
+});
+
+Deno.test({
+  name: "encodeLoraForward() with ldy/yCol adds into its columns of a wider output (a fused " +
+    "q|k|v or gate|up output), the others untouched; a routed module refuses them",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const lora = twoExperts();
+    const gpu = new GpuLora(ctx, lora);
+    const [ldy, yCol] = [OUT + 13, 5];
+    const x = randomArray(M * IN, 6);
+    const y0 = randomArray(M * ldy, 7);
+    const xb = ctx.upload(x, "x");
+    const yb = ctx.upload(y0, "y");
+    const scratch = poisoned(ctx, M * gpu.maxRank, "u");
+    const module = gpu.module(0, "k_proj")!;
+    const enc = recordPass(
+      ctx,
+      (pass) => encodeLoraForward(ctx, pass, { module, x: xb, y: yb, m: M, scratch, ldy, yCol }),
+    );
+    let delta: Float64Array = new Float64Array(M * OUT);
+    for (const e of lora.modules[0].experts) {
+      const u = matmulRef(x, e.a, [M, e.r, IN]);
+      delta = matmulRef(u, e.b, [M, OUT, e.r], { alpha: e.scale, accumulate: delta });
+    }
+    const got = await readFloats(ctx, yb, M * ldy, enc);
+    const inside: number[] = [];
+    const want: number[] = [];
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < ldy; j++) {
+        const at = i * ldy + j;
+        if (j < yCol || j >= yCol + OUT) assert.equal(got[at], y0[at], `row ${i} column ${j}`);
+        else {
+          inside.push(got[at]);
+          want.push(y0[at] + delta[i * OUT + j - yCol]);
+        }
+      }
+    }
+    assertClose(Float32Array.from(inside), want, TOL, "lora forward into columns");
+    const routed = { ...module, router: module.router ?? ({} as never) };
+    assert.throws(
+      () =>
+        recordPass(
+          ctx,
+          (pass) =>
+            encodeLoraForward(ctx, pass, { module: routed, x: xb, y: yb, m: M, scratch, yCol }),
+        ),
+      (e: Error) => e instanceof TypeError && /"ldy" and "yCol"/.test(e.message),
+    );
     for (const b of [xb, yb, scratch]) ctx.release(b);
     gpu.dispose();
   },

@@ -468,10 +468,12 @@ export class MergedAdapterWeights {
       for (const p of b.parts) {
         if (f16 && p.module) continue; // written by the f16 merge from the base weights
         // Whole words (an f16 block's last part may hold an odd count: its base buffer and this
-        // block end on the same padded word).
+        // block end on the same padded word). A fused base weight's view (WebGpuQwen3
+        // `fuseProjections`) starts at its offset.
         const bytes = Math.ceil(((f16 ? 2 : 4) * p.weight.rows * b.cols) / 4) * 4;
         const at = (f16 ? 2 : 4) * p.rowStart * b.cols;
-        enc.copyBufferToBuffer(p.weight.chunks[0].buffer, 0, dst, at, bytes);
+        const { buffer: src, offset: from = 0 } = p.weight.chunks[0];
+        enc.copyBufferToBuffer(src, from, dst, at, bytes);
       }
     }
     if (this.#status) enc.clearBuffer(this.#status);
@@ -486,8 +488,10 @@ export class MergedAdapterWeights {
         if (b.dtype === "f16") {
           const [e] = p.module.experts;
           const size = 4 * Math.ceil((out * inF) / 2);
+          // A fused base weight's view (WebGpuQwen3 `fuseProjections`) starts at its offset.
+          const { buffer: base, offset: from } = p.weight.chunks[0];
           encodeLoraMergeF16(this.ctx, pass, {
-            w: p.weight.chunks[0].buffer,
+            w: from ? { buffer: base, offset: from, size } : base,
             a: e.a,
             b: e.b,
             out: { buffer, offset: 2 * p.rowStart * b.cols, size },
@@ -555,6 +559,10 @@ export class MergedAdapterWeights {
           chunks: [{ buffer, rowStart: 0, rows: w.rows, ...(offset ? { offset } : {}) }],
           dtype: b.dtype,
         };
+      }
+      // A member merged on its own: the base's fused group weight (if any) no longer holds it.
+      for (const g of ["qkv", "gate_up"] as const) {
+        if (!b.group && FUSED_GROUPS[g].includes(b.parts[0].target)) delete out[FUSED_FIELD[g]];
       }
       if (b.group) {
         out[FUSED_FIELD[b.group]] = {

@@ -67,7 +67,15 @@ async function gpuModel(isFallbackAdapter?: boolean): Promise<WebGpuQwen3> {
     ...base.gpu,
     isFallbackAdapter: isFallbackAdapter ?? base.gpu.isFallbackAdapter,
   });
-  return await loadModel(dir, { backend: "webgpu", gpu, warn: false }) as WebGpuQwen3;
+  // The base weights stored apart: the counts below are what merging saves over that layout
+  // (over a fused base, the default, unmerged decode fuses q|k|v and gate|up too:
+  // model/qwen3_webgpu_fused_test.ts, which also checks merging over a fused base).
+  return await loadModel(dir, {
+    backend: "webgpu",
+    gpu,
+    warn: false,
+    fuseProjections: false,
+  }) as WebGpuQwen3;
 }
 
 /** The generation and the compute-pass dispatches it recorded. */
@@ -193,7 +201,7 @@ Deno.test({
         const n = base.rows * base.cols;
         const at = got.chunks[0].offset ?? 0;
         const [w, w2] = (await readback(model.ctx, [
-          { buffer: base.chunks[0].buffer, offset: 0, size: 4 * n },
+          { buffer: base.chunks[0].buffer, offset: base.chunks[0].offset ?? 0, size: 4 * n },
           { buffer: got.chunks[0].buffer, offset: at, size: 4 * n },
         ])).map((b) => new Float32Array(b));
         const { a, b, r, scale } = m.experts[0];

@@ -3,12 +3,19 @@
  * preallocated activations, recorded into one command encoder and read back once; LoRA adapters
  * on any projection ({@linkcode WebGpuQwen3.setAdapters}); and the training step (forward, a
  * caller's loss kernels, backward with per-layer recomputation, or from every layer's kept
- * activations with `keepActivations`) of `qwen3_webgpu_backward.ts`.
+ * activations with `keepActivations`) of `qwen3_webgpu_backward.ts`. Each layer's q|k|v and
+ * gate|up base weights are stored as one buffer per group where they fit, the projections views
+ * into it (`WebGpuQwen3Options.fuseProjections`), so that decoding records one matvec per group.
  *
  * @module
  */
 import type { GpuContext } from "../gpu/context.ts";
-import { type GpuMatrix, uploadMatrix } from "../gpu/matrix.ts";
+import {
+  fusedMatrixReason,
+  type GpuMatrix,
+  uploadFusedMatrix,
+  uploadMatrix,
+} from "../gpu/matrix.ts";
 import { readback, type ReadbackRange } from "../gpu/readback.ts";
 import { checkLoraFits, type Lora } from "./adapter_types.ts";
 import { encodeEmbedding } from "../kernels/embedding/embedding.ts";
@@ -43,7 +50,7 @@ import {
   type TrainStepOptions,
   WebGpuQwen3Backward,
 } from "./qwen3_webgpu_backward.ts";
-import { LAYER_TENSORS, layerTensorName } from "./tensor_table.ts";
+import { LAYER_TENSORS, layerTensorName, type ProjectionName } from "./tensor_table.ts";
 import type { Qwen3Weights } from "./weights.ts";
 import type { KvDtype } from "./kv_cache.ts";
 
@@ -129,6 +136,19 @@ export interface TokenLogprobsOptions {
   temperature?: number;
 }
 
+/**
+ * The base weights stored as one buffer each where they fit (`WebGpuQwen3Options.fuseProjections`):
+ * members in row order, and the layer field of the whole.
+ */
+const FUSED_BASE: readonly {
+  name: string;
+  targets: readonly ProjectionName[];
+  field: "qkvProj" | "gateUpProj";
+}[] = [
+  { name: "qkv", targets: ["q_proj", "k_proj", "v_proj"], field: "qkvProj" },
+  { name: "gate_up", targets: ["gate_proj", "up_proj"], field: "gateUpProj" },
+];
+
 /** Options of the {@linkcode WebGpuQwen3} constructor. */
 export interface WebGpuQwen3Options {
   /** Largest row block of a weight matrix in bytes; default the device's binding limit. */
@@ -146,6 +166,18 @@ export interface WebGpuQwen3Options {
    * "shader-f16" needed; attention still computes in f32).
    */
   kvDtype?: KvDtype;
+  /**
+   * Store each layer's q_proj, k_proj and v_proj as one `[qDim + 2·kvDim, hidden]` buffer, and
+   * gate_proj and up_proj as one `[2·intermediate, hidden]` buffer, the projections' matrices
+   * views into them (no extra bytes), so that a decode step records one matvec for q|k|v and one
+   * for gate|up (the layer's `qkvProj` / `gateUpProj`; unmerged plain LoRA members add their
+   * branches at their columns, a HILO-routed member keeps its group per projection); every other
+   * pass reads the views. A group is stored apart where it does not fit (`fusedMatrixReason` of
+   * gpu/matrix.ts: the whole above one binding or `maxChunkBytes`, or a member's first byte not a
+   * multiple of the storage offset alignment: with the usual 256 bytes, every hidden size that is
+   * a multiple of 64 fits, at f32 and f16). Default true.
+   */
+  fuseProjections?: boolean;
 }
 
 /**
@@ -200,7 +232,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * with `matrixDtype: "f16"`, only for `weightDtype: "f16"`). Not kept: the model holds only
    * the GPU copies.
    * @param options `maxChunkBytes`: largest row block of a weight matrix (default: the device's
-   * storage binding limit); matrices above it are split. `weightDtype`, `kvDtype`: storage.
+   * storage binding limit); matrices above it are split. `weightDtype`, `kvDtype`,
+   * `fuseProjections`: storage.
    */
   constructor(
     ctx: GpuContext,
@@ -260,18 +293,46 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
         ? this.embedTokens
         : mat("lm_head.weight", weights.lmHead, c.vocabSize, c.hiddenSize);
       this.norm = upload(weights.norm, "model.norm.weight");
-      // Every per-layer tensor of the table: projections as (possibly split) matrices, norms whole.
-      this.layers = weights.layers.map((w, l) =>
-        Object.fromEntries(LAYER_TENSORS.map((spec) => {
+      // Every per-layer tensor of the table: projections as (possibly split) matrices, norms
+      // whole; q|k|v and gate|up as one buffer each where they fit (`fuseProjections`).
+      const fuse = options.fuseProjections ?? true;
+      this.layers = weights.layers.map((w, l) => {
+        const out: Record<string, GpuMatrix | GPUBuffer> = {};
+        for (const spec of LAYER_TENSORS) {
+          if (spec.field in out) continue; // a member of a group already uploaded
           const name = layerTensorName(l, spec);
-          const data = w[spec.field];
           const [rows, cols] = spec.shape(c);
-          return [
-            spec.field,
-            spec.projection ? mat(name, data, rows, cols) : upload(data as Float32Array, name),
-          ];
-        })) as unknown as GpuLayerWeights
-      );
+          // The first member of a group: the whole group, when it fits one buffer.
+          const group = fuse ? FUSED_BASE.find((g) => g.targets[0] === spec.projection) : undefined;
+          const members = (group?.targets ?? []).map((t) =>
+            LAYER_TENSORS.find((s) => s.projection === t)!
+          );
+          const memberRows = members.map((s) => s.shape(c)[0]);
+          const storage = { maxChunkBytes: options.maxChunkBytes, dtype };
+          if (group && fusedMatrixReason(ctx, memberRows, cols, storage) === null) {
+            const { whole, parts } = uploadFusedMatrix(
+              ctx,
+              `model.layers.${l}.${group.name} (fused)`,
+              members.map((s, i) => ({
+                name: layerTensorName(l, s),
+                rows: memberRows[i],
+                data: () => w[s.field],
+              })),
+              cols,
+              { dtype },
+            );
+            made.push(whole.chunks[0].buffer);
+            out[group.field] = whole;
+            members.forEach((s, i) => out[s.field] = parts[i]);
+            continue;
+          }
+          const data = w[spec.field];
+          out[spec.field] = spec.projection
+            ? mat(name, data, rows, cols)
+            : upload(data as Float32Array, name);
+        }
+        return out as unknown as GpuLayerWeights;
+      });
       this.ropeTable = upload(
         ropeTable(c.maxPositionEmbeddings, { d: c.headDim, theta: c.ropeTheta }),
         "rope_table",
@@ -451,14 +512,20 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     this.#lora?.dispose();
     this.#lora = null;
     const { ctx } = this;
-    const mats = new Set<GpuMatrix>([this.embedTokens, this.lmHead]);
+    const buffers = new Set<GPUBuffer>();
+    const mat = (m: GpuMatrix) => m.chunks.forEach((chunk) => buffers.add(chunk.buffer));
+    mat(this.embedTokens);
+    mat(this.lmHead);
     for (const l of this.layers) {
       for (const spec of LAYER_TENSORS) {
-        if (spec.projection) mats.add(l[spec.field] as GpuMatrix);
-        else ctx.release(l[spec.field] as GPUBuffer);
+        if (spec.projection) mat(l[spec.field] as GpuMatrix);
+        else buffers.add(l[spec.field] as GPUBuffer);
       }
+      // Views share the fused buffers: each buffer is freed once.
+      if (l.qkvProj) mat(l.qkvProj);
+      if (l.gateUpProj) mat(l.gateUpProj);
     }
-    for (const m of mats) for (const c of m.chunks) ctx.release(c.buffer);
+    for (const b of buffers) ctx.release(b);
     ctx.release(this.norm);
     ctx.release(this.ropeTable);
     ctx.releaseScratch();

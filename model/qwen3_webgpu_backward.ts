@@ -259,13 +259,19 @@ export interface GpuBackwardResult {
 export interface GpuParameter {
   /** Checkpoint / PEFT name of the whole tensor. */
   name: string;
-  /** The values (updated in place by the optimizer). */
+  /** The buffer holding the values (updated in place by the optimizer), from `paramOffset`. */
   param: GPUBuffer;
-  /** The gradient. */
+  /**
+   * Byte offset of the values in `param`: 0, but for a projection stored in a fused q|k|v or
+   * gate|up buffer (`WebGpuQwen3Options.fuseProjections`), a multiple of the storage offset
+   * alignment. Bind, read and write `n` floats from there.
+   */
+  paramOffset: number;
+  /** The gradient (a buffer of its own, `n` floats). */
   grad: GPUBuffer;
-  /** Floats in this buffer. */
+  /** Floats of this entry. */
   n: number;
-  /** Index of this buffer's first float within the whole tensor (row blocks of split weights). */
+  /** Index of this entry's first float within the whole tensor (row blocks of split weights). */
   offset: number;
 }
 
@@ -1158,6 +1164,7 @@ export class WebGpuQwen3Backward {
           out.push({
             name: w.name,
             param: chunk.buffer,
+            paramOffset: chunk.offset ?? 0,
             grad: gw.chunks[j].buffer,
             n: chunk.rows * w.cols,
             offset: chunk.rowStart * w.cols,
@@ -1165,7 +1172,7 @@ export class WebGpuQwen3Backward {
         });
       };
       const vec = (name: string, param: GPUBuffer, grad: GPUBuffer) =>
-        out.push({ name, param, grad, n: param.size / 4, offset: 0 });
+        out.push({ name, param, paramOffset: 0, grad, n: param.size / 4, offset: 0 });
       mat(model.embedTokens, g.embed);
       model.layers.forEach((w, l) => {
         const gl = g.layers[l];
@@ -1179,7 +1186,7 @@ export class WebGpuQwen3Backward {
       if (model.lmHead !== model.embedTokens) mat(model.lmHead, g.lmHead);
     }
     if (lora) {
-      for (const t of lora.tensors()) out.push({ ...t, offset: 0 });
+      for (const t of lora.tensors()) out.push({ ...t, paramOffset: 0, offset: 0 });
     }
     return out;
   }

@@ -194,7 +194,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
     const list = this.model.gradients(this.mode).filter((p) => p.name in this.params.tree);
     const bytes = await readback(
       this.model.ctx,
-      list.map((p) => ({ buffer: p.param, offset: 0, size: 4 * p.n })),
+      list.map((p) => ({ buffer: p.param, offset: p.paramOffset, size: 4 * p.n })),
     );
     list.forEach((p, i) => this.params.tree[p.name].set(new Float32Array(bytes[i]), p.offset));
   }
@@ -272,7 +272,7 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
     for (const p of this.model.gradients(this.mode)) {
       const host = this.params.tree[p.name];
       if (host === undefined) continue;
-      queue.writeBuffer(p.param, 0, host as Float32Array<ArrayBuffer>, p.offset, p.n);
+      queue.writeBuffer(p.param, p.paramOffset, host as Float32Array<ArrayBuffer>, p.offset, p.n);
     }
   }
 

@@ -193,7 +193,7 @@ export class GpuAdamw {
       pass = enc.beginComputePass({ label: "adamw" });
       for (const s of this.#slots) {
         encodeAdamw(ctx, pass, {
-          param: s.param,
+          param: { buffer: s.param, offset: s.paramOffset, size: 4 * s.n },
           grad: s.grad,
           m: s.m,
           v: s.v,

@@ -3,7 +3,10 @@
 // matrices only, a warmup schedule. Each update's gradients are the GPU step's own (read back
 // here for the host optimizer only); the parameters after each update, the metrics and the
 // moments must agree within 1e-6 relative (float32 arithmetic in both, a few roundings apart),
-// and an update costs exactly one readback.
+// and an update costs exactly one readback. (Their 64-row block limit stores q|k|v and gate|up
+// apart.) Over base weights stored fused (q|k|v and gate|up one buffer each, the projections
+// views into them: the default), the forward, the gradients and 3 updates equal the separate
+// layout's bit for bit, and the trainer backend's setParams/syncParams write and read the views.
 import assert from "node:assert/strict";
 import { loadPeftAdapter } from "../adapters/peft_io.ts";
 import { GpuContext } from "../gpu/context.ts";
@@ -18,6 +21,10 @@ import { GpuAdamw } from "./gpu_adamw.ts";
 import { adamw, applyUpdates, warmupConstantSchedule } from "./optim/mod.ts";
 import type { ScaleByAdamState } from "./optim/scale_by_adam.ts";
 import type { ParamTree } from "./types.ts";
+import { modelParams } from "./params.ts";
+import { WebGpuTrainBackend } from "./_webgpu_backend.ts";
+import { generateWebGpu, releaseGenerateWorkspace } from "../model/generate_webgpu.ts";
+import { resolveGenerateOptions } from "../model/generate.ts";
 
 const TOL = 1e-6;
 const dir = fixtureDir();
@@ -29,7 +36,7 @@ async function params(model: WebGpuQwen3, mode: "adapters" | "full"): Promise<Pa
   const list = model.gradients(mode);
   const bytes = await readback(
     model.ctx,
-    list.map((p) => ({ buffer: p.param, offset: 0, size: 4 * p.n })),
+    list.map((p) => ({ buffer: p.param, offset: p.paramOffset, size: 4 * p.n })),
   );
   const out: ParamTree = {};
   const size = new Map<string, number>();
@@ -143,3 +150,73 @@ for (const mode of ["adapters", "full"] as const) {
     },
   });
 }
+
+Deno.test({
+  name: "GpuAdamw over fused q|k|v and gate|up base weights (views): forward logits, full " +
+    "fine-tuning gradients, 3 updates and setParams/syncParams equal the separate layout's",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const weights = await loadQwen3Weights(dir, config);
+    const ones = ctx.upload(new Float32Array(n).fill(1), "ones");
+    const fused = new WebGpuQwen3(ctx, config, weights);
+    const plain = new WebGpuQwen3(ctx, config, weights, { fuseProjections: false });
+    assert.ok(fused.layers.every((l) => l.qkvProj && l.gateUpProj), "fused");
+    assert.ok(plain.layers.every((l) => !l.qkvProj && !l.gateUpProj), "separate");
+    const opts = {
+      lr: 3e-3,
+      b1: 0.8,
+      b2: 0.95,
+      eps: 1e-6,
+      weightDecay: 0.1,
+      maxGradNorm: 0.05,
+    };
+    const opt = [new GpuAdamw(fused, "full", opts), new GpuAdamw(plain, "full", opts)];
+    try {
+      const [la, lb] = [await fused.forward(input), await plain.forward(input)];
+      assert.deepEqual(la.logits, lb.logits, "forward logits");
+      for (let step = 0; step < 3; step++) {
+        const grads: Map<string, Float32Array>[] = [];
+        for (const m of [fused, plain]) {
+          await m.runTrainStep(input, {
+            mode: "full",
+            cotangents: { logprobs: true, lastHidden: false },
+            lossHook: (pass, _acts, cot) =>
+              encodeAdd(ctx, pass, { x: ones, y: cot.dLogprobs, n, alpha: -1 / n }),
+          });
+          grads.push(await m.readGradients());
+        }
+        for (const [name, g] of grads[1]) assert.deepEqual(grads[0].get(name), g, `grad ${name}`);
+        for (const o of opt) await o.update();
+        const [pa, pb] = [await params(fused, "full"), await params(plain, "full")];
+        for (const [name, p] of Object.entries(pb)) assert.deepEqual(pa[name], p, `param ${name}`);
+      }
+      const after = { prompts: [[11, 200, 37], [42]], maxNewTokens: 8, temperature: 0 };
+      const [ga, gb] = [
+        await generateWebGpu(fused, resolveGenerateOptions(config, after)),
+        await generateWebGpu(plain, resolveGenerateOptions(config, after)),
+      ];
+      assert.deepEqual(ga.sequences, gb.sequences, "generation after training");
+      // The trainer backend writes host values through the views and reads them back.
+      // A copy of the weights: the backend's tree shares its arrays, and setParams writes them.
+      const named = modelParams(await loadQwen3Weights(dir, config), config);
+      const backend = new WebGpuTrainBackend(fused, "full", named);
+      const tree: ParamTree = {};
+      for (const [name, w] of Object.entries(named.tree)) {
+        tree[name] = Float32Array.from(w, (v, i) => v * 0.5 + (i % 7) * 1e-3);
+      }
+      backend.setParams(tree);
+      for (const name of Object.keys(tree)) named.tree[name].fill(0);
+      await backend.syncParams();
+      for (const [name, w] of Object.entries(tree)) assert.deepEqual(named.tree[name], w, name);
+      assert.deepEqual(await params(fused, "full"), tree);
+    } finally {
+      for (const o of opt) o.dispose();
+      releaseGenerateWorkspace(fused);
+      releaseGenerateWorkspace(plain);
+      fused.dispose();
+      plain.dispose();
+      ctx.release(ones);
+    }
+  },
+});
