@@ -181,8 +181,8 @@ export function parseTrainArgs(args: readonly string[]): TrainArgs {
 async function readCheckpointConfig(dir: string): Promise<TrainConfig> {
   const checkpoint = (await latestCheckpoint(dir)) ?? dir;
   const path = join(checkpoint, "meta.json");
-  const meta = await readJsonFile(path, { context: `Cannot resume from`, missing: "null" });
-  if (meta === null) {
+  const meta = await readJsonFile(path, { context: `Cannot resume from`, optional: true });
+  if (meta === undefined) {
     throw new Deno.errors.NotFound(
       `Cannot resume from "${dir}": it is neither a checkpoint (no "${path}") nor a run ` +
         `directory with checkpoints`,

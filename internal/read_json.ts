@@ -12,7 +12,7 @@
  * ```ts
  * import type { ReadJsonFileOptions } from "./read_json.ts";
  *
- * const options: ReadJsonFileOptions = { context: "Cannot load checkpoint", missing: "null" };
+ * const options: ReadJsonFileOptions = { context: "Cannot load checkpoint", optional: true };
  * ```
  */
 export interface ReadJsonFileOptions {
@@ -22,10 +22,10 @@ export interface ReadJsonFileOptions {
    */
   context: string;
   /**
-   * A missing file: `"throw"` (default) a `Deno.errors.NotFound` naming it, or `"null"` to
-   * return null.
+   * A missing file returns `undefined` (which no JSON text parses to, unlike `null`) instead of
+   * throwing a `Deno.errors.NotFound` naming it; default false.
    */
-  missing?: "throw" | "null";
+  optional?: boolean;
 }
 
 /**
@@ -33,8 +33,8 @@ export interface ReadJsonFileOptions {
  *
  * @param path The file.
  * @param options The message's context and what a missing file does.
- * @returns The parsed value, or null for a missing file with `missing: "null"`.
- * @throws {Deno.errors.NotFound} `<context> "<path>": file not found` (unless `missing: "null"`).
+ * @returns The parsed value, or `undefined` for a missing file with `optional`.
+ * @throws {Deno.errors.NotFound} `<context> "<path>": file not found` (unless `optional`).
  * @throws {SyntaxError} `<context> "<path>": invalid JSON: <parser message>`.
  * @throws {Error} `<context> "<path>": <message>` for other read errors (e.g. permission),
  *   with the original as `cause`.
@@ -44,7 +44,7 @@ export interface ReadJsonFileOptions {
  * import { readJsonFile } from "./read_json.ts";
  * import { rejects, strictEqual } from "node:assert/strict";
  *
- * strictEqual(await readJsonFile("no-such.json", { context: "Cannot load", missing: "null" }), null);
+ * strictEqual(await readJsonFile("no-such.json", { context: "Cannot load", optional: true }), undefined);
  * const path = await Deno.makeTempFile({ suffix: ".json" });
  * await Deno.writeTextFile(path, "{oops");
  * await rejects(readJsonFile(path, { context: "Cannot load" }), /invalid JSON/);
@@ -53,20 +53,20 @@ export interface ReadJsonFileOptions {
  */
 export async function readJsonFile(
   path: string,
-  options: ReadJsonFileOptions & { missing: "null" },
-): Promise<unknown | null>;
+  options: ReadJsonFileOptions & { optional: true },
+): Promise<unknown | undefined>;
 export async function readJsonFile(path: string, options: ReadJsonFileOptions): Promise<unknown>;
 export async function readJsonFile(
   path: string,
   options: ReadJsonFileOptions,
-): Promise<unknown | null> {
+): Promise<unknown | undefined> {
   const where = `${options.context} "${path}"`;
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
-      if (options.missing === "null") return null;
+      if (options.optional) return undefined;
       throw new Deno.errors.NotFound(`${where}: file not found`, { cause: error });
     }
     throw new Error(`${where}: ${messageOf(error)}`, { cause: error });

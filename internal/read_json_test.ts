@@ -21,7 +21,17 @@ Deno.test("readJsonFile() names the file when it is missing, or returns null whe
       name: "NotFound",
       message: `Cannot load thing "${path}": file not found`,
     });
-    strictEqual(await readJsonFile(path, { context: "Cannot load thing", missing: "null" }), null);
+    strictEqual(
+      await readJsonFile(path, { context: "Cannot load thing", optional: true }),
+      undefined,
+    );
+    // A file of the JSON literal null is not a missing file.
+    const nullPath = join(dir, "null.json");
+    await Deno.writeTextFile(nullPath, "null");
+    strictEqual(
+      await readJsonFile(nullPath, { context: "Cannot load thing", optional: true }),
+      null,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -32,8 +42,8 @@ Deno.test("readJsonFile() names the file when its JSON is invalid", async () => 
   try {
     const path = join(dir, "bad.json");
     await Deno.writeTextFile(path, "{oops");
-    for (const missing of ["throw", "null"] as const) {
-      await rejects(readJsonFile(path, { context: "Cannot load thing", missing }), (e: Error) => {
+    for (const optional of [false, true]) {
+      await rejects(readJsonFile(path, { context: "Cannot load thing", optional }), (e: Error) => {
         strictEqual(e.name, "SyntaxError");
         strictEqual(e.message.startsWith(`Cannot load thing "${path}": invalid JSON: `), true);
         return true;

@@ -1,10 +1,10 @@
-import { readJsonFile } from "../internal/read_json.ts";
 // Copyright 2025 the halo authors. MIT license.
 /**
  * The model directory's `generation_config.json`: the stop ids HF `generate` uses.
  *
  * @module
  */
+import { readJsonFile } from "../internal/read_json.ts";
 
 /** What halo reads from a `generation_config.json`. */
 export interface GenerationConfig {
@@ -95,6 +95,6 @@ export function parseGenerationConfig(json: unknown, path: string): GenerationCo
  */
 export async function readGenerationConfig(dir: string): Promise<GenerationConfig | null> {
   const path = joinPath(dir, "generation_config.json");
-  const json = await readJsonFile(path, { context: "Cannot read", missing: "null" });
-  return json === null ? null : parseGenerationConfig(json, path);
+  const json = await readJsonFile(path, { context: "Cannot read", optional: true });
+  return json === undefined ? null : parseGenerationConfig(json, path);
 }
