@@ -299,9 +299,16 @@ function sftMicroBatches(
   }));
 }
 
-/** The mean `"loss/balance"` over micro-batch outputs that report one (HILO), or none. */
-function meanBalance(outs: readonly LossOutput[]): Record<string, number> {
-  const values = outs.map((o) => o.metrics["loss/balance"]).filter((v) => v !== undefined);
+/**
+ * The mean `"loss/balance"` over the outputs of micro-batches with loss tokens (the ones the step's
+ * balance term averages) that report one (HILO), or none.
+ */
+function meanBalance(
+  outs: readonly LossOutput[],
+  micro: readonly { lossTokens: number }[],
+): Record<string, number> {
+  const values = outs.filter((_, i) => micro[i].lossTokens > 0)
+    .map((o) => o.metrics["loss/balance"]).filter((v) => v !== undefined);
   return values.length === 0
     ? {}
     : { "loss/balance": values.reduce((a, b) => a + b, 0) / values.length };
@@ -507,7 +514,7 @@ async function train(
       tokens,
       metrics: {
         ...r.metrics,
-        ...meanBalance(r.losses),
+        ...meanBalance(r.losses, micro),
         "loss/nll": loss,
         "loss/tokens": lossTokens,
         "optim/update_norm": r.updateNorm,
@@ -545,26 +552,31 @@ async function train(
     }
     let loss = 0;
     const outs: LossOutput[] = [];
+    // As the host path: HILO's balance term is the mean over the micro-batches with loss tokens,
+    // and a step without any loss token makes no update.
+    const counted = micro.filter((m) => m.lossTokens > 0).length;
     for (let k = 0; k < micro.length; k++) {
-      // Normalised by the whole batch's loss tokens: the sum is the batch's token mean; HILO's
-      // balance term is the mean over the micro-batches.
+      // Normalised by the whole batch's loss tokens: the sum is the batch's token mean.
       const out = await gpu.accumulateObjective(micro[k].micro.input, {
         terms: [{ name: "sft" }],
         inputs: { lossMask: micro[k].lossMask, normalizers: { sft: Math.max(1, lossTokens) } },
-      }, { accumulate: k > 0, balanceWeight: 1 / micro.length });
+      }, {
+        accumulate: k > 0,
+        balanceWeight: micro[k].lossTokens > 0 ? 1 / counted : 0,
+      });
       loss += out.value;
       outs.push(out);
     }
     if (options.faults?.nanLossAtStep === s) loss = NaN;
     // A non-finite loss leaves the parameters as they are (the loop stops on it).
-    const optimizerMetrics = Number.isFinite(loss) ? await gpuOpt!.update() : {};
+    const optimizerMetrics = Number.isFinite(loss) && counted > 0 ? await gpuOpt!.update() : {};
     if (optimizerMetrics["optim/skipped"] === 1) loss = NaN;
     return {
       loss,
       tokens,
       metrics: {
         ...optimizerMetrics,
-        ...meanBalance(outs),
+        ...meanBalance(outs, micro),
         "loss/nll": loss,
         "loss/tokens": lossTokens,
         "data/epoch": data.order.epoch(s * t.batchSize - 1),
