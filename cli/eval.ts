@@ -48,8 +48,9 @@ export interface EvalCliIO {
 
 const USAGE = `Usage: deno task eval --model DIR [--adapter DIR] --data NAME|FILE.jsonl [options]
 
-Samples --k responses per problem, verifies them (eval mode) and reports pass@k (k = 1, 2, 4, ...),
-avg@k and maj@k with 95% confidence intervals, overall and per MATH-500 subject and level.
+Samples --k responses per problem, verifies them (eval mode) and reports pass@k (k = 1, 2, 4, ...
+below --k, and --k), avg@k and maj@k with 95% confidence intervals, overall and per MATH-500 subject
+and level.
 
 Options:
   --model DIR            model directory (HuggingFace Qwen3, or a run's final/) or a full-fine-tuning

@@ -165,6 +165,15 @@ function runConfig(experiment: ExperimentConfig, run: ExperimentRun): Promise<Tr
   return loadConfig(experiment.base ?? undefined, { overrides: run.overrides });
 }
 
+/**
+ * Whether `path` holds a summary whose tables end at `k` (one written before the k values ended at
+ * n, e.g. pass@8 for k = 10, is summarised again by `runEval` from its samples, so that every run
+ * of the report has the same columns).
+ */
+async function summaryCurrent(path: string, k: number): Promise<boolean> {
+  return await exists(path) && (await readSummary(path)).ks.at(-1) === k;
+}
+
 async function readSummary(path: string): Promise<EvalSummary> {
   return await readJsonFile(path, {
     context: "Cannot continue the experiment: reading",
@@ -361,7 +370,8 @@ export async function reproduce(
     if (state.finished) {
       const summaryPath = join(evalDir, "summary.json");
       if (
-        options.evaluate !== false && selected.has(run.name) && !(await exists(summaryPath))
+        options.evaluate !== false && selected.has(run.name) &&
+        !(await summaryCurrent(summaryPath, e.k))
       ) {
         log(`${run.name}: evaluating ${join(run.runDir, "final")}`);
         await runEval({
@@ -425,7 +435,7 @@ export async function reproduce(
     all.every((r) => configs.get(r.name)!.model.path === startModel)
   ) {
     const summaryPath = join(startDir, "summary.json");
-    if (options.evaluate !== false && !(await exists(summaryPath))) {
+    if (options.evaluate !== false && !(await summaryCurrent(summaryPath, e.k))) {
       log(`evaluating the starting model ${startModel}`);
       await runEval({
         model: startModel,

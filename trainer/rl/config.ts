@@ -489,10 +489,16 @@ export interface RlConfig {
   /**
    * Optimizer updates per epoch: the kept groups split into this many mini-batches (with
    * `alignKeepAllCorrect`, the policy groups and the align-only groups each shared out over them:
-   * `splitMiniBatches` in rl_update.ts); fewer when there are fewer groups or rows.
+   * `splitMiniBatches` in rl_update.ts); fewer when there are fewer groups or rows (with the
+   * cos-pairwise align term, whose mini-batches hold whole groups: fewer when there are fewer
+   * groups).
    */
   readonly miniBatches: number;
-  /** Most sequences per forward/backward (a mini-batch is split into micro-batches of this). */
+  /**
+   * Most sequences per forward/backward (a mini-batch is split into micro-batches of this; with
+   * the cos-pairwise align term, into micro-batches of whole groups, so it must be at least
+   * `groupSize`).
+   */
   readonly microBatchSize: number;
   /**
    * Log the anchor cosines (correct–correct, incorrect–incorrect, correct–incorrect) each step;
