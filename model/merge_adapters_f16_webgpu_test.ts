@@ -71,7 +71,15 @@ async function gpuModel(
     ...base.gpu,
     isFallbackAdapter: isFallbackAdapter ?? base.gpu.isFallbackAdapter,
   });
-  return await loadModel(dir, { backend: "webgpu", gpu, warn: false, weightDtype }) as WebGpuQwen3;
+  // A separate base layout: its unmerged decode records q, k, v, gate and up apart, so that the
+  // counts below are what merging saves (merging over a fused base: qwen3_webgpu_fused_test.ts).
+  return await loadModel(dir, {
+    backend: "webgpu",
+    gpu,
+    warn: false,
+    weightDtype,
+    fuseProjections: false,
+  }) as WebGpuQwen3;
 }
 
 function randomLora(config: WebGpuQwen3["config"], seed: number, oProjExperts = 1): Lora {
