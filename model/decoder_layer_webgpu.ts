@@ -38,7 +38,12 @@ import { encodeSwiglu, fusedGateUpRows } from "../kernels/swiglu/swiglu.ts";
 import { encodeSwigluBackward } from "../kernels/swiglu/swiglu_backward.ts";
 import type { Qwen3Config } from "./config.ts";
 import { encodeLoraBackward, encodeLoraForward, type GpuLora } from "./lora_webgpu.ts";
-import { PROJECTION_FIELD, type ProjectionName, PROJECTIONS } from "./tensor_table.ts";
+import {
+  FUSED_GROUPS,
+  PROJECTION_FIELD,
+  type ProjectionName,
+  PROJECTIONS,
+} from "./tensor_table.ts";
 
 /** One decoder layer's weights on the GPU (the fields of `LAYER_TENSORS`). */
 export interface GpuLayerWeights {
@@ -616,7 +621,7 @@ export function encodeDecoderLayer(
   };
   // Decoding over a fused q|k|v weight (base or merged): one projection into `a.qkv` (and the
   // members' adapter branches), which the q/k norm + RoPE + KV write reads at its column offsets.
-  const QKV = ["q_proj", "k_proj", "v_proj"] as const;
+  const QKV = FUSED_GROUPS.qkv;
   const qkvFused = decode && qkNormRopeKvFits(ctx) && w.qkvProj !== undefined &&
     a.qkv !== undefined && unrouted(QKV);
   if (qkvFused) {
@@ -721,7 +726,7 @@ export function encodeDecoderLayer(
   // Decoding over a fused gate|up weight: one projection into `a.gateUp` `[n, 2·inter]`, which
   // SwiGLU reads at its column offsets (its own dispatch, or down_proj's prologue with gate and up
   // bound from their first columns where `4·inter` bytes is a storage offset).
-  const GATE_UP = ["gate_proj", "up_proj"] as const;
+  const GATE_UP = FUSED_GROUPS.gate_up;
   const gateUpFused = decode && w.gateUpProj !== undefined && a.gateUp !== undefined &&
     unrouted(GATE_UP);
   const gu = a.gateUp!;

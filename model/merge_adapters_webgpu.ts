@@ -57,7 +57,14 @@ import {
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import type { GpuLayerWeights, GpuModelWeights } from "./decoder_layer_webgpu.ts";
 import type { GpuLora, GpuLoraModule } from "./lora_webgpu.ts";
-import { PROJECTION_FIELD, type ProjectionName, PROJECTIONS } from "./tensor_table.ts";
+import {
+  FUSED_FIELD,
+  FUSED_GROUPS,
+  type FusedGroup,
+  PROJECTION_FIELD,
+  type ProjectionName,
+  PROJECTIONS,
+} from "./tensor_table.ts";
 
 /** One projection whose adapter merges into its base weight. */
 export interface MergeTarget {
@@ -131,18 +138,6 @@ export function mergeTargets(model: GpuModelWeights): MergeTarget[] {
   });
   return out;
 }
-
-/** The projections whose merged weights can share one buffer, by group. */
-export const FUSED_GROUPS: Readonly<Record<FusedGroup, readonly ProjectionName[]>> = Object.freeze({
-  qkv: ["q_proj", "k_proj", "v_proj"],
-  gate_up: ["gate_proj", "up_proj"],
-});
-
-/** A group of projections whose weights share one buffer: q|k|v or gate|up. */
-export type FusedGroup = "qkv" | "gate_up";
-
-/** The layer field of a group's fused weight. */
-const FUSED_FIELD = { qkv: "qkvProj", gate_up: "gateUpProj" } as const;
 
 /**
  * Why a layer's q|k|v or gate|up group does not fuse into one merged buffer, or null when it does

@@ -20,15 +20,10 @@ import { type GenerateOptions, type GenerateResult, resolveGenerateOptions } fro
 import { generateCpu } from "./generate_cpu.ts";
 import { generateWebGpu, releaseGenerateWorkspace } from "./generate_webgpu.ts";
 import { loadModel } from "./load_model.ts";
-import {
-  FUSED_GROUPS,
-  MergedAdapterWeights,
-  mergeTargets,
-  unfusableReason,
-} from "./merge_adapters_webgpu.ts";
+import { MergedAdapterWeights, mergeTargets, unfusableReason } from "./merge_adapters_webgpu.ts";
 import type { CpuQwen3 } from "./qwen3_cpu.ts";
 import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
-import { PROJECTION_FIELD, PROJECTIONS } from "./tensor_table.ts";
+import { FUSED_GROUPS, PROJECTION_FIELD, PROJECTIONS } from "./tensor_table.ts";
 
 // Merged W' = W + s·B·A against float64, each element's error over |W| + s·Σ_j |B_oj·A_ji|: f32
 // roundings of a rank-8 sum (measured 1.7e-7).

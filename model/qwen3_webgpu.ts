@@ -50,7 +50,13 @@ import {
   type TrainStepOptions,
   WebGpuQwen3Backward,
 } from "./qwen3_webgpu_backward.ts";
-import { LAYER_TENSORS, layerTensorName, type ProjectionName } from "./tensor_table.ts";
+import {
+  FUSED_FIELD,
+  FUSED_GROUPS,
+  type FusedGroup,
+  LAYER_TENSORS,
+  layerTensorName,
+} from "./tensor_table.ts";
 import type { Qwen3Weights } from "./weights.ts";
 import type { KvDtype } from "./kv_cache.ts";
 
@@ -140,14 +146,11 @@ export interface TokenLogprobsOptions {
  * The base weights stored as one buffer each where they fit (`WebGpuQwen3Options.fuseProjections`):
  * members in row order, and the layer field of the whole.
  */
-const FUSED_BASE: readonly {
-  name: string;
-  targets: readonly ProjectionName[];
-  field: "qkvProj" | "gateUpProj";
-}[] = [
-  { name: "qkv", targets: ["q_proj", "k_proj", "v_proj"], field: "qkvProj" },
-  { name: "gate_up", targets: ["gate_proj", "up_proj"], field: "gateUpProj" },
-];
+const FUSED_BASE = (Object.keys(FUSED_GROUPS) as FusedGroup[]).map((name) => ({
+  name,
+  targets: FUSED_GROUPS[name],
+  field: FUSED_FIELD[name],
+}));
 
 /** Options of the {@linkcode WebGpuQwen3} constructor. */
 export interface WebGpuQwen3Options {

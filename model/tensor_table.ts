@@ -133,6 +133,39 @@ export const PROJECTION_FIELD: Readonly<Record<ProjectionName, keyof Qwen3LayerW
     ) as Record<ProjectionName, keyof Qwen3LayerWeights>,
   );
 
+/** A group of projections whose weights can share one buffer: q|k|v or gate|up. */
+export type FusedGroup = "qkv" | "gate_up";
+
+/**
+ * The projections of each {@linkcode FusedGroup}, in the row order of the group's one weight
+ * (`WebGpuQwen3` stores the base weights so, `MergedAdapterWeights` the merged ones).
+ *
+ * @example Usage
+ * ```ts
+ * import { FUSED_GROUPS } from "./tensor_table.ts";
+ * console.log(FUSED_GROUPS.qkv); // ["q_proj", "k_proj", "v_proj"]
+ * ```
+ */
+export const FUSED_GROUPS: Readonly<Record<FusedGroup, readonly ProjectionName[]>> = Object.freeze({
+  qkv: Object.freeze(["q_proj", "k_proj", "v_proj"] as const),
+  gate_up: Object.freeze(["gate_proj", "up_proj"] as const),
+});
+
+/**
+ * The layer field of a {@linkcode FusedGroup}'s one weight (`GpuLayerWeights.qkvProj` /
+ * `gateUpProj`).
+ *
+ * @example Usage
+ * ```ts
+ * import { FUSED_FIELD } from "./tensor_table.ts";
+ * console.log(FUSED_FIELD.gate_up); // "gateUpProj"
+ * ```
+ */
+export const FUSED_FIELD: Readonly<Record<FusedGroup, "qkvProj" | "gateUpProj">> = Object.freeze({
+  qkv: "qkvProj",
+  gate_up: "gateUpProj",
+});
+
 /**
  * The module path of a projection in a layer, e.g. `"model.layers.2.self_attn.o_proj"` (PEFT's
  * module name; add `.weight` for the base tensor, `.lora_A.weight` for an adapter).
