@@ -37,11 +37,23 @@ export interface RenderTemplateOptions {
   allowCustom?: boolean;
 }
 
+/** Part of the `dapo` instruction that marks a question already holding it. */
+const DAPO_MARK = "The last line of your response should be of the form Answer: $Answer";
+/** Part of the `boxed` instruction that marks a question already holding it. */
+const BOXED_MARK = "put your final answer within \\boxed{}";
+
+/** Whether the question holds the instruction's mark (whitespace runs as one space). */
+function holdsInstruction(question: string, mark: string): boolean {
+  return question.replace(/\s+/g, " ").includes(mark);
+}
+
 /**
  * The user message of a question under a template: `"task"` leaves it as it is; `"dapo"` wraps
  * it in DAPO-Math-17k's instruction (answer on a last line `Answer: …`); `"boxed"` appends the
  * `\boxed{}` instruction of Qwen2.5-Math; with `allowCustom`, any other text containing
- * `{question}` is used as the template itself.
+ * `{question}` is used as the template itself. A question that already holds the named
+ * template's instruction (DAPO-Math-17k's prompts hold DAPO's) is left as it is, so that the
+ * instruction appears once.
  *
  * @param question The question.
  * @param template A named template, or (with `allowCustom`) a text with `{question}`.
@@ -58,6 +70,8 @@ export interface RenderTemplateOptions {
  * assert.ok(renderTemplate("2 + 2?", "dapo").includes("Answer: $Answer"));
  * assert.ok(renderTemplate("2 + 2?", "boxed").endsWith("within \\boxed{}."));
  * assert.equal(renderTemplate("2 + 2?", "Q: {question}\nA:", { allowCustom: true }), "Q: 2 + 2?\nA:");
+ * const dapo = renderTemplate("2 + 2?", "dapo");
+ * assert.equal(renderTemplate(dapo, "dapo"), dapo); // a DAPO-Math-17k prompt: the instruction once
  * assert.throws(() => renderTemplate("2 + 2?", "fancy", { key: "rl.template" }), /rl\.template/);
  * ```
  */
@@ -70,11 +84,14 @@ export function renderTemplate(
     case "task":
       return question;
     case "dapo":
+      // DAPO-Math-17k's prompts hold the instruction already: not a second time.
+      if (holdsInstruction(question, DAPO_MARK)) return question;
       return "Solve the following math problem step by step. The last line of your response " +
         "should be of the form Answer: $Answer (without quotes) where $Answer is the answer to " +
         `the problem.\n\n${question}\n\nRemember to put your answer on its own line after ` +
         '"Answer:".';
     case "boxed":
+      if (holdsInstruction(question, BOXED_MARK)) return question;
       return `${question}\nPlease reason step by step, and put your final answer within \\boxed{}.`;
     default: {
       if (options.allowCustom && template.includes("{question}")) {
