@@ -61,7 +61,8 @@ Options:
   --temperature T        sampling temperature, 0 = greedy (default 0.6)
   --top-p P              nucleus sampling (default 0.95)
   --max-new-tokens N     most generated tokens per sample (default 64 for arithmetic, else 1024)
-  --template T           boxed | dapo | task | a text with {question} (default: task for
+  --template T           boxed | dapo | task | a text with {question} (default: the rl.template
+                         of the RL run whose checkpoint is evaluated, else task for
                          arithmetic, boxed otherwise); rendered with the chat template
   --thinking             Qwen3 thinking mode (the chat template's enable_thinking; default off:
                          the prompt ends with an empty <think></think> block)

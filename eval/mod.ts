@@ -25,6 +25,7 @@ export * from "./eval_summary.ts";
 export * from "./eval_report.ts";
 export * from "./eval_data.ts";
 export * from "./run_eval.ts";
+export * from "./run_template.ts";
 export * from "./train_data_overlap.ts";
 export * from "./t_interval.ts";
 export * from "./experiment_config.ts";

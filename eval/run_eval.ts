@@ -31,6 +31,7 @@ import {
   evalTemplateMessage,
   loadEvalProblems,
 } from "./eval_data.ts";
+import { findRunTemplate } from "./run_template.ts";
 import { findTrainDataOverlap } from "./train_data_overlap.ts";
 import { type EvalSampleRecord, formatSampleLines, parseSamplesJsonl } from "./eval_records.ts";
 import { type EvalSummary, summarizeEval, voteClasses } from "./eval_summary.ts";
@@ -69,7 +70,11 @@ export interface RunEvalOptions {
   topP?: number;
   /** Most generated tokens per sample (`--max-new-tokens`); default 64 for arithmetic, else 1024. */
   maxNewTokens?: number;
-  /** `"boxed"`, `"dapo"`, `"task"` or a text with `{question}` (`--template`); default per data. */
+  /**
+   * `"boxed"`, `"dapo"`, `"task"` or a text with `{question}` (`--template`); default: the
+   * `rl.template` of the RL run behind `adapter` or `model` (its checkpoint `meta.json`), else per
+   * data.
+   */
   template?: string;
   /**
    * Qwen3's thinking mode (`--thinking`): the chat template's `enable_thinking`. Default `false`:
@@ -342,7 +347,17 @@ async function loadSystem(
  */
 export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
   const log = options.log ?? ((line: string) => console.error(line));
-  const config = resolveOptions(options);
+  // An RL run's checkpoint is asked in the format it was trained on (an explicit --template wins).
+  const fromRun = options.template === undefined ? await findRunTemplate(options) : null;
+  const config = resolveOptions(
+    fromRun === null ? options : { ...options, template: fromRun.template },
+  );
+  if (fromRun !== null) {
+    log(
+      `Template "${fromRun.template}": the evaluated run's rl.template (${fromRun.metaPath}); ` +
+        `--template overrides it`,
+    );
+  }
   const backend = config.backend as "cpu" | "webgpu" | "auto";
   const k = config.k as number;
   if (!(await exists(options.model))) {

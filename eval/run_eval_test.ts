@@ -281,3 +281,36 @@ Deno.test("runEval() renders the prompt with the chat template's enable_thinking
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("runEval() of an RL run's checkpoint defaults to its rl.template; --template wins", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    // A checkpoint folder of an RL run trained with a custom template (the bundled model's files
+    // beside its meta.json, so that it loads as a model).
+    const checkpoint = await copyModelDir(join(root, "run", "step_000001"));
+    const template = "Q: {question}";
+    await Deno.writeTextFile(
+      join(checkpoint, "meta.json"),
+      JSON.stringify({ config: { trainer: { mode: "rl" }, rl: { template } } }),
+    );
+    const lines: string[] = [];
+    const options = { ...base, model: checkpoint, limit: 1, k: 1, maxNewTokens: 4 };
+    await runEval({ ...options, outDir: join(root, "default"), log: (l) => lines.push(l) });
+    const saved = JSON.parse(await read(join(root, "default"), "eval_config.json"));
+    assert.equal(saved.template, template);
+    assert.ok(
+      lines.some((l) => l.startsWith(`Template "${template}": the evaluated run's rl.template`)),
+      lines.join("\n"),
+    );
+    // An explicit --template wins; a plain model keeps the per-data default.
+    await runEval({ ...options, template: "boxed", outDir: join(root, "explicit") });
+    assert.equal(
+      JSON.parse(await read(join(root, "explicit"), "eval_config.json")).template,
+      "boxed",
+    );
+    await runEval({ ...base, limit: 1, k: 1, maxNewTokens: 4, outDir: join(root, "plain") });
+    assert.equal(JSON.parse(await read(join(root, "plain"), "eval_config.json")).template, "task");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -45,8 +45,22 @@ async function canonical(path: string): Promise<string> {
   }
 }
 
-/** The checkpoint `meta.json` a directory belongs to: its own, else its run's latest step's. */
-async function runMeta(dir: string): Promise<string | null> {
+/**
+ * The checkpoint `meta.json` a directory belongs to: its own (a checkpoint `step_NNNNNN/`), else
+ * the latest `step_NNNNNN/meta.json` beside it (a run's `final/`); `null` when there is none.
+ *
+ * @param dir A model or adapter directory.
+ * @returns The `meta.json` path, or `null`.
+ *
+ * @example A plain model directory has none
+ * ```ts
+ * import { runMetaPath } from "./train_data_overlap.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(await runMetaPath("models/arithmetic-tiny"), null);
+ * ```
+ */
+export async function runMetaPath(dir: string): Promise<string | null> {
   const own = join(dir, "meta.json");
   try {
     if ((await Deno.stat(own)).isFile) return own;
@@ -78,8 +92,8 @@ async function runMeta(dir: string): Promise<string | null> {
  * run's checkpoint `meta.json` (the directory's own, or for a run's `final/` the latest
  * `step_NNNNNN/meta.json` beside it) records `trainer.mode: rl` and an `rl.data.path` that is the
  * same file. Such a run trained on every row of the file but the held-out last `rl.data.evalSize`
- * (or all of them with an `rl.data.evalPath`), so a score on it is not a held-out benchmark. The
- * recorded path is resolved against the current directory, as `deno task train` read it. A
+ * unique prompts (or all of them with an `rl.data.evalPath`), so a score on it is not a held-out
+ * benchmark. The recorded path is resolved against the current directory, as `deno task train` read it. A
  * directory with no checkpoint (a plain model, an adapter exported elsewhere) gives `null`: the
  * check cannot tell.
  *
@@ -114,7 +128,7 @@ export async function findTrainDataOverlap(
   const target = await canonical(dataPath);
   for (const dir of [options.adapter, options.model]) {
     if (!dir) continue;
-    const metaPath = await runMeta(dir);
+    const metaPath = await runMetaPath(dir);
     if (metaPath === null) continue;
     let config: {
       trainer?: { mode?: unknown };
@@ -133,7 +147,9 @@ export async function findTrainDataOverlap(
     const evalPath = config.rl?.data?.evalPath;
     const heldOut = typeof evalPath === "string" && evalPath !== ""
       ? "all its rows"
-      : `all its rows but the last rl.data.evalSize (${config.rl?.data?.evalSize ?? "?"})`;
+      : `all its rows but the last rl.data.evalSize (${
+        config.rl?.data?.evalSize ?? "?"
+      }) unique prompts`;
     return {
       metaPath,
       trainPath,
