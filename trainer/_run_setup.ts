@@ -754,6 +754,8 @@ export interface SaveRunOptions {
   dataPosition: number;
   /** How the run's randomness is derived (in `meta.json`). */
   rng: Record<string, unknown>;
+  /** What identifies the data `dataPosition` counts into (in `meta.json`); absent: none. */
+  data?: Record<string, unknown>;
   /** The step's metrics. */
   metrics: Record<string, number>;
   /** The git commit, or `null`. */
@@ -780,6 +782,7 @@ export function saveRun(runDir: string, step: number, options: SaveRunOptions): 
       config,
       dataPosition: options.dataPosition,
       rng: options.rng,
+      ...(options.data === undefined ? {} : { data: options.data }),
       metrics: options.metrics,
       gitSha: options.sha,
     },

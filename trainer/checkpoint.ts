@@ -115,6 +115,11 @@ export interface CheckpointMetaInput {
   dataPosition: number;
   /** The state of the run's random generators, to continue the same streams on resume. */
   rng: unknown;
+  /**
+   * What identifies the data that `dataPosition` counts into (plain JSON; the RL trainer stores
+   * its prompt counts and content hashes), checked on resume; absent: none is written.
+   */
+  data?: unknown;
   /** The latest metrics; non-finite values round-trip (stored as `"NaN"`, `"Infinity"`, ...). */
   metrics: Readonly<Record<string, number>>;
   /** The git commit of the code; `null`/absent when unknown. */
@@ -158,6 +163,8 @@ export interface CheckpointMeta {
   dataPosition: number;
   /** The state of the run's random generators. */
   rng: unknown;
+  /** What identifies the run's data; `null` when the checkpoint records none (saved before). */
+  data: unknown;
   /** The metrics at save time. */
   metrics: Record<string, number>;
   /** The Deno version that saved it. */
@@ -499,7 +506,8 @@ export async function saveCheckpoint(
       }`,
     );
   }
-  for (const key of ["config", "rng"] as const) {
+  for (const key of ["config", "rng", "data"] as const) {
+    if (key === "data" && meta.data === undefined) continue;
     if (!Object.hasOwn(meta, key)) {
       throw new TypeError(`${where}: meta key "${key}" is missing`);
     }
@@ -587,6 +595,7 @@ export async function saveCheckpoint(
       config: meta.config,
       dataPosition: meta.dataPosition,
       rng: meta.rng,
+      ...(meta.data === undefined ? {} : { data: meta.data }),
       metrics,
       denoVersion,
       gitSha,
@@ -748,6 +757,7 @@ function parseMeta(json: unknown, path: string, dir: string): CheckpointMeta {
     config: json.config,
     dataPosition,
     rng: json.rng,
+    data: json.data ?? null,
     metrics,
     denoVersion: json.denoVersion,
     gitSha,

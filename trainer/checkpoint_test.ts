@@ -437,3 +437,19 @@ Deno.test("loadCheckpoint() catches a flipped byte by its SHA-256; an old checkp
     });
   });
 });
+
+Deno.test("saveCheckpoint() records meta.data when given; a checkpoint without it loads data null", async () => {
+  await withRunDir(async (runDir) => {
+    const data = { source: "p.jsonl", trainPrompts: 6, trainSha256: "ab".repeat(32) };
+    const dir = await saveCheckpoint(runDir, { ...options(1), meta: { ...meta(1), data } });
+    deepStrictEqual((await loadCheckpoint(dir)).meta.data, data);
+    const plain = await saveCheckpoint(runDir, options(2));
+    const json = JSON.parse(await Deno.readTextFile(join(plain, "meta.json")));
+    strictEqual("data" in json, false);
+    strictEqual((await loadCheckpoint(plain)).meta.data, null);
+    await rejects(
+      saveCheckpoint(runDir, { ...options(3), meta: { ...meta(3), data: { n: NaN } } }),
+      { name: "TypeError", message: /meta key "data\.n" must be JSON/ },
+    );
+  });
+});

@@ -157,13 +157,16 @@ export interface RlDataConfig {
   readonly source: RlDataSource;
   /** JSONL / Parquet training file (unused for `"arithmetic"`). */
   readonly path: string;
-  /** JSONL / Parquet held-out file; `""` holds out the last `evalSize` rows of `path`. */
+  /**
+   * JSONL / Parquet held-out file; `""` holds out the last `evalSize` unique prompts of `path`.
+   * Both files are read without repeated prompts (same question and gold: the first is kept).
+   */
   readonly evalPath: string;
   /** JSONL: the field with the question (a dotted path, e.g. `"prompt"`). */
   readonly promptField: string;
   /** JSONL: the field with the gold answer (a dotted path, e.g. `"reward_model.ground_truth"`). */
   readonly answerField: string;
-  /** Training prompts to use (`0`: all of the file; arithmetic: `data.trainSize`). */
+  /** Training prompts to use, unique ones (`0`: all of the file; arithmetic: `data.trainSize`). */
   readonly trainSize: number;
   /** Held-out prompts to use (arithmetic: at most `data.evalSize`). */
   readonly evalSize: number;

@@ -43,6 +43,7 @@ export * from "./gpu_memory_estimate.ts";
 export * from "./gpu_memory_plan.ts";
 export * from "./micro_batch_key.ts";
 export * from "./prompt_data.ts";
+export * from "./prompt_record.ts";
 export * from "./prompt_template.ts";
 export * from "./rl_batch.ts";
 export * from "./rl_update.ts";

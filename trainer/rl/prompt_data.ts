@@ -1,10 +1,13 @@
 /**
  * RL prompt data: questions with gold answers, from the built-in arithmetic task
  * (deterministic, disjoint train/held-out splits), a JSONL file with configurable field names,
- * or a Parquet file (DAPO-Math-17k's schema: chat `prompt`, `reward_model.ground_truth`).
+ * or a Parquet file (DAPO-Math-17k's schema: chat `prompt`, `reward_model.ground_truth`); and the
+ * duplicate removal, overlap check and content hash that the RL run applies to them
+ * (DAPO-Math-17k's parquet repeats each of its ~17.9k prompts about 100 times).
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { parquetReadObjects } from "hyparquet";
 import { arithmeticDataset, type ArithmeticTaskOptions } from "../../data/arithmetic_task.ts";
 import { fieldAt, goldText, questionText } from "../../data/problem_fields.ts";
@@ -262,4 +265,124 @@ export async function readParquetPrompts(
   const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
   const rows = await parquetReadObjects({ file: file as ArrayBuffer });
   return promptsFromRows(rows, { ...options, source: path });
+}
+
+/**
+ * The key two prompts are duplicates by: the question with its whitespace runs collapsed to one
+ * space and trimmed. {@linkcode uniquePrompts} keys by this and the trimmed gold.
+ *
+ * @param question The question text.
+ * @returns The normalised question.
+ *
+ * @example Whitespace does not tell prompts apart
+ * ```ts
+ * import { normalizeQuestion } from "./prompt_data.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * strictEqual(normalizeQuestion("  What is\n2 +  2? "), "What is 2 + 2?");
+ * ```
+ */
+export function normalizeQuestion(question: string): string {
+  return question.replace(/\s+/g, " ").trim();
+}
+
+/**
+ * Result of {@linkcode uniquePrompts}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { UniquePrompts } from "./prompt_data.ts";
+ *
+ * const unique: UniquePrompts = { prompts: [{ question: "1 + 1?", gold: "2" }], rows: 3 };
+ * ```
+ */
+export interface UniquePrompts {
+  /** The first occurrence of each prompt, in the input's order. */
+  prompts: RlPrompt[];
+  /** How many prompts came in (rows of the file). */
+  rows: number;
+}
+
+/**
+ * Drops repeated prompts: two prompts are the same when their normalised questions
+ * ({@linkcode normalizeQuestion}) and trimmed golds are equal; the first occurrence is kept, in
+ * the input's order. DAPO-Math-17k's parquet holds 1.79M rows of ~17.9k prompts (each about
+ * 100 times), verl's aime-2024.parquet 30 problems × 32.
+ *
+ * @param prompts The prompts, in file order.
+ * @returns The unique prompts and the number of rows.
+ *
+ * @example A file that repeats its prompts
+ * ```ts
+ * import { uniquePrompts } from "./prompt_data.ts";
+ * import { deepStrictEqual, strictEqual } from "node:assert/strict";
+ *
+ * const a = { question: "1 + 1?", gold: "2" };
+ * const b = { question: "2 + 2?", gold: "4" };
+ * const unique = uniquePrompts([a, b, { question: " 1 + 1? ", gold: "2" }, b]);
+ * deepStrictEqual(unique.prompts, [a, b]);
+ * strictEqual(unique.rows, 4);
+ * ```
+ */
+export function uniquePrompts(prompts: readonly RlPrompt[]): UniquePrompts {
+  const seen = new Set<string>();
+  const out: RlPrompt[] = [];
+  for (const p of prompts) {
+    const key = `${normalizeQuestion(p.question)}\u0000${p.gold.trim()}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(p);
+  }
+  return { prompts: out, rows: prompts.length };
+}
+
+/**
+ * The held-out prompts whose question (normalised, {@linkcode normalizeQuestion}; the gold
+ * aside) is also a training prompt's.
+ *
+ * @param heldOut The held-out prompts.
+ * @param train The training prompts.
+ * @returns The held-out prompts also in training, in the held-out order.
+ *
+ * @example One question in both
+ * ```ts
+ * import { promptOverlap } from "./prompt_data.ts";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * const train = [{ question: "1 + 1?", gold: "2" }, { question: "2 + 2?", gold: "4" }];
+ * const heldOut = [{ question: "3 + 3?", gold: "6" }, { question: "2 +  2?", gold: "4" }];
+ * deepStrictEqual(promptOverlap(heldOut, train), [heldOut[1]]);
+ * ```
+ */
+export function promptOverlap(
+  heldOut: readonly RlPrompt[],
+  train: readonly RlPrompt[],
+): RlPrompt[] {
+  const questions = new Set(train.map((p) => normalizeQuestion(p.question)));
+  return heldOut.filter((p) => questions.has(normalizeQuestion(p.question)));
+}
+
+/**
+ * The SHA-256 (lowercase hex) of a prompt list, questions and golds in order: what a checkpoint
+ * records of its data, so that a resume on other prompts (a file changed at the same path, or
+ * read before duplicates were removed) is refused rather than reshuffled.
+ *
+ * @param prompts The prompts.
+ * @returns 64 hex digits.
+ *
+ * @example Order matters
+ * ```ts
+ * import { promptsSha256 } from "./prompt_data.ts";
+ * import { notStrictEqual, strictEqual } from "node:assert/strict";
+ *
+ * const a = { question: "1 + 1?", gold: "2" };
+ * const b = { question: "2 + 2?", gold: "4" };
+ * strictEqual(promptsSha256([a, b]).length, 64);
+ * notStrictEqual(promptsSha256([a, b]), promptsSha256([b, a]));
+ * ```
+ */
+export function promptsSha256(prompts: readonly RlPrompt[]): string {
+  const hash = createHash("sha256");
+  for (const p of prompts) hash.update(`${JSON.stringify([p.question, p.gold])}\n`);
+  return hash.digest("hex");
 }

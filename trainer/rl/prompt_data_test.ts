@@ -1,9 +1,14 @@
-import { deepStrictEqual, rejects, strictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, notStrictEqual, rejects, strictEqual, throws } from "node:assert/strict";
+import { parquetWriteBuffer } from "hyparquet-writer";
 import {
   arithmeticPrompts,
   parseJsonlPrompts,
+  promptOverlap,
+  promptsSha256,
   readJsonlPrompts,
   readParquetPrompts,
+  type RlPrompt,
+  uniquePrompts,
 } from "./prompt_data.ts";
 
 Deno.test("arithmeticPrompts() gives deterministic, disjoint splits", () => {
@@ -48,4 +53,80 @@ Deno.test("readParquetPrompts() names a missing file", async () => {
   await rejects(readParquetPrompts("nope.parquet", { promptField: "p", answerField: "a" }), {
     message: /"nope\.parquet" \(key "rl\.data\.path"\): file not found/,
   });
+});
+
+Deno.test("uniquePrompts() collapses a DAPO-Math-17k-like parquet's repeats, keeping file order", async () => {
+  // Three prompts, each repeated as DAPO-Math-17k repeats its own (interleaved, ~100 times there).
+  const questions = ["Find $x$: $2x = 6$.", "Compute $3 + 4$.", "What is $5^2$?"];
+  const golds = ["3", "7", "25"];
+  const order = [0, 1, 0, 2, 1, 1, 0, 2, 2, 0];
+  const path = await Deno.makeTempFile({ suffix: ".parquet" });
+  try {
+    await Deno.writeFile(
+      path,
+      new Uint8Array(parquetWriteBuffer({
+        columnData: [
+          {
+            name: "prompt",
+            type: "JSON",
+            data: order.map((i) => [{ role: "user", content: questions[i] }]),
+          },
+          {
+            name: "reward_model",
+            type: "JSON",
+            data: order.map((i) => ({ ground_truth: golds[i], style: "rule" })),
+          },
+        ],
+      })),
+    );
+    const rows = await readParquetPrompts(path, {
+      promptField: "prompt",
+      answerField: "reward_model.ground_truth",
+    });
+    strictEqual(rows.length, 10);
+    const unique = uniquePrompts(rows);
+    strictEqual(unique.rows, 10);
+    deepStrictEqual(unique.prompts, [
+      { question: questions[0], gold: "3" },
+      { question: questions[1], gold: "7" },
+      { question: questions[2], gold: "25" },
+    ]);
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("uniquePrompts() keys by normalised question and gold", () => {
+  const p = (question: string, gold: string): RlPrompt => ({ question, gold });
+  const unique = uniquePrompts([
+    p("1 + 1?", "2"),
+    p("1 +\n 1?  ", " 2 "), // whitespace only: the same prompt
+    p("1 + 1?", "3"), // another gold: kept
+    p("1 + 2?", "3"),
+  ]);
+  deepStrictEqual(unique.prompts, [p("1 + 1?", "2"), p("1 + 1?", "3"), p("1 + 2?", "3")]);
+  strictEqual(unique.rows, 4);
+  deepStrictEqual(uniquePrompts([]), { prompts: [], rows: 0 });
+});
+
+Deno.test("promptOverlap() finds held-out questions among the training ones, whatever the gold", () => {
+  const train = [{ question: "a?", gold: "1" }, { question: "b?", gold: "2" }];
+  const heldOut = [{ question: "c?", gold: "3" }, { question: " b? ", gold: "9" }];
+  deepStrictEqual(promptOverlap(heldOut, train), [heldOut[1]]);
+  deepStrictEqual(promptOverlap([heldOut[0]], train), []);
+});
+
+Deno.test("promptsSha256() changes with any question, gold or the order", () => {
+  const a = { question: "a?", gold: "1" };
+  const b = { question: "b?", gold: "2" };
+  const base = promptsSha256([a, b]);
+  strictEqual(promptsSha256([{ ...a }, { ...b }]), base);
+  notStrictEqual(promptsSha256([b, a]), base);
+  notStrictEqual(promptsSha256([a, { ...b, gold: "3" }]), base);
+  notStrictEqual(promptsSha256([a]), base);
+  // The field boundary is part of the hash.
+  notStrictEqual(
+    promptsSha256([{ question: "a", gold: "b1" }]),
+    promptsSha256([{ question: "ab", gold: "1" }]),
+  );
 });

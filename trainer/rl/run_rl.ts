@@ -65,10 +65,14 @@ import { withMergeAdapters } from "./merge_adapters_view.ts";
 import { alignCentroids } from "../losses/mod.ts";
 import {
   arithmeticPrompts,
+  normalizeQuestion,
+  promptOverlap,
   readJsonlPrompts,
   readParquetPrompts,
   type RlPrompt,
+  uniquePrompts,
 } from "./prompt_data.ts";
+import { checkResumePrompts, promptRecord } from "./prompt_record.ts";
 import { promptIds } from "./prompt_template.ts";
 import { buildRows, type ScoredGroup } from "./build_rows.ts";
 import { rlUpdate } from "./rl_update.ts";
@@ -298,6 +302,10 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   const d = config.data;
   let trainPrompts: RlPrompt[];
   let evalPrompts: RlPrompt[];
+  /** Lines on the prompt files for the run's log. */
+  const dataLines: string[] = [];
+  /** Rows of the prompt files dropped as repeats of an earlier prompt. */
+  let repeatedRows = 0;
   if (rl.data.source === "arithmetic") {
     const task = {
       seed: d.seed,
@@ -316,21 +324,68 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     // "reward_model.ground_truth").
     const fields = { promptField: rl.data.promptField, answerField: rl.data.answerField };
     const read = rl.data.source === "jsonl" ? readJsonlPrompts : readParquetPrompts;
-    const all = await read(rl.data.path, fields);
+    // Repeated prompts dropped (the first kept, file order): DAPO-Math-17k's parquet holds each
+    // of its ~17.9k prompts about 100 times, verl's aime-2024.parquet each of 30 problems 32.
+    const readUnique = async (path: string): Promise<RlPrompt[]> => {
+      const unique = uniquePrompts(await read(path, fields));
+      repeatedRows += unique.rows - unique.prompts.length;
+      dataLines.push(
+        `prompts "${path}": ${unique.rows} rows, ${unique.prompts.length} unique prompts`,
+      );
+      return unique.prompts;
+    };
+    const all = await readUnique(rl.data.path);
     if (rl.data.evalPath !== "") {
       trainPrompts = all;
-      evalPrompts = (await read(rl.data.evalPath, fields)).slice(0, rl.data.evalSize);
+      evalPrompts = (await readUnique(rl.data.evalPath)).slice(0, rl.data.evalSize);
     } else {
       if (all.length <= rl.data.evalSize) {
         throw new RangeError(
-          `Cannot run RL: key "rl.data.evalSize" must be < the ${all.length} rows of ` +
+          `Cannot run RL: key "rl.data.evalSize" must be < the ${all.length} unique prompts of ` +
             `"${rl.data.path}" when "rl.data.evalPath" is empty: current value is ${rl.data.evalSize}`,
         );
       }
-      trainPrompts = all.slice(0, all.length - rl.data.evalSize);
+      // The last unique prompts are held out; a training prompt that asks a held-out question
+      // (with another gold) goes too.
       evalPrompts = all.slice(all.length - rl.data.evalSize);
+      const held = new Set(evalPrompts.map((p) => normalizeQuestion(p.question)));
+      const rest = all.slice(0, all.length - rl.data.evalSize);
+      trainPrompts = rest.filter((p) => !held.has(normalizeQuestion(p.question)));
+      if (trainPrompts.length < rest.length) {
+        dataLines.push(
+          `${rest.length - trainPrompts.length} training prompts dropped: their question is ` +
+            `held out (with another gold)`,
+        );
+      }
     }
     if (rl.data.trainSize > 0) trainPrompts = trainPrompts.slice(0, rl.data.trainSize);
+    if (rl.data.evalPath !== "") {
+      const both = promptOverlap(evalPrompts, trainPrompts);
+      if (both.length > 0) {
+        const example = both[0].question.length > 80
+          ? `${both[0].question.slice(0, 80)}…`
+          : both[0].question;
+        warnings.push(
+          `${both.length} of the ${evalPrompts.length} held-out prompts of ` +
+            `"${rl.data.evalPath}" (key "rl.data.evalPath") are also training prompts of ` +
+            `"${rl.data.path}", e.g. ${JSON.stringify(example)}: the held-out accuracy is ` +
+            `not on unseen prompts`,
+        );
+      }
+    }
+  }
+  // What the checkpoints record of the prompts; a resume on other prompts is refused.
+  const record = promptRecord(
+    rl.data.source === "arithmetic" ? "arithmetic" : rl.data.path,
+    trainPrompts,
+    evalPrompts,
+  );
+  if (checkpoint !== null) {
+    const note = checkResumePrompts(checkpoint.meta.data, record, {
+      checkpointDir: checkpoint.dir,
+      repeatedRows,
+    });
+    if (note !== null) warnings.push(note);
   }
   const context = modelConfig.maxPositionEmbeddings;
   const idsCache = new Map<number, number[]>();
@@ -469,6 +524,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         `${rl.genBatchPrompts} prompts, at most ${rl.maxGenBatches}); losses ` +
         rl.losses.map((x) => `${x.weight}*${x.name}`).join(" + "),
     );
+    for (const line of dataLines) log(line);
     for (const w of warnings) log(`warning: ${w}`);
 
     const progress = options.progress === undefined
@@ -750,10 +806,15 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         "sampling/gen_batches": filled.genBatches,
         "sampling/groups_generated": filled.generated,
         "sampling/kept_groups": filled.kept.length,
+        // Kept groups (capped at rl.trainBatchPrompts) over generated ones; the mixed-group
+        // rate below is uncapped: every generated group counts.
         "sampling/kept_fraction": filled.kept.length / filled.generated,
+        "sampling/mixed_rate": filled.kinds["mixed"] / filled.generated,
+        "sampling/mixed_groups": filled.kinds["mixed"],
         "sampling/align_only_groups": filled.alignOnly.length,
         "sampling/all_correct_groups": filled.kinds["all-correct"],
         "sampling/all_wrong_groups": filled.kinds["all-wrong"],
+        "sampling/skip_groups": filled.kinds["skip"],
         "sampling/short_batch": filled.short ? 1 : 0,
         "sampling/prompt_position": position,
         "sampling/generated_tokens": generatedTokens,
@@ -856,6 +917,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         lora,
         optState,
         dataPosition: promptPosition,
+        data: { ...record },
         rng: {
           kind: "counter-based",
           note: "prompt order from (run.seed, epoch) at dataPosition; rollouts from " +

@@ -1,0 +1,133 @@
+// RL runs of the bundled arithmetic model on a JSONL prompt file that repeats its prompts (as
+// DAPO-Math-17k does): the repeats are dropped, the held-out split comes from the unique prompts,
+// the checkpoints record the prompts and a resume on other prompts is refused; a held-out file
+// sharing questions with the training one is warned about.
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { join } from "node:path";
+import { loadCheckpoint } from "../trainer/checkpoint.ts";
+import { arithmeticPrompts, promptsSha256, type RlPrompt } from "../trainer/rl/prompt_data.ts";
+import { runRl } from "../trainer/rl/run_rl.ts";
+import { rlConfig } from "./rl_utils.ts";
+import { withTempDir } from "./train_utils.ts";
+
+const jsonl = (prompts: readonly RlPrompt[]): string =>
+  prompts.map((p) => JSON.stringify({ question: p.question, answer: p.gold })).join("\n") + "\n";
+
+function fileOverrides(path: string, evalPath = ""): string[] {
+  return [
+    "--rl.losses=[{name: clipped_pg}]",
+    "--rl.data.source=jsonl",
+    `--rl.data.path=${path}`,
+    `--rl.data.evalPath=${evalPath}`,
+    "--rl.data.promptField=question",
+    "--rl.data.answerField=answer",
+    "--rl.data.evalSize=2",
+    "--rl.eval.prompts=2",
+    "--trainer.steps=2",
+    "--rl.genBatchPrompts=2",
+    "--rl.maxGenBatches=1",
+  ];
+}
+
+Deno.test({
+  name: "runRl() on a file that repeats its prompts: unique prompts, a unique held-out split, " +
+    "the data recorded in checkpoints, a resume on changed data refused",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const unique = arithmeticPrompts("train", { size: 8, seed: 3, digits: 1, maxTerms: 2 });
+      const path = join(dir, "repeated.jsonl");
+      // Each prompt three times, interleaved: 24 rows.
+      await Deno.writeTextFile(path, jsonl([...unique, ...unique, ...unique]));
+      const config = await rlConfig(dir, fileOverrides(path));
+      const lines: string[] = [];
+      const options = { progress: null, log: (l: string) => lines.push(l), evalAtStart: false };
+      const halted = await runRl(config, { ...options, haltAfterStep: 1 });
+      strictEqual(halted.halted, true);
+      ok(lines.includes(`prompts "${path}": 24 rows, 8 unique prompts`), lines.join("\n"));
+      ok(lines.some((l) => l.startsWith("RL: 6 training prompts, 2 held-out")), lines.join("\n"));
+
+      // The checkpoint records the unique prompts: the first 6 train, the last 2 are held out.
+      const step1 = join(halted.runDir, "step_000001");
+      const meta = (await loadCheckpoint(step1)).meta;
+      deepStrictEqual(meta.data, {
+        source: path,
+        trainPrompts: 6,
+        trainSha256: promptsSha256(unique.slice(0, 6)),
+        evalPrompts: 2,
+        evalSha256: promptsSha256(unique.slice(6)),
+      });
+
+      // The group kinds, the unusable-gold ones among them, and the uncapped mixed-group rate.
+      const metrics = JSON.parse(
+        (await Deno.readTextFile(join(halted.runDir, "metrics.jsonl")))
+          .trim().split("\n")[0],
+      );
+      const generated = metrics["sampling/groups_generated"];
+      strictEqual(
+        metrics["sampling/mixed_groups"] + metrics["sampling/all_correct_groups"] +
+          metrics["sampling/all_wrong_groups"] + metrics["sampling/skip_groups"],
+        generated,
+      );
+      strictEqual(metrics["sampling/skip_groups"], 0);
+      strictEqual(metrics["sampling/mixed_rate"], metrics["sampling/mixed_groups"] / generated);
+
+      // A checkpoint from before the record (meta.json without "data") on a file with repeats:
+      // its data position counts into the rows with repeats, so the resume is refused.
+      const metaPath = join(step1, "meta.json");
+      const metaText = await Deno.readTextFile(metaPath);
+      const { data: _, ...old } = JSON.parse(metaText);
+      await Deno.writeTextFile(metaPath, JSON.stringify(old));
+      await rejects(runRl(config, { ...options, resume: true }), {
+        name: "RangeError",
+        message: new RegExp(
+          `saved before halo removed repeated prompts, and "${path.replaceAll(".", "\\.")}"`,
+        ),
+      });
+      await Deno.writeTextFile(metaPath, metaText);
+
+      // The file changed at the same path (one gold): refused, naming the file.
+      const changed = unique.map((p, i) => (i === 2 ? { ...p, gold: `${p.gold}0` } : p));
+      await Deno.writeTextFile(path, jsonl([...changed, ...changed]));
+      await rejects(runRl(config, { ...options, resume: true }), {
+        name: "RangeError",
+        message:
+          /the prompts of ".*repeated\.jsonl" differ from those the checkpoint was saved with/,
+      });
+
+      // The same prompts (repeated another number of times): the resume goes on.
+      await Deno.writeTextFile(path, jsonl([...unique, ...unique]));
+      const resumed = await runRl(config, { ...options, resume: true });
+      strictEqual(resumed.step, 2);
+      strictEqual(resumed.resumedFrom, step1);
+    }),
+});
+
+Deno.test({
+  name: "runRl() warns when held-out prompts of rl.data.evalPath are also training prompts",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const train = arithmeticPrompts("train", { size: 6, seed: 3, digits: 1, maxTerms: 2 });
+      const heldOut = arithmeticPrompts("eval", { size: 2, seed: 3, digits: 1, maxTerms: 2 });
+      const path = join(dir, "train.jsonl");
+      const evalPath = join(dir, "eval.jsonl");
+      await Deno.writeTextFile(path, jsonl(train));
+      // The held-out file: one new question, one training question, each repeated.
+      await Deno.writeTextFile(evalPath, jsonl([heldOut[0], train[4], heldOut[0], train[4]]));
+      const config = await rlConfig(dir, [...fileOverrides(path, evalPath), "--trainer.steps=1"]);
+      const lines: string[] = [];
+      const result = await runRl(config, {
+        progress: null,
+        log: (l: string) => lines.push(l),
+        evalAtStart: false,
+      });
+      ok(lines.includes(`prompts "${evalPath}": 4 rows, 2 unique prompts`), lines.join("\n"));
+      const warnings = result.warnings.filter((w) => w.includes("also training prompts"));
+      strictEqual(warnings.length, 1, result.warnings.join("\n"));
+      ok(warnings[0].startsWith(`1 of the 2 held-out prompts of "${evalPath}"`), warnings[0]);
+      ok(warnings[0].includes(JSON.stringify(train[4].question)), warnings[0]);
+    }),
+});
