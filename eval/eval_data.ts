@@ -112,6 +112,12 @@ export const ARITHMETIC_EVAL_SIZE = 200;
 export interface LoadEvalProblemsOptions {
   /** Keep the first this many problems (a positive integer); default all (arithmetic: 200). */
   limit?: number;
+  /**
+   * Told how many repeated problems a file held (same question up to whitespace and same gold,
+   * as verl's aime-2024.parquet repeats each of its 30 problems 32 times): they are dropped, the
+   * first of each kept, before `limit`. Default: not told.
+   */
+  onRepeats?: (repeats: number, rows: number) => void;
 }
 
 const BUNDLED: Record<string, { path: string; question: string; answer: string; prefix: string }> =
@@ -315,7 +321,19 @@ export async function loadEvalProblems(
     }
     throw error;
   }
-  const problems = parseEvalJsonl(text, parseOptions);
+  const parsed = parseEvalJsonl(text, parseOptions);
+  // A repeated problem would be scored as many times as it appears (and narrow the interval):
+  // the first of each is kept, keyed as trainer/rl/prompt_data.ts uniquePrompts keys prompts.
+  const seen = new Set<string>();
+  const problems = parsed.filter((p) => {
+    const key = `${p.question.replace(/\s+/g, " ").trim()}\u0000${p.gold.trim()}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  if (problems.length < parsed.length) {
+    options.onRepeats?.(parsed.length - problems.length, parsed.length);
+  }
   return limit === undefined ? problems : problems.slice(0, limit);
 }
 

@@ -79,3 +79,36 @@ Deno.test("evalTemplateMessage() renders the three templates and custom text", (
   });
   assert.equal(defaultTemplate("gsm8k"), "boxed");
 });
+
+Deno.test("loadEvalProblems() drops repeated problems (same question and gold), keeping the first, and says so", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/aime.jsonl`;
+    const row = (q: string, a: string) => JSON.stringify({ problem: q, answer: a });
+    // Two problems repeated three times (as verl's aime-2024.parquet repeats each 32 times), and
+    // a third with the first's question but another gold (kept: not the same problem).
+    const lines = [
+      row("1 + 1?", "2"),
+      row("2 + 2?", "4"),
+      row("1 +  1? ", "2"),
+      row("2 + 2?", "4"),
+    ];
+    lines.push(row("1 + 1?", "2"), row("2 + 2?", "4"), row("1 + 1?", "3"));
+    await Deno.writeTextFile(path, lines.join("\n") + "\n");
+    const told: [number, number][] = [];
+    const problems = await loadEvalProblems(path, { onRepeats: (r, n) => told.push([r, n]) });
+    assert.deepEqual(problems.map((p) => [p.id, p.gold]), [
+      ["aime/000001", "2"],
+      ["aime/000002", "4"],
+      ["aime/000007", "3"],
+    ]);
+    assert.deepEqual(told, [[4, 7]]);
+    assert.equal((await loadEvalProblems(path, { limit: 2 })).length, 2);
+    // The bundled sets hold no repeats.
+    const quiet: number[] = [];
+    await loadEvalProblems("math500", { onRepeats: (r) => quiet.push(r) });
+    assert.deepEqual(quiet, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

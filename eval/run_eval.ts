@@ -370,7 +370,14 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
       `Cannot evaluate: --adapter directory "${options.adapter}" not found`,
     );
   }
-  const problems = await loadEvalProblems(options.data, { limit: options.limit });
+  const problems = await loadEvalProblems(options.data, {
+    limit: options.limit,
+    onRepeats: (repeats, rows) =>
+      log(
+        `--data "${options.data}": ${rows} rows, ${repeats} repeating an earlier problem ` +
+          `(same question and gold): each problem is evaluated once`,
+      ),
+  });
   if (problems.length === 0) fail(`--data "${options.data}" holds no problem`);
   const dataPath = evalDataPath(options.data);
   const overlap = dataPath === null ? null : await findTrainDataOverlap(dataPath, options);
