@@ -120,7 +120,7 @@ Deno.test({
       await rejects(sync.publish(3, write(9)), /must be integers that increase/);
       await rejects(pool.generate({ ...request, adapter: "halo-v1" }), (e: unknown) => {
         ok(e instanceof RemoteEngineError && !e.retryable, String(e));
-        ok(/no up rollout server holds adapter "halo-v1": they hold/.test(e.message), e.message);
+        ok(/no rollout server holds adapter "halo-v1": they hold/.test(e.message), e.message);
         return true;
       });
       for (const c of pool.clients) {
@@ -140,6 +140,110 @@ Deno.test({
     } finally {
       await fakes.closeAll();
       for (const m of models) m.dispose();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** A fake vLLM server that can restart (losing its adapters); generation is a stub. */
+function restartable(tag: string, loads: string[]) {
+  const stub = (o: import("../model/generate.ts").GenerateOptions) =>
+    Promise.resolve(
+      {
+        sequences: o.prompts.map((p) => ({
+          tokens: [tag === "a" ? 5 : 6],
+          logprobs: Float32Array.of(-0.5),
+          modelLogprobs: Float32Array.of(-0.5),
+          stopReason: "length" as const,
+          length: 1,
+          promptLength: p.length,
+        })),
+        stats: { readbacks: 0 },
+      } as unknown as import("../model/generate.ts").GenerateResult,
+    );
+  const make = () =>
+    fakeVllmHandler({
+      generate: stub,
+      model: "arith",
+      maxModelLen: 128,
+      loadAdapter: (path) => {
+        loads.push(`${tag} ${path.split("/").at(-1)}`);
+        return Promise.resolve(stub);
+      },
+    });
+  let handler = make();
+  return {
+    handler: (r: Request) => handler(r),
+    restart: () => void (handler = make()),
+  };
+}
+
+Deno.test({
+  name: "A restarted server's lost adapter is loaded again, and requests go where it is held",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const loads: string[] = [];
+    const servers = [restartable("a", loads), restartable("b", loads)];
+    const fakes = await serveFakes(servers.map((s) => s.handler));
+    const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+    try {
+      const request = (adapter: string): RolloutRequest => ({
+        promptIds: [1, 2],
+        n: 2,
+        maxTokens: 1,
+        temperature: 1,
+        topP: 1,
+        topK: 0,
+        seed: 1,
+        stopTokenIds: [],
+        eosTokenIds: [54],
+        adapter,
+        policyVersion: 1,
+      });
+      const write = (d: string) => Deno.writeTextFile(join(d, "adapter_config.json"), "{}");
+      // One server: vLLM answers 404 "model does not exist" after a restart; the pool used to
+      // take that for a refused request and end the run.
+      const [a] = fakes.servers;
+      const single = await RolloutPool.connect([a.url], {
+        engine: "vllm",
+        vocabSize: 64,
+        fetch: fakes.fetch,
+        backoffMs: 1,
+      });
+      const sync = new AdapterSync(single.clients, { dir, prefix: "one", keep: 2 });
+      const { name } = await sync.publish(1, write);
+      servers[0].restart();
+      const choices = await single.generate(request(name));
+      strictEqual(choices.length, 2);
+      deepStrictEqual(loads, ["a one-v1", "a one-v1"]); // published, then restored
+      ok(single.clients[0].servedAdapters?.has(name));
+
+      // Two servers, one restarted: the request goes to the other, and the adapter is loaded
+      // again on the restarted one.
+      loads.length = 0;
+      const pool = await RolloutPool.connect(fakes.servers.map((s) => s.url), {
+        engine: "vllm",
+        vocabSize: 64,
+        fetch: fakes.fetch,
+        backoffMs: 1,
+      });
+      const sync2 = new AdapterSync(pool.clients, { dir, prefix: "two", keep: 2 });
+      const v1 = (await sync2.publish(1, write)).name;
+      servers[0].restart();
+      servers[1].restart(); // both lost it: the first 404 awaits its reload
+      const out = await Promise.all([0, 1, 2, 3].map(() => pool.generate(request(v1))));
+      strictEqual(out.flat().length, 8);
+      ok(pool.clients.every((c) => c.servedAdapters?.has(v1)), JSON.stringify(loads));
+      // An adapter no longer in the window is not loaded again: the 404 ends the request.
+      const v2 = (await sync2.publish(2, write)).name;
+      const v3 = (await sync2.publish(3, write)).name;
+      deepStrictEqual(sync2.loaded, [v2, v3]);
+      pool.clients[0].servedAdapters!.add(v1); // stale belief
+      pool.clients[1].servedAdapters!.add(v1);
+      await rejects(pool.generate(request(v1)), RemoteEngineError);
+    } finally {
+      await fakes.closeAll();
       await Deno.remove(dir, { recursive: true });
     }
   },
