@@ -15,6 +15,9 @@ import { fakeVllmHandler } from "./fake_vllm_server.ts";
 import { RolloutPool } from "./rollout_pool.ts";
 import { RemoteEngineError, type RolloutRequest } from "./types.ts";
 import { serveFakes } from "./test_utils.ts";
+import { peftWriter } from "./peft_writer.ts";
+import { loraTensorName } from "../adapters/lora.ts";
+import type { TrainBackend } from "../trainer/backend.ts";
 
 const BASE = "models/arithmetic-tiny";
 
@@ -244,6 +247,93 @@ Deno.test({
       await rejects(pool.generate(request(v1)), RemoteEngineError);
     } finally {
       await fakes.closeAll();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "The fake vLLM server refuses rank_pattern/alpha_pattern (vLLM ignores them); peftWriter's " +
+    "adapter loads and serves halo's adapted model",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const models: Qwen3Model[] = [];
+    const base = await loadModel(BASE, { backend: "cpu", warn: false });
+    models.push(base);
+    const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+    const fakes = await serveFakes([
+      fakeVllmHandler({
+        generate: (o) => generate(base, o),
+        model: "arith",
+        maxModelLen: 128,
+        loadAdapter: async (path) => {
+          const m = await loadModel(BASE, { backend: "cpu", warn: false, adapter: path });
+          models.push(m);
+          return (o) => generate(m, o);
+        },
+      }),
+    ]);
+    try {
+      const pool = await RolloutPool.connect([fakes.servers[0].url], {
+        engine: "vllm",
+        vocabSize: 64,
+        fetch: fakes.fetch,
+      });
+      const sync = new AdapterSync(pool.clients, { dir, keep: 2 });
+      const cfg = loraConfig({
+        r: 4,
+        loraAlpha: 8,
+        rankPattern: { "v_proj": 2 },
+        alphaPattern: { "o_proj": 2 },
+        initLoraWeights: false,
+      });
+      const lora = createLora(cfg, base.config, { seed: 3 });
+      // Written as halo saves it, vLLM would mis-scale it: the fake refuses it.
+      await rejects(sync.publish(1, (to) => savePeftAdapter(to, lora)), /rank_pattern.*v_proj/);
+      // Through peftWriter (patterns folded into B) it loads, and serves what halo's model with
+      // the original adapter samples.
+      const tree: Record<string, Float32Array> = {};
+      for (const m of lora.modules) {
+        tree[loraTensorName(m, { matrix: "A" })] = m.experts[0].a;
+        tree[loraTensorName(m, { matrix: "B" })] = m.experts[0].b;
+      }
+      const backend = { params: { tree } } as unknown as TrainBackend;
+      const { name } = await sync.publish(
+        2,
+        (to) => peftWriter(createLora(cfg, base.config, { seed: 9 }))(backend, to),
+      );
+      const own = join(dir, "own");
+      await savePeftAdapter(own, lora);
+      const adapted = await loadModel(BASE, { backend: "cpu", warn: false, adapter: own });
+      models.push(adapted);
+      const prompt = [0, 1, 2, 3, 4];
+      const served = await pool.generate({
+        promptIds: prompt,
+        n: 4,
+        maxTokens: 8,
+        temperature: 1,
+        topP: 1,
+        topK: 0,
+        seed: 3,
+        stopTokenIds: [],
+        eosTokenIds: [54],
+        adapter: name,
+        policyVersion: 2,
+      });
+      let gap = 0;
+      for (const c of served) {
+        const ids = [[...prompt, ...c.tokenIds]];
+        const a = (await adapted.tokenLogprobs({ inputIds: ids })).logprobs;
+        c.samplerLogprobs.forEach((lp, i) => {
+          gap = Math.max(gap, Math.abs(a[prompt.length - 1 + i] - lp));
+        });
+      }
+      ok(gap <= 1e-5, `served (peftWriter) vs halo's adapted model: ${gap}`);
+    } finally {
+      await fakes.closeAll();
+      for (const m of models) m.dispose();
       await Deno.remove(dir, { recursive: true });
     }
   },

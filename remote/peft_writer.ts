@@ -6,10 +6,10 @@
  * vLLM (`PEFTHelper`) and SGLang apply one scale to every module, computed from `r`, `lora_alpha`
  * (and, in vLLM, `use_rslora`), and ignore `rank_pattern` / `alpha_pattern`; halo scales each
  * module by its own `alpha_m / r_m`. So the served adapter folds each module's scale into its B
- * (`B_m · scale_m`), pads every module to the largest rank R with zero rows of A and zero columns
- * of B (`B·A` unchanged; vLLM pads to `--max-lora-rank` anyway), and writes `r = lora_alpha = R`,
- * `use_rslora: false` and empty patterns: every reader's scale is 1, and each module's
- * `scale·B·A` is halo's. Servers need `--max-lora-rank ≥ R` (the largest rank of the config).
+ * (`B_m · scale_m`), pads every module to rank R (the largest of `r` and every module's rank) with
+ * zero rows of A and zero columns of B (`B·A` unchanged; vLLM pads to `--max-lora-rank` anyway),
+ * and writes `r = lora_alpha = R`, `use_rslora: false` and empty patterns: every reader's scale is
+ * 1, and each module's `scale·B·A` is halo's. Servers need `--max-lora-rank ≥ R`.
  *
  * The backend's host parameters must be current: true on the CPU and with the host optimizer;
  * with AdamW on the GPU (`trainer.optimizer: device`) the host copy is stale between
@@ -83,7 +83,7 @@ export function peftWriter(
  * (zero-padded), its scale folded into B, and a config whose global scale is 1.
  */
 function servedForm(lora: Lora): Lora {
-  const rank = Math.max(...lora.modules.map((m) => m.experts[0].r));
+  const rank = Math.max(lora.config.r, ...lora.modules.map((m) => m.experts[0].r));
   const modules = lora.modules.map((m): LoraModule => {
     const e = m.experts[0];
     const a = new Float32Array(rank * m.inFeatures);
