@@ -124,6 +124,7 @@ export class AdapterSync {
   #clients: readonly RolloutClient[];
   #options: AdapterSyncOptions;
   #loaded: { name: string; version: number }[] = [];
+  #restoring = new Map<string, Promise<void>>();
 
   /**
    * Makes the synchronizer.
@@ -141,6 +142,43 @@ export class AdapterSync {
     for (const c of clients) routes(c);
     this.#clients = clients;
     this.#options = options;
+    for (const c of clients) c.restoreAdapter = (name) => this.#restore(c, name);
+  }
+
+  /** The path a server reads version `name` from. */
+  #serverPath(name: string): string {
+    return (this.#options.serverPath ?? ((p) => p))(join(this.#options.dir, name));
+  }
+
+  /**
+   * Loads a version in the window again on one server (it lost it: restarted); concurrent calls
+   * for the same server and name share one load.
+   */
+  #restore(client: RolloutClient, name: string): Promise<void> {
+    const key = `${client.url} ${name}`;
+    let running = this.#restoring.get(key);
+    if (running === undefined) {
+      running = (async () => {
+        if (!this.#loaded.some((x) => x.name === name)) {
+          throw new RemoteEngineError(
+            client.url,
+            `cannot load adapter "${name}" again: it is no longer in the window (${
+              JSON.stringify(this.loaded)
+            })`,
+            { retryable: false },
+          );
+        }
+        const r = routes(client);
+        await client.request(
+          r.load,
+          { lora_name: name, lora_path: this.#serverPath(name), ...r.extra },
+          { text: true },
+        );
+        (client.servedAdapters ??= new Set()).add(name);
+      })().finally(() => this.#restoring.delete(key));
+      this.#restoring.set(key, running);
+    }
+    return running;
   }
 
   /** The newest published version, or `null`. */
@@ -189,7 +227,7 @@ export class AdapterSync {
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
       throw error;
     }
-    const lora_path = (this.#options.serverPath ?? ((p) => p))(path);
+    const lora_path = this.#serverPath(name);
     const loads = await Promise.allSettled(this.#clients.map((c) => {
       const r = routes(c);
       return c.request(r.load, { lora_name: name, lora_path, ...r.extra }, { text: true });

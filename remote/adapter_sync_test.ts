@@ -15,6 +15,9 @@ import { fakeVllmHandler } from "./fake_vllm_server.ts";
 import { RolloutPool } from "./rollout_pool.ts";
 import { RemoteEngineError, type RolloutRequest } from "./types.ts";
 import { serveFakes } from "./test_utils.ts";
+import { peftWriter } from "./peft_writer.ts";
+import { loraTensorName } from "../adapters/lora.ts";
+import type { TrainBackend } from "../trainer/backend.ts";
 
 const BASE = "models/arithmetic-tiny";
 
@@ -120,7 +123,7 @@ Deno.test({
       await rejects(sync.publish(3, write(9)), /must be integers that increase/);
       await rejects(pool.generate({ ...request, adapter: "halo-v1" }), (e: unknown) => {
         ok(e instanceof RemoteEngineError && !e.retryable, String(e));
-        ok(/no up rollout server holds adapter "halo-v1": they hold/.test(e.message), e.message);
+        ok(/no rollout server holds adapter "halo-v1": they hold/.test(e.message), e.message);
         return true;
       });
       for (const c of pool.clients) {
@@ -137,6 +140,197 @@ Deno.test({
         },
       );
       strictEqual(sync.current?.name, "halo-v3");
+    } finally {
+      await fakes.closeAll();
+      for (const m of models) m.dispose();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** A fake vLLM server that can restart (losing its adapters); generation is a stub. */
+function restartable(tag: string, loads: string[]) {
+  const stub = (o: import("../model/generate.ts").GenerateOptions) =>
+    Promise.resolve(
+      {
+        sequences: o.prompts.map((p) => ({
+          tokens: [tag === "a" ? 5 : 6],
+          logprobs: Float32Array.of(-0.5),
+          modelLogprobs: Float32Array.of(-0.5),
+          stopReason: "length" as const,
+          length: 1,
+          promptLength: p.length,
+        })),
+        stats: { readbacks: 0 },
+      } as unknown as import("../model/generate.ts").GenerateResult,
+    );
+  const make = () =>
+    fakeVllmHandler({
+      generate: stub,
+      model: "arith",
+      maxModelLen: 128,
+      loadAdapter: (path) => {
+        loads.push(`${tag} ${path.split("/").at(-1)}`);
+        return Promise.resolve(stub);
+      },
+    });
+  let handler = make();
+  return {
+    handler: (r: Request) => handler(r),
+    restart: () => void (handler = make()),
+  };
+}
+
+Deno.test({
+  name: "A restarted server's lost adapter is loaded again, and requests go where it is held",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const loads: string[] = [];
+    const servers = [restartable("a", loads), restartable("b", loads)];
+    const fakes = await serveFakes(servers.map((s) => s.handler));
+    const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+    try {
+      const request = (adapter: string): RolloutRequest => ({
+        promptIds: [1, 2],
+        n: 2,
+        maxTokens: 1,
+        temperature: 1,
+        topP: 1,
+        topK: 0,
+        seed: 1,
+        stopTokenIds: [],
+        eosTokenIds: [54],
+        adapter,
+        policyVersion: 1,
+      });
+      const write = (d: string) => Deno.writeTextFile(join(d, "adapter_config.json"), "{}");
+      // One server: vLLM answers 404 "model does not exist" after a restart; the pool used to
+      // take that for a refused request and end the run.
+      const [a] = fakes.servers;
+      const single = await RolloutPool.connect([a.url], {
+        engine: "vllm",
+        vocabSize: 64,
+        fetch: fakes.fetch,
+        backoffMs: 1,
+      });
+      const sync = new AdapterSync(single.clients, { dir, prefix: "one", keep: 2 });
+      const { name } = await sync.publish(1, write);
+      servers[0].restart();
+      const choices = await single.generate(request(name));
+      strictEqual(choices.length, 2);
+      deepStrictEqual(loads, ["a one-v1", "a one-v1"]); // published, then restored
+      ok(single.clients[0].servedAdapters?.has(name));
+
+      // Two servers, one restarted: the request goes to the other, and the adapter is loaded
+      // again on the restarted one.
+      loads.length = 0;
+      const pool = await RolloutPool.connect(fakes.servers.map((s) => s.url), {
+        engine: "vllm",
+        vocabSize: 64,
+        fetch: fakes.fetch,
+        backoffMs: 1,
+      });
+      const sync2 = new AdapterSync(pool.clients, { dir, prefix: "two", keep: 2 });
+      const v1 = (await sync2.publish(1, write)).name;
+      servers[0].restart();
+      servers[1].restart(); // both lost it: the first 404 awaits its reload
+      const out = await Promise.all([0, 1, 2, 3].map(() => pool.generate(request(v1))));
+      strictEqual(out.flat().length, 8);
+      ok(pool.clients.every((c) => c.servedAdapters?.has(v1)), JSON.stringify(loads));
+      // An adapter no longer in the window is not loaded again: the 404 ends the request.
+      const v2 = (await sync2.publish(2, write)).name;
+      const v3 = (await sync2.publish(3, write)).name;
+      deepStrictEqual(sync2.loaded, [v2, v3]);
+      pool.clients[0].servedAdapters!.add(v1); // stale belief
+      pool.clients[1].servedAdapters!.add(v1);
+      await rejects(pool.generate(request(v1)), RemoteEngineError);
+    } finally {
+      await fakes.closeAll();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "The fake vLLM server refuses rank_pattern/alpha_pattern (vLLM ignores them); peftWriter's " +
+    "adapter loads and serves halo's adapted model",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const models: Qwen3Model[] = [];
+    const base = await loadModel(BASE, { backend: "cpu", warn: false });
+    models.push(base);
+    const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+    const fakes = await serveFakes([
+      fakeVllmHandler({
+        generate: (o) => generate(base, o),
+        model: "arith",
+        maxModelLen: 128,
+        loadAdapter: async (path) => {
+          const m = await loadModel(BASE, { backend: "cpu", warn: false, adapter: path });
+          models.push(m);
+          return (o) => generate(m, o);
+        },
+      }),
+    ]);
+    try {
+      const pool = await RolloutPool.connect([fakes.servers[0].url], {
+        engine: "vllm",
+        vocabSize: 64,
+        fetch: fakes.fetch,
+      });
+      const sync = new AdapterSync(pool.clients, { dir, keep: 2 });
+      const cfg = loraConfig({
+        r: 4,
+        loraAlpha: 8,
+        rankPattern: { "v_proj": 2 },
+        alphaPattern: { "o_proj": 2 },
+        initLoraWeights: false,
+      });
+      const lora = createLora(cfg, base.config, { seed: 3 });
+      // Written as halo saves it, vLLM would mis-scale it: the fake refuses it.
+      await rejects(sync.publish(1, (to) => savePeftAdapter(to, lora)), /rank_pattern.*v_proj/);
+      // Through peftWriter (patterns folded into B) it loads, and serves what halo's model with
+      // the original adapter samples.
+      const tree: Record<string, Float32Array> = {};
+      for (const m of lora.modules) {
+        tree[loraTensorName(m, { matrix: "A" })] = m.experts[0].a;
+        tree[loraTensorName(m, { matrix: "B" })] = m.experts[0].b;
+      }
+      const backend = { params: { tree } } as unknown as TrainBackend;
+      const { name } = await sync.publish(
+        2,
+        (to) => peftWriter(createLora(cfg, base.config, { seed: 9 }))(backend, to),
+      );
+      const own = join(dir, "own");
+      await savePeftAdapter(own, lora);
+      const adapted = await loadModel(BASE, { backend: "cpu", warn: false, adapter: own });
+      models.push(adapted);
+      const prompt = [0, 1, 2, 3, 4];
+      const served = await pool.generate({
+        promptIds: prompt,
+        n: 4,
+        maxTokens: 8,
+        temperature: 1,
+        topP: 1,
+        topK: 0,
+        seed: 3,
+        stopTokenIds: [],
+        eosTokenIds: [54],
+        adapter: name,
+        policyVersion: 2,
+      });
+      let gap = 0;
+      for (const c of served) {
+        const ids = [[...prompt, ...c.tokenIds]];
+        const a = (await adapted.tokenLogprobs({ inputIds: ids })).logprobs;
+        c.samplerLogprobs.forEach((lp, i) => {
+          gap = Math.max(gap, Math.abs(a[prompt.length - 1 + i] - lp));
+        });
+      }
+      ok(gap <= 1e-5, `served (peftWriter) vs halo's adapted model: ${gap}`);
     } finally {
       await fakes.closeAll();
       for (const m of models) m.dispose();

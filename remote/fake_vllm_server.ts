@@ -42,7 +42,10 @@ export interface FakeVllmOptions {
   /**
    * Loads a PEFT adapter directory for `POST /v1/load_lora_adapter` (vLLM with
    * `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`) and returns its generator; without it the adapter
-   * routes answer 404.
+   * routes answer 404. vLLM's `PEFTHelper` applies one scale (`lora_alpha / r`) to every module
+   * and ignores `rank_pattern` / `alpha_pattern`, which a loader such as halo's would honour: so
+   * the fake refuses (HTTP 400) an `adapter_config.json` with a non-empty pattern, where vLLM would
+   * silently serve a differently scaled adapter.
    */
   loadAdapter?: (path: string) => Promise<(options: GenerateOptions) => Promise<GenerateResult>>;
 }
@@ -78,6 +81,23 @@ function error(status: number, message: string): Response {
     { object: "error", message, type: "BadRequestError", param: null, code: status },
     { status },
   );
+}
+
+/** The non-empty `rank_pattern` / `alpha_pattern` of an adapter directory, or `null`. */
+async function readPatterns(dir: string): Promise<string | null> {
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(await Deno.readTextFile(`${dir}/adapter_config.json`));
+  } catch {
+    return null; // the loader reports a missing or bad config
+  }
+  const found = (["rank_pattern", "alpha_pattern"] as const).filter((k) => {
+    const v = config?.[k];
+    return typeof v === "object" && v !== null && Object.keys(v).length > 0;
+  });
+  return found.length === 0
+    ? null
+    : found.map((k) => `${k} ${JSON.stringify(config[k])}`).join(" and ");
 }
 
 /**
@@ -130,6 +150,14 @@ export function fakeVllmHandler(options: FakeVllmOptions): (request: Request) =>
           400,
           `The lora adapter '${name}' has already been loaded. If you want to load the ` +
             `adapter in place, set 'load_inplace' to True.`,
+        );
+      }
+      const patterns = await readPatterns(String(body.lora_path));
+      if (patterns !== null) {
+        return error(
+          400,
+          `Loading lora ${name} failed: the fake applies vLLM's one-scale rule (PEFTHelper ` +
+            `ignores rank_pattern/alpha_pattern), and the adapter has ${patterns}`,
         );
       }
       try {

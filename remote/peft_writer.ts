@@ -1,7 +1,15 @@
 /**
  * Writes the train backend's current LoRA parameters as a PEFT adapter directory, for
  * {@linkcode AdapterSync.publish}: the values are copied into a scratch {@linkcode Lora} built
- * with the run's LoRA config, which `savePeftAdapter` writes.
+ * with the run's LoRA config, and written in the form inference engines read the same way as halo.
+ *
+ * vLLM (`PEFTHelper`) and SGLang apply one scale to every module, computed from `r`, `lora_alpha`
+ * (and, in vLLM, `use_rslora`), and ignore `rank_pattern` / `alpha_pattern`; halo scales each
+ * module by its own `alpha_m / r_m`. So the served adapter folds each module's scale into its B
+ * (`B_m · scale_m`), pads every module to rank R (the largest of `r` and every module's rank) with
+ * zero rows of A and zero columns of B (`B·A` unchanged; vLLM pads to `--max-lora-rank` anyway),
+ * and writes `r = lora_alpha = R`, `use_rslora: false` and empty patterns: every reader's scale is
+ * 1, and each module's `scale·B·A` is halo's. Servers need `--max-lora-rank ≥ R`.
  *
  * The backend's host parameters must be current: true on the CPU and with the host optimizer;
  * with AdamW on the GPU (`trainer.optimizer: device`) the host copy is stale between
@@ -10,7 +18,7 @@
  *
  * @module
  */
-import type { Lora } from "../adapters/lora.ts";
+import type { Lora, LoraModule } from "../adapters/lora.ts";
 import { savePeftAdapter } from "../adapters/peft_io.ts";
 import { loraTensorName } from "../model/adapter_types.ts";
 import type { TrainBackend } from "../trainer/backend.ts";
@@ -64,6 +72,35 @@ export function peftWriter(
         target.set(value);
       }
     }
-    await savePeftAdapter(dir, scratch, { baseModelNameOrPath: options.baseModelNameOrPath });
+    await savePeftAdapter(dir, servedForm(scratch), {
+      baseModelNameOrPath: options.baseModelNameOrPath,
+    });
   };
+}
+
+/**
+ * The adapter as engines with one global LoRA scale read it: every module at the largest rank R
+ * (zero-padded), its scale folded into B, and a config whose global scale is 1.
+ */
+function servedForm(lora: Lora): Lora {
+  const rank = Math.max(lora.config.r, ...lora.modules.map((m) => m.experts[0].r));
+  const modules = lora.modules.map((m): LoraModule => {
+    const e = m.experts[0];
+    const a = new Float32Array(rank * m.inFeatures);
+    a.set(e.a); // rows r..R-1 stay zero
+    const b = new Float32Array(m.outFeatures * rank);
+    for (let o = 0; o < m.outFeatures; o++) {
+      for (let j = 0; j < e.r; j++) b[o * rank + j] = e.b[o * e.r + j] * e.scale;
+    }
+    return { ...m, experts: [{ a, b, r: rank, scale: 1 }] };
+  });
+  const config = {
+    ...lora.config,
+    r: rank,
+    loraAlpha: rank,
+    useRslora: false,
+    rankPattern: {},
+    alphaPattern: {},
+  };
+  return { config, modules };
 }

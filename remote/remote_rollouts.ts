@@ -140,6 +140,7 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
     const sample = remoteSampleGroups(pool, {
       adapter: () => adapters.current?.name ?? null,
       policyVersion: () => version,
+      onWarning: (message) => warnings.push(message),
     });
     const preflights = [...pool.preflights()].map(([url, p]) =>
       `${url} (${p.model}, max length ${p.maxModelLen ?? "?"}, ${p.logprobs} log-probs)`

@@ -12,7 +12,9 @@
  * `--logprobs-mode raw_logprobs`, llama.cpp) and T = 1, or processed (vLLM `--logprobs-mode
  * processed_logprobs`, SGLang) without top-p/top-k: a server whose preflight found processed
  * log-probs is refused when the sampling truncates (top-p < 1 or top-k > 0), and one whose
- * preflight found raw log-probs is refused at T ≠ 1.
+ * preflight found raw log-probs is refused at T ≠ 1. At T ≠ 1 a server whose kind is not known
+ * (no preflight, or a probe that drew no common token) gets a warning (`onWarning`, once per
+ * server): raw log-probs there would make π_sampler the untempered model's.
  *
  * @module
  */
@@ -71,6 +73,8 @@ export interface RemoteSampleGroupsOptions {
   microBatchSize?: number;
   /** Called once per generation batch. */
   onBatch?: (batch: RemoteBatch) => void;
+  /** Receives warnings (a server whose log-prob kind is unknown at T ≠ 1); default `console.warn`. */
+  onWarning?: (message: string) => void;
   /**
    * Publish the train backend's adapter at the start of every step (a call with `firstGroup` 0:
    * runRl numbers groups from 0 each step, so the previous step's update is in the backend) and
@@ -117,6 +121,8 @@ export function remoteSampleGroups(
   prompts: readonly (readonly number[])[],
   sampling: SampleGroupsOptions,
 ) => Promise<SampledGroups> {
+  const warned = new Set<string>();
+  const warn = options.onWarning ?? ((m: string) => console.warn(m));
   return async (backend, prompts, sampling) => {
     const topP = sampling.topP ?? 1;
     const topK = sampling.topK ?? 0;
@@ -140,6 +146,23 @@ export function remoteSampleGroups(
             `${sampling.temperature} and halo's old log-probs are those of ` +
             `softmax(logits / temperature): start vLLM with --logprobs-mode ` +
             `processed_logprobs (without top-p/top-k), or sample at temperature 1`,
+        );
+      }
+    }
+    if (sampling.temperature !== 1) {
+      for (const client of pool.clients) {
+        const kind = client.preflightResult?.logprobs ?? "unknown";
+        if (kind !== "unknown" || warned.has(client.url)) continue;
+        warned.add(client.url);
+        warn(
+          `rollout server "${client.url}": its log-probs are not known to be raw or processed ` +
+            `(${
+              client.preflightResult === null ? "no preflight" : "the probe drew no common token"
+            }` +
+            `), and the rollouts are sampled at temperature ${sampling.temperature}: if it reports ` +
+            `raw log-probs (vLLM's default), π_sampler is the untempered model's and the old ` +
+            `log-probs are wrong; start vLLM with --logprobs-mode processed_logprobs, or keep ` +
+            `"rl.rollout.preflight" on with a probe prompt`,
         );
       }
     }

@@ -9,6 +9,7 @@ import { fakeVllmHandler } from "./fake_vllm_server.ts";
 import { remoteSampleGroups } from "./remote_sample_groups.ts";
 import { forwardPass } from "../trainer/rl/forward_pass.ts";
 import { RolloutPool } from "./rollout_pool.ts";
+import { RolloutClient } from "./rollout_client.ts";
 import { serveFakes } from "./test_utils.ts";
 
 const files = arithmeticTokenizerFiles();
@@ -134,6 +135,27 @@ Deno.test({
         }
       });
       ok(gap > 1e-3, `processed log-probs at 0.7 vs the untempered forward: ${gap}`);
+
+      // Without a preflight the kind is unknown: at temperature 0.7 the run goes on with one
+      // warning per server (the raw server here would give the untempered model's log-probs);
+      // at temperature 1 there is nothing to warn about.
+      const url = fakes.servers[0].url;
+      const blind = new RolloutPool([
+        new RolloutClient(url, {
+          engine: "vllm",
+          vocabSize: 64,
+          model: "arith",
+          fetch: fakes.fetch,
+        }),
+      ]);
+      const warnings: string[] = [];
+      const sampleBlind = remoteSampleGroups(blind, { onWarning: (m) => warnings.push(m) });
+      await sampleBlind(backend, prompts, { ...sampling, temperature: 1 });
+      strictEqual(warnings.length, 0);
+      await sampleBlind(backend, prompts, sampling);
+      await sampleBlind(backend, prompts, sampling);
+      strictEqual(warnings.length, 1, JSON.stringify(warnings));
+      ok(warnings[0].includes(`"${url}"`) && /no preflight.*temperature 0\.7/.test(warnings[0]));
     } finally {
       await fakes.closeAll();
       backend.dispose();

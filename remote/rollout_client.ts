@@ -39,8 +39,14 @@ export interface RolloutClientOptions {
   model?: string;
   /** The `fetch` to use (tests route it to in-process servers); default `globalThis.fetch`. */
   fetch?: typeof fetch;
-  /** Milliseconds per HTTP request before it is aborted; default 120 000. */
+  /**
+   * Milliseconds per HTTP request before it is aborted; default 120 000. A completion request
+   * gets `timeoutPerTokenMs` more per requested token (`maxTokens`), since a long chain of
+   * thought takes that many decode steps.
+   */
   timeoutMs?: number;
+  /** Extra milliseconds of a completion request's timeout per requested token; default 50. */
+  timeoutPerTokenMs?: number;
   /** Re-requests of bad choices before giving up on the request; default 2. */
   choiceRetries?: number;
   /** A bearer token (vLLM/SGLang `--api-key`). */
@@ -141,6 +147,12 @@ export class RolloutClient {
    * not tracked, so the pool sends it requests for any adapter.
    */
   servedAdapters: Set<string> | null = null;
+  /**
+   * Loads a tracked adapter again on this server (set by {@linkcode AdapterSync}): the pool calls
+   * it when the server answers 404 for an adapter it held (a restarted server lost it); `null`
+   * (default): none.
+   */
+  restoreAdapter: ((name: string) => Promise<void>) | null = null;
   #options: RolloutClientOptions;
   #fetch: typeof fetch;
   #outstanding = 0;
@@ -175,17 +187,17 @@ export class RolloutClient {
    * @param path The path.
    * @param body The JSON body of a POST, or `null` for a GET.
    * @param options `signal` aborts the request; `text: true` returns the body unparsed (vLLM's
-   *   adapter routes answer plain text).
+   *   adapter routes answer plain text); `timeoutMs` replaces the client's.
    * @returns The parsed body, or its text.
    * @throws {RemoteEngineError} On a network error, timeout, HTTP error or a non-JSON body.
    */
   async request(
     path: string,
     body: unknown,
-    options: { signal?: AbortSignal; text?: boolean } = {},
+    options: { signal?: AbortSignal; text?: boolean; timeoutMs?: number } = {},
   ): Promise<unknown> {
     const signal = options.signal;
-    const timeoutMs = this.#options.timeoutMs ?? 120_000;
+    const timeoutMs = options.timeoutMs ?? this.#options.timeoutMs ?? 120_000;
     const signals = [AbortSignal.timeout(timeoutMs), ...(signal ? [signal] : [])];
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (this.#options.apiKey) headers.authorization = `Bearer ${this.#options.apiKey}`;
@@ -218,7 +230,7 @@ export class RolloutClient {
         throw new RemoteEngineError(
           this.url,
           `${where} answered HTTP ${response.status}: ${text.slice(0, 300)}`,
-          { retryable },
+          { retryable, status: response.status },
         );
       }
       if (options.text) return text;
@@ -317,6 +329,23 @@ export class RolloutClient {
         `Cannot send the rollout request to "${this.url}": no model: pass "model" or run preflight()`,
       );
     }
+    const found = this.preflightResult?.logprobs;
+    if (found === "processed" && (request.topP !== 1 || request.topK !== 0)) {
+      throw new RangeError(
+        `Cannot send the rollout request to "${this.url}": it reports processed log-probs, but ` +
+          `the request truncates (top-p ${request.topP}, top-k ${request.topK}) and halo's old ` +
+          `log-probs are those of softmax(logits / temperature) without truncation`,
+      );
+    }
+    if (found === "raw" && request.temperature !== 1) {
+      throw new RangeError(
+        `Cannot send the rollout request to "${this.url}": it reports raw log-probs, but the ` +
+          `request samples at temperature ${request.temperature} (start vLLM with ` +
+          `--logprobs-mode processed_logprobs, or sample at temperature 1)`,
+      );
+    }
+    const timeoutMs = (this.#options.timeoutMs ?? 120_000) +
+      (this.#options.timeoutPerTokenMs ?? 50) * request.maxTokens;
     const out: (RolloutChoice | undefined)[] = new Array(request.n).fill(undefined);
     const problems: string[] = [];
     const retries = this.#options.choiceRetries ?? 2;
@@ -333,7 +362,7 @@ export class RolloutClient {
       }
       const sub = { ...request, n: missing.length, seed: retrySeed(request.seed, attempt) };
       const { path, body } = this.backend.completionRequest(sub, model);
-      const json = await this.request(path, body, { signal });
+      const json = await this.request(path, body, { signal, timeoutMs });
       let raws: (ReturnType<EngineBackend["parseCompletion"]>[number])[];
       try {
         raws = this.backend.parseCompletion(json, sub);

@@ -127,8 +127,15 @@ Deno.test("RolloutClient.request() classifies HTTP, network and timeout failures
     model: "m",
     fetch: hang,
     timeoutMs: 50,
+    timeoutPerTokenMs: 5,
   });
-  await rejects(slow.generate(REQUEST), /no answer to POST \/v1\/completions within 50 ms/);
+  // A completion's timeout grows with the tokens it may generate: 50 + 5 · maxTokens ms.
+  const within = 50 + 5 * REQUEST.maxTokens;
+  await rejects(
+    slow.generate(REQUEST),
+    new RegExp(`no answer to POST /v1/completions within ${within} ms`),
+  );
+  await rejects(slow.request("/v1/models", null), /no answer to GET \/v1\/models within 50 ms/);
   await rejects(
     slow.generate({ ...REQUEST, temperature: 0, n: 0 }),
     /n must be an integer ≥ 1: got 0; temperature must be > 0: got 0/,

@@ -2,7 +2,16 @@
  * A pool of rollout servers: each request (a prompt's G samples as one `n = G` request) goes to
  * the server with the fewest outstanding requests; a transport failure or a server whose choices
  * stay bad marks that server down for a while and the request goes, after a backoff, to the
- * others; when every server is down the error names each one and why.
+ * others. When every server that could take the request is down, the retry goes to the one whose
+ * down time ends first (so one server, or a burst of failures, still gets its `attempts`); when
+ * the attempts run out with every server down the error names each one and why.
+ *
+ * A server that failed the preflight at connect (e.g. still loading its weights) gets no request
+ * until a preflight passes: it is retried, once its down time is over, right before its first
+ * request. At most `maxSeqsInFlight` sequences (the requests' `n`) are in flight per server; the
+ * others wait in the pool, where no timeout runs. A server that answers HTTP 404 for an adapter it
+ * held (restarted, so it lost its adapters) no longer counts as holding it: the request goes to a
+ * server that does, and the adapter is loaded again there (`RolloutClient.restoreAdapter`).
  *
  * @module
  */
@@ -29,8 +38,16 @@ export interface RolloutPoolOptions {
   attempts?: number;
   /** The first retry's wait, doubling per retry; default 250 ms. */
   backoffMs?: number;
-  /** How long a failed server is skipped; default 10 000 ms. */
+  /**
+   * How long a failed server is skipped while another server can take the request; default
+   * 10 000 ms.
+   */
   downMs?: number;
+  /**
+   * Sequences (the sum of the requests' `n`) in flight per server; more wait in the pool. A
+   * request larger than this still goes alone. Default 256 (vLLM's `--max-num-seqs`).
+   */
+  maxSeqsInFlight?: number;
   /** The clock (tests); default `performance.now`. */
   now?: () => number;
 }
@@ -68,6 +85,12 @@ interface Slot {
   requests: number;
   failures: number;
   lastError: string | null;
+  /** Whether its preflight passed (or none is needed): else one runs before its next request. */
+  ready: boolean;
+  /** The preflight in progress, shared by concurrent requests. */
+  preflighting: Promise<unknown> | null;
+  /** Sequences in flight. */
+  seqs: number;
 }
 
 /**
@@ -100,17 +123,24 @@ export interface ConnectPoolOptions
  */
 export class RolloutPool {
   #slots: Slot[];
-  #options: RolloutPoolOptions;
+  #options: RolloutPoolOptions & PreflightOptions;
   #now: () => number;
   #turn = 0;
+  #waiters: (() => void)[] = [];
+  /** Adapter loads in progress on servers that lost them, per adapter name. */
+  #restores = new Map<string, Set<Promise<void>>>();
 
   /**
    * Makes a pool over the servers.
    *
    * @param clients One client per server (preflight already run, or a `model` given).
-   * @param options Retries, backoff, how long a failed server is skipped.
+   * @param options Retries, backoff, how long a failed server is skipped, the sequences in
+   *   flight per server, and the preflight's probe (for servers that failed it at connect).
    */
-  constructor(clients: readonly RolloutClient[], options: RolloutPoolOptions = {}) {
+  constructor(
+    clients: readonly RolloutClient[],
+    options: RolloutPoolOptions & PreflightOptions = {},
+  ) {
     if (clients.length === 0) throw new RangeError("Cannot create a rollout pool: no servers");
     this.#slots = clients.map((client) => ({
       client,
@@ -118,6 +148,9 @@ export class RolloutPool {
       requests: 0,
       failures: 0,
       lastError: null,
+      ready: true,
+      preflighting: null,
+      seqs: 0,
     }));
     this.#options = options;
     this.#now = options.now ?? (() => performance.now());
@@ -137,7 +170,10 @@ export class RolloutPool {
     const pool = new RolloutPool(clients, options);
     const results = await Promise.allSettled(clients.map((c) => c.preflight(options)));
     results.forEach((r, i) => {
-      if (r.status === "rejected") pool.#fail(pool.#slots[i], r.reason);
+      if (r.status === "rejected") {
+        pool.#fail(pool.#slots[i], r.reason);
+        pool.#slots[i].ready = false; // preflight again before its first request
+      }
     });
     if (results.every((r) => r.status === "rejected")) throw pool.#allDown("at connect");
     return pool;
@@ -184,34 +220,86 @@ export class RolloutPool {
     slot.downUntil = this.#now() + (this.#options.downMs ?? 10_000);
   }
 
-  #allDown(when: string): RemoteEngineError {
+  #allDown(when: string, cause?: unknown): RemoteEngineError {
     const lines = this.#slots.map((s) =>
       `"${s.client.url}": ${s.lastError ?? "no error recorded"}`
     );
     return new RemoteEngineError(
       this.#slots.map((s) => s.client.url).join(", "),
       `all ${this.#slots.length} rollout servers are down ${when}: ${lines.join("; ")}`,
-      { retryable: false },
+      { retryable: false, cause },
     );
   }
 
+  /** Whether the slot may serve the adapter (it holds it, or its adapters are not tracked). */
+  #holds(slot: Slot, adapter: string | null): boolean {
+    const held = slot.client.servedAdapters;
+    return adapter === null || held === null || held.has(adapter);
+  }
+
   /**
-   * The up server with the fewest outstanding requests (ties: round robin) among those that hold
-   * the adapter (when the server's adapters are tracked).
+   * The up server with the fewest outstanding requests (ties: round robin) among those that may
+   * serve the adapter and have room for `n` more sequences; `"full"` when every such up server is
+   * full; `null` when none is up.
    */
-  #pick(adapter: string | null): Slot | null {
+  #pick(adapter: string | null, n: number): Slot | "full" | null {
     const now = this.#now();
-    const n = this.#slots.length;
+    const cap = this.#options.maxSeqsInFlight ?? 256;
+    const count = this.#slots.length;
     let best: Slot | null = null;
-    for (let k = 0; k < n; k++) {
-      const slot = this.#slots[(this.#turn + k) % n];
-      if (slot.downUntil > now) continue;
-      const held = slot.client.servedAdapters;
-      if (adapter !== null && held !== null && !held.has(adapter)) continue;
+    let full = false;
+    for (let k = 0; k < count; k++) {
+      const slot = this.#slots[(this.#turn + k) % count];
+      if (slot.downUntil > now || !this.#holds(slot, adapter)) continue;
+      if (slot.seqs > 0 && slot.seqs + n > cap) {
+        full = true;
+        continue;
+      }
       if (best === null || slot.client.outstanding < best.client.outstanding) best = slot;
     }
-    this.#turn = (this.#turn + 1) % n;
-    return best;
+    this.#turn = (this.#turn + 1) % count;
+    return best ?? (full ? "full" : null);
+  }
+
+  /** Waits until some request of the pool ends. */
+  #waitRelease(): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  #release(slot: Slot, n: number): void {
+    slot.seqs -= n;
+    for (const wake of this.#waiters.splice(0)) wake();
+  }
+
+  /** Runs the preflight of a server that has not passed it (once for concurrent requests). */
+  async #preflight(slot: Slot): Promise<void> {
+    slot.preflighting ??= slot.client.preflight(this.#options).finally(() => {
+      slot.preflighting = null;
+    });
+    await slot.preflighting;
+    slot.ready = true;
+  }
+
+  /** Runs `restore(name)`, registered so requests that find no holder wait for it. */
+  #restore(restore: (name: string) => Promise<void>, name: string): Promise<void> {
+    const set = this.#restores.get(name) ?? new Set<Promise<void>>();
+    this.#restores.set(name, set);
+    const running = restore(name).finally(() => {
+      set.delete(running);
+      if (set.size === 0 && this.#restores.get(name) === set) this.#restores.delete(name);
+    });
+    set.add(running);
+    return running;
+  }
+
+  /**
+   * Whether `error` is a tracked server's 404 for the request's adapter (vLLM: "The model
+   * `<name>` does not exist." after a restart): the pool only sends it requests for adapters it
+   * was told the server holds.
+   */
+  #lostAdapter(slot: Slot, error: unknown, adapter: string | null): boolean {
+    return adapter !== null && error instanceof RemoteEngineError && error.status === 404 &&
+      error.message.includes(adapter) && slot.client.servedAdapters !== null;
   }
 
   /**
@@ -220,36 +308,95 @@ export class RolloutPool {
    * @param request The rollout request (`n` = the group size).
    * @returns `request.n` validated choices.
    * @throws {RemoteEngineError} On a non-retryable failure (an HTTP 4xx: the request is wrong
-   *   for the server), or when every server is down or the attempts ran out (naming the servers).
+   *   for the server), when no server holds the request's adapter, or when the attempts ran out
+   *   (naming every server and its last error when all are down).
    * @throws {RangeError} When the request itself is invalid.
    */
   async generate(request: RolloutRequest): Promise<RolloutChoice[]> {
     const attempts = this.#options.attempts ?? 4;
     const backoff = this.#options.backoffMs ?? 250;
+    const adapter = request.adapter;
     let last: unknown = null;
     for (let attempt = 0; attempt < attempts; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, backoff * 2 ** (attempt - 1)));
-      const slot = this.#pick(request.adapter);
-      if (slot === null) {
-        const now = this.#now();
-        const up = this.#slots.filter((s) => s.downUntil <= now);
-        if (up.length === 0) throw this.#allDown(`after ${attempt} attempts`);
-        throw new RemoteEngineError(
-          up.map((s) => s.client.url).join(", "),
-          `no up rollout server holds adapter "${request.adapter}": they hold ` +
-            up.map((s) => JSON.stringify([...s.client.servedAdapters ?? []])).join(", "),
-          { retryable: false },
-        );
+      let slot: Slot;
+      for (;;) {
+        const picked = this.#pick(adapter, request.n);
+        if (picked === "full") {
+          await this.#waitRelease();
+          continue;
+        }
+        if (picked !== null) {
+          slot = picked;
+          break;
+        }
+        const holders = this.#slots.filter((s) => this.#holds(s, adapter));
+        const restoring = adapter === null ? undefined : this.#restores.get(adapter);
+        if (holders.length === 0 && restoring !== undefined) {
+          await Promise.allSettled(restoring); // a server that lost it is loading it again
+          continue;
+        }
+        if (holders.length === 0) {
+          throw new RemoteEngineError(
+            this.#slots.map((s) => s.client.url).join(", "),
+            `no rollout server holds adapter "${adapter}": they hold ` +
+              this.#slots.map((s) => JSON.stringify([...s.client.servedAdapters ?? []])).join(
+                ", ",
+              ),
+            { retryable: false },
+          );
+        }
+        // Every server that could take it is down: retry the one that comes back first rather
+        // than give up (one server, or a burst of failures, would never get a second attempt).
+        slot = holders.reduce((a, b) => (b.downUntil < a.downUntil ? b : a));
+        break;
       }
+      slot.seqs += request.n;
       try {
+        if (!slot.ready) await this.#preflight(slot);
         const choices = await slot.client.generate(request);
         slot.requests++;
         return choices;
       } catch (error) {
-        if (!(error instanceof RemoteEngineError) || !error.retryable) throw error;
+        if (this.#lostAdapter(slot, error, adapter)) {
+          // The server lost the adapter (restarted): route the request to a server that holds
+          // it, and load it again here (awaited when no other server holds it).
+          slot.client.servedAdapters!.delete(adapter!);
+          slot.lastError = (error as Error).message;
+          last = error;
+          const elsewhere = this.#slots.some((s) => s.client.servedAdapters?.has(adapter!));
+          const restore = slot.client.restoreAdapter;
+          if (restore === null) {
+            if (elsewhere) continue;
+            throw error;
+          }
+          const restored = this.#restore(restore, adapter!);
+          if (elsewhere) {
+            restored.catch((e) => void (slot.lastError = (e as Error).message));
+            continue;
+          }
+          try {
+            await restored;
+          } catch (e) {
+            if (!(e instanceof RemoteEngineError) || !e.retryable) throw e;
+            this.#fail(slot, e);
+            last = e;
+          }
+          continue;
+        }
+        const preflightFailed = !slot.ready;
+        if (
+          !preflightFailed && (!(error instanceof RemoteEngineError) || !error.retryable)
+        ) throw error;
         this.#fail(slot, error);
         last = error;
+      } finally {
+        this.#release(slot, request.n);
       }
+    }
+    const now = this.#now();
+    if (this.#slots.every((s) => s.downUntil > now)) {
+      throw this.#allDown(`after ${attempts} attempts`, last);
     }
     throw new RemoteEngineError(
       this.#slots.map((s) => s.client.url).join(", "),

@@ -120,6 +120,7 @@ Deno.test("RolloutPool.generate() moves a request from a server that does not an
       model: "m",
       fetch,
       timeoutMs: 30,
+      timeoutPerTokenMs: 0,
     })
   );
   const pool = new RolloutPool(list, { backoffMs: 1 });
@@ -128,4 +129,152 @@ Deno.test("RolloutPool.generate() moves a request from a server that does not an
   deepStrictEqual(calls, ["a", "b"]);
   ok(/no answer to POST \/v1\/completions within 30 ms/.test(pool.states()[0].lastError!));
   strictEqual(pool.states()[0].up, false);
+});
+
+Deno.test("RolloutPool.generate() retries a lone server after a transient failure (downMs > backoff)", async () => {
+  // The review's case: one server, attempts 4, downMs 10 s ≫ the backoffs: a single 503 used to
+  // end the request with "all servers down".
+  let completions = 0;
+  const { list } = clients({
+    a: () => (++completions === 1
+      ? new Response("overloaded", { status: 503 })
+      : Response.json(GOOD)),
+  });
+  const pool = new RolloutPool(list, { attempts: 4, backoffMs: 1, downMs: 10_000 });
+  const choices = await pool.generate(REQUEST);
+  deepStrictEqual(choices[0].tokenIds, [7]);
+  strictEqual(completions, 2);
+  deepStrictEqual(pool.states().map((s) => [s.failures, s.requests]), [[1, 1]]);
+});
+
+Deno.test("RolloutPool.generate() survives a burst that takes every server down once", async () => {
+  const failed = new Set<string>();
+  const once = (name: string) => () => {
+    if (failed.has(name)) return Response.json(GOOD);
+    failed.add(name);
+    return new TypeError("connection reset");
+  };
+  const { list, calls } = clients({ a: once("a"), b: once("b") });
+  const pool = new RolloutPool(list, { attempts: 3, backoffMs: 1, downMs: 60_000 });
+  const choices = await pool.generate(REQUEST);
+  deepStrictEqual(choices[0].tokenIds, [7]);
+  strictEqual(calls.length, 3); // a, b fail; the one that comes back first answers
+  // With every server failing for good, the attempts run out and the error names each one.
+  const { list: dead } = clients({
+    a: () => new TypeError("refused a"),
+    b: () => new TypeError("refused b"),
+  });
+  const down = new RolloutPool(dead, { attempts: 3, backoffMs: 1, downMs: 60_000 });
+  await rejects(down.generate(REQUEST), (e: unknown) => {
+    ok(e instanceof RemoteEngineError && !e.retryable);
+    ok(e.message.includes("all 2 rollout servers are down after 3 attempts"), e.message);
+    ok(e.message.includes("refused a") && e.message.includes("refused b"), e.message);
+    return true;
+  });
+});
+
+/** vLLM-like answers of server `name` with a models route reporting `maxModelLen`. */
+function vllmLike(log: string[], ready: () => boolean, maxModelLen: number) {
+  return (name: string): typeof fetch => async (input, init) => {
+    const request = new Request(input, init);
+    const path = new URL(request.url).pathname;
+    log.push(`${name} ${path}`);
+    if (!ready()) throw new TypeError("connection refused");
+    if (path === "/v1/models") {
+      return Response.json({ data: [{ id: "base", max_model_len: maxModelLen }] });
+    }
+    const body = await request.json();
+    return Response.json({
+      choices: Array.from({ length: body.n }, (_, i) => ({ ...GOOD.choices[0], index: i })),
+    });
+  };
+}
+
+Deno.test("RolloutPool: a server that failed the preflight at connect is preflighted before its first request", async () => {
+  const log: string[] = [];
+  let bReady = false;
+  let clock = 0;
+  const a = vllmLike(log, () => true, 4096)("a");
+  const b = vllmLike(log, () => bReady, 8)("b"); // b's context is 8 tokens
+  const fetch: typeof globalThis.fetch = (input, init) =>
+    new URL(String(input instanceof Request ? input.url : input)).hostname === "a"
+      ? a(input, init)
+      : b(input, init);
+  // No "model" (rl.rollout.model: ""): a request sent to b without its preflight used to fail
+  // with "no model: pass "model" or run preflight()".
+  const pool = await RolloutPool.connect(["http://a", "http://b"], {
+    engine: "vllm",
+    vocabSize: 64,
+    fetch,
+    backoffMs: 1,
+    downMs: 1000,
+    now: () => clock,
+  });
+  deepStrictEqual(pool.states().map((s) => s.up), [true, false]);
+  bReady = true;
+  clock = 1000; // b's down time is over
+  log.length = 0;
+  const out = await Promise.all([0, 1, 2, 3].map(() => pool.generate(REQUEST)));
+  strictEqual(out.length, 4);
+  const bLog = log.filter((l) => l.startsWith("b "));
+  strictEqual(bLog[0], "b /v1/models", JSON.stringify(log)); // preflight first, once
+  strictEqual(bLog.filter((l) => l === "b /v1/models").length, 1, JSON.stringify(log));
+  ok(bLog.includes("b /v1/completions"), JSON.stringify(log));
+  strictEqual(pool.preflights().get("http://b")?.maxModelLen, 8);
+  // b's context-length check now applies: a request that does not fit goes to a.
+  log.length = 0;
+  await pool.generate({ ...REQUEST, maxTokens: 20 }).catch(() => {});
+  ok(!log.includes("b /v1/completions"), JSON.stringify(log));
+});
+
+Deno.test("RolloutPool: a server still failing its preflight gets no request", async () => {
+  const log: string[] = [];
+  let clock = 0;
+  const a = vllmLike(log, () => true, 4096)("a");
+  const b = vllmLike(log, () => false, 4096)("b");
+  const fetch: typeof globalThis.fetch = (input, init) =>
+    new URL(String(input)).hostname === "a" ? a(input, init) : b(input, init);
+  const pool = await RolloutPool.connect(["http://a", "http://b"], {
+    engine: "vllm",
+    vocabSize: 64,
+    fetch,
+    backoffMs: 1,
+    downMs: 1000,
+    now: () => clock,
+  });
+  clock = 1000;
+  for (let i = 0; i < 4; i++) await pool.generate(REQUEST);
+  ok(!log.includes("b /v1/completions"), JSON.stringify(log));
+  deepStrictEqual(pool.states().map((s) => s.requests), [4, 0]);
+});
+
+Deno.test("RolloutPool caps the sequences in flight per server (maxSeqsInFlight)", async () => {
+  let inFlight = 0;
+  let peak = 0;
+  const fetch: typeof globalThis.fetch = async (_input, init) => {
+    const body = JSON.parse(String(init!.body));
+    inFlight += body.n;
+    peak = Math.max(peak, inFlight);
+    await new Promise((r) => setTimeout(r, 5));
+    inFlight -= body.n;
+    return Response.json({
+      choices: Array.from({ length: body.n }, (_, i) => ({ ...GOOD.choices[0], index: i })),
+    });
+  };
+  const client = new RolloutClient("http://a", {
+    engine: "vllm",
+    vocabSize: 64,
+    model: "m",
+    fetch,
+  });
+  const pool = new RolloutPool([client], { maxSeqsInFlight: 4 });
+  const out = await Promise.all(
+    Array.from({ length: 7 }, (_, p) => pool.generate({ ...REQUEST, n: 2, seed: p })),
+  );
+  strictEqual(out.flat().length, 14);
+  strictEqual(peak, 4);
+  // A request larger than the cap still goes (alone).
+  peak = 0;
+  await Promise.all([pool.generate({ ...REQUEST, n: 6 }), pool.generate({ ...REQUEST, n: 1 })]);
+  strictEqual(peak, 6);
 });

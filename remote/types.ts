@@ -108,18 +108,25 @@ export class RemoteEngineError extends Error {
   readonly server: string;
   /** Whether another attempt may succeed (network errors, timeouts, HTTP 5xx, bad choices). */
   readonly retryable: boolean;
+  /** The HTTP status when the server answered with an error, else `undefined`. */
+  readonly status?: number;
 
   /**
    * Makes the error.
    *
    * @param server The server's base URL.
    * @param what What went wrong.
-   * @param options Whether it is retryable, and the cause.
+   * @param options Whether it is retryable, the cause, the HTTP status.
    */
-  constructor(server: string, what: string, options: { retryable: boolean; cause?: unknown }) {
+  constructor(
+    server: string,
+    what: string,
+    options: { retryable: boolean; cause?: unknown; status?: number },
+  ) {
     super(`Server "${server}": ${what}`, { cause: options.cause });
     this.name = "RemoteEngineError";
     this.server = server;
     this.retryable = options.retryable;
+    if (options.status !== undefined) this.status = options.status;
   }
 }

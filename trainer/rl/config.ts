@@ -906,6 +906,15 @@ function rolloutProblems(rl: RlConfig, adaptersKind: "none" | "lora" | "hilo"): 
       `policy version as a LoRA adapter, and full-weight sync (SGLang update_weights_from_disk, ` +
       `experimental upstream) is not implemented: ${backend}`,
     ]);
+  } else if (r.backend === "llamacpp") {
+    problems.push([
+      "rl.rollout.backend",
+      `must be "vllm" or "sglang" with "adapters.kind" "lora": llama.cpp's server sets LoRA ` +
+      `adapters server-wide at start-up, with no route to load each policy version under a new ` +
+      `name, so the per-step adapter sync cannot reach it (llama.cpp rollouts go through ` +
+      `runRl's sampleGroups hook with a GGUF export and a server restart per step, as in ` +
+      `tests/llamacpp_server_test.ts): ${backend}`,
+    ]);
   }
   if (r.servers.length === 0) {
     problems.push([
