@@ -318,7 +318,12 @@ export interface RlRolloutConfig {
    * window + 1; start vLLM with `--max-loras` ≥ that). Default 1.
    */
   readonly stalenessWindow: number;
-  /** Milliseconds per HTTP request before it is aborted; default 120 000. */
+  /**
+   * Milliseconds per HTTP request before it is aborted; default 120 000. A completion request
+   * gets 50 ms more per requested token (`maxNewTokens`), since one request generates a whole
+   * group; the pool keeps at most 256 sequences in flight per server (vLLM's default
+   * `--max-num-seqs`), the others waiting untimed (remote/rollout_pool.ts).
+   */
   readonly timeoutMs: number;
   /** Tries per request over all servers (failover to the others); default 4. */
   readonly attempts: number;
