@@ -11,7 +11,7 @@ import { braceTable } from "./_latex_scan.ts";
  * Names of the answer extractors.
  *
  * - `boxed`: the last well-formed `\boxed{…}` / `\fbox{…}` (braces matched, escaped
- *   braces skipped), also the brace-less `\boxed 5`. Several adjacent boxes, separated
+ *   braces skipped), also the brace-less `\boxed 5`.. Several adjacent boxes, separated
  *   only by spaces, `$`, `\(`…`\]`, `,`, `;`, `\quad` or "and"/"or", are one answer: the
  *   list of their contents (`\boxed{4}, \boxed{9}` → `4, 9`; a repeated box counts
  *   once); the marker is then the first of them.
@@ -58,6 +58,9 @@ export const EVAL_EXTRACTORS: readonly ExtractorName[] = Object.freeze(
 
 const MARKER_ONLY: ReadonlySet<ExtractorName> = new Set(REWARD_EXTRACTORS);
 
+/** Marker extractors that are one tier: among them the latest marker wins. */
+const LINE_MARKERS: ReadonlySet<ExtractorName> = new Set(["minerva", "answer_line", "gsm8k"]);
+
 /** Options for {@linkcode extractAnswer}. */
 export interface ExtractAnswerOptions {
   /**
@@ -67,7 +70,10 @@ export interface ExtractAnswerOptions {
   mode?: "reward" | "eval";
   /**
    * Extractors in priority order: the first one that finds an answer wins, and within
-   * one extractor the last match in the response wins. Defaults to
+   * one extractor the last match in the response wins. Adjacent `minerva`,
+   * `answer_line` and `gsm8k` entries are one tier: of their matches the one whose
+   * marker is latest in the response wins, so a corrected answer after an earlier
+   * marker of another type is the one graded (`boxed` stays first). Defaults to
    * {@linkcode REWARD_EXTRACTORS} or {@linkcode EVAL_EXTRACTORS}. In `reward` mode the
    * non-marker extractors are ignored even when listed.
    */
@@ -123,10 +129,23 @@ export function extractAnswer(
     if (typeof response !== "string" || response === "") return null;
     const mode = options.mode ?? "reward";
     const list = options.extractors ?? (mode === "eval" ? EVAL_EXTRACTORS : REWARD_EXTRACTORS);
-    for (const name of list) {
+    for (let i = 0; i < list.length; i++) {
+      const name = list[i];
       if (mode === "reward" && !MARKER_ONLY.has(name)) continue;
-      const got = EXTRACTORS[name]?.(response);
-      if (got) return got;
+      if (!LINE_MARKERS.has(name)) {
+        const got = EXTRACTORS[name]?.(response);
+        if (got) return got;
+        continue;
+      }
+      // A run of line markers (minerva, answer_line, gsm8k) is one tier: the marker
+      // latest in the response wins, whatever its type ("Answer: 3 … #### 7" → 7).
+      let best: ExtractedAnswer | null = null;
+      for (; i < list.length && LINE_MARKERS.has(list[i]); i++) {
+        const got = EXTRACTORS[list[i]](response);
+        if (got && (best === null || got.markerOffset > best.markerOffset)) best = got;
+      }
+      i--;
+      if (best) return best;
     }
     return null;
   } catch {
@@ -239,10 +258,15 @@ function trimSpan(s: string, start: number, end: number): [number, number] {
 }
 
 function extractMinerva(s: string): ExtractedAnswer | null {
-  const re = /(?:the[ \t]+)?final[ \t]+answer[ \t]+is[ \t:]*/gi;
+  // At a sentence start, or after a lead-in ending in a comma or a connective
+  // ("So the final answer is", "Based on this, the final answer is"), not mid-sentence
+  // ("Let me check whether the final answer is 3").
+  const re =
+    /(?:^|[\n.!?:,*$])[ \t*]*(?:(?:so|thus|therefore|hence|overall|finally|and)[ \t]*,?[ \t]+)?((?:(?:the|my|our)[ \t]+)?final[ \t]+answer[ \t]+is[ \t:]*)/gi;
   let last: RegExpExecArray | null = null;
   for (let m = re.exec(s); m !== null; m = re.exec(s)) last = m;
   if (last === null) return null;
+  const markerOffset = last.index + last[0].length - last[1].length;
   const from = last.index + last[0].length;
   let start = from;
   let end: number;
@@ -267,7 +291,7 @@ function extractMinerva(s: string): ExtractedAnswer | null {
   return {
     answer: s.slice(start, end),
     extractor: "minerva",
-    markerOffset: last.index,
+    markerOffset,
     start,
     end,
   };
@@ -303,7 +327,9 @@ function extractAnswerLine(s: string): ExtractedAnswer | null {
   // "Answer:\n18" answers 18. When the rest of the line is empty (or only the `**` of a
   // markdown "**Answer:**"), the answer is the next non-empty line. The marker stays at
   // the `A` of `Answer:`.
-  const re = /answer[ \t]*:([^\n]*)/gi;
+  // Only at the start of a line (after spaces, markdown `*`/`#`/`>`/`-` and an optional
+  // "Final"), so "Let me check my answer: 72" in running text is not a marker.
+  const re = /^[ \t>#*_-]*(?:final[ \t]+)?answer[ \t]*:([^\n]*)/gim;
   let best: ExtractedAnswer | null = null;
   for (let m = re.exec(s); m !== null; m = re.exec(s)) {
     let from = m.index + m[0].length - m[1].length;
@@ -320,7 +346,7 @@ function extractAnswerLine(s: string): ExtractedAnswer | null {
     best = {
       answer: s.slice(start, end),
       extractor: "answer_line",
-      markerOffset: m.index,
+      markerOffset: m.index + m[0].search(/answer/i),
       start,
       end,
     };
