@@ -11,7 +11,8 @@ import { braceTable } from "./_latex_scan.ts";
  * Names of the answer extractors.
  *
  * - `boxed`: the last well-formed `\boxed{…}` / `\fbox{…}` (braces matched, escaped
- *   braces skipped), also the brace-less `\boxed 5`.. Several adjacent boxes, separated
+ *   braces skipped), also the brace-less `\boxed 5`. A box inside another box is the
+ *   answer (`\boxed{\boxed{7}}` → `7`). Several adjacent boxes, separated
  *   only by spaces, `$`, `\(`…`\]`, `,`, `;`, `\quad` or "and"/"or", are one answer: the
  *   list of their contents (`\boxed{4}, \boxed{9}` → `4, 9`; a repeated box counts
  *   once); the marker is then the first of them.
@@ -248,7 +249,12 @@ function boxedSpans(s: string): ExtractedAnswer[] {
       out.push(best);
     }
   }
-  return out;
+  // A box inside another box ("\boxed{\boxed{7}}", "\fbox{\boxed{7}}",
+  // "\boxed{\text{Answer: }\boxed{7}}"): the innermost box is the answer, the outer
+  // one is dropped (boxes come in marker order, so an inner box follows its outer one).
+  return out.filter((b, i) =>
+    !out.some((c, j) => j > i && c.markerOffset > b.markerOffset && c.end <= b.end)
+  );
 }
 
 function trimSpan(s: string, start: number, end: number): [number, number] {
