@@ -438,7 +438,9 @@ function convert(raw: unknown, depth: number, ctx: Ctx, inTrig: boolean): Answer
     }
     case "And":
     case "Or": {
-      const items = args.map((y) => sub(y));
+      // "a or b or c" parses as Or(a, Or(b, c)): one list of three items.
+      const flat = flattenHead(head, args);
+      const items = flat.map((y) => sub(y));
       if (items.length > 0 && items.every(isLogical)) {
         return { kind: head === "And" ? "and" : "or", items };
       }
@@ -666,4 +668,15 @@ function invisible(
 function isNegatedZero(x: unknown): boolean {
   const u = unwrap(x);
   return Array.isArray(u) && u[0] === "Negate";
+}
+
+/** The arguments of nested `head` expressions, flattened: Or(a, Or(b, c)) → [a, b, c]. */
+function flattenHead(head: string, args: unknown[]): unknown[] {
+  const out: unknown[] = [];
+  for (const y of args) {
+    if (Array.isArray(y) && y.length > 1 && unwrap(y[0]) === head) {
+      out.push(...flattenHead(head, y.slice(1)));
+    } else out.push(y);
+  }
+  return out;
 }
