@@ -17,14 +17,22 @@ import { braceTable } from "./_latex_scan.ts";
  *   list of their contents (`\boxed{4}, \boxed{9}` → `4, 9`; a repeated box counts
  *   once); the marker is then the first of them.
  * - `minerva`: "The final answer is $X$" (Minerva / lm-eval format; "I hope it is
- *   correct." is dropped).
- * - `answer_line`: DAPO's `Answer: X` line (case-insensitive, the last match; the rest of
+ *   correct." is dropped) at a sentence start or after a comma / "So", "Thus", …, not
+ *   mid-sentence ("I think the final answer is 3" is no marker).
+ * - `answer_line`: DAPO's `Answer: X` line at the start of a line (after spaces, markdown
+ *   `**`/`#`/`>`/`-` and an optional "Final"; case-insensitive, the last match; the rest of
  *   the line is the answer, or the next non-empty line when the rest is empty or only
  *   markdown `**`, as DAPO's `Answer\s*:\s*([^\n]+)` reads "Answer:\n18").
  * - `gsm8k`: GSM8K's `#### X` (the last match).
- * - `latex` (eval only): the last `$…$`, `$$…$$`, `\(…\)` or `\[…\]` block.
+ * - `latex` (eval only): the last `$…$`, `$$…$$`, `\(…\)` or `\[…\]` block; a `$…$`
+ *   pair holding running words ("$5 for apples and $") is currency, not a block.
  * - `plain` (eval only): the last non-empty line, after "the answer is" / " is " / "=".
+ *   When `plain` is listed, the last sentence "the answer is X" (X starting like a value,
+ *   ending at the sentence end or before ", where …") is read before any `latex` block.
  * - `last_number` (eval only, opt-in): the last number in the response.
+ *
+ * `boxed` comes first; `minerva`, `answer_line` and `gsm8k` are one tier, in which the
+ * marker latest in the response wins ("The final answer is 3 … Answer: 7" → 7).
  */
 export type ExtractorName =
   | "boxed"
@@ -134,7 +142,11 @@ export function extractAnswer(
       const name = list[i];
       if (mode === "reward" && !MARKER_ONLY.has(name)) continue;
       if (!LINE_MARKERS.has(name)) {
-        const got = EXTRACTORS[name]?.(response);
+        // "So the answer is 13, where $x$ is …": with `plain` enabled, the sentence
+        // "the answer is X" is read before any LaTeX block (extractor `plain`).
+        const got =
+          (name === "latex" && list.includes("plain") ? extractAnswerPhrase(response) : null) ??
+            EXTRACTORS[name]?.(response);
         if (got) return got;
         continue;
       }
@@ -397,6 +409,11 @@ function extractLatex(s: string): ExtractedAnswer | null {
       i = from;
       continue;
     }
+    if (close === "$" && hasRunningWords(s.slice(from, end))) {
+      // "She pays $5 for apples and $3 for pears": a currency sign, not a math block.
+      i = from;
+      continue;
+    }
     const [a, b] = trimSpan(s, from, end);
     if (b > a) {
       best = { answer: s.slice(a, b), extractor: "latex", markerOffset: i, start: a, end: b };
@@ -404,6 +421,54 @@ function extractLatex(s: string): ExtractedAnswer | null {
     i = end + close.length;
   }
   return best;
+}
+
+/**
+ * Running prose inside a `$…$` pair (two adjacent words of letters, one of three or more,
+ * outside `\text{…}` and commands): the `$` were currency signs.
+ */
+function hasRunningWords(content: string): boolean {
+  const bare = content.replace(
+    /\\(?:text|mbox|mathrm|textbf|textit|operatorname)\s*\{[^{}]*\}/g,
+    " ",
+  )
+    .replace(/\\[a-zA-Z]+/g, " ");
+  return /(?:^|[^A-Za-z])(?:[A-Za-z]{3,}\s+[A-Za-z]{2,}|[A-Za-z]{2}\s+[A-Za-z]{3,})(?![A-Za-z])/
+    .test(bare);
+}
+
+/** Words that end the answer of "the answer is X" ("13, where $x$ is …"). */
+const PHRASE_STOP =
+  /\n|[.;](?:\s|$)|,\s+(?:where|which|since|because|as|so|and|but|with|given|for|i\.e\.|that)\b/i;
+
+/**
+ * The last "the answer is X" sentence (also "final" / "my answer is"), when X starts like a
+ * value (digit, sign, `$`, `\`, bracket, or a lone capital choice letter); X ends at the
+ * end of the line or sentence or before ", where …". `$X$` / `\(X\)` give their content.
+ */
+function extractAnswerPhrase(s: string): ExtractedAnswer | null {
+  const re = /\b(?:the|my|final)[ \t]+(?:final[ \t]+)?answer[ \t]+is[ \t]*:?[ \t]*/gi;
+  let last: RegExpExecArray | null = null;
+  for (let m = re.exec(s); m !== null; m = re.exec(s)) last = m;
+  if (last === null) return null;
+  const from = last.index + last[0].length;
+  let start = from;
+  let end: number;
+  if (s[from] === "$" || s.startsWith("\\(", from)) {
+    const open = s.startsWith("$$", from) ? "$$" : s[from] === "$" ? "$" : "\\(";
+    const close = open === "\\(" ? "\\)" : open;
+    start = from + open.length;
+    end = close === "$" ? findDollar(s, start) : s.indexOf(close, start);
+    if (end < 0) return null;
+  } else {
+    if (!/^(?:[-+\d\\([{]|[A-Z](?![A-Za-z]))/.test(s.slice(from, from + 2))) return null;
+    const stop = PHRASE_STOP.exec(s.slice(from, from + 300));
+    end = stop === null ? Math.min(s.length, from + 300) : from + stop.index;
+  }
+  let [a, b] = trimSpan(s, start, end);
+  while (b > a && /[.,。!]/.test(s[b - 1])) b--;
+  if (b <= a || b - a > 300) return null;
+  return { answer: s.slice(a, b), extractor: "plain", markerOffset: a, start: a, end: b };
 }
 
 function extractPlain(s: string): ExtractedAnswer | null {
