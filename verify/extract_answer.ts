@@ -197,10 +197,14 @@ function extractBoxed(s: string): ExtractedAnswer | null {
   const last = boxes[boxes.length - 1];
   const labels: (string | null)[] = [];
   let first = boxes.length - 1;
+  // Boxes joined only by "or" are alternatives: "\boxed{-2} or \boxed{1}".
+  let allOr = true;
   while (first > 0) {
     const gap = s.slice(boxes[first - 1].end + 1, boxes[first].markerOffset);
     const label = LABEL_TAIL.exec(gap);
-    if (!BOX_JOINER.test(label ? gap.slice(0, gap.length - label[0].length) : gap)) break;
+    const joiner = label ? gap.slice(0, gap.length - label[0].length) : gap;
+    if (!BOX_JOINER.test(joiner)) break;
+    if (!/\bor\b/.test(joiner) || /[,;]|\band\b|quad/.test(joiner)) allOr = false;
     labels.unshift(label ? label[1] : null);
     first--;
   }
@@ -216,7 +220,7 @@ function extractBoxed(s: string): ExtractedAnswer | null {
   ];
   if (items.length === 1) return last;
   return {
-    answer: items.join(", "),
+    answer: items.join(allOr ? " \\text{ or } " : ", "),
     extractor: "boxed",
     markerOffset: boxes[first].markerOffset,
     start: boxes[first].start,

@@ -130,7 +130,8 @@ Deno.test("extractAnswer() reads adjacent boxes as one answer list", () => {
   const got = extractAnswer(text);
   assert.equal(got?.answer, "4, 9, -1");
   assert.equal(got?.markerOffset, text.indexOf("\\boxed"));
-  assert.equal(extractAnswer("\\boxed{4} \\text{ or } \\boxed{9}")?.answer, "4, 9");
+  // Boxes joined only by "or" are alternatives (compared as a set).
+  assert.equal(extractAnswer("\\boxed{4} \\text{ or } \\boxed{9}")?.answer, "4 \\text{ or } 9");
   // A repeated box is one answer.
   assert.equal(extractAnswer("\\[\\boxed{5}\\]\n\\[\\boxed{5}\\]")?.answer, "5");
 });
@@ -143,7 +144,7 @@ Deno.test("extractAnswer() keeps only the last box when words separate the boxes
 Deno.test("extractAnswer() keeps the labels of adjacent boxes when each has one", () => {
   assert.equal(
     extractAnswer("Thus $x=\\boxed{2}$ or $x=\\boxed{-3}$.")?.answer,
-    "x = 2, x = -3",
+    "x = 2 \\text{ or } x = -3",
   );
   assert.equal(extractAnswer("x = \\boxed{2} and \\boxed{-3}")?.answer, "2, -3");
 });

@@ -20,7 +20,8 @@
  *   `(1,4) and (4,1)`, `x = -2 or x = 7`, `\text{ and }`, `\quad` and `;` separate list
  *   items.
  * - Solution sets compare unordered: `\{…\}` against a bare list, `x = a or x = b`,
- *   a list of two or more points `(5,2,1),(2,5,1)`, a list with `\pm`. A bare list of
+ *   `a or b or c` (also boxes joined by "or": `\boxed{-2} or \boxed{1}`), a list of two
+ *   or more points `(5,2,1),(2,5,1)`, a list with `\pm`. A bare list of
  *   values stays ordered (`10, 4, -2` ≠ `4, 10, -2`, the Hendrycks rule; option
  *   `unorderedLists`), and so do the items of a tuple.
  * - Labelled answers: `(a,b)=(4,-1)` is `(4,-1)`; `b_2 = 5, b_7 = 11` matches the same

@@ -444,6 +444,9 @@ function convert(raw: unknown, depth: number, ctx: Ctx, inTrig: boolean): Answer
       if (items.length > 0 && items.every(isLogical)) {
         return { kind: head === "And" ? "and" : "or", items };
       }
+      // "1 or 2" lists alternatives: a set, unordered ("2 or 1" is "1, 2"); "1 and 2"
+      // stays a bare list.
+      if (head === "Or" && items.length > 1) return { kind: "set", items };
       return { kind: "tuple", brackets: "", items };
     }
     case "Approx":
