@@ -19,8 +19,10 @@ import { braceTable } from "./_latex_scan.ts";
  * - `minerva`: "The final answer is $X$" (Minerva / lm-eval format; "I hope it is
  *   correct." is dropped) at a sentence start or after a comma / "So", "Thus", …, not
  *   mid-sentence ("I think the final answer is 3" is no marker).
- * - `answer_line`: DAPO's `Answer: X` line at the start of a line (after spaces, markdown
- *   `**`/`#`/`>`/`-` and an optional "Final"; case-insensitive, the last match; the rest of
+ * - `answer_line`: DAPO's `Answer: X` at the start of a line (after spaces, markdown
+ *   `**`/`#`/`>`/`-` and an optional "Final"), after a sentence end, or capitalised and
+ *   not after a determiner ("my answer: 72" is no marker; case-insensitive, the last
+ *   match; the rest of
  *   the line is the answer, or the next non-empty line when the rest is empty or only
  *   markdown `**`, as DAPO's `Answer\s*:\s*([^\n]+)` reads "Answer:\n18").
  * - `gsm8k`: GSM8K's `#### X` (the last match).
@@ -344,16 +346,34 @@ function lastLineMatch(s: string, re: RegExp, name: ExtractorName): ExtractedAns
 /** The rest of an `Answer:` line that counts as empty: spaces and markdown `*`/`_` only. */
 const EMPTY_REST = /^[\s*_]*$/;
 
+/** Whether the `answer` at `at` begins an `Answer:` marker (see extractAnswerLine). */
+function answerMarkerAt(s: string, at: number): boolean {
+  if (at > 0 && /[A-Za-z0-9_]/.test(s[at - 1])) return false;
+  const before = s.slice(s.lastIndexOf("\n", at - 1) + 1, at);
+  if (/^[ \t>#*_-]*(?:final[ \t]+)?$/i.test(before)) return true;
+  if (/[.!?)\]$][ \t*_]*$/.test(before)) return true;
+  return s[at] === "A" &&
+    !/(?:^|[^A-Za-z])(?:the|my|your|our|an?|this|that|his|her|their|its|whose)[ \t]*$/i
+      .test(before);
+}
+
 function extractAnswerLine(s: string): ExtractedAnswer | null {
   // DAPO / verl `math_dapo` reads `Answer\s*:\s*([^\n]+)`: the `\s*` crosses newlines, so
   // "Answer:\n18" answers 18. When the rest of the line is empty (or only the `**` of a
   // markdown "**Answer:**"), the answer is the next non-empty line. The marker stays at
   // the `A` of `Answer:`.
-  // Only at the start of a line (after spaces, markdown `*`/`#`/`>`/`-` and an optional
-  // "Final"), so "Let me check my answer: 72" in running text is not a marker.
-  const re = /^[ \t>#*_-]*(?:final[ \t]+)?answer[ \t]*:([^\n]*)/gim;
+  // verl's regex is not anchored, but the DAPO prompt asks for the line "Answer: X": here
+  // the marker stands at the start of a line (after spaces, markdown `*`/`#`/`>`/`-` and
+  // an optional "Final"), after the end of a sentence ("… is 7. Answer: 7"), or as a
+  // capitalised "Answer:" not after a determiner ("x Answer: 7"); so "Let me check my
+  // answer: 72" and "To get the answer: multiply …" in running text are not markers.
+  const re = /answer[ \t]*:([^\n]*)/gi;
   let best: ExtractedAnswer | null = null;
   for (let m = re.exec(s); m !== null; m = re.exec(s)) {
+    if (!answerMarkerAt(s, m.index)) {
+      re.lastIndex = m.index + 6;
+      continue;
+    }
     let from = m.index + m[0].length - m[1].length;
     let to = from + m[1].length;
     if (EMPTY_REST.test(m[1])) {
@@ -368,7 +388,7 @@ function extractAnswerLine(s: string): ExtractedAnswer | null {
     best = {
       answer: s.slice(start, end),
       extractor: "answer_line",
-      markerOffset: m.index + m[0].search(/answer/i),
+      markerOffset: m.index,
       start,
       end,
     };

@@ -55,7 +55,7 @@
  *   is 13, where $x$ is …" is read before any formula, and "$5 for apples and $3" is
  *   currency, not a formula.
  * - Markers: `\boxed` first (a box inside a box is the answer: `\boxed{\boxed{7}}` = `7`);
- *   then of `Answer:` (at a line start), `####` and "the final answer is" (at a sentence
+ *   then of `Answer:` (at a line or sentence start, not "my answer:"), `####` and "the final answer is" (at a sentence
  *   start or after a comma / "So", "Thus", …) the one latest in the response, whatever
  *   its type ("The final answer is 3 … Answer: 7" answers 7).
  * - Nouns after a plain-number answer: when the gold is a plain number, a trailing run
