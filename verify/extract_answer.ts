@@ -270,9 +270,9 @@ function boxedSpans(s: string): ExtractedAnswer[] {
   // A box inside another box ("\boxed{\boxed{7}}", "\fbox{\boxed{7}}",
   // "\boxed{\text{Answer: }\boxed{7}}"): the innermost box is the answer, the outer
   // one is dropped (boxes come in marker order, so an inner box follows its outer one).
-  return out.filter((b, i) =>
-    !out.some((c, j) => j > i && c.markerOffset > b.markerOffset && c.end <= b.end)
-  );
+  // Brace-matched spans nest, so a box holds another exactly when the next box starts
+  // inside it.
+  return out.filter((b, i) => i + 1 >= out.length || out[i + 1].markerOffset >= b.end);
 }
 
 function trimSpan(s: string, start: number, end: number): [number, number] {
@@ -349,8 +349,12 @@ const EMPTY_REST = /^[\s*_]*$/;
 /** Whether the `answer` at `at` begins an `Answer:` marker (see extractAnswerLine). */
 function answerMarkerAt(s: string, at: number): boolean {
   if (at > 0 && /[A-Za-z0-9_]/.test(s[at - 1])) return false;
-  const before = s.slice(s.lastIndexOf("\n", at - 1) + 1, at);
-  if (/^[ \t>#*_-]*(?:final[ \t]+)?$/i.test(before)) return true;
+  // Look back at most 64 characters (linear time on long lines of "answer:").
+  const from = Math.max(0, at - 64);
+  const chunk = s.slice(from, at);
+  const nl = chunk.lastIndexOf("\n");
+  const before = nl >= 0 ? chunk.slice(nl + 1) : chunk;
+  if ((nl >= 0 || from === 0) && /^[ \t>#*_-]*(?:final[ \t]+)?$/i.test(before)) return true;
   if (/[.!?)\]$][ \t*_]*$/.test(before)) return true;
   return s[at] === "A" &&
     !/(?:^|[^A-Za-z])(?:the|my|your|our|an?|this|that|his|her|their|its|whose)[ \t]*$/i
@@ -367,16 +371,17 @@ function extractAnswerLine(s: string): ExtractedAnswer | null {
   // an optional "Final"), after the end of a sentence ("… is 7. Answer: 7"), or as a
   // capitalised "Answer:" not after a determiner ("x Answer: 7"); so "Let me check my
   // answer: 72" and "To get the answer: multiply …" in running text are not markers.
-  const re = /answer[ \t]*:([^\n]*)/gi;
+  // The regex finds the marker only; an accepted marker takes the rest of its line and
+  // the search goes on after it (the first marker of a line counts, in linear time).
+  const re = /answer[ \t]*:/gi;
   let best: ExtractedAnswer | null = null;
   for (let m = re.exec(s); m !== null; m = re.exec(s)) {
-    if (!answerMarkerAt(s, m.index)) {
-      re.lastIndex = m.index + 6;
-      continue;
-    }
-    let from = m.index + m[0].length - m[1].length;
-    let to = from + m[1].length;
-    if (EMPTY_REST.test(m[1])) {
+    if (!answerMarkerAt(s, m.index)) continue;
+    let from = m.index + m[0].length;
+    const lineEnd = s.indexOf("\n", from);
+    let to = lineEnd < 0 ? s.length : lineEnd;
+    re.lastIndex = to;
+    if (EMPTY_REST.test(s.slice(from, to))) {
       from = to;
       while (from < s.length && /\s/.test(s[from])) from++;
       if (from >= s.length) continue;

@@ -148,3 +148,28 @@ Deno.test("extractAnswer() keeps the labels of adjacent boxes when each has one"
   );
   assert.equal(extractAnswer("x = \\boxed{2} and \\boxed{-3}")?.answer, "2, -3");
 });
+
+Deno.test("extractAnswer() stays linear on long lines full of markers", () => {
+  // A quadratic scan took seconds on the first input (one regex match per "answer:",
+  // each reading to the end of the line).
+  for (
+    const text of [
+      "x answer:".repeat(20000),
+      "So Answer: 1. ".repeat(10000),
+      "\\boxed{".repeat(5000) + "7" + "}".repeat(5000),
+      "$5 for apples and ".repeat(10000),
+      ", the final answer is ".repeat(10000),
+      "the answer is ".repeat(10000),
+    ]
+  ) {
+    for (const mode of ["reward", "eval"] as const) {
+      const t = performance.now();
+      extractAnswer(text, { mode });
+      const ms = performance.now() - t;
+      assert.ok(
+        ms < 500,
+        `${JSON.stringify(text.slice(0, 20))}… (${mode}) took ${ms.toFixed(0)} ms`,
+      );
+    }
+  }
+});
