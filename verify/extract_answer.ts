@@ -11,19 +11,30 @@ import { braceTable } from "./_latex_scan.ts";
  * Names of the answer extractors.
  *
  * - `boxed`: the last well-formed `\boxed{…}` / `\fbox{…}` (braces matched, escaped
- *   braces skipped), also the brace-less `\boxed 5`. Several adjacent boxes, separated
+ *   braces skipped), also the brace-less `\boxed 5`. A box inside another box is the
+ *   answer (`\boxed{\boxed{7}}` → `7`). Several adjacent boxes, separated
  *   only by spaces, `$`, `\(`…`\]`, `,`, `;`, `\quad` or "and"/"or", are one answer: the
  *   list of their contents (`\boxed{4}, \boxed{9}` → `4, 9`; a repeated box counts
  *   once); the marker is then the first of them.
  * - `minerva`: "The final answer is $X$" (Minerva / lm-eval format; "I hope it is
- *   correct." is dropped).
- * - `answer_line`: DAPO's `Answer: X` line (case-insensitive, the last match; the rest of
+ *   correct." is dropped) at a sentence start or after a comma / "So", "Thus", …, not
+ *   mid-sentence ("I think the final answer is 3" is no marker).
+ * - `answer_line`: DAPO's `Answer: X` at the start of a line (after spaces, markdown
+ *   `**`/`#`/`>`/`-` and an optional "Final"), after a sentence end, or capitalised and
+ *   not after a determiner ("my answer: 72" is no marker; case-insensitive, the last
+ *   match; the rest of
  *   the line is the answer, or the next non-empty line when the rest is empty or only
  *   markdown `**`, as DAPO's `Answer\s*:\s*([^\n]+)` reads "Answer:\n18").
  * - `gsm8k`: GSM8K's `#### X` (the last match).
- * - `latex` (eval only): the last `$…$`, `$$…$$`, `\(…\)` or `\[…\]` block.
+ * - `latex` (eval only): the last `$…$`, `$$…$$`, `\(…\)` or `\[…\]` block; a `$…$`
+ *   pair holding running words ("$5 for apples and $") is currency, not a block.
  * - `plain` (eval only): the last non-empty line, after "the answer is" / " is " / "=".
+ *   When `plain` is listed, the last sentence "the answer is X" (X starting like a value,
+ *   ending at the sentence end or before ", where …") is read before any `latex` block.
  * - `last_number` (eval only, opt-in): the last number in the response.
+ *
+ * `boxed` comes first; `minerva`, `answer_line` and `gsm8k` are one tier, in which the
+ * marker latest in the response wins ("The final answer is 3 … Answer: 7" → 7).
  */
 export type ExtractorName =
   | "boxed"
@@ -58,6 +69,9 @@ export const EVAL_EXTRACTORS: readonly ExtractorName[] = Object.freeze(
 
 const MARKER_ONLY: ReadonlySet<ExtractorName> = new Set(REWARD_EXTRACTORS);
 
+/** Marker extractors that are one tier: among them the latest marker wins. */
+const LINE_MARKERS: ReadonlySet<ExtractorName> = new Set(["minerva", "answer_line", "gsm8k"]);
+
 /** Options for {@linkcode extractAnswer}. */
 export interface ExtractAnswerOptions {
   /**
@@ -67,7 +81,10 @@ export interface ExtractAnswerOptions {
   mode?: "reward" | "eval";
   /**
    * Extractors in priority order: the first one that finds an answer wins, and within
-   * one extractor the last match in the response wins. Defaults to
+   * one extractor the last match in the response wins. Adjacent `minerva`,
+   * `answer_line` and `gsm8k` entries are one tier: of their matches the one whose
+   * marker is latest in the response wins, so a corrected answer after an earlier
+   * marker of another type is the one graded (`boxed` stays first). Defaults to
    * {@linkcode REWARD_EXTRACTORS} or {@linkcode EVAL_EXTRACTORS}. In `reward` mode the
    * non-marker extractors are ignored even when listed.
    */
@@ -123,10 +140,27 @@ export function extractAnswer(
     if (typeof response !== "string" || response === "") return null;
     const mode = options.mode ?? "reward";
     const list = options.extractors ?? (mode === "eval" ? EVAL_EXTRACTORS : REWARD_EXTRACTORS);
-    for (const name of list) {
+    for (let i = 0; i < list.length; i++) {
+      const name = list[i];
       if (mode === "reward" && !MARKER_ONLY.has(name)) continue;
-      const got = EXTRACTORS[name]?.(response);
-      if (got) return got;
+      if (!LINE_MARKERS.has(name)) {
+        // "So the answer is 13, where $x$ is …": with `plain` enabled, the sentence
+        // "the answer is X" is read before any LaTeX block (extractor `plain`).
+        const got =
+          (name === "latex" && list.includes("plain") ? extractAnswerPhrase(response) : null) ??
+            EXTRACTORS[name]?.(response);
+        if (got) return got;
+        continue;
+      }
+      // A run of line markers (minerva, answer_line, gsm8k) is one tier: the marker
+      // latest in the response wins, whatever its type ("Answer: 3 … #### 7" → 7).
+      let best: ExtractedAnswer | null = null;
+      for (; i < list.length && LINE_MARKERS.has(list[i]); i++) {
+        const got = EXTRACTORS[list[i]](response);
+        if (got && (best === null || got.markerOffset > best.markerOffset)) best = got;
+      }
+      i--;
+      if (best) return best;
     }
     return null;
   } catch {
@@ -165,10 +199,14 @@ function extractBoxed(s: string): ExtractedAnswer | null {
   const last = boxes[boxes.length - 1];
   const labels: (string | null)[] = [];
   let first = boxes.length - 1;
+  // Boxes joined only by "or" are alternatives: "\boxed{-2} or \boxed{1}".
+  let allOr = true;
   while (first > 0) {
     const gap = s.slice(boxes[first - 1].end + 1, boxes[first].markerOffset);
     const label = LABEL_TAIL.exec(gap);
-    if (!BOX_JOINER.test(label ? gap.slice(0, gap.length - label[0].length) : gap)) break;
+    const joiner = label ? gap.slice(0, gap.length - label[0].length) : gap;
+    if (!BOX_JOINER.test(joiner)) break;
+    if (!/\bor\b/.test(joiner) || /[,;]|\band\b|quad/.test(joiner)) allOr = false;
     labels.unshift(label ? label[1] : null);
     first--;
   }
@@ -184,7 +222,7 @@ function extractBoxed(s: string): ExtractedAnswer | null {
   ];
   if (items.length === 1) return last;
   return {
-    answer: items.join(", "),
+    answer: items.join(allOr ? " \\text{ or } " : ", "),
     extractor: "boxed",
     markerOffset: boxes[first].markerOffset,
     start: boxes[first].start,
@@ -229,7 +267,12 @@ function boxedSpans(s: string): ExtractedAnswer[] {
       out.push(best);
     }
   }
-  return out;
+  // A box inside another box ("\boxed{\boxed{7}}", "\fbox{\boxed{7}}",
+  // "\boxed{\text{Answer: }\boxed{7}}"): the innermost box is the answer, the outer
+  // one is dropped (boxes come in marker order, so an inner box follows its outer one).
+  // Brace-matched spans nest, so a box holds another exactly when the next box starts
+  // inside it.
+  return out.filter((b, i) => i + 1 >= out.length || out[i + 1].markerOffset >= b.end);
 }
 
 function trimSpan(s: string, start: number, end: number): [number, number] {
@@ -239,10 +282,15 @@ function trimSpan(s: string, start: number, end: number): [number, number] {
 }
 
 function extractMinerva(s: string): ExtractedAnswer | null {
-  const re = /(?:the[ \t]+)?final[ \t]+answer[ \t]+is[ \t:]*/gi;
+  // At a sentence start, or after a lead-in ending in a comma or a connective
+  // ("So the final answer is", "Based on this, the final answer is"), not mid-sentence
+  // ("Let me check whether the final answer is 3").
+  const re =
+    /(?:^|[\n.!?:,*$])[ \t*]*(?:(?:so|thus|therefore|hence|overall|finally|and)[ \t]*,?[ \t]+)?((?:(?:the|my|our)[ \t]+)?final[ \t]+answer[ \t]+is[ \t:]*)/gi;
   let last: RegExpExecArray | null = null;
   for (let m = re.exec(s); m !== null; m = re.exec(s)) last = m;
   if (last === null) return null;
+  const markerOffset = last.index + last[0].length - last[1].length;
   const from = last.index + last[0].length;
   let start = from;
   let end: number;
@@ -267,7 +315,7 @@ function extractMinerva(s: string): ExtractedAnswer | null {
   return {
     answer: s.slice(start, end),
     extractor: "minerva",
-    markerOffset: last.index,
+    markerOffset,
     start,
     end,
   };
@@ -298,17 +346,42 @@ function lastLineMatch(s: string, re: RegExp, name: ExtractorName): ExtractedAns
 /** The rest of an `Answer:` line that counts as empty: spaces and markdown `*`/`_` only. */
 const EMPTY_REST = /^[\s*_]*$/;
 
+/** Whether the `answer` at `at` begins an `Answer:` marker (see extractAnswerLine). */
+function answerMarkerAt(s: string, at: number): boolean {
+  if (at > 0 && /[A-Za-z0-9_]/.test(s[at - 1])) return false;
+  // Look back at most 64 characters (linear time on long lines of "answer:").
+  const from = Math.max(0, at - 64);
+  const chunk = s.slice(from, at);
+  const nl = chunk.lastIndexOf("\n");
+  const before = nl >= 0 ? chunk.slice(nl + 1) : chunk;
+  if ((nl >= 0 || from === 0) && /^[ \t>#*_-]*(?:final[ \t]+)?$/i.test(before)) return true;
+  if (/[.!?)\]$][ \t*_]*$/.test(before)) return true;
+  return s[at] === "A" &&
+    !/(?:^|[^A-Za-z])(?:the|my|your|our|an?|this|that|his|her|their|its|whose)[ \t]*$/i
+      .test(before);
+}
+
 function extractAnswerLine(s: string): ExtractedAnswer | null {
   // DAPO / verl `math_dapo` reads `Answer\s*:\s*([^\n]+)`: the `\s*` crosses newlines, so
   // "Answer:\n18" answers 18. When the rest of the line is empty (or only the `**` of a
   // markdown "**Answer:**"), the answer is the next non-empty line. The marker stays at
   // the `A` of `Answer:`.
-  const re = /answer[ \t]*:([^\n]*)/gi;
+  // verl's regex is not anchored, but the DAPO prompt asks for the line "Answer: X": here
+  // the marker stands at the start of a line (after spaces, markdown `*`/`#`/`>`/`-` and
+  // an optional "Final"), after the end of a sentence ("… is 7. Answer: 7"), or as a
+  // capitalised "Answer:" not after a determiner ("x Answer: 7"); so "Let me check my
+  // answer: 72" and "To get the answer: multiply …" in running text are not markers.
+  // The regex finds the marker only; an accepted marker takes the rest of its line and
+  // the search goes on after it (the first marker of a line counts, in linear time).
+  const re = /answer[ \t]*:/gi;
   let best: ExtractedAnswer | null = null;
   for (let m = re.exec(s); m !== null; m = re.exec(s)) {
-    let from = m.index + m[0].length - m[1].length;
-    let to = from + m[1].length;
-    if (EMPTY_REST.test(m[1])) {
+    if (!answerMarkerAt(s, m.index)) continue;
+    let from = m.index + m[0].length;
+    const lineEnd = s.indexOf("\n", from);
+    let to = lineEnd < 0 ? s.length : lineEnd;
+    re.lastIndex = to;
+    if (EMPTY_REST.test(s.slice(from, to))) {
       from = to;
       while (from < s.length && /\s/.test(s[from])) from++;
       if (from >= s.length) continue;
@@ -365,6 +438,11 @@ function extractLatex(s: string): ExtractedAnswer | null {
       i = from;
       continue;
     }
+    if (close === "$" && hasRunningWords(s.slice(from, end))) {
+      // "She pays $5 for apples and $3 for pears": a currency sign, not a math block.
+      i = from;
+      continue;
+    }
     const [a, b] = trimSpan(s, from, end);
     if (b > a) {
       best = { answer: s.slice(a, b), extractor: "latex", markerOffset: i, start: a, end: b };
@@ -372,6 +450,54 @@ function extractLatex(s: string): ExtractedAnswer | null {
     i = end + close.length;
   }
   return best;
+}
+
+/**
+ * Running prose inside a `$…$` pair (two adjacent words of letters, one of three or more,
+ * outside `\text{…}` and commands): the `$` were currency signs.
+ */
+function hasRunningWords(content: string): boolean {
+  const bare = content.replace(
+    /\\(?:text|mbox|mathrm|textbf|textit|operatorname)\s*\{[^{}]*\}/g,
+    " ",
+  )
+    .replace(/\\[a-zA-Z]+/g, " ");
+  return /(?:^|[^A-Za-z])(?:[A-Za-z]{3,}\s+[A-Za-z]{2,}|[A-Za-z]{2}\s+[A-Za-z]{3,})(?![A-Za-z])/
+    .test(bare);
+}
+
+/** Words that end the answer of "the answer is X" ("13, where $x$ is …"). */
+const PHRASE_STOP =
+  /\n|[.;](?:\s|$)|,\s+(?:where|which|since|because|as|so|and|but|with|given|for|i\.e\.|that)\b/i;
+
+/**
+ * The last "the answer is X" sentence (also "final" / "my answer is"), when X starts like a
+ * value (digit, sign, `$`, `\`, bracket, or a lone capital choice letter); X ends at the
+ * end of the line or sentence or before ", where …". `$X$` / `\(X\)` give their content.
+ */
+function extractAnswerPhrase(s: string): ExtractedAnswer | null {
+  const re = /\b(?:the|my|final)[ \t]+(?:final[ \t]+)?answer[ \t]+is[ \t]*:?[ \t]*/gi;
+  let last: RegExpExecArray | null = null;
+  for (let m = re.exec(s); m !== null; m = re.exec(s)) last = m;
+  if (last === null) return null;
+  const from = last.index + last[0].length;
+  let start = from;
+  let end: number;
+  if (s[from] === "$" || s.startsWith("\\(", from)) {
+    const open = s.startsWith("$$", from) ? "$$" : s[from] === "$" ? "$" : "\\(";
+    const close = open === "\\(" ? "\\)" : open;
+    start = from + open.length;
+    end = close === "$" ? findDollar(s, start) : s.indexOf(close, start);
+    if (end < 0) return null;
+  } else {
+    if (!/^(?:[-+\d\\([{]|[A-Z](?![A-Za-z]))/.test(s.slice(from, from + 2))) return null;
+    const stop = PHRASE_STOP.exec(s.slice(from, from + 300));
+    end = stop === null ? Math.min(s.length, from + 300) : from + stop.index;
+  }
+  let [a, b] = trimSpan(s, start, end);
+  while (b > a && /[.,。!]/.test(s[b - 1])) b--;
+  if (b <= a || b - a > 300) return null;
+  return { answer: s.slice(a, b), extractor: "plain", markerOffset: a, start: a, end: b };
 }
 
 function extractPlain(s: string): ExtractedAnswer | null {

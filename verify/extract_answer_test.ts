@@ -130,7 +130,8 @@ Deno.test("extractAnswer() reads adjacent boxes as one answer list", () => {
   const got = extractAnswer(text);
   assert.equal(got?.answer, "4, 9, -1");
   assert.equal(got?.markerOffset, text.indexOf("\\boxed"));
-  assert.equal(extractAnswer("\\boxed{4} \\text{ or } \\boxed{9}")?.answer, "4, 9");
+  // Boxes joined only by "or" are alternatives (compared as a set).
+  assert.equal(extractAnswer("\\boxed{4} \\text{ or } \\boxed{9}")?.answer, "4 \\text{ or } 9");
   // A repeated box is one answer.
   assert.equal(extractAnswer("\\[\\boxed{5}\\]\n\\[\\boxed{5}\\]")?.answer, "5");
 });
@@ -143,7 +144,32 @@ Deno.test("extractAnswer() keeps only the last box when words separate the boxes
 Deno.test("extractAnswer() keeps the labels of adjacent boxes when each has one", () => {
   assert.equal(
     extractAnswer("Thus $x=\\boxed{2}$ or $x=\\boxed{-3}$.")?.answer,
-    "x = 2, x = -3",
+    "x = 2 \\text{ or } x = -3",
   );
   assert.equal(extractAnswer("x = \\boxed{2} and \\boxed{-3}")?.answer, "2, -3");
+});
+
+Deno.test("extractAnswer() stays linear on long lines full of markers", () => {
+  // A quadratic scan took seconds on the first input (one regex match per "answer:",
+  // each reading to the end of the line).
+  for (
+    const text of [
+      "x answer:".repeat(20000),
+      "So Answer: 1. ".repeat(10000),
+      "\\boxed{".repeat(5000) + "7" + "}".repeat(5000),
+      "$5 for apples and ".repeat(10000),
+      ", the final answer is ".repeat(10000),
+      "the answer is ".repeat(10000),
+    ]
+  ) {
+    for (const mode of ["reward", "eval"] as const) {
+      const t = performance.now();
+      extractAnswer(text, { mode });
+      const ms = performance.now() - t;
+      assert.ok(
+        ms < 500,
+        `${JSON.stringify(text.slice(0, 20))}… (${mode}) took ${ms.toFixed(0)} ms`,
+      );
+    }
+  }
 });

@@ -20,7 +20,8 @@
  *   `(1,4) and (4,1)`, `x = -2 or x = 7`, `\text{ and }`, `\quad` and `;` separate list
  *   items.
  * - Solution sets compare unordered: `\{…\}` against a bare list, `x = a or x = b`,
- *   a list of two or more points `(5,2,1),(2,5,1)`, a list with `\pm`. A bare list of
+ *   `a or b or c` (also boxes joined by "or": `\boxed{-2} or \boxed{1}`), a list of two
+ *   or more points `(5,2,1),(2,5,1)`, a list with `\pm`. A bare list of
  *   values stays ordered (`10, 4, -2` ≠ `4, 10, -2`, the Hendrycks rule; option
  *   `unorderedLists`), and so do the items of a tuple.
  * - Labelled answers: `(a,b)=(4,-1)` is `(4,-1)`; `b_2 = 5, b_7 = 11` matches the same
@@ -50,7 +51,19 @@
  *   `(0,9)\cup(9,36)` ≠ `(0,36)`). Open and closed ends must match (except at ±∞).
  * - Extraction from long solutions (`eval` mode): "Final answer: the smallest k is 17."
  *   (also in reward mode, after its `Answer:` marker), the last `$…$` formula
- *   (`$c = \sqrt{3^2+4^2} = 5$` → `5`), `\boxed` inside `$$…$$` (any mode).
+ *   (`$c = \sqrt{3^2+4^2} = 5$` → `5`), `\boxed` inside `$$…$$` (any mode); "the answer
+ *   is 13, where $x$ is …" is read before any formula, and "$5 for apples and $3" is
+ *   currency, not a formula.
+ * - Markers: `\boxed` first (a box inside a box is the answer: `\boxed{\boxed{7}}` = `7`);
+ *   then of `Answer:` (at a line or sentence start, not "my answer:"), `####` and "the final answer is" (at a sentence
+ *   start or after a comma / "So", "Thus", …) the one latest in the response, whatever
+ *   its type ("The final answer is 3 … Answer: 7" answers 7).
+ * - Nouns after a plain-number answer: when the gold is a plain number, a trailing run
+ *   of letter-only words after the response's number is dropped (`#### 12 bananas`,
+ *   `\boxed{\$12 \text{ each}}`), never "or"/"and", operators, number words ("12
+ *   hundred", "12 dozen"), functions, constants or a bare word of one or two letters
+ *   (`12 x`).
+ * - Choice letters: `\text{(D)}`, `(D)`, `D)`, `\textbf{(D)} 17` are choice D.
  *
  * ## Deliberate refusals (scored as not equal)
  *

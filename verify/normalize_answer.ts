@@ -213,8 +213,10 @@ function normalizeInner(input: string, stripUnits: boolean): string {
     if (/^,$/.test(t)) return ", ";
     if (/^(?:and|or)$/i.test(t)) return ` \\text{ ${t.toLowerCase()} } `;
     if (stripUnits && isUnitPhrase(t) && /[\d})\]]\s*$/.test(before)) return " \uE001";
-    const choice = /^\(?([A-Za-z])\)?$/.exec(t);
-    if (choice) return ` ${choice[1]} `;
+    // A choice letter keeps its parentheses, so "\textbf{(D)} 17" stays "(D) 17" for the
+    // choice rule below (without them it read "D17").
+    const choice = /^(\(?)([A-Za-z])(\)?)$/.exec(t);
+    if (choice) return choice[1] && choice[3] ? ` (${choice[2]}) ` : ` ${choice[2]} `;
     if (/^[-+]?[\d.,]+$/.test(t)) return t;
     return `\\text{${t.replace(/\s+/g, " ")}}`;
   });

@@ -438,10 +438,15 @@ function convert(raw: unknown, depth: number, ctx: Ctx, inTrig: boolean): Answer
     }
     case "And":
     case "Or": {
-      const items = args.map((y) => sub(y));
+      // "a or b or c" parses as Or(a, Or(b, c)): one list of three items.
+      const flat = flattenHead(head, args);
+      const items = flat.map((y) => sub(y));
       if (items.length > 0 && items.every(isLogical)) {
         return { kind: head === "And" ? "and" : "or", items };
       }
+      // "1 or 2" lists alternatives: a set, unordered ("2 or 1" is "1, 2"); "1 and 2"
+      // stays a bare list.
+      if (head === "Or" && items.length > 1) return { kind: "set", items };
       return { kind: "tuple", brackets: "", items };
     }
     case "Approx":
@@ -666,4 +671,15 @@ function invisible(
 function isNegatedZero(x: unknown): boolean {
   const u = unwrap(x);
   return Array.isArray(u) && u[0] === "Negate";
+}
+
+/** The arguments of nested `head` expressions, flattened: Or(a, Or(b, c)) → [a, b, c]. */
+function flattenHead(head: string, args: unknown[]): unknown[] {
+  const out: unknown[] = [];
+  for (const y of args) {
+    if (Array.isArray(y) && y.length > 1 && unwrap(y[0]) === head) {
+      out.push(...flattenHead(head, y.slice(1)));
+    } else out.push(y);
+  }
+  return out;
 }
