@@ -17,12 +17,9 @@ import { braceTable } from "./_latex_scan.ts";
  *   list of their contents (`\boxed{4}, \boxed{9}` → `4, 9`; a repeated box counts
  *   once); the marker is then the first of them.
  * - `minerva`: "The final answer is $X$" (Minerva / lm-eval format; "I hope it is
- *   correct." is dropped) at a sentence start or after a comma / "So", "Thus", …, not
- *   mid-sentence ("I think the final answer is 3" is no marker).
- * - `answer_line`: DAPO's `Answer: X` at the start of a line (after spaces, markdown
- *   `**`/`#`/`>`/`-` and an optional "Final"), after a sentence end, or capitalised and
- *   not after a determiner ("my answer: 72" is no marker; case-insensitive, the last
- *   match; the rest of
+ *   correct." is dropped), the last match.
+ * - `answer_line`: DAPO's `Answer: X` (a word of its own, case-insensitive, anywhere as
+ *   verl's unanchored regex; the last match; the rest of
  *   the line is the answer, or the next non-empty line when the rest is empty or only
  *   markdown `**`, as DAPO's `Answer\s*:\s*([^\n]+)` reads "Answer:\n18").
  * - `gsm8k`: GSM8K's `#### X` (the last match).
@@ -282,15 +279,13 @@ function trimSpan(s: string, start: number, end: number): [number, number] {
 }
 
 function extractMinerva(s: string): ExtractedAnswer | null {
-  // At a sentence start, or after a lead-in ending in a comma or a connective
-  // ("So the final answer is", "Based on this, the final answer is"), not mid-sentence
-  // ("Let me check whether the final answer is 3").
-  const re =
-    /(?:^|[\n.!?:,*$])[ \t*]*(?:(?:so|thus|therefore|hence|overall|finally|and)[ \t]*,?[ \t]+)?((?:(?:the|my|our)[ \t]+)?final[ \t]+answer[ \t]+is[ \t:]*)/gi;
+  // Minerva's "final answer is", anywhere (as its unanchored regex): which marker type
+  // counts is decided by position among the types (the latest), not by context.
+  const re = /(?:the[ \t]+)?final[ \t]+answer[ \t]+is[ \t:]*/gi;
   let last: RegExpExecArray | null = null;
   for (let m = re.exec(s); m !== null; m = re.exec(s)) last = m;
   if (last === null) return null;
-  const markerOffset = last.index + last[0].length - last[1].length;
+  const markerOffset = last.index;
   const from = last.index + last[0].length;
   let start = from;
   let end: number;
@@ -346,19 +341,9 @@ function lastLineMatch(s: string, re: RegExp, name: ExtractorName): ExtractedAns
 /** The rest of an `Answer:` line that counts as empty: spaces and markdown `*`/`_` only. */
 const EMPTY_REST = /^[\s*_]*$/;
 
-/** Whether the `answer` at `at` begins an `Answer:` marker (see extractAnswerLine). */
+/** Whether the `answer` at `at` begins an `Answer:` marker: a word of its own. */
 function answerMarkerAt(s: string, at: number): boolean {
-  if (at > 0 && /[A-Za-z0-9_]/.test(s[at - 1])) return false;
-  // Look back at most 64 characters (linear time on long lines of "answer:").
-  const from = Math.max(0, at - 64);
-  const chunk = s.slice(from, at);
-  const nl = chunk.lastIndexOf("\n");
-  const before = nl >= 0 ? chunk.slice(nl + 1) : chunk;
-  if ((nl >= 0 || from === 0) && /^[ \t>#*_-]*(?:final[ \t]+)?$/i.test(before)) return true;
-  if (/[.!?)\]$][ \t*_]*$/.test(before)) return true;
-  return s[at] === "A" &&
-    !/(?:^|[^A-Za-z])(?:the|my|your|our|an?|this|that|his|her|their|its|whose)[ \t]*$/i
-      .test(before);
+  return at === 0 || !/[A-Za-z0-9_]/.test(s[at - 1]);
 }
 
 function extractAnswerLine(s: string): ExtractedAnswer | null {
@@ -366,13 +351,11 @@ function extractAnswerLine(s: string): ExtractedAnswer | null {
   // "Answer:\n18" answers 18. When the rest of the line is empty (or only the `**` of a
   // markdown "**Answer:**"), the answer is the next non-empty line. The marker stays at
   // the `A` of `Answer:`.
-  // verl's regex is not anchored, but the DAPO prompt asks for the line "Answer: X": here
-  // the marker stands at the start of a line (after spaces, markdown `*`/`#`/`>`/`-` and
-  // an optional "Final"), after the end of a sentence ("… is 7. Answer: 7"), or as a
-  // capitalised "Answer:" not after a determiner ("x Answer: 7"); so "Let me check my
-  // answer: 72" and "To get the answer: multiply …" in running text are not markers.
-  // The regex finds the marker only; an accepted marker takes the rest of its line and
-  // the search goes on after it (the first marker of a line counts, in linear time).
+  // Anywhere, case-insensitive, as verl's unanchored regex ("my answer: 72" too); a
+  // marker earlier than another type's ("… my answer: 72\n#### 70") loses to it, since
+  // the latest marker among the types wins. The regex finds the marker only; a marker
+  // takes the rest of its line and the search goes on after it (the first marker of a
+  // line counts, as verl's non-overlapping matches; linear time).
   const re = /answer[ \t]*:/gi;
   let best: ExtractedAnswer | null = null;
   for (let m = re.exec(s); m !== null; m = re.exec(s)) {

@@ -55,9 +55,9 @@
  *   is 13, where $x$ is …" is read before any formula, and "$5 for apples and $3" is
  *   currency, not a formula.
  * - Markers: `\boxed` first (a box inside a box is the answer: `\boxed{\boxed{7}}` = `7`);
- *   then of `Answer:` (at a line or sentence start, not "my answer:"), `####` and "the final answer is" (at a sentence
- *   start or after a comma / "So", "Thus", …) the one latest in the response, whatever
- *   its type ("The final answer is 3 … Answer: 7" answers 7).
+ *   then of `Answer:` (as verl's unanchored regex), `####` and "the final answer is" the
+ *   one latest in the response, whatever its type ("The final answer is 3 … Answer: 7"
+ *   answers 7; "Let me check my answer: 72 … #### 70" answers 70).
  * - Nouns after a plain-number answer: when the gold is a plain number, a trailing run
  *   of letter-only words after the response's number is dropped (`#### 12 bananas`,
  *   `\boxed{\$12 \text{ each}}`), never "or"/"and", operators, number words ("12

@@ -32,9 +32,9 @@ const PAIRS: [string, string][] = [
   ["\\boxed{(x+1)^2}", "x^2+2x+2"],
 ];
 
-function decisions(mode: "reward" | "eval"): string[] {
+function decisions(mode: "reward" | "eval", budgetMs?: number): string[] {
   return PAIRS.map(([response, gold]) => {
-    const r = verify(response, gold, { mode });
+    const r = verify(response, gold, budgetMs === undefined ? { mode } : { mode, budgetMs });
     return `${r.correct}:${r.reason}`;
   });
 }
@@ -63,7 +63,9 @@ Deno.test("verify() in eval mode keeps its wall-clock budget (the slowed clock c
   // The control for the test above: the slowed clock is read and does spend a
   // clock budget, so the reward-mode test would catch a clock in the reward path.
   const slowed = withSlowClock(() => decisions("eval"));
-  const normal = decisions("eval");
+  // The real clock with a budget no loaded CI machine reaches (the default 100 ms did under
+  // load): the decisions the slowed clock must change.
+  const normal = decisions("eval", 60_000);
   assert.ok(!normal.some((d) => d.endsWith(":timeout")));
   // Timed out while preparing the gold (skip) or while comparing.
   assert.ok(slowed.some((d) => d === "false:timeout" || d === "null:gold-unparseable"));
