@@ -1,12 +1,12 @@
 // The LM head's d x at a tiny hidden size: dx [tokens, 8] = d logits [tokens, V] · W [V, 8] over
 // Qwen3's vocabulary (V = 151,936), 128 tokens (a block of tests/webgpu_real_vocab_test.ts's
-// training step): the kernels that could take it, forced. "auto" took the 64×64 tiles on llvmpipe
-// (two workgroups of 64×64 outputs of which 8 columns are used) and takes the one-thread-per-row
-// narrow kernel now (kernels/matmul/matmul_narrow.wgsl); split-K (the 64×64 tiles over chunks of
-// k, as a GPU's "auto" takes it) is the other candidate. Two smaller rows check the threshold
-// NARROW_MIN_K (1,024): a rank-8 LoRA's du = dy · B over 1,024 tokens at k = 1,024 and 4,096.
-// Each sample is one dispatch, timed by the GPU timestamps when the device has them
-// (bench/_gpu_timer.ts); the best GFLOP/s (useful, 2·m·n·k) of each is printed at the end.
+// training step): the kernels that could take it, forced. "auto" took the 64×64 tiles on
+// llvmpipe (two workgroups of 64×64 outputs of which 8 columns are used) and takes the narrow
+// kernel now (kernels/matmul/matmul_narrow.wgsl, one thread per two rows); split-K (the 64×64
+// tiles over chunks of k, as a GPU's "auto" takes it) is the other candidate. Two smaller rows
+// check the threshold NARROW_MIN_K (1,024): a rank-8 LoRA's du = dy · B over 1,024 tokens at
+// k = 1,024 and 4,096. Each sample is one dispatch, timed by the GPU timestamps when the device
+// has them (bench/_gpu_timer.ts); the best GFLOP/s (useful, 2·m·n·k) of each is printed at the end.
 //   deno task bench bench/lm_head_dx_bench.ts
 import { createGpu } from "../gpu/device.ts";
 import { GpuContext } from "../gpu/context.ts";

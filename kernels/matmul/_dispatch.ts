@@ -3,7 +3,7 @@
 // matmul_128.wgsl and matmul_small_k.wgsl share: the vec4 matvec of kernels/matvec for <= 32 rows
 // (aligned, untransposed operands); one thread per output for a short K and few rows; 128x128 tiles with 8x8 outputs per thread when both M and N are >= 32 (on llvmpipe they
 // beat the 64x64 tiles even mostly empty); on llvmpipe, one thread per row for <= 8 columns and a
-// long K (matmul_narrow.wgsl); else the 64x64 tiles of matmul.wgsl (4x4 per thread).
+// long K (matmul_narrow.wgsl, two rows per thread); else the 64x64 tiles of matmul.wgsl (4x4 per thread).
 // On a hardware adapter a backward product with few tiles and a long K is split along K
 // (split-K): matmul.wgsl's partial products over chunks of K into a scratch buffer of the
 // context, summed by matmul_split_k.wgsl.
@@ -63,7 +63,7 @@ export const SMALL_K_MAX = 32;
 /** The most output rows for which "auto" takes the one-thread-per-output kernel. */
 export const SMALL_K_ROWS = 16;
 
-/** The most output columns of the narrow kernel (one thread per row, its columns in registers). */
+/** The most output columns of the narrow kernel (one thread per two rows, their columns in registers). */
 export const NARROW_MAX_N = 8;
 /** The shortest inner dimension for which "auto" takes the narrow kernel (on a software adapter). */
 export const NARROW_MIN_K = 1024;
@@ -128,10 +128,10 @@ export function pickSplitK(
  * vec4 matvec of kernels/matvec (`"matvec"`, 4 columns × up to 8 rows per thread in registers)
  * when `m ≤ 32` and `k % 4 == 0` (LoRA B and other products of a decode step; only untransposed
  * operands with aligned rows, else the next choice); else one thread per output (`"smallK"`)
- * when `k ≤ 32` and `m ≤ 16`; else, on a software adapter (no `fill`), one thread per output row
+ * when `k ≤ 32` and `m ≤ 16`; else, on a software adapter (no `fill`), one thread per 2 output rows
  * (`"narrow"`, matmul_narrow.wgsl) when `n ≤ 8` and `k ≥ 1024`: e.g. the LM head's `d x` at a
  * tiny hidden size, `[tokens, 8]` over a 151,936 vocabulary, which the 64×64 tiles compute with
- * 7/8 padding columns in two workgroups per 128 tokens (on llvmpipe 12× faster there, 4× at
+ * 7/8 padding columns in two workgroups per 128 tokens (on llvmpipe 12–13× faster there, 4–12× at
  * `[1024, 8]` over k = 1024; bench/lm_head_dx_bench.ts, docs/perf.md); else the 128×128-tile one when both output sides are ≥ 32 and,
  * with `fill` (a hardware adapter), its grid reaches half of `fill` (about one workgroup per
  * multiprocessor: each of its 256 threads holds 64 accumulators) or the 64×64 tiles would not
@@ -386,7 +386,7 @@ export function dispatchMatmul(
     : kernel === "smallK"
     ? [Math.ceil(params.N / 64), params.M, 1]
     : kernel === "narrow"
-    ? [Math.ceil(params.M / 32), 1, 1]
+    ? [Math.ceil(params.M / 64), 1, 1]
     : [Math.ceil(params.N / 64), Math.ceil(params.M / 64), 1];
   dispatchKernel(ctx, pass, kernel, bindings, { ...params, k_chunk: 0 }, options, grid);
 }

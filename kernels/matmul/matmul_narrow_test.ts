@@ -1,4 +1,4 @@
-// The one-thread-per-row kernel for narrow outputs (matmul_narrow.wgsl), forced through
+// The kernel for narrow outputs (matmul_narrow.wgsl, one thread per two rows), forced through
 // `kernel: "narrow"`, against the float64 references: forward, d x (W_T) and d w (X_T + W_T) with
 // n ≤ 8 output columns, strided views, accumulate with a scale, f16 weights, a K past Mesa's loop
 // limit; outputs poisoned. It sums each output in k order with one fma per k as the 64×64 tiles
