@@ -2,7 +2,8 @@
 // launchers (matmul.ts, matmul_backward.ts) call it with the Params of matmul.wgsl, which
 // matmul_128.wgsl and matmul_small_k.wgsl share: the vec4 matvec of kernels/matvec for <= 32 rows
 // (aligned, untransposed operands); one thread per output for a short K and few rows; 128x128 tiles with 8x8 outputs per thread when both M and N are >= 32 (on llvmpipe they
-// beat the 64x64 tiles even mostly empty); else the 64x64 tiles of matmul.wgsl (4x4 per thread).
+// beat the 64x64 tiles even mostly empty); on llvmpipe, one thread per row for <= 8 columns and a
+// long K (matmul_narrow.wgsl, two rows per thread); else the 64x64 tiles of matmul.wgsl (4x4 per thread).
 // On a hardware adapter a backward product with few tiles and a long K is split along K
 // (split-K): matmul.wgsl's partial products over chunks of K into a scratch buffer of the
 // context, summed by matmul_split_k.wgsl.
@@ -12,11 +13,19 @@ import { f16Weights } from "../_f16.ts";
 import { encodeMatvec } from "../matvec/matvec.ts";
 import code64 from "./matmul.wgsl" with { type: "text" };
 import code128 from "./matmul_128.wgsl" with { type: "text" };
+import codeNarrow from "./matmul_narrow.wgsl" with { type: "text" };
 import codeSmallK from "./matmul_small_k.wgsl" with { type: "text" };
 import codeSplitK from "./matmul_split_k.wgsl" with { type: "text" };
 
 /** Which matmul kernel to record: chosen by shape ("auto"), or forced (tests, benchmarks). */
-export type MatmulKernel = "auto" | "tile64" | "tile128" | "smallK" | "matvec" | "splitK";
+export type MatmulKernel =
+  | "auto"
+  | "tile64"
+  | "tile128"
+  | "smallK"
+  | "narrow"
+  | "matvec"
+  | "splitK";
 
 /** The uniform fields of matmul.wgsl (and matmul_128.wgsl), by name, less `k_chunk` (split-K's, set by the dispatcher). */
 export interface MatmulParams {
@@ -36,9 +45,14 @@ export interface MatmulParams {
 const LAYOUT = uniformLayout(code64, "matmul");
 const LAYOUT_128 = uniformLayout(code128, "matmul_128");
 const LAYOUT_SMALL_K = uniformLayout(codeSmallK, "matmul_small_k");
+const LAYOUT_NARROW = uniformLayout(codeNarrow, "matmul_narrow");
 const LAYOUT_SPLIT_K = uniformLayout(codeSplitK, "matmul_split_k");
 for (
-  const [name, layout] of [["matmul_128", LAYOUT_128], ["matmul_small_k", LAYOUT_SMALL_K]] as const
+  const [name, layout] of [
+    ["matmul_128", LAYOUT_128],
+    ["matmul_small_k", LAYOUT_SMALL_K],
+    ["matmul_narrow", LAYOUT_NARROW],
+  ] as const
 ) {
   if (LAYOUT.fields.map((f) => f.name).join() !== layout.fields.map((f) => f.name).join()) {
     throw new SyntaxError(`Cannot load ${name}.wgsl: its Params differ from matmul.wgsl's`);
@@ -48,6 +62,11 @@ for (
 export const SMALL_K_MAX = 32;
 /** The most output rows for which "auto" takes the one-thread-per-output kernel. */
 export const SMALL_K_ROWS = 16;
+
+/** The most output columns of the narrow kernel (one thread per two rows, their columns in registers). */
+export const NARROW_MAX_N = 8;
+/** The shortest inner dimension for which "auto" takes the narrow kernel (on a software adapter). */
+export const NARROW_MIN_K = 1024;
 
 /** The fewest output rows and columns for which "auto" takes the 128×128 tiles. */
 export const TILE128_MIN = 32;
@@ -109,7 +128,11 @@ export function pickSplitK(
  * vec4 matvec of kernels/matvec (`"matvec"`, 4 columns × up to 8 rows per thread in registers)
  * when `m ≤ 32` and `k % 4 == 0` (LoRA B and other products of a decode step; only untransposed
  * operands with aligned rows, else the next choice); else one thread per output (`"smallK"`)
- * when `k ≤ 32` and `m ≤ 16`; else the 128×128-tile one when both output sides are ≥ 32 and,
+ * when `k ≤ 32` and `m ≤ 16`; else, on a software adapter (no `fill`), one thread per 2 output rows
+ * (`"narrow"`, matmul_narrow.wgsl) when `n ≤ 8` and `k ≥ 1024`: e.g. the LM head's `d x` at a
+ * tiny hidden size, `[tokens, 8]` over a 151,936 vocabulary, which the 64×64 tiles compute with
+ * 7/8 padding columns in two workgroups per 128 tokens (on llvmpipe 12–13× faster there, 4–12× at
+ * `[1024, 8]` over k = 1024; bench/lm_head_dx_bench.ts, docs/perf.md); else the 128×128-tile one when both output sides are ≥ 32 and,
  * with `fill` (a hardware adapter), its grid reaches half of `fill` (about one workgroup per
  * multiprocessor: each of its 256 threads holds 64 accumulators) or the 64×64 tiles would not
  * launch more; else the 64×64-tile one. (On llvmpipe the matvec ran 1.7× the
@@ -137,7 +160,7 @@ export function pickSplitK(
  * @param options `fill`: workgroups a product should launch (`GpuContext.fillWorkgroups` on a
  *   hardware adapter); default none (the software adapter's rule). `splitK`: the product may be
  *   split along k (the backward's products); default false.
- * @returns `"splitK"`, `"matvec"`, `"smallK"`, `"tile128"` or `"tile64"`.
+ * @returns `"splitK"`, `"matvec"`, `"smallK"`, `"narrow"`, `"tile128"` or `"tile64"`.
  *
  * @example A Qwen3-0.6B MLP projection over 512 tokens, a rank-16 LoRA A over 512 tokens, and a
  * LoRA B of rank 16 in a decode step; then q_proj over a decode step of 64 rows, on llvmpipe and
@@ -156,13 +179,21 @@ export function pickSplitK(
  * console.log(pickMatmulKernel(16, 1024, 4096, { fill: 256, splitK: true })); // splitK
  * console.log(pickMatmulKernel(16, 1024, 4096, { splitK: true })); // matvec
  * ```
+ *
+ * @example The LM head's `d x` of 128 tokens at hidden size 8 over Qwen3's vocabulary, on
+ * llvmpipe and on a GPU
+ * ```ts
+ * import { pickMatmulKernel } from "./matmul.ts";
+ * console.log(pickMatmulKernel(128, 8, 151936, { splitK: true })); // narrow
+ * console.log(pickMatmulKernel(128, 8, 151936, { fill: 256, splitK: true })); // splitK
+ * ```
  */
 export function pickMatmulKernel(
   m: number,
   n: number,
   k: number,
   options: { fill?: number; splitK?: boolean } = {},
-): "tile64" | "tile128" | "smallK" | "matvec" | "splitK" {
+): "tile64" | "tile128" | "smallK" | "narrow" | "matvec" | "splitK" {
   const { fill } = options;
   if (
     options.splitK && fill !== undefined && k >= SPLIT_K_MIN_K &&
@@ -198,8 +229,9 @@ function pickTiles(
   n: number,
   k: number,
   fill: number | undefined,
-): "tile64" | "tile128" | "smallK" {
+): "tile64" | "tile128" | "smallK" | "narrow" {
   if (k <= SMALL_K_MAX && m <= SMALL_K_ROWS) return "smallK";
+  if (fill === undefined && n <= NARROW_MAX_N && k >= NARROW_MIN_K) return "narrow";
   if (m < TILE128_MIN || n < TILE128_MIN) return "tile64";
   if (fill === undefined) return "tile128";
   const grid = (side: number) => Math.ceil(m / side) * Math.ceil(n / side);
@@ -337,6 +369,12 @@ export function dispatchMatmul(
     }
     kernel = pickTiles(params.M, params.N, params.K, fill);
   }
+  if (kernel === "narrow" && params.N > NARROW_MAX_N) {
+    throw new RangeError(
+      `Cannot record matmul with the narrow kernel: N must be <= ${NARROW_MAX_N}: current ` +
+        `value is ${params.N}`,
+    );
+  }
   if (kernel === "smallK" && params.K > SMALL_K_MAX) {
     throw new RangeError(
       `Cannot record matmul with the small-K kernel: K must be <= ${SMALL_K_MAX}: current ` +
@@ -347,6 +385,8 @@ export function dispatchMatmul(
     ? [Math.ceil(params.N / 128), Math.ceil(params.M / 128), 1]
     : kernel === "smallK"
     ? [Math.ceil(params.N / 64), params.M, 1]
+    : kernel === "narrow"
+    ? [Math.ceil(params.M / 64), 1, 1]
     : [Math.ceil(params.N / 64), Math.ceil(params.M / 64), 1];
   dispatchKernel(ctx, pass, kernel, bindings, { ...params, k_chunk: 0 }, options, grid);
 }
@@ -355,7 +395,7 @@ export function dispatchMatmul(
 function dispatchKernel(
   ctx: GpuContext,
   pass: GPUComputePassEncoder,
-  kernel: "tile64" | "tile128" | "smallK",
+  kernel: "tile64" | "tile128" | "smallK" | "narrow",
   bindings: readonly [Binding, Binding, Binding],
   params: MatmulParams & { k_chunk: number },
   options: DispatchOptions,
@@ -365,6 +405,8 @@ function dispatchKernel(
     ? ["matmul_128", code128, LAYOUT_128]
     : kernel === "smallK"
     ? ["matmul_small_k", codeSmallK, LAYOUT_SMALL_K]
+    : kernel === "narrow"
+    ? ["matmul_narrow", codeNarrow, LAYOUT_NARROW]
     : ["matmul", code64, LAYOUT];
   const constants: Record<string, number> = {};
   if (options.xT) constants.X_T = 1;

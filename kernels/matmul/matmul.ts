@@ -12,6 +12,8 @@ export {
   matmulFill,
   type MatmulKernel,
   type MatmulLoads,
+  NARROW_MAX_N,
+  NARROW_MIN_K,
   pickMatmulKernel,
   pickSplitK,
   SPLIT_K_MAX_PARTIALS,
@@ -48,7 +50,8 @@ export interface MatmulArgs {
   wF16?: boolean;
   /**
    * Kernel: `"auto"` (default) picks by shape (see {@linkcode pickMatmulKernel}); `"tile64"`,
-   * `"tile128"` (8×8 outputs per thread), `"smallK"` (one thread per output, `k ≤ 32`) or
+   * `"tile128"` (8×8 outputs per thread), `"smallK"` (one thread per output, `k ≤ 32`),
+   * `"narrow"` (one thread per two output rows, `n ≤ 8`) or
    * `"matvec"` (kernels/matvec's vec4 one: `k`, `ldx` multiples of 4) or `"splitK"` (k in
    * chunks, at least 2, towards `ctx.fillWorkgroups` workgroups, summed by a second dispatch; see
    * `pickSplitK`) force one (tests, benchmarks). All compute the same product (split-K rounds

@@ -1,0 +1,161 @@
+// The kernel for narrow outputs (matmul_narrow.wgsl, one thread per two rows), forced through
+// `kernel: "narrow"`, against the float64 references: forward, d x (W_T) and d w (X_T + W_T) with
+// n ≤ 8 output columns, strided views, accumulate with a scale, f16 weights, a K past Mesa's loop
+// limit; outputs poisoned. It sums each output in k order with one fma per k as the 64×64 tiles
+// do, so it also equals them bit for bit. Tolerance: 1e-5 relative (as matmul_test.ts) up to
+// K = 70; the LM head's K = 151,931 sums that many f32 products: 1e-4 (as matmul_test.ts there).
+import assert from "node:assert/strict";
+import {
+  assertClose,
+  noGpu,
+  poisoned,
+  randomArray,
+  readFloats,
+  recordPass,
+  testContext,
+} from "../../gpu/test_utils.ts";
+import { uploadMatrix } from "../../gpu/matrix.ts";
+import { encodeMatmul, type MatmulKernel, NARROW_MIN_K, pickMatmulKernel } from "./matmul.ts";
+import { encodeMatmulBackward } from "./matmul_backward.ts";
+import { matmulRef } from "./matmul_ref.ts";
+import { checkAccumulate, checkBackward } from "./_test_cases.ts";
+
+const TOL = 1e-5;
+
+Deno.test("pickMatmulKernel() takes the narrow kernel for n ≤ 8 and a long k on llvmpipe only", () => {
+  // The LM head's d x of 128 tokens at hidden size 8 (the real-vocabulary test's shape).
+  assert.equal(pickMatmulKernel(128, 8, 151936, { splitK: true }), "narrow");
+  assert.equal(pickMatmulKernel(128, 8, 151936), "narrow");
+  assert.equal(pickMatmulKernel(4096, 1, NARROW_MIN_K), "narrow");
+  assert.equal(pickMatmulKernel(4096, 8, NARROW_MIN_K - 1), "tile64");
+  assert.equal(pickMatmulKernel(4096, 9, NARROW_MIN_K), "tile64");
+  // Few rows: the matvec (k % 4 == 0) or the one-thread-per-output kernel first.
+  assert.equal(pickMatmulKernel(32, 8, 151936), "matvec");
+  // A hardware adapter: split-K for the backward, the tiles for the forward.
+  assert.equal(pickMatmulKernel(128, 8, 151936, { fill: 256, splitK: true }), "splitK");
+  assert.equal(pickMatmulKernel(128, 8, 151936, { fill: 256 }), "tile64");
+});
+
+Deno.test({
+  name: "encodeMatmul() with narrow matches the f64 reference, plain, strided and accumulating",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    for (const [m, n, k] of [[1, 1, 1], [3, 8, 7], [33, 5, 17], [70, 8, 64], [65, 3, 250]]) {
+      const x = randomArray(m * k, m * 31 + k);
+      const w = randomArray(n * k, n * 17 + k);
+      const y = poisoned(ctx, m * n, "y");
+      const enc = recordPass(ctx, (pass) =>
+        encodeMatmul(ctx, pass, {
+          x: ctx.upload(x, "x"),
+          w: ctx.upload(w, "w"),
+          y,
+          m,
+          n,
+          k,
+          kernel: "narrow",
+        }));
+      const got = await readFloats(ctx, y, m * n, enc);
+      const err = assertClose(got, matmulRef(x, w, [m, n, k]), TOL, `narrow ${m}x${n}x${k}`);
+      console.log(`narrow ${m}x${n}x${k}: rel err ${err.toExponential(2)}`);
+    }
+    // y[:, 5 .. 5 + 7] of rows of 20 += 0.5 · x[37, 19] (rows of 23) · wᵀ.
+    await checkAccumulate("narrow", [37, 7, 19, 23, 20, 5], TOL);
+  },
+});
+
+Deno.test({
+  name: "encodeMatmulBackward() with narrow gives dx and dw (transposed variants)",
+  ignore: noGpu,
+  async fn() {
+    // Both outputs have k columns: k <= 8.
+    await checkBackward("narrow", [[1, 1, 1], [7, 45, 8], [70, 33, 5]], TOL);
+  },
+});
+
+Deno.test({
+  name: "encodeMatmul() with narrow reads f16 weights",
+  ignore: noGpu,
+  async fn() {
+    // checkF16Weights' shapes have 133 and 136 output columns: narrow takes at most 8, so the
+    // f16 case here is its own.
+    const ctx = (await testContext())!;
+    if (!ctx.gpu.features.has("shader-f16")) {
+      console.log("the adapter has no shader-f16: f16 variant not run (refusal tested in _f16)");
+      return;
+    }
+    const [m, n, k] = [40, 6, 45];
+    const x = randomArray(m * k, 5);
+    const w = randomArray(n * k, 6);
+    const mat = uploadMatrix(ctx, { name: "w", data: w, rows: n, cols: k }, { dtype: "f16" });
+    const y = poisoned(ctx, m * n, "y");
+    const enc = recordPass(ctx, (pass) =>
+      encodeMatmul(ctx, pass, {
+        x: ctx.upload(x, "x"),
+        w: mat.chunks[0].buffer,
+        y,
+        m,
+        n,
+        k,
+        wF16: true,
+        kernel: "narrow",
+      }));
+    const w16 = Float32Array.from(Float16Array.from(w));
+    assertClose(await readFloats(ctx, y, m * n, enc), matmulRef(x, w16, [m, n, k]), TOL, "f16");
+  },
+});
+
+Deno.test({
+  name: "encodeMatmulBackward() with narrow sums the LM head's d x over 151,931 k (past Mesa's " +
+    "loop limit) and equals the 64×64 tiles bit for bit",
+  ignore: noGpu,
+  async fn() {
+    // dx[m, 8] = dy[m, V] · w[V, 8]: K = 151,931 (a tail of 11 past the steps of 16) against the
+    // f64 reference; then, at K = 4,099 (the 64×64 tiles over 151,931 k take ~15 s here),
+    // bit for bit against the tiles.
+    const ctx = (await testContext())!;
+    const h = 8;
+    const dxOf = async (kernel: MatmulKernel, m: number, v: number) => {
+      const dy = randomArray(m * v, 71 + v);
+      const w = randomArray(v * h, 72 + v);
+      const dx = poisoned(ctx, m * h, "dx");
+      const [dyb, wb] = [ctx.upload(dy, "dy"), ctx.upload(w, "w")];
+      const enc = recordPass(
+        ctx,
+        (pass) => encodeMatmulBackward(ctx, pass, { dy: dyb, w: wb, dx, m, n: v, k: h, kernel }),
+      );
+      const got = await readFloats(ctx, dx, m * h, enc);
+      for (const b of [dyb, wb, dx]) ctx.release(b);
+      return { got, dy, w };
+    };
+    const [m, v] = [3, 151931];
+    const { got, dy, w } = await dxOf("narrow", m, v);
+    // matmulRef(x [m, K], w [N, K]): the [V, 8] head transposed to [8, V].
+    const wt = new Float32Array(h * v);
+    for (let j = 0; j < v; j++) for (let c = 0; c < h; c++) wt[c * v + j] = w[j * h + c];
+    const err = assertClose(got, matmulRef(dy, wt, [m, h, v]), 1e-4, `narrow dx K ${v}`);
+    console.log(`narrow dx ${m}x${h} over K ${v}: rel err ${err.toExponential(2)}`);
+    const [a, b] = [await dxOf("narrow", 70, 4099), await dxOf("tile64", 70, 4099)];
+    assert.deepEqual(new Uint32Array(a.got.buffer), new Uint32Array(b.got.buffer));
+  },
+});
+
+Deno.test({
+  name: "encodeMatmul() with narrow refuses n > 8",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const big = ctx.createBuffer(4 * 9 * 16, "big");
+    const pass = ctx.device.createCommandEncoder().beginComputePass();
+    try {
+      assert.throws(
+        () =>
+          encodeMatmul(ctx, pass, { x: big, w: big, y: big, m: 1, n: 9, k: 16, kernel: "narrow" }),
+        /N must be <= 8: current value is 9/,
+      );
+    } finally {
+      pass.end();
+      ctx.release(big);
+    }
+  },
+});
