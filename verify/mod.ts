@@ -58,11 +58,6 @@
  *   then of `Answer:` (as verl's unanchored regex), `####` and "the final answer is" the
  *   one latest in the response, whatever its type ("The final answer is 3 … Answer: 7"
  *   answers 7; "Let me check my answer: 72 … #### 70" answers 70).
- * - Nouns after a plain-number answer: when the gold is a plain number, a trailing run
- *   of letter-only words after the response's number is dropped (`#### 12 bananas`,
- *   `\boxed{\$12 \text{ each}}`), never "or"/"and", operators, number words ("12
- *   hundred", "12 dozen"), functions, constants or a bare word of one or two letters
- *   (`12 x`).
  * - Choice letters: `\text{(D)}`, `(D)`, `D)`, `\textbf{(D)} 17` are choice D.
  *
  * ## Deliberate refusals (scored as not equal)

@@ -9,7 +9,6 @@ import { extractAnswer, type ExtractorName } from "./extract_answer.ts";
 import { normalizeAnswer } from "./normalize_answer.ts";
 import { type PreparedGold, prepareGoldWithin } from "./prepare_gold.ts";
 import { decide, guarded, makeBudget, percentDecision } from "./_decide.ts";
-import { stripTrailingWords } from "./_units.ts";
 import type { EquivalenceOptions, VerifyMode, VerifyReason } from "./types.ts";
 
 /** Options for {@linkcode verify}. */
@@ -140,23 +139,18 @@ export function verify(
     }
     const normalized = normalizeAnswer(found.answer);
     result.normalized = normalized;
-    const goldSide = {
-      normalized: prepared.normalized,
-      literal: prepared.literal,
-      parsed: { ok: true as const, node: prepared.node },
-    };
-    let decision = guarded(() => decide({ normalized }, goldSide, options, budget));
-    // A plain-number gold: words after the number are its noun ("12 bananas",
-    // "\$12 \text{ each}"), not part of the value.
-    const bare = decision.equal || decision.reason === "timeout" || prepared.literal === null
-      ? null
-      : stripTrailingWords(found.answer);
-    if (bare !== null) {
-      const again = guarded(() =>
-        decide({ normalized: normalizeAnswer(bare) }, goldSide, options, budget)
-      );
-      if (again.equal) decision = again;
-    }
+    const decision = guarded(() =>
+      decide(
+        { normalized },
+        {
+          normalized: prepared.normalized,
+          literal: prepared.literal,
+          parsed: { ok: true, node: prepared.node! },
+        },
+        options,
+        budget,
+      )
+    );
     const percent = decision.equal || decision.reason === "timeout" ||
         !(options.percentAsProportion ?? mode === "eval")
       ? null
