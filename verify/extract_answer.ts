@@ -264,13 +264,31 @@ function boxedSpans(s: string): ExtractedAnswer[] {
       out.push(best);
     }
   }
-  // A box inside another box ("\boxed{\boxed{7}}", "\fbox{\boxed{7}}",
-  // "\boxed{\text{Answer: }\boxed{7}}"): the innermost box is the answer, the outer
-  // one is dropped (boxes come in marker order, so an inner box follows its outer one).
-  // Brace-matched spans nest, so a box holds another exactly when the next box starts
-  // inside it.
-  return out.filter((b, i) => i + 1 >= out.length || out[i + 1].markerOffset >= b.end);
+  // A box inside another box: when the rest of the outer box is only a wrapper
+  // ("\boxed{\boxed{7}}", "\fbox{\boxed{7}}", "\boxed{\text{Answer: }\boxed{7}}",
+  // "\boxed{x = \boxed{7}}"), the inner box is the answer and the outer one is dropped;
+  // otherwise ("\boxed{\boxed{12} + 1}", "\boxed{\frac{\boxed{12}}{5}}") the outer box is
+  // the answer, as written (its inner `\boxed` is not a value, so it matches no gold), and
+  // the boxes inside it are dropped. Boxes come in marker order and brace-matched spans
+  // nest, so a box holds another exactly when the next box starts inside it.
+  const drop = new Set<number>();
+  for (let i = 0; i + 1 < out.length; i++) {
+    const outer = out[i];
+    const inner = out[i + 1];
+    if (drop.has(i) || inner.markerOffset >= outer.end) continue;
+    const innerEnd = s[inner.end] === "}" ? inner.end + 1 : inner.end;
+    const rest = s.slice(outer.start, inner.markerOffset) + s.slice(innerEnd, outer.end);
+    if (BOX_WRAPPER.test(rest)) drop.add(i);
+    else {
+      for (let j = i + 1; j < out.length && out[j].markerOffset < outer.end; j++) drop.add(j);
+    }
+  }
+  return out.filter((_, i) => !drop.has(i));
 }
+
+/** What may surround a box inside a box for the inner one to be the answer. */
+const BOX_WRAPPER =
+  /^(?:\s|\$|\\[,;:! ]|\\quad|\\(?:text|mathrm|textbf)\{[^{}]*\}|answer\s*:|[a-zA-Z]\s*=)*$/i;
 
 function trimSpan(s: string, start: number, end: number): [number, number] {
   while (start < end && /\s/.test(s[start])) start++;
