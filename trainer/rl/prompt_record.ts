@@ -78,7 +78,7 @@ export function promptRecord(
 export interface CheckResumePromptsOptions {
   /** The checkpoint, named in messages. */
   checkpointDir: string;
-  /** Rows of the prompt files dropped as repeats of an earlier prompt. */
+  /** Rows of the training file the order before de-duplication held and training now drops (its repeats, and training prompts asking a held-out question). */
   repeatedRows: number;
 }
 
@@ -121,9 +121,10 @@ export function checkResumePrompts(
     if (options.repeatedRows > 0) {
       throw new RangeError(
         `${where}: the checkpoint was saved before halo removed repeated prompts, and ` +
-          `"${current.source}" (key "rl.data.path") repeats prompts (${options.repeatedRows} ` +
-          `rows dropped): its data position counts into the ${current.trainPrompts} unique ` +
-          `prompts' order no more. Start a new run (or resume with the halo that saved it)`,
+          `"${current.source}" (key "rl.data.path") has rows that are no longer trained on ` +
+          `(${options.repeatedRows}: repeated prompts, or questions that are held out): its ` +
+          `data position counts into the ${current.trainPrompts} unique prompts' order no ` +
+          `more. Start a new run (or resume with the halo that saved it)`,
       );
     }
     return `the checkpoint "${options.checkpointDir}" records nothing of its prompts (saved ` +

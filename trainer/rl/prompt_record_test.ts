@@ -40,7 +40,7 @@ Deno.test("checkResumePrompts() on a checkpoint without a record: refused when r
   throws(() => checkResumePrompts(null, current, { ...options, repeatedRows: 5 }), {
     name: "RangeError",
     message:
-      /saved before halo removed repeated prompts, and "dapo\.parquet" .* \(5 rows dropped\)/,
+      /saved before halo removed repeated prompts, and "dapo\.parquet" .* \(5: repeated prompts/,
   });
   const warning = checkResumePrompts(null, current, options);
   strictEqual(typeof warning, "string");

@@ -326,18 +326,21 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     const read = rl.data.source === "jsonl" ? readJsonlPrompts : readParquetPrompts;
     // Repeated prompts dropped (the first kept, file order): DAPO-Math-17k's parquet holds each
     // of its ~17.9k prompts about 100 times, verl's aime-2024.parquet each of 30 problems 32.
-    const readUnique = async (path: string): Promise<RlPrompt[]> => {
+    // `repeatedRows` counts the training file's rows that the order before de-duplication held
+    // (its repeats, and below the training prompts asking a held-out question): a checkpoint
+    // from before then cannot resume over them.
+    const readUnique = async (path: string, train: boolean): Promise<RlPrompt[]> => {
       const unique = uniquePrompts(await read(path, fields));
-      repeatedRows += unique.rows - unique.prompts.length;
+      if (train) repeatedRows += unique.rows - unique.prompts.length;
       dataLines.push(
         `prompts "${path}": ${unique.rows} rows, ${unique.prompts.length} unique prompts`,
       );
       return unique.prompts;
     };
-    const all = await readUnique(rl.data.path);
+    const all = await readUnique(rl.data.path, true);
     if (rl.data.evalPath !== "") {
       trainPrompts = all;
-      evalPrompts = (await readUnique(rl.data.evalPath)).slice(0, rl.data.evalSize);
+      evalPrompts = (await readUnique(rl.data.evalPath, false)).slice(0, rl.data.evalSize);
     } else {
       if (all.length <= rl.data.evalSize) {
         throw new RangeError(
@@ -352,6 +355,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       const rest = all.slice(0, all.length - rl.data.evalSize);
       trainPrompts = rest.filter((p) => !held.has(normalizeQuestion(p.question)));
       if (trainPrompts.length < rest.length) {
+        repeatedRows += rest.length - trainPrompts.length;
         dataLines.push(
           `${rest.length - trainPrompts.length} training prompts dropped: their question is ` +
             `held out (with another gold)`,
