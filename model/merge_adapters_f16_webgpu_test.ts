@@ -21,6 +21,7 @@ import { loadModel } from "./load_model.ts";
 import { MergedAdapterWeights, mergeTargets, unmergeableReason } from "./merge_adapters_webgpu.ts";
 import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
 import { PROJECTION_FIELD, PROJECTIONS } from "./tensor_table.ts";
+import { counted } from "./_generate_test_utils.ts";
 
 // Model log-probs of the same greedy tokens, merged f16 weights vs the unmerged f16 path, largest
 // absolute difference: the merged weight is rounded to f16 once more (2^-11 relative of each
@@ -88,26 +89,6 @@ function randomLora(config: WebGpuQwen3["config"], seed: number, oProjExperts = 
     config,
     { seed, expertRanks: (m) => m.target === "o_proj" && oProjExperts > 1 ? [8, 4] : [m.r] },
   );
-}
-
-/** The generation and the compute-pass dispatches it recorded. */
-async function counted(
-  model: WebGpuQwen3,
-  options: GenerateOptions,
-): Promise<{ result: GenerateResult; dispatches: number }> {
-  const proto = GPUComputePassEncoder.prototype;
-  const original = proto.dispatchWorkgroups;
-  let dispatches = 0;
-  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, x, y, z) {
-    dispatches++;
-    return original.call(this, x, y, z);
-  };
-  try {
-    const result = await generateWebGpu(model, resolveGenerateOptions(model.config, options));
-    return { result, dispatches };
-  } finally {
-    proto.dispatchWorkgroups = original;
-  }
 }
 
 /** Dispatches of one decode step: the difference of runs of 7 and 3 new tokens, over 4. */

@@ -24,6 +24,7 @@ import { MergedAdapterWeights, mergeTargets, unfusableReason } from "./merge_ada
 import type { CpuQwen3 } from "./qwen3_cpu.ts";
 import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
 import { FUSED_GROUPS, PROJECTION_FIELD, PROJECTIONS } from "./tensor_table.ts";
+import { counted } from "./_generate_test_utils.ts";
 
 // Merged W' = W + s·B·A against float64, each element's error over |W| + s·Σ_j |B_oj·A_ji|: f32
 // roundings of a rank-8 sum (measured 1.7e-7).
@@ -71,26 +72,6 @@ async function gpuModel(isFallbackAdapter?: boolean): Promise<WebGpuQwen3> {
     warn: false,
     fuseProjections: false,
   }) as WebGpuQwen3;
-}
-
-/** The generation and the compute-pass dispatches it recorded. */
-async function counted(
-  model: WebGpuQwen3,
-  options: GenerateOptions,
-): Promise<{ result: GenerateResult; dispatches: number }> {
-  const proto = GPUComputePassEncoder.prototype;
-  const original = proto.dispatchWorkgroups;
-  let dispatches = 0;
-  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, x, y, z) {
-    dispatches++;
-    return original.call(this, x, y, z);
-  };
-  try {
-    const result = await generateWebGpu(model, resolveGenerateOptions(model.config, options));
-    return { result, dispatches };
-  } finally {
-    proto.dispatchWorkgroups = original;
-  }
 }
 
 /** Dispatches of one decode step: the difference of runs of 7 and 3 new tokens, over 4. */

@@ -26,6 +26,7 @@ import { generateWebGpu, releaseGenerateWorkspace } from "./generate_webgpu.ts";
 import { MergedAdapterWeights } from "./merge_adapters_webgpu.ts";
 import { WebGpuQwen3, type WebGpuQwen3Options } from "./qwen3_webgpu.ts";
 import { loadQwen3Weights } from "./weights.ts";
+import { counted } from "./_generate_test_utils.ts";
 
 const dir = fixtureDir();
 const config = await readQwen3Config(dir);
@@ -41,26 +42,6 @@ const LOGPROB_TOL = 0;
 
 function model(ctx: GpuContext, options: WebGpuQwen3Options = {}): WebGpuQwen3 {
   return new WebGpuQwen3(ctx, config, weights, options);
-}
-
-/** The generation and the compute-pass dispatches it recorded. */
-async function counted(
-  m: WebGpuQwen3,
-  options: GenerateOptions,
-): Promise<{ result: GenerateResult; dispatches: number }> {
-  const proto = GPUComputePassEncoder.prototype;
-  const original = proto.dispatchWorkgroups;
-  let dispatches = 0;
-  proto.dispatchWorkgroups = function (this: GPUComputePassEncoder, x, y, z) {
-    dispatches++;
-    return original.call(this, x, y, z);
-  };
-  try {
-    const result = await generateWebGpu(m, resolveGenerateOptions(m.config, options));
-    return { result, dispatches };
-  } finally {
-    proto.dispatchWorkgroups = original;
-  }
 }
 
 /** Dispatches of one decode step: the difference of greedy runs of 7 and 3 new tokens, over 4. */
