@@ -21,7 +21,7 @@ import { loadModel } from "./load_model.ts";
 import { MergedAdapterWeights, mergeTargets, unmergeableReason } from "./merge_adapters_webgpu.ts";
 import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
 import { PROJECTION_FIELD, PROJECTIONS } from "./tensor_table.ts";
-import { counted } from "./_generate_test_utils.ts";
+import { counted, maxAbsDiff } from "./_generate_test_utils.ts";
 
 // Model log-probs of the same greedy tokens, merged f16 weights vs the unmerged f16 path, largest
 // absolute difference: the merged weight is rounded to f16 once more (2^-11 relative of each
@@ -105,16 +105,6 @@ async function perStep(model: WebGpuQwen3, mergeAdapters: boolean): Promise<numb
   const [short, long] = [await run(3), await run(7)];
   strictEqual(long.result.stats.steps, 7, "a row stopped early");
   return (long.dispatches - short.dispatches) / 4;
-}
-
-function maxAbsDiff(a: GenerateResult, b: GenerateResult): number {
-  let worst = 0;
-  a.sequences.forEach((s, i) => {
-    const t = b.sequences[i].modelLogprobs;
-    strictEqual(s.modelLogprobs.length, t.length);
-    s.modelLogprobs.forEach((v, j) => worst = Math.max(worst, Math.abs(v - t[j])));
-  });
-  return worst;
 }
 
 async function mergedAndUnmerged(

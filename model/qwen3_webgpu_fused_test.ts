@@ -21,12 +21,12 @@ import { modelParams } from "../trainer/params.ts";
 import type { ParamTree } from "../trainer/types.ts";
 import type { Lora } from "./adapter_types.ts";
 import { readQwen3Config } from "./config.ts";
-import { type GenerateOptions, type GenerateResult, resolveGenerateOptions } from "./generate.ts";
+import { type GenerateOptions, resolveGenerateOptions } from "./generate.ts";
 import { generateWebGpu, releaseGenerateWorkspace } from "./generate_webgpu.ts";
 import { MergedAdapterWeights } from "./merge_adapters_webgpu.ts";
 import { WebGpuQwen3, type WebGpuQwen3Options } from "./qwen3_webgpu.ts";
 import { loadQwen3Weights } from "./weights.ts";
-import { counted } from "./_generate_test_utils.ts";
+import { counted, maxAbsDiff } from "./_generate_test_utils.ts";
 
 const dir = fixtureDir();
 const config = await readQwen3Config(dir);
@@ -58,16 +58,6 @@ async function perStep(m: WebGpuQwen3, options: Partial<GenerateOptions> = {}): 
   const [short, long] = [await run(3), await run(7)];
   strictEqual(long.result.stats.steps, 7, "a row stopped early");
   return (long.dispatches - short.dispatches) / 4;
-}
-
-function maxAbsDiff(a: GenerateResult, b: GenerateResult): number {
-  let worst = 0;
-  a.sequences.forEach((s, i) => {
-    const t = b.sequences[i].modelLogprobs;
-    strictEqual(s.modelLogprobs.length, t.length);
-    s.modelLogprobs.forEach((v, j) => worst = Math.max(worst, Math.abs(v - t[j])));
-  });
-  return worst;
 }
 
 /** Every full-mode parameter, read back through its `param` / `paramOffset`. */
