@@ -9,7 +9,11 @@
  * A server that failed the preflight at connect (e.g. still loading its weights) gets no request
  * until a preflight passes: it is retried, once its down time is over, right before its first
  * request. At most `maxSeqsInFlight` sequences (the requests' `n`) are in flight per server; the
- * others wait in the pool, where no timeout runs. A server that answers HTTP 404 for an adapter it
+ * others wait in the pool for a request to end (each in flight has its client's timeout). A
+ * request larger than the cap is split into near-equal chunks of at most the cap (chunk `k`
+ * starting at sample `s` seeded `seed + s`, so sample `i` keeps seed `seed + i`, as vLLM's
+ * parallel sampling derives them), which go to the servers like requests of their own; the
+ * choices come back in the request's order. A server that answers HTTP 404 for an adapter it
  * held (restarted, so it lost its adapters) no longer counts as holding it: the request goes to a
  * server that does, and the adapter is loaded again there (`RolloutClient.restoreAdapter`).
  *
@@ -45,7 +49,8 @@ export interface RolloutPoolOptions {
   downMs?: number;
   /**
    * Sequences (the sum of the requests' `n`) in flight per server; more wait in the pool. A
-   * request larger than this still goes alone. Default 256 (vLLM's `--max-num-seqs`).
+   * request larger than this is split into chunks of at most this many samples. Default 256
+   * (vLLM's `--max-num-seqs`).
    */
   maxSeqsInFlight?: number;
   /** The clock (tests); default `performance.now`. */
@@ -142,6 +147,13 @@ export class RolloutPool {
     options: RolloutPoolOptions & PreflightOptions = {},
   ) {
     if (clients.length === 0) throw new RangeError("Cannot create a rollout pool: no servers");
+    const cap = options.maxSeqsInFlight ?? 256;
+    if (!(Number.isInteger(cap) && cap >= 1)) {
+      throw new RangeError(
+        `Cannot create a rollout pool: maxSeqsInFlight must be an integer ≥ 1: current value ` +
+          `is ${cap}`,
+      );
+    }
     this.#slots = clients.map((client) => ({
       client,
       downUntil: -Infinity,
@@ -251,7 +263,7 @@ export class RolloutPool {
     for (let k = 0; k < count; k++) {
       const slot = this.#slots[(this.#turn + k) % count];
       if (slot.downUntil > now || !this.#holds(slot, adapter)) continue;
-      if (slot.seqs > 0 && slot.seqs + n > cap) {
+      if (slot.seqs + n > cap) {
         full = true;
         continue;
       }
@@ -303,16 +315,37 @@ export class RolloutPool {
   }
 
   /**
-   * Generates a prompt's samples on the least busy server, retrying elsewhere on failure.
+   * Generates a prompt's samples on the least busy server, retrying elsewhere on failure; a
+   * request of more than `maxSeqsInFlight` samples goes as near-equal chunks of at most that
+   * many (sample `i` seeded `seed + i`), each on a server of its own choosing.
    *
    * @param request The rollout request (`n` = the group size).
-   * @returns `request.n` validated choices.
+   * @returns `request.n` validated choices, in order.
    * @throws {RemoteEngineError} On a non-retryable failure (an HTTP 4xx: the request is wrong
    *   for the server), when no server holds the request's adapter, or when the attempts ran out
    *   (naming every server and its last error when all are down).
    * @throws {RangeError} When the request itself is invalid.
    */
   async generate(request: RolloutRequest): Promise<RolloutChoice[]> {
+    const cap = this.#options.maxSeqsInFlight ?? 256;
+    if (!(request.n > cap)) return await this.#generateChunk(request);
+    // Larger than a server takes at once: near-equal chunks of at most `cap`, sample `i` still
+    // seeded `seed + i` (a request that waited for an idle server could wait for ever).
+    const chunks = Math.ceil(request.n / cap);
+    const parts: RolloutRequest[] = [];
+    for (let k = 0, start = 0; k < chunks; k++) {
+      const n = Math.floor(request.n / chunks) + (k < request.n % chunks ? 1 : 0);
+      parts.push({ ...request, n, seed: request.seed + start });
+      start += n;
+    }
+    const settled = await Promise.allSettled(parts.map((part) => this.#generateChunk(part)));
+    const failed = settled.find((r) => r.status === "rejected");
+    if (failed !== undefined) throw failed.reason;
+    return settled.flatMap((r) => (r as PromiseFulfilledResult<RolloutChoice[]>).value);
+  }
+
+  /** {@linkcode RolloutPool.generate} of a request of at most `maxSeqsInFlight` samples. */
+  async #generateChunk(request: RolloutRequest): Promise<RolloutChoice[]> {
     const attempts = this.#options.attempts ?? 4;
     const backoff = this.#options.backoffMs ?? 250;
     const adapter = request.adapter;

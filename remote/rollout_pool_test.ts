@@ -1,4 +1,4 @@
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { RolloutClient } from "./rollout_client.ts";
 import { RolloutPool } from "./rollout_pool.ts";
 import { RemoteEngineError, type RolloutRequest } from "./types.ts";
@@ -273,8 +273,48 @@ Deno.test("RolloutPool caps the sequences in flight per server (maxSeqsInFlight)
   );
   strictEqual(out.flat().length, 14);
   strictEqual(peak, 4);
-  // A request larger than the cap still goes (alone).
-  peak = 0;
-  await Promise.all([pool.generate({ ...REQUEST, n: 6 }), pool.generate({ ...REQUEST, n: 1 })]);
-  strictEqual(peak, 6);
+});
+
+Deno.test("RolloutPool splits a request larger than maxSeqsInFlight into chunks, in order, seeds kept", async () => {
+  // A request of more than the cap used to wait for an idle server and then go alone (past the
+  // cap), so servers kept busy by smaller requests could hold it back for ever.
+  const inFlight = new Map<string, number>();
+  const peak = new Map<string, number>();
+  const sent: string[] = [];
+  const fetch: typeof globalThis.fetch = async (input, init) => {
+    const name = new URL(String(input)).hostname;
+    const body = JSON.parse(String(init!.body));
+    sent.push(`${name} n=${body.n} seed=${body.seed}`);
+    inFlight.set(name, (inFlight.get(name) ?? 0) + body.n);
+    peak.set(name, Math.max(peak.get(name) ?? 0, inFlight.get(name)!));
+    await new Promise((r) => setTimeout(r, 5));
+    inFlight.set(name, inFlight.get(name)! - body.n);
+    // Sample i of a vLLM request seeded s is seeded s + i: answer that seed as the token.
+    return Response.json({
+      choices: Array.from({ length: body.n }, (_, i) => ({
+        ...GOOD.choices[0],
+        index: i,
+        token_ids: [body.seed + i],
+        logprobs: { token_logprobs: [-0.5], tokens: [`token_id:${body.seed + i}`] },
+      })),
+    });
+  };
+  const list = ["a", "b"].map((name) =>
+    new RolloutClient(`http://${name}`, { engine: "vllm", vocabSize: 64, model: "m", fetch })
+  );
+  const pool = new RolloutPool(list, { maxSeqsInFlight: 4 });
+  const [big, small] = await Promise.all([
+    pool.generate({ ...REQUEST, n: 10, seed: 20 }),
+    pool.generate({ ...REQUEST, n: 3, seed: 50 }),
+  ]);
+  deepStrictEqual(big.map((c) => c.tokenIds[0]), Array.from({ length: 10 }, (_, i) => 20 + i));
+  deepStrictEqual(small.map((c) => c.tokenIds[0]), [50, 51, 52]);
+  ok([...peak.values()].every((p) => p <= 4), JSON.stringify([...peak]));
+  deepStrictEqual(sent.filter((l) => l.includes("seed=2")).map((l) => l.slice(2)).sort(), [
+    "n=3 seed=24",
+    "n=3 seed=27",
+    "n=4 seed=20",
+  ]);
+  ok(sent.some((l) => l.startsWith("a ")) && sent.some((l) => l.startsWith("b ")), String(sent));
+  throws(() => new RolloutPool(list, { maxSeqsInFlight: 0 }), /maxSeqsInFlight must be an integer/);
 });
