@@ -4,7 +4,9 @@
  * place), every server loads it under a new name (`<prefix>-v<version>`), and versions that fall
  * out of the staleness window are unloaded. A name is never loaded twice: vLLM keys its prefix
  * cache by adapter name, so reloading changed weights under an old name can serve stale KV
- * (vllm#42125); `load_inplace` is never used.
+ * (vllm#42125); `load_inplace` is never used. A restarted server's lost version is loaded again
+ * (for the pool, on its 404) only while it is in the window, in turn with the publishes' loads and
+ * unloads on that server, so a reload cannot land after a publish unloaded that version.
  *
  * Routes: vLLM `POST /v1/load_lora_adapter {lora_name, lora_path, load_inplace: false}` and
  * `POST /v1/unload_lora_adapter {lora_name}` (server started with
@@ -125,6 +127,8 @@ export class AdapterSync {
   #options: AdapterSyncOptions;
   #loaded: { name: string; version: number }[] = [];
   #restoring = new Map<string, Promise<void>>();
+  /** Per server, the tail of its adapter loads and unloads (run one at a time, in order). */
+  #queues = new Map<RolloutClient, Promise<unknown>>();
 
   /**
    * Makes the synchronizer.
@@ -151,14 +155,30 @@ export class AdapterSync {
   }
 
   /**
+   * Runs `op` on `client` after its earlier loads and unloads: a reload cannot race a publish
+   * that unloads the same name (the reload checks the window when its turn comes, and the
+   * publish unloads what the server holds when its turn comes).
+   */
+  #serial<T>(client: RolloutClient, op: () => Promise<T>): Promise<T> {
+    const run = (this.#queues.get(client) ?? Promise.resolve()).then(op); // the tail never rejects
+    const tail = run.catch(() => {});
+    this.#queues.set(client, tail);
+    void tail.then(() => {
+      if (this.#queues.get(client) === tail) this.#queues.delete(client);
+    });
+    return run;
+  }
+
+  /**
    * Loads a version in the window again on one server (it lost it: restarted); concurrent calls
-   * for the same server and name share one load.
+   * for the same server and name share one load. It runs in turn with the server's publishes
+   * ({@linkcode AdapterSync.publish}), so a version that left the window meanwhile is not loaded.
    */
   #restore(client: RolloutClient, name: string): Promise<void> {
     const key = `${client.url} ${name}`;
     let running = this.#restoring.get(key);
     if (running === undefined) {
-      running = (async () => {
+      running = this.#serial(client, async () => {
         if (!this.#loaded.some((x) => x.name === name)) {
           throw new RemoteEngineError(
             client.url,
@@ -175,7 +195,7 @@ export class AdapterSync {
           { text: true },
         );
         (client.servedAdapters ??= new Set()).add(name);
-      })().finally(() => this.#restoring.delete(key));
+      }).finally(() => this.#restoring.delete(key));
       this.#restoring.set(key, running);
     }
     return running;
@@ -230,7 +250,10 @@ export class AdapterSync {
     const lora_path = this.#serverPath(name);
     const loads = await Promise.allSettled(this.#clients.map((c) => {
       const r = routes(c);
-      return c.request(r.load, { lora_name: name, lora_path, ...r.extra }, { text: true });
+      return this.#serial(
+        c,
+        () => c.request(r.load, { lora_name: name, lora_path, ...r.extra }, { text: true }),
+      );
     }));
     const failed = loads.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
     const refused = failed.some((e) => !(e instanceof RemoteEngineError) || !e.retryable);
@@ -256,17 +279,25 @@ export class AdapterSync {
     this.#loaded.push({ name, version });
     const unloaded: string[] = [];
     while (this.#loaded.length > (this.#options.keep ?? 2)) {
-      const old = this.#loaded.shift()!;
-      unloaded.push(old.name);
-      const holders = this.#clients.filter((c) => c.servedAdapters?.has(old.name));
-      const results = await Promise.allSettled(holders.map(async (c) => {
-        await c.request(routes(c).unload, { lora_name: old.name }, { text: true });
-        c.servedAdapters?.delete(old.name);
-      }));
-      for (const r of results) {
-        if (r.status === "rejected") warnings.push((r.reason as Error).message);
-      }
+      unloaded.push(this.#loaded.shift()!.name);
     }
+    // Out of the window now, so no reload starts them again; each server unloads those it holds
+    // when its turn comes (after a reload that was already running).
+    const results = await Promise.all(this.#clients.map((c) =>
+      this.#serial(c, async () => {
+        const errors: string[] = [];
+        for (const old of unloaded.filter((n) => c.servedAdapters?.has(n))) {
+          try {
+            await c.request(routes(c).unload, { lora_name: old }, { text: true });
+            c.servedAdapters?.delete(old);
+          } catch (error) {
+            errors.push((error as Error).message);
+          }
+        }
+        return errors;
+      })
+    ));
+    warnings.push(...results.flat());
     return { name, version, path, unloaded, warnings };
   }
 }

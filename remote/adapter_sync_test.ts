@@ -148,8 +148,11 @@ Deno.test({
   },
 });
 
-/** A fake vLLM server that can restart (losing its adapters); generation is a stub. */
-function restartable(tag: string, loads: string[]) {
+/**
+ * A fake vLLM server that can restart (losing its adapters); generation is a stub. `gate`, when
+ * given, is awaited before each adapter load (given the directory's name).
+ */
+function restartable(tag: string, loads: string[], gate?: (name: string) => Promise<void>) {
   const stub = (o: import("../model/generate.ts").GenerateOptions) =>
     Promise.resolve(
       {
@@ -169,9 +172,11 @@ function restartable(tag: string, loads: string[]) {
       generate: stub,
       model: "arith",
       maxModelLen: 128,
-      loadAdapter: (path) => {
-        loads.push(`${tag} ${path.split("/").at(-1)}`);
-        return Promise.resolve(stub);
+      loadAdapter: async (path) => {
+        const name = path.split("/").at(-1)!;
+        loads.push(`${tag} ${name}`);
+        await gate?.(name);
+        return stub;
       },
     });
   let handler = make();
@@ -245,6 +250,78 @@ Deno.test({
       pool.clients[0].servedAdapters!.add(v1); // stale belief
       pool.clients[1].servedAdapters!.add(v1);
       await rejects(pool.generate(request(v1)), RemoteEngineError);
+    } finally {
+      await fakes.closeAll();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "A reload racing a publish that unloads the same version leaves no stale adapter loaded",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // The race: a restarted server's 404 for v1 starts a reload of v1 (in the window then);
+    // while that load runs, publish(v3) loads v3 and unloads v1 from the servers that hold it:
+    // not this one (it lost v1, and the reload is not done). Then the reload lands: the server
+    // holds v1, out of the window, for good, one adapter beyond --max-loras (= keep) once v2
+    // is reloaded too.
+    const loads: string[] = [];
+    let entered!: () => void;
+    const reloadStarted = new Promise<void>((r) => (entered = r));
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const gate = (name: string) => {
+      if (name !== "race-v1" || loads.filter((l) => l === "a race-v1").length < 2) {
+        return Promise.resolve();
+      }
+      entered();
+      return released; // the reload of v1 hangs until released
+    };
+    const server = restartable("a", loads, gate);
+    const fakes = await serveFakes([server.handler]);
+    const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+    try {
+      const request = (adapter: string): RolloutRequest => ({
+        promptIds: [1, 2],
+        n: 1,
+        maxTokens: 1,
+        temperature: 1,
+        topP: 1,
+        topK: 0,
+        seed: 1,
+        stopTokenIds: [],
+        eosTokenIds: [54],
+        adapter,
+        policyVersion: 1,
+      });
+      const write = (d: string) => Deno.writeTextFile(join(d, "adapter_config.json"), "{}");
+      const pool = await RolloutPool.connect([fakes.servers[0].url], {
+        engine: "vllm",
+        vocabSize: 64,
+        fetch: fakes.fetch,
+        backoffMs: 1,
+      });
+      const keep = 2;
+      const sync = new AdapterSync(pool.clients, { dir, prefix: "race", keep });
+      await sync.publish(1, write);
+      await sync.publish(2, write);
+      server.restart();
+      const late = pool.generate(request("race-v1")).then(() => "served", (e) => String(e));
+      await reloadStarted;
+      const published = sync.publish(3, write);
+      await new Promise((r) => setTimeout(r, 20)); // let the publish run as far as it can
+      release();
+      const result = await published;
+      deepStrictEqual([result.name, result.unloaded], ["race-v3", ["race-v1"]]);
+      await late; // served before v1 was unloaded, or refused as out of the window
+      // v2 is reloaded on its next request.
+      strictEqual((await pool.generate(request("race-v2"))).length, 1);
+      const held = (await pool.clients[0].preflight()).models.filter((m) => m !== "arith");
+      deepStrictEqual(held.sort(), sync.loaded, `loads: ${JSON.stringify(loads)}`);
+      ok(held.length <= keep, JSON.stringify(held));
+      deepStrictEqual([...pool.clients[0].servedAdapters!].sort(), sync.loaded);
     } finally {
       await fakes.closeAll();
       await Deno.remove(dir, { recursive: true });
