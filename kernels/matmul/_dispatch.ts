@@ -314,6 +314,9 @@ export function dispatchMatmul(
   params: MatmulParams,
   options: DispatchOptions,
 ): void {
+  // An empty output has nothing to write (whatever K and accumulate): no dispatch. The kernels
+  // assume M, N ≥ 1 (the narrow kernel reads column min(n, N - 1) of w).
+  if (params.M === 0 || params.N === 0) return;
   let kernel = options.kernel ?? "auto";
   const fill = matmulFill(ctx);
   if (kernel === "auto") {

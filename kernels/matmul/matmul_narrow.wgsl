@@ -7,9 +7,11 @@
 //   B[n, k] = w[n * ldw + w_col + k]   (W_T: w[k * ldw + w_col + n])
 // One thread per two output rows (grid [ceil(M / 64)], 32 threads each) holding their N outputs
 // in four vec4s: per k two reads of A (the second row clamped to M - 1) and 8 of B (column
-// min(n, N - 1)), so always in bounds; the extra rows and columns are never stored. (Two rows per
-// thread ran 1.8× one row on llvmpipe: B's reads are shared.) No shared memory, no barrier. Each output is summed in k order with one fma per k from
-// 0, then scaled by alpha (and added to y), as the tile kernels do: the same rounding, bit for bit.
+// min(n, N - 1)), so always in bounds for M, N >= 1 (the launcher records no dispatch for an empty
+// output; the kernel returns at once for N = 0 too); the extra rows and columns are never stored.
+// (Two rows per thread ran 1.8× one row on llvmpipe: B's reads are shared.) No shared memory, no
+// barrier. Each output is summed in k order with one fma per k from 0, then scaled by alpha (and
+// added to y), as the tile kernels do: the same rounding, bit for bit.
 // The K loop steps 16 k with its body written as calls (inlined: no inner loop), so that Mesa's
 // 65,535-iteration loop limit (see matmul.wgsl) allows K up to ~1,048,000; a tail loop of < 16.
 // Reads x, w (and y when accumulating); writes y. Tolerance vs f64 reference: rel 1e-5 (f32).
@@ -72,7 +74,7 @@ fn store(m: u32, n: u32, v: f32) {
 @compute @workgroup_size(32)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let m = 2u * gid.x;
-  if (m >= p.M) { return; }
+  if (m >= p.M || p.N == 0u) { return; }
   acc0 = vec4f();
   acc1 = vec4f();
   acc2 = vec4f();

@@ -1,9 +1,10 @@
 // The kernel for narrow outputs (matmul_narrow.wgsl, one thread per two rows), forced through
 // `kernel: "narrow"`, against the float64 references: forward, d x (W_T) and d w (X_T + W_T) with
 // n ≤ 8 output columns, strided views, accumulate with a scale, f16 weights, a K past Mesa's loop
-// limit; outputs poisoned. It sums each output in k order with one fma per k as the 64×64 tiles
-// do, so it also equals them bit for bit. Tolerance: 1e-5 relative (as matmul_test.ts) up to
-// K = 70; the LM head's K = 151,931 sums that many f32 products: 1e-4 (as matmul_test.ts there).
+// limit, an empty output (no dispatch); outputs poisoned. It sums each output in k order with one
+// fma per k as the 64×64 tiles do, so it also equals them bit for bit. Tolerance: 1e-5 relative
+// (as matmul_test.ts) up to K = 70; the LM head's K = 151,931 sums that many f32 products: 1e-4
+// (as matmul_test.ts there).
 import assert from "node:assert/strict";
 import {
   assertClose,
@@ -157,5 +158,48 @@ Deno.test({
       pass.end();
       ctx.release(big);
     }
+  },
+});
+
+Deno.test({
+  name: "encodeMatmul() and encodeMatmulBackward() record nothing for an empty output (n = 0)",
+  ignore: noGpu,
+  async fn() {
+    // With N = 0 the narrow kernel read w at column min(n, N - 1) = 2^32 - 1 (out of range,
+    // clamped by the adapter) for each of its rows; an empty product has nothing to write, so
+    // no dispatch is recorded (any kernel). Same for dx and dw of a product with k = 0.
+    const ctx = (await testContext())!;
+    const [m, k] = [70, NARROW_MIN_K];
+    assert.equal(pickMatmulKernel(m, 0, k), "narrow"); // "auto" takes it too on llvmpipe
+    const x = ctx.upload(randomArray(m * k, 3), "x");
+    const w = ctx.createBuffer(0, "w");
+    const y = poisoned(ctx, 1, "y");
+    const counted = (record: (pass: GPUComputePassEncoder) => void) => {
+      let dispatches = 0;
+      const enc = recordPass(ctx, (pass) => {
+        const dispatch = pass.dispatchWorkgroups.bind(pass);
+        pass.dispatchWorkgroups = (...a: Parameters<typeof dispatch>) => {
+          dispatches++;
+          dispatch(...a);
+        };
+        record(pass);
+      });
+      ctx.device.queue.submit([enc.finish()]);
+      return dispatches;
+    };
+    for (const kernel of ["narrow", "auto", "tile64", "smallK"] as const) {
+      const n = counted((pass) =>
+        encodeMatmul(ctx, pass, { x, w, y, m, n: 0, k: kernel === "smallK" ? 8 : k, kernel })
+      );
+      assert.equal(n, 0, `${kernel}: dispatches for m ${m}, n 0`);
+    }
+    // The backward of a product with k = 0: dx [m, 0] and dw [n, 0] are empty.
+    const dy = ctx.upload(randomArray(m * 4, 4), "dy");
+    const n = counted((pass) =>
+      encodeMatmulBackward(ctx, pass, { dy, w, x: w, dx: y, dw: y, m, n: 4, k: 0 })
+    );
+    assert.equal(n, 0, "backward dispatches for k 0");
+    assert.ok(Number.isNaN((await readFloats(ctx, y, 1))[0]), "the poisoned y was written");
+    for (const b of [x, w, y, dy]) ctx.release(b);
   },
 });
