@@ -1,7 +1,9 @@
 // RL runs of the bundled arithmetic model on a JSONL prompt file that repeats its prompts (as
 // DAPO-Math-17k does): the repeats are dropped, the held-out split comes from the unique prompts,
-// the checkpoints record the prompts and a resume on other prompts is refused; a held-out file
-// sharing questions with the training one is warned about.
+// the checkpoints record the prompts and a resume on other prompts is refused (as is a resume of a
+// checkpoint from before the record over a file whose repeats, or training prompts asking a
+// held-out question, training now drops); a held-out file sharing questions with the training one
+// is warned about.
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { loadCheckpoint } from "../trainer/checkpoint.ts";
@@ -101,6 +103,48 @@ Deno.test({
       const resumed = await runRl(config, { ...options, resume: true });
       strictEqual(resumed.step, 2);
       strictEqual(resumed.resumedFrom, step1);
+    }),
+});
+
+Deno.test({
+  name: "runRl() refuses to resume a checkpoint from before the record when training prompts " +
+    "that ask a held-out question are dropped (no repeats in the file)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const unique = arithmeticPrompts("train", { size: 8, seed: 3, digits: 1, maxTerms: 2 });
+      // 9 rows, no two alike: the 7th asks the question of the 8th (held out with the 9th) with
+      // another gold. Training drops it, so the order before the de-duplication (9 rows, the
+      // last 2 held out) is not training's (6 prompts).
+      const other = { ...unique[6], gold: `${unique[6].gold}0` };
+      const rows = [...unique.slice(0, 6), other, unique[6], unique[7]];
+      const path = join(dir, "held.jsonl");
+      await Deno.writeTextFile(path, jsonl(rows));
+      const config = await rlConfig(dir, fileOverrides(path));
+      const lines: string[] = [];
+      const options = { progress: null, log: (l: string) => lines.push(l), evalAtStart: false };
+      const halted = await runRl(config, { ...options, haltAfterStep: 1 });
+      strictEqual(halted.halted, true);
+      ok(lines.includes(`prompts "${path}": 9 rows, 9 unique prompts`), lines.join("\n"));
+      ok(
+        lines.includes(
+          "1 training prompts dropped: their question is held out (with another gold)",
+        ),
+        lines.join("\n"),
+      );
+      // The checkpoint as halo saved it before the record (meta.json without "data"): refused.
+      const metaPath = join(halted.runDir, "step_000001", "meta.json");
+      const { data, ...old } = JSON.parse(await Deno.readTextFile(metaPath));
+      strictEqual(data.trainPrompts, 6);
+      await Deno.writeTextFile(metaPath, JSON.stringify(old));
+      await rejects(runRl(config, { ...options, resume: true }), {
+        name: "RangeError",
+        message: new RegExp(
+          `saved before halo removed repeated prompts, and "${path.replaceAll(".", "\\.")}" ` +
+            `\\(key "rl\\.data\\.path"\\) has rows that are no longer trained on \\(1: `,
+        ),
+      });
     }),
 });
 
