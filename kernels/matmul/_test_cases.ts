@@ -1,11 +1,12 @@
 // Copyright 2025 the halo authors. MIT license.
 /**
  * Checks shared by the matmul kernels' tests (matmul_tiles_test.ts, matmul_small_k_test.ts,
- * matmul_split_k_test.ts):
+ * matmul_narrow_test.ts, matmul_split_k_test.ts):
  * one kernel, forced through `kernel`, against the float64 references.
  *
  * @module
  */
+import assert from "node:assert/strict";
 import {
   assertClose,
   poisoned,
@@ -20,6 +21,78 @@ import { encodeMatmul, type MatmulKernel, type MatmulLoads } from "./matmul.ts";
 import { encodeMatmulBackward } from "./matmul_backward.ts";
 import { matmulBackwardRef } from "./matmul_backward_ref.ts";
 import { matmulRef } from "./matmul_ref.ts";
+
+/**
+ * `y = x · wᵀ` with the kernel for each shape, `y` poisoned first, against the float64 product
+ * (of the f16-rounded weights with `wF16`); logs the errors. With `wF16` and no `shader-f16` it
+ * says so and returns (the refusal is tested in kernels/_f16_test.ts).
+ *
+ * @param kernel The kernel to force.
+ * @param shapes `[m, n, k]` each.
+ * @param tol Relative tolerance.
+ * @param options `wF16`: upload w as f16 and read it so.
+ */
+export async function checkForward(
+  kernel: MatmulKernel,
+  shapes: readonly (readonly [number, number, number])[],
+  tol: number,
+  options: { wF16?: boolean } = {},
+): Promise<void> {
+  const ctx = (await testContext())!;
+  const wF16 = options.wF16 ?? false;
+  if (wF16 && !ctx.gpu.features.has("shader-f16")) {
+    console.log("the adapter has no shader-f16: f16 variant not run (refusal tested in _f16)");
+    return;
+  }
+  for (const [m, n, k] of shapes) {
+    const x = randomArray(m * k, m * 31 + k);
+    const w = randomArray(n * k, n * 17 + k);
+    const y = poisoned(ctx, m * n, "y");
+    const xb = ctx.upload(x, "x");
+    const wb = wF16
+      ? uploadMatrix(ctx, { name: "w", data: w, rows: n, cols: k }, { dtype: "f16" }).chunks[0]
+        .buffer
+      : ctx.upload(w, "w");
+    const enc = recordPass(
+      ctx,
+      (pass) => encodeMatmul(ctx, pass, { x: xb, w: wb, y, m, n, k, wF16, kernel }),
+    );
+    const got = await readFloats(ctx, y, m * n, enc);
+    const wRef = wF16 ? Float32Array.from(Float16Array.from(w)) : w;
+    const what = `${kernel}${wF16 ? " f16" : ""} ${m}x${n}x${k}`;
+    const err = assertClose(got, matmulRef(x, wRef, [m, n, k]), tol, what);
+    console.log(`${what}: rel err ${err.toExponential(2)}`);
+    for (const b of [xb, wb, y]) ctx.release(b);
+  }
+}
+
+/**
+ * Asserts that recording `y = x · wᵀ` of `[m, n, k]` with the kernel throws `message` (operands
+ * one buffer large enough for each).
+ *
+ * @param kernel The kernel to force.
+ * @param shape `[m, n, k]`.
+ * @param message The expected error's message.
+ */
+export async function checkRefuses(
+  kernel: MatmulKernel,
+  shape: readonly [number, number, number],
+  message: RegExp,
+): Promise<void> {
+  const ctx = (await testContext())!;
+  const [m, n, k] = shape;
+  const big = ctx.createBuffer(4 * Math.max(m * k, n * k, m * n), "big");
+  const pass = ctx.device.createCommandEncoder().beginComputePass();
+  try {
+    assert.throws(
+      () => encodeMatmul(ctx, pass, { x: big, w: big, y: big, m, n, k, kernel }),
+      message,
+    );
+  } finally {
+    pass.end();
+    ctx.release(big);
+  }
+}
 
 /**
  * `y[:, yCol .. yCol + n]` (rows of `ldy`) += 0.5 · x (`m × k`, rows of `ldx`) · wᵀ with the

@@ -15,11 +15,10 @@ import {
   recordPass,
   testContext,
 } from "../../gpu/test_utils.ts";
-import { uploadMatrix } from "../../gpu/matrix.ts";
 import { encodeMatmul, type MatmulKernel, NARROW_MIN_K, pickMatmulKernel } from "./matmul.ts";
 import { encodeMatmulBackward } from "./matmul_backward.ts";
 import { matmulRef } from "./matmul_ref.ts";
-import { checkAccumulate, checkBackward } from "./_test_cases.ts";
+import { checkAccumulate, checkBackward, checkForward, checkRefuses } from "./_test_cases.ts";
 
 const TOL = 1e-5;
 
@@ -41,25 +40,11 @@ Deno.test({
   name: "encodeMatmul() with narrow matches the f64 reference, plain, strided and accumulating",
   ignore: noGpu,
   async fn() {
-    const ctx = (await testContext())!;
-    for (const [m, n, k] of [[1, 1, 1], [3, 8, 7], [33, 5, 17], [70, 8, 64], [65, 3, 250]]) {
-      const x = randomArray(m * k, m * 31 + k);
-      const w = randomArray(n * k, n * 17 + k);
-      const y = poisoned(ctx, m * n, "y");
-      const enc = recordPass(ctx, (pass) =>
-        encodeMatmul(ctx, pass, {
-          x: ctx.upload(x, "x"),
-          w: ctx.upload(w, "w"),
-          y,
-          m,
-          n,
-          k,
-          kernel: "narrow",
-        }));
-      const got = await readFloats(ctx, y, m * n, enc);
-      const err = assertClose(got, matmulRef(x, w, [m, n, k]), TOL, `narrow ${m}x${n}x${k}`);
-      console.log(`narrow ${m}x${n}x${k}: rel err ${err.toExponential(2)}`);
-    }
+    await checkForward(
+      "narrow",
+      [[1, 1, 1], [3, 8, 7], [33, 5, 17], [70, 8, 64], [65, 3, 250]],
+      TOL,
+    );
     // y[:, 5 .. 5 + 7] of rows of 20 += 0.5 · x[37, 19] (rows of 23) · wᵀ.
     await checkAccumulate("narrow", [37, 7, 19, 23, 20, 5], TOL);
   },
@@ -80,29 +65,7 @@ Deno.test({
   async fn() {
     // checkF16Weights' shapes have 133 and 136 output columns: narrow takes at most 8, so the
     // f16 case here is its own.
-    const ctx = (await testContext())!;
-    if (!ctx.gpu.features.has("shader-f16")) {
-      console.log("the adapter has no shader-f16: f16 variant not run (refusal tested in _f16)");
-      return;
-    }
-    const [m, n, k] = [40, 6, 45];
-    const x = randomArray(m * k, 5);
-    const w = randomArray(n * k, 6);
-    const mat = uploadMatrix(ctx, { name: "w", data: w, rows: n, cols: k }, { dtype: "f16" });
-    const y = poisoned(ctx, m * n, "y");
-    const enc = recordPass(ctx, (pass) =>
-      encodeMatmul(ctx, pass, {
-        x: ctx.upload(x, "x"),
-        w: mat.chunks[0].buffer,
-        y,
-        m,
-        n,
-        k,
-        wF16: true,
-        kernel: "narrow",
-      }));
-    const w16 = Float32Array.from(Float16Array.from(w));
-    assertClose(await readFloats(ctx, y, m * n, enc), matmulRef(x, w16, [m, n, k]), TOL, "f16");
+    await checkForward("narrow", [[40, 6, 45]], TOL, { wF16: true });
   },
 });
 
@@ -145,19 +108,7 @@ Deno.test({
   name: "encodeMatmul() with narrow refuses n > 8",
   ignore: noGpu,
   async fn() {
-    const ctx = (await testContext())!;
-    const big = ctx.createBuffer(4 * 9 * 16, "big");
-    const pass = ctx.device.createCommandEncoder().beginComputePass();
-    try {
-      assert.throws(
-        () =>
-          encodeMatmul(ctx, pass, { x: big, w: big, y: big, m: 1, n: 9, k: 16, kernel: "narrow" }),
-        /N must be <= 8: current value is 9/,
-      );
-    } finally {
-      pass.end();
-      ctx.release(big);
-    }
+    await checkRefuses("narrow", [1, 9, 16], /N must be <= 8: current value is 9/);
   },
 });
 
