@@ -77,6 +77,46 @@ async function readParams(m: WebGpuQwen3): Promise<ParamTree> {
   return out;
 }
 
+/** Frees the models' generation workspaces and buffers. */
+function disposeGenerated(...models: WebGpuQwen3[]): void {
+  for (const m of models) {
+    releaseGenerateWorkspace(m);
+    m.dispose();
+  }
+}
+
+/**
+ * Sets the same LoRA (r 4, alpha 8, seed 4, on `targets`) on both models, then asserts that
+ * merged greedy generation gives the same tokens and model log-probs (within `LOGPROB_TOL`).
+ */
+async function sameMergedGeneration(
+  fused: WebGpuQwen3,
+  plain: WebGpuQwen3,
+  targets: string | string[],
+  label: string,
+): Promise<void> {
+  const lora = createLora(
+    loraConfig({ r: 4, loraAlpha: 8, targetModules: targets, initLoraWeights: false }),
+    config,
+    { seed: 4 },
+  );
+  fused.setAdapters(lora);
+  plain.setAdapters(lora);
+  const g: GenerateOptions = {
+    prompts: PROMPTS,
+    maxNewTokens: 10,
+    temperature: 0,
+    mergeAdapters: true,
+  };
+  const [a, b] = [
+    await generateWebGpu(fused, resolveGenerateOptions(config, g)),
+    await generateWebGpu(plain, resolveGenerateOptions(config, g)),
+  ];
+  deepStrictEqual(a.sequences.map((s) => s.tokens), b.sequences.map((s) => s.tokens), label);
+  const err = maxAbsDiff(a, b);
+  ok(err <= LOGPROB_TOL, `${label}: log-probs differ by ${err}`);
+}
+
 const block = (w: GpuMatrix) => [w.chunks.length, w.chunks[0].offset ?? 0];
 
 Deno.test({
@@ -234,10 +274,7 @@ Deno.test({
         console.log(`${c.name}: dispatches per decode step, fused ${f}, separate ${p}`);
         strictEqual(p - f, saved, `${c.name}: dispatches saved`);
       } finally {
-        releaseGenerateWorkspace(fused);
-        releaseGenerateWorkspace(plain);
-        fused.dispose();
-        plain.dispose();
+        disposeGenerated(fused, plain);
       }
     }
   },
@@ -259,59 +296,13 @@ Deno.test({
         const fused16 = model(ctx, { weightDtype: "f16" });
         const plain16 = model(ctx, { weightDtype: "f16", fuseProjections: false });
         try {
-          const lora = createLora(
-            loraConfig({ r: 4, loraAlpha: 8, targetModules: "all-linear", initLoraWeights: false }),
-            config,
-            { seed: 4 },
-          );
-          fused16.setAdapters(lora);
-          plain16.setAdapters(lora);
-          const g: GenerateOptions = {
-            prompts: PROMPTS,
-            maxNewTokens: 10,
-            temperature: 0,
-            mergeAdapters: true,
-          };
-          const [a, b] = [
-            await generateWebGpu(fused16, resolveGenerateOptions(config, g)),
-            await generateWebGpu(plain16, resolveGenerateOptions(config, g)),
-          ];
-          deepStrictEqual(a.sequences.map((s) => s.tokens), b.sequences.map((s) => s.tokens));
-          const err = maxAbsDiff(a, b);
-          ok(err <= LOGPROB_TOL, `f16 merged: log-probs differ by ${err}`);
+          await sameMergedGeneration(fused16, plain16, "all-linear", "f16 merged");
         } finally {
-          releaseGenerateWorkspace(fused16);
-          releaseGenerateWorkspace(plain16);
-          fused16.dispose();
-          plain16.dispose();
+          disposeGenerated(fused16, plain16);
         }
       } else console.log("the adapter has no shader-f16: f16 weights not run");
-      for (const targets of ["all-linear", ["q_proj", "gate_proj"]] as const) {
-        const lora = createLora(
-          loraConfig({
-            r: 4,
-            loraAlpha: 8,
-            targetModules: targets as string | string[],
-            initLoraWeights: false,
-          }),
-          config,
-          { seed: 4 },
-        );
-        fused.setAdapters(lora);
-        plain.setAdapters(lora);
-        const g: GenerateOptions = {
-          prompts: PROMPTS,
-          maxNewTokens: 10,
-          temperature: 0,
-          mergeAdapters: true,
-        };
-        const [a, b] = [
-          await generateWebGpu(fused, resolveGenerateOptions(config, g)),
-          await generateWebGpu(plain, resolveGenerateOptions(config, g)),
-        ];
-        deepStrictEqual(a.sequences.map((s) => s.tokens), b.sequences.map((s) => s.tokens));
-        const err = maxAbsDiff(a, b);
-        ok(err <= LOGPROB_TOL, `${targets}: log-probs differ by ${err}`);
+      for (const targets of ["all-linear", ["q_proj", "gate_proj"]]) {
+        await sameMergedGeneration(fused, plain, targets, String(targets));
       }
       // Merged apart (no fused groups): the view drops the base's fused weights, whose q and
       // gate rows are not the merged ones; the unadapted k and v stay views into the base.
@@ -328,10 +319,7 @@ Deno.test({
         merged.dispose();
       }
     } finally {
-      releaseGenerateWorkspace(fused);
-      releaseGenerateWorkspace(plain);
-      fused.dispose();
-      plain.dispose();
+      disposeGenerated(fused, plain);
     }
   },
 });
