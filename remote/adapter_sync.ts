@@ -10,9 +10,11 @@
  *
  * Routes: vLLM `POST /v1/load_lora_adapter {lora_name, lora_path, load_inplace: false}` and
  * `POST /v1/unload_lora_adapter {lora_name}` (server started with
- * `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True --enable-lora --max-loras ≥ keep`); SGLang
+ * `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True --enable-lora --max-loras ≥ keep + 1`: a publish loads
+ * the new version before it unloads the oldest, so a server briefly holds keep + 1); SGLang
  * `POST /load_lora_adapter {lora_name, lora_path, pinned: false}` and `POST /unload_lora_adapter`
- * (`--enable-lora --max-loaded-loras ≥ keep`). llama.cpp sets adapters server-wide and is refused.
+ * (`--enable-lora --max-loaded-loras ≥ keep + 1`). llama.cpp sets adapters server-wide and is
+ * refused.
  * The servers read the directory from their own disk: `dir` must be shared storage (or
  * `serverPath` maps it), and HILO adapters cannot be served (engines serve plain LoRA only).
  *

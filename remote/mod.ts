@@ -15,7 +15,8 @@
  * # temperature 1; at rl.temperature ≠ 1 use --logprobs-mode processed_logprobs with top-p 1
  * # and top-k 0, remoteSampleGroups refuses otherwise), no generation_config defaults;
  * # --max-lora-rank ∈ {1, 8, 16, 32, 64, …} ≥ the largest LoRA rank (adapters.r or any
- * # rank_pattern value: peftWriter pads every module to it), --max-loras ≥ AdapterSync's keep.
+ * # rank_pattern value: peftWriter pads every module to it), --max-loras ≥ AdapterSync's keep + 1
+ * # (a publish loads the new version before it unloads the oldest).
  * VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve Qwen/Qwen3-1.7B --port 8000 \
  *   --enable-lora --max-lora-rank 32 --max-loras 3 \
  *   --logprobs-mode raw_logprobs --generation-config vllm
