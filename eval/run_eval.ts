@@ -647,7 +647,9 @@ async function sampleProblem(
   });
   const gold = prepareGold(problem.gold, { mode: "eval" });
   const texts = sequences.map((s) => ctx.tokenizer.decode(s.tokens, { skipSpecialTokens: true }));
-  const checks = texts.map((text) => verify(text, gold, { mode: "eval" }));
+  const checks = texts.map((text) =>
+    verify(text, gold, { mode: "eval", problem: problem.question })
+  );
   const votes = voteClasses(checks.map((c) => c.extracted));
   const records = sequences.map((s, i): EvalSampleRecord => {
     const record: EvalSampleRecord = {
