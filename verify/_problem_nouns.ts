@@ -33,7 +33,9 @@ const DENY: ReadonlySet<string> = wordSet(
    through upto exceed exceeds difference shy short shortfall too many much enough few
    several some any all only just exactly about around approximately approx roughly
    nearly almost circa ish odd even maybe perhaps probably possibly likely unlikely
-   rounded`,
+   rounded approximate estimate estimated something tops senior junior elder excluding
+   including included excluded inclusive exclusive pretax untaxed unless otherwise
+   whereas although though`,
   // operations
   `times plus minus divided multiplied over per mod modulo and nor but with without
    except besides instead versus for from into out off then squared cubed root sqrt
@@ -41,14 +43,15 @@ const DENY: ReadonlySet<string> = wordSet(
    negated negation positive absolute quotient remainder ratio ratios fraction
    fractions proportion odds chance probability percent percents percentage pct
    percentile permille promille basis bps ppm ppb decimal binary octal hex hexadecimal
-   repeating recurring repeated overline`,
+   repeating recurring repeated overline complement complementary supplement
+   supplementary`,
   // multipliers, scale and collective words
   `double doubled triple tripled quadruple quadrupled quintuple twice thrice halved
    single twin triplet pair couple brace trio quartet quintet sextet octet dozen score
    gross ream grand lakh crore myriad hundred thousand million billion trillion
    quadrillion zillion gazillion kilo mega giga tera milli micro nano centi deci deca
    hecto decade century centuries millennium millennia fortnight byte kilobyte megabyte
-   gigabyte terabyte bit penny pennies nickel dime quarter cent whole half halves ones
+   gigabyte terabyte bit penny pennies pence nickel dime quarter cent whole half halves ones
    tens`,
   // number words
   `zero nil nought naught none one two three four five six seven eight nine ten eleven
@@ -56,7 +59,8 @@ const DENY: ReadonlySet<string> = wordSet(
    forty fifty sixty seventy eighty ninety once teen`,
   // truth, negation, validity
   `true false yes not never nothing neither either wrong incorrect correct invalid
-   impossible undefined unknown infinite infinity infty nan null void imaginary complex`,
+   impossible undefined unknown infinite infinity infty nan null void imaginary complex
+   isnt arent wasnt werent doesnt dont didnt cant cannot wont nope`,
   // rates
   `each every apiece daily weekly monthly yearly annually hourly nightly biweekly
    quarterly annual`,
@@ -88,6 +92,8 @@ const DENY_WRITTEN: ReadonlySet<string> = wordSet(
  */
 const ORDINAL =
   /^(?:[a-z]*(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|teenth|tieth|hundredth|thousandth|illionth)|nth|zeroth)s?$/;
+/** A scale word inside another word: "hundredweight", "halfdozen", "thousandfold". */
+const SCALE = /dozen|hundred|thousand|illion|percent/;
 /** The time unit, not the ordinal. */
 const SECONDS: ReadonlySet<string> = new Set(["second", "seconds"]);
 /** Plural nouns ending in -ths that are no fraction. */
@@ -139,7 +145,7 @@ function variants(w: string): string[] {
 
 /** Whether a word may never be dropped (as written, or its singular). */
 function denied(w: string): boolean {
-  if (DENY.has(w) || DENY_WRITTEN.has(w) || w.endsWith("fold")) return true;
+  if (DENY.has(w) || DENY_WRITTEN.has(w) || w.endsWith("fold") || SCALE.test(w)) return true;
   if (w.endsWith("ths") && !THS_NOUNS.has(w)) return true;
   // The singular of what is written: "dozens", "pairs", "hundreds", "twenties", "halves".
   return [w, ...singulars(w)].some((s) => DENY.has(s) || (ORDINAL.test(s) && !SECONDS.has(s)));

@@ -225,6 +225,16 @@ const VALUE_WORDS = [
   "about",
   "nearly",
   "only",
+  // which amount, and negation glued
+  "excluding",
+  "including",
+  "senior",
+  "complement",
+  "pence",
+  "hundredweight",
+  "something",
+  "isnt",
+  "cannot",
   // functions and constants
   "log",
   "sin",
