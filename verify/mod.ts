@@ -125,6 +125,7 @@ export * from "./normalize_answer.ts";
 export * from "./parse_answer.ts";
 export * from "./math_equal.ts";
 export { type PreparedGold, prepareGold, type PrepareGoldOptions } from "./prepare_gold.ts";
+export { stripProblemNouns } from "./problem_nouns.ts";
 export * from "./verify.ts";
 export * from "./reward.ts";
 export * from "./types.ts";

@@ -9,7 +9,7 @@ import { extractAnswer, type ExtractorName } from "./extract_answer.ts";
 import { normalizeAnswer } from "./normalize_answer.ts";
 import { type PreparedGold, prepareGoldWithin } from "./prepare_gold.ts";
 import { decide, guarded, makeBudget, percentDecision } from "./_decide.ts";
-import { isPlainNumber, stripProblemNouns } from "./_problem_nouns.ts";
+import { isPlainNumber, stripProblemNouns } from "./problem_nouns.ts";
 import type { EquivalenceOptions, VerifyMode, VerifyReason } from "./types.ts";
 
 /** Options for {@linkcode verify}. */

@@ -1,5 +1,5 @@
 // Copyright 2025 the halo authors. MIT license.
-// Internal: the noun words after a plain-number answer that the problem text licenses
+// The noun words after a plain-number answer that the problem text licenses
 // ("#### 12 bananas" for a problem about bananas). A word list alone cannot tell a noun
 // from a word that changes the value ("12 reciprocal", "12 less", "12 sixths", "12 false"
 // were all rewarded by such a rule; reverted in d25e67f), so a word is dropped only when
@@ -192,7 +192,24 @@ const SHAPE = new RegExp(
  * letter-only words that all occur in the problem's prose (case-insensitive, up to a
  * simple singular/plural variant) and none of which is a deny-listed word; otherwise
  * `null`. `("12 bananas", "… How many bananas …")` → `"12"`; `"12 dozen"`, `"12 sixths"`,
- * `"12 less"`, `"12 x"` and words the problem does not use → `null`.
+ * `"12 less"`, `"12 x"` and words the problem does not use → `null`. `verify` uses it with its
+ * `problem` option; `deno task eval` uses it to let "12 bananas" and "12" vote together.
+ *
+ * @param answer The extracted answer text (e.g. `"12 bananas"`).
+ * @param problem The problem text whose prose licenses the words.
+ * @returns The number alone, or `null` when the answer does not have that shape or a word
+ * is not licensed.
+ *
+ * @example Usage
+ * ```ts
+ * import { stripProblemNouns } from "./problem_nouns.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const problem = "Tom has 5 bananas and buys 7 more. How many bananas does he have?";
+ * assert.equal(stripProblemNouns("12 bananas", problem), "12");
+ * assert.equal(stripProblemNouns("12 more", problem), null);
+ * assert.equal(stripProblemNouns("12 apples", problem), null);
+ * ```
  */
 export function stripProblemNouns(answer: string, problem: string): string | null {
   if (typeof answer !== "string" || typeof problem !== "string") return null;

@@ -1,6 +1,6 @@
 // Copyright 2025 the halo authors. MIT license.
 import assert from "node:assert/strict";
-import { stripProblemNouns } from "./_problem_nouns.ts";
+import { stripProblemNouns } from "./problem_nouns.ts";
 
 const FRUIT = "Ann has 5 bananas, a box of apples and a puppy. How many bananas does she have?";
 
@@ -93,7 +93,7 @@ Deno.test("stripProblemNouns() refuses other shapes", () => {
   assert.equal(stripProblemNouns(`12 ${"bananas ".repeat(40)}`, problem), null);
 });
 
-// Written independently of the deny list in _problem_nouns.ts: words that change the value
+// Written independently of the deny list in problem_nouns.ts: words that change the value
 // or the meaning of the number before them. Each is tested in a problem that uses it.
 const VALUE_WORDS = [
   // the review of d25e67f
