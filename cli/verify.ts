@@ -6,6 +6,7 @@
  * deno task verify --gold '\frac12' --response 'so \boxed{0.5}'
  * deno task verify --file pairs.jsonl          # {"response": "...", "gold": "..."} per line
  * deno task verify --mode eval --json --gold 13 --response 'The answer is 13.'
+ * deno task verify --gold 12 --response '#### 12 bananas' --problem 'How many bananas …?'
  * ```
  *
  * Prints the decision and the reason for each pair (`--json`: one JSON object per line)
@@ -35,7 +36,11 @@ const USAGE = `Usage: deno task verify --gold GOLD --response RESPONSE [options]
 Options:
   --gold TEXT          gold answer
   --response TEXT      model response
-  --file PATH          JSON lines, each {"response": "...", "gold": "..."}
+  --file PATH          JSON lines, each {"response": "...", "gold": "..."} and an
+                       optional "problem": "..." (as --problem, per line)
+  --problem TEXT       the problem text: its nouns after a plain-number answer count as
+                       that number ("#### 12 bananas" for gold 12), never words such as
+                       "dozen", "less" or "sixths" that change the value
   --mode reward|eval   reward (default): answer must follow a marker; eval: any LaTeX / last line
   --extractors LIST    comma-separated priority, e.g. boxed,answer_line,gsm8k
   --budget-ms N        per-check time budget in milliseconds (default: none in reward
@@ -94,6 +99,7 @@ export async function main(args: readonly string[], io: CliIO = defaultIO): Prom
         mode: { type: "string" },
         extractors: { type: "string" },
         "budget-ms": { type: "string" },
+        problem: { type: "string" },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -138,6 +144,7 @@ export async function main(args: readonly string[], io: CliIO = defaultIO): Prom
     }
     options.budgetMs = ms;
   }
+  if (values.problem !== undefined) options.problem = values.problem;
   const json = values.json ?? false;
 
   if (values.file !== undefined) {
@@ -164,16 +171,23 @@ export async function main(args: readonly string[], io: CliIO = defaultIO): Prom
         io.err(`error: expected JSON on line ${i + 1} of ${values.file}, got ${line.slice(0, 60)}`);
         return 2;
       }
-      const { response, gold } = (pair ?? {}) as { response?: unknown; gold?: unknown };
-      if (typeof response !== "string" || typeof gold !== "string") {
+      const { response, gold, problem } = (pair ?? {}) as {
+        response?: unknown;
+        gold?: unknown;
+        problem?: unknown;
+      };
+      if (
+        typeof response !== "string" || typeof gold !== "string" ||
+        (problem !== undefined && typeof problem !== "string")
+      ) {
         io.err(
-          `error: expected {"response": string, "gold": string} on line ${i + 1}, got ${
-            line.slice(0, 60)
-          }`,
+          `error: expected {"response": string, "gold": string, "problem"?: string} on line ${
+            i + 1
+          }, got ${line.slice(0, 60)}`,
         );
         return 2;
       }
-      const r = verify(response, gold, options);
+      const r = verify(response, gold, problem === undefined ? options : { ...options, problem });
       if (r.correct === null) counts.skipped++;
       else if (r.correct) counts.correct++;
       else counts.incorrect++;

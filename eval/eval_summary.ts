@@ -10,6 +10,7 @@
 import type { EvalSampleRecord } from "./eval_records.ts";
 import { passAtK } from "./pass_at_k.ts";
 import { majorityVote, type MajorityVoteOptions } from "./majority_vote.ts";
+import { stripProblemNouns } from "../verify/problem_nouns.ts";
 import {
   type ConfidenceInterval,
   confidenceInterval,
@@ -154,8 +155,11 @@ export function defaultKs(n: number): number[] {
  * as `majorityVote` forms them, so the classes of the first k answers are these numbers too, and
  * maj@k needs no further comparison.
  *
+ * With `problem`, a plain number followed by nouns the problem uses (`"12 bananas"`) votes as
+ * the number alone, as `verify` reads it with that option ({@linkcode stripProblemNouns}).
+ *
  * @param answers Extracted answers in sample order (`null`: none).
- * @param options The equivalence (default: the verifier's `mathEqual`).
+ * @param options The equivalence (default: the verifier's `mathEqual`) and the problem text.
  * @returns One class number (or `null`) per answer.
  *
  * @example Equivalent answers vote together
@@ -164,13 +168,19 @@ export function defaultKs(n: number): number[] {
  * import assert from "node:assert/strict";
  *
  * assert.deepEqual(voteClasses(["7", "\\frac12", null, "0.5", "7"]), [0, 1, null, 1, 0]);
+ * const problem = "How many bananas are left?";
+ * assert.deepEqual(voteClasses(["12 bananas", "12", "13"], { problem }), [0, 0, 2]);
  * ```
  */
 export function voteClasses(
   answers: readonly (string | null)[],
-  options: MajorityVoteOptions<string> = {},
+  options: MajorityVoteOptions<string> & { problem?: string } = {},
 ): (number | null)[] {
-  const { classes } = majorityVote(answers, options);
+  const { problem, ...vote } = options;
+  const keys = problem === undefined
+    ? answers
+    : answers.map((a) => a === null ? null : stripProblemNouns(a, problem) ?? a);
+  const { classes } = majorityVote(keys, vote);
   const out: (number | null)[] = answers.map(() => null);
   for (const members of classes) for (const i of members) out[i] = members[0];
   return out;

@@ -213,3 +213,12 @@ Deno.test("defaultKs() ends at n: pass@n counts every sample when n is not a pow
   assert.deepEqual(defaultKs(10), [1, 2, 4, 8, 10]);
   assert.throws(() => defaultKs(0), RangeError);
 });
+
+Deno.test("voteClasses() with the problem: a number and the same number with the problem's noun vote together", () => {
+  const problem = "Ann had 3 dozen tulips and lost 4 tulips. How many tulips are left?";
+  const answers = ["32 tulips", "32", "4 dozen", "32 pears", null, "\\boxed{32}", "32 tulips"];
+  // "4 dozen" keeps its noun (a multiplier); "pears" is not in the problem.
+  assert.deepEqual(voteClasses(answers, { problem }), [0, 0, 2, 3, null, 0, 0]);
+  // Without the problem, nouns are part of the answer (as before).
+  assert.deepEqual(voteClasses(answers), [0, 1, 2, 3, null, 1, 0]);
+});

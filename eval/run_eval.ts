@@ -647,8 +647,10 @@ async function sampleProblem(
   });
   const gold = prepareGold(problem.gold, { mode: "eval" });
   const texts = sequences.map((s) => ctx.tokenizer.decode(s.tokens, { skipSpecialTokens: true }));
-  const checks = texts.map((text) => verify(text, gold, { mode: "eval" }));
-  const votes = voteClasses(checks.map((c) => c.extracted));
+  const checks = texts.map((text) =>
+    verify(text, gold, { mode: "eval", problem: problem.question })
+  );
+  const votes = voteClasses(checks.map((c) => c.extracted), { problem: problem.question });
   const records = sequences.map((s, i): EvalSampleRecord => {
     const record: EvalSampleRecord = {
       id: problem.id,

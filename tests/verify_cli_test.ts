@@ -47,6 +47,40 @@ Deno.test("main() --file verifies JSON lines and prints a summary", async () => 
   assert.equal(x.out_[3], "1 correct, 1 incorrect, 1 skipped (accuracy 0.5000)");
 });
 
+Deno.test("main() --problem reads the problem's nouns after a plain-number answer", async () => {
+  const problem = "Tom has 3 bananas and gets 9 more. How many bananas does he have?";
+  let x = io();
+  assert.equal(await main(["--gold", "12", "--response", "#### 12 bananas"], x), 0);
+  assert.match(x.out_[0], /^incorrect \(mismatch\)/, "without the problem, as before");
+  x = io();
+  const args = ["--gold", "12", "--response", "#### 12 bananas", "--problem", problem];
+  assert.equal(await main(args, x), 0);
+  assert.match(x.out_[0], /^correct \(match-string\)/);
+  x = io();
+  assert.equal(
+    await main(["--gold", "12", "--response", "#### 12 more", "--problem", problem], x),
+    0,
+  );
+  assert.match(x.out_[0], /^incorrect/);
+  // Per line in --file ("problem" optional; it overrides --problem for its line).
+  const file = [
+    JSON.stringify({ response: "#### 12 bananas", gold: "12", problem }),
+    JSON.stringify({ response: "#### 12 bananas", gold: "12" }),
+    JSON.stringify({ response: "#### 13 bananas", gold: "12", problem }),
+  ].join("\n");
+  x = io({ "p.jsonl": file });
+  assert.equal(await main(["--file", "p.jsonl"], x), 0);
+  assert.match(x.out_[0], /^1: correct/);
+  assert.match(x.out_[1], /^2: incorrect/);
+  assert.match(x.out_[2], /^3: incorrect/);
+  x = io({ "bad.jsonl": JSON.stringify({ response: "1", gold: "1", problem: 7 }) });
+  assert.equal(await main(["--file", "bad.jsonl"], x), 2);
+  assert.match(
+    x.err_[0],
+    /expected \{"response": string, "gold": string, "problem"\?: string\} on line 1/,
+  );
+});
+
 Deno.test("main() reports usage errors with what was expected and what came", async () => {
   let x = io();
   assert.equal(await main(["--mode", "fast", "--gold", "1", "--response", "1"], x), 2);

@@ -59,6 +59,14 @@
  *   one latest in the response, whatever its type ("The final answer is 3 … Answer: 7"
  *   answers 7; "Let me check my answer: 72 … #### 70" answers 70).
  * - Choice letters: `\text{(D)}`, `(D)`, `D)`, `\textbf{(D)} 17` are choice D.
+ * - Nouns of the problem (option `problem`, the problem text): for a plain-number gold, a
+ *   plain number followed by at most three letter-only words is that number when every
+ *   word occurs in the problem's prose (up to singular/plural: apple/apples, puppy/puppies)
+ *   and none changes the value or meaning — comparatives, operations, multipliers, fractions
+ *   and ordinals, number words, true/false/not, rates ("less", "times", "dozen", "pairs",
+ *   "sixths", "per", …) are never dropped: `#### 12 bananas` is 12 for a problem about
+ *   bananas; `#### 12 dozen` or `#### 12 less` never is. Without `problem`, words after a
+ *   number other than units stay part of the answer.
  *
  * ## Deliberate refusals (scored as not equal)
  *
@@ -117,6 +125,7 @@ export * from "./normalize_answer.ts";
 export * from "./parse_answer.ts";
 export * from "./math_equal.ts";
 export { type PreparedGold, prepareGold, type PrepareGoldOptions } from "./prepare_gold.ts";
+export { stripProblemNouns } from "./problem_nouns.ts";
 export * from "./verify.ts";
 export * from "./reward.ts";
 export * from "./types.ts";

@@ -9,6 +9,7 @@ import { extractAnswer, type ExtractorName } from "./extract_answer.ts";
 import { normalizeAnswer } from "./normalize_answer.ts";
 import { type PreparedGold, prepareGoldWithin } from "./prepare_gold.ts";
 import { decide, guarded, makeBudget, percentDecision } from "./_decide.ts";
+import { isPlainNumber, stripProblemNouns } from "./problem_nouns.ts";
 import type { EquivalenceOptions, VerifyMode, VerifyReason } from "./types.ts";
 
 /** Options for {@linkcode verify}. */
@@ -26,6 +27,19 @@ export interface VerifyOptions extends EquivalenceOptions {
    * honoured in `eval` mode: it must never be used to compute rewards.
    */
   extractors?: readonly ExtractorName[];
+  /**
+   * The problem text (optional). When given, and the gold is a plain number, an answer
+   * written as a plain number followed by at most three letter-only words is also read as
+   * that number when every such word occurs in the problem's prose (case-insensitive, up to
+   * a simple singular/plural variant such as apple/apples, box/boxes, puppy/puppies) and
+   * none of them changes the value or meaning: comparatives ("less", "more"), operations
+   * ("times", "reciprocal", "squared"), multipliers and scale words ("dozen", "pair",
+   * "hundred"), fractions and ordinals ("half", "sixths"), number words, "true"/"false"/
+   * "not", rates ("per", "each") and the like are never dropped. So `#### 12 bananas` is 12
+   * for a problem about bananas, but `#### 12 dozen` or `#### 12 sixths` never is. Without
+   * it (the default) trailing words other than units are part of the answer, as before.
+   */
+  problem?: string;
 }
 
 /** Result of {@linkcode verify}. */
@@ -39,7 +53,10 @@ export interface VerifyResult {
   reason: VerifyReason;
   /** The answer text extracted from the response, or `null`. */
   extracted: string | null;
-  /** The normalised response answer, or `null`. */
+  /**
+   * The normalised response answer, or `null` (the number alone when the nouns after it
+   * were read with `problem`).
+   */
   normalized: string | null;
   /** The normalised gold answer (`""` when the gold is empty). */
   goldNormalized: string;
@@ -139,18 +156,26 @@ export function verify(
     }
     const normalized = normalizeAnswer(found.answer);
     result.normalized = normalized;
-    const decision = guarded(() =>
-      decide(
-        { normalized },
-        {
-          normalized: prepared.normalized,
-          literal: prepared.literal,
-          parsed: { ok: true, node: prepared.node! },
-        },
-        options,
-        budget,
-      )
-    );
+    const goldSide = {
+      normalized: prepared.normalized,
+      literal: prepared.literal,
+      parsed: { ok: true as const, node: prepared.node },
+    };
+    let decision = guarded(() => decide({ normalized }, goldSide, options, budget));
+    // The problem text licenses the nouns after a plain-number answer ("12 bananas").
+    const bare = decision.equal || decision.reason === "timeout" ||
+        typeof options.problem !== "string" || !isPlainNumber(prepared.answer) ||
+        prepared.literal === null
+      ? null
+      : stripProblemNouns(found.answer, options.problem);
+    if (bare !== null) {
+      const number = normalizeAnswer(bare);
+      const again = guarded(() => decide({ normalized: number }, goldSide, options, budget));
+      if (again.equal) {
+        decision = again;
+        result.normalized = number;
+      }
+    }
     const percent = decision.equal || decision.reason === "timeout" ||
         !(options.percentAsProportion ?? mode === "eval")
       ? null

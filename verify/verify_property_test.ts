@@ -223,3 +223,30 @@ Deno.test("verify() holds its time budget on adversarial inputs", () => {
     { numRuns: 60, seed: SEED },
   );
 });
+
+Deno.test("verify() with a problem: nouns never make a wrong number right", () => {
+  const NOUNS = ["bananas", "apple", "boxes", "puppy", "cookies", "loaves", "children"];
+  const VALUE = ["dozen", "less", "more", "sixths", "half", "false", "pairs", "hundred", "per"];
+  const word = fc.constantFrom(...NOUNS, ...VALUE, "x", "\\pi", "2", "or");
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 2000 }),
+      fc.integer({ min: 0, max: 2000 }),
+      fc.array(word, { minLength: 1, maxLength: 4 }),
+      fc.constantFrom("#### %", "\\boxed{%}", "Answer: %.", "The final answer is %"),
+      (a, b, words, wrap) => {
+        const problem = `Sam has ${words.join(" and ")} in a box. How many does he have?`;
+        const response = wrap.replace("%", () => `${a} ${words.join(" ")}`);
+        const given = verify(response, String(b), { problem });
+        if (a !== b) assert.equal(given.correct, false, `${response} vs ${b}`);
+        // Accepted only for nouns of the problem (or as the verifier already did without it).
+        const onlyNouns = words.length <= 3 && words.every((w) => NOUNS.includes(w));
+        if (given.correct === true && !onlyNouns) {
+          assert.equal(verify(response, String(b)).correct, true, response);
+        }
+        if (a === b && onlyNouns) assert.equal(given.correct, true, response);
+      },
+    ),
+    { numRuns: 400, seed: SEED },
+  );
+});

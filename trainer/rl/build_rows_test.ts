@@ -63,6 +63,21 @@ Deno.test("scoreRollout() applies the overlong penalty only past maxNewTokens âˆ
   );
 });
 
+Deno.test("scoreRollout() reads the problem's nouns only when given the problem", () => {
+  const problem = "Ann has 3 bananas and buys 4. How many bananas does she have?";
+  const at = (text: string, withProblem: boolean) =>
+    scoreRollout(
+      { text, length: 5, truncated: false },
+      "7",
+      withProblem ? { ...SCORE, problem } : SCORE,
+    );
+  strictEqual(at("#### 7 bananas", false).reward, -1);
+  strictEqual(at("#### 7 bananas", true).reward, 1);
+  strictEqual(at("#### 7 bananas", true).markerOffset, 0);
+  strictEqual(at("#### 8 bananas", true).reward, -1);
+  strictEqual(at("#### 7 dozen bananas", true).reward, -1);
+});
+
 Deno.test("buildRows() computes advantages per group over the shaped rewards", () => {
   const g0 = group(0, [["Answer: 7", 9], ["Answer: 6", 9], ["Answer: 7", 18]], "7");
   const g1 = group(1, [["Answer: 2", 9], ["Answer: 3", 9]], "3");

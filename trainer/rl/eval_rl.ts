@@ -57,7 +57,8 @@ export interface EvaluateRlOptions {
  * Samples and scores the held-out prompts.
  *
  * @param backend The train backend (current parameters).
- * @param prompts Each prompt's ids and gold.
+ * @param prompts Each prompt's ids and gold, and its question (the problem text the verifier
+ *   reads nouns from, see `VerifyOptions.problem`) when known.
  * @param options Samples, sampling and verifier budget.
  * @returns Metrics `eval/avg@k`, `eval/pass@k`, `eval/accuracy` (= avg@k), `eval/answered`
  *   (share of samples with an answer marker), `eval/response_length`.
@@ -87,7 +88,7 @@ export interface EvaluateRlOptions {
  */
 export async function evaluateRl(
   backend: TrainBackend,
-  prompts: readonly { ids: readonly number[]; gold: string }[],
+  prompts: readonly { ids: readonly number[]; gold: string; question?: string }[],
   options: EvaluateRlOptions,
 ): Promise<Record<string, number>> {
   return (await evaluateRlPrompts(backend, prompts, options)).metrics;
@@ -98,7 +99,8 @@ export async function evaluateRl(
  * correct), for a paired comparison of two evaluations on the same prompts and sampling seeds.
  *
  * @param backend The train backend (current parameters).
- * @param prompts Each prompt's ids and gold.
+ * @param prompts Each prompt's ids and gold, and its question (the problem text the verifier
+ *   reads nouns from, see `VerifyOptions.problem`) when known.
  * @param options Samples, sampling and verifier budget.
  * @returns The metrics of {@linkcode evaluateRl} and `perPrompt` accuracies in prompt order.
  *
@@ -114,7 +116,7 @@ export async function evaluateRl(
  */
 export async function evaluateRlPrompts(
   backend: TrainBackend,
-  prompts: readonly { ids: readonly number[]; gold: string }[],
+  prompts: readonly { ids: readonly number[]; gold: string; question?: string }[],
   options: EvaluateRlOptions,
 ): Promise<{ metrics: Record<string, number>; perPrompt: number[] }> {
   const k = options.samples;
@@ -140,6 +142,7 @@ export async function evaluateRlPrompts(
       const v = verify(text, p.gold, {
         mode: "reward",
         budgetMs: options.budgetMs > 0 ? options.budgetMs : Infinity,
+        ...(p.question === undefined ? {} : { problem: p.question }),
       });
       list.push(v.correct === true);
       if (v.markerOffset !== null) answered++;

@@ -410,6 +410,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   const evalSet = evalPrompts.slice(0, rl.eval.prompts).map((p) => ({
     ids: promptIds(tokenizer, p.question, rl),
     gold: p.gold,
+    question: p.question,
   }));
 
   // Model and backend.
@@ -670,6 +671,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
                 maxNewTokens: rl.maxNewTokens,
                 overlongBuffer: rl.overlong.buffer,
                 overlongFactor: rl.overlong.factor,
+                problem: trainPrompts[indices[i]].question,
               },
             )
           );

@@ -56,6 +56,11 @@ export interface ScoreRolloutOptions {
   overlongBuffer: number;
   /** The punishment at `maxNewTokens`. */
   overlongFactor: number;
+  /**
+   * The problem text, when known: its nouns after a plain-number answer count as that number
+   * (`#### 12 bananas` for a problem about bananas; see `VerifyOptions.problem`).
+   */
+  problem?: string;
 }
 
 /**
@@ -90,6 +95,7 @@ export function scoreRollout(
   const v = verify(rollout.text, gold, {
     mode: "reward",
     budgetMs: options.budgetMs > 0 ? options.budgetMs : Infinity,
+    ...(options.problem === undefined ? {} : { problem: options.problem }),
   });
   const base = v.correct === true ? 1 : options.mode === "dapo" ? -1 : 0;
   const penalty = options.overlongBuffer > 0

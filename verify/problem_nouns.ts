@@ -1,0 +1,225 @@
+// Copyright 2025 the halo authors. MIT license.
+// The noun words after a plain-number answer that the problem text licenses
+// ("#### 12 bananas" for a problem about bananas). A word list alone cannot tell a noun
+// from a word that changes the value ("12 reciprocal", "12 less", "12 sixths", "12 false"
+// were all rewarded by such a rule; reverted in d25e67f), so a word is dropped only when
+// the problem itself uses it in its prose AND it is not in the deny list below.
+
+/** A set of the words in the given strings (separated by white space). */
+function wordSet(...lists: string[]): ReadonlySet<string> {
+  return new Set(lists.join(" ").trim().split(/\s+/));
+}
+
+/** Longest problem text read (characters); the rest is ignored. */
+const MAX_PROBLEM = 20000;
+/** Most words dropped. */
+const MAX_WORDS = 3;
+/** Shortest word dropped: one- and two-letter words are variables or connectives. */
+const MIN_LETTERS = 3;
+
+/**
+ * Words that change the value or the meaning of the number before them, never dropped
+ * (also in any singular/plural variant): comparatives, operations, multipliers and scale
+ * words, fractions, number words, booleans and negation, rates, signs and directions,
+ * changes and hedges, coin and data units of another scale.
+ */
+const DENY: ReadonlySet<string> = wordSet(
+  // comparisons and bounds
+  `less more fewer greater lesser larger smaller bigger higher lower older younger
+   longer shorter taller heavier lighter faster slower cheaper earlier later farther
+   further closer nearer wider narrower deeper thicker thinner stronger weaker richer
+   poorer warmer colder hotter cooler louder extra additional than least most fewest
+   maximum maximal minimum minimal upper over under above below beyond within between
+   through upto exceed exceeds difference shy short shortfall too many much enough few
+   several some any all only just exactly about around approximately approx roughly
+   nearly almost circa ish odd even maybe perhaps probably possibly likely unlikely
+   rounded approximate estimate estimated something tops senior junior elder excluding
+   including included excluded inclusive exclusive pretax untaxed unless otherwise
+   whereas although though`,
+  // operations
+  `times plus minus divided multiplied over per mod modulo and nor but with without
+   except besides instead versus for from into out off then squared cubed root sqrt
+   power exponent factorial choose reciprocal inverse inverted opposite negative
+   negated negation positive absolute quotient remainder ratio ratios fraction
+   fractions proportion odds chance probability percent percents percentage pct
+   percentile permille promille basis bps ppm ppb decimal binary octal hex hexadecimal
+   repeating recurring repeated overline complement complementary supplement
+   supplementary`,
+  // multipliers, scale and collective words
+  `double doubled triple tripled quadruple quadrupled quintuple twice thrice halved
+   single twin triplet pair couple brace trio quartet quintet sextet octet dozen score
+   gross ream grand lakh crore myriad hundred thousand million billion trillion
+   quadrillion zillion gazillion kilo mega giga tera milli micro nano centi deci deca
+   hecto decade century centuries millennium millennia fortnight byte kilobyte megabyte
+   gigabyte terabyte bit penny pennies pence nickel dime quarter cent whole half halves ones
+   tens`,
+  // number words
+  `zero nil nought naught none one two three four five six seven eight nine ten eleven
+   twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty thirty
+   forty fifty sixty seventy eighty ninety once teen`,
+  // truth, negation, validity
+  `true false yes not never nothing neither either wrong incorrect correct invalid
+   impossible undefined unknown infinite infinity infty nan null void imaginary complex
+   isnt arent wasnt werent doesnt dont didnt cant cannot wont nope`,
+  // rates
+  `each every apiece daily weekly monthly yearly annually hourly nightly biweekly
+   quarterly annual`,
+  // signs, directions, time relations, change
+  `north south east west northeast northwest southeast southwest backward backwards
+   forward forwards upward upwards downward downwards down clockwise counterclockwise
+   anticlockwise behind ahead ago before after since until till hence now increase
+   increased decrease decreased reduction reduced raise raised rise dropped gain gained
+   profit loss lost lose deficit surplus debt owe owes owed owing discount markup
+   markdown`,
+);
+
+/**
+ * Words never dropped as written, whose plural is a noun to count: "12 square" is 12²
+ * but "12 squares" are squares; function names ("log"/"logs"), Greek letters, LaTeX words,
+ * and nouns that are also verbs of change ("drop"/"drops", "rose"/"roses").
+ */
+const DENY_WRITTEN: ReadonlySet<string> = wordSet(
+  `square cube point product sum base bar net mill rose fell fall drop back right max
+   min abs log exp sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh gcd lcm
+   floor ceil ceiling frac dfrac tfrac cdot div text boxed mathrm alpha beta gamma
+   delta epsilon zeta eta theta iota kappa lambda sigma tau upsilon phi chi psi omega
+   omicron rho mil bil thou`,
+);
+
+/**
+ * Ordinals, in any number of words written together ("sixth", "twentyfirst", "hundredths"),
+ * and any fraction word ending in -ths: "12 sixths" is 2, not 12.
+ */
+const ORDINAL =
+  /^(?:[a-z]*(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|teenth|tieth|hundredth|thousandth|illionth)|nth|zeroth)s?$/;
+/** A scale word inside another word: "hundredweight", "halfdozen", "thousandfold". */
+const SCALE = /dozen|hundred|thousand|illion|percent/;
+/** The time unit, not the ordinal. */
+const SECONDS: ReadonlySet<string> = new Set(["second", "seconds"]);
+/** Plural nouns ending in -ths that are no fraction. */
+const THS_NOUNS: ReadonlySet<string> = wordSet(
+  `months baths paths booths cloths moths mouths youths births deaths truths lengths
+   widths depths sloths`,
+);
+
+/** Irregular plurals, both ways. */
+const IRREGULAR: ReadonlyArray<readonly [string, string]> = [
+  ["man", "men"],
+  ["woman", "women"],
+  ["child", "children"],
+  ["person", "people"],
+  ["foot", "feet"],
+  ["tooth", "teeth"],
+  ["goose", "geese"],
+  ["mouse", "mice"],
+  ["ox", "oxen"],
+];
+
+/** The singulars a plural may have: "puppies" → "puppy", "boxes" → "box", "apples" → "apple". */
+function singulars(w: string): string[] {
+  const out: string[] = [];
+  if (w.endsWith("ies")) out.push(`${w.slice(0, -3)}y`);
+  if (w.endsWith("ves")) out.push(`${w.slice(0, -3)}f`, `${w.slice(0, -3)}fe`);
+  if (/(?:s|x|z|ch|sh|o)es$/.test(w)) out.push(w.slice(0, -2));
+  if (w.endsWith("s") && !w.endsWith("ss")) out.push(w.slice(0, -1));
+  for (const [one, many] of IRREGULAR) if (w === many) out.push(one);
+  return out;
+}
+
+/** The plural of a singular: "puppy" → "puppies", "box" → "boxes", "apple" → "apples". */
+function plural(w: string): string {
+  for (const [one, many] of IRREGULAR) if (w === one) return many;
+  if (/[^aeiou]y$/.test(w)) return `${w.slice(0, -1)}ies`;
+  if (/(?:s|x|z|ch|sh)$/.test(w)) return `${w}es`;
+  if (w.endsWith("fe")) return `${w.slice(0, -2)}ves`;
+  if (w.endsWith("f")) return `${w.slice(0, -1)}ves`;
+  return `${w}s`;
+}
+
+/** The word and its simple singular/plural variants ("box"/"boxes", "puppy"/"puppies"). */
+function variants(w: string): string[] {
+  // Both "-s" and "-es"/"-ves" plurals are tried for a singular: "tomatos"/"tomatoes",
+  // "roofs"/"rooves" occur in real text.
+  return [w, plural(w), `${w}s`, `${w}es`, ...singulars(w)];
+}
+
+/** Whether a word may never be dropped (as written, or its singular). */
+function denied(w: string): boolean {
+  if (DENY.has(w) || DENY_WRITTEN.has(w) || w.endsWith("fold") || SCALE.test(w)) return true;
+  if (w.endsWith("ths") && !THS_NOUNS.has(w)) return true;
+  // The singular of what is written: "dozens", "pairs", "hundreds", "twenties", "halves".
+  return [w, ...singulars(w)].some((s) => DENY.has(s) || (ORDINAL.test(s) && !SECONDS.has(s)));
+}
+
+/**
+ * The words of the problem's prose, lower case: runs of letters delimited by spaces or
+ * sentence punctuation on both sides. A word glued to `$`, `\`, braces, digits or operators
+ * (`$abc$`, `\sqrt`, `3x`) is math, not prose, and is left out.
+ */
+function proseWords(problem: string): Set<string> {
+  const words = new Set<string>();
+  const text = problem.length > MAX_PROBLEM ? problem.slice(0, MAX_PROBLEM) : problem;
+  for (const token of text.split(/[\s.,;:!?"'’‘“”()\[\]\u2013\u2014-]+/)) {
+    if (token.length >= MIN_LETTERS && /^[A-Za-z]+$/.test(token)) words.add(token.toLowerCase());
+  }
+  return words;
+}
+
+/** A plain number with optional sign, dollar sign, thousands commas and decimals. */
+const NUMBER = String.raw`-?(?:\\?\$\s*)?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)`;
+const PLAIN_NUMBER = new RegExp(`^${NUMBER}$`);
+
+/**
+ * Whether a (gold) answer is written as a plain number: optional minus and dollar sign,
+ * thousands commas, decimals (`12`, `-3.5`, `$1,250`); not `12\%`, `\frac{24}{2}`, `12x`.
+ */
+export function isPlainNumber(text: string): boolean {
+  return typeof text === "string" && text.length <= 64 && PLAIN_NUMBER.test(text.trim());
+}
+
+/** One to three words of letters. */
+const WORDS = `[A-Za-z]+(?:\\s+[A-Za-z]+){0,${MAX_WORDS - 1}}`;
+/** White space or a LaTeX space (`\,`, `\ `, `~`). */
+const SPACE = String.raw`(?:\s|\\[,;:! ]|~)`;
+const TEXT = String.raw`\\(?:text|textrm|textnormal|textit|textbf|mbox)`;
+/** `12 bananas`, `$1,250 red apples.`, `12 \text{ bananas}`, `12\,\text{bananas}`. */
+const SHAPE = new RegExp(
+  String.raw`^(${NUMBER})(?:${SPACE}+(${WORDS})|${SPACE}*${TEXT}\s*\{\s*(${WORDS})\s*\})[.!]?$`,
+);
+
+/**
+ * The plain number of an answer written as a plain number followed by at most three
+ * letter-only words that all occur in the problem's prose (case-insensitive, up to a
+ * simple singular/plural variant) and none of which is a deny-listed word; otherwise
+ * `null`. `("12 bananas", "… How many bananas …")` → `"12"`; `"12 dozen"`, `"12 sixths"`,
+ * `"12 less"`, `"12 x"` and words the problem does not use → `null`. `verify` uses it with its
+ * `problem` option; `deno task eval` uses it to let "12 bananas" and "12" vote together.
+ *
+ * @param answer The extracted answer text (e.g. `"12 bananas"`).
+ * @param problem The problem text whose prose licenses the words.
+ * @returns The number alone, or `null` when the answer does not have that shape or a word
+ * is not licensed.
+ *
+ * @example Usage
+ * ```ts
+ * import { stripProblemNouns } from "./problem_nouns.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const problem = "Tom has 5 bananas and buys 7 more. How many bananas does he have?";
+ * assert.equal(stripProblemNouns("12 bananas", problem), "12");
+ * assert.equal(stripProblemNouns("12 more", problem), null);
+ * assert.equal(stripProblemNouns("12 apples", problem), null);
+ * ```
+ */
+export function stripProblemNouns(answer: string, problem: string): string | null {
+  if (typeof answer !== "string" || typeof problem !== "string") return null;
+  const s = answer.trim();
+  if (s.length > 200 || problem.trim() === "") return null;
+  const m = SHAPE.exec(s);
+  if (m === null) return null;
+  const words = (m[2] ?? m[3]).toLowerCase().split(/\s+/);
+  if (words.some((w) => w.length < MIN_LETTERS || denied(w))) return null;
+  const prose = proseWords(problem);
+  if (!words.every((w) => variants(w).some((v) => prose.has(v)))) return null;
+  return m[1];
+}
