@@ -92,6 +92,7 @@ Deno.test("runRl() refuses an align layer the model does not have before any wor
     const ok0 = await rlConfig(dir, [
       "--rl.losses=[{name: clipped_pg}, {name: hidden_align, layer: 0}]",
       "--trainer.steps=1",
+      "--rl.trainBatchPrompts=1",
       "--rl.genBatchPrompts=1",
       "--rl.maxGenBatches=1",
     ]);

@@ -751,7 +751,8 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
 
 /**
  * Checks of the `rl` section against the rest of the config and the model, run before any
- * work: the overlong buffer fits the response length, the eval fits the held-out set, at most
+ * work: the overlong buffer fits the response length, the generation budget
+ * (`genBatchPrompts × maxGenBatches`) can fill the batch, the eval fits the held-out set, at most
  * one term of each name, an align layer that exists in the model, and a rollout backend that
  * can serve the run's adapters (remote engines serve plain LoRA only: no HILO, no full
  * fine-tuning) with the keys it needs.
@@ -796,6 +797,17 @@ export function rlConfigProblems(
       `must be <= "rl.trainBatchPrompts" (${rl.trainBatchPrompts}): every optimizer update ` +
       `takes whole groups of a full batch, and the learning-rate schedule counts ` +
       `"rl.ppoEpochs" x "rl.miniBatches" updates a step: current value is ${rl.miniBatches}`,
+    ]);
+  }
+  if (rl.genBatchPrompts * rl.maxGenBatches < rl.trainBatchPrompts) {
+    const least = Math.ceil(rl.trainBatchPrompts / rl.genBatchPrompts);
+    problems.push([
+      "rl.maxGenBatches",
+      `must be >= ${least} ("rl.trainBatchPrompts" (${rl.trainBatchPrompts}) / ` +
+      `"rl.genBatchPrompts" (${rl.genBatchPrompts}), rounded up): "rl.genBatchPrompts" x ` +
+      `"rl.maxGenBatches" = ${rl.genBatchPrompts * rl.maxGenBatches} prompts a step give ` +
+      `fewer groups than the batch takes, so every step would train on a short batch (raise "rl.maxGenBatches" or "rl.genBatchPrompts", or lower ` +
+      `"rl.trainBatchPrompts"): current value is ${rl.maxGenBatches}`,
     ]);
   }
   if (rl.eval.prompts > rl.data.evalSize) {

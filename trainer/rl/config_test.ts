@@ -77,6 +77,15 @@ Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
     ],
     [["--rl.onShortBatch=skip"], /key "rl\.onShortBatch".*must be one of "train", "stop"/],
     [
+      ["--rl.genBatchPrompts=2", "--rl.maxGenBatches=1", "--rl.trainBatchPrompts=8"],
+      /key "rl\.maxGenBatches".* must be >= 4 \("rl\.trainBatchPrompts" \(8\) \/ "rl\.genBatchPrompts" \(2\), rounded up\).*every step.*short.*current value is 1/,
+    ],
+    // With the defaults of the other two (8 prompts a generation batch, at most 4 batches).
+    [
+      ["--rl.trainBatchPrompts=33"],
+      /key "rl\.maxGenBatches".* must be >= 5 \("rl\.trainBatchPrompts" \(33\) \/ "rl\.genBatchPrompts" \(8\), rounded up\).*current value is 4/,
+    ],
+    [
       [
         "--rl.groupSize=8",
         "--rl.microBatchSize=4",
@@ -97,6 +106,20 @@ Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
       ok(message.test((error as Error).message), `${overrides}: ${(error as Error).message}`);
       return true;
     });
+  }
+});
+
+Deno.test("loadConfig() takes generation budgets that can just fill the batch", async () => {
+  for (const [gen, batches, train] of [[2, 4, 8], [3, 3, 8], [12, 3, 8]]) {
+    const config = await loadConfig(undefined, {
+      overrides: [
+        ...RL,
+        `--rl.genBatchPrompts=${gen}`,
+        `--rl.maxGenBatches=${batches}`,
+        `--rl.trainBatchPrompts=${train}`,
+      ],
+    });
+    strictEqual(config.rl.maxGenBatches, batches);
   }
 });
 
