@@ -101,6 +101,29 @@ Deno.test("runRl() refuses an align layer the model does not have before any wor
   });
 });
 
+Deno.test("runRl() warns that rl.alignKeepAllCorrect is not read without an align term", async () => {
+  await withTempDir(async (dir) => {
+    const config = await rlConfig(dir, [
+      DAPO,
+      "--rl.alignKeepAllCorrect=true",
+      "--trainer.steps=1",
+      "--rl.trainBatchPrompts=1",
+      "--rl.genBatchPrompts=1",
+      "--rl.maxGenBatches=1",
+    ]);
+    const lines: string[] = [];
+    const result = await runRl(config, {
+      ...QUIET,
+      evalAtStart: false,
+      log: (text) => lines.push(text),
+    });
+    const warning = result.warnings.filter((w) => w.includes("rl.alignKeepAllCorrect"));
+    strictEqual(warning.length, 1, `${result.warnings}`);
+    ok(/"hidden_align" term/.test(warning[0]), warning[0]);
+    ok(lines.includes(`warning: ${warning[0]}`), "the warning was not logged");
+  });
+});
+
 Deno.test({
   name: "runRl() resumes only with the keys that define the run: rl.* must match, " +
     "rl.eval.every may change (with a warning); a fresh run does not replace a run directory",

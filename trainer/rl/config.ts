@@ -409,7 +409,8 @@ export interface RlConfig {
   readonly dynamicSampling: boolean;
   /**
    * Keep all-correct groups for the align term only (they carry the most pairs) while the policy
-   * loss still skips them; they do not count towards `trainBatchPrompts`.
+   * loss still skips them; they do not count towards `trainBatchPrompts`. Read only with a
+   * `hidden_align` term and `dynamicSampling` on (a start-up warning says so otherwise).
    */
   readonly alignKeepAllCorrect: boolean;
   /** Most tokens per response. */
@@ -869,6 +870,44 @@ export function rlConfigProblems(
     ]);
   }
   return problems;
+}
+
+/**
+ * Keys of the `rl` section that are set but that nothing reads, as start-up warnings (as
+ * `adapterKeyWarnings` for `adapters.*`): `alignKeepAllCorrect` without a `hidden_align` term
+ * (no group is kept for the align term alone), or with `dynamicSampling` off (every usable group,
+ * all-correct ones too, is then a policy group already). Warnings rather than problems: a config
+ * that drops the align term or dynamic sampling by an override keeps its base's key, which is
+ * fine.
+ *
+ * @param rl The `rl` section.
+ * @returns One line each, empty when every set key is read.
+ *
+ * @example The key left over in a DAPO config
+ * ```ts
+ * import { DEFAULT_RL_CONFIG, rlKeyWarnings } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * strictEqual(rlKeyWarnings({ ...DEFAULT_RL_CONFIG, alignKeepAllCorrect: true }).length, 1);
+ * ```
+ */
+export function rlKeyWarnings(rl: RlConfig): string[] {
+  const warnings: string[] = [];
+  if (rl.alignKeepAllCorrect) {
+    const unread = `key "rl.alignKeepAllCorrect" is true but not read: `;
+    if (!rl.losses.some((t) => t.name === "hidden_align")) {
+      warnings.push(
+        `${unread}"rl.losses" has no "hidden_align" term, so no all-correct group is kept for ` +
+          `the align term`,
+      );
+    } else if (!rl.dynamicSampling) {
+      warnings.push(
+        `${unread}"rl.dynamicSampling" is false, so every usable group (all-correct ones too) ` +
+          `is a policy group already and counts towards "rl.trainBatchPrompts"`,
+      );
+    }
+  }
+  return warnings;
 }
 
 function rolloutProblems(rl: RlConfig, adaptersKind: "none" | "lora" | "hilo"): [string, string][] {

@@ -1,6 +1,6 @@
-import { ok, rejects, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { loadConfig } from "../../cli/load_config.ts";
-import { DEFAULT_RL_CONFIG, withRolloutDefaults } from "./config.ts";
+import { DEFAULT_RL_CONFIG, rlKeyWarnings, withRolloutDefaults } from "./config.ts";
 
 const RL = ["--trainer.mode=rl", "--model.path=models/arithmetic-tiny"];
 
@@ -262,4 +262,34 @@ Deno.test("withRolloutDefaults() fills the keys a saved config predates, and onl
   strictEqual("releaseWorkspaces" in old.rl, false, "the saved config was changed");
   const kept = { rl: { releaseWorkspaces: false, gpuMemoryBudget: 80, rollout: {} } };
   strictEqual(withRolloutDefaults(kept), kept);
+});
+
+Deno.test("rlKeyWarnings() names rl.alignKeepAllCorrect when nothing reads it", () => {
+  const align = {
+    name: "hidden_align",
+    weight: 0.1,
+    type: "cos-centroid",
+    anchor: "before-marker",
+    layer: "final",
+  } as const;
+  const withAlign = [DEFAULT_RL_CONFIG.losses[0], align];
+  const rl = (over: Partial<typeof DEFAULT_RL_CONFIG>) => ({ ...DEFAULT_RL_CONFIG, ...over });
+  // Read: an align term and dynamic sampling; or the key left at false.
+  deepStrictEqual(rlKeyWarnings(rl({ alignKeepAllCorrect: true, losses: withAlign })), []);
+  deepStrictEqual(rlKeyWarnings(DEFAULT_RL_CONFIG), []);
+  deepStrictEqual(rlKeyWarnings(rl({ dynamicSampling: false, losses: withAlign })), []);
+  // No align term: no group is kept for it.
+  const noAlign = rlKeyWarnings(rl({ alignKeepAllCorrect: true }));
+  strictEqual(noAlign.length, 1);
+  ok(/^key "rl\.alignKeepAllCorrect" is true but not read: .*"hidden_align" term/.test(noAlign[0]));
+  // Dynamic sampling off: all-correct groups are policy groups already.
+  const off = rlKeyWarnings(
+    rl({ alignKeepAllCorrect: true, dynamicSampling: false, losses: withAlign }),
+  );
+  strictEqual(off.length, 1);
+  ok(
+    /^key "rl\.alignKeepAllCorrect" is true but not read: .*"rl\.dynamicSampling" is false/.test(
+      off[0],
+    ),
+  );
 });

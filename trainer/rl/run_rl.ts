@@ -54,7 +54,7 @@ import { writeFileAtomic } from "../../internal/atomic_write.ts";
 import type { PendingStep } from "../train_loop.ts";
 import type { ParamTree } from "../types.ts";
 import { anchorCosines } from "./anchor_cosines.ts";
-import { rlConfigProblems } from "./config.ts";
+import { rlConfigProblems, rlKeyWarnings } from "./config.ts";
 import { fillBatch } from "./dynamic_sampling.ts";
 import { evaluateRlPrompts } from "./eval_rl.ts";
 import { type ConfidenceInterval, confidenceInterval } from "../../eval/confidence_interval.ts";
@@ -296,7 +296,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     changeableKeys: RESUME_CHANGEABLE,
   });
   const { checkpoint } = start;
-  warnings.push(...start.warnings);
+  warnings.push(...start.warnings, ...rlKeyWarnings(rl));
 
   // Prompts.
   const d = config.data;
