@@ -98,7 +98,11 @@ export interface ClippedPgTermConfig {
 
 /**
  * The `hidden_align` loss term: aligns the hidden states of a prompt's correct rollouts at the
- * anchor token.
+ * anchor token. The targets of `"cos-centroid"`, `"mse-normalized"` and `"mse-raw"` (each group's
+ * centroid, stop-gradient) are computed once per RL step, from a forward pass of the parameters
+ * before the step's first update, and held fixed for all of its `ppoEpochs × miniBatches`
+ * updates: a later update pulls towards the step-start centroid, not the current one.
+ * `"cos-pairwise"` has no target: it compares the current states of a group's rows.
  *
  * @example Usage
  * ```ts
@@ -500,7 +504,8 @@ export interface RlConfig {
    * `alignKeepAllCorrect`, the policy groups and the align-only groups each shared out over them:
    * `splitMiniBatches` in rl_update.ts); fewer when there are fewer groups or rows (with the
    * cos-pairwise align term, whose mini-batches hold whole groups: fewer when there are fewer
-   * groups).
+   * groups). The learning-rate schedule plans `ppoEpochs × miniBatches` updates a step and
+   * follows the RL step: a step with fewer updates (or none) does not hold it back.
    */
   readonly miniBatches: number;
   /**
