@@ -594,7 +594,7 @@ export interface RunAdamwOptions {
  *
  * @param config The run's config.
  * @param shapes The trainable parameters' shapes.
- * @param options Updates per step.
+ * @param options Updates per step, and the RL trainer's schedule shift.
  * @returns The optimizer.
  * @throws {RangeError} When the cosine schedule's warmup is not shorter than the run.
  */
@@ -611,7 +611,7 @@ export function runAdamw(
  *
  * @param config The run's config.
  * @param shapes The trainable parameters' shapes.
- * @param options Updates per step.
+ * @param options Updates per step, and the RL trainer's schedule shift.
  * @returns The options.
  * @throws {RangeError} When the cosine schedule's warmup is not shorter than the run.
  */
