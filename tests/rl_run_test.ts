@@ -92,11 +92,35 @@ Deno.test("runRl() refuses an align layer the model does not have before any wor
     const ok0 = await rlConfig(dir, [
       "--rl.losses=[{name: clipped_pg}, {name: hidden_align, layer: 0}]",
       "--trainer.steps=1",
+      "--rl.trainBatchPrompts=1",
       "--rl.genBatchPrompts=1",
       "--rl.maxGenBatches=1",
     ]);
     const result = await runRl(ok0, { ...QUIET, evalAtStart: false });
     strictEqual(result.step, 1);
+  });
+});
+
+Deno.test("runRl() warns that rl.alignKeepAllCorrect is not read without an align term", async () => {
+  await withTempDir(async (dir) => {
+    const config = await rlConfig(dir, [
+      DAPO,
+      "--rl.alignKeepAllCorrect=true",
+      "--trainer.steps=1",
+      "--rl.trainBatchPrompts=1",
+      "--rl.genBatchPrompts=1",
+      "--rl.maxGenBatches=1",
+    ]);
+    const lines: string[] = [];
+    const result = await runRl(config, {
+      ...QUIET,
+      evalAtStart: false,
+      log: (text) => lines.push(text),
+    });
+    const warning = result.warnings.filter((w) => w.includes("rl.alignKeepAllCorrect"));
+    strictEqual(warning.length, 1, `${result.warnings}`);
+    ok(/"hidden_align" term/.test(warning[0]), warning[0]);
+    ok(lines.includes(`warning: ${warning[0]}`), "the warning was not logged");
   });
 });
 

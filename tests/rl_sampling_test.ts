@@ -12,7 +12,7 @@
 // rl.maxNewTokens 20 with an overlong buffer of 4 (a response of L > 16 tokens gets
 // −(L − 16)/4), here rl.maxGenBatches 3 and old log-probs recomputed (the scripted rollouts have
 // no sampler log-probs).
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, notStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { loadTokenizer } from "../model/tokenizer.ts";
 import { arithmeticPrompts } from "../trainer/rl/prompt_data.ts";
@@ -20,8 +20,11 @@ import { promptIds } from "../trainer/rl/prompt_template.ts";
 import type { Rollout, sampleGroups } from "../trainer/rl/rollout.ts";
 import { ShortBatchError } from "../trainer/rl/dynamic_sampling.ts";
 import { runRl } from "../trainer/rl/run_rl.ts";
+import { warmupConstantSchedule } from "../trainer/optim/warmup_constant_schedule.ts";
+import { warmupCosineDecaySchedule } from "../trainer/optim/warmup_cosine_decay_schedule.ts";
 import { QUIET, rlConfig } from "./rl_utils.ts";
 import { withTempDir } from "./train_utils.ts";
+import { noGpu } from "../gpu/test_utils.ts";
 
 const G = 4;
 const TRAIN_BATCH = 2;
@@ -125,13 +128,13 @@ interface Script {
   drawn: Rollout[][][];
 }
 
-async function script(): Promise<Script> {
+async function script(plan: readonly Kind[][] = PLAN): Promise<Script> {
   const golds = await goldsByIds();
   const drawn: Rollout[][][] = [];
   return {
     drawn,
     sampleGroups: (_backend, prompts, options) => {
-      const kinds = PLAN[drawn.length];
+      const kinds = plan[drawn.length];
       ok(kinds !== undefined, `generation call ${drawn.length} is not in the plan`);
       strictEqual(prompts.length, kinds.length);
       const groups = prompts.map((p, i) => {
@@ -234,3 +237,96 @@ Deno.test({
       strictEqual(lines.length, 1);
     }),
 });
+
+// On WebGPU too: its AdamW runs on the device (trainer.optimizer "auto") with its own count.
+for (const backend of ["cpu", "webgpu"] as const) {
+  Deno.test({
+    name: "runRl() takes the learning rate from the RL step: a step with no update (no mixed " +
+      `group) does not hold the warmup or the cosine back, and a resume repeats it (${backend})`,
+    ignore: backend === "webgpu" && noGpu,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: () =>
+      withTempDir(async (dir) => {
+        // 2 updates planned a step (rl.miniBatches 2), 1 generation batch a step: step 1 draws only
+        // all-wrong groups (no rows, no update), steps 2 and 3 mixed groups (2 mini-batches each;
+        // a group's 4 rows make 2 mini-batches too).
+        const PER = 2;
+        const plan: Kind[][] = [
+          ["all-wrong", "all-wrong", "all-wrong"],
+          ["mixed", "mixed", "all-wrong"],
+          ["mixed", "all-wrong", "all-wrong"],
+        ];
+        const LR = 1e-3;
+        const schedules = {
+          constant: warmupConstantSchedule({ peakValue: LR, warmupSteps: 2 * PER }),
+          cosine: warmupCosineDecaySchedule({
+            peakValue: LR,
+            warmupSteps: 2 * PER,
+            decaySteps: 3 * PER,
+            minRatio: 0.1,
+          }),
+        };
+        for (const [name, schedule] of Object.entries(schedules)) {
+          const config = (run: string) =>
+            rlConfig(dir, [
+              ...OVERRIDES,
+              `--run.name=${run}`,
+              "--rl.maxGenBatches=1",
+              "--rl.miniBatches=2",
+              "--rl.losses=[{name: clipped_pg}]",
+              "--rl.alignKeepAllCorrect=false",
+              "--trainer.steps=3",
+              "--trainer.warmupSteps=2",
+              `--trainer.lr=${LR}`,
+              "--trainer.minLrRatio=0.1",
+              `--trainer.schedule=${name}`,
+              "--checkpoint.every=1",
+              `--backend=${backend}`,
+            ]);
+          const options = { ...QUIET, evalAtStart: false };
+          const result = await runRl(await config(name), {
+            ...options,
+            sampleGroups: (await script(plan)).sampleGroups,
+          });
+          strictEqual(result.step, 3);
+          // Killed after step 1 (no update) and resumed: the same metrics byte for byte (the
+          // shift of the schedule follows from the step and the checkpoint's update count).
+          const halted = await runRl(await config(`${name}-split`), {
+            ...options,
+            haltAfterStep: 1,
+            sampleGroups: (await script(plan)).sampleGroups,
+          });
+          strictEqual(halted.halted, true);
+          const resumed = await runRl(await config(`${name}-split`), {
+            ...options,
+            resume: true,
+            sampleGroups: (await script(plan.slice(1))).sampleGroups,
+          });
+          strictEqual(
+            await Deno.readTextFile(join(resumed.runDir, "metrics.jsonl")),
+            await Deno.readTextFile(join(result.runDir, "metrics.jsonl")),
+            `${name}: resumed`,
+          );
+          const lines = (await Deno.readTextFile(join(result.runDir, "metrics.jsonl"))).trim()
+            .split("\n").map((l) => JSON.parse(l) as Record<string, number>);
+          deepStrictEqual(lines.map((m) => m["sampling/kept_groups"]), [0, 2, 1], name);
+          strictEqual(lines[0]["optim/lr"], undefined, `${name}: step 1 made an update`);
+          deepStrictEqual(lines.slice(1).map((m) => m["optim/updates"]), [PER, PER], name);
+          // The metric is the step's last update's rate: update u of step k (1-based) has the
+          // schedule's value at (k − 1) · PER + u.
+          for (const k of [2, 3]) {
+            const m = lines[k - 1];
+            const expected = schedule((k - 1) * PER + m["optim/updates"] - 1);
+            strictEqual(
+              m["optim/lr"],
+              expected,
+              `${name} step ${k}: ${m["optim/lr"]} vs ${expected}`,
+            );
+          }
+          // Counting the updates made instead would give step 2 the rate of update 1.
+          notStrictEqual(schedule(1), schedule(PER + 1), name);
+        }
+      }),
+  });
+}

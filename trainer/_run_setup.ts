@@ -579,6 +579,12 @@ export async function buildRunModel(
 export interface RunAdamwOptions {
   /** Optimizer updates per step: the schedule counts updates (default 1). */
   updatesPerStep?: number;
+  /**
+   * Read at every update and added to the update count before the schedule reads it (default
+   * none): the RL trainer's shift from the updates made to the updates planned, so that a step
+   * that makes fewer updates than planned does not hold the schedule back.
+   */
+  scheduleShift?: () => number;
 }
 
 /**
@@ -588,7 +594,7 @@ export interface RunAdamwOptions {
  *
  * @param config The run's config.
  * @param shapes The trainable parameters' shapes.
- * @param options Updates per step.
+ * @param options Updates per step, and the RL trainer's schedule shift.
  * @returns The optimizer.
  * @throws {RangeError} When the cosine schedule's warmup is not shorter than the run.
  */
@@ -605,7 +611,7 @@ export function runAdamw(
  *
  * @param config The run's config.
  * @param shapes The trainable parameters' shapes.
- * @param options Updates per step.
+ * @param options Updates per step, and the RL trainer's schedule shift.
  * @returns The options.
  * @throws {RangeError} When the cosine schedule's warmup is not shorter than the run.
  */
@@ -624,7 +630,7 @@ export function runAdamwOptions(
         `(${t.steps}) for the cosine schedule: current value is ${t.warmupSteps}`,
     );
   }
-  const lr = t.schedule === "cosine"
+  const schedule = t.schedule === "cosine"
     ? warmupCosineDecaySchedule({
       peakValue: t.lr,
       warmupSteps: warmup,
@@ -632,6 +638,8 @@ export function runAdamwOptions(
       minRatio: t.minLrRatio,
     })
     : warmupConstantSchedule({ peakValue: t.lr, warmupSteps: warmup });
+  const shift = options.scheduleShift;
+  const lr = shift === undefined ? schedule : (count: number) => schedule(count + shift());
   return {
     lr,
     b1: t.b1,

@@ -71,6 +71,11 @@ const WHERE = "Cannot compute the Hidden-Align loss";
  * - `"mse-normalized"`: `(1/N) Σ_i ‖u_i − stopgrad(mean_{j∈g} u_j)‖²`;
  * - `"mse-raw"`: `(1/N) Σ_i ‖h_i − stopgrad(mean_{j∈g} h_j)‖² / hiddenSize`.
  *
+ * The means are those of the rows passed in, unless `centroids` supplies them. The RL trainer
+ * does: its targets (`alignCentroids`) are computed once per RL step, before the step's first
+ * update, and held fixed for all `ppoEpochs × miniBatches` updates, so there they are the
+ * step-start centroids, not those of the current parameters.
+ *
  * The gradient goes through the normalisation exactly: for `‖h‖ > 1e-6`,
  * `d/dh = (g − (g·u) u) / ‖h‖` with `g = d/du`; below it `d/dh = g / 1e-6`.
  *

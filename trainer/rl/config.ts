@@ -98,7 +98,11 @@ export interface ClippedPgTermConfig {
 
 /**
  * The `hidden_align` loss term: aligns the hidden states of a prompt's correct rollouts at the
- * anchor token.
+ * anchor token. The targets of `"cos-centroid"`, `"mse-normalized"` and `"mse-raw"` (each group's
+ * centroid, stop-gradient) are computed once per RL step, from a forward pass of the parameters
+ * before the step's first update, and held fixed for all of its `ppoEpochs × miniBatches`
+ * updates: a later update pulls towards the step-start centroid, not the current one.
+ * `"cos-pairwise"` has no target: it compares the current states of a group's rows.
  *
  * @example Usage
  * ```ts
@@ -409,7 +413,8 @@ export interface RlConfig {
   readonly dynamicSampling: boolean;
   /**
    * Keep all-correct groups for the align term only (they carry the most pairs) while the policy
-   * loss still skips them; they do not count towards `trainBatchPrompts`.
+   * loss still skips them; they do not count towards `trainBatchPrompts`. Read only with a
+   * `hidden_align` term and `dynamicSampling` on (a start-up warning says so otherwise).
    */
   readonly alignKeepAllCorrect: boolean;
   /** Most tokens per response. */
@@ -499,7 +504,8 @@ export interface RlConfig {
    * `alignKeepAllCorrect`, the policy groups and the align-only groups each shared out over them:
    * `splitMiniBatches` in rl_update.ts); fewer when there are fewer groups or rows (with the
    * cos-pairwise align term, whose mini-batches hold whole groups: fewer when there are fewer
-   * groups).
+   * groups). The learning-rate schedule plans `ppoEpochs × miniBatches` updates a step and
+   * follows the RL step: a step with fewer updates (or none) does not hold it back.
    */
   readonly miniBatches: number;
   /**
@@ -751,7 +757,8 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
 
 /**
  * Checks of the `rl` section against the rest of the config and the model, run before any
- * work: the overlong buffer fits the response length, the eval fits the held-out set, at most
+ * work: the overlong buffer fits the response length, the generation budget
+ * (`genBatchPrompts × maxGenBatches`) can fill the batch, the eval fits the held-out set, at most
  * one term of each name, an align layer that exists in the model, and a rollout backend that
  * can serve the run's adapters (remote engines serve plain LoRA only: no HILO, no full
  * fine-tuning) with the keys it needs.
@@ -796,6 +803,17 @@ export function rlConfigProblems(
       `must be <= "rl.trainBatchPrompts" (${rl.trainBatchPrompts}): every optimizer update ` +
       `takes whole groups of a full batch, and the learning-rate schedule counts ` +
       `"rl.ppoEpochs" x "rl.miniBatches" updates a step: current value is ${rl.miniBatches}`,
+    ]);
+  }
+  if (rl.genBatchPrompts * rl.maxGenBatches < rl.trainBatchPrompts) {
+    const least = Math.ceil(rl.trainBatchPrompts / rl.genBatchPrompts);
+    problems.push([
+      "rl.maxGenBatches",
+      `must be >= ${least} ("rl.trainBatchPrompts" (${rl.trainBatchPrompts}) / ` +
+      `"rl.genBatchPrompts" (${rl.genBatchPrompts}), rounded up): "rl.genBatchPrompts" x ` +
+      `"rl.maxGenBatches" = ${rl.genBatchPrompts * rl.maxGenBatches} prompts a step give ` +
+      `fewer groups than the batch takes, so every step would train on a short batch (raise "rl.maxGenBatches" or "rl.genBatchPrompts", or lower ` +
+      `"rl.trainBatchPrompts"): current value is ${rl.maxGenBatches}`,
     ]);
   }
   if (rl.eval.prompts > rl.data.evalSize) {
@@ -857,6 +875,44 @@ export function rlConfigProblems(
     ]);
   }
   return problems;
+}
+
+/**
+ * Keys of the `rl` section that are set but that nothing reads, as start-up warnings (as
+ * `adapterKeyWarnings` for `adapters.*`): `alignKeepAllCorrect` without a `hidden_align` term
+ * (no group is kept for the align term alone), or with `dynamicSampling` off (every usable group,
+ * all-correct ones too, is then a policy group already). Warnings rather than problems: a config
+ * that drops the align term or dynamic sampling by an override keeps its base's key, which is
+ * fine.
+ *
+ * @param rl The `rl` section.
+ * @returns One line each, empty when every set key is read.
+ *
+ * @example The key left over in a DAPO config
+ * ```ts
+ * import { DEFAULT_RL_CONFIG, rlKeyWarnings } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * strictEqual(rlKeyWarnings({ ...DEFAULT_RL_CONFIG, alignKeepAllCorrect: true }).length, 1);
+ * ```
+ */
+export function rlKeyWarnings(rl: RlConfig): string[] {
+  const warnings: string[] = [];
+  if (rl.alignKeepAllCorrect) {
+    const unread = `key "rl.alignKeepAllCorrect" is true but not read: `;
+    if (!rl.losses.some((t) => t.name === "hidden_align")) {
+      warnings.push(
+        `${unread}"rl.losses" has no "hidden_align" term, so no all-correct group is kept for ` +
+          `the align term`,
+      );
+    } else if (!rl.dynamicSampling) {
+      warnings.push(
+        `${unread}"rl.dynamicSampling" is false, so every usable group (all-correct ones too) ` +
+          `is a policy group already and counts towards "rl.trainBatchPrompts"`,
+      );
+    }
+  }
+  return warnings;
 }
 
 function rolloutProblems(rl: RlConfig, adaptersKind: "none" | "lora" | "hilo"): [string, string][] {

@@ -1,6 +1,6 @@
-import { ok, rejects, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { loadConfig } from "../../cli/load_config.ts";
-import { DEFAULT_RL_CONFIG, withRolloutDefaults } from "./config.ts";
+import { DEFAULT_RL_CONFIG, rlKeyWarnings, withRolloutDefaults } from "./config.ts";
 
 const RL = ["--trainer.mode=rl", "--model.path=models/arithmetic-tiny"];
 
@@ -77,6 +77,15 @@ Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
     ],
     [["--rl.onShortBatch=skip"], /key "rl\.onShortBatch".*must be one of "train", "stop"/],
     [
+      ["--rl.genBatchPrompts=2", "--rl.maxGenBatches=1", "--rl.trainBatchPrompts=8"],
+      /key "rl\.maxGenBatches".* must be >= 4 \("rl\.trainBatchPrompts" \(8\) \/ "rl\.genBatchPrompts" \(2\), rounded up\).*every step.*short.*current value is 1/,
+    ],
+    // With the defaults of the other two (8 prompts a generation batch, at most 4 batches).
+    [
+      ["--rl.trainBatchPrompts=33"],
+      /key "rl\.maxGenBatches".* must be >= 5 \("rl\.trainBatchPrompts" \(33\) \/ "rl\.genBatchPrompts" \(8\), rounded up\).*current value is 4/,
+    ],
+    [
       [
         "--rl.groupSize=8",
         "--rl.microBatchSize=4",
@@ -97,6 +106,20 @@ Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
       ok(message.test((error as Error).message), `${overrides}: ${(error as Error).message}`);
       return true;
     });
+  }
+});
+
+Deno.test("loadConfig() takes generation budgets that can just fill the batch", async () => {
+  for (const [gen, batches, train] of [[2, 4, 8], [3, 3, 8], [12, 3, 8]]) {
+    const config = await loadConfig(undefined, {
+      overrides: [
+        ...RL,
+        `--rl.genBatchPrompts=${gen}`,
+        `--rl.maxGenBatches=${batches}`,
+        `--rl.trainBatchPrompts=${train}`,
+      ],
+    });
+    strictEqual(config.rl.maxGenBatches, batches);
   }
 });
 
@@ -239,4 +262,34 @@ Deno.test("withRolloutDefaults() fills the keys a saved config predates, and onl
   strictEqual("releaseWorkspaces" in old.rl, false, "the saved config was changed");
   const kept = { rl: { releaseWorkspaces: false, gpuMemoryBudget: 80, rollout: {} } };
   strictEqual(withRolloutDefaults(kept), kept);
+});
+
+Deno.test("rlKeyWarnings() names rl.alignKeepAllCorrect when nothing reads it", () => {
+  const align = {
+    name: "hidden_align",
+    weight: 0.1,
+    type: "cos-centroid",
+    anchor: "before-marker",
+    layer: "final",
+  } as const;
+  const withAlign = [DEFAULT_RL_CONFIG.losses[0], align];
+  const rl = (over: Partial<typeof DEFAULT_RL_CONFIG>) => ({ ...DEFAULT_RL_CONFIG, ...over });
+  // Read: an align term and dynamic sampling; or the key left at false.
+  deepStrictEqual(rlKeyWarnings(rl({ alignKeepAllCorrect: true, losses: withAlign })), []);
+  deepStrictEqual(rlKeyWarnings(DEFAULT_RL_CONFIG), []);
+  deepStrictEqual(rlKeyWarnings(rl({ dynamicSampling: false, losses: withAlign })), []);
+  // No align term: no group is kept for it.
+  const noAlign = rlKeyWarnings(rl({ alignKeepAllCorrect: true }));
+  strictEqual(noAlign.length, 1);
+  ok(/^key "rl\.alignKeepAllCorrect" is true but not read: .*"hidden_align" term/.test(noAlign[0]));
+  // Dynamic sampling off: all-correct groups are policy groups already.
+  const off = rlKeyWarnings(
+    rl({ alignKeepAllCorrect: true, dynamicSampling: false, losses: withAlign }),
+  );
+  strictEqual(off.length, 1);
+  ok(
+    /^key "rl\.alignKeepAllCorrect" is true but not read: .*"rl\.dynamicSampling" is false/.test(
+      off[0],
+    ),
+  );
 });

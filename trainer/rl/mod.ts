@@ -26,6 +26,7 @@ export {
   type RlDataConfig,
   type RlDataSource,
   type RlEvalConfig,
+  rlKeyWarnings,
   type RlLossTermConfig,
   type RlOverlongConfig,
   type RlRewardConfig,

@@ -13,7 +13,8 @@ import type { RlLossTermConfig } from "./config.ts";
 import type { RlRow } from "./rl_batch.ts";
 import { rlUpdate, splitMicroBatches, splitMiniBatches } from "./rl_update.ts";
 import type { TrainBackend } from "../backend.ts";
-import type { ObjectiveRequest } from "../losses/mod.ts";
+import { alignCentroids, type ObjectiveRequest } from "../losses/mod.ts";
+import type { GradientTransformation, ParamTree } from "../types.ts";
 import { sampleGroups } from "./rollout.ts";
 import { scoreRollout } from "./score_rollout.ts";
 
@@ -434,4 +435,138 @@ Deno.test("rlUpdate() gives HILO's balance term weight 1 / micro-batches and log
   });
   deepStrictEqual(weights, [1 / 3, 1 / 3, 1 / 3]);
   strictEqual(result.metrics["loss/balance"], (3 + 6 + 12) / 3);
+});
+
+Deno.test("rlUpdate()'s summed gradient does not depend on microBatchSize: each align type with the clipped loss", async () => {
+  // The tiny Qwen3 fixture on the CPU backend (float64 arithmetic): 3 groups of 4 rows of random
+  // prompts and responses, one align-only row (policy false), correct rows i % 3 ≠ 2, random
+  // advantages, old log-probs and anchors. One mini-batch, one update: the gradient handed to
+  // the optimizer is the mini-batch's, whether it was summed over 1 micro-batch or over 12
+  // (4 of whole groups for cos-pairwise, which compares rows within a micro-batch).
+  const model = await loadModel("tests/fixtures/qwen3-tiny", { backend: "cpu", warn: false });
+  const backend = createTrainBackend(model, { mode: "full" });
+  const H = model.config.hiddenSize;
+  let seed = 1;
+  const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+  const V = Math.min(model.config.vocabSize, 50);
+  const token = () => 1 + Math.floor(rnd() * (V - 1));
+  const rows: RlRow[] = [];
+  for (let g = 0; g < 3; g++) {
+    for (let i = 0; i < 4; i++) {
+      const promptIds = Array.from({ length: 2 + Math.floor(rnd() * 3) }, token);
+      const tokens = Array.from({ length: 1 + Math.floor(rnd() * 6) }, token);
+      rows.push({
+        promptIds,
+        tokens,
+        oldLogprobs: Float64Array.from(tokens, () => -2 - rnd() * 2),
+        advantage: rnd() * 2 - 1,
+        policy: !(g === 1 && i === 0),
+        anchor: promptIds.length + Math.floor(rnd() * tokens.length),
+        group: g,
+        correct: i % 3 !== 2,
+      });
+    }
+  }
+  /** An optimizer that records the gradients and changes nothing. */
+  const recorder = () => {
+    const grads: ParamTree[] = [];
+    const optimizer: GradientTransformation<null> = {
+      init: () => null,
+      update(g, state) {
+        grads.push(g);
+        const updates: ParamTree = {};
+        for (const k of Object.keys(g)) updates[k] = new Float32Array(g[k].length);
+        return { updates, state, metrics: {} };
+      },
+    };
+    return { grads, optimizer };
+  };
+  const clipped = {
+    name: "clipped_pg",
+    weight: 1,
+    clipLow: 0.2,
+    clipHigh: 0.28,
+    dualClip: 0,
+    aggregation: "token-mean",
+  } as const;
+  const cases: [string, RlLossTermConfig[]][] = [
+    ["clipped_pg", [clipped]],
+    ...(["cos-centroid", "cos-pairwise", "mse-normalized", "mse-raw"] as const).map((type) =>
+      [type, [clipped, {
+        name: "hidden_align",
+        weight: 0.5,
+        type,
+        anchor: "before-marker",
+        layer: "final",
+      }]] as [string, RlLossTermConfig[]]
+    ),
+  ];
+  // The anchor states (one forward pass) and the stop-gradient targets of the centroid types,
+  // over whole groups as runRl computes them.
+  const pass = await forwardPass(backend, rows, { padId: 0, microBatchSize: 4, layer: "final" });
+  const stacked = new Float64Array(rows.length * H);
+  pass.hidden.forEach((h, i) => h && stacked.set(h, i * H));
+  try {
+    for (const [name, losses] of cases) {
+      const align = losses.find((t) => t.name === "hidden_align");
+      const centroids = align?.name === "hidden_align" && align.type !== "cos-pairwise"
+        ? alignCentroids({
+          hidden: stacked,
+          batch: rows.length,
+          seqLen: 1,
+          hiddenSize: H,
+          anchors: pass.hidden.map((h) => (h === null ? -1 : 0)),
+          groups: rows.map((r) => r.group),
+          correct: rows.map((r) => r.correct),
+          type: align.type,
+        })
+        : null;
+      const run = async (microBatchSize: number) => {
+        const { grads, optimizer } = recorder();
+        const r = await rlUpdate(backend, rows, {
+          optimizer,
+          state: null,
+          losses,
+          ppoEpochs: 1,
+          miniBatches: 1,
+          microBatchSize,
+          padId: 0,
+          maxNewTokens: 8,
+          centroids,
+        });
+        strictEqual(grads.length, 1, name);
+        return { grad: grads[0], r };
+      };
+      const whole = await run(rows.length);
+      const split = await run(
+        align?.name === "hidden_align" && align.type === "cos-pairwise" ? 4 : 1,
+      );
+      // The gradients are summed in float64 and handed over as float32: the two sums differ by
+      // float64 rounding (~1e-15 relative), so after the float32 rounding each element is equal
+      // or 1 ulp apart, at most 2^-23 of the largest element. Bound: 2^-22.
+      let diff = 0;
+      let largest = 0;
+      for (const k of Object.keys(whole.grad)) {
+        strictEqual(split.grad[k].length, whole.grad[k].length, `${name} ${k}`);
+        for (let i = 0; i < whole.grad[k].length; i++) {
+          diff = Math.max(diff, Math.abs(whole.grad[k][i] - split.grad[k][i]));
+          largest = Math.max(largest, Math.abs(whole.grad[k][i]));
+        }
+      }
+      ok(largest > 1e-3, `${name}: the gradient is ${largest}`);
+      ok(diff <= 2 ** -22 * largest, `${name}: gradient max diff ${diff} of max ${largest}`);
+      // The loss and its terms: float64 throughout.
+      for (const key of ["loss/total", "loss/pg", "loss/align", "align/rows"]) {
+        const [a, b] = [whole.r.metrics[key], split.r.metrics[key]];
+        if (key.includes("align") && align === undefined) continue;
+        ok(
+          Number.isFinite(a) && Math.abs(a - b) <= 1e-12 * Math.abs(a),
+          `${name} ${key}: ${a} vs ${b}`,
+        );
+      }
+      if (align !== undefined) ok(whole.r.metrics["loss/align"] > 0, `${name}: no align loss`);
+    }
+  } finally {
+    backend.dispose();
+  }
 });

@@ -54,7 +54,7 @@ import { writeFileAtomic } from "../../internal/atomic_write.ts";
 import type { PendingStep } from "../train_loop.ts";
 import type { ParamTree } from "../types.ts";
 import { anchorCosines } from "./anchor_cosines.ts";
-import { rlConfigProblems } from "./config.ts";
+import { rlConfigProblems, rlKeyWarnings } from "./config.ts";
 import { fillBatch } from "./dynamic_sampling.ts";
 import { evaluateRlPrompts } from "./eval_rl.ts";
 import { type ConfidenceInterval, confidenceInterval } from "../../eval/confidence_interval.ts";
@@ -296,7 +296,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     changeableKeys: RESUME_CHANGEABLE,
   });
   const { checkpoint } = start;
-  warnings.push(...start.warnings);
+  warnings.push(...start.warnings, ...rlKeyWarnings(rl));
 
   // Prompts.
   const d = config.data;
@@ -473,14 +473,24 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       gpuPlan?.generatePromptsPerCall.eval ?? Infinity,
     );
 
-    // Optimizer: one update per mini-batch.
-    const optimizer = runAdamw(config, params.shapes, {
-      updatesPerStep: rl.ppoEpochs * rl.miniBatches,
-    });
+    // Optimizer: one update per mini-batch, `rl.ppoEpochs × rl.miniBatches` planned a step. A
+    // step makes fewer when its batch has fewer rows or groups than `rl.miniBatches`, and none
+    // when it keeps no rows; the learning rate is a function of the RL step all the same (verl
+    // steps its scheduler once per step): update u of step s (1-based) takes the schedule's
+    // value at (s − 1) × planned + u, through a shift set before each step from the updates
+    // made so far (the Adam bias corrections count the updates made). The shift follows from
+    // the step and the checkpointed update count, so a resumed run repeats it.
+    const updatesPerStep = rl.ppoEpochs * rl.miniBatches;
+    let scheduleShift = 0;
+    const scheduleOptions = { updatesPerStep, scheduleShift: () => scheduleShift };
+    const optimizer = runAdamw(config, params.shapes, scheduleOptions);
     let optState = optimizer.init(params.tree);
     // AdamW on the GPU (trainer.optimizer): parameters, gradients and moments stay there; the
     // host state and parameters are brought up to date only for checkpoints and the export.
-    const gpuOpt = deviceAdamw(config, backend, { updatesPerStep: rl.ppoEpochs * rl.miniBatches });
+    const gpuOpt = deviceAdamw(config, backend, scheduleOptions);
+    /** The optimizer updates made so far (the learning-rate piece's count of the host chain). */
+    const updatesMade = (): number =>
+      gpuOpt ? gpuOpt.count : ((optState as unknown[]).at(-1) as { count: number }).count;
     // The policy the rollouts are sampled from, softmax(logits / rl.temperature): the recomputed
     // old log-probs, the update's log-probs and their gradient (and the entropy metric) are its
     // (verl divides the actor's logits by the temperature the same way). At temperature 1 this
@@ -777,6 +787,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         }
         // The training step's workspace: the forward pass's goes first.
         releaseWorkspaces();
+        scheduleShift = (s - 1) * updatesPerStep - updatesMade();
         const r = await rlUpdate(policy, rows, {
           optimizer,
           state: optState,
