@@ -86,6 +86,11 @@ export interface JsonlPromptsOptions {
   answerField: string;
   /** Named in errors. Default `"<jsonl>"`. */
   source?: string;
+  /**
+   * The file's line (1-based) of each row, for {@linkcode promptsFromRows}: errors then name
+   * `line N`; without it they name `row N` (a Parquet row, counted from 1).
+   */
+  lines?: readonly number[];
 }
 
 /**
@@ -119,18 +124,20 @@ export function promptsFromRows(
   options: JsonlPromptsOptions,
 ): RlPrompt[] {
   const source = options.source ?? "<rows>";
+  const where = (i: number): string =>
+    options.lines === undefined ? `row ${i + 1}` : `line ${options.lines[i]}`;
   return rows.map((row, i) => {
     const question = questionText(fieldAt(row, options.promptField));
     if (question === null) {
       throw new TypeError(
-        `Cannot read prompts "${source}": row ${i + 1}: field "${options.promptField}" ` +
+        `Cannot read prompts "${source}": ${where(i)}: field "${options.promptField}" ` +
           `(key "rl.data.promptField") must be a string or a chat list with a user message`,
       );
     }
     const gold = goldText(fieldAt(row, options.answerField));
     if (gold === null) {
       throw new TypeError(
-        `Cannot read prompts "${source}": row ${i + 1}: field "${options.answerField}" ` +
+        `Cannot read prompts "${source}": ${where(i)}: field "${options.answerField}" ` +
           `(key "rl.data.answerField") must be a string or a number`,
       );
     }
@@ -142,7 +149,7 @@ export function promptsFromRows(
  * Parses JSONL text into prompts: one JSON object per non-empty line, the question and the gold
  * read at dotted field paths. A question may be a string or a chat list (the last user message
  * is taken: DAPO-Math-17k's `prompt`); a gold may be a string or number, and a worked solution
- * ending in `#### N` (GSM8K) gives `N`.
+ * ending in `#### N` (GSM8K) gives `N`. Errors name the file's line (blank lines counted).
  *
  * @param text The file's text.
  * @param options Field paths and the source named in errors.
@@ -164,10 +171,12 @@ export function promptsFromRows(
 export function parseJsonlPrompts(text: string, options: JsonlPromptsOptions): RlPrompt[] {
   const source = options.source ?? "<jsonl>";
   const rows: unknown[] = [];
+  const lines: number[] = [];
   text.split("\n").forEach((line, i) => {
     if (line.trim() === "") return;
     try {
       rows.push(JSON.parse(line));
+      lines.push(i + 1);
     } catch (error) {
       throw new SyntaxError(
         `Cannot read prompts "${source}": line ${i + 1} is not JSON: ${
@@ -176,7 +185,7 @@ export function parseJsonlPrompts(text: string, options: JsonlPromptsOptions): R
       );
     }
   });
-  return promptsFromRows(rows, { ...options, source });
+  return promptsFromRows(rows, { ...options, source, lines });
 }
 
 /**

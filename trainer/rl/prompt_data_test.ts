@@ -38,14 +38,23 @@ Deno.test("parseJsonlPrompts() names the line and key of a bad row", () => {
   const options = { promptField: "q", answerField: "a", source: "x.jsonl" };
   throws(() => parseJsonlPrompts('{"q": "1?", "a": 1}\n{"q": 2, "a": 1}\n', options), {
     name: "TypeError",
-    message: /"x\.jsonl": row 2: field "q" \(key "rl\.data\.promptField"\)/,
+    message: /"x\.jsonl": line 2: field "q" \(key "rl\.data\.promptField"\)/,
   });
   throws(() => parseJsonlPrompts('{"q": "1?"}\n', options), {
-    message: /row 1: field "a" \(key "rl\.data\.answerField"\)/,
+    message: /line 1: field "a" \(key "rl\.data\.answerField"\)/,
   });
   throws(() => parseJsonlPrompts("{oops\n", options), {
     name: "SyntaxError",
     message: /"x\.jsonl": line 1 is not JSON/,
+  });
+});
+
+Deno.test("parseJsonlPrompts() names the file's line of a bad row after blank lines", () => {
+  const options = { promptField: "q", answerField: "a", source: "x.jsonl" };
+  const text = '{"q": "1?", "a": 1}\n\n\n{"q": "2?", "a": 2}\r\n\n{"q": "3?"}\n';
+  throws(() => parseJsonlPrompts(text, options), {
+    name: "TypeError",
+    message: /^Cannot read prompts "x\.jsonl": line 6: field "a" \(key "rl\.data\.answerField"\)/,
   });
 });
 
