@@ -167,8 +167,8 @@ export interface ParseEvalJsonlOptions {
  * @param text The file's text.
  * @param options The source named in errors, the id prefix and field names.
  * @returns The problems in file order.
- * @throws {SyntaxError} When a line is not JSON, lacks a question or gold, or an id repeats (the
- * message names the file and line).
+ * @throws {SyntaxError} When a line is not JSON, lacks a question or gold, its question is empty,
+ * or an id repeats (the message names the file and line).
  *
  * @example GSM8K-style rows
  * ```ts
@@ -206,6 +206,9 @@ export function parseEvalJsonl(text: string, options: ParseEvalJsonlOptions = {}
     const question = questionText(row[qField]);
     if (question === null) {
       throw new SyntaxError(`${where}: field "${qField}" must be a string or a chat list`);
+    }
+    if (question.trim() === "") {
+      throw new SyntaxError(`${where}: field "${qField}" is empty: expected the question's text`);
     }
     const gold = goldText(row[aField]);
     if (gold === null) {

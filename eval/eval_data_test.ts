@@ -60,6 +60,18 @@ Deno.test("parseEvalJsonl() reads ids, fields and chat prompts, naming the line 
     /"s\.jsonl": line 1 is not JSON/,
   );
   assert.throws(() => parseEvalJsonl('{"question": "q"}'), /field "answer"/);
+  // An empty question (blank or whitespace, or an empty chat message) names file and line.
+  assert.throws(
+    () =>
+      parseEvalJsonl('{"question": "q", "answer": 1}\n\n{"question": " ", "answer": 2}', {
+        source: "s.jsonl",
+      }),
+    /^SyntaxError: Cannot read problems "s\.jsonl": line 3: field "question" is empty/,
+  );
+  assert.throws(
+    () => parseEvalJsonl('{"prompt": [{"role": "user", "content": ""}], "answer": 2}'),
+    /line 1: field "prompt" is empty/,
+  );
   assert.throws(
     () => parseEvalJsonl('{"id": 1, "question": "q", "answer": 1}\n'.repeat(2)),
     /appears twice/,

@@ -158,7 +158,8 @@ Deno.test({
       const heldOut = arithmeticPrompts("eval", { size: 2, seed: 3, digits: 1, maxTerms: 2 });
       const path = join(dir, "train.jsonl");
       const evalPath = join(dir, "eval.jsonl");
-      await Deno.writeTextFile(path, jsonl(train));
+      // A seventh training prompt has an empty gold: warned about, its groups skipped.
+      await Deno.writeTextFile(path, jsonl([...train, { question: "What is 0?", gold: "" }]));
       // The held-out file: one new question, one training question, each repeated.
       await Deno.writeTextFile(evalPath, jsonl([heldOut[0], train[4], heldOut[0], train[4]]));
       const config = await rlConfig(dir, [...fileOverrides(path, evalPath), "--trainer.steps=1"]);
@@ -173,5 +174,44 @@ Deno.test({
       strictEqual(warnings.length, 1, result.warnings.join("\n"));
       ok(warnings[0].startsWith(`1 of the 2 held-out prompts of "${evalPath}"`), warnings[0]);
       ok(warnings[0].includes(JSON.stringify(train[4].question)), warnings[0]);
+      const golds = result.warnings.filter((w) => w.includes("unusable"));
+      deepStrictEqual(golds.length, 1, result.warnings.join("\n"));
+      ok(golds[0].startsWith(`"${path}": 1 of 7 golds in field "answer"`), golds[0]);
+      ok(golds[0].includes("at line 7;"), golds[0]);
+      // reward/mean and reward/accuracy leave the skipped rollouts out; their share is logged.
+      const metrics = (await Deno.readTextFile(join(result.runDir, "metrics.jsonl"))).trim()
+        .split("\n").map((l) => JSON.parse(l)).filter((m) => m.step === 1);
+      strictEqual(metrics.length, 1);
+      ok(typeof metrics[0]["reward/unusable_gold"] === "number", JSON.stringify(metrics[0]));
+    }),
+});
+
+Deno.test({
+  name: "runRl() refuses a training or held-out split with no usable gold, naming the key",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const prompts = arithmeticPrompts("train", { size: 8, seed: 3, digits: 1, maxTerms: 2 });
+      // The file has usable golds (its last two, held out), the training split none.
+      const path = join(dir, "empty_golds.jsonl");
+      await Deno.writeTextFile(path, jsonl(prompts.map((p, i) => i < 6 ? { ...p, gold: "" } : p)));
+      const options = { progress: null, log: () => {}, evalAtStart: false };
+      await rejects(runRl(await rlConfig(dir, fileOverrides(path)), options), {
+        name: "TypeError",
+        message: new RegExp(
+          `none of the 6 training prompts of "${path.replaceAll(".", "\\.")}" \\(key ` +
+            `"rl\\.data\\.path"\\) has a gold usable`,
+        ),
+      });
+      // A held-out file whose golds are all unusable.
+      const train = join(dir, "train.jsonl");
+      const heldOut = join(dir, "held_out.jsonl");
+      await Deno.writeTextFile(train, jsonl(prompts.slice(0, 6)));
+      await Deno.writeTextFile(heldOut, jsonl(prompts.slice(6).map((p) => ({ ...p, gold: "" }))));
+      await rejects(runRl(await rlConfig(dir, fileOverrides(train, heldOut)), options), {
+        name: "TypeError",
+        message: /none of its 2 golds in field "answer" \(key "rl\.data\.answerField"\) is usable/,
+      });
     }),
 });

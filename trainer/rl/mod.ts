@@ -46,6 +46,7 @@ export * from "./micro_batch_key.ts";
 export * from "./prompt_data.ts";
 export * from "./prompt_record.ts";
 export * from "./prompt_template.ts";
+export * from "./reward_metrics.ts";
 export * from "./rl_batch.ts";
 export * from "./rl_update.ts";
 export * from "./rollout.ts";

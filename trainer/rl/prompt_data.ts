@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
 import { parquetReadObjects } from "hyparquet";
 import { arithmeticDataset, type ArithmeticTaskOptions } from "../../data/arithmetic_task.ts";
 import { fieldAt, goldText, questionText } from "../../data/problem_fields.ts";
+import { prepareGold } from "../../verify/mod.ts";
 
 /**
  * One RL prompt: the question (before any template) and its gold answer.
@@ -91,6 +92,33 @@ export interface JsonlPromptsOptions {
    * `line N`; without it they name `row N` (a Parquet row, counted from 1).
    */
   lines?: readonly number[];
+  /**
+   * Receives the warnings that do not stop the read (some golds unusable, see
+   * {@linkcode isUsableGold}); without it they are not reported.
+   */
+  warnings?: string[];
+}
+
+/**
+ * Whether the reward verifier can score against a gold: `prepareGold` in reward mode finds an
+ * answer it parses. An unusable gold (empty, unparseable, too large) makes every rollout of its
+ * prompt `correct: null`, and dynamic sampling skips the group.
+ *
+ * @param gold The gold answer.
+ * @returns `true` when usable.
+ *
+ * @example An empty gold and a broken one
+ * ```ts
+ * import { isUsableGold } from "./prompt_data.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * strictEqual(isUsableGold("\\frac{1}{2}"), true);
+ * strictEqual(isUsableGold(""), false);
+ * strictEqual(isUsableGold("\\frac{1}{"), false);
+ * ```
+ */
+export function isUsableGold(gold: string): boolean {
+  return prepareGold(gold, { mode: "reward" }).error === null;
 }
 
 /**
@@ -102,7 +130,11 @@ export interface JsonlPromptsOptions {
  * @param rows The rows.
  * @param options Field paths and the source named in errors.
  * @returns The prompts in row order.
- * @throws {TypeError} When a row lacks a field or it has the wrong type (naming row and key).
+ * Every gold is prepared as the reward verifier would ({@linkcode isUsableGold}): unusable ones
+ * are counted in a warning (`options.warnings`), and none usable is an error.
+ *
+ * @throws {TypeError} When a row lacks a field, it has the wrong type, a question is empty, or
+ * no gold is usable (naming the row or line and the key).
  *
  * @example A DAPO-Math-17k row
  * ```ts
@@ -126,7 +158,12 @@ export function promptsFromRows(
   const source = options.source ?? "<rows>";
   const where = (i: number): string =>
     options.lines === undefined ? `row ${i + 1}` : `line ${options.lines[i]}`;
-  return rows.map((row, i) => {
+  const field = `field "${options.answerField}" (key "rl.data.answerField")`;
+  // Golds prepared once each: DAPO-Math-17k's parquet repeats each of ~17.9k about 100 times.
+  const usable = new Map<string, string | null>();
+  const unusable: number[] = [];
+  let firstError = "";
+  const prompts = rows.map((row, i) => {
     const question = questionText(fieldAt(row, options.promptField));
     if (question === null) {
       throw new TypeError(
@@ -134,15 +171,50 @@ export function promptsFromRows(
           `(key "rl.data.promptField") must be a string or a chat list with a user message`,
       );
     }
+    if (question.trim() === "") {
+      throw new TypeError(
+        `Cannot read prompts "${source}": ${where(i)}: field "${options.promptField}" ` +
+          `(key "rl.data.promptField") is empty: expected the question's text`,
+      );
+    }
     const gold = goldText(fieldAt(row, options.answerField));
     if (gold === null) {
       throw new TypeError(
-        `Cannot read prompts "${source}": ${where(i)}: field "${options.answerField}" ` +
-          `(key "rl.data.answerField") must be a string or a number`,
+        `Cannot read prompts "${source}": ${where(i)}: ${field} must be a string or a number`,
       );
+    }
+    let error = usable.get(gold);
+    if (error === undefined) {
+      error = prepareGold(gold, { mode: "reward" }).error;
+      usable.set(gold, error);
+    }
+    if (error !== null) {
+      if (unusable.length === 0) {
+        const shown = gold.length > 40 ? `${gold.slice(0, 40)}…` : gold;
+        firstError = `${where(i)}: ${JSON.stringify(shown)} (${error})`;
+      }
+      unusable.push(i);
     }
     return { question, gold };
   });
+  if (rows.length > 0 && unusable.length === rows.length) {
+    throw new TypeError(
+      `Cannot read prompts "${source}": none of its ${rows.length} golds in ${field} is ` +
+        `usable by the reward verifier (empty or unparseable), e.g. ${firstError}`,
+    );
+  }
+  if (unusable.length > 0) {
+    const shown = unusable.slice(0, 10).map((i) => where(i).replace(/^(line|row) /, ""));
+    const unit = (options.lines === undefined ? "row" : "line") +
+      (unusable.length > 1 ? "s" : "");
+    options.warnings?.push(
+      `"${source}": ${unusable.length} of ${rows.length} golds in ${field} unusable by the ` +
+        `reward verifier (empty or unparseable), at ${unit} ${shown.join(", ")}` +
+        `${unusable.length > 10 ? ", …" : ""}; e.g. ${firstError}: their groups are skipped by ` +
+        `dynamic sampling and left out of reward/mean and reward/accuracy`,
+    );
+  }
+  return prompts;
 }
 
 /**
@@ -155,7 +227,8 @@ export function promptsFromRows(
  * @param options Field paths and the source named in errors.
  * @returns The prompts in file order.
  * @throws {SyntaxError} When a line is not JSON (the message names the source and line).
- * @throws {TypeError} When a line lacks a field or it has the wrong type.
+ * @throws {TypeError} When a line lacks a field, it has the wrong type, a question is empty or no
+ * gold is usable.
  *
  * @example GSM8K-style rows
  * ```ts
@@ -210,7 +283,7 @@ export function parseJsonlPrompts(text: string, options: JsonlPromptsOptions): R
  */
 export async function readJsonlPrompts(
   path: string,
-  options: Omit<JsonlPromptsOptions, "source">,
+  options: Omit<JsonlPromptsOptions, "source" | "lines">,
 ): Promise<RlPrompt[]> {
   let text: string;
   try {
@@ -258,7 +331,7 @@ export async function readJsonlPrompts(
  */
 export async function readParquetPrompts(
   path: string,
-  options: Omit<JsonlPromptsOptions, "source">,
+  options: Omit<JsonlPromptsOptions, "source" | "lines">,
 ): Promise<RlPrompt[]> {
   let bytes: Uint8Array;
   try {

@@ -1,7 +1,15 @@
-import { deepStrictEqual, notStrictEqual, rejects, strictEqual, throws } from "node:assert/strict";
+import {
+  deepStrictEqual,
+  match,
+  notStrictEqual,
+  rejects,
+  strictEqual,
+  throws,
+} from "node:assert/strict";
 import { parquetWriteBuffer } from "hyparquet-writer";
 import {
   arithmeticPrompts,
+  isUsableGold,
   parseJsonlPrompts,
   promptOverlap,
   promptsSha256,
@@ -56,6 +64,55 @@ Deno.test("parseJsonlPrompts() names the file's line of a bad row after blank li
     name: "TypeError",
     message: /^Cannot read prompts "x\.jsonl": line 6: field "a" \(key "rl\.data\.answerField"\)/,
   });
+});
+
+Deno.test("parseJsonlPrompts() refuses an empty question, naming file, line and key", () => {
+  const options = { promptField: "q", answerField: "a", source: "x.jsonl" };
+  throws(() => parseJsonlPrompts('{"q": "1?", "a": 1}\n\n{"q": "  ", "a": 2}\n', options), {
+    name: "TypeError",
+    message:
+      /^Cannot read prompts "x\.jsonl": line 3: field "q" \(key "rl\.data\.promptField"\) is empty/,
+  });
+  throws(() => parseJsonlPrompts('{"q": [{"role": "user", "content": ""}], "a": 2}\n', options), {
+    message: /line 1: field "q" \(key "rl\.data\.promptField"\) is empty/,
+  });
+});
+
+Deno.test("parseJsonlPrompts() warns of unusable golds and refuses a file with none usable", () => {
+  const warnings: string[] = [];
+  const options = { promptField: "q", answerField: "a", source: "x.jsonl", warnings };
+  const rows = [
+    { q: "1?", a: "" },
+    { q: "2?", a: "2" },
+    { q: "3?", a: "\\frac{1}{" },
+    { q: "4?", a: "4" },
+  ];
+  const text = rows.map((r) => JSON.stringify(r)).join("\n");
+  const prompts = parseJsonlPrompts(text, options);
+  strictEqual(prompts.length, 4); // kept: dynamic sampling skips their groups
+  strictEqual(warnings.length, 1);
+  match(
+    warnings[0],
+    /"x\.jsonl": 2 of 4 golds .*"a" \(key "rl\.data\.answerField"\).* unusable.*lines 1, 3/,
+  );
+  // Usable golds only: no warning.
+  const none: string[] = [];
+  parseJsonlPrompts('{"q": "1?", "a": "1 + 1 = 2 #### 2"}\n', { ...options, warnings: none });
+  deepStrictEqual(none, []);
+  // None usable: an error.
+  throws(() => parseJsonlPrompts('{"q": "1?", "a": ""}\n{"q": "2?", "a": " "}\n', options), {
+    name: "TypeError",
+    message:
+      /^Cannot read prompts "x\.jsonl": none of its 2 golds .*"a" \(key "rl\.data\.answerField"\) is usable.*line 1: "" \(empty\)/,
+  });
+});
+
+Deno.test("isUsableGold() tells golds the reward verifier can score", () => {
+  strictEqual(isUsableGold("7"), true);
+  strictEqual(isUsableGold("\\frac{1}{2}"), true);
+  strictEqual(isUsableGold(""), false);
+  strictEqual(isUsableGold("  "), false);
+  strictEqual(isUsableGold("\\frac{1}{"), false);
 });
 
 Deno.test("readParquetPrompts() names a missing file", async () => {

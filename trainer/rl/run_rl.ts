@@ -65,6 +65,7 @@ import { withMergeAdapters } from "./merge_adapters_view.ts";
 import { alignCentroids } from "../losses/mod.ts";
 import {
   arithmeticPrompts,
+  isUsableGold,
   normalizeQuestion,
   promptOverlap,
   readJsonlPrompts,
@@ -73,6 +74,7 @@ import {
   uniquePrompts,
 } from "./prompt_data.ts";
 import { checkResumePrompts, promptRecord } from "./prompt_record.ts";
+import { rewardMetrics } from "./reward_metrics.ts";
 import { promptIds } from "./prompt_template.ts";
 import { buildRows, type ScoredGroup } from "./build_rows.ts";
 import { rlUpdate } from "./rl_update.ts";
@@ -330,7 +332,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     // (its repeats, and below the training prompts asking a held-out question): a checkpoint
     // from before then cannot resume over them.
     const readUnique = async (path: string, train: boolean): Promise<RlPrompt[]> => {
-      const unique = uniquePrompts(await read(path, fields));
+      const unique = uniquePrompts(await read(path, { ...fields, warnings }));
       if (train) repeatedRows += unique.rows - unique.prompts.length;
       dataLines.push(
         `prompts "${path}": ${unique.rows} rows, ${unique.prompts.length} unique prompts`,
@@ -363,6 +365,26 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       }
     }
     if (rl.data.trainSize > 0) trainPrompts = trainPrompts.slice(0, rl.data.trainSize);
+    // A file with some usable golds was read; a split may still hold none (every rollout then
+    // `correct: null`, every group skipped: a run that learns nothing).
+    const noUsableGold = (prompts: readonly RlPrompt[]): boolean =>
+      prompts.length > 0 && !prompts.some((p) => isUsableGold(p.gold));
+    if (noUsableGold(trainPrompts)) {
+      throw new TypeError(
+        `Cannot run RL: none of the ${trainPrompts.length} training prompts of ` +
+          `"${rl.data.path}" (key "rl.data.path") has a gold usable by the reward verifier ` +
+          `(field "${rl.data.answerField}", key "rl.data.answerField": empty or unparseable)`,
+      );
+    }
+    if (noUsableGold(evalPrompts)) {
+      const file = rl.data.evalPath !== "" ? rl.data.evalPath : rl.data.path;
+      throw new TypeError(
+        `Cannot run RL: none of the ${evalPrompts.length} held-out prompts of "${file}" ` +
+          `(key "${rl.data.evalPath !== "" ? "rl.data.evalPath" : "rl.data.path"}") has a gold ` +
+          `usable by the reward verifier (field "${rl.data.answerField}", key ` +
+          `"rl.data.answerField": empty or unparseable)`,
+      );
+    }
     if (rl.data.evalPath !== "") {
       const both = promptOverlap(evalPrompts, trainPrompts);
       if (both.length > 0) {
@@ -811,12 +833,10 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
 
       // Metrics of the rollouts (all generated) and of the batch.
       const lengths = allRollouts.map((r) => r.tokens.length);
-      const correctAll = allScores.map((x) => (x.correct === true ? 1 : 0));
       Object.assign(metrics, {
-        "reward/mean": mean(allScores.map((x) => x.reward)),
-        "reward/accuracy": mean(correctAll),
-        "reward/overlong_penalty": mean(allScores.map((x) => x.penalty)),
-        "reward/marker_rate": mean(allScores.map((x) => (x.markerOffset >= 0 ? 1 : 0))),
+        // Rollouts of an unusable gold (their groups skipped) are out of reward/mean and
+        // reward/accuracy, counted in reward/unusable_gold.
+        ...rewardMetrics(allScores),
         "response/length_mean": mean(lengths),
         "response/length_max": Math.max(...lengths),
         "response/truncated": mean(allRollouts.map((r) => (r.stopReason === "length" ? 1 : 0))),
@@ -861,8 +881,12 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       await Deno.mkdir(runDir, { recursive: true });
       await Deno.writeTextFile(timingsPath, `${JSON.stringify(timing)}\n`, { append: true });
       note(
-        `step ${s}: reward ${metrics["reward/mean"].toFixed(3)} | acc ` +
-          `${(100 * metrics["reward/accuracy"]).toFixed(1)}% | kept ${filled.kept.length}/` +
+        `step ${s}: ` +
+          (metrics["reward/mean"] === undefined
+            ? "reward n/a (no usable gold) | "
+            : `reward ${metrics["reward/mean"].toFixed(3)} | acc ` +
+              `${(100 * metrics["reward/accuracy"]).toFixed(1)}% | `) +
+          `kept ${filled.kept.length}/` +
           `${filled.generated} groups (${filled.genBatches} gen) | len ` +
           `${metrics["response/length_mean"].toFixed(1)} | ` +
           (metrics["anchor/cos_correct"] === undefined
