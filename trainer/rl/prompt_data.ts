@@ -97,6 +97,29 @@ export interface JsonlPromptsOptions {
    * {@linkcode isUsableGold}); without it they are not reported.
    */
   warnings?: string[];
+  /** The config key naming the file, in file errors. Default `"rl.data.path"`. */
+  key?: string;
+}
+
+/** The file's bytes or text; errors name the file and its config key. */
+async function readPromptFile<T>(
+  path: string,
+  key: string,
+  read: (path: string) => Promise<T>,
+): Promise<T> {
+  const where = `Cannot read prompts "${path}" (key "${key}")`;
+  try {
+    return await read(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(`${where}: file not found`);
+    }
+    const isDirectory = await Deno.stat(path).then((s) => s.isDirectory, () => false);
+    if (isDirectory) throw new TypeError(`${where}: expected a file, found a directory`);
+    throw new Error(`${where}: ${error instanceof Error ? error.message : error}`, {
+      cause: error,
+    });
+  }
 }
 
 /**
@@ -267,7 +290,8 @@ export function parseJsonlPrompts(text: string, options: JsonlPromptsOptions): R
  * @param path The file.
  * @param options Field paths.
  * @returns The prompts in file order.
- * @throws {Deno.errors.NotFound} When the file does not exist (the message names it).
+ * @throws {Deno.errors.NotFound} When the file does not exist (the message names it and its key).
+ * @throws {TypeError} When the path is a directory.
  *
  * @example The bundled GSM8K test set
  * ```ts
@@ -285,17 +309,7 @@ export async function readJsonlPrompts(
   path: string,
   options: Omit<JsonlPromptsOptions, "source" | "lines">,
 ): Promise<RlPrompt[]> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(
-        `Cannot read prompts "${path}" (key "rl.data.path"): file not found`,
-      );
-    }
-    throw error;
-  }
+  const text = await readPromptFile(path, options.key ?? "rl.data.path", Deno.readTextFile);
   return parseJsonlPrompts(text, { ...options, source: path });
 }
 
@@ -307,7 +321,8 @@ export async function readJsonlPrompts(
  * @param path The file.
  * @param options Field paths.
  * @returns The prompts in row order.
- * @throws {Deno.errors.NotFound} When the file does not exist (the message names it).
+ * @throws {Deno.errors.NotFound} When the file does not exist (the message names it and its key).
+ * @throws {TypeError} When the path is a directory or the file is not Parquet.
  *
  * @example A two-row file in DAPO-Math-17k's schema
  * ```ts
@@ -333,19 +348,20 @@ export async function readParquetPrompts(
   path: string,
   options: Omit<JsonlPromptsOptions, "source" | "lines">,
 ): Promise<RlPrompt[]> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Deno.errors.NotFound(
-        `Cannot read prompts "${path}" (key "rl.data.path"): file not found`,
-      );
-    }
-    throw error;
-  }
+  const key = options.key ?? "rl.data.path";
+  const bytes = await readPromptFile(path, key, Deno.readFile);
   const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-  const rows = await parquetReadObjects({ file: file as ArrayBuffer });
+  let rows: Record<string, unknown>[];
+  try {
+    rows = await parquetReadObjects({ file: file as ArrayBuffer });
+  } catch (error) {
+    throw new TypeError(
+      `Cannot read prompts "${path}" (key "${key}"): not a Parquet file: ${
+        error instanceof Error ? error.message : error
+      }`,
+      { cause: error },
+    );
+  }
   return promptsFromRows(rows, { ...options, source: path });
 }
 

@@ -121,6 +121,32 @@ Deno.test("readParquetPrompts() names a missing file", async () => {
   });
 });
 
+Deno.test("readJsonlPrompts() and readParquetPrompts() name the file and key of a directory or a bad parquet", async () => {
+  const fields = { promptField: "p", answerField: "a" };
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const read of [readJsonlPrompts, readParquetPrompts]) {
+      await rejects(read(dir, fields), {
+        message: new RegExp(
+          `^Cannot read prompts "${dir}" \\(key "rl\\.data\\.path"\\): expected a file, found a directory`,
+        ),
+      });
+      await rejects(read(dir, { ...fields, key: "rl.data.evalPath" }), {
+        message: /\(key "rl\.data\.evalPath"\): expected a file/,
+      });
+    }
+    const bad = `${dir}/bad.parquet`;
+    await Deno.writeTextFile(bad, "not parquet at all\n");
+    await rejects(readParquetPrompts(bad, fields), {
+      message: new RegExp(
+        `^Cannot read prompts "${bad}" \\(key "rl\\.data\\.path"\\): not a Parquet file: .*PAR1`,
+      ),
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("uniquePrompts() collapses a DAPO-Math-17k-like parquet's repeats, keeping file order", async () => {
   // Three prompts, each repeated as DAPO-Math-17k repeats its own (interleaved, ~100 times there).
   const questions = ["Find $x$: $2x = 6$.", "Compute $3 + 4$.", "What is $5^2$?"];

@@ -332,7 +332,8 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     // (its repeats, and below the training prompts asking a held-out question): a checkpoint
     // from before then cannot resume over them.
     const readUnique = async (path: string, train: boolean): Promise<RlPrompt[]> => {
-      const unique = uniquePrompts(await read(path, { ...fields, warnings }));
+      const key = train ? "rl.data.path" : "rl.data.evalPath";
+      const unique = uniquePrompts(await read(path, { ...fields, warnings, key }));
       if (train) repeatedRows += unique.rows - unique.prompts.length;
       dataLines.push(
         `prompts "${path}": ${unique.rows} rows, ${unique.prompts.length} unique prompts`,
