@@ -215,3 +215,34 @@ Deno.test({
       });
     }),
 });
+
+Deno.test({
+  name: "runRl() refuses a training split left empty by the held-out questions, naming the keys",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      // Two questions, each twice with different golds: the last two rows are held out, and the
+      // training rows asking their questions go with them.
+      const path = join(dir, "same_questions.jsonl");
+      const p = (question: string, gold: string): RlPrompt => ({ question, gold });
+      await Deno.writeTextFile(
+        path,
+        jsonl([
+          p("What is 1 + 1?", "2"),
+          p("What is 2 + 2?", "4"),
+          p("What is 1 + 1?", "3"),
+          p("What is 2 + 2?", "5"),
+        ]),
+      );
+      const options = { progress: null, log: () => {}, evalAtStart: false };
+      await rejects(runRl(await rlConfig(dir, fileOverrides(path)), options), {
+        name: "RangeError",
+        message: new RegExp(
+          `^Cannot run RL: no training prompts left in "${path.replaceAll(".", "\\.")}" \\(key ` +
+            `"rl\\.data\\.path"\\): all 2 not held out ask a held-out question \\(key ` +
+            `"rl\\.data\\.evalSize" is 2\\)`,
+        ),
+      });
+    }),
+});

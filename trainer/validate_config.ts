@@ -132,8 +132,9 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
     ops: z.array(z.enum(["+", "-", "*"])).min(1),
     maxTerms: z.int().min(2).max(4),
     mulDigits: z.int().min(1).max(3),
-    trainSize: positiveInt,
-    evalSize: positiveInt,
+    // arithmeticDataset's bound on "size", named here by its key.
+    trainSize: positiveInt.max(10_000_000),
+    evalSize: positiveInt.max(10_000_000),
     suite: z.strictObject({
       tasks: z.array(z.enum(["arithmetic", "sort", "count", "base"])).min(1),
       level: z.int().min(1).max(4),

@@ -71,3 +71,22 @@ Deno.test('validateConfig() takes model.kvDtype "f32" (default) or "f16", nothin
   copy.model.kvDtype = "bf16";
   throws(() => validateConfig(copy), /key "model\.kvDtype"/);
 });
+
+Deno.test("validateConfig() bounds data.trainSize and data.evalSize by what the task can generate", () => {
+  const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+    string,
+    Record<string, unknown>
+  >;
+  copy.data.trainSize = 100_000_000;
+  copy.data.evalSize = 10_000_001;
+  throws(() => validateConfig(copy), (error: Error) => {
+    const lines = error.message.split("\n");
+    strictEqual(lines.length, 2, error.message);
+    ok(lines[0].includes('"data.trainSize" must be <= 10000000: current value is 100000000'));
+    ok(lines[1].includes('"data.evalSize" must be <= 10000000: current value is 10000001'));
+    return true;
+  });
+  copy.data.trainSize = 10_000_000;
+  copy.data.evalSize = 10_000_000;
+  validateConfig(copy);
+});

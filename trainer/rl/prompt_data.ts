@@ -292,6 +292,7 @@ export function parseJsonlPrompts(text: string, options: JsonlPromptsOptions): R
  * @returns The prompts in file order.
  * @throws {Deno.errors.NotFound} When the file does not exist (the message names it and its key).
  * @throws {TypeError} When the path is a directory.
+ * @throws {RangeError} When the file holds no prompts.
  *
  * @example The bundled GSM8K test set
  * ```ts
@@ -310,7 +311,14 @@ export async function readJsonlPrompts(
   options: Omit<JsonlPromptsOptions, "source" | "lines">,
 ): Promise<RlPrompt[]> {
   const text = await readPromptFile(path, options.key ?? "rl.data.path", Deno.readTextFile);
-  return parseJsonlPrompts(text, { ...options, source: path });
+  const prompts = parseJsonlPrompts(text, { ...options, source: path });
+  if (prompts.length === 0) {
+    throw new RangeError(
+      `Cannot read prompts "${path}" (key "${options.key ?? "rl.data.path"}"): the file holds no ` +
+        `prompts (expected JSON objects, one a line)`,
+    );
+  }
+  return prompts;
 }
 
 /**
@@ -323,6 +331,7 @@ export async function readJsonlPrompts(
  * @returns The prompts in row order.
  * @throws {Deno.errors.NotFound} When the file does not exist (the message names it and its key).
  * @throws {TypeError} When the path is a directory or the file is not Parquet.
+ * @throws {RangeError} When the file holds no rows.
  *
  * @example A two-row file in DAPO-Math-17k's schema
  * ```ts
@@ -361,6 +370,9 @@ export async function readParquetPrompts(
       }`,
       { cause: error },
     );
+  }
+  if (rows.length === 0) {
+    throw new RangeError(`Cannot read prompts "${path}" (key "${key}"): the file holds no rows`);
   }
   return promptsFromRows(rows, { ...options, source: path });
 }

@@ -147,6 +147,41 @@ Deno.test("readJsonlPrompts() and readParquetPrompts() name the file and key of 
   }
 });
 
+Deno.test("readJsonlPrompts() and readParquetPrompts() refuse a file with no rows, naming file and key", async () => {
+  const fields = { promptField: "p", answerField: "a" };
+  const dir = await Deno.makeTempDir();
+  try {
+    const jsonl = `${dir}/empty.jsonl`;
+    await Deno.writeTextFile(jsonl, "\n  \n");
+    await rejects(readJsonlPrompts(jsonl, { ...fields, key: "rl.data.evalPath" }), {
+      name: "RangeError",
+      message: new RegExp(
+        `^Cannot read prompts "${jsonl}" \\(key "rl\\.data\\.evalPath"\\): the file holds no ` +
+          `prompts \\(expected JSON objects, one a line\\)`,
+      ),
+    });
+    const parquet = `${dir}/empty.parquet`;
+    await Deno.writeFile(
+      parquet,
+      new Uint8Array(parquetWriteBuffer({
+        columnData: [{ name: "p", type: "STRING", data: [] }, {
+          name: "a",
+          type: "STRING",
+          data: [],
+        }],
+      })),
+    );
+    await rejects(readParquetPrompts(parquet, fields), {
+      name: "RangeError",
+      message: new RegExp(
+        `^Cannot read prompts "${parquet}" \\(key "rl\\.data\\.path"\\): the file holds no rows`,
+      ),
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("uniquePrompts() collapses a DAPO-Math-17k-like parquet's repeats, keeping file order", async () => {
   // Three prompts, each repeated as DAPO-Math-17k repeats its own (interleaved, ~100 times there).
   const questions = ["Find $x$: $2x = 6$.", "Compute $3 + 4$.", "What is $5^2$?"];

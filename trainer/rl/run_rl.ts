@@ -357,6 +357,13 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       const held = new Set(evalPrompts.map((p) => normalizeQuestion(p.question)));
       const rest = all.slice(0, all.length - rl.data.evalSize);
       trainPrompts = rest.filter((p) => !held.has(normalizeQuestion(p.question)));
+      if (trainPrompts.length === 0) {
+        throw new RangeError(
+          `Cannot run RL: no training prompts left in "${rl.data.path}" (key "rl.data.path"): ` +
+            `all ${rest.length} not held out ask a held-out question (key "rl.data.evalSize" is ` +
+            `${rl.data.evalSize}); lower it or set "rl.data.evalPath"`,
+        );
+      }
       if (trainPrompts.length < rest.length) {
         repeatedRows += rest.length - trainPrompts.length;
         dataLines.push(
