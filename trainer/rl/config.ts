@@ -828,6 +828,18 @@ export function rlConfigProblems(
       `must be 1 when "rl.eval.temperature" is 0 (greedy): current value is ${rl.eval.samples}`,
     ]);
   }
+  if (rl.data.source === "arithmetic") {
+    // The file keys would be silently ignored.
+    for (const key of ["path", "evalPath", "promptField", "answerField"] as const) {
+      if (rl.data[key] !== DEFAULT_RL_CONFIG.data[key]) {
+        problems.push([
+          `rl.data.${key}`,
+          `is read only when "rl.data.source" is "jsonl" or "parquet", and it is "arithmetic": ` +
+          `current value is ${JSON.stringify(rl.data[key])}`,
+        ]);
+      }
+    }
+  }
   if (rl.data.source !== "arithmetic" && rl.data.path === "") {
     problems.push([
       "rl.data.path",

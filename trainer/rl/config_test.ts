@@ -99,6 +99,19 @@ Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
     [["--rl.stopTokenIds=[151645, -1]"], /key "rl\.stopTokenIds\[1\]".*>= 0.*-1/],
     [["--rl.stopTokenIds=[1.5]"], /key "rl\.stopTokenIds\[0\]".*integer/],
     [["--rl.stopTokenIds=151645,x"], /key "rl\.stopTokenIds\[1\]".*number.*"x"/],
+    // The file keys mean nothing to the arithmetic source (the default).
+    ...(["path=x.jsonl", "evalPath=y.jsonl", "promptField=question", "answerField=gold"].map((
+      kv,
+    ): [string[], RegExp] => {
+      const [key, value] = kv.split("=");
+      return [
+        [`--rl.data.${key}=${value}`],
+        new RegExp(
+          `key "rl\\.data\\.${key}" \\(set by [^)]*\\) is read only when "rl\\.data\\.source" is "jsonl" or ` +
+            `"parquet", and it is "arithmetic": current value is "${value.replace(".", "\\.")}"`,
+        ),
+      ];
+    })),
   ];
   for (const [overrides, message] of cases) {
     await rejects(loadConfig(undefined, { overrides: [...RL, ...overrides] }), (error: unknown) => {
