@@ -254,12 +254,19 @@ export async function loadConfig(
       );
     }
     fileValue = document.toJS();
-    if (fileValue !== null && !isPlainObject(fileValue)) {
+    const sections = Object.keys(DEFAULT_CONFIG).map((k) => `"${k}"`).join(", ");
+    if (fileValue === null || fileValue === undefined) {
+      // An empty or comment-only file: the run would be the defaults, which a file given
+      // explicitly is unlikely to mean.
+      throw new TypeError(
+        `Cannot load config "${source}": the file holds no keys (expected a mapping of sections ` +
+          `${sections}); leave out --config to run the defaults`,
+      );
+    }
+    if (!isPlainObject(fileValue)) {
       throw new TypeError(
         `Cannot load config "${source}": the file must hold a mapping of sections ` +
-          `(${Object.keys(DEFAULT_CONFIG).map((k) => `"${k}"`).join(", ")}): current value is ${
-            show(fileValue)
-          }`,
+          `(${sections}): current value is ${show(fileValue)}`,
       );
     }
   }

@@ -39,9 +39,7 @@ Deno.test("loadConfig() deep-merges the file over the defaults", async () => {
     strictEqual(config.model.hidden, DEFAULT_CONFIG.model.hidden);
     deepStrictEqual(config.eval, DEFAULT_CONFIG.eval); // an empty section keeps the defaults
   });
-  await withYaml("# nothing set\n", async (path) => {
-    deepStrictEqual(await loadConfig(path), DEFAULT_CONFIG);
-  });
+  // A file with no keys at all is refused (see below).
 });
 
 Deno.test("loadConfig() applies overrides typed by the default, in order", async () => {
@@ -240,4 +238,17 @@ Deno.test("loadConfig() reports bad YAML with its position", async () => {
     name: "NotFound",
     message: 'Cannot load config "configs/does_not_exist.yaml": file not found',
   });
+});
+
+Deno.test("loadConfig() refuses an empty or comment-only --config file", async () => {
+  for (const text of ["", "\n\n", "# only a comment\n  # another\n", "---\n"]) {
+    await withYaml(text, async (path) => {
+      await rejects(loadConfig(path), {
+        name: "TypeError",
+        message: new RegExp(
+          `^Cannot load config "${path}": the file holds no keys \\(expected a mapping of sections`,
+        ),
+      });
+    });
+  }
 });
