@@ -79,6 +79,8 @@ function merge(base: unknown, over: unknown, path: readonly string[]): unknown {
 function parseNumber(raw: string): number | string {
   const trimmed = raw.trim();
   if (trimmed === "") return raw;
+  // Decimal only: Number() would also take "0x10", "0b1", "0o7" (and "Infinity").
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(trimmed)) return raw;
   const value = Number(trimmed);
   return Number.isFinite(value) ? value : raw;
 }

@@ -252,3 +252,31 @@ Deno.test("loadConfig() refuses an empty or comment-only --config file", async (
     });
   }
 });
+
+Deno.test("loadConfig() reads a number override in decimal only", async () => {
+  for (const raw of ["0x10", "0b101", "0o17", "1_000"]) {
+    await rejects(loadConfig(undefined, { overrides: [`--trainer.steps=${raw}`] }), {
+      name: "TypeError",
+      message: new RegExp(
+        `key "trainer\\.steps" \\(set by "--trainer\\.steps=${raw}"\\) .*"${raw}"`,
+      ),
+    });
+  }
+  const config = await loadConfig(undefined, {
+    overrides: ["--trainer.steps=16", "--trainer.lr=2.5e-3", "--trainer.minLrRatio=.5"],
+  });
+  strictEqual(config.trainer.steps, 16);
+  strictEqual(config.trainer.lr, 2.5e-3);
+  strictEqual(config.trainer.minLrRatio, 0.5);
+});
+
+Deno.test("loadConfig() shows a NaN or infinite value as such", async () => {
+  await withYaml("trainer:\n  lr: .nan\n", async (path) => {
+    await rejects(loadConfig(path), { message: /key "trainer\.lr" .*current value is NaN$/ });
+  });
+  await withYaml("trainer:\n  maxGradNorm: -.inf\n", async (path) => {
+    await rejects(loadConfig(path), {
+      message: /key "trainer\.maxGradNorm" .*current value is -Infinity$/,
+    });
+  });
+});

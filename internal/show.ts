@@ -11,7 +11,8 @@ export interface ShowOptions {
 }
 
 /**
- * A value as JSON for an error message (`String(value)` where JSON cannot show it), cut to
+ * A value as JSON for an error message (`String(value)` where JSON cannot show it, and for
+ * `NaN` and the infinities, which JSON shows as `null`), cut to
  * `options.maxLength` characters with "..." at the end.
  *
  * @param value Any value.
@@ -23,12 +24,15 @@ export interface ShowOptions {
  * import { show } from "./show.ts";
  * console.log(show("x")); // "x" (with the quotes)
  * console.log(show(undefined)); // undefined
+ * console.log(show(NaN)); // NaN
  * console.log(show("a".repeat(100)).length); // 80
  * ```
  */
 export function show(value: unknown, options: ShowOptions = {}): string {
   const maxLength = options.maxLength ?? 80;
   if (value === undefined) return "undefined";
+  // JSON shows NaN and the infinities as null.
+  if (typeof value === "number" && !Number.isFinite(value)) return String(value);
   try {
     const text = JSON.stringify(value);
     if (text === undefined) return String(value);
