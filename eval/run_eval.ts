@@ -294,7 +294,9 @@ async function loadSystem(
     }
     const tokenizer = await loadTokenizer(tokenizerDir);
     // As HF generate: generation_config.json's eos_token_id stops too (Qwen3: [151645, 151643]).
-    const generationEos = (await readGenerationConfig(tokenizerDir))?.eosTokenIds ?? [];
+    const generationEos =
+      (await readGenerationConfig(tokenizerDir, { vocabSize: model.config.vocabSize }))
+        ?.eosTokenIds ?? [];
     return { model, tokenizer, generationEos };
   } catch (error) {
     model.dispose();

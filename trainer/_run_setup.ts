@@ -359,7 +359,9 @@ export async function readRunModel(
   if (!builtin) checkShapeKeys(config, modelConfig);
   // As HF generate: the stop set also has generation_config.json's eos_token_id (Qwen3's hybrid
   // checkpoints list [151645, 151643] there, config.json only 151645).
-  const generationConfig = builtin ? null : await readGenerationConfig(config.model.path);
+  const generationConfig = builtin
+    ? null
+    : await readGenerationConfig(config.model.path, { vocabSize: modelConfig.vocabSize });
   const eosTokenIds = [
     ...new Set([
       ...modelConfig.eosTokenIds,
