@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
 import { loadModel } from "../model/load_model.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { checkTokenizerFitsModel } from "../model/check_tokenizer_vocab.ts";
 import { endOfTurnTokenId } from "../model/end_of_turn.ts";
 import { readGenerationConfig } from "../model/generation_config.ts";
 import { generate } from "../model/generate.ts";
@@ -293,8 +294,12 @@ async function loadSystem(
       (model as unknown as { setAdapters(lora: Lora | null): void }).setAdapters(lora);
     }
     const tokenizer = await loadTokenizer(tokenizerDir);
+    const files = { tokenizer: join(tokenizerDir, "tokenizer.json"), config: options.model };
+    checkTokenizerFitsModel(tokenizer, model.config, files);
     // As HF generate: generation_config.json's eos_token_id stops too (Qwen3: [151645, 151643]).
-    const generationEos = (await readGenerationConfig(tokenizerDir))?.eosTokenIds ?? [];
+    const generationEos =
+      (await readGenerationConfig(tokenizerDir, { vocabSize: model.config.vocabSize }))
+        ?.eosTokenIds ?? [];
     return { model, tokenizer, generationEos };
   } catch (error) {
     model.dispose();

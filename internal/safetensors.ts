@@ -226,7 +226,9 @@ class LazySafetensorsFile implements SafetensorsFile {
  * The checks: the 8-byte header length fits in the file (and is at most 100 MB), the header is
  * UTF-8 JSON holding an object, `__metadata__` maps strings to strings, and every tensor has a
  * known dtype, a shape of non-negative integers and `data_offsets` inside the data section whose
- * length is the product of the shape times the dtype size, with no two tensors overlapping.
+ * length is the product of the shape times the dtype size, with no two tensors overlapping, and
+ * the tensors covering the data section from its start to the end of the file without gaps (as
+ * the safetensors crate requires).
  *
  * @param path The file to open.
  * @returns The open file; call {@linkcode SafetensorsFile.close} when done.
@@ -396,6 +398,32 @@ function validateHeader(
           `tensor "${previous.name}" (data_offsets ${show(previous.dataOffsets)})`,
       );
     }
+  }
+  // As the safetensors crate (Metadata::validate, MetadataIncompleteBuffer), which transformers
+  // loads with: the tensors tile the data section from byte 0 to its end, without holes, so a
+  // real checkpoint never has any; a hole or a tail means a damaged or hand-edited file.
+  let end = 0;
+  for (const tensor of byStart) {
+    const [begin] = tensor.dataOffsets;
+    if (begin !== end) {
+      const after = end === 0
+        ? "the first tensor must start the data section, at byte 0"
+        : `the tensor before it, "${
+          byStart[byStart.indexOf(tensor) - 1].name
+        }", ends at byte ${end}`;
+      throw new RangeError(
+        `${where}: tensor "${tensor.name}" (data_offsets ${show(tensor.dataOffsets)}) starts at ` +
+          `byte ${begin}, but ${after}: the format has no gaps between tensors`,
+      );
+    }
+    end = tensor.dataOffsets[1];
+  }
+  if (end !== dataSize) {
+    throw new RangeError(
+      `${where}: the data section is ${dataSize} bytes, but the tensors end at byte ${end}: ` +
+        `${dataSize - end} bytes after them belong to no tensor (appended data, or a header that ` +
+        `lost entries)`,
+    );
   }
   return { metadata, tensors };
 }

@@ -182,6 +182,46 @@ Deno.test("openSafetensors() rejects overlapping tensors", async () => {
   });
 });
 
+Deno.test("openSafetensors() rejects gaps between tensors and bytes after the last one, as the safetensors crate does", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/holes.safetensors`;
+    const gap = {
+      a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+      b: { dtype: "F32", shape: [2], data_offsets: [12, 20] },
+    };
+    await Deno.writeFile(path, rawSafetensors(gap, new Uint8Array(20)));
+    await expectError(() => openSafetensors(path), {
+      type: RangeError,
+      includes: [`"${path}"`, '"b"', "starts at byte 12", '"a"', "ends at byte 8"],
+    });
+    const late = { a: { dtype: "F32", shape: [2], data_offsets: [4, 12] } };
+    await Deno.writeFile(path, rawSafetensors(late, new Uint8Array(12)));
+    await expectError(() => openSafetensors(path), {
+      type: RangeError,
+      includes: [`"${path}"`, '"a"', "starts at byte 4", "must start the data section, at byte 0"],
+    });
+    const trailing = { a: { dtype: "F32", shape: [2], data_offsets: [0, 8] } };
+    await Deno.writeFile(path, rawSafetensors(trailing, new Uint8Array(11)));
+    await expectError(() => openSafetensors(path), {
+      type: RangeError,
+      includes: [`"${path}"`, "11 bytes", "end at byte 8", "3 bytes"],
+    });
+    // Contiguous, in any header order, with an empty tensor: fine.
+    const ok = {
+      b: { dtype: "F32", shape: [1], data_offsets: [8, 12] },
+      empty: { dtype: "F32", shape: [0], data_offsets: [8, 8] },
+      a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+    };
+    await Deno.writeFile(path, rawSafetensors(ok, new Uint8Array(12)));
+    (await openSafetensors(path)).close();
+    // No tensors, no data: fine; no tensors and data: trailing bytes.
+    await Deno.writeFile(path, rawSafetensors({}, new Uint8Array(0)));
+    (await openSafetensors(path)).close();
+    await Deno.writeFile(path, rawSafetensors({}, new Uint8Array(2)));
+    await expectError(() => openSafetensors(path), { type: RangeError, includes: ["2 bytes"] });
+  });
+});
+
 Deno.test("openSafetensors() rejects malformed entries", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/entries.safetensors`;

@@ -107,13 +107,28 @@ function tokenId(value: unknown, key: string, source: string): number {
   return value;
 }
 
+/** {@linkcode tokenId}, also below `vocab_size` (an id past the embedding rows is no token). */
+function tokenIdInVocab(value: unknown, key: string, source: string, vocabSize: number): number {
+  const id = tokenId(value, key, source);
+  if (id >= vocabSize) {
+    throw new RangeError(
+      `${prefix(source)}: key "${key}" must be a token id below vocab_size ${vocabSize}: ` +
+        `current value is ${show(value)}`,
+    );
+  }
+  return id;
+}
+
 function optionalTokenId(
   obj: Record<string, unknown>,
   key: string,
   source: string,
+  vocabSize: number,
 ): number | null {
   const value = obj[key];
-  return value === undefined || value === null ? null : tokenId(value, key, source);
+  return value === undefined || value === null
+    ? null
+    : tokenIdInVocab(value, key, source, vocabSize);
 }
 
 function ropeTypeOf(value: Record<string, unknown>): unknown {
@@ -138,7 +153,9 @@ function ropeTypeOf(value: Record<string, unknown>): unknown {
  * @param source The file path (or another name) the config came from, quoted in error messages.
  * @returns The validated configuration.
  * @throws {TypeError} If a required key is missing or has the wrong type.
- * @throws {RangeError} If a value is out of range or names an unsupported feature.
+ * @throws {RangeError} If a value is out of range or names an unsupported feature; a token id
+ * (`bos_token_id`, `pad_token_id`, `eos_token_id` or an item of its list, named with its index)
+ * must be an integer in `[0, vocab_size)`.
  *
  * @example Parse a config object
  * ```ts
@@ -297,9 +314,9 @@ export function parseQwen3Config(json: unknown, source: string): Qwen3Config {
   if (eos === undefined || eos === null) {
     eosTokenIds = [];
   } else if (Array.isArray(eos)) {
-    eosTokenIds = eos.map((id) => tokenId(id, "eos_token_id", source));
+    eosTokenIds = eos.map((id, i) => tokenIdInVocab(id, `eos_token_id[${i}]`, source, vocabSize));
   } else {
-    eosTokenIds = [tokenId(eos, "eos_token_id", source)];
+    eosTokenIds = [tokenIdInVocab(eos, "eos_token_id", source, vocabSize)];
   }
 
   return {
@@ -315,8 +332,8 @@ export function parseQwen3Config(json: unknown, source: string): Qwen3Config {
     maxPositionEmbeddings,
     tieWordEmbeddings,
     eosTokenIds,
-    bosTokenId: optionalTokenId(json, "bos_token_id", source),
-    padTokenId: optionalTokenId(json, "pad_token_id", source),
+    bosTokenId: optionalTokenId(json, "bos_token_id", source, vocabSize),
+    padTokenId: optionalTokenId(json, "pad_token_id", source, vocabSize),
   };
 }
 

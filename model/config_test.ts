@@ -229,7 +229,7 @@ Deno.test("parseQwen3Config() rejects bad token ids and types", async () => {
   json.eos_token_id = [1, "2"];
   await expectError(() => parseQwen3Config(json, "c.json"), {
     type: TypeError,
-    includes: ['"c.json"', '"eos_token_id"', '"2"'],
+    includes: ['"c.json"', '"eos_token_id[1]"', '"2"'],
   });
   json.eos_token_id = 1;
   json.tie_word_embeddings = "yes";
@@ -241,6 +241,33 @@ Deno.test("parseQwen3Config() rejects bad token ids and types", async () => {
     type: TypeError,
     includes: ['"c.json"', "object"],
   });
+});
+
+Deno.test("parseQwen3Config() rejects token ids outside [0, vocab_size), naming the file and key", async () => {
+  for (
+    const [key, value, named, bad] of [
+      ["eos_token_id", 151936, '"eos_token_id"', 151936],
+      ["eos_token_id", [151645, 200000], '"eos_token_id[1]"', 200000],
+      ["bos_token_id", 151936, '"bos_token_id"', 151936],
+      ["pad_token_id", 1e6, '"pad_token_id"', 1e6],
+    ] as const
+  ) {
+    const json = baseConfig();
+    json[key] = value;
+    await expectError(() => parseQwen3Config(json, "m/config.json"), {
+      type: RangeError,
+      includes: ['"m/config.json"', named, "vocab_size 151936", `current value is ${bad}`],
+    });
+  }
+  const json = baseConfig();
+  json.pad_token_id = -1;
+  await expectError(() => parseQwen3Config(json, "m/config.json"), {
+    type: RangeError,
+    includes: ['"m/config.json"', '"pad_token_id"', "-1"],
+  });
+  json.pad_token_id = 151935; // the last row is fine
+  json.eos_token_id = [0, 151935];
+  assert.equal(parseQwen3Config(json, "m/config.json").padTokenId, 151935);
 });
 
 Deno.test("readQwen3Config() rejects bad JSON naming the file", async () => {

@@ -29,18 +29,35 @@ function show(value: unknown): string {
   }
 }
 
+/** Options of {@linkcode parseGenerationConfig} and {@linkcode readGenerationConfig}. */
+export interface GenerationConfigOptions {
+  /**
+   * The model's `vocab_size` (from `config.json`): every token id of the file must be below it.
+   * Default: only the ids' form is checked.
+   */
+  vocabSize?: number;
+}
+
+/** The token-id keys checked besides `eos_token_id` (a single id or null each). */
+const SINGLE_ID_KEYS = ["bos_token_id", "pad_token_id", "decoder_start_token_id"] as const;
+
 /**
  * Validates a parsed `generation_config.json`.
  *
  * HF `generate` stops at every id of the generation config's `eos_token_id` (Qwen3's hybrid
  * checkpoints list `[151645, 151643]` there while `config.json` has only 151645), so the callers
- * merge {@linkcode GenerationConfig.eosTokenIds} into their stop set.
+ * merge {@linkcode GenerationConfig.eosTokenIds} into their stop set. `bos_token_id`,
+ * `pad_token_id` and `decoder_start_token_id` must be a non-negative integer or null too; with
+ * `options.vocabSize` every id must be below it.
  *
  * @param json The value of `JSON.parse` on the file.
  * @param path The file, quoted in error messages.
+ * @param options `vocabSize`: the model's vocabulary size, to check the ids against.
  * @returns The parsed config.
  * @throws {TypeError} When the file is not a JSON object, or `eos_token_id` is not a
- *   non-negative integer, a list of them, or null.
+ *   non-negative integer, a list of them, or null (or another id key not one or null).
+ * @throws {RangeError} When an id is not below `options.vocabSize`; the message names the file
+ *   and the key (`eos_token_id[1]` for a list's item).
  *
  * @example Usage
  * ```ts
@@ -51,9 +68,17 @@ function show(value: unknown): string {
  * assert.deepEqual(g.eosTokenIds, [151645, 151643]);
  * assert.deepEqual(parseGenerationConfig({ eos_token_id: 7 }, "g.json").eosTokenIds, [7]);
  * assert.throws(() => parseGenerationConfig({ eos_token_id: "x" }, "g.json"), /eos_token_id/);
+ * assert.throws(
+ *   () => parseGenerationConfig({ eos_token_id: [7, 99] }, "g.json", { vocabSize: 64 }),
+ *   /"eos_token_id\[1\]" must be below the model's vocab_size 64/,
+ * );
  * ```
  */
-export function parseGenerationConfig(json: unknown, path: string): GenerationConfig {
+export function parseGenerationConfig(
+  json: unknown,
+  path: string,
+  options: GenerationConfigOptions = {},
+): GenerationConfig {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new TypeError(
       `Cannot read "${path}": expected a JSON object: current value is ${show(json)}`,
@@ -70,6 +95,32 @@ export function parseGenerationConfig(json: unknown, path: string): GenerationCo
       );
     }
   }
+  const checked: [string, number][] = ids.map((
+    id,
+    i,
+  ) => [Array.isArray(eos) ? `eos_token_id[${i}]` : "eos_token_id", id as number]);
+  for (const key of SINGLE_ID_KEYS) {
+    const id = obj[key];
+    if (id === undefined || id === null) continue;
+    if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0) {
+      throw new TypeError(
+        `Cannot read "${path}": key "${key}" must be a non-negative integer or null: current ` +
+          `value is ${show(id)}`,
+      );
+    }
+    checked.push([key, id]);
+  }
+  const { vocabSize } = options;
+  if (vocabSize !== undefined) {
+    for (const [key, id] of checked) {
+      if (id >= vocabSize) {
+        throw new RangeError(
+          `Cannot read "${path}": key "${key}" must be below the model's vocab_size ` +
+            `${vocabSize} (config.json): current value is ${id}`,
+        );
+      }
+    }
+  }
   return { path, eosTokenIds: [...new Set(ids as number[])], json: obj };
 }
 
@@ -77,9 +128,11 @@ export function parseGenerationConfig(json: unknown, path: string): GenerationCo
  * Reads `generation_config.json` from a model directory, or `null` when the directory has none.
  *
  * @param dir The model directory.
+ * @param options `vocabSize`: the model's vocabulary size, to check the ids against.
  * @returns The parsed config, or `null`.
  * @throws {SyntaxError} When the file is not valid JSON (the message names the file).
  * @throws {TypeError} As {@linkcode parseGenerationConfig}.
+ * @throws {RangeError} As {@linkcode parseGenerationConfig}.
  *
  * @example Read a directory's file
  * ```ts
@@ -93,8 +146,11 @@ export function parseGenerationConfig(json: unknown, path: string): GenerationCo
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function readGenerationConfig(dir: string): Promise<GenerationConfig | null> {
+export async function readGenerationConfig(
+  dir: string,
+  options: GenerationConfigOptions = {},
+): Promise<GenerationConfig | null> {
   const path = joinPath(dir, "generation_config.json");
   const json = await readJsonFile(path, { context: "Cannot read", optional: true });
-  return json === undefined ? null : parseGenerationConfig(json, path);
+  return json === undefined ? null : parseGenerationConfig(json, path, options);
 }

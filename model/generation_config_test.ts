@@ -23,6 +23,48 @@ Deno.test("parseGenerationConfig() names the file and the key of a bad value", (
   });
 });
 
+Deno.test("parseGenerationConfig() rejects token ids at or past the model's vocab_size, naming file and key", () => {
+  const path = "m/generation_config.json";
+  for (
+    const [json, key] of [
+      [{ eos_token_id: 64 }, "eos_token_id"],
+      [{ eos_token_id: [54, 70] }, "eos_token_id[1]"],
+      [{ eos_token_id: 54, pad_token_id: 64 }, "pad_token_id"],
+      [{ bos_token_id: 99 }, "bos_token_id"],
+    ] as const
+  ) {
+    assert.throws(() => parseGenerationConfig(json, path, { vocabSize: 64 }), (error: Error) => {
+      assert.ok(error instanceof RangeError, error.message);
+      for (const part of [`"${path}"`, `"${key}"`, "vocab_size 64"]) {
+        assert.ok(error.message.includes(part), `${part} not in: ${error.message}`);
+      }
+      return true;
+    });
+  }
+  // bos/pad ids are checked for type too, vocabulary or not.
+  assert.throws(() => parseGenerationConfig({ pad_token_id: -2 }, path), /"pad_token_id"/);
+  assert.throws(() => parseGenerationConfig({ bos_token_id: "x" }, path), /"bos_token_id"/);
+  assert.deepEqual(
+    parseGenerationConfig({ eos_token_id: [63, 0], pad_token_id: 63 }, path, { vocabSize: 64 })
+      .eosTokenIds,
+    [63, 0],
+  );
+});
+
+Deno.test("readGenerationConfig() checks the ids against options.vocabSize", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/generation_config.json`, '{"eos_token_id": [2, 300]}');
+    assert.deepEqual((await readGenerationConfig(dir))?.eosTokenIds, [2, 300]);
+    await assert.rejects(
+      () => readGenerationConfig(dir, { vocabSize: 300 }),
+      (error: Error) => error instanceof RangeError && /"eos_token_id\[1\]"/.test(error.message),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("readGenerationConfig() reads the fixture's file, and gives null without one", async () => {
   const g = await readGenerationConfig("tests/fixtures/qwen3-tiny");
   assert.deepEqual(g?.eosTokenIds, [383]);

@@ -25,6 +25,7 @@ export * from "./generate.ts";
 export * from "./generate_cpu.ts";
 export * from "./generate_webgpu.ts";
 export * from "./tokenizer.ts";
+export * from "./check_tokenizer_vocab.ts";
 export * from "./chat_template.ts";
 export * from "./end_of_turn.ts";
 export * from "./qwen3_webgpu_backward.ts";

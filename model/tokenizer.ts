@@ -33,6 +33,7 @@ import {
   resolveChatTemplate,
 } from "./chat_template.ts";
 import { readJsonFile } from "../internal/read_json.ts";
+import { show } from "../internal/show.ts";
 
 /**
  * One chat turn, as passed to a HuggingFace chat template.
@@ -613,6 +614,129 @@ class HfBackedTokenizer implements Tokenizer {
   }
 }
 
+function isId(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+/**
+ * Checks what `@huggingface/tokenizers` would accept silently or fail on obscurely: the model is
+ * a BPE; every id of `model.vocab` and `added_tokens` is a unique non-negative integer (an added
+ * token may share its id only with the vocab entry of its own content); every merge is an
+ * `"a b"` string or an `["a", "b"]` pair of vocab tokens. Errors name the file and the key.
+ */
+function validateTokenizerJson(json: Record<string, unknown>, file: string): void {
+  const key = (name: string): string => `${prefix(file)}: key "${name}"`;
+  const model = json.model as Record<string, unknown>;
+  if (model.type !== "BPE") {
+    throw new RangeError(
+      `${key("model.type")} must be "BPE" (Qwen3's byte-level BPE is the model halo supports): ` +
+        `current value is ${show(model.type)}`,
+    );
+  }
+  const vocab = model.vocab;
+  if (!isObject(vocab)) {
+    throw new TypeError(
+      `${key("model.vocab")} must be an object of token to id: current value is ${show(vocab)}`,
+    );
+  }
+  const vocabAt = (token: string): string => `model.vocab[${JSON.stringify(token)}]`;
+  const tokenOf = new Map<number, string>();
+  for (const [token, id] of Object.entries(vocab)) {
+    if (!isId(id)) {
+      throw new RangeError(
+        `${key(vocabAt(token))} must be a non-negative integer id: current value is ${show(id)}`,
+      );
+    }
+    const other = tokenOf.get(id);
+    if (other !== undefined) {
+      throw new RangeError(
+        `${key(vocabAt(token))} is id ${id}, already the id of ${show(other)} ` +
+          `("${vocabAt(other)}"): every token needs its own id`,
+      );
+    }
+    tokenOf.set(id, token);
+  }
+  const added = json.added_tokens ?? [];
+  if (!Array.isArray(added)) {
+    throw new TypeError(`${key("added_tokens")} must be an array: current value is ${show(added)}`);
+  }
+  const addedAt = new Map<number, number>();
+  for (let i = 0; i < added.length; i++) {
+    const token = added[i];
+    if (!isObject(token) || typeof token.content !== "string") {
+      throw new TypeError(
+        `${key(`added_tokens[${i}]`)} must be an object with a string "content": current ` +
+          `value is ${show(token)}`,
+      );
+    }
+    const id = token.id;
+    const at = key(`added_tokens[${i}].id`);
+    if (!isId(id)) {
+      throw new RangeError(`${at} must be a non-negative integer id: current value is ${show(id)}`);
+    }
+    const j = addedAt.get(id);
+    if (j !== undefined) {
+      throw new RangeError(
+        `${at} is ${id}, already the id of added_tokens[${j}] (${show(added[j].content)}): ` +
+          `every token needs its own id`,
+      );
+    }
+    addedAt.set(id, i);
+    const vocabToken = tokenOf.get(id);
+    if (vocabToken !== undefined && vocabToken !== token.content) {
+      throw new RangeError(
+        `${at} is ${id}, the id of ${show(vocabToken)} ("${vocabAt(vocabToken)}"), but its ` +
+          `content is ${show(token.content)}: an added token may share an id only with the ` +
+          `vocab entry of the same content`,
+      );
+    }
+  }
+  const merges = model.merges ?? [];
+  if (!Array.isArray(merges)) {
+    throw new TypeError(
+      `${key("model.merges")} must be an array: current value is ${show(merges)}`,
+    );
+  }
+  for (let i = 0; i < merges.length; i++) {
+    const merge: unknown = merges[i];
+    const pair = typeof merge === "string" ? merge.split(" ") : merge;
+    if (
+      !Array.isArray(pair) || pair.length !== 2 ||
+      !pair.every((part) => typeof part === "string" && part !== "")
+    ) {
+      throw new TypeError(
+        `${key(`model.merges[${i}]`)} must be a string "a b" or a pair ["a", "b"] of tokens: ` +
+          `current value is ${show(merge)}`,
+      );
+    }
+    for (const part of pair as string[]) {
+      if (!Object.hasOwn(vocab, part)) {
+        throw new RangeError(
+          `${key(`model.merges[${i}]`)} (${show(merge)}) names token ${show(part)}, which ` +
+            `"model.vocab" does not have`,
+        );
+      }
+    }
+  }
+}
+
+/** `eos_token` and `pad_token`, when given, must be tokens of the tokenizer. */
+function checkSpecialTokens(
+  hf: HfTokenizer,
+  config: Record<string, unknown>,
+  sources: Sources,
+): void {
+  for (const name of ["eos_token", "pad_token"]) {
+    const content = tokenContent(config[name]);
+    if (content !== null && hf.token_to_id(content) === undefined) {
+      throw new RangeError(
+        `${prefix(sources.config)}: key "${name}" is ${show(content)}, which is not a token of ` +
+          `"${sources.json}"`,
+      );
+    }
+  }
+}
+
 function build(
   tokenizerJson: unknown,
   tokenizerConfig: unknown,
@@ -625,6 +749,7 @@ function build(
   if (!isObject(tokenizerConfig)) {
     throw new TypeError(`${prefix(sources.config)}: expected a JSON object`);
   }
+  validateTokenizerJson(tokenizerJson, sources.json);
   let text = template;
   let source = sources.template;
   if (text === null) {
@@ -642,6 +767,7 @@ function build(
   } catch (error) {
     throw new Error(`${prefix(sources.json)}: ${errorMessage(error)}`, { cause: error });
   }
+  checkSpecialTokens(hf, tokenizerConfig, sources);
   return new HfBackedTokenizer(hf, render, tokenizerJson, tokenizerConfig);
 }
 

@@ -60,26 +60,47 @@ function qwen3(): Promise<Tokenizer> {
   return qwen3Cache;
 }
 
-/** A tiny non-byte-level (WordPiece) tokenizer, for the file and fallback tests. */
-const WORDPIECE_JSON = {
-  version: "1.0",
-  added_tokens: [
-    { id: 0, content: "[UNK]", special: true },
-    { id: 6, content: "[SEP]", special: true },
-  ],
-  normalizer: null,
-  pre_tokenizer: { type: "WhitespaceSplit" },
-  post_processor: null,
-  decoder: { type: "WordPiece", prefix: "##", cleanup: true },
-  model: {
-    type: "WordPiece",
-    unk_token: "[UNK]",
-    continuing_subword_prefix: "##",
-    max_input_chars_per_word: 100,
-    vocab: { "[UNK]": 0, un: 1, "##aff": 2, "##able": 3, the: 4, cat: 5, "[SEP]": 6 },
-  },
-};
-const WORDPIECE_CONFIG = {
+/**
+ * A tiny BPE tokenizer that is not byte-level (words end in `</w>`, a `BPEDecoder` joins them),
+ * for the file and fallback tests: every word of "the unaffable cat" is built by merges.
+ */
+const NOT_BYTE_LEVEL_JSON = (() => {
+  const vocab: Record<string, number> = {
+    "[UNK]": 0,
+    "the</w>": 1,
+    un: 2,
+    aff: 3,
+    "able</w>": 4,
+    "cat</w>": 5,
+    "[SEP]": 6,
+  };
+  const merges: string[] = [];
+  for (const word of ["the</w>", "un", "aff", "able</w>", "cat</w>"]) {
+    const chars = [...word.replace("</w>", "")];
+    if (word.endsWith("</w>")) chars[chars.length - 1] += "</w>";
+    let piece = chars[0];
+    vocab[piece] ??= Object.keys(vocab).length;
+    for (const char of chars.slice(1)) {
+      vocab[char] ??= Object.keys(vocab).length;
+      merges.push(`${piece} ${char}`);
+      piece += char;
+      vocab[piece] ??= Object.keys(vocab).length;
+    }
+  }
+  return {
+    version: "1.0",
+    added_tokens: [
+      { id: 0, content: "[UNK]", special: true },
+      { id: 6, content: "[SEP]", special: true },
+    ],
+    normalizer: null,
+    pre_tokenizer: { type: "WhitespaceSplit" },
+    post_processor: null,
+    decoder: { type: "BPEDecoder", suffix: "</w>" },
+    model: { type: "BPE", unk_token: "[UNK]", end_of_word_suffix: "</w>", vocab, merges },
+  };
+})();
+const NOT_BYTE_LEVEL_CONFIG = {
   chat_template: "{% for m in messages %}{{ m.role }}: {{ m.content }} [SEP] {% endfor %}",
   clean_up_tokenization_spaces: false,
   eos_token: "[SEP]",
@@ -105,9 +126,9 @@ async function withTempModelDir(
   }
 }
 
-const WORDPIECE_FILES = {
-  "tokenizer.json": JSON.stringify(WORDPIECE_JSON),
-  "tokenizer_config.json": JSON.stringify(WORDPIECE_CONFIG),
+const NOT_BYTE_LEVEL_FILES = {
+  "tokenizer.json": JSON.stringify(NOT_BYTE_LEVEL_JSON),
+  "tokenizer_config.json": JSON.stringify(NOT_BYTE_LEVEL_CONFIG),
 };
 
 function escapeRegExp(text: string): string {
@@ -300,19 +321,19 @@ Deno.test("Tokenizer.charToTokenIndex() finds the token before the answer marker
 });
 
 Deno.test("Tokenizer.tokenOffsets() falls back to prefix decoding for other decoders", () => {
-  const tokenizer = createTokenizer(WORDPIECE_JSON, WORDPIECE_CONFIG);
+  const tokenizer = createTokenizer(NOT_BYTE_LEVEL_JSON, NOT_BYTE_LEVEL_CONFIG);
   const ids = tokenizer.encode("the unaffable cat");
-  assert.deepEqual(ids, [4, 1, 2, 3, 5]);
+  assert.deepEqual(ids, [1, 2, 3, 4, 5]);
   assert.equal(tokenizer.decode(ids), "the unaffable cat");
   assert.deepEqual(tokenizer.tokenOffsets(ids), [[0, 3], [3, 6], [6, 9], [9, 13], [13, 17]]);
   assert.equal(tokenizer.charToTokenIndex(ids, "the unaf".length), 2);
   assert.equal(tokenizer.eosTokenId, 6);
   assert.equal(tokenizer.padTokenId, null);
-  assert.equal(tokenizer.vocabSize, 7);
+  assert.equal(tokenizer.vocabSize, Object.keys(NOT_BYTE_LEVEL_JSON.model.vocab).length);
 });
 
 Deno.test("loadTokenizer() prefers chat_template.jinja beside tokenizer_config.json", async () => {
-  await withTempModelDir(WORDPIECE_FILES, async (dir) => {
+  await withTempModelDir(NOT_BYTE_LEVEL_FILES, async (dir) => {
     const fromConfig = await loadTokenizer(dir);
     assert.equal(
       fromConfig.applyChatTemplate([{ role: "user", content: "hi" }]),
@@ -338,39 +359,48 @@ Deno.test("loadTokenizer() rejects a missing tokenizer.json, naming the file", a
   } finally {
     await Deno.remove(dirname(missing), { recursive: true });
   }
-  await withTempModelDir({ "tokenizer.json": WORDPIECE_FILES["tokenizer.json"] }, async (dir) => {
-    await assert.rejects(
-      () => loadTokenizer(dir),
-      namesFile(join(dir, "tokenizer_config.json"), /file not found/),
-    );
-  });
+  await withTempModelDir(
+    { "tokenizer.json": NOT_BYTE_LEVEL_FILES["tokenizer.json"] },
+    async (dir) => {
+      await assert.rejects(
+        () => loadTokenizer(dir),
+        namesFile(join(dir, "tokenizer_config.json"), /file not found/),
+      );
+    },
+  );
 });
 
 Deno.test("loadTokenizer() rejects invalid JSON, naming the file", async () => {
-  await withTempModelDir({ ...WORDPIECE_FILES, "tokenizer.json": "{ not json" }, async (dir) => {
-    await assert.rejects(
-      () => loadTokenizer(dir),
-      (error: Error) => {
-        assert.ok(error instanceof SyntaxError);
-        assert.match(error.message, namesFile(join(dir, "tokenizer.json"), /invalid JSON: /));
-        return true;
-      },
-    );
-  });
-  await withTempModelDir({ ...WORDPIECE_FILES, "tokenizer_config.json": "[1," }, async (dir) => {
-    await assert.rejects(
-      () => loadTokenizer(dir),
-      namesFile(join(dir, "tokenizer_config.json"), /invalid JSON: /),
-    );
-  });
-  await withTempModelDir({ ...WORDPIECE_FILES, "tokenizer.json": "[]" }, async (dir) => {
+  await withTempModelDir(
+    { ...NOT_BYTE_LEVEL_FILES, "tokenizer.json": "{ not json" },
+    async (dir) => {
+      await assert.rejects(
+        () => loadTokenizer(dir),
+        (error: Error) => {
+          assert.ok(error instanceof SyntaxError);
+          assert.match(error.message, namesFile(join(dir, "tokenizer.json"), /invalid JSON: /));
+          return true;
+        },
+      );
+    },
+  );
+  await withTempModelDir(
+    { ...NOT_BYTE_LEVEL_FILES, "tokenizer_config.json": "[1," },
+    async (dir) => {
+      await assert.rejects(
+        () => loadTokenizer(dir),
+        namesFile(join(dir, "tokenizer_config.json"), /invalid JSON: /),
+      );
+    },
+  );
+  await withTempModelDir({ ...NOT_BYTE_LEVEL_FILES, "tokenizer.json": "[]" }, async (dir) => {
     await assert.rejects(
       () => loadTokenizer(dir),
       namesFile(join(dir, "tokenizer.json"), /expected a JSON object with a "model" object/),
     );
   });
   await withTempModelDir(
-    { ...WORDPIECE_FILES, "tokenizer.json": JSON.stringify({ model: { type: "Nope" } }) },
+    { ...NOT_BYTE_LEVEL_FILES, "tokenizer.json": JSON.stringify({ model: { type: "Nope" } }) },
     async (dir) => {
       await assert.rejects(() => loadTokenizer(dir), namesFile(join(dir, "tokenizer.json")));
     },
@@ -378,9 +408,9 @@ Deno.test("loadTokenizer() rejects invalid JSON, naming the file", async () => {
 });
 
 Deno.test("loadTokenizer() rejects a model without a chat template, naming the file", async () => {
-  const config = { ...WORDPIECE_CONFIG, chat_template: undefined };
+  const config = { ...NOT_BYTE_LEVEL_CONFIG, chat_template: undefined };
   await withTempModelDir(
-    { ...WORDPIECE_FILES, "tokenizer_config.json": JSON.stringify(config) },
+    { ...NOT_BYTE_LEVEL_FILES, "tokenizer_config.json": JSON.stringify(config) },
     async (dir) => {
       await assert.rejects(
         () => loadTokenizer(dir),
@@ -394,7 +424,7 @@ Deno.test("loadTokenizer() rejects a model without a chat template, naming the f
     },
   );
   await withTempModelDir(
-    { ...WORDPIECE_FILES, "chat_template.jinja": "{% for m in messages %}" },
+    { ...NOT_BYTE_LEVEL_FILES, "chat_template.jinja": "{% for m in messages %}" },
     async (dir) => {
       await assert.rejects(
         () => loadTokenizer(dir),
@@ -409,22 +439,97 @@ Deno.test("loadTokenizer() rejects a model without a chat template, naming the f
   );
 });
 
+/** The bundled arithmetic model's tokenizer files, parsed, for tests that damage a copy. */
+async function arithmeticFiles(): Promise<{ json: Record<string, unknown>; config: unknown }> {
+  const dir = "models/arithmetic-tiny";
+  return {
+    json: JSON.parse(await Deno.readTextFile(join(dir, "tokenizer.json"))),
+    config: JSON.parse(await Deno.readTextFile(join(dir, "tokenizer_config.json"))),
+  };
+}
+
+Deno.test("loadTokenizer() rejects bad ids, model type and merges in tokenizer.json, naming the file and key", async () => {
+  type Json = {
+    model: { type: string; vocab: Record<string, unknown>; merges: unknown[] };
+    added_tokens: { id: unknown; content: string }[];
+  };
+  const cases: [string, (t: Json) => void, RegExp][] = [
+    ["WordPiece", (t) => t.model.type = "WordPiece", /key "model.type" must be "BPE".*"WordPiece"/],
+    ["id past the rest", (t) => t.model.vocab.z = -1, /key "model.vocab\["z"\]".*-1/],
+    ["fractional id", (t) => t.model.vocab.z = 1.5, /key "model.vocab\["z"\]".*1.5/],
+    ["duplicate id", (t) => t.model.vocab.z = 0, /key "model.vocab\["z"\]".*id 0.*"0"/],
+    [
+      "added token on another vocab token",
+      (t) => t.added_tokens[3].id = 5,
+      /key "added_tokens\[3\].id".*5.*"5"/,
+    ],
+    [
+      "two added tokens on one id",
+      (t) => t.added_tokens[3].id = t.added_tokens[2].id,
+      /key "added_tokens\[3\].id".*53.*added_tokens\[2\]/,
+    ],
+    ["added id not an integer", (t) => t.added_tokens[3].id = "54", /key "added_tokens\[3\].id"/],
+    ["merge of three", (t) => t.model.merges = ["0 1", "x y z"], /key "model.merges\[1\]"/],
+    ["merge a number", (t) => t.model.merges = [5], /key "model.merges\[0\]".*5/],
+    ["merge a short pair", (t) => t.model.merges = [["0"]], /key "model.merges\[0\]"/],
+    ["merge of unknown tokens", (t) => t.model.merges = ["0 ☃"], /key "model.merges\[0\]".*"☃"/],
+  ];
+  const { json, config } = await arithmeticFiles();
+  for (const [what, damage, message] of cases) {
+    const copy = structuredClone(json) as unknown as Json;
+    damage(copy);
+    await withTempModelDir({
+      "tokenizer.json": JSON.stringify(copy),
+      "tokenizer_config.json": JSON.stringify(config),
+    }, async (dir) => {
+      await assert.rejects(() => loadTokenizer(dir), (error: Error) => {
+        assert.match(error.message, namesFile(join(dir, "tokenizer.json"), message), what);
+        return true;
+      });
+    });
+  }
+  // Pairs are the newer form of merges, and an added token may repeat its own vocab entry.
+  const pairs = structuredClone(json) as unknown as Json;
+  pairs.model.merges = [["0", "1"]];
+  pairs.model.vocab["01"] = 55;
+  pairs.added_tokens.push({ ...pairs.added_tokens[0], id: 10, content: "Ġ" });
+  const tokenizer = createTokenizer(pairs, config);
+  assert.deepEqual(tokenizer.encode("01", { addSpecialTokens: false }), [55]);
+});
+
+Deno.test("loadTokenizer() rejects an eos_token or pad_token the vocabulary lacks, naming tokenizer_config.json", async () => {
+  const { json, config } = await arithmeticFiles();
+  for (const key of ["eos_token", "pad_token"]) {
+    for (const value of ["<|nope|>", { content: "<|nope|>", special: true }]) {
+      await withTempModelDir({
+        "tokenizer.json": JSON.stringify(json),
+        "tokenizer_config.json": JSON.stringify({ ...(config as object), [key]: value }),
+      }, async (dir) => {
+        await assert.rejects(
+          () => loadTokenizer(dir),
+          namesFile(join(dir, "tokenizer_config.json"), new RegExp(`key "${key}".*<\\|nope\\|>`)),
+        );
+      });
+    }
+  }
+});
+
 Deno.test("createTokenizer() rejects malformed objects, naming the file", () => {
-  assert.throws(() => createTokenizer(null, WORDPIECE_CONFIG), namesFile("tokenizer.json"));
+  assert.throws(() => createTokenizer(null, NOT_BYTE_LEVEL_CONFIG), namesFile("tokenizer.json"));
   assert.throws(
-    () => createTokenizer(WORDPIECE_JSON, "x", { source: "models/m" }),
+    () => createTokenizer(NOT_BYTE_LEVEL_JSON, "x", { source: "models/m" }),
     namesFile(join("models/m", "tokenizer_config.json"), /expected a JSON object/),
   );
   assert.throws(
-    () => createTokenizer(WORDPIECE_JSON, {}, { source: "models/m" }),
+    () => createTokenizer(NOT_BYTE_LEVEL_JSON, {}, { source: "models/m" }),
     namesFile(join("models/m", "tokenizer_config.json"), /no "chat_template"/),
   );
   // An explicit template replaces the missing one.
-  const tokenizer = createTokenizer(WORDPIECE_JSON, {}, {
+  const tokenizer = createTokenizer(NOT_BYTE_LEVEL_JSON, {}, {
     chatTemplate: "{{ messages | length }}",
   });
   assert.equal(tokenizer.applyChatTemplate([{ role: "user", content: "a" }]), "1");
-  const failing = createTokenizer(WORDPIECE_JSON, {
+  const failing = createTokenizer(NOT_BYTE_LEVEL_JSON, {
     chat_template: "{{ raise_exception('only user turns') }}",
   }, { source: "models/m" });
   assert.throws(

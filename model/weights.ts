@@ -13,6 +13,7 @@ import {
   readTensorF16,
   readTensorF32,
   type SafetensorsFile,
+  type SafetensorsTensorInfo,
 } from "../internal/safetensors.ts";
 import { modelTensorTable, type TensorEntry } from "./tensor_table.ts";
 
@@ -73,6 +74,13 @@ export interface LoadQwen3WeightsOptions {
    * that f16 cannot hold finitely is an error naming the tensor.
    */
   matrixDtype?: "f32" | "f16";
+  /**
+   * Receives the warning about tensors of the checkpoint that the model does not use and that are
+   * harmless to leave out (e.g. `model.rotary_emb.inv_freq`); default `console.warn`. Unused
+   * tensors that would change the model (a layer past `num_hidden_layers`, a bias, a tied
+   * `lm_head.weight` that differs from the embeddings) are errors instead.
+   */
+  warn?: (message: string) => void;
 }
 
 function joinPath(dir: string, name: string): string {
@@ -84,6 +92,10 @@ function joinPath(dir: string, name: string): string {
 interface TensorSource {
   /** The file that holds `name`; throws naming the file(s) searched when none does. */
   fileFor(name: string): Promise<SafetensorsFile>;
+  /** Every tensor name of the checkpoint (the file's, or the index's `weight_map`'s). */
+  names(): string[];
+  /** The file that holds `name` (for messages; the tensor must be one of `names()`). */
+  pathOf(name: string): string;
   close(): void;
 }
 
@@ -98,6 +110,8 @@ async function singleFileSource(path: string): Promise<TensorSource> {
       }
       return Promise.resolve(file);
     },
+    names: () => [...file.tensors.keys()],
+    pathOf: () => path,
     close(): void {
       file.close();
     },
@@ -167,6 +181,8 @@ async function shardedSource(dir: string, indexPath: string): Promise<TensorSour
       }
       return file;
     },
+    names: () => [...shardOf.keys()],
+    pathOf: (name: string) => joinPath(dir, shardOf.get(name) ?? ""),
     close(): void {
       for (const file of open.values()) file.close();
       open.clear();
@@ -199,6 +215,134 @@ function readEntry(
     : readTensorF32(file, entry.name, { expectedShape: entry.shape });
 }
 
+/** Bytes compared per read when checking a tied `lm_head.weight` against the embeddings. */
+const COMPARE_CHUNK_BYTES = 16 << 20;
+
+/** Reads `length` bytes at `position` of an open file into `buffer` (which it fills). */
+async function readAt(file: Deno.FsFile, position: number, buffer: Uint8Array, path: string) {
+  await file.seek(position, Deno.SeekMode.Start);
+  let filled = 0;
+  while (filled < buffer.length) {
+    const n = await file.read(buffer.subarray(filled));
+    if (n === null) throw new RangeError(`Cannot read "${path}": unexpected end of file`);
+    filled += n;
+  }
+}
+
+/** Where a tensor's data starts in its file: after the 8-byte length and the JSON header. */
+async function dataStartOf(file: Deno.FsFile, path: string): Promise<number> {
+  const length = new Uint8Array(8);
+  await readAt(file, 0, length, path);
+  return 8 + Number(new DataView(length.buffer).getBigUint64(0, true));
+}
+
+/**
+ * Whether two tensors (same dtype and shape) hold the same bytes, read in chunks of
+ * {@linkcode COMPARE_CHUNK_BYTES} so that a large embedding matrix is never held twice.
+ */
+async function sameTensorBytes(
+  a: { path: string; info: SafetensorsTensorInfo },
+  b: { path: string; info: SafetensorsTensorInfo },
+): Promise<boolean> {
+  const fa = await Deno.open(a.path, { read: true });
+  try {
+    const fb = await Deno.open(b.path, { read: true });
+    try {
+      const startA = (await dataStartOf(fa, a.path)) + a.info.dataOffsets[0];
+      const startB = (await dataStartOf(fb, b.path)) + b.info.dataOffsets[0];
+      const total = a.info.dataOffsets[1] - a.info.dataOffsets[0];
+      const bufA = new Uint8Array(Math.min(COMPARE_CHUNK_BYTES, total));
+      const bufB = new Uint8Array(bufA.length);
+      for (let done = 0; done < total; done += bufA.length) {
+        const n = Math.min(bufA.length, total - done);
+        const ca = bufA.subarray(0, n);
+        const cb = bufB.subarray(0, n);
+        await readAt(fa, startA + done, ca, a.path);
+        await readAt(fb, startB + done, cb, b.path);
+        const words = n >> 3; // compare 8 bytes at a time, then the tail
+        const wa = new BigUint64Array(bufA.buffer, 0, words);
+        const wb = new BigUint64Array(bufB.buffer, 0, words);
+        for (let i = 0; i < words; i++) if (wa[i] !== wb[i]) return false;
+        for (let i = words << 3; i < n; i++) if (ca[i] !== cb[i]) return false;
+      }
+      return true;
+    } finally {
+      fb.close();
+    }
+  } finally {
+    fa.close();
+  }
+}
+
+/** How many unused tensor names a warning lists before "and N more". */
+const WARN_NAMES = 8;
+
+/**
+ * Checks the checkpoint's tensors that the table does not read: errors for the ones that mean the
+ * config and the file disagree (a layer at or past `num_hidden_layers`; a bias of a tensor the
+ * model has, as Qwen3 has none and running without a trained bias is wrong; with tied embeddings,
+ * an `lm_head.weight` whose dtype, shape or bytes differ from `model.embed_tokens.weight`), and
+ * one warning listing the rest (e.g. `model.rotary_emb.inv_freq`, which older exports saved).
+ */
+async function checkUnusedTensors(
+  source: TensorSource,
+  config: Qwen3Config,
+  table: readonly TensorEntry[],
+  warn: (message: string) => void,
+): Promise<void> {
+  const used = new Set(table.map((entry) => entry.name));
+  const where = (name: string): string =>
+    `Cannot load Qwen3 weights: "${source.pathOf(name)}" has tensor "${name}"`;
+  const harmless: string[] = [];
+  const L = config.numHiddenLayers;
+  for (const name of source.names()) {
+    if (used.has(name)) continue;
+    const layer = /^model\.layers\.(\d+)\./.exec(name);
+    if (layer !== null && Number(layer[1]) >= L) {
+      throw new RangeError(
+        `${where(name)} of layer ${layer[1]}, but the config's key "num_hidden_layers" is ${L} ` +
+          `(layers 0 to ${L - 1}): the config and the checkpoint disagree`,
+      );
+    }
+    if (name.endsWith(".bias") && used.has(`${name.slice(0, -".bias".length)}.weight`)) {
+      throw new RangeError(
+        `${where(name)}, but Qwen3 has no biases (the config's "attention_bias" is false): ` +
+          `the model would run without this trained bias`,
+      );
+    }
+    if (name === "lm_head.weight" && config.tieWordEmbeddings) {
+      const embed = "model.embed_tokens.weight";
+      const a = (await source.fileFor(embed)).tensors.get(embed)!;
+      const b = (await source.fileFor(name)).tensors.get(name)!;
+      const same = a.dtype === b.dtype && a.shape.join() === b.shape.join() &&
+        await sameTensorBytes(
+          { path: source.pathOf(embed), info: a },
+          { path: source.pathOf(name), info: b },
+        );
+      if (!same) {
+        throw new RangeError(
+          `${where(name)} (${b.dtype} [${b.shape}]) that differs from "${embed}" in ` +
+            `"${source.pathOf(embed)}" (${a.dtype} [${a.shape}]), but the config's key ` +
+            `"tie_word_embeddings" is true (the LM head is the embedding matrix): set it to ` +
+            `false to use this LM head, or remove the tensor`,
+        );
+      }
+      continue; // the tied copy HF checkpoints may carry: nothing to say
+    }
+    harmless.push(name);
+  }
+  if (harmless.length > 0) {
+    const files = [...new Set(harmless.map((name) => source.pathOf(name)))];
+    const listed = harmless.slice(0, WARN_NAMES).map((name) => `"${name}"`).join(", ");
+    const more = harmless.length > WARN_NAMES ? ` and ${harmless.length - WARN_NAMES} more` : "";
+    warn(
+      `Qwen3 weights: ${harmless.length} tensor(s) of ${
+        files.map((f) => `"${f}"`).join(", ")
+      } not used by the model, ignored: ${listed}${more}`,
+    );
+  }
+}
+
 /** The checkpoint's tensors: `model.safetensors`, or the shards of its index. */
 async function openSource(dir: string): Promise<TensorSource> {
   const singlePath = joinPath(dir, "model.safetensors");
@@ -216,8 +360,12 @@ async function openSource(dir: string): Promise<TensorSource> {
  *
  * The directory must hold `model.safetensors` or, for sharded checkpoints,
  * `model.safetensors.index.json` whose `weight_map` names the shard of each tensor. Only the
- * tensors the model needs are read, one at a time; with tied embeddings `lm_head.weight` is not
- * read even if present, and `lmHead` is the `embedTokens` array itself.
+ * tensors the model needs are read, one at a time; with tied embeddings `lmHead` is the
+ * `embedTokens` array itself, and an `lm_head.weight` in the file is only compared with the
+ * embeddings (in chunks), as are the checkpoint's other tensors that the model does not use: a
+ * layer at or past `num_hidden_layers`, a bias (Qwen3 has none) or a tied `lm_head.weight` that
+ * differs from the embeddings is an error; anything else (e.g. `model.rotary_emb.inv_freq`) gets
+ * one warning through `options.warn`.
  *
  * @param dir The checkpoint directory.
  * @param config The model's configuration (see {@linkcode readQwen3Config}).
@@ -230,6 +378,9 @@ async function openSource(dir: string): Promise<TensorSource> {
  * @throws {RangeError} If a tensor's shape is wrong; the message names the file, tensor, expected
  * and actual shape.
  * @throws {TypeError} If a tensor's dtype is not a float type, or the index is malformed.
+ * @throws {RangeError} If the checkpoint has a tensor the config disagrees with (a layer at or
+ * past `num_hidden_layers`, a bias, a tied `lm_head.weight` unlike the embeddings); the message
+ * names the file, the tensor and the config key.
  * @throws {RangeError} With `matrixDtype: "f16"`, if a matrix holds a value that f16 cannot hold
  * finitely (|x| ≥ 65520, ±Inf, NaN); the message names the file, tensor, row and column.
  *
@@ -287,6 +438,8 @@ export async function loadQwen3Weights(
   const matrixDtype = checkMatrixDtype(dir, options);
   const source = await openSource(dir);
   try {
+    const table = modelTensorTable(config);
+    await checkUnusedTensors(source, config, table, options.warn ?? console.warn);
     // Every tensor of the table, in checkpoint order (with tied embeddings the table has no
     // lm_head.weight, and the LM head is the embedding array itself).
     const top: Record<string, Float32Array | Uint16Array> = {};
@@ -294,7 +447,7 @@ export async function loadQwen3Weights(
       { length: config.numHiddenLayers },
       () => ({}) as Record<string, Float32Array | Uint16Array>,
     );
-    for (const entry of modelTensorTable(config)) {
+    for (const entry of table) {
       const data = readEntry(await source.fileFor(entry.name), entry, matrixDtype);
       if (entry.layer === null) top[entry.field] = data;
       else layers[entry.layer][entry.field] = data;
@@ -335,7 +488,8 @@ export interface OpenQwen3Weights<M extends Float32Array | Uint16Array = Float32
 
 /**
  * Opens a checkpoint's weights for one pass of reading: every tensor is located and its shape
- * and dtype checked now (so a bad checkpoint fails before any upload), and read only when its
+ * and dtype checked now, and the tensors the model does not use as in
+ * {@linkcode loadQwen3Weights} (so a bad checkpoint fails before any upload), and read only when its
  * field is accessed. A consumer that reads each tensor once and keeps none, as the upload of
  * `WebGpuQwen3`, then holds at most one layer tensor (plus the embeddings and LM head) on the
  * host at a time, instead of the whole model as {@linkcode loadQwen3Weights} does.
@@ -348,6 +502,8 @@ export interface OpenQwen3Weights<M extends Float32Array | Uint16Array = Float32
  * @throws {Error} If a tensor is missing, naming the tensor and the file(s) searched.
  * @throws {RangeError} If a tensor's shape is wrong, naming the file, tensor and both shapes.
  * @throws {TypeError} If a tensor's dtype is not F32, F16, BF16 or F64.
+ * @throws {RangeError} If the checkpoint has a tensor the config disagrees with, as
+ * {@linkcode loadQwen3Weights}.
  *
  * @example Read the fixture's layer 0 query projection, and nothing else
  * ```ts
@@ -421,6 +577,7 @@ export async function openQwen3Weights(
       }
       files.set(entry.name, file);
     }
+    await checkUnusedTensors(source, config, table, options.warn ?? console.warn);
     const read = (entry: Pick<TensorEntry, "name" | "shape">): Float32Array | Uint16Array => {
       const file = files.get(entry.name);
       if (file === undefined) {

@@ -216,10 +216,139 @@ Deno.test("loadQwen3Weights() reads lm_head.weight when embeddings are untied", 
     const weights = await loadQwen3Weights(dir, config);
     assert.ok(weights.lmHead !== weights.embedTokens);
     assertArrayEqual(weights.lmHead, head, "lmHead");
-    // Tied: a stray lm_head.weight is ignored, as HuggingFace does.
+    // Tied: an lm_head.weight equal to the embeddings is not read (as HuggingFace does); one
+    // that differs is an error (see "rejects tensors the config does not use").
+    tensors.set("lm_head.weight", tensors.get("model.embed_tokens.weight")!);
+    await writeSafetensors(`${dir}/model.safetensors`, asF32Tensors(tensors));
     const tied = await loadQwen3Weights(dir, { ...config, tieWordEmbeddings: true });
     assert.ok(tied.lmHead === tied.embedTokens);
   });
+});
+
+/** Both loaders, for a test that every check runs in each. */
+const LOADERS = {
+  loadQwen3Weights: (dir: string, config: Qwen3Config, warn?: (message: string) => void) =>
+    loadQwen3Weights(dir, config, { warn }),
+  openQwen3Weights: async (dir: string, config: Qwen3Config, warn?: (message: string) => void) =>
+    (await openQwen3Weights(dir, config, { warn })).close(),
+};
+
+Deno.test("loadQwen3Weights() and openQwen3Weights() reject tensors the config does not use", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  const { hiddenSize: H, headDim: D, numAttentionHeads: NH } = config;
+  const tensors = await fixtureTensors();
+  const path = (dir: string) => `${dir}/model.safetensors`;
+  const bad: {
+    what: string;
+    extra: Record<string, { shape: number[]; data: Float32Array }>;
+    config?: Partial<Qwen3Config>;
+    includes: (dir: string) => string[];
+  }[] = [
+    {
+      what: "a config with fewer layers than the file",
+      extra: {},
+      config: { numHiddenLayers: 1 },
+      includes: (dir) => [path(dir), '"model.layers.1.', '"num_hidden_layers" is 1'],
+    },
+    {
+      what: "a layer past num_hidden_layers",
+      extra: { "model.layers.2.mlp.up_proj.weight": { shape: [4], data: new Float32Array(4) } },
+      includes: (dir) => [path(dir), '"model.layers.2.mlp.up_proj.weight"', '"num_hidden_layers"'],
+    },
+    {
+      what: "a projection bias",
+      extra: {
+        "model.layers.0.self_attn.q_proj.bias": {
+          shape: [NH * D],
+          data: new Float32Array(NH * D).fill(0.5),
+        },
+      },
+      includes: (dir) => [path(dir), '"model.layers.0.self_attn.q_proj.bias"', "no biases"],
+    },
+    {
+      what: "a tied lm_head.weight that differs from the embeddings",
+      extra: {
+        "lm_head.weight": {
+          shape: [config.vocabSize, H],
+          data: tensors.get("model.embed_tokens.weight")!.data.map((x, i) =>
+            i === 12345 ? x + 1 : x
+          ),
+        },
+      },
+      includes: (dir) => [
+        path(dir),
+        '"lm_head.weight"',
+        '"model.embed_tokens.weight"',
+        '"tie_word_embeddings"',
+      ],
+    },
+  ];
+  for (const { what, extra, config: change, includes } of bad) {
+    await withTempDir(async (dir) => {
+      const all = new Map([...tensors, ...Object.entries(extra)]);
+      await writeSafetensors(path(dir), asF32Tensors(all));
+      for (const [name, load] of Object.entries(LOADERS)) {
+        const error = await expectError(() => load(dir, { ...config, ...change }), {
+          type: RangeError,
+          includes: includes(dir),
+        }).catch((e) => {
+          throw new Error(`${name}, ${what}: ${e.message}`);
+        });
+        assert.ok(error);
+      }
+    });
+  }
+  // Sharded: the error names the shard that holds the tensor.
+  await withTempDir(async (dir) => {
+    const bias = "model.layers.1.mlp.down_proj.bias";
+    await writeSafetensors(`${dir}/a.safetensors`, asF32Tensors(tensors));
+    await writeSafetensors(`${dir}/b.safetensors`, {
+      [bias]: { dtype: "F32", shape: [H], data: new Float32Array(H) },
+    });
+    const weightMap: Record<string, string> = { [bias]: "b.safetensors" };
+    for (const name of tensors.keys()) weightMap[name] = "a.safetensors";
+    await Deno.writeTextFile(
+      `${dir}/model.safetensors.index.json`,
+      JSON.stringify({ weight_map: weightMap }),
+    );
+    for (const load of Object.values(LOADERS)) {
+      await expectError(() => load(dir, config), {
+        type: RangeError,
+        includes: [`"${dir}/b.safetensors"`, `"${bias}"`],
+      });
+    }
+  });
+});
+
+Deno.test("loadQwen3Weights() and openQwen3Weights() warn about other unused tensors, and load", async () => {
+  const config = await readQwen3Config(FIXTURE);
+  const expected = await loadQwen3Weights(FIXTURE, config);
+  const tensors = await fixtureTensors();
+  await withTempDir(async (dir) => {
+    const extra = new Map(tensors);
+    extra.set("model.rotary_emb.inv_freq", { shape: [8], data: new Float32Array(8).fill(1) });
+    // Tied, with an lm_head.weight equal to the embeddings: no warning for that one.
+    extra.set("lm_head.weight", tensors.get("model.embed_tokens.weight")!);
+    await writeSafetensors(`${dir}/model.safetensors`, asF32Tensors(extra));
+    for (const load of Object.values(LOADERS)) {
+      const warnings: string[] = [];
+      await load(dir, config, (message) => warnings.push(message));
+      assert.equal(warnings.length, 1, warnings.join("\n"));
+      assert.ok(warnings[0].includes('"model.rotary_emb.inv_freq"'), warnings[0]);
+      assert.ok(warnings[0].includes(`"${dir}/model.safetensors"`), warnings[0]);
+      assert.ok(!warnings[0].includes("lm_head"), warnings[0]);
+    }
+    assertWeightsEqual(await loadQwen3Weights(dir, config, { warn: () => {} }), expected);
+  });
+  // The fixture itself: nothing unused, nothing said.
+  for (const load of Object.values(LOADERS)) {
+    await load(FIXTURE, config, (message) => assert.fail(`unexpected warning: ${message}`));
+    await load(
+      "models/arithmetic-tiny",
+      await readQwen3Config("models/arithmetic-tiny"),
+      (m) => assert.fail(`unexpected warning: ${m}`),
+    );
+  }
 });
 
 Deno.test("loadQwen3Weights() rejects a missing tensor", async () => {

@@ -26,6 +26,7 @@ import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 import { keptActivationBytes } from "../model/qwen3_webgpu_backward.ts";
 import { createTokenizer, loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
+import { checkTokenizerFitsModel } from "../model/check_tokenizer_vocab.ts";
 import { loadQwen3Weights, openQwen3Weights, type Qwen3Weights } from "../model/weights.ts";
 import { createTrainBackend, type TrainBackend } from "./backend.ts";
 import {
@@ -357,9 +358,12 @@ export async function readRunModel(
     ? builtinConfig(config, tokenizer)
     : await readQwen3Config(config.model.path);
   if (!builtin) checkShapeKeys(config, modelConfig);
+  if (!builtin) checkTokenizerFitsModel(tokenizer, modelConfig, config.model.path);
   // As HF generate: the stop set also has generation_config.json's eos_token_id (Qwen3's hybrid
   // checkpoints list [151645, 151643] there, config.json only 151645).
-  const generationConfig = builtin ? null : await readGenerationConfig(config.model.path);
+  const generationConfig = builtin
+    ? null
+    : await readGenerationConfig(config.model.path, { vocabSize: modelConfig.vocabSize });
   const eosTokenIds = [
     ...new Set([
       ...modelConfig.eosTokenIds,

@@ -181,6 +181,30 @@ Deno.test("readRunModel() stops a Base-like model at the template's <|im_end|> a
   deepStrictEqual([plain.eosTokenIds, plain.stopTokenIds], [[54], []]);
 });
 
+Deno.test("readRunModel() rejects a tokenizer or generation config with ids past the model's vocab_size", async () => {
+  const dir = await modelDirWith(null);
+  try {
+    const c = await loadConfig(undefined, { overrides: [`--model.path=${dir}`] });
+    await Deno.writeTextFile(`${dir}/generation_config.json`, '{"eos_token_id": [54, 64]}');
+    await rejects(readRunModel(c), {
+      name: "RangeError",
+      message: /generation_config\.json": key "eos_token_id\[1\]" must be below .*vocab_size 64/,
+    });
+    await Deno.remove(`${dir}/generation_config.json`);
+    const json = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`));
+    json.model.vocab["z"] = 64;
+    await Deno.writeTextFile(`${dir}/tokenizer.json`, JSON.stringify(json));
+    await rejects(readRunModel(c), {
+      name: "RangeError",
+      message: new RegExp(
+        `tokenizer "${dir}/tokenizer\\.json" with the model of "${dir}/config\\.json": .*id is 64`,
+      ),
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("readRunModel() names generation_config.json and its key when the file is malformed", async () => {
   for (
     const [text, error] of [
