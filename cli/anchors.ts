@@ -50,6 +50,7 @@ import { loadModelOrCheckpoint } from "../trainer/checkpoint_model.ts";
 import { generate } from "../model/generate.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { loadTokenizer } from "../model/tokenizer.ts";
+import { checkTokenizerFitsModel } from "../model/check_tokenizer_vocab.ts";
 import { mixNumber, mulberry32 } from "../internal/random.ts";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
 
@@ -196,6 +197,10 @@ export async function measureAnchors(
   const { model, tokenizerDir } = await openModel(modelDir, options.backend);
   try {
     const tokenizer = await loadTokenizer(tokenizerDir);
+    checkTokenizerFitsModel(tokenizer, model.config, {
+      tokenizer: join(tokenizerDir, "tokenizer.json"),
+      config: modelDir,
+    });
     const marker = tokenizer.encode("Answer:", { addSpecialTokens: false });
     if (marker.length !== 1) {
       throw new RangeError(
