@@ -5,6 +5,8 @@
 // were all rewarded by such a rule; reverted in d25e67f), so a word is dropped only when
 // the problem itself uses it in its prose AND it is not in the deny list below.
 
+import type { PreparedGold } from "./prepare_gold.ts";
+
 /** A set of the words in the given strings (separated by white space). */
 function wordSet(...lists: string[]): ReadonlySet<string> {
   return new Set(lists.join(" ").trim().split(/\s+/));
@@ -175,6 +177,30 @@ const PLAIN_NUMBER = new RegExp(`^${NUMBER}$`);
  */
 export function isPlainNumber(text: string): boolean {
   return typeof text === "string" && text.length <= 64 && PLAIN_NUMBER.test(text.trim());
+}
+
+/**
+ * Whether answers to this gold may have the problem's nouns dropped: the gold is written as
+ * a plain number ({@linkcode isPlainNumber}) with an exact value. The one gate shared by
+ * `verify` (its `problem` option) and the maj@k votes of `deno task eval` (`voteClasses`), so
+ * an answer scored with its nouns dropped also votes with them dropped, and no other does.
+ *
+ * @param gold The prepared gold answer (see `prepareGold`).
+ * @returns `true` when {@linkcode stripProblemNouns} applies to answers to this gold.
+ *
+ * @example Usage
+ * ```ts
+ * import { goldTakesNouns } from "./problem_nouns.ts";
+ * import { prepareGold } from "./prepare_gold.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(goldTakesNouns(prepareGold("1,250")), true);
+ * assert.equal(goldTakesNouns(prepareGold("1{,}250")), false);
+ * assert.equal(goldTakesNouns(prepareGold("\\frac{24}{2}")), false);
+ * ```
+ */
+export function goldTakesNouns(gold: PreparedGold): boolean {
+  return gold.node !== null && gold.literal !== null && isPlainNumber(gold.answer);
 }
 
 /** One to three words of letters. */

@@ -1,6 +1,7 @@
 // Copyright 2025 the halo authors. MIT license.
 import assert from "node:assert/strict";
-import { stripProblemNouns } from "./problem_nouns.ts";
+import { goldTakesNouns, stripProblemNouns } from "./problem_nouns.ts";
+import { prepareGold } from "./prepare_gold.ts";
 
 const FRUIT = "Ann has 5 bananas, a box of apples and a puppy. How many bananas does she have?";
 
@@ -269,5 +270,30 @@ Deno.test("stripProblemNouns() keeps nouns that look like denied words", () => {
   const problem = "She has squares, cubes, logs, roses, months, miles, notes and drops.";
   for (const w of ["squares", "cubes", "logs", "roses", "months", "miles", "notes", "drops"]) {
     assert.equal(stripProblemNouns(`4 ${w}`, problem), "4", w);
+  }
+});
+
+Deno.test("goldTakesNouns(): plain-number golds with an exact value only", () => {
+  for (const gold of ["12", "-3.5", "1,250", "12.0", "\\$12", "0.5", "#### 12"]) {
+    for (const mode of ["reward", "eval"] as const) {
+      assert.equal(goldTakesNouns(prepareGold(gold, { mode })), true, `${gold} (${mode})`);
+    }
+  }
+  for (
+    const gold of [
+      "1{,}250",
+      "\\frac{24}{2}",
+      "24/2",
+      "12\\%",
+      "12x",
+      "x",
+      "(1, 2)",
+      "",
+      "\\frac{1}{",
+    ]
+  ) {
+    for (const mode of ["reward", "eval"] as const) {
+      assert.equal(goldTakesNouns(prepareGold(gold, { mode })), false, `${gold} (${mode})`);
+    }
   }
 });

@@ -9,7 +9,7 @@ import { extractAnswer, type ExtractorName } from "./extract_answer.ts";
 import { normalizeAnswer } from "./normalize_answer.ts";
 import { type PreparedGold, prepareGoldWithin } from "./prepare_gold.ts";
 import { decide, guarded, makeBudget, percentDecision } from "./_decide.ts";
-import { isPlainNumber, stripProblemNouns } from "./problem_nouns.ts";
+import { goldTakesNouns, stripProblemNouns } from "./problem_nouns.ts";
 import type { EquivalenceOptions, VerifyMode, VerifyReason } from "./types.ts";
 
 /** Options for {@linkcode verify}. */
@@ -164,8 +164,7 @@ export function verify(
     let decision = guarded(() => decide({ normalized }, goldSide, options, budget));
     // The problem text licenses the nouns after a plain-number answer ("12 bananas").
     const bare = decision.equal || decision.reason === "timeout" ||
-        typeof options.problem !== "string" || !isPlainNumber(prepared.answer) ||
-        prepared.literal === null
+        typeof options.problem !== "string" || !goldTakesNouns(prepared)
       ? null
       : stripProblemNouns(found.answer, options.problem);
     if (bare !== null) {
