@@ -30,12 +30,17 @@ export interface VerifyOptions extends EquivalenceOptions {
   /**
    * The problem text (optional). When given, and the gold is a plain number, an answer
    * written as a plain number followed by at most three letter-only words is also read as
-   * that number when every such word occurs in the problem's prose (case-insensitive, up to
-   * a simple singular/plural variant such as apple/apples, box/boxes, puppy/puppies) and
-   * none of them changes the value or meaning: comparatives ("less", "more"), operations
-   * ("times", "reciprocal", "squared"), multipliers and scale words ("dozen", "pair",
-   * "hundred"), fractions and ordinals ("half", "sixths"), number words, "true"/"false"/
-   * "not", rates ("per", "each") and the like are never dropped. So `#### 12 bananas` is 12
+   * that number when the problem's prose writes all those words together right after a
+   * count (within three words after a number, "how many", "how much" or "number of":
+   * "5 red apples" licenses "red apples"; case-insensitive, up to a simple singular/plural
+   * variant such as apple/apples, box/boxes, puppy/puppies) and none of them changes the
+   * value or meaning: comparatives ("less", "more", "sooner"), operations ("reciprocal",
+   * "squared"), multipliers and scale words ("dozen", "pair", "hundred", "doz"), fractions
+   * and ordinals ("half", "sixths"), number words, "true"/"false"/"not", rates ("per",
+   * "each", "biennially"), signs and directions ("early", "westward", "downhill",
+   * "overpaid"), changes ("added", "declined"), coins of another value ("centimes") and the
+   * like are never dropped; a prefixed unit ("milliliters") only where the problem asks in
+   * it and uses no other scale of it (see `stripProblemNouns`). So `#### 12 bananas` is 12
    * for a problem about bananas, but `#### 12 dozen` or `#### 12 sixths` never is. Without
    * it (the default) trailing words other than units are part of the answer, as before.
    */
