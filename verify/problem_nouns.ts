@@ -6,6 +6,13 @@
 // the problem itself writes it right after a count ("5 red apples", "How many apples are
 // left") AND it is not in the deny list below (words, and shapes: prefixed units, -ward(s),
 // over-/under- words, data-size short forms).
+//
+// The deny list governs this rule only. The normaliser's unit-word list (verify/_units.ts,
+// UNIT_WORDS) is separate and drops its own words after a number whether or not a problem
+// is given, before `verify` tries this rule: "times", "square", "cubic", "sq", "cents",
+// "percent", "min", "dollars" and the like, so `verify` reads "#### 12 times" as 12 ("How many
+// times…") although "times" and "square" are denied here. `stripProblemNouns` alone (the
+// maj@k votes) keeps them; the votes compare with `mathEqual`, which drops them too.
 
 import type { PreparedGold } from "./prepare_gold.ts";
 
@@ -22,8 +29,9 @@ const MAX_WORDS = 3;
 const MIN_LETTERS = 3;
 
 /**
- * Words that change the value or the meaning of the number before them, never dropped
- * (also in any singular/plural variant): comparatives, operations, multipliers and scale
+ * Words that change the value or the meaning of the number before them, never dropped by
+ * this rule (also in any singular/plural variant; some, such as "times", "percent" and
+ * "cents", are unit words that the normaliser drops regardless, see above): comparatives, operations, multipliers and scale
  * words, fractions, number words, booleans and negation, rates, signs and directions,
  * changes and hedges, coin and data units of another scale. Not "left": as "remaining" it
  * is what 42 GSM8K questions ask for ("How many apples are left?", 92 of the 93 that use
@@ -89,7 +97,8 @@ const DENY: ReadonlySet<string> = wordSet(
 );
 
 /**
- * Words never dropped as written, whose plural is a noun to count: "12 square" is 12²
+ * Words never dropped by this rule as written, whose plural is a noun to count: "12 square"
+ * may be 12² (the normaliser's unit list drops "square" regardless, see above)
  * but "12 squares" are squares; function names ("log"/"logs"), Greek letters, LaTeX words,
  * and nouns that are also verbs of change ("drop"/"drops", "rose"/"roses").
  */

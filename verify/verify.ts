@@ -41,8 +41,12 @@ export interface VerifyOptions extends EquivalenceOptions {
    * "overpaid"), changes ("added", "declined"), coins of another value ("centimes") and the
    * like are never dropped; a prefixed unit ("milliliters") only where the problem asks in
    * it and uses no other scale of it (see `stripProblemNouns`). So `#### 12 bananas` is 12
-   * for a problem about bananas, but `#### 12 dozen` or `#### 12 sixths` never is. Without
-   * it (the default) trailing words other than units are part of the answer, as before.
+   * for a problem about bananas, but `#### 12 dozen` or `#### 12 sixths` never is. This
+   * rule is separate from the normaliser's unit-word list (`verify/_units.ts`), which drops
+   * its own words after a number with or without `problem`, before this rule is tried:
+   * among them "times", "square", "cubic", "sq", "cents", "percent", "min", "dollars" (so
+   * `#### 12 times` is 12, right for "How many times…"). Without `problem` (the default)
+   * trailing words other than those units are part of the answer, as before.
    */
   problem?: string;
 }

@@ -123,8 +123,8 @@ Deno.test("verify() with a problem rewards none of the review's wrong answers", 
     }
   }
   // Not this rule's: the unit-word list of the normaliser (verify/_units.ts) already strips
-  // "times", "percent", "square" and "cents" after a number, with or without a problem.
-  for (const w of ["times", "percent", "square", "cents"]) {
+  // these after a number, with or without a problem (as the docs of `problem` say).
+  for (const w of ["times", "percent", "square", "cents", "cubic", "sq", "min", "dollars"]) {
     const problem = `He has 12 ${w}. How many?`;
     assert.equal(verify(`#### 12 ${w}`, "12").correct, true, w);
     assert.deepEqual(verify(`#### 12 ${w}`, "12", { problem }), verify(`#### 12 ${w}`, "12"));
