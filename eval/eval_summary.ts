@@ -10,7 +10,8 @@
 import type { EvalSampleRecord } from "./eval_records.ts";
 import { passAtK } from "./pass_at_k.ts";
 import { majorityVote, type MajorityVoteOptions } from "./majority_vote.ts";
-import { stripProblemNouns } from "../verify/problem_nouns.ts";
+import { goldTakesNouns, stripProblemNouns } from "../verify/problem_nouns.ts";
+import { type PreparedGold, prepareGold } from "../verify/prepare_gold.ts";
 import {
   type ConfidenceInterval,
   confidenceInterval,
@@ -155,11 +156,16 @@ export function defaultKs(n: number): number[] {
  * as `majorityVote` forms them, so the classes of the first k answers are these numbers too, and
  * maj@k needs no further comparison.
  *
- * With `problem`, a plain number followed by nouns the problem uses (`"12 bananas"`) votes as
- * the number alone, as `verify` reads it with that option ({@linkcode stripProblemNouns}).
+ * With `problem` and `gold`, a plain number followed by nouns the problem uses (`"12 bananas"`)
+ * votes as the number alone, exactly where `verify` scores it so with that option: only when
+ * the gold is a plain number ({@linkcode goldTakesNouns}, the gate both share). For any other
+ * gold (`1{,}250`, `\frac{24}{2}`) or without `gold`, nouns are part of the answer, as `verify`
+ * keeps them, so a vote never joins answers the scores tell apart. A string gold is prepared
+ * as `deno task eval` prepares it (`prepareGold(gold, { mode: "eval" })`).
  *
  * @param answers Extracted answers in sample order (`null`: none).
- * @param options The equivalence (default: the verifier's `mathEqual`) and the problem text.
+ * @param options The equivalence (default: the verifier's `mathEqual`), the problem text and
+ * the gold answer.
  * @returns One class number (or `null`) per answer.
  *
  * @example Equivalent answers vote together
@@ -169,15 +175,16 @@ export function defaultKs(n: number): number[] {
  *
  * assert.deepEqual(voteClasses(["7", "\\frac12", null, "0.5", "7"]), [0, 1, null, 1, 0]);
  * const problem = "How many bananas are left?";
- * assert.deepEqual(voteClasses(["12 bananas", "12", "13"], { problem }), [0, 0, 2]);
+ * assert.deepEqual(voteClasses(["12 bananas", "12", "13"], { problem, gold: "12" }), [0, 0, 2]);
  * ```
  */
 export function voteClasses(
   answers: readonly (string | null)[],
-  options: MajorityVoteOptions<string> & { problem?: string } = {},
+  options: MajorityVoteOptions<string> & { problem?: string; gold?: string | PreparedGold } = {},
 ): (number | null)[] {
-  const { problem, ...vote } = options;
-  const keys = problem === undefined
+  const { problem, gold, ...vote } = options;
+  const prepared = typeof gold === "string" ? prepareGold(gold, { mode: "eval" }) : gold;
+  const keys = problem === undefined || prepared === undefined || !goldTakesNouns(prepared)
     ? answers
     : answers.map((a) => a === null ? null : stripProblemNouns(a, problem) ?? a);
   const { classes } = majorityVote(keys, vote);

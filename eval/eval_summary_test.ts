@@ -12,6 +12,8 @@ import { majAtK } from "./maj_at_k.ts";
 import { majorityVote } from "./majority_vote.ts";
 import { scoreProblems } from "./score_problems.ts";
 import { mulberry32 } from "../internal/random.ts";
+import { prepareGold } from "../verify/prepare_gold.ts";
+import { verify } from "../verify/verify.ts";
 
 /** All k-subsets of {0..n-1}. */
 function* subsets(n: number, k: number, start = 0, chosen: number[] = []): Generator<number[]> {
@@ -218,7 +220,39 @@ Deno.test("voteClasses() with the problem: a number and the same number with the
   const problem = "Ann had 3 dozen tulips and lost 4 tulips. How many tulips are left?";
   const answers = ["32 tulips", "32", "4 dozen", "32 pears", null, "\\boxed{32}", "32 tulips"];
   // "4 dozen" keeps its noun (a multiplier); "pears" is not in the problem.
-  assert.deepEqual(voteClasses(answers, { problem }), [0, 0, 2, 3, null, 0, 0]);
-  // Without the problem, nouns are part of the answer (as before).
+  assert.deepEqual(voteClasses(answers, { problem, gold: "32" }), [0, 0, 2, 3, null, 0, 0]);
+  assert.deepEqual(
+    voteClasses(answers, { problem, gold: prepareGold("32", { mode: "eval" }) }),
+    [0, 0, 2, 3, null, 0, 0],
+  );
+  // Without the problem or the gold, nouns are part of the answer (as before).
   assert.deepEqual(voteClasses(answers), [0, 1, 2, 3, null, 1, 0]);
+  assert.deepEqual(voteClasses(answers, { problem }), [0, 1, 2, 3, null, 1, 0]);
+  assert.deepEqual(voteClasses(answers, { gold: "32" }), [0, 1, 2, 3, null, 1, 0]);
+});
+
+Deno.test("voteClasses() drops the problem's nouns exactly where verify() scores them dropped", () => {
+  // Found by review: for a gold that is not a plain number, verify() keeps "1,250 tulips"
+  // (false) but the votes dropped the noun, so the majority "1,250" class was headed by a
+  // false sample: maj@4 false with 2 of 4 samples correct.
+  const problem = "A farm has 3 pens with tulips. How many tulips are there in all?";
+  for (const [goldText, num] of [["1{,}250", "1,250"], ["\\frac{24}{2}", "12"], ["12", "12"]]) {
+    const gold = prepareGold(goldText, { mode: "eval" });
+    const texts = [`\\boxed{${num} tulips}`, `\\boxed{${num}}`, `\\boxed{${num}}`, "\\boxed{7}"];
+    const checks = texts.map((t) => verify(t, gold, { mode: "eval", problem }));
+    const correct = checks.map((c) => c.correct === true);
+    const votes = voteClasses(checks.map((c) => c.extracted), { problem, gold });
+    const plain = goldText === "12";
+    assert.deepEqual(correct, [plain, true, true, false], goldText);
+    assert.deepEqual(votes, plain ? [0, 0, 0, 3] : [0, 1, 1, 3], goldText);
+    assert.equal(majorityCorrect(votes, correct, 4), true, goldText);
+    assert.deepEqual(
+      voteClasses(checks.map((c) => c.extracted), { problem, gold: goldText }),
+      votes,
+    );
+    // Samples in one class are scored alike.
+    for (let i = 0; i < votes.length; i++) {
+      assert.equal(correct[i], correct[votes[i]!], `${goldText}: sample ${i}`);
+    }
+  }
 });

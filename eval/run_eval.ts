@@ -655,7 +655,7 @@ async function sampleProblem(
   const checks = texts.map((text) =>
     verify(text, gold, { mode: "eval", problem: problem.question })
   );
-  const votes = voteClasses(checks.map((c) => c.extracted), { problem: problem.question });
+  const votes = voteClasses(checks.map((c) => c.extracted), { problem: problem.question, gold });
   const records = sequences.map((s, i): EvalSampleRecord => {
     const record: EvalSampleRecord = {
       id: problem.id,

@@ -1,8 +1,9 @@
 // Copyright 2025 the halo authors. MIT license.
 import assert from "node:assert/strict";
-import { stripProblemNouns } from "./problem_nouns.ts";
+import { goldTakesNouns, stripProblemNouns } from "./problem_nouns.ts";
+import { prepareGold } from "./prepare_gold.ts";
 
-const FRUIT = "Ann has 5 bananas, a box of apples and a puppy. How many bananas does she have?";
+const FRUIT = "Ann has 5 bananas, 2 boxes of apples and one puppy. How many bananas does she have?";
 
 Deno.test("stripProblemNouns() drops the problem's nouns after a plain number", () => {
   const cases: [string, string][] = [
@@ -21,8 +22,8 @@ Deno.test("stripProblemNouns() drops the problem's nouns after a plain number", 
     ["12\\,\\text{bananas}", "12"],
     ["12\\ bananas", "12"],
     ["12~bananas", "12"],
-    ["12 \\mbox{ has bananas }", "12"],
-    ["12 bananas does have", "12"], // three words
+    ["12 \\mbox{ bananas does }", "12"],
+    ["12 bananas does she", "12"], // three words
   ];
   for (const [answer, expected] of cases) {
     assert.equal(stripProblemNouns(answer, FRUIT), expected, answer);
@@ -53,7 +54,8 @@ Deno.test("stripProblemNouns() keeps words the problem's prose does not use", ()
   assert.equal(stripProblemNouns("12 oranges", FRUIT), null);
   assert.equal(stripProblemNouns("12 red bananas", FRUIT), null); // "red" is not in it
   // Words of the problem's math are not prose: $abc$, \sqrt, 3x.
-  const math = "Let $abc$ be a number with $\\sqrt{abc} = 3xyz$ and \\text{apples}.";
+  const math =
+    "Let $abc$ be a number with $\\sqrt{abc} = 3xyz$ and \\text{apples}. How many numbers?";
   for (const w of ["abc", "sqrt", "xyz", "apples", "text"]) {
     assert.equal(stripProblemNouns(`12 ${w}`, math), null, w);
   }
@@ -235,6 +237,61 @@ const VALUE_WORDS = [
   "something",
   "isnt",
   "cannot",
+  // found by the review of the problem option: signs, directions, comparatives, changes,
+  // scale words, data and prefixed units, coins of another value, rates
+  "early",
+  "late",
+  "westward",
+  "eastwards",
+  "northward",
+  "backwards",
+  "uphill",
+  "downhill",
+  "upstream",
+  "downstream",
+  "underground",
+  "overpaid",
+  "underpaid",
+  "underweight",
+  "overcharged",
+  "bce",
+  "negatively",
+  "sooner",
+  "quicker",
+  "newer",
+  "added",
+  "subtracted",
+  "deducted",
+  "withdrawn",
+  "declined",
+  "decline",
+  "grew",
+  "shrank",
+  "doz",
+  "mln",
+  "bln",
+  "googol",
+  "milliliters",
+  "micrograms",
+  "kilowatts",
+  "tonnes",
+  "gigabits",
+  "gib",
+  "mib",
+  "kib",
+  "petabytes",
+  "exabytes",
+  "mbps",
+  "kbps",
+  "mebibytes",
+  "nibbles",
+  "centimes",
+  "shillings",
+  "farthings",
+  "kopecks",
+  "paise",
+  "biennially",
+  "everyday",
   // functions and constants
   "log",
   "sin",
@@ -266,8 +323,106 @@ Deno.test("stripProblemNouns() never drops a word that changes the value", () =>
 });
 
 Deno.test("stripProblemNouns() keeps nouns that look like denied words", () => {
-  const problem = "She has squares, cubes, logs, roses, months, miles, notes and drops.";
+  const problem =
+    "She has 2 squares, 3 cubes, 4 logs, 5 roses, 6 months, 7 miles, 8 notes and 9 drops.";
   for (const w of ["squares", "cubes", "logs", "roses", "months", "miles", "notes", "drops"]) {
     assert.equal(stripProblemNouns(`4 ${w}`, problem), "4", w);
   }
+});
+
+Deno.test("goldTakesNouns(): plain-number golds with an exact value only", () => {
+  for (const gold of ["12", "-3.5", "1,250", "12.0", "\\$12", "0.5", "#### 12"]) {
+    for (const mode of ["reward", "eval"] as const) {
+      assert.equal(goldTakesNouns(prepareGold(gold, { mode })), true, `${gold} (${mode})`);
+    }
+  }
+  for (
+    const gold of [
+      "1{,}250",
+      "\\frac{24}{2}",
+      "24/2",
+      "12\\%",
+      "12x",
+      "x",
+      "(1, 2)",
+      "",
+      "\\frac{1}{",
+    ]
+  ) {
+    for (const mode of ["reward", "eval"] as const) {
+      assert.equal(goldTakesNouns(prepareGold(gold, { mode })), false, `${gold} (${mode})`);
+    }
+  }
+});
+
+Deno.test("stripProblemNouns() drops only words the problem writes after a count", () => {
+  // After a number (or number word), "how many", "how much" or "number of", up to three
+  // words, to punctuation: "5 red apples" licenses "red apples"; "left" as a direction does
+  // not license "12 steps left" (a review's wrong-sign answer), "left" as "remaining" does.
+  const walk = "Sam walks 20 steps to the right, then 8 steps to the left. " +
+    "How many steps to the right of the lamp post is he?";
+  assert.equal(stripProblemNouns("12 steps", walk), "12");
+  assert.equal(stripProblemNouns("12 steps left", walk), null);
+  assert.equal(stripProblemNouns("12 left", walk), null);
+  const rest = "Ann had 20 apples. She ate 8 of them. How many apples are left?";
+  assert.equal(stripProblemNouns("12 left", rest), "12");
+  assert.equal(stripProblemNouns("12 apples left", rest), "12");
+  assert.equal(stripProblemNouns("12 ate", rest), null, "not after a count");
+  const red = "The red barn has 5 apples and 7 red pears; twelve green plums.";
+  assert.equal(stripProblemNouns("12 apples", red), "12");
+  assert.equal(stripProblemNouns("12 red pears", red), "12");
+  assert.equal(stripProblemNouns("12 green plums", red), "12");
+  assert.equal(stripProblemNouns("12 barn", red), null, "in the prose, after no count");
+  assert.equal(stripProblemNouns("12 red apples", red), null, "red only before the barn");
+  for (const lead of ["How much money", "the number of coins", "How many coins"]) {
+    const problem = `Jo saves coins and money. What is ${lead} she has?`;
+    const noun = lead.split(" ").at(-1);
+    assert.equal(stripProblemNouns(`12 ${noun}`, problem), "12", lead);
+  }
+  // A window ends at punctuation or math: "5 apples, pears" licenses apples only.
+  assert.equal(stripProblemNouns("12 pears", "She has 5 apples, pears and $x$ plums."), null);
+  assert.equal(stripProblemNouns("12 plums", "She has $5 x$ plums."), null);
+});
+
+Deno.test("stripProblemNouns() drops a prefixed unit only where the problem asks in it alone", () => {
+  const asked = "A cup holds 250 milliliters. How many milliliters do 3 cups hold?";
+  assert.equal(stripProblemNouns("750 milliliters", asked), "750");
+  assert.equal(stripProblemNouns("750 milliliter", asked), "750");
+  assert.equal(
+    stripProblemNouns("750 milliliters", "A cup holds 250 milliliters. How much do 3 hold?"),
+    null,
+    "not asked in milliliters",
+  );
+  // Another scale of the same unit in the problem: the answer's unit may be the wrong one.
+  for (
+    const problem of [
+      "A 12 liters bottle fills cups of 250 milliliters. How many milliliters are in it?",
+      "A 12 kiloliters tank fills cups of 250 milliliters. How many milliliters are in it?",
+      "It uses 900 watts for 8 hours, that is 7 kilowatts. How many kilowatts is that?",
+    ]
+  ) {
+    for (const unit of ["milliliters", "kilowatts"]) {
+      assert.equal(stripProblemNouns(`12 ${unit}`, problem), null, `${unit}: ${problem}`);
+    }
+  }
+  // Nouns that merely start like a prefix, and -ward/over-/under- nouns, are nouns.
+  const nouns = [
+    "exams",
+    "petals",
+    "centipedes",
+    "microwaves",
+    "megaphones",
+    "kilns",
+    "decks",
+    "awards",
+    "rewards",
+    "stewards",
+    "cowards",
+    "wards",
+    "overalls",
+    "undershirts",
+    "overcoats",
+  ];
+  const problem = `She has ${nouns.map((w) => `2 ${w}`).join(", ")}.`;
+  for (const w of nouns) assert.equal(stripProblemNouns(`4 ${w}`, problem), "4", w);
 });

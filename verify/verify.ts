@@ -9,7 +9,7 @@ import { extractAnswer, type ExtractorName } from "./extract_answer.ts";
 import { normalizeAnswer } from "./normalize_answer.ts";
 import { type PreparedGold, prepareGoldWithin } from "./prepare_gold.ts";
 import { decide, guarded, makeBudget, percentDecision } from "./_decide.ts";
-import { isPlainNumber, stripProblemNouns } from "./problem_nouns.ts";
+import { goldTakesNouns, stripProblemNouns } from "./problem_nouns.ts";
 import type { EquivalenceOptions, VerifyMode, VerifyReason } from "./types.ts";
 
 /** Options for {@linkcode verify}. */
@@ -30,14 +30,23 @@ export interface VerifyOptions extends EquivalenceOptions {
   /**
    * The problem text (optional). When given, and the gold is a plain number, an answer
    * written as a plain number followed by at most three letter-only words is also read as
-   * that number when every such word occurs in the problem's prose (case-insensitive, up to
-   * a simple singular/plural variant such as apple/apples, box/boxes, puppy/puppies) and
-   * none of them changes the value or meaning: comparatives ("less", "more"), operations
-   * ("times", "reciprocal", "squared"), multipliers and scale words ("dozen", "pair",
-   * "hundred"), fractions and ordinals ("half", "sixths"), number words, "true"/"false"/
-   * "not", rates ("per", "each") and the like are never dropped. So `#### 12 bananas` is 12
-   * for a problem about bananas, but `#### 12 dozen` or `#### 12 sixths` never is. Without
-   * it (the default) trailing words other than units are part of the answer, as before.
+   * that number when the problem's prose writes all those words together right after a
+   * count (within three words after a number, "how many", "how much" or "number of":
+   * "5 red apples" licenses "red apples"; case-insensitive, up to a simple singular/plural
+   * variant such as apple/apples, box/boxes, puppy/puppies) and none of them changes the
+   * value or meaning: comparatives ("less", "more", "sooner"), operations ("reciprocal",
+   * "squared"), multipliers and scale words ("dozen", "pair", "hundred", "doz"), fractions
+   * and ordinals ("half", "sixths"), number words, "true"/"false"/"not", rates ("per",
+   * "each", "biennially"), signs and directions ("early", "westward", "downhill",
+   * "overpaid"), changes ("added", "declined"), coins of another value ("centimes") and the
+   * like are never dropped; a prefixed unit ("milliliters") only where the problem asks in
+   * it and uses no other scale of it (see `stripProblemNouns`). So `#### 12 bananas` is 12
+   * for a problem about bananas, but `#### 12 dozen` or `#### 12 sixths` never is. This
+   * rule is separate from the normaliser's unit-word list (`verify/_units.ts`), which drops
+   * its own words after a number with or without `problem`, before this rule is tried:
+   * among them "times", "square", "cubic", "sq", "cents", "percent", "min", "dollars" (so
+   * `#### 12 times` is 12, right for "How many times…"). Without `problem` (the default)
+   * trailing words other than those units are part of the answer, as before.
    */
   problem?: string;
 }
@@ -164,8 +173,7 @@ export function verify(
     let decision = guarded(() => decide({ normalized }, goldSide, options, budget));
     // The problem text licenses the nouns after a plain-number answer ("12 bananas").
     const bare = decision.equal || decision.reason === "timeout" ||
-        typeof options.problem !== "string" || !isPlainNumber(prepared.answer) ||
-        prepared.literal === null
+        typeof options.problem !== "string" || !goldTakesNouns(prepared)
       ? null
       : stripProblemNouns(found.answer, options.problem);
     if (bare !== null) {

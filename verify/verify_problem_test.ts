@@ -84,6 +84,38 @@ Deno.test("verify() with a problem rewards none of the review's wrong answers", 
     ["12 or 13 bananas", "How many bananas or apples?"],
     ["12 x", "Let x be 12. How many x?"],
   ];
+  // The review of the problem option (/tmp/review_merge/fp.ts): the right number with a word
+  // of the problem that changes its meaning.
+  cases.push(
+    [
+      "12 minutes early",
+      "The bus is due at 8:00. It left the depot at 7:30 and the trip takes 42 minutes. " +
+      "How many minutes early or late does it arrive?",
+    ],
+    [
+      "12 steps left",
+      "Sam starts at a lamp post, walks 20 steps to the right, then 8 steps to the left. " +
+      "How many steps to the right of the lamp post is he?",
+    ],
+    [
+      "12 feet underground",
+      "A mole starts 20 feet underground and climbs 32 feet. How many feet above the ground is it?",
+    ],
+    [
+      "12 sooner",
+      "Ann needs 40 minutes and Bob needs 28 minutes. How many minutes sooner does Bob finish?",
+    ],
+    ["12 doz", "Eggs are $3 per doz. Mia buys 144 eggs. How many doz does she buy?"],
+    ["12 googol", "A googol is 10^100. How many googol is 12 googol?"],
+    [
+      "12 milliliters",
+      "A bottle of 12 liters is poured into cups of 250 milliliters. How many liters are in it?",
+    ],
+    ["12 added", "Jo had 5 marbles and 7 added. How many marbles does Jo have?"],
+    ["12 overpaid", "Tim paid $50 for a $38 meal. By how many dollars was he overpaid?"],
+    ["12 westward", "A ship sails 30 km eastward then 18 km westward. How many km east is it?"],
+    ["12 BCE", "A king was born in 30 BCE and died 42 years later. In what year AD did he die?"],
+  );
   for (const [answer, problem] of cases) {
     for (const response of [`#### ${answer}`, `\\boxed{${answer}}`, `Answer: ${answer}.`]) {
       const r = verify(response, "12", { problem });
@@ -91,8 +123,8 @@ Deno.test("verify() with a problem rewards none of the review's wrong answers", 
     }
   }
   // Not this rule's: the unit-word list of the normaliser (verify/_units.ts) already strips
-  // "times", "percent", "square" and "cents" after a number, with or without a problem.
-  for (const w of ["times", "percent", "square", "cents"]) {
+  // these after a number, with or without a problem (as the docs of `problem` say).
+  for (const w of ["times", "percent", "square", "cents", "cubic", "sq", "min", "dollars"]) {
     const problem = `He has 12 ${w}. How many?`;
     assert.equal(verify(`#### 12 ${w}`, "12").correct, true, w);
     assert.deepEqual(verify(`#### 12 ${w}`, "12", { problem }), verify(`#### 12 ${w}`, "12"));
@@ -157,8 +189,9 @@ Deno.test("verify() on GSM8K 'How many <noun>': accepted with the problem, never
     }
     if (given.correct === true) withProblem++;
   }
-  // Measured: 264/684 without the problem, 669/684 with it (rejected: "dozens", "pairs",
-  // "quarters", "fourth" and words like "is"/"do" that are not nouns).
+  // Measured: 264/684 without the problem, 666/684 with it (rejected: "dozens", "pairs",
+  // "quarters", "fourth", "kilowatts" in a problem that also uses watts, and words like
+  // "is"/"do"/"aren" that are not nouns); 669/684 before words had to follow a count.
   assert.ok(items.length > 600, `expected > 600 "How many" questions, got ${items.length}`);
   assert.ok(without < items.length * 0.5, `without: ${without}/${items.length}`);
   assert.ok(withProblem >= items.length * 0.95, `with: ${withProblem}/${items.length}`);
