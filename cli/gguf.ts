@@ -25,7 +25,7 @@ import { exists } from "../internal/exists.ts";
 import { readQwen3Config } from "../model/config.ts";
 import { exportQwen3Gguf, type ExportQwen3GgufOptions } from "../model/gguf_export.ts";
 import { loadQwen3Weights } from "../model/weights.ts";
-import { loadCheckpoint } from "../trainer/checkpoint.ts";
+import { checkBaseModel, loadCheckpoint } from "../trainer/checkpoint.ts";
 import { assignParams, loraParams, modelParams } from "../trainer/params.ts";
 import { withSavedConfigDefaults } from "../trainer/saved_config.ts";
 import { runAdapters } from "../trainer/run_adapters.ts";
@@ -81,6 +81,8 @@ interface ExportSource {
   options: Pick<ExportQwen3GgufOptions, "adapter" | "weights" | "name">;
   /** How the output line describes it. */
   what: string;
+  /** A warning to print first (a checkpoint whose base model cannot be checked). */
+  warning?: string | null;
 }
 
 /**
@@ -103,6 +105,13 @@ async function checkpointSource(dir: string): Promise<ExportSource> {
       `${what}: the checkpoint's base model "${base}" (key "model.path") has no config.json ` +
         `(a relative path is read from the current directory)`,
     );
+  }
+  // Adapters fit only the base model they were trained on (its fingerprint is in meta.json).
+  let warning: string | null;
+  try {
+    warning = await checkBaseModel(checkpoint, base);
+  } catch (error) {
+    throw new RangeError(`${what}: ${(error as Error).message}`);
   }
   const name = `${basename(dirname(dir.replace(/[\\/]+$/, "")))}-${basename(dir)}`;
   const config = await readQwen3Config(base);
@@ -127,7 +136,12 @@ async function checkpointSource(dir: string): Promise<ExportSource> {
   if (meta.weights === "model") {
     const weights = await loadQwen3Weights(base, config);
     fit(modelParams(weights, config).tree);
-    return { modelDir: base, options: { weights, name }, what: `${dir} (full weights on ${base})` };
+    return {
+      modelDir: base,
+      options: { weights, name },
+      what: `${dir} (full weights on ${base})`,
+      warning,
+    };
   }
   // An adapter checkpoint holds only the A/B (and router) tensors: the run's key "adapters"
   // says which modules with what rank and scale.
@@ -147,6 +161,7 @@ async function checkpointSource(dir: string): Promise<ExportSource> {
     modelDir: base,
     options: { adapter: lora, name },
     what: `${dir} (LoRA merged into ${base})`,
+    warning,
   };
 }
 
@@ -241,6 +256,7 @@ export async function main(args: readonly string[], io: GgufCliIO = defaultIO): 
     } else {
       source = await checkpointSource(model);
     }
+    if (source.warning) io.err(`Warning: ${source.warning}`);
     const result = await exportQwen3Gguf(source.modelDir, out, {
       ...source.options,
       dtype,

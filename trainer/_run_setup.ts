@@ -7,6 +7,7 @@
 // resume and its log lines.
 import { basename, dirname, join, resolve } from "node:path";
 import { exists } from "../internal/exists.ts";
+import { fingerprintModel } from "../internal/fingerprint.ts";
 import type { Lora } from "../adapters/lora.ts";
 import { PEFT_PREFIX, savePeftAdapter } from "../adapters/peft_io.ts";
 import { describeHilo } from "../adapters/hilo.ts";
@@ -29,6 +30,7 @@ import { createTokenizer, loadTokenizer, type Tokenizer } from "../model/tokeniz
 import { loadQwen3Weights, openQwen3Weights, type Qwen3Weights } from "../model/weights.ts";
 import { createTrainBackend, type TrainBackend } from "./backend.ts";
 import {
+  checkBaseModel,
   checkpointUnhashed,
   latestCheckpoint,
   loadCheckpoint,
@@ -192,6 +194,11 @@ export async function resolveRunStart(
         `checkpoint "${checkpoint.dir}" predates content hashes: ${unhashed.join(", ")} ` +
           `checked by size only`,
       );
+    }
+    // Adapters trained on a frozen base fit that base only: refuse another model at the same path.
+    if (checkpoint.meta.weights === "adapter" && !config.model.path.startsWith("builtin:")) {
+      const warning = await checkBaseModel(checkpoint, config.model.path);
+      if (warning !== null) warnings.push(warning);
     }
     const source = join(checkpoint.dir, "meta.json");
     // A checkpoint from before rl.rollout existed ran local rollouts (the defaults).
@@ -779,9 +786,18 @@ export interface SaveRunOptions {
  * @param options The state and its description.
  * @returns The checkpoint directory.
  */
-export function saveRun(runDir: string, step: number, options: SaveRunOptions): Promise<string> {
+export async function saveRun(
+  runDir: string,
+  step: number,
+  options: SaveRunOptions,
+): Promise<string> {
   const { config, lora } = options;
-  return saveCheckpoint(runDir, {
+  // Adapters fit only the frozen base they were trained on: its fingerprint goes into meta.json.
+  const base = config.model.path;
+  const baseModel = lora === null || base.startsWith("builtin:")
+    ? undefined
+    : await fingerprintModel(base);
+  return await saveCheckpoint(runDir, {
     step,
     weights: lora === null ? "model" : "adapter",
     tensors: paramTensors(options.backend.params, { prefix: lora === null ? "" : PEFT_PREFIX }),
@@ -791,6 +807,7 @@ export function saveRun(runDir: string, step: number, options: SaveRunOptions): 
       dataPosition: options.dataPosition,
       rng: options.rng,
       ...(options.data === undefined ? {} : { data: options.data }),
+      ...(baseModel === undefined ? {} : { baseModel }),
       metrics: options.metrics,
       gitSha: options.sha,
     },

@@ -1,6 +1,21 @@
-import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:assert/strict";
+import { join } from "node:path";
 import { loadConfig } from "../cli/load_config.ts";
-import { buildRunModel, exportRun, readRunModel, runAdamw } from "./_run_setup.ts";
+import { main as ggufMain } from "../cli/gguf.ts";
+import { exists } from "../internal/exists.ts";
+import { fingerprintFile } from "../internal/fingerprint.ts";
+import {
+  buildRunModel,
+  exportRun,
+  readRunModel,
+  resolveRunStart,
+  runAdamw,
+  saveRun,
+} from "./_run_setup.ts";
+import type { TrainBackend } from "./backend.ts";
+import { loadCheckpoint } from "./checkpoint.ts";
+import { loraParams } from "./params.ts";
+import { runAdapters } from "./run_adapters.ts";
 import { noGpu } from "../gpu/test_utils.ts";
 import { copyModelDir, withTempDir } from "../internal/test_utils.ts";
 import { initQwen3Weights } from "../model/init.ts";
@@ -247,3 +262,63 @@ Deno.test({
     }
   },
 });
+
+Deno.test("an adapter checkpoint records its base model's fingerprint: a resume or a GGUF export on a changed base is refused, naming the file", () =>
+  withTempDir(async (dir) => {
+    const base = await copyModelDir(join(dir, "base"));
+    const c = await loadConfig(undefined, {
+      overrides: [
+        `--model.path=${base}`,
+        "--adapters.kind=lora",
+        "--adapters.r=2",
+        `--run.outDir=${dir}`,
+        "--run.name=r",
+      ],
+    });
+    const head = await readRunModel(c);
+    const lora = runAdapters(c, head.modelConfig)!;
+    const backend = { params: loraParams(lora) } as unknown as TrainBackend;
+    const runDir = join(dir, "r");
+    const step = await saveRun(runDir, 1, {
+      config: c,
+      backend,
+      lora,
+      optState: {},
+      dataPosition: 0,
+      rng: {},
+      metrics: {},
+      sha: null,
+    });
+    const recorded = (await loadCheckpoint(step)).meta.baseModel;
+    ok(recorded !== null && recorded["model.safetensors"] !== undefined, JSON.stringify(recorded));
+    const options = { resume: true, fixedKeys: [] };
+    deepStrictEqual((await resolveRunStart(c, options)).warnings, []);
+
+    // The same base directory, its weights replaced (another fine-tune): refused.
+    const weights = join(base, "model.safetensors");
+    const bytes = await Deno.readFile(weights);
+    bytes[bytes.length - 3] ^= 0x40;
+    await Deno.writeFile(weights, bytes);
+    const now = (await fingerprintFile(weights, { sampled: true })).sha256.slice(0, 16);
+    const was = recorded["model.safetensors"].sha256.slice(0, 16);
+    const message = new RegExp(
+      `base model "${base}".*file "${weights}" changed: recorded .*${was}.*now .*${now}`,
+    );
+    await rejects(resolveRunStart(c, options), message);
+    const err: string[] = [];
+    const io = { out: () => {}, err: (l: string) => err.push(l) };
+    strictEqual(await ggufMain(["--model", step, "--out", join(dir, "x.gguf")], io), 2);
+    match(err.join("\n"), message);
+    strictEqual(await exists(join(dir, "x.gguf")), false);
+
+    // A checkpoint from before the record: a warning, not an error.
+    const metaPath = join(step, "meta.json");
+    const meta = JSON.parse(await Deno.readTextFile(metaPath));
+    delete meta.baseModel;
+    await Deno.writeTextFile(metaPath, JSON.stringify(meta));
+    const { warnings } = await resolveRunStart(c, options);
+    ok(
+      warnings.some((w) => w.includes("records no fingerprint of its base model")),
+      warnings.join("\n"),
+    );
+  }));
