@@ -39,6 +39,7 @@ import {
 } from "./checkpoint.ts";
 import { DEFAULT_CONFIG, type TrainConfig } from "./config.ts";
 import { exportQwen3Model } from "./export_model.ts";
+import { checkExportDir, writeExportDir } from "./export_dir.ts";
 import { flattenOptState, restoreOptState } from "./opt_state_io.ts";
 import {
   adamw,
@@ -834,32 +835,52 @@ export async function exportRun(
   dirs: readonly string[],
 ): Promise<string[]> {
   const exported: string[] = [];
+  // Every directory is checked before any is written (an export never lands on model.path, a
+  // file or a directory of other files).
   for (const dir of dirs) {
-    if (run.lora?.hilo) {
-      await saveHiloAdapter(dir, run.lora, { baseModelNameOrPath: config.model.path });
-    } else if (run.lora !== null) {
-      await savePeftAdapter(dir, run.lora, { baseModelNameOrPath: config.model.path });
-    } else {
-      if (head.tokenizerJson === null) continue; // a tokenizer given by the caller: no files
-      if (run.weights === null) {
-        throw new Error(
-          `Cannot export the full model to "${dir}": the run kept no host weights (they are ` +
-            `kept when "adapters.kind" is "none")`,
-        );
-      }
-      await exportQwen3Model(dir, {
-        config: head.modelConfig,
-        weights: run.weights,
-        tokenizerJson: head.tokenizerJson,
-        tokenizerConfig: head.tokenizerConfig,
-        chatTemplate: head.chatTemplate,
-        initializerRange: config.model.initStd,
-        generationConfig: head.generationConfig?.json,
-      });
+    await checkExportDir(dir, { modelPath: config.model.path, flag: "export directory" });
+  }
+  const kind = run.lora === null ? "model" : run.lora.hilo ? "hilo" : "lora";
+  for (const dir of dirs) {
+    if (run.lora === null && head.tokenizerJson === null) continue; // no tokenizer files
+    if (run.lora === null && run.weights === null) {
+      throw new Error(
+        `Cannot export the full model to "${dir}": the run kept no host weights (they are ` +
+          `kept when "adapters.kind" is "none")`,
+      );
     }
+    // Into a temporary directory beside it, renamed into place (a previous export is replaced
+    // whole: none of its files stays beside the new ones).
+    await writeExportDir(dir, (tmp) => writeExport(tmp, config, head, run), {
+      kind,
+      baseModel: config.model.path,
+    });
     exported.push(dir);
   }
   return exported;
+}
+
+async function writeExport(
+  dir: string,
+  config: TrainConfig,
+  head: RunModelHead,
+  run: Pick<RunModel, "weights" | "lora">,
+): Promise<void> {
+  if (run.lora?.hilo) {
+    await saveHiloAdapter(dir, run.lora, { baseModelNameOrPath: config.model.path });
+  } else if (run.lora !== null) {
+    await savePeftAdapter(dir, run.lora, { baseModelNameOrPath: config.model.path });
+  } else {
+    await exportQwen3Model(dir, {
+      config: head.modelConfig,
+      weights: run.weights!,
+      tokenizerJson: head.tokenizerJson,
+      tokenizerConfig: head.tokenizerConfig,
+      chatTemplate: head.chatTemplate,
+      initializerRange: config.model.initStd,
+      generationConfig: head.generationConfig?.json,
+    });
+  }
 }
 
 /**
