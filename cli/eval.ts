@@ -286,6 +286,11 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
           ? `${baseName(adapters[0] ?? models[0] ?? "model")}_${dataName}`
           : `compare_${dataName}`,
       );
+    if ((await Deno.stat(out).catch(() => null))?.isFile) {
+      throw new RangeError(
+        `Cannot evaluate: --out "${out}" is a file: give a directory (created if missing)`,
+      );
+    }
     const systems = pairSystems(models, adapters, out);
     const k = positiveInteger("--k", str("k")) ?? 16;
     const backend = str("backend") ?? "auto";

@@ -245,3 +245,18 @@ Deno.test("main() warns on stderr when the evaluated run trained on the evaluati
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main() --out naming a file: exit 2, naming --out", async () => {
+  const file = await Deno.makeTempFile();
+  try {
+    const { err, io } = capture();
+    assert.equal(await main([...tiny, "--k", "1", "--limit", "1", "--out", file], io), 2);
+    assert.equal(
+      err[0],
+      `Cannot evaluate: --out "${file}" is a file: give a directory (created if missing)`,
+    );
+    assert.equal(await Deno.readTextFile(file), "");
+  } finally {
+    await Deno.remove(file);
+  }
+});

@@ -18,14 +18,14 @@
  */
 
 import { parseArgs } from "node:util";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { Lora } from "../adapters/lora.ts";
 import { PEFT_PREFIX } from "../adapters/peft_io.ts";
 import { exists } from "../internal/exists.ts";
 import { readQwen3Config } from "../model/config.ts";
 import { exportQwen3Gguf, type ExportQwen3GgufOptions } from "../model/gguf_export.ts";
 import { loadQwen3Weights } from "../model/weights.ts";
-import { loadCheckpoint } from "../trainer/checkpoint.ts";
+import { checkBaseModel, loadCheckpoint } from "../trainer/checkpoint.ts";
 import { assignParams, loraParams, modelParams } from "../trainer/params.ts";
 import { withSavedConfigDefaults } from "../trainer/saved_config.ts";
 import { runAdapters } from "../trainer/run_adapters.ts";
@@ -61,7 +61,8 @@ Options:
                      a run's checkpoint out/<run>/step_NNNNNN/ (full weights, or LoRA adapters
                      merged, on the base model its meta.json names); for a LoRA run's final/
                      (a PEFT adapter) give --model BASE --adapter out/<run>/final
-  --out FILE         the GGUF file to write (replaced atomically if it exists)
+  --out FILE         the GGUF file to write (an existing .gguf file is replaced atomically; not
+                     a directory, another existing file, or a path inside --model/--adapter)
   --adapter DIR      PEFT LoRA adapter directory to merge (not with a checkpoint; HILO mixtures
                      cannot be merged)
   --dtype f32|f16    storage of the weight matrices (default f32; f16 halves the file, norms stay
@@ -81,6 +82,8 @@ interface ExportSource {
   options: Pick<ExportQwen3GgufOptions, "adapter" | "weights" | "name">;
   /** How the output line describes it. */
   what: string;
+  /** A warning to print first (a checkpoint whose base model cannot be checked). */
+  warning?: string | null;
 }
 
 /**
@@ -103,6 +106,13 @@ async function checkpointSource(dir: string): Promise<ExportSource> {
       `${what}: the checkpoint's base model "${base}" (key "model.path") has no config.json ` +
         `(a relative path is read from the current directory)`,
     );
+  }
+  // Adapters fit only the base model they were trained on (its fingerprint is in meta.json).
+  let warning: string | null;
+  try {
+    warning = await checkBaseModel(checkpoint, base);
+  } catch (error) {
+    throw new RangeError(`${what}: ${(error as Error).message}`);
   }
   const name = `${basename(dirname(dir.replace(/[\\/]+$/, "")))}-${basename(dir)}`;
   const config = await readQwen3Config(base);
@@ -127,7 +137,12 @@ async function checkpointSource(dir: string): Promise<ExportSource> {
   if (meta.weights === "model") {
     const weights = await loadQwen3Weights(base, config);
     fit(modelParams(weights, config).tree);
-    return { modelDir: base, options: { weights, name }, what: `${dir} (full weights on ${base})` };
+    return {
+      modelDir: base,
+      options: { weights, name },
+      what: `${dir} (full weights on ${base})`,
+      warning,
+    };
   }
   // An adapter checkpoint holds only the A/B (and router) tensors: the run's key "adapters"
   // says which modules with what rank and scale.
@@ -147,7 +162,55 @@ async function checkpointSource(dir: string): Promise<ExportSource> {
     modelDir: base,
     options: { adapter: lora, name },
     what: `${dir} (LoRA merged into ${base})`,
+    warning,
   };
+}
+
+/** The absolute path with symbolic links resolved as far as it exists. */
+async function realish(path: string): Promise<string> {
+  const abs = resolve(path);
+  try {
+    return await Deno.realPath(abs);
+  } catch {
+    const parent = dirname(abs);
+    return parent === abs ? abs : join(await realish(parent), basename(abs));
+  }
+}
+
+/**
+ * Refuses an `--out` inside one of the input directories, an existing file not ending in
+ * `.gguf`, or an existing directory.
+ */
+async function checkOut(out: string, inputs: [string, string | undefined][]): Promise<void> {
+  const target = await realish(out);
+  for (const [flag, dir] of inputs) {
+    if (dir === undefined) continue;
+    const rel = relative(await realish(dir), target);
+    if (rel === "" || (!rel.startsWith("..") && !isAbsolute(rel))) {
+      throw new RangeError(
+        `Cannot export GGUF: --out "${out}" is inside ${flag} "${dir}" (it would write over or ` +
+          `beside the input): write the .gguf file elsewhere`,
+      );
+    }
+  }
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(out);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw error;
+  }
+  if (info.isDirectory) {
+    throw new RangeError(
+      `Cannot export GGUF: --out "${out}" is a directory (give the .gguf file to write)`,
+    );
+  }
+  if (!out.toLowerCase().endsWith(".gguf")) {
+    throw new RangeError(
+      `Cannot export GGUF: --out "${out}" exists and is not a .gguf file (it would be replaced): ` +
+        `give a path ending in .gguf, or remove the file first`,
+    );
+  }
 }
 
 /**
@@ -217,7 +280,7 @@ export async function main(args: readonly string[], io: GgufCliIO = defaultIO): 
       );
     }
     const adapter = str("adapter");
-    let source: ExportSource;
+    let source: ExportSource | null = null;
     if (await exists(join(model, "config.json"))) {
       source = {
         modelDir: model,
@@ -238,9 +301,13 @@ export async function main(args: readonly string[], io: GgufCliIO = defaultIO): 
         `Cannot export GGUF: --adapter cannot be combined with a checkpoint --model ("${model}"), ` +
           `whose own weights are exported: give its base model directory instead`,
       );
-    } else {
-      source = await checkpointSource(model);
     }
+    // Before any work: the output must not land on an input, on a file that is not a GGUF, or
+    // on a directory.
+    await checkOut(out, [["--model", model], ["--adapter", adapter]]);
+    source ??= await checkpointSource(model);
+    if (source.modelDir !== model) await checkOut(out, [["the base model", source.modelDir]]);
+    if (source.warning) io.err(`Warning: ${source.warning}`);
     const result = await exportQwen3Gguf(source.modelDir, out, {
       ...source.options,
       dtype,

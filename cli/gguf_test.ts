@@ -254,3 +254,51 @@ Deno.test("deno task gguf exports a run's checkpoint: LoRA adapters merged on it
       weights.embedTokens.map(Math.f16round),
     );
   }));
+
+Deno.test("deno task gguf refuses an --out inside --model or --adapter, an existing non-.gguf file or a directory, before any work", () =>
+  withDir(async (dir) => {
+    const model = join(dir, "m");
+    await Deno.mkdir(model);
+    for (const entry of Deno.readDirSync(MODEL)) {
+      await Deno.copyFile(join(MODEL, entry.name), join(model, entry.name));
+    }
+    const weights = join(model, "model.safetensors");
+    const before = await Deno.readFile(weights);
+    const adapter = join(dir, "adapter");
+    await Deno.mkdir(adapter);
+    const notes = join(dir, "notes.txt");
+    await Deno.writeTextFile(notes, "keep me");
+    const outDir = join(dir, "outdir");
+    await Deno.mkdir(outDir);
+    const cases: [string[], string][] = [
+      [
+        ["--model", model, "--out", weights],
+        `Cannot export GGUF: --out "${weights}" is inside --model "${model}"`,
+      ],
+      [
+        ["--model", model, "--out", join(model, "new.gguf")],
+        `Cannot export GGUF: --out "${join(model, "new.gguf")}" is inside --model "${model}"`,
+      ],
+      [
+        ["--model", model, "--adapter", adapter, "--out", join(adapter, "x.gguf")],
+        `Cannot export GGUF: --out "${join(adapter, "x.gguf")}" is inside --adapter "${adapter}"`,
+      ],
+      [
+        ["--model", model, "--out", notes],
+        `Cannot export GGUF: --out "${notes}" exists and is not a .gguf file`,
+      ],
+      [
+        ["--model", model, "--out", outDir],
+        `Cannot export GGUF: --out "${outDir}" is a directory (give the .gguf file to write)`,
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const { err, io } = capture();
+      assert.equal(await main(args, io), 2, args.join(" "));
+      assert.ok(err[0]?.startsWith(message), `${args.join(" ")}\n${err.join("\n")}`);
+    }
+    assert.deepEqual(await Deno.readFile(weights), before);
+    assert.equal(await Deno.readTextFile(notes), "keep me");
+    assert.deepEqual([...Deno.readDirSync(outDir)], []);
+    assert.deepEqual([...Deno.readDirSync(adapter)], []);
+  }));

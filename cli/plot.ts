@@ -89,6 +89,11 @@ export async function main(args: readonly string[], io: PlotCliIO = defaultIO): 
     return 2;
   }
   try {
+    if (values.out !== undefined && (await Deno.stat(values.out).catch(() => null))?.isFile) {
+      throw new RangeError(
+        `Cannot plot: --out "${values.out}" is a file: give a directory (created if missing)`,
+      );
+    }
     const { charts } = await plotRunCurves(positionals[0], { outDir: values.out, all: values.all });
     if (charts.length === 0) io.err(`No chart: no known metric key in "${positionals[0]}"`);
     for (const chart of charts) io.out(`${chart.path} (${chart.keys.join(", ")})`);

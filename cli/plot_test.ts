@@ -50,3 +50,24 @@ Deno.test("main() exits 2 on a usage or input error", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main() --out naming a file: exit 2, naming --out", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${dir}/metrics.jsonl`,
+      '{"step":1,"loss":1}\n{"step":2,"loss":0.5}\n',
+    );
+    const file = `${dir}/notes.txt`;
+    await Deno.writeTextFile(file, "keep");
+    const result = await run([dir, "--out", file]);
+    assert.equal(result.code, 2);
+    assert.equal(
+      result.err[0],
+      `Cannot plot: --out "${file}" is a file: give a directory (created if missing)`,
+    );
+    assert.equal(await Deno.readTextFile(file), "keep");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

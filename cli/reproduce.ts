@@ -12,7 +12,9 @@
  * skipped, a started one resumes from its newest checkpoint (the trainer's bit-exact resume), and
  * a run whose checkpoint config differs from what the experiment now gives (apart from
  * `trainer.steps`, `rl.eval.every` and `checkpoint.*`) is an error naming the key. Raising
- * `trainer.steps` continues finished runs. A finished evaluation is reused, a killed one resumes.
+ * `trainer.steps` continues finished runs. A finished evaluation is reused, a killed one resumes
+ * (both through `runEval`, which refuses a folder whose model, adapter or data files changed since
+ * its samples were drawn).
  * Hand-written notes in `docs/results/<name>.notes.md` are copied into the page.
  *
  * @module
@@ -369,11 +371,12 @@ export async function reproduce(
     let summary: EvalSummary | null = null;
     if (state.finished) {
       const summaryPath = join(evalDir, "summary.json");
-      if (
-        options.evaluate !== false && selected.has(run.name) &&
-        !(await summaryCurrent(summaryPath, e.k))
-      ) {
-        log(`${run.name}: evaluating ${join(run.runDir, "final")}`);
+      // A finished evaluation goes through runEval too (it re-summarizes without the model): it
+      // refuses a folder whose model or data files changed since its samples were drawn.
+      if (options.evaluate !== false && selected.has(run.name)) {
+        if (!(await summaryCurrent(summaryPath, e.k))) {
+          log(`${run.name}: evaluating ${join(run.runDir, "final")}`);
+        }
         await runEval({
           model: join(run.runDir, "final"),
           data: e.data,
@@ -435,8 +438,10 @@ export async function reproduce(
     all.every((r) => configs.get(r.name)!.model.path === startModel)
   ) {
     const summaryPath = join(startDir, "summary.json");
-    if (options.evaluate !== false && !(await summaryCurrent(summaryPath, e.k))) {
-      log(`evaluating the starting model ${startModel}`);
+    if (options.evaluate !== false) {
+      if (!(await summaryCurrent(summaryPath, e.k))) {
+        log(`evaluating the starting model ${startModel}`);
+      }
       await runEval({
         model: startModel,
         data: e.data,

@@ -13,11 +13,13 @@
  * checkpoint's own config is used, writing into DIR's run directory wherever the saved config
  * pointed; with `--config`, DIR must be in the config's run directory). Output goes to `<run.outDir>/<run.name>/`: `metrics.jsonl`,
  * `step_NNNNNN/` checkpoints and `final/` (the model, or the PEFT adapter); `--export DIR` writes
- * the final model there too. `--workers N` spreads each batch over N CPU threads (default: the
+ * the final model there too (checked before training: a new or empty directory, or a previous
+ * export, which is replaced whole; never `model.path`, inside it or a folder holding it). `--workers N` spreads each batch over N CPU threads (default: the
  * number of cores, at most 8); the results do not depend on it.
  *
  * @module
  */
+import { checkExportDir } from "../trainer/export_dir.ts";
 import { parseArgs } from "node:util";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -262,6 +264,10 @@ export async function main(args: string[]): Promise<RunSftResult | RunRlResult |
     return null;
   }
   const config = await resolveTrainConfig(parsed);
+  // Before anything is trained (SFT and RL): --export must be a directory it may write.
+  if (parsed.export !== undefined) {
+    await checkExportDir(parsed.export, { modelPath: config.model.path });
+  }
   const started = performance.now();
   if (config.trainer.mode === "rl") return await mainRl(config, parsed, started);
   const result = await runSft(config, {

@@ -11,8 +11,17 @@
  */
 
 import { exists } from "../internal/exists.ts";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
+import {
+  type DirFingerprint,
+  type FileFingerprint,
+  fingerprintDifference,
+  fingerprintFile,
+  fingerprintModel,
+  parseFingerprint,
+} from "../internal/fingerprint.ts";
+import { isPlainObject } from "../internal/is_plain_object.ts";
 import { loadModel } from "../model/load_model.ts";
 import { loadTokenizer, type Tokenizer } from "../model/tokenizer.ts";
 import { checkTokenizerFitsModel } from "../model/check_tokenizer_vocab.ts";
@@ -307,6 +316,60 @@ async function loadSystem(
   }
 }
 
+/** Throws when a file behind `--model`, `--adapter` or `--data` differs from the record. */
+function checkFingerprints(
+  configPath: string,
+  recorded: unknown,
+  now: Record<string, unknown>,
+  options: RunEvalOptions,
+  dataPath: string | null,
+): void {
+  if (!isPlainObject(recorded)) {
+    throw new TypeError(
+      `Cannot resume the evaluation: "${configPath}": key "fingerprints" must be a mapping: ` +
+        `current value is ${JSON.stringify(recorded)}`,
+    );
+  }
+  const outDir = dirname(configPath);
+  const sources: [string, string, string | null][] = [
+    ["model", "--model", options.model],
+    ["adapter", "--adapter", options.adapter ?? null],
+    ["data", "--data", dataPath],
+  ];
+  for (const [key, flag, path] of sources) {
+    const was = recorded[key];
+    const is = now[key];
+    if (was === undefined && is === undefined) continue;
+    let difference: string | null;
+    if (key === "data") {
+      const wrap = (f: unknown) =>
+        f === undefined ? {} : { [basename(path ?? "data")]: parseFileFingerprint(f, configPath) };
+      difference = fingerprintDifference(
+        wrap(was),
+        wrap(is),
+        path === null ? undefined : dirname(path),
+      );
+    } else {
+      difference = fingerprintDifference(
+        was === undefined ? {} : parseFingerprint(was, configPath, `fingerprints.${key}`),
+        (is ?? {}) as DirFingerprint,
+        path ?? undefined,
+      );
+    }
+    if (difference !== null) {
+      throw new Error(
+        `Cannot resume the evaluation in "${outDir}": ${flag} "${path ?? "none"}" changed since ` +
+          `its samples were drawn: ${difference} (a fingerprint: size and SHA-256, of sampled ` +
+          `chunks for weights): give the same files, another --out, or --overwrite`,
+      );
+    }
+  }
+}
+
+function parseFileFingerprint(value: unknown, configPath: string): FileFingerprint {
+  return parseFingerprint({ data: value }, configPath, "fingerprints").data;
+}
+
 /**
  * Runs (or resumes) one evaluation: loads the problems, then, for each problem not yet in
  * `<outDir>/samples.jsonl`, renders the prompt (template through the tokenizer's chat template,
@@ -398,14 +461,27 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
       await removeIfPresent(path);
     }
   }
-  const configText = JSON.stringify(config, null, 2) + "\n";
+  // What the settings name by path, fingerprinted: a resume on other files at those paths would
+  // mix samples of two models (or two data sets) into one summary.
+  const fingerprints: Record<string, unknown> = {
+    model: await fingerprintModel(options.model),
+    ...(options.adapter ? { adapter: await fingerprintModel(options.adapter) } : {}),
+    ...(dataPath === null ? {} : { data: await fingerprintFile(dataPath) }),
+  };
+  const configText = JSON.stringify({ ...config, fingerprints }, null, 2) + "\n";
   if (await exists(configPath)) {
-    const previous = {
-      ...SETTINGS_BEFORE_THEY_EXISTED,
-      ...await readJsonFile(configPath, {
-        context: `Cannot resume the evaluation in "${outDir}": reading`,
-      }) as Record<string, unknown>,
-    };
+    const { fingerprints: recorded, ...saved } = await readJsonFile(configPath, {
+      context: `Cannot resume the evaluation in "${outDir}": reading`,
+    }) as Record<string, unknown>;
+    const previous = { ...SETTINGS_BEFORE_THEY_EXISTED, ...saved };
+    if (recorded === undefined) {
+      log(
+        `"${configPath}" records no fingerprints (written before they were): cannot check that ` +
+          `--model, --adapter and --data are the files its samples came from`,
+      );
+    } else {
+      checkFingerprints(configPath, recorded, fingerprints, options, dataPath);
+    }
     for (const key of new Set([...Object.keys(previous), ...Object.keys(config)])) {
       if (JSON.stringify(previous[key]) !== JSON.stringify(config[key])) {
         throw new Error(

@@ -314,3 +314,59 @@ Deno.test("runEval() of an RL run's checkpoint defaults to its rl.template; --te
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("runEval() refuses to resume on a changed model or data file, naming it", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const modelDir = await copyModelDir(join(root, "model"));
+    const dataPath = join(root, "d.jsonl");
+    await Deno.writeTextFile(
+      dataPath,
+      '{"question": "1+2=", "answer": "3"}\n{"question": "2+2=", "answer": "4"}\n',
+    );
+    const options = { ...base, model: modelDir, data: dataPath, k: 1, maxNewTokens: 4 };
+    const outDir = join(root, "out");
+    const first = await runEval({ ...options, outDir, stopAfter: 1 });
+    assert.equal(first.promptsDone, 1);
+    const recorded = JSON.parse(await read(outDir, "eval_config.json")).fingerprints;
+    assert.ok(recorded?.model?.["model.safetensors"], JSON.stringify(recorded));
+    assert.equal(recorded.data.bytes, (await Deno.stat(dataPath)).size);
+
+    // Another model's weights at the same path: refused, naming the file.
+    const weights = join(modelDir, "model.safetensors");
+    const original = await Deno.readFile(weights);
+    const changed = original.slice();
+    changed[changed.length - 5] ^= 0x40;
+    await Deno.writeFile(weights, changed);
+    await assert.rejects(
+      () => runEval({ ...options, outDir }),
+      new RegExp(`--model "${modelDir}" changed since.*file "${weights}" changed: recorded`),
+    );
+    await Deno.writeFile(weights, original);
+
+    // The data file edited: refused, naming it.
+    await Deno.writeTextFile(dataPath, '{"question": "9+9=", "answer": "18"}\n', { append: true });
+    await assert.rejects(
+      () => runEval({ ...options, outDir }),
+      new RegExp(`--data "${dataPath}" changed since.*recorded \\d+ bytes`),
+    );
+    const lines = (await Deno.readTextFile(dataPath)).split("\n");
+    await Deno.writeTextFile(dataPath, lines.slice(0, 2).join("\n") + "\n");
+
+    // Unchanged again: the resume completes.
+    const done = await runEval({ ...options, outDir });
+    assert.equal(done.complete, true);
+    assert.equal(done.promptsResumed, 1);
+
+    // A folder from before the fingerprints: resumes with a note.
+    const configPath = join(outDir, "eval_config.json");
+    const saved = JSON.parse(await Deno.readTextFile(configPath));
+    delete saved.fingerprints;
+    await Deno.writeTextFile(configPath, JSON.stringify(saved));
+    const notes: string[] = [];
+    await runEval({ ...options, outDir, log: (l) => notes.push(l) });
+    assert.ok(notes.some((n) => n.includes("records no fingerprints")), notes.join("\n"));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

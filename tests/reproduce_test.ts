@@ -92,6 +92,17 @@ Deno.test({
       deepStrictEqual(third.runs.map((r) => r.action), ["skipped", "skipped"]);
       strictEqual(await Deno.readTextFile(timing), before);
 
+      // A finished evaluation is not reused once the model it evaluated changed: refused, naming it.
+      const finalWeights = join(dir, "runs", "dapo_seed0", "final", "model.safetensors");
+      const original = await Deno.readFile(finalWeights);
+      const flipped = original.slice();
+      flipped[flipped.length - 7] ^= 0x40;
+      await Deno.writeFile(finalWeights, flipped);
+      let refused = "";
+      await reproduce(experimentPath, { log }).catch((e) => (refused = e.message));
+      ok(refused.includes(`file "${finalWeights}" changed: recorded`), refused);
+      await Deno.writeFile(finalWeights, original);
+
       // A run folder the experiment no longer describes is an error naming the key.
       const changed = (await Deno.readTextFile(experimentPath)).replace(
         '"--trainer.steps=2"',

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { parseTrainArgs, resolveTrainConfig } from "../cli/train.ts";
 import { runSft } from "../trainer/sft.ts";
 import { QUIET, tinyConfig, withTempDir } from "./train_utils.ts";
+import { copyModelDir } from "../internal/test_utils.ts";
 
 Deno.test("parseTrainArgs() separates overrides, --resume [DIR] and flags", () => {
   deepStrictEqual(parseTrainArgs(["--resume", "out/x", "--overwrite", "--trainer.lr=1e-3"]), {
@@ -113,4 +114,29 @@ Deno.test("deno task train exits 2 with the config error on stderr", async () =>
     text.includes('key "data.digits" (set by "--data.digits=9") must be <= 6: current value is 9'),
     text,
   );
+});
+
+Deno.test("runSft() checks --export before training: a file or model.path is refused, nothing written", async () => {
+  await withTempDir(async (dir) => {
+    const file = join(dir, "export.txt");
+    await Deno.writeTextFile(file, "x");
+    const config = await tinyConfig(join(dir, "runs"), ["--trainer.steps=2"]);
+    await rejects(runSft(config, { ...QUIET, exportDir: file }), {
+      name: "RangeError",
+      message: `Cannot export to --export "${file}": it is a file; --export takes a directory ` +
+        "(created if missing)",
+    });
+    const model = join(dir, "model");
+    await copyModelDir(model);
+    const onModel = await tinyConfig(join(dir, "runs"), [
+      "--trainer.steps=2",
+      `--model.path=${model}`,
+    ]);
+    await rejects(runSft(onModel, { ...QUIET, exportDir: join(model, "sub") }), {
+      name: "RangeError",
+      message: /--export ".*\/model\/sub" is the model directory ".*\/model" \(key "model\.path"\)/,
+    });
+    // Refused before training: no run directory.
+    deepStrictEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["export.txt", "model"]);
+  });
 });

@@ -7,6 +7,7 @@
 // resume and its log lines.
 import { basename, dirname, join, resolve } from "node:path";
 import { exists } from "../internal/exists.ts";
+import { fingerprintModel } from "../internal/fingerprint.ts";
 import type { Lora } from "../adapters/lora.ts";
 import { PEFT_PREFIX, savePeftAdapter } from "../adapters/peft_io.ts";
 import { describeHilo } from "../adapters/hilo.ts";
@@ -30,6 +31,7 @@ import { checkTokenizerFitsModel } from "../model/check_tokenizer_vocab.ts";
 import { loadQwen3Weights, openQwen3Weights, type Qwen3Weights } from "../model/weights.ts";
 import { createTrainBackend, type TrainBackend } from "./backend.ts";
 import {
+  checkBaseModel,
   checkpointUnhashed,
   latestCheckpoint,
   loadCheckpoint,
@@ -38,6 +40,7 @@ import {
 } from "./checkpoint.ts";
 import { DEFAULT_CONFIG, type TrainConfig } from "./config.ts";
 import { exportQwen3Model } from "./export_model.ts";
+import { checkExportDir, writeExportDir } from "./export_dir.ts";
 import { flattenOptState, restoreOptState } from "./opt_state_io.ts";
 import {
   adamw,
@@ -193,6 +196,11 @@ export async function resolveRunStart(
         `checkpoint "${checkpoint.dir}" predates content hashes: ${unhashed.join(", ")} ` +
           `checked by size only`,
       );
+    }
+    // Adapters trained on a frozen base fit that base only: refuse another model at the same path.
+    if (checkpoint.meta.weights === "adapter" && !config.model.path.startsWith("builtin:")) {
+      const warning = await checkBaseModel(checkpoint, config.model.path);
+      if (warning !== null) warnings.push(warning);
     }
     const source = join(checkpoint.dir, "meta.json");
     // A checkpoint from before rl.rollout existed ran local rollouts (the defaults).
@@ -783,9 +791,18 @@ export interface SaveRunOptions {
  * @param options The state and its description.
  * @returns The checkpoint directory.
  */
-export function saveRun(runDir: string, step: number, options: SaveRunOptions): Promise<string> {
+export async function saveRun(
+  runDir: string,
+  step: number,
+  options: SaveRunOptions,
+): Promise<string> {
   const { config, lora } = options;
-  return saveCheckpoint(runDir, {
+  // Adapters fit only the frozen base they were trained on: its fingerprint goes into meta.json.
+  const base = config.model.path;
+  const baseModel = lora === null || base.startsWith("builtin:")
+    ? undefined
+    : await fingerprintModel(base);
+  return await saveCheckpoint(runDir, {
     step,
     weights: lora === null ? "model" : "adapter",
     tensors: paramTensors(options.backend.params, { prefix: lora === null ? "" : PEFT_PREFIX }),
@@ -795,6 +812,7 @@ export function saveRun(runDir: string, step: number, options: SaveRunOptions): 
       dataPosition: options.dataPosition,
       rng: options.rng,
       ...(options.data === undefined ? {} : { data: options.data }),
+      ...(baseModel === undefined ? {} : { baseModel }),
       metrics: options.metrics,
       gitSha: options.sha,
     },
@@ -821,32 +839,52 @@ export async function exportRun(
   dirs: readonly string[],
 ): Promise<string[]> {
   const exported: string[] = [];
+  // Every directory is checked before any is written (an export never lands on model.path, a
+  // file or a directory of other files).
   for (const dir of dirs) {
-    if (run.lora?.hilo) {
-      await saveHiloAdapter(dir, run.lora, { baseModelNameOrPath: config.model.path });
-    } else if (run.lora !== null) {
-      await savePeftAdapter(dir, run.lora, { baseModelNameOrPath: config.model.path });
-    } else {
-      if (head.tokenizerJson === null) continue; // a tokenizer given by the caller: no files
-      if (run.weights === null) {
-        throw new Error(
-          `Cannot export the full model to "${dir}": the run kept no host weights (they are ` +
-            `kept when "adapters.kind" is "none")`,
-        );
-      }
-      await exportQwen3Model(dir, {
-        config: head.modelConfig,
-        weights: run.weights,
-        tokenizerJson: head.tokenizerJson,
-        tokenizerConfig: head.tokenizerConfig,
-        chatTemplate: head.chatTemplate,
-        initializerRange: config.model.initStd,
-        generationConfig: head.generationConfig?.json,
-      });
+    await checkExportDir(dir, { modelPath: config.model.path, flag: "export directory" });
+  }
+  const kind = run.lora === null ? "model" : run.lora.hilo ? "hilo" : "lora";
+  for (const dir of dirs) {
+    if (run.lora === null && head.tokenizerJson === null) continue; // no tokenizer files
+    if (run.lora === null && run.weights === null) {
+      throw new Error(
+        `Cannot export the full model to "${dir}": the run kept no host weights (they are ` +
+          `kept when "adapters.kind" is "none")`,
+      );
     }
+    // Into a temporary directory beside it, renamed into place (a previous export is replaced
+    // whole: none of its files stays beside the new ones).
+    await writeExportDir(dir, (tmp) => writeExport(tmp, config, head, run), {
+      kind,
+      baseModel: config.model.path,
+    });
     exported.push(dir);
   }
   return exported;
+}
+
+async function writeExport(
+  dir: string,
+  config: TrainConfig,
+  head: RunModelHead,
+  run: Pick<RunModel, "weights" | "lora">,
+): Promise<void> {
+  if (run.lora?.hilo) {
+    await saveHiloAdapter(dir, run.lora, { baseModelNameOrPath: config.model.path });
+  } else if (run.lora !== null) {
+    await savePeftAdapter(dir, run.lora, { baseModelNameOrPath: config.model.path });
+  } else {
+    await exportQwen3Model(dir, {
+      config: head.modelConfig,
+      weights: run.weights!,
+      tokenizerJson: head.tokenizerJson,
+      tokenizerConfig: head.tokenizerConfig,
+      chatTemplate: head.chatTemplate,
+      initializerRange: config.model.initStd,
+      generationConfig: head.generationConfig?.json,
+    });
+  }
 }
 
 /**

@@ -1,6 +1,21 @@
-import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, match, ok, rejects, strictEqual, throws } from "node:assert/strict";
+import { join } from "node:path";
 import { loadConfig } from "../cli/load_config.ts";
-import { buildRunModel, exportRun, readRunModel, runAdamw } from "./_run_setup.ts";
+import { main as ggufMain } from "../cli/gguf.ts";
+import { exists } from "../internal/exists.ts";
+import { fingerprintFile } from "../internal/fingerprint.ts";
+import {
+  buildRunModel,
+  exportRun,
+  readRunModel,
+  resolveRunStart,
+  runAdamw,
+  saveRun,
+} from "./_run_setup.ts";
+import type { TrainBackend } from "./backend.ts";
+import { loadCheckpoint } from "./checkpoint.ts";
+import { loraParams } from "./params.ts";
+import { runAdapters } from "./run_adapters.ts";
 import { noGpu } from "../gpu/test_utils.ts";
 import { copyModelDir, withTempDir } from "../internal/test_utils.ts";
 import { initQwen3Weights } from "../model/init.ts";
@@ -127,7 +142,7 @@ Deno.test("readRunModel() stops at generation_config.json's eos_token_id too, as
     deepStrictEqual(head.eosTokenIds, [54, 53]);
     deepStrictEqual(head.generationConfig?.json, { eos_token_id: [54, 53], top_k: 20 });
     // A full model exported from the run keeps the source's generation_config.json.
-    const out = `${dir}/export`;
+    const out = `${dir}_export`; // beside the model: an export inside model.path is refused
     const weights = initQwen3Weights(head.modelConfig, { seed: 0 });
     await exportRun(c, head, { weights, lora: null }, [out]);
     deepStrictEqual(JSON.parse(await Deno.readTextFile(`${out}/generation_config.json`)), {
@@ -143,6 +158,7 @@ Deno.test("readRunModel() stops at generation_config.json's eos_token_id too, as
     strictEqual(bare.generationConfig, null);
   } finally {
     await Deno.remove(dir, { recursive: true });
+    await Deno.remove(`${dir}_export`, { recursive: true }).catch(() => {});
   }
 });
 
@@ -271,3 +287,105 @@ Deno.test({
     }
   },
 });
+
+Deno.test("an adapter checkpoint records its base model's fingerprint: a resume or a GGUF export on a changed base is refused, naming the file", () =>
+  withTempDir(async (dir) => {
+    const base = await copyModelDir(join(dir, "base"));
+    const c = await loadConfig(undefined, {
+      overrides: [
+        `--model.path=${base}`,
+        "--adapters.kind=lora",
+        "--adapters.r=2",
+        `--run.outDir=${dir}`,
+        "--run.name=r",
+      ],
+    });
+    const head = await readRunModel(c);
+    const lora = runAdapters(c, head.modelConfig)!;
+    const backend = { params: loraParams(lora) } as unknown as TrainBackend;
+    const runDir = join(dir, "r");
+    const step = await saveRun(runDir, 1, {
+      config: c,
+      backend,
+      lora,
+      optState: {},
+      dataPosition: 0,
+      rng: {},
+      metrics: {},
+      sha: null,
+    });
+    const recorded = (await loadCheckpoint(step)).meta.baseModel;
+    ok(recorded !== null && recorded["model.safetensors"] !== undefined, JSON.stringify(recorded));
+    const options = { resume: true, fixedKeys: [] };
+    deepStrictEqual((await resolveRunStart(c, options)).warnings, []);
+
+    // The same base directory, its weights replaced (another fine-tune): refused.
+    const weights = join(base, "model.safetensors");
+    const bytes = await Deno.readFile(weights);
+    bytes[bytes.length - 3] ^= 0x40;
+    await Deno.writeFile(weights, bytes);
+    const now = (await fingerprintFile(weights, { sampled: true })).sha256.slice(0, 16);
+    const was = recorded["model.safetensors"].sha256.slice(0, 16);
+    const message = new RegExp(
+      `base model "${base}".*file "${weights}" changed: recorded .*${was}.*now .*${now}`,
+    );
+    await rejects(resolveRunStart(c, options), message);
+    const err: string[] = [];
+    const io = { out: () => {}, err: (l: string) => err.push(l) };
+    strictEqual(await ggufMain(["--model", step, "--out", join(dir, "x.gguf")], io), 2);
+    match(err.join("\n"), message);
+    strictEqual(await exists(join(dir, "x.gguf")), false);
+
+    // A checkpoint from before the record: a warning, not an error.
+    const metaPath = join(step, "meta.json");
+    const meta = JSON.parse(await Deno.readTextFile(metaPath));
+    delete meta.baseModel;
+    await Deno.writeTextFile(metaPath, JSON.stringify(meta));
+    const { warnings } = await resolveRunStart(c, options);
+    ok(
+      warnings.some((w) => w.includes("records no fingerprint of its base model")),
+      warnings.join("\n"),
+    );
+  }));
+
+Deno.test("exportRun() replaces a previous export whole (no stale file survives), refuses model.path, a file or a foreign directory before writing", () =>
+  withTempDir(async (dir) => {
+    const base = await copyModelDir(join(dir, "base"));
+    const c = await loadConfig(undefined, { overrides: [`--model.path=${base}`] });
+    const head = await readRunModel(c);
+    const weights = initQwen3Weights(head.modelConfig, { seed: 0 });
+    const run = { weights, lora: null };
+
+    // A previous export of a LoRA run (adapter files) and a stale template: all replaced.
+    const out = join(dir, "export");
+    await Deno.mkdir(out);
+    await Deno.writeTextFile(join(out, "adapter_config.json"), "{}");
+    await Deno.writeTextFile(join(out, "chat_template.jinja"), "STALE");
+    deepStrictEqual(await exportRun(c, { ...head, chatTemplate: undefined }, run, [out]), [out]);
+    const names = [...Deno.readDirSync(out)].map((e) => e.name).sort();
+    ok(!names.includes("adapter_config.json"), names.join(", "));
+    ok(!names.includes("chat_template.jinja"), names.join(", "));
+    ok(names.includes("model.safetensors"), names.join(", "));
+    // Nothing left beside it (no temporary or old directory).
+    deepStrictEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["base", "export"]);
+
+    // model.path itself, a folder inside it, a file, a foreign directory: refused, nothing written.
+    const before = await Deno.readFile(join(base, "model.safetensors"));
+    const file = join(dir, "file");
+    await Deno.writeTextFile(file, "x");
+    const foreign = join(dir, "foreign");
+    await Deno.mkdir(foreign);
+    await Deno.writeTextFile(join(foreign, "notes.txt"), "mine");
+    const cases: [string, RegExp][] = [
+      [base, /is the model directory .*key "model\.path"/],
+      [join(base, "sub"), /is the model directory .*inside it/],
+      [file, /it is a file/],
+      [foreign, /holds files that are not a halo export \(notes\.txt\)/],
+    ];
+    for (const [target, message] of cases) {
+      await rejects(exportRun(c, head, run, [target]), message, target);
+    }
+    deepStrictEqual(await Deno.readFile(join(base, "model.safetensors")), before);
+    strictEqual(await Deno.readTextFile(file), "x");
+    deepStrictEqual([...Deno.readDirSync(foreign)].map((e) => e.name), ["notes.txt"]);
+  }));

@@ -58,8 +58,15 @@ import { show } from "../internal/show.ts";
 import { isPlainObject } from "../internal/is_plain_object.ts";
 import { writeFileSynced } from "../internal/atomic_write.ts";
 import { readJsonFile } from "../internal/read_json.ts";
+import {
+  type DirFingerprint,
+  type FileFingerprint,
+  fingerprintDifference,
+  fingerprintModel,
+  parseFingerprint,
+} from "../internal/fingerprint.ts";
 
-export type { TensorToWrite };
+export type { DirFingerprint, FileFingerprint, TensorToWrite };
 
 /**
  * A tensor to save: a bare `Float32Array` (stored as F32 of shape `[length]`), or a full
@@ -120,6 +127,13 @@ export interface CheckpointMetaInput {
    * its prompt counts and content hashes), checked on resume; absent: none is written.
    */
   data?: unknown;
+  /**
+   * The fingerprint of the frozen base model the adapters were trained on
+   * ({@linkcode fingerprintModel}: `config.json` and each weights file, sampled), checked by a
+   * resume, `deno task eval` and `deno task gguf` ({@linkcode checkBaseModel}); absent: none is
+   * written (a full-weights checkpoint, or a `builtin:` model).
+   */
+  baseModel?: DirFingerprint;
   /** The latest metrics; non-finite values round-trip (stored as `"NaN"`, `"Infinity"`, ...). */
   metrics: Readonly<Record<string, number>>;
   /** The git commit of the code; `null`/absent when unknown. */
@@ -165,6 +179,8 @@ export interface CheckpointMeta {
   rng: unknown;
   /** What identifies the run's data; `null` when the checkpoint records none (saved before). */
   data: unknown;
+  /** The fingerprint of the adapters' base model; `null` when none was recorded. */
+  baseModel: DirFingerprint | null;
   /** The metrics at save time. */
   metrics: Record<string, number>;
   /** The Deno version that saved it. */
@@ -596,6 +612,7 @@ export async function saveCheckpoint(
       dataPosition: meta.dataPosition,
       rng: meta.rng,
       ...(meta.data === undefined ? {} : { data: meta.data }),
+      ...(meta.baseModel === undefined ? {} : { baseModel: meta.baseModel }),
       metrics,
       denoVersion,
       gitSha,
@@ -758,6 +775,9 @@ function parseMeta(json: unknown, path: string, dir: string): CheckpointMeta {
     dataPosition,
     rng: json.rng,
     data: json.data ?? null,
+    baseModel: json.baseModel === undefined
+      ? null
+      : parseFingerprint(json.baseModel, path, "baseModel"),
     metrics,
     denoVersion: json.denoVersion,
     gitSha,
@@ -881,4 +901,48 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
 export function checkpointUnhashed(checkpoint: LoadedCheckpoint): string[] {
   const { weights, optimizer } = checkpoint.meta.files;
   return [weights, optimizer].filter((f) => f.sha256 === undefined).map((f) => f.name);
+}
+
+/**
+ * Checks that a checkpoint's base model is the one it was trained on: compares the fingerprint
+ * its `meta.json` records (key `baseModel`) with the base directory's now.
+ *
+ * @param checkpoint The loaded checkpoint.
+ * @param baseDir The base model directory it is about to be used with.
+ * @returns A warning when an adapter checkpoint records no fingerprint (saved before they were
+ *   recorded: the base cannot be checked), else `null`.
+ * @throws {RangeError} When a file of the base model differs from the record, naming the file
+ *   and both fingerprints.
+ *
+ * @example Usage
+ * ```ts
+ * import { checkBaseModel, type LoadedCheckpoint } from "./checkpoint.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const checkpoint = { dir: "out/r/step_000001", meta: { weights: "model", baseModel: null } };
+ * assert.equal(await checkBaseModel(checkpoint as LoadedCheckpoint, "models/m"), null);
+ * ```
+ */
+export async function checkBaseModel(
+  checkpoint: Pick<LoadedCheckpoint, "dir"> & {
+    meta: Pick<CheckpointMeta, "weights" | "baseModel">;
+  },
+  baseDir: string,
+): Promise<string | null> {
+  const recorded = checkpoint.meta.baseModel;
+  if (recorded === null) {
+    return checkpoint.meta.weights === "adapter"
+      ? `checkpoint "${checkpoint.dir}" records no fingerprint of its base model (saved before ` +
+        `they were recorded): cannot check that "${baseDir}" is the model it was trained on`
+      : null;
+  }
+  const difference = fingerprintDifference(recorded, await fingerprintModel(baseDir), baseDir);
+  if (difference !== null) {
+    throw new RangeError(
+      `Checkpoint "${checkpoint.dir}" was trained on a different base model "${baseDir}" ` +
+        `(key "model.path"): ${difference} (a fingerprint: the file's size and the SHA-256 of ` +
+        `its header and sampled chunks); use the base model it was trained on`,
+    );
+  }
+  return null;
 }

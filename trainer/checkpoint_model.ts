@@ -26,7 +26,7 @@ import type { Qwen3Model } from "../model/model.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 import { loadQwen3Weights } from "../model/weights.ts";
-import { loadCheckpoint } from "./checkpoint.ts";
+import { checkBaseModel, loadCheckpoint } from "./checkpoint.ts";
 import { modelParams } from "./params.ts";
 
 /** Options of {@linkcode loadModelOrCheckpoint}. */
@@ -88,6 +88,12 @@ export async function loadModelOrCheckpoint(
       `${what}: "${dir}" must be a full-fine-tuning checkpoint of a model directory: it holds ` +
         `"${checkpoint.meta.weights}" weights on "${base}" (use the run's final/ export instead)`,
     );
+  }
+  try {
+    const warning = await checkBaseModel(checkpoint, base);
+    if (warning !== null && warn) console.warn(`Warning: ${warning}`);
+  } catch (error) {
+    throw new RangeError(`${what}: ${(error as Error).message}`);
   }
   const config = await readQwen3Config(base);
   const weights = await loadQwen3Weights(base, config);

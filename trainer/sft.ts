@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { checkExportDir } from "./export_dir.ts";
 import type { TrainConfig } from "./config.ts";
 import {
   arithmeticDataset,
@@ -409,6 +410,10 @@ export async function runSft(
   options: RunSftOptions = {},
 ): Promise<RunSftResult> {
   const log = options.log ?? ((text: string) => console.error(text));
+  // Before anything is trained: an --export that cannot be written fails now, not at the end.
+  if (options.exportDir !== undefined) {
+    await checkExportDir(options.exportDir, { modelPath: config.model.path });
+  }
   const start = await resolveRunStart(config, {
     resume: options.resume,
     overwrite: options.overwrite,
