@@ -160,11 +160,12 @@ export async function fingerprintFile(
 export async function fingerprintModel(dir: string): Promise<DirFingerprint> {
   const names: string[] = [];
   for await (const entry of Deno.readDir(dir)) {
-    if (!entry.isFile) continue;
     const n = entry.name;
-    if (n === "config.json" || n === "adapter_config.json" || n.endsWith(".safetensors")) {
-      names.push(n);
-    }
+    if (n !== "config.json" && n !== "adapter_config.json" && !n.endsWith(".safetensors")) continue;
+    // A Hugging Face cache snapshot holds symlinks to the blobs: follow them.
+    const isFile = entry.isFile ||
+      (entry.isSymlink && (await Deno.stat(join(dir, n)).then((s) => s.isFile, () => false)));
+    if (isFile) names.push(n);
   }
   names.sort();
   const out: DirFingerprint = {};

@@ -127,3 +127,23 @@ Deno.test("parseFingerprint round-trips and names the bad key", () => {
     /key "baseModel" must be a mapping/,
   );
 });
+
+Deno.test("fingerprintModel follows symlinks (a Hugging Face cache snapshot), skips dangling ones", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const blobs = join(dir, "blobs");
+    const snapshot = join(dir, "snapshot");
+    await Deno.mkdir(blobs);
+    await Deno.mkdir(snapshot);
+    await Deno.writeTextFile(join(blobs, "a"), '{"a":1}');
+    await Deno.writeFile(join(blobs, "b"), safetensors("{}", new Uint8Array(64)));
+    await Deno.symlink(join(blobs, "a"), join(snapshot, "config.json"));
+    await Deno.symlink(join(blobs, "b"), join(snapshot, "model.safetensors"));
+    await Deno.symlink(join(blobs, "missing"), join(snapshot, "extra.safetensors"));
+    const linked = await fingerprintModel(snapshot);
+    assert.deepEqual(Object.keys(linked), ["config.json", "model.safetensors"]);
+    assert.equal(linked["config.json"].sha256, sha256(new TextEncoder().encode('{"a":1}')));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -170,7 +170,9 @@ export async function writeExportDir(
   const parent = dirname(resolve(dir));
   const name = basename(resolve(dir));
   await Deno.mkdir(parent, { recursive: true });
-  const tmp = await Deno.makeTempDir({ dir: parent, prefix: `.${name}.tmp-` });
+  // mkdir honours the umask (makeTempDir would make the export private, mode 0700).
+  const tmp = join(parent, `.${name}.tmp-${crypto.randomUUID()}`);
+  await Deno.mkdir(tmp);
   let old: string | null = null;
   try {
     await write(tmp);

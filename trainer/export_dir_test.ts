@@ -64,3 +64,12 @@ Deno.test("writeExportDir() replaces an export whole, and a failed write leaves 
     assert.deepEqual(names(out), ["b.txt", EXPORT_MARKER]);
     assert.deepEqual(names(dir), ["e"]); // no temporary or old directory left
   }));
+
+Deno.test("writeExportDir() gives the export the mode of a plain mkdir (the umask), not a private temp dir's", () =>
+  withTempDir(async (root) => {
+    const plain = join(root, "plain");
+    await Deno.mkdir(plain);
+    const dir = join(root, "export");
+    await writeExportDir(dir, (tmp) => Deno.writeTextFile(join(tmp, "config.json"), "{}"));
+    assert.equal((await Deno.stat(dir)).mode! & 0o777, (await Deno.stat(plain)).mode! & 0o777);
+  }));
