@@ -75,10 +75,10 @@ export interface LoadQwen3WeightsOptions {
    */
   matrixDtype?: "f32" | "f16";
   /**
-   * Receives the warning about tensors of the checkpoint that the model does not use and that are
-   * harmless to leave out (e.g. `model.rotary_emb.inv_freq`); default `console.warn`. Unused
-   * tensors that would change the model (a layer past `num_hidden_layers`, a bias, a tied
-   * `lm_head.weight` that differs from the embeddings) are errors instead.
+   * Receives the warnings about tensors of the checkpoint that the model does not use (e.g.
+   * `model.rotary_emb.inv_freq`, or a tied `lm_head.weight` that differs from the embeddings,
+   * ignored as transformers ignores it); default `console.warn`. Unused tensors that would change
+   * the model (a layer past `num_hidden_layers`, a bias) are errors instead.
    */
   warn?: (message: string) => void;
 }
@@ -259,11 +259,11 @@ async function sameTensorBytes(
         const cb = bufB.subarray(0, n);
         await readAt(fa, startA + done, ca, a.path);
         await readAt(fb, startB + done, cb, b.path);
-        const words = n >> 3; // compare 8 bytes at a time, then the tail
-        const wa = new BigUint64Array(bufA.buffer, 0, words);
-        const wb = new BigUint64Array(bufB.buffer, 0, words);
+        const words = n >> 2; // compare 4 bytes at a time (no BigInt per word), then the tail
+        const wa = new Uint32Array(bufA.buffer, 0, words);
+        const wb = new Uint32Array(bufB.buffer, 0, words);
         for (let i = 0; i < words; i++) if (wa[i] !== wb[i]) return false;
-        for (let i = words << 3; i < n; i++) if (ca[i] !== cb[i]) return false;
+        for (let i = words << 2; i < n; i++) if (ca[i] !== cb[i]) return false;
       }
       return true;
     } finally {
@@ -280,9 +280,10 @@ const WARN_NAMES = 8;
 /**
  * Checks the checkpoint's tensors that the table does not read: errors for the ones that mean the
  * config and the file disagree (a layer at or past `num_hidden_layers`; a bias of a tensor the
- * model has, as Qwen3 has none and running without a trained bias is wrong; with tied embeddings,
- * an `lm_head.weight` whose dtype, shape or bytes differ from `model.embed_tokens.weight`), and
- * one warning listing the rest (e.g. `model.rotary_emb.inv_freq`, which older exports saved).
+ * model has, as Qwen3 has none and running without a trained bias is wrong); a warning for a
+ * tied `lm_head.weight` whose dtype, shape or bytes differ from `model.embed_tokens.weight`
+ * (ignored, as transformers ignores it); and one warning listing the rest (e.g.
+ * `model.rotary_emb.inv_freq`, which older exports saved).
  */
 async function checkUnusedTensors(
   source: TensorSource,
@@ -320,11 +321,12 @@ async function checkUnusedTensors(
           { path: source.pathOf(name), info: b },
         );
       if (!same) {
-        throw new RangeError(
+        // transformers ties the head to the embeddings after loading and drops this tensor too.
+        warn(
           `${where(name)} (${b.dtype} [${b.shape}]) that differs from "${embed}" in ` +
-            `"${source.pathOf(embed)}" (${a.dtype} [${a.shape}]), but the config's key ` +
-            `"tie_word_embeddings" is true (the LM head is the embedding matrix): set it to ` +
-            `false to use this LM head, or remove the tensor`,
+            `"${source.pathOf(embed)}" (${a.dtype} [${a.shape}]); the config's key ` +
+            `"tie_word_embeddings" is true, so the LM head is the embedding matrix and this ` +
+            `tensor is ignored, as transformers does (set the key to false to use it)`,
         );
       }
       continue; // the tied copy HF checkpoints may carry: nothing to say
@@ -363,9 +365,9 @@ async function openSource(dir: string): Promise<TensorSource> {
  * tensors the model needs are read, one at a time; with tied embeddings `lmHead` is the
  * `embedTokens` array itself, and an `lm_head.weight` in the file is only compared with the
  * embeddings (in chunks), as are the checkpoint's other tensors that the model does not use: a
- * layer at or past `num_hidden_layers`, a bias (Qwen3 has none) or a tied `lm_head.weight` that
- * differs from the embeddings is an error; anything else (e.g. `model.rotary_emb.inv_freq`) gets
- * one warning through `options.warn`.
+ * layer at or past `num_hidden_layers` or a bias (Qwen3 has none) is an error; a tied
+ * `lm_head.weight` that differs from the embeddings (ignored, as transformers does) and anything
+ * else (e.g. `model.rotary_emb.inv_freq`) get warnings through `options.warn`.
  *
  * @param dir The checkpoint directory.
  * @param config The model's configuration (see {@linkcode readQwen3Config}).
