@@ -377,7 +377,7 @@ export async function reproduce(
         if (!(await summaryCurrent(summaryPath, e.k))) {
           log(`${run.name}: evaluating ${join(run.runDir, "final")}`);
         }
-        await runEval({
+        await runEvalIn({
           model: join(run.runDir, "final"),
           data: e.data,
           k: e.k,
@@ -442,7 +442,7 @@ export async function reproduce(
       if (!(await summaryCurrent(summaryPath, e.k))) {
         log(`evaluating the starting model ${startModel}`);
       }
-      await runEval({
+      await runEvalIn({
         model: startModel,
         data: e.data,
         k: e.k,
@@ -580,3 +580,21 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
+
+/**
+ * `runEval` for a grid's evaluation folder: its refusals advise `deno task eval`'s flags (another
+ * --out, --overwrite), which reproduce does not take; they advise deleting the folder instead.
+ */
+async function runEvalIn(options: Parameters<typeof runEval>[0]): Promise<void> {
+  try {
+    await runEval(options);
+  } catch (error) {
+    if (error instanceof Error && error.message.includes("--overwrite")) {
+      error.message = error.message.replace(
+        /(give the same (files|settings), )?(use )?another --out,? or --overwrite/,
+        `delete "${options.outDir}" to evaluate again with the current files and settings`,
+      );
+    }
+    throw error;
+  }
+}

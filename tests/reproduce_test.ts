@@ -101,6 +101,9 @@ Deno.test({
       let refused = "";
       await reproduce(experimentPath, { log }).catch((e) => (refused = e.message));
       ok(refused.includes(`file "${finalWeights}" changed: recorded`), refused);
+      // The advice is reproduce's (delete the folder), not deno task eval's flags.
+      ok(refused.includes(`delete "${join(dir, "runs", "dapo_seed0", "eval_step")}`), refused);
+      ok(!refused.includes("--overwrite"), refused);
       await Deno.writeFile(finalWeights, original);
 
       // A run folder the experiment no longer describes is an error naming the key.
