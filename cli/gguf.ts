@@ -18,10 +18,11 @@
  */
 
 import { parseArgs } from "node:util";
-import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { Lora } from "../adapters/lora.ts";
 import { PEFT_PREFIX } from "../adapters/peft_io.ts";
 import { exists } from "../internal/exists.ts";
+import { isWithin, realPathLoose } from "../internal/real_path.ts";
 import { readQwen3Config } from "../model/config.ts";
 import { exportQwen3Gguf, type ExportQwen3GgufOptions } from "../model/gguf_export.ts";
 import { loadQwen3Weights } from "../model/weights.ts";
@@ -166,27 +167,15 @@ async function checkpointSource(dir: string): Promise<ExportSource> {
   };
 }
 
-/** The absolute path with symbolic links resolved as far as it exists. */
-async function realish(path: string): Promise<string> {
-  const abs = resolve(path);
-  try {
-    return await Deno.realPath(abs);
-  } catch {
-    const parent = dirname(abs);
-    return parent === abs ? abs : join(await realish(parent), basename(abs));
-  }
-}
-
 /**
  * Refuses an `--out` inside one of the input directories, an existing file not ending in
  * `.gguf`, or an existing directory.
  */
 async function checkOut(out: string, inputs: [string, string | undefined][]): Promise<void> {
-  const target = await realish(out);
+  const target = await realPathLoose(out);
   for (const [flag, dir] of inputs) {
     if (dir === undefined) continue;
-    const rel = relative(await realish(dir), target);
-    if (rel === "" || (!rel.startsWith("..") && !isAbsolute(rel))) {
+    if (isWithin(await realPathLoose(dir), target)) {
       throw new RangeError(
         `Cannot export GGUF: --out "${out}" is inside ${flag} "${dir}" (it would write over or ` +
           `beside the input): write the .gguf file elsewhere`,

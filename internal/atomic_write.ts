@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 
 /**
  * Writes `data` to a temporary file beside `path`, flushes it to disk, then renames it over
@@ -147,5 +148,31 @@ export async function writeFileAtomicStreamed(
     if (!closed) file.close();
     await Deno.remove(temp).catch(() => {});
     throw error;
+  }
+}
+
+/**
+ * Writes each file of a directory tree to disk (fsync), so a rename publishes complete files.
+ *
+ * @param dir The directory.
+ *
+ * @example Usage
+ * ```ts
+ * import { syncTree } from "./atomic_write.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/a.txt`, "1");
+ * await syncTree(dir);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function syncTree(dir: string): Promise<void> {
+  for await (const entry of Deno.readDir(dir)) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory) await syncTree(path);
+    else if (entry.isFile) {
+      using file = await Deno.open(path, { read: true, write: true });
+      await file.sync();
+    }
   }
 }

@@ -21,6 +21,7 @@
  * @module
  */
 import { join } from "node:path";
+import { syncTree } from "../internal/atomic_write.ts";
 import type { RolloutClient } from "./rollout_client.ts";
 import { RemoteEngineError } from "./types.ts";
 
@@ -93,18 +94,6 @@ function routes(client: RolloutClient): { load: string; unload: string; extra: o
         `Cannot sync adapters to "${client.url}": ${client.backend.kind} sets LoRA adapters ` +
           `server-wide at start-up, with no load route per name`,
       );
-  }
-}
-
-/** Writes each file of a directory tree to disk (fsync), so a rename publishes complete files. */
-async function syncTree(dir: string): Promise<void> {
-  for await (const entry of Deno.readDir(dir)) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory) await syncTree(path);
-    else if (entry.isFile) {
-      using file = await Deno.open(path, { read: true, write: true });
-      await file.sync();
-    }
   }
 }
 

@@ -23,7 +23,9 @@
  * @module
  */
 
-import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
+import { syncTree } from "../internal/atomic_write.ts";
+import { isWithin, realPathLoose } from "../internal/real_path.ts";
 
 /** The file every export holds: says the directory is a halo export (and may be replaced). */
 export const EXPORT_MARKER = "halo_export.json";
@@ -40,22 +42,6 @@ const EXPORT_FILES: ReadonlySet<string> = new Set([
   "adapter_config.json",
   "adapter_model.safetensors",
 ]);
-
-/** The absolute path with symbolic links resolved as far as it exists. */
-async function realish(path: string): Promise<string> {
-  const abs = resolve(path);
-  try {
-    return await Deno.realPath(abs);
-  } catch {
-    const parent = dirname(abs);
-    return parent === abs ? abs : join(await realish(parent), basename(abs));
-  }
-}
-
-function within(parent: string, child: string): boolean {
-  const rel = relative(parent, child);
-  return rel === "" || (!rel.startsWith("..") && !isAbsolute(rel));
-}
 
 /** Options of {@linkcode checkExportDir}. */
 export interface CheckExportDirOptions {
@@ -93,9 +79,9 @@ export async function checkExportDir(
   const what = `Cannot export to ${flag} "${dir}"`;
   const modelPath = options.modelPath;
   if (modelPath !== undefined && !modelPath.startsWith("builtin:")) {
-    const target = await realish(dir);
-    const model = await realish(modelPath);
-    if (within(target, model) || within(model, target)) {
+    const target = await realPathLoose(dir);
+    const model = await realPathLoose(modelPath);
+    if (isWithin(target, model) || isWithin(model, target)) {
       throw new RangeError(
         `${what}: ${flag} "${dir}" is the model directory "${modelPath}" (key "model.path"), ` +
           `inside it or a folder holding it: the export would overwrite the base model; give ` +
@@ -122,18 +108,6 @@ export async function checkExportDir(
         `${foreign.length > 5 ? ", ..." : ""}), which an export would replace: give an empty ` +
         `or new directory, or a previous export`,
     );
-  }
-}
-
-/** Writes each file of a directory tree to disk (fsync), so a rename publishes complete files. */
-async function syncTree(dir: string): Promise<void> {
-  for await (const entry of Deno.readDir(dir)) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory) await syncTree(path);
-    else if (entry.isFile) {
-      using file = await Deno.open(path, { read: true, write: true });
-      await file.sync();
-    }
   }
 }
 
