@@ -131,7 +131,7 @@ Deno.test({
       }
       // A version the servers cannot load fails naming them, and the previous one stays current.
       await rejects(
-        sync.publish(4, (to) => Deno.writeTextFile(join(to, "adapter_config.json"), "{}")),
+        sync.publish(4, writeStubAdapter),
         (e: unknown) => {
           ok(e instanceof RemoteEngineError, String(e));
           ok(/"halo-v4" failed to load on 2 of 2 servers/.test(e.message), e.message);
@@ -147,6 +147,28 @@ Deno.test({
     }
   },
 });
+
+/** A one-token request for the restartable servers' stub generation, with `n` samples. */
+function stubRequest(adapter: string, n: number): RolloutRequest {
+  return {
+    promptIds: [1, 2],
+    n,
+    maxTokens: 1,
+    temperature: 1,
+    topP: 1,
+    topK: 0,
+    seed: 1,
+    stopTokenIds: [],
+    eosTokenIds: [54],
+    adapter,
+    policyVersion: 1,
+  };
+}
+
+/** Writes the stand-in adapter the fake servers load. */
+function writeStubAdapter(dir: string): Promise<void> {
+  return Deno.writeTextFile(join(dir, "adapter_config.json"), "{}");
+}
 
 /**
  * A fake vLLM server that can restart (losing its adapters); generation is a stub. `gate`, when
@@ -196,20 +218,7 @@ Deno.test({
     const fakes = await serveFakes(servers.map((s) => s.handler));
     const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
     try {
-      const request = (adapter: string): RolloutRequest => ({
-        promptIds: [1, 2],
-        n: 2,
-        maxTokens: 1,
-        temperature: 1,
-        topP: 1,
-        topK: 0,
-        seed: 1,
-        stopTokenIds: [],
-        eosTokenIds: [54],
-        adapter,
-        policyVersion: 1,
-      });
-      const write = (d: string) => Deno.writeTextFile(join(d, "adapter_config.json"), "{}");
+      const request = (adapter: string) => stubRequest(adapter, 2);
       // One server: vLLM answers 404 "model does not exist" after a restart; the pool used to
       // take that for a refused request and end the run.
       const [a] = fakes.servers;
@@ -220,7 +229,7 @@ Deno.test({
         backoffMs: 1,
       });
       const sync = new AdapterSync(single.clients, { dir, prefix: "one", keep: 2 });
-      const { name } = await sync.publish(1, write);
+      const { name } = await sync.publish(1, writeStubAdapter);
       servers[0].restart();
       const choices = await single.generate(request(name));
       strictEqual(choices.length, 2);
@@ -237,15 +246,15 @@ Deno.test({
         backoffMs: 1,
       });
       const sync2 = new AdapterSync(pool.clients, { dir, prefix: "two", keep: 2 });
-      const v1 = (await sync2.publish(1, write)).name;
+      const v1 = (await sync2.publish(1, writeStubAdapter)).name;
       servers[0].restart();
       servers[1].restart(); // both lost it: the first 404 awaits its reload
       const out = await Promise.all([0, 1, 2, 3].map(() => pool.generate(request(v1))));
       strictEqual(out.flat().length, 8);
       ok(pool.clients.every((c) => c.servedAdapters?.has(v1)), JSON.stringify(loads));
       // An adapter no longer in the window is not loaded again: the 404 ends the request.
-      const v2 = (await sync2.publish(2, write)).name;
-      const v3 = (await sync2.publish(3, write)).name;
+      const v2 = (await sync2.publish(2, writeStubAdapter)).name;
+      const v3 = (await sync2.publish(3, writeStubAdapter)).name;
       deepStrictEqual(sync2.loaded, [v2, v3]);
       pool.clients[0].servedAdapters!.add(v1); // stale belief
       pool.clients[1].servedAdapters!.add(v1);
@@ -283,20 +292,7 @@ Deno.test({
     const fakes = await serveFakes([server.handler]);
     const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
     try {
-      const request = (adapter: string): RolloutRequest => ({
-        promptIds: [1, 2],
-        n: 1,
-        maxTokens: 1,
-        temperature: 1,
-        topP: 1,
-        topK: 0,
-        seed: 1,
-        stopTokenIds: [],
-        eosTokenIds: [54],
-        adapter,
-        policyVersion: 1,
-      });
-      const write = (d: string) => Deno.writeTextFile(join(d, "adapter_config.json"), "{}");
+      const request = (adapter: string) => stubRequest(adapter, 1);
       const pool = await RolloutPool.connect([fakes.servers[0].url], {
         engine: "vllm",
         vocabSize: 64,
@@ -305,12 +301,12 @@ Deno.test({
       });
       const keep = 2;
       const sync = new AdapterSync(pool.clients, { dir, prefix: "race", keep });
-      await sync.publish(1, write);
-      await sync.publish(2, write);
+      await sync.publish(1, writeStubAdapter);
+      await sync.publish(2, writeStubAdapter);
       server.restart();
       const late = pool.generate(request("race-v1")).then(() => "served", (e) => String(e));
       await reloadStarted;
-      const published = sync.publish(3, write);
+      const published = sync.publish(3, writeStubAdapter);
       await new Promise((r) => setTimeout(r, 20)); // let the publish run as far as it can
       release();
       const result = await published;
