@@ -47,7 +47,7 @@ import { loadQwen3Weights, type Qwen3Weights } from "../model/weights.ts";
 import { createTrainBackend, type TrainBackend } from "../trainer/backend.ts";
 import { modelParams } from "../trainer/params.ts";
 import { adamw } from "../trainer/optim/mod.ts";
-import { alignCentroids } from "../trainer/losses/mod.ts";
+import { anchorCentroids } from "../trainer/rl/anchor_centroids.ts";
 import { arithmeticPrompts } from "../trainer/rl/prompt_data.ts";
 import { promptIds } from "../trainer/rl/prompt_template.ts";
 import { sampleGroups } from "../trainer/rl/rollout.ts";
@@ -176,18 +176,7 @@ async function rlStep(c: Case, backend: TrainBackend, ids: number[][], golds: st
     microBatchSize: c.microBatchSize,
     layer: "final",
   });
-  const H = c.config.hiddenSize;
-  const stacked = new Float64Array(rows.length * H);
-  pass.hidden.forEach((h, i) => h && stacked.set(h, i * H));
-  const centroids = alignCentroids({
-    hidden: stacked,
-    batch: rows.length,
-    seqLen: 1,
-    hiddenSize: H,
-    anchors: pass.hidden.map((h) => (h === null ? -1 : 0)),
-    groups: rows.map((r) => r.group),
-    correct: rows.map((r) => r.correct),
-  });
+  const centroids = anchorCentroids(pass.hidden, rows, { hiddenSize: c.config.hiddenSize });
   const optimizer = adamw({ lr: 1e-5 });
   const r = await rlUpdate(backend, rows, {
     optimizer,

@@ -12,6 +12,7 @@
  *
  * @module
  */
+export * from "./anchor_centroids.ts";
 export * from "./anchor_cosines.ts";
 export * from "./build_rows.ts";
 // RL_SCHEMA (a zod type) is for the config loader: imported from ./config.ts, not re-exported.

@@ -13,7 +13,8 @@ import type { RlLossTermConfig } from "./config.ts";
 import type { RlRow } from "./rl_batch.ts";
 import { rlUpdate, splitMicroBatches, splitMiniBatches } from "./rl_update.ts";
 import type { TrainBackend } from "../backend.ts";
-import { alignCentroids, type ObjectiveRequest } from "../losses/mod.ts";
+import type { ObjectiveRequest } from "../losses/mod.ts";
+import { anchorCentroids } from "./anchor_centroids.ts";
 import type { GradientTransformation, ParamTree } from "../types.ts";
 import { sampleGroups } from "./rollout.ts";
 import { scoreRollout } from "./score_rollout.ts";
@@ -504,22 +505,11 @@ Deno.test("rlUpdate()'s summed gradient does not depend on microBatchSize: each 
   // The anchor states (one forward pass) and the stop-gradient targets of the centroid types,
   // over whole groups as runRl computes them.
   const pass = await forwardPass(backend, rows, { padId: 0, microBatchSize: 4, layer: "final" });
-  const stacked = new Float64Array(rows.length * H);
-  pass.hidden.forEach((h, i) => h && stacked.set(h, i * H));
   try {
     for (const [name, losses] of cases) {
       const align = losses.find((t) => t.name === "hidden_align");
       const centroids = align?.name === "hidden_align" && align.type !== "cos-pairwise"
-        ? alignCentroids({
-          hidden: stacked,
-          batch: rows.length,
-          seqLen: 1,
-          hiddenSize: H,
-          anchors: pass.hidden.map((h) => (h === null ? -1 : 0)),
-          groups: rows.map((r) => r.group),
-          correct: rows.map((r) => r.correct),
-          type: align.type,
-        })
+        ? anchorCentroids(pass.hidden, rows, { hiddenSize: H, type: align.type })
         : null;
       const run = async (microBatchSize: number) => {
         const { grads, optimizer } = recorder();

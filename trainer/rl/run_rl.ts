@@ -62,7 +62,7 @@ import { forwardPass } from "./forward_pass.ts";
 import type { GpuMemoryEstimate } from "./gpu_memory_estimate.ts";
 import { planRlGpuMemory } from "./gpu_memory_plan.ts";
 import { withMergeAdapters } from "./merge_adapters_view.ts";
-import { alignCentroids } from "../losses/mod.ts";
+import { anchorCentroids } from "./anchor_centroids.ts";
 import {
   arithmeticPrompts,
   isUsableGold,
@@ -798,19 +798,9 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
             if (cos.pairsMixed > 0) metrics["anchor/cos_mixed"] = cos.correctIncorrect;
           }
           if (align !== undefined && align.type !== "cos-pairwise") {
-            // Targets over whole groups, so that groups split across micro-batches share them:
-            // the anchor rows stacked as [rows, 1, hidden].
-            const H = modelConfig.hiddenSize;
-            const stacked = new Float64Array(rows.length * H);
-            pass.hidden.forEach((h, i) => h && stacked.set(h, i * H));
-            centroids = alignCentroids({
-              hidden: stacked,
-              batch: rows.length,
-              seqLen: 1,
-              hiddenSize: H,
-              anchors: pass.hidden.map((h) => (h === null ? -1 : 0)),
-              groups: rows.map((r) => r.group),
-              correct: rows.map((r) => r.correct),
+            // Targets over whole groups, so that groups split across micro-batches share them.
+            centroids = anchorCentroids(pass.hidden, rows, {
+              hiddenSize: modelConfig.hiddenSize,
               type: align.type,
             });
           }
