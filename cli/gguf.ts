@@ -21,7 +21,7 @@ import { parseArgs } from "node:util";
 import { basename, dirname, join } from "node:path";
 import type { Lora } from "../adapters/lora.ts";
 import { PEFT_PREFIX } from "../adapters/peft_io.ts";
-import { exists } from "../internal/exists.ts";
+import { exists, statIfExists } from "../internal/exists.ts";
 import { isWithin, realPathLoose } from "../internal/real_path.ts";
 import { readQwen3Config } from "../model/config.ts";
 import { exportQwen3Gguf, type ExportQwen3GgufOptions } from "../model/gguf_export.ts";
@@ -182,13 +182,8 @@ async function checkOut(out: string, inputs: [string, string | undefined][]): Pr
       );
     }
   }
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(out);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return;
-    throw error;
-  }
+  const info = await statIfExists(out);
+  if (info === null) return;
   if (info.isDirectory) {
     throw new RangeError(
       `Cannot export GGUF: --out "${out}" is a directory (give the .gguf file to write)`,

@@ -21,11 +21,30 @@
  * ```
  */
 export async function exists(path: string): Promise<boolean> {
+  return (await statIfExists(path)) !== null;
+}
+
+/**
+ * `Deno.stat` of `path` (links followed), or `null` when it does not exist; other errors are
+ * thrown.
+ *
+ * @param path The path.
+ * @returns Its file info, or `null`.
+ *
+ * @example Usage
+ * ```ts
+ * import { statIfExists } from "./exists.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * strictEqual((await statIfExists("."))?.isDirectory, true);
+ * strictEqual(await statIfExists("./no-such-file-here.txt"), null);
+ * ```
+ */
+export async function statIfExists(path: string): Promise<Deno.FileInfo | null> {
   try {
-    await Deno.stat(path);
-    return true;
+    return await Deno.stat(path);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
+    if (error instanceof Deno.errors.NotFound) return null;
     throw error;
   }
 }

@@ -25,6 +25,7 @@
 
 import { basename, dirname, join, resolve } from "node:path";
 import { syncTree } from "../internal/atomic_write.ts";
+import { statIfExists } from "../internal/exists.ts";
 import { isWithin, realPathLoose } from "../internal/real_path.ts";
 
 /** The file every export holds: says the directory is a halo export (and may be replaced). */
@@ -89,13 +90,8 @@ export async function checkExportDir(
       );
     }
   }
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(dir);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return;
-    throw error;
-  }
+  const info = await statIfExists(dir);
+  if (info === null) return;
   if (!info.isDirectory) {
     throw new RangeError(`${what}: it is a file; ${flag} takes a directory (created if missing)`);
   }
