@@ -6,7 +6,11 @@
  * cache by adapter name, so reloading changed weights under an old name can serve stale KV
  * (vllm#42125); `load_inplace` is never used. A restarted server's lost version is loaded again
  * (for the pool, on its 404) only while it is in the window, in turn with the publishes' loads and
- * unloads on that server, so a reload cannot land after a publish unloaded that version.
+ * unloads on that server, so a reload cannot land after a publish unloaded that version. An
+ * unload that fails (server unreachable, HTTP 5xx) is a warning, and the version is unloaded again
+ * at the next publish, up to `unloadTries` tries in all (a last warning says it stays loaded, and
+ * counts against the server's `--max-loras`, until the server restarts); an unload answered
+ * HTTP 404 means the server no longer holds the version (it restarted) and is not retried.
  *
  * Routes: vLLM `POST /v1/load_lora_adapter {lora_name, lora_path, load_inplace: false}` and
  * `POST /v1/unload_lora_adapter {lora_name}` (server started with
@@ -44,6 +48,11 @@ export interface AdapterSyncOptions {
   keep?: number;
   /** The path a server reads for a local path; default the same path. */
   serverPath?: (path: string) => string;
+  /**
+   * Tries to unload a version from a server: a failed unload is tried again at the next
+   * publish, until this many tries failed; default 3.
+   */
+  unloadTries?: number;
 }
 
 /**
@@ -70,7 +79,8 @@ export interface PublishResult {
   unloaded: string[];
   /**
    * Servers skipped because they could not be reached (they get no requests for this version
-   * until a later publish reaches them), and unload failures; neither is fatal.
+   * until a later publish reaches them), and unload failures (tried again at the next publish,
+   * up to `unloadTries` tries); neither is fatal.
    */
   warnings: string[];
 }
@@ -120,6 +130,8 @@ export class AdapterSync {
   #restoring = new Map<string, Promise<void>>();
   /** Per server, the tail of its adapter loads and unloads (run one at a time, in order). */
   #queues = new Map<RolloutClient, Promise<unknown>>();
+  /** Per server, the versions whose unload failed → failed tries (retried at the next publish). */
+  #unloadFailures = new Map<RolloutClient, Map<string, number>>();
 
   /**
    * Makes the synchronizer.
@@ -132,6 +144,13 @@ export class AdapterSync {
     if (!Number.isInteger(keep) || keep < 1) {
       throw new RangeError(
         `Cannot sync adapters: "keep" must be an integer ≥ 1: current value is ${keep}`,
+      );
+    }
+    const unloadTries = options.unloadTries ?? 3;
+    if (!Number.isInteger(unloadTries) || unloadTries < 1) {
+      throw new RangeError(
+        `Cannot sync adapters: "unloadTries" must be an integer ≥ 1: current value is ` +
+          `${unloadTries}`,
       );
     }
     for (const c of clients) routes(c);
@@ -192,6 +211,47 @@ export class AdapterSync {
     return running;
   }
 
+  /**
+   * Unloads from `client` the versions `unloaded` and those whose unload failed at an earlier
+   * publish (run in the server's turn, through `#serial`).
+   *
+   * @returns A warning per failed unload.
+   */
+  async #unload(client: RolloutClient, unloaded: readonly string[]): Promise<string[]> {
+    const tries = this.#options.unloadTries ?? 3;
+    const failures = this.#unloadFailures.get(client) ?? new Map<string, number>();
+    for (const name of unloaded) if (!failures.has(name)) failures.set(name, 0);
+    const warnings: string[] = [];
+    for (const [name, failed] of [...failures]) { // earlier publishes' first
+      failures.delete(name);
+      if (!client.servedAdapters?.has(name)) continue; // never loaded there, or lost (restart)
+      try {
+        await client.request(routes(client).unload, { lora_name: name }, { text: true });
+      } catch (error) {
+        if (!(error instanceof RemoteEngineError && error.status === 404)) {
+          const message = (error as Error).message;
+          if (failed + 1 < tries) {
+            failures.set(name, failed + 1);
+            warnings.push(
+              `unloading adapter "${name}" failed (try ${failed + 1} of ${tries}; tried again ` +
+                `at the next publish): ${message}`,
+            );
+          } else {
+            warnings.push(
+              `unloading adapter "${name}" failed ${tries} times; given up: it stays loaded on ` +
+                `"${client.url}" (one of its --max-loras) until the server restarts: ${message}`,
+            );
+          }
+          continue;
+        } // 404: the server does not hold it (it restarted since)
+      }
+      client.servedAdapters.delete(name);
+    }
+    if (failures.size > 0) this.#unloadFailures.set(client, failures);
+    else this.#unloadFailures.delete(client);
+    return warnings;
+  }
+
   /** The newest published version, or `null`. */
   get current(): { name: string; version: number } | null {
     return this.#loaded.at(-1) ?? null;
@@ -205,7 +265,7 @@ export class AdapterSync {
   /**
    * Writes version `version` with `write` (into a temporary directory, fsynced, renamed to
    * `<dir>/<prefix>-v<version>`), loads it on every server, then unloads the versions beyond
-   * `keep`.
+   * `keep` (and tries again the unloads that failed at earlier publishes).
    *
    * @param version The policy version; greater than every published one.
    * @param write Writes the PEFT adapter into the directory it is given.
@@ -274,20 +334,9 @@ export class AdapterSync {
     }
     // Out of the window now, so no reload starts them again; each server unloads those it holds
     // when its turn comes (after a reload that was already running).
-    const results = await Promise.all(this.#clients.map((c) =>
-      this.#serial(c, async () => {
-        const errors: string[] = [];
-        for (const old of unloaded.filter((n) => c.servedAdapters?.has(n))) {
-          try {
-            await c.request(routes(c).unload, { lora_name: old }, { text: true });
-            c.servedAdapters?.delete(old);
-          } catch (error) {
-            errors.push((error as Error).message);
-          }
-        }
-        return errors;
-      })
-    ));
+    const results = await Promise.all(
+      this.#clients.map((c) => this.#serial(c, () => this.#unload(c, unloaded))),
+    );
     warnings.push(...results.flat());
     return { name, version, path, unloaded, warnings };
   }

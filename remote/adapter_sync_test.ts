@@ -2,7 +2,7 @@
 // halo's CPU model (models/arithmetic-tiny): versions are published under new names, old ones
 // unloaded, and a served version samples exactly what the base model with that adapter samples.
 // Tolerance: served log-probs (float32) vs halo's float64 scoring of the adapted model ≤ 1e-5.
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { join } from "node:path";
 import { loadModel } from "../model/load_model.ts";
 import { generate } from "../model/generate.ts";
@@ -12,6 +12,7 @@ import { loraConfig } from "../adapters/lora_config.ts";
 import { savePeftAdapter } from "../adapters/peft_io.ts";
 import { AdapterSync } from "./adapter_sync.ts";
 import { fakeVllmHandler } from "./fake_vllm_server.ts";
+import { RolloutClient } from "./rollout_client.ts";
 import { RolloutPool } from "./rollout_pool.ts";
 import { RemoteEngineError, type RolloutRequest } from "./types.ts";
 import { serveFakes } from "./test_utils.ts";
@@ -410,4 +411,93 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+/**
+ * A vLLM-like server's adapter routes on a client's `fetch`: `held` is what it holds, `unloads`
+ * logs each unload call, and `fail(name)` makes that call answer HTTP 503 when it returns true.
+ */
+function adapterRoutes(fail: (name: string) => boolean) {
+  const held = new Set<string>();
+  const unloads: string[] = [];
+  const answer = (path: string, name: string): Response => {
+    if (path === "/v1/load_lora_adapter") held.add(name);
+    else if (path === "/v1/unload_lora_adapter") {
+      unloads.push(name);
+      if (fail(name)) return new Response("busy", { status: 503 });
+      if (!held.delete(name)) return new Response("cannot be found", { status: 404 });
+    } else return new Response("no route", { status: 404 });
+    return new Response("ok");
+  };
+  const fetch: typeof globalThis.fetch = (input, init) =>
+    Promise.resolve(
+      answer(new URL(String(input)).pathname, JSON.parse(String(init!.body)).lora_name),
+    );
+  const client = new RolloutClient("http://a", {
+    engine: "vllm",
+    vocabSize: 64,
+    model: "m",
+    fetch,
+  });
+  return { client, held, unloads };
+}
+
+Deno.test("AdapterSync tries a failed unload again at the next publish, a bounded number of times", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+  try {
+    // v1's first unload fails: it used to stay loaded for good (one of --max-loras per failure).
+    let v1Fails = 1;
+    const flaky = adapterRoutes((name) => name === "t-v1" && v1Fails-- > 0);
+    const sync = new AdapterSync([flaky.client], { dir, prefix: "t", keep: 2 });
+    for (const v of [1, 2]) await sync.publish(v, writeStubAdapter);
+    const third = await sync.publish(3, writeStubAdapter);
+    deepStrictEqual(third.unloaded, ["t-v1"]);
+    strictEqual(third.warnings.length, 1, JSON.stringify(third.warnings));
+    ok(
+      /unloading adapter "t-v1" failed \(try 1 of 3; tried again at the next publish\): Server "http:\/\/a": .*HTTP 503/
+        .test(third.warnings[0]),
+      third.warnings[0],
+    );
+    deepStrictEqual([...flaky.held].sort(), ["t-v1", "t-v2", "t-v3"]);
+    const fourth = await sync.publish(4, writeStubAdapter);
+    deepStrictEqual([fourth.unloaded, fourth.warnings], [["t-v2"], []]);
+    deepStrictEqual([...flaky.held].sort(), ["t-v3", "t-v4"]);
+    deepStrictEqual([...flaky.client.servedAdapters!].sort(), ["t-v3", "t-v4"]);
+    deepStrictEqual(flaky.unloads, ["t-v1", "t-v1", "t-v2"]);
+
+    // An unload that keeps failing is tried `unloadTries` times, then given up with a warning.
+    const stuck = adapterRoutes((name) => name === "s-v1");
+    const sync2 = new AdapterSync([stuck.client], { dir, prefix: "s", keep: 1, unloadTries: 2 });
+    const warnings = [];
+    for (const v of [1, 2, 3, 4]) {
+      warnings.push((await sync2.publish(v, writeStubAdapter)).warnings);
+    }
+    strictEqual(stuck.unloads.filter((n) => n === "s-v1").length, 2, String(stuck.unloads));
+    deepStrictEqual(warnings.map((w) => w.length), [0, 1, 1, 0]);
+    ok(
+      /failed \(try 1 of 2; tried again at the next publish\)/.test(warnings[1][0]),
+      warnings[1][0],
+    );
+    ok(
+      /"s-v1" failed 2 times; given up: it stays loaded on "http:\/\/a"/.test(warnings[2][0]),
+      warnings[2][0],
+    );
+    deepStrictEqual([...stuck.held].sort(), ["s-v1", "s-v4"]);
+
+    // A server that no longer holds the version (404: it restarted) is not asked again.
+    let v1Lost = false;
+    const lost = adapterRoutes((name) => name === "l-v1" && !v1Lost);
+    const sync3 = new AdapterSync([lost.client], { dir, prefix: "l", keep: 1 });
+    await sync3.publish(1, writeStubAdapter);
+    strictEqual((await sync3.publish(2, writeStubAdapter)).warnings.length, 1);
+    lost.held.delete("l-v1"); // restarted (and v2 reloaded)
+    v1Lost = true;
+    deepStrictEqual((await sync3.publish(3, writeStubAdapter)).warnings, []);
+    await sync3.publish(4, writeStubAdapter);
+    deepStrictEqual(lost.unloads, ["l-v1", "l-v1", "l-v2", "l-v3"]);
+    deepStrictEqual([...lost.client.servedAdapters!], ["l-v4"]);
+    throws(() => new AdapterSync([lost.client], { dir, unloadTries: 0 }), /"unloadTries" must be/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
