@@ -13,9 +13,15 @@
  * request larger than the cap is split into near-equal chunks of at most the cap (chunk `k`
  * starting at sample `s` seeded `seed + s`, so sample `i` keeps seed `seed + i`, as vLLM's
  * parallel sampling derives them), which go to the servers like requests of their own; the
- * choices come back in the request's order. A server that answers HTTP 404 for an adapter it
- * held (restarted, so it lost its adapters) no longer counts as holding it: the request goes to a
- * server that does, and the adapter is loaded again there (`RolloutClient.restoreAdapter`).
+ * choices come back in the request's order. When a chunk fails, the request fails at once with
+ * its error: the other chunks are aborted (their HTTP requests through the client's
+ * `AbortSignal`; those still waiting for room or a backoff stop there) and not waited for. An
+ * aborted chunk marks no server down, and its sequences count as in flight until its HTTP request
+ * has ended (a `fetch` that ignores the signal keeps them counted until the server answers).
+ *
+ * A server that answers HTTP 404 for an adapter it held (restarted, so it lost its adapters) no
+ * longer counts as holding it: the request goes to a server that does, and the adapter is loaded
+ * again there (`RolloutClient.restoreAdapter`).
  *
  * @module
  */
@@ -26,6 +32,33 @@ import {
   type RolloutClientOptions,
 } from "./rollout_client.ts";
 import { RemoteEngineError, type RolloutChoice, type RolloutRequest } from "./types.ts";
+
+/** `promise`, or a rejection with the signal's reason as soon as `signal` aborts. */
+function abortable<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** Resolves after `ms`, or rejects (and clears the timer) as soon as `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
 
 /**
  * Options of {@linkcode RolloutPool}.
@@ -273,9 +306,9 @@ export class RolloutPool {
     return best ?? (full ? "full" : null);
   }
 
-  /** Waits until some request of the pool ends. */
-  #waitRelease(): Promise<void> {
-    return new Promise((resolve) => this.#waiters.push(resolve));
+  /** Waits until some request of the pool ends (or `signal` aborts: rejects). */
+  #waitRelease(signal?: AbortSignal): Promise<void> {
+    return abortable(new Promise((resolve) => this.#waiters.push(resolve)), signal);
   }
 
   #release(slot: Slot, n: number): void {
@@ -317,7 +350,8 @@ export class RolloutPool {
   /**
    * Generates a prompt's samples on the least busy server, retrying elsewhere on failure; a
    * request of more than `maxSeqsInFlight` samples goes as near-equal chunks of at most that
-   * many (sample `i` seeded `seed + i`), each on a server of its own choosing.
+   * many (sample `i` seeded `seed + i`), each on a server of its own choosing; the first chunk
+   * that fails fails the request, and the others are aborted.
    *
    * @param request The rollout request (`n` = the group size).
    * @returns `request.n` validated choices, in order.
@@ -338,25 +372,36 @@ export class RolloutPool {
       parts.push({ ...request, n, seed: request.seed + start });
       start += n;
     }
-    const settled = await Promise.allSettled(parts.map((part) => this.#generateChunk(part)));
-    const failed = settled.find((r) => r.status === "rejected");
-    if (failed !== undefined) throw failed.reason;
-    return settled.flatMap((r) => (r as PromiseFulfilledResult<RolloutChoice[]>).value);
+    // The first failure fails the request: the others are aborted, not waited for (Promise.all
+    // handles their later rejections; each releases its sequences when its HTTP request ends).
+    const siblings = new AbortController();
+    const runs = parts.map((part) =>
+      this.#generateChunk(part, siblings.signal).catch((error) => {
+        siblings.abort(error);
+        throw error;
+      })
+    );
+    return (await Promise.all(runs)).flat();
   }
 
-  /** {@linkcode RolloutPool.generate} of a request of at most `maxSeqsInFlight` samples. */
-  async #generateChunk(request: RolloutRequest): Promise<RolloutChoice[]> {
+  /**
+   * {@linkcode RolloutPool.generate} of a request of at most `maxSeqsInFlight` samples; `signal`
+   * (a sibling chunk failed) stops it wherever it waits, aborts its HTTP request, and marks no
+   * server down.
+   */
+  async #generateChunk(request: RolloutRequest, signal?: AbortSignal): Promise<RolloutChoice[]> {
     const attempts = this.#options.attempts ?? 4;
     const backoff = this.#options.backoffMs ?? 250;
     const adapter = request.adapter;
     let last: unknown = null;
     for (let attempt = 0; attempt < attempts; attempt++) {
-      if (attempt > 0) await new Promise((r) => setTimeout(r, backoff * 2 ** (attempt - 1)));
+      if (attempt > 0) await sleep(backoff * 2 ** (attempt - 1), signal);
       let slot: Slot;
       for (;;) {
+        signal?.throwIfAborted();
         const picked = this.#pick(adapter, request.n);
         if (picked === "full") {
-          await this.#waitRelease();
+          await this.#waitRelease(signal);
           continue;
         }
         if (picked !== null) {
@@ -366,7 +411,8 @@ export class RolloutPool {
         const holders = this.#slots.filter((s) => this.#holds(s, adapter));
         const restoring = adapter === null ? undefined : this.#restores.get(adapter);
         if (holders.length === 0 && restoring !== undefined) {
-          await Promise.allSettled(restoring); // a server that lost it is loading it again
+          // A server that lost it is loading it again.
+          await abortable(Promise.allSettled(restoring), signal);
           continue;
         }
         if (holders.length === 0) {
@@ -386,11 +432,12 @@ export class RolloutPool {
       }
       slot.seqs += request.n;
       try {
-        if (!slot.ready) await this.#preflight(slot);
-        const choices = await slot.client.generate(request);
+        if (!slot.ready) await abortable(this.#preflight(slot), signal);
+        const choices = await slot.client.generate(request, signal);
         slot.requests++;
         return choices;
       } catch (error) {
+        if (signal?.aborted) throw signal.reason; // a sibling failed: not this server's fault
         if (this.#lostAdapter(slot, error, adapter)) {
           // The server lost the adapter (restarted): route the request to a server that holds
           // it, and load it again here (awaited when no other server holds it).
@@ -409,8 +456,9 @@ export class RolloutPool {
             continue;
           }
           try {
-            await restored;
+            await abortable(restored, signal);
           } catch (e) {
+            if (signal?.aborted) throw signal.reason;
             if (!(e instanceof RemoteEngineError) || !e.retryable) throw e;
             this.#fail(slot, e);
             last = e;

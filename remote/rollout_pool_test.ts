@@ -318,3 +318,115 @@ Deno.test("RolloutPool splits a request larger than maxSeqsInFlight into chunks,
   ok(sent.some((l) => l.startsWith("a ")) && sent.some((l) => l.startsWith("b ")), String(sent));
   throws(() => new RolloutPool(list, { maxSeqsInFlight: 0 }), /maxSeqsInFlight must be an integer/);
 });
+
+/** Choices of a vLLM completion of `n` samples (token 7). */
+function answer(n: number): Response {
+  return Response.json({
+    choices: Array.from({ length: n }, (_, i) => ({ ...GOOD.choices[0], index: i })),
+  });
+}
+
+Deno.test("RolloutPool: a failed chunk fails its request at once and aborts the other chunks", async () => {
+  // n = 8, cap 2, three servers: chunks seeded 0, 2, 4, 6. Chunk 0 (on a) is refused (HTTP 400)
+  // after 10 ms; chunk 2 (on b) gets a 503 at once and backs off (1.5 s); chunk 4 (on c) hangs
+  // until aborted (or answers after 1.5 s); chunk 6 waits for room. The request used to wait
+  // for chunks 2, 4 and 6 before it failed.
+  const log: string[] = [];
+  let refuse = true;
+  const fetch: typeof globalThis.fetch = (input, init) => {
+    const name = new URL(String(input)).hostname;
+    const { n, seed } = JSON.parse(String(init!.body));
+    log.push(`${name} seed=${seed} sent`);
+    const signal = init!.signal!;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        clearTimeout(timer);
+        log.push(`${name} seed=${seed} aborted`);
+        reject(signal.reason);
+      };
+      const end = (what: string, response: Response) => {
+        signal.removeEventListener("abort", onAbort);
+        log.push(`${name} seed=${seed} ${what}`);
+        resolve(response);
+      };
+      if (!refuse) return end("answered", answer(n));
+      if (seed === 2 && log.filter((l) => l.includes("seed=2 sent")).length === 1) {
+        return end("503", new Response("busy", { status: 503 }));
+      }
+      signal.addEventListener("abort", onAbort, { once: true });
+      const timer = seed === 0
+        ? setTimeout(() => end("400", new Response("bad", { status: 400 })), 10)
+        : setTimeout(() => end("answered", answer(n)), 1500);
+    });
+  };
+  const list = ["a", "b", "c"].map((name) =>
+    new RolloutClient(`http://${name}`, { engine: "vllm", vocabSize: 64, model: "m", fetch })
+  );
+  const pool = new RolloutPool(list, { maxSeqsInFlight: 2, backoffMs: 1500, downMs: 60_000 });
+  await rejects(pool.generate({ ...REQUEST, n: 8 }), (e: unknown) => {
+    ok(
+      e instanceof RemoteEngineError && !e.retryable && /HTTP 400: bad/.test(e.message),
+      String(e),
+    );
+    return true;
+  });
+  // Nothing answered after the refusal: chunk 2 did not retry, chunk 4 was aborted in flight,
+  // and chunk 6 stopped waiting for room (or, sent, was aborted).
+  ok(!log.some((l) => l.endsWith("answered")), JSON.stringify(log));
+  strictEqual(log.filter((l) => l.includes("seed=2 sent")).length, 1, JSON.stringify(log));
+  deepStrictEqual(log.filter((l) => l.includes("seed=4")), ["c seed=4 sent", "c seed=4 aborted"]);
+  deepStrictEqual(
+    log.filter((l) => l.includes("seed=6")).map((l) => l.slice(2)),
+    log.some((l) => l.includes("seed=6 sent")) ? ["seed=6 sent", "seed=6 aborted"] : [],
+  );
+  // The abort marks no server down: only b's 503 counts.
+  for (let i = 0; i < 100 && pool.states().some((s) => s.outstanding > 0); i++) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  deepStrictEqual(pool.states().map((s) => [s.outstanding, s.up, s.failures]), [
+    [0, true, 0],
+    [0, false, 1],
+    [0, true, 0],
+  ]);
+  // The aborted chunks released their sequences: a and c each take a request of the whole cap.
+  refuse = false;
+  log.length = 0;
+  const out = await Promise.all([1, 3].map((seed) => pool.generate({ ...REQUEST, n: 2, seed })));
+  deepStrictEqual(out.map((c) => c.length), [2, 2]);
+  deepStrictEqual(log.filter((l) => l.endsWith("sent")).map((l) => l[0]).sort(), ["a", "c"]);
+});
+
+Deno.test("RolloutPool: a failed chunk does not wait for a sibling whose fetch ignores the abort", async () => {
+  const log: string[] = [];
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => (finish = r));
+  const safety = setTimeout(finish, 1000); // the request used to wait for chunk 4: let it end
+  // Ignores init.signal: seeds 4 and 10 answer only when the test lets them.
+  const fetch: typeof globalThis.fetch = async (input, init) => {
+    const name = new URL(String(input)).hostname;
+    const { n, seed } = JSON.parse(String(init!.body));
+    log.push(`${name} seed=${seed} sent`);
+    if (seed === 0) return new Response("bad", { status: 400 });
+    if (seed === 4 || seed === 10) await finished;
+    log.push(`${name} seed=${seed} answered`);
+    return answer(n);
+  };
+  const list = ["a", "b"].map((name) =>
+    new RolloutClient(`http://${name}`, { engine: "vllm", vocabSize: 64, model: "m", fetch })
+  );
+  const pool = new RolloutPool(list, { maxSeqsInFlight: 4 });
+  // n = 8, cap 4: chunk 0 on a (refused), chunk 4 on b (answers only when let).
+  await rejects(pool.generate({ ...REQUEST, n: 8 }), /HTTP 400: bad/);
+  deepStrictEqual(log, ["a seed=0 sent", "b seed=4 sent"]);
+  // Chunk 4 is still in flight on b, so its 4 sequences still count: of two requests of 4, one
+  // goes to a and the other waits (a and b are full).
+  deepStrictEqual(pool.states().map((s) => s.outstanding), [0, 1]);
+  const next = [10, 20].map((seed) => pool.generate({ ...REQUEST, n: 4, seed }));
+  await new Promise((r) => setTimeout(r, 5));
+  deepStrictEqual(log.slice(2), ["a seed=10 sent"]);
+  clearTimeout(safety);
+  finish(); // chunk 4's answer is dropped (no unhandled rejection); the waiting request goes
+  deepStrictEqual((await Promise.all(next)).map((c) => c.length), [4, 4]);
+  deepStrictEqual(log.slice(3, 5).sort(), ["a seed=10 answered", "b seed=4 answered"]);
+  ok(log.slice(5).some((l) => l.endsWith("seed=20 sent")), String(log));
+});
