@@ -190,26 +190,40 @@ function vllmLike(log: string[], ready: () => boolean, maxModelLen: number) {
   };
 }
 
-Deno.test("RolloutPool: a server that failed the preflight at connect is preflighted before its first request", async () => {
-  const log: string[] = [];
-  let bReady = false;
-  let clock = 0;
+/**
+ * Connects a pool (no "model": each server's comes from its preflight) to vLLM-like servers "a"
+ * (up, 4096 tokens) and "b" (up while `bReady()`, `bMaxModelLen` tokens), logging to `log`, with
+ * the clock `now` and a down time of 1000.
+ */
+function connectAB(
+  log: string[],
+  bReady: () => boolean,
+  bMaxModelLen: number,
+  now: () => number,
+): Promise<RolloutPool> {
   const a = vllmLike(log, () => true, 4096)("a");
-  const b = vllmLike(log, () => bReady, 8)("b"); // b's context is 8 tokens
+  const b = vllmLike(log, bReady, bMaxModelLen)("b");
   const fetch: typeof globalThis.fetch = (input, init) =>
     new URL(String(input instanceof Request ? input.url : input)).hostname === "a"
       ? a(input, init)
       : b(input, init);
-  // No "model" (rl.rollout.model: ""): a request sent to b without its preflight used to fail
-  // with "no model: pass "model" or run preflight()".
-  const pool = await RolloutPool.connect(["http://a", "http://b"], {
+  return RolloutPool.connect(["http://a", "http://b"], {
     engine: "vllm",
     vocabSize: 64,
     fetch,
     backoffMs: 1,
     downMs: 1000,
-    now: () => clock,
+    now,
   });
+}
+
+Deno.test("RolloutPool: a server that failed the preflight at connect is preflighted before its first request", async () => {
+  const log: string[] = [];
+  let bReady = false;
+  let clock = 0;
+  // No "model" (rl.rollout.model: ""): a request sent to b without its preflight used to fail
+  // with "no model: pass "model" or run preflight()". b's context is 8 tokens.
+  const pool = await connectAB(log, () => bReady, 8, () => clock);
   deepStrictEqual(pool.states().map((s) => s.up), [true, false]);
   bReady = true;
   clock = 1000; // b's down time is over
@@ -230,18 +244,7 @@ Deno.test("RolloutPool: a server that failed the preflight at connect is preflig
 Deno.test("RolloutPool: a server still failing its preflight gets no request", async () => {
   const log: string[] = [];
   let clock = 0;
-  const a = vllmLike(log, () => true, 4096)("a");
-  const b = vllmLike(log, () => false, 4096)("b");
-  const fetch: typeof globalThis.fetch = (input, init) =>
-    new URL(String(input)).hostname === "a" ? a(input, init) : b(input, init);
-  const pool = await RolloutPool.connect(["http://a", "http://b"], {
-    engine: "vllm",
-    vocabSize: 64,
-    fetch,
-    backoffMs: 1,
-    downMs: 1000,
-    now: () => clock,
-  });
+  const pool = await connectAB(log, () => false, 4096, () => clock);
   clock = 1000;
   for (let i = 0; i < 4; i++) await pool.generate(REQUEST);
   ok(!log.includes("b /v1/completions"), JSON.stringify(log));
