@@ -278,12 +278,7 @@ export class GpuContext {
   scratch(name: string, bytes: number): GPUBuffer {
     const have = this.#scratch.get(name);
     if (have !== undefined && have.size >= bytes) return have;
-    let size = 1024;
-    while (size < bytes) size *= 2;
-    const buffer = this.createBuffer(
-      Math.max(bytes, Math.min(size, this.gpu.maxBufferSize)),
-      `scratch ${name}`,
-    );
+    const buffer = this.createBuffer(scratchSize(bytes, this.gpu.maxBufferSize), `scratch ${name}`);
     if (have !== undefined) this.#retiredScratch.push(have);
     this.#scratch.set(name, buffer);
     return buffer;
@@ -497,6 +492,40 @@ export class GpuContext {
   clearBindGroups(): void {
     this.#bindGroups.clear();
   }
+}
+
+/** The size of the buffer {@linkcode GpuContext.scratch} makes for `bytes`: the next power of two ≥ 1 KiB, within `maxBufferSize`. */
+function scratchSize(bytes: number, maxBufferSize: number): number {
+  let size = 1024;
+  while (size < bytes) size *= 2;
+  return Math.max(bytes, Math.min(size, maxBufferSize));
+}
+
+/**
+ * The bytes {@linkcode GpuContext.scratch} holds under one name after the given requests, in
+ * order: a request larger than the buffer held makes a new one (the next power of two ≥ 1 KiB,
+ * within `maxBufferSize`, rounded as `createBuffer` rounds) and the outgrown one is kept, so the
+ * sum of the buffers made, which is less than twice the largest.
+ *
+ * @param requests The bytes each call asked, in the order of the calls.
+ * @param maxBufferSize The device's `maxBufferSize`; default no limit.
+ * @returns The bytes allocated under that name until `releaseScratch`.
+ *
+ * @example A name asked 3000, 900, then 5000 bytes: buffers of 4096 and 8192 bytes
+ * ```ts
+ * import { scratchBytes } from "./context.ts";
+ * console.log(scratchBytes([3000, 900, 5000])); // 12288
+ * ```
+ */
+export function scratchBytes(requests: readonly number[], maxBufferSize = Infinity): number {
+  let held = 0;
+  let total = 0;
+  for (const bytes of requests) {
+    if (held > 0 && held >= bytes) continue;
+    held = Math.max(4, Math.ceil(scratchSize(bytes, maxBufferSize) / 4) * 4);
+    total += held;
+  }
+  return total;
 }
 
 const F32 = new Float32Array(1);

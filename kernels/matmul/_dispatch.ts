@@ -201,8 +201,74 @@ export function pickMatmulKernel(
   ) {
     return "splitK";
   }
+  return pickUnsplit(m, n, k, fill);
+}
+
+// The choice of pickMatmulKernel when the product does not split.
+function pickUnsplit(
+  m: number,
+  n: number,
+  k: number,
+  fill: number | undefined,
+): "tile64" | "tile128" | "smallK" | "narrow" | "matvec" {
   if (m <= MATVEC_ROWS && k % 4 === 0) return "matvec";
-  return pickTiles(m, n, k, options.fill);
+  return pickTiles(m, n, k, fill);
+}
+
+/** The `GpuContext.scratch` name of split-K's partial products. */
+export const SPLIT_K_SCRATCH = "matmul split-K";
+
+/**
+ * The split-K plan that a matmul records for an `[m, n]` output summing over `k`, or null when it
+ * does not split: with `kernel` `"auto"` (default), {@linkcode pickMatmulKernel}'s choice (only
+ * where `splitK` allows it and `fill` is given, i.e. a backward product on a hardware adapter);
+ * with `"splitK"` forced, at least 2 splits of at least one tile depth (16 k) towards `fill`, or
+ * `fillWorkgroups` without one (so a software context can force it); any other kernel, or an empty
+ * output, never. `scratchBytes` is what the product asks of `GpuContext.scratch` under
+ * {@linkcode SPLIT_K_SCRATCH}: `splits · m · n` floats (the buffer it gets is rounded up to a power
+ * of two). The launchers call this to decide, and `trainer/rl/gpu_memory_estimate.ts` to size the
+ * scratch.
+ *
+ * @param m Output rows.
+ * @param n Output columns.
+ * @param k Inner dimension.
+ * @param options `fill` ({@linkcode matmulFill}: none on a software adapter), `splitK` (the
+ *   product may split: the backward's products), `kernel` (default `"auto"`), `fillWorkgroups`
+ *   (`GpuContext.fillWorkgroups`, for a forced split without `fill`; default 8).
+ * @returns The splits, the k of each and the scratch bytes, or null.
+ *
+ * @example A rank-16 LoRA A gradient over 4096 tokens on a GPU, and on llvmpipe
+ * ```ts
+ * import { matmulSplitK } from "./matmul.ts";
+ * console.log(matmulSplitK(16, 1024, 4096, { fill: 256, splitK: true }));
+ * // { splits: 16, chunk: 256, scratchBytes: 1048576 }
+ * console.log(matmulSplitK(16, 1024, 4096, { splitK: true })); // null
+ * ```
+ */
+export function matmulSplitK(
+  m: number,
+  n: number,
+  k: number,
+  options: { fill?: number; splitK?: boolean; kernel?: MatmulKernel; fillWorkgroups?: number },
+): { splits: number; chunk: number; scratchBytes: number } | null {
+  if (m === 0 || n === 0) return null;
+  const { fill } = options;
+  const kernel = options.kernel ?? "auto";
+  let plan: { splits: number; chunk: number };
+  if (kernel === "splitK") {
+    // Forced (tests, benchmarks): at least 2 splits of at least one tile depth, towards the
+    // adapter's fill (the context's fillWorkgroups on llvmpipe too, so a test can set it).
+    plan = pickSplitK(m, n, k, {
+      fill: fill ?? options.fillWorkgroups ?? 8,
+      minChunk: BK64,
+      minSplits: 2,
+    });
+  } else if (
+    kernel === "auto" && pickMatmulKernel(m, n, k, { fill, splitK: options.splitK }) === "splitK"
+  ) {
+    plan = pickSplitK(m, n, k, { fill: fill! });
+  } else return null;
+  return { ...plan, scratchBytes: plan.splits * m * n * 4 };
 }
 
 /**
@@ -317,24 +383,23 @@ export function dispatchMatmul(
   // An empty output has nothing to write (whatever K and accumulate): no dispatch. The kernels
   // assume M, N ≥ 1 (the narrow kernel reads column min(n, N - 1) of w).
   if (params.M === 0 || params.N === 0) return;
-  let kernel = options.kernel ?? "auto";
   const fill = matmulFill(ctx);
-  if (kernel === "auto") {
-    kernel = pickMatmulKernel(params.M, params.N, params.K, { fill, splitK: options.splitK });
-  }
-  if (kernel === "splitK") {
-    // Forced (tests, benchmarks): at least 2 splits of at least one tile depth, towards the
-    // adapter's fill (ctx.fillWorkgroups on llvmpipe too, so a test context can set it).
-    const plan = options.kernel === "splitK"
-      ? pickSplitK(params.M, params.N, params.K, {
-        fill: fill ?? ctx.fillWorkgroups,
-        minChunk: BK64,
-        minSplits: 2,
-      })
-      : pickSplitK(params.M, params.N, params.K, { fill: fill! });
+  const plan = matmulSplitK(params.M, params.N, params.K, {
+    fill,
+    splitK: options.splitK,
+    kernel: options.kernel,
+    fillWorkgroups: ctx.fillWorkgroups,
+  });
+  if (plan !== null) {
     dispatchSplitK(ctx, pass, bindings, params, options, plan);
     return;
   }
+  // Not split (a forced "splitK" always is, the output not being empty): "auto" takes the kernel
+  // pickMatmulKernel picks without split-K.
+  const forced = options.kernel ?? "auto";
+  let kernel = forced === "auto" || forced === "splitK"
+    ? pickUnsplit(params.M, params.N, params.K, fill)
+    : forced;
   if (kernel === "matvec") {
     // The matvec reads w as contiguous [N, K] rows and x's rows as vec4s.
     const ok = !options.xT && !options.wT && params.ldw === params.K && params.w_col === 0 &&
@@ -445,10 +510,10 @@ function dispatchSplitK(
   bindings: readonly [Binding, Binding, Binding],
   params: MatmulParams,
   options: DispatchOptions,
-  plan: { splits: number; chunk: number },
+  plan: { splits: number; chunk: number; scratchBytes: number },
 ): void {
   const { M, N } = params;
-  const scratch = ctx.scratch("matmul split-K", plan.splits * M * N * 4);
+  const scratch = ctx.scratch(SPLIT_K_SCRATCH, plan.scratchBytes);
   dispatchKernel(
     ctx,
     pass,

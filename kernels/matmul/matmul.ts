@@ -12,6 +12,7 @@ export {
   matmulFill,
   type MatmulKernel,
   type MatmulLoads,
+  matmulSplitK,
   NARROW_MAX_N,
   NARROW_MIN_K,
   pickMatmulKernel,
@@ -20,6 +21,7 @@ export {
   SPLIT_K_MAX_SPLITS,
   SPLIT_K_MIN_CHUNK,
   SPLIT_K_MIN_K,
+  SPLIT_K_SCRATCH,
 } from "./_dispatch.ts";
 
 /** Arguments of {@linkcode encodeMatmul}. */

@@ -6,10 +6,12 @@
  * model/kv_cache.ts, `allocateLayerActivations`, the decode buffers, the logits), the merged
  * adapter copy (model/merge_adapters_webgpu.ts), the forward workspace of `tokenLogprobs`
  * (`WebGpuQwen3#workspace`) and the training workspace (`WebGpuQwen3Backward#workspace`, with the
- * LM head's block rows of `lmHeadBlockRows`). Left out: the kernels' scratch buffers
- * (`GpuContext.scratch`: split-K partial sums, power-of-two sizes), the objective's per-row
- * buffers, uniforms and readback staging (small next to the items; `gpu_memory_estimate_test.ts`
- * bounds the difference on the tiny model), and the driver's own overhead.
+ * LM head's block rows of `lmHeadBlockRows`), and the kernels' scratch (`GpuContext.scratch`: the
+ * split-K partial products of the backward's matmuls on a hardware adapter, from the products
+ * each phase records and the launchers' own `matmulSplitK`, grown as `scratchBytes` grows them).
+ * Left out: the objective's per-row buffers, uniforms and readback staging (small next to the
+ * items; `gpu_memory_estimate_test.ts` bounds the difference on the tiny model), and the driver's
+ * own overhead.
  *
  * The shapes are the largest a run can make: every prompt as long as the longest, every response
  * `rl.maxNewTokens` long, full micro-batches, and each generation call as many rows as
@@ -23,6 +25,10 @@ import type { TensorTableConfig } from "../../model/tensor_table.ts";
 import { generateRowBytes, type GenerateWorkspaceSizes } from "../../model/generate_webgpu.ts";
 import { attentionScratchSize } from "../../kernels/attention/attention.ts";
 import { RMS_NORM_BACKWARD_BLOCK_ROWS } from "../../kernels/rms_norm/rms_norm_backward.ts";
+import { matmulSplitK } from "../../kernels/matmul/matmul.ts";
+import { HILO_GROUPED_MAX_RANK } from "../../kernels/hilo_grouped/hilo_grouped_expert.ts";
+import { HILO_GROUPED_MIN_EXPERTS } from "../../model/lora_webgpu.ts";
+import { DEFAULT_FILL_WORKGROUPS, scratchBytes } from "../../gpu/context.ts";
 
 /**
  * The adapters, per decoder layer: rank and (HILO) experts of every target projection.
@@ -115,6 +121,16 @@ export interface GpuMemoryEstimateInput {
   maxBindingSize?: number;
   /** The device's `minStorageBufferOffsetAlignment` in bytes. Default 256. */
   offsetAlignment?: number;
+  /**
+   * The adapter is a software one (`Gpu.isFallbackAdapter`, e.g. lavapipe): its matmuls never
+   * split K, so no scratch. Default false (a hardware GPU).
+   */
+  isFallbackAdapter?: boolean;
+  /**
+   * `GpuContext.fillWorkgroups` on a hardware adapter (the workgroups a split-K product aims
+   * for). Default `DEFAULT_FILL_WORKGROUPS.hardware` (256).
+   */
+  fillWorkgroups?: number;
 }
 
 /**
@@ -147,10 +163,18 @@ export interface GpuMemoryEstimate {
   forward: number;
   /** The training step's workspace for one micro-batch. */
   training: number;
+  /**
+   * The kernels' scratch (`GpuContext.scratch`), kept from its first use until the model is
+   * disposed: the "matmul split-K" partial products of the training step's backward products
+   * (and of the merge's, which at ranks below 1024 never split) on a hardware adapter; every
+   * buffer the name grew through, over the requests in record order (`scratchBytes`). 0 on a
+   * software adapter.
+   */
+  scratch: number;
   /** Always allocated: weights + adapters + optimizer. */
   resident: number;
   /**
-   * Largest total: `resident` plus the largest phase (generation with its merged copy, the
+   * Largest total: `resident` plus `scratch` plus the largest phase (generation with its merged copy, the
    * forward pass, or the training step) when the phases release each other's workspaces, else
    * plus all of them (the workspaces kept all run, generation's grown to every call's largest
    * sizes).
@@ -259,9 +283,94 @@ function headRows(vocab: number, tokens: number, binding: number, alignBytes: nu
   return Math.max(align, Math.floor(fit / align) * align);
 }
 
+/** Which products of a training step (or merge) the scratch is sized over. */
+interface ScratchShapes {
+  model: Model;
+  adapters: GpuMemoryAdapters | null;
+  /** Tokens of the micro-batch. */
+  tokens: number;
+  /** LM-head block rows. */
+  headRows: number;
+  wBytes: number;
+  binding: number;
+  /** `matmulFill` of the device. */
+  fill: number;
+}
+
+/** Row counts of a matrix's chunks as `uploadMatrix` splits it to fit one binding. */
+function chunkRows(rows: number, cols: number, wBytes: number, binding: number): number[] {
+  const per = Math.max(1, Math.floor(binding / (cols * wBytes)));
+  const out: number[] = [];
+  for (let r0 = 0; r0 < rows; r0 += per) out.push(Math.min(per, rows - r0));
+  return out;
+}
+
+/**
+ * The scratch requests of one training step, in the order `WebGpuQwen3Backward` records its
+ * backward products (model/qwen3_webgpu_backward.ts, decoder_layer_webgpu.ts `linearBackward`,
+ * lora_webgpu.ts `encodeLoraBackward`): the LM head's blocks, then the layers from the last down,
+ * each as down, gate, up, o, q, k, v. Each `encodeMatmulBackward` records `dx` before `dw`.
+ */
+function trainingScratchRequests(s: ScratchShapes): number[] {
+  const { model: c, adapters: a, tokens: n, fill } = s;
+  const out: number[] = [];
+  // One backward product `[m, n]` over k, as matmul_backward.ts records it (splitK allowed).
+  const product = (m: number, cols: number, k: number) => {
+    const plan = matmulSplitK(m, cols, k, { fill, splitK: true });
+    if (plan !== null) out.push(plan.scratchBytes);
+  };
+  const full = a === null;
+  const H = c.hiddenSize;
+  // The LM head: per row block, per chunk of the head, dx [rows, H] over the chunk's rows, and
+  // (full fine-tuning) its gradient [chunk, H] over the block's rows.
+  for (let r0 = 0; r0 < n; r0 += s.headRows) {
+    const rows = Math.min(s.headRows, n - r0);
+    for (const vr of chunkRows(c.vocabSize, H, s.wBytes, s.binding)) {
+      product(rows, H, vr);
+      if (full) product(vr, H, rows);
+    }
+  }
+  const order = ["down_proj", "gate_proj", "up_proj", "o_proj", "q_proj", "k_proj", "v_proj"];
+  const targets = new Set(a?.targets ?? []);
+  for (let l = c.numHiddenLayers - 1; l >= 0; l--) {
+    // The lowest layer (every layer is adapted here) leaves no input gradient: q, k and v
+    // record no dx there, and with a frozen base no base product at all.
+    const inputGrad = full || l > 0;
+    const r = atLayer(a?.ranks, l, 1);
+    const E = atLayer(a?.experts, l, 1);
+    for (const t of order) {
+      const [inF, outF] = projectionShape(c, t);
+      const dx = inputGrad || !["q_proj", "k_proj", "v_proj"].includes(t);
+      if (dx || full) {
+        for (const rows of chunkRows(outF, inF, s.wBytes, s.binding)) {
+          if (dx) product(n, inF, rows);
+          if (full) product(rows, inF, n);
+        }
+      }
+      if (!targets.has(t)) continue;
+      // lora_webgpu.ts: a routed module with the grouped dispatch ("auto": E ≥ 4, rank ≤ 64)
+      // runs its experts in their own kernels; otherwise each expert's B (dx then dw) and A.
+      const grouped = E > 1 && E >= HILO_GROUPED_MIN_EXPERTS && r <= HILO_GROUPED_MAX_RANK;
+      for (let e = 0; e < (grouped ? 0 : E); e++) {
+        product(n, r, outF);
+        product(outF, r, n);
+        if (dx) product(n, inF, r);
+        product(r, inF, n);
+      }
+      if (E > 1) {
+        // The router [E, in]: dx over E, then its gradient over the tokens.
+        if (dx) product(n, inF, E);
+        product(E, inF, n);
+      }
+    }
+  }
+  return out;
+}
+
 /**
  * Estimates the GPU memory of an RL run, by item, and its peak: the weights, adapters, gradients
- * and optimizer moments stay all run; generation (KV cache, activations, logits, the merged copy
+ * and optimizer moments stay all run, and on a hardware adapter the kernels' split-K scratch from
+ * the first training step on; generation (KV cache, activations, logits, the merged copy
  * during a call), the forward pass and the training step each need a workspace, which
  * `rl.releaseWorkspaces` frees between the phases (peak: the largest phase) and which otherwise
  * all stay (peak: their sum).
@@ -290,6 +399,9 @@ function headRows(vocab: number, tokens: number, binding: number, alignBytes: nu
  * const kept = estimateRlGpuMemory({ ...input, releaseWorkspaces: false });
  * ok(released.peak < kept.peak);
  * console.log((released.kvCache / 1e9).toFixed(1), "GB of KV cache");
+ * // On a GPU the LoRA weight gradients split K: 1 + 2 MiB of partial sums; none on llvmpipe.
+ * console.log(released.scratch, estimateRlGpuMemory({ ...input, isFallbackAdapter: true }).scratch);
+ * // 3145728 0
  * ```
  */
 export function estimateRlGpuMemory(input: GpuMemoryEstimateInput): GpuMemoryEstimate {
@@ -436,9 +548,39 @@ export function estimateRlGpuMemory(input: GpuMemoryEstimateInput): GpuMemoryEst
     f32(n * r) + 2 * f32(n * H) + 3 * f32(n * I) + 2 * f32(n * qd) + 2 * f32(n * kvd) +
     f32(n * c.numAttentionHeads * 2) + f32(normRows) + f32(partials);
 
+  // The kernels' scratch: only a hardware adapter's backward products split K. The merge's
+  // products (`dx` of B·A, k = rank) would ask it before the training step's; they split only
+  // from rank 1024 (SPLIT_K_MIN_K) on.
+  let scratch = 0;
+  if (!(input.isFallbackAdapter ?? false)) {
+    const fill = input.fillWorkgroups ?? DEFAULT_FILL_WORKGROUPS.hardware;
+    const requests: number[] = [];
+    if (a !== null && mergedCopy > 0 && wBytes === 4) {
+      for (let l = 0; l < L; l++) {
+        const r = atLayer(a.ranks, l, 1);
+        if (atLayer(a.experts, l, 1) > 1) continue;
+        for (const t of a.targets) {
+          const [inF, outF] = projectionShape(c, t);
+          const plan = matmulSplitK(outF, inF, r, { fill, splitK: true });
+          if (plan !== null) requests.push(plan.scratchBytes);
+        }
+      }
+    }
+    requests.push(...trainingScratchRequests({
+      model: c,
+      adapters: a,
+      tokens: n,
+      headRows: hr,
+      wBytes,
+      binding,
+      fill,
+    }));
+    scratch = scratchBytes(requests);
+  }
+
   const resident = weights + adapterBytes + optimizer;
   const generation = gen.kv + gen.rest + mergedCopy;
-  const peak = resident +
+  const peak = resident + scratch +
     (release ? Math.max(generation, forward, training) : generation + forward + training);
   return {
     weights,
@@ -449,6 +591,7 @@ export function estimateRlGpuMemory(input: GpuMemoryEstimateInput): GpuMemoryEst
     generation: gen.rest,
     forward,
     training,
+    scratch,
     resident,
     peak,
     generateRows: { rollout: rollout?.rows ?? 0, eval: evalSizes?.rows ?? 0 },

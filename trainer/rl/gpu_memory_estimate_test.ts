@@ -2,15 +2,18 @@
 // after loading with adapters, a generate call (with and without merged adapters), a forward
 // micro-batch and a training micro-batch, on the fixture model (tied head, heads·headDim =
 // hidden; f32 weights, and f16 ones with the merged copy in f16, that copy also to the byte) and
-// on a random model with an untied head and heads·headDim ≠ hidden; plus the pure
-// relations (f16 weights, an f16 KV cache, the release policy, HILO routers).
+// on a random model with an untied head and heads·headDim ≠ hidden; the kernels' split-K scratch
+// of a hardware adapter, forced on the software one (its Gpu wrapped with `isFallbackAdapter:
+// false`), to the byte (the buffers `GpuContext.scratch` makes, counted by label) and checked
+// against sizes derived by hand; plus the pure relations (f16 weights, an f16 KV cache, the
+// release policy, HILO routers, Qwen3-0.6B's scratch by hand).
 //
 // Tolerance: each measured item must be at least the estimate and at most the estimate plus
-// 64 KiB, for the kernels' scratch buffers (`GpuContext.scratch`: power-of-two split-K partial
-// sums, which the estimate leaves out) and the objective's per-row buffers (568 bytes here).
+// 64 KiB, for the objective's per-row buffers (568 bytes here), which the estimate leaves out.
 // Observed on Mesa lavapipe (2026-12-04): every item equal to the byte (weights, adapters,
 // gradients, generation with and without the merged copy, forward) except the training step,
-// +568 and +2,000 bytes (the objective's per-row buffers).
+// +568 and +2,000 bytes (the objective's per-row buffers); the scratch equal to the byte
+// (0 on the software path, 6 KiB and 64 KiB on the forced hardware path).
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { loadPeftAdapter } from "../../adapters/peft_io.ts";
 import { createLora } from "../../adapters/lora.ts";
@@ -39,13 +42,29 @@ function within(measured: number, estimate: number, what: string): void {
   );
 }
 
-/** Measures each item on `model` (adapters `lora`, set here) and compares with the estimate. */
+/** Counts the bytes of the buffers `ctx.scratch` makes from now on (labelled "scratch …"). */
+function countScratch(ctx: GpuContext): { bytes: number } {
+  const count = { bytes: 0 };
+  const create = ctx.createBuffer.bind(ctx);
+  ctx.createBuffer = (size: number, label: string) => {
+    const buffer = create(size, label);
+    if (label.startsWith("scratch ")) count.bytes += buffer.size;
+    return buffer;
+  };
+  return count;
+}
+
+/**
+ * Measures each item on `model` (adapters `lora`, set here) and compares with the estimate; the
+ * scratch (buffers labelled "scratch …", counted as `ctx` makes them) to the byte. Returns the
+ * scratch bytes measured.
+ */
 async function measure(
   ctx: GpuContext,
   model: WebGpuQwen3,
   lora: Lora,
   input: Omit<GpuMemoryEstimateInput, "model">,
-): Promise<void> {
+): Promise<number> {
   const c = model.config;
   const est = estimateRlGpuMemory({
     ...input,
@@ -53,7 +72,10 @@ async function measure(
     stopTokens: c.eosTokenIds.length,
     maxBindingSize: ctx.gpu.maxBindingSize,
     offsetAlignment: ctx.device.limits.minStorageBufferOffsetAlignment,
+    isFallbackAdapter: ctx.gpu.isFallbackAdapter,
+    fillWorkgroups: ctx.fillWorkgroups,
   });
+  const scratch = countScratch(ctx);
   const merged = estimateRlGpuMemory({ ...input, model: c, mergeAdapters: true }).mergedCopy;
   ok(merged > 0, "no merged copy estimated");
   within(ctx.allocatedBytes, est.weights, "weights");
@@ -104,9 +126,12 @@ async function measure(
       advantages: new Float64Array(m).fill(1),
     },
   });
-  within(ctx.allocatedBytes - before, est.training, "training workspace");
+  // The kernels' scratch stays after the step (until the model is disposed).
+  strictEqual(scratch.bytes, est.scratch, "split-K scratch");
+  within(ctx.allocatedBytes - before, est.training + est.scratch, "training workspace + scratch");
   backend.dispose();
   model.dispose();
+  return scratch.bytes;
 }
 
 Deno.test({
@@ -217,6 +242,128 @@ Deno.test({
   },
 });
 
+// The hardware adapter's split-K path, forced on the software adapter by wrapping its Gpu as a
+// hardware one (the kernels read `isFallbackAdapter`; `fillWorkgroups` then defaults to 256).
+async function hardwareContext(): Promise<GpuContext> {
+  return new GpuContext({ ...(await testContext())!.gpu, isFallbackAdapter: false });
+}
+
+Deno.test({
+  name: "estimateRlGpuMemory() matches the split-K scratch of a hardware adapter (LoRA weight " +
+    "gradients over 1,040 tokens, forced on the software adapter; the training step only)",
+  ignore: noGpu,
+  async fn() {
+    // One small layer: a split needs k ≥ 1024, here the micro-batch's tokens, and the training
+    // step over them is what costs time on lavapipe.
+    const config: Qwen3Config = {
+      vocabSize: 64,
+      hiddenSize: 32,
+      intermediateSize: 64,
+      numHiddenLayers: 1,
+      numAttentionHeads: 2,
+      numKeyValueHeads: 1,
+      headDim: 16,
+      rmsNormEps: 1e-6,
+      ropeTheta: 10000,
+      maxPositionEmbeddings: 96,
+      tieWordEmbeddings: true,
+      eosTokenIds: [63],
+      bosTokenId: null,
+      padTokenId: null,
+    };
+    const ctx = await hardwareContext();
+    const model = new WebGpuQwen3(ctx, config, initQwen3Weights(config, { seed: 1 }));
+    const lora = createLora(loraConfig({ r: 4, targetModules: ALL }), config, { seed: 2 });
+    model.setAdapters(lora);
+    const [rows, T] = [16, 65];
+    const est = estimateRlGpuMemory({
+      model: config,
+      adapters: { targets: ALL, ranks: [4] },
+      groupSize: 1,
+      genBatchPrompts: 0,
+      evalPrompts: 0,
+      evalSamples: 1,
+      promptTokens: 10,
+      maxNewTokens: T - 10,
+      microBatchSize: rows,
+      maxBindingSize: ctx.gpu.maxBindingSize,
+      offsetAlignment: ctx.device.limits.minStorageBufferOffsetAlignment,
+      isFallbackAdapter: false,
+      fillWorkgroups: ctx.fillWorkgroups,
+    });
+    const scratch = countScratch(ctx);
+    const backend = createTrainBackend(model, { mode: "adapters", params: loraParams(lora) });
+    const before = ctx.allocatedBytes;
+    const batch = {
+      inputIds: Array.from(
+        { length: rows },
+        (_, i) => Array.from({ length: T }, (_, t) => (i * 7 + t * 3) % 62 + 1),
+      ),
+    };
+    const m = rows * (T - 1);
+    await backend.objectiveAndGrads(batch, {
+      terms: [{ name: "clipped_pg" }],
+      inputs: {
+        lossMask: new Float64Array(m).fill(1),
+        oldLogprobs: new Float64Array(m).fill(-6),
+        advantages: new Float64Array(m).fill(1),
+      },
+    });
+    // By hand: k = 16 × 65 = 1040 tokens split in 4 chunks of 272 (⌊1040 / 256⌋ = 4 splits at
+    // most). The first split product, down_proj's B gradient [32, 4], asks 4·32·4 floats (2 KiB);
+    // its A gradient [4, 64] asks 4 KiB, a new buffer (the 2 KiB one is kept); nothing later asks
+    // more (gate/up's B [64, 4] is 4 KiB). The other products do not split (k < 1024).
+    strictEqual(scratch.bytes, 2048 + 4096);
+    strictEqual(est.scratch, scratch.bytes, "split-K scratch");
+    within(ctx.allocatedBytes - before, est.training + est.scratch, "training workspace + scratch");
+    backend.dispose();
+    model.dispose();
+    strictEqual(ctx.allocatedBytes, 0, "bytes left after dispose()");
+  },
+});
+
+Deno.test({
+  name: "estimateRlGpuMemory() matches the split-K scratch of a hardware adapter (the LM head's " +
+    "input gradient over a 1,100-token vocabulary, untied head)",
+  ignore: noGpu,
+  async fn() {
+    const config: Qwen3Config = {
+      vocabSize: 1100,
+      hiddenSize: 40,
+      intermediateSize: 72,
+      numHiddenLayers: 2,
+      numAttentionHeads: 4,
+      numKeyValueHeads: 2,
+      headDim: 16,
+      rmsNormEps: 1e-6,
+      ropeTheta: 10000,
+      maxPositionEmbeddings: 96,
+      tieWordEmbeddings: false,
+      eosTokenIds: [1099],
+      bosTokenId: null,
+      padTokenId: null,
+    };
+    const ctx = await hardwareContext();
+    const model = new WebGpuQwen3(ctx, config, initQwen3Weights(config, { seed: 1 }));
+    const targets = ["q_proj", "down_proj"];
+    const lora = createLora(loraConfig({ r: 3, targetModules: targets }), config, { seed: 2 });
+    const scratch = await measure(ctx, model, lora, {
+      adapters: { targets, ranks: [3, 3] },
+      groupSize: 2,
+      genBatchPrompts: 1,
+      evalPrompts: 0,
+      evalSamples: 1,
+      promptTokens: 9,
+      maxNewTokens: 20,
+      microBatchSize: 2,
+    });
+    // By hand: dx [58, 40] over k = 1100 vocabulary rows takes 4 splits (⌊1100 / 256⌋) of 288:
+    // 4·58·40 floats = 37,120 bytes, a 64 KiB buffer.
+    strictEqual(scratch, 65536);
+    strictEqual(ctx.allocatedBytes, 0, "bytes left after dispose()");
+  },
+});
+
 const QWEN3_4B = {
   vocabSize: 151936,
   hiddenSize: 2560,
@@ -257,11 +404,12 @@ Deno.test("estimateRlGpuMemory(): f16 weights, an f16 KV cache and the release p
   const kept = estimateRlGpuMemory({ ...GSM8K, releaseWorkspaces: false });
   strictEqual(
     kept.peak,
-    kept.resident + kept.kvCache + kept.generation + kept.forward + kept.training,
+    kept.resident + kept.scratch + kept.kvCache + kept.generation + kept.forward + kept.training,
   );
   strictEqual(
     base.peak,
-    base.resident + Math.max(base.kvCache + base.generation, base.forward, base.training),
+    base.resident + base.scratch +
+      Math.max(base.kvCache + base.generation, base.forward, base.training),
   );
   // Merging the adapters adds a copy of every adapted projection during generation, at the
   // weight dtype (f16: half the bytes, plus the 8-byte overflow status).
@@ -279,7 +427,37 @@ Deno.test("estimateRlGpuMemory(): f16 weights, an f16 KV cache and the release p
   );
 });
 
-Deno.test("estimateRlGpuMemory(): HILO experts add routers and widen the LoRA scratch", () => {
+Deno.test("estimateRlGpuMemory(): the split-K scratch of Qwen3-0.6B, LoRA r16, GSM8K lengths", () => {
+  const input: GpuMemoryEstimateInput = {
+    ...GSM8K,
+    model: {
+      ...QWEN3_4B,
+      hiddenSize: 1024,
+      intermediateSize: 3072,
+      numHiddenLayers: 28,
+      numAttentionHeads: 16,
+      numKeyValueHeads: 8,
+    },
+    adapters: { targets: ALL, ranks: Array(28).fill(16) },
+  };
+  // By hand, on a GPU (fill 256): the micro-batch's 32 × 1276 = 40,832 tokens are the k of the
+  // LoRA weight gradients, whose outputs have few 64×64 tiles. The first split product, the last
+  // layer's down_proj B gradient [1024, 16] (16 tiles), takes 16 splits (256 / 16): 16·1024·16
+  // floats, 1 MiB. Its A gradient [16, 3072] (48 tiles) takes ⌈256 / 48⌉ = 6: 6·16·3072 floats
+  // = 1,179,648 bytes, a new 2 MiB buffer; nothing later asks more (gate/up's B [3072, 16] is
+  // the same size, the others' 1 MiB). The base products and the LM head have too many tiles.
+  strictEqual(estimateRlGpuMemory(input).scratch, 2 ** 20 + 2 ** 21);
+  // llvmpipe never splits; nor does full fine-tuning here (its weight gradients have ≥ 256 tiles,
+  // its input gradients thousands).
+  strictEqual(estimateRlGpuMemory({ ...input, isFallbackAdapter: true }).scratch, 0);
+  strictEqual(estimateRlGpuMemory({ ...input, adapters: null }).scratch, 0);
+  // A lower fill splits less: at 64, the 3072-wide gradients (48 tiles) no longer split (a
+  // product splits only below half the fill), and the 1024-wide ones (16 tiles) take 4 splits:
+  // 4·16·1024 floats, 256 KiB.
+  strictEqual(estimateRlGpuMemory({ ...input, fillWorkgroups: 64 }).scratch, 2 ** 18);
+});
+
+Deno.test("estimateRlGpuMemory(): HILO experts add routers, widen the LoRA scratch and change the split-K scratch", () => {
   const lora = estimateRlGpuMemory({ ...GSM8K, adapters: { targets: ["q_proj"], ranks: [8] } });
   const hilo = estimateRlGpuMemory({
     ...GSM8K,
@@ -288,6 +466,19 @@ Deno.test("estimateRlGpuMemory(): HILO experts add routers and widen the LoRA sc
   // Every layer (the lists repeat their last value) gets 4 experts and a [4, hidden] router.
   strictEqual(hilo.adapters - lora.adapters, 36 * (3 * 8 * (2560 + 4096) * 4) + 36 * 4 * 2560 * 4);
   ok(hilo.training > lora.training, "the routed scratch must widen the training workspace");
+  // The scratch, by hand (fill 256, k = 40,832 tokens): plain LoRA's q_proj B gradient
+  // [4096, 8] (64 tiles) takes 4 splits, 4·4096·8 floats = 512 KiB, then its A gradient [8, 2560]
+  // (40 tiles) ⌈256 / 40⌉ = 7, 573,440 bytes, a new 1 MiB buffer. Two dense experts ask the
+  // same (their router's [2, 2560] gradient, 7 splits, less); four take the grouped dispatch,
+  // whose experts run in their own kernels: only the router's [4, 2560], 7·4·2560 floats
+  // (286,720 bytes), a 512 KiB buffer.
+  strictEqual(lora.scratch, 2 ** 19 + 2 ** 20);
+  const dense = estimateRlGpuMemory({
+    ...GSM8K,
+    adapters: { targets: ["q_proj"], ranks: [8], experts: [2] },
+  });
+  strictEqual(dense.scratch, 2 ** 19 + 2 ** 20);
+  strictEqual(hilo.scratch, 2 ** 19);
   // Routed adapters are never merged.
   strictEqual(
     estimateRlGpuMemory({

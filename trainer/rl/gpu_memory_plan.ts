@@ -56,8 +56,17 @@ export interface RlGpuMemoryPlanInput {
   evalPromptTokens: number;
   /** EOS and stop token ids of generation. */
   stopTokens: number;
-  /** The device's limits, and whether it is a software adapter (`mergeAdapters: auto` is off). */
-  device: { maxBindingSize: number; offsetAlignment: number; isFallbackAdapter: boolean };
+  /**
+   * The device's limits, whether it is a software adapter (`mergeAdapters: auto` is off, and no
+   * matmul splits K) and, on a hardware one, `GpuContext.fillWorkgroups` (the split-K products'
+   * target; default 256).
+   */
+  device: {
+    maxBindingSize: number;
+    offsetAlignment: number;
+    isFallbackAdapter: boolean;
+    fillWorkgroups?: number;
+  };
   /** The `HALO_GPU_MEMORY` environment variable (GB), which overrides `rl.gpuMemoryBudget`. */
   env?: string;
   /** Bytes of a KV cache element; default that of `model.kvDtype` (4 for f32, 2 for f16). */
@@ -211,6 +220,8 @@ export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
     stopTokens: input.stopTokens,
     maxBindingSize: device.maxBindingSize,
     offsetAlignment: device.offsetAlignment,
+    isFallbackAdapter: device.isFallbackAdapter,
+    fillWorkgroups: device.fillWorkgroups,
   };
   checkMicroBatch(input, adapters);
   let fit = fitGeneration(base, wantMerge, budgetBytes);
@@ -248,6 +259,8 @@ export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
     `  generation       ${gb(e.generation)} (activations, logits)`,
     `  forward          ${gb(e.forward)} (micro-batch of ${e.microBatchTokens} tokens)`,
     `  training         ${gb(e.training)}`,
+    `  scratch          ${gb(e.scratch)} (${(e.scratch / 2 ** 20).toFixed(1)} MiB of split-K ` +
+    `partial sums, kept from the first training step)`,
     `  peak             ${gb(e.peak)} (${
       rl.releaseWorkspaces ? "workspaces released between phases" : "all workspaces kept"
     }; budget ${

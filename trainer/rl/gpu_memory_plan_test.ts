@@ -74,10 +74,16 @@ Deno.test("planRlGpuMemory() prints the estimate by item, with no budget by defa
     "generation",
     "forward",
     "training",
+    "scratch",
     "peak",
   ]);
   ok(/KV cache +73\.\d\d \(192 rows x 1280 slots\)/.test(plan.lines.join("\n")), plan.lines[5]);
-  ok(/budget none/.test(plan.lines[9]));
+  ok(/budget none/.test(plan.lines[10]));
+  // LoRA r16 on a GPU: the weight gradients' split-K partial sums (gpu_memory_estimate_test.ts).
+  ok(
+    plan.estimate.scratch > 0 && /scratch +0\.0\d \(\d+\.\d MiB/.test(plan.lines[9]),
+    plan.lines[9],
+  );
   // Remote rollouts: only the held-out calls generate on this GPU.
   const remote = planRlGpuMemory(input({
     rollout: { ...DEFAULT_RL_CONFIG.rollout, backend: "vllm" },

@@ -483,6 +483,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
           maxBindingSize: gpuCtx.gpu.maxBindingSize,
           offsetAlignment: gpuCtx.device.limits.minStorageBufferOffsetAlignment,
           isFallbackAdapter: gpuCtx.gpu.isFallbackAdapter,
+          fillWorkgroups: gpuCtx.fillWorkgroups,
         },
         env: Deno.env.get("HALO_GPU_MEMORY"),
       });
