@@ -81,7 +81,7 @@ import { rlUpdate } from "./rl_update.ts";
 import { type Rollout, type SampledGroups, sampleGroups } from "./rollout.ts";
 import { rolloutCorrection } from "./rollout_correction.ts";
 import type { RolloutSource, RolloutSourceFactory } from "./rollout_source.ts";
-import { type RolloutScore, scoreRollout } from "./score_rollout.ts";
+import { type RolloutScore, rolloutScoreOptions, scoreRollout } from "./score_rollout.ts";
 
 /**
  * Options of {@linkcode runRl}.
@@ -717,14 +717,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
                 truncated: r.stopReason === "length",
               },
               gold,
-              {
-                mode: rl.reward.mode,
-                budgetMs: rl.reward.budgetMs,
-                maxNewTokens: rl.maxNewTokens,
-                overlongBuffer: rl.overlong.buffer,
-                overlongFactor: rl.overlong.factor,
-                ...(rl.reward.problemNouns ? { problem: trainPrompts[indices[i]].question } : {}),
-              },
+              rolloutScoreOptions(rl, trainPrompts[indices[i]].question),
             )
           );
           allScores.push(...scores);
