@@ -266,7 +266,10 @@ function resolveOptions(options: RunEvalOptions): Record<string, unknown> {
   evalTemplateMessage("", template); // throws on an unknown template, naming --template
   const problemNouns = options.problemNouns ?? true;
   if (typeof problemNouns !== "boolean") {
-    fail(`problemNouns must be true or false: current value is ${JSON.stringify(problemNouns)}`);
+    fail(
+      `problemNouns (--no-problem-nouns) must be true or false: current value is ` +
+        `${JSON.stringify(problemNouns)}`,
+    );
   }
   return {
     model: options.model,
