@@ -68,6 +68,9 @@ Options:
                          the prompt ends with an empty <think></think> block)
   --stop IDS             extra stop token ids, comma-separated (e.g. 151645); always added: the
                          EOS ids and the chat template's end of turn (<|im_end|>), as in RL
+  --no-problem-nouns     ablate the verifier's noun rule: without it, "12 bananas" counts as 12
+                         (and votes with 12) when the problem counts bananas; with this flag
+                         trailing words are part of the answer
   --limit N              only the first N problems (arithmetic: default 200)
   --backend B            cpu | webgpu | auto (default auto: WebGPU when an adapter exists)
   --seed S               sampling seed (default 0); prompt seeds derive from (S, prompt id)
@@ -247,6 +250,7 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
         template: { type: "string" },
         thinking: { type: "boolean" },
         stop: { type: "string" },
+        "no-problem-nouns": { type: "boolean" },
         limit: { type: "string" },
         backend: { type: "string" },
         seed: { type: "string" },
@@ -319,6 +323,7 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
         template: str("template"),
         thinking: values.thinking === true,
         stop: tokenIds("--stop", str("stop")) ?? [],
+        problemNouns: values["no-problem-nouns"] !== true,
         limit: positiveInteger("--limit", str("limit")),
         backend: backend as "cpu" | "webgpu" | "auto",
         seed,

@@ -168,6 +168,32 @@ Deno.test("main() --thinking turns Qwen3's thinking mode on and records it", asy
   }
 });
 
+Deno.test("main() --no-problem-nouns records the ablation; a resume must match; a folder from before it resumes with the rule on", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { err, io } = capture();
+    const args = [...tiny, "--limit", "2", "--k", "1", "--max-new-tokens", "2", "--out", dir];
+    const config = async () => JSON.parse(await Deno.readTextFile(join(dir, "eval_config.json")));
+    assert.equal(await main([...args, "--stop-after", "1"], io), 0, err.join("\n"));
+    assert.equal((await config()).problemNouns, true);
+    assert.equal(await main([...args, "--no-problem-nouns"], io), 2);
+    assert.match(err.at(-1)!, /problemNouns = true, this run has false/);
+    // A folder written before the setting existed ran with the rule: it resumes without the flag.
+    const { problemNouns: _, ...before } = await config();
+    await Deno.writeTextFile(join(dir, "eval_config.json"), JSON.stringify(before));
+    assert.equal(await main([...args, "--no-problem-nouns"], io), 2);
+    assert.match(err.at(-1)!, /problemNouns = true, this run has false/);
+    assert.equal(await main(args, io), 0, err.join("\n"));
+    // Off: recorded, and in the summary's settings.
+    assert.equal(await main([...args, "--overwrite", "--no-problem-nouns"], io), 0);
+    assert.equal((await config()).problemNouns, false);
+    const summary = JSON.parse(await Deno.readTextFile(join(dir, "summary.json")));
+    assert.equal(summary.config.problemNouns, false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main() --stop reads comma-separated ids and records them; a resume must match", async () => {
   const dir = await Deno.makeTempDir();
   try {

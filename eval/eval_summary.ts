@@ -161,11 +161,13 @@ export function defaultKs(n: number): number[] {
  * the gold is a plain number ({@linkcode goldTakesNouns}, the gate both share). For any other
  * gold (`1{,}250`, `\frac{24}{2}`) or without `gold`, nouns are part of the answer, as `verify`
  * keeps them, so a vote never joins answers the scores tell apart. A string gold is prepared
- * as `deno task eval` prepares it (`prepareGold(gold, { mode: "eval" })`).
+ * as `deno task eval` prepares it (`prepareGold(gold, { mode: "eval" })`). With `nouns` (what
+ * `verifyReadingNouns` read from each answer, `undefined` where it did not try), the rule runs
+ * only on the answers it did not read: the classes are the same.
  *
  * @param answers Extracted answers in sample order (`null`: none).
- * @param options The equivalence (default: the verifier's `mathEqual`), the problem text and
- * the gold answer.
+ * @param options The equivalence (default: the verifier's `mathEqual`), the problem text,
+ * the gold answer, and the noun rule's reading of each answer where already known.
  * @returns One class number (or `null`) per answer.
  *
  * @example Equivalent answers vote together
@@ -180,13 +182,21 @@ export function defaultKs(n: number): number[] {
  */
 export function voteClasses(
   answers: readonly (string | null)[],
-  options: MajorityVoteOptions<string> & { problem?: string; gold?: string | PreparedGold } = {},
+  options: MajorityVoteOptions<string> & {
+    problem?: string;
+    gold?: string | PreparedGold;
+    nouns?: readonly (string | null | undefined)[];
+  } = {},
 ): (number | null)[] {
-  const { problem, gold, ...vote } = options;
+  const { problem, gold, nouns, ...vote } = options;
   const prepared = typeof gold === "string" ? prepareGold(gold, { mode: "eval" }) : gold;
   const keys = problem === undefined || prepared === undefined || !goldTakesNouns(prepared)
     ? answers
-    : answers.map((a) => a === null ? null : stripProblemNouns(a, problem) ?? a);
+    : answers.map((a, i) => {
+      if (a === null) return null;
+      const known = nouns?.[i];
+      return (known === undefined ? stripProblemNouns(a, problem) : known) ?? a;
+    });
   const { classes } = majorityVote(keys, vote);
   const out: (number | null)[] = answers.map(() => null);
   for (const members of classes) for (const i of members) out[i] = members[0];

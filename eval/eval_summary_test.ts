@@ -13,7 +13,7 @@ import { majorityVote } from "./majority_vote.ts";
 import { scoreProblems } from "./score_problems.ts";
 import { mulberry32 } from "../internal/random.ts";
 import { prepareGold } from "../verify/prepare_gold.ts";
-import { verify } from "../verify/verify.ts";
+import { verify, verifyReadingNouns } from "../verify/verify.ts";
 
 /** All k-subsets of {0..n-1}. */
 function* subsets(n: number, k: number, start = 0, chosen: number[] = []): Generator<number[]> {
@@ -255,4 +255,38 @@ Deno.test("voteClasses() drops the problem's nouns exactly where verify() scores
       assert.equal(correct[i], correct[votes[i]!], `${goldText}: sample ${i}`);
     }
   }
+});
+
+Deno.test("voteClasses() with verifyReadingNouns()'s readings: the same classes, the rule run only where verify() did not", () => {
+  const problem = "Ann had 3 dozen tulips and lost 4 tulips. How many tulips are left?";
+  const texts = [
+    "\\boxed{32 tulips}", // correct: verify() does not need the rule
+    "\\boxed{33 tulips}", // wrong: verify() ran the rule ("33")
+    "\\boxed{32}",
+    "\\boxed{4 dozen}", // verify() ran it: no reading (null)
+    "\\boxed{33}",
+    "no boxed answer here",
+    "\\boxed{32 pears}",
+    "\\boxed{33 tulips}",
+  ];
+  for (const goldText of ["32", "33", "\\frac{64}{2}", "1{,}250"]) {
+    const gold = prepareGold(goldText, { mode: "eval" });
+    const read = texts.map((t) => verifyReadingNouns(t, gold, { mode: "eval", problem }));
+    const answers = read.map((r) => r.result.extracted);
+    const nouns = read.map((r) => r.nouns);
+    assert.deepEqual(
+      voteClasses(answers, { problem, gold, nouns }),
+      voteClasses(answers, { problem, gold }),
+      goldText,
+    );
+  }
+  // The readings given are used, not read again: a reading that says "12" joins the class of 12.
+  const answers = ["12 tulips", "13 tulips", "12"];
+  const gold = prepareGold("12", { mode: "eval" });
+  assert.deepEqual(voteClasses(answers, { problem, gold }), [0, 1, 0]);
+  assert.deepEqual(voteClasses(answers, { problem, gold, nouns: [undefined, "12", null] }), [
+    0,
+    0,
+    0,
+  ]);
 });

@@ -33,7 +33,7 @@ import { mixNumber } from "../internal/random.ts";
 import { loadAdapter } from "../adapters/load_adapter.ts";
 import type { Lora } from "../adapters/lora.ts";
 import { prepareGold } from "../verify/prepare_gold.ts";
-import { verify } from "../verify/verify.ts";
+import { verifyReadingNouns } from "../verify/verify.ts";
 import {
   defaultTemplate,
   evalDataPath,
@@ -100,6 +100,12 @@ export interface RunEvalOptions {
    * Qwen3-*-Base checkpoint does not list as an EOS). Default `[]`: the derived set alone.
    */
   stop?: readonly number[];
+  /**
+   * Give the verifier each problem's text (`VerifyOptions.problem`: `#### 12 bananas` is 12
+   * for a problem about bananas, and votes with `12`); default `true`. `false`
+   * (`--no-problem-nouns`) ablates the noun rule: trailing words are part of the answer.
+   */
+  problemNouns?: boolean;
   /** Evaluate the first this many problems (`--limit`); default all (arithmetic: 200). */
   limit?: number;
   /**
@@ -174,6 +180,7 @@ export interface RunEvalResult {
 const SETTINGS_BEFORE_THEY_EXISTED: Readonly<Record<string, unknown>> = {
   thinking: false,
   stop: [],
+  problemNouns: true,
 };
 
 function fail(message: string, type: typeof RangeError | typeof TypeError = RangeError): never {
@@ -257,6 +264,13 @@ function resolveOptions(options: RunEvalOptions): Record<string, unknown> {
   }
   const template = options.template ?? defaultTemplate(options.data);
   evalTemplateMessage("", template); // throws on an unknown template, naming --template
+  const problemNouns = options.problemNouns ?? true;
+  if (typeof problemNouns !== "boolean") {
+    fail(
+      `problemNouns (--no-problem-nouns) must be true or false: current value is ` +
+        `${JSON.stringify(problemNouns)}`,
+    );
+  }
   return {
     model: options.model,
     adapter: options.adapter ?? null,
@@ -271,6 +285,7 @@ function resolveOptions(options: RunEvalOptions): Record<string, unknown> {
     maxNewTokens,
     seed,
     backend,
+    problemNouns,
   };
 }
 
@@ -603,6 +618,7 @@ export async function runEval(options: RunEvalOptions): Promise<RunEvalResult> {
           seed: promptSeed(config.seed as number, todo[i].id),
           eos,
           stop,
+          problemNouns: config.problemNouns as boolean,
         });
         await appendText(samplesPath, formatSampleLines(fresh.records));
         records.push(...fresh.records);
@@ -710,6 +726,7 @@ interface SampleContext {
   seed: number;
   eos: number[];
   stop: number[];
+  problemNouns: boolean;
 }
 
 async function sampleProblem(
@@ -728,10 +745,17 @@ async function sampleProblem(
   });
   const gold = prepareGold(problem.gold, { mode: "eval" });
   const texts = sequences.map((s) => ctx.tokenizer.decode(s.tokens, { skipSpecialTokens: true }));
-  const checks = texts.map((text) =>
-    verify(text, gold, { mode: "eval", problem: problem.question })
+  // The noun rule runs once a sample: where verify ran it, the votes reuse its reading.
+  const withProblem = ctx.problemNouns ? { problem: problem.question } : {};
+  const read = texts.map((text) =>
+    verifyReadingNouns(text, gold, { mode: "eval", ...withProblem })
   );
-  const votes = voteClasses(checks.map((c) => c.extracted), { problem: problem.question, gold });
+  const checks = read.map((r) => r.result);
+  const votes = voteClasses(checks.map((c) => c.extracted), {
+    ...withProblem,
+    gold,
+    nouns: read.map((r) => r.nouns),
+  });
   const records = sequences.map((s, i): EvalSampleRecord => {
     const record: EvalSampleRecord = {
       id: problem.id,

@@ -187,6 +187,53 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "runRl() leaves a held-out prompt with an unusable gold out of the evaluation and counts it",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const train = arithmeticPrompts("train", { size: 6, seed: 3, digits: 1, maxTerms: 2 });
+      const heldOut = arithmeticPrompts("eval", { size: 3, seed: 3, digits: 1, maxTerms: 2 });
+      const path = join(dir, "train.jsonl");
+      const evalPath = join(dir, "eval.jsonl");
+      await Deno.writeTextFile(path, jsonl(train));
+      await Deno.writeTextFile(
+        evalPath,
+        jsonl([heldOut[0], { ...heldOut[1], gold: "" }, heldOut[2]]),
+      );
+      const config = await rlConfig(dir, [
+        ...fileOverrides(path, evalPath),
+        "--trainer.steps=1",
+        "--rl.data.evalSize=3",
+        "--rl.eval.prompts=3",
+      ]);
+      const lines: string[] = [];
+      const result = await runRl(config, { progress: null, log: (l: string) => lines.push(l) });
+      const evals = (await Deno.readTextFile(join(result.runDir, "evals.jsonl"))).trim()
+        .split("\n").map((l) => JSON.parse(l));
+      deepStrictEqual(evals.map((e) => e.step), [0, 1]);
+      for (const { metrics, perPrompt } of evals) {
+        strictEqual(perPrompt.length, 3);
+        strictEqual(perPrompt[1], null);
+        strictEqual(metrics["eval/prompts"], 3);
+        strictEqual(metrics["eval/unusable_gold"], 1);
+        // The accuracy (avg@k) is the mean over the two usable prompts.
+        strictEqual(metrics["eval/accuracy"], (perPrompt[0] + perPrompt[2]) / 2);
+      }
+      const notes = lines.filter((l) => l.includes("1 with an unusable gold left out"));
+      strictEqual(notes.length, 2, lines.join("\n"));
+      // The paired gain is over the usable prompts.
+      const [first, last] = evals.map((e) => e.perPrompt);
+      ok(result.heldOutGain !== null);
+      strictEqual(
+        result.heldOutGain.mean,
+        (last[0] - first[0] + last[2] - first[2]) / 2,
+      );
+    }),
+});
+
+Deno.test({
   name: "runRl() refuses a training or held-out split with no usable gold, naming the key",
   sanitizeResources: false,
   sanitizeOps: false,
@@ -212,6 +259,20 @@ Deno.test({
       await rejects(runRl(await rlConfig(dir, fileOverrides(train, heldOut)), options), {
         name: "TypeError",
         message: /none of its 2 golds in field "answer" \(key "rl\.data\.answerField"\) is usable/,
+      });
+      // A held-out file with a usable gold, but not among the prompts the evaluation uses.
+      await Deno.writeTextFile(
+        heldOut,
+        jsonl([
+          ...prompts.slice(6).map((p) => ({ ...p, gold: "" })),
+          { question: "What is 40 + 2?", gold: "42" },
+        ]),
+      );
+      const firstTwo = [...fileOverrides(train, heldOut), "--rl.data.evalSize=3"];
+      await rejects(runRl(await rlConfig(dir, firstTwo), options), {
+        name: "TypeError",
+        message:
+          /none of the first 2 held-out prompts that the evaluation uses \(key "rl\.eval\.prompts"\) has a gold usable/,
       });
     }),
 });

@@ -118,6 +118,73 @@ export function verify(
   gold: string | PreparedGold,
   options: VerifyOptions = {},
 ): VerifyResult {
+  return verifyReadingNouns(response, gold, options).result;
+}
+
+/**
+ * Result of {@linkcode verifyReadingNouns}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { VerifyReadingNouns } from "./verify.ts";
+ *
+ * function vote(v: VerifyReadingNouns): string | null {
+ *   return v.nouns ?? v.result.extracted;
+ * }
+ * ```
+ */
+export interface VerifyReadingNouns {
+  /** What {@linkcode verify} returns. */
+  result: VerifyResult;
+  /**
+   * What the problem-noun rule (`stripProblemNouns`, see `VerifyOptions.problem`) read from
+   * the extracted answer: the number alone (`"12"` for `"12 bananas"`), or `null` when it does
+   * not apply to that answer; `undefined` when `verify` did not try it (no `problem`, a gold
+   * that is not a plain number, an answer already equal to the gold or out of budget, or none
+   * extracted).
+   */
+  nouns: string | null | undefined;
+}
+
+/**
+ * {@linkcode verify}, also giving what the problem-noun rule read from the answer where it
+ * ran: the maj@k votes of `deno task eval` (`voteClasses`) group answers by it, and reuse it
+ * instead of running the rule a second time.
+ *
+ * @param response The model response.
+ * @param gold The gold answer, or a gold prepared once with `prepareGold`.
+ * @param options As for {@linkcode verify}.
+ * @returns `verify`'s result and the rule's reading.
+ *
+ * @example A wrong count of the problem's nouns
+ * ```ts
+ * import { verifyReadingNouns } from "./verify.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const problem = "Tom has 5 bananas and buys 7 more. How many bananas does he have?";
+ * const wrong = verifyReadingNouns("Answer: 13 bananas", "12", { problem });
+ * assert.equal(wrong.result.correct, false);
+ * assert.equal(wrong.nouns, "13");
+ * assert.equal(verifyReadingNouns("Answer: 12", "12", { problem }).nouns, undefined);
+ * ```
+ */
+export function verifyReadingNouns(
+  response: string,
+  gold: string | PreparedGold,
+  options: VerifyOptions = {},
+): VerifyReadingNouns {
+  const reading: { nouns: string | null | undefined } = { nouns: undefined };
+  const result = verifyInto(response, gold, options, reading);
+  return { result, nouns: reading.nouns };
+}
+
+/** The body of {@linkcode verify}; sets `reading.nouns` where the noun rule ran. */
+function verifyInto(
+  response: string,
+  gold: string | PreparedGold,
+  options: VerifyOptions,
+  reading: { nouns: string | null | undefined },
+): VerifyResult {
   const mode: VerifyMode = options.mode ?? "reward";
   const budget = makeBudget(options, mode === "eval" ? "eval" : "reward");
   const result: VerifyResult = {
@@ -174,9 +241,10 @@ export function verify(
     // The problem text licenses the nouns after a plain-number answer ("12 bananas").
     const bare = decision.equal || decision.reason === "timeout" ||
         typeof options.problem !== "string" || !goldTakesNouns(prepared)
-      ? null
+      ? undefined
       : stripProblemNouns(found.answer, options.problem);
-    if (bare !== null) {
+    reading.nouns = bare;
+    if (bare !== null && bare !== undefined) {
       const number = normalizeAnswer(bare);
       const again = guarded(() => decide({ normalized: number }, goldSide, options, budget));
       if (again.equal) {

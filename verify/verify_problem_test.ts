@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import { prepareGold } from "./prepare_gold.ts";
-import { verify } from "./verify.ts";
+import { stripProblemNouns } from "./problem_nouns.ts";
+import { verify, verifyReadingNouns } from "./verify.ts";
 
 interface Gsm8k {
   question: string;
@@ -267,4 +268,41 @@ Deno.test("verify() with a problem decides answers without trailing words as wit
   }
   assert.ok(accepted >= 2000, `the control: same-problem pairs accepted, got ${accepted}`);
   assert.deepEqual(changed, []);
+});
+
+Deno.test("verifyReadingNouns() returns verify()'s result and the noun rule's reading where verify() ran it", () => {
+  let tried = 0;
+  let read = 0;
+  for (const { question, gold } of GSM8K.slice(0, 300)) {
+    const noun = askedNoun(question) ?? "apples";
+    const wrong = String(Number(gold.replace(/,/g, "")) + 1);
+    for (const mode of ["reward", "eval"] as const) {
+      const prepared = prepareGold(gold, { mode });
+      for (
+        const response of [
+          `#### ${gold} ${noun}`,
+          `#### ${wrong} ${noun}`,
+          `#### ${gold}`,
+          `#### ${gold} dozen`,
+          `\\boxed{${wrong}\\text{ ${noun}}}`,
+          "no answer",
+        ]
+      ) {
+        // No wall-clock deadline (eval mode's 100 ms): both calls must decide alike under load.
+        const base = { mode, budgetMs: Infinity };
+        for (const options of [base, { ...base, problem: question }]) {
+          const both = verifyReadingNouns(response, prepared, options);
+          assert.deepEqual(both.result, verify(response, prepared, options), response);
+          if (both.nouns === undefined) continue;
+          tried++;
+          assert.ok("problem" in options, `${response}: read without a problem`);
+          assert.notEqual(both.result.extracted, null);
+          assert.equal(both.nouns, stripProblemNouns(both.result.extracted!, question), response);
+          if (both.nouns !== null) read++;
+        }
+      }
+    }
+  }
+  // Both readings occur: a number read from "<n> <noun>", and null for "<n> dozen".
+  assert.ok(tried > 1000 && read > 500 && read < tried, `tried ${tried}, read ${read}`);
 });

@@ -183,7 +183,7 @@ export interface RlDataConfig {
  * ```ts
  * import type { RlRewardConfig } from "./config.ts";
  *
- * const reward: RlRewardConfig = { mode: "dapo", budgetMs: 0 };
+ * const reward: RlRewardConfig = { mode: "dapo", budgetMs: 0, problemNouns: true };
  * ```
  */
 export interface RlRewardConfig {
@@ -194,6 +194,13 @@ export interface RlRewardConfig {
    * rewards, and so a resumed run, deterministic under load.
    */
   readonly budgetMs: number;
+  /**
+   * Give the verifier each prompt's question, for the rewards and the held-out evaluation
+   * (`VerifyOptions.problem`): a plain-number answer followed by nouns the problem counts
+   * (`#### 12 bananas` for a problem about bananas) is read as the number. `false` ablates this
+   * rule (trailing words are then part of the answer). Default `true`.
+   */
+  readonly problemNouns: boolean;
 }
 
 /**
@@ -613,6 +620,7 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
   reward: z.strictObject({
     mode: z.enum(["dapo", "binary"]),
     budgetMs: nonNegative,
+    problemNouns: z.boolean(),
   }),
   overlong: z.strictObject({
     buffer: nonNegativeInt,
@@ -720,7 +728,7 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
   releaseWorkspaces: true,
   gpuMemoryBudget: 0,
   oldLogprobs: "sampler",
-  reward: { mode: "dapo", budgetMs: 0 },
+  reward: { mode: "dapo", budgetMs: 0, problemNouns: true },
   overlong: { buffer: 16, factor: 1, filter: false },
   advantage: "grpo",
   ppoEpochs: 1,

@@ -33,6 +33,15 @@ Deno.test("loadConfig() reads both RL demo configs; they differ only in the alig
   strictEqual(strip(dapo), strip(align));
 });
 
+Deno.test("rl.reward.problemNouns is on by default (a config without it too) and can be turned off", async () => {
+  strictEqual(DEFAULT_RL_CONFIG.reward.problemNouns, true);
+  // The demo configs write rl.reward without the key.
+  strictEqual((await loadConfig("configs/rl_arith_dapo.yaml")).rl.reward.problemNouns, true);
+  const off = await loadConfig(undefined, { overrides: [...RL, "--rl.reward.problemNouns=false"] });
+  strictEqual(off.rl.reward.problemNouns, false);
+  strictEqual(off.rl.reward.mode, "dapo");
+});
+
 Deno.test("loadConfig() fills a loss term's keys from its defaults", async () => {
   const config = await loadConfig(undefined, {
     overrides: [...RL, "--rl.losses=[{name: clipped_pg}, {name: hidden_align, weight: 0.5}]"],
@@ -94,6 +103,7 @@ Deno.test("loadConfig() refuses bad RL configs, naming the key", async () => {
       /key "rl\.microBatchSize".*must be >= "rl\.groupSize" \(8\) with the cos-pairwise/,
     ],
     [["--rl.temperature=0"], /key "rl\.temperature".*must be >= 0\.000001/],
+    [["--rl.reward.problemNouns=3"], /key "rl\.reward\.problemNouns".*must be true or false/],
     [["--rl.eval.batchPrompts=-1"], /key "rl\.eval\.batchPrompts"/],
     [["--rl.eval.batchPrompts=all"], /key "rl\.eval\.batchPrompts"/],
     [["--rl.stopTokenIds=[151645, -1]"], /key "rl\.stopTokenIds\[1\]".*>= 0.*-1/],

@@ -81,7 +81,7 @@ import { rlUpdate } from "./rl_update.ts";
 import { type Rollout, type SampledGroups, sampleGroups } from "./rollout.ts";
 import { rolloutCorrection } from "./rollout_correction.ts";
 import type { RolloutSource, RolloutSourceFactory } from "./rollout_source.ts";
-import { type RolloutScore, scoreRollout } from "./score_rollout.ts";
+import { type RolloutScore, rolloutScoreOptions, scoreRollout } from "./score_rollout.ts";
 
 /**
  * Options of {@linkcode runRl}.
@@ -164,7 +164,8 @@ export interface RunRlResult {
   /**
    * The held-out accuracy gain from the first to the last evaluation of this process, paired by
    * prompt (same prompts and sampling seeds): the mean per-prompt difference of avg@k with its
-   * 95% normal interval over prompts; null with fewer than two evaluations.
+   * 95% normal interval over the prompts with a usable gold; null with fewer than two
+   * evaluations.
    */
   heldOutGain: ConfidenceInterval | null;
   /** The newest checkpoint. */
@@ -437,6 +438,17 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     }
     return ids;
   };
+  if (
+    rl.data.source !== "arithmetic" && evalPrompts.some((p) => isUsableGold(p.gold)) &&
+    !evalPrompts.slice(0, rl.eval.prompts).some((p) => isUsableGold(p.gold))
+  ) {
+    throw new TypeError(
+      `Cannot run RL: none of the first ${Math.min(rl.eval.prompts, evalPrompts.length)} ` +
+        `held-out prompts that the evaluation uses (key "rl.eval.prompts") has a gold usable by ` +
+        `the reward verifier (field "${rl.data.answerField}", key "rl.data.answerField": empty ` +
+        `or unparseable): evaluate more prompts or give other held-out prompts`,
+    );
+  }
   const evalSet = evalPrompts.slice(0, rl.eval.prompts).map((p) => ({
     ids: promptIds(tokenizer, p.question, rl),
     gold: p.gold,
@@ -706,14 +718,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
                 truncated: r.stopReason === "length",
               },
               gold,
-              {
-                mode: rl.reward.mode,
-                budgetMs: rl.reward.budgetMs,
-                maxNewTokens: rl.maxNewTokens,
-                overlongBuffer: rl.overlong.buffer,
-                overlongFactor: rl.overlong.factor,
-                problem: trainPrompts[indices[i]].question,
-              },
+              rolloutScoreOptions(rl, trainPrompts[indices[i]].question),
             )
           );
           allScores.push(...scores);
@@ -913,8 +918,8 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     // Per-prompt accuracies of the run's first and latest evaluation (same prompts and sampling
     // seeds; those of an earlier process from evals.jsonl): their paired difference is the
     // held-out gain with its interval.
-    let startPerPrompt: number[] | null = null;
-    let lastPerPrompt: number[] | null = null;
+    let startPerPrompt: (number | null)[] | null = null;
+    let lastPerPrompt: (number | null)[] | null = null;
     let lastEvalMetrics: Record<string, number> = {};
     const evaluate = async (s: number): Promise<Record<string, number>> => {
       const began = performance.now();
@@ -926,6 +931,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         maxNewTokens: rl.maxNewTokens,
         seed: mix(config.run.seed, 0xe7a1),
         budgetMs: rl.reward.budgetMs,
+        problemNouns: rl.reward.problemNouns,
         eosTokenIds,
         stopTokenIds: head.stopTokenIds,
         ...(evalCap === Infinity ? {} : { batchPrompts: evalCap }),
@@ -941,10 +947,12 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         append: true,
       });
       const k = rl.eval.samples;
+      const unusable = metrics["eval/unusable_gold"];
       note(
         `eval @ step ${s}: avg@${k} ${(100 * metrics[`eval/avg@${k}`]).toFixed(1)}% | pass@${k} ` +
           `${(100 * metrics[`eval/pass@${k}`]).toFixed(1)}% | answered ` +
-          `${(100 * metrics["eval/answered"]).toFixed(1)}% (${evalSet.length} prompts)`,
+          `${(100 * metrics["eval/answered"]).toFixed(1)}% (${evalSet.length} prompts` +
+          `${unusable > 0 ? `, ${unusable} with an unusable gold left out` : ""})`,
       );
       return metrics;
     };
@@ -1021,10 +1029,10 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         `${formatDuration(seconds.eval)}`,
     );
     // (Assigned in `evaluate`, which TypeScript's narrowing does not follow.)
-    const first = startPerPrompt as number[] | null;
-    const last = lastPerPrompt as number[] | null;
+    const first = startPerPrompt as (number | null)[] | null;
+    const last = lastPerPrompt as (number | null)[] | null;
     const gain = first !== null && last !== null && last !== first
-      ? confidenceInterval(last.map((x, i) => x - first[i]))
+      ? heldOutDifferences(first, last)
       : null;
     return {
       runDir,
@@ -1050,11 +1058,27 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   }
 }
 
-/** One line of a run's evals.jsonl. */
+/**
+ * The paired held-out gain (latest minus first evaluation) over the prompts both score: a
+ * prompt with an unusable gold (`null`) is in neither accuracy.
+ */
+function heldOutDifferences(
+  first: readonly (number | null)[],
+  last: readonly (number | null)[],
+): ConfidenceInterval | null {
+  const differences: number[] = [];
+  last.forEach((x, i) => {
+    const y = first[i];
+    if (x !== null && y !== null && y !== undefined) differences.push(x - y);
+  });
+  return differences.length === 0 ? null : confidenceInterval(differences);
+}
+
+/** One line of a run's evals.jsonl (`null`: a prompt with an unusable gold). */
 interface EvalRecord {
   step: number;
   metrics: Record<string, number>;
-  perPrompt: number[];
+  perPrompt: (number | null)[];
 }
 
 /**

@@ -7,6 +7,7 @@
 import { verify } from "../../verify/mod.ts";
 import type { PreparedGold } from "../../verify/mod.ts";
 import { overlongPenalty } from "../losses/mod.ts";
+import type { RlConfig } from "./config.ts";
 
 /**
  * The score of a rollout.
@@ -112,5 +113,37 @@ export function scoreRollout(
     markerOffset: v.markerOffset ?? -1,
     penalty,
     truncated: rollout.truncated,
+  };
+}
+
+/**
+ * The {@linkcode scoreRollout} options of a run's rollouts: `rl.reward`'s mode and budget,
+ * `rl.maxNewTokens`, `rl.overlong`, and the prompt's question as the verifier's `problem` unless
+ * `rl.reward.problemNouns` is off.
+ *
+ * @param rl The run's `rl` section.
+ * @param question The prompt's question (before any template).
+ * @returns The options.
+ *
+ * @example The noun rule ablated
+ * ```ts
+ * import { rolloutScoreOptions } from "./score_rollout.ts";
+ * import { DEFAULT_RL_CONFIG } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const question = "How many bananas?";
+ * strictEqual(rolloutScoreOptions(DEFAULT_RL_CONFIG, question).problem, question);
+ * const off = { ...DEFAULT_RL_CONFIG, reward: { ...DEFAULT_RL_CONFIG.reward, problemNouns: false } };
+ * strictEqual(rolloutScoreOptions(off, question).problem, undefined);
+ * ```
+ */
+export function rolloutScoreOptions(rl: RlConfig, question: string): ScoreRolloutOptions {
+  return {
+    mode: rl.reward.mode,
+    budgetMs: rl.reward.budgetMs,
+    maxNewTokens: rl.maxNewTokens,
+    overlongBuffer: rl.overlong.buffer,
+    overlongFactor: rl.overlong.factor,
+    ...(rl.reward.problemNouns ? { problem: question } : {}),
   };
 }
