@@ -161,7 +161,11 @@ async function recoverExportDir(dir: string, warn: (message: string) => void): P
   try {
     entries = await Array.fromAsync(Deno.readDir(parent));
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+    // A parent that is missing, or that may be written but not listed: nothing to recover.
+    if (
+      error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory ||
+      error instanceof Deno.errors.PermissionDenied
+    ) {
       return;
     }
     throw error;
