@@ -196,11 +196,23 @@ function applyOverride(
 }
 
 /**
+ * The error for a `--config` file that sets no key: the run would be the defaults, which a file
+ * given explicitly is unlikely to mean.
+ */
+function setsNoKeys(source: string, sections: string): TypeError {
+  return new TypeError(
+    `Cannot load config "${source}": the file sets no keys (expected a mapping of sections ` +
+      `${sections}); leave out --config to run the defaults`,
+  );
+}
+
+/**
  * Loads a run configuration: reads the YAML file (when `path` is given), deep-merges it over
  * {@linkcode DEFAULT_CONFIG}, applies the overrides in order, and validates the result. Needs
  * `--allow-read` for the file.
  *
- * An empty file, or a section written with no keys (`trainer:`), keeps the defaults. Lists and
+ * A file that sets no key (empty, only comments, `{}`, or only sections with no keys) is refused;
+ * a section written with no keys (`trainer:`) beside others keeps its defaults. Lists and
  * the mappings `adapters.rankPattern`/`adapters.alphaPattern` are replaced, not merged.
  *
  * @param path The YAML file, or `undefined` for the defaults plus overrides (errors then name
@@ -257,20 +269,19 @@ export async function loadConfig(
     }
     fileValue = document.toJS();
     const sections = Object.keys(DEFAULT_CONFIG).map((k) => `"${k}"`).join(", ");
-    if (fileValue === null || fileValue === undefined) {
-      // An empty or comment-only file: the run would be the defaults, which a file given
-      // explicitly is unlikely to mean.
-      throw new TypeError(
-        `Cannot load config "${source}": the file holds no keys (expected a mapping of sections ` +
-          `${sections}); leave out --config to run the defaults`,
-      );
-    }
     if (!isPlainObject(fileValue)) {
+      if (fileValue === null || fileValue === undefined) throw setsNoKeys(source, sections);
       throw new TypeError(
         `Cannot load config "${source}": the file must hold a mapping of sections ` +
           `(${sections}): current value is ${show(fileValue)}`,
       );
     }
+    // `{}`, or only sections with no keys (`trainer:`, `rl: {}`): as empty as an empty file (an
+    // unknown section, `trainr:`, is left to the unknown-key error).
+    const empty = ([key, value]: [string, unknown]) =>
+      Object.hasOwn(DEFAULT_CONFIG, key) &&
+      (value === null || (isPlainObject(value) && Object.keys(value).length === 0));
+    if (Object.entries(fileValue).every(empty)) throw setsNoKeys(source, sections);
   }
   const merged = merge(DEFAULT_CONFIG, fileValue, []) as Record<string, unknown>;
   const origins: Origins = new Map();

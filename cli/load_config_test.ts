@@ -240,17 +240,32 @@ Deno.test("loadConfig() reports bad YAML with its position", async () => {
   });
 });
 
-Deno.test("loadConfig() refuses an empty or comment-only --config file", async () => {
-  for (const text of ["", "\n\n", "# only a comment\n  # another\n", "---\n"]) {
+Deno.test("loadConfig() refuses an empty or comment-only --config file, or one that sets no keys", async () => {
+  for (
+    const text of [
+      "",
+      "\n\n",
+      "# only a comment\n  # another\n",
+      "---\n",
+      "{}\n",
+      "# a comment\n{} # and another\n",
+      "trainer:\n",
+      "trainer: {}\nrl:\n",
+    ]
+  ) {
     await withYaml(text, async (path) => {
       await rejects(loadConfig(path), {
         name: "TypeError",
         message: new RegExp(
-          `^Cannot load config "${path}": the file holds no keys \\(expected a mapping of sections`,
+          `^Cannot load config "${path}": the file sets no keys \\(expected a mapping of sections`,
         ),
       });
     });
   }
+  // A misspelt section is named as such, not called empty.
+  await withYaml("trainr:\n", async (path) => {
+    await rejects(loadConfig(path), { name: "TypeError", message: /key "trainr" is unknown/ });
+  });
 });
 
 Deno.test("loadConfig() reads a number override in decimal only", async () => {

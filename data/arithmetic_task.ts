@@ -148,7 +148,27 @@ export interface ArithmeticTaskOptions {
 export interface ArithmeticDatasetOptions extends ArithmeticTaskOptions {
   /** How many distinct examples to return, a positive integer. */
   size: number;
+  /**
+   * How the caller's config spells the options, for the error when the split holds too few
+   * problems (e.g. `{ size: "data.trainSize", digits: "data.digits" }`); one left out is named
+   * `option "<name>"`.
+   */
+  keys?: ArithmeticOptionKeys;
 }
+
+/**
+ * The config keys of the options an {@linkcode arithmeticDataset} of too few problems names.
+ *
+ * @example Usage
+ * ```ts
+ * import type { ArithmeticOptionKeys } from "./arithmetic_task.ts";
+ *
+ * const keys: ArithmeticOptionKeys = { size: "rl.data.evalSize", digits: "data.digits" };
+ * ```
+ */
+export type ArithmeticOptionKeys = Partial<
+  Record<"size" | "digits" | "maxTerms" | "ops", string>
+>;
 
 /**
  * An example rendered for training with the chat template of the arithmetic tokenizer.
@@ -541,9 +561,15 @@ export function arithmeticDataset(
   const budget = 20 * size + 1000;
   for (let index = 0; out.length < size; index++) {
     if (index >= budget) {
+      const keys = options.keys ?? {};
+      const name = (option: keyof ArithmeticOptionKeys) =>
+        keys[option] === undefined ? `option "${option}"` : `key "${keys[option]}"`;
+      const { digits, maxTerms, ops } = resolved;
       throw new RangeError(
-        `${where}: option "size" asks for ${size} distinct "${split}" problems, but only ` +
-          `${out.length} turned up in ${budget} draws: raise "digits", "maxTerms" or add "ops"`,
+        `${where}: ${name("size")} asks for ${size} distinct "${split}" problems, but only ` +
+          `${out.length} turned up in ${budget} draws with ${name("digits")} ${digits}, ` +
+          `${name("maxTerms")} ${maxTerms} and ${name("ops")} [${ops.join(", ")}]: lower the ` +
+          `size, raise the digits or terms, or add operators`,
       );
     }
     const example = generate(split, index, resolved, where);

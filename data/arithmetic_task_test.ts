@@ -326,6 +326,18 @@ Deno.test("arithmeticDataset() throws when the split has too few problems", () =
   });
 });
 
+Deno.test("arithmeticDataset() names the caller's config keys and the values when the split has too few problems", () => {
+  const keys = { size: "rl.data.evalSize", digits: "data.digits", ops: "data.ops" };
+  throws(() => arithmeticDataset("eval", { size: 60, digits: 1, ops: ["+"], keys }), {
+    name: "RangeError",
+    message: new RegExp(
+      `key "rl\\.data\\.evalSize" asks for 60 distinct "eval" problems, but only \\d+ turned ` +
+        `up in \\d+ draws with key "data\\.digits" 1, option "maxTerms" 2 and key "data\\.ops" ` +
+        `\\[\\+\\]: lower the size`,
+    ),
+  });
+});
+
 Deno.test("arithmeticExample() rejects bad options, naming the option", () => {
   throws(() => arithmeticExample("train", 0, { digits: 7 }), {
     name: "RangeError",

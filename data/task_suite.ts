@@ -90,8 +90,12 @@ export interface SuiteDatasetOptions {
   seed?: number;
   /** Difficulty of the synthetic tasks, 1 to 4 (see `SyntheticTaskOptions.level`); default 2. */
   level?: number;
-  /** Knobs of the arithmetic task (its `size` and `seed` come from here). */
+  /** Knobs of the arithmetic task (its `size` and `seed` come from here; its `keys` name them in
+   * its errors). */
   arithmetic?: Omit<ArithmeticDatasetOptions, "size" | "seed">;
+  /** How the caller's config spells `size` and `level`, for the error when a task holds too few
+   * problems; one left out is named `option "<name>"`. */
+  keys?: { size?: string; level?: string };
 }
 
 /**
@@ -156,9 +160,14 @@ export function suiteDataset(split: ArithmeticSplit, options: SuiteDatasetOption
     const budget = 20 * size + 1000;
     for (let index = 0; seen.size < size; index++) {
       if (index >= budget) {
+        const name = (option: "size" | "level") =>
+          options.keys?.[option] === undefined
+            ? `option "${option}"`
+            : `key "${options.keys[option]}"`;
         throw new RangeError(
-          `${where}: option "size" asks for ${size} distinct "${split}" problems of "${task}", ` +
-            `but only ${seen.size} turned up in ${budget} draws: lower "size" or raise "level"`,
+          `${where}: ${name("size")} asks for ${size} distinct "${split}" problems of "${task}", ` +
+            `but only ${seen.size} turned up in ${budget} draws with ${name("level")} ` +
+            `${options.level ?? 2}: lower the size or raise the level`,
         );
       }
       const e = syntheticExample(task, split, index, { seed, level: options.level });

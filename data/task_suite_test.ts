@@ -46,6 +46,23 @@ Deno.test("suiteDataset() rejects bad tasks and sizes, naming the option", () =>
   );
 });
 
+Deno.test("suiteDataset() names the caller's config keys and values when a task has too few problems", () => {
+  const keys = { size: "data.trainSize", level: "data.suite.level" };
+  assert.throws(() => suiteDataset("train", { tasks: ["base"], size: 1000, level: 1, keys }), {
+    name: "RangeError",
+    message: new RegExp(
+      `key "data\\.trainSize" asks for 1000 distinct "train" problems of "base", but only \\d+ ` +
+        `turned up in \\d+ draws with key "data\\.suite\\.level" 1: lower the size`,
+    ),
+  });
+  // The arithmetic task's knobs, named by its own keys.
+  const arithmetic = { digits: 1, ops: ["+"] as const, keys: { size: "data.trainSize" } };
+  assert.throws(
+    () => suiteDataset("train", { tasks: ["arithmetic"], size: 1000, arithmetic, keys }),
+    /key "data\.trainSize" asks for 1000 distinct "train" problems, .* option "digits" 1/,
+  );
+});
+
 Deno.test("suiteAnswerCorrect() scores each task by its own rule", () => {
   assert.equal(suiteAnswerCorrect("arithmetic", "3 + 4 = 7\nAnswer: 7", "7"), true);
   assert.equal(suiteAnswerCorrect("arithmetic", "Answer: -3", "-3"), true);

@@ -175,6 +175,44 @@ export async function fingerprintModel(dir: string): Promise<DirFingerprint> {
   return out;
 }
 
+/**
+ * Fingerprints the named files of a directory, those present (a symbolic link is followed), each
+ * hashed whole: for a set of small files a run reads, e.g. a base model's tokenizer files and
+ * `config.json`. A name that is absent (or not a file) is left out, so that it appearing later
+ * shows as a difference.
+ *
+ * @param dir The directory.
+ * @param names The file names to fingerprint.
+ * @returns File name → fingerprint, in name order.
+ *
+ * @example Usage
+ * ```ts
+ * import { fingerprintFiles } from "./fingerprint.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${dir}/tokenizer.json`, "{}");
+ * const f = await fingerprintFiles(dir, ["tokenizer.json", "chat_template.jinja"]);
+ * assert.deepEqual(Object.keys(f), ["tokenizer.json"]);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function fingerprintFiles(
+  dir: string,
+  names: readonly string[],
+): Promise<DirFingerprint> {
+  const out: DirFingerprint = {};
+  for (const n of [...new Set(names)].sort()) {
+    const path = join(dir, n);
+    const isFile = await Deno.stat(path).then((s) => s.isFile, (error) => {
+      if (error instanceof Deno.errors.NotFound) return false;
+      throw error;
+    });
+    if (isFile) out[n] = await fingerprintFile(path);
+  }
+  return out;
+}
+
 function describe(f: FileFingerprint | undefined): string {
   if (f === undefined) return "absent";
   return `${f.bytes} bytes, sha256${f.sampled ? " (sampled)" : ""} ${f.sha256.slice(0, 16)}…`;

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import {
   fingerprintDifference,
   fingerprintFile,
+  fingerprintFiles,
   fingerprintModel,
   parseFingerprint,
   SAMPLE_BYTES,
@@ -143,6 +144,35 @@ Deno.test("fingerprintModel follows symlinks (a Hugging Face cache snapshot), sk
     const linked = await fingerprintModel(snapshot);
     assert.deepEqual(Object.keys(linked), ["config.json", "model.safetensors"]);
     assert.equal(linked["config.json"].sha256, sha256(new TextEncoder().encode('{"a":1}')));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("fingerprintFiles hashes the named files present, whole, following symlinks; a change shows", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const big = new Uint8Array(SAMPLE_WINDOWS * SAMPLE_BYTES + 10).map((_, i) => i % 251);
+    await Deno.writeFile(join(dir, "tokenizer.json"), big);
+    await Deno.writeTextFile(join(dir, "blob"), "{}");
+    await Deno.symlink(join(dir, "blob"), join(dir, "config.json"));
+    await Deno.symlink(join(dir, "missing"), join(dir, "chat_template.jinja"));
+    await Deno.writeTextFile(join(dir, "other.json"), "{}");
+    const names = ["tokenizer.json", "config.json", "chat_template.jinja", "absent.json"];
+    const before = await fingerprintFiles(dir, names);
+    assert.deepEqual(Object.keys(before), ["config.json", "tokenizer.json"]);
+    assert.deepEqual(before["tokenizer.json"], {
+      bytes: big.length,
+      sha256: sha256(big),
+      sampled: false,
+    });
+    assert.equal(before["config.json"].sha256, sha256(new TextEncoder().encode("{}")));
+    await Deno.remove(join(dir, "chat_template.jinja"));
+    await Deno.writeTextFile(join(dir, "chat_template.jinja"), "x");
+    assert.match(
+      fingerprintDifference(before, await fingerprintFiles(dir, names), dir)!,
+      /file ".*chat_template\.jinja" changed: recorded absent, now 1 bytes/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -307,3 +307,29 @@ Deno.test({
       });
     }),
 });
+
+Deno.test({
+  name: "runRl() names the keys and values when the arithmetic task cannot fill its prompt counts",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      // 1-digit, 2-operand problems of + - *: about 300 in all, a tenth of them held out.
+      const options = { progress: null, log: () => {}, evalAtStart: false };
+      const cases = [
+        [["--rl.data.trainSize=1000"], "rl.data.trainSize", 1000, "train"],
+        [["--rl.data.trainSize=0", "--data.trainSize=1000"], "data.trainSize", 1000, "train"],
+        [["--rl.data.evalSize=200"], "rl.data.evalSize", 200, "eval"],
+      ] as const;
+      for (const [overrides, key, size, split] of cases) {
+        await rejects(runRl(await rlConfig(dir, overrides), options), {
+          name: "RangeError",
+          message: new RegExp(
+            `key "${key.replaceAll(".", "\\.")}" asks for ${size} distinct "${split}" ` +
+              `problems, but only \\d+ turned up in \\d+ draws with key "data\\.digits" 1, key ` +
+              `"data\\.maxTerms" 2 and key "data\\.ops" \\[\\+, -, \\*\\]`,
+          ),
+        });
+      }
+    }),
+});

@@ -1,6 +1,6 @@
 // Supervised fine-tuning end to end: it learns (held-out loss and exact-answer accuracy), its
 // gradient accumulation is token-weighted, and LoRA runs save PEFT adapters.
-import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import assert, { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { runSft } from "../trainer/sft.ts";
 import { loadPeftAdapter } from "../adapters/peft_io.ts";
@@ -46,6 +46,23 @@ Deno.test("runSft() lowers held-out loss and raises exact-answer accuracy", asyn
     ok(after["eval/loss"] < 0.1 * before["eval/loss"], `held-out loss ${after["eval/loss"]}`);
     ok(after["eval/accuracy"] >= 4 / 12, `held-out accuracy ${after["eval/accuracy"]}`);
     ok(after["eval/answered"] === 1, `answered ${after["eval/answered"]}`);
+  });
+});
+
+Deno.test("runSft() names the keys and values when the arithmetic task cannot fill data.trainSize or data.evalSize", async () => {
+  // 1-digit addition: 88 training and 12 held-out problems in all.
+  await withTempDir(async (dir) => {
+    for (const [key, size, split] of [["trainSize", 89, "train"], ["evalSize", 13, "eval"]]) {
+      const config = await tinyConfig(dir, [`--data.${key}=${size}`]);
+      await assert.rejects(runSft(config, QUIET), {
+        name: "RangeError",
+        message: new RegExp(
+          `key "data\\.${key}" asks for ${size} distinct "${split}" problems, but only \\d+ ` +
+            `turned up in \\d+ draws with key "data\\.digits" 1, key "data\\.maxTerms" 2 and ` +
+            `key "data\\.ops" \\[\\+\\]`,
+        ),
+      });
+    }
   });
 });
 

@@ -7,7 +7,7 @@
 // resume and its log lines.
 import { basename, dirname, join, resolve } from "node:path";
 import { exists } from "../internal/exists.ts";
-import { fingerprintModel } from "../internal/fingerprint.ts";
+import { fingerprintFiles, fingerprintModel } from "../internal/fingerprint.ts";
 import type { Lora } from "../adapters/lora.ts";
 import { PEFT_PREFIX, savePeftAdapter } from "../adapters/peft_io.ts";
 import { describeHilo } from "../adapters/hilo.ts";
@@ -33,6 +33,7 @@ import { createTrainBackend, type TrainBackend } from "./backend.ts";
 import {
   checkBaseModel,
   checkpointUnhashed,
+  FULL_CHECKPOINT_BASE_FILES,
   latestCheckpoint,
   loadCheckpoint,
   type LoadedCheckpoint,
@@ -197,8 +198,9 @@ export async function resolveRunStart(
           `checked by size only`,
       );
     }
-    // Adapters trained on a frozen base fit that base only: refuse another model at the same path.
-    if (checkpoint.meta.weights === "adapter" && !config.model.path.startsWith("builtin:")) {
+    // Adapters trained on a frozen base fit that base only, and full weights read its tokenizer
+    // files and config.json: refuse another model at the same path.
+    if (!config.model.path.startsWith("builtin:")) {
       const warning = await checkBaseModel(checkpoint, config.model.path);
       if (warning !== null) warnings.push(warning);
     }
@@ -797,11 +799,14 @@ export async function saveRun(
   options: SaveRunOptions,
 ): Promise<string> {
   const { config, lora } = options;
-  // Adapters fit only the frozen base they were trained on: its fingerprint goes into meta.json.
+  // Adapters fit only the frozen base they were trained on: its fingerprint goes into meta.json;
+  // full weights still read the base's tokenizer files and config.json: theirs does.
   const base = config.model.path;
-  const baseModel = lora === null || base.startsWith("builtin:")
+  const builtin = base.startsWith("builtin:");
+  const baseModel = lora === null || builtin ? undefined : await fingerprintModel(base);
+  const baseFiles = lora !== null || builtin
     ? undefined
-    : await fingerprintModel(base);
+    : await fingerprintFiles(base, FULL_CHECKPOINT_BASE_FILES);
   return await saveCheckpoint(runDir, {
     step,
     weights: lora === null ? "model" : "adapter",
@@ -813,6 +818,7 @@ export async function saveRun(
       rng: options.rng,
       ...(options.data === undefined ? {} : { data: options.data }),
       ...(baseModel === undefined ? {} : { baseModel }),
+      ...(baseFiles === undefined ? {} : { baseFiles }),
       metrics: options.metrics,
       gitSha: options.sha,
     },

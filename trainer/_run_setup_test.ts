@@ -14,7 +14,8 @@ import {
 } from "./_run_setup.ts";
 import type { TrainBackend } from "./backend.ts";
 import { loadCheckpoint } from "./checkpoint.ts";
-import { loraParams } from "./params.ts";
+import { loraParams, modelParams } from "./params.ts";
+import { loadModelOrCheckpoint } from "./checkpoint_model.ts";
 import { runAdapters } from "./run_adapters.ts";
 import { noGpu } from "../gpu/test_utils.ts";
 import { copyModelDir, withTempDir } from "../internal/test_utils.ts";
@@ -344,6 +345,86 @@ Deno.test("an adapter checkpoint records its base model's fingerprint: a resume 
     const { warnings } = await resolveRunStart(c, options);
     ok(
       warnings.some((w) => w.includes("records no fingerprint of its base model")),
+      warnings.join("\n"),
+    );
+  }));
+
+Deno.test("a full-weights checkpoint records its base's tokenizer files and config.json: a resume, an evaluation or a GGUF export on changed ones is refused, naming the file", () =>
+  withTempDir(async (dir) => {
+    const base = await copyModelDir(join(dir, "base"));
+    const c = await loadConfig(undefined, {
+      overrides: [`--model.path=${base}`, `--run.outDir=${dir}`, "--run.name=r"],
+    });
+    const head = await readRunModel(c);
+    const params = modelParams(initQwen3Weights(head.modelConfig, { seed: 0 }), head.modelConfig);
+    const backend = { params } as unknown as TrainBackend;
+    const runDir = join(dir, "r");
+    const step = await saveRun(runDir, 1, {
+      config: c,
+      backend,
+      lora: null,
+      optState: {},
+      dataPosition: 0,
+      rng: {},
+      metrics: {},
+      sha: null,
+    });
+    const meta0 = (await loadCheckpoint(step)).meta;
+    strictEqual(meta0.baseModel, null);
+    deepStrictEqual(Object.keys(meta0.baseFiles ?? {}), [
+      "config.json",
+      "generation_config.json",
+      "tokenizer.json",
+      "tokenizer_config.json",
+    ]);
+    const options = { resume: true, fixedKeys: [] };
+    deepStrictEqual((await resolveRunStart(c, options)).warnings, []);
+    // The base's weights are not read (the checkpoint holds them all): a change there is fine.
+    const weights = join(base, "model.safetensors");
+    const bytes = await Deno.readFile(weights);
+    bytes[bytes.length - 3] ^= 0x40;
+    await Deno.writeFile(weights, bytes);
+    deepStrictEqual((await resolveRunStart(c, options)).warnings, []);
+
+    // Another tokenizer at the same path: refused by a resume, an evaluation and a GGUF export.
+    const tokenizer = join(base, "tokenizer_config.json");
+    const was = meta0.baseFiles!["tokenizer_config.json"].sha256.slice(0, 16);
+    const text = await Deno.readTextFile(tokenizer);
+    await Deno.writeTextFile(
+      tokenizer,
+      JSON.stringify({ ...JSON.parse(text), model_max_length: 7 }),
+    );
+    const now = (await fingerprintFile(tokenizer)).sha256.slice(0, 16);
+    const message = new RegExp(
+      `base model "${base}".*file "${tokenizer}" changed: recorded .*${was}.*now .*${now}`,
+    );
+    await rejects(resolveRunStart(c, options), message);
+    await rejects(loadModelOrCheckpoint(step, { backend: "cpu" }), message);
+    const err: string[] = [];
+    const io = { out: () => {}, err: (l: string) => err.push(l) };
+    strictEqual(await ggufMain(["--model", step, "--out", join(dir, "x.gguf")], io), 2);
+    match(err.join("\n"), message);
+    strictEqual(await exists(join(dir, "x.gguf")), false);
+    // A chat template added to the base is a change too.
+    await Deno.writeTextFile(tokenizer, text);
+    await Deno.writeTextFile(join(base, "chat_template.jinja"), "{{ messages }}");
+    await rejects(
+      resolveRunStart(c, options),
+      /file ".*chat_template\.jinja" changed: recorded absent/,
+    );
+    await Deno.remove(join(base, "chat_template.jinja"));
+    deepStrictEqual((await resolveRunStart(c, options)).warnings, []);
+
+    // A checkpoint from before the record: a warning, not an error.
+    const metaPath = join(step, "meta.json");
+    const meta = JSON.parse(await Deno.readTextFile(metaPath));
+    delete meta.baseFiles;
+    await Deno.writeTextFile(metaPath, JSON.stringify(meta));
+    const { warnings } = await resolveRunStart(c, options);
+    ok(
+      warnings.some((w) =>
+        w.includes("records no fingerprint of the tokenizer files and config.json it reads")
+      ),
       warnings.join("\n"),
     );
   }));

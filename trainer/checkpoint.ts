@@ -62,6 +62,7 @@ import {
   type DirFingerprint,
   type FileFingerprint,
   fingerprintDifference,
+  fingerprintFiles,
   fingerprintModel,
   parseFingerprint,
 } from "../internal/fingerprint.ts";
@@ -134,6 +135,12 @@ export interface CheckpointMetaInput {
    * written (a full-weights checkpoint, or a `builtin:` model).
    */
   baseModel?: DirFingerprint;
+  /**
+   * Of a full-weights checkpoint: the fingerprint of the files it still reads from its base
+   * model (`model.path`): {@linkcode FULL_CHECKPOINT_BASE_FILES}, those present, hashed whole
+   * (`fingerprintFiles`); checked like {@linkcode baseModel}; absent: none is written.
+   */
+  baseFiles?: DirFingerprint;
   /** The latest metrics; non-finite values round-trip (stored as `"NaN"`, `"Infinity"`, ...). */
   metrics: Readonly<Record<string, number>>;
   /** The git commit of the code; `null`/absent when unknown. */
@@ -181,6 +188,9 @@ export interface CheckpointMeta {
   data: unknown;
   /** The fingerprint of the adapters' base model; `null` when none was recorded. */
   baseModel: DirFingerprint | null;
+  /** Of a full-weights checkpoint: the fingerprint of the tokenizer files and `config.json` it
+   * reads from its base model; `null` when none was recorded. */
+  baseFiles: DirFingerprint | null;
   /** The metrics at save time. */
   metrics: Record<string, number>;
   /** The Deno version that saved it. */
@@ -613,6 +623,7 @@ export async function saveCheckpoint(
       rng: meta.rng,
       ...(meta.data === undefined ? {} : { data: meta.data }),
       ...(meta.baseModel === undefined ? {} : { baseModel: meta.baseModel }),
+      ...(meta.baseFiles === undefined ? {} : { baseFiles: meta.baseFiles }),
       metrics,
       denoVersion,
       gitSha,
@@ -778,6 +789,9 @@ function parseMeta(json: unknown, path: string, dir: string): CheckpointMeta {
     baseModel: json.baseModel === undefined
       ? null
       : parseFingerprint(json.baseModel, path, "baseModel"),
+    baseFiles: json.baseFiles === undefined
+      ? null
+      : parseFingerprint(json.baseFiles, path, "baseFiles"),
     metrics,
     denoVersion: json.denoVersion,
     gitSha,
@@ -904,12 +918,35 @@ export function checkpointUnhashed(checkpoint: LoadedCheckpoint): string[] {
 }
 
 /**
+ * The files a full-weights checkpoint still reads from its base model (`model.path`) on a
+ * resume, an evaluation or a GGUF export: the model config and the tokenizer files (its weights
+ * all come from the checkpoint). Their fingerprint is the checkpoint's `baseFiles`.
+ *
+ * @example Usage
+ * ```ts
+ * import { FULL_CHECKPOINT_BASE_FILES } from "./checkpoint.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(FULL_CHECKPOINT_BASE_FILES.includes("tokenizer.json"));
+ * ```
+ */
+export const FULL_CHECKPOINT_BASE_FILES: readonly string[] = [
+  "config.json",
+  "generation_config.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "chat_template.jinja",
+];
+
+/**
  * Checks that a checkpoint's base model is the one it was trained on: compares the fingerprint
- * its `meta.json` records (key `baseModel`) with the base directory's now.
+ * its `meta.json` records with the base directory's now: of an adapter checkpoint, key
+ * `baseModel` (`config.json` and the weights, sampled); of a full-weights one, key `baseFiles`
+ * (the files it still reads from the base: {@linkcode FULL_CHECKPOINT_BASE_FILES}).
  *
  * @param checkpoint The loaded checkpoint.
  * @param baseDir The base model directory it is about to be used with.
- * @returns A warning when an adapter checkpoint records no fingerprint (saved before they were
+ * @returns A warning when the checkpoint records no fingerprint (saved before they were
  *   recorded: the base cannot be checked), else `null`.
  * @throws {RangeError} When a file of the base model differs from the record, naming the file
  *   and both fingerprints.
@@ -919,29 +956,41 @@ export function checkpointUnhashed(checkpoint: LoadedCheckpoint): string[] {
  * import { checkBaseModel, type LoadedCheckpoint } from "./checkpoint.ts";
  * import assert from "node:assert/strict";
  *
- * const checkpoint = { dir: "out/r/step_000001", meta: { weights: "model", baseModel: null } };
- * assert.equal(await checkBaseModel(checkpoint as LoadedCheckpoint, "models/m"), null);
+ * const checkpoint = {
+ *   dir: "out/r/step_000001",
+ *   meta: { weights: "model", baseModel: null, baseFiles: null },
+ * };
+ * assert.match(
+ *   (await checkBaseModel(checkpoint as LoadedCheckpoint, "models/m"))!,
+ *   /records no fingerprint of the tokenizer files and config\.json/,
+ * );
  * ```
  */
 export async function checkBaseModel(
   checkpoint: Pick<LoadedCheckpoint, "dir"> & {
-    meta: Pick<CheckpointMeta, "weights" | "baseModel">;
+    meta: Pick<CheckpointMeta, "weights" | "baseModel" | "baseFiles">;
   },
   baseDir: string,
 ): Promise<string | null> {
-  const recorded = checkpoint.meta.baseModel;
+  const full = checkpoint.meta.weights === "model";
+  const recorded = full ? checkpoint.meta.baseFiles : checkpoint.meta.baseModel;
+  const what = full
+    ? "the tokenizer files and config.json it reads from its base model"
+    : "its base model";
   if (recorded === null) {
-    return checkpoint.meta.weights === "adapter"
-      ? `checkpoint "${checkpoint.dir}" records no fingerprint of its base model (saved before ` +
-        `they were recorded): cannot check that "${baseDir}" is the model it was trained on`
-      : null;
+    return `checkpoint "${checkpoint.dir}" records no fingerprint of ${what} (saved before ` +
+      `they were recorded): cannot check that "${baseDir}" is the model it was trained on`;
   }
-  const difference = fingerprintDifference(recorded, await fingerprintModel(baseDir), baseDir);
+  const current = full
+    ? await fingerprintFiles(baseDir, FULL_CHECKPOINT_BASE_FILES)
+    : await fingerprintModel(baseDir);
+  const difference = fingerprintDifference(recorded, current, baseDir);
   if (difference !== null) {
     throw new RangeError(
       `Checkpoint "${checkpoint.dir}" was trained on a different base model "${baseDir}" ` +
         `(key "model.path"): ${difference} (a fingerprint: the file's size and the SHA-256 of ` +
-        `its header and sampled chunks); use the base model it was trained on`,
+        `${full ? "its contents" : "its header and sampled chunks"}); use the base model it ` +
+        `was trained on`,
     );
   }
   return null;

@@ -151,6 +151,9 @@ const RESUME_FIXED = [
   "trainer.microBatches",
 ];
 
+/** The config keys of the arithmetic task's knobs, named when a split holds too few problems. */
+const TASK_KEYS = { digits: "data.digits", maxTerms: "data.maxTerms", ops: "data.ops" } as const;
+
 function countParams(tree: ParamTree): number {
   return Object.values(tree).reduce((n, t) => n + t.length, 0);
 }
@@ -192,21 +195,36 @@ function buildData(config: TrainConfig, head: RunModelHead): SftData {
   let evalExamples: EvalExample[];
   let evalTasks: SuiteTask[] | null = null;
   if (d.task === "suite") {
-    const suiteOptions = {
+    const suiteOptions = (sizeKey: string) => ({
       tasks: d.suite.tasks,
       seed: d.seed,
       level: d.suite.level,
-      arithmetic: { digits: d.digits, ops: d.ops, maxTerms: d.maxTerms, mulDigits: d.mulDigits },
-    };
-    train = suiteDataset("train", { ...suiteOptions, size: d.trainSize });
+      arithmetic: {
+        digits: d.digits,
+        ops: d.ops,
+        maxTerms: d.maxTerms,
+        mulDigits: d.mulDigits,
+        keys: { ...TASK_KEYS, size: sizeKey },
+      },
+      keys: { size: sizeKey, level: "data.suite.level" },
+    });
+    train = suiteDataset("train", { ...suiteOptions("data.trainSize"), size: d.trainSize });
     // `eval.samples` problems of each task (the first of its held-out split).
-    const held = suiteDataset("eval", { ...suiteOptions, size: d.evalSize })
+    const held = suiteDataset("eval", { ...suiteOptions("data.evalSize"), size: d.evalSize })
       .filter((_, i) => i % d.evalSize < config.eval.samples);
     evalExamples = held.map((e) => ({ ...formatExample(e), answer: e.answer, task: e.task }));
     evalTasks = held.map((e) => e.task);
   } else {
-    train = arithmeticDataset("train", { ...taskOptions, size: d.trainSize });
-    evalExamples = arithmeticDataset("eval", { ...taskOptions, size: d.evalSize })
+    train = arithmeticDataset("train", {
+      ...taskOptions,
+      size: d.trainSize,
+      keys: { ...TASK_KEYS, size: "data.trainSize" },
+    });
+    evalExamples = arithmeticDataset("eval", {
+      ...taskOptions,
+      size: d.evalSize,
+      keys: { ...TASK_KEYS, size: "data.evalSize" },
+    })
       .slice(0, config.eval.samples)
       .map((e) => ({ ...formatExample(e), answer: e.answer }));
   }

@@ -9,7 +9,11 @@
  */
 import { createHash } from "node:crypto";
 import { parquetReadObjects } from "hyparquet";
-import { arithmeticDataset, type ArithmeticTaskOptions } from "../../data/arithmetic_task.ts";
+import {
+  arithmeticDataset,
+  type ArithmeticOptionKeys,
+  type ArithmeticTaskOptions,
+} from "../../data/arithmetic_task.ts";
 import { fieldAt, goldText, questionText } from "../../data/problem_fields.ts";
 import { prepareGold } from "../../verify/mod.ts";
 
@@ -43,6 +47,9 @@ export interface RlPrompt {
 export interface ArithmeticPromptsOptions extends ArithmeticTaskOptions {
   /** Number of distinct prompts. */
   size: number;
+  /** The config keys an error names for the options, when the split holds too few problems
+   * (see `ArithmeticDatasetOptions.keys`). */
+  keys?: ArithmeticOptionKeys;
 }
 
 /**

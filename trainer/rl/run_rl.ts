@@ -317,11 +317,18 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       maxTerms: d.maxTerms,
       mulDigits: d.mulDigits,
     };
+    // A split of too few problems names the keys (`rl.data.trainSize` 0 takes `data.trainSize`).
+    const keys = { digits: "data.digits", maxTerms: "data.maxTerms", ops: "data.ops" };
     trainPrompts = arithmeticPrompts("train", {
       ...task,
       size: rl.data.trainSize > 0 ? rl.data.trainSize : d.trainSize,
+      keys: { ...keys, size: rl.data.trainSize > 0 ? "rl.data.trainSize" : "data.trainSize" },
     });
-    evalPrompts = arithmeticPrompts("eval", { ...task, size: rl.data.evalSize });
+    evalPrompts = arithmeticPrompts("eval", {
+      ...task,
+      size: rl.data.evalSize,
+      keys: { ...keys, size: "rl.data.evalSize" },
+    });
   } else {
     // JSONL or Parquet (DAPO-Math-17k: promptField "prompt", answerField
     // "reward_model.ground_truth").
