@@ -22,7 +22,7 @@ export interface CreateGpuOptions {
    * Minimum limits the caller needs. A value the adapter cannot give is an error that names the
    * limit. Limits not listed are raised to the adapter's maximum for the names in
    * {@linkcode GpuLimitName} (at most `Number.MAX_SAFE_INTEGER`, the largest value a device
-   * request takes).
+   * request takes; `maxStorageBufferBindingSize` at most 2³² − 4, as kernels index with u32).
    */
   requiredLimits?: Partial<Record<GpuLimitName, number>>;
   /** Navigator-like object to take `gpu` from (tests); default `globalThis.navigator`. */
@@ -37,7 +37,7 @@ export interface Gpu {
   readonly description: string;
   /** Whether the adapter is a software fallback (llvmpipe, lavapipe, WARP). */
   readonly isFallbackAdapter: boolean;
-  /** Largest size in bytes of one storage buffer binding. */
+  /** Largest size in bytes of one storage buffer binding (at most 2³² − 4: kernels index with u32). */
   readonly maxBindingSize: number;
   /** Largest size in bytes of one buffer. */
   readonly maxBufferSize: number;
@@ -59,6 +59,17 @@ const WANTED_LIMITS: readonly GpuLimitName[] = [
   "maxComputeWorkgroupSizeX",
   "maxComputeWorkgroupsPerDimension",
 ];
+
+/**
+ * The largest storage binding halo asks for and records: 2³² − 4 bytes (u32::MAX rounded down to
+ * a multiple of 4). Every kernel indexes a binding with u32 (byte offsets and element indices such
+ * as `row * V`), and some backends (wgpu's Metal from version 30, gfx-rs/wgpu#10305) advertise
+ * bindings past 4 GiB, beyond which naga's bounds checks silently read zeros. Capping it keeps
+ * every buffer halo sizes from `Gpu.maxBindingSize` (matrix chunks, LM-head blocks, generation
+ * chunks) addressable. `maxBufferSize` keeps the adapter's value: it bounds whole buffers, not
+ * what one binding addresses.
+ */
+const MAX_BINDING_SIZE = 2 ** 32 - 4;
 
 const INSTALL_HINT =
   "install a WebGPU driver: on Linux without a GPU, Mesa's software rasteriser (llvmpipe, or Vulkan " +
@@ -104,9 +115,20 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
           `"${describe(adapter.info)}" gives ${available}; ${INSTALL_HINT}, or use a smaller model`,
       );
     }
+    if (
+      name === "maxStorageBufferBindingSize" && needed !== undefined && needed > MAX_BINDING_SIZE
+    ) {
+      throw new RangeError(
+        `Cannot create a WebGPU device: limit "${name}" must be at least ${needed}, but halo's ` +
+          `kernels index a binding with u32, so it takes at most ${MAX_BINDING_SIZE} bytes`,
+      );
+    }
     // WebGPU's limits are u64 on some backends (an adapter may report u64::MAX); Deno accepts
     // only [0, 2^53 − 1] in requiredLimits, so ask for at most that.
-    requiredLimits[name] = Math.min(available, Number.MAX_SAFE_INTEGER);
+    requiredLimits[name] = Math.min(
+      available,
+      name === "maxStorageBufferBindingSize" ? MAX_BINDING_SIZE : Number.MAX_SAFE_INTEGER,
+    );
   }
   const features = [...adapter.features].filter((f) =>
     f === "shader-f16" || f === "timestamp-query"
@@ -120,7 +142,7 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
     device,
     description: describe(adapter.info),
     isFallbackAdapter: adapter.info.isFallbackAdapter ?? false,
-    maxBindingSize: device.limits.maxStorageBufferBindingSize,
+    maxBindingSize: Math.min(device.limits.maxStorageBufferBindingSize, MAX_BINDING_SIZE),
     maxBufferSize: device.limits.maxBufferSize,
     features: new Set(features),
     errors,

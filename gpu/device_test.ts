@@ -51,3 +51,48 @@ Deno.test("createGpu() asks for at most Number.MAX_SAFE_INTEGER of a limit the a
     ok(Number.isSafeInteger(value) && value >= 0, `${name} = ${value}`);
   }
 });
+
+Deno.test("createGpu() asks for and records at most 2^32 - 4 bytes of storage binding (kernels index with u32)", async () => {
+  // Metal under wgpu 30 advertises maxBufferSize as the binding limit (gfx-rs/wgpu#10305).
+  const big = 14_302_248_960;
+  const limits: Record<string, number> = {
+    maxStorageBufferBindingSize: big,
+    maxBufferSize: big,
+    maxStorageBuffersPerShaderStage: 10,
+    maxComputeWorkgroupStorageSize: 32768,
+    maxComputeInvocationsPerWorkgroup: 1024,
+    maxComputeWorkgroupSizeX: 1024,
+    maxComputeWorkgroupsPerDimension: 65535,
+  };
+  let asked: Record<string, number> = {};
+  const adapter = {
+    limits,
+    info: { description: "fake", vendor: "", architecture: "", isFallbackAdapter: false },
+    features: new Set<string>(),
+    requestDevice: (d: { requiredLimits: Record<string, number> }) => {
+      asked = d.requiredLimits;
+      // A device may report better limits than were asked for: the record is capped anyway.
+      return Promise.resolve({ limits: { ...limits } });
+    },
+  };
+  const fakeGpu = { requestAdapter: () => Promise.resolve(adapter) } as unknown as GPU;
+  const gpu = await createGpu({ gpu: fakeGpu });
+  strictEqual(asked.maxStorageBufferBindingSize, 2 ** 32 - 4);
+  strictEqual(gpu.maxBindingSize, 2 ** 32 - 4);
+  strictEqual(asked.maxBufferSize, big);
+  strictEqual(gpu.maxBufferSize, big);
+  // Asking for a binding past what u32 indices reach is an error naming the limit.
+  await rejects(
+    () => createGpu({ gpu: fakeGpu, requiredLimits: { maxStorageBufferBindingSize: 2 ** 32 } }),
+    (e: Error) =>
+      e instanceof RangeError &&
+      /"maxStorageBufferBindingSize" must be at least 4294967296/.test(e.message) &&
+      /u32/.test(e.message),
+  );
+  // Exactly the cap is fine.
+  const capped = await createGpu({
+    gpu: fakeGpu,
+    requiredLimits: { maxStorageBufferBindingSize: 2 ** 32 - 4 },
+  });
+  strictEqual(capped.maxBindingSize, 2 ** 32 - 4);
+});

@@ -3,12 +3,15 @@
 //   d_table[id - row_start, j] (+)= sum over tokens t with ids[t] == id of d_out[t, j].
 // Deterministic without atomics: thread (t, j) works only when t is the first token with its id,
 // and then sums that id's tokens in order. Cost O(T^2 * H) per block (fine for the few thousand
-// tokens of a micro-batch; a sort by id would make it O(T log T * H)).
+// tokens of a micro-batch; a sort by id would make it O(T log T * H)). One dispatch of main covers
+// the tokens [t_start, t_start + t_count), so the launcher bounds each dispatch's work (about
+// t_count * T * H steps, under GPU watchdogs) by splitting the tokens; each element is still
+// summed by one thread in the same order, so the split does not change a bit.
 // Entry points: zero clears the block (when not accumulating), main adds.
-// 256 threads a workgroup; index = (wg.x + wg.y * GRID_X) * 256 + local, one per (t, j) or per
-// element of the block. Reads ids, d_out; reads and writes d_table. Ids outside every block are
+// 256 threads a workgroup; index = (wg.x + wg.y * GRID_X) * 256 + local, one per (t - t_start, j)
+// or per element of the block. Reads ids, d_out; reads and writes d_table. Ids outside every block are
 // ignored (callers validate). Tolerance vs f64 reference: rel 1e-6 (f32 sums of a few terms).
-struct Params { T: u32, H: u32, row_start: u32, rows: u32 }
+struct Params { T: u32, H: u32, row_start: u32, rows: u32, t_start: u32, t_count: u32 }
 // Workgroups per grid row: set by the launcher from GRID_X in kernels/_grid.ts.
 override GRID_X: u32;
 @group(0) @binding(0) var<storage, read> ids: array<u32>;
@@ -19,8 +22,8 @@ override GRID_X: u32;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32) {
   let idx = (wg.x + wg.y * GRID_X) * 256u + t;
-  if (idx >= p.T * p.H) { return; }
-  let token = idx / p.H;
+  if (idx >= p.t_count * p.H) { return; }
+  let token = p.t_start + idx / p.H;
   let j = idx % p.H;
   let id = ids[token];
   if (id < p.row_start || id >= p.row_start + p.rows) { return; }

@@ -76,3 +76,25 @@ export function sampleUniform(seed: number, sequence: number, step: number, toke
   const bits = philox4x32([token, sequence, step, 0], key)[0];
   return ((bits >>> 9) + 0.5) / 8388608;
 }
+
+/**
+ * The Gumbel noise `−log(−log u)` that the sampler adds to a scaled logit, computed as
+ * `sample.wgsl`'s `gumbel` does: `e = −log u` by the series `d + d²/2 + d³/3 + d⁴/4` of
+ * `d = 1 − u` when `d < 1/64` (so that `e` stays positive and accurate next to `u = 1`, where a
+ * GPU `log` that is only within 2⁻²¹ could return 0), else `−Math.log(u)`; then `−log e`.
+ * Within 1.2e-8 relative of the exact `e` (the series' truncation).
+ *
+ * @param u A uniform number in (0, 1), as from {@linkcode sampleUniform}.
+ * @returns The noise `−log e`.
+ *
+ * @example The largest uniform the sampler draws
+ * ```ts
+ * import { gumbelNoise } from "./philox_ref.ts";
+ * console.log(gumbelNoise(1 - 2 ** -24)); // ≈ 16.64 (= 24 ln 2)
+ * ```
+ */
+export function gumbelNoise(u: number): number {
+  const d = 1 - u;
+  const e = d < 1 / 64 ? d * (1 + d * (1 / 2 + d * (1 / 3 + d / 4))) : -Math.log(u);
+  return -Math.log(e);
+}

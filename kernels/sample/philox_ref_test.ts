@@ -1,5 +1,5 @@
 import { deepStrictEqual, ok } from "node:assert/strict";
-import { philox4x32, sampleUniform } from "./philox_ref.ts";
+import { gumbelNoise, philox4x32, sampleUniform } from "./philox_ref.ts";
 
 Deno.test("philox4x32() reproduces Random123's known-answer vectors", () => {
   // kat_vectors from Random123 1.09 (philox4x32, 10 rounds).
@@ -39,4 +39,16 @@ Deno.test("sampleUniform() is uniform in (0, 1) and keyed by seed, sequence, ste
     ok(other !== u);
   }
   ok(sampleUniform(2 ** 40, 0, 0, 0) !== sampleUniform(0, 0, 0, 0), "the high seed word is used");
+});
+
+Deno.test("gumbelNoise() is -log(-log u) within 2e-8 for every draw near u = 1 and across (0, 1)", () => {
+  // The independent reference: log1p of d = 1 - u (exact in doubles), so accurate next to 1.
+  const check = (k: number) => {
+    const u = (k + 0.5) / 2 ** 23;
+    const want = -Math.log(-Math.log1p(-(2 ** 23 - k - 0.5) / 2 ** 23));
+    const got = gumbelNoise(u);
+    ok(Math.abs(got - want) <= 2e-8, `k = ${k}: ${got}, want ${want}`);
+  };
+  for (let k = 2 ** 23 - 2 ** 18; k < 2 ** 23; k++) check(k); // d < 2^-5, across the 1/64 switch
+  for (let k = 0; k < 2 ** 23; k += 997) check(k);
 });

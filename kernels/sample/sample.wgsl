@@ -20,8 +20,8 @@
 // count >= k; top-p: mass >= top_p * top-k mass; at most 33 passes each, a handful when values are
 // well separated), intersected with exp(z - zmax) >= min_p; then Gumbel-max over the kept set:
 // argmax_j z_j - log(-log u_j), u_j from Philox4x32-10 at counter (j, seq_base + seq, step, 0),
-// key = seed,
-// u = ((bits >> 9) + 0.5) / 2^23. Ties at a threshold are all kept; argmax ties take the lowest j.
+// key = seed, u = ((bits >> 9) + 0.5) / 2^23, -log u_j computed accurately next to 1 (see gumbel).
+// Ties at a threshold are all kept; argmax ties take the lowest j.
 // Reads logits, info, ctrl; writes ids, out, state. Tolerance vs f64 reference (sample_ref.ts):
 // identical tokens except where two Gumbel scores are within f32 rounding (~1e-6); log-probs rel 1e-5.
 struct Params {
@@ -74,6 +74,20 @@ fn mulhi(a: u32, b: u32) -> u32 {
   let hilo = a_hi * b_lo;
   let cross = (lolo >> 16u) + (lohi & 0xffffu) + (hilo & 0xffffu);
   return a_hi * b_hi + (lohi >> 16u) + (hilo >> 16u) + (cross >> 16u);
+}
+
+// Gumbel noise -log(e) of one Philox word, e = -log(u) ~ Exp(1), u = ((bits >> 9) + 0.5) / 2^23.
+// WGSL (like D3D's log and Metal fast math) only bounds log's absolute error by 2^-21 on
+// [0.5, 2], so next to u = 1 (-log u down to 2^-24) log(u) may come out 0 (noise +inf: that token
+// always wins) or positive (NaN). So for d = 1 - u < 1/64 (d is exact: computed from the bits)
+// e is the series d + d^2/2 + d^3/3 + d^4/4 (truncation < d^4/5 <= 1.2e-8 relative); above,
+// -log(u) is within 2^-21 / d <= 2^-15 relative. Mirrored by gumbelNoise in philox_ref.ts.
+fn gumbel(bits: u32) -> f32 {
+  let k = bits >> 9u;
+  let u = (f32(k) + 0.5) * (1.0 / 8388608.0);
+  let d = (f32(0x7fffffu - k) + 0.5) * (1.0 / 8388608.0);
+  let e = select(-log(u), d * (1.0 + d * (0.5 + d * (1.0 / 3.0 + d * 0.25))), d < 1.0 / 64.0);
+  return -log(e);
 }
 
 fn philox(counter: vec4u, seed: vec2u) -> vec4u {
@@ -215,9 +229,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
       let w = exp(z - zmax);
       if (key(z) >= lo && (p.min_p <= 0.0 || w >= p.min_p) && !banned(ban, j)) {
         g.s += w;
-        let bits = philox(vec4u(j, p.seq_base + seq, step, 0u), seed).x;
-        let u = (f32(bits >> 9u) + 0.5) * (1.0 / 8388608.0);
-        let score = z - log(-log(u));
+        let score = z + gumbel(philox(vec4u(j, p.seq_base + seq, step, 0u), seed).x);
         if (score > g.best) { g.best = score; g.at = j; }
       }
     }

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { sampleUniform } from "./philox_ref.ts";
+import { gumbelNoise, sampleUniform } from "./philox_ref.ts";
 
 /** How the next token is chosen from one row of logits. */
 export interface SamplingParams {
@@ -105,7 +105,8 @@ export interface SampleRefOptions extends SamplingParams {
 
 /**
  * Draws one token as the GPU sampler does: `argmax_j (logits[j] / T − log(−log u_j))` over the
- * kept tokens, with `u_j = sampleUniform(seed, sequence, step, j)` (Gumbel-max), or the lowest
+ * kept tokens, with `u_j = sampleUniform(seed, sequence, step, j)` (Gumbel-max; the noise from
+ * {@linkcode gumbelNoise}, as the GPU computes it), or the lowest
  * index of the largest logit when greedy; banned ids are never drawn.
  *
  * @param logits One row of raw logits.
@@ -145,7 +146,7 @@ export function sampleRef(
     for (let j = 0; j < v; j++) {
       if (dist[j] === 0) continue;
       const u = sampleUniform(options.seed, options.sequence, options.step, j);
-      const score = logits[j] / options.temperature - Math.log(-Math.log(u));
+      const score = logits[j] / options.temperature + gumbelNoise(u);
       if (score > best) {
         best = score;
         token = j;

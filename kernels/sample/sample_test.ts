@@ -1,8 +1,17 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { readback } from "../../gpu/readback.ts";
 import type { GpuContext } from "../../gpu/context.ts";
-import { assertClose, noGpu, randomArray, recordPass, testContext } from "../../gpu/test_utils.ts";
+import {
+  assertClose,
+  noGpu,
+  poisoned,
+  randomArray,
+  readFloats,
+  recordPass,
+  testContext,
+} from "../../gpu/test_utils.ts";
 import { encodeSample, sampleInfo } from "./sample.ts";
+import sampleCode from "./sample.wgsl" with { type: "text" };
 import { sampleRef, samplingDistributionRef, type SamplingParams } from "./sample_ref.ts";
 
 // Log-probs are f32 sums of at most a few thousand exponentials, one log and one divide by the
@@ -358,5 +367,66 @@ Deno.test({
         }
       }
     }
+  },
+});
+
+// The WGSL log only has to be within 2^-21 absolute on [0.5, 2]. sample.wgsl's gumbel() runs here
+// with its log replaced by one that adds that much error on purpose (up, down, or rounded to a
+// multiple of 2^-21, as coarse hardware log2s do), on top of the device's own log (itself within
+// 2^-21): at most 2^-20 off, so e = -log u is within 2^-20 / (1/64) = 2^-14 ≈ 6.1e-5 relative on
+// the log branch (the series branch calls no log on u), and the noise -log e within that plus
+// 2^-20 plus f32 rounding: 1e-4. The old -log(-log u) fails every mode (NaN or +inf at the top
+// draws under modes 1 and 3; even lavapipe's own log, mode 0, left it 1.5e-4 off at d = 2^-11).
+Deno.test({
+  name: "sample.wgsl's gumbel() stays finite and accurate next to u = 1 under any log WGSL allows",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    const fn = sampleCode.match(/fn gumbel\(bits: u32\) -> f32 \{[^}]*\}/)?.[0];
+    ok(fn, "sample.wgsl defines fn gumbel(bits: u32) -> f32 with a brace-free body");
+    const code = `override MODE: u32;
+fn spec_log(x: f32) -> f32 {
+  let l = log(x);
+  if (x < 0.5 || x > 2.0) { return l; }
+  if (MODE == 1u) { return l + 4.7e-7; }
+  if (MODE == 2u) { return l - 4.7e-7; }
+  if (MODE == 3u) { return round(l * 2097152.0) / 2097152.0; }
+  return l;
+}
+${fn.replaceAll("log(", "spec_log(")}
+@group(0) @binding(0) var<storage, read> bits: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3u) {
+  if (g.x < arrayLength(&bits)) { out[g.x] = gumbel(bits[g.x]); }
+}`;
+    // The 23-bit draws k: the top 4096 (u = 1 - 2^-24 down), a sweep of the whole range from
+    // k = 0, and both sides of the series' threshold d = 1/64 (k = 2^23 - 2^17).
+    const ks: number[] = [];
+    for (let k = 2 ** 23 - 4096; k < 2 ** 23; k++) ks.push(k);
+    for (let k = 0; k < 2 ** 23 - 4096; k += 2039) ks.push(k);
+    for (let k = 2 ** 23 - 2 ** 17 - 64; k < 2 ** 23 - 2 ** 17 + 64; k++) ks.push(k);
+    // Low 9 bits set from k: the kernel must ignore them.
+    const words = Uint32Array.from(ks, (k) => ((k << 9) | (k & 0x1ff)) >>> 0);
+    const want = ks.map((k) => -Math.log(-Math.log1p(-(2 ** 23 - k - 0.5) / 2 ** 23)));
+    const n = ks.length;
+    const input = ctx.upload(words, "bits");
+    for (const mode of [0, 1, 2, 3]) {
+      const out = poisoned(ctx, n, "out");
+      const pipeline = ctx.pipeline("gumbel_spec_log", code, { constants: { MODE: mode } });
+      const enc = recordPass(ctx, (pass) => {
+        ctx.dispatch(pass, pipeline, [input, out], [Math.ceil(n / 64), 1, 1]);
+      });
+      const got = await readFloats(ctx, out, n, enc);
+      for (let i = 0; i < n; i++) {
+        const err = Math.abs(got[i] - want[i]);
+        ok(
+          err <= 1e-4,
+          `log mode ${mode}, k = ${ks[i]} (u = 1 - ${(2 ** 23 - ks[i] - 0.5) / 2 ** 23}): ` +
+            `noise ${got[i]}, want ${want[i]} (error ${err} > 1e-4)`,
+        );
+      }
+      ctx.release(out);
+    }
+    ctx.release(input);
   },
 });
