@@ -45,7 +45,7 @@ Options:
   --extractors LIST    comma-separated priority, e.g. boxed,answer_line,gsm8k
   --budget-ms N        per-check time budget in milliseconds (default: none in reward
                        mode, where a counted work budget keeps rewards deterministic;
-                       100 in eval mode)
+                       100 in eval mode), read only past 20000 counted steps
   --json               print one JSON object per pair
   -h, --help           show this help`;
 

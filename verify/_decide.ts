@@ -41,7 +41,8 @@ export function literalValue(s: string): Rational | null {
 
 /**
  * The budget of one call: counted steps always; a wall-clock deadline only when
- * `budgetMs` is given or, by default, outside reward mode (see `budgetMs`).
+ * `budgetMs` is given or, by default, outside reward mode (see `budgetMs`), and consulted
+ * only past `CLOCK_AFTER_STEPS` counted steps (see verify/_budget.ts).
  */
 export function makeBudget(options: EquivalenceOptions, mode: "reward" | "eval"): Budget {
   const ms = options.budgetMs ?? (mode === "reward" ? Infinity : 100);

@@ -44,8 +44,8 @@ export interface MathEqualResult {
  * (`x=3` vs `3`, `y=2x+1` vs `2x-y+1=0`), inequalities (`a<2` vs `2>a`, `x>3` vs
  * `(3,\infty)`, `|x-1|<3` vs `(-2,4)`, unions merged), matrices (any environment), choice
  * letters and text. The relation is symmetric. It never throws: an unparseable side is
- * "not equal", a spent budget (counted steps, or the 100 ms deadline) is reason
- * `timeout`.
+ * "not equal", a spent budget (counted steps, or the 100 ms deadline, which is consulted
+ * only past 20,000 counted steps) is reason `timeout`.
  *
  * Unlike `verify`, an unparseable second argument is not special here; use `verify`
  * for graded rewards.

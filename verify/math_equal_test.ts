@@ -50,8 +50,19 @@ Deno.test("mathEqual() is symmetric on a sample of pairs", () => {
 });
 
 Deno.test("mathEqual() answers timeout when the budget is spent", () => {
-  const r = mathEqual("\\binom{100000}{50000}", "\\binom{100000}{49999}", { budgetMs: 0 });
-  assert.deepEqual(r, { equal: false, reason: "timeout" });
+  // The deadline applies only past CLOCK_AFTER_STEPS counted steps: a 60-element set
+  // against itself reversed takes about 64,000 (equal when nothing stops it).
+  const xs = Array.from({ length: 60 }, (_, i) => `x+${i + 1}`);
+  const a = `\\{${xs.join(",")}\\}`;
+  const b = `\\{${xs.toReversed().join(",")}\\}`;
+  assert.deepEqual(mathEqual(a, b, { budgetMs: 0 }), { equal: false, reason: "timeout" });
+  assert.deepEqual(mathEqual(a, b, { budgetSteps: 20_000, budgetMs: Infinity }), {
+    equal: false,
+    reason: "timeout",
+  });
+  assert.equal(mathEqual(a, b, { budgetMs: Infinity }).equal, true);
+  // A small answer is decided even with a spent deadline: it never reaches the threshold.
+  assert.equal(mathEqual("\\binom{10}{5}", "252", { budgetMs: 0 }).equal, true);
 });
 
 Deno.test("mathEqual() never throws on bad input", () => {

@@ -98,8 +98,11 @@
  * step budget (`budgetSteps`, default 200000; a MATH-500 or GSM8K answer needs at most a
  * few hundred) — in reward mode by that alone, so the same input always gets the same
  * reward, on any machine and under any load (bit-exact resume of RL runs). Eval mode and
- * `mathEqual` also keep a wall-clock deadline (`budgetMs`, default 100 ms). A spent
- * budget is reason `timeout`. The one non-interruptible step, the LaTeX parser, only sees
+ * `mathEqual` also keep a wall-clock deadline (`budgetMs`, default 100 ms) against
+ * runaway work, consulted only once a call has counted 20,000 steps (measured: valid
+ * answers use at most about a thousand), so ordinary answers are decided the same under
+ * any load there too; a gold is never under the deadline (a timed-out gold would skip its
+ * whole problem). A spent budget is reason `timeout`. The one non-interruptible step, the LaTeX parser, only sees
  * inputs of at most 512 characters and nesting depth 24, and is charged one step per
  * character. Only the Compute Engine's stateless LaTeX parser is used, not a shared
  * `ComputeEngine`, whose parsing declares symbols in the engine (state that would leak

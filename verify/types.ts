@@ -51,12 +51,16 @@ export type VerifyMode = "reward" | "eval";
  */
 export interface EquivalenceOptions {
   /**
-   * Wall-clock budget per call in milliseconds. When it is spent the answer is "not
-   * equal" with reason `timeout`; `Infinity` disables it. Default: none (`Infinity`) for
-   * `verify`, `prepareGold` and the rewards in `"reward"` mode, so that a reward never
-   * depends on the machine's speed or load (only `budgetSteps` applies there), and `100`
-   * in `"eval"` mode and for `mathEqual`. Setting it in reward mode makes the reward
-   * depend on the clock again: do that only outside training.
+   * Wall-clock budget per call in milliseconds, a safety net against runaway work: it is
+   * consulted only once the call has counted 20,000 steps (see `budgetSteps`), which no
+   * MATH-500 or GSM8K answer comes near, so below that the clock is never read and the
+   * decision cannot depend on load. When it is spent the answer is "not equal" with
+   * reason `timeout`; `Infinity` disables it. Default: none (`Infinity`) for `verify` and
+   * the rewards in `"reward"` mode, so that a reward never depends on the machine's speed
+   * or load (only `budgetSteps` applies there), and `100` in `"eval"` mode and for
+   * `mathEqual`. `prepareGold` (and the gold part of `verify`) ignores it: a gold is
+   * prepared under `budgetSteps` only. Setting it in reward mode makes the reward depend
+   * on the clock again (for answers past 20,000 steps): do that only outside training.
    */
   budgetMs?: number;
   /**
@@ -64,7 +68,7 @@ export interface EquivalenceOptions {
    * the comparison counts one step and the LaTeX parser one per input character. When it
    * is spent the answer is "not equal" with reason `timeout`. The count depends only on
    * the inputs, so the decision is the same on every machine; no MATH-500 or GSM8K answer
-   * needs more than a few thousand steps.
+   * needs more than a few hundred steps.
    */
   budgetSteps?: number;
   /**

@@ -83,10 +83,12 @@ export interface VerifyResult {
  * Verifies a model response against a gold answer: extracts the final answer (reported
  * with its extractor and marker offset), normalises both sides and decides equivalence
  * (see `mathEqual`). Bounded work (`budgetSteps` counted steps, then reason `timeout`;
- * in `"eval"` mode also a 100 ms deadline, `budgetMs`): in the default `"reward"` mode
- * no clock is read, so the same input always gets the same decision, on any machine and
- * under any load. Pure (no global mutable state: calls can run in parallel) and it never
- * throws.
+ * in `"eval"` mode also a 100 ms deadline, `budgetMs`, consulted only once the call has
+ * counted 20,000 steps, which no MATH-500 or GSM8K answer comes near): in the default
+ * `"reward"` mode no clock is read, so the same input always gets the same decision, on
+ * any machine and under any load; in `"eval"` mode that holds for every answer below
+ * 20,000 steps. The gold (string or `prepareGold`) is never under the deadline. Pure (no
+ * global mutable state: calls can run in parallel) and it never throws.
  *
  * An unusable gold gives `correct: null` (reason `gold-unparseable`) — skip that
  * problem; do not score it 0.
