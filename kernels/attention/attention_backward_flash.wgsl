@@ -15,11 +15,13 @@
 //         accumulators in registers. The rows that see the block (i >= first slot - q_start, all
 //         G heads) go by in blocks of 8 whose q, dO and stats are staged in shared memory for the
 //         16 slots: dv += P·dO, dk += dS·q. Slots nobody sees get 0.
-// Per block, partial dots over a quarter of d go to shared memory and each thread sums the 4
-// quarters it needs (the 4 threads of a row or slot do so identically). No atomics: every sum runs
-// in a fixed order, so results are deterministic. Needs D % 4 == 0 and D <= 128 (the launcher
-// falls back otherwise). The only loops are those over blocks (every inner step is an inlined
-// call), for Mesa's 65,535-iteration loop limit (see kernels/matmul/matmul.wgsl): S <= 262,136.
+// Per block, partial dots over a quarter of d go to shared memory, each thread writing whole vec4s
+// of its own (no invocation writes a component of a vec4 that another one writes: WGSL lets a
+// component store rewrite the whole vector), and each thread sums the 4 quarters it needs (the 4
+// threads of a row or slot do so identically). No atomics: every sum runs in a fixed order, so
+// results are deterministic. Needs D % 4 == 0 and D <= 128 (the launcher falls back otherwise).
+// The only loops are those over blocks (every inner step is an inlined call), for Mesa's
+// 65,535-iteration loop limit (see kernels/matmul/matmul.wgsl): S <= 262,136.
 // Tolerance vs f64 reference: rel 1e-5 (f32 online softmax and sums of a few hundred terms).
 struct Params {
   B: u32, Tq: u32, S: u32, kv_len: u32,
@@ -42,7 +44,9 @@ const NEG_INF = -3.0e38;
 // main: the key and value tiles [BK][DV]; dkv: the query and output-gradient tiles [BK][DV].
 var<workgroup> ta: array<vec4f, 256>;
 var<workgroup> tb: array<vec4f, 256>;
-// Partial dots [BQ][BK], one lane per quarter of d: q·k and dO·v.
+// Partial dots q·k (ps) and dO·v (pd), [BQ][4 quarters of d][2]: vec4 h of quarter qd of row r,
+// [r * BK + 2 qd + h], holds the dots with keys (dkv: rows) 4h .. 4h + 3 over that quarter,
+// written whole by thread 4r + qd.
 var<workgroup> ps: array<vec4f, 128>;
 var<workgroup> pd: array<vec4f, 128>;
 // dkv: (lse, delta) of the block's rows.
@@ -92,14 +96,16 @@ fn dot_tb(c: u32, qd: u32) -> f32 {
     dot(rb[6], tb[o + 24u]) + dot(rb[7], tb[o + 28u]);
 }
 
-// Both partial dots of row r (of BQ) with row c (of BK) of the tiles, to shared memory.
-fn dots(r: u32, c: u32, qd: u32) {
-  ps[r * BK + c][qd] = dot_ta(c, qd);
-  pd[r * BK + c][qd] = dot_tb(c, qd);
+// The dots of row r with rows 4h .. 4h + 3 (h = 0, 1) of the tiles: its 4 quarters in ps (pd)
+// summed as (0 + 1) + (2 + 3).
+fn sum_ps(r: u32, h: u32) -> vec4f {
+  let o = r * BK + h;
+  return (ps[o] + ps[o + 2u]) + (ps[o + 4u] + ps[o + 6u]);
 }
 
-fn qsum(x: vec4f) -> f32 {
-  return (x.x + x.y) + (x.z + x.w);
+fn sum_pd(r: u32, h: u32) -> vec4f {
+  let o = r * BK + h;
+  return (pd[o] + pd[o + 2u]) + (pd[o + 4u] + pd[o + 6u]);
 }
 
 // acc += f · ta[c] over the thread's quarter of d.
@@ -166,16 +172,14 @@ fn own(jj: u32, base: u32, qd: u32, ok: bool, kv: bool) {
   rb[jj] = xy[1];
 }
 
-// All 8 partial dots of row r with the staged block (dots), then a barrier.
+// All 16 partial dots (quarter qd) of row r with the 8 rows of the staged tiles, to shared memory
+// as the 4 whole vec4s of the thread, then a barrier.
 fn block_dots(r: u32, qd: u32) {
-  dots(r, 0u, qd);
-  dots(r, 1u, qd);
-  dots(r, 2u, qd);
-  dots(r, 3u, qd);
-  dots(r, 4u, qd);
-  dots(r, 5u, qd);
-  dots(r, 6u, qd);
-  dots(r, 7u, qd);
+  let w = r * BK + 2u * qd;
+  ps[w] = vec4f(dot_ta(0u, qd), dot_ta(1u, qd), dot_ta(2u, qd), dot_ta(3u, qd));
+  ps[w + 1u] = vec4f(dot_ta(4u, qd), dot_ta(5u, qd), dot_ta(6u, qd), dot_ta(7u, qd));
+  pd[w] = vec4f(dot_tb(0u, qd), dot_tb(1u, qd), dot_tb(2u, qd), dot_tb(3u, qd));
+  pd[w + 1u] = vec4f(dot_tb(4u, qd), dot_tb(5u, qd), dot_tb(6u, qd), dot_tb(7u, qd));
   workgroupBarrier();
 }
 
@@ -185,25 +189,29 @@ fn block_dots(r: u32, qd: u32) {
 @group(0) @binding(6) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(7) var<uniform> p: Params;
 
-// Score of key c for row r (NEG_INF when the key is not visible) and its dO·v.
-fn score(r: u32, c: u32, j0: u32, last: u32, row_ok: bool) {
+// Score of key c from its q·k `qk` (NEG_INF when the key is not visible) and its dO·v `dov`.
+fn score(qk: f32, dov: f32, c: u32, j0: u32, last: u32, row_ok: bool) {
   let j = j0 + c;
   let ok = row_ok && j <= last && key_ok(j);
-  s[c] = select(NEG_INF, qsum(ps[r * BK + c]), ok);
-  dp[c] = qsum(pd[r * BK + c]);
+  s[c] = select(NEG_INF, qk, ok);
+  dp[c] = dov;
 }
 
 // The block's scores of the thread's row (after the tiles are loaded).
 fn block_scores(r: u32, qd: u32, j0: u32, last: u32, row_ok: bool) {
   block_dots(r, qd);
-  score(r, 0u, j0, last, row_ok);
-  score(r, 1u, j0, last, row_ok);
-  score(r, 2u, j0, last, row_ok);
-  score(r, 3u, j0, last, row_ok);
-  score(r, 4u, j0, last, row_ok);
-  score(r, 5u, j0, last, row_ok);
-  score(r, 6u, j0, last, row_ok);
-  score(r, 7u, j0, last, row_ok);
+  let s_lo = sum_ps(r, 0u);
+  let s_hi = sum_ps(r, 1u);
+  let d_lo = sum_pd(r, 0u);
+  let d_hi = sum_pd(r, 1u);
+  score(s_lo.x, d_lo.x, 0u, j0, last, row_ok);
+  score(s_lo.y, d_lo.y, 1u, j0, last, row_ok);
+  score(s_lo.z, d_lo.z, 2u, j0, last, row_ok);
+  score(s_lo.w, d_lo.w, 3u, j0, last, row_ok);
+  score(s_hi.x, d_hi.x, 4u, j0, last, row_ok);
+  score(s_hi.y, d_hi.y, 5u, j0, last, row_ok);
+  score(s_hi.z, d_hi.z, 6u, j0, last, row_ok);
+  score(s_hi.w, d_hi.w, 7u, j0, last, row_ok);
 }
 
 // Stages vec4 e (of 256) of the K and V tiles of the key block at j0 (zeros past D or end).
@@ -371,13 +379,14 @@ fn load_qo(e: u32, r0: u32) {
   stage(e, row_base(min(R, rows - 1u)) + d, R < rows && d < prm.D, false);
 }
 
-// For row c of the block: dk += dS · q, dv += P · dO (nothing where the row does not see slot j).
-fn add_dkv(r: u32, c: u32, qd: u32, r0: u32, j: u32, slot_ok: bool) {
+// For row c of the block, with q·k `qk` and dO·v `dov`: dk += dS · q, dv += P · dO (nothing where
+// the row does not see slot j).
+fn add_dkv(qk: f32, dov: f32, c: u32, qd: u32, r0: u32, j: u32, slot_ok: bool) {
   let R = r0 + c;
   let st = rstat[c];
   let ok = slot_ok && R < rows && j <= prm.q_start + R / G && st.x > NEG_INF;
-  let pc = select(0.0, exp(qsum(ps[r * BK + c]) - st.x), ok);
-  let ds = pc * (qsum(pd[r * BK + c]) - st.y) * prm.scale;
+  let pc = select(0.0, exp(qk - st.x), ok);
+  let ds = pc * (dov - st.y) * prm.scale;
   add_ta(c, ds, qd);
   add_tb(c, pc, qd);
 }
@@ -445,14 +454,18 @@ fn dkv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u32
     }
     workgroupBarrier();
     block_dots(r, qd);
-    add_dkv(r, 0u, qd, r0, j, slot_ok);
-    add_dkv(r, 1u, qd, r0, j, slot_ok);
-    add_dkv(r, 2u, qd, r0, j, slot_ok);
-    add_dkv(r, 3u, qd, r0, j, slot_ok);
-    add_dkv(r, 4u, qd, r0, j, slot_ok);
-    add_dkv(r, 5u, qd, r0, j, slot_ok);
-    add_dkv(r, 6u, qd, r0, j, slot_ok);
-    add_dkv(r, 7u, qd, r0, j, slot_ok);
+    let s_lo = sum_ps(r, 0u);
+    let s_hi = sum_ps(r, 1u);
+    let d_lo = sum_pd(r, 0u);
+    let d_hi = sum_pd(r, 1u);
+    add_dkv(s_lo.x, d_lo.x, 0u, qd, r0, j, slot_ok);
+    add_dkv(s_lo.y, d_lo.y, 1u, qd, r0, j, slot_ok);
+    add_dkv(s_lo.z, d_lo.z, 2u, qd, r0, j, slot_ok);
+    add_dkv(s_lo.w, d_lo.w, 3u, qd, r0, j, slot_ok);
+    add_dkv(s_hi.x, d_hi.x, 4u, qd, r0, j, slot_ok);
+    add_dkv(s_hi.y, d_hi.y, 5u, qd, r0, j, slot_ok);
+    add_dkv(s_hi.z, d_hi.z, 6u, qd, r0, j, slot_ok);
+    add_dkv(s_hi.w, d_hi.w, 7u, qd, r0, j, slot_ok);
     workgroupBarrier();
   }
   if (j >= p8.S) { return; }

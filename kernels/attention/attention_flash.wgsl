@@ -4,11 +4,13 @@
 // so the G heads that share a kv head share its key/value tiles. The keys go by in blocks of 8:
 // the block's K and V ([8][D], D <= 128, zero-padded to 128) are loaded once into shared memory
 // for all 16 rows; thread t owns row t / 4 and the quarter t % 4 of d (vec4 indices qd + 4jj,
-// jj < 8), with its query slice and its 32 output accumulators in registers. Per block: partial
-// dots over its quarter -> shared, each thread sums the 4 quarters of its row's 8 scores (the 4
-// threads of a row do this identically), then the online softmax (running max m, sum l) and
-// acc += p · V. Queries see keys j <= q_start + i, j < kv_len, mask[b, j] = 1; a row with no
-// visible key gets o = 0. Needs D % 4 == 0 and D <= 128 (the launcher falls back otherwise).
+// jj < 8), with its query slice and its 32 output accumulators in registers. Per block: the 8
+// partial dots over its quarter -> shared as 2 whole vec4s of its own (no invocation writes a
+// component of a vec4 that another one writes: WGSL lets a component store rewrite the whole
+// vector), each thread sums the 4 quarters of its row's 8 scores (the 4 threads of a row do this
+// identically), then the online softmax (running max m, sum l) and acc += p · V. Queries see
+// keys j <= q_start + i, j < kv_len, mask[b, j] = 1; a row with no visible key gets o = 0.
+// Needs D % 4 == 0 and D <= 128 (the launcher falls back otherwise).
 // The only loop is the one over key blocks (every inner step is an inlined call), for Mesa's
 // 65,535-iteration loop limit (see kernels/matmul/matmul.wgsl): S <= 524,280.
 // k and v: f32, or a packed-f16 KV cache (read through _kv_load.wgsl, appended by attention.ts).
@@ -35,7 +37,9 @@ const NEG_INF = -3.0e38;
 
 var<workgroup> Ks: array<vec4f, 256>; // [BC][DV]
 var<workgroup> Vs: array<vec4f, 256>; // [BC][DV]
-var<workgroup> part: array<vec4f, 128>; // [BR][BC] partial dots, one lane per quarter of d
+// Partial dots [BR][4 quarters of d][2]: vec4 h of quarter qd of row r, part[r * BC + 2 qd + h],
+// holds the dots of keys 4h .. 4h + 3 over that quarter, written whole by thread 4r + qd.
+var<workgroup> part: array<vec4f, 128>;
 
 var<private> qr: array<vec4f, 8>; // the thread's slice of its row's query (pre-scaled)
 var<private> acc: array<vec4f, 8>; // ... and of its output
@@ -71,12 +75,11 @@ fn dot_part(c: u32, qd: u32) -> f32 {
     dot(qr[6], Ks[o + 24u]) + dot(qr[7], Ks[o + 28u]);
 }
 
-// Score of key c for row r: the 4 quarters summed, or NEG_INF when the key is not visible.
-fn score(r: u32, c: u32, j0: u32, last: u32, row_ok: bool) -> f32 {
+// Score of key c: its dot `sum` (the 4 quarters summed), or NEG_INF when the key is not visible.
+fn score(sum: f32, c: u32, j0: u32, last: u32, row_ok: bool) -> f32 {
   let j = j0 + c;
-  let sum = part[r * BC + c];
   let ok = row_ok && j <= last && j < p.kv_len && mask[b * p.S + min(j, p.S - 1u)] != 0u;
-  return select(NEG_INF, sum.x + sum.y + sum.z + sum.w, ok);
+  return select(NEG_INF, sum, ok);
 }
 
 // acc += pc · V[c] over the thread's quarter of d.
@@ -163,23 +166,22 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) t: u3
     load(t + 128u, j0, end);
     load(t + 192u, j0, end);
     workgroupBarrier();
-    part[r * BC + 0u][qd] = dot_part(0u, qd);
-    part[r * BC + 1u][qd] = dot_part(1u, qd);
-    part[r * BC + 2u][qd] = dot_part(2u, qd);
-    part[r * BC + 3u][qd] = dot_part(3u, qd);
-    part[r * BC + 4u][qd] = dot_part(4u, qd);
-    part[r * BC + 5u][qd] = dot_part(5u, qd);
-    part[r * BC + 6u][qd] = dot_part(6u, qd);
-    part[r * BC + 7u][qd] = dot_part(7u, qd);
+    let pw = r * BC + 2u * qd;
+    part[pw] = vec4f(dot_part(0u, qd), dot_part(1u, qd), dot_part(2u, qd), dot_part(3u, qd));
+    part[pw + 1u] = vec4f(dot_part(4u, qd), dot_part(5u, qd), dot_part(6u, qd), dot_part(7u, qd));
     workgroupBarrier();
-    s[0] = score(r, 0u, j0, last, row_ok);
-    s[1] = score(r, 1u, j0, last, row_ok);
-    s[2] = score(r, 2u, j0, last, row_ok);
-    s[3] = score(r, 3u, j0, last, row_ok);
-    s[4] = score(r, 4u, j0, last, row_ok);
-    s[5] = score(r, 5u, j0, last, row_ok);
-    s[6] = score(r, 6u, j0, last, row_ok);
-    s[7] = score(r, 7u, j0, last, row_ok);
+    // The row's 8 dots: quarters 0 + 1 + 2 + 3 in that order, keys 0 .. 3 (lo) and 4 .. 7 (hi).
+    let pr = r * BC;
+    let lo = part[pr] + part[pr + 2u] + part[pr + 4u] + part[pr + 6u];
+    let hi = part[pr + 1u] + part[pr + 3u] + part[pr + 5u] + part[pr + 7u];
+    s[0] = score(lo.x, 0u, j0, last, row_ok);
+    s[1] = score(lo.y, 1u, j0, last, row_ok);
+    s[2] = score(lo.z, 2u, j0, last, row_ok);
+    s[3] = score(lo.w, 3u, j0, last, row_ok);
+    s[4] = score(hi.x, 4u, j0, last, row_ok);
+    s[5] = score(hi.y, 5u, j0, last, row_ok);
+    s[6] = score(hi.z, 6u, j0, last, row_ok);
+    s[7] = score(hi.w, 7u, j0, last, row_ok);
     let cm = max(max(max(s[0], s[1]), max(s[2], s[3])), max(max(s[4], s[5]), max(s[6], s[7])));
     let m_new = max(m, cm);
     if (m_new > NEG_INF) {
