@@ -27,6 +27,16 @@ const DX = uniformLayout(dxCode, "hilo_grouped_backward_dx");
 /** Tokens per workgroup of the rows kernel (its `TM`). */
 const TM = 16;
 
+/**
+ * Workgroup storage of the rows kernel (hilo_grouped_backward_rows.wgsl with _hilo_rows.wgsl),
+ * each variable rounded up to 16 bytes as WebGPU counts it: `us` and `dus` 4096 each, `count` 16,
+ * `ls` 2048, `ws` 8192, `tok` 64. That is above WebGPU's default limit (16,384), which gpu/device.ts
+ * raises to the adapter's maximum (32 KiB on Metal and D3D12, 48-64 KiB on desktop Vulkan); an
+ * adapter stuck at the default would fail the pipeline with a generic error at the next readback,
+ * so the launcher checks it first. hilo_grouped_test.ts recomputes it from the WGSL.
+ */
+const ROWS_WORKGROUP_BYTES = 18_512;
+
 /** Arguments of {@linkcode encodeHiloGroupedBackward}. */
 export interface HiloGroupedBackwardArgs {
   /** The forward's input `[m, inFeatures]`. */
@@ -82,8 +92,9 @@ export interface HiloGroupedBackwardArgs {
  * @param ctx The GPU context.
  * @param pass The compute pass being recorded.
  * @param args Operands, gradients, scratch layout and the expert.
- * @throws {RangeError} If the rank or expert is out of range, the rows overlap the gates or a
- * buffer is too small.
+ * @throws {RangeError} If the rank or expert is out of range, the rows overlap the gates, a
+ * buffer is too small, or the device's `maxComputeWorkgroupStorageSize` is below the 18,512 bytes
+ * of the rows kernel.
  *
  * @example The backward of expert 2 of 8
  * ```ts ignore
@@ -131,6 +142,15 @@ export function encodeHiloGroupedBackward(
   checkSize(k, "u", args.u, gateOffset + m * E, "gates end");
   checkSize(k, "u", args.u, indexOffset + hiloGroupedIndexSize(m, E), "index end");
   checkSize(k, "du", args.du, gateOffset + m * E, "gate gradient end");
+  const limit = ctx.device.limits.maxComputeWorkgroupStorageSize;
+  if (limit < ROWS_WORKGROUP_BYTES) {
+    throw new RangeError(
+      `${where}: its kernel hilo_grouped_backward_rows needs ${ROWS_WORKGROUP_BYTES} bytes of ` +
+        `workgroup storage, more than the device allows (maxComputeWorkgroupStorageSize ` +
+        `${limit}, adapter "${ctx.gpu.description}"): use an adapter that allows at least ` +
+        `${ROWS_WORKGROUP_BYTES} bytes`,
+    );
+  }
   if (m === 0) return;
   ctx.dispatch(
     pass,

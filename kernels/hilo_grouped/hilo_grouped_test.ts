@@ -1,7 +1,8 @@
 // The grouped HILO dispatch's kernels against their float64 references: the per-expert token
 // index (exact) and one expert's gated output on its tokens (rel 1e-5), on odd shapes, with the
 // index area poisoned (NaN) before the build and rows outside the expert's tokens checked
-// untouched.
+// untouched. The backward launcher's check of the workgroup storage its rows kernel needs, on a
+// faked device limit.
 import assert from "node:assert/strict";
 import {
   assertClose,
@@ -12,6 +13,7 @@ import {
   testContext,
 } from "../../gpu/test_utils.ts";
 import { moeRouteRef } from "../moe_route/moe_route_ref.ts";
+import type { GpuContext } from "../../gpu/context.ts";
 import { encodeHiloGroupedBackward } from "./hilo_grouped_backward.ts";
 import { encodeHiloGroupedExpert } from "./hilo_grouped_expert.ts";
 import { encodeHiloGroupedIndex, hiloGroupedIndexSize } from "./hilo_grouped_index.ts";
@@ -20,6 +22,8 @@ import {
   hiloGroupedExpertRef,
   hiloGroupedIndexRef,
 } from "./hilo_grouped_ref.ts";
+import rowsMain from "./hilo_grouped_backward_rows.wgsl" with { type: "text" };
+import hiloRows from "./_hilo_rows.wgsl" with { type: "text" };
 
 // f32 dot products of width ≤ 70 against float64: rel 1e-5 (measured ~1e-7).
 const TOL = 1e-5;
@@ -251,4 +255,71 @@ Deno.test({
       );
     }
   },
+});
+
+// Workgroup storage of a shader's `var<workgroup>` scalars and arrays of 4-byte scalars (their
+// lengths literals or `const`s), each rounded up to 16 bytes as WebGPU counts it.
+function workgroupBytes(code: string): number {
+  const consts = new Map<string, number>();
+  for (const [, name, value] of code.matchAll(/const\s+(\w+)\s*:\s*u32\s*=\s*(\d+)u?\s*;/g)) {
+    consts.set(name, Number(value));
+  }
+  let bytes = 0;
+  for (const [, type] of code.matchAll(/var<workgroup>\s+\w+\s*:\s*([^;]+);/g)) {
+    const array = /^array<\s*(?:f32|u32|i32)\s*,\s*(\w+)\s*>$/.exec(type.trim());
+    const n = array
+      ? Number(consts.get(array[1]) ?? array[1])
+      : /^(?:f32|u32|i32)$/.test(type.trim())
+      ? 1
+      : NaN;
+    assert.ok(Number.isSafeInteger(n), `unexpected workgroup type ${type}`);
+    bytes += Math.ceil((4 * n) / 16) * 16;
+  }
+  return bytes;
+}
+
+Deno.test("encodeHiloGroupedBackward() refuses a device whose workgroup storage is too small", () => {
+  const need = workgroupBytes(`${rowsMain}\n${hiloRows}`);
+  assert.equal(need, 18512);
+  // A context with only a device's limit and an adapter's name: the check comes before any
+  // pipeline is made (the fake has none, so passing the check fails on `pipeline`).
+  const fake = (limit: number) =>
+    ({
+      device: { limits: { maxComputeWorkgroupStorageSize: limit } },
+      gpu: { description: "fake 16 KiB adapter" },
+    }) as unknown as GpuContext;
+  const buffer = { size: 1 << 20 } as GPUBuffer;
+  const args = {
+    x: buffer,
+    a: buffer,
+    b: buffer,
+    dy: buffer,
+    gradA: buffer,
+    gradB: buffer,
+    u: buffer,
+    du: buffer,
+    gateOffset: 64,
+    indexOffset: 128,
+    m: 4,
+    inFeatures: 8,
+    outFeatures: 8,
+    r: 4,
+    experts: 2,
+    expert: 1,
+    scale: 1,
+  };
+  const pass = {} as GPUComputePassEncoder;
+  for (const limit of [16384, need - 1]) {
+    assert.throws(() => encodeHiloGroupedBackward(fake(limit), pass, args), {
+      name: "RangeError",
+      message: `Cannot record hilo_grouped_backward: its kernel hilo_grouped_backward_rows needs ` +
+        `${need} bytes of workgroup storage, more than the device allows ` +
+        `(maxComputeWorkgroupStorageSize ${limit}, adapter "fake 16 KiB adapter"): use an ` +
+        `adapter that allows at least ${need} bytes`,
+    });
+  }
+  assert.throws(() => encodeHiloGroupedBackward(fake(need), pass, args), {
+    name: "TypeError",
+    message: /pipeline is not a function/,
+  });
 });

@@ -8,13 +8,23 @@
 // reads 2 vec4 of A and 2 vec4 of B from shared memory for 64 FMAs (matmul.wgsl: 8 scalar
 // reads for 16). The shared tiles are double-buffered: the next K tile is fetched from global
 // memory into registers before the current one is multiplied and stored into the other buffer
-// after it, so there is one barrier per K tile. Global loads: with XV (WV) each thread reads its
-// 4 elements of the A (B) tile as one vec4 of 4 consecutive k of one row (transposed: 4 consecutive
-// rows of one k), which needs the element offsets of every vec4 to be multiples of 4 (the
-// launcher checks: K, or M / N when transposed, ldx / ldw and x_col / w_col multiples of 4);
-// _dispatch.ts then also rebinds that operand as array<vec4f> (array<vec4<f16>> for f16 w) by
-// swapping the x4 / w4 read helpers below. Without XV (WV) the reads are scalar and coalesced:
-// consecutive threads read consecutive addresses, along k, or along rows when transposed.
+// after it, so there is one barrier per K tile.
+// Shared stores: each shared vec4 (4 rows of one k) is written whole by one thread. WGSL lets a
+// store to one component of a vector access the whole vector (gpuweb PR #3832; Metal and D3D may
+// read-modify-write it), so threads writing different components of one shared vec4 would race.
+// Global loads, for each operand tile (128 rows x 8 k = 256 shared vec4s):
+// - scalar reads (no XV / WV): each thread reads the 4 rows of its vec4 at one k as 4 scalars;
+//   8 consecutive threads take the 8 k of the same 4 rows (consecutive addresses), or,
+//   transposed, 32 consecutive threads take the 128 rows of one k.
+// - vec4 reads (XV / WV), transposed: each thread reads its vec4 as one vec4 of 4 consecutive
+//   rows of one k.
+// - vec4 reads, not transposed: a vec4 of global memory is 4 consecutive k of one row, so threads
+//   0..63 (A) and 64..127 (B) each read a 4x4 block (4 rows x 4 k) as 4 vec4s and store its
+//   transpose as 4 whole shared vec4s; the other threads read nothing of that operand.
+// The vec4 reads need the element offsets of every vec4 to be multiples of 4 (the launcher
+// checks: K, or M / N when transposed, ldx / ldw and x_col / w_col multiples of 4); _dispatch.ts
+// then also rebinds that operand as array<vec4f> (array<vec4<f16>> for f16 w) by swapping the
+// x4 / w4 read helpers below. Each shared tile holds the same values whichever reads fill it.
 // Any M, N, K (bounds-checked loads and stores). Shared memory: 16 KiB (WebGPU's default limit).
 // Mesa's llvmpipe/lavapipe stops a shader after 65,535 loop iterations summed over nested loops
 // (see matmul.wgsl): the only loop is the one over K, every inner step is an inlined call, so
@@ -44,63 +54,56 @@ var<workgroup> As: array<vec4f, 512>; // [2 buffers][BK][BM / 4]
 var<workgroup> Bs: array<vec4f, 512>; // [2 buffers][BK][BN / 4]
 
 var<private> acc: array<vec4f, 16>; // acc[2 * i + h]: row i of the thread's 8, column half h
-var<private> pa: vec4f; // the thread's 4 prefetched elements of the next A tile
+var<private> pa: vec4f; // the thread's prefetched shared vec4 of the next A tile
 var<private> pb: vec4f; // ... and of the next B tile
+// Vec4 reads without a transpose: the 4x4 block of the next A (threads 0..63) or B (64..127)
+// tile, pq[j] = 4 consecutive k of row j of the block (16 registers where the old vec4 reads
+// held 4; the effect on a GPU's occupancy is not yet measured).
+var<private> pq: array<vec4f, 4>;
 
-// Row (x) and depth (y) within the tile of the thread's element e (0..1023) of an operand tile:
-// consecutive threads take consecutive k, or consecutive rows when the operand is transposed.
-fn slot(e: u32, transposed: bool) -> vec2u {
-  if (transposed) { return vec2u(e % 128u, e / 128u); }
-  return vec2u(e / BK, e % BK);
+// Row group (x: rows 4x..4x+3) and depth (y) within the tile of the thread's shared vec4
+// (0..255) of an operand tile: 8 consecutive threads take the 8 k of one row group, or, when
+// the operand is transposed, 32 consecutive threads the 32 row groups of one k.
+fn slot(li: u32, transposed: bool) -> vec2u {
+  if (transposed) { return vec2u(li % 32u, li / 32u); }
+  return vec2u(li / BK, li % BK);
 }
 
-// Fetches element j (0..3) of the thread's share of the tiles at depth k0 into pa[j], pb[j].
-// Skips the operand read as vec4s (XV / WV).
+// Fetches row j (0..3) of the thread's vec4 of each tile at depth k0 into pa[j], pb[j] (scalar
+// reads). Skips the operand read as vec4s (XV / WV).
 fn fetch(j: u32, li: u32, k0: u32, row0: u32, col0: u32) {
-  let e = li + 256u * j;
-  if (!XV) { fetch_a(e, k0, row0, j); }
-  if (!WV) { fetch_b(e, k0, col0, j); }
+  if (!XV) { fetch_a(j, li, k0, row0); }
+  if (!WV) { fetch_b(j, li, k0, col0); }
 }
 
-fn fetch_a(e: u32, k0: u32, row0: u32, j: u32) {
-  let sa = slot(e, X_T);
-  let ka = k0 + sa.y;
+fn fetch_a(j: u32, li: u32, k0: u32, row0: u32) {
+  let s = slot(li, X_T);
+  let r = row0 + 4u * s.x + j;
+  let k = k0 + s.y;
   var a = 0.0;
-  if (row0 + sa.x < p.M && ka < p.K) {
+  if (r < p.M && k < p.K) {
     if (X_T) {
-      a = x1(ka * p.ldx + p.x_col + row0 + sa.x);
+      a = x1(k * p.ldx + p.x_col + r);
     } else {
-      a = x1((row0 + sa.x) * p.ldx + p.x_col + ka);
+      a = x1(r * p.ldx + p.x_col + k);
     }
   }
   pa[j] = a;
 }
 
-fn fetch_b(e: u32, k0: u32, col0: u32, j: u32) {
-  let sb = slot(e, W_T);
-  let kb = k0 + sb.y;
+fn fetch_b(j: u32, li: u32, k0: u32, col0: u32) {
+  let s = slot(li, W_T);
+  let n = col0 + 4u * s.x + j;
+  let k = k0 + s.y;
   var b = 0.0;
-  if (col0 + sb.x < p.N && kb < p.K) {
+  if (n < p.N && k < p.K) {
     if (W_T) {
-      b = w1(kb * p.ldw + p.w_col + col0 + sb.x);
+      b = w1(k * p.ldw + p.w_col + n);
     } else {
-      b = w1((col0 + sb.x) * p.ldw + p.w_col + kb);
+      b = w1(n * p.ldw + p.w_col + k);
     }
   }
   pb[j] = b;
-}
-
-// Stores the prefetched element j into shared buffer `base` ([k][row] layout).
-fn stash(j: u32, li: u32, base: u32) {
-  let e = li + 256u * j;
-  if (!XV) {
-    let sa = slot(e, X_T);
-    As[base + sa.y * 32u + sa.x / 4u][sa.x % 4u] = pa[j];
-  }
-  if (!WV) {
-    let sb = slot(e, W_T);
-    Bs[base + sb.y * 32u + sb.x / 4u][sb.x % 4u] = pb[j];
-  }
 }
 
 // The global reads. _dispatch.ts swaps x4 (w4) for `return x[i / 4u];` and x1 (w1) for a
@@ -110,54 +113,51 @@ fn x4(i: u32) -> vec4f { return vec4f(x[i], x[i + 1u], x[i + 2u], x[i + 3u]); }
 fn w1(i: u32) -> f32 { return w[i]; }
 fn w4(i: u32) -> vec4f { return vec4f(w[i], w[i + 1u], w[i + 2u], w[i + 3u]); }
 
-// Row (x) and depth (y) within the tile of the first of the thread's 4 elements in the vec4
-// reads: 4 consecutive k of row li / 2, or, transposed, 4 consecutive rows of depth li / 32.
-fn slot4(li: u32, transposed: bool) -> vec2u {
-  if (transposed) { return vec2u((li % 32u) * 4u, li / 32u); }
-  return vec2u(li / 2u, (li % 2u) * 4u);
-}
-
-// The thread's vec4 of the A tile at depth k0 (XV; zero past M or K, which are whole vec4s).
-fn fetch_a4(li: u32, k0: u32, row0: u32) -> vec4f {
-  let s = slot4(li, X_T);
-  let r = row0 + s.x;
-  let k = k0 + s.y;
+// A vec4 read of A (XV) at row r and depth k: A[r, k..k+3], or, with X_T, A[r..r+3, k]. Zero
+// past M or K (whole vec4s: K, or M with X_T, is a multiple of 4).
+fn a4(r: u32, k: u32) -> vec4f {
   if (r >= p.M || k >= p.K) { return vec4f(); }
   if (X_T) { return x4(k * p.ldx + p.x_col + r); }
   return x4(r * p.ldx + p.x_col + k);
 }
 
-// The thread's vec4 of the B tile at depth k0 (WV).
-fn fetch_b4(li: u32, k0: u32, col0: u32) -> vec4f {
-  let s = slot4(li, W_T);
-  let n = col0 + s.x;
-  let k = k0 + s.y;
+// A vec4 read of B (WV) at row n and depth k: B[n, k..k+3], or, with W_T, B[n..n+3, k].
+fn b4(n: u32, k: u32) -> vec4f {
   if (n >= p.N || k >= p.K) { return vec4f(); }
   if (W_T) { return w4(k * p.ldw + p.w_col + n); }
   return w4(n * p.ldw + p.w_col + k);
 }
 
-// Stores a vec4 read (fetch_a4 / fetch_b4) into shared buffer `o` (As or Bs from `base`): whole
-// when it runs along rows (transposed), else one component into each of 4 k rows.
-fn stash_vec(li: u32, transposed: bool, v: vec4f, is_a: bool, base: u32) {
-  let s = slot4(li, transposed);
-  let i = base + s.y * 32u + s.x / 4u;
-  let c = s.x % 4u;
+// The 4x4 block of loader thread t (0..63) of a tile read as vec4s without a transpose: rows
+// 4 (t / 2) .. + 3 and k 4 (t % 2) .. + 3 of the A (is_a) or B tile at rows r0, depth k0.
+fn fetch_block(t: u32, is_a: bool, k0: u32, r0: u32) {
+  let r = r0 + 4u * (t / 2u);
+  let k = k0 + 4u * (t % 2u);
   if (is_a) {
-    if (transposed) { As[i] = v; } else {
-      As[i][c] = v.x;
-      As[i + 32u][c] = v.y;
-      As[i + 64u][c] = v.z;
-      As[i + 96u][c] = v.w;
-    }
+    pq[0] = a4(r, k);
+    pq[1] = a4(r + 1u, k);
+    pq[2] = a4(r + 2u, k);
+    pq[3] = a4(r + 3u, k);
   } else {
-    if (transposed) { Bs[i] = v; } else {
-      Bs[i][c] = v.x;
-      Bs[i + 32u][c] = v.y;
-      Bs[i + 64u][c] = v.z;
-      Bs[i + 96u][c] = v.w;
-    }
+    pq[0] = b4(r, k);
+    pq[1] = b4(r + 1u, k);
+    pq[2] = b4(r + 2u, k);
+    pq[3] = b4(r + 3u, k);
   }
+}
+
+// Stores the transpose of loader thread t's block into shared buffer `base` of As (is_a) or
+// Bs: 4 whole vec4s, one per k.
+fn stash_block(t: u32, is_a: bool, base: u32) {
+  let i = base + (t % 2u) * 4u * 32u + t / 2u;
+  put(is_a, i, vec4f(pq[0].x, pq[1].x, pq[2].x, pq[3].x));
+  put(is_a, i + 32u, vec4f(pq[0].y, pq[1].y, pq[2].y, pq[3].y));
+  put(is_a, i + 64u, vec4f(pq[0].z, pq[1].z, pq[2].z, pq[3].z));
+  put(is_a, i + 96u, vec4f(pq[0].w, pq[1].w, pq[2].w, pq[3].w));
+}
+
+fn put(is_a: bool, i: u32, v: vec4f) {
+  if (is_a) { As[i] = v; } else { Bs[i] = v; }
 }
 
 fn fetch4(li: u32, k0: u32, row0: u32, col0: u32) {
@@ -165,17 +165,38 @@ fn fetch4(li: u32, k0: u32, row0: u32, col0: u32) {
   fetch(1u, li, k0, row0, col0);
   fetch(2u, li, k0, row0, col0);
   fetch(3u, li, k0, row0, col0);
-  if (XV) { pa = fetch_a4(li, k0, row0); }
-  if (WV) { pb = fetch_b4(li, k0, col0); }
+  if (XV) {
+    if (X_T) {
+      let s = slot(li, true);
+      pa = a4(row0 + 4u * s.x, k0 + s.y);
+    } else if (li < 64u) {
+      fetch_block(li, true, k0, row0);
+    }
+  }
+  if (WV) {
+    if (W_T) {
+      let s = slot(li, true);
+      pb = b4(col0 + 4u * s.x, k0 + s.y);
+    } else if (li >= 64u && li < 128u) {
+      fetch_block(li - 64u, false, k0, col0);
+    }
+  }
 }
 
+// Stores the prefetched vec4s into shared buffer `base` ([k][row / 4] layout), each whole.
 fn stash4(li: u32, base: u32) {
-  stash(0u, li, base);
-  stash(1u, li, base);
-  stash(2u, li, base);
-  stash(3u, li, base);
-  if (XV) { stash_vec(li, X_T, pa, true, base); }
-  if (WV) { stash_vec(li, W_T, pb, false, base); }
+  if (!XV || X_T) {
+    let s = slot(li, X_T);
+    As[base + s.y * 32u + s.x] = pa;
+  } else if (li < 64u) {
+    stash_block(li, true, base);
+  }
+  if (!WV || W_T) {
+    let s = slot(li, W_T);
+    Bs[base + s.y * 32u + s.x] = pb;
+  } else if (li >= 64u && li < 128u) {
+    stash_block(li - 64u, false, base);
+  }
 }
 
 // acc rows 4r..4r+3 of the thread's 8 (r = 0, 1) += a (4 rows) x [b0 | b1] (8 columns).
