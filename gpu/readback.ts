@@ -5,6 +5,7 @@
  * @module
  */
 import type { GpuContext } from "./context.ts";
+import { formatGpuErrors } from "./errors.ts";
 
 /** A byte range of a buffer to read back. */
 export interface ReadbackRange {
@@ -70,7 +71,7 @@ export async function readback(
     ctx.readbacks++;
     await staging.mapAsync(0x0001 /* GPUMapMode.READ */);
     if (ctx.gpu.errors.length > 0) {
-      const messages = ctx.gpu.errors.splice(0).join("; ");
+      const messages = formatGpuErrors(ctx.gpu.errors.splice(0));
       staging.unmap();
       throw new Error(`WebGPU reported errors while running the recorded work: ${messages}`);
     }
