@@ -33,3 +33,80 @@ export function formatGpuErrors(messages: readonly string[], max = 5): string {
   }
   return shown.join("; ");
 }
+
+/** What {@linkcode GpuOutOfMemoryError} reports about the allocation that failed. */
+export interface GpuAllocationFailure {
+  /** The buffer's label. */
+  label: string;
+  /** Its size in bytes. */
+  bytes: number;
+  /** Bytes of halo's buffers allocated before it (`ctx.allocatedBytes` then). */
+  allocatedBytes: number;
+  /** The device's message (Deno: `"not enough memory left"`). */
+  message: string;
+  /** The adapter, as `gpu.description`. */
+  adapter: string;
+  /** Where it was found, e.g. `"readback"` or `"model load"`; optional. */
+  stage?: string;
+}
+
+/**
+ * The GPU ran out of memory creating a buffer; names the buffer, its size and what was already
+ * allocated, and says what to lower. Thrown by `GpuContext.checkAllocations` (which `readback` and
+ * `settleUploads` call first), so it comes before the validation errors of the work that used the
+ * invalid buffer.
+ *
+ * @example Usage
+ * ```ts
+ * import { GpuOutOfMemoryError } from "./errors.ts";
+ * const error = new GpuOutOfMemoryError({
+ *   label: "kv cache",
+ *   bytes: 2 ** 30,
+ *   allocatedBytes: 30e9,
+ *   message: "not enough memory left",
+ *   adapter: "NVIDIA H100",
+ * });
+ * console.log(error.message.startsWith('Out of GPU memory allocating "kv cache"')); // true
+ * ```
+ */
+export class GpuOutOfMemoryError extends Error {
+  /** The allocation that failed. */
+  readonly failure: GpuAllocationFailure;
+
+  /**
+   * Creates the error.
+   *
+   * @param failure The allocation that failed.
+   */
+  constructor(failure: GpuAllocationFailure) {
+    super(
+      `Out of GPU memory allocating "${failure.label}" (${formatBytes(failure.bytes)}) with ` +
+        `${formatBytes(failure.allocatedBytes)} already allocated by halo on ` +
+        `${failure.adapter}${failure.stage ? ` (found at ${failure.stage})` : ""}: the device ` +
+        `said "${failure.message}". Lower the memory the run needs: a smaller batch or micro-batch ` +
+        `(rl.genBatchPrompts, rl.microBatchSize, the batch size), f16 weights ` +
+        `(model.weightDtype "f16"), or give this GPU's memory in rl.gpuMemoryBudget or the ` +
+        `environment variable HALO_GPU_MEMORY (GB) so the run plans its calls to fit`,
+    );
+    this.name = "GpuOutOfMemoryError";
+    this.failure = failure;
+  }
+}
+
+/**
+ * A byte count for messages: `"1.50 GiB (1610612736 bytes)"`, or just the bytes under 1 KiB.
+ *
+ * @param bytes The count.
+ * @returns The text.
+ */
+function formatBytes(bytes: number): string {
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = "";
+  for (const u of units) {
+    if (value < 1024) break;
+    value /= 1024;
+    unit = u;
+  }
+  return unit ? `${value.toFixed(2)} ${unit} (${bytes} bytes)` : `${bytes} bytes`;
+}

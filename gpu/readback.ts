@@ -25,8 +25,9 @@ export interface ReadbackRange {
  * @param ranges The ranges, in order.
  * @param encoder A command encoder with recorded work to submit together with the copies.
  * @returns One `ArrayBuffer` per range.
- * @throws {Error} If the device reported a validation or out-of-memory error since the last
- * readback.
+ * @throws {GpuOutOfMemoryError} If a buffer made through `ctx` could not be allocated (checked
+ * first, so it is the error shown rather than the validation errors that follow from it).
+ * @throws {Error} If the device reported a validation error since the last readback.
  *
  * @example Read back a buffer
  * ```ts ignore
@@ -44,6 +45,7 @@ export async function readback(
   ranges: readonly ReadbackRange[],
   encoder?: GPUCommandEncoder,
 ): Promise<ArrayBuffer[]> {
+  await ctx.checkAllocations("readback");
   const device = ctx.device;
   let total = 0;
   const offsets: number[] = [];
