@@ -6,7 +6,7 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { type GpuAllocationFailure, GpuOutOfMemoryError } from "./errors.ts";
+import { type GpuAllocationFailure, GpuDeviceLostError, GpuOutOfMemoryError } from "./errors.ts";
 
 /** A buffer binding: a whole buffer, or a byte range of one. */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset: number; size: number };
@@ -179,8 +179,11 @@ export class GpuContext {
    * @param size Size in bytes (rounded up to a multiple of 4, at least 4).
    * @param label Debug label, shown in WebGPU errors.
    * @returns The buffer.
+   * @throws {RangeError} If `size` exceeds the device's `maxBufferSize`.
+   * @throws {GpuDeviceLostError} If the device was lost.
    */
   createBuffer(size: number, label: string): GPUBuffer {
+    this.#throwIfLost(`allocating "${label}"`);
     if (size > this.gpu.maxBufferSize) {
       throw new RangeError(
         `Cannot allocate GPU buffer "${label}": ${size} bytes exceeds the device's maxBufferSize ` +
@@ -199,6 +202,11 @@ export class GpuContext {
       destroy.call(buffer);
     };
     return buffer;
+  }
+
+  #throwIfLost(during: string): void {
+    const lost = this.gpu.lost;
+    if (lost) throw new GpuDeviceLostError(lost, during);
   }
 
   /**
@@ -393,6 +401,7 @@ export class GpuContext {
    */
   writeBuffer(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
     if (data.byteLength === 0) return;
+    this.#throwIfLost(`writing "${buffer.label}"`);
     this.device.queue.writeBuffer(buffer, offset, data as Float32Array<ArrayBuffer>);
     this.#unflushed += data.byteLength;
     this.#unsettled += data.byteLength;
@@ -500,6 +509,7 @@ export class GpuContext {
    * @param bindings Storage buffers in binding order.
    * @param workgroups Workgroup counts `[x, y, z]`.
    * @param params Uniform words bound after the storage buffers.
+   * @throws {GpuDeviceLostError} If the device was lost.
    */
   dispatch(
     pass: GPUComputePassEncoder,
@@ -508,6 +518,7 @@ export class GpuContext {
     workgroups: readonly [number, number, number],
     params?: readonly number[],
   ): void {
+    this.#throwIfLost(`recording "${pipeline.label}"`);
     const all: Binding[] = [...bindings];
     if (params) all.push(this.uniform(params));
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;

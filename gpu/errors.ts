@@ -110,3 +110,49 @@ function formatBytes(bytes: number): string {
   }
   return unit ? `${value.toFixed(2)} ${unit} (${bytes} bytes)` : `${bytes} bytes`;
 }
+
+/**
+ * The GPU device was lost (a driver reset, a watchdog timeout, `device.destroy()`): says so with
+ * the device's reason and message, that the last checkpoint is intact (checkpoints are written to
+ * a temporary folder and renamed) and to rerun with `--resume`. `readback` throws it when a
+ * readback fails on a lost device; `GpuContext.createBuffer`, `dispatch` and `readback` throw it
+ * at once after that.
+ *
+ * A loss noticed while Deno waits for the GPU (inside `mapAsync` or `onSubmittedWorkDone`) can
+ * instead abort the process with a Deno panic, which no JavaScript can catch; a supervising loop
+ * (`until deno task train --resume …; do sleep 5; done`) covers both.
+ *
+ * @example Usage
+ * ```ts
+ * import { GpuDeviceLostError } from "./errors.ts";
+ * const error = new GpuDeviceLostError({ reason: "unknown", message: "device hung" }, "readback");
+ * console.log(error.message.includes("--resume")); // true
+ * ```
+ */
+export class GpuDeviceLostError extends Error {
+  /** The device's reason (`"destroyed"` or `"unknown"`). */
+  readonly reason: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param info The device's `GPUDeviceLostInfo` (reason and message).
+   * @param during What halo was doing, e.g. `"reading back \"logits\""`; optional.
+   * @param options The error that revealed the loss, as `cause`; optional.
+   */
+  constructor(
+    info: { readonly reason: string; readonly message: string },
+    during?: string,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `The GPU device was lost (${info.reason}: ${info.message})` +
+        `${during ? ` while ${during}` : ""}. The work since the last checkpoint is gone; ` +
+        `checkpoints are written atomically, so the last one is intact: rerun the same command ` +
+        `with --resume`,
+      options,
+    );
+    this.name = "GpuDeviceLostError";
+    this.reason = info.reason;
+  }
+}

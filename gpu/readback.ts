@@ -5,7 +5,7 @@
  * @module
  */
 import type { GpuContext } from "./context.ts";
-import { formatGpuErrors } from "./errors.ts";
+import { formatGpuErrors, GpuDeviceLostError } from "./errors.ts";
 
 /** A byte range of a buffer to read back. */
 export interface ReadbackRange {
@@ -27,7 +27,10 @@ export interface ReadbackRange {
  * @returns One `ArrayBuffer` per range.
  * @throws {GpuOutOfMemoryError} If a buffer made through `ctx` could not be allocated (checked
  * first, so it is the error shown rather than the validation errors that follow from it).
- * @throws {Error} If the device reported a validation error since the last readback.
+ * @throws {GpuDeviceLostError} If the device was lost (the readback failed on a lost device, or
+ * it was lost before).
+ * @throws {Error} If the device reported a validation error since the last readback, or the
+ * submit or map failed (with the device's collected errors).
  *
  * @example Read back a buffer
  * ```ts ignore
@@ -45,6 +48,8 @@ export async function readback(
   ranges: readonly ReadbackRange[],
   encoder?: GPUCommandEncoder,
 ): Promise<ArrayBuffer[]> {
+  const what = `reading back ${describeRanges(ranges)}`;
+  if (ctx.gpu.lost) throw new GpuDeviceLostError(ctx.gpu.lost, what);
   await ctx.checkAllocations("readback");
   const device = ctx.device;
   let total = 0;
@@ -69,9 +74,17 @@ export async function readback(
     ranges.forEach((r, i) => {
       if (r.size > 0) enc.copyBufferToBuffer(r.buffer, r.offset, staging, offsets[i], r.size);
     });
-    device.queue.submit([enc.finish()]);
-    ctx.readbacks++;
-    await staging.mapAsync(0x0001 /* GPUMapMode.READ */);
+    try {
+      device.queue.submit([enc.finish()]);
+      ctx.readbacks++;
+      await staging.mapAsync(0x0001 /* GPUMapMode.READ */);
+    } catch (error) {
+      throw await failure(ctx, what, error);
+    }
+    if (ctx.gpu.lost) {
+      staging.unmap();
+      throw new GpuDeviceLostError(ctx.gpu.lost, what);
+    }
     if (ctx.gpu.errors.length > 0) {
       const messages = formatGpuErrors(ctx.gpu.errors.splice(0));
       staging.unmap();
@@ -84,4 +97,39 @@ export async function readback(
   } finally {
     staging.destroy();
   }
+}
+
+/** How long a failed readback waits for `device.lost` and the device's error events. */
+const SETTLE_MS = 100;
+
+/**
+ * The error to throw for a failed submit or map: Deno rejects with a bare "validation error
+ * occurred", and reports the loss (`device.lost`) and the real cause (an `uncapturederror`)
+ * milliseconds later, so wait for the loss, at most {@linkcode SETTLE_MS}, then name it or the
+ * collected errors.
+ */
+async function failure(ctx: GpuContext, what: string, error: unknown): Promise<Error> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    ctx.device.lost ?? new Promise(() => {}),
+    new Promise((resolve) => timer = setTimeout(resolve, SETTLE_MS)),
+  ]);
+  clearTimeout(timer);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  if (ctx.gpu.lost) return new GpuDeviceLostError(ctx.gpu.lost, what, { cause: error });
+  const messages = formatGpuErrors(ctx.gpu.errors.splice(0));
+  return new Error(
+    `Cannot finish ${what}: ${error instanceof Error ? `${error.name}: ${error.message}` : error}` +
+      (messages ? `; WebGPU reported: ${messages}` : "; WebGPU reported no other error"),
+    { cause: error },
+  );
+}
+
+/** `"a", "b" and 3 more` for a message. */
+function describeRanges(ranges: readonly ReadbackRange[]): string {
+  const labels = [...new Set(ranges.map((r) => `"${r.buffer.label}"`))];
+  if (labels.length === 0) return "nothing";
+  return labels.length <= 3
+    ? labels.join(", ")
+    : `${labels.slice(0, 3).join(", ")} and ${labels.length - 3} more`;
 }
