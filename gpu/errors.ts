@@ -77,8 +77,9 @@ export class GpuOutOfMemoryError extends Error {
    * Creates the error.
    *
    * @param failure The allocation that failed.
+   * @param options The error that revealed it, as `cause`; optional.
    */
-  constructor(failure: GpuAllocationFailure) {
+  constructor(failure: GpuAllocationFailure, options?: ErrorOptions) {
     super(
       `Out of GPU memory allocating "${failure.label}" (${formatBytes(failure.bytes)}) with ` +
         `${formatBytes(failure.allocatedBytes)} already allocated by halo on ` +
@@ -87,6 +88,7 @@ export class GpuOutOfMemoryError extends Error {
         `(rl.genBatchPrompts, rl.microBatchSize, the batch size), f16 weights ` +
         `(model.weightDtype "f16"), or give this GPU's memory in rl.gpuMemoryBudget or the ` +
         `environment variable HALO_GPU_MEMORY (GB) so the run plans its calls to fit`,
+      options,
     );
     this.name = "GpuOutOfMemoryError";
     this.failure = failure;
