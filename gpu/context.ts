@@ -243,7 +243,7 @@ export class GpuContext {
    * the buffer instead. `readback` and {@linkcode GpuContext.settleUploads} call it first, so
    * the first error a run shows is this one. Once an allocation failed every later call throws.
    *
-   * @param stage Where the check runs, for the message (e.g. `"model load"`); optional.
+   * @param stage What the caller is doing, for the message (e.g. `"loading the model"`); optional.
    * @returns A promise that resolves when every allocation so far succeeded.
    * @throws {GpuOutOfMemoryError} Naming the first buffer that did not fit, its size, the bytes
    * allocated before it and what to lower.
@@ -252,7 +252,7 @@ export class GpuContext {
    * ```ts ignore
    * declare const ctx: import("./context.ts").GpuContext;
    * const kv = ctx.createBuffer(2 ** 30, "kv cache");
-   * await ctx.checkAllocations("generation workspace");
+   * await ctx.checkAllocations("allocating the generation workspace");
    * ```
    */
   async checkAllocations(stage?: string): Promise<void> {
@@ -431,7 +431,7 @@ export class GpuContext {
    * ```
    */
   async settleUploads(): Promise<void> {
-    await this.checkAllocations("the end of an upload (settleUploads)");
+    await this.checkAllocations("finishing the uploads (settleUploads)");
     if (this.#unsettled === 0) return;
     this.#unsettled = 0;
     this.#flushUploads();

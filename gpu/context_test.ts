@@ -139,8 +139,8 @@ Deno.test("checkAllocations, settleUploads and readback name the buffer that ran
     );
     return true;
   };
-  await assert.rejects(() => ctx.checkAllocations("a test"), (e: Error) => {
-    return isOom(e) && e.message.includes("(found at a test)");
+  await assert.rejects(() => ctx.checkAllocations("testing"), (e: Error) => {
+    return isOom(e) && e.message.includes("(found while testing)");
   });
   await assert.rejects(() => ctx.settleUploads(), isOom);
   // The stand-in cannot encode or map: only the allocation check can make this error.

@@ -46,7 +46,7 @@ export interface GpuAllocationFailure {
   message: string;
   /** The adapter, as `gpu.description`. */
   adapter: string;
-  /** Where it was found, e.g. `"readback"` or `"model load"`; optional. */
+  /** What halo was doing when it found it, e.g. `reading back "logits"`; optional. */
   stage?: string;
 }
 
@@ -83,7 +83,7 @@ export class GpuOutOfMemoryError extends Error {
     super(
       `Out of GPU memory allocating "${failure.label}" (${formatBytes(failure.bytes)}) with ` +
         `${formatBytes(failure.allocatedBytes)} already allocated by halo on ` +
-        `${failure.adapter}${failure.stage ? ` (found at ${failure.stage})` : ""}: the device ` +
+        `${failure.adapter}${failure.stage ? ` (found while ${failure.stage})` : ""}: the device ` +
         `said "${failure.message}". Lower the memory the run needs: a smaller batch or micro-batch ` +
         `(rl.genBatchPrompts, rl.microBatchSize, the batch size), f16 weights ` +
         `(model.weightDtype "f16"), or give this GPU's memory in rl.gpuMemoryBudget or the ` +

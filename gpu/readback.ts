@@ -28,7 +28,7 @@ export interface ReadbackRange {
  * @param ctx The GPU context.
  * @param ranges The ranges, in order.
  * @param encoder A command encoder with recorded work to submit together with the copies.
- * @param options The staging buffer size.
+ * @param options The staging buffer size; what the work was, for errors.
  * @returns One `ArrayBuffer` per range.
  * @throws {RangeError} If a range is not 4-byte aligned or exceeds its buffer.
  * @throws {GpuOutOfMemoryError} If a buffer made through `ctx` could not be allocated (checked
@@ -56,10 +56,11 @@ export async function readback(
   encoder?: GPUCommandEncoder,
   options: ReadbackOptions = {},
 ): Promise<ArrayBuffer[]> {
-  const what = `reading back ${describeRanges(ranges)}`;
+  const what = `reading back ${describeRanges(ranges)}` +
+    (options.what ? ` (${options.what})` : "");
   if (ctx.gpu.lost) throw new GpuDeviceLostError(ctx.gpu.lost, what);
   const { pieces, sizes } = planStaging(ranges, stagingCap(ctx, options));
-  await ctx.checkAllocations("readback");
+  await ctx.checkAllocations(what);
   const device = ctx.device;
   const staging: GPUBuffer[] = [];
   const scopes: Promise<GPUError | null>[] = [];
@@ -89,7 +90,9 @@ export async function readback(
     if (ctx.gpu.lost) throw new GpuDeviceLostError(ctx.gpu.lost, what);
     if (ctx.gpu.errors.length > 0) {
       const messages = formatGpuErrors(ctx.gpu.errors.splice(0));
-      throw new Error(`WebGPU reported errors while running the recorded work: ${messages}`);
+      throw new Error(
+        `WebGPU reported errors while running the recorded work, found ${what}: ${messages}`,
+      );
     }
     const mapped = staging.map((b) => b.getMappedRange());
     const out: ArrayBuffer[] = ranges.map((r) => new ArrayBuffer(r.size));
@@ -119,6 +122,11 @@ export interface ReadbackOptions {
    * lower it.
    */
   maxStagingBytes?: number;
+  /**
+   * What the work was, for error messages (e.g. `"generate step 12, chunk 3"`); the messages
+   * name the ranges' buffers either way.
+   */
+  what?: string;
 }
 
 /**

@@ -139,9 +139,9 @@ Deno.test({
       const ctx = watchedContext(gpu, staging, true); // staging buffers over maxBufferSize
       const x = ctx.upload(new Float32Array([1, 2]), "x");
       await assert.rejects(
-        () => readback(ctx, [{ buffer: x, offset: 0, size: 8 }]),
+        () => readback(ctx, [{ buffer: x, offset: 0, size: 8 }], undefined, { what: "step 3" }),
         (e: Error) => {
-          assert.match(e.message, /^Cannot finish reading back "x": OperationError: /);
+          assert.match(e.message, /^Cannot finish reading back "x" \(step 3\): OperationError: /);
           assert.match(e.message, /WebGPU reported: .*greater than the maximum buffer size/);
           assert.ok(!(e instanceof GpuDeviceLostError));
           return true;
