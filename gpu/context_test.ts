@@ -145,6 +145,17 @@ Deno.test("checkAllocations, settleUploads and readback name the buffer that ran
   await assert.rejects(() => ctx.settleUploads(), isOom);
   // The stand-in cannot encode or map: only the allocation check can make this error.
   await assert.rejects(() => readback(ctx, [{ buffer: a, offset: 0, size: 4 }]), isOom);
+  // uploadMatrix allocates through the context: the error names the row block.
+  const m = new GpuContext(recordingGpu(1 << 20, ["emb[2:]"]).gpu);
+  uploadMatrix(m, { name: "emb", data: new Float32Array(24), rows: 6, cols: 4 }, {
+    maxChunkBytes: 32,
+  });
+  await assert.rejects(
+    () => m.settleUploads(),
+    (e: Error) =>
+      e instanceof GpuOutOfMemoryError &&
+      /allocating "emb\[2:\]" \(32 bytes\) with 32 bytes/.test(e.message),
+  );
 });
 
 Deno.test({
