@@ -6,6 +6,7 @@
  * @module
  */
 import type { Gpu } from "./device.ts";
+import { type GpuAllocationFailure, GpuDeviceLostError, GpuOutOfMemoryError } from "./errors.ts";
 
 /** A buffer binding: a whole buffer, or a byte range of one. */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset: number; size: number };
@@ -113,6 +114,8 @@ export class GpuContext {
   #flushBytes: number;
   #unflushed = 0;
   #unsettled = 0;
+  #pendingScopes = new Set<Promise<void>>();
+  #outOfMemory: Omit<GpuAllocationFailure, "adapter" | "stage"> | null = null;
   /**
    * GPU→CPU round trips made through `readback()` with this context so far (each costs ≥ 10 ms
    * in Deno 2.9.6): for tests and benchmarks that count them.
@@ -176,8 +179,11 @@ export class GpuContext {
    * @param size Size in bytes (rounded up to a multiple of 4, at least 4).
    * @param label Debug label, shown in WebGPU errors.
    * @returns The buffer.
+   * @throws {RangeError} If `size` exceeds the device's `maxBufferSize`.
+   * @throws {GpuDeviceLostError} If the device was lost.
    */
   createBuffer(size: number, label: string): GPUBuffer {
+    this.#throwIfLost(`allocating "${label}"`);
     if (size > this.gpu.maxBufferSize) {
       throw new RangeError(
         `Cannot allocate GPU buffer "${label}": ${size} bytes exceeds the device's maxBufferSize ` +
@@ -185,7 +191,7 @@ export class GpuContext {
       );
     }
     const bytes = Math.max(4, Math.ceil(size / 4) * 4);
-    const buffer = this.device.createBuffer({ label, size: bytes, usage: STORAGE_USAGE });
+    const buffer = this.#allocate({ label, size: bytes, usage: STORAGE_USAGE });
     this.#sizes.set(buffer, bytes);
     this.#allocated += bytes;
     this.#peak = Math.max(this.#peak, this.#allocated);
@@ -196,6 +202,68 @@ export class GpuContext {
       destroy.call(buffer);
     };
     return buffer;
+  }
+
+  #throwIfLost(during: string): void {
+    const lost = this.gpu.lost;
+    if (lost) throw new GpuDeviceLostError(lost, during);
+  }
+
+  /**
+   * `device.createBuffer` inside an out-of-memory error scope. The scope's result (a promise) is
+   * not awaited here; {@linkcode GpuContext.checkAllocations} collects them.
+   */
+  #allocate(descriptor: GPUBufferDescriptor): GPUBuffer {
+    const device = this.device;
+    // Stand-in devices of tests may have no error scopes.
+    if (typeof device.pushErrorScope !== "function") return device.createBuffer(descriptor);
+    device.pushErrorScope("out-of-memory");
+    const buffer = device.createBuffer(descriptor);
+    const failure = {
+      label: descriptor.label ?? "",
+      bytes: descriptor.size,
+      allocatedBytes: this.#allocated,
+    };
+    const pending: Promise<void> = device.popErrorScope().then(
+      (error) => {
+        if (error !== null && this.#outOfMemory === null) {
+          this.#outOfMemory = { ...failure, message: error.message };
+        }
+      },
+      () => {}, // a lost device rejects the pop; readback reports the loss itself
+    ).finally(() => this.#pendingScopes.delete(pending));
+    this.#pendingScopes.add(pending);
+    return buffer;
+  }
+
+  /**
+   * Waits for the out-of-memory checks of the buffers created so far (storage buffers, uploads,
+   * scratch and uniform blocks) and throws if one failed. An allocation that runs out of memory
+   * only yields an invalid buffer, and every later use of it adds a validation error; this names
+   * the buffer instead. `readback` and {@linkcode GpuContext.settleUploads} call it first, so
+   * the first error a run shows is this one. Once an allocation failed every later call throws.
+   *
+   * @param stage What the caller is doing, for the message (e.g. `"loading the model"`); optional.
+   * @returns A promise that resolves when every allocation so far succeeded.
+   * @throws {GpuOutOfMemoryError} Naming the first buffer that did not fit, its size, the bytes
+   * allocated before it and what to lower.
+   *
+   * @example After allocating a workspace
+   * ```ts ignore
+   * declare const ctx: import("./context.ts").GpuContext;
+   * const kv = ctx.createBuffer(2 ** 30, "kv cache");
+   * await ctx.checkAllocations("allocating the generation workspace");
+   * ```
+   */
+  async checkAllocations(stage?: string): Promise<void> {
+    if (this.#pendingScopes.size > 0) await Promise.all(this.#pendingScopes);
+    if (this.#outOfMemory !== null) {
+      throw new GpuOutOfMemoryError({
+        ...this.#outOfMemory,
+        adapter: this.gpu.description,
+        ...(stage === undefined ? {} : { stage }),
+      });
+    }
   }
 
   /**
@@ -328,6 +396,7 @@ export class GpuContext {
    */
   writeBuffer(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
     if (data.byteLength === 0) return;
+    this.#throwIfLost(`writing "${buffer.label}"`);
     this.device.queue.writeBuffer(buffer, offset, data as Float32Array<ArrayBuffer>);
     this.#unflushed += data.byteLength;
     this.#unsettled += data.byteLength;
@@ -342,9 +411,12 @@ export class GpuContext {
   /**
    * Submits the writes not yet submitted and waits until the GPU has done them, so wgpu can free
    * their staging memory (call once at the end of a model load: each wait costs ≥ 10 ms in Deno).
-   * Without writes since the last call it returns at once.
+   * Without writes since the last call it returns at once. It calls
+   * {@linkcode GpuContext.checkAllocations} first, so a model that does not fit is reported here,
+   * naming the buffer.
    *
    * @returns A promise that resolves when the queue is idle.
+   * @throws {GpuOutOfMemoryError} If a buffer could not be allocated.
    *
    * @example After uploading a model
    * ```ts ignore
@@ -354,6 +426,7 @@ export class GpuContext {
    * ```
    */
   async settleUploads(): Promise<void> {
+    await this.checkAllocations("finishing the uploads (settleUploads)");
     if (this.#unsettled === 0) return;
     this.#unsettled = 0;
     this.#flushUploads();
@@ -411,7 +484,7 @@ export class GpuContext {
       }
       const data = new Uint32Array(Math.max(4, Math.ceil(words.length / 4) * 4));
       data.set(words);
-      buffer = this.device.createBuffer({
+      buffer = this.#allocate({
         label: "params",
         size: data.byteLength,
         usage: 0x40 /* UNIFORM */ | 0x08, /* COPY_DST */
@@ -431,6 +504,7 @@ export class GpuContext {
    * @param bindings Storage buffers in binding order.
    * @param workgroups Workgroup counts `[x, y, z]`.
    * @param params Uniform words bound after the storage buffers.
+   * @throws {GpuDeviceLostError} If the device was lost.
    */
   dispatch(
     pass: GPUComputePassEncoder,
@@ -439,6 +513,7 @@ export class GpuContext {
     workgroups: readonly [number, number, number],
     params?: readonly number[],
   ): void {
+    this.#throwIfLost(`recording "${pipeline.label}"`);
     const all: Binding[] = [...bindings];
     if (params) all.push(this.uniform(params));
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { noGpu, testContext } from "./test_utils.ts";
+import { noGpu, recordPass, testContext } from "./test_utils.ts";
 import { recordingGpu } from "./recording_gpu.ts";
 import { destroyMatrix, uploadMatrix } from "./matrix.ts";
 import { DEFAULT_FILL_WORKGROUPS, f32Bits, GpuContext } from "./context.ts";
-import type { Gpu } from "./device.ts";
+import { createGpu, type Gpu } from "./device.ts";
+import { GpuOutOfMemoryError } from "./errors.ts";
 import { readback } from "./readback.ts";
 
 Deno.test({
@@ -104,4 +105,106 @@ Deno.test("GpuContext submits the queue after every uploadFlushBytes written, an
   await ctx.settleUploads(); // nothing new written: no submit, no wait
   assert.equal(calls.length, n);
   assert.throws(() => new GpuContext(gpu, { uploadFlushBytes: 0 }), /"uploadFlushBytes"/);
+});
+
+Deno.test("checkAllocations, settleUploads and readback name the buffer that ran out of memory", async () => {
+  const { gpu } = recordingGpu(1 << 20, ["kv cache"]);
+  const ctx = new GpuContext(gpu);
+  const a = ctx.createBuffer(1000, "weights");
+  await ctx.checkAllocations(); // nothing failed yet
+  ctx.createBuffer(4096, "kv cache");
+  ctx.uniform([1, 2]);
+  ctx.upload(new Float32Array(4), "after");
+  const isOom = (e: unknown) => {
+    assert.ok(e instanceof GpuOutOfMemoryError, String(e));
+    assert.match(
+      e.message,
+      /^Out of GPU memory allocating "kv cache" \(4\.00 KiB \(4096 bytes\)\)/,
+    );
+    assert.match(e.message, /with 1000 bytes already allocated by halo on recording stand-in/);
+    assert.match(e.message, /not enough memory left/);
+    for (const hint of ["micro-batch", "f16", "rl.gpuMemoryBudget", "HALO_GPU_MEMORY"]) {
+      assert.ok(e.message.includes(hint), `no "${hint}" in: ${e.message}`);
+    }
+    assert.deepEqual(
+      { ...e.failure, message: undefined, stage: undefined },
+      {
+        label: "kv cache",
+        bytes: 4096,
+        allocatedBytes: 1000,
+        message: undefined,
+        adapter: "recording stand-in",
+        stage: undefined,
+      },
+    );
+    return true;
+  };
+  await assert.rejects(() => ctx.checkAllocations("testing"), (e: Error) => {
+    return isOom(e) && e.message.includes("(found while testing)");
+  });
+  await assert.rejects(() => ctx.settleUploads(), isOom);
+  // The stand-in cannot encode or map: only the allocation check can make this error.
+  await assert.rejects(() => readback(ctx, [{ buffer: a, offset: 0, size: 4 }]), isOom);
+  // uploadMatrix allocates through the context: the error names the row block.
+  const m = new GpuContext(recordingGpu(1 << 20, ["emb[2:]"]).gpu);
+  uploadMatrix(m, { name: "emb", data: new Float32Array(24), rows: 6, cols: 4 }, {
+    maxChunkBytes: 32,
+  });
+  await assert.rejects(
+    () => m.settleUploads(),
+    (e: Error) =>
+      e instanceof GpuOutOfMemoryError &&
+      /allocating "emb\[2:\]" \(32 bytes\) with 32 bytes/.test(e.message),
+  );
+});
+
+Deno.test({
+  name:
+    "readback reports an out-of-memory buffer before the validation errors of the work using it",
+  ignore: noGpu,
+  async fn() {
+    // A real device whose "oom" buffer is made invalid (over maxBufferSize, so every use of it is
+    // a validation error) and whose error scope reports it as out of memory, as a GPU would.
+    const real = await createGpu();
+    let fail = false;
+    const device = new Proxy(real.device, {
+      get(target, prop) {
+        if (prop === "createBuffer") {
+          return (d: GPUBufferDescriptor) => {
+            if (d.label !== "oom") return target.createBuffer(d);
+            fail = true;
+            return target.createBuffer({ ...d, size: target.limits.maxBufferSize + 4 });
+          };
+        }
+        if (prop === "popErrorScope") {
+          return async () => {
+            const failed = fail;
+            fail = false;
+            const error = await target.popErrorScope();
+            return failed ? new GPUOutOfMemoryError("not enough memory left") : error;
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const ctx = new GpuContext({ ...real, device });
+    try {
+      const x = ctx.upload(new Float32Array([1, 2, 3, 4]), "x");
+      const out = ctx.createBuffer(16, "oom");
+      const code = `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> o: array<f32>;
+@compute @workgroup_size(4) fn main(@builtin(global_invocation_id) g: vec3u) { o[g.x] = x[g.x]; }`;
+      const enc = recordPass(ctx, (pass) => {
+        ctx.dispatch(pass, ctx.pipeline("copy_oom", code), [x, out], [1, 1, 1]);
+      });
+      await assert.rejects(
+        () => readback(ctx, [{ buffer: out, offset: 0, size: 16 }], enc),
+        (e: Error) =>
+          e instanceof GpuOutOfMemoryError && /allocating "oom" \(16 bytes\)/.test(e.message),
+      );
+    } finally {
+      real.device.destroy();
+    }
+  },
 });

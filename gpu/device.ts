@@ -44,10 +44,17 @@ export interface Gpu {
   /** Adapter features enabled on the device (e.g. `"shader-f16"`, `"timestamp-query"`). */
   readonly features: ReadonlySet<string>;
   /**
-   * Validation and out-of-memory errors raised by the device so far, oldest first; `readback`
-   * throws when one is pending, so a broken dispatch never yields a silent wrong answer.
+   * Validation errors (and out-of-memory errors outside `GpuContext`'s error scopes) raised by
+   * the device so far, oldest first; `readback` throws when one is pending, so a broken dispatch
+   * never yields a silent wrong answer.
    */
   readonly errors: string[];
+  /**
+   * Why the device was lost (`device.lost` resolved: a driver reset, a watchdog, `destroy()`),
+   * or `null` while it works. Set by {@linkcode createGpu}; `GpuContext` and `readback` then
+   * throw `GpuDeviceLostError`. Optional for stand-in devices of tests.
+   */
+  readonly lost?: GPUDeviceLostInfo | null;
 }
 
 const WANTED_LIMITS: readonly GpuLimitName[] = [
@@ -80,7 +87,8 @@ const INSTALL_HINT =
  * Requests a WebGPU adapter (high-performance preferred) and a device with explicit limits.
  *
  * @param options Adapter preference and minimum limits.
- * @returns The device with its description and limits.
+ * @returns The device with its description and limits; its `lost` field is set when the device
+ * is lost.
  * @throws {Error} If no adapter exists or it cannot give a required limit; the message says what
  * is missing and what to install.
  *
@@ -138,7 +146,7 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
   device.addEventListener?.("uncapturederror", (event) => {
     errors.push((event as GPUUncapturedErrorEvent).error.message);
   });
-  return {
+  const gpu = {
     device,
     description: describe(adapter.info),
     isFallbackAdapter: adapter.info.isFallbackAdapter ?? false,
@@ -146,7 +154,13 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
     maxBufferSize: device.limits.maxBufferSize,
     features: new Set(features),
     errors,
+    lost: null as GPUDeviceLostInfo | null,
   };
+  // Deno resolves `lost` a few milliseconds after the loss (readback waits for it on a failure).
+  device.lost?.then((info) => {
+    gpu.lost = info;
+  });
+  return gpu;
 }
 
 function describe(info: GPUAdapterInfo): string {

@@ -7,5 +7,6 @@
 export * from "./device.ts";
 export * from "./context.ts";
 export * from "./readback.ts";
+export * from "./errors.ts";
 export * from "./matrix.ts";
 export * from "./uniforms.ts";

@@ -22,9 +22,12 @@ export type QueueCall =
 /**
  * A stand-in `Gpu` with no device behind it, whose queue records every `writeBuffer` (a copy of
  * the bytes), `submit` and `onSubmittedWorkDone`: for the checks of upload paths that need no GPU
- * (buffers are plain objects; nothing can be dispatched). `features` includes "shader-f16".
+ * (buffers are plain objects; nothing can be dispatched). `features` includes "shader-f16". Its
+ * error scopes report nothing, except a `GPUOutOfMemoryError` (message `"not enough memory left"`, Deno's text) for a buffer
+ * whose label is in `outOfMemoryLabels`.
  *
  * @param maxBindingSize The binding limit it reports; default 1 MiB.
+ * @param outOfMemoryLabels Labels of the buffers whose creation "runs out of memory".
  * @returns The stand-in and the list its queue appends to.
  *
  * @example Count the submits of an upload
@@ -39,6 +42,7 @@ export type QueueCall =
  */
 export function recordingGpu(
   maxBindingSize = 1 << 20,
+  outOfMemoryLabels: readonly string[] = [],
 ): { gpu: Gpu; calls: QueueCall[] } {
   const calls: QueueCall[] = [];
   const queue = {
@@ -54,14 +58,26 @@ export function recordingGpu(
       return Promise.resolve();
     },
   };
+  // One entry per pushed error scope: its filter and the first error it caught.
+  const scopes: { filter: GPUErrorFilter; error: unknown }[] = [];
   const device = {
     queue,
     limits: { maxComputeWorkgroupsPerDimension: 65535 },
-    createBuffer: ({ label, size }: { label: string; size: number }) => ({
-      label,
-      size,
-      destroy() {},
-    }),
+    createBuffer: ({ label, size }: { label: string; size: number }) => {
+      if (outOfMemoryLabels.includes(label)) {
+        const scope = scopes.findLast((s) => s.filter === "out-of-memory");
+        scope && (scope.error ??= new GPUOutOfMemoryError("not enough memory left"));
+      }
+      return { label, size, destroy() {} };
+    },
+    pushErrorScope(filter: GPUErrorFilter) {
+      scopes.push({ filter, error: null });
+    },
+    popErrorScope() {
+      const scope = scopes.pop();
+      if (!scope) return Promise.reject(new Error("popErrorScope: the error scope stack is empty"));
+      return Promise.resolve(scope.error);
+    },
   };
   const gpu = {
     device: device as unknown as GPUDevice,

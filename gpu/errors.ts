@@ -1,0 +1,160 @@
+/**
+ * The errors halo raises for what the WebGPU device reports (out of memory, device lost,
+ * validation errors) and the formatting of the device's collected error messages.
+ *
+ * @module
+ */
+
+/**
+ * Joins the device's collected error messages for one error: duplicates are merged into the
+ * first with a count (`… (×12)`), at most `max` distinct messages are shown, and the rest is
+ * summarised as `and N more (K distinct)`, so thousands of follow-up "… is invalid" errors of
+ * one broken buffer do not bury the first.
+ *
+ * @param messages The messages, oldest first (e.g. `gpu.errors`).
+ * @param max Distinct messages to show; default 5.
+ * @returns The messages joined by `"; "`, or `""` for none.
+ *
+ * @example Repeated errors collapse
+ * ```ts
+ * import { formatGpuErrors } from "./errors.ts";
+ * console.log(formatGpuErrors(["a", "b", "a", "a"])); // "a (×3); b"
+ * ```
+ */
+export function formatGpuErrors(messages: readonly string[], max = 5): string {
+  const counts = new Map<string, number>();
+  for (const m of messages) counts.set(m, (counts.get(m) ?? 0) + 1);
+  const distinct = [...counts];
+  const shown = distinct.slice(0, max).map(([m, n]) => n > 1 ? `${m} (×${n})` : m);
+  const rest = distinct.slice(max);
+  if (rest.length > 0) {
+    const more = rest.reduce((sum, [, n]) => sum + n, 0);
+    shown.push(`and ${more} more (${rest.length} distinct)`);
+  }
+  return shown.join("; ");
+}
+
+/** What {@linkcode GpuOutOfMemoryError} reports about the allocation that failed. */
+export interface GpuAllocationFailure {
+  /** The buffer's label. */
+  label: string;
+  /** Its size in bytes. */
+  bytes: number;
+  /** Bytes of halo's buffers allocated before it (`ctx.allocatedBytes` then). */
+  allocatedBytes: number;
+  /** The device's message (Deno: `"not enough memory left"`). */
+  message: string;
+  /** The adapter, as `gpu.description`. */
+  adapter: string;
+  /** What halo was doing when it found it, e.g. `reading back "logits"`; optional. */
+  stage?: string;
+}
+
+/**
+ * The GPU ran out of memory creating a buffer; names the buffer, its size and what was already
+ * allocated, and says what to lower. Thrown by `GpuContext.checkAllocations` (which `readback` and
+ * `settleUploads` call first), so it comes before the validation errors of the work that used the
+ * invalid buffer.
+ *
+ * @example Usage
+ * ```ts
+ * import { GpuOutOfMemoryError } from "./errors.ts";
+ * const error = new GpuOutOfMemoryError({
+ *   label: "kv cache",
+ *   bytes: 2 ** 30,
+ *   allocatedBytes: 30e9,
+ *   message: "not enough memory left",
+ *   adapter: "NVIDIA H100",
+ * });
+ * console.log(error.message.startsWith('Out of GPU memory allocating "kv cache"')); // true
+ * ```
+ */
+export class GpuOutOfMemoryError extends Error {
+  /** The allocation that failed. */
+  readonly failure: GpuAllocationFailure;
+
+  /**
+   * Creates the error.
+   *
+   * @param failure The allocation that failed.
+   * @param options The error that revealed it, as `cause`; optional.
+   */
+  constructor(failure: GpuAllocationFailure, options?: ErrorOptions) {
+    super(
+      `Out of GPU memory allocating "${failure.label}" (${formatBytes(failure.bytes)}) with ` +
+        `${formatBytes(failure.allocatedBytes)} already allocated by halo on ` +
+        `${failure.adapter}${failure.stage ? ` (found while ${failure.stage})` : ""}: the device ` +
+        `said "${failure.message}". Lower the memory the run needs: a smaller batch or micro-batch ` +
+        `(rl.genBatchPrompts, rl.microBatchSize, the batch size), f16 weights ` +
+        `(model.weightDtype "f16"), or give this GPU's memory in rl.gpuMemoryBudget or the ` +
+        `environment variable HALO_GPU_MEMORY (GB) so the run plans its calls to fit`,
+      options,
+    );
+    this.name = "GpuOutOfMemoryError";
+    this.failure = failure;
+  }
+}
+
+/**
+ * A byte count for messages: `"1.50 GiB (1610612736 bytes)"`, or just the bytes under 1 KiB.
+ *
+ * @param bytes The count.
+ * @returns The text.
+ */
+function formatBytes(bytes: number): string {
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = "";
+  for (const u of units) {
+    if (value < 1024) break;
+    value /= 1024;
+    unit = u;
+  }
+  return unit ? `${value.toFixed(2)} ${unit} (${bytes} bytes)` : `${bytes} bytes`;
+}
+
+/**
+ * The GPU device was lost (a driver reset, a watchdog timeout, `device.destroy()`): says so with
+ * the device's reason and message, that the last checkpoint is intact (checkpoints are written to
+ * a temporary folder and renamed) and to rerun with `--resume`. `readback` throws it when a
+ * readback fails on a lost device; `GpuContext.createBuffer`, `dispatch` and `readback` throw it
+ * at once after that.
+ *
+ * A loss noticed while Deno waits for the GPU (inside `mapAsync` or `onSubmittedWorkDone`) can
+ * instead abort the process with a Deno panic, which no JavaScript can catch; a supervising loop
+ * (`until deno task train --resume …; do sleep 5; done`) covers both.
+ *
+ * @example Usage
+ * ```ts
+ * import { GpuDeviceLostError } from "./errors.ts";
+ * const error = new GpuDeviceLostError({ reason: "unknown", message: "device hung" }, "readback");
+ * console.log(error.message.includes("--resume")); // true
+ * ```
+ */
+export class GpuDeviceLostError extends Error {
+  /** The device's reason (`"destroyed"` or `"unknown"`). */
+  readonly reason: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param info The device's `GPUDeviceLostInfo` (reason and message).
+   * @param during What halo was doing, e.g. `"reading back \"logits\""`; optional.
+   * @param options The error that revealed the loss, as `cause`; optional.
+   */
+  constructor(
+    info: { readonly reason: string; readonly message: string },
+    during?: string,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `The GPU device was lost (${info.reason}: ${info.message})` +
+        `${during ? ` while ${during}` : ""}. The work since the last checkpoint is gone; ` +
+        `checkpoints are written atomically, so the last one is intact: rerun the same command ` +
+        `with --resume`,
+      options,
+    );
+    this.name = "GpuDeviceLostError";
+    this.reason = info.reason;
+  }
+}
