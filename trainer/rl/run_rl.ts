@@ -202,6 +202,7 @@ const RESUME_CHANGEABLE = [
   // GPU memory: where buffers live between phases and the budget change no result.
   "rl.releaseWorkspaces",
   "rl.gpuMemoryBudget",
+  "rl.gpuMemoryHeadroom",
   // Where the servers are and how they are reached do not define the run.
   "rl.rollout.servers",
   "rl.rollout.serverAdapterDir",
