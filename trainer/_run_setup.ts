@@ -538,9 +538,19 @@ export async function buildRunModel(
   }
   const matrixDtype = gpu !== null && config.model.weightDtype === "f16" ? "f16" : "f32";
   const lora = runAdapters(config, modelConfig);
-  if (gpu !== null && options.beforeWeights !== undefined) {
+  if (gpu !== null) {
+    // The checks that need only the device and the shapes, before the weights are read.
     try {
-      await options.beforeWeights({ gpu, lora });
+      if (lora !== null && config.adapters.dropout > 0) {
+        // The GPU backward applies no LoRA dropout: its train backend would refuse the first
+        // update, so say it before any work.
+        throw new RangeError(
+          `Cannot train: key "adapters.dropout" must be 0 on the WebGPU backend (the GPU ` +
+            `backward applies no LoRA dropout), or set "backend" to "cpu": current value is ` +
+            `${config.adapters.dropout}`,
+        );
+      }
+      await options.beforeWeights?.({ gpu, lora });
     } catch (error) {
       gpu.device.destroy();
       throw error;
@@ -574,16 +584,6 @@ export async function buildRunModel(
     }
     await ctx.settleUploads(); // the staging copies of the uploads can go now
     if (lora !== null) weights = null; // (builtin:tiny's fresh arrays)
-  }
-  if (model.backend === "webgpu" && lora !== null && config.adapters.dropout > 0) {
-    // The GPU backward applies no LoRA dropout: its train backend refuses the first update, so
-    // say it before any work.
-    model.dispose();
-    throw new RangeError(
-      `Cannot train: key "adapters.dropout" must be 0 on the WebGPU backend (the GPU backward ` +
-        `applies no LoRA dropout), or set "backend" to "cpu": current value is ` +
-        `${config.adapters.dropout}`,
-    );
   }
   if (lora !== null) (model as CpuQwen3 | WebGpuQwen3).setAdapters(lora);
   const workers = model.backend === "cpu" ? options.workers ?? 1 : 1;
