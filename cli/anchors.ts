@@ -332,7 +332,19 @@ function note(r: AnchorReport): string {
  * ```
  */
 export async function main(args: string[]): Promise<AnchorReport[] | null> {
-  const { values } = parseArgs({
+  const parsed = parseAnchorsArgs(args);
+  return parsed === null ? null : await runAnchors(args, parsed);
+}
+
+/** The command line read by {@linkcode parseAnchorsArgs}. */
+interface AnchorsArgs {
+  values: ReturnType<typeof parseAnchorsValues>;
+  seed: number;
+  options: MeasureAnchorsOptions;
+}
+
+function parseAnchorsValues(args: string[]) {
+  return parseArgs({
     args,
     options: {
       model: { type: "string", multiple: true },
@@ -350,7 +362,15 @@ export async function main(args: string[]): Promise<AnchorReport[] | null> {
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
-  });
+  }).values;
+}
+
+/**
+ * The flags and the measurement's options, or `null` after `--help` (the usage printed). Its
+ * errors are those the usage is printed after.
+ */
+function parseAnchorsArgs(args: string[]): AnchorsArgs | null {
+  const values = parseAnchorsValues(args);
   if (values.help) {
     console.log(USAGE);
     return null;
@@ -389,6 +409,14 @@ export async function main(args: string[]): Promise<AnchorReport[] | null> {
     backend: values.backend as "cpu" | "webgpu" | "auto",
     resamples,
   };
+  return { values, seed, options };
+}
+
+/** The measurement, tables and files: its failures (a model, a GPU error) print no usage. */
+async function runAnchors(
+  args: string[],
+  { values, seed, options }: AnchorsArgs,
+): Promise<AnchorReport[]> {
   const models = values.model ?? ["models/arithmetic-tiny"];
   const reports: AnchorReport[] = [];
   for (const model of models) reports.push(await measureAnchors(model, options));
@@ -425,11 +453,19 @@ export async function main(args: string[]): Promise<AnchorReport[] | null> {
 }
 
 if (import.meta.main) {
+  // The usage follows the command line's errors only, not the measurement's (model, GPU).
+  let parsed: AnchorsArgs | null = null;
   try {
-    await main(Deno.args);
+    parsed = parseAnchorsArgs(Deno.args);
   } catch (e) {
     console.error((e as Error).message);
     console.error(USAGE);
+    Deno.exit(1);
+  }
+  try {
+    if (parsed !== null) await runAnchors(Deno.args, parsed);
+  } catch (e) {
+    console.error((e as Error).message);
     Deno.exit(1);
   }
 }

@@ -26,6 +26,22 @@ const USAGE = "usage: deno task demo [--model DIR] [--backend webgpu|cpu|auto] [
  * ```
  */
 export async function main(args: string[]): Promise<void> {
+  const options = parseDemoArgs(args);
+  if (options !== null) await runDemo(options);
+}
+
+/** The demo's options. */
+interface DemoOptions {
+  model: string;
+  backend: "webgpu" | "cpu" | "auto";
+  newTokens: number;
+}
+
+/**
+ * The command line's options, or `null` after `--help` (the usage printed). Its errors are those
+ * the usage is printed after.
+ */
+function parseDemoArgs(args: string[]): DemoOptions | null {
   const { values } = parseArgs({
     args,
     options: {
@@ -40,7 +56,7 @@ export async function main(args: string[]): Promise<void> {
   });
   if (values.help) {
     console.log(USAGE);
-    return;
+    return null;
   }
   const newTokens = Number(values.tokens);
   if (!Number.isInteger(newTokens) || newTokens < 1) {
@@ -48,14 +64,22 @@ export async function main(args: string[]): Promise<void> {
       `Cannot run the demo: --tokens must be a positive integer: current value is "${values.tokens}"`,
     );
   }
-  const backend = values.backend as "webgpu" | "cpu" | "auto";
-  const { model } = await loadModelOrCheckpoint(values.model, {
+  return {
+    model: values.model,
+    backend: values.backend as "webgpu" | "cpu" | "auto",
+    newTokens,
+  };
+}
+
+/** The demo proper: its failures (a model that cannot load, a GPU error) print no usage. */
+async function runDemo({ model: dir, backend, newTokens }: DemoOptions): Promise<void> {
+  const { model } = await loadModelOrCheckpoint(dir, {
     backend,
     warn: true,
-    what: `Cannot run the demo: --model "${values.model}"`,
+    what: `Cannot run the demo: --model "${dir}"`,
   });
   const c = model.config;
-  console.log(`model: ${values.model}`);
+  console.log(`model: ${dir}`);
   console.log(
     `  ${c.numHiddenLayers} layers, hidden ${c.hiddenSize}, ${c.numAttentionHeads}/${c.numKeyValueHeads} heads of ` +
       `${c.headDim}, MLP ${c.intermediateSize}, vocab ${c.vocabSize}`,
@@ -93,11 +117,19 @@ export async function main(args: string[]): Promise<void> {
 }
 
 if (import.meta.main) {
+  // The usage follows the command line's errors only, not the demo's (model loading, GPU).
+  let options: DemoOptions | null = null;
   try {
-    await main(Deno.args);
+    options = parseDemoArgs(Deno.args);
   } catch (e) {
     console.error(`error: ${(e as Error).message}`);
     console.error(USAGE);
+    Deno.exit(1);
+  }
+  try {
+    if (options !== null) await runDemo(options);
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
     Deno.exit(1);
   }
 }

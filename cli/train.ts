@@ -258,9 +258,22 @@ export async function resolveTrainConfig(args: TrainArgs): Promise<TrainConfig> 
  * ```
  */
 export async function main(args: string[]): Promise<RunSftResult | RunRlResult | null> {
+  const prepared = await prepareTrain(args, (line) => console.log(line));
+  return prepared === null ? null : await runTrain(prepared.config, prepared.args);
+}
+
+/**
+ * The command line read: its arguments, the config (file and overrides, or the checkpoint's) and
+ * `--export` checked; `null` for `--help` (the usage printed by `out`). Its errors are the
+ * command line's and the config's, the ones the usage text is for.
+ */
+async function prepareTrain(
+  args: string[],
+  out: (line: string) => void,
+): Promise<{ config: TrainConfig; args: TrainArgs } | null> {
   const parsed = parseTrainArgs(args);
   if (parsed.help) {
-    console.log(USAGE);
+    out(USAGE);
     return null;
   }
   const config = await resolveTrainConfig(parsed);
@@ -268,6 +281,88 @@ export async function main(args: string[]): Promise<RunSftResult | RunRlResult |
   if (parsed.export !== undefined) {
     await checkExportDir(parsed.export, { modelPath: config.model.path });
   }
+  return { config, args: parsed };
+}
+
+/** What {@linkcode trainCli} runs once the command line is read: a config and its flags. */
+export type TrainRun = (config: TrainConfig, args: TrainArgs) => Promise<unknown>;
+
+/**
+ * Options of {@linkcode trainCli}.
+ *
+ * @example Quiet, with a stub run
+ * ```ts
+ * import type { TrainCliOptions } from "./train.ts";
+ *
+ * const options: TrainCliOptions = { out: () => {}, err: () => {}, run: () => Promise.resolve() };
+ * ```
+ */
+export interface TrainCliOptions {
+  /** Standard output (`--help`); default `console.log`. */
+  out?: (line: string) => void;
+  /** Standard error (errors); default `console.error`. */
+  err?: (line: string) => void;
+  /** The run; default SFT or RL as the config says, with their summary lines. */
+  run?: TrainRun;
+}
+
+/**
+ * `deno task train` as a function: reads the command line and runs it, printing an error as
+ * `error: <message>` and returning the exit status instead of throwing. The usage line follows
+ * only errors of the command line and the config (an unknown flag, a bad key or file, a bad
+ * `--export`); a failure of the run itself (out of GPU memory, a lost device, a data file that
+ * cannot be read, a config value the model or GPU cannot run) prints its message alone.
+ *
+ * @param args The arguments (without the program name).
+ * @param options Output streams and the run (for tests).
+ * @returns 0 on success, 3 for a non-finite loss, 2 for a `TypeError`, `RangeError` or
+ *   `SyntaxError` (bad input), 1 for any other error.
+ *
+ * @example An unknown flag: the error and the usage, exit status 2
+ * ```ts
+ * import { trainCli } from "./train.ts";
+ * import { ok, strictEqual } from "node:assert/strict";
+ *
+ * const lines: string[] = [];
+ * strictEqual(await trainCli(["--bogus"], { err: (l) => lines.push(l) }), 2);
+ * ok(lines[0].startsWith("error: Cannot parse the command line"));
+ * ok(lines[1].startsWith("usage: deno task train"));
+ * ```
+ */
+export async function trainCli(args: string[], options: TrainCliOptions = {}): Promise<number> {
+  const out = options.out ?? ((line: string) => console.log(line));
+  const err = options.err ?? ((line: string) => console.error(line));
+  const run = options.run ?? runTrain;
+  const status = (error: unknown): number =>
+    error instanceof NonFiniteLossError ? 3 : error instanceof TypeError ||
+        error instanceof RangeError || error instanceof SyntaxError
+      ? 2
+      : 1;
+  const message = (error: unknown): string =>
+    `error: ${error instanceof Error ? error.message : String(error)}`;
+  let prepared;
+  try {
+    prepared = await prepareTrain(args, out);
+  } catch (error) {
+    err(message(error));
+    err(USAGE);
+    return status(error);
+  }
+  if (prepared === null) return 0;
+  try {
+    await run(prepared.config, prepared.args);
+    return 0;
+  } catch (error) {
+    err(message(error));
+    return status(error);
+  }
+}
+
+/** The run of a read command line: SFT or RL as the config says, with the summary lines. */
+async function runTrain(
+  config: TrainConfig,
+  parsed: TrainArgs,
+): Promise<RunSftResult | RunRlResult> {
   const started = performance.now();
   if (config.trainer.mode === "rl") return await mainRl(config, parsed, started);
   const result = await runSft(config, {
@@ -332,17 +427,6 @@ async function mainRl(
 }
 
 if (import.meta.main) {
-  try {
-    await main(Deno.args);
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    console.error(`error: ${message}`);
-    if (!(error instanceof NonFiniteLossError)) console.error(USAGE);
-    Deno.exit(
-      error instanceof NonFiniteLossError ? 3 : error instanceof TypeError ||
-          error instanceof RangeError || error instanceof SyntaxError
-        ? 2
-        : 1,
-    );
-  }
+  const code = await trainCli(Deno.args);
+  if (code !== 0) Deno.exit(code);
 }

@@ -5,7 +5,8 @@
 // keeping every workspace (the behaviour before the key) peaks at about their sum; the same
 // rollouts and losses either way. A budget that generation's unsplit calls exceed makes the run
 // generate in calls of fewer prompts, with the same rollouts and metrics as without a budget; a
-// budget under the smallest calls' estimate refuses the run before any work, naming the keys.
+// budget under the smallest calls' estimate refuses the run before any GPU buffer is made (before
+// the weights are uploaded), naming the keys.
 // Skipped without a WebGPU adapter.
 //
 // Slack: 64 KiB over the estimate, for the kernels' scratch buffers and the objective's and
@@ -172,23 +173,48 @@ Deno.test({
 });
 
 Deno.test({
-  name: "runRl() on WebGPU refuses a run whose estimate exceeds rl.gpuMemoryBudget, naming keys",
+  name: "runRl() on WebGPU refuses a run whose estimate exceeds rl.gpuMemoryBudget before any " +
+    "weight buffer is made, naming keys",
   ignore: noGpu,
   async fn() {
-    await withTempDir(async (dir) => {
-      await rejects(
-        runRl(await rlConfig(dir, [...OVERRIDES, "--rl.gpuMemoryBudget=0.0001"]), QUIET),
-        (error: unknown) => {
-          const text = (error as Error).message;
-          ok(/estimated GPU memory peak .* exceeds the budget 0\.00 GB/.test(text), text);
-          ok(/key "rl\.gpuMemoryBudget"/.test(text), text);
-          ok(/lower .*"rl\./.test(text), text);
-          return true;
-        },
-      );
-      // Nothing ran: no metrics were written.
-      ok(!(await exists(join(dir, "rl-test", "metrics.jsonl"))));
-    });
+    // Every GPU buffer made in the process is counted (the run makes its own device).
+    const proto = GPUDevice.prototype;
+    const createBuffer = proto.createBuffer;
+    let buffers = 0;
+    proto.createBuffer = function (this: GPUDevice, descriptor: GPUBufferDescriptor) {
+      buffers++;
+      return createBuffer.call(this, descriptor);
+    };
+    try {
+      await withTempDir(async (dir) => {
+        await rejects(
+          runRl(await rlConfig(dir, [...OVERRIDES, "--rl.gpuMemoryBudget=0.0001"]), QUIET),
+          (error: unknown) => {
+            const text = (error as Error).message;
+            ok(/estimated GPU memory peak .* exceeds the budget 0\.00 GB/.test(text), text);
+            ok(/key "rl\.gpuMemoryBudget"/.test(text), text);
+            ok(/lower .*"rl\./.test(text), text);
+            return true;
+          },
+        );
+        // Refused before the weights were uploaded: no buffer at all.
+        strictEqual(buffers, 0, "buffers were made before the refusal");
+        // Nothing ran: no metrics were written.
+        ok(!(await exists(join(dir, "rl-test", "metrics.jsonl"))));
+        // The count sees the buffers of a run that goes on to upload (the same keys, no budget):
+        // it fails at once on a run hook, after the model and backend are built.
+        await rejects(
+          runRl(await rlConfig(dir, [...OVERRIDES, "--run.name=counted"]), {
+            ...QUIET,
+            sampleGroups: () => Promise.reject(new Error("stop here")),
+          }),
+          /stop here/,
+        );
+        ok(buffers > 0, "the count missed the upload's buffers");
+      });
+    } finally {
+      proto.createBuffer = createBuffer;
+    }
   },
 });
 

@@ -468,10 +468,35 @@ export interface RunModel {
   adapterLines: string[];
 }
 
+/**
+ * What {@linkcode BuildRunModelOptions.beforeWeights} gets: the device the model will run on and
+ * the run's adapters, before any weight is read or uploaded.
+ *
+ * @example Usage
+ * ```ts
+ * import type { RunModelDevice } from "./_run_setup.ts";
+ *
+ * const limits = ({ gpu }: RunModelDevice) => gpu.maxBindingSize;
+ * ```
+ */
+export interface RunModelDevice {
+  /** The WebGPU device (its limits, whether it is a software adapter). */
+  gpu: Gpu;
+  /** The run's fresh adapters (only their shapes are final), or null (full fine-tuning). */
+  lora: Lora | null;
+}
+
 /** Options of {@linkcode buildRunModel}. */
 export interface BuildRunModelOptions {
   /** CPU worker threads; default 1. */
   workers?: number;
+  /**
+   * Called on WebGPU once the device is made and before any weight is read or uploaded (not
+   * called on the CPU): the checks that need only the device's limits and the shapes, such as
+   * the RL GPU memory plan, so that a run that cannot fit is refused before it loads tens of GB.
+   * When it throws, the device is destroyed and the error propagates.
+   */
+  beforeWeights?: (device: RunModelDevice) => void | Promise<void>;
 }
 
 /**
@@ -482,7 +507,7 @@ export interface BuildRunModelOptions {
  *
  * @param config The run's config.
  * @param head The tokenizer and model config from {@linkcode readRunModel}.
- * @param options Workers.
+ * @param options Workers, and the checks to run before the weights are loaded.
  * @returns The model; dispose its `backend` and `model` at the end.
  * @throws {RangeError} When `backend: webgpu` finds no adapter, or LoRA dropout would train on
  *   WebGPU (the GPU backward has none).
@@ -515,6 +540,24 @@ export async function buildRunModel(
   }
   const matrixDtype = gpu !== null && config.model.weightDtype === "f16" ? "f16" : "f32";
   const lora = runAdapters(config, modelConfig);
+  if (gpu !== null) {
+    // The checks that need only the device and the shapes, before the weights are read.
+    try {
+      if (lora !== null && config.adapters.dropout > 0) {
+        // The GPU backward applies no LoRA dropout: its train backend would refuse the first
+        // update, so say it before any work.
+        throw new RangeError(
+          `Cannot train: key "adapters.dropout" must be 0 on the WebGPU backend (the GPU ` +
+            `backward applies no LoRA dropout), or set "backend" to "cpu": current value is ` +
+            `${config.adapters.dropout}`,
+        );
+      }
+      await options.beforeWeights?.({ gpu, lora });
+    } catch (error) {
+      gpu.device.destroy();
+      throw error;
+    }
+  }
   // Adapters on the GPU: nothing reads the base weights on the host after the upload (the
   // export writes the adapters), so each tensor is read from disk as it is uploaded, and the run
   // keeps no host copy. Otherwise the host arrays are the model (CPU) or what full fine-tuning
@@ -543,16 +586,6 @@ export async function buildRunModel(
     }
     await ctx.settleUploads(); // the staging copies of the uploads can go now
     if (lora !== null) weights = null; // (builtin:tiny's fresh arrays)
-  }
-  if (model.backend === "webgpu" && lora !== null && config.adapters.dropout > 0) {
-    // The GPU backward applies no LoRA dropout: its train backend refuses the first update, so
-    // say it before any work.
-    model.dispose();
-    throw new RangeError(
-      `Cannot train: key "adapters.dropout" must be 0 on the WebGPU backend (the GPU backward ` +
-        `applies no LoRA dropout), or set "backend" to "cpu": current value is ` +
-        `${config.adapters.dropout}`,
-    );
   }
   if (lora !== null) (model as CpuQwen3 | WebGpuQwen3).setAdapters(lora);
   const workers = model.backend === "cpu" ? options.workers ?? 1 : 1;

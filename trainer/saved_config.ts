@@ -15,8 +15,8 @@ const RL_KEYS_ADDED_SINCE: Readonly<Record<string, unknown>> = {
 
 /**
  * A saved run config (JSON) with the keys added since checkpoints were first written filled in:
- * `rl.rollout`, `rl.releaseWorkspaces` and `rl.gpuMemoryBudget` (local sampling and no budget,
- * see {@linkcode withRolloutDefaults}) when an `rl` section lacks them, `rl.enableThinking: false` (the prompts were rendered with thinking off) and
+ * `rl.rollout`, `rl.releaseWorkspaces`, `rl.gpuMemoryBudget` and `rl.gpuMemoryHeadroom` (local
+ * sampling and no budget, see {@linkcode withRolloutDefaults}) when an `rl` section lacks them, `rl.enableThinking: false` (the prompts were rendered with thinking off) and
  * `rl.stopTokenIds: []` (no extra stop ids; the derived stop set, which now holds the chat
  * template's end-of-turn token, applies as to any run) when it lacks those, and
  * `model.kvDtype: "f32"` (the only KV cache there was) when a `model` section lacks it.

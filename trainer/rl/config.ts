@@ -488,9 +488,18 @@ export interface RlConfig {
    * `mergeAdapters: "auto"` the adapters are not merged for generation when their copy would
    * take the peak over the budget or make those calls smaller (larger calls first). WebGPU does
    * not expose the device's memory, so give it here or in the environment variable
-   * `HALO_GPU_MEMORY` (GB; it overrides this key).
+   * `HALO_GPU_MEMORY` (GB; it overrides this key). The plan fits the estimate within the budget
+   * less `gpuMemoryHeadroom`.
    */
   readonly gpuMemoryBudget: number;
+  /**
+   * Fraction of `gpuMemoryBudget` (or `HALO_GPU_MEMORY`) kept free by the GPU memory plan, in
+   * [0, 1); default `0.1`: the estimate is fitted within 90% of the budget. The estimate leaves
+   * out staging buffers, the kernels' scratch, the driver's overhead and fragmentation, so a
+   * peak estimated right at the budget can still run out of memory. `0` fits the estimate to the
+   * budget exactly. No effect without a budget.
+   */
+  readonly gpuMemoryHeadroom: number;
   /**
    * Old log-probs: `"sampler"` keeps the log-probs `generate` returns under
    * `softmax(logits / temperature)` (recomputed instead at a temperature ≠ 1 with top-p/top-k,
@@ -616,6 +625,7 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
   mergeAdapters: z.enum(["auto", "on", "off"]),
   releaseWorkspaces: z.boolean(),
   gpuMemoryBudget: nonNegative,
+  gpuMemoryHeadroom: z.number().min(0).lt(1),
   oldLogprobs: z.enum(["sampler", "recompute"]),
   reward: z.strictObject({
     mode: z.enum(["dapo", "binary"]),
@@ -727,6 +737,7 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
   mergeAdapters: "auto",
   releaseWorkspaces: true,
   gpuMemoryBudget: 0,
+  gpuMemoryHeadroom: 0.1,
   oldLogprobs: "sampler",
   reward: { mode: "dapo", budgetMs: 0, problemNouns: true },
   overlong: { buffer: 16, factor: 1, filter: false },
@@ -1023,7 +1034,8 @@ function rolloutProblems(rl: RlConfig, adaptersKind: "none" | "lora" | "hilo"): 
 
 /**
  * A saved run config (a checkpoint's `meta.config`, as JSON) with `rl.rollout`,
- * `rl.releaseWorkspaces` and `rl.gpuMemoryBudget` filled from {@linkcode DEFAULT_RL_CONFIG} when
+ * `rl.releaseWorkspaces`, `rl.gpuMemoryBudget` and `rl.gpuMemoryHeadroom` filled from
+ * {@linkcode DEFAULT_RL_CONFIG} when
  * it has an `rl` section without them: checkpoints written before `rl.rollout` existed sampled
  * locally with no importance weights, which is what the defaults say, and the GPU memory keys
  * change no result, so such checkpoints resume and compare equal to a config that leaves the keys
@@ -1051,6 +1063,7 @@ export function withRolloutDefaults(config: unknown): unknown {
     rollout: () => structuredClone(DEFAULT_RL_CONFIG.rollout),
     releaseWorkspaces: () => DEFAULT_RL_CONFIG.releaseWorkspaces,
     gpuMemoryBudget: () => DEFAULT_RL_CONFIG.gpuMemoryBudget,
+    gpuMemoryHeadroom: () => DEFAULT_RL_CONFIG.gpuMemoryHeadroom,
   };
   const missing = Object.keys(added).filter((k) => !(k in rl)) as (keyof typeof added)[];
   if (missing.length === 0) return config;

@@ -261,18 +261,32 @@ Deno.test("loadConfig() reads rl.mergeAdapters: auto by default, on or off", asy
   );
 });
 
-Deno.test("loadConfig() reads rl.releaseWorkspaces and rl.gpuMemoryBudget (GB, 0 = off)", async () => {
+Deno.test("loadConfig() reads rl.releaseWorkspaces, rl.gpuMemoryBudget (GB, 0 = off) and rl.gpuMemoryHeadroom ([0, 1))", async () => {
   strictEqual(DEFAULT_RL_CONFIG.releaseWorkspaces, true);
   strictEqual(DEFAULT_RL_CONFIG.gpuMemoryBudget, 0);
+  strictEqual(DEFAULT_RL_CONFIG.gpuMemoryHeadroom, 0.1);
   const set = await loadConfig(undefined, {
-    overrides: [...RL, "--rl.releaseWorkspaces=false", "--rl.gpuMemoryBudget=141"],
+    overrides: [
+      ...RL,
+      "--rl.releaseWorkspaces=false",
+      "--rl.gpuMemoryBudget=141",
+      "--rl.gpuMemoryHeadroom=0",
+    ],
   });
   strictEqual(set.rl.releaseWorkspaces, false);
   strictEqual(set.rl.gpuMemoryBudget, 141);
+  strictEqual(set.rl.gpuMemoryHeadroom, 0);
   await rejects(
     loadConfig(undefined, { overrides: [...RL, "--rl.gpuMemoryBudget=-1"] }),
     (error: unknown) => /key "rl\.gpuMemoryBudget"/.test((error as Error).message),
   );
+  for (const bad of ["-0.1", "1", "1.5"]) {
+    await rejects(
+      loadConfig(undefined, { overrides: [...RL, `--rl.gpuMemoryHeadroom=${bad}`] }),
+      (error: unknown) => /key "rl\.gpuMemoryHeadroom"/.test((error as Error).message),
+      bad,
+    );
+  }
 });
 
 Deno.test("withRolloutDefaults() fills the keys a saved config predates, and only those", () => {
@@ -281,9 +295,12 @@ Deno.test("withRolloutDefaults() fills the keys a saved config predates, and onl
   strictEqual(filled.rl.groupSize, 8);
   strictEqual(filled.rl.releaseWorkspaces, true);
   strictEqual(filled.rl.gpuMemoryBudget, 0);
+  strictEqual(filled.rl.gpuMemoryHeadroom, 0.1);
   strictEqual((filled.rl.rollout as { backend: string }).backend, "local");
   strictEqual("releaseWorkspaces" in old.rl, false, "the saved config was changed");
-  const kept = { rl: { releaseWorkspaces: false, gpuMemoryBudget: 80, rollout: {} } };
+  const kept = {
+    rl: { releaseWorkspaces: false, gpuMemoryBudget: 80, gpuMemoryHeadroom: 0.2, rollout: {} },
+  };
   strictEqual(withRolloutDefaults(kept), kept);
 });
 

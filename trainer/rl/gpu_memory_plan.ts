@@ -1,8 +1,10 @@
 /**
  * The start-up GPU memory check of a WebGPU RL run: the estimate of
  * {@linkcode estimateRlGpuMemory} for the run's keys, printed as a table; the budget
- * (`rl.gpuMemoryBudget`, or the `HALO_GPU_MEMORY` environment variable) it must fit, with the
- * keys to lower named when it does not; generation split into calls of fewer prompts when its
+ * (`rl.gpuMemoryBudget`, or the `HALO_GPU_MEMORY` environment variable) less its headroom
+ * (`rl.gpuMemoryHeadroom`, default 10%, for what the estimate leaves out: staging buffers, the
+ * kernels' scratch, the driver's overhead, fragmentation) it must fit, with the keys to lower
+ * named when it does not; generation split into calls of fewer prompts when its
  * workspace takes the peak over the budget; `rl.mergeAdapters: "auto"` turned off when the merged
  * copy would take the peak over the budget or make those calls smaller; and a micro-batch that
  * must fit one storage binding.
@@ -93,6 +95,11 @@ export interface RlGpuMemoryPlan {
   /** The budget in bytes (0: none). */
   budgetBytes: number;
   /**
+   * The bytes the estimate is fitted within: the budget less `rl.gpuMemoryHeadroom` of it
+   * (0: no budget).
+   */
+  fitBytes: number;
+  /**
    * Most prompts per generate call that fit the budget, for the rollouts and for the held-out
    * evaluation (pass as `generateGroups`' `maxPromptsPerCall`); absent where the calls need no
    * cap beyond their binding's (no budget, or the unsplit calls fit it).
@@ -141,7 +148,7 @@ function budgetOf(configGb: number, env: string | undefined): number {
 /**
  * Estimates an RL run's GPU memory, splits generation into calls of fewer prompts and decides
  * `rl.mergeAdapters: "auto"` against the budget, and checks the run fits: its peak within the
- * budget (when one is set), and a micro-batch of `rl.microBatchSize` rows of the longest prompt
+ * budget less `rl.gpuMemoryHeadroom` of it (`fitBytes`; when a budget is set), and a micro-batch of `rl.microBatchSize` rows of the longest prompt
  * plus `rl.maxNewTokens` tokens within one storage binding (the widest per-token buffer of the
  * forward and training passes).
  *
@@ -158,8 +165,8 @@ function budgetOf(configGb: number, env: string | undefined): number {
  *   generate call, or with the peak set by the forward pass or the training step (naming the keys
  *   that lower the largest phase), or when `HALO_GPU_MEMORY` is not a number.
  *
- * @example Qwen3-4B, full fine-tuning, GSM8K-length: the held-out calls split for 141 GB; with
- * every workspace kept, refused under 100 GB
+ * @example Qwen3-4B, full fine-tuning, GSM8K-length: the held-out calls split for 141 GB (planned
+ * within 126.9 GB, the default 10% headroom off); with every workspace kept, refused under 100 GB
  * ```ts
  * import { planRlGpuMemory } from "./gpu_memory_plan.ts";
  * import { DEFAULT_CONFIG } from "../config.ts";
@@ -182,7 +189,8 @@ function budgetOf(configGb: number, env: string | undefined): number {
  *   device: { maxBindingSize: 2 ** 31 - 4, offsetAlignment: 256, isFallbackAdapter: false },
  * });
  * const plan = planRlGpuMemory(input(141, true));
- * ok(plan.generatePromptsPerCall.eval! < 48 && plan.estimate.peak <= 141e9);
+ * ok(plan.generatePromptsPerCall.eval! < 48 && plan.estimate.peak <= plan.fitBytes);
+ * console.log(plan.lines.at(-2)); // … budget 141.00, planned within 126.90: 10% headroom, …
  * console.log(plan.lines.at(-1)); // generation split into calls of … prompts
  * throws(() => planRlGpuMemory(input(100, false)), /"rl\.releaseWorkspaces"/);
  * ```
@@ -191,6 +199,9 @@ export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
   const { config, modelConfig: c, device } = input;
   const rl = config.rl;
   const budgetBytes = budgetOf(rl.gpuMemoryBudget, input.env);
+  // What the estimate leaves out (staging, scratch, driver, fragmentation) comes off the budget.
+  const headroom = rl.gpuMemoryHeadroom;
+  const fitBytes = budgetBytes * (1 - headroom);
   const adapters = adapterShape(input.lora, c.numHiddenLayers);
   const align = rl.losses.find((x) => x.name === "hidden_align");
   const wantMerge = adapters !== null &&
@@ -224,13 +235,13 @@ export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
     fillWorkgroups: device.fillWorkgroups,
   };
   checkMicroBatch(input, adapters);
-  let fit = fitGeneration(base, wantMerge, budgetBytes);
+  let fit = fitGeneration(base, wantMerge, fitBytes);
   let mergeAdapters = wantMerge;
   let mergeSkipped = false;
   const mergedCopy = estimateRlGpuMemory(base).mergedCopy;
-  if (wantMerge && rl.mergeAdapters === "auto" && budgetBytes > 0 && !(fit.fits && fit.unsplit)) {
+  if (wantMerge && rl.mergeAdapters === "auto" && fitBytes > 0 && !(fit.fits && fit.unsplit)) {
     // The largest calls first: the merge only where it costs none of their size (module doc).
-    const unmerged = fitGeneration(base, false, budgetBytes);
+    const unmerged = fitGeneration(base, false, fitBytes);
     const sameCalls = fit.fits && unmerged.fits &&
       fit.caps.rollout === unmerged.caps.rollout && fit.caps.eval === unmerged.caps.eval;
     if (!sameCalls && (unmerged.fits || unmerged.estimate.peak < fit.estimate.peak)) {
@@ -240,6 +251,7 @@ export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
     }
   }
   const e = fit.estimate;
+  const percent = `${Number((100 * headroom).toFixed(1))}%`;
   const rows = Math.max(e.generateRows.rollout, e.generateRows.eval);
   const capacity = Math.ceil(
     (Math.max(input.promptTokens, input.evalPromptTokens) +
@@ -264,7 +276,12 @@ export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
     `  peak             ${gb(e.peak)} (${
       rl.releaseWorkspaces ? "workspaces released between phases" : "all workspaces kept"
     }; budget ${
-      budgetBytes > 0 ? gb(budgetBytes) : "none: set rl.gpuMemoryBudget or HALO_GPU_MEMORY"
+      budgetBytes <= 0
+        ? "none: set rl.gpuMemoryBudget or HALO_GPU_MEMORY"
+        : headroom > 0
+        ? `${gb(budgetBytes)}, planned within ${gb(fitBytes)}: ${percent} headroom, ` +
+          `rl.gpuMemoryHeadroom`
+        : gb(budgetBytes)
     })`,
   ];
   if (mergeSkipped) {
@@ -283,8 +300,13 @@ export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
     throw new RangeError(
       `Cannot run RL: the estimated GPU memory peak ${gb(e.peak)} GB exceeds the budget ` +
         `${gb(budgetBytes)} GB (${input.env ? "HALO_GPU_MEMORY" : 'key "rl.gpuMemoryBudget"'})${
-          fit.unsplit ? "" : " even with generation in calls of one prompt"
-        }; lower ${keysToLower(input, e, mergeAdapters).join(", ")}\n${lines.join("\n")}`,
+          headroom > 0
+            ? ` less its ${percent} headroom (key "rl.gpuMemoryHeadroom", for what the estimate ` +
+              `leaves out), ${gb(fitBytes)} GB,`
+            : ""
+        }${fit.unsplit ? "" : " even with generation in calls of one prompt"}; lower ${
+          keysToLower(input, e, mergeAdapters).join(", ")
+        }\n${lines.join("\n")}`,
     );
   }
   return {
@@ -292,6 +314,7 @@ export function planRlGpuMemory(input: RlGpuMemoryPlanInput): RlGpuMemoryPlan {
     mergeAdapters,
     mergeSkipped,
     budgetBytes,
+    fitBytes,
     generatePromptsPerCall: fit.fits ? fit.caps : {},
     lines,
   };

@@ -47,7 +47,12 @@ function input(
   more: Partial<RlGpuMemoryPlanInput> = {},
 ): RlGpuMemoryPlanInput {
   return {
-    config: { ...DEFAULT_CONFIG, rl: { ...DEFAULT_RL_CONFIG, maxNewTokens: 1024, ...rl } },
+    // No headroom unless a test sets it: the tests of the splitting and the refusals pin exact
+    // budgets (the estimate's peak at one prompt per call, 1 GB under the unsplit peak).
+    config: {
+      ...DEFAULT_CONFIG,
+      rl: { ...DEFAULT_RL_CONFIG, maxNewTokens: 1024, gpuMemoryHeadroom: 0, ...rl },
+    },
     modelConfig: QWEN3_4B,
     lora: lora(16),
     promptTokens: 252,
@@ -307,6 +312,60 @@ Deno.test("planRlGpuMemory() skips the merge of mergeAdapters: auto when only it
   strictEqual(both.mergeAdapters, false);
   deepStrictEqual(both.generatePromptsPerCall, without.generatePromptsPerCall);
   ok(both.lines.some((l) => /not merging .*make the generate calls smaller/.test(l)));
+});
+
+Deno.test("planRlGpuMemory() fits the estimate within the budget less rl.gpuMemoryHeadroom (default 10%)", () => {
+  const headroom = DEFAULT_RL_CONFIG.gpuMemoryHeadroom;
+  strictEqual(headroom, 0.1);
+  const peak = planRlGpuMemory(input({ mergeAdapters: "off" })).estimate.peak;
+  // A budget at the unsplit peak: no call is split without headroom; with 10% off, the held-out
+  // calls (the larger) are split to fit 90% of it.
+  const exact = planRlGpuMemory(input({ mergeAdapters: "off", gpuMemoryBudget: peak / 1e9 }));
+  deepStrictEqual(exact.generatePromptsPerCall, {});
+  strictEqual(exact.fitBytes, exact.budgetBytes);
+  const plan = planRlGpuMemory(
+    input({ mergeAdapters: "off", gpuMemoryBudget: peak / 1e9, gpuMemoryHeadroom: headroom }),
+  );
+  strictEqual(plan.budgetBytes, exact.budgetBytes);
+  strictEqual(plan.fitBytes, plan.budgetBytes * 0.9);
+  const info = plan.lines.join("\n");
+  ok(plan.generatePromptsPerCall.eval !== undefined && plan.generatePromptsPerCall.eval < 48, info);
+  ok(plan.estimate.peak <= plan.fitBytes, info);
+  const gb = (bytes: number) => (bytes / 1e9).toFixed(2).replace(".", "\\.");
+  ok(
+    new RegExp(
+      `^ {2}peak .*budget ${gb(plan.budgetBytes)}, planned within ${
+        gb(plan.fitBytes)
+      }: 10% headroom, rl\\.gpuMemoryHeadroom\\)$`,
+    ).test(plan.lines[9]),
+    plan.lines[9],
+  );
+  // Refused: one prompt per call fits the budget exactly, not the budget less the headroom.
+  const small = {
+    mergeAdapters: "off" as const,
+    microBatchSize: 4,
+  };
+  const one = planRlGpuMemory(input({ ...small, genBatchPrompts: 1, eval: evalCap(1) }))
+    .estimate.peak;
+  planRlGpuMemory(input({ ...small, gpuMemoryBudget: one / 1e9 }));
+  throws(
+    () =>
+      planRlGpuMemory(
+        input({ ...small, gpuMemoryBudget: one / 1e9, gpuMemoryHeadroom: headroom }),
+      ),
+    (error: unknown) => {
+      const text = (error as Error).message;
+      ok(
+        new RegExp(
+          `exceeds the budget ${gb(one)} GB \\(key "rl\\.gpuMemoryBudget"\\) less its 10% ` +
+            `headroom \\(key "rl\\.gpuMemoryHeadroom"[^)]*\\), ${gb(0.9 * one)} GB, even with ` +
+            `generation in calls of one prompt; lower "rl\\.groupSize"`,
+        ).test(text),
+        text,
+      );
+      return true;
+    },
+  );
 });
 
 Deno.test("planRlGpuMemory(): HALO_GPU_MEMORY overrides rl.gpuMemoryBudget", () => {

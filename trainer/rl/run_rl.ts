@@ -51,6 +51,7 @@ import { withTemperature } from "../backend.ts";
 import type { WebGpuQwen3 } from "../../model/qwen3_webgpu.ts";
 import { createProgress, formatDuration, type Progress } from "../../internal/progress.ts";
 import { writeFileAtomic } from "../../internal/atomic_write.ts";
+import { DEFAULT_FILL_WORKGROUPS } from "../../gpu/context.ts";
 import type { PendingStep } from "../train_loop.ts";
 import type { ParamTree } from "../types.ts";
 import { anchorCosines } from "./anchor_cosines.ts";
@@ -203,6 +204,7 @@ const RESUME_CHANGEABLE = [
   // GPU memory: where buffers live between phases and the budget change no result.
   "rl.releaseWorkspaces",
   "rl.gpuMemoryBudget",
+  "rl.gpuMemoryHeadroom",
   // Where the servers are and how they are reached do not define the run.
   "rl.rollout.servers",
   "rl.rollout.serverAdapterDir",
@@ -462,30 +464,14 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     question: p.question,
   }));
 
-  // Model and backend.
-  const built = await buildRunModel(config, head, { workers: options.workers });
-  const { lora, model, backend } = built;
-  let source: RolloutSource | null = null;
-  try {
-    return await run();
-  } finally {
-    await (source as RolloutSource | null)?.close();
-    backend.dispose();
-    model.dispose();
-  }
-
-  async function run(): Promise<RunRlResult> {
-    const params = backend.params;
-
-    // GPU memory: the estimate by item, the budget and the micro-batch checks, before any work;
-    // and the phases free each other's workspaces (rl.releaseWorkspaces).
-    let mergeAdapters: boolean | undefined = rl.mergeAdapters === "auto"
-      ? undefined
-      : rl.mergeAdapters === "on";
-    const gpuCtx = backend.kind === "webgpu" ? (backend.model as WebGpuQwen3).ctx : null;
-    let gpuPlan: ReturnType<typeof planRlGpuMemory> | null = null;
-    const residentBytes = gpuCtx?.allocatedBytes ?? 0;
-    if (gpuCtx !== null) {
+  // Model and backend. On WebGPU the memory plan (the estimate by item, the budget and the
+  // micro-batch checks) needs only the shapes and the device's limits: it runs before the weights
+  // are read and uploaded, so a run that cannot fit is refused in seconds; its lines are logged
+  // below, where they always were.
+  let gpuPlan: ReturnType<typeof planRlGpuMemory> | null = null;
+  const built = await buildRunModel(config, head, {
+    workers: options.workers,
+    beforeWeights: ({ gpu, lora }) => {
       let promptTokens = 0;
       for (let i = 0; i < trainPrompts.length; i++) {
         promptTokens = Math.max(promptTokens, trainIds(i).length);
@@ -499,13 +485,37 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         evalPromptTokens: Math.max(0, ...evalSet.map((p) => p.ids.length)),
         stopTokens: eosTokenIds.length,
         device: {
-          maxBindingSize: gpuCtx.gpu.maxBindingSize,
-          offsetAlignment: gpuCtx.device.limits.minStorageBufferOffsetAlignment,
-          isFallbackAdapter: gpuCtx.gpu.isFallbackAdapter,
-          fillWorkgroups: gpuCtx.fillWorkgroups,
+          maxBindingSize: gpu.maxBindingSize,
+          offsetAlignment: gpu.device.limits.minStorageBufferOffsetAlignment,
+          isFallbackAdapter: gpu.isFallbackAdapter,
+          // The run's GpuContext (trainer/_run_setup.ts) takes the default for the adapter.
+          fillWorkgroups: DEFAULT_FILL_WORKGROUPS[gpu.isFallbackAdapter ? "software" : "hardware"],
         },
         env: Deno.env.get("HALO_GPU_MEMORY"),
       });
+    },
+  });
+  const { lora, model, backend } = built;
+  let source: RolloutSource | null = null;
+  try {
+    return await run();
+  } finally {
+    await (source as RolloutSource | null)?.close();
+    backend.dispose();
+    model.dispose();
+  }
+
+  async function run(): Promise<RunRlResult> {
+    const params = backend.params;
+
+    // GPU memory: the plan made before the upload (above); and the phases free each other's
+    // workspaces (rl.releaseWorkspaces).
+    let mergeAdapters: boolean | undefined = rl.mergeAdapters === "auto"
+      ? undefined
+      : rl.mergeAdapters === "on";
+    const gpuCtx = backend.kind === "webgpu" ? (backend.model as WebGpuQwen3).ctx : null;
+    const residentBytes = gpuCtx?.allocatedBytes ?? 0;
+    if (gpuPlan !== null) {
       for (const line of gpuPlan.lines) log(line);
       if (gpuPlan.mergeSkipped) mergeAdapters = false;
     }
