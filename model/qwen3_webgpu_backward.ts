@@ -29,6 +29,13 @@
  * cotangent taken at a layer's output is injected there by an `addCotangent` hook), embedding
  * backward.
  *
+ * `encodeTrainStep` records into the caller's encoder and never submits. `runTrainStep` and
+ * `backward` own their encoder and submit it every `WebGpuQwen3.submitEveryLayers` layers (the
+ * forward's and the backward's layers counted together; by default after each one on a hardware
+ * adapter), continuing in a new encoder, so that a micro-step that is tens of seconds of GPU work
+ * at 14B is not one submission (OS GPU watchdogs: model/submit_splitter.ts); the readback stays
+ * one and the gradients are bit-identical.
+ *
  * @module
  */
 import { checkBackwardArgs, checkTemperature } from "./backward_args.ts";
@@ -60,6 +67,7 @@ import {
 } from "./decoder_layer_webgpu.ts";
 import { type ForwardInput, packBatch, type PackedBatch } from "./forward_input.ts";
 import { LAYER_TENSORS, layerTensorName } from "./tensor_table.ts";
+import { defaultSubmitEveryLayers, SubmitSplitter } from "./submit_splitter.ts";
 
 /**
  * Which parameters get gradients: `"adapters"` only the LoRA matrices (base frozen: no base
@@ -588,27 +596,44 @@ export class WebGpuQwen3Backward {
     input: ForwardInput,
     options: TrainStepOptions,
   ): TrainStepBuffers {
+    return this.#encodeTrainStep(
+      new SubmitSplitter(this.#ctx, encoder, 0, "train step"),
+      input,
+      options,
+    );
+  }
+
+  /**
+   * `encodeTrainStep` into `rec`, which submits at layer boundaries when it splits (the caller's
+   * `encoder` of `encodeTrainStep` never does: the caller owns it).
+   */
+  #encodeTrainStep(
+    rec: SubmitSplitter,
+    input: ForwardInput,
+    options: TrainStepOptions,
+  ): TrainStepBuffers {
+    const encoder = rec.encoder;
     this.#checkTrainStep(encoder, options);
     const step = this.#prepare(encoder, input, options);
     // The balance kernels add each routed projection's loss to this total.
     if (step.balance) encoder.clearBuffer(this.model.adapters!.balanceTotal);
-    const pass = encoder.beginComputePass({ label: "train step" });
-    const acts = this.#forward(pass, step);
+    rec.begin({ label: "train step" });
+    const acts = this.#forward(rec, step);
     const { ws } = step;
     const cot: TrainCotangents = {
       dLogprobs: ws.dLogprobs,
       dLastHidden: ws.dLastHidden,
       dLogits: ws.dLogitsBuf,
     };
-    options.lossHook(pass, acts, cot);
+    options.lossHook(rec.pass, acts, cot);
     const { flags } = step;
     // Without any cotangent nothing reaches the model: the gradients stay as they are.
     if (flags.logprobs || flags.logits || flags.lastHidden) {
-      this.#headBackward(pass, step);
-      this.#layersBackward(pass, step);
-      this.#embeddingBackward(pass, step);
+      this.#headBackward(rec.pass, step);
+      this.#layersBackward(rec, step);
+      this.#embeddingBackward(rec.pass, step);
     }
-    pass.end();
+    rec.end();
     return step.balance ? { acts, cot, balanceTotal: this.model.adapters!.balanceTotal } : {
       acts,
       cot,
@@ -782,19 +807,24 @@ export class WebGpuQwen3Backward {
    * log-probs and log-sum-exps (and the logits when the LM head runs in one block, or every
    * block's with `keepActivations`).
    */
-  #forward(pass: GPUComputePassEncoder, step: StepPlan): TrainActivations {
+  #forward(rec: SubmitSplitter, step: StepPlan): TrainActivations {
     const ctx = this.#ctx;
     const model = this.model;
     const c = model.config;
     const { ws, n, rows, tokens } = step;
     const L = c.numHiddenLayers;
-    encodeEmbedding(ctx, pass, { ids: ws.ids, table: model.embedTokens, out: ws.hs[0], tokens: n });
+    encodeEmbedding(ctx, rec.pass, {
+      ids: ws.ids,
+      table: model.embedTokens,
+      out: ws.hs[0],
+      tokens: n,
+    });
     for (let l = 0; l < L; l++) {
       // The last layer keeps its post-attention residual in hMid, so that all its activations
       // are still in the scratch buffers when the backward reaches it: no recomputation there.
       // With keepActivations, so does every trained layer, in buffers of its own.
       const kept = step.keeps(l) ? ws.kept[l]! : undefined;
-      encodeDecoderLayer(pass, model, {
+      encodeDecoderLayer(rec.pass, model, {
         layer: l,
         hIn: ws.hs[l],
         hMid: kept?.hMid ?? (l === L - 1 ? ws.hMid : ws.hs[l + 1]),
@@ -805,7 +835,9 @@ export class WebGpuQwen3Backward {
         rows,
         tokens,
       });
+      rec.layerDone();
     }
+    const pass = rec.pass;
     const [H, eps] = [c.hiddenSize, c.rmsNormEps];
     encodeRmsNorm(ctx, pass, { x: ws.hs[L], w: model.norm, y: ws.lastHidden, rows: n, d: H, eps });
     step.blocks.forEach(([r0, rows], i) => {
@@ -940,7 +972,7 @@ export class WebGpuQwen3Backward {
    * hidden cotangent the backward starts at its layer, unless HILO's balance term has routers
    * above it (then at the last layer, from a zero gradient).
    */
-  #layersBackward(pass: GPUComputePassEncoder, step: StepPlan): void {
+  #layersBackward(rec: SubmitSplitter, step: StepPlan): void {
     const model = this.model;
     const L = model.config.numHiddenLayers;
     const { ws, flags, base, lowest, hiddenLayer } = step;
@@ -952,7 +984,7 @@ export class WebGpuQwen3Backward {
     const inject = { layerOutput: addCotangent(this.#ctx, ws.dLastHidden) };
     for (let l = fromHead ? L - 1 : hiddenLayer!; l >= lowest; l--) {
       const kept = step.keeps(l) ? ws.kept[l]! : undefined;
-      encodeDecoderLayerBackward(pass, model, {
+      encodeDecoderLayerBackward(rec.pass, model, {
         layer: l,
         hIn: ws.hs[l],
         hMid: kept?.hMid ?? ws.hMid,
@@ -968,6 +1000,7 @@ export class WebGpuQwen3Backward {
         hooks: flags.lastHidden && l === hiddenLayer ? inject : undefined,
         balanceWeight: step.balanceWeight,
       });
+      rec.layerDone();
     }
   }
 
@@ -1097,8 +1130,16 @@ export class WebGpuQwen3Backward {
     options: TrainStepOptions & { readGradients?: boolean },
     reads: (step: TrainStepBuffers) => readonly ReadbackRange[] = () => [],
   ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[]; balanceLoss?: number }> {
-    const enc = this.#ctx.device.createCommandEncoder({ label: "train step" });
-    const step = this.encodeTrainStep(enc, input, options);
+    const rec = new SubmitSplitter(
+      this.#ctx,
+      this.#ctx.device.createCommandEncoder({ label: "train step" }),
+      // A WebGpuQwen3's setting; other weights get the adapter's default.
+      (this.model as Partial<{ submitEveryLayers: number }>).submitEveryLayers ??
+        defaultSubmitEveryLayers(this.#ctx),
+      "train step",
+    );
+    const step = this.#encodeTrainStep(rec, input, options);
+    const enc = rec.encoder;
     const extra = [...reads(step)];
     const nExtra = extra.length;
     if (step.balanceTotal) extra.push({ buffer: step.balanceTotal, offset: 0, size: 4 });
