@@ -199,8 +199,9 @@ export interface WebGpuQwen3Options {
    * step on a hardware adapter anyway): the recording is submitted after every
    * `submitEveryLayers` layers and continues in a new encoder, so that no submission holds
    * seconds of GPU work (an OS GPU watchdog, e.g. Windows' 2 s TDR, may reset a device that
-   * cannot preempt one; see model/submit_splitter.ts). Readbacks are not added; results are
-   * bit-identical. 0: one submission per recording. Default 1 on a hardware adapter, 0 on a
+   * cannot preempt one; see model/submit_splitter.ts). A row block of the LM head (those of
+   * `tokenLogprobs` and of training steps) counts as a layer. Readbacks are not added; results
+   * are bit-identical. 0: one submission per recording. Default 1 on a hardware adapter, 0 on a
    * software one (`isFallbackAdapter`). Settable later as
    * {@linkcode WebGpuQwen3.submitEveryLayers}.
    */
@@ -914,6 +915,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
           rows,
           v: c.vocabSize,
         });
+        rec.layerDone(); // an LM-head block counts as a layer
       }
     }
     rec.end();

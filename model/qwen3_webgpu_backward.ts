@@ -31,8 +31,8 @@
  *
  * `encodeTrainStep` records into the caller's encoder and never submits. `runTrainStep` and
  * `backward` own their encoder and submit it every `WebGpuQwen3.submitEveryLayers` layers (the
- * forward's and the backward's layers counted together; by default after each one on a hardware
- * adapter), continuing in a new encoder, so that a micro-step that is tens of seconds of GPU work
+ * forward's and the backward's layers counted together, and each LM-head row block of either as
+ * one; by default after each one on a hardware adapter), continuing in a new encoder, so that a micro-step that is tens of seconds of GPU work
  * at 14B is not one submission (OS GPU watchdogs: model/submit_splitter.ts); the readback stays
  * one and the gradients are bit-identical.
  *
@@ -629,7 +629,7 @@ export class WebGpuQwen3Backward {
     const { flags } = step;
     // Without any cotangent nothing reaches the model: the gradients stay as they are.
     if (flags.logprobs || flags.logits || flags.lastHidden) {
-      this.#headBackward(rec.pass, step);
+      this.#headBackward(rec, step);
       this.#layersBackward(rec, step);
       this.#embeddingBackward(rec.pass, step);
     }
@@ -837,12 +837,18 @@ export class WebGpuQwen3Backward {
       });
       rec.layerDone();
     }
-    const pass = rec.pass;
     const [H, eps] = [c.hiddenSize, c.rmsNormEps];
-    encodeRmsNorm(ctx, pass, { x: ws.hs[L], w: model.norm, y: ws.lastHidden, rows: n, d: H, eps });
+    encodeRmsNorm(ctx, rec.pass, {
+      x: ws.hs[L],
+      w: model.norm,
+      y: ws.lastHidden,
+      rows: n,
+      d: H,
+      eps,
+    });
     step.blocks.forEach(([r0, rows], i) => {
       const logits = step.blockLogits[i];
-      encodeLmHeadBlock(ctx, pass, {
+      encodeLmHeadBlock(ctx, rec.pass, {
         head: model.lmHead,
         x: ws.lastHidden,
         logits,
@@ -850,7 +856,7 @@ export class WebGpuQwen3Backward {
         rows,
         alpha: step.headAlpha,
       });
-      encodeLogprob(ctx, pass, {
+      encodeLogprob(ctx, rec.pass, {
         logits,
         targets: rowsOf(ws.targets, r0, rows, 1),
         out: rowsOf(ws.logprobs, r0, rows, 1),
@@ -859,6 +865,7 @@ export class WebGpuQwen3Backward {
         rows,
         v: c.vocabSize,
       });
+      rec.layerDone(); // an LM-head block counts as a layer
     });
     return {
       tokens: n,
@@ -880,7 +887,7 @@ export class WebGpuQwen3Backward {
    * cotangent (when it is taken there) and the log-prob / logit cotangents through the LM head;
    * then `grads.dh` = d loss / d (last layer's output). Skipped when neither reaches the head.
    */
-  #headBackward(pass: GPUComputePassEncoder, step: StepPlan): void {
+  #headBackward(rec: SubmitSplitter, step: StepPlan): void {
     const ctx = this.#ctx;
     const model = this.model;
     const c = model.config;
@@ -891,7 +898,7 @@ export class WebGpuQwen3Backward {
     // Without a hidden cotangent here, the LM head's first block overwrites dx.
     const hiddenHere = flags.lastHidden && step.hiddenLayer === undefined;
     if (!headNeeded && !hiddenHere) return;
-    if (hiddenHere) encodeAdd(ctx, pass, { x: ws.dLastHidden, y: dx, n: n * H });
+    if (hiddenHere) encodeAdd(ctx, rec.pass, { x: ws.dLastHidden, y: dx, n: n * H });
     if (headNeeded) {
       step.blocks.forEach(([r0, rows], i) => {
         const logits = step.blockLogits[i];
@@ -899,7 +906,7 @@ export class WebGpuQwen3Backward {
         if (flags.logprobs) {
           // Logits overwritten by a later block (without keepActivations): recompute them.
           if (!step.headKept) {
-            encodeLmHeadBlock(ctx, pass, {
+            encodeLmHeadBlock(ctx, rec.pass, {
               head: model.lmHead,
               x: ws.lastHidden,
               logits,
@@ -908,7 +915,7 @@ export class WebGpuQwen3Backward {
               alpha: step.headAlpha,
             });
           }
-          encodeLogprobBackward(ctx, pass, {
+          encodeLogprobBackward(ctx, rec.pass, {
             logits,
             targets: rowsOf(ws.targets, r0, rows, 1),
             lse: rowsOf(ws.lse, r0, rows, 1),
@@ -917,7 +924,7 @@ export class WebGpuQwen3Backward {
             v: V,
           });
           if (flags.logits) {
-            encodeAdd(ctx, pass, {
+            encodeAdd(ctx, rec.pass, {
               x: rowsOf(ws.dLogitsBuf!, r0, rows, V),
               y: logits,
               n: rows * V,
@@ -929,7 +936,7 @@ export class WebGpuQwen3Backward {
           dy = rowsOf(ws.dLogitsBuf!, r0, rows, V);
         }
         model.lmHead.chunks.forEach((chunk, j) => {
-          encodeMatmulBackward(ctx, pass, {
+          encodeMatmulBackward(ctx, rec.pass, {
             dy,
             m: rows,
             n: chunk.rows,
@@ -947,9 +954,10 @@ export class WebGpuQwen3Backward {
             alpha: step.headAlpha,
           });
         });
+        rec.layerDone(); // an LM-head block counts as a layer
       });
     }
-    encodeRmsNormBackward(ctx, pass, {
+    encodeRmsNormBackward(ctx, rec.pass, {
       dy: dx,
       x: ws.hs[c.numHiddenLayers],
       w: model.norm,

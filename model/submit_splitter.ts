@@ -7,8 +7,8 @@
  * (Windows TDR, 2 s by default; macOS) may reset a device that cannot preempt such a command
  * buffer, and Deno's wait for the readback blocks the JS thread for the whole submission. A
  * submit is cheap (no GPU→CPU round trip, unlike a readback, which costs ≥ 10 ms in Deno), so the
- * recording is finished and submitted every `everyLayers` decoder layers and continues in a new
- * encoder; the final readback stays one.
+ * recording is finished and submitted every `everyLayers` decoder layers (the callers count an
+ * LM-head row block as a layer too) and continues in a new encoder; the final readback stays one.
  *
  * Splitting does not change results: submissions run in order, and everything a later piece
  * reads was written either by an earlier piece or by a `queue.writeBuffer` issued before it was

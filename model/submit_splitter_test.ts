@@ -13,6 +13,7 @@ import { fixtureDir } from "../internal/test_utils.ts";
 import { resolveGenerateOptions } from "./generate.ts";
 import { readQwen3Config } from "./config.ts";
 import { generateWebGpu, releaseGenerateWorkspace } from "./generate_webgpu.ts";
+import { lmHeadBlockRows } from "./lm_head_webgpu.ts";
 import { loadModel } from "./load_model.ts";
 import { WebGpuQwen3 } from "./qwen3_webgpu.ts";
 import { loadQwen3Weights } from "./weights.ts";
@@ -108,7 +109,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "forward() and tokenLogprobs() split every k layers: same bits, L/k more submits",
+  name: "forward() and tokenLogprobs() split every k layers (LM-head blocks counted as layers): " +
+    "same bits, (layers + blocks) / k more submits",
   ignore: noGpu,
   async fn() {
     const model = await fixtureModel();
@@ -119,22 +121,38 @@ Deno.test({
         inputIds: [[5, 99, 143, 250, 7, 301], [11, 200, 37, 42, 8, 9]],
         outputHiddenStates: true,
       };
+      // 2 × 70 tokens in LM-head blocks of 64 tokens: 3 blocks.
+      const long = {
+        inputIds: [0, 1].map((b) =>
+          Array.from({ length: 70 }, (_, t) => (b * 31 + t * 7) % model.config.vocabSize)
+        ),
+      };
+      const blocks = Math.ceil(
+        12 / lmHeadBlockRows(model.ctx, model.config.vocabSize, 12, {
+          action: "test",
+        }),
+      );
       const run = async (k: number) => {
         model.submitEveryLayers = k;
         const readbacks = model.ctx.readbacks;
         const fwd = await countSubmits(() => model.forward(input));
         const lp = await countSubmits(() => model.tokenLogprobs(input, { hiddenLayer: 0 }));
-        strictEqual(model.ctx.readbacks - readbacks, 2, "one readback per call");
-        return { fwd, lp };
+        const lp3 = await countSubmits(() => model.tokenLogprobs(long, { headChunkTokens: 64 }));
+        strictEqual(model.ctx.readbacks - readbacks, 3, "one readback per call");
+        return { fwd, lp, lp3 };
       };
       const one = await run(0);
       strictEqual(one.fwd.submits, 1);
       strictEqual(one.lp.submits, 1);
+      strictEqual(one.lp3.submits, 1);
       for (const k of [1, 2]) {
         const split = await run(k);
-        // Every k-th layer, the last one's included, then the readback's submit.
+        // Every k-th layer or LM-head block, the last one's included, then the readback's submit
+        // (forward()'s logits are one LM-head product, not blocks).
         strictEqual(split.fwd.submits, Math.floor(L / k) + 1, `forward, k = ${k}`);
-        strictEqual(split.lp.submits, Math.floor(L / k) + 1, `tokenLogprobs, k = ${k}`);
+        strictEqual(split.lp.submits, Math.floor((L + blocks) / k) + 1, `tokenLogprobs, k = ${k}`);
+        strictEqual(split.lp3.submits, Math.floor((L + 3) / k) + 1, `3 head blocks, k = ${k}`);
+        deepStrictEqual(bits(split.lp3.value.logprobs), bits(one.lp3.value.logprobs));
         deepStrictEqual(bits(split.fwd.value.logits), bits(one.fwd.value.logits));
         strictEqual(split.fwd.value.hiddenStates!.length, L + 1);
         split.fwd.value.hiddenStates!.forEach((h, l) =>
@@ -209,8 +227,9 @@ Deno.test({
 });
 
 Deno.test({
-  name: "backward() (LoRA, and full fine-tuning) split every k layers: same gradient bits, " +
-    "(forward + backward layers) / k more submits, one readback",
+  name: "backward() (LoRA, full fine-tuning; LM head in blocks, recomputed or kept) split " +
+    "every k layers: same gradient bits, (forward + backward layers and LM-head blocks) / k " +
+    "more submits, one readback",
   ignore: noGpu,
   async fn() {
     const model = await fixtureModel();
@@ -238,14 +257,40 @@ Deno.test({
       for (const [k, mode] of cases) {
         const one = unsplit[mode];
         const split = await run(k, mode);
-        // The forward's L layers and the backward's L (every layer is adapted) counted together.
-        strictEqual(split.submits, Math.floor(2 * L / k) + 1, `${mode}, k = ${k}`);
+        // The forward's L layers and the backward's L (every layer is adapted) counted together,
+        // with the LM head's one block in the forward and in the backward.
+        strictEqual(split.submits, Math.floor((2 * L + 2) / k) + 1, `${mode}, k = ${k}`);
         deepStrictEqual([...split.value.grads.keys()], [...one.value.grads.keys()]);
         for (const [name, g] of one.value.grads) {
           deepStrictEqual(bits(split.value.grads.get(name)!), bits(g), `${mode}: ${name}`);
         }
         deepStrictEqual(bits(split.value.logprobs), bits(one.value.logprobs), mode);
         deepStrictEqual(bits(split.value.lastHidden), bits(one.value.lastHidden), mode);
+      }
+      // 70 tokens in LM-head blocks of 64 (2 blocks, recomputed in the backward, or kept with
+      // keepActivations), split after every layer and block.
+      const long = { inputIds: [Array.from({ length: 70 }, (_, t) => (t * 7) % 384)] };
+      const dLong = Array.from({ length: 69 }, (_, i) => ((i * 5) % 9) / 9 - 0.5);
+      for (const keepActivations of [false, true]) {
+        const step = async (k: number) => {
+          model.submitEveryLayers = k;
+          return await countSubmits(() =>
+            model.backward(long, {
+              mode: "adapters",
+              dLogprobs: dLong,
+              headChunkTokens: 64,
+              keepActivations,
+            })
+          );
+        };
+        const one = await step(0);
+        const split = await step(1);
+        strictEqual(one.submits, 1);
+        strictEqual(split.submits, 2 * L + 2 * 2 + 1, `keepActivations ${keepActivations}`);
+        for (const [name, g] of one.value.grads) {
+          deepStrictEqual(bits(split.value.grads.get(name)!), bits(g), name);
+        }
+        deepStrictEqual(bits(split.value.logprobs), bits(one.value.logprobs));
       }
     } finally {
       model.dispose();
@@ -333,7 +378,7 @@ Deno.test({
       };
       const one = await run(0);
       const split = await run(1);
-      strictEqual(split.submits, one.submits + 2 * c.numHiddenLayers);
+      strictEqual(split.submits, one.submits + 2 * c.numHiddenLayers + 2);
       ok(one.value.balanceLoss !== undefined && one.value.balanceLoss > 0);
       strictEqual(split.value.balanceLoss, one.value.balanceLoss);
       for (const [name, g] of one.value.grads) {
