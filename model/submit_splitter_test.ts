@@ -88,7 +88,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "WebGpuQwen3.submitEveryLayers defaults to 1 on a hardware adapter and 0 on a software one",
+  name: "WebGpuQwen3.submitEveryLayers defaults to 1 on a hardware adapter and 0 on a software " +
+    "one; loadModel's option sets it",
   ignore: noGpu,
   async fn() {
     const base = (await testContext())!;
@@ -103,6 +104,14 @@ Deno.test({
         model.dispose();
       }
     }
+    const set = await loadModel(fixtureDir(), {
+      backend: "webgpu",
+      gpu: base,
+      warn: false,
+      submitEveryLayers: 3,
+    });
+    strictEqual((set as WebGpuQwen3).submitEveryLayers, 3);
+    set.dispose();
     strictEqual(DEFAULT_SUBMIT_EVERY_LAYERS.hardware, 1);
     strictEqual(DEFAULT_SUBMIT_EVERY_LAYERS.software, 0);
   },
