@@ -57,9 +57,11 @@ Deno.test({
       const [fused, plain, merged] = results;
       ok(plain.stats.rowSteps < 8 * plain.stats.steps, "no row was dropped");
       // The hardware path submits each decode step as it is recorded (readbacks stay one per
-      // chunk of 4 steps); the software one submits once per chunk.
+      // chunk of 4 steps), and its prefill after each layer (submitEveryLayers, default 1 there);
+      // the software one submits once per chunk.
+      strictEqual(models[0].submitEveryLayers, 1);
       strictEqual(fused.stats.readbacks, plain.stats.readbacks);
-      strictEqual(fused.stats.submits, fused.stats.steps);
+      strictEqual(fused.stats.submits, fused.stats.steps + models[0].config.numHiddenLayers);
       strictEqual(plain.stats.submits, plain.stats.readbacks);
       ok(fused.stats.submits > plain.stats.submits);
       deepStrictEqual(fused.sequences.map((s) => s.tokens), plain.sequences.map((s) => s.tokens));

@@ -7,6 +7,11 @@
  * and RoPE positions advance on the GPU, so a decode step's dispatches, uniforms and bind groups
  * are the same every step and nothing is read back until the chunk ends.
  *
+ * The prefill (and the merge before it) is submitted every `WebGpuQwen3.submitEveryLayers` layers
+ * (default: after each on a hardware adapter, never on a software one), so that a long prefill is
+ * not one submission of seconds of GPU work (OS GPU watchdogs; model/submit_splitter.ts); decode
+ * keeps the submits above.
+ *
  * Layout: prompts are left-padded to the longest, `P`; pad slots are masked out of attention and
  * token `t` of a prompt of length `L` gets RoPE position `t − (P − L)`. Decode step `s ≥ 1` writes
  * slot `P + s − 1` of every row. Decode attention runs over the cache with a `kvLen` rounded up to
@@ -65,6 +70,7 @@ import type {
 } from "./generate.ts";
 import { kvBytesPerElement, KvCache, type KvDtype } from "./kv_cache.ts";
 import { MergedAdapterWeights } from "./merge_adapters_webgpu.ts";
+import { SubmitSplitter } from "./submit_splitter.ts";
 import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
 
 /**
@@ -272,9 +278,18 @@ async function run(
     );
   writeInfo();
 
-  // Prefill, in chunks of rows that fit one binding; all but the last submitted on their own.
-  let enc = ctx.device.createCommandEncoder({ label: "generate" });
-  if (merge) ws.merged!.encode(enc, model);
+  // Prefill, in chunks of rows that fit one binding; all but the last submitted on their own,
+  // and each also every `submitEveryLayers` layers (then the merge too is submitted apart).
+  const prefill = new SubmitSplitter(
+    ctx,
+    ctx.device.createCommandEncoder({ label: "generate" }),
+    model.submitEveryLayers,
+    "generate",
+  );
+  if (merge) {
+    ws.merged!.encode(prefill.encoder, model);
+    if (model.submitEveryLayers > 0) prefill.submit();
+  }
   for (let row0 = 0; row0 < B; row0 += chunkRows) {
     const rows = Math.min(chunkRows, B - row0);
     const ids = new Uint32Array(rows * P);
@@ -287,25 +302,22 @@ async function run(
       pmask.fill(1, r * P + pad, (r + 1) * P);
       for (let t = 0; t < p.length; t++) pos[r * P + pad + t] = t;
     }
-    if (row0 > 0) {
-      queue.submit([enc.finish()]);
-      submits++;
-      enc = ctx.device.createCommandEncoder({ label: "generate" });
-    }
+    // The chunk's inputs overwrite the last one's, which must be submitted first.
+    if (row0 > 0) prefill.submit();
     queue.writeBuffer(ws.idsPre, 0, ids);
     queue.writeBuffer(ws.posPre, 0, pos);
     queue.writeBuffer(ws.maskPre, 0, pmask);
-    const pass = enc.beginComputePass();
-    recordForward(ctx, pass, weights, ws, {
+    prefill.begin();
+    recordForward(ctx, prefill, weights, ws, {
       rows,
       tokens: P,
       ids: ws.idsPre,
       positions: ws.posPre,
       row0,
     });
-    pass.end();
+    prefill.end();
     for (let r = 0; r < rows; r++) {
-      enc.copyBufferToBuffer(
+      prefill.encoder.copyBufferToBuffer(
         ws.h,
         (r * P + P - 1) * hsz * 4,
         ws.hLast,
@@ -314,6 +326,8 @@ async function run(
       );
     }
   }
+  submits += prefill.submits;
+  let enc = prefill.encoder;
 
   // Decode in chunks of readbackEvery sampling steps.
   const host = new Uint32Array(maxNewTokens * B * 3);
@@ -562,17 +576,19 @@ function workspace(model: WebGpuQwen3, need: GenerateWorkspaceSizes): Workspace 
  */
 function recordForward(
   ctx: GpuContext,
-  pass: GPUComputePassEncoder,
+  into: GPUComputePassEncoder | SubmitSplitter,
   model: GpuModelWeights,
   ws: Workspace,
   step: StepShape,
 ): void {
+  const split = into instanceof SubmitSplitter ? into : undefined;
+  const pass = () => split?.pass ?? (into as GPUComputePassEncoder);
   const n = step.rows * step.tokens;
   const acts: LayerActivationBuffers = { ...ws, x1: ws.x, x2: ws.x, loraScratch: ws.loraU };
-  encodeEmbedding(ctx, pass, { ids: step.ids, table: model.embedTokens, out: ws.h, tokens: n });
+  encodeEmbedding(ctx, pass(), { ids: step.ids, table: model.embedTokens, out: ws.h, tokens: n });
   model.layers.forEach((_, l) => {
     const layer = ws.cache.layers[l];
-    encodeDecoderLayer(pass, model, {
+    encodeDecoderLayer(pass(), model, {
       layer: l,
       hIn: ws.h,
       acts,
@@ -594,6 +610,7 @@ function recordForward(
       },
       matvec: true,
     });
+    split?.layerDone();
   });
 }
 

@@ -50,6 +50,12 @@ export interface LoadModelOptions {
    * decode matvec per group); default true. See `WebGpuQwen3Options.fuseProjections`.
    */
   fuseProjections?: boolean;
+  /**
+   * WebGPU only: decoder layers per `queue.submit` in the forward, training steps and prefill
+   * (OS GPU watchdogs); default 1 on a hardware adapter, 0 (no split) on a software one. See
+   * `WebGpuQwen3Options.submitEveryLayers`.
+   */
+  submitEveryLayers?: number;
 }
 
 /**
@@ -123,6 +129,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       weightDtype: options.weightDtype,
       kvDtype: options.kvDtype,
       fuseProjections: options.fuseProjections,
+      submitEveryLayers: options.submitEveryLayers,
     });
     await ctx.settleUploads(); // the staging copies of the uploads can go now
   }

@@ -1,11 +1,18 @@
 /**
  * The WebGPU backend: the Qwen3 forward pass as an ordered list of WGSL kernel launches over
- * preallocated activations, recorded into one command encoder and read back once; LoRA adapters
+ * preallocated activations, recorded into command encoders and read back once; LoRA adapters
  * on any projection ({@linkcode WebGpuQwen3.setAdapters}); and the training step (forward, a
  * caller's loss kernels, backward with per-layer recomputation, or from every layer's kept
  * activations with `keepActivations`) of `qwen3_webgpu_backward.ts`. Each layer's q|k|v and
  * gate|up base weights are stored as one buffer per group where they fit, the projections views
  * into it (`WebGpuQwen3Options.fuseProjections`), so that decoding records one matvec per group.
+ *
+ * The long recordings (forward, token log-probs, a training step run by `backward` or
+ * `runTrainStep`, generation's prefill) are submitted every `WebGpuQwen3Options.submitEveryLayers`
+ * decoder layers (default: after each on a hardware adapter, never on a software one) and go on in
+ * a new encoder: at real sizes one submission would be seconds of GPU work, which an OS GPU
+ * watchdog (Windows TDR, 2 s; macOS) may answer with a device reset. Readbacks stay one per call;
+ * results are bit-identical (model/submit_splitter.ts).
  *
  * @module
  */
@@ -59,6 +66,11 @@ import {
 } from "./tensor_table.ts";
 import type { Qwen3Weights } from "./weights.ts";
 import type { KvDtype } from "./kv_cache.ts";
+import {
+  checkSubmitEveryLayers,
+  defaultSubmitEveryLayers,
+  SubmitSplitter,
+} from "./submit_splitter.ts";
 
 export type {
   GpuBackwardMode,
@@ -181,6 +193,19 @@ export interface WebGpuQwen3Options {
    * a multiple of 64 fits, at f32 and f16). Default true.
    */
   fuseProjections?: boolean;
+  /**
+   * Decoder layers recorded per `queue.submit` in `forward`, `tokenLogprobs`, a training step
+   * run by `backward`/`runTrainStep`, and generation's prefill (not decode, which submits per
+   * step on a hardware adapter anyway): the recording is submitted after every
+   * `submitEveryLayers` layers and continues in a new encoder, so that no submission holds
+   * seconds of GPU work (an OS GPU watchdog, e.g. Windows' 2 s TDR, may reset a device that
+   * cannot preempt one; see model/submit_splitter.ts). A row block of the LM head (those of
+   * `tokenLogprobs` and of training steps) counts as a layer. Readbacks are not added; results
+   * are bit-identical. 0: one submission per recording. Default 1 on a hardware adapter, 0 on a
+   * software one (`isFallbackAdapter`). Settable later as
+   * {@linkcode WebGpuQwen3.submitEveryLayers}.
+   */
+  submitEveryLayers?: number;
 }
 
 /**
@@ -225,6 +250,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   readonly weightDtype: "f32" | "f16";
   /** How generation's KV cache stores keys and values (`WebGpuQwen3Options.kvDtype`). */
   readonly kvDtype: KvDtype;
+  #submitEvery: number;
 
   /**
    * Uploads the weights.
@@ -269,6 +295,10 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       );
     }
     this.kvDtype = kvDtype;
+    this.#submitEvery = checkSubmitEveryLayers(
+      options.submitEveryLayers ?? defaultSubmitEveryLayers(ctx),
+      "the model",
+    );
     // What is uploaded so far, released if a later tensor fails (a value f16 cannot hold, a read
     // error of a lazily read checkpoint): a failed construction leaves nothing allocated.
     const made: GPUBuffer[] = [];
@@ -374,6 +404,26 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     };
   }
 
+  /**
+   * Decoder layers recorded per `queue.submit` in the long recordings (forward, token log-probs,
+   * training steps run by `backward`/`runTrainStep`, generation's prefill); 0: one submission per
+   * recording. See `WebGpuQwen3Options.submitEveryLayers`.
+   *
+   * @example Submit every 4 layers
+   * ```ts ignore
+   * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
+   * model.submitEveryLayers = 4;
+   * ```
+   */
+  get submitEveryLayers(): number {
+    return this.#submitEvery;
+  }
+
+  /** @throws {RangeError} If the value is not an integer ≥ 0. */
+  set submitEveryLayers(value: number) {
+    this.#submitEvery = checkSubmitEveryLayers(value, "the model");
+  }
+
   /** The operation the model is busy with ({@linkcode WebGpuQwen3.acquire}), or null. */
   get busyWith(): string | null {
     return this.#busy;
@@ -403,7 +453,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   }
 
   /**
-   * Runs the model over a batch: one submit, one readback.
+   * Runs the model over a batch: one readback (one submit, or one per
+   * {@linkcode WebGpuQwen3.submitEveryLayers} layers and the readback's).
    *
    * @param input The batch.
    * @returns Logits and, when asked, hidden states.
@@ -644,8 +695,9 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
 
   /**
    * Gradients of a loss given by its cotangents (on the logits, the final-norm hidden state
-   * and/or the token log-probs): uploads them, records one training step, submits once and
-   * reads the gradients back once. Keys as `cpuBackward`'s.
+   * and/or the token log-probs): uploads them, records one training step, submits it (in pieces
+   * of {@linkcode WebGpuQwen3.submitEveryLayers} layers) and reads the gradients back once.
+   * Keys as `cpuBackward`'s.
    *
    * @param input The batch.
    * @param options Mode, cotangents and accumulation.
@@ -673,8 +725,9 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   }
 
   /**
-   * Records one training step (forward, the caller's loss kernels, backward), submits it and
-   * reads back the gradients of the mode together with the caller's ranges of the step's buffers
+   * Records one training step (forward, the caller's loss kernels, backward), submits it (every
+   * {@linkcode WebGpuQwen3.submitEveryLayers} layers, the forward's and backward's counted
+   * together) and reads back the gradients of the mode together with the caller's ranges of the step's buffers
    * in one readback: a loss computed on the GPU costs one forward, one backward and one round
    * trip, with no activation leaving the device.
    *
@@ -782,7 +835,10 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     return this.#backward;
   }
 
-  /** Records the whole forward pass into a new encoder (not submitted). */
+  /**
+   * Records the whole forward pass into a new encoder, submitting every `submitEveryLayers`
+   * layers; returns the last encoder (not submitted).
+   */
   #record(batch: PackedBatch, ws: Workspace, want: ForwardWants): GPUCommandEncoder {
     const { ctx } = this;
     const c = this.config;
@@ -793,23 +849,28 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     q.writeBuffer(ws.targets, 0, batch.targets);
     const n = batch.batch * batch.seqLen;
     const [hsz, eps] = [c.hiddenSize, c.rmsNormEps];
-    const enc = ctx.device.createCommandEncoder({ label: "forward" });
-    let pass = enc.beginComputePass();
+    const rec = new SubmitSplitter(
+      ctx,
+      ctx.device.createCommandEncoder({ label: "forward" }),
+      this.#submitEvery,
+      "forward",
+    );
+    rec.begin();
     const snapshot = (l: number, src: GPUBuffer) => {
       if (!want.hidden) return;
-      pass.end();
-      enc.copyBufferToBuffer(src, 0, ws.hidden!, l * n * hsz * 4, n * hsz * 4);
-      pass = enc.beginComputePass();
+      rec.end();
+      rec.encoder.copyBufferToBuffer(src, 0, ws.hidden!, l * n * hsz * 4, n * hsz * 4);
+      rec.begin();
     };
 
-    encodeEmbedding(ctx, pass, { ids: ws.ids, table: this.embedTokens, out: ws.h, tokens: n });
+    encodeEmbedding(ctx, rec.pass, { ids: ws.ids, table: this.embedTokens, out: ws.h, tokens: n });
     snapshot(0, ws.h);
     const acts: LayerActivationBuffers = { ...ws, x1: ws.x, x2: ws.x, loraScratch: ws.loraU };
     const capture: LayerHooks = ws.layerHidden
       ? { layerOutput: captureHidden(ctx, ws.layerHidden) }
       : {};
     this.layers.forEach((_, l) => {
-      encodeDecoderLayer(pass, this, {
+      encodeDecoderLayer(rec.pass, this, {
         layer: l,
         hIn: ws.h,
         acts,
@@ -820,12 +881,13 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
         hooks: l === want.layerHidden ? capture : undefined,
       });
       if (l < this.layers.length - 1) snapshot(l + 1, ws.h);
+      rec.layerDone();
     });
     // The final-norm output stays in ws.x: HF's hidden_states[-1].
-    encodeRmsNorm(ctx, pass, { x: ws.h, w: this.norm, y: ws.x, rows: n, d: hsz, eps });
+    encodeRmsNorm(ctx, rec.pass, { x: ws.h, w: this.norm, y: ws.x, rows: n, d: hsz, eps });
     snapshot(this.layers.length, ws.x);
     if (want.logits) {
-      encodeLinear(ctx, pass, { x: ws.x, w: this.lmHead, y: ws.logits!, m: n });
+      encodeLinear(ctx, rec.pass, { x: ws.x, w: this.lmHead, y: ws.logits!, m: n });
     }
     if (want.headRows) {
       const slice = (b: GPUBuffer, r0: number, rows: number) => ({
@@ -836,7 +898,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       for (let r0 = 0; r0 < n; r0 += want.headRows) {
         const rows = Math.min(want.headRows, n - r0);
         const logits = ws.headLogits!;
-        encodeLmHeadBlock(ctx, pass, {
+        encodeLmHeadBlock(ctx, rec.pass, {
           head: this.lmHead,
           x: ws.x,
           logits,
@@ -844,7 +906,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
           rows,
           alpha: want.headAlpha,
         });
-        encodeLogprob(ctx, pass, {
+        encodeLogprob(ctx, rec.pass, {
           logits,
           targets: slice(ws.targets, r0, rows),
           out: slice(ws.logprobs, r0, rows),
@@ -853,10 +915,11 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
           rows,
           v: c.vocabSize,
         });
+        rec.layerDone(); // an LM-head block counts as a layer
       }
     }
-    pass.end();
-    return enc;
+    rec.end();
+    return rec.encoder;
   }
 
   #workspace(tokens: number, want: ForwardWants): Workspace {

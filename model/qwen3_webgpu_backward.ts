@@ -29,6 +29,13 @@
  * cotangent taken at a layer's output is injected there by an `addCotangent` hook), embedding
  * backward.
  *
+ * `encodeTrainStep` records into the caller's encoder and never submits. `runTrainStep` and
+ * `backward` own their encoder and submit it every `WebGpuQwen3.submitEveryLayers` layers (the
+ * forward's and the backward's layers counted together, and each LM-head row block of either as
+ * one; by default after each one on a hardware adapter), continuing in a new encoder, so that a micro-step that is tens of seconds of GPU work
+ * at 14B is not one submission (OS GPU watchdogs: model/submit_splitter.ts); the readback stays
+ * one and the gradients are bit-identical.
+ *
  * @module
  */
 import { checkBackwardArgs, checkTemperature } from "./backward_args.ts";
@@ -60,6 +67,7 @@ import {
 } from "./decoder_layer_webgpu.ts";
 import { type ForwardInput, packBatch, type PackedBatch } from "./forward_input.ts";
 import { LAYER_TENSORS, layerTensorName } from "./tensor_table.ts";
+import { defaultSubmitEveryLayers, SubmitSplitter } from "./submit_splitter.ts";
 
 /**
  * Which parameters get gradients: `"adapters"` only the LoRA matrices (base frozen: no base
@@ -588,27 +596,44 @@ export class WebGpuQwen3Backward {
     input: ForwardInput,
     options: TrainStepOptions,
   ): TrainStepBuffers {
+    return this.#encodeTrainStep(
+      new SubmitSplitter(this.#ctx, encoder, 0, "train step"),
+      input,
+      options,
+    );
+  }
+
+  /**
+   * `encodeTrainStep` into `rec`, which submits at layer boundaries when it splits (the caller's
+   * `encoder` of `encodeTrainStep` never does: the caller owns it).
+   */
+  #encodeTrainStep(
+    rec: SubmitSplitter,
+    input: ForwardInput,
+    options: TrainStepOptions,
+  ): TrainStepBuffers {
+    const encoder = rec.encoder;
     this.#checkTrainStep(encoder, options);
     const step = this.#prepare(encoder, input, options);
     // The balance kernels add each routed projection's loss to this total.
     if (step.balance) encoder.clearBuffer(this.model.adapters!.balanceTotal);
-    const pass = encoder.beginComputePass({ label: "train step" });
-    const acts = this.#forward(pass, step);
+    rec.begin({ label: "train step" });
+    const acts = this.#forward(rec, step);
     const { ws } = step;
     const cot: TrainCotangents = {
       dLogprobs: ws.dLogprobs,
       dLastHidden: ws.dLastHidden,
       dLogits: ws.dLogitsBuf,
     };
-    options.lossHook(pass, acts, cot);
+    options.lossHook(rec.pass, acts, cot);
     const { flags } = step;
     // Without any cotangent nothing reaches the model: the gradients stay as they are.
     if (flags.logprobs || flags.logits || flags.lastHidden) {
-      this.#headBackward(pass, step);
-      this.#layersBackward(pass, step);
-      this.#embeddingBackward(pass, step);
+      this.#headBackward(rec, step);
+      this.#layersBackward(rec, step);
+      this.#embeddingBackward(rec.pass, step);
     }
-    pass.end();
+    rec.end();
     return step.balance ? { acts, cot, balanceTotal: this.model.adapters!.balanceTotal } : {
       acts,
       cot,
@@ -782,19 +807,24 @@ export class WebGpuQwen3Backward {
    * log-probs and log-sum-exps (and the logits when the LM head runs in one block, or every
    * block's with `keepActivations`).
    */
-  #forward(pass: GPUComputePassEncoder, step: StepPlan): TrainActivations {
+  #forward(rec: SubmitSplitter, step: StepPlan): TrainActivations {
     const ctx = this.#ctx;
     const model = this.model;
     const c = model.config;
     const { ws, n, rows, tokens } = step;
     const L = c.numHiddenLayers;
-    encodeEmbedding(ctx, pass, { ids: ws.ids, table: model.embedTokens, out: ws.hs[0], tokens: n });
+    encodeEmbedding(ctx, rec.pass, {
+      ids: ws.ids,
+      table: model.embedTokens,
+      out: ws.hs[0],
+      tokens: n,
+    });
     for (let l = 0; l < L; l++) {
       // The last layer keeps its post-attention residual in hMid, so that all its activations
       // are still in the scratch buffers when the backward reaches it: no recomputation there.
       // With keepActivations, so does every trained layer, in buffers of its own.
       const kept = step.keeps(l) ? ws.kept[l]! : undefined;
-      encodeDecoderLayer(pass, model, {
+      encodeDecoderLayer(rec.pass, model, {
         layer: l,
         hIn: ws.hs[l],
         hMid: kept?.hMid ?? (l === L - 1 ? ws.hMid : ws.hs[l + 1]),
@@ -805,12 +835,20 @@ export class WebGpuQwen3Backward {
         rows,
         tokens,
       });
+      rec.layerDone();
     }
     const [H, eps] = [c.hiddenSize, c.rmsNormEps];
-    encodeRmsNorm(ctx, pass, { x: ws.hs[L], w: model.norm, y: ws.lastHidden, rows: n, d: H, eps });
+    encodeRmsNorm(ctx, rec.pass, {
+      x: ws.hs[L],
+      w: model.norm,
+      y: ws.lastHidden,
+      rows: n,
+      d: H,
+      eps,
+    });
     step.blocks.forEach(([r0, rows], i) => {
       const logits = step.blockLogits[i];
-      encodeLmHeadBlock(ctx, pass, {
+      encodeLmHeadBlock(ctx, rec.pass, {
         head: model.lmHead,
         x: ws.lastHidden,
         logits,
@@ -818,7 +856,7 @@ export class WebGpuQwen3Backward {
         rows,
         alpha: step.headAlpha,
       });
-      encodeLogprob(ctx, pass, {
+      encodeLogprob(ctx, rec.pass, {
         logits,
         targets: rowsOf(ws.targets, r0, rows, 1),
         out: rowsOf(ws.logprobs, r0, rows, 1),
@@ -827,6 +865,7 @@ export class WebGpuQwen3Backward {
         rows,
         v: c.vocabSize,
       });
+      rec.layerDone(); // an LM-head block counts as a layer
     });
     return {
       tokens: n,
@@ -848,7 +887,7 @@ export class WebGpuQwen3Backward {
    * cotangent (when it is taken there) and the log-prob / logit cotangents through the LM head;
    * then `grads.dh` = d loss / d (last layer's output). Skipped when neither reaches the head.
    */
-  #headBackward(pass: GPUComputePassEncoder, step: StepPlan): void {
+  #headBackward(rec: SubmitSplitter, step: StepPlan): void {
     const ctx = this.#ctx;
     const model = this.model;
     const c = model.config;
@@ -859,7 +898,7 @@ export class WebGpuQwen3Backward {
     // Without a hidden cotangent here, the LM head's first block overwrites dx.
     const hiddenHere = flags.lastHidden && step.hiddenLayer === undefined;
     if (!headNeeded && !hiddenHere) return;
-    if (hiddenHere) encodeAdd(ctx, pass, { x: ws.dLastHidden, y: dx, n: n * H });
+    if (hiddenHere) encodeAdd(ctx, rec.pass, { x: ws.dLastHidden, y: dx, n: n * H });
     if (headNeeded) {
       step.blocks.forEach(([r0, rows], i) => {
         const logits = step.blockLogits[i];
@@ -867,7 +906,7 @@ export class WebGpuQwen3Backward {
         if (flags.logprobs) {
           // Logits overwritten by a later block (without keepActivations): recompute them.
           if (!step.headKept) {
-            encodeLmHeadBlock(ctx, pass, {
+            encodeLmHeadBlock(ctx, rec.pass, {
               head: model.lmHead,
               x: ws.lastHidden,
               logits,
@@ -876,7 +915,7 @@ export class WebGpuQwen3Backward {
               alpha: step.headAlpha,
             });
           }
-          encodeLogprobBackward(ctx, pass, {
+          encodeLogprobBackward(ctx, rec.pass, {
             logits,
             targets: rowsOf(ws.targets, r0, rows, 1),
             lse: rowsOf(ws.lse, r0, rows, 1),
@@ -885,7 +924,7 @@ export class WebGpuQwen3Backward {
             v: V,
           });
           if (flags.logits) {
-            encodeAdd(ctx, pass, {
+            encodeAdd(ctx, rec.pass, {
               x: rowsOf(ws.dLogitsBuf!, r0, rows, V),
               y: logits,
               n: rows * V,
@@ -897,7 +936,7 @@ export class WebGpuQwen3Backward {
           dy = rowsOf(ws.dLogitsBuf!, r0, rows, V);
         }
         model.lmHead.chunks.forEach((chunk, j) => {
-          encodeMatmulBackward(ctx, pass, {
+          encodeMatmulBackward(ctx, rec.pass, {
             dy,
             m: rows,
             n: chunk.rows,
@@ -915,9 +954,10 @@ export class WebGpuQwen3Backward {
             alpha: step.headAlpha,
           });
         });
+        rec.layerDone(); // an LM-head block counts as a layer
       });
     }
-    encodeRmsNormBackward(ctx, pass, {
+    encodeRmsNormBackward(ctx, rec.pass, {
       dy: dx,
       x: ws.hs[c.numHiddenLayers],
       w: model.norm,
@@ -940,7 +980,7 @@ export class WebGpuQwen3Backward {
    * hidden cotangent the backward starts at its layer, unless HILO's balance term has routers
    * above it (then at the last layer, from a zero gradient).
    */
-  #layersBackward(pass: GPUComputePassEncoder, step: StepPlan): void {
+  #layersBackward(rec: SubmitSplitter, step: StepPlan): void {
     const model = this.model;
     const L = model.config.numHiddenLayers;
     const { ws, flags, base, lowest, hiddenLayer } = step;
@@ -952,7 +992,7 @@ export class WebGpuQwen3Backward {
     const inject = { layerOutput: addCotangent(this.#ctx, ws.dLastHidden) };
     for (let l = fromHead ? L - 1 : hiddenLayer!; l >= lowest; l--) {
       const kept = step.keeps(l) ? ws.kept[l]! : undefined;
-      encodeDecoderLayerBackward(pass, model, {
+      encodeDecoderLayerBackward(rec.pass, model, {
         layer: l,
         hIn: ws.hs[l],
         hMid: kept?.hMid ?? ws.hMid,
@@ -968,6 +1008,7 @@ export class WebGpuQwen3Backward {
         hooks: flags.lastHidden && l === hiddenLayer ? inject : undefined,
         balanceWeight: step.balanceWeight,
       });
+      rec.layerDone();
     }
   }
 
@@ -1097,8 +1138,16 @@ export class WebGpuQwen3Backward {
     options: TrainStepOptions & { readGradients?: boolean },
     reads: (step: TrainStepBuffers) => readonly ReadbackRange[] = () => [],
   ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[]; balanceLoss?: number }> {
-    const enc = this.#ctx.device.createCommandEncoder({ label: "train step" });
-    const step = this.encodeTrainStep(enc, input, options);
+    const rec = new SubmitSplitter(
+      this.#ctx,
+      this.#ctx.device.createCommandEncoder({ label: "train step" }),
+      // A WebGpuQwen3's setting; other weights get the adapter's default.
+      (this.model as Partial<{ submitEveryLayers: number }>).submitEveryLayers ??
+        defaultSubmitEveryLayers(this.#ctx),
+      "train step",
+    );
+    const step = this.#encodeTrainStep(rec, input, options);
+    const enc = rec.encoder;
     const extra = [...reads(step)];
     const nExtra = extra.length;
     if (step.balanceTotal) extra.push({ buffer: step.balanceTotal, offset: 0, size: 4 });
