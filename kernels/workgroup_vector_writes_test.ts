@@ -23,23 +23,6 @@ interface ComponentStore {
   name: string;
 }
 
-// Workgroup-vector stores still present on this branch, as "file:line": the attention kernels'
-// partial dots (review_portability.md finding 1), which the attention fix (another branch)
-// makes scalar. That fix removes them; merging it empties this list (a listed store that is no
-// longer found fails the test, so the list cannot go stale).
-const ALLOWED: readonly string[] = [
-  "kernels/attention/attention_backward_flash.wgsl:97",
-  "kernels/attention/attention_backward_flash.wgsl:98",
-  "kernels/attention/attention_flash.wgsl:166",
-  "kernels/attention/attention_flash.wgsl:167",
-  "kernels/attention/attention_flash.wgsl:168",
-  "kernels/attention/attention_flash.wgsl:169",
-  "kernels/attention/attention_flash.wgsl:170",
-  "kernels/attention/attention_flash.wgsl:171",
-  "kernels/attention/attention_flash.wgsl:172",
-  "kernels/attention/attention_flash.wgsl:173",
-];
-
 // The source with // and /* */ comments blanked out (newlines kept, so lines keep their numbers).
 function stripComments(source: string): string {
   return source.replace(/\/\/[^\n]*|\/\*[\s\S]*?\*\//g, (c) => c.replace(/[^\n]/g, " "));
@@ -189,14 +172,11 @@ Deno.test("componentStores() flags component stores into workgroup vectors, not 
 
 Deno.test("no kernel stores into a component of a vector in workgroup memory", async () => {
   const found = await projectStores();
-  const listed = new Set(ALLOWED);
-  const bad = [...found].filter(([at]) => !listed.has(at)).map(([at, name]) => `${at} (${name})`);
+  const bad = [...found].map(([at, name]) => `${at} (${name})`);
   assert.deepEqual(
     bad,
     [],
     `Component stores into workgroup vectors (a race on Metal and D3D; write whole vectors, or ` +
       `make the shared array scalar): ${bad.join(", ")}`,
   );
-  const stale = ALLOWED.filter((at) => !found.has(at));
-  assert.deepEqual(stale, [], `ALLOWED lists stores that are gone: remove ${stale.join(", ")}`);
 });
