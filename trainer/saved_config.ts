@@ -18,7 +18,9 @@ const RL_KEYS_ADDED_SINCE: Readonly<Record<string, unknown>> = {
  * `rl.rollout`, `rl.releaseWorkspaces`, `rl.gpuMemoryBudget` and `rl.gpuMemoryHeadroom` (local
  * sampling and no budget, see {@linkcode withRolloutDefaults}) when an `rl` section lacks them, `rl.enableThinking: false` (the prompts were rendered with thinking off) and
  * `rl.stopTokenIds: []` (no extra stop ids; the derived stop set, which now holds the chat
- * template's end-of-turn token, applies as to any run) when it lacks those, and
+ * template's end-of-turn token, applies as to any run) when it lacks those,
+ * `rl.reward.problemNouns: true` (the reward and held-out eval were given the problem's text)
+ * when an `rl.reward` section lacks it, and
  * `model.kvDtype: "f32"` (the only KV cache there was) when a `model` section lacks it.
  * Any other value is returned as it is; nothing is filled that the saved config sets.
  *
@@ -43,9 +45,18 @@ export function withSavedConfigDefaults(config: unknown): unknown {
   const rl = (filled as { rl?: unknown }).rl;
   if (typeof rl === "object" && rl !== null && !Array.isArray(rl)) {
     const missing = Object.entries(RL_KEYS_ADDED_SINCE).filter(([key]) => !(key in rl));
-    if (missing.length > 0) {
-      filled = { ...filled, rl: { ...rl, ...structuredClone(Object.fromEntries(missing)) } };
+    let rlFilled: object = missing.length > 0
+      ? { ...rl, ...structuredClone(Object.fromEntries(missing)) }
+      : rl;
+    // rl.reward.problemNouns: the runs before it gave the verifier the problem's text.
+    const reward = (rl as { reward?: unknown }).reward;
+    if (
+      typeof reward === "object" && reward !== null && !Array.isArray(reward) &&
+      !("problemNouns" in reward)
+    ) {
+      rlFilled = { ...rlFilled, reward: { ...reward, problemNouns: true } };
     }
+    if (rlFilled !== rl) filled = { ...filled, rl: rlFilled };
   }
   const model = (filled as { model?: unknown }).model;
   if (typeof model !== "object" || model === null || Array.isArray(model) || "kvDtype" in model) {

@@ -48,3 +48,32 @@ Deno.test("withSavedConfigDefaults() keeps what the saved config sets", () => {
   for (const value of [null, 3, "x", [1]]) assert.equal(withSavedConfigDefaults(value), value);
   assert.deepEqual(withSavedConfigDefaults({ run: {} }), { run: {} });
 });
+
+Deno.test("withSavedConfigDefaults() fills rl.reward.problemNouns: true for a checkpoint from before it", () => {
+  const old = savedWithout([], []);
+  delete (old.rl as { reward: Record<string, unknown> }).reward.problemNouns;
+  assert.throws(() => validateConfig(old, { source: "meta.json" }), /problemNouns/);
+  const filled = validateConfig(withSavedConfigDefaults(old), { source: "meta.json" });
+  assert.equal(filled.rl.reward.problemNouns, true);
+  assert.deepEqual(filled, validateConfig({ ...DEFAULT_CONFIG, rl: DEFAULT_RL_CONFIG }));
+  assert.equal("problemNouns" in (old.rl as { reward: object }).reward, false);
+  // A saved value is kept.
+  const off = savedWithout([], []);
+  (off.rl as { reward: { problemNouns: boolean } }).reward.problemNouns = false;
+  const kept = withSavedConfigDefaults(off) as { rl: { reward: { problemNouns: boolean } } };
+  assert.equal(kept.rl.reward.problemNouns, false);
+});
+
+// Configs of real checkpoints written by earlier commits (meta.json's config, copied unchanged;
+// the commit is in the file name): each must still validate once filled, so that a run from
+// before a new key was added resumes, reproduces and exports. A new key that breaks this needs
+// its old value in withSavedConfigDefaults.
+for (const name of ["rl_hidden_align_31ddbe7", "rl_prompt_file_cc0db4f", "sft_50072f2"]) {
+  Deno.test(`withSavedConfigDefaults() lets the saved config of ${name} validate`, async () => {
+    const path = new URL(`../tests/fixtures/saved_configs/${name}.json`, import.meta.url);
+    const saved = JSON.parse(await Deno.readTextFile(path));
+    const config = validateConfig(withSavedConfigDefaults(saved), { source: `${name}.json` });
+    assert.equal(config.rl.reward.problemNouns, true);
+    assert.equal(config.model.kvDtype, saved.model.kvDtype ?? "f32");
+  });
+}
