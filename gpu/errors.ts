@@ -149,9 +149,10 @@ export class GpuDeviceLostError extends Error {
   ) {
     super(
       `The GPU device was lost (${info.reason}: ${info.message})` +
-        `${during ? ` while ${during}` : ""}. The work since the last checkpoint is gone; ` +
-        `checkpoints are written atomically, so the last one is intact: rerun the same command ` +
-        `with --resume`,
+        `${during ? ` while ${during}` : ""}; nothing computed on it since the last readback ` +
+        `can be used. A training run's checkpoints are written atomically, so its last one is ` +
+        `intact: rerun \`deno task train\` with --resume; \`deno task eval\` continues from the ` +
+        `samples it wrote when the same command is rerun`,
       options,
     );
     this.name = "GpuDeviceLostError";

@@ -16,8 +16,11 @@
  * choices come back in the request's order. When a chunk fails, the request fails at once with
  * its error: the other chunks are aborted (their HTTP requests through the client's
  * `AbortSignal`; those still waiting for room or a backoff stop there) and not waited for. An
- * aborted chunk marks no server down, and its sequences count as in flight until its HTTP request
- * has ended (a `fetch` that ignores the signal keeps them counted until the server answers).
+ * aborted chunk marks no server down, and once it has sent its generation request its sequences
+ * count as in flight until that HTTP request has ended (a `fetch` that ignores the signal keeps
+ * them counted until the server answers); a chunk aborted before that (waiting for room, a
+ * backoff, or a server's shared first-contact check, which goes on for the other requests) frees
+ * its sequences at once.
  *
  * A server that answers HTTP 404 for an adapter it held (restarted, so it lost its adapters) no
  * longer counts as holding it: the request goes to a server that does, and the adapter is loaded

@@ -495,7 +495,7 @@ export interface RlConfig {
   /**
    * Fraction of `gpuMemoryBudget` (or `HALO_GPU_MEMORY`) kept free by the GPU memory plan, in
    * [0, 1); default `0.1`: the estimate is fitted within 90% of the budget. The estimate leaves
-   * out staging buffers, the kernels' scratch, the driver's overhead and fragmentation, so a
+   * out staging buffers, the driver's overhead and fragmentation, so a
    * peak estimated right at the budget can still run out of memory. `0` fits the estimate to the
    * budget exactly. No effect without a budget.
    */

@@ -3,7 +3,7 @@
  * {@linkcode estimateRlGpuMemory} for the run's keys, printed as a table; the budget
  * (`rl.gpuMemoryBudget`, or the `HALO_GPU_MEMORY` environment variable) less its headroom
  * (`rl.gpuMemoryHeadroom`, default 10%, for what the estimate leaves out: staging buffers, the
- * kernels' scratch, the driver's overhead, fragmentation) it must fit, with the keys to lower
+ * driver's overhead, fragmentation) it must fit, with the keys to lower
  * named when it does not; generation split into calls of fewer prompts when its
  * workspace takes the peak over the budget; `rl.mergeAdapters: "auto"` turned off when the merged
  * copy would take the peak over the budget or make those calls smaller; and a micro-batch that
