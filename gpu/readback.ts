@@ -60,7 +60,6 @@ export async function readback(
     (options.what ? ` (${options.what})` : "");
   if (ctx.gpu.lost) throw new GpuDeviceLostError(ctx.gpu.lost, what);
   const { pieces, sizes } = planStaging(ranges, stagingCap(ctx, options));
-  await ctx.checkAllocations(what);
   const device = ctx.device;
   const staging: GPUBuffer[] = [];
   const scopes: Promise<GPUError | null>[] = [];
@@ -76,10 +75,18 @@ export async function readback(
     for (const p of pieces) {
       enc.copyBufferToBuffer(ranges[p.range].buffer, p.source, staging[p.staging], p.at, p.size);
     }
-    let maps: PromiseSettledResult<unknown>[];
     try {
       device.queue.submit([enc.finish()]);
       ctx.readbacks++;
+    } catch (error) {
+      throw await failure(ctx, what, error, staging, scopes);
+    }
+    // An allocation that ran out of memory is named before the errors it caused are read. Checked
+    // after the submit, not before: nothing may wait between a caller's recording and its submit
+    // (a caller may replace, and destroy, buffers the recorded work binds while this waits).
+    await ctx.checkAllocations(what);
+    let maps: PromiseSettledResult<unknown>[];
+    try {
       // Map every buffer, then wait once: still one round trip.
       maps = await Promise.allSettled(staging.map((b) => b.mapAsync(0x0001 /* READ */)));
     } catch (error) {
