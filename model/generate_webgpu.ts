@@ -333,6 +333,7 @@ async function run(
   const host = new Uint32Array(maxNewTokens * B * 3);
   const state = new Uint32Array(B * 2);
   let step = 0;
+  let chunk = 0;
   while (step < maxNewTokens) {
     // Recording goes on after each readback's await: the adapters (and the scratch sized for
     // them) must still be those the earlier steps ran with.
@@ -344,6 +345,7 @@ async function run(
     }
     const R = rowSeq.length;
     const first = step;
+    chunk++;
     const end = Math.min(maxNewTokens, step + options.readbackEvery);
     let pass = enc.beginComputePass();
     for (; step < end; step++) {
@@ -374,11 +376,18 @@ async function run(
     pass.end();
     // The first readback also brings the f16 merge's overflow status (merged f16 weights).
     const status = first === 0 ? ws.merged?.status : undefined;
-    const [s, o, st] = await readback(ctx, [
-      { buffer: ws.state, offset: 0, size: B * 8 },
-      { buffer: ws.out, offset: first * B * 12, size: (end - first) * B * 12 },
-      ...(status ? [{ buffer: status, offset: 0, size: status.size }] : []),
-    ], enc);
+    const what = `generate of ${B} prompts: chunk ${chunk}, steps ${first + 1}–${end} of ` +
+      `${maxNewTokens}`;
+    const [s, o, st] = await readback(
+      ctx,
+      [
+        { buffer: ws.state, offset: 0, size: B * 8 },
+        { buffer: ws.out, offset: first * B * 12, size: (end - first) * B * 12 },
+        ...(status ? [{ buffer: status, offset: 0, size: status.size }] : []),
+      ],
+      enc,
+      { what },
+    );
     submits++;
     readbacks++;
     if (st) ws.merged!.checkStatus(new Uint32Array(st));

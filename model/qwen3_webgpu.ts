@@ -474,7 +474,9 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
         ranges.push({ buffer: ws.hidden!, offset: l * n * hsz * 4, size: n * hsz * 4 });
       }
     }
-    const [logits, ...hidden] = await readback(this.ctx, ranges, enc);
+    const [logits, ...hidden] = await readback(this.ctx, ranges, enc, {
+      what: `forward of ${batch.batch}×${batch.seqLen} tokens`,
+    });
     return {
       logits: new Float32Array(logits),
       hiddenStates: input.outputHiddenStates ? hidden.map((b) => new Float32Array(b)) : undefined,
@@ -537,7 +539,9 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
         ranges.push({ buffer: last, offset: r * H * 4, size: H * 4 });
       }
     }
-    const [lp, entropy, ...parts] = await readback(this.ctx, ranges, enc);
+    const [lp, entropy, ...parts] = await readback(this.ctx, ranges, enc, {
+      what: `tokenLogprobs of ${batch.batch}×${batch.seqLen} tokens`,
+    });
     let last: Float32Array | undefined;
     if (input.outputHiddenStates && rows === undefined) last = new Float32Array(parts[0]);
     else if (input.outputHiddenStates) {
