@@ -224,6 +224,7 @@ async function run(
         `more than one storage binding (${ctx.gpu.maxBindingSize}); use shorter prompts`,
     );
   }
+  const reused = workspaces.get(model);
   const ws = workspace(model, {
     rows: B,
     tokens: Math.max(chunkRows * P, B),
@@ -246,6 +247,14 @@ async function run(
   ws.merged?.dispose(); // left by a call that failed
   ws.merged = merge ? new MergedAdapterWeights(ctx, model) : undefined;
   if (ws.merged) weights = ws.merged.view(model);
+  // A new workspace (or merged copy) that did not fit is named here, before any work uses it;
+  // the check waits on error scopes only (microseconds, no GPU round trip).
+  if (ws !== reused || ws.merged) {
+    await ctx.checkAllocations(
+      `allocating the generation workspace${ws.merged ? " and the merged adapter weights" : ""} ` +
+        `for ${B} prompts`,
+    );
+  }
   // On a hardware adapter each decode step is submitted once recorded, so that recording (about
   // 5 µs of CPU per dispatch, some 1.4 ms a token for Qwen3-0.6B's ~280 dispatches) overlaps the
   // GPU's work on the steps before it; readbacks stay one per chunk. A software adapter runs on
