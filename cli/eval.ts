@@ -23,6 +23,7 @@ import { join } from "node:path";
 import { evalTitle, runEval, type RunEvalResult } from "../eval/run_eval.ts";
 import { comparisonMarkdown, formatInterval, passAtKChart } from "../eval/eval_report.ts";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
+import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 import { loadModelOrCheckpoint } from "../trainer/checkpoint_model.ts";
 import { isInputError } from "./_input_error.ts";
 
@@ -73,6 +74,9 @@ Options:
                          trailing words are part of the answer
   --limit N              only the first N problems (arithmetic: default 200)
   --backend B            cpu | webgpu | auto (default auto: WebGPU when an adapter exists)
+  --submit-every-layers N
+                         WebGPU: decoder layers per queue submit in the prefill (0: one submit;
+                         default 1 on a hardware adapter, 0 on a software one; same results)
   --seed S               sampling seed (default 0); prompt seeds derive from (S, prompt id)
   --out DIR              output folder (default out/eval/<model>_<data>)
   --overwrite            start afresh instead of resuming the folder's run
@@ -253,6 +257,7 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
         "no-problem-nouns": { type: "boolean" },
         limit: { type: "string" },
         backend: { type: "string" },
+        "submit-every-layers": { type: "string" },
         seed: { type: "string" },
         out: { type: "string" },
         overwrite: { type: "boolean" },
@@ -303,6 +308,17 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
         `Cannot evaluate: --backend must be "cpu", "webgpu" or "auto": current value is "${backend}"`,
       );
     }
+    const submitText = str("submit-every-layers");
+    const submitEvery = submitText === undefined ? undefined : Number(submitText);
+    if (
+      submitText !== undefined &&
+      (submitText.trim() === "" || !Number.isSafeInteger(submitEvery) || submitEvery! < 0)
+    ) {
+      throw new RangeError(
+        `Cannot evaluate: --submit-every-layers must be an integer ≥ 0: current value is ` +
+          `"${submitText}"`,
+      );
+    }
     const seedText = str("seed");
     const seed = seedText === undefined ? 0 : Number(seedText);
     if (seedText !== undefined && (!Number.isSafeInteger(seed) || seed < 0)) {
@@ -335,8 +351,17 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
           label: systems.length > 1 ? system.name : undefined,
         },
         log: io.err,
-        openModel: (dir, { backend }) =>
-          loadModelOrCheckpoint(dir, { backend, what: `Cannot evaluate: --model "${dir}"` }),
+        openModel: async (dir, { backend }) => {
+          const opened = await loadModelOrCheckpoint(dir, {
+            backend,
+            what: `Cannot evaluate: --model "${dir}"`,
+          });
+          // The CPU backend has no submits to split.
+          if (submitEvery !== undefined && opened.model instanceof WebGpuQwen3) {
+            opened.model.submitEveryLayers = submitEvery;
+          }
+          return opened;
+        },
       });
       results.push({ name: system.name, result });
       if (!result.complete) {

@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { main, pairSystems } from "./eval.ts";
 import { xmlProblem } from "../plot/test_utils.ts";
 import { copyModelDir } from "../internal/test_utils.ts";
+import { noGpu } from "../gpu/test_utils.ts";
+import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
 
 function capture() {
   const out: string[] = [];
@@ -126,6 +128,11 @@ Deno.test("main() rejects bad input with exit code 2, naming the flag or file", 
     [[...tiny, "--stop=-3"], /--stop must be comma-separated .*"-3"/],
     [[...tiny, "--stop", ""], /--stop must be comma-separated .*""/],
     [
+      [...tiny, "--submit-every-layers=-1"],
+      /--submit-every-layers must be an integer ≥ 0: current value is "-1"/,
+    ],
+    [[...tiny, "--submit-every-layers", "1.5"], /--submit-every-layers must be .*"1\.5"/],
+    [
       ["--model", "models/arithmetic-tiny", "--data", "arithmetic", "--bogus"],
       /Unknown option '--bogus'/,
     ],
@@ -140,6 +147,47 @@ Deno.test("main() rejects bad input with exit code 2, naming the flag or file", 
       await Deno.remove(dir, { recursive: true });
     }
   }
+});
+
+Deno.test({
+  name: "main() --submit-every-layers sets the WebGPU model's submitEveryLayers",
+  ignore: noGpu,
+  async fn() {
+    // Record what the model is given (the setter still applies it).
+    const proto = WebGpuQwen3.prototype;
+    const original = Object.getOwnPropertyDescriptor(proto, "submitEveryLayers")!;
+    const set: number[] = [];
+    Object.defineProperty(proto, "submitEveryLayers", {
+      ...original,
+      set(this: WebGpuQwen3, value: number) {
+        set.push(value);
+        original.set!.call(this, value);
+      },
+    });
+    const dir = await Deno.makeTempDir();
+    try {
+      const { err, io } = capture();
+      const args = ["--model", "models/arithmetic-tiny", "--data", "arithmetic", "--limit", "1"];
+      const code = await main([
+        ...args,
+        "--k",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--backend",
+        "webgpu",
+        "--submit-every-layers",
+        "2",
+        "--out",
+        dir,
+      ], io);
+      assert.equal(code, 0, err.join("\n"));
+      assert.deepEqual(set, [2]);
+    } finally {
+      Object.defineProperty(proto, "submitEveryLayers", original);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
 
 Deno.test("pairSystems() pairs models and adapters", () => {

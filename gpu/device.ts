@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { collectGpuError } from "./errors.ts";
 
 /** Limits halo asks for explicitly; each defaults to the adapter's best value. */
 export type GpuLimitName =
@@ -45,8 +46,9 @@ export interface Gpu {
   readonly features: ReadonlySet<string>;
   /**
    * Validation errors (and out-of-memory errors outside `GpuContext`'s error scopes) raised by
-   * the device so far, oldest first; `readback` throws when one is pending, so a broken dispatch
-   * never yields a silent wrong answer.
+   * the device so far, oldest first (the first 100, then a count: `collectGpuError`);
+   * `readback` throws when one is pending, so a broken dispatch never yields a silent wrong
+   * answer.
    */
   readonly errors: string[];
   /**
@@ -144,7 +146,7 @@ export async function createGpu(options: CreateGpuOptions = {}): Promise<Gpu> {
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures: features });
   const errors: string[] = [];
   device.addEventListener?.("uncapturederror", (event) => {
-    errors.push((event as GPUUncapturedErrorEvent).error.message);
+    collectGpuError(errors, (event as GPUUncapturedErrorEvent).error.message);
   });
   const gpu = {
     device,

@@ -9,7 +9,8 @@
  * Joins the device's collected error messages for one error: duplicates are merged into the
  * first with a count (`… (×12)`), at most `max` distinct messages are shown, and the rest is
  * summarised as `and N more (K distinct)`, so thousands of follow-up "… is invalid" errors of
- * one broken buffer do not bury the first.
+ * one broken buffer do not bury the first. The count {@linkcode collectGpuError} leaves for the
+ * messages it did not keep ends it as `and N more not kept`.
  *
  * @param messages The messages, oldest first (e.g. `gpu.errors`).
  * @param max Distinct messages to show; default 5.
@@ -22,6 +23,9 @@
  * ```
  */
 export function formatGpuErrors(messages: readonly string[], max = 5): string {
+  // The count that collectGpuError left in place of the messages it did not keep.
+  const notKept = Number(NOT_KEPT.exec(messages.at(-1) ?? "")?.[1] ?? 0);
+  if (notKept > 0) messages = messages.slice(0, -1);
   const counts = new Map<string, number>();
   for (const m of messages) counts.set(m, (counts.get(m) ?? 0) + 1);
   const distinct = [...counts];
@@ -31,7 +35,45 @@ export function formatGpuErrors(messages: readonly string[], max = 5): string {
     const more = rest.reduce((sum, [, n]) => sum + n, 0);
     shown.push(`and ${more} more (${rest.length} distinct)`);
   }
+  if (notKept > 0) {
+    shown.push(`and ${notKept} more not kept (only the first ${messages.length} are)`);
+  }
   return shown.join("; ");
+}
+
+/** Messages {@linkcode collectGpuError} keeps before it only counts: 100. */
+export const KEPT_GPU_ERRORS = 100;
+
+const NOT_KEPT = /^… (\d+) more errors were not kept$/;
+
+/**
+ * Appends a device error message to a collected list (`gpu.errors`) while it holds fewer than
+ * `keep`; after that only counts them, in one last entry `"… N more errors were not kept"` that
+ * {@linkcode formatGpuErrors} reads as a count. A device that reports an error per dispatch
+ * (thousands of follow-ups of one invalid buffer per step) so does not grow it without bound;
+ * the first messages, which name the cause, are kept.
+ *
+ * @param errors The list (oldest first); emptied by whoever reports them (`readback`).
+ * @param message The new message.
+ * @param keep Messages to keep; default {@linkcode KEPT_GPU_ERRORS}.
+ *
+ * @example Keep two, count the rest
+ * ```ts
+ * import { collectGpuError, formatGpuErrors } from "./errors.ts";
+ * const errors: string[] = [];
+ * for (const m of ["a", "b", "c", "d"]) collectGpuError(errors, m, 2);
+ * console.log(errors); // ["a", "b", "… 2 more errors were not kept"]
+ * console.log(formatGpuErrors(errors)); // "a; b; and 2 more not kept (only the first 2 are)"
+ * ```
+ */
+export function collectGpuError(errors: string[], message: string, keep = KEPT_GPU_ERRORS): void {
+  if (errors.length < keep) {
+    errors.push(message);
+    return;
+  }
+  const last = NOT_KEPT.exec(errors.at(-1) ?? "");
+  if (last) errors[errors.length - 1] = `… ${Number(last[1]) + 1} more errors were not kept`;
+  else errors.push("… 1 more errors were not kept");
 }
 
 /** What {@linkcode GpuOutOfMemoryError} reports about the allocation that failed. */

@@ -224,6 +224,7 @@ async function run(
         `more than one storage binding (${ctx.gpu.maxBindingSize}); use shorter prompts`,
     );
   }
+  const reused = workspaces.get(model);
   const ws = workspace(model, {
     rows: B,
     tokens: Math.max(chunkRows * P, B),
@@ -246,6 +247,14 @@ async function run(
   ws.merged?.dispose(); // left by a call that failed
   ws.merged = merge ? new MergedAdapterWeights(ctx, model) : undefined;
   if (ws.merged) weights = ws.merged.view(model);
+  // A new workspace (or merged copy) that did not fit is named here, before any work uses it;
+  // the check waits on error scopes only (microseconds, no GPU round trip).
+  if (ws !== reused || ws.merged) {
+    await ctx.checkAllocations(
+      `allocating the generation workspace${ws.merged ? " and the merged adapter weights" : ""} ` +
+        `for ${B} prompts`,
+    );
+  }
   // On a hardware adapter each decode step is submitted once recorded, so that recording (about
   // 5 µs of CPU per dispatch, some 1.4 ms a token for Qwen3-0.6B's ~280 dispatches) overlaps the
   // GPU's work on the steps before it; readbacks stay one per chunk. A software adapter runs on
@@ -333,6 +342,7 @@ async function run(
   const host = new Uint32Array(maxNewTokens * B * 3);
   const state = new Uint32Array(B * 2);
   let step = 0;
+  let chunk = 0;
   while (step < maxNewTokens) {
     // Recording goes on after each readback's await: the adapters (and the scratch sized for
     // them) must still be those the earlier steps ran with.
@@ -344,6 +354,7 @@ async function run(
     }
     const R = rowSeq.length;
     const first = step;
+    chunk++;
     const end = Math.min(maxNewTokens, step + options.readbackEvery);
     let pass = enc.beginComputePass();
     for (; step < end; step++) {
@@ -374,11 +385,18 @@ async function run(
     pass.end();
     // The first readback also brings the f16 merge's overflow status (merged f16 weights).
     const status = first === 0 ? ws.merged?.status : undefined;
-    const [s, o, st] = await readback(ctx, [
-      { buffer: ws.state, offset: 0, size: B * 8 },
-      { buffer: ws.out, offset: first * B * 12, size: (end - first) * B * 12 },
-      ...(status ? [{ buffer: status, offset: 0, size: status.size }] : []),
-    ], enc);
+    const what = `generate of ${B} prompts: chunk ${chunk}, steps ${first + 1}–${end} of ` +
+      `${maxNewTokens}`;
+    const [s, o, st] = await readback(
+      ctx,
+      [
+        { buffer: ws.state, offset: 0, size: B * 8 },
+        { buffer: ws.out, offset: first * B * 12, size: (end - first) * B * 12 },
+        ...(status ? [{ buffer: status, offset: 0, size: status.size }] : []),
+      ],
+      enc,
+      { what },
+    );
     submits++;
     readbacks++;
     if (st) ws.merged!.checkStatus(new Uint32Array(st));

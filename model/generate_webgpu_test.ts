@@ -1,5 +1,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { GpuContext } from "../gpu/context.ts";
+import { createGpu } from "../gpu/device.ts";
+import { GpuOutOfMemoryError } from "../gpu/errors.ts";
 import { assertClose, noGpu, testContext } from "../gpu/test_utils.ts";
 import { expectError, fixtureDir } from "../internal/test_utils.ts";
 import { type GenerateOptions, type GenerateResult, resolveGenerateOptions } from "./generate.ts";
@@ -346,6 +348,70 @@ Deno.test({
       }
     } finally {
       model.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "generateWebGpu() names its readback chunk in errors, and a workspace that does not fit",
+  ignore: noGpu,
+  async fn() {
+    // A real device whose buffers labelled in `oom` are made invalid (over maxBufferSize, so
+    // every use is a validation error) and reported out of memory by their error scope, as a
+    // GPU that runs out of memory does.
+    const real = await createGpu();
+    const oom = new Set<string>();
+    let fail = false;
+    const device = new Proxy(real.device, {
+      get(target, prop) {
+        if (prop === "createBuffer") {
+          return (d: GPUBufferDescriptor) => {
+            if (!oom.has(d.label ?? "")) return target.createBuffer(d);
+            fail = true;
+            return target.createBuffer({ ...d, size: target.limits.maxBufferSize + 4 });
+          };
+        }
+        if (prop === "popErrorScope") {
+          return async () => {
+            const failed = fail;
+            fail = false;
+            const error = await target.popErrorScope();
+            return failed ? new GPUOutOfMemoryError("not enough memory left") : error;
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    try {
+      const ctx = new GpuContext({ ...real, device });
+      const model = await loadModel(dir, { backend: "webgpu", gpu: ctx, warn: false });
+      const options = {
+        prompts: PROMPTS.slice(0, 2),
+        maxNewTokens: 4,
+        temperature: 0,
+        eosTokenIds: [],
+        readbackEvery: 2,
+      };
+      // An error the device reported is found at the first chunk's readback, which says so.
+      ctx.gpu.errors.push("injected validation error");
+      await expectError(() => run(model as WebGpuQwen3, options), {
+        type: Error,
+        includes: ["injected validation error", "(generate of 2 prompts: chunk 1, steps 1–2 of 4)"],
+      });
+      strictEqual((await run(model as WebGpuQwen3, options)).stats.readbacks, 2);
+      // A new workspace whose logits do not fit: named when allocated, before its first use.
+      releaseGenerateWorkspace(model as WebGpuQwen3);
+      oom.add("generate.logits");
+      await expectError(() => run(model as WebGpuQwen3, options), {
+        type: GpuOutOfMemoryError,
+        includes: [
+          'allocating "generate.logits"',
+          "found while allocating the generation workspace for 2 prompts",
+        ],
+      });
+    } finally {
+      real.device.destroy();
     }
   },
 });

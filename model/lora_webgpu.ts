@@ -462,7 +462,9 @@ export class GpuLora {
       }
       if (m.router) ranges.push({ buffer: m.router.weight, offset: 0, size: m.router.weight.size });
     }
-    const bytes = await readback(this.ctx, ranges);
+    const bytes = await readback(this.ctx, ranges, undefined, {
+      what: "reading the LoRA adapters",
+    });
     let i = 0;
     const modules: LoraModule[] = this.modules.map((m) => {
       const out: LoraModule = {
@@ -510,6 +512,8 @@ export class GpuLora {
     const bytes = await readback(
       this.ctx,
       tensors.map((t) => ({ buffer: t.grad, offset: 0, size: t.n * 4 })),
+      undefined,
+      { what: "reading the LoRA gradients" },
     );
     return new Map(tensors.map((t, i) => [t.name, new Float32Array(bytes[i])]));
   }

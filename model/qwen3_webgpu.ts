@@ -462,7 +462,10 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   async forward(input: ForwardInput): Promise<ForwardOutput> {
     const batch = packBatch(input, this.config);
     const n = batch.batch * batch.seqLen;
-    const ws = this.#workspace(n, { logits: true, hidden: input.outputHiddenStates ?? false });
+    const ws = await this.#checkedWorkspace(n, {
+      logits: true,
+      hidden: input.outputHiddenStates ?? false,
+    }, "forward");
     const enc = this.#record(batch, ws, {
       logits: true,
       hidden: input.outputHiddenStates ?? false,
@@ -474,7 +477,9 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
         ranges.push({ buffer: ws.hidden!, offset: l * n * hsz * 4, size: n * hsz * 4 });
       }
     }
-    const [logits, ...hidden] = await readback(this.ctx, ranges, enc);
+    const [logits, ...hidden] = await readback(this.ctx, ranges, enc, {
+      what: `forward of ${batch.batch}×${batch.seqLen} tokens`,
+    });
     return {
       logits: new Float32Array(logits),
       hiddenStates: input.outputHiddenStates ? hidden.map((b) => new Float32Array(b)) : undefined,
@@ -522,7 +527,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       layerHidden,
       headAlpha: temperature === 1 ? undefined : 1 / temperature,
     };
-    const ws = this.#workspace(n, want);
+    const ws = await this.#checkedWorkspace(n, want, "tokenLogprobs");
     const enc = this.#record(batch, ws, want);
     const ranges: ReadbackRange[] = [
       { buffer: ws.logprobs, offset: 0, size: n * 4 },
@@ -537,7 +542,9 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
         ranges.push({ buffer: last, offset: r * H * 4, size: H * 4 });
       }
     }
-    const [lp, entropy, ...parts] = await readback(this.ctx, ranges, enc);
+    const [lp, entropy, ...parts] = await readback(this.ctx, ranges, enc, {
+      what: `tokenLogprobs of ${batch.batch}×${batch.seqLen} tokens`,
+    });
     let last: Float32Array | undefined;
     if (input.outputHiddenStates && rows === undefined) last = new Float32Array(parts[0]);
     else if (input.outputHiddenStates) {
@@ -920,6 +927,21 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     }
     rec.end();
     return rec.encoder;
+  }
+
+  /**
+   * {@linkcode WebGpuQwen3.#workspace}, then, when it allocated a new one, the out-of-memory
+   * check of its buffers (error scopes only: no GPU round trip), so that a workspace that does
+   * not fit is named before work uses it.
+   */
+  async #checkedWorkspace(tokens: number, want: ForwardWants, call: string): Promise<Workspace> {
+    const old = this.#ws;
+    const ws = this.#workspace(tokens, want);
+    if (ws === old) return ws;
+    await this.ctx.checkAllocations(`allocating the ${call} workspace for ${ws.tokens} tokens`);
+    // A concurrent call may have replaced it (each covers the sizes of the one before) during
+    // the await: take the current one, recorded without a further await.
+    return this.#workspace(tokens, want);
   }
 
   #workspace(tokens: number, want: ForwardWants): Workspace {

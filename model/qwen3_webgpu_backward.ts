@@ -1156,7 +1156,10 @@ export class WebGpuQwen3Backward {
       ...extra,
       ...params.map((p) => ({ buffer: p.grad, offset: 0, size: p.n * 4 })),
     ];
-    const bytes = await readback(this.#ctx, ranges, enc);
+    const bytes = await readback(this.#ctx, ranges, enc, {
+      what: `train step (${options.mode}) of ${input.inputIds.length}×` +
+        `${input.inputIds[0]?.length ?? 0} tokens`,
+    });
     return {
       grads: gather(params, bytes.slice(extra.length)),
       reads: bytes.slice(0, nExtra),
@@ -1258,6 +1261,8 @@ export class WebGpuQwen3Backward {
     const bytes = await readback(
       this.#ctx,
       params.map((p) => ({ buffer: p.grad, offset: 0, size: p.n * 4 })),
+      undefined,
+      { what: "reading the gradients" },
     );
     return gather(params, bytes);
   }

@@ -113,11 +113,13 @@ Deno.test("runSft() refuses to resume with a different run-defining key, and to 
       message:
         /Cannot start run "run": ".*run" already exists \(latest checkpoint ".*step_000002"\): resume it with --resume, delete it with --overwrite/,
     });
-    // Changing a key that does not define the run is allowed, with a warning.
-    const longer = await tinyConfig(dir, ["--trainer.steps=3"]);
+    // Changing a key that does not define the run is allowed, with a warning; so is
+    // model.submitEveryLayers, although "model." keys are fixed (it changes no result).
+    const longer = await tinyConfig(dir, ["--trainer.steps=3", "--model.submitEveryLayers=2"]);
     const result = await runSft(longer, { ...QUIET, resume: true });
     strictEqual(result.step, 3);
     ok(result.warnings.some((w) => w.includes("trainer.steps: 2 -> 3")));
+    ok(result.warnings.some((w) => w.includes("model.submitEveryLayers: null -> 2")));
   });
 });
 

@@ -580,6 +580,7 @@ export async function buildRunModel(
       model = new WebGpuQwen3(ctx, modelConfig, open?.weights ?? weights!, {
         weightDtype: config.model.weightDtype,
         kvDtype: config.model.kvDtype,
+        submitEveryLayers: config.model.submitEveryLayers ?? undefined,
       });
     } finally {
       open?.close();

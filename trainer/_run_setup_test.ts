@@ -20,6 +20,8 @@ import { runAdapters } from "./run_adapters.ts";
 import { noGpu } from "../gpu/test_utils.ts";
 import { copyModelDir, withTempDir } from "../internal/test_utils.ts";
 import { initQwen3Weights } from "../model/init.ts";
+import type { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
+import { defaultSubmitEveryLayers } from "../model/submit_splitter.ts";
 import type { TrainConfig } from "./config.ts";
 
 async function config(schedule: "cosine" | "constant"): Promise<TrainConfig> {
@@ -281,6 +283,29 @@ Deno.test({
             /the run kept no host weights/,
           );
         }
+      } finally {
+        built.backend.dispose();
+        built.model.dispose();
+      }
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "buildRunModel() passes model.submitEveryLayers to the WebGPU model; null leaves the adapter's default",
+  ignore: noGpu,
+  sanitizeResources: false,
+  async fn() {
+    for (
+      const [overrides, expected] of [[["--model.submitEveryLayers=3"], 3], [[], null]] as const
+    ) {
+      const c = await loadConfig(undefined, { overrides: ["--backend=webgpu", ...overrides] });
+      strictEqual(c.model.submitEveryLayers, expected);
+      const built = await buildRunModel(c, await readRunModel(c));
+      try {
+        const model = built.model as WebGpuQwen3;
+        strictEqual(model.submitEveryLayers, expected ?? defaultSubmitEveryLayers(model.ctx));
       } finally {
         built.backend.dispose();
         built.model.dispose();

@@ -195,6 +195,8 @@ export class WebGpuTrainBackend implements TrainBackend, AccumulatingBackend {
     const bytes = await readback(
       this.model.ctx,
       list.map((p) => ({ buffer: p.param, offset: p.paramOffset, size: 4 * p.n })),
+      undefined,
+      { what: "syncParams: the trained parameters, for a checkpoint or rollouts" },
     );
     list.forEach((p, i) => this.params.tree[p.name].set(new Float32Array(bytes[i]), p.offset));
   }

@@ -165,6 +165,15 @@ export interface ModelConfig {
    * rounded to f16, attention in f32; any adapter). The CPU backend ignores it (float64).
    */
   readonly kvDtype: "f32" | "f16";
+  /**
+   * WebGPU: decoder layers recorded per `queue.submit` in the long recordings (forward, token
+   * log-probs, training steps, generation's prefill), so that no one submission runs long enough
+   * for an OS GPU watchdog to reset the device; an integer ≥ 0 (0: one submission per
+   * recording), or `null` (default) for the adapter's default: 1 on a hardware adapter, 0 on a
+   * software one. Results are the same bits either way; it may change on resume. The CPU backend
+   * ignores it.
+   */
+  readonly submitEveryLayers: number | null;
 }
 
 /**
@@ -443,6 +452,7 @@ export const DEFAULT_CONFIG: TrainConfig = deepFreeze<TrainConfig>({
     initStd: 0.02,
     weightDtype: "f32",
     kvDtype: "f32",
+    submitEveryLayers: null,
   },
   adapters: {
     kind: "none",

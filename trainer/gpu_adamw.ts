@@ -180,7 +180,9 @@ export class GpuAdamw {
         gradScale,
       });
       pass.end();
-      const [bytes] = await readback(ctx, [{ buffer: this.#out, offset: 0, size: 8 }], enc);
+      const [bytes] = await readback(ctx, [{ buffer: this.#out, offset: 0, size: 8 }], enc, {
+        what: `GPU AdamW update ${this.#count + 1}: the gradient norm`,
+      });
       const [scale, norm] = new Float32Array(bytes);
       const metrics = {
         "optim/grad_norm": norm,
@@ -264,7 +266,9 @@ export class GpuAdamw {
       { buffer: s.m, offset: 0, size: 4 * s.n },
       { buffer: s.v, offset: 0, size: 4 * s.n },
     ]);
-    const bytes = await readback(this.#ctx, ranges);
+    const bytes = await readback(this.#ctx, ranges, undefined, {
+      what: "GPU AdamW moments, for a checkpoint",
+    });
     const mu: ParamTree = {};
     const nu: ParamTree = {};
     const size = new Map<string, number>();

@@ -13,6 +13,12 @@ const RL_KEYS_ADDED_SINCE: Readonly<Record<string, unknown>> = {
   stopTokenIds: [],
 };
 
+/** `model` keys added since checkpoints were first written, with what the runs before them did. */
+const MODEL_KEYS_ADDED_SINCE: Readonly<Record<string, unknown>> = {
+  kvDtype: "f32",
+  submitEveryLayers: null, // the adapter's default (how work is split changes no result)
+};
+
 /**
  * A saved run config (JSON) with the keys added since checkpoints were first written filled in:
  * `rl.rollout`, `rl.releaseWorkspaces`, `rl.gpuMemoryBudget` and `rl.gpuMemoryHeadroom` (local
@@ -21,7 +27,8 @@ const RL_KEYS_ADDED_SINCE: Readonly<Record<string, unknown>> = {
  * template's end-of-turn token, applies as to any run) when it lacks those,
  * `rl.reward.problemNouns: true` (the reward and held-out eval were given the problem's text)
  * when an `rl.reward` section lacks it, and
- * `model.kvDtype: "f32"` (the only KV cache there was) when a `model` section lacks it.
+ * `model.kvDtype: "f32"` (the only KV cache there was) and `model.submitEveryLayers: null` (the
+ * adapter's default) when a `model` section lacks them.
  * Any other value is returned as it is; nothing is filled that the saved config sets.
  *
  * @param config The saved config, as parsed from `meta.json`.
@@ -33,7 +40,9 @@ const RL_KEYS_ADDED_SINCE: Readonly<Record<string, unknown>> = {
  * import { deepStrictEqual } from "node:assert/strict";
  *
  * const filled = withSavedConfigDefaults({ model: { path: "m", weightDtype: "f32" } });
- * deepStrictEqual(filled, { model: { path: "m", weightDtype: "f32", kvDtype: "f32" } });
+ * deepStrictEqual(filled, {
+ *   model: { path: "m", weightDtype: "f32", kvDtype: "f32", submitEveryLayers: null },
+ * });
  * ```
  */
 export function withSavedConfigDefaults(config: unknown): unknown {
@@ -59,8 +68,8 @@ export function withSavedConfigDefaults(config: unknown): unknown {
     if (rlFilled !== rl) filled = { ...filled, rl: rlFilled };
   }
   const model = (filled as { model?: unknown }).model;
-  if (typeof model !== "object" || model === null || Array.isArray(model) || "kvDtype" in model) {
-    return filled;
-  }
-  return { ...filled, model: { ...model, kvDtype: "f32" } };
+  if (typeof model !== "object" || model === null || Array.isArray(model)) return filled;
+  const missing = Object.entries(MODEL_KEYS_ADDED_SINCE).filter(([key]) => !(key in model));
+  if (missing.length === 0) return filled;
+  return { ...filled, model: { ...model, ...Object.fromEntries(missing) } };
 }

@@ -25,6 +25,18 @@ Deno.test("withSavedConfigDefaults() lets a checkpoint from before model.kvDtype
   assert.equal("kvDtype" in (old.model as object), false);
 });
 
+Deno.test("withSavedConfigDefaults() fills model.submitEveryLayers with null (the adapter's default) and keeps a saved one", () => {
+  const old = savedWithout(["submitEveryLayers"], []);
+  assert.throws(() => validateConfig(old, { source: "meta.json" }), /submitEveryLayers/);
+  const filled = validateConfig(withSavedConfigDefaults(old), { source: "meta.json" });
+  assert.equal(filled.model.submitEveryLayers, null);
+  assert.deepEqual(filled, validateConfig({ ...DEFAULT_CONFIG, rl: DEFAULT_RL_CONFIG }));
+  const saved = savedWithout([], []);
+  (saved.model as { submitEveryLayers: number }).submitEveryLayers = 3;
+  const kept = withSavedConfigDefaults(saved) as { model: { submitEveryLayers: number } };
+  assert.equal(kept.model.submitEveryLayers, 3);
+});
+
 Deno.test("withSavedConfigDefaults() lets a checkpoint from before rl.enableThinking and rl.stopTokenIds validate", () => {
   const old = savedWithout([], ["enableThinking", "stopTokenIds"]);
   assert.throws(() => validateConfig(old, { source: "meta.json" }), /enableThinking|stopTokenIds/);

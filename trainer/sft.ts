@@ -436,6 +436,8 @@ export async function runSft(
     resume: options.resume,
     overwrite: options.overwrite,
     fixedKeys: RESUME_FIXED,
+    // How the work is split into submissions changes no result.
+    changeableKeys: ["model.submitEveryLayers"],
   });
   const head = await readRunModel(config);
   const run = { head, ...await buildRunModel(config, head, { workers: options.workers }) };

@@ -104,6 +104,9 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
     initStd: positive,
     weightDtype: z.enum(["f32", "f16"]),
     kvDtype: z.enum(["f32", "f16"]),
+    submitEveryLayers: z.union([nonNegativeInt, z.null()], {
+      error: "must be an integer ≥ 0, or null for the adapter's default",
+    }),
   }),
   adapters: z.strictObject({
     kind: z.enum(["none", "lora", "hilo"]),

@@ -72,6 +72,22 @@ Deno.test('validateConfig() takes model.kvDtype "f32" (default) or "f16", nothin
   throws(() => validateConfig(copy), /key "model\.kvDtype"/);
 });
 
+Deno.test("validateConfig() takes model.submitEveryLayers as an integer ≥ 0 or null (default: the adapter's)", () => {
+  strictEqual(DEFAULT_CONFIG.model.submitEveryLayers, null);
+  const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+    string,
+    Record<string, unknown>
+  >;
+  for (const ok of [0, 1, 4, null]) {
+    copy.model.submitEveryLayers = ok;
+    strictEqual(validateConfig(copy).model.submitEveryLayers, ok);
+  }
+  for (const bad of [-1, 1.5, "2", Infinity]) {
+    copy.model.submitEveryLayers = bad;
+    throws(() => validateConfig(copy), /key "model\.submitEveryLayers" must be/, String(bad));
+  }
+});
+
 Deno.test("validateConfig() bounds data.trainSize and data.evalSize by what the task can generate", () => {
   const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
     string,

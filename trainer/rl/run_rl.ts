@@ -201,6 +201,8 @@ const RESUME_FIXED = ["run.seed", "model.", "adapters.", "data.", "trainer.mode"
 /** Keys under {@linkcode RESUME_FIXED} that may change on resume (with a warning). */
 const RESUME_CHANGEABLE = [
   "rl.eval.every",
+  // How the work is split into submissions changes no result.
+  "model.submitEveryLayers",
   // GPU memory: where buffers live between phases and the budget change no result.
   "rl.releaseWorkspaces",
   "rl.gpuMemoryBudget",
