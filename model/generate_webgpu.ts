@@ -254,6 +254,7 @@ async function run(
       `allocating the generation workspace${ws.merged ? " and the merged adapter weights" : ""} ` +
         `for ${B} prompts`,
     );
+    checkAdapters(model, lora); // nothing is recorded yet, but the prefill will bind them
   }
   // On a hardware adapter each decode step is submitted once recorded, so that recording (about
   // 5 µs of CPU per dispatch, some 1.4 ms a token for Qwen3-0.6B's ~280 dispatches) overlaps the
@@ -346,12 +347,7 @@ async function run(
   while (step < maxNewTokens) {
     // Recording goes on after each readback's await: the adapters (and the scratch sized for
     // them) must still be those the earlier steps ran with.
-    if (model.adapters !== lora) {
-      throw new Error(
-        "Cannot generate: the model's LoRA adapters were replaced (setAdapters) during the " +
-          "generation; change them only between generations",
-      );
-    }
+    checkAdapters(model, lora);
     const R = rowSeq.length;
     const first = step;
     chunk++;
@@ -751,4 +747,14 @@ function compact(
   queue.writeBuffer(cache.mask, 0, mask);
   queue.writeBuffer(ws.idsDec, 0, ids);
   queue.writeBuffer(ws.posDec, 0, pos);
+}
+
+/** Throws when the model's adapters are no longer `lora`, those the generation started with. */
+function checkAdapters(model: WebGpuQwen3, lora: WebGpuQwen3["adapters"]): void {
+  if (model.adapters !== lora) {
+    throw new Error(
+      "Cannot generate: the model's LoRA adapters were replaced (setAdapters) during the " +
+        "generation; change them only between generations",
+    );
+  }
 }

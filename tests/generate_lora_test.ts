@@ -183,6 +183,11 @@ Deno.test({
       gpu.setAdapters(peft);
       await expectError(() => running, { type: Error, includes: ["adapters were replaced"] });
       deepStrictEqual(tokensOf(await generate(gpu, options)), tokensOf(first));
+      // Also while the call waits on its new allocations (here a merged copy) before the prefill.
+      const merging = generate(gpu, { ...options, mergeAdapters: true });
+      gpu.setAdapters(experts);
+      await expectError(() => merging, { type: Error, includes: ["adapters were replaced"] });
+      deepStrictEqual(tokensOf(await generate(gpu, options)), tokensOf(result));
     } finally {
       releaseGenerateWorkspace(gpu);
       gpu.dispose();
