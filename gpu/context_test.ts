@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { noGpu, recordPass, testContext } from "./test_utils.ts";
+import { noGpu, outOfMemoryGpu, recordPass, testContext } from "./test_utils.ts";
 import { recordingGpu } from "./recording_gpu.ts";
 import { destroyMatrix, uploadMatrix } from "./matrix.ts";
 import { DEFAULT_FILL_WORKGROUPS, f32Bits, GpuContext } from "./context.ts";
-import { createGpu, type Gpu } from "./device.ts";
+import type { Gpu } from "./device.ts";
 import { GpuOutOfMemoryError } from "./errors.ts";
 import { readback } from "./readback.ts";
 
@@ -164,32 +164,9 @@ Deno.test({
     "readback reports an out-of-memory buffer before the validation errors of the work using it",
   ignore: noGpu,
   async fn() {
-    // A real device whose "oom" buffer is made invalid (over maxBufferSize, so every use of it is
-    // a validation error) and whose error scope reports it as out of memory, as a GPU would.
-    const real = await createGpu();
-    let fail = false;
-    const device = new Proxy(real.device, {
-      get(target, prop) {
-        if (prop === "createBuffer") {
-          return (d: GPUBufferDescriptor) => {
-            if (d.label !== "oom") return target.createBuffer(d);
-            fail = true;
-            return target.createBuffer({ ...d, size: target.limits.maxBufferSize + 4 });
-          };
-        }
-        if (prop === "popErrorScope") {
-          return async () => {
-            const failed = fail;
-            fail = false;
-            const error = await target.popErrorScope();
-            return failed ? new GPUOutOfMemoryError("not enough memory left") : error;
-          };
-        }
-        const value = Reflect.get(target, prop, target);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
-    const ctx = new GpuContext({ ...real, device });
+    // A real device whose "oom" buffer runs out of memory, as on a GPU.
+    const gpu = await outOfMemoryGpu(new Set(["oom"]));
+    const ctx = new GpuContext(gpu);
     try {
       const x = ctx.upload(new Float32Array([1, 2, 3, 4]), "x");
       const out = ctx.createBuffer(16, "oom");
@@ -205,7 +182,7 @@ Deno.test({
           e instanceof GpuOutOfMemoryError && /allocating "oom" \(16 bytes\)/.test(e.message),
       );
     } finally {
-      real.device.destroy();
+      gpu.device.destroy();
     }
   },
 });

@@ -1,6 +1,6 @@
 // Shared helpers of the kernel tests: one GPU context for the whole run, seeded random data,
 // poisoned outputs and the relative error ‖gpu − ref‖ / ‖ref‖.
-import { createGpu } from "./device.ts";
+import { createGpu, type Gpu } from "./device.ts";
 import { GpuContext } from "./context.ts";
 import { readback } from "./readback.ts";
 
@@ -83,4 +83,37 @@ export function assertClose(
     );
   }
   return err;
+}
+
+/**
+ * A fresh real device whose buffers with a label in `labels` (a set the caller may change) run
+ * out of memory as on a GPU: each is made invalid (over `maxBufferSize`, so every use of it is a
+ * validation error) and its out-of-memory error scope reports a `GPUOutOfMemoryError`. The
+ * caller destroys `gpu.device` when done.
+ */
+export async function outOfMemoryGpu(labels: ReadonlySet<string>): Promise<Gpu> {
+  const real = await createGpu();
+  let fail = false;
+  const device = new Proxy(real.device, {
+    get(target, prop) {
+      if (prop === "createBuffer") {
+        return (d: GPUBufferDescriptor) => {
+          if (!labels.has(d.label ?? "")) return target.createBuffer(d);
+          fail = true;
+          return target.createBuffer({ ...d, size: target.limits.maxBufferSize + 4 });
+        };
+      }
+      if (prop === "popErrorScope") {
+        return async () => {
+          const failed = fail;
+          fail = false;
+          const error = await target.popErrorScope();
+          return failed ? new GPUOutOfMemoryError("not enough memory left") : error;
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { ...real, device };
 }

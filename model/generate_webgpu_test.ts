@@ -1,8 +1,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { GpuContext } from "../gpu/context.ts";
-import { createGpu } from "../gpu/device.ts";
 import { GpuOutOfMemoryError } from "../gpu/errors.ts";
-import { assertClose, noGpu, testContext } from "../gpu/test_utils.ts";
+import { assertClose, noGpu, outOfMemoryGpu, testContext } from "../gpu/test_utils.ts";
 import { expectError, fixtureDir } from "../internal/test_utils.ts";
 import { type GenerateOptions, type GenerateResult, resolveGenerateOptions } from "./generate.ts";
 import { generateCpu } from "./generate_cpu.ts";
@@ -356,35 +355,11 @@ Deno.test({
   name: "generateWebGpu() names its readback chunk in errors, and a workspace that does not fit",
   ignore: noGpu,
   async fn() {
-    // A real device whose buffers labelled in `oom` are made invalid (over maxBufferSize, so
-    // every use is a validation error) and reported out of memory by their error scope, as a
-    // GPU that runs out of memory does.
-    const real = await createGpu();
+    // A real device whose buffers labelled in `oom` run out of memory, as on a GPU.
     const oom = new Set<string>();
-    let fail = false;
-    const device = new Proxy(real.device, {
-      get(target, prop) {
-        if (prop === "createBuffer") {
-          return (d: GPUBufferDescriptor) => {
-            if (!oom.has(d.label ?? "")) return target.createBuffer(d);
-            fail = true;
-            return target.createBuffer({ ...d, size: target.limits.maxBufferSize + 4 });
-          };
-        }
-        if (prop === "popErrorScope") {
-          return async () => {
-            const failed = fail;
-            fail = false;
-            const error = await target.popErrorScope();
-            return failed ? new GPUOutOfMemoryError("not enough memory left") : error;
-          };
-        }
-        const value = Reflect.get(target, prop, target);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
+    const gpu = await outOfMemoryGpu(oom);
     try {
-      const ctx = new GpuContext({ ...real, device });
+      const ctx = new GpuContext(gpu);
       const model = await loadModel(dir, { backend: "webgpu", gpu: ctx, warn: false });
       const options = {
         prompts: PROMPTS.slice(0, 2),
@@ -411,7 +386,7 @@ Deno.test({
         ],
       });
     } finally {
-      real.device.destroy();
+      gpu.device.destroy();
     }
   },
 });
