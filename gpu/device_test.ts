@@ -23,27 +23,9 @@ Deno.test({
 });
 
 Deno.test("createGpu() asks for at most Number.MAX_SAFE_INTEGER of a limit the adapter reports as u64::MAX", async () => {
-  const limits: Record<string, number> = {
-    maxStorageBufferBindingSize: 2 ** 31 - 1,
-    maxBufferSize: 2 ** 64, // u64::MAX as a JS number
-    maxStorageBuffersPerShaderStage: 10,
-    maxComputeWorkgroupStorageSize: 32768,
-    maxComputeInvocationsPerWorkgroup: 1024,
-    maxComputeWorkgroupSizeX: 1024,
-    maxComputeWorkgroupsPerDimension: 65535,
-  };
-  let asked: Record<string, number> = {};
-  const adapter = {
-    limits,
-    info: { description: "fake", vendor: "", architecture: "", isFallbackAdapter: false },
-    features: new Set<string>(),
-    requestDevice: (d: { requiredLimits: Record<string, number> }) => {
-      asked = d.requiredLimits;
-      return Promise.resolve({ limits: { ...limits, ...asked } });
-    },
-  };
-  const fakeGpu = { requestAdapter: () => Promise.resolve(adapter) } as unknown as GPU;
-  const gpu = await createGpu({ gpu: fakeGpu });
+  const fake = fakeGpu({ maxStorageBufferBindingSize: 2 ** 31 - 1, maxBufferSize: 2 ** 64 }, true);
+  const gpu = await createGpu({ gpu: fake.gpu });
+  const asked = fake.asked();
   strictEqual(asked.maxBufferSize, Number.MAX_SAFE_INTEGER);
   strictEqual(asked.maxStorageBufferBindingSize, 2 ** 31 - 1);
   strictEqual(gpu.maxBufferSize, Number.MAX_SAFE_INTEGER);
@@ -53,11 +35,44 @@ Deno.test("createGpu() asks for at most Number.MAX_SAFE_INTEGER of a limit the a
 });
 
 Deno.test("createGpu() asks for and records at most 2^32 - 4 bytes of storage binding (kernels index with u32)", async () => {
-  // Metal under wgpu 30 advertises maxBufferSize as the binding limit (gfx-rs/wgpu#10305).
+  // Metal under wgpu 30 advertises maxBufferSize as the binding limit (gfx-rs/wgpu#10305); a
+  // device may report better limits than were asked for: the record is capped anyway.
   const big = 14_302_248_960;
+  const fake = fakeGpu({ maxStorageBufferBindingSize: big, maxBufferSize: big }, false);
+  const fakeGpuApi = fake.gpu;
+  const gpu = await createGpu({ gpu: fakeGpuApi });
+  const asked = fake.asked();
+  strictEqual(asked.maxStorageBufferBindingSize, 2 ** 32 - 4);
+  strictEqual(gpu.maxBindingSize, 2 ** 32 - 4);
+  strictEqual(asked.maxBufferSize, big);
+  strictEqual(gpu.maxBufferSize, big);
+  // Asking for a binding past what u32 indices reach is an error naming the limit.
+  await rejects(
+    () => createGpu({ gpu: fakeGpuApi, requiredLimits: { maxStorageBufferBindingSize: 2 ** 32 } }),
+    (e: Error) =>
+      e instanceof RangeError &&
+      /"maxStorageBufferBindingSize" must be at least 4294967296/.test(e.message) &&
+      /u32/.test(e.message),
+  );
+  // Exactly the cap is fine.
+  const capped = await createGpu({
+    gpu: fakeGpuApi,
+    requiredLimits: { maxStorageBufferBindingSize: 2 ** 32 - 4 },
+  });
+  strictEqual(capped.maxBindingSize, 2 ** 32 - 4);
+});
+
+/**
+ * A stand-in `navigator.gpu` whose one adapter reports these storage limits (and fixed others);
+ * its device reports the adapter's limits, overridden by what was asked for when `withAsked`.
+ * `asked()` gives the limits the last `requestDevice` asked for.
+ */
+function fakeGpu(
+  storage: { maxStorageBufferBindingSize: number; maxBufferSize: number },
+  withAsked: boolean,
+): { gpu: GPU; asked: () => Record<string, number> } {
   const limits: Record<string, number> = {
-    maxStorageBufferBindingSize: big,
-    maxBufferSize: big,
+    ...storage,
     maxStorageBuffersPerShaderStage: 10,
     maxComputeWorkgroupStorageSize: 32768,
     maxComputeInvocationsPerWorkgroup: 1024,
@@ -71,28 +86,9 @@ Deno.test("createGpu() asks for and records at most 2^32 - 4 bytes of storage bi
     features: new Set<string>(),
     requestDevice: (d: { requiredLimits: Record<string, number> }) => {
       asked = d.requiredLimits;
-      // A device may report better limits than were asked for: the record is capped anyway.
-      return Promise.resolve({ limits: { ...limits } });
+      return Promise.resolve({ limits: withAsked ? { ...limits, ...asked } : { ...limits } });
     },
   };
-  const fakeGpu = { requestAdapter: () => Promise.resolve(adapter) } as unknown as GPU;
-  const gpu = await createGpu({ gpu: fakeGpu });
-  strictEqual(asked.maxStorageBufferBindingSize, 2 ** 32 - 4);
-  strictEqual(gpu.maxBindingSize, 2 ** 32 - 4);
-  strictEqual(asked.maxBufferSize, big);
-  strictEqual(gpu.maxBufferSize, big);
-  // Asking for a binding past what u32 indices reach is an error naming the limit.
-  await rejects(
-    () => createGpu({ gpu: fakeGpu, requiredLimits: { maxStorageBufferBindingSize: 2 ** 32 } }),
-    (e: Error) =>
-      e instanceof RangeError &&
-      /"maxStorageBufferBindingSize" must be at least 4294967296/.test(e.message) &&
-      /u32/.test(e.message),
-  );
-  // Exactly the cap is fine.
-  const capped = await createGpu({
-    gpu: fakeGpu,
-    requiredLimits: { maxStorageBufferBindingSize: 2 ** 32 - 4 },
-  });
-  strictEqual(capped.maxBindingSize, 2 ** 32 - 4);
-});
+  const gpu = { requestAdapter: () => Promise.resolve(adapter) } as unknown as GPU;
+  return { gpu, asked: () => asked };
+}
