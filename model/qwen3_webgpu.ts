@@ -462,10 +462,13 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   async forward(input: ForwardInput): Promise<ForwardOutput> {
     const batch = packBatch(input, this.config);
     const n = batch.batch * batch.seqLen;
-    const ws = await this.#checkedWorkspace(n, {
+    const checked = this.#checkedWorkspace(n, {
       logits: true,
       hidden: input.outputHiddenStates ?? false,
     }, "forward");
+    // Awaited only when a new workspace was allocated: a reused one records at once, with the
+    // adapters and parameters set when the call was made.
+    const ws = checked instanceof Promise ? await checked : checked;
     const enc = this.#record(batch, ws, {
       logits: true,
       hidden: input.outputHiddenStates ?? false,
@@ -527,7 +530,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
       layerHidden,
       headAlpha: temperature === 1 ? undefined : 1 / temperature,
     };
-    const ws = await this.#checkedWorkspace(n, want, "tokenLogprobs");
+    const checked = this.#checkedWorkspace(n, want, "tokenLogprobs");
+    const ws = checked instanceof Promise ? await checked : checked; // as in forward
     const enc = this.#record(batch, ws, want);
     const ranges: ReadbackRange[] = [
       { buffer: ws.logprobs, offset: 0, size: n * 4 },
@@ -932,16 +936,21 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   /**
    * {@linkcode WebGpuQwen3.#workspace}, then, when it allocated a new one, the out-of-memory
    * check of its buffers (error scopes only: no GPU round trip), so that a workspace that does
-   * not fit is named before work uses it.
+   * not fit is named before work uses it. A reused workspace comes back as it is, not as a
+   * promise, so that the caller records without yielding.
    */
-  async #checkedWorkspace(tokens: number, want: ForwardWants, call: string): Promise<Workspace> {
+  #checkedWorkspace(
+    tokens: number,
+    want: ForwardWants,
+    call: string,
+  ): Workspace | Promise<Workspace> {
     const old = this.#ws;
     const ws = this.#workspace(tokens, want);
     if (ws === old) return ws;
-    await this.ctx.checkAllocations(`allocating the ${call} workspace for ${ws.tokens} tokens`);
-    // A concurrent call may have replaced it (each covers the sizes of the one before) during
-    // the await: take the current one, recorded without a further await.
-    return this.#workspace(tokens, want);
+    return this.ctx.checkAllocations(`allocating the ${call} workspace for ${ws.tokens} tokens`)
+      // A concurrent call may have replaced it (each covers the sizes of the one before) during
+      // the await: take the current one, recorded without a further await.
+      .then(() => this.#workspace(tokens, want));
   }
 
   #workspace(tokens: number, want: ForwardWants): Workspace {
