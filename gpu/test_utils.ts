@@ -115,5 +115,12 @@ export async function outOfMemoryGpu(labels: ReadonlySet<string>): Promise<Gpu> 
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
-  return { ...real, device };
+  // `lost` is read from the real record, which createGpu sets when the device is lost.
+  return {
+    ...real,
+    device,
+    get lost() {
+      return real.lost;
+    },
+  };
 }
