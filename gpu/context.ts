@@ -3,10 +3,22 @@
  * created once and cached (web-rwkv's `Context`), so a forward pass recorded a second time
  * allocates nothing.
  *
+ * Allocations and pipeline creations run inside WebGPU error scopes whose results are collected
+ * without waiting; {@linkcode GpuContext.checkAllocations} (called by `readback` and
+ * `settleUploads`) awaits them and throws {@linkcode GpuOutOfMemoryError} or
+ * {@linkcode GpuPipelineError}, naming the buffer or kernel, before the generic validation errors
+ * that an invalid buffer or pipeline causes downstream.
+ *
  * @module
  */
 import type { Gpu } from "./device.ts";
-import { type GpuAllocationFailure, GpuDeviceLostError, GpuOutOfMemoryError } from "./errors.ts";
+import {
+  type GpuAllocationFailure,
+  GpuDeviceLostError,
+  GpuOutOfMemoryError,
+  GpuPipelineError,
+  type GpuPipelineFailure,
+} from "./errors.ts";
 
 /** A buffer binding: a whole buffer, or a byte range of one. */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset: number; size: number };
@@ -116,6 +128,7 @@ export class GpuContext {
   #unsettled = 0;
   #pendingScopes = new Set<Promise<void>>();
   #outOfMemory: Omit<GpuAllocationFailure, "adapter" | "stage"> | null = null;
+  #pipelineFailure: Omit<GpuPipelineFailure, "adapter" | "stage"> | null = null;
   /**
    * GPU→CPU round trips made through `readback()` with this context so far (each costs ≥ 10 ms
    * in Deno 2.9.6): for tests and benchmarks that count them.
@@ -237,16 +250,21 @@ export class GpuContext {
   }
 
   /**
-   * Waits for the out-of-memory checks of the buffers created so far (storage buffers, uploads,
-   * scratch and uniform blocks) and throws if one failed. An allocation that runs out of memory
-   * only yields an invalid buffer, and every later use of it adds a validation error; this names
-   * the buffer instead. `readback` and {@linkcode GpuContext.settleUploads} call it first, so
-   * the first error a run shows is this one. Once an allocation failed every later call throws.
+   * Waits for the error scopes of the buffers created so far (storage buffers, uploads, scratch
+   * and uniform blocks) and of the pipelines compiled so far, and throws if one failed. An
+   * allocation that runs out of memory only yields an invalid buffer, and a kernel the driver
+   * rejects (its WGSL, or a limit such as the workgroup size) only an invalid pipeline; every later
+   * use of either adds a generic validation error. This names the buffer or kernel instead.
+   * `readback` and {@linkcode GpuContext.settleUploads} call it, so the first error a run shows
+   * is this one. Once an allocation or pipeline failed every later call throws (an out-of-memory
+   * error first, if both happened).
    *
    * @param stage What the caller is doing, for the message (e.g. `"loading the model"`); optional.
-   * @returns A promise that resolves when every allocation so far succeeded.
+   * @returns A promise that resolves when every allocation and pipeline so far succeeded.
    * @throws {GpuOutOfMemoryError} Naming the first buffer that did not fit, its size, the bytes
    * allocated before it and what to lower.
+   * @throws {GpuPipelineError} Naming the first kernel the device rejected, the adapter, the
+   * device's message and the WGSL line it points at.
    *
    * @example After allocating a workspace
    * ```ts ignore
@@ -257,11 +275,19 @@ export class GpuContext {
    */
   async checkAllocations(stage?: string): Promise<void> {
     if (this.#pendingScopes.size > 0) await Promise.all(this.#pendingScopes);
+    const where = stage === undefined ? {} : { stage };
     if (this.#outOfMemory !== null) {
       throw new GpuOutOfMemoryError({
         ...this.#outOfMemory,
         adapter: this.gpu.description,
-        ...(stage === undefined ? {} : { stage }),
+        ...where,
+      });
+    }
+    if (this.#pipelineFailure !== null) {
+      throw new GpuPipelineError({
+        ...this.#pipelineFailure,
+        adapter: this.gpu.description,
+        ...where,
       });
     }
   }
@@ -434,12 +460,22 @@ export class GpuContext {
   }
 
   /**
-   * Returns the compute pipeline for `code` with `options.constants`, compiling it once.
+   * Returns the compute pipeline for `code` with `options.constants`, compiling it once. The
+   * creation runs inside "validation" and "internal" error scopes, not awaited here: a kernel the
+   * device rejects is reported by the next {@linkcode GpuContext.checkAllocations} (so by the
+   * next `readback`) as a {@linkcode GpuPipelineError} naming `label`.
    *
    * @param label Name of the op, used in the cache key and in errors.
    * @param code WGSL source.
    * @param options Entry point and override constants.
    * @returns The cached pipeline.
+   *
+   * @example Compile once, reuse
+   * ```ts ignore
+   * declare const ctx: import("./context.ts").GpuContext;
+   * const code = `@compute @workgroup_size(64) fn main() {}`;
+   * console.log(ctx.pipeline("noop", code) === ctx.pipeline("noop", code)); // true
+   * ```
    */
   pipeline(label: string, code: string, options: PipelineOptions = {}): GPUComputePipeline {
     let codeId = this.#codeIds.get(code);
@@ -449,19 +485,60 @@ export class GpuContext {
     }
     const entryPoint = options.entryPoint ?? "main";
     const constants = options.constants ?? {};
-    const key = `${label}#${codeId}:${entryPoint}:` +
-      Object.keys(constants).sort().map((k) => `${k}=${constants[k]}`).join(",");
+    const constantsKey = Object.keys(constants).sort().map((k) => `${k}=${constants[k]}`);
+    const key = `${label}#${codeId}:${entryPoint}:` + constantsKey.join(",");
     let pipeline = this.#pipelines.get(key);
     if (!pipeline) {
-      const module = this.device.createShaderModule({ label, code });
-      pipeline = this.device.createComputePipeline({
+      const device = this.device;
+      // Stand-in devices of tests may have no error scopes.
+      const scoped = typeof device.pushErrorScope === "function";
+      if (scoped) {
+        device.pushErrorScope("internal");
+        device.pushErrorScope("validation");
+      }
+      const module = device.createShaderModule({ label, code });
+      pipeline = device.createComputePipeline({
         label,
         layout: "auto",
         compute: { module, entryPoint, constants },
       });
+      if (scoped) {
+        const variant = [entryPoint, ...constantsKey].join(" ");
+        this.#watchPipeline(device.popErrorScope(), device.popErrorScope(), label, variant, code);
+      }
       this.#pipelines.set(key, pipeline);
     }
     return pipeline;
+  }
+
+  /**
+   * Keeps the first pipeline failure the scopes report, for
+   * {@linkcode GpuContext.checkAllocations}.
+   */
+  #watchPipeline(
+    validation: Promise<GPUError | null>,
+    internal: Promise<GPUError | null>,
+    label: string,
+    variant: string,
+    code: string,
+  ): void {
+    const pending: Promise<void> = Promise.all([validation, internal]).then(
+      ([v, i]) => {
+        const error = v ?? i;
+        if (error === null || this.#pipelineFailure !== null) return;
+        const at = /wgsl:(\d+):\d+/.exec(error.message);
+        const number = at ? Number(at[1]) : 0;
+        const text = code.split("\n")[number - 1]?.trim();
+        this.#pipelineFailure = {
+          label,
+          variant,
+          message: error.message,
+          ...(text === undefined ? {} : { line: { number, text } }),
+        };
+      },
+      () => {}, // a lost device rejects the pop; readback reports the loss itself
+    ).finally(() => this.#pendingScopes.delete(pending));
+    this.#pendingScopes.add(pending);
   }
 
   /**

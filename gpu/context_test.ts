@@ -3,8 +3,8 @@ import { noGpu, outOfMemoryGpu, recordPass, testContext } from "./test_utils.ts"
 import { recordingGpu } from "./recording_gpu.ts";
 import { destroyMatrix, uploadMatrix } from "./matrix.ts";
 import { DEFAULT_FILL_WORKGROUPS, f32Bits, GpuContext } from "./context.ts";
-import type { Gpu } from "./device.ts";
-import { GpuOutOfMemoryError } from "./errors.ts";
+import { createGpu, type Gpu } from "./device.ts";
+import { GpuOutOfMemoryError, GpuPipelineError } from "./errors.ts";
 import { readback } from "./readback.ts";
 
 Deno.test({
@@ -183,6 +183,80 @@ Deno.test({
       );
     } finally {
       gpu.device.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "readback names a kernel the device rejects (WGSL type error, workgroup over the limit)",
+  ignore: noGpu,
+  async fn() {
+    const copy = (size: string, body: string) =>
+      `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> o: array<f32>;
+@compute @workgroup_size(${size}) fn main(@builtin(global_invocation_id) g: vec3u) {
+${body}
+}`;
+    const cases: {
+      label: string;
+      code: string;
+      constants: Record<string, number>;
+      expect: RegExp;
+    }[] = [
+      {
+        label: "k_type_error",
+        code: copy("4", "  let y: f32 = 1u;\n  o[g.x] = x[g.x] + y;"),
+        constants: {},
+        expect:
+          /^Cannot compile kernel "k_type_error" \(main\) on .*\(WGSL line 4: let y: f32 = 1u;\): .*f32`, but got `u32`/s,
+      },
+      {
+        label: "k_too_wide",
+        // 8192 invocations: over every device's maxComputeInvocationsPerWorkgroup. (Given as an
+        // override constant instead, wgpu 29 on lavapipe reports nothing: the size is literal.)
+        code: copy("8192", "  o[g.x] = x[g.x] * S;").replace(
+          "@compute",
+          "override S: f32;\n@compute",
+        ),
+        constants: { S: 2 },
+        expect: /^Cannot compile kernel "k_too_wide" \(main S=2\) on .*: .*workgroup size/s,
+      },
+    ];
+    for (const c of cases) {
+      // A fresh device each: a failed pipeline makes every later check of its context throw.
+      const gpu = await createGpu();
+      const ctx = new GpuContext(gpu);
+      try {
+        const x = ctx.upload(new Float32Array([1, 2, 3, 4]), "x");
+        const out = ctx.createBuffer(16, "out");
+        // A valid kernel first: nothing is reported for it.
+        const ok = recordPass(ctx, (pass) => {
+          ctx.dispatch(pass, ctx.pipeline("k_ok", copy("4", "  o[g.x] = x[g.x];")), [x, out], [
+            1,
+            1,
+            1,
+          ]);
+        });
+        const [bytes] = await readback(ctx, [{ buffer: out, offset: 0, size: 16 }], ok);
+        assert.deepEqual([...new Float32Array(bytes)], [1, 2, 3, 4]);
+        const enc = recordPass(ctx, (pass) => {
+          const pipeline = ctx.pipeline(c.label, c.code, { constants: c.constants });
+          ctx.dispatch(pass, pipeline, [x, out], [1, 1, 1]);
+        });
+        await assert.rejects(
+          () => readback(ctx, [{ buffer: out, offset: 0, size: 16 }], enc),
+          (e: Error) => {
+            assert.ok(e instanceof GpuPipelineError, String(e));
+            assert.match(e.message, c.expect);
+            assert.match(e.message, /found while reading back "out"/);
+            assert.doesNotMatch(e.message, /Invalid ComputePipeline/i);
+            assert.equal(e.failure.label, c.label);
+            return true;
+          },
+        );
+      } finally {
+        gpu.device.destroy();
+      }
     }
   },
 });

@@ -1,6 +1,7 @@
 /**
- * The errors halo raises for what the WebGPU device reports (out of memory, device lost,
- * validation errors) and the formatting of the device's collected error messages.
+ * The errors halo raises for what the WebGPU device reports (out of memory, device lost, a
+ * kernel the device rejects, validation errors) and the formatting of the device's collected
+ * error messages.
  *
  * @module
  */
@@ -199,5 +200,63 @@ export class GpuDeviceLostError extends Error {
     );
     this.name = "GpuDeviceLostError";
     this.reason = info.reason;
+  }
+}
+
+/** What {@linkcode GpuPipelineError} reports about the kernel that did not compile. */
+export interface GpuPipelineFailure {
+  /** The kernel's label (`GpuContext.pipeline`'s `label`). */
+  label: string;
+  /** Its variant: entry point and override constants (e.g. `main TILE=64`). */
+  variant: string;
+  /** The device's message (for WGSL errors, with the source line and a caret). */
+  message: string;
+  /** The WGSL line the message points at (`wgsl:<line>:<column>`), if it points at one. */
+  line?: { number: number; text: string };
+  /** The adapter, as `gpu.description`. */
+  adapter: string;
+  /** What halo was doing when it found it, e.g. `reading back "logits"`; optional. */
+  stage?: string;
+}
+
+/**
+ * The device rejected a kernel: its WGSL (a construct or extension the driver does not take) or a
+ * limit (a workgroup larger than the device allows). Names the kernel, the adapter, the device's
+ * message and the WGSL line it points at. Thrown by `GpuContext.checkAllocations` (which `readback`
+ * and `settleUploads` call), so it is the error shown rather than the "Invalid ComputePipeline"
+ * validation errors of every dispatch that used the failed pipeline.
+ *
+ * @example Usage
+ * ```ts
+ * import { GpuPipelineError } from "./errors.ts";
+ * const error = new GpuPipelineError({
+ *   label: "matmul",
+ *   variant: "main",
+ *   message: "workgroup size [4096, 1, 1] exceeds the limit 1024",
+ *   adapter: "NVIDIA H100",
+ * });
+ * console.log(error.message.startsWith('Cannot compile kernel "matmul" on NVIDIA H100')); // true
+ * ```
+ */
+export class GpuPipelineError extends Error {
+  /** The kernel that failed. */
+  readonly failure: GpuPipelineFailure;
+
+  /**
+   * Creates the error.
+   *
+   * @param failure The kernel that failed.
+   * @param options The error that revealed it, as `cause`; optional.
+   */
+  constructor(failure: GpuPipelineFailure, options?: ErrorOptions) {
+    const line = failure.line ? ` (WGSL line ${failure.line.number}: ${failure.line.text})` : "";
+    super(
+      `Cannot compile kernel "${failure.label}" (${failure.variant}) on ${failure.adapter}` +
+        `${failure.stage ? ` (found while ${failure.stage})` : ""}${line}: ` +
+        `${failure.message.trim()}`,
+      options,
+    );
+    this.name = "GpuPipelineError";
+    this.failure = failure;
   }
 }

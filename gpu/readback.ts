@@ -1,7 +1,9 @@
 /**
  * The only place that maps GPU buffers: the requested ranges are copied into staging buffers of
  * at most 256 MiB each, all mapped together (one round trip), since each `mapAsync` wait costs at
- * least 10 ms in Deno.
+ * least 10 ms in Deno. It is where the device's errors surface: a device already lost, then a
+ * buffer that ran out of memory or a kernel the device rejected (`GpuContext.checkAllocations`),
+ * then a loss or the validation errors collected since the last readback.
  *
  * @module
  */
@@ -32,8 +34,11 @@ export interface ReadbackRange {
  * @returns One `ArrayBuffer` per range.
  * @throws {RangeError} If a range is not 4-byte aligned or exceeds its buffer.
  * @throws {GpuOutOfMemoryError} If a buffer made through `ctx` could not be allocated (checked
- * first, so it is the error shown rather than the validation errors that follow from it), or a
- * staging buffer could not.
+ * right after the submit, before the device's collected errors, so it is the error shown rather
+ * than the validation errors that follow from it), or a staging buffer could not.
+ * @throws {GpuPipelineError} If the device rejected a kernel compiled through `ctx.pipeline`
+ * (its WGSL or a limit); checked with the allocations, so it names the kernel rather than the
+ * "Invalid ComputePipeline" errors of the dispatches that used it.
  * @throws {GpuDeviceLostError} If the device was lost (the readback failed on a lost device, or
  * it was lost before).
  * @throws {Error} If the device reported a validation error since the last readback, or the
@@ -81,7 +86,8 @@ export async function readback(
     } catch (error) {
       throw await failure(ctx, what, error, staging, scopes);
     }
-    // An allocation that ran out of memory is named before the errors it caused are read. Checked
+    // An allocation that ran out of memory, or a kernel the device rejected, is named before the
+    // errors it caused are read (ctx.checkAllocations covers both). Checked
     // after the submit, not before: nothing may wait between a caller's recording and its submit
     // (a caller may replace, and destroy, buffers the recorded work binds while this waits).
     await ctx.checkAllocations(what);
