@@ -23,27 +23,15 @@ Deno.test({
       // Start from NaN when overwriting (rows of absent ids must be cleared), else from data.
       const start = accumulate ? dTable0 : new Float32Array(vocab * h).fill(NaN);
       // 5 rows per block: 8 blocks, ids cross every block boundary, rows 23.. never occur.
-      const dTable = uploadMatrix(ctx, { name: "dTable", data: start, rows: vocab, cols: h }, {
-        maxChunkBytes: 5 * h * 4,
-      });
-      if (dTable.chunks.length !== 8) {
-        throw new Error(`expected 8 blocks, got ${dTable.chunks.length}`);
-      }
-      const enc = recordPass(ctx, (pass) =>
-        encodeEmbeddingBackward(ctx, pass, {
-          ids: ctx.upload(ids, "ids"),
-          dOut: ctx.upload(dOut, "dOut"),
-          dTable,
-          tokens,
-          accumulate,
-        }));
-      const blocks = await readback(
+      const { table: got, blocks } = await runSplit(
         ctx,
-        dTable.chunks.map((c) => ({ buffer: c.buffer, offset: 0, size: c.rows * h * 4 })),
-        enc,
+        dOut,
+        ids,
+        { vocab, h, blockRows: 5 },
+        start,
+        accumulate,
       );
-      const got = new Float32Array(vocab * h);
-      blocks.forEach((b, i) => got.set(new Float32Array(b), dTable.chunks[i].rowStart * h));
+      if (blocks !== 8) throw new Error(`expected 8 blocks, got ${blocks}`);
       const expected = accumulate ? want.map((g, i) => g + dTable0[i]) : want;
       const err = assertClose(got, expected, TOL, `embedding backward accumulate=${accumulate}`);
       console.log(`embedding backward accumulate=${accumulate}: rel err ${err.toExponential(2)}`);
@@ -51,7 +39,10 @@ Deno.test({
   },
 });
 
-/** Runs the backward over a table split in blocks of `blockRows` rows; returns the whole table. */
+/**
+ * Runs the backward over a table split in blocks of `blockRows` rows; returns the whole table
+ * and the number of blocks it was split into.
+ */
 async function runSplit(
   ctx: GpuContext,
   dOut: Float32Array,
@@ -60,7 +51,7 @@ async function runSplit(
   start: Float32Array,
   accumulate: boolean,
   tokensPerDispatch?: number,
-): Promise<Float32Array> {
+): Promise<{ table: Float32Array; blocks: number }> {
   const { vocab, h, blockRows } = shape;
   const dTable = uploadMatrix(ctx, { name: "dTable", data: start, rows: vocab, cols: h }, {
     maxChunkBytes: blockRows * h * 4,
@@ -81,7 +72,7 @@ async function runSplit(
   );
   const got = new Float32Array(vocab * h);
   blocks.forEach((b, i) => got.set(new Float32Array(b), dTable.chunks[i].rowStart * h));
-  return got;
+  return { table: got, blocks: dTable.chunks.length };
 }
 
 Deno.test({
@@ -100,11 +91,11 @@ Deno.test({
     const shape = { vocab, h, blockRows };
     for (const accumulate of [false, true]) {
       const start = () => accumulate ? dTable0.slice() : new Float32Array(vocab * h).fill(NaN);
-      const whole = await runSplit(ctx, dOut, ids, shape, start(), accumulate);
+      const whole = (await runSplit(ctx, dOut, ids, shape, start(), accumulate)).table;
       const expected = accumulate ? want.map((g, i) => g + dTable0[i]) : want;
       assertClose(whole, expected, TOL, `one dispatch, accumulate=${accumulate}`);
       for (const per of [1, 3, 7, 40, 41, 100]) {
-        const got = await runSplit(ctx, dOut, ids, shape, start(), accumulate, per);
+        const got = (await runSplit(ctx, dOut, ids, shape, start(), accumulate, per)).table;
         deepStrictEqual(
           new Uint32Array(got.buffer),
           new Uint32Array(whole.buffer),
