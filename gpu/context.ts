@@ -82,6 +82,23 @@ export const DEFAULT_UPLOAD_FLUSH_BYTES: number = 256 * 2 ** 20;
 export const DEFAULT_FILL_WORKGROUPS: { readonly software: number; readonly hardware: number } =
   Object.freeze({ software: 8, hardware: 256 });
 
+/**
+ * The {@linkcode DEFAULT_FILL_WORKGROUPS} of an adapter: what a `GpuContext` made without the
+ * `fillWorkgroups` option takes (a memory plan made before the context exists asks here).
+ *
+ * @param gpu The device record (only whether it is a software adapter is read).
+ * @returns Workgroups one product should launch.
+ *
+ * @example Usage
+ * ```ts
+ * import { defaultFillWorkgroups } from "./context.ts";
+ * console.log(defaultFillWorkgroups({ isFallbackAdapter: true })); // 8
+ * ```
+ */
+export function defaultFillWorkgroups(gpu: { readonly isFallbackAdapter: boolean }): number {
+  return DEFAULT_FILL_WORKGROUPS[gpu.isFallbackAdapter ? "software" : "hardware"];
+}
+
 /** Usage flags of a storage buffer that can be written, copied and read back. */
 export const STORAGE_USAGE: number = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08; /* COPY_DST */
 
@@ -147,8 +164,7 @@ export class GpuContext {
     this.#maxUniforms = options.maxUniforms ?? 16384;
     this.#maxBindGroups = options.maxBindGroups ?? 65536;
     this.#flushBytes = options.uploadFlushBytes ?? DEFAULT_UPLOAD_FLUSH_BYTES;
-    this.fillWorkgroups = options.fillWorkgroups ??
-      DEFAULT_FILL_WORKGROUPS[gpu.isFallbackAdapter ? "software" : "hardware"];
+    this.fillWorkgroups = options.fillWorkgroups ?? defaultFillWorkgroups(gpu);
     for (
       const key of ["maxUniforms", "maxBindGroups", "fillWorkgroups", "uploadFlushBytes"] as const
     ) {

@@ -51,7 +51,7 @@ import { withTemperature } from "../backend.ts";
 import type { WebGpuQwen3 } from "../../model/qwen3_webgpu.ts";
 import { createProgress, formatDuration, type Progress } from "../../internal/progress.ts";
 import { writeFileAtomic } from "../../internal/atomic_write.ts";
-import { DEFAULT_FILL_WORKGROUPS } from "../../gpu/context.ts";
+import { defaultFillWorkgroups } from "../../gpu/context.ts";
 import type { PendingStep } from "../train_loop.ts";
 import type { ParamTree } from "../types.ts";
 import { anchorCosines } from "./anchor_cosines.ts";
@@ -491,7 +491,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
           offsetAlignment: gpu.device.limits.minStorageBufferOffsetAlignment,
           isFallbackAdapter: gpu.isFallbackAdapter,
           // The run's GpuContext (trainer/_run_setup.ts) takes the default for the adapter.
-          fillWorkgroups: DEFAULT_FILL_WORKGROUPS[gpu.isFallbackAdapter ? "software" : "hardware"],
+          fillWorkgroups: defaultFillWorkgroups(gpu),
         },
         env: Deno.env.get("HALO_GPU_MEMORY"),
       });
