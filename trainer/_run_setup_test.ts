@@ -346,10 +346,7 @@ Deno.test("an adapter checkpoint records its base model's fingerprint: a resume 
     deepStrictEqual((await resolveRunStart(c, options)).warnings, []);
 
     // The same base directory, its weights replaced (another fine-tune): refused.
-    const weights = join(base, "model.safetensors");
-    const bytes = await Deno.readFile(weights);
-    bytes[bytes.length - 3] ^= 0x40;
-    await Deno.writeFile(weights, bytes);
+    const weights = await flipWeightBit(base);
     const now = (await fingerprintFile(weights, { sampled: true })).sha256.slice(0, 16);
     const was = recorded["model.safetensors"].sha256.slice(0, 16);
     const message = new RegExp(
@@ -405,10 +402,7 @@ Deno.test("a full-weights checkpoint records its base's tokenizer files and conf
     const options = { resume: true, fixedKeys: [] };
     deepStrictEqual((await resolveRunStart(c, options)).warnings, []);
     // The base's weights are not read (the checkpoint holds them all): a change there is fine.
-    const weights = join(base, "model.safetensors");
-    const bytes = await Deno.readFile(weights);
-    bytes[bytes.length - 3] ^= 0x40;
-    await Deno.writeFile(weights, bytes);
+    await flipWeightBit(base);
     deepStrictEqual((await resolveRunStart(c, options)).warnings, []);
 
     // Another tokenizer at the same path: refused by a resume, an evaluation and a GGUF export.
@@ -495,3 +489,12 @@ Deno.test("exportRun() replaces a previous export whole (no stale file survives)
     strictEqual(await Deno.readTextFile(file), "x");
     deepStrictEqual([...Deno.readDirSync(foreign)].map((e) => e.name), ["notes.txt"]);
   }));
+
+/** Flips one bit near the end of `dir`'s model.safetensors (its weights change, not its size). */
+async function flipWeightBit(dir: string): Promise<string> {
+  const weights = join(dir, "model.safetensors");
+  const bytes = await Deno.readFile(weights);
+  bytes[bytes.length - 3] ^= 0x40;
+  await Deno.writeFile(weights, bytes);
+  return weights;
+}
