@@ -1,7 +1,8 @@
-// The RL trainer on the WebGPU train backend (float32) against the CPU one (float64): a 3-step
-// seeded run (DAPO's clipped policy loss + 0.1 Hidden-Align) gives the same per-step losses and
-// metrics, and the same final parameters, up to float32 rounding; kill + resume on WebGPU repeats
-// an uninterrupted WebGPU run byte for byte; LoRA dropout (which the GPU backward lacks) fails
+// The RL trainer on the WebGPU train backend (float32) against the CPU one (float64): a 2-step
+// seeded run (DAPO's clipped policy loss + 0.1 Hidden-Align; both steps update, asserted, so the
+// second starts from the first's AdamW state) gives the same per-step losses and metrics, and the
+// same final parameters, up to float32 rounding; kill + resume on WebGPU repeats an uninterrupted
+// WebGPU run byte for byte; LoRA dropout (which the GPU backward lacks) fails
 // before any work. Skipped without a WebGPU adapter.
 //
 // The model is the bundled models/arithmetic-tiny (2 layers, hidden 64), not the golden fixture
@@ -17,9 +18,10 @@
 //
 // Two cases: full fine-tuning with the sampler's log-probs as old log-probs (the demo's default;
 // the WebGPU run's old log-probs are then the CPU sampler's), and LoRA r=4 with old log-probs
-// recomputed by each run's own forward (the first-epoch ratio is then exactly 1 on both).
+// recomputed by each run's own forward (the first-epoch ratio is then exactly 1 on both); the full
+// case twice, with the WebGPU run's AdamW on the device and on the host, both against one CPU run.
 //
-// Tolerances (observed on Mesa lavapipe, 2026-12-03, in brackets):
+// Tolerances (observed on Mesa lavapipe in 3-step runs, 2026-12-03, in brackets):
 // - loss, optimizer and anchor metrics per step: |gpu − cpu| ≤ 1e-7 + 1e-4·max(|gpu|, |cpu|)
 //   [largest relative difference 5.5e-6 (loss/total, step 1) where the value is not ~0; loss/pg
 //   at step 1 is ~1e-9 in both, 7e-10 apart];
@@ -83,8 +85,64 @@ const CASES = [
   { lora: true, oldLogprobs: "recompute", layer: "final", optimizer: "device" },
   { lora: false, oldLogprobs: "sampler", layer: "final", optimizer: "host" },
 ] as const;
+type Case = typeof CASES[number];
 
-for (const { lora, oldLogprobs, layer, optimizer } of CASES) {
+/** Steps of each run: both must train (asserted), so step 2 starts from step 1's AdamW state. */
+const STEPS = 2;
+
+/** The overrides a case's CPU and WebGPU runs share (the optimizer is only the WebGPU run's). */
+function caseOverrides({ lora, oldLogprobs, layer }: Case): string[] {
+  return [
+    `--trainer.steps=${STEPS}`,
+    `--rl.losses=[{name: clipped_pg}, {name: hidden_align, weight: 0.1, layer: ${layer}}]`,
+    `--rl.oldLogprobs=${oldLogprobs}`,
+    ...(lora ? ["--adapters.kind=lora", "--adapters.r=4", "--trainer.lr=1e-2"] : []),
+  ];
+}
+
+/** What the comparison reads of the CPU run: its rollouts, metrics and final parameters. */
+interface CpuRun {
+  recorded: SampledGroups[];
+  step: number;
+  lines: Record<string, number>[];
+  params: Record<string, Float32Array>;
+}
+
+/**
+ * The CPU run of a case's overrides, memoised: the two full-fine-tuning cases differ only in the
+ * WebGPU run's optimizer, so they compare against one CPU run (the same config, hence the same
+ * rollouts, metrics and parameters a second run would give).
+ */
+const cpuRuns = new Map<string, Promise<CpuRun>>();
+function cpuRun(extra: string[]): Promise<CpuRun> {
+  const key = JSON.stringify(extra);
+  let run = cpuRuns.get(key);
+  if (run === undefined) {
+    run = withTempDir(async (dir) => {
+      const recorded: SampledGroups[] = [];
+      const cpu = await runRl(await rlConfig(dir, ["--run.name=cpu", ...extra]), {
+        ...QUIET,
+        evalAtStart: false,
+        sampleGroups: async (backend, prompts, sampling) => {
+          const sampled = await sampleGroups(backend, prompts, sampling);
+          recorded.push(sampled);
+          return sampled;
+        },
+      });
+      return {
+        recorded,
+        step: cpu.step,
+        lines: await metricLines(cpu.runDir),
+        params: await finalParams(cpu),
+      };
+    });
+    cpuRuns.set(key, run);
+  }
+  return run;
+}
+
+for (const testCase of CASES) {
+  const { lora, oldLogprobs, layer, optimizer } = testCase;
   Deno.test({
     name: `runRl() on WebGPU matches the CPU run to float32 rounding on the same rollouts ` +
       `(${lora ? "LoRA" : "full"}, old log-probs: ${oldLogprobs}, align layer: ${layer}, ` +
@@ -94,21 +152,9 @@ for (const { lora, oldLogprobs, layer, optimizer } of CASES) {
     sanitizeOps: false,
     fn: () =>
       withTempDir(async (dir) => {
-        const extra = [
-          `--rl.losses=[{name: clipped_pg}, {name: hidden_align, weight: 0.1, layer: ${layer}}]`,
-          `--rl.oldLogprobs=${oldLogprobs}`,
-          ...(lora ? ["--adapters.kind=lora", "--adapters.r=4", "--trainer.lr=1e-2"] : []),
-        ];
-        const options = { ...QUIET, evalAtStart: false };
-        const recorded: SampledGroups[] = [];
-        const cpu = await runRl(await rlConfig(dir, ["--run.name=cpu", ...extra]), {
-          ...options,
-          sampleGroups: async (backend, prompts, sampling) => {
-            const sampled = await sampleGroups(backend, prompts, sampling);
-            recorded.push(sampled);
-            return sampled;
-          },
-        });
+        const extra = caseOverrides(testCase);
+        const cpu = await cpuRun(extra);
+        const recorded = cpu.recorded;
         let replayed = 0;
         const gpu = await runRl(
           await rlConfig(dir, [
@@ -118,9 +164,11 @@ for (const { lora, oldLogprobs, layer, optimizer } of CASES) {
             ...extra,
           ]),
           {
-            ...options,
+            ...QUIET,
+            evalAtStart: false,
             sampleGroups: (_backend, prompts, _sampling) => {
-              const sampled = recorded[replayed++];
+              // A copy: the CPU run's record may serve another case.
+              const sampled = structuredClone(recorded[replayed++]);
               ok(sampled !== undefined, "the WebGPU run drew more generation batches");
               // The same prompts in the same order (the prompt order does not depend on the
               // backend).
@@ -134,13 +182,13 @@ for (const { lora, oldLogprobs, layer, optimizer } of CASES) {
         );
         ok(gpu.backend.startsWith("webgpu"), gpu.backend);
         strictEqual(replayed, recorded.length);
-        strictEqual(gpu.step, 3);
-        strictEqual(cpu.step, 3);
+        strictEqual(gpu.step, STEPS);
+        strictEqual(cpu.step, STEPS);
 
-        const a = await metricLines(cpu.runDir);
+        const a = cpu.lines;
         const b = await metricLines(gpu.runDir);
-        strictEqual(a.length, 3);
-        strictEqual(b.length, 3);
+        strictEqual(a.length, STEPS);
+        strictEqual(b.length, STEPS);
         let trained = 0;
         a.forEach((line, i) => {
           for (const key of ROLLOUT_KEYS) strictEqual(b[i][key], line[key], key);
@@ -168,11 +216,12 @@ for (const { lora, oldLogprobs, layer, optimizer } of CASES) {
           );
           deepStrictEqual(Object.keys(b[i]).sort(), keys.sort());
         });
-        ok(trained >= 2, `only ${trained} of 3 steps trained`);
+        // Every step updated: the second from the first's AdamW moments.
+        strictEqual(trained, STEPS, `only ${trained} of ${STEPS} steps trained`);
         ok(a.some((line) => line["loss/align"] > 0), "the align term never contributed");
 
         // Final parameters: the distance between the runs against how far the CPU run moved.
-        const pa = await finalParams(cpu);
+        const pa = cpu.params;
         const pb = await finalParams(gpu);
         deepStrictEqual(Object.keys(pb).sort(), Object.keys(pa).sort());
         let diff2 = 0;
@@ -216,16 +265,16 @@ Deno.test({
     withTempDir(async (dir) => {
       // The resumed run's parameters and optimizer state come from the checkpoint (uploaded by
       // the backend's setParams); the GPU's float32 math is deterministic on one device.
+      // One generation batch a step and one micro-batch (the data position's refill over batches
+      // and gradient accumulation do not depend on the backend: tests/rl_run_test.ts resumes
+      // them on the CPU, and the cases above accumulate micro-batches on WebGPU).
       const options = { ...QUIET, evalAtStart: false };
+      const small = ["--backend=webgpu", "--trainer.steps=2", "--rl.maxGenBatches=1"];
       const whole = await runRl(
-        await rlConfig(dir, ["--run.name=whole", "--backend=webgpu", "--trainer.steps=2"]),
+        await rlConfig(dir, ["--run.name=whole", ...small, "--rl.microBatchSize=8"]),
         options,
       );
-      const config = await rlConfig(dir, [
-        "--run.name=split",
-        "--backend=webgpu",
-        "--trainer.steps=2",
-      ]);
+      const config = await rlConfig(dir, ["--run.name=split", ...small, "--rl.microBatchSize=8"]);
       strictEqual((await runRl(config, { ...options, haltAfterStep: 1 })).halted, true);
       const resumed = await runRl(config, { ...options, resume: true });
       ok(resumed.backend.startsWith("webgpu"), resumed.backend);
@@ -234,5 +283,8 @@ Deno.test({
         await Deno.readTextFile(join(resumed.runDir, "metrics.jsonl")),
         await Deno.readTextFile(join(whole.runDir, "metrics.jsonl")),
       );
+      // Both steps updated: the checkpoint carried AdamW moments, and the resumed step used them.
+      const rows = (await metricLines(whole.runDir)).map((line) => line["batch/rows"]);
+      ok(rows.length === 2 && rows.every((n) => n > 0), `rows per step: ${rows}`);
     }),
 });
