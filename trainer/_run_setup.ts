@@ -834,13 +834,11 @@ export async function saveRun(
 ): Promise<string> {
   const { config, lora } = options;
   // Adapters fit only the frozen base they were trained on: its fingerprint goes into meta.json;
-  // full weights still read the base's tokenizer files and config.json: theirs does.
+  // every checkpoint still reads the base's tokenizer files and config.json: theirs does too.
   const base = config.model.path;
   const builtin = base.startsWith("builtin:");
   const baseModel = lora === null || builtin ? undefined : await fingerprintModel(base);
-  const baseFiles = lora !== null || builtin
-    ? undefined
-    : await fingerprintFiles(base, FULL_CHECKPOINT_BASE_FILES);
+  const baseFiles = builtin ? undefined : await fingerprintFiles(base, FULL_CHECKPOINT_BASE_FILES);
   return await saveCheckpoint(runDir, {
     step,
     weights: lora === null ? "model" : "adapter",

@@ -314,7 +314,7 @@ Deno.test({
   },
 });
 
-Deno.test("an adapter checkpoint records its base model's fingerprint: a resume or a GGUF export on a changed base is refused, naming the file", () =>
+Deno.test("an adapter checkpoint records its base model's fingerprint and its tokenizer files': a resume or a GGUF export on a changed base is refused, naming the file", () =>
   withTempDir(async (dir) => {
     const base = await copyModelDir(join(dir, "base"));
     const c = await loadConfig(undefined, {
@@ -340,9 +340,31 @@ Deno.test("an adapter checkpoint records its base model's fingerprint: a resume 
       metrics: {},
       sha: null,
     });
-    const recorded = (await loadCheckpoint(step)).meta.baseModel;
+    const meta0 = (await loadCheckpoint(step)).meta;
+    const recorded = meta0.baseModel;
     ok(recorded !== null && recorded["model.safetensors"] !== undefined, JSON.stringify(recorded));
+    deepStrictEqual(Object.keys(meta0.baseFiles ?? {}), [
+      "config.json",
+      "generation_config.json",
+      "tokenizer.json",
+      "tokenizer_config.json",
+    ]);
     const options = { resume: true, fixedKeys: [] };
+    deepStrictEqual((await resolveRunStart(c, options)).warnings, []);
+
+    // Another tokenizer beside the same weights: refused (the adapters would see other prompts).
+    const tokenizer = join(base, "tokenizer_config.json");
+    const text = await Deno.readTextFile(tokenizer);
+    await Deno.writeTextFile(
+      tokenizer,
+      JSON.stringify({ ...JSON.parse(text), model_max_length: 7 }),
+    );
+    const tokenizerWas = meta0.baseFiles!["tokenizer_config.json"].sha256.slice(0, 16);
+    await rejects(
+      resolveRunStart(c, options),
+      new RegExp(`base model "${base}".*file "${tokenizer}" changed: recorded .*${tokenizerWas}`),
+    );
+    await Deno.writeTextFile(tokenizer, text);
     deepStrictEqual((await resolveRunStart(c, options)).warnings, []);
 
     // The same base directory, its weights replaced (another fine-tune): refused.
@@ -359,9 +381,17 @@ Deno.test("an adapter checkpoint records its base model's fingerprint: a resume 
     match(err.join("\n"), message);
     strictEqual(await exists(join(dir, "x.gguf")), false);
 
-    // A checkpoint from before the record: a warning, not an error.
+    // A checkpoint from before adapter checkpoints recorded baseFiles: its weights are checked,
+    // with no warning.
     const metaPath = join(step, "meta.json");
     const meta = JSON.parse(await Deno.readTextFile(metaPath));
+    delete meta.baseFiles;
+    await Deno.writeTextFile(metaPath, JSON.stringify(meta));
+    await rejects(resolveRunStart(c, options), message);
+    await flipWeightBit(base);
+    deepStrictEqual((await resolveRunStart(c, options)).warnings, []);
+
+    // A checkpoint from before the record: a warning, not an error.
     delete meta.baseModel;
     await Deno.writeTextFile(metaPath, JSON.stringify(meta));
     const { warnings } = await resolveRunStart(c, options);

@@ -136,9 +136,10 @@ export interface CheckpointMetaInput {
    */
   baseModel?: DirFingerprint;
   /**
-   * Of a full-weights checkpoint: the fingerprint of the files it still reads from its base
-   * model (`model.path`): {@linkcode FULL_CHECKPOINT_BASE_FILES}, those present, hashed whole
-   * (`fingerprintFiles`); checked like {@linkcode baseModel}; absent: none is written.
+   * The fingerprint of the files besides the weights that the checkpoint reads from its base
+   * model (`model.path`): {@linkcode FULL_CHECKPOINT_BASE_FILES} (the tokenizer files and
+   * `config.json`), those present, hashed whole (`fingerprintFiles`); checked like
+   * {@linkcode baseModel}; absent: none is written (a `builtin:` model).
    */
   baseFiles?: DirFingerprint;
   /** The latest metrics; non-finite values round-trip (stored as `"NaN"`, `"Infinity"`, ...). */
@@ -188,8 +189,8 @@ export interface CheckpointMeta {
   data: unknown;
   /** The fingerprint of the adapters' base model; `null` when none was recorded. */
   baseModel: DirFingerprint | null;
-  /** Of a full-weights checkpoint: the fingerprint of the tokenizer files and `config.json` it
-   * reads from its base model; `null` when none was recorded. */
+  /** The fingerprint of the tokenizer files and `config.json` it reads from its base model;
+   * `null` when none was recorded. */
   baseFiles: DirFingerprint | null;
   /** The metrics at save time. */
   metrics: Record<string, number>;
@@ -918,9 +919,11 @@ export function checkpointUnhashed(checkpoint: LoadedCheckpoint): string[] {
 }
 
 /**
- * The files a full-weights checkpoint still reads from its base model (`model.path`) on a
- * resume, an evaluation or a GGUF export: the model config and the tokenizer files (its weights
- * all come from the checkpoint). Their fingerprint is the checkpoint's `baseFiles`.
+ * The files a checkpoint reads from its base model (`model.path`) besides the weights on a
+ * resume, an evaluation or a GGUF export: the model config and the tokenizer files (a
+ * full-weights checkpoint's weights all come from the checkpoint; an adapter checkpoint's
+ * frozen base weights are fingerprinted as `baseModel`). Their fingerprint is the checkpoint's
+ * `baseFiles`.
  *
  * @example Usage
  * ```ts
@@ -939,15 +942,17 @@ export const FULL_CHECKPOINT_BASE_FILES: readonly string[] = [
 ];
 
 /**
- * Checks that a checkpoint's base model is the one it was trained on: compares the fingerprint
- * its `meta.json` records with the base directory's now: of an adapter checkpoint, key
- * `baseModel` (`config.json` and the weights, sampled); of a full-weights one, key `baseFiles`
- * (the files it still reads from the base: {@linkcode FULL_CHECKPOINT_BASE_FILES}).
+ * Checks that a checkpoint's base model is the one it was trained on: compares the fingerprints
+ * its `meta.json` records with the base directory's now: key `baseFiles` (the tokenizer files
+ * and `config.json`: {@linkcode FULL_CHECKPOINT_BASE_FILES}) and, of an adapter checkpoint, key
+ * `baseModel` (`config.json` and the weights, sampled).
  *
  * @param checkpoint The loaded checkpoint.
  * @param baseDir The base model directory it is about to be used with.
  * @returns A warning when the checkpoint records no fingerprint (saved before they were
- *   recorded: the base cannot be checked), else `null`.
+ *   recorded: the base cannot be checked), else `null`. An adapter checkpoint that records
+ *   `baseModel` but not `baseFiles` (saved before adapter checkpoints recorded them) gets no
+ *   warning: its weights, the main thing, are checked.
  * @throws {RangeError} When a file of the base model differs from the record, naming the file
  *   and both fingerprints.
  *
@@ -972,26 +977,31 @@ export async function checkBaseModel(
   },
   baseDir: string,
 ): Promise<string | null> {
-  const full = checkpoint.meta.weights === "model";
-  const recorded = full ? checkpoint.meta.baseFiles : checkpoint.meta.baseModel;
-  const what = full
-    ? "the tokenizer files and config.json it reads from its base model"
-    : "its base model";
+  const { weights, baseModel, baseFiles } = checkpoint.meta;
+  const full = weights === "model";
+  const recorded = full ? baseFiles : baseModel;
   if (recorded === null) {
+    const what = full
+      ? "the tokenizer files and config.json it reads from its base model"
+      : "its base model";
     return `checkpoint "${checkpoint.dir}" records no fingerprint of ${what} (saved before ` +
       `they were recorded): cannot check that "${baseDir}" is the model it was trained on`;
   }
-  const current = full
-    ? await fingerprintFiles(baseDir, FULL_CHECKPOINT_BASE_FILES)
-    : await fingerprintModel(baseDir);
-  const difference = fingerprintDifference(recorded, current, baseDir);
-  if (difference !== null) {
-    throw new RangeError(
+  const refuse = (difference: string, sampled: boolean) =>
+    new RangeError(
       `Checkpoint "${checkpoint.dir}" was trained on a different base model "${baseDir}" ` +
         `(key "model.path"): ${difference} (a fingerprint: the file's size and the SHA-256 of ` +
-        `${full ? "its contents" : "its header and sampled chunks"}); use the base model it ` +
+        `${sampled ? "its header and sampled chunks" : "its contents"}); use the base model it ` +
         `was trained on`,
     );
+  if (!full) {
+    const difference = fingerprintDifference(baseModel!, await fingerprintModel(baseDir), baseDir);
+    if (difference !== null) throw refuse(difference, true);
+  }
+  if (baseFiles !== null) {
+    const current = await fingerprintFiles(baseDir, FULL_CHECKPOINT_BASE_FILES);
+    const difference = fingerprintDifference(baseFiles, current, baseDir);
+    if (difference !== null) throw refuse(difference, false);
   }
   return null;
 }
