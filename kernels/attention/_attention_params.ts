@@ -41,3 +41,21 @@ export function attentionParams<A extends AttentionShape & { mask: Binding }>(
     ...extra,
   });
 }
+
+/**
+ * The `DJ` override of the flash kernels (attention_flash.wgsl, attention_backward_flash.wgsl)
+ * for head size `d` (≤ 128): the vec4 slices of its quarter of d that a thread uses, `⌈d / 16⌉`;
+ * the other slices of the 128-wide padded head hold zeros, which the kernels then skip.
+ *
+ * @param d The head size.
+ * @returns 1 to 8.
+ *
+ * @example Qwen3's head of 128 and a test model's head of 4
+ * ```ts
+ * import { flashSlices } from "./_attention_params.ts";
+ * console.log(flashSlices(128), flashSlices(4)); // 8 1
+ * ```
+ */
+export function flashSlices(d: number): number {
+  return Math.min(8, Math.max(1, Math.ceil(d / 16)));
+}

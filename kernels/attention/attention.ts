@@ -10,7 +10,7 @@ import { checkSize } from "../_check.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import type { AttentionShape } from "./attention_ref.ts";
 import { checkKvF16Width, kvVariant, kvWords } from "../_kv_f16.ts";
-import { attentionParams } from "./_attention_params.ts";
+import { attentionParams, flashSlices } from "./_attention_params.ts";
 import rowsCode from "./attention.wgsl" with { type: "text" };
 import flashSource from "./attention_flash.wgsl" with { type: "text" };
 import splitSource from "./attention_split.wgsl" with { type: "text" };
@@ -222,7 +222,8 @@ export function encodeAttention(
     }
     const rows = args.tq * (args.hq / args.hkv);
     const params = attentionParams("attention", FLASH_PARAMS, args, ["q", "o"], keyShaped(args));
-    const flash = kvVariant(flashCode, args.kvF16, GRID_CONSTANTS);
+    // DJ: the vec4s of a thread's quarter of d that hold the head (the rest are zero padding).
+    const flash = kvVariant(flashCode, args.kvF16, { ...GRID_CONSTANTS, DJ: flashSlices(args.d) });
     ctx.dispatch(
       pass,
       ctx.pipeline("attention_flash", flash.code, { constants: flash.constants }),

@@ -10,7 +10,7 @@ import { uniformLayout } from "../../gpu/uniforms.ts";
 import { checkSize } from "../_check.ts";
 import { grid, GRID_CONSTANTS } from "../_grid.ts";
 import type { AttentionShape } from "./attention_ref.ts";
-import { attentionParams } from "./_attention_params.ts";
+import { attentionParams, flashSlices } from "./_attention_params.ts";
 import code from "./attention_backward.wgsl" with { type: "text" };
 import flashCode from "./attention_backward_flash.wgsl" with { type: "text" };
 
@@ -133,6 +133,8 @@ export function encodeAttentionBackward(
     ["k", "v", "dk", "dv"],
   );
   const inputs = [args.q, args.k, args.v, args.mask, args.dO];
+  // DJ (flash only): the vec4s of a thread's quarter of d that hold the head, not zero padding.
+  const constants = flash ? { ...GRID_CONSTANTS, DJ: flashSlices(args.d) } : GRID_CONSTANTS;
   // The tiled kernels run per kv head over blocks of 16 (query, head) rows, then 16 key slots.
   const groups = flash
     ? [
@@ -142,14 +144,14 @@ export function encodeAttentionBackward(
     : [args.b * args.tq * args.hq, args.b * args.s * args.hkv];
   ctx.dispatch(
     pass,
-    ctx.pipeline(name, shader, { constants: GRID_CONSTANTS }),
+    ctx.pipeline(name, shader, { constants }),
     [...inputs, args.dq, args.stats],
     grid(groups[0]),
     params,
   );
   ctx.dispatch(
     pass,
-    ctx.pipeline(name, shader, { entryPoint: "dkv", constants: GRID_CONSTANTS }),
+    ctx.pipeline(name, shader, { entryPoint: "dkv", constants }),
     [...inputs, args.stats, args.dk, args.dv],
     grid(groups[1]),
     params,

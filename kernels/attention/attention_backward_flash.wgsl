@@ -39,6 +39,11 @@ override GRID_X: u32;
 const BQ = 16u; // main: rows per workgroup; dkv: slots per workgroup
 const BK = 8u; // main: keys per block; dkv: rows per block
 const DV = 32u; // vec4s of a padded head (128 / 4)
+// Vec4s jj of its quarter of d that a thread uses: ceil(D / 16), set by the launcher (default 8,
+// the whole padded head). The slices jj >= DJ hold zeros in ra, rb and the tiles (d >= D), add +0
+// to a dot and are never stored, so skipping them changes no result; at a tiny head (D = 4,
+// DJ = 1) it cuts the dots and fmas of a block 8-fold.
+override DJ: u32 = 8u;
 const NEG_INF = -3.0e38;
 
 // main: the key and value tiles [BK][DV]; dkv: the query and output-gradient tiles [BK][DV].
@@ -84,16 +89,30 @@ fn kvload(buf_is_k: bool, base: u32) -> vec4f {
 // The thread's partial dot (its quarter qd of d) of its registers x with row c of tile.
 fn dot_ta(c: u32, qd: u32) -> f32 {
   let o = c * DV + qd;
-  return dot(ra[0], ta[o]) + dot(ra[1], ta[o + 4u]) + dot(ra[2], ta[o + 8u]) +
-    dot(ra[3], ta[o + 12u]) + dot(ra[4], ta[o + 16u]) + dot(ra[5], ta[o + 20u]) +
-    dot(ra[6], ta[o + 24u]) + dot(ra[7], ta[o + 28u]);
+  // The terms in order, as the sum dot(ra[0], ..) + dot(ra[1], ..) + .. + dot(ra[7], ..).
+  var sum = dot(ra[0], ta[o]);
+  if (DJ > 1u) { sum += dot(ra[1], ta[o + 4u]); }
+  if (DJ > 2u) { sum += dot(ra[2], ta[o + 8u]); }
+  if (DJ > 3u) { sum += dot(ra[3], ta[o + 12u]); }
+  if (DJ > 4u) { sum += dot(ra[4], ta[o + 16u]); }
+  if (DJ > 5u) { sum += dot(ra[5], ta[o + 20u]); }
+  if (DJ > 6u) { sum += dot(ra[6], ta[o + 24u]); }
+  if (DJ > 7u) { sum += dot(ra[7], ta[o + 28u]); }
+  return sum;
 }
 
 fn dot_tb(c: u32, qd: u32) -> f32 {
   let o = c * DV + qd;
-  return dot(rb[0], tb[o]) + dot(rb[1], tb[o + 4u]) + dot(rb[2], tb[o + 8u]) +
-    dot(rb[3], tb[o + 12u]) + dot(rb[4], tb[o + 16u]) + dot(rb[5], tb[o + 20u]) +
-    dot(rb[6], tb[o + 24u]) + dot(rb[7], tb[o + 28u]);
+  // The terms in order, as the sum dot(rb[0], ..) + dot(rb[1], ..) + .. + dot(rb[7], ..).
+  var sum = dot(rb[0], tb[o]);
+  if (DJ > 1u) { sum += dot(rb[1], tb[o + 4u]); }
+  if (DJ > 2u) { sum += dot(rb[2], tb[o + 8u]); }
+  if (DJ > 3u) { sum += dot(rb[3], tb[o + 12u]); }
+  if (DJ > 4u) { sum += dot(rb[4], tb[o + 16u]); }
+  if (DJ > 5u) { sum += dot(rb[5], tb[o + 20u]); }
+  if (DJ > 6u) { sum += dot(rb[6], tb[o + 24u]); }
+  if (DJ > 7u) { sum += dot(rb[7], tb[o + 28u]); }
+  return sum;
 }
 
 // The dots of row r with rows 4h .. 4h + 3 (h = 0, 1) of the tiles: its 4 quarters in ps (pd)
@@ -112,26 +131,26 @@ fn sum_pd(r: u32, h: u32) -> vec4f {
 fn add_ta(c: u32, f: f32, qd: u32) {
   let o = c * DV + qd;
   acc[0] = fma(vec4f(f), ta[o], acc[0]);
-  acc[1] = fma(vec4f(f), ta[o + 4u], acc[1]);
-  acc[2] = fma(vec4f(f), ta[o + 8u], acc[2]);
-  acc[3] = fma(vec4f(f), ta[o + 12u], acc[3]);
-  acc[4] = fma(vec4f(f), ta[o + 16u], acc[4]);
-  acc[5] = fma(vec4f(f), ta[o + 20u], acc[5]);
-  acc[6] = fma(vec4f(f), ta[o + 24u], acc[6]);
-  acc[7] = fma(vec4f(f), ta[o + 28u], acc[7]);
+  if (DJ > 1u) { acc[1] = fma(vec4f(f), ta[o + 4u], acc[1]); }
+  if (DJ > 2u) { acc[2] = fma(vec4f(f), ta[o + 8u], acc[2]); }
+  if (DJ > 3u) { acc[3] = fma(vec4f(f), ta[o + 12u], acc[3]); }
+  if (DJ > 4u) { acc[4] = fma(vec4f(f), ta[o + 16u], acc[4]); }
+  if (DJ > 5u) { acc[5] = fma(vec4f(f), ta[o + 20u], acc[5]); }
+  if (DJ > 6u) { acc[6] = fma(vec4f(f), ta[o + 24u], acc[6]); }
+  if (DJ > 7u) { acc[7] = fma(vec4f(f), ta[o + 28u], acc[7]); }
 }
 
 // acc2 += f · tb[c] over the thread's quarter of d.
 fn add_tb(c: u32, f: f32, qd: u32) {
   let o = c * DV + qd;
   acc2[0] = fma(vec4f(f), tb[o], acc2[0]);
-  acc2[1] = fma(vec4f(f), tb[o + 4u], acc2[1]);
-  acc2[2] = fma(vec4f(f), tb[o + 8u], acc2[2]);
-  acc2[3] = fma(vec4f(f), tb[o + 12u], acc2[3]);
-  acc2[4] = fma(vec4f(f), tb[o + 16u], acc2[4]);
-  acc2[5] = fma(vec4f(f), tb[o + 20u], acc2[5]);
-  acc2[6] = fma(vec4f(f), tb[o + 24u], acc2[6]);
-  acc2[7] = fma(vec4f(f), tb[o + 28u], acc2[7]);
+  if (DJ > 1u) { acc2[1] = fma(vec4f(f), tb[o + 4u], acc2[1]); }
+  if (DJ > 2u) { acc2[2] = fma(vec4f(f), tb[o + 8u], acc2[2]); }
+  if (DJ > 3u) { acc2[3] = fma(vec4f(f), tb[o + 12u], acc2[3]); }
+  if (DJ > 4u) { acc2[4] = fma(vec4f(f), tb[o + 16u], acc2[4]); }
+  if (DJ > 5u) { acc2[5] = fma(vec4f(f), tb[o + 20u], acc2[5]); }
+  if (DJ > 6u) { acc2[6] = fma(vec4f(f), tb[o + 24u], acc2[6]); }
+  if (DJ > 7u) { acc2[7] = fma(vec4f(f), tb[o + 28u], acc2[7]); }
 }
 
 // Index (b, i, h) of row R of the group's rows, and its element base in the query-shaped buffers.
@@ -236,33 +255,33 @@ fn add_key(c: u32, m: f32, qd: u32) -> f32 {
   add_ta(c, e * dp[c], qd);
   let o = c * DV + qd;
   acc2[0] = fma(vec4f(e), ta[o], acc2[0]);
-  acc2[1] = fma(vec4f(e), ta[o + 4u], acc2[1]);
-  acc2[2] = fma(vec4f(e), ta[o + 8u], acc2[2]);
-  acc2[3] = fma(vec4f(e), ta[o + 12u], acc2[3]);
-  acc2[4] = fma(vec4f(e), ta[o + 16u], acc2[4]);
-  acc2[5] = fma(vec4f(e), ta[o + 20u], acc2[5]);
-  acc2[6] = fma(vec4f(e), ta[o + 24u], acc2[6]);
-  acc2[7] = fma(vec4f(e), ta[o + 28u], acc2[7]);
+  if (DJ > 1u) { acc2[1] = fma(vec4f(e), ta[o + 4u], acc2[1]); }
+  if (DJ > 2u) { acc2[2] = fma(vec4f(e), ta[o + 8u], acc2[2]); }
+  if (DJ > 3u) { acc2[3] = fma(vec4f(e), ta[o + 12u], acc2[3]); }
+  if (DJ > 4u) { acc2[4] = fma(vec4f(e), ta[o + 16u], acc2[4]); }
+  if (DJ > 5u) { acc2[5] = fma(vec4f(e), ta[o + 20u], acc2[5]); }
+  if (DJ > 6u) { acc2[6] = fma(vec4f(e), ta[o + 24u], acc2[6]); }
+  if (DJ > 7u) { acc2[7] = fma(vec4f(e), ta[o + 28u], acc2[7]); }
   return e;
 }
 
 fn scale_accs(f: f32) {
   acc[0] *= f;
-  acc[1] *= f;
-  acc[2] *= f;
-  acc[3] *= f;
-  acc[4] *= f;
-  acc[5] *= f;
-  acc[6] *= f;
-  acc[7] *= f;
+  if (DJ > 1u) { acc[1] *= f; }
+  if (DJ > 2u) { acc[2] *= f; }
+  if (DJ > 3u) { acc[3] *= f; }
+  if (DJ > 4u) { acc[4] *= f; }
+  if (DJ > 5u) { acc[5] *= f; }
+  if (DJ > 6u) { acc[6] *= f; }
+  if (DJ > 7u) { acc[7] *= f; }
   acc2[0] *= f;
-  acc2[1] *= f;
-  acc2[2] *= f;
-  acc2[3] *= f;
-  acc2[4] *= f;
-  acc2[5] *= f;
-  acc2[6] *= f;
-  acc2[7] *= f;
+  if (DJ > 1u) { acc2[1] *= f; }
+  if (DJ > 2u) { acc2[2] *= f; }
+  if (DJ > 3u) { acc2[3] *= f; }
+  if (DJ > 4u) { acc2[4] *= f; }
+  if (DJ > 5u) { acc2[5] *= f; }
+  if (DJ > 6u) { acc2[6] *= f; }
+  if (DJ > 7u) { acc2[7] *= f; }
 }
 
 // dq = f · (acc - delta · acc2), f = scale / l.

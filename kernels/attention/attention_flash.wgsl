@@ -33,6 +33,11 @@ override GRID_X: u32;
 const BR = 16u; // rows per workgroup
 const BC = 8u; // keys per block
 const DV = 32u; // vec4s of a padded head (128 / 4)
+// Vec4s jj of its quarter of d that a thread uses: ceil(D / 16), set by the launcher (default 8,
+// the whole padded head). The slices jj >= DJ hold zeros in qr, Ks and Vs (d >= D), add +0 to a
+// dot and are never stored, so skipping them changes no result; at a tiny head (D = 4, DJ = 1)
+// it cuts the dots and fmas of a key block 8-fold.
+override DJ: u32 = 8u;
 const NEG_INF = -3.0e38;
 
 var<workgroup> Ks: array<vec4f, 256>; // [BC][DV]
@@ -70,9 +75,16 @@ fn load(e: u32, j0: u32, end: u32) {
 // The thread's partial dot (its quarter qd of d) of its query with key c of the tile.
 fn dot_part(c: u32, qd: u32) -> f32 {
   let o = c * DV + qd;
-  return dot(qr[0], Ks[o]) + dot(qr[1], Ks[o + 4u]) + dot(qr[2], Ks[o + 8u]) +
-    dot(qr[3], Ks[o + 12u]) + dot(qr[4], Ks[o + 16u]) + dot(qr[5], Ks[o + 20u]) +
-    dot(qr[6], Ks[o + 24u]) + dot(qr[7], Ks[o + 28u]);
+  // The terms in order, as the sum dot(qr[0], ..) + dot(qr[1], ..) + .. + dot(qr[7], ..).
+  var sum = dot(qr[0], Ks[o]);
+  if (DJ > 1u) { sum += dot(qr[1], Ks[o + 4u]); }
+  if (DJ > 2u) { sum += dot(qr[2], Ks[o + 8u]); }
+  if (DJ > 3u) { sum += dot(qr[3], Ks[o + 12u]); }
+  if (DJ > 4u) { sum += dot(qr[4], Ks[o + 16u]); }
+  if (DJ > 5u) { sum += dot(qr[5], Ks[o + 20u]); }
+  if (DJ > 6u) { sum += dot(qr[6], Ks[o + 24u]); }
+  if (DJ > 7u) { sum += dot(qr[7], Ks[o + 28u]); }
+  return sum;
 }
 
 // Score of key c: its dot `sum` (the 4 quarters summed), or NEG_INF when the key is not visible.
@@ -86,24 +98,24 @@ fn score(sum: f32, c: u32, j0: u32, last: u32, row_ok: bool) -> f32 {
 fn add_v(c: u32, pc: f32, qd: u32) {
   let o = c * DV + qd;
   acc[0] = fma(vec4f(pc), Vs[o], acc[0]);
-  acc[1] = fma(vec4f(pc), Vs[o + 4u], acc[1]);
-  acc[2] = fma(vec4f(pc), Vs[o + 8u], acc[2]);
-  acc[3] = fma(vec4f(pc), Vs[o + 12u], acc[3]);
-  acc[4] = fma(vec4f(pc), Vs[o + 16u], acc[4]);
-  acc[5] = fma(vec4f(pc), Vs[o + 20u], acc[5]);
-  acc[6] = fma(vec4f(pc), Vs[o + 24u], acc[6]);
-  acc[7] = fma(vec4f(pc), Vs[o + 28u], acc[7]);
+  if (DJ > 1u) { acc[1] = fma(vec4f(pc), Vs[o + 4u], acc[1]); }
+  if (DJ > 2u) { acc[2] = fma(vec4f(pc), Vs[o + 8u], acc[2]); }
+  if (DJ > 3u) { acc[3] = fma(vec4f(pc), Vs[o + 12u], acc[3]); }
+  if (DJ > 4u) { acc[4] = fma(vec4f(pc), Vs[o + 16u], acc[4]); }
+  if (DJ > 5u) { acc[5] = fma(vec4f(pc), Vs[o + 20u], acc[5]); }
+  if (DJ > 6u) { acc[6] = fma(vec4f(pc), Vs[o + 24u], acc[6]); }
+  if (DJ > 7u) { acc[7] = fma(vec4f(pc), Vs[o + 28u], acc[7]); }
 }
 
 fn scale_acc(f: f32) {
   acc[0] *= f;
-  acc[1] *= f;
-  acc[2] *= f;
-  acc[3] *= f;
-  acc[4] *= f;
-  acc[5] *= f;
-  acc[6] *= f;
-  acc[7] *= f;
+  if (DJ > 1u) { acc[1] *= f; }
+  if (DJ > 2u) { acc[2] *= f; }
+  if (DJ > 3u) { acc[3] *= f; }
+  if (DJ > 4u) { acc[4] *= f; }
+  if (DJ > 5u) { acc[5] *= f; }
+  if (DJ > 6u) { acc[6] *= f; }
+  if (DJ > 7u) { acc[7] *= f; }
 }
 
 fn load_q(jj: u32, q_base: u32, qd: u32, row_ok: bool) {

@@ -35,13 +35,15 @@ Deno.test({
   ignore: noGpu,
   async fn() {
     // [b, t, hq, hkv, d]: one token; a group of 3 (rows across query boundaries); group of 5
-    // (Qwen3-14B's 40/8); lengths 17, 37, 70 off the 8-key and 16-row blocks; d 4 .. 128.
+    // (Qwen3-14B's 40/8); lengths 17, 37, 70 off the 8-key and 16-row blocks; d 4 .. 128 (the
+    // flash kernel's DJ, the vec4 slices a thread uses, 1, 3 and 8).
     for (
       const [b, t, hq, hkv, d] of [
         [1, 1, 1, 1, 4],
         [2, 17, 6, 2, 8],
         [1, 37, 5, 1, 12],
         [2, 70, 4, 2, 16],
+        [1, 21, 2, 1, 36],
         [1, 33, 2, 1, 128],
       ]
     ) {
