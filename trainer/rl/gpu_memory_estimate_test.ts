@@ -234,8 +234,10 @@ Deno.test({
       genBatchPrompts: 3,
       evalPrompts: 0,
       evalSamples: 1,
-      promptTokens: 9,
-      maxNewTokens: 70,
+      // 58 + 12 tokens: a cache of 128 slots (two blocks of 64), as 9 + 70 gave, in 12 decode
+      // steps rather than 70 (and a 70-token micro-batch).
+      promptTokens: 58,
+      maxNewTokens: 12,
       microBatchSize: 2,
     });
     strictEqual(ctx.allocatedBytes, 0, "bytes left after dispose()");
