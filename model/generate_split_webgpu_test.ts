@@ -33,7 +33,7 @@ Deno.test({
       const heads = { hq: c.numAttentionHeads, hkv: c.numKeyValueHeads, d: c.headDim };
       // Prompts of 124 and 118 tokens (ids spread over the vocabulary), 16 new ones: decode
       // step s attends over kvLen = ceil((124 + s) / 64) · 64 slots (generate_webgpu.ts), 128 for
-      // steps 1–4 and 192 (2 chunks of 128) for steps 5–15, across readback chunks of 5 steps.
+      // steps 1–4 and 192 (2 chunks of 128) for steps 5–15, across readback chunks of 4 steps (the switch falls inside one).
       strictEqual(pickAttentionKernel({ b: 2, tq: 1, kvLen: 192, ...heads }), "split");
       strictEqual(pickAttentionKernel({ b: 2, tq: 1, kvLen: 128, ...heads }), "rows");
       const prompt = (n: number, seed: number) =>
@@ -54,7 +54,7 @@ Deno.test({
         maxNewTokens,
         temperature: 0,
         eosTokenIds: [],
-        readbackEvery: 5,
+        readbackEvery: 4,
       });
       const cached = await generateWebGpu(model, options);
       const full = await generateCpu(model, options);
