@@ -2,6 +2,9 @@
 // cache grows past 128 slots, where encodeAttention's "auto" takes the split-KV kernel for the
 // fixture's few (row, head) pairs; greedy tokens and model log-probs equal recomputation over
 // each whole prefix (the forward's flash/rows kernels), within generate_webgpu_test.ts's bound.
+// Long prompts (124 and 118 tokens) bring the cache to the boundary in the prefill, so a few
+// decode steps run the "rows" kernel at kvLen 128 and the rest cross into "split" at 192: the
+// recomputation reference (a whole-prefix forward per step) then costs 16 steps, not 130.
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
 import { assertClose, noGpu, testContext } from "../gpu/test_utils.ts";
 import { fixtureDir } from "../internal/test_utils.ts";
@@ -28,15 +31,30 @@ Deno.test({
     try {
       const c = model.config;
       const heads = { hq: c.numAttentionHeads, hkv: c.numKeyValueHeads, d: c.headDim };
-      // Prompts of 9 and 3 tokens, 130 new ones: kvLen reaches 192 (2 chunks of 128).
+      // Prompts of 124 and 118 tokens (ids spread over the vocabulary), 16 new ones: decode
+      // step s attends over kvLen = ceil((124 + s) / 64) · 64 slots (generate_webgpu.ts), 128 for
+      // steps 1–4 and 192 (2 chunks of 128) for steps 5–15, across readback chunks of 4 steps (the switch falls inside one).
       strictEqual(pickAttentionKernel({ b: 2, tq: 1, kvLen: 192, ...heads }), "split");
       strictEqual(pickAttentionKernel({ b: 2, tq: 1, kvLen: 128, ...heads }), "rows");
+      const prompt = (n: number, seed: number) =>
+        Array.from({ length: n }, (_, i) => (seed + i * 97) % c.vocabSize);
+      const prompts = [prompt(124, 5), prompt(118, 11)];
+      const maxNewTokens = 16;
+      const P = Math.max(...prompts.map((p) => p.length));
+      const picks = Array.from(
+        { length: maxNewTokens - 1 },
+        (_, s) =>
+          pickAttentionKernel({ b: 2, tq: 1, kvLen: Math.ceil((P + s + 1) / 64) * 64, ...heads }),
+      );
+      // The steps before and after the boundary: at least as many split steps as the 130-token run.
+      strictEqual(picks.filter((k) => k === "rows").length, 4);
+      strictEqual(picks.filter((k) => k === "split").length, 11);
       const options = resolveGenerateOptions(c, {
-        prompts: [[5, 99, 143, 250, 7, 301, 64, 12, 180], [11, 200, 37]],
-        maxNewTokens: 130,
+        prompts,
+        maxNewTokens,
         temperature: 0,
         eosTokenIds: [],
-        readbackEvery: 32,
+        readbackEvery: 4,
       });
       const cached = await generateWebGpu(model, options);
       const full = await generateCpu(model, options);
@@ -46,7 +64,7 @@ Deno.test({
       );
       let worst = 0;
       for (let r = 0; r < 2; r++) {
-        strictEqual(cached.sequences[r].length, 130);
+        strictEqual(cached.sequences[r].length, maxNewTokens);
         const err = assertClose(
           cached.sequences[r].modelLogprobs,
           full.sequences[r].modelLogprobs,

@@ -9,10 +9,10 @@
 // the weights are uploaded), naming the keys.
 // Skipped without a WebGPU adapter.
 //
-// The runs evaluate once, after their step (no evaluation at step 0: the same code again). Both
-// first tests share one run without a budget, with micro-batches of one row (so generation
-// sets the peak, as the split test needs; the training and forward workspaces it releases are still
-// 0.2–0.5 MiB, several times the slack, so keeping any of them breaks the released bound).
+// The runs evaluate once, after their step (no evaluation at step 0: the same code again). The
+// released/kept test runs micro-batches of 5 rows, so training is the largest phase and keeping
+// any phase's workspace into another breaks the released bound (asserted); the split test runs
+// micro-batches of one row, so generation sets the peak.
 //
 // Slack: 64 KiB over the estimate, for the kernels' scratch buffers and the objective's and
 // AdamW's small buffers, which the estimate leaves out. The estimate is sized for the largest
@@ -35,10 +35,10 @@ const OVERRIDES = [
   "--trainer.steps=1",
   "--checkpoint.every=0",
   "--rl.oldLogprobs=recompute",
-  // Micro-batches of one row: generation (rollouts of 3 prompts × 4, held-out calls of 4 × 2)
-  // sets the peak.
-  "--rl.microBatchSize=1",
 ];
+// Micro-batches of one row: generation (rollouts of 3 prompts × 4, held-out calls of 4 × 2) sets
+// the peak.
+const ONE_ROW = "--rl.microBatchSize=1";
 
 /** A run of OVERRIDES whose rollouts are recorded, with its backend.generate calls counted. */
 async function countedRun(dir: string, name: string, more: string[], lines: string[] = []) {
@@ -78,24 +78,14 @@ async function countedRun(dir: string, name: string, more: string[], lines: stri
   return { result, rollouts, batches, calls, metrics, evals, lines };
 }
 
-/**
- * The run without a budget, workspaces released (the default), shared by the first two tests
- * (computed once; its directory is gone when it resolves, what they read is in the result).
- */
-let unbudgeted: ReturnType<typeof countedRun> | undefined;
-function wholeRun(): ReturnType<typeof countedRun> {
-  unbudgeted ??= withTempDir((dir) => countedRun(dir, "whole", []));
-  return unbudgeted;
-}
-
 Deno.test({
   name: "runRl() on WebGPU: released workspaces peak at the largest phase, kept ones at the sum",
   ignore: noGpu,
   async fn() {
-    const whole = await wholeRun();
-    const released = whole.result;
-    const lines = whole.lines;
     await withTempDir(async (dir) => {
+      const whole = await countedRun(dir, "released", []);
+      const released = whole.result;
+      const lines = whole.lines;
       const kept = await runRl(
         await rlConfig(dir, [...OVERRIDES, "--run.name=kept", "--rl.releaseWorkspaces=false"]),
         { ...QUIET, evalAtStart: false },
@@ -106,6 +96,14 @@ Deno.test({
       const phase = Math.max(e.kvCache + e.generation + e.mergedCopy, e.forward, e.training);
       const sum = e.kvCache + e.generation + e.mergedCopy + e.forward + e.training;
       const bound = e.resident + phase + SLACK;
+      // Training is the largest phase and each other phase's workspace exceeds the slack, so a
+      // workspace kept into another phase (a generation one into training, training's into the
+      // held-out evaluation, the forward's into training) breaks the bound.
+      strictEqual(phase, e.training, `training is not the largest phase: ${JSON.stringify(e)}`);
+      ok(
+        Math.min(e.kvCache + e.generation + e.mergedCopy, e.forward, e.training) > SLACK,
+        `a phase's workspace is within the slack: ${JSON.stringify(e)}`,
+      );
       const info = `estimate ${JSON.stringify(e)}; peaks released ${r.peakBytes}, kept ` +
         `${k.peakBytes}`;
       // Resident at the start: weights, adapters and their gradients (the train backend makes
@@ -138,7 +136,7 @@ Deno.test({
   ignore: noGpu,
   async fn() {
     await withTempDir(async (dir) => {
-      const whole = await wholeRun();
+      const whole = await countedRun(dir, "whole", [ONE_ROW]);
       const e = whole.result.gpuMemory!.estimate;
       const generation = e.kvCache + e.generation + e.mergedCopy;
       ok(
@@ -150,7 +148,12 @@ Deno.test({
       // Half the generation phase: calls of fewer prompts for the rollouts and the evaluation.
       const budget = e.resident + generation / 2;
       const lines: string[] = [];
-      const split = await countedRun(dir, "split", [`--rl.gpuMemoryBudget=${budget / 1e9}`], lines);
+      const split = await countedRun(
+        dir,
+        "split",
+        [ONE_ROW, `--rl.gpuMemoryBudget=${budget / 1e9}`],
+        lines,
+      );
       const g = split.result.gpuMemory!;
       const { rollout, eval: held } = g.generatePromptsPerCall;
       const info = `${JSON.stringify(g.generatePromptsPerCall)}; ${lines.join("\n")}`;

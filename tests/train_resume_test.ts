@@ -67,6 +67,9 @@ Deno.test("runSft() resume is exact for LoRA with dropout and gradient accumulat
 Deno.test({
   name: "runSft() on WebGPU with AdamW on the GPU resumes exactly (LoRA, 2 micro-batches)",
   ignore: noGpu,
+  // 4 steps, halted after 3: the resume restores the GPU moments of the step-2 checkpoint, redoes
+  // step 3 (its first metrics line dropped, its eval at 3 repeated) and takes step 4 from its own
+  // update, which the final checkpoint and export compare (each lavapipe step costs about a second).
   fn: () =>
     withTempDir((dir) =>
       checkResume(dir, [
@@ -75,6 +78,7 @@ Deno.test({
         "--adapters.kind=lora",
         "--adapters.r=2",
         "--trainer.microBatches=2",
+        "--trainer.steps=4",
       ], 3)
     ),
 });

@@ -32,8 +32,8 @@ import { loadQwen3Weights, openQwen3Weights, type Qwen3Weights } from "../model/
 import { createTrainBackend, type TrainBackend } from "./backend.ts";
 import {
   checkBaseModel,
+  CHECKPOINT_BASE_FILES,
   checkpointUnhashed,
-  FULL_CHECKPOINT_BASE_FILES,
   latestCheckpoint,
   loadCheckpoint,
   type LoadedCheckpoint,
@@ -838,7 +838,7 @@ export async function saveRun(
   const base = config.model.path;
   const builtin = base.startsWith("builtin:");
   const baseModel = lora === null || builtin ? undefined : await fingerprintModel(base);
-  const baseFiles = builtin ? undefined : await fingerprintFiles(base, FULL_CHECKPOINT_BASE_FILES);
+  const baseFiles = builtin ? undefined : await fingerprintFiles(base, CHECKPOINT_BASE_FILES);
   return await saveCheckpoint(runDir, {
     step,
     weights: lora === null ? "model" : "adapter",

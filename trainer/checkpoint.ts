@@ -137,7 +137,7 @@ export interface CheckpointMetaInput {
   baseModel?: DirFingerprint;
   /**
    * The fingerprint of the files besides the weights that the checkpoint reads from its base
-   * model (`model.path`): {@linkcode FULL_CHECKPOINT_BASE_FILES} (the tokenizer files and
+   * model (`model.path`): {@linkcode CHECKPOINT_BASE_FILES} (the tokenizer files and
    * `config.json`), those present, hashed whole (`fingerprintFiles`); checked like
    * {@linkcode baseModel}; absent: none is written (a `builtin:` model).
    */
@@ -927,13 +927,13 @@ export function checkpointUnhashed(checkpoint: LoadedCheckpoint): string[] {
  *
  * @example Usage
  * ```ts
- * import { FULL_CHECKPOINT_BASE_FILES } from "./checkpoint.ts";
+ * import { CHECKPOINT_BASE_FILES } from "./checkpoint.ts";
  * import assert from "node:assert/strict";
  *
- * assert.ok(FULL_CHECKPOINT_BASE_FILES.includes("tokenizer.json"));
+ * assert.ok(CHECKPOINT_BASE_FILES.includes("tokenizer.json"));
  * ```
  */
-export const FULL_CHECKPOINT_BASE_FILES: readonly string[] = [
+export const CHECKPOINT_BASE_FILES: readonly string[] = [
   "config.json",
   "generation_config.json",
   "tokenizer.json",
@@ -944,7 +944,7 @@ export const FULL_CHECKPOINT_BASE_FILES: readonly string[] = [
 /**
  * Checks that a checkpoint's base model is the one it was trained on: compares the fingerprints
  * its `meta.json` records with the base directory's now: key `baseFiles` (the tokenizer files
- * and `config.json`: {@linkcode FULL_CHECKPOINT_BASE_FILES}) and, of an adapter checkpoint, key
+ * and `config.json`: {@linkcode CHECKPOINT_BASE_FILES}) and, of an adapter checkpoint, key
  * `baseModel` (`config.json` and the weights, sampled).
  *
  * @param checkpoint The loaded checkpoint.
@@ -979,14 +979,6 @@ export async function checkBaseModel(
 ): Promise<string | null> {
   const { weights, baseModel, baseFiles } = checkpoint.meta;
   const full = weights === "model";
-  const recorded = full ? baseFiles : baseModel;
-  if (recorded === null) {
-    const what = full
-      ? "the tokenizer files and config.json it reads from its base model"
-      : "its base model";
-    return `checkpoint "${checkpoint.dir}" records no fingerprint of ${what} (saved before ` +
-      `they were recorded): cannot check that "${baseDir}" is the model it was trained on`;
-  }
   const refuse = (difference: string, sampled: boolean) =>
     new RangeError(
       `Checkpoint "${checkpoint.dir}" was trained on a different base model "${baseDir}" ` +
@@ -994,14 +986,21 @@ export async function checkBaseModel(
         `${sampled ? "its header and sampled chunks" : "its contents"}); use the base model it ` +
         `was trained on`,
     );
-  if (!full) {
-    const difference = fingerprintDifference(baseModel!, await fingerprintModel(baseDir), baseDir);
+  if (!full && baseModel !== null) {
+    const difference = fingerprintDifference(baseModel, await fingerprintModel(baseDir), baseDir);
     if (difference !== null) throw refuse(difference, true);
   }
   if (baseFiles !== null) {
-    const current = await fingerprintFiles(baseDir, FULL_CHECKPOINT_BASE_FILES);
+    const current = await fingerprintFiles(baseDir, CHECKPOINT_BASE_FILES);
     const difference = fingerprintDifference(baseFiles, current, baseDir);
     if (difference !== null) throw refuse(difference, false);
+  }
+  if ((full ? baseFiles : baseModel) === null) {
+    const what = full
+      ? "the tokenizer files and config.json it reads from its base model"
+      : "its base model";
+    return `checkpoint "${checkpoint.dir}" records no fingerprint of ${what} (saved before ` +
+      `they were recorded): cannot check that "${baseDir}" is the model it was trained on`;
   }
   return null;
 }

@@ -19,7 +19,7 @@ import { readback } from "../../gpu/readback.ts";
 import { uploadMatrix } from "../../gpu/matrix.ts";
 import { encodeMatmul, type MatmulKernel, type MatmulLoads } from "./matmul.ts";
 import { encodeMatmulBackward } from "./matmul_backward.ts";
-import { matmulBackwardRef } from "./matmul_backward_ref.ts";
+import { matmulBackwardRef, type MatmulBackwardRefResult } from "./matmul_backward_ref.ts";
 import { matmulRef } from "./matmul_ref.ts";
 
 /**
@@ -142,6 +142,28 @@ export async function checkAccumulate(
   assertClose(got, want, tol, `${kernel} ${loads ?? "auto"} accumulate ${shape}`);
 }
 
+// The inputs and float64 gradients of each backward shape, made once per test file: a shape's
+// inputs depend on the shape alone, and the callers check it under several kernels and loads.
+const backwardCases = new Map<string, {
+  dy: Float32Array;
+  x: Float32Array;
+  w: Float32Array;
+  want: MatmulBackwardRefResult;
+}>();
+
+function backwardCase(m: number, n: number, k: number) {
+  const key = `${m}x${n}x${k}`;
+  let c = backwardCases.get(key);
+  if (!c) {
+    const dy = randomArray(m * n, m * 13 + n);
+    const x = randomArray(m * k, m * 31 + k);
+    const w = randomArray(n * k, n * 17 + k);
+    c = { dy, x, w, want: matmulBackwardRef(dy, x, w, [m, n, k]) };
+    backwardCases.set(key, c);
+  }
+  return c;
+}
+
 /**
  * dx and dw of `y = x · wᵀ` with the kernel (its transposed variants), outputs poisoned, against
  * `matmulBackwardRef` for each shape; logs the errors.
@@ -159,9 +181,7 @@ export async function checkBackward(
 ): Promise<void> {
   const ctx = (await testContext())!;
   for (const [m, n, k] of shapes) {
-    const dy = randomArray(m * n, m * 13 + n);
-    const x = randomArray(m * k, m * 31 + k);
-    const w = randomArray(n * k, n * 17 + k);
+    const { dy, x, w, want } = backwardCase(m, n, k);
     const dx = poisoned(ctx, m * k, "dx");
     const dw = poisoned(ctx, n * k, "dw");
     const bufs = [ctx.upload(dy, "dy"), ctx.upload(x, "x"), ctx.upload(w, "w")];
@@ -182,7 +202,6 @@ export async function checkBackward(
       { buffer: dx, offset: 0, size: m * k * 4 },
       { buffer: dw, offset: 0, size: n * k * 4 },
     ], enc);
-    const want = matmulBackwardRef(dy, x, w, [m, n, k]);
     const ex = assertClose(new Float32Array(gx), want.dx, tol, `${kernel} dx ${m}x${n}x${k}`);
     const ew = assertClose(new Float32Array(gw), want.dw, tol, `${kernel} dw ${m}x${n}x${k}`);
     console.log(

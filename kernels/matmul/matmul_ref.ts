@@ -30,12 +30,39 @@ export function matmulRef(
 ): Float64Array {
   const [m, n, k] = shape;
   const alpha = options.alpha ?? 1;
+  const acc = options.accumulate;
   const y = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
-    for (let j = 0; j < n; j++) {
+    const xo = i * k;
+    const yo = i * n;
+    let j = 0;
+    // Four outputs at a time share each x load; each sum still runs over t in order.
+    for (; j + 4 <= n; j += 4) {
+      const w0 = j * k;
+      const w1 = w0 + k;
+      const w2 = w1 + k;
+      const w3 = w2 + k;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      for (let t = 0; t < k; t++) {
+        const xv = x[xo + t];
+        s0 += xv * w[w0 + t];
+        s1 += xv * w[w1 + t];
+        s2 += xv * w[w2 + t];
+        s3 += xv * w[w3 + t];
+      }
+      y[yo + j] = alpha * s0 + (acc ? acc[yo + j] : 0);
+      y[yo + j + 1] = alpha * s1 + (acc ? acc[yo + j + 1] : 0);
+      y[yo + j + 2] = alpha * s2 + (acc ? acc[yo + j + 2] : 0);
+      y[yo + j + 3] = alpha * s3 + (acc ? acc[yo + j + 3] : 0);
+    }
+    for (; j < n; j++) {
+      const wo = j * k;
       let s = 0;
-      for (let t = 0; t < k; t++) s += x[i * k + t] * w[j * k + t];
-      y[i * n + j] = alpha * s + (options.accumulate ? options.accumulate[i * n + j] : 0);
+      for (let t = 0; t < k; t++) s += x[xo + t] * w[wo + t];
+      y[yo + j] = alpha * s + (acc ? acc[yo + j] : 0);
     }
   }
   return y;
