@@ -14,6 +14,7 @@ import { GpuContext } from "../gpu/context.ts";
 import { assertClose, noGpu, testContext } from "../gpu/test_utils.ts";
 import type { Qwen3Config } from "../model/config.ts";
 import { initQwen3Weights } from "../model/init.ts";
+import { config as realVocabConfig, V } from "./real_vocab_utils.ts";
 import { modelParams } from "../trainer/params.ts";
 import { CpuQwen3 } from "../model/qwen3_cpu.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
@@ -23,26 +24,11 @@ import type { RlRow } from "../trainer/rl/rl_batch.ts";
 
 const STATE_TOL = 1e-4;
 const LP_TOL = 1e-4;
-const V = 151936;
 // 110 tokens of logits per binding; the LM head runs in blocks of 64 (the offset alignment).
 const BINDING = 64 * 1024 * 1024;
 
-const config: Qwen3Config = {
-  vocabSize: V,
-  hiddenSize: 8,
-  intermediateSize: 16,
-  numHiddenLayers: 2,
-  numAttentionHeads: 2,
-  numKeyValueHeads: 1,
-  headDim: 4,
-  rmsNormEps: 1e-6,
-  ropeTheta: 1e4,
-  maxPositionEmbeddings: 128,
-  tieWordEmbeddings: true,
-  eosTokenIds: [],
-  bosTokenId: null,
-  padTokenId: null,
-};
+// The real-vocabulary model of tests/webgpu_real_vocab_test.ts, at 128 positions.
+const config: Qwen3Config = { ...realVocabConfig, maxPositionEmbeddings: 128 };
 const weights = initQwen3Weights(config, { seed: 11, std: 0.6 });
 
 /** Two rows of 60 and 50 tokens (padded to 60), anchors in the prompt and in the response. */
