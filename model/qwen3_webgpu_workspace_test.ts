@@ -15,19 +15,30 @@ const LONG = {
   outputHiddenStates: true,
 };
 
+/**
+ * Runs `fn` on the fixture model on a real device whose buffers labelled in `oom` run out of
+ * memory (outOfMemoryGpu); the device is destroyed after.
+ */
+async function withFixtureModel(
+  oom: ReadonlySet<string>,
+  fn: (model: WebGpuQwen3, ctx: GpuContext) => Promise<void>,
+): Promise<void> {
+  const gpu = await outOfMemoryGpu(oom);
+  const ctx = new GpuContext(gpu);
+  try {
+    const model = await loadModel(fixtureDir(), { backend: "webgpu", gpu: ctx, warn: false });
+    await fn(model as WebGpuQwen3, ctx);
+  } finally {
+    gpu.device.destroy();
+  }
+}
+
 Deno.test({
   name:
     "WebGpuQwen3 forward/tokenLogprobs running concurrently while workspaces grow or are released equal sequential calls bit for bit",
   ignore: noGpu,
-  async fn() {
-    const gpu = await outOfMemoryGpu(new Set());
-    const ctx = new GpuContext(gpu);
-    try {
-      const model = await loadModel(fixtureDir(), {
-        backend: "webgpu",
-        gpu: ctx,
-        warn: false,
-      }) as WebGpuQwen3;
+  fn: () =>
+    withFixtureModel(new Set(), async (model, ctx) => {
       const short = (await model.forward(SHORT)).logits;
       const long = await model.forward(LONG);
       const logprobs = await model.tokenLogprobs({ inputIds: LONG.inputIds });
@@ -63,10 +74,7 @@ Deno.test({
       ok(submits > 0, "a reused workspace recorded without yielding");
       deepStrictEqual((await reused).logits, short);
       model.dispose();
-    } finally {
-      gpu.device.destroy();
-    }
-  },
+    }),
 });
 
 Deno.test({
@@ -74,14 +82,7 @@ Deno.test({
   ignore: noGpu,
   async fn() {
     const oom = new Set<string>();
-    const gpu = await outOfMemoryGpu(oom);
-    const ctx = new GpuContext(gpu);
-    try {
-      const model = await loadModel(fixtureDir(), {
-        backend: "webgpu",
-        gpu: ctx,
-        warn: false,
-      }) as WebGpuQwen3;
+    await withFixtureModel(oom, async (model, ctx) => {
       model.releaseWorkspaces();
       oom.add("logits");
       const before = ctx.readbacks;
@@ -90,8 +91,6 @@ Deno.test({
         includes: ['allocating "logits"', "found while allocating the forward workspace for 3"],
       });
       strictEqual(ctx.readbacks, before, "found before any work was submitted and read back");
-    } finally {
-      gpu.device.destroy();
-    }
+    });
   },
 });
