@@ -399,6 +399,13 @@ async function oneRun(
         `"${config.data.task}" and "${config.trainer.mode}"`,
     );
   }
+  // The report compares the runs' last metrics line: the evaluation after the last step.
+  if (!config.eval.final) {
+    throw new RangeError(
+      `Cannot run experiment "${experiment.path}": run "${name}" has key "eval.final" false: ` +
+        `expected true (the report compares the held-out accuracy after the last step)`,
+    );
+  }
   let resume = false;
   if (await exists(runDir)) {
     for await (const entry of Deno.readDir(runDir)) {

@@ -100,6 +100,27 @@ Deno.test("readExperiment() names the file and key of a bad entry", async () => 
   }
 });
 
+Deno.test("runHiloExperiment() refuses a run with eval.final false before training it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "halo_hilo_exp_" });
+  try {
+    const path = await writeExperiment(
+      dir,
+      `  - name: lora\n    overrides: ["--adapters.kind=lora", "--eval.final=false"]\n`,
+    );
+    await assert.rejects(runHiloExperiment(path, { overrides: SMALL, seeds: [0], log: () => {} }), {
+      name: "RangeError",
+      message: `Cannot run experiment "${path}": run "lora_s0" has key "eval.final" false: ` +
+        `expected true (the report compares the held-out accuracy after the last step)`,
+    });
+    assert.equal(
+      await Deno.stat(join(dir, "runs", "lora_s0")).then(() => true, () => false),
+      false,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main() reports a run config error by its message and exit code 2, without a stack", async () => {
   const dir = await Deno.makeTempDir({ prefix: "halo_hilo_exp_" });
   const errors: string[] = [];

@@ -309,6 +309,13 @@ export async function reproduce(
           `"${configs.get(run.name)!.trainer.mode}": expected "rl"`,
       );
     }
+    // The page's in-run held-out column and curves end at the evaluation after the last step.
+    if (!configs.get(run.name)!.rl.eval.final) {
+      throw new RangeError(
+        `Cannot run experiment "${path}": run "${run.name}" has key "rl.eval.final" false: ` +
+          `expected true (the results page reads the held-out evaluation after the last step)`,
+      );
+    }
   }
 
   // Train, one run after the other.

@@ -1,6 +1,7 @@
 // A 2-run miniature experiment through `reproduce()`: it trains, evaluates and writes the results
 // page with its charts; a killed run resumes from its checkpoint and a finished one is skipped.
-import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { exists } from "../internal/exists.ts";
 import { join } from "node:path";
 import { reproduce } from "../cli/reproduce.ts";
 import { loadConfig } from "../cli/load_config.ts";
@@ -167,3 +168,31 @@ Deno.test({
       ok(JSON.parse(a[2])["eval/prompts"] > 0 && JSON.parse(b[2])["eval/prompts"] === undefined);
     }),
 });
+
+Deno.test("reproduce() refuses a run with rl.eval.final false before training (the page reads the final held-out evaluation)", () =>
+  withTempDir(async (dir) => {
+    const experimentPath = join(dir, "off.yaml");
+    await Deno.writeTextFile(
+      experimentPath,
+      JSON.stringify({
+        name: "off",
+        outDir: join(dir, "runs"),
+        results: join(dir, "results", "off.md"),
+        overrides: [...RL_OVERRIDES, "--trainer.steps=1"],
+        seeds: [0],
+        settings: [
+          { name: "dapo", overrides: [] },
+          { name: "quiet", overrides: ["--rl.eval.final=false"] },
+        ],
+        eval: { data: "arithmetic", limit: 2, k: 2, maxNewTokens: 20 },
+      }),
+    );
+    await rejects(reproduce(experimentPath, { log: () => {} }), {
+      name: "RangeError",
+      message: `Cannot run experiment "${experimentPath}": run "quiet_seed0" has key ` +
+        `"rl.eval.final" false: expected true (the results page reads the held-out evaluation ` +
+        `after the last step)`,
+    });
+    // Nothing was trained, not even the run before it.
+    strictEqual(await exists(join(dir, "runs")), false);
+  }));

@@ -225,3 +225,48 @@ Deno.test({
       strictEqual(again.metrics["eval/avg@2"], straight.metrics["eval/avg@2"]);
     }),
 });
+
+Deno.test({
+  name: "runRl() with rl.eval.every 0 evaluates after the last step; with rl.eval.final false " +
+    "as well, not at all (no step-0 evaluation, no eval/* metrics, an empty evals.jsonl)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      // One step each; RL_OVERRIDES set rl.eval.every=0. The run without evaluation keeps
+      // runRl's step-0 evaluation on: it must skip it all the same.
+      const args = [DAPO, "--trainer.steps=1"];
+      const evals = async (runDir: string) =>
+        (await Deno.readTextFile(join(runDir, "evals.jsonl"))).split("\n").filter((l) => l !== "")
+          .map((l) => JSON.parse(l).step);
+      const hasEval = (metrics: Record<string, number>) =>
+        Object.keys(metrics).some((k) => k.startsWith("eval/"));
+
+      const last = await runRl(await rlConfig(dir, ["--run.name=last", ...args]), {
+        ...QUIET,
+        evalAtStart: false,
+      });
+      deepStrictEqual(await evals(last.runDir), [1]);
+      const lastLines = (await metricsLines(last.runDir)).map((l) => JSON.parse(l));
+      deepStrictEqual(lastLines.map((l) => [l.step, "eval/avg@2" in l]), [[1, true]]);
+      ok(hasEval(last.metrics));
+
+      const off = await runRl(
+        await rlConfig(dir, ["--run.name=off", ...args, "--rl.eval.final=false"]),
+        QUIET,
+      );
+      strictEqual(off.step, 1);
+      deepStrictEqual(await evals(off.runDir), []);
+      const offLines = (await metricsLines(off.runDir)).map((l) => JSON.parse(l));
+      deepStrictEqual(offLines.map((l) => l.step), [1]);
+      strictEqual(hasEval(offLines[0]), false);
+      strictEqual(hasEval(off.metrics), false);
+      deepStrictEqual(off.startMetrics, {});
+      strictEqual(off.heldOutGain, null);
+      strictEqual(off.seconds.eval, 0);
+      // The same step otherwise: evaluation draws no random numbers of training.
+      const train = (l: Record<string, number>) =>
+        Object.fromEntries(Object.entries(l).filter(([k]) => !k.startsWith("eval/")));
+      deepStrictEqual(offLines[0], train(lastLines[0]));
+    }),
+});

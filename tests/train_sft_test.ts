@@ -66,6 +66,30 @@ Deno.test("runSft() names the keys and values when the arithmetic task cannot fi
   });
 });
 
+Deno.test("runSft() evaluates on eval.every only with eval.final false, and not at all with eval.every 0 too", async () => {
+  await withTempDir(async (dir) => {
+    const evalSteps = async (runDir: string) =>
+      (await metricLines(runDir)).filter((l) => "eval/accuracy" in l).map((l) => l.step);
+    // TINY_OVERRIDES: 6 steps, eval.every=3; runSft evaluates at step 0 by default.
+    const steps = ["--trainer.steps=4", "--checkpoint.every=0"];
+    const on = await runSft(await tinyConfig(dir, ["--run.name=on", ...steps]), QUIET);
+    deepStrictEqual(await evalSteps(on.runDir), [0, 3, 4]);
+    const cadence = await runSft(
+      await tinyConfig(dir, ["--run.name=cadence", ...steps, "--eval.final=false"]),
+      QUIET,
+    );
+    deepStrictEqual(await evalSteps(cadence.runDir), [0, 3]);
+    const off = await runSft(
+      await tinyConfig(dir, ["--run.name=off", ...steps, "--eval.every=0", "--eval.final=false"]),
+      QUIET,
+    );
+    const offLines = await metricLines(off.runDir);
+    deepStrictEqual(offLines.map((l) => l.step), [1, 2, 3, 4]);
+    ok(offLines.every((l) => Object.keys(l).every((k) => !k.startsWith("eval/"))));
+    strictEqual("eval/accuracy" in off.metrics, false);
+  });
+});
+
 Deno.test("runSft() accumulates micro-batches weighted by tokens: one batch = two halves", async () => {
   await withTempDir(async (dir) => {
     const common = ["--trainer.steps=2", "--trainer.batchSize=8", "--eval.every=0"];

@@ -351,12 +351,22 @@ export interface TrainerConfig {
  * ```ts
  * import type { EvalConfig } from "./config.ts";
  *
- * const evalConfig: EvalConfig = { every: 50, samples: 100, maxNewTokens: 48 };
+ * const evalConfig: EvalConfig = { every: 50, final: true, samples: 100, maxNewTokens: 48 };
  * ```
  */
 export interface EvalConfig {
-  /** Evaluate every this many steps (and after the last); `0` evaluates only after the last. */
+  /**
+   * Evaluate every this many steps (and after the last unless `final` is `false`); `0` evaluates
+   * only after the last.
+   */
   readonly every: number;
+  /**
+   * Evaluate after the last step even when `every` does not fall on it (default `true`). `false`
+   * with `every: 0` switches the held-out evaluation off: no step-0 evaluation either, no
+   * `eval/*` metrics. `deno task hilo-experiment` refuses `false` (it compares the runs' final
+   * held-out accuracies).
+   */
+  readonly final: boolean;
   /** Held-out problems per evaluation; at most `data.evalSize`. */
   readonly samples: number;
   /** Most tokens to generate per problem. */
@@ -504,6 +514,7 @@ export const DEFAULT_CONFIG: TrainConfig = deepFreeze<TrainConfig>({
   },
   eval: {
     every: 100,
+    final: true,
     samples: 200,
     maxNewTokens: 64,
   },

@@ -26,7 +26,8 @@ const MODEL_KEYS_ADDED_SINCE: Readonly<Record<string, unknown>> = {
  * `rl.stopTokenIds: []` (no extra stop ids; the derived stop set, which now holds the chat
  * template's end-of-turn token, applies as to any run) when it lacks those,
  * `rl.reward.problemNouns: true` (the reward and held-out eval were given the problem's text)
- * when an `rl.reward` section lacks it, and
+ * when an `rl.reward` section lacks it, `eval.final: true` and `rl.eval.final: true` (the runs
+ * evaluated after the last step) when an `eval` or `rl.eval` section lacks it, and
  * `model.kvDtype: "f32"` (the only KV cache there was) and `model.submitEveryLayers: null` (the
  * adapter's default) when a `model` section lacks them.
  * Any other value is returned as it is; nothing is filled that the saved config sets.
@@ -65,7 +66,23 @@ export function withSavedConfigDefaults(config: unknown): unknown {
     ) {
       rlFilled = { ...rlFilled, reward: { ...reward, problemNouns: true } };
     }
+    // rl.eval.final: the runs before it always evaluated after the last step.
+    const evalSection = (rl as { eval?: unknown }).eval;
+    if (
+      typeof evalSection === "object" && evalSection !== null && !Array.isArray(evalSection) &&
+      !("final" in evalSection)
+    ) {
+      rlFilled = { ...rlFilled, eval: { ...evalSection, final: true } };
+    }
     if (rlFilled !== rl) filled = { ...filled, rl: rlFilled };
+  }
+  // eval.final: the runs before it always evaluated after the last step.
+  const evalSection = (filled as { eval?: unknown }).eval;
+  if (
+    typeof evalSection === "object" && evalSection !== null && !Array.isArray(evalSection) &&
+    !("final" in evalSection)
+  ) {
+    filled = { ...filled, eval: { ...evalSection, final: true } };
   }
   const model = (filled as { model?: unknown }).model;
   if (typeof model !== "object" || model === null || Array.isArray(model)) return filled;

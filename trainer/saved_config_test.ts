@@ -76,6 +76,29 @@ Deno.test("withSavedConfigDefaults() fills rl.reward.problemNouns: true for a ch
   assert.equal(kept.rl.reward.problemNouns, false);
 });
 
+Deno.test("withSavedConfigDefaults() fills eval.final and rl.eval.final: true for a checkpoint from before them", () => {
+  const old = savedWithout([], []);
+  delete (old.rl as { eval: Record<string, unknown> }).eval.final;
+  assert.throws(() => validateConfig(old, { source: "meta.json" }), /rl\.eval\.final/);
+  delete (old.eval as Record<string, unknown>).final;
+  const filled = validateConfig(withSavedConfigDefaults(old), { source: "meta.json" });
+  assert.equal(filled.rl.eval.final, true);
+  assert.equal(filled.eval.final, true);
+  assert.deepEqual(filled, validateConfig({ ...DEFAULT_CONFIG, rl: DEFAULT_RL_CONFIG }));
+  assert.equal("final" in (old.rl as { eval: object }).eval, false);
+  assert.equal("final" in (old.eval as object), false);
+  // Saved values are kept.
+  const off = savedWithout([], []);
+  (off.rl as { eval: { final: boolean } }).eval.final = false;
+  (off.eval as { final: boolean }).final = false;
+  const kept = withSavedConfigDefaults(off) as {
+    eval: { final: boolean };
+    rl: { eval: { final: boolean } };
+  };
+  assert.equal(kept.rl.eval.final, false);
+  assert.equal(kept.eval.final, false);
+});
+
 // Configs of real checkpoints written by earlier commits (meta.json's config, copied unchanged;
 // the commit is in the file name): each must still validate once filled, so that a run from
 // before a new key was added resumes, reproduces and exports. A new key that breaks this needs
@@ -86,6 +109,8 @@ for (const name of ["rl_hidden_align_31ddbe7", "rl_prompt_file_cc0db4f", "sft_50
     const saved = JSON.parse(await Deno.readTextFile(path));
     const config = validateConfig(withSavedConfigDefaults(saved), { source: `${name}.json` });
     assert.equal(config.rl.reward.problemNouns, true);
+    assert.equal(config.rl.eval.final, true);
+    assert.equal(config.eval.final, true);
     assert.equal(config.model.kvDtype, saved.model.kvDtype ?? "f32");
   });
 }

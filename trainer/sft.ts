@@ -88,7 +88,10 @@ export interface RunSftOptions {
   overwrite?: boolean;
   /** Also export the final model (or adapter) to this directory. */
   exportDir?: string;
-  /** Evaluate before the first step of a fresh run (a `step: 0` metrics line). Default `true`. */
+  /**
+   * Evaluate before the first step of a fresh run (a `step: 0` metrics line). Default `true`;
+   * never when `eval.every: 0` and `eval.final: false` switch the held-out evaluation off.
+   */
   evalAtStart?: boolean;
   /** Stop after this step as if killed (see `trainLoop`). */
   haltAfterStep?: number;
@@ -642,7 +645,9 @@ async function train(
       step,
       evaluate,
       evalEvery: config.eval.every,
-      evalAtStart: options.evalAtStart ?? true,
+      evalFinal: config.eval.final,
+      // The step-0 evaluation is the baseline of later ones: none when no later one runs.
+      evalAtStart: (options.evalAtStart ?? true) && (config.eval.every > 0 || config.eval.final),
       checkpoint: save,
       checkpointEvery: config.checkpoint.every,
       resumedFrom: checkpoint?.dir ?? null,

@@ -71,8 +71,16 @@ export interface TrainLoopOptions {
    * @returns Metrics, keys namespaced `"eval/…"`.
    */
   evaluate?(step: number): Promise<Record<string, number>>;
-  /** Evaluate every this many steps and after the last; `0` only after the last. */
+  /**
+   * Evaluate every this many steps and after the last (unless `evalFinal` is `false`); `0`: only
+   * after the last.
+   */
   evalEvery: number;
+  /**
+   * Evaluate after the last step even when `evalEvery` does not fall on it. Default `true`;
+   * `false` with `evalEvery: 0` evaluates after no step.
+   */
+  evalFinal?: boolean;
   /** Evaluate before the first step of a fresh run (a `step: 0` line). Default `false`. */
   evalAtStart?: boolean;
   /**
@@ -276,8 +284,8 @@ export async function trainLoop(options: TrainLoopOptions): Promise<TrainLoopRes
   else await truncateMetrics(metricsPath, startStep);
   const append = (step: number, metrics: Record<string, number>): Promise<void> =>
     Deno.writeTextFile(metricsPath, `${metricsLine(step, metrics)}\n`, { append: true });
-  const due = (step: number, every: number): boolean =>
-    step === totalSteps || (every > 0 && step % every === 0);
+  const due = (step: number, every: number, last = true): boolean =>
+    (last && step === totalSteps) || (every > 0 && step % every === 0);
 
   let lastCheckpoint = options.resumedFrom ?? null;
   let metrics: Record<string, number> = {};
@@ -297,7 +305,7 @@ export async function trainLoop(options: TrainLoopOptions): Promise<TrainLoopRes
     metrics = { ...pending.metrics };
     const seconds = (performance.now() - began) / 1000;
     progress?.update(step, { loss: pending.loss, tokens: pending.tokens, seconds });
-    if (options.evaluate && due(step, options.evalEvery)) {
+    if (options.evaluate && due(step, options.evalEvery, options.evalFinal ?? true)) {
       Object.assign(metrics, await options.evaluate(step));
     }
     await append(step, metrics);

@@ -54,6 +54,29 @@ Deno.test("trainLoop() evaluates and checkpoints on cadence and after the last s
   }
 });
 
+Deno.test("trainLoop() with evalFinal false evaluates on cadence only, and with evalEvery 0 not at all", async () => {
+  const runDir = await Deno.makeTempDir();
+  try {
+    const cadence = toy(runDir);
+    await trainLoop({ ...cadence.options, evalAtStart: false, evalFinal: false });
+    deepStrictEqual(cadence.state.evals, [3, 6]);
+    // Checkpoints still follow their own cadence and the last step.
+    deepStrictEqual(cadence.state.saves, [2, 4, 6, 7]);
+    const last = JSON.parse((await lines(runDir)).at(-1)!);
+    strictEqual(last.step, 7);
+    strictEqual("eval/w" in last, false);
+
+    const none = toy(runDir);
+    await trainLoop({ ...none.options, evalAtStart: false, evalEvery: 0, evalFinal: false });
+    deepStrictEqual(none.state.evals, []);
+    const text = await lines(runDir);
+    strictEqual(text.length, 7);
+    strictEqual(text.some((l) => l.includes("eval/")), false);
+  } finally {
+    await Deno.remove(runDir, { recursive: true });
+  }
+});
+
 Deno.test("trainLoop() stops on a NaN loss before applying the step", async () => {
   const runDir = await Deno.makeTempDir();
   try {

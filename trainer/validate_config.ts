@@ -162,6 +162,7 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
   }),
   eval: z.strictObject({
     every: nonNegativeInt,
+    final: z.boolean(),
     samples: positiveInt,
     maxNewTokens: positiveInt,
   }),

@@ -232,12 +232,32 @@ export interface RlOverlongConfig {
  * ```ts
  * import type { RlEvalConfig } from "./config.ts";
  *
- * const evalConfig: RlEvalConfig = { every: 10, prompts: 48, samples: 4, temperature: 1 };
+ * const evalConfig: RlEvalConfig = {
+ *   every: 10, final: true, prompts: 48, samples: 4, temperature: 1,
+ * };
+ * ```
+ *
+ * @example No held-out evaluation (evaluate the checkpoint with `deno task eval` instead)
+ * ```ts
+ * import type { RlEvalConfig } from "./config.ts";
+ *
+ * const off: RlEvalConfig = { every: 0, final: false, prompts: 48, samples: 4, temperature: 1 };
  * ```
  */
 export interface RlEvalConfig {
-  /** Evaluate every this many steps (and after the last; `0`: only after the last). */
+  /**
+   * Evaluate every this many steps (and after the last unless `final` is `false`); `0`: only
+   * after the last.
+   */
   readonly every: number;
+  /**
+   * Evaluate after the last step even when `every` does not fall on it (default `true`). `false`
+   * with `every: 0` switches the held-out evaluation off: no step-0 evaluation either (it is the
+   * baseline of later ones), no `eval/*` metrics, an empty `evals.jsonl`.
+   * `deno task reproduce` refuses `false` (its results page reads the evaluation after the last
+   * step).
+   */
+  readonly final: boolean;
   /** Held-out prompts per evaluation (at most `rl.data.evalSize`). */
   readonly prompts: number;
   /** Samples per prompt (the k of avg@k and pass@k). */
@@ -652,6 +672,7 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
   ).min(1),
   eval: z.strictObject({
     every: nonNegativeInt,
+    final: z.boolean(),
     prompts: positiveInt,
     samples: positiveInt,
     temperature: nonNegative,
@@ -754,7 +775,7 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
     dualClip: 0,
     aggregation: "token-mean",
   }],
-  eval: { every: 10, prompts: 48, samples: 4, temperature: 1, batchPrompts: 0 },
+  eval: { every: 10, final: true, prompts: 48, samples: 4, temperature: 1, batchPrompts: 0 },
   rollout: {
     backend: "local",
     servers: [],

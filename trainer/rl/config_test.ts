@@ -42,6 +42,21 @@ Deno.test("rl.reward.problemNouns is on by default (a config without it too) and
   strictEqual(off.rl.reward.mode, "dapo");
 });
 
+Deno.test("rl.eval.final is on by default (a config without it too), can be turned off, and a non-boolean names the key", async () => {
+  strictEqual(DEFAULT_RL_CONFIG.eval.final, true);
+  // The demo configs write rl.eval without the key.
+  strictEqual((await loadConfig("configs/rl_arith_dapo.yaml")).rl.eval.final, true);
+  const off = await loadConfig(undefined, {
+    overrides: [...RL, "--rl.eval.every=0", "--rl.eval.final=false"],
+  });
+  strictEqual(off.rl.eval.final, false);
+  strictEqual(off.rl.eval.every, 0);
+  await rejects(
+    loadConfig(undefined, { overrides: [...RL, "--rl.eval.final=2"] }),
+    /key "rl\.eval\.final"/,
+  );
+});
+
 Deno.test("loadConfig() fills a loss term's keys from its defaults", async () => {
   const config = await loadConfig(undefined, {
     overrides: [...RL, "--rl.losses=[{name: clipped_pg}, {name: hidden_align, weight: 0.5}]"],

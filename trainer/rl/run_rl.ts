@@ -101,7 +101,10 @@ export interface RunRlOptions {
   overwrite?: boolean;
   /** Also export the final model (or adapter) here. */
   exportDir?: string;
-  /** Evaluate before the first step of a fresh run (a `step: 0` line). Default `true`. */
+  /**
+   * Evaluate before the first step of a fresh run (a `step: 0` line). Default `true`; never when
+   * `rl.eval.every: 0` and `rl.eval.final: false` switch the held-out evaluation off.
+   */
   evalAtStart?: boolean;
   /** Stop after this step as if killed. */
   haltAfterStep?: number;
@@ -201,6 +204,7 @@ const RESUME_FIXED = ["run.seed", "model.", "adapters.", "data.", "trainer.mode"
 /** Keys under {@linkcode RESUME_FIXED} that may change on resume (with a warning). */
 const RESUME_CHANGEABLE = [
   "rl.eval.every",
+  "rl.eval.final",
   // How the work is split into submissions changes no result.
   "model.submitEveryLayers",
   // GPU memory: where buffers live between phases and the budget change no result.
@@ -933,6 +937,8 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       };
     };
 
+    // `rl.eval.every: 0` with `rl.eval.final: false` switches the held-out evaluation off.
+    const evaluates = rl.eval.every > 0 || rl.eval.final;
     let startMetrics: Record<string, number> = {};
     // Per-prompt accuracies of the run's first and latest evaluation (same prompts and sampling
     // seeds; those of an earlier process from evals.jsonl): their paired difference is the
@@ -1021,7 +1027,9 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         step,
         evaluate,
         evalEvery: rl.eval.every,
-        evalAtStart: options.evalAtStart ?? true,
+        evalFinal: rl.eval.final,
+        // The step-0 evaluation is the baseline of later ones: none when no later one runs.
+        evalAtStart: (options.evalAtStart ?? true) && evaluates,
         checkpoint: save,
         checkpointEvery: config.checkpoint.every,
         resumedFrom: checkpoint?.dir ?? null,
@@ -1057,8 +1065,11 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       runDir,
       step: result.step,
       halted: result.halted,
-      // A resumed run that had no step left keeps the last evaluation's metrics.
-      metrics: { ...lastEvalMetrics, ...result.metrics },
+      // A resumed run that had no step left keeps the last evaluation's metrics (a run that does
+      // not evaluate after its last step does not show an earlier evaluation's as its last).
+      metrics: rl.eval.final || result.step === startStep
+        ? { ...lastEvalMetrics, ...result.metrics }
+        : result.metrics,
       startMetrics,
       heldOutGain: gain,
       lastCheckpoint: result.lastCheckpoint,
