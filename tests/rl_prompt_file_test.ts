@@ -274,6 +274,11 @@ Deno.test({
         message:
           /none of the first 2 held-out prompts that the evaluation uses \(key "rl\.eval\.prompts"\) has a gold usable/,
       });
+      // A run without the held-out evaluation does not use those prompts: it runs.
+      const off = ["--rl.eval.every=0", "--rl.eval.final=false", "--trainer.steps=1"];
+      const ran = await runRl(await rlConfig(dir, [...firstTwo, ...off]), options);
+      strictEqual(ran.step, 1);
+      strictEqual(await Deno.readTextFile(join(ran.runDir, "evals.jsonl")), "");
     }),
 });
 

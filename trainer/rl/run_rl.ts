@@ -265,6 +265,8 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   const runDir = join(config.run.outDir, config.run.name);
   const t = config.trainer;
   const rl = config.rl;
+  // `rl.eval.every: 0` with `rl.eval.final: false` switches the held-out evaluation off.
+  const evaluates = rl.eval.every > 0 || rl.eval.final;
   if (t.mode !== "rl") {
     throw new RangeError(
       `Cannot run RL: key "trainer.mode" must be "rl": current value is "${t.mode}"`,
@@ -454,7 +456,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     return ids;
   };
   if (
-    rl.data.source !== "arithmetic" && evalPrompts.some((p) => isUsableGold(p.gold)) &&
+    evaluates && rl.data.source !== "arithmetic" && evalPrompts.some((p) => isUsableGold(p.gold)) &&
     !evalPrompts.slice(0, rl.eval.prompts).some((p) => isUsableGold(p.gold))
   ) {
     throw new TypeError(
@@ -487,8 +489,9 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
         modelConfig,
         lora,
         promptTokens,
-        evalPrompts: evalSet.length,
-        evalPromptTokens: Math.max(0, ...evalSet.map((p) => p.ids.length)),
+        // A run that does not evaluate has no held-out generation to fit.
+        evalPrompts: evaluates ? evalSet.length : 0,
+        evalPromptTokens: evaluates ? Math.max(0, ...evalSet.map((p) => p.ids.length)) : 0,
         stopTokens: eosTokenIds.length,
         device: {
           maxBindingSize: gpu.maxBindingSize,
@@ -937,8 +940,6 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
       };
     };
 
-    // `rl.eval.every: 0` with `rl.eval.final: false` switches the held-out evaluation off.
-    const evaluates = rl.eval.every > 0 || rl.eval.final;
     let startMetrics: Record<string, number> = {};
     // Per-prompt accuracies of the run's first and latest evaluation (same prompts and sampling
     // seeds; those of an earlier process from evals.jsonl): their paired difference is the
