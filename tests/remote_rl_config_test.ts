@@ -45,6 +45,11 @@ interface RunOptions {
   maxStaleness?: number;
   /** `trainer.steps`; default 3. */
   steps?: number;
+  /**
+   * `rl.eval.final`; default `false`: no held-out evaluation (`rl.eval.every` is 0), which no
+   * runRl case here reads.
+   */
+  evalFinal?: boolean;
 }
 
 function yaml(dir: string, servers: string[], extra: RunOptions): string {
@@ -70,7 +75,7 @@ rl:
   overlong: { buffer: 4 }
   microBatchSize: 5
   oldLogprobs: recompute
-  eval: { prompts: 4, samples: 2, every: 0 }
+  eval: { prompts: 4, samples: 2, every: 0, final: ${extra.evalFinal ?? false} }
   rollout:
     backend: vllm
     servers: ${JSON.stringify(servers)}
@@ -295,12 +300,14 @@ Deno.test({
     "(cli/train.ts main; needs --allow-net=127.0.0.1, which deno task test grants)",
   fn: () =>
     withTempDir(async (dir) => {
-      const out = await run(dir, "on-policy", { tis: true, cli: true, steps: 2 });
+      // The CLI's whole path: it evaluates at step 0 and after the last step, locally.
+      const out = await run(dir, "on-policy", { tis: true, cli: true, steps: 2, evalFinal: true });
       const { result, models } = out;
       const lines = out.lines.filter((l) => l.step > 0); // the CLI evaluates at step 0 too
       strictEqual(result.step, 2);
       deepStrictEqual(lines.map((l) => l["rollout/policy_version"]), [1, 2]);
       ok(models.some((m) => /^halo-[0-9a-f]{6}-v2$/.test(m)), JSON.stringify(models.slice(-3)));
       for (const l of lines) ok(l["rollout/max_abs_diff"] <= 1e-4);
+      deepStrictEqual(out.lines.filter((l) => "eval/avg@2" in l).map((l) => l.step), [0, 2]);
     }),
 });

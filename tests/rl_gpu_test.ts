@@ -2,8 +2,10 @@
 // seeded run (DAPO's clipped policy loss + 0.1 Hidden-Align; both steps update, asserted, so the
 // second starts from the first's AdamW state) gives the same per-step losses and metrics, and the
 // same final parameters, up to float32 rounding; kill + resume on WebGPU repeats an uninterrupted
-// WebGPU run byte for byte; LoRA dropout (which the GPU backward lacks) fails
-// before any work. Skipped without a WebGPU adapter.
+// WebGPU run byte for byte (metrics and final parameters); LoRA dropout (which the GPU backward
+// lacks) fails before any work. No run evaluates (`rl.eval.every` 0, `rl.eval.final` false): the
+// held-out evaluation on WebGPU is checked in tests/rl_gpu_memory_test.ts and
+// tests/rl_generate_split_test.ts. Skipped without a WebGPU adapter.
 //
 // The model is the bundled models/arithmetic-tiny (2 layers, hidden 64), not the golden fixture
 // tests/fixtures/qwen3-tiny: the fixture has no tokenizer, and the verifier needs decoded text.
@@ -90,10 +92,15 @@ type Case = typeof CASES[number];
 /** Steps of each run: both must train (asserted), so step 2 starts from step 1's AdamW state. */
 const STEPS = 2;
 
-/** The overrides a case's CPU and WebGPU runs share (the optimizer is only the WebGPU run's). */
+/**
+ * The overrides a case's CPU and WebGPU runs share (the optimizer is only the WebGPU run's). No
+ * held-out evaluation (`rl.eval.every` is 0): the comparison reads the updates, and the final
+ * parameters are compared directly.
+ */
 function caseOverrides({ lora, oldLogprobs, layer }: Case): string[] {
   return [
     `--trainer.steps=${STEPS}`,
+    "--rl.eval.final=false",
     `--rl.losses=[{name: clipped_pg}, {name: hidden_align, weight: 0.1, layer: ${layer}}]`,
     `--rl.oldLogprobs=${oldLogprobs}`,
     ...(lora ? ["--adapters.kind=lora", "--adapters.r=4", "--trainer.lr=1e-2"] : []),
@@ -268,8 +275,14 @@ Deno.test({
       // One generation batch a step and one micro-batch (the data position's refill over batches
       // and gradient accumulation do not depend on the backend: tests/rl_run_test.ts resumes
       // them on the CPU, and the cases above accumulate micro-batches on WebGPU).
+      // No held-out evaluation: the final parameters are compared instead.
       const options = { ...QUIET, evalAtStart: false };
-      const small = ["--backend=webgpu", "--trainer.steps=2", "--rl.maxGenBatches=1"];
+      const small = [
+        "--backend=webgpu",
+        "--trainer.steps=2",
+        "--rl.maxGenBatches=1",
+        "--rl.eval.final=false",
+      ];
       const whole = await runRl(
         await rlConfig(dir, ["--run.name=whole", ...small, "--rl.microBatchSize=8"]),
         options,
@@ -283,8 +296,13 @@ Deno.test({
         await Deno.readTextFile(join(resumed.runDir, "metrics.jsonl")),
         await Deno.readTextFile(join(whole.runDir, "metrics.jsonl")),
       );
-      // Both steps updated: the checkpoint carried AdamW moments, and the resumed step used them.
+      // Both steps updated: the checkpoint carried AdamW moments, and the resumed step used them
+      // (step 2's update, which its metrics line precedes, leaves the same parameters).
       const rows = (await metricLines(whole.runDir)).map((line) => line["batch/rows"]);
       ok(rows.length === 2 && rows.every((n) => n > 0), `rows per step: ${rows}`);
+      deepStrictEqual(await finalParams(resumed), await finalParams(whole));
+      // Without the evaluation the memory plan fits the rollouts' generation only.
+      const generateRows = whole.gpuMemory!.estimate.generateRows;
+      ok(generateRows.rollout > 0 && generateRows.eval === 0, JSON.stringify(generateRows));
     }),
 });

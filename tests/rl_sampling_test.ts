@@ -30,7 +30,9 @@ const G = 4;
 const TRAIN_BATCH = 2;
 const MAX_NEW = 20;
 const BUFFER = 4;
+// No held-out evaluation (rl.eval.every is 0): the checks read the steps' metrics only.
 const OVERRIDES = [
+  "--rl.eval.final=false",
   "--rl.maxGenBatches=3",
   "--rl.oldLogprobs=recompute",
   "--trainer.steps=2",
