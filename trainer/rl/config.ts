@@ -253,7 +253,8 @@ export interface RlEvalConfig {
   /**
    * Evaluate after the last step even when `every` does not fall on it (default `true`). `false`
    * with `every: 0` switches the held-out evaluation off: no step-0 evaluation either (it is the
-   * baseline of later ones), no `eval/*` metrics, an empty `evals.jsonl`.
+   * baseline of later ones), no `eval/*` metrics, an empty `evals.jsonl`, and no held-out
+   * generation in the WebGPU memory plan.
    * `deno task reproduce` refuses `false` (its results page reads the evaluation after the last
    * step).
    */
