@@ -268,5 +268,21 @@ Deno.test({
       const train = (l: Record<string, number>) =>
         Object.fromEntries(Object.entries(l).filter(([k]) => !k.startsWith("eval/")));
       deepStrictEqual(offLines[0], train(lastLines[0]));
+
+      // On the cadence only: step 2 of 3 evaluates, and the result does not show that evaluation
+      // as the last step's.
+      const cadence = await runRl(
+        await rlConfig(dir, [
+          "--run.name=cadence",
+          DAPO,
+          "--trainer.steps=3",
+          "--rl.eval.every=2",
+          "--rl.eval.final=false",
+        ]),
+        { ...QUIET, evalAtStart: false },
+      );
+      deepStrictEqual(await evals(cadence.runDir), [2]);
+      ok(hasEval(cadence.startMetrics));
+      strictEqual(hasEval(cadence.metrics), false);
     }),
 });
