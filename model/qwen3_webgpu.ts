@@ -608,8 +608,13 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * values are copied: train them on the GPU (the backward's gradients and a GPU optimizer on
    * `gradients()`), and get them back with {@linkcode WebGpuQwen3.readAdapters}.
    *
+   * Refused while the model is busy ({@linkcode WebGpuQwen3.acquire}: a generation, a training
+   * step run by `backward`/`runTrainStep`, a GPU optimizer's update): those record over several
+   * awaits with the adapters they started with, whose buffers this frees.
+   *
    * @param lora The adapters, or null.
    * @throws {RangeError} If the adapters do not fit this model (see `checkLoraFits`).
+   * @throws {Error} If the model is busy with another operation (naming it).
    *
    * @example Apply the fixture's PEFT adapter
    * ```ts ignore
@@ -619,6 +624,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * ```
    */
   setAdapters(lora: Lora | null): void {
+    this.#checkIdle("set the adapters");
     if (lora !== null) checkLoraFits(lora, this.config);
     this.#lora?.dispose();
     this.#lora = lora === null ? null : new GpuLora(this.ctx, lora);
@@ -775,9 +781,12 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
 
   /**
    * Zeroes every gradient buffer (adapters and base weights), recorded into `encoder` or, without
-   * one, submitted at once.
+   * one, submitted at once. Refused while the model is busy ({@linkcode WebGpuQwen3.acquire}): a
+   * training step accumulating into them, or a GPU optimizer between the gradient norm it read
+   * and the update it records from the same gradients, would see them change half-way.
    *
    * @param encoder A command encoder (outside any pass) to record into.
+   * @throws {Error} If the model is busy with another operation (naming it).
    *
    * @example Start accumulating k micro-batches
    * ```ts ignore
@@ -786,6 +795,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * ```
    */
   zeroGrads(encoder?: GPUCommandEncoder): void {
+    this.#checkIdle("zero the gradients");
     this.#training().zeroGrads(encoder);
   }
 
