@@ -721,6 +721,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * @returns The gradients (accumulated ones with `accumulate`), log-probs and last hidden state.
    * @throws {TypeError} If no cotangent is given, or as {@linkcode WebGpuQwen3.encodeTrainStep}.
    * @throws {RangeError} If a cotangent has the wrong length.
+   * @throws {GpuOutOfMemoryError} As {@linkcode WebGpuQwen3.runTrainStep}.
    *
    * @example LoRA gradients of the log-likelihood of a sequence
    * ```ts ignore
@@ -755,6 +756,9 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * @returns The gradients, keyed as `cpuBackward`'s, the ranges' bytes in order and, when the
    * step records one, HILO's balance loss (before the coefficient).
    * @throws {TypeError} As {@linkcode WebGpuQwen3.encodeTrainStep}.
+   * @throws {GpuOutOfMemoryError} If a buffer of the step (its workspace, gradients) does not fit:
+   * found before anything is recorded or submitted, naming the buffer and its bytes; the step's
+   * workspace is freed, so a smaller step can run after it.
    *
    * @example The entropy of every position with the gradients
    * ```ts ignore
@@ -946,8 +950,9 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   /**
    * {@linkcode WebGpuQwen3.#workspace}, then, when it allocated a new one, the out-of-memory
    * check of its buffers (error scopes only: no GPU round trip), so that a workspace that does
-   * not fit is named before work uses it. A reused workspace comes back as it is, not as a
-   * promise, so that the caller records without yielding.
+   * not fit is named before work uses it, and freed (so that the context stops reporting it and a
+   * smaller call can run). A reused workspace comes back as it is, not as a promise, so that the
+   * caller records without yielding.
    */
   #checkedWorkspace(
     tokens: number,
@@ -960,7 +965,10 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     return this.ctx.checkAllocations(`allocating the ${call} workspace for ${ws.tokens} tokens`)
       // A concurrent call may have replaced it (each covers the sizes of the one before) during
       // the await: take the current one, recorded without a further await.
-      .then(() => this.#workspace(tokens, want));
+      .then(() => this.#workspace(tokens, want), (error) => {
+        this.#freeWorkspace();
+        throw error;
+      });
   }
 
   #workspace(tokens: number, want: ForwardWants): Workspace {
