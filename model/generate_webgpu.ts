@@ -250,12 +250,21 @@ async function run(
   ws.merged = merge ? new MergedAdapterWeights(ctx, model) : undefined;
   if (ws.merged) weights = ws.merged.view(model);
   // A new workspace (or merged copy) that did not fit is named here, before any work uses it;
-  // the check waits on error scopes only (microseconds, no GPU round trip).
+  // the check waits on error scopes only (microseconds, no GPU round trip). It is then freed
+  // (nothing used it), so that the context stops reporting it and a smaller call can run.
   if (ws !== reused || ws.merged) {
-    await ctx.checkAllocations(
-      `allocating the generation workspace${ws.merged ? " and the merged adapter weights" : ""} ` +
-        `for ${B} prompts`,
-    );
+    try {
+      await ctx.checkAllocations(
+        `allocating the generation workspace${
+          ws.merged ? " and the merged adapter weights" : ""
+        } for ${B} prompts`,
+      );
+    } catch (error) {
+      workspaces.delete(model);
+      destroy(ws);
+      ctx.clearBindGroups();
+      throw error;
+    }
   }
   // On a hardware adapter each decode step is submitted once recorded, so that recording (about
   // 5 µs of CPU per dispatch, some 1.4 ms a token for Qwen3-0.6B's ~280 dispatches) overlaps the

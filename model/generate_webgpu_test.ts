@@ -413,7 +413,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "generateWebGpu() names its readback chunk in errors, and a workspace that does not fit",
+  name: "generateWebGpu() names its readback chunk in errors, and a workspace that does not fit " +
+    "(then freed, so that it runs again)",
   ignore: noGpu,
   async fn() {
     // A real device whose buffers labelled in `oom` run out of memory, as on a GPU.
@@ -435,10 +436,13 @@ Deno.test({
         type: Error,
         includes: ["injected validation error", "(generate of 2 prompts: chunk 1, steps 1–2 of 4)"],
       });
-      strictEqual((await run(model as WebGpuQwen3, options)).stats.readbacks, 2);
+      const first = await run(model as WebGpuQwen3, options);
+      strictEqual(first.stats.readbacks, 2);
+      const tokens = tokensOf(first);
       // A new workspace whose logits do not fit: named when allocated, before its first use.
       releaseGenerateWorkspace(model as WebGpuQwen3);
       oom.add("generate.logits");
+      const readbacks = ctx.readbacks;
       await expectError(() => run(model as WebGpuQwen3, options), {
         type: GpuOutOfMemoryError,
         includes: [
@@ -446,6 +450,11 @@ Deno.test({
           "found while allocating the generation workspace for 2 prompts",
         ],
       });
+      strictEqual(ctx.readbacks, readbacks, "found before any readback");
+      // The failed workspace was freed: with the memory back, the model generates again.
+      oom.delete("generate.logits");
+      deepStrictEqual(tokensOf(await run(model as WebGpuQwen3, options)), tokens);
+      deepStrictEqual(ctx.gpu.errors, []);
     } finally {
       gpu.device.destroy();
     }
