@@ -681,7 +681,9 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * `options.keepActivations` read from buffers the forward kept: see `keptActivationBytes`),
    * adding into the gradient buffers. Submit it (or read back from it) before recording another step: the batch is
    * written with `queue.writeBuffer`. LoRA dropout is not applied (the adapters run as in
-   * evaluation, whatever `lora_dropout` says).
+   * evaluation, whatever `lora_dropout` says). It records at once, so its workspace is checked
+   * for out-of-memory only by the caller: `await model.ctx.checkAllocations()` before submitting
+   * names a buffer that did not fit (`runTrainStep` checks before recording).
    *
    * @param encoder The command encoder (outside any pass).
    * @param input The batch.

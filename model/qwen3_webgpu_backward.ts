@@ -34,7 +34,10 @@
  * forward's and the backward's layers counted together, and each LM-head row block of either as
  * one; by default after each one on a hardware adapter), continuing in a new encoder, so that a micro-step that is tens of seconds of GPU work
  * at 14B is not one submission (OS GPU watchdogs: model/submit_splitter.ts); the readback stays
- * one and the gradients are bit-identical.
+ * one and the gradients are bit-identical. They allocate the step's buffers before recording
+ * and check them (`GpuContext.checkAllocations`, error scopes only): a workspace that does not
+ * fit is named, with its bytes, before anything is submitted, and freed, so a smaller step can
+ * run after it.
  *
  * @module
  */
@@ -737,7 +740,7 @@ export class WebGpuQwen3Backward {
   }
 
   /**
-   * Phase 1: the step's plan and workspace ({@linkcode WebGpuQwen3Backward.#allocate}); uploads
+   * Phase 1: the step's plan and workspace (`#allocate`); uploads
    * the batch and records the zeroing of the gradients (unless accumulating) and of the
    * cotangents.
    */
