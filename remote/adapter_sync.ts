@@ -5,12 +5,14 @@
  * out of the staleness window are unloaded. A name is never loaded twice: vLLM keys its prefix
  * cache by adapter name, so reloading changed weights under an old name can serve stale KV
  * (vllm#42125); `load_inplace` is never used. A restarted server's lost version is loaded again
- * (for the pool, on its 404) only while it is in the window, in turn with the publishes' loads and
+ * (for the pool, on its "not loaded" answer) only while it is in the window, in turn with the publishes' loads and
  * unloads on that server, so a reload cannot land after a publish unloaded that version. An
  * unload that fails (server unreachable, HTTP 5xx) is a warning, and the version is unloaded again
  * at the next publish, up to `unloadTries` tries in all (a last warning says it stays loaded, and
  * counts against the server's `--max-loras`, until the server restarts); an unload answered
- * HTTP 404 means the server no longer holds the version (it restarted) and is not retried.
+ * "unknown adapter" (vLLM HTTP 404, SGLang HTTP 400 "… does not exist", see
+ * `EngineBackend.unknownAdapter`) means the server no longer holds the version (it restarted)
+ * and is not retried.
  *
  * Routes: vLLM `POST /v1/load_lora_adapter {lora_name, lora_path, load_inplace: false}` and
  * `POST /v1/unload_lora_adapter {lora_name}` (server started with
@@ -228,7 +230,9 @@ export class AdapterSync {
       try {
         await client.request(routes(client).unload, { lora_name: name }, { text: true });
       } catch (error) {
-        if (!(error instanceof RemoteEngineError && error.status === 404)) {
+        const notHeld = error instanceof RemoteEngineError && error.status !== undefined &&
+          client.backend.unknownAdapter(error.status, error.message, name);
+        if (!notHeld) {
           const message = (error as Error).message;
           if (failed + 1 < tries) {
             failures.set(name, failed + 1);
@@ -243,7 +247,7 @@ export class AdapterSync {
             );
           }
           continue;
-        } // 404: the server does not hold it (it restarted since)
+        } // the server does not hold it (it restarted since)
       }
       client.servedAdapters.delete(name);
     }

@@ -501,3 +501,50 @@ Deno.test("AdapterSync tries a failed unload again at the next publish, a bounde
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("AdapterSync: SGLang's HTTP 400 'LoRA with name … does not exist' on unload means not held", async () => {
+  // SGLang answers the unload of a name it does not hold (it restarted) with HTTP 400
+  // {success: false, error_message: "LoRA with name <name> does not exist. …"}, not vLLM's 404:
+  // each publish used to warn and try the unload again, up to unloadTries times.
+  const held = new Set<string>();
+  const calls: string[] = [];
+  const fetch: typeof globalThis.fetch = (input, init) => {
+    const path = new URL(String(input)).pathname;
+    const name = JSON.parse(String(init!.body)).lora_name;
+    calls.push(`${path} ${name}`);
+    if (path === "/load_lora_adapter") held.add(name);
+    else if (path === "/unload_lora_adapter" && !held.delete(name)) {
+      const error_message = `LoRA with name ${name} does not exist. Loaded LoRAs: ` +
+        `odict_keys(${JSON.stringify([...held])})`;
+      return Promise.resolve(Response.json({ success: false, error_message }, { status: 400 }));
+    }
+    return Promise.resolve(Response.json({ success: true, error_message: "" }));
+  };
+  const client = new RolloutClient("http://a", {
+    engine: "sglang",
+    vocabSize: 64,
+    model: "m",
+    fetch,
+  });
+  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+  try {
+    const sync = new AdapterSync([client], { dir, prefix: "g", keep: 1 });
+    await sync.publish(1, writeStubAdapter);
+    held.clear(); // restarted
+    const second = await sync.publish(2, writeStubAdapter);
+    deepStrictEqual([second.unloaded, second.warnings], [["g-v1"], []]);
+    deepStrictEqual([...client.servedAdapters!], ["g-v2"]);
+    const third = await sync.publish(3, writeStubAdapter);
+    deepStrictEqual([third.unloaded, third.warnings], [["g-v2"], []]);
+    deepStrictEqual(calls, [
+      "/load_lora_adapter g-v1",
+      "/load_lora_adapter g-v2",
+      "/unload_lora_adapter g-v1",
+      "/load_lora_adapter g-v3",
+      "/unload_lora_adapter g-v2", // g-v1 is not asked again
+    ]);
+    deepStrictEqual([...held], ["g-v3"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

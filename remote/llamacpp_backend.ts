@@ -152,4 +152,7 @@ export const llamacppBackend: EngineBackend = {
   parseCompletion,
   modelsPath: "/v1/models",
   parseModels,
+  // Adapters are server-wide (no per-name loads): no answer means a lost adapter.
+  lostAdapter: () => false,
+  unknownAdapter: () => false,
 };

@@ -149,7 +149,7 @@ export class RolloutClient {
   servedAdapters: Set<string> | null = null;
   /**
    * Loads a tracked adapter again on this server (set by {@linkcode AdapterSync}): the pool calls
-   * it when the server answers 404 for an adapter it held (a restarted server lost it); `null`
+   * it when the server answers that it lost an adapter it held (a restarted server lost it); `null`
    * (default): none.
    */
   restoreAdapter: ((name: string) => Promise<void>) | null = null;

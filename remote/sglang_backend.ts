@@ -105,6 +105,27 @@ function parseModels(json: unknown): ServedModels {
 }
 
 /**
+ * SGLang's answer for a `lora_path` it does not hold: `LoRARegistry.acquire` raises
+ * `ValueError("The following requested LoRA adapters are not loaded: <name>\nLoaded adapters:
+ * …")` (older builds: `TokenizerManager._validate_lora_adapters`, the same words with a set of
+ * names), and `http_server.py`'s `_create_error_response` answers it with HTTP 400
+ * `{"error": {"message": …}}`.
+ */
+function lostAdapter(status: number, message: string, name: string): boolean {
+  return status === 400 && message.includes("requested LoRA adapters are not loaded") &&
+    message.includes(name);
+}
+
+/**
+ * SGLang's unload of a name it does not hold: `LoRARegistry.unregister` raises
+ * `ValueError("LoRA with name <name> does not exist. Loaded LoRAs: …")`, which
+ * `/unload_lora_adapter` answers with HTTP 400 `{"success": false, "error_message": …}`.
+ */
+function unknownAdapter(status: number, message: string, name: string): boolean {
+  return status === 400 && message.includes(`LoRA with name ${name} does not exist`);
+}
+
+/**
  * The SGLang backend.
  *
  * @example The request body of a group of 2
@@ -126,4 +147,6 @@ export const sglangBackend: EngineBackend = {
   parseCompletion,
   modelsPath: "/v1/models",
   parseModels,
+  lostAdapter,
+  unknownAdapter,
 };

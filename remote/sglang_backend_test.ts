@@ -98,3 +98,20 @@ Deno.test("sglangBackend.parseCompletion() reports malformed samples", () => {
   deepStrictEqual(parsed[3], { tokenIds: [5], logprobs: [-0.5], finishReason: "abort" });
   throws(() => sglangBackend.parseCompletion({ error: "x" }, REQUEST), /array of 2 samples/);
 });
+
+Deno.test("sglangBackend tells a lost adapter and an unknown unload from other HTTP 400s", () => {
+  const lost = `POST /generate answered HTTP 400: {"error":{"message":"The following requested ` +
+    `LoRA adapters are not loaded: halo-v3\\nLoaded adapters: odict_keys([])."}}`;
+  strictEqual(sglangBackend.lostAdapter(400, lost, "halo-v3"), true);
+  strictEqual(sglangBackend.lostAdapter(400, lost, "halo-v4"), false);
+  strictEqual(sglangBackend.lostAdapter(404, lost, "halo-v3"), false);
+  strictEqual(
+    sglangBackend.lostAdapter(400, "max_new_tokens too large: halo-v3", "halo-v3"),
+    false,
+  );
+  const unknown = `{"success":false,"error_message":"LoRA with name halo-v1 does not exist. ` +
+    `Loaded LoRAs: odict_keys(['halo-v2'])"}`;
+  strictEqual(sglangBackend.unknownAdapter(400, unknown, "halo-v1"), true);
+  strictEqual(sglangBackend.unknownAdapter(400, unknown, "halo-v2"), false);
+  strictEqual(sglangBackend.unknownAdapter(500, unknown, "halo-v1"), false);
+});

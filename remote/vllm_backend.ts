@@ -130,6 +130,19 @@ function parseModels(json: unknown): ServedModels {
 }
 
 /**
+ * vLLM's answer for a model name it does not serve: HTTP 404 "The model `<name>` does not
+ * exist."; `message` must name the adapter.
+ */
+function lostAdapter(status: number, message: string, name: string): boolean {
+  return status === 404 && message.includes(name);
+}
+
+/** vLLM's unload of a name it does not hold: HTTP 404 "The lora adapter '<name>' cannot be found." */
+function unknownAdapter(status: number, _message: string, _name: string): boolean {
+  return status === 404;
+}
+
+/**
  * The vLLM backend.
  *
  * @example The request body of a group of 4
@@ -151,4 +164,6 @@ export const vllmBackend: EngineBackend = {
   parseCompletion,
   modelsPath: "/v1/models",
   parseModels,
+  lostAdapter,
+  unknownAdapter,
 };

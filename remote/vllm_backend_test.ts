@@ -186,3 +186,12 @@ Deno.test("vllmBackend.parseModels() reads ids and max_model_len", () => {
   });
   throws(() => vllmBackend.parseModels({ data: [{ name: "x" }] }), /expected entries with "id"/);
 });
+
+Deno.test("vllmBackend: a lost adapter is HTTP 404 naming it; an unknown unload is HTTP 404", () => {
+  const lost = `{"object":"error","message":"The model \`halo-v3\` does not exist.","code":404}`;
+  strictEqual(vllmBackend.lostAdapter(404, lost, "halo-v3"), true);
+  strictEqual(vllmBackend.lostAdapter(404, lost, "halo-v4"), false);
+  strictEqual(vllmBackend.lostAdapter(400, lost, "halo-v3"), false);
+  strictEqual(vllmBackend.unknownAdapter(404, "cannot be found", "halo-v1"), true);
+  strictEqual(vllmBackend.unknownAdapter(503, "busy", "halo-v1"), false);
+});
