@@ -88,6 +88,25 @@ export interface EngineBackend {
    */
   parseModels(json: unknown): ServedModels;
   /**
+   * The preflight probe's request: `request`'s completion request (one sample of one token)
+   * asking also for the log-probs of the `top` most likely tokens at that position (vLLM
+   * `logprobs: top`, SGLang `top_logprobs_num`, llama.cpp `n_probs`).
+   *
+   * @param request The probe's rollout request (`n` 1, `maxTokens` 1).
+   * @param model The served base model's id.
+   * @param top How many of the most likely tokens.
+   * @returns Path and body.
+   */
+  probeRequest(request: RolloutRequest, model: string, top: number): EngineHttpRequest;
+  /**
+   * Reads the probe's answer: the log-probs of the most likely tokens at the first completion
+   * position (raw or processed, as the server reports its log-probs).
+   *
+   * @param json The parsed response body.
+   * @returns Token id → log-prob, or a string saying why they cannot be read.
+   */
+  parseProbe(json: unknown): Map<number, number> | string;
+  /**
    * Whether an HTTP error answer to a completion request for adapter `name` means the server
    * does not hold that adapter (a restarted server lost it): the pool then routes the request
    * to a server that holds it and loads it again here. vLLM answers 404 "The model `<name>` does

@@ -104,6 +104,31 @@ function parseModels(json: unknown): ServedModels {
   return vllmBackend.parseModels(json);
 }
 
+function probeRequest(request: RolloutRequest, model: string, top: number): EngineHttpRequest {
+  const { path, body } = completionRequest({ ...request, n: 1 }, model);
+  return { path, body: { ...(body as object), top_logprobs_num: top } };
+}
+
+/** The first sample's `meta_info.output_top_logprobs[0]`: `[logprob, token_id, text]` triples. */
+function parseProbe(json: unknown): Map<number, number> | string {
+  const sample = Array.isArray(json) ? json[0] : json;
+  const meta = isRecord(sample) ? sample.meta_info : undefined;
+  const top = isRecord(meta) && Array.isArray(meta.output_top_logprobs)
+    ? meta.output_top_logprobs[0]
+    : undefined;
+  if (!Array.isArray(top)) {
+    return `expected "meta_info.output_top_logprobs[0]" (top_logprobs_num > 0): got ${show(top)}`;
+  }
+  const out = new Map<number, number>();
+  for (const t of top) {
+    if (!Array.isArray(t) || typeof t[0] !== "number" || !Number.isInteger(t[1])) {
+      return `expected [logprob, token_id, text] triples in "output_top_logprobs": got ${show(t)}`;
+    }
+    out.set(t[1], t[0]);
+  }
+  return out;
+}
+
 /**
  * SGLang's answer for a `lora_path` it does not hold: `LoRARegistry.acquire` raises
  * `ValueError("The following requested LoRA adapters are not loaded: <name>\nLoaded adapters:
@@ -147,6 +172,8 @@ export const sglangBackend: EngineBackend = {
   parseCompletion,
   modelsPath: "/v1/models",
   parseModels,
+  probeRequest,
+  parseProbe,
   lostAdapter,
   unknownAdapter,
 };

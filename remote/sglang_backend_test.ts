@@ -115,3 +115,35 @@ Deno.test("sglangBackend tells a lost adapter and an unknown unload from other H
   strictEqual(sglangBackend.unknownAdapter(400, unknown, "halo-v2"), false);
   strictEqual(sglangBackend.unknownAdapter(500, unknown, "halo-v1"), false);
 });
+
+Deno.test("sglangBackend's probe asks for top_logprobs_num and reads output_top_logprobs", () => {
+  const { body } = sglangBackend.probeRequest(
+    {
+      promptIds: [1, 2],
+      n: 1,
+      maxTokens: 1,
+      temperature: 0.5,
+      topP: 1,
+      topK: 0,
+      seed: 5,
+      stopTokenIds: [],
+      eosTokenIds: [54],
+      adapter: null,
+      policyVersion: -1,
+    },
+    "base",
+    5,
+  );
+  const b = body as { top_logprobs_num: number; input_ids: number[][] };
+  deepStrictEqual([b.top_logprobs_num, b.input_ids], [5, [[1, 2]]]);
+  const sample = {
+    output_ids: [7],
+    meta_info: {
+      output_token_logprobs: [[-0.1, 7, null]],
+      output_top_logprobs: [[[-0.1, 7, null], [-2.5, 3, null]]],
+      finish_reason: { type: "length", length: 1 },
+    },
+  };
+  deepStrictEqual(sglangBackend.parseProbe([sample]), new Map([[7, -0.1], [3, -2.5]]));
+  ok(/expected "meta_info.output_top_logprobs\[0\]"/.test(String(sglangBackend.parseProbe([{}]))));
+});
