@@ -134,6 +134,7 @@ export class AdapterSync {
   #queues = new Map<RolloutClient, Promise<unknown>>();
   /** Per server, the versions whose unload failed → failed tries (retried at the next publish). */
   #unloadFailures = new Map<RolloutClient, Map<string, number>>();
+  #closed = false;
 
   /**
    * Makes the synchronizer.
@@ -219,8 +220,12 @@ export class AdapterSync {
    *
    * @returns A warning per failed unload.
    */
-  async #unload(client: RolloutClient, unloaded: readonly string[]): Promise<string[]> {
-    const tries = this.#options.unloadTries ?? 3;
+  async #unload(
+    client: RolloutClient,
+    unloaded: readonly string[],
+    last = false,
+  ): Promise<string[]> {
+    const tries = last ? 1 : this.#options.unloadTries ?? 3; // at close: no next publish
     const failures = this.#unloadFailures.get(client) ?? new Map<string, number>();
     for (const name of unloaded) if (!failures.has(name)) failures.set(name, 0);
     const warnings: string[] = [];
@@ -242,8 +247,10 @@ export class AdapterSync {
             );
           } else {
             warnings.push(
-              `unloading adapter "${name}" failed ${tries} times; given up: it stays loaded on ` +
-                `"${client.url}" (one of its --max-loras) until the server restarts: ${message}`,
+              `unloading adapter "${name}" failed ${
+                last ? "at close" : `${tries} times`
+              }; given up: it stays loaded on "${client.url}" (one of its --max-loras) until ` +
+                `the server restarts: ${message}`,
             );
           }
           continue;
@@ -254,6 +261,28 @@ export class AdapterSync {
     if (failures.size > 0) this.#unloadFailures.set(client, failures);
     else this.#unloadFailures.delete(client);
     return warnings;
+  }
+
+  /**
+   * Unloads from every server each version this synchronizer loaded there and still holds
+   * (the window, and earlier unloads that failed), after the loads and unloads in progress;
+   * best effort: a failed unload is a warning, never an error, and is not tried again. Later
+   * publishes are refused. Servers keep unloaded versions' directories on disk.
+   *
+   * @returns A warning per failed unload.
+   */
+  async close(): Promise<string[]> {
+    this.#closed = true;
+    const names = this.#loaded.map((x) => x.name);
+    this.#loaded = []; // no reload starts them again
+    const results = await Promise.all(
+      this.#clients.map((c) =>
+        this.#serial(c, () => this.#unload(c, names, true)).catch((error) => [
+          `unloading adapters from "${c.url}" failed at close: ${(error as Error).message}`,
+        ])
+      ),
+    );
+    return results.flat();
   }
 
   /** The newest published version, or `null`. */
@@ -274,11 +303,15 @@ export class AdapterSync {
    * @param version The policy version; greater than every published one.
    * @param write Writes the PEFT adapter into the directory it is given.
    * @returns The new name and what was unloaded.
-   * @throws {RangeError} When the version is not new, or its directory exists.
+   * @throws {RangeError} When the version is not new, its directory exists, or the
+   *   synchronizer is closed.
    * @throws {RemoteEngineError} When a server refuses it (HTTP 4xx) or no server loads it
    *   (naming each failed server); the previous version stays current.
    */
   async publish(version: number, write: (dir: string) => Promise<void>): Promise<PublishResult> {
+    if (this.#closed) {
+      throw new RangeError(`Cannot publish adapter version ${version}: the AdapterSync is closed`);
+    }
     const last = this.current;
     if (!Number.isSafeInteger(version) || (last !== null && version <= last.version)) {
       throw new RangeError(

@@ -548,3 +548,21 @@ Deno.test("AdapterSync: SGLang's HTTP 400 'LoRA with name … does not exist' on
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("AdapterSync.close() unloads the window and the earlier failed unloads, then refuses publishes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+  try {
+    let v1Fails = 1;
+    const server = adapterRoutes((name) => name === "c-v1" && v1Fails-- > 0);
+    const sync = new AdapterSync([server.client], { dir, prefix: "c", keep: 2 });
+    for (const v of [1, 2, 3]) await sync.publish(v, writeStubAdapter); // c-v1's unload fails
+    deepStrictEqual([...server.held].sort(), ["c-v1", "c-v2", "c-v3"]);
+    deepStrictEqual(await sync.close(), []);
+    deepStrictEqual([...server.held], []);
+    deepStrictEqual([...server.client.servedAdapters!], []);
+    deepStrictEqual(sync.loaded, []);
+    await rejects(sync.publish(4, writeStubAdapter), /version 4: the AdapterSync is closed/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

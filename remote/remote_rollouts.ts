@@ -12,7 +12,11 @@
  * version, and the servers hold the newest `stalenessWindow + 1` versions (older ones are
  * unloaded and their directories removed). The prefix is `rl.rollout.adapterPrefix` plus a
  * random tag per process, so a resumed run never reloads a served name (vLLM keys its prefix
- * cache by adapter name).
+ * cache by adapter name). When the run ends (or fails), `close()` unloads the versions this
+ * process loaded from every server, best effort (a failure is a warning). A process killed
+ * before that leaves its versions loaded: vLLM and SGLang builds with LRU eviction evict them
+ * as needed, but SGLang built before sgl-project/sglang#11526 (Oct 2025) refuses loads beyond
+ * `--max-loaded-loras`: restart such servers, or raise that limit, after a crashed run.
  *
  * @module
  */
@@ -41,6 +45,11 @@ export interface RemoteRolloutsOptions {
   fetch?: typeof fetch;
   /** The tag after `rl.rollout.adapterPrefix` (tests); default 6 random hex digits. */
   tag?: string;
+  /**
+   * Where the warnings of `close()` go (the run has no step left to report them); default
+   * `console.warn`.
+   */
+  onCloseWarning?: (message: string) => void;
 }
 
 function randomTag(): string {
@@ -166,7 +175,16 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
         "rollout/servers_up": pool.states().filter((s) => s.up).length,
       }),
       takeWarnings: () => warnings.splice(0),
-      close: () => Promise.resolve(),
+      // Unloads every version this process loaded (best effort, warnings only: close runs in
+      // runRl's finally, and must not hide the run's own error).
+      async close() {
+        const warn = options.onCloseWarning ?? ((m: string) => console.warn(m));
+        try {
+          for (const w of await adapters.close()) warn(`rollouts: ${w}`);
+        } catch (error) {
+          warn(`rollouts: closing the adapter sync failed: ${(error as Error).message}`);
+        }
+      },
     };
   };
 }
