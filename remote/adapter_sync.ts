@@ -55,6 +55,14 @@ export interface AdapterSyncOptions {
    * publish, until this many tries failed; default 3.
    */
   unloadTries?: number;
+  /**
+   * Tries to load a version on a server when a try fails retryably (unreachable, timeout, HTTP
+   * 5xx/429), as `RolloutPoolOptions.attempts`; default 4. A server still failing is skipped by
+   * the publish (the others serve the version), or fails it when no server loaded it.
+   */
+  attempts?: number;
+  /** Milliseconds before the second load try, doubling after each; default 250. */
+  backoffMs?: number;
 }
 
 /**
@@ -149,6 +157,12 @@ export class AdapterSync {
         `Cannot sync adapters: "keep" must be an integer ≥ 1: current value is ${keep}`,
       );
     }
+    const attempts = options.attempts ?? 4;
+    if (!Number.isInteger(attempts) || attempts < 1) {
+      throw new RangeError(
+        `Cannot sync adapters: "attempts" must be an integer ≥ 1: current value is ${attempts}`,
+      );
+    }
     const unloadTries = options.unloadTries ?? 3;
     if (!Number.isInteger(unloadTries) || unloadTries < 1) {
       throw new RangeError(
@@ -212,6 +226,36 @@ export class AdapterSync {
       this.#restoring.set(key, running);
     }
     return running;
+  }
+
+  /**
+   * Loads a version on one server, trying again after a retryable failure (`attempts`, with
+   * doubling `backoffMs`). A later try answered "already loaded" (vLLM: "… has already been
+   * loaded", SGLang: "LoRA with name … already exists") means an earlier try that seemed to
+   * fail (a timeout) did load it.
+   */
+  async #load(
+    client: RolloutClient,
+    path: string,
+    body: { lora_name: string; lora_path: string },
+  ): Promise<void> {
+    const attempts = this.#options.attempts ?? 4;
+    const backoff = this.#options.backoffMs ?? 250;
+    for (let attempt = 0;; attempt++) {
+      try {
+        await client.request(path, body, { text: true });
+        return;
+      } catch (error) {
+        const retryable = error instanceof RemoteEngineError && error.retryable;
+        if (
+          attempt > 0 && error instanceof RemoteEngineError && error.status === 400 &&
+          error.message.includes(body.lora_name) &&
+          /already been loaded|already exists/.test(error.message)
+        ) return;
+        if (!retryable || attempt + 1 >= attempts) throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, backoff * 2 ** attempt));
+    }
   }
 
   /**
@@ -306,7 +350,7 @@ export class AdapterSync {
    * @throws {RangeError} When the version is not new, its directory exists, or the
    *   synchronizer is closed.
    * @throws {RemoteEngineError} When a server refuses it (HTTP 4xx) or no server loads it
-   *   (naming each failed server); the previous version stays current.
+   *   within `attempts` tries (naming each failed server); the previous version stays current.
    */
   async publish(version: number, write: (dir: string) => Promise<void>): Promise<PublishResult> {
     if (this.#closed) {
@@ -340,7 +384,7 @@ export class AdapterSync {
       const r = routes(c);
       return this.#serial(
         c,
-        () => c.request(r.load, { lora_name: name, lora_path, ...r.extra }, { text: true }),
+        () => this.#load(c, r.load, { lora_name: name, lora_path, ...r.extra }),
       );
     }));
     const failed = loads.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));

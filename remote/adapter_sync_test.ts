@@ -566,3 +566,51 @@ Deno.test("AdapterSync.close() unloads the window and the earlier failed unloads
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("AdapterSync.publish() tries a load again after a retryable failure (one server, one 503)", async () => {
+  // A single-server run used to end on one 503 (or timeout) during a publish.
+  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+  try {
+    const loads: number[] = [];
+    let answers = [503, 200];
+    const held = new Set<string>();
+    const fetch: typeof globalThis.fetch = (_input, init) => {
+      const name = JSON.parse(String(init!.body)).lora_name;
+      const status = answers.shift() ?? 200;
+      loads.push(status);
+      if (status !== 200) return Promise.resolve(new Response("overloaded", { status }));
+      if (held.has(name)) {
+        return Promise.resolve(
+          new Response(`The lora adapter '${name}' has already been loaded.`, { status: 400 }),
+        );
+      }
+      held.add(name);
+      return Promise.resolve(new Response("ok"));
+    };
+    const client = new RolloutClient("http://a", {
+      engine: "vllm",
+      vocabSize: 64,
+      model: "m",
+      fetch,
+    });
+    const sync = new AdapterSync([client], { dir, prefix: "r", keep: 2, backoffMs: 1 });
+    const first = await sync.publish(1, writeStubAdapter);
+    deepStrictEqual([first.name, first.warnings, loads], ["r-v1", [], [503, 200]]);
+    deepStrictEqual([...client.servedAdapters!], ["r-v1"]);
+    // A try that timed out but loaded: the next try's "already been loaded" is a success.
+    held.add("r-v2");
+    answers = [504];
+    loads.length = 0;
+    deepStrictEqual((await sync.publish(2, writeStubAdapter)).warnings, []);
+    deepStrictEqual(loads, [504, 200]);
+    // A server failing every try fails the publish after `attempts` tries.
+    answers = [503, 503, 503];
+    loads.length = 0;
+    const tight = new AdapterSync([client], { dir, prefix: "t", attempts: 3, backoffMs: 1 });
+    await rejects(tight.publish(1, writeStubAdapter), /"t-v1" failed to load on 1 of 1 servers/);
+    deepStrictEqual(loads, [503, 503, 503]);
+    throws(() => new AdapterSync([client], { dir, attempts: 0 }), /"attempts" must be/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -130,6 +130,8 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
         dir: r.adapterDir,
         prefix: `${r.adapterPrefix}-${options.tag ?? randomTag()}`,
         keep: r.stalenessWindow + 1,
+        attempts: r.attempts,
+        backoffMs: r.backoffMs,
         serverPath: r.serverAdapterDir === ""
           ? undefined
           : (path) => join(r.serverAdapterDir, basename(path)), // <adapterDir>/<name>
