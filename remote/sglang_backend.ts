@@ -12,8 +12,14 @@
  *
  * A group of `n` goes as a batch of `n` copies of the prompt (SGLang's radix cache computes the
  * prefix once) with per-sample seeds `seed + i`, as vLLM's parallel sampling derives them; `n`
- * inside one `sampling_params` would give every sample the same seed. SGLang's log-probs are
- * after temperature (processed).
+ * inside one `sampling_params` would give every sample the same seed. SGLang reads
+ * `sampling_seed` only when the server runs with `--enable-deterministic-inference`
+ * (`SamplingBatchInfo.from_schedule_batch` builds the seeds only then): without it the seeds are
+ * ignored and SGLang rollouts are not reproducible from halo's seeds (sampling stays correct;
+ * the flag selects slower, batch-invariant kernels).
+ * SGLang builds older than the `sampling_seed` field refuse it inside `SamplingParams(**…)`,
+ * which surfaces as HTTP 500 on every request (retried, then "all servers down"): use a build
+ * that has it. SGLang's log-probs are after temperature (processed).
  *
  * @module
  */
