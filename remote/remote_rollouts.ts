@@ -64,8 +64,9 @@ function randomTag(): string {
  * @returns The factory `runRl` calls once the model is built.
  * @throws {RemoteEngineError} (from the factory) When no server passes the preflight, naming
  *   the key `rl.rollout.servers` and each server's error.
- * @throws {RangeError} (from the factory) When the run has no LoRA adapters, or the engine
- *   cannot load adapters per name (llama.cpp), naming the key.
+ * @throws {RangeError} (from the factory) When the run has no LoRA adapters, the engine cannot
+ *   load adapters per name (llama.cpp), or `rl.rollout.apiKeyEnv` names an unset variable,
+ *   naming the key.
  *
  * @example A run with rollouts from vLLM servers (needs running servers)
  * ```ts ignore
@@ -94,8 +95,19 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
           `"${config.adapters.kind}"`,
       );
     }
+    let apiKey: string | undefined;
+    if (r.apiKeyEnv !== "") {
+      apiKey = Deno.env.get(r.apiKeyEnv);
+      if (!apiKey) {
+        throw new RangeError(
+          `Cannot run RL: key "rl.rollout.apiKeyEnv" names the environment variable ` +
+            `"${r.apiKeyEnv}", which is not set (or empty): set it to the servers' API key`,
+        );
+      }
+    }
     const clientOptions = {
       engine: r.backend,
+      ...(apiKey !== undefined ? { apiKey } : {}),
       vocabSize: ctx.modelConfig.vocabSize,
       ...(r.model !== "" ? { model: r.model } : {}),
       ...(options.fetch ? { fetch: options.fetch } : {}),
@@ -106,6 +118,7 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
       attempts: r.attempts,
       backoffMs: r.backoffMs,
       downMs: r.downMs,
+      maxSeqsInFlight: r.maxSeqsInFlight,
     };
     let pool: RolloutPool;
     try {

@@ -166,3 +166,71 @@ Deno.test("remoteRollouts().close() unloads every version the run loaded, warnin
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("rl.rollout.apiKeyEnv sends the key from the environment; maxSeqsInFlight caps the sequences per request", async () => {
+  const seen: { auth: string | null; n?: number }[] = [];
+  const stub = (o: import("../model/generate.ts").GenerateOptions) =>
+    Promise.resolve(
+      {
+        sequences: o.prompts.map((p) => ({
+          tokens: [54],
+          logprobs: Float32Array.of(-0.5),
+          modelLogprobs: Float32Array.of(-0.5),
+          stopReason: "stop" as const,
+          length: 1,
+          promptLength: p.length,
+        })),
+        stats: { readbacks: 0 },
+      } as unknown as import("../model/generate.ts").GenerateResult,
+    );
+  const handler = fakeVllmHandler({ generate: stub, model: "m", maxModelLen: 64 });
+  const fakes = await serveFakes([async (r: Request) => {
+    const body = r.method === "POST" ? await r.clone().json() : {};
+    seen.push({ auth: r.headers.get("authorization"), n: body.n });
+    return handler(r);
+  }]);
+  const name = "HALO_TEST_ROLLOUT_API_KEY";
+  try {
+    const ctx = await context([
+      "--rl.rollout.backend=vllm",
+      `--rl.rollout.servers=[${fakes.servers[0].url}]`,
+      `--rl.rollout.apiKeyEnv=${name}`,
+      "--rl.rollout.maxSeqsInFlight=2",
+    ]);
+    Deno.env.delete(name);
+    await rejects(
+      remoteRollouts({ fetch: fakes.fetch })(ctx),
+      /key "rl\.rollout\.apiKeyEnv" names the environment variable "HALO_TEST_ROLLOUT_API_KEY", which is not set/,
+    );
+    Deno.env.set(name, "s3cret-key");
+    const source = await remoteRollouts({ fetch: fakes.fetch })(ctx);
+    const sampling = {
+      groupSize: 3,
+      maxNewTokens: 1,
+      temperature: 1,
+      seed: 1,
+      firstGroup: 0,
+      tokenizer: { decode: () => "", tokenOffsets: () => [[0, 0]] },
+    } as unknown as import("../trainer/rl/rollout.ts").SampleGroupsOptions;
+    const backend = { model: { config: { eosTokenIds: [54] } } } as unknown as TrainBackend;
+    seen.length = 0;
+    const { groups } = await source.sampleGroups(backend, [[1, 2]], sampling);
+    deepStrictEqual(groups.map((g) => g.length), [3]);
+    // A group of 3 goes as requests of at most 2 sequences, each with the key.
+    deepStrictEqual(seen, [{ auth: "Bearer s3cret-key", n: 2 }, {
+      auth: "Bearer s3cret-key",
+      n: 1,
+    }]);
+    // Only the variable's name is in the config (and so in checkpoints): never the key.
+    ok(!JSON.stringify(ctx.config).includes("s3cret"));
+    strictEqual(ctx.config.rl.rollout.apiKeyEnv, name);
+    await source.close();
+  } finally {
+    Deno.env.delete(name);
+    await fakes.closeAll();
+  }
+  await rejects(
+    context(["--rl.rollout.backend=vllm", "--rl.rollout.apiKeyEnv=sk-abc"]),
+    /key "rl\.rollout\.apiKeyEnv".*must name an environment variable/,
+  );
+});
