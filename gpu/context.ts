@@ -99,6 +99,15 @@ export function defaultFillWorkgroups(gpu: { readonly isFallbackAdapter: boolean
   return DEFAULT_FILL_WORKGROUPS[gpu.isFallbackAdapter ? "software" : "hardware"];
 }
 
+/** An allocation that ran out of memory, kept by a {@linkcode GpuContext} until it ends. */
+interface OutOfMemoryRecord {
+  failure: Omit<GpuAllocationFailure, "adapter" | "stage">;
+  /** The buffer, for a storage buffer (its failure ends once reported and released). */
+  buffer?: GPUBuffer;
+  /** Whether a `checkAllocations` has thrown it (or a later failure) yet. */
+  reported: boolean;
+}
+
 /** Usage flags of a storage buffer that can be written, copied and read back. */
 export const STORAGE_USAGE: number = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08; /* COPY_DST */
 
@@ -144,7 +153,11 @@ export class GpuContext {
   #unflushed = 0;
   #unsettled = 0;
   #pendingScopes = new Set<Promise<void>>();
-  #outOfMemory: Omit<GpuAllocationFailure, "adapter" | "stage"> | null = null;
+  /**
+   * The allocations that ran out of memory, oldest first: each with its buffer (storage buffers
+   * only) and whether a check has reported it yet.
+   */
+  #outOfMemory: OutOfMemoryRecord[] = [];
   #pipelineFailure: Omit<GpuPipelineFailure, "adapter" | "stage"> | null = null;
   /**
    * GPU→CPU round trips made through `readback()` with this context so far (each costs ≥ 10 ms
@@ -220,7 +233,7 @@ export class GpuContext {
       );
     }
     const bytes = Math.max(4, Math.ceil(size / 4) * 4);
-    const buffer = this.#allocate({ label, size: bytes, usage: STORAGE_USAGE });
+    const buffer = this.#allocate({ label, size: bytes, usage: STORAGE_USAGE }, true);
     this.#sizes.set(buffer, bytes);
     this.#allocated += bytes;
     this.#peak = Math.max(this.#peak, this.#allocated);
@@ -240,9 +253,10 @@ export class GpuContext {
 
   /**
    * `device.createBuffer` inside an out-of-memory error scope. The scope's result (a promise) is
-   * not awaited here; {@linkcode GpuContext.checkAllocations} collects them.
+   * not awaited here; {@linkcode GpuContext.checkAllocations} collects them. `storage`: a buffer
+   * of {@linkcode GpuContext.createBuffer}, whose failure ends when it is released.
    */
-  #allocate(descriptor: GPUBufferDescriptor): GPUBuffer {
+  #allocate(descriptor: GPUBufferDescriptor, storage = false): GPUBuffer {
     const device = this.device;
     // Stand-in devices of tests may have no error scopes.
     if (typeof device.pushErrorScope !== "function") return device.createBuffer(descriptor);
@@ -255,8 +269,12 @@ export class GpuContext {
     };
     const pending: Promise<void> = device.popErrorScope().then(
       (error) => {
-        if (error !== null && this.#outOfMemory === null) {
-          this.#outOfMemory = { ...failure, message: error.message };
+        if (error !== null) {
+          this.#outOfMemory.push({
+            failure: { ...failure, message: error.message },
+            buffer: storage ? buffer : undefined,
+            reported: false,
+          });
         }
       },
       () => {}, // a lost device rejects the pop; readback reports the loss itself
@@ -273,7 +291,11 @@ export class GpuContext {
    * use of either adds a generic validation error. This names the buffer or kernel instead.
    * `readback` and {@linkcode GpuContext.settleUploads} call it, so the first error a run shows
    * is this one. Once an allocation or pipeline failed every later call throws (an out-of-memory
-   * error first, if both happened).
+   * error first, if both happened), with one exception: a storage buffer that ran out of memory
+   * stops counting once a check has reported it and it was released (`release`, `destroy()`), so
+   * that a caller that frees the workspace it failed to allocate (the training step, the forward)
+   * leaves the context usable for smaller work; an unreleased one, a uniform block or a failed
+   * pipeline keeps every later call throwing.
    *
    * @param stage What the caller is doing, for the message (e.g. `"loading the model"`); optional.
    * @returns A promise that resolves when every allocation and pipeline so far succeeded.
@@ -292,9 +314,15 @@ export class GpuContext {
   async checkAllocations(stage?: string): Promise<void> {
     if (this.#pendingScopes.size > 0) await Promise.all(this.#pendingScopes);
     const where = stage === undefined ? {} : { stage };
-    if (this.#outOfMemory !== null) {
+    // A reported failure whose buffer was released since (its bytes no longer counted) ends.
+    this.#outOfMemory = this.#outOfMemory.filter((r) =>
+      !(r.reported && r.buffer !== undefined && !this.#sizes.has(r.buffer))
+    );
+    const first = this.#outOfMemory[0];
+    if (first !== undefined) {
+      for (const r of this.#outOfMemory) r.reported = true;
       throw new GpuOutOfMemoryError({
-        ...this.#outOfMemory,
+        ...first.failure,
         adapter: this.gpu.description,
         ...where,
       });

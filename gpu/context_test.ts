@@ -159,6 +159,33 @@ Deno.test("checkAllocations, settleUploads and readback name the buffer that ran
   );
 });
 
+Deno.test("checkAllocations stops reporting a storage buffer that ran out of memory once it was reported and released", async () => {
+  const { gpu } = recordingGpu(1 << 20, ["big", "params"]);
+  const ctx = new GpuContext(gpu);
+  const oom = (e: Error) => e instanceof GpuOutOfMemoryError && e.message.includes('"big"');
+  // Kept: reported by every check.
+  const big = ctx.createBuffer(4096, "big");
+  await assert.rejects(() => ctx.checkAllocations("first"), oom);
+  await assert.rejects(() => ctx.checkAllocations("second"), oom);
+  // Released after it was reported: the context is usable again.
+  ctx.release(big);
+  await ctx.checkAllocations("after the release");
+  ctx.release(ctx.createBuffer(4096, "small"));
+  await ctx.checkAllocations();
+  // Released before any check: still reported once.
+  ctx.release(ctx.createBuffer(4096, "big"));
+  await assert.rejects(() => ctx.checkAllocations(), oom);
+  await ctx.checkAllocations();
+  // A uniform block that ran out of memory is never released: every later check throws.
+  ctx.uniform([7]);
+  for (let i = 0; i < 2; i++) {
+    await assert.rejects(
+      () => ctx.checkAllocations(),
+      (e: Error) => e instanceof GpuOutOfMemoryError && e.message.includes('"params"'),
+    );
+  }
+});
+
 Deno.test({
   name:
     "readback reports an out-of-memory buffer before the validation errors of the work using it",

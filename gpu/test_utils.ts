@@ -88,8 +88,9 @@ export function assertClose(
 /**
  * A fresh real device whose buffers with a label in `labels` (a set the caller may change) run
  * out of memory as on a GPU: each is made invalid (over `maxBufferSize`, so every use of it is a
- * validation error) and its out-of-memory error scope reports a `GPUOutOfMemoryError`. The
- * caller destroys `gpu.device` when done.
+ * validation error) and its out-of-memory error scope reports a `GPUOutOfMemoryError`. Its
+ * creation itself reports no validation error (as a real out-of-memory creation would not), so
+ * work that never used it leaves `gpu.errors` empty. The caller destroys `gpu.device` when done.
  */
 export async function outOfMemoryGpu(labels: ReadonlySet<string>): Promise<Gpu> {
   const real = await createGpu();
@@ -100,7 +101,11 @@ export async function outOfMemoryGpu(labels: ReadonlySet<string>): Promise<Gpu> 
         return (d: GPUBufferDescriptor) => {
           if (!labels.has(d.label ?? "")) return target.createBuffer(d);
           fail = true;
-          return target.createBuffer({ ...d, size: target.limits.maxBufferSize + 4 });
+          // The oversized creation's own validation error is caught here (only its uses report).
+          target.pushErrorScope("validation");
+          const buffer = target.createBuffer({ ...d, size: target.limits.maxBufferSize + 4 });
+          target.popErrorScope().catch(() => {});
+          return buffer;
         };
       }
       if (prop === "popErrorScope") {

@@ -169,8 +169,10 @@ interface StepShape {
  * @param options Resolved options from `resolveGenerateOptions`.
  * @returns Tokens, log-probs, stop reasons and counters.
  * @throws {RangeError} If the batch's cache or activations do not fit the device's bindings.
- * @throws {Error} If another generation on the same model has not finished (they share buffers),
- * or the model's adapters are replaced while it runs.
+ * @throws {Error} If the model is busy with another operation (`WebGpuQwen3.acquire`: another
+ * generation, which shares these buffers, or a training step). The generation holds the model
+ * until it returns, so `setAdapters` and the other calls that would change what it records
+ * with are refused meanwhile.
  *
  * @example Greedy on the GPU
  * ```ts ignore
@@ -248,13 +250,21 @@ async function run(
   ws.merged = merge ? new MergedAdapterWeights(ctx, model) : undefined;
   if (ws.merged) weights = ws.merged.view(model);
   // A new workspace (or merged copy) that did not fit is named here, before any work uses it;
-  // the check waits on error scopes only (microseconds, no GPU round trip).
+  // the check waits on error scopes only (microseconds, no GPU round trip). It is then freed
+  // (nothing used it), so that the context stops reporting it and a smaller call can run.
   if (ws !== reused || ws.merged) {
-    await ctx.checkAllocations(
-      `allocating the generation workspace${ws.merged ? " and the merged adapter weights" : ""} ` +
-        `for ${B} prompts`,
-    );
-    checkAdapters(model, lora); // nothing is recorded yet, but the prefill will bind them
+    try {
+      await ctx.checkAllocations(
+        `allocating the generation workspace${
+          ws.merged ? " and the merged adapter weights" : ""
+        } for ${B} prompts`,
+      );
+    } catch (error) {
+      workspaces.delete(model);
+      destroy(ws);
+      ctx.clearBindGroups();
+      throw error;
+    }
   }
   // On a hardware adapter each decode step is submitted once recorded, so that recording (about
   // 5 µs of CPU per dispatch, some 1.4 ms a token for Qwen3-0.6B's ~280 dispatches) overlaps the
@@ -345,9 +355,8 @@ async function run(
   let step = 0;
   let chunk = 0;
   while (step < maxNewTokens) {
-    // Recording goes on after each readback's await: the adapters (and the scratch sized for
-    // them) must still be those the earlier steps ran with.
-    checkAdapters(model, lora);
+    // Recording goes on after each readback's await with the adapters (and the scratch sized
+    // for them) the earlier steps ran with: the model is held (acquire), so setAdapters refuses.
     const R = rowSeq.length;
     const first = step;
     chunk++;
@@ -484,9 +493,11 @@ export function generateRowBytes(
 
 /**
  * Frees the generation buffers (KV cache, activations) kept for `model`; the next generation
- * allocates them again.
+ * allocates them again. Refused while the model is busy (`WebGpuQwen3.acquire`), e.g. while a
+ * generation records into them.
  *
  * @param model The WebGPU model.
+ * @throws {Error} If the model is busy with an operation (naming it).
  *
  * @example Free after a rollout phase
  * ```ts ignore
@@ -496,6 +507,13 @@ export function generateRowBytes(
  * ```
  */
 export function releaseGenerateWorkspace(model: WebGpuQwen3): void {
+  const busy = model.busyWith;
+  if (busy !== null) {
+    throw new Error(
+      `Cannot release the generation workspace: a call to ${busy} on this model is still ` +
+        `running; await it first`,
+    );
+  }
   const ws = workspaces.get(model);
   if (!ws) return;
   workspaces.delete(model);
@@ -747,14 +765,4 @@ function compact(
   queue.writeBuffer(cache.mask, 0, mask);
   queue.writeBuffer(ws.idsDec, 0, ids);
   queue.writeBuffer(ws.posDec, 0, pos);
-}
-
-/** Throws when the model's adapters are no longer `lora`, those the generation started with. */
-function checkAdapters(model: WebGpuQwen3, lora: WebGpuQwen3["adapters"]): void {
-  if (model.adapters !== lora) {
-    throw new Error(
-      "Cannot generate: the model's LoRA adapters were replaced (setAdapters) during the " +
-        "generation; change them only between generations",
-    );
-  }
 }

@@ -1,4 +1,5 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { loadPeftAdapter } from "../adapters/peft_io.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { GpuOutOfMemoryError } from "../gpu/errors.ts";
 import { assertClose, noGpu, outOfMemoryGpu, testContext } from "../gpu/test_utils.ts";
@@ -123,6 +124,66 @@ Deno.test({
         JSON.stringify(tokensOf(other)) !== JSON.stringify(tokensOf(cached)),
         "seeds 31 and 32 agree",
       );
+    } finally {
+      model.dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "generateWebGpu() holds the model: setAdapters, zeroGrads and releaseGenerateWorkspace " +
+    "are refused while it runs, and it finishes with the tokens it gives alone",
+  ignore: noGpu,
+  async fn() {
+    const model = await gpuModel();
+    try {
+      const lora = await loadPeftAdapter(`${dir}/adapter`, model.config);
+      model.setAdapters(lora);
+      // Sampled (seeded) over two readback chunks, so that the call spans several awaits.
+      const options = {
+        prompts: PROMPTS.slice(0, 2),
+        maxNewTokens: 4,
+        temperature: 1,
+        seed: 9,
+        eosTokenIds: [],
+        readbackEvery: 2,
+      };
+      const alone = await run(model, options);
+      const running = run(model, options);
+      strictEqual(model.busyWith, "generate");
+      // Called synchronously, before the generation's first await returns.
+      const refusals: [string, () => void][] = [
+        ["set the adapters", () => model.setAdapters(null)],
+        ["zero the gradients", () => model.zeroGrads()],
+        ["release the generation workspace", () => releaseGenerateWorkspace(model)],
+      ];
+      const messages = refusals.map(([, call]) => {
+        try {
+          call();
+          return "no error";
+        } catch (error) {
+          return (error as Error).message;
+        }
+      });
+      refusals.forEach(([what], i) =>
+        ok(
+          messages[i].includes(`Cannot ${what}: a call to generate on this model is still running`),
+          `${what}: ${messages[i]}`,
+        )
+      );
+      const result = await running;
+      deepStrictEqual(tokensOf(result), tokensOf(alone));
+      deepStrictEqual(
+        result.sequences.map((s) => [...s.modelLogprobs]),
+        alone.sequences.map((s) => [...s.modelLogprobs]),
+      );
+      strictEqual(model.adapters !== null, true, "the refused setAdapters(null) removed them");
+      // Once it is done, all three work.
+      strictEqual(model.busyWith, null);
+      releaseGenerateWorkspace(model);
+      model.zeroGrads();
+      model.setAdapters(null);
+      strictEqual(model.adapters, null);
     } finally {
       model.dispose();
     }
@@ -352,7 +413,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "generateWebGpu() names its readback chunk in errors, and a workspace that does not fit",
+  name: "generateWebGpu() names its readback chunk in errors, and a workspace that does not fit " +
+    "(then freed, so that it runs again)",
   ignore: noGpu,
   async fn() {
     // A real device whose buffers labelled in `oom` run out of memory, as on a GPU.
@@ -374,10 +436,13 @@ Deno.test({
         type: Error,
         includes: ["injected validation error", "(generate of 2 prompts: chunk 1, steps 1–2 of 4)"],
       });
-      strictEqual((await run(model as WebGpuQwen3, options)).stats.readbacks, 2);
+      const first = await run(model as WebGpuQwen3, options);
+      strictEqual(first.stats.readbacks, 2);
+      const tokens = tokensOf(first);
       // A new workspace whose logits do not fit: named when allocated, before its first use.
       releaseGenerateWorkspace(model as WebGpuQwen3);
       oom.add("generate.logits");
+      const readbacks = ctx.readbacks;
       await expectError(() => run(model as WebGpuQwen3, options), {
         type: GpuOutOfMemoryError,
         includes: [
@@ -385,6 +450,11 @@ Deno.test({
           "found while allocating the generation workspace for 2 prompts",
         ],
       });
+      strictEqual(ctx.readbacks, readbacks, "found before any readback");
+      // The failed workspace was freed: with the memory back, the model generates again.
+      oom.delete("generate.logits");
+      deepStrictEqual(tokensOf(await run(model as WebGpuQwen3, options)), tokens);
+      deepStrictEqual(ctx.gpu.errors, []);
     } finally {
       gpu.device.destroy();
     }

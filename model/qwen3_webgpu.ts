@@ -608,8 +608,13 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * values are copied: train them on the GPU (the backward's gradients and a GPU optimizer on
    * `gradients()`), and get them back with {@linkcode WebGpuQwen3.readAdapters}.
    *
+   * Refused while the model is busy ({@linkcode WebGpuQwen3.acquire}: a generation, a training
+   * step run by `backward`/`runTrainStep`, a GPU optimizer's update): those record over several
+   * awaits with the adapters they started with, whose buffers this frees.
+   *
    * @param lora The adapters, or null.
    * @throws {RangeError} If the adapters do not fit this model (see `checkLoraFits`).
+   * @throws {Error} If the model is busy with another operation (naming it).
    *
    * @example Apply the fixture's PEFT adapter
    * ```ts ignore
@@ -619,6 +624,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * ```
    */
   setAdapters(lora: Lora | null): void {
+    this.#checkIdle("set the adapters");
     if (lora !== null) checkLoraFits(lora, this.config);
     this.#lora?.dispose();
     this.#lora = lora === null ? null : new GpuLora(this.ctx, lora);
@@ -675,7 +681,9 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * `options.keepActivations` read from buffers the forward kept: see `keptActivationBytes`),
    * adding into the gradient buffers. Submit it (or read back from it) before recording another step: the batch is
    * written with `queue.writeBuffer`. LoRA dropout is not applied (the adapters run as in
-   * evaluation, whatever `lora_dropout` says).
+   * evaluation, whatever `lora_dropout` says). It records at once, so its workspace is checked
+   * for out-of-memory only by the caller: `await model.ctx.checkAllocations()` before submitting
+   * names a buffer that did not fit (`runTrainStep` checks before recording).
    *
    * @param encoder The command encoder (outside any pass).
    * @param input The batch.
@@ -715,6 +723,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * @returns The gradients (accumulated ones with `accumulate`), log-probs and last hidden state.
    * @throws {TypeError} If no cotangent is given, or as {@linkcode WebGpuQwen3.encodeTrainStep}.
    * @throws {RangeError} If a cotangent has the wrong length.
+   * @throws {GpuOutOfMemoryError} As {@linkcode WebGpuQwen3.runTrainStep}.
    *
    * @example LoRA gradients of the log-likelihood of a sequence
    * ```ts ignore
@@ -749,6 +758,9 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * @returns The gradients, keyed as `cpuBackward`'s, the ranges' bytes in order and, when the
    * step records one, HILO's balance loss (before the coefficient).
    * @throws {TypeError} As {@linkcode WebGpuQwen3.encodeTrainStep}.
+   * @throws {GpuOutOfMemoryError} If a buffer of the step (its workspace, gradients) does not fit:
+   * found before anything is recorded or submitted, naming the buffer and its bytes; the step's
+   * workspace is freed, so a smaller step can run after it.
    *
    * @example The entropy of every position with the gradients
    * ```ts ignore
@@ -775,9 +787,12 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
 
   /**
    * Zeroes every gradient buffer (adapters and base weights), recorded into `encoder` or, without
-   * one, submitted at once.
+   * one, submitted at once. Refused while the model is busy ({@linkcode WebGpuQwen3.acquire}): a
+   * training step accumulating into them, or a GPU optimizer between the gradient norm it read
+   * and the update it records from the same gradients, would see them change half-way.
    *
    * @param encoder A command encoder (outside any pass) to record into.
+   * @throws {Error} If the model is busy with another operation (naming it).
    *
    * @example Start accumulating k micro-batches
    * ```ts ignore
@@ -786,6 +801,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * ```
    */
   zeroGrads(encoder?: GPUCommandEncoder): void {
+    this.#checkIdle("zero the gradients");
     this.#training().zeroGrads(encoder);
   }
 
@@ -936,8 +952,9 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
   /**
    * {@linkcode WebGpuQwen3.#workspace}, then, when it allocated a new one, the out-of-memory
    * check of its buffers (error scopes only: no GPU round trip), so that a workspace that does
-   * not fit is named before work uses it. A reused workspace comes back as it is, not as a
-   * promise, so that the caller records without yielding.
+   * not fit is named before work uses it, and freed (so that the context stops reporting it and a
+   * smaller call can run). A reused workspace comes back as it is, not as a promise, so that the
+   * caller records without yielding.
    */
   #checkedWorkspace(
     tokens: number,
@@ -950,7 +967,10 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     return this.ctx.checkAllocations(`allocating the ${call} workspace for ${ws.tokens} tokens`)
       // A concurrent call may have replaced it (each covers the sizes of the one before) during
       // the await: take the current one, recorded without a further await.
-      .then(() => this.#workspace(tokens, want));
+      .then(() => this.#workspace(tokens, want), (error) => {
+        this.#freeWorkspace();
+        throw error;
+      });
   }
 
   #workspace(tokens: number, want: ForwardWants): Workspace {

@@ -34,7 +34,10 @@
  * forward's and the backward's layers counted together, and each LM-head row block of either as
  * one; by default after each one on a hardware adapter), continuing in a new encoder, so that a micro-step that is tens of seconds of GPU work
  * at 14B is not one submission (OS GPU watchdogs: model/submit_splitter.ts); the readback stays
- * one and the gradients are bit-identical.
+ * one and the gradients are bit-identical. They allocate the step's buffers before recording
+ * and check them (`GpuContext.checkAllocations`, error scopes only): a workspace that does not
+ * fit is named, with its bytes, before anything is submitted, and freed, so a smaller step can
+ * run after it.
  *
  * @module
  */
@@ -341,6 +344,8 @@ interface KeptLayer {
 /** One recorded step: its batch layout, workspace and what its backward runs. */
 interface StepPlan {
   ws: TrainWorkspace;
+  /** The batch, packed. */
+  batch: PackedBatch;
   /** Number of sequences. */
   rows: number;
   /** Tokens per sequence. */
@@ -613,7 +618,13 @@ export class WebGpuQwen3Backward {
     options: TrainStepOptions,
   ): TrainStepBuffers {
     const encoder = rec.encoder;
-    this.#checkTrainStep(encoder, options);
+    this.#checkTrainStep(options);
+    if (this.#encoders.has(encoder)) {
+      throw new TypeError(
+        "Cannot record a training step: this encoder already holds one, and the batch is " +
+          "written with queue.writeBuffer at submit; submit it before recording the next step",
+      );
+    }
     const step = this.#prepare(encoder, input, options);
     // The balance kernels add each routed projection's loss to this total.
     if (step.balance) encoder.clearBuffer(this.model.adapters!.balanceTotal);
@@ -641,7 +652,7 @@ export class WebGpuQwen3Backward {
   }
 
   /** Phase 0: the checks of `encodeTrainStep`'s options (before anything is allocated). */
-  #checkTrainStep(encoder: GPUCommandEncoder, options: TrainStepOptions): void {
+  #checkTrainStep(options: TrainStepOptions): void {
     const { mode } = options;
     checkMode(mode);
     checkFullF16(this.model, mode, "record a training step");
@@ -654,12 +665,6 @@ export class WebGpuQwen3Backward {
       throw new TypeError(
         `Cannot record a training step: option "lossHook" must be a function: current value is ` +
           `${typeof options.lossHook}`,
-      );
-    }
-    if (this.#encoders.has(encoder)) {
-      throw new TypeError(
-        "Cannot record a training step: this encoder already holds one, and the batch is " +
-          "written with queue.writeBuffer at submit; submit it before recording the next step",
       );
     }
     checkGpuHiddenLayer(
@@ -677,15 +682,23 @@ export class WebGpuQwen3Backward {
   }
 
   /**
-   * Phase 1: the step's plan and workspace; uploads the batch and records the zeroing of the
-   * gradients (unless accumulating) and of the cotangents.
+   * Phase 1a: the step's plan and every buffer it needs (workspace, kept activations and logits,
+   * gradients), allocated or reused; records nothing. `runTrainStep` checks the allocations
+   * between this and the recording.
    */
-  #prepare(encoder: GPUCommandEncoder, input: ForwardInput, options: TrainStepOptions): StepPlan {
+  #allocate(input: ForwardInput, options: TrainStepOptions): StepPlan {
     const flags = {
       logprobs: options.cotangents?.logprobs ?? true,
       lastHidden: options.cotangents?.lastHidden ?? true,
       logits: options.cotangents?.logits ?? false,
     };
+    const balanceWeight = options.balanceWeight ?? 1;
+    if (!(Number.isFinite(balanceWeight) && balanceWeight >= 0)) {
+      throw new RangeError(
+        `Cannot record a training step: option "balanceWeight" must be a finite number ≥ 0: ` +
+          `current value is ${balanceWeight}`,
+      );
+    }
     const c = this.model.config;
     const lora = this.model.adapters;
     const batch = packBatch(input, c);
@@ -695,44 +708,19 @@ export class WebGpuQwen3Backward {
       action: "record a training step",
     });
     const ws = this.#workspace(n, lora?.maxRank ?? 0, headRows, flags.logits);
-    this.#encoders.add(encoder);
     const full = options.mode === "full";
     lora?.ensureGrads();
     const base = full ? this.#baseGrads() : undefined;
-
-    const q = this.#ctx.device.queue;
-    q.writeBuffer(ws.ids, 0, batch.ids);
-    q.writeBuffer(ws.mask, 0, batch.mask);
-    q.writeBuffer(ws.positions, 0, batch.positions);
-    q.writeBuffer(ws.targets, 0, batch.targets);
-    if (!options.accumulate) {
-      lora?.zeroGrads(encoder);
-      if (full) { for (const b of this.#baseGradBuffers()) encoder.clearBuffer(b); }
-    }
-    encoder.clearBuffer(ws.dLogprobs);
-    encoder.clearBuffer(ws.dLastHidden);
-    if (ws.dLogitsBuf) encoder.clearBuffer(ws.dLogitsBuf);
-    // A layer's cotangent alone starts the backward at that layer, from a zero gradient.
-    const { hiddenLayer } = options;
-    if (hiddenLayer !== undefined && !flags.logprobs && !flags.logits) {
-      encoder.clearBuffer(ws.grads.dh);
-    }
     const blocks: [number, number][] = [];
     for (let r0 = 0; r0 < n; r0 += headRows) blocks.push([r0, Math.min(headRows, n - r0)]);
     const lowest = full ? 0 : Math.min(...lora!.modules.map((m) => m.layer));
-    const balanceWeight = options.balanceWeight ?? 1;
-    if (!(Number.isFinite(balanceWeight) && balanceWeight >= 0)) {
-      throw new RangeError(
-        `Cannot record a training step: option "balanceWeight" must be a finite number ≥ 0: ` +
-          `current value is ${balanceWeight}`,
-      );
-    }
     const keep = options.keepActivations ?? false;
     this.#keepLayers(ws, keep ? lowest : c.numHiddenLayers);
     this.#keepLogits(ws, keep ? blocks : []);
     const headKept = keep || blocks.length === 1;
     return {
       ws,
+      batch,
       rows: batch.batch,
       tokens: batch.seqLen,
       n,
@@ -742,13 +730,41 @@ export class WebGpuQwen3Backward {
       blocks,
       blockLogits: blocks.map((_, i) => (headKept && i > 0 ? ws.keptLogits[i - 1] : ws.logits)),
       headKept,
-      hiddenLayer,
+      hiddenLayer: options.hiddenLayer,
       keeps: (l) => keep && l >= lowest && l < c.numHiddenLayers - 1,
       headAlpha: (options.temperature ?? 1) === 1 ? undefined : 1 / options.temperature!,
       balanceWeight,
       balance: lora !== null && lora !== undefined && lora.balanceCoef * balanceWeight !== 0 &&
         lora.modules.some((m) => m.router !== null),
     };
+  }
+
+  /**
+   * Phase 1: the step's plan and workspace (`#allocate`); uploads
+   * the batch and records the zeroing of the gradients (unless accumulating) and of the
+   * cotangents.
+   */
+  #prepare(encoder: GPUCommandEncoder, input: ForwardInput, options: TrainStepOptions): StepPlan {
+    const step = this.#allocate(input, options);
+    const { ws, batch, flags, hiddenLayer } = step;
+    this.#encoders.add(encoder);
+    const q = this.#ctx.device.queue;
+    q.writeBuffer(ws.ids, 0, batch.ids);
+    q.writeBuffer(ws.mask, 0, batch.mask);
+    q.writeBuffer(ws.positions, 0, batch.positions);
+    q.writeBuffer(ws.targets, 0, batch.targets);
+    if (!options.accumulate) {
+      this.model.adapters?.zeroGrads(encoder);
+      if (step.base) { for (const b of this.#baseGradBuffers()) encoder.clearBuffer(b); }
+    }
+    encoder.clearBuffer(ws.dLogprobs);
+    encoder.clearBuffer(ws.dLastHidden);
+    if (ws.dLogitsBuf) encoder.clearBuffer(ws.dLogitsBuf);
+    // A layer's cotangent alone starts the backward at that layer, from a zero gradient.
+    if (hiddenLayer !== undefined && !flags.logprobs && !flags.logits) {
+      encoder.clearBuffer(ws.grads.dh);
+    }
+    return step;
   }
 
   /**
@@ -1033,6 +1049,7 @@ export class WebGpuQwen3Backward {
    * @throws {TypeError} If no cotangent is given, or as
    * {@linkcode WebGpuQwen3Backward.encodeTrainStep}.
    * @throws {RangeError} If a cotangent has the wrong length.
+   * @throws {GpuOutOfMemoryError} As {@linkcode WebGpuQwen3Backward.runTrainStep}.
    *
    * @example Full fine-tuning gradients of a hidden-state cotangent
    * ```ts ignore
@@ -1122,6 +1139,9 @@ export class WebGpuQwen3Backward {
    * @returns The gradients by name (accumulated ones with `accumulate`), the ranges' bytes and,
    * when the step records one, HILO's balance loss (before the coefficient).
    * @throws {TypeError} As {@linkcode WebGpuQwen3Backward.encodeTrainStep}.
+   * @throws {GpuOutOfMemoryError} If a buffer of the step (its workspace, gradients) does not fit:
+   * found before anything is recorded or submitted, naming the buffer and its bytes; the step's
+   * workspace is freed, so a smaller step can run after it.
    *
    * @example Gradients and the loss kernels' scalars in one readback
    * ```ts ignore
@@ -1138,6 +1158,26 @@ export class WebGpuQwen3Backward {
     options: TrainStepOptions & { readGradients?: boolean },
     reads: (step: TrainStepBuffers) => readonly ReadbackRange[] = () => [],
   ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[]; balanceLoss?: number }> {
+    // The step's buffers, then their out-of-memory check (error scopes only: no GPU round trip),
+    // so that a workspace that does not fit is named before anything is recorded or submitted.
+    this.#checkTrainStep(options);
+    const hadBase = this.#base !== undefined;
+    const { n } = this.#allocate(input, options);
+    try {
+      await this.#ctx.checkAllocations(
+        `allocating the training step's workspace for ${n} tokens (mode "${options.mode}")`,
+      );
+    } catch (error) {
+      // Free what the failed buffer may belong to (nothing of it was used), so that the context
+      // stops reporting it and a smaller step can run: the workspace, the cotangent uploads of
+      // `backward`, and base-weight gradients allocated by this call.
+      this.#freeWorkspace();
+      this.#freeUploads();
+      if (!hadBase) this.#freeBaseGrads();
+      throw error;
+    }
+    // Recorded with no await since the check: the workspace is the one checked (or, if a
+    // concurrent `encodeTrainStep` grew it meanwhile, that one, which #allocate returns).
     const rec = new SubmitSplitter(
       this.#ctx,
       this.#ctx.device.createCommandEncoder({ label: "train step" }),
@@ -1287,6 +1327,12 @@ export class WebGpuQwen3Backward {
   dispose(): void {
     this.#freeWorkspace();
     this.#freeUploads();
+    this.#freeBaseGrads();
+    this.#ctx.clearBindGroups();
+  }
+
+  #freeBaseGrads(): void {
+    if (this.#base === undefined) return;
     for (const b of this.#baseGradBuffers()) this.#ctx.release(b);
     this.#base = undefined;
     this.#ctx.clearBindGroups();

@@ -2,6 +2,7 @@
 // tokenLogprobs wait (on the allocation check) only when they allocate a new workspace, and then
 // record on the workspace current after the wait.
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { loadPeftAdapter } from "../adapters/peft_io.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { GpuOutOfMemoryError } from "../gpu/errors.ts";
 import { noGpu, outOfMemoryGpu } from "../gpu/test_utils.ts";
@@ -78,19 +79,61 @@ Deno.test({
 });
 
 Deno.test({
-  name: "WebGpuQwen3 forward names a workspace buffer that runs out of memory when it allocates it",
+  name: "WebGpuQwen3 forward and training steps name a workspace buffer that runs out of memory " +
+    "when they allocate it, before submitting anything, and run again once it is freed",
   ignore: noGpu,
   async fn() {
     const oom = new Set<string>();
     await withFixtureModel(oom, async (model, ctx) => {
+      model.setAdapters(await loadPeftAdapter(`${fixtureDir()}/adapter`, model.config));
+      const step = (inputIds: number[][]) =>
+        model.backward({ inputIds }, {
+          mode: "adapters",
+          dLogprobs: inputIds.flatMap((row) => row.slice(1).map((_, t) => 1 / (t + 1))),
+        });
+      const short = (await model.forward(SHORT)).logits;
+      const small = await step(SHORT.inputIds);
       model.releaseWorkspaces();
+      // Submits of recorded work (an upload flush submits nothing).
+      let submits = 0;
+      const queue = ctx.device.queue;
+      const submit = queue.submit.bind(queue);
+      queue.submit = (buffers) => {
+        if ([...buffers].length > 0) submits++;
+        submit(buffers);
+      };
+      let readbacks = ctx.readbacks;
+      const nothingRan = () => {
+        strictEqual(submits, 0, "found before any work was submitted");
+        strictEqual(ctx.readbacks, readbacks, "found before any readback");
+      };
       oom.add("logits");
-      const before = ctx.readbacks;
       await expectError(() => model.forward(SHORT), {
         type: GpuOutOfMemoryError,
         includes: ['allocating "logits"', "found while allocating the forward workspace for 3"],
       });
-      strictEqual(ctx.readbacks, before, "found before any work was submitted and read back");
+      nothingRan();
+      // The failed workspace was freed: with the memory back, the model runs again.
+      oom.delete("logits");
+      deepStrictEqual((await model.forward(SHORT)).logits, short);
+      // A larger training step whose gate activations ([16 tokens, 128] floats) do not fit.
+      submits = 0;
+      readbacks = ctx.readbacks;
+      oom.add("train.gate");
+      await expectError(() => step(LONG.inputIds), {
+        type: GpuOutOfMemoryError,
+        includes: [
+          'allocating "train.gate" (8.00 KiB (8192 bytes))',
+          `found while allocating the training step's workspace for 16 tokens (mode "adapters")`,
+        ],
+      });
+      nothingRan();
+      oom.delete("train.gate");
+      const again = await step(SHORT.inputIds);
+      deepStrictEqual(again.grads, small.grads);
+      deepStrictEqual(again.logprobs, small.logprobs);
+      deepStrictEqual(ctx.gpu.errors, []);
+      queue.submit = submit;
     });
   },
 });

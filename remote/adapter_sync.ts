@@ -5,12 +5,14 @@
  * out of the staleness window are unloaded. A name is never loaded twice: vLLM keys its prefix
  * cache by adapter name, so reloading changed weights under an old name can serve stale KV
  * (vllm#42125); `load_inplace` is never used. A restarted server's lost version is loaded again
- * (for the pool, on its 404) only while it is in the window, in turn with the publishes' loads and
+ * (for the pool, on its "not loaded" answer) only while it is in the window, in turn with the publishes' loads and
  * unloads on that server, so a reload cannot land after a publish unloaded that version. An
  * unload that fails (server unreachable, HTTP 5xx) is a warning, and the version is unloaded again
  * at the next publish, up to `unloadTries` tries in all (a last warning says it stays loaded, and
  * counts against the server's `--max-loras`, until the server restarts); an unload answered
- * HTTP 404 means the server no longer holds the version (it restarted) and is not retried.
+ * "unknown adapter" (vLLM HTTP 404, SGLang HTTP 400 "… does not exist", see
+ * `EngineBackend.unknownAdapter`) means the server no longer holds the version (it restarted)
+ * and is not retried.
  *
  * Routes: vLLM `POST /v1/load_lora_adapter {lora_name, lora_path, load_inplace: false}` and
  * `POST /v1/unload_lora_adapter {lora_name}` (server started with
@@ -53,6 +55,14 @@ export interface AdapterSyncOptions {
    * publish, until this many tries failed; default 3.
    */
   unloadTries?: number;
+  /**
+   * Tries to load a version on a server when a try fails retryably (unreachable, timeout, HTTP
+   * 5xx/429), as `RolloutPoolOptions.attempts`; default 4. A server still failing is skipped by
+   * the publish (the others serve the version), or fails it when no server loaded it.
+   */
+  attempts?: number;
+  /** Milliseconds before the second load try, doubling after each; default 250. */
+  backoffMs?: number;
 }
 
 /**
@@ -132,6 +142,7 @@ export class AdapterSync {
   #queues = new Map<RolloutClient, Promise<unknown>>();
   /** Per server, the versions whose unload failed → failed tries (retried at the next publish). */
   #unloadFailures = new Map<RolloutClient, Map<string, number>>();
+  #closed = false;
 
   /**
    * Makes the synchronizer.
@@ -144,6 +155,12 @@ export class AdapterSync {
     if (!Number.isInteger(keep) || keep < 1) {
       throw new RangeError(
         `Cannot sync adapters: "keep" must be an integer ≥ 1: current value is ${keep}`,
+      );
+    }
+    const attempts = options.attempts ?? 4;
+    if (!Number.isInteger(attempts) || attempts < 1) {
+      throw new RangeError(
+        `Cannot sync adapters: "attempts" must be an integer ≥ 1: current value is ${attempts}`,
       );
     }
     const unloadTries = options.unloadTries ?? 3;
@@ -212,13 +229,47 @@ export class AdapterSync {
   }
 
   /**
+   * Loads a version on one server, trying again after a retryable failure (`attempts`, with
+   * doubling `backoffMs`). A later try answered "already loaded" (vLLM: "… has already been
+   * loaded", SGLang: "LoRA with name … already exists") means an earlier try that seemed to
+   * fail (a timeout) did load it.
+   */
+  async #load(
+    client: RolloutClient,
+    path: string,
+    body: { lora_name: string; lora_path: string },
+  ): Promise<void> {
+    const attempts = this.#options.attempts ?? 4;
+    const backoff = this.#options.backoffMs ?? 250;
+    for (let attempt = 0;; attempt++) {
+      try {
+        await client.request(path, body, { text: true });
+        return;
+      } catch (error) {
+        const retryable = error instanceof RemoteEngineError && error.retryable;
+        if (
+          attempt > 0 && error instanceof RemoteEngineError && error.status === 400 &&
+          error.message.includes(body.lora_name) &&
+          /already been loaded|already exists/.test(error.message)
+        ) return;
+        if (!retryable || attempt + 1 >= attempts) throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, backoff * 2 ** attempt));
+    }
+  }
+
+  /**
    * Unloads from `client` the versions `unloaded` and those whose unload failed at an earlier
    * publish (run in the server's turn, through `#serial`).
    *
    * @returns A warning per failed unload.
    */
-  async #unload(client: RolloutClient, unloaded: readonly string[]): Promise<string[]> {
-    const tries = this.#options.unloadTries ?? 3;
+  async #unload(
+    client: RolloutClient,
+    unloaded: readonly string[],
+    last = false,
+  ): Promise<string[]> {
+    const tries = last ? 1 : this.#options.unloadTries ?? 3; // at close: no next publish
     const failures = this.#unloadFailures.get(client) ?? new Map<string, number>();
     for (const name of unloaded) if (!failures.has(name)) failures.set(name, 0);
     const warnings: string[] = [];
@@ -228,7 +279,9 @@ export class AdapterSync {
       try {
         await client.request(routes(client).unload, { lora_name: name }, { text: true });
       } catch (error) {
-        if (!(error instanceof RemoteEngineError && error.status === 404)) {
+        const notHeld = error instanceof RemoteEngineError && error.status !== undefined &&
+          client.backend.unknownAdapter(error.status, error.message, name);
+        if (!notHeld) {
           const message = (error as Error).message;
           if (failed + 1 < tries) {
             failures.set(name, failed + 1);
@@ -238,18 +291,42 @@ export class AdapterSync {
             );
           } else {
             warnings.push(
-              `unloading adapter "${name}" failed ${tries} times; given up: it stays loaded on ` +
-                `"${client.url}" (one of its --max-loras) until the server restarts: ${message}`,
+              `unloading adapter "${name}" failed ${
+                last ? "at close" : `${tries} times`
+              }; given up: it stays loaded on "${client.url}" (one of its --max-loras) until ` +
+                `the server restarts: ${message}`,
             );
           }
           continue;
-        } // 404: the server does not hold it (it restarted since)
+        } // the server does not hold it (it restarted since)
       }
       client.servedAdapters.delete(name);
     }
     if (failures.size > 0) this.#unloadFailures.set(client, failures);
     else this.#unloadFailures.delete(client);
     return warnings;
+  }
+
+  /**
+   * Unloads from every server each version this synchronizer loaded there and still holds
+   * (the window, and earlier unloads that failed), after the loads and unloads in progress;
+   * best effort: a failed unload is a warning, never an error, and is not tried again. Later
+   * publishes are refused. Servers keep unloaded versions' directories on disk.
+   *
+   * @returns A warning per failed unload.
+   */
+  async close(): Promise<string[]> {
+    this.#closed = true;
+    const names = this.#loaded.map((x) => x.name);
+    this.#loaded = []; // no reload starts them again
+    const results = await Promise.all(
+      this.#clients.map((c) =>
+        this.#serial(c, () => this.#unload(c, names, true)).catch((error) => [
+          `unloading adapters from "${c.url}" failed at close: ${(error as Error).message}`,
+        ])
+      ),
+    );
+    return results.flat();
   }
 
   /** The newest published version, or `null`. */
@@ -270,11 +347,15 @@ export class AdapterSync {
    * @param version The policy version; greater than every published one.
    * @param write Writes the PEFT adapter into the directory it is given.
    * @returns The new name and what was unloaded.
-   * @throws {RangeError} When the version is not new, or its directory exists.
+   * @throws {RangeError} When the version is not new, its directory exists, or the
+   *   synchronizer is closed.
    * @throws {RemoteEngineError} When a server refuses it (HTTP 4xx) or no server loads it
-   *   (naming each failed server); the previous version stays current.
+   *   within `attempts` tries (naming each failed server); the previous version stays current.
    */
   async publish(version: number, write: (dir: string) => Promise<void>): Promise<PublishResult> {
+    if (this.#closed) {
+      throw new RangeError(`Cannot publish adapter version ${version}: the AdapterSync is closed`);
+    }
     const last = this.current;
     if (!Number.isSafeInteger(version) || (last !== null && version <= last.version)) {
       throw new RangeError(
@@ -303,7 +384,7 @@ export class AdapterSync {
       const r = routes(c);
       return this.#serial(
         c,
-        () => c.request(r.load, { lora_name: name, lora_path, ...r.extra }, { text: true }),
+        () => this.#load(c, r.load, { lora_name: name, lora_path, ...r.extra }),
       );
     }));
     const failed = loads.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));

@@ -501,3 +501,116 @@ Deno.test("AdapterSync tries a failed unload again at the next publish, a bounde
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("AdapterSync: SGLang's HTTP 400 'LoRA with name … does not exist' on unload means not held", async () => {
+  // SGLang answers the unload of a name it does not hold (it restarted) with HTTP 400
+  // {success: false, error_message: "LoRA with name <name> does not exist. …"}, not vLLM's 404:
+  // each publish used to warn and try the unload again, up to unloadTries times.
+  const held = new Set<string>();
+  const calls: string[] = [];
+  const fetch: typeof globalThis.fetch = (input, init) => {
+    const path = new URL(String(input)).pathname;
+    const name = JSON.parse(String(init!.body)).lora_name;
+    calls.push(`${path} ${name}`);
+    if (path === "/load_lora_adapter") held.add(name);
+    else if (path === "/unload_lora_adapter" && !held.delete(name)) {
+      const error_message = `LoRA with name ${name} does not exist. Loaded LoRAs: ` +
+        `odict_keys(${JSON.stringify([...held])})`;
+      return Promise.resolve(Response.json({ success: false, error_message }, { status: 400 }));
+    }
+    return Promise.resolve(Response.json({ success: true, error_message: "" }));
+  };
+  const client = new RolloutClient("http://a", {
+    engine: "sglang",
+    vocabSize: 64,
+    model: "m",
+    fetch,
+  });
+  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+  try {
+    const sync = new AdapterSync([client], { dir, prefix: "g", keep: 1 });
+    await sync.publish(1, writeStubAdapter);
+    held.clear(); // restarted
+    const second = await sync.publish(2, writeStubAdapter);
+    deepStrictEqual([second.unloaded, second.warnings], [["g-v1"], []]);
+    deepStrictEqual([...client.servedAdapters!], ["g-v2"]);
+    const third = await sync.publish(3, writeStubAdapter);
+    deepStrictEqual([third.unloaded, third.warnings], [["g-v2"], []]);
+    deepStrictEqual(calls, [
+      "/load_lora_adapter g-v1",
+      "/load_lora_adapter g-v2",
+      "/unload_lora_adapter g-v1",
+      "/load_lora_adapter g-v3",
+      "/unload_lora_adapter g-v2", // g-v1 is not asked again
+    ]);
+    deepStrictEqual([...held], ["g-v3"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("AdapterSync.close() unloads the window and the earlier failed unloads, then refuses publishes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+  try {
+    let v1Fails = 1;
+    const server = adapterRoutes((name) => name === "c-v1" && v1Fails-- > 0);
+    const sync = new AdapterSync([server.client], { dir, prefix: "c", keep: 2 });
+    for (const v of [1, 2, 3]) await sync.publish(v, writeStubAdapter); // c-v1's unload fails
+    deepStrictEqual([...server.held].sort(), ["c-v1", "c-v2", "c-v3"]);
+    deepStrictEqual(await sync.close(), []);
+    deepStrictEqual([...server.held], []);
+    deepStrictEqual([...server.client.servedAdapters!], []);
+    deepStrictEqual(sync.loaded, []);
+    await rejects(sync.publish(4, writeStubAdapter), /version 4: the AdapterSync is closed/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("AdapterSync.publish() tries a load again after a retryable failure (one server, one 503)", async () => {
+  // A single-server run used to end on one 503 (or timeout) during a publish.
+  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+  try {
+    const loads: number[] = [];
+    let answers = [503, 200];
+    const held = new Set<string>();
+    const fetch: typeof globalThis.fetch = (_input, init) => {
+      const name = JSON.parse(String(init!.body)).lora_name;
+      const status = answers.shift() ?? 200;
+      loads.push(status);
+      if (status !== 200) return Promise.resolve(new Response("overloaded", { status }));
+      if (held.has(name)) {
+        return Promise.resolve(
+          new Response(`The lora adapter '${name}' has already been loaded.`, { status: 400 }),
+        );
+      }
+      held.add(name);
+      return Promise.resolve(new Response("ok"));
+    };
+    const client = new RolloutClient("http://a", {
+      engine: "vllm",
+      vocabSize: 64,
+      model: "m",
+      fetch,
+    });
+    const sync = new AdapterSync([client], { dir, prefix: "r", keep: 2, backoffMs: 1 });
+    const first = await sync.publish(1, writeStubAdapter);
+    deepStrictEqual([first.name, first.warnings, loads], ["r-v1", [], [503, 200]]);
+    deepStrictEqual([...client.servedAdapters!], ["r-v1"]);
+    // A try that timed out but loaded: the next try's "already been loaded" is a success.
+    held.add("r-v2");
+    answers = [504];
+    loads.length = 0;
+    deepStrictEqual((await sync.publish(2, writeStubAdapter)).warnings, []);
+    deepStrictEqual(loads, [504, 200]);
+    // A server failing every try fails the publish after `attempts` tries.
+    answers = [503, 503, 503];
+    loads.length = 0;
+    const tight = new AdapterSync([client], { dir, prefix: "t", attempts: 3, backoffMs: 1 });
+    await rejects(tight.publish(1, writeStubAdapter), /"t-v1" failed to load on 1 of 1 servers/);
+    deepStrictEqual(loads, [503, 503, 503]);
+    throws(() => new AdapterSync([client], { dir, attempts: 0 }), /"attempts" must be/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

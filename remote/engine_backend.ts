@@ -87,4 +87,47 @@ export interface EngineBackend {
    * @throws {TypeError} When the response is malformed.
    */
   parseModels(json: unknown): ServedModels;
+  /**
+   * The preflight probe's request: `request`'s completion request (one sample of one token)
+   * asking also for the log-probs of the `top` most likely tokens at that position (vLLM
+   * `logprobs: top`, SGLang `top_logprobs_num`, llama.cpp `n_probs`).
+   *
+   * @param request The probe's rollout request (`n` 1, `maxTokens` 1).
+   * @param model The served base model's id.
+   * @param top How many of the most likely tokens.
+   * @returns Path and body.
+   */
+  probeRequest(request: RolloutRequest, model: string, top: number): EngineHttpRequest;
+  /**
+   * Reads the probe's answer: the log-probs of the most likely tokens at the first completion
+   * position (raw or processed, as the server reports its log-probs).
+   *
+   * @param json The parsed response body.
+   * @returns Token id → log-prob, or a string saying why they cannot be read.
+   */
+  parseProbe(json: unknown): Map<number, number> | string;
+  /**
+   * Whether an HTTP error answer to a completion request for adapter `name` means the server
+   * does not hold that adapter (a restarted server lost it): the pool then routes the request
+   * to a server that holds it and loads it again here. vLLM answers 404 "The model `<name>` does
+   * not exist."; SGLang answers 400 "The following requested LoRA adapters are not loaded:
+   * <name>…".
+   *
+   * @param status The HTTP status.
+   * @param message The error's message (it holds the start of the answer's body).
+   * @param name The adapter's served name.
+   * @returns Whether the server lost the adapter.
+   */
+  lostAdapter(status: number, message: string, name: string): boolean;
+  /**
+   * Whether an HTTP error answer to unloading adapter `name` means the server does not hold it
+   * (it restarted since it loaded it), so there is nothing to unload. vLLM answers 404 "The lora
+   * adapter '<name>' cannot be found."; SGLang answers 400 "LoRA with name <name> does not exist.".
+   *
+   * @param status The HTTP status.
+   * @param message The error's message (it holds the start of the answer's body).
+   * @param name The adapter's served name.
+   * @returns Whether the server does not hold the adapter.
+   */
+  unknownAdapter(status: number, message: string, name: string): boolean;
 }

@@ -48,6 +48,24 @@ export interface FakeVllmOptions {
    * silently serve a differently scaled adapter.
    */
   loadAdapter?: (path: string) => Promise<(options: GenerateOptions) => Promise<GenerateResult>>;
+  /**
+   * The base model's next-token logits after a sequence of token ids: with it, a request for the
+   * base model with `logprobs: k > 0` gets `top_logprobs` (per position, the `k` most likely
+   * tokens and the sampled one, as `"token_id:N"` keys: raw log_softmax(logits), or
+   * log_softmax(logits / temperature) under `processed_logprobs`, without top-p/top-k); without
+   * it (or for an adapter) `top_logprobs` is `null`.
+   */
+  nextLogits?: (ids: readonly number[]) => Promise<ArrayLike<number>>;
+}
+
+function logSoftmax(z: ArrayLike<number>, temperature: number): Float64Array {
+  const out = Float64Array.from(z, (x) => x / temperature);
+  let max = -Infinity;
+  for (const x of out) max = Math.max(max, x);
+  let sum = 0;
+  for (const x of out) sum += Math.exp(x - max);
+  const lse = max + Math.log(sum);
+  return out.map((x) => x - lse);
 }
 
 const KNOWN = new Set([
@@ -228,6 +246,21 @@ export function fakeVllmHandler(options: FakeVllmOptions): (request: Request) =>
     }
     const processed = options.logprobsMode === "processed_logprobs";
     const withLogprobs = body.logprobs !== undefined && body.logprobs !== null;
+    const top = Number(body.logprobs ?? 0);
+    const topLogprobs = async (tokens: readonly number[]) => {
+      if (!(top > 0) || !options.nextLogits || body.model !== options.model) return null;
+      const temperature = processed ? (body.temperature ?? 1) as number : 1;
+      return await Promise.all(tokens.map(async (token, i) => {
+        const lp = logSoftmax(
+          await options.nextLogits!([...prompt as number[], ...tokens.slice(0, i)]),
+          temperature,
+        );
+        const ids = [...lp.keys()].sort((a, b) => lp[b] - lp[a]).slice(0, top);
+        if (!ids.includes(token)) ids.push(token);
+        return Object.fromEntries(ids.map((id) => [`token_id:${id}`, Math.max(lp[id], -9999)]));
+      }));
+    };
+    const tops = await Promise.all(result.sequences.map((s) => topLogprobs(s.tokens)));
     const choices = result.sequences.map((s, index) => {
       const lps = Array.from(processed ? s.logprobs : s.modelLogprobs);
       const last = s.tokens[s.tokens.length - 1];
@@ -241,7 +274,7 @@ export function fakeVllmHandler(options: FakeVllmOptions): (request: Request) =>
             tokens: s.tokens.map((t) =>
               body.return_tokens_as_token_ids ? `token_id:${t}` : `<${t}>`
             ),
-            top_logprobs: null,
+            top_logprobs: tops[index],
           }
           : null,
         finish_reason: s.stopReason === "length" ? "length" : "stop",

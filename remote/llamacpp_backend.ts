@@ -131,6 +131,30 @@ function parseModels(json: unknown): ServedModels {
   return served;
 }
 
+function probeRequest(request: RolloutRequest, model: string, top: number): EngineHttpRequest {
+  const { path, body } = completionRequest({ ...request, n: 1 }, model);
+  return { path, body: { ...(body as object), logprobs: top } };
+}
+
+/** `choices[0].logprobs.content[0].top_logprobs`: `{id, logprob}` entries (raw, pre-sampling). */
+function parseProbe(json: unknown): Map<number, number> | string {
+  const choice = isRecord(json) && Array.isArray(json.choices) ? json.choices[0] : undefined;
+  const lp = isRecord(choice) ? choice.logprobs : undefined;
+  const first = isRecord(lp) && Array.isArray(lp.content) ? lp.content[0] : undefined;
+  const top = isRecord(first) ? first.top_logprobs : undefined;
+  if (!Array.isArray(top)) {
+    return `expected "choices[0].logprobs.content[0].top_logprobs" (n_probs > 0): got ${show(top)}`;
+  }
+  const out = new Map<number, number>();
+  for (const t of top) {
+    if (!isRecord(t) || !Number.isInteger(t.id) || typeof t.logprob !== "number") {
+      return `expected {id, logprob} entries in "top_logprobs": got ${show(t)}`;
+    }
+    out.set(t.id as number, t.logprob);
+  }
+  return out;
+}
+
 /**
  * The llama.cpp backend.
  *
@@ -152,4 +176,9 @@ export const llamacppBackend: EngineBackend = {
   parseCompletion,
   modelsPath: "/v1/models",
   parseModels,
+  probeRequest,
+  parseProbe,
+  // Adapters are server-wide (no per-name loads): no answer means a lost adapter.
+  lostAdapter: () => false,
+  unknownAdapter: () => false,
 };

@@ -111,3 +111,39 @@ Deno.test("llamacppBackend.parseModels() reads the slot context from meta.n_ctx"
   });
   deepStrictEqual(llamacppBackend.parseModels({ data: [{ id: "m" }] }), { models: ["m"] });
 });
+
+Deno.test("llamacppBackend's probe asks for n_probs and reads content[0].top_logprobs", () => {
+  const { body } = llamacppBackend.probeRequest(
+    {
+      promptIds: [1, 2],
+      n: 1,
+      maxTokens: 1,
+      temperature: 0.5,
+      topP: 1,
+      topK: 0,
+      seed: 5,
+      stopTokenIds: [],
+      eosTokenIds: [54],
+      adapter: null,
+      policyVersion: -1,
+    },
+    "m",
+    5,
+  );
+  const b = body as { logprobs: number; post_sampling_probs: boolean };
+  deepStrictEqual([b.logprobs, b.post_sampling_probs], [5, false]);
+  const json = {
+    choices: [{
+      index: 0,
+      logprobs: {
+        content: [{
+          id: 7,
+          logprob: -0.1,
+          top_logprobs: [{ id: 7, token: "a", logprob: -0.1 }, { id: 3, token: "b", logprob: -2 }],
+        }],
+      },
+    }],
+  };
+  deepStrictEqual(llamacppBackend.parseProbe(json), new Map([[7, -0.1], [3, -2]]));
+  ok(/top_logprobs" \(n_probs > 0\)/.test(String(llamacppBackend.parseProbe({ choices: [] }))));
+});

@@ -21,7 +21,9 @@
  *   --enable-lora --max-lora-rank 32 --max-loras 3 \
  *   --logprobs-mode raw_logprobs --generation-config vllm
  * # SGLang: /generate with input_ids; its log-probs are after temperature, so sample with
- * # top-p 1 and top-k 0 (any temperature; remoteSampleGroups refuses otherwise).
+ * # top-p 1 and top-k 0 (any temperature; remoteSampleGroups refuses otherwise);
+ * # SGLang ignores halo's per-sample seeds (sampling_seed) unless started with
+ * # --enable-deterministic-inference (slower kernels): add it for reproducible rollouts.
  * python -m sglang.launch_server --model-path Qwen/Qwen3-1.7B --port 30000 --enable-lora \
  *   --max-lora-rank 32 --max-loaded-loras 3 \
  *   --lora-target-modules q_proj k_proj v_proj o_proj gate_proj up_proj down_proj

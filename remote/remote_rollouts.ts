@@ -12,7 +12,11 @@
  * version, and the servers hold the newest `stalenessWindow + 1` versions (older ones are
  * unloaded and their directories removed). The prefix is `rl.rollout.adapterPrefix` plus a
  * random tag per process, so a resumed run never reloads a served name (vLLM keys its prefix
- * cache by adapter name).
+ * cache by adapter name). When the run ends (or fails), `close()` unloads the versions this
+ * process loaded from every server, best effort (a failure is a warning). A process killed
+ * before that leaves its versions loaded: vLLM and SGLang builds with LRU eviction evict them
+ * as needed, but SGLang built before sgl-project/sglang#11526 (Oct 2025) refuses loads beyond
+ * `--max-loaded-loras`: restart such servers, or raise that limit, after a crashed run.
  *
  * @module
  */
@@ -41,6 +45,11 @@ export interface RemoteRolloutsOptions {
   fetch?: typeof fetch;
   /** The tag after `rl.rollout.adapterPrefix` (tests); default 6 random hex digits. */
   tag?: string;
+  /**
+   * Where the warnings of `close()` go (the run has no step left to report them); default
+   * `console.warn`.
+   */
+  onCloseWarning?: (message: string) => void;
 }
 
 function randomTag(): string {
@@ -55,8 +64,9 @@ function randomTag(): string {
  * @returns The factory `runRl` calls once the model is built.
  * @throws {RemoteEngineError} (from the factory) When no server passes the preflight, naming
  *   the key `rl.rollout.servers` and each server's error.
- * @throws {RangeError} (from the factory) When the run has no LoRA adapters, or the engine
- *   cannot load adapters per name (llama.cpp), naming the key.
+ * @throws {RangeError} (from the factory) When the run has no LoRA adapters, the engine cannot
+ *   load adapters per name (llama.cpp), or `rl.rollout.apiKeyEnv` names an unset variable,
+ *   naming the key.
  *
  * @example A run with rollouts from vLLM servers (needs running servers)
  * ```ts ignore
@@ -85,8 +95,19 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
           `"${config.adapters.kind}"`,
       );
     }
+    let apiKey: string | undefined;
+    if (r.apiKeyEnv !== "") {
+      apiKey = Deno.env.get(r.apiKeyEnv);
+      if (!apiKey) {
+        throw new RangeError(
+          `Cannot run RL: key "rl.rollout.apiKeyEnv" names the environment variable ` +
+            `"${r.apiKeyEnv}", which is not set (or empty): set it to the servers' API key`,
+        );
+      }
+    }
     const clientOptions = {
       engine: r.backend,
+      ...(apiKey !== undefined ? { apiKey } : {}),
       vocabSize: ctx.modelConfig.vocabSize,
       ...(r.model !== "" ? { model: r.model } : {}),
       ...(options.fetch ? { fetch: options.fetch } : {}),
@@ -97,6 +118,7 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
       attempts: r.attempts,
       backoffMs: r.backoffMs,
       downMs: r.downMs,
+      maxSeqsInFlight: r.maxSeqsInFlight,
     };
     let pool: RolloutPool;
     try {
@@ -121,6 +143,8 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
         dir: r.adapterDir,
         prefix: `${r.adapterPrefix}-${options.tag ?? randomTag()}`,
         keep: r.stalenessWindow + 1,
+        attempts: r.attempts,
+        backoffMs: r.backoffMs,
         serverPath: r.serverAdapterDir === ""
           ? undefined
           : (path) => join(r.serverAdapterDir, basename(path)), // <adapterDir>/<name>
@@ -166,7 +190,16 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
         "rollout/servers_up": pool.states().filter((s) => s.up).length,
       }),
       takeWarnings: () => warnings.splice(0),
-      close: () => Promise.resolve(),
+      // Unloads every version this process loaded (best effort, warnings only: close runs in
+      // runRl's finally, and must not hide the run's own error).
+      async close() {
+        const warn = options.onCloseWarning ?? ((m: string) => console.warn(m));
+        try {
+          for (const w of await adapters.close()) warn(`rollouts: ${w}`);
+        } catch (error) {
+          warn(`rollouts: closing the adapter sync failed: ${(error as Error).message}`);
+        }
+      },
     };
   };
 }

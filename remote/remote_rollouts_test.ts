@@ -1,10 +1,11 @@
-import { rejects, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { loadConfig } from "../cli/load_config.ts";
 import { readQwen3Config } from "../model/config.ts";
 import type { TrainBackend } from "../trainer/backend.ts";
 import type { RolloutSourceContext } from "../trainer/rl/rollout_source.ts";
 import { remoteRollouts } from "./remote_rollouts.ts";
 import { serveFakes } from "./test_utils.ts";
+import { fakeVllmHandler } from "./fake_vllm_server.ts";
 import { runAdapters } from "../trainer/run_adapters.ts";
 import { loraTensorName } from "../model/adapter_types.ts";
 
@@ -96,4 +97,140 @@ Deno.test("remoteRollouts() loads each version from serverAdapterDir when it is 
     await fakes.closeAll();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("remoteRollouts().close() unloads every version the run loaded, warning on failures", async () => {
+  // Runs used to leave their last `keep` versions loaded: an SGLang built before #11526 then
+  // refuses the next run's loads beyond --max-loaded-loras.
+  const stub = () => Promise.reject(new Error("no generation in this test"));
+  let failUnloads = false;
+  const handler = fakeVllmHandler({
+    generate: stub,
+    model: "m",
+    maxModelLen: 64,
+    loadAdapter: () => Promise.resolve(stub),
+  });
+  const fakes = await serveFakes([
+    (r: Request) =>
+      failUnloads && new URL(r.url).pathname === "/v1/unload_lora_adapter"
+        ? new Response("busy", { status: 503 })
+        : handler(r),
+  ]);
+  const dir = await Deno.makeTempDir();
+  const served = async () => {
+    const json = await (await fakes.fetch(`${fakes.servers[0].url}/v1/models`)).json();
+    return (json.data as { id: string }[]).map((m) => m.id);
+  };
+  try {
+    const ctx = await context([
+      "--rl.rollout.backend=vllm",
+      `--rl.rollout.servers=[${fakes.servers[0].url}]`,
+      "--rl.rollout.preflight=false",
+      "--rl.rollout.model=m",
+      `--rl.rollout.adapterDir=${dir}`,
+      "--rl.rollout.stalenessWindow=1",
+    ]);
+    const tree: Record<string, Float32Array> = {};
+    for (const m of runAdapters(ctx.config, ctx.modelConfig)!.modules) {
+      tree[loraTensorName(m, { matrix: "A" })] = m.experts[0].a;
+      tree[loraTensorName(m, { matrix: "B" })] = m.experts[0].b;
+    }
+    const backend = { params: { tree } } as unknown as TrainBackend;
+    const warnings: string[] = [];
+    const open = (tag: string) =>
+      remoteRollouts({ fetch: fakes.fetch, tag, onCloseWarning: (w) => warnings.push(w) })({
+        ...ctx,
+        backend,
+      });
+    const source = await open("a");
+    for (const step of [1, 2, 3]) await source.beginStep(step);
+    deepStrictEqual(await served(), ["m", "halo-a-v2", "halo-a-v3"]);
+    await source.close();
+    deepStrictEqual(await served(), ["m"]);
+    deepStrictEqual(warnings, []);
+    // An unload that fails at close is a warning, not an error (close runs in runRl's finally,
+    // where an error would hide the run's own).
+    const second = await open("b");
+    await second.beginStep(1);
+    failUnloads = true;
+    await second.close();
+    deepStrictEqual(await served(), ["m", "halo-b-v1"]);
+    strictEqual(warnings.length, 1, JSON.stringify(warnings));
+    ok(
+      /^rollouts: unloading adapter "halo-b-v1" failed at close; given up: it stays loaded on .*HTTP 503/
+        .test(warnings[0]),
+      warnings[0],
+    );
+  } finally {
+    await fakes.closeAll();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("rl.rollout.apiKeyEnv sends the key from the environment; maxSeqsInFlight caps the sequences per request", async () => {
+  const seen: { auth: string | null; n?: number }[] = [];
+  const stub = (o: import("../model/generate.ts").GenerateOptions) =>
+    Promise.resolve(
+      {
+        sequences: o.prompts.map((p) => ({
+          tokens: [54],
+          logprobs: Float32Array.of(-0.5),
+          modelLogprobs: Float32Array.of(-0.5),
+          stopReason: "stop" as const,
+          length: 1,
+          promptLength: p.length,
+        })),
+        stats: { readbacks: 0 },
+      } as unknown as import("../model/generate.ts").GenerateResult,
+    );
+  const handler = fakeVllmHandler({ generate: stub, model: "m", maxModelLen: 64 });
+  const fakes = await serveFakes([async (r: Request) => {
+    const body = r.method === "POST" ? await r.clone().json() : {};
+    seen.push({ auth: r.headers.get("authorization"), n: body.n });
+    return handler(r);
+  }]);
+  const name = "HALO_TEST_ROLLOUT_API_KEY";
+  try {
+    const ctx = await context([
+      "--rl.rollout.backend=vllm",
+      `--rl.rollout.servers=[${fakes.servers[0].url}]`,
+      `--rl.rollout.apiKeyEnv=${name}`,
+      "--rl.rollout.maxSeqsInFlight=2",
+    ]);
+    Deno.env.delete(name);
+    await rejects(
+      remoteRollouts({ fetch: fakes.fetch })(ctx),
+      /key "rl\.rollout\.apiKeyEnv" names the environment variable "HALO_TEST_ROLLOUT_API_KEY", which is not set/,
+    );
+    Deno.env.set(name, "s3cret-key");
+    const source = await remoteRollouts({ fetch: fakes.fetch })(ctx);
+    const sampling = {
+      groupSize: 3,
+      maxNewTokens: 1,
+      temperature: 1,
+      seed: 1,
+      firstGroup: 0,
+      tokenizer: { decode: () => "", tokenOffsets: () => [[0, 0]] },
+    } as unknown as import("../trainer/rl/rollout.ts").SampleGroupsOptions;
+    const backend = { model: { config: { eosTokenIds: [54] } } } as unknown as TrainBackend;
+    seen.length = 0;
+    const { groups } = await source.sampleGroups(backend, [[1, 2]], sampling);
+    deepStrictEqual(groups.map((g) => g.length), [3]);
+    // A group of 3 goes as requests of at most 2 sequences, each with the key.
+    deepStrictEqual(seen, [{ auth: "Bearer s3cret-key", n: 2 }, {
+      auth: "Bearer s3cret-key",
+      n: 1,
+    }]);
+    // Only the variable's name is in the config (and so in checkpoints): never the key.
+    ok(!JSON.stringify(ctx.config).includes("s3cret"));
+    strictEqual(ctx.config.rl.rollout.apiKeyEnv, name);
+    await source.close();
+  } finally {
+    Deno.env.delete(name);
+    await fakes.closeAll();
+  }
+  await rejects(
+    context(["--rl.rollout.backend=vllm", "--rl.rollout.apiKeyEnv=sk-abc"]),
+    /key "rl\.rollout\.apiKeyEnv".*must name an environment variable/,
+  );
 });

@@ -12,9 +12,11 @@
  * `--logprobs-mode raw_logprobs`, llama.cpp) and T = 1, or processed (vLLM `--logprobs-mode
  * processed_logprobs`, SGLang) without top-p/top-k: a server whose preflight found processed
  * log-probs is refused when the sampling truncates (top-p < 1 or top-k > 0), and one whose
- * preflight found raw log-probs is refused at T ≠ 1. At T ≠ 1 a server whose kind is not known
- * (no preflight, or a probe that drew no common token) gets a warning (`onWarning`, once per
- * server): raw log-probs there would make π_sampler the untempered model's.
+ * preflight found raw log-probs is refused at T ≠ 1. At T ≠ 1 a server whose probe ran but could
+ * not tell (`PreflightResult.probe` says why) is refused too: raw log-probs there would silently
+ * make π_sampler the untempered model's and bias every ratio. A server that had no probe (no
+ * preflight, `rl.rollout.preflight: false`, or no probe prompt) gets a warning instead
+ * (`onWarning`, once per server): the run chose to take its log-probs as they come.
  *
  * @module
  */
@@ -151,14 +153,23 @@ export function remoteSampleGroups(
     }
     if (sampling.temperature !== 1) {
       for (const client of pool.clients) {
-        const kind = client.preflightResult?.logprobs ?? "unknown";
+        const found = client.preflightResult;
+        if (found?.logprobs === "unknown" && found.probe !== undefined) {
+          throw new RangeError(
+            `Cannot take rollouts from "${client.url}": its preflight probe could not tell raw ` +
+              `from processed log-probs (${found.probe}), and the rollouts are sampled at ` +
+              `temperature ${sampling.temperature}, where raw log-probs would make the old ` +
+              `log-probs the untempered model's: sample at temperature 1, or set ` +
+              `"rl.rollout.preflight" false (with "rl.rollout.model") to take the server's ` +
+              `log-probs as they come`,
+          );
+        }
+        const kind = found?.logprobs ?? "unknown";
         if (kind !== "unknown" || warned.has(client.url)) continue;
         warned.add(client.url);
         warn(
           `rollout server "${client.url}": its log-probs are not known to be raw or processed ` +
-            `(${
-              client.preflightResult === null ? "no preflight" : "the probe drew no common token"
-            }` +
+            `(${found === null ? "no preflight" : "no probe prompt"}` +
             `), and the rollouts are sampled at temperature ${sampling.temperature}: if it reports ` +
             `raw log-probs (vLLM's default), π_sampler is the untempered model's and the old ` +
             `log-probs are wrong; start vLLM with --logprobs-mode processed_logprobs, or keep ` +

@@ -10,7 +10,7 @@ import { remoteSampleGroups } from "./remote_sample_groups.ts";
 import { forwardPass } from "../trainer/rl/forward_pass.ts";
 import { RolloutPool } from "./rollout_pool.ts";
 import { RolloutClient } from "./rollout_client.ts";
-import { serveFakes } from "./test_utils.ts";
+import { nextLogitsOf, serveFakes } from "./test_utils.ts";
 
 const files = arithmeticTokenizerFiles();
 const tokenizer = createTokenizer(files.tokenizerJson, files.tokenizerConfig);
@@ -33,6 +33,7 @@ Deno.test({
         model: "arith",
         maxModelLen: 128,
         logprobsMode,
+        nextLogits: nextLogitsOf(model),
       });
       return async (r: Request) => {
         if (r.method === "POST" && logprobsMode === "raw_logprobs") {

@@ -69,11 +69,17 @@ export interface PreflightResult extends ServedModels {
   /** The base model the client sends requests for. */
   model: string;
   /**
-   * The probe's verdict: `"raw"` when a token's log-prob does not change with the temperature
-   * (vLLM's default `--logprobs-mode raw_logprobs`, llama.cpp), `"processed"` when it does
-   * (`processed_logprobs`, SGLang), `"unknown"` when the probe drew no common token.
+   * The probe's verdict. The probe reads the log-probs of the 5 most likely tokens after the
+   * probe prompt at temperatures 1 and 0.5, and compares the gap between the most and the least
+   * likely of those read at both: `"raw"` when the gap stays the same (ratio within 1 ± 0.25:
+   * vLLM's default `--logprobs-mode raw_logprobs`, llama.cpp), `"processed"` when it doubles
+   * (ratio within 2 ± 0.4: log_softmax(logits / T), vLLM `processed_logprobs`, SGLang),
+   * `"unknown"` otherwise: no probe, top log-probs missing, a gap under 1 nat at temperature 1
+   * (too small against cross-request noise), or a ratio in neither band.
    */
   logprobs: "raw" | "processed" | "unknown";
+  /** What the probe measured, or why it could not tell; absent without a probe. */
+  probe?: string;
 }
 
 /**
@@ -91,6 +97,54 @@ export interface PreflightOptions {
   probePromptIds?: readonly number[];
   /** EOS ids of the probe's requests; default none. */
   eosTokenIds?: readonly number[];
+}
+
+/** How many of the most likely tokens the preflight probe reads. */
+const PROBE_TOP = 5;
+/** The least log-prob gap at temperature 1 the probe compares (nat). */
+const PROBE_MIN_GAP = 1;
+
+/**
+ * The probe's verdict from the top log-probs at temperatures 1 and 0.5. The gap between two
+ * tokens' log-probs does not depend on the normaliser: raw log-probs give the same gap at both
+ * temperatures, processed ones (log_softmax(z / T)) twice the gap at 0.5. The two tokens are the
+ * most and the least likely at temperature 1 among those read at both temperatures; a gap of at
+ * least 1 nat keeps the ratio within ±0.25 of 1 or 2 under cross-request noise of ±0.05 nat per
+ * log-prob (prefix-cache hits, batch shapes: vllm#5543).
+ */
+function logprobsKind(
+  at1: Map<number, number> | string,
+  atHalf: Map<number, number> | string,
+): { kind: PreflightResult["logprobs"]; probe: string } {
+  if (typeof at1 === "string" || typeof atHalf === "string") {
+    return { kind: "unknown", probe: `the top log-probs could not be read: ${at1}; ${atHalf}` };
+  }
+  const common = [...at1.keys()].filter((id) =>
+    Number.isFinite(at1.get(id)) && Number.isFinite(atHalf.get(id))
+  );
+  if (common.length < 2) {
+    return {
+      kind: "unknown",
+      probe: `fewer than 2 tokens among the top ${PROBE_TOP} at both temperatures ` +
+        `(${common.length})`,
+    };
+  }
+  common.sort((a, b) => at1.get(b)! - at1.get(a)!);
+  const [hi, lo] = [common[0], common.at(-1)!];
+  const gap1 = at1.get(hi)! - at1.get(lo)!;
+  const gapHalf = atHalf.get(hi)! - atHalf.get(lo)!;
+  const ratio = gapHalf / gap1;
+  const probe = `log-prob gap of tokens ${hi} and ${lo}: ${gap1.toFixed(3)} nat at ` +
+    `temperature 1, ${gapHalf.toFixed(3)} at 0.5 (ratio ${ratio.toFixed(3)}; raw 1, processed 2)`;
+  if (!(gap1 >= PROBE_MIN_GAP)) {
+    return {
+      kind: "unknown",
+      probe: `${probe}: the gap at temperature 1 is under ${PROBE_MIN_GAP} nat, too small to tell`,
+    };
+  }
+  if (Math.abs(ratio - 1) <= 0.25) return { kind: "raw", probe };
+  if (Math.abs(ratio - 2) <= 0.4) return { kind: "processed", probe };
+  return { kind: "unknown", probe: `${probe}: neither` };
 }
 
 /** A seed for re-request `attempt` of a request seeded `seed` (a non-negative 31-bit integer). */
@@ -149,7 +203,7 @@ export class RolloutClient {
   servedAdapters: Set<string> | null = null;
   /**
    * Loads a tracked adapter again on this server (set by {@linkcode AdapterSync}): the pool calls
-   * it when the server answers 404 for an adapter it held (a restarted server lost it); `null`
+   * it when the server answers that it lost an adapter it held (a restarted server lost it); `null`
    * (default): none.
    */
   restoreAdapter: ((name: string) => Promise<void>) | null = null;
@@ -250,13 +304,13 @@ export class RolloutClient {
 
   /**
    * Reads the models route (and picks the base model), then, given a probe prompt, asks for one
-   * token of 8 samples at temperatures 1 and 0.5 with the same seed and compares the log-prob of
-   * a token drawn in both: equal means raw log-probs, different means processed.
+   * token at temperatures 1 and 0.5 with the log-probs of the 5 most likely tokens, and compares
+   * the log-prob gap between two of them (see {@linkcode PreflightResult.logprobs}).
    *
    * @param options The probe's prompt and EOS ids.
    * @returns What was found (also kept as `preflightResult`).
-   * @throws {RemoteEngineError} When the server cannot be reached, or does not serve the
-   *   configured model.
+   * @throws {RemoteEngineError} When the server cannot be reached, does not serve the
+   *   configured model, or refuses the probe.
    */
   async preflight(options: PreflightOptions = {}): Promise<PreflightResult> {
     let served: ServedModels;
@@ -277,10 +331,10 @@ export class RolloutClient {
     }
     this.preflightResult = { ...served, model, logprobs: "unknown" };
     if (options.probePromptIds !== undefined) {
-      const probe = (temperature: number) =>
-        this.generate({
+      const probe = async (temperature: number) => {
+        const request: RolloutRequest = {
           promptIds: options.probePromptIds!,
-          n: 8,
+          n: 1,
           maxTokens: 1,
           temperature,
           topP: 1,
@@ -290,16 +344,15 @@ export class RolloutClient {
           eosTokenIds: options.eosTokenIds ?? [],
           adapter: null,
           policyVersion: -1,
-        });
-      const [a, b] = [await probe(1), await probe(0.5)];
-      const at1 = new Map(a.map((c) => [c.tokenIds[0], c.samplerLogprobs[0]]));
-      for (const c of b) {
-        const other = at1.get(c.tokenIds[0]);
-        if (other === undefined) continue;
-        const same = Math.abs(other - c.samplerLogprobs[0]) <= 1e-5 * Math.max(1, Math.abs(other));
-        this.preflightResult.logprobs = same ? "raw" : "processed";
-        break;
-      }
+        };
+        checkRequest(request);
+        const { path, body } = this.backend.probeRequest(request, model, PROBE_TOP);
+        return this.backend.parseProbe(await this.request(path, body));
+      };
+      const [at1, atHalf] = [await probe(1), await probe(0.5)];
+      const { kind, probe: why } = logprobsKind(at1, atHalf);
+      this.preflightResult.logprobs = kind;
+      this.preflightResult.probe = why;
     }
     return this.preflightResult;
   }

@@ -1,8 +1,12 @@
 import { deepStrictEqual, notStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { RolloutClient } from "./rollout_client.ts";
+import { RolloutPool } from "./rollout_pool.ts";
+import { remoteSampleGroups } from "./remote_sample_groups.ts";
+import type { SampleGroupsOptions } from "../trainer/rl/rollout.ts";
+import type { TrainBackend } from "../trainer/backend.ts";
 import { RemoteEngineError, type RolloutRequest } from "./types.ts";
 import { fakeVllmHandler } from "./fake_vllm_server.ts";
-import { serveFakes } from "./test_utils.ts";
+import { nextLogitsOf, serveFakes } from "./test_utils.ts";
 import { loadModel } from "../model/load_model.ts";
 import { generate } from "../model/generate.ts";
 import { arithmeticTokenizerFiles } from "../data/arithmetic_tokenizer.ts";
@@ -158,6 +162,7 @@ Deno.test({
           model: "arith",
           maxModelLen: 128,
           logprobsMode,
+          nextLogits: nextLogitsOf(model),
         })
       ),
     );
@@ -192,4 +197,120 @@ Deno.test({
       model.dispose();
     }
   },
+});
+
+/**
+ * A vLLM fake over a categorical next-token distribution: `logits(call)` gives the logits of
+ * completion request number `call` (1, 2, …), so each request can carry its own noise, as a raw
+ * server's cold and prefix-cache-hit computations do. Sampling follows vLLM's modes: raw
+ * log-probs are log_softmax(z), processed ones log_softmax(z / T).
+ */
+function categorical(
+  mode: "raw_logprobs" | "processed_logprobs",
+  logits: (call: number) => number[],
+  top = true,
+) {
+  let call = 0;
+  const logSoftmax = (z: number[]) => {
+    const m = Math.max(...z);
+    const lse = m + Math.log(z.reduce((a, x) => a + Math.exp(x - m), 0));
+    return z.map((x) => x - lse);
+  };
+  return fakeVllmHandler({
+    model: "base",
+    maxModelLen: 64,
+    logprobsMode: mode,
+    nextLogits: top ? () => Promise.resolve(logits(call)) : undefined,
+    generate: (o) => {
+      const z = logits(++call);
+      const raw = logSoftmax(z);
+      const tempered = logSoftmax(z.map((x) => x / o.temperature!));
+      const sequences = o.prompts.map((p, k) => {
+        let u = ((o.seed! + k) * 0.6180339887) % 1;
+        let id = 0;
+        for (; id < z.length - 1 && u > Math.exp(tempered[id]); id++) u -= Math.exp(tempered[id]);
+        return {
+          tokens: [id],
+          logprobs: Float32Array.of(tempered[id]),
+          modelLogprobs: Float32Array.of(raw[id]),
+          stopReason: "length" as const,
+          length: 1,
+          promptLength: p.length,
+        };
+      });
+      return Promise.resolve(
+        {
+          sequences,
+          stats: { readbacks: 0 },
+        } as unknown as import("../model/generate.ts").GenerateResult,
+      );
+    },
+  });
+}
+
+Deno.test("RolloutClient.preflight(): the probe stands cross-request noise and near-certain tokens", async () => {
+  // The old probe compared one drawn token's log-prob at temperatures 1 and 0.5 within 1e-5:
+  // ±0.05 nat of noise between the two requests (a raw vLLM's prefix-cache hit) made a raw
+  // server "processed", and a near-certain token (p = 1 − 1e-6) made a processed server "raw".
+  const base = [1.2, 1, 0.8, 0.5, 0.1, -3, -4, -5]; // top-5 gap 1.1 nat: close to the 1 nat floor
+  // The worst noise for a raw server: the gap grows by 0.1 nat at T = 1 and shrinks at T = 0.5.
+  const noisy = (call: number) =>
+    base.map((z, i) => z + (i === 0 ? 0.05 : i === 4 ? -0.05 : 0) * (call === 1 ? 1 : -1));
+  const certain = () => [14, 0, 0, 0, 0, 0, 0, 0];
+  const flat = () => [0.3, 0.2, 0.1, 0, 0, 0, 0, 0];
+  const fakes = await serveFakes([
+    categorical("raw_logprobs", noisy),
+    categorical("processed_logprobs", certain),
+    categorical("processed_logprobs", noisy),
+    categorical("raw_logprobs", flat),
+    categorical("raw_logprobs", noisy, false),
+  ]);
+  try {
+    const found = [];
+    for (const server of fakes.servers) {
+      const client = new RolloutClient(server.url, {
+        engine: "vllm",
+        vocabSize: 8,
+        fetch: fakes.fetch,
+      });
+      found.push(await client.preflight({ probePromptIds: [1, 2], eosTokenIds: [] }));
+    }
+    deepStrictEqual(
+      found.map((f) => f.logprobs),
+      ["raw", "processed", "processed", "unknown", "unknown"],
+    );
+    ok(/ratio 0\.8\d\d; raw 1, processed 2/.test(found[0].probe!), found[0].probe);
+    ok(/14\.000 nat at temperature 1, 28\.000 at 0\.5/.test(found[1].probe!), found[1].probe);
+    ok(/under 1 nat, too small to tell/.test(found[3].probe!), found[3].probe);
+    // Without top log-probs the probe cannot tell, and says why.
+    ok(/top log-probs could not be read: expected .*top_logprobs\[0\]/.test(found[4].probe!));
+    // A probe that could not tell refuses rollouts at T ≠ 1 (raw log-probs would bias every
+    // ratio), and lets them through at T = 1, where raw and processed agree.
+    const pool = await RolloutPool.connect([fakes.servers[3].url], {
+      engine: "vllm",
+      vocabSize: 8,
+      fetch: fakes.fetch,
+      probePromptIds: [1, 2],
+    });
+    const sampling = {
+      groupSize: 2,
+      maxNewTokens: 1,
+      temperature: 0.7,
+      seed: 1,
+      firstGroup: 0,
+      tokenizer: { decode: () => "", tokenOffsets: () => [[0, 0]] },
+    } as unknown as SampleGroupsOptions;
+    const backend = { model: { config: { eosTokenIds: [] } } } as unknown as TrainBackend;
+    const sample = remoteSampleGroups(pool, { onWarning: () => {} });
+    await rejects(
+      sample(backend, [[1, 2]], sampling),
+      /"http.*": its preflight probe could not tell raw from processed log-probs \(.*under 1 nat.*temperature 0\.7/,
+    );
+    strictEqual(
+      (await sample(backend, [[1, 2]], { ...sampling, temperature: 1 })).groups.length,
+      1,
+    );
+  } finally {
+    await fakes.closeAll();
+  }
 });

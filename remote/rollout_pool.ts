@@ -22,7 +22,8 @@
  * backoff, or a server's shared first-contact check, which goes on for the other requests) frees
  * its sequences at once.
  *
- * A server that answers HTTP 404 for an adapter it held (restarted, so it lost its adapters) no
+ * A server that answers that it does not hold an adapter it held (restarted, so it lost its
+ * adapters: vLLM's HTTP 404, SGLang's HTTP 400 "… not loaded", see `EngineBackend.lostAdapter`) no
  * longer counts as holding it: the request goes to a server that does, and the adapter is loaded
  * again there (`RolloutClient.restoreAdapter`).
  *
@@ -341,13 +342,15 @@ export class RolloutPool {
   }
 
   /**
-   * Whether `error` is a tracked server's 404 for the request's adapter (vLLM: "The model
-   * `<name>` does not exist." after a restart): the pool only sends it requests for adapters it
-   * was told the server holds.
+   * Whether `error` is a tracked server's answer that it does not hold the request's adapter
+   * (`EngineBackend.lostAdapter`: vLLM's 404 "The model `<name>` does not exist.", SGLang's 400
+   * "… requested LoRA adapters are not loaded: <name>" after a restart): the pool only sends it
+   * requests for adapters it was told the server holds.
    */
   #lostAdapter(slot: Slot, error: unknown, adapter: string | null): boolean {
-    return adapter !== null && error instanceof RemoteEngineError && error.status === 404 &&
-      error.message.includes(adapter) && slot.client.servedAdapters !== null;
+    return adapter !== null && error instanceof RemoteEngineError &&
+      error.status !== undefined && slot.client.servedAdapters !== null &&
+      slot.client.backend.lostAdapter(error.status, error.message, adapter);
   }
 
   /**

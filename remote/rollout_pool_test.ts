@@ -433,3 +433,82 @@ Deno.test("RolloutPool: a failed chunk does not wait for a sibling whose fetch i
   deepStrictEqual(log.slice(3, 5).sort(), ["a seed=10 answered", "b seed=4 answered"]);
   ok(log.slice(5).some((l) => l.endsWith("seed=20 sent")), String(log));
 });
+
+/**
+ * SGLang-like servers on one `fetch`: `/generate` answers every sample with token 7, or HTTP 400
+ * with the message `refuse(server, lora_path)` when that is not `null`.
+ */
+function sglangLike(
+  names: readonly string[],
+  refuse: (name: string, adapter: string) => string | null,
+  calls: string[],
+) {
+  const fetch: typeof globalThis.fetch = async (input, init) => {
+    const request = new Request(input, init);
+    const name = new URL(request.url).hostname;
+    const body = await request.json();
+    calls.push(name);
+    const message = refuse(name, body.lora_path[0]);
+    if (message !== null) return Response.json({ error: { message } }, { status: 400 });
+    return Response.json(
+      (body.input_ids as unknown[]).map(() => ({
+        output_ids: [7],
+        meta_info: {
+          output_token_logprobs: [[-0.5, 7, null]],
+          finish_reason: { type: "length", length: 1 },
+        },
+      })),
+    );
+  };
+  return names.map((name) =>
+    new RolloutClient(`http://${name}`, { engine: "sglang", vocabSize: 64, model: "m", fetch })
+  );
+}
+
+Deno.test("RolloutPool: SGLang's HTTP 400 'requested LoRA adapters are not loaded' is a lost adapter", async () => {
+  // SGLang answers a restarted server's lost adapter with HTTP 400 (http_server.py's
+  // _create_error_response of its LoRA registry's ValueError), not vLLM's 404: the pool used to
+  // take it for a refused request and end the run, even with healthy servers beside it.
+  const request = { ...REQUEST, n: 2, adapter: "halo-v3" };
+  for (const names of [["a"], ["a", "b"]]) {
+    const lost = new Set(["a"]);
+    const calls: string[] = [];
+    const list = sglangLike(
+      names,
+      (name, adapter) =>
+        lost.has(name)
+          ? `The following requested LoRA adapters are not loaded: ${adapter}\n` +
+            `Loaded adapters: odict_keys([]).`
+          : null,
+      calls,
+    );
+    const restores: string[] = [];
+    for (const c of list) {
+      c.servedAdapters = new Set(["halo-v3"]);
+      c.restoreAdapter = (name) => {
+        restores.push(`${c.url} ${name}`);
+        lost.delete(new URL(c.url).hostname);
+        c.servedAdapters!.add(name);
+        return Promise.resolve();
+      };
+    }
+    const pool = new RolloutPool(list, { backoffMs: 1 });
+    for (let k = 0; k < 4; k++) {
+      const choices = await pool.generate(request);
+      deepStrictEqual(choices.map((c) => c.tokenIds), [[7], [7]]);
+    }
+    deepStrictEqual(restores, ["http://a halo-v3"], names.join());
+    // The lost adapter's request is served after the reload (one server) or by the other one.
+    deepStrictEqual(calls.slice(0, 2), ["a", names.length === 1 ? "a" : "b"]);
+    ok(list.every((c) => c.servedAdapters!.has("halo-v3")));
+  }
+  // Any other HTTP 400 (a request SGLang refuses) still fails the request at once.
+  const calls: string[] = [];
+  const refused = sglangLike(["a", "b"], (_, a) => `LoRA adapter ${a} has rank 64 > 32`, calls);
+  for (const c of refused) c.servedAdapters = new Set(["halo-v3"]);
+  await rejects(
+    new RolloutPool(refused, { backoffMs: 1 }).generate(request),
+    (e: unknown) => e instanceof RemoteEngineError && e.status === 400 && !e.retryable,
+  );
+  deepStrictEqual(calls, ["a"]);
+});

@@ -12,8 +12,14 @@
  *
  * A group of `n` goes as a batch of `n` copies of the prompt (SGLang's radix cache computes the
  * prefix once) with per-sample seeds `seed + i`, as vLLM's parallel sampling derives them; `n`
- * inside one `sampling_params` would give every sample the same seed. SGLang's log-probs are
- * after temperature (processed).
+ * inside one `sampling_params` would give every sample the same seed. SGLang reads
+ * `sampling_seed` only when the server runs with `--enable-deterministic-inference`
+ * (`SamplingBatchInfo.from_schedule_batch` builds the seeds only then): without it the seeds are
+ * ignored and SGLang rollouts are not reproducible from halo's seeds (sampling stays correct;
+ * the flag selects slower, batch-invariant kernels).
+ * SGLang builds older than the `sampling_seed` field refuse it inside `SamplingParams(**…)`,
+ * which surfaces as HTTP 500 on every request (retried, then "all servers down"): use a build
+ * that has it. SGLang's log-probs are after temperature (processed).
  *
  * @module
  */
@@ -104,6 +110,52 @@ function parseModels(json: unknown): ServedModels {
   return vllmBackend.parseModels(json);
 }
 
+function probeRequest(request: RolloutRequest, model: string, top: number): EngineHttpRequest {
+  const { path, body } = completionRequest({ ...request, n: 1 }, model);
+  return { path, body: { ...(body as object), top_logprobs_num: top } };
+}
+
+/** The first sample's `meta_info.output_top_logprobs[0]`: `[logprob, token_id, text]` triples. */
+function parseProbe(json: unknown): Map<number, number> | string {
+  const sample = Array.isArray(json) ? json[0] : json;
+  const meta = isRecord(sample) ? sample.meta_info : undefined;
+  const top = isRecord(meta) && Array.isArray(meta.output_top_logprobs)
+    ? meta.output_top_logprobs[0]
+    : undefined;
+  if (!Array.isArray(top)) {
+    return `expected "meta_info.output_top_logprobs[0]" (top_logprobs_num > 0): got ${show(top)}`;
+  }
+  const out = new Map<number, number>();
+  for (const t of top) {
+    if (!Array.isArray(t) || typeof t[0] !== "number" || !Number.isInteger(t[1])) {
+      return `expected [logprob, token_id, text] triples in "output_top_logprobs": got ${show(t)}`;
+    }
+    out.set(t[1], t[0]);
+  }
+  return out;
+}
+
+/**
+ * SGLang's answer for a `lora_path` it does not hold: `LoRARegistry.acquire` raises
+ * `ValueError("The following requested LoRA adapters are not loaded: <name>\nLoaded adapters:
+ * …")` (older builds: `TokenizerManager._validate_lora_adapters`, the same words with a set of
+ * names), and `http_server.py`'s `_create_error_response` answers it with HTTP 400
+ * `{"error": {"message": …}}`.
+ */
+function lostAdapter(status: number, message: string, name: string): boolean {
+  return status === 400 && message.includes("requested LoRA adapters are not loaded") &&
+    message.includes(name);
+}
+
+/**
+ * SGLang's unload of a name it does not hold: `LoRARegistry.unregister` raises
+ * `ValueError("LoRA with name <name> does not exist. Loaded LoRAs: …")`, which
+ * `/unload_lora_adapter` answers with HTTP 400 `{"success": false, "error_message": …}`.
+ */
+function unknownAdapter(status: number, message: string, name: string): boolean {
+  return status === 400 && message.includes(`LoRA with name ${name} does not exist`);
+}
+
 /**
  * The SGLang backend.
  *
@@ -126,4 +178,8 @@ export const sglangBackend: EngineBackend = {
   parseCompletion,
   modelsPath: "/v1/models",
   parseModels,
+  probeRequest,
+  parseProbe,
+  lostAdapter,
+  unknownAdapter,
 };

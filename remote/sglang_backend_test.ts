@@ -98,3 +98,52 @@ Deno.test("sglangBackend.parseCompletion() reports malformed samples", () => {
   deepStrictEqual(parsed[3], { tokenIds: [5], logprobs: [-0.5], finishReason: "abort" });
   throws(() => sglangBackend.parseCompletion({ error: "x" }, REQUEST), /array of 2 samples/);
 });
+
+Deno.test("sglangBackend tells a lost adapter and an unknown unload from other HTTP 400s", () => {
+  const lost = `POST /generate answered HTTP 400: {"error":{"message":"The following requested ` +
+    `LoRA adapters are not loaded: halo-v3\\nLoaded adapters: odict_keys([])."}}`;
+  strictEqual(sglangBackend.lostAdapter(400, lost, "halo-v3"), true);
+  strictEqual(sglangBackend.lostAdapter(400, lost, "halo-v4"), false);
+  strictEqual(sglangBackend.lostAdapter(404, lost, "halo-v3"), false);
+  strictEqual(
+    sglangBackend.lostAdapter(400, "max_new_tokens too large: halo-v3", "halo-v3"),
+    false,
+  );
+  const unknown = `{"success":false,"error_message":"LoRA with name halo-v1 does not exist. ` +
+    `Loaded LoRAs: odict_keys(['halo-v2'])"}`;
+  strictEqual(sglangBackend.unknownAdapter(400, unknown, "halo-v1"), true);
+  strictEqual(sglangBackend.unknownAdapter(400, unknown, "halo-v2"), false);
+  strictEqual(sglangBackend.unknownAdapter(500, unknown, "halo-v1"), false);
+});
+
+Deno.test("sglangBackend's probe asks for top_logprobs_num and reads output_top_logprobs", () => {
+  const { body } = sglangBackend.probeRequest(
+    {
+      promptIds: [1, 2],
+      n: 1,
+      maxTokens: 1,
+      temperature: 0.5,
+      topP: 1,
+      topK: 0,
+      seed: 5,
+      stopTokenIds: [],
+      eosTokenIds: [54],
+      adapter: null,
+      policyVersion: -1,
+    },
+    "base",
+    5,
+  );
+  const b = body as { top_logprobs_num: number; input_ids: number[][] };
+  deepStrictEqual([b.top_logprobs_num, b.input_ids], [5, [[1, 2]]]);
+  const sample = {
+    output_ids: [7],
+    meta_info: {
+      output_token_logprobs: [[-0.1, 7, null]],
+      output_top_logprobs: [[[-0.1, 7, null], [-2.5, 3, null]]],
+      finish_reason: { type: "length", length: 1 },
+    },
+  };
+  deepStrictEqual(sglangBackend.parseProbe([sample]), new Map([[7, -0.1], [3, -2.5]]));
+  ok(/expected "meta_info.output_top_logprobs\[0\]"/.test(String(sglangBackend.parseProbe([{}]))));
+});

@@ -3,6 +3,17 @@
 // through an in-process `fetch` that routes by URL (same handlers, no sockets), so the tests run
 // under `deno task test`, which does not grant the network.
 
+import type { Qwen3Model } from "../model/model.ts";
+
+/** The next-token logits of `model` after `ids` (`fakeVllmHandler`'s `nextLogits`). */
+export function nextLogitsOf(model: Qwen3Model): (ids: readonly number[]) => Promise<Float32Array> {
+  return async (ids) => {
+    const { logits } = await model.forward({ inputIds: [[...ids]] });
+    const vocab = logits.length / ids.length;
+    return logits.slice((ids.length - 1) * vocab);
+  };
+}
+
 /** A running fake server. */
 export interface FakeServer {
   /** Its base URL. */

@@ -129,6 +129,48 @@ function parseModels(json: unknown): ServedModels {
   return maxModelLen === undefined ? { models } : { models, maxModelLen };
 }
 
+function probeRequest(request: RolloutRequest, model: string, top: number): EngineHttpRequest {
+  const { path, body } = completionRequest({ ...request, n: 1 }, model);
+  return { path, body: { ...(body as object), logprobs: top } };
+}
+
+/**
+ * `choices[0].logprobs.top_logprobs[0]`: `{"token_id:N": logprob}` (with
+ * `return_tokens_as_token_ids`; vLLM clamps the log-probs at -9999).
+ */
+function parseProbe(json: unknown): Map<number, number> | string {
+  const choice = isRecord(json) && Array.isArray(json.choices) ? json.choices[0] : undefined;
+  const lp = isRecord(choice) ? choice.logprobs : undefined;
+  const top = isRecord(lp) && Array.isArray(lp.top_logprobs) ? lp.top_logprobs[0] : undefined;
+  if (!isRecord(top)) {
+    return `expected "choices[0].logprobs.top_logprobs[0]" (logprobs > 0): got ${show(top)}`;
+  }
+  const out = new Map<number, number>();
+  for (const [key, value] of Object.entries(top)) {
+    const m = TOKEN_ID.exec(key);
+    if (m === null || typeof value !== "number") {
+      return `expected "token_id:N": logprob entries in "top_logprobs": got ${
+        show({ [key]: value })
+      }`;
+    }
+    out.set(Number(m[1]), value);
+  }
+  return out;
+}
+
+/**
+ * vLLM's answer for a model name it does not serve: HTTP 404 "The model `<name>` does not
+ * exist."; `message` must name the adapter.
+ */
+function lostAdapter(status: number, message: string, name: string): boolean {
+  return status === 404 && message.includes(name);
+}
+
+/** vLLM's unload of a name it does not hold: HTTP 404 "The lora adapter '<name>' cannot be found." */
+function unknownAdapter(status: number, _message: string, _name: string): boolean {
+  return status === 404;
+}
+
 /**
  * The vLLM backend.
  *
@@ -151,4 +193,8 @@ export const vllmBackend: EngineBackend = {
   parseCompletion,
   modelsPath: "/v1/models",
   parseModels,
+  probeRequest,
+  parseProbe,
+  lostAdapter,
+  unknownAdapter,
 };

@@ -186,3 +186,41 @@ Deno.test("vllmBackend.parseModels() reads ids and max_model_len", () => {
   });
   throws(() => vllmBackend.parseModels({ data: [{ name: "x" }] }), /expected entries with "id"/);
 });
+
+Deno.test("vllmBackend: a lost adapter is HTTP 404 naming it; an unknown unload is HTTP 404", () => {
+  const lost = `{"object":"error","message":"The model \`halo-v3\` does not exist.","code":404}`;
+  strictEqual(vllmBackend.lostAdapter(404, lost, "halo-v3"), true);
+  strictEqual(vllmBackend.lostAdapter(404, lost, "halo-v4"), false);
+  strictEqual(vllmBackend.lostAdapter(400, lost, "halo-v3"), false);
+  strictEqual(vllmBackend.unknownAdapter(404, "cannot be found", "halo-v1"), true);
+  strictEqual(vllmBackend.unknownAdapter(503, "busy", "halo-v1"), false);
+});
+
+Deno.test("vllmBackend's probe asks for logprobs: k and reads top_logprobs[0]", () => {
+  const { body } = vllmBackend.probeRequest(
+    {
+      promptIds: [1, 2],
+      n: 1,
+      maxTokens: 1,
+      temperature: 0.5,
+      topP: 1,
+      topK: 0,
+      seed: 5,
+      stopTokenIds: [],
+      eosTokenIds: [54],
+      adapter: null,
+      policyVersion: -1,
+    },
+    "base",
+    5,
+  );
+  const b = body as { logprobs: number; return_tokens_as_token_ids: boolean; n: number };
+  deepStrictEqual([b.logprobs, b.return_tokens_as_token_ids, b.n], [5, true, 1]);
+  const json = {
+    choices: [{ logprobs: { top_logprobs: [{ "token_id:7": -0.1, "token_id:3": -9999 }] } }],
+  };
+  deepStrictEqual(vllmBackend.parseProbe(json), new Map([[7, -0.1], [3, -9999]]));
+  ok(/"token_id:N": logprob entries/.test(String(vllmBackend.parseProbe({
+    choices: [{ logprobs: { top_logprobs: [{ "a": -1 }] } }],
+  }))));
+});

@@ -114,7 +114,11 @@ async function remoteRun(dir: string, mode: Mode) {
       );
       // Both servers take adapters; server 1 is killed before step 2's publish, which skips it
       // (and the pool sends it nothing for the versions it lacks).
-      adapters = new AdapterSync(pool.clients, { dir: join(dir, "adapters"), keep: 2 });
+      adapters = new AdapterSync(pool.clients, {
+        dir: join(dir, "adapters"),
+        keep: 2,
+        backoffMs: 5, // the killed server's load is tried `attempts` times
+      });
       const write = peftWriter(scratch);
       sync = { adapters, write, onPublish: (r) => warnings.push(...r.warnings) };
     }

@@ -353,11 +353,15 @@ export interface RlRolloutConfig {
   /**
    * Milliseconds per HTTP request before it is aborted; default 120 000. A completion request
    * gets 50 ms more per requested token (`maxNewTokens`), since one request generates a whole
-   * group; the pool keeps at most 256 sequences in flight per server (vLLM's default
-   * `--max-num-seqs`), the others waiting untimed (remote/rollout_pool.ts).
+   * group; the pool keeps at most `maxSeqsInFlight` sequences in flight per server, the others
+   * waiting untimed (remote/rollout_pool.ts).
    */
   readonly timeoutMs: number;
-  /** Tries per request over all servers (failover to the others); default 4. */
+  /**
+   * Tries per request over all servers (failover to the others), and per adapter load; default
+   * 4. With one server there is no failover: raise it with `backoffMs` (10 tries from 1000 ms
+   * wait ~8.5 min in all) so a server restart does not end the run.
+   */
   readonly attempts: number;
   /** The first retry's wait in ms, doubling per retry; default 250. */
   readonly backoffMs: number;
@@ -365,6 +369,17 @@ export interface RlRolloutConfig {
   readonly downMs: number;
   /** Re-requests of an invalid choice (ids, log-probs, finish reason) per request; default 2. */
   readonly choiceRetries: number;
+  /**
+   * The environment variable holding the servers' API key (vLLM/SGLang `--api-key`), sent as
+   * `Authorization: Bearer <key>`; default `""`: none. Only the variable's name is in the config
+   * (and so in checkpoints and logs), never the key.
+   */
+  readonly apiKeyEnv: string;
+  /**
+   * Sequences in flight per server (vLLM's `--max-num-seqs`, default 256): more wait in halo,
+   * untimed, rather than queue in the engine against `timeoutMs`; default 256.
+   */
+  readonly maxSeqsInFlight: number;
   /**
    * Check each server at connect: its models, context length, and a probe of whether its
    * log-probs are raw or processed. Default `true`; `false` needs `model`.
@@ -698,6 +713,10 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
     backoffMs: nonNegative,
     downMs: nonNegative,
     choiceRetries: nonNegativeInt,
+    apiKeyEnv: z.string().regex(/^([A-Za-z_][A-Za-z0-9_]*)?$/, {
+      error: 'must name an environment variable (e.g. "VLLM_API_KEY"), or be "" for no key',
+    }),
+    maxSeqsInFlight: positiveInt,
     preflight: z.boolean(),
     tis: z.strictObject({
       enabled: z.boolean(),
@@ -790,6 +809,8 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
     backoffMs: 250,
     downMs: 10_000,
     choiceRetries: 2,
+    apiKeyEnv: "",
+    maxSeqsInFlight: 256,
     preflight: true,
     tis: { enabled: false, cap: 2 },
     async: { enabled: false, maxStaleness: 1 },
@@ -1061,7 +1082,8 @@ function rolloutProblems(rl: RlConfig, adaptersKind: "none" | "lora" | "hilo"): 
  * it has an `rl` section without them: checkpoints written before `rl.rollout` existed sampled
  * locally with no importance weights, which is what the defaults say, and the GPU memory keys
  * change no result, so such checkpoints resume and compare equal to a config that leaves the keys
- * at their defaults. Any other value is returned as it is.
+ * at their defaults. An `rl.rollout` section without `apiKeyEnv` or `maxSeqsInFlight` gets `""`
+ * (no key) and 256 (the pool's fixed cap then). Any other value is returned as it is.
  *
  * @param config The saved config.
  * @returns The config, copied where filled.
@@ -1088,8 +1110,16 @@ export function withRolloutDefaults(config: unknown): unknown {
     gpuMemoryHeadroom: () => DEFAULT_RL_CONFIG.gpuMemoryHeadroom,
   };
   const missing = Object.keys(added).filter((k) => !(k in rl)) as (keyof typeof added)[];
-  if (missing.length === 0) return config;
+  // rl.rollout keys added later: the runs before them sent no API key and kept 256 sequences
+  // in flight per server.
+  const rollout = (rl as { rollout?: unknown }).rollout;
+  const rolloutAdded = { apiKeyEnv: "", maxSeqsInFlight: 256 };
+  const lacking = typeof rollout === "object" && rollout !== null && !Array.isArray(rollout)
+    ? Object.entries(rolloutAdded).filter(([k]) => !(k in rollout))
+    : [];
+  if (missing.length === 0 && lacking.length === 0) return config;
   const filled: Record<string, unknown> = { ...rl };
   for (const k of missing) filled[k] = added[k]();
+  if (lacking.length > 0) filled.rollout = { ...rollout as object, ...Object.fromEntries(lacking) };
   return { ...config, rl: filled };
 }

@@ -314,9 +314,21 @@ Deno.test("withRolloutDefaults() fills the keys a saved config predates, and onl
   strictEqual((filled.rl.rollout as { backend: string }).backend, "local");
   strictEqual("releaseWorkspaces" in old.rl, false, "the saved config was changed");
   const kept = {
-    rl: { releaseWorkspaces: false, gpuMemoryBudget: 80, gpuMemoryHeadroom: 0.2, rollout: {} },
+    rl: {
+      releaseWorkspaces: false,
+      gpuMemoryBudget: 80,
+      gpuMemoryHeadroom: 0.2,
+      rollout: { apiKeyEnv: "K", maxSeqsInFlight: 8 },
+    },
   };
   strictEqual(withRolloutDefaults(kept), kept);
+  // An rl.rollout from before apiKeyEnv / maxSeqsInFlight: no key, the pool's cap of 256.
+  const rollout = { ...kept.rl, rollout: { backend: "vllm" } };
+  deepStrictEqual((withRolloutDefaults({ rl: rollout }) as typeof kept).rl.rollout, {
+    backend: "vllm",
+    apiKeyEnv: "",
+    maxSeqsInFlight: 256,
+  });
 });
 
 Deno.test("rlKeyWarnings() names rl.alignKeepAllCorrect when nothing reads it", () => {

@@ -171,6 +171,14 @@ export interface GpuMemoryEstimate {
    * software adapter.
    */
   scratch: number;
+  /**
+   * The "matmul split-K" requests behind `scratch`, in bytes, in the order the products record
+   * them (the merge's, then one training step's: `scratch` is `scratchBytes` of them); empty on a
+   * software adapter. `gpu_memory_estimate_test.ts` compares them with the requests a real
+   * training step makes, so that a change to the backward's products or their order that the
+   * estimate does not follow fails there.
+   */
+  scratchRequests: number[];
   /** Always allocated: weights + adapters + optimizer. */
   resident: number;
   /**
@@ -551,10 +559,9 @@ export function estimateRlGpuMemory(input: GpuMemoryEstimateInput): GpuMemoryEst
   // The kernels' scratch: only a hardware adapter's backward products split K. The merge's
   // products (`dx` of B·A, k = rank) would ask it before the training step's; they split only
   // from rank 1024 (SPLIT_K_MIN_K) on.
-  let scratch = 0;
+  const requests: number[] = [];
   if (!(input.isFallbackAdapter ?? false)) {
     const fill = input.fillWorkgroups ?? DEFAULT_FILL_WORKGROUPS.hardware;
-    const requests: number[] = [];
     if (a !== null && mergedCopy > 0 && wBytes === 4) {
       for (let l = 0; l < L; l++) {
         const r = atLayer(a.ranks, l, 1);
@@ -575,8 +582,8 @@ export function estimateRlGpuMemory(input: GpuMemoryEstimateInput): GpuMemoryEst
       binding,
       fill,
     }));
-    scratch = scratchBytes(requests);
   }
+  const scratch = scratchBytes(requests);
 
   const resident = weights + adapterBytes + optimizer;
   const generation = gen.kv + gen.rest + mergedCopy;
@@ -592,6 +599,7 @@ export function estimateRlGpuMemory(input: GpuMemoryEstimateInput): GpuMemoryEst
     forward,
     training,
     scratch,
+    scratchRequests: requests,
     resident,
     peak,
     generateRows: { rollout: rollout?.rows ?? 0, eval: evalSizes?.rows ?? 0 },

@@ -19,6 +19,7 @@ import { loadPeftAdapter } from "../../adapters/peft_io.ts";
 import { createLora } from "../../adapters/lora.ts";
 import { loraConfig } from "../../adapters/lora_config.ts";
 import { GpuContext } from "../../gpu/context.ts";
+import { SPLIT_K_SCRATCH } from "../../kernels/matmul/matmul.ts";
 import { noGpu, testContext } from "../../gpu/test_utils.ts";
 import { fixtureDir } from "../../internal/test_utils.ts";
 import { type Qwen3Config, readQwen3Config } from "../../model/config.ts";
@@ -42,14 +43,22 @@ function within(measured: number, estimate: number, what: string): void {
   );
 }
 
-/** Counts the bytes of the buffers `ctx.scratch` makes from now on (labelled "scratch …"). */
-function countScratch(ctx: GpuContext): { bytes: number } {
-  const count = { bytes: 0 };
+/**
+ * Counts the bytes of the buffers `ctx.scratch` makes from now on (labelled "scratch …"), and
+ * lists the bytes each split-K product asks of it, in record order.
+ */
+function countScratch(ctx: GpuContext): { bytes: number; requests: number[] } {
+  const count = { bytes: 0, requests: [] as number[] };
   const create = ctx.createBuffer.bind(ctx);
   ctx.createBuffer = (size: number, label: string) => {
     const buffer = create(size, label);
     if (label.startsWith("scratch ")) count.bytes += buffer.size;
     return buffer;
+  };
+  const scratch = ctx.scratch.bind(ctx);
+  ctx.scratch = (name: string, bytes: number) => {
+    if (name === SPLIT_K_SCRATCH) count.requests.push(bytes);
+    return scratch(name, bytes);
   };
   return count;
 }
@@ -126,7 +135,9 @@ async function measure(
       advantages: new Float64Array(m).fill(1),
     },
   });
-  // The kernels' scratch stays after the step (until the model is disposed).
+  // The kernels' scratch stays after the step (until the model is disposed). The requests, in
+  // order, as the estimate lists them (so a drift fails here even where the totals agree).
+  deepStrictEqual(scratch.requests, est.scratchRequests, "split-K requests");
   strictEqual(scratch.bytes, est.scratch, "split-K scratch");
   within(ctx.allocatedBytes - before, est.training + est.scratch, "training workspace + scratch");
   backend.dispose();
@@ -288,7 +299,7 @@ Deno.test({
     const lora = createLora(loraConfig({ r: 4, targetModules: ALL }), config, { seed: 2 });
     model.setAdapters(lora);
     const [rows, T] = [16, 65];
-    const est = estimateRlGpuMemory({
+    const input: GpuMemoryEstimateInput = {
       model: config,
       adapters: { targets: ALL, ranks: [4] },
       groupSize: 1,
@@ -302,7 +313,8 @@ Deno.test({
       offsetAlignment: ctx.device.limits.minStorageBufferOffsetAlignment,
       isFallbackAdapter: false,
       fillWorkgroups: ctx.fillWorkgroups,
-    });
+    };
+    const est = estimateRlGpuMemory(input);
     const scratch = countScratch(ctx);
     const backend = createTrainBackend(model, { mode: "adapters", params: loraParams(lora) });
     const before = ctx.allocatedBytes;
@@ -327,8 +339,20 @@ Deno.test({
     // more (gate/up's B [64, 4] is 4 KiB). The other products do not split (k < 1024).
     strictEqual(scratch.bytes, 2048 + 4096);
     strictEqual(est.scratch, scratch.bytes, "split-K scratch");
+    // Every request in record order, as the estimate lists them (LoRA's B then A gradients per
+    // projection, layers from the last down).
+    ok(scratch.requests.length > 7, `${scratch.requests.length} split-K requests`);
+    deepStrictEqual(scratch.requests, est.scratchRequests, "LoRA step's split-K requests");
     within(ctx.allocatedBytes - before, est.training + est.scratch, "training workspace + scratch");
     backend.dispose();
+    // Full fine-tuning over the same tokens: the base weights' gradients (the LM head's and every
+    // projection's, k = 1040 tokens) split too, in the order the estimate lists them.
+    model.setAdapters(null);
+    const full = estimateRlGpuMemory({ ...input, adapters: null });
+    scratch.requests.length = 0;
+    await model.runTrainStep(batch, { mode: "full", lossHook: () => {} });
+    ok(scratch.requests.length > 7, `${scratch.requests.length} split-K requests`);
+    deepStrictEqual(scratch.requests, full.scratchRequests, "full step's split-K requests");
     model.dispose();
     strictEqual(ctx.allocatedBytes, 0, "bytes left after dispose()");
   },

@@ -219,6 +219,8 @@ const RESUME_CHANGEABLE = [
   "rl.rollout.backoffMs",
   "rl.rollout.downMs",
   "rl.rollout.choiceRetries",
+  "rl.rollout.apiKeyEnv",
+  "rl.rollout.maxSeqsInFlight",
   "rl.rollout.preflight",
 ];
 
