@@ -199,6 +199,85 @@ function valueAt(root: unknown, path: Path): unknown {
   return node;
 }
 
+/** A zod schema's definition, as far as {@linkcode schemaAt} reads it. */
+interface SchemaDef {
+  type: string;
+  shape?: Record<string, z.core.$ZodType>;
+  element?: z.core.$ZodType;
+  options?: readonly z.core.$ZodType[];
+  discriminator?: string;
+  innerType?: z.core.$ZodType;
+  in?: z.core.$ZodType;
+  out?: z.core.$ZodType;
+  values?: readonly unknown[];
+}
+
+function defOf(schema: z.core.$ZodType): SchemaDef {
+  return schema._zod.def as unknown as SchemaDef;
+}
+
+/** `schema` without its `.default()`, `.optional()`, `.nullable()` or `z.preprocess` wrappers. */
+function unwrap(schema: z.core.$ZodType): z.core.$ZodType {
+  for (;;) {
+    const def = defOf(schema);
+    if (def.innerType !== undefined) schema = def.innerType;
+    else if (def.type === "pipe" && def.in !== undefined && def.out !== undefined) {
+      schema = defOf(def.in).type === "transform" ? def.out : def.in;
+    } else return schema;
+  }
+}
+
+/**
+ * Which option of a union `value` is meant as: for a discriminated union (the `rl.losses`
+ * terms), the one whose discriminator literal is `value`'s; otherwise the only mapping option.
+ */
+function unionOption(def: SchemaDef, value: unknown): z.core.$ZodType | undefined {
+  const options = (def.options ?? []).map(unwrap);
+  const tag = def.discriminator;
+  if (tag !== undefined) {
+    if (!isPlainObject(value)) return undefined;
+    return options.find((option) => {
+      const field = defOf(option).shape?.[tag];
+      return field !== undefined && (defOf(unwrap(field)).values ?? []).includes(value[tag]);
+    });
+  }
+  const objects = options.filter((option) => defOf(option).type === "object");
+  return objects.length === 1 ? objects[0] : undefined;
+}
+
+/** The schema of the value at `path` in `root`, choosing union options by the value itself. */
+function schemaAt(path: Path, root: unknown): z.core.$ZodType | undefined {
+  let schema: z.core.$ZodType | undefined = SCHEMA;
+  for (let i = 0;; i++) {
+    schema = unwrap(schema);
+    const def = defOf(schema);
+    if (def.type === "union") {
+      schema = unionOption(def, valueAt(root, path.slice(0, i)));
+      if (schema === undefined) return undefined;
+      schema = unwrap(schema);
+    }
+    if (i === path.length) return schema;
+    const segment = path[i];
+    const node = defOf(schema);
+    if (node.type === "object" && typeof segment === "string") schema = node.shape?.[segment];
+    else if (node.type === "array" && typeof segment === "number") schema = node.element;
+    else return undefined;
+    if (schema === undefined) return undefined;
+  }
+}
+
+/**
+ * The keys allowed in the mapping at `path`: its own schema's (for a loss term, that of the term
+ * its `name` picks), else the defaults'.
+ */
+function knownKeys(path: Path, root: unknown): string[] {
+  const schema = schemaAt(path, root);
+  const shape = schema === undefined ? undefined : defOf(schema).shape;
+  if (shape !== undefined) return Object.keys(shape);
+  const defaults = valueAt(DEFAULT_CONFIG, path);
+  return isPlainObject(defaults) ? Object.keys(defaults) : [];
+}
+
 const EXPECTED_WORDS: Readonly<Record<string, string>> = {
   number: "a number",
   int: "an integer",
@@ -256,8 +335,7 @@ function issueProblems(issue: z.core.$ZodIssue, root: unknown): Problem[] {
         kind: "range",
       }];
     case "unrecognized_keys": {
-      const defaults = valueAt(DEFAULT_CONFIG, path);
-      const known = isPlainObject(defaults) ? Object.keys(defaults) : [];
+      const known = knownKeys(path, root);
       return issue.keys.map((key) => ({
         path: [...path, key],
         text: `is unknown: ${expectedKeys(key, known)}`,
