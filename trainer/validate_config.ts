@@ -245,13 +245,16 @@ function unionOption(def: SchemaDef, value: unknown): z.core.$ZodType | undefine
   return objects.length === 1 ? objects[0] : undefined;
 }
 
-/** The schema of the value at `path` in `root`, choosing union options by the value itself. */
-function schemaAt(path: Path, root: unknown): z.core.$ZodType | undefined {
+/**
+ * The schema of the value at `path` in `root`, choosing union options by the value itself (at
+ * `path` itself only when `resolveLast`).
+ */
+function schemaAt(path: Path, root: unknown, resolveLast = true): z.core.$ZodType | undefined {
   let schema: z.core.$ZodType | undefined = SCHEMA;
   for (let i = 0;; i++) {
     schema = unwrap(schema);
     const def = defOf(schema);
-    if (def.type === "union") {
+    if (def.type === "union" && (resolveLast || i < path.length)) {
       schema = unionOption(def, valueAt(root, path.slice(0, i)));
       if (schema === undefined) return undefined;
       schema = unwrap(schema);
@@ -263,6 +266,72 @@ function schemaAt(path: Path, root: unknown): z.core.$ZodType | undefined {
     else if (node.type === "array" && typeof segment === "number") schema = node.element;
     else return undefined;
     if (schema === undefined) return undefined;
+  }
+}
+
+/** A zod check's definition, as far as {@linkcode bounds} reads it. */
+interface CheckDef {
+  check: string;
+  value?: number;
+  inclusive?: boolean;
+  minimum?: number;
+}
+
+/** The bounds a number or list schema's checks put on it, e.g. `[">= 0", "< 1"]`. */
+function bounds(schema: z.core.$ZodType): { numbers: string[]; minLength: number } {
+  const checks = (schema._zod.def as { checks?: readonly z.core.$ZodCheck[] }).checks ?? [];
+  const numbers: string[] = [];
+  let minLength = 0;
+  for (const check of checks) {
+    const def = check._zod.def as unknown as CheckDef;
+    if (def.check === "greater_than") numbers.push(`${def.inclusive ? ">=" : ">"} ${def.value}`);
+    if (def.check === "less_than") numbers.push(`${def.inclusive ? "<=" : "<"} ${def.value}`);
+    if (def.check === "min_length") minLength = def.minimum ?? 0;
+  }
+  return { numbers, minLength };
+}
+
+/**
+ * What a schema accepts, in words (e.g. `"final" or an integer >= 0` for a union), or
+ * `undefined` for a kind of schema it cannot word.
+ */
+function describe(schema: z.core.$ZodType): string | undefined {
+  schema = unwrap(schema);
+  const def = defOf(schema);
+  switch (def.type) {
+    case "literal":
+      return (def.values ?? []).map((v) => show(v)).join(" or ");
+    case "null":
+      return "null";
+    case "number": {
+      const int = (def as { format?: string }).format?.includes("int") === true;
+      return [int ? "an integer" : "a number", ...bounds(schema).numbers].join(" ");
+    }
+    case "string":
+      return bounds(schema).minLength > 0 ? "a non-empty string" : "a string";
+    case "array": {
+      const element = def.element === undefined ? undefined : describe(def.element);
+      if (element === undefined) return undefined;
+      const plural = element.replace(/^an? (\S+)/, "$1s");
+      return `a ${bounds(schema).minLength > 0 ? "non-empty " : ""}list of ${plural}`;
+    }
+    case "union": {
+      const words: string[] = [];
+      for (const option of def.options ?? []) {
+        const inner = unwrap(option);
+        const nested = defOf(inner).type === "union" ? defOf(inner).options ?? [] : [inner];
+        for (const alternative of nested) {
+          const word = describe(alternative);
+          if (word === undefined) return undefined;
+          words.push(word);
+        }
+      }
+      return words.length <= 2
+        ? words.join(" or ")
+        : `${words.slice(0, -1).join(", ")} or ${words[words.length - 1]}`;
+    }
+    default:
+      return undefined;
   }
 }
 
@@ -342,8 +411,13 @@ function issueProblems(issue: z.core.$ZodIssue, root: unknown): Problem[] {
         kind: "type" as const,
       }));
     }
-    case "invalid_union":
-      return [{ path, text: `${issue.message}: ${current}`, kind: "range" }];
+    case "invalid_union": {
+      // zod's own message is a bare "Invalid input": say what each option accepts instead.
+      const schema = issue.message === "Invalid input" ? schemaAt(path, root, false) : undefined;
+      const accepted = schema === undefined ? undefined : describe(schema);
+      const text = accepted === undefined ? issue.message : `must be ${accepted}`;
+      return [{ path, text: `${text}: ${current}`, kind: "range" }];
+    }
     case "invalid_format":
       return [{ path, text: `${issue.message}: ${current}`, kind: "range" }];
     default:

@@ -138,3 +138,27 @@ Deno.test("validateConfig() names the keys of the rl.losses term a typo is in, c
       '"clipHigh"?)',
   });
 });
+
+Deno.test("validateConfig() says what a key with several forms accepts, not a bare 'Invalid input'", () => {
+  for (const layer of ["last", "0", 0.5]) {
+    const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+      string,
+      Record<string, unknown>
+    >;
+    copy.rl.losses = [{ name: "clipped_pg" }, { name: "hidden_align", layer }];
+    throws(() => validateConfig(copy), {
+      name: "RangeError",
+      message: `Cannot load config "<object>": key "rl.losses[1].layer" must be "final" or an ` +
+        `integer >= 0: current value is ${JSON.stringify(layer)}`,
+    });
+  }
+  const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+    string,
+    Record<string, Record<string, unknown>>
+  >;
+  copy.adapters.hilo.topK = 1.5;
+  throws(() => validateConfig(copy), {
+    message: 'Cannot load config "<object>": key "adapters.hilo.topK" must be a non-empty ' +
+      "string, an integer >= 1, a non-empty list of integers >= 1 or null: current value is 1.5",
+  });
+});
