@@ -14,9 +14,10 @@
  *                       [--resamples N] [--out DIR] [--backend cpu|webgpu|auto] [--json]
  *
  * `--model` may be repeated to measure a series (e.g. the SFT model, then checkpoints of an RL
- * run): each is a model directory (`config.json`, as `<run>/final/`) or a full-fine-tuning
- * checkpoint `<run>/step_NNNNNN/` (its weights on the base model its `meta.json` names, opened by
- * `trainer/checkpoint_model.ts` as `eval` and `demo` do), measured
+ * run): each is a model directory (`config.json`, as `<run>/final/`), an adapter directory (a
+ * LoRA/HILO run's `final/`, on the base model its `adapter_config.json` names) or a checkpoint
+ * `<run>/step_NNNNNN/` (its weights, model or adapters, on the base model its `meta.json` names,
+ * opened by `trainer/checkpoint_model.ts` as `eval` and `demo` do), measured
  * on the same problems with the same sampling seed. `--out DIR` writes `anchors.md`,
  * `anchors.json`, one `anchors_<i>.svg` per model (cosine against layer, one line per pair kind)
  * and, for a series, `anchors_series.svg`.
@@ -145,7 +146,7 @@ export interface MeasureAnchorsOptions {
   resamples: number;
 }
 
-/** The model of a model directory, or of a full-fine-tuning checkpoint on its base model. */
+/** The model of a model directory, or of an adapter directory or checkpoint on its base model. */
 async function openModel(
   dir: string,
   backend: "cpu" | "webgpu" | "auto",

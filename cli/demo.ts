@@ -1,8 +1,8 @@
 /**
  * The demo job: load a Qwen3 model directory (default: the random test fixture
- * `tests/fixtures/qwen3-tiny`; a run's `final/`) or a full-fine-tuning checkpoint
- * `<run>/step_NNNNNN/` on its base model, run one forward pass, report the perplexity of a
- * sequence and greedy-decode a few tokens.
+ * `tests/fixtures/qwen3-tiny`; a run's `final/`), an adapter directory (a LoRA/HILO run's
+ * `final/`) or a checkpoint `<run>/step_NNNNNN/` on its base model, run one forward pass, report
+ * the perplexity of a sequence and greedy-decode a few tokens.
  *
  *   deno task demo [--model DIR] [--backend webgpu|cpu|auto] [--tokens N]
  *
