@@ -209,14 +209,15 @@ function headline(name: string, r: RunEvalResult): string {
   const s = r.summary!;
   const kMax = s.ks.at(-1)!;
   const tokPerS = r.seconds > 0 ? (r.generatedTokens / r.seconds).toFixed(1) : "?";
-  return `${name}: ${s.problems} problems × ${s.samplesPerProblem} samples | pass@1 ` +
-    `${formatInterval(s.overall.passAtK[1])} | pass@${kMax} ${
-      formatInterval(s.overall.passAtK[kMax])
-    }` +
-    ` | maj@${kMax} ${
-      formatInterval(s.overall.majAtK[kMax])
-    } | this session ${r.generatedTokens} ` +
-    `tokens in ${r.seconds.toFixed(1)} s (${tokPerS} tok/s)`;
+  const parts = [
+    `${name}: ${s.problems} problems × ${s.samplesPerProblem} samples`,
+    `pass@1 ${formatInterval(s.overall.passAtK[1])}`,
+    // With k = 1, pass@k is pass@1: shown once.
+    ...(kMax > 1 ? [`pass@${kMax} ${formatInterval(s.overall.passAtK[kMax])}`] : []),
+    `maj@${kMax} ${formatInterval(s.overall.majAtK[kMax])}`,
+    `this session ${r.generatedTokens} tokens in ${r.seconds.toFixed(1)} s (${tokPerS} tok/s)`,
+  ];
+  return parts.join(" | ");
 }
 
 /**
