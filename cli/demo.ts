@@ -13,6 +13,19 @@ import { loadModelOrCheckpoint } from "../trainer/checkpoint_model.ts";
 
 const USAGE = "usage: deno task demo [--model DIR] [--backend webgpu|cpu|auto] [--tokens N]";
 
+/** `--help`: the usage, then what each option does. */
+const HELP = `${USAGE}
+
+Loads a model, runs one forward pass (the perplexity of a fixed 32-token sequence) and greedy-decodes
+a few tokens: a quick check that a model and a backend work.
+
+Options:
+  --model DIR          model directory (default tests/fixtures/qwen3-tiny, random weights), adapter
+                       directory (a LoRA/HILO run's final/) or checkpoint out/<run>/step_NNNNNN/
+  --backend B          webgpu | cpu | auto (default auto: WebGPU when a GPU is found, else the CPU)
+  --tokens N           tokens to decode greedily (default 12)
+  -h, --help           print this help`;
+
 /**
  * Runs the demo with command-line arguments.
  *
@@ -51,11 +64,11 @@ function parseDemoArgs(args: string[]): DemoOptions | null {
       },
       backend: { type: "string", default: "auto" },
       tokens: { type: "string", default: "12" },
-      help: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
-    console.log(USAGE);
+    console.log(HELP);
     return null;
   }
   const newTokens = Number(values.tokens);
