@@ -63,7 +63,29 @@ export interface HiloConfigOptions {
   loraDropout?: number;
   /** Base model name stored in the saved config; default null. */
   baseModelNameOrPath?: string | null;
+  /**
+   * The config key each option came from, named in errors in place of the option (e.g.
+   * `{ rank: "adapters.hilo.rank" }`); default none.
+   */
+  keys?: HiloOptionKeys;
 }
+
+/**
+ * The config keys of {@linkcode hiloConfig}'s options, named in its errors.
+ *
+ * @example The keys of a run config's `adapters.hilo` section
+ * ```ts
+ * import type { HiloOptionKeys } from "./hilo.ts";
+ *
+ * const keys: HiloOptionKeys = { experts: "adapters.hilo.experts", topK: "adapters.hilo.topK" };
+ * ```
+ */
+export type HiloOptionKeys = Partial<
+  Record<
+    "experts" | "rank" | "alpha" | "topK" | "activation" | "topP" | "balanceCoef" | "loraDropout",
+    string
+  >
+>;
 
 /**
  * Builds and checks a HILO config for a model from per-layer schedules.
@@ -87,25 +109,30 @@ export function hiloConfig(
 ): HiloConfig {
   const L = modelConfig.numHiddenLayers;
   const where = "Cannot build a HILO config";
-  const experts = parseLayerSchedule(options.experts ?? "uniform:4", L, { name: "experts" });
-  const rank = parseLayerSchedule(options.rank ?? "uniform:8", L, { name: "rank" });
+  const keys = options.keys ?? {};
+  const name = (option: keyof HiloOptionKeys): string =>
+    keys[option] === undefined ? `option "${option}"` : `key "${keys[option]}"`;
+  const schedule = (option: "experts" | "rank" | "topK", value: LayerSchedule): number[] =>
+    parseLayerSchedule(value, L, { name: option, key: keys[option] });
+  const experts = schedule("experts", options.experts ?? "uniform:4");
+  const rank = schedule("rank", options.rank ?? "uniform:8");
   const topK = options.topK === undefined
     ? experts.map((e) => Math.min(2, e))
-    : parseLayerSchedule(options.topK, L, { name: "topK" });
+    : schedule("topK", options.topK);
   const alphaOption = options.alpha ?? 16;
   const alphaOf = (r: number): number =>
     typeof alphaOption === "number" ? alphaOption : alphaOption.perRank * r;
   const layers: HiloLayerSpec[] = experts.map((E, l) => {
     if (topK[l] > E) {
       throw new RangeError(
-        `${where}: option "topK" of layer ${l} must be at most its expert count ${E}: current ` +
-          `value is ${topK[l]}`,
+        `${where}: ${name("topK")} of layer ${l} must be at most its expert count ${E} ` +
+          `(${name("experts")}): current value is ${topK[l]}`,
       );
     }
     const alpha = alphaOf(rank[l]);
     if (!(Number.isFinite(alpha) && alpha > 0)) {
       throw new RangeError(
-        `${where}: option "alpha" must give a positive finite α: current value is ` +
+        `${where}: ${name("alpha")} must give a positive finite α: current value is ` +
           `${JSON.stringify(alphaOption)}`,
       );
     }
@@ -114,24 +141,23 @@ export function hiloConfig(
   const activation = options.activation ?? "top-k";
   if (activation !== "top-k" && activation !== "top-p") {
     throw new RangeError(
-      `${where}: option "activation" must be "top-k" or "top-p": current value is ` +
+      `${where}: ${name("activation")} must be "top-k" or "top-p": current value is ` +
         `${JSON.stringify(activation)}`,
     );
   }
   const topP = options.topP ?? 0.8;
   if (!(topP > 0 && topP <= 1)) {
-    throw new RangeError(`${where}: option "topP" must be in (0, 1]: current value is ${topP}`);
+    throw new RangeError(`${where}: ${name("topP")} must be in (0, 1]: current value is ${topP}`);
   }
   const balanceCoef = options.balanceCoef ?? 0;
   if (!(Number.isFinite(balanceCoef) && balanceCoef >= 0)) {
-    throw new RangeError(
-      `${where}: option "balanceCoef" must be a finite number ≥ 0: current value is ${balanceCoef}`,
-    );
+    const what = `${where}: ${name("balanceCoef")}`;
+    throw new RangeError(`${what} must be a finite number ≥ 0: current value is ${balanceCoef}`);
   }
   const loraDropout = options.loraDropout ?? 0;
   if (!(loraDropout >= 0 && loraDropout < 1)) {
     throw new RangeError(
-      `${where}: option "loraDropout" must be in [0, 1): current value is ${loraDropout}`,
+      `${where}: ${name("loraDropout")} must be in [0, 1): current value is ${loraDropout}`,
     );
   }
   return {

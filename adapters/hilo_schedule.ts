@@ -16,6 +16,8 @@ export type LayerSchedule = string | number | readonly number[];
 export interface ParseLayerScheduleOptions {
   /** What the schedule sets, quoted in errors (e.g. `"experts"`); default `"schedule"`. */
   name?: string;
+  /** The config key it came from, named in errors (e.g. `"adapters.hilo.experts"`); default none. */
+  key?: string;
 }
 
 /**
@@ -25,7 +27,7 @@ export interface ParseLayerScheduleOptions {
  *
  * @param schedule The schedule.
  * @param numLayers The model's decoder layer count.
- * @param options The schedule's name in errors.
+ * @param options The schedule's name and config key in errors.
  * @returns One value per layer.
  * @throws {RangeError} If the string is malformed, a value is not a positive integer, or a list
  * has the wrong length; the message names the schedule and quotes the value.
@@ -42,7 +44,8 @@ export function parseLayerSchedule(
   options: ParseLayerScheduleOptions = {},
 ): number[] {
   const name = options.name ?? "schedule";
-  const where = `Cannot parse the ${name} schedule`;
+  const where = `Cannot parse the ${name} schedule` +
+    (options.key === undefined ? "" : ` (key "${options.key}")`);
   if (!Number.isSafeInteger(numLayers) || numLayers < 1) {
     throw new RangeError(
       `${where}: the layer count must be a positive integer: current value is ${numLayers}`,

@@ -44,7 +44,7 @@ Deno.test("hiloConfig() builds per-layer entries with fixed or rank-proportional
   ]);
   assert.throws(
     () => hiloConfig({ numHiddenLayers: 2 }, { experts: "2-4", topK: 3 }),
-    /"topK" of layer 0 must be at most its expert count 2: current value is 3/,
+    /option "topK" of layer 0 must be at most its expert count 2 \(option "experts"\): current value is 3/,
   );
   assert.throws(() => hiloConfig({ numHiddenLayers: 2 }, { topP: 1.5 }), /"topP".*1\.5/);
 });

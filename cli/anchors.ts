@@ -14,9 +14,10 @@
  *                       [--resamples N] [--out DIR] [--backend cpu|webgpu|auto] [--json]
  *
  * `--model` may be repeated to measure a series (e.g. the SFT model, then checkpoints of an RL
- * run): each is a model directory (`config.json`, as `<run>/final/`) or a full-fine-tuning
- * checkpoint `<run>/step_NNNNNN/` (its weights on the base model its `meta.json` names, opened by
- * `trainer/checkpoint_model.ts` as `eval` and `demo` do), measured
+ * run): each is a model directory (`config.json`, as `<run>/final/`), an adapter directory (a
+ * LoRA/HILO run's `final/`, on the base model its `adapter_config.json` names) or a checkpoint
+ * `<run>/step_NNNNNN/` (its weights, model or adapters, on the base model its `meta.json` names,
+ * opened by `trainer/checkpoint_model.ts` as `eval` and `demo` do), measured
  * on the same problems with the same sampling seed. `--out DIR` writes `anchors.md`,
  * `anchors.json`, one `anchors_<i>.svg` per model (cosine against layer, one line per pair kind)
  * and, for a series, `anchors_series.svg`.
@@ -57,6 +58,34 @@ import { writeFileAtomic } from "../internal/atomic_write.ts";
 const USAGE = "usage: deno task anchors [--model DIR ...] [--config FILE] [--prompts N] " +
   "[--samples K] [--temperature T] [--seed S] [--max-new-tokens N] [--batch N] " +
   "[--resamples N] [--out DIR] [--backend cpu|webgpu|auto] [--json]";
+
+/** `--help`: the usage, then what each option does. */
+const HELP = `${USAGE}
+
+Measures the anchor geometry of a model on the arithmetic task: samples rollouts of held-out
+problems, finds each rollout's anchor (the token before its last "Answer:"), and reports for every
+layer the mean cosine of the anchor states between rollouts of the same problem by pair kind
+(correct-correct, incorrect-incorrect, correct-incorrect), against a control of random response
+positions, with bootstrap 95% intervals over problems.
+
+Options:
+  --model DIR          model directory (a run's final/), adapter directory (a LoRA/HILO run's
+                       final/) or checkpoint out/<run>/step_NNNNNN/; repeat to measure a series on
+                       the same problems (default models/arithmetic-tiny)
+  --config FILE        run config whose data section gives the problems (default
+                       configs/arithmetic_tiny.yaml)
+  --prompts N          held-out problems (default 48)
+  --samples K          rollouts per problem (default 8)
+  --temperature T      sampling temperature, > 0 (default 1)
+  --seed S             seed of the sampling, the random positions and the bootstrap (default 0)
+  --max-new-tokens N   most new tokens per rollout (default 48)
+  --batch N            sequences per generate/forward call (default 64)
+  --resamples N        bootstrap resamples of the intervals (default 1000; 0: no intervals)
+  --out DIR            also write anchors.md, anchors.json and the charts (anchors_<i>.svg, and
+                       anchors_series.svg for two or more models) to DIR
+  --backend B          cpu | webgpu | auto (default cpu)
+  --json               print the reports as JSON instead of the markdown tables
+  -h, --help           print this help`;
 
 /**
  * The measurement: accuracy, marker hit rate, mixed groups, the anchor cosines by pair kind and
@@ -145,7 +174,7 @@ export interface MeasureAnchorsOptions {
   resamples: number;
 }
 
-/** The model of a model directory, or of a full-fine-tuning checkpoint on its base model. */
+/** The model of a model directory, or of an adapter directory or checkpoint on its base model. */
 async function openModel(
   dir: string,
   backend: "cpu" | "webgpu" | "auto",
@@ -372,7 +401,7 @@ function parseAnchorsValues(args: string[]) {
 function parseAnchorsArgs(args: string[]): AnchorsArgs | null {
   const values = parseAnchorsValues(args);
   if (values.help) {
-    console.log(USAGE);
+    console.log(HELP);
     return null;
   }
   const seed = Number(values.seed);

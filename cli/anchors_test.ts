@@ -1,6 +1,22 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { main } from "./anchors.ts";
+import { undescribedFlags } from "../internal/test_utils.ts";
+
+Deno.test("deno task anchors --help describes every option of its usage line", async () => {
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (...args: unknown[]) => lines.push(args.join(" "));
+  try {
+    strictEqual(await main(["--help"]), null);
+  } finally {
+    console.log = log;
+  }
+  const help = lines.join("\n");
+  ok(help.startsWith("usage: deno task anchors "), help);
+  deepStrictEqual(undescribedFlags(help), [], help);
+  ok(help.split("\n").length > 10, help);
+});
 
 Deno.test("deno task anchors: consistent counts, and the same report for the same seed", async () => {
   const args = ["--prompts", "3", "--samples", "4", "--seed", "5", "--resamples", "200", "--json"];

@@ -1,8 +1,8 @@
 /**
  * The demo job: load a Qwen3 model directory (default: the random test fixture
- * `tests/fixtures/qwen3-tiny`; a run's `final/`) or a full-fine-tuning checkpoint
- * `<run>/step_NNNNNN/` on its base model, run one forward pass, report the perplexity of a
- * sequence and greedy-decode a few tokens.
+ * `tests/fixtures/qwen3-tiny`; a run's `final/`), an adapter directory (a LoRA/HILO run's
+ * `final/`) or a checkpoint `<run>/step_NNNNNN/` on its base model, run one forward pass, report
+ * the perplexity of a sequence and greedy-decode a few tokens.
  *
  *   deno task demo [--model DIR] [--backend webgpu|cpu|auto] [--tokens N]
  *
@@ -12,6 +12,19 @@ import { parseArgs } from "node:util";
 import { loadModelOrCheckpoint } from "../trainer/checkpoint_model.ts";
 
 const USAGE = "usage: deno task demo [--model DIR] [--backend webgpu|cpu|auto] [--tokens N]";
+
+/** `--help`: the usage, then what each option does. */
+const HELP = `${USAGE}
+
+Loads a model, runs one forward pass (the perplexity of a fixed 32-token sequence) and greedy-decodes
+a few tokens: a quick check that a model and a backend work.
+
+Options:
+  --model DIR          model directory (default tests/fixtures/qwen3-tiny, random weights), adapter
+                       directory (a LoRA/HILO run's final/) or checkpoint out/<run>/step_NNNNNN/
+  --backend B          webgpu | cpu | auto (default auto: WebGPU when a GPU is found, else the CPU)
+  --tokens N           tokens to decode greedily (default 12)
+  -h, --help           print this help`;
 
 /**
  * Runs the demo with command-line arguments.
@@ -51,11 +64,11 @@ function parseDemoArgs(args: string[]): DemoOptions | null {
       },
       backend: { type: "string", default: "auto" },
       tokens: { type: "string", default: "12" },
-      help: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
     },
   });
   if (values.help) {
-    console.log(USAGE);
+    console.log(HELP);
     return null;
   }
   const newTokens = Number(values.tokens);

@@ -54,8 +54,9 @@ below --k, and --k), avg@k and maj@k with 95% confidence intervals, overall and 
 and level.
 
 Options:
-  --model DIR            model directory (HuggingFace Qwen3, or a run's final/) or a full-fine-tuning
-                         checkpoint out/<run>/step_NNNNNN/; repeat to compare models
+  --model DIR            model directory (HuggingFace Qwen3, or a run's final/), adapter directory (a
+                         LoRA/HILO run's final/, on the base model it names) or checkpoint
+                         out/<run>/step_NNNNNN/ (on its base model); repeat to compare models
   --adapter DIR          PEFT LoRA or HILO adapter on the model; repeat to compare ("none" = the base)
   --data NAME|FILE       gsm8k, math500, arithmetic, or a .jsonl file
   --k N                  samples per problem (default 16)
@@ -208,14 +209,15 @@ function headline(name: string, r: RunEvalResult): string {
   const s = r.summary!;
   const kMax = s.ks.at(-1)!;
   const tokPerS = r.seconds > 0 ? (r.generatedTokens / r.seconds).toFixed(1) : "?";
-  return `${name}: ${s.problems} problems × ${s.samplesPerProblem} samples | pass@1 ` +
-    `${formatInterval(s.overall.passAtK[1])} | pass@${kMax} ${
-      formatInterval(s.overall.passAtK[kMax])
-    }` +
-    ` | maj@${kMax} ${
-      formatInterval(s.overall.majAtK[kMax])
-    } | this session ${r.generatedTokens} ` +
-    `tokens in ${r.seconds.toFixed(1)} s (${tokPerS} tok/s)`;
+  const parts = [
+    `${name}: ${s.problems} problems × ${s.samplesPerProblem} samples`,
+    `pass@1 ${formatInterval(s.overall.passAtK[1])}`,
+    // With k = 1, pass@k is pass@1: shown once.
+    ...(kMax > 1 ? [`pass@${kMax} ${formatInterval(s.overall.passAtK[kMax])}`] : []),
+    `maj@${kMax} ${formatInterval(s.overall.majAtK[kMax])}`,
+    `this session ${r.generatedTokens} tokens in ${r.seconds.toFixed(1)} s (${tokPerS} tok/s)`,
+  ];
+  return parts.join(" | ");
 }
 
 /**
@@ -355,7 +357,15 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
           const opened = await loadModelOrCheckpoint(dir, {
             backend,
             what: `Cannot evaluate: --model "${dir}"`,
+            adapterFlag: "--adapter",
           });
+          if (opened.adapter && system.adapter !== null) {
+            opened.model.dispose();
+            throw new RangeError(
+              `Cannot evaluate: --model "${dir}" holds adapters already: give its base model ` +
+                `with --adapter "${system.adapter}", or leave out --adapter`,
+            );
+          }
           // The CPU backend has no submits to split.
           if (submitEvery !== undefined && opened.model instanceof WebGpuQwen3) {
             opened.model.submitEveryLayers = submitEvery;

@@ -36,6 +36,7 @@ Deno.test("main() end to end writes samples.jsonl, summary.json, summary.md and 
     ], io);
     assert.equal(code, 0, err.join("\n"));
     assert.ok(out[0].startsWith("arithmetic-tiny: 2 problems × 2 samples | pass@1 "), out[0]);
+    assert.match(out[0], / \| pass@2 .* \| maj@2 /);
     const samples = (await Deno.readTextFile(join(dir, "samples.jsonl"))).trimEnd().split("\n");
     assert.equal(samples.length, 4);
     const record = JSON.parse(samples[0]);
@@ -203,9 +204,12 @@ Deno.test("pairSystems() pairs models and adapters", () => {
 Deno.test("main() --thinking turns Qwen3's thinking mode on and records it", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const { err, io } = capture();
+    const { out, err, io } = capture();
     const args = [...tiny, "--limit", "1", "--k", "1", "--max-new-tokens", "2", "--out", dir];
     assert.equal(await main([...args, "--thinking"], io), 0, err.join("\n"));
+    // With k = 1 the headline shows pass@1 once (pass@k is pass@1).
+    assert.equal(out[0].split("pass@").length - 1, 1, out[0]);
+    assert.match(out[0], / \| maj@1 /);
     const config = JSON.parse(await Deno.readTextFile(join(dir, "eval_config.json")));
     assert.equal(config.thinking, true);
     // The folder's setting is part of what a resume must match.

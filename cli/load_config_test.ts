@@ -154,6 +154,25 @@ Deno.test("loadConfig() rejects unknown keys and suggests the closest one", asyn
   });
 });
 
+Deno.test("loadConfig() lists an rl.losses term's own keys for a typo in it, at any index", async () => {
+  const alignKeys = '"name", "weight", "type", "anchor", "layer"';
+  const yaml = "trainer:\n  mode: rl\nrl:\n  losses:\n    - { name: clipped_pg }\n" +
+    "    - { name: hidden_align, layr: 0 }\n";
+  await withYaml(yaml, async (path) => {
+    await rejects(loadConfig(path), {
+      name: "TypeError",
+      message: `Cannot load config "${path}": key "rl.losses[1].layr" is unknown: expected one ` +
+        `of ${alignKeys} (did you mean "layer"?)`,
+    });
+  });
+  const override = "--rl.losses=[{name: hidden_align, anchr: marker}, {name: clipped_pg}]";
+  await rejects(loadConfig(undefined, { overrides: ["--trainer.mode=rl", override] }), {
+    name: "TypeError",
+    message: `Cannot load config "<defaults>": key "rl.losses[0].anchr" (set by "${override}") ` +
+      `is unknown: expected one of ${alignKeys} (did you mean "anchor"?)`,
+  });
+});
+
 Deno.test("loadConfig() names the override a bad value came from", async () => {
   await rejects(loadConfig("configs/tiny_sft.yaml", { overrides: ["--trainer.lr=-1"] }), {
     name: "RangeError",

@@ -38,6 +38,28 @@ import { readJsonFile } from "../internal/read_json.ts";
 const USAGE = "usage: deno task train [--config FILE] [--key.path=value ...] [--resume [DIR]] " +
   "[--overwrite] [--export DIR] [--workers N]";
 
+/** `--help`: the usage, then what each option does. */
+const HELP = `${USAGE}
+
+Trains one run: RL (DAPO, plus the Hidden-Align term when configured) when the config's
+trainer.mode is "rl", else supervised fine-tuning. Writes <run.outDir>/<run.name>/: metrics.jsonl,
+step_NNNNNN/ checkpoints and final/ (the model, or the PEFT/HILO adapter).
+
+Options:
+  --config FILE        run config (YAML) merged over the defaults (trainer/config.ts); default
+                       configs/rl_arith_hidden_align.yaml, the RL demo on models/arithmetic-tiny
+                       (configs/tiny_sft.yaml is an SFT demo)
+  --key.path=value     set any config key, after the file: --trainer.lr=1e-3, --trainer.steps 50,
+                       --backend=cpu, "--rl.losses=[{name: clipped_pg}]"; repeatable
+  --resume [DIR]       continue the run's newest checkpoint, or the checkpoint or run directory
+                       DIR (with DIR and no --config: the checkpoint's own config)
+  --overwrite          start afresh, deleting an existing run directory of the same name
+  --export DIR         also write the final model or adapter to DIR (a new or empty directory, or
+                       a previous export, replaced whole), checked before training
+  --workers N          CPU threads a batch is spread over (default: the cores, at most 8); the
+                       results do not depend on it
+  -h, --help           print this help`;
+
 /** The demo config, used when no `--config` is given. */
 const DEMO_CONFIG = new URL("../configs/rl_arith_hidden_align.yaml", import.meta.url);
 
@@ -273,7 +295,7 @@ async function prepareTrain(
 ): Promise<{ config: TrainConfig; args: TrainArgs } | null> {
   const parsed = parseTrainArgs(args);
   if (parsed.help) {
-    out(USAGE);
+    out(HELP);
     return null;
   }
   const config = await resolveTrainConfig(parsed);

@@ -5,6 +5,7 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { trainCli, type TrainRun } from "./train.ts";
 import { NonFiniteLossError } from "../trainer/train_loop.ts";
+import { undescribedFlags } from "../internal/test_utils.ts";
 
 const USAGE = /^usage: deno task train /;
 
@@ -43,6 +44,10 @@ Deno.test("trainCli() prints the usage after a bad flag, override or config key"
   const help = await cli(["--help"], () => Promise.resolve());
   deepStrictEqual([help.code, help.err, help.ran], [0, [], 0]);
   ok(USAGE.test(help.out[0]));
+  // …followed by a line for each of its options.
+  const text = help.out.join("\n");
+  deepStrictEqual(undescribedFlags(text), [], text);
+  ok(text.split("\n").length > 10, text);
 });
 
 Deno.test("trainCli() prints a failure of the run without the usage", async () => {

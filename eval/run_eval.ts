@@ -135,7 +135,7 @@ export interface RunEvalOptions {
   /**
    * Opens `model`: the model and its tokenizer's directory. Default `loadModel` on a model
    * directory; `deno task eval` passes `loadModelOrCheckpoint` (trainer/checkpoint_model.ts),
-   * which also opens a full-fine-tuning checkpoint `<run>/step_NNNNNN/` on its base model.
+   * which also opens a checkpoint `<run>/step_NNNNNN/` or an adapter directory on its base model.
    */
   openModel?: (
     dir: string,

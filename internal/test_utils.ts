@@ -177,3 +177,18 @@ export async function expectError(fn: () => unknown, options: ExpectErrorOptions
   }
   return caught;
 }
+
+/**
+ * The `--flags` of a `--help` text's first line (the usage) that no option line below describes
+ * (a line starting `  --flag` or `  -x, --flag`): empty when the help explains every flag.
+ *
+ * @param help The `--help` output.
+ * @returns The undescribed flags, in usage order.
+ */
+export function undescribedFlags(help: string): string[] {
+  const [usage, ...rest] = help.split("\n");
+  const options = rest.join("\n");
+  return [...new Set([...usage.matchAll(/--[a-z][a-z-]*/g)].map((m) => m[0]))].filter((flag) =>
+    !new RegExp(`^  (-\\w, )?${flag}\\b`, "m").test(options)
+  );
+}

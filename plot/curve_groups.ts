@@ -50,13 +50,21 @@ export const DEFAULT_CURVE_GROUPS: readonly CurveGroup[] = [
   { name: "clip", title: "Clip fractions", yTitle: "Fraction", pattern: /clip_?frac|clip_?ratio/ },
   { name: "kl", title: "KL divergence", yTitle: "KL", pattern: /(^|[/_])kl($|[/_])/ },
   { name: "entropy", title: "Entropy", yTitle: "Entropy (nats)", pattern: /entropy/ },
+  // A probability ratio near 1, not a loss term.
+  {
+    name: "ratio",
+    title: "Largest importance ratio",
+    yTitle: "Ratio",
+    pattern: /(^|[/_])ratio_max$/,
+  },
   {
     name: "loss",
     title: "Loss terms",
     yTitle: "Loss",
     pattern: /^loss\/(?!(tokens|rows|groups|count)$)|(^|[/_])loss$/,
   },
-  { name: "reward", title: "Reward", yTitle: "Reward", pattern: /reward/ },
+  // Before "reward": the rollouts' accuracy ("reward/accuracy") and marker rate
+  // ("reward/marker_rate") are fractions, not rewards in [-1, 1].
   {
     name: "accuracy",
     title: "Accuracy",
@@ -64,8 +72,37 @@ export const DEFAULT_CURVE_GROUPS: readonly CurveGroup[] = [
     pattern: /accuracy|(^|[/_])acc$|avg@|pass@|maj@/,
     yDomain: [0, 1],
   },
+  {
+    name: "anchor_marker",
+    title: "Anchor marker hit rate",
+    yTitle: "Fraction",
+    pattern: /marker|anchor_rate/,
+    yDomain: [0, 1],
+  },
+  { name: "reward", title: "Reward", yTitle: "Reward", pattern: /reward/ },
+  // Dynamic sampling's rates apart from its counts, and its token count apart from its group
+  // counts: on one axis the small ones read as flat zero.
+  {
+    name: "sampling_rates",
+    title: "Dynamic sampling: rates",
+    yTitle: "Fraction",
+    pattern: /^sampling\/.*(rate|fraction)$/,
+    yDomain: [0, 1],
+  },
   { name: "kept_groups", title: "Dynamic sampling: kept groups", yTitle: "Kept", pattern: /kept/ },
-  { name: "sampling", title: "Dynamic sampling", yTitle: "Count", pattern: /^sampling\// },
+  {
+    name: "generated_tokens",
+    title: "Tokens generated per step",
+    yTitle: "Tokens",
+    pattern: /^sampling\/generated_tokens$/,
+  },
+  {
+    name: "sampling",
+    title: "Dynamic sampling",
+    yTitle: "Count",
+    // The prompt position grows all run long (with --all: other_sampling.svg).
+    pattern: /^sampling\/(?!prompt_position$)/,
+  },
   {
     name: "response_length",
     title: "Response length",
@@ -87,7 +124,6 @@ export const DEFAULT_CURVE_GROUPS: readonly CurveGroup[] = [
     yFormat: "~e",
   },
   { name: "anchor_cosine", title: "Anchor cosine", yTitle: "Cosine similarity", pattern: /cos/ },
-  { name: "anchor_marker", title: "Anchor marker hit rate", yTitle: "Fraction", pattern: /marker/ },
   {
     name: "throughput",
     title: "Throughput",

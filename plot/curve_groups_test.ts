@@ -70,3 +70,46 @@ Deno.test("groupCurves() takes custom groups in their order, global patterns inc
   ]]]);
   assert.deepEqual(rest, ["c"]);
 });
+
+Deno.test("groupCurves() keeps an RL run's fractions off its reward and count axes", () => {
+  // Keys a Hidden-Align RL run writes to metrics.jsonl (the trainer's own names).
+  const keys = [
+    "loss/pg",
+    "loss/align",
+    "loss/total",
+    "loss/ratio_max",
+    "reward/mean",
+    "reward/overlong_penalty",
+    "reward/accuracy",
+    "reward/marker_rate",
+    "batch/anchor_rate",
+    "eval/accuracy",
+    "sampling/kept_groups",
+    "sampling/kept_fraction",
+    "sampling/mixed_rate",
+    "sampling/mixed_groups",
+    "sampling/gen_batches",
+    "sampling/generated_tokens",
+    "sampling/prompt_position",
+  ];
+  const { grouped, rest } = groupCurves(keys);
+  assert.deepEqual(Object.fromEntries(grouped.map((g) => [g.group.name, g.keys])), {
+    ratio: ["loss/ratio_max"],
+    loss: ["loss/align", "loss/pg", "loss/total"],
+    accuracy: ["eval/accuracy", "reward/accuracy"],
+    anchor_marker: ["batch/anchor_rate", "reward/marker_rate"],
+    reward: ["reward/mean", "reward/overlong_penalty"],
+    sampling_rates: ["sampling/kept_fraction", "sampling/mixed_rate"],
+    kept_groups: ["sampling/kept_groups"],
+    generated_tokens: ["sampling/generated_tokens"],
+    sampling: ["sampling/gen_batches", "sampling/mixed_groups"],
+  });
+  assert.deepEqual(rest, ["sampling/prompt_position"]);
+  for (
+    const { group } of grouped.filter((g) =>
+      /^(accuracy|anchor_marker|sampling_rates)$/.test(g.group.name)
+    )
+  ) {
+    assert.deepEqual(group.yDomain, [0, 1], group.name);
+  }
+});

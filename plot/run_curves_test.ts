@@ -48,8 +48,8 @@ Deno.test("plotRunCurves() writes one chart per group with one line per key", as
     assert.deepEqual(charts.map((c) => [c.name, c.keys]), [
       ["clip", ["loss/pg_clipfrac"]],
       ["loss", ["loss/hidden_align", "loss/pg"]],
-      ["reward", ["reward/mean"]],
       ["accuracy", ["eval/accuracy", "eval/pass@4", "rollout/accuracy"]],
+      ["reward", ["reward/mean"]],
       ["kept_groups", ["sampling/kept_groups"]],
       ["response_length", ["response/length_mean"]],
       ["grad_norm", ["optim/grad_norm"]],

@@ -63,7 +63,12 @@ export interface RunStart {
   checkpoint: LoadedCheckpoint | null;
   /** A fresh run with `overwrite`: delete the run directory once the set-up has succeeded. */
   removeRunDir: boolean;
-  /** One line per config key that differs from the checkpoint's (allowed to). */
+  /**
+   * One line per config key that differs from the checkpoint's (allowed to), except learning-rate
+   * schedule keys (`trainer.steps`, `lr`, `warmupSteps`, `schedule`, `minLrRatio`) that leave the
+   * learning rate of every update already taken as it was (e.g. `trainer.steps` on a constant
+   * schedule).
+   */
   warnings: string[];
 }
 
@@ -107,12 +112,57 @@ async function canonical(path: string): Promise<string> {
   }
 }
 
-/** The keys whose values differ (`"key: old -> new"`); a fixed key that differs is an error. */
+/** The keys that act only through the learning-rate schedule. */
+const SCHEDULE_KEYS: readonly string[] = [
+  "trainer.steps",
+  "trainer.lr",
+  "trainer.warmupSteps",
+  "trainer.schedule",
+  "trainer.minLrRatio",
+];
+
+/** Optimizer updates per trainer step: RL's `rl.ppoEpochs × rl.miniBatches`, else 1. */
+function updatesPerStep(config: TrainConfig): number {
+  return config.trainer.mode === "rl" ? config.rl.ppoEpochs * config.rl.miniBatches : 1;
+}
+
+/**
+ * Whether `current`'s learning-rate schedule gives every update of the checkpoint's first `step`
+ * steps the learning rate `saved`'s gave it: then a change to {@linkcode SCHEDULE_KEYS} (e.g.
+ * `trainer.steps` on a constant schedule, or during the warm-up) leaves the resumed run the same
+ * as an uninterrupted run of `current`.
+ */
+function sameScheduleSoFar(saved: TrainConfig, current: TrainConfig, step: number): boolean {
+  const per = updatesPerStep(saved);
+  if (updatesPerStep(current) !== per) return false;
+  const schedule = (config: TrainConfig): (count: number) => number => {
+    const lr = runAdamwOptions(config, {}, { updatesPerStep: per }).lr;
+    return typeof lr === "number" ? () => lr : lr;
+  };
+  let before: (count: number) => number;
+  let after: (count: number) => number;
+  try {
+    before = schedule(saved);
+    after = schedule(current);
+  } catch {
+    return false; // a schedule that cannot be built fails later, naming its key
+  }
+  for (let count = 0; count < step * per; count++) {
+    if (before(count) !== after(count)) return false;
+  }
+  return true;
+}
+
+/**
+ * The keys whose values differ (`"key: old -> new"`), less those in `unchanged`; a fixed key that
+ * differs is an error.
+ */
 function configChanges(
   saved: TrainConfig,
   current: TrainConfig,
   source: string,
   options: ResolveRunStartOptions,
+  unchanged: readonly string[] = [],
 ): string[] {
   const a = new Map<string, string>();
   const b = new Map<string, string>();
@@ -129,7 +179,7 @@ function configChanges(
           `(${a.get(key) ?? "unset"}): current value is ${b.get(key) ?? "unset"}`,
       );
     }
-    changed.push(`${key}: ${a.get(key)} -> ${b.get(key)}`);
+    if (!unchanged.includes(key)) changed.push(`${key}: ${a.get(key)} -> ${b.get(key)}`);
   }
   return changed;
 }
@@ -207,7 +257,10 @@ export async function resolveRunStart(
     const source = join(checkpoint.dir, "meta.json");
     // A checkpoint from before rl.rollout existed ran local rollouts (the defaults).
     const saved = validateConfig(withSavedConfigDefaults(checkpoint.meta.config), { source });
-    for (const change of configChanges(saved, config, checkpoint.dir, options)) {
+    // Schedule keys that leave the learning rate of every step taken so far as it was change
+    // nothing the checkpoint did: the run still repeats an uninterrupted one.
+    const unchanged = sameScheduleSoFar(saved, config, checkpoint.meta.step) ? SCHEDULE_KEYS : [];
+    for (const change of configChanges(saved, config, checkpoint.dir, options, unchanged)) {
       warnings.push(
         `resuming with a changed key (the run no longer repeats an uninterrupted one): ${change}`,
       );

@@ -13,7 +13,7 @@ import {
   saveRun,
 } from "./_run_setup.ts";
 import type { TrainBackend } from "./backend.ts";
-import { loadCheckpoint } from "./checkpoint.ts";
+import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { loraParams, modelParams } from "./params.ts";
 import { loadModelOrCheckpoint } from "./checkpoint_model.ts";
 import { runAdapters } from "./run_adapters.ts";
@@ -528,3 +528,53 @@ async function flipWeightBit(dir: string): Promise<string> {
   await Deno.writeFile(weights, bytes);
   return weights;
 }
+
+Deno.test("a resume warns about a changed learning-rate schedule key only when it changes the learning rate of a step already taken", () =>
+  withTempDir(async (dir) => {
+    const at = (overrides: string[]) =>
+      loadConfig(undefined, {
+        overrides: [`--run.outDir=${dir}`, "--run.name=r", "--trainer.lr=0.5", ...overrides],
+      });
+    const changes = async (saved: string[], now: string[]): Promise<string[]> => {
+      await Deno.remove(join(dir, "r"), { recursive: true }).catch(() => {});
+      await saveCheckpoint(join(dir, "r"), {
+        step: 2,
+        tensors: { w: new Float32Array([1]) },
+        optimizer: {},
+        meta: { config: await at(saved), dataPosition: 0, rng: {}, metrics: {} },
+      });
+      const { warnings } = await resolveRunStart(await at(now), { resume: true, fixedKeys: [] });
+      return warnings.map((w) => w.replace(/^resuming with a changed key \(.*\): /, ""));
+    };
+    const constant = ["--trainer.schedule=constant", "--trainer.warmupSteps=1"];
+    // Constant after a 1-step warm-up: steps 1 and 2 ran at 0 and 0.5 whatever trainer.steps is.
+    deepStrictEqual(await changes([...constant, "--trainer.steps=2"], constant), []);
+    deepStrictEqual(
+      await changes(constant, [...constant, "--trainer.steps=9", "--trainer.minLrRatio=0.5"]),
+      [],
+    );
+    // A longer warm-up or another peak changes step 2's learning rate.
+    deepStrictEqual(await changes(constant, [...constant, "--trainer.lr=0.25"]), [
+      "trainer.lr: 0.5 -> 0.25",
+    ]);
+    deepStrictEqual(
+      await changes(constant, ["--trainer.schedule=constant", "--trainer.warmupSteps=3"]),
+      ["trainer.warmupSteps: 1 -> 3"],
+    );
+    // Cosine: the decay follows trainer.steps, unless every step so far was in the warm-up.
+    const cosine = ["--trainer.schedule=cosine", "--trainer.warmupSteps=0"];
+    deepStrictEqual(
+      await changes([...cosine, "--trainer.steps=4"], [...cosine, "--trainer.steps=8"]),
+      ["trainer.steps: 4 -> 8"],
+    );
+    const warm = ["--trainer.schedule=cosine", "--trainer.warmupSteps=2"];
+    deepStrictEqual(
+      await changes([...warm, "--trainer.steps=4"], [...warm, "--trainer.steps=8"]),
+      [],
+    );
+    // Any other key is still reported beside an unchanged schedule.
+    deepStrictEqual(
+      await changes(constant, [...constant, "--trainer.steps=9", "--trainer.maxGradNorm=2"]),
+      ["trainer.maxGradNorm: 1 -> 2"],
+    );
+  }));

@@ -5,11 +5,23 @@
  *
  * @module
  */
-import { createHilo, hiloConfig } from "../adapters/hilo.ts";
+import { createHilo, hiloConfig, type HiloOptionKeys } from "../adapters/hilo.ts";
 import { createLora, type Lora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
 import type { Qwen3Config } from "../model/config.ts";
 import { DEFAULT_CONFIG, type TrainConfig } from "./config.ts";
+
+/** The run-config keys of `hiloConfig`'s options, named in its errors. */
+const HILO_KEYS: HiloOptionKeys = {
+  experts: "adapters.hilo.experts",
+  rank: "adapters.hilo.rank",
+  alpha: "adapters.hilo.alpha",
+  topK: "adapters.hilo.topK",
+  activation: "adapters.hilo.activation",
+  topP: "adapters.hilo.topP",
+  balanceCoef: "adapters.hilo.balanceCoef",
+  loraDropout: "adapters.dropout",
+};
 
 /**
  * The run's adapters, initialised with `run.seed`.
@@ -61,6 +73,7 @@ export function runAdapters(config: TrainConfig, modelConfig: Qwen3Config): Lora
         targetModules: [...a.targets],
         loraDropout: a.dropout,
         baseModelNameOrPath: config.model.path,
+        keys: HILO_KEYS,
       }),
       modelConfig,
       { seed: config.run.seed },

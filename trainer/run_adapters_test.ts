@@ -1,6 +1,7 @@
-import { deepStrictEqual, match, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, match, strictEqual, throws } from "node:assert/strict";
 import { DEFAULT_CONFIG } from "./config.ts";
-import { adapterKeyWarnings } from "./run_adapters.ts";
+import { TINY_CONFIG } from "./_test_utils.ts";
+import { adapterKeyWarnings, runAdapters } from "./run_adapters.ts";
 
 const withAdapters = (adapters: Partial<typeof DEFAULT_CONFIG.adapters>) => ({
   ...DEFAULT_CONFIG,
@@ -38,4 +39,20 @@ Deno.test("adapterKeyWarnings() warns of alphaPerRank with HILO's default alpha 
   const warnings = adapterKeyWarnings(withAdapters({ kind: "hilo", hilo }));
   strictEqual(warnings.length, 1);
   match(warnings[0], /"adapters\.hilo\.alphaPerRank" is true .* every expert's scale is 16/);
+});
+
+Deno.test("runAdapters() names the adapters.hilo key of a schedule that does not fit the model", () => {
+  const model = { ...TINY_CONFIG, numHiddenLayers: 2 };
+  const hilo = (over: Partial<typeof DEFAULT_CONFIG.adapters.hilo>) =>
+    withAdapters({ kind: "hilo", hilo: { ...DEFAULT_CONFIG.adapters.hilo, ...over } });
+  throws(() => runAdapters(hilo({ rank: [2, 8, 4] }), model), {
+    name: "RangeError",
+    message: 'Cannot parse the rank schedule (key "adapters.hilo.rank"): an explicit list must ' +
+      "have one value per layer (2): current length is 3",
+  });
+  throws(() => runAdapters(hilo({ experts: [1, 4], topK: 2 }), model), {
+    name: "RangeError",
+    message: 'Cannot build a HILO config: key "adapters.hilo.topK" of layer 0 must be at most ' +
+      'its expert count 1 (key "adapters.hilo.experts"): current value is 2',
+  });
 });

@@ -200,6 +200,154 @@ function valueAt(root: unknown, path: Path): unknown {
   return node;
 }
 
+/** A zod schema's definition, as far as {@linkcode schemaAt} reads it. */
+interface SchemaDef {
+  type: string;
+  shape?: Record<string, z.core.$ZodType>;
+  element?: z.core.$ZodType;
+  options?: readonly z.core.$ZodType[];
+  discriminator?: string;
+  innerType?: z.core.$ZodType;
+  in?: z.core.$ZodType;
+  out?: z.core.$ZodType;
+  values?: readonly unknown[];
+}
+
+function defOf(schema: z.core.$ZodType): SchemaDef {
+  return schema._zod.def as unknown as SchemaDef;
+}
+
+/** `schema` without its `.default()`, `.optional()`, `.nullable()` or `z.preprocess` wrappers. */
+function unwrap(schema: z.core.$ZodType): z.core.$ZodType {
+  for (;;) {
+    const def = defOf(schema);
+    if (def.innerType !== undefined) schema = def.innerType;
+    else if (def.type === "pipe" && def.in !== undefined && def.out !== undefined) {
+      schema = defOf(def.in).type === "transform" ? def.out : def.in;
+    } else return schema;
+  }
+}
+
+/**
+ * Which option of a union `value` is meant as: for a discriminated union (the `rl.losses`
+ * terms), the one whose discriminator literal is `value`'s; otherwise the only mapping option.
+ */
+function unionOption(def: SchemaDef, value: unknown): z.core.$ZodType | undefined {
+  const options = (def.options ?? []).map(unwrap);
+  const tag = def.discriminator;
+  if (tag !== undefined) {
+    if (!isPlainObject(value)) return undefined;
+    return options.find((option) => {
+      const field = defOf(option).shape?.[tag];
+      return field !== undefined && (defOf(unwrap(field)).values ?? []).includes(value[tag]);
+    });
+  }
+  const objects = options.filter((option) => defOf(option).type === "object");
+  return objects.length === 1 ? objects[0] : undefined;
+}
+
+/**
+ * The schema of the value at `path` in `root`, choosing union options by the value itself (at
+ * `path` itself only when `resolveLast`).
+ */
+function schemaAt(path: Path, root: unknown, resolveLast = true): z.core.$ZodType | undefined {
+  let schema: z.core.$ZodType | undefined = SCHEMA;
+  for (let i = 0;; i++) {
+    schema = unwrap(schema);
+    const def = defOf(schema);
+    if (def.type === "union" && (resolveLast || i < path.length)) {
+      schema = unionOption(def, valueAt(root, path.slice(0, i)));
+      if (schema === undefined) return undefined;
+      schema = unwrap(schema);
+    }
+    if (i === path.length) return schema;
+    const segment = path[i];
+    const node = defOf(schema);
+    if (node.type === "object" && typeof segment === "string") schema = node.shape?.[segment];
+    else if (node.type === "array" && typeof segment === "number") schema = node.element;
+    else return undefined;
+    if (schema === undefined) return undefined;
+  }
+}
+
+/** A zod check's definition, as far as {@linkcode bounds} reads it. */
+interface CheckDef {
+  check: string;
+  value?: number;
+  inclusive?: boolean;
+  minimum?: number;
+}
+
+/** The bounds a number or list schema's checks put on it, e.g. `[">= 0", "< 1"]`. */
+function bounds(schema: z.core.$ZodType): { numbers: string[]; minLength: number } {
+  const checks = (schema._zod.def as { checks?: readonly z.core.$ZodCheck[] }).checks ?? [];
+  const numbers: string[] = [];
+  let minLength = 0;
+  for (const check of checks) {
+    const def = check._zod.def as unknown as CheckDef;
+    if (def.check === "greater_than") numbers.push(`${def.inclusive ? ">=" : ">"} ${def.value}`);
+    if (def.check === "less_than") numbers.push(`${def.inclusive ? "<=" : "<"} ${def.value}`);
+    if (def.check === "min_length") minLength = def.minimum ?? 0;
+  }
+  return { numbers, minLength };
+}
+
+/**
+ * What a schema accepts, in words (e.g. `"final" or an integer >= 0` for a union), or
+ * `undefined` for a kind of schema it cannot word.
+ */
+function describe(schema: z.core.$ZodType): string | undefined {
+  schema = unwrap(schema);
+  const def = defOf(schema);
+  switch (def.type) {
+    case "literal":
+      return (def.values ?? []).map((v) => show(v)).join(" or ");
+    case "null":
+      return "null";
+    case "number": {
+      const int = (def as { format?: string }).format?.includes("int") === true;
+      return [int ? "an integer" : "a number", ...bounds(schema).numbers].join(" ");
+    }
+    case "string":
+      return bounds(schema).minLength > 0 ? "a non-empty string" : "a string";
+    case "array": {
+      const element = def.element === undefined ? undefined : describe(def.element);
+      if (element === undefined) return undefined;
+      const plural = element.replace(/^an? (\S+)/, "$1s");
+      return `a ${bounds(schema).minLength > 0 ? "non-empty " : ""}list of ${plural}`;
+    }
+    case "union": {
+      const words: string[] = [];
+      for (const option of def.options ?? []) {
+        const inner = unwrap(option);
+        const nested = defOf(inner).type === "union" ? defOf(inner).options ?? [] : [inner];
+        for (const alternative of nested) {
+          const word = describe(alternative);
+          if (word === undefined) return undefined;
+          words.push(word);
+        }
+      }
+      return words.length <= 2
+        ? words.join(" or ")
+        : `${words.slice(0, -1).join(", ")} or ${words[words.length - 1]}`;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The keys allowed in the mapping at `path`: its own schema's (for a loss term, that of the term
+ * its `name` picks), else the defaults'.
+ */
+function knownKeys(path: Path, root: unknown): string[] {
+  const schema = schemaAt(path, root);
+  const shape = schema === undefined ? undefined : defOf(schema).shape;
+  if (shape !== undefined) return Object.keys(shape);
+  const defaults = valueAt(DEFAULT_CONFIG, path);
+  return isPlainObject(defaults) ? Object.keys(defaults) : [];
+}
+
 const EXPECTED_WORDS: Readonly<Record<string, string>> = {
   number: "a number",
   int: "an integer",
@@ -257,16 +405,20 @@ function issueProblems(issue: z.core.$ZodIssue, root: unknown): Problem[] {
         kind: "range",
       }];
     case "unrecognized_keys": {
-      const defaults = valueAt(DEFAULT_CONFIG, path);
-      const known = isPlainObject(defaults) ? Object.keys(defaults) : [];
+      const known = knownKeys(path, root);
       return issue.keys.map((key) => ({
         path: [...path, key],
         text: `is unknown: ${expectedKeys(key, known)}`,
         kind: "type" as const,
       }));
     }
-    case "invalid_union":
-      return [{ path, text: `${issue.message}: ${current}`, kind: "range" }];
+    case "invalid_union": {
+      // zod's own message is a bare "Invalid input": say what each option accepts instead.
+      const schema = issue.message === "Invalid input" ? schemaAt(path, root, false) : undefined;
+      const accepted = schema === undefined ? undefined : describe(schema);
+      const text = accepted === undefined ? issue.message : `must be ${accepted}`;
+      return [{ path, text: `${text}: ${current}`, kind: "range" }];
+    }
     case "invalid_format":
       return [{ path, text: `${issue.message}: ${current}`, kind: "range" }];
     default:

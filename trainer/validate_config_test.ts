@@ -106,3 +106,59 @@ Deno.test("validateConfig() bounds data.trainSize and data.evalSize by what the 
   copy.data.evalSize = 10_000_000;
   validateConfig(copy);
 });
+
+Deno.test("validateConfig() names the keys of the rl.losses term a typo is in, chosen by its name", () => {
+  const withLosses = (losses: unknown[]) => {
+    const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+      string,
+      Record<string, unknown>
+    >;
+    copy.rl.losses = losses;
+    return copy;
+  };
+  const align = 'expected one of "name", "weight", "type", "anchor", "layer"';
+  throws(
+    () => validateConfig(withLosses([{ name: "clipped_pg" }, { name: "hidden_align", anchr: 1 }])),
+    {
+      name: "TypeError",
+      message: `Cannot load config "<object>": key "rl.losses[1].anchr" is unknown: ${align} ` +
+        `(did you mean "anchor"?)`,
+    },
+  );
+  throws(
+    () => validateConfig(withLosses([{ name: "hidden_align", anchr: 1 }, { name: "clipped_pg" }])),
+    {
+      message:
+        `Cannot load config "<object>": key "rl.losses[0].anchr" is unknown: ${align} (did you mean "anchor"?)`,
+    },
+  );
+  throws(() => validateConfig(withLosses([{ name: "clipped_pg", clipHihg: 0.3 }])), {
+    message: 'Cannot load config "<object>": key "rl.losses[0].clipHihg" is unknown: expected ' +
+      'one of "name", "weight", "clipLow", "clipHigh", "dualClip", "aggregation" (did you mean ' +
+      '"clipHigh"?)',
+  });
+});
+
+Deno.test("validateConfig() says what a key with several forms accepts, not a bare 'Invalid input'", () => {
+  for (const layer of ["last", "0", 0.5]) {
+    const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+      string,
+      Record<string, unknown>
+    >;
+    copy.rl.losses = [{ name: "clipped_pg" }, { name: "hidden_align", layer }];
+    throws(() => validateConfig(copy), {
+      name: "RangeError",
+      message: `Cannot load config "<object>": key "rl.losses[1].layer" must be "final" or an ` +
+        `integer >= 0: current value is ${JSON.stringify(layer)}`,
+    });
+  }
+  const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+    string,
+    Record<string, Record<string, unknown>>
+  >;
+  copy.adapters.hilo.topK = 1.5;
+  throws(() => validateConfig(copy), {
+    message: 'Cannot load config "<object>": key "adapters.hilo.topK" must be a non-empty ' +
+      "string, an integer >= 1, a non-empty list of integers >= 1 or null: current value is 1.5",
+  });
+});
