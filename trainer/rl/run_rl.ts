@@ -55,7 +55,8 @@ import { defaultFillWorkgroups } from "../../gpu/context.ts";
 import type { PendingStep } from "../train_loop.ts";
 import type { ParamTree } from "../types.ts";
 import { anchorCosines } from "./anchor_cosines.ts";
-import { rlConfigProblems, rlKeyWarnings } from "./config.ts";
+import { rlConfigProblems } from "./config.ts";
+import { rlRunKeyWarnings } from "./run_key_warnings.ts";
 import { fillBatch } from "./dynamic_sampling.ts";
 import { evaluateRlPrompts } from "./eval_rl.ts";
 import { type ConfidenceInterval, confidenceInterval } from "../../eval/confidence_interval.ts";
@@ -281,6 +282,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   const problems = rlConfigProblems(rl, {
     numHiddenLayers: modelConfig.numHiddenLayers,
     adaptersKind: config.adapters.kind,
+    dataTask: config.data.task,
   });
   if (problems.length > 0) {
     throw new RangeError(
@@ -311,7 +313,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     changeableKeys: RESUME_CHANGEABLE,
   });
   const { checkpoint } = start;
-  warnings.push(...start.warnings, ...rlKeyWarnings(rl));
+  warnings.push(...start.warnings, ...rlRunKeyWarnings(config));
 
   // Prompts.
   const d = config.data;
