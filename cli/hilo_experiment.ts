@@ -25,8 +25,16 @@
  *     overrides: ["--adapters.kind=lora", "--adapters.r=8"]
  * ```
  *
- * Resumable: a run whose `result.json` exists is skipped; a run directory with a checkpoint
- * resumes from it; anything else starts over. Every file is written atomically.
+ * Resumable: a run whose `result.json` exists is reused when it ran with the config the
+ * experiment now gives (its `result.json` holds that config; any other key is an error naming it);
+ * a run directory with a checkpoint resumes from it; anything else starts over. Every file is
+ * written atomically. Runs changed by `--set` need their own `--report` (the experiment's `report`
+ * is its results page, which a smoke test must not overwrite).
+ *
+ * ```sh
+ * deno task hilo-experiment experiments/hilo.yaml --seeds=0 --set=trainer.steps=4 \
+ *   --set=trainer.warmupSteps=0 --report=/tmp/hilo_smoke.md
+ * ```
  *
  * @module
  */
@@ -46,6 +54,8 @@ import { runSft } from "../trainer/sft.ts";
 import { loadConfig } from "./load_config.ts";
 import { type MeanInterval, tInterval95 } from "./_t_interval.ts";
 import { readJsonFile } from "../internal/read_json.ts";
+import { withSavedConfigDefaults } from "../trainer/saved_config.ts";
+import { configDifferences } from "./reproduce.ts";
 
 /**
  * One adapter variant of the experiment.
@@ -252,8 +262,13 @@ export interface RunRecord {
  * ```
  */
 export interface RunHiloExperimentOptions {
-  /** Overrides applied to every run after the variant's (e.g. a smaller step count). */
+  /**
+   * Overrides applied to every run after the variant's (e.g. a smaller step count). They need
+   * {@linkcode RunHiloExperimentOptions.report}: the experiment's own report is its results page.
+   */
   overrides?: readonly string[];
+  /** The Markdown report (the chart goes beside it); default the experiment's `report`. */
+  report?: string;
   /** Only these seeds (a subset of the file's). */
   seeds?: readonly number[];
   /** CPU worker threads per run; default 1. */
@@ -367,6 +382,9 @@ async function adapterCounts(
   };
 }
 
+/** Keys a finished run may differ in and still be reused: where checkpoints went. */
+const REUSE_FREE_KEYS = ["checkpoint."];
+
 /** Trains (or resumes, or skips) one run and returns its record. */
 async function oneRun(
   experiment: Experiment,
@@ -377,12 +395,6 @@ async function oneRun(
   const name = `${variant.name}_s${seed}`;
   const runDir = join(experiment.outDir, name);
   const resultPath = join(runDir, "result.json");
-  if (await exists(resultPath)) {
-    const record = await readJsonFile(resultPath, {
-      context: `Cannot continue the experiment: reading the finished run's`,
-    });
-    return { record: record as RunRecord, ran: false };
-  }
   const config = await loadConfig(experiment.config, {
     overrides: [
       ...variant.overrides,
@@ -405,6 +417,28 @@ async function oneRun(
       `Cannot run experiment "${experiment.path}": run "${name}" has key "eval.final" false: ` +
         `expected true (the report compares the held-out accuracy after the last step)`,
     );
+  }
+  if (await exists(resultPath)) {
+    const record = await readJsonFile(resultPath, {
+      context: `Cannot continue the experiment: reading the finished run's`,
+    }) as RunRecord;
+    // Reused only when it ran with the config the experiment now gives (a result.json from before
+    // a key existed is filled with the value it ran with, as a checkpoint's config is).
+    const changes = configDifferences(
+      withSavedConfigDefaults(record.config),
+      JSON.parse(JSON.stringify(config)),
+      { ignore: REUSE_FREE_KEYS },
+    );
+    if (changes.length > 0) {
+      throw new RangeError(
+        `Cannot reuse run "${name}" of experiment "${experiment.path}": key ` +
+          `${changes[0].replace(/:.*/, "")} of its "${resultPath}" differs from what the ` +
+          `experiment gives (${changes[0].replace(/^[^:]*: /, "")}${
+            changes.length > 1 ? `; ${changes.length - 1} more key(s) differ` : ""
+          }): delete "${runDir}" or change the experiment (or its --set overrides)`,
+      );
+    }
+    return { record, ran: false };
   }
   let resume = false;
   if (await exists(runDir)) {
@@ -681,13 +715,15 @@ async function reportMarkdown(
 
 /**
  * Runs every variant × seed of an experiment that has no `result.json` yet (in the order of the
- * file), then writes the report and its chart atomically.
+ * file), then writes the report and its chart atomically. A finished run is reused only when its
+ * `result.json` holds the config the experiment now gives.
  *
  * @param path The experiment file.
  * @param options Extra overrides, a seed subset, workers, log.
  * @returns The files written, the counts of runs done and skipped, and the records.
  * @throws {TypeError} When the experiment file is malformed.
- * @throws {RangeError} When the shared config is not a suite SFT run, or a run fails.
+ * @throws {RangeError} When the shared config is not a suite SFT run, a finished run ran with
+ *   another config, overrides come without their own report, or a run fails.
  *
  * @example Usage
  * ```ts ignore
@@ -703,6 +739,16 @@ export async function runHiloExperiment(
 ): Promise<HiloExperimentResult> {
   const log = options.log ?? ((line: string) => console.error(line));
   const experiment = await readExperiment(path);
+  if ((options.overrides ?? []).length > 0 && options.report === undefined) {
+    // The experiment's report is its results page (docs/results/hilo.md for experiments/hilo.yaml):
+    // runs the overrides change are another experiment, whose report must not replace it.
+    throw new RangeError(
+      `Cannot run experiment "${path}" with overrides (--set ${
+        (options.overrides ?? []).map((o) => o.replace(/^--/, "")).join(" ")
+      }) into its report "${experiment.report}" (the experiment's results page): give the ` +
+        `overridden runs their own report (--report=PATH)`,
+    );
+  }
   const seeds = options.seeds ?? experiment.seeds;
   for (const s of seeds) {
     if (!experiment.seeds.includes(s)) {
@@ -735,7 +781,7 @@ export async function runHiloExperiment(
     throw new RangeError(`Cannot report experiment "${path}": no run has finished`);
   }
   const records = experiment.variants.flatMap((v) => done.filter((r) => r.variant === v.name));
-  const report = experiment.report;
+  const report = options.report ?? experiment.report;
   const chart = report.replace(/\.md$/, "") + ".svg";
   const tasks = tasksOf(records);
   const base = await startMetrics(experiment, records);
@@ -779,7 +825,8 @@ export async function runHiloExperiment(
 const USAGE = `Usage: deno task hilo-experiment [EXPERIMENT.yaml] [options]
 
 Runs every variant × seed of the experiment (default experiments/hilo.yaml) that has no
-result.json yet, then writes the report and its SVG chart.
+result.json yet, then writes the report and its SVG chart. A finished run is reused only
+when its result.json holds the config the experiment now gives.
 
 Options:
   --seeds=0,1     only these seeds
@@ -787,7 +834,9 @@ Options:
   --report-only   train nothing; report the finished runs
   --machine=TEXT  the machine in words, for the report
   --set=KEY=VAL   an extra run-config override for every run (repeatable), e.g.
-                  --set=trainer.steps=4
+                  --set=trainer.steps=4; needs --report
+  --report=PATH   the Markdown report (default: the experiment's report, its results
+                  page); required with --set
   -h, --help      show this help`;
 
 /**
@@ -815,6 +864,7 @@ export async function main(args: readonly string[]): Promise<number> {
         workers: { type: "string" },
         set: { type: "string", multiple: true },
         "report-only": { type: "boolean" },
+        report: { type: "string" },
         machine: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -849,6 +899,7 @@ export async function main(args: readonly string[]): Promise<number> {
       workers,
       overrides: (values.set ?? []).map((s) => `--${s}`),
       reportOnly: values["report-only"],
+      report: values.report,
       machine: values.machine,
       log: (line) => console.error(line),
     });
