@@ -51,6 +51,7 @@ import { readQwen3Config } from "../model/config.ts";
 import { barChart } from "../plot/bar_chart.ts";
 import type { TrainConfig } from "../trainer/config.ts";
 import { runSft } from "../trainer/sft.ts";
+import { checkRunConfig } from "../trainer/check_run_config.ts";
 import { loadConfig } from "./load_config.ts";
 import { type MeanInterval, tInterval95 } from "./_t_interval.ts";
 import { readJsonFile } from "../internal/read_json.ts";
@@ -385,13 +386,27 @@ async function adapterCounts(
 /** Keys a finished run may differ in and still be reused: where checkpoints went. */
 const REUSE_FREE_KEYS = ["checkpoint."];
 
-/** Trains (or resumes, or skips) one run and returns its record. */
-async function oneRun(
+/** One run of the grid, checked: its finished record to reuse, or its config to train. */
+interface PlannedRun {
+  variant: ExperimentVariant;
+  seed: number;
+  config: TrainConfig;
+  /** The finished run's record (its `result.json` ran with `config`), or `null`. */
+  done: RunRecord | null;
+}
+
+/**
+ * Builds one run's config and checks it before anything trains: a suite SFT run evaluating after
+ * its last step, the checks of its start that need the model's `config.json`
+ * ({@linkcode checkRunConfig}; not for a run already finished), and a finished run's
+ * `result.json` config against it.
+ */
+async function planRun(
   experiment: Experiment,
   variant: ExperimentVariant,
   seed: number,
   options: RunHiloExperimentOptions,
-): Promise<{ record: RunRecord; ran: boolean }> {
+): Promise<PlannedRun> {
   const name = `${variant.name}_s${seed}`;
   const runDir = join(experiment.outDir, name);
   const resultPath = join(runDir, "result.json");
@@ -418,28 +433,49 @@ async function oneRun(
         `expected true (the report compares the held-out accuracy after the last step)`,
     );
   }
-  if (await exists(resultPath)) {
-    const record = await readJsonFile(resultPath, {
-      context: `Cannot continue the experiment: reading the finished run's`,
-    }) as RunRecord;
-    // Reused only when it ran with the config the experiment now gives (a result.json from before
-    // a key existed is filled with the value it ran with, as a checkpoint's config is).
-    const changes = configDifferences(
-      withSavedConfigDefaults(record.config),
-      JSON.parse(JSON.stringify(config)),
-      { ignore: REUSE_FREE_KEYS },
-    );
-    if (changes.length > 0) {
-      throw new RangeError(
-        `Cannot reuse run "${name}" of experiment "${experiment.path}": key ` +
-          `${changes[0].replace(/:.*/, "")} of its "${resultPath}" differs from what the ` +
-          `experiment gives (${changes[0].replace(/^[^:]*: /, "")}${
-            changes.length > 1 ? `; ${changes.length - 1} more key(s) differ` : ""
-          }): delete "${runDir}" or change the experiment (or its --set overrides)`,
-      );
+  if (!(await exists(resultPath))) {
+    try {
+      await checkRunConfig(config);
+    } catch (error) {
+      if (error instanceof Error) {
+        error.message = `Cannot run experiment "${experiment.path}": run "${name}": ` +
+          error.message;
+      }
+      throw error;
     }
-    return { record, ran: false };
+    return { variant, seed, config, done: null };
   }
+  const record = await readJsonFile(resultPath, {
+    context: `Cannot continue the experiment: reading the finished run's`,
+  }) as RunRecord;
+  // Reused only when it ran with the config the experiment now gives (a result.json from before
+  // a key existed is filled with the value it ran with, as a checkpoint's config is).
+  const changes = configDifferences(
+    withSavedConfigDefaults(record.config),
+    JSON.parse(JSON.stringify(config)),
+    { ignore: REUSE_FREE_KEYS },
+  );
+  if (changes.length > 0) {
+    throw new RangeError(
+      `Cannot reuse run "${name}" of experiment "${experiment.path}": key ` +
+        `${changes[0].replace(/:.*/, "")} of its "${resultPath}" differs from what the ` +
+        `experiment gives (${changes[0].replace(/^[^:]*: /, "")}${
+          changes.length > 1 ? `; ${changes.length - 1} more key(s) differ` : ""
+        }): delete "${runDir}" or change the experiment (or its --set overrides)`,
+    );
+  }
+  return { variant, seed, config, done: record };
+}
+
+/** Trains (or resumes) one planned run, writes its `result.json` and returns its record. */
+async function oneRun(
+  experiment: Experiment,
+  run: PlannedRun,
+  options: RunHiloExperimentOptions,
+): Promise<RunRecord> {
+  const { variant, seed, config } = run;
+  const runDir = join(experiment.outDir, config.run.name);
+  const resultPath = join(runDir, "result.json");
   let resume = false;
   if (await exists(runDir)) {
     for await (const entry of Deno.readDir(runDir)) {
@@ -469,7 +505,7 @@ async function oneRun(
     config,
   };
   await writeFileAtomic(resultPath, `${JSON.stringify(record, null, 2)}\n`);
-  return { record, ran: true };
+  return record;
 }
 
 function plain(m: MeanInterval): string {
@@ -758,24 +794,31 @@ export async function runHiloExperiment(
       );
     }
   }
-  // Seed by seed, so that every variant has its first seeds before any has its last.
-  const done: RunRecord[] = [];
-  let ran = 0;
-  let skipped = 0;
+  // Every run's config and checks first, so that a bad setting of a later run stops the grid
+  // before the first run trains. Seed by seed, so that every variant has its first seeds before
+  // any has its last.
+  const planned: PlannedRun[] = [];
   for (const seed of seeds) {
     for (const variant of experiment.variants) {
       const resultPath = join(experiment.outDir, `${variant.name}_s${seed}`, "result.json");
       if (options.reportOnly && !(await exists(resultPath))) continue;
-      const { record, ran: did } = await oneRun(experiment, variant, seed, options);
-      done.push(record);
-      if (did) ran++;
-      else skipped++;
-      log(
-        `${did ? "ran" : "skipped (done)"} ${variant.name}_s${seed}: accuracy ` +
-          `${(100 * record.metrics["eval/accuracy"]).toFixed(1)}%` +
-          (did ? `, ${record.wallSeconds.toFixed(0)} s` : ""),
-      );
+      planned.push(await planRun(experiment, variant, seed, options));
     }
+  }
+  const done: RunRecord[] = [];
+  let ran = 0;
+  let skipped = 0;
+  for (const run of planned) {
+    const did = run.done === null;
+    const record = run.done ?? await oneRun(experiment, run, options);
+    done.push(record);
+    if (did) ran++;
+    else skipped++;
+    log(
+      `${did ? "ran" : "skipped (done)"} ${run.variant.name}_s${run.seed}: accuracy ` +
+        `${(100 * record.metrics["eval/accuracy"]).toFixed(1)}%` +
+        (did ? `, ${record.wallSeconds.toFixed(0)} s` : ""),
+    );
   }
   if (done.length === 0) {
     throw new RangeError(`Cannot report experiment "${path}": no run has finished`);

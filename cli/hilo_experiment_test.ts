@@ -164,7 +164,7 @@ Deno.test("main() reports a run config error by its message and exit code 2, wit
       dir,
       `  - name: lora\n    overrides: ["--adapters.kind=lora", "--adapters.r=2"]\n`,
     );
-    // Warm-up as long as the run: refused when the schedule is built, inside the run.
+    // Warm-up as long as the run: refused before the run starts.
     const code = await main([
       path,
       "--seeds=0",
@@ -200,6 +200,26 @@ Deno.test("runHiloExperiment() refuses overrides without their own report: the e
     // Nothing ran, nothing was written.
     assert.equal(await Deno.stat(join(dir, "runs")).then(() => true, () => false), false);
     assert.equal(await Deno.stat(join(dir, "results")).then(() => true, () => false), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runHiloExperiment() checks every run against the model before the first one trains", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "halo_hilo_exp_" });
+  try {
+    // The second variant's rank schedule does not parse; the first would train fine.
+    const path = await writeExperiment(
+      dir,
+      `  - name: lora\n    overrides: ["--adapters.kind=lora", "--adapters.r=2"]\n` +
+        `  - name: hilo\n    overrides: ["--adapters.kind=hilo", "--adapters.hilo.rank=9-x"]\n`,
+    );
+    const options = { overrides: SMALL, report: join(dir, "small.md"), seeds: [0], log: () => {} };
+    await assert.rejects(runHiloExperiment(path, options), {
+      name: "RangeError",
+      message: new RegExp(`^Cannot run experiment ".*exp\\.yaml": run "hilo_s0": .*rank.*"9-x"`),
+    });
+    assert.equal(await Deno.stat(join(dir, "runs")).then(() => true, () => false), false);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
