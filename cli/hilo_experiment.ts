@@ -9,7 +9,7 @@
  * ```sh
  * deno task hilo-experiment                      # experiments/hilo.yaml
  * deno task hilo-experiment experiments/hilo.yaml --seeds=0,1 --set=trainer.steps=4 \
- *   --set=trainer.warmupSteps=0
+ *   --set=trainer.warmupSteps=0 --report=/tmp/hilo_smoke.md
  * ```
  *
  * The experiment file (YAML) names the shared SFT config and the variants:
@@ -877,7 +877,8 @@ Options:
   --report-only   train nothing; report the finished runs
   --machine=TEXT  the machine in words, for the report
   --set=KEY=VAL   an extra run-config override for every run (repeatable), e.g.
-                  --set=trainer.steps=4; needs --report
+                  --set=trainer.steps=4 --set=trainer.warmupSteps=0 (the cosine
+                  warm-up must stay shorter than the run); needs --report
   --report=PATH   the Markdown report (default: the experiment's report, its results
                   page); required with --set
   -h, --help      show this help`;

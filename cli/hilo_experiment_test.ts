@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { KEPT_MARKER, main, readExperiment, runHiloExperiment } from "./hilo_experiment.ts";
+import { loadConfig } from "./load_config.ts";
+import { checkRunConfig } from "../trainer/check_run_config.ts";
 
 const SMALL = [
   "--trainer.steps=2",
@@ -222,5 +224,28 @@ Deno.test("runHiloExperiment() checks every run against the model before the fir
     assert.equal(await Deno.stat(join(dir, "runs")).then(() => true, () => false), false);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() --help: its --set example passes every variant's start checks on the default experiment", async () => {
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (...a: unknown[]) => lines.push(a.join(" "));
+  try {
+    assert.equal(await main(["--help"]), 0);
+  } finally {
+    console.log = log;
+  }
+  const help = lines.join("\n");
+  const example = help.slice(help.indexOf("e.g."), help.indexOf("-h, --help"));
+  const sets = [...example.matchAll(/--set=(\S+)/g)].map((m) => `--${m[1]}`);
+  assert.ok(sets.includes("--trainer.steps=4"), example);
+  assert.match(help, /--report=PATH/);
+  const experiment = await readExperiment("experiments/hilo.yaml");
+  for (const variant of experiment.variants) {
+    const config = await loadConfig(experiment.config, {
+      overrides: [...variant.overrides, ...sets],
+    });
+    await checkRunConfig(config); // e.g. the cosine warm-up shorter than the 4 steps
   }
 });

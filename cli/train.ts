@@ -32,6 +32,7 @@ import { formatDuration } from "../internal/progress.ts";
 import { runSft, type RunSftResult } from "../trainer/sft.ts";
 import { NonFiniteLossError } from "../trainer/train_loop.ts";
 import { runRl, type RunRlResult } from "../trainer/rl/run_rl.ts";
+import { checkRunConfig } from "../trainer/check_run_config.ts";
 import { remoteRollouts } from "../remote/remote_rollouts.ts";
 import { readJsonFile } from "../internal/read_json.ts";
 
@@ -281,6 +282,9 @@ async function prepareTrain(
   if (parsed.export !== undefined) {
     await checkExportDir(parsed.export, { modelPath: config.model.path });
   }
+  // The checks that need the model's config.json (a cosine warm-up as long as the run, an align
+  // layer or HILO schedule the model cannot take), before the backend starts.
+  await checkRunConfig(config);
   return { config, args: parsed };
 }
 

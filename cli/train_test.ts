@@ -97,3 +97,27 @@ Deno.test("trainCli() prints a real run's failure (a prompt file it cannot read)
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("trainCli() refuses what the model's config.json rules out before the run starts, with the usage", async () => {
+  // The cosine warm-up as long as the run (the run would refuse it after its backend started).
+  const warm = await cli(
+    ["--config", "configs/tiny_sft.yaml", "--trainer.steps=1", "--trainer.warmupSteps=1"],
+    () => Promise.resolve(),
+  );
+  strictEqual(warm.code, 2);
+  strictEqual(warm.ran, 0, "the run started");
+  ok(
+    /^error: Cannot build the optimizer: key "trainer\.warmupSteps" must be < "trainer\.steps" \(1\)/
+      .test(warm.err[0]),
+    warm.err.join("\n"),
+  );
+  ok(USAGE.test(warm.err[1]), warm.err.join("\n"));
+  // An align layer the demo's 2-layer model does not have.
+  const layer = await cli(
+    ["--rl.losses=[{name: clipped_pg}, {name: hidden_align, layer: 3}]"],
+    () => Promise.resolve(),
+  );
+  strictEqual(layer.code, 2);
+  strictEqual(layer.ran, 0);
+  ok(/key "rl\.losses\[1\]\.layer" must be "final" or a decoder layer/.test(layer.err[0]));
+});
