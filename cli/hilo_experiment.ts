@@ -9,7 +9,7 @@
  * ```sh
  * deno task hilo-experiment                      # experiments/hilo.yaml
  * deno task hilo-experiment experiments/hilo.yaml --seeds=0,1 --set=trainer.steps=4 \
- *   --set=trainer.warmupSteps=0
+ *   --set=trainer.warmupSteps=0 --report=/tmp/hilo_smoke.md
  * ```
  *
  * The experiment file (YAML) names the shared SFT config and the variants:
@@ -25,8 +25,16 @@
  *     overrides: ["--adapters.kind=lora", "--adapters.r=8"]
  * ```
  *
- * Resumable: a run whose `result.json` exists is skipped; a run directory with a checkpoint
- * resumes from it; anything else starts over. Every file is written atomically.
+ * Resumable: a run whose `result.json` exists is reused when it ran with the config the
+ * experiment now gives (its `result.json` holds that config; any other key is an error naming it);
+ * a run directory with a checkpoint resumes from it; anything else starts over. Every file is
+ * written atomically. Runs changed by `--set` need their own `--report` (the experiment's `report`
+ * is its results page, which a smoke test must not overwrite).
+ *
+ * ```sh
+ * deno task hilo-experiment experiments/hilo.yaml --seeds=0 --set=trainer.steps=4 \
+ *   --set=trainer.warmupSteps=0 --report=/tmp/hilo_smoke.md
+ * ```
  *
  * @module
  */
@@ -43,9 +51,12 @@ import { readQwen3Config } from "../model/config.ts";
 import { barChart } from "../plot/bar_chart.ts";
 import type { TrainConfig } from "../trainer/config.ts";
 import { runSft } from "../trainer/sft.ts";
+import { checkRunConfig } from "../trainer/check_run_config.ts";
 import { loadConfig } from "./load_config.ts";
 import { type MeanInterval, tInterval95 } from "./_t_interval.ts";
 import { readJsonFile } from "../internal/read_json.ts";
+import { withSavedConfigDefaults } from "../trainer/saved_config.ts";
+import { configDifferences } from "./reproduce.ts";
 
 /**
  * One adapter variant of the experiment.
@@ -252,8 +263,13 @@ export interface RunRecord {
  * ```
  */
 export interface RunHiloExperimentOptions {
-  /** Overrides applied to every run after the variant's (e.g. a smaller step count). */
+  /**
+   * Overrides applied to every run after the variant's (e.g. a smaller step count). They need
+   * {@linkcode RunHiloExperimentOptions.report}: the experiment's own report is its results page.
+   */
   overrides?: readonly string[];
+  /** The Markdown report (the chart goes beside it); default the experiment's `report`. */
+  report?: string;
   /** Only these seeds (a subset of the file's). */
   seeds?: readonly number[];
   /** CPU worker threads per run; default 1. */
@@ -367,22 +383,33 @@ async function adapterCounts(
   };
 }
 
-/** Trains (or resumes, or skips) one run and returns its record. */
-async function oneRun(
+/** Keys a finished run may differ in and still be reused: where checkpoints went. */
+const REUSE_FREE_KEYS = ["checkpoint."];
+
+/** One run of the grid, checked: its finished record to reuse, or its config to train. */
+interface PlannedRun {
+  variant: ExperimentVariant;
+  seed: number;
+  config: TrainConfig;
+  /** The finished run's record (its `result.json` ran with `config`), or `null`. */
+  done: RunRecord | null;
+}
+
+/**
+ * Builds one run's config and checks it before anything trains: a suite SFT run evaluating after
+ * its last step, the checks of its start that need the model's `config.json`
+ * ({@linkcode checkRunConfig}; not for a run already finished), and a finished run's
+ * `result.json` config against it.
+ */
+async function planRun(
   experiment: Experiment,
   variant: ExperimentVariant,
   seed: number,
   options: RunHiloExperimentOptions,
-): Promise<{ record: RunRecord; ran: boolean }> {
+): Promise<PlannedRun> {
   const name = `${variant.name}_s${seed}`;
   const runDir = join(experiment.outDir, name);
   const resultPath = join(runDir, "result.json");
-  if (await exists(resultPath)) {
-    const record = await readJsonFile(resultPath, {
-      context: `Cannot continue the experiment: reading the finished run's`,
-    });
-    return { record: record as RunRecord, ran: false };
-  }
   const config = await loadConfig(experiment.config, {
     overrides: [
       ...variant.overrides,
@@ -406,6 +433,49 @@ async function oneRun(
         `expected true (the report compares the held-out accuracy after the last step)`,
     );
   }
+  if (!(await exists(resultPath))) {
+    try {
+      await checkRunConfig(config);
+    } catch (error) {
+      if (error instanceof Error) {
+        error.message = `Cannot run experiment "${experiment.path}": run "${name}": ` +
+          error.message;
+      }
+      throw error;
+    }
+    return { variant, seed, config, done: null };
+  }
+  const record = await readJsonFile(resultPath, {
+    context: `Cannot continue the experiment: reading the finished run's`,
+  }) as RunRecord;
+  // Reused only when it ran with the config the experiment now gives (a result.json from before
+  // a key existed is filled with the value it ran with, as a checkpoint's config is).
+  const changes = configDifferences(
+    withSavedConfigDefaults(record.config),
+    JSON.parse(JSON.stringify(config)),
+    { ignore: REUSE_FREE_KEYS },
+  );
+  if (changes.length > 0) {
+    throw new RangeError(
+      `Cannot reuse run "${name}" of experiment "${experiment.path}": key ` +
+        `${changes[0].replace(/:.*/, "")} of its "${resultPath}" differs from what the ` +
+        `experiment gives (${changes[0].replace(/^[^:]*: /, "")}${
+          changes.length > 1 ? `; ${changes.length - 1} more key(s) differ` : ""
+        }): delete "${runDir}" or change the experiment (or its --set overrides)`,
+    );
+  }
+  return { variant, seed, config, done: record };
+}
+
+/** Trains (or resumes) one planned run, writes its `result.json` and returns its record. */
+async function oneRun(
+  experiment: Experiment,
+  run: PlannedRun,
+  options: RunHiloExperimentOptions,
+): Promise<RunRecord> {
+  const { variant, seed, config } = run;
+  const runDir = join(experiment.outDir, config.run.name);
+  const resultPath = join(runDir, "result.json");
   let resume = false;
   if (await exists(runDir)) {
     for await (const entry of Deno.readDir(runDir)) {
@@ -435,7 +505,7 @@ async function oneRun(
     config,
   };
   await writeFileAtomic(resultPath, `${JSON.stringify(record, null, 2)}\n`);
-  return { record, ran: true };
+  return record;
 }
 
 function plain(m: MeanInterval): string {
@@ -681,13 +751,15 @@ async function reportMarkdown(
 
 /**
  * Runs every variant × seed of an experiment that has no `result.json` yet (in the order of the
- * file), then writes the report and its chart atomically.
+ * file), then writes the report and its chart atomically. A finished run is reused only when its
+ * `result.json` holds the config the experiment now gives.
  *
  * @param path The experiment file.
  * @param options Extra overrides, a seed subset, workers, log.
  * @returns The files written, the counts of runs done and skipped, and the records.
  * @throws {TypeError} When the experiment file is malformed.
- * @throws {RangeError} When the shared config is not a suite SFT run, or a run fails.
+ * @throws {RangeError} When the shared config is not a suite SFT run, a finished run ran with
+ *   another config, overrides come without their own report, or a run fails.
  *
  * @example Usage
  * ```ts ignore
@@ -703,6 +775,16 @@ export async function runHiloExperiment(
 ): Promise<HiloExperimentResult> {
   const log = options.log ?? ((line: string) => console.error(line));
   const experiment = await readExperiment(path);
+  if ((options.overrides ?? []).length > 0 && options.report === undefined) {
+    // The experiment's report is its results page (docs/results/hilo.md for experiments/hilo.yaml):
+    // runs the overrides change are another experiment, whose report must not replace it.
+    throw new RangeError(
+      `Cannot run experiment "${path}" with overrides (--set ${
+        (options.overrides ?? []).map((o) => o.replace(/^--/, "")).join(" ")
+      }) into its report "${experiment.report}" (the experiment's results page): give the ` +
+        `overridden runs their own report (--report=PATH)`,
+    );
+  }
   const seeds = options.seeds ?? experiment.seeds;
   for (const s of seeds) {
     if (!experiment.seeds.includes(s)) {
@@ -712,30 +794,37 @@ export async function runHiloExperiment(
       );
     }
   }
-  // Seed by seed, so that every variant has its first seeds before any has its last.
-  const done: RunRecord[] = [];
-  let ran = 0;
-  let skipped = 0;
+  // Every run's config and checks first, so that a bad setting of a later run stops the grid
+  // before the first run trains. Seed by seed, so that every variant has its first seeds before
+  // any has its last.
+  const planned: PlannedRun[] = [];
   for (const seed of seeds) {
     for (const variant of experiment.variants) {
       const resultPath = join(experiment.outDir, `${variant.name}_s${seed}`, "result.json");
       if (options.reportOnly && !(await exists(resultPath))) continue;
-      const { record, ran: did } = await oneRun(experiment, variant, seed, options);
-      done.push(record);
-      if (did) ran++;
-      else skipped++;
-      log(
-        `${did ? "ran" : "skipped (done)"} ${variant.name}_s${seed}: accuracy ` +
-          `${(100 * record.metrics["eval/accuracy"]).toFixed(1)}%` +
-          (did ? `, ${record.wallSeconds.toFixed(0)} s` : ""),
-      );
+      planned.push(await planRun(experiment, variant, seed, options));
     }
+  }
+  const done: RunRecord[] = [];
+  let ran = 0;
+  let skipped = 0;
+  for (const run of planned) {
+    const did = run.done === null;
+    const record = run.done ?? await oneRun(experiment, run, options);
+    done.push(record);
+    if (did) ran++;
+    else skipped++;
+    log(
+      `${did ? "ran" : "skipped (done)"} ${run.variant.name}_s${run.seed}: accuracy ` +
+        `${(100 * record.metrics["eval/accuracy"]).toFixed(1)}%` +
+        (did ? `, ${record.wallSeconds.toFixed(0)} s` : ""),
+    );
   }
   if (done.length === 0) {
     throw new RangeError(`Cannot report experiment "${path}": no run has finished`);
   }
   const records = experiment.variants.flatMap((v) => done.filter((r) => r.variant === v.name));
-  const report = experiment.report;
+  const report = options.report ?? experiment.report;
   const chart = report.replace(/\.md$/, "") + ".svg";
   const tasks = tasksOf(records);
   const base = await startMetrics(experiment, records);
@@ -779,7 +868,8 @@ export async function runHiloExperiment(
 const USAGE = `Usage: deno task hilo-experiment [EXPERIMENT.yaml] [options]
 
 Runs every variant × seed of the experiment (default experiments/hilo.yaml) that has no
-result.json yet, then writes the report and its SVG chart.
+result.json yet, then writes the report and its SVG chart. A finished run is reused only
+when its result.json holds the config the experiment now gives.
 
 Options:
   --seeds=0,1     only these seeds
@@ -787,7 +877,10 @@ Options:
   --report-only   train nothing; report the finished runs
   --machine=TEXT  the machine in words, for the report
   --set=KEY=VAL   an extra run-config override for every run (repeatable), e.g.
-                  --set=trainer.steps=4
+                  --set=trainer.steps=4 --set=trainer.warmupSteps=0 (the cosine
+                  warm-up must stay shorter than the run); needs --report
+  --report=PATH   the Markdown report (default: the experiment's report, its results
+                  page); required with --set
   -h, --help      show this help`;
 
 /**
@@ -815,6 +908,7 @@ export async function main(args: readonly string[]): Promise<number> {
         workers: { type: "string" },
         set: { type: "string", multiple: true },
         "report-only": { type: "boolean" },
+        report: { type: "string" },
         machine: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -849,6 +943,7 @@ export async function main(args: readonly string[]): Promise<number> {
       workers,
       overrides: (values.set ?? []).map((s) => `--${s}`),
       reportOnly: values["report-only"],
+      report: values.report,
       machine: values.machine,
       log: (line) => console.error(line),
     });

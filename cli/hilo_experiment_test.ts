@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { KEPT_MARKER, main, readExperiment, runHiloExperiment } from "./hilo_experiment.ts";
+import { loadConfig } from "./load_config.ts";
+import { checkRunConfig } from "../trainer/check_run_config.ts";
 
 const SMALL = [
   "--trainer.steps=2",
@@ -33,17 +35,20 @@ Deno.test("runHiloExperiment() runs each variant, writes the report and chart, t
         `  - name: hilo\n    overrides: ["--adapters.kind=hilo", "--adapters.hilo.experts=2-3", ` +
         `"--adapters.hilo.rank=1-2"]\n`,
     );
+    const report = join(dir, "results", "small.md");
     const first = await runHiloExperiment(path, {
       overrides: SMALL,
+      report,
       seeds: [0],
       log: () => {},
     });
+    assert.equal(first.report, report);
     assert.equal(first.ran, 2);
     assert.equal(first.skipped, 0);
-    const report = await Deno.readTextFile(first.report);
+    const text = await Deno.readTextFile(first.report);
     const svg = await Deno.readTextFile(first.chart);
     assert.ok(svg.startsWith("<svg") && svg.includes("LoRA r=2"));
-    assert.match(report, /\| LoRA r=2 \(n=1\) +\| 1 \(LoRA\) +\|/);
+    assert.match(text, /\| LoRA r=2 \(n=1\) +\| 1 \(LoRA\) +\|/);
     // HILO's allocation and counts: layer 0 has 2 experts of rank 1, layer 1 3 of rank 2.
     const [lora, hilo] = first.records;
     assert.deepEqual(hilo.allocation.map((l) => [l.experts, l.rank]), [[2, 1], [3, 2]]);
@@ -63,16 +68,21 @@ Deno.test("runHiloExperiment() runs each variant, writes the report and chart, t
       assert.ok(Math.abs(r.metrics["eval/accuracy"] - mean) < 1e-12);
     }
     // The base model's row: the step-0 evaluation of both runs (adapters start as no-ops).
-    assert.match(report, /\| base model, before training \(step-0 evaluation of 2 run\(s\)\) +\|/);
-    assert.match(report, /## Difference from LoRA r=2 .*\n[^]*\| hilo +\| +1 \| +-?\d+\.\d \|/);
-    assert.match(report, /## Exact config/);
-    assert.match(report, /95% Student-t interval/);
+    assert.match(text, /\| base model, before training \(step-0 evaluation of 2 run\(s\)\) +\|/);
+    assert.match(text, /## Difference from LoRA r=2 .*\n[^]*\| hilo +\| +1 \| +-?\d+\.\d \|/);
+    assert.match(text, /## Exact config/);
+    assert.match(text, /95% Student-t interval/);
 
     // A section after the kept marker (e.g. the bench's "Dispatch") survives a regeneration.
     const kept = `${KEPT_MARKER}\n\n## Dispatch\n\nMeasured elsewhere.\n`;
-    await Deno.writeTextFile(first.report, `${report}\n${kept}`);
+    await Deno.writeTextFile(first.report, `${text}\n${kept}`);
     // A second call trains nothing and gives the same numbers.
-    const again = await runHiloExperiment(path, { overrides: SMALL, seeds: [0], log: () => {} });
+    const again = await runHiloExperiment(path, {
+      overrides: SMALL,
+      report,
+      seeds: [0],
+      log: () => {},
+    });
     const regenerated = await Deno.readTextFile(again.report);
     assert.ok(regenerated.endsWith(kept), "the kept section is at the end");
     assert.equal(regenerated.split("## Exact config").length, 2, "one generated report");
@@ -80,6 +90,30 @@ Deno.test("runHiloExperiment() runs each variant, writes the report and chart, t
     assert.equal(again.ran, 0);
     assert.equal(again.skipped, 2);
     assert.deepEqual(again.records.map((r) => r.metrics), first.records.map((r) => r.metrics));
+
+    // A finished run is not reused under another config: the changed key is named, nothing runs.
+    const before = await Deno.readTextFile(first.report);
+    await assert.rejects(
+      runHiloExperiment(path, {
+        overrides: [...SMALL, "--eval.maxNewTokens=4"],
+        report,
+        seeds: [0],
+        log: () => {},
+      }),
+      {
+        name: "RangeError",
+        message: `Cannot reuse run "lora_s0" of experiment "${path}": key eval.maxNewTokens of ` +
+          `its "${join(dir, "runs", "lora_s0", "result.json")}" differs from what the experiment ` +
+          `gives (3 -> 4): delete "${join(dir, "runs", "lora_s0")}" or change the experiment (or ` +
+          `its --set overrides)`,
+      },
+    );
+    // Nor under the experiment's own config (the runs were a --set smoke test): 2 -> 100 steps.
+    await assert.rejects(
+      runHiloExperiment(path, { report, seeds: [0], log: () => {} }),
+      /Cannot reuse run "lora_s0" .*key adapters\.targets .*more key\(s\) differ/,
+    );
+    assert.equal(await Deno.readTextFile(first.report), before, "the report is unchanged");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -107,7 +141,8 @@ Deno.test("runHiloExperiment() refuses a run with eval.final false before traini
       dir,
       `  - name: lora\n    overrides: ["--adapters.kind=lora", "--eval.final=false"]\n`,
     );
-    await assert.rejects(runHiloExperiment(path, { overrides: SMALL, seeds: [0], log: () => {} }), {
+    const options = { overrides: SMALL, report: join(dir, "small.md"), seeds: [0], log: () => {} };
+    await assert.rejects(runHiloExperiment(path, options), {
       name: "RangeError",
       message: `Cannot run experiment "${path}": run "lora_s0" has key "eval.final" false: ` +
         `expected true (the report compares the held-out accuracy after the last step)`,
@@ -131,11 +166,12 @@ Deno.test("main() reports a run config error by its message and exit code 2, wit
       dir,
       `  - name: lora\n    overrides: ["--adapters.kind=lora", "--adapters.r=2"]\n`,
     );
-    // Warm-up as long as the run: refused when the schedule is built, inside the run.
+    // Warm-up as long as the run: refused before the run starts.
     const code = await main([
       path,
       "--seeds=0",
       "--workers=1",
+      `--report=${join(dir, "small.md")}`,
       "--set=trainer.steps=2",
       "--set=trainer.warmupSteps=2",
     ]);
@@ -145,5 +181,71 @@ Deno.test("main() reports a run config error by its message and exit code 2, wit
   } finally {
     console.error = log;
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runHiloExperiment() refuses overrides without their own report: the experiment's page stays", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "halo_hilo_exp_" });
+  try {
+    const path = await writeExperiment(
+      dir,
+      `  - name: lora\n    overrides: ["--adapters.kind=lora"]\n`,
+    );
+    await assert.rejects(runHiloExperiment(path, { overrides: SMALL, seeds: [0], log: () => {} }), {
+      name: "RangeError",
+      message: new RegExp(
+        `^Cannot run experiment ".*exp\\.yaml" with overrides \\(--set trainer\\.steps=2 .*\\) ` +
+          `into its report ".*hilo\\.md" \\(the experiment's results page\\): give the overridden ` +
+          `runs their own report \\(--report=PATH\\)$`,
+      ),
+    });
+    // Nothing ran, nothing was written.
+    assert.equal(await Deno.stat(join(dir, "runs")).then(() => true, () => false), false);
+    assert.equal(await Deno.stat(join(dir, "results")).then(() => true, () => false), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("runHiloExperiment() checks every run against the model before the first one trains", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "halo_hilo_exp_" });
+  try {
+    // The second variant's rank schedule does not parse; the first would train fine.
+    const path = await writeExperiment(
+      dir,
+      `  - name: lora\n    overrides: ["--adapters.kind=lora", "--adapters.r=2"]\n` +
+        `  - name: hilo\n    overrides: ["--adapters.kind=hilo", "--adapters.hilo.rank=9-x"]\n`,
+    );
+    const options = { overrides: SMALL, report: join(dir, "small.md"), seeds: [0], log: () => {} };
+    await assert.rejects(runHiloExperiment(path, options), {
+      name: "RangeError",
+      message: new RegExp(`^Cannot run experiment ".*exp\\.yaml": run "hilo_s0": .*rank.*"9-x"`),
+    });
+    assert.equal(await Deno.stat(join(dir, "runs")).then(() => true, () => false), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main() --help: its --set example passes every variant's start checks on the default experiment", async () => {
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (...a: unknown[]) => lines.push(a.join(" "));
+  try {
+    assert.equal(await main(["--help"]), 0);
+  } finally {
+    console.log = log;
+  }
+  const help = lines.join("\n");
+  const example = help.slice(help.indexOf("e.g."), help.indexOf("-h, --help"));
+  const sets = [...example.matchAll(/--set=(\S+)/g)].map((m) => `--${m[1]}`);
+  assert.ok(sets.includes("--trainer.steps=4"), example);
+  assert.match(help, /--report=PATH/);
+  const experiment = await readExperiment("experiments/hilo.yaml");
+  for (const variant of experiment.variants) {
+    const config = await loadConfig(experiment.config, {
+      overrides: [...variant.overrides, ...sets],
+    });
+    await checkRunConfig(config); // e.g. the cosine warm-up shorter than the 4 steps
   }
 });

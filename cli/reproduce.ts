@@ -24,6 +24,7 @@ import { basename, dirname, join } from "node:path";
 import { loadConfig } from "./load_config.ts";
 import type { TrainConfig } from "../trainer/config.ts";
 import { runRl } from "../trainer/rl/run_rl.ts";
+import { checkRunConfig } from "../trainer/check_run_config.ts";
 import { withSavedConfigDefaults } from "../trainer/saved_config.ts";
 import { latestCheckpoint } from "../trainer/checkpoint.ts";
 import { gitSha } from "../trainer/git_sha.ts";
@@ -315,6 +316,24 @@ export async function reproduce(
         `Cannot run experiment "${path}": run "${run.name}" has key "rl.eval.final" false: ` +
           `expected true (the results page reads the held-out evaluation after the last step)`,
       );
+    }
+  }
+
+  // Every run to train is checked before the first one trains: what its start checks against the
+  // model's config.json (an align layer the model lacks, the adapters, the warm-up), and a
+  // started run's checkpoint config against the experiment's.
+  if (options.train !== false) {
+    for (const run of all.filter((r) => selected.has(r.name))) {
+      const config = configs.get(run.name)!;
+      try {
+        await checkRunConfig(config);
+      } catch (error) {
+        if (error instanceof Error) {
+          error.message = `Cannot run experiment "${path}": run "${run.name}": ${error.message}`;
+        }
+        throw error;
+      }
+      await runState(run, config);
     }
   }
 

@@ -32,6 +32,7 @@ import { formatDuration } from "../internal/progress.ts";
 import { runSft, type RunSftResult } from "../trainer/sft.ts";
 import { NonFiniteLossError } from "../trainer/train_loop.ts";
 import { runRl, type RunRlResult } from "../trainer/rl/run_rl.ts";
+import { checkRunConfig } from "../trainer/check_run_config.ts";
 import { remoteRollouts } from "../remote/remote_rollouts.ts";
 import { readJsonFile } from "../internal/read_json.ts";
 
@@ -303,6 +304,9 @@ async function prepareTrain(
   if (parsed.export !== undefined) {
     await checkExportDir(parsed.export, { modelPath: config.model.path });
   }
+  // The checks that need the model's config.json (a cosine warm-up as long as the run, an align
+  // layer or HILO schedule the model cannot take), before the backend starts.
+  await checkRunConfig(config);
   return { config, args: parsed };
 }
 
@@ -380,6 +384,46 @@ export async function trainCli(args: string[], options: TrainCliOptions = {}): P
   }
 }
 
+/**
+ * The held-out part of an RL run's closing line: avg@k and pass@k at the start and after the last
+ * step (`rl.eval.samples` = k), an end the run did not evaluate as such, or that the evaluation
+ * was switched off (`rl.eval.every: 0` with `rl.eval.final: false`).
+ *
+ * @param config The run's config (its `rl.eval`).
+ * @param result The run's `startMetrics` and `metrics` (its last step's line).
+ * @returns The text, without a trailing period.
+ *
+ * @example The evaluation switched off
+ * ```ts
+ * import { rlHeldOutText } from "./train.ts";
+ * import { DEFAULT_CONFIG } from "../trainer/config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const rl = { ...DEFAULT_CONFIG.rl, eval: { ...DEFAULT_CONFIG.rl.eval, every: 0, final: false } };
+ * const text = rlHeldOutText({ ...DEFAULT_CONFIG, rl }, { startMetrics: {}, metrics: {} });
+ * strictEqual(text, `no held-out evaluation ("rl.eval.every" 0, "rl.eval.final" false)`);
+ * ```
+ */
+export function rlHeldOutText(
+  config: TrainConfig,
+  result: Pick<RunRlResult, "startMetrics" | "metrics">,
+): string {
+  const e = config.rl.eval;
+  if (e.every === 0 && !e.final) {
+    return `no held-out evaluation ("rl.eval.every" 0, "rl.eval.final" false)`;
+  }
+  const k = e.samples;
+  const a = result.startMetrics;
+  const b = result.metrics;
+  const pct = (m: Record<string, number>, key: string, missing: string): string =>
+    m[key] === undefined ? missing : `${(100 * m[key]).toFixed(1)}%`;
+  const start = (key: string) => pct(a, key, "(not evaluated at the start)");
+  const end = (key: string) =>
+    pct(b, key, `(not evaluated after the last step${e.final ? "" : `: "rl.eval.final" false`})`);
+  return `held-out avg@${k} ${start(`eval/avg@${k}`)} -> ${end(`eval/avg@${k}`)}, pass@${k} ` +
+    `${start(`eval/pass@${k}`)} -> ${end(`eval/pass@${k}`)}`;
+}
+
 /** The run of a read command line: SFT or RL as the config says, with the summary lines. */
 async function runTrain(
   config: TrainConfig,
@@ -424,15 +468,9 @@ async function mainRl(
     rollouts: remoteRollouts(),
   });
   const seconds = (performance.now() - started) / 1000;
-  const k = config.rl.eval.samples;
-  const pct = (m: Record<string, number>, key: string): string =>
-    m[key] === undefined ? "?" : `${(100 * m[key]).toFixed(1)}%`;
-  const a = result.startMetrics;
-  const b = result.metrics;
   console.error(
     `${result.halted ? "halted" : "done"} at step ${result.step} in ${formatDuration(seconds)}; ` +
-      `held-out avg@${k} ${pct(a, `eval/avg@${k}`)} -> ${pct(b, `eval/avg@${k}`)}, pass@${k} ` +
-      `${pct(a, `eval/pass@${k}`)} -> ${pct(b, `eval/pass@${k}`)}`,
+      rlHeldOutText(config, result),
   );
   const gain = result.heldOutGain;
   if (gain) {

@@ -3,7 +3,8 @@
 // read); the exit status by error class.
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
-import { trainCli, type TrainRun } from "./train.ts";
+import { rlHeldOutText, trainCli, type TrainRun } from "./train.ts";
+import { DEFAULT_CONFIG } from "../trainer/config.ts";
 import { NonFiniteLossError } from "../trainer/train_loop.ts";
 import { undescribedFlags } from "../internal/test_utils.ts";
 
@@ -101,4 +102,52 @@ Deno.test("trainCli() prints a real run's failure (a prompt file it cannot read)
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("trainCli() refuses what the model's config.json rules out before the run starts, with the usage", async () => {
+  // The cosine warm-up as long as the run (the run would refuse it after its backend started).
+  const warm = await cli(
+    ["--config", "configs/tiny_sft.yaml", "--trainer.steps=1", "--trainer.warmupSteps=1"],
+    () => Promise.resolve(),
+  );
+  strictEqual(warm.code, 2);
+  strictEqual(warm.ran, 0, "the run started");
+  ok(
+    /^error: Cannot build the optimizer: key "trainer\.warmupSteps" must be < "trainer\.steps" \(1\)/
+      .test(warm.err[0]),
+    warm.err.join("\n"),
+  );
+  ok(USAGE.test(warm.err[1]), warm.err.join("\n"));
+  // An align layer the demo's 2-layer model does not have.
+  const layer = await cli(
+    ["--rl.losses=[{name: clipped_pg}, {name: hidden_align, layer: 3}]"],
+    () => Promise.resolve(),
+  );
+  strictEqual(layer.code, 2);
+  strictEqual(layer.ran, 0);
+  ok(/key "rl\.losses\[1\]\.layer" must be "final" or a decoder layer/.test(layer.err[0]));
+});
+
+Deno.test("rlHeldOutText() says the evaluation is off or missing rather than printing ?", () => {
+  const withEval = (every: number, final: boolean) => ({
+    ...DEFAULT_CONFIG,
+    rl: { ...DEFAULT_CONFIG.rl, eval: { ...DEFAULT_CONFIG.rl.eval, every, final, samples: 8 } },
+  });
+  const start = { "eval/avg@8": 0.098, "eval/pass@8": 0.42 };
+  const end = { "eval/avg@8": 0.122, "eval/pass@8": 0.428 };
+  strictEqual(
+    rlHeldOutText(withEval(0, true), { startMetrics: start, metrics: end }),
+    "held-out avg@8 9.8% -> 12.2%, pass@8 42.0% -> 42.8%",
+  );
+  // Off: no evaluation at the start nor after the last step.
+  const off = rlHeldOutText(withEval(0, false), { startMetrics: {}, metrics: {} });
+  strictEqual(off, `no held-out evaluation ("rl.eval.every" 0, "rl.eval.final" false)`);
+  // On a cadence that misses the last step.
+  const cadence = rlHeldOutText(withEval(2, false), { startMetrics: start, metrics: {} });
+  strictEqual(
+    cadence,
+    `held-out avg@8 9.8% -> (not evaluated after the last step: "rl.eval.final" false), pass@8 ` +
+      `42.0% -> (not evaluated after the last step: "rl.eval.final" false)`,
+  );
+  ok(![off, cadence].some((t) => t.includes("?")));
 });

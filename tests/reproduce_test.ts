@@ -196,3 +196,37 @@ Deno.test("reproduce() refuses a run with rl.eval.final false before training (t
     // Nothing was trained, not even the run before it.
     strictEqual(await exists(join(dir, "runs")), false);
   }));
+
+Deno.test("reproduce() checks every run against the model's config.json before the first one trains", () =>
+  withTempDir(async (dir) => {
+    const experimentPath = join(dir, "layer.yaml");
+    await Deno.writeTextFile(
+      experimentPath,
+      JSON.stringify({
+        name: "layer",
+        outDir: join(dir, "runs"),
+        results: join(dir, "results", "layer.md"),
+        overrides: [...RL_OVERRIDES, "--trainer.steps=1"],
+        seeds: [0],
+        settings: [
+          { name: "dapo", overrides: [] },
+          // The bundled model has 2 layers: layer 3 passes the schema, not the model.
+          {
+            name: "deep",
+            overrides: ["--rl.losses=[{name: clipped_pg}, {name: hidden_align, layer: 3}]"],
+          },
+        ],
+        eval: { data: "arithmetic", limit: 2, k: 2, maxNewTokens: 20 },
+      }),
+    );
+    await rejects(reproduce(experimentPath, { log: () => {} }), {
+      name: "RangeError",
+      message: new RegExp(
+        `^Cannot run experiment "${experimentPath.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}": ` +
+          `run "deep_seed0": Cannot run RL: key "rl\\.losses\\[1\\]\\.layer" must be "final" or ` +
+          `a decoder layer in \\[0, 0\\] \\(the model has 2 layers`,
+      ),
+    });
+    // Nothing was trained, not even the run before it.
+    strictEqual(await exists(join(dir, "runs")), false);
+  }));

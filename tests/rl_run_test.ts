@@ -94,6 +94,13 @@ Deno.test("runRl() refuses an align layer the model does not have before any wor
         /key "rl\.losses\[1\]\.layer" must be "final" or a decoder layer in \[0, 0\] \(the model has 2 layers/,
     });
     await rejects(Deno.stat(join(dir, "run")), Deno.errors.NotFound); // nothing written
+    // The task suite is SFT-only: refused, not silently replaced by the arithmetic task.
+    await rejects(runRl(await rlConfig(dir, ["--data.task=suite"]), QUIET), {
+      name: "RangeError",
+      message:
+        /^Cannot run RL: key "data\.task" must be "arithmetic" with "trainer\.mode" "rl".*"suite"$/,
+    });
+    await rejects(Deno.stat(join(dir, "run")), Deno.errors.NotFound);
     // Layer 0 exists.
     const ok0 = await rlConfig(dir, [
       "--rl.losses=[{name: clipped_pg}, {name: hidden_align, layer: 0}]",
@@ -107,11 +114,12 @@ Deno.test("runRl() refuses an align layer the model does not have before any wor
   });
 });
 
-Deno.test("runRl() warns that rl.alignKeepAllCorrect is not read without an align term", async () => {
+Deno.test("runRl() warns of unread keys: rl.alignKeepAllCorrect without an align term, SFT-only eval.every", async () => {
   await withTempDir(async (dir) => {
     const config = await rlConfig(dir, [
       DAPO,
       "--rl.alignKeepAllCorrect=true",
+      "--eval.every=5",
       "--trainer.steps=1",
       "--rl.trainBatchPrompts=1",
       "--rl.genBatchPrompts=1",
@@ -127,6 +135,12 @@ Deno.test("runRl() warns that rl.alignKeepAllCorrect is not read without an alig
     strictEqual(warning.length, 1, `${result.warnings}`);
     ok(/"hidden_align" term/.test(warning[0]), warning[0]);
     ok(lines.includes(`warning: ${warning[0]}`), "the warning was not logged");
+    // RL evaluates by rl.eval.*: the SFT cadence is named as unread.
+    const sft = result.warnings.filter((w) => w.includes('"eval.every"'));
+    deepStrictEqual(sft, [
+      `key "eval.every" is set but not read with "trainer.mode" "rl" (RL's held-out evaluation ` +
+      `is set by "rl.eval.*")`,
+    ]);
   });
 });
 

@@ -368,6 +368,37 @@ function checkShapeKeys(config: TrainConfig, modelConfig: Qwen3Config): void {
   }
 }
 
+/** Refuses a `model.path` that is neither `builtin:tiny` nor an existing directory. */
+async function checkModelDir(config: TrainConfig): Promise<void> {
+  const dir = config.model.path;
+  if (!(await exists(dir))) {
+    throw new RangeError(
+      `Cannot load the model: key "model.path" must be a model directory or "builtin:tiny": ` +
+        `directory "${dir}" not found`,
+    );
+  }
+}
+
+/**
+ * The model's config alone (`config.json`, or the `model.*` shape keys of `builtin:tiny`), with
+ * {@linkcode readRunModel}'s checks of the directory and the shape keys: what a grid of runs reads
+ * to check every run before the first one trains. No tokenizer file or weight is read.
+ *
+ * @param config The run's config.
+ * @returns The model's config.
+ * @throws {RangeError} As `readRunModel`: no such directory, or a contradicting shape key.
+ */
+export async function readRunModelConfig(config: TrainConfig): Promise<Qwen3Config> {
+  if (config.model.path === "builtin:tiny") {
+    const files = arithmeticTokenizerFiles();
+    return builtinConfig(config, createTokenizer(files.tokenizerJson, files.tokenizerConfig));
+  }
+  await checkModelDir(config);
+  const modelConfig = await readQwen3Config(config.model.path);
+  checkShapeKeys(config, modelConfig);
+  return modelConfig;
+}
+
 /**
  * The tokenizer (the arithmetic one for `builtin:tiny`) and the model's config, without its
  * weights: what the checks that need the model read before any work.
@@ -403,12 +434,7 @@ export async function readRunModel(
     tokenizerConfig = files.tokenizerConfig;
   } else {
     const dir = config.model.path;
-    if (!(await exists(dir))) {
-      throw new RangeError(
-        `Cannot load the model: key "model.path" must be a model directory or "builtin:tiny": ` +
-          `directory "${dir}" not found`,
-      );
-    }
+    await checkModelDir(config);
     tokenizer = await loadTokenizer(dir);
     const readJson = async (name: string): Promise<unknown> =>
       JSON.parse(await Deno.readTextFile(join(dir, name)));

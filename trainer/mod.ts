@@ -12,6 +12,7 @@
  */
 export * from "./backend.ts";
 export * from "./checkpoint.ts";
+export * from "./check_run_config.ts";
 export * from "./data_order.ts";
 export * from "./eval_sft.ts";
 export * from "./export_model.ts";

@@ -5,9 +5,9 @@
  *
  * @module
  */
-import { createHilo, hiloConfig, type HiloOptionKeys } from "../adapters/hilo.ts";
+import { createHilo, type HiloConfig, hiloConfig, type HiloOptionKeys } from "../adapters/hilo.ts";
 import { createLora, type Lora } from "../adapters/lora.ts";
-import { loraConfig } from "../adapters/lora_config.ts";
+import { type LoraConfig, loraConfig } from "../adapters/lora_config.ts";
 import type { Qwen3Config } from "../model/config.ts";
 import { DEFAULT_CONFIG, type TrainConfig } from "./config.ts";
 
@@ -22,6 +22,71 @@ const HILO_KEYS: HiloOptionKeys = {
   balanceCoef: "adapters.hilo.balanceCoef",
   loraDropout: "adapters.dropout",
 };
+
+/**
+ * The run's adapter settings, parsed against the model without creating any weights: what
+ * {@linkcode runAdapters} initialises. It throws what `loraConfig` / `hiloConfig` throw (an
+ * unparsable HILO schedule, a schedule of another length than the model's layers), so a grid of
+ * runs can check every run's adapters before the first one trains.
+ *
+ * @param config The run's config (its `adapters` and `model.path`).
+ * @param modelConfig The model the adapters wrap (its layer count).
+ * @returns The kind and its config, or `null` for `adapters.kind: none`.
+ * @throws {RangeError} When the adapter settings do not fit the model.
+ *
+ * @example A HILO schedule of one value per layer
+ * ```ts
+ * import { runAdapterConfig } from "./run_adapters.ts";
+ * import { DEFAULT_CONFIG } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const hilo = { ...DEFAULT_CONFIG.adapters.hilo, experts: [1, 4], rank: [2, 8] };
+ * const adapters = { ...DEFAULT_CONFIG.adapters, kind: "hilo" as const, hilo };
+ * const parsed = runAdapterConfig({ ...DEFAULT_CONFIG, adapters }, { numHiddenLayers: 2 });
+ * strictEqual(parsed?.kind, "hilo");
+ * ```
+ */
+export function runAdapterConfig(
+  config: TrainConfig,
+  modelConfig: { numHiddenLayers: number },
+): { kind: "lora"; config: LoraConfig } | { kind: "hilo"; config: HiloConfig } | null {
+  const a = config.adapters;
+  if (a.kind === "lora") {
+    return {
+      kind: "lora",
+      config: loraConfig({
+        r: a.r,
+        loraAlpha: a.alpha,
+        targetModules: [...a.targets],
+        rankPattern: { ...a.rankPattern },
+        alphaPattern: { ...a.alphaPattern },
+        loraDropout: a.dropout,
+        useRslora: a.rslora,
+        baseModelNameOrPath: config.model.path,
+      }),
+    };
+  }
+  if (a.kind === "hilo") {
+    const h = a.hilo;
+    return {
+      kind: "hilo",
+      config: hiloConfig(modelConfig, {
+        experts: h.experts,
+        rank: h.rank,
+        alpha: h.alphaPerRank ? { perRank: h.alpha } : h.alpha,
+        topK: h.topK ?? undefined,
+        activation: h.activation,
+        topP: h.topP,
+        balanceCoef: h.balanceCoef,
+        targetModules: [...a.targets],
+        loraDropout: a.dropout,
+        baseModelNameOrPath: config.model.path,
+        keys: HILO_KEYS,
+      }),
+    };
+  }
+  return null;
+}
 
 /**
  * The run's adapters, initialised with `run.seed`.
@@ -42,44 +107,12 @@ const HILO_KEYS: HiloOptionKeys = {
  * ```
  */
 export function runAdapters(config: TrainConfig, modelConfig: Qwen3Config): Lora | null {
-  const a = config.adapters;
-  if (a.kind === "lora") {
-    return createLora(
-      loraConfig({
-        r: a.r,
-        loraAlpha: a.alpha,
-        targetModules: [...a.targets],
-        rankPattern: { ...a.rankPattern },
-        alphaPattern: { ...a.alphaPattern },
-        loraDropout: a.dropout,
-        useRslora: a.rslora,
-        baseModelNameOrPath: config.model.path,
-      }),
-      modelConfig,
-      { seed: config.run.seed },
-    );
-  }
-  if (a.kind === "hilo") {
-    const h = a.hilo;
-    return createHilo(
-      hiloConfig(modelConfig, {
-        experts: h.experts,
-        rank: h.rank,
-        alpha: h.alphaPerRank ? { perRank: h.alpha } : h.alpha,
-        topK: h.topK ?? undefined,
-        activation: h.activation,
-        topP: h.topP,
-        balanceCoef: h.balanceCoef,
-        targetModules: [...a.targets],
-        loraDropout: a.dropout,
-        baseModelNameOrPath: config.model.path,
-        keys: HILO_KEYS,
-      }),
-      modelConfig,
-      { seed: config.run.seed },
-    );
-  }
-  return null;
+  const parsed = runAdapterConfig(config, modelConfig);
+  if (parsed === null) return null;
+  const options = { seed: config.run.seed };
+  return parsed.kind === "lora"
+    ? createLora(parsed.config, modelConfig, options)
+    : createHilo(parsed.config, modelConfig, options);
 }
 
 /** The `adapters` keys that only one kind reads (the others: `kind`, `targets`, `dropout`). */

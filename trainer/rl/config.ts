@@ -172,7 +172,11 @@ export interface RlDataConfig {
   readonly answerField: string;
   /** Training prompts to use, unique ones (`0`: all of the file; arithmetic: `data.trainSize`). */
   readonly trainSize: number;
-  /** Held-out prompts to use (arithmetic: at most `data.evalSize`). */
+  /**
+   * Held-out prompts to use. Arithmetic: this many problems of the task's held-out split (the SFT
+   * key `data.evalSize` is not read); a file: the first this many of `evalPath`, or the last of
+   * `path`.
+   */
   readonly evalSize: number;
 }
 
@@ -827,7 +831,8 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
  *
  * @param rl The `rl` section.
  * @param options `numHiddenLayers` of the model when known; `adaptersKind`, the run's
- *   `adapters.kind` (default `"lora"`: not checked).
+ *   `adapters.kind` (default `"lora"`: not checked); `dataTask`, the run's `data.task` (a
+ *   `"suite"` is refused: RL reads no task suite; default not checked).
  * @returns Problems as `[key path, text]` (text after `key "<path>"`), empty when fine.
  *
  * @example A layer the model does not have
@@ -849,9 +854,22 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
  */
 export function rlConfigProblems(
   rl: RlConfig,
-  options: { numHiddenLayers?: number; adaptersKind?: "none" | "lora" | "hilo" } = {},
+  options: {
+    numHiddenLayers?: number;
+    adaptersKind?: "none" | "lora" | "hilo";
+    dataTask?: "arithmetic" | "suite";
+  } = {},
 ): [string, string][] {
   const problems: [string, string][] = [];
+  if (options.dataTask === "suite") {
+    // RL has no verifier or prompts for the suite's tasks: it would train on arithmetic.
+    problems.push([
+      "data.task",
+      `must be "arithmetic" with "trainer.mode" "rl" (RL prompts come from "rl.data": the ` +
+      `arithmetic task or a JSONL / Parquet file; the task suite is SFT-only): current value ` +
+      `is "suite"`,
+    ]);
+  }
   problems.push(...rolloutProblems(rl, options.adaptersKind ?? "lora"));
   if (rl.overlong.buffer >= rl.maxNewTokens) {
     problems.push([

@@ -1,6 +1,11 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { loadConfig } from "../../cli/load_config.ts";
-import { DEFAULT_RL_CONFIG, rlKeyWarnings, withRolloutDefaults } from "./config.ts";
+import {
+  DEFAULT_RL_CONFIG,
+  rlConfigProblems,
+  rlKeyWarnings,
+  withRolloutDefaults,
+} from "./config.ts";
 
 const RL = ["--trainer.mode=rl", "--model.path=models/arithmetic-tiny"];
 
@@ -359,4 +364,15 @@ Deno.test("rlKeyWarnings() names rl.alignKeepAllCorrect when nothing reads it", 
       off[0],
     ),
   );
+});
+
+Deno.test("rlConfigProblems() refuses data.task suite when given the run's task: RL reads no suite", () => {
+  const suite = rlConfigProblems(DEFAULT_RL_CONFIG, { dataTask: "suite" });
+  strictEqual(suite.length, 1);
+  strictEqual(suite[0][0], "data.task");
+  ok(
+    /^must be "arithmetic" with "trainer\.mode" "rl" .*current value is "suite"$/.test(suite[0][1]),
+  );
+  deepStrictEqual(rlConfigProblems(DEFAULT_RL_CONFIG, { dataTask: "arithmetic" }), []);
+  deepStrictEqual(rlConfigProblems(DEFAULT_RL_CONFIG), []);
 });

@@ -53,5 +53,6 @@ export * from "./rl_update.ts";
 export * from "./rollout.ts";
 export * from "./rollout_correction.ts";
 export * from "./rollout_source.ts";
+export * from "./run_key_warnings.ts";
 export * from "./run_rl.ts";
 export * from "./score_rollout.ts";

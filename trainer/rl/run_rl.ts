@@ -55,7 +55,8 @@ import { defaultFillWorkgroups } from "../../gpu/context.ts";
 import type { PendingStep } from "../train_loop.ts";
 import type { ParamTree } from "../types.ts";
 import { anchorCosines } from "./anchor_cosines.ts";
-import { rlConfigProblems, rlKeyWarnings } from "./config.ts";
+import { checkRunConfig } from "../check_run_config.ts";
+import { rlRunKeyWarnings } from "./run_key_warnings.ts";
 import { fillBatch } from "./dynamic_sampling.ts";
 import { evaluateRlPrompts } from "./eval_rl.ts";
 import { type ConfidenceInterval, confidenceInterval } from "../../eval/confidence_interval.ts";
@@ -278,15 +279,9 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   // The model's config first: the checks that need it run before any work.
   const head = await readRunModel(config, { tokenizer: options.tokenizer });
   const { tokenizer, modelConfig, eosTokenIds, padId } = head;
-  const problems = rlConfigProblems(rl, {
-    numHiddenLayers: modelConfig.numHiddenLayers,
-    adaptersKind: config.adapters.kind,
-  });
-  if (problems.length > 0) {
-    throw new RangeError(
-      problems.map(([key, text]) => `Cannot run RL: key "${key}" ${text}`).join("\n"),
-    );
-  }
+  // The same checks as reproduce's before its first run (rlConfigProblems with the model's
+  // layers, the adapters against the model, the schedule's warm-up).
+  await checkRunConfig(config, { modelConfig });
   const align = rl.losses.find((x) => x.name === "hidden_align");
   const remote = rl.rollout.backend !== "local";
   if (remote && options.rollouts === undefined) {
@@ -311,7 +306,7 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     changeableKeys: RESUME_CHANGEABLE,
   });
   const { checkpoint } = start;
-  warnings.push(...start.warnings, ...rlKeyWarnings(rl));
+  warnings.push(...start.warnings, ...rlRunKeyWarnings(config));
 
   // Prompts.
   const d = config.data;
