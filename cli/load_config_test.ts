@@ -46,7 +46,7 @@ Deno.test("loadConfig() applies overrides typed by the default, in order", async
   const config = await loadConfig(undefined, {
     overrides: [
       "--trainer.lr=2e-6",
-      "--trainer.steps=7",
+      "--trainer.steps=70", // beyond the default cosine warm-up (50 steps)
       "--model.tieEmbeddings=false",
       "--run.name=123", // a string stays a string
       "--data.ops=+,*",
@@ -54,11 +54,11 @@ Deno.test("loadConfig() applies overrides typed by the default, in order", async
       "--adapters.kind=lora",
       "--adapters.rankPattern.q_proj=16",
       "--adapters.alphaPattern={v_proj: 8}",
-      "trainer.steps=9", // the leading -- is optional, and later overrides win
+      "trainer.steps=90", // the leading -- is optional, and later overrides win
     ],
   });
   strictEqual(config.trainer.lr, 2e-6);
-  strictEqual(config.trainer.steps, 9);
+  strictEqual(config.trainer.steps, 90);
   strictEqual(config.model.tieEmbeddings, false);
   strictEqual(config.run.name, "123");
   deepStrictEqual(config.data.ops, ["+", "*"]);
@@ -237,6 +237,56 @@ Deno.test("loadConfig() checks values that depend on each other", async () => {
   strictEqual(config.model.vocab, 40);
 });
 
+Deno.test("loadConfig() skips SFT's cross-checks in an RL run, and refuses the task suite and a whole-run warm-up at load", async () => {
+  const rl = "configs/rl_arith_hidden_align.yaml";
+  // SFT-only keys RL never reads (rlRunKeyWarnings warns of them): no SFT cross-check.
+  const sftOnly = ["--data.evalSize=5", "--trainer.microBatches=3"];
+  const config = await loadConfig(rl, { overrides: sftOnly });
+  strictEqual(config.data.evalSize, 5);
+  strictEqual(config.trainer.microBatches, 3);
+  // ... which SFT still checks, both.
+  await rejects(loadConfig("configs/tiny_sft.yaml", { overrides: sftOnly }), {
+    name: "RangeError",
+    message: 'Cannot load config "configs/tiny_sft.yaml": key "trainer.microBatches" (set by ' +
+      '"--trainer.microBatches=3") must divide "trainer.batchSize" (16): current value is 3\n' +
+      'Cannot load config "configs/tiny_sft.yaml": key "eval.samples" must be <= ' +
+      '"data.evalSize" (5): current value is 100',
+  });
+  // The task suite: RL would train on arithmetic; SFT takes it.
+  await rejects(loadConfig(rl, { overrides: ["--data.task=suite"] }), {
+    name: "RangeError",
+    message: new RegExp(
+      `^Cannot load config "${rl}": key "data\\.task" \\(set by "--data\\.task=suite"\\) must ` +
+        `be "arithmetic" with "trainer\\.mode" "rl" .*: current value is "suite"$`,
+    ),
+  });
+  strictEqual(
+    (await loadConfig("configs/tiny_sft.yaml", { overrides: ["--data.task=suite"] })).data.task,
+    "suite",
+  );
+  // A cosine warm-up as long as the run, in RL steps (trainer.steps) as in SFT ones; a constant
+  // schedule takes any warm-up.
+  const cosine = ["--trainer.schedule=cosine", "--trainer.steps=8", "--trainer.warmupSteps=8"];
+  for (const path of [rl, "configs/tiny_sft.yaml"]) {
+    await rejects(loadConfig(path, { overrides: cosine }), {
+      name: "RangeError",
+      message: `Cannot load config "${path}": key "trainer.warmupSteps" (set by ` +
+        `"--trainer.warmupSteps=8") must be < "trainer.steps" (8) for the cosine schedule: ` +
+        `current value is 8`,
+    });
+    const short = await loadConfig(path, { overrides: [...cosine, "--trainer.warmupSteps=7"] });
+    strictEqual(short.trainer.warmupSteps, 7);
+    const constant = await loadConfig(path, {
+      overrides: [...cosine, "--trainer.schedule=constant"],
+    });
+    strictEqual(constant.trainer.warmupSteps, 8);
+  }
+  await rejects(loadConfig("configs/tiny_sft.yaml", { overrides: ["--trainer.steps=20"] }), {
+    message:
+      /key "trainer\.warmupSteps" must be < "trainer\.steps" \(20\) .*: current value is 20$/,
+  });
+});
+
 Deno.test("loadConfig() reports bad YAML with its position", async () => {
   await withYaml("trainer:\n  lr: [1\n", async (path) => {
     await rejects(loadConfig(path), {
@@ -297,9 +347,9 @@ Deno.test("loadConfig() reads a number override in decimal only", async () => {
     });
   }
   const config = await loadConfig(undefined, {
-    overrides: ["--trainer.steps=16", "--trainer.lr=2.5e-3", "--trainer.minLrRatio=.5"],
+    overrides: ["--trainer.steps=160", "--trainer.lr=2.5e-3", "--trainer.minLrRatio=.5"],
   });
-  strictEqual(config.trainer.steps, 16);
+  strictEqual(config.trainer.steps, 160);
   strictEqual(config.trainer.lr, 2.5e-3);
   strictEqual(config.trainer.minLrRatio, 0.5);
 });

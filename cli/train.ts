@@ -304,8 +304,8 @@ async function prepareTrain(
   if (parsed.export !== undefined) {
     await checkExportDir(parsed.export, { modelPath: config.model.path });
   }
-  // The checks that need the model's config.json (a cosine warm-up as long as the run, an align
-  // layer or HILO schedule the model cannot take), before the backend starts.
+  // The checks that need the model's config.json (an align layer or HILO schedule the model
+  // cannot take), before the backend starts.
   await checkRunConfig(config);
   return { config, args: parsed };
 }

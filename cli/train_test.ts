@@ -105,7 +105,8 @@ Deno.test("trainCli() prints a real run's failure (a prompt file it cannot read)
 });
 
 Deno.test("trainCli() refuses what the model's config.json rules out before the run starts, with the usage", async () => {
-  // The cosine warm-up as long as the run (the run would refuse it after its backend started).
+  // The cosine warm-up as long as the run (the run would refuse it after its backend started):
+  // refused at config load.
   const warm = await cli(
     ["--config", "configs/tiny_sft.yaml", "--trainer.steps=1", "--trainer.warmupSteps=1"],
     () => Promise.resolve(),
@@ -113,7 +114,7 @@ Deno.test("trainCli() refuses what the model's config.json rules out before the 
   strictEqual(warm.code, 2);
   strictEqual(warm.ran, 0, "the run started");
   ok(
-    /^error: Cannot build the optimizer: key "trainer\.warmupSteps" must be < "trainer\.steps" \(1\)/
+    /^error: Cannot load config "configs\/tiny_sft\.yaml": key "trainer\.warmupSteps" \(set by "--trainer\.warmupSteps=1"\) must be < "trainer\.steps" \(1\)/
       .test(warm.err[0]),
     warm.err.join("\n"),
   );

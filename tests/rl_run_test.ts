@@ -94,8 +94,11 @@ Deno.test("runRl() refuses an align layer the model does not have before any wor
         /key "rl\.losses\[1\]\.layer" must be "final" or a decoder layer in \[0, 0\] \(the model has 2 layers/,
     });
     await rejects(Deno.stat(join(dir, "run")), Deno.errors.NotFound); // nothing written
-    // The task suite is SFT-only: refused, not silently replaced by the arithmetic task.
-    await rejects(runRl(await rlConfig(dir, ["--data.task=suite"]), QUIET), {
+    // The task suite is SFT-only: refused, not silently replaced by the arithmetic task (also
+    // at config load; runRl checks a config built in code too).
+    const arithmetic = await rlConfig(dir);
+    const suite = { ...arithmetic, data: { ...arithmetic.data, task: "suite" as const } };
+    await rejects(runRl(suite, QUIET), {
       name: "RangeError",
       message:
         /^Cannot run RL: key "data\.task" must be "arithmetic" with "trainer\.mode" "rl".*"suite"$/,

@@ -79,7 +79,9 @@ Deno.test("resolveTrainConfig() --resume names a missing or damaged meta.json", 
 
 Deno.test("runSft() names the config keys of settings that cannot work", async () => {
   await withTempDir(async (dir) => {
-    const cosine = await tinyConfig(dir, ["--trainer.steps=4", "--trainer.warmupSteps=4"]);
+    // (Also refused at config load; runSft checks a config built in code too.)
+    const warm = await tinyConfig(dir, ["--trainer.steps=4", "--trainer.warmupSteps=3"]);
+    const cosine = { ...warm, trainer: { ...warm.trainer, warmupSteps: 4 } };
     await rejects(runSft(cosine, QUIET), {
       name: "RangeError",
       message: 'Cannot build the optimizer: key "trainer.warmupSteps" must be < "trainer.steps" ' +

@@ -51,7 +51,7 @@ import {
 } from "./optim/mod.ts";
 import { loraParams, modelParams, paramTensors } from "./params.ts";
 import type { GradientTransformation, ParamTree } from "./types.ts";
-import { validateConfig } from "./validate_config.ts";
+import { cosineWarmupProblem, validateConfig } from "./validate_config.ts";
 import { trainLoop, type TrainLoopOptions, type TrainLoopResult } from "./train_loop.ts";
 import { withSavedConfigDefaults } from "./saved_config.ts";
 
@@ -751,11 +751,9 @@ export function runAdamwOptions(
   const per = options.updatesPerStep ?? 1;
   const totalUpdates = t.steps * per;
   const warmup = t.warmupSteps * per;
-  if (t.schedule === "cosine" && warmup >= totalUpdates) {
-    throw new RangeError(
-      `Cannot build the optimizer: key "trainer.warmupSteps" must be < "trainer.steps" ` +
-        `(${t.steps}) for the cosine schedule: current value is ${t.warmupSteps}`,
-    );
+  const warmupProblem = cosineWarmupProblem(t);
+  if (warmupProblem !== undefined) {
+    throw new RangeError(`Cannot build the optimizer: key "trainer.warmupSteps" ${warmupProblem}`);
   }
   const schedule = t.schedule === "cosine"
     ? warmupCosineDecaySchedule({

@@ -22,6 +22,9 @@ import { rlConfigProblems } from "./rl/config.ts";
  * - with `trainer.mode: rl`, `rlConfigProblems` with the model's layer count, the adapter kind
  *   and `data.task` (an align layer the model does not have; the SFT-only task suite).
  *
+ * The warm-up and the task suite are refused at config load already (`validateConfig`); they
+ * are checked here again for a config built in code.
+ *
  * @param config The run's config (validated, as `loadConfig` gives it).
  * @param options `modelConfig`: the model's config when already read (the run's own start).
  * @returns The model's config.

@@ -36,8 +36,11 @@ Deno.test("checkRunConfig() refuses what a run's start refuses once it reads the
         /^Cannot run RL: key "rl\.losses\[1\]\.layer" must be "final" or a decoder layer in \[0, 0\]/,
     },
   );
-  // The task suite in an RL run.
-  await rejects(checkRunConfig(await load([...RL, "--data.task=suite"])), /key "data\.task"/);
+  // The task suite in an RL run, and the cosine warm-up as long as the run: refused at config
+  // load too, and here for a config built in code.
+  const rl = await load(RL);
+  const suite = { ...rl, data: { ...rl.data, task: "suite" as const } };
+  await rejects(checkRunConfig(suite), { message: /^Cannot run RL: key "data\.task"/ });
   // A HILO schedule that does not parse, or of another length than the model's layers.
   await rejects(
     checkRunConfig(await load([...RL, "--adapters.kind=hilo", "--adapters.hilo.rank=9-x"])),
@@ -47,10 +50,13 @@ Deno.test("checkRunConfig() refuses what a run's start refuses once it reads the
     checkRunConfig(await load([...RL, "--adapters.kind=hilo", "--adapters.hilo.rank=[2,8,4]"])),
     /one value per layer \(2\)/,
   );
-  // The cosine warm-up as long as the run.
+  const sft = await load(["--trainer.steps=2", "--trainer.warmupSteps=1"]);
   await rejects(
-    checkRunConfig(await load(["--trainer.steps=2", "--trainer.warmupSteps=2"])),
-    /key "trainer\.warmupSteps" must be < "trainer\.steps" \(2\)/,
+    checkRunConfig({ ...sft, trainer: { ...sft.trainer, warmupSteps: 2 } }),
+    {
+      message:
+        /^Cannot build the optimizer: key "trainer\.warmupSteps" must be < "trainer\.steps" \(2\)/,
+    },
   );
   // No such model directory; a shape key the model's config.json contradicts.
   await rejects(

@@ -20,7 +20,7 @@
 
 import { z } from "zod";
 import { RL_SCHEMA, rlConfigProblems } from "./rl/config.ts";
-import { DEFAULT_CONFIG, type TrainConfig } from "./config.ts";
+import { DEFAULT_CONFIG, type TrainConfig, type TrainerConfig } from "./config.ts";
 import { ARITHMETIC_ADDED_TOKENS, ARITHMETIC_ALPHABET } from "../data/arithmetic_tokenizer.ts";
 import { expectedKeys } from "../internal/expected_keys.ts";
 import { show } from "../internal/show.ts";
@@ -173,6 +173,36 @@ const SCHEMA: z.ZodType<TrainConfig> = z.strictObject({
   backend: z.enum(["webgpu", "cpu", "auto"]),
   rl: RL_SCHEMA,
 });
+
+/**
+ * What is wrong with `trainer.warmupSteps` under the cosine schedule, worded after
+ * `key "trainer.warmupSteps"`: the warm-up must end before the run's last step
+ * (`trainer.steps`, which counts RL steps too), or there is no decay to schedule. `undefined`
+ * when it does, or when the schedule is constant (any warm-up works). Both `validateConfig` and
+ * the optimizer's set-up word their error with it.
+ *
+ * @param trainer The `trainer` section.
+ * @returns The problem's text, or `undefined`.
+ *
+ * @example A warm-up as long as the run
+ * ```ts
+ * import { cosineWarmupProblem } from "./validate_config.ts";
+ * import { DEFAULT_CONFIG } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const trainer = { ...DEFAULT_CONFIG.trainer, steps: 4, warmupSteps: 4 };
+ * strictEqual(
+ *   cosineWarmupProblem(trainer),
+ *   'must be < "trainer.steps" (4) for the cosine schedule: current value is 4',
+ * );
+ * strictEqual(cosineWarmupProblem({ ...trainer, schedule: "constant" }), undefined);
+ * ```
+ */
+export function cosineWarmupProblem(trainer: TrainerConfig): string | undefined {
+  if (trainer.schedule !== "cosine" || trainer.warmupSteps < trainer.steps) return undefined;
+  return `must be < "trainer.steps" (${trainer.steps}) for the cosine schedule: current value ` +
+    `is ${trainer.warmupSteps}`;
+}
 
 /** One problem found while validating, before it is worded with the source. */
 interface Problem {
@@ -480,19 +510,28 @@ function crossFieldProblems(config: TrainConfig): Problem[] {
       range(path, `must not repeat an item: ${show(repeated)} repeats in ${show(list)}`);
     }
   }
-  if (trainer.batchSize % trainer.microBatches !== 0) {
+  const rl = trainer.mode === "rl";
+  // RL batches and evaluates by its own "rl.*" keys: SFT's cross-checks would refuse keys it
+  // never reads (rlRunKeyWarnings warns of them instead).
+  if (!rl && trainer.batchSize % trainer.microBatches !== 0) {
     range(
       ["trainer", "microBatches"],
       `must divide "trainer.batchSize" (${trainer.batchSize}): current value is ${trainer.microBatches}`,
     );
   }
-  if (trainer.mode === "rl") {
-    for (const [key, text] of rlConfigProblems(config.rl, { adaptersKind: adapters.kind })) {
+  const warmup = cosineWarmupProblem(trainer);
+  if (warmup !== undefined) range(["trainer", "warmupSteps"], warmup);
+  if (rl) {
+    const problems = rlConfigProblems(config.rl, {
+      adaptersKind: adapters.kind,
+      dataTask: data.task,
+    });
+    for (const [key, text] of problems) {
       const path = key.split(/[.[\]]/).filter((k) => k !== "");
       range(path.map((k) => (/^\d+$/.test(k) ? Number(k) : k)), text);
     }
   }
-  if (config.eval.samples > data.evalSize) {
+  if (!rl && config.eval.samples > data.evalSize) {
     range(
       ["eval", "samples"],
       `must be <= "data.evalSize" (${data.evalSize}): current value is ${config.eval.samples}`,

@@ -1,6 +1,7 @@
 import { ok, strictEqual, throws } from "node:assert/strict";
-import { DEFAULT_CONFIG } from "./config.ts";
-import { validateConfig } from "./validate_config.ts";
+import { DEFAULT_CONFIG, type TrainerConfig } from "./config.ts";
+import { DEFAULT_RL_CONFIG, rlConfigProblems } from "./rl/config.ts";
+import { cosineWarmupProblem, validateConfig } from "./validate_config.ts";
 
 Deno.test("validateConfig() requires every key", () => {
   const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
@@ -161,4 +162,73 @@ Deno.test("validateConfig() says what a key with several forms accepts, not a ba
     message: 'Cannot load config "<object>": key "adapters.hilo.topK" must be a non-empty ' +
       "string, an integer >= 1, a non-empty list of integers >= 1 or null: current value is 1.5",
   });
+});
+
+Deno.test("validateConfig() applies SFT's cross-checks to SFT runs only", () => {
+  const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+    string,
+    Record<string, unknown>
+  >;
+  copy.data.evalSize = 5; // < eval.samples (200)
+  copy.trainer.microBatches = 3; // does not divide trainer.batchSize (32)
+  throws(() => validateConfig(copy), (error: Error) => {
+    const lines = error.message.split("\n");
+    strictEqual(lines.length, 2, error.message);
+    ok(lines[0].includes('"trainer.microBatches" must divide "trainer.batchSize" (32)'));
+    ok(lines[1].includes('"eval.samples" must be <= "data.evalSize" (5): current value is 200'));
+    return true;
+  });
+  // RL reads neither (it batches and evaluates by "rl.*").
+  copy.trainer.mode = "rl";
+  const rl = validateConfig(copy);
+  strictEqual(rl.data.evalSize, 5);
+  strictEqual(rl.trainer.microBatches, 3);
+});
+
+Deno.test('validateConfig() refuses data.task "suite" in an RL run, as rlConfigProblems words it', () => {
+  const copy = structuredClone(DEFAULT_CONFIG) as unknown as Record<
+    string,
+    Record<string, unknown>
+  >;
+  copy.data.task = "suite";
+  strictEqual(validateConfig(copy).data.task, "suite");
+  copy.trainer.mode = "rl";
+  const [[key, text]] = rlConfigProblems(DEFAULT_RL_CONFIG, { dataTask: "suite" });
+  strictEqual(key, "data.task");
+  throws(() => validateConfig(copy, { source: "rl.yaml" }), {
+    name: "RangeError",
+    message: `Cannot load config "rl.yaml": key "data.task" ${text}`,
+  });
+});
+
+Deno.test("validateConfig() refuses a cosine warm-up as long as the run, in SFT and RL steps alike", () => {
+  for (const mode of ["sft", "rl"] as const) {
+    const copy = structuredClone(DEFAULT_CONFIG) as unknown as {
+      trainer: Record<string, unknown>;
+      rl: Record<string, unknown>;
+    };
+    copy.trainer.mode = mode;
+    copy.trainer.schedule = "cosine";
+    copy.trainer.steps = 6;
+    // RL's schedule counts rl.ppoEpochs x rl.miniBatches updates a step, its warm-up too: the
+    // bound stays in trainer steps.
+    copy.rl.ppoEpochs = 2;
+    copy.trainer.warmupSteps = 5;
+    strictEqual(validateConfig(copy).trainer.warmupSteps, 5, mode);
+    for (const warmup of [6, 7]) {
+      copy.trainer.warmupSteps = warmup;
+      throws(() => validateConfig(copy), {
+        name: "RangeError",
+        message: 'Cannot load config "<object>": key "trainer.warmupSteps" must be < ' +
+          `"trainer.steps" (6) for the cosine schedule: current value is ${warmup}`,
+      }, mode);
+      strictEqual(
+        cosineWarmupProblem(copy.trainer as unknown as TrainerConfig),
+        `must be < "trainer.steps" (6) for the cosine schedule: current value is ${warmup}`,
+      );
+    }
+    copy.trainer.schedule = "constant";
+    strictEqual(validateConfig(copy).trainer.warmupSteps, 7, mode);
+    strictEqual(cosineWarmupProblem(copy.trainer as unknown as TrainerConfig), undefined);
+  }
 });
