@@ -230,6 +230,11 @@ export class RolloutClient {
     this.#fetch = options.fetch ?? globalThis.fetch;
   }
 
+  /** Milliseconds an HTTP request may take before it is aborted (`timeoutMs`, default 120 000). */
+  get timeoutMs(): number {
+    return this.#options.timeoutMs ?? 120_000;
+  }
+
   /** Requests in flight on this server. */
   get outstanding(): number {
     return this.#outstanding;
