@@ -61,7 +61,8 @@ export interface AdapterSyncOptions {
    * while no other server has loaded the version (with one server, or all failing, it gets every
    * try; a hung server among healthy ones costs the publish one request timeout, not `attempts`):
    * a server still failing is skipped (the others serve the version), or fails the publish when
-   * no server loaded it. A restarted server's reload (the pool's restore) gets every try.
+   * no server loaded it. A restarted server's reload of a version (the pool's restore) is tried
+   * again on the same rule: while no other server holds that version.
    */
   attempts?: number;
   /** Milliseconds before the second load try, doubling after each; default 250. */
@@ -227,13 +228,17 @@ export class AdapterSync {
           );
         }
         const r = routes(client);
-        // Every try (the pool awaits it when no other server holds the version), and "already
+        // Tried again while no other server holds the version (the pool awaits this reload
+        // then; otherwise retries would only hold up this server's next publish), and "already
         // loaded" at any try is a success: names are never reused, so it holds these weights.
         await this.#load(
           client,
           r.load,
           { lora_name: name, lora_path: this.#serverPath(name), ...r.extra },
-          { alreadyLoaded: "any" },
+          {
+            alreadyLoaded: "any",
+            retry: () => !this.#clients.some((c) => c !== client && c.servedAdapters?.has(name)),
+          },
         );
         (client.servedAdapters ??= new Set()).add(name);
       }).finally(() => this.#restoring.delete(key));

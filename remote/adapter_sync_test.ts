@@ -854,3 +854,23 @@ Deno.test("AdapterSync.close() waits for a publish in progress, then unloads wha
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("A restarted server's background reload is not tried again while another server holds the version", async () => {
+  // Its retries would only hold up that server's next publish (its loads run in turn).
+  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+  try {
+    const [a, b] = [loggingServer("http://a"), loggingServer("http://b")];
+    const sync = new AdapterSync([a.client, b.client], { dir, prefix: "w", backoffMs: 1 });
+    const v1 = (await sync.publish(1, writeStubAdapter)).name;
+    const pool = new RolloutPool([a.client, b.client], { attempts: 4, backoffMs: 1 });
+    a.state.held.clear(); // restarted
+    a.state.loadAnswers = [503];
+    strictEqual((await pool.generate(stubRequest(v1, 1))).length, 1); // served by b
+    await sync.publish(2, writeStubAdapter); // a's loads run after its reload
+    deepStrictEqual(a.state.log, ["load 200", "generate 404", "load 503", "load 200"]);
+    deepStrictEqual(b.state.log, ["load 200", "generate ok", "load 200"]);
+    deepStrictEqual([...a.client.servedAdapters!], ["w-v2"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
