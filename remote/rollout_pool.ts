@@ -25,7 +25,10 @@
  * A server that answers that it does not hold an adapter it held (restarted, so it lost its
  * adapters: vLLM's HTTP 404, SGLang's HTTP 400 "… not loaded", see `EngineBackend.lostAdapter`) no
  * longer counts as holding it: the request goes to a server that does, and the adapter is loaded
- * again there (`RolloutClient.restoreAdapter`).
+ * again there (`RolloutClient.restoreAdapter`). When no server holds it, the request waits for
+ * that reload; a reload that failed retryably (a 503 or a timeout right after the restart) is
+ * started again at the request's next attempt, so one server survives a restart within
+ * `attempts`.
  *
  * @module
  */
