@@ -57,12 +57,22 @@ export interface AdapterSyncOptions {
   unloadTries?: number;
   /**
    * Tries to load a version on a server when a try fails retryably (unreachable, timeout, HTTP
-   * 5xx/429), as `RolloutPoolOptions.attempts`; default 4. A server still failing is skipped by
-   * the publish (the others serve the version), or fails it when no server loaded it.
+   * 5xx/429), as `RolloutPoolOptions.attempts`; default 4. A publish tries a server again only
+   * while no other server has loaded the version (with one server, or all failing, it gets every
+   * try; a hung server among healthy ones costs the publish one request timeout, not `attempts`):
+   * a server still failing is skipped (the others serve the version), or fails the publish when
+   * no server loaded it. A restarted server's reload of a version (the pool's restore) is tried
+   * again on the same rule: while no other server holds that version.
    */
   attempts?: number;
   /** Milliseconds before the second load try, doubling after each; default 250. */
   backoffMs?: number;
+  /**
+   * Milliseconds each unload at {@linkcode AdapterSync.close} may take (capped by the client's
+   * own `timeoutMs`); default 5000. The unloads of close run in parallel, over servers and
+   * versions, so a hung server holds up close (and the error of a failed run) about this long.
+   */
+  closeTimeoutMs?: number;
 }
 
 /**
@@ -143,6 +153,8 @@ export class AdapterSync {
   /** Per server, the versions whose unload failed → failed tries (retried at the next publish). */
   #unloadFailures = new Map<RolloutClient, Map<string, number>>();
   #closed = false;
+  /** Publishes in progress (close awaits them, then unloads what they loaded). */
+  #publishing = new Set<Promise<unknown>>();
 
   /**
    * Makes the synchronizer.
@@ -216,10 +228,17 @@ export class AdapterSync {
           );
         }
         const r = routes(client);
-        await client.request(
+        // Tried again while no other server holds the version (the pool awaits this reload
+        // then; otherwise retries would only hold up this server's next publish), and "already
+        // loaded" at any try is a success: names are never reused, so it holds these weights.
+        await this.#load(
+          client,
           r.load,
           { lora_name: name, lora_path: this.#serverPath(name), ...r.extra },
-          { text: true },
+          {
+            alreadyLoaded: "any",
+            retry: () => !this.#clients.some((c) => c !== client && c.servedAdapters?.has(name)),
+          },
         );
         (client.servedAdapters ??= new Set()).add(name);
       }).finally(() => this.#restoring.delete(key));
@@ -230,37 +249,44 @@ export class AdapterSync {
 
   /**
    * Loads a version on one server, trying again after a retryable failure (`attempts`, with
-   * doubling `backoffMs`). A later try answered "already loaded" (vLLM: "… has already been
-   * loaded", SGLang: "LoRA with name … already exists") means an earlier try that seemed to
-   * fail (a timeout) did load it.
+   * doubling `backoffMs`) while `retry()` allows it and the synchronizer is open. An answer
+   * "already loaded" (vLLM: "… has already been loaded", SGLang: "LoRA with name … already
+   * exists") is a success at a later try (an earlier try that seemed to fail, a timeout, did
+   * load it), and at any try with `alreadyLoaded: "any"` (a reload).
    */
   async #load(
     client: RolloutClient,
     path: string,
     body: { lora_name: string; lora_path: string },
+    options: { alreadyLoaded?: "retry" | "any"; retry?: () => boolean } = {},
   ): Promise<void> {
     const attempts = this.#options.attempts ?? 4;
     const backoff = this.#options.backoffMs ?? 250;
+    const retry = () => !this.#closed && (options.retry?.() ?? true);
+    let last: unknown;
     for (let attempt = 0;; attempt++) {
       try {
         await client.request(path, body, { text: true });
         return;
       } catch (error) {
+        last = error;
         const retryable = error instanceof RemoteEngineError && error.retryable;
         if (
-          attempt > 0 && error instanceof RemoteEngineError && error.status === 400 &&
-          error.message.includes(body.lora_name) &&
+          (attempt > 0 || options.alreadyLoaded === "any") && error instanceof RemoteEngineError &&
+          error.status === 400 && error.message.includes(body.lora_name) &&
           /already been loaded|already exists/.test(error.message)
         ) return;
-        if (!retryable || attempt + 1 >= attempts) throw error;
+        if (!retryable || attempt + 1 >= attempts || !retry()) throw error;
       }
       await new Promise((resolve) => setTimeout(resolve, backoff * 2 ** attempt));
+      if (!retry()) throw last; // another server loaded it during the backoff, or closed
     }
   }
 
   /**
    * Unloads from `client` the versions `unloaded` and those whose unload failed at an earlier
-   * publish (run in the server's turn, through `#serial`).
+   * publish (run in the server's turn, through `#serial`), in parallel; at close (`last`) each
+   * with `closeTimeoutMs` (at most the client's timeout) and a single try.
    *
    * @returns A warning per failed unload.
    */
@@ -273,11 +299,14 @@ export class AdapterSync {
     const failures = this.#unloadFailures.get(client) ?? new Map<string, number>();
     for (const name of unloaded) if (!failures.has(name)) failures.set(name, 0);
     const warnings: string[] = [];
-    for (const [name, failed] of [...failures]) { // earlier publishes' first
+    const timeoutMs = last
+      ? Math.min(this.#options.closeTimeoutMs ?? 5000, client.timeoutMs)
+      : client.timeoutMs;
+    const unloadOne = async (name: string, failed: number): Promise<void> => {
       failures.delete(name);
-      if (!client.servedAdapters?.has(name)) continue; // never loaded there, or lost (restart)
+      if (!client.servedAdapters?.has(name)) return; // never loaded there, or lost (restart)
       try {
-        await client.request(routes(client).unload, { lora_name: name }, { text: true });
+        await client.request(routes(client).unload, { lora_name: name }, { text: true, timeoutMs });
       } catch (error) {
         const notHeld = error instanceof RemoteEngineError && error.status !== undefined &&
           client.backend.unknownAdapter(error.status, error.message, name);
@@ -297,11 +326,13 @@ export class AdapterSync {
                 `the server restarts: ${message}`,
             );
           }
-          continue;
+          return;
         } // the server does not hold it (it restarted since)
       }
       client.servedAdapters.delete(name);
-    }
+    };
+    // Distinct names, so they may go at once (earlier publishes' failures first in the warnings).
+    await Promise.all([...failures].map(([name, failed]) => unloadOne(name, failed)));
     if (failures.size > 0) this.#unloadFailures.set(client, failures);
     else this.#unloadFailures.delete(client);
     return warnings;
@@ -309,14 +340,19 @@ export class AdapterSync {
 
   /**
    * Unloads from every server each version this synchronizer loaded there and still holds
-   * (the window, and earlier unloads that failed), after the loads and unloads in progress;
-   * best effort: a failed unload is a warning, never an error, and is not tried again. Later
-   * publishes are refused. Servers keep unloaded versions' directories on disk.
+   * (the window, and earlier unloads that failed), after the publishes in progress (awaited, so
+   * what they load is unloaded too) and the server's loads and unloads in progress; all at once,
+   * each with `closeTimeoutMs`; best effort: a failed unload is a warning, never an error, and
+   * is not tried again. Later publishes are refused, and load retries in progress stop. Servers
+   * keep unloaded versions' directories on disk.
    *
    * @returns A warning per failed unload.
    */
   async close(): Promise<string[]> {
     this.#closed = true;
+    // A publish in progress finishes (its load retries stop, as the synchronizer is closed), and
+    // what it loaded is unloaded with the rest.
+    await Promise.allSettled([...this.#publishing]);
     const names = this.#loaded.map((x) => x.name);
     this.#loaded = []; // no reload starts them again
     const results = await Promise.all(
@@ -352,7 +388,15 @@ export class AdapterSync {
    * @throws {RemoteEngineError} When a server refuses it (HTTP 4xx) or no server loads it
    *   within `attempts` tries (naming each failed server); the previous version stays current.
    */
-  async publish(version: number, write: (dir: string) => Promise<void>): Promise<PublishResult> {
+  publish(version: number, write: (dir: string) => Promise<void>): Promise<PublishResult> {
+    const running = this.#publish(version, write);
+    this.#publishing.add(running);
+    const forget = () => void this.#publishing.delete(running);
+    running.then(forget, forget);
+    return running;
+  }
+
+  async #publish(version: number, write: (dir: string) => Promise<void>): Promise<PublishResult> {
     if (this.#closed) {
       throw new RangeError(`Cannot publish adapter version ${version}: the AdapterSync is closed`);
     }
@@ -380,12 +424,17 @@ export class AdapterSync {
       throw error;
     }
     const lora_path = this.#serverPath(name);
+    // A server is tried again only while no other one has loaded the version: once one has, the
+    // version is served, and a hung server would hold up every publish `attempts` timeouts long.
+    let loadedSomewhere = false;
     const loads = await Promise.allSettled(this.#clients.map((c) => {
       const r = routes(c);
-      return this.#serial(
-        c,
-        () => this.#load(c, r.load, { lora_name: name, lora_path, ...r.extra }),
-      );
+      return this.#serial(c, async () => {
+        await this.#load(c, r.load, { lora_name: name, lora_path, ...r.extra }, {
+          retry: () => !loadedSomewhere,
+        });
+        loadedSomewhere = true;
+      });
     }));
     const failed = loads.flatMap((r) => (r.status === "rejected" ? [r.reason as Error] : []));
     const refused = failed.some((e) => !(e instanceof RemoteEngineError) || !e.retryable);

@@ -614,3 +614,263 @@ Deno.test("AdapterSync.publish() tries a load again after a retryable failure (o
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/**
+ * A vLLM-like server on a `fetch` stub that logs what it answers: the load route answers
+ * `loadAnswers` in turn (then 200; 400 "already been loaded" when `alreadyHeld`), completions
+ * answer 404 "model does not exist" for an adapter it does not hold, and `hang` makes every
+ * request wait for its abort.
+ */
+function loggingServer(url: string, timeoutMs?: number) {
+  const state = {
+    held: new Set<string>(),
+    loadAnswers: [] as number[],
+    alreadyHeld: false,
+    generate404: 0,
+    hang: false,
+    inFlight: 0,
+    maxInFlight: 0,
+    log: [] as string[],
+  };
+  const GOOD = {
+    choices: [{
+      index: 0,
+      token_ids: [54],
+      logprobs: { token_logprobs: [-0.5], tokens: ["token_id:54"] },
+      finish_reason: "stop",
+    }],
+  };
+  const fetch: typeof globalThis.fetch = (input, init) => {
+    const path = new URL(String(input)).pathname;
+    const body = JSON.parse(String(init!.body));
+    if (state.hang) {
+      state.inFlight++;
+      state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
+      state.log.push(`hung ${path}`);
+      return new Promise((_, reject) =>
+        init!.signal!.addEventListener("abort", () => {
+          state.inFlight--;
+          reject(init!.signal!.reason);
+        })
+      );
+    }
+    if (path === "/v1/load_lora_adapter") {
+      if (state.alreadyHeld) {
+        state.log.push("load 400 already");
+        return Promise.resolve(
+          new Response(`The lora adapter '${body.lora_name}' has already been loaded.`, {
+            status: 400,
+          }),
+        );
+      }
+      const status = state.loadAnswers.shift() ?? 200;
+      state.log.push(`load ${status}`);
+      if (status === 200) state.held.add(body.lora_name);
+      return Promise.resolve(new Response(status === 200 ? "ok" : "busy", { status }));
+    }
+    if (path === "/v1/unload_lora_adapter") {
+      state.log.push(`unload ${body.lora_name}`);
+      state.held.delete(body.lora_name);
+      return Promise.resolve(new Response("ok"));
+    }
+    if (!state.held.has(body.model) || state.generate404-- > 0) {
+      state.log.push("generate 404");
+      return Promise.resolve(
+        Response.json({ message: `The model \`${body.model}\` does not exist.` }, { status: 404 }),
+      );
+    }
+    state.log.push("generate ok");
+    return Promise.resolve(Response.json(GOOD));
+  };
+  const client = new RolloutClient(url, {
+    engine: "vllm",
+    vocabSize: 64,
+    model: "m",
+    fetch,
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+  });
+  return { client, state };
+}
+
+Deno.test("A restarted single server's reload that fails retryably is tried again, not given up", async () => {
+  // The reload used to be one request: a 503 (or timeout) right after the restart ended the run
+  // with "no rollout server holds adapter", whatever `attempts` said.
+  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+  try {
+    // The reload's own tries (AdapterSync `attempts`, default 4).
+    const one = loggingServer("http://a");
+    const sync = new AdapterSync([one.client], { dir, prefix: "s", backoffMs: 1 });
+    const { name } = await sync.publish(1, writeStubAdapter);
+    const pool = new RolloutPool([one.client], { attempts: 10, backoffMs: 1 });
+    one.state.held.clear(); // restarted
+    one.state.loadAnswers = [503];
+    strictEqual((await pool.generate(stubRequest(name, 1))).length, 1);
+    deepStrictEqual(one.state.log, [
+      "load 200",
+      "generate 404",
+      "load 503",
+      "load 200",
+      "generate ok",
+    ]);
+
+    // A reload out of tries (AdapterSync `attempts: 1`): the pool loads it again at its next
+    // attempt instead of finding no holder.
+    const two = loggingServer("http://b");
+    const sync2 = new AdapterSync([two.client], { dir, prefix: "t", attempts: 1, backoffMs: 1 });
+    const v1 = (await sync2.publish(1, writeStubAdapter)).name;
+    const pool2 = new RolloutPool([two.client], { attempts: 4, backoffMs: 1 });
+    two.state.held.clear();
+    two.state.loadAnswers = [503, 503];
+    strictEqual((await pool2.generate(stubRequest(v1, 1))).length, 1);
+    deepStrictEqual(two.state.log, [
+      "load 200",
+      "generate 404",
+      "load 503",
+      "load 503",
+      "load 200",
+      "generate ok",
+    ]);
+    // Every reload failing: the request ends after the pool's attempts, naming the reload's error.
+    two.state.held.clear();
+    two.state.loadAnswers = [503, 503, 503, 503];
+    await rejects(
+      pool2.generate(stubRequest(v1, 1)),
+      /down after 4 attempts: .*load_lora_adapter answered HTTP 503/,
+    );
+
+    // A reload answered "already loaded" (the server holds the name, so these weights) is a
+    // reload, not a refused request.
+    const three = loggingServer("http://c");
+    const sync3 = new AdapterSync([three.client], { dir, prefix: "u", backoffMs: 1 });
+    const u1 = (await sync3.publish(1, writeStubAdapter)).name;
+    const pool3 = new RolloutPool([three.client], { attempts: 4, backoffMs: 1 });
+    three.state.generate404 = 1;
+    three.state.alreadyHeld = true;
+    strictEqual((await pool3.generate(stubRequest(u1, 1))).length, 1);
+    deepStrictEqual(three.state.log, [
+      "load 200",
+      "generate 404",
+      "load 400 already",
+      "generate ok",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("AdapterSync.publish() tries a server again only while no other server loaded the version", async () => {
+  // A hung server among healthy ones used to cost every publish `attempts` timeouts.
+  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+  try {
+    const ok1 = loggingServer("http://a");
+    const hung = loggingServer("http://b", 30);
+    hung.state.hang = true;
+    const sync = new AdapterSync([ok1.client, hung.client], {
+      dir,
+      prefix: "p",
+      attempts: 4,
+      backoffMs: 1,
+    });
+    const result = await sync.publish(1, writeStubAdapter);
+    deepStrictEqual(hung.state.log, ["hung /v1/load_lora_adapter"]); // one try, not 4
+    deepStrictEqual(ok1.state.log, ["load 200"]);
+    strictEqual(result.warnings.length, 1);
+    ok(
+      /^skipped: .*no answer to POST \/v1\/load_lora_adapter within 30 ms/.test(
+        result.warnings[0],
+      ),
+      result.warnings[0],
+    );
+    deepStrictEqual(
+      [[...ok1.client.servedAdapters!], [...hung.client.servedAdapters!]],
+      [["p-v1"], []],
+    );
+    // With no server loading it, each gets every try.
+    const bad = [loggingServer("http://c"), loggingServer("http://d")];
+    for (const b of bad) b.state.loadAnswers = [503, 503, 503];
+    const sync2 = new AdapterSync(bad.map((b) => b.client), {
+      dir,
+      prefix: "q",
+      attempts: 3,
+      backoffMs: 1,
+    });
+    await rejects(sync2.publish(1, writeStubAdapter), /failed to load on 2 of 2 servers/);
+    deepStrictEqual(bad.map((b) => b.state.log.length), [3, 3]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("AdapterSync.close() unloads at once over versions with a short timeout", async () => {
+  // It used to unload one version after another, each with the full request timeout, so a hung
+  // server delayed a failed run's error by versions × timeoutMs.
+  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+  try {
+    const server = loggingServer("http://a", 200);
+    const sync = new AdapterSync([server.client], {
+      dir,
+      prefix: "c",
+      keep: 3,
+      closeTimeoutMs: 10,
+    });
+    for (const v of [1, 2, 3]) await sync.publish(v, writeStubAdapter);
+    server.state.hang = true;
+    const warnings = await sync.close();
+    strictEqual(server.state.maxInFlight, 3); // all three unloads at once
+    strictEqual(warnings.length, 3);
+    for (const w of warnings) {
+      ok(/failed at close; .*no answer to POST \/v1\/unload_lora_adapter within 10 ms/.test(w), w);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("AdapterSync.close() waits for a publish in progress, then unloads what it loaded", async () => {
+  // The version of a publish that was writing when close() ran used to stay loaded.
+  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+  try {
+    const server = loggingServer("http://a");
+    const sync = new AdapterSync([server.client], { dir, prefix: "c", keep: 2 });
+    await sync.publish(1, writeStubAdapter);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => release = resolve);
+    let writing!: () => void;
+    const started = new Promise<void>((resolve) => writing = resolve);
+    const publishing = sync.publish(2, async (to) => {
+      writing();
+      await gate;
+      await writeStubAdapter(to);
+    });
+    await started;
+    const closing = sync.close();
+    release();
+    strictEqual((await publishing).name, "c-v2");
+    deepStrictEqual(await closing, []);
+    deepStrictEqual([...server.state.held], []);
+    deepStrictEqual(sync.loaded, []);
+    await rejects(sync.publish(3, writeStubAdapter), /the AdapterSync is closed/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("A restarted server's background reload is not tried again while another server holds the version", async () => {
+  // Its retries would only hold up that server's next publish (its loads run in turn).
+  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
+  try {
+    const [a, b] = [loggingServer("http://a"), loggingServer("http://b")];
+    const sync = new AdapterSync([a.client, b.client], { dir, prefix: "w", backoffMs: 1 });
+    const v1 = (await sync.publish(1, writeStubAdapter)).name;
+    const pool = new RolloutPool([a.client, b.client], { attempts: 4, backoffMs: 1 });
+    a.state.held.clear(); // restarted
+    a.state.loadAnswers = [503];
+    strictEqual((await pool.generate(stubRequest(v1, 1))).length, 1); // served by b
+    await sync.publish(2, writeStubAdapter); // a's loads run after its reload
+    deepStrictEqual(a.state.log, ["load 200", "generate 404", "load 503", "load 200"]);
+    deepStrictEqual(b.state.log, ["load 200", "generate ok", "load 200"]);
+    deepStrictEqual([...a.client.servedAdapters!], ["w-v2"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

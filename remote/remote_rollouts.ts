@@ -99,9 +99,15 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
     if (r.apiKeyEnv !== "") {
       apiKey = Deno.env.get(r.apiKeyEnv);
       if (!apiKey) {
+        // A value unlike a variable name (upper case, digits, "_") may be the key itself: not shown.
         throw new RangeError(
-          `Cannot run RL: key "rl.rollout.apiKeyEnv" names the environment variable ` +
-            `"${r.apiKeyEnv}", which is not set (or empty): set it to the servers' API key`,
+          /^[A-Z_][A-Z0-9_]*$/.test(r.apiKeyEnv)
+            ? `Cannot run RL: key "rl.rollout.apiKeyEnv" names the environment variable ` +
+              `"${r.apiKeyEnv}", which is not set (or empty): set it to the servers' API key`
+            : `Cannot run RL: key "rl.rollout.apiKeyEnv" must be the NAME of an environment ` +
+              `variable that holds the servers' API key: its value (${r.apiKeyEnv.length} ` +
+              `characters, not shown) is not a set variable, and looks like the key itself ` +
+              `(variable names are upper case, digits and "_")`,
         );
       }
     }

@@ -222,15 +222,53 @@ Deno.test("rl.rollout.apiKeyEnv sends the key from the environment; maxSeqsInFli
       n: 1,
     }]);
     // Only the variable's name is in the config (and so in checkpoints): never the key.
-    ok(!JSON.stringify(ctx.config).includes("s3cret"));
+    // Only the variable's name is in the config (and so in checkpoints), and the key is in
+    // nothing the run logs or records: the description, metrics, warnings, close warnings.
     strictEqual(ctx.config.rl.rollout.apiKeyEnv, name);
+    const closeWarnings: string[] = [];
+    const logged = await remoteRollouts({
+      fetch: fakes.fetch,
+      onCloseWarning: (m) => closeWarnings.push(m),
+    })(ctx);
+    await logged.sampleGroups(backend, [[1, 2]], sampling);
+    await logged.close();
+    const recorded = JSON.stringify([
+      ctx.config,
+      logged.description,
+      logged.metrics(),
+      logged.takeWarnings(),
+      closeWarnings,
+    ]);
+    ok(recorded.includes(fakes.servers[0].url), recorded); // what is checked is not empty
+    ok(!recorded.includes("s3cret"), recorded);
     await source.close();
   } finally {
     Deno.env.delete(name);
     await fakes.closeAll();
   }
-  await rejects(
-    context(["--rl.rollout.backend=vllm", "--rl.rollout.apiKeyEnv=sk-abc"]),
-    /key "rl\.rollout\.apiKeyEnv".*must name an environment variable/,
+  // A key pasted in place of the variable's name is never echoed (the message used to show it
+  // twice: in the override and as the current value).
+  const pasted = "token-abc123";
+  const refused = await context([
+    "--rl.rollout.backend=vllm",
+    `--rl.rollout.apiKeyEnv=${pasted}`,
+  ]).then(() => "accepted", (e: Error) => e.message);
+  ok(
+    /key "rl\.rollout\.apiKeyEnv" \(set by "--rl\.rollout\.apiKeyEnv=…"\) must be the NAME of an environment variable .*\(12 characters\) is not shown/
+      .test(refused),
+    refused,
   );
+  ok(!refused.includes("abc123"), refused);
+  // One that passes as a name (letters and digits) but is not set: not echoed either, unlike a
+  // conventional name (upper case), which the error names.
+  const keyLike = "abc123secret";
+  const ctx = await context([
+    "--rl.rollout.backend=vllm",
+    `--rl.rollout.servers=[http://127.0.0.1:9]`,
+    `--rl.rollout.apiKeyEnv=${keyLike}`,
+  ]);
+  Deno.env.delete(keyLike);
+  const unset = await remoteRollouts({})(ctx).then(() => "accepted", (e: Error) => e.message);
+  ok(/must be the NAME of an environment variable .*12 characters, not shown/.test(unset), unset);
+  ok(!unset.includes("abc123"), unset);
 });

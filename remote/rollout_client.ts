@@ -69,9 +69,9 @@ export interface PreflightResult extends ServedModels {
   /** The base model the client sends requests for. */
   model: string;
   /**
-   * The probe's verdict. The probe reads the log-probs of the 5 most likely tokens after the
-   * probe prompt at temperatures 1 and 0.5, and compares the gap between the most and the least
-   * likely of those read at both: `"raw"` when the gap stays the same (ratio within 1 ± 0.25:
+   * The probe's verdict. The probe reads the log-probs of the 20 most likely tokens (or the
+   * server's smaller vLLM `--max-logprobs`) after the probe prompt at temperatures 1 and 0.5,
+   * and compares the gap between the most and the least likely of those read at both: `"raw"` when the gap stays the same (ratio within 1 ± 0.25:
    * vLLM's default `--logprobs-mode raw_logprobs`, llama.cpp), `"processed"` when it doubles
    * (ratio within 2 ± 0.4: log_softmax(logits / T), vLLM `processed_logprobs`, SGLang),
    * `"unknown"` otherwise: no probe, top log-probs missing, a gap under 1 nat at temperature 1
@@ -99,8 +99,15 @@ export interface PreflightOptions {
   eosTokenIds?: readonly number[];
 }
 
-/** How many of the most likely tokens the preflight probe reads. */
-const PROBE_TOP = 5;
+/**
+ * How many of the most likely tokens the preflight probe reads: 20, vLLM's default
+ * `--max-logprobs` (a request past it is refused: "Requested sample logprobs of N, which is
+ * greater than max allowed: 20"); SGLang's `top_logprobs_num` and llama.cpp's `n_probs` have no
+ * such cap. With the top 5, a flat first position (five plausible openings) often spread under
+ * the 1 nat the probe needs, and a run at T ≠ 1 was refused; between the 1st and the 20th the
+ * gap is almost never that small.
+ */
+const PROBE_TOP = 20;
 /** The least log-prob gap at temperature 1 the probe compares (nat). */
 const PROBE_MIN_GAP = 1;
 
@@ -115,6 +122,7 @@ const PROBE_MIN_GAP = 1;
 function logprobsKind(
   at1: Map<number, number> | string,
   atHalf: Map<number, number> | string,
+  top: number,
 ): { kind: PreflightResult["logprobs"]; probe: string } {
   if (typeof at1 === "string" || typeof atHalf === "string") {
     return { kind: "unknown", probe: `the top log-probs could not be read: ${at1}; ${atHalf}` };
@@ -125,7 +133,7 @@ function logprobsKind(
   if (common.length < 2) {
     return {
       kind: "unknown",
-      probe: `fewer than 2 tokens among the top ${PROBE_TOP} at both temperatures ` +
+      probe: `fewer than 2 tokens among the top ${top} at both temperatures ` +
         `(${common.length})`,
     };
   }
@@ -230,6 +238,11 @@ export class RolloutClient {
     this.#fetch = options.fetch ?? globalThis.fetch;
   }
 
+  /** Milliseconds an HTTP request may take before it is aborted (`timeoutMs`, default 120 000). */
+  get timeoutMs(): number {
+    return this.#options.timeoutMs ?? 120_000;
+  }
+
   /** Requests in flight on this server. */
   get outstanding(): number {
     return this.#outstanding;
@@ -304,8 +317,9 @@ export class RolloutClient {
 
   /**
    * Reads the models route (and picks the base model), then, given a probe prompt, asks for one
-   * token at temperatures 1 and 0.5 with the log-probs of the 5 most likely tokens, and compares
-   * the log-prob gap between two of them (see {@linkcode PreflightResult.logprobs}).
+   * token at temperatures 1 and 0.5 with the log-probs of the 20 most likely tokens (fewer when
+   * a vLLM answers that its `--max-logprobs` is smaller), and compares the log-prob gap between
+   * two of them (see {@linkcode PreflightResult.logprobs}).
    *
    * @param options The probe's prompt and EOS ids.
    * @returns What was found (also kept as `preflightResult`).
@@ -331,7 +345,8 @@ export class RolloutClient {
     }
     this.preflightResult = { ...served, model, logprobs: "unknown" };
     if (options.probePromptIds !== undefined) {
-      const probe = async (temperature: number) => {
+      let top = PROBE_TOP;
+      const probe = async (temperature: number): Promise<Map<number, number> | string> => {
         const request: RolloutRequest = {
           promptIds: options.probePromptIds!,
           n: 1,
@@ -346,11 +361,23 @@ export class RolloutClient {
           policyVersion: -1,
         };
         checkRequest(request);
-        const { path, body } = this.backend.probeRequest(request, model, PROBE_TOP);
-        return this.backend.parseProbe(await this.request(path, body));
+        const { path, body } = this.backend.probeRequest(request, model, top);
+        try {
+          return this.backend.parseProbe(await this.request(path, body));
+        } catch (error) {
+          // A vLLM started with a smaller --max-logprobs: "… greater than max allowed: M".
+          const allowed = error instanceof RemoteEngineError && error.status === 400
+            ? /greater than max allowed: (\d+)/.exec(error.message)
+            : null;
+          if (allowed === null || !(Number(allowed[1]) >= 2 && Number(allowed[1]) < top)) {
+            throw error;
+          }
+          top = Number(allowed[1]);
+          return await probe(temperature);
+        }
       };
       const [at1, atHalf] = [await probe(1), await probe(0.5)];
-      const { kind, probe: why } = logprobsKind(at1, atHalf);
+      const { kind, probe: why } = logprobsKind(at1, atHalf, top);
       this.preflightResult.logprobs = kind;
       this.preflightResult.probe = why;
     }

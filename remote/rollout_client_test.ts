@@ -252,12 +252,13 @@ Deno.test("RolloutClient.preflight(): the probe stands cross-request noise and n
   // The old probe compared one drawn token's log-prob at temperatures 1 and 0.5 within 1e-5:
   // ±0.05 nat of noise between the two requests (a raw vLLM's prefix-cache hit) made a raw
   // server "processed", and a near-certain token (p = 1 − 1e-6) made a processed server "raw".
-  const base = [1.2, 1, 0.8, 0.5, 0.1, -3, -4, -5]; // top-5 gap 1.1 nat: close to the 1 nat floor
+  // Top-20 gap 1.1 nat (the probe reads the 20 most likely): close to the 1 nat floor.
+  const base = [...Array.from({ length: 20 }, (_, i) => 1.2 - 1.1 * i / 19), -3, -4, -5, -6];
   // The worst noise for a raw server: the gap grows by 0.1 nat at T = 1 and shrinks at T = 0.5.
   const noisy = (call: number) =>
-    base.map((z, i) => z + (i === 0 ? 0.05 : i === 4 ? -0.05 : 0) * (call === 1 ? 1 : -1));
-  const certain = () => [14, 0, 0, 0, 0, 0, 0, 0];
-  const flat = () => [0.3, 0.2, 0.1, 0, 0, 0, 0, 0];
+    base.map((z, i) => z + (i === 0 ? 0.05 : i === 19 ? -0.05 : 0) * (call === 1 ? 1 : -1));
+  const certain = () => base.map((_, i) => (i === 0 ? 14 : 0));
+  const flat = () => base.map((_, i) => 0.3 - 0.01 * i);
   const fakes = await serveFakes([
     categorical("raw_logprobs", noisy),
     categorical("processed_logprobs", certain),
@@ -270,7 +271,7 @@ Deno.test("RolloutClient.preflight(): the probe stands cross-request noise and n
     for (const server of fakes.servers) {
       const client = new RolloutClient(server.url, {
         engine: "vllm",
-        vocabSize: 8,
+        vocabSize: base.length,
         fetch: fakes.fetch,
       });
       found.push(await client.preflight({ probePromptIds: [1, 2], eosTokenIds: [] }));
@@ -288,7 +289,7 @@ Deno.test("RolloutClient.preflight(): the probe stands cross-request noise and n
     // ratio), and lets them through at T = 1, where raw and processed agree.
     const pool = await RolloutPool.connect([fakes.servers[3].url], {
       engine: "vllm",
-      vocabSize: 8,
+      vocabSize: base.length,
       fetch: fakes.fetch,
       probePromptIds: [1, 2],
     });
@@ -310,6 +311,58 @@ Deno.test("RolloutClient.preflight(): the probe stands cross-request noise and n
       (await sample(backend, [[1, 2]], { ...sampling, temperature: 1 })).groups.length,
       1,
     );
+  } finally {
+    await fakes.closeAll();
+  }
+});
+
+Deno.test("RolloutClient.preflight(): the probe reads the top 20, or as many as --max-logprobs allows", async () => {
+  // Five near-equal openings, the 20th 1.5 nat below: the top-5 probe (gap 0.4 nat, under the
+  // 1 nat floor) said "unknown" and a run at T ≠ 1 was refused.
+  const logits = () => [
+    ...[2, 1.9, 1.8, 1.7, 1.6],
+    ...Array.from({ length: 15 }, (_, i) => 1.5 - i / 14),
+    -3,
+    -4,
+  ];
+  const asked: number[][] = [[], []];
+  /** vLLM's check of `logprobs` against `--max-logprobs` (default 20). */
+  const capped = (k: number, cap: number, mode: "raw_logprobs" | "processed_logprobs") => {
+    const handler = categorical(mode, logits);
+    return async (r: Request) => {
+      const body = r.method === "POST" ? await r.clone().json() : {};
+      if (typeof body.logprobs === "number") {
+        asked[k].push(body.logprobs);
+        if (body.logprobs > cap) {
+          return Response.json({
+            object: "error",
+            message: `Requested sample logprobs of ${body.logprobs}, which is greater than ` +
+              `max allowed: ${cap}`,
+          }, { status: 400 });
+        }
+      }
+      return handler(r);
+    };
+  };
+  const fakes = await serveFakes([capped(0, 20, "raw_logprobs"), capped(1, 5, "raw_logprobs")]);
+  try {
+    const found = [];
+    for (const server of fakes.servers) {
+      const client = new RolloutClient(server.url, {
+        engine: "vllm",
+        vocabSize: 22,
+        fetch: fakes.fetch,
+      });
+      found.push(await client.preflight({ probePromptIds: [1, 2], eosTokenIds: [] }));
+    }
+    deepStrictEqual(found.map((f) => f.logprobs), ["raw", "unknown"]);
+    deepStrictEqual(asked, [[20, 20], [20, 5, 5]]);
+    ok(
+      /tokens 0 and 19: 1\.500 nat at temperature 1, 1\.500 at 0\.5/.test(found[0].probe!),
+      found[0].probe,
+    );
+    // With --max-logprobs 5 it reads the top 5 (no failed preflight), and says why it cannot tell.
+    ok(/tokens 0 and 4: 0\.400 nat.*under 1 nat/.test(found[1].probe!), found[1].probe);
   } finally {
     await fakes.closeAll();
   }

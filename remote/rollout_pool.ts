@@ -25,7 +25,10 @@
  * A server that answers that it does not hold an adapter it held (restarted, so it lost its
  * adapters: vLLM's HTTP 404, SGLang's HTTP 400 "… not loaded", see `EngineBackend.lostAdapter`) no
  * longer counts as holding it: the request goes to a server that does, and the adapter is loaded
- * again there (`RolloutClient.restoreAdapter`).
+ * again there (`RolloutClient.restoreAdapter`). When no server holds it, the request waits for
+ * that reload; a reload that failed retryably (a 503 or a timeout right after the restart) is
+ * started again at the request's next attempt, so one server survives a restart within
+ * `attempts`.
  *
  * @module
  */
@@ -133,6 +136,8 @@ interface Slot {
   preflighting: Promise<unknown> | null;
   /** Sequences in flight. */
   seqs: number;
+  /** Adapters it answered it lost and has not loaded again yet (their reload failed). */
+  lost: Set<string>;
 }
 
 /**
@@ -200,6 +205,7 @@ export class RolloutPool {
       ready: true,
       preflighting: null,
       seqs: 0,
+      lost: new Set(),
     }));
     this.#options = options;
     this.#now = options.now ?? (() => performance.now());
@@ -329,11 +335,21 @@ export class RolloutPool {
     slot.ready = true;
   }
 
-  /** Runs `restore(name)`, registered so requests that find no holder wait for it. */
-  #restore(restore: (name: string) => Promise<void>, name: string): Promise<void> {
+  /**
+   * Runs the slot's `restoreAdapter(name)`, registered so requests that find no holder wait for
+   * it; the slot counts as having lost `name` until a reload succeeds.
+   */
+  #restore(slot: Slot, name: string): Promise<void> {
     const set = this.#restores.get(name) ?? new Set<Promise<void>>();
     this.#restores.set(name, set);
-    const running = restore(name).finally(() => {
+    slot.lost.add(name);
+    const running = slot.client.restoreAdapter!(name).then(() => {
+      slot.lost.delete(name);
+    }, (error) => {
+      // Only a retryable failure is worth a reload later (not "no longer in the window").
+      if (!(error instanceof RemoteEngineError && error.retryable)) slot.lost.delete(name);
+      throw error;
+    }).finally(() => {
       set.delete(running);
       if (set.size === 0 && this.#restores.get(name) === set) this.#restores.delete(name);
     });
@@ -400,7 +416,7 @@ export class RolloutPool {
     const backoff = this.#options.backoffMs ?? 250;
     const adapter = request.adapter;
     let last: unknown = null;
-    for (let attempt = 0; attempt < attempts; attempt++) {
+    nextAttempt: for (let attempt = 0; attempt < attempts; attempt++) {
       if (attempt > 0) await sleep(backoff * 2 ** (attempt - 1), signal);
       let slot: Slot;
       for (;;) {
@@ -420,6 +436,23 @@ export class RolloutPool {
           // A server that lost it is loading it again.
           await abortable(Promise.allSettled(restoring), signal);
           continue;
+        }
+        const lostBy = adapter === null || holders.length > 0
+          ? undefined
+          : this.#slots.find((s) => s.lost.has(adapter) && s.client.restoreAdapter !== null);
+        if (lostBy !== undefined) {
+          // Its reload failed retryably (a 503 or a timeout right after the restart): load it
+          // again, as this attempt, rather than give up with attempts left.
+          try {
+            await abortable(this.#restore(lostBy, adapter!), signal);
+            continue;
+          } catch (e) {
+            if (signal?.aborted) throw signal.reason;
+            if (!(e instanceof RemoteEngineError) || !e.retryable) throw e;
+            this.#fail(lostBy, e);
+            last = e;
+            continue nextAttempt;
+          }
         }
         if (holders.length === 0) {
           throw new RemoteEngineError(
@@ -451,12 +484,11 @@ export class RolloutPool {
           slot.lastError = (error as Error).message;
           last = error;
           const elsewhere = this.#slots.some((s) => s.client.servedAdapters?.has(adapter!));
-          const restore = slot.client.restoreAdapter;
-          if (restore === null) {
+          if (slot.client.restoreAdapter === null) {
             if (elsewhere) continue;
             throw error;
           }
-          const restored = this.#restore(restore, adapter!);
+          const restored = this.#restore(slot, adapter!);
           if (elsewhere) {
             restored.catch((e) => void (slot.lastError = (e as Error).message));
             continue;

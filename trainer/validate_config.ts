@@ -388,10 +388,18 @@ const EXPECTED_WORDS: Readonly<Record<string, string>> = {
   record: "a mapping",
 };
 
+/**
+ * Keys that name where a secret is (an environment variable): a value that fails their check may
+ * be the secret itself (a pasted API key), so errors never show it, nor the override that set it.
+ */
+const SECRET_NAME_KEYS: ReadonlySet<string> = new Set(["rl.rollout.apiKeyEnv"]);
+
 function issueProblems(issue: z.core.$ZodIssue, root: unknown): Problem[] {
   const path = issue.path.filter((p): p is string | number => typeof p !== "symbol");
   const value = valueAt(root, path);
-  const current = `current value is ${show(value)}`;
+  const current = SECRET_NAME_KEYS.has(formatPath(path)) && typeof value === "string"
+    ? `the current value (${value.length} characters) is not shown: it looks like the key itself`
+    : `current value is ${show(value)}`;
   switch (issue.code) {
     case "invalid_type": {
       if (value === undefined) return [{ path, text: "is missing", kind: "type" }];
@@ -546,7 +554,10 @@ type Origins = ReadonlyMap<string, string>;
 function originOf(path: Path, origins: Origins): string {
   for (let n = path.length; n > 0; n--) {
     const origin = origins.get(formatPath(path.slice(0, n)));
-    if (origin !== undefined) return ` (set by ${origin})`;
+    if (origin === undefined) continue;
+    // An override "--key=value" of a secret's key: not its value (see SECRET_NAME_KEYS).
+    const hide = SECRET_NAME_KEYS.has(formatPath(path)) && origin.includes("=");
+    return ` (set by ${hide ? `${origin.slice(0, origin.indexOf("=") + 1)}…"` : origin})`;
   }
   return "";
 }

@@ -718,7 +718,8 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
     downMs: nonNegative,
     choiceRetries: nonNegativeInt,
     apiKeyEnv: z.string().regex(/^([A-Za-z_][A-Za-z0-9_]*)?$/, {
-      error: 'must name an environment variable (e.g. "VLLM_API_KEY"), or be "" for no key',
+      error: "must be the NAME of an environment variable that holds the key (e.g. " +
+        '"VLLM_API_KEY"), or "" for no key',
     }),
     maxSeqsInFlight: positiveInt,
     preflight: z.boolean(),
