@@ -274,8 +274,9 @@ Deno.test({
         message:
           /none of the first 2 held-out prompts that the evaluation uses \(key "rl\.eval\.prompts"\) has a gold usable/,
       });
-      // A run without the held-out evaluation does not use those prompts: it runs.
-      const off = ["--rl.eval.every=0", "--rl.eval.final=false", "--trainer.steps=1"];
+      // A run without the held-out evaluation does not use those prompts: it runs (here every 2
+      // is more than its 1 step, which evaluates no more than every 0 does).
+      const off = ["--rl.eval.every=2", "--rl.eval.final=false", "--trainer.steps=1"];
       const ran = await runRl(await rlConfig(dir, [...firstTwo, ...off]), options);
       strictEqual(ran.step, 1);
       strictEqual(await Deno.readTextFile(join(ran.runDir, "evals.jsonl")), "");

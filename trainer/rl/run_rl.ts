@@ -103,7 +103,8 @@ export interface RunRlOptions {
   exportDir?: string;
   /**
    * Evaluate before the first step of a fresh run (a `step: 0` line). Default `true`; never when
-   * `rl.eval.every: 0` and `rl.eval.final: false` switch the held-out evaluation off.
+   * no evaluation follows a step: `rl.eval.every: 0` (or larger than `trainer.steps`) with
+   * `rl.eval.final: false`.
    */
   evalAtStart?: boolean;
   /** Stop after this step as if killed. */
@@ -267,8 +268,6 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   const runDir = join(config.run.outDir, config.run.name);
   const t = config.trainer;
   const rl = config.rl;
-  // `rl.eval.every: 0` with `rl.eval.final: false` switches the held-out evaluation off.
-  const evaluates = rl.eval.every > 0 || rl.eval.final;
   if (t.mode !== "rl") {
     throw new RangeError(
       `Cannot run RL: key "trainer.mode" must be "rl": current value is "${t.mode}"`,
@@ -312,6 +311,11 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   });
   const { checkpoint } = start;
   warnings.push(...start.warnings, ...rlKeyWarnings(rl));
+  // Whether a held-out evaluation runs after one of this run's steps (a resumed run's count from
+  // its checkpoint's): `rl.eval.every: 0` with `rl.eval.final: false` switches it off, and so does
+  // an `rl.eval.every` that no step reaches. Else no step-0 evaluation, usable-gold check or
+  // evaluation in the memory plan.
+  const evaluates = evaluationDue(checkpoint?.meta.step ?? 0, t.steps, rl.eval);
 
   // Prompts.
   const d = config.data;
@@ -1147,4 +1151,18 @@ async function readEvals(path: string, upTo: number): Promise<EvalRecord[]> {
     if (record.step <= upTo) out.push(record);
   }
   return out;
+}
+
+/**
+ * Whether the training loop evaluates after one of the steps `startStep + 1 … totalSteps`: after
+ * the last with `final`, and after each multiple of `every` (0: none), as `trainLoop` does.
+ */
+function evaluationDue(
+  startStep: number,
+  totalSteps: number,
+  rlEval: { every: number; final: boolean },
+): boolean {
+  if (startStep >= totalSteps) return false;
+  const { every, final } = rlEval;
+  return final || (every > 0 && Math.floor(totalSteps / every) > Math.floor(startStep / every));
 }
