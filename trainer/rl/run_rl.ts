@@ -451,12 +451,6 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     let ids = idsCache.get(index);
     if (ids === undefined) {
       ids = promptIds(tokenizer, trainPrompts[index].question, rl);
-      if (ids.length + rl.maxNewTokens > context) {
-        throw new RangeError(
-          `Cannot run RL: key "rl.maxNewTokens" (${rl.maxNewTokens}) plus the prompt ` +
-            `(${ids.length} tokens) must fit the context (${context})`,
-        );
-      }
       idsCache.set(index, ids);
     }
     return ids;
@@ -477,6 +471,48 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     gold: p.gold,
     question: p.question,
   }));
+  // The longest prompt the run generates from (templated and tokenized: the training prompts,
+  // and the held-out ones that the evaluation uses when it runs) plus `rl.maxNewTokens` must fit
+  // the context: found here, before the model loads, not at the first generation that draws it.
+  const fits = (
+    split: string,
+    count: number,
+    index: number,
+    ids: readonly number[],
+    question: string,
+  ) => {
+    if (ids.length + rl.maxNewTokens <= context) return;
+    const file = rl.data.source === "arithmetic"
+      ? `the arithmetic problems (keys "data.*")`
+      : split === "training" || rl.data.evalPath === ""
+      ? `"${rl.data.path}" (key "rl.data.path")`
+      : `"${rl.data.evalPath}" (key "rl.data.evalPath")`;
+    const text = JSON.stringify(question.length > 60 ? `${question.slice(0, 60)}…` : question);
+    throw new RangeError(
+      `Cannot run RL: key "rl.maxNewTokens" (${rl.maxNewTokens}) plus the longest ${split} ` +
+        `prompt (${ids.length} tokens with key "rl.template" "${rl.template}"; ${split} prompt ` +
+        `${index + 1} of ${count}, from ${file}: ${text}) must fit the model's context ` +
+        `(max_position_embeddings = ${context}, "${config.model.path}"): current total is ` +
+        `${ids.length + rl.maxNewTokens} tokens; lower "rl.maxNewTokens" or drop the prompt`,
+    );
+  };
+  let longest = 0;
+  for (let i = 1; i < trainPrompts.length; i++) {
+    if (trainIds(i).length > trainIds(longest).length) longest = i;
+  }
+  if (trainPrompts.length > 0) {
+    fits(
+      "training",
+      trainPrompts.length,
+      longest,
+      trainIds(longest),
+      trainPrompts[longest].question,
+    );
+  }
+  if (evaluates && evalSet.length > 0) {
+    const i = evalSet.reduce((a, p, j) => p.ids.length > evalSet[a].ids.length ? j : a, 0);
+    fits("held-out", evalSet.length, i, evalSet[i].ids, evalSet[i].question);
+  }
 
   // Model and backend. On WebGPU the memory plan (the estimate by item, the budget and the
   // micro-batch checks) needs only the shapes and the device's limits: it runs before the weights
