@@ -20,7 +20,9 @@ const model = {
 
 Deno.test("loadPeftAdapter() reads the fixture's PEFT adapter with PEFT's names and shapes", async () => {
   const lora = await loadPeftAdapter(`${dir}/adapter`, fixtureModel);
-  // make_fixtures.py: r 4, lora_alpha 8, all seven projections of every layer.
+  // The fixture's adapter (PEFT 0.21.0, made by make_fixtures.py, kept with the project's shared
+  // fixtures in shared/fixtures/, not in this repository): r 4, lora_alpha 8, all seven
+  // projections of every layer.
   assert.equal(lora.modules.length, 7 * fixtureModel.numHiddenLayers);
   // Independent reference: decode the bytes of the file by hand (PEFT saves float64 LoRA weights
   // for a float64 base model, float32 ones for a float32 base model).

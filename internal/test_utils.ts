@@ -9,8 +9,10 @@ const REPO_ROOT = new URL("../", import.meta.url);
 
 /**
  * The fixture directory of the fixture-driven tests: `$HALO_FIXTURE` if set (relative paths
- * resolve against the repository root), else `tests/fixtures/qwen3-tiny` in the repository. Any
- * fixture that `make_fixtures.py` produces must pass, so tests derive shapes from its config.
+ * resolve against the repository root), else `tests/fixtures/qwen3-tiny` in the repository (a copy
+ * of the project's shared fixtures, made with HuggingFace transformers and PEFT in float64 by
+ * `make_fixtures.py`, which is kept with them in `shared/fixtures/`, not in this repository). Any
+ * fixture that script produces must pass, so tests derive shapes from its config.
  *
  * @returns An absolute path to the fixture directory.
  */

@@ -72,7 +72,9 @@ Deno.test("generate() rejects bad prompts, lengths and sampling parameters with 
 });
 
 Deno.test("resolveGenerateOptions() fills defaults and keeps eos and stop ids apart", () => {
-  // The fixture's config names an EOS id (make_fixtures.py: the last id of the vocabulary).
+  // The fixture's config names an EOS id: the last id of the vocabulary (eos_token_id =
+  // vocab_size - 1 in make_fixtures.py, the script kept with the project's shared fixtures,
+  // shared/fixtures/, not in this repository).
   const eos = cpu.config.eosTokenIds;
   ok(eos.length > 0, "the fixture has an EOS id");
   const o = resolveGenerateOptions(cpu.config, { ...base, stopTokenIds: [7, eos[0], 7] });

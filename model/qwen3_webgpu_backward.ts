@@ -1044,7 +1044,9 @@ export class WebGpuQwen3Backward {
    * Gradients of a loss given by its cotangents; see `WebGpuQwen3.backward`.
    *
    * @param input The batch.
-   * @param options Mode, cotangents, accumulation and LM-head blocking.
+   * @param options Mode, cotangents, accumulation and LM-head blocking. The cotangents are
+   * uploaded once the step's buffers are known to fit (after the allocation check), so they must
+   * not change until the call settles.
    * @returns The gradients, log-probs and last hidden state.
    * @throws {TypeError} If no cotangent is given, or as
    * {@linkcode WebGpuQwen3Backward.encodeTrainStep}.
@@ -1070,7 +1072,11 @@ export class WebGpuQwen3Backward {
     const { batch: B, seqLen: T } = batch;
     const n = B * T;
     const [H, V] = [c.hiddenSize, c.vocabSize];
-    // Persistent upload buffers (not per-call ones: those would pile up bind groups).
+    // Persistent upload buffers (not per-call ones: those would pile up bind groups). Their
+    // writes wait for the loss hook, which runs after `runTrainStep`'s allocation check and
+    // before the work that reads them is submitted: a write into a buffer that ran out of memory
+    // would queue a validation error that the next, healthy step's readback would report.
+    const writes: (() => void)[] = [];
     const upload = (data: ArrayLike<number>, label: string) => {
       const values = data instanceof Float32Array ? data : Float32Array.from(data);
       let b = this.#uploads.get(label);
@@ -1082,7 +1088,10 @@ export class WebGpuQwen3Backward {
         b = ctx.createBuffer(values.byteLength, label);
         this.#uploads.set(label, b);
       }
-      ctx.device.queue.writeBuffer(b, 0, values as Float32Array<ArrayBuffer>);
+      const buffer = b;
+      writes.push(() =>
+        ctx.device.queue.writeBuffer(buffer, 0, values as Float32Array<ArrayBuffer>)
+      );
       return b;
     };
     const logitsBuf = dLogits ? upload(dLogits, "dLogits (upload)") : undefined;
@@ -1105,6 +1114,7 @@ export class WebGpuQwen3Backward {
       balanceWeight: options.balanceWeight,
       cotangents: { logprobs: !!lpBuf, lastHidden: !!hBuf, logits: !!logitsBuf },
       lossHook: (pass, _acts, cot) => {
+        for (const write of writes.splice(0)) write();
         if (lpBuf) encodeAdd(ctx, pass, { x: lpBuf, y: cot.dLogprobs, n });
         if (hBuf) encodeAdd(ctx, pass, { x: hBuf, y: cot.dLastHidden, n: n * H });
         if (logitsBuf) encodeAdd(ctx, pass, { x: logitsBuf, y: cot.dLogits!, n: n * V });

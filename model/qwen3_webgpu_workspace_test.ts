@@ -79,8 +79,9 @@ Deno.test({
 });
 
 Deno.test({
-  name: "WebGpuQwen3 forward and training steps name a workspace buffer that runs out of memory " +
-    "when they allocate it, before submitting anything, and run again once it is freed",
+  name: "WebGpuQwen3 forward and training steps name a workspace or upload buffer that runs out " +
+    "of memory when they allocate it, before submitting or writing anything, and run again once " +
+    "it is freed",
   ignore: noGpu,
   async fn() {
     const oom = new Set<string>();
@@ -132,6 +133,27 @@ Deno.test({
       const again = await step(SHORT.inputIds);
       deepStrictEqual(again.grads, small.grads);
       deepStrictEqual(again.logprobs, small.logprobs);
+      deepStrictEqual(ctx.gpu.errors, []);
+      // A larger step whose cotangent upload (backward()'s own buffer, 16 floats) does not fit:
+      // nothing may have been written into it, or the write's validation error would surface at
+      // the next, healthy step.
+      submits = 0;
+      readbacks = ctx.readbacks;
+      oom.add("dLogprobs (upload)");
+      await expectError(() => step(LONG.inputIds), {
+        type: GpuOutOfMemoryError,
+        includes: [
+          'allocating "dLogprobs (upload)" (64 bytes',
+          `found while allocating the training step's workspace for 16 tokens (mode "adapters")`,
+        ],
+      });
+      nothingRan();
+      oom.delete("dLogprobs (upload)");
+      await queue.onSubmittedWorkDone();
+      const after = await step(SHORT.inputIds);
+      deepStrictEqual(after.grads, small.grads);
+      deepStrictEqual(after.logprobs, small.logprobs);
+      await queue.onSubmittedWorkDone();
       deepStrictEqual(ctx.gpu.errors, []);
       queue.submit = submit;
     });

@@ -274,8 +274,9 @@ Deno.test({
         message:
           /none of the first 2 held-out prompts that the evaluation uses \(key "rl\.eval\.prompts"\) has a gold usable/,
       });
-      // A run without the held-out evaluation does not use those prompts: it runs.
-      const off = ["--rl.eval.every=0", "--rl.eval.final=false", "--trainer.steps=1"];
+      // A run without the held-out evaluation does not use those prompts: it runs (here every 2
+      // is more than its 1 step, which evaluates no more than every 0 does).
+      const off = ["--rl.eval.every=2", "--rl.eval.final=false", "--trainer.steps=1"];
       const ran = await runRl(await rlConfig(dir, [...firstTwo, ...off]), options);
       strictEqual(ran.step, 1);
       strictEqual(await Deno.readTextFile(join(ran.runDir, "evals.jsonl")), "");
@@ -336,5 +337,65 @@ Deno.test({
           ),
         });
       }
+    }),
+});
+
+Deno.test({
+  name: "runRl() refuses a training or evaluated held-out prompt that with rl.maxNewTokens " +
+    "overflows the context before the model loads, naming the keys, the file and the lengths",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTempDir(async (dir) => {
+      const prompts = arithmeticPrompts("train", { size: 8, seed: 3, digits: 1, maxTerms: 2 });
+      // 80 terms: far more than the 128 positions of the arithmetic model.
+      const long: RlPrompt = {
+        question: `What is ${Array(80).fill("1").join(" + ")}?`,
+        gold: "80",
+      };
+      const train = join(dir, "train.jsonl");
+      const heldOut = join(dir, "held_out.jsonl");
+      const lines: string[] = [];
+      const options = { progress: null, log: (l: string) => lines.push(l), evalAtStart: false };
+      const overflow = (split: string, where: string, file: string, key: string) =>
+        new RegExp(
+          `^Cannot run RL: key "rl\\.maxNewTokens" \\(20\\) plus the longest ${split} prompt ` +
+            `\\((\\d+) tokens with key "rl\\.template" "\\w+"; ${split} prompt ${where}, from ` +
+            `"${file.replaceAll(".", "\\.")}" \\(key "${key.replaceAll(".", "\\.")}"\\): ` +
+            `"What is 1 \\+ 1 \\+ [^"]*…"\\) must fit the model's context ` +
+            `\\(max_position_embeddings = 128, "models/arithmetic-tiny"\\): current total is ` +
+            `(\\d+) tokens`,
+        );
+      // One over-long training prompt (the 4th of 7).
+      await Deno.writeTextFile(
+        train,
+        jsonl([...prompts.slice(0, 3), long, ...prompts.slice(3, 6)]),
+      );
+      await Deno.writeTextFile(heldOut, jsonl(prompts.slice(6)));
+      const inTrain = overflow("training", "4 of 7", train, "rl.data.path");
+      await rejects(runRl(await rlConfig(dir, fileOverrides(train, heldOut)), options), (e) => {
+        const m = (e as Error).message.match(inTrain);
+        ok(m !== null, (e as Error).message);
+        strictEqual(Number(m[2]), Number(m[1]) + 20);
+        ok(Number(m[1]) > 108, m[1]);
+        return true;
+      });
+      // Before the model loaded: nothing was logged.
+      deepStrictEqual(lines, []);
+      // One over-long held-out prompt that the evaluation uses (the 2nd of 2).
+      await Deno.writeTextFile(train, jsonl(prompts.slice(0, 6)));
+      await Deno.writeTextFile(heldOut, jsonl([prompts[6], long]));
+      await rejects(runRl(await rlConfig(dir, fileOverrides(train, heldOut)), options), {
+        name: "RangeError",
+        message: overflow("held-out", "2 of 2", heldOut, "rl.data.evalPath"),
+      });
+      deepStrictEqual(lines, []);
+      // A run that does not evaluate does not generate from it: it runs.
+      const off = ["--rl.eval.every=0", "--rl.eval.final=false", "--trainer.steps=1"];
+      const ran = await runRl(await rlConfig(dir, [...fileOverrides(train, heldOut), ...off]), {
+        ...options,
+        log: () => {},
+      });
+      strictEqual(ran.step, 1);
     }),
 });

@@ -245,13 +245,15 @@ Deno.test({
 
 Deno.test({
   name: "runRl() with rl.eval.every 0 evaluates after the last step; with rl.eval.final false " +
-    "as well, not at all (no step-0 evaluation, no eval/* metrics, an empty evals.jsonl)",
+    "and an rl.eval.every that no step reaches, not at all (no step-0 evaluation, no eval/* " +
+    "metrics, an empty evals.jsonl)",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () =>
     withTempDir(async (dir) => {
-      // One step each; RL_OVERRIDES set rl.eval.every=0. The run without evaluation keeps
-      // runRl's step-0 evaluation on: it must skip it all the same.
+      // One step each; RL_OVERRIDES set rl.eval.every=0. The run without evaluation (every 2 > its
+      // 1 step, so no step evaluates; every 0 is the same) keeps runRl's step-0 evaluation on: it
+      // must skip it all the same.
       const args = [DAPO, "--trainer.steps=1"];
       const evals = async (runDir: string) =>
         (await Deno.readTextFile(join(runDir, "evals.jsonl"))).split("\n").filter((l) => l !== "")
@@ -269,7 +271,12 @@ Deno.test({
       ok(hasEval(last.metrics));
 
       const off = await runRl(
-        await rlConfig(dir, ["--run.name=off", ...args, "--rl.eval.final=false"]),
+        await rlConfig(dir, [
+          "--run.name=off",
+          ...args,
+          "--rl.eval.every=2",
+          "--rl.eval.final=false",
+        ]),
         QUIET,
       );
       strictEqual(off.step, 1);

@@ -66,7 +66,7 @@ Deno.test("runSft() names the keys and values when the arithmetic task cannot fi
   });
 });
 
-Deno.test("runSft() evaluates on eval.every only with eval.final false, and not at all with eval.every 0 too", async () => {
+Deno.test("runSft() evaluates on eval.every only with eval.final false, and not at all (no step-0 evaluation) when eval.every reaches no step too", async () => {
   await withTempDir(async (dir) => {
     const evalSteps = async (runDir: string) =>
       (await metricLines(runDir)).filter((l) => "eval/accuracy" in l).map((l) => l.step);
@@ -80,7 +80,8 @@ Deno.test("runSft() evaluates on eval.every only with eval.final false, and not 
     );
     deepStrictEqual(await evalSteps(cadence.runDir), [0, 3]);
     const off = await runSft(
-      await tinyConfig(dir, ["--run.name=off", ...steps, "--eval.every=0", "--eval.final=false"]),
+      // eval.every 5 > 4 steps: no step evaluates, as with eval.every 0.
+      await tinyConfig(dir, ["--run.name=off", ...steps, "--eval.every=5", "--eval.final=false"]),
       QUIET,
     );
     const offLines = await metricLines(off.runDir);

@@ -90,7 +90,8 @@ export interface RunSftOptions {
   exportDir?: string;
   /**
    * Evaluate before the first step of a fresh run (a `step: 0` metrics line). Default `true`;
-   * never when `eval.every: 0` and `eval.final: false` switch the held-out evaluation off.
+   * never when no evaluation follows a step: `eval.every: 0` (or larger than `trainer.steps`)
+   * with `eval.final: false`.
    */
   evalAtStart?: boolean;
   /** Stop after this step as if killed (see `trainLoop`). */
@@ -647,7 +648,8 @@ async function train(
       evalEvery: config.eval.every,
       evalFinal: config.eval.final,
       // The step-0 evaluation is the baseline of later ones: none when no later one runs.
-      evalAtStart: (options.evalAtStart ?? true) && (config.eval.every > 0 || config.eval.final),
+      evalAtStart: (options.evalAtStart ?? true) &&
+        (config.eval.final || (config.eval.every > 0 && config.eval.every <= t.steps)),
       checkpoint: save,
       checkpointEvery: config.checkpoint.every,
       resumedFrom: checkpoint?.dir ?? null,

@@ -104,7 +104,8 @@ export interface RunRlOptions {
   exportDir?: string;
   /**
    * Evaluate before the first step of a fresh run (a `step: 0` line). Default `true`; never when
-   * `rl.eval.every: 0` and `rl.eval.final: false` switch the held-out evaluation off.
+   * no evaluation follows a step: `rl.eval.every: 0` (or larger than `trainer.steps`) with
+   * `rl.eval.final: false`.
    */
   evalAtStart?: boolean;
   /** Stop after this step as if killed. */
@@ -268,8 +269,6 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   const runDir = join(config.run.outDir, config.run.name);
   const t = config.trainer;
   const rl = config.rl;
-  // `rl.eval.every: 0` with `rl.eval.final: false` switches the held-out evaluation off.
-  const evaluates = rl.eval.every > 0 || rl.eval.final;
   if (t.mode !== "rl") {
     throw new RangeError(
       `Cannot run RL: key "trainer.mode" must be "rl": current value is "${t.mode}"`,
@@ -307,6 +306,11 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
   });
   const { checkpoint } = start;
   warnings.push(...start.warnings, ...rlRunKeyWarnings(config));
+  // Whether a held-out evaluation runs after one of this run's steps (a resumed run's count from
+  // its checkpoint's): `rl.eval.every: 0` with `rl.eval.final: false` switches it off, and so does
+  // an `rl.eval.every` that no step reaches. Else no step-0 evaluation, usable-gold check or
+  // evaluation in the memory plan.
+  const evaluates = evaluationDue(checkpoint?.meta.step ?? 0, t.steps, rl.eval);
 
   // Prompts.
   const d = config.data;
@@ -442,12 +446,6 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     let ids = idsCache.get(index);
     if (ids === undefined) {
       ids = promptIds(tokenizer, trainPrompts[index].question, rl);
-      if (ids.length + rl.maxNewTokens > context) {
-        throw new RangeError(
-          `Cannot run RL: key "rl.maxNewTokens" (${rl.maxNewTokens}) plus the prompt ` +
-            `(${ids.length} tokens) must fit the context (${context})`,
-        );
-      }
       idsCache.set(index, ids);
     }
     return ids;
@@ -468,6 +466,48 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     gold: p.gold,
     question: p.question,
   }));
+  // The longest prompt the run generates from (templated and tokenized: the training prompts,
+  // and the held-out ones that the evaluation uses when it runs) plus `rl.maxNewTokens` must fit
+  // the context: found here, before the model loads, not at the first generation that draws it.
+  const fits = (
+    split: string,
+    count: number,
+    index: number,
+    ids: readonly number[],
+    question: string,
+  ) => {
+    if (ids.length + rl.maxNewTokens <= context) return;
+    const file = rl.data.source === "arithmetic"
+      ? `the arithmetic problems (keys "data.*")`
+      : split === "training" || rl.data.evalPath === ""
+      ? `"${rl.data.path}" (key "rl.data.path")`
+      : `"${rl.data.evalPath}" (key "rl.data.evalPath")`;
+    const text = JSON.stringify(question.length > 60 ? `${question.slice(0, 60)}…` : question);
+    throw new RangeError(
+      `Cannot run RL: key "rl.maxNewTokens" (${rl.maxNewTokens}) plus the longest ${split} ` +
+        `prompt (${ids.length} tokens with key "rl.template" "${rl.template}"; ${split} prompt ` +
+        `${index + 1} of ${count}, from ${file}: ${text}) must fit the model's context ` +
+        `(max_position_embeddings = ${context}, "${config.model.path}"): current total is ` +
+        `${ids.length + rl.maxNewTokens} tokens; lower "rl.maxNewTokens" or drop the prompt`,
+    );
+  };
+  let longest = 0;
+  for (let i = 1; i < trainPrompts.length; i++) {
+    if (trainIds(i).length > trainIds(longest).length) longest = i;
+  }
+  if (trainPrompts.length > 0) {
+    fits(
+      "training",
+      trainPrompts.length,
+      longest,
+      trainIds(longest),
+      trainPrompts[longest].question,
+    );
+  }
+  if (evaluates && evalSet.length > 0) {
+    const i = evalSet.reduce((a, p, j) => p.ids.length > evalSet[a].ids.length ? j : a, 0);
+    fits("held-out", evalSet.length, i, evalSet[i].ids, evalSet[i].question);
+  }
 
   // Model and backend. On WebGPU the memory plan (the estimate by item, the budget and the
   // micro-batch checks) needs only the shapes and the device's limits: it runs before the weights
@@ -1142,4 +1182,18 @@ async function readEvals(path: string, upTo: number): Promise<EvalRecord[]> {
     if (record.step <= upTo) out.push(record);
   }
   return out;
+}
+
+/**
+ * Whether the training loop evaluates after one of the steps `startStep + 1 … totalSteps`: after
+ * the last with `final`, and after each multiple of `every` (0: none), as `trainLoop` does.
+ */
+function evaluationDue(
+  startStep: number,
+  totalSteps: number,
+  rlEval: { every: number; final: boolean },
+): boolean {
+  if (startStep >= totalSteps) return false;
+  const { every, final } = rlEval;
+  return final || (every > 0 && Math.floor(totalSteps / every) > Math.floor(startStep / every));
 }
