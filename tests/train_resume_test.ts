@@ -119,10 +119,13 @@ Deno.test("runSft() refuses to resume with a different run-defining key, and to 
     });
     // Changing a key that does not define the run is allowed, with a warning; so is
     // model.submitEveryLayers, although "model." keys are fixed (it changes no result).
+    // trainer.steps may change too: with one warm-up step, the two steps taken keep their learning
+    // rates under the longer cosine (its decay starts at the full rate either way), so it gets no
+    // warning (the cases that warn: trainer/_run_setup_test.ts).
     const longer = await tinyConfig(dir, ["--trainer.steps=3", "--model.submitEveryLayers=2"]);
     const result = await runSft(longer, { ...QUIET, resume: true });
     strictEqual(result.step, 3);
-    ok(result.warnings.some((w) => w.includes("trainer.steps: 2 -> 3")));
+    ok(!result.warnings.some((w) => w.includes("trainer.steps")), result.warnings.join("\n"));
     ok(result.warnings.some((w) => w.includes("model.submitEveryLayers: null -> 2")));
   });
 });
