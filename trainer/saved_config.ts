@@ -29,7 +29,8 @@ const MODEL_KEYS_ADDED_SINCE: Readonly<Record<string, unknown>> = {
  * when an `rl.reward` section lacks it, `eval.final: true` and `rl.eval.final: true` (the runs
  * evaluated after the last step) when an `eval` or `rl.eval` section lacks it, and
  * `model.kvDtype: "f32"` (the only KV cache there was) and `model.submitEveryLayers: null` (the
- * adapter's default) when a `model` section lacks them.
+ * adapter's default) when a `model` section lacks them. An RL run's `data.task: "suite"` (refused
+ * since; those runs read their prompts as `"arithmetic"`) becomes `"arithmetic"`.
  * Any other value is returned as it is; nothing is filled that the saved config sets.
  *
  * @param config The saved config, as parsed from `meta.json`.
@@ -83,6 +84,16 @@ export function withSavedConfigDefaults(config: unknown): unknown {
     !("final" in evalSection)
   ) {
     filled = { ...filled, eval: { ...evalSection, final: true } };
+  }
+  // data.task "suite" in an RL run: refused since, but the RL runs before that read their
+  // prompts as data.task "arithmetic" (or from a file, where data.task is not read).
+  const trainer = (filled as { trainer?: { mode?: unknown } }).trainer;
+  const data = (filled as { data?: unknown }).data;
+  if (
+    trainer?.mode === "rl" && typeof data === "object" && data !== null &&
+    (data as { task?: unknown }).task === "suite"
+  ) {
+    filled = { ...filled, data: { ...data, task: "arithmetic" } };
   }
   const model = (filled as { model?: unknown }).model;
   if (typeof model !== "object" || model === null || Array.isArray(model)) return filled;

@@ -99,6 +99,24 @@ Deno.test("withSavedConfigDefaults() fills eval.final and rl.eval.final: true fo
   assert.equal(kept.eval.final, false);
 });
 
+Deno.test("withSavedConfigDefaults() reads an RL checkpoint's data.task suite as arithmetic (what those runs used)", () => {
+  const old = savedWithout([], []) as Record<string, Record<string, unknown>>;
+  old.trainer.mode = "rl";
+  old.data.task = "suite";
+  assert.throws(() => validateConfig(old, { source: "meta.json" }), /"data\.task"/);
+  const filled = validateConfig(withSavedConfigDefaults(old), { source: "meta.json" });
+  assert.equal(filled.data.task, "arithmetic");
+  assert.equal(old.data.task, "suite");
+  // An SFT run's suite is what it trained on: kept.
+  const sft = savedWithout([], []) as Record<string, Record<string, unknown>>;
+  sft.trainer.mode = "sft";
+  sft.data.task = "suite";
+  assert.equal(
+    (withSavedConfigDefaults(sft) as { data: { task: string } }).data.task,
+    "suite",
+  );
+});
+
 // Configs of real checkpoints written by earlier commits (meta.json's config, copied unchanged;
 // the commit is in the file name): each must still validate once filled, so that a run from
 // before a new key was added resumes, reproduces and exports. A new key that breaks this needs
