@@ -45,6 +45,7 @@ import {
 import { runEval } from "../eval/run_eval.ts";
 import type { EvalSummary } from "../eval/eval_summary.ts";
 import { readJsonFile } from "../internal/read_json.ts";
+import { configValueText, flattenConfig } from "../internal/config_values.ts";
 
 const USAGE = "usage: deno task reproduce <experiment.yaml> [--settings a,b] [--report-only] " +
   "[--no-eval] [--workers N] [--machine TEXT] [--quiet]";
@@ -119,17 +120,6 @@ export interface ReproduceResult {
 /** Keys a run may change without becoming another run. */
 const FREE_KEYS = ["trainer.steps", "rl.eval.every", "checkpoint."];
 
-function flatten(value: unknown, prefix: string, out: Map<string, string>): Map<string, string> {
-  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
-    for (const [key, child] of Object.entries(value)) {
-      flatten(child, prefix === "" ? key : `${prefix}.${key}`, out);
-    }
-  } else {
-    out.set(prefix, JSON.stringify(value));
-  }
-  return out;
-}
-
 /**
  * The keys (flattened, `a.b.c`) whose values differ between two configs, each as
  * `key: a -> b`.
@@ -155,13 +145,15 @@ export function configDifferences(
   b: unknown,
   options: { ignore?: readonly string[] } = {},
 ): string[] {
-  const x = flatten(a, "", new Map());
-  const y = flatten(b, "", new Map());
+  const x = flattenConfig(a);
+  const y = flattenConfig(b);
   const ignored = (key: string) =>
     (options.ignore ?? []).some((p) => (p.endsWith(".") ? key.startsWith(p) : key === p));
   return [...new Set([...x.keys(), ...y.keys()])].sort()
     .filter((key) => !ignored(key) && x.get(key) !== y.get(key))
-    .map((key) => `${key}: ${x.get(key) ?? "unset"} -> ${y.get(key) ?? "unset"}`);
+    .map((key) =>
+      `${key}: ${configValueText(key, x.get(key))} -> ${configValueText(key, y.get(key))}`
+    );
 }
 
 function runConfig(experiment: ExperimentConfig, run: ExperimentRun): Promise<TrainConfig> {

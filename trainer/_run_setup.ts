@@ -7,6 +7,7 @@
 // resume and its log lines.
 import { basename, dirname, join, resolve } from "node:path";
 import { exists } from "../internal/exists.ts";
+import { configValueText, flattenConfig } from "../internal/config_values.ts";
 import { fingerprintFiles, fingerprintModel } from "../internal/fingerprint.ts";
 import type { Lora } from "../adapters/lora.ts";
 import { PEFT_PREFIX, savePeftAdapter } from "../adapters/peft_io.ts";
@@ -87,16 +88,6 @@ export interface ResolveRunStartOptions {
   changeableKeys?: readonly string[];
 }
 
-function flatten(value: unknown, prefix: string, out: Map<string, string>): void {
-  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
-    for (const [key, child] of Object.entries(value)) {
-      flatten(child, prefix === "" ? key : `${prefix}.${key}`, out);
-    }
-  } else {
-    out.set(prefix, JSON.stringify(value));
-  }
-}
-
 /**
  * Where the run is written, not what it computes: a resume checks these against the checkpoint's
  * own run directory instead (see {@linkcode resolveRunStart}), and never warns about them.
@@ -164,10 +155,8 @@ function configChanges(
   options: ResolveRunStartOptions,
   unchanged: readonly string[] = [],
 ): string[] {
-  const a = new Map<string, string>();
-  const b = new Map<string, string>();
-  flatten(saved, "", a);
-  flatten(current, "", b);
+  const a = flattenConfig(saved);
+  const b = flattenConfig(current);
   const changed: string[] = [];
   for (const key of new Set([...a.keys(), ...b.keys()])) {
     if (a.get(key) === b.get(key) || WHERE_KEYS.includes(key)) continue;
@@ -176,10 +165,15 @@ function configChanges(
     if (fixed) {
       throw new RangeError(
         `Cannot resume from "${source}": key "${key}" must match the checkpoint's config ` +
-          `(${a.get(key) ?? "unset"}): current value is ${b.get(key) ?? "unset"}`,
+          `(${configValueText(key, a.get(key))}): current value is ` +
+          configValueText(key, b.get(key)),
       );
     }
-    if (!unchanged.includes(key)) changed.push(`${key}: ${a.get(key)} -> ${b.get(key)}`);
+    if (!unchanged.includes(key)) {
+      changed.push(
+        `${key}: ${configValueText(key, a.get(key))} -> ${configValueText(key, b.get(key))}`,
+      );
+    }
   }
   return changed;
 }

@@ -580,3 +580,26 @@ Deno.test("a resume warns about a changed learning-rate schedule key only when i
       ["trainer.maxGradNorm: 1 -> 2"],
     );
   }));
+
+Deno.test("a resume's changed-key warning never shows rl.rollout.apiKeyEnv's value (it may be a pasted key)", () =>
+  withTempDir(async (dir) => {
+    const at = (overrides: string[]) =>
+      loadConfig(undefined, { overrides: [`--run.outDir=${dir}`, "--run.name=r", ...overrides] });
+    await saveCheckpoint(join(dir, "r"), {
+      step: 1,
+      tensors: { w: new Float32Array([1]) },
+      optimizer: {},
+      meta: { config: await at([]), dataPosition: 0, rng: {}, metrics: {} },
+    });
+    const resumed = await at(["--rl.rollout.apiKeyEnv=hf_abc123"]);
+    const { warnings } = await resolveRunStart(resumed, { resume: true, fixedKeys: [] });
+    deepStrictEqual(
+      warnings.map((w) => w.replace(/^resuming with a changed key \(.*\): /, "")),
+      ['rl.rollout.apiKeyEnv: "" -> (9 characters, not shown)'],
+    );
+    // A fixed key's refusal does not show it either.
+    await rejects(
+      resolveRunStart(resumed, { resume: true, fixedKeys: ["rl."] }),
+      (e: Error) => e.message.includes("(9 characters, not shown)") && !e.message.includes("hf_"),
+    );
+  }));

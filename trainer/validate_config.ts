@@ -26,6 +26,7 @@ import { expectedKeys } from "../internal/expected_keys.ts";
 import { show } from "../internal/show.ts";
 import { isPlainObject } from "../internal/is_plain_object.ts";
 import { deepFreeze } from "../internal/deep_freeze.ts";
+import { SECRET_NAME_KEYS } from "../internal/config_values.ts";
 
 /**
  * Options of {@linkcode validateConfig}.
@@ -387,12 +388,6 @@ const EXPECTED_WORDS: Readonly<Record<string, string>> = {
   object: "a mapping",
   record: "a mapping",
 };
-
-/**
- * Keys that name where a secret is (an environment variable): a value that fails their check may
- * be the secret itself (a pasted API key), so errors never show it, nor the override that set it.
- */
-const SECRET_NAME_KEYS: ReadonlySet<string> = new Set(["rl.rollout.apiKeyEnv"]);
 
 function issueProblems(issue: z.core.$ZodIssue, root: unknown): Problem[] {
   const path = issue.path.filter((p): p is string | number => typeof p !== "symbol");
