@@ -46,10 +46,12 @@ Deno.test("resolveTrainConfig() errors name the key, what was expected and the o
     name: "TypeError",
     message: /unknown key "trainer.stpes": expected one of .* \(did you mean "steps"\?\)/,
   });
-  await rejects(resolveTrainConfig({ ...base, overrides: ["--trainer.microBatches=3"] }), {
+  // An SFT cross-check (the RL demo never reads trainer.microBatches: validate_config_test).
+  const sft = { ...base, config: "configs/tiny_sft.yaml" };
+  await rejects(resolveTrainConfig({ ...sft, overrides: ["--trainer.microBatches=3"] }), {
     name: "RangeError",
     message:
-      /key "trainer.microBatches" .*must divide "trainer.batchSize" \(32\): current value is 3/,
+      /key "trainer.microBatches" .*must divide "trainer.batchSize" \(16\): current value is 3/,
   });
   await rejects(resolveTrainConfig({ ...base, config: "configs/nope.yaml", overrides: [] }), {
     message: 'Cannot load config "configs/nope.yaml": file not found',
