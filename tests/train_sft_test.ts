@@ -66,6 +66,19 @@ Deno.test("runSft() names the keys and values when the arithmetic task cannot fi
   });
 });
 
+Deno.test("runSft() refuses an RL config (trainer.mode rl) before anything runs, naming the key", async () => {
+  await withTempDir(async (dir) => {
+    // trainer.microBatches 3 of batchSize 4: an RL config is not held to SFT's cross-checks.
+    const config = await tinyConfig(dir, ["--trainer.mode=rl", "--trainer.microBatches=3"]);
+    await assert.rejects(runSft(config, QUIET), {
+      name: "RangeError",
+      message: 'Cannot run SFT: key "trainer.mode" must be "sft" (runRl runs "rl"): current ' +
+        'value is "rl"',
+    });
+    deepStrictEqual([...Deno.readDirSync(dir)].map((e) => e.name), []);
+  });
+});
+
 Deno.test("runSft() evaluates on eval.every only with eval.final false, and not at all (no step-0 evaluation) when eval.every reaches no step too", async () => {
   await withTempDir(async (dir) => {
     const evalSteps = async (runDir: string) =>

@@ -432,6 +432,13 @@ export async function runSft(
   options: RunSftOptions = {},
 ): Promise<RunSftResult> {
   const log = options.log ?? ((text: string) => console.error(text));
+  if (config.trainer.mode !== "sft") {
+    // An RL config skips SFT's cross-checks (trainer.batchSize and microBatches are not read).
+    throw new RangeError(
+      `Cannot run SFT: key "trainer.mode" must be "sft" (runRl runs "rl"): current value is ` +
+        `"${config.trainer.mode}"`,
+    );
+  }
   // Before anything is trained: an --export that cannot be written fails now, not at the end.
   if (options.exportDir !== undefined) {
     await checkExportDir(options.exportDir, { modelPath: config.model.path });
