@@ -386,8 +386,8 @@ export async function trainCli(args: string[], options: TrainCliOptions = {}): P
 
 /**
  * The held-out part of an RL run's closing line: avg@k and pass@k at the start and after the last
- * step (`rl.eval.samples` = k), an end the run did not evaluate as such, or that the evaluation
- * was switched off (`rl.eval.every: 0` with `rl.eval.final: false`).
+ * step (`rl.eval.samples` = k), an end the run did not evaluate as such, or that the run did not
+ * evaluate (`rl.eval.final: false` with `rl.eval.every` 0 or past the run's steps).
  *
  * @param config The run's config (its `rl.eval`).
  * @param result The run's `startMetrics` and `metrics` (its last step's line).
@@ -409,12 +409,16 @@ export function rlHeldOutText(
   result: Pick<RunRlResult, "startMetrics" | "metrics">,
 ): string {
   const e = config.rl.eval;
-  if (e.every === 0 && !e.final) {
-    return `no held-out evaluation ("rl.eval.every" 0, "rl.eval.final" false)`;
-  }
   const k = e.samples;
   const a = result.startMetrics;
   const b = result.metrics;
+  if (e.every === 0 && !e.final) {
+    return `no held-out evaluation ("rl.eval.every" 0, "rl.eval.final" false)`;
+  }
+  if (!e.final && a[`eval/avg@${k}`] === undefined && b[`eval/avg@${k}`] === undefined) {
+    return `no held-out evaluation ("rl.eval.every" ${e.every} reached no step, "rl.eval.final" ` +
+      `false)`;
+  }
   const pct = (m: Record<string, number>, key: string, missing: string): string =>
     m[key] === undefined ? missing : `${(100 * m[key]).toFixed(1)}%`;
   const start = (key: string) => pct(a, key, "(not evaluated at the start)");

@@ -150,5 +150,11 @@ Deno.test("rlHeldOutText() says the evaluation is off or missing rather than pri
     `held-out avg@8 9.8% -> (not evaluated after the last step: "rl.eval.final" false), pass@8 ` +
       `42.0% -> (not evaluated after the last step: "rl.eval.final" false)`,
   );
-  ok(![off, cadence].some((t) => t.includes("?")));
+  // A cadence past the run's steps: no evaluation either.
+  const past = rlHeldOutText(withEval(50, false), { startMetrics: {}, metrics: {} });
+  strictEqual(
+    past,
+    `no held-out evaluation ("rl.eval.every" 50 reached no step, "rl.eval.final" false)`,
+  );
+  ok(![off, cadence, past].some((t) => t.includes("?")));
 });

@@ -70,7 +70,9 @@ export interface AdapterSyncOptions {
   /**
    * Milliseconds each unload at {@linkcode AdapterSync.close} may take (capped by the client's
    * own `timeoutMs`); default 5000. The unloads of close run in parallel, over servers and
-   * versions, so a hung server holds up close (and the error of a failed run) about this long.
+   * versions, so a hung server holds up close (and the error of a failed run) about this long,
+   * after close has awaited the publishes and reloads in progress (each request of those may
+   * take the client's full `timeoutMs`).
    */
   closeTimeoutMs?: number;
 }

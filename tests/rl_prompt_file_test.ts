@@ -372,7 +372,7 @@ Deno.test({
         jsonl([...prompts.slice(0, 3), long, ...prompts.slice(3, 6)]),
       );
       await Deno.writeTextFile(heldOut, jsonl(prompts.slice(6)));
-      const inTrain = overflow("training", "4 of 7", train, "rl.data.path");
+      const inTrain = overflow("training", "4 of the 7 unique ones used", train, "rl.data.path");
       await rejects(runRl(await rlConfig(dir, fileOverrides(train, heldOut)), options), (e) => {
         const m = (e as Error).message.match(inTrain);
         ok(m !== null, (e as Error).message);
@@ -387,7 +387,7 @@ Deno.test({
       await Deno.writeTextFile(heldOut, jsonl([prompts[6], long]));
       await rejects(runRl(await rlConfig(dir, fileOverrides(train, heldOut)), options), {
         name: "RangeError",
-        message: overflow("held-out", "2 of 2", heldOut, "rl.data.evalPath"),
+        message: overflow("held-out", "2 of the 2 unique ones used", heldOut, "rl.data.evalPath"),
       });
       deepStrictEqual(lines, []);
       // A run that does not evaluate does not generate from it: it runs.

@@ -486,7 +486,9 @@ export async function runRl(config: TrainConfig, options: RunRlOptions = {}): Pr
     throw new RangeError(
       `Cannot run RL: key "rl.maxNewTokens" (${rl.maxNewTokens}) plus the longest ${split} ` +
         `prompt (${ids.length} tokens with key "rl.template" "${rl.template}"; ${split} prompt ` +
-        `${index + 1} of ${count}, from ${file}: ${text}) must fit the model's context ` +
+        `${
+          index + 1
+        } of the ${count} unique ones used, from ${file}: ${text}) must fit the model's context ` +
         `(max_position_embeddings = ${context}, "${config.model.path}"): current total is ` +
         `${ids.length + rl.maxNewTokens} tokens; lower "rl.maxNewTokens" or drop the prompt`,
     );
