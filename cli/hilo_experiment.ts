@@ -9,7 +9,7 @@
  * ```sh
  * deno task hilo-experiment                      # experiments/hilo.yaml
  * deno task hilo-experiment experiments/hilo.yaml --seeds=0,1 --set=trainer.steps=4 \
- *   --set=trainer.warmupSteps=0 --report=/tmp/hilo_smoke.md
+ *   --set=trainer.warmupSteps=0 --report=/tmp/hilo_smoke.md --out-dir=/tmp/hilo_smoke
  * ```
  *
  * The experiment file (YAML) names the shared SFT config and the variants:
@@ -28,17 +28,20 @@
  * Resumable: a run whose `result.json` exists is reused when it ran with the config the
  * experiment now gives (its `result.json` holds that config; any other key is an error naming it);
  * a run directory with a checkpoint resumes from it; anything else starts over. Every file is
- * written atomically. Runs changed by `--set` need their own `--report` (the experiment's `report`
- * is its results page, which a smoke test must not overwrite).
+ * written atomically. Runs changed by `--set` need their own `--report` and their own `--out-dir`
+ * (the experiment's `report` is its results page and its `outDir` holds its runs: a smoke test must
+ * neither overwrite the page nor reuse, resume or write into the real runs); `--out-dir` may not be
+ * the experiment's `outDir`, and `--set` may not set `run.name`, `run.outDir` or `run.seed` (the
+ * experiment sets them).
  *
  * ```sh
  * deno task hilo-experiment experiments/hilo.yaml --seeds=0 --set=trainer.steps=4 \
- *   --set=trainer.warmupSteps=0 --report=/tmp/hilo_smoke.md
+ *   --set=trainer.warmupSteps=0 --report=/tmp/hilo_smoke.md --out-dir=/tmp/hilo_smoke
  * ```
  *
  * @module
  */
-import { dirname, join, relative } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { hiloParameterCounts } from "../adapters/hilo.ts";
@@ -259,17 +262,29 @@ export interface RunRecord {
  * ```ts
  * import type { RunHiloExperimentOptions } from "./hilo_experiment.ts";
  *
- * const options: RunHiloExperimentOptions = { overrides: ["--trainer.steps=2"], workers: 1 };
+ * const options: RunHiloExperimentOptions = {
+ *   overrides: ["--trainer.steps=2", "--trainer.warmupSteps=0"],
+ *   report: "/tmp/hilo_smoke.md",
+ *   outDir: "/tmp/hilo_smoke",
+ *   workers: 1,
+ * };
  * ```
  */
 export interface RunHiloExperimentOptions {
   /**
    * Overrides applied to every run after the variant's (e.g. a smaller step count). They need
-   * {@linkcode RunHiloExperimentOptions.report}: the experiment's own report is its results page.
+   * {@linkcode RunHiloExperimentOptions.report} and {@linkcode RunHiloExperimentOptions.outDir}:
+   * the experiment's own report is its results page and its own `outDir` holds its runs. They may
+   * not set `run.name`, `run.outDir` or `run.seed` (the experiment sets them).
    */
   overrides?: readonly string[];
   /** The Markdown report (the chart goes beside it); default the experiment's `report`. */
   report?: string;
+  /**
+   * The folder of the run directories (`<outDir>/<variant>_s<seed>`); default the experiment's
+   * `outDir`. Required with overrides, and then another folder than the experiment's.
+   */
+  outDir?: string;
   /** Only these seeds (a subset of the file's). */
   seeds?: readonly number[];
   /** CPU worker threads per run; default 1. */
@@ -759,7 +774,8 @@ async function reportMarkdown(
  * @returns The files written, the counts of runs done and skipped, and the records.
  * @throws {TypeError} When the experiment file is malformed.
  * @throws {RangeError} When the shared config is not a suite SFT run, a finished run ran with
- *   another config, overrides come without their own report, or a run fails.
+ *   another config, overrides come without their own report and run folder (or set a `run.*` key
+ *   the experiment sets), or a run fails.
  *
  * @example Usage
  * ```ts ignore
@@ -774,17 +790,41 @@ export async function runHiloExperiment(
   options: RunHiloExperimentOptions = {},
 ): Promise<HiloExperimentResult> {
   const log = options.log ?? ((line: string) => console.error(line));
-  const experiment = await readExperiment(path);
-  if ((options.overrides ?? []).length > 0 && options.report === undefined) {
+  const read = await readExperiment(path);
+  const overrides = options.overrides ?? [];
+  const setText = overrides.map((o) => o.replace(/^--/, "")).join(" ");
+  if (overrides.length > 0 && options.report === undefined) {
     // The experiment's report is its results page (docs/results/hilo.md for experiments/hilo.yaml):
     // runs the overrides change are another experiment, whose report must not replace it.
     throw new RangeError(
-      `Cannot run experiment "${path}" with overrides (--set ${
-        (options.overrides ?? []).map((o) => o.replace(/^--/, "")).join(" ")
-      }) into its report "${experiment.report}" (the experiment's results page): give the ` +
+      `Cannot run experiment "${path}" with overrides (--set ${setText}) into its report ` +
+        `"${read.report}" (the experiment's results page): give the ` +
         `overridden runs their own report (--report=PATH)`,
     );
   }
+  if (overrides.length > 0) {
+    const fixed = overrides.find((o) => /^--run\.(name|outDir|seed)(=|$)/.test(o));
+    if (fixed !== undefined) {
+      const key = fixed.slice(2).replace(/=.*/, "");
+      throw new RangeError(
+        `Cannot run experiment "${path}" with override "${fixed.slice(2)}": key "${key}" is ` +
+          `set by the experiment for each run (the run folder is --out-dir=DIR)`,
+      );
+    }
+    // The experiment's outDir holds its real runs: runs the overrides change must neither reuse,
+    // resume nor write into them.
+    if (options.outDir === undefined || resolve(options.outDir) === resolve(read.outDir)) {
+      throw new RangeError(
+        `Cannot run experiment "${path}" with overrides (--set ${setText}) in its outDir ` +
+          `"${read.outDir}" (the experiment's own runs): give the overridden runs their own ` +
+          `folder (--out-dir=DIR)${
+            options.outDir === undefined ? "" : `: current value is "${options.outDir}"`
+          }`,
+      );
+    }
+  }
+  // The run folders of this call: the experiment's, or the overridden runs' own.
+  const experiment = { ...read, outDir: options.outDir ?? read.outDir };
   const seeds = options.seeds ?? experiment.seeds;
   for (const s of seeds) {
     if (!experiment.seeds.includes(s)) {
@@ -878,9 +918,13 @@ Options:
   --machine=TEXT  the machine in words, for the report
   --set=KEY=VAL   an extra run-config override for every run (repeatable), e.g.
                   --set=trainer.steps=4 --set=trainer.warmupSteps=0 (the cosine
-                  warm-up must stay shorter than the run); needs --report
+                  warm-up must stay shorter than the run); needs --report and
+                  --out-dir; not run.name, run.outDir or run.seed (set per run)
   --report=PATH   the Markdown report (default: the experiment's report, its results
                   page); required with --set
+  --out-dir=DIR   the folder of the run directories (default: the experiment's outDir,
+                  its real runs); required with --set, and another folder, so that a
+                  smoke test never reuses, resumes or writes into the real runs
   -h, --help      show this help`;
 
 /**
@@ -909,6 +953,7 @@ export async function main(args: readonly string[]): Promise<number> {
         set: { type: "string", multiple: true },
         "report-only": { type: "boolean" },
         report: { type: "string" },
+        "out-dir": { type: "string" },
         machine: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -944,6 +989,7 @@ export async function main(args: readonly string[]): Promise<number> {
       overrides: (values.set ?? []).map((s) => `--${s}`),
       reportOnly: values["report-only"],
       report: values.report,
+      outDir: values["out-dir"],
       machine: values.machine,
       log: (line) => console.error(line),
     });

@@ -16,6 +16,26 @@ const SMALL = [
   "--adapters.targets=q_proj,down_proj",
 ];
 
+/** Every file under `dir` with its text (path relative to `dir`), sorted; {} when `dir` is absent. */
+async function tree(dir: string, prefix = ""): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(join(dir, prefix)));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return out;
+    throw error;
+  }
+  for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    const rel = join(prefix, e.name);
+    if (e.isDirectory) {
+      out[`${rel}/`] = "";
+      Object.assign(out, await tree(dir, rel));
+    } else out[rel] = await Deno.readTextFile(join(dir, rel));
+  }
+  return out;
+}
+
 async function writeExperiment(dir: string, variants: string): Promise<string> {
   const path = join(dir, "exp.yaml");
   await Deno.writeTextFile(
@@ -26,7 +46,7 @@ async function writeExperiment(dir: string, variants: string): Promise<string> {
   return path;
 }
 
-Deno.test("runHiloExperiment() runs each variant, writes the report and chart, then skips done runs", async () => {
+Deno.test("runHiloExperiment() runs each variant into --out-dir (the real runs untouched), writes the report and chart, then skips done runs", async () => {
   const dir = await Deno.makeTempDir({ prefix: "halo_hilo_exp_" });
   try {
     const path = await writeExperiment(
@@ -35,13 +55,29 @@ Deno.test("runHiloExperiment() runs each variant, writes the report and chart, t
         `  - name: hilo\n    overrides: ["--adapters.kind=hilo", "--adapters.hilo.experts=2-3", ` +
         `"--adapters.hilo.rank=1-2"]\n`,
     );
+    // The experiment's real runs: lora_s0 in progress (a checkpoint at step 1, fewer than the
+    // smoke test's 2 steps: it would be resumed), hilo_s0 finished (it would be refused, "delete").
+    const real = join(dir, "runs");
+    await Deno.mkdir(join(real, "lora_s0", "step_1"), { recursive: true });
+    await Deno.writeTextFile(join(real, "lora_s0", "step_1", "meta.json"), "{}\n");
+    await Deno.writeTextFile(join(real, "lora_s0", "metrics.jsonl"), '{"step":0}\n');
+    await Deno.mkdir(join(real, "hilo_s0"));
+    await Deno.writeTextFile(join(real, "hilo_s0", "result.json"), '{"real":true}\n');
+    const realBefore = await tree(real);
     const report = join(dir, "results", "small.md");
+    const smoke = join(dir, "smoke");
     const first = await runHiloExperiment(path, {
       overrides: SMALL,
       report,
+      outDir: smoke,
       seeds: [0],
       log: () => {},
     });
+    // The overridden runs went to their own folder; the real ones are as they were.
+    assert.deepEqual(await tree(real), realBefore);
+    for (const name of ["lora_s0", "hilo_s0"]) {
+      assert.ok((await tree(join(smoke, name)))["result.json"], `${name} ran in --out-dir`);
+    }
     assert.equal(first.report, report);
     assert.equal(first.ran, 2);
     assert.equal(first.skipped, 0);
@@ -80,6 +116,7 @@ Deno.test("runHiloExperiment() runs each variant, writes the report and chart, t
     const again = await runHiloExperiment(path, {
       overrides: SMALL,
       report,
+      outDir: smoke,
       seeds: [0],
       log: () => {},
     });
@@ -97,23 +134,25 @@ Deno.test("runHiloExperiment() runs each variant, writes the report and chart, t
       runHiloExperiment(path, {
         overrides: [...SMALL, "--eval.maxNewTokens=4"],
         report,
+        outDir: smoke,
         seeds: [0],
         log: () => {},
       }),
       {
         name: "RangeError",
         message: `Cannot reuse run "lora_s0" of experiment "${path}": key eval.maxNewTokens of ` +
-          `its "${join(dir, "runs", "lora_s0", "result.json")}" differs from what the experiment ` +
-          `gives (3 -> 4): delete "${join(dir, "runs", "lora_s0")}" or change the experiment (or ` +
+          `its "${join(smoke, "lora_s0", "result.json")}" differs from what the experiment ` +
+          `gives (3 -> 4): delete "${join(smoke, "lora_s0")}" or change the experiment (or ` +
           `its --set overrides)`,
       },
     );
     // Nor under the experiment's own config (the runs were a --set smoke test): 2 -> 100 steps.
     await assert.rejects(
-      runHiloExperiment(path, { report, seeds: [0], log: () => {} }),
+      runHiloExperiment(path, { report, outDir: smoke, seeds: [0], log: () => {} }),
       /Cannot reuse run "lora_s0" .*key adapters\.targets .*more key\(s\) differ/,
     );
     assert.equal(await Deno.readTextFile(first.report), before, "the report is unchanged");
+    assert.deepEqual(await tree(real), realBefore, "the real runs are unchanged");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -141,7 +180,13 @@ Deno.test("runHiloExperiment() refuses a run with eval.final false before traini
       dir,
       `  - name: lora\n    overrides: ["--adapters.kind=lora", "--eval.final=false"]\n`,
     );
-    const options = { overrides: SMALL, report: join(dir, "small.md"), seeds: [0], log: () => {} };
+    const options = {
+      overrides: SMALL,
+      report: join(dir, "small.md"),
+      outDir: join(dir, "smoke"),
+      seeds: [0],
+      log: () => {},
+    };
     await assert.rejects(runHiloExperiment(path, options), {
       name: "RangeError",
       message: `Cannot run experiment "${path}": run "lora_s0" has key "eval.final" false: ` +
@@ -172,6 +217,7 @@ Deno.test("main() reports a run config error by its message and exit code 2, wit
       "--seeds=0",
       "--workers=1",
       `--report=${join(dir, "small.md")}`,
+      `--out-dir=${join(dir, "smoke")}`,
       "--set=trainer.steps=2",
       "--set=trainer.warmupSteps=2",
     ]);
@@ -207,6 +253,69 @@ Deno.test("runHiloExperiment() refuses overrides without their own report: the e
   }
 });
 
+Deno.test("runHiloExperiment() refuses overrides without their own --out-dir: the experiment's run folders stay", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "halo_hilo_exp_" });
+  const errors: string[] = [];
+  const log = console.error;
+  try {
+    const path = await writeExperiment(
+      dir,
+      `  - name: lora\n    overrides: ["--adapters.kind=lora"]\n`,
+    );
+    // A finished real run (before the fix, a smoke test failed on it with "delete <runDir>").
+    const real = join(dir, "runs");
+    await Deno.mkdir(join(real, "lora_s0"), { recursive: true });
+    await Deno.writeTextFile(join(real, "lora_s0", "result.json"), '{"real":true}\n');
+    const realBefore = await tree(real);
+    const report = join(dir, "small.md");
+    const options = { overrides: SMALL, report, seeds: [0], log: () => {} };
+    await assert.rejects(runHiloExperiment(path, options), {
+      name: "RangeError",
+      message: `Cannot run experiment "${path}" with overrides (--set ${
+        SMALL.map((o) => o.slice(2)).join(" ")
+      }) in its outDir "${real}" (the experiment's own runs): give the overridden runs their own ` +
+        `folder (--out-dir=DIR)`,
+    });
+    // Nor the experiment's own folder by another spelling.
+    await assert.rejects(
+      runHiloExperiment(path, { ...options, outDir: join(dir, ".", "runs", "") }),
+      /in its outDir .*: give the overridden runs their own folder \(--out-dir=DIR\): current value/,
+    );
+    // Nor a run folder through --set (the experiment's run.outDir came after it and won).
+    await assert.rejects(
+      runHiloExperiment(path, {
+        ...options,
+        overrides: [...SMALL, `--run.outDir=${join(dir, "smoke")}`],
+        outDir: join(dir, "smoke"),
+      }),
+      /with override "run\.outDir=.*": key "run\.outDir" is set by the experiment for each run/,
+    );
+    // The command: --set without --out-dir, exit code 2.
+    console.error = (...a: unknown[]) => errors.push(a.join(" "));
+    const code = await main([
+      path,
+      "--seeds=0",
+      "--workers=1",
+      `--report=${report}`,
+      "--set=trainer.steps=2",
+    ]);
+    console.error = log;
+    assert.equal(code, 2);
+    assert.match(errors.at(-1) ?? "", /^error: .*\(--out-dir=DIR\)$/);
+    // Nothing ran, nothing was written.
+    assert.deepEqual(await tree(real), realBefore);
+    assert.deepEqual(Object.keys(await tree(dir)).sort(), [
+      "exp.yaml",
+      "runs/",
+      "runs/lora_s0/",
+      "runs/lora_s0/result.json",
+    ]);
+  } finally {
+    console.error = log;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("runHiloExperiment() checks every run against the model before the first one trains", async () => {
   const dir = await Deno.makeTempDir({ prefix: "halo_hilo_exp_" });
   try {
@@ -216,7 +325,13 @@ Deno.test("runHiloExperiment() checks every run against the model before the fir
       `  - name: lora\n    overrides: ["--adapters.kind=lora", "--adapters.r=2"]\n` +
         `  - name: hilo\n    overrides: ["--adapters.kind=hilo", "--adapters.hilo.rank=9-x"]\n`,
     );
-    const options = { overrides: SMALL, report: join(dir, "small.md"), seeds: [0], log: () => {} };
+    const options = {
+      overrides: SMALL,
+      report: join(dir, "small.md"),
+      outDir: join(dir, "smoke"),
+      seeds: [0],
+      log: () => {},
+    };
     await assert.rejects(runHiloExperiment(path, options), {
       name: "RangeError",
       message: new RegExp(`^Cannot run experiment ".*exp\\.yaml": run "hilo_s0": .*rank.*"9-x"`),
