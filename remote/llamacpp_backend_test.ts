@@ -4,6 +4,7 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { llamacppBackend } from "./llamacpp_backend.ts";
 import type { RolloutRequest } from "./types.ts";
+import { PROBE_REQUEST } from "./test_utils.ts";
 
 const REQUEST: RolloutRequest = {
   promptIds: [1, 2, 3],
@@ -114,19 +115,7 @@ Deno.test("llamacppBackend.parseModels() reads the slot context from meta.n_ctx"
 
 Deno.test("llamacppBackend's probe asks for n_probs and reads content[0].top_logprobs", () => {
   const { body } = llamacppBackend.probeRequest(
-    {
-      promptIds: [1, 2],
-      n: 1,
-      maxTokens: 1,
-      temperature: 0.5,
-      topP: 1,
-      topK: 0,
-      seed: 5,
-      stopTokenIds: [],
-      eosTokenIds: [54],
-      adapter: null,
-      policyVersion: -1,
-    },
+    PROBE_REQUEST,
     "m",
     5,
   );

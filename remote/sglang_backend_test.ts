@@ -5,6 +5,7 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { sglangBackend } from "./sglang_backend.ts";
 import type { RolloutRequest } from "./types.ts";
+import { PROBE_REQUEST } from "./test_utils.ts";
 
 const REQUEST: RolloutRequest = {
   promptIds: [151644, 872],
@@ -118,19 +119,7 @@ Deno.test("sglangBackend tells a lost adapter and an unknown unload from other H
 
 Deno.test("sglangBackend's probe asks for top_logprobs_num and reads output_top_logprobs", () => {
   const { body } = sglangBackend.probeRequest(
-    {
-      promptIds: [1, 2],
-      n: 1,
-      maxTokens: 1,
-      temperature: 0.5,
-      topP: 1,
-      topK: 0,
-      seed: 5,
-      stopTokenIds: [],
-      eosTokenIds: [54],
-      adapter: null,
-      policyVersion: -1,
-    },
+    PROBE_REQUEST,
     "base",
     5,
   );

@@ -4,6 +4,7 @@
 // under `deno task test`, which does not grant the network.
 
 import type { Qwen3Model } from "../model/model.ts";
+import type { RolloutRequest } from "./types.ts";
 
 /** The next-token logits of `model` after `ids` (`fakeVllmHandler`'s `nextLogits`). */
 export function nextLogitsOf(model: Qwen3Model): (ids: readonly number[]) => Promise<Float32Array> {
@@ -90,3 +91,18 @@ export async function serveFakes(
     closeAll: () => Promise.resolve(live.clear()),
   };
 }
+
+/** The request the backends' probe tests build their probe from (temperature 0.5, no adapter). */
+export const PROBE_REQUEST: RolloutRequest = {
+  promptIds: [1, 2],
+  n: 1,
+  maxTokens: 1,
+  temperature: 0.5,
+  topP: 1,
+  topK: 0,
+  seed: 5,
+  stopTokenIds: [],
+  eosTokenIds: [54],
+  adapter: null,
+  policyVersion: -1,
+};

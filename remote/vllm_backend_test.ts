@@ -5,6 +5,7 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { vllmBackend } from "./vllm_backend.ts";
 import type { RolloutRequest } from "./types.ts";
+import { PROBE_REQUEST } from "./test_utils.ts";
 
 const REQUEST: RolloutRequest = {
   promptIds: [151644, 872, 198],
@@ -198,19 +199,7 @@ Deno.test("vllmBackend: a lost adapter is HTTP 404 naming it; an unknown unload 
 
 Deno.test("vllmBackend's probe asks for logprobs: k and reads top_logprobs[0]", () => {
   const { body } = vllmBackend.probeRequest(
-    {
-      promptIds: [1, 2],
-      n: 1,
-      maxTokens: 1,
-      temperature: 0.5,
-      topP: 1,
-      topK: 0,
-      seed: 5,
-      stopTokenIds: [],
-      eosTokenIds: [54],
-      adapter: null,
-      policyVersion: -1,
-    },
+    PROBE_REQUEST,
     "base",
     5,
   );
