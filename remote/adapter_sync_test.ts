@@ -15,7 +15,7 @@ import { fakeVllmHandler } from "./fake_vllm_server.ts";
 import { RolloutClient } from "./rollout_client.ts";
 import { RolloutPool } from "./rollout_pool.ts";
 import { RemoteEngineError, type RolloutRequest } from "./types.ts";
-import { serveFakes } from "./test_utils.ts";
+import { oneTokenGenerate, serveFakes } from "./test_utils.ts";
 import { peftWriter } from "./peft_writer.ts";
 import { loraTensorName } from "../adapters/lora.ts";
 import type { TrainBackend } from "../trainer/backend.ts";
@@ -176,20 +176,7 @@ function writeStubAdapter(dir: string): Promise<void> {
  * given, is awaited before each adapter load (given the directory's name).
  */
 function restartable(tag: string, loads: string[], gate?: (name: string) => Promise<void>) {
-  const stub = (o: import("../model/generate.ts").GenerateOptions) =>
-    Promise.resolve(
-      {
-        sequences: o.prompts.map((p) => ({
-          tokens: [tag === "a" ? 5 : 6],
-          logprobs: Float32Array.of(-0.5),
-          modelLogprobs: Float32Array.of(-0.5),
-          stopReason: "length" as const,
-          length: 1,
-          promptLength: p.length,
-        })),
-        stats: { readbacks: 0 },
-      } as unknown as import("../model/generate.ts").GenerateResult,
-    );
+  const stub = oneTokenGenerate(tag === "a" ? 5 : 6, "length");
   const make = () =>
     fakeVllmHandler({
       generate: stub,

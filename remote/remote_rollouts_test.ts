@@ -4,7 +4,7 @@ import { readQwen3Config } from "../model/config.ts";
 import type { TrainBackend } from "../trainer/backend.ts";
 import type { RolloutSourceContext } from "../trainer/rl/rollout_source.ts";
 import { remoteRollouts } from "./remote_rollouts.ts";
-import { serveFakes } from "./test_utils.ts";
+import { oneTokenGenerate, serveFakes } from "./test_utils.ts";
 import { fakeVllmHandler } from "./fake_vllm_server.ts";
 import { runAdapters } from "../trainer/run_adapters.ts";
 import { loraTensorName } from "../model/adapter_types.ts";
@@ -169,21 +169,11 @@ Deno.test("remoteRollouts().close() unloads every version the run loaded, warnin
 
 Deno.test("rl.rollout.apiKeyEnv sends the key from the environment; maxSeqsInFlight caps the sequences per request", async () => {
   const seen: { auth: string | null; n?: number }[] = [];
-  const stub = (o: import("../model/generate.ts").GenerateOptions) =>
-    Promise.resolve(
-      {
-        sequences: o.prompts.map((p) => ({
-          tokens: [54],
-          logprobs: Float32Array.of(-0.5),
-          modelLogprobs: Float32Array.of(-0.5),
-          stopReason: "stop" as const,
-          length: 1,
-          promptLength: p.length,
-        })),
-        stats: { readbacks: 0 },
-      } as unknown as import("../model/generate.ts").GenerateResult,
-    );
-  const handler = fakeVllmHandler({ generate: stub, model: "m", maxModelLen: 64 });
+  const handler = fakeVllmHandler({
+    generate: oneTokenGenerate(54, "stop"),
+    model: "m",
+    maxModelLen: 64,
+  });
   const fakes = await serveFakes([async (r: Request) => {
     const body = r.method === "POST" ? await r.clone().json() : {};
     seen.push({ auth: r.headers.get("authorization"), n: body.n });

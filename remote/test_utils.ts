@@ -3,6 +3,7 @@
 // through an in-process `fetch` that routes by URL (same handlers, no sockets), so the tests run
 // under `deno task test`, which does not grant the network.
 
+import type { GenerateOptions, GenerateResult } from "../model/generate.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import type { RolloutRequest } from "./types.ts";
 
@@ -13,6 +14,30 @@ export function nextLogitsOf(model: Qwen3Model): (ids: readonly number[]) => Pro
     const vocab = logits.length / ids.length;
     return logits.slice((ids.length - 1) * vocab);
   };
+}
+
+/**
+ * A stub `generate` for `fakeVllmHandler`: every prompt gets the one token `token` with log-prob
+ * -0.5, ending by `stopReason`.
+ */
+export function oneTokenGenerate(
+  token: number,
+  stopReason: "stop" | "length",
+): (options: GenerateOptions) => Promise<GenerateResult> {
+  return (o) =>
+    Promise.resolve(
+      {
+        sequences: o.prompts.map((p) => ({
+          tokens: [token],
+          logprobs: Float32Array.of(-0.5),
+          modelLogprobs: Float32Array.of(-0.5),
+          stopReason,
+          length: 1,
+          promptLength: p.length,
+        })),
+        stats: { readbacks: 0 },
+      } as unknown as GenerateResult,
+    );
 }
 
 /** A running fake server. */
