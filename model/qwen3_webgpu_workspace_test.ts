@@ -117,44 +117,34 @@ Deno.test({
       // The failed workspace was freed: with the memory back, the model runs again.
       oom.delete("logits");
       deepStrictEqual((await model.forward(SHORT)).logits, short);
-      // A larger training step whose gate activations ([16 tokens, 128] floats) do not fit.
-      submits = 0;
-      readbacks = ctx.readbacks;
-      oom.add("train.gate");
-      await expectError(() => step(LONG.inputIds), {
-        type: GpuOutOfMemoryError,
-        includes: [
-          'allocating "train.gate" (8.00 KiB (8192 bytes))',
-          `found while allocating the training step's workspace for 16 tokens (mode "adapters")`,
-        ],
-      });
-      nothingRan();
-      oom.delete("train.gate");
-      const again = await step(SHORT.inputIds);
-      deepStrictEqual(again.grads, small.grads);
-      deepStrictEqual(again.logprobs, small.logprobs);
-      deepStrictEqual(ctx.gpu.errors, []);
-      // A larger step whose cotangent upload (backward()'s own buffer, 16 floats) does not fit:
-      // nothing may have been written into it, or the write's validation error would surface at
-      // the next, healthy step.
-      submits = 0;
-      readbacks = ctx.readbacks;
-      oom.add("dLogprobs (upload)");
-      await expectError(() => step(LONG.inputIds), {
-        type: GpuOutOfMemoryError,
-        includes: [
-          'allocating "dLogprobs (upload)" (64 bytes',
-          `found while allocating the training step's workspace for 16 tokens (mode "adapters")`,
-        ],
-      });
-      nothingRan();
-      oom.delete("dLogprobs (upload)");
-      await queue.onSubmittedWorkDone();
-      const after = await step(SHORT.inputIds);
-      deepStrictEqual(after.grads, small.grads);
-      deepStrictEqual(after.logprobs, small.logprobs);
-      await queue.onSubmittedWorkDone();
-      deepStrictEqual(ctx.gpu.errors, []);
+      // A LONG training step whose buffer `label` does not fit fails before any work, naming it
+      // (`size`: its size as the error writes it); then a SHORT step equals the undisturbed one
+      // with no device errors.
+      const failsThenRecovers = async (label: string, size: string) => {
+        submits = 0;
+        readbacks = ctx.readbacks;
+        oom.add(label);
+        await expectError(() => step(LONG.inputIds), {
+          type: GpuOutOfMemoryError,
+          includes: [
+            `allocating "${label}" (${size}`,
+            `found while allocating the training step's workspace for 16 tokens (mode "adapters")`,
+          ],
+        });
+        nothingRan();
+        oom.delete(label);
+        await queue.onSubmittedWorkDone();
+        const after = await step(SHORT.inputIds);
+        deepStrictEqual(after.grads, small.grads);
+        deepStrictEqual(after.logprobs, small.logprobs);
+        await queue.onSubmittedWorkDone();
+        deepStrictEqual(ctx.gpu.errors, []);
+      };
+      // The gate activations ([16 tokens, 128] floats).
+      await failsThenRecovers("train.gate", "8.00 KiB (8192 bytes))");
+      // The cotangent upload (backward()'s own buffer, 16 floats): nothing may have been written
+      // into it, or the write's validation error would surface at the next, healthy step.
+      await failsThenRecovers("dLogprobs (upload)", "64 bytes");
       queue.submit = submit;
     });
   },
