@@ -169,64 +169,64 @@ Deno.test({
     }),
 });
 
+/**
+ * Writes a 1-step experiment `name` of a plain "dapo" setting followed by `second`, and checks
+ * that `reproduce` refuses it with `message` (given the experiment's path) before anything
+ * trains, not even the run before `second`.
+ */
+async function refusedBeforeTraining(
+  dir: string,
+  name: string,
+  second: { name: string; overrides: string[] },
+  message: (experimentPath: string) => string | RegExp,
+): Promise<void> {
+  const experimentPath = join(dir, `${name}.yaml`);
+  await Deno.writeTextFile(
+    experimentPath,
+    JSON.stringify({
+      name,
+      outDir: join(dir, "runs"),
+      results: join(dir, "results", `${name}.md`),
+      overrides: [...RL_OVERRIDES, "--trainer.steps=1"],
+      seeds: [0],
+      settings: [{ name: "dapo", overrides: [] }, second],
+      eval: { data: "arithmetic", limit: 2, k: 2, maxNewTokens: 20 },
+    }),
+  );
+  await rejects(reproduce(experimentPath, { log: () => {} }), {
+    name: "RangeError",
+    message: message(experimentPath),
+  });
+  strictEqual(await exists(join(dir, "runs")), false);
+}
+
 Deno.test("reproduce() refuses a run with rl.eval.final false before training (the page reads the final held-out evaluation)", () =>
-  withTempDir(async (dir) => {
-    const experimentPath = join(dir, "off.yaml");
-    await Deno.writeTextFile(
-      experimentPath,
-      JSON.stringify({
-        name: "off",
-        outDir: join(dir, "runs"),
-        results: join(dir, "results", "off.md"),
-        overrides: [...RL_OVERRIDES, "--trainer.steps=1"],
-        seeds: [0],
-        settings: [
-          { name: "dapo", overrides: [] },
-          { name: "quiet", overrides: ["--rl.eval.final=false"] },
-        ],
-        eval: { data: "arithmetic", limit: 2, k: 2, maxNewTokens: 20 },
-      }),
-    );
-    await rejects(reproduce(experimentPath, { log: () => {} }), {
-      name: "RangeError",
-      message: `Cannot run experiment "${experimentPath}": run "quiet_seed0" has key ` +
-        `"rl.eval.final" false: expected true (the results page reads the held-out evaluation ` +
-        `after the last step)`,
-    });
-    // Nothing was trained, not even the run before it.
-    strictEqual(await exists(join(dir, "runs")), false);
-  }));
+  withTempDir((dir) =>
+    refusedBeforeTraining(
+      dir,
+      "off",
+      { name: "quiet", overrides: ["--rl.eval.final=false"] },
+      (path) =>
+        `Cannot run experiment "${path}": run "quiet_seed0" has key "rl.eval.final" false: ` +
+        `expected true (the results page reads the held-out evaluation after the last step)`,
+    )
+  ));
 
 Deno.test("reproduce() checks every run against the model's config.json before the first one trains", () =>
-  withTempDir(async (dir) => {
-    const experimentPath = join(dir, "layer.yaml");
-    await Deno.writeTextFile(
-      experimentPath,
-      JSON.stringify({
-        name: "layer",
-        outDir: join(dir, "runs"),
-        results: join(dir, "results", "layer.md"),
-        overrides: [...RL_OVERRIDES, "--trainer.steps=1"],
-        seeds: [0],
-        settings: [
-          { name: "dapo", overrides: [] },
-          // The bundled model has 2 layers: layer 3 passes the schema, not the model.
-          {
-            name: "deep",
-            overrides: ["--rl.losses=[{name: clipped_pg}, {name: hidden_align, layer: 3}]"],
-          },
-        ],
-        eval: { data: "arithmetic", limit: 2, k: 2, maxNewTokens: 20 },
-      }),
-    );
-    await rejects(reproduce(experimentPath, { log: () => {} }), {
-      name: "RangeError",
-      message: new RegExp(
-        `^Cannot run experiment "${experimentPath.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}": ` +
-          `run "deep_seed0": Cannot run RL: key "rl\\.losses\\[1\\]\\.layer" must be "final" or ` +
-          `a decoder layer in \\[0, 0\\] \\(the model has 2 layers`,
-      ),
-    });
-    // Nothing was trained, not even the run before it.
-    strictEqual(await exists(join(dir, "runs")), false);
-  }));
+  withTempDir((dir) =>
+    refusedBeforeTraining(
+      dir,
+      "layer",
+      // The bundled model has 2 layers: layer 3 passes the schema, not the model.
+      {
+        name: "deep",
+        overrides: ["--rl.losses=[{name: clipped_pg}, {name: hidden_align, layer: 3}]"],
+      },
+      (path) =>
+        new RegExp(
+          `^Cannot run experiment "${path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}": ` +
+            `run "deep_seed0": Cannot run RL: key "rl\\.losses\\[1\\]\\.layer" must be ` +
+            `"final" or a decoder layer in \\[0, 0\\] \\(the model has 2 layers`,
+        ),
+    )
+  ));
