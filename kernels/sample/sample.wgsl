@@ -84,6 +84,8 @@ fn mulhi(a: u32, b: u32) -> u32 {
 // always wins) or positive (NaN). So for d = 1 - u < 1/64 (d is exact: computed from the bits)
 // e is the series d + d^2/2 + d^3/3 + d^4/4 (truncation < d^4/5 <= 1.2e-8 relative); above,
 // -log(u) is within 2^-21 / d <= 2^-15 relative. Mirrored by gumbelNoise in philox_ref.ts.
+// The 23-bit u bounds the noise to [-2.812, 16.636]: a token whose probability is below 3.6e-9 of
+// the most likely one's is never drawn (about the bound of a float32 exponential race).
 fn gumbel(bits: u32) -> f32 {
   let k = bits >> 9u;
   let u = (f32(k) + 0.5) * (1.0 / 8388608.0);

@@ -544,7 +544,10 @@ export interface RlConfig {
    * Old log-probs: `"sampler"` keeps the log-probs `generate` returns under
    * `softmax(logits / temperature)` (recomputed instead at a temperature ≠ 1 with top-p/top-k,
    * see `temperature`); `"recompute"` runs a forward of the train backend at `temperature` over
-   * the rollouts before the update.
+   * the rollouts before the update. The sampler's log-probs differ from the training forward's
+   * where generation computes differently: a remote engine (its own kernels and dtype), or
+   * `model.kvDtype: "f16"` (f16-rounded keys and values); `"recompute"` makes π_old the training
+   * forward's own.
    */
   readonly oldLogprobs: "sampler" | "recompute";
   /** Reward mode and verifier budget. */
