@@ -104,6 +104,10 @@ export function sampleInfo(args: SampleInfoArgs): Uint32Array<ArrayBuffer> {
 /**
  * Threads per row: a power of two from 32 to 256, about one per 16 logits (a workgroup barrier
  * costs in proportion to its size, and each pass ends in one; software adapters pay the most).
+ * The only workgroup size halo sets by an override constant, which no error scope reports when a
+ * device cannot run it; at most 256 threads and 6 × 256 × 4 + 4 = 6,148 bytes of workgroup
+ * storage, within the limits WebGPU guarantees on every device (256 invocations, 256 in x,
+ * 16,384 bytes).
  */
 function workgroupSize(v: number): number {
   return Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(Math.max(1, v / 16)))));
