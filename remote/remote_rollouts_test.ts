@@ -167,6 +167,76 @@ Deno.test("remoteRollouts().close() unloads every version the run loaded, warnin
   }
 });
 
+Deno.test("rl.rollout.unloadStale unloads at connect only the adapters a crashed process of this prefix left", async () => {
+  // A crashed process's versions (another random tag) used to stay loaded: an SGLang built
+  // before #11526 then refused the next run's second publish (--max-loaded-loras).
+  const stub = () => Promise.reject(new Error("no generation in this test"));
+  const crashed = ["halo-0a1b2c-v7", "halo-0a1b2c-v8", "halo-d4e5f6-v2"];
+  const others = [
+    "halo-ffffff-v1", // this process's tag
+    "other-0a1b2c-v1", // another prefix
+    "halo-0A1B2C-v1", // not a tag (lower-case hex only)
+    "halo-0a1b2-v1",
+    "halo-0a1b2c-v1x",
+    "halo-0a1b2c",
+    "xhalo-0a1b2c-v1",
+    "halo.0a1b2c-v1",
+  ];
+  const refused = "halo-abcdef-v3"; // its unload fails: a warning, not an error
+  const handler = fakeVllmHandler({
+    generate: stub,
+    model: "m",
+    maxModelLen: 64,
+    adapters: [...crashed, ...others, refused],
+    loadAdapter: () => Promise.resolve(stub),
+  });
+  const fakes = await serveFakes([
+    async (r: Request) =>
+      new URL(r.url).pathname === "/v1/unload_lora_adapter" &&
+        (await r.clone().json()).lora_name === refused
+        ? new Response("busy", { status: 503 })
+        : handler(r),
+  ]);
+  const served = async () => {
+    const json = await (await fakes.fetch(`${fakes.servers[0].url}/v1/models`)).json();
+    return (json.data as { id: string }[]).map((m) => m.id).sort();
+  };
+  try {
+    const open = async (unloadStale: boolean) =>
+      await remoteRollouts({ fetch: fakes.fetch, tag: "ffffff" })(
+        await context([
+          "--rl.rollout.backend=vllm",
+          `--rl.rollout.servers=[${fakes.servers[0].url}]`,
+          "--rl.rollout.preflight=false",
+          "--rl.rollout.model=m",
+          `--rl.rollout.unloadStale=${unloadStale}`,
+        ]),
+      );
+    const all = ["m", ...crashed, ...others, refused].sort();
+    // Off by default: nothing is unloaded.
+    const off = await open(false);
+    deepStrictEqual(await served(), all);
+    deepStrictEqual(off.takeWarnings(), []);
+    const on = await open(true);
+    deepStrictEqual(await served(), ["m", ...others, refused].sort());
+    const [failed, ...unloaded] = on.takeWarnings().sort(); // "rl.…" sorts first
+    deepStrictEqual(
+      unloaded,
+      crashed.map((name) =>
+        `unloaded stale adapter "${name}" from "${fakes.servers[0].url}" (rl.rollout.unloadStale)`
+      ),
+    );
+    ok(
+      /^rl\.rollout\.unloadStale: unloading stale adapter "halo-abcdef-v3" failed; it stays loaded on "http.*HTTP 503/
+        .test(failed),
+      failed,
+    );
+    ok(/; unloaded 3 stale adapter\(s\)/.test(on.description), on.description);
+  } finally {
+    await fakes.closeAll();
+  }
+});
+
 Deno.test("rl.rollout.apiKeyEnv sends the key from the environment; maxSeqsInFlight caps the sequences per request", async () => {
   const seen: { auth: string | null; n?: number }[] = [];
   const handler = fakeVllmHandler({

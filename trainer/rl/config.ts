@@ -385,6 +385,20 @@ export interface RlRolloutConfig {
    */
   readonly maxSeqsInFlight: number;
   /**
+   * At connect, unload from every server the adapters an earlier process of a run with the same
+   * `adapterPrefix` left loaded (it was killed before its close): the served names
+   * `<adapterPrefix>-<6 hex digits>-v<N>` whose tag is not this process's. Default `false`.
+   * Names of any other form are never touched. Use it when old SGLang builds (before
+   * sgl-project/sglang#11526), whose `--max-loaded-loras` is a hard limit, would refuse the run's
+   * second publish. Risk: it cannot tell a crashed process from a live one, so a run still
+   * training on the same servers with the same `adapterPrefix` loses its loaded versions (its
+   * pool then loads them again, at a cost per request); give concurrent runs different prefixes.
+   * It needs a models route that lists adapters (vLLM's `/v1/models` does, with `parent`; SGLang
+   * builds that do not list them are left as they are), and it reports what it unloaded as a
+   * warning of the first step.
+   */
+  readonly unloadStale: boolean;
+  /**
    * Check each server at connect: its models, context length, and a probe of whether its
    * log-probs are raw or processed. Default `true`; `false` needs `model`.
    */
@@ -722,6 +736,7 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
         '"VLLM_API_KEY"), or "" for no key',
     }),
     maxSeqsInFlight: positiveInt,
+    unloadStale: z.boolean(),
     preflight: z.boolean(),
     tis: z.strictObject({
       enabled: z.boolean(),
@@ -816,6 +831,7 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
     choiceRetries: 2,
     apiKeyEnv: "",
     maxSeqsInFlight: 256,
+    unloadStale: false,
     preflight: true,
     tis: { enabled: false, cap: 2 },
     async: { enabled: false, maxStaleness: 1 },
@@ -1101,8 +1117,9 @@ function rolloutProblems(rl: RlConfig, adaptersKind: "none" | "lora" | "hilo"): 
  * it has an `rl` section without them: checkpoints written before `rl.rollout` existed sampled
  * locally with no importance weights, which is what the defaults say, and the GPU memory keys
  * change no result, so such checkpoints resume and compare equal to a config that leaves the keys
- * at their defaults. An `rl.rollout` section without `apiKeyEnv` or `maxSeqsInFlight` gets `""`
- * (no key) and 256 (the pool's fixed cap then). Any other value is returned as it is.
+ * at their defaults. An `rl.rollout` section without `apiKeyEnv`, `maxSeqsInFlight` or
+ * `unloadStale` gets `""` (no key), 256 (the pool's fixed cap then) and `false`. Any other value
+ * is returned as it is.
  *
  * @param config The saved config.
  * @returns The config, copied where filled.
@@ -1129,10 +1146,10 @@ export function withRolloutDefaults(config: unknown): unknown {
     gpuMemoryHeadroom: () => DEFAULT_RL_CONFIG.gpuMemoryHeadroom,
   };
   const missing = Object.keys(added).filter((k) => !(k in rl)) as (keyof typeof added)[];
-  // rl.rollout keys added later: the runs before them sent no API key and kept 256 sequences
-  // in flight per server.
+  // rl.rollout keys added later: the runs before them sent no API key, kept 256 sequences in
+  // flight per server and unloaded no other process's adapters.
   const rollout = (rl as { rollout?: unknown }).rollout;
-  const rolloutAdded = { apiKeyEnv: "", maxSeqsInFlight: 256 };
+  const rolloutAdded = { apiKeyEnv: "", maxSeqsInFlight: 256, unloadStale: false };
   const lacking = typeof rollout === "object" && rollout !== null && !Array.isArray(rollout)
     ? Object.entries(rolloutAdded).filter(([k]) => !(k in rollout))
     : [];
