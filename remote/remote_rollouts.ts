@@ -103,11 +103,14 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
     if (r.apiKeyEnv !== "") {
       apiKey = Deno.env.get(r.apiKeyEnv);
       if (!apiKey) {
-        // A value unlike a variable name (upper case, digits, "_") may be the key itself: not shown.
+        // The value is never shown, even when it looks like a variable name: a pasted key can
+        // look like one too (upper case and digits), and the config shows the name anyway.
         throw new RangeError(
           /^[A-Z_][A-Z0-9_]*$/.test(r.apiKeyEnv)
-            ? `Cannot run RL: key "rl.rollout.apiKeyEnv" names the environment variable ` +
-              `"${r.apiKeyEnv}", which is not set (or empty): set it to the servers' API key`
+            ? `Cannot run RL: the environment variable named by key "rl.rollout.apiKeyEnv" ` +
+              `(${r.apiKeyEnv.length} characters, not shown) is not set (or empty): set it to ` +
+              `the servers' API key. The key must hold the variable's NAME (e.g. ` +
+              `"VLLM_API_KEY"), never the API key itself`
             : `Cannot run RL: key "rl.rollout.apiKeyEnv" must be the NAME of an environment ` +
               `variable that holds the servers' API key: its value (${r.apiKeyEnv.length} ` +
               `characters, not shown) is not a set variable, and looks like the key itself ` +

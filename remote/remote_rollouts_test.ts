@@ -260,7 +260,14 @@ Deno.test("rl.rollout.apiKeyEnv sends the key from the environment; maxSeqsInFli
     Deno.env.delete(name);
     await rejects(
       remoteRollouts({ fetch: fakes.fetch })(ctx),
-      /key "rl\.rollout\.apiKeyEnv" names the environment variable "HALO_TEST_ROLLOUT_API_KEY", which is not set/,
+      (e: Error) => {
+        ok(
+          /the environment variable named by key "rl\.rollout\.apiKeyEnv" \(25 characters, not shown\) is not set \(or empty\).*must hold the variable's NAME/
+            .test(e.message),
+          e.message,
+        );
+        return true;
+      },
     );
     Deno.env.set(name, "s3cret-key");
     const source = await remoteRollouts({ fetch: fakes.fetch })(ctx);
@@ -331,4 +338,20 @@ Deno.test("rl.rollout.apiKeyEnv sends the key from the environment; maxSeqsInFli
   const unset = await remoteRollouts({})(ctx).then(() => "accepted", (e: Error) => e.message);
   ok(/must be the NAME of an environment variable .*12 characters, not shown/.test(unset), unset);
   ok(!unset.includes("abc123"), unset);
+  // Nor one that looks like a conventional name (upper case and digits, as some keys do): the
+  // message used to name "the environment variable" by the value.
+  const upper = "K9X2QF7ZL3M8";
+  Deno.env.delete(upper);
+  const named = await remoteRollouts({})(
+    await context([
+      "--rl.rollout.backend=vllm",
+      `--rl.rollout.servers=[http://127.0.0.1:9]`,
+      `--rl.rollout.apiKeyEnv=${upper}`,
+    ]),
+  ).then(() => "accepted", (e: Error) => e.message);
+  ok(
+    /named by key "rl\.rollout\.apiKeyEnv" \(12 characters, not shown\) is not set/.test(named),
+    named,
+  );
+  ok(!named.includes(upper), named);
 });
