@@ -621,6 +621,25 @@ const HIDDEN_ALIGN = z.strictObject({
 });
 
 /**
+ * Each RL loss term with every key at its default, by name (the term schemas' own defaults; the
+ * keys are the term's keys, in the schema's order). `cli/load_config.ts` reads it to type and
+ * check an override of one term's key (`--rl.losses.hidden_align.weight=0.5`).
+ *
+ * @example The keys of the hidden_align term
+ * ```ts
+ * import { RL_LOSS_TERM_DEFAULTS } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * strictEqual(Object.keys(RL_LOSS_TERM_DEFAULTS.hidden_align).join(" "), "name weight type anchor layer");
+ * strictEqual(RL_LOSS_TERM_DEFAULTS.clipped_pg.weight, 1);
+ * ```
+ */
+export const RL_LOSS_TERM_DEFAULTS: Readonly<Record<string, RlLossTermConfig>> = deepFreeze({
+  clipped_pg: CLIPPED_PG.parse({ name: "clipped_pg" }) as RlLossTermConfig,
+  hidden_align: HIDDEN_ALIGN.parse({ name: "hidden_align" }) as RlLossTermConfig,
+});
+
+/**
  * The zod schema of the `rl` section (strict: an unknown key is an error). Loss terms are told
  * apart by `name`; their other keys default as in {@linkcode DEFAULT_RL_CONFIG}.
  *
