@@ -9,7 +9,8 @@
  * position per rollout; each with a seeded percentile-bootstrap interval over prompts
  * (`eval/anchor_layers.ts`).
  *
- *     deno task anchors [--model DIR ...] [--config FILE] [--prompts N] [--samples K]
+ *     deno task anchors [--model DIR ...] [--adapter DIR|none ...] [--config FILE] [--prompts N]
+ *                       [--samples K]
  *                       [--temperature T] [--seed S] [--max-new-tokens N] [--batch N]
  *                       [--resamples N] [--out DIR] [--backend cpu|webgpu|auto] [--json]
  *
@@ -18,7 +19,10 @@
  * LoRA/HILO run's `final/`, on the base model its `adapter_config.json` names) or a checkpoint
  * `<run>/step_NNNNNN/` (its weights, model or adapters, on the base model its `meta.json` names,
  * opened by `trainer/checkpoint_model.ts` as `eval` and `demo` do), measured
- * on the same problems with the same sampling seed. `--out DIR` writes `anchors.md`,
+ * on the same problems with the same sampling seed. `--adapter DIR` sets a PEFT LoRA or HILO
+ * adapter directory on `--model` (e.g. a run copied from another machine, whose saved base path
+ * does not resolve there), paired as `deno task eval` pairs them: one `--adapter` per `--model`,
+ * or one `--model` with any number of `--adapter` (`none`: the model as it is). `--out DIR` writes `anchors.md`,
  * `anchors.json`, one `anchors_<i>.svg` per model (cosine against layer, one line per pair kind)
  * and, for a series, `anchors_series.svg`.
  *
@@ -47,7 +51,11 @@ import {
   anchorSeriesChart,
 } from "../eval/anchor_layers_report.ts";
 import { extractArithmeticAnswer } from "../trainer/eval_sft.ts";
-import { loadModelOrCheckpoint } from "../trainer/checkpoint_model.ts";
+import {
+  type ModelAdapterPair,
+  openModelWithAdapter,
+  pairModelsAndAdapters,
+} from "./_model_adapter.ts";
 import { generate } from "../model/generate.ts";
 import type { Qwen3Model } from "../model/model.ts";
 import { loadTokenizer } from "../model/tokenizer.ts";
@@ -55,7 +63,8 @@ import { checkTokenizerFitsModel } from "../model/check_tokenizer_vocab.ts";
 import { mixNumber, mulberry32 } from "../internal/random.ts";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
 
-const USAGE = "usage: deno task anchors [--model DIR ...] [--config FILE] [--prompts N] " +
+const USAGE = "usage: deno task anchors [--model DIR ...] [--adapter DIR|none ...] " +
+  "[--config FILE] [--prompts N] " +
   "[--samples K] [--temperature T] [--seed S] [--max-new-tokens N] [--batch N] " +
   "[--resamples N] [--out DIR] [--backend cpu|webgpu|auto] [--json]";
 
@@ -72,6 +81,9 @@ Options:
   --model DIR          model directory (a run's final/), adapter directory (a LoRA/HILO run's
                        final/) or checkpoint out/<run>/step_NNNNNN/; repeat to measure a series on
                        the same problems (default models/arithmetic-tiny)
+  --adapter DIR        PEFT LoRA or HILO adapter directory set on the model, whatever base its
+                       adapter_config.json names; "none" = the model as it is. One --adapter per
+                       --model, or one --model with any number of --adapter (as deno task eval)
   --config FILE        run config whose data section gives the problems (default
                        configs/arithmetic_tiny.yaml)
   --prompts N          held-out problems (default 48)
@@ -101,8 +113,10 @@ Options:
  * ```
  */
 export interface AnchorReport {
-  /** The model directory. */
+  /** The model directory (`--model`). */
   model: string;
+  /** The adapter directory set on it (`--adapter`); absent when none was. */
+  adapter?: string;
   /** Problems (groups). */
   prompts: number;
   /** Rollouts per problem. */
@@ -172,28 +186,34 @@ export interface MeasureAnchorsOptions {
   backend: "cpu" | "webgpu" | "auto";
   /** Bootstrap resamples of the intervals. */
   resamples: number;
+  /**
+   * A PEFT LoRA or HILO adapter directory set on the model (`--adapter`), whatever base its
+   * `adapter_config.json` names; default none.
+   */
+  adapter?: string | null;
 }
 
-/** The model of a model directory, or of an adapter directory or checkpoint on its base model. */
+/**
+ * The model of a model directory, or of an adapter directory or checkpoint on its base model;
+ * with `adapter`, that adapter directory set on it.
+ */
 async function openModel(
   dir: string,
+  adapter: string | null,
   backend: "cpu" | "webgpu" | "auto",
 ): Promise<{ model: Qwen3Model; tokenizerDir: string }> {
-  return await loadModelOrCheckpoint(dir, {
-    backend,
-    what: `Cannot measure anchors: --model "${dir}"`,
-  });
+  return await openModelWithAdapter(dir, adapter, { backend, cannot: "Cannot measure anchors" });
 }
 
 /**
  * Samples, scores and measures one model: the anchor cosines by pair kind at every layer, with
  * bootstrap intervals, and the random-position control.
  *
- * @param modelDir A model directory or a full-fine-tuning checkpoint.
- * @param options The problems, sampling and bootstrap settings.
+ * @param modelDir A model, adapter or checkpoint directory.
+ * @param options The problems, sampling and bootstrap settings, and an adapter to set on it.
  * @returns The report.
- * @throws {RangeError} When the tokenizer does not encode `Answer:` as one token, or the
- *   directory is neither a model nor a usable checkpoint.
+ * @throws {RangeError} When the tokenizer does not encode `Answer:` as one token, the
+ *   directory is neither a model nor a usable checkpoint, or the adapter does not fit it.
  *
  * @example Two problems × three samples of the bundled model
  * ```ts
@@ -223,7 +243,8 @@ export async function measureAnchors(
     mulDigits: data.mulDigits,
     size: prompts,
   });
-  const { model, tokenizerDir } = await openModel(modelDir, options.backend);
+  const adapter = options.adapter ?? null;
+  const { model, tokenizerDir } = await openModel(modelDir, adapter, options.backend);
   try {
     const tokenizer = await loadTokenizer(tokenizerDir);
     checkTokenizerFitsModel(tokenizer, model.config, {
@@ -314,6 +335,7 @@ export async function measureAnchors(
     );
     return {
       model: modelDir,
+      ...(adapter === null ? {} : { adapter }),
       prompts,
       samples,
       temperature,
@@ -347,7 +369,8 @@ function note(r: AnchorReport): string {
  * and with `--out` writes them with the charts.
  *
  * @param args The arguments (without the program name).
- * @returns One report per `--model`, or `null` after `--help`.
+ * @returns One report per `--model` (per `--adapter` with one `--model`), or `null` after
+ *   `--help`.
  * @throws {TypeError | RangeError} On a bad flag or value, naming it.
  *
  * @example Two problems × three samples of the bundled model
@@ -368,6 +391,8 @@ export async function main(args: string[]): Promise<AnchorReport[] | null> {
 /** The command line read by {@linkcode parseAnchorsArgs}. */
 interface AnchorsArgs {
   values: ReturnType<typeof parseAnchorsValues>;
+  /** The models to measure, each with its adapter or `null`. */
+  pairs: ModelAdapterPair[];
   seed: number;
   options: MeasureAnchorsOptions;
 }
@@ -377,6 +402,7 @@ function parseAnchorsValues(args: string[]) {
     args,
     options: {
       model: { type: "string", multiple: true },
+      adapter: { type: "string", multiple: true },
       config: { type: "string", default: "configs/arithmetic_tiny.yaml" },
       prompts: { type: "string", default: "48" },
       samples: { type: "string", default: "8" },
@@ -438,18 +464,28 @@ function parseAnchorsArgs(args: string[]): AnchorsArgs | null {
     backend: values.backend as "cpu" | "webgpu" | "auto",
     resamples,
   };
-  return { values, seed, options };
+  const pairs = pairModelsAndAdapters(
+    values.model ?? ["models/arithmetic-tiny"],
+    values.adapter ?? [],
+    "Cannot measure anchors",
+  );
+  return { values, pairs, seed, options };
 }
 
 /** The measurement, tables and files: its failures (a model, a GPU error) print no usage. */
 async function runAnchors(
   args: string[],
-  { values, seed, options }: AnchorsArgs,
+  { values, pairs, seed, options }: AnchorsArgs,
 ): Promise<AnchorReport[]> {
-  const models = values.model ?? ["models/arithmetic-tiny"];
   const reports: AnchorReport[] = [];
-  for (const model of models) reports.push(await measureAnchors(model, options));
-  const entries = reports.map((r) => ({ name: r.model, rows: r.layers, note: note(r) }));
+  for (const { model, adapter } of pairs) {
+    reports.push(await measureAnchors(model, { ...options, adapter }));
+  }
+  const entries = reports.map((r) => ({
+    name: r.adapter === undefined ? r.model : `${r.model} + ${r.adapter}`,
+    rows: r.layers,
+    note: note(r),
+  }));
   const markdown = `# Anchor geometry\n\nMeasured by \`deno run --allow-read --allow-write ` +
     `--allow-env cli/anchors.ts ${args.join(" ")}\` (on ` +
     `${new Date().toISOString().slice(0, 10)}, ${navigator.hardwareConcurrency} cores, ` +

@@ -1,7 +1,13 @@
-import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, notDeepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
-import { main } from "./anchors.ts";
+import { type AnchorReport, main } from "./anchors.ts";
 import { undescribedFlags } from "../internal/test_utils.ts";
+import { DEFAULT_CONFIG, type TrainConfig } from "../trainer/config.ts";
+import { runAdapters } from "../trainer/run_adapters.ts";
+import { loraParams } from "../trainer/params.ts";
+import { readQwen3Config } from "../model/config.ts";
+import { savePeftAdapter } from "../adapters/peft_io.ts";
+import { mulberry32 } from "../internal/random.ts";
 
 Deno.test("deno task anchors --help describes every option of its usage line", async () => {
   const lines: string[] = [];
@@ -95,5 +101,60 @@ Deno.test("deno task anchors --out: a series of two models writes the tables and
   } finally {
     console.log = log;
     await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("deno task anchors --adapter: an adapter on a --model given apart measures as the adapter directory itself", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "halo_anchors_" });
+  const log = console.log;
+  console.log = () => {};
+  try {
+    // A LoRA (r 2, random non-zero weights) on the bundled model, saved twice: once naming a
+    // base path that does not resolve here (a run copied from another machine), once this one.
+    const base = "models/arithmetic-tiny";
+    const config: TrainConfig = {
+      ...DEFAULT_CONFIG,
+      model: { ...DEFAULT_CONFIG.model, path: base },
+      adapters: { ...DEFAULT_CONFIG.adapters, kind: "lora", r: 2 },
+    };
+    const lora = runAdapters(config, await readQwen3Config(base))!;
+    const random = mulberry32(3);
+    for (const values of Object.values(loraParams(lora).tree)) {
+      for (let i = 0; i < values.length; i++) values[i] = 0.4 * (random() - 0.5);
+    }
+    const moved = join(dir, "moved");
+    await savePeftAdapter(moved, lora, { baseModelNameOrPath: "/elsewhere/arithmetic-tiny" });
+    const here = join(dir, "here");
+    await savePeftAdapter(here, lora, { baseModelNameOrPath: base });
+
+    const small = ["--prompts", "2", "--samples", "2", "--resamples", "20", "--json"];
+    const reports =
+      (await main(["--model", base, "--adapter", "none", "--adapter", moved, ...small]))!;
+    deepStrictEqual(reports.map((r) => [r.model, r.adapter]), [[base, undefined], [base, moved]]);
+    ok(!Object.hasOwn(reports[0], "adapter"));
+    const measured = ({ model: _m, adapter: _a, seconds: _s, ...rest }: AnchorReport) => rest;
+    const [alone] = (await main(["--model", here, ...small]))!;
+    deepStrictEqual(measured(reports[1]), measured(alone));
+    notDeepStrictEqual(reports[1].layers, reports[0].layers); // the adapter acts
+
+    // The moved adapter as --model: its base is not found, and the error says how to pair them.
+    await rejects(main(["--model", moved, ...small]), {
+      name: "RangeError",
+      message: new RegExp(
+        `give the base model and the adapter apart, --model <base> --adapter "${moved}"$`,
+      ),
+    });
+    await rejects(main(["--model", base, "--model", base, "--adapter", moved, ...small]), {
+      name: "RangeError",
+      message: "Cannot measure anchors: give one --adapter per --model, or one --model with any " +
+        "number of --adapter: current counts are 2 --model and 1 --adapter",
+    });
+    await rejects(main(["--adapter", join(dir, "none"), ...small]), {
+      name: "NotFound",
+      message: `Cannot measure anchors: --adapter directory "${join(dir, "none")}" not found`,
+    });
+  } finally {
+    console.log = log;
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -24,7 +24,7 @@ import { evalTitle, runEval, type RunEvalResult } from "../eval/run_eval.ts";
 import { comparisonMarkdown, formatInterval, passAtKChart } from "../eval/eval_report.ts";
 import { writeFileAtomic } from "../internal/atomic_write.ts";
 import { WebGpuQwen3 } from "../model/qwen3_webgpu.ts";
-import { loadModelOrCheckpoint } from "../trainer/checkpoint_model.ts";
+import { openModelForAdapter, pairModelsAndAdapters } from "./_model_adapter.ts";
 import { isInputError } from "./_input_error.ts";
 
 /**
@@ -146,20 +146,9 @@ export function pairSystems(
   if (models.length === 0) {
     throw new RangeError("Cannot evaluate: --model is required (a model directory)");
   }
-  let pairs: [string, string | null][];
-  const adapter = (a: string) => (a === "none" ? null : a);
-  if (adapters.length === 0) pairs = models.map((m) => [m, null]);
-  else if (models.length === 1) pairs = adapters.map((a) => [models[0], adapter(a)]);
-  else if (models.length === adapters.length) {
-    pairs = models.map((m, i) => [m, adapter(adapters[i])]);
-  } else {
-    throw new RangeError(
-      `Cannot evaluate: give one --adapter per --model, or one --model with any number of ` +
-        `--adapter: current counts are ${models.length} --model and ${adapters.length} --adapter`,
-    );
-  }
+  const pairs = pairModelsAndAdapters(models, adapters, "Cannot evaluate");
   const used = new Set<string>();
-  return pairs.map(([model, adapterDir]) => {
+  return pairs.map(({ model, adapter: adapterDir }) => {
     const base = baseName(adapterDir ?? model);
     let name = base;
     for (let i = 2; used.has(name); i++) name = `${base}-${i}`;
@@ -354,18 +343,11 @@ export async function main(args: readonly string[], io: EvalCliIO = defaultIO): 
         },
         log: io.err,
         openModel: async (dir, { backend }) => {
-          const opened = await loadModelOrCheckpoint(dir, {
+          // runEval sets the adapter itself (and checks it against the record of a resume).
+          const opened = await openModelForAdapter(dir, system.adapter, {
             backend,
-            what: `Cannot evaluate: --model "${dir}"`,
-            adapterFlag: "--adapter",
+            cannot: "Cannot evaluate",
           });
-          if (opened.adapter && system.adapter !== null) {
-            opened.model.dispose();
-            throw new RangeError(
-              `Cannot evaluate: --model "${dir}" holds adapters already: give its base model ` +
-                `with --adapter "${system.adapter}", or leave out --adapter`,
-            );
-          }
           // The CPU backend has no submits to split.
           if (submitEvery !== undefined && opened.model instanceof WebGpuQwen3) {
             opened.model.submitEveryLayers = submitEvery;

@@ -26,6 +26,7 @@ import { validateConfig } from "../trainer/validate_config.ts";
 import { expectedKeys } from "../internal/expected_keys.ts";
 import { show } from "../internal/show.ts";
 import { isPlainObject } from "../internal/is_plain_object.ts";
+import { RL_LOSS_TERM_DEFAULTS } from "../trainer/rl/config.ts";
 
 /**
  * Options of {@linkcode loadConfig}.
@@ -43,7 +44,11 @@ export interface LoadConfigOptions {
    * optional). The value is read by the type of the default at that key: numbers and booleans
    * are parsed, strings are taken as they are, lists are `a,b,c` or a YAML flow list `[a, b]`,
    * and mappings (`adapters.rankPattern`) a YAML flow mapping `{q_proj: 16}`; a single entry of
-   * a mapping is set with `--adapters.rankPattern.q_proj=16`.
+   * a mapping is set with `--adapters.rankPattern.q_proj=16`. One key of one `rl.losses` term is
+   * set by the term's name or its index in the list, `--rl.losses.hidden_align.weight=0.5` or
+   * `--rl.losses.1.weight=0.5` (read by the type of that term's default, a whole number as a
+   * number: `--rl.losses.hidden_align.layer=0`); the whole list with
+   * `--rl.losses=[{name: clipped_pg}, {name: hidden_align, weight: 0.5}]`.
    */
   overrides?: readonly string[];
 }
@@ -54,8 +59,27 @@ const MAPPING_KEYS: ReadonlySet<string> = new Set([
   "adapters.alphaPattern",
 ]);
 
+/**
+ * Lists of terms told apart by their `name`, each with its terms' defaults by name: one key of
+ * one term is set with `--<list>.<name or index>.<key>=value`.
+ */
+const TERM_LISTS: ReadonlyMap<string, Readonly<Record<string, object>>> = new Map([
+  ["rl.losses", RL_LOSS_TERM_DEFAULTS],
+]);
+
 /** Which override set each key path (formatted), for naming it in errors. */
 type Origins = Map<string, string>;
+
+/**
+ * Records that `label` set the key `path` (formatted as validateConfig names keys, e.g.
+ * `rl.losses[1].weight`); an earlier override of a key below it no longer holds.
+ */
+function setOrigin(origins: Origins, path: string, label: string): void {
+  for (const key of [...origins.keys()]) {
+    if (key.startsWith(`${path}.`) || key.startsWith(`${path}[`)) origins.delete(key);
+  }
+  origins.set(path, label);
+}
 
 function clone<T>(value: T): T {
   return structuredClone(value);
@@ -153,6 +177,11 @@ function applyOverride(
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i];
     const parentPath = keys.slice(0, i).join(".");
+    const termDefaults = TERM_LISTS.get(parentPath);
+    if (termDefaults !== undefined) {
+      applyTermOverride(config, keys, i, raw, { source, label, termDefaults, origins });
+      return;
+    }
     if (MAPPING_KEYS.has(parentPath)) {
       if (i !== keys.length - 1) {
         throw new TypeError(
@@ -192,7 +221,127 @@ function applyOverride(
     node = child;
   }
   node[keys[keys.length - 1]] = value;
-  origins.set(fullKey, label);
+  setOrigin(origins, fullKey, label);
+}
+
+/** What {@linkcode applyTermOverride} needs besides the config and the override. */
+interface TermOverride {
+  source: string;
+  label: string;
+  termDefaults: Readonly<Record<string, object>>;
+  origins: Origins;
+}
+
+/**
+ * Sets one key of one term of the list at `keys.slice(0, at)` (`rl.losses`): the term is named
+ * by `keys[at]`, its `name` or its index in the list as it stands (the file's, or an earlier
+ * override's), and the key is `keys[at + 1]`, read by the type of the term's default.
+ */
+function applyTermOverride(
+  config: Record<string, unknown>,
+  keys: readonly string[],
+  at: number,
+  raw: string,
+  { source, label, termDefaults, origins }: TermOverride,
+): void {
+  const list = keys.slice(0, at).join(".");
+  const selector = keys[at];
+  const cannot = `Cannot load config "${source}": override ${label}`;
+  let node: unknown = config;
+  for (const key of keys.slice(0, at)) node = isPlainObject(node) ? node[key] : undefined;
+  if (!Array.isArray(node)) {
+    throw new TypeError(
+      `${cannot}: key "${list}" must be a list of terms to set one of their keys: current ` +
+        `value is ${show(node)}`,
+    );
+  }
+  const terms: unknown[] = node;
+  const names = terms.map((term) => (isPlainObject(term) ? term.name : undefined));
+  const holds = terms.length === 0
+    ? "it is empty"
+    : `it holds ${names.map((name, i) => `[${i}] ${show(name)}`).join(", ")}`;
+  // The whole list with the term added, setting the override's key when it names one.
+  const example = (name: string) => {
+    const set = keys.length === at + 2 ? `, ${keys[at + 1]}: ${raw}` : "";
+    const others = names.filter((n) => typeof n === "string" && n !== name);
+    return `--${list}=[${
+      [...others.map((n) => `{name: ${n}}`), `{name: ${name}${set}}`].join(", ")
+    }]`;
+  };
+  let index: number;
+  if (/^\d+$/.test(selector)) {
+    index = Number(selector);
+    if (index >= terms.length) {
+      throw new RangeError(
+        `${cannot}: "${list}" has no term [${index}] (${holds}): name a term by its index or ` +
+          `its name, e.g. --${list}.${names.find((n) => typeof n === "string") ?? 0}.weight=...`,
+      );
+    }
+  } else {
+    const matches = names.flatMap((name, i) => (name === selector ? [i] : []));
+    if (matches.length === 0) {
+      if (Object.hasOwn(termDefaults, selector)) {
+        throw new TypeError(
+          `${cannot}: "${list}" has no "${selector}" term (${holds}): add it to ${list} in ` +
+            `the YAML, or set the whole list, e.g. "${example(selector)}" (a term's keys left ` +
+            `out take their defaults)`,
+        );
+      }
+      throw new TypeError(
+        `${cannot} names unknown term "${selector}" of "${list}" (${holds}): ` +
+          `${expectedKeys(selector, Object.keys(termDefaults))}, or a term's index`,
+      );
+    }
+    if (matches.length > 1) {
+      throw new RangeError(
+        `${cannot}: "${list}" holds ${matches.length} "${selector}" terms ([${
+          matches.join("], [")
+        }]), so the name is ambiguous: name the term by its index, e.g. ` +
+          `--${[list, matches[0], ...keys.slice(at + 1)].join(".")}=${raw}`,
+      );
+    }
+    index = matches[0];
+  }
+  const term = terms[index];
+  const defaults = isPlainObject(term) && typeof term.name === "string"
+    ? (termDefaults[term.name] as Record<string, unknown> | undefined)
+    : undefined;
+  if (!isPlainObject(term) || defaults === undefined) {
+    throw new TypeError(
+      `${cannot}: term "${list}[${index}]" must be a mapping whose name is one of ` +
+        `${Object.keys(termDefaults).map((n) => `"${n}"`).join(", ")}: current value is ` +
+        `${show(term)}`,
+    );
+  }
+  const termKeys = Object.keys(defaults);
+  const at1 = at + 1;
+  if (keys.length === at1) {
+    throw new TypeError(
+      `${cannot}: term "${list}[${index}]" (${show(term.name)}) is a section: set one of its ` +
+        `keys, e.g. --${list}.${selector}.${termKeys.find((k) => k !== "name")}=...`,
+    );
+  }
+  const key = keys[at1];
+  const path = `${list}[${index}].${key}`;
+  if (!termKeys.includes(key)) {
+    throw new TypeError(
+      `${cannot} sets unknown key "${path}" of the ${show(term.name)} term: ` +
+        expectedKeys(key, termKeys),
+    );
+  }
+  if (keys.length > at1 + 1) {
+    throw new TypeError(
+      `${cannot} sets unknown key "${path}.${keys.slice(at1 + 1).join(".")}": "${path}" is a ` +
+        `value, not a section`,
+    );
+  }
+  // A whole number for a text key is a number: hidden_align's layer is "final" or an index.
+  const value = typedValue(raw, defaults[key]);
+  term[key] = typeof defaults[key] === "string" && typeof value === "string" &&
+      /^\d+$/.test(value.trim())
+    ? Number(value)
+    : value;
+  setOrigin(origins, path, label);
 }
 
 /**

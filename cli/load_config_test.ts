@@ -173,6 +173,125 @@ Deno.test("loadConfig() lists an rl.losses term's own keys for a typo in it, at 
   });
 });
 
+Deno.test("loadConfig() sets one key of an rl.losses term by the term's name or index", async () => {
+  const file = "configs/rl_arith_hidden_align.yaml";
+  const plain = await loadConfig(file);
+  const config = await loadConfig(file, {
+    overrides: [
+      "--rl.losses.hidden_align.weight=0.5",
+      "--rl.losses.hidden_align.anchor=marker",
+      "--rl.losses.hidden_align.layer=0",
+      "--rl.losses.1.type=mse-raw",
+      "--rl.losses.0.clipHigh=0.3",
+      "--rl.losses.clipped_pg.dualClip=3", // not in the file: typed by the term's default
+    ],
+  });
+  deepStrictEqual(config.rl.losses, [
+    { ...plain.rl.losses[0], clipHigh: 0.3, dualClip: 3 },
+    { ...plain.rl.losses[1], weight: 0.5, anchor: "marker", layer: 0, type: "mse-raw" },
+  ]);
+  const final = await loadConfig(file, {
+    overrides: ["--rl.losses.1.layer=2", "--rl.losses.hidden_align.layer=final"],
+  });
+  deepStrictEqual(final.rl.losses, plain.rl.losses);
+  // The whole list still works, and a term it adds can be set by name after it.
+  const added = await loadConfig("configs/rl_arith_dapo.yaml", {
+    overrides: [
+      "--rl.losses=[{name: clipped_pg}, {name: hidden_align}]",
+      "--rl.losses.hidden_align.weight=0.25",
+    ],
+  });
+  deepStrictEqual(added.rl.losses.map((t) => [t.name, t.weight]), [
+    ["clipped_pg", 1],
+    ["hidden_align", 0.25],
+  ]);
+});
+
+Deno.test("loadConfig() refuses an rl.losses term override it cannot place, saying what was expected", async () => {
+  const file = "configs/rl_arith_hidden_align.yaml";
+  const cannot = (override: string) => `Cannot load config "${file}": override "${override}"`;
+  const holds = 'it holds [0] "clipped_pg", [1] "hidden_align"';
+  const cases: [string[], string, string][] = [
+    [
+      ["--rl.losses.hiden_align.weight=1"],
+      "TypeError",
+      `${cannot("--rl.losses.hiden_align.weight=1")} names unknown term "hiden_align" of ` +
+      `"rl.losses" (${holds}): expected one of "clipped_pg", "hidden_align" (did you mean ` +
+      `"hidden_align"?), or a term's index`,
+    ],
+    [
+      ["--rl.losses.hidden_align.anchr=marker"],
+      "TypeError",
+      `${cannot("--rl.losses.hidden_align.anchr=marker")} sets unknown key ` +
+      `"rl.losses[1].anchr" of the "hidden_align" term: expected one of "name", "weight", ` +
+      `"type", "anchor", "layer" (did you mean "anchor"?)`,
+    ],
+    [
+      ["--rl.losses.5.weight=1"],
+      "RangeError",
+      `${cannot("--rl.losses.5.weight=1")}: "rl.losses" has no term [5] (${holds}): name a ` +
+      `term by its index or its name, e.g. --rl.losses.clipped_pg.weight=...`,
+    ],
+    [
+      ["--rl.losses.hidden_align=1"],
+      "TypeError",
+      `${cannot("--rl.losses.hidden_align=1")}: term "rl.losses[1]" ("hidden_align") is a ` +
+      `section: set one of its keys, e.g. --rl.losses.hidden_align.weight=...`,
+    ],
+    [
+      [
+        "--rl.losses=[{name: clipped_pg}, {name: hidden_align}, {name: hidden_align}]",
+        "--rl.losses.hidden_align.weight=1",
+      ],
+      "RangeError",
+      `${cannot("--rl.losses.hidden_align.weight=1")}: "rl.losses" holds 2 "hidden_align" ` +
+      `terms ([1], [2]), so the name is ambiguous: name the term by its index, e.g. ` +
+      `--rl.losses.1.weight=1`,
+    ],
+  ];
+  for (const [overrides, name, message] of cases) {
+    await rejects(loadConfig(file, { overrides }), { name, message }, overrides.join(" "));
+  }
+  // A term the file lacks: add it there, or set the whole list.
+  await rejects(
+    loadConfig("configs/rl_arith_dapo.yaml", {
+      overrides: ["--rl.losses.hidden_align.weight=0.5"],
+    }),
+    {
+      name: "TypeError",
+      message: `Cannot load config "configs/rl_arith_dapo.yaml": override ` +
+        `"--rl.losses.hidden_align.weight=0.5": "rl.losses" has no "hidden_align" term (it ` +
+        `holds [0] "clipped_pg"): add it to rl.losses in the YAML, or set the whole list, e.g. ` +
+        `"--rl.losses=[{name: clipped_pg}, {name: hidden_align, weight: 0.5}]" (a term's keys ` +
+        `left out take their defaults)`,
+    },
+  );
+});
+
+Deno.test("loadConfig() names the rl.losses term override a bad value came from, the latest that set it", async () => {
+  const file = "configs/rl_arith_hidden_align.yaml";
+  const bad = async (overrides: string[], message: string) =>
+    await rejects(loadConfig(file, { overrides }), {
+      message: `Cannot load config "${file}": ${message}`,
+    });
+  await bad(
+    ["--rl.losses.hidden_align.weight=-1"],
+    'key "rl.losses[1].weight" (set by "--rl.losses.hidden_align.weight=-1") must be >= 0: ' +
+      "current value is -1",
+  );
+  await bad(
+    ["--rl.losses.1.layer=x"],
+    'key "rl.losses[1].layer" (set by "--rl.losses.1.layer=x") must be "final" or an integer ' +
+      '>= 0: current value is "x"',
+  );
+  // A whole list set after a term's key replaces that key's origin too.
+  const list = "--rl.losses=[{name: clipped_pg}, {name: hidden_align, weight: -3}]";
+  await bad(
+    ["--rl.losses.1.weight=2", list],
+    `key "rl.losses[1].weight" (set by "${list}") must be >= 0: current value is -3`,
+  );
+});
+
 Deno.test("loadConfig() names the override a bad value came from", async () => {
   await rejects(loadConfig("configs/tiny_sft.yaml", { overrides: ["--trainer.lr=-1"] }), {
     name: "RangeError",

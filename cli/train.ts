@@ -8,7 +8,9 @@
  * Hidden-Align term on the bundled `models/arithmetic-tiny` and the arithmetic task
  * (`configs/tiny_sft.yaml` is the SFT demo). A config with `trainer.mode: rl` runs `runRl`, else
  * `runSft`. Overrides set any config key
- * (`--trainer.lr=1e-3`, `--trainer.steps 50`, `--backend=cpu`). `--resume` continues the run's
+ * (`--trainer.lr=1e-3`, `--trainer.steps 50`, `--backend=cpu`), and one key of one `rl.losses`
+ * term by the term's name or index (`--rl.losses.hidden_align.weight=0.5`,
+ * `--rl.losses.1.layer=0`). `--resume` continues the run's
  * newest checkpoint (or the checkpoint or run directory DIR; with DIR and no `--config`, the
  * checkpoint's own config is used, writing into DIR's run directory wherever the saved config
  * pointed; with `--config`, DIR must be in the config's run directory). Output goes to `<run.outDir>/<run.name>/`: `metrics.jsonl`,
@@ -51,7 +53,9 @@ Options:
                        configs/rl_arith_hidden_align.yaml, the RL demo on models/arithmetic-tiny
                        (configs/tiny_sft.yaml is an SFT demo)
   --key.path=value     set any config key, after the file: --trainer.lr=1e-3, --trainer.steps 50,
-                       --backend=cpu, "--rl.losses=[{name: clipped_pg}]"; repeatable
+                       --backend=cpu, "--rl.losses=[{name: clipped_pg}]"; one key of one loss
+                       term by its name or index: --rl.losses.hidden_align.weight=0.5,
+                       --rl.losses.1.anchor=marker; repeatable
   --resume [DIR]       continue the run's newest checkpoint, or the checkpoint or run directory
                        DIR (with DIR and no --config: the checkpoint's own config)
   --overwrite          start afresh, deleting an existing run directory of the same name

@@ -130,6 +130,41 @@ function routes(client: RolloutClient): { load: string; unload: string; extra: o
 }
 
 /**
+ * Result of {@linkcode AdapterSync.unloadStale}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { UnloadStaleResult } from "./adapter_sync.ts";
+ *
+ * const result: UnloadStaleResult = {
+ *   unloaded: [{ server: "http://10.0.0.5:8000", name: "halo-3f9a0c-v7" }],
+ *   warnings: [],
+ * };
+ * ```
+ */
+export interface UnloadStaleResult {
+  /** The adapters unloaded, per server. */
+  unloaded: { server: string; name: string }[];
+  /** Servers whose list could not be read, and unloads that failed; neither is fatal. */
+  warnings: string[];
+}
+
+/** The LoRA adapters a models route lists: entries with a `parent` (vLLM; SGLang builds that list them). */
+function listedAdapters(json: unknown): string[] {
+  const data = typeof json === "object" && json !== null
+    ? (json as { data?: unknown }).data
+    : undefined;
+  if (!Array.isArray(data)) {
+    throw new TypeError(
+      `expected a models list with "data": got ${JSON.stringify(json)?.slice(0, 80)}`,
+    );
+  }
+  return data.flatMap((m) =>
+    typeof m?.id === "string" && typeof m?.parent === "string" && m.parent !== "" ? [m.id] : []
+  );
+}
+
+/**
  * Publishes adapter versions to a set of servers.
  *
  * @example Publish the adapter of each step (needs running servers)
@@ -365,6 +400,56 @@ export class AdapterSync {
       ),
     );
     return results.flat();
+  }
+
+  /**
+   * Unloads adapters another process left on the servers (it crashed before its close): each
+   * server's models route is read, and every adapter it lists (entries with a `parent`: vLLM,
+   * and SGLang builds whose `/v1/models` lists adapters) whose name `isStale` accepts is
+   * unloaded, except this synchronizer's own (`<prefix>-v<N>`). Best effort: a list that cannot
+   * be read, or an unload that fails, is a warning; an unload answered "unknown adapter" (gone
+   * meanwhile) is neither. A server whose route lists no adapters (SGLang builds without that
+   * listing) is left as it is. Meant to run once at connect, before the first publish.
+   *
+   * @param isStale Which listed names to unload; it must accept only names of this run's own
+   *   scheme (an adapter of another live run on the same server would be unloaded: vLLM and
+   *   SGLang then answer that run's requests "not loaded", and its pool reloads the version).
+   * @returns What was unloaded, and the warnings.
+   */
+  async unloadStale(isStale: (name: string) => boolean): Promise<UnloadStaleResult> {
+    const own = `${this.#options.prefix ?? "halo"}-v`;
+    const result: UnloadStaleResult = { unloaded: [], warnings: [] };
+    await Promise.all(this.#clients.map((client) =>
+      this.#serial(client, async () => {
+        let names: string[];
+        try {
+          names = listedAdapters(await client.request(client.backend.modelsPath, null))
+            .filter((name) => isStale(name) && !name.startsWith(own));
+        } catch (error) {
+          result.warnings.push(
+            `could not list the adapters of "${client.url}" to unload stale ones: ` +
+              (error as Error).message,
+          );
+          return;
+        }
+        await Promise.all(names.map(async (name) => {
+          try {
+            await client.request(routes(client).unload, { lora_name: name }, { text: true });
+            result.unloaded.push({ server: client.url, name });
+          } catch (error) {
+            const gone = error instanceof RemoteEngineError && error.status !== undefined &&
+              client.backend.unknownAdapter(error.status, error.message, name);
+            if (!gone) {
+              result.warnings.push(
+                `unloading stale adapter "${name}" failed; it stays loaded on "${client.url}": ` +
+                  (error as Error).message,
+              );
+            }
+          }
+        }));
+      })
+    ));
+    return result;
   }
 
   /** The newest published version, or `null`. */

@@ -861,3 +861,45 @@ Deno.test("A restarted server's background reload is not tried again while anoth
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("AdapterSync.unloadStale() on SGLang: the listed adapters it accepts, not its own; 'does not exist' is no warning", async () => {
+  // SGLang builds that list adapters in /v1/models (with "parent", as vLLM does); an adapter
+  // unloaded meanwhile answers 400 "… does not exist" (nothing to warn about); a server whose
+  // list cannot be read is a warning.
+  const held = new Set(["p-aaaaaa-v1", "p-bbbbbb-v4", "p-cccccc-v2", "q-aaaaaa-v1"]);
+  const calls: string[] = [];
+  const fetch: typeof globalThis.fetch = (input, init) => {
+    const url = new URL(String(input));
+    if (url.host === "b") return Promise.resolve(new Response("down", { status: 503 }));
+    if (url.pathname === "/v1/models") {
+      const data = [{ id: "m", parent: null }, ...[...held].map((id) => ({ id, parent: "m" }))];
+      return Promise.resolve(Response.json({ object: "list", data }));
+    }
+    const name = JSON.parse(String(init!.body)).lora_name;
+    calls.push(`${url.pathname} ${name}`);
+    if (name === "p-cccccc-v2") held.delete(name); // another process unloaded it meanwhile
+    if (!held.delete(name)) {
+      const error_message = `LoRA with name ${name} does not exist. Loaded LoRAs: …`;
+      return Promise.resolve(Response.json({ success: false, error_message }, { status: 400 }));
+    }
+    return Promise.resolve(Response.json({ success: true, error_message: "" }));
+  };
+  const [a, b] = ["http://a", "http://b"].map((url) =>
+    new RolloutClient(url, { engine: "sglang", vocabSize: 64, model: "m", fetch })
+  );
+  const sync = new AdapterSync([a, b], { dir: "/unused", prefix: "p-bbbbbb" });
+  const found = await sync.unloadStale((name) => name.startsWith("p-"));
+  deepStrictEqual(found.unloaded, [{ server: "http://a", name: "p-aaaaaa-v1" }]);
+  deepStrictEqual(calls.sort(), [
+    "/unload_lora_adapter p-aaaaaa-v1",
+    "/unload_lora_adapter p-cccccc-v2",
+  ]);
+  deepStrictEqual([...held].sort(), ["p-bbbbbb-v4", "q-aaaaaa-v1"]); // its own, another prefix
+  strictEqual(found.warnings.length, 1, JSON.stringify(found.warnings));
+  ok(
+    /^could not list the adapters of "http:\/\/b" to unload stale ones: .*HTTP 503/.test(
+      found.warnings[0],
+    ),
+    found.warnings[0],
+  );
+});

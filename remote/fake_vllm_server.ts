@@ -8,7 +8,8 @@
  * Like vLLM it reports `finish_reason: "stop"` for an EOS or a stop id (with `stop_reason` the
  * id, `null` for EOS) and `"length"` at `max_tokens`; `logprobsMode` mirrors vLLM's
  * `--logprobs-mode` (`raw_logprobs`: the model's log-softmax, `processed_logprobs`: after
- * temperature/top-k/top-p). Unknown or ill-typed fields are refused with HTTP 400 and vLLM's error
+ * temperature/top-k/top-p; `raw_logits` / `processed_logits`: the logits, or logits /
+ * temperature, in place of log-probs, from `nextLogits`). Unknown or ill-typed fields are refused with HTTP 400 and vLLM's error
  * shape.
  *
  * @module
@@ -35,8 +36,11 @@ export interface FakeVllmOptions {
   model: string;
   /** The context length it reports and enforces. */
   maxModelLen: number;
-  /** vLLM's `--logprobs-mode`; default `"raw_logprobs"` (vLLM's default). */
-  logprobsMode?: "raw_logprobs" | "processed_logprobs";
+  /**
+   * vLLM's `--logprobs-mode`; default `"raw_logprobs"` (vLLM's default). The logits modes need
+   * `nextLogits` (every returned value, sampled or top, comes from it).
+   */
+  logprobsMode?: "raw_logprobs" | "processed_logprobs" | "raw_logits" | "processed_logits";
   /** Adapter names it serves besides the model (requests may name them; they sample the model). */
   adapters?: readonly string[];
   /**
@@ -244,25 +248,41 @@ export function fakeVllmHandler(options: FakeVllmOptions): (request: Request) =>
     } catch (e) {
       return error(500, `Generation failed: ${(e as Error).message}`);
     }
-    const processed = options.logprobsMode === "processed_logprobs";
+    const mode = options.logprobsMode ?? "raw_logprobs";
+    const processed = mode.startsWith("processed");
+    const logits = mode.endsWith("logits");
+    if (logits && !options.nextLogits) {
+      return error(500, `The fake server needs "nextLogits" for --logprobs-mode ${mode}`);
+    }
     const withLogprobs = body.logprobs !== undefined && body.logprobs !== null;
     const top = Number(body.logprobs ?? 0);
+    const temperature = processed ? (body.temperature ?? 1) as number : 1;
+    /** What vLLM returns as the log-probs after `ids`, per token id. */
+    const values = async (ids: readonly number[]) => {
+      const z = await options.nextLogits!(ids);
+      return logits ? Float64Array.from(z, (x) => x / temperature) : logSoftmax(z, temperature);
+    };
+    const tokenValues = (tokens: readonly number[]) =>
+      Promise.all(
+        tokens.map(async (t, i) =>
+          (await values([...prompt as number[], ...tokens.slice(0, i)]))[t]
+        ),
+      );
     const topLogprobs = async (tokens: readonly number[]) => {
       if (!(top > 0) || !options.nextLogits || body.model !== options.model) return null;
-      const temperature = processed ? (body.temperature ?? 1) as number : 1;
       return await Promise.all(tokens.map(async (token, i) => {
-        const lp = logSoftmax(
-          await options.nextLogits!([...prompt as number[], ...tokens.slice(0, i)]),
-          temperature,
-        );
+        const lp = await values([...prompt as number[], ...tokens.slice(0, i)]);
         const ids = [...lp.keys()].sort((a, b) => lp[b] - lp[a]).slice(0, top);
         if (!ids.includes(token)) ids.push(token);
         return Object.fromEntries(ids.map((id) => [`token_id:${id}`, Math.max(lp[id], -9999)]));
       }));
     };
     const tops = await Promise.all(result.sequences.map((s) => topLogprobs(s.tokens)));
+    const logitValues = logits
+      ? await Promise.all(result.sequences.map((s) => tokenValues(s.tokens)))
+      : null;
     const choices = result.sequences.map((s, index) => {
-      const lps = Array.from(processed ? s.logprobs : s.modelLogprobs);
+      const lps = logitValues?.[index] ?? Array.from(processed ? s.logprobs : s.modelLogprobs);
       const last = s.tokens[s.tokens.length - 1];
       return {
         index,

@@ -16,7 +16,11 @@
  * process loaded from every server, best effort (a failure is a warning). A process killed
  * before that leaves its versions loaded: vLLM and SGLang builds with LRU eviction evict them
  * as needed, but SGLang built before sgl-project/sglang#11526 (Oct 2025) refuses loads beyond
- * `--max-loaded-loras`: restart such servers, or raise that limit, after a crashed run.
+ * `--max-loaded-loras`: restart such servers, or raise that limit, after a crashed run. Or set
+ * `rl.rollout.unloadStale` (opt-in): at connect the next process unloads the adapters named
+ * `<adapterPrefix>-<6 hex>-v<N>` with another tag that the servers' models route lists (vLLM;
+ * SGLang builds that list adapters there), which also unloads those of a live run sharing the
+ * servers and the prefix (see the key's doc).
  *
  * @module
  */
@@ -99,11 +103,14 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
     if (r.apiKeyEnv !== "") {
       apiKey = Deno.env.get(r.apiKeyEnv);
       if (!apiKey) {
-        // A value unlike a variable name (upper case, digits, "_") may be the key itself: not shown.
+        // The value is never shown, even when it looks like a variable name: a pasted key can
+        // look like one too (upper case and digits), and the config shows the name anyway.
         throw new RangeError(
           /^[A-Z_][A-Z0-9_]*$/.test(r.apiKeyEnv)
-            ? `Cannot run RL: key "rl.rollout.apiKeyEnv" names the environment variable ` +
-              `"${r.apiKeyEnv}", which is not set (or empty): set it to the servers' API key`
+            ? `Cannot run RL: the environment variable named by key "rl.rollout.apiKeyEnv" ` +
+              `(${r.apiKeyEnv.length} characters, not shown) is not set (or empty): set it to ` +
+              `the servers' API key. The key must hold the variable's NAME (e.g. ` +
+              `"VLLM_API_KEY"), never the API key itself`
             : `Cannot run RL: key "rl.rollout.apiKeyEnv" must be the NAME of an environment ` +
               `variable that holds the servers' API key: its value (${r.apiKeyEnv.length} ` +
               `characters, not shown) is not a set variable, and looks like the key itself ` +
@@ -144,10 +151,11 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
       );
     }
     let adapters: AdapterSync;
+    const tag = options.tag ?? randomTag();
     try {
       adapters = new AdapterSync(pool.clients, {
         dir: r.adapterDir,
-        prefix: `${r.adapterPrefix}-${options.tag ?? randomTag()}`,
+        prefix: `${r.adapterPrefix}-${tag}`,
         keep: r.stalenessWindow + 1,
         attempts: r.attempts,
         backoffMs: r.backoffMs,
@@ -167,6 +175,19 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
     });
     let version = 0;
     const warnings: string[] = [];
+    let stale = "";
+    if (r.unloadStale) {
+      // Only this prefix's per-process names, <adapterPrefix>-<6 hex>-v<N>; unloadStale leaves
+      // this process's own tag alone.
+      const escaped = r.adapterPrefix.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      const scheme = new RegExp(`^${escaped}-[0-9a-f]{6}-v\\d+$`);
+      const found = await adapters.unloadStale((name) => scheme.test(name));
+      for (const { server, name } of found.unloaded) {
+        warnings.push(`unloaded stale adapter "${name}" from "${server}" (rl.rollout.unloadStale)`);
+      }
+      warnings.push(...found.warnings.map((w) => `rl.rollout.unloadStale: ${w}`));
+      stale = `; unloaded ${found.unloaded.length} stale adapter(s)`;
+    }
     const sample = remoteSampleGroups(pool, {
       adapter: () => adapters.current?.name ?? null,
       policyVersion: () => version,
@@ -178,7 +199,7 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
     return {
       description: `${r.backend} pool of ${r.servers.length} server(s)` +
         (preflights.length > 0 ? `: ${preflights.join(", ")}` : "") +
-        `; adapters in ${r.adapterDir}, window ${r.stalenessWindow}` +
+        `; adapters in ${r.adapterDir}, window ${r.stalenessWindow}${stale}` +
         (r.tis.enabled ? `; TIS cap ${r.tis.cap}` : ""),
       async beginStep(step) {
         const published = await adapters.publish(step, (dir) => write(ctx.backend, dir));

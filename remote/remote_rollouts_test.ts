@@ -167,6 +167,76 @@ Deno.test("remoteRollouts().close() unloads every version the run loaded, warnin
   }
 });
 
+Deno.test("rl.rollout.unloadStale unloads at connect only the adapters a crashed process of this prefix left", async () => {
+  // A crashed process's versions (another random tag) used to stay loaded: an SGLang built
+  // before #11526 then refused the next run's second publish (--max-loaded-loras).
+  const stub = () => Promise.reject(new Error("no generation in this test"));
+  const crashed = ["halo-0a1b2c-v7", "halo-0a1b2c-v8", "halo-d4e5f6-v2"];
+  const others = [
+    "halo-ffffff-v1", // this process's tag
+    "other-0a1b2c-v1", // another prefix
+    "halo-0A1B2C-v1", // not a tag (lower-case hex only)
+    "halo-0a1b2-v1",
+    "halo-0a1b2c-v1x",
+    "halo-0a1b2c",
+    "xhalo-0a1b2c-v1",
+    "halo.0a1b2c-v1",
+  ];
+  const refused = "halo-abcdef-v3"; // its unload fails: a warning, not an error
+  const handler = fakeVllmHandler({
+    generate: stub,
+    model: "m",
+    maxModelLen: 64,
+    adapters: [...crashed, ...others, refused],
+    loadAdapter: () => Promise.resolve(stub),
+  });
+  const fakes = await serveFakes([
+    async (r: Request) =>
+      new URL(r.url).pathname === "/v1/unload_lora_adapter" &&
+        (await r.clone().json()).lora_name === refused
+        ? new Response("busy", { status: 503 })
+        : handler(r),
+  ]);
+  const served = async () => {
+    const json = await (await fakes.fetch(`${fakes.servers[0].url}/v1/models`)).json();
+    return (json.data as { id: string }[]).map((m) => m.id).sort();
+  };
+  try {
+    const open = async (unloadStale: boolean) =>
+      await remoteRollouts({ fetch: fakes.fetch, tag: "ffffff" })(
+        await context([
+          "--rl.rollout.backend=vllm",
+          `--rl.rollout.servers=[${fakes.servers[0].url}]`,
+          "--rl.rollout.preflight=false",
+          "--rl.rollout.model=m",
+          `--rl.rollout.unloadStale=${unloadStale}`,
+        ]),
+      );
+    const all = ["m", ...crashed, ...others, refused].sort();
+    // Off by default: nothing is unloaded.
+    const off = await open(false);
+    deepStrictEqual(await served(), all);
+    deepStrictEqual(off.takeWarnings(), []);
+    const on = await open(true);
+    deepStrictEqual(await served(), ["m", ...others, refused].sort());
+    const [failed, ...unloaded] = on.takeWarnings().sort(); // "rl.…" sorts first
+    deepStrictEqual(
+      unloaded,
+      crashed.map((name) =>
+        `unloaded stale adapter "${name}" from "${fakes.servers[0].url}" (rl.rollout.unloadStale)`
+      ),
+    );
+    ok(
+      /^rl\.rollout\.unloadStale: unloading stale adapter "halo-abcdef-v3" failed; it stays loaded on "http.*HTTP 503/
+        .test(failed),
+      failed,
+    );
+    ok(/; unloaded 3 stale adapter\(s\)/.test(on.description), on.description);
+  } finally {
+    await fakes.closeAll();
+  }
+});
+
 Deno.test("rl.rollout.apiKeyEnv sends the key from the environment; maxSeqsInFlight caps the sequences per request", async () => {
   const seen: { auth: string | null; n?: number }[] = [];
   const handler = fakeVllmHandler({
@@ -190,7 +260,14 @@ Deno.test("rl.rollout.apiKeyEnv sends the key from the environment; maxSeqsInFli
     Deno.env.delete(name);
     await rejects(
       remoteRollouts({ fetch: fakes.fetch })(ctx),
-      /key "rl\.rollout\.apiKeyEnv" names the environment variable "HALO_TEST_ROLLOUT_API_KEY", which is not set/,
+      (e: Error) => {
+        ok(
+          /the environment variable named by key "rl\.rollout\.apiKeyEnv" \(25 characters, not shown\) is not set \(or empty\).*must hold the variable's NAME/
+            .test(e.message),
+          e.message,
+        );
+        return true;
+      },
     );
     Deno.env.set(name, "s3cret-key");
     const source = await remoteRollouts({ fetch: fakes.fetch })(ctx);
@@ -261,4 +338,20 @@ Deno.test("rl.rollout.apiKeyEnv sends the key from the environment; maxSeqsInFli
   const unset = await remoteRollouts({})(ctx).then(() => "accepted", (e: Error) => e.message);
   ok(/must be the NAME of an environment variable .*12 characters, not shown/.test(unset), unset);
   ok(!unset.includes("abc123"), unset);
+  // Nor one that looks like a conventional name (upper case and digits, as some keys do): the
+  // message used to name "the environment variable" by the value.
+  const upper = "K9X2QF7ZL3M8";
+  Deno.env.delete(upper);
+  const named = await remoteRollouts({})(
+    await context([
+      "--rl.rollout.backend=vllm",
+      `--rl.rollout.servers=[http://127.0.0.1:9]`,
+      `--rl.rollout.apiKeyEnv=${upper}`,
+    ]),
+  ).then(() => "accepted", (e: Error) => e.message);
+  ok(
+    /named by key "rl\.rollout\.apiKeyEnv" \(12 characters, not shown\) is not set/.test(named),
+    named,
+  );
+  ok(!named.includes(upper), named);
 });

@@ -75,7 +75,9 @@ export interface PreflightResult extends ServedModels {
    * vLLM's default `--logprobs-mode raw_logprobs`, llama.cpp), `"processed"` when it doubles
    * (ratio within 2 ± 0.4: log_softmax(logits / T), vLLM `processed_logprobs`, SGLang),
    * `"unknown"` otherwise: no probe, top log-probs missing, a gap under 1 nat at temperature 1
-   * (too small against cross-request noise), or a ratio in neither band.
+   * (too small against cross-request noise), or a ratio in neither band. A server whose top
+   * values are logits (vLLM `raw_logits` / `processed_logits`: their probabilities sum past 1)
+   * fails the preflight instead.
    */
   logprobs: "raw" | "processed" | "unknown";
   /** What the probe measured, or why it could not tell; absent without a probe. */
@@ -110,6 +112,28 @@ export interface PreflightOptions {
 const PROBE_TOP = 20;
 /** The least log-prob gap at temperature 1 the probe compares (nat). */
 const PROBE_MIN_GAP = 1;
+/**
+ * The most the log-sum-exp of the probe's top log-probs may exceed 0 (nat): log-probs of one
+ * distribution sum to at most probability 1 (log-sum-exp ≤ 0, up to float32 rounding, ~1e-6);
+ * logits do not (vLLM's `--logprobs-mode raw_logits` / `processed_logits`).
+ */
+const PROBE_LOGITS_TOLERANCE = 0.1;
+
+/**
+ * Why the probe's top values at one temperature are logits rather than log-probs (their
+ * probabilities sum past 1), or `null`. Logits whose top-k log-sum-exp is at most 0.1 (all well
+ * below zero) pass: no single answer can tell them from log-probs.
+ */
+function logitsProblem(values: Map<number, number>, temperature: number): string | null {
+  const finite = [...values.values()].filter(Number.isFinite);
+  if (finite.length === 0) return null;
+  const max = Math.max(...finite);
+  const lse = max + Math.log(finite.reduce((a, x) => a + Math.exp(x - max), 0));
+  if (!(lse > PROBE_LOGITS_TOLERANCE)) return null;
+  return `the top ${finite.length} values it returned at temperature ${temperature} are not ` +
+    `log-probs: the largest is ${max.toFixed(3)} and their log-sum-exp ${lse.toFixed(3)} nat ` +
+    `(log-probs of one distribution: ≤ 0, their probabilities sum to at most 1)`;
+}
 
 /**
  * The probe's verdict from the top log-probs at temperatures 1 and 0.5. The gap between two
@@ -324,7 +348,9 @@ export class RolloutClient {
    * @param options The probe's prompt and EOS ids.
    * @returns What was found (also kept as `preflightResult`).
    * @throws {RemoteEngineError} When the server cannot be reached, does not serve the
-   *   configured model, or refuses the probe.
+   *   configured model, refuses the probe, or answers it with logits instead of log-probs
+   *   (vLLM's `--logprobs-mode raw_logits` / `processed_logits`: the top values' probabilities
+   *   sum past 1, log-sum-exp > 0.1 nat; not retryable).
    */
   async preflight(options: PreflightOptions = {}): Promise<PreflightResult> {
     let served: ServedModels;
@@ -377,6 +403,22 @@ export class RolloutClient {
         }
       };
       const [at1, atHalf] = [await probe(1), await probe(0.5)];
+      for (const [values, temperature] of [[at1, 1], [atHalf, 0.5]] as const) {
+        const problem = typeof values === "string" ? null : logitsProblem(values, temperature);
+        if (problem === null) continue;
+        this.preflightResult = null;
+        throw new RemoteEngineError(
+          this.url,
+          `the preflight probe found logits where log-probs belong: ${problem}. Its sampled ` +
+            `tokens' "log-probs" would be logits too, and as halo's old log-probs they would ` +
+            `break every importance ratio: ` + (this.backend.kind === "vllm"
+              ? `start vLLM with --logprobs-mode raw_logprobs (the default; rollouts at ` +
+                `temperature 1) or processed_logprobs (any temperature, no top-p/top-k), not ` +
+                `raw_logits or processed_logits`
+              : `the server must return log-probs`),
+          { retryable: false },
+        );
+      }
       const { kind, probe: why } = logprobsKind(at1, atHalf, top);
       this.preflightResult.logprobs = kind;
       this.preflightResult.probe = why;

@@ -206,7 +206,7 @@ Deno.test({
  * log-probs are log_softmax(z), processed ones log_softmax(z / T).
  */
 function categorical(
-  mode: "raw_logprobs" | "processed_logprobs",
+  mode: "raw_logprobs" | "processed_logprobs" | "raw_logits" | "processed_logits",
   logits: (call: number) => number[],
   top = true,
 ) {
@@ -310,6 +310,55 @@ Deno.test("RolloutClient.preflight(): the probe stands cross-request noise and n
     strictEqual(
       (await sample(backend, [[1, 2]], { ...sampling, temperature: 1 })).groups.length,
       1,
+    );
+  } finally {
+    await fakes.closeAll();
+  }
+});
+
+Deno.test("RolloutClient.preflight() refuses a server that returns logits (vLLM --logprobs-mode *_logits)", async () => {
+  // Logits in place of log-probs used to pass the gap probe (raw_logits keeps the gap: "raw";
+  // processed_logits doubles it: "processed"), and the sampled tokens' logits became π_old.
+  const base = [...Array.from({ length: 20 }, (_, i) => 1.2 - 1.1 * i / 19), -3, -4, -5, -6];
+  // Every logit below zero (top -1.8): no single value is positive, but the top 20's
+  // probabilities sum to e^0.64 ≈ 1.9.
+  const negative = () => base.map((z) => z - 3);
+  // A log-prob of a near-certain token (p = 1 − 2e-5) sits next to 0: not taken for a logit.
+  const certain = () => base.map((_, i) => (i === 0 ? 14 : 0));
+  const fakes = await serveFakes([
+    categorical("raw_logits", () => base),
+    categorical("processed_logits", negative),
+    categorical("raw_logprobs", certain),
+  ]);
+  try {
+    const preflight = (url: string) =>
+      new RolloutClient(url, { engine: "vllm", vocabSize: base.length, fetch: fakes.fetch })
+        .preflight({ probePromptIds: [1, 2], eosTokenIds: [] });
+    for (const [i, largest] of [[0, "1\\.200"], [1, "-1\\.800"]] as const) {
+      await rejects(preflight(fakes.servers[i].url), (e: Error) => {
+        ok(e instanceof RemoteEngineError && !e.retryable, e.message);
+        ok(
+          new RegExp(
+            `^Server "${fakes.servers[i].url}": the preflight probe found logits where ` +
+              `log-probs belong: the top 20 values it returned at temperature 1 are not ` +
+              `log-probs: the largest is ${largest} .*start vLLM with --logprobs-mode ` +
+              `raw_logprobs .* or processed_logprobs`,
+          ).test(e.message),
+          e.message,
+        );
+        return true;
+      });
+    }
+    strictEqual((await preflight(fakes.servers[2].url)).logprobs, "raw");
+    // Through the pool: no server passes, and the error says why.
+    await rejects(
+      RolloutPool.connect([fakes.servers[0].url], {
+        engine: "vllm",
+        vocabSize: base.length,
+        fetch: fakes.fetch,
+        probePromptIds: [1, 2],
+      }),
+      /all 1 rollout servers are down at connect: .*found logits where log-probs belong.*--logprobs-mode raw_logprobs/,
     );
   } finally {
     await fakes.closeAll();

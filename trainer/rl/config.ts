@@ -385,6 +385,20 @@ export interface RlRolloutConfig {
    */
   readonly maxSeqsInFlight: number;
   /**
+   * At connect, unload from every server the adapters an earlier process of a run with the same
+   * `adapterPrefix` left loaded (it was killed before its close): the served names
+   * `<adapterPrefix>-<6 hex digits>-v<N>` whose tag is not this process's. Default `false`.
+   * Names of any other form are never touched. Use it when old SGLang builds (before
+   * sgl-project/sglang#11526), whose `--max-loaded-loras` is a hard limit, would refuse the run's
+   * second publish. Risk: it cannot tell a crashed process from a live one, so a run still
+   * training on the same servers with the same `adapterPrefix` loses its loaded versions (its
+   * pool then loads them again, at a cost per request); give concurrent runs different prefixes.
+   * It needs a models route that lists adapters (vLLM's `/v1/models` does, with `parent`; SGLang
+   * builds that do not list them are left as they are), and it reports what it unloaded as a
+   * warning of the first step.
+   */
+  readonly unloadStale: boolean;
+  /**
    * Check each server at connect: its models, context length, and a probe of whether its
    * log-probs are raw or processed. Default `true`; `false` needs `model`.
    */
@@ -624,6 +638,25 @@ const HIDDEN_ALIGN = z.strictObject({
 });
 
 /**
+ * Each RL loss term with every key at its default, by name (the term schemas' own defaults; the
+ * keys are the term's keys, in the schema's order). `cli/load_config.ts` reads it to type and
+ * check an override of one term's key (`--rl.losses.hidden_align.weight=0.5`).
+ *
+ * @example The keys of the hidden_align term
+ * ```ts
+ * import { RL_LOSS_TERM_DEFAULTS } from "./config.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * strictEqual(Object.keys(RL_LOSS_TERM_DEFAULTS.hidden_align).join(" "), "name weight type anchor layer");
+ * strictEqual(RL_LOSS_TERM_DEFAULTS.clipped_pg.weight, 1);
+ * ```
+ */
+export const RL_LOSS_TERM_DEFAULTS: Readonly<Record<string, RlLossTermConfig>> = deepFreeze({
+  clipped_pg: CLIPPED_PG.parse({ name: "clipped_pg" }) as RlLossTermConfig,
+  hidden_align: HIDDEN_ALIGN.parse({ name: "hidden_align" }) as RlLossTermConfig,
+});
+
+/**
  * The zod schema of the `rl` section (strict: an unknown key is an error). Loss terms are told
  * apart by `name`; their other keys default as in {@linkcode DEFAULT_RL_CONFIG}.
  *
@@ -725,6 +758,7 @@ export const RL_SCHEMA: z.ZodType<RlConfig, unknown> = z.strictObject({
         '"VLLM_API_KEY"), or "" for no key',
     }),
     maxSeqsInFlight: positiveInt,
+    unloadStale: z.boolean(),
     preflight: z.boolean(),
     tis: z.strictObject({
       enabled: z.boolean(),
@@ -819,6 +853,7 @@ export const DEFAULT_RL_CONFIG: RlConfig = deepFreeze<RlConfig>({
     choiceRetries: 2,
     apiKeyEnv: "",
     maxSeqsInFlight: 256,
+    unloadStale: false,
     preflight: true,
     tis: { enabled: false, cap: 2 },
     async: { enabled: false, maxStaleness: 1 },
@@ -1104,8 +1139,9 @@ function rolloutProblems(rl: RlConfig, adaptersKind: "none" | "lora" | "hilo"): 
  * it has an `rl` section without them: checkpoints written before `rl.rollout` existed sampled
  * locally with no importance weights, which is what the defaults say, and the GPU memory keys
  * change no result, so such checkpoints resume and compare equal to a config that leaves the keys
- * at their defaults. An `rl.rollout` section without `apiKeyEnv` or `maxSeqsInFlight` gets `""`
- * (no key) and 256 (the pool's fixed cap then). Any other value is returned as it is.
+ * at their defaults. An `rl.rollout` section without `apiKeyEnv`, `maxSeqsInFlight` or
+ * `unloadStale` gets `""` (no key), 256 (the pool's fixed cap then) and `false`. Any other value
+ * is returned as it is.
  *
  * @param config The saved config.
  * @returns The config, copied where filled.
@@ -1132,10 +1168,10 @@ export function withRolloutDefaults(config: unknown): unknown {
     gpuMemoryHeadroom: () => DEFAULT_RL_CONFIG.gpuMemoryHeadroom,
   };
   const missing = Object.keys(added).filter((k) => !(k in rl)) as (keyof typeof added)[];
-  // rl.rollout keys added later: the runs before them sent no API key and kept 256 sequences
-  // in flight per server.
+  // rl.rollout keys added later: the runs before them sent no API key, kept 256 sequences in
+  // flight per server and unloaded no other process's adapters.
   const rollout = (rl as { rollout?: unknown }).rollout;
-  const rolloutAdded = { apiKeyEnv: "", maxSeqsInFlight: 256 };
+  const rolloutAdded = { apiKeyEnv: "", maxSeqsInFlight: 256, unloadStale: false };
   const lacking = typeof rollout === "object" && rollout !== null && !Array.isArray(rollout)
     ? Object.entries(rolloutAdded).filter(([k]) => !(k in rollout))
     : [];

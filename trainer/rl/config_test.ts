@@ -323,16 +323,18 @@ Deno.test("withRolloutDefaults() fills the keys a saved config predates, and onl
       releaseWorkspaces: false,
       gpuMemoryBudget: 80,
       gpuMemoryHeadroom: 0.2,
-      rollout: { apiKeyEnv: "K", maxSeqsInFlight: 8 },
+      rollout: { apiKeyEnv: "K", maxSeqsInFlight: 8, unloadStale: true },
     },
   };
   strictEqual(withRolloutDefaults(kept), kept);
-  // An rl.rollout from before apiKeyEnv / maxSeqsInFlight: no key, the pool's cap of 256.
+  // An rl.rollout from before apiKeyEnv / maxSeqsInFlight / unloadStale: no key, the pool's cap
+  // of 256, no stale unloads.
   const rollout = { ...kept.rl, rollout: { backend: "vllm" } };
   deepStrictEqual((withRolloutDefaults({ rl: rollout }) as typeof kept).rl.rollout, {
     backend: "vllm",
     apiKeyEnv: "",
     maxSeqsInFlight: 256,
+    unloadStale: false,
   });
 });
 

@@ -223,6 +223,7 @@ const RESUME_CHANGEABLE = [
   "rl.rollout.choiceRetries",
   "rl.rollout.apiKeyEnv",
   "rl.rollout.maxSeqsInFlight",
+  "rl.rollout.unloadStale",
   "rl.rollout.preflight",
 ];
 
