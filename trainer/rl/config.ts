@@ -403,7 +403,12 @@ export interface RlRolloutConfig {
   readonly unloadStale: boolean;
   /**
    * Check each server at connect: its models, context length, and a probe of whether its
-   * log-probs are raw or processed. Default `true`; `false` needs `model`.
+   * log-probs are raw or processed (a vLLM started with `--logprobs-mode raw_logits` or
+   * `processed_logits`, which returns logits in their place, fails it). Default `true`; `false`
+   * needs `model`, and skips all of this: the servers' log-probs are taken as they come (a
+   * warning at temperature ≠ 1), and logits go undetected unless one is positive (the choice is
+   * then refused as "expected finite log-probs ≤ 0"), so all-negative logits would become the old
+   * log-probs. `unloadStale` then queries every server.
    */
   readonly preflight: boolean;
   /** Truncated importance sampling of the policy loss. */
