@@ -8,6 +8,16 @@
  *
  * @param error What the command threw.
  * @returns True for bad input.
+ *
+ * @example Bad input, and a bug
+ * ```ts
+ * import { isInputError } from "./_input_error.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * strictEqual(isInputError(new RangeError("lr must be > 0")), true);
+ * strictEqual(isInputError(new Error('Cannot evaluate: --model "m" not found')), true);
+ * strictEqual(isInputError(new Error("index out of bounds")), false);
+ * ```
  */
 export function isInputError(error: unknown): error is Error {
   return error instanceof Deno.errors.NotFound || error instanceof SyntaxError ||

@@ -6,7 +6,18 @@ import { loadAdapter } from "../adapters/load_adapter.ts";
 import type { Lora } from "../adapters/lora.ts";
 import { loadModelOrCheckpoint, type OpenedModel } from "../trainer/checkpoint_model.ts";
 
-/** One model, with the adapter directory to set on it or `null` for the model as it is. */
+/**
+ * One model, with the adapter directory to set on it or `null` for the model as it is.
+ *
+ * @example The pairs of two models, each with its own adapter
+ * ```ts
+ * import { type ModelAdapterPair, pairModelsAndAdapters } from "./_model_adapter.ts";
+ * import { deepStrictEqual } from "node:assert/strict";
+ *
+ * const pairs: ModelAdapterPair[] = pairModelsAndAdapters(["a", "b"], ["none", "b/final"], "Cannot x");
+ * deepStrictEqual(pairs, [{ model: "a", adapter: null }, { model: "b", adapter: "b/final" }]);
+ * ```
+ */
 export interface ModelAdapterPair {
   /** The `--model` value. */
   model: string;
@@ -52,7 +63,18 @@ export function pairModelsAndAdapters(
   );
 }
 
-/** Options of {@linkcode openModelForAdapter} and {@linkcode openModelWithAdapter}. */
+/**
+ * Options of {@linkcode openModelForAdapter} and {@linkcode openModelWithAdapter}.
+ *
+ * @example The CPU backend, errors starting "Cannot evaluate"
+ * ```ts
+ * import type { OpenModelAdapterOptions } from "./_model_adapter.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const options: OpenModelAdapterOptions = { backend: "cpu", cannot: "Cannot evaluate" };
+ * strictEqual(options.backend, "cpu");
+ * ```
+ */
 export interface OpenModelAdapterOptions {
   /** `"cpu"`, `"webgpu"` or `"auto"`. */
   backend: "cpu" | "webgpu" | "auto";
@@ -71,6 +93,20 @@ export interface OpenModelAdapterOptions {
  * @returns What `loadModelOrCheckpoint` opened.
  * @throws {Deno.errors.NotFound | RangeError} As `loadModelOrCheckpoint`; a RangeError when
  *   `model` holds adapters and `adapter` is given.
+ *
+ * @example The bundled model opened for an adapter that the caller sets afterwards
+ * ```ts
+ * import { openModelForAdapter } from "./_model_adapter.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * // The adapter is not read here: the model comes back as it is.
+ * const opened = await openModelForAdapter("models/arithmetic-tiny", "out/run/final", {
+ *   backend: "cpu",
+ *   cannot: "Cannot evaluate",
+ * });
+ * strictEqual(opened.adapter, false);
+ * opened.model.dispose();
+ * ```
  */
 export async function openModelForAdapter(
   model: string,

@@ -47,8 +47,8 @@ export interface LoadConfigOptions {
    * a mapping is set with `--adapters.rankPattern.q_proj=16`. One key of one `rl.losses` term is
    * set by the term's name or its index in the list, `--rl.losses.hidden_align.weight=0.5` or
    * `--rl.losses.1.weight=0.5` (read by the type of that term's default, a whole number as a
-   * number: `--rl.losses.hidden_align.layer=0`); the whole list with
-   * `--rl.losses=[{name: clipped_pg}, {name: hidden_align, weight: 0.5}]`.
+   * number: `--rl.losses.hidden_align.layer=0`), but not its `name` (its kind); the whole list
+   * with `--rl.losses=[{name: clipped_pg}, {name: hidden_align, weight: 0.5}]`.
    */
   overrides?: readonly string[];
 }
@@ -235,7 +235,9 @@ interface TermOverride {
 /**
  * Sets one key of one term of the list at `keys.slice(0, at)` (`rl.losses`): the term is named
  * by `keys[at]`, its `name` or its index in the list as it stands (the file's, or an earlier
- * override's), and the key is `keys[at + 1]`, read by the type of the term's default.
+ * override's), and the key is `keys[at + 1]`, read by the type of the term's default. The
+ * term's `name` is refused (its other keys are those of its kind): the error says to set the
+ * whole list, as it does when the list names no term to address.
  */
 function applyTermOverride(
   config: Record<string, unknown>,
@@ -272,9 +274,14 @@ function applyTermOverride(
   if (/^\d+$/.test(selector)) {
     index = Number(selector);
     if (index >= terms.length) {
+      // With no named term, there is no term to address: the list itself is what to set.
+      const named = names.find((n) => typeof n === "string");
       throw new RangeError(
-        `${cannot}: "${list}" has no term [${index}] (${holds}): name a term by its index or ` +
-          `its name, e.g. --${list}.${names.find((n) => typeof n === "string") ?? 0}.weight=...`,
+        `${cannot}: "${list}" has no term [${index}] (${holds}): ` +
+          (named === undefined
+            ? `set the whole list, e.g. "${example(Object.keys(termDefaults)[0])}" (a term's ` +
+              `keys left out take their defaults)`
+            : `name a term by its index or its name, e.g. --${list}.${named}.weight=...`),
       );
     }
   } else {
@@ -323,10 +330,21 @@ function applyTermOverride(
   }
   const key = keys[at1];
   const path = `${list}[${index}].${key}`;
-  if (!termKeys.includes(key)) {
+  // A term's other keys are those of its kind, so its kind changes with the whole term only.
+  if (key === "name") {
+    const renamed = names.map((n, i) => (i === index ? raw.trim() : n));
+    throw new TypeError(
+      `${cannot} sets "${path}" (${show(term.name)}): a term's name is not set by an override, ` +
+        `as its other keys are those of its kind: set the whole list, e.g. "--${list}=[${
+          renamed.filter((n) => typeof n === "string").map((n) => `{name: ${n}}`).join(", ")
+        }]" (a term's keys left out take their defaults)`,
+    );
+  }
+  const settable = termKeys.filter((k) => k !== "name");
+  if (!settable.includes(key)) {
     throw new TypeError(
       `${cannot} sets unknown key "${path}" of the ${show(term.name)} term: ` +
-        expectedKeys(key, termKeys),
+        expectedKeys(key, settable),
     );
   }
   if (keys.length > at1 + 1) {

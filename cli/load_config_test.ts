@@ -223,7 +223,7 @@ Deno.test("loadConfig() refuses an rl.losses term override it cannot place, sayi
       ["--rl.losses.hidden_align.anchr=marker"],
       "TypeError",
       `${cannot("--rl.losses.hidden_align.anchr=marker")} sets unknown key ` +
-      `"rl.losses[1].anchr" of the "hidden_align" term: expected one of "name", "weight", ` +
+      `"rl.losses[1].anchr" of the "hidden_align" term: expected one of "weight", ` +
       `"type", "anchor", "layer" (did you mean "anchor"?)`,
     ],
     [
@@ -231,6 +231,21 @@ Deno.test("loadConfig() refuses an rl.losses term override it cannot place, sayi
       "RangeError",
       `${cannot("--rl.losses.5.weight=1")}: "rl.losses" has no term [5] (${holds}): name a ` +
       `term by its index or its name, e.g. --rl.losses.clipped_pg.weight=...`,
+    ],
+    [
+      ["--rl.losses=[]", "--rl.losses.0.weight=1"],
+      "RangeError",
+      `${cannot("--rl.losses.0.weight=1")}: "rl.losses" has no term [0] (it is empty): set the ` +
+      `whole list, e.g. "--rl.losses=[{name: clipped_pg, weight: 1}]" (a term's keys left out ` +
+      `take their defaults)`,
+    ],
+    [
+      ["--rl.losses.0.name=hidden_align"],
+      "TypeError",
+      `${cannot("--rl.losses.0.name=hidden_align")} sets "rl.losses[0].name" ("clipped_pg"): a ` +
+      `term's name is not set by an override, as its other keys are those of its kind: set the ` +
+      `whole list, e.g. "--rl.losses=[{name: hidden_align}, {name: hidden_align}]" (a term's ` +
+      `keys left out take their defaults)`,
     ],
     [
       ["--rl.losses.hidden_align=1"],

@@ -138,6 +138,7 @@ function routes(client: RolloutClient): { load: string; unload: string; extra: o
  *
  * const result: UnloadStaleResult = {
  *   unloaded: [{ server: "http://10.0.0.5:8000", name: "halo-3f9a0c-v7" }],
+ *   unchecked: [],
  *   warnings: [],
  * };
  * ```
@@ -145,12 +146,41 @@ function routes(client: RolloutClient): { load: string; unload: string; extra: o
 export interface UnloadStaleResult {
   /** The adapters unloaded, per server. */
   unloaded: { server: string; name: string }[];
-  /** Servers whose list could not be read, and unloads that failed; neither is fatal. */
+  /**
+   * Servers whose adapters were not looked at: skipped (`skip`), their list could not be read,
+   * or an SGLang build whose list holds no adapter (builds before sglang#12229 list none).
+   */
+  unchecked: string[];
+  /** Why each unchecked server was not, and unloads that failed; neither is fatal. */
   warnings: string[];
 }
 
-/** The LoRA adapters a models route lists: entries with a `parent` (vLLM; SGLang builds that list them). */
-function listedAdapters(json: unknown): string[] {
+/**
+ * Options of {@linkcode AdapterSync.unloadStale}.
+ *
+ * @example Usage
+ * ```ts
+ * import type { UnloadStaleOptions } from "./adapter_sync.ts";
+ *
+ * const options: UnloadStaleOptions = {
+ *   skip: new Map([["http://10.0.0.6:8000", "it failed the preflight at connect"]]),
+ * };
+ * ```
+ */
+export interface UnloadStaleOptions {
+  /**
+   * Servers not to query, by URL, each with the reason its warning gives (servers that failed
+   * the preflight: a down or unreachable one would hold the connect for the client's whole
+   * `timeoutMs`).
+   */
+  skip?: ReadonlyMap<string, string>;
+}
+
+/**
+ * The ids a models route lists, and how many entries have a `parent` (vLLM's and SGLang's
+ * adapter cards; the base model's is `null`, and some vLLM builds gave adapters `null` too).
+ */
+function listedModels(json: unknown): { ids: string[]; withParent: number } {
   const data = typeof json === "object" && json !== null
     ? (json as { data?: unknown }).data
     : undefined;
@@ -159,9 +189,9 @@ function listedAdapters(json: unknown): string[] {
       `expected a models list with "data": got ${JSON.stringify(json)?.slice(0, 80)}`,
     );
   }
-  return data.flatMap((m) =>
-    typeof m?.id === "string" && typeof m?.parent === "string" && m.parent !== "" ? [m.id] : []
-  );
+  const ids = data.flatMap((m) => typeof m?.id === "string" ? [m.id as string] : []);
+  const withParent = data.filter((m) => typeof m?.parent === "string" && m.parent !== "").length;
+  return { ids, withParent };
 }
 
 /**
@@ -404,33 +434,52 @@ export class AdapterSync {
 
   /**
    * Unloads adapters another process left on the servers (it crashed before its close): each
-   * server's models route is read, and every adapter it lists (entries with a `parent`: vLLM,
-   * and SGLang builds whose `/v1/models` lists adapters) whose name `isStale` accepts is
-   * unloaded, except this synchronizer's own (`<prefix>-v<N>`). Best effort: a list that cannot
-   * be read, or an unload that fails, is a warning; an unload answered "unknown adapter" (gone
-   * meanwhile) is neither. A server whose route lists no adapters (SGLang builds without that
-   * listing) is left as it is. Meant to run once at connect, before the first publish.
+   * server's models route is read, and every id it lists that `isStale` accepts is unloaded
+   * (whatever its `parent`), except this synchronizer's own (`<prefix>-v<N>`). Best effort: a
+   * list that cannot be read, or an unload that fails, is a warning; an unload answered "unknown
+   * adapter" (gone meanwhile) is neither. vLLM lists its adapters; SGLang builds before
+   * sglang#12229 (which include every build before sglang#11526, the ones whose
+   * `--max-loaded-loras` is a hard limit) list only the base model, so their stale adapters
+   * cannot be found: an SGLang server whose list holds no adapter is a warning (a build that
+   * lists them may simply hold none) and counts as unchecked. Meant to run once at connect,
+   * before the first publish.
    *
    * @param isStale Which listed names to unload; it must accept only names of this run's own
    *   scheme (an adapter of another live run on the same server would be unloaded: vLLM and
    *   SGLang then answer that run's requests "not loaded", and its pool reloads the version).
-   * @returns What was unloaded, and the warnings.
+   * @param options Servers to skip (e.g. those that failed the preflight).
+   * @returns What was unloaded, the servers not checked, and the warnings.
    */
-  async unloadStale(isStale: (name: string) => boolean): Promise<UnloadStaleResult> {
+  async unloadStale(
+    isStale: (name: string) => boolean,
+    options: UnloadStaleOptions = {},
+  ): Promise<UnloadStaleResult> {
     const own = `${this.#options.prefix ?? "halo"}-v`;
-    const result: UnloadStaleResult = { unloaded: [], warnings: [] };
-    await Promise.all(this.#clients.map((client) =>
-      this.#serial(client, async () => {
+    const result: UnloadStaleResult = { unloaded: [], unchecked: [], warnings: [] };
+    const unchecked = (client: RolloutClient, why: string) => {
+      result.unchecked.push(client.url);
+      result.warnings.push(`did not unload stale adapters from "${client.url}": ${why}`);
+    };
+    await Promise.all(this.#clients.map((client) => {
+      const skip = options.skip?.get(client.url);
+      if (skip !== undefined) return unchecked(client, skip);
+      return this.#serial(client, async () => {
         let names: string[];
         try {
-          names = listedAdapters(await client.request(client.backend.modelsPath, null))
-            .filter((name) => isStale(name) && !name.startsWith(own));
+          const listed = listedModels(await client.request(client.backend.modelsPath, null));
+          const ours = listed.ids.filter((name) => isStale(name) || name.startsWith(own));
+          if (client.backend.kind === "sglang" && listed.withParent === 0 && ours.length === 0) {
+            return unchecked(
+              client,
+              `its ${client.backend.modelsPath} lists no LoRA adapters: SGLang builds before ` +
+                `sglang#12229 do not list them, so stale ones cannot be found there (or this ` +
+                `build lists them and holds none); if a crashed run left adapters on it, ` +
+                `restart it or raise --max-loaded-loras`,
+            );
+          }
+          names = ours.filter((name) => !name.startsWith(own));
         } catch (error) {
-          result.warnings.push(
-            `could not list the adapters of "${client.url}" to unload stale ones: ` +
-              (error as Error).message,
-          );
-          return;
+          return unchecked(client, `could not list its adapters: ${(error as Error).message}`);
         }
         await Promise.all(names.map(async (name) => {
           try {
@@ -447,8 +496,8 @@ export class AdapterSync {
             }
           }
         }));
-      })
-    ));
+      });
+    }));
     return result;
   }
 

@@ -897,9 +897,54 @@ Deno.test("AdapterSync.unloadStale() on SGLang: the listed adapters it accepts, 
   deepStrictEqual([...held].sort(), ["p-bbbbbb-v4", "q-aaaaaa-v1"]); // its own, another prefix
   strictEqual(found.warnings.length, 1, JSON.stringify(found.warnings));
   ok(
-    /^could not list the adapters of "http:\/\/b" to unload stale ones: .*HTTP 503/.test(
-      found.warnings[0],
-    ),
+    /^did not unload stale adapters from "http:\/\/b": could not list its adapters: .*HTTP 503/
+      .test(found.warnings[0]),
     found.warnings[0],
+  );
+  deepStrictEqual(found.unchecked, ["http://b"]);
+});
+
+Deno.test("AdapterSync.unloadStale(): an adapter listed with parent null is found; an SGLang list with no adapter is a warning; skipped servers are not asked", async () => {
+  // Some vLLM builds list LoRA cards with "parent": null (they used to be skipped); SGLang
+  // builds before sglang#12229 list only the base model, so stale adapters there could not be
+  // found, and nothing said so; a server that failed the preflight was queried anyway.
+  const held = new Set(["p-aaaaaa-v1", "q-aaaaaa-v1"]);
+  const asked: string[] = [];
+  const fetch: typeof globalThis.fetch = (input, init) => {
+    const url = new URL(String(input));
+    asked.push(`${url.host}${url.pathname}`);
+    if (url.pathname === "/v1/models") {
+      const data = url.host === "old"
+        ? [{ id: "m", root: "m" }]
+        : [{ id: "m", parent: null }, ...[...held].map((id) => ({ id, parent: null }))];
+      return Promise.resolve(Response.json({ object: "list", data }));
+    }
+    held.delete(JSON.parse(String(init!.body)).lora_name);
+    return Promise.resolve(Response.json({ success: true }));
+  };
+  const [vllm, old, down] = [["http://v", "vllm"], ["http://old", "sglang"], [
+    "http://down",
+    "vllm",
+  ]].map(([url, engine]) =>
+    new RolloutClient(url, { engine: engine as "vllm", vocabSize: 64, model: "m", fetch })
+  );
+  const sync = new AdapterSync([vllm, old, down], { dir: "/unused", prefix: "p-ffffff" });
+  const found = await sync.unloadStale((name) => /^p-[0-9a-f]{6}-v\d+$/.test(name), {
+    skip: new Map([["http://down", "it failed the preflight at connect"]]),
+  });
+  deepStrictEqual(found.unloaded, [{ server: "http://v", name: "p-aaaaaa-v1" }]);
+  deepStrictEqual([...held], ["q-aaaaaa-v1"]);
+  deepStrictEqual(found.unchecked.sort(), ["http://down", "http://old"]);
+  deepStrictEqual(asked.sort(), ["old/v1/models", "v/v1/models", "v/v1/unload_lora_adapter"]);
+  strictEqual(found.warnings.length, 2, JSON.stringify(found.warnings));
+  const [skipped, listsNone] = found.warnings.sort();
+  strictEqual(
+    skipped,
+    'did not unload stale adapters from "http://down": it failed the preflight at connect',
+  );
+  ok(
+    /^did not unload stale adapters from "http:\/\/old": its \/v1\/models lists no LoRA adapters: SGLang builds before sglang#12229 do not list them.*restart it or raise --max-loaded-loras$/
+      .test(listsNone),
+    listsNone,
   );
 });

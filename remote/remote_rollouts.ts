@@ -16,11 +16,13 @@
  * process loaded from every server, best effort (a failure is a warning). A process killed
  * before that leaves its versions loaded: vLLM and SGLang builds with LRU eviction evict them
  * as needed, but SGLang built before sgl-project/sglang#11526 (Oct 2025) refuses loads beyond
- * `--max-loaded-loras`: restart such servers, or raise that limit, after a crashed run. Or set
- * `rl.rollout.unloadStale` (opt-in): at connect the next process unloads the adapters named
- * `<adapterPrefix>-<6 hex>-v<N>` with another tag that the servers' models route lists (vLLM;
- * SGLang builds that list adapters there), which also unloads those of a live run sharing the
- * servers and the prefix (see the key's doc).
+ * `--max-loaded-loras`: restart such servers, or raise that limit, after a crashed run.
+ * `rl.rollout.unloadStale` (opt-in) cannot help those builds: at connect it unloads the adapters
+ * named `<adapterPrefix>-<6 hex>-v<N>` with another tag that a server's models route lists, and
+ * SGLang lists adapters there only from sgl-project/sglang#12229 (after #11526), so on older
+ * builds it finds none and warns. On vLLM and newer SGLang (which evict by LRU anyway) it
+ * tidies the servers' adapter lists and frees what the stale adapters hold, and it also unloads
+ * the adapters of a live run sharing the servers and the prefix (see the key's doc).
  *
  * @module
  */
@@ -181,12 +183,23 @@ export function remoteRollouts(options: RemoteRolloutsOptions = {}): RolloutSour
       // this process's own tag alone.
       const escaped = r.adapterPrefix.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
       const scheme = new RegExp(`^${escaped}-[0-9a-f]{6}-v\\d+$`);
-      const found = await adapters.unloadStale((name) => scheme.test(name));
+      // Servers that failed the preflight (just now: nothing else has run) are not queried: a
+      // blackholed one would hold the connect for its whole timeoutMs.
+      const skip = new Map(
+        pool.states().filter((s) => s.failures > 0).map((s) => [
+          s.url,
+          `it failed the preflight at connect (${s.lastError})`,
+        ]),
+      );
+      const found = await adapters.unloadStale((name) => scheme.test(name), { skip });
       for (const { server, name } of found.unloaded) {
         warnings.push(`unloaded stale adapter "${name}" from "${server}" (rl.rollout.unloadStale)`);
       }
       warnings.push(...found.warnings.map((w) => `rl.rollout.unloadStale: ${w}`));
-      stale = `; unloaded ${found.unloaded.length} stale adapter(s)`;
+      stale = `; unloaded ${found.unloaded.length} stale adapter(s)` +
+        (found.unchecked.length > 0
+          ? ` (${found.unchecked.length} server(s) not checked: see the warnings)`
+          : "");
     }
     const sample = remoteSampleGroups(pool, {
       adapter: () => adapters.current?.name ?? null,

@@ -237,6 +237,66 @@ Deno.test("rl.rollout.unloadStale unloads at connect only the adapters a crashed
   }
 });
 
+Deno.test("rl.rollout.unloadStale skips a server that failed the preflight, and escapes the prefix's dot", async () => {
+  // The down server was listed again (with the full timeoutMs: a blackholed one held the
+  // connect); adapterPrefix "h.lo" matched "hxlo-…" if its "." were not escaped.
+  const asked: string[] = [];
+  const unloads: string[] = [];
+  const fakes = await serveFakes([
+    async (r: Request) => {
+      const path = new URL(r.url).pathname;
+      if (path === "/v1/models") {
+        const data = [
+          { id: "m", parent: null, max_model_len: 64 },
+          ...[
+            "h.lo-0a1b2c-v1",
+            "hxlo-0a1b2c-v1",
+          ].map((id) => ({ id, parent: "m" })),
+        ];
+        return Response.json({ object: "list", data });
+      }
+      if (path === "/v1/unload_lora_adapter") unloads.push((await r.json()).lora_name);
+      // The probe: no top log-probs, so "unknown"; the preflight passes.
+      return Response.json({ choices: [{ index: 0, text: "", logprobs: null }] });
+    },
+    (r: Request) => {
+      asked.push(new URL(r.url).pathname);
+      return new Response("down", { status: 503 });
+    },
+  ]);
+  try {
+    const [up, down] = fakes.servers.map((s) => s.url);
+    const source = await remoteRollouts({ fetch: fakes.fetch, tag: "ffffff" })(
+      await context([
+        "--rl.rollout.backend=vllm",
+        `--rl.rollout.servers=[${up}, ${down}]`,
+        "--rl.rollout.adapterPrefix=h.lo",
+        "--rl.rollout.unloadStale=true",
+      ]),
+    );
+    deepStrictEqual(asked, ["/v1/models"]); // the preflight's, and no other
+    deepStrictEqual(unloads, ["h.lo-0a1b2c-v1"]);
+    const warnings = source.takeWarnings();
+    ok(
+      warnings.some((w) =>
+        w.startsWith(
+          `rl.rollout.unloadStale: did not unload stale adapters from "${down}": it failed ` +
+            `the preflight at connect (`,
+        )
+      ),
+      JSON.stringify(warnings),
+    );
+    ok(
+      /; unloaded 1 stale adapter\(s\) \(1 server\(s\) not checked: see the warnings\)/.test(
+        source.description,
+      ),
+      source.description,
+    );
+  } finally {
+    await fakes.closeAll();
+  }
+});
+
 Deno.test("rl.rollout.apiKeyEnv sends the key from the environment; maxSeqsInFlight caps the sequences per request", async () => {
   const seen: { auth: string | null; n?: number }[] = [];
   const handler = fakeVllmHandler({

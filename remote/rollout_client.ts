@@ -120,12 +120,23 @@ const PROBE_MIN_GAP = 1;
 const PROBE_LOGITS_TOLERANCE = 0.1;
 
 /**
+ * vLLM's stand-in for a log-prob of −∞ (it clamps log-probs at −9999 in its answers): values at
+ * or below it count as absent in the probe.
+ */
+const VLLM_LOGPROB_FLOOR = -9999;
+
+/** Whether a probe value is a log-prob the probe may compare (finite and above vLLM's −9999). */
+function isProbeValue(x: number | undefined): x is number {
+  return x !== undefined && Number.isFinite(x) && x > VLLM_LOGPROB_FLOOR;
+}
+
+/**
  * Why the probe's top values at one temperature are logits rather than log-probs (their
  * probabilities sum past 1), or `null`. Logits whose top-k log-sum-exp is at most 0.1 (all well
  * below zero) pass: no single answer can tell them from log-probs.
  */
 function logitsProblem(values: Map<number, number>, temperature: number): string | null {
-  const finite = [...values.values()].filter(Number.isFinite);
+  const finite = [...values.values()].filter(isProbeValue);
   if (finite.length === 0) return null;
   const max = Math.max(...finite);
   const lse = max + Math.log(finite.reduce((a, x) => a + Math.exp(x - max), 0));
@@ -151,8 +162,10 @@ function logprobsKind(
   if (typeof at1 === "string" || typeof atHalf === "string") {
     return { kind: "unknown", probe: `the top log-probs could not be read: ${at1}; ${atHalf}` };
   }
+  // vLLM's −9999 (a token masked at both temperatures) is −∞, not a log-prob: its gap to the top
+  // token (~9998 nat at both) would read as ratio 1, "raw", whatever the server returns.
   const common = [...at1.keys()].filter((id) =>
-    Number.isFinite(at1.get(id)) && Number.isFinite(atHalf.get(id))
+    isProbeValue(at1.get(id)) && isProbeValue(atHalf.get(id))
   );
   if (common.length < 2) {
     return {

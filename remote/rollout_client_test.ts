@@ -365,6 +365,29 @@ Deno.test("RolloutClient.preflight() refuses a server that returns logits (vLLM 
   }
 });
 
+Deno.test("RolloutClient.preflight(): vLLM's -9999 (a masked token) is no log-prob to the probe", async () => {
+  // A token masked at both temperatures comes back as -9999 (vLLM's clamp of -inf): it was the
+  // probe's least likely token, its ~9999 nat gap read the same at both temperatures, and a
+  // processed server passed as "raw".
+  const masked = () => [1, -1.5, -1e4];
+  const fakes = await serveFakes([
+    categorical("processed_logprobs", masked),
+    categorical("raw_logprobs", masked),
+  ]);
+  try {
+    const found = await Promise.all(
+      fakes.servers.map((s) =>
+        new RolloutClient(s.url, { engine: "vllm", vocabSize: 3, fetch: fakes.fetch })
+          .preflight({ probePromptIds: [1, 2], eosTokenIds: [] })
+      ),
+    );
+    deepStrictEqual(found.map((f) => f.logprobs), ["processed", "raw"], found[0].probe);
+    ok(/^log-prob gap of tokens 0 and 1: 2\.500 nat/.test(found[0].probe!), found[0].probe);
+  } finally {
+    await fakes.closeAll();
+  }
+});
+
 Deno.test("RolloutClient.preflight(): the probe reads the top 20, or as many as --max-logprobs allows", async () => {
   // Five near-equal openings, the 20th 1.5 nat below: the top-5 probe (gap 0.4 nat, under the
   // 1 nat floor) said "unknown" and a run at T ≠ 1 was refused.

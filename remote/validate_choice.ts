@@ -73,7 +73,13 @@ export function validateChoice(
   for (let i = 0; i < n; i++) {
     const lp = raw.logprobs[i];
     if (typeof lp !== "number" || !Number.isFinite(lp) || lp > 1e-6) {
-      return `expected finite log-probs ≤ 0: token ${i}'s is ${lp}`;
+      // A positive value is a logit: a vLLM started with --logprobs-mode raw_logits or
+      // processed_logits (caught by the preflight probe, unless rl.rollout.preflight is false).
+      return `expected finite log-probs ≤ 0: token ${i}'s is ${lp}` +
+        (typeof lp === "number" && lp > 1e-6 && Number.isFinite(lp)
+          ? ` (a logit, not a log-prob? a vLLM started with --logprobs-mode raw_logits or ` +
+            `processed_logits returns logits: use raw_logprobs or processed_logprobs)`
+          : "");
     }
   }
   const eos = new Set(request.eosTokenIds);

@@ -40,8 +40,14 @@ Deno.test("validateChoice() names what is wrong with a bad choice", () => {
     [[5, 64], [-1, -1], "stop", /\[0, 64\): token 1 is 64/],
     [[5, -1], [-1, -1], "stop", /token 1 is -1/],
     [[5, 54], [-1], "stop", /one log-prob per token \(2\): got 1/],
-    [[5, 54], [-1, NaN], "stop", /token 1's is NaN/],
-    [[5, 54], [-1, 0.5], "stop", /token 1's is 0.5/],
+    [[5, 54], [-1, NaN], "stop", /token 1's is NaN$/],
+    // A positive value is a logit: the message names vLLM's logits modes.
+    [
+      [5, 54],
+      [-1, 0.5],
+      "stop",
+      /token 1's is 0.5 \(a logit, .*--logprobs-mode raw_logits or processed_logits .*use raw_logprobs/,
+    ],
     [[54, 5, 54], [-1, -1, -1], "stop", /before the last token: token 0 is 54/],
     [[5, 6], [-1, -1], "stop", /to end on an EOS or stop id \(54, 60\): the last token is 6/],
     [[5, 6], [-1, -1], "length", /"length" after 3 tokens: got 2/],

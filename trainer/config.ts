@@ -167,9 +167,10 @@ export interface ModelConfig {
    * follow a norm and its values are projections of a normed input, so such values are not
    * expected). With `"f16"` the sampler's log-probs see the rounded keys and values while the
    * training forward does not, so with the default `rl.oldLogprobs: "sampler"` the importance
-   * ratio is not exactly 1 before the first update (relative log-prob differences of 2e-5 to
-   * 5e-5 on the 2-layer test fixture; more layers and longer contexts are not measured): use
-   * `rl.oldLogprobs: "recompute"` where that matters.
+   * ratio is not exactly 1 before the first update (on the 2-layer test fixture a token's
+   * log-prob moves by up to 2.8e-4, the relative norm over all tokens by 2e-5 to 4e-5; more
+   * layers and longer contexts are not measured): use `rl.oldLogprobs: "recompute"` where that
+   * matters.
    */
   readonly kvDtype: "f32" | "f16";
   /**

@@ -49,11 +49,12 @@ export function ropeRef(
 /**
  * The `[maxPos, d/2, 2]` (cos, sin) table the rope kernel reads, computed in float64.
  *
- * The angles `pos × theta^(−2i/d)` are exact float64 products, rounded to float32 only as cos and
- * sin. HuggingFace transformers and vLLM instead form `inv_freq × pos` in float32, whose rounding
- * grows with the position: for theta 1e6 and head size 128 their cos/sin differ from this table
- * by up to 3.5e-4 at position 8,192, 1.3e-3 at 32,767 and 2.0e-3 at 40,959 (below 1e-5 at the
- * few hundred positions of the test fixtures). This table is the more accurate of the two; the
+ * The angles `pos × theta^(−2i/d)` are float64 products, rounded to float32 only as cos and sin.
+ * HuggingFace transformers and vLLM instead form `inv_freq × pos` in float32, whose rounding grows
+ * with the position: for theta 1e6 and head size 128 their cos/sin differ from this table by more
+ * than 1e-5 from position 165 on, and by up to 5.6e-4 below position 8,192, 2.3e-3 below 32,768
+ * and 3.2e-3 below 40,960 (float32 emulated in numpy). The test fixtures (theta 1e4, head size
+ * 16, a few hundred positions) stay below 1e-5. This table is the more accurate of the two; the
  * difference reaches π_old only where rollouts come from such an engine with
  * `rl.oldLogprobs: "sampler"`, next to the engine's own bf16 rounding.
  *

@@ -388,19 +388,27 @@ export interface RlRolloutConfig {
    * At connect, unload from every server the adapters an earlier process of a run with the same
    * `adapterPrefix` left loaded (it was killed before its close): the served names
    * `<adapterPrefix>-<6 hex digits>-v<N>` whose tag is not this process's. Default `false`.
-   * Names of any other form are never touched. Use it when old SGLang builds (before
-   * sgl-project/sglang#11526), whose `--max-loaded-loras` is a hard limit, would refuse the run's
-   * second publish. Risk: it cannot tell a crashed process from a live one, so a run still
-   * training on the same servers with the same `adapterPrefix` loses its loaded versions (its
-   * pool then loads them again, at a cost per request); give concurrent runs different prefixes.
-   * It needs a models route that lists adapters (vLLM's `/v1/models` does, with `parent`; SGLang
-   * builds that do not list them are left as they are), and it reports what it unloaded as a
-   * warning of the first step.
+   * Names of any other form are never touched. It finds them in the server's models route, so
+   * it cannot help the SGLang builds whose `--max-loaded-loras` is a hard limit (before
+   * sgl-project/sglang#11526): SGLang lists adapters there only from sgl-project/sglang#12229,
+   * and on a server whose list holds no adapter it warns and does nothing (restart such a server,
+   * or raise `--max-loaded-loras`, after a crashed run). On vLLM and newer SGLang builds, which
+   * evict adapters by LRU, it tidies the lists and frees what the stale adapters hold. Servers
+   * that failed the preflight are skipped (with a warning). Risk: it cannot tell a crashed
+   * process from a live one, so a run still training on the same servers with the same
+   * `adapterPrefix` loses its loaded versions (its pool then loads them again, at a cost per
+   * request); give concurrent runs different prefixes. It reports what it unloaded, and the
+   * servers it could not check, as warnings of the first step.
    */
   readonly unloadStale: boolean;
   /**
    * Check each server at connect: its models, context length, and a probe of whether its
-   * log-probs are raw or processed. Default `true`; `false` needs `model`.
+   * log-probs are raw or processed (a vLLM started with `--logprobs-mode raw_logits` or
+   * `processed_logits`, which returns logits in their place, fails it). Default `true`; `false`
+   * needs `model`, and skips all of this: the servers' log-probs are taken as they come (a
+   * warning at temperature ≠ 1), and logits go undetected unless one is positive (the choice is
+   * then refused as "expected finite log-probs ≤ 0"), so all-negative logits would become the old
+   * log-probs. `unloadStale` then queries every server.
    */
   readonly preflight: boolean;
   /** Truncated importance sampling of the policy loss. */
