@@ -6,6 +6,9 @@ Deno.test("avgAtK() averages the first k samples", () => {
   assert.equal(avgAtK([true, true, false, false]), 0.5);
   assert.equal(avgAtK([true, true, false, false], 2), 1);
   assert.equal(avgAtK([false]), 0);
+  // Sample k (0-based) is outside the first k: a right answer there does not count.
+  assert.equal(avgAtK([false, true], 1), 0);
+  assert.equal(avgAtK([true, false, true, true], 3), 2 / 3);
 });
 
 Deno.test("avgAtK() throws RangeError on no samples or a bad k", () => {

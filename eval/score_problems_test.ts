@@ -21,6 +21,11 @@ Deno.test("scoreProblems() averages pass@k, avg and maj@k over problems", () => 
 Deno.test("scoreProblems() omits maj@k without answers and checks k", () => {
   const r = scoreProblems([{ correct: [true, false] }]);
   assert.equal(r.majAtK, undefined);
+  // Present only when every problem has one answer per sample: one problem without answers, or
+  // with too few, and there is no maj@k (it would count those problems as wrong).
+  const full = { correct: [true, false], answers: ["1", "2"] };
+  assert.equal(scoreProblems([full, { correct: [true, true] }]).majAtK, undefined);
+  assert.equal(scoreProblems([full, { correct: [true, true], answers: ["1"] }]).majAtK, undefined);
   assert.throws(() => scoreProblems([{ correct: [true] }], { ks: [2] }), RangeError);
   assert.throws(() => scoreProblems([]), RangeError);
 });

@@ -4,8 +4,9 @@
 // 1. WebGPU (loss kernels recorded inside the step: no log-prob or hidden-state readback) equals
 //    the float64 CPU backend: gradients of every trainable tensor, the loss value and every
 //    metric, for the final-norm anchor and for decoder layers' outputs, all four align types,
-//    dual clip and two aggregations, a group split across micro-batches (supplied centroids), a
-//    group with one taking-part row, incorrect rows and rows without an anchor.
+//    dual clip and three aggregations (one at its default token budget), a clipped_pg weight of
+//    0.5, a group split across micro-batches (supplied centroids), a group with one taking-part
+//    row, incorrect rows and rows without an anchor.
 // 2. The CPU gradient equals central finite differences of the loss through the whole float64
 //    model, along one random direction per tensor (stop-gradient targets held at their values,
 //    as the optimiser sees them: `centroids` supplied for every contributing group).
@@ -102,6 +103,8 @@ interface Case {
   pg: Extract<LossSpec, { name: "clipped_pg" }>["options"];
   /** Supply group 9's target (the group is split: its other rows are in another micro-batch). */
   splitGroup?: boolean;
+  /** Weight of the clipped_pg term; default none (1). */
+  pgWeight?: number;
 }
 
 /** Old log-probs near the current ones (some ratios clipped), advantages ±, the mask. */
@@ -129,7 +132,11 @@ async function inputsFor(backend: TrainBackend, c: Case): Promise<ObjectiveInput
 
 function terms(c: Case): LossSpec[] {
   return [
-    { name: "clipped_pg", options: c.pg },
+    {
+      name: "clipped_pg",
+      options: c.pg,
+      ...(c.pgWeight === undefined ? {} : { weight: c.pgWeight }),
+    },
     { name: "hidden_align", weight: 0.1, options: { type: c.type } },
   ];
 }
@@ -147,11 +154,14 @@ function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 const CASES: Case[] = [
   { name: "final norm, cos-centroid, full", mode: "full", type: "cos-centroid", pg: {} },
   {
-    name: "layer 0, cos-pairwise, adapters, dual clip",
+    // The token budget of seq-mean-token-sum-norm left at its default (seqLen − 1 on both
+    // backends), and a clipped_pg weight other than 1.
+    name: "layer 0, cos-pairwise, adapters, dual clip, seq-mean-token-sum-norm, pg weight 0.5",
     mode: "adapters",
     type: "cos-pairwise",
     hiddenLayer: 0,
-    pg: { dualClip: 3 },
+    pg: { dualClip: 3, aggregation: "seq-mean-token-sum-norm" },
+    pgWeight: 0.5,
   },
   {
     name: "final norm, mse-normalized, adapters, split group, seq-mean-token-mean",

@@ -57,6 +57,7 @@ Deno.test({
       { batch: 1, width: 1 },
       { batch: 3, width: 37 },
       { batch: 7, width: 300 }, // width > the 256 threads of a sequence's workgroup
+      { batch: 300, width: 3 }, // batch > the 256 threads of finish: two sequences a thread
     ];
     for (const { batch, width } of configs) {
       const data = inputs(batch, width, batch * 100 + width);
@@ -230,6 +231,46 @@ Deno.test({
       for (const b of [dLogprobs, stats, out]) b.destroy();
     }
     for (const b of Object.values(bufs)) b.destroy();
+  },
+});
+
+Deno.test({
+  name: "encodeClippedPg() clamps the log-ratio at ±20 with no gradient beyond, as the reference",
+  ignore: noGpu,
+  async fn() {
+    const ctx = (await testContext())!;
+    // Log-ratios 25 (A < 0: l = −A·e^20, unclipped, gradient 0) and −25 (A > 0: r = e^−20,
+    // unclipped, gradient 0), then two ordinary tokens; the reference's clamp is checked by hand
+    // in clipped_policy_loss_test.ts. f32 tolerance TOL (relative; the value is ~e^20).
+    const data = {
+      logprobs: Float32Array.from([-1, -30, Math.log(1.1) - 2, Math.log(0.9) - 1]),
+      oldLogprobs: Float32Array.from([-26, -5, -2, -1]),
+      advantages: Float32Array.from([-1, 1, 0.5, -2]),
+      lossMask: Float32Array.from([1, 1, 1, 1]),
+    };
+    const bufs = {
+      logprobs: ctx.upload(data.logprobs, "lp"),
+      oldLogprobs: ctx.upload(data.oldLogprobs, "old"),
+      advantages: ctx.upload(data.advantages, "adv"),
+      lossMask: ctx.upload(data.lossMask, "mask"),
+    };
+    const dLogprobs = poisoned(ctx, 4, "dLogprobs");
+    const stats = poisoned(ctx, CLIPPED_PG_STATS_FLOATS, "stats");
+    const out = poisoned(ctx, CLIPPED_PG_OUT_FLOATS, "out");
+    const enc = recordPass(
+      ctx,
+      (pass) => encodeClippedPg(ctx, pass, { ...bufs, dLogprobs, stats, out, batch: 1, width: 4 }),
+    );
+    const [o, g] = await readback(ctx, [
+      { buffer: out, offset: 0, size: 4 * CLIPPED_PG_OUT_FLOATS },
+      { buffer: dLogprobs, offset: 0, size: 16 },
+    ], enc);
+    const ref = clippedPgRef({ ...data, batch: 1 });
+    const grad = new Float32Array(g);
+    if (grad[0] !== 0 || grad[1] !== 0) throw new Error(`clamped tokens' gradient ${grad}`);
+    assertClose(grad, ref.dLogprobs, TOL, "clamped dLogprobs");
+    assertClose(new Float32Array(o).subarray(0, 8), ref.out, TOL, "clamped out");
+    for (const b of [...Object.values(bufs), dLogprobs, stats, out]) b.destroy();
   },
 });
 

@@ -28,12 +28,13 @@ import {
 const TOL = 1e-5;
 
 // 9 sequences of 3 tokens in 4 groups: group 0 has 3 taking-part rows (sequences 0, 4, 8; 2 is
-// correct but has no anchor), group 1 one (1), group 2 none (3 is wrong), group 3 three (5–7).
+// correct but has no anchor), group 1 one (1), group 2 none (3 is wrong), group 3 two (5, 6; 7
+// is wrong). So N = 5 rows and P = 3 + 1 = 4 pairs differ (cos-pairwise divides by P).
 const B = 9;
 const T = 3;
 const G = 4;
 const groups = Uint32Array.from([0, 1, 0, 2, 0, 3, 3, 3, 0]);
-const correct = Uint32Array.from([1, 1, 1, 0, 1, 1, 1, 1, 1]);
+const correct = Uint32Array.from([1, 1, 1, 0, 1, 1, 1, 0, 1]);
 const anchors = Int32Array.from([2, 0, -1, 1, 0, 2, 1, 0, 1]);
 
 async function run(
@@ -223,6 +224,73 @@ Deno.test({
       assertClose(none.grad, want, 0, "no group");
     } finally {
       correct.set(save);
+    }
+  },
+});
+
+Deno.test({
+  name: "encodeHiddenAlign() over more than 256 sequences, and more than 256 groups",
+  ignore: noGpu,
+  async fn() {
+    // count and finish loop over groups and sequences in steps of their 256 threads: 300
+    // sequences in 7 groups, then 20 sequences in groups 270–279 of 300 (the centroid pass costs
+    // numGroups · batch per thread on a software adapter, so the two are apart). Some rows are
+    // wrong or lack an anchor. cos-pairwise (its denominator P ≠ N); tolerance TOL against the
+    // f64 reference.
+    const ctx = (await testContext())!;
+    const nt = 2;
+    const nh = 5;
+    const cases = [
+      { nb: 300, ng: 7, group: (b: number) => b % 7 },
+      { nb: 20, ng: 300, group: (b: number) => 270 + (b % 10) },
+    ];
+    for (const { nb, ng, group } of cases) {
+      const hidden = randomArray(nb * nt * nh, 41, -1, 1);
+      const grp = Uint32Array.from({ length: nb }, (_, b) => group(b));
+      const cor = Uint32Array.from({ length: nb }, (_, b) => (b % 5 === 4 ? 0 : 1));
+      const anc = Int32Array.from({ length: nb }, (_, b) => (b % 7 === 6 ? -1 : b % 2));
+      const bufs: GPUBuffer[] = [];
+      const up = (a: Float32Array | Int32Array | Uint32Array, l: string) => {
+        const buf = ctx.upload(a, l);
+        bufs.push(buf);
+        return buf;
+      };
+      const shape = { batch: nb, hiddenSize: nh, numGroups: ng };
+      const dLastHidden = up(new Float32Array(nb * nt * nh), "dLastHidden");
+      const out = poisoned(ctx, HIDDEN_ALIGN_OUT_FLOATS, "out");
+      const scratch = poisoned(ctx, hiddenAlignScratchFloats(shape), "scratch");
+      bufs.push(out, scratch);
+      const enc = recordPass(ctx, (pass) =>
+        encodeHiddenAlign(ctx, pass, {
+          ...shape,
+          seqLen: nt,
+          hidden: up(hidden, "hidden"),
+          anchors: up(anc, "anchors"),
+          groups: up(grp, "groups"),
+          correct: up(cor, "correct"),
+          dLastHidden,
+          scratch,
+          out,
+          type: "cos-pairwise",
+        }));
+      const [o, g] = await readback(ctx, [
+        { buffer: out, offset: 0, size: 4 * HIDDEN_ALIGN_OUT_FLOATS },
+        { buffer: dLastHidden, offset: 0, size: 4 * nb * nt * nh },
+      ], enc);
+      for (const b of bufs) b.destroy();
+      const ref = hiddenAlignRef({
+        hidden,
+        batch: nb,
+        seqLen: nt,
+        hiddenSize: nh,
+        anchors: anc,
+        groups: grp,
+        correct: cor,
+        type: "cos-pairwise",
+      });
+      const what = `${nb} sequences, ${ng} groups`;
+      checkOut(new Float32Array(o), ref.out, what);
+      assertClose(new Float32Array(g), ref.dLastHidden, TOL, what);
     }
   },
 });

@@ -22,6 +22,10 @@ import {
  * - `"seq-mean-token-sum-norm"` (Dr. GRPO): Σ mask·l / ((`normalizer` ?? `batch`) ·
  *   (`maxResponseLength` ?? tokens per sequence)).
  *
+ * Unlike the other modes, the last one's default counts every row, fully masked ones included
+ * (a Hidden-Align-only row of an RL batch, say); `rlUpdate` always passes the number of policy
+ * rows as `normalizer`, so a direct caller with such rows should pass it too.
+ *
  * @example A Dr. GRPO aggregation name
  * ```ts
  * import type { Aggregation } from "./agg_loss.ts";

@@ -47,6 +47,38 @@ Deno.test("hiddenAlignLoss() cos-pairwise by hand: three rows, three pairs", () 
   strictEqual(out.metrics["align/rows"], 3);
 });
 
+Deno.test("hiddenAlignLoss() cos-pairwise divides by the pairs, not the rows, over groups", () => {
+  // Group 0: (1, 0), (0, 1), (1, 1): cosines 0, 1/√2, 1/√2. Group 7: (1, 0), (−2, 0): cosine −1.
+  // P = 3 + 1 = 4 pairs (N = 5 rows); Σ (1 − cos) = 1 + 2(1 − 1/√2) + 2 = 5 − √2.
+  const out = hiddenAlignLoss({
+    ...rowsCase([[1, 0], [0, 1], [1, 1], [1, 0], [-2, 0]], [0, 0, 0, 7, 7]),
+    type: "cos-pairwise",
+  });
+  near(out.value, (5 - Math.SQRT2) / 4);
+  near(out.metrics["align/cos_correct"], (Math.SQRT2 - 1) / 4);
+  strictEqual(out.metrics["align/rows"], 5);
+  strictEqual(out.metrics["align/groups"], 2);
+});
+
+Deno.test("hiddenAlignLoss() cos-centroid normalises a supplied centroid", () => {
+  // One row h = (2, 0) (u = e1) against a supplied, not unit, centroid (3, 4): ĉ = (0.6, 0.8),
+  // loss 1 − u·ĉ = 0.4; gradient (−ĉ − (−ĉ·u) u) / ‖h‖ = (0, −0.8) / 2.
+  const out = hiddenAlignLoss({ ...rowsCase([[2, 0]]), centroids: new Map([[0, [3, 4]]]) });
+  near(out.value, 0.4);
+  const g = out.grad.dLastHidden!;
+  near(g[0], 0);
+  near(g[1], -0.4);
+  // The mse types take the supplied target as it is: ‖u − (3, 4)‖² = 4 + 16.
+  near(
+    hiddenAlignLoss({
+      ...rowsCase([[2, 0]]),
+      type: "mse-normalized",
+      centroids: new Map([[0, [3, 4]]]),
+    }).value,
+    20,
+  );
+});
+
 Deno.test("hiddenAlignLoss() mse types by hand", () => {
   const rows = [[2, 0], [0, 2]];
   // Unit rows e1, e2 around their mean (½, ½): ‖u − m‖² = ½ each.

@@ -137,3 +137,20 @@ Deno.test("buildRows() keeps align-only groups out of the policy loss with advan
     -1,
   );
 });
+
+Deno.test("buildRows() draws each row's random anchor on its own, before the marker", () => {
+  // "abcdefghij Answer: 7": one token per character, the marker at character 11 (token 11), so
+  // a random anchor is a response token in [0, 11), i.e. a position in [4, 15) after 4 prompt ids.
+  const text = "abcdefghij Answer: 7";
+  const g0 = group(0, Array.from({ length: 6 }, () => [text, 16] as [string, number]), "7");
+  const g1 = group(1, Array.from({ length: 6 }, () => [text, 16] as [string, number]), "8");
+  const anchors = (seed: number) =>
+    buildRows([g0, g1], [], { advantage: "grpo", anchor: "random", overlongFilter: false, seed })
+      .map((r) => r.anchor);
+  const a = anchors(3);
+  for (const x of a) strictEqual(Number.isInteger(x) && x >= 4 && x < 15, true, `anchor ${x}`);
+  // Twelve rows with one shared draw would share one anchor; independent draws spread out.
+  strictEqual(new Set(a).size > 3, true, `anchors ${a}`);
+  deepStrictEqual(anchors(3), a); // the same seed, the same anchors
+  strictEqual(anchors(4).join() !== a.join(), true); // another seed, other anchors
+});

@@ -104,4 +104,16 @@ Deno.test("fillBatch() keeps all-correct groups aside for the align term only", 
   });
   deepStrictEqual(filled.kept, [[true, false]]);
   deepStrictEqual(filled.alignOnly, [[true, true]]); // the second comes after the batch is full
+  strictEqual(filled.dropped, 3); // 4 generated, 1 trained on by the policy loss
+  // At most `target` align-only groups, even when more all-correct groups come first.
+  const early: G[][] = [[[true, true], [true, true, true], [true, true], [false, true]]];
+  const capped = await fillBatch(batches(early).generate, {
+    ...OPTIONS,
+    target: 2,
+    maxGenBatches: 1,
+    keepAllCorrectForAlign: true,
+  });
+  deepStrictEqual(capped.alignOnly, [[true, true], [true, true, true]]);
+  deepStrictEqual(capped.kept, [[false, true]]);
+  strictEqual(capped.dropped, 3);
 });

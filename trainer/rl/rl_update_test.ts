@@ -9,7 +9,8 @@ import { DEFAULT_RL_CONFIG } from "./config.ts";
 import { forwardPass } from "./forward_pass.ts";
 import { arithmeticPrompts } from "./prompt_data.ts";
 import { promptIds } from "./prompt_template.ts";
-import type { RlLossTermConfig } from "./config.ts";
+import type { ClippedPgTermConfig, RlLossTermConfig } from "./config.ts";
+import type { Aggregation } from "../losses/mod.ts";
 import type { RlRow } from "./rl_batch.ts";
 import { rlUpdate, splitMicroBatches, splitMiniBatches } from "./rl_update.ts";
 import type { TrainBackend } from "../backend.ts";
@@ -173,6 +174,8 @@ async function recordUpdate(
   miniBatches: number,
   microBatchSize: number,
   type: "cos-centroid" | "cos-pairwise" = "cos-centroid",
+  /** The clipped loss's aggregation, and the groups with a centroid (default: every group). */
+  extra: { aggregation?: Aggregation; centroidGroups?: readonly number[] } = {},
 ) {
   const seen: Seen[] = [];
   let update = -1;
@@ -197,7 +200,9 @@ async function recordUpdate(
   } as unknown as TrainBackend;
   const losses: RlLossTermConfig[] = [
     // DAPO's clipped policy-gradient term as the config's default has it.
-    DEFAULT_RL_CONFIG.losses[0],
+    extra.aggregation === undefined
+      ? DEFAULT_RL_CONFIG.losses[0]
+      : { ...DEFAULT_RL_CONFIG.losses[0] as ClippedPgTermConfig, aggregation: extra.aggregation },
     {
       name: "hidden_align",
       weight: 0.1,
@@ -208,7 +213,9 @@ async function recordUpdate(
   ];
   // As run_rl.ts: centroids for the centroid types, none for cos-pairwise.
   const centroids = type === "cos-pairwise" ? null : new Map(
-    [...new Set(rows.map((r) => r.group))].map((g) => [g, new Float64Array(2)]),
+    (extra.centroidGroups ?? [...new Set(rows.map((r) => r.group))]).map((
+      g,
+    ) => [g, new Float64Array(2)]),
   );
   const optimizer = adamw({ lr: 1e-3 });
   const result = await rlUpdate(backend, rows, {
@@ -312,6 +319,30 @@ Deno.test("rlUpdate() with one mini-batch: all rows in order, align-only ones in
   deepStrictEqual(seen.flatMap((s) => s.groups), rows.map((r) => r.group));
   ok(seen.every((s) => s.update === 0 && s.normalizers.clipped_pg === 8 * 3));
   ok(seen.every((s) => s.normalizers.hidden_align === 2 * 2 + 2 * 4));
+});
+
+Deno.test("rlUpdate()'s normalizers by hand: policy tokens or rows per aggregation, align rows taking part", async () => {
+  // stepRows(2, 1): groups 0 and 1 mixed (rows correct, wrong, wrong, correct), group 2
+  // all-correct and align-only; 3 response tokens a row. Policy rows: 8 (24 tokens), non-empty.
+  const rows = stepRows(2, 1);
+  rows[3] = { ...rows[3], anchor: -1 }; // group 0's second correct row has no anchor
+  const want: Record<Aggregation, number> = {
+    "token-mean": 24,
+    "seq-mean-token-sum": 8,
+    "seq-mean-token-mean": 8,
+    "seq-mean-token-sum-norm": 8, // the policy rows, not the align-only ones
+  };
+  for (const aggregation of Object.keys(want) as Aggregation[]) {
+    // Group 1 has no centroid: the rows taking part are row 0 (group 0) and rows 8–11.
+    const { seen } = await recordUpdate(rows, 1, 12, "cos-centroid", {
+      aggregation,
+      centroidGroups: [0, 2],
+    });
+    strictEqual(seen.length, 1, aggregation);
+    strictEqual(seen[0].normalizers.clipped_pg, want[aggregation], aggregation);
+    strictEqual(seen[0].normalizers.hidden_align, 5, aggregation);
+    strictEqual(seen[0].alignRows, 5, aggregation);
+  }
 });
 
 Deno.test("rlUpdate() with fewer rows than miniBatches: one update per mini-batch there is, the last returned", async () => {

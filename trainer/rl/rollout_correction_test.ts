@@ -33,6 +33,13 @@ Deno.test("rolloutCorrection() weights, KL and percentiles by hand (tolerance 1e
   near(m["rollout/tis_weight_mean"], (0.5 + 1 + 2 + 1.5 + 2) / 5);
 });
 
+Deno.test("rolloutCorrection() counts a ratio exactly at the cap as not capped (ρ > cap)", () => {
+  // d = ln 2 − 0, and exp(Math.LN2) is exactly 2 in float64: the weight is 2 either way.
+  const c = rolloutCorrection([[0, 0]], [[Math.LN2, Math.log(3)]], { cap: 2, policy: [true] });
+  deepStrictEqual([...c.weights[0]], [2, 2]);
+  strictEqual(c.metrics["rollout/tis_capped_frac"], 0.5);
+});
+
 Deno.test("rolloutCorrection() of identical log-probs: weights 1, KL 0, ratios 1", () => {
   const lp = [[-0.3, -2.5, -7], [-1]];
   const c = rolloutCorrection(lp, lp, { cap: 2, policy: [true, true] });

@@ -49,6 +49,18 @@ Deno.test("sampleGroups() on the CPU ends a response at a stop id that is not an
       firstGroup: 0,
     };
     const free = (await sampleGroups(backend, [prompt], options)).groups[0];
+    // The old log-probs are the tempered policy's, log softmax(z / 1.5) (the train forward at
+    // T = 1.5, itself checked against a float64 reference in tests/temperature_test.ts), not the
+    // raw model's: the sampler keeps them in float32, so 1e-5 absolute.
+    for (const r of free) {
+      const P = r.promptIds.length;
+      const ids = [...r.promptIds, ...r.tokens];
+      const want = (await backend.forward({ inputIds: [ids] }, { temperature: 1.5 })).logprobs;
+      r.oldLogprobs.forEach((lp, j) => {
+        const d = Math.abs(lp - want[P + j - 1]);
+        if (!(d <= 1e-5)) throw new Error(`token ${j}: ${lp} vs ${want[P + j - 1]} (T = 1.5)`);
+      });
+    }
     // A token of the first response that is not its first one, nor an EOS.
     const eos = model.config.eosTokenIds;
     const tokens = free[0].tokens;
