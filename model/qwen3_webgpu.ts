@@ -610,7 +610,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    *
    * Refused while the model is busy ({@linkcode WebGpuQwen3.acquire}: a generation, a training
    * step run by `backward`/`runTrainStep`, a GPU optimizer's update): those record over several
-   * awaits with the adapters they started with, whose buffers this frees.
+   * awaits with the adapters they started with, whose buffers this frees. The uploaded adapters'
+   * `write` ({@linkcode WebGpuQwen3.adapters}) is refused while the model is busy too.
    *
    * @param lora The adapters, or null.
    * @throws {RangeError} If the adapters do not fit this model (see `checkLoraFits`).
@@ -627,7 +628,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     this.#checkIdle("set the adapters");
     if (lora !== null) checkLoraFits(lora, this.config);
     this.#lora?.dispose();
-    this.#lora = lora === null ? null : new GpuLora(this.ctx, lora);
+    this.#lora = lora === null ? null : new GpuLora(this.ctx, lora, { busy: () => this.#busy });
   }
 
   /**
