@@ -147,6 +147,7 @@ export class GpuContext {
   #peak = 0;
   #scratch = new Map<string, GPUBuffer>();
   #retiredScratch: GPUBuffer[] = [];
+  #planningPasses = new WeakSet<GPUComputePassEncoder>();
   #maxUniforms: number;
   #maxBindGroups: number;
   #flushBytes: number;
@@ -294,8 +295,9 @@ export class GpuContext {
    * error first, if both happened), with one exception: a storage buffer that ran out of memory
    * stops counting once a check has reported it and it was released (`release`, `destroy()`), so
    * that a caller that frees the workspace it failed to allocate (the training step, the forward)
-   * leaves the context usable for smaller work; an unreleased one, a uniform block or a failed
-   * pipeline keeps every later call throwing.
+   * leaves the context usable for smaller work (a {@linkcode GpuContext.scratch} buffer that did
+   * not fit is released by the check that reports it, and made again by the next request); an
+   * unreleased one, a uniform block or a failed pipeline keeps every later call throwing.
    *
    * @param stage What the caller is doing, for the message (e.g. `"loading the model"`); optional.
    * @returns A promise that resolves when every allocation and pipeline so far succeeded.
@@ -320,7 +322,12 @@ export class GpuContext {
     );
     const first = this.#outOfMemory[0];
     if (first !== undefined) {
-      for (const r of this.#outOfMemory) r.reported = true;
+      for (const r of this.#outOfMemory) {
+        r.reported = true;
+        // A scratch buffer that did not fit is this context's own: forget and free it, so that
+        // its failure ends here and the next request makes it again.
+        if (r.buffer !== undefined) this.#dropScratch(r.buffer);
+      }
       throw new GpuOutOfMemoryError({
         ...first.failure,
         adapter: this.gpu.description,
@@ -430,6 +437,82 @@ export class GpuContext {
     for (const b of [...this.#scratch.values(), ...this.#retiredScratch]) b.destroy();
     this.#scratch.clear();
     this.#retiredScratch = [];
+  }
+
+  /** Frees `buffer` if it is a scratch buffer (held under a name or outgrown), forgetting it. */
+  #dropScratch(buffer: GPUBuffer): void {
+    let held = false;
+    for (const [name, b] of this.#scratch) {
+      if (b === buffer) {
+        this.#scratch.delete(name);
+        held = true;
+      }
+    }
+    const retired = this.#retiredScratch.indexOf(buffer);
+    if (retired >= 0) {
+      this.#retiredScratch.splice(retired, 1);
+      held = true;
+    }
+    if (held) buffer.destroy();
+  }
+
+  /**
+   * A command encoder that records nothing, for a dry run of a recording before the real one:
+   * {@linkcode GpuContext.dispatch} skips the dispatches of its compute passes (it makes no
+   * uniform block or bind group for them), while the buffers the launchers ask of
+   * {@linkcode GpuContext.scratch} and the pipelines they compile are made as the real recording
+   * would make them. A following {@linkcode GpuContext.checkAllocations} then names a scratch
+   * buffer that does not fit before anything is recorded or submitted, and the real recording
+   * finds the buffers it needs already made (no allocation happens while it records). Its other
+   * commands (`clearBuffer`, copies) do nothing; `finish` throws.
+   *
+   * @returns The encoder (not a WebGPU object: pass it only to the recording functions).
+   *
+   * @example Make a recording's scratch, check it, then record for real
+   * ```ts ignore
+   * declare const ctx: import("./context.ts").GpuContext;
+   * declare function record(pass: GPUComputePassEncoder): void;
+   * const plan = ctx.planningEncoder().beginComputePass();
+   * record(plan);
+   * plan.end();
+   * await ctx.checkAllocations("allocating the step's scratch");
+   * const enc = ctx.device.createCommandEncoder();
+   * const pass = enc.beginComputePass();
+   * record(pass);
+   * pass.end();
+   * ctx.device.queue.submit([enc.finish()]);
+   * ```
+   */
+  planningEncoder(): GPUCommandEncoder {
+    const nothing = () => {};
+    const passes = this.#planningPasses;
+    const encoder = {
+      label: "planning",
+      beginComputePass(): GPUComputePassEncoder {
+        const pass = {
+          label: "planning",
+          setPipeline: nothing,
+          setBindGroup: nothing,
+          dispatchWorkgroups: nothing,
+          dispatchWorkgroupsIndirect: nothing,
+          pushDebugGroup: nothing,
+          popDebugGroup: nothing,
+          insertDebugMarker: nothing,
+          end: nothing,
+        } as unknown as GPUComputePassEncoder;
+        passes.add(pass);
+        return pass;
+      },
+      clearBuffer: nothing,
+      copyBufferToBuffer: nothing,
+      pushDebugGroup: nothing,
+      popDebugGroup: nothing,
+      insertDebugMarker: nothing,
+      finish(): GPUCommandBuffer {
+        throw new Error("Cannot finish a planning encoder: it records nothing, submit nothing");
+      },
+    };
+    return encoder as unknown as GPUCommandEncoder;
   }
 
   /**
@@ -618,7 +701,8 @@ export class GpuContext {
 
   /**
    * Records one dispatch: binds `bindings` in order to `@group(0) @binding(i)` and `params`
-   * (when given) as the last binding, caching the bind group by buffer identities.
+   * (when given) as the last binding, caching the bind group by buffer identities. A pass of
+   * {@linkcode GpuContext.planningEncoder} records nothing (only the workgroup counts are checked).
    *
    * @param pass The compute pass being recorded.
    * @param pipeline A pipeline from {@linkcode GpuContext.pipeline}.
@@ -635,8 +719,6 @@ export class GpuContext {
     params?: readonly number[],
   ): void {
     this.#throwIfLost(`recording "${pipeline.label}"`);
-    const all: Binding[] = [...bindings];
-    if (params) all.push(this.uniform(params));
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;
     for (const n of workgroups) {
       if (n > max) {
@@ -645,6 +727,10 @@ export class GpuContext {
         );
       }
     }
+    // A dry run (planningEncoder): nothing is recorded.
+    if (this.#planningPasses.has(pass)) return;
+    const all: Binding[] = [...bindings];
+    if (params) all.push(this.uniform(params));
     if (workgroups[0] === 0 || workgroups[1] === 0 || workgroups[2] === 0) return;
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, this.#bindGroup(pipeline, all));
