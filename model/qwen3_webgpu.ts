@@ -682,9 +682,13 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * `options.keepActivations` read from buffers the forward kept: see `keptActivationBytes`),
    * adding into the gradient buffers. Submit it (or read back from it) before recording another step: the batch is
    * written with `queue.writeBuffer`. LoRA dropout is not applied (the adapters run as in
-   * evaluation, whatever `lora_dropout` says). It records at once, so its workspace is checked
-   * for out-of-memory only by the caller: `await model.ctx.checkAllocations()` before submitting
-   * names a buffer that did not fit (`runTrainStep` checks before recording).
+   * evaluation, whatever `lora_dropout` says). Before it records, it allocates the step's buffers
+   * (and on a hardware adapter, for a step that allocates or of a new kind, the kernels' scratch,
+   * from a dry run of the recording) and checks them for
+   * out-of-memory (error scopes only, no GPU round trip, as `runTrainStep` does): a buffer that
+   * does not fit is named before anything is recorded, and freed, so a smaller step can run after
+   * it. It records without yielding after that check; the returned promise resolves when the
+   * recording is done.
    *
    * @param encoder The command encoder (outside any pass).
    * @param input The batch.
@@ -692,13 +696,15 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * @returns The step's activation and cotangent buffers (valid until the next step).
    * @throws {TypeError} If the mode is unknown, `"adapters"` mode has no adapters, or the
    * encoder already holds a step.
+   * @throws {GpuOutOfMemoryError} If a buffer of the step does not fit, as
+   * {@linkcode WebGpuQwen3.runTrainStep}.
    *
    * @example A DAPO-style step whose loss kernel writes d loss / d logprobs on the GPU
    * ```ts ignore
    * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
    * declare function encodePgLossGrad(pass: GPUComputePassEncoder, lp: GPUBuffer, d: GPUBuffer): void;
    * const enc = model.ctx.device.createCommandEncoder();
-   * model.encodeTrainStep(enc, { inputIds: [[1, 2, 3, 4]] }, {
+   * await model.encodeTrainStep(enc, { inputIds: [[1, 2, 3, 4]] }, {
    *   mode: "adapters",
    *   lossHook: (pass, acts, cot) => encodePgLossGrad(pass, acts.logprobs, cot.dLogprobs),
    * });
@@ -709,7 +715,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     encoder: GPUCommandEncoder,
     input: ForwardInput,
     options: TrainStepOptions,
-  ): TrainStepBuffers {
+  ): Promise<TrainStepBuffers> {
     return this.#training().encodeTrainStep(encoder, input, options);
   }
 

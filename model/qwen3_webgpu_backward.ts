@@ -34,10 +34,14 @@
  * forward's and the backward's layers counted together, and each LM-head row block of either as
  * one; by default after each one on a hardware adapter), continuing in a new encoder, so that a micro-step that is tens of seconds of GPU work
  * at 14B is not one submission (OS GPU watchdogs: model/submit_splitter.ts); the readback stays
- * one and the gradients are bit-identical. They allocate the step's buffers before recording
- * and check them (`GpuContext.checkAllocations`, error scopes only): a workspace that does not
- * fit is named, with its bytes, before anything is submitted, and freed, so a smaller step can
- * run after it.
+ * one and the gradients are bit-identical. All three allocate the step's buffers before recording
+ * and check them (`GpuContext.checkAllocations`, error scopes only: no GPU round trip): a
+ * workspace that does not fit is named, with its bytes, before anything is recorded or submitted,
+ * and freed, so a smaller step can run after it. On a hardware adapter, a step that allocates
+ * (the first, a larger batch) or is of a new kind is first dry-run on a
+ * `GpuContext.planningEncoder`, which makes the kernels' scratch (the split-K partial sums of the
+ * backward's products) before that check instead of while recording; the caller's loss hook is
+ * not dry-run.
  *
  * @module
  */
@@ -51,6 +55,7 @@ import { encodeEmbedding } from "../kernels/embedding/embedding.ts";
 import { encodeEmbeddingBackward } from "../kernels/embedding/embedding_backward.ts";
 import { encodeLogprob } from "../kernels/logprob/logprob.ts";
 import { encodeLogprobBackward } from "../kernels/logprob/logprob_backward.ts";
+import { matmulFill } from "../kernels/matmul/matmul.ts";
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import {
@@ -557,6 +562,12 @@ export class WebGpuQwen3Backward {
   #base?: BaseGrads;
   #encoders = new WeakSet<GPUCommandEncoder>();
   #uploads = new Map<string, GPUBuffer>();
+  /**
+   * The kinds of step ({@linkcode scratchKind}) whose recording was dry-run and checked since
+   * `#plannedFor`, the adapters then set, was set.
+   */
+  #planned = new Set<string>();
+  #plannedFor: unknown = undefined;
 
   /**
    * Attaches to a model (allocates nothing yet).
@@ -572,7 +583,8 @@ export class WebGpuQwen3Backward {
   }
 
   /**
-   * Records a training step; see `WebGpuQwen3.encodeTrainStep`.
+   * Allocates and checks a training step's buffers, then records it; see
+   * `WebGpuQwen3.encodeTrainStep`.
    *
    * @param encoder The command encoder (outside any pass).
    * @param input The batch.
@@ -582,13 +594,14 @@ export class WebGpuQwen3Backward {
    * not a function, or `encoder` already holds a step.
    * @throws {RangeError} If `headChunkTokens` is not a positive multiple of 64 below the tokens,
    * or `hiddenLayer` is not a layer index.
+   * @throws {GpuOutOfMemoryError} As {@linkcode WebGpuQwen3Backward.runTrainStep}.
    *
    * @example Hidden-Align gradient written by a loss kernel
    * ```ts ignore
    * declare const train: import("./qwen3_webgpu_backward.ts").WebGpuQwen3Backward;
    * declare function encodeAlignGrad(p: GPUComputePassEncoder, h: GPUBuffer, d: GPUBuffer): void;
    * const enc = train.model.ctx.device.createCommandEncoder();
-   * train.encodeTrainStep(enc, { inputIds: [[1, 2, 3]] }, {
+   * await train.encodeTrainStep(enc, { inputIds: [[1, 2, 3]] }, {
    *   mode: "adapters",
    *   cotangents: { logprobs: false, lastHidden: true },
    *   lossHook: (pass, acts, cot) => encodeAlignGrad(pass, acts.lastHidden, cot.dLastHidden),
@@ -596,16 +609,99 @@ export class WebGpuQwen3Backward {
    * train.model.ctx.device.queue.submit([enc.finish()]);
    * ```
    */
-  encodeTrainStep(
+  async encodeTrainStep(
     encoder: GPUCommandEncoder,
     input: ForwardInput,
     options: TrainStepOptions,
-  ): TrainStepBuffers {
+  ): Promise<TrainStepBuffers> {
+    this.#checkTrainStep(options);
+    this.#checkEncoder(encoder);
+    await this.#allocateChecked(input, options);
+    // Recorded with no await since the check (see runTrainStep).
     return this.#encodeTrainStep(
       new SubmitSplitter(this.#ctx, encoder, 0, "train step"),
       input,
       options,
     );
+  }
+
+  #checkEncoder(encoder: GPUCommandEncoder): void {
+    if (this.#encoders.has(encoder)) {
+      throw new TypeError(
+        "Cannot record a training step: this encoder already holds one, and the batch is " +
+          "written with queue.writeBuffer at submit; submit it before recording the next step",
+      );
+    }
+  }
+
+  /**
+   * Phase 1a and its check: the step's buffers (`#allocate`), the kernels' scratch when the step
+   * allocates or is of a new kind (`#planScratch`), then their out-of-memory check (error scopes
+   * only: no GPU round trip), so that a buffer that does not fit is named before anything is
+   * recorded or submitted. On a failure it frees what the failed buffer may belong to (nothing
+   * of it was used; the context frees a failed scratch buffer itself), so that the context stops
+   * reporting it and a smaller step can run: the workspace, the cotangent uploads of `backward`,
+   * and base-weight gradients allocated by this call.
+   */
+  async #allocateChecked(input: ForwardInput, options: TrainStepOptions): Promise<void> {
+    const hadBase = this.#base !== undefined;
+    const lora = this.model.adapters;
+    const bytes = this.#ctx.allocatedBytes;
+    const step = this.#allocate(input, options);
+    const planned = this.#planScratch(step, options, this.#ctx.allocatedBytes !== bytes);
+    try {
+      await this.#ctx.checkAllocations(
+        `allocating the training step's workspace for ${step.n} tokens (mode "${options.mode}")`,
+      );
+    } catch (error) {
+      this.#freeWorkspace();
+      this.#freeUploads();
+      if (!hadBase) this.#freeBaseGrads();
+      throw error;
+    }
+    // (Not when the adapters were replaced during the wait: the kind was the old ones'.)
+    if (planned !== null && this.#plannedFor === lora) this.#planned.add(planned);
+  }
+
+  /**
+   * On a hardware adapter, dry-runs the recording of `step` (forward and backward, not the
+   * caller's loss hook) on a `GpuContext.planningEncoder`: nothing is recorded, but the scratch
+   * buffers its products ask (the split-K partial sums of the backward's matmuls) are made now,
+   * before the allocation check, and the real recording reuses them. A dry run costs CPU time
+   * as a recording does (less the encoding), and no GPU work or wait. It runs when `allocated`
+   * (the step made or grew buffers: its first step, a larger batch) or the step is of a kind
+   * ({@linkcode scratchKind}) not dry-run since the adapters were set; a step smaller than its
+   * workspace, of a kind already seen, records without it (its products rarely ask more scratch
+   * than they did; one that does is made while recording and checked at the readback, as before,
+   * which frees it if it did not fit).
+   * Returns the step's kind when it ran, else null.
+   */
+  #planScratch(step: StepPlan, options: TrainStepOptions, allocated: boolean): string | null {
+    const lora = this.model.adapters;
+    if (this.#plannedFor !== lora) {
+      this.#planned.clear();
+      this.#plannedFor = lora;
+    }
+    // On a software adapter no product splits K, the only scratch a training step asks.
+    if (matmulFill(this.#ctx) === undefined) return null;
+    const kind = scratchKind(step, options, lora?.dispatch);
+    if (!allocated && this.#planned.has(kind)) return null;
+    const rec = new SubmitSplitter(this.#ctx, this.#ctx.planningEncoder(), 0, "train step plan");
+    rec.begin();
+    this.#forward(rec, step);
+    this.#backward(rec, step);
+    rec.end();
+    return kind;
+  }
+
+  /** Phases 3-5, when a cotangent reaches the model (else the gradients stay as they are). */
+  #backward(rec: SubmitSplitter, step: StepPlan): void {
+    const { flags } = step;
+    if (flags.logprobs || flags.logits || flags.lastHidden) {
+      this.#headBackward(rec, step);
+      this.#layersBackward(rec, step);
+      this.#embeddingBackward(rec.pass, step);
+    }
   }
 
   /**
@@ -619,12 +715,7 @@ export class WebGpuQwen3Backward {
   ): TrainStepBuffers {
     const encoder = rec.encoder;
     this.#checkTrainStep(options);
-    if (this.#encoders.has(encoder)) {
-      throw new TypeError(
-        "Cannot record a training step: this encoder already holds one, and the batch is " +
-          "written with queue.writeBuffer at submit; submit it before recording the next step",
-      );
-    }
+    this.#checkEncoder(encoder);
     const step = this.#prepare(encoder, input, options);
     // The balance kernels add each routed projection's loss to this total.
     if (step.balance) encoder.clearBuffer(this.model.adapters!.balanceTotal);
@@ -637,13 +728,7 @@ export class WebGpuQwen3Backward {
       dLogits: ws.dLogitsBuf,
     };
     options.lossHook(rec.pass, acts, cot);
-    const { flags } = step;
-    // Without any cotangent nothing reaches the model: the gradients stay as they are.
-    if (flags.logprobs || flags.logits || flags.lastHidden) {
-      this.#headBackward(rec, step);
-      this.#layersBackward(rec, step);
-      this.#embeddingBackward(rec.pass, step);
-    }
+    this.#backward(rec, step);
     rec.end();
     return step.balance ? { acts, cot, balanceTotal: this.model.adapters!.balanceTotal } : {
       acts,
@@ -1168,24 +1253,11 @@ export class WebGpuQwen3Backward {
     options: TrainStepOptions & { readGradients?: boolean },
     reads: (step: TrainStepBuffers) => readonly ReadbackRange[] = () => [],
   ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[]; balanceLoss?: number }> {
-    // The step's buffers, then their out-of-memory check (error scopes only: no GPU round trip),
-    // so that a workspace that does not fit is named before anything is recorded or submitted.
+    // The step's buffers and scratch, then their out-of-memory check (error scopes only: no GPU
+    // round trip), so that a buffer that does not fit is named before anything is recorded or
+    // submitted.
     this.#checkTrainStep(options);
-    const hadBase = this.#base !== undefined;
-    const { n } = this.#allocate(input, options);
-    try {
-      await this.#ctx.checkAllocations(
-        `allocating the training step's workspace for ${n} tokens (mode "${options.mode}")`,
-      );
-    } catch (error) {
-      // Free what the failed buffer may belong to (nothing of it was used), so that the context
-      // stops reporting it and a smaller step can run: the workspace, the cotangent uploads of
-      // `backward`, and base-weight gradients allocated by this call.
-      this.#freeWorkspace();
-      this.#freeUploads();
-      if (!hadBase) this.#freeBaseGrads();
-      throw error;
-    }
+    await this.#allocateChecked(input, options);
     // Recorded with no await since the check: the workspace is the one checked (or, if a
     // concurrent `encodeTrainStep` grew it meanwhile, that one, which #allocate returns).
     const rec = new SubmitSplitter(
@@ -1496,6 +1568,22 @@ export class WebGpuQwen3Backward {
     this.#ws = undefined;
     this.#ctx.clearBindGroups();
   }
+}
+
+/**
+ * The kind of a training step, for `#planScratch`: what, beside the batch's shape, decides which
+ * products it records (the mode, the cotangents, the hidden layer, `keepActivations`, HILO's
+ * balance term, the adapters' dispatch; the adapters themselves are compared by identity).
+ */
+function scratchKind(step: StepPlan, options: TrainStepOptions, dispatch?: string): string {
+  return JSON.stringify([
+    options.mode,
+    step.flags,
+    step.hiddenLayer ?? null,
+    options.keepActivations ?? false,
+    step.balance,
+    dispatch ?? null,
+  ]);
 }
 
 /** A workspace buffer of `elements` floats, checked against one storage binding. */
