@@ -215,7 +215,8 @@ Deno.test("a planning pass records nothing but makes the scratch its launchers a
 
 Deno.test({
   name:
-    "readback reports an out-of-memory buffer before the validation errors of the work using it",
+    "readback reports an out-of-memory buffer before the validation errors of the work using it, " +
+    "which it takes with it",
   ignore: noGpu,
   async fn() {
     // A real device whose "oom" buffer runs out of memory, as on a GPU.
@@ -233,8 +234,14 @@ Deno.test({
       await assert.rejects(
         () => readback(ctx, [{ buffer: out, offset: 0, size: 16 }], enc),
         (e: Error) =>
-          e instanceof GpuOutOfMemoryError && /allocating "oom" \(16 bytes\)/.test(e.message),
+          e instanceof GpuOutOfMemoryError && /allocating "oom" \(16 bytes\)/.test(e.message) &&
+          e.cause instanceof Error && /'oom' label is invalid/.test(e.cause.message),
       );
+      // Those validation errors went with it: once the buffer is freed, the next readback is clean.
+      assert.deepEqual(gpu.errors, []);
+      ctx.release(out);
+      const [got] = await readback(ctx, [{ buffer: x, offset: 0, size: 16 }]);
+      assert.deepEqual(new Float32Array(got), new Float32Array([1, 2, 3, 4]));
     } finally {
       gpu.device.destroy();
     }
