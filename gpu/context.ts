@@ -147,7 +147,6 @@ export class GpuContext {
   #peak = 0;
   #scratch = new Map<string, GPUBuffer>();
   #retiredScratch: GPUBuffer[] = [];
-  #planningPasses = new WeakSet<GPUComputePassEncoder>();
   #maxUniforms: number;
   #maxBindGroups: number;
   #flushBytes: number;
@@ -457,65 +456,6 @@ export class GpuContext {
   }
 
   /**
-   * A command encoder that records nothing, for a dry run of a recording before the real one:
-   * {@linkcode GpuContext.dispatch} skips the dispatches of its compute passes (it makes no
-   * uniform block or bind group for them), while the buffers the launchers ask of
-   * {@linkcode GpuContext.scratch} and the pipelines they compile are made as the real recording
-   * would make them. A following {@linkcode GpuContext.checkAllocations} then names a scratch
-   * buffer that does not fit before anything is recorded or submitted, and the real recording
-   * finds the buffers it needs already made (no allocation happens while it records). Its other
-   * commands (`clearBuffer`, copies) do nothing; `finish` throws.
-   *
-   * @returns The encoder (not a WebGPU object: pass it only to the recording functions).
-   *
-   * @example Make a recording's scratch, check it, then record for real
-   * ```ts ignore
-   * declare const ctx: import("./context.ts").GpuContext;
-   * declare function record(pass: GPUComputePassEncoder): void;
-   * const plan = ctx.planningEncoder().beginComputePass();
-   * record(plan);
-   * plan.end();
-   * await ctx.checkAllocations("allocating the step's scratch");
-   * const enc = ctx.device.createCommandEncoder();
-   * const pass = enc.beginComputePass();
-   * record(pass);
-   * pass.end();
-   * ctx.device.queue.submit([enc.finish()]);
-   * ```
-   */
-  planningEncoder(): GPUCommandEncoder {
-    const nothing = () => {};
-    const passes = this.#planningPasses;
-    const encoder = {
-      label: "planning",
-      beginComputePass(): GPUComputePassEncoder {
-        const pass = {
-          label: "planning",
-          setPipeline: nothing,
-          setBindGroup: nothing,
-          dispatchWorkgroups: nothing,
-          dispatchWorkgroupsIndirect: nothing,
-          pushDebugGroup: nothing,
-          popDebugGroup: nothing,
-          insertDebugMarker: nothing,
-          end: nothing,
-        } as unknown as GPUComputePassEncoder;
-        passes.add(pass);
-        return pass;
-      },
-      clearBuffer: nothing,
-      copyBufferToBuffer: nothing,
-      pushDebugGroup: nothing,
-      popDebugGroup: nothing,
-      insertDebugMarker: nothing,
-      finish(): GPUCommandBuffer {
-        throw new Error("Cannot finish a planning encoder: it records nothing, submit nothing");
-      },
-    };
-    return encoder as unknown as GPUCommandEncoder;
-  }
-
-  /**
    * Creates a storage buffer holding `data`.
    *
    * @param data The contents (32-bit elements).
@@ -701,8 +641,7 @@ export class GpuContext {
 
   /**
    * Records one dispatch: binds `bindings` in order to `@group(0) @binding(i)` and `params`
-   * (when given) as the last binding, caching the bind group by buffer identities. A pass of
-   * {@linkcode GpuContext.planningEncoder} records nothing (only the workgroup counts are checked).
+   * (when given) as the last binding, caching the bind group by buffer identities.
    *
    * @param pass The compute pass being recorded.
    * @param pipeline A pipeline from {@linkcode GpuContext.pipeline}.
@@ -719,6 +658,8 @@ export class GpuContext {
     params?: readonly number[],
   ): void {
     this.#throwIfLost(`recording "${pipeline.label}"`);
+    const all: Binding[] = [...bindings];
+    if (params) all.push(this.uniform(params));
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;
     for (const n of workgroups) {
       if (n > max) {
@@ -727,10 +668,6 @@ export class GpuContext {
         );
       }
     }
-    // A dry run (planningEncoder): nothing is recorded.
-    if (this.#planningPasses.has(pass)) return;
-    const all: Binding[] = [...bindings];
-    if (params) all.push(this.uniform(params));
     if (workgroups[0] === 0 || workgroups[1] === 0 || workgroups[2] === 0) return;
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, this.#bindGroup(pipeline, all));

@@ -683,12 +683,13 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * adding into the gradient buffers. Submit it (or read back from it) before recording another step: the batch is
    * written with `queue.writeBuffer`. LoRA dropout is not applied (the adapters run as in
    * evaluation, whatever `lora_dropout` says). Before it records, it allocates the step's buffers
-   * (and on a hardware adapter, for a step that allocates or of a new kind, the kernels' scratch,
-   * from a dry run of the recording) and checks them for
-   * out-of-memory (error scopes only, no GPU round trip, as `runTrainStep` does): a buffer that
-   * does not fit is named before anything is recorded, and freed, so a smaller step can run after
-   * it. It records without yielding after that check; the returned promise resolves when the
-   * recording is done.
+   * and checks them for out-of-memory (error scopes only, no GPU round trip, as `runTrainStep`
+   * does): a buffer that does not fit is named before anything is recorded, and freed, so a
+   * smaller step can run after it. It records without yielding after that check; the returned
+   * promise resolves when the recording is done. The kernels' scratch (split-K partial sums, on a
+   * hardware adapter) is made while recording: the caller's readback (`gpu/readback.ts`) names
+   * one that did not fit and frees it, so the step can run again (one that accumulates starts
+   * again from `zeroGrads`).
    *
    * @param encoder The command encoder (outside any pass).
    * @param input The batch.

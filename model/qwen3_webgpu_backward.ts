@@ -37,11 +37,13 @@
  * one and the gradients are bit-identical. All three allocate the step's buffers before recording
  * and check them (`GpuContext.checkAllocations`, error scopes only: no GPU round trip): a
  * workspace that does not fit is named, with its bytes, before anything is recorded or submitted,
- * and freed, so a smaller step can run after it. On a hardware adapter, a step that allocates
- * (the first, a larger batch) or is of a new kind is first dry-run on a
- * `GpuContext.planningEncoder`, which makes the kernels' scratch (the split-K partial sums of the
- * backward's products) before that check instead of while recording; the caller's loss hook is
- * not dry-run.
+ * and freed, so a smaller step can run after it. The kernels' scratch (`GpuContext.scratch`: the
+ * split-K partial sums of the backward's products on a hardware adapter, small next to the
+ * workspace) is made while recording, so it is checked at the step's readback (for
+ * `encodeTrainStep`, the caller's): that check names a scratch buffer that did not fit and frees
+ * it, and the readback takes with it the validation errors of the work that used it, so the step
+ * can run again once it fits (the failed step's gradients are not to be used: one that
+ * accumulates starts again from `zeroGrads`).
  *
  * @module
  */
@@ -55,7 +57,6 @@ import { encodeEmbedding } from "../kernels/embedding/embedding.ts";
 import { encodeEmbeddingBackward } from "../kernels/embedding/embedding_backward.ts";
 import { encodeLogprob } from "../kernels/logprob/logprob.ts";
 import { encodeLogprobBackward } from "../kernels/logprob/logprob_backward.ts";
-import { matmulFill } from "../kernels/matmul/matmul.ts";
 import { encodeMatmulBackward } from "../kernels/matmul/matmul_backward.ts";
 import { encodeRmsNorm } from "../kernels/rms_norm/rms_norm.ts";
 import {
@@ -562,12 +563,6 @@ export class WebGpuQwen3Backward {
   #base?: BaseGrads;
   #encoders = new WeakSet<GPUCommandEncoder>();
   #uploads = new Map<string, GPUBuffer>();
-  /**
-   * The kinds of step ({@linkcode scratchKind}) whose recording was dry-run and checked since
-   * `#plannedFor`, the adapters then set, was set.
-   */
-  #planned = new Set<string>();
-  #plannedFor: unknown = undefined;
 
   /**
    * Attaches to a model (allocates nothing yet).
@@ -635,72 +630,26 @@ export class WebGpuQwen3Backward {
   }
 
   /**
-   * Phase 1a and its check: the step's buffers (`#allocate`), the kernels' scratch when the step
-   * allocates or is of a new kind (`#planScratch`), then their out-of-memory check (error scopes
-   * only: no GPU round trip), so that a buffer that does not fit is named before anything is
-   * recorded or submitted. On a failure it frees what the failed buffer may belong to (nothing
-   * of it was used; the context frees a failed scratch buffer itself), so that the context stops
-   * reporting it and a smaller step can run: the workspace, the cotangent uploads of `backward`,
-   * and base-weight gradients allocated by this call.
+   * Phase 1a and its check: the step's buffers (`#allocate`), then their out-of-memory check
+   * (error scopes only: no GPU round trip), so that a buffer that does not fit is named before
+   * anything is recorded or submitted. On a failure it frees what the failed buffer may belong to
+   * (nothing of it was used), so that the context stops reporting it and a smaller step can run:
+   * the workspace, the cotangent uploads of `backward`, and base-weight gradients allocated by
+   * this call. (The kernels' scratch is made while recording, after this check: the readback's
+   * check reports it, and frees one that did not fit; see the module doc.)
    */
   async #allocateChecked(input: ForwardInput, options: TrainStepOptions): Promise<void> {
     const hadBase = this.#base !== undefined;
-    const lora = this.model.adapters;
-    const bytes = this.#ctx.allocatedBytes;
-    const step = this.#allocate(input, options);
-    const planned = this.#planScratch(step, options, this.#ctx.allocatedBytes !== bytes);
+    const { n } = this.#allocate(input, options);
     try {
       await this.#ctx.checkAllocations(
-        `allocating the training step's workspace for ${step.n} tokens (mode "${options.mode}")`,
+        `allocating the training step's workspace for ${n} tokens (mode "${options.mode}")`,
       );
     } catch (error) {
       this.#freeWorkspace();
       this.#freeUploads();
       if (!hadBase) this.#freeBaseGrads();
       throw error;
-    }
-    // (Not when the adapters were replaced during the wait: the kind was the old ones'.)
-    if (planned !== null && this.#plannedFor === lora) this.#planned.add(planned);
-  }
-
-  /**
-   * On a hardware adapter, dry-runs the recording of `step` (forward and backward, not the
-   * caller's loss hook) on a `GpuContext.planningEncoder`: nothing is recorded, but the scratch
-   * buffers its products ask (the split-K partial sums of the backward's matmuls) are made now,
-   * before the allocation check, and the real recording reuses them. A dry run costs CPU time
-   * as a recording does (less the encoding), and no GPU work or wait. It runs when `allocated`
-   * (the step made or grew buffers: its first step, a larger batch) or the step is of a kind
-   * ({@linkcode scratchKind}) not dry-run since the adapters were set; a step smaller than its
-   * workspace, of a kind already seen, records without it (its products rarely ask more scratch
-   * than they did; one that does is made while recording and checked at the readback, as before,
-   * which frees it if it did not fit).
-   * Returns the step's kind when it ran, else null.
-   */
-  #planScratch(step: StepPlan, options: TrainStepOptions, allocated: boolean): string | null {
-    const lora = this.model.adapters;
-    if (this.#plannedFor !== lora) {
-      this.#planned.clear();
-      this.#plannedFor = lora;
-    }
-    // On a software adapter no product splits K, the only scratch a training step asks.
-    if (matmulFill(this.#ctx) === undefined) return null;
-    const kind = scratchKind(step, options, lora?.dispatch);
-    if (!allocated && this.#planned.has(kind)) return null;
-    const rec = new SubmitSplitter(this.#ctx, this.#ctx.planningEncoder(), 0, "train step plan");
-    rec.begin();
-    this.#forward(rec, step);
-    this.#backward(rec, step);
-    rec.end();
-    return kind;
-  }
-
-  /** Phases 3-5, when a cotangent reaches the model (else the gradients stay as they are). */
-  #backward(rec: SubmitSplitter, step: StepPlan): void {
-    const { flags } = step;
-    if (flags.logprobs || flags.logits || flags.lastHidden) {
-      this.#headBackward(rec, step);
-      this.#layersBackward(rec, step);
-      this.#embeddingBackward(rec.pass, step);
     }
   }
 
@@ -728,7 +677,13 @@ export class WebGpuQwen3Backward {
       dLogits: ws.dLogitsBuf,
     };
     options.lossHook(rec.pass, acts, cot);
-    this.#backward(rec, step);
+    const { flags } = step;
+    // Without any cotangent nothing reaches the model: the gradients stay as they are.
+    if (flags.logprobs || flags.logits || flags.lastHidden) {
+      this.#headBackward(rec, step);
+      this.#layersBackward(rec, step);
+      this.#embeddingBackward(rec.pass, step);
+    }
     rec.end();
     return step.balance ? { acts, cot, balanceTotal: this.model.adapters!.balanceTotal } : {
       acts,
@@ -1253,9 +1208,8 @@ export class WebGpuQwen3Backward {
     options: TrainStepOptions & { readGradients?: boolean },
     reads: (step: TrainStepBuffers) => readonly ReadbackRange[] = () => [],
   ): Promise<{ grads: Map<string, Float32Array>; reads: ArrayBuffer[]; balanceLoss?: number }> {
-    // The step's buffers and scratch, then their out-of-memory check (error scopes only: no GPU
-    // round trip), so that a buffer that does not fit is named before anything is recorded or
-    // submitted.
+    // The step's buffers, then their out-of-memory check (error scopes only: no GPU round trip),
+    // so that a workspace that does not fit is named before anything is recorded or submitted.
     this.#checkTrainStep(options);
     await this.#allocateChecked(input, options);
     // Recorded with no await since the check: the workspace is the one checked (or, if a
@@ -1568,22 +1522,6 @@ export class WebGpuQwen3Backward {
     this.#ws = undefined;
     this.#ctx.clearBindGroups();
   }
-}
-
-/**
- * The kind of a training step, for `#planScratch`: what, beside the batch's shape, decides which
- * products it records (the mode, the cotangents, the hidden layer, `keepActivations`, HILO's
- * balance term, the adapters' dispatch; the adapters themselves are compared by identity).
- */
-function scratchKind(step: StepPlan, options: TrainStepOptions, dispatch?: string): string {
-  return JSON.stringify([
-    options.mode,
-    step.flags,
-    step.hiddenLayer ?? null,
-    options.keepActivations ?? false,
-    step.balance,
-    dispatch ?? null,
-  ]);
 }
 
 /** A workspace buffer of `elements` floats, checked against one storage binding. */

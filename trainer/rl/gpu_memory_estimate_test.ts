@@ -45,9 +45,7 @@ function within(measured: number, estimate: number, what: string): void {
 
 /**
  * Counts the bytes of the buffers `ctx.scratch` makes from now on (labelled "scratch …"), and
- * lists the bytes each split-K product asks of it, in record order. The requests of the training
- * step's dry run (a pass of `ctx.planningEncoder`, which makes its scratch before the allocation
- * check: the same requests, in the same order) are left out: only the recording's are listed.
+ * lists the bytes each split-K product asks of it, in record order.
  */
 function countScratch(ctx: GpuContext): { bytes: number; requests: number[] } {
   const count = { bytes: 0, requests: [] as number[] };
@@ -57,26 +55,9 @@ function countScratch(ctx: GpuContext): { bytes: number; requests: number[] } {
     if (label.startsWith("scratch ")) count.bytes += buffer.size;
     return buffer;
   };
-  let planning = false;
-  const planningEncoder = ctx.planningEncoder.bind(ctx);
-  ctx.planningEncoder = () => {
-    const encoder = planningEncoder();
-    const begin = encoder.beginComputePass.bind(encoder);
-    encoder.beginComputePass = (descriptor) => {
-      const pass = begin(descriptor);
-      const end = pass.end.bind(pass);
-      planning = true;
-      pass.end = () => {
-        planning = false;
-        end();
-      };
-      return pass;
-    };
-    return encoder;
-  };
   const scratch = ctx.scratch.bind(ctx);
   ctx.scratch = (name: string, bytes: number) => {
-    if (name === SPLIT_K_SCRATCH && !planning) count.requests.push(bytes);
+    if (name === SPLIT_K_SCRATCH) count.requests.push(bytes);
     return scratch(name, bytes);
   };
   return count;
