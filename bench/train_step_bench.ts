@@ -125,7 +125,7 @@ for (const c of cases) {
   const step = async () => {
     const t0 = performance.now();
     const enc = ctx.device.createCommandEncoder();
-    const { acts } = model.encodeTrainStep(enc, { inputIds }, {
+    const { acts } = await model.encodeTrainStep(enc, { inputIds }, {
       mode: c.mode,
       keepActivations: keep,
       cotangents: { logprobs: true, lastHidden: false },

@@ -294,8 +294,9 @@ export class GpuContext {
    * error first, if both happened), with one exception: a storage buffer that ran out of memory
    * stops counting once a check has reported it and it was released (`release`, `destroy()`), so
    * that a caller that frees the workspace it failed to allocate (the training step, the forward)
-   * leaves the context usable for smaller work; an unreleased one, a uniform block or a failed
-   * pipeline keeps every later call throwing.
+   * leaves the context usable for smaller work (a {@linkcode GpuContext.scratch} buffer that did
+   * not fit is released by the check that reports it, and made again by the next request); an
+   * unreleased one, a uniform block or a failed pipeline keeps every later call throwing.
    *
    * @param stage What the caller is doing, for the message (e.g. `"loading the model"`); optional.
    * @returns A promise that resolves when every allocation and pipeline so far succeeded.
@@ -320,7 +321,12 @@ export class GpuContext {
     );
     const first = this.#outOfMemory[0];
     if (first !== undefined) {
-      for (const r of this.#outOfMemory) r.reported = true;
+      for (const r of this.#outOfMemory) {
+        r.reported = true;
+        // A scratch buffer that did not fit is this context's own: forget and free it, so that
+        // its failure ends here and the next request makes it again.
+        if (r.buffer !== undefined) this.#dropScratch(r.buffer);
+      }
       throw new GpuOutOfMemoryError({
         ...first.failure,
         adapter: this.gpu.description,
@@ -430,6 +436,23 @@ export class GpuContext {
     for (const b of [...this.#scratch.values(), ...this.#retiredScratch]) b.destroy();
     this.#scratch.clear();
     this.#retiredScratch = [];
+  }
+
+  /** Frees `buffer` if it is a scratch buffer (held under a name or outgrown), forgetting it. */
+  #dropScratch(buffer: GPUBuffer): void {
+    let held = false;
+    for (const [name, b] of this.#scratch) {
+      if (b === buffer) {
+        this.#scratch.delete(name);
+        held = true;
+      }
+    }
+    const retired = this.#retiredScratch.indexOf(buffer);
+    if (retired >= 0) {
+      this.#retiredScratch.splice(retired, 1);
+      held = true;
+    }
+    if (held) buffer.destroy();
   }
 
   /**

@@ -186,9 +186,36 @@ Deno.test("checkAllocations stops reporting a storage buffer that ran out of mem
   }
 });
 
+Deno.test("a scratch buffer that ran out of memory is freed by the check that reports it, outgrown ones too, and made again by the next request", async () => {
+  const { gpu } = recordingGpu(1 << 20, ["scratch partials"]);
+  const ctx = new GpuContext(gpu);
+  const kept = ctx.scratch("kept", 100);
+  // 1 KiB, then outgrown by 4 KiB (the 1 KiB one is kept until released): both failed.
+  const small = ctx.scratch("partials", 1000);
+  const partials = ctx.scratch("partials", 3000);
+  assert.notEqual(partials, small);
+  assert.equal(ctx.allocatedBytes, 1024 + 1024 + 4096);
+  const oom = (e: Error) =>
+    e instanceof GpuOutOfMemoryError && e.message.includes('"scratch partials" (1.00 KiB');
+  await assert.rejects(() => ctx.checkAllocations(), oom);
+  assert.equal(ctx.allocatedBytes, 1024, "the failed scratch buffers were freed, the other kept");
+  await ctx.checkAllocations();
+  assert.equal(ctx.scratch("kept", 100), kept);
+  const again = ctx.scratch("partials", 3000);
+  assert.notEqual(again, partials, "the next request makes it again");
+  assert.equal(ctx.allocatedBytes, 1024 + 4096);
+  await assert.rejects(
+    () => ctx.checkAllocations(),
+    (e: Error) =>
+      e instanceof GpuOutOfMemoryError && e.message.includes('"scratch partials" (4.00 KiB'),
+  );
+  assert.equal(ctx.allocatedBytes, 1024);
+});
+
 Deno.test({
   name:
-    "readback reports an out-of-memory buffer before the validation errors of the work using it",
+    "readback reports an out-of-memory buffer before the validation errors of the work using it, " +
+    "which it takes with it",
   ignore: noGpu,
   async fn() {
     // A real device whose "oom" buffer runs out of memory, as on a GPU.
@@ -206,8 +233,14 @@ Deno.test({
       await assert.rejects(
         () => readback(ctx, [{ buffer: out, offset: 0, size: 16 }], enc),
         (e: Error) =>
-          e instanceof GpuOutOfMemoryError && /allocating "oom" \(16 bytes\)/.test(e.message),
+          e instanceof GpuOutOfMemoryError && /allocating "oom" \(16 bytes\)/.test(e.message) &&
+          e.cause instanceof Error && /'oom' label is invalid/.test(e.cause.message),
       );
+      // Those validation errors went with it: once the buffer is freed, the next readback is clean.
+      assert.deepEqual(gpu.errors, []);
+      ctx.release(out);
+      const [got] = await readback(ctx, [{ buffer: x, offset: 0, size: 16 }]);
+      assert.deepEqual(new Float32Array(got), new Float32Array([1, 2, 3, 4]));
     } finally {
       gpu.device.destroy();
     }

@@ -131,8 +131,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "generateWebGpu() holds the model: setAdapters, zeroGrads and releaseGenerateWorkspace " +
-    "are refused while it runs, and it finishes with the tokens it gives alone",
+  name: "generateWebGpu() holds the model: setAdapters, zeroGrads, releaseGenerateWorkspace and " +
+    "the adapters' write are refused while it runs, and it finishes with the tokens it gives alone",
   ignore: noGpu,
   async fn() {
     const model = await gpuModel();
@@ -156,6 +156,7 @@ Deno.test({
         ["set the adapters", () => model.setAdapters(null)],
         ["zero the gradients", () => model.zeroGrads()],
         ["release the generation workspace", () => releaseGenerateWorkspace(model)],
+        ["write the adapters", () => model.adapters!.write(lora)],
       ];
       const messages = refusals.map(([, call]) => {
         try {
@@ -178,8 +179,9 @@ Deno.test({
         alone.sequences.map((s) => [...s.modelLogprobs]),
       );
       strictEqual(model.adapters !== null, true, "the refused setAdapters(null) removed them");
-      // Once it is done, all three work.
+      // Once it is done, all four work.
       strictEqual(model.busyWith, null);
+      model.adapters!.write(lora);
       releaseGenerateWorkspace(model);
       model.zeroGrads();
       model.setAdapters(null);

@@ -131,6 +131,12 @@ export const HILO_GROUPED_MIN_EXPERTS = 4;
 export interface GpuLoraOptions {
   /** How routed experts are evaluated in the forward and backward; default `"auto"`. */
   dispatch?: HiloDispatch;
+  /**
+   * The operation that holds the adapters' owner now (a generation, a training step, a GPU
+   * optimizer's update: `WebGpuQwen3.busyWith`), or null when it is idle; {@linkcode GpuLora.write}
+   * refuses while it names one. `WebGpuQwen3.setAdapters` passes its model's; default never busy.
+   */
+  busy?: () => string | null;
 }
 
 /** Floats of the gap before a router's gates in the scratch: 256 bytes, WebGPU's largest offset alignment. */
@@ -184,6 +190,7 @@ export class GpuLora {
   #dispatch: HiloDispatch = "auto";
   #disposed = false;
   #balanceStats = new Map<string, GPUBuffer>();
+  #busy: () => string | null;
 
   /**
    * Uploads every `A` and `B` matrix (the caller checks the adapters fit the model with
@@ -191,7 +198,7 @@ export class GpuLora {
    *
    * @param ctx The GPU context.
    * @param lora The adapters (copied; later changes to its arrays are not seen).
-   * @param options How the forward and backward evaluate routed experts.
+   * @param options How the forward and backward evaluate routed experts; the owner's busy probe.
    * @throws {RangeError} If a router has more than 64 experts, or `"grouped"` is asked for with a
    * routed expert's rank above 64.
    */
@@ -245,6 +252,7 @@ export class GpuLora {
       ),
     );
     this.dispatch = options.dispatch ?? "auto";
+    this.#busy = options.busy ?? (() => null);
   }
 
   /**
@@ -520,10 +528,13 @@ export class GpuLora {
 
   /**
    * Overwrites the values with those of `lora` (same modules, ranks and scales), e.g. after a
-   * CPU optimizer step.
+   * CPU optimizer step. Refused while the owner is busy ({@linkcode GpuLoraOptions.busy}: a
+   * generation, a training step or a GPU optimizer's update of the model these adapters are set
+   * on), which would see the values change half-way.
    *
    * @param lora Adapters with this layout.
    * @throws {RangeError} If a module, expert count or matrix size differs.
+   * @throws {Error} If the owner is busy with an operation (naming it).
    *
    * @example Reset the adapters to their initial values
    * ```ts ignore
@@ -534,6 +545,13 @@ export class GpuLora {
    */
   write(lora: Lora): void {
     this.#checkAlive("write the adapters");
+    const busy = this.#busy();
+    if (busy !== null) {
+      throw new Error(
+        `Cannot write the adapters: a call to ${busy} on this model is still running; await it ` +
+          `first`,
+      );
+    }
     if (lora.modules.length !== this.modules.length) {
       throw new RangeError(
         `Cannot write LoRA adapters: expected ${this.modules.length} modules: current value has ` +

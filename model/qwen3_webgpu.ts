@@ -610,7 +610,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    *
    * Refused while the model is busy ({@linkcode WebGpuQwen3.acquire}: a generation, a training
    * step run by `backward`/`runTrainStep`, a GPU optimizer's update): those record over several
-   * awaits with the adapters they started with, whose buffers this frees.
+   * awaits with the adapters they started with, whose buffers this frees. The uploaded adapters'
+   * `write` ({@linkcode WebGpuQwen3.adapters}) is refused while the model is busy too.
    *
    * @param lora The adapters, or null.
    * @throws {RangeError} If the adapters do not fit this model (see `checkLoraFits`).
@@ -627,7 +628,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     this.#checkIdle("set the adapters");
     if (lora !== null) checkLoraFits(lora, this.config);
     this.#lora?.dispose();
-    this.#lora = lora === null ? null : new GpuLora(this.ctx, lora);
+    this.#lora = lora === null ? null : new GpuLora(this.ctx, lora, { busy: () => this.#busy });
   }
 
   /**
@@ -681,9 +682,14 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * `options.keepActivations` read from buffers the forward kept: see `keptActivationBytes`),
    * adding into the gradient buffers. Submit it (or read back from it) before recording another step: the batch is
    * written with `queue.writeBuffer`. LoRA dropout is not applied (the adapters run as in
-   * evaluation, whatever `lora_dropout` says). It records at once, so its workspace is checked
-   * for out-of-memory only by the caller: `await model.ctx.checkAllocations()` before submitting
-   * names a buffer that did not fit (`runTrainStep` checks before recording).
+   * evaluation, whatever `lora_dropout` says). Before it records, it allocates the step's buffers
+   * and checks them for out-of-memory (error scopes only, no GPU round trip, as `runTrainStep`
+   * does): a buffer that does not fit is named before anything is recorded, and freed, so a
+   * smaller step can run after it. It records without yielding after that check; the returned
+   * promise resolves when the recording is done. The kernels' scratch (split-K partial sums, on a
+   * hardware adapter) is made while recording: the caller's readback (`gpu/readback.ts`) names
+   * one that did not fit and frees it, so the step can run again (one that accumulates starts
+   * again from `zeroGrads`).
    *
    * @param encoder The command encoder (outside any pass).
    * @param input The batch.
@@ -691,13 +697,15 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * @returns The step's activation and cotangent buffers (valid until the next step).
    * @throws {TypeError} If the mode is unknown, `"adapters"` mode has no adapters, or the
    * encoder already holds a step.
+   * @throws {GpuOutOfMemoryError} If a buffer of the step does not fit, as
+   * {@linkcode WebGpuQwen3.runTrainStep}.
    *
    * @example A DAPO-style step whose loss kernel writes d loss / d logprobs on the GPU
    * ```ts ignore
    * declare const model: import("./qwen3_webgpu.ts").WebGpuQwen3;
    * declare function encodePgLossGrad(pass: GPUComputePassEncoder, lp: GPUBuffer, d: GPUBuffer): void;
    * const enc = model.ctx.device.createCommandEncoder();
-   * model.encodeTrainStep(enc, { inputIds: [[1, 2, 3, 4]] }, {
+   * await model.encodeTrainStep(enc, { inputIds: [[1, 2, 3, 4]] }, {
    *   mode: "adapters",
    *   lossHook: (pass, acts, cot) => encodePgLossGrad(pass, acts.logprobs, cot.dLogprobs),
    * });
@@ -708,7 +716,7 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     encoder: GPUCommandEncoder,
     input: ForwardInput,
     options: TrainStepOptions,
-  ): TrainStepBuffers {
+  ): Promise<TrainStepBuffers> {
     return this.#training().encodeTrainStep(encoder, input, options);
   }
 

@@ -34,10 +34,16 @@
  * forward's and the backward's layers counted together, and each LM-head row block of either as
  * one; by default after each one on a hardware adapter), continuing in a new encoder, so that a micro-step that is tens of seconds of GPU work
  * at 14B is not one submission (OS GPU watchdogs: model/submit_splitter.ts); the readback stays
- * one and the gradients are bit-identical. They allocate the step's buffers before recording
- * and check them (`GpuContext.checkAllocations`, error scopes only): a workspace that does not
- * fit is named, with its bytes, before anything is submitted, and freed, so a smaller step can
- * run after it.
+ * one and the gradients are bit-identical. All three allocate the step's buffers before recording
+ * and check them (`GpuContext.checkAllocations`, error scopes only: no GPU round trip): a
+ * workspace that does not fit is named, with its bytes, before anything is recorded or submitted,
+ * and freed, so a smaller step can run after it. The kernels' scratch (`GpuContext.scratch`: the
+ * split-K partial sums of the backward's products on a hardware adapter, small next to the
+ * workspace) is made while recording, so it is checked at the step's readback (for
+ * `encodeTrainStep`, the caller's): that check names a scratch buffer that did not fit and frees
+ * it, and the readback takes with it the validation errors of the work that used it, so the step
+ * can run again once it fits (the failed step's gradients are not to be used: one that
+ * accumulates starts again from `zeroGrads`).
  *
  * @module
  */
@@ -572,7 +578,8 @@ export class WebGpuQwen3Backward {
   }
 
   /**
-   * Records a training step; see `WebGpuQwen3.encodeTrainStep`.
+   * Allocates and checks a training step's buffers, then records it; see
+   * `WebGpuQwen3.encodeTrainStep`.
    *
    * @param encoder The command encoder (outside any pass).
    * @param input The batch.
@@ -582,13 +589,14 @@ export class WebGpuQwen3Backward {
    * not a function, or `encoder` already holds a step.
    * @throws {RangeError} If `headChunkTokens` is not a positive multiple of 64 below the tokens,
    * or `hiddenLayer` is not a layer index.
+   * @throws {GpuOutOfMemoryError} As {@linkcode WebGpuQwen3Backward.runTrainStep}.
    *
    * @example Hidden-Align gradient written by a loss kernel
    * ```ts ignore
    * declare const train: import("./qwen3_webgpu_backward.ts").WebGpuQwen3Backward;
    * declare function encodeAlignGrad(p: GPUComputePassEncoder, h: GPUBuffer, d: GPUBuffer): void;
    * const enc = train.model.ctx.device.createCommandEncoder();
-   * train.encodeTrainStep(enc, { inputIds: [[1, 2, 3]] }, {
+   * await train.encodeTrainStep(enc, { inputIds: [[1, 2, 3]] }, {
    *   mode: "adapters",
    *   cotangents: { logprobs: false, lastHidden: true },
    *   lossHook: (pass, acts, cot) => encodeAlignGrad(pass, acts.lastHidden, cot.dLastHidden),
@@ -596,16 +604,53 @@ export class WebGpuQwen3Backward {
    * train.model.ctx.device.queue.submit([enc.finish()]);
    * ```
    */
-  encodeTrainStep(
+  async encodeTrainStep(
     encoder: GPUCommandEncoder,
     input: ForwardInput,
     options: TrainStepOptions,
-  ): TrainStepBuffers {
+  ): Promise<TrainStepBuffers> {
+    this.#checkTrainStep(options);
+    this.#checkEncoder(encoder);
+    await this.#allocateChecked(input, options);
+    // Recorded with no await since the check (see runTrainStep).
     return this.#encodeTrainStep(
       new SubmitSplitter(this.#ctx, encoder, 0, "train step"),
       input,
       options,
     );
+  }
+
+  #checkEncoder(encoder: GPUCommandEncoder): void {
+    if (this.#encoders.has(encoder)) {
+      throw new TypeError(
+        "Cannot record a training step: this encoder already holds one, and the batch is " +
+          "written with queue.writeBuffer at submit; submit it before recording the next step",
+      );
+    }
+  }
+
+  /**
+   * Phase 1a and its check: the step's buffers (`#allocate`), then their out-of-memory check
+   * (error scopes only: no GPU round trip), so that a buffer that does not fit is named before
+   * anything is recorded or submitted. On a failure it frees what the failed buffer may belong to
+   * (nothing of it was used), so that the context stops reporting it and a smaller step can run:
+   * the workspace, the cotangent uploads of `backward`, and base-weight gradients allocated by
+   * this call. (The kernels' scratch is made while recording, after this check: the readback's
+   * check reports it, and frees one that did not fit; see the module doc.)
+   */
+  async #allocateChecked(input: ForwardInput, options: TrainStepOptions): Promise<void> {
+    const hadBase = this.#base !== undefined;
+    const { n } = this.#allocate(input, options);
+    try {
+      await this.#ctx.checkAllocations(
+        `allocating the training step's workspace for ${n} tokens (mode "${options.mode}")`,
+      );
+    } catch (error) {
+      this.#freeWorkspace();
+      this.#freeUploads();
+      if (!hadBase) this.#freeBaseGrads();
+      throw error;
+    }
   }
 
   /**
@@ -619,12 +664,7 @@ export class WebGpuQwen3Backward {
   ): TrainStepBuffers {
     const encoder = rec.encoder;
     this.#checkTrainStep(options);
-    if (this.#encoders.has(encoder)) {
-      throw new TypeError(
-        "Cannot record a training step: this encoder already holds one, and the batch is " +
-          "written with queue.writeBuffer at submit; submit it before recording the next step",
-      );
-    }
+    this.#checkEncoder(encoder);
     const step = this.#prepare(encoder, input, options);
     // The balance kernels add each routed projection's loss to this total.
     if (step.balance) encoder.clearBuffer(this.model.adapters!.balanceTotal);
@@ -1171,21 +1211,7 @@ export class WebGpuQwen3Backward {
     // The step's buffers, then their out-of-memory check (error scopes only: no GPU round trip),
     // so that a workspace that does not fit is named before anything is recorded or submitted.
     this.#checkTrainStep(options);
-    const hadBase = this.#base !== undefined;
-    const { n } = this.#allocate(input, options);
-    try {
-      await this.#ctx.checkAllocations(
-        `allocating the training step's workspace for ${n} tokens (mode "${options.mode}")`,
-      );
-    } catch (error) {
-      // Free what the failed buffer may belong to (nothing of it was used), so that the context
-      // stops reporting it and a smaller step can run: the workspace, the cotangent uploads of
-      // `backward`, and base-weight gradients allocated by this call.
-      this.#freeWorkspace();
-      this.#freeUploads();
-      if (!hadBase) this.#freeBaseGrads();
-      throw error;
-    }
+    await this.#allocateChecked(input, options);
     // Recorded with no await since the check: the workspace is the one checked (or, if a
     // concurrent `encodeTrainStep` grew it meanwhile, that one, which #allocate returns).
     const rec = new SubmitSplitter(

@@ -5,10 +5,14 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { loadPeftAdapter } from "../adapters/peft_io.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { GpuOutOfMemoryError } from "../gpu/errors.ts";
+import { readback } from "../gpu/readback.ts";
 import { noGpu, outOfMemoryGpu } from "../gpu/test_utils.ts";
 import { expectError, fixtureDir } from "../internal/test_utils.ts";
+import { SPLIT_K_SCRATCH } from "../kernels/matmul/matmul.ts";
+import type { Qwen3Config } from "./config.ts";
+import { initQwen3Weights } from "./init.ts";
 import { loadModel } from "./load_model.ts";
-import type { WebGpuQwen3 } from "./qwen3_webgpu.ts";
+import { WebGpuQwen3 } from "./qwen3_webgpu.ts";
 
 const SHORT = { inputIds: [[5, 6, 7]] };
 const LONG = {
@@ -145,7 +149,103 @@ Deno.test({
       // The cotangent upload (backward()'s own buffer, 16 floats): nothing may have been written
       // into it, or the write's validation error would surface at the next, healthy step.
       await failsThenRecovers("dLogprobs (upload)", "64 bytes");
+      // encodeTrainStep checks its workspace before it records into the caller's encoder too,
+      // and frees it: the same SHORT step recorded afterwards gives the same log-probs.
+      const encodeStep = (enc: GPUCommandEncoder, inputIds: number[][]) =>
+        model.encodeTrainStep(enc, { inputIds }, { mode: "adapters", lossHook: () => {} });
+      oom.add("train.gate");
+      await expectError(() => encodeStep(ctx.device.createCommandEncoder(), LONG.inputIds), {
+        type: GpuOutOfMemoryError,
+        includes: [
+          'allocating "train.gate"',
+          `found while allocating the training step's workspace for 16 tokens (mode "adapters")`,
+        ],
+      });
+      oom.delete("train.gate");
+      const enc = ctx.device.createCommandEncoder();
+      const { acts } = await encodeStep(enc, SHORT.inputIds);
+      const [lp] = await readback(ctx, [{ buffer: acts.logprobs, offset: 0, size: 8 }], enc);
+      deepStrictEqual(new Float32Array(lp), small.logprobs);
+      await queue.onSubmittedWorkDone();
+      deepStrictEqual(ctx.gpu.errors, []);
       queue.submit = submit;
     });
+  },
+});
+
+Deno.test({
+  name: "A training step on a hardware adapter names split-K scratch that runs out of memory at " +
+    "its readback and frees it, so the same step then gives the undisturbed gradients, each " +
+    "step with one readback",
+  ignore: noGpu,
+  async fn() {
+    // A 1,024-token vocabulary: the LM head's dx [3, 32] over it splits K on a hardware adapter
+    // (4 splits of 256), the only product that does here.
+    const config: Qwen3Config = {
+      vocabSize: 1024,
+      hiddenSize: 32,
+      intermediateSize: 64,
+      numHiddenLayers: 1,
+      numAttentionHeads: 2,
+      numKeyValueHeads: 1,
+      headDim: 16,
+      rmsNormEps: 1e-6,
+      ropeTheta: 10000,
+      maxPositionEmbeddings: 16,
+      tieWordEmbeddings: true,
+      eosTokenIds: [1023],
+      bosTokenId: null,
+      padTokenId: null,
+    };
+    const oom = new Set<string>();
+    const gpu = await outOfMemoryGpu(oom);
+    const hardware = { ...gpu, isFallbackAdapter: false };
+    try {
+      const weights = initQwen3Weights(config, { seed: 1 });
+      const step = (model: WebGpuQwen3) =>
+        model.backward(SHORT, { mode: "full", dLogprobs: [1, -0.5] });
+      // The same step undisturbed, on a model whose dispose() frees the context's scratch too.
+      const ctx = new GpuContext(hardware);
+      const first = new WebGpuQwen3(ctx, config, weights);
+      const want = await step(first);
+      first.dispose();
+      const model = new WebGpuQwen3(ctx, config, weights);
+      const readbacks = ctx.readbacks;
+      let submits = 0;
+      const queue = ctx.device.queue;
+      const submit = queue.submit.bind(queue);
+      queue.submit = (buffers) => {
+        if ([...buffers].length > 0) submits++;
+        submit(buffers);
+      };
+      // The scratch is made while recording, after the workspace's check: the step's readback
+      // names it.
+      oom.add(`scratch ${SPLIT_K_SCRATCH}`);
+      await expectError(() => step(model), {
+        type: GpuOutOfMemoryError,
+        includes: [
+          // 4 splits · [3, 32] floats = 1,536 bytes: a 2 KiB buffer.
+          `allocating "scratch ${SPLIT_K_SCRATCH}" (2.00 KiB (2048 bytes))`,
+          `found while reading back`,
+          `train step (full) of 1×3 tokens`,
+        ],
+      });
+      ok(submits > 0, "the step was submitted before its readback found it");
+      strictEqual(ctx.readbacks, readbacks + 1, "found at the step's one readback");
+      oom.delete(`scratch ${SPLIT_K_SCRATCH}`);
+      // The check that reported the scratch freed it: the same step makes it again and gives
+      // the undisturbed gradients, with one readback, and so does the step after it.
+      for (let k = 2; k <= 3; k++) {
+        const got = await step(model);
+        deepStrictEqual(got.grads, want.grads);
+        deepStrictEqual(got.logprobs, want.logprobs);
+        strictEqual(ctx.readbacks, readbacks + k, "one readback per step");
+      }
+      await queue.onSubmittedWorkDone();
+      deepStrictEqual(ctx.gpu.errors, []);
+      queue.submit = submit;
+    } finally {
+      gpu.device.destroy();
+    }
   },
 });

@@ -354,7 +354,7 @@ gpuTest(
       // d/dlastHidden = 2·lastHidden from the activations, without a readback.
       const enc = ctx.device.createCommandEncoder();
       const n = batch * seqLen;
-      const { acts } = model.encodeTrainStep(enc, { inputIds }, {
+      const { acts } = await model.encodeTrainStep(enc, { inputIds }, {
         mode: "adapters",
         lossHook: (pass, a, cot) => {
           encodeAdd(ctx, pass, { x: a.logprobs, y: cot.dLogprobs, n });
@@ -366,7 +366,7 @@ gpuTest(
           });
         },
       });
-      assert.throws(
+      await assert.rejects(
         () => model.encodeTrainStep(enc, { inputIds }, { mode: "adapters", lossHook: () => {} }),
         TypeError,
       );
