@@ -176,3 +176,13 @@ Deno.test("mathEqual() tolerances are relative at every magnitude", () => {
   assert.equal(eq("y = x^2 + \\pi", "y = x^2 + \\pi + \\frac{1}{10^7}").equal, false);
   assert.equal(eq("y = x^2", "y = x^2 + \\frac{x}{10^6}").equal, false);
 });
+
+Deno.test("mathEqual() normalises \\leq, \\cfrac, an answer prefix and 3-digit separators", () => {
+  assert.equal(eq("x \\leq 3", "x \\le 3").equal, true);
+  assert.equal(eq("x \\leq 3", "x \\ge 3").equal, false);
+  assert.equal(eq("\\cfrac{1}{2}", "\\frac12").equal, true);
+  assert.equal(eq("The final answer is 5", "5").equal, true);
+  // ",\!" is a thousands separator only before a group of exactly three digits.
+  assert.equal(eq("12,\\!345", "12345").equal, true);
+  assert.equal(eq("1,\\!2345", "12345").equal, false);
+});
