@@ -14,6 +14,7 @@ Deno.test("parseLayerSchedule() expands blocks, uniform, numbers and lists", () 
   // 6 layers, 4 blocks: sizes 2, 1, 2, 1 (⌊l·4/6⌋ = 0 0 1 2 2 3).
   assert.deepEqual(parseLayerSchedule("2-4-6-8", 6), [2, 2, 4, 6, 6, 8]);
   assert.deepEqual(parseLayerSchedule("uniform:4", 3), [4, 4, 4]);
+  assert.deepEqual(parseLayerSchedule("uniform:16", 2), [16, 16]);
   assert.deepEqual(parseLayerSchedule(3, 2), [3, 3]);
   assert.deepEqual(parseLayerSchedule([1, 5], 2), [1, 5]);
 });
@@ -47,6 +48,30 @@ Deno.test("hiloConfig() builds per-layer entries with fixed or rank-proportional
     /option "topK" of layer 0 must be at most its expert count 2 \(option "experts"\): current value is 3/,
   );
   assert.throws(() => hiloConfig({ numHiddenLayers: 2 }, { topP: 1.5 }), /"topP".*1\.5/);
+  // The documented defaults: 4 experts of rank 8, α 16, top-2.
+  assert.deepEqual(hiloConfig({ numHiddenLayers: 1 }).layers, [
+    { experts: 4, rank: 8, alpha: 16, topK: 2 },
+  ]);
+});
+
+Deno.test("hiloParameterCounts() counts the k largest experts of a module with mixed ranks", () => {
+  const expert = (r: number) => ({
+    a: new Float32Array(r * 8),
+    b: new Float32Array(r * 8),
+    r,
+    scale: 1,
+  });
+  const router = { weight: new Float32Array(3 * 8), activation: "top-k", topK: 1, topP: 1 };
+  const lora = {
+    modules: [{
+      inFeatures: 8,
+      outFeatures: 8,
+      experts: [expert(2), expert(4), expert(1)],
+      router,
+    }],
+  };
+  // By hand: trainable 16·(2 + 4 + 1) + 24 = 136; active 24 (router) + 16·4 (the rank-4 expert).
+  assert.deepEqual(hiloParameterCounts(lora as never), { trainable: 136, activePerToken: 88 });
 });
 
 // The fixture: hidden 64, intermediate 128, q 4·16 = 64, k/v 2·16 = 32. Over the seven

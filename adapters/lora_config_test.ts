@@ -131,6 +131,12 @@ Deno.test("loraModuleHyperparameters() follows PEFT's pattern rule (.*\\.)?(key)
   // rsLoRA: alpha / sqrt(r).
   const rs = loraConfig({ r: 16, loraAlpha: 8, useRslora: true });
   assert.equal(loraModuleHyperparameters(rs, loraModuleName(0, "q_proj"))!.scale, 2);
+  // A target_modules list entry matches a whole name or a dot-started suffix only (PEFT's
+  // check_target_module_exists): "proj" and "_proj" are neither for "…self_attn.q_proj".
+  for (const t of ["proj", "_proj"]) {
+    const cfgT = loraConfig({ targetModules: [t] });
+    assert.equal(loraModuleHyperparameters(cfgT, loraModuleName(0, "q_proj")), null, t);
+  }
 });
 
 Deno.test("resolveLoraModules() applies target_modules, exclude_modules and layers_to_transform", () => {

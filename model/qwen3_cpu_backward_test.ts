@@ -184,10 +184,26 @@ Deno.test("cpuBackward() dLogprobs path matches finite differences", () => {
   const model = new CpuQwen3(config, weights);
   model.setAdapters(createLora(loraConfig({ r: 2, initLoraWeights: false }), config, { seed: 3 }));
   const opts: CpuBackwardOptions = { mode: "full", dLogprobs: randomArray(2 * 5, 13) };
-  const { grads, logprobs, loss } = cpuBackward(model, input, opts);
-  // Masked targets (row 1, positions 3 and 4 predict padding) have log-prob 0 like tokenLogprobs.
+  const { grads, logprobs, loss, entropy, logits } = cpuBackward(model, input, opts);
+  // Masked targets (row 1, positions 3 and 4 predict padding) have log-prob 0 like tokenLogprobs,
+  // and entropy 0.
   assert.equal(logprobs[5 + 3], 0);
   assert.equal(logprobs[5 + 4], 0);
+  assert.equal(entropy[5 + 3], 0);
+  assert.equal(entropy[5 + 4], 0);
+  // A real target's entropy is −Σ p·log p of the position's softmax, in float64 here: 1e-12.
+  const V = config.vocabSize;
+  const row = logits.subarray(8 * V, 9 * V); // row 1, position 2 (token 1·6 + 2)
+  let max = -Infinity;
+  for (const x of row) max = Math.max(max, x);
+  let z = 0;
+  for (const x of row) z += Math.exp(x - max);
+  let h = 0;
+  for (const x of row) {
+    const p = Math.exp(x - max) / z;
+    if (p > 0) h -= p * Math.log(p);
+  }
+  assert.ok(Math.abs(entropy[5 + 2] - h) <= 1e-12 * h, `entropy ${entropy[5 + 2]} vs ${h}`);
   assert.ok(Math.abs(loss - lossOf(model, opts)) <= 1e-12 * Math.abs(loss));
   const lora = model.adapters!;
   const q0 = lora.modules.find((m) => m.name === "model.layers.0.self_attn.q_proj")!;

@@ -10,6 +10,7 @@ import {
   readRunModel,
   resolveRunStart,
   runAdamw,
+  runAdamwOptions,
   saveRun,
 } from "./_run_setup.ts";
 import type { TrainBackend } from "./backend.ts";
@@ -70,6 +71,37 @@ Deno.test("runAdamw() counts its schedule in updates: k updates a step stretch i
   // And the cosine schedule decays over all 12 updates, not 4.
   const cosine = lrs(await config("cosine"), 3, 12);
   ok(cosine[11] > 0.05 && cosine[11] < cosine[6], `${cosine}`);
+});
+
+Deno.test("runAdamwOptions() takes AdamW's settings from the config and decays matrices only", async () => {
+  const c = await loadConfig(undefined, {
+    overrides: [
+      "--trainer.steps=4",
+      "--trainer.warmupSteps=2",
+      "--trainer.lr=0.5",
+      "--trainer.schedule=constant",
+      "--trainer.b1=0.8",
+      "--trainer.b2=0.97",
+      "--trainer.eps=1e-6",
+      "--trainer.weightDecay=0.3",
+      "--trainer.maxGradNorm=2.5",
+    ],
+  });
+  const shapes = { "q.lora_A": [2, 3], "experts": [2, 3, 4], "norm.weight": [3] };
+  const o = runAdamwOptions(c, shapes);
+  deepStrictEqual(
+    [o.b1, o.b2, o.eps, o.weightDecay, o.maxGradNorm],
+    [0.8, 0.97, 1e-6, 0.3, 2.5],
+  );
+  deepStrictEqual(Object.keys(shapes).map((k) => o.decayMask!(k)), [true, true, false]);
+  // maxGradNorm 0 turns clipping off.
+  const off = runAdamwOptions({ ...c, trainer: { ...c.trainer, maxGradNorm: 0 } }, shapes);
+  strictEqual(off.maxGradNorm, undefined);
+  // The RL trainer's shift moves the schedule: warm-up 0, 0.25 then the peak 0.5 (by hand).
+  const lr = o.lr as (count: number) => number;
+  deepStrictEqual([lr(0), lr(1), lr(2)], [0, 0.25, 0.5]);
+  const shifted = runAdamwOptions(c, shapes, { scheduleShift: () => 1 }).lr as typeof lr;
+  deepStrictEqual([shifted(0), shifted(1)], [0.25, 0.5]);
 });
 
 Deno.test("runAdamw() refuses a cosine warmup as long as the run, naming the key", async () => {

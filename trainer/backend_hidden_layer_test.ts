@@ -33,8 +33,8 @@ const H = 1e-5;
 const FD_TOL = 1e-6;
 
 /** A non-linear term: the SFT NLL plus ½ Σ (r_i·h_i)² on the hidden states (r fixed). */
-function term(outputs: PolicyOutputs): LossOutput {
-  const sft = sftLoss({ logprobs: outputs.logprobs, lossMask: MASK });
+function term(outputs: PolicyOutputs, lossMask: Float64Array = MASK): LossOutput {
+  const sft = sftLoss({ logprobs: outputs.logprobs, lossMask });
   const h = outputs.lastHidden!;
   const dLastHidden = new Float64Array(h.length);
   let value = sft.value;
@@ -47,7 +47,12 @@ function term(outputs: PolicyOutputs): LossOutput {
 }
 
 /** The term's value from the forward alone (trace), reading layer `layer`'s output. */
-function valueOf(model: CpuQwen3, layer: number | undefined, dropoutSeed?: number): number {
+function valueOf(
+  model: CpuQwen3,
+  layer: number | undefined,
+  dropoutSeed?: number,
+  lossMask: Float64Array = MASK,
+): number {
   const t = model.trace(INPUT, { dropoutSeed });
   const { batch: B, seqLen: T, targets } = t.batch;
   const lp = logprobRef(t.logits, targets, model.config.vocabSize).logprobs;
@@ -63,7 +68,7 @@ function valueOf(model: CpuQwen3, layer: number | undefined, dropoutSeed?: numbe
   t.batch.mask.forEach((m, i) => {
     if (!m) lastHidden.fill(0, i * Hs, (i + 1) * Hs);
   });
-  return term({ logprobs, lastHidden, batch: B, seqLen: T }).value;
+  return term({ logprobs, lastHidden, batch: B, seqLen: T }, lossMask).value;
 }
 
 /** ‖g − fd‖ / ‖fd‖ over a few entries of each named tensor. */
@@ -114,6 +119,19 @@ for (const layer of [undefined, 0, 1]) {
     backend.dispose();
   });
 }
+
+Deno.test("TrainBackend.lossAndGrads() back-propagates a row with a hidden-state cotangent and no log-prob one", async () => {
+  // Row 1 takes no log-prob loss (as an align-only row of RL) but the hidden term's cotangent.
+  const alignOnly = new Float64Array([0, 1, 1, 0, 0, 0]);
+  const model = new CpuQwen3(CONFIG, initQwen3Weights(CONFIG, { seed: 3, std: 0.3 }));
+  const backend = createTrainBackend(model, { mode: "full" });
+  const { grads } = await backend.lossAndGrads(INPUT, (o) => term(o, alignOnly));
+  const names = ["model.layers.0.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"];
+  const value = () => valueOf(model, undefined, undefined, alignOnly);
+  const err = fdError(backend.params.tree, grads, value, names);
+  ok(err < FD_TOL, `align-only row: rel err vs finite differences ${err}`);
+  backend.dispose();
+});
 
 Deno.test("TrainBackend.lossAndGrads() names a hiddenLayer that is not a layer", async () => {
   const model = new CpuQwen3(CONFIG, initQwen3Weights(CONFIG, { seed: 3 }));

@@ -1,4 +1,4 @@
-import { ok, rejects, strictEqual, throws } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { createTrainBackend } from "./backend.ts";
 import { sftLoss } from "./sft_loss.ts";
 import { initQwen3Weights } from "../model/init.ts";
@@ -7,6 +7,7 @@ import type { Qwen3Config } from "../model/config.ts";
 import { TINY_CONFIG } from "./_test_utils.ts";
 import { createLora } from "../adapters/lora.ts";
 import { loraConfig } from "../adapters/lora_config.ts";
+import { logprobRef } from "../kernels/logprob/logprob_ref.ts";
 
 const CONFIG: Qwen3Config = TINY_CONFIG;
 
@@ -61,6 +62,44 @@ Deno.test("TrainBackend.lossAndGrads() gives the same gradients with and without
     name: "TypeError",
     message: /declared linear, but its gradient changed/,
   });
+});
+
+Deno.test("CPU forward() of a batch whose mask has a hole lays out each row as the model's trace", async () => {
+  // Row 1's mask is not a prefix of ones, so the rows cannot run one by one: the batched path.
+  const model = new CpuQwen3(CONFIG, initQwen3Weights(CONFIG, { seed: 4, std: 0.3 }));
+  const backend = createTrainBackend(model, { mode: "full" });
+  const input = {
+    inputIds: [[1, 5, 7, 2], [3, 4, 9, 6]],
+    attentionMask: [[1, 1, 1, 1], [1, 1, 0, 1]],
+  };
+  const out = await backend.forward(input);
+  // Row 0 (all real) against the row-by-row path on it alone; float64 both, 1e-12 absolute.
+  const alone = await backend.forward({ inputIds: [input.inputIds[0]] });
+  const H = CONFIG.hiddenSize;
+  for (let t = 0; t < 3; t++) {
+    ok(Math.abs(out.logprobs[t] - alone.logprobs[t]) <= 1e-12, `row 0 logprob ${t}`);
+    ok(Math.abs(out.entropy![t] - alone.entropy![t]) <= 1e-12, `row 0 entropy ${t}`);
+  }
+  for (let i = 0; i < 4 * H; i++) {
+    ok(Math.abs(out.lastHidden![i] - alone.lastHidden![i]) <= 1e-12, `row 0 hidden ${i}`);
+  }
+  // Row 1 against the model's own trace: target t is token t + 1 where that token is real;
+  // position 1's target (the masked token) has log-prob 0 and entropy 0.
+  const trace = model.trace(input);
+  const ref = logprobRef(trace.logits, trace.batch.targets, CONFIG.vocabSize);
+  for (const t of [0, 2]) {
+    ok(ref.logprobs[4 + t] < 0, `a real target at ${t}`);
+    ok(Math.abs(out.logprobs[3 + t] - ref.logprobs[4 + t]) <= 1e-12, `row 1 logprob ${t}`);
+    ok(Math.abs(out.entropy![3 + t] - ref.entropy[4 + t]) <= 1e-12, `row 1 entropy ${t}`);
+  }
+  strictEqual(out.logprobs[4], 0);
+  strictEqual(out.entropy![4], 0);
+  // hiddenRows picks token rows of lastHidden, in the order asked.
+  const picked = await backend.forward(input, { hiddenRows: [5, 0] });
+  deepStrictEqual(
+    Array.from(picked.lastHidden!),
+    [...out.lastHidden!.slice(5 * H, 6 * H), ...out.lastHidden!.slice(0, H)],
+  );
 });
 
 Deno.test("createTrainBackend() in adapters mode trains only the LoRA matrices", async () => {

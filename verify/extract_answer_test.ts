@@ -132,6 +132,8 @@ Deno.test("extractAnswer() reads adjacent boxes as one answer list", () => {
   assert.equal(got?.markerOffset, text.indexOf("\\boxed"));
   // Boxes joined only by "or" are alternatives (compared as a set).
   assert.equal(extractAnswer("\\boxed{4} \\text{ or } \\boxed{9}")?.answer, "4 \\text{ or } 9");
+  // One joiner with "or" and a comma makes a list, not alternatives.
+  assert.equal(extractAnswer("\\boxed{4}, or \\boxed{9}")?.answer, "4, 9");
   // A repeated box is one answer.
   assert.equal(extractAnswer("\\[\\boxed{5}\\]\n\\[\\boxed{5}\\]")?.answer, "5");
 });
@@ -172,4 +174,13 @@ Deno.test("extractAnswer() stays linear on long lines full of markers", () => {
       );
     }
   }
+});
+
+Deno.test("extractAnswer() reads Answer: only as a word of its own, and skips empty #### lines", () => {
+  // "Subanswer:" is not the marker: the answer stays 5 (the last real marker).
+  assert.equal(extractAnswer("Answer: 5\nSubanswer: 7")?.answer, "5");
+  // A later "####" with nothing after it does not replace the earlier answer.
+  const got = extractAnswer("#### 12\n####   \n");
+  assert.equal(got?.answer, "12");
+  assert.equal(got?.extractor, "gsm8k");
 });

@@ -161,3 +161,28 @@ Deno.test("mathEqual() does not call equal what float64 rounding absorbs", () =>
   assert.equal(eq("1+\\sin\\pi", "1").equal, true);
   assert.equal(eq("y=2x+1", "2x-y+1=0").equal, true);
 });
+
+Deno.test("mathEqual() tolerances are relative at every magnitude", () => {
+  // An equation times 3·10⁹√2: the ratio of the two sides' differences is ~4·10⁹ at every
+  // point, with float64 rounding far above 1e-8 in absolute terms but ~1e-16 relative.
+  const big = "3000000000\\sqrt{2}y = 3000000000\\sqrt{2}x + \\pi";
+  const small = "y = x + \\frac{\\pi}{3000000000\\sqrt{2}}";
+  assert.equal(eq(big, small).equal, true);
+  assert.equal(eq(small, big).equal, true);
+  // 10¹²√2 = √(2·10²⁴): values ~1.4e12 whose error bound (~1e-4) is small only relatively.
+  assert.equal(eq("1000000000000\\sqrt{2}", "\\sqrt{2000000000000000000000000}").equal, true);
+  // The random-point tolerance is 1e-8 relative: curves that differ by 1e-7 or x/10⁶ at points
+  // with |x| in [0.5, 2.5) differ by more than that.
+  assert.equal(eq("y = x^2 + \\pi", "y = x^2 + \\pi + \\frac{1}{10^7}").equal, false);
+  assert.equal(eq("y = x^2", "y = x^2 + \\frac{x}{10^6}").equal, false);
+});
+
+Deno.test("mathEqual() normalises \\leq, \\cfrac, an answer prefix and 3-digit separators", () => {
+  assert.equal(eq("x \\leq 3", "x \\le 3").equal, true);
+  assert.equal(eq("x \\leq 3", "x \\ge 3").equal, false);
+  assert.equal(eq("\\cfrac{1}{2}", "\\frac12").equal, true);
+  assert.equal(eq("The final answer is 5", "5").equal, true);
+  // ",\!" is a thousands separator only before a group of exactly three digits.
+  assert.equal(eq("12,\\!345", "12345").equal, true);
+  assert.equal(eq("1,\\!2345", "12345").equal, false);
+});

@@ -120,3 +120,22 @@ Deno.test("adamw() reports the learning rate and the pre-clip norm as metrics", 
   assert.equal(r.metrics["optim/grad_norm"], 5);
   assert.ok(Math.abs(r.metrics["optim/clip_scale"] - 1 / (5 + 1e-6)) < 1e-15);
 });
+
+Deno.test("adamw() defaults are b1 0.9, b2 0.999, eps 1e-8 and weight decay 0.01", () => {
+  // Gradients of ~1e-8 make eps matter (m̂/(√v̂ + eps) ≈ ½ at the first step), gradients that
+  // change from step to step make b2 matter, and lr·wd = 1e-3 against parameters of ~1 makes
+  // the decay 1000× the tolerance.
+  const h: TorchHyper = { lr: () => 0.1, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.01 };
+  const opt = adamw({ lr: 0.1 });
+  const params0 = randomTree(SHAPE, 7);
+  const grads = Array.from({ length: 4 }, (_, i) => randomTree(SHAPE, 200 + i, -2e-8, 2e-8));
+  let params = params0;
+  let state = opt.init(params);
+  for (const g of grads) {
+    const r = opt.update(g, state, params);
+    params = applyUpdates(params, r.updates);
+    state = r.state;
+  }
+  const err = treeRelativeError(params, torchAdamw(params0, grads, h));
+  assert.ok(err <= TOL, `params relative error ${err} exceeds ${TOL}`);
+});

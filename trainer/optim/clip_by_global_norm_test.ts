@@ -34,3 +34,16 @@ Deno.test("clipByGlobalNorm() rejects a max norm that is not > 0", () => {
   assert.throws(() => clipByGlobalNorm(0), RangeError);
   assert.throws(() => clipByGlobalNorm(NaN), RangeError);
 });
+
+Deno.test("clipByGlobalNorm() clips a norm only just above the max", () => {
+  // ‖(3, 4)‖ = 5 against a max of 4.9995: a scale of 0.9999, which is still a clip.
+  const g = { w: new Float32Array([3, 4]) };
+  const clip = clipByGlobalNorm(4.9995);
+  const { updates, metrics } = clip.update(g, clip.init(g));
+  const scale = 4.9995 / (5 + 1e-6);
+  assert.equal(metrics["optim/clip_scale"], scale);
+  // One float32 rounding per element.
+  assert.ok(Math.abs(updates.w[0] - 3 * scale) <= 3e-7, `${updates.w[0]}`);
+  assert.ok(Math.abs(updates.w[1] - 4 * scale) <= 4e-7, `${updates.w[1]}`);
+  assert.ok(updates.w[1] < 4 - 3e-4, "the gradient was scaled");
+});

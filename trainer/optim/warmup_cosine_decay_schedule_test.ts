@@ -41,3 +41,17 @@ Deno.test("warmupCosineDecaySchedule() decays to 0 by default and validates opti
   );
   assert.throws(() => lr(NaN), RangeError);
 });
+
+Deno.test("warmupCosineDecaySchedule() warms up from initValue", () => {
+  const lr = warmupCosineDecaySchedule({
+    peakValue: 1,
+    initValue: 0.2,
+    warmupSteps: 4,
+    decaySteps: 8,
+  });
+  // Hand values: 0.2 + 0.8·s/4 during the warm-up, then the peak.
+  const cases: [number, number][] = [[0, 0.2], [1, 0.4], [2, 0.6], [3, 0.8], [4, 1]];
+  for (const [step, want] of cases) {
+    assert.ok(Math.abs(lr(step) - want) <= 1e-15, `step ${step}: ${lr(step)} vs ${want}`);
+  }
+});

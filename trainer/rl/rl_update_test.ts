@@ -165,6 +165,7 @@ interface Seen {
   lossTokens: number;
   alignRows: number;
   normalizers: Record<string, number>;
+  terms: ObjectiveRequest["terms"];
 }
 
 // A backend that records each micro-batch's objective inputs (by update, from the dropout seed
@@ -175,34 +176,50 @@ async function recordUpdate(
   microBatchSize: number,
   type: "cos-centroid" | "cos-pairwise" = "cos-centroid",
   /** The clipped loss's aggregation, and the groups with a centroid (default: every group). */
-  extra: { aggregation?: Aggregation; centroidGroups?: readonly number[] } = {},
+  extra: {
+    aggregation?: Aggregation;
+    centroidGroups?: readonly number[];
+    pg?: Partial<ClippedPgTermConfig>;
+    ppoEpochs?: number;
+  } = {},
 ) {
   const seen: Seen[] = [];
   let update = -1;
   const tree = { w: new Float32Array(1) };
+  let setParamsCalls = 0;
   const backend = {
     params: { tree, shapes: { w: [1] } },
-    setParams() {},
+    setParams() {
+      setParamsCalls++;
+    },
     objectiveAndGrads(_input: unknown, request: ObjectiveRequest) {
       const { inputs } = request;
+      const alignRows = Array.from(inputs.anchors!).filter((a) => a >= 0).length;
       seen.push({
         update,
         groups: Array.from(inputs.groups!),
         lossTokens: Array.from(inputs.lossMask!).reduce((a, b) => a + b, 0),
-        alignRows: Array.from(inputs.anchors!).filter((a) => a >= 0).length,
+        alignRows,
         normalizers: { ...inputs.normalizers },
+        terms: request.terms,
       });
-      return Promise.resolve({
-        loss: { value: 0, metrics: {} },
-        grads: { w: new Float32Array([1]) },
-      });
+      // Metrics for rlUpdate to combine: a ratio max that falls with each call (9, 8, …: the
+      // last is not the largest), a constant clip fraction, and the rows taking part.
+      const metrics = {
+        "loss/ratio_max": 10 - seen.length,
+        "loss/pg_clipfrac": 0.5,
+        "align/rows": alignRows,
+      };
+      return Promise.resolve({ loss: { value: 0, metrics }, grads: { w: new Float32Array([1]) } });
     },
   } as unknown as TrainBackend;
   const losses: RlLossTermConfig[] = [
     // DAPO's clipped policy-gradient term as the config's default has it.
-    extra.aggregation === undefined
-      ? DEFAULT_RL_CONFIG.losses[0]
-      : { ...DEFAULT_RL_CONFIG.losses[0] as ClippedPgTermConfig, aggregation: extra.aggregation },
+    {
+      ...DEFAULT_RL_CONFIG.losses[0] as ClippedPgTermConfig,
+      ...(extra.aggregation === undefined ? {} : { aggregation: extra.aggregation }),
+      ...extra.pg,
+    },
     {
       name: "hidden_align",
       weight: 0.1,
@@ -222,7 +239,7 @@ async function recordUpdate(
     optimizer,
     state: optimizer.init(tree),
     losses,
-    ppoEpochs: 1,
+    ppoEpochs: extra.ppoEpochs ?? 1,
     miniBatches,
     microBatchSize,
     padId: 0,
@@ -233,7 +250,7 @@ async function recordUpdate(
       return undefined;
     },
   });
-  return { seen, result };
+  return { seen, result, setParamsCalls };
 }
 
 Deno.test("rlUpdate() with align-only groups: every mini-batch has its share of the policy and the align-only groups", async () => {
@@ -343,6 +360,55 @@ Deno.test("rlUpdate()'s normalizers by hand: policy tokens or rows per aggregati
     strictEqual(seen[0].normalizers.hidden_align, 5, aggregation);
     strictEqual(seen[0].alignRows, 5, aggregation);
   }
+});
+
+Deno.test("rlUpdate() hands the objective the configured terms: clip range, dual clip, length budget", async () => {
+  const pg = { weight: 0.7, clipLow: 0.2, clipHigh: 0.28, dualClip: 3, aggregation: "token-mean" };
+  const { seen } = await recordUpdate(stepRows(1, 0), 1, 4, "cos-centroid", {
+    pg: pg as Partial<ClippedPgTermConfig>,
+  });
+  strictEqual(seen.length, 1);
+  deepStrictEqual(seen[0].terms, [
+    {
+      name: "clipped_pg",
+      weight: 0.7,
+      // maxResponseLength is rlUpdate's maxNewTokens (4 in recordUpdate).
+      options: {
+        clipLow: 0.2,
+        clipHigh: 0.28,
+        aggregation: "token-mean",
+        maxResponseLength: 4,
+        dualClip: 3,
+      },
+    },
+    { name: "hidden_align", weight: 0.1, options: { type: "cos-centroid" } },
+  ]);
+  // A dual clip of 0 (off) is not passed.
+  const off = await recordUpdate(stepRows(1, 0), 1, 4, "cos-centroid", { pg: { dualClip: 0 } });
+  ok(!("dualClip" in off.seen[0].terms[0].options!), JSON.stringify(off.seen[0].terms[0]));
+});
+
+Deno.test("rlUpdate() with 2 PPO epochs makes every update of both passes; metrics over them", async () => {
+  // stepRows(2, 0): 8 rows in 2 groups; 2 mini-batches of 4 rows, micro-batches of 2 rows.
+  const { seen, result, setParamsCalls } = await recordUpdate(
+    stepRows(2, 0),
+    2,
+    2,
+    "cos-centroid",
+    {
+      ppoEpochs: 2,
+    },
+  );
+  // 2 epochs × 2 mini-batches = 4 updates: 3 applied through setParams, the last returned.
+  deepStrictEqual(seen.map((s) => s.update), [0, 0, 1, 1, 2, 2, 3, 3]);
+  strictEqual(setParamsCalls, 3);
+  strictEqual(result.metrics["optim/updates"], 4);
+  ok(Object.keys(result.updates).length > 0, "the last update is returned");
+  // Ratio max over all 8 micro-batches (the first call's 10 − 1), the token-weighted clip fraction
+  // (0.5 everywhere), and the rows taking part per epoch (the 4 correct anchored rows).
+  strictEqual(result.metrics["loss/ratio_max"], 9);
+  strictEqual(result.metrics["loss/pg_clipfrac"], 0.5);
+  strictEqual(result.metrics["align/rows"], 4);
 });
 
 Deno.test("rlUpdate() with fewer rows than miniBatches: one update per mini-batch there is, the last returned", async () => {
