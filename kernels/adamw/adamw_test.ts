@@ -95,7 +95,9 @@ Deno.test({
       };
     });
     const clipScale = ctx.upload(new Float32Array([0.25]), "clip");
-    const common = { b1: 0.8, b2: 0.99, eps: 1e-6, step: 3, gradScale: 2 };
+    // eps 0.05, a tenth of the bias-corrected sqrt(v) (~0.6 here), so its placement shows (added
+    // after the bias correction, outside the square root); the 4-step test's 1e-8 is invisible.
+    const common = { b1: 0.8, b2: 0.99, eps: 0.05, step: 3, gradScale: 2 };
     const enc = recordPass(ctx, (pass) => {
       for (const g of groups) {
         const [param, grad, m, v] = g.bufs;

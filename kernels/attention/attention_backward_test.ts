@@ -113,8 +113,9 @@ Deno.test({
         );
       }
     }
-    // The rows kernel alone for head sizes the tiled one cannot hold.
-    for (const d of [1, 18, 132]) {
+    // The rows kernel alone for head sizes the tiled one cannot hold (200: each thread's four
+    // accumulators, d = t + 64c for c < 4).
+    for (const d of [1, 18, 200]) {
       await check(
         { b: 1, tq: 9, s: 9, hq: 2, hkv: 1, d },
         new Uint32Array(9).fill(1),
@@ -142,12 +143,15 @@ Deno.test({
         kernel,
         `attention backward ${kernel} cache tq3`,
       );
-      await check(
-        { b, tq: 19, s, kvLen: 59, qStart: 40, hq: 4, hkv: 1, d: 16 },
-        mask,
-        kernel,
-        `attention backward ${kernel} cache tq19`,
-      );
+      // kvLen 59 ends at the last query's position; 50 cuts the last queries' causal window.
+      for (const kvLen of [59, 50]) {
+        await check(
+          { b, tq: 19, s, kvLen, qStart: 40, hq: 4, hkv: 1, d: 16 },
+          mask,
+          kernel,
+          `attention backward ${kernel} cache tq19 kvLen ${kvLen}`,
+        );
+      }
     }
   },
 });

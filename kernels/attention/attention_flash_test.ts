@@ -66,16 +66,21 @@ Deno.test({
   name: "encodeAttention() flash attends a query block to a partly filled cache",
   ignore: noGpu,
   async fn() {
-    // 19 new queries at positions 40..58 of a 100-slot cache whose first 3 slots are padding.
+    // 19 new queries at positions 40..58 of a 100-slot cache whose first 3 slots (5 in the
+    // second sequence: the mask's batch stride is s, not kvLen) are padding; then kvLen 50, short
+    // of the last queries' causal window (they see slots 0..49 only).
     const [b, s] = [2, 100];
     const mask = new Uint32Array(b * s).fill(1);
     mask.fill(0, 0, 3);
-    await check(
-      { b, tq: 19, s, kvLen: 59, qStart: 40, hq: 4, hkv: 2, d: 32 },
-      mask,
-      "flash",
-      "flash cache",
-    );
+    mask.fill(0, s, s + 5);
+    for (const kvLen of [59, 50]) {
+      await check(
+        { b, tq: 19, s, kvLen, qStart: 40, hq: 4, hkv: 2, d: 32 },
+        mask,
+        "flash",
+        `flash cache kvLen ${kvLen}`,
+      );
+    }
   },
 });
 

@@ -72,6 +72,9 @@ Deno.test({
       const mask = new Uint32Array(b * s).fill(1);
       mask.fill(0, 0, 5); // left padding of row 0
       for (let j = 70; j < s; j += 128) mask[j] = 0; // a masked slot in each chunk
+      // Row 1's first 130 slots are padding: its first chunk (128 keys where the cache has more
+      // than one chunk) sees no key, so the merge must take its max over all the chunks.
+      if (b > 1) mask.fill(0, s, s + 130);
       if (b > 2) mask.fill(0, 2 * s, 3 * s); // row 2 sees no key: o = 0
       await check(
         { b, tq: 1, s, kvLen, qStart: kvLen - 1, hq, hkv, d },

@@ -16,15 +16,16 @@ Deno.test({
   name: "encodeAttention() matches the reference for causal GQA with right padding",
   ignore: noGpu,
   async fn() {
-    for (
-      const [b, t, hq, hkv, d] of [[1, 1, 1, 1, 1], [2, 16, 4, 2, 16], [2, 70, 6, 2, 24], [
-        1,
-        130,
-        2,
-        1,
-        128,
-      ]]
-    ) {
+    // d 200: a head past the flash kernel's 128 (this kernel is the fallback up to 256), whose
+    // outputs d >= 128 are each thread's third and fourth accumulators.
+    const shapes = [[1, 1, 1, 1, 1], [2, 16, 4, 2, 16], [2, 70, 6, 2, 24], [1, 130, 2, 1, 128], [
+      1,
+      9,
+      2,
+      1,
+      200,
+    ]];
+    for (const [b, t, hq, hkv, d] of shapes) {
       const mask = new Uint32Array(b * t).fill(1);
       if (b > 1) mask.fill(0, 2 * t - Math.floor(t / 3)); // pad the end of row 1
       await check({ b, tq: t, s: t, hq, hkv, d }, mask, `attention b${b} t${t} ${hq}/${hkv}x${d}`);
@@ -36,15 +37,20 @@ Deno.test({
   name: "encodeAttention() attends a query block to a partly filled cache",
   ignore: noGpu,
   async fn() {
-    // 3 new queries at positions 40..42 of a 100-slot cache whose first 3 slots are padding.
+    // 3 new queries at positions 40..42 of a 100-slot cache whose first 3 slots (5 in the
+    // second sequence: the mask's batch stride is s, not kvLen) are padding; then kvLen 41, short
+    // of the last queries' causal window (they see slots 0..40 only).
     const [b, s] = [2, 100];
     const mask = new Uint32Array(b * s).fill(1);
     mask.fill(0, 0, 3);
-    await check(
-      { b, tq: 3, s, kvLen: 43, qStart: 40, hq: 4, hkv: 4, d: 32 },
-      mask,
-      "attention cache",
-    );
+    mask.fill(0, s, s + 5);
+    for (const kvLen of [43, 41]) {
+      await check(
+        { b, tq: 3, s, kvLen, qStart: 40, hq: 4, hkv: 4, d: 32 },
+        mask,
+        `attention cache kvLen ${kvLen}`,
+      );
+    }
   },
 });
 

@@ -88,6 +88,9 @@ Deno.test({
       { m: 1, E: 1, k: 1, inF: 7, outF: 5, r: 1, expert: 0 },
       { m: 37, E: 3, k: 2, inF: 70, outF: 9, r: 5, expert: 1 },
       { m: 19, E: 8, k: 1, inF: 33, outF: 17, r: 64, expert: 7 },
+      // Every token routed to both experts: a full tile of 16 rows at rank 64 (phase 1's
+      // outputs o >= 512, rows 8 .. 15).
+      { m: 19, E: 2, k: 2, inF: 33, outF: 17, r: 64, expert: 1 },
       { m: 50, E: 16, k: 2, inF: 19, outF: 23, r: 3, expert: 0 },
     ];
     for (const c of cases) {
@@ -169,6 +172,7 @@ Deno.test({
       { m: 1, E: 1, k: 1, inF: 7, outF: 5, r: 1, expert: 0, dx: true },
       { m: 37, E: 3, k: 2, inF: 70, outF: 9, r: 5, expert: 1, dx: true },
       { m: 19, E: 8, k: 1, inF: 33, outF: 40, r: 64, expert: 7, dx: false },
+      { m: 19, E: 2, k: 2, inF: 33, outF: 40, r: 64, expert: 1, dx: true },
       { m: 50, E: 16, k: 2, inF: 19, outF: 23, r: 3, expert: 0, dx: true },
     ];
     for (const c of cases) {

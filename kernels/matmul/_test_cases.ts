@@ -47,7 +47,9 @@ export async function checkForward(
   for (const [m, n, k] of shapes) {
     const x = randomArray(m * k, m * 31 + k);
     const w = randomArray(n * k, n * 17 + k);
-    const y = poisoned(ctx, m * n, "y");
+    // y holds 2 rows past m, poisoned like the rest: they must stay NaN (a view into a taller
+    // matrix must not be written past its rows).
+    const y = poisoned(ctx, (m + 2) * n, "y");
     const xb = ctx.upload(x, "x");
     const wb = wF16
       ? uploadMatrix(ctx, { name: "w", data: w, rows: n, cols: k }, { dtype: "f16" }).chunks[0]
@@ -57,10 +59,13 @@ export async function checkForward(
       ctx,
       (pass) => encodeMatmul(ctx, pass, { x: xb, w: wb, y, m, n, k, wF16, kernel }),
     );
-    const got = await readFloats(ctx, y, m * n, enc);
+    const all = await readFloats(ctx, y, (m + 2) * n, enc);
+    const got = all.subarray(0, m * n);
     const wRef = wF16 ? Float32Array.from(Float16Array.from(w)) : w;
     const what = `${kernel}${wF16 ? " f16" : ""} ${m}x${n}x${k}`;
     const err = assertClose(got, matmulRef(x, wRef, [m, n, k]), tol, what);
+    const past = all.subarray(m * n).findIndex((v) => !Number.isNaN(v));
+    if (past >= 0) throw new Error(`${what}: y written past row m (element ${m * n + past})`);
     console.log(`${what}: rel err ${err.toExponential(2)}`);
     for (const b of [xb, wb, y]) ctx.release(b);
   }
@@ -111,9 +116,11 @@ export async function checkAccumulate(
 ): Promise<void> {
   const ctx = (await testContext())!;
   const [m, n, k, ldx, ldy, yCol] = shape;
-  const x = randomArray(m * ldx, 1);
+  // x and y hold 2 rows past m (as views into larger matrices do): those rows of y must keep
+  // their values, however the kernel covers the last rows (x's rows there are not zero).
+  const x = randomArray((m + 2) * ldx, 1);
   const w = randomArray(n * k, 2);
-  const y0 = randomArray(m * ldy, 3);
+  const y0 = randomArray((m + 2) * ldy, 3);
   const y = ctx.upload(y0, "y");
   const enc = recordPass(ctx, (pass) =>
     encodeMatmul(ctx, pass, {
@@ -131,7 +138,7 @@ export async function checkAccumulate(
       kernel,
       loads,
     }));
-  const got = await readFloats(ctx, y, m * ldy, enc);
+  const got = await readFloats(ctx, y, (m + 2) * ldy, enc);
   const xs = new Float64Array(m * k);
   for (let i = 0; i < m; i++) for (let t = 0; t < k; t++) xs[i * k + t] = x[i * ldx + t];
   const want = Float64Array.from(y0);
@@ -235,7 +242,9 @@ export async function checkF16Weights(kernel: MatmulKernel, tol: number): Promis
     const w16 = Float32Array.from(Float16Array.from(w));
     const mat = uploadMatrix(ctx, { name: "w", data: w, rows: n, cols: k }, { dtype: "f16" });
     const wb = mat.chunks[0].buffer;
-    const y = poisoned(ctx, m * n, "y");
+    // y holds 2 rows past m, poisoned like the rest: they must stay NaN (a view into a taller
+    // matrix must not be written past its rows).
+    const y = poisoned(ctx, (m + 2) * n, "y");
     const dx = poisoned(ctx, m * k, "dx");
     const xb = ctx.upload(x, "x");
     const dyb = ctx.upload(dy, "dy");

@@ -97,6 +97,9 @@ Deno.test({
         const ob = { experts: Eb, activation, topK, topP: 0.6 };
         const la = randomArray(m * Ea, seed++, -3, 3);
         const lb = randomArray(m * Eb, seed++, -3, 3);
+        // Token 1 of the 5-expert router: equal logits, p = 0.2 each, so under top-p 0.6 the
+        // fourth expert's predecessors sum to exactly 0.6 in f32 (not selected: mass < topP).
+        if (Eb === 5) lb.fill(0, Eb, 2 * Eb);
         const offset = 7;
         const bufB = new Float32Array(offset + m * Eb);
         bufB.set(lb, offset);

@@ -21,6 +21,9 @@ Deno.test({
     for (const [rows, d] of [[1, 1], [3, 16], [7, 100], [33, 64], [5, 1000]]) {
       const x = randomArray(rows * d, rows + d, -3, 3);
       const w = randomArray(d, d, 0.5, 1.5);
+      // eps 0.5, of the size of the mean square (~3), where eps's placement shows (inside the
+      // square root, added to the mean not to the sum); 1e-6 (the models' value) elsewhere.
+      const eps = d === 16 || d === 100 ? 0.5 : 1e-6;
       const y = poisoned(ctx, rows * d, "y");
       const enc = recordPass(ctx, (pass) =>
         encodeRmsNorm(ctx, pass, {
@@ -29,12 +32,12 @@ Deno.test({
           y,
           rows,
           d,
-          eps: 1e-6,
+          eps,
         }));
       const got = await readFloats(ctx, y, rows * d, enc);
       const err = assertClose(
         got,
-        rmsNormRef(x, w, { d, eps: 1e-6 }),
+        rmsNormRef(x, w, { d, eps }),
         TOL,
         `rms_norm ${rows}x${d}`,
       );

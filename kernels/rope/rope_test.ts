@@ -40,3 +40,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "encodeRope() clamps positions past the table to its last row",
+  ignore: noGpu,
+  async fn() {
+    // The launcher's doc: larger positions are clamped (callers validate). Without the clamp the
+    // table read falls outside it (zeros on wgpu: the rows would be zeroed, not rotated).
+    const ctx = (await testContext())!;
+    const [tokens, heads, d, maxPos] = [3, 2, 8, 16];
+    const x = randomArray(tokens * heads * d, 5);
+    const positions = Uint32Array.from([3, 16, 100]);
+    const xb = ctx.upload(x, "x");
+    const enc = recordPass(ctx, (pass) =>
+      encodeRope(ctx, pass, {
+        x: xb,
+        positions: ctx.upload(positions, "positions"),
+        table: ctx.upload(ropeTable(maxPos, { d, theta: 1e6 }), "table"),
+        rows: tokens * heads,
+        d,
+        heads,
+        maxPos,
+      }));
+    const got = await readFloats(ctx, xb, x.length, enc);
+    const want = ropeRef(x, [3, maxPos - 1, maxPos - 1], { d, heads, theta: 1e6 });
+    assertClose(got, want, TOL, "rope past the table");
+  },
+});

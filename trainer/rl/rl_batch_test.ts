@@ -28,7 +28,7 @@ Deno.test("collateRl() lays out three rows of different lengths by hand", () => 
     },
     // Align only: its advantage (0.7) and tokens stay out of the policy loss.
     {
-      promptIds: [1, 2],
+      promptIds: [1],
       tokens: [6],
       oldLogprobs: new Float64Array([-0.3]),
       advantage: 0.7,
@@ -39,8 +39,8 @@ Deno.test("collateRl() lays out three rows of different lengths by hand", () => 
     },
   ], { padId: 99 });
   strictEqual(batch.seqLen, 5);
-  deepStrictEqual(batch.inputIds, [[1, 2, 3, 4, 5], [7, 8, 9, 10, 99], [1, 2, 6, 99, 99]]);
-  deepStrictEqual(batch.attentionMask, [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0], [1, 1, 1, 0, 0]]);
+  deepStrictEqual(batch.inputIds, [[1, 2, 3, 4, 5], [7, 8, 9, 10, 99], [1, 6, 99, 99, 99]]);
+  deepStrictEqual(batch.attentionMask, [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0], [1, 1, 0, 0, 0]]);
   // deno-fmt-ignore
   deepStrictEqual([...batch.lossMask], [
     0, 0, 1, 1,
@@ -51,7 +51,7 @@ Deno.test("collateRl() lays out three rows of different lengths by hand", () => 
   deepStrictEqual([...batch.oldLogprobs], [
     0, 0, -0.1, -0.2,
     -1, -2, -3, 0,
-    0, -0.3, 0, 0,
+    -0.3, 0, 0, 0,
   ]);
   // deno-fmt-ignore
   deepStrictEqual([...batch.advantages], [
@@ -64,11 +64,13 @@ Deno.test("collateRl() lays out three rows of different lengths by hand", () => 
   deepStrictEqual([...batch.tokenWeights!], [
     0, 0, 1, 1,
     0.5, 2, 1, 0,
-    0, 1, 0, 0,
+    1, 0, 0, 0,
   ]);
   deepStrictEqual(batch.anchors, [4, 2, -1]);
   deepStrictEqual(batch.groups, [0, 3, 3]);
   deepStrictEqual(batch.correct, [true, false, true]);
   strictEqual(batch.lossTokens, 5);
-  strictEqual(batch.tokens, 12);
+  // Σ (prompt + response) = 5 + 4 + 2, not batch · (seqLen − 1) = 12: the shorter align-only row
+  // tells the two apart.
+  strictEqual(batch.tokens, 11);
 });
