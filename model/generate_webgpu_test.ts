@@ -1,4 +1,4 @@
-import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { loadPeftAdapter } from "../adapters/peft_io.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { GpuOutOfMemoryError } from "../gpu/errors.ts";
@@ -131,8 +131,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "generateWebGpu() holds the model: setAdapters, zeroGrads, releaseGenerateWorkspace and " +
-    "the adapters' write are refused while it runs, and it finishes with the tokens it gives alone",
+  name: "generateWebGpu() holds the model: setAdapters, zeroGrads, releaseGenerateWorkspace, " +
+    "encodeTrainStep and the adapters' write are refused while it runs, and it finishes with the tokens it gives alone",
   ignore: noGpu,
   async fn() {
     const model = await gpuModel();
@@ -171,6 +171,16 @@ Deno.test({
           messages[i].includes(`Cannot ${what}: a call to generate on this model is still running`),
           `${what}: ${messages[i]}`,
         )
+      );
+      // Refused when called (as a rejection: its errors are async), before it records anything.
+      const step = model.encodeTrainStep(
+        model.ctx.device.createCommandEncoder(),
+        { inputIds: [[1, 2, 3]] },
+        { mode: "adapters", lossHook: () => {} },
+      );
+      await rejects(
+        step,
+        /Cannot record a training step: a call to generate on this model is still running/,
       );
       const result = await running;
       deepStrictEqual(tokensOf(result), tokensOf(alone));
