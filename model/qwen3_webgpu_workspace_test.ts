@@ -274,3 +274,52 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "A training step whose workspace fails its binding-size check part-way frees the buffers " +
+    "it made before it",
+  ignore: noGpu,
+  async fn() {
+    // 128 tokens over a 1,024-token vocabulary under a 256 KiB binding: "train.logits" (one
+    // head block of 64 rows, 256 KiB) fits, "train.d_logits" (512 KiB), made after it, does not.
+    const config: Qwen3Config = {
+      vocabSize: 1024,
+      hiddenSize: 32,
+      intermediateSize: 64,
+      numHiddenLayers: 1,
+      numAttentionHeads: 2,
+      numKeyValueHeads: 1,
+      headDim: 16,
+      rmsNormEps: 1e-6,
+      ropeTheta: 10000,
+      maxPositionEmbeddings: 128,
+      tieWordEmbeddings: true,
+      eosTokenIds: [1023],
+      bosTokenId: null,
+      padTokenId: null,
+    };
+    const gpu = await outOfMemoryGpu(new Set());
+    try {
+      const ctx = new GpuContext({ ...gpu, maxBindingSize: 256 * 1024 });
+      const model = new WebGpuQwen3(ctx, config, initQwen3Weights(config, { seed: 1 }));
+      await ctx.checkAllocations();
+      const before = ctx.allocatedBytes;
+      const inputIds = [Array.from({ length: 128 }, (_, t) => t + 1)];
+      await expectError(
+        () =>
+          model.encodeTrainStep(ctx.device.createCommandEncoder(), { inputIds }, {
+            mode: "full",
+            cotangents: { logprobs: false, lastHidden: false, logits: true },
+            lossHook: () => {},
+          }),
+        {
+          type: RangeError,
+          includes: ['buffer "train.d_logits" for 128 tokens needs 524288 bytes'],
+        },
+      );
+      strictEqual(ctx.allocatedBytes, before, "the buffers made before it were freed");
+    } finally {
+      gpu.device.destroy();
+    }
+  },
+});
