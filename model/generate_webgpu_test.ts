@@ -191,6 +191,20 @@ Deno.test({
       strictEqual(model.adapters !== null, true, "the refused setAdapters(null) removed them");
       // Once it is done, all four work.
       strictEqual(model.busyWith, null);
+      // encodeTrainStep holds the model itself through its allocation check's wait, until it
+      // has recorded: a generation started meanwhile is refused.
+      const recording = model.encodeTrainStep(
+        model.ctx.device.createCommandEncoder(),
+        { inputIds: [[1, 2, 3]] },
+        { mode: "adapters", lossHook: () => {} },
+      );
+      strictEqual(model.busyWith, "record a training step");
+      await rejects(
+        run(model, options),
+        /a call to record a training step on this model is still running/,
+      );
+      await recording;
+      strictEqual(model.busyWith, null);
       model.adapters!.write(lora);
       releaseGenerateWorkspace(model);
       model.zeroGrads();

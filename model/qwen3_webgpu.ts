@@ -691,7 +691,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * one that did not fit and frees it, so the step can run again (one that accumulates starts
    * again from `zeroGrads`); so does the next step's check, when the caller submits steps without
    * reading back. Refused while another call holds the model (e.g. a GPU optimizer's update,
-   * between the gradient norm it read and the update it records), as `zeroGrads` is.
+   * between the gradient norm it read and the update it records), as `zeroGrads` is; it holds
+   * the model itself until it has recorded.
    *
    * @param encoder The command encoder (outside any pass).
    * @param input The batch.
@@ -721,12 +722,14 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     input: ForwardInput,
     options: TrainStepOptions,
   ): Promise<TrainStepBuffers> {
+    // Held through the allocation check's wait, so that no other call starts before it records.
+    let done: () => void;
     try {
-      this.#checkIdle("record a training step");
+      done = this.acquire("record a training step");
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#training().encodeTrainStep(encoder, input, options);
+    return this.#training().encodeTrainStep(encoder, input, options).finally(done);
   }
 
   /**
