@@ -13,6 +13,7 @@
  */
 import type { Gpu } from "./device.ts";
 import {
+  formatGpuErrors,
   type GpuAllocationFailure,
   GpuDeviceLostError,
   GpuOutOfMemoryError,
@@ -301,7 +302,9 @@ export class GpuContext {
    * @param stage What the caller is doing, for the message (e.g. `"loading the model"`); optional.
    * @returns A promise that resolves when every allocation and pipeline so far succeeded.
    * @throws {GpuOutOfMemoryError} Naming the first buffer that did not fit, its size, the bytes
-   * allocated before it and what to lower.
+   * allocated before it and what to lower; thrown once the work submitted so far has run, with
+   * the validation errors that followed from the failed buffer taken off `gpu.errors` into its
+   * `cause`, so that the next readback does not report them as its own.
    * @throws {GpuPipelineError} Naming the first kernel the device rejected, the adapter, the
    * device's message and the WGSL line it points at.
    *
@@ -327,11 +330,13 @@ export class GpuContext {
         // its failure ends here and the next request makes it again.
         if (r.buffer !== undefined) this.#dropScratch(r.buffer);
       }
-      throw new GpuOutOfMemoryError({
-        ...first.failure,
-        adapter: this.gpu.description,
-        ...where,
-      });
+      throw await this.#settled(
+        new GpuOutOfMemoryError({
+          ...first.failure,
+          adapter: this.gpu.description,
+          ...where,
+        }),
+      );
     }
     if (this.#pipelineFailure !== null) {
       throw new GpuPipelineError({
@@ -439,6 +444,26 @@ export class GpuContext {
   }
 
   /** Frees `buffer` if it is a scratch buffer (held under a name or outgrown), forgetting it. */
+  /**
+   * `error`, once the work submitted so far has run: the validation errors that follow from a
+   * failed buffer (it and the bind groups holding it are invalid, so the work using it is
+   * rejected), which Deno reports a task after the work, are taken off `gpu.errors` into its
+   * `cause`. Else the next readback would report them as its own, even after the caller freed
+   * the failed buffer (a failed scratch buffer is freed by the check itself) and the work ran
+   * again in full; that holds whether a readback finds the failure after its submit or the next
+   * pre-record check finds it (a caller that records and submits micro-batches without reading
+   * back). The out-of-memory path only: a check that passes does not wait.
+   */
+  async #settled(error: GpuOutOfMemoryError): Promise<GpuOutOfMemoryError> {
+    await this.device.queue.onSubmittedWorkDone().catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const messages = formatGpuErrors(this.gpu.errors.splice(0));
+    if (!messages) return error;
+    return new GpuOutOfMemoryError(error.failure, {
+      cause: new Error(`WebGPU then reported, for the work that used it: ${messages}`),
+    });
+  }
+
   #dropScratch(buffer: GPUBuffer): void {
     let held = false;
     for (const [name, b] of this.#scratch) {

@@ -92,11 +92,8 @@ export async function readback(
     // errors it caused are read (ctx.checkAllocations covers both). Checked
     // after the submit, not before: nothing may wait between a caller's recording and its submit
     // (a caller may replace, and destroy, buffers the recorded work binds while this waits).
-    try {
-      await ctx.checkAllocations(what);
-    } catch (error) {
-      throw error instanceof GpuOutOfMemoryError ? await settledOutOfMemory(ctx, error) : error;
-    }
+    // An out-of-memory error takes the validation errors it caused into its cause.
+    await ctx.checkAllocations(what);
     let maps: PromiseSettledResult<unknown>[];
     try {
       // Map every buffer, then wait once: still one round trip.
@@ -229,27 +226,6 @@ function planStaging(
   }
   if (sizes.length === 0) sizes.push(4);
   return { pieces, sizes };
-}
-
-/**
- * `error`, found by the check after the submit, once the submitted work has run: the validation
- * errors that follow from the failed buffer (it and the bind groups holding it are invalid, so
- * the work using it is rejected), which Deno reports a task after the work, are taken off
- * `ctx.gpu.errors` into its `cause`. Else the next readback would report them as its own, even
- * after the caller freed the failed buffer (`checkAllocations` frees a failed scratch buffer
- * itself) and the work ran again in full.
- */
-async function settledOutOfMemory(
-  ctx: GpuContext,
-  error: GpuOutOfMemoryError,
-): Promise<GpuOutOfMemoryError> {
-  await ctx.device.queue.onSubmittedWorkDone().catch(() => {});
-  await new Promise((resolve) => setTimeout(resolve, 0));
-  const messages = formatGpuErrors(ctx.gpu.errors.splice(0));
-  if (!messages) return error;
-  return new GpuOutOfMemoryError(error.failure, {
-    cause: new Error(`WebGPU then reported, for the work that used it: ${messages}`),
-  });
 }
 
 /** How long a failed readback waits for `device.lost` and the device's error events. */

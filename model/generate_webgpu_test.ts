@@ -1,4 +1,4 @@
-import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { loadPeftAdapter } from "../adapters/peft_io.ts";
 import { GpuContext } from "../gpu/context.ts";
 import { GpuOutOfMemoryError } from "../gpu/errors.ts";
@@ -131,8 +131,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "generateWebGpu() holds the model: setAdapters, zeroGrads, releaseGenerateWorkspace and " +
-    "the adapters' write are refused while it runs, and it finishes with the tokens it gives alone",
+  name: "generateWebGpu() holds the model: setAdapters, zeroGrads, releaseGenerateWorkspace, " +
+    "encodeTrainStep and the adapters' write are refused while it runs, and it finishes with the tokens it gives alone",
   ignore: noGpu,
   async fn() {
     const model = await gpuModel();
@@ -172,6 +172,16 @@ Deno.test({
           `${what}: ${messages[i]}`,
         )
       );
+      // Refused when called (as a rejection: its errors are async), before it records anything.
+      const step = model.encodeTrainStep(
+        model.ctx.device.createCommandEncoder(),
+        { inputIds: [[1, 2, 3]] },
+        { mode: "adapters", lossHook: () => {} },
+      );
+      await rejects(
+        step,
+        /Cannot record a training step: a call to generate on this model is still running/,
+      );
       const result = await running;
       deepStrictEqual(tokensOf(result), tokensOf(alone));
       deepStrictEqual(
@@ -180,6 +190,20 @@ Deno.test({
       );
       strictEqual(model.adapters !== null, true, "the refused setAdapters(null) removed them");
       // Once it is done, all four work.
+      strictEqual(model.busyWith, null);
+      // encodeTrainStep holds the model itself through its allocation check's wait, until it
+      // has recorded: a generation started meanwhile is refused.
+      const recording = model.encodeTrainStep(
+        model.ctx.device.createCommandEncoder(),
+        { inputIds: [[1, 2, 3]] },
+        { mode: "adapters", lossHook: () => {} },
+      );
+      strictEqual(model.busyWith, "record a training step");
+      await rejects(
+        run(model, options),
+        /a call to record a training step on this model is still running/,
+      );
+      await recording;
       strictEqual(model.busyWith, null);
       model.adapters!.write(lora);
       releaseGenerateWorkspace(model);

@@ -689,7 +689,10 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * promise resolves when the recording is done. The kernels' scratch (split-K partial sums, on a
    * hardware adapter) is made while recording: the caller's readback (`gpu/readback.ts`) names
    * one that did not fit and frees it, so the step can run again (one that accumulates starts
-   * again from `zeroGrads`).
+   * again from `zeroGrads`); so does the next step's check, when the caller submits steps without
+   * reading back. Refused while another call holds the model (e.g. a GPU optimizer's update,
+   * between the gradient norm it read and the update it records), as `zeroGrads` is; it holds
+   * the model itself until it has recorded.
    *
    * @param encoder The command encoder (outside any pass).
    * @param input The batch.
@@ -699,6 +702,8 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
    * encoder already holds a step.
    * @throws {GpuOutOfMemoryError} If a buffer of the step does not fit, as
    * {@linkcode WebGpuQwen3.runTrainStep}.
+   * @throws {Error} If another call (`generate`, `backward`, a training step, a GPU optimizer's
+   * update) holds the model; as a rejection, like every error here.
    *
    * @example A DAPO-style step whose loss kernel writes d loss / d logprobs on the GPU
    * ```ts ignore
@@ -717,7 +722,14 @@ export class WebGpuQwen3 implements Qwen3Model, GpuModelWeights {
     input: ForwardInput,
     options: TrainStepOptions,
   ): Promise<TrainStepBuffers> {
-    return this.#training().encodeTrainStep(encoder, input, options);
+    // Held through the allocation check's wait, so that no other call starts before it records.
+    let done: () => void;
+    try {
+      done = this.acquire("record a training step");
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#training().encodeTrainStep(encoder, input, options).finally(done);
   }
 
   /**

@@ -1438,9 +1438,32 @@ export class WebGpuQwen3Backward {
     const hr = Math.max(headRows, old?.headRows ?? 0);
     const wantLogits = dLogits || (old?.dLogits ?? false);
     this.#freeWorkspace();
-    const c = this.model.config;
     const ctx = this.#ctx;
-    const buf = (elements: number, label: string) => trainBuffer(ctx, elements, label, n);
+    // A buffer above one binding throws part-way: the ones made before it are freed then.
+    const made: GPUBuffer[] = [];
+    const buf = (elements: number, label: string) => {
+      const b = trainBuffer(ctx, elements, label, n);
+      made.push(b);
+      return b;
+    };
+    try {
+      this.#ws = this.#newWorkspace(n, r, hr, wantLogits, buf);
+    } catch (error) {
+      for (const b of made) ctx.release(b);
+      throw error;
+    }
+    return this.#ws;
+  }
+
+  /** The buffers of a workspace for `n` tokens, made with `buf`. */
+  #newWorkspace(
+    n: number,
+    r: number,
+    hr: number,
+    wantLogits: boolean,
+    buf: (elements: number, label: string) => GPUBuffer,
+  ): TrainWorkspace {
+    const c = this.model.config;
     const [H, I] = [c.hiddenSize, c.intermediateSize];
     const qd = c.numAttentionHeads * c.headDim;
     const kvd = c.numKeyValueHeads * c.headDim;
@@ -1449,7 +1472,7 @@ export class WebGpuQwen3Backward {
       Math.ceil(n / RMS_NORM_BACKWARD_BLOCK_ROWS) * H,
       Math.ceil(normRows / RMS_NORM_BACKWARD_BLOCK_ROWS) * c.headDim,
     );
-    this.#ws = {
+    return {
       tokens: n,
       rank: r,
       headRows: hr,
@@ -1500,7 +1523,6 @@ export class WebGpuQwen3Backward {
         partials: buf(partials, "train.norm_partials"),
       },
     };
-    return this.#ws;
   }
 
   #freeUploads(): void {
