@@ -173,6 +173,26 @@ Deno.test({
   },
 });
 
+/** A one-layer model over a 1,024-token vocabulary, of `maxPositionEmbeddings` positions. */
+function vocab1024Config(maxPositionEmbeddings: number): Qwen3Config {
+  return {
+    vocabSize: 1024,
+    hiddenSize: 32,
+    intermediateSize: 64,
+    numHiddenLayers: 1,
+    numAttentionHeads: 2,
+    numKeyValueHeads: 1,
+    headDim: 16,
+    rmsNormEps: 1e-6,
+    ropeTheta: 10000,
+    maxPositionEmbeddings,
+    tieWordEmbeddings: true,
+    eosTokenIds: [1023],
+    bosTokenId: null,
+    padTokenId: null,
+  };
+}
+
 Deno.test({
   name: "A training step on a hardware adapter names split-K scratch that runs out of memory at " +
     "its readback and frees it, so the same step then gives the undisturbed gradients, each " +
@@ -182,22 +202,7 @@ Deno.test({
   async fn() {
     // A 1,024-token vocabulary: the LM head's dx [3, 32] over it splits K on a hardware adapter
     // (4 splits of 256), the only product that does here.
-    const config: Qwen3Config = {
-      vocabSize: 1024,
-      hiddenSize: 32,
-      intermediateSize: 64,
-      numHiddenLayers: 1,
-      numAttentionHeads: 2,
-      numKeyValueHeads: 1,
-      headDim: 16,
-      rmsNormEps: 1e-6,
-      ropeTheta: 10000,
-      maxPositionEmbeddings: 16,
-      tieWordEmbeddings: true,
-      eosTokenIds: [1023],
-      bosTokenId: null,
-      padTokenId: null,
-    };
+    const config = vocab1024Config(16);
     const oom = new Set<string>();
     const gpu = await outOfMemoryGpu(oom);
     const hardware = { ...gpu, isFallbackAdapter: false };
@@ -283,22 +288,7 @@ Deno.test({
   async fn() {
     // 128 tokens over a 1,024-token vocabulary under a 256 KiB binding: "train.logits" (one
     // head block of 64 rows, 256 KiB) fits, "train.d_logits" (512 KiB), made after it, does not.
-    const config: Qwen3Config = {
-      vocabSize: 1024,
-      hiddenSize: 32,
-      intermediateSize: 64,
-      numHiddenLayers: 1,
-      numAttentionHeads: 2,
-      numKeyValueHeads: 1,
-      headDim: 16,
-      rmsNormEps: 1e-6,
-      ropeTheta: 10000,
-      maxPositionEmbeddings: 128,
-      tieWordEmbeddings: true,
-      eosTokenIds: [1023],
-      bosTokenId: null,
-      padTokenId: null,
-    };
+    const config = vocab1024Config(128);
     const gpu = await outOfMemoryGpu(new Set());
     try {
       const ctx = new GpuContext({ ...gpu, maxBindingSize: 256 * 1024 });

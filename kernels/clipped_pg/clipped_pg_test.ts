@@ -1,3 +1,4 @@
+import type { GpuContext } from "../../gpu/context.ts";
 import { readback } from "../../gpu/readback.ts";
 import { AGGREGATIONS } from "../../trainer/losses/agg_loss.ts";
 import {
@@ -91,28 +92,13 @@ Deno.test({
         advantages: ctx.upload(data.advantages, "adv"),
         lossMask: ctx.upload(data.lossMask, "mask"),
       };
-      const n = batch * width;
       for (const { aggregation, extra } of cases) {
-        const dLogprobs = poisoned(ctx, n, "dLogprobs");
-        const stats = poisoned(ctx, batch * CLIPPED_PG_STATS_FLOATS, "stats");
-        const out = poisoned(ctx, CLIPPED_PG_OUT_FLOATS, "out");
-        const args: ClippedPgArgs = {
-          ...buf,
-          dLogprobs,
-          stats,
-          out,
+        const { gotOut, gotGrad } = await runClippedPg(ctx, buf, {
           batch,
           width,
           aggregation,
           ...extra,
-        };
-        const enc = recordPass(ctx, (pass) => encodeClippedPg(ctx, pass, args));
-        const [outBytes, gradBytes] = await readback(ctx, [
-          { buffer: out, offset: 0, size: 4 * CLIPPED_PG_OUT_FLOATS },
-          { buffer: dLogprobs, offset: 0, size: 4 * n },
-        ], enc);
-        const gotOut = new Float32Array(outBytes);
-        const gotGrad = new Float32Array(gradBytes);
+        });
         const ref = clippedPgRef({ ...data, batch, aggregation, ...extra });
         const what = `${batch}x${width} ${aggregation} ${JSON.stringify(extra)}`;
         // Each scalar on its own (relative, or absolute below 1).
@@ -126,7 +112,6 @@ Deno.test({
         worstGrad = Math.max(worstGrad, assertClose(gotGrad, ref.dLogprobs, TOL, what));
         const m = clippedPgMetrics(gotOut);
         if (m["loss/pg_tokens"] !== ref.out[7]) throw new Error(`${what}: metrics record`);
-        for (const b of [dLogprobs, stats, out]) b.destroy();
       }
       for (const b of Object.values(buf)) b.destroy();
     }
@@ -292,6 +277,34 @@ Deno.test({
 });
 
 /** Token weights in [0, 2] with exact 0s and exact caps (2), as TIS weights look. */
+/** The input bindings of encodeClippedPg. */
+type InputName = "logprobs" | "oldLogprobs" | "advantages" | "lossMask" | "tokenWeights";
+
+/**
+ * encodeClippedPg over the uploaded inputs `buf` into poisoned outputs, read back (one readback),
+ * its output buffers then destroyed: the scalars and dLogprobs.
+ */
+async function runClippedPg(
+  ctx: GpuContext,
+  buf: Pick<ClippedPgArgs, InputName>,
+  args: Omit<ClippedPgArgs, InputName | "dLogprobs" | "stats" | "out">,
+): Promise<{ gotOut: Float32Array; gotGrad: Float32Array }> {
+  const n = args.batch * args.width;
+  const dLogprobs = poisoned(ctx, n, "dLogprobs");
+  const stats = poisoned(ctx, args.batch * CLIPPED_PG_STATS_FLOATS, "stats");
+  const out = poisoned(ctx, CLIPPED_PG_OUT_FLOATS, "out");
+  const enc = recordPass(
+    ctx,
+    (pass) => encodeClippedPg(ctx, pass, { ...buf, ...args, dLogprobs, stats, out }),
+  );
+  const [outBytes, gradBytes] = await readback(ctx, [
+    { buffer: out, offset: 0, size: 4 * CLIPPED_PG_OUT_FLOATS },
+    { buffer: dLogprobs, offset: 0, size: 4 * n },
+  ], enc);
+  for (const b of [dLogprobs, stats, out]) b.destroy();
+  return { gotOut: new Float32Array(outBytes), gotGrad: new Float32Array(gradBytes) };
+}
+
 function weights(n: number, seed: number): Float32Array {
   const u = randomArray(n, seed, 0, 1);
   return u.map((x, i) => (i % 7 === 3 ? 0 : i % 5 === 1 ? 2 : 2 * x));
@@ -323,27 +336,14 @@ Deno.test({
       };
       for (const aggregation of AGGREGATIONS) {
         for (const extra of [{}, { dualClip: 3, normalizer: 50, weight: 0.25 }]) {
-          const dLogprobs = poisoned(ctx, n, "dLogprobs");
-          const stats = poisoned(ctx, batch * CLIPPED_PG_STATS_FLOATS, "stats");
-          const out = poisoned(ctx, CLIPPED_PG_OUT_FLOATS, "out");
-          const enc = recordPass(ctx, (pass) =>
-            encodeClippedPg(ctx, pass, {
-              ...buf,
-              dLogprobs,
-              stats,
-              out,
-              batch,
-              width,
-              aggregation,
-              ...extra,
-            }));
-          const [o, g] = await readback(ctx, [
-            { buffer: out, offset: 0, size: 4 * CLIPPED_PG_OUT_FLOATS },
-            { buffer: dLogprobs, offset: 0, size: 4 * n },
-          ], enc);
+          const { gotOut: got, gotGrad: g } = await runClippedPg(ctx, buf, {
+            batch,
+            width,
+            aggregation,
+            ...extra,
+          });
           const ref = clippedPgRef({ ...data, tokenWeights, batch, aggregation, ...extra });
           const what = `weighted ${batch}x${width} ${aggregation} ${JSON.stringify(extra)}`;
-          const got = new Float32Array(o);
           CLIPPED_PG_METRICS.forEach((key, i) => {
             const err = Math.abs(got[i] - ref.out[i]) / Math.max(1, Math.abs(ref.out[i]));
             if (!(err <= TOL)) throw new Error(`${what} ${key}: ${got[i]} vs ${ref.out[i]}`);
@@ -351,9 +351,8 @@ Deno.test({
           });
           worstGrad = Math.max(
             worstGrad,
-            assertClose(new Float32Array(g), ref.dLogprobs, TOL, what),
+            assertClose(g, ref.dLogprobs, TOL, what),
           );
-          for (const b of [dLogprobs, stats, out]) b.destroy();
         }
       }
       for (const b of Object.values(buf)) b.destroy();

@@ -7,6 +7,7 @@ import {
   recordPass,
   testContext,
 } from "../../gpu/test_utils.ts";
+import type { GpuContext } from "../../gpu/context.ts";
 import { encodeLogprob } from "./logprob.ts";
 import { logprobRef } from "./logprob_ref.ts";
 
@@ -14,6 +15,32 @@ import { logprobRef } from "./logprob_ref.ts";
 const TOL = 1e-6;
 // The entropy adds a second f32 sum and a division: 1e-5 relative (assertClose's scale).
 const ENTROPY_TOL = 1e-5;
+
+/** encodeLogprob over `logits` into poisoned outputs, read back: log-probs, lse and entropy. */
+async function runLogprob(
+  ctx: GpuContext,
+  logits: Float32Array,
+  targets: Int32Array,
+  { rows, v }: { rows: number; v: number },
+): Promise<{ gotOut: Float32Array; gotLse: Float32Array; gotEntropy: Float32Array }> {
+  const out = poisoned(ctx, rows, "out");
+  const lse = poisoned(ctx, rows, "lse");
+  const entropy = poisoned(ctx, rows, "entropy");
+  const enc = recordPass(ctx, (pass) =>
+    encodeLogprob(ctx, pass, {
+      logits: ctx.upload(logits, "logits"),
+      targets: ctx.upload(targets, "targets"),
+      out,
+      lse,
+      entropy,
+      rows,
+      v,
+    }));
+  const gotLse = await readFloats(ctx, lse, rows, enc);
+  const gotOut = await readFloats(ctx, out, rows);
+  const gotEntropy = await readFloats(ctx, entropy, rows);
+  return { gotOut, gotLse, gotEntropy };
+}
 
 Deno.test({
   name:
@@ -24,23 +51,8 @@ Deno.test({
     for (const [rows, v] of [[1, 1], [3, 255], [17, 384], [4, 5000]]) {
       const logits = randomArray(rows * v, rows + v, -30, 30);
       const targets = Int32Array.from({ length: rows }, (_, r) => (r === 1 ? -1 : (r * 31) % v));
-      const out = poisoned(ctx, rows, "out");
-      const lse = poisoned(ctx, rows, "lse");
-      const entropy = poisoned(ctx, rows, "entropy");
-      const enc = recordPass(ctx, (pass) =>
-        encodeLogprob(ctx, pass, {
-          logits: ctx.upload(logits, "logits"),
-          targets: ctx.upload(targets, "targets"),
-          out,
-          lse,
-          entropy,
-          rows,
-          v,
-        }));
       const want = logprobRef(logits, targets, v);
-      const gotLse = await readFloats(ctx, lse, rows, enc);
-      const gotOut = await readFloats(ctx, out, rows);
-      const gotEntropy = await readFloats(ctx, entropy, rows);
+      const { gotOut, gotLse, gotEntropy } = await runLogprob(ctx, logits, targets, { rows, v });
       const err = assertClose(gotOut, want.logprobs, TOL, `logprob ${rows}x${v}`);
       assertClose(gotLse, want.lse, TOL, `lse ${rows}x${v}`);
       assertClose(gotEntropy, want.entropy, ENTROPY_TOL, `entropy ${rows}x${v}`);
@@ -64,23 +76,8 @@ Deno.test({
     logits[v + 456] = 200;
     logits[2 * v + 100] = 200;
     const targets = Int32Array.from([7, 3, 100]);
-    const out = poisoned(ctx, rows, "out");
-    const lse = poisoned(ctx, rows, "lse");
-    const entropy = poisoned(ctx, rows, "entropy");
-    const enc = recordPass(ctx, (pass) =>
-      encodeLogprob(ctx, pass, {
-        logits: ctx.upload(logits, "logits"),
-        targets: ctx.upload(targets, "targets"),
-        out,
-        lse,
-        entropy,
-        rows,
-        v,
-      }));
     const want = logprobRef(logits, targets, v);
-    const gotLse = await readFloats(ctx, lse, rows, enc);
-    const gotOut = await readFloats(ctx, out, rows);
-    const gotEntropy = await readFloats(ctx, entropy, rows);
+    const { gotOut, gotLse, gotEntropy } = await runLogprob(ctx, logits, targets, { rows, v });
     // Row by row, so the row near −1000 does not hide an error on the others.
     for (let r = 0; r < rows; r++) {
       assertClose([gotOut[r]], [want.logprobs[r]], TOL, `far logits: logprob of row ${r}`);

@@ -61,6 +61,24 @@ function torchAdamw(
 
 const SHAPE = { "q.lora_A": 48, "q.lora_B": 32, "router": 5 };
 
+/** `params0` after one update of `opt` per gradient; `onStep` sees each update's metrics. */
+function runSteps(
+  opt: ReturnType<typeof adamw>,
+  params0: ParamTree,
+  grads: readonly ParamTree[],
+  onStep: (metrics: Record<string, number>) => void = () => {},
+): ParamTree {
+  let params = params0;
+  let state = opt.init(params);
+  for (const g of grads) {
+    const r = opt.update(g, state, params);
+    params = applyUpdates(params, r.updates);
+    state = r.state;
+    onStep(r.metrics);
+  }
+  return params;
+}
+
 for (const clip of [undefined, 0.3]) {
   Deno.test(
     `adamw() matches a float64 PyTorch AdamW over 6 steps (maxGradNorm ${clip})`,
@@ -83,14 +101,9 @@ for (const clip of [undefined, 0.3]) {
       });
       const params0 = randomTree(SHAPE, 5);
       const grads = Array.from({ length: 6 }, (_, i) => randomTree(SHAPE, 100 + i, -0.5, 0.5));
-      let params = params0;
-      let state = opt.init(params);
-      for (const g of grads) {
-        const r = opt.update(g, state, params);
-        params = applyUpdates(params, r.updates);
-        state = r.state;
-        if (clip !== undefined) assert.ok(r.metrics["optim/clip_scale"] < 1, "clipping is active");
-      }
+      const params = runSteps(opt, params0, grads, (metrics) => {
+        if (clip !== undefined) assert.ok(metrics["optim/clip_scale"] < 1, "clipping is active");
+      });
       const ref = torchAdamw(params0, grads, h);
       const err = treeRelativeError(params, ref);
       // The parameters moved by ~lr·6 ≈ 0.1 of their size, so the check sees the update itself;
@@ -129,13 +142,7 @@ Deno.test("adamw() defaults are b1 0.9, b2 0.999, eps 1e-8 and weight decay 0.01
   const opt = adamw({ lr: 0.1 });
   const params0 = randomTree(SHAPE, 7);
   const grads = Array.from({ length: 4 }, (_, i) => randomTree(SHAPE, 200 + i, -2e-8, 2e-8));
-  let params = params0;
-  let state = opt.init(params);
-  for (const g of grads) {
-    const r = opt.update(g, state, params);
-    params = applyUpdates(params, r.updates);
-    state = r.state;
-  }
+  const params = runSteps(opt, params0, grads);
   const err = treeRelativeError(params, torchAdamw(params0, grads, h));
   assert.ok(err <= TOL, `params relative error ${err} exceeds ${TOL}`);
 });
