@@ -117,16 +117,21 @@ Deno.test({
       for (const [m, n, k] of SHAPES) {
         const x = randomArray(m * k, m * 31 + k);
         const w = randomArray(n * k, n * 17 + k);
-        const y = poisoned(ctx, m * n, "y");
+        // y holds 2 rows past m, poisoned like the rest: they must stay NaN (a view into a taller
+        // matrix must not be written past its rows; the rows past m of a tile compute zeros).
+        const y = poisoned(ctx, (m + 2) * n, "y");
         const xb = ctx.upload(x, "x");
         const wb = ctx.upload(w, "w");
         const enc = recordPass(
           ctx,
           (pass) => encodeMatmul(ctx, pass, { x: xb, w: wb, y, m, n, k, kernel }),
         );
-        const got = await readFloats(ctx, y, m * n, enc);
-        const err = assertClose(got, matmulRef(x, w, [m, n, k]), TOL, `${kernel} ${m}x${n}x${k}`);
-        console.log(`${kernel} ${m}x${n}x${k}: rel err ${err.toExponential(2)}`);
+        const all = await readFloats(ctx, y, (m + 2) * n, enc);
+        const what = `${kernel} ${m}x${n}x${k}`;
+        const err = assertClose(all.subarray(0, m * n), matmulRef(x, w, [m, n, k]), TOL, what);
+        const past = all.subarray(m * n).findIndex((v) => !Number.isNaN(v));
+        if (past >= 0) throw new Error(`${what}: y written past row m (element ${m * n + past})`);
+        console.log(`${what}: rel err ${err.toExponential(2)}`);
         for (const b of [xb, wb, y]) ctx.release(b);
       }
     }
