@@ -28,12 +28,14 @@ export interface CheckAttentionOptions {
    * computed from those f16 values; default f32.
    */
   kvF16?: boolean;
+  /** q, k and v themselves (f32), in place of the random ones of `seeds`. */
+  data?: { q: Float32Array; k: Float32Array; v: Float32Array };
 }
 
 /**
  * Runs encodeAttention on `shape` and `mask` and asserts the output within `tol` (relative) of
  * attentionRef under the label `what`; returns the relative error. q and k are uniform in
- * [-2, 2), v in the default range of randomArray.
+ * [-2, 2), v in the default range of randomArray, unless `options.data` gives them.
  */
 export async function checkAttention(
   shape: AttentionShape,
@@ -45,9 +47,9 @@ export async function checkAttention(
   const ctx = (await testContext())!;
   const { b, tq, s, hq, hkv, d } = shape;
   const [sq, sk, sv] = options.seeds ?? [tq + d, s + 2, s + 3];
-  const q = randomArray(b * tq * hq * d, sq, -2, 2);
-  let k = randomArray(b * s * hkv * d, sk, -2, 2);
-  let v = randomArray(b * s * hkv * d, sv);
+  const q = options.data?.q ?? randomArray(b * tq * hq * d, sq, -2, 2);
+  let k = options.data?.k ?? randomArray(b * s * hkv * d, sk, -2, 2);
+  let v = options.data?.v ?? randomArray(b * s * hkv * d, sv);
   if (options.kvF16) [k, v] = [roundF16(k), roundF16(v)];
   const kv = (x: Float32Array) => options.kvF16 ? packF16(x) : x;
   const o = poisoned(ctx, q.length, "o");

@@ -1,6 +1,6 @@
 import { throws } from "node:assert/strict";
 import { checkAttention, inPass } from "./_attention_test_utils.ts";
-import { noGpu } from "../../gpu/test_utils.ts";
+import { noGpu, randomArray } from "../../gpu/test_utils.ts";
 import { encodeAttention } from "./attention.ts";
 import type { AttentionShape } from "./attention_ref.ts";
 
@@ -71,6 +71,32 @@ Deno.test({
       const err = await checkAttention(shape, mask, what, TOL, { kernel: "rows", kvF16: true });
       console.log(`${what}: rel err ${err.toExponential(2)}`);
     }
+  },
+});
+
+Deno.test({
+  name: "encodeAttention() rows takes each block's max over all 64 scores (scores far apart)",
+  ignore: noGpu,
+  async fn() {
+    // The max only shifts the exponentials, so scores within a few units never tell a partial
+    // max from the true one. One decode query over 48 slots (one block), d 4 (scale 0.5), two
+    // heads on one kv head. Head 0 scores key 40 (thread 40, the block's second half) at least 109
+    // above every other key (|score| <= 10.25): exp(110) overflows f32 unless the shift is that
+    // score. Head 1 scores every key in -1000 - 0.48828125·j, exactly in f32 (exp(score)
+    // underflows f32 without the shift), so the weights spread over several keys.
+    const [s, d] = [48, 4];
+    const k = randomArray(s * d, 21);
+    for (let j = 0; j < s; j++) k[j * d + 1] = 32 + j / 64;
+    k[40 * d] = 12;
+    const q = Float32Array.from([20, 0, 0.25, -0.25, 0, -62.5, 0, 0]);
+    const data = { q, k, v: randomArray(s * d, 22) };
+    const shape = { b: 1, tq: 1, s, qStart: s - 1, hq: 2, hkv: 1, d };
+    const what = "rows far scores";
+    const err = await checkAttention(shape, new Uint32Array(s).fill(1), what, TOL, {
+      kernel: "rows",
+      data,
+    });
+    console.log(`${what}: rel err ${err.toExponential(2)}`);
   },
 });
 
