@@ -39,6 +39,8 @@ export interface CompareContext {
 
 const MAX_ITEMS = 64;
 const MAX_VARS = 12;
+/** Unit roundoff of float64. */
+const U = 2 ** -53;
 
 function pmItems(n: AnswerNode & { kind: "pm" }): AnswerNode[] {
   return [
@@ -751,6 +753,7 @@ function relationEqual(
   const names = [...vars].sort();
   const rand = mulberry32(ctx.seed ^ 0x9e3779b9);
   let ratio: N.Complex | null = null;
+  let ratioErr = 0;
   let valid = 0;
   for (let p = 0; p < ctx.points * 2 && valid < ctx.points; p++) {
     const env = samplePoint(names, rand);
@@ -763,13 +766,63 @@ function relationEqual(
     if (!N.isFiniteC(v1) || !N.isFiniteC(v2)) continue;
     if (N.absC(v2) < 1e-12 || N.absC(v1) < 1e-12) return false;
     const r = N.divC(v1, v2);
-    if (ratio === null) ratio = r;
-    else if (!close(ratio, r, ctx.pointRelTol, ctx.pointAbsTol)) return false;
+    if (ratio === null) {
+      ratio = r;
+      ratioErr = b1.err / N.absC(v1) + b2.err / N.absC(v2);
+    } else if (!close(ratio, r, ctx.pointRelTol, ctx.pointAbsTol)) return false;
     valid++;
   }
   if (ratio === null || valid < 3) return false;
   if (a.op !== "=" && a.op !== "!=" && !(N.isRealC(ratio) && ratio.re > 0)) return false;
+  if (!partialDifferencesAgree(d1, d2, names, ratio, ratioErr, rand, ctx)) return false;
   ctx.methods.add("random-points");
+  return true;
+}
+
+/**
+ * If d₁ = k·d₂ everywhere then, for each variable v, moving v alone from one value to another
+ * changes d₁ by exactly k times the change of d₂: the terms without v cancel. The ratio test
+ * alone misses a term that is ~1e-9 of the others (`y = 10⁻⁹x` vs `y = 2·10⁻⁹x`: d₁/d₂ ≈ 1
+ * at every point); its change when only x moves is not swamped by y. Rejects only a mismatch
+ * beyond the tracked rounding bounds and twice `pointRelTol`; a point with a lost,
+ * non-finite or within-error-of-0 change carries no information and is skipped.
+ */
+function partialDifferencesAgree(
+  d1: AnswerNode,
+  d2: AnswerNode,
+  names: readonly string[],
+  k: N.Complex,
+  kRelErr: number,
+  rand: () => number,
+  ctx: CompareContext,
+): boolean {
+  const kAbs = N.absC(k);
+  for (const name of names) {
+    for (let t = 0; t < 2; t++) {
+      const p = samplePoint(names, rand);
+      const q = new Map(p);
+      q.set(name, samplePoint([name], rand).get(name)!);
+      const b1p = boundedValue(d1, p, ctx.budget);
+      const b1q = boundedValue(d1, q, ctx.budget);
+      const b2p = boundedValue(d2, p, ctx.budget);
+      const b2q = boundedValue(d2, q, ctx.budget);
+      const all = [b1p, b1q, b2p, b2q];
+      if (all.some((b) => b.lost || !N.isFiniteC(b.z) || !Number.isFinite(b.err))) continue;
+      const delta1 = N.addC(b1q.z, N.negC(b1p.z));
+      const delta2 = N.addC(b2q.z, N.negC(b2p.z));
+      const e1 = b1p.err + b1q.err + U * N.absC(delta1);
+      const e2 = b2p.err + b2q.err + U * N.absC(delta2);
+      const kDelta2 = N.mulC(k, delta2);
+      if (!N.isFiniteC(kDelta2) || !N.isFiniteC(delta1)) continue;
+      const mismatch = N.absC(N.addC(delta1, N.negC(kDelta2)));
+      // Bound on |Δ₁ − k·Δ₂| when the two equations are the same, from rounding alone.
+      const roundingBound = e1 + kAbs * e2 + N.absC(kDelta2) * kRelErr +
+        4 * U * (N.absC(delta1) + N.absC(kDelta2));
+      const scale = Math.max(N.absC(delta1), N.absC(kDelta2));
+      if (!Number.isFinite(roundingBound) || scale <= 4 * roundingBound) continue;
+      if (mismatch > 4 * roundingBound + 2 * ctx.pointRelTol * scale) return false;
+    }
+  }
   return true;
 }
 

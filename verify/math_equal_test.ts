@@ -177,6 +177,33 @@ Deno.test("mathEqual() tolerances are relative at every magnitude", () => {
   assert.equal(eq("y = x^2", "y = x^2 + \\frac{x}{10^6}").equal, false);
 });
 
+Deno.test("mathEqual() tells equations apart by a term ~1e-9 of the others", () => {
+  // d₁/d₂ ≈ 1 within 1e-9 at every point; moving x alone changes d₁ half as much as d₂.
+  for (
+    const [a, b] of [
+      ["y = 0.000000001x", "y = 0.000000002x"],
+      ["y = 10^{-9}x", "y = 2 \\cdot 10^{-9} x"],
+    ]
+  ) {
+    assert.equal(eq(a, b).equal, false, `${a} vs ${b}`);
+    assert.equal(eq(b, a).equal, false, `${b} vs ${a}`);
+  }
+  // The same equations scaled, including by 10⁹, stay equal.
+  for (
+    const [a, b] of [
+      ["y = 2x + 1", "2y = 4x + 2"],
+      ["x^2 + y^2 = 1", "2x^2 + 2y^2 = 2"],
+      ["y = 10^{-9}x", "10^9 y = x"],
+      ["x > 10^{-9}", "10^9 x > 1"],
+      ["y = \\sin x + 10^{-9}z", "10^9 y = 10^9 \\sin x + z"],
+      ["\\frac{1}{x} + \\frac{1}{y} = 1", "\\frac{3}{x} + \\frac{3}{y} = 3"],
+    ]
+  ) {
+    assert.equal(eq(a, b).equal, true, `${a} vs ${b}`);
+    assert.equal(eq(b, a).equal, true, `${b} vs ${a}`);
+  }
+});
+
 Deno.test("mathEqual() normalises \\leq, \\cfrac, an answer prefix and 3-digit separators", () => {
   assert.equal(eq("x \\leq 3", "x \\le 3").equal, true);
   assert.equal(eq("x \\leq 3", "x \\ge 3").equal, false);
