@@ -11,7 +11,10 @@
  * against exact rationals, closed forms numerically in float64 with tracked rounding
  * error, expressions with variables at 6 seeded random points, and structural rules for
  * tuples (ordered), sets (unordered), intervals, unions, `\pm`, equations, inequalities,
- * matrices, choice letters, text and numbers in a base.
+ * matrices, choice letters, text and numbers in a base. Two equations (or inequalities) are
+ * equal when (lhs₁ − rhs₁)/(lhs₂ − rhs₂) is the same constant at the random points and moving
+ * each variable alone moves both differences in that ratio (so `y = 10^{-9}x` and
+ * `y = 2\cdot 10^{-9}x` differ), within `pointRelTol` and the tracked rounding error.
  *
  * ## Accepted answer forms (issue #13), in both modes unless said otherwise
  *
