@@ -443,7 +443,6 @@ export class GpuContext {
     this.#retiredScratch = [];
   }
 
-  /** Frees `buffer` if it is a scratch buffer (held under a name or outgrown), forgetting it. */
   /**
    * `error`, once the work submitted so far has run: the validation errors that follow from a
    * failed buffer (it and the bind groups holding it are invalid, so the work using it is
@@ -464,6 +463,7 @@ export class GpuContext {
     });
   }
 
+  /** Frees `buffer` if it is a scratch buffer (held under a name or outgrown), forgetting it. */
   #dropScratch(buffer: GPUBuffer): void {
     let held = false;
     for (const [name, b] of this.#scratch) {
