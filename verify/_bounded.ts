@@ -89,6 +89,13 @@ function infinite(b: Bounded): boolean {
   return !N.isFiniteC(b.z);
 }
 
+/** sin or cos of a bounded value, with the error bound of its argument carried through. */
+function boundedSinCos(op: "sin" | "cos", x: Bounded): Bounded {
+  const z = op === "sin" ? N.sinC(x.z) : N.cosC(x.z);
+  const growth = Math.cosh(Math.abs(x.z.im) + x.err);
+  return checked(z, x.err * growth * (1 + x.err) + 4 * U * (abs(z) + growth), false);
+}
+
 function applyBounded(
   op: string,
   args: readonly AnswerNode[],
@@ -170,19 +177,18 @@ function applyBounded(
         { z: N.c(180), err: 0, lost: false },
       );
     case "sin":
-    case "cos": {
-      const z = op === "sin" ? N.sinC(x.z) : N.cosC(x.z);
-      const growth = Math.cosh(Math.abs(x.z.im) + x.err);
-      return checked(z, x.err * growth * (1 + x.err) + 4 * U * (abs(z) + growth), false);
-    }
+    case "cos":
+      return boundedSinCos(op, x);
+    // From the argument evaluated once (evaluating it again per sin/cos made nested tan cost
+    // 3^depth evaluations).
     case "tan":
-      return divide(applyBounded("sin", args, env, budget), applyBounded("cos", args, env, budget));
+      return divide(boundedSinCos("sin", x), boundedSinCos("cos", x));
     case "cot":
-      return divide(applyBounded("cos", args, env, budget), applyBounded("sin", args, env, budget));
+      return divide(boundedSinCos("cos", x), boundedSinCos("sin", x));
     case "sec":
-      return divide({ z: N.c(1), err: 0, lost: false }, applyBounded("cos", args, env, budget));
+      return divide({ z: N.c(1), err: 0, lost: false }, boundedSinCos("cos", x));
     case "csc":
-      return divide({ z: N.c(1), err: 0, lost: false }, applyBounded("sin", args, env, budget));
+      return divide({ z: N.c(1), err: 0, lost: false }, boundedSinCos("sin", x));
     case "abs":
       return { z: N.c(abs(x.z)), err: x.err + U * abs(x.z), lost: false };
   }

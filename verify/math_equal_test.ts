@@ -213,3 +213,14 @@ Deno.test("mathEqual() normalises \\leq, \\cfrac, an answer prefix and 3-digit s
   assert.equal(eq("12,\\!345", "12345").equal, true);
   assert.equal(eq("1,\\!2345", "12345").equal, false);
 });
+
+Deno.test("mathEqual() evaluates tan's argument once: 10 nested tan against twice it fit the budget", () => {
+  // tan, cot, sec and csc once evaluated their argument again for sin and for cos (3^depth
+  // evaluations): with the equation check's per-variable point pairs, 8 nested tan spent the
+  // 200,000-step budget and came out "timeout".
+  let nested = "x";
+  for (let i = 0; i < 10; i++) nested = `\\tan(${nested})`;
+  const result = eq(`${nested} = y`, `2${nested} = 2y`);
+  assert.deepEqual(result, { equal: true, reason: "match-random-points" });
+  assert.equal(eq(`${nested} = y`, `${nested} = 2y`).equal, false);
+});
