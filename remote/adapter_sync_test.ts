@@ -17,6 +17,7 @@ import { RolloutPool } from "./rollout_pool.ts";
 import { RemoteEngineError, type RolloutRequest } from "./types.ts";
 import { oneTokenGenerate, serveFakes } from "./test_utils.ts";
 import { peftWriter } from "./peft_writer.ts";
+import { withTempDir } from "../internal/test_utils.ts";
 import { loraTensorName } from "../adapters/lora.ts";
 import type { TrainBackend } from "../trainer/backend.ts";
 
@@ -430,8 +431,7 @@ function adapterRoutes(fail: (name: string) => boolean) {
 }
 
 Deno.test("AdapterSync tries a failed unload again at the next publish, a bounded number of times", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
-  try {
+  await withTempDir(async (dir) => {
     // v1's first unload fails: it used to stay loaded for good (one of --max-loras per failure).
     let v1Fails = 1;
     const flaky = adapterRoutes((name) => name === "t-v1" && v1Fails-- > 0);
@@ -484,9 +484,7 @@ Deno.test("AdapterSync tries a failed unload again at the next publish, a bounde
     deepStrictEqual(lost.unloads, ["l-v1", "l-v1", "l-v2", "l-v3"]);
     deepStrictEqual([...lost.client.servedAdapters!], ["l-v4"]);
     throws(() => new AdapterSync([lost.client], { dir, unloadTries: 0 }), /"unloadTries" must be/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("AdapterSync: SGLang's HTTP 400 'LoRA with name … does not exist' on unload means not held", async () => {
@@ -513,8 +511,7 @@ Deno.test("AdapterSync: SGLang's HTTP 400 'LoRA with name … does not exist' on
     model: "m",
     fetch,
   });
-  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
-  try {
+  await withTempDir(async (dir) => {
     const sync = new AdapterSync([client], { dir, prefix: "g", keep: 1 });
     await sync.publish(1, writeStubAdapter);
     held.clear(); // restarted
@@ -531,14 +528,11 @@ Deno.test("AdapterSync: SGLang's HTTP 400 'LoRA with name … does not exist' on
       "/unload_lora_adapter g-v2", // g-v1 is not asked again
     ]);
     deepStrictEqual([...held], ["g-v3"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("AdapterSync.close() unloads the window and the earlier failed unloads, then refuses publishes", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
-  try {
+  await withTempDir(async (dir) => {
     let v1Fails = 1;
     const server = adapterRoutes((name) => name === "c-v1" && v1Fails-- > 0);
     const sync = new AdapterSync([server.client], { dir, prefix: "c", keep: 2 });
@@ -549,15 +543,12 @@ Deno.test("AdapterSync.close() unloads the window and the earlier failed unloads
     deepStrictEqual([...server.client.servedAdapters!], []);
     deepStrictEqual(sync.loaded, []);
     await rejects(sync.publish(4, writeStubAdapter), /version 4: the AdapterSync is closed/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("AdapterSync.publish() tries a load again after a retryable failure (one server, one 503)", async () => {
   // A single-server run used to end on one 503 (or timeout) during a publish.
-  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
-  try {
+  await withTempDir(async (dir) => {
     const loads: number[] = [];
     let answers = [503, 200];
     const held = new Set<string>();
@@ -597,9 +588,7 @@ Deno.test("AdapterSync.publish() tries a load again after a retryable failure (o
     await rejects(tight.publish(1, writeStubAdapter), /"t-v1" failed to load on 1 of 1 servers/);
     deepStrictEqual(loads, [503, 503, 503]);
     throws(() => new AdapterSync([client], { dir, attempts: 0 }), /"attempts" must be/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 /**
@@ -682,8 +671,7 @@ function loggingServer(url: string, timeoutMs?: number) {
 Deno.test("A restarted single server's reload that fails retryably is tried again, not given up", async () => {
   // The reload used to be one request: a 503 (or timeout) right after the restart ended the run
   // with "no rollout server holds adapter", whatever `attempts` said.
-  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
-  try {
+  await withTempDir(async (dir) => {
     // The reload's own tries (AdapterSync `attempts`, default 4).
     const one = loggingServer("http://a");
     const sync = new AdapterSync([one.client], { dir, prefix: "s", backoffMs: 1 });
@@ -740,15 +728,12 @@ Deno.test("A restarted single server's reload that fails retryably is tried agai
       "load 400 already",
       "generate ok",
     ]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("AdapterSync.publish() tries a server again only while no other server loaded the version", async () => {
   // A hung server among healthy ones used to cost every publish `attempts` timeouts.
-  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
-  try {
+  await withTempDir(async (dir) => {
     const ok1 = loggingServer("http://a");
     const hung = loggingServer("http://b", 30);
     hung.state.hang = true;
@@ -783,16 +768,13 @@ Deno.test("AdapterSync.publish() tries a server again only while no other server
     });
     await rejects(sync2.publish(1, writeStubAdapter), /failed to load on 2 of 2 servers/);
     deepStrictEqual(bad.map((b) => b.state.log.length), [3, 3]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("AdapterSync.close() unloads at once over versions with a short timeout", async () => {
   // It used to unload one version after another, each with the full request timeout, so a hung
   // server delayed a failed run's error by versions × timeoutMs.
-  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
-  try {
+  await withTempDir(async (dir) => {
     const server = loggingServer("http://a", 200);
     const sync = new AdapterSync([server.client], {
       dir,
@@ -808,15 +790,12 @@ Deno.test("AdapterSync.close() unloads at once over versions with a short timeou
     for (const w of warnings) {
       ok(/failed at close; .*no answer to POST \/v1\/unload_lora_adapter within 10 ms/.test(w), w);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("AdapterSync.close() waits for a publish in progress, then unloads what it loaded", async () => {
   // The version of a publish that was writing when close() ran used to stay loaded.
-  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
-  try {
+  await withTempDir(async (dir) => {
     const server = loggingServer("http://a");
     const sync = new AdapterSync([server.client], { dir, prefix: "c", keep: 2 });
     await sync.publish(1, writeStubAdapter);
@@ -837,15 +816,12 @@ Deno.test("AdapterSync.close() waits for a publish in progress, then unloads wha
     deepStrictEqual([...server.state.held], []);
     deepStrictEqual(sync.loaded, []);
     await rejects(sync.publish(3, writeStubAdapter), /the AdapterSync is closed/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("A restarted server's background reload is not tried again while another server holds the version", async () => {
   // Its retries would only hold up that server's next publish (its loads run in turn).
-  const dir = await Deno.makeTempDir({ prefix: "halo_adapter_sync_" });
-  try {
+  await withTempDir(async (dir) => {
     const [a, b] = [loggingServer("http://a"), loggingServer("http://b")];
     const sync = new AdapterSync([a.client, b.client], { dir, prefix: "w", backoffMs: 1 });
     const v1 = (await sync.publish(1, writeStubAdapter)).name;
@@ -857,9 +833,7 @@ Deno.test("A restarted server's background reload is not tried again while anoth
     deepStrictEqual(a.state.log, ["load 200", "generate 404", "load 503", "load 200"]);
     deepStrictEqual(b.state.log, ["load 200", "generate ok", "load 200"]);
     deepStrictEqual([...a.client.servedAdapters!], ["w-v2"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("AdapterSync.unloadStale() on SGLang: the listed adapters it accepts, not its own; 'does not exist' is no warning", async () => {
