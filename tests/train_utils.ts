@@ -49,20 +49,8 @@ export function tinyConfig(
   });
 }
 
-/**
- * Runs `fn` with a fresh temporary directory, removed afterwards.
- *
- * @param fn The test body.
- * @returns Its result.
- */
-export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await Deno.makeTempDir({ prefix: "halo_train_test_" });
-  try {
-    return await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+/** Runs a test body in a fresh temporary directory (the one in `internal/test_utils.ts`). */
+export { withTempDir } from "../internal/test_utils.ts";
 
 /** Quiet output for `runSft`. */
 export const QUIET = { progress: null, log: (_: string) => {} } as const;
