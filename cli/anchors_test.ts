@@ -1,7 +1,7 @@
 import { deepStrictEqual, notDeepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { type AnchorReport, main } from "./anchors.ts";
-import { undescribedFlags } from "../internal/test_utils.ts";
+import { logOf, undescribedFlags } from "../internal/test_utils.ts";
 import { DEFAULT_CONFIG, type TrainConfig } from "../trainer/config.ts";
 import { runAdapters } from "../trainer/run_adapters.ts";
 import { loraParams } from "../trainer/params.ts";
@@ -10,15 +10,8 @@ import { savePeftAdapter } from "../adapters/peft_io.ts";
 import { mulberry32 } from "../internal/random.ts";
 
 Deno.test("deno task anchors --help describes every option of its usage line", async () => {
-  const lines: string[] = [];
-  const log = console.log;
-  console.log = (...args: unknown[]) => lines.push(args.join(" "));
-  try {
-    strictEqual(await main(["--help"]), null);
-  } finally {
-    console.log = log;
-  }
-  const help = lines.join("\n");
+  const { result, text: help } = await logOf(() => main(["--help"]));
+  strictEqual(result, null);
   ok(help.startsWith("usage: deno task anchors "), help);
   deepStrictEqual(undescribedFlags(help), [], help);
   ok(help.split("\n").length > 10, help);

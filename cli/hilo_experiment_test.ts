@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { KEPT_MARKER, main, readExperiment, runHiloExperiment } from "./hilo_experiment.ts";
 import { loadConfig } from "./load_config.ts";
 import { checkRunConfig } from "../trainer/check_run_config.ts";
+import { logOf } from "../internal/test_utils.ts";
 
 const SMALL = [
   "--trainer.steps=2",
@@ -343,15 +344,8 @@ Deno.test("runHiloExperiment() checks every run against the model before the fir
 });
 
 Deno.test("main() --help: its --set example passes every variant's start checks on the default experiment", async () => {
-  const lines: string[] = [];
-  const log = console.log;
-  console.log = (...a: unknown[]) => lines.push(a.join(" "));
-  try {
-    assert.equal(await main(["--help"]), 0);
-  } finally {
-    console.log = log;
-  }
-  const help = lines.join("\n");
+  const { result, text: help } = await logOf(() => main(["--help"]));
+  assert.equal(result, 0);
   const example = help.slice(help.indexOf("e.g."), help.indexOf("-h, --help"));
   const sets = [...example.matchAll(/--set=(\S+)/g)].map((m) => `--${m[1]}`);
   assert.ok(sets.includes("--trainer.steps=4"), example);

@@ -181,6 +181,37 @@ export async function expectError(fn: () => unknown, options: ExpectErrorOptions
 }
 
 /**
+ * Runs `fn` with `console.log` captured (restored afterwards, also on a throw).
+ *
+ * @param fn What prints, e.g. a CLI's `main(["--help"])`.
+ * @returns Its result and the printed lines, joined by newlines.
+ *
+ * @example The help text of a command
+ * ```ts
+ * import { logOf } from "./test_utils.ts";
+ * import { strictEqual } from "node:assert/strict";
+ *
+ * const { result, text } = await logOf(() => {
+ *   console.log("usage:", "x");
+ *   return Promise.resolve(0);
+ * });
+ * strictEqual(text, "usage: x");
+ * strictEqual(result, 0);
+ * ```
+ */
+export async function logOf<T>(fn: () => Promise<T>): Promise<{ result: T; text: string }> {
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (...args: unknown[]) => lines.push(args.join(" "));
+  try {
+    const result = await fn();
+    return { result, text: lines.join("\n") };
+  } finally {
+    console.log = log;
+  }
+}
+
+/**
  * The `--flags` of a `--help` text's first line (the usage) that no option line below describes
  * (a line starting `  --flag` or `  -x, --flag`): empty when the help explains every flag.
  *
