@@ -99,17 +99,11 @@ Deno.test({
       const short = (await model.forward(SHORT)).logits;
       const small = await step(SHORT.inputIds);
       model.releaseWorkspaces();
-      // Submits of recorded work (an upload flush submits nothing).
-      let submits = 0;
       const queue = ctx.device.queue;
-      const submit = queue.submit.bind(queue);
-      queue.submit = (buffers) => {
-        if ([...buffers].length > 0) submits++;
-        submit(buffers);
-      };
+      const submits = countSubmits(queue);
       let readbacks = ctx.readbacks;
       const nothingRan = () => {
-        strictEqual(submits, 0, "found before any work was submitted");
+        strictEqual(submits.count, 0, "found before any work was submitted");
         strictEqual(ctx.readbacks, readbacks, "found before any readback");
       };
       oom.add("logits");
@@ -125,7 +119,7 @@ Deno.test({
       // (`size`: its size as the error writes it); then a SHORT step equals the undisturbed one
       // with no device errors.
       const failsThenRecovers = async (label: string, size: string) => {
-        submits = 0;
+        submits.reset();
         readbacks = ctx.readbacks;
         oom.add(label);
         await expectError(() => step(LONG.inputIds), {
@@ -168,10 +162,33 @@ Deno.test({
       deepStrictEqual(new Float32Array(lp), small.logprobs);
       await queue.onSubmittedWorkDone();
       deepStrictEqual(ctx.gpu.errors, []);
-      queue.submit = submit;
+      submits.restore();
     });
   },
 });
+
+/**
+ * Counts `queue`'s submits of recorded work (an upload flush submits nothing) until `restore()`.
+ */
+function countSubmits(queue: GPUQueue): { readonly count: number; reset(): void; restore(): void } {
+  let count = 0;
+  const submit = queue.submit.bind(queue);
+  queue.submit = (buffers) => {
+    if ([...buffers].length > 0) count++;
+    submit(buffers);
+  };
+  return {
+    get count() {
+      return count;
+    },
+    reset() {
+      count = 0;
+    },
+    restore() {
+      queue.submit = submit;
+    },
+  };
+}
 
 /** A one-layer model over a 1,024-token vocabulary, of `maxPositionEmbeddings` positions. */
 function vocab1024Config(maxPositionEmbeddings: number): Qwen3Config {
@@ -217,13 +234,8 @@ Deno.test({
       first.dispose();
       const model = new WebGpuQwen3(ctx, config, weights);
       const readbacks = ctx.readbacks;
-      let submits = 0;
       const queue = ctx.device.queue;
-      const submit = queue.submit.bind(queue);
-      queue.submit = (buffers) => {
-        if ([...buffers].length > 0) submits++;
-        submit(buffers);
-      };
+      const submits = countSubmits(queue);
       // The scratch is made while recording, after the workspace's check: the step's readback
       // names it.
       oom.add(`scratch ${SPLIT_K_SCRATCH}`);
@@ -236,7 +248,7 @@ Deno.test({
           `train step (full) of 1×3 tokens`,
         ],
       });
-      ok(submits > 0, "the step was submitted before its readback found it");
+      ok(submits.count > 0, "the step was submitted before its readback found it");
       strictEqual(ctx.readbacks, readbacks + 1, "found at the step's one readback");
       oom.delete(`scratch ${SPLIT_K_SCRATCH}`);
       // The check that reported the scratch freed it: the same step makes it again and gives
@@ -274,7 +286,7 @@ Deno.test({
       const [lp] = await readback(ctx, [{ buffer: acts.logprobs, offset: 0, size: 8 }], enc3);
       deepStrictEqual(new Float32Array(lp), want.logprobs);
       deepStrictEqual(ctx.gpu.errors, []);
-      queue.submit = submit;
+      submits.restore();
     } finally {
       gpu.device.destroy();
     }
